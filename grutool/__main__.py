@@ -1,0 +1,3 @@
+from grutool.cli.app import main
+
+main()

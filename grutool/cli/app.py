@@ -1,0 +1,209 @@
+"""The `grutool` command: thin commands that parse, call the library, and render.
+
+Heavy imports (torch, datasets) happen inside command bodies so `grutool --help`
+and config errors answer fast. Exit codes: 0 ok, 2 user error, 1 bug, 130 Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sys
+import warnings
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+
+from grutool.errors import TrainingInterrupted, UserError
+
+app = typer.Typer(
+    name="grutool",
+    help="Train, evaluate and inspect GRU sequence models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
+
+
+def _setup_logging(quiet: bool) -> None:
+    logger = logging.getLogger("grutool")
+    logger.handlers.clear()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        err.print(f"[yellow]warning:[/] {message}", markup=True)
+
+    warnings.showwarning = show
+
+
+@contextlib.contextmanager
+def user_errors():
+    """Turn UserError into one line on stderr and exit code 2 (no traceback)."""
+    try:
+        yield
+    except UserError as exc:
+        err.print(f"[red]error:[/] {exc}", markup=True)
+        raise typer.Exit(exc.exit_code)
+    except TrainingInterrupted as exc:
+        err.print(f"interrupted: resumable checkpoint saved to {exc.checkpoint}; "
+                  f"continue with the same command plus --resume")
+        raise typer.Exit(130)
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Split(str, Enum):
+    validation = "validation"
+    test = "test"
+
+
+@app.command()
+def train(
+    config: Path = typer.Argument(..., help="YAML config file (see configs/)."),
+    set_: List[str] = typer.Option([], "--set", help="Override a field: --set model.hidden_size=256 (repeatable)."),
+    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="Run directory (default: runs/<config name>)."),
+    device: Optional[Device] = typer.Option(None, help="auto (CUDA if present), cpu or cuda; overrides train.device."),
+    seed: Optional[int] = typer.Option(None, help="Overrides train.seed."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in the output directory from last.pt."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Validate, build data and model, print a summary, write nothing."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors on stderr."),
+):
+    """Train a model from a YAML config; writes a run directory."""
+    _setup_logging(quiet)
+    with user_errors():
+        from grutool.config import load_config
+
+        overrides = list(set_)
+        if device is not None:
+            overrides.append(f"train.device={device.value}")
+        if seed is not None:
+            overrides.append(f"train.seed={seed}")
+        if output_dir is not None:
+            overrides.append(f"output_dir={output_dir}")
+        cfg = load_config(config, overrides)
+
+        from grutool.training.loop import train as run_training
+
+        summary = run_training(cfg, resume=resume, overwrite=overwrite, dry_run=dry_run,
+                               progress=not quiet and sys.stderr.isatty())
+        if dry_run:
+            ex = ", ".join(f"{k} {v:,}" for k, v in summary["examples"].items())
+            out.print(f"config ok: {config}\n  task        {summary['task']}\n"
+                      f"  parameters  {summary['parameters']:,}\n  vocab size  {summary['vocab_size']:,}\n"
+                      f"  classes     {summary['num_classes']}\n  examples    {ex}\n"
+                      f"  device      {summary['device']}\n  run dir     {summary['run_dir']} (not written)")
+            return
+        line = f"done: {summary['epochs']} epoch(s), {summary['steps']} steps, {summary['wall_time_s']:.1f}s"
+        if summary.get("validation"):
+            v = summary["validation"]
+            line += f"; best epoch {summary['best_epoch']}: validation accuracy {v['accuracy']:.4f}, macro-F1 {v['macro_f1']:.4f}"
+        out.print(line)
+        out.print(f"run directory: {summary['run_dir']}")
+
+
+def _metrics_table(metrics: dict):
+    from rich.table import Table
+
+    t = Table(title=f"{metrics['source']}: n={metrics['n']}, accuracy {metrics['accuracy']:.4f}, "
+                    f"macro-F1 {metrics['macro_f1']:.4f}")
+    for col in ("label", "precision", "recall", "f1", "support"):
+        t.add_column(col, justify="left" if col == "label" else "right")
+    for label, m in metrics["per_class"].items():
+        t.add_row(label, f"{m['precision']:.4f}", f"{m['recall']:.4f}", f"{m['f1']:.4f}", str(m["support"]))
+    labels, matrix = metrics["confusion"]["labels"], metrics["confusion"]["matrix"]
+    cm = Table(title="confusion (rows: gold, columns: predicted)")
+    cm.add_column("gold \\ pred")
+    for name in labels:
+        cm.add_column(name, justify="right")
+    for name, row in zip(labels, matrix):
+        cm.add_row(name, *[str(x) for x in row])
+    return t, cm
+
+
+@app.command("eval")
+def eval_(
+    run_dir: Path = typer.Argument(..., help="Run directory written by `grutool train`."),
+    split: Split = typer.Option(Split.validation, help="Which configured split to score."),
+    data: Optional[Path] = typer.Option(None, help="Score this file instead (same columns as the training data)."),
+    json_: bool = typer.Option(False, "--json", help="Print metrics as one JSON object only."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1),
+    device: Device = typer.Option(Device.auto),
+):
+    """Metrics of a trained run on a labelled split."""
+    _setup_logging(quiet=json_)
+    with user_errors():
+        from grutool.evaluate import evaluate
+
+        metrics = evaluate(str(run_dir), split.value, str(data) if data else None, batch_size, device.value)
+        if json_:
+            print(json.dumps(metrics))
+            return
+        for table in _metrics_table(metrics):
+            out.print(table)
+
+
+def _read_inputs(texts: List[str], file: Optional[str]) -> list[str]:
+    if file is None:
+        if not texts:
+            raise UserError("infer: give TEXT arguments, or --file PATH (use - for stdin)")
+        return list(texts)
+    if file == "-":
+        data = sys.stdin.buffer.read()
+        name = "stdin"
+    else:
+        p = Path(file)
+        if not p.is_file():
+            raise UserError(f"{file}: input file not found")
+        data, name = p.read_bytes(), file
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{name}: not valid UTF-8 (byte offset {e.start})") from None
+    return list(texts) + text.splitlines()
+
+
+@app.command()
+def infer(
+    run_dir: Path = typer.Argument(..., help="Run directory written by `grutool train`."),
+    texts: List[str] = typer.Argument(None, help="Texts to classify."),
+    file: Optional[str] = typer.Option(None, "--file", "-f", help="Read one input per line from PATH, or - for stdin."),
+    jsonl: bool = typer.Option(False, "--jsonl", help="One JSON object per input: text, label, probs."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1),
+    device: Device = typer.Option(Device.auto),
+):
+    """Predict a label for each input text, one line per input."""
+    _setup_logging(quiet=True)
+    with user_errors():
+        inputs = _read_inputs(texts or [], file)
+        from grutool.predict import Predictor
+
+        results = Predictor(run_dir, device.value).predict(inputs, batch_size)
+        for r in results:
+            if jsonl:
+                print(json.dumps(r, ensure_ascii=False))
+            else:
+                print(f"{r['label']}\t{r['probs'][r['label']]:.4f}\t{r['text']}")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

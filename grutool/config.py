@@ -1,0 +1,326 @@
+"""The one config tree: schema, YAML loading, `--set` overrides, validation.
+
+Everything a run needs is described here and validated once, at load time, so the
+rest of the library can trust it. Errors name the dotted path and, when the value
+came from a YAML file, its line: ``configs/x.yaml:12: model.hidden_size: must be > 0``.
+This module imports pydantic and yaml but never torch.
+"""
+
+from __future__ import annotations
+
+import difflib
+import warnings
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from grutool.errors import UserError
+
+
+class _Section(BaseModel):
+    # Unknown keys are errors (with a did-you-mean); values are not coerced across
+    # kinds (a string is not silently turned into a bool).
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    """Where the examples come from and how text becomes ids."""
+
+    dataset: Optional[str] = None
+    """Hugging Face Hub dataset name (e.g. ``stanfordnlp/sst2``). When set, train/validation/test are split names."""
+    dataset_config: Optional[str] = None
+    """Hub dataset configuration name, if the dataset has several."""
+    train: str = "train"
+    """Training file (csv, tsv, json, jsonl, parquet), or split name with `dataset`."""
+    validation: Optional[str] = None
+    """Validation file or split; used for early stopping and best-checkpoint selection."""
+    test: Optional[str] = None
+    """Test file or split, evaluated by `grutool eval --split test`."""
+    format: Literal["auto", "csv", "tsv", "json", "jsonl", "parquet"] = "auto"
+    """File format; `auto` picks it from the file extension."""
+    header: bool = True
+    """Whether csv/tsv files start with a header line."""
+    column_names: Optional[list[str]] = None
+    """Names for the csv/tsv columns, in order (required when `header` is false; replaces the header otherwise)."""
+    text_column: str = "text"
+    """Column holding the input text."""
+    label_column: str = "label"
+    """Column holding the class label (string or integer)."""
+    tokenizer: Literal["whitespace", "word", "char"] = "word"
+    """`whitespace`: split on spaces; `word`: words and punctuation by regex; `char`: characters."""
+    lowercase: bool = True
+    """Lower-case text before tokenizing."""
+    max_length: Optional[int] = Field(default=200, gt=0)
+    """Truncate token sequences to this many tokens (null: no limit)."""
+    min_freq: int = Field(default=1, ge=1)
+    """Tokens seen fewer times than this in train map to `<unk>`."""
+    max_size: Optional[int] = Field(default=None, gt=0)
+    """Keep at most this many tokens (most frequent first), specials not counted."""
+    vectors: Optional[str] = None
+    """Pretrained word vectors, GloVe/word2vec text format; their dimension must equal model.embedding_dim."""
+
+
+class ModelConfig(_Section):
+    """Embedding -> recurrent encoder -> pooling -> linear head."""
+
+    cell: Literal["gru", "lstm", "rnn"] = "gru"
+    """Recurrent cell: `gru` (nn.GRU), `lstm` (nn.LSTM) or `rnn` (nn.RNN, tanh)."""
+    embedding_dim: int = Field(default=128, gt=0)
+    """Size of each token embedding (the recurrent layer's `input_size`)."""
+    hidden_size: int = Field(default=128, gt=0)
+    """Features in the hidden state, per direction."""
+    num_layers: int = Field(default=1, gt=0)
+    """Stacked recurrent layers."""
+    bidirectional: bool = True
+    """Run a second, reversed direction; outputs and final states are concatenated (2 x hidden_size)."""
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    """Dropout between recurrent layers (nn.GRU's own `dropout`; has no effect with one layer)."""
+    embedding_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    """Dropout on the embeddings."""
+    head_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    """Dropout on the pooled representation, before the linear head."""
+    pooling: Literal["last", "mean", "max", "attention"] = "last"
+    """How per-step outputs become one vector: final state (cat(h_n[-2], h_n[-1]) when bidirectional), mean, max, or learned attention; all ignore padding."""
+    freeze_embeddings: bool = False
+    """Keep the embedding matrix fixed (useful with pretrained vectors)."""
+
+
+class TrainConfig(_Section):
+    """Optimisation, stopping, checkpoints and devices."""
+
+    batch_size: int = Field(default=32, gt=0)
+    """Examples per batch."""
+    batching: Literal["bucketed", "random"] = "bucketed"
+    """`bucketed`: shuffled batches of similar lengths (fast with packing); `random`: plain shuffling."""
+    epochs: int = Field(default=10, gt=0)
+    """Passes over the training data (an upper bound when early stopping is on)."""
+    max_steps: Optional[int] = Field(default=None, gt=0)
+    """Stop after this many optimizer steps, whatever the epoch."""
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    """Optimizer."""
+    lr: float = Field(default=1e-3, gt=0)
+    """Peak learning rate."""
+    weight_decay: float = Field(default=0.0, ge=0)
+    """Weight decay (decoupled for adamw)."""
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+    """Momentum for sgd."""
+    schedule: Literal["constant", "linear", "cosine", "plateau"] = "constant"
+    """LR schedule: constant, warmup then linear or cosine decay to 0, or reduce-on-plateau of the monitored metric."""
+    warmup_steps: int = Field(default=0, ge=0)
+    """Linear warm-up steps (constant, linear and cosine schedules)."""
+    clip_grad_norm: Optional[float] = Field(default=5.0, gt=0)
+    """Clip the global gradient norm (null: no clipping)."""
+    monitor: Literal["accuracy", "macro_f1", "loss"] = "accuracy"
+    """Validation metric for early stopping and the best checkpoint (loss is minimised, the others maximised)."""
+    patience: Optional[int] = Field(default=3, ge=1)
+    """Stop after this many epochs without improvement of `monitor` (null: never stop early)."""
+    seed: int = 13
+    """Seed for weights, shuffling and dropout."""
+    deterministic: bool = False
+    """Use only deterministic algorithms (torch.use_deterministic_algorithms)."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """`auto`: CUDA when available, else CPU."""
+    amp: bool = True
+    """Mixed precision (float16 autocast with loss scaling) on CUDA; ignored on CPU."""
+    num_threads: Optional[int] = Field(default=None, gt=0)
+    """CPU threads for torch (null: torch's default)."""
+    log_every: int = Field(default=50, gt=0)
+    """Update the progress bar's loss every this many steps."""
+
+
+class Config(_Section):
+    """A whole grutool run."""
+
+    task: Literal["classifier"] = "classifier"
+    """Model family: `classifier` (N->1)."""
+    data: DataConfig
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    output_dir: Optional[str] = None
+    """Run directory; default `runs/<config file name>`."""
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> "Config":
+        for rule in CROSS_FIELD_RULES:
+            rule(self)
+        return self
+
+
+# --- cross-field rules: one small function each --------------------------------
+
+
+def _columns_needed_without_header(cfg: Config) -> None:
+    d = cfg.data
+    if not d.header and not d.column_names and d.dataset is None:
+        raise ValueError("data.column_names: required when data.header is false (e.g. [text, label])")
+
+
+def _columns_include_text_and_label(cfg: Config) -> None:
+    d = cfg.data
+    if d.column_names:
+        for field in ("text_column", "label_column"):
+            name = getattr(d, field)
+            if name not in d.column_names:
+                raise ValueError(
+                    f"data.{field}: '{name}' is not one of data.column_names {d.column_names}"
+                )
+
+
+def _dropout_with_one_layer(cfg: Config) -> None:
+    m = cfg.model
+    if m.dropout > 0 and m.num_layers == 1:
+        # Same advice nn.GRU gives: its dropout only acts between layers.
+        warnings.warn(
+            f"model.dropout={m.dropout} has no effect with model.num_layers=1 "
+            "(it is applied between recurrent layers); use model.embedding_dropout "
+            "or model.head_dropout, or set num_layers > 1",
+            UserWarning,
+            stacklevel=2,
+        )
+
+
+def _plateau_without_validation(cfg: Config) -> None:
+    if cfg.data.validation is None:
+        if cfg.train.schedule == "plateau":
+            raise ValueError("train.schedule: 'plateau' needs data.validation to watch")
+
+
+CROSS_FIELD_RULES = [
+    _columns_needed_without_header,
+    _columns_include_text_and_label,
+    _dropout_with_one_layer,
+    _plateau_without_validation,
+]
+
+
+# --- loading ----------------------------------------------------------------------
+
+
+def _yaml_lines(text: str) -> dict[tuple[str, ...], int]:
+    """Map each key path in a YAML document to its 1-based line number."""
+    lines: dict[tuple[str, ...], int] = {}
+
+    def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                sub = path + (str(key.value),)
+                lines[sub] = key.start_mark.line + 1
+                walk(value, sub)
+
+    root = yaml.compose(text)
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def _schema_for(path: tuple[str, ...]) -> Optional[type[BaseModel]]:
+    model: Any = Config
+    for key in path:
+        field = model.model_fields.get(key)
+        if field is None:
+            return None
+        model = field.annotation
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return None
+    return model
+
+
+def _suggest(key: str, path: tuple[str, ...]) -> str:
+    schema = _schema_for(path)
+    if schema is None:
+        return ""
+    close = difflib.get_close_matches(key, list(schema.model_fields), n=1, cutoff=0.6)
+    if close:
+        return f"; did you mean '{close[0]}'?"
+    return f"; expected one of: {', '.join(schema.model_fields)}"
+
+
+def _format_errors(err: ValidationError, where: dict[tuple[str, ...], str]) -> str:
+    messages = []
+    for e in err.errors():
+        loc = tuple(str(p) for p in e["loc"])
+        dotted = ".".join(loc)
+        prefix = where.get(loc) or where.get(loc[:-1]) or where.get(())
+        if e["type"] == "extra_forbidden":
+            text = f"{dotted}: unknown key{_suggest(loc[-1], loc[:-1])}"
+        elif e["type"] == "missing":
+            text = f"{dotted}: required field is missing"
+        elif e["type"] == "value_error":
+            text = str(e["ctx"]["error"]) if "ctx" in e else e["msg"]
+        else:
+            text = f"{dotted}: {e['msg'].lower()} (got {e.get('input')!r})"
+        messages.append(f"{prefix}: {text}" if prefix else text)
+    return "\n".join(messages)
+
+
+def _apply_override(raw: dict, item: str) -> tuple[str, ...]:
+    if "=" not in item:
+        raise UserError(f"--set {item}: expected key.path=value, e.g. --set model.hidden_size=256")
+    key, _, value = item.partition("=")
+    path = tuple(p for p in key.strip().split(".") if p)
+    if not path:
+        raise UserError(f"--set {item}: empty key")
+    # Check the path against the schema so typos fail here, with a suggestion.
+    for i, part in enumerate(path[:-1]):
+        if _schema_for(path[: i + 1]) is None:
+            raise UserError(f"--set {key}: '{'.'.join(path[: i + 1])}' is not a config section{_suggest(part, path[:i])}")
+    schema = _schema_for(path[:-1])
+    if schema is None or path[-1] not in schema.model_fields:
+        raise UserError(f"--set {key}: unknown key{_suggest(path[-1], path[:-1])}")
+    node = raw
+    for part in path[:-1]:
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node = node[part]
+    try:
+        node[path[-1]] = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        node[path[-1]] = value
+    return path
+
+
+def parse_config(raw: Any, source: str = "<config>", overrides: list[str] = (),
+                 lines: Optional[dict] = None) -> Config:
+    """Validate a raw mapping (as read from YAML) plus `--set` overrides."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise UserError(f"{source}: the top level must be a mapping with data/model/train sections")
+    where = {path: f"{source}:{line}" for path, line in (lines or {}).items()}
+    where[()] = source
+    for item in overrides:
+        where[_apply_override(raw, item)] = f"--set {item}"
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as err:
+        raise UserError(_format_errors(err, where)) from None
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
+    """Read, override and validate a YAML config file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: config file not found")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    try:
+        raw = yaml.safe_load(text)
+        lines = _yaml_lines(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise UserError(f"{path}{at}: YAML syntax error: {problem}") from None
+    cfg = parse_config(raw, str(path), overrides, lines)
+    if cfg.output_dir is None:
+        cfg.output_dir = str(Path("runs") / path.stem)
+    return cfg
+
+
+def to_yaml(cfg: Config) -> str:
+    """The fully resolved config, as saved in a run directory."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

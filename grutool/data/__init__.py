@@ -1,0 +1,1 @@
+"""Text in, padded id tensors out: loading, tokenizing, vocabularies, batching."""

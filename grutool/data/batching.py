@@ -1,0 +1,97 @@
+"""Numericalised splits and the batches the models eat.
+
+A split is encoded once (one id tensor per example); an epoch is then a list of
+index batches. Bucketing puts examples of similar length in one batch so that
+packed sequences waste little work on padding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Optional
+
+import torch
+from torch.nn.utils.rnn import pad_sequence
+
+
+@dataclass
+class EncodedSplit:
+    """Examples as id tensors; `targets` holds one label id per example (or per token)."""
+
+    ids: list[torch.Tensor]                # each (T_i,) long
+    targets: Optional[list[torch.Tensor]]  # each () or (T_i,) long; None when unlabelled
+    texts: list[str]
+    label_names: Optional[list[str]] = None  # names of target ids: the model's labels, then unseen ones
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def lengths(self) -> list[int]:
+        return [len(x) for x in self.ids]
+
+
+@dataclass
+class Batch:
+    ids: torch.Tensor                # (B, T) long, padded with 0
+    lengths: torch.Tensor            # (B,) long, always on CPU (pack_padded_sequence wants it there)
+    targets: Optional[torch.Tensor]  # (B,) or (B, T) long
+    index: list[int]                 # positions of these examples in their split
+
+    def to(self, device: torch.device) -> "Batch":
+        targets = self.targets.to(device, non_blocking=True) if self.targets is not None else None
+        return Batch(self.ids.to(device, non_blocking=True), self.lengths, targets, self.index)
+
+    def num_tokens(self) -> int:
+        return int(self.lengths.sum())
+
+
+def collate(split: EncodedSplit, index: list[int], pad_target: int = -100) -> Batch:
+    ids = pad_sequence([split.ids[i] for i in index], batch_first=True, padding_value=0)  # (B, T)
+    lengths = torch.tensor([len(split.ids[i]) for i in index], dtype=torch.long)
+    targets = None
+    if split.targets is not None:
+        rows = [split.targets[i] for i in index]
+        if rows[0].dim() == 0:
+            targets = torch.stack(rows)  # (B,)
+        else:
+            targets = pad_sequence(rows, batch_first=True, padding_value=pad_target)  # (B, T)
+    return Batch(ids, lengths, targets, list(index))
+
+
+def bucketed_order(lengths: list[int], batch_size: int, generator: torch.Generator,
+                   pool_batches: int = 50) -> list[list[int]]:
+    """Shuffled batches of similar lengths.
+
+    Shuffle, cut into pools of `pool_batches` batches, sort each pool by length,
+    cut it into batches, then shuffle the batches: similar lengths within a batch,
+    randomness across the epoch.
+    """
+    order = torch.randperm(len(lengths), generator=generator).tolist()
+    pool = batch_size * pool_batches
+    batches: list[list[int]] = []
+    for start in range(0, len(order), pool):
+        chunk = sorted(order[start:start + pool], key=lambda i: lengths[i])
+        batches.extend(chunk[j:j + batch_size] for j in range(0, len(chunk), batch_size))
+    perm = torch.randperm(len(batches), generator=generator).tolist()
+    return [batches[i] for i in perm]
+
+
+def random_order(n: int, batch_size: int, generator: torch.Generator) -> list[list[int]]:
+    order = torch.randperm(n, generator=generator).tolist()
+    return [order[j:j + batch_size] for j in range(0, n, batch_size)]
+
+
+def epoch_batches(lengths: list[int], batch_size: int, kind: str, seed: int, epoch: int) -> list[list[int]]:
+    """The batches of one training epoch; a function of (seed, epoch) alone, so resume can replay them."""
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    if kind == "bucketed":
+        return bucketed_order(lengths, batch_size, g)
+    return random_order(len(lengths), batch_size, g)
+
+
+def sorted_batches(split: EncodedSplit, batch_size: int) -> Iterator[Batch]:
+    """Evaluation order: sorted by length (least padding); `Batch.index` maps results back."""
+    lengths = split.lengths()
+    order = sorted(range(len(split)), key=lambda i: lengths[i])
+    for j in range(0, len(order), batch_size):
+        yield collate(split, order[j:j + batch_size])

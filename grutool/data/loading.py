@@ -1,0 +1,129 @@
+"""Read one split of examples through Hugging Face `datasets`.
+
+Local csv/tsv/json/jsonl/parquet files and Hub dataset names both come back as
+a `datasets.Dataset`; every way that can fail becomes a `UserError` naming the
+file and the fix. The Hub is probed with a short timeout first, because
+`datasets` otherwise retries for ~20 s before saying it is offline.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import socket
+from pathlib import Path
+from typing import Optional
+from urllib.parse import urlparse
+
+from grutool.config import DataConfig
+from grutool.errors import UserError
+
+_EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "jsonl",
+               ".parquet": "parquet", ".txt": "tsv"}
+HUB_TIMEOUT_S = 3.0
+
+
+def file_format(path: str, declared: str) -> str:
+    if declared != "auto":
+        return declared
+    fmt = _EXTENSIONS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise UserError(f"{path}: cannot tell the format from the extension; set data.format "
+                        f"to one of csv, tsv, json, jsonl, parquet")
+    return fmt
+
+
+def _builder_args(path: str, cfg: DataConfig) -> tuple[str, dict]:
+    fmt = file_format(path, cfg.format)
+    if fmt in ("csv", "tsv"):
+        kwargs: dict = {"header": 0 if cfg.header else None}
+        if cfg.column_names:
+            kwargs["column_names"] = cfg.column_names
+        if fmt == "tsv":
+            # Quotes are ordinary characters in TSV ("a ""great"" film" must stay as written).
+            kwargs.update(delimiter="\t", quoting=csv.QUOTE_NONE)
+        return "csv", kwargs
+    if fmt in ("json", "jsonl"):
+        return "json", {}
+    return "parquet", {}
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    seen = exc
+    while seen.__cause__ is not None or seen.__context__ is not None:
+        seen = seen.__cause__ or seen.__context__
+    return seen
+
+
+def _quiet_datasets():
+    import datasets
+
+    datasets.logging.set_verbosity_error()
+    datasets.disable_progress_bars()
+    return datasets
+
+
+def load_file(path: str, cfg: DataConfig):
+    """Load one local data file as a `datasets.Dataset`."""
+    p = Path(path)
+    if not p.is_file():
+        hint = " (it is a directory; name a file)" if p.is_dir() else ""
+        raise UserError(f"{path}: data file not found{hint}")
+    datasets = _quiet_datasets()
+    builder, kwargs = _builder_args(path, cfg)
+    try:
+        return datasets.load_dataset(builder, data_files=str(p), split="train", **kwargs)
+    except Exception as exc:  # datasets wraps parser errors in its own types
+        cause = _root_cause(exc)
+        if isinstance(cause, UnicodeDecodeError):
+            raise UserError(f"{path}: not valid UTF-8 (byte offset {cause.start}); "
+                            f"re-save the file as UTF-8") from None
+        raise UserError(f"{path}: cannot read as {file_format(path, cfg.format)}: "
+                        f"{str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__}") from None
+
+
+def _hub_reachable(timeout: float = HUB_TIMEOUT_S) -> Optional[str]:
+    """None if the Hub endpoint accepts a TCP connection, else the reason."""
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+        return None
+    except OSError as exc:
+        return f"{host}:{port}: {exc.strerror or exc}"
+
+
+def load_hub_split(cfg: DataConfig, split: str):
+    """Load `split` of the Hub dataset named in `cfg.dataset`."""
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1"
+    how = ("use local files instead: unset data.dataset and set data.train/validation/test "
+           "to csv, tsv, json, jsonl or parquet paths")
+    if not offline:
+        reason = _hub_reachable()
+        if reason:
+            raise UserError(f"data.dataset: cannot reach the Hugging Face Hub for '{cfg.dataset}' "
+                            f"({reason}); {how} (or set HF_HUB_OFFLINE=1 to use a cached copy)")
+    datasets = _quiet_datasets()
+    try:
+        return datasets.load_dataset(cfg.dataset, cfg.dataset_config, split=split)
+    except Exception as exc:
+        cause = _root_cause(exc)
+        raise UserError(f"data.dataset: cannot load split '{split}' of '{cfg.dataset}': "
+                        f"{str(exc) or type(cause).__name__}; {how}") from None
+
+
+def load_split(cfg: DataConfig, source: str):
+    """A split as a `datasets.Dataset`: a file path, or a split name when `cfg.dataset` is set."""
+    return load_hub_split(cfg, source) if cfg.dataset else load_file(source, cfg)
+
+
+def first_row_line(cfg: DataConfig, source: str, row: int) -> str:
+    """Human position of a 0-based data row: a file line for text formats, else a row number."""
+    if cfg.dataset:
+        return f"row {row}"
+    fmt = file_format(source, cfg.format)
+    if fmt in ("csv", "tsv"):
+        return f"line {row + (2 if cfg.header else 1)}"
+    if fmt == "jsonl":
+        return f"line {row + 1}"
+    return f"row {row}"

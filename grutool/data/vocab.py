@@ -1,0 +1,71 @@
+"""Token and label vocabularies, saved as JSON in the run directory."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Iterable, Optional
+
+PAD, UNK = "<pad>", "<unk>"
+
+
+class Vocab:
+    """Token <-> id. Id 0 is `<pad>` (embedding row kept at zero), id 1 is `<unk>`."""
+
+    pad_id, unk_id = 0, 1
+
+    def __init__(self, tokens: list[str]):
+        self.itos = list(tokens)
+        self.stoi = {t: i for i, t in enumerate(self.itos)}
+
+    @classmethod
+    def build(cls, sequences: Iterable[list[str]], min_freq: int = 1,
+              max_size: Optional[int] = None) -> "Vocab":
+        counts = Counter(tok for seq in sequences for tok in seq)
+        # Most frequent first; ties broken alphabetically so builds are reproducible.
+        ranked = sorted((t for t, c in counts.items() if c >= min_freq), key=lambda t: (-counts[t], t))
+        ranked = [t for t in ranked if t not in (PAD, UNK)]
+        if max_size is not None:
+            ranked = ranked[:max_size]
+        return cls([PAD, UNK] + ranked)
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def encode(self, tokens: list[str]) -> list[int]:
+        unk = self.unk_id
+        return [self.stoi.get(t, unk) for t in tokens]
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps({"tokens": self.itos}, ensure_ascii=False), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> "Vocab":
+        return cls(json.loads(Path(path).read_text(encoding="utf-8"))["tokens"])
+
+
+class LabelVocab:
+    """Class label <-> id. Labels are kept as strings so csv ints and json strings agree."""
+
+    def __init__(self, labels: list[str]):
+        self.itos = list(labels)
+        self.stoi = {t: i for i, t in enumerate(self.itos)}
+
+    @classmethod
+    def build(cls, labels: Iterable[str]) -> "LabelVocab":
+        distinct = set(labels)
+        # Integer-like labels sort numerically ("2" before "10"), others alphabetically.
+        if all(s.lstrip("-").isdigit() for s in distinct):
+            return cls(sorted(distinct, key=int))
+        return cls(sorted(distinct))
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps({"labels": self.itos}, ensure_ascii=False), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> "LabelVocab":
+        return cls(json.loads(Path(path).read_text(encoding="utf-8"))["labels"])

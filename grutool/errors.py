@@ -1,0 +1,20 @@
+"""The one exception type for mistakes a user can fix.
+
+Library code raises `UserError` for bad configs, data, paths and arguments; the CLI
+prints its message on one line (no traceback) and exits with code 2. Anything
+else that escapes is a bug and exits with code 1.
+"""
+
+
+class UserError(Exception):
+    """A problem in the user's input: what is wrong, where, and how to fix it."""
+
+    exit_code = 2
+
+
+class TrainingInterrupted(Exception):
+    """Training was stopped by Ctrl-C after a resumable checkpoint was written."""
+
+    def __init__(self, checkpoint: str):
+        super().__init__(checkpoint)
+        self.checkpoint = checkpoint

@@ -1,0 +1,29 @@
+"""Metrics of a trained run on a labelled split (`grutool eval`)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+from grutool.errors import UserError
+from grutool.predict import Predictor
+from grutool.training.loop import evaluate_split
+
+log = logging.getLogger("grutool")
+
+
+def evaluate(run_dir: str, split: str = "validation", data: Optional[str] = None,
+             batch_size: Optional[int] = None, device: str = "auto") -> dict:
+    """accuracy, macro_f1, n, per-class P/R/F1, confusion, and labels unseen in training."""
+    p = Predictor(run_dir, device)
+    cfg = p.cfg
+    source = data or getattr(cfg.data, split, None)
+    if source is None:
+        raise UserError(f"{p.run.path}: the run's config has no data.{split}; pass --data PATH")
+    encoded = p.task.encode_split(cfg, p.run.vocab, p.run.labels, source, split)
+    out = evaluate_split(p.model, p.task, encoded, p.device, batch_size or cfg.train.batch_size)
+    known = len(p.run.labels)
+    matrix = out["confusion"]["matrix"]
+    out["unseen_labels"] = {name: sum(matrix[known + j]) for j, name in enumerate(out["confusion"]["labels"][known:])}
+    out["source"] = source
+    return out

@@ -1,0 +1,56 @@
+"""N -> 1: embedding -> packed recurrent encoder -> pooling -> linear head."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from grutool.config import ModelConfig
+from grutool.modules.encoder import RecurrentEncoder
+from grutool.modules.pooling import Pooling
+
+
+def length_mask(lengths: torch.Tensor, max_len: int, device: torch.device) -> torch.Tensor:
+    """(B, T) bool, True at real tokens."""
+    return torch.arange(max_len, device=device)[None, :] < lengths.to(device)[:, None]
+
+
+class Classifier(nn.Module):
+    def __init__(self, vocab_size: int, num_classes: int, embedding_dim: int, hidden_size: int,
+                 num_layers: int = 1, bidirectional: bool = True, cell: str = "gru",
+                 dropout: float = 0.0, embedding_dropout: float = 0.0, head_dropout: float = 0.0,
+                 pooling: str = "last", freeze_embeddings: bool = False):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
+        self.embedding.weight.requires_grad_(not freeze_embeddings)
+        self.embedding_dropout = nn.Dropout(embedding_dropout)
+        self.encoder = RecurrentEncoder(embedding_dim, hidden_size, num_layers, bidirectional, dropout, cell)
+        self.pooling = Pooling(pooling, self.encoder.get_output_dim())
+        self.head_dropout = nn.Dropout(head_dropout)
+        self.head = nn.Linear(self.encoder.get_output_dim(), num_classes)
+
+    @classmethod
+    def from_config(cls, m: ModelConfig, vocab_size: int, num_classes: int) -> "Classifier":
+        return cls(vocab_size, num_classes, m.embedding_dim, m.hidden_size, m.num_layers,
+                   m.bidirectional, m.cell, m.dropout, m.embedding_dropout, m.head_dropout,
+                   m.pooling, m.freeze_embeddings)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor,
+                targets: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """ids: (B, T); lengths: (B,) CPU; targets: (B,), ids >= num_classes mean 'unseen label'."""
+        x = self.embedding_dropout(self.embedding(ids))  # (B, T, E)
+        enc = self.encoder(x, lengths)
+        mask = length_mask(lengths, ids.shape[1], ids.device)  # (B, T)
+        pooled = self.head_dropout(self.pooling(enc, mask))  # (B, D*H)
+        logits = self.head(pooled)  # (B, C)
+        loss = None
+        if targets is not None:
+            # Labels the model never saw cannot be predicted; they count as errors in
+            # the metrics but are left out of the loss.
+            known = targets.masked_fill(targets >= logits.shape[-1], -100)
+            n = (known != -100).sum().clamp(min=1)
+            loss = F.cross_entropy(logits.float(), known, reduction="sum") / n
+        return logits, loss

@@ -1,0 +1,1 @@
+"""Reusable network pieces: the packed recurrent encoder and mask-aware pooling."""

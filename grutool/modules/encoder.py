@@ -1,0 +1,72 @@
+"""The one place that knows about packing.
+
+`RecurrentEncoder` runs nn.GRU / nn.LSTM / nn.RNN over a padded batch through
+`pack_padded_sequence`, so padding never enters the recurrence (with padding,
+a bidirectional layer's backward direction would start on pad tokens and its
+outputs would change). Classifier, tagger and seq2seq all use it.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+CELLS = {"gru": nn.GRU, "lstm": nn.LSTM, "rnn": nn.RNN}
+
+
+class EncoderOutput(NamedTuple):
+    outputs: torch.Tensor  # (B, T, D*H): last layer, every step; zeros at padding
+    final: torch.Tensor    # (B, D*H): last layer's final state, cat(h_n[-2], h_n[-1]) when D=2
+    h_n: torch.Tensor      # (L*D, B, H): every layer's final hidden state, as nn.GRU returns it
+
+
+class RecurrentEncoder(nn.Module):
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bidirectional: bool = True, dropout: float = 0.0, cell: str = "gru"):
+        super().__init__()
+        self.cell = cell
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.num_directions = 2 if bidirectional else 1
+        # nn.GRU warns about dropout with one layer; the config already said so.
+        self.rnn = CELLS[cell](input_size, hidden_size, num_layers=num_layers, batch_first=True,
+                               dropout=dropout if num_layers > 1 else 0.0, bidirectional=bidirectional)
+
+    def get_output_dim(self) -> int:
+        return self.hidden_size * self.num_directions
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
+        """x: (B, T, input_size) padded; lengths: (B,) on CPU, 0 allowed."""
+        B, T, _ = x.shape
+        nonempty = lengths > 0
+        if bool(nonempty.all()):
+            return self._run(x, lengths, T)
+        # Empty sequences never reach pack_padded_sequence (it rejects length 0):
+        # run the others and give the empty ones zero outputs and zero states.
+        keep = nonempty.nonzero().squeeze(1)  # (B',)
+        H, LD = self.hidden_size, self.num_layers * self.num_directions
+        outputs = x.new_zeros(B, T, self.get_output_dim())
+        final = x.new_zeros(B, self.get_output_dim())
+        h_n = x.new_zeros(LD, B, H)
+        if len(keep):
+            sub = self._run(x[keep.to(x.device)], lengths[keep], T)
+            idx = keep.to(x.device)
+            outputs = outputs.index_copy(0, idx, sub.outputs.to(outputs.dtype))
+            final = final.index_copy(0, idx, sub.final.to(final.dtype))
+            h_n = h_n.index_copy(1, idx, sub.h_n.to(h_n.dtype))
+        return EncoderOutput(outputs, final, h_n)
+
+    def _run(self, x: torch.Tensor, lengths: torch.Tensor, total_length: int) -> EncoderOutput:
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, state = self.rnn(packed)
+        h_n = state[0] if self.cell == "lstm" else state  # (L*D, B, H), in the caller's batch order
+        # total_length keeps T even when the longest sequence is shorter than the padded batch.
+        outputs, _ = pad_packed_sequence(out, batch_first=True, total_length=total_length)  # (B, T, D*H)
+        if self.num_directions == 2:
+            final = torch.cat([h_n[-2], h_n[-1]], dim=-1)  # (B, 2H): forward at t=len-1, backward at t=0
+        else:
+            final = h_n[-1]  # (B, H)
+        return EncoderOutput(outputs, final, h_n)

@@ -1,0 +1,63 @@
+"""The run directory: everything `train` leaves for `eval`, `infer` and `--resume`.
+
+    <run>/config.yaml     fully resolved config (rebuilds data pipeline and model)
+    <run>/vocab.json      token vocabulary
+    <run>/labels.json     label vocabulary
+    <run>/best.pt         best model weights by the monitored metric (+ metadata)
+    <run>/last.pt         latest weights + optimizer/scheduler/RNG state for --resume
+    <run>/metrics.jsonl   one JSON object per epoch
+    <run>/summary.json    final figures
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from grutool.config import Config, parse_config
+from grutool.data.vocab import LabelVocab, Vocab
+from grutool.errors import UserError
+
+CONFIG, VOCAB, LABELS = "config.yaml", "vocab.json", "labels.json"
+BEST, LAST, METRICS, SUMMARY = "best.pt", "last.pt", "metrics.jsonl", "summary.json"
+
+
+def prepare_new(path: Path, overwrite: bool) -> None:
+    """Create an empty run directory; refuse to touch an existing one unless asked."""
+    if path.exists() and any(path.iterdir()):
+        if not overwrite:
+            raise UserError(f"{path}: run directory exists and is not empty; pass --overwrite to replace it, "
+                            f"--resume to continue it, or --output-dir to choose another")
+        if not (path / CONFIG).is_file():
+            # Guard against `--output-dir .` or a home directory: only replace what looks like a run.
+            raise UserError(f"{path}: exists and is not a grutool run directory (no {CONFIG}); "
+                            f"refusing to delete it, choose another --output-dir")
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+
+
+@dataclass
+class SavedRun:
+    path: Path
+    config: Config
+    vocab: Vocab
+    labels: LabelVocab
+
+
+def open_run(path: str | Path) -> SavedRun:
+    path = Path(path)
+    if not path.is_dir():
+        raise UserError(f"{path}: run directory not found; train one with `grutool train CONFIG`")
+    for name in (CONFIG, VOCAB, LABELS):
+        if not (path / name).is_file():
+            raise UserError(f"{path}: not a complete run directory (missing {name})")
+    try:
+        raw = yaml.safe_load((path / CONFIG).read_text(encoding="utf-8"))
+        vocab, labels = Vocab.load(path / VOCAB), LabelVocab.load(path / LABELS)
+    except (yaml.YAMLError, ValueError, KeyError) as exc:
+        raise UserError(f"{path}: run files are unreadable ({exc})") from None
+    cfg = parse_config(raw, str(path / CONFIG))
+    return SavedRun(path, cfg, vocab, labels)

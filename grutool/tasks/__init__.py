@@ -1,0 +1,14 @@
+"""What differs between model families: how examples are read, encoded, scored and shown.
+
+The training loop, run directory and CLI are shared; they talk to a task object.
+"""
+
+from __future__ import annotations
+
+
+def get_task(name: str):
+    if name == "classifier":
+        from grutool.tasks.classifier import ClassifierTask
+
+        return ClassifierTask()
+    raise ValueError(f"unknown task {name!r}")

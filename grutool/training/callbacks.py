@@ -1,0 +1,103 @@
+"""Callbacks: named no-op events the loop calls in a fixed order.
+
+    on_train_begin
+      on_epoch_begin
+        on_step_end            (after each optimizer step)
+      on_evaluate              (after validation, with its metrics)
+      on_epoch_end
+    on_interrupt               (Ctrl-C, before the resumable checkpoint is written)
+    on_train_end
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+log = logging.getLogger("grutool")
+
+
+class Callback:
+    def on_train_begin(self, trainer) -> None: ...
+    def on_epoch_begin(self, trainer) -> None: ...
+    def on_step_end(self, trainer, loss: float, tokens: int) -> None: ...
+    def on_evaluate(self, trainer, metrics: dict) -> None: ...
+    def on_epoch_end(self, trainer, metrics: dict) -> None: ...
+    def on_interrupt(self, trainer) -> None: ...
+    def on_train_end(self, trainer) -> None: ...
+
+
+class EarlyStopping(Callback):
+    """Stop after `patience` epochs without improvement of the monitored metric."""
+
+    def __init__(self, patience: int | None):
+        self.patience = patience
+
+    def on_epoch_end(self, trainer, metrics: dict) -> None:
+        s = trainer.state
+        s.bad_epochs = 0 if s.improved else s.bad_epochs + 1
+        if self.patience is not None and s.bad_epochs >= self.patience:
+            log.info("early stopping: %s has not improved for %d epoch(s)", trainer.monitor, s.bad_epochs)
+            s.should_stop = True
+
+
+class Checkpointer(Callback):
+    """best.pt when the monitored metric improves; last.pt (resumable) every epoch and on Ctrl-C."""
+
+    def on_epoch_end(self, trainer, metrics: dict) -> None:
+        if trainer.state.improved:
+            trainer.save_best()
+        trainer.save_last()
+
+    def on_interrupt(self, trainer) -> None:
+        trainer.save_last()
+
+
+class MetricsWriter(Callback):
+    """Append one JSON line per epoch to metrics.jsonl."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def on_epoch_end(self, trainer, metrics: dict) -> None:
+        row = {"epoch": trainer.state.epoch, "step": trainer.state.step}
+        row.update({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+class ProgressBar(Callback):
+    """A tqdm bar per epoch with the running loss and tokens/s."""
+
+    def __init__(self, every: int = 10):
+        self.every = every
+        self.bar = None
+
+    def on_epoch_begin(self, trainer) -> None:
+        from tqdm.auto import tqdm
+
+        s = trainer.state
+        self.bar = tqdm(total=trainer.batches_per_epoch, initial=s.batch_in_epoch,
+                        desc=f"epoch {s.epoch + 1}/{trainer.cfg.train.epochs}", leave=False, dynamic_ncols=True)
+        self.loss, self.n, self.tokens, self.t0 = 0.0, 0, 0, time.perf_counter()
+
+    def on_step_end(self, trainer, loss: float, tokens: int) -> None:
+        self.loss += loss
+        self.n += 1
+        self.tokens += tokens
+        self.bar.update(1)
+        if self.n % self.every == 0:
+            rate = self.tokens / max(1e-9, time.perf_counter() - self.t0)
+            self.bar.set_postfix(loss=f"{self.loss / self.n:.4f}", tok_s=f"{rate:,.0f}")
+
+    def on_epoch_end(self, trainer, metrics: dict) -> None:
+        self._close()
+
+    def on_interrupt(self, trainer) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

@@ -1,0 +1,282 @@
+"""`train(config)`: data -> model -> one loop -> run directory.
+
+The loop is the same for every task: batches in, `(logits, loss)` out, callbacks
+for everything else. Its position (epoch, batch within the epoch), the RNG and
+optimizer state go into last.pt, and an epoch's batches are a function of
+(seed, epoch), so --resume replays exactly what an uninterrupted run would do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+
+from grutool import rundir
+from grutool.checkpoint import load_checkpoint, save_atomic, write_text_atomic
+from grutool.config import Config, to_yaml
+from grutool.data.batching import EncodedSplit, collate, epoch_batches, sorted_batches
+from grutool.errors import TrainingInterrupted, UserError
+from grutool.models import build_model
+from grutool.tasks import get_task
+from grutool.training.callbacks import Callback, Checkpointer, EarlyStopping, MetricsWriter, ProgressBar
+from grutool.training.optim import Schedule, build_optimizer
+
+log = logging.getLogger("grutool")
+
+# Fields that may change between a run and its --resume (to train longer, say).
+RESUMABLE_CHANGES = {"train.epochs", "train.max_steps", "train.patience"}
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0            # epochs completed (so also the 0-based index of the current one)
+    batch_in_epoch: int = 0   # batches of `epoch` already trained
+    step: int = 0             # optimizer steps so far
+    best: Optional[float] = None
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    improved: bool = False
+    should_stop: bool = False
+    wall_time_s: float = 0.0
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("train.device: 'cuda' requested but CUDA is not available; use --device cpu or auto")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@torch.no_grad()
+def evaluate_split(model, task, split: EncodedSplit, device: torch.device, batch_size: int) -> dict:
+    """Metrics of `model` on a labelled split (eval mode, no gradients)."""
+    was_training = model.training
+    model.eval()
+    metrics = task.metrics(split)
+    for batch in sorted_batches(split, batch_size):
+        batch = batch.to(device)
+        logits, loss = model(batch.ids, batch.lengths, batch.targets)
+        metrics.update(logits.float(), batch.targets, float(loss))
+    model.train(was_training)
+    return metrics.compute()
+
+
+class Trainer:
+    def __init__(self, cfg: Config, task, prepared, model: torch.nn.Module, run_dir: Path,
+                 device: torch.device, callbacks: Sequence[Callback]):
+        self.cfg, self.task, self.data = cfg, task, prepared
+        self.model = model.to(device)
+        self.run_dir, self.device = run_dir, device
+        self.callbacks = list(callbacks)
+        t = cfg.train
+        self.train_split = prepared.splits["train"]
+        self.val_split = prepared.splits.get("validation")
+        self.batches_per_epoch = -(-len(self.train_split) // t.batch_size)
+        self.total_steps = t.epochs * self.batches_per_epoch
+        if t.max_steps is not None:
+            self.total_steps = min(self.total_steps, t.max_steps)
+        self.optimizer = build_optimizer(self.model.parameters(), t)
+        self.schedule = Schedule(self.optimizer, t, self.total_steps)
+        self.use_amp = device.type == "cuda" and t.amp
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.monitor = t.monitor if self.val_split is not None else None
+        self.state = TrainState()
+
+    # --- checkpoints -------------------------------------------------------------
+
+    def _meta(self) -> dict:
+        return {"state": asdict(self.state), "monitor": self.monitor, "task": self.cfg.task}
+
+    def save_best(self) -> None:
+        save_atomic({"model": self.model.state_dict(), "meta": self._meta()}, self.run_dir / rundir.BEST)
+
+    def save_last(self) -> None:
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        save_atomic({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                     "schedule": self.schedule.state_dict(), "scaler": self.scaler.state_dict(),
+                     "rng": rng, "meta": self._meta()}, self.run_dir / rundir.LAST)
+
+    def restore(self, ckpt: dict) -> None:
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.schedule.load_state_dict(ckpt["schedule"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        self.state = TrainState(**ckpt["meta"]["state"])
+        self.state.should_stop = False
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        if "cuda" in ckpt["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+
+    # --- the loop ----------------------------------------------------------------
+
+    def _emit(self, event: str, *args) -> None:
+        for cb in self.callbacks:
+            getattr(cb, event)(self, *args)
+
+    def _step(self, index: list[int]) -> tuple[float, int]:
+        t = self.cfg.train
+        batch = collate(self.train_split, index).to(self.device)
+        autocast = torch.autocast("cuda", dtype=torch.float16) if self.use_amp else contextlib.nullcontext()
+        with autocast:
+            _, loss = self.model(batch.ids, batch.lengths, batch.targets)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if t.clip_grad_norm is not None:
+            # Recurrent nets can see exploding gradients through long sequences; clipping
+            # the global norm keeps one bad batch from wrecking the weights.
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.clip_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.schedule.step()
+        return float(loss.detach()), batch.num_tokens()
+
+    def _end_epoch(self, train_loss: float, tokens: int, seconds: float) -> dict:
+        t = self.cfg.train
+        metrics = {"train_loss": train_loss, "tokens_per_s": tokens / max(seconds, 1e-9),
+                   "epoch_time_s": seconds, "lr": self.optimizer.param_groups[0]["lr"]}
+        value = None
+        if self.val_split is not None:
+            val = evaluate_split(self.model, self.task, self.val_split, self.device, t.batch_size)
+            self._emit("on_evaluate", val)
+            metrics.update({f"val_{k}": v for k, v in val.items() if isinstance(v, (int, float))})
+            value = val[self.monitor]
+        s = self.state
+        s.epoch, s.batch_in_epoch = s.epoch + 1, 0  # position after this epoch: last.pt resumes at the next
+        if value is None:
+            s.improved = True
+        else:
+            better = (lambda a, b: a < b) if self.monitor == "loss" else (lambda a, b: a > b)
+            s.improved = s.best is None or better(value, s.best)
+        if s.improved:
+            s.best, s.best_epoch = value, s.epoch
+        self.schedule.epoch_end(value)
+        shown = ("train_loss", "val_loss", f"val_{self.monitor}", "tokens_per_s")
+        log.info("epoch %d: %s", s.epoch, "  ".join(f"{k} {metrics[k]:.4g}" for k in shown if k in metrics))
+        self._emit("on_epoch_end", metrics)
+        return metrics
+
+    def fit(self) -> None:
+        t = self.cfg.train
+        lengths = self.train_split.lengths()
+        s = self.state
+        self._emit("on_train_begin")
+        start = time.perf_counter() - s.wall_time_s
+        try:
+            while s.epoch < t.epochs and not s.should_stop and s.step < self.total_steps:
+                batches = epoch_batches(lengths, t.batch_size, t.batching, t.seed, s.epoch)
+                self.model.train()
+                self._emit("on_epoch_begin")
+                loss_sum, n, tokens, t0 = 0.0, 0, 0, time.perf_counter()
+                for index in batches[s.batch_in_epoch:]:
+                    loss, ntok = self._step(index)
+                    s.step += 1
+                    s.batch_in_epoch += 1
+                    loss_sum, n, tokens = loss_sum + loss, n + 1, tokens + ntok
+                    self._emit("on_step_end", loss, ntok)
+                    if s.step >= self.total_steps:
+                        break
+                s.wall_time_s = time.perf_counter() - start
+                self._end_epoch(loss_sum / max(n, 1), tokens, time.perf_counter() - t0)
+        except KeyboardInterrupt:
+            s.wall_time_s = time.perf_counter() - start
+            self._emit("on_interrupt")
+            raise TrainingInterrupted(str(self.run_dir / rundir.LAST)) from None
+        s.wall_time_s = time.perf_counter() - start
+        self._emit("on_train_end")
+
+
+def _check_resume_config(cfg: Config, saved: Config) -> None:
+    now, before = cfg.model_dump(mode="json"), saved.model_dump(mode="json")
+    diffs = []
+    for section in now:
+        a, b = now[section], before[section]
+        if isinstance(a, dict):
+            diffs += [f"{section}.{k}" for k in a if a[k] != b.get(k) and f"{section}.{k}" not in RESUMABLE_CHANGES]
+        elif a != b and section != "output_dir":
+            diffs.append(section)
+    if diffs:
+        raise UserError(f"--resume: the config differs from the run's saved config in {', '.join(diffs)}; "
+                        f"resume with the same config (only {', '.join(sorted(RESUMABLE_CHANGES))} may change)")
+
+
+def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, dry_run: bool = False,
+          callbacks: Sequence[Callback] = (), progress: bool = False) -> dict:
+    """Train the model `cfg` describes; returns the run summary (also saved as summary.json)."""
+    t = cfg.train
+    if t.num_threads:
+        torch.set_num_threads(t.num_threads)
+    if t.deterministic:
+        torch.use_deterministic_algorithms(True)
+    device = resolve_device(t.device)
+    run_dir = Path(cfg.output_dir or "runs/run")
+    task = get_task(cfg.task)
+
+    saved = None
+    if resume:
+        if not (run_dir / rundir.LAST).is_file():
+            raise UserError(f"--resume: {run_dir / rundir.LAST} not found; nothing to resume "
+                            f"(drop --resume to start a new run)")
+        saved = rundir.open_run(run_dir)
+        _check_resume_config(cfg, saved.config)
+        if overwrite:
+            raise UserError("--resume and --overwrite contradict each other; pick one")
+
+    # Everything that can fail on bad input happens before the run directory is touched.
+    prepared = task.prepare(cfg, saved.vocab if saved else None, saved.labels if saved else None)
+    torch.manual_seed(t.seed)
+    model = build_model(cfg, len(prepared.vocab), len(prepared.labels))
+    if cfg.data.vectors and not saved:
+        from grutool.data.vectors import load_vectors
+
+        weight, _ = load_vectors(cfg.data.vectors, prepared.vocab, cfg.model.embedding_dim)
+        with torch.no_grad():
+            model.embedding.weight.copy_(weight)
+    summary = {
+        "task": cfg.task, "device": str(device), "parameters": count_parameters(model),
+        "vocab_size": len(prepared.vocab), "num_classes": len(prepared.labels),
+        "examples": {name: len(split) for name, split in prepared.splits.items()},
+        "run_dir": str(run_dir),
+    }
+    if dry_run:
+        return summary
+
+    if not resume:
+        rundir.prepare_new(run_dir, overwrite)
+        write_text_atomic(to_yaml(cfg), run_dir / rundir.CONFIG)
+        prepared.vocab.save(run_dir / rundir.VOCAB)
+        prepared.labels.save(run_dir / rundir.LABELS)
+
+    cbs: list[Callback] = [EarlyStopping(t.patience), Checkpointer(), MetricsWriter(run_dir / rundir.METRICS)]
+    if progress:
+        cbs.append(ProgressBar(t.log_every))
+    trainer = Trainer(cfg, task, prepared, model, run_dir, device, cbs + list(callbacks))
+    if resume:
+        trainer.restore(load_checkpoint(run_dir / rundir.LAST))
+        log.info("resuming at epoch %d, step %d", trainer.state.epoch + 1, trainer.state.step)
+    trainer.fit()
+
+    s = trainer.state
+    summary.update({"epochs": s.epoch, "steps": s.step, "wall_time_s": round(s.wall_time_s, 2),
+                    "monitor": trainer.monitor, "best": s.best, "best_epoch": s.best_epoch})
+    if trainer.val_split is not None:
+        best = load_checkpoint(run_dir / rundir.BEST)
+        trainer.model.load_state_dict(best["model"])
+        val = evaluate_split(trainer.model, task, trainer.val_split, device, t.batch_size)
+        summary["validation"] = {k: v for k, v in val.items() if k != "confusion"}
+    write_text_atomic(json.dumps(summary, indent=2), run_dir / rundir.SUMMARY)
+    return summary

@@ -1,0 +1,59 @@
+"""Optimizer and learning-rate schedule from the `train` section."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from grutool.config import TrainConfig
+
+
+def build_optimizer(params, t: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in params if p.requires_grad]
+    if t.optimizer == "adam":
+        return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
+    if t.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+    return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+
+
+def lr_factor(step: int, kind: str, warmup: int, total: int) -> float:
+    """Multiplier of the peak LR after `step` optimizer steps."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if kind in ("constant", "plateau"):
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    if kind == "linear":
+        return max(0.0, 1.0 - progress)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))  # cosine
+
+
+class Schedule:
+    """Per-step factor (warm-up, linear, cosine) plus an optional per-epoch plateau reduction."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, t: TrainConfig, total_steps: int):
+        self.step_sched = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: lr_factor(s, t.schedule, t.warmup_steps, total_steps))
+        self.plateau = None
+        if t.schedule == "plateau":
+            mode = "min" if t.monitor == "loss" else "max"
+            self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=0.5, patience=1)
+
+    def step(self) -> None:
+        if self.plateau is None:
+            self.step_sched.step()
+
+    def epoch_end(self, metric: float | None) -> None:
+        if self.plateau is not None and metric is not None:
+            self.plateau.step(metric)
+
+    def state_dict(self) -> dict:
+        return {"step": self.step_sched.state_dict(),
+                "plateau": self.plateau.state_dict() if self.plateau else None}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step_sched.load_state_dict(state["step"])
+        if self.plateau is not None and state.get("plateau"):
+            self.plateau.load_state_dict(state["plateau"])

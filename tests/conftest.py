@@ -1,0 +1,53 @@
+"""Shared fixtures: tiny learnable datasets and configs written to tmp dirs."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+POS = ["good", "great", "lovely", "fine", "superb"]
+NEG = ["bad", "awful", "poor", "dull", "boring"]
+FILLER = ["the", "a", "film", "food", "was", "very", "really", "and", "it", "service", "book", "quite"]
+
+
+def make_rows(n: int, seed: int) -> list[tuple[str, str]]:
+    """Texts whose label is decided by which sentiment word they contain."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = "pos" if i % 2 == 0 else "neg"
+        words = rng.choices(FILLER, k=rng.randint(1, 8))
+        words.insert(rng.randint(0, len(words)), rng.choice(POS if label == "pos" else NEG))
+        rows.append((" ".join(words), label))
+    rng.shuffle(rows)
+    return rows
+
+
+def write_tsv(path: Path, rows) -> Path:
+    path.write_text("text\tlabel\n" + "".join(f"{t}\t{l}\n" for t, l in rows), encoding="utf-8")
+    return path
+
+
+def tiny_config(tmp: Path, **train) -> dict:
+    """A raw config dict for a small, fast classifier on generated data."""
+    data = tmp / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    write_tsv(data / "train.tsv", make_rows(64, 0))
+    write_tsv(data / "validation.tsv", make_rows(24, 1))
+    write_tsv(data / "test.tsv", make_rows(24, 2))
+    t = {"batch_size": 8, "epochs": 3, "lr": 0.01, "seed": 3, "patience": None}
+    t.update(train)
+    return {
+        "data": {"train": str(data / "train.tsv"), "validation": str(data / "validation.tsv"),
+                 "test": str(data / "test.tsv")},
+        "model": {"embedding_dim": 16, "hidden_size": 16, "bidirectional": True},
+        "train": t,
+        "output_dir": str(tmp / "run"),
+    }
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    return tiny_config(tmp_path)

@@ -1,0 +1,82 @@
+"""CLI wiring: train -> eval -> infer as a user runs them, and a fast --help."""
+
+import json
+import subprocess
+import sys
+
+import yaml
+from typer.testing import CliRunner
+
+from grutool.cli.app import app
+
+from conftest import tiny_config
+
+runner = CliRunner()
+
+
+def test_help_lists_commands_and_imports_neither_torch_nor_datasets():
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom grutool.cli.app import app\n"
+            "r = CliRunner().invoke(app, ['--help'])\nassert r.exit_code == 0, r.output\n"
+            "print(r.output)\n"
+            "heavy = [m for m in ('torch', 'datasets', 'pandas') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    for command in ("train", "eval", "infer"):
+        assert command in proc.stdout
+
+
+def test_python_dash_m_works():
+    proc = subprocess.run([sys.executable, "-m", "grutool", "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "train" in proc.stdout
+
+
+def test_train_eval_infer_round_trip(tmp_path):
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_config(tmp_path, epochs=4)))
+    run = tmp_path / "run"
+
+    r = runner.invoke(app, ["train", str(cfg), "--quiet", "--set", "model.pooling=attention"])
+    assert r.exit_code == 0, r.output
+    assert "run directory" in r.stdout
+    for name in ("config.yaml", "vocab.json", "labels.json", "best.pt", "last.pt", "metrics.jsonl", "summary.json"):
+        assert (run / name).is_file(), name
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["model"]["pooling"] == "attention", "overrides are part of the resolved config"
+
+    r = runner.invoke(app, ["eval", str(run), "--split", "test", "--json"])
+    assert r.exit_code == 0, r.output
+    metrics = json.loads(r.stdout)
+    assert metrics["n"] == 24 and 0 <= metrics["accuracy"] <= 1 and "macro_f1" in metrics
+    assert sum(map(sum, metrics["confusion"]["matrix"])) == 24
+
+    r = runner.invoke(app, ["eval", str(run)])
+    assert r.exit_code == 0 and "confusion" in r.stdout
+
+    r = runner.invoke(app, ["infer", str(run), "the food was great", "awful film", "--jsonl"])
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(l) for l in r.stdout.splitlines()]
+    assert [row["text"] for row in rows] == ["the food was great", "awful film"]
+    for row in rows:
+        assert set(row) == {"text", "label", "probs"}
+        assert abs(sum(row["probs"].values()) - 1) < 1e-4
+        assert row["label"] == max(row["probs"], key=row["probs"].get)
+
+    r = runner.invoke(app, ["infer", str(run), "--file", "-"], input="great book\n\nbad service\n")
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert len(lines) == 3, "one line per input, the empty one included"
+    assert lines[0].split("\t")[2] == "great book"
+
+
+def test_resume_and_overwrite_flags(tmp_path):
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_config(tmp_path, epochs=1)))
+    assert runner.invoke(app, ["train", str(cfg), "-q"]).exit_code == 0
+    r = runner.invoke(app, ["train", str(cfg), "-q", "--resume", "--set", "train.epochs=2"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["epochs"] == 2
+    r = runner.invoke(app, ["train", str(cfg), "-q", "--resume", "--set", "model.hidden_size=32"])
+    assert r.exit_code == 2 and "model.hidden_size" in r.output
+    r = runner.invoke(app, ["train", str(cfg), "-q", "--overwrite"])
+    assert r.exit_code == 0

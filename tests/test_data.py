@@ -1,0 +1,55 @@
+"""Tokenizers, vocabularies, batching."""
+
+import torch
+
+from grutool.data.batching import EncodedSplit, collate, epoch_batches, sorted_batches
+from grutool.data.tokenize import get_tokenizer
+from grutool.data.vocab import LabelVocab, Vocab
+
+
+def test_tokenizers():
+    assert get_tokenizer("whitespace", False)("It's  GOOD, ok") == ["It's", "GOOD,", "ok"]
+    assert get_tokenizer("word", True)("It's GOOD, ok!") == ["it's", "good", ",", "ok", "!"]
+    assert get_tokenizer("char", False)(" ab c ") == ["a", "b", " ", "c"]
+
+
+def test_vocab_min_freq_max_size_and_specials(tmp_path):
+    seqs = [["a", "b", "a"], ["c", "a", "b"], ["d"]]
+    v = Vocab.build(seqs, min_freq=2)
+    assert v.itos == ["<pad>", "<unk>", "a", "b"]
+    assert v.encode(["a", "zzz", "b"]) == [2, 1, 3]
+    assert Vocab.build(seqs, max_size=1).itos == ["<pad>", "<unk>", "a"]
+    v.save(tmp_path / "v.json")
+    assert Vocab.load(tmp_path / "v.json").itos == v.itos
+
+
+def test_label_vocab_orders_integers_numerically():
+    assert LabelVocab.build(["10", "2", "1"]).itos == ["1", "2", "10"]
+    assert LabelVocab.build(["pos", "neg"]).itos == ["neg", "pos"]
+
+
+def test_bucketed_batches_cover_every_example_once_and_group_lengths():
+    lengths = [(i * 37) % 50 + 1 for i in range(1000)]
+    batches = epoch_batches(lengths, 16, "bucketed", seed=1, epoch=0)
+    flat = sorted(i for b in batches for i in b)
+    assert flat == list(range(1000))
+    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) / len(batches)
+    random_spread = [max(lengths[i] for i in b) - min(lengths[i] for i in b)
+                     for b in epoch_batches(lengths, 16, "random", seed=1, epoch=0)]
+    assert spread < 0.2 * (sum(random_spread) / len(random_spread))
+
+
+def test_epoch_batches_are_a_function_of_seed_and_epoch():
+    lengths = list(range(1, 101))
+    assert epoch_batches(lengths, 8, "bucketed", 5, 2) == epoch_batches(lengths, 8, "bucketed", 5, 2)
+    assert epoch_batches(lengths, 8, "bucketed", 5, 2) != epoch_batches(lengths, 8, "bucketed", 5, 3)
+
+
+def test_collate_pads_and_keeps_lengths_on_cpu():
+    split = EncodedSplit([torch.tensor([5, 6, 7]), torch.tensor([8])], [torch.tensor(1), torch.tensor(0)], ["x", "y"])
+    b = collate(split, [1, 0])
+    assert b.ids.tolist() == [[8, 0, 0], [5, 6, 7]]
+    assert b.lengths.tolist() == [1, 3] and b.lengths.device.type == "cpu"
+    assert b.targets.tolist() == [0, 1]
+    order = [i for batch in sorted_batches(split, 1) for i in batch.index]
+    assert order == [1, 0]

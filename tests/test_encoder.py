@@ -1,0 +1,90 @@
+"""The packed encoder against nn.GRU/LSTM/RNN run one sequence at a time."""
+
+import pytest
+import torch
+
+from grutool.modules.encoder import RecurrentEncoder
+from grutool.modules.pooling import Pooling
+
+
+def reference(enc: RecurrentEncoder, x, lengths):
+    """Each sequence alone through the same nn module, no packing, no padding."""
+    outs, finals = [], []
+    for i, n in enumerate(lengths.tolist()):
+        out, state = enc.rnn(x[i:i + 1, :n])
+        h = state[0] if enc.cell == "lstm" else state
+        outs.append(out[0])
+        finals.append(torch.cat([h[-2, 0], h[-1, 0]]) if enc.num_directions == 2 else h[-1, 0])
+    return outs, torch.stack(finals)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm", "rnn"])
+@pytest.mark.parametrize("layers,bidirectional", [(1, False), (1, True), (2, True)])
+def test_encoder_matches_unpacked_per_sequence(cell, layers, bidirectional):
+    torch.manual_seed(0)
+    enc = RecurrentEncoder(5, 7, layers, bidirectional, 0.0, cell).eval()
+    lengths = torch.tensor([4, 6, 1, 3])
+    x = torch.randn(4, 6, 5)
+    got = enc(x, lengths)
+    outs, finals = reference(enc, x, lengths)
+    D = 2 if bidirectional else 1
+    assert got.outputs.shape == (4, 6, D * 7)
+    assert got.final.shape == (4, D * 7)
+    assert got.h_n.shape == (layers * D, 4, 7)
+    for i, n in enumerate(lengths.tolist()):
+        torch.testing.assert_close(got.outputs[i, :n], outs[i])
+        assert torch.all(got.outputs[i, n:] == 0)
+    torch.testing.assert_close(got.final, finals)
+
+
+def test_final_state_is_forward_last_step_and_backward_first_step():
+    torch.manual_seed(1)
+    enc = RecurrentEncoder(3, 4, 1, True).eval()
+    lengths = torch.tensor([5, 2])
+    got = enc(torch.randn(2, 5, 3), lengths)
+    for i, n in enumerate(lengths.tolist()):
+        torch.testing.assert_close(got.final[i, :4], got.outputs[i, n - 1, :4])
+        torch.testing.assert_close(got.final[i, 4:], got.outputs[i, 0, 4:])
+
+
+def test_padding_changes_unpacked_bidirectional_output_but_not_packed():
+    """Why packing matters: fed unpacked, the backward direction starts on padding."""
+    torch.manual_seed(2)
+    enc = RecurrentEncoder(3, 4, 1, True).eval()
+    x = torch.randn(1, 3, 3)
+    padded = torch.cat([x, torch.zeros(1, 4, 3)], dim=1)  # 4 steps of padding
+    packed_short = enc(x, torch.tensor([3])).outputs[:, :3]
+    packed_padded = enc(padded, torch.tensor([3])).outputs[:, :3]
+    torch.testing.assert_close(packed_short, packed_padded)
+    naive, _ = enc.rnn(padded)
+    assert not torch.allclose(naive[:, :3], packed_short)
+
+
+def test_empty_sequences_get_zero_states_and_do_not_disturb_others():
+    torch.manual_seed(3)
+    enc = RecurrentEncoder(3, 4, 2, True).eval()
+    x = torch.randn(3, 4, 3)
+    with_empty = enc(x, torch.tensor([4, 0, 2]))
+    alone = enc(x[[0, 2]], torch.tensor([4, 2]))
+    assert torch.all(with_empty.outputs[1] == 0) and torch.all(with_empty.final[1] == 0)
+    assert torch.all(with_empty.h_n[:, 1] == 0)
+    torch.testing.assert_close(with_empty.final[[0, 2]], alone.final)
+    all_empty = enc(x, torch.tensor([0, 0, 0]))
+    assert torch.all(all_empty.final == 0)
+
+
+@pytest.mark.parametrize("kind", ["last", "mean", "max", "attention"])
+def test_pooling_ignores_padding_content(kind):
+    torch.manual_seed(4)
+    enc = RecurrentEncoder(3, 4, 1, True).eval()
+    pool = Pooling(kind, enc.get_output_dim()).eval()
+    lengths = torch.tensor([5, 2, 0])
+    mask = torch.arange(5)[None] < lengths[:, None]
+    x = torch.randn(3, 5, 3)
+    noisy = x.clone()
+    noisy[~mask] = torch.randn(int((~mask).sum()), 3) * 100  # garbage at padded positions
+    a = pool(enc(x, lengths), mask)
+    b = pool(enc(noisy, lengths), mask)
+    torch.testing.assert_close(a, b)
+    assert torch.all(a[2] == 0), "an empty sequence pools to zeros"
+    assert torch.isfinite(a).all()

@@ -1,0 +1,57 @@
+"""Classifier invariants: batching does not change predictions, every parameter learns."""
+
+import pytest
+import torch
+
+from grutool.config import ModelConfig
+from grutool.models.classifier import Classifier
+
+
+def make(pooling: str, cell: str = "gru", layers: int = 2) -> Classifier:
+    torch.manual_seed(0)
+    cfg = ModelConfig(embedding_dim=8, hidden_size=6, num_layers=layers, bidirectional=True,
+                      cell=cell, pooling=pooling, dropout=0.1 if layers > 1 else 0.0)
+    return Classifier.from_config(cfg, vocab_size=30, num_classes=3)
+
+
+def batch_of(seqs):
+    lengths = torch.tensor([len(s) for s in seqs])
+    ids = torch.zeros(len(seqs), max(lengths.max().item(), 1), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, :len(s)] = torch.tensor(s, dtype=torch.long)
+    return ids, lengths
+
+
+SEQS = [[2, 5, 7, 9, 11], [3], [4, 4, 8], [12, 13, 14, 15, 16, 17, 18], []]
+
+
+@pytest.mark.parametrize("pooling", ["last", "mean", "max", "attention"])
+@pytest.mark.parametrize("cell", ["gru", "lstm", "rnn"])
+def test_batched_equals_one_by_one(pooling, cell):
+    model = make(pooling, cell).eval()
+    ids, lengths = batch_of(SEQS)
+    batched, _ = model(ids, lengths)
+    for i, s in enumerate(SEQS):
+        one, _ = model(*batch_of([s]))
+        torch.testing.assert_close(batched[i:i + 1], one, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("pooling", ["last", "mean", "max", "attention"])
+def test_every_parameter_gets_a_gradient(pooling):
+    model = make(pooling).train()
+    ids, lengths = batch_of(SEQS[:4])
+    _, loss = model(ids, lengths, torch.tensor([0, 1, 2, 1]))
+    loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, name
+        assert p.grad.abs().sum() > 0, f"{name} got an all-zero gradient"
+
+
+def test_unseen_label_ids_are_left_out_of_the_loss():
+    model = make("last").eval()
+    ids, lengths = batch_of(SEQS[:2])
+    logits, both = model(ids, lengths, torch.tensor([1, 7]))  # 7: a label the model never saw
+    _, first = model(ids[:1], lengths[:1], torch.tensor([1]))
+    torch.testing.assert_close(both, first)
+    _, none = model(ids, lengths, torch.tensor([7, 9]))
+    assert float(none.detach()) == 0.0

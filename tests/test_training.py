@@ -1,0 +1,133 @@
+"""The training loop: learning happens, resume is exact, artifacts round-trip, events are ordered."""
+
+import json
+
+import pytest
+import torch
+
+from grutool import rundir
+from grutool.checkpoint import load_checkpoint, save_atomic
+from grutool.config import parse_config
+from grutool.errors import TrainingInterrupted
+from grutool.predict import Predictor
+from grutool.training.callbacks import Callback
+from grutool.training.loop import train
+
+from conftest import tiny_config
+
+
+class Recorder(Callback):
+    def __init__(self):
+        self.events, self.losses = [], []
+
+    def on_train_begin(self, tr): self.events.append("train_begin")
+    def on_epoch_begin(self, tr): self.events.append("epoch_begin")
+    def on_step_end(self, tr, loss, tokens): self.events.append("step"); self.losses.append(loss)
+    def on_evaluate(self, tr, metrics): self.events.append("evaluate")
+    def on_epoch_end(self, tr, metrics): self.events.append("epoch_end")
+    def on_interrupt(self, tr): self.events.append("interrupt")
+    def on_train_end(self, tr): self.events.append("train_end")
+
+
+class InterruptAt(Callback):
+    """Simulates Ctrl-C after `step` optimizer steps."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, tr, loss, tokens):
+        if tr.state.step == self.step:
+            raise KeyboardInterrupt
+
+
+def test_loss_falls_and_task_is_learned(tmp_path):
+    rec = Recorder()
+    summary = train(parse_config(tiny_config(tmp_path, epochs=10)), callbacks=[rec])
+    first, last = sum(rec.losses[:8]) / 8, sum(rec.losses[-8:]) / 8
+    assert last < 0.5 * first
+    assert summary["validation"]["accuracy"] >= 0.9
+    rows = [json.loads(l) for l in (tmp_path / "run" / rundir.METRICS).read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == list(range(1, 11))
+    assert {"train_loss", "val_loss", "val_accuracy", "val_macro_f1", "tokens_per_s"} <= set(rows[0])
+
+
+def test_event_order(tmp_path):
+    rec = Recorder()
+    train(parse_config(tiny_config(tmp_path, epochs=2, batch_size=32)), callbacks=[rec])
+    epoch = ["epoch_begin", "step", "step", "evaluate", "epoch_end"]
+    assert rec.events == ["train_begin"] + epoch + epoch + ["train_end"]
+
+
+@pytest.mark.parametrize("stop_at", [3, 8])  # mid-epoch and exactly at an epoch boundary
+def test_resume_equals_uninterrupted(tmp_path, stop_at):
+    raw = tiny_config(tmp_path / "a", epochs=3, schedule="linear", warmup_steps=2)
+    raw["model"].update(embedding_dropout=0.3, head_dropout=0.3)  # dropout consumes RNG: resume must restore it
+    train(parse_config(raw))
+    reference = load_checkpoint(tmp_path / "a" / "run" / rundir.LAST)["model"]
+
+    raw["output_dir"] = str(tmp_path / "b")
+    rec = Recorder()
+    with pytest.raises(TrainingInterrupted):
+        train(parse_config(raw), callbacks=[InterruptAt(stop_at), rec])
+    assert rec.events[-1] == "interrupt"
+    assert load_checkpoint(tmp_path / "b" / rundir.LAST)["meta"]["state"]["step"] == stop_at
+    train(parse_config(raw), resume=True)
+    resumed = load_checkpoint(tmp_path / "b" / rundir.LAST)["model"]
+    assert resumed.keys() == reference.keys()
+    for k in reference:
+        assert torch.equal(resumed[k], reference[k]), k
+
+
+class BestPredictions(Callback):
+    """Logits of the in-memory model whenever best.pt is written (Checkpointer runs first)."""
+
+    def __init__(self, texts):
+        self.texts, self.probs = texts, None
+
+    def on_epoch_end(self, tr, metrics):
+        if tr.state.improved:
+            split = tr.task.encode(tr.cfg, tr.data.vocab, tr.data.labels, self.texts, None)
+            tr.model.eval()
+            with torch.no_grad():
+                from grutool.data.batching import collate
+                b = collate(split, list(range(len(self.texts))))
+                self.probs = torch.softmax(tr.model(b.ids, b.lengths)[0], -1)
+            tr.model.train()
+
+
+def test_save_load_gives_identical_predictions(tmp_path):
+    texts = ["the food was great", "awful film", "", "quite dull and boring service", "zzz unknown words"]
+    cb = BestPredictions(texts)
+    train(parse_config(tiny_config(tmp_path, epochs=3)), callbacks=[cb])
+    got = Predictor(tmp_path / "run", "cpu").predict(texts, batch_size=2)
+    labels = rundir.open_run(tmp_path / "run").labels.itos
+    for row, r in zip(cb.probs, got):
+        assert r["label"] == labels[int(row.argmax())]
+        assert [r["probs"][l] for l in labels] == pytest.approx(row.tolist(), abs=1e-6)
+
+
+def test_atomic_save_keeps_previous_file_on_crash(tmp_path, monkeypatch):
+    path = tmp_path / "ck.pt"
+    save_atomic({"model": {"w": torch.ones(3)}}, path)
+
+    def broken_save(obj, f):
+        f.write(b"partial bytes")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError):
+        save_atomic({"model": {"w": torch.zeros(3)}}, path)
+    monkeypatch.undo()
+    assert torch.equal(load_checkpoint(path)["model"]["w"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"], "no temporary file left behind"
+
+
+def test_max_steps_stops_training(tmp_path):
+    summary = train(parse_config(tiny_config(tmp_path, epochs=5, max_steps=3)))
+    assert summary["steps"] == 3
+
+
+def test_early_stopping_respects_patience(tmp_path):
+    raw = tiny_config(tmp_path, epochs=30, patience=1, lr=1e-6)  # lr too small to improve
+    summary = train(parse_config(raw))
+    assert summary["epochs"] < 30
