@@ -9,6 +9,7 @@ This module imports pydantic and yaml but never torch.
 from __future__ import annotations
 
 import difflib
+import re
 import warnings
 from pathlib import Path
 from typing import Any, Literal, Optional
@@ -20,9 +21,9 @@ from grutool.errors import UserError
 
 
 class _Section(BaseModel):
-    # Unknown keys are errors (with a did-you-mean); values are not coerced across
-    # kinds (a string is not silently turned into a bool).
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # Unknown keys are errors (with a did-you-mean); strict: values are not coerced
+    # across kinds ("yes" is not a bool, "16" is not an int). Ints are accepted for floats.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class DataConfig(_Section):
@@ -198,6 +199,21 @@ CROSS_FIELD_RULES = [
 # --- loading ----------------------------------------------------------------------
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that reads `1e-3` as a float (YAML 1.2); PyYAML's 1.1 rules need `1.0e-3`."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _load_yaml(text: str):
+    return yaml.load(text, Loader=_Loader)
+
+
 def _yaml_lines(text: str) -> dict[tuple[str, ...], int]:
     """Map each key path in a YAML document to its 1-based line number."""
     lines: dict[tuple[str, ...], int] = {}
@@ -209,7 +225,7 @@ def _yaml_lines(text: str) -> dict[tuple[str, ...], int]:
                 lines[sub] = key.start_mark.line + 1
                 walk(value, sub)
 
-    root = yaml.compose(text)
+    root = yaml.compose(text, Loader=_Loader)
     if root is not None:
         walk(root, ())
     return lines
@@ -264,6 +280,9 @@ def _apply_override(raw: dict, item: str) -> tuple[str, ...]:
         raise UserError(f"--set {item}: empty key")
     # Check the path against the schema so typos fail here, with a suggestion.
     for i, part in enumerate(path[:-1]):
+        parent = _schema_for(path[:i])
+        if parent is not None and part in parent.model_fields and _schema_for(path[: i + 1]) is None:
+            raise UserError(f"--set {key}: '{'.'.join(path[: i + 1])}' is a value, not a section")
         if _schema_for(path[: i + 1]) is None:
             raise UserError(f"--set {key}: '{'.'.join(path[: i + 1])}' is not a config section{_suggest(part, path[:i])}")
     schema = _schema_for(path[:-1])
@@ -275,14 +294,14 @@ def _apply_override(raw: dict, item: str) -> tuple[str, ...]:
             node[part] = {}
         node = node[part]
     try:
-        node[path[-1]] = yaml.safe_load(value) if value.strip() else None
+        node[path[-1]] = _load_yaml(value) if value.strip() else None
     except yaml.YAMLError:
         node[path[-1]] = value
     return path
 
 
 def parse_config(raw: Any, source: str = "<config>", overrides: list[str] = (),
-                 lines: Optional[dict] = None) -> Config:
+                 lines: Optional[dict] = None, default_output_dir: Optional[str] = None) -> Config:
     """Validate a raw mapping (as read from YAML) plus `--set` overrides."""
     if raw is None:
         raw = {}
@@ -292,6 +311,8 @@ def parse_config(raw: Any, source: str = "<config>", overrides: list[str] = (),
     where[()] = source
     for item in overrides:
         where[_apply_override(raw, item)] = f"--set {item}"
+    if default_output_dir is not None and raw.get("output_dir") is None:
+        raw["output_dir"] = default_output_dir
     try:
         return Config.model_validate(raw)
     except ValidationError as err:
@@ -308,17 +329,14 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
     except UnicodeDecodeError as e:
         raise UserError(f"{path}: not UTF-8 text (byte {e.start})") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = _load_yaml(text)
         lines = _yaml_lines(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e)
         raise UserError(f"{path}{at}: YAML syntax error: {problem}") from None
-    cfg = parse_config(raw, str(path), overrides, lines)
-    if cfg.output_dir is None:
-        cfg.output_dir = str(Path("runs") / path.stem)
-    return cfg
+    return parse_config(raw, str(path), overrides, lines, default_output_dir=str(Path("runs") / path.stem))
 
 
 def to_yaml(cfg: Config) -> str:

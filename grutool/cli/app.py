@@ -17,6 +17,7 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from grutool.errors import TrainingInterrupted, UserError
 
@@ -42,7 +43,7 @@ def _setup_logging(quiet: bool) -> None:
     logger.propagate = False
 
     def show(message, category, filename, lineno, file=None, line=None):
-        err.print(f"[yellow]warning:[/] {message}", markup=True)
+        err.print(f"[yellow]warning:[/] {escape(str(message))}", markup=True)
 
     warnings.showwarning = show
 
@@ -53,7 +54,7 @@ def user_errors():
     try:
         yield
     except UserError as exc:
-        err.print(f"[red]error:[/] {exc}", markup=True)
+        err.print(f"[red]error:[/] {escape(str(exc))}", markup=True)
         raise typer.Exit(exc.exit_code)
     except TrainingInterrupted as exc:
         err.print(f"interrupted: resumable checkpoint saved to {exc.checkpoint}; "

@@ -58,7 +58,8 @@ def _root_cause(exc: BaseException) -> BaseException:
 def _quiet_datasets():
     import datasets
 
-    datasets.logging.set_verbosity_error()
+    # Problems are reported as UserErrors; datasets' own ERROR logs would say them twice.
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)
     datasets.disable_progress_bars()
     return datasets
 
@@ -69,8 +70,10 @@ def load_file(path: str, cfg: DataConfig):
     if not p.is_file():
         hint = " (it is a directory; name a file)" if p.is_dir() else ""
         raise UserError(f"{path}: data file not found{hint}")
-    datasets = _quiet_datasets()
     builder, kwargs = _builder_args(path, cfg)
+    if builder != "parquet":
+        _check_text_file(p, file_format(path, cfg.format), cfg.header)
+    datasets = _quiet_datasets()
     try:
         return datasets.load_dataset(builder, data_files=str(p), split="train", **kwargs)
     except Exception as exc:  # datasets wraps parser errors in its own types
@@ -80,6 +83,20 @@ def load_file(path: str, cfg: DataConfig):
                             f"re-save the file as UTF-8") from None
         raise UserError(f"{path}: cannot read as {file_format(path, cfg.format)}: "
                         f"{str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__}") from None
+
+
+def _check_text_file(p: Path, fmt: str, header: bool) -> None:
+    """UTF-8 and non-empty, checked here so the message can name the line."""
+    data = p.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise UserError(f"{p}:{line}: not valid UTF-8 (byte 0x{data[e.start]:02x} at offset {e.start}); "
+                        f"re-save the file as UTF-8") from None
+    lines = sum(1 for l in text.splitlines() if l.strip())
+    if lines - (1 if fmt in ("csv", "tsv") and header else 0) <= 0:
+        raise UserError(f"{p}: no examples" + (" (only a header line)" if lines else " (empty file)"))
 
 
 def _hub_reachable(timeout: float = HUB_TIMEOUT_S) -> Optional[str]:

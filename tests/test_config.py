@@ -1,0 +1,216 @@
+"""Config loading: valid and invalid cases as data files, `--set` overrides, round trip.
+
+Each file under tests/configs/invalid/ is one case. Its first lines are comments:
+
+    # error: <substring the UserError message must contain>
+    # line: <YAML line the message must cite as `file.yaml:N:`>   (optional)
+
+Config validation never reads data, so the data paths in these files need not exist.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+
+import pytest
+import yaml
+
+from grutool.config import Config, load_config, parse_config, to_yaml
+from grutool.errors import UserError
+
+CASES = Path(__file__).parent / "configs"
+VALID = sorted((CASES / "valid").glob("*.yaml"))
+INVALID = sorted((CASES / "invalid").glob("*.yaml"))
+
+
+def _expectation(path: Path) -> tuple[str, int | None]:
+    """The `# error:` substring and optional `# line:` number from a case file's header."""
+    error, line = None, None
+    for text in path.read_text(encoding="utf-8").splitlines():
+        if m := re.match(r"#\s*error:\s?(.*)$", text):
+            error = m.group(1).strip()
+        elif m := re.match(r"#\s*line:\s*(\d+)\s*$", text):
+            line = int(m.group(1))
+        elif not text.startswith("#"):
+            break
+    assert error, f"{path.name}: an invalid case must start with '# error: <expected substring>'"
+    return error, line
+
+
+def test_case_folders_are_not_empty():
+    # A glob that finds nothing would make the parametrized tests pass vacuously.
+    assert len(VALID) >= 2 and len(INVALID) >= 10
+
+
+@pytest.mark.parametrize("path", VALID, ids=lambda p: p.stem)
+def test_valid_config_loads(path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a valid case should not warn either
+        cfg = load_config(path)
+    assert isinstance(cfg, Config)
+    assert cfg.output_dir  # defaulted to runs/<stem> when the file has none
+
+
+def test_full_config_sets_every_field_as_written():
+    path = CASES / "valid" / "full.yaml"
+    cfg = load_config(path)
+    assert cfg.model_dump(mode="json") == yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def test_output_dir_defaults_to_runs_and_config_stem():
+    cfg = load_config(CASES / "valid" / "minimal.yaml")
+    assert Path(cfg.output_dir) == Path("runs") / "minimal"
+
+
+@pytest.mark.parametrize("path", INVALID, ids=lambda p: p.stem)
+def test_invalid_config_is_a_user_error(path):
+    expected, line = _expectation(path)
+    with pytest.raises(UserError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert expected in message
+    assert path.name in message, "the message should name the config file"
+    if line is not None:
+        assert f"{path.name}:{line}:" in message, "the message should cite the YAML line"
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(UserError, match="config file not found") as info:
+        load_config(tmp_path / "nope.yaml")
+    assert "nope.yaml" in str(info.value)
+
+
+def test_non_utf8_config_file(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(b"data:\n  train: caf\xe9.tsv\n")
+    with pytest.raises(UserError, match="UTF-8") as info:
+        load_config(path)
+    assert "latin1.yaml" in str(info.value)
+
+
+# --- --set overrides ----------------------------------------------------------------
+
+
+@pytest.fixture
+def base(tmp_path) -> Path:
+    path = tmp_path / "base.yaml"
+    path.write_text("data:\n  train: data/train.tsv\nmodel:\n  hidden_size: 8\n  num_layers: 1\n",
+                    encoding="utf-8")
+    return path
+
+
+def test_set_overrides_a_value_from_the_file(base):
+    cfg = load_config(base, ["model.hidden_size=256"])
+    assert cfg.model.hidden_size == 256
+    # Nothing else changes.
+    plain = load_config(base).model_dump()
+    plain["model"]["hidden_size"] = 256
+    assert cfg.model_dump() == plain
+
+
+def test_set_overrides_nested_values_the_file_does_not_mention(base):
+    cfg = load_config(base, ["train.lr=0.01", "train.optimizer=sgd", "model.bidirectional=false",
+                             "data.column_names=[text, label]", "train.max_steps=null",
+                             "output_dir=elsewhere/run"])
+    assert cfg.train.lr == 0.01 and cfg.train.optimizer == "sgd"
+    assert cfg.model.bidirectional is False
+    assert cfg.data.column_names == ["text", "label"]
+    assert cfg.train.max_steps is None
+    assert cfg.output_dir == "elsewhere/run"
+    assert cfg.model.hidden_size == 8  # untouched sibling of an overridden section
+
+
+def test_set_creates_a_section_missing_from_the_file(tmp_path):
+    path = tmp_path / "minimal.yaml"
+    path.write_text("data:\n  train: data/train.tsv\n", encoding="utf-8")
+    cfg = load_config(path, ["train.epochs=2"])
+    assert cfg.train.epochs == 2
+
+
+def test_later_set_wins(base):
+    assert load_config(base, ["model.hidden_size=16", "model.hidden_size=32"]).model.hidden_size == 32
+
+
+@pytest.mark.parametrize("item, expected", [
+    ("model.hidden_size=abc", "model.hidden_size: input should be a valid integer"),
+    ("model.hidden_size=0", "model.hidden_size: input should be greater than 0"),
+    ("model.dropout=1.5", "model.dropout: input should be less than 1"),
+    ("model.cell=lstmm", "model.cell: input should be 'gru', 'lstm' or 'rnn'"),
+    ("model.bidirectional=maybe", "model.bidirectional: input should be a valid boolean"),
+])
+def test_set_is_type_checked_and_names_the_override(base, item, expected):
+    with pytest.raises(UserError) as info:
+        load_config(base, [item])
+    message = str(info.value)
+    assert f"--set {item}" in message
+    assert expected in message
+
+
+@pytest.mark.parametrize("item, expected", [
+    ("model.hiden_size=3", "--set model.hiden_size: unknown key; did you mean 'hidden_size'?"),
+    ("modle.hidden_size=3", "--set modle.hidden_size: 'modle' is not a config section; did you mean 'model'?"),
+    ("train.learning_rate=0.1", "--set train.learning_rate: unknown key"),
+])
+def test_set_unknown_key_suggests(base, item, expected):
+    with pytest.raises(UserError) as info:
+        load_config(base, [item])
+    assert expected in str(info.value)
+
+
+@pytest.mark.parametrize("item, expected", [
+    ("model.hidden_size", "--set model.hidden_size: expected key.path=value"),
+    ("=3", "--set =3: empty key"),
+])
+def test_set_bad_syntax(base, item, expected):
+    with pytest.raises(UserError) as info:
+        load_config(base, [item])
+    assert expected in str(info.value)
+
+
+# --- cross-field warnings -----------------------------------------------------------
+
+
+def test_dropout_with_one_layer_warns(base):
+    with pytest.warns(UserWarning, match=r"model\.dropout=0\.3 has no effect with model\.num_layers=1"):
+        cfg = load_config(base, ["model.dropout=0.3"])
+    assert cfg.model.dropout == 0.3  # a warning, not an error
+
+
+def test_dropout_with_one_layer_warns_once(base):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        load_config(base, ["model.dropout=0.3"])
+    dropout = [w for w in caught if "model.dropout" in str(w.message)]
+    assert len(dropout) == 1, [str(w.message) for w in dropout]
+
+
+def test_dropout_with_two_layers_does_not_warn(base):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_config(base, ["model.dropout=0.3", "model.num_layers=2"])
+
+
+# --- the resolved config --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", VALID, ids=lambda p: p.stem)
+def test_resolved_config_round_trips(path):
+    cfg = load_config(path)
+    text = to_yaml(cfg)
+    again = parse_config(yaml.safe_load(text))
+    assert again == cfg
+    assert to_yaml(again) == text
+
+
+def test_resolved_config_round_trips_with_overrides(base):
+    cfg = load_config(base, ["model.hidden_size=256", "train.lr=0.02", "data.column_names=[label, text]"])
+    assert parse_config(yaml.safe_load(to_yaml(cfg))) == cfg
+
+
+def test_resolved_config_has_every_default_filled(base):
+    raw = yaml.safe_load(to_yaml(load_config(base)))
+    assert set(raw) == set(Config.model_fields)
+    for section in ("data", "model", "train"):
+        assert set(raw[section]) == set(Config.model_fields[section].annotation.model_fields)
