@@ -80,6 +80,8 @@ class ModelConfig(_Section):
     """Dropout between recurrent layers (nn.GRU's own `dropout`; has no effect with one layer)."""
     embedding_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     """Dropout on the embeddings."""
+    token_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    """While training, replace this fraction of input tokens by `<unk>` (teaches the model to cope with unknown words)."""
     head_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     """Dropout on the pooled representation, before the linear head."""
     pooling: Literal["last", "mean", "max", "attention"] = "last"

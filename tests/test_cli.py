@@ -80,3 +80,29 @@ def test_resume_and_overwrite_flags(tmp_path):
     assert r.exit_code == 2 and "model.hidden_size" in r.output
     r = runner.invoke(app, ["train", str(cfg), "-q", "--overwrite"])
     assert r.exit_code == 0
+
+
+def test_ctrl_c_saves_a_resumable_checkpoint(tmp_path):
+    """A real SIGINT to a real `grutool train` process: exit 130, last.pt saved, --resume finishes."""
+    import os
+    import signal
+    import time
+
+    raw = tiny_config(tmp_path, epochs=200, batch_size=4)
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(raw))
+    cmd = [sys.executable, "-m", "grutool", "train", str(cfg), "-q"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    deadline = time.time() + 60
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 1) and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "--resume" in stderr and "Traceback" not in stderr
+    from grutool.checkpoint import load_checkpoint
+    state = load_checkpoint(tmp_path / "run" / "last.pt")["meta"]["state"]
+    assert 1 <= state["epoch"] < 200
+    r = runner.invoke(app, ["train", str(cfg), "-q", "--resume", "--set", f"train.epochs={state['epoch'] + 1}"])
+    assert r.exit_code == 0, r.output

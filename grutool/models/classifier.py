@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from grutool.config import ModelConfig
+from grutool.data.vocab import Vocab
 from grutool.modules.encoder import RecurrentEncoder
 from grutool.modules.pooling import Pooling
 
@@ -22,8 +23,9 @@ class Classifier(nn.Module):
     def __init__(self, vocab_size: int, num_classes: int, embedding_dim: int, hidden_size: int,
                  num_layers: int = 1, bidirectional: bool = True, cell: str = "gru",
                  dropout: float = 0.0, embedding_dropout: float = 0.0, head_dropout: float = 0.0,
-                 pooling: str = "last", freeze_embeddings: bool = False):
+                 pooling: str = "last", freeze_embeddings: bool = False, token_dropout: float = 0.0):
         super().__init__()
+        self.token_dropout = token_dropout
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
         self.embedding.weight.requires_grad_(not freeze_embeddings)
         self.embedding_dropout = nn.Dropout(embedding_dropout)
@@ -36,11 +38,14 @@ class Classifier(nn.Module):
     def from_config(cls, m: ModelConfig, vocab_size: int, num_classes: int) -> "Classifier":
         return cls(vocab_size, num_classes, m.embedding_dim, m.hidden_size, m.num_layers,
                    m.bidirectional, m.cell, m.dropout, m.embedding_dropout, m.head_dropout,
-                   m.pooling, m.freeze_embeddings)
+                   m.pooling, m.freeze_embeddings, m.token_dropout)
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor,
                 targets: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """ids: (B, T); lengths: (B,) CPU; targets: (B,), ids >= num_classes mean 'unseen label'."""
+        if self.training and self.token_dropout > 0:
+            drop = torch.rand(ids.shape, device=ids.device) < self.token_dropout
+            ids = ids.masked_fill(drop & (ids != Vocab.pad_id), Vocab.unk_id)
         x = self.embedding_dropout(self.embedding(ids))  # (B, T, E)
         enc = self.encoder(x, lengths)
         mask = length_mask(lengths, ids.shape[1], ids.device)  # (B, T)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -93,6 +95,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.monitor = t.monitor if self.val_split is not None else None
         self.state = TrainState()
+        self._interrupt_requested = False
 
     # --- checkpoints -------------------------------------------------------------
 
@@ -170,6 +173,33 @@ class Trainer:
         self._emit("on_epoch_end", metrics)
         return metrics
 
+    @contextlib.contextmanager
+    def _deferred_sigint(self):
+        """Ctrl-C stops at the next step boundary, so last.pt never holds a half-applied update.
+
+        A second Ctrl-C stops at once (the checkpoint is still written, but may
+        then not resume exactly).
+        """
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, frame):
+            if self._interrupt_requested:
+                raise KeyboardInterrupt
+            self._interrupt_requested = True
+            log.warning("Ctrl-C: stopping after this step and saving a checkpoint (press again to stop now)")
+
+        previous = signal.signal(signal.SIGINT, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _check_interrupt(self) -> None:
+        if self._interrupt_requested:
+            raise KeyboardInterrupt
+
     def fit(self) -> None:
         t = self.cfg.train
         lengths = self.train_split.lengths()
@@ -188,10 +218,12 @@ class Trainer:
                     s.batch_in_epoch += 1
                     loss_sum, n, tokens = loss_sum + loss, n + 1, tokens + ntok
                     self._emit("on_step_end", loss, ntok)
+                    self._check_interrupt()
                     if s.step >= self.total_steps:
                         break
                 s.wall_time_s = time.perf_counter() - start
                 self._end_epoch(loss_sum / max(n, 1), tokens, time.perf_counter() - t0)
+                self._check_interrupt()
         except KeyboardInterrupt:
             s.wall_time_s = time.perf_counter() - start
             self._emit("on_interrupt")
@@ -268,7 +300,8 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, dry_run
     if resume:
         trainer.restore(load_checkpoint(run_dir / rundir.LAST))
         log.info("resuming at epoch %d, step %d", trainer.state.epoch + 1, trainer.state.step)
-    trainer.fit()
+    with trainer._deferred_sigint():
+        trainer.fit()
 
     s = trainer.state
     summary.update({"epochs": s.epoch, "steps": s.step, "wall_time_s": round(s.wall_time_s, 2),
