@@ -202,6 +202,10 @@ def infer(
                 print(f"{r['label']}\t{r['probs'][r['label']]:.4f}\t{r['text']}")
 
 
+from grutool.cli.shapes_cmd import shapes  # noqa: E402
+app.command()(shapes)
+
+
 def main() -> None:
     try:
         app()

@@ -1,0 +1,328 @@
+"""`grutool shapes`: every reported shape and count against what PyTorch produces, and checks that can fail."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from typer.testing import CliRunner
+
+from grutool import shapes
+from grutool.cli.app import app
+from grutool.modules.encoder import CELLS
+from grutool.shapes import LayerSpec, layer_report
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+I, H, B, T = 4, 6, 3, 5
+LENGTHS = (5, 2, 4)  # unsorted, with padding
+GATES = {"gru": 3, "lstm": 4, "rnn": 1}
+
+
+def reference(cell, layers, bidirectional, batch_first, lengths, proj_size=0, bias=True):
+    """What PyTorch itself produces for these settings, computed here without grutool.shapes."""
+    kwargs = {"proj_size": proj_size} if proj_size else {}
+    m = CELLS[cell](I, H, layers, bias=bias, batch_first=batch_first, bidirectional=bidirectional, **kwargs)
+    x = torch.randn((B, T, I) if batch_first else (T, B, I))
+    ref = {"input": list(x.shape)}
+    if lengths:
+        packed = pack_padded_sequence(x, torch.tensor(lengths), batch_first=batch_first, enforce_sorted=False)
+        out, state = m(packed)
+        ref["packed_input"] = list(packed.data.shape)
+        ref["batch_sizes"] = packed.batch_sizes.tolist()
+        ref["packed_output"] = list(out.data.shape)
+        out, _ = pad_packed_sequence(out, batch_first=batch_first, total_length=T)
+    else:
+        out, state = m(x)
+    h_n, c_n = state if cell == "lstm" else (state, None)
+    ref.update(output=list(out.shape), h_n=list(h_n.shape), h0=list(h_n.shape))
+    if c_n is not None:
+        ref.update(c_n=list(c_n.shape), c0=list(c_n.shape))
+    ref["params"] = [(n, list(p.shape)) for n, p in m.named_parameters()]
+    ref["total"] = sum(p.numel() for p in m.parameters())
+    ref["per_layer"] = [sum(p.numel() for n, p in m.named_parameters() if n.endswith((f"_l{k}", f"_l{k}_reverse")))
+                        for k in range(layers)]
+    ref["by_cell"] = {c: sum(p.numel() for p in cls(I, H, layers, bias=bias, bidirectional=bidirectional).parameters())
+                      for c, cls in CELLS.items()}
+    return ref
+
+
+def assert_report_matches(report, ref, cell):
+    tensors = {t["name"]: t for t in report["tensors"]}
+    expected = {"input", "h0", "output", "h_n"} | ({"c0", "c_n"} if cell == "lstm" else set())
+    assert set(tensors) == expected
+    for name in expected:
+        assert tensors[name]["shape"] == ref[name], name
+        assert tensors[name]["matches_formula"], name
+    if "batch_sizes" in ref:
+        p = report["packed"]
+        assert p["input_data"]["shape"] == ref["packed_input"]
+        assert p["batch_sizes"]["values"] == ref["batch_sizes"]
+        assert p["output_data"]["shape"] == ref["packed_output"]
+        assert p["padding_mask"] == [[t >= n for t in range(T)] for n in LENGTHS]
+    else:
+        assert report["packed"] is None
+    params = report["parameters"]
+    assert [(r["name"], r["shape"]) for r in params["tensors"]] == ref["params"]
+    for r in params["tensors"]:
+        assert r["matches_formula"], r["name"]
+        if r["gates"] is not None:  # the rows split into H-row blocks, PyTorch's gate order
+            assert len(r["gates"]) == GATES[cell] and r["gates"][-1]["rows"][1] == r["shape"][0]
+    assert params["total"] == ref["total"]
+    assert [r["total"] for r in params["per_layer"]] == ref["per_layer"]
+    assert {r["cell"]: r["parameters"] for r in params["by_cell"]} == ref["by_cell"]
+    failed = [c for c in report["identities"] if not c["passed"]]
+    assert not failed, failed
+    assert report["all_passed"]
+
+
+GRID = list(itertools.product(["gru", "lstm", "rnn"], [1, 2], [False, True], [False, True], [None, LENGTHS]))
+
+
+@pytest.mark.parametrize("cell,layers,bidirectional,batch_first,lengths", GRID)
+def test_grid_matches_pytorch(cell, layers, bidirectional, batch_first, lengths):
+    spec = LayerSpec(cell=cell, input_size=I, hidden_size=H, num_layers=layers, bidirectional=bidirectional,
+                     batch_first=batch_first, batch=B, seq_len=T, lengths=lengths)
+    report = layer_report(spec)
+    assert_report_matches(report, reference(cell, layers, bidirectional, batch_first, lengths), cell)
+    names = {c["name"] for c in report["identities"]}
+    assert ("last_layer_backward_final" in names) == bidirectional
+    assert ("padding_is_zero" in names) == (lengths is not None)
+
+
+@pytest.mark.parametrize("layers,bidirectional", [(1, False), (2, True)])
+def test_lstm_projection(layers, bidirectional):
+    report = layer_report(LayerSpec(cell="lstm", input_size=I, hidden_size=H, num_layers=layers,
+                                    bidirectional=bidirectional, lengths=LENGTHS, seq_len=T, proj_size=2),
+                          want_explain=True)
+    ref = reference("lstm", layers, bidirectional, False, LENGTHS, proj_size=2)
+    assert_report_matches(report, ref, "lstm")
+    D = 2 if bidirectional else 1
+    t = {r["name"]: r["shape"] for r in report["tensors"]}
+    assert t["h_n"] == [layers * D, B, 2] and t["output"][-1] == D * 2 and t["c_n"] == [layers * D, B, H]
+    assert any(r["name"] == "weight_hr_l0" and r["shape"] == [2, H] for r in report["parameters"]["tensors"])
+    assert report["explain"]["step"]["passed"]
+
+
+def test_no_bias_has_no_bias_tensors_and_the_ratios_hold():
+    report = layer_report(LayerSpec(cell="gru", input_size=I, hidden_size=H, num_layers=2, bias=False),
+                          want_explain=True)
+    assert_report_matches(report, reference("gru", 2, False, False, None, bias=False), "gru")
+    assert not any(r["name"].startswith("bias") for r in report["parameters"]["tensors"])
+    by_cell = {r["cell"]: r["parameters"] for r in report["parameters"]["by_cell"]}
+    assert 4 * by_cell["gru"] == 3 * by_cell["lstm"] and 4 * by_cell["rnn"] == by_cell["lstm"]
+    assert report["explain"]["step"]["passed"]
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm", "rnn"])
+def test_explain_equations_and_from_scratch_step(cell):
+    report = layer_report(LayerSpec(cell=cell, num_layers=2, bidirectional=True, batch_first=True), want_explain=True)
+    ex = report["explain"]
+    assert ex["step"]["passed"] and ex["step"]["max_abs_diff"] <= shapes.TOL
+    assert ex["gate_order"] == {"gru": "r|z|n", "lstm": "i|f|g|o", "rnn": "h"}[cell]
+    assert "weight_ih_l0" in ex["step"]["weights_used"] and "weight_hh_l1_reverse" in ex["step"]["weights_used"]
+    text = "\n".join(ex["equations"])
+    if cell == "gru":
+        assert "r_t ⊙ (W_hn h_{t-1} + b_hn)" in text
+    elif cell == "lstm":
+        assert "c_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t" in text
+    else:
+        assert "tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)" in text
+
+
+# --- the checks can fail -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def bidir_run():
+    torch.manual_seed(0)
+    m = torch.nn.GRU(I, H, 1, bidirectional=True).double()
+    x = torch.randn(T, B, I, dtype=torch.float64)
+    out, h_n = m(x)
+    return out, h_n
+
+
+def test_a_wrong_claim_is_reported_as_failure(bidir_run):
+    out, h_n = bidir_run
+    # Wrong: h_n[-1] is the backward direction, not the forward half at the last step.
+    wrong = shapes.compare("wrong", "h_n[-1] equals output[-1, :, :H]", h_n[-1], out[-1, :, :H])
+    assert not wrong["passed"] and wrong["max_abs_diff"] > 1e-3
+    right = shapes.compare("right", "h_n[-2] equals output[-1, :, :H]", h_n[-2], out[-1, :, :H])
+    assert right["passed"] and right["max_abs_diff"] <= shapes.TOL
+    mismatch = shapes.compare("shape", "h_n equals output", h_n, out)
+    assert not mismatch["passed"] and "shapes differ" in mismatch["detail"]
+
+
+def test_identity_functions_fail_on_wrong_tensors(bidir_run):
+    out, h_n = bidir_run
+    full = torch.full((B,), T)
+    assert shapes.last_forward_identity(out, h_n, full, 2)["passed"]
+    assert not shapes.last_forward_identity(out, h_n[[1, 0]], full, 2)["passed"]  # directions swapped
+    assert shapes.first_backward_identity(out, h_n)["passed"]
+    assert not shapes.first_backward_identity(out, h_n[[1, 0]])["passed"]
+    # Claiming every sequence ends at T-1 when they are shorter is wrong too.
+    assert not shapes.last_forward_identity(out, h_n, torch.tensor([5, 2, 4]), 2)["passed"]
+    per_layer = h_n.view(1, 2, B, H)
+    assert shapes.layout_identity(h_n, per_layer, 1)["passed"]
+    assert not shapes.layout_identity(h_n, per_layer.flip(1), 1)["passed"]
+    assert not shapes.padding_identity(out, torch.tensor([5, 2, 4]))["passed"]  # unpacked run: no zeros
+
+
+def test_gru_reset_placement_matters():
+    """The paper's r ⊙ (W_hn h) without b_hn inside differs from nn.GRU: the step check would catch it."""
+    torch.manual_seed(1)
+    m = torch.nn.GRU(I, H).double()
+    x, h = torch.randn(B, I, dtype=torch.float64), torch.randn(B, H, dtype=torch.float64)
+    w = (m.weight_ih_l0, m.weight_hh_l0, m.bias_ih_l0, m.bias_hh_l0)
+    _, h_n = m(x[None], h[None])
+    assert shapes.compare("ok", "", shapes.gru_step(x, h, *w), h_n[0])["passed"]
+
+    def wrong_step(x, h, w_ih, w_hh, b_ih, b_hh):
+        i_r, i_z, i_n = (x @ w_ih.T + b_ih).chunk(3, -1)
+        h_r, h_z, h_n = (h @ w_hh.T).chunk(3, -1)
+        b_r, b_z, b_n = b_hh.chunk(3)
+        r, z = torch.sigmoid(i_r + h_r + b_r), torch.sigmoid(i_z + h_z + b_z)
+        return (1 - z) * torch.tanh(i_n + r * h_n + b_n) + z * h  # b_hn outside the reset
+
+    assert not shapes.compare("wrong", "", wrong_step(x, h, *w), h_n[0])["passed"]
+
+
+def test_a_failing_check_fails_the_command(monkeypatch):
+    monkeypatch.setattr(shapes, "gru_step", lambda x, h, *w: h)  # a from-scratch step that is wrong
+    report = layer_report(LayerSpec(), want_explain=True)
+    assert not report["explain"]["step"]["passed"] and not report["all_passed"]
+    r = runner.invoke(app, ["shapes", "--explain"])
+    assert r.exit_code == 1 and "✗" in r.stdout and "check failed" in r.stderr
+
+
+# --- the command -------------------------------------------------------------------------------------
+
+
+def test_cli_json_is_one_object_and_matches_pytorch():
+    args = ["shapes", "--cell", "lstm", "--layers", "2", "--bidirectional", "--batch-first",
+            "--input-size", str(I), "--hidden-size", str(H), "--lengths", ",".join(map(str, LENGTHS)),
+            "--seq-len", str(T), "--json"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert len(r.stdout.strip().splitlines()) == 1
+    report = json.loads(r.stdout)
+    assert report["settings"]["batch"] == B  # from the number of lengths
+    assert_report_matches(report, reference("lstm", 2, True, True, LENGTHS), "lstm")
+
+
+def test_cli_defaults_and_tables():
+    r = runner.invoke(app, ["shapes", "--layers", "2", "--bidirectional", "--explain"])
+    assert r.exit_code == 0, r.output
+    for text in ("tensors", "(L·D, B, H)", "(4, 3, 20)", "weight_hh_l1_reverse", "r|z|n", "identities",
+                 "h_n[-2]", "r_t ⊙ (W_hn h_{t-1} + b_hn)", "[forward | backward]"):
+        assert text in r.stdout, text
+    assert "✓" in r.stdout and "✗" not in r.stdout
+    r = runner.invoke(app, ["shapes", "--lengths", "5,3,2", "--seq-len", "6"])
+    assert r.exit_code == 0 and "batch_sizes = [3, 3, 2, 1, 1]" in r.stdout and "■■■···" in r.stdout
+
+
+def test_shapes_help():
+    r = runner.invoke(app, ["shapes", "--help"])
+    assert r.exit_code == 0
+    for option in ("--cell", "--lengths", "--proj-size", "--config", "--explain", "--json"):
+        assert option in r.stdout
+
+
+def test_help_lists_shapes_without_importing_torch_and_shapes_skips_datasets():
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom grutool.cli.app import app\n"
+            "r = CliRunner().invoke(app, ['--help'])\nassert r.exit_code == 0 and 'shapes' in r.stdout, r.output\n"
+            "assert 'torch' not in sys.modules\n"
+            "r = CliRunner().invoke(app, ['shapes', '--json'])\nassert r.exit_code == 0, r.output\n"
+            "heavy = [m for m in ('datasets', 'pandas', 'grutool.config') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_layer_report_takes_milliseconds():
+    import time
+
+    layer_report(LayerSpec())  # first call pays one-time torch set-up
+    start = time.perf_counter()
+    layer_report(LayerSpec(cell="lstm", num_layers=2, bidirectional=True, lengths=(5, 3, 2)), want_explain=True)
+    assert time.perf_counter() - start < 1.0  # ~20 ms; loose for a shared machine
+
+
+BAD = [
+    (["--hidden-size", "0"], "--hidden-size: must be > 0"),
+    (["--input-size", "-3"], "--input-size: must be > 0"),
+    (["--layers", "0"], "--layers: must be > 0"),
+    (["--batch", "0"], "--batch: must be > 0"),
+    (["--seq-len", "0"], "--seq-len: must be > 0"),
+    (["--lengths", "5,0,2"], "--lengths: length 0 at position 2"),
+    (["--lengths", "6,3,2", "--seq-len", "5"], "longer than --seq-len 5"),
+    (["--lengths", "5,3", "--batch", "3"], "2 length(s) for --batch 3"),
+    (["--lengths", "5,x"], "comma-separated integers"),
+    (["--proj-size", "3"], "--proj-size: only nn.LSTM has a projection"),
+    (["--cell", "rnn", "--proj-size", "3"], "--proj-size: only nn.LSTM"),
+    (["--cell", "lstm", "--proj-size", "20"], "smaller than --hidden-size 20"),
+    (["--dropout", "1.5"], "--dropout: must be in [0, 1)"),
+    (["--config", "configs/sentiment.yaml", "--cell", "lstm"], "--cell: not used with --config"),
+    (["--config", "no/such.yaml"], "config file not found"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_input_exits_2_with_one_line(args, message):
+    r = runner.invoke(app, ["shapes", *args])
+    assert r.exit_code == 2, r.output
+    assert r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], r.stderr
+    assert "Traceback" not in r.output
+
+
+def test_dropout_with_one_layer_warns_and_runs():
+    r = runner.invoke(app, ["shapes", "--dropout", "0.5", "--json"])
+    assert r.exit_code == 0, r.output
+    assert "warning:" in r.stderr and "no effect with --layers 1" in r.stderr
+    report = json.loads(r.stdout)
+    assert report["warnings"] and report["all_passed"]
+    with pytest.warns(UserWarning, match="no effect"):
+        layer_report(LayerSpec(dropout=0.5))
+    r = runner.invoke(app, ["shapes", "--dropout", "0.5", "--layers", "2", "--json"])
+    assert r.exit_code == 0 and r.stderr == "" and json.loads(r.stdout)["settings"]["dropout"] == 0.5
+
+
+def test_config_agrees_with_the_model_train_builds(monkeypatch):
+    from grutool.config import load_config
+    from grutool.models import build_model
+    from grutool.tasks import get_task
+
+    monkeypatch.chdir(ROOT)  # the config's data paths are relative to the repository
+    r = runner.invoke(app, ["shapes", "--config", "configs/sentiment.yaml", "--lengths", "5,3,2", "--json"])
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.stdout)
+
+    cfg = load_config("configs/sentiment.yaml")
+    prepared = get_task(cfg.task).prepare(cfg)
+    model = build_model(cfg, len(prepared.vocab), len(prepared.labels))
+    assert report["parameters"]["total"] == sum(p.numel() for p in model.parameters())
+    assert report["vocab_size"] == len(prepared.vocab) and report["num_classes"] == len(prepared.labels)
+    assert {m["module"]: m["parameters"] for m in report["parameters"]["by_module"]} == \
+        {n: sum(p.numel() for p in c.parameters()) for n, c in model.named_children()}
+
+    trace = {row["module"]: row for row in report["trace"]}
+    order = [row["module"] for row in report["trace"]]
+    assert order.index("embedding") < order.index("encoder") < order.index("pooling") < order.index("head")
+    E, Hm, C = cfg.model.embedding_dim, cfg.model.hidden_size, len(prepared.labels)
+    assert trace["embedding"]["output"] == [3, 5, E]
+    assert trace["encoder"]["output"] == {"outputs": [3, 5, 2 * Hm], "final": [3, 2 * Hm], "h_n": [2, 3, Hm]}
+    assert trace["encoder.rnn"]["input"]["packed_data"] == [10, E]
+    assert trace["pooling"]["output"] == [3, 2 * Hm] and trace["head"]["output"] == [3, C]
+    assert report["logits"] == [3, C]
+    assert all(c["passed"] for c in report["checks"]) and report["all_passed"]
+    enc = report["encoder"]
+    assert enc["parameters"]["total"] == sum(p.numel() for p in model.encoder.rnn.parameters())
+    assert enc["settings"]["batch_first"] and enc["settings"]["lengths"] == [5, 3, 2]
