@@ -113,6 +113,8 @@ class TrainConfig(_Section):
     """LR schedule: constant, warmup then linear or cosine decay to 0, or reduce-on-plateau of the monitored metric."""
     warmup_steps: int = Field(default=0, ge=0)
     """Linear warm-up steps (constant, linear and cosine schedules)."""
+    ema_decay: Optional[float] = Field(default=None, gt=0, lt=1)
+    """Evaluate and save an exponential moving average of the weights with this decay (e.g. 0.999; null: off)."""
     clip_grad_norm: Optional[float] = Field(default=5.0, gt=0)
     """Clip the global gradient norm (null: no clipping)."""
     monitor: Literal["accuracy", "macro_f1", "loss"] = "accuracy"

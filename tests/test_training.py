@@ -60,7 +60,7 @@ def test_event_order(tmp_path):
 
 @pytest.mark.parametrize("stop_at", [3, 8])  # mid-epoch and exactly at an epoch boundary
 def test_resume_equals_uninterrupted(tmp_path, stop_at):
-    raw = tiny_config(tmp_path / "a", epochs=3, schedule="linear", warmup_steps=2)
+    raw = tiny_config(tmp_path / "a", epochs=3, schedule="linear", warmup_steps=2, ema_decay=0.9)
     raw["model"].update(embedding_dropout=0.3, head_dropout=0.3)  # dropout consumes RNG: resume must restore it
     train(parse_config(raw))
     reference = load_checkpoint(tmp_path / "a" / "run" / rundir.LAST)["model"]
@@ -131,3 +131,19 @@ def test_early_stopping_respects_patience(tmp_path):
     raw = tiny_config(tmp_path, epochs=30, patience=1, lr=1e-6)  # lr too small to improve
     summary = train(parse_config(raw))
     assert summary["epochs"] < 30
+
+
+def test_ema_averages_and_restores_raw_weights():
+    from grutool.training.ema import EMA
+
+    model = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    ema = EMA(model, decay=0.75)
+    with torch.no_grad():
+        model.weight.fill_(5.0)
+    ema.update(model)
+    assert torch.allclose(ema.state_dict()["weight"], torch.full((1, 2), 0.75 * 1 + 0.25 * 5))
+    with ema.applied(model):
+        assert torch.allclose(model.weight, torch.full((1, 2), 2.0))
+    assert torch.allclose(model.weight, torch.full((1, 2), 5.0))

@@ -28,6 +28,7 @@ from grutool.errors import TrainingInterrupted, UserError
 from grutool.models import build_model
 from grutool.tasks import get_task
 from grutool.training.callbacks import Callback, Checkpointer, EarlyStopping, MetricsWriter, ProgressBar
+from grutool.training.ema import EMA
 from grutool.training.optim import Schedule, build_optimizer
 
 log = logging.getLogger("grutool")
@@ -93,6 +94,7 @@ class Trainer:
         self.schedule = Schedule(self.optimizer, t, self.total_steps)
         self.use_amp = device.type == "cuda" and t.amp
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.ema = EMA(self.model, t.ema_decay) if t.ema_decay else None
         self.monitor = t.monitor if self.val_split is not None else None
         self.state = TrainState()
         self._interrupt_requested = False
@@ -103,7 +105,9 @@ class Trainer:
         return {"state": asdict(self.state), "monitor": self.monitor, "task": self.cfg.task}
 
     def save_best(self) -> None:
-        save_atomic({"model": self.model.state_dict(), "meta": self._meta()}, self.run_dir / rundir.BEST)
+        # With EMA, the averaged weights are the ones validated, so they are the ones kept.
+        weights = self.ema.state_dict() if self.ema else self.model.state_dict()
+        save_atomic({"model": weights, "meta": self._meta()}, self.run_dir / rundir.BEST)
 
     def save_last(self) -> None:
         rng = {"torch": torch.get_rng_state()}
@@ -111,6 +115,7 @@ class Trainer:
             rng["cuda"] = torch.cuda.get_rng_state_all()
         save_atomic({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                      "schedule": self.schedule.state_dict(), "scaler": self.scaler.state_dict(),
+                     "ema": self.ema.state_dict() if self.ema else None,
                      "rng": rng, "meta": self._meta()}, self.run_dir / rundir.LAST)
 
     def restore(self, ckpt: dict) -> None:
@@ -118,6 +123,8 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.schedule.load_state_dict(ckpt["schedule"])
         self.scaler.load_state_dict(ckpt["scaler"])
+        if self.ema is not None and ckpt.get("ema"):
+            self.ema.load_state_dict(ckpt["ema"])
         self.state = TrainState(**ckpt["meta"]["state"])
         self.state.should_stop = False
         torch.set_rng_state(ckpt["rng"]["torch"])
@@ -146,6 +153,8 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.schedule.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
         return float(loss.detach()), batch.num_tokens()
 
     def _end_epoch(self, train_loss: float, tokens: int, seconds: float) -> dict:
@@ -154,7 +163,8 @@ class Trainer:
                    "epoch_time_s": seconds, "lr": self.optimizer.param_groups[0]["lr"]}
         value = None
         if self.val_split is not None:
-            val = evaluate_split(self.model, self.task, self.val_split, self.device, t.batch_size)
+            with self.ema.applied(self.model) if self.ema else contextlib.nullcontext():
+                val = evaluate_split(self.model, self.task, self.val_split, self.device, t.batch_size)
             self._emit("on_evaluate", val)
             metrics.update({f"val_{k}": v for k, v in val.items() if isinstance(v, (int, float))})
             value = val[self.monitor]
