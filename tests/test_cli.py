@@ -22,7 +22,7 @@ def test_help_lists_commands_and_imports_neither_torch_nor_datasets():
             "assert not heavy, heavy\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    for command in ("train", "eval", "infer"):
+    for command in ("train", "eval", "infer", "shapes"):
         assert command in proc.stdout
 
 
