@@ -206,6 +206,10 @@ from grutool.cli.shapes_cmd import shapes  # noqa: E402
 app.command()(shapes)
 
 
+from grutool.cli.bench_cmd import bench  # noqa: E402
+app.command()(bench)
+
+
 def main() -> None:
     try:
         app()

@@ -137,7 +137,8 @@ class Trainer:
         for cb in self.callbacks:
             getattr(cb, event)(self, *args)
 
-    def _step(self, index: list[int]) -> tuple[float, int]:
+    def step(self, index: list[int]) -> tuple[float, int]:
+        """One optimizer step on the training examples at `index`; returns (loss, real tokens)."""
         t = self.cfg.train
         batch = collate(self.train_split, index).to(self.device)
         autocast = torch.autocast("cuda", dtype=torch.float16) if self.use_amp else contextlib.nullcontext()
@@ -223,7 +224,7 @@ class Trainer:
                 self._emit("on_epoch_begin")
                 loss_sum, n, tokens, t0 = 0.0, 0, 0, time.perf_counter()
                 for index in batches[s.batch_in_epoch:]:
-                    loss, ntok = self._step(index)
+                    loss, ntok = self.step(index)
                     s.step += 1
                     s.batch_in_epoch += 1
                     loss_sum, n, tokens = loss_sum + loss, n + 1, tokens + ntok

@@ -1,0 +1,233 @@
+"""`run(grid)`: grid -> workloads -> interleaved timing -> report rows.
+
+Rows that differ only in the cell and kernel path form a group; a group's
+workloads are built together and sampled in turn (GRU LSTM RNN GRU LSTM RNN ...),
+so the ratios between them, the numbers people compare, are the most robust
+part of a report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import math
+import time
+from dataclasses import fields, replace
+from typing import Callable, Optional
+
+import torch
+
+from grutool.bench import env, grid as grids, timing, workloads
+from grutool.bench.grid import Grid, Spec
+from grutool.bench.report import SCHEMA, VERSION, add_ratios, key_without_cell
+from grutool.errors import UserError
+
+log = logging.getLogger("grutool")
+
+BUSY_LOAD = 0.5  # load average per logical CPU at the start above which the run gets a warning
+
+Progress = Callable[[int, int, str], None]  # (rows done, rows in all, label of the group being timed)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: CUDA is not available on this machine "
+                        f"(torch {torch.__version__}, built with CUDA {torch.version.cuda}); use --device cpu")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _check_dtypes(dtypes, device: torch.device) -> None:
+    if device.type == "cpu" and "float16" in dtypes:
+        raise UserError("--dtype float16: not supported for CPU benchmarks (PyTorch's CPU RNN kernels "
+                        "are not meant for it); use float32 or bfloat16 on CPU, or float16 with --device cuda")
+
+
+def layer_specs(g: Grid, device: torch.device) -> list[Spec]:
+    _check_dtypes(g.dtype, device)
+    return [Spec("layer", cell, mode, lengths, kernels, device.type, dtype, b, t, i, h, n, bi)
+            for mode, lengths, dtype, b, t, i, h, n, bi, kernels, cell in itertools.product(
+                g.mode, g.lengths, g.dtype, g.batch_size, g.seq_len, g.input_size, g.hidden_size,
+                g.num_layers, g.bidirectional, g.kernels, g.cells)]
+
+
+def model_specs(g: Grid, cfg, device: torch.device) -> list[Spec]:
+    """Rows for a model config: the config's own sizes unless the grid gives others."""
+    if cfg.task != "classifier":
+        # Synthetic batches carry one label per example (workloads.synthetic_split); other tasks
+        # need per-token targets (and their own inputs), which their task module should provide.
+        raise UserError(f"--config: bench times classifier models so far, not task '{cfg.task}'; "
+                        f"time its recurrent layer with the layer options (--input-size, --hidden-size, ...)")
+    if g.dtype is not None:
+        raise UserError("--dtype: does not apply with --config; the model runs as `grutool train` runs it "
+                        "(float32, or float16 autocast on CUDA when train.amp is true)")
+    if g.lengths is not None and "padded" in g.lengths:
+        raise UserError("--lengths padded: a configured model always packs its batches (grutool.modules.encoder); "
+                        "use packed or bucketed with --config")
+    vocab_size, num_classes, source = workloads.data_sizes(cfg, g.vocab_size, g.num_classes)
+    if source != "defaults":
+        log.info("vocabulary %d and %d classes from %s", vocab_size, num_classes, source)
+    else:
+        log.info("data not read: vocabulary %d and %d classes (set with --vocab-size / --num-classes)",
+                 vocab_size, num_classes)
+    m, t = cfg.model, cfg.train
+    dtype = "float16-amp" if device.type == "cuda" and t.amp else "float32"
+    axes = itertools.product(
+        g.mode or grids.MODES,
+        g.lengths or (("bucketed",) if t.batching == "bucketed" else ("packed",)),
+        g.batch_size or (t.batch_size,),
+        g.seq_len or (cfg.data.max_length or 200,),
+        g.input_size or (m.embedding_dim,),
+        g.hidden_size or (m.hidden_size,),
+        g.num_layers or (m.num_layers,),
+        g.bidirectional or (m.bidirectional,),
+        g.kernels or ("default",),
+        g.cells or (m.cell,),
+    )
+    return [Spec("model", cell, mode, lengths, kernels, device.type, dtype, b, tl, i, h, n, bi,
+                 config=g.config, vocab_size=vocab_size, num_classes=num_classes)
+            for mode, lengths, b, tl, i, h, n, bi, kernels, cell in axes]
+
+
+def variant(cfg, spec: Spec):
+    """`cfg` with this row's cell, sizes and batch (what `train` would see had the YAML said so)."""
+    model = cfg.model.model_copy(update=dict(cell=spec.cell, embedding_dim=spec.input_size,
+                                             hidden_size=spec.hidden_size, num_layers=spec.num_layers,
+                                             bidirectional=spec.bidirectional))
+    train = cfg.train.model_copy(update=dict(batch_size=spec.batch_size, device=spec.device))
+    return cfg.model_copy(update=dict(model=model, train=train))
+
+
+def _group_key(spec: Spec) -> tuple:
+    return tuple(getattr(spec, f.name) for f in fields(Spec) if f.name not in ("cell", "kernels"))
+
+
+def _label(spec: Spec) -> str:
+    return (f"{spec.mode} {spec.lengths} B={spec.batch_size} T={spec.seq_len} I={spec.input_size} "
+            f"H={spec.hidden_size} L={spec.num_layers}{' bi' if spec.bidirectional else ''} {spec.dtype}")
+
+
+def _row(w: workloads.Workload, stats: timing.Stats, probe: env.Probe, repeats: int) -> dict:
+    ms = 1000.0
+    return {
+        **w.spec.key(),
+        "kernel": probe.kernel,
+        "params": w.params,
+        "tokens": w.tokens,
+        "repeats": repeats,
+        "number": stats.number,
+        "median_ms": stats.median * ms,
+        "q1_ms": stats.q1 * ms,
+        "q3_ms": stats.q3 * ms,
+        "min_ms": stats.min * ms,
+        "max_ms": stats.max * ms,
+        "spread": stats.spread if math.isfinite(stats.spread) else None,
+        "noisy": stats.noisy,
+        "tokens_per_s": w.tokens / stats.median if stats.median > 0 else 0.0,
+        "vs_lstm": None,
+        "peak_mem_mb": probe.peak_mem_mb,
+        "rss_growth_mb": probe.rss_growth_mb,
+        "samples_ms": [s * ms for s in stats.samples],
+    }
+
+
+@contextlib.contextmanager
+def _torch_settings(threads: Optional[int], deterministic: bool):
+    """Thread count and determinism for the run, restored afterwards (the process may go on)."""
+    old_threads, old_det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    if threads:
+        torch.set_num_threads(threads)
+    if deterministic:
+        torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old_threads)
+        torch.use_deterministic_algorithms(old_det)
+
+
+def run(grid: Grid, *, smoke: bool = False, progress: Optional[Progress] = None) -> dict:
+    """Time every row of `grid` (a model config's rows when grid.config is set); returns the report."""
+    base = grids.SMOKE if smoke else grids.DEFAULT
+    settings = grids.merge(replace(base, **{a: None for a in grids.AXES}), grid)
+    cfg = None
+    if grid.config:
+        from grutool.config import load_config
+
+        cfg = load_config(grid.config)
+        device = resolve_device(grid.device or cfg.train.device)
+        specs = model_specs(grid, cfg, device)
+        threads, deterministic = settings.threads or cfg.train.num_threads, cfg.train.deterministic
+    else:
+        device = resolve_device(settings.device)
+        specs = layer_specs(grids.resolve(grid, smoke), device)
+        threads, deterministic = settings.threads, False
+
+    groups: dict[tuple, list[Spec]] = {}
+    for spec in specs:
+        groups.setdefault(_group_key(spec), []).append(spec)
+
+    log.info("timing %d rows in %d group(s) on %s (cells and kernel paths interleaved within a group)",
+             len(specs), len(groups), device)
+    clock = timing.CudaEventClock() if device.type == "cuda" else timing.WallClock()
+    rows: list[dict] = []
+    start = time.perf_counter()
+    with _torch_settings(threads, deterministic):
+        report = {"schema": SCHEMA, "version": VERSION, "env": env.capture(device)}
+        for members in groups.values():
+            if progress:
+                progress(len(rows), len(specs), _label(members[0]))
+            built = [workloads.model(s, variant(cfg, s), settings.seed) if cfg is not None
+                     else workloads.layer(s, settings.seed) for s in members]
+            cases = [timing.Case(f"{w.spec.cell}/{w.spec.kernels}", w.fn, w.context) for w in built]
+            stats = timing.time_interleaved(cases, repeats=settings.repeats, warmup=settings.warmup,
+                                            min_sample_s=settings.min_sample_ms / 1000, clock=clock)
+            for w, s in zip(built, stats):
+                rows.append(_row(w, s, env.probe(w.fn, w.context, device), settings.repeats))
+            del built, cases
+        if progress:
+            progress(len(rows), len(specs), "done")
+    add_ratios(rows)
+    report["env"]["loadavg_end"] = env.capture(device)["loadavg"]
+    report["settings"] = {"repeats": settings.repeats, "warmup": settings.warmup,
+                          "min_sample_ms": settings.min_sample_ms, "seed": settings.seed,
+                          "threads": threads, "smoke": smoke, "config": grid.config,
+                          "memory": env.memory_metric(device), "noisy_spread": timing.NOISY_SPREAD}
+    report["duration_s"] = round(time.perf_counter() - start, 1)
+    report["rows"] = rows
+    noisy = [r for r in rows if r["noisy"]]
+    report["warnings"] = []
+    load, cpus = report["env"]["loadavg"], report["env"]["cpu_count"] or 1
+    if load and load[0] > BUSY_LOAD * cpus:
+        report["warnings"].append(
+            f"the machine was busy when the run started (1-minute load average {load[0]:.2f} on {cpus} logical "
+            f"CPUs): other processes shared the cores, so these timings are not fit to publish")
+    if noisy:
+        report["warnings"].append(
+            f"{len(noisy)} of {len(rows)} rows vary too much to trust (interquartile range above "
+            f"{timing.NOISY_SPREAD:.0%} of the median; marked '~'): rerun on a quieter machine or with more --repeats")
+    return report
+
+
+def sanity_problems(report: dict) -> list[str]:
+    """What `--smoke` checks: positive times, kernel paths identified, GRU = 3/4 of LSTM's parameters."""
+    problems = []
+    rows = report["rows"]
+    if not rows:
+        problems.append("no rows were timed")
+    for r in rows:
+        name = f"{r['cell']} {r['mode']} {r['lengths']} {r['kernels']} H={r['hidden_size']}"
+        if not (r["median_ms"] > 0 and r["min_ms"] > 0 and r["tokens_per_s"] > 0):
+            problems.append(f"{name}: non-positive time ({r['median_ms']} ms)")
+        if r["kernel"] == "unknown":
+            problems.append(f"{name}: no recurrent op found in its profile")
+    lstm = {key_without_cell(r): r for r in rows if r["cell"] == "lstm" and r["workload"] == "layer"}
+    for r in rows:
+        other = lstm.get(key_without_cell(r))
+        if r["cell"] == "gru" and other is not None and 4 * r["params"] != 3 * other["params"]:
+            problems.append(f"GRU has {r['params']:,} parameters, LSTM {other['params']:,}: "
+                            f"expected exactly 3/4 (3 gates against 4)")
+    return problems
+

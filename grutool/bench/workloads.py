@@ -1,0 +1,155 @@
+"""What one bench row runs: a recurrent layer, or a configured model's real train step and inference.
+
+Layer rows run grutool's `RecurrentEncoder` (the one place that packs): `padded`
+rows call its `nn.GRU`/`nn.LSTM`/`nn.RNN` on the dense batch directly, `packed`
+and `bucketed` rows go through the encoder's packing path as training does.
+`train` = forward + backward of the layer (no optimizer; that belongs to the
+model rows).
+
+Model rows (`--config`) build the model with `grutool.models.build_model` and time
+`Trainer.step`, the production train step (collate, forward, loss, backward,
+clipping, optimizer, schedule, AMP on CUDA), and the body of
+`Predictor.predict` (collate, forward under no_grad, softmax), on synthetic
+batches of the config's shape.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Callable, ContextManager, Optional
+
+import torch
+
+from grutool.bench import env
+from grutool.bench.grid import Spec
+from grutool.config import Config
+from grutool.data.batching import EncodedSplit, bucketed_order, sorted_batches
+from grutool.models import build_model
+from grutool.modules.encoder import RecurrentEncoder
+from grutool.tasks import get_task
+from grutool.training.loop import Trainer, count_parameters
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class Workload:
+    spec: Spec
+    fn: Callable[[], object]                # one call = one batch
+    context: Callable[[], ContextManager]   # kernel flags, entered around every sample
+    params: int                             # trainable and frozen parameters
+    tokens: int                             # real (non-padding) tokens per call
+
+
+def batch_lengths(kind: str, batch_size: int, seq_len: int, generator: torch.Generator) -> torch.Tensor:
+    """(B,) lengths, the longest exactly `seq_len`.
+
+    padded: all `seq_len`. packed: uniform in 1..seq_len, as a shuffled batch of
+    varied texts. bucketed: the batch holding the longest sequence when grutool's
+    bucketed sampler cuts a pool of such lengths (similar lengths, little shrinkage).
+    """
+    if kind == "padded":
+        return torch.full((batch_size,), seq_len, dtype=torch.long)
+    if kind == "packed":
+        lengths = torch.randint(1, seq_len + 1, (batch_size,), generator=generator)
+        lengths[0] = seq_len
+        return lengths
+    pool = torch.randint(1, seq_len + 1, (batch_size * 50,), generator=generator)
+    pool[0] = seq_len
+    batches = bucketed_order(pool.tolist(), batch_size, generator)
+    longest = next(b for b in batches if 0 in b)
+    return pool[longest].sort(descending=True).values
+
+
+def _kernels(choice: str, device: torch.device) -> Callable[[], ContextManager]:
+    return functools.partial(env.kernels, choice, device)
+
+
+# --- layer rows -------------------------------------------------------------------
+
+
+def layer(spec: Spec, seed: int = 0) -> Workload:
+    device, dtype = torch.device(spec.device), DTYPES[spec.dtype]
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    enc = RecurrentEncoder(spec.input_size, spec.hidden_size, spec.num_layers, spec.bidirectional,
+                           0.0, spec.cell).to(device, dtype)
+    lengths = batch_lengths(spec.lengths, spec.batch_size, spec.seq_len, g)  # (B,) on CPU
+    x = torch.randn(spec.batch_size, spec.seq_len, spec.input_size, generator=g).to(device, dtype)  # (B, T, I)
+
+    def forward():
+        if spec.lengths == "padded":
+            return enc.rnn(x)[0]  # (B, T, D*H): padding, if any, would enter the recurrence
+        return enc(x, lengths).outputs  # (B, T, D*H) through pack/unpack
+
+    if spec.mode == "infer":
+        enc.eval()
+
+        def fn():
+            with torch.no_grad():
+                return forward()
+    else:
+        enc.train()
+        x.requires_grad_(True)  # as an embedding output is: backward computes the input gradient too
+
+        def fn():
+            enc.zero_grad(set_to_none=True)
+            x.grad = None
+            forward().sum().backward()
+
+    return Workload(spec, fn, _kernels(spec.kernels, device), count_parameters(enc), int(lengths.sum()))
+
+
+# --- model rows -------------------------------------------------------------------
+
+
+def data_sizes(cfg: Config, vocab_size: Optional[int], num_classes: Optional[int]) -> tuple[int, int, str]:
+    """Vocabulary size and class count as `train` would get them: from the data when its files are
+    readable (the task's own `prepare`), else the given values or 20,000 and 2. Third item: the source."""
+    d = cfg.data
+    readable = d.dataset is None and Path(d.train).is_file()
+    if readable and (vocab_size is None or num_classes is None):
+        prepared = get_task(cfg.task).prepare(cfg)
+        return (vocab_size or len(prepared.vocab), num_classes or len(prepared.labels), d.train)
+    return vocab_size or 20_000, num_classes or 2, "defaults"
+
+
+def synthetic_split(lengths: torch.Tensor, vocab_size: int, num_classes: int, generator: torch.Generator) -> EncodedSplit:
+    """A labelled split of len(lengths) examples: random token ids (never <pad>) and labels."""
+    ids = [torch.randint(min(2, vocab_size - 1), vocab_size, (int(n),), generator=generator) for n in lengths]
+    targets = list(torch.randint(0, num_classes, (len(lengths),), generator=generator))
+    return EncodedSplit(ids, targets, [""] * len(lengths))
+
+
+def model(spec: Spec, cfg: Config, seed: int = 0) -> Workload:
+    """The configured model (cfg already carries this row's cell and sizes) on one synthetic batch."""
+    device = torch.device(spec.device)
+    g = torch.Generator().manual_seed(seed)
+    lengths = batch_lengths(spec.lengths, spec.batch_size, spec.seq_len, g)
+    split = synthetic_split(lengths, spec.vocab_size, spec.num_classes, g)
+    torch.manual_seed(seed)
+    net = build_model(cfg, spec.vocab_size, spec.num_classes)
+    params = count_parameters(net)
+    index = list(range(spec.batch_size))
+    if spec.mode == "train":
+        # The production step itself: Trainer.step collates `index` from the train split.
+        trainer = Trainer(cfg, get_task(cfg.task), SimpleNamespace(splits={"train": split}), net,
+                          Path("."), device, callbacks=[])
+        trainer.model.train()
+
+        def fn():
+            return trainer.step(index)
+    else:
+        net.to(device).eval()
+
+        def fn():
+            # Predictor.predict's per-batch body (without building the result dicts).
+            with torch.no_grad():
+                batch = next(sorted_batches(split, spec.batch_size))
+                logits, _ = net(batch.ids.to(device), batch.lengths)
+                return torch.softmax(logits.float(), dim=-1).cpu()  # (B, C)
+
+    return Workload(spec, fn, _kernels(spec.kernels, device), params, int(lengths.sum()))

@@ -1,0 +1,147 @@
+"""`grutool bench`: parse the grid, run `grutool.bench.runner.run`, render, write, compare.
+
+The library does the work (see grutool/bench); torch is imported only once the
+grid has been checked, so a bad grid answers at once.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+
+def bench(
+    grid_file: Optional[Path] = typer.Argument(
+        None, metavar="GRID.yaml", help="Grid file (see configs/bench.yaml); command-line options override it."),
+    config: Optional[str] = typer.Option(
+        None, "--config", "-c", help="Model config: time its real train step and inference, not bare layers."),
+    cells: Optional[str] = typer.Option(None, help="Cells, comma-separated: gru,lstm,rnn."),
+    batch: Optional[str] = typer.Option(None, "--batch", "--batch-size", help="Batch sizes, e.g. 32,128."),
+    seq_len: Optional[str] = typer.Option(None, "--seq-len", help="Time steps T (the longest sequence), e.g. 50,200."),
+    input_size: Optional[str] = typer.Option(None, "--input-size", help="Features per step (embedding_dim with --config)."),
+    hidden_size: Optional[str] = typer.Option(None, "--hidden-size", help="Hidden sizes, e.g. 64,256,512."),
+    layers: Optional[str] = typer.Option(None, "--layers", "--num-layers", help="Stacked layers, e.g. 1,2."),
+    bidirectional: Optional[bool] = typer.Option(
+        None, "--bidirectional/--unidirectional", help="Both directions, or one (default: one; --config: its own)."),
+    mode: Optional[str] = typer.Option(None, help="infer,train."),
+    lengths: Optional[str] = typer.Option(
+        None, help="padded (dense, unpacked), packed (varied lengths, packed) and/or bucketed (similar lengths, packed)."),
+    kernels: Optional[str] = typer.Option(
+        None, help="default (PyTorch's choice) and/or native (oneDNN on CPU / cuDNN on CUDA switched off)."),
+    device: Optional[str] = typer.Option(None, help="auto (CUDA if present), cpu or cuda."),
+    dtype: Optional[str] = typer.Option(None, help="float32, bfloat16, float16 (CUDA only); layer rows only."),
+    threads: Optional[int] = typer.Option(None, help="torch.set_num_threads for the run."),
+    repeats: Optional[int] = typer.Option(None, help="Timed samples per row (default 10)."),
+    warmup: Optional[int] = typer.Option(None, help="Untimed calls per row first (default 2)."),
+    min_sample_ms: Optional[float] = typer.Option(
+        None, "--min-sample-ms", help="Shortest sample; short calls repeat (default 50)."),
+    vocab_size: Optional[int] = typer.Option(
+        None, "--vocab-size", help="--config without readable data: vocabulary size (default 20000)."),
+    num_classes: Optional[int] = typer.Option(
+        None, "--num-classes", help="--config without readable data: classes (default 2)."),
+    seed: Optional[int] = typer.Option(None, help="Seed for weights and synthetic batches."),
+    output: List[Path] = typer.Option([], "--output", "-o", help="Write the report: .md, .json or .csv (repeatable)."),
+    plot: Optional[Path] = typer.Option(None, help="Draw tokens/s per cell as a PNG (needs matplotlib)."),
+    compare: Optional[Path] = typer.Option(None, help="Earlier JSON report: print new/old time per matching row."),
+    smoke: bool = typer.Option(False, "--smoke", help="Tiny grid in seconds; exit 1 if its sanity checks fail."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress; only warnings and errors on stderr."),
+):
+    """Time GRU vs LSTM vs RNN, or a configured model's train step and inference (docs/bench.md)."""
+    from rich.markup import escape
+
+    from grutool.cli.app import _setup_logging, err, out, user_errors
+
+    _setup_logging(quiet)
+    with user_errors():
+        from grutool.bench import grid as grids
+        from grutool.bench import report as reports
+        from grutool.errors import UserError
+
+        given = grids.from_options(
+            cells=cells, batch_size=batch, seq_len=seq_len, input_size=input_size, hidden_size=hidden_size,
+            num_layers=layers, bidirectional=bidirectional, mode=mode, lengths=lengths, kernels=kernels,
+            device=device, dtype=dtype, threads=threads, repeats=repeats, warmup=warmup,
+            min_sample_ms=min_sample_ms, config=config, vocab_size=vocab_size, num_classes=num_classes, seed=seed)
+        grid = grids.merge(grids.load_grid(grid_file), given) if grid_file is not None else given
+        # Everything that can fail after a long run is checked before it.
+        for path in output:
+            reports.output_format(path)
+        if plot is not None:
+            if plot.suffix.lower() != ".png":
+                raise UserError(f"--plot {plot}: give a .png file name")
+            if importlib.util.find_spec("matplotlib") is None:
+                raise UserError("--plot needs matplotlib, an optional extra: pip install 'grutool[plot]'")
+        old = reports.read_report(compare) if compare is not None else None
+
+        from grutool.bench.runner import run, sanity_problems
+
+        report = _run_with_progress(run, grid, smoke, quiet, console=err)
+        _print_wide(out, reports.rich_table(report))
+        for warning in report["warnings"]:
+            err.print(f"[yellow]warning:[/] {escape(warning)}", markup=True)
+        if old is not None:
+            result = reports.compare(report, old)
+            if result["rows"]:
+                _print_wide(out, reports.compare_table(result))
+            else:
+                out.print(f"no rows in common with {compare}: nothing to compare", markup=False)
+            if result["only_new"] or result["only_old"]:
+                out.print(f"unmatched rows: {result['only_new']} only in this run, "
+                          f"{result['only_old']} only in {compare}", markup=False)
+            for change in result["env_changes"]:
+                err.print(f"[yellow]warning:[/] environment differs from {escape(str(compare))}: {escape(change)}",
+                          markup=True)
+        for path in output:
+            reports.write(report, path)
+            if not quiet:
+                err.print(f"wrote {path}", markup=False)
+        if plot is not None:
+            from grutool.bench.plot import plot as draw
+
+            draw(report, plot)
+            if not quiet:
+                err.print(f"wrote {plot}", markup=False)
+        if smoke:
+            problems = sanity_problems(report)
+            for p in problems:
+                err.print(f"[red]smoke check failed:[/] {escape(p)}", markup=True)
+            if problems:
+                raise typer.Exit(1)
+            out.print(f"smoke: ok ({len(report['rows'])} rows in {report['duration_s']:.1f}s)")
+
+
+def _print_wide(console, table) -> None:
+    """In a terminal, its width; into a file or pipe, as wide as the table needs (no truncated cells)."""
+    needed = console.measure(table, options=console.options.update_width(10_000)).maximum
+    if console.is_terminal or needed <= console.width:
+        console.print(table)
+        return
+    from rich.console import Console
+
+    Console(file=console.file, width=needed, highlight=False, soft_wrap=True).print(table)
+
+
+def _run_with_progress(run, grid, smoke: bool, quiet: bool, console):
+    """A progress bar in a terminal; one line per group into a file or pipe; nothing with --quiet."""
+    if quiet:
+        return run(grid, smoke=smoke)
+    if not sys.stderr.isatty():
+        def lines(done: int, total: int, label: str) -> None:
+            if label != "done":
+                console.print(f"[{done}/{total}] {label}", markup=False)
+
+        return run(grid, smoke=smoke, progress=lines)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task("bench", total=None)
+
+        def progress(done: int, total: int, label: str) -> None:
+            bar.update(task, completed=done, total=total, description=label)
+
+        return run(grid, smoke=smoke, progress=progress)

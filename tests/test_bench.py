@@ -1,0 +1,346 @@
+"""`grutool bench`: the timing harness against known costs, report round trips, --compare arithmetic,
+bad grids, --smoke, and --config timing the production model."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from grutool.bench import grid as grids
+from grutool.bench import report as reports
+from grutool.bench.timing import Case, Stats, WallClock, time_interleaved
+from grutool.cli.app import app
+from grutool.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+# --- the harness ------------------------------------------------------------------
+
+
+class FakeTime:
+    """A clock that only moves when a fake workload says it spent time."""
+
+    def __init__(self):
+        self.t = 0.0
+
+    def now(self) -> float:
+        return self.t
+
+    def spend(self, seconds: float):
+        def fn():
+            self.t += seconds
+        return fn
+
+
+def test_harness_reports_known_costs_exactly_and_calibrates_calls_per_sample():
+    ft = FakeTime()
+    a, b = Case("a", ft.spend(0.010)), Case("b", ft.spend(0.002))
+    sa, sb = time_interleaved([a, b], repeats=5, warmup=1, min_sample_s=0.05, clock=WallClock(now=ft.now))
+    assert sa.median == pytest.approx(0.010) and sb.median == pytest.approx(0.002)
+    assert (sa.number, sb.number) == (5, 25), "a sample lasts at least min_sample_s"
+    assert len(sa.samples) == len(sb.samples) == 5
+    assert (sa.min, sa.max) == pytest.approx((0.010, 0.010)) and sa.spread == pytest.approx(0.0, abs=1e-9)
+    assert not sa.noisy
+
+
+def test_harness_on_real_sleeps():
+    cases = [Case("5ms", lambda: time.sleep(0.005)), Case("1ms", lambda: time.sleep(0.001))]
+    slow, fast = time_interleaved(cases, repeats=5, warmup=1, number=1)
+    # sleep() never returns early; a loaded machine may make it late, not much more.
+    assert 0.005 <= slow.median < 0.005 * 1.8
+    assert 0.001 <= fast.median < 0.005
+    assert slow.min <= slow.q1 <= slow.median <= slow.q3 <= slow.max
+
+
+def test_harness_interleaves_cases_a_b_a_b_and_enters_context_per_sample():
+    log = []
+
+    def case(name):
+        class Ctx:
+            def __enter__(self): log.append(f"[{name}")
+            def __exit__(self, *exc): log.append(f"{name}]")
+        return Case(name, lambda: log.append(name), Ctx)
+
+    time_interleaved([case("A"), case("B")], repeats=3, warmup=1, number=2)
+    calls = [x for x in log if x in ("A", "B")]
+    assert calls == ["A", "B"] + ["A", "A", "B", "B"] * 3, "warm-up A B, then rounds of A's sample, B's sample"
+    assert log[:6] == ["[A", "A", "A]", "[B", "B", "B]"]
+    assert log.count("[A") == 4 and log.count("A]") == 4
+
+
+def test_stats_quartiles_and_noise_flag():
+    s = Stats([0.010, 0.011, 0.012, 0.013, 0.030], number=1)
+    assert (s.median, s.min, s.max) == (0.012, 0.010, 0.030)
+    assert (s.q1, s.q3) == pytest.approx((0.011, 0.013))
+    assert s.spread == pytest.approx(0.002 / 0.012) and s.noisy, "IQR 17% of the median is too wide"
+    assert not Stats([0.010, 0.0101, 0.0102], number=3).noisy
+
+
+# --- reports ----------------------------------------------------------------------
+
+
+def make_row(cell="gru", hidden=64, median=10.0, kernel="native", kernels="default", params=None, **extra) -> dict:
+    row = {"workload": "layer", "cell": cell, "mode": "train", "lengths": "padded", "kernels": kernels,
+           "device": "cpu", "dtype": "float32", "batch_size": 32, "seq_len": 100, "input_size": 128,
+           "hidden_size": hidden, "num_layers": 1, "bidirectional": False, "config": None, "vocab_size": None,
+           "num_classes": None, "kernel": kernel,
+           "params": params if params is not None else {"gru": 3, "lstm": 4, "rnn": 1}[cell] * hidden * 194,
+           "tokens": 3200, "repeats": 3, "number": 1, "median_ms": median, "q1_ms": median * 0.99,
+           "q3_ms": median * 1.01, "min_ms": median * 0.98, "max_ms": median * 1.1, "spread": 0.02,
+           "noisy": False, "tokens_per_s": 3200 / (median / 1000) if median else 0.0, "vs_lstm": None, "peak_mem_mb": 1.5,
+           "rss_growth_mb": 2.0, "samples_ms": [median * 0.99, median, median * 1.01]}
+    row.update(extra)
+    return row
+
+
+def make_report(rows, torch_version="2.13.0") -> dict:
+    env = {"date": "2026-01-01T00:00:00+00:00", "grutool": "0.1.0", "torch": torch_version, "python": "3.11",
+           "platform": "Linux", "cpu": "Test CPU", "cpu_count": 2, "torch_threads": 2, "interop_threads": 2,
+           "cpu_capability": "AVX2", "mkldnn_available": True, "mkldnn_enabled": True, "onednn_version": "3.1",
+           "device": "cpu", "cuda": None, "cudnn": None, "gpu": None, "loadavg": [0.1, 0.1, 0.1]}
+    settings = {"repeats": 3, "warmup": 1, "min_sample_ms": 50.0, "seed": 0, "threads": None, "smoke": False,
+                "config": None, "memory": "test", "noisy_spread": 0.1}
+    return {"schema": reports.SCHEMA, "version": reports.VERSION, "env": env, "settings": settings,
+            "duration_s": 1.0, "rows": rows, "warnings": []}
+
+
+def test_json_report_round_trips_and_csv_markdown_hold_every_row(tmp_path):
+    rows = [make_row("gru", 64, 12.5), make_row("lstm", 64, 10.0, kernel="onednn"),
+            make_row("gru", 256, 40.0, kernels="native"), make_row("lstm", 256, 50.0, kernels="native")]
+    reports.add_ratios(rows)
+    report = make_report(rows)
+    for name in ("r.json", "r.csv", "r.md"):
+        reports.write(report, tmp_path / name)
+
+    back = reports.read_report(tmp_path / "r.json")
+    assert back == report and back["rows"] == rows
+
+    with open(tmp_path / "r.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == len(rows) and list(table[0]) == reports.CSV_FIELDS
+    for line, row in zip(table, rows):
+        assert (line["cell"], int(line["hidden_size"]), float(line["median_ms"])) == \
+            (row["cell"], row["hidden_size"], row["median_ms"])
+
+    md = (tmp_path / "r.md").read_text()
+    table_lines = [line for line in md.splitlines() if line.startswith("| ") and "ms/batch" not in line]
+    assert len(table_lines) == len(rows)
+    for line, row in zip(table_lines, rows):
+        assert f"| {row['cell']} |" in line and f"{row['median_ms']:.1f}" in line
+    assert "onednn" in md and "native*" in md and "Test CPU" in md and "torch 2.13.0" in md
+
+
+def test_vs_lstm_is_time_over_the_matching_lstm_row():
+    rows = [make_row("gru", 64, 12.0), make_row("lstm", 64, 10.0), make_row("rnn", 64, 4.0),
+            make_row("gru", 64, 7.5, kernels="native"), make_row("lstm", 64, 10.0, kernels="native"),
+            make_row("gru", 128, 1.0)]
+    reports.add_ratios(rows)
+    assert [r["vs_lstm"] for r in rows[:-1]] == pytest.approx([1.2, 1.0, 0.4, 0.75, 1.0])
+    assert rows[-1]["vs_lstm"] is None, "no LSTM row with H=128"
+
+
+def test_compare_ratios_on_hand_made_reports():
+    old = make_report([make_row("gru", 64, 10.0), make_row("lstm", 64, 4.0), make_row("rnn", 64, 1.0)])
+    new = make_report([make_row("gru", 64, 5.0), make_row("lstm", 64, 6.0),
+                       make_row("gru", 512, 80.0)], torch_version="2.14.0")
+    result = reports.compare(new, old)
+    ratios = {m["key"]["cell"]: m["ratio"] for m in result["rows"]}
+    assert ratios == pytest.approx({"gru": 0.5, "lstm": 1.5})
+    assert (result["only_new"], result["only_old"]) == (1, 1)
+    assert result["env_changes"] == ["torch: 2.13.0 -> 2.14.0"]
+    assert [(m["old_ms"], m["new_ms"]) for m in result["rows"]] == [(10.0, 5.0), (4.0, 6.0)]
+
+
+def test_reading_something_that_is_not_a_report_is_a_user_error(tmp_path):
+    (tmp_path / "a.json").write_text('{"rows": []}')
+    with pytest.raises(UserError, match="not a grutool bench report"):
+        reports.read_report(tmp_path / "a.json")
+    (tmp_path / "b.json").write_text(json.dumps({**make_report([]), "version": 99}))
+    with pytest.raises(UserError, match="version 99"):
+        reports.read_report(tmp_path / "b.json")
+
+
+# --- grids ------------------------------------------------------------------------
+
+
+def test_configs_bench_yaml_is_the_default_grid():
+    assert grids.load_grid(ROOT / "configs" / "bench.yaml") == grids.DEFAULT
+
+
+def test_command_line_lists_are_checked_and_deduplicated():
+    g = grids.from_options(cells="GRU, lstm,gru", hidden_size="64,256", bidirectional=True, repeats=3)
+    assert g.cells == ("gru", "lstm") and g.hidden_size == (64, 256) and g.bidirectional == (True,)
+    assert grids.merge(grids.DEFAULT, g).batch_size == grids.DEFAULT.batch_size
+
+
+BAD_GRIDS = [
+    (["--hidden-size", ""], "--hidden-size: empty list"),
+    (["--hidden-size", "64,0"], "--hidden-size: 0: must be > 0"),
+    (["--batch=-4"], "--batch: -4: must be > 0"),
+    (["--seq-len", "50,,100"], "--seq-len: empty item"),
+    (["--layers", "two"], "--layers: 'two' is not an integer"),
+    (["--cells", "gru,lstn"], "did you mean 'lstm'"),
+    (["--mode", "training"], "--mode: 'training' is not one of infer, train"),
+    (["--repeats", "0"], "--repeats: 0: must be > 0"),
+    (["--threads", "0"], "--threads: 0: must be > 0"),
+    (["--device", "cpu", "--dtype", "float16"], "--dtype float16: not supported for CPU"),
+    (["--output", "report.txt"], "unknown format"),
+    (["--plot", "report.svg"], "give a .png file name"),
+    (["--config", "configs/sentiment.yaml", "--dtype", "bfloat16"], "--dtype: does not apply with --config"),
+    (["--config", "configs/sentiment.yaml", "--lengths", "padded"], "always packs"),
+    (["--config", "no/such.yaml"], "config file not found"),
+    (["configs/sentiment.yaml"], "this is a model config"),
+    (["--compare", "no/such.json"], "report not found"),
+]
+
+
+def assert_user_error(result, expected: str) -> None:
+    assert result.exit_code == 2, f"exit {result.exit_code}:\n{result.output}\n{result.exception!r}"
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    assert expected in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("args,expected", BAD_GRIDS, ids=[" ".join(a) or "empty" for a, _ in BAD_GRIDS])
+def test_bad_grids_exit_2_with_one_line(args, expected, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    assert_user_error(runner.invoke(app, ["bench", "--smoke", *args]), expected)
+
+
+def test_cuda_without_cuda_is_a_user_error():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    assert_user_error(runner.invoke(app, ["bench", "--smoke", "--device", "cuda"]), "CUDA is not available")
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("hidden_size: []\n", "bench.yaml:1: hidden_size: empty list"),
+    ("cells: [gru]\nhiden_size: [64]\n", "bench.yaml:2: hiden_size: unknown key; did you mean 'hidden_size'?"),
+    ("repeats: [3, 4]\n", "bench.yaml:1: repeats: expected a single value"),
+    ("dtype: float64\n", "'float64' is not one of float32, bfloat16, float16"),
+    ("- gru\n", "top level must be a mapping"),
+])
+def test_bad_grid_files_name_the_line(tmp_path, text, expected):
+    path = tmp_path / "bench.yaml"
+    path.write_text(text)
+    assert_user_error(runner.invoke(app, ["bench", str(path)]), expected)
+
+
+# --- running ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("smoke")
+    result = runner.invoke(app, ["bench", "--smoke", "-q", "-o", str(out / "s.json"), "-o", str(out / "s.md"),
+                                 "-o", str(out / "s.csv")])
+    return result, out
+
+
+def test_smoke_runs_checks_itself_and_writes_reports(smoke):
+    result, out = smoke
+    assert result.exit_code == 0, result.output
+    assert "smoke: ok" in result.stdout
+    report = reports.read_report(out / "s.json")
+    rows = report["rows"]
+    assert len(rows) == 3 * 2 * 2 * 2, "cells x modes x lengths x kernel paths"
+    assert all(r["median_ms"] > 0 and r["params"] > 0 for r in rows)
+    assert len(list(csv.DictReader(open(out / "s.csv")))) == len(rows)
+    assert report["env"]["torch"] and report["settings"]["smoke"] is True
+
+
+def test_smoke_rows_say_which_kernel_ran(smoke):
+    import torch
+
+    rows = reports.read_report(smoke[1] / "s.json")["rows"]
+    kernel = {(r["cell"], r["mode"], r["lengths"], r["kernels"]): r["kernel"] for r in rows}
+    assert all(k == "native" for (cell, *_, kernels), k in kernel.items() if cell != "lstm" or kernels == "native")
+    # A PackedSequence of different lengths never reaches oneDNN: the encoder's LSTM runs the native loop.
+    assert kernel[("lstm", "train", "packed", "default")] == "native"
+    if torch.backends.mkldnn.is_available():
+        assert kernel[("lstm", "infer", "padded", "default")] == "onednn"
+        assert kernel[("lstm", "train", "padded", "default")] == "onednn"
+
+
+def test_smoke_fails_with_exit_1_when_a_check_fails(monkeypatch):
+    from grutool.bench import runner as bench_runner
+
+    bad = make_report([make_row("gru", 8, 0.0, params=100), make_row("lstm", 8, 1.0, params=100)])
+    monkeypatch.setattr(bench_runner, "run", lambda grid, smoke=False, progress=None: bad)
+    result = runner.invoke(app, ["bench", "--smoke", "-q"])
+    assert result.exit_code == 1
+    assert "non-positive time" in result.output and "expected exactly 3/4" in result.output
+
+
+def test_compare_against_an_earlier_report_prints_ratios(smoke):
+    old = smoke[1] / "s.json"
+    result = runner.invoke(app, ["bench", "--smoke", "-q", "--cells", "gru,lstm", "--mode", "infer",
+                                 "--lengths", "padded", "--kernels", "default", "--compare", str(old)])
+    assert result.exit_code == 0, result.output
+    assert "new / old" in result.stdout and "×" in result.stdout
+    assert "only in" in result.stdout, "the earlier report has rows this run did not time"
+
+
+def test_config_times_the_production_model_with_its_parameter_count(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "c.json"
+    result = runner.invoke(app, ["bench", "--config", "configs/sentiment.yaml", "--cells", "gru,lstm",
+                                 "--repeats", "2", "--warmup", "1", "--min-sample-ms", "1", "--threads", "1",
+                                 "--seq-len", "16", "--lengths", "packed", "-q", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = reports.read_report(out)["rows"]
+    assert {(r["cell"], r["mode"]) for r in rows} == {(c, m) for c in ("gru", "lstm") for m in ("infer", "train")}
+
+    from grutool.config import load_config
+    from grutool.models import build_model
+    from grutool.tasks import get_task
+
+    cfg = load_config("configs/sentiment.yaml")
+    prepared = get_task(cfg.task).prepare(cfg)
+    for cell in ("gru", "lstm"):
+        variant = cfg.model_copy(update={"model": cfg.model.model_copy(update={"cell": cell})})
+        expected = sum(p.numel() for p in build_model(variant, len(prepared.vocab), len(prepared.labels)).parameters())
+        for r in rows:
+            if r["cell"] == cell:
+                assert r["params"] == expected, (cell, r["mode"])
+                assert r["workload"] == "model" and r["config"] == "configs/sentiment.yaml"
+                assert (r["vocab_size"], r["num_classes"]) == (len(prepared.vocab), len(prepared.labels))
+                assert (r["batch_size"], r["seq_len"], r["input_size"]) == (16, 16, 64), "the config's own shape"
+                # Packed batches of different lengths never reach oneDNN, not even the LSTM's.
+                assert r["median_ms"] > 0 and r["kernel"] == "native"
+
+
+def test_help_lists_bench_and_neither_help_imports_torch():
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom grutool.cli.app import app\n"
+            "for args in (['--help'], ['bench', '--help']):\n"
+            "    r = CliRunner().invoke(app, args)\n    assert r.exit_code == 0, r.output\n    print(r.output)\n"
+            "assert 'torch' not in sys.modules\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "bench" in proc.stdout and "--hidden-size" in proc.stdout and "--smoke" in proc.stdout
+
+
+def test_plot_writes_a_png_or_explains_the_missing_extra(tmp_path):
+    import importlib.util
+
+    png = tmp_path / "p.png"
+    args = ["bench", "--smoke", "-q", "--cells", "gru,lstm", "--lengths", "padded", "--kernels", "default",
+            "--plot", str(png)]
+    result = runner.invoke(app, args)
+    if importlib.util.find_spec("matplotlib") is None:
+        assert_user_error(result, "pip install 'grutool[plot]'")
+    else:
+        assert result.exit_code == 0, result.output
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
