@@ -39,8 +39,11 @@ class DataConfig(_Section):
     """Validation file or split; used for early stopping and best-checkpoint selection."""
     test: Optional[str] = None
     """Test file or split, evaluated by `grutool eval --split test`."""
-    format: Literal["auto", "csv", "tsv", "json", "jsonl", "parquet"] = "auto"
-    """File format; `auto` picks it from the file extension."""
+    format: Literal["auto", "csv", "tsv", "json", "jsonl", "parquet", "conllu", "conll", "parallel"] = "auto"
+    """File format; `auto` picks it from the extension. Classifier: csv, tsv, json, jsonl, parquet. Tagger and
+    joint: `conllu`, `conll` (token ... tag columns), `parallel` (a directory with seq.in, seq.out and label,
+    one utterance per line) or `jsonl` (token and tag lists); `auto` reads .conllu, .conll/.bio/.iob/.txt,
+    .jsonl, and a directory as parallel."""
     header: bool = True
     """Whether csv/tsv files start with a header line."""
     column_names: Optional[list[str]] = None
@@ -48,13 +51,26 @@ class DataConfig(_Section):
     text_column: str = "text"
     """Column holding the input text."""
     label_column: str = "label"
-    """Column holding the class label (string or integer)."""
+    """Column holding the class label (string or integer); for `joint` jsonl data, the key of the intent."""
+    tag_column: Optional[int | str] = None
+    """Tagger and joint: where the tags are. `upos` (default) or `xpos` for conllu; the 0-based column for
+    conll (default -1, the last; the token is column 0); the key of the tag list for jsonl (default `tags`,
+    tokens under data.text_column). Unused for parallel files (tags are in seq.out)."""
+    scheme: Literal["plain", "iob1", "iob2", "bio", "bioes"] = "plain"
+    """Tag scheme of the files: `plain` (any tags, e.g. POS; no spans), `iob1`, `iob2` (= `bio`) or `bioes`.
+    Span schemes are checked on reading (every tag O or B-/I-[/E-/S-]TYPE) and scored by spans, as conlleval does."""
+    convert_to: Optional[Literal["iob1", "iob2", "bio", "bioes"]] = None
+    """Convert span tags to this scheme before training; the model predicts it (null: data.scheme). Spans,
+    and so span F1, are unchanged by conversion."""
+    max_word_length: int = Field(default=30, gt=0)
+    """Characters kept per token for model.char_features (longer tokens are cut)."""
     tokenizer: Literal["whitespace", "word", "char"] = "word"
     """`whitespace`: split on spaces; `word`: words and punctuation by regex; `char`: characters."""
     lowercase: bool = True
     """Lower-case text before tokenizing."""
     max_length: Optional[int] = Field(default=200, gt=0)
-    """Truncate token sequences to this many tokens (null: no limit)."""
+    """Truncate token sequences to this many tokens (null: no limit). Tagging truncates training sentences
+    only: every token is tagged at eval and infer."""
     min_freq: int = Field(default=1, ge=1)
     """Tokens seen fewer times than this in train map to `<unk>`."""
     max_size: Optional[int] = Field(default=None, gt=0)
@@ -88,6 +104,20 @@ class ModelConfig(_Section):
     """How per-step outputs become one vector: final state (cat(h_n[-2], h_n[-1]) when bidirectional), mean, max, or learned attention; all ignore padding."""
     freeze_embeddings: bool = False
     """Keep the embedding matrix fixed (useful with pretrained vectors)."""
+    crf: bool = False
+    """Tagger and joint: a linear-chain CRF output layer (learned transitions, Viterbi decoding; only valid
+    transitions when data.scheme has spans) instead of independent per-token softmax."""
+    char_features: bool = False
+    """Tagger and joint: add a character-level vector per token (a bidirectional char GRU over its
+    characters, in the original case) to its word embedding; helps with words unseen in training."""
+    char_embedding_dim: int = Field(default=32, gt=0)
+    """Size of each character embedding (with char_features)."""
+    char_hidden_size: int = Field(default=32, gt=0)
+    """Char GRU features per direction (with char_features); each token gets 2 x char_hidden_size."""
+    tag_loss_weight: float = Field(default=1.0, ge=0)
+    """Joint: weight of the tagging loss in the sum tag_loss_weight * tags + intent_loss_weight * intent."""
+    intent_loss_weight: float = Field(default=1.0, ge=0)
+    """Joint: weight of the intent (sentence classification) loss."""
 
 
 class TrainConfig(_Section):
@@ -117,8 +147,11 @@ class TrainConfig(_Section):
     """Evaluate and save an exponential moving average of the weights with this decay (e.g. 0.999; null: off)."""
     clip_grad_norm: Optional[float] = Field(default=5.0, gt=0)
     """Clip the global gradient norm (null: no clipping)."""
-    monitor: Literal["accuracy", "macro_f1", "loss"] = "accuracy"
-    """Validation metric for early stopping and the best checkpoint (loss is minimised, the others maximised)."""
+    monitor: Literal["accuracy", "macro_f1", "loss", "token_accuracy", "span_f1", "intent_accuracy",
+                     "sentence_accuracy"] = "accuracy"
+    """Validation metric for early stopping and the best checkpoint (loss is minimised, the others maximised).
+    Classifier: accuracy, macro_f1. Tagger: token_accuracy, span_f1 (span schemes), sentence_accuracy (every
+    tag right). Joint: those and intent_accuracy; sentence_accuracy = intent and every tag right."""
     patience: Optional[int] = Field(default=3, ge=1)
     """Stop after this many epochs without improvement of `monitor` (null: never stop early)."""
     seed: int = 13
@@ -138,8 +171,9 @@ class TrainConfig(_Section):
 class Config(_Section):
     """A whole grutool run."""
 
-    task: Literal["classifier"] = "classifier"
-    """Model family: `classifier` (N->1)."""
+    task: Literal["classifier", "tagger", "joint"] = "classifier"
+    """Model family: `classifier` (N->1), `tagger` (N->N, one tag per token) or `joint` (a tag per token and
+    an intent per sentence from one shared encoder)."""
     data: DataConfig
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
@@ -192,11 +226,85 @@ def _plateau_without_validation(cfg: Config) -> None:
             raise ValueError("train.schedule: 'plateau' needs data.validation to watch")
 
 
+TAGGING_TASKS = ("tagger", "joint")
+TAGGING_FORMATS = ("conllu", "conll", "parallel", "jsonl")
+MONITORS = {
+    "classifier": ("accuracy", "macro_f1", "loss"),
+    "tagger": ("token_accuracy", "span_f1", "sentence_accuracy", "loss"),
+    "joint": ("token_accuracy", "span_f1", "intent_accuracy", "sentence_accuracy", "loss"),
+}
+
+
+def _monitor_fits_task(cfg: Config) -> None:
+    allowed = MONITORS[cfg.task]
+    if cfg.train.monitor not in allowed:
+        raise ValueError(f"train.monitor: '{cfg.train.monitor}' is not a metric of task {cfg.task}; "
+                         f"use one of {', '.join(allowed)}")
+
+
+def _span_f1_needs_spans(cfg: Config) -> None:
+    if cfg.train.monitor == "span_f1" and cfg.data.scheme == "plain":
+        raise ValueError("train.monitor: 'span_f1' needs spans, but data.scheme is 'plain'; "
+                         "set data.scheme (iob1, iob2, bioes) or monitor token_accuracy")
+
+
+def _conversion_needs_spans(cfg: Config) -> None:
+    if cfg.data.convert_to is not None and cfg.data.scheme == "plain":
+        raise ValueError(f"data.convert_to: cannot convert plain tags to '{cfg.data.convert_to}'; "
+                         f"set data.scheme to the scheme of the files (iob1, iob2, bioes)")
+
+
+def _formats_fit_task(cfg: Config) -> None:
+    fmt = cfg.data.format
+    if cfg.task in TAGGING_TASKS and fmt not in TAGGING_FORMATS + ("auto",):
+        raise ValueError(f"data.format: '{fmt}' is classifier data; task {cfg.task} reads "
+                         f"{', '.join(TAGGING_FORMATS)}")
+    if cfg.task == "classifier" and fmt in ("conllu", "conll", "parallel"):
+        raise ValueError(f"data.format: '{fmt}' is tagging data; set task: tagger or joint")
+    if cfg.task in TAGGING_TASKS and cfg.data.dataset is not None:
+        raise ValueError(f"data.dataset: Hub datasets are read for task classifier only; for task {cfg.task} "
+                         f"set data.train/validation/test to local files")
+
+
+def _tag_column_fits_format(cfg: Config) -> None:
+    col, fmt = cfg.data.tag_column, cfg.data.format
+    if col is None or fmt == "auto":
+        return
+    if fmt == "conllu" and col not in ("upos", "xpos"):
+        raise ValueError(f"data.tag_column: conllu tags are 'upos' or 'xpos' (got {col!r})")
+    if fmt == "conll" and not isinstance(col, int):
+        raise ValueError(f"data.tag_column: conll files need a 0-based column number, e.g. -1 for the last (got {col!r})")
+    if fmt == "jsonl" and not isinstance(col, str):
+        raise ValueError(f"data.tag_column: jsonl needs the key of the tag list, e.g. tags (got {col!r})")
+    if fmt == "parallel":
+        raise ValueError("data.tag_column: parallel files keep tags in seq.out; remove data.tag_column")
+
+
+def _tagging_model_options(cfg: Config) -> None:
+    m = cfg.model
+    if cfg.task not in TAGGING_TASKS:
+        for field in ("crf", "char_features"):
+            if getattr(m, field):
+                raise ValueError(f"model.{field}: only for task tagger or joint (task is {cfg.task})")
+    if cfg.task != "joint":
+        for field in ("tag_loss_weight", "intent_loss_weight"):
+            if getattr(m, field) != 1.0:
+                raise ValueError(f"model.{field}: only for task joint (task is {cfg.task})")
+    elif m.tag_loss_weight == 0 and m.intent_loss_weight == 0:
+        raise ValueError("model.tag_loss_weight, model.intent_loss_weight: both are 0, nothing would be learned")
+
+
 CROSS_FIELD_RULES = [
     _columns_needed_without_header,
     _columns_include_text_and_label,
     _dropout_with_one_layer,
     _plateau_without_validation,
+    _monitor_fits_task,
+    _span_f1_needs_spans,
+    _conversion_needs_spans,
+    _formats_fit_task,
+    _tag_column_fits_format,
+    _tagging_model_options,
 ]
 
 
@@ -218,7 +326,7 @@ def _load_yaml(text: str):
     return yaml.load(text, Loader=_Loader)
 
 
-def _yaml_lines(text: str) -> dict[tuple[str, ...], int]:
+def yaml_lines(text: str) -> dict[tuple[str, ...], int]:
     """Map each key path in a YAML document to its 1-based line number."""
     lines: dict[tuple[str, ...], int] = {}
 
@@ -334,7 +442,7 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
         raise UserError(f"{path}: not UTF-8 text (byte {e.start})") from None
     try:
         raw = _load_yaml(text)
-        lines = _yaml_lines(text)
+        lines = yaml_lines(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f":{mark.line + 1}:{mark.column + 1}" if mark else ""

@@ -10,7 +10,7 @@ from grutool import rundir
 from grutool.checkpoint import load_checkpoint
 from grutool.data.batching import sorted_batches
 from grutool.errors import UserError
-from grutool.models import build_model
+from grutool.models import build_model, model_extras
 from grutool.tasks import get_task
 from grutool.training.loop import resolve_device
 
@@ -24,7 +24,8 @@ class Predictor:
         self.task = get_task(self.cfg.task)
         self.device = resolve_device(device)
         ckpt = load_checkpoint(self.run.path / checkpoint)
-        self.model = build_model(self.cfg, len(self.run.vocab), len(self.run.labels))
+        self.model = build_model(self.cfg, len(self.run.vocab), len(self.run.labels),
+                                 **model_extras(self.cfg, self.run))
         try:
             self.model.load_state_dict(ckpt["model"])
         except RuntimeError as exc:
@@ -39,7 +40,11 @@ class Predictor:
         An empty text (nothing left after tokenization) is encoded as an empty
         sequence: the encoder gives it a zero state, so its prediction is the
         head's prior (its bias), the same every time.
+
+        Tagger and joint runs answer with tokens, tags and spans instead (see TaggerTask.predict).
         """
+        if self.task.name != "classifier":
+            return self.task.predict(self, texts, batch_size)
         split = self.task.encode(self.cfg, self.run.vocab, self.run.labels, texts, None)
         labels = self.run.labels.itos
         results: list[dict] = [{} for _ in texts]

@@ -2,7 +2,9 @@
 
     <run>/config.yaml     fully resolved config (rebuilds data pipeline and model)
     <run>/vocab.json      token vocabulary
-    <run>/labels.json     label vocabulary
+    <run>/labels.json     label vocabulary (tags for the tagger and joint tasks)
+    <run>/intents.json    intent vocabulary (joint task only)
+    <run>/chars.json      character vocabulary (model.char_features only)
     <run>/best.pt         best model weights by the monitored metric (+ metadata)
     <run>/last.pt         latest weights + optimizer/scheduler/RNG state for --resume
     <run>/metrics.jsonl   one JSON object per epoch
@@ -14,6 +16,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import yaml
 
@@ -22,6 +25,7 @@ from grutool.data.vocab import LabelVocab, Vocab
 from grutool.errors import UserError
 
 CONFIG, VOCAB, LABELS = "config.yaml", "vocab.json", "labels.json"
+INTENTS, CHARS = "intents.json", "chars.json"
 BEST, LAST, METRICS, SUMMARY = "best.pt", "last.pt", "metrics.jsonl", "summary.json"
 
 
@@ -45,6 +49,23 @@ class SavedRun:
     config: Config
     vocab: Vocab
     labels: LabelVocab
+    intents: Optional[LabelVocab] = None  # joint task
+    chars: Optional[Vocab] = None         # model.char_features
+
+
+def vocab_extras(vocabs) -> dict:
+    """The optional vocabularies (`intents`, `chars`) a prepared dataset or saved run carries: {} for a classifier."""
+    return {name: getattr(vocabs, name) for name in ("intents", "chars") if getattr(vocabs, name, None) is not None}
+
+
+def save_vocabularies(path: Path, prepared) -> None:
+    prepared.vocab.save(path / VOCAB)
+    prepared.labels.save(path / LABELS)
+    extras = vocab_extras(prepared)
+    if "intents" in extras:
+        extras["intents"].save(path / INTENTS)
+    if "chars" in extras:
+        extras["chars"].save(path / CHARS)
 
 
 def open_run(path: str | Path) -> SavedRun:
@@ -60,4 +81,14 @@ def open_run(path: str | Path) -> SavedRun:
     except (yaml.YAMLError, ValueError, KeyError) as exc:
         raise UserError(f"{path}: run files are unreadable ({exc})") from None
     cfg = parse_config(raw, str(path / CONFIG))
-    return SavedRun(path, cfg, vocab, labels)
+    needed = {"intents": (INTENTS, LabelVocab, cfg.task == "joint"), "chars": (CHARS, Vocab, cfg.model.char_features)}
+    extras = {}
+    for name, (filename, kind, wanted) in needed.items():
+        if wanted:
+            if not (path / filename).is_file():
+                raise UserError(f"{path}: not a complete run directory (missing {filename})")
+            try:
+                extras[name] = kind.load(path / filename)
+            except (ValueError, KeyError) as exc:
+                raise UserError(f"{path}: run files are unreadable ({exc})") from None
+    return SavedRun(path, cfg, vocab, labels, **extras)

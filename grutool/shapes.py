@@ -724,6 +724,9 @@ def config_report(path: Union[str, Path], batch: Optional[int] = None, seq_len: 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         cfg = load_config(path)
+        if cfg.task != "classifier":
+            raise UserError(f"{path}: shapes --config traces task classifier models; task {cfg.task} is not "
+                            f"traced yet (grutool train --dry-run prints its parameter count)")
         prepared = get_task(cfg.task).prepare(cfg)  # reads the training data: the vocabulary sets the size
     for w in caught:
         if issubclass(w.category, UserWarning):

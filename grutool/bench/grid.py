@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 import yaml
 
+from grutool.config import yaml_lines
 from grutool.errors import UserError
 
 CELLS = ("gru", "lstm", "rnn")
@@ -174,19 +175,13 @@ def _choice(value: Any, where: str, choices: tuple[str, ...]) -> str:
     raise UserError(f"{where}: {value!r} is not one of {', '.join(choices)}{hint}")
 
 
+_CHOICES = {"cells": CELLS, "mode": MODES, "lengths": LENGTHS, "kernels": KERNELS,
+            "dtype": DTYPES, "device": DEVICES}
+
+
 def _check_item(name: str, value: Any, where: str):
-    if name == "cells":
-        return _choice(value, where, CELLS)
-    if name == "mode":
-        return _choice(value, where, MODES)
-    if name == "lengths":
-        return _choice(value, where, LENGTHS)
-    if name == "kernels":
-        return _choice(value, where, KERNELS)
-    if name == "dtype":
-        return _choice(value, where, DTYPES)
-    if name == "device":
-        return _choice(value, where, DEVICES)
+    if name in _CHOICES:
+        return _choice(value, where, _CHOICES[name])
     if name == "bidirectional":
         return _bool(value, where)
     if name == "min_sample_ms":
@@ -248,12 +243,7 @@ def from_options(**options: Any) -> Grid:
 
 
 def _key_lines(text: str) -> dict[str, int]:
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
-    lines: dict[str, int] = {}
-    if isinstance(root, yaml.MappingNode):
-        for key, _ in root.value:
-            lines[str(key.value)] = key.start_mark.line + 1
-    return lines
+    return {path[0]: line for path, line in yaml_lines(text).items() if len(path) == 1}
 
 
 def load_grid(path: str | Path) -> Grid:

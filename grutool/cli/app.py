@@ -113,7 +113,12 @@ def train(
         line = f"done: {summary['epochs']} epoch(s), {summary['steps']} steps, {summary['wall_time_s']:.1f}s"
         if summary.get("validation"):
             v = summary["validation"]
-            line += f"; best epoch {summary['best_epoch']}: validation accuracy {v['accuracy']:.4f}, macro-F1 {v['macro_f1']:.4f}"
+            if "accuracy" in v:
+                line += f"; best epoch {summary['best_epoch']}: validation accuracy {v['accuracy']:.4f}, macro-F1 {v['macro_f1']:.4f}"
+            else:
+                from grutool.cli.tagging_render import summary_line
+
+                line += f"; best epoch {summary['best_epoch']}: validation {summary_line(v)}"
         out.print(line)
         out.print(f"run directory: {summary['run_dir']}")
 
@@ -155,7 +160,11 @@ def eval_(
         if json_:
             print(json.dumps(metrics))
             return
-        for table in _metrics_table(metrics):
+        if "token_accuracy" in metrics:
+            from grutool.cli.tagging_render import tables
+        else:
+            tables = _metrics_table
+        for table in tables(metrics):
             out.print(table)
 
 
@@ -184,11 +193,11 @@ def infer(
     run_dir: Path = typer.Argument(..., help="Run directory written by `grutool train`."),
     texts: List[str] = typer.Argument(None, help="Texts to classify."),
     file: Optional[str] = typer.Option(None, "--file", "-f", help="Read one input per line from PATH, or - for stdin."),
-    jsonl: bool = typer.Option(False, "--jsonl", help="One JSON object per input: text, label, probs."),
+    jsonl: bool = typer.Option(False, "--jsonl", help="One JSON object per input: text, label, probs (tagger/joint: text, tokens, tags, spans[, intent])."),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
     device: Device = typer.Option(Device.auto),
 ):
-    """Predict a label for each input text, one line per input."""
+    """Predict a label (tagger/joint: tags and spans) for each input text, one line per input."""
     _setup_logging(quiet=True)
     with user_errors():
         inputs = _read_inputs(texts or [], file)
@@ -198,6 +207,10 @@ def infer(
         for r in results:
             if jsonl:
                 print(json.dumps(r, ensure_ascii=False))
+            elif "tags" in r:
+                from grutool.cli.tagging_render import line
+
+                print(line(r))
             else:
                 print(f"{r['label']}\t{r['probs'][r['label']]:.4f}\t{r['text']}")
 

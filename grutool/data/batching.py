@@ -16,12 +16,21 @@ from torch.nn.utils.rnn import pad_sequence
 
 @dataclass
 class EncodedSplit:
-    """Examples as id tensors; `targets` holds one label id per example (or per token)."""
+    """Examples as id tensors; `targets` holds one label id per example (or per token).
+
+    Tagging adds optional fields, all None for the classifier: `chars` (model inputs
+    beside the ids), `intents` (a second target per example: batches then carry
+    targets as a dict, see `collate`) and `scheme` (how metrics read spans from tags).
+    """
 
     ids: list[torch.Tensor]                # each (T_i,) long
     targets: Optional[list[torch.Tensor]]  # each () or (T_i,) long; None when unlabelled
     texts: list[str]
     label_names: Optional[list[str]] = None  # names of target ids: the model's labels, then unseen ones
+    chars: Optional[list[torch.Tensor]] = None    # each (T_i, W_i) long: char ids of each token, 0-padded
+    intents: Optional[list[torch.Tensor]] = None  # each () long: the sentence's intent id (joint task)
+    intent_names: Optional[list[str]] = None      # names of intent ids: the model's, then unseen ones
+    scheme: Optional[str] = None                  # tag scheme of the targets (tagging)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -34,12 +43,21 @@ class EncodedSplit:
 class Batch:
     ids: torch.Tensor                # (B, T) long, padded with 0
     lengths: torch.Tensor            # (B,) long, always on CPU (pack_padded_sequence wants it there)
-    targets: Optional[torch.Tensor]  # (B,) or (B, T) long
+    targets: Optional[torch.Tensor | dict]  # (B,) or (B, T) long; joint: {"tags": (B, T), "intent": (B,)}
     index: list[int]                 # positions of these examples in their split
+    chars: Optional[torch.Tensor] = None  # (B, T, W) long char ids per token, 0-padded (char features)
 
     def to(self, device: torch.device) -> "Batch":
-        targets = self.targets.to(device, non_blocking=True) if self.targets is not None else None
-        return Batch(self.ids.to(device, non_blocking=True), self.lengths, targets, self.index)
+        def move(x):
+            if isinstance(x, dict):
+                return {k: v.to(device, non_blocking=True) for k, v in x.items()}
+            return x.to(device, non_blocking=True) if x is not None else None
+
+        return Batch(move(self.ids), self.lengths, move(self.targets), self.index, move(self.chars))
+
+    def extra_inputs(self) -> dict:
+        """Model inputs beyond (ids, lengths, targets), as keyword arguments: {} for the classifier."""
+        return {"chars": self.chars} if self.chars is not None else {}
 
     def num_tokens(self) -> int:
         return int(self.lengths.sum())
@@ -55,7 +73,18 @@ def collate(split: EncodedSplit, index: list[int], pad_target: int = -100) -> Ba
             targets = torch.stack(rows)  # (B,)
         else:
             targets = pad_sequence(rows, batch_first=True, padding_value=pad_target)  # (B, T)
-    return Batch(ids, lengths, targets, list(index))
+        if split.intents is not None:
+            # Two targets travel together; the model and the metrics know both keys.
+            targets = {"tags": targets, "intent": torch.stack([split.intents[i] for i in index])}  # (B,)
+    chars = None
+    if split.chars is not None:
+        rows = [split.chars[i] for i in index]
+        width = max(1, max(r.shape[1] for r in rows))
+        chars = torch.zeros(len(rows), ids.shape[1], width, dtype=torch.long)  # (B, T, W)
+        for b, r in enumerate(rows):
+            if r.numel():
+                chars[b, :r.shape[0], :r.shape[1]] = r
+    return Batch(ids, lengths, targets, list(index), chars)
 
 
 def bucketed_order(lengths: list[int], batch_size: int, generator: torch.Generator,

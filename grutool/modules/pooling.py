@@ -26,6 +26,8 @@ class Pooling(nn.Module):
             count = m.sum(1).clamp(min=1)  # (B, 1)
             return (out * m).sum(1) / count
         if self.kind == "max":
+            if out.shape[1] == 0:  # every sequence empty: nothing to take a max over
+                return out.new_zeros(out.shape[0], out.shape[2])
             pooled = out.masked_fill(~m, float("-inf")).max(1).values  # (B, D*H)
             return pooled.masked_fill(~mask.any(1, keepdim=True), 0.0)
         scores = self.score(out).squeeze(-1)  # (B, T)

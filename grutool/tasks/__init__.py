@@ -11,4 +11,8 @@ def get_task(name: str):
         from grutool.tasks.classifier import ClassifierTask
 
         return ClassifierTask()
+    if name in ("tagger", "joint"):
+        from grutool.tasks.tagger import TaggerTask
+
+        return TaggerTask(name)
     raise ValueError(f"unknown task {name!r}")

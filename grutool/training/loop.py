@@ -25,7 +25,7 @@ from grutool.checkpoint import load_checkpoint, save_atomic, write_text_atomic
 from grutool.config import Config, to_yaml
 from grutool.data.batching import EncodedSplit, collate, epoch_batches, sorted_batches
 from grutool.errors import TrainingInterrupted, UserError
-from grutool.models import build_model
+from grutool.models import build_model, model_extras
 from grutool.tasks import get_task
 from grutool.training.callbacks import Callback, Checkpointer, EarlyStopping, MetricsWriter, ProgressBar
 from grutool.training.ema import EMA
@@ -70,8 +70,8 @@ def evaluate_split(model, task, split: EncodedSplit, device: torch.device, batch
     metrics = task.metrics(split)
     for batch in sorted_batches(split, batch_size):
         batch = batch.to(device)
-        logits, loss = model(batch.ids, batch.lengths, batch.targets)
-        metrics.update(logits.float(), batch.targets, float(loss))
+        logits, loss = model(batch.ids, batch.lengths, batch.targets, **batch.extra_inputs())
+        metrics.update(logits, batch.targets, float(loss))
     model.train(was_training)
     return metrics.compute()
 
@@ -143,7 +143,7 @@ class Trainer:
         batch = collate(self.train_split, index).to(self.device)
         autocast = torch.autocast("cuda", dtype=torch.float16) if self.use_amp else contextlib.nullcontext()
         with autocast:
-            _, loss = self.model(batch.ids, batch.lengths, batch.targets)
+            _, loss = self.model(batch.ids, batch.lengths, batch.targets, **batch.extra_inputs())
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if t.clip_grad_norm is not None:
@@ -280,9 +280,10 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, dry_run
             raise UserError("--resume and --overwrite contradict each other; pick one")
 
     # Everything that can fail on bad input happens before the run directory is touched.
-    prepared = task.prepare(cfg, saved.vocab if saved else None, saved.labels if saved else None)
+    prepared = task.prepare(cfg, saved.vocab if saved else None, saved.labels if saved else None,
+                            **(rundir.vocab_extras(saved) if saved else {}))
     torch.manual_seed(t.seed)
-    model = build_model(cfg, len(prepared.vocab), len(prepared.labels))
+    model = build_model(cfg, len(prepared.vocab), len(prepared.labels), **model_extras(cfg, prepared))
     if cfg.data.vectors and not saved:
         from grutool.data.vectors import load_vectors
 
@@ -301,8 +302,7 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, dry_run
     if not resume:
         rundir.prepare_new(run_dir, overwrite)
         write_text_atomic(to_yaml(cfg), run_dir / rundir.CONFIG)
-        prepared.vocab.save(run_dir / rundir.VOCAB)
-        prepared.labels.save(run_dir / rundir.LABELS)
+        rundir.save_vocabularies(run_dir, prepared)
 
     cbs: list[Callback] = [EarlyStopping(t.patience), Checkpointer(), MetricsWriter(run_dir / rundir.METRICS)]
     if progress:
@@ -321,6 +321,6 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, dry_run
         best = load_checkpoint(run_dir / rundir.BEST)
         trainer.model.load_state_dict(best["model"])
         val = evaluate_split(trainer.model, task, trainer.val_split, device, t.batch_size)
-        summary["validation"] = {k: v for k, v in val.items() if k != "confusion"}
+        summary["validation"] = {k: v for k, v in val.items() if not k.endswith("confusion")}
     write_text_atomic(json.dumps(summary, indent=2), run_dir / rundir.SUMMARY)
     return summary

@@ -1,0 +1,64 @@
+"""How `eval` and `infer` show tagger and joint results (rich tables, one line per input). No torch."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+CONFUSION_MAX_TAGS = 20  # a bigger tag confusion does not fit a terminal; --json has it whole
+
+
+def summary_line(metrics: dict) -> str:
+    """The headline figures of a tagging eval, as `name value` pairs."""
+    parts = [f"token accuracy {metrics['token_accuracy']:.4f}"]
+    if "span_f1" in metrics:
+        parts.append(f"span F1 {metrics['span_f1']:.4f} (P {metrics['span_precision']:.4f}, "
+                     f"R {metrics['span_recall']:.4f})")
+    if "intent_accuracy" in metrics:
+        parts.append(f"intent accuracy {metrics['intent_accuracy']:.4f}")
+    parts.append(f"sentence accuracy {metrics['sentence_accuracy']:.4f}")
+    return ", ".join(parts)
+
+
+def _prf_table(title: str, first: str, rows: dict) -> Table:
+    t = Table(title=title)
+    for col in (first, "precision", "recall", "f1", "support"):
+        t.add_column(col, justify="left" if col == first else "right")
+    for name, m in rows.items():
+        t.add_row(name, f"{m['precision']:.4f}", f"{m['recall']:.4f}", f"{m['f1']:.4f}", str(m["support"]))
+    return t
+
+
+def tables(metrics: dict) -> list:
+    """Per span type (or per tag for plain tags), then the tag confusion when it is small, for `grutool eval`."""
+    title = (f"{metrics['source']}: {metrics['n']} sentences, {metrics['tokens']} tokens; "
+             f"{summary_line(metrics)}")
+    if "per_type" in metrics:
+        out: list = [_prf_table(title, "span type", metrics["per_type"])]
+    else:
+        out = [_prf_table(title, "tag", metrics["per_tag"])]
+    labels, matrix = metrics["confusion"]["labels"], metrics["confusion"]["matrix"]
+    if len(labels) <= CONFUSION_MAX_TAGS:
+        cm = Table(title="tag confusion (rows: gold, columns: predicted)")
+        cm.add_column("gold \\ pred")
+        for name in labels:
+            cm.add_column(name, justify="right")
+        for name, row in zip(labels, matrix):
+            cm.add_row(name, *[str(x) for x in row])
+        out.append(cm)
+    else:
+        out.append(f"tag confusion: {len(labels)} x {len(labels)}, in `grutool eval --json`")
+    for key, what in (("unseen_labels", "tokens with tags"), ("unseen_intents", "sentences with intents")):
+        if metrics.get(key):
+            listed = ", ".join(f"{k} ({v})" for k, v in metrics[key].items())
+            out.append(f"{what} never seen in training (counted as errors): {listed}")
+    return out
+
+
+def line(result: dict) -> str:
+    """One `infer` output line: [intent<TAB>probability<TAB>]token/TAG ...<TAB>type="span text" ..."""
+    tagged = " ".join(f"{w}/{t}" for w, t in zip(result["tokens"], result["tags"]))
+    spans = " ".join(f'{s["type"]}="{s["text"]}"' for s in result["spans"])
+    cells = [tagged, spans]
+    if "intent" in result:
+        cells = [result["intent"], f"{result['intent_prob']:.4f}"] + cells
+    return "\t".join(cells)

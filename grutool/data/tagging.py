@@ -1,0 +1,251 @@
+"""Read tagged sentences: CoNLL-U, CoNLL column files, parallel seq.in/seq.out/label files, JSONL.
+
+Every reader returns `Sentence`s with the position of their first line, checks
+what it reads (UTF-8, column counts, one tag per token, tags written in
+`data.scheme`) and reports each problem as a `UserError` naming file and line.
+CRLF line endings, trailing spaces and blank lines at the end of a file are
+tolerated. Pure Python, no torch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from grutool.config import DataConfig
+from grutool.data import schemes
+from grutool.errors import UserError
+
+log = logging.getLogger("grutool")
+
+_EXTENSIONS = {".conllu": "conllu", ".conll": "conll", ".bio": "conll", ".iob": "conll", ".txt": "conll",
+               ".jsonl": "jsonl"}
+PARALLEL_FILES = ("seq.in", "seq.out", "label")
+
+
+@dataclass
+class Sentence:
+    tokens: list[str]
+    tags: Optional[list[str]]  # one per token; None when the source has none
+    intent: Optional[str]      # sentence label (joint task)
+    where: str                 # "path:line" of its first line, for messages
+
+
+def tagging_format(path: str, declared: str) -> str:
+    if declared != "auto":
+        return declared
+    p = Path(path)
+    if p.is_dir():
+        return "parallel"
+    fmt = _EXTENSIONS.get(p.suffix.lower())
+    if fmt is None:
+        raise UserError(f"{path}: cannot tell the tagging format from the name; set data.format to "
+                        f"conllu, conll, parallel (a directory with seq.in, seq.out, label) or jsonl")
+    return fmt
+
+
+def _lines(path: Path) -> list[str]:
+    """The file's lines: UTF-8 checked, BOM, CR and trailing spaces removed, trailing blank lines dropped."""
+    if not path.is_file():
+        hint = " (it is a directory; name a file, or set data.format: parallel)" if path.is_dir() else ""
+        raise UserError(f"{path}: data file not found{hint}")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise UserError(f"{path}:{line}: not valid UTF-8 (byte 0x{data[e.start]:02x}); re-save the file as UTF-8") from None
+    # split("\n"), not splitlines(): tokens may contain characters that splitlines() treats as breaks.
+    lines = [line.rstrip() for line in text.split("\n")]
+    while lines and not lines[-1]:
+        lines.pop()
+    return lines
+
+
+def _conllu(path: Path, column: str) -> list[Sentence]:
+    index = {"upos": 3, "xpos": 4}[column]
+    out: list[Sentence] = []
+    tokens: list[str] = []
+    tags: list[str] = []
+    start, comments = None, False
+    for n, line in enumerate(_lines(path) + [""], 1):
+        if not line.strip():
+            if tokens or comments:
+                # A sentence of comments only has no words: an empty sentence, kept for the caller to judge.
+                out.append(Sentence(tokens, tags, None, f"{path}:{start}"))
+            tokens, tags, start, comments = [], [], None, False
+            continue
+        start = start or n
+        if line.startswith("#"):
+            comments = True
+            continue
+        cols = line.split("\t")
+        if len(cols) != 10:
+            raise UserError(f"{path}:{n}: expected 10 tab-separated CoNLL-U columns, found {len(cols)}")
+        if "-" in cols[0] or "." in cols[0]:
+            continue  # multiword-token range (1-2) or empty node (8.1): only syntactic words are tagged
+        tag = cols[index].strip()
+        if tag in ("", "_"):
+            raise UserError(f"{path}:{n}: no {column.upper()} tag for '{cols[1]}'; "
+                            f"tag every word or choose the other column with data.tag_column")
+        tokens.append(cols[1])
+        tags.append(tag)
+    return out
+
+
+def _conll(path: Path, column: int) -> list[Sentence]:
+    out: list[Sentence] = []
+    tokens: list[str] = []
+    tags: list[str] = []
+    start = None
+    for n, line in enumerate(_lines(path) + [""], 1):
+        cols = line.split()
+        if not cols or cols[0] == "-DOCSTART-":
+            if tokens:
+                out.append(Sentence(tokens, tags, None, f"{path}:{start}"))
+            tokens, tags, start = [], [], None
+            continue
+        start = start or n
+        need = column + 1 if column >= 0 else -column
+        if len(cols) < max(2, need):
+            raise UserError(f"{path}:{n}: expected a token and a tag (at least {max(2, need)} columns for "
+                            f"data.tag_column {column}), found {len(cols)}: {line.strip()!r}")
+        tokens.append(cols[0])
+        tags.append(cols[column])
+    return out
+
+
+def _parallel(path: Path, need_intents: bool) -> list[Sentence]:
+    if not path.is_dir():
+        raise UserError(f"{path}: parallel data is a directory holding seq.in, seq.out and label")
+    files = {name: path / name for name in PARALLEL_FILES}
+    for name in ("seq.in", "seq.out") + (("label",) if need_intents else ()):
+        if not files[name].is_file():
+            raise UserError(f"{path}: no {name} (parallel data needs seq.in, seq.out"
+                            f"{' and label' if need_intents else ''})")
+    words = _lines(files["seq.in"])
+    tags = _lines(files["seq.out"])
+    labels = _lines(files["label"]) if need_intents else None
+    for name, lines in (("seq.out", tags), ("label", labels)):
+        if lines is not None and len(lines) != len(words):
+            raise UserError(f"{files[name]}: {len(lines)} lines but seq.in has {len(words)}; "
+                            f"the files must be line-aligned, one utterance per line")
+    out = []
+    for i, (w, t) in enumerate(zip(words, tags)):
+        tokens, row = w.split(), t.split()
+        if len(tokens) != len(row):
+            raise UserError(f"{files['seq.out']}:{i + 1}: {len(row)} tag(s) for {len(tokens)} token(s) "
+                            f"in {files['seq.in']}:{i + 1}")
+        intent = None
+        if labels is not None:
+            intent = labels[i].strip()
+            if not intent:
+                raise UserError(f"{files['label']}:{i + 1}: empty intent label")
+        out.append(Sentence(tokens, row, intent, f"{files['seq.in']}:{i + 1}"))
+    return out
+
+
+def _jsonl(path: Path, cfg: DataConfig, need_intents: bool) -> list[Sentence]:
+    tokens_key, tags_key = cfg.text_column, cfg.tag_column or "tags"
+    out = []
+    for n, line in enumerate(_lines(path), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{n}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{where}: not valid JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise UserError(f"{where}: expected a JSON object with '{tokens_key}' and '{tags_key}'")
+        wanted = [(tokens_key, "data.text_column"), (tags_key, "data.tag_column")]
+        if need_intents:
+            wanted.append((cfg.label_column, "data.label_column"))
+        for key, field in wanted:
+            if key not in row:
+                raise UserError(f"{where}: no key '{key}' ({field}); keys found: {sorted(row)}")
+        tokens, tags = row[tokens_key], row[tags_key]
+        if isinstance(tokens, str):
+            tokens = tokens.split()
+        for key, value in ((tokens_key, tokens), (tags_key, tags)):
+            if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+                raise UserError(f"{where}: '{key}' must be a list of non-empty strings")
+        tokens = [t.strip() for t in tokens]
+        tags = [t.strip() for t in tags]
+        if len(tokens) != len(tags):
+            raise UserError(f"{where}: {len(tags)} tag(s) for {len(tokens)} token(s)")
+        intent = None
+        if need_intents:
+            intent = row[cfg.label_column]
+            if not isinstance(intent, (str, int)) or isinstance(intent, bool) or not str(intent).strip():
+                raise UserError(f"{where}: '{cfg.label_column}' must be a non-empty string")
+            intent = str(intent).strip()
+        out.append(Sentence(tokens, tags, intent, where))
+    return out
+
+
+def read_sentences(cfg: DataConfig, source: str, need_intents: bool = False) -> list[Sentence]:
+    """Tagged sentences of one split, as written in the file (tags checked against data.scheme)."""
+    fmt = tagging_format(source, cfg.format)
+    path = Path(source)
+    if fmt == "parallel":
+        sentences = _parallel(path, need_intents)
+    elif fmt == "conllu":
+        column = cfg.tag_column if cfg.tag_column is not None else "upos"
+        if column not in ("upos", "xpos"):
+            raise UserError(f"data.tag_column: conllu tags are 'upos' or 'xpos' (got {column!r})")
+        sentences = _conllu(path, column)
+    elif fmt == "conll":
+        column = cfg.tag_column if cfg.tag_column is not None else -1
+        if not isinstance(column, int) or column == 0:
+            raise UserError(f"data.tag_column: conll files need the tag's column number, not 0 (the token) "
+                            f"(got {column!r})")
+        sentences = _conll(path, column)
+    else:
+        if cfg.tag_column is not None and not isinstance(cfg.tag_column, str):
+            raise UserError(f"data.tag_column: jsonl needs the key of the tag list (got {cfg.tag_column!r})")
+        sentences = _jsonl(path, cfg, need_intents)
+    if fmt != "parallel" and need_intents:
+        missing = [s for s in sentences if s.intent is None]
+        if missing:
+            raise UserError(f"{source}: task joint needs an intent per sentence, which {fmt} files do not "
+                            f"carry; use parallel (seq.in, seq.out, label) or jsonl data")
+    if not sentences:
+        raise UserError(f"{source}: no sentences")
+    _check_scheme(sentences, cfg.scheme)
+    return sentences
+
+
+def _check_scheme(sentences: list[Sentence], scheme: str) -> None:
+    for s in sentences:
+        for i, tag in enumerate(s.tags or []):
+            if not schemes.is_valid_tag(tag, scheme):
+                expected = "O, B-TYPE, I-TYPE, E-TYPE or S-TYPE" if schemes.canonical(scheme) == "bioes" \
+                    else "O, B-TYPE or I-TYPE"
+                raise UserError(f"{s.where}: tag {tag!r} (token {i + 1}, '{s.tokens[i]}') is not a "
+                                f"{scheme} tag (expected {expected}); for tags without spans set data.scheme: plain")
+
+
+def to_model_scheme(sentences: list[Sentence], cfg: DataConfig, name: str) -> list[Sentence]:
+    """Tags rewritten in the scheme the model predicts (data.convert_to, else data.scheme).
+
+    Reading spans and writing them back also repairs malformed sequences (an I- with no B-
+    before it) exactly as conlleval reads them, so span scores do not change.
+    """
+    if not schemes.has_spans(cfg.scheme):
+        return sentences
+    target = cfg.convert_to or cfg.scheme
+    changed = []
+    out = []
+    for s in sentences:
+        tags = schemes.convert(s.tags, target)
+        if tags != s.tags:
+            changed.append(s.where)
+        out.append(Sentence(s.tokens, tags, s.intent, s.where))
+    if changed and schemes.canonical(target) == schemes.canonical(cfg.scheme):
+        log.warning("%s: %d sentence(s) had malformed %s tags (e.g. I- with no B- before it), read as "
+                    "conlleval reads them; first at %s", name, len(changed), cfg.scheme, changed[0])
+    return out

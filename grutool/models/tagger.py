@@ -1,0 +1,119 @@
+"""N -> N: embedding (+ char features) -> packed recurrent encoder -> a tag per token (softmax or CRF);
+with `num_intents`, also an intent per sentence from the same encoder (the joint model)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from grutool.config import ModelConfig
+from grutool.data.vocab import Vocab
+from grutool.models.classifier import length_mask
+from grutool.modules.char_encoder import CharEncoder
+from grutool.modules.crf import CRF
+from grutool.modules.encoder import RecurrentEncoder
+from grutool.modules.pooling import Pooling
+
+Targets = Union[torch.Tensor, dict]  # tags (B, T), or {"tags": (B, T), "intent": (B,)} for the joint model
+
+
+class TaggerOutput(NamedTuple):
+    """What a tagger returns in the `logits` slot of `(logits, loss)`."""
+
+    emissions: torch.Tensor         # (B, T, C) per-token tag scores
+    tags: Optional[torch.Tensor]    # (B, T) decoded tags (argmax, or Viterbi with a CRF), 0 at padding; None while training
+    intent: Optional[torch.Tensor]  # (B, K) intent logits (joint model), else None
+
+
+class Tagger(nn.Module):
+    def __init__(self, vocab_size: int, num_tags: int, embedding_dim: int, hidden_size: int,
+                 num_layers: int = 1, bidirectional: bool = True, cell: str = "gru", dropout: float = 0.0,
+                 embedding_dropout: float = 0.0, head_dropout: float = 0.0, token_dropout: float = 0.0,
+                 freeze_embeddings: bool = False, crf: bool = False, constraints: Optional[tuple] = None,
+                 num_chars: int = 0, char_embedding_dim: int = 32, char_hidden_size: int = 32,
+                 num_intents: int = 0, pooling: str = "max", tag_loss_weight: float = 1.0,
+                 intent_loss_weight: float = 1.0):
+        super().__init__()
+        self.token_dropout = token_dropout
+        self.tag_loss_weight, self.intent_loss_weight = tag_loss_weight, intent_loss_weight
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=Vocab.pad_id)
+        self.embedding.weight.requires_grad_(not freeze_embeddings)
+        self.chars = CharEncoder(num_chars, char_embedding_dim, char_hidden_size, cell) if num_chars else None
+        input_size = embedding_dim + (self.chars.get_output_dim() if self.chars else 0)
+        self.embedding_dropout = nn.Dropout(embedding_dropout)
+        self.encoder = RecurrentEncoder(input_size, hidden_size, num_layers, bidirectional, dropout, cell)
+        self.head_dropout = nn.Dropout(head_dropout)
+        self.head = nn.Linear(self.encoder.get_output_dim(), num_tags)
+        self.crf = CRF(num_tags, *(constraints or ())) if crf else None
+        self.pooling = Pooling(pooling, self.encoder.get_output_dim()) if num_intents else None
+        self.intent_head = nn.Linear(self.encoder.get_output_dim(), num_intents) if num_intents else None
+
+    @classmethod
+    def from_config(cls, m: ModelConfig, vocab_size: int, num_tags: int, constraints: Optional[tuple] = None,
+                    num_chars: int = 0, num_intents: int = 0) -> "Tagger":
+        return cls(vocab_size, num_tags, m.embedding_dim, m.hidden_size, m.num_layers, m.bidirectional, m.cell,
+                   m.dropout, m.embedding_dropout, m.head_dropout, m.token_dropout, m.freeze_embeddings,
+                   m.crf, constraints, num_chars if m.char_features else 0, m.char_embedding_dim,
+                   m.char_hidden_size, num_intents, m.pooling, m.tag_loss_weight, m.intent_loss_weight)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor, targets: Optional[Targets] = None,
+                chars: Optional[torch.Tensor] = None) -> tuple[TaggerOutput, Optional[torch.Tensor]]:
+        """ids: (B, T); lengths: (B,) CPU; chars: (B, T, W) with char features.
+
+        targets: tag ids (B, T), -100 at padding, ids >= num_tags for tags never seen in
+        training; for the joint model a dict that adds intent ids (B,).
+        """
+        if self.training and self.token_dropout > 0:
+            drop = torch.rand(ids.shape, device=ids.device) < self.token_dropout
+            ids = ids.masked_fill(drop & (ids != Vocab.pad_id), Vocab.unk_id)
+        x = self.embedding(ids)  # (B, T, E)
+        if self.chars is not None:
+            if chars is None:
+                raise ValueError("this tagger reads characters: pass chars (B, T, W)")
+            x = torch.cat([x, self.chars(chars).to(x.dtype)], dim=-1)  # (B, T, E + 2c)
+        enc = self.encoder(self.embedding_dropout(x), lengths)
+        mask = length_mask(lengths, ids.shape[1], ids.device)  # (B, T)
+        emissions = self.head(self.head_dropout(enc.outputs))  # (B, T, C)
+        intent = None
+        if self.intent_head is not None:
+            intent = self.intent_head(self.head_dropout(self.pooling(enc, mask)))  # (B, K)
+        # Decoding is skipped while training: the loop only needs the loss there.
+        tags = None if self.training else self.decode(emissions, mask)
+        loss = None
+        if targets is not None:
+            loss = self.loss(emissions, intent, mask, targets)
+        return TaggerOutput(emissions, tags, intent), loss
+
+    def decode(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Best tags (B, T), 0 at padding."""
+        if self.crf is not None:
+            return self.crf.viterbi(emissions, mask)
+        return emissions.argmax(-1).masked_fill(~mask, 0)
+
+    def loss(self, emissions: torch.Tensor, intent: Optional[torch.Tensor], mask: torch.Tensor,
+             targets: Targets) -> torch.Tensor:
+        tags = targets["tags"] if isinstance(targets, dict) else targets  # (B, T)
+        C = emissions.shape[-1]
+        # Tags the model never saw cannot be predicted; they count as errors in the metrics
+        # but are left out of the loss.
+        unseen = tags >= C  # (B, T)
+        known = tags.masked_fill(unseen, -100)
+        if self.crf is not None:
+            # A path through an unseen tag has no score: leave such sentences out of the loss.
+            keep = mask & ~unseen.any(1, keepdim=True)  # (B, T)
+            nll = self.crf.nll(emissions, known.clamp(min=0), keep)  # (B,)
+            tag_loss = nll.sum() / keep.sum().clamp(min=1)  # per token, like the softmax loss
+        else:
+            n = (known != -100).sum().clamp(min=1)
+            tag_loss = F.cross_entropy(emissions.float().reshape(-1, C), known.reshape(-1),
+                                       ignore_index=-100, reduction="sum") / n
+        if self.intent_head is None:
+            return tag_loss
+        gold = targets["intent"]  # (B,)
+        gold = gold.masked_fill(gold >= intent.shape[-1], -100)
+        n = (gold != -100).sum().clamp(min=1)
+        intent_loss = F.cross_entropy(intent.float(), gold, ignore_index=-100, reduction="sum") / n
+        return self.tag_loss_weight * tag_loss + self.intent_loss_weight * intent_loss

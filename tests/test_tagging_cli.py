@@ -1,0 +1,301 @@
+"""Tagger and joint runs end to end: train -> eval -> infer through the CLI, save -> load identical tags,
+unseen tags and intents at eval, and every bad input as exit code 2 with nothing written."""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from grutool.cli.app import app
+from grutool.config import parse_config
+from grutool.predict import Predictor
+from grutool.training.callbacks import Callback
+from grutool.training.loop import train
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAVEL = ROOT / "data" / "tagging" / "travel"
+TINY_MODEL = {"embedding_dim": 16, "hidden_size": 16, "crf": True, "char_features": True,
+              "char_embedding_dim": 8, "char_hidden_size": 8, "token_dropout": 0.1}
+TEXTS = ["show me flights from boston to las vegas on friday", "", "does delta fly to miami",
+         "what ground transportation is available in tucson"]
+
+
+def invoke(*args):
+    """Run the CLI; afterwards restore the logger and warning hooks it points at CliRunner's streams."""
+    logger = logging.getLogger("grutool")
+    saved = list(logger.handlers), logger.level, logger.propagate, warnings.showwarning
+    try:
+        return CliRunner().invoke(app, [str(a) for a in args])
+    finally:
+        logger.handlers, logger.level, logger.propagate = saved[0], saved[1], saved[2]
+        warnings.showwarning = saved[3]
+
+
+def assert_user_error(result, *expected: str) -> None:
+    """Exit 2, one line on stderr saying `error: ...` with each expected piece, no traceback."""
+    assert result.exit_code == 2, f"exit {result.exit_code}:\n{result.output}\n{result.exception!r}"
+    lines = [l for l in result.output.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    assert result.stdout.strip() == ""
+    for text in expected:
+        assert text in lines[0], f"{text!r} not in {lines[0]!r}"
+
+
+def joint_config(tmp: Path, **train_fields) -> dict:
+    t = {"batch_size": 16, "epochs": 3, "lr": 0.01, "seed": 3, "device": "cpu", "monitor": "sentence_accuracy",
+         "patience": None}
+    t.update(train_fields)
+    return {"task": "joint",
+            "data": {"train": str(TRAVEL / "train"), "validation": str(TRAVEL / "validation"),
+                     "test": str(TRAVEL / "test"), "format": "parallel", "scheme": "bio", "tokenizer": "whitespace"},
+            "model": dict(TINY_MODEL, pooling="max"), "train": t, "output_dir": str(tmp / "run")}
+
+
+def write_yaml(path: Path, raw: dict) -> Path:
+    path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def tagger_run(tmp_path_factory) -> Path:
+    """configs/tagging.yaml (the README example), two epochs."""
+    run = tmp_path_factory.mktemp("tagger") / "run"
+    result = invoke("train", ROOT / "configs" / "tagging.yaml", "--set", "train.epochs=2", "--output-dir", run,
+                    "--device", "cpu", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "token accuracy" in result.stdout and "span F1" in result.stdout
+    return run
+
+
+@pytest.fixture(scope="module")
+def joint_run(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("joint")
+    result = invoke("train", write_yaml(tmp / "joint.yaml", joint_config(tmp)), "--quiet")
+    assert result.exit_code == 0, result.output
+    for name in ("config.yaml", "vocab.json", "labels.json", "intents.json", "chars.json", "best.pt", "last.pt"):
+        assert (tmp / "run" / name).is_file(), name
+    return tmp / "run"
+
+
+# --- eval and infer ---------------------------------------------------------------------------
+
+
+def test_tagger_eval_json(tagger_run):
+    result = invoke("eval", tagger_run, "--split", "test", "--json")
+    assert result.exit_code == 0, result.output
+    m = json.loads(result.stdout)
+    assert {"n", "tokens", "token_accuracy", "span_precision", "span_recall", "span_f1", "sentence_accuracy",
+            "per_type", "per_tag", "confusion", "unseen_labels", "loss"} <= set(m)
+    assert "intent_accuracy" not in m
+    assert m["n"] == 60 and sum(map(sum, m["confusion"]["matrix"])) == m["tokens"]
+    assert set(m["per_type"]) <= {"PER", "LOC", "ORG"}
+    assert 0 <= m["span_f1"] <= 1 and 0 <= m["token_accuracy"] <= 1
+
+
+def test_joint_eval_json(joint_run):
+    result = invoke("eval", joint_run, "--split", "test", "--json")
+    assert result.exit_code == 0, result.output
+    m = json.loads(result.stdout)
+    assert {"token_accuracy", "span_f1", "intent_accuracy", "sentence_accuracy", "intent_confusion",
+            "unseen_labels", "unseen_intents"} <= set(m)
+    assert m["unseen_intents"] == {} and m["sentence_accuracy"] <= min(m["intent_accuracy"], m["token_accuracy"])
+
+
+@pytest.mark.parametrize("which", ["tagger_run", "joint_run"])
+def test_eval_tables(which, request):
+    result = invoke("eval", request.getfixturevalue(which))
+    assert result.exit_code == 0, result.output
+    assert "token accuracy" in result.stdout and "span type" in result.stdout
+
+
+def test_infer_lines_and_jsonl(joint_run):
+    result = invoke("infer", joint_run, *TEXTS)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.split("\n")[:-1]
+    assert len(lines) == len(TEXTS)
+    intent, prob, tagged, spans = lines[0].split("\t")
+    assert float(prob) <= 1 and tagged.startswith("show/") and len(tagged.split()) == 10
+    result = invoke("infer", joint_run, *TEXTS, "--jsonl")
+    rows = [json.loads(l) for l in result.stdout.splitlines()]
+    assert [r["text"] for r in rows] == TEXTS
+    for r in rows:
+        assert set(r) == {"text", "tokens", "tags", "spans", "intent", "intent_prob"}
+        assert len(r["tags"]) == len(r["tokens"]) == len(r["text"].split())
+        for s in r["spans"]:
+            assert r["tags"][s["start"]].endswith(s["type"]) and s["text"] == " ".join(r["tokens"][s["start"]:s["end"]])
+    assert rows[1]["tokens"] == [] and rows[1]["spans"] == [] and rows[1]["intent"]  # empty text: intent prior
+
+
+def test_tagger_infer_keeps_case_and_splits_punctuation(tagger_run):
+    result = invoke("infer", tagger_run, "Anna Rossi visited Paris.", "--jsonl")
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.stdout)
+    assert row["tokens"] == ["Anna", "Rossi", "visited", "Paris", "."] and "intent" not in row
+
+
+def test_batched_predictions_equal_one_by_one(joint_run):
+    p = Predictor(joint_run, "cpu")
+    one = p.predict(TEXTS, batch_size=1)
+    batched = p.predict(TEXTS, batch_size=64)
+    for a, b in zip(one, batched):
+        assert a["tags"] == b["tags"] and a["spans"] == b["spans"] and a["intent"] == b["intent"]
+        assert a["intent_prob"] == pytest.approx(b["intent_prob"], abs=1e-5)
+
+
+# --- training ----------------------------------------------------------------------------------
+
+
+class Recorder(Callback):
+    """Step losses, and the in-memory model's predictions whenever best.pt is written."""
+
+    def __init__(self):
+        self.losses, self.best = [], None
+
+    def on_step_end(self, tr, loss, tokens):
+        self.losses.append(loss)
+
+    def on_epoch_end(self, tr, metrics):
+        if tr.state.improved:  # the Checkpointer, earlier in the list, just saved these weights
+            tokens = [t.split() for t in TEXTS]
+            split = tr.task.encode(tr.cfg, tr.data.vocab, tokens, chars=tr.data.chars)
+            from grutool.data.batching import collate
+
+            b = collate(split, list(range(len(TEXTS))))
+            tr.model.eval()
+            with torch.no_grad():
+                out, _ = tr.model(b.ids, b.lengths, **b.extra_inputs())
+            tr.model.train()
+            self.best = ([[tr.data.labels.itos[i] for i in row[:len(t)]] for row, t in zip(out.tags.tolist(), tokens)],
+                         [tr.data.intents.itos[i] for i in out.intent.argmax(-1).tolist()])
+
+
+def test_loss_falls_and_save_load_gives_identical_tags(tmp_path):
+    rec = Recorder()
+    summary = train(parse_config(joint_config(tmp_path, epochs=6)), callbacks=[rec])
+    first, last = sum(rec.losses[:5]) / 5, sum(rec.losses[-5:]) / 5
+    assert last < 0.3 * first, (first, last)
+    assert summary["validation"]["intent_accuracy"] >= 0.9 and summary["validation"]["span_f1"] >= 0.8
+    got = Predictor(tmp_path / "run", "cpu").predict(TEXTS)
+    assert [r["tags"] for r in got] == rec.best[0]
+    assert [r["intent"] for r in got] == rec.best[1]
+
+
+def test_resume_continues_a_joint_run(tmp_path):
+    raw = joint_config(tmp_path, epochs=1)
+    cfg = write_yaml(tmp_path / "joint.yaml", raw)
+    assert invoke("train", cfg, "-q").exit_code == 0
+    result = invoke("train", cfg, "-q", "--resume", "--set", "train.epochs=2")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["epochs"] == 2
+
+
+# --- unseen labels at eval -------------------------------------------------------------------
+
+
+def write_parallel(root: Path, rows: list[tuple[str, str, str]], newline: str = "\n") -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for name, column in (("seq.in", 0), ("seq.out", 1), ("label", 2)):
+        (root / name).write_bytes("".join(r[column] + newline for r in rows).encode("utf-8"))
+    return root
+
+
+def test_unseen_tags_and_intents_at_eval_are_counted_with_a_warning(joint_run, tmp_path):
+    rows = [("show me flights from boston to denver", "O O O O B-fromloc.city_name O B-toloc.city_name", "flight"),
+            ("i want breakfast", "O O B-meal", "meal"), ("breakfast please", "B-meal O", "meal")]
+    result = invoke("eval", joint_run, "--data", write_parallel(tmp_path / "unseen", rows), "--json")
+    assert result.exit_code == 0, result.output
+    m = json.loads(result.stdout)
+    assert m["unseen_labels"] == {"B-meal": 2} and m["unseen_intents"] == {"meal": 2}
+    assert m["intent_accuracy"] <= 1 / 3 + 1e-9 and m["sentence_accuracy"] <= 1 / 3 + 1e-9
+    assert m["token_accuracy"] <= 10 / 12 + 1e-9 and m["span_recall"] <= 2 / 4 + 1e-9
+    for text in ("B-meal", "meal", "never seen in training", "counted as errors"):
+        assert text in result.stderr
+
+
+def test_eval_where_no_tag_was_seen_in_training(joint_run, tmp_path):
+    root = write_parallel(tmp_path / "other", [("a b", "B-x I-x", "flight")])
+    assert_user_error(invoke("eval", joint_run, "--data", root), "none of its tags", "B-x")
+
+
+# --- bad input -------------------------------------------------------------------------------
+
+
+def tagger_config(tmp: Path, train_file: Path, **data_fields) -> Path:
+    raw = {"task": "tagger", "data": {"train": str(train_file), "scheme": "bio", **data_fields},
+           "model": {"embedding_dim": 8, "hidden_size": 8},
+           "train": {"epochs": 1, "batch_size": 4, "device": "cpu", "monitor": "token_accuracy"},
+           "output_dir": str(tmp / "out")}
+    return write_yaml(tmp / "tiny.yaml", raw)
+
+
+BAD = {
+    # name: (file name, bytes, data fields, expected pieces of the message)
+    "tag-count-mismatch": ("t.conll", b"a O\nb B-x\n\nc O\nd\n", {}, ["t.conll:5:", "expected a token and a tag"]),
+    "jsonl-mismatch": ("t.jsonl", b'{"text": ["a", "b"], "tags": ["O", "B-x"]}\n{"text": ["c", "d"], "tags": ["O"]}\n',
+                       {}, ["t.jsonl:2:", "1 tag(s) for 2 token(s)"]),
+    "non-bio-tags": ("t.conll", b"a O\nb B-x\n\nc NN\n", {}, ["t.conll:4:", "'NN'", "not a bio tag", "data.scheme"]),
+    "only-empty-sentences": ("t.jsonl", b'{"text": [], "tags": []}\n{"text": "", "tags": []}\n', {},
+                             ["t.jsonl", "every sentence is empty"]),
+    "one-tag-only": ("t.conll", b"a O\nb O\n", {}, ["t.conll", "only one tag"]),
+    "conllu-as-bio": ("t.conllu", b"1\ta\ta\tNOUN\tNN\t_\t0\troot\t_\t_\n", {}, ["t.conllu:1:", "'NOUN'", "not a bio tag"]),
+    "classifier-format": ("t.tsv", b"text\tlabel\na\tb\n", {"format": "tsv"}, ["data.format", "'tsv'", "conllu"]),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD))
+def test_bad_training_data_exits_2_and_writes_nothing(tmp_path, name):
+    filename, content, fields, expected = BAD[name]
+    (tmp_path / filename).write_bytes(content)
+    result = invoke("train", tagger_config(tmp_path, tmp_path / filename, **fields))
+    assert_user_error(result, *expected)
+    assert not (tmp_path / "out").exists()
+
+
+def test_parallel_mismatch_exits_2_and_writes_nothing(tmp_path):
+    root = write_parallel(tmp_path / "train", [("a b", "O B-x", "i"), ("c d e", "O O", "i")])
+    raw = joint_config(tmp_path)
+    raw["data"] = {"train": str(root), "format": "parallel", "scheme": "bio"}
+    raw["train"]["monitor"] = "loss"
+    result = invoke("train", write_yaml(tmp_path / "bad.yaml", raw))
+    assert_user_error(result, "seq.out:2:", "2 tag(s) for 3 token(s)", "seq.in:2")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("fields, expected", [
+    ({"train": {"monitor": "accuracy"}}, ["train.monitor", "'accuracy'", "token_accuracy"]),
+    ({"train": {"monitor": "span_f1"}, "data": {"scheme": "plain"}}, ["train.monitor", "'span_f1'", "plain"]),
+    ({"train": {"monitor": "intent_accuracy"}}, ["train.monitor", "'intent_accuracy'", "task tagger"]),
+    ({"data": {"tag_column": "upos", "format": "conll"}}, ["data.tag_column", "column number"]),
+])
+def test_config_mistakes_for_tagging(tmp_path, fields, expected):
+    (tmp_path / "t.conll").write_text("a O\nb B-x\n", encoding="utf-8")
+    path = tagger_config(tmp_path, tmp_path / "t.conll")
+    raw = yaml.safe_load(path.read_text())
+    for section, values in fields.items():
+        raw[section].update(values)
+    result = invoke("train", write_yaml(path, raw))
+    assert_user_error(result, "tiny.yaml", *expected)
+    assert not (tmp_path / "out").exists()
+
+
+def test_crlf_trailing_spaces_blank_lines_and_an_empty_sentence_are_tolerated(tmp_path):
+    rows = [("show flights to boston", "O O O B-city", "flight"), ("", "", "flight"),
+            ("fares to denver", "O O B-city", "airfare")] * 4
+    root = write_parallel(tmp_path / "train", [(a + "  ", b + " \t", c + " ") for a, b, c in rows], newline="\r\n")
+    for name in ("seq.in", "seq.out", "label"):
+        with open(root / name, "ab") as f:
+            f.write(b"\r\n \r\n")
+    raw = joint_config(tmp_path, epochs=1)
+    raw["data"] = {"train": str(root), "format": "parallel", "scheme": "bio"}
+    raw["train"]["monitor"] = "loss"
+    result = invoke("train", write_yaml(tmp_path / "messy.yaml", raw))
+    assert result.exit_code == 0, result.output
+    assert "4 empty sentence(s)" in result.stderr and "seq.in:2" in result.stderr
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["examples"]["train"] == 8

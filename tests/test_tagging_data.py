@@ -1,0 +1,181 @@
+"""Tagging readers: what each format yields, what is tolerated (CRLF, trailing spaces, trailing blank
+lines), and each malformed input as a UserError naming file and line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from grutool.config import DataConfig
+from grutool.data.tagging import read_sentences, to_model_scheme
+from grutool.errors import UserError
+
+CONLLU = """# newdoc id = d1
+# sent_id = 1
+# text = I don't know.
+1\tI\tI\tPRON\tPRP\t_\t3\tnsubj\t_\t_
+2-3\tdon't\t_\t_\t_\t_\t_\t_\t_\t_
+2\tdo\tdo\tAUX\tVBP\t_\t3\taux\t_\t_
+3\tn't\tnot\tPART\tRB\t_\t4\tadvmod\t_\t_
+4\tknow\tknow\tVERB\tVB\t_\t0\troot\t_\tSpaceAfter=No
+4.1\tknows\tknow\tVERB\tVBZ\t_\t_\t_\t0:root\t_
+5\t.\t.\tPUNCT\t.\t_\t4\tpunct\t_\t_
+
+# sent_id = 2
+1\tHello\thello\tINTJ\tUH\t_\t0\troot\t_\t_
+"""
+
+CONLL = """-DOCSTART- -X- O
+
+Anna NNP B-PER
+visited VBD O
+New NNP B-LOC
+York NNP I-LOC
+
+-DOCSTART- -X- O
+
+
+Ben NNP B-PER
+left VBD O
+"""
+
+EXPECTED_CONLL = [(["Anna", "visited", "New", "York"], ["B-PER", "O", "B-LOC", "I-LOC"]),
+                  (["Ben", "left"], ["B-PER", "O"])]
+
+
+def data(path, **kw) -> DataConfig:
+    return DataConfig(train=str(path), **kw)
+
+
+def pairs(sentences):
+    return [(s.tokens, s.tags) for s in sentences]
+
+
+def write_parallel(root: Path, seq_in: str, seq_out: str, label: str | None = None) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "seq.in").write_text(seq_in, encoding="utf-8", newline="")
+    (root / "seq.out").write_text(seq_out, encoding="utf-8", newline="")
+    if label is not None:
+        (root / "label").write_text(label, encoding="utf-8", newline="")
+    return root
+
+
+def test_conllu_skips_ranges_empty_nodes_and_comments(tmp_path):
+    path = tmp_path / "x.conllu"
+    path.write_text(CONLLU, encoding="utf-8")
+    upos = read_sentences(data(path), str(path))
+    assert pairs(upos) == [(["I", "do", "n't", "know", "."], ["PRON", "AUX", "PART", "VERB", "PUNCT"]),
+                           (["Hello"], ["INTJ"])]
+    assert upos[1].where == f"{path}:12"  # its first (comment) line
+    xpos = read_sentences(data(path, tag_column="xpos"), str(path))
+    assert xpos[0].tags == ["PRP", "VBP", "RB", "VB", "."]
+
+
+def test_conll_skips_docstart_and_reads_the_chosen_column(tmp_path):
+    path = tmp_path / "x.conll"
+    path.write_text(CONLL, encoding="utf-8")
+    assert pairs(read_sentences(data(path, scheme="iob2"), str(path))) == EXPECTED_CONLL
+    pos = read_sentences(data(path, tag_column=1), str(path))
+    assert pos[0].tags == ["NNP", "VBD", "NNP", "NNP"]
+
+
+def test_parallel_and_jsonl(tmp_path):
+    root = write_parallel(tmp_path / "p", "show flights to boston\nhi\n", "O O O B-city\nO\n", "flight\ngreet\n")
+    got = read_sentences(data(root, format="parallel", scheme="bio"), str(root), need_intents=True)
+    assert [(s.tokens, s.tags, s.intent) for s in got] == [
+        (["show", "flights", "to", "boston"], ["O", "O", "O", "B-city"], "flight"), (["hi"], ["O"], "greet")]
+    path = tmp_path / "x.jsonl"
+    rows = [{"text": ["to", "boston"], "tags": ["O", "B-city"], "label": "flight"},
+            {"text": "hi there", "tags": ["O", "O"], "label": "greet"}]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n", encoding="utf-8")
+    got = read_sentences(data(path, scheme="bio"), str(path), need_intents=True)
+    assert [(s.tokens, s.tags, s.intent) for s in got] == [
+        (["to", "boston"], ["O", "B-city"], "flight"), (["hi", "there"], ["O", "O"], "greet")]
+
+
+def _messy(text: str) -> str:
+    """CRLF endings, trailing spaces and tabs, and blank lines at the end."""
+    return "".join(line + " \t\r\n" if line else "\r\n" for line in text.split("\n")) + "\r\n\r\n  \r\n"
+
+
+@pytest.mark.parametrize("fmt", ["conllu", "conll", "parallel", "jsonl"])
+def test_crlf_trailing_spaces_and_trailing_blank_lines_read_like_the_clean_file(tmp_path, fmt):
+    if fmt == "parallel":
+        clean = write_parallel(tmp_path / "clean", "a b\nc\n", "O B-x\nO\n", "i1\ni2\n")
+        messy = write_parallel(tmp_path / "messy", _messy("a b\nc"), _messy("O B-x\nO"), _messy("i1\ni2"))
+    else:
+        text = {"conllu": CONLLU, "conll": CONLL,
+                "jsonl": '{"text": ["a", "b"], "tags": ["O", "B-x"], "label": "i1"}\n'}[fmt]
+        clean, messy = tmp_path / f"clean.{fmt}", tmp_path / f"messy.{fmt}"
+        clean.write_text(text, encoding="utf-8")
+        messy.write_bytes(_messy(text).encode("utf-8"))
+    scheme = "plain" if fmt == "conllu" else "bio"
+    joint = fmt in ("parallel", "jsonl")
+    a = read_sentences(data(clean, scheme=scheme), str(clean), need_intents=joint)
+    b = read_sentences(data(messy, scheme=scheme), str(messy), need_intents=joint)
+    assert [(s.tokens, s.tags, s.intent) for s in a] == [(s.tokens, s.tags, s.intent) for s in b]
+
+
+def test_empty_sentences_are_kept_by_the_reader(tmp_path):
+    root = write_parallel(tmp_path / "p", "a\n\nb\n", "O\n\nO\n", "x\ny\nz\n")
+    got = read_sentences(data(root, format="parallel"), str(root), need_intents=True)
+    assert [s.tokens for s in got] == [["a"], [], ["b"]]
+    path = tmp_path / "x.conllu"
+    path.write_text("# sent_id = 1\n# text =\n\n" + CONLLU, encoding="utf-8")
+    assert read_sentences(data(path), str(path))[0].tokens == []
+
+
+def test_conversion_to_the_model_scheme_keeps_spans(tmp_path):
+    path = tmp_path / "x.conll"
+    path.write_text("a I-PER\nb I-PER\nc B-PER\nd O\n", encoding="utf-8")
+    cfg = data(path, scheme="iob1", convert_to="bioes")
+    got = to_model_scheme(read_sentences(cfg, str(path)), cfg, "train")
+    assert got[0].tags == ["B-PER", "E-PER", "S-PER", "O"]
+
+
+CASES = {
+    # name: (file name, content, config fields, substrings the message must contain)
+    "conll-missing-tag": ("x.conll", "a B-x\nb\n", {"scheme": "bio"}, ["x.conll:2:", "expected a token and a tag"]),
+    "conllu-columns": ("x.conllu", "1\ta\ta\tNOUN\n", {}, ["x.conllu:1:", "10 tab-separated"]),
+    "conllu-no-xpos": ("x.conllu", "1\ta\ta\tNOUN\t_\t_\t0\troot\t_\t_\n", {"tag_column": "xpos"},
+                       ["x.conllu:1:", "no XPOS tag"]),
+    "jsonl-mismatch": ("x.jsonl", '{"text": ["a"], "tags": ["O"]}\n{"text": ["a", "b"], "tags": ["O"]}\n', {},
+                       ["x.jsonl:2:", "1 tag(s) for 2 token(s)"]),
+    "jsonl-not-json": ("x.jsonl", '{"text": ["a"], "tags": ["O"]}\n{oops\n', {}, ["x.jsonl:2:", "not valid JSON"]),
+    "jsonl-no-key": ("x.jsonl", '{"tokens": ["a"], "tags": ["O"]}\n', {}, ["x.jsonl:1:", "no key 'text'"]),
+    "non-bio-tag": ("x.conll", "a O\nb B-x\n\nc NN\n", {"scheme": "bio"},
+                    ["x.conll:4:", "'NN'", "not a bio tag", "data.scheme: plain"]),
+    "s-tag-in-iob2": ("x.conll", "a S-x\n", {"scheme": "iob2"}, ["x.conll:1:", "'S-x'", "not a iob2 tag"]),
+    "empty-file": ("x.conll", "\n\n", {}, ["x.conll", "no sentences"]),
+    "not-utf8": ("x.conll", b"a O\ncaf\xe9 O\n", {}, ["x.conll:2:", "not valid UTF-8"]),
+    "unknown-extension": ("x.xlsx", "a O\n", {}, ["x.xlsx", "data.format"]),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_malformed_files(tmp_path, name):
+    filename, content, fields, expected = CASES[name]
+    path = tmp_path / filename
+    path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+    with pytest.raises(UserError) as info:
+        read_sentences(data(path, **fields), str(path))
+    for text in expected:
+        assert text in str(info.value)
+
+
+def test_malformed_parallel_files(tmp_path):
+    cases = [  # (seq.in, seq.out, label), joint task, expected
+        (("a b c\nd\n", "O O\nO\n", None), False, ["seq.out:1:", "2 tag(s) for 3 token(s)", "seq.in:1"]),
+        (("a\nb\n", "O\n", None), False, ["seq.out", "1 lines but seq.in has 2"]),
+        (("a\nb\n", "O\nO\n", "x\n"), True, ["label", "1 lines but seq.in has 2"]),
+        (("a\nb\n", "O\nO\n", "x\n \n"), True, ["label", "1 lines but seq.in has 2"]),  # blank last line dropped
+        (("a\n", "O\n", None), True, ["no label"]),
+    ]
+    for i, (files, joint, expected) in enumerate(cases):
+        root = write_parallel(tmp_path / str(i), *files)
+        with pytest.raises(UserError) as info:
+            read_sentences(data(root, format="parallel"), str(root), need_intents=joint)
+        for text in expected:
+            assert text in str(info.value), (files, str(info.value))
