@@ -147,3 +147,17 @@ def test_ema_averages_and_restores_raw_weights():
     with ema.applied(model):
         assert torch.allclose(model.weight, torch.full((1, 2), 2.0))
     assert torch.allclose(model.weight, torch.full((1, 2), 5.0))
+
+
+def test_atomic_writes_get_ordinary_permissions(tmp_path):
+    import os
+    from grutool.checkpoint import write_text_atomic
+
+    mask = os.umask(0o022)
+    try:
+        save_atomic({"model": {}}, tmp_path / "a.pt")
+        write_text_atomic("x", tmp_path / "b.txt")
+    finally:
+        os.umask(mask)
+    for name in ("a.pt", "b.txt"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644
