@@ -33,17 +33,22 @@ class DataConfig(_Section):
     """Hugging Face Hub dataset name (e.g. ``stanfordnlp/sst2``). When set, train/validation/test are split names."""
     dataset_config: Optional[str] = None
     """Hub dataset configuration name, if the dataset has several."""
-    train: str = "train"
-    """Training file (csv, tsv, json, jsonl, parquet), or split name with `dataset`."""
-    validation: Optional[str] = None
+    train: str | list[str] = "train"
+    """Training file (csv, tsv, json, jsonl, parquet), or split name with `dataset`. Seq2seq `parallel_text`:
+    the files' common prefix (`data/x/train` reads train.<source> and train.<target>) or the two paths
+    [source file, target file]; `cmudict`: the split name train, validation or test."""
+    validation: Optional[str | list[str]] = None
     """Validation file or split; used for early stopping and best-checkpoint selection."""
-    test: Optional[str] = None
+    test: Optional[str | list[str]] = None
     """Test file or split, evaluated by `grutool eval --split test`."""
-    format: Literal["auto", "csv", "tsv", "json", "jsonl", "parquet", "conllu", "conll", "parallel"] = "auto"
+    format: Literal["auto", "csv", "tsv", "json", "jsonl", "parquet", "conllu", "conll", "parallel",
+                    "parallel_text", "cmudict"] = "auto"
     """File format; `auto` picks it from the extension. Classifier: csv, tsv, json, jsonl, parquet. Tagger and
     joint: `conllu`, `conll` (token ... tag columns), `parallel` (a directory with seq.in, seq.out and label,
     one utterance per line) or `jsonl` (token and tag lists); `auto` reads .conllu, .conll/.bio/.iob/.txt,
-    .jsonl, and a directory as parallel."""
+    .jsonl, and a directory as parallel. Seq2seq: `parallel_text` (line-aligned source and target files),
+    `tsv`/`csv` (source and target columns), `jsonl` (source and target keys) or `cmudict` (the CMU
+    pronouncing dictionary from the `cmudict` package, split by word: see docs/seq2seq.md)."""
     header: bool = True
     """Whether csv/tsv files start with a header line."""
     column_names: Optional[list[str]] = None
@@ -77,6 +82,30 @@ class DataConfig(_Section):
     """Keep at most this many tokens (most frequent first), specials not counted."""
     vectors: Optional[str] = None
     """Pretrained word vectors, GloVe/word2vec text format; their dimension must equal model.embedding_dim."""
+    source: Optional[str] = None
+    """Seq2seq `parallel_text`: suffix of the source files (`de`: a split prefix P reads P.de)."""
+    target: Optional[str] = None
+    """Seq2seq `parallel_text`: suffix of the target files (`en`: a split prefix P reads P.en)."""
+    source_column: str = "source"
+    """Seq2seq tsv/csv/jsonl: column (key) holding the source text."""
+    target_column: str = "target"
+    """Seq2seq tsv/csv/jsonl: column (key) holding the target text."""
+    target_tokenizer: Optional[Literal["whitespace", "word", "char"]] = None
+    """Seq2seq: how target text is split (null: as data.tokenizer splits the source)."""
+    target_lowercase: Optional[bool] = None
+    """Seq2seq: lower-case target text (null: as data.lowercase)."""
+    target_max_length: Optional[int] = Field(default=None, gt=0)
+    """Seq2seq: truncate training targets to this many tokens (null: data.max_length); eval scores whole references."""
+    shared_vocab: bool = False
+    """Seq2seq: one vocabulary for both sides (built on source and target training text)."""
+    dictionary: Optional[bool] = None
+    """Seq2seq: the data is a pronouncing dictionary (one word per source, several pronunciations possible):
+    metrics group the examples of one word, count it right when the output equals any of its references
+    (`wer` = words wrong, `per` = phoneme edit rate) and skip BLEU. Null: true for format cmudict, else false."""
+    keep_stress: bool = False
+    """Format cmudict: keep the stress digits of vowels (AH0, AH1); by default they are stripped (AH)."""
+    split_seed: int = 13
+    """Format cmudict: seed of the word-disjoint 90/5/5 train/validation/test split."""
 
 
 class ModelConfig(_Section):
@@ -118,6 +147,17 @@ class ModelConfig(_Section):
     """Joint: weight of the tagging loss in the sum tag_loss_weight * tags + intent_loss_weight * intent."""
     intent_loss_weight: float = Field(default=1.0, ge=0)
     """Joint: weight of the intent (sentence classification) loss."""
+    decoder_cell: Optional[Literal["gru", "lstm", "rnn"]] = None
+    """Seq2seq: recurrent cell of the decoder (null: model.cell). It has num_layers layers of hidden_size."""
+    attention: Literal["none", "additive", "dot", "general"] = "additive"
+    """Seq2seq: how the decoder looks at the encoder outputs: `additive` (Bahdanau), `dot` or `general`
+    (Luong), or `none` (the bridged final state only). Source padding always gets zero weight."""
+    input_feeding: bool = True
+    """Seq2seq: feed the previous step's attentional vector into the decoder with the next token (Luong);
+    ignored with attention none."""
+    tie_embeddings: bool = False
+    """Seq2seq: share the target embedding matrix with the output layer (projecting to embedding_dim first
+    when hidden_size differs)."""
 
 
 class TrainConfig(_Section):
@@ -147,11 +187,17 @@ class TrainConfig(_Section):
     """Evaluate and save an exponential moving average of the weights with this decay (e.g. 0.999; null: off)."""
     clip_grad_norm: Optional[float] = Field(default=5.0, gt=0)
     """Clip the global gradient norm (null: no clipping)."""
+    teacher_forcing: float = Field(default=1.0, ge=0, le=1)
+    """Seq2seq: chance that the decoder is fed the gold previous token while training (else its own best
+    guess). 1.0 lets a decoder without input feeding run over the whole target at once (fastest)."""
+    label_smoothing: float = Field(default=0.0, ge=0, lt=1)
+    """Seq2seq: label smoothing of the training loss (perplexity is always measured without it)."""
     monitor: Literal["accuracy", "macro_f1", "loss", "token_accuracy", "span_f1", "intent_accuracy",
-                     "sentence_accuracy"] = "accuracy"
-    """Validation metric for early stopping and the best checkpoint (loss is minimised, the others maximised).
-    Classifier: accuracy, macro_f1. Tagger: token_accuracy, span_f1 (span schemes), sentence_accuracy (every
-    tag right). Joint: those and intent_accuracy; sentence_accuracy = intent and every tag right."""
+                     "sentence_accuracy", "bleu", "chrf", "exact_match", "perplexity"] = "accuracy"
+    """Validation metric for early stopping and the best checkpoint (loss and perplexity are minimised, the
+    others maximised). Classifier: accuracy, macro_f1. Tagger: token_accuracy, span_f1 (span schemes),
+    sentence_accuracy (every tag right). Joint: those and intent_accuracy; sentence_accuracy = intent and
+    every tag right. Seq2seq: bleu, chrf (not for dictionaries), exact_match, perplexity."""
     patience: Optional[int] = Field(default=3, ge=1)
     """Stop after this many epochs without improvement of `monitor` (null: never stop early)."""
     seed: int = 13
@@ -168,15 +214,30 @@ class TrainConfig(_Section):
     """Update the progress bar's loss every this many steps."""
 
 
+class DecodingConfig(_Section):
+    """Seq2seq: how outputs are generated by eval, infer and validation during training."""
+
+    beam_size: int = Field(default=1, ge=1)
+    """Hypotheses kept per step; 1 is greedy decoding (`grutool infer --beam N` overrides it)."""
+    length_penalty: float = Field(default=0.0, ge=0)
+    """Beam search ranks finished hypotheses by log-probability / ((5 + length) / 6) ** length_penalty
+    (GNMT); 0 ranks by log-probability alone."""
+    max_length_ratio: float = Field(default=2.0, gt=0)
+    """Stop an output after ceil(max_length_ratio x source length) + max_length_offset tokens."""
+    max_length_offset: int = Field(default=5, ge=0)
+    """Tokens allowed beyond max_length_ratio x source length (gives short sources room)."""
+
+
 class Config(_Section):
     """A whole grutool run."""
 
-    task: Literal["classifier", "tagger", "joint"] = "classifier"
-    """Model family: `classifier` (N->1), `tagger` (N->N, one tag per token) or `joint` (a tag per token and
-    an intent per sentence from one shared encoder)."""
+    task: Literal["classifier", "tagger", "joint", "seq2seq"] = "classifier"
+    """Model family: `classifier` (N->1), `tagger` (N->N, one tag per token), `joint` (a tag per token and
+    an intent per sentence from one shared encoder) or `seq2seq` (N->M: encoder-decoder with attention)."""
     data: DataConfig
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
+    decoding: DecodingConfig = DecodingConfig()
     output_dir: Optional[str] = None
     """Run directory; default `runs/<config file name>`."""
 
@@ -199,7 +260,8 @@ def _columns_needed_without_header(cfg: Config) -> None:
 def _columns_include_text_and_label(cfg: Config) -> None:
     d = cfg.data
     if d.column_names:
-        for field in ("text_column", "label_column"):
+        fields = ("source_column", "target_column") if cfg.task == "seq2seq" else ("text_column", "label_column")
+        for field in fields:
             name = getattr(d, field)
             if name not in d.column_names:
                 raise ValueError(
@@ -232,7 +294,11 @@ MONITORS = {
     "classifier": ("accuracy", "macro_f1", "loss"),
     "tagger": ("token_accuracy", "span_f1", "sentence_accuracy", "loss"),
     "joint": ("token_accuracy", "span_f1", "intent_accuracy", "sentence_accuracy", "loss"),
+    "seq2seq": ("bleu", "chrf", "exact_match", "perplexity", "loss"),
 }
+MINIMIZED_METRICS = ("loss", "perplexity")  # the other monitors are maximised
+SEQ2SEQ_FORMATS = ("parallel_text", "tsv", "csv", "jsonl", "cmudict")
+CMUDICT_SPLITS = ("train", "validation", "test")
 
 
 def _monitor_fits_task(cfg: Config) -> None:
@@ -256,6 +322,15 @@ def _conversion_needs_spans(cfg: Config) -> None:
 
 def _formats_fit_task(cfg: Config) -> None:
     fmt = cfg.data.format
+    if cfg.task == "seq2seq":
+        if fmt not in SEQ2SEQ_FORMATS + ("auto",):
+            raise ValueError(f"data.format: task seq2seq reads {', '.join(SEQ2SEQ_FORMATS)} (got '{fmt}')")
+        if cfg.data.dataset is not None:
+            raise ValueError("data.dataset: Hub datasets are read for task classifier only; for task seq2seq "
+                             "set data.train/validation/test to local files")
+        return
+    if fmt in ("parallel_text", "cmudict"):
+        raise ValueError(f"data.format: '{fmt}' is sequence-to-sequence data; set task: seq2seq")
     if cfg.task in TAGGING_TASKS and fmt not in TAGGING_FORMATS + ("auto",):
         raise ValueError(f"data.format: '{fmt}' is classifier data; task {cfg.task} reads "
                          f"{', '.join(TAGGING_FORMATS)}")
@@ -294,6 +369,78 @@ def _tagging_model_options(cfg: Config) -> None:
         raise ValueError("model.tag_loss_weight, model.intent_loss_weight: both are 0, nothing would be learned")
 
 
+SEQ2SEQ_ONLY = {
+    "data": ("source", "target", "source_column", "target_column", "target_tokenizer", "target_lowercase",
+             "target_max_length", "shared_vocab", "dictionary", "keep_stress", "split_seed"),
+    "model": ("decoder_cell", "attention", "input_feeding", "tie_embeddings"),
+    "train": ("teacher_forcing", "label_smoothing"),
+}
+
+
+def _seq2seq_options(cfg: Config) -> None:
+    # Compared with the defaults, not with the fields a file set: a saved config.yaml sets every field.
+    if cfg.task == "seq2seq":
+        return
+    for section, names in SEQ2SEQ_ONLY.items():
+        part = getattr(cfg, section)
+        for name in names:
+            if getattr(part, name) != type(part).model_fields[name].default:
+                raise ValueError(f"{section}.{name}: only for task seq2seq (task is {cfg.task})")
+    if cfg.decoding != DecodingConfig():
+        raise ValueError(f"decoding: only for task seq2seq (task is {cfg.task}); remove the section")
+
+
+def _split_paths(cfg: Config) -> None:
+    d = cfg.data
+    for name in ("train", "validation", "test"):
+        value = getattr(d, name)
+        if isinstance(value, list):
+            if cfg.task != "seq2seq" or d.format != "parallel_text":
+                raise ValueError(f"data.{name}: a list of paths is for task seq2seq with data.format parallel_text "
+                                 f"([source file, target file]); give one path")
+            if len(value) != 2:
+                raise ValueError(f"data.{name}: expected [source file, target file], got {len(value)} path(s)")
+
+
+def _parallel_text_suffixes(cfg: Config) -> None:
+    d = cfg.data
+    if cfg.task != "seq2seq" or d.format != "parallel_text":
+        return
+    prefixes = [n for n in ("train", "validation", "test") if isinstance(getattr(d, n), str)]
+    if prefixes and (d.source is None or d.target is None):
+        raise ValueError(f"data.source, data.target: parallel_text needs both file suffixes (e.g. de, en) when "
+                         f"data.{prefixes[0]} is a prefix; or give data.{prefixes[0]} as [source file, target file]")
+
+
+def _cmudict_splits(cfg: Config) -> None:
+    d = cfg.data
+    if d.format != "cmudict":
+        return
+    for name in ("train", "validation", "test"):
+        value = getattr(d, name)
+        if value is not None and value not in CMUDICT_SPLITS:
+            raise ValueError(f"data.{name}: format cmudict names its splits {', '.join(CMUDICT_SPLITS)} "
+                             f"(got {value!r})")
+
+
+def is_dictionary(d: DataConfig) -> bool:
+    """Whether seq2seq metrics treat the data as a pronouncing dictionary (see DataConfig.dictionary)."""
+    return d.dictionary if d.dictionary is not None else d.format == "cmudict"
+
+
+def _bleu_needs_sentences(cfg: Config) -> None:
+    if cfg.task == "seq2seq" and cfg.train.monitor in ("bleu", "chrf") and is_dictionary(cfg.data):
+        raise ValueError(f"train.monitor: '{cfg.train.monitor}' is not computed for dictionary data "
+                         f"(data.format cmudict or data.dictionary); monitor exact_match")
+
+
+def _dot_attention_sizes(cfg: Config) -> None:
+    m = cfg.model
+    if cfg.task == "seq2seq" and m.attention == "dot" and m.bidirectional:
+        raise ValueError("model.attention: 'dot' needs encoder outputs of the decoder's size, but a bidirectional "
+                         "encoder gives 2 x hidden_size; use 'general' or 'additive', or bidirectional: false")
+
+
 CROSS_FIELD_RULES = [
     _columns_needed_without_header,
     _columns_include_text_and_label,
@@ -305,6 +452,12 @@ CROSS_FIELD_RULES = [
     _formats_fit_task,
     _tag_column_fits_format,
     _tagging_model_options,
+    _seq2seq_options,
+    _split_paths,
+    _parallel_text_suffixes,
+    _cmudict_splits,
+    _bleu_needs_sentences,
+    _dot_attention_sizes,
 ]
 
 

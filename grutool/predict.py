@@ -34,17 +34,18 @@ class Predictor:
         self.model.to(self.device).eval()
 
     @torch.no_grad()
-    def predict(self, texts: list[str], batch_size: int = 64) -> list[dict]:
+    def predict(self, texts: list[str], batch_size: int = 64, **options) -> list[dict]:
         """One dict per text, in input order: text, label, probs (label -> probability).
 
         An empty text (nothing left after tokenization) is encoded as an empty
         sequence: the encoder gives it a zero state, so its prediction is the
         head's prior (its bias), the same every time.
 
-        Tagger and joint runs answer with tokens, tags and spans instead (see TaggerTask.predict).
+        Tagger and joint runs answer with tokens, tags and spans instead (see TaggerTask.predict),
+        seq2seq runs with the generated output (Seq2SeqTask.predict; `options`: beam, attention).
         """
         if self.task.name != "classifier":
-            return self.task.predict(self, texts, batch_size)
+            return self.task.predict(self, texts, batch_size, **options)
         split = self.task.encode(self.cfg, self.run.vocab, self.run.labels, texts, None)
         labels = self.run.labels.itos
         results: list[dict] = [{} for _ in texts]

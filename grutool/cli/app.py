@@ -105,9 +105,10 @@ def train(
                                progress=not quiet and sys.stderr.isatty())
         if dry_run:
             ex = ", ".join(f"{k} {v:,}" for k, v in summary["examples"].items())
+            outputs = "targets" if summary["task"] == "seq2seq" else "classes"
             out.print(f"config ok: {config}\n  task        {summary['task']}\n"
                       f"  parameters  {summary['parameters']:,}\n  vocab size  {summary['vocab_size']:,}\n"
-                      f"  classes     {summary['num_classes']}\n  examples    {ex}\n"
+                      f"  {outputs:<12}{summary['num_classes']}\n  examples    {ex}\n"
                       f"  device      {summary['device']}\n  run dir     {summary['run_dir']} (not written)")
             return
         line = f"done: {summary['epochs']} epoch(s), {summary['steps']} steps, {summary['wall_time_s']:.1f}s"
@@ -116,7 +117,10 @@ def train(
             if "accuracy" in v:
                 line += f"; best epoch {summary['best_epoch']}: validation accuracy {v['accuracy']:.4f}, macro-F1 {v['macro_f1']:.4f}"
             else:
-                from grutool.cli.tagging_render import summary_line
+                if "exact_match" in v:
+                    from grutool.cli.seq2seq_render import summary_line
+                else:
+                    from grutool.cli.tagging_render import summary_line
 
                 line += f"; best epoch {summary['best_epoch']}: validation {summary_line(v)}"
         out.print(line)
@@ -148,6 +152,7 @@ def eval_(
     split: Split = typer.Option(Split.validation, help="Which configured split to score."),
     data: Optional[Path] = typer.Option(None, help="Score this file instead (same columns as the training data)."),
     json_: bool = typer.Option(False, "--json", help="Print metrics as one JSON object only."),
+    beam: Optional[int] = typer.Option(None, "--beam", help="Seq2seq: beam size (default: the run's decoding.beam_size)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1),
     device: Device = typer.Option(Device.auto),
 ):
@@ -156,12 +161,14 @@ def eval_(
     with user_errors():
         from grutool.evaluate import evaluate
 
-        metrics = evaluate(str(run_dir), split.value, str(data) if data else None, batch_size, device.value)
+        metrics = evaluate(str(run_dir), split.value, str(data) if data else None, batch_size, device.value, beam)
         if json_:
             print(json.dumps(metrics))
             return
         if "token_accuracy" in metrics:
             from grutool.cli.tagging_render import tables
+        elif "exact_match" in metrics:
+            from grutool.cli.seq2seq_render import tables
         else:
             tables = _metrics_table
         for table in tables(metrics):
@@ -193,22 +200,45 @@ def infer(
     run_dir: Path = typer.Argument(..., help="Run directory written by `grutool train`."),
     texts: List[str] = typer.Argument(None, help="Texts to classify."),
     file: Optional[str] = typer.Option(None, "--file", "-f", help="Read one input per line from PATH, or - for stdin."),
-    jsonl: bool = typer.Option(False, "--jsonl", help="One JSON object per input: text, label, probs (tagger/joint: text, tokens, tags, spans[, intent])."),
+    jsonl: bool = typer.Option(False, "--jsonl", help="One JSON object per input: text, label, probs (tagger/joint: text, tokens, tags, spans[, intent]; seq2seq: source, output, score)."),
+    beam: Optional[int] = typer.Option(None, "--beam", help="Seq2seq: beam size (1: greedy; default: the run's decoding.beam_size)."),
+    attention: Optional[str] = typer.Option(None, "--attention", metavar="PATH.png", help="Seq2seq: draw the attention weights as a heatmap (several inputs: PATH-1.png, ...)."),
+    attention_weights: bool = typer.Option(False, "--attention-weights", help="Seq2seq: add the attention weights to --jsonl objects."),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
     device: Device = typer.Option(Device.auto),
 ):
-    """Predict a label (tagger/joint: tags and spans) for each input text, one line per input."""
+    """Predict a label (tagger/joint: tags and spans; seq2seq: the output) for each input, one line per input."""
     _setup_logging(quiet=True)
     with user_errors():
+        if beam is not None and beam < 1:
+            raise UserError(f"--beam: must be at least 1 (got {beam}); 1 is greedy decoding")
         inputs = _read_inputs(texts or [], file)
         from grutool.predict import Predictor
 
-        results = Predictor(run_dir, device.value).predict(inputs, batch_size)
+        predictor = Predictor(run_dir, device.value)
+        options = {}
+        if beam is not None or attention or attention_weights:
+            if predictor.cfg.task != "seq2seq":
+                raise UserError(f"--beam, --attention, --attention-weights: for seq2seq runs only "
+                                f"({run_dir} is task {predictor.cfg.task})")
+            options = {"beam": beam, "attention": bool(attention or attention_weights)}
+        results = predictor.predict(inputs, batch_size, **options)
+        if attention:
+            from grutool.cli.seq2seq_render import plot_attention
+
+            plot_attention(results, attention)
+            if not attention_weights:
+                for r in results:
+                    r.pop("attention")
         for r in results:
             if jsonl:
                 print(json.dumps(r, ensure_ascii=False))
             elif "tags" in r:
                 from grutool.cli.tagging_render import line
+
+                print(line(r))
+            elif "output" in r:
+                from grutool.cli.seq2seq_render import line
 
                 print(line(r))
             else:

@@ -21,6 +21,8 @@ class EncodedSplit:
     Tagging adds optional fields, all None for the classifier: `chars` (model inputs
     beside the ids), `intents` (a second target per example: batches then carry
     targets as a dict, see `collate`) and `scheme` (how metrics read spans from tags).
+    Seq2seq targets are target ids ending in <eos>; an evaluation split adds `references`
+    (then batches carry targets as {"tokens", "example"}, so metrics know which example each row is).
     """
 
     ids: list[torch.Tensor]                # each (T_i,) long
@@ -31,6 +33,7 @@ class EncodedSplit:
     intents: Optional[list[torch.Tensor]] = None  # each () long: the sentence's intent id (joint task)
     intent_names: Optional[list[str]] = None      # names of intent ids: the model's, then unseen ones
     scheme: Optional[str] = None                  # tag scheme of the targets (tagging)
+    references: Optional["References"] = None     # seq2seq evaluation: what outputs are scored against
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -40,10 +43,21 @@ class EncodedSplit:
 
 
 @dataclass
+class References:
+    """Seq2seq evaluation: each example's reference, whole (never truncated, no <unk>)."""
+
+    tokens: list[list[str]]              # target tokens, as the target tokenizer splits them
+    texts: list[str]                     # target text as written (lower-cased with data.target_lowercase)
+    tokenizer: str                       # the target tokenizer, to write output tokens back as text
+    groups: Optional[list[int]] = None   # dictionaries: the examples of one word share a group id
+
+
+@dataclass
 class Batch:
     ids: torch.Tensor                # (B, T) long, padded with 0
     lengths: torch.Tensor            # (B,) long, always on CPU (pack_padded_sequence wants it there)
-    targets: Optional[torch.Tensor | dict]  # (B,) or (B, T) long; joint: {"tags": (B, T), "intent": (B,)}
+    targets: Optional[torch.Tensor | dict]  # (B,) or (B, T) long; joint: {"tags": (B, T), "intent": (B,)};
+                                            # seq2seq eval: {"tokens": (B, M), "example": (B,)}
     index: list[int]                 # positions of these examples in their split
     chars: Optional[torch.Tensor] = None  # (B, T, W) long char ids per token, 0-padded (char features)
 
@@ -76,6 +90,8 @@ def collate(split: EncodedSplit, index: list[int], pad_target: int = -100) -> Ba
         if split.intents is not None:
             # Two targets travel together; the model and the metrics know both keys.
             targets = {"tags": targets, "intent": torch.stack([split.intents[i] for i in index])}  # (B,)
+        elif split.references is not None:
+            targets = {"tokens": targets, "example": torch.tensor(index, dtype=torch.long)}  # (B,)
     chars = None
     if split.chars is not None:
         rows = [split.chars[i] for i in index]

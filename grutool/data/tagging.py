@@ -47,7 +47,7 @@ def tagging_format(path: str, declared: str) -> str:
     return fmt
 
 
-def _lines(path: Path) -> list[str]:
+def read_lines(path: Path) -> list[str]:
     """The file's lines: UTF-8 checked, BOM, CR and trailing spaces removed, trailing blank lines dropped."""
     if not path.is_file():
         hint = " (it is a directory; name a file, or set data.format: parallel)" if path.is_dir() else ""
@@ -71,7 +71,7 @@ def _conllu(path: Path, column: str) -> list[Sentence]:
     tokens: list[str] = []
     tags: list[str] = []
     start, comments = None, False
-    for n, line in enumerate(_lines(path) + [""], 1):
+    for n, line in enumerate(read_lines(path) + [""], 1):
         if not line.strip():
             if tokens or comments:
                 # A sentence of comments only has no words: an empty sentence, kept for the caller to judge.
@@ -101,7 +101,7 @@ def _conll(path: Path, column: int) -> list[Sentence]:
     tokens: list[str] = []
     tags: list[str] = []
     start = None
-    for n, line in enumerate(_lines(path) + [""], 1):
+    for n, line in enumerate(read_lines(path) + [""], 1):
         cols = line.split()
         if not cols or cols[0] == "-DOCSTART-":
             if tokens:
@@ -126,9 +126,9 @@ def _parallel(path: Path, need_intents: bool) -> list[Sentence]:
         if not files[name].is_file():
             raise UserError(f"{path}: no {name} (parallel data needs seq.in, seq.out"
                             f"{' and label' if need_intents else ''})")
-    words = _lines(files["seq.in"])
-    tags = _lines(files["seq.out"])
-    labels = _lines(files["label"]) if need_intents else None
+    words = read_lines(files["seq.in"])
+    tags = read_lines(files["seq.out"])
+    labels = read_lines(files["label"]) if need_intents else None
     for name, lines in (("seq.out", tags), ("label", labels)):
         if lines is not None and len(lines) != len(words):
             raise UserError(f"{files[name]}: {len(lines)} lines but seq.in has {len(words)}; "
@@ -151,7 +151,7 @@ def _parallel(path: Path, need_intents: bool) -> list[Sentence]:
 def _jsonl(path: Path, cfg: DataConfig, need_intents: bool) -> list[Sentence]:
     tokens_key, tags_key = cfg.text_column, cfg.tag_column or "tags"
     out = []
-    for n, line in enumerate(_lines(path), 1):
+    for n, line in enumerate(read_lines(path), 1):
         if not line.strip():
             continue
         where = f"{path}:{n}"

@@ -29,6 +29,22 @@ TOKENIZERS: dict[str, Callable[[str], list[str]]] = {
 }
 
 
+# `word` splits punctuation off; joining it back leaves no space before closing marks or after opening ones.
+_NO_SPACE_BEFORE = re.compile(r" ([.,!?;:%)\]}])")
+_NO_SPACE_AFTER = re.compile(r"([(\[{]) ")
+
+
+def detokenize(tokens: list[str], name: str) -> str:
+    """Text from tokens that tokenizer `name` made: characters joined as they are, words with spaces
+    (`word`: no space before . , ! ? ; : % ) ] } or after ( [ {)."""
+    if name == "char":
+        return "".join(tokens)
+    text = " ".join(tokens)
+    if name == "word":
+        text = _NO_SPACE_AFTER.sub(r"\1", _NO_SPACE_BEFORE.sub(r"\1", text))
+    return text
+
+
 def get_tokenizer(name: str, lowercase: bool) -> Callable[[str], list[str]]:
     split = TOKENIZERS[name]
     if not lowercase:

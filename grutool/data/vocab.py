@@ -8,12 +8,16 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 PAD, UNK = "<pad>", "<unk>"
+BOS, EOS = "<bos>", "<eos>"
+TARGET_SPECIALS = (BOS, EOS)  # seq2seq target vocabularies: ids 2 and 3
 
 
 class Vocab:
-    """Token <-> id. Id 0 is `<pad>` (embedding row kept at zero), id 1 is `<unk>`."""
+    """Token <-> id. Id 0 is `<pad>` (embedding row kept at zero), id 1 is `<unk>`; a seq2seq target
+    vocabulary (built with specials=TARGET_SPECIALS) adds `<bos>` = 2 and `<eos>` = 3."""
 
     pad_id, unk_id = 0, 1
+    bos_id, eos_id = 2, 3
 
     def __init__(self, tokens: list[str]):
         self.itos = list(tokens)
@@ -21,14 +25,14 @@ class Vocab:
 
     @classmethod
     def build(cls, sequences: Iterable[list[str]], min_freq: int = 1,
-              max_size: Optional[int] = None) -> "Vocab":
+              max_size: Optional[int] = None, specials: tuple[str, ...] = ()) -> "Vocab":
         counts = Counter(tok for seq in sequences for tok in seq)
         # Most frequent first; ties broken alphabetically so builds are reproducible.
         ranked = sorted((t for t, c in counts.items() if c >= min_freq), key=lambda t: (-counts[t], t))
-        ranked = [t for t in ranked if t not in (PAD, UNK)]
+        ranked = [t for t in ranked if t not in (PAD, UNK) + tuple(specials)]
         if max_size is not None:
             ranked = ranked[:max_size]
-        return cls([PAD, UNK] + ranked)
+        return cls([PAD, UNK, *specials] + ranked)
 
     def __len__(self) -> int:
         return len(self.itos)

@@ -11,7 +11,8 @@ def build_model(cfg: Config, vocab_size: int, num_classes: int, *, tag_names: Op
                 num_intents: int = 0, num_chars: int = 0):
     """The model a config describes, freshly initialised (same path for train, eval, shapes, bench).
 
-    num_classes counts tags for the tagger and joint tasks; `tag_names` (the tag vocabulary)
+    num_classes counts tags for the tagger and joint tasks and target tokens for seq2seq (vocab_size
+    then counts source tokens); `tag_names` (the tag vocabulary)
     lets a CRF forbid the transitions data.scheme rules out, `num_intents` sizes the joint
     model's intent head and `num_chars` the char features.
     """
@@ -19,6 +20,10 @@ def build_model(cfg: Config, vocab_size: int, num_classes: int, *, tag_names: Op
         from grutool.models.classifier import Classifier
 
         return Classifier.from_config(cfg.model, vocab_size, num_classes)
+    if cfg.task == "seq2seq":
+        from grutool.models.seq2seq import Seq2Seq
+
+        return Seq2Seq.from_config(cfg, vocab_size, num_classes)
 
     from grutool.data import schemes
     from grutool.models.tagger import Tagger
@@ -37,7 +42,7 @@ def build_model(cfg: Config, vocab_size: int, num_classes: int, *, tag_names: Op
 def model_extras(cfg: Config, vocabs) -> dict:
     """build_model's keyword arguments beyond the two sizes, from a task's prepared data or a saved run
     (anything with `labels`, and `intents` / `chars` when the task has them)."""
-    if cfg.task == "classifier":
+    if cfg.task in ("classifier", "seq2seq"):
         return {}
     extras: dict = {"tag_names": list(vocabs.labels.itos)}
     if getattr(vocabs, "intents", None) is not None:

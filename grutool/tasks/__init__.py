@@ -15,4 +15,8 @@ def get_task(name: str):
         from grutool.tasks.tagger import TaggerTask
 
         return TaggerTask(name)
+    if name == "seq2seq":
+        from grutool.tasks.seq2seq import Seq2SeqTask
+
+        return Seq2SeqTask()
     raise ValueError(f"unknown task {name!r}")

@@ -22,7 +22,7 @@ import torch
 
 from grutool import rundir
 from grutool.checkpoint import load_checkpoint, save_atomic, write_text_atomic
-from grutool.config import Config, to_yaml
+from grutool.config import MINIMIZED_METRICS, Config, to_yaml
 from grutool.data.batching import EncodedSplit, collate, epoch_batches, sorted_batches
 from grutool.errors import TrainingInterrupted, UserError
 from grutool.models import build_model, model_extras
@@ -174,7 +174,7 @@ class Trainer:
         if value is None:
             s.improved = True
         else:
-            better = (lambda a, b: a < b) if self.monitor == "loss" else (lambda a, b: a > b)
+            better = (lambda a, b: a < b) if self.monitor in MINIMIZED_METRICS else (lambda a, b: a > b)
             s.improved = s.best is None or better(value, s.best)
         if s.improved:
             s.best, s.best_epoch = value, s.epoch
@@ -302,7 +302,7 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, dry_run
     if not resume:
         rundir.prepare_new(run_dir, overwrite)
         write_text_atomic(to_yaml(cfg), run_dir / rundir.CONFIG)
-        rundir.save_vocabularies(run_dir, prepared)
+        rundir.save_vocabularies(run_dir, prepared, cfg.task)
 
     cbs: list[Callback] = [EarlyStopping(t.patience), Checkpointer(), MetricsWriter(run_dir / rundir.METRICS)]
     if progress:

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from grutool.config import TrainConfig
+from grutool.config import MINIMIZED_METRICS, TrainConfig
 
 
 def build_optimizer(params, t: TrainConfig) -> torch.optim.Optimizer:
@@ -38,7 +38,7 @@ class Schedule:
             optimizer, lambda s: lr_factor(s, t.schedule, t.warmup_steps, total_steps))
         self.plateau = None
         if t.schedule == "plateau":
-            mode = "min" if t.monitor == "loss" else "max"
+            mode = "min" if t.monitor in MINIMIZED_METRICS else "max"
             self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=0.5, patience=1)
 
     def step(self) -> None:

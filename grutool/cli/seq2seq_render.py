@@ -1,0 +1,78 @@
+"""How `train`, `eval` and `infer` show seq2seq results, and the attention heatmap. No torch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.table import Table
+
+from grutool.errors import UserError
+
+
+def summary_line(metrics: dict) -> str:
+    """The headline figures of a seq2seq eval, as `name value` pairs."""
+    parts = []
+    if "bleu" in metrics:
+        parts += [f"BLEU {metrics['bleu']:.2f}", f"tokenised BLEU {metrics['bleu_tok']:.2f}", f"chrF {metrics['chrf']:.2f}"]
+    parts.append(f"exact match {metrics['exact_match']:.4f}")
+    parts.append(f"WER {metrics['wer']:.4f}")
+    if "per" in metrics:
+        parts.append(f"PER {metrics['per']:.4f}")
+    if "cer" in metrics:
+        parts.append(f"CER {metrics['cer']:.4f}")
+    if "perplexity" in metrics:
+        parts.append(f"perplexity {metrics['perplexity']:.3f}")
+    return ", ".join(parts)
+
+
+def tables(metrics: dict) -> list:
+    """The headline figures, then a few sources with their reference and output, for `grutool eval`."""
+    count = f"{metrics['words']} words ({metrics['n']} pairs)" if "words" in metrics else f"{metrics['n']} pairs"
+    t = Table(title=f"{metrics['source']}: {count}; {summary_line(metrics)}")
+    for col in ("source", "reference", "output"):
+        t.add_column(col)
+    for s in metrics["samples"]:
+        t.add_row(s["source"], s["reference"], s["output"])
+    out: list = [t]
+    if "bleu_signature" in metrics:
+        out.append(f"sacreBLEU {metrics['bleu_signature']}")
+    return out
+
+
+def line(result: dict) -> str:
+    """One `infer` output line: output<TAB>log-probability<TAB>source."""
+    return f"{result['output']}\t{result['score']:.4f}\t{result['source']}"
+
+
+def plot_attention(results: list[dict], path: str) -> list[str]:
+    """Draw each result's attention weights (rows: output tokens, columns: source tokens) as a heatmap PNG.
+
+    One input writes `path`; several write path-1.png, path-2.png, ... in input order. Returns the files.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise UserError("--attention needs matplotlib, an optional extra: pip install 'grutool[plot]'") from None
+    target = Path(path)
+    if not target.parent.is_dir():
+        raise UserError(f"--attention {path}: directory {target.parent} does not exist")
+    written = []
+    for n, r in enumerate(results, 1):
+        a = r["attention"]
+        file = target if len(results) == 1 else target.with_name(f"{target.stem}-{n}{target.suffix or '.png'}")
+        rows, cols = len(a["output_tokens"]), len(a["source_tokens"])
+        fig, ax = plt.subplots(figsize=(max(3.0, 0.45 * cols + 1.5), max(2.5, 0.4 * rows + 1.2)))
+        ax.imshow(a["weights"] if rows and cols else [[0.0]], cmap="Greys", vmin=0.0, vmax=1.0, aspect="auto")
+        ax.set_xticks(range(cols), a["source_tokens"], rotation=90)
+        ax.set_yticks(range(rows), a["output_tokens"])
+        ax.set_xlabel("source")
+        ax.set_ylabel("output")
+        ax.set_title(r["output"][:60])
+        fig.tight_layout()
+        fig.savefig(file, dpi=120)
+        plt.close(fig)
+        written.append(str(file))
+    return written

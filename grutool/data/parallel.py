@@ -1,0 +1,107 @@
+"""Read sequence-to-sequence pairs: line-aligned text files, tsv/csv/jsonl columns, or CMUdict.
+
+Every reader returns `Pair`s (source text, target text, where it came from) and
+reports each data problem as a `UserError` naming file and line: files of
+different lengths (both counts), one side empty, no pairs at all. Lines empty on
+both sides are skipped with a counted warning. Pure Python, no torch.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from grutool.config import DataConfig
+from grutool.data.tagging import read_lines
+from grutool.errors import UserError
+
+log = logging.getLogger("grutool")
+
+_EXTENSIONS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl"}
+
+
+@dataclass
+class Pair:
+    source: str
+    target: Optional[str]  # None where only sources are given (infer)
+    where: str             # "path:line" (or "cmudict:word"), for messages
+
+
+def pair_format(spec: str | list[str], declared: str) -> str:
+    if declared != "auto":
+        return declared
+    if isinstance(spec, list):
+        return "parallel_text"
+    fmt = _EXTENSIONS.get(Path(spec).suffix.lower())
+    if fmt is None:
+        raise UserError(f"{spec}: cannot tell the seq2seq format from the name; set data.format to parallel_text "
+                        f"(with data.source and data.target suffixes), tsv, csv, jsonl or cmudict")
+    return fmt
+
+
+def parallel_paths(cfg: DataConfig, spec: str | list[str]) -> tuple[Path, Path]:
+    """The source and target files of a split: [source, target] as given, or prefix.<source> and prefix.<target>."""
+    if isinstance(spec, list):
+        return Path(spec[0]), Path(spec[1])
+    if cfg.source is None or cfg.target is None:
+        raise UserError(f"{spec}: parallel_text needs data.source and data.target (file suffixes such as de and en), "
+                        f"or the split as [source file, target file]")
+    return Path(f"{spec}.{cfg.source}"), Path(f"{spec}.{cfg.target}")
+
+
+def _parallel_text(cfg: DataConfig, spec: str | list[str]) -> list[tuple[str, str, str, str]]:
+    src_path, tgt_path = parallel_paths(cfg, spec)
+    sources, targets = read_lines(src_path), read_lines(tgt_path)
+    if len(sources) != len(targets):
+        raise UserError(f"{src_path} has {len(sources)} lines but {tgt_path} has {len(targets)}; "
+                        f"the files must be line-aligned, one sentence per line")
+    return [(s, t, f"{src_path}:{n}", f"{tgt_path}:{n}") for n, (s, t) in enumerate(zip(sources, targets), 1)]
+
+
+def _columns(cfg: DataConfig, spec: str) -> list[tuple[str, str, str, str]]:
+    from grutool.data.loading import first_row_line, load_file
+
+    ds = load_file(spec, cfg)
+    columns = list(ds.column_names)
+    for name, field in ((cfg.source_column, "source_column"), (cfg.target_column, "target_column")):
+        if name not in columns:
+            raise UserError(f"{spec}: no column '{name}' (data.{field}); columns found: {columns}")
+
+    def text(v) -> str:
+        return "" if v is None or (isinstance(v, float) and v != v) else str(v).strip()
+
+    rows = []
+    for i, (s, t) in enumerate(zip(ds[cfg.source_column], ds[cfg.target_column])):
+        where = f"{spec} {first_row_line(cfg, spec, i)}"
+        rows.append((text(s), text(t), where, where))
+    return rows
+
+
+def read_pairs(cfg: DataConfig, spec: str | list[str], name: str) -> list[Pair]:
+    """The (source, target) pairs of one split, in file order."""
+    fmt = pair_format(spec, cfg.format)
+    if fmt == "cmudict":
+        from grutool.data.cmudict import cmudict_pairs
+
+        return cmudict_pairs(spec, cfg.split_seed, cfg.keep_stress)
+    rows = _parallel_text(cfg, spec) if fmt == "parallel_text" else _columns(cfg, spec)
+    pairs, blank = [], 0
+    for source, target, src_where, tgt_where in rows:
+        source, target = source.strip(), target.strip()
+        if not source and not target:
+            blank += 1
+            continue
+        if not target:
+            raise UserError(f"{tgt_where}: empty target for the source at {src_where}; every pair needs both "
+                            f"sides (remove the pair, or fill in its target)")
+        if not source:
+            raise UserError(f"{src_where}: empty source for the target at {tgt_where}; every pair needs both "
+                            f"sides (remove the pair, or fill in its source)")
+        pairs.append(Pair(source, target, src_where))
+    if blank:
+        log.warning("%s: %d line(s) empty on both sides are skipped", name, blank)
+    if not pairs:
+        raise UserError(f"{spec}: no pairs (every line is empty)")
+    return pairs

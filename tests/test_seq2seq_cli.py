@@ -1,0 +1,258 @@
+"""Seq2seq end to end: the toy task (configs/reverse.yaml) learned in seconds, eval and infer through the CLI,
+save -> load identical outputs, and bad inputs as exit code 2 with nothing written."""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from grutool.cli.app import app
+from grutool.config import load_config
+from grutool.predict import Predictor
+from grutool.training.callbacks import Callback
+from grutool.training.loop import train
+
+ROOT = Path(__file__).resolve().parents[1]
+REVERSE = ROOT / "configs" / "reverse.yaml"
+SOURCES = ["12345", "9081726354", "7", "000111"]
+
+
+def invoke(*args, input=None):
+    """Run the CLI; afterwards restore the logger and warning hooks it points at CliRunner's streams."""
+    logger = logging.getLogger("grutool")
+    saved = list(logger.handlers), logger.level, logger.propagate, warnings.showwarning
+    try:
+        return CliRunner().invoke(app, [str(a) for a in args], input=input)
+    finally:
+        logger.handlers, logger.level, logger.propagate = saved[0], saved[1], saved[2]
+        warnings.showwarning = saved[3]
+
+
+def assert_user_error(result, *expected: str) -> None:
+    assert result.exit_code == 2, f"exit {result.exit_code}:\n{result.output}\n{result.exception!r}"
+    lines = [l for l in result.output.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    assert result.stdout.strip() == ""
+    for text in expected:
+        assert text in lines[0], f"{text!r} not in {lines[0]!r}"
+
+
+class Recorder(Callback):
+    """The in-memory model's outputs for SOURCES whenever best.pt is written."""
+
+    def __init__(self):
+        self.best = None
+
+    def on_epoch_end(self, tr, metrics):
+        if tr.state.improved:  # the Checkpointer, earlier in the list, just saved these weights
+            task = tr.task
+            sources = task.source_tokens(tr.cfg, SOURCES, "input")
+            split = task.encode(tr.cfg, tr.data.vocab, tr.data.labels, sources, texts=SOURCES)
+            from grutool.data.batching import collate
+
+            b = collate(split, list(range(len(SOURCES))))
+            tr.model.eval()
+            with torch.no_grad():
+                out, _ = tr.model(b.ids, b.lengths)
+            tr.model.train()
+            names = tr.data.labels.itos
+            self.best = (["".join(names[i] for i in t) for t in out.hypotheses.tokens], out.hypotheses.scores)
+
+
+@pytest.fixture(scope="module")
+def reverse_run(tmp_path_factory):
+    """configs/reverse.yaml, the README example, trained through the library (as `grutool train` does)."""
+    run = tmp_path_factory.mktemp("reverse") / "run"
+    rec = Recorder()
+    summary = train(load_config(REVERSE, [f"output_dir={run}", "train.device=cpu"]), callbacks=[rec])
+    return run, summary, rec
+
+
+def test_toy_task_is_learned(reverse_run):
+    run, summary, _ = reverse_run
+    assert summary["validation"]["exact_match"] >= 0.95, summary["validation"]
+    assert summary["wall_time_s"] < 60
+    for name in ("config.yaml", "vocab.json", "target_vocab.json", "best.pt", "last.pt", "summary.json"):
+        assert (run / name).is_file(), name
+    assert not (run / "labels.json").exists()
+    target = json.loads((run / "target_vocab.json").read_text())["tokens"]
+    assert target[:4] == ["<pad>", "<unk>", "<bos>", "<eos>"]
+
+
+def test_eval_json_and_table(reverse_run):
+    run = reverse_run[0]
+    result = invoke("eval", run, "--split", "test", "--json")
+    assert result.exit_code == 0, result.output
+    m = json.loads(result.stdout)
+    assert {"n", "bleu", "bleu_tok", "chrf", "exact_match", "wer", "cer", "perplexity", "loss", "samples",
+            "bleu_signature", "source"} <= set(m)
+    assert m["n"] == 200 and m["exact_match"] >= 0.95 and m["wer"] <= 0.05 and 1 <= m["perplexity"] < 1.5
+    result = invoke("eval", run)
+    assert result.exit_code == 0, result.output
+    assert "exact match" in result.stdout and "reference" in result.stdout
+    result = invoke("eval", run, "--split", "test", "--json", "--beam", "3")
+    beam = json.loads(result.stdout)
+    assert beam["beam_size"] == 3 and m["beam_size"] == 1 and beam["exact_match"] >= 0.95
+    assert_user_error(invoke("eval", run, "--beam", "0"), "--beam", "at least 1")
+
+
+def test_save_load_gives_identical_outputs(reverse_run):
+    run, _, rec = reverse_run
+    got = Predictor(run, "cpu").predict(SOURCES)
+    assert [r["output"] for r in got] == rec.best[0]
+    assert [r["score"] for r in got] == pytest.approx(rec.best[1], abs=1e-5)
+    assert got[0]["output"] == "54321"
+
+
+def test_batched_outputs_equal_one_by_one(reverse_run):
+    p = Predictor(reverse_run[0], "cpu")
+    for beam in (1, 3):
+        one = p.predict(SOURCES, batch_size=1, beam=beam)
+        many = p.predict(SOURCES, batch_size=64, beam=beam)
+        assert [r["output"] for r in one] == [r["output"] for r in many]
+        assert [r["score"] for r in one] == pytest.approx([r["score"] for r in many], abs=1e-5)
+
+
+def test_infer_lines_jsonl_beam_and_attention(reverse_run, tmp_path):
+    run = reverse_run[0]
+    result = invoke("infer", run, *SOURCES, "--beam", "3")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == 4 and lines[0].split("\t")[0] == "54321" and lines[0].split("\t")[2] == "12345"
+    result = invoke("infer", run, "--file", "-", "--jsonl", "--attention-weights", input="4321\n")
+    row = json.loads(result.stdout)
+    assert set(row) == {"source", "output", "score", "attention"} and row["output"] == "1234"
+    a = row["attention"]
+    assert a["source_tokens"] == list("4321") and a["output_tokens"] == list("1234") + ["<eos>"]
+    assert len(a["weights"]) == 5 and all(len(w) == 4 and abs(sum(w) - 1) < 1e-3 for w in a["weights"])
+    png = tmp_path / "att.png"
+    result = invoke("infer", run, "42", "--attention", png)
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert_user_error(result, "--attention needs matplotlib", "grutool[plot]")
+    else:
+        assert result.exit_code == 0, result.output
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_infer_counts_characters_outside_the_vocabulary_and_truncates(reverse_run):
+    result = invoke("infer", reverse_run[0], "12a4b", "1" * 25)
+    assert result.exit_code == 0, result.output
+    assert "2 source token(s) are not in the vocabulary" in result.stderr and "'a' (1)" in result.stderr
+    assert "1 source(s) longer than data.max_length=20" in result.stderr
+    assert len(result.stdout.splitlines()) == 2
+
+
+def test_beam_below_one_exits_2(reverse_run):
+    assert_user_error(invoke("infer", reverse_run[0], "12", "--beam", "0"), "--beam", "at least 1")
+
+
+def test_seq2seq_options_on_a_classifier_run_exit_2(tmp_path, tiny):
+    from conftest import tiny_config
+
+    raw = tiny_config(tmp_path, epochs=1)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    assert invoke("train", cfg, "-q").exit_code == 0
+    assert_user_error(invoke("infer", tmp_path / "run", "good", "--beam", "2"), "seq2seq runs only")
+
+
+@pytest.mark.parametrize("command", ["shapes", "bench"])
+def test_shapes_and_bench_say_they_do_not_trace_seq2seq(command):
+    assert_user_error(invoke(command, "--config", REVERSE), "seq2seq")
+
+
+# --- bad input ------------------------------------------------------------------------------------------
+
+
+def config(tmp: Path, train_spec, **data) -> Path:
+    raw = {"task": "seq2seq",
+           "data": {"train": train_spec, "format": "parallel_text", "source": "src", "target": "tgt",
+                    "tokenizer": "char", **data},
+           "model": {"embedding_dim": 8, "hidden_size": 8},
+           "train": {"epochs": 1, "batch_size": 4, "device": "cpu", "monitor": "loss"},
+           "output_dir": str(tmp / "out")}
+    path = tmp / "s.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def write_pair(tmp: Path, source: str, target: str, name: str = "train") -> str:
+    (tmp / f"{name}.src").write_text(source, encoding="utf-8")
+    (tmp / f"{name}.tgt").write_text(target, encoding="utf-8")
+    return str(tmp / name)
+
+
+BAD = {
+    # name: (source file, target file, expected pieces of the message)
+    "different-lengths": ("12\n34\n56\n", "21\n43\n", ["train.src has 3 lines", "train.tgt has 2", "line-aligned"]),
+    "empty-target-line": ("12\n34\n56\n", "21\n\n65\n", ["train.tgt:2", "empty target", "train.src:2"]),
+    "empty-source-line": ("12\n \n56\n", "21\n43\n65\n", ["train.src:2", "empty source"]),
+    "nothing-but-blank": ("\n \n", "\n\n", ["no pairs"]),
+    "not-utf8": (b"12\n\xff\n", "21\n43\n", ["train.src:2", "not valid UTF-8"]),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD))
+def test_bad_pairs_exit_2_and_write_nothing(tmp_path, name):
+    src, tgt, expected = BAD[name]
+    if isinstance(src, bytes):
+        (tmp_path / "train.src").write_bytes(src)
+        (tmp_path / "train.tgt").write_text(tgt, encoding="utf-8")
+        spec = str(tmp_path / "train")
+    else:
+        spec = write_pair(tmp_path, src, tgt)
+    assert_user_error(invoke("train", config(tmp_path, spec)), *expected)
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_target_file_exits_2(tmp_path):
+    (tmp_path / "train.src").write_text("12\n", encoding="utf-8")
+    assert_user_error(invoke("train", config(tmp_path, str(tmp_path / "train"))), "train.tgt", "not found")
+
+
+def test_explicit_paths_tsv_and_jsonl_pairs_train(tmp_path):
+    rows = [("123", "321"), ("45", "54"), ("6789", "9876"), ("1", "1")] * 3
+    (tmp_path / "a.de").write_text("".join(s + "\n" for s, _ in rows), encoding="utf-8")
+    (tmp_path / "b.en").write_text("".join(t + "\n" for _, t in rows), encoding="utf-8")
+    (tmp_path / "p.tsv").write_text("src\ttgt\n" + "".join(f"{s}\t{t}\n" for s, t in rows), encoding="utf-8")
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps({"source": s, "target": t}) + "\n" for s, t in rows),
+                                      encoding="utf-8")
+    cases = [([str(tmp_path / "a.de"), str(tmp_path / "b.en")], {}),
+             (str(tmp_path / "p.tsv"), {"format": "tsv", "source_column": "src", "target_column": "tgt"}),
+             (str(tmp_path / "p.jsonl"), {"format": "jsonl"})]
+    for spec, fields in cases:
+        path = config(tmp_path, spec, **fields)
+        result = invoke("train", path, "-q", "--overwrite")
+        assert result.exit_code == 0, (spec, result.output)
+        assert json.loads((tmp_path / "out" / "summary.json").read_text())["examples"]["train"] == 12
+
+
+def test_blank_pairs_are_skipped_and_long_sources_truncated_with_counted_warnings(tmp_path):
+    spec = write_pair(tmp_path, "12\n\n3456789\n55\n", "21\n\n9876543\n55\n")
+    result = invoke("train", config(tmp_path, spec, max_length=4), "-q")
+    assert result.exit_code == 0, result.output
+    assert "1 line(s) empty on both sides are skipped" in result.stderr
+    assert "1 source(s) longer than data.max_length=4 tokens are truncated" in result.stderr
+    assert "1 target(s) longer than data.max_length=4" in result.stderr
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["examples"]["train"] == 3
+
+
+def test_shared_vocabulary_and_resume(tmp_path):
+    spec = write_pair(tmp_path, "12\n345\n6\n78\n" * 3, "21\n543\n6\n87\n" * 3)
+    path = config(tmp_path, spec, shared_vocab=True)
+    assert invoke("train", path, "-q").exit_code == 0
+    run = tmp_path / "out"
+    assert (run / "vocab.json").read_text() == (run / "target_vocab.json").read_text()
+    result = invoke("train", path, "-q", "--resume", "--set", "train.epochs=2")
+    assert result.exit_code == 0, result.output
+    assert json.loads((run / "summary.json").read_text())["epochs"] == 2
+    assert Predictor(run, "cpu").predict(["12"])[0]["output"].isdigit()
