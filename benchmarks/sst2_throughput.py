@@ -6,7 +6,7 @@ packed batches, the plain script with random batches padded to the batch
 maximum. Reported: real (non-padding) tokens per second of training, and test
 accuracy.
 
-    python benchmarks/sst2_throughput.py --epochs 2 [--json out.json]
+    python benchmarks/sst2_throughput.py [--epochs N] [--set model.hidden_size=256] [--json out.json]
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ from grutool.training.loop import train  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="configs/sst2.yaml")
-    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=None, help="default: the config's train.epochs")
+    ap.add_argument("--set", action="append", default=[], help="config override, as for grutool train")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--skip-plain", action="store_true")
     ap.add_argument("--json")
@@ -40,8 +41,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = load_config(args.config, [f"train.epochs={args.epochs}", "train.patience=null",
-                                        f"output_dir={tmp}/run"])
+        overrides = list(args.set) + ["train.patience=null", f"output_dir={tmp}/run"]
+        if args.epochs is not None:
+            overrides.append(f"train.epochs={args.epochs}")
+        cfg = load_config(args.config, overrides)
         t0 = time.perf_counter()
         train(cfg)
         wall = time.perf_counter() - t0
@@ -50,14 +53,14 @@ def main() -> None:
         train_s = sum(r["epoch_time_s"] for r in rows)
         test = evaluate(f"{tmp}/run", "test", device="cpu")
         ours = {"tokens_per_s": tokens / train_s, "train_seconds": train_s, "wall_seconds": wall,
-                "test_accuracy": test["accuracy"], "epochs": args.epochs,
+                "test_accuracy": test["accuracy"], "epochs": cfg.train.epochs,
                 "note": "test accuracy of best.pt (by validation accuracy)"}
 
     result = {"grutool": ours, "machine": platform.processor() or platform.machine(),
               "threads": torch.get_num_threads(), "torch": torch.__version__}
     if not args.skip_plain:
         m, d, t = cfg.model, cfg.data, cfg.train
-        plain = plain_pytorch.run(d.train, d.test, epochs=args.epochs, batch_size=t.batch_size,
+        plain = plain_pytorch.run(d.train, d.test, epochs=t.epochs, batch_size=t.batch_size,
                                   emb=m.embedding_dim, hidden=m.hidden_size, lr=t.lr,
                                   emb_dropout=m.embedding_dropout, head_dropout=m.head_dropout,
                                   max_length=d.max_length, clip=t.clip_grad_norm, seed=t.seed)

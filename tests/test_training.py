@@ -140,13 +140,29 @@ def test_ema_averages_and_restores_raw_weights():
     with torch.no_grad():
         model.weight.fill_(1.0)
     ema = EMA(model, decay=0.75)
+    ema.updates = 100  # past the ramp-up: the decay is the configured one
     with torch.no_grad():
         model.weight.fill_(5.0)
     ema.update(model)
-    assert torch.allclose(ema.state_dict()["weight"], torch.full((1, 2), 0.75 * 1 + 0.25 * 5))
+    assert torch.allclose(ema.shadow["weight"], torch.full((1, 2), 0.75 * 1 + 0.25 * 5))
     with ema.applied(model):
         assert torch.allclose(model.weight, torch.full((1, 2), 2.0))
     assert torch.allclose(model.weight, torch.full((1, 2), 5.0))
+
+
+def test_ema_decay_ramps_up_so_short_runs_forget_the_initial_weights():
+    from grutool.training.ema import EMA
+
+    model = torch.nn.Linear(1, 1, bias=False)
+    ema = EMA(model, decay=0.999)
+    assert ema.current_decay() == pytest.approx(0.1)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    for _ in range(1000):
+        ema.update(model)
+    assert ema.current_decay() == pytest.approx(0.999)
+    initial_share = abs(1.0 - float(ema.shadow["weight"]))
+    assert initial_share < 0.02  # without the ramp it would be 0.999**1000 = 0.37
 
 
 def test_atomic_writes_get_ordinary_permissions(tmp_path):

@@ -106,7 +106,7 @@ class Trainer:
 
     def save_best(self) -> None:
         # With EMA, the averaged weights are the ones validated, so they are the ones kept.
-        weights = self.ema.state_dict() if self.ema else self.model.state_dict()
+        weights = self.ema.shadow if self.ema else self.model.state_dict()
         save_atomic({"model": weights, "meta": self._meta()}, self.run_dir / rundir.BEST)
 
     def save_last(self) -> None:
