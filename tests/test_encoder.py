@@ -88,3 +88,21 @@ def test_pooling_ignores_padding_content(kind):
     torch.testing.assert_close(a, b)
     assert torch.all(a[2] == 0), "an empty sequence pools to zeros"
     assert torch.isfinite(a).all()
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_equal_length_batches_take_the_dense_path_with_the_same_results(cell):
+    torch.manual_seed(5)
+    enc = RecurrentEncoder(5, 7, 2, True, 0.0, cell).eval()
+    lengths = torch.tensor([4, 4, 4])
+    x = torch.randn(3, 6, 5)  # two padded steps after the common length
+    got = enc(x, lengths)
+    outs, finals = reference(enc, x, lengths)
+    for i in range(3):
+        torch.testing.assert_close(got.outputs[i, :4], outs[i])
+    assert torch.all(got.outputs[:, 4:] == 0)
+    torch.testing.assert_close(got.final, finals)
+    packed = torch.nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    _, state = enc.rnn(packed)
+    h_n = state[0] if cell == "lstm" else state
+    torch.testing.assert_close(got.h_n, h_n)

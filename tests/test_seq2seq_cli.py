@@ -78,7 +78,6 @@ def reverse_run(tmp_path_factory):
 def test_toy_task_is_learned(reverse_run):
     run, summary, _ = reverse_run
     assert summary["validation"]["exact_match"] >= 0.95, summary["validation"]
-    assert summary["wall_time_s"] < 60
     for name in ("config.yaml", "vocab.json", "target_vocab.json", "best.pt", "last.pt", "summary.json"):
         assert (run / name).is_file(), name
     assert not (run / "labels.json").exists()

@@ -103,20 +103,26 @@ def collate(split: EncodedSplit, index: list[int], pad_target: int = -100) -> Ba
     return Batch(ids, lengths, targets, list(index), chars)
 
 
-def bucketed_order(lengths: list[int], batch_size: int, generator: torch.Generator,
-                   pool_batches: int = 50) -> list[list[int]]:
-    """Shuffled batches of similar lengths.
+def bucketed_order(lengths: list[int], batch_size: int, generator: torch.Generator) -> list[list[int]]:
+    """Shuffled batches of equal (or, for the remainder, similar) lengths.
 
-    Shuffle, cut into pools of `pool_batches` batches, sort each pool by length,
-    cut it into batches, then shuffle the batches: similar lengths within a batch,
-    randomness across the epoch.
+    Examples are shuffled, grouped by exact length and cut into full batches; what is
+    left of each length is pooled in length order and cut into batches of neighbouring
+    lengths. The batch order is shuffled. Equal-length batches need no padding and no
+    packing (the encoder then takes PyTorch's dense path, which is 2-3x faster per
+    token on CPU than the packed one), and the rest waste little work on padding.
     """
-    order = torch.randperm(len(lengths), generator=generator).tolist()
-    pool = batch_size * pool_batches
+    by_length: dict[int, list[int]] = {}
+    for i in torch.randperm(len(lengths), generator=generator).tolist():
+        by_length.setdefault(lengths[i], []).append(i)
     batches: list[list[int]] = []
-    for start in range(0, len(order), pool):
-        chunk = sorted(order[start:start + pool], key=lambda i: lengths[i])
-        batches.extend(chunk[j:j + batch_size] for j in range(0, len(chunk), batch_size))
+    rest: list[int] = []
+    for length in sorted(by_length):
+        group = by_length[length]
+        full = len(group) - len(group) % batch_size
+        batches.extend(group[j:j + batch_size] for j in range(0, full, batch_size))
+        rest.extend(group[full:])
+    batches.extend(rest[j:j + batch_size] for j in range(0, len(rest), batch_size))
     perm = torch.randperm(len(batches), generator=generator).tolist()
     return [batches[i] for i in perm]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
@@ -60,11 +61,20 @@ class RecurrentEncoder(nn.Module):
         return EncoderOutput(outputs, final, h_n)
 
     def _run(self, x: torch.Tensor, lengths: torch.Tensor, total_length: int) -> EncoderOutput:
-        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        out, state = self.rnn(packed)
+        lengths = lengths.cpu()
+        if bool((lengths == lengths[0]).all()):
+            # All sequences equally long: nothing to pack. The dense call is the same
+            # computation, and on CPU 2-3x faster per token (input projections in one
+            # GEMM for all steps; oneDNN for LSTM) than the packed per-step path.
+            n = int(lengths[0])
+            out, state = self.rnn(x[:, :n])  # (B, n, D*H)
+            outputs = F.pad(out, (0, 0, 0, total_length - n))  # (B, T, D*H), zeros after n
+        else:
+            packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+            out, state = self.rnn(packed)
+            # total_length keeps T even when the longest sequence is shorter than the padded batch.
+            outputs, _ = pad_packed_sequence(out, batch_first=True, total_length=total_length)  # (B, T, D*H)
         h_n = state[0] if self.cell == "lstm" else state  # (L*D, B, H), in the caller's batch order
-        # total_length keeps T even when the longest sequence is shorter than the padded batch.
-        outputs, _ = pad_packed_sequence(out, batch_first=True, total_length=total_length)  # (B, T, D*H)
         if self.num_directions == 2:
             final = torch.cat([h_n[-2], h_n[-1]], dim=-1)  # (B, 2H): forward at t=len-1, backward at t=0
         else:
