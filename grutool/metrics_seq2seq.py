@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 from typing import Optional, Sequence
 
-import torch
 import torch.nn.functional as F
 
 from grutool.data.batching import References

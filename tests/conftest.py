@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import random
+import warnings
 from pathlib import Path
 
 import pytest
@@ -51,3 +53,28 @@ def tiny_config(tmp: Path, **train) -> dict:
 @pytest.fixture
 def tiny(tmp_path):
     return tiny_config(tmp_path)
+
+
+def invoke(*args, input=None):
+    """Run the CLI; afterwards restore the logger and warning hooks it points at CliRunner's streams."""
+    from typer.testing import CliRunner
+
+    from grutool.cli.app import app
+
+    logger = logging.getLogger("grutool")
+    saved = list(logger.handlers), logger.level, logger.propagate, warnings.showwarning
+    try:
+        return CliRunner().invoke(app, [str(a) for a in args], input=input)
+    finally:
+        logger.handlers, logger.level, logger.propagate = saved[0], saved[1], saved[2]
+        warnings.showwarning = saved[3]
+
+
+def assert_user_error(result, *expected: str) -> None:
+    """Exit 2, one line on stderr saying `error: ...` with each expected piece, nothing on stdout."""
+    assert result.exit_code == 2, f"exit {result.exit_code}:\n{result.output}\n{result.exception!r}"
+    lines = [l for l in result.output.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    assert result.stdout.strip() == ""
+    for text in expected:
+        assert text in lines[0], f"{text!r} not in {lines[0]!r}"

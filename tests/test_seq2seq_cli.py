@@ -4,44 +4,22 @@ save -> load identical outputs, and bad inputs as exit code 2 with nothing writt
 from __future__ import annotations
 
 import json
-import logging
-import warnings
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from typer.testing import CliRunner
 
-from grutool.cli.app import app
 from grutool.config import load_config
 from grutool.predict import Predictor
 from grutool.training.callbacks import Callback
 from grutool.training.loop import train
 
+from conftest import assert_user_error, invoke
+
 ROOT = Path(__file__).resolve().parents[1]
 REVERSE = ROOT / "configs" / "reverse.yaml"
 SOURCES = ["12345", "9081726354", "7", "000111"]
-
-
-def invoke(*args, input=None):
-    """Run the CLI; afterwards restore the logger and warning hooks it points at CliRunner's streams."""
-    logger = logging.getLogger("grutool")
-    saved = list(logger.handlers), logger.level, logger.propagate, warnings.showwarning
-    try:
-        return CliRunner().invoke(app, [str(a) for a in args], input=input)
-    finally:
-        logger.handlers, logger.level, logger.propagate = saved[0], saved[1], saved[2]
-        warnings.showwarning = saved[3]
-
-
-def assert_user_error(result, *expected: str) -> None:
-    assert result.exit_code == 2, f"exit {result.exit_code}:\n{result.output}\n{result.exception!r}"
-    lines = [l for l in result.output.splitlines() if l.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    assert result.stdout.strip() == ""
-    for text in expected:
-        assert text in lines[0], f"{text!r} not in {lines[0]!r}"
 
 
 class Recorder(Callback):

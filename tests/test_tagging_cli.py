@@ -4,20 +4,18 @@ unseen tags and intents at eval, and every bad input as exit code 2 with nothing
 from __future__ import annotations
 
 import json
-import logging
-import warnings
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from typer.testing import CliRunner
 
-from grutool.cli.app import app
 from grutool.config import parse_config
 from grutool.predict import Predictor
 from grutool.training.callbacks import Callback
 from grutool.training.loop import train
+
+from conftest import assert_user_error, invoke
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAVEL = ROOT / "data" / "tagging" / "travel"
@@ -25,27 +23,6 @@ TINY_MODEL = {"embedding_dim": 16, "hidden_size": 16, "crf": True, "char_feature
               "char_embedding_dim": 8, "char_hidden_size": 8, "token_dropout": 0.1}
 TEXTS = ["show me flights from boston to las vegas on friday", "", "does delta fly to miami",
          "what ground transportation is available in tucson"]
-
-
-def invoke(*args):
-    """Run the CLI; afterwards restore the logger and warning hooks it points at CliRunner's streams."""
-    logger = logging.getLogger("grutool")
-    saved = list(logger.handlers), logger.level, logger.propagate, warnings.showwarning
-    try:
-        return CliRunner().invoke(app, [str(a) for a in args])
-    finally:
-        logger.handlers, logger.level, logger.propagate = saved[0], saved[1], saved[2]
-        warnings.showwarning = saved[3]
-
-
-def assert_user_error(result, *expected: str) -> None:
-    """Exit 2, one line on stderr saying `error: ...` with each expected piece, no traceback."""
-    assert result.exit_code == 2, f"exit {result.exit_code}:\n{result.output}\n{result.exception!r}"
-    lines = [l for l in result.output.splitlines() if l.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    assert result.stdout.strip() == ""
-    for text in expected:
-        assert text in lines[0], f"{text!r} not in {lines[0]!r}"
 
 
 def joint_config(tmp: Path, **train_fields) -> dict:

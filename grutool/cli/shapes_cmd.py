@@ -175,7 +175,6 @@ def _render_layer(console, report: dict) -> None:
     for r in params["per_layer"]:
         t.add_row(str(r["layer"]), f"{r['forward']:,}", *([f"{r['reverse']:,}"] if bidir else []), f"{r['total']:,}")
     console.print(t)
-    lstm = next(r["parameters"] for r in params["by_cell"] if r["cell"] == "lstm")
     t = Table(title="same sizes, each cell" + (" (no projection)" if s["proj_size"] else ""), title_justify="left")
     for col in ("cell", "gate blocks", "parameters", "of LSTM"):
         t.add_column(col, justify="left" if col == "cell" else "right")
