@@ -682,7 +682,7 @@ def _describe(value):
     return None
 
 
-def trace_model(model: nn.Module, *inputs) -> tuple[list[dict], dict]:
+def trace_model(model: nn.Module, *inputs, **kw_inputs) -> tuple[list[dict], dict]:
     """Run model(*inputs) with hooks on every submodule: rows in call order, and each module's raw output."""
     rows, pending, outputs, handles = [], {}, {}, []
     for name, mod in model.named_modules():
@@ -704,11 +704,66 @@ def trace_model(model: nn.Module, *inputs) -> tuple[list[dict], dict]:
         handles += [mod.register_forward_pre_hook(pre), mod.register_forward_hook(post)]
     try:
         with torch.no_grad():
-            outputs[""] = model(*inputs)
+            outputs[""] = model(*inputs, **kw_inputs)
     finally:
         for h in handles:
             h.remove()
     return rows, outputs
+
+
+def _task_model_report(path, cfg, prepared, B: int, want_explain: bool, warned: list[str]) -> dict:
+    """Tagger, joint and seq2seq models: trace the first B training examples (real token ids,
+    characters and targets, as `train` collates them) through the model `train` builds."""
+    from grutool.data.batching import collate
+    from grutool.models import build_model, model_extras
+    from grutool.models.classifier import length_mask
+
+    notes: list[str] = []
+    for message in warned:
+        _warn(notes, message)
+    split = prepared.splits["train"]
+    index = list(range(min(B, len(split))))
+    batch = collate(split, index)
+    lens, T = batch.lengths, batch.ids.shape[1]
+    V, C = len(prepared.vocab), len(prepared.labels)
+    with torch.random.fork_rng(devices=[]), _one_thread():
+        torch.manual_seed(cfg.train.seed)  # as train does: the same initial weights
+        model = build_model(cfg, V, C, **model_extras(cfg, prepared))
+        model.eval()
+        rows, outputs = trace_model(model, batch.ids, batch.lengths, batch.targets, **batch.extra_inputs())
+        enc = outputs["encoder"]
+        encoder = analyze_layer(model.encoder.rnn, len(index), T, lens.tolist(), want_explain)
+    m = cfg.model
+    D = 2 if m.bidirectional else 1
+    total = sum(p.numel() for p in model.parameters())
+    by_module = [{"module": name, "type": type(mod).__name__, "parameters": sum(p.numel() for p in mod.parameters())}
+                 for name, mod in model.named_children()]
+    final_ref = torch.cat([enc.h_n[-2], enc.h_n[-1]], dim=-1) if D == 2 else enc.h_n[-1]
+    pad = ~length_mask(lens, T, batch.ids.device)
+    t = torch.tensor
+    checks = [
+        compare("per_module_counts_add_up", "the per-module parameter counts add up to the model's total",
+                t(float(sum(r["parameters"] for r in by_module))), t(float(total)), tol=0.0),
+        compare("encoder_final", "encoder.final is " + ("cat(h_n[-2], h_n[-1])" if D == 2 else "h_n[-1]"),
+                enc.final, final_ref, tol=0.0),
+        compare("encoder_padding_zero", "encoder.outputs is 0 at padding steps", enc.outputs[pad],
+                torch.zeros_like(enc.outputs[pad]), tol=0.0),
+    ]
+    result = outputs[""][0]
+    report = {
+        "mode": "config", "config": str(path), "task": cfg.task, "vocab_size": V, "num_classes": C,
+        "labels": list(prepared.labels.itos), "model": cfg.model.model_dump(),
+        "symbols": {"B": len(index), "T": T, "V": V, "E": m.embedding_dim, "L": m.num_layers, "D": D,
+                    "H": m.hidden_size, "C": C},
+        "batch": {"ids": list(batch.ids.shape), "lengths": lens.tolist(), "source": "first training examples"},
+        "trace": rows,
+        "logits": _describe(result),
+        "parameters": {"total": total, "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+                       "by_module": by_module},
+        "checks": checks, "encoder": encoder, "warnings": notes,
+    }
+    report["all_passed"] = _all_passed(report)
+    return report
 
 
 def config_report(path: Union[str, Path], batch: Optional[int] = None, seq_len: Optional[int] = None,
@@ -724,10 +779,13 @@ def config_report(path: Union[str, Path], batch: Optional[int] = None, seq_len: 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         cfg = load_config(path)
-        if cfg.task != "classifier":
-            raise UserError(f"{path}: shapes --config traces task classifier models; task {cfg.task} is not "
-                            f"traced yet (grutool train --dry-run prints its parameter count)")
         prepared = get_task(cfg.task).prepare(cfg)  # reads the training data: the vocabulary sets the size
+    if cfg.task != "classifier":
+        if lengths is not None or seq_len is not None:
+            raise UserError(f"{path}: --lengths/--seq-len apply to classifier configs; a {cfg.task} model is "
+                            f"traced on the first --batch examples of its training data")
+        return _task_model_report(path, cfg, prepared, B, want_explain, [str(w.message) for w in caught
+                                                                          if issubclass(w.category, UserWarning)])
     for w in caught:
         if issubclass(w.category, UserWarning):
             _warn(notes, str(w.message))

@@ -317,3 +317,29 @@ def test_config_agrees_with_the_model_train_builds(monkeypatch):
     enc = report["encoder"]
     assert enc["parameters"]["total"] == sum(p.numel() for p in model.encoder.rnn.parameters())
     assert enc["settings"]["batch_first"] and enc["settings"]["lengths"] == [5, 3, 2]
+
+
+@pytest.mark.parametrize("name", ["tagging", "reverse"])
+def test_config_traces_tagger_and_seq2seq_models_as_train_builds_them(name):
+    """Tagger (chars + CRF) and seq2seq (encoder, bridge, attention, decoder): the production model,
+    traced on the first training examples; counts equal the model `train` builds."""
+    import json as _json
+
+    from grutool.config import load_config
+    from grutool.models import build_model, model_extras
+    from grutool.tasks import get_task
+
+    path = f"configs/{name}.yaml"
+    r = CliRunner().invoke(app, ["shapes", "--config", path, "--batch", "3", "--json"])
+    assert r.exit_code == 0, r.output
+    report = _json.loads(r.stdout)
+    assert report["all_passed"]
+    cfg = load_config(path)
+    prepared = get_task(cfg.task).prepare(cfg)
+    model = build_model(cfg, len(prepared.vocab), len(prepared.labels), **model_extras(cfg, prepared))
+    assert report["parameters"]["total"] == sum(p.numel() for p in model.parameters())
+    traced = {row["module"] for row in report["trace"]}
+    assert {"embedding", "encoder", "encoder.rnn"} <= traced or {"source_embedding", "encoder", "decoder"} <= traced
+    if name == "reverse":
+        assert {"bridge", "attention", "decoder"} <= traced
+    assert report["batch"]["ids"][0] == 3

@@ -199,7 +199,7 @@ def _render_config(console, report: dict) -> None:
 
     sym = "  ".join(f"{k}={v}" for k, v in report["symbols"].items())
     console.print(f"[bold]{_e(report['config'])}[/]: task {report['task']}, {report['vocab_size']:,} tokens, "
-                  f"{report['num_classes']} classes; random batch ids {_shape(report['batch']['ids'])}, "
+                  f"{report['num_classes']} classes; {report['batch'].get('source', 'random batch')}: ids {_shape(report['batch']['ids'])}, "
                   f"lengths {report['batch']['lengths']}")
     console.print(sym)
     t = Table(title="trace (forward hooks, call order)", title_justify="left")
