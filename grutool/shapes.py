@@ -711,12 +711,33 @@ def trace_model(model: nn.Module, *inputs, **kw_inputs) -> tuple[list[dict], dic
     return rows, outputs
 
 
+def _model_checks(model: nn.Module, enc, lens: torch.Tensor, T: int, bidirectional: bool) -> tuple[int, list, list]:
+    """Total parameters, per-module counts, and the checks every traced model gets: counts add up,
+    encoder.final is the last layer's final state(s), encoder outputs are zero at padding."""
+    from grutool.models.classifier import length_mask
+
+    total = sum(p.numel() for p in model.parameters())
+    by_module = [{"module": name, "type": type(mod).__name__, "parameters": sum(p.numel() for p in mod.parameters())}
+                 for name, mod in model.named_children()]
+    final_ref = torch.cat([enc.h_n[-2], enc.h_n[-1]], dim=-1) if bidirectional else enc.h_n[-1]
+    pad = ~length_mask(lens, T, enc.outputs.device)
+    t = torch.tensor
+    checks = [
+        compare("per_module_counts_add_up", "the per-module parameter counts add up to the model's total",
+                t(float(sum(r["parameters"] for r in by_module))), t(float(total)), tol=0.0),
+        compare("encoder_final", "encoder.final is " + ("cat(h_n[-2], h_n[-1])" if bidirectional else "h_n[-1]")
+                + " (what pooling 'last' uses)", enc.final, final_ref, tol=0.0),
+        compare("encoder_padding_zero", "encoder.outputs is 0 at padding steps", enc.outputs[pad],
+                torch.zeros_like(enc.outputs[pad]), tol=0.0),
+    ]
+    return total, by_module, checks
+
+
 def _task_model_report(path, cfg, prepared, B: int, want_explain: bool, warned: list[str]) -> dict:
     """Tagger, joint and seq2seq models: trace the first B training examples (real token ids,
     characters and targets, as `train` collates them) through the model `train` builds."""
     from grutool.data.batching import collate
     from grutool.models import build_model, model_extras
-    from grutool.models.classifier import length_mask
 
     notes: list[str] = []
     for message in warned:
@@ -735,20 +756,7 @@ def _task_model_report(path, cfg, prepared, B: int, want_explain: bool, warned: 
         encoder = analyze_layer(model.encoder.rnn, len(index), T, lens.tolist(), want_explain)
     m = cfg.model
     D = 2 if m.bidirectional else 1
-    total = sum(p.numel() for p in model.parameters())
-    by_module = [{"module": name, "type": type(mod).__name__, "parameters": sum(p.numel() for p in mod.parameters())}
-                 for name, mod in model.named_children()]
-    final_ref = torch.cat([enc.h_n[-2], enc.h_n[-1]], dim=-1) if D == 2 else enc.h_n[-1]
-    pad = ~length_mask(lens, T, batch.ids.device)
-    t = torch.tensor
-    checks = [
-        compare("per_module_counts_add_up", "the per-module parameter counts add up to the model's total",
-                t(float(sum(r["parameters"] for r in by_module))), t(float(total)), tol=0.0),
-        compare("encoder_final", "encoder.final is " + ("cat(h_n[-2], h_n[-1])" if D == 2 else "h_n[-1]"),
-                enc.final, final_ref, tol=0.0),
-        compare("encoder_padding_zero", "encoder.outputs is 0 at padding steps", enc.outputs[pad],
-                torch.zeros_like(enc.outputs[pad]), tol=0.0),
-    ]
+    total, by_module, checks = _model_checks(model, enc, lens, T, m.bidirectional)
     result = outputs[""][0]
     report = {
         "mode": "config", "config": str(path), "task": cfg.task, "vocab_size": V, "num_classes": C,
@@ -808,19 +816,8 @@ def config_report(path: Union[str, Path], batch: Optional[int] = None, seq_len: 
 
     m = cfg.model
     D = 2 if m.bidirectional else 1
-    total = sum(p.numel() for p in model.parameters())
-    by_module = [{"module": name, "type": type(mod).__name__, "parameters": sum(p.numel() for p in mod.parameters())}
-                 for name, mod in model.named_children()]
-    final_ref = torch.cat([enc.h_n[-2], enc.h_n[-1]], dim=-1) if D == 2 else enc.h_n[-1]
-    pad = ~length_mask(lens, T, ids.device)
-    t = torch.tensor
-    checks = [
-        compare("per_module_counts_add_up", "the per-module parameter counts add up to the model's total",
-                t(float(sum(r["parameters"] for r in by_module))), t(float(total)), tol=0.0),
-        compare("encoder_final", "encoder.final is " + ("cat(h_n[-2], h_n[-1])" if D == 2 else "h_n[-1]")
-                + " (what pooling 'last' uses)", enc.final, final_ref, tol=0.0),
-        compare("encoder_padding_zero", "encoder.outputs is 0 at padding steps", enc.outputs[pad],
-                torch.zeros_like(enc.outputs[pad]), tol=0.0),
+    total, by_module, checks = _model_checks(model, enc, lens, T, m.bidirectional)
+    checks += [
         compare("batch_equals_one_by_one", "logits of the batch equal logits of each sequence run alone",
                 logits, one_by_one, tol=MODEL_TOL),
     ]
