@@ -159,14 +159,9 @@ def _metrics_table(metrics: dict):
         t.add_column(col, justify="left" if col == "label" else "right")
     for label, m in metrics["per_class"].items():
         t.add_row(label, f"{m['precision']:.4f}", f"{m['recall']:.4f}", f"{m['f1']:.4f}", str(m["support"]))
-    labels, matrix = metrics["confusion"]["labels"], metrics["confusion"]["matrix"]
-    cm = Table(title="confusion (rows: gold, columns: predicted)")
-    cm.add_column("gold \\ pred")
-    for name in labels:
-        cm.add_column(name, justify="right")
-    for name, row in zip(labels, matrix):
-        cm.add_row(name, *[str(x) for x in row])
-    return t, cm
+    from grutool.cli.tables import confusion_table
+
+    return t, confusion_table("confusion", metrics["confusion"]["labels"], metrics["confusion"]["matrix"])
 
 
 @app.command("eval")

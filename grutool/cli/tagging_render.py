@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from rich.table import Table
 
+from grutool.cli.tables import confusion_table
+
 CONFUSION_MAX_TAGS = 20  # a bigger tag confusion does not fit a terminal; --json has it whole
 
 
@@ -38,13 +40,7 @@ def tables(metrics: dict) -> list:
         out = [_prf_table(title, "tag", metrics["per_tag"])]
     labels, matrix = metrics["confusion"]["labels"], metrics["confusion"]["matrix"]
     if len(labels) <= CONFUSION_MAX_TAGS:
-        cm = Table(title="tag confusion (rows: gold, columns: predicted)")
-        cm.add_column("gold \\ pred")
-        for name in labels:
-            cm.add_column(name, justify="right")
-        for name, row in zip(labels, matrix):
-            cm.add_row(name, *[str(x) for x in row])
-        out.append(cm)
+        out.append(confusion_table("tag confusion", labels, matrix))
     else:
         out.append(f"tag confusion: {len(labels)} x {len(labels)}, in `grutool eval --json`")
     for key, what in (("unseen_labels", "tokens with tags"), ("unseen_intents", "sentences with intents")):
