@@ -5,6 +5,12 @@ from __future__ import annotations
 import torch
 
 
+def add_to_confusion(matrix: torch.Tensor, gold: torch.Tensor, pred: torch.Tensor) -> None:
+    """matrix[g, p] += count of (gold g, predicted p) pairs; gold and pred are 1-D id tensors."""
+    k = matrix.shape[0]
+    matrix += torch.bincount(gold * k + pred, minlength=k * k).view(k, k)
+
+
 class ClassificationMetrics:
     """Accuracy, macro-F1, per-class P/R/F1 and the confusion matrix.
 
@@ -23,8 +29,7 @@ class ClassificationMetrics:
     def update(self, logits: torch.Tensor, targets: torch.Tensor, loss: float | None = None) -> None:
         pred = logits.argmax(-1).cpu()  # (B,)
         gold = targets.cpu()
-        k = len(self.labels)
-        self.confusion += torch.bincount(gold * k + pred, minlength=k * k).view(k, k)
+        add_to_confusion(self.confusion, gold, pred)
         if loss is not None:
             self.loss_sum += loss * len(gold)
             self.loss_count += len(gold)

@@ -13,6 +13,7 @@ from typing import Optional
 import torch
 
 from grutool.data import schemes
+from grutool.metrics import add_to_confusion
 
 
 def _prf(correct: int, gold: int, predicted: int) -> dict:
@@ -53,11 +54,6 @@ def conlleval(gold: list[list[str]], predicted: list[list[str]]) -> dict:
     return counts.compute()
 
 
-def _confusion(matrix: torch.Tensor, gold: torch.Tensor, pred: torch.Tensor) -> None:
-    k = matrix.shape[0]
-    matrix += torch.bincount(gold * k + pred, minlength=k * k).view(k, k)
-
-
 class TaggingMetrics:
     """`tags`: the model's tags, then gold tags it never saw; likewise `intents` for the joint task."""
 
@@ -76,12 +72,12 @@ class TaggingMetrics:
         gold = (targets["tags"] if isinstance(targets, dict) else targets).cpu()  # (B, T), -100 at padding
         pred = output.tags.cpu()  # (B, T)
         mask = gold != -100
-        _confusion(self.confusion, gold[mask], pred[mask])
+        add_to_confusion(self.confusion, gold[mask], pred[mask])
         right = ((gold == pred) | ~mask).all(1)  # (B,) every tag right
         if self.intents is not None:
             gold_intent = targets["intent"].cpu()  # (B,)
             pred_intent = output.intent.argmax(-1).cpu()
-            _confusion(self.intent_confusion, gold_intent, pred_intent)
+            add_to_confusion(self.intent_confusion, gold_intent, pred_intent)
             right &= gold_intent == pred_intent
         self.sentences += len(gold)
         self.sentences_correct += int(right.sum())
