@@ -48,7 +48,8 @@ class PlainGRUClassifier(nn.Module):
 
 
 def run(train_path: str, test_path: str, *, epochs: int, batch_size: int, emb: int, hidden: int,
-        lr: float, emb_dropout: float, head_dropout: float, max_length: int, clip: float, seed: int) -> dict:
+        lr: float, emb_dropout: float, head_dropout: float, max_length: int, clip: float, seed: int,
+        fused_adam: bool = False) -> dict:
     torch.manual_seed(seed)
     texts, labels = read_tsv(train_path, max_length)
     keep = [i for i, t in enumerate(texts) if t]
@@ -65,7 +66,8 @@ def run(train_path: str, test_path: str, *, epochs: int, batch_size: int, emb: i
     x = encode(texts)
     y = torch.tensor([y_index[l] for l in labels])
     model = PlainGRUClassifier(len(itos), len(classes), emb, hidden, emb_dropout, head_dropout)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    # fused_adam: the optimizer grutool uses, to separate batching from optimizer speed.
+    opt = torch.optim.Adam(model.parameters(), lr=lr, **({"fused": True} if fused_adam else {}))
     real_tokens, seconds = 0, 0.0
     for _ in range(epochs):
         model.train()

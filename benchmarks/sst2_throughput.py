@@ -7,6 +7,7 @@ maximum. Reported: real (non-padding) tokens per second of training, and test
 accuracy.
 
     python benchmarks/sst2_throughput.py [--epochs N] [--set model.hidden_size=256] [--json out.json]
+                                         [--plain-fused-adam]
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], help="config override, as for grutool train")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--skip-plain", action="store_true")
+    ap.add_argument("--plain-fused-adam", action="store_true",
+                    help="give the plain script grutool's fused Adam too (isolates the batching speed-up)")
     ap.add_argument("--json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -63,8 +66,10 @@ def main() -> None:
         plain = plain_pytorch.run(d.train, d.test, epochs=t.epochs, batch_size=t.batch_size,
                                   emb=m.embedding_dim, hidden=m.hidden_size, lr=t.lr,
                                   emb_dropout=m.embedding_dropout, head_dropout=m.head_dropout,
-                                  max_length=d.max_length, clip=t.clip_grad_norm, seed=t.seed)
+                                  max_length=d.max_length, clip=t.clip_grad_norm, seed=t.seed,
+                                  fused_adam=args.plain_fused_adam)
         plain["note"] = "test accuracy after the last epoch"
+        plain["fused_adam"] = args.plain_fused_adam
         result["plain_pytorch"] = plain
         result["speedup"] = ours["tokens_per_s"] / plain["tokens_per_s"]
 

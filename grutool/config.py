@@ -137,8 +137,9 @@ class ModelConfig(_Section):
     """Tagger and joint: a linear-chain CRF output layer (learned transitions, Viterbi decoding; only valid
     transitions when data.scheme has spans) instead of independent per-token softmax."""
     char_features: bool = False
-    """Tagger and joint: add a character-level vector per token (a bidirectional char GRU over its
-    characters, in the original case) to its word embedding; helps with words unseen in training."""
+    """Classifier, tagger and joint: add a character-level vector per token (a bidirectional char GRU over
+    its characters) to its word embedding; helps with words unseen in training. The tagger reads the
+    original case; the classifier reads its tokens as tokenized (lower-cased with data.lowercase)."""
     char_embedding_dim: int = Field(default=32, gt=0)
     """Size of each character embedding (with char_features)."""
     char_hidden_size: int = Field(default=32, gt=0)
@@ -357,10 +358,11 @@ def _tag_column_fits_format(cfg: Config) -> None:
 
 def _tagging_model_options(cfg: Config) -> None:
     m = cfg.model
-    if cfg.task not in TAGGING_TASKS:
-        for field in ("crf", "char_features"):
-            if getattr(m, field):
-                raise ValueError(f"model.{field}: only for task tagger or joint (task is {cfg.task})")
+    if cfg.task not in TAGGING_TASKS and m.crf:
+        raise ValueError(f"model.crf: only for task tagger or joint (task is {cfg.task})")
+    if cfg.task == "seq2seq" and m.char_features:
+        raise ValueError("model.char_features: for task classifier, tagger or joint (task is seq2seq; "
+                         "use data.tokenizer: char for a character-level model)")
     if cfg.task != "joint":
         for field in ("tag_loss_weight", "intent_loss_weight"):
             if getattr(m, field) != 1.0:

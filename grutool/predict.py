@@ -46,11 +46,12 @@ class Predictor:
         """
         if self.task.name != "classifier":
             return self.task.predict(self, texts, batch_size, **options)
-        split = self.task.encode(self.cfg, self.run.vocab, self.run.labels, texts, None)
+        split = self.task.encode(self.cfg, self.run.vocab, self.run.labels, texts, None, chars=self.run.chars)
         labels = self.run.labels.itos
         results: list[dict] = [{} for _ in texts]
         for batch in sorted_batches(split, batch_size):
-            logits, _ = self.model(batch.ids.to(self.device), batch.lengths)
+            batch = batch.to(self.device)
+            logits, _ = self.model(batch.ids, batch.lengths, **batch.extra_inputs())
             probs = torch.softmax(logits.float(), dim=-1).cpu()  # (B, C)
             for row, i in zip(probs, batch.index):
                 k = int(row.argmax())

@@ -734,7 +734,7 @@ def _model_checks(model: nn.Module, enc, lens: torch.Tensor, T: int, bidirection
 
 
 def _task_model_report(path, cfg, prepared, B: int, want_explain: bool, warned: list[str]) -> dict:
-    """Tagger, joint and seq2seq models: trace the first B training examples (real token ids,
+    """Tagger, joint, seq2seq and char-feature classifier models: trace the first B training examples (real token ids,
     characters and targets, as `train` collates them) through the model `train` builds."""
     from grutool.data.batching import collate
     from grutool.models import build_model, model_extras
@@ -788,10 +788,12 @@ def config_report(path: Union[str, Path], batch: Optional[int] = None, seq_len: 
         warnings.simplefilter("always")
         cfg = load_config(path)
         prepared = get_task(cfg.task).prepare(cfg)  # reads the training data: the vocabulary sets the size
-    if cfg.task != "classifier":
+    if cfg.task != "classifier" or cfg.model.char_features:
+        # Models that read more than token ids (characters, targets) are traced on real examples.
+        kind = "classifier with char features" if cfg.task == "classifier" else cfg.task
         if lengths is not None or seq_len is not None:
-            raise UserError(f"{path}: --lengths/--seq-len apply to classifier configs; a {cfg.task} model is "
-                            f"traced on the first --batch examples of its training data")
+            raise UserError(f"{path}: --lengths/--seq-len apply to classifier configs without char features; a "
+                            f"{kind} model is traced on the first --batch examples of its training data")
         return _task_model_report(path, cfg, prepared, B, want_explain, [str(w.message) for w in caught
                                                                           if issubclass(w.category, UserWarning)])
     for w in caught:

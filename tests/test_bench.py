@@ -344,3 +344,32 @@ def test_plot_writes_a_png_or_explains_the_missing_extra(tmp_path):
     else:
         assert result.exit_code == 0, result.output
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_config_with_char_features_times_the_model_with_its_char_encoder(tmp_path, monkeypatch):
+    import yaml
+
+    from grutool.bench.workloads import SYNTHETIC_CHARS, spell
+    from grutool.config import load_config
+    from grutool.models import build_model
+
+    monkeypatch.chdir(ROOT)
+    raw = yaml.safe_load((ROOT / "configs" / "sentiment.yaml").read_text())
+    raw["model"]["char_features"] = True
+    path = tmp_path / "chars.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "c.json"
+    result = runner.invoke(app, ["bench", "--config", str(path), "--repeats", "2", "--warmup", "1",
+                                 "--min-sample-ms", "1", "--threads", "1", "--seq-len", "12", "-q", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = reports.read_report(out)["rows"]
+    cfg = load_config(path)
+    expected = sum(p.numel() for p in build_model(cfg, rows[0]["vocab_size"], rows[0]["num_classes"],
+                                                  num_chars=SYNTHETIC_CHARS).parameters())
+    assert {r["mode"] for r in rows} == {"infer", "train"} and all(r["params"] == expected for r in rows)
+
+    import torch
+    ids = torch.tensor([5, 9, 5, 16])
+    chars = spell(ids)  # (T, 8): same token, same spelling; lengths 1 + id % 8; ids inside the vocabulary
+    assert torch.equal(chars[0], chars[2]) and (chars != 0).sum(1).tolist() == [6, 2, 6, 1]
+    assert int(chars.max()) < SYNTHETIC_CHARS

@@ -7,11 +7,20 @@ from grutool.config import ModelConfig
 from grutool.models.classifier import Classifier
 
 
-def make(pooling: str, cell: str = "gru", layers: int = 2) -> Classifier:
+def make(pooling: str, cell: str = "gru", layers: int = 2, chars: bool = False) -> Classifier:
     torch.manual_seed(0)
     cfg = ModelConfig(embedding_dim=8, hidden_size=6, num_layers=layers, bidirectional=True,
-                      cell=cell, pooling=pooling, dropout=0.1 if layers > 1 else 0.0)
-    return Classifier.from_config(cfg, vocab_size=30, num_classes=3)
+                      cell=cell, pooling=pooling, dropout=0.1 if layers > 1 else 0.0,
+                      char_features=chars, char_embedding_dim=4, char_hidden_size=3)
+    return Classifier.from_config(cfg, vocab_size=30, num_classes=3, num_chars=12 if chars else 0)
+
+
+def chars_of(ids: torch.Tensor) -> torch.Tensor:
+    """(B, T) -> (B, T, W) made-up spellings: token id k is spelled with 1 + k % 4 characters, 0 for padding."""
+    W = 4
+    pos = torch.arange(W)[None, None, :]
+    spelled = (pos < (1 + ids % W)[..., None]) & (ids != 0)[..., None]  # (B, T, W)
+    return torch.where(spelled, 2 + (ids[..., None] + pos) % 10, 0)
 
 
 def batch_of(seqs):
@@ -37,10 +46,34 @@ def test_batched_equals_one_by_one(pooling, cell):
 
 
 @pytest.mark.parametrize("pooling", ["last", "mean", "max", "attention"])
-def test_every_parameter_gets_a_gradient(pooling):
-    model = make(pooling).train()
+def test_char_features_batched_equals_one_by_one(pooling):
+    model = make(pooling, chars=True).eval()
+    ids, lengths = batch_of(SEQS)
+    batched, _ = model(ids, lengths, chars=chars_of(ids))
+    for i, s in enumerate(SEQS):
+        one_ids, one_len = batch_of([s])
+        one, _ = model(one_ids, one_len, chars=chars_of(one_ids))
+        torch.testing.assert_close(batched[i:i + 1], one, rtol=1e-5, atol=1e-6)
+
+
+def test_char_features_change_the_prediction_and_are_required():
+    model = make("max", chars=True).eval()
+    ids, lengths = batch_of(SEQS[:3])
+    chars = chars_of(ids)
+    a, _ = model(ids, lengths, chars=chars)
+    b, _ = model(ids, lengths, chars=torch.where(chars > 0, 13 - chars, 0))  # other spellings, same words
+    assert not torch.allclose(a, b)
+    with pytest.raises(ValueError, match="reads characters"):
+        model(ids, lengths)
+
+
+@pytest.mark.parametrize("pooling,chars", [("last", False), ("mean", False), ("max", False),
+                                           ("attention", False), ("max", True)])
+def test_every_parameter_gets_a_gradient(pooling, chars):
+    model = make(pooling, chars=chars).train()
     ids, lengths = batch_of(SEQS[:4])
-    _, loss = model(ids, lengths, torch.tensor([0, 1, 2, 1]))
+    extra = {"chars": chars_of(ids)} if chars else {}
+    _, loss = model(ids, lengths, torch.tensor([0, 1, 2, 1]), **extra)
     loss.backward()
     for name, p in model.named_parameters():
         assert p.grad is not None, name

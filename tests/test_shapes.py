@@ -343,3 +343,34 @@ def test_config_traces_tagger_and_seq2seq_models_as_train_builds_them(name):
     if name == "reverse":
         assert {"bridge", "attention", "decoder"} <= traced
     assert report["batch"]["ids"][0] == 3
+
+
+def test_config_traces_a_char_feature_classifier_on_real_examples(tmp_path, monkeypatch):
+    """A classifier that reads characters is traced on its first training examples (not random ids),
+    with the char encoder's shapes; --lengths cannot describe its input and is refused."""
+    import yaml
+
+    from grutool.config import load_config
+    from grutool.models import build_model, model_extras
+    from grutool.tasks import get_task
+
+    monkeypatch.chdir(ROOT)
+    raw = yaml.safe_load((ROOT / "configs" / "sentiment.yaml").read_text())
+    raw["model"].update(char_features=True, char_embedding_dim=8, char_hidden_size=5)
+    path = tmp_path / "chars.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    r = runner.invoke(app, ["shapes", "--config", str(path), "--batch", "4", "--json"])
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.stdout)
+    assert report["all_passed"]
+    cfg = load_config(path)
+    prepared = get_task(cfg.task).prepare(cfg)
+    model = build_model(cfg, len(prepared.vocab), len(prepared.labels), **model_extras(cfg, prepared))
+    assert report["parameters"]["total"] == sum(p.numel() for p in model.parameters())
+    trace = {row["module"]: row for row in report["trace"]}
+    B, T = report["batch"]["ids"]
+    assert B == 4 and trace["chars"]["output"] == [4, T, 10]
+    assert trace["encoder.rnn"]["input"]["packed_data"][1] == cfg.model.embedding_dim + 10
+
+    r = runner.invoke(app, ["shapes", "--config", str(path), "--lengths", "5,3"])
+    assert r.exit_code == 2 and "without char features" in r.output

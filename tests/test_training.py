@@ -58,10 +58,11 @@ def test_event_order(tmp_path):
     assert rec.events == ["train_begin"] + epoch + epoch + ["train_end"]
 
 
-@pytest.mark.parametrize("stop_at", [3, 8])  # mid-epoch and exactly at an epoch boundary
-def test_resume_equals_uninterrupted(tmp_path, stop_at):
+@pytest.mark.parametrize("stop_at,chars", [(3, False), (8, False), (5, True)])  # mid-epoch, at an epoch boundary
+def test_resume_equals_uninterrupted(tmp_path, stop_at, chars):
     raw = tiny_config(tmp_path / "a", epochs=3, schedule="linear", warmup_steps=2, ema_decay=0.9)
     raw["model"].update(embedding_dropout=0.3, head_dropout=0.3)  # dropout consumes RNG: resume must restore it
+    raw["model"]["char_features"] = chars  # resume must reuse the saved char vocabulary
     train(parse_config(raw))
     reference = load_checkpoint(tmp_path / "a" / "run" / rundir.LAST)["model"]
 
@@ -86,19 +87,23 @@ class BestPredictions(Callback):
 
     def on_epoch_end(self, tr, metrics):
         if tr.state.improved:
-            split = tr.task.encode(tr.cfg, tr.data.vocab, tr.data.labels, self.texts, None)
+            split = tr.task.encode(tr.cfg, tr.data.vocab, tr.data.labels, self.texts, None, chars=tr.data.chars)
             tr.model.eval()
             with torch.no_grad():
                 from grutool.data.batching import collate
                 b = collate(split, list(range(len(self.texts))))
-                self.probs = torch.softmax(tr.model(b.ids, b.lengths)[0], -1)
+                self.probs = torch.softmax(tr.model(b.ids, b.lengths, **b.extra_inputs())[0], -1)
             tr.model.train()
 
 
-def test_save_load_gives_identical_predictions(tmp_path):
+@pytest.mark.parametrize("chars", [False, True])
+def test_save_load_gives_identical_predictions(tmp_path, chars):
     texts = ["the food was great", "awful film", "", "quite dull and boring service", "zzz unknown words"]
     cb = BestPredictions(texts)
-    train(parse_config(tiny_config(tmp_path, epochs=3)), callbacks=[cb])
+    raw = tiny_config(tmp_path, epochs=3)
+    raw["model"]["char_features"] = chars
+    train(parse_config(raw), callbacks=[cb])
+    assert (tmp_path / "run" / rundir.CHARS).is_file() == chars
     got = Predictor(tmp_path / "run", "cpu").predict(texts, batch_size=2)
     labels = rundir.open_run(tmp_path / "run").labels.itos
     for row, r in zip(cb.probs, got):

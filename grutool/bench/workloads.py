@@ -117,11 +117,27 @@ def data_sizes(cfg: Config, vocab_size: Optional[int], num_classes: Optional[int
     return vocab_size or 20_000, num_classes or 2, "defaults"
 
 
-def synthetic_split(lengths: torch.Tensor, vocab_size: int, num_classes: int, generator: torch.Generator) -> EncodedSplit:
-    """A labelled split of len(lengths) examples: random token ids (never <pad>) and labels."""
+SYNTHETIC_CHARS = 64  # character vocabulary of synthetic batches for model.char_features (letters, digits, ...)
+
+
+def spell(ids: torch.Tensor, num_chars: int = SYNTHETIC_CHARS) -> torch.Tensor:
+    """(T,) token ids -> (T, 8) made-up char ids, 0-padded: token k always gets the same spelling of
+    1 + k % 8 characters, so words repeat within a batch as real words do (CharEncoder dedupes them)."""
+    pos = torch.arange(8)[None, :]  # (1, 8)
+    chars = 2 + (ids[:, None] * 7 + pos * 13) % (num_chars - 2)  # (T, 8)
+    return torch.where(pos < (1 + ids % 8)[:, None], chars, 0)
+
+
+def synthetic_split(lengths: torch.Tensor, vocab_size: int, num_classes: int, generator: torch.Generator,
+                    chars: bool = False) -> EncodedSplit:
+    """A labelled split of len(lengths) examples: random token ids (never <pad>) and labels,
+    and with `chars` each token's spelling (see `spell`)."""
     ids = [torch.randint(min(2, vocab_size - 1), vocab_size, (int(n),), generator=generator) for n in lengths]
     targets = list(torch.randint(0, num_classes, (len(lengths),), generator=generator))
-    return EncodedSplit(ids, targets, [""] * len(lengths))
+    split = EncodedSplit(ids, targets, [""] * len(lengths))
+    if chars:
+        split.chars = [spell(x) for x in ids]
+    return split
 
 
 def model(spec: Spec, cfg: Config, seed: int = 0) -> Workload:
@@ -129,9 +145,10 @@ def model(spec: Spec, cfg: Config, seed: int = 0) -> Workload:
     device = torch.device(spec.device)
     g = torch.Generator().manual_seed(seed)
     lengths = batch_lengths(spec.lengths, spec.batch_size, spec.seq_len, g)
-    split = synthetic_split(lengths, spec.vocab_size, spec.num_classes, g)
+    chars = cfg.model.char_features
+    split = synthetic_split(lengths, spec.vocab_size, spec.num_classes, g, chars)
     torch.manual_seed(seed)
-    net = build_model(cfg, spec.vocab_size, spec.num_classes)
+    net = build_model(cfg, spec.vocab_size, spec.num_classes, num_chars=SYNTHETIC_CHARS if chars else 0)
     params = count_parameters(net)
     index = list(range(spec.batch_size))
     if spec.mode == "train":
@@ -148,8 +165,8 @@ def model(spec: Spec, cfg: Config, seed: int = 0) -> Workload:
         def fn():
             # Predictor.predict's per-batch body (without building the result dicts).
             with torch.no_grad():
-                batch = next(sorted_batches(split, spec.batch_size))
-                logits, _ = net(batch.ids.to(device), batch.lengths)
+                batch = next(sorted_batches(split, spec.batch_size)).to(device)
+                logits, _ = net(batch.ids, batch.lengths, **batch.extra_inputs())
                 return torch.softmax(logits.float(), dim=-1).cpu()  # (B, C)
 
     return Workload(spec, fn, _kernels(spec.kernels, device), params, int(lengths.sum()))

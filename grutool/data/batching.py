@@ -70,7 +70,7 @@ class Batch:
         return Batch(move(self.ids), self.lengths, move(self.targets), self.index, move(self.chars))
 
     def extra_inputs(self) -> dict:
-        """Model inputs beyond (ids, lengths, targets), as keyword arguments: {} for the classifier."""
+        """Model inputs beyond (ids, lengths, targets), as keyword arguments: {} without char features."""
         return {"chars": self.chars} if self.chars is not None else {}
 
     def num_tokens(self) -> int:

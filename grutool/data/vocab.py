@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import TYPE_CHECKING, Iterable, Optional
+
+if TYPE_CHECKING:
+    import torch
 
 PAD, UNK = "<pad>", "<unk>"
 BOS, EOS = "<bos>", "<eos>"
@@ -40,6 +43,17 @@ class Vocab:
     def encode(self, tokens: list[str]) -> list[int]:
         unk = self.unk_id
         return [self.stoi.get(t, unk) for t in tokens]
+
+    def encode_chars(self, tokens: list[str], width: int) -> "torch.Tensor":
+        """Char ids of each token (this vocabulary holds characters), first `width` characters:
+        (T, W) long, 0-padded, W the longest kept spelling (1 for an empty sequence)."""
+        import torch
+
+        rows = [self.encode(list(t[:width])) for t in tokens]
+        m = torch.zeros(len(rows), max([len(r) for r in rows] or [1]), dtype=torch.long)  # (T, W)
+        for i, r in enumerate(rows):
+            m[i, :len(r)] = torch.tensor(r, dtype=torch.long)
+        return m
 
     def save(self, path: Path) -> None:
         Path(path).write_text(json.dumps({"tokens": self.itos}, ensure_ascii=False), encoding="utf-8")

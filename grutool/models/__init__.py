@@ -16,10 +16,12 @@ def build_model(cfg: Config, vocab_size: int, num_classes: int, *, tag_names: Op
     lets a CRF forbid the transitions data.scheme rules out, `num_intents` sizes the joint
     model's intent head and `num_chars` the char features.
     """
+    if cfg.model.char_features and num_chars < 1:
+        raise ValueError("model.char_features: build_model needs num_chars")
     if cfg.task == "classifier":
         from grutool.models.classifier import Classifier
 
-        return Classifier.from_config(cfg.model, vocab_size, num_classes)
+        return Classifier.from_config(cfg.model, vocab_size, num_classes, num_chars)
     if cfg.task == "seq2seq":
         from grutool.models.seq2seq import Seq2Seq
 
@@ -30,8 +32,6 @@ def build_model(cfg: Config, vocab_size: int, num_classes: int, *, tag_names: Op
 
     if cfg.task == "joint" and num_intents < 1:
         raise ValueError("task joint: build_model needs num_intents")
-    if cfg.model.char_features and num_chars < 1:
-        raise ValueError("model.char_features: build_model needs num_chars")
     constraints = None
     if cfg.model.crf and tag_names is not None:
         constraints = schemes.allowed_transitions(tag_names, cfg.data.convert_to or cfg.data.scheme)
@@ -42,11 +42,12 @@ def build_model(cfg: Config, vocab_size: int, num_classes: int, *, tag_names: Op
 def model_extras(cfg: Config, vocabs) -> dict:
     """build_model's keyword arguments beyond the two sizes, from a task's prepared data or a saved run
     (anything with `labels`, and `intents` / `chars` when the task has them)."""
-    if cfg.task in ("classifier", "seq2seq"):
-        return {}
-    extras: dict = {"tag_names": list(vocabs.labels.itos)}
-    if getattr(vocabs, "intents", None) is not None:
-        extras["num_intents"] = len(vocabs.intents)
+    extras: dict = {}
     if getattr(vocabs, "chars", None) is not None:
         extras["num_chars"] = len(vocabs.chars)
+    if cfg.task in ("classifier", "seq2seq"):
+        return extras
+    extras["tag_names"] = list(vocabs.labels.itos)
+    if getattr(vocabs, "intents", None) is not None:
+        extras["num_intents"] = len(vocabs.intents)
     return extras

@@ -1,4 +1,4 @@
-"""N -> 1: embedding -> packed recurrent encoder -> pooling -> linear head."""
+"""N -> 1: embedding (+ char features) -> packed recurrent encoder -> pooling -> linear head."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from torch import nn
 
 from grutool.config import ModelConfig
 from grutool.data.vocab import Vocab
+from grutool.modules.char_encoder import CharEncoder
 from grutool.modules.encoder import RecurrentEncoder
 from grutool.modules.pooling import Pooling
 
@@ -23,30 +24,40 @@ class Classifier(nn.Module):
     def __init__(self, vocab_size: int, num_classes: int, embedding_dim: int, hidden_size: int,
                  num_layers: int = 1, bidirectional: bool = True, cell: str = "gru",
                  dropout: float = 0.0, embedding_dropout: float = 0.0, head_dropout: float = 0.0,
-                 pooling: str = "last", freeze_embeddings: bool = False, token_dropout: float = 0.0):
+                 pooling: str = "last", freeze_embeddings: bool = False, token_dropout: float = 0.0,
+                 num_chars: int = 0, char_embedding_dim: int = 32, char_hidden_size: int = 32):
         super().__init__()
         self.token_dropout = token_dropout
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
         self.embedding.weight.requires_grad_(not freeze_embeddings)
         self.embedding_dropout = nn.Dropout(embedding_dropout)
-        self.encoder = RecurrentEncoder(embedding_dim, hidden_size, num_layers, bidirectional, dropout, cell)
+        self.chars = CharEncoder(num_chars, char_embedding_dim, char_hidden_size, cell) if num_chars else None
+        input_size = embedding_dim + (self.chars.get_output_dim() if self.chars else 0)
+        self.encoder = RecurrentEncoder(input_size, hidden_size, num_layers, bidirectional, dropout, cell)
         self.pooling = Pooling(pooling, self.encoder.get_output_dim())
         self.head_dropout = nn.Dropout(head_dropout)
         self.head = nn.Linear(self.encoder.get_output_dim(), num_classes)
 
     @classmethod
-    def from_config(cls, m: ModelConfig, vocab_size: int, num_classes: int) -> "Classifier":
+    def from_config(cls, m: ModelConfig, vocab_size: int, num_classes: int, num_chars: int = 0) -> "Classifier":
         return cls(vocab_size, num_classes, m.embedding_dim, m.hidden_size, m.num_layers,
                    m.bidirectional, m.cell, m.dropout, m.embedding_dropout, m.head_dropout,
-                   m.pooling, m.freeze_embeddings, m.token_dropout)
+                   m.pooling, m.freeze_embeddings, m.token_dropout,
+                   num_chars if m.char_features else 0, m.char_embedding_dim, m.char_hidden_size)
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor,
-                targets: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """ids: (B, T); lengths: (B,) CPU; targets: (B,), ids >= num_classes mean 'unseen label'."""
+                targets: Optional[torch.Tensor] = None,
+                chars: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """ids: (B, T); lengths: (B,) CPU; targets: (B,), ids >= num_classes mean 'unseen label';
+        chars: (B, T, W) with char features."""
         if self.training and self.token_dropout > 0:
             drop = torch.rand(ids.shape, device=ids.device) < self.token_dropout
             ids = ids.masked_fill(drop & (ids != Vocab.pad_id), Vocab.unk_id)
         x = self.embedding_dropout(self.embedding(ids))  # (B, T, E)
+        if self.chars is not None:
+            if chars is None:
+                raise ValueError("this classifier reads characters: pass chars (B, T, W)")
+            x = torch.cat([x, self.chars(chars).to(x.dtype)], dim=-1)  # (B, T, E + 2c)
         enc = self.encoder(x, lengths)
         mask = length_mask(lengths, ids.shape[1], ids.device)  # (B, T)
         pooled = self.head_dropout(self.pooling(enc, mask))  # (B, D*H)

@@ -50,6 +50,7 @@ class Prepared:
     vocab: Vocab
     labels: LabelVocab
     splits: dict[str, EncodedSplit]
+    chars: Optional[Vocab] = None         # model.char_features
 
 
 class ClassifierTask:
@@ -59,19 +60,26 @@ class ClassifierTask:
         return get_tokenizer(cfg.data.tokenizer, cfg.data.lowercase)
 
     def encode(self, cfg: Config, vocab: Vocab, labels: LabelVocab, texts: list[str],
-               gold: Optional[list[str]], extra: Optional[list[str]] = None) -> EncodedSplit:
-        """Token ids per text; unseen gold labels get ids after the model's classes (see metrics)."""
+               gold: Optional[list[str]], extra: Optional[list[str]] = None,
+               chars: Optional[Vocab] = None) -> EncodedSplit:
+        """Token ids per text (and, with `chars`, the char ids of each token as tokenized);
+        unseen gold labels get ids after the model's classes (see metrics)."""
         tok = self.tokenizer(cfg)
         limit = cfg.data.max_length
-        ids = [torch.tensor(vocab.encode(tok(t)[:limit]), dtype=torch.long) for t in texts]
+        tokens = [tok(t)[:limit] for t in texts]
+        ids = [torch.tensor(vocab.encode(s), dtype=torch.long) for s in tokens]
         targets = None
         names = list(labels.itos) + [e for e in extra or [] if e not in labels.stoi]
         if gold is not None:
             index = {name: i for i, name in enumerate(names)}
             targets = [torch.tensor(index[g]) for g in gold]
-        return EncodedSplit(ids, targets, texts, names)
+        split = EncodedSplit(ids, targets, texts, names)
+        if chars is not None:
+            split.chars = [chars.encode_chars(s, cfg.data.max_word_length) for s in tokens]  # each (T_i, W_i)
+        return split
 
-    def prepare(self, cfg: Config, vocab: Optional[Vocab] = None, labels: Optional[LabelVocab] = None) -> Prepared:
+    def prepare(self, cfg: Config, vocab: Optional[Vocab] = None, labels: Optional[LabelVocab] = None,
+                chars: Optional[Vocab] = None) -> Prepared:
         """Read every configured split, build vocabularies on train (unless given), encode all."""
         d = cfg.data
         texts, gold = read_examples(d, d.train)
@@ -91,14 +99,19 @@ class ClassifierTask:
         if len(labels) < 2:
             raise UserError(f"{d.train}: only one label ({labels.itos[0]!r}) in column '{d.label_column}'; "
                             f"a classifier needs at least two")
-        splits = {"train": self.encode(cfg, vocab, labels, texts, gold, extra=sorted(set(gold) - set(labels.stoi)))}
+        if cfg.model.char_features:
+            chars = chars or Vocab.build([list(t[:d.max_word_length]) for s in tokens for t in s])
+        else:
+            chars = None
+        splits = {"train": self.encode(cfg, vocab, labels, texts, gold, sorted(set(gold) - set(labels.stoi)), chars)}
         for name in ("validation", "test"):
             source = getattr(d, name)
             if source is not None:
-                splits[name] = self.encode_split(cfg, vocab, labels, source, name)
-        return Prepared(vocab, labels, splits)
+                splits[name] = self.encode_split(cfg, vocab, labels, source, name, chars)
+        return Prepared(vocab, labels, splits, chars)
 
-    def encode_split(self, cfg: Config, vocab: Vocab, labels: LabelVocab, source: str, name: str) -> EncodedSplit:
+    def encode_split(self, cfg: Config, vocab: Vocab, labels: LabelVocab, source: str, name: str,
+                     chars: Optional[Vocab] = None) -> EncodedSplit:
         """A labelled evaluation split; labels the model never saw are reported, then scored as errors."""
         texts, gold = read_examples(cfg.data, source)
         unseen = Counter(g for g in gold if g not in labels.stoi)
@@ -109,7 +122,7 @@ class ClassifierTask:
             listed = ", ".join(f"{k!r} ({v})" for k, v in unseen.most_common())
             log.warning("%s: %d example(s) have labels never seen in training, counted as errors: %s",
                         name, sum(unseen.values()), listed)
-        return self.encode(cfg, vocab, labels, texts, gold, extra=sorted(unseen))
+        return self.encode(cfg, vocab, labels, texts, gold, extra=sorted(unseen), chars=chars)
 
     def metrics(self, split: EncodedSplit) -> ClassificationMetrics:
         return ClassificationMetrics(split.label_names)

@@ -24,8 +24,7 @@ log = logging.getLogger("grutool")
 
 @dataclass
 class TaggingPrepared(Prepared):
-    intents: Optional[LabelVocab] = None  # joint task
-    chars: Optional[Vocab] = None         # model.char_features
+    intents: Optional[LabelVocab] = None  # joint task (chars, for model.char_features, comes from Prepared)
 
 
 def _listed(counts: Counter) -> str:
@@ -59,14 +58,7 @@ class TaggerTask:
         ids = [torch.tensor(vocab.encode([t.lower() for t in s] if lower else s), dtype=torch.long) for s in tokens]
         split = EncodedSplit(ids, None, [" ".join(s) for s in tokens], scheme=self.model_scheme(cfg))
         if chars is not None:
-            width = cfg.data.max_word_length
-            split.chars = []
-            for s in tokens:
-                rows = [chars.encode(list(t[:width])) for t in s]
-                m = torch.zeros(len(s), max([len(r) for r in rows] or [1]), dtype=torch.long)  # (T_i, W_i)
-                for i, r in enumerate(rows):
-                    m[i, :len(r)] = torch.tensor(r, dtype=torch.long)
-                split.chars.append(m)
+            split.chars = [chars.encode_chars(s, cfg.data.max_word_length) for s in tokens]  # each (T_i, W_i)
         if tags is not None:
             names = list(labels.itos) + sorted({t for s in tags for t in s} - set(labels.stoi))
             index = {n: i for i, n in enumerate(names)}
@@ -116,7 +108,7 @@ class TaggerTask:
             source = getattr(d, name)
             if source is not None:
                 splits[name] = self.encode_split(cfg, vocab, labels, source, name, intents, chars)
-        return TaggingPrepared(vocab, labels, splits, intents, chars)
+        return TaggingPrepared(vocab, labels, splits, chars=chars, intents=intents)
 
     def encode_split(self, cfg: Config, vocab: Vocab, labels: LabelVocab, source: str, name: str,
                      intents: Optional[LabelVocab] = None, chars: Optional[Vocab] = None) -> EncodedSplit:
