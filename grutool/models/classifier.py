@@ -55,9 +55,7 @@ class Classifier(nn.Module):
             ids = ids.masked_fill(drop & (ids != Vocab.pad_id), Vocab.unk_id)
         x = self.embedding_dropout(self.embedding(ids))  # (B, T, E)
         if self.chars is not None:
-            if chars is None:
-                raise ValueError("this classifier reads characters: pass chars (B, T, W)")
-            x = torch.cat([x, self.chars(chars).to(x.dtype)], dim=-1)  # (B, T, E + 2c)
+            x = self.chars.append(x, chars)  # (B, T, E + 2c)
         enc = self.encoder(x, lengths)
         mask = length_mask(lengths, ids.shape[1], ids.device)  # (B, T)
         pooled = self.head_dropout(self.pooling(enc, mask))  # (B, D*H)

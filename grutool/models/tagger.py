@@ -71,9 +71,7 @@ class Tagger(nn.Module):
             ids = ids.masked_fill(drop & (ids != Vocab.pad_id), Vocab.unk_id)
         x = self.embedding(ids)  # (B, T, E)
         if self.chars is not None:
-            if chars is None:
-                raise ValueError("this tagger reads characters: pass chars (B, T, W)")
-            x = torch.cat([x, self.chars(chars).to(x.dtype)], dim=-1)  # (B, T, E + 2c)
+            x = self.chars.append(x, chars)  # (B, T, E + 2c)
         enc = self.encoder(self.embedding_dropout(x), lengths)
         mask = length_mask(lengths, ids.shape[1], ids.device)  # (B, T)
         emissions = self.head(self.head_dropout(enc.outputs))  # (B, T, C)

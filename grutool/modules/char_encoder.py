@@ -23,6 +23,12 @@ class CharEncoder(nn.Module):
     def get_output_dim(self) -> int:
         return self.encoder.get_output_dim()
 
+    def append(self, x: torch.Tensor, chars) -> torch.Tensor:
+        """Word vectors x (B, T, E) -> (B, T, E + 2 * hidden_size), each token's char vector appended."""
+        if chars is None:
+            raise ValueError("this model reads characters: pass chars (B, T, W)")
+        return torch.cat([x, self(chars).to(x.dtype)], dim=-1)
+
     def forward(self, chars: torch.Tensor) -> torch.Tensor:
         """chars: (B, T, W) char ids, 0-padded on both axes. Returns (B, T, 2 * hidden_size)."""
         B, T, W = chars.shape
