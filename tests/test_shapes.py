@@ -319,25 +319,28 @@ def test_config_agrees_with_the_model_train_builds(monkeypatch):
     assert enc["settings"]["batch_first"] and enc["settings"]["lengths"] == [5, 3, 2]
 
 
-@pytest.mark.parametrize("name", ["tagging", "reverse"])
-def test_config_traces_tagger_and_seq2seq_models_as_train_builds_them(name):
-    """Tagger (chars + CRF) and seq2seq (encoder, bridge, attention, decoder): the production model,
-    traced on the first training examples; counts equal the model `train` builds."""
-    import json as _json
-
+def _traced_config(path, batch: int) -> dict:
+    """`shapes --config PATH --batch N --json`, checked to pass and to count the parameters of the model train builds."""
     from grutool.config import load_config
     from grutool.models import build_model, model_extras
     from grutool.tasks import get_task
 
-    path = f"configs/{name}.yaml"
-    r = CliRunner().invoke(app, ["shapes", "--config", path, "--batch", "3", "--json"])
+    r = runner.invoke(app, ["shapes", "--config", str(path), "--batch", str(batch), "--json"])
     assert r.exit_code == 0, r.output
-    report = _json.loads(r.stdout)
+    report = json.loads(r.stdout)
     assert report["all_passed"]
     cfg = load_config(path)
     prepared = get_task(cfg.task).prepare(cfg)
     model = build_model(cfg, len(prepared.vocab), len(prepared.labels), **model_extras(cfg, prepared))
     assert report["parameters"]["total"] == sum(p.numel() for p in model.parameters())
+    return report
+
+
+@pytest.mark.parametrize("name", ["tagging", "reverse"])
+def test_config_traces_tagger_and_seq2seq_models_as_train_builds_them(name):
+    """Tagger (chars + CRF) and seq2seq (encoder, bridge, attention, decoder): the production model,
+    traced on the first training examples; counts equal the model `train` builds."""
+    report = _traced_config(f"configs/{name}.yaml", 3)
     traced = {row["module"] for row in report["trace"]}
     assert {"embedding", "encoder", "encoder.rnn"} <= traced or {"source_embedding", "encoder", "decoder"} <= traced
     if name == "reverse":
@@ -351,22 +354,14 @@ def test_config_traces_a_char_feature_classifier_on_real_examples(tmp_path, monk
     import yaml
 
     from grutool.config import load_config
-    from grutool.models import build_model, model_extras
-    from grutool.tasks import get_task
 
     monkeypatch.chdir(ROOT)
     raw = yaml.safe_load((ROOT / "configs" / "sentiment.yaml").read_text())
     raw["model"].update(char_features=True, char_embedding_dim=8, char_hidden_size=5)
     path = tmp_path / "chars.yaml"
     path.write_text(yaml.safe_dump(raw))
-    r = runner.invoke(app, ["shapes", "--config", str(path), "--batch", "4", "--json"])
-    assert r.exit_code == 0, r.output
-    report = json.loads(r.stdout)
-    assert report["all_passed"]
+    report = _traced_config(path, 4)
     cfg = load_config(path)
-    prepared = get_task(cfg.task).prepare(cfg)
-    model = build_model(cfg, len(prepared.vocab), len(prepared.labels), **model_extras(cfg, prepared))
-    assert report["parameters"]["total"] == sum(p.numel() for p in model.parameters())
     trace = {row["module"]: row for row in report["trace"]}
     B, T = report["batch"]["ids"]
     assert B == 4 and trace["chars"]["output"] == [4, T, 10]
