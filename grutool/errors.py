@@ -5,11 +5,19 @@ prints its message on one line (no traceback) and exits with code 2. Anything
 else that escapes is a bug and exits with code 1.
 """
 
+from __future__ import annotations
+
 
 class UserError(Exception):
     """A problem in the user's input: what is wrong, where, and how to fix it."""
 
     exit_code = 2
+
+
+def listed(counts, limit: int | None = None) -> str:
+    """A Counter for a message: 'a' (3), 'b' (1), most common first; ' ...' when `limit` cut it short."""
+    shown = ", ".join(f"{k!r} ({v})" for k, v in counts.most_common(limit))
+    return shown + (" ..." if limit is not None and len(counts) > limit else "")
 
 
 class TrainingInterrupted(Exception):

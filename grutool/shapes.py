@@ -714,7 +714,7 @@ def trace_model(model: nn.Module, *inputs, **kw_inputs) -> tuple[list[dict], dic
 def _model_checks(model: nn.Module, enc, lens: torch.Tensor, T: int, bidirectional: bool) -> tuple[int, list, list]:
     """Total parameters, per-module counts, and the checks every traced model gets: counts add up,
     encoder.final is the last layer's final state(s), encoder outputs are zero at padding."""
-    from grutool.models.classifier import length_mask
+    from grutool.modules.masking import length_mask
 
     total = sum(p.numel() for p in model.parameters())
     by_module = [{"module": name, "type": type(mod).__name__, "parameters": sum(p.numel() for p in mod.parameters())}
@@ -779,7 +779,7 @@ def config_report(path: Union[str, Path], batch: Optional[int] = None, seq_len: 
     """Build the model exactly as `train` does and trace a random batch of token ids through it."""
     from grutool.config import load_config
     from grutool.models import build_model
-    from grutool.models.classifier import length_mask
+    from grutool.modules.masking import length_mask
     from grutool.tasks import get_task
 
     B, T, lengths = resolve_batch(batch, seq_len, lengths)

@@ -134,6 +134,14 @@ def load_split(cfg: DataConfig, source: str):
     return load_hub_split(cfg, source) if cfg.dataset else load_file(source, cfg)
 
 
+def require_columns(ds, where: str, fields: dict[str, str]) -> None:
+    """Each config field's column (data.<field> -> its name) must exist in `ds`; else a UserError listing the columns."""
+    columns = list(ds.column_names)
+    for field, name in fields.items():
+        if name not in columns:
+            raise UserError(f"{where}: no column '{name}' (data.{field}); columns found: {columns}")
+
+
 def first_row_line(cfg: DataConfig, source: str, row: int) -> str:
     """Human position of a 0-based data row: a file line for text formats, else a row number."""
     if cfg.dataset:

@@ -61,13 +61,10 @@ def _parallel_text(cfg: DataConfig, spec: str | list[str]) -> list[tuple[str, st
 
 
 def _columns(cfg: DataConfig, spec: str) -> list[tuple[str, str, str, str]]:
-    from grutool.data.loading import first_row_line, load_file
+    from grutool.data.loading import first_row_line, load_file, require_columns
 
     ds = load_file(spec, cfg)
-    columns = list(ds.column_names)
-    for name, field in ((cfg.source_column, "source_column"), (cfg.target_column, "target_column")):
-        if name not in columns:
-            raise UserError(f"{spec}: no column '{name}' (data.{field}); columns found: {columns}")
+    require_columns(ds, spec, {"source_column": cfg.source_column, "target_column": cfg.target_column})
 
     def text(v) -> str:
         return "" if v is None or (isinstance(v, float) and v != v) else str(v).strip()

@@ -9,15 +9,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from grutool.config import ModelConfig
-from grutool.data.vocab import Vocab
 from grutool.modules.char_encoder import CharEncoder
 from grutool.modules.encoder import RecurrentEncoder
+from grutool.modules.masking import drop_tokens, length_mask
 from grutool.modules.pooling import Pooling
-
-
-def length_mask(lengths: torch.Tensor, max_len: int, device: torch.device) -> torch.Tensor:
-    """(B, T) bool, True at real tokens."""
-    return torch.arange(max_len, device=device)[None, :] < lengths.to(device)[:, None]
 
 
 class Classifier(nn.Module):
@@ -51,8 +46,7 @@ class Classifier(nn.Module):
         """ids: (B, T); lengths: (B,) CPU; targets: (B,), ids >= num_classes mean 'unseen label';
         chars: (B, T, W) with char features."""
         if self.training and self.token_dropout > 0:
-            drop = torch.rand(ids.shape, device=ids.device) < self.token_dropout
-            ids = ids.masked_fill(drop & (ids != Vocab.pad_id), Vocab.unk_id)
+            ids = drop_tokens(ids, self.token_dropout)
         x = self.embedding_dropout(self.embedding(ids))  # (B, T, E)
         if self.chars is not None:
             x = self.chars.append(x, chars)  # (B, T, E + 2c)

@@ -22,9 +22,9 @@ from torch import nn
 from grutool.config import Config
 from grutool.data.vocab import Vocab
 from grutool.decoding import Generated, generate
-from grutool.models.classifier import length_mask
 from grutool.modules.attention import Attention
 from grutool.modules.encoder import CELLS, RecurrentEncoder
+from grutool.modules.masking import drop_tokens, length_mask
 
 Targets = Union[torch.Tensor, dict]  # (B, M) target ids ending in <eos>, -100 after; or {"tokens": ..., "example": ...}
 
@@ -107,8 +107,7 @@ class Seq2Seq(nn.Module):
     def encode(self, ids: torch.Tensor, lengths: torch.Tensor) -> tuple[Memory, DecoderState]:
         """ids (B, S), lengths (B,) on CPU -> what the decoder reads, and its first state."""
         if self.training and self.token_dropout > 0:
-            drop = torch.rand(ids.shape, device=ids.device) < self.token_dropout
-            ids = ids.masked_fill(drop & (ids != Vocab.pad_id), Vocab.unk_id)
+            ids = drop_tokens(ids, self.token_dropout)
         enc = self.encoder(self.embedding_dropout(self.source_embedding(ids)), lengths)
         mask = length_mask(lengths, ids.shape[1], ids.device)  # (B, S)
         L, D, H = self.encoder.num_layers, self.encoder.num_directions, self.encoder.hidden_size

@@ -11,10 +11,10 @@ from torch import nn
 
 from grutool.config import ModelConfig
 from grutool.data.vocab import Vocab
-from grutool.models.classifier import length_mask
 from grutool.modules.char_encoder import CharEncoder
 from grutool.modules.crf import CRF
 from grutool.modules.encoder import RecurrentEncoder
+from grutool.modules.masking import drop_tokens, length_mask
 from grutool.modules.pooling import Pooling
 
 Targets = Union[torch.Tensor, dict]  # tags (B, T), or {"tags": (B, T), "intent": (B,)} for the joint model
@@ -67,8 +67,7 @@ class Tagger(nn.Module):
         training; for the joint model a dict that adds intent ids (B,).
         """
         if self.training and self.token_dropout > 0:
-            drop = torch.rand(ids.shape, device=ids.device) < self.token_dropout
-            ids = ids.masked_fill(drop & (ids != Vocab.pad_id), Vocab.unk_id)
+            ids = drop_tokens(ids, self.token_dropout)
         x = self.embedding(ids)  # (B, T, E)
         if self.chars is not None:
             x = self.chars.append(x, chars)  # (B, T, E + 2c)

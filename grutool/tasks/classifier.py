@@ -11,10 +11,10 @@ import torch
 
 from grutool.config import Config, DataConfig
 from grutool.data.batching import EncodedSplit
-from grutool.data.loading import first_row_line, load_split
+from grutool.data.loading import first_row_line, load_split, require_columns
 from grutool.data.tokenize import get_tokenizer
 from grutool.data.vocab import LabelVocab, Vocab
-from grutool.errors import UserError
+from grutool.errors import UserError, listed
 from grutool.metrics import ClassificationMetrics
 
 log = logging.getLogger("grutool")
@@ -24,12 +24,10 @@ def read_examples(cfg: DataConfig, source: str, need_labels: bool = True) -> tup
     """Texts and string labels of one split, with every data problem as a UserError."""
     ds = load_split(cfg, source)
     where = f"data.dataset '{cfg.dataset}' split '{source}'" if cfg.dataset else source
-    columns = list(ds.column_names)
-    wanted = [cfg.text_column] + ([cfg.label_column] if need_labels else [])
-    for name in wanted:
-        if name not in columns:
-            field = "text_column" if name == cfg.text_column else "label_column"
-            raise UserError(f"{where}: no column '{name}' (data.{field}); columns found: {columns}")
+    fields = {"text_column": cfg.text_column}
+    if need_labels:
+        fields["label_column"] = cfg.label_column
+    require_columns(ds, where, fields)
     if len(ds) == 0:
         raise UserError(f"{where}: no examples")
     texts = ["" if t is None else str(t) for t in ds[cfg.text_column]]
@@ -119,9 +117,8 @@ class ClassifierTask:
             raise UserError(f"{source}: none of its labels {sorted(unseen)[:10]} were seen in training "
                             f"(model labels: {labels.itos[:10]}); is this the right dataset and label column?")
         if unseen:
-            listed = ", ".join(f"{k!r} ({v})" for k, v in unseen.most_common())
             log.warning("%s: %d example(s) have labels never seen in training, counted as errors: %s",
-                        name, sum(unseen.values()), listed)
+                        name, sum(unseen.values()), listed(unseen))
         return self.encode(cfg, vocab, labels, texts, gold, extra=sorted(unseen), chars=chars)
 
     def metrics(self, split: EncodedSplit) -> ClassificationMetrics:

@@ -14,7 +14,7 @@ from grutool.data.batching import EncodedSplit, References, sorted_batches
 from grutool.data.parallel import Pair, read_pairs
 from grutool.data.tokenize import detokenize, get_tokenizer
 from grutool.data.vocab import TARGET_SPECIALS, Vocab
-from grutool.errors import UserError
+from grutool.errors import UserError, listed
 from grutool.metrics_seq2seq import Seq2SeqMetrics
 from grutool.tasks.classifier import Prepared
 
@@ -24,10 +24,6 @@ log = logging.getLogger("grutool")
 @dataclass
 class Seq2SeqPrepared(Prepared):
     """`vocab` is the source vocabulary, `labels` the target one (the same object with data.shared_vocab)."""
-
-
-def _listed(counts: Counter) -> str:
-    return ", ".join(f"{k!r} ({v})" for k, v in counts.most_common(5)) + (" ..." if len(counts) > 5 else "")
 
 
 class Seq2SeqTask:
@@ -74,7 +70,7 @@ class Seq2SeqTask:
             unknown = Counter(t for s in sources for t in s if t not in vocab.stoi)
             if unknown:
                 log.warning("%s: %d source token(s) are not in the vocabulary and are read as <unk>: %s",
-                            name, sum(unknown.values()), _listed(unknown))
+                            name, sum(unknown.values()), listed(unknown, 5))
         split = EncodedSplit(ids, None, texts if texts is not None else [" ".join(s) for s in sources],
                              label_names=list(target_vocab.itos), references=references)
         if targets is not None:

@@ -15,7 +15,7 @@ from grutool.data.batching import EncodedSplit, sorted_batches
 from grutool.data.tagging import Sentence, read_sentences, to_model_scheme
 from grutool.data.tokenize import get_tokenizer
 from grutool.data.vocab import LabelVocab, Vocab
-from grutool.errors import UserError
+from grutool.errors import UserError, listed
 from grutool.metrics_tagging import TaggingMetrics
 from grutool.tasks.classifier import Prepared
 
@@ -25,10 +25,6 @@ log = logging.getLogger("grutool")
 @dataclass
 class TaggingPrepared(Prepared):
     intents: Optional[LabelVocab] = None  # joint task (chars, for model.char_features, comes from Prepared)
-
-
-def _listed(counts: Counter) -> str:
-    return ", ".join(f"{k!r} ({v})" for k, v in counts.most_common(10)) + (" ..." if len(counts) > 10 else "")
 
 
 class TaggerTask:
@@ -126,7 +122,7 @@ class TaggerTask:
                             f"(model tags: {labels.itos[:10]}); is this the right dataset and data.tag_column?")
         if unseen:
             log.warning("%s: %d token(s) have tags never seen in training, counted as errors: %s",
-                        name, sum(unseen.values()), _listed(unseen))
+                        name, sum(unseen.values()), listed(unseen, 10))
         gold_intents = None
         if self.joint:
             gold_intents = [s.intent for s in sentences]
@@ -136,7 +132,7 @@ class TaggerTask:
                                 f"(model intents: {intents.itos[:10]}); is this the right dataset?")
             if unseen_intents:
                 log.warning("%s: %d sentence(s) have intents never seen in training, counted as errors: %s",
-                            name, sum(unseen_intents.values()), _listed(unseen_intents))
+                            name, sum(unseen_intents.values()), listed(unseen_intents, 10))
         return self.encode(cfg, vocab, [s.tokens for s in sentences], labels, tags, intents, gold_intents, chars)
 
     def metrics(self, split: EncodedSplit) -> TaggingMetrics:
