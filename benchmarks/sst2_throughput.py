@@ -50,14 +50,15 @@ def main() -> None:
             overrides.append(f"train.epochs={args.epochs}")
         cfg = load_config(args.config, overrides)
         t0 = time.perf_counter()
-        train(cfg)
+        summary = train(cfg)
         wall = time.perf_counter() - t0
         rows = [json.loads(l) for l in Path(tmp, "run", "metrics.jsonl").read_text().splitlines()]
         tokens = sum(r["tokens_per_s"] * r["epoch_time_s"] for r in rows)
         train_s = sum(r["epoch_time_s"] for r in rows)
         test = evaluate(f"{tmp}/run", "test", device="cpu")
         ours = {"tokens_per_s": tokens / train_s, "train_seconds": train_s, "wall_seconds": wall,
-                "test_accuracy": test["accuracy"], "epochs": cfg.train.epochs,
+                "test_accuracy": test["accuracy"], "validation_accuracy": summary["best"],
+                "epochs": cfg.train.epochs,
                 "note": "test accuracy of best.pt (by validation accuracy)"}
 
     result = {"grutool": ours, "machine": platform.processor() or platform.machine(),

@@ -148,11 +148,41 @@ def test_ema_averages_and_restores_raw_weights():
     ema.updates = 100  # past the ramp-up: the decay is the configured one
     with torch.no_grad():
         model.weight.fill_(5.0)
-    ema.update(model)
+    ema.update()
     assert torch.allclose(ema.shadow["weight"], torch.full((1, 2), 0.75 * 1 + 0.25 * 5))
     with ema.applied(model):
         assert torch.allclose(model.weight, torch.full((1, 2), 2.0))
     assert torch.allclose(model.weight, torch.full((1, 2), 5.0))
+
+
+@pytest.mark.parametrize("scale", [0.01, 1.0, 100.0])
+def test_clip_grad_norm_gives_torchs_gradients_bit_for_bit(scale):
+    from grutool.training.optim import clip_grad_norm
+
+    torch.manual_seed(0)
+    a, b = torch.nn.GRU(4, 8), torch.nn.GRU(4, 8)
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(5, 3, 4)
+    for m in (a, b):
+        (m(x)[0].sum() * scale).backward()
+    torch.nn.utils.clip_grad_norm_(a.parameters(), 1.0)
+    clip_grad_norm(b.parameters(), 1.0)
+    assert all(torch.equal(p.grad, q.grad) for p, q in zip(a.parameters(), b.parameters()))
+    norm = float(torch.stack([p.grad.norm() for p in b.parameters()]).norm())
+    assert norm <= 1.0 + 1e-5 and (scale < 1 or norm > 0.99)  # big gradients were clipped to the bound
+
+
+def test_ema_tracks_float_buffers_and_copies_integer_ones():
+    from grutool.training.ema import EMA
+
+    model = torch.nn.BatchNorm1d(3)
+    ema = EMA(model, decay=0.5)
+    ema.updates = 100
+    model.train()
+    model(torch.randn(8, 3) + 4.0)  # moves running_mean towards 4, counts one batch
+    ema.update()
+    assert torch.allclose(ema.shadow["running_mean"], 0.5 * model.running_mean)  # averaged with the initial 0
+    assert int(ema.shadow["num_batches_tracked"]) == 1  # integers are copied, not averaged
 
 
 def test_ema_decay_ramps_up_so_short_runs_forget_the_initial_weights():
@@ -164,7 +194,7 @@ def test_ema_decay_ramps_up_so_short_runs_forget_the_initial_weights():
     with torch.no_grad():
         model.weight.fill_(1.0)
     for _ in range(1000):
-        ema.update(model)
+        ema.update()
     initial_share = abs(1.0 - float(ema.shadow["weight"]))
     assert initial_share < 0.02  # without the ramp it would be 0.999**1000 = 0.37
     ema.updates = 20_000

@@ -14,23 +14,31 @@ import torch
 
 
 class EMA:
+    """The running average of `model`'s state dict; build it after moving the model to its device."""
+
     def __init__(self, model: torch.nn.Module, decay: float):
         self.decay = decay
         self.updates = 0
-        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        # The live tensors behind the state dict are paired with their averages once, so a step
+        # does not rebuild the state dict (load_state_dict copies in place: they stay valid).
+        live = model.state_dict()
+        self.shadow = {k: v.detach().clone() for k, v in live.items()}
+        self._floats = ([self.shadow[k] for k, v in live.items() if v.dtype.is_floating_point],
+                        [v for v in live.values() if v.dtype.is_floating_point])
+        self._others = [(self.shadow[k], v) for k, v in live.items() if not v.dtype.is_floating_point]
 
     def current_decay(self) -> float:
         return min(self.decay, (1 + self.updates) / (10 + self.updates))
 
     @torch.no_grad()
-    def update(self, model: torch.nn.Module) -> None:
+    def update(self) -> None:
+        """Fold the model's current weights into the average (after each optimizer step)."""
         d = self.current_decay()
         self.updates += 1
-        for k, v in model.state_dict().items():
-            if v.dtype.is_floating_point:
-                self.shadow[k].lerp_(v, 1.0 - d)  # shadow = d*shadow + (1-d)*v
-            else:
-                self.shadow[k].copy_(v)
+        shadow, live = self._floats
+        torch._foreach_lerp_(shadow, live, 1.0 - d)  # shadow = d*shadow + (1-d)*v, one call for all
+        for avg, v in self._others:
+            avg.copy_(v)
 
     @contextlib.contextmanager
     def applied(self, model: torch.nn.Module):

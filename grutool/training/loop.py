@@ -29,7 +29,7 @@ from grutool.models import build_model, model_extras
 from grutool.tasks import get_task
 from grutool.training.callbacks import Callback, Checkpointer, EarlyStopping, MetricsWriter, ProgressBar
 from grutool.training.ema import EMA
-from grutool.training.optim import Schedule, build_optimizer
+from grutool.training.optim import Schedule, build_optimizer, clip_grad_norm
 
 log = logging.getLogger("grutool")
 
@@ -150,12 +150,12 @@ class Trainer:
             # Recurrent nets can see exploding gradients through long sequences; clipping
             # the global norm keeps one bad batch from wrecking the weights.
             self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.clip_grad_norm)
+            clip_grad_norm(self.model.parameters(), t.clip_grad_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.schedule.step()
         if self.ema is not None:
-            self.ema.update(self.model)
+            self.ema.update()
         return float(loss.detach()), batch.num_tokens()
 
     def _end_epoch(self, train_loss: float, tokens: int, seconds: float) -> dict:
