@@ -68,7 +68,7 @@ class RecurrentEncoder(nn.Module):
             # GEMM for all steps; oneDNN for LSTM) than the packed per-step path.
             n = int(lengths[0])
             out, state = self.rnn(x[:, :n])  # (B, n, D*H)
-            outputs = out if n == total_length else F.pad(out, (0, 0, 0, total_length - n))  # (B, T, D*H)
+            outputs = out if n == total_length else F.pad(out, (0, 0, 0, total_length - n))  # (B, T, D*H), zeros after n
         else:
             packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
             out, state = self.rnn(packed)
