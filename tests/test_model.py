@@ -88,27 +88,3 @@ def test_unseen_label_ids_are_left_out_of_the_loss():
     torch.testing.assert_close(both, first)
     _, none = model(ids, lengths, torch.tensor([7, 9]))
     assert float(none.detach()) == 0.0
-
-
-def test_dropout_keeps_each_element_with_1_minus_p_and_rescales():
-    from grutool.modules.dropout import Dropout
-
-    torch.manual_seed(0)
-    drop = Dropout(0.25)
-    x = torch.ones(200, 500, requires_grad=True)
-    y = drop(x)
-    kept = y != 0
-    assert abs(kept.float().mean().item() - 0.75) < 0.01  # 100,000 draws: sd of the mean ~0.0014
-    assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / 0.75))
-    y.sum().backward()
-    assert torch.equal(x.grad, y.detach())  # gradient flows through kept elements, scaled alike
-    drop.eval()
-    assert drop(x) is x
-    assert Dropout(0.0).train()(x) is x
-
-
-def test_dropout_rejects_p_outside_0_1():
-    from grutool.modules.dropout import Dropout
-
-    with pytest.raises(ValueError, match="dropout probability"):
-        Dropout(1.0)

@@ -10,7 +10,6 @@ from torch import nn
 
 from grutool.config import ModelConfig
 from grutool.modules.char_encoder import CharEncoder
-from grutool.modules.dropout import Dropout
 from grutool.modules.encoder import RecurrentEncoder
 from grutool.modules.masking import drop_tokens, length_mask
 from grutool.modules.pooling import Pooling
@@ -26,12 +25,12 @@ class Classifier(nn.Module):
         self.token_dropout = token_dropout
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
         self.embedding.weight.requires_grad_(not freeze_embeddings)
-        self.embedding_dropout = Dropout(embedding_dropout)
+        self.embedding_dropout = nn.Dropout(embedding_dropout)
         self.chars = CharEncoder(num_chars, char_embedding_dim, char_hidden_size, cell) if num_chars else None
         input_size = embedding_dim + (self.chars.get_output_dim() if self.chars else 0)
         self.encoder = RecurrentEncoder(input_size, hidden_size, num_layers, bidirectional, dropout, cell)
         self.pooling = Pooling(pooling, self.encoder.get_output_dim())
-        self.head_dropout = Dropout(head_dropout)
+        self.head_dropout = nn.Dropout(head_dropout)
         self.head = nn.Linear(self.encoder.get_output_dim(), num_classes)
 
     @classmethod

@@ -23,7 +23,6 @@ from grutool.config import Config
 from grutool.data.vocab import Vocab
 from grutool.decoding import Generated, generate
 from grutool.modules.attention import Attention
-from grutool.modules.dropout import Dropout
 from grutool.modules.encoder import CELLS, RecurrentEncoder
 from grutool.modules.masking import drop_tokens, length_mask
 
@@ -73,7 +72,7 @@ class Seq2Seq(nn.Module):
         self.decoder_cell = decoder_cell or cell
         self.source_embedding = nn.Embedding(source_vocab_size, embedding_dim, padding_idx=Vocab.pad_id)
         self.target_embedding = nn.Embedding(target_vocab_size, embedding_dim, padding_idx=Vocab.pad_id)
-        self.embedding_dropout = Dropout(embedding_dropout)
+        self.embedding_dropout = nn.Dropout(embedding_dropout)
         self.encoder = RecurrentEncoder(embedding_dim, hidden_size, num_layers, bidirectional, dropout, cell)
         enc_dim = self.encoder.get_output_dim()
         self.bridge = nn.Linear(enc_dim, hidden_size)
@@ -83,7 +82,7 @@ class Seq2Seq(nn.Module):
         self.decoder = CELLS[self.decoder_cell](rnn_input, hidden_size, num_layers=num_layers, batch_first=True,
                                                 dropout=dropout if num_layers > 1 else 0.0)
         self.combine = nn.Linear(hidden_size + enc_dim, hidden_size) if self.attention is not None else None
-        self.head_dropout = Dropout(head_dropout)
+        self.head_dropout = nn.Dropout(head_dropout)
         out_dim = hidden_size
         self.pre_output = None
         if tie_embeddings and hidden_size != embedding_dim:

@@ -13,7 +13,6 @@ from grutool.config import ModelConfig
 from grutool.data.vocab import Vocab
 from grutool.modules.char_encoder import CharEncoder
 from grutool.modules.crf import CRF
-from grutool.modules.dropout import Dropout
 from grutool.modules.encoder import RecurrentEncoder
 from grutool.modules.masking import drop_tokens, length_mask
 from grutool.modules.pooling import Pooling
@@ -44,9 +43,9 @@ class Tagger(nn.Module):
         self.embedding.weight.requires_grad_(not freeze_embeddings)
         self.chars = CharEncoder(num_chars, char_embedding_dim, char_hidden_size, cell) if num_chars else None
         input_size = embedding_dim + (self.chars.get_output_dim() if self.chars else 0)
-        self.embedding_dropout = Dropout(embedding_dropout)
+        self.embedding_dropout = nn.Dropout(embedding_dropout)
         self.encoder = RecurrentEncoder(input_size, hidden_size, num_layers, bidirectional, dropout, cell)
-        self.head_dropout = Dropout(head_dropout)
+        self.head_dropout = nn.Dropout(head_dropout)
         self.head = nn.Linear(self.encoder.get_output_dim(), num_tags)
         self.crf = CRF(num_tags, *(constraints or ())) if crf else None
         self.pooling = Pooling(pooling, self.encoder.get_output_dim()) if num_intents else None
