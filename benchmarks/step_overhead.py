@@ -6,7 +6,7 @@ the *same* pre-collated batches doing only forward, backward and optimizer step.
 Medians of per-step wall time after a warm-up; the two are run alternately
 (`--rounds`) so machine drift affects both.
 
-    python benchmarks/step_overhead.py --hidden-size 256 --steps 150
+    python benchmarks/step_overhead.py --hidden-size 256 --steps 150 [--rounds 3] [--threads 1]
 """
 
 from __future__ import annotations
@@ -70,7 +70,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         cfg = load_config(args.config, [f"model.hidden_size={args.hidden_size}", f"train.max_steps={args.steps}",
                                         "data.validation=null", "data.test=null", "train.patience=null",
