@@ -23,9 +23,9 @@ class EMA:
         # does not rebuild the state dict (load_state_dict copies in place: they stay valid).
         live = model.state_dict()
         self.shadow = {k: v.detach().clone() for k, v in live.items()}
-        self._floats = ([self.shadow[k] for k, v in live.items() if v.dtype.is_floating_point],
-                        [v for v in live.values() if v.dtype.is_floating_point])
-        self._others = [(self.shadow[k], v) for k, v in live.items() if not v.dtype.is_floating_point]
+        floats = [k for k, v in live.items() if v.dtype.is_floating_point]
+        self._averages, self._live = [self.shadow[k] for k in floats], [live[k] for k in floats]
+        self._copied = [(self.shadow[k], v) for k, v in live.items() if k not in floats]  # integer buffers
 
     def current_decay(self) -> float:
         return min(self.decay, (1 + self.updates) / (10 + self.updates))
@@ -35,9 +35,8 @@ class EMA:
         """Fold the model's current weights into the average (after each optimizer step)."""
         d = self.current_decay()
         self.updates += 1
-        shadow, live = self._floats
-        torch._foreach_lerp_(shadow, live, 1.0 - d)  # shadow = d*shadow + (1-d)*v, one call for all
-        for avg, v in self._others:
+        torch._foreach_lerp_(self._averages, self._live, 1.0 - d)  # avg = d*avg + (1-d)*v, one call for all
+        for avg, v in self._copied:
             avg.copy_(v)
 
     @contextlib.contextmanager
