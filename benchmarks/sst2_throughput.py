@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import plain_pytorch  # noqa: E402
 
-from grutool.config import load_config  # noqa: E402
+from grutool.config_file import load_config  # noqa: E402
 from grutool.evaluate import evaluate  # noqa: E402
 from grutool.training.loop import train  # noqa: E402
 

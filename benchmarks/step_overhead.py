@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from grutool.config import load_config
+from grutool.config_file import load_config
 from grutool.data.batching import collate, epoch_batches
 from grutool.models import build_model, model_extras
 from grutool.tasks import get_task

@@ -9,7 +9,7 @@ Python API (imports torch on first use, not on `import grutool`):
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load_config": ("grutool.config", "load_config"),
+    "load_config": ("grutool.config_file", "load_config"),
     "train": ("grutool.training.loop", "train"),
     "evaluate": ("grutool.evaluate", "evaluate"),
     "Predictor": ("grutool.predict", "Predictor"),

@@ -1,23 +1,16 @@
-"""The one config tree: schema, YAML loading, `--set` overrides, validation.
+"""The one config tree: its schema, every field documented, and the rules that hold for every task.
 
-Everything a run needs is described here and validated once, at load time, so the
-rest of the library can trust it. Errors name the dotted path and, when the value
-came from a YAML file, its line: ``configs/x.yaml:12: model.hidden_size: must be > 0``.
-This module imports pydantic and yaml but never torch.
+Reading a file (YAML, `--set` overrides, the chosen task's own rules, errors with file and
+line) is `grutool.config_file`; what a task reads and rejects is its Task (`grutool.tasks`).
+This module imports pydantic but never torch, and no other grutool module but errors.
 """
 
 from __future__ import annotations
 
-import difflib
-import re
 import warnings
-from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Literal, Optional
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
-from grutool.errors import UserError
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Section(BaseModel):
@@ -232,8 +225,8 @@ class DecodingConfig(_Section):
 class Config(_Section):
     """A whole grutool run."""
 
-    task: Literal["classifier", "tagger", "joint", "seq2seq"] = "classifier"
-    """Model family: `classifier` (N->1), `tagger` (N->N, one tag per token), `joint` (a tag per token and
+    task: str = "classifier"
+    """Model family, a name in grutool.tasks.TASKS: `classifier` (N->1), `tagger` (N->N, one tag per token), `joint` (a tag per token and
     an intent per sentence from one shared encoder) or `seq2seq` (N->M: encoder-decoder with attention)."""
     data: DataConfig
     model: ModelConfig = ModelConfig()
@@ -258,18 +251,6 @@ def _columns_needed_without_header(cfg: Config) -> None:
         raise ValueError("data.column_names: required when data.header is false (e.g. [text, label])")
 
 
-def _columns_include_text_and_label(cfg: Config) -> None:
-    d = cfg.data
-    if d.column_names:
-        fields = ("source_column", "target_column") if cfg.task == "seq2seq" else ("text_column", "label_column")
-        for field in fields:
-            name = getattr(d, field)
-            if name not in d.column_names:
-                raise ValueError(
-                    f"data.{field}: '{name}' is not one of data.column_names {d.column_names}"
-                )
-
-
 def _dropout_with_one_layer(cfg: Config) -> None:
     m = cfg.model
     if m.dropout > 0 and m.num_layers == 1:
@@ -289,24 +270,8 @@ def _plateau_without_validation(cfg: Config) -> None:
             raise ValueError("train.schedule: 'plateau' needs data.validation to watch")
 
 
-TAGGING_TASKS = ("tagger", "joint")
-TAGGING_FORMATS = ("conllu", "conll", "parallel", "jsonl")
-MONITORS = {
-    "classifier": ("accuracy", "macro_f1", "loss"),
-    "tagger": ("token_accuracy", "span_f1", "sentence_accuracy", "loss"),
-    "joint": ("token_accuracy", "span_f1", "intent_accuracy", "sentence_accuracy", "loss"),
-    "seq2seq": ("bleu", "chrf", "exact_match", "perplexity", "loss"),
-}
 MINIMIZED_METRICS = ("loss", "perplexity")  # the other monitors are maximised
-SEQ2SEQ_FORMATS = ("parallel_text", "tsv", "csv", "jsonl", "cmudict")
 CMUDICT_SPLITS = ("train", "validation", "test")
-
-
-def _monitor_fits_task(cfg: Config) -> None:
-    allowed = MONITORS[cfg.task]
-    if cfg.train.monitor not in allowed:
-        raise ValueError(f"train.monitor: '{cfg.train.monitor}' is not a metric of task {cfg.task}; "
-                         f"use one of {', '.join(allowed)}")
 
 
 def _span_f1_needs_spans(cfg: Config) -> None:
@@ -319,27 +284,6 @@ def _conversion_needs_spans(cfg: Config) -> None:
     if cfg.data.convert_to is not None and cfg.data.scheme == "plain":
         raise ValueError(f"data.convert_to: cannot convert plain tags to '{cfg.data.convert_to}'; "
                          f"set data.scheme to the scheme of the files (iob1, iob2, bioes)")
-
-
-def _formats_fit_task(cfg: Config) -> None:
-    fmt = cfg.data.format
-    if cfg.task == "seq2seq":
-        if fmt not in SEQ2SEQ_FORMATS + ("auto",):
-            raise ValueError(f"data.format: task seq2seq reads {', '.join(SEQ2SEQ_FORMATS)} (got '{fmt}')")
-        if cfg.data.dataset is not None:
-            raise ValueError("data.dataset: Hub datasets are read for task classifier only; for task seq2seq "
-                             "set data.train/validation/test to local files")
-        return
-    if fmt in ("parallel_text", "cmudict"):
-        raise ValueError(f"data.format: '{fmt}' is sequence-to-sequence data; set task: seq2seq")
-    if cfg.task in TAGGING_TASKS and fmt not in TAGGING_FORMATS + ("auto",):
-        raise ValueError(f"data.format: '{fmt}' is classifier data; task {cfg.task} reads "
-                         f"{', '.join(TAGGING_FORMATS)}")
-    if cfg.task == "classifier" and fmt in ("conllu", "conll", "parallel"):
-        raise ValueError(f"data.format: '{fmt}' is tagging data; set task: tagger or joint")
-    if cfg.task in TAGGING_TASKS and cfg.data.dataset is not None:
-        raise ValueError(f"data.dataset: Hub datasets are read for task classifier only; for task {cfg.task} "
-                         f"set data.train/validation/test to local files")
 
 
 def _tag_column_fits_format(cfg: Config) -> None:
@@ -356,64 +300,6 @@ def _tag_column_fits_format(cfg: Config) -> None:
         raise ValueError("data.tag_column: parallel files keep tags in seq.out; remove data.tag_column")
 
 
-def _tagging_model_options(cfg: Config) -> None:
-    m = cfg.model
-    if cfg.task not in TAGGING_TASKS and m.crf:
-        raise ValueError(f"model.crf: only for task tagger or joint (task is {cfg.task})")
-    if cfg.task == "seq2seq" and m.char_features:
-        raise ValueError("model.char_features: for task classifier, tagger or joint (task is seq2seq; "
-                         "use data.tokenizer: char for a character-level model)")
-    if cfg.task != "joint":
-        for field in ("tag_loss_weight", "intent_loss_weight"):
-            if getattr(m, field) != 1.0:
-                raise ValueError(f"model.{field}: only for task joint (task is {cfg.task})")
-    elif m.tag_loss_weight == 0 and m.intent_loss_weight == 0:
-        raise ValueError("model.tag_loss_weight, model.intent_loss_weight: both are 0, nothing would be learned")
-
-
-SEQ2SEQ_ONLY = {
-    "data": ("source", "target", "source_column", "target_column", "target_tokenizer", "target_lowercase",
-             "target_max_length", "shared_vocab", "dictionary", "keep_stress", "split_seed"),
-    "model": ("decoder_cell", "attention", "input_feeding", "tie_embeddings"),
-    "train": ("teacher_forcing", "label_smoothing"),
-}
-
-
-def _seq2seq_options(cfg: Config) -> None:
-    # Compared with the defaults, not with the fields a file set: a saved config.yaml sets every field.
-    if cfg.task == "seq2seq":
-        return
-    for section, names in SEQ2SEQ_ONLY.items():
-        part = getattr(cfg, section)
-        for name in names:
-            if getattr(part, name) != type(part).model_fields[name].default:
-                raise ValueError(f"{section}.{name}: only for task seq2seq (task is {cfg.task})")
-    if cfg.decoding != DecodingConfig():
-        raise ValueError(f"decoding: only for task seq2seq (task is {cfg.task}); remove the section")
-
-
-def _split_paths(cfg: Config) -> None:
-    d = cfg.data
-    for name in ("train", "validation", "test"):
-        value = getattr(d, name)
-        if isinstance(value, list):
-            if cfg.task != "seq2seq" or d.format != "parallel_text":
-                raise ValueError(f"data.{name}: a list of paths is for task seq2seq with data.format parallel_text "
-                                 f"([source file, target file]); give one path")
-            if len(value) != 2:
-                raise ValueError(f"data.{name}: expected [source file, target file], got {len(value)} path(s)")
-
-
-def _parallel_text_suffixes(cfg: Config) -> None:
-    d = cfg.data
-    if cfg.task != "seq2seq" or d.format != "parallel_text":
-        return
-    prefixes = [n for n in ("train", "validation", "test") if isinstance(getattr(d, n), str)]
-    if prefixes and (d.source is None or d.target is None):
-        raise ValueError(f"data.source, data.target: parallel_text needs both file suffixes (e.g. de, en) when "
-                         f"data.{prefixes[0]} is a prefix; or give data.{prefixes[0]} as [source file, target file]")
-
-
 def _cmudict_splits(cfg: Config) -> None:
     d = cfg.data
     if d.format != "cmudict":
@@ -425,187 +311,15 @@ def _cmudict_splits(cfg: Config) -> None:
                              f"(got {value!r})")
 
 
-def is_dictionary(d: DataConfig) -> bool:
-    """Whether seq2seq metrics treat the data as a pronouncing dictionary (see DataConfig.dictionary)."""
-    return d.dictionary if d.dictionary is not None else d.format == "cmudict"
-
-
-def _bleu_needs_sentences(cfg: Config) -> None:
-    if cfg.task == "seq2seq" and cfg.train.monitor in ("bleu", "chrf") and is_dictionary(cfg.data):
-        raise ValueError(f"train.monitor: '{cfg.train.monitor}' is not computed for dictionary data "
-                         f"(data.format cmudict or data.dictionary); monitor exact_match")
-
-
-def _dot_attention_sizes(cfg: Config) -> None:
-    m = cfg.model
-    if cfg.task == "seq2seq" and m.attention == "dot" and m.bidirectional:
-        raise ValueError("model.attention: 'dot' needs encoder outputs of the decoder's size, but a bidirectional "
-                         "encoder gives 2 x hidden_size; use 'general' or 'additive', or bidirectional: false")
-
-
+# Rules that hold whatever the task; each task adds its own (grutool.tasks, checked by config_file.parse_config).
 CROSS_FIELD_RULES = [
     _columns_needed_without_header,
-    _columns_include_text_and_label,
     _dropout_with_one_layer,
     _plateau_without_validation,
-    _monitor_fits_task,
     _span_f1_needs_spans,
     _conversion_needs_spans,
-    _formats_fit_task,
     _tag_column_fits_format,
-    _tagging_model_options,
-    _seq2seq_options,
-    _split_paths,
-    _parallel_text_suffixes,
     _cmudict_splits,
-    _bleu_needs_sentences,
-    _dot_attention_sizes,
 ]
 
 
-# --- loading ----------------------------------------------------------------------
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that reads `1e-3` as a float (YAML 1.2); PyYAML's 1.1 rules need `1.0e-3`."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
-
-
-def _load_yaml(text: str):
-    return yaml.load(text, Loader=_Loader)
-
-
-def yaml_lines(text: str) -> dict[tuple[str, ...], int]:
-    """Map each key path in a YAML document to its 1-based line number."""
-    lines: dict[tuple[str, ...], int] = {}
-
-    def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                sub = path + (str(key.value),)
-                lines[sub] = key.start_mark.line + 1
-                walk(value, sub)
-
-    root = yaml.compose(text, Loader=_Loader)
-    if root is not None:
-        walk(root, ())
-    return lines
-
-
-def _schema_for(path: tuple[str, ...]) -> Optional[type[BaseModel]]:
-    model: Any = Config
-    for key in path:
-        field = model.model_fields.get(key)
-        if field is None:
-            return None
-        model = field.annotation
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            return None
-    return model
-
-
-def _suggest(key: str, path: tuple[str, ...]) -> str:
-    schema = _schema_for(path)
-    if schema is None:
-        return ""
-    close = difflib.get_close_matches(key, list(schema.model_fields), n=1, cutoff=0.6)
-    if close:
-        return f"; did you mean '{close[0]}'?"
-    return f"; expected one of: {', '.join(schema.model_fields)}"
-
-
-def _format_errors(err: ValidationError, where: dict[tuple[str, ...], str]) -> str:
-    messages = []
-    for e in err.errors():
-        loc = tuple(str(p) for p in e["loc"])
-        dotted = ".".join(loc)
-        prefix = where.get(loc) or where.get(loc[:-1]) or where.get(())
-        if e["type"] == "extra_forbidden":
-            text = f"{dotted}: unknown key{_suggest(loc[-1], loc[:-1])}"
-        elif e["type"] == "missing":
-            text = f"{dotted}: required field is missing"
-        elif e["type"] == "value_error":
-            text = str(e["ctx"]["error"]) if "ctx" in e else e["msg"]
-        else:
-            text = f"{dotted}: {e['msg'].lower()} (got {e.get('input')!r})"
-        messages.append(f"{prefix}: {text}" if prefix else text)
-    return "\n".join(messages)
-
-
-def _apply_override(raw: dict, item: str) -> tuple[str, ...]:
-    if "=" not in item:
-        raise UserError(f"--set {item}: expected key.path=value, e.g. --set model.hidden_size=256")
-    key, _, value = item.partition("=")
-    path = tuple(p for p in key.strip().split(".") if p)
-    if not path:
-        raise UserError(f"--set {item}: empty key")
-    # Check the path against the schema so typos fail here, with a suggestion.
-    for i, part in enumerate(path[:-1]):
-        parent = _schema_for(path[:i])
-        if parent is not None and part in parent.model_fields and _schema_for(path[: i + 1]) is None:
-            raise UserError(f"--set {key}: '{'.'.join(path[: i + 1])}' is a value, not a section")
-        if _schema_for(path[: i + 1]) is None:
-            raise UserError(f"--set {key}: '{'.'.join(path[: i + 1])}' is not a config section{_suggest(part, path[:i])}")
-    schema = _schema_for(path[:-1])
-    if schema is None or path[-1] not in schema.model_fields:
-        raise UserError(f"--set {key}: unknown key{_suggest(path[-1], path[:-1])}")
-    node = raw
-    for part in path[:-1]:
-        if not isinstance(node.get(part), dict):
-            node[part] = {}
-        node = node[part]
-    try:
-        node[path[-1]] = _load_yaml(value) if value.strip() else None
-    except yaml.YAMLError:
-        node[path[-1]] = value
-    return path
-
-
-def parse_config(raw: Any, source: str = "<config>", overrides: list[str] = (),
-                 lines: Optional[dict] = None, default_output_dir: Optional[str] = None) -> Config:
-    """Validate a raw mapping (as read from YAML) plus `--set` overrides."""
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise UserError(f"{source}: the top level must be a mapping with data/model/train sections")
-    where = {path: f"{source}:{line}" for path, line in (lines or {}).items()}
-    where[()] = source
-    for item in overrides:
-        where[_apply_override(raw, item)] = f"--set {item}"
-    if default_output_dir is not None and raw.get("output_dir") is None:
-        raw["output_dir"] = default_output_dir
-    try:
-        return Config.model_validate(raw)
-    except ValidationError as err:
-        raise UserError(_format_errors(err, where)) from None
-
-
-def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
-    """Read, override and validate a YAML config file."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: config file not found")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not UTF-8 text (byte {e.start})") from None
-    try:
-        raw = _load_yaml(text)
-        lines = yaml_lines(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        at = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e)
-        raise UserError(f"{path}{at}: YAML syntax error: {problem}") from None
-    return parse_config(raw, str(path), overrides, lines, default_output_dir=str(Path("runs") / path.stem))
-
-
-def to_yaml(cfg: Config) -> str:
-    """The fully resolved config, as saved in a run directory."""
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

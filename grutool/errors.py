@@ -9,9 +9,18 @@ from __future__ import annotations
 
 
 class UserError(Exception):
-    """A problem in the user's input: what is wrong, where, and how to fix it."""
+    """A problem in the user's input: what is wrong, where, and how to fix it.
+
+    `option`: the keyword argument of a library function the message starts with
+    (``beam: must be at least 1``) or quotes (`` `data` ``), so the CLI can name its own option instead
+    (``--beam``, ``--data``).
+    """
 
     exit_code = 2
+
+    def __init__(self, message: str, option: str | None = None):
+        super().__init__(message)
+        self.option = option
 
 
 def listed(counts, limit: int | None = None) -> str:

@@ -21,9 +21,11 @@ from typing import Optional
 
 import yaml
 
-from grutool.config import Config, parse_config
+from grutool.config import Config
+from grutool.config_file import parse_config
 from grutool.data.vocab import LabelVocab, Vocab
 from grutool.errors import UserError
+from grutool.tasks import get_task
 
 CONFIG, VOCAB, LABELS = "config.yaml", "vocab.json", "labels.json"
 TARGET_VOCAB = "target_vocab.json"
@@ -45,11 +47,6 @@ def prepare_new(path: Path, overwrite: bool) -> None:
     path.mkdir(parents=True, exist_ok=True)
 
 
-def labels_file(task: str) -> str:
-    """Where a task's output vocabulary lives: seq2seq writes target tokens, the others labels or tags."""
-    return TARGET_VOCAB if task == "seq2seq" else LABELS
-
-
 @dataclass
 class SavedRun:
     path: Path
@@ -60,19 +57,11 @@ class SavedRun:
     chars: Optional[Vocab] = None         # model.char_features
 
 
-def vocab_extras(vocabs) -> dict:
-    """The optional vocabularies (`intents`, `chars`) a prepared dataset or saved run carries: {} for a classifier."""
-    return {name: getattr(vocabs, name) for name in ("intents", "chars") if getattr(vocabs, name, None) is not None}
-
-
-def save_vocabularies(path: Path, prepared, task: str = "classifier") -> None:
+def save_vocabularies(path: Path, prepared, cfg: Config) -> None:
+    """vocab.json and the vocabularies the task names (grutool.tasks.base.Task.vocabularies)."""
     prepared.vocab.save(path / VOCAB)
-    prepared.labels.save(path / labels_file(task))
-    extras = vocab_extras(prepared)
-    if "intents" in extras:
-        extras["intents"].save(path / INTENTS)
-    if "chars" in extras:
-        extras["chars"].save(path / CHARS)
+    for name, (filename, _) in get_task(cfg.task).vocabularies(cfg).items():
+        getattr(prepared, name).save(path / filename)
 
 
 def open_run(path: str | Path) -> SavedRun:
@@ -87,22 +76,17 @@ def open_run(path: str | Path) -> SavedRun:
     except yaml.YAMLError as exc:
         raise UserError(f"{path}: run files are unreadable ({exc})") from None
     cfg = parse_config(raw, str(path / CONFIG))
-    labels_name = labels_file(cfg.task)
-    if not (path / labels_name).is_file():
-        raise UserError(f"{path}: not a complete run directory (missing {labels_name})")
+    files = {"vocab": (VOCAB, Vocab), **get_task(cfg.task).vocabularies(cfg)}
+    for filename, _ in files.values():
+        if not (path / filename).is_file():
+            raise UserError(f"{path}: not a complete run directory (missing {filename})")
     try:
-        vocab = Vocab.load(path / VOCAB)
-        labels = (Vocab if cfg.task == "seq2seq" else LabelVocab).load(path / labels_name)
+        vocabs = {name: kind.load(path / filename) for name, (filename, kind) in files.items()}
     except (ValueError, KeyError) as exc:
         raise UserError(f"{path}: run files are unreadable ({exc})") from None
-    needed = {"intents": (INTENTS, LabelVocab, cfg.task == "joint"), "chars": (CHARS, Vocab, cfg.model.char_features)}
-    extras = {}
-    for name, (filename, kind, wanted) in needed.items():
-        if wanted:
-            if not (path / filename).is_file():
-                raise UserError(f"{path}: not a complete run directory (missing {filename})")
-            try:
-                extras[name] = kind.load(path / filename)
-            except (ValueError, KeyError) as exc:
-                raise UserError(f"{path}: run files are unreadable ({exc})") from None
-    return SavedRun(path, cfg, vocab, labels, **extras)
+    return SavedRun(path, cfg, **vocabs)
+
+
+def run_task(path: str | Path):
+    """The task of a saved run (what renders its results)."""
+    return get_task(open_run(path).config.task)

@@ -737,7 +737,7 @@ def _task_model_report(path, cfg, prepared, B: int, want_explain: bool, warned: 
     """Tagger, joint, seq2seq and char-feature classifier models: trace the first B training examples (real token ids,
     characters and targets, as `train` collates them) through the model `train` builds."""
     from grutool.data.batching import collate
-    from grutool.models import build_model, model_extras
+    from grutool.tasks import get_task
 
     notes: list[str] = []
     for message in warned:
@@ -749,7 +749,7 @@ def _task_model_report(path, cfg, prepared, B: int, want_explain: bool, warned: 
     V, C = len(prepared.vocab), len(prepared.labels)
     with torch.random.fork_rng(devices=[]), _one_thread():
         torch.manual_seed(cfg.train.seed)  # as train does: the same initial weights
-        model = build_model(cfg, V, C, **model_extras(cfg, prepared))
+        model = get_task(cfg.task).build_model(cfg, prepared)
         model.eval()
         rows, outputs = trace_model(model, batch.ids, batch.lengths, batch.targets, **batch.extra_inputs())
         enc = outputs["encoder"]
@@ -777,8 +777,7 @@ def _task_model_report(path, cfg, prepared, B: int, want_explain: bool, warned: 
 def config_report(path: Union[str, Path], batch: Optional[int] = None, seq_len: Optional[int] = None,
                   lengths: Optional[Sequence[int]] = None, want_explain: bool = False, seed: int = 0) -> dict:
     """Build the model exactly as `train` does and trace a random batch of token ids through it."""
-    from grutool.config import load_config
-    from grutool.models import build_model
+    from grutool.config_file import load_config
     from grutool.modules.masking import length_mask
     from grutool.tasks import get_task
 
@@ -787,10 +786,11 @@ def config_report(path: Union[str, Path], batch: Optional[int] = None, seq_len: 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         cfg = load_config(path)
-        prepared = get_task(cfg.task).prepare(cfg)  # reads the training data: the vocabulary sets the size
-    if cfg.task != "classifier" or cfg.model.char_features:
+        task = get_task(cfg.task)
+        prepared = task.prepare(cfg)  # reads the training data: the vocabulary sets the size
+    if task.traces_real_examples or cfg.model.char_features:
         # Models that read more than token ids (characters, targets) are traced on real examples.
-        kind = "classifier with char features" if cfg.task == "classifier" else cfg.task
+        kind = cfg.task if task.traces_real_examples else f"{cfg.task} with char features"
         if lengths is not None or seq_len is not None:
             raise UserError(f"{path}: --lengths/--seq-len apply to classifier configs without char features; a "
                             f"{kind} model is traced on the first --batch examples of its training data")
@@ -803,7 +803,7 @@ def config_report(path: Union[str, Path], batch: Optional[int] = None, seq_len: 
     lens = torch.tensor(lengths if lengths is not None else [T] * B)
     with torch.random.fork_rng(devices=[]), _one_thread():
         torch.manual_seed(cfg.train.seed)  # as train does: the same initial weights
-        model = build_model(cfg, V, C)
+        model = task.build_model(cfg, prepared)
         model.eval()
         torch.manual_seed(seed)
         low = 2 if V > 2 else 1  # real tokens: not <pad> (0) nor, if possible, <unk> (1)

@@ -303,15 +303,14 @@ def test_config_times_the_production_model_with_its_parameter_count(tmp_path, mo
     rows = reports.read_report(out)["rows"]
     assert {(r["cell"], r["mode"]) for r in rows} == {(c, m) for c in ("gru", "lstm") for m in ("infer", "train")}
 
-    from grutool.config import load_config
-    from grutool.models import build_model
+    from grutool.config_file import load_config
     from grutool.tasks import get_task
 
     cfg = load_config("configs/sentiment.yaml")
     prepared = get_task(cfg.task).prepare(cfg)
     for cell in ("gru", "lstm"):
         variant = cfg.model_copy(update={"model": cfg.model.model_copy(update={"cell": cell})})
-        expected = sum(p.numel() for p in build_model(variant, len(prepared.vocab), len(prepared.labels)).parameters())
+        expected = sum(p.numel() for p in get_task(variant.task).build_model(variant, prepared).parameters())
         for r in rows:
             if r["cell"] == cell:
                 assert r["params"] == expected, (cell, r["mode"])
@@ -350,8 +349,9 @@ def test_config_with_char_features_times_the_model_with_its_char_encoder(tmp_pat
     import yaml
 
     from grutool.bench.workloads import SYNTHETIC_CHARS, spell
-    from grutool.config import load_config
-    from grutool.models import build_model
+    from grutool.config_file import load_config
+    from grutool.tasks.classifier import synthetic_vocabs
+    from grutool.tasks import get_task
 
     monkeypatch.chdir(ROOT)
     raw = yaml.safe_load((ROOT / "configs" / "sentiment.yaml").read_text())
@@ -364,8 +364,8 @@ def test_config_with_char_features_times_the_model_with_its_char_encoder(tmp_pat
     assert result.exit_code == 0, result.output
     rows = reports.read_report(out)["rows"]
     cfg = load_config(path)
-    expected = sum(p.numel() for p in build_model(cfg, rows[0]["vocab_size"], rows[0]["num_classes"],
-                                                  num_chars=SYNTHETIC_CHARS).parameters())
+    vocabs = synthetic_vocabs(rows[0]["vocab_size"], rows[0]["num_classes"], SYNTHETIC_CHARS)
+    expected = sum(p.numel() for p in get_task(cfg.task).build_model(cfg, vocabs).parameters())
     assert {r["mode"] for r in rows} == {"infer", "train"} and all(r["params"] == expected for r in rows)
 
     import torch

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from grutool.config import Config, load_config, parse_config, to_yaml
+from grutool.config import Config
+from grutool.config_file import load_config, parse_config, to_yaml
 from grutool.errors import UserError
 
 CASES = Path(__file__).parent / "configs"

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from grutool.config import ModelConfig
+from grutool.config import Config, ModelConfig
 from grutool.models.classifier import Classifier
 
 
@@ -12,7 +12,8 @@ def make(pooling: str, cell: str = "gru", layers: int = 2, chars: bool = False) 
     cfg = ModelConfig(embedding_dim=8, hidden_size=6, num_layers=layers, bidirectional=True,
                       cell=cell, pooling=pooling, dropout=0.1 if layers > 1 else 0.0,
                       char_features=chars, char_embedding_dim=4, char_hidden_size=3)
-    return Classifier.from_config(cfg, vocab_size=30, num_classes=3, num_chars=12 if chars else 0)
+    return Classifier.from_config(Config.model_construct(model=cfg), vocab_size=30, num_outputs=3,
+                                  num_chars=12 if chars else 0)
 
 
 def chars_of(ids: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from grutool.config import load_config
+from grutool.config_file import load_config
 from grutool.predict import Predictor
 from grutool.training.callbacks import Callback
 from grutool.training.loop import train
@@ -142,8 +142,15 @@ def test_seq2seq_options_on_a_classifier_run_exit_2(tmp_path, tiny):
     assert_user_error(invoke("infer", tmp_path / "run", "good", "--beam", "2"), "seq2seq runs only")
 
 
-def test_bench_says_it_does_not_time_seq2seq():
-    assert_user_error(invoke("bench", "--config", REVERSE), "seq2seq")
+def test_bench_times_seq2seq(tmp_path):
+    """bench --config times every family (it used to refuse seq2seq): its real train step and generation."""
+    from grutool.bench import report as reports
+
+    out = tmp_path / "b.json"
+    result = invoke("bench", "--config", REVERSE, "--repeats", "1", "--warmup", "0", "--min-sample-ms", "1",
+                    "--threads", "1", "--seq-len", "8", "--batch-size", "4", "-q", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert {r["mode"] for r in reports.read_report(out)["rows"]} == {"infer", "train"}
 
 
 # --- bad input ------------------------------------------------------------------------------------------

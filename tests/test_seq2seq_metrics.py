@@ -11,7 +11,7 @@ import torch
 from grutool.data.batching import References
 from grutool.data.cmudict import dictionary_pairs, split_of, strip_stress
 from grutool.data.tokenize import detokenize, word
-from grutool.metrics_seq2seq import Seq2SeqMetrics, corpus_bleu, edit_distance, error_rate
+from grutool.metrics.seq2seq import Seq2SeqMetrics, corpus_bleu, edit_distance, error_rate
 
 
 @pytest.mark.parametrize("a, b, d", [

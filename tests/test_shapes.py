@@ -287,8 +287,7 @@ def test_dropout_with_one_layer_warns_and_runs():
 
 
 def test_config_agrees_with_the_model_train_builds(monkeypatch):
-    from grutool.config import load_config
-    from grutool.models import build_model
+    from grutool.config_file import load_config
     from grutool.tasks import get_task
 
     monkeypatch.chdir(ROOT)  # the config's data paths are relative to the repository
@@ -298,7 +297,7 @@ def test_config_agrees_with_the_model_train_builds(monkeypatch):
 
     cfg = load_config("configs/sentiment.yaml")
     prepared = get_task(cfg.task).prepare(cfg)
-    model = build_model(cfg, len(prepared.vocab), len(prepared.labels))
+    model = get_task(cfg.task).build_model(cfg, prepared)
     assert report["parameters"]["total"] == sum(p.numel() for p in model.parameters())
     assert report["vocab_size"] == len(prepared.vocab) and report["num_classes"] == len(prepared.labels)
     assert {m["module"]: m["parameters"] for m in report["parameters"]["by_module"]} == \
@@ -321,8 +320,7 @@ def test_config_agrees_with_the_model_train_builds(monkeypatch):
 
 def _traced_config(path, batch: int) -> dict:
     """`shapes --config PATH --batch N --json`, checked to pass and to count the parameters of the model train builds."""
-    from grutool.config import load_config
-    from grutool.models import build_model, model_extras
+    from grutool.config_file import load_config
     from grutool.tasks import get_task
 
     r = runner.invoke(app, ["shapes", "--config", str(path), "--batch", str(batch), "--json"])
@@ -331,7 +329,7 @@ def _traced_config(path, batch: int) -> dict:
     assert report["all_passed"]
     cfg = load_config(path)
     prepared = get_task(cfg.task).prepare(cfg)
-    model = build_model(cfg, len(prepared.vocab), len(prepared.labels), **model_extras(cfg, prepared))
+    model = get_task(cfg.task).build_model(cfg, prepared)
     assert report["parameters"]["total"] == sum(p.numel() for p in model.parameters())
     return report
 
@@ -353,7 +351,7 @@ def test_config_traces_a_char_feature_classifier_on_real_examples(tmp_path, monk
     with the char encoder's shapes; --lengths cannot describe its input and is refused."""
     import yaml
 
-    from grutool.config import load_config
+    from grutool.config_file import load_config
 
     monkeypatch.chdir(ROOT)
     raw = yaml.safe_load((ROOT / "configs" / "sentiment.yaml").read_text())

@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from grutool.config import parse_config
+from grutool.config_file import parse_config
 from grutool.predict import Predictor
 from grutool.training.callbacks import Callback
 from grutool.training.loop import train

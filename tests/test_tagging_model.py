@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from grutool.config import ModelConfig
+from grutool.config import Config, ModelConfig
 from grutool.data import schemes
 from grutool.data.batching import EncodedSplit, collate
 from grutool.models.tagger import Tagger
@@ -26,7 +26,8 @@ def make(variant: str, joint: bool) -> Tagger:
     torch.manual_seed(0)
     m = ModelConfig(embedding_dim=8, hidden_size=6, char_embedding_dim=4, char_hidden_size=3, **VARIANTS[variant])
     constraints = schemes.allowed_transitions(TAGS, "iob2") if m.crf else None
-    return Tagger.from_config(m, vocab_size=30, num_tags=len(TAGS), constraints=constraints, num_chars=12,
+    return Tagger.from_config(Config.model_construct(model=m), vocab_size=30, num_outputs=len(TAGS),
+                              constraints=constraints, num_chars=12,
                               num_intents=3 if joint else 0)
 
 

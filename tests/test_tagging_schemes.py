@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from grutool.data import schemes
-from grutool.metrics_tagging import TaggingMetrics, conlleval
+from grutool.metrics.tagging import TaggingMetrics, conlleval
 from grutool.models.tagger import TaggerOutput
 
 # --- conlleval.pl, transliterated: its two chunk functions and its counting loop ------------

@@ -7,7 +7,7 @@ import torch
 
 from grutool import rundir
 from grutool.checkpoint import load_checkpoint, save_atomic
-from grutool.config import parse_config
+from grutool.config_file import parse_config
 from grutool.errors import TrainingInterrupted
 from grutool.predict import Predictor
 from grutool.training.callbacks import Callback

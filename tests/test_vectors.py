@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from grutool.config import parse_config
+from grutool.config_file import parse_config
 from grutool.data.vectors import load_vectors
 from grutool.data.vocab import Vocab
 from grutool.errors import UserError

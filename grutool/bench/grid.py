@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 import yaml
 
-from grutool.config import yaml_lines
+from grutool.config_file import yaml_lines
 from grutool.errors import UserError
 
 CELLS = ("gru", "lstm", "rnn")

@@ -22,21 +22,13 @@ from grutool.bench import env, grid as grids, timing, workloads
 from grutool.bench.grid import Grid, Spec
 from grutool.bench.report import SCHEMA, VERSION, add_ratios, key_without_cell
 from grutool.errors import UserError
+from grutool.training.device import resolve_device
 
 log = logging.getLogger("grutool")
 
 BUSY_LOAD = 0.5  # load average per logical CPU at the start above which the run gets a warning
 
 Progress = Callable[[int, int, str], None]  # (rows done, rows in all, label of the group being timed)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: CUDA is not available on this machine "
-                        f"(torch {torch.__version__}, built with CUDA {torch.version.cuda}); use --device cpu")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def _check_dtypes(dtypes, device: torch.device) -> None:
@@ -55,11 +47,6 @@ def layer_specs(g: Grid, device: torch.device) -> list[Spec]:
 
 def model_specs(g: Grid, cfg, device: torch.device) -> list[Spec]:
     """Rows for a model config: the config's own sizes unless the grid gives others."""
-    if cfg.task != "classifier":
-        # Synthetic batches carry one label per example (workloads.synthetic_split); other tasks
-        # need per-token targets (and their own inputs), which their task module should provide.
-        raise UserError(f"--config: bench times classifier models so far, not task '{cfg.task}'; "
-                        f"time its recurrent layer with the layer options (--input-size, --hidden-size, ...)")
     if g.dtype is not None:
         raise UserError("--dtype: does not apply with --config; the model runs as `grutool train` runs it "
                         "(float32, or float16 autocast on CUDA when train.amp is true)")
@@ -154,7 +141,7 @@ def run(grid: Grid, *, smoke: bool = False, progress: Optional[Progress] = None)
     settings = grids.merge(replace(base, **{a: None for a in grids.AXES}), grid)
     cfg = None
     if grid.config:
-        from grutool.config import load_config
+        from grutool.config_file import load_config
 
         cfg = load_config(grid.config)
         device = resolve_device(grid.device or cfg.train.device)

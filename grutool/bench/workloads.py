@@ -6,10 +6,10 @@ and `bucketed` rows go through the encoder's packing path as training does.
 `train` = forward + backward of the layer (no optimizer; that belongs to the
 model rows).
 
-Model rows (`--config`) build the model with `grutool.models.build_model` and time
+Model rows (`--config`) build the model with its task (`Task.synthetic`, `Task.build_model`) and time
 `Trainer.step`, the production train step (collate, forward, loss, backward,
 clipping, optimizer, schedule, AMP on CUDA), and the body of
-`Predictor.predict` (collate, forward under no_grad, softmax), on synthetic
+`Predictor.predict` (collate, forward under no_grad, `Task.infer_batch`), on synthetic
 batches of the config's shape.
 """
 
@@ -26,11 +26,12 @@ import torch
 from grutool.bench import env
 from grutool.bench.grid import Spec
 from grutool.config import Config
-from grutool.data.batching import EncodedSplit, bucketed_order, sorted_batches
-from grutool.models import build_model
+from grutool.data.batching import bucketed_order, sorted_batches
+from grutool.data.synthetic import SYNTHETIC_CHARS, spell  # noqa: F401  (spell: re-exported for tests)
+from grutool.models import count_parameters
 from grutool.modules.encoder import RecurrentEncoder
 from grutool.tasks import get_task
-from grutool.training.loop import Trainer, count_parameters
+from grutool.training.loop import Trainer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -117,43 +118,21 @@ def data_sizes(cfg: Config, vocab_size: Optional[int], num_classes: Optional[int
     return vocab_size or 20_000, num_classes or 2, "defaults"
 
 
-SYNTHETIC_CHARS = 64  # character vocabulary of synthetic batches for model.char_features (letters, digits, ...)
-
-
-def spell(ids: torch.Tensor, num_chars: int = SYNTHETIC_CHARS) -> torch.Tensor:
-    """(T,) token ids -> (T, 8) made-up char ids, 0-padded: token k always gets the same spelling of
-    1 + k % 8 characters, so words repeat within a batch as real words do (CharEncoder dedupes them)."""
-    pos = torch.arange(8)[None, :]  # (1, 8)
-    chars = 2 + (ids[:, None] * 7 + pos * 13) % (num_chars - 2)  # (T, 8)
-    return torch.where(pos < (1 + ids % 8)[:, None], chars, 0)
-
-
-def synthetic_split(lengths: torch.Tensor, vocab_size: int, num_classes: int, generator: torch.Generator,
-                    chars: bool = False) -> EncodedSplit:
-    """A labelled split of len(lengths) examples: random token ids (never <pad>) and labels,
-    and with `chars` each token's spelling (see `spell`)."""
-    ids = [torch.randint(min(2, vocab_size - 1), vocab_size, (int(n),), generator=generator) for n in lengths]
-    targets = list(torch.randint(0, num_classes, (len(lengths),), generator=generator))
-    split = EncodedSplit(ids, targets, [""] * len(lengths))
-    if chars:
-        split.chars = [spell(x) for x in ids]
-    return split
-
-
 def model(spec: Spec, cfg: Config, seed: int = 0) -> Workload:
     """The configured model (cfg already carries this row's cell and sizes) on one synthetic batch."""
     device = torch.device(spec.device)
     g = torch.Generator().manual_seed(seed)
     lengths = batch_lengths(spec.lengths, spec.batch_size, spec.seq_len, g)
-    chars = cfg.model.char_features
-    split = synthetic_split(lengths, spec.vocab_size, spec.num_classes, g, chars)
+    task = get_task(cfg.task)
+    vocabs, split = task.synthetic(cfg, lengths, spec.vocab_size, spec.num_classes, g,
+                                   SYNTHETIC_CHARS if cfg.model.char_features else 0)
     torch.manual_seed(seed)
-    net = build_model(cfg, spec.vocab_size, spec.num_classes, num_chars=SYNTHETIC_CHARS if chars else 0)
+    net = task.build_model(cfg, vocabs)
     params = count_parameters(net)
     index = list(range(spec.batch_size))
     if spec.mode == "train":
         # The production step itself: Trainer.step collates `index` from the train split.
-        trainer = Trainer(cfg, get_task(cfg.task), SimpleNamespace(splits={"train": split}), net,
+        trainer = Trainer(cfg, task, SimpleNamespace(splits={"train": split}), net,
                           Path("."), device, callbacks=[])
         trainer.model.train()
 
@@ -166,7 +145,6 @@ def model(spec: Spec, cfg: Config, seed: int = 0) -> Workload:
             # Predictor.predict's per-batch body (without building the result dicts).
             with torch.no_grad():
                 batch = next(sorted_batches(split, spec.batch_size)).to(device)
-                logits, _ = net(batch.ids, batch.lengths, **batch.extra_inputs())
-                return torch.softmax(logits.float(), dim=-1).cpu()  # (B, C)
+                return task.infer_batch(net, batch)
 
     return Workload(spec, fn, _kernels(spec.kernels, device), params, int(lengths.sum()))

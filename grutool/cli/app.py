@@ -6,18 +6,16 @@ and config errors answer fast. Exit codes: 0 ok, 2 user error, 1 bug, 130 Ctrl-C
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import sys
-import warnings
 from enum import Enum
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from grutool.errors import TrainingInterrupted, UserError
+from grutool.cli.console import err, out, setup_logging, user_errors
+from grutool.errors import UserError
 
 app = typer.Typer(
     name="grutool",
@@ -29,60 +27,6 @@ app = typer.Typer(
     # Plain click help: typer's rich help renderer costs ~0.1 s of imports on every --help.
     rich_markup_mode=None,
 )
-
-
-class _LazyConsole:
-    """A rich Console made on first use, so `--help` never imports rich's console machinery."""
-
-    def __init__(self, **options):
-        self._options = options
-        self._console = None
-
-    def __getattr__(self, name):
-        if self._console is None:
-            from rich.console import Console
-
-            self._console = Console(**self._options)
-        return getattr(self._console, name)
-
-
-err = _LazyConsole(stderr=True, highlight=False, soft_wrap=True)
-out = _LazyConsole(highlight=False, soft_wrap=True)
-
-
-def escape(text: str) -> str:
-    from rich.markup import escape as rich_escape
-
-    return rich_escape(text)
-
-
-def _setup_logging(quiet: bool) -> None:
-    logger = logging.getLogger("grutool")
-    logger.handlers.clear()
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    logger.addHandler(handler)
-    logger.setLevel(logging.WARNING if quiet else logging.INFO)
-    logger.propagate = False
-
-    def show(message, category, filename, lineno, file=None, line=None):
-        err.print(f"[yellow]warning:[/] {escape(str(message))}", markup=True)
-
-    warnings.showwarning = show
-
-
-@contextlib.contextmanager
-def user_errors():
-    """Turn UserError into one line on stderr and exit code 2 (no traceback)."""
-    try:
-        yield
-    except UserError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}", markup=True)
-        raise typer.Exit(exc.exit_code)
-    except TrainingInterrupted as exc:
-        err.print(f"interrupted: resumable checkpoint saved to {exc.checkpoint}; "
-                  f"continue with the same command plus --resume")
-        raise typer.Exit(130)
 
 
 class Device(str, Enum):
@@ -109,9 +53,9 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors on stderr."),
 ):
     """Train a model from a YAML config; writes a run directory."""
-    _setup_logging(quiet)
+    setup_logging(quiet)
     with user_errors():
-        from grutool.config import load_config
+        from grutool.config_file import load_config
 
         overrides = list(set_)
         if device is not None:
@@ -126,9 +70,12 @@ def train(
 
         summary = run_training(cfg, resume=resume, overwrite=overwrite, dry_run=dry_run,
                                progress=not quiet and sys.stderr.isatty())
+        from grutool.tasks import get_task
+
+        task = get_task(summary["task"])
         if dry_run:
             ex = ", ".join(f"{k} {v:,}" for k, v in summary["examples"].items())
-            outputs = "targets" if summary["task"] == "seq2seq" else "classes"
+            outputs = task.outputs
             out.print(f"config ok: {config}\n  task        {summary['task']}\n"
                       f"  parameters  {summary['parameters']:,}\n  vocab size  {summary['vocab_size']:,}\n"
                       f"  {outputs:<12}{summary['num_classes']}\n  examples    {ex}\n"
@@ -136,32 +83,11 @@ def train(
             return
         line = f"done: {summary['epochs']} epoch(s), {summary['steps']} steps, {summary['wall_time_s']:.1f}s"
         if summary.get("validation"):
-            v = summary["validation"]
-            if "accuracy" in v:
-                line += f"; best epoch {summary['best_epoch']}: validation accuracy {v['accuracy']:.4f}, macro-F1 {v['macro_f1']:.4f}"
-            else:
-                if "exact_match" in v:
-                    from grutool.cli.seq2seq_render import summary_line
-                else:
-                    from grutool.cli.tagging_render import summary_line
+            from grutool.cli.render import renderer
 
-                line += f"; best epoch {summary['best_epoch']}: validation {summary_line(v)}"
+            line += f"; best epoch {summary['best_epoch']}: validation {renderer(task).summary_line(summary['validation'])}"
         out.print(line)
         out.print(f"run directory: {summary['run_dir']}")
-
-
-def _metrics_table(metrics: dict):
-    from rich.table import Table
-
-    t = Table(title=f"{metrics['source']}: n={metrics['n']}, accuracy {metrics['accuracy']:.4f}, "
-                    f"macro-F1 {metrics['macro_f1']:.4f}")
-    for col in ("label", "precision", "recall", "f1", "support"):
-        t.add_column(col, justify="left" if col == "label" else "right")
-    for label, m in metrics["per_class"].items():
-        t.add_row(label, f"{m['precision']:.4f}", f"{m['recall']:.4f}", f"{m['f1']:.4f}", str(m["support"]))
-    from grutool.cli.tables import confusion_table
-
-    return t, confusion_table("confusion", metrics["confusion"]["labels"], metrics["confusion"]["matrix"])
 
 
 @app.command("eval")
@@ -175,21 +101,20 @@ def eval_(
     device: Device = typer.Option(Device.auto),
 ):
     """Metrics of a trained run on a labelled split."""
-    _setup_logging(quiet=json_)
+    setup_logging(quiet=json_)
     with user_errors():
         from grutool.evaluate import evaluate
 
+        if beam is not None and beam < 1:
+            raise UserError(f"--beam: must be at least 1 (got {beam}); 1 is greedy decoding")
         metrics = evaluate(str(run_dir), split.value, str(data) if data else None, batch_size, device.value, beam)
         if json_:
             print(json.dumps(metrics))
             return
-        if "token_accuracy" in metrics:
-            from grutool.cli.tagging_render import tables
-        elif "exact_match" in metrics:
-            from grutool.cli.seq2seq_render import tables
-        else:
-            tables = _metrics_table
-        for table in tables(metrics):
+        from grutool.cli.render import renderer
+        from grutool.rundir import run_task
+
+        for table in renderer(run_task(run_dir)).tables(metrics):
             out.print(table)
 
 
@@ -226,7 +151,7 @@ def infer(
     device: Device = typer.Option(Device.auto),
 ):
     """Predict a label (tagger/joint: tags and spans; seq2seq: the output) for each input, one line per input."""
-    _setup_logging(quiet=True)
+    setup_logging(quiet=True)
     with user_errors():
         if beam is not None and beam < 1:
             raise UserError(f"--beam: must be at least 1 (got {beam}); 1 is greedy decoding")
@@ -234,33 +159,24 @@ def infer(
         from grutool.predict import Predictor
 
         predictor = Predictor(run_dir, device.value)
+        from grutool.cli.render import renderer
+        from grutool.tasks import accepting
+
         options = {}
         if beam is not None or attention or attention_weights:
-            if predictor.cfg.task != "seq2seq":
-                raise UserError(f"--beam, --attention, --attention-weights: for seq2seq runs only "
-                                f"({run_dir} is task {predictor.cfg.task})")
+            if not {"beam", "attention"} <= set(predictor.task.predict_options):
+                raise UserError(f"--beam, --attention, --attention-weights: for {' or '.join(accepting('beam', 'attention'))} "
+                                f"runs only ({run_dir} is task {predictor.cfg.task})")
             options = {"beam": beam, "attention": bool(attention or attention_weights)}
         results = predictor.predict(inputs, batch_size, **options)
+        render = renderer(predictor.task)
         if attention:
-            from grutool.cli.seq2seq_render import plot_attention
-
-            plot_attention(results, attention)
+            render.plot_attention(results, attention)
             if not attention_weights:
                 for r in results:
                     r.pop("attention")
         for r in results:
-            if jsonl:
-                print(json.dumps(r, ensure_ascii=False))
-            elif "tags" in r:
-                from grutool.cli.tagging_render import line
-
-                print(line(r))
-            elif "output" in r:
-                from grutool.cli.seq2seq_render import line
-
-                print(line(r))
-            else:
-                print(f"{r['label']}\t{r['probs'][r['label']]:.4f}\t{r['text']}")
+            print(json.dumps(r, ensure_ascii=False) if jsonl else render.line(r))
 
 
 from grutool.cli.shapes_cmd import shapes  # noqa: E402

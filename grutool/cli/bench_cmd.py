@@ -53,9 +53,9 @@ def bench(
     """Time GRU vs LSTM vs RNN, or a configured model's train step and inference (docs/bench.md)."""
     from rich.markup import escape
 
-    from grutool.cli.app import _setup_logging, err, out, user_errors
+    from grutool.cli.console import err, out, setup_logging, user_errors
 
-    _setup_logging(quiet)
+    setup_logging(quiet)
     with user_errors():
         from grutool.bench import grid as grids
         from grutool.bench import report as reports

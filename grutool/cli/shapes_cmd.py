@@ -41,7 +41,7 @@ def shapes(
     json_: bool = typer.Option(False, "--json", help="Print the report as one JSON object only."),
 ):
     """Explain and prove every tensor shape of a GRU/LSTM/RNN layer, or of the model a config builds."""
-    from grutool.cli.app import err, out, user_errors
+    from grutool.cli.console import err, out, user_errors
     from grutool.errors import UserError
 
     with user_errors():

@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from grutool.config import ModelConfig
+from grutool.config import Config
 from grutool.modules.char_encoder import CharEncoder
+from grutool.modules.embedder import embedder_options
 from grutool.modules.encoder import RecurrentEncoder
 from grutool.modules.masking import drop_tokens, length_mask
 from grutool.modules.pooling import Pooling
@@ -34,11 +35,16 @@ class Classifier(nn.Module):
         self.head = nn.Linear(self.encoder.get_output_dim(), num_classes)
 
     @classmethod
-    def from_config(cls, m: ModelConfig, vocab_size: int, num_classes: int, num_chars: int = 0) -> "Classifier":
-        return cls(vocab_size, num_classes, m.embedding_dim, m.hidden_size, m.num_layers,
-                   m.bidirectional, m.cell, m.dropout, m.embedding_dropout, m.head_dropout,
-                   m.pooling, m.freeze_embeddings, m.token_dropout,
-                   num_chars if m.char_features else 0, m.char_embedding_dim, m.char_hidden_size)
+    def from_config(cls, cfg: Config, *, vocab_size: int, num_outputs: int, num_chars: int = 0) -> "Classifier":
+        """`num_outputs` classes; `num_chars` sizes the char features (model.char_features)."""
+        m = cfg.model
+        return cls(vocab_size, num_outputs, **embedder_options(m, num_chars), hidden_size=m.hidden_size,
+                   num_layers=m.num_layers, bidirectional=m.bidirectional, cell=m.cell, dropout=m.dropout,
+                   head_dropout=m.head_dropout, pooling=m.pooling)
+
+    def token_embedding(self) -> nn.Embedding:
+        """The input token embedding (where data.vectors are loaded)."""
+        return self.embedding
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor,
                 targets: Optional[torch.Tensor] = None,

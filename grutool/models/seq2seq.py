@@ -95,12 +95,15 @@ class Seq2Seq(nn.Module):
         self.decoding = dict(decoding or {})
 
     @classmethod
-    def from_config(cls, cfg: Config, source_vocab_size: int, target_vocab_size: int) -> "Seq2Seq":
+    def from_config(cls, cfg: Config, *, vocab_size: int, num_outputs: int) -> "Seq2Seq":
+        """`vocab_size` source tokens, `num_outputs` target tokens."""
         m, t = cfg.model, cfg.train
-        return cls(source_vocab_size, target_vocab_size, m.embedding_dim, m.hidden_size, m.num_layers,
-                   m.bidirectional, m.cell, m.decoder_cell, m.attention, m.input_feeding, m.tie_embeddings,
-                   m.dropout, m.embedding_dropout, m.head_dropout, m.token_dropout, t.teacher_forcing,
-                   t.label_smoothing, cfg.decoding.model_dump())
+        return cls(vocab_size, num_outputs, embedding_dim=m.embedding_dim, hidden_size=m.hidden_size,
+                   num_layers=m.num_layers, bidirectional=m.bidirectional, cell=m.cell, decoder_cell=m.decoder_cell,
+                   attention=m.attention, input_feeding=m.input_feeding, tie_embeddings=m.tie_embeddings,
+                   dropout=m.dropout, embedding_dropout=m.embedding_dropout, head_dropout=m.head_dropout,
+                   token_dropout=m.token_dropout, teacher_forcing=t.teacher_forcing,
+                   label_smoothing=t.label_smoothing, decoding=cfg.decoding.model_dump())
 
     # --- pieces shared by training and generation ------------------------------------------------
 
@@ -172,6 +175,10 @@ class Seq2Seq(nn.Module):
                     own = torch.rand(B, device=y.device) >= ratio
                     y = torch.where(own, logits.detach().argmax(-1), y)
         return torch.stack(steps, dim=1)  # (B, M, V)
+
+    def token_embedding(self) -> nn.Embedding:
+        """The input token embedding (where data.vectors are loaded)."""
+        return self.source_embedding
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor, targets: Optional[Targets] = None
                 ) -> tuple[Seq2SeqOutput, Optional[torch.Tensor]]:

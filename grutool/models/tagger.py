@@ -9,10 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from grutool.config import ModelConfig
+from grutool.config import Config
 from grutool.data.vocab import Vocab
 from grutool.modules.char_encoder import CharEncoder
 from grutool.modules.crf import CRF
+from grutool.modules.embedder import embedder_options
 from grutool.modules.encoder import RecurrentEncoder
 from grutool.modules.masking import drop_tokens, length_mask
 from grutool.modules.pooling import Pooling
@@ -52,12 +53,19 @@ class Tagger(nn.Module):
         self.intent_head = nn.Linear(self.encoder.get_output_dim(), num_intents) if num_intents else None
 
     @classmethod
-    def from_config(cls, m: ModelConfig, vocab_size: int, num_tags: int, constraints: Optional[tuple] = None,
-                    num_chars: int = 0, num_intents: int = 0) -> "Tagger":
-        return cls(vocab_size, num_tags, m.embedding_dim, m.hidden_size, m.num_layers, m.bidirectional, m.cell,
-                   m.dropout, m.embedding_dropout, m.head_dropout, m.token_dropout, m.freeze_embeddings,
-                   m.crf, constraints, num_chars if m.char_features else 0, m.char_embedding_dim,
-                   m.char_hidden_size, num_intents, m.pooling, m.tag_loss_weight, m.intent_loss_weight)
+    def from_config(cls, cfg: Config, *, vocab_size: int, num_outputs: int, num_chars: int = 0,
+                    num_intents: int = 0, constraints: Optional[tuple] = None) -> "Tagger":
+        """`num_outputs` tags; `num_intents` > 0 adds the joint model's intent head; `constraints`
+        (allowed start, transition and end tags) restrict a CRF to the tag scheme's valid paths."""
+        m = cfg.model
+        return cls(vocab_size, num_outputs, **embedder_options(m, num_chars), hidden_size=m.hidden_size,
+                   num_layers=m.num_layers, bidirectional=m.bidirectional, cell=m.cell, dropout=m.dropout,
+                   head_dropout=m.head_dropout, crf=m.crf, constraints=constraints, num_intents=num_intents,
+                   pooling=m.pooling, tag_loss_weight=m.tag_loss_weight, intent_loss_weight=m.intent_loss_weight)
+
+    def token_embedding(self) -> nn.Embedding:
+        """The input token embedding (where data.vectors are loaded)."""
+        return self.embedding
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor, targets: Optional[Targets] = None,
                 chars: Optional[torch.Tensor] = None) -> tuple[TaggerOutput, Optional[torch.Tensor]]:

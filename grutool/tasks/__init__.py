@@ -1,22 +1,34 @@
-"""What differs between model families: how examples are read, encoded, scored and shown.
+"""The model families, by name: what differs between them lives in their Task (see base.py).
 
-The training loop, run directory and CLI are shared; they talk to a task object.
+The training loop, run directory, evaluation, prediction, `shapes`, `bench`, config validation
+and the CLI's renderers are shared; they talk to a task object. A new family is one module
+with a `Task` subclass plus one line below.
 """
 
 from __future__ import annotations
 
+from grutool.tasks.base import Prepared, Task
+from grutool.tasks.classifier import ClassifierTask
+from grutool.tasks.seq2seq import Seq2SeqTask
+from grutool.tasks.tagger import JointTask, TaggerTask
 
-def get_task(name: str):
-    if name == "classifier":
-        from grutool.tasks.classifier import ClassifierTask
+TASKS: dict[str, type[Task]] = {
+    "classifier": ClassifierTask,
+    "tagger": TaggerTask,
+    "joint": JointTask,
+    "seq2seq": Seq2SeqTask,
+}
 
-        return ClassifierTask()
-    if name in ("tagger", "joint"):
-        from grutool.tasks.tagger import TaggerTask
+__all__ = ["TASKS", "Prepared", "Task", "accepting", "get_task"]
 
-        return TaggerTask(name)
-    if name == "seq2seq":
-        from grutool.tasks.seq2seq import Seq2SeqTask
 
-        return Seq2SeqTask()
-    raise ValueError(f"unknown task {name!r}")
+def get_task(name: str) -> Task:
+    try:
+        return TASKS[name]()
+    except KeyError:
+        raise ValueError(f"unknown task {name!r}; known: {', '.join(TASKS)}") from None
+
+
+def accepting(*options: str) -> list[str]:
+    """Names of the tasks whose `predict` takes all these options (for messages)."""
+    return [name for name, task in TASKS.items() if set(options) <= set(task.predict_options)]

@@ -1,27 +1,26 @@
-"""Text classification (N -> 1): text and label columns to encoded splits, metrics, predictions."""
+"""Text classification (N -> 1): text and label columns to encoded splits, a classifier, metrics, predictions."""
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-import torch
-
-from grutool.config import Config, DataConfig
-from grutool.data.batching import EncodedSplit
-from grutool.data.loading import first_row_line, load_split, require_columns
-from grutool.data.tokenize import get_tokenizer
-from grutool.data.vocab import LabelVocab, Vocab
 from grutool.errors import UserError, listed
-from grutool.metrics import ClassificationMetrics
+from grutool.tasks.base import Prepared, Task
+
+if TYPE_CHECKING:
+    from grutool.config import Config, DataConfig
+    from grutool.data.batching import EncodedSplit
+    from grutool.data.vocab import LabelVocab, Vocab
 
 log = logging.getLogger("grutool")
 
 
 def read_examples(cfg: DataConfig, source: str, need_labels: bool = True) -> tuple[list[str], Optional[list[str]]]:
     """Texts and string labels of one split, with every data problem as a UserError."""
+    from grutool.data.loading import first_row_line, load_split, require_columns
+
     ds = load_split(cfg, source)
     where = f"data.dataset '{cfg.dataset}' split '{source}'" if cfg.dataset else source
     fields = {"text_column": cfg.text_column}
@@ -43,18 +42,32 @@ def read_examples(cfg: DataConfig, source: str, need_labels: bool = True) -> tup
     return texts, labels
 
 
-@dataclass
-class Prepared:
-    vocab: Vocab
-    labels: LabelVocab
-    splits: dict[str, EncodedSplit]
-    chars: Optional[Vocab] = None         # model.char_features
-
-
-class ClassifierTask:
+class ClassifierTask(Task):
     name = "classifier"
+    monitors = ("accuracy", "macro_f1", "loss")
+    owns = {"data": ("dataset", "dataset_config"),
+            "model": ("pooling", "freeze_embeddings", "char_features", "char_embedding_dim", "char_hidden_size")}
+    formats = ("csv", "tsv", "json", "jsonl", "parquet")
+    traces_real_examples = False  # token ids alone make a batch: random ids of any --lengths (char features aside)
+
+    # --- config -------------------------------------------------------------------------------
+
+    def check_config(self, cfg: Config) -> None:
+        check_columns(cfg, ("text_column", "label_column"))
+        self.check_monitor(cfg)
+        fmt = cfg.data.format
+        if fmt in ("parallel_text", "cmudict"):
+            raise ValueError(f"data.format: '{fmt}' is sequence-to-sequence data; set task: seq2seq")
+        if fmt in ("conllu", "conll", "parallel"):
+            raise ValueError(f"data.format: '{fmt}' is tagging data; set task: tagger or joint")
+        self.check_ownership(cfg)
+        check_one_path_per_split(cfg)
+
+    # --- data ---------------------------------------------------------------------------------
 
     def tokenizer(self, cfg: Config):
+        from grutool.data.tokenize import get_tokenizer
+
         return get_tokenizer(cfg.data.tokenizer, cfg.data.lowercase)
 
     def encode(self, cfg: Config, vocab: Vocab, labels: LabelVocab, texts: list[str],
@@ -62,6 +75,10 @@ class ClassifierTask:
                chars: Optional[Vocab] = None) -> EncodedSplit:
         """Token ids per text (and, with `chars`, the char ids of each token as tokenized);
         unseen gold labels get ids after the model's classes (see metrics)."""
+        import torch
+
+        from grutool.data.batching import EncodedSplit
+
         tok = self.tokenizer(cfg)
         limit = cfg.data.max_length
         tokens = [tok(t)[:limit] for t in texts]
@@ -76,9 +93,9 @@ class ClassifierTask:
             split.chars = [chars.encode_chars(s, cfg.data.max_word_length) for s in tokens]  # each (T_i, W_i)
         return split
 
-    def prepare(self, cfg: Config, vocab: Optional[Vocab] = None, labels: Optional[LabelVocab] = None,
-                chars: Optional[Vocab] = None) -> Prepared:
-        """Read every configured split, build vocabularies on train (unless given), encode all."""
+    def prepare(self, cfg: Config, saved: Any = None) -> Prepared:
+        from grutool.data.vocab import LabelVocab, Vocab
+
         d = cfg.data
         texts, gold = read_examples(d, d.train)
         tok = self.tokenizer(cfg)
@@ -92,25 +109,26 @@ class ClassifierTask:
             log.warning("train: %d example(s) are empty after tokenization and are skipped", empty)
             keep = [i for i, t in enumerate(tokens) if t]
             texts, gold, tokens = [texts[i] for i in keep], [gold[i] for i in keep], [tokens[i] for i in keep]
-        vocab = vocab or Vocab.build(tokens, d.min_freq, d.max_size)
-        labels = labels or LabelVocab.build(gold)
+        vocab = saved.vocab if saved else Vocab.build(tokens, d.min_freq, d.max_size)
+        labels = saved.labels if saved else LabelVocab.build(gold)
         if len(labels) < 2:
             raise UserError(f"{d.train}: only one label ({labels.itos[0]!r}) in column '{d.label_column}'; "
                             f"a classifier needs at least two")
+        chars = None
         if cfg.model.char_features:
-            chars = chars or Vocab.build([list(t[:d.max_word_length]) for s in tokens for t in s])
-        else:
-            chars = None
-        splits = {"train": self.encode(cfg, vocab, labels, texts, gold, sorted(set(gold) - set(labels.stoi)), chars)}
+            chars = saved.chars if saved else Vocab.build([list(t[:d.max_word_length]) for s in tokens for t in s])
+        prepared = Prepared(vocab, labels, chars=chars)
+        prepared.splits["train"] = self.encode(cfg, vocab, labels, texts, gold,
+                                               sorted(set(gold) - set(labels.stoi)), chars)
         for name in ("validation", "test"):
             source = getattr(d, name)
             if source is not None:
-                splits[name] = self.encode_split(cfg, vocab, labels, source, name, chars)
-        return Prepared(vocab, labels, splits, chars)
+                prepared.splits[name] = self.encode_split(cfg, prepared, source, name)
+        return prepared
 
-    def encode_split(self, cfg: Config, vocab: Vocab, labels: LabelVocab, source: str, name: str,
-                     chars: Optional[Vocab] = None) -> EncodedSplit:
+    def encode_split(self, cfg: Config, vocabs: Any, source: str, name: str) -> EncodedSplit:
         """A labelled evaluation split; labels the model never saw are reported, then scored as errors."""
+        labels = vocabs.labels
         texts, gold = read_examples(cfg.data, source)
         unseen = Counter(g for g in gold if g not in labels.stoi)
         if unseen and sum(unseen.values()) == len(gold):
@@ -119,7 +137,118 @@ class ClassifierTask:
         if unseen:
             log.warning("%s: %d example(s) have labels never seen in training, counted as errors: %s",
                         name, sum(unseen.values()), listed(unseen))
-        return self.encode(cfg, vocab, labels, texts, gold, extra=sorted(unseen), chars=chars)
+        return self.encode(cfg, vocabs.vocab, labels, texts, gold, extra=sorted(unseen), chars=vocabs.chars)
 
-    def metrics(self, split: EncodedSplit) -> ClassificationMetrics:
+    def vocabularies(self, cfg: Config) -> dict[str, tuple[str, type]]:
+        from grutool.data.vocab import LabelVocab, Vocab
+
+        files = {"labels": ("labels.json", LabelVocab)}
+        if cfg.model.char_features:
+            files["chars"] = ("chars.json", Vocab)
+        return files
+
+    def synthetic(self, cfg: Config, lengths: list[int], vocab_size: int, num_classes: int, generator,
+                  num_chars: int = 0) -> tuple[Prepared, EncodedSplit]:
+        """Random token ids (never <pad>) and one random label per example; with `num_chars`, each
+        token's made-up spelling (see grutool.data.synthetic.spell)."""
+        import torch
+
+        from grutool.data.batching import EncodedSplit
+
+        vocabs = synthetic_vocabs(vocab_size, num_classes, num_chars)
+        ids = [torch.randint(min(2, vocab_size - 1), vocab_size, (int(n),), generator=generator) for n in lengths]
+        targets = list(torch.randint(0, num_classes, (len(lengths),), generator=generator))
+        split = EncodedSplit(ids, targets, [""] * len(lengths))
+        if num_chars:
+            from grutool.data.synthetic import spell
+
+            split.chars = [spell(x, num_chars) for x in ids]
+        return vocabs, split
+
+    # --- model --------------------------------------------------------------------------------
+
+    def build_model(self, cfg: Config, vocabs: Any):
+        from grutool.models.classifier import Classifier
+
+        return Classifier.from_config(cfg, vocab_size=len(vocabs.vocab), num_outputs=len(vocabs.labels),
+                                      num_chars=len(vocabs.chars) if vocabs.chars is not None else 0)
+
+    def metrics(self, split: EncodedSplit):
+        from grutool.metrics.classification import ClassificationMetrics
+
         return ClassificationMetrics(split.label_names)
+
+    def finish_evaluation(self, out: dict, vocabs: Any) -> dict:
+        out["unseen_labels"] = unseen_rows(out["confusion"], len(vocabs.labels))
+        return out
+
+    # --- prediction ---------------------------------------------------------------------------
+
+    def infer_batch(self, model, batch, **options):
+        import torch
+
+        logits, _ = model(batch.ids, batch.lengths, **batch.extra_inputs())
+        return torch.softmax(logits.float(), dim=-1).cpu()  # (B, C)
+
+    def predict(self, predictor, texts: list[str], batch_size: int = 64, **options) -> list[dict]:
+        """One dict per text, in input order: text, label, probs (label -> probability).
+
+        An empty text (nothing left after tokenization) is encoded as an empty
+        sequence: the encoder gives it a zero state, so its prediction is the
+        head's prior (its bias), the same every time.
+        """
+        import torch
+
+        from grutool.data.batching import sorted_batches
+
+        run = predictor.run
+        split = self.encode(predictor.cfg, run.vocab, run.labels, texts, None, chars=run.chars)
+        labels = run.labels.itos
+        results: list[dict] = [{} for _ in texts]
+        with torch.no_grad():
+            for batch in sorted_batches(split, batch_size):
+                probs = self.infer_batch(predictor.model, batch.to(predictor.device))
+                for row, i in zip(probs, batch.index):
+                    k = int(row.argmax())
+                    results[i] = {"text": texts[i], "label": labels[k],
+                                  "probs": {name: round(float(p), 6) for name, p in zip(labels, row)}}
+        return results
+
+
+# --- helpers shared with the other families ---------------------------------------------------
+
+
+def check_columns(cfg: Config, fields: tuple[str, ...]) -> None:
+    """With data.column_names, the columns a task reads must be among them."""
+    d = cfg.data
+    if d.column_names:
+        for field in fields:
+            name = getattr(d, field)
+            if name not in d.column_names:
+                raise ValueError(f"data.{field}: '{name}' is not one of data.column_names {d.column_names}")
+
+
+def check_one_path_per_split(cfg: Config) -> None:
+    """Only seq2seq's parallel_text reads a split from a [source file, target file] pair."""
+    for name in ("train", "validation", "test"):
+        if isinstance(getattr(cfg.data, name), list):
+            raise ValueError(f"data.{name}: a list of paths is for task seq2seq with data.format parallel_text "
+                             f"([source file, target file]); give one path")
+
+
+def unseen_rows(confusion: dict, known: int) -> dict[str, int]:
+    """Rows past the model's own labels are gold labels it never saw: how many examples (tokens, for tags) each."""
+    matrix = confusion["matrix"]
+    return {name: sum(matrix[known + j]) for j, name in enumerate(confusion["labels"][known:])}
+
+
+def synthetic_vocabs(vocab_size: int, num_classes: int, num_chars: int = 0, num_intents: int = 0) -> Prepared:
+    """Vocabularies of the given sizes with made-up entries (bench: a model without its data)."""
+    from grutool.data.vocab import LabelVocab, Vocab
+
+    def vocab(n: int) -> Vocab:
+        return Vocab(["<pad>", "<unk>"] + [f"w{i}" for i in range(n - 2)])
+
+    labels = LabelVocab([f"L{i}" for i in range(num_classes)])
+    return Prepared(vocab(vocab_size), labels, chars=vocab(num_chars) if num_chars else None,
+                    intents=LabelVocab([f"I{i}" for i in range(num_intents)]) if num_intents else None)

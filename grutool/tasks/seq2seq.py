@@ -1,37 +1,87 @@
-"""Sequence to sequence (N -> M): source/target pairs to encoded splits, metrics, generated outputs."""
+"""Sequence to sequence (N -> M): source/target pairs to encoded splits, an encoder-decoder, metrics, outputs."""
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-import torch
-
-from grutool.config import Config, is_dictionary
-from grutool.data.batching import EncodedSplit, References, sorted_batches
-from grutool.data.parallel import Pair, read_pairs
-from grutool.data.tokenize import detokenize, get_tokenizer
-from grutool.data.vocab import TARGET_SPECIALS, Vocab
 from grutool.errors import UserError, listed
-from grutool.metrics_seq2seq import Seq2SeqMetrics
-from grutool.tasks.classifier import Prepared
+from grutool.tasks.base import Prepared, Task
+from grutool.tasks.classifier import check_columns, synthetic_vocabs
+
+if TYPE_CHECKING:
+    from grutool.config import Config, DataConfig
+    from grutool.data.batching import EncodedSplit, References
+    from grutool.data.parallel import Pair
+    from grutool.data.vocab import Vocab
 
 log = logging.getLogger("grutool")
 
-
-@dataclass
-class Seq2SeqPrepared(Prepared):
-    """`vocab` is the source vocabulary, `labels` the target one (the same object with data.shared_vocab)."""
+FORMATS = ("parallel_text", "tsv", "csv", "jsonl", "cmudict")
 
 
-class Seq2SeqTask:
+def is_dictionary(d: DataConfig) -> bool:
+    """Whether seq2seq metrics treat the data as a pronouncing dictionary (see DataConfig.dictionary)."""
+    return d.dictionary if d.dictionary is not None else d.format == "cmudict"
+
+
+class Seq2SeqTask(Task):
+    """`labels` is the target vocabulary (the same object as `vocab` with data.shared_vocab)."""
+
     name = "seq2seq"
+    monitors = ("bleu", "chrf", "exact_match", "perplexity", "loss")
+    owns = {"data": ("source", "target", "source_column", "target_column", "target_tokenizer", "target_lowercase",
+                     "target_max_length", "shared_vocab", "dictionary", "keep_stress", "split_seed"),
+            "model": ("decoder_cell", "attention", "input_feeding", "tie_embeddings"),
+            "train": ("teacher_forcing", "label_smoothing"),
+            "decoding": ()}
+    outputs = "targets"
+    renderer = "seq2seq"
+    predict_options = ("beam", "attention")
+
+    # --- config --------------------------------------------------------------------------------
+
+    def check_config(self, cfg: Config) -> None:
+        d, m = cfg.data, cfg.model
+        check_columns(cfg, ("source_column", "target_column"))
+        self.check_monitor(cfg)
+        if d.format not in FORMATS + ("auto",):
+            raise ValueError(f"data.format: task seq2seq reads {', '.join(FORMATS)} (got '{d.format}')")
+        if d.dataset is not None:
+            raise ValueError("data.dataset: Hub datasets are read for task classifier only; for task seq2seq "
+                             "set data.train/validation/test to local files")
+        if m.char_features:
+            raise ValueError("model.char_features: for task classifier, tagger or joint (task is seq2seq; "
+                             "use data.tokenizer: char for a character-level model)")
+        self.check_ownership(cfg)
+        for name in ("train", "validation", "test"):
+            value = getattr(d, name)
+            if isinstance(value, list):
+                if d.format != "parallel_text":
+                    raise ValueError(f"data.{name}: a list of paths is for task seq2seq with data.format "
+                                     f"parallel_text ([source file, target file]); give one path")
+                if len(value) != 2:
+                    raise ValueError(f"data.{name}: expected [source file, target file], got {len(value)} path(s)")
+        if d.format == "parallel_text":
+            prefixes = [n for n in ("train", "validation", "test") if isinstance(getattr(d, n), str)]
+            if prefixes and (d.source is None or d.target is None):
+                raise ValueError(f"data.source, data.target: parallel_text needs both file suffixes (e.g. de, en) "
+                                 f"when data.{prefixes[0]} is a prefix; or give data.{prefixes[0]} as "
+                                 f"[source file, target file]")
+        if cfg.train.monitor in ("bleu", "chrf") and is_dictionary(d):
+            raise ValueError(f"train.monitor: '{cfg.train.monitor}' is not computed for dictionary data "
+                             f"(data.format cmudict or data.dictionary); monitor exact_match")
+        if m.attention == "dot" and m.bidirectional:
+            raise ValueError("model.attention: 'dot' needs encoder outputs of the decoder's size, but a "
+                             "bidirectional encoder gives 2 x hidden_size; use 'general' or 'additive', or "
+                             "bidirectional: false")
 
     # --- text -> tokens ------------------------------------------------------------------------
 
     def source_tokenizer(self, cfg: Config):
+        from grutool.data.tokenize import get_tokenizer
+
         return get_tokenizer(cfg.data.tokenizer, cfg.data.lowercase)
 
     def target_tokenizer_name(self, cfg: Config) -> str:
@@ -42,6 +92,8 @@ class Seq2SeqTask:
         return d.lowercase if d.target_lowercase is None else d.target_lowercase
 
     def target_tokenizer(self, cfg: Config):
+        from grutool.data.tokenize import get_tokenizer
+
         return get_tokenizer(self.target_tokenizer_name(cfg), self.target_lowercase(cfg))
 
     def source_tokens(self, cfg: Config, texts: list[str], name: str, where: Optional[list[str]] = None) -> list[list[str]]:
@@ -65,6 +117,11 @@ class Seq2SeqTask:
         """Source ids; target ids ending in <eos> when targets are given; `references` for evaluation splits.
         Source tokens outside the vocabulary become <unk>, counted in a warning (outside training, where rare
         tokens are <unk> by design)."""
+        import torch
+
+        from grutool.data.batching import EncodedSplit
+        from grutool.data.vocab import Vocab
+
         ids = [torch.tensor(vocab.encode(s), dtype=torch.long) for s in sources]
         if name != "train":
             unknown = Counter(t for s in sources for t in s if t not in vocab.stoi)
@@ -78,13 +135,16 @@ class Seq2SeqTask:
         return split
 
     def read(self, cfg: Config, spec, name: str) -> tuple[list[Pair], list[list[str]], list[list[str]]]:
+        from grutool.data.parallel import read_pairs
+
         pairs = read_pairs(cfg.data, spec, name)
         sources = self.source_tokens(cfg, [p.source for p in pairs], name, [p.where for p in pairs])
         targets = [self.target_tokenizer(cfg)(p.target) for p in pairs]
         return pairs, sources, targets
 
-    def prepare(self, cfg: Config, vocab: Optional[Vocab] = None, labels: Optional[Vocab] = None) -> Seq2SeqPrepared:
-        """Read every configured split, build vocabularies on train (unless given), encode all."""
+    def prepare(self, cfg: Config, saved: Any = None) -> Prepared:
+        from grutool.data.vocab import TARGET_SPECIALS, Vocab
+
         d = cfg.data
         pairs, sources, targets = self.read(cfg, d.train, "train")
         limit = d.target_max_length or d.max_length
@@ -95,21 +155,27 @@ class Seq2SeqTask:
                             "data.target_max_length" if d.target_max_length else "data.max_length", limit,
                             pairs[long[0]].where)
                 targets = [t[:limit] for t in targets]
-        if vocab is None:
+        if saved:
+            vocab, labels = saved.vocab, saved.labels
+        else:
             if d.shared_vocab:
                 vocab = labels = Vocab.build(sources + targets, d.min_freq, d.max_size, specials=TARGET_SPECIALS)
             else:
                 vocab = Vocab.build(sources, d.min_freq, d.max_size)
                 labels = Vocab.build(targets, d.min_freq, d.max_size, specials=TARGET_SPECIALS)
-        splits = {"train": self.encode(cfg, vocab, labels, sources, targets, [p.source for p in pairs], "train")}
+        prepared = Prepared(vocab, labels)
+        prepared.splits["train"] = self.encode(cfg, vocab, labels, sources, targets, [p.source for p in pairs],
+                                               "train")
         for name in ("validation", "test"):
             spec = getattr(d, name)
             if spec is not None:
-                splits[name] = self.encode_split(cfg, vocab, labels, spec, name)
-        return Seq2SeqPrepared(vocab, labels, splits)
+                prepared.splits[name] = self.encode_split(cfg, prepared, spec, name)
+        return prepared
 
-    def encode_split(self, cfg: Config, vocab: Vocab, labels: Vocab, spec, name: str, **_) -> EncodedSplit:
+    def encode_split(self, cfg: Config, vocabs: Any, spec, name: str) -> EncodedSplit:
         """A scored split: whole targets (never truncated) as references; dictionaries group each word's pairs."""
+        from grutool.data.batching import References
+
         pairs, sources, targets = self.read(cfg, spec, name)
         groups = None
         if is_dictionary(cfg.data):
@@ -118,22 +184,67 @@ class Seq2SeqTask:
         lower = self.target_lowercase(cfg)
         refs = References(targets, [p.target.lower() if lower else p.target for p in pairs],
                           self.target_tokenizer_name(cfg), groups)
-        return self.encode(cfg, vocab, labels, sources, targets, [p.source for p in pairs], name, refs)
+        return self.encode(cfg, vocabs.vocab, vocabs.labels, sources, targets, [p.source for p in pairs], name, refs)
 
-    def metrics(self, split: EncodedSplit) -> Seq2SeqMetrics:
+    def vocabularies(self, cfg: Config) -> dict[str, tuple[str, type]]:
+        from grutool.data.vocab import Vocab
+
+        return {"labels": ("target_vocab.json", Vocab)}
+
+    def synthetic(self, cfg: Config, lengths: list[int], vocab_size: int, num_classes: int, generator,
+                  num_chars: int = 0) -> tuple[Prepared, EncodedSplit]:
+        """Random source ids and random targets as long as their sources (ending in <eos>);
+        `num_classes` sizes the target vocabulary."""
+        import torch
+
+        from grutool.data.batching import EncodedSplit
+        from grutool.data.vocab import Vocab
+
+        num_classes = max(num_classes, 5)  # <pad> <unk> <bos> <eos> and at least one real token
+        vocabs = synthetic_vocabs(vocab_size, 2)
+        vocabs.labels = Vocab(["<pad>", "<unk>", "<bos>", "<eos>"] + [f"t{i}" for i in range(num_classes - 4)])
+        ids = [torch.randint(min(2, vocab_size - 1), vocab_size, (int(n),), generator=generator) for n in lengths]
+        targets = [torch.cat([torch.randint(4, num_classes, (int(n),), generator=generator),
+                              torch.tensor([Vocab.eos_id])]) for n in lengths]
+        return vocabs, EncodedSplit(ids, targets, [""] * len(lengths), label_names=list(vocabs.labels.itos))
+
+    def build_model(self, cfg: Config, vocabs: Any):
+        from grutool.models.seq2seq import Seq2Seq
+
+        return Seq2Seq.from_config(cfg, vocab_size=len(vocabs.vocab), num_outputs=len(vocabs.labels))
+
+    def set_decoding(self, model, beam: Optional[int] = None, **options) -> dict:
+        if beam is not None:
+            if beam < 1:
+                raise UserError(f"beam: must be at least 1 (got {beam}); 1 is greedy decoding", option="beam")
+            model.decoding["beam_size"] = beam
+        return {"beam_size": model.decoding["beam_size"]}
+
+    def metrics(self, split: EncodedSplit):
+        from grutool.metrics.seq2seq import Seq2SeqMetrics
+
         return Seq2SeqMetrics(split.label_names, split.references, split.texts)
 
     # --- prediction --------------------------------------------------------------------------
 
-    @torch.no_grad()
+    def infer_batch(self, model, batch, **settings):
+        """Generated outputs (grutool.decoding.Generated) for one batch of sources."""
+        from grutool.decoding import generate
+
+        memory, state = model.encode(batch.ids, batch.lengths)
+        return generate(model, memory, state, batch.lengths, **settings)
+
     def predict(self, predictor, texts: list[str], batch_size: int = 64, beam: Optional[int] = None,
                 attention: bool = False) -> list[dict]:
         """One dict per text, in input order: source, output, score (the output's log-probability) and, with
         `attention`, the source and output tokens (<eos> last) with the weights, one row per output token."""
-        from grutool.decoding import generate
+        import torch
+
+        from grutool.data.batching import sorted_batches
+        from grutool.data.tokenize import detokenize
 
         if beam is not None and beam < 1:
-            raise UserError(f"--beam: must be at least 1 (got {beam})")
+            raise UserError(f"beam: must be at least 1 (got {beam})", option="beam")
         cfg, run, model = predictor.cfg, predictor.run, predictor.model
         if attention and model.attention is None:
             raise UserError(f"{run.path}: this model has no attention (model.attention: none); "
@@ -146,8 +257,9 @@ class Seq2SeqTask:
         names, tokenizer = run.labels.itos, self.target_tokenizer_name(cfg)
         results: list[dict] = [{} for _ in texts]
         for batch in sorted_batches(split, batch_size):
-            memory, state = model.encode(batch.ids.to(predictor.device), batch.lengths)
-            out = generate(model, memory, state, batch.lengths, **settings)
+            batch.ids = batch.ids.to(predictor.device)
+            with torch.no_grad():
+                out = self.infer_batch(model, batch, **settings)
             for row, i in enumerate(batch.index):
                 tokens = [names[j] for j in out.tokens[row]]
                 r = {"source": texts[i], "output": detokenize(tokens, tokenizer), "score": round(out.scores[row], 6)}

@@ -1,41 +1,56 @@
-"""Sequence tagging (N -> N) and joint intent + tags: sentences to encoded splits, metrics, predictions."""
+"""Sequence tagging (N -> N) and joint intent + tags: sentences to encoded splits, a tagger, metrics, predictions."""
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-import torch
-
-from grutool.config import Config
-from grutool.data import schemes
-from grutool.data.batching import EncodedSplit, sorted_batches
-from grutool.data.tagging import Sentence, read_sentences, to_model_scheme
-from grutool.data.tokenize import get_tokenizer
-from grutool.data.vocab import LabelVocab, Vocab
 from grutool.errors import UserError, listed
-from grutool.metrics_tagging import TaggingMetrics
-from grutool.tasks.classifier import Prepared
+from grutool.tasks.base import Prepared, Task
+from grutool.tasks.classifier import check_one_path_per_split, synthetic_vocabs, unseen_rows
+
+if TYPE_CHECKING:
+    from grutool.config import Config
+    from grutool.data.batching import EncodedSplit
+    from grutool.data.tagging import Sentence
+    from grutool.data.vocab import LabelVocab, Vocab
 
 log = logging.getLogger("grutool")
 
-
-@dataclass
-class TaggingPrepared(Prepared):
-    intents: Optional[LabelVocab] = None  # joint task (chars, for model.char_features, comes from Prepared)
+FORMATS = ("conllu", "conll", "parallel", "jsonl")
 
 
-class TaggerTask:
-    def __init__(self, name: str = "tagger"):
-        self.name = name
-        self.joint = name == "joint"
+class TaggerTask(Task):
+    """One tag per token on the encoder's per-step outputs; `JointTask` adds an intent per sentence."""
+
+    name = "tagger"
+    joint = False
+    monitors = ("token_accuracy", "span_f1", "sentence_accuracy", "loss")
+    owns = {"model": ("crf", "char_features", "char_embedding_dim", "char_hidden_size", "freeze_embeddings")}
+    renderer = "tagging"
+
+    # --- config ------------------------------------------------------------------------
+
+    def check_config(self, cfg: Config) -> None:
+        self.check_monitor(cfg)
+        fmt = cfg.data.format
+        if fmt in ("parallel_text", "cmudict"):
+            raise ValueError(f"data.format: '{fmt}' is sequence-to-sequence data; set task: seq2seq")
+        if fmt not in FORMATS + ("auto",):
+            raise ValueError(f"data.format: '{fmt}' is classifier data; task {self.name} reads {', '.join(FORMATS)}")
+        if cfg.data.dataset is not None:
+            raise ValueError(f"data.dataset: Hub datasets are read for task classifier only; for task {self.name} "
+                             f"set data.train/validation/test to local files")
+        self.check_ownership(cfg)
+        check_one_path_per_split(cfg)
 
     # --- reading ---------------------------------------------------------------------
 
     def read(self, cfg: Config, source: str, name: str) -> list[Sentence]:
         """A labelled split with tags in the model's scheme."""
+        from grutool.data.tagging import read_sentences, to_model_scheme
+
         return to_model_scheme(read_sentences(cfg.data, source, need_intents=self.joint), cfg.data, name)
 
     def model_scheme(self, cfg: Config) -> str:
@@ -50,6 +65,10 @@ class TaggerTask:
 
         Gold tags and intents the model never saw get ids after the model's own (see metrics).
         """
+        import torch
+
+        from grutool.data.batching import EncodedSplit
+
         lower = cfg.data.lowercase
         ids = [torch.tensor(vocab.encode([t.lower() for t in s] if lower else s), dtype=torch.long) for s in tokens]
         split = EncodedSplit(ids, None, [" ".join(s) for s in tokens], scheme=self.model_scheme(cfg))
@@ -67,9 +86,10 @@ class TaggerTask:
             split.intent_names = names
         return split
 
-    def prepare(self, cfg: Config, vocab: Optional[Vocab] = None, labels: Optional[LabelVocab] = None,
-                intents: Optional[LabelVocab] = None, chars: Optional[Vocab] = None) -> TaggingPrepared:
-        """Read every configured split, build vocabularies on train (unless given), encode all."""
+    def prepare(self, cfg: Config, saved: Any = None) -> Prepared:
+        from grutool.data.tagging import Sentence
+        from grutool.data.vocab import LabelVocab, Vocab
+
         d = cfg.data
         sentences = self.read(cfg, d.train, "train")
         empty = [s for s in sentences if not s.tokens]
@@ -87,32 +107,33 @@ class TaggerTask:
                              for s in sentences]
         tokens = [s.tokens for s in sentences]
         tags = [s.tags for s in sentences]
-        vocab = vocab or Vocab.build([[t.lower() for t in s] if d.lowercase else s for s in tokens],
-                                     d.min_freq, d.max_size)
-        labels = labels or LabelVocab.build(t for s in tags for t in s)
+        vocab = saved.vocab if saved else Vocab.build([[t.lower() for t in s] if d.lowercase else s for s in tokens],
+                                                      d.min_freq, d.max_size)
+        labels = saved.labels if saved else LabelVocab.build(t for s in tags for t in s)
         if len(labels) < 2:
             raise UserError(f"{d.train}: only one tag ({labels.itos[0]!r}); a tagger needs at least two")
-        gold_intents = [s.intent for s in sentences] if self.joint else None
+        gold_intents = intents = None
         if self.joint:
-            intents = intents or LabelVocab.build(gold_intents)
+            gold_intents = [s.intent for s in sentences]
+            intents = saved.intents if saved else LabelVocab.build(gold_intents)
+        chars = None
         if cfg.model.char_features:
-            chars = chars or Vocab.build([list(t[:d.max_word_length]) for s in tokens for t in s])
-        else:
-            chars = None
-        splits = {"train": self.encode(cfg, vocab, tokens, labels, tags, intents, gold_intents, chars)}
+            chars = saved.chars if saved else Vocab.build([list(t[:d.max_word_length]) for s in tokens for t in s])
+        prepared = Prepared(vocab, labels, chars=chars, intents=intents)
+        prepared.splits["train"] = self.encode(cfg, vocab, tokens, labels, tags, intents, gold_intents, chars)
         for name in ("validation", "test"):
             source = getattr(d, name)
             if source is not None:
-                splits[name] = self.encode_split(cfg, vocab, labels, source, name, intents, chars)
-        return TaggingPrepared(vocab, labels, splits, chars=chars, intents=intents)
+                prepared.splits[name] = self.encode_split(cfg, prepared, source, name)
+        return prepared
 
-    def encode_split(self, cfg: Config, vocab: Vocab, labels: LabelVocab, source: str, name: str,
-                     intents: Optional[LabelVocab] = None, chars: Optional[Vocab] = None) -> EncodedSplit:
+    def encode_split(self, cfg: Config, vocabs: Any, source: str, name: str) -> EncodedSplit:
         """A labelled evaluation split; tags and intents the model never saw are reported, then scored as errors.
 
         Empty sentences are kept: they have no tags to score, and the joint model still
         predicts their intent (from an all-zero encoder state).
         """
+        labels, intents = vocabs.labels, vocabs.intents
         sentences = self.read(cfg, source, name)
         tags = [s.tags for s in sentences]
         all_tags = Counter(t for s in tags for t in s)
@@ -133,15 +154,73 @@ class TaggerTask:
             if unseen_intents:
                 log.warning("%s: %d sentence(s) have intents never seen in training, counted as errors: %s",
                             name, sum(unseen_intents.values()), listed(unseen_intents, 10))
-        return self.encode(cfg, vocab, [s.tokens for s in sentences], labels, tags, intents, gold_intents, chars)
+        return self.encode(cfg, vocabs.vocab, [s.tokens for s in sentences], labels, tags, intents, gold_intents,
+                           vocabs.chars)
 
-    def metrics(self, split: EncodedSplit) -> TaggingMetrics:
+    def vocabularies(self, cfg: Config) -> dict[str, tuple[str, type]]:
+        from grutool.data.vocab import LabelVocab, Vocab
+
+        files = {"labels": ("labels.json", LabelVocab)}
+        if self.joint:
+            files["intents"] = ("intents.json", LabelVocab)
+        if cfg.model.char_features:
+            files["chars"] = ("chars.json", Vocab)
+        return files
+
+    def synthetic(self, cfg: Config, lengths: list[int], vocab_size: int, num_classes: int, generator,
+                  num_chars: int = 0) -> tuple[Prepared, EncodedSplit]:
+        """Random token ids and a random tag per token (joint: and an intent per sentence, num_classes of them)."""
+        import torch
+
+        from grutool.data.batching import EncodedSplit
+
+        vocabs = synthetic_vocabs(vocab_size, num_classes, num_chars, num_classes if self.joint else 0)
+        ids = [torch.randint(min(2, vocab_size - 1), vocab_size, (int(n),), generator=generator) for n in lengths]
+        targets = [torch.randint(0, num_classes, (int(n),), generator=generator) for n in lengths]
+        split = EncodedSplit(ids, targets, [""] * len(lengths), scheme=self.model_scheme(cfg))
+        if self.joint:
+            split.intents = list(torch.randint(0, num_classes, (len(lengths),), generator=generator))
+        if num_chars:
+            from grutool.data.synthetic import spell
+
+            split.chars = [spell(x, num_chars) for x in ids]
+        return vocabs, split
+
+    # --- model -----------------------------------------------------------------------
+
+    def build_model(self, cfg: Config, vocabs: Any):
+        from grutool.data import schemes
+        from grutool.models.tagger import Tagger
+
+        constraints = None
+        if cfg.model.crf:
+            constraints = schemes.allowed_transitions(list(vocabs.labels.itos), self.model_scheme(cfg))
+        return Tagger.from_config(cfg, vocab_size=len(vocabs.vocab), num_outputs=len(vocabs.labels),
+                                  num_chars=len(vocabs.chars) if vocabs.chars is not None else 0,
+                                  num_intents=len(vocabs.intents) if self.joint else 0, constraints=constraints)
+
+    def metrics(self, split: EncodedSplit):
+        from grutool.metrics.tagging import TaggingMetrics
+
         return TaggingMetrics(split.label_names, split.scheme, split.intent_names if self.joint else None)
+
+    def finish_evaluation(self, out: dict, vocabs: Any) -> dict:
+        out["unseen_labels"] = unseen_rows(out["confusion"], len(vocabs.labels))
+        if self.joint:
+            out["unseen_intents"] = unseen_rows(out["intent_confusion"], len(vocabs.intents))
+        return out
 
     # --- prediction ------------------------------------------------------------------
 
-    @torch.no_grad()
-    def predict(self, predictor, texts: list[str], batch_size: int = 64) -> list[dict]:
+    def infer_batch(self, model, batch, **options):
+        """Decoded tags (B, T) and, for the joint model, intent probabilities (B, K), on the CPU."""
+        import torch
+
+        out, _ = model(batch.ids, batch.lengths, **batch.extra_inputs())
+        probs = torch.softmax(out.intent.float(), -1).cpu() if out.intent is not None else None  # (B, K)
+        return out.tags.cpu(), probs
+
+    def predict(self, predictor, texts: list[str], batch_size: int = 64, **options) -> list[dict]:
         """One dict per text, in input order: text, tokens, tags, spans (type, start, end exclusive, text),
         and for the joint model intent and intent_prob.
 
@@ -149,7 +228,13 @@ class TaggerTask:
         the word lookup only). An empty text gets no tags; the joint model still gives
         its intent prior.
         """
-        cfg, run, model = predictor.cfg, predictor.run, predictor.model
+        import torch
+
+        from grutool.data import schemes
+        from grutool.data.batching import sorted_batches
+        from grutool.data.tokenize import get_tokenizer
+
+        cfg, run = predictor.cfg, predictor.run
         split_words = get_tokenizer(cfg.data.tokenizer, lowercase=False)
         tokens = [split_words(t) for t in texts]
         split = self.encode(cfg, run.vocab, tokens, chars=run.chars)
@@ -157,10 +242,8 @@ class TaggerTask:
         with_spans = schemes.has_spans(split.scheme)
         results: list[dict] = [{} for _ in texts]
         for batch in sorted_batches(split, batch_size):
-            batch = batch.to(predictor.device)
-            out, _ = model(batch.ids, batch.lengths, **batch.extra_inputs())
-            tags = out.tags.cpu()  # (B, T)
-            probs = torch.softmax(out.intent.float(), -1).cpu() if out.intent is not None else None  # (B, K)
+            with torch.no_grad():
+                tags, probs = self.infer_batch(predictor.model, batch.to(predictor.device))  # (B, T), (B, K)
             for row, i in enumerate(batch.index):
                 words = tokens[i]
                 predicted = [tag_names[j] for j in tags[row, :len(words)].tolist()]
@@ -174,3 +257,18 @@ class TaggerTask:
                     r["intent_prob"] = round(float(probs[row, k]), 6)
                 results[i] = r
         return results
+
+
+class JointTask(TaggerTask):
+    """Tags per token and an intent per sentence from one shared encoder."""
+
+    name = "joint"
+    joint = True
+    monitors = ("token_accuracy", "span_f1", "intent_accuracy", "sentence_accuracy", "loss")
+    owns = {"model": TaggerTask.owns["model"] + ("pooling", "tag_loss_weight", "intent_loss_weight")}
+
+    def check_config(self, cfg: Config) -> None:
+        super().check_config(cfg)
+        m = cfg.model
+        if m.tag_loss_weight == 0 and m.intent_loss_weight == 0:
+            raise ValueError("model.tag_loss_weight, model.intent_loss_weight: both are 0, nothing would be learned")

@@ -22,12 +22,15 @@ import torch
 
 from grutool import rundir
 from grutool.checkpoint import load_checkpoint, save_atomic, write_text_atomic
-from grutool.config import MINIMIZED_METRICS, Config, to_yaml
-from grutool.data.batching import EncodedSplit, collate, epoch_batches, sorted_batches
+from grutool.config import MINIMIZED_METRICS, Config
+from grutool.config_file import to_yaml
+from grutool.data.batching import collate, epoch_batches
 from grutool.errors import TrainingInterrupted, UserError
-from grutool.models import build_model, model_extras
+from grutool.models import count_parameters
 from grutool.tasks import get_task
 from grutool.training.callbacks import Callback, Checkpointer, EarlyStopping, MetricsWriter, ProgressBar
+from grutool.training.device import resolve_device
+from grutool.training.evaluation import evaluate_split
 from grutool.training.ema import EMA
 from grutool.training.optim import Schedule, build_optimizer, clip_grad_norm
 
@@ -48,32 +51,6 @@ class TrainState:
     improved: bool = False
     should_stop: bool = False
     wall_time_s: float = 0.0
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("train.device: 'cuda' requested but CUDA is not available; use --device cpu or auto")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def count_parameters(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-@torch.no_grad()
-def evaluate_split(model, task, split: EncodedSplit, device: torch.device, batch_size: int) -> dict:
-    """Metrics of `model` on a labelled split (eval mode, no gradients)."""
-    was_training = model.training
-    model.eval()
-    metrics = task.metrics(split)
-    for batch in sorted_batches(split, batch_size):
-        batch = batch.to(device)
-        logits, loss = model(batch.ids, batch.lengths, batch.targets, **batch.extra_inputs())
-        metrics.update(logits, batch.targets, float(loss))
-    model.train(was_training)
-    return metrics.compute()
 
 
 class Trainer:
@@ -253,18 +230,41 @@ def _check_resume_config(cfg: Config, saved: Config) -> None:
         elif a != b and section != "output_dir":
             diffs.append(section)
     if diffs:
-        raise UserError(f"--resume: the config differs from the run's saved config in {', '.join(diffs)}; "
-                        f"resume with the same config (only {', '.join(sorted(RESUMABLE_CHANGES))} may change)")
+        raise UserError(f"resume: the config differs from the run's saved config in {', '.join(diffs)}; "
+                        f"resume with the same config (only {', '.join(sorted(RESUMABLE_CHANGES))} may change)",
+                        option="resume")
+
+
+@contextlib.contextmanager
+def process_settings(num_threads: Optional[int], deterministic: bool):
+    """train.num_threads and train.deterministic for the duration of a run; the caller's settings after it."""
+    threads, determinism = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    try:
+        if num_threads:
+            torch.set_num_threads(num_threads)
+        if deterministic:
+            torch.use_deterministic_algorithms(True)
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(determinism, warn_only=warn_only)
 
 
 def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, dry_run: bool = False,
           callbacks: Sequence[Callback] = (), progress: bool = False) -> dict:
-    """Train the model `cfg` describes; returns the run summary (also saved as summary.json)."""
+    """Train the model `cfg` describes; returns the run summary (also saved as summary.json).
+
+    `resume` continues the run in cfg.output_dir from its last.pt; `overwrite` replaces an existing run there.
+    Threads and determinism (train.num_threads, train.deterministic) are restored on return.
+    """
+    with process_settings(cfg.train.num_threads, cfg.train.deterministic):
+        return _train(cfg, resume, overwrite, dry_run, callbacks, progress)
+
+
+def _train(cfg: Config, resume: bool, overwrite: bool, dry_run: bool, callbacks: Sequence[Callback],
+           progress: bool) -> dict:
     t = cfg.train
-    if t.num_threads:
-        torch.set_num_threads(t.num_threads)
-    if t.deterministic:
-        torch.use_deterministic_algorithms(True)
     device = resolve_device(t.device)
     run_dir = Path(cfg.output_dir or "runs/run")
     task = get_task(cfg.task)
@@ -272,24 +272,23 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, dry_run
     saved = None
     if resume:
         if not (run_dir / rundir.LAST).is_file():
-            raise UserError(f"--resume: {run_dir / rundir.LAST} not found; nothing to resume "
-                            f"(drop --resume to start a new run)")
+            raise UserError(f"resume: {run_dir / rundir.LAST} not found; nothing to resume "
+                            f"(start a new run instead)", option="resume")
         saved = rundir.open_run(run_dir)
         _check_resume_config(cfg, saved.config)
         if overwrite:
-            raise UserError("--resume and --overwrite contradict each other; pick one")
+            raise UserError("resume: contradicts overwrite; pick one", option="resume")
 
     # Everything that can fail on bad input happens before the run directory is touched.
-    prepared = task.prepare(cfg, saved.vocab if saved else None, saved.labels if saved else None,
-                            **(rundir.vocab_extras(saved) if saved else {}))
+    prepared = task.prepare(cfg, saved)
     torch.manual_seed(t.seed)
-    model = build_model(cfg, len(prepared.vocab), len(prepared.labels), **model_extras(cfg, prepared))
+    model = task.build_model(cfg, prepared)
     if cfg.data.vectors and not saved:
         from grutool.data.vectors import load_vectors
 
         weight, _ = load_vectors(cfg.data.vectors, prepared.vocab, cfg.model.embedding_dim)
         with torch.no_grad():
-            model.embedding.weight.copy_(weight)
+            model.token_embedding().weight.copy_(weight)
     summary = {
         "task": cfg.task, "device": str(device), "parameters": count_parameters(model),
         "vocab_size": len(prepared.vocab), "num_classes": len(prepared.labels),
@@ -302,7 +301,7 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, dry_run
     if not resume:
         rundir.prepare_new(run_dir, overwrite)
         write_text_atomic(to_yaml(cfg), run_dir / rundir.CONFIG)
-        rundir.save_vocabularies(run_dir, prepared, cfg.task)
+        rundir.save_vocabularies(run_dir, prepared, cfg)
 
     cbs: list[Callback] = [EarlyStopping(t.patience), Checkpointer(), MetricsWriter(run_dir / rundir.METRICS)]
     if progress:

@@ -13,7 +13,7 @@ from typing import Optional
 import torch
 
 from grutool.data import schemes
-from grutool.metrics import add_to_confusion
+from grutool.metrics.classification import add_to_confusion
 
 
 def _prf(correct: int, gold: int, predicted: int) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from grutool.cli.tables import confusion_table
+from grutool.cli.render.tables import confusion_table
 
 CONFUSION_MAX_TAGS = 20  # a bigger tag confusion does not fit a terminal; --json has it whole
 

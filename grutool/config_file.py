@@ -1,0 +1,178 @@
+"""A config file to a validated Config: YAML, `--set` overrides, the schema, the task's own rules.
+
+Everything a run needs is validated once, at load time, so the rest of the library can trust
+it. Errors name the dotted path and, when the value came from a YAML file, its line:
+``configs/x.yaml:12: model.hidden_size: must be > 0``. Imports pydantic and yaml but never torch.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from grutool.config import Config
+from grutool.errors import UserError
+from grutool.tasks import TASKS
+
+
+# --- loading ----------------------------------------------------------------------
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that reads `1e-3` as a float (YAML 1.2); PyYAML's 1.1 rules need `1.0e-3`."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _load_yaml(text: str):
+    return yaml.load(text, Loader=_Loader)
+
+
+def yaml_lines(text: str) -> dict[tuple[str, ...], int]:
+    """Map each key path in a YAML document to its 1-based line number."""
+    lines: dict[tuple[str, ...], int] = {}
+
+    def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                sub = path + (str(key.value),)
+                lines[sub] = key.start_mark.line + 1
+                walk(value, sub)
+
+    root = yaml.compose(text, Loader=_Loader)
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def _schema_for(path: tuple[str, ...]) -> Optional[type[BaseModel]]:
+    model: Any = Config
+    for key in path:
+        field = model.model_fields.get(key)
+        if field is None:
+            return None
+        model = field.annotation
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return None
+    return model
+
+
+def _suggest(key: str, path: tuple[str, ...]) -> str:
+    schema = _schema_for(path)
+    if schema is None:
+        return ""
+    close = difflib.get_close_matches(key, list(schema.model_fields), n=1, cutoff=0.6)
+    if close:
+        return f"; did you mean '{close[0]}'?"
+    return f"; expected one of: {', '.join(schema.model_fields)}"
+
+
+def _format_errors(err: ValidationError, where: dict[tuple[str, ...], str]) -> str:
+    messages = []
+    for e in err.errors():
+        loc = tuple(str(p) for p in e["loc"])
+        dotted = ".".join(loc)
+        prefix = where.get(loc) or where.get(loc[:-1]) or where.get(())
+        if e["type"] == "extra_forbidden":
+            text = f"{dotted}: unknown key{_suggest(loc[-1], loc[:-1])}"
+        elif e["type"] == "missing":
+            text = f"{dotted}: required field is missing"
+        elif e["type"] == "value_error":
+            text = str(e["ctx"]["error"]) if "ctx" in e else e["msg"]
+        else:
+            text = f"{dotted}: {e['msg'].lower()} (got {e.get('input')!r})"
+        messages.append(f"{prefix}: {text}" if prefix else text)
+    return "\n".join(messages)
+
+
+def _apply_override(raw: dict, item: str) -> tuple[str, ...]:
+    if "=" not in item:
+        raise UserError(f"--set {item}: expected key.path=value, e.g. --set model.hidden_size=256")
+    key, _, value = item.partition("=")
+    path = tuple(p for p in key.strip().split(".") if p)
+    if not path:
+        raise UserError(f"--set {item}: empty key")
+    # Check the path against the schema so typos fail here, with a suggestion.
+    for i, part in enumerate(path[:-1]):
+        parent = _schema_for(path[:i])
+        if parent is not None and part in parent.model_fields and _schema_for(path[: i + 1]) is None:
+            raise UserError(f"--set {key}: '{'.'.join(path[: i + 1])}' is a value, not a section")
+        if _schema_for(path[: i + 1]) is None:
+            raise UserError(f"--set {key}: '{'.'.join(path[: i + 1])}' is not a config section{_suggest(part, path[:i])}")
+    schema = _schema_for(path[:-1])
+    if schema is None or path[-1] not in schema.model_fields:
+        raise UserError(f"--set {key}: unknown key{_suggest(path[-1], path[:-1])}")
+    node = raw
+    for part in path[:-1]:
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node = node[part]
+    try:
+        node[path[-1]] = _load_yaml(value) if value.strip() else None
+    except yaml.YAMLError:
+        node[path[-1]] = value
+    return path
+
+
+def parse_config(raw: Any, source: str = "<config>", overrides: list[str] = (),
+                 lines: Optional[dict] = None, default_output_dir: Optional[str] = None) -> Config:
+    """Validate a raw mapping (as read from YAML) plus `--set` overrides."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise UserError(f"{source}: the top level must be a mapping with data/model/train sections")
+    where = {path: f"{source}:{line}" for path, line in (lines or {}).items()}
+    where[()] = source
+    for item in overrides:
+        where[_apply_override(raw, item)] = f"--set {item}"
+    if default_output_dir is not None and raw.get("output_dir") is None:
+        raw["output_dir"] = default_output_dir
+    try:
+        cfg = Config.model_validate(raw)
+    except ValidationError as err:
+        raise UserError(_format_errors(err, where)) from None
+    task = TASKS.get(cfg.task)
+    if task is None:
+        prefix = where.get(("task",)) or source
+        known = ", ".join(f"'{name}'" for name in list(TASKS)[:-1]) + f" or '{list(TASKS)[-1]}'"
+        raise UserError(f"{prefix}: task: input should be {known} (got {cfg.task!r})")
+    try:
+        task().check_config(cfg)
+    except ValueError as err:
+        raise UserError(f"{source}: {err}") from None
+    return cfg
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
+    """Read, override and validate a YAML config file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: config file not found")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    try:
+        raw = _load_yaml(text)
+        lines = yaml_lines(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise UserError(f"{path}{at}: YAML syntax error: {problem}") from None
+    return parse_config(raw, str(path), overrides, lines, default_output_dir=str(Path("runs") / path.stem))
+
+
+def to_yaml(cfg: Config) -> str:
+    """The fully resolved config, as saved in a run directory."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,136 @@
+"""The task contract: everything that differs between model families, in one object per family.
+
+Shared code (the training loop, `eval`, `infer`, the run directory, `shapes`, `bench`, config
+validation, the CLI's renderers) asks the run's task and never which family it serves. A task
+module is imported when a config is validated, so it imports no torch at module level: data,
+models and metrics are imported inside the methods that use them.
+
+Adding a family is one module with a `Task` subclass plus one line in `grutool.tasks.TASKS`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Optional
+
+if TYPE_CHECKING:
+    from grutool.config import Config
+    from grutool.data.batching import Batch, EncodedSplit
+    from grutool.data.vocab import LabelVocab, Vocab
+
+
+@dataclass
+class Prepared:
+    """A task's data ready to train on: vocabularies built on train, every configured split encoded.
+
+    The vocabularies carry the same names as a saved run's (`grutool.rundir.SavedRun`), so a task
+    builds its model from either. `labels` is the output vocabulary: classes, tags, or (seq2seq) target tokens.
+    """
+
+    vocab: "Vocab"
+    labels: "LabelVocab | Vocab"
+    splits: dict[str, "EncodedSplit"] = field(default_factory=dict)
+    chars: Optional["Vocab"] = None        # model.char_features
+    intents: Optional["LabelVocab"] = None  # joint task
+
+
+class Task:
+    """One model family. Subclasses set the class attributes and implement the methods below."""
+
+    name: ClassVar[str]
+    monitors: ClassVar[tuple[str, ...]]
+    """Metrics `train.monitor` may name (early stopping and best.pt)."""
+    owns: ClassVar[dict[str, tuple[str, ...]]] = {}
+    """Config fields only some families read, per section ({"model": ("crf",)}): a field that other
+    families own and this one does not must stay at its default (see `check_config`). A section
+    named with an empty tuple (e.g. "decoding": ()) is owned whole."""
+    outputs: ClassVar[str] = "classes"
+    """What `labels` holds, in a summary line: classes, tags, targets."""
+    renderer: ClassVar[str] = "classification"
+    """The CLI renderer of this task's results (a module of grutool.cli.render)."""
+    predict_options: ClassVar[tuple[str, ...]] = ()
+    """Keyword options `predict` and `evaluate` accept beyond the shared ones (e.g. beam)."""
+    traces_real_examples: ClassVar[bool] = True
+    """`shapes --config`: trace the first training examples (True) or random token ids (see classifier)."""
+
+    # --- config -------------------------------------------------------------------------------
+
+    def check_config(self, cfg: "Config") -> None:
+        """The task's cross-field rules; a broken one raises ValueError('dotted.path: what is wrong; fix')."""
+        self.check_monitor(cfg)
+        self.check_ownership(cfg)
+
+    def check_monitor(self, cfg: "Config") -> None:
+        if cfg.train.monitor not in self.monitors:
+            raise ValueError(f"train.monitor: '{cfg.train.monitor}' is not a metric of task {self.name}; "
+                             f"use one of {', '.join(self.monitors)}")
+
+    def check_ownership(self, cfg: "Config") -> None:
+        """Fields other families own and this one ignores must keep their defaults.
+
+        Compared with the defaults, not with the fields a file set: a saved config.yaml sets every field.
+        """
+        from grutool.tasks import TASKS
+
+        owners: dict[tuple[str, str], list[str]] = {}
+        for task in TASKS.values():
+            for section, names in task.owns.items():
+                for name in names or ("",):
+                    owners.setdefault((section, name), []).append(task.name)
+        for (section, name), tasks in owners.items():
+            if self.name in tasks:
+                continue
+            part = getattr(cfg, section)
+            if not name:
+                if part != type(part)():
+                    raise ValueError(f"{section}: only for task {' or '.join(tasks)} (task is {self.name}); "
+                                     f"remove the section")
+            elif getattr(part, name) != type(part).model_fields[name].default:
+                raise ValueError(f"{section}.{name}: only for task {' or '.join(tasks)} (task is {self.name})")
+
+    # --- data ---------------------------------------------------------------------------------
+
+    def prepare(self, cfg: "Config", saved: Any = None) -> Prepared:
+        """Read every configured split, build vocabularies on train (or take `saved`'s: --resume), encode all."""
+        raise NotImplementedError
+
+    def encode_split(self, cfg: "Config", vocabs: Any, source: Any, name: str) -> "EncodedSplit":
+        """A labelled split (`source`: a path or split name) encoded with a prepared or saved run's vocabularies."""
+        raise NotImplementedError
+
+    def vocabularies(self, cfg: "Config") -> dict[str, tuple[str, type]]:
+        """The vocabularies besides `vocab` that a run directory holds: attribute -> (file name, class)."""
+        raise NotImplementedError
+
+    # --- model --------------------------------------------------------------------------------
+
+    def build_model(self, cfg: "Config", vocabs: Any):
+        """The model `cfg` describes, freshly initialised, sized by `vocabs` (a Prepared or a saved run)."""
+        raise NotImplementedError
+
+    def metrics(self, split: "EncodedSplit"):
+        """A fresh metrics object (update per batch, compute per epoch) for `split`."""
+        raise NotImplementedError
+
+    def synthetic(self, cfg: "Config", lengths: list[int], vocab_size: int, num_classes: int, generator,
+                  num_chars: int = 0) -> tuple[Prepared, "EncodedSplit"]:
+        """`bench --config`: made-up vocabularies of these sizes and a labelled split of these lengths."""
+        raise NotImplementedError
+
+    # --- prediction ---------------------------------------------------------------------------
+
+    def predict(self, predictor, texts: list[str], batch_size: int = 64, **options) -> list[dict]:
+        """One result dict per text, in input order."""
+        raise NotImplementedError
+
+    def infer_batch(self, model, batch: "Batch", **options):
+        """What `predict` computes from one batch before building result dicts (`bench` times this)."""
+        raise NotImplementedError
+
+    def set_decoding(self, model, **options) -> dict:
+        """Apply `predict_options` to a model for `evaluate`; returns what the results should report."""
+        return {}
+
+    def finish_evaluation(self, out: dict, vocabs: Any) -> dict:
+        """Add what evaluation reports beyond the metrics (labels never seen in training, ...)."""
+        return out
