@@ -9,24 +9,17 @@ both sides are skipped with a counted warning. Pure Python, no torch.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from grutool.config import DataConfig
+from grutool.data.pair import Pair
 from grutool.data.tagging import read_lines
 from grutool.errors import UserError
 
 log = logging.getLogger("grutool")
 
 _EXTENSIONS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl"}
-
-
-@dataclass
-class Pair:
-    source: str
-    target: Optional[str]  # None where only sources are given (infer)
-    where: str             # "path:line" (or "cmudict:word"), for messages
 
 
 def pair_format(spec: str | list[str], declared: str) -> str:

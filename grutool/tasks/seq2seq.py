@@ -13,7 +13,7 @@ from grutool.tasks.classifier import check_columns, synthetic_vocabs
 if TYPE_CHECKING:
     from grutool.config import Config, DataConfig
     from grutool.data.batching import EncodedSplit, References
-    from grutool.data.parallel import Pair
+    from grutool.data.pair import Pair
     from grutool.data.vocab import Vocab
 
 log = logging.getLogger("grutool")
