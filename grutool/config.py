@@ -2,7 +2,7 @@
 
 Reading a file (YAML, `--set` overrides, the chosen task's own rules, errors with file and
 line) is `grutool.config_file`; what a task reads and rejects is its Task (`grutool.tasks`).
-This module imports pydantic but never torch, and no other grutool module but errors.
+This module imports pydantic but never torch, and no other grutool module but errors and cells.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import warnings
 from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from grutool.cells import CELL_NAMES, CELLS, KERNELS
 
 
 class _Section(BaseModel):
@@ -104,8 +106,20 @@ class DataConfig(_Section):
 class ModelConfig(_Section):
     """Embedding -> recurrent encoder -> pooling -> linear head."""
 
-    cell: Literal["gru", "lstm", "rnn"] = "gru"
-    """Recurrent cell: `gru` (nn.GRU), `lstm` (nn.LSTM) or `rnn` (nn.RNN, tanh)."""
+    cell: Literal[CELL_NAMES] = "gru"
+    """Recurrent cell: `gru`, `lstm` or `rnn` (tanh); parameters named and shaped as nn.GRU / nn.LSTM / nn.RNN."""
+    kernel: Literal[KERNELS] = "auto"
+    """How the recurrent layers run: `fused` (grutool's CPU GRU kernel, `grutool.modules.fused_gru`:
+    same parameters and results as nn.GRU, faster training and inference), `native` (PyTorch's own
+    modules: oneDNN for dense LSTM on CPU, cuDNN on CUDA), or `auto`: `fused` for GRU on CPU where it
+    is faster (calls of more than one step), `native` otherwise (CUDA, LSTM, RNN, one-step decoding).
+    Checkpoints load with any kernel."""
+    layer_norm: bool = False
+    """LayerNorm on each recurrent layer's output before the next layer (deep stacks; num_layers > 1,
+    cell gru). Applies to the encoder; a seq2seq decoder keeps a plain stack."""
+    residual: bool = False
+    """Add each recurrent layer's input to its output where both have the same width (deep stacks;
+    cell gru): with bidirectional layers, from the second layer on when embedding_dim != 2*hidden_size."""
     embedding_dim: int = Field(default=128, gt=0)
     """Size of each token embedding (the recurrent layer's `input_size`)."""
     hidden_size: int = Field(default=128, gt=0)
@@ -141,7 +155,7 @@ class ModelConfig(_Section):
     """Joint: weight of the tagging loss in the sum tag_loss_weight * tags + intent_loss_weight * intent."""
     intent_loss_weight: float = Field(default=1.0, ge=0)
     """Joint: weight of the intent (sentence classification) loss."""
-    decoder_cell: Optional[Literal["gru", "lstm", "rnn"]] = None
+    decoder_cell: Optional[Literal[CELL_NAMES]] = None
     """Seq2seq: recurrent cell of the decoder (null: model.cell). It has num_layers layers of hidden_size."""
     attention: Literal["none", "additive", "dot", "general"] = "additive"
     """Seq2seq: how the decoder looks at the encoder outputs: `additive` (Bahdanau), `dot` or `general`
@@ -264,6 +278,23 @@ def _dropout_with_one_layer(cfg: Config) -> None:
         )
 
 
+def _kernel_fits_cells(cfg: Config) -> None:
+    m = cfg.model
+    cells = [("model.cell", m.cell)] + ([("model.decoder_cell", m.decoder_cell)] if m.decoder_cell else [])
+    for field, name in cells:
+        if m.kernel not in CELLS[name].kernels:
+            raise ValueError(f"model.kernel: '{m.kernel}' is not available for {field} '{name}' "
+                             f"(it has {', '.join(CELLS[name].kernels)}); use kernel auto or native")
+    for flag in ("layer_norm", "residual"):
+        if getattr(m, flag) and not CELLS[m.cell].stacks:
+            stacking = [c.name for c in CELLS.values() if c.stacks]
+            raise ValueError(f"model.{flag}: needs a cell with grutool's own layer stack ({', '.join(stacking)}), "
+                             f"not model.cell '{m.cell}'")
+    if m.layer_norm and m.num_layers == 1:
+        raise ValueError("model.layer_norm: acts between recurrent layers, and model.num_layers is 1; "
+                         "set num_layers > 1 or remove layer_norm")
+
+
 def _plateau_without_validation(cfg: Config) -> None:
     if cfg.data.validation is None:
         if cfg.train.schedule == "plateau":
@@ -315,6 +346,7 @@ def _cmudict_splits(cfg: Config) -> None:
 CROSS_FIELD_RULES = [
     _columns_needed_without_header,
     _dropout_with_one_layer,
+    _kernel_fits_cells,
     _plateau_without_validation,
     _span_f1_needs_spans,
     _conversion_needs_spans,

@@ -29,7 +29,9 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from grutool.errors import UserError
-from grutool.modules.encoder import CELLS
+from grutool.cells import CELL_NAMES
+
+CELLS = {name: getattr(nn, name.upper()) for name in CELL_NAMES}  # PyTorch's module per cell
 
 TOL = 1e-9         # float64 checks: the same arithmetic in another order differs by ~1e-15
 MODEL_TOL = 1e-5   # float32 checks on a configured model
@@ -187,7 +189,7 @@ def build_layer(spec: LayerSpec) -> nn.RNNBase:
 
 def _cell_name(module: nn.Module) -> str:
     for name, cls in CELLS.items():
-        if type(module) is cls:
+        if isinstance(module, cls):  # grutool's fused GRU is an nn.GRU
             return name
     raise TypeError(f"not one of {list(CELLS)}: {type(module).__name__}")
 

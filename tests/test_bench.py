@@ -266,7 +266,10 @@ def test_smoke_rows_say_which_kernel_ran(smoke):
 
     rows = reports.read_report(smoke[1] / "s.json")["rows"]
     kernel = {(r["cell"], r["mode"], r["lengths"], r["kernels"]): r["kernel"] for r in rows}
-    assert all(k == "native" for (cell, *_, kernels), k in kernel.items() if cell != "lstm" or kernels == "native")
+    # grutool's default GRU on CPU is its fused kernel; --kernels native is PyTorch's loop.
+    assert all(k == "fused" for (cell, *_, kernels), k in kernel.items() if cell == "gru" and kernels == "default")
+    assert all(k == "native" for (cell, *_, kernels), k in kernel.items()
+               if (cell == "rnn") or kernels == "native")
     # A PackedSequence of different lengths never reaches oneDNN: the encoder's LSTM runs the native loop.
     assert kernel[("lstm", "train", "packed", "default")] == "native"
     if torch.backends.mkldnn.is_available():
@@ -317,8 +320,9 @@ def test_config_times_the_production_model_with_its_parameter_count(tmp_path, mo
                 assert r["workload"] == "model" and r["config"] == "configs/sentiment.yaml"
                 assert (r["vocab_size"], r["num_classes"]) == (len(prepared.vocab), len(prepared.labels))
                 assert (r["batch_size"], r["seq_len"], r["input_size"]) == (16, 16, 64), "the config's own shape"
-                # Packed batches of different lengths never reach oneDNN, not even the LSTM's.
-                assert r["median_ms"] > 0 and r["kernel"] == "native"
+                # Packed batches of different lengths never reach oneDNN, not even the LSTM's;
+                # the GRU runs grutool's fused kernel (model.kernel auto on CPU).
+                assert r["median_ms"] > 0 and r["kernel"] == ("fused" if cell == "gru" else "native")
 
 
 def test_help_lists_bench_and_neither_help_imports_torch():

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from grutool import shapes
 from grutool.cli.app import app
-from grutool.modules.encoder import CELLS
+from grutool.shapes import CELLS
 from grutool.shapes import LayerSpec, layer_report
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -36,6 +36,7 @@ log = logging.getLogger("grutool")
 
 # Op name in a profile -> kernel path, most specific first.
 KERNEL_OPS = (
+    ("grutool::fused_gru", "fused"),
     ("aten::mkldnn_rnn_layer", "onednn"),
     ("aten::_cudnn_rnn", "cudnn"),
     ("aten::miopen_rnn", "miopen"),
@@ -50,12 +51,12 @@ KERNEL_OPS = (
 
 @contextlib.contextmanager
 def kernels(choice: str, device: torch.device):
-    """`default`: leave PyTorch's choice; `native`: switch oneDNN (CPU) or cuDNN (CUDA) off.
+    """`default`, `fused`: leave PyTorch's flags; `native`: switch oneDNN (CPU) or cuDNN (CUDA) off.
 
     Sets only the `enabled` flag (torch.backends.mkldnn.flags() would also reset
     the TF32 and determinism flags) and restores it on exit.
     """
-    if choice == "default":
+    if choice != "native":
         yield
         return
     backend = torch.backends.cudnn if device.type == "cuda" else torch.backends.mkldnn

@@ -16,13 +16,14 @@ from typing import Any, Optional
 
 import yaml
 
+from grutool.cells import CELL_NAMES, CELLS as CELL_REGISTRY
 from grutool.config_file import yaml_lines
 from grutool.errors import UserError
 
-CELLS = ("gru", "lstm", "rnn")
+CELLS = CELL_NAMES
 MODES = ("infer", "train")
 LENGTHS = ("padded", "packed", "bucketed")
-KERNELS = ("default", "native")
+KERNELS = ("default", "native", "fused")
 DTYPES = ("float32", "bfloat16", "float16")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -55,8 +56,11 @@ class Grid:
     """`padded`: every sequence T long, fed unpacked; `packed`: lengths uniform in 1..T, packed by the
     production encoder; `bucketed`: a batch of similar lengths from grutool's bucketed sampler, packed."""
     kernels: Optional[tuple[str, ...]] = None
-    """`default`: what PyTorch picks (oneDNN for LSTM on CPU, cuDNN on CUDA); `native`: oneDNN/cuDNN
-    switched off, so every cell runs ATen's own per-step loop."""
+    """`default`: what grutool picks (`model.kernel: auto`, or the config's own kernel: grutool's fused
+    GRU on CPU, PyTorch's choice for LSTM and RNN, i.e. oneDNN for dense LSTM on CPU, cuDNN on CUDA);
+    `native`: PyTorch's modules with oneDNN/cuDNN switched off, so every cell runs ATen's own per-step
+    loop; `fused`: grutool's fused kernel (cells that have one: gru). Rows of a cell without the
+    asked kernel are left out."""
     dtype: Optional[tuple[str, ...]] = None
     """Parameter and input dtype of layer workloads (float16 needs CUDA)."""
     device: Optional[str] = None
@@ -94,7 +98,7 @@ OPTION.update(batch_size="--batch", num_layers="--layers")
 DEFAULT = Grid(
     cells=CELLS, batch_size=(32, 128), seq_len=(100,), input_size=(128,), hidden_size=(64, 256, 512),
     num_layers=(1,), bidirectional=(False,), mode=MODES, lengths=("padded", "packed"),
-    kernels=KERNELS, dtype=("float32",), device="auto", threads=None, repeats=10, warmup=2,
+    kernels=("default", "native"), dtype=("float32",), device="auto", threads=None, repeats=10, warmup=2,
     min_sample_ms=50.0, config=None, vocab_size=None, num_classes=None, seed=0,
 )
 
@@ -102,6 +106,18 @@ DEFAULT = Grid(
 # runner, a second OpenMP thread waiting for a busy core can make a 0.2 ms call take 50 ms.
 SMOKE = replace(DEFAULT, batch_size=(4,), seq_len=(6,), input_size=(8,), hidden_size=(8,),
                 threads=1, repeats=3, warmup=1, min_sample_ms=1.0)
+
+
+def has_kernel(cell: str, kernels: str) -> bool:
+    """Whether a row of this cell exists for this kernels value (`fused` only where the cell has one)."""
+    return kernels != "fused" or "fused" in CELL_REGISTRY[cell].kernels
+
+
+def model_kernel(kernels: str, configured: str, cell: str) -> str:
+    """The `model.kernel` a row runs with: the config's own for `default` (if the row's cell has it)."""
+    if kernels == "default":
+        return configured if configured in CELL_REGISTRY[cell].kernels else "auto"
+    return kernels
 
 
 @dataclass(frozen=True)
@@ -112,7 +128,7 @@ class Spec:
     cell: str            # gru | lstm | rnn
     mode: str            # infer | train
     lengths: str         # padded | packed | bucketed
-    kernels: str         # default | native: what was asked for (the row's `kernel` says what ran)
+    kernels: str         # default | native | fused: what was asked for (the row's `kernel` says what ran)
     device: str          # cpu | cuda
     dtype: str           # float32 | bfloat16 | float16 | float16-amp (model rows on CUDA with train.amp)
     batch_size: int
@@ -222,7 +238,7 @@ def parse_list(text: Optional[str], name: str) -> Optional[tuple]:
 
 
 def _example(name: str) -> str:
-    return {"cells": "gru,lstm", "mode": "infer,train", "lengths": "padded,packed", "kernels": "default,native",
+    return {"cells": "gru,lstm", "mode": "infer,train", "lengths": "padded,packed", "kernels": "native,fused",
             "dtype": "float32"}.get(name, "64,256")
 
 

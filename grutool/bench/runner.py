@@ -42,7 +42,8 @@ def layer_specs(g: Grid, device: torch.device) -> list[Spec]:
     return [Spec("layer", cell, mode, lengths, kernels, device.type, dtype, b, t, i, h, n, bi)
             for mode, lengths, dtype, b, t, i, h, n, bi, kernels, cell in itertools.product(
                 g.mode, g.lengths, g.dtype, g.batch_size, g.seq_len, g.input_size, g.hidden_size,
-                g.num_layers, g.bidirectional, g.kernels, g.cells)]
+                g.num_layers, g.bidirectional, g.kernels, g.cells)
+            if grids.has_kernel(cell, kernels)]
 
 
 def model_specs(g: Grid, cfg, device: torch.device) -> list[Spec]:
@@ -75,14 +76,15 @@ def model_specs(g: Grid, cfg, device: torch.device) -> list[Spec]:
     )
     return [Spec("model", cell, mode, lengths, kernels, device.type, dtype, b, tl, i, h, n, bi,
                  config=g.config, vocab_size=vocab_size, num_classes=num_classes)
-            for mode, lengths, b, tl, i, h, n, bi, kernels, cell in axes]
+            for mode, lengths, b, tl, i, h, n, bi, kernels, cell in axes if grids.has_kernel(cell, kernels)]
 
 
 def variant(cfg, spec: Spec):
     """`cfg` with this row's cell, sizes and batch (what `train` would see had the YAML said so)."""
     model = cfg.model.model_copy(update=dict(cell=spec.cell, embedding_dim=spec.input_size,
                                              hidden_size=spec.hidden_size, num_layers=spec.num_layers,
-                                             bidirectional=spec.bidirectional))
+                                             bidirectional=spec.bidirectional,
+                                             kernel=grids.model_kernel(spec.kernels, cfg.model.kernel, spec.cell)))
     train = cfg.train.model_copy(update=dict(batch_size=spec.batch_size, device=spec.device))
     return cfg.model_copy(update=dict(model=model, train=train))
 

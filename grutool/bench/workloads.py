@@ -1,7 +1,7 @@
 """What one bench row runs: a recurrent layer, or a configured model's real train step and inference.
 
-Layer rows run grutool's `RecurrentEncoder` (the one place that packs): `padded`
-rows call its `nn.GRU`/`nn.LSTM`/`nn.RNN` on the dense batch directly, `packed`
+Layer rows run grutool's `RecurrentEncoder` (the one place that packs) with the row's kernel: `padded`
+rows call its recurrent layer (from `grutool.cells`) on the dense batch directly, `packed`
 and `bucketed` rows go through the encoder's packing path as training does.
 `train` = forward + backward of the layer (no optimizer; that belongs to the
 model rows).
@@ -76,8 +76,9 @@ def layer(spec: Spec, seed: int = 0) -> Workload:
     device, dtype = torch.device(spec.device), DTYPES[spec.dtype]
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
+    kernel = {"default": "auto"}.get(spec.kernels, spec.kernels)
     enc = RecurrentEncoder(spec.input_size, spec.hidden_size, spec.num_layers, spec.bidirectional,
-                           0.0, spec.cell).to(device, dtype)
+                           0.0, spec.cell, kernel=kernel).to(device, dtype)
     lengths = batch_lengths(spec.lengths, spec.batch_size, spec.seq_len, g)  # (B,) on CPU
     x = torch.randn(spec.batch_size, spec.seq_len, spec.input_size, generator=g).to(device, dtype)  # (B, T, I)
 

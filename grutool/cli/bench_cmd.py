@@ -31,7 +31,8 @@ def bench(
     lengths: Optional[str] = typer.Option(
         None, help="padded (dense, unpacked), packed (varied lengths, packed) and/or bucketed (similar lengths, packed)."),
     kernels: Optional[str] = typer.Option(
-        None, help="default (PyTorch's choice) and/or native (oneDNN on CPU / cuDNN on CUDA switched off)."),
+        None, help="default (grutool's choice: fused GRU on CPU, PyTorch's for LSTM/RNN), native (PyTorch's "
+                   "modules, oneDNN on CPU / cuDNN on CUDA switched off) and/or fused (grutool's fused GRU)."),
     device: Optional[str] = typer.Option(None, help="auto (CUDA if present), cpu or cuda."),
     dtype: Optional[str] = typer.Option(None, help="float32, bfloat16, float16 (CUDA only); layer rows only."),
     threads: Optional[int] = typer.Option(None, help="torch.set_num_threads for the run."),

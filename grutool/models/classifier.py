@@ -21,15 +21,17 @@ class Classifier(nn.Module):
                  num_layers: int = 1, bidirectional: bool = True, cell: str = "gru",
                  dropout: float = 0.0, embedding_dropout: float = 0.0, head_dropout: float = 0.0,
                  pooling: str = "last", freeze_embeddings: bool = False, token_dropout: float = 0.0,
-                 num_chars: int = 0, char_embedding_dim: int = 32, char_hidden_size: int = 32):
+                 num_chars: int = 0, char_embedding_dim: int = 32, char_hidden_size: int = 32,
+                 kernel: str = "auto", layer_norm: bool = False, residual: bool = False):
         super().__init__()
         self.token_dropout = token_dropout
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
         self.embedding.weight.requires_grad_(not freeze_embeddings)
         self.embedding_dropout = nn.Dropout(embedding_dropout)
-        self.chars = CharEncoder(num_chars, char_embedding_dim, char_hidden_size, cell) if num_chars else None
+        self.chars = CharEncoder(num_chars, char_embedding_dim, char_hidden_size, cell, kernel) if num_chars else None
         input_size = embedding_dim + (self.chars.get_output_dim() if self.chars else 0)
-        self.encoder = RecurrentEncoder(input_size, hidden_size, num_layers, bidirectional, dropout, cell)
+        self.encoder = RecurrentEncoder(input_size, hidden_size, num_layers, bidirectional, dropout, cell,
+                                        kernel=kernel, layer_norm=layer_norm, residual=residual)
         self.pooling = Pooling(pooling, self.encoder.get_output_dim())
         self.head_dropout = nn.Dropout(head_dropout)
         self.head = nn.Linear(self.encoder.get_output_dim(), num_classes)
@@ -40,6 +42,7 @@ class Classifier(nn.Module):
         m = cfg.model
         return cls(vocab_size, num_outputs, **embedder_options(m, num_chars), hidden_size=m.hidden_size,
                    num_layers=m.num_layers, bidirectional=m.bidirectional, cell=m.cell, dropout=m.dropout,
+                   kernel=m.kernel, layer_norm=m.layer_norm, residual=m.residual,
                    head_dropout=m.head_dropout, pooling=m.pooling)
 
     def token_embedding(self) -> nn.Embedding:

@@ -23,7 +23,8 @@ from grutool.config import Config
 from grutool.data.vocab import Vocab
 from grutool.decoding import Generated, generate
 from grutool.modules.attention import Attention
-from grutool.modules.encoder import CELLS, RecurrentEncoder
+from grutool.cells import get_cell
+from grutool.modules.encoder import RecurrentEncoder
 from grutool.modules.masking import drop_tokens, length_mask
 
 Targets = Union[torch.Tensor, dict]  # (B, M) target ids ending in <eos>, -100 after; or {"tokens": ..., "example": ...}
@@ -66,21 +67,26 @@ class Seq2Seq(nn.Module):
                  decoder_cell: Optional[str] = None, attention: str = "additive", input_feeding: bool = True,
                  tie_embeddings: bool = False, dropout: float = 0.0, embedding_dropout: float = 0.0,
                  head_dropout: float = 0.0, token_dropout: float = 0.0, teacher_forcing: float = 1.0,
-                 label_smoothing: float = 0.0, decoding: Optional[dict] = None):
+                 label_smoothing: float = 0.0, decoding: Optional[dict] = None, kernel: str = "auto",
+                 layer_norm: bool = False, residual: bool = False):
         super().__init__()
         self.token_dropout, self.teacher_forcing, self.label_smoothing = token_dropout, teacher_forcing, label_smoothing
         self.decoder_cell = decoder_cell or cell
         self.source_embedding = nn.Embedding(source_vocab_size, embedding_dim, padding_idx=Vocab.pad_id)
         self.target_embedding = nn.Embedding(target_vocab_size, embedding_dim, padding_idx=Vocab.pad_id)
         self.embedding_dropout = nn.Dropout(embedding_dropout)
-        self.encoder = RecurrentEncoder(embedding_dim, hidden_size, num_layers, bidirectional, dropout, cell)
+        self.encoder = RecurrentEncoder(embedding_dim, hidden_size, num_layers, bidirectional, dropout, cell,
+                                        kernel=kernel, layer_norm=layer_norm, residual=residual)
         enc_dim = self.encoder.get_output_dim()
         self.bridge = nn.Linear(enc_dim, hidden_size)
         self.attention = Attention(attention, hidden_size, enc_dim) if attention != "none" else None
         self.input_feeding = input_feeding and self.attention is not None
         rnn_input = embedding_dim + (hidden_size if self.input_feeding else 0)
-        self.decoder = CELLS[self.decoder_cell](rnn_input, hidden_size, num_layers=num_layers, batch_first=True,
-                                                dropout=dropout if num_layers > 1 else 0.0)
+        # The decoder runs one step per call while generating (and with input feeding, while training):
+        # kernel auto gives it nn.GRU's loop there and the fused kernel for whole teacher-forced sequences.
+        self._decoder_cell = get_cell(self.decoder_cell)
+        self.decoder = self._decoder_cell.build(rnn_input, hidden_size, num_layers=num_layers, dropout=dropout,
+                                                kernel=kernel)
         self.combine = nn.Linear(hidden_size + enc_dim, hidden_size) if self.attention is not None else None
         self.head_dropout = nn.Dropout(head_dropout)
         out_dim = hidden_size
@@ -103,7 +109,8 @@ class Seq2Seq(nn.Module):
                    attention=m.attention, input_feeding=m.input_feeding, tie_embeddings=m.tie_embeddings,
                    dropout=m.dropout, embedding_dropout=m.embedding_dropout, head_dropout=m.head_dropout,
                    token_dropout=m.token_dropout, teacher_forcing=t.teacher_forcing,
-                   label_smoothing=t.label_smoothing, decoding=cfg.decoding.model_dump())
+                   label_smoothing=t.label_smoothing, decoding=cfg.decoding.model_dump(), kernel=m.kernel,
+                   layer_norm=m.layer_norm, residual=m.residual)
 
     # --- pieces shared by training and generation ------------------------------------------------
 
@@ -118,7 +125,7 @@ class Seq2Seq(nn.Module):
         # h_n is (L*D, B, H), layer-major: layer l's directions are rows l*D .. l*D+D-1.
         final = enc.h_n.view(L, D, B, H).permute(0, 2, 1, 3).reshape(L, B, D * H)  # (L, B, D*H)
         h0 = torch.tanh(self.bridge(final))  # (L, B, H_dec)
-        hidden = (h0, torch.zeros_like(h0)) if self.decoder_cell == "lstm" else h0
+        hidden = self._decoder_cell.initial_state(h0)
         keys = self.attention.keys(enc.outputs) if self.attention is not None else None  # (B, S, H_dec)
         return Memory(enc.outputs, keys, mask), DecoderState(hidden, h0.new_zeros(B, h0.shape[-1]))
 

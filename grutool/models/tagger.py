@@ -36,16 +36,18 @@ class Tagger(nn.Module):
                  freeze_embeddings: bool = False, crf: bool = False, constraints: Optional[tuple] = None,
                  num_chars: int = 0, char_embedding_dim: int = 32, char_hidden_size: int = 32,
                  num_intents: int = 0, pooling: str = "max", tag_loss_weight: float = 1.0,
-                 intent_loss_weight: float = 1.0):
+                 intent_loss_weight: float = 1.0, kernel: str = "auto", layer_norm: bool = False,
+                 residual: bool = False):
         super().__init__()
         self.token_dropout = token_dropout
         self.tag_loss_weight, self.intent_loss_weight = tag_loss_weight, intent_loss_weight
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=Vocab.pad_id)
         self.embedding.weight.requires_grad_(not freeze_embeddings)
-        self.chars = CharEncoder(num_chars, char_embedding_dim, char_hidden_size, cell) if num_chars else None
+        self.chars = CharEncoder(num_chars, char_embedding_dim, char_hidden_size, cell, kernel) if num_chars else None
         input_size = embedding_dim + (self.chars.get_output_dim() if self.chars else 0)
         self.embedding_dropout = nn.Dropout(embedding_dropout)
-        self.encoder = RecurrentEncoder(input_size, hidden_size, num_layers, bidirectional, dropout, cell)
+        self.encoder = RecurrentEncoder(input_size, hidden_size, num_layers, bidirectional, dropout, cell,
+                                        kernel=kernel, layer_norm=layer_norm, residual=residual)
         self.head_dropout = nn.Dropout(head_dropout)
         self.head = nn.Linear(self.encoder.get_output_dim(), num_tags)
         self.crf = CRF(num_tags, *(constraints or ())) if crf else None
@@ -60,6 +62,7 @@ class Tagger(nn.Module):
         m = cfg.model
         return cls(vocab_size, num_outputs, **embedder_options(m, num_chars), hidden_size=m.hidden_size,
                    num_layers=m.num_layers, bidirectional=m.bidirectional, cell=m.cell, dropout=m.dropout,
+                   kernel=m.kernel, layer_norm=m.layer_norm, residual=m.residual,
                    head_dropout=m.head_dropout, crf=m.crf, constraints=constraints, num_intents=num_intents,
                    pooling=m.pooling, tag_loss_weight=m.tag_loss_weight, intent_loss_weight=m.intent_loss_weight)
 

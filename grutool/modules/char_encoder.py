@@ -15,10 +15,12 @@ from grutool.modules.encoder import RecurrentEncoder
 
 
 class CharEncoder(nn.Module):
-    def __init__(self, num_chars: int, embedding_dim: int, hidden_size: int, cell: str = "gru"):
+    def __init__(self, num_chars: int, embedding_dim: int, hidden_size: int, cell: str = "gru",
+                 kernel: str = "auto"):
         super().__init__()
         self.embedding = nn.Embedding(num_chars, embedding_dim, padding_idx=Vocab.pad_id)
-        self.encoder = RecurrentEncoder(embedding_dim, hidden_size, num_layers=1, bidirectional=True, cell=cell)
+        self.encoder = RecurrentEncoder(embedding_dim, hidden_size, num_layers=1, bidirectional=True, cell=cell,
+                                        kernel=kernel)
 
     def get_output_dim(self) -> int:
         return self.encoder.get_output_dim()

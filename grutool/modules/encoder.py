@@ -1,9 +1,10 @@
 """The one place that knows about packing.
 
-`RecurrentEncoder` runs nn.GRU / nn.LSTM / nn.RNN over a padded batch through
-`pack_padded_sequence`, so padding never enters the recurrence (with padding,
-a bidirectional layer's backward direction would start on pad tokens and its
-outputs would change). Classifier, tagger and seq2seq all use it.
+`RecurrentEncoder` runs a recurrent layer from the cell registry (`grutool.cells`: GRU,
+with grutool's fused CPU kernel or PyTorch's, LSTM or RNN) over a padded batch through
+`pack_padded_sequence`, so padding never enters the recurrence (with padding, a bidirectional
+layer's backward direction would start on pad tokens and its outputs would change). Classifier,
+tagger and seq2seq all use it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-CELLS = {"gru": nn.GRU, "lstm": nn.LSTM, "rnn": nn.RNN}
+from grutool.cells import get_cell
 
 
 class EncoderOutput(NamedTuple):
@@ -26,15 +27,16 @@ class EncoderOutput(NamedTuple):
 
 class RecurrentEncoder(nn.Module):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
-                 bidirectional: bool = True, dropout: float = 0.0, cell: str = "gru"):
+                 bidirectional: bool = True, dropout: float = 0.0, cell: str = "gru", *,
+                 kernel: str = "auto", layer_norm: bool = False, residual: bool = False):
         super().__init__()
         self.cell = cell
+        self._cell = get_cell(cell)
         self.hidden_size = hidden_size
         self.num_layers = num_layers
         self.num_directions = 2 if bidirectional else 1
-        # nn.GRU warns about dropout with one layer; the config already said so.
-        self.rnn = CELLS[cell](input_size, hidden_size, num_layers=num_layers, batch_first=True,
-                               dropout=dropout if num_layers > 1 else 0.0, bidirectional=bidirectional)
+        self.rnn = self._cell.build(input_size, hidden_size, num_layers=num_layers, bidirectional=bidirectional,
+                                   dropout=dropout, kernel=kernel, layer_norm=layer_norm, residual=residual)
 
     def get_output_dim(self) -> int:
         return self.hidden_size * self.num_directions
@@ -64,8 +66,8 @@ class RecurrentEncoder(nn.Module):
         lengths = lengths.cpu()
         if bool((lengths == lengths[0]).all()):
             # All sequences equally long: nothing to pack. The dense call is the same
-            # computation, and on CPU 2-3x faster per token (input projections in one
-            # GEMM for all steps; oneDNN for LSTM) than the packed per-step path.
+            # computation, and for nn.GRU / nn.LSTM on CPU 2-3x faster per token (input
+            # projections in one GEMM for all steps; oneDNN for LSTM) than their packed path.
             n = int(lengths[0])
             out, state = self.rnn(x[:, :n])  # (B, n, D*H)
             outputs = out if n == total_length else F.pad(out, (0, 0, 0, total_length - n))  # (B, T, D*H), zeros after n
@@ -74,7 +76,7 @@ class RecurrentEncoder(nn.Module):
             out, state = self.rnn(packed)
             # total_length keeps T even when the longest sequence is shorter than the padded batch.
             outputs, _ = pad_packed_sequence(out, batch_first=True, total_length=total_length)  # (B, T, D*H)
-        h_n = state[0] if self.cell == "lstm" else state  # (L*D, B, H), in the caller's batch order
+        h_n = self._cell.hidden(state)  # (L*D, B, H), in the caller's batch order
         if self.num_directions == 2:
             final = torch.cat([h_n[-2], h_n[-1]], dim=-1)  # (B, 2H): forward at t=len-1, backward at t=0
         else:

@@ -1,0 +1,84 @@
+"""The cell registry: every recurrent layer grutool builds comes from here.
+
+A `Cell` declares what callers need to know instead of testing a cell's name: its gate count, the
+kernels it has, whether its state is `(h, c)`, and whether it can stack layers with LayerNorm and
+residual connections. This module imports no torch (nor any grutool module) until a layer is
+built, so the config schema reads cell and kernel names and capabilities from it for free.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Optional
+
+KERNELS = ("auto", "native", "fused")
+"""`native`: PyTorch's module (oneDNN for dense LSTM on CPU, cuDNN on CUDA); `fused`: grutool's CPU
+kernel (`grutool.modules.fused_gru`); `auto`: `fused` where the cell has it and it is faster (CPU,
+float32/float64, more than one step per call), else `native`."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    name: str
+    gates: int                      # weight blocks per layer: rows of weight_ih are gates * hidden_size
+    native: str                     # PyTorch's module, "torch.nn.GRU"
+    fused: Optional[str] = None     # grutool's module with the same parameters and a `kernel` argument
+    cell_state: bool = False        # forward returns (h_n, c_n) instead of h_n
+
+    @property
+    def kernels(self) -> tuple[str, ...]:
+        return KERNELS if self.fused else ("auto", "native")
+
+    @property
+    def stacks(self) -> bool:
+        """Whether layer_norm / residual between layers are available (grutool's own layer stack)."""
+        return self.fused is not None
+
+    def build(self, input_size: int, hidden_size: int, *, num_layers: int = 1, bidirectional: bool = False,
+              dropout: float = 0.0, batch_first: bool = True, kernel: str = "auto",
+              layer_norm: bool = False, residual: bool = False) -> Any:
+        """The layer module. Its parameters are named as PyTorch names them whatever the kernel, so a
+        checkpoint saved with one kernel loads with any other."""
+        if kernel not in self.kernels:
+            raise ValueError(f"cell {self.name} has no kernel {kernel!r} (it has {', '.join(self.kernels)})")
+        if (layer_norm or residual) and not self.stacks:
+            raise ValueError(f"cell {self.name}: layer_norm and residual need a cell with its own layer stack (gru)")
+        # nn.GRU warns about dropout with one layer; the config already said so.
+        kwargs = dict(num_layers=num_layers, batch_first=batch_first, bidirectional=bidirectional,
+                      dropout=dropout if num_layers > 1 else 0.0)
+        if self.fused:
+            return _load(self.fused)(input_size, hidden_size, kernel=kernel, layer_norm=layer_norm,
+                                     residual=residual, **kwargs)
+        return _load(self.native)(input_size, hidden_size, **kwargs)
+
+    def hidden(self, state):
+        """h_n (L*D, B, H) out of what the module returned as its state."""
+        return state[0] if self.cell_state else state
+
+    def initial_state(self, h0):
+        """The state to pass for hidden state h0 (LSTM: with a zero cell state)."""
+        if self.cell_state:
+            import torch
+            return h0, torch.zeros_like(h0)
+        return h0
+
+
+def _load(path: str):
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+CELLS: dict[str, Cell] = {
+    "gru": Cell("gru", 3, "torch.nn.GRU", fused="grutool.modules.fused_gru.GRU"),
+    "lstm": Cell("lstm", 4, "torch.nn.LSTM", cell_state=True),
+    "rnn": Cell("rnn", 1, "torch.nn.RNN"),
+}
+CELL_NAMES = tuple(CELLS)
+
+
+def get_cell(name: str) -> Cell:
+    try:
+        return CELLS[name]
+    except KeyError:
+        raise ValueError(f"unknown cell {name!r}; one of {', '.join(CELL_NAMES)}") from None
