@@ -139,6 +139,20 @@ def test_json_report_round_trips_and_csv_markdown_hold_every_row(tmp_path):
     assert "onednn" in md and "native*" in md and "Test CPU" in md and "torch 2.13.0" in md
 
 
+def test_reading_and_writing_reports_imports_no_torch(tmp_path):
+    """Comparing or rewriting a report (markdown for a PR, say) does not pay for torch."""
+    rows = [make_row("gru", 64, 12.5), make_row("lstm", 64, 10.0)]
+    reports.add_ratios(rows)
+    reports.write(make_report(rows), tmp_path / "r.json")
+    code = ("import sys\nfrom grutool.bench import report\n"
+            f"r = report.read_report({str(tmp_path / 'r.json')!r})\n"
+            f"report.write(r, {str(tmp_path / 'r.md')!r})\n"
+            "assert 'torch' not in sys.modules, 'grutool.bench.report imported torch'\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "| gru |" in (tmp_path / "r.md").read_text(encoding="utf-8")
+
+
 def test_vs_lstm_is_time_over_the_matching_lstm_row():
     rows = [make_row("gru", 64, 12.0), make_row("lstm", 64, 10.0), make_row("rnn", 64, 4.0),
             make_row("gru", 64, 7.5, kernels="native"), make_row("lstm", 64, 10.0, kernels="native"),

@@ -203,7 +203,7 @@ def test_ema_decay_ramps_up_so_short_runs_forget_the_initial_weights():
 
 def test_atomic_writes_get_ordinary_permissions(tmp_path):
     import os
-    from grutool.checkpoint import write_text_atomic
+    from grutool.atomic import write_text_atomic
 
     mask = os.umask(0o022)
     try:
