@@ -17,6 +17,7 @@ from grutool import shapes
 from grutool.cli.app import app
 from grutool.modules.encoder import CELLS
 from grutool.shapes import LayerSpec, layer_report
+from grutool.shapes import reference as reference_cells
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -194,7 +195,7 @@ def test_gru_reset_placement_matters():
 
 
 def test_a_failing_check_fails_the_command(monkeypatch):
-    monkeypatch.setattr(shapes, "gru_step", lambda x, h, *w: h)  # a from-scratch step that is wrong
+    monkeypatch.setattr(reference_cells, "gru_step", lambda x, h, *w: h)  # a from-scratch step that is wrong
     report = layer_report(LayerSpec(), want_explain=True)
     assert not report["explain"]["step"]["passed"] and not report["all_passed"]
     r = runner.invoke(app, ["shapes", "--explain"])
