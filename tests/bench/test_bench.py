@@ -19,7 +19,7 @@ from grutool.bench.timing import Case, Stats, WallClock, time_interleaved
 from grutool.cli.app import app
 from grutool.errors import UserError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
 
 
@@ -333,16 +333,6 @@ def test_config_times_the_production_model_with_its_parameter_count(tmp_path, mo
                 assert (r["batch_size"], r["seq_len"], r["input_size"]) == (16, 16, 64), "the config's own shape"
                 # Packed batches of different lengths never reach oneDNN, not even the LSTM's.
                 assert r["median_ms"] > 0 and r["kernel"] == "native"
-
-
-def test_help_lists_bench_and_neither_help_imports_torch():
-    code = ("import sys\nfrom typer.testing import CliRunner\nfrom grutool.cli.app import app\n"
-            "for args in (['--help'], ['bench', '--help']):\n"
-            "    r = CliRunner().invoke(app, args)\n    assert r.exit_code == 0, r.output\n    print(r.output)\n"
-            "assert 'torch' not in sys.modules\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    assert "bench" in proc.stdout and "--hidden-size" in proc.stdout and "--smoke" in proc.stdout
 
 
 def test_plot_writes_a_png_or_explains_the_missing_extra(tmp_path):

@@ -17,7 +17,7 @@ from grutool.training.loop import train
 
 from conftest import assert_user_error, invoke
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 REVERSE = ROOT / "configs" / "reverse.yaml"
 SOURCES = ["12345", "9081726354", "7", "000111"]
 
