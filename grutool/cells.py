@@ -36,7 +36,7 @@ class Cell:
         return self.fused is not None
 
     def build(self, input_size: int, hidden_size: int, *, num_layers: int = 1, bidirectional: bool = False,
-              dropout: float = 0.0, batch_first: bool = True, kernel: str = "auto",
+              dropout: float = 0.0, batch_first: bool = True, bias: bool = True, kernel: str = "auto",
               layer_norm: bool = False, residual: bool = False) -> Any:
         """The layer module. Its parameters are named as PyTorch names them whatever the kernel, so a
         checkpoint saved with one kernel loads with any other."""
@@ -45,7 +45,7 @@ class Cell:
         if (layer_norm or residual) and not self.stacks:
             raise ValueError(f"cell {self.name}: layer_norm and residual need a cell with its own layer stack (gru)")
         # nn.GRU warns about dropout with one layer; the config already said so.
-        kwargs = dict(num_layers=num_layers, batch_first=batch_first, bidirectional=bidirectional,
+        kwargs = dict(num_layers=num_layers, batch_first=batch_first, bidirectional=bidirectional, bias=bias,
                       dropout=dropout if num_layers > 1 else 0.0)
         if self.fused:
             return _load(self.fused)(input_size, hidden_size, kernel=kernel, layer_norm=layer_norm,

@@ -76,7 +76,8 @@ class DataConfig(_Section):
     max_size: Optional[int] = Field(default=None, gt=0)
     """Keep at most this many tokens (most frequent first), specials not counted."""
     vectors: Optional[str] = None
-    """Pretrained word vectors, GloVe/word2vec text format; their dimension must equal model.embedding_dim."""
+    """Pretrained word vectors, GloVe/word2vec text format; their dimension must equal model.embedding_dim.
+    Seq2seq: they initialise the source-side embedding."""
     source: Optional[str] = None
     """Seq2seq `parallel_text`: suffix of the source files (`de`: a split prefix P reads P.de)."""
     target: Optional[str] = None

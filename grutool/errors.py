@@ -11,16 +11,18 @@ from __future__ import annotations
 class UserError(Exception):
     """A problem in the user's input: what is wrong, where, and how to fix it.
 
-    `option`: the keyword argument of a library function the message starts with
-    (``beam: must be at least 1``) or quotes (`` `data` ``), so the CLI can name its own option instead
-    (``--beam``, ``--data``).
+    `option`: the keyword argument (or config field, such as `output_dir`) of a library function the
+    message starts with (``beam: must be at least 1``) or quotes (`` `data` ``), so the CLI can name its
+    own option instead (``--beam``, ``--data``); a tuple when the message names several
+    (`` pass `overwrite` ... or `output_dir` ``). `options` is always the tuple.
     """
 
     exit_code = 2
 
-    def __init__(self, message: str, option: str | None = None):
+    def __init__(self, message: str, option: str | tuple[str, ...] | None = None):
         super().__init__(message)
         self.option = option
+        self.options: tuple[str, ...] = (option,) if isinstance(option, str) else tuple(option or ())
 
 
 def listed(counts, limit: int | None = None) -> str:

@@ -37,12 +37,13 @@ def prepare_new(path: Path, overwrite: bool) -> None:
     """Create an empty run directory; refuse to touch an existing one unless asked."""
     if path.exists() and any(path.iterdir()):
         if not overwrite:
-            raise UserError(f"{path}: run directory exists and is not empty; pass --overwrite to replace it, "
-                            f"--resume to continue it, or --output-dir to choose another")
+            raise UserError(f"{path}: run directory exists and is not empty; pass `overwrite` to replace it, "
+                            f"`resume` to continue it, or `output_dir` to choose another",
+                            option=("overwrite", "resume", "output_dir"))
         if not (path / CONFIG).is_file():
-            # Guard against `--output-dir .` or a home directory: only replace what looks like a run.
+            # Guard against an output_dir of "." or a home directory: only replace what looks like a run.
             raise UserError(f"{path}: exists and is not a grutool run directory (no {CONFIG}); "
-                            f"refusing to delete it, choose another --output-dir")
+                            f"refusing to delete it, choose another `output_dir`", option="output_dir")
         shutil.rmtree(path)
     path.mkdir(parents=True, exist_ok=True)
 

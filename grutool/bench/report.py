@@ -5,7 +5,7 @@ the run settings and one row per workload (its Spec fields, what ran, the
 statistics and every raw sample). It reads back to an equal dict, and `compare`
 matches the rows of two reports by their Spec fields.
 
-Reading, comparing and rendering need no torch (only `write` imports it, for the atomic file write).
+Nothing here imports torch: reading, comparing, rendering and the atomic write (grutool.atomic).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Callable, Optional
 
+from grutool.atomic import write_text_atomic
 from grutool.bench.grid import Spec
 from grutool.errors import UserError
 
@@ -104,8 +105,6 @@ def output_format(path: str | Path) -> str:
 
 def write(report: dict, path: str | Path) -> None:
     """Write `report` in the format its file name asks for (.json, .csv, .md), atomically."""
-    from grutool.checkpoint import write_text_atomic
-
     render = {"json": to_json, "csv": to_csv, "markdown": to_markdown}[output_format(path)]
     write_text_atomic(render(report), Path(path))
 

@@ -62,12 +62,12 @@ def user_errors():
         yield
     except UserError as exc:
         message = str(exc)
-        if exc.option:
+        for option in exc.options:
             # The library names its keyword argument; here the user typed an option.
-            flag = f"--{exc.option.replace('_', '-')}"
-            if message.startswith(f"{exc.option}:"):
-                message = flag + message[len(exc.option):]
-            message = message.replace(f"`{exc.option}`", flag)
+            flag = f"--{option.replace('_', '-')}"
+            if message.startswith(f"{option}:"):
+                message = flag + message[len(option):]
+            message = message.replace(f"`{option}`", flag)
         err.print(f"[red]error:[/] {escape(message)}", markup=True)
         raise typer.Exit(exc.exit_code)
     except TrainingInterrupted as exc:

@@ -34,6 +34,8 @@ def shapes(
     no_bias: bool = typer.Option(False, "--no-bias", help="bias=False: no bias_ih / bias_hh."),
     dropout: Optional[float] = typer.Option(None, "--dropout", help="Dropout between layers (needs --layers 2+)."),
     proj_size: Optional[int] = typer.Option(None, "--proj-size", help="P: LSTM projection of h (--cell lstm only)."),
+    kernel: Optional[str] = typer.Option(None, "--kernel", help="auto (default: grutool's fused GRU on CPU), "
+                                         "native (PyTorch's module) or fused; every check runs on that module."),
     config: Optional[Path] = typer.Option(None, "--config",
                                           help="Trace the model a config builds instead of one layer."),
     explain: bool = typer.Option(False, "--explain",
@@ -48,7 +50,7 @@ def shapes(
         layer_options = {"--cell": cell, "--input-size": input_size, "--hidden-size": hidden_size,
                          "--layers": layers, "--bidirectional": bidirectional or None,
                          "--batch-first": batch_first or None, "--no-bias": no_bias or None,
-                         "--dropout": dropout, "--proj-size": proj_size}
+                         "--dropout": dropout, "--proj-size": proj_size, "--kernel": kernel}
         if config is not None:
             given = [name for name, value in layer_options.items() if value is not None]
             if given:
@@ -65,7 +67,7 @@ def shapes(
                 given = dict(cell=cell.value if cell else None, input_size=input_size, hidden_size=hidden_size,
                              num_layers=layers, bidirectional=bidirectional, batch_first=batch_first,
                              batch=batch, seq_len=seq_len, lengths=lens, bias=not no_bias, dropout=dropout,
-                             proj_size=proj_size)
+                             proj_size=proj_size, kernel=kernel)
                 spec = lib.LayerSpec(**{k: v for k, v in given.items() if v is not None})
                 report = lib.layer_report(spec, want_explain=explain)
     for message in report["warnings"]:

@@ -7,6 +7,8 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Optional
 
+from grutool.atomic import write_json_atomic
+
 if TYPE_CHECKING:
     import torch
 
@@ -56,7 +58,7 @@ class Vocab:
         return m
 
     def save(self, path: Path) -> None:
-        Path(path).write_text(json.dumps({"tokens": self.itos}, ensure_ascii=False), encoding="utf-8")
+        write_json_atomic({"tokens": self.itos}, path, ensure_ascii=False)
 
     @classmethod
     def load(cls, path: Path) -> "Vocab":
@@ -82,7 +84,7 @@ class LabelVocab:
         return len(self.itos)
 
     def save(self, path: Path) -> None:
-        Path(path).write_text(json.dumps({"labels": self.itos}, ensure_ascii=False), encoding="utf-8")
+        write_json_atomic({"labels": self.itos}, path, ensure_ascii=False)
 
     @classmethod
     def load(cls, path: Path) -> "LabelVocab":

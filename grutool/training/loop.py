@@ -21,7 +21,8 @@ from typing import Optional, Sequence
 import torch
 
 from grutool import rundir
-from grutool.checkpoint import load_checkpoint, save_atomic, write_text_atomic
+from grutool.atomic import write_text_atomic
+from grutool.checkpoint import load_checkpoint, save_atomic
 from grutool.config import MINIMIZED_METRICS, Config
 from grutool.config_file import to_yaml
 from grutool.data.batching import collate, epoch_batches

@@ -10,7 +10,7 @@ import yaml
 from conftest import invoke
 from grutool.tasks import TASKS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # One toy config per family, from the data shipped in data/ (joint: the travel intents + slots set).
 TOY = {

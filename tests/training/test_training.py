@@ -203,7 +203,7 @@ def test_ema_decay_ramps_up_so_short_runs_forget_the_initial_weights():
 
 def test_atomic_writes_get_ordinary_permissions(tmp_path):
     import os
-    from grutool.checkpoint import write_text_atomic
+    from grutool.atomic import write_text_atomic
 
     mask = os.umask(0o022)
     try:
@@ -213,3 +213,36 @@ def test_atomic_writes_get_ordinary_permissions(tmp_path):
         os.umask(mask)
     for name in ("a.pt", "b.txt"):
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o644
+
+
+class SeesSettings(Callback):
+    """Records the process settings in effect while training runs."""
+
+    def on_train_begin(self, tr):
+        self.during = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled())
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["returns", "raises"])
+def test_train_restores_the_process_settings_it_changes(tmp_path, fails):
+    """train.num_threads and train.deterministic hold during the run only: the caller's settings after it,
+    also when the run ends in an exception."""
+    before = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
+              torch.is_deterministic_algorithms_warn_only_enabled())
+    wanted = 2 if before[0] != 2 else 1
+    seen = SeesSettings()
+    cbs = [seen] + ([InterruptAt(1)] if fails else [])
+    cfg = parse_config(tiny_config(tmp_path, epochs=1, num_threads=wanted, deterministic=True))
+    try:
+        torch.use_deterministic_algorithms(False, warn_only=True)  # a caller's own choice, kept as it was
+        expected = (before[0], False, True)
+        if fails:
+            with pytest.raises(TrainingInterrupted):
+                train(cfg, callbacks=cbs)
+        else:
+            train(cfg, callbacks=cbs)
+        assert seen.during == (wanted, True)
+        assert (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
+                torch.is_deterministic_algorithms_warn_only_enabled()) == expected
+    finally:
+        torch.set_num_threads(before[0])
+        torch.use_deterministic_algorithms(before[1], warn_only=before[2])

@@ -19,6 +19,7 @@ import yaml
 from typer.testing import CliRunner
 
 from grutool.cli.app import app
+from grutool.errors import UserError
 
 POS = ["good film", "great fun", "loved it", "really good", "nice story",
        "great acting", "good fun", "loved the cast", "nice and warm", "really great"]
@@ -262,6 +263,29 @@ def test_existing_run_directory_is_not_overwritten(cwd, data, run_copy):
     result = invoke("train", cfg, "--output-dir", run_copy)
     assert_user_error(result, str(run_copy), "--overwrite")
     assert snapshot(run_copy) == before
+
+
+def test_run_directory_errors_name_cli_options_in_the_cli_and_arguments_in_python(cwd, data, run_copy):
+    """The library says `overwrite` / `output_dir`; the CLI prints the options a user types, word for word."""
+    from grutool import rundir
+
+    with pytest.raises(UserError) as caught:
+        rundir.prepare_new(run_copy, overwrite=False)
+    assert "--" not in str(caught.value) and "`overwrite`" in str(caught.value)
+    (cwd / "notes").mkdir()
+    (cwd / "notes" / "todo.txt").write_text("keep me", encoding="utf-8")
+    with pytest.raises(UserError) as caught:
+        rundir.prepare_new(cwd / "notes", overwrite=True)
+    assert "--" not in str(caught.value) and "`output_dir`" in str(caught.value)
+
+    cfg = config_for(cwd, data)
+    line = assert_user_error(invoke("train", cfg, "--output-dir", run_copy))
+    assert line == (f"error: {run_copy}: run directory exists and is not empty; pass --overwrite to replace it, "
+                    f"--resume to continue it, or --output-dir to choose another")
+    line = assert_user_error(invoke("train", cfg, "--output-dir", cwd / "notes", "--overwrite"))
+    assert line == (f"error: {cwd / 'notes'}: exists and is not a grutool run directory (no config.yaml); "
+                    f"refusing to delete it, choose another --output-dir")
+    assert (cwd / "notes" / "todo.txt").read_text(encoding="utf-8") == "keep me"
 
 
 def test_overwrite_replaces_an_existing_run(cwd, data, run_copy):

@@ -17,7 +17,7 @@ from grutool.training.loop import train
 
 from conftest import assert_user_error, invoke
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 REVERSE = ROOT / "configs" / "reverse.yaml"
 SOURCES = ["12345", "9081726354", "7", "000111"]
 
@@ -239,3 +239,28 @@ def test_shared_vocabulary_and_resume(tmp_path):
     assert result.exit_code == 0, result.output
     assert json.loads((run / "summary.json").read_text())["epochs"] == 2
     assert Predictor(run, "cpu").predict(["12"])[0]["output"].isdigit()
+
+
+class SourceRowsAtStart(Callback):
+    def on_train_begin(self, tr):
+        vocab, weight = tr.data.vocab, tr.model.token_embedding().weight
+        self.rows = {t: weight[vocab.stoi[t]].tolist() for t in ("1", "2")}
+
+
+def test_pretrained_vectors_initialise_the_source_embedding(tmp_path):
+    """data.vectors with seq2seq: the source-side embedding starts from the file (the issue's command line)."""
+    spec = write_pair(tmp_path, "12\n345\n6\n78\n" * 3, "21\n543\n6\n87\n" * 3)
+    path = config(tmp_path, spec)
+    vec = tmp_path / "vec.txt"
+    vec.write_text("1 " + " ".join(["0.25"] * 8) + "\n2 " + " ".join(["-0.5"] * 8) + "\n", encoding="utf-8")
+    result = invoke("train", path, "--set", f"data.vectors={vec}", "--output-dir", tmp_path / "x", "-q")
+    assert result.exit_code == 0, result.output
+
+    seen = SourceRowsAtStart()
+    train(load_config(path, [f"data.vectors={vec}", f"output_dir={tmp_path / 'y'}"]), callbacks=[seen])
+    assert seen.rows == {"1": [0.25] * 8, "2": [-0.5] * 8}
+
+    vec.write_text("1 0.5 0.5\n", encoding="utf-8")
+    assert_user_error(invoke("train", path, "--set", f"data.vectors={vec}", "--output-dir", tmp_path / "z"),
+                      "dimension 2", "model.embedding_dim: 2")
+    assert not (tmp_path / "z").exists()

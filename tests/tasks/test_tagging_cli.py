@@ -17,7 +17,7 @@ from grutool.training.loop import train
 
 from conftest import assert_user_error, invoke
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TRAVEL = ROOT / "data" / "tagging" / "travel"
 TINY_MODEL = {"embedding_dim": 16, "hidden_size": 16, "crf": True, "char_features": True,
               "char_embedding_dim": 8, "char_hidden_size": 8, "token_dropout": 0.1}

@@ -1,6 +1,6 @@
 """Config loading: valid and invalid cases as data files, `--set` overrides, round trip.
 
-Each file under tests/configs/invalid/ is one case. Its first lines are comments:
+Each file under tests/config/cases/invalid/ is one case. Its first lines are comments:
 
     # error: <substring the UserError message must contain>
     # line: <YAML line the message must cite as `file.yaml:N:`>   (optional)
@@ -21,7 +21,7 @@ from grutool.config import Config
 from grutool.config_file import load_config, parse_config, to_yaml
 from grutool.errors import UserError
 
-CASES = Path(__file__).parent / "configs"
+CASES = Path(__file__).parent / "cases"
 VALID = sorted((CASES / "valid").glob("*.yaml"))
 INVALID = sorted((CASES / "invalid").glob("*.yaml"))
 

@@ -1,0 +1,202 @@
+"""The model tracer: the model `train` builds for a config (same code path), traced module by module.
+
+`config_report(path)` runs forward hooks on every submodule, checks what every model must satisfy
+(parameter counts add up, the encoder's final state, zeros at padding, batch equals one by one), and
+adds the layer report of its encoder's recurrent layer (grutool.shapes.layer.analyze_layer).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import PackedSequence
+
+from grutool.errors import UserError
+from grutool.shapes.checks import MODEL_TOL, all_passed, compare, one_thread
+from grutool.shapes.layer import analyze_layer
+from grutool.shapes.spec import resolve_batch
+
+
+def _warn(notes: list[str], message: str) -> None:
+    warnings.warn(message, UserWarning, stacklevel=3)
+    notes.append(message)
+
+def _describe(value):
+    """Shapes of whatever a module takes or returns, as plain data."""
+    if isinstance(value, torch.Tensor):
+        return list(value.shape)
+    if isinstance(value, PackedSequence):
+        return {"packed_data": list(value.data.shape), "batch_sizes": value.batch_sizes.tolist()}
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        return {k: _describe(v) for k, v in zip(value._fields, value)}
+    if isinstance(value, (tuple, list)):
+        return [_describe(v) for v in value]
+    return None
+
+
+def trace_model(model: nn.Module, *inputs, **kw_inputs) -> tuple[list[dict], dict]:
+    """Run model(*inputs) with hooks on every submodule: rows in call order, and each module's raw output."""
+    rows, pending, outputs, handles = [], {}, {}, []
+    for name, mod in model.named_modules():
+        if not name:
+            continue
+
+        def pre(mod, args, name=name):
+            row = {"module": name, "type": type(mod).__name__, "depth": name.count("."),
+                   "input": _describe(args if len(args) != 1 else args[0]),
+                   "parameters": sum(p.numel() for p in mod.parameters()),
+                   "own_parameters": sum(p.numel() for p in mod.parameters(recurse=False))}
+            rows.append(row)
+            pending.setdefault(name, []).append(row)
+
+        def post(mod, args, output, name=name):
+            pending[name].pop()["output"] = _describe(output)
+            outputs[name] = output
+
+        handles += [mod.register_forward_pre_hook(pre), mod.register_forward_hook(post)]
+    try:
+        with torch.no_grad():
+            outputs[""] = model(*inputs, **kw_inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    return rows, outputs
+
+
+def _model_checks(model: nn.Module, enc, lens: torch.Tensor, T: int, bidirectional: bool) -> tuple[int, list, list]:
+    """Total parameters, per-module counts, and the checks every traced model gets: counts add up,
+    encoder.final is the last layer's final state(s), encoder outputs are zero at padding."""
+    from grutool.modules.masking import length_mask
+
+    total = sum(p.numel() for p in model.parameters())
+    by_module = [{"module": name, "type": type(mod).__name__, "parameters": sum(p.numel() for p in mod.parameters())}
+                 for name, mod in model.named_children()]
+    final_ref = torch.cat([enc.h_n[-2], enc.h_n[-1]], dim=-1) if bidirectional else enc.h_n[-1]
+    pad = ~length_mask(lens, T, enc.outputs.device)
+    t = torch.tensor
+    checks = [
+        compare("per_module_counts_add_up", "the per-module parameter counts add up to the model's total",
+                t(float(sum(r["parameters"] for r in by_module))), t(float(total)), tol=0.0),
+        compare("encoder_final", "encoder.final is " + ("cat(h_n[-2], h_n[-1])" if bidirectional else "h_n[-1]")
+                + " (what pooling 'last' uses)", enc.final, final_ref, tol=0.0),
+        compare("encoder_padding_zero", "encoder.outputs is 0 at padding steps", enc.outputs[pad],
+                torch.zeros_like(enc.outputs[pad]), tol=0.0),
+    ]
+    return total, by_module, checks
+
+
+def _task_model_report(path, cfg, prepared, B: int, want_explain: bool, warned: list[str]) -> dict:
+    """Tagger, joint, seq2seq and char-feature classifier models: trace the first B training examples (real token ids,
+    characters and targets, as `train` collates them) through the model `train` builds."""
+    from grutool.data.batching import collate
+    from grutool.tasks import get_task
+
+    notes: list[str] = []
+    for message in warned:
+        _warn(notes, message)
+    split = prepared.splits["train"]
+    index = list(range(min(B, len(split))))
+    batch = collate(split, index)
+    lens, T = batch.lengths, batch.ids.shape[1]
+    V, C = len(prepared.vocab), len(prepared.labels)
+    with torch.random.fork_rng(devices=[]), one_thread():
+        torch.manual_seed(cfg.train.seed)  # as train does: the same initial weights
+        model = get_task(cfg.task).build_model(cfg, prepared)
+        model.eval()
+        rows, outputs = trace_model(model, batch.ids, batch.lengths, batch.targets, **batch.extra_inputs())
+        enc = outputs["encoder"]
+        encoder = analyze_layer(model.encoder.rnn, len(index), T, lens.tolist(), want_explain)
+    m = cfg.model
+    D = 2 if m.bidirectional else 1
+    total, by_module, checks = _model_checks(model, enc, lens, T, m.bidirectional)
+    result = outputs[""][0]
+    report = {
+        "mode": "config", "config": str(path), "task": cfg.task, "vocab_size": V, "num_classes": C,
+        "labels": list(prepared.labels.itos), "model": cfg.model.model_dump(),
+        "symbols": {"B": len(index), "T": T, "V": V, "E": m.embedding_dim, "L": m.num_layers, "D": D,
+                    "H": m.hidden_size, "C": C},
+        "batch": {"ids": list(batch.ids.shape), "lengths": lens.tolist(), "source": "first training examples"},
+        "trace": rows,
+        "logits": _describe(result),
+        "parameters": {"total": total, "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+                       "by_module": by_module},
+        "checks": checks, "encoder": encoder, "warnings": notes,
+    }
+    report["all_passed"] = all_passed(report)
+    return report
+
+
+def config_report(path: Union[str, Path], batch: Optional[int] = None, seq_len: Optional[int] = None,
+                  lengths: Optional[Sequence[int]] = None, want_explain: bool = False, seed: int = 0) -> dict:
+    """Build the model exactly as `train` does and trace a random batch of token ids through it."""
+    from grutool.config_file import load_config
+    from grutool.modules.masking import length_mask
+    from grutool.tasks import get_task
+
+    B, T, lengths = resolve_batch(batch, seq_len, lengths)
+    notes: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cfg = load_config(path)
+        task = get_task(cfg.task)
+        prepared = task.prepare(cfg)  # reads the training data: the vocabulary sets the size
+    if task.traces_real_examples or cfg.model.char_features:
+        # Models that read more than token ids (characters, targets) are traced on real examples.
+        kind = cfg.task if task.traces_real_examples else f"{cfg.task} with char features"
+        if lengths is not None or seq_len is not None:
+            raise UserError(f"{path}: --lengths/--seq-len apply to classifier configs without char features; a "
+                            f"{kind} model is traced on the first --batch examples of its training data")
+        return _task_model_report(path, cfg, prepared, B, want_explain, [str(w.message) for w in caught
+                                                                          if issubclass(w.category, UserWarning)])
+    for w in caught:
+        if issubclass(w.category, UserWarning):
+            _warn(notes, str(w.message))
+    V, C = len(prepared.vocab), len(prepared.labels)
+    lens = torch.tensor(lengths if lengths is not None else [T] * B)
+    with torch.random.fork_rng(devices=[]), one_thread():
+        torch.manual_seed(cfg.train.seed)  # as train does: the same initial weights
+        model = task.build_model(cfg, prepared)
+        model.eval()
+        torch.manual_seed(seed)
+        low = 2 if V > 2 else 1  # real tokens: not <pad> (0) nor, if possible, <unk> (1)
+        ids = torch.randint(low, V, (B, T))  # (B, T)
+        ids = ids.masked_fill(~length_mask(lens, T, ids.device), 0)  # <pad> after each length
+        rows, outputs = trace_model(model, ids, lens)
+        logits, _ = outputs[""]
+        enc = outputs["encoder"]
+        with torch.no_grad():
+            one_by_one = torch.cat([model(ids[b:b + 1, :n], lens[b:b + 1])[0] for b, n in enumerate(lens.tolist())])
+        encoder = analyze_layer(model.encoder.rnn, B, T, lens.tolist(), want_explain)
+
+    m = cfg.model
+    D = 2 if m.bidirectional else 1
+    total, by_module, checks = _model_checks(model, enc, lens, T, m.bidirectional)
+    checks += [
+        compare("batch_equals_one_by_one", "logits of the batch equal logits of each sequence run alone",
+                logits, one_by_one, tol=MODEL_TOL),
+    ]
+    report = {
+        "mode": "config",
+        "config": str(path),
+        "task": cfg.task,
+        "vocab_size": V,
+        "num_classes": C,
+        "labels": list(prepared.labels.itos),
+        "model": cfg.model.model_dump(),
+        "symbols": {"B": B, "T": T, "V": V, "E": m.embedding_dim, "L": m.num_layers, "D": D, "H": m.hidden_size,
+                    "C": C},
+        "batch": {"ids": list(ids.shape), "lengths": lens.tolist()},
+        "trace": rows,
+        "logits": list(logits.shape),
+        "parameters": {"total": total, "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+                       "by_module": by_module},
+        "checks": checks,
+        "encoder": encoder,
+        "warnings": notes,
+    }
+    report["all_passed"] = all_passed(report)
+    return report
