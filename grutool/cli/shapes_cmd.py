@@ -146,7 +146,8 @@ def _render_layer(console, report: dict) -> None:
     s = report["settings"]
     sym = "  ".join(f"{k}={v}" for k, v in report["symbols"].items() if k not in ("N", "M"))
     console.print(f"[bold]{report['module']}[/]  {sym}  batch_first={s['batch_first']}  bias={s['bias']}"
-                  + (f"  dropout={s['dropout']}" if s["dropout"] else ""))
+                  + (f"  dropout={s['dropout']}" if s["dropout"] else "")
+                  + ("  layer_norm=True" if s.get("layer_norm") else "") + ("  residual=True" if s.get("residual") else ""))
     console.print(_tensor_table("tensors", report["tensors"]))
 
     p = report["packed"]

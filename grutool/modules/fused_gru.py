@@ -345,7 +345,9 @@ class GRU(nn.GRU):
         self.kernel = kernel
         self.residual = residual
         width = self.hidden_size * (2 if self.bidirectional else 1)
-        self.layer_norms = nn.ModuleList(nn.LayerNorm(width) for _ in range(self.num_layers - 1)) if layer_norm else None
+        factory = {k: kwargs[k] for k in ("device", "dtype") if k in kwargs}
+        self.layer_norms = (nn.ModuleList(nn.LayerNorm(width, **factory) for _ in range(self.num_layers - 1))
+                            if layer_norm else None)
 
     def extra_repr(self) -> str:
         extra = f", kernel={self.kernel}"

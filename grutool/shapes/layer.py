@@ -180,7 +180,8 @@ def _single_layer(m: nn.RNNBase, layer: int) -> nn.RNNBase:
     """Layer `layer` of m as a one-layer module with the same weights."""
     D = 2 if m.bidirectional else 1
     in_size = m.input_size if layer == 0 else D * (m.proj_size or m.hidden_size)
-    single = _same_kind(m, input_size=in_size, num_layers=1, dropout=0.0)
+    plain = dict(layer_norm=False, residual=False) if hasattr(m, "residual") else {}  # the recurrence alone
+    single = _same_kind(m, input_size=in_size, num_layers=1, dropout=0.0, **plain)
     suffix = re.compile(rf"_l{layer}(_reverse)?$")
     state = {re.sub(rf"_l{layer}(?=(_reverse)?$)", "_l0", name): p
              for name, p in m.named_parameters() if suffix.search(name)}
@@ -228,7 +229,15 @@ def explain(m: nn.RNNBase, batch: int) -> dict:
                 h = reference.rnn_step(inp, h0[k], *w, nonlinearity=m.nonlinearity)
             hs.append(h)
             outs.append(h)
-        inp = torch.cat(outs, dim=-1)
+        y = torch.cat(outs, dim=-1)
+        if getattr(m, "residual", False) and y.shape[-1] == inp.shape[-1]:
+            y = y + inp  # grutool's GRU stack: the layer's input added to its output
+        norms = getattr(m, "layer_norms", None)
+        if norms is not None and layer < L - 1:
+            mean, var = y.mean(-1, keepdim=True), y.var(-1, unbiased=False, keepdim=True)
+            y = (y - mean) / torch.sqrt(var + norms[layer].eps) * norms[layer].weight + norms[layer].bias
+            used += [f"layer_norms.{layer}.weight", f"layer_norms.{layer}.bias"]
+        inp = y
     run = run_module(m, x.unsqueeze(1 if m.batch_first else 0), None, h0, c0)
     left = [torch.stack(hs), inp] + ([torch.stack(cs)] if cs else [])
     right = [run.h_n, run.output.reshape(batch, -1)] + ([run.c_n] if cs else [])
@@ -258,6 +267,7 @@ ROLES = {"weight_ih": "input x_t → gates", "weight_hh": "previous state h_{t-1
 
 
 PARAM_NAME = re.compile(r"(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(\d+)(_reverse)?")
+NORM_NAME = re.compile(r"layer_norms\.(\d+)\.(weight|bias)")  # grutool's GRU with layer_norm
 
 
 def parameter_table(m: nn.RNNBase) -> dict:
@@ -270,6 +280,15 @@ def parameter_table(m: nn.RNNBase) -> dict:
     gh = f"{G}H" if G > 1 else "H"
     rows = []
     for name, p in m.named_parameters():
+        norm = NORM_NAME.fullmatch(name)
+        if norm:  # LayerNorm(D·H) on layer k's output, before layer k + 1
+            layer, what = int(norm.group(1)), norm.group(2)
+            row = _tensor_row(name, (f"D·{out}",), p, values,
+                              f"LayerNorm {'gain' if what == 'weight' else 'shift'} on layer {layer}'s output "
+                              f"before layer {layer + 1} (model.layer_norm)")
+            row.update(layer=layer, direction="between", numel=p.numel(), gates=None)
+            rows.append(row)
+            continue
         kind, layer, rev = PARAM_NAME.fullmatch(name).groups()
         layer = int(layer)
         symbol = {"weight_ih": (gh, "I" if layer == 0 else f"D·{out}"), "weight_hh": (gh, out),
@@ -283,7 +302,9 @@ def parameter_table(m: nn.RNNBase) -> dict:
     for layer in range(L):
         fwd = sum(r["numel"] for r in rows if r["layer"] == layer and r["direction"] == "forward")
         rev = sum(r["numel"] for r in rows if r["layer"] == layer and r["direction"] == "reverse")
-        per_layer.append({"layer": layer, "forward": fwd, "reverse": rev if D == 2 else None, "total": fwd + rev})
+        norm = sum(r["numel"] for r in rows if r["layer"] == layer and r["direction"] == "between")
+        per_layer.append({"layer": layer, "forward": fwd, "reverse": rev if D == 2 else None,
+                          "total": fwd + rev + norm})
     by_cell = []
     for name in CELL_NAMES:
         cls = getattr(nn, name.upper())
@@ -316,23 +337,40 @@ def layer_identities(m: nn.RNNBase, x: torch.Tensor, lengths: Optional[Sequence[
     out_tm = _tm(run.output, bf)  # (T, B, D·H_out)
 
     # Each layer alone, fed the previous one's output: proves the layer/direction layout of h_n.
+    # grutool's GRU stack may add the layer's input (residual) and a LayerNorm between layers: the
+    # same steps are applied here, outside the module, to what each layer alone returns.
     prev, per_h, per_c = x, [], []
     h0v, c0v = h0.view(L, D, B, Hout), (c0.view(L, D, B, H) if c0 is not None else None)
+    norms, residual = getattr(m, "layer_norms", None), getattr(m, "residual", False)
+    valid = (torch.arange(T)[:, None] < lens[None, :])[..., None]  # (T, B, 1): False at padding
+    valid = valid.transpose(0, 1) if bf else valid
     for layer in range(L):
         r = run_module(_single_layer(m, layer), prev, lengths, h0v[layer],
                        c0v[layer] if c0v is not None else None)
         per_h.append(r.h_n)
         per_c.append(r.c_n)
-        prev = r.output
+        raw, y = r.output, r.output
+        if residual and y.shape[-1] == prev.shape[-1]:
+            y = y + prev
+        if norms is not None and layer < L - 1:
+            y = norms[layer](y)
+        prev = y * valid if lengths is not None else y  # padding stays 0, as after pad_packed_sequence
+    last = _tm(raw, bf)  # the last layer's recurrent output (before any residual)
+    with_residual = not torch.equal(raw, prev)
     identities = [
         layout_identity(run.h_n, torch.stack(per_h), L, run.c_n,
                         torch.stack(per_c) if run.c_n is not None else None),
         compare("output_is_last_layer", "output is the last layer's per-step output only "
-                "(running the layers one at a time ends in the same tensor)", run.output, prev),
-        last_forward_identity(out_tm, run.h_n, lens, D),
+                "(running the layers one at a time ends in the same tensor"
+                + (", with the residual and LayerNorm steps between them)" if norms is not None or residual else ")"),
+                run.output, prev),
+        last_forward_identity(last, run.h_n, lens, D),
     ]
     if D == 2:
-        identities.append(first_backward_identity(out_tm, run.h_n))
+        identities.append(first_backward_identity(last, run.h_n))
+    if with_residual:
+        for row in identities[-2:]:
+            row["claim"] += " (of the last layer's recurrent output: output minus its residual input)"
 
     # Same weights, the other batch_first: only input and output are transposed.
     twin = _same_kind(m, batch_first=not bf)
@@ -426,10 +464,13 @@ def analyze_layer(module: nn.RNNBase, batch: int, seq_len: int, lengths: Optiona
 
     report = {
         "mode": "layer",
-        "module": f"nn.{type(module).__name__}",
+        "module": (f"nn.{type(module).__name__}" if type(module).__module__.startswith("torch")
+                   else f"{type(module).__module__}.{type(module).__name__} (kernel {module.kernel}; nn.GRU's "
+                        f"parameters and results)"),
         "settings": {"cell": cell, "input_size": I, "hidden_size": H, "num_layers": L, "bidirectional": D == 2,
                      "batch_first": bf, "batch": B, "seq_len": T, "lengths": list(lengths) if lengths else None,
-                     "bias": m.bias, "dropout": m.dropout, "proj_size": P, "kernel": getattr(m, "kernel", "native")},
+                     "bias": m.bias, "dropout": m.dropout, "proj_size": P, "kernel": getattr(m, "kernel", "native"),
+                     "layer_norm": getattr(m, "layer_norms", None) is not None, "residual": getattr(m, "residual", False)},
         "symbols": {k: v for k, v in values.items() if k != "P" or P},
         "dtype": "float64",
         "tensors": tensors,

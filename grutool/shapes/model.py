@@ -46,7 +46,8 @@ def trace_model(model: nn.Module, *inputs, **kw_inputs) -> tuple[list[dict], dic
             continue
 
         def pre(mod, args, name=name):
-            row = {"module": name, "type": type(mod).__name__, "depth": name.count("."),
+            kind = type(mod).__name__ + (f" ({mod.kernel})" if isinstance(getattr(mod, "kernel", None), str) else "")
+            row = {"module": name, "type": kind, "depth": name.count("."),
                    "input": _describe(args if len(args) != 1 else args[0]),
                    "parameters": sum(p.numel() for p in mod.parameters()),
                    "own_parameters": sum(p.numel() for p in mod.parameters(recurse=False))}

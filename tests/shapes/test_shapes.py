@@ -368,3 +368,35 @@ def test_config_traces_a_char_feature_classifier_on_real_examples(tmp_path, monk
 
     r = runner.invoke(app, ["shapes", "--config", str(path), "--lengths", "5,3"])
     assert r.exit_code == 2 and "without char features" in r.output
+
+
+@pytest.mark.parametrize("kernel", ["auto", "native", "fused"])
+def test_every_check_holds_on_the_module_each_kernel_builds(kernel):
+    result = runner.invoke(app, ["shapes", "--layers", "2", "--bidirectional", "--lengths", "5,2,4",
+                                 "--kernel", kernel, "--explain", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["all_passed"] and report["settings"]["kernel"] == kernel
+    assert ("fused_gru" in report["module"]) and f"kernel {kernel}" in report["module"]
+
+
+def test_kernel_the_cell_lacks_is_a_usage_error():
+    result = runner.invoke(app, ["shapes", "--cell", "lstm", "--kernel", "fused"])
+    assert result.exit_code == 2
+    assert "--kernel fused: not available for --cell lstm" in result.output
+
+
+def test_config_with_layer_norm_and_residual_is_traced_and_proved(tmp_path):
+    cfg = tmp_path / "deep.yaml"
+    cfg.write_text(f"data:\n  train: {ROOT}/data/sentiment/train.tsv\nmodel:\n  embedding_dim: 32\n  hidden_size: 16\n"
+                   "  num_layers: 3\n  layer_norm: true\n  residual: true\n", encoding="utf-8")
+    result = runner.invoke(app, ["shapes", "--config", str(cfg), "--lengths", "5,2,4", "--explain", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["all_passed"]
+    layer = report["encoder"]
+    assert layer["settings"]["layer_norm"] and layer["settings"]["residual"]
+    names = [t["name"] for t in layer["parameters"]["tensors"]]
+    assert "layer_norms.0.weight" in names and "layer_norms.1.bias" in names
+    # With a residual on the last layer, the final-state claims are about its recurrent output, and say so.
+    assert any("residual" in c["claim"] for c in layer["identities"])
