@@ -15,7 +15,7 @@ from typing import Any, Optional
 KERNELS = ("auto", "native", "fused")
 """`native`: PyTorch's module (oneDNN for dense LSTM on CPU, cuDNN on CUDA); `fused`: grutool's CPU
 kernel (`grutool.modules.fused_gru`); `auto`: `fused` where the cell has it and it is faster (CPU,
-float32/float64, more than one step per call), else `native`."""
+float32/float64, packed batches or dense ones of 8 steps or more), else `native`."""
 
 
 @dataclass(frozen=True)

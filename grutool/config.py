@@ -113,7 +113,8 @@ class ModelConfig(_Section):
     """How the recurrent layers run: `fused` (grutool's CPU GRU kernel, `grutool.modules.fused_gru`:
     same parameters and results as nn.GRU, faster training and inference), `native` (PyTorch's own
     modules: oneDNN for dense LSTM on CPU, cuDNN on CUDA), or `auto`: `fused` for GRU on CPU where it
-    is faster (calls of more than one step), `native` otherwise (CUDA, LSTM, RNN, one-step decoding).
+    is faster (packed batches, dense ones of 8 steps or more), `native` otherwise (CUDA, LSTM, RNN, short
+    dense batches, one-step decoding).
     Checkpoints load with any kernel."""
     layer_norm: bool = False
     """LayerNorm on each recurrent layer's output before the next layer (deep stacks; num_layers > 1,

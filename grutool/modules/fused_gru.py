@@ -36,6 +36,7 @@ from torch.nn.utils.rnn import PackedSequence
 log = logging.getLogger(__name__)
 
 KERNELS = ("auto", "native", "fused")
+AUTO_MIN_STEPS = 8  # kernel auto: dense calls of fewer steps run nn.GRU's own (see GRU._fusable)
 
 # --- GEMMs ------------------------------------------------------------------------------------------
 
@@ -61,9 +62,9 @@ def _onednn_available() -> bool:
 
 
 # Below this many flops a step GEMM (B, H) x (H, 3H) is faster through BLAS: oneDNN's call costs ~12 us
-# on its own (measured: B32 H64 9.6 us BLAS vs 15 us oneDNN; equal at B16 H128 and B64 H64; oneDNN
-# 1.8-2.4x faster from H 256 up).
-ONEDNN_MIN_FLOPS = 1.5e6
+# on its own (measured: B32 H64 9.6 us BLAS vs 15 us oneDNN; B64 H64 17 vs 20 us; equal at B16 H128;
+# oneDNN 1.2x faster at B32 H128, 1.8-2.4x from H 256 up).
+ONEDNN_MIN_FLOPS = 2e6
 # From this hidden size the weight-gradient GEMMs go through oneDNN despite a transposing copy.
 BIG_WEIGHT_GRAD_H = 256
 
@@ -105,13 +106,18 @@ def _matmul_t(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor] = N
     return F.linear(a, b, bias)
 
 
-class _Linear:
-    """y = x @ w.T (+ b) for one weight used many times, through oneDNN (packed once) or BLAS."""
+# oneDNN runs a step GEMM on plain weights nearly as fast as on weights reordered into its blocked
+# layout (B64 H128: 39 vs 35 us), but a reorder costs 80-300 us: worth it for long sequences only.
+REORDER_MIN_STEPS = 32
 
-    def __init__(self, w: torch.Tensor, rows: int, backend: str):
+
+class _Linear:
+    """y = x @ w.T (+ b) for one weight used at each of `steps` steps, through oneDNN or BLAS."""
+
+    def __init__(self, w: torch.Tensor, rows: int, backend: str, steps: int = REORDER_MIN_STEPS):
         self.backend = backend
         if backend == "onednn":
-            self.w = torch.ops.mkldnn._reorder_linear_weight(w, rows)
+            self.w = torch.ops.mkldnn._reorder_linear_weight(w, rows) if steps >= REORDER_MIN_STEPS else w
         else:
             self.w = w.t()  # (in, out) view: addmm reads it transposed, no copy
 
@@ -141,8 +147,8 @@ class Prepared(NamedTuple):
     backend: str
 
 
-def prepare(w_ih, w_hh, b_ih, b_hh, rows: int, backend: str) -> Prepared:
-    """The weights of the loop's tanh-free form of the GRU step, for step GEMMs of about `rows` rows."""
+def prepare(w_ih, w_hh, b_ih, b_hh, rows: int, backend: str, steps: int = REORDER_MIN_STEPS) -> Prepared:
+    """The weights of the loop's tanh-free form of the GRU step, for `steps` step GEMMs of about `rows` rows."""
     H = w_hh.shape[1]
     scale = w_hh.new_ones(3 * H, 1)
     scale[2 * H:] = 2.0
@@ -150,7 +156,7 @@ def prepare(w_ih, w_hh, b_ih, b_hh, rows: int, backend: str) -> Prepared:
     b_ih2 = b_ih * scale[:, 0] if b_ih is not None else None
     w_hh2 = w_hh * (2.0 * scale)  # (3H, H): acts on u = (h + 1) / 2, so h = 2u - 1
     b_hh2 = (b_hh if b_hh is not None else 0.0) - w_hh.sum(1)  # W (2u - 1) + b = 2W u + (b - W 1)
-    return Prepared(w_ih2, b_ih2, b_hh2 * scale[:, 0], _Linear(w_hh2, rows, backend), backend)
+    return Prepared(w_ih2, b_ih2, b_hh2 * scale[:, 0], _Linear(w_hh2, rows, backend, steps), backend)
 
 
 def _direction_forward(x, h0, prep: Prepared, batch_sizes, offs, reverse, save):
@@ -237,6 +243,8 @@ def _previous_rows(out, h0, batch_sizes, offs, reverse) -> torch.Tensor:
     """(N, H): the hidden state each row's step started from (h_{t-1}), gathered in one op."""
     B, N = h0.shape[0], out.shape[0]
     T = len(batch_sizes)
+    if batch_sizes[-1] == B:  # dense: every step B rows
+        return torch.cat([h0, out[:N - B]]) if not reverse else torch.cat([out[B:], h0])
     bs = torch.tensor(batch_sizes)
     of = torch.tensor(offs)
     step = torch.repeat_interleave(torch.arange(T), bs)  # (N,): each row's time step
@@ -282,7 +290,7 @@ class _GRUDirection(torch.autograd.Function):
             g_out = out.new_zeros(N, H)
         B = h0.shape[0]
         dh = g_hn.clone() if g_hn is not None else h0.new_zeros(h0.shape)  # (B, H)
-        step = _Linear(w_hh.t().contiguous(), B, backend) if backend == "onednn" else None
+        step = _Linear(w_hh.t().contiguous(), B, backend, T) if backend == "onednn" else None
         split = batch_sizes
         d_s, d3_s, g_s = d_all.split(split), d_all.view(N, 1, H).split(split), g.split(split)
         dgh_s, dgh3_s = dgh.split(split), dgh.view(N, 3, H).split(split)
@@ -319,7 +327,8 @@ def gru_direction(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes: list[int], reverse
     """
     offs = offs if offs is not None else _offsets(batch_sizes)
     if prep is None:
-        prep = prepare(w_ih, w_hh, b_ih, b_hh, h0.shape[0], gemm_backend(x.dtype, h0.shape[0], h0.shape[1]))
+        prep = prepare(w_ih, w_hh, b_ih, b_hh, h0.shape[0], gemm_backend(x.dtype, h0.shape[0], h0.shape[1]),
+                       len(batch_sizes))
     tensors = (x, h0, w_ih, w_hh, b_ih, b_hh)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
         return _GRUDirection.apply(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, offs, reverse, prep)
@@ -360,18 +369,21 @@ class GRU(nn.GRU):
     def _fusable(self, x: torch.Tensor, packed: bool) -> bool:
         if self.kernel == "native" or x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
             return False
-        # auto: one step per call (a decoder generating token by token) is faster in nn.GRU's C++ loop:
-        # the fused kernel's per-call set-up (weight preparation, one GEMM for "all" steps) buys nothing.
+        # auto: short dense calls (a decoder generating token by token, a batch of 5-word phrases) are
+        # faster in nn.GRU's own loop, whose dense path is efficient: the fused kernel's per-call set-up
+        # (weight preparation, its larger GEMMs' fixed costs) is paid over too few steps. Measured
+        # (B64 H64 bidirectional, training): T 5: fused 0.83x nn.GRU's speed, T 10: 1.04x, T 20: 1.06x.
+        # Packed input always: nn.GRU's packed path is its slow one.
         steps = x.shape[1 if self.batch_first else 0] if x.dim() == 3 else x.shape[0]
-        return self.kernel == "fused" or packed or steps > 1
+        return self.kernel == "fused" or packed or steps >= AUTO_MIN_STEPS
 
-    def _prepared(self, weights, rows: int, dtype) -> Prepared:
+    def _prepared(self, weights, rows: int, steps: int, dtype) -> Prepared:
         """A direction's weights in the loop's form, prepared at every call: caching them by the
         weights' version counters would be wrong, as torch's fused Adam/AdamW (grutool's optimizer
         where available) updates parameters in place without bumping those counters."""
         w_ih, w_hh, b_ih, b_hh = weights
         with torch.no_grad():
-            return prepare(w_ih, w_hh, b_ih, b_hh, rows, gemm_backend(dtype, rows, w_hh.shape[1]))
+            return prepare(w_ih, w_hh, b_ih, b_hh, rows, gemm_backend(dtype, rows, w_hh.shape[1]), steps)
 
     def forward(self, input, hx: Optional[torch.Tensor] = None):
         packed = isinstance(input, PackedSequence)
@@ -434,7 +446,7 @@ class GRU(nn.GRU):
             if fused:
                 outs = []
                 for d, (w_ih, w_hh, b_ih, b_hh) in enumerate(weights):
-                    prep = self._prepared(weights[d], h0.shape[1], data.dtype)
+                    prep = self._prepared(weights[d], h0.shape[1], len(sizes), data.dtype)
                     o, h = gru_direction(data, h0[d], w_ih, w_hh, b_ih, b_hh, sizes, d == 1, offs, prep)
                     outs.append(o)
                     states.append(h)

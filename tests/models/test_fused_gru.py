@@ -196,10 +196,12 @@ def test_checkpoint_of_one_kernel_loads_into_the_other_and_predicts_the_same(tmp
     assert list(native.state_dict()) == list(fused.state_dict()) == list(nn.GRU(I, H, 2, bidirectional=True).state_dict())
 
 
-def test_auto_uses_the_fused_kernel_on_cpu_except_for_single_steps():
+def test_auto_uses_the_fused_kernel_on_cpu_except_for_short_dense_calls():
     layer = GRU(I, H, batch_first=True, kernel="auto")
-    assert layer._fusable(torch.randn(B, T, I), packed=False)
+    assert layer._fusable(torch.randn(B, fused_gru.AUTO_MIN_STEPS, I), packed=False)
     assert not layer._fusable(torch.randn(B, 1, I), packed=False)
+    assert not layer._fusable(torch.randn(B, fused_gru.AUTO_MIN_STEPS - 1, I), packed=False)
+    assert GRU(I, H, batch_first=True, kernel="fused")._fusable(torch.randn(B, 1, I), packed=False)
     assert layer._fusable(torch.randn(3, I), packed=True)
     assert not layer._fusable(torch.randn(B, T, I, dtype=torch.bfloat16), packed=False)
     assert not GRU(I, H, kernel="native")._fusable(torch.randn(T, B, I), packed=False)
