@@ -13,8 +13,8 @@ and its return values, and computes each (layer, direction) with one autograd Fu
   as single GEMMs over all steps after the loop.
 
 Dense input is the packed case with every step `B` rows long. On CUDA (and for dtypes other than
-float32/float64) it defers to `nn.GRU` (cuDNN). The per-step GEMMs use oneDNN with pre-packed
-weights when torch exposes its private linear ops (feature-detected, see `gemm_backend`), else BLAS.
+float32/float64) it defers to `nn.GRU` (cuDNN). GEMMs go through oneDNN's linear where torch exposes
+its private ops (feature-detected, see `gemm_backend`) and the size pays for the call, else BLAS.
 
 Optional, for deep stacks: `layer_norm` (LayerNorm on a layer's output before the next layer) and
 `residual` (a layer's input added to its output where the sizes match); both work with either
@@ -24,7 +24,6 @@ kernel (`kernel="native"` then runs `nn.GRU`'s own op one layer at a time).
 from __future__ import annotations
 
 import contextlib
-import logging
 from typing import NamedTuple, Optional
 
 import torch
@@ -32,8 +31,6 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 from torch.nn.utils.rnn import PackedSequence
-
-log = logging.getLogger(__name__)
 
 KERNELS = ("auto", "native", "fused")
 AUTO_MIN_STEPS = 8  # kernel auto: dense calls of fewer steps run nn.GRU's own (see GRU._fusable)
@@ -229,13 +226,11 @@ def _final_state(out, h0, batch_sizes, offs, reverse) -> torch.Tensor:
     B = h0.shape[0]
     if reverse:
         return out[:B].clone()
-    T = len(batch_sizes)
     if batch_sizes[-1] == B:  # all sequences equally long
         return out[offs[-1]:].clone()
     bs = torch.tensor(batch_sizes)
     lengths = (bs.unsqueeze(0) > torch.arange(B).unsqueeze(1)).sum(1)  # (B,) in sorted order, all >= 1
     idx = torch.tensor(offs)[lengths - 1] + torch.arange(B)
-    del T
     return out.index_select(0, idx.to(out.device))
 
 

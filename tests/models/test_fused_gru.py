@@ -218,3 +218,30 @@ def test_registry_declares_capabilities():
     h0 = torch.zeros(1, B, H)
     out, state = lstm(torch.randn(B, T, I), CELLS["lstm"].initial_state(h0))
     assert CELLS["lstm"].hidden(state).shape == (1, B, H)
+
+
+@pytest.mark.parametrize("saved_with,loaded_with", [("fused", "native"), ("native", "fused")])
+def test_a_model_checkpoint_predicts_identically_with_the_other_kernel(tmp_path, saved_with, loaded_with):
+    from grutool.checkpoint import load_checkpoint, save_atomic
+    from grutool.models.classifier import Classifier
+
+    def build(kernel):
+        torch.manual_seed(0)
+        return Classifier(50, 3, 8, 6, num_layers=2, bidirectional=True, kernel=kernel, num_chars=12,
+                          char_embedding_dim=4, char_hidden_size=5).eval()
+
+    saved = build(saved_with)
+    path = tmp_path / "best.pt"
+    save_atomic({"model": saved.state_dict()}, path)
+    loaded = build(loaded_with)
+    for p in loaded.parameters():
+        torch.nn.init.zeros_(p)  # nothing left of its own initialisation
+    loaded.load_state_dict(load_checkpoint(path)["model"])
+    ids = torch.randint(1, 50, (4, 9))
+    lengths = torch.tensor([9, 3, 9, 1])
+    chars = torch.randint(1, 12, (4, 9, 5))
+    with torch.no_grad():
+        a, _ = saved(ids, lengths, chars=chars)
+        b, _ = loaded(ids, lengths, chars=chars)
+    assert torch.allclose(a, b, atol=1e-5)
+    assert torch.equal(a.argmax(-1), b.argmax(-1))
