@@ -204,7 +204,7 @@ def explain(m: nn.RNNBase, batch: int) -> dict:
     kw = dict(dtype=m.weight_ih_l0.dtype)
     x = torch.randn(batch, m.input_size, **kw)
     h0 = torch.randn(L * D, batch, Hout, **kw)
-    c0 = torch.randn(L * D, batch, H, **kw) if cell == "lstm" else None
+    c0 = torch.randn(L * D, batch, H, **kw) if get_cell(cell).cell_state else None
 
     def weight(name: str, layer: int, d: int, rows: int):
         value = getattr(m, f"{name}_l{layer}{'_reverse' if d else ''}", None)
@@ -418,7 +418,7 @@ def analyze_layer(module: nn.RNNBase, batch: int, seq_len: int, lengths: Optiona
 
     x = torch.randn(*((B, T) if bf else (T, B)), I, **f64)  # padding steps are random too: packing skips them
     h0 = torch.randn(L * D, B, Hout, **f64)
-    c0 = torch.randn(L * D, B, H, **f64) if cell == "lstm" else None
+    c0 = torch.randn(L * D, B, H, **f64) if get_cell(cell).cell_state else None
     run = run_module(m, x, lengths, h0, c0)
 
     seq = ("B", "T") if bf else ("T", "B")
