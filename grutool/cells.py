@@ -25,15 +25,11 @@ class Cell:
     native: str                     # PyTorch's module, "torch.nn.GRU"
     fused: Optional[str] = None     # grutool's module with the same parameters and a `kernel` argument
     cell_state: bool = False        # forward returns (h_n, c_n) instead of h_n
+    stacks: bool = False            # layer_norm / residual between layers (grutool's own layer stack)
 
     @property
     def kernels(self) -> tuple[str, ...]:
         return KERNELS if self.fused else ("auto", "native")
-
-    @property
-    def stacks(self) -> bool:
-        """Whether layer_norm / residual between layers are available (grutool's own layer stack)."""
-        return self.fused is not None
 
     def build(self, input_size: int, hidden_size: int, *, num_layers: int = 1, bidirectional: bool = False,
               dropout: float = 0.0, batch_first: bool = True, bias: bool = True, kernel: str = "auto",
@@ -47,9 +43,11 @@ class Cell:
         # nn.GRU warns about dropout with one layer; the config already said so.
         kwargs = dict(num_layers=num_layers, batch_first=batch_first, bidirectional=bidirectional, bias=bias,
                       dropout=dropout if num_layers > 1 else 0.0)
-        if self.fused:
+        if self.fused and self.stacks:
             return _load(self.fused)(input_size, hidden_size, kernel=kernel, layer_norm=layer_norm,
                                      residual=residual, **kwargs)
+        if self.fused:
+            return _load(self.fused)(input_size, hidden_size, kernel=kernel, **kwargs)
         return _load(self.native)(input_size, hidden_size, **kwargs)
 
     def hidden(self, state):
@@ -70,8 +68,8 @@ def _load(path: str):
 
 
 CELLS: dict[str, Cell] = {
-    "gru": Cell("gru", 3, "torch.nn.GRU", fused="grutool.modules.fused_gru.GRU"),
-    "lstm": Cell("lstm", 4, "torch.nn.LSTM", cell_state=True),
+    "gru": Cell("gru", 3, "torch.nn.GRU", fused="grutool.modules.fused_gru.GRU", stacks=True),
+    "lstm": Cell("lstm", 4, "torch.nn.LSTM", fused="grutool.modules.fused_lstm.LSTM", cell_state=True),
     "rnn": Cell("rnn", 1, "torch.nn.RNN"),
 }
 CELL_NAMES = tuple(CELLS)

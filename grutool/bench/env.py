@@ -37,6 +37,7 @@ log = logging.getLogger("grutool")
 # Op name in a profile -> kernel path, most specific first.
 KERNEL_OPS = (
     ("grutool::fused_gru", "fused"),
+    ("grutool::fused_lstm", "fused"),
     ("aten::mkldnn_rnn_layer", "onednn"),
     ("aten::_cudnn_rnn", "cudnn"),
     ("aten::miopen_rnn", "miopen"),

@@ -66,14 +66,14 @@ ONEDNN_MIN_FLOPS = 2e6
 BIG_WEIGHT_GRAD_H = 256
 
 
-def gemm_backend(dtype: torch.dtype = torch.float32, rows: int = 1 << 30, hidden: int = 1 << 30) -> str:
+def gemm_backend(dtype: torch.dtype = torch.float32, rows: int = 1 << 30, hidden: int = 1 << 30, gates: int = 3) -> str:
     """`onednn` (pre-packed weights, float32 on CPU) where available and the step GEMM is large
     enough to pay for its call, else `blas` (torch.addmm / MKL)."""
     if dtype != torch.float32:
         return "blas"
     if _FORCED_BACKEND is not None:
         return _FORCED_BACKEND
-    big = 6 * rows * hidden * hidden >= ONEDNN_MIN_FLOPS
+    big = 2 * gates * rows * hidden * hidden >= ONEDNN_MIN_FLOPS
     return "onednn" if big and _onednn_available() else "blas"
 
 
@@ -333,6 +333,59 @@ def gru_direction(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes: list[int], reverse
 
 # --- the module -------------------------------------------------------------------------------------
 
+class Layout(NamedTuple):
+    dense_shape: Optional[tuple[int, int]]  # (T, B) for dense input, None for packed
+    unbatched: bool                          # nn.RNN's (T, I) form
+
+
+def rows_in(module: nn.RNNBase, input, states: tuple):
+    """nn.GRU / nn.LSTM input -> rows in packed (time-major) order, batch_sizes, initial states sorted as
+    the rows (zeros where not given, (L*D, B, H)), and how to put the output back."""
+    D = 2 if module.bidirectional else 1
+    if isinstance(input, PackedSequence):
+        data, batch_sizes = input.data, input.batch_sizes
+        B = int(batch_sizes[0])
+        if input.sorted_indices is not None:
+            states = tuple(s.index_select(1, input.sorted_indices) if s is not None else None for s in states)
+        layout = Layout(None, False)
+    else:
+        x = input
+        unbatched = x.dim() == 2
+        if unbatched:
+            x = x.unsqueeze(1)  # (T, 1, I)
+            states = tuple(s.unsqueeze(1) if s is not None else None for s in states)
+        elif module.batch_first:
+            x = x.transpose(0, 1)  # (T, B, I)
+        T, B = x.shape[0], x.shape[1]
+        data = x.reshape(T * B, x.shape[2])  # (T*B, I): step t is rows t*B .. t*B+B-1
+        batch_sizes = torch.full((T,), B, dtype=torch.int64)
+        layout = Layout((T, B), unbatched)
+    checked = []
+    for s, width in zip(states, (getattr(module, "proj_size", 0) or module.hidden_size, module.hidden_size)):
+        shape = (module.num_layers * D, B, width)
+        if s is None:
+            s = data.new_zeros(shape)
+        elif s.shape != shape:
+            raise RuntimeError(f"Expected hidden size {shape}, got {tuple(s.shape)}")
+        checked.append(s)
+    return data, batch_sizes, tuple(checked), layout
+
+
+def rows_out(module: nn.RNNBase, input, out: torch.Tensor, states: tuple, layout: Layout):
+    """The inverse of `rows_in` for the output rows (N, D*H) and final states (L*D, B, H)."""
+    if layout.dense_shape is None:
+        if input.unsorted_indices is not None:
+            states = tuple(s.index_select(1, input.unsorted_indices) for s in states)
+        return PackedSequence(out, input.batch_sizes, input.sorted_indices, input.unsorted_indices), states
+    T, B = layout.dense_shape
+    out = out.view(T, B, -1)  # (T, B, D*H)
+    if layout.unbatched:
+        return out.squeeze(1), tuple(s.squeeze(1) for s in states)
+    return (out.transpose(0, 1) if module.batch_first else out), states
+
+
+
+
 class GRU(nn.GRU):
     """`nn.GRU` with a faster CPU kernel and optional LayerNorm / residual connections between layers.
 
@@ -390,37 +443,10 @@ class GRU(nn.GRU):
             return self._forward(input, hx, packed, fused)
 
     def _forward(self, input, hx, packed: bool, fused: bool):
-        x = input.data if packed else input
-        # Everything below runs on packed rows: data (N, I) with batch_sizes (T,), time-major.
-        if packed:
-            data, batch_sizes = input.data, input.batch_sizes
-            B = int(batch_sizes[0])
-            if hx is not None and input.sorted_indices is not None:
-                hx = hx.index_select(1, input.sorted_indices)
-        else:
-            unbatched = x.dim() == 2
-            if unbatched:
-                x = x.unsqueeze(1)  # (T, 1, I)
-                hx = hx.unsqueeze(1) if hx is not None else None
-            elif self.batch_first:
-                x = x.transpose(0, 1)  # (T, B, I)
-            T, B = x.shape[0], x.shape[1]
-            data = x.reshape(T * B, x.shape[2])  # (T*B, I): step t is rows t*B .. t*B+B-1
-            batch_sizes = torch.full((T,), B, dtype=torch.int64)
-        D, H = (2 if self.bidirectional else 1), self.hidden_size
-        if hx is None:
-            hx = data.new_zeros(self.num_layers * D, B, H)
-        elif hx.shape != (self.num_layers * D, B, H):
-            raise RuntimeError(f"Expected hidden size {(self.num_layers * D, B, H)}, got {tuple(hx.shape)}")
-        out, h_n = self._layers(data, batch_sizes, hx, fused, None if packed else (T, B))
-        if packed:
-            if input.unsorted_indices is not None:
-                h_n = h_n.index_select(1, input.unsorted_indices)
-            return PackedSequence(out, input.batch_sizes, input.sorted_indices, input.unsorted_indices), h_n
-        out = out.view(T, B, D * H)  # (T, B, D*H)
-        if unbatched:
-            return out.squeeze(1), h_n.squeeze(1)
-        return (out.transpose(0, 1) if self.batch_first else out), h_n
+        data, batch_sizes, (hx,), layout = rows_in(self, input, (hx,))
+        out, h_n = self._layers(data, batch_sizes, hx, fused, layout.dense_shape)
+        out, (h_n,) = rows_out(self, input, out, (h_n,), layout)
+        return out, h_n
 
     def _layers(self, data, batch_sizes, hx, fused, dense_shape):
         """Rows in packed (time-major) order through every layer: (N, I) -> (N, D*H), and h_n (L*D, B, H).

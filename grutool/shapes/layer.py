@@ -60,8 +60,10 @@ def _same_kind(m: nn.RNNBase, **changes) -> nn.RNNBase:
         kwargs["proj_size"] = m.proj_size
     if isinstance(m, nn.RNN):
         kwargs["nonlinearity"] = m.nonlinearity
-    if hasattr(m, "kernel"):  # grutool's GRU: the same kernel and layer stack
-        kwargs.update(kernel=m.kernel, layer_norm=m.layer_norms is not None, residual=m.residual)
+    if hasattr(m, "kernel"):  # grutool's module: the same kernel (and the GRU's layer stack)
+        kwargs["kernel"] = m.kernel
+    if hasattr(m, "residual"):
+        kwargs.update(layer_norm=m.layer_norms is not None, residual=m.residual)
     kwargs.update(changes)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*dropout option adds dropout.*")

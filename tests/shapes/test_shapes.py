@@ -381,9 +381,9 @@ def test_every_check_holds_on_the_module_each_kernel_builds(kernel):
 
 
 def test_kernel_the_cell_lacks_is_a_usage_error():
-    result = runner.invoke(app, ["shapes", "--cell", "lstm", "--kernel", "fused"])
+    result = runner.invoke(app, ["shapes", "--cell", "rnn", "--kernel", "fused"])
     assert result.exit_code == 2
-    assert "--kernel fused: not available for --cell lstm" in result.output
+    assert "--kernel fused: not available for --cell rnn" in result.output
 
 
 def test_config_with_layer_norm_and_residual_is_traced_and_proved(tmp_path):
@@ -400,3 +400,11 @@ def test_config_with_layer_norm_and_residual_is_traced_and_proved(tmp_path):
     assert "layer_norms.0.weight" in names and "layer_norms.1.bias" in names
     # With a residual on the last layer, the final-state claims are about its recurrent output, and say so.
     assert any("residual" in c["claim"] for c in layer["identities"])
+
+
+def test_fused_lstm_proves_its_identities_on_packed_input():
+    result = runner.invoke(app, ["shapes", "--cell", "lstm", "--layers", "2", "--bidirectional", "--lengths", "5,2,4",
+                                 "--kernel", "fused", "--explain", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["all_passed"] and "fused_lstm" in report["module"]

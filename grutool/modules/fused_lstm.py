@@ -1,0 +1,205 @@
+"""The fused GRU's approach applied to LSTM: for packed batches, where PyTorch's LSTM has no oneDNN path.
+
+On CPU `nn.LSTM` runs oneDNN's fused primitive for dense input, but a PackedSequence of unequal lengths
+(every mixed-length batch grutool's encoder packs) goes through ATen's per-step loop recorded op by op
+for autograd. `LSTM` here keeps `nn.LSTM`'s parameters and results and, for packed input on CPU, runs
+each (layer, direction) as one autograd Function over the live rows of each step (see
+`grutool.modules.fused_gru` for the layout): all input projections in one GEMM with both biases folded
+in, the recurrent GEMM accumulated onto them in place, one sigmoid over all four gates (the g rows
+doubled so that tanh(a) = 2 sigmoid(2a) - 1), and a hand-written backward of 6 ops per step.
+
+Dense input keeps `nn.LSTM` (oneDNN) with kernel `auto`; `fused` forces this kernel there too. No
+projections (`proj_size`): those run `nn.LSTM`.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.autograd.function import once_differentiable
+from torch.nn.utils.rnn import PackedSequence
+
+from grutool.modules.fused_gru import (KERNELS, _Linear, _final_state, _matmul_t, _offsets, _previous_rows,
+                                       gemm_backend, rows_in, rows_out)
+
+
+def _lstm_weights(w_ih, w_hh, b_ih, b_hh):
+    """g rows doubled (its tanh becomes a sigmoid), both biases in one."""
+    H = w_hh.shape[1]
+    scale = w_hh.new_ones(4 * H, 1)
+    scale[2 * H:3 * H] = 2.0
+    bias = None
+    if b_ih is not None or b_hh is not None:
+        bias = (b_ih if b_ih is not None else 0.0) + (b_hh if b_hh is not None else 0.0)
+        bias = bias * scale[:, 0]
+    return w_ih * scale, w_hh * scale, bias
+
+
+def _lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, batch_sizes, offs, reverse, backend):
+    """x (N, I) packed rows; h0, c0 (B, H) sorted -> out (N, H), h_n, c_n (B, H), saved (gates, c, tanh c)."""
+    N, B, H = x.shape[0], h0.shape[0], h0.shape[1]
+    T = len(batch_sizes)
+    w_ih2, w_hh2, bias = _lstm_weights(w_ih, w_hh, b_ih, b_hh)
+    gates = _matmul_t(x, w_ih2, bias)  # (N, 4H): x W_ih^T + b_ih + b_hh for every step, then + h W_hh^T
+    step = _Linear(w_hh2, B, backend, T)
+    out, c_all, tc_all = x.new_empty(N, H), x.new_empty(N, H), x.new_empty(N, H)
+    split = batch_sizes
+    g_s = gates.split(split)
+    i_s, f_s = gates[:, :H].split(split), gates[:, H:2 * H].split(split)
+    gg_s, o_s = gates[:, 2 * H:3 * H].split(split), gates[:, 3 * H:].split(split)
+    out_s, c_s, tc_s = out.split(split), c_all.split(split), tc_all.split(split)
+    prev = None
+    for t in (range(T - 1, -1, -1) if reverse else range(T)):
+        bs = batch_sizes[t]
+        if prev is None:
+            hp, cp = (h0, c0) if bs == B else (h0[:bs], c0[:bs])
+        else:
+            o, c = out_s[prev], c_s[prev]
+            if o.shape[0] >= bs:
+                hp, cp = (o, c) if o.shape[0] == bs else (o[:bs], c[:bs])
+            else:  # reverse direction, longer sequences join
+                hp, cp = torch.cat([o, h0[o.shape[0]:bs]]), torch.cat([c, c0[c.shape[0]:bs]])
+        if backend == "blas":
+            g_s[t].addmm_(hp, step.w)  # (bs, 4H) pre-activations
+        else:
+            g_s[t].add_(step(hp))
+        g_s[t].sigmoid_()  # i | f | (g + 1) / 2 | o
+        gg_s[t].mul_(2.0).sub_(1.0)  # g = tanh(a_g)
+        torch.mul(f_s[t], cp, out=c_s[t]).addcmul_(i_s[t], gg_s[t])  # c = f c_prev + i g
+        torch.tanh(c_s[t], out=tc_s[t])
+        torch.mul(o_s[t], tc_s[t], out=out_s[t])  # h = o tanh(c)
+        prev = t
+    h_n = _final_state(out, h0, batch_sizes, offs, reverse)
+    c_n = _final_state(c_all, c0, batch_sizes, offs, reverse)
+    return out, h_n, c_n, (gates, c_all, tc_all)
+
+
+class _LSTMDirection(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, batch_sizes, offs, reverse, backend):
+        out, h_n, c_n, (gates, c_all, tc_all) = _lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, batch_sizes,
+                                                              offs, reverse, backend)
+        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, out, gates, c_all, tc_all)
+        ctx.meta = (batch_sizes, offs, reverse, backend, b_ih is not None, b_hh is not None)
+        return out, h_n, c_n
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_out, g_hn, g_cn):
+        x, h0, c0, w_ih, w_hh, out, gates, c_all, tc_all = ctx.saved_tensors
+        batch_sizes, offs, reverse, backend, has_b_ih, has_b_hh = ctx.meta
+        N, H = out.shape
+        B, T = h0.shape[0], len(batch_sizes)
+        i, f, g, o = gates[:, :H], gates[:, H:2 * H], gates[:, 2 * H:3 * H], gates[:, 3 * H:]
+        hp = _previous_rows(out, h0, batch_sizes, offs, reverse)  # (N, H)
+        cp = _previous_rows(c_all, c0, batch_sizes, offs, reverse)
+        # Factors that do not depend on the incoming gradient, for all steps at once:
+        # dL/da_o = d * tc o (1 - o); dL/dc (total) = dc + d * o (1 - tc^2);
+        # dL/da_{i,f,g} = dc_total * [g i (1 - i), c_prev f (1 - f), i (1 - g^2)].
+        a_o = tc_all * o * (1 - o)
+        b_c = o * (1 - tc_all * tc_all)
+        k = torch.stack([g * i * (1 - i), cp * f * (1 - f), i * (1 - g * g)], dim=1)  # (N, 3, H)
+        if g_out is None:
+            g_out = out.new_zeros(N, H)
+        dh = g_hn.clone() if g_hn is not None else h0.new_zeros(h0.shape)
+        dc = g_cn.clone() if g_cn is not None else c0.new_zeros(c0.shape)
+        d_all, dct_all, da = out.new_empty(N, H), out.new_empty(N, H), out.new_empty(N, 4 * H)
+        split = batch_sizes
+        d_s, dct_s, dct3_s = d_all.split(split), dct_all.split(split), dct_all.view(N, 1, H).split(split)
+        k_s, ao_s, bc_s, f_s, go_s = k.split(split), a_o.split(split), b_c.split(split), f.split(split), g_out.split(split)
+        da_s = da.split(split)
+        da3_s = da.view(N, 4, H)[:, :3].split(split)
+        dao_s = da[:, 3 * H:].split(split)
+        rows = {bs: (dh[:bs], dc[:bs]) for bs in set(batch_sizes)}
+        step = _Linear(w_hh.t().contiguous(), B, backend, T) if backend == "onednn" else None
+        for t in (range(T) if reverse else range(T - 1, -1, -1)):
+            dh_t, dc_t = rows[batch_sizes[t]]
+            torch.add(dh_t, go_s[t], out=d_s[t])
+            torch.addcmul(dc_t, d_s[t], bc_s[t], out=dct_s[t])
+            torch.mul(dct3_s[t], k_s[t], out=da3_s[t])
+            torch.mul(d_s[t], ao_s[t], out=dao_s[t])
+            torch.mul(dct_s[t], f_s[t], out=dc_t)
+            if step is None:
+                torch.mm(da_s[t], w_hh, out=dh_t)  # (bs, H)
+            else:
+                dh_t.copy_(step(da_s[t]))
+        dx = _matmul_t(da, w_ih.t()) if ctx.needs_input_grad[0] else None
+        dw_ih = da.t() @ x if ctx.needs_input_grad[3] else None
+        dw_hh = da.t() @ hp if ctx.needs_input_grad[4] else None
+        db = da.sum(0) if (has_b_ih or has_b_hh) else None
+        return (dx, dh if ctx.needs_input_grad[1] else None, dc if ctx.needs_input_grad[2] else None,
+                dw_ih, dw_hh, db if has_b_ih else None, (db.clone() if has_b_ih else db) if has_b_hh else None,
+                None, None, None, None)
+
+
+def lstm_direction(x, h0, c0, w_ih, w_hh, b_ih, b_hh, batch_sizes: list[int], reverse: bool,
+                   offs: Optional[list[int]] = None):
+    """One LSTM direction over packed rows: x (N, I), h0, c0 (B, H) sorted -> out (N, H), h_n, c_n (B, H)."""
+    offs = offs if offs is not None else _offsets(batch_sizes)
+    backend = gemm_backend(x.dtype, h0.shape[0], h0.shape[1], gates=4)
+    tensors = (x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
+        return _LSTMDirection.apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh, batch_sizes, offs, reverse, backend)
+    with torch.no_grad():
+        out, h_n, c_n, _ = _lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, batch_sizes, offs, reverse, backend)
+    return out, h_n, c_n
+
+
+class LSTM(nn.LSTM):
+    """`nn.LSTM` with grutool's fused CPU kernel for packed batches (same parameters and results).
+
+    kernel: `auto` (fused for packed input on CPU, nn.LSTM's oneDNN path for dense input), `fused`
+    (also dense input), `native` (nn.LSTM always). No layer_norm / residual stack (see grutool.cells).
+    """
+
+    def __init__(self, *args, kernel: str = "auto", layer_norm: bool = False, residual: bool = False, **kwargs):
+        if layer_norm or residual:
+            raise ValueError("LSTM: layer_norm and residual are GRU-only (grutool.cells)")
+        super().__init__(*args, **kwargs)
+        if kernel not in KERNELS:
+            raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
+        self.kernel = kernel
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", kernel={self.kernel}"
+
+    def _fusable(self, x: torch.Tensor, packed: bool) -> bool:
+        if self.kernel == "native" or self.proj_size or x.device.type != "cpu" \
+                or x.dtype not in (torch.float32, torch.float64):
+            return False
+        return packed or self.kernel == "fused"  # dense: oneDNN's fused LSTM is faster (docs/benchmarks.md)
+
+    def forward(self, input, hx=None):
+        packed = isinstance(input, PackedSequence)
+        if not self._fusable(input.data if packed else input, packed):
+            return super().forward(input, hx)
+        with torch.profiler.record_function("grutool::fused_lstm"):
+            h0, c0 = hx if hx is not None else (None, None)
+            data, batch_sizes, (h0, c0), layout = rows_in(self, input, (h0, c0))
+            out, h_n, c_n = self._layers(data, batch_sizes, h0, c0)
+            out, (h_n, c_n) = rows_out(self, input, out, (h_n, c_n), layout)
+            return out, (h_n, c_n)
+
+    def _layers(self, data, batch_sizes, h0, c0):
+        D, k = (2 if self.bidirectional else 1), (4 if self.bias else 2)
+        sizes = batch_sizes.tolist()
+        offs = _offsets(sizes)
+        hs, cs = [], []
+        for layer in range(self.num_layers):
+            flat = self._flat_weights[layer * D * k:(layer + 1) * D * k]
+            outs = []
+            for d in range(D):
+                w = flat[d * k:(d + 1) * k]
+                b_ih, b_hh = (w[2], w[3]) if self.bias else (None, None)
+                o, h, c = lstm_direction(data, h0[layer * D + d], c0[layer * D + d], w[0], w[1], b_ih, b_hh,
+                                         sizes, d == 1, offs)
+                outs.append(o)
+                hs.append(h)
+                cs.append(c)
+            data = torch.cat(outs, 1) if D == 2 else outs[0]  # (N, D*H)
+            if layer < self.num_layers - 1 and self.dropout > 0 and self.training:
+                data = F.dropout(data, self.dropout, training=True)
+        return data, torch.stack(hs), torch.stack(cs)
