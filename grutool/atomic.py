@@ -20,7 +20,7 @@ from typing import BinaryIO, Callable, Optional
 from grutool import jsonsafe
 from grutool.errors import UserError
 
-_NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
 def _umask() -> int:
@@ -48,7 +48,7 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], None], size: Optional[i
     except OSError as exc:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
-        if exc.errno in _NO_SPACE:
+        if exc.errno in NO_SPACE:
             raise no_space(path, size) from None
         raise
     except BaseException:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from grutool.atomic import remove_temporaries
 from grutool.config import Config
 from grutool.config_file import parse_config, read_yaml
 from grutool.data.vocab import LabelVocab, Vocab
@@ -117,12 +118,16 @@ def has_checkpoint(path: Path) -> bool:
 
 
 def is_partial(path: Path) -> bool:
-    """A run killed before its first checkpoint: grutool's files, no weights to continue from."""
-    return (Path(path) / CONFIG).is_file() and not has_checkpoint(path)
+    """A run killed before its first checkpoint: grutool's files (or none yet), no weights to continue from."""
+    path = Path(path)
+    return path.is_dir() and not has_checkpoint(path) and ((path / CONFIG).is_file() or not _contents(path))
 
 
 def _contents(path: Path) -> list[Path]:
-    return [p for p in path.iterdir() if p.name != LOCK] if path.is_dir() else []
+    """What a run directory holds, less its lock and the temporary files of interrupted writes."""
+    if not path.is_dir():
+        return []
+    return [p for p in path.iterdir() if p.name != LOCK and not (p.name.startswith(".") and p.name.endswith(".tmp"))]
 
 
 def check_new(path: Path, overwrite: bool) -> bool:
@@ -153,6 +158,7 @@ def prepare_new(path: Path, overwrite: bool) -> None:
         for p in _contents(path):
             shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
     path.mkdir(parents=True, exist_ok=True)
+    remove_temporaries(path)
 
 
 @dataclass

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from grutool import jsonsafe
-from grutool.atomic import write_text_atomic
+from grutool.atomic import NO_SPACE, no_space, write_text_atomic
 
 log = logging.getLogger("grutool")
 
@@ -83,10 +83,16 @@ class MetricsWriter(Callback):
     def on_epoch_end(self, trainer, metrics: dict) -> None:
         row = {"epoch": trainer.state.epoch, "step": trainer.state.step}
         row.update({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(jsonsafe.dumps(row) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        line = jsonsafe.dumps(row) + "\n"
+        try:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(line)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            if exc.errno in NO_SPACE:
+                raise no_space(self.path, len(line)) from None
+            raise
 
 
 def _row_epoch(line: str):
