@@ -3,15 +3,24 @@
 A crash mid-write leaves the previous file intact: rename is atomic on POSIX and Windows when source
 and target are on one filesystem. `grutool.checkpoint` writes tensors through `write_atomic`; text,
 JSON, vocabularies and bench reports use `write_text_atomic` / `write_json_atomic`.
+
+A full disk is a user's problem, not a bug: it becomes a `UserError` naming the device and the space
+needed. A killed process can leave a temporary file (`.NAME.*.tmp`); the next owner of the directory
+removes it with `remove_temporaries`.
 """
 
 from __future__ import annotations
 
-import json
+import errno
 import os
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Optional
+
+from grutool import jsonsafe
+from grutool.errors import UserError
+
+NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
 def _umask() -> int:
@@ -20,11 +29,15 @@ def _umask() -> int:
     return mask
 
 
-def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Call `write(f)` on a temporary binary file beside `path`, fsync it, then rename it over `path`."""
+def write_atomic(path: Path, write: Callable[[BinaryIO], None], size: Optional[int] = None) -> None:
+    """Call `write(f)` on a temporary binary file beside `path`, fsync it, then rename it over `path`.
+
+    `size`: the bytes `write` will write, if known, for the message when the disk is full.
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -32,16 +45,87 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
         # mkstemp creates 0600 files; give the result the permissions a plain open() would.
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except OSError as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if exc.errno in NO_SPACE:
+            raise no_space(path, size) from None
         raise
+    except BaseException:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def no_space(path: Path, size: Optional[int]) -> UserError:
+    """The one-line error for a full disk (or quota) while writing `path`."""
+    path = Path(path)
+    mount = mount_point(path.parent)
+    needed = f"needed ~{max(size / 1e6, 0.1):.1f} MB" if size is not None else "needed: more"
+    try:
+        free = f", {os.statvfs(mount).f_bavail * os.statvfs(mount).f_frsize / 1e6:.1f} MB free"
+    except (OSError, AttributeError):
+        free = ""
+    return UserError(f"{path}: no space left on {device_of(mount)} ({needed}{free}); the previous "
+                     f"{path.name}, if any, is kept: free some space or write elsewhere")
+
+
+def mount_point(path: Path) -> Path:
+    path = Path(os.path.abspath(path))
+    while not os.path.ismount(path) and path.parent != path:
+        path = path.parent
+    return path
+
+
+def device_of(mount: Path) -> str:
+    """`/dev/sda1 (mounted at /data)` from /proc/self/mounts where it can be read; else the mount point."""
+    try:
+        for line in Path("/proc/self/mounts").read_text().splitlines():
+            source, target = line.split()[:2]
+            if target == str(mount):
+                return f"{source} (mounted at {mount})"
+    except OSError:
+        pass
+    return str(mount)
 
 
 def write_text_atomic(text: str, path: Path) -> None:
     """`path` holds exactly `text` (UTF-8) or, after a crash, whatever it held before."""
-    write_atomic(path, lambda f: f.write(text.encode("utf-8")))
+    data = text.encode("utf-8")
+    write_atomic(path, lambda f: f.write(data), size=len(data))
 
 
 def write_json_atomic(obj, path: Path, **dumps_kwargs) -> None:
-    """`json.dumps(obj, **dumps_kwargs)` written with `write_text_atomic`."""
-    write_text_atomic(json.dumps(obj, **dumps_kwargs), path)
+    """`obj` as strict JSON (grutool.jsonsafe: NaN and infinities as null) written with `write_text_atomic`."""
+    write_text_atomic(jsonsafe.dumps(obj, **dumps_kwargs), path)
+
+
+def remove_temporaries(directory: Path) -> list[Path]:
+    """Delete the `.NAME.*.tmp` files `write_atomic` leaves when killed mid-write; returns them.
+
+    Only the directory's owner may call this (a training holding the run's lock): another writer's
+    temporary file would otherwise vanish under it.
+    """
+    removed = []
+    for p in Path(directory).glob(".*.tmp"):
+        if p.is_file():
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+def check_output_path(path: Path, option: str) -> None:
+    """Refuse, before any work, an output file whose folder is missing, is a file, or is read-only."""
+    path = Path(path)
+    parent = path.parent
+    if path.is_dir():
+        raise UserError(f"{option} {path}: is a directory; give a file name")
+    for above in (parent, *parent.parents):
+        if above.exists() and not above.is_dir():
+            raise UserError(f"{option} {path}: {above} is a file, not a folder; choose another path")
+        if above.exists():
+            break
+    if not parent.is_dir():
+        raise UserError(f"{option} {path}: folder {parent} does not exist; create it first (mkdir -p {parent})")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"{option} {path}: folder {parent} is not writable; choose another path")

@@ -1,33 +1,103 @@
 """Checkpoint files: plain state_dicts plus metadata, written atomically, loaded with weights_only=True.
 
-Generic atomic text and JSON writes live in `grutool.atomic` (no torch there).
+Generic atomic text and JSON writes live in `grutool.atomic` (no torch there). Non-finite weights are
+never written (a diverged model is not a checkpoint), and weights that do not fit a model are reported
+by parameter name, with the run file that sized it.
 """
 
 from __future__ import annotations
 
+import io
+import pickle
 from pathlib import Path
+from typing import Mapping
 
 import torch
 
 from grutool.atomic import write_atomic
-from grutool.errors import UserError
+from grutool.errors import TrainingDiverged, UserError
+
+
+def nonfinite(state: Mapping) -> list[str]:
+    """Names of the floating-point tensors in `state` holding NaN or infinity."""
+    return [k for k, v in state.items()
+            if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
 
 
 def save_atomic(obj: dict, path: Path) -> None:
-    """torch.save `obj` to `path` atomically (grutool.atomic): a crash mid-write leaves the previous file intact."""
-    write_atomic(path, lambda f: torch.save(obj, f))
+    """torch.save `obj` to `path` atomically (grutool.atomic): a crash mid-write leaves the previous file intact.
+
+    Serialised in memory first, so a full disk is an OSError of the write (reported with the size needed),
+    not an error deep inside torch's zip writer. Refuses (TrainingDiverged) when obj["model"] is not finite.
+    """
+    path = Path(path)
+    bad = nonfinite(obj.get("model") or {})
+    if bad:
+        raise TrainingDiverged(f"{path}: not saved, the weights are not finite ({', '.join(bad[:3])}"
+                               f"{' ...' if len(bad) > 3 else ''}); training diverged: lower train.lr "
+                               f"or set train.clip_grad_norm")
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    data = buffer.getbuffer()
+    write_atomic(path, lambda f: f.write(data), size=len(data))
 
 
 def load_checkpoint(path: Path) -> dict:
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory, not a checkpoint file")
     if not path.is_file():
         raise UserError(f"{path}: checkpoint not found; train first, or pick another run directory")
     try:
         # weights_only: a checkpoint is data (tensors, numbers, strings), never code.
         obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights_only" in str(exc) or "Weights only load failed" in str(exc):
+            raise UserError(f"{path}: refused: the file holds pickled code or objects, not plain weights "
+                            f"(grutool never writes such files); train again, or load it only if you trust "
+                            f"its origin") from None
+        raise UserError(f"{path}: checkpoint is corrupt or truncated (UnpicklingError); "
+                        f"restore it or train again") from None
     except Exception as exc:
         raise UserError(f"{path}: checkpoint is corrupt or truncated ({type(exc).__name__}); "
                         f"restore it or train again") from None
     if not isinstance(obj, dict) or "model" not in obj:
-        raise UserError(f"{path}: not a grutool checkpoint (no 'model' entry)")
+        raise UserError(f"{path}: not a grutool checkpoint (no 'model' entry); restore it or train again")
+    state = obj["model"]
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise UserError(f"{path}: not a grutool checkpoint (its 'model' entry is a {type(state).__name__}, "
+                        f"not named tensors); restore it or train again")
     return obj
+
+
+def load_weights(model: torch.nn.Module, state: dict, path: Path, sizes: Mapping[str, int]) -> None:
+    """`model.load_state_dict(state)`, or a UserError naming the first parameter that does not fit.
+
+    `sizes`: the run files that size the model and their lengths ({"labels.json": 3, ...}); a mismatched
+    dimension equal to one of them is blamed on that file, anything else on config.yaml.
+    """
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if not (missing or unexpected or wrong):
+        model.load_state_dict(state)
+        return
+    more = len(missing) + len(unexpected) + len(wrong) - 1
+    more = f" (and {more} more)" if more else ""
+    if wrong:
+        k = wrong[0]
+        theirs, ours = tuple(state[k].shape), tuple(own[k].shape)
+        blamed = [name for name, n in sizes.items()
+                  if n in ours and n not in theirs]
+        cause = (f"{blamed[0]} has {sizes[blamed[0]]} entries, the checkpoint was trained with another count"
+                 if blamed else "config.yaml describes another model")
+        what = f"parameter {k} has shape {list(theirs)} in the checkpoint but {list(ours)} in the model"
+    elif missing:
+        what, cause = f"parameter {missing[0]} is missing from the checkpoint", "config.yaml describes another model"
+    else:
+        what, cause = (f"the checkpoint has parameter {unexpected[0]}, which the model lacks",
+                       "config.yaml describes another model")
+    raise UserError(f"{path}: weights do not fit the run's model: {what}{more}; {cause}; "
+                    f"restore the run's files as training wrote them, or train again")

@@ -17,8 +17,9 @@ from grutool.cells import CELL_NAMES, CELLS, KERNELS
 
 class _Section(BaseModel):
     # Unknown keys are errors (with a did-you-mean); strict: values are not coerced
-    # across kinds ("yes" is not a bool, "16" is not an int). Ints are accepted for floats.
-    model_config = ConfigDict(extra="forbid", strict=True)
+    # across kinds ("yes" is not a bool, "16" is not an int). Ints are accepted for floats;
+    # NaN and infinities (YAML .nan, .inf) are not numbers any field could use.
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class DataConfig(_Section):
@@ -197,6 +198,14 @@ class TrainConfig(_Section):
     """Evaluate and save an exponential moving average of the weights with this decay (e.g. 0.999; null: off)."""
     clip_grad_norm: Optional[float] = Field(default=5.0, gt=0)
     """Clip the global gradient norm (null: no clipping)."""
+    nonfinite: Literal["stop", "skip"] = "stop"
+    """What a NaN or infinite training loss or gradient norm does (a diverged run). `stop`: end training
+    there with a warning; best.pt and last.pt keep the last finite weights, and the run exits with code 2
+    when no epoch finished with finite weights. `skip`: drop that batch's update and go on, stopping as
+    `stop` does after `max_skipped_steps` such batches in a row. Non-finite weights are never saved, and
+    a non-finite validation metric never counts as an improvement."""
+    max_skipped_steps: int = Field(default=10, ge=1)
+    """With nonfinite: skip, how many non-finite batches in a row end training."""
     teacher_forcing: float = Field(default=1.0, ge=0, le=1)
     """Seq2seq: chance that the decoder is fed the gold previous token while training (else its own best
     guess). 1.0 lets a decoder without input feeding run over the whole target at once (fastest)."""

@@ -38,14 +38,20 @@ def _load_yaml(text: str):
     return yaml.load(text, Loader=_Loader)
 
 
-def yaml_lines(text: str) -> dict[tuple[str, ...], int]:
-    """Map each key path in a YAML document to its 1-based line number."""
+def yaml_lines(text: str, source: str = "<yaml>") -> dict[tuple[str, ...], int]:
+    """Map each key path in a YAML document to its 1-based line number.
+
+    A key given twice in one mapping is a UserError naming both lines (YAML loaders keep the last silently).
+    """
     lines: dict[tuple[str, ...], int] = {}
 
     def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
         if isinstance(node, yaml.MappingNode):
             for key, value in node.value:
                 sub = path + (str(key.value),)
+                if sub in lines:
+                    raise UserError(f"{source}:{key.start_mark.line + 1}: {'.'.join(sub)}: duplicate key "
+                                    f"(also at line {lines[sub]}); keep one of them")
                 lines[sub] = key.start_mark.line + 1
                 walk(value, sub)
 
@@ -53,6 +59,40 @@ def yaml_lines(text: str) -> dict[tuple[str, ...], int]:
     if root is not None:
         walk(root, ())
     return lines
+
+
+def read_text_file(path: Path, what: str) -> str:
+    """The UTF-8 text of `path`; UserError naming `what` it should be when missing, a directory or not UTF-8."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory; give the {what} file inside it")
+    if not path.is_file():
+        raise UserError(f"{path}: {what} file not found")
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}:{line_of(data, e.start)}: not UTF-8 text (byte {e.start}); "
+                        f"save the file as UTF-8") from None
+
+
+def line_of(data: bytes, offset: int) -> int:
+    """1-based line number of byte `offset` in `data`."""
+    return data.count(b"\n", 0, offset) + 1
+
+
+def read_yaml(path: Path, what: str = "config") -> tuple[Any, dict[tuple[str, ...], int]]:
+    """A YAML file's content and its key lines; every problem is one UserError line with file:line."""
+    text = read_text_file(path, what)
+    try:
+        raw = _load_yaml(text)
+        lines = yaml_lines(text, str(path))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise UserError(f"{path}{at}: YAML syntax error: {problem}; fix the file") from None
+    return raw, lines
 
 
 def _schema_for(path: tuple[str, ...]) -> Optional[type[BaseModel]]:
@@ -77,22 +117,42 @@ def _suggest(key: str, path: tuple[str, ...]) -> str:
     return f"; expected one of: {', '.join(schema.model_fields)}"
 
 
+def _field_path(loc: tuple[str, ...]) -> tuple[str, ...]:
+    """`loc` cut after its last schema field: a union's member tag (`data.train.list[str]`) is not a key."""
+    model: Any = Config
+    for i, key in enumerate(loc):
+        field = getattr(model, "model_fields", {}).get(key)
+        if field is None:
+            return loc[:i] if i else loc
+        model = field.annotation
+    return loc
+
+
 def _format_errors(err: ValidationError, where: dict[tuple[str, ...], str]) -> str:
-    messages = []
+    messages: dict[tuple[str, ...], str] = {}
     for e in err.errors():
-        loc = tuple(str(p) for p in e["loc"])
+        raw_loc = tuple(str(p) for p in e["loc"])
+        loc = raw_loc if e["type"] == "extra_forbidden" else _field_path(raw_loc)
         dotted = ".".join(loc)
         prefix = where.get(loc) or where.get(loc[:-1]) or where.get(())
+        got = e.get("input")
         if e["type"] == "extra_forbidden":
             text = f"{dotted}: unknown key{_suggest(loc[-1], loc[:-1])}"
         elif e["type"] == "missing":
             text = f"{dotted}: required field is missing"
         elif e["type"] == "value_error":
             text = str(e["ctx"]["error"]) if "ctx" in e else e["msg"]
+        elif got is None:
+            text = f"{dotted}: needs a value (got none; an empty `--set {dotted}=` or a bare `{loc[-1]}:` gives none)"
+        elif loc in messages:  # a union: one message per field, naming every accepted kind
+            kind = raw_loc[len(loc)] if len(raw_loc) > len(loc) else e["msg"].lower()
+            messages[loc] = messages[loc].replace(" (got", f" or {kind} (got", 1)
+            continue
         else:
-            text = f"{dotted}: {e['msg'].lower()} (got {e.get('input')!r})"
-        messages.append(f"{prefix}: {text}" if prefix else text)
-    return "\n".join(messages)
+            kind = f"input should be {raw_loc[len(loc)]}" if len(raw_loc) > len(loc) else e["msg"].lower()
+            text = f"{dotted}: {kind} (got {got!r})"
+        messages.setdefault(loc, f"{prefix}: {text}" if prefix else text)
+    return "; ".join(messages.values())
 
 
 def _apply_override(raw: dict, item: str) -> tuple[str, ...]:
@@ -156,20 +216,7 @@ def parse_config(raw: Any, source: str = "<config>", overrides: list[str] = (),
 def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
     """Read, override and validate a YAML config file."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: config file not found")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not UTF-8 text (byte {e.start})") from None
-    try:
-        raw = _load_yaml(text)
-        lines = yaml_lines(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        at = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e)
-        raise UserError(f"{path}{at}: YAML syntax error: {problem}") from None
+    raw, lines = read_yaml(path)
     return parse_config(raw, str(path), overrides, lines, default_output_dir=str(Path("runs") / path.stem))
 
 

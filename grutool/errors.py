@@ -37,3 +37,7 @@ class TrainingInterrupted(Exception):
     def __init__(self, checkpoint: str):
         super().__init__(checkpoint)
         self.checkpoint = checkpoint
+
+
+class TrainingDiverged(UserError):
+    """The loss, the gradients or the weights stopped being finite (see train.nonfinite)."""

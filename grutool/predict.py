@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from grutool import rundir
-from grutool.checkpoint import load_checkpoint
+from grutool.checkpoint import load_checkpoint, load_weights
 from grutool.errors import UserError
 from grutool.tasks import accepting, get_task
 from grutool.training.device import resolve_device
@@ -21,11 +21,7 @@ class Predictor:
         self.device = resolve_device(device)
         ckpt = load_checkpoint(self.run.path / checkpoint)
         self.model = self.task.build_model(self.cfg, self.run)
-        try:
-            self.model.load_state_dict(ckpt["model"])
-        except RuntimeError as exc:
-            raise UserError(f"{self.run.path / checkpoint}: weights do not fit the model in config.yaml "
-                            f"({str(exc).splitlines()[0]})") from None
+        load_weights(self.model, ckpt["model"], self.run.path / checkpoint, rundir.sizes(self.run, self.cfg))
         self.model.to(self.device).eval()
 
     def predict(self, texts: list[str], batch_size: int = 64, **options) -> list[dict]:

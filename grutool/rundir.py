@@ -10,19 +10,25 @@
     <run>/last.pt         latest weights + optimizer/scheduler/RNG state for --resume
     <run>/metrics.jsonl   one JSON object per epoch
     <run>/summary.json    final figures
+    <run>/.lock           held by the one training that owns the directory (removed when it ends)
+
+One owner per run directory: a training holds an OS lock on `<run>/.lock` for its whole life
+(`RunLock`); the kernel releases it on any exit, kill -9 included, so a stale file never blocks.
 """
 
 from __future__ import annotations
 
+import datetime
+import logging
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-import yaml
-
+from grutool.atomic import remove_temporaries
 from grutool.config import Config
-from grutool.config_file import parse_config
+from grutool.config_file import parse_config, read_yaml
 from grutool.data.vocab import LabelVocab, Vocab
 from grutool.errors import UserError
 from grutool.tasks import get_task
@@ -31,12 +37,105 @@ CONFIG, VOCAB, LABELS = "config.yaml", "vocab.json", "labels.json"
 TARGET_VOCAB = "target_vocab.json"
 INTENTS, CHARS = "intents.json", "chars.json"
 BEST, LAST, METRICS, SUMMARY = "best.pt", "last.pt", "metrics.jsonl", "summary.json"
+LOCK = ".lock"
+
+log = logging.getLogger("grutool")
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; runs there are not protected against a second writer
+    fcntl = None
 
 
-def prepare_new(path: Path, overwrite: bool) -> None:
-    """Create an empty run directory; refuse to touch an existing one unless asked."""
-    if path.exists() and any(path.iterdir()):
-        if not overwrite:
+class RunLock:
+    """An exclusive, non-blocking OS lock on `<run>/.lock` for the life of a training.
+
+    The file records who holds it (pid, start time, command) for the message a second process gets.
+    """
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / LOCK
+        self.fd: Optional[int] = None
+
+    def acquire(self) -> "RunLock":
+        if fcntl is None:
+            return self
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.read(fd, 200).decode("utf-8", "replace").strip() or "another process"
+                os.close(fd)
+                raise UserError(f"{self.path.parent}: run directory is in use by {holder}; wait for it to "
+                                f"finish or stop it, or choose another `output_dir`", option="output_dir") from None
+            # The holder before us may have unlinked the file between our open and our lock: then
+            # we locked a file nobody else will ever see, so start again on the current one.
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        since = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} since {since}\n".encode())
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd is not None:
+            self.path.unlink(missing_ok=True)  # while still locked: nobody can take the old file
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def check_location(path: Path) -> None:
+    """Refuse a run directory that is a file or lies under one, before any work is done."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path}: is a file, not a run directory; choose another `output_dir`", option="output_dir")
+    for above in path.parents:
+        if above.exists():
+            if not above.is_dir():
+                raise UserError(f"{path}: {above} is a file, so no directory can be made under it; "
+                                f"choose another `output_dir`", option="output_dir")
+            if not os.access(above, os.W_OK | os.X_OK):
+                raise UserError(f"{path}: cannot create it, {above} is not writable; choose another `output_dir`",
+                                option="output_dir")
+            break
+
+
+def has_checkpoint(path: Path) -> bool:
+    return (Path(path) / LAST).is_file() or (Path(path) / BEST).is_file()
+
+
+def is_partial(path: Path) -> bool:
+    """A run killed before its first checkpoint: grutool's files (or none yet), no weights to continue from."""
+    path = Path(path)
+    return path.is_dir() and not has_checkpoint(path) and ((path / CONFIG).is_file() or not _contents(path))
+
+
+def _contents(path: Path) -> list[Path]:
+    """What a run directory holds, less its lock and the temporary files of interrupted writes."""
+    if not path.is_dir():
+        return []
+    return [p for p in path.iterdir() if p.name != LOCK and not (p.name.startswith(".") and p.name.endswith(".tmp"))]
+
+
+def check_new(path: Path, overwrite: bool) -> bool:
+    """Whether a new run may use `path` (True: it holds a run to replace); UserError if it may not."""
+    check_location(path)
+    if _contents(path):
+        partial = is_partial(path)
+        if not (overwrite or partial):
             raise UserError(f"{path}: run directory exists and is not empty; pass `overwrite` to replace it, "
                             f"`resume` to continue it, or `output_dir` to choose another",
                             option=("overwrite", "resume", "output_dir"))
@@ -44,8 +143,22 @@ def prepare_new(path: Path, overwrite: bool) -> None:
             # Guard against an output_dir of "." or a home directory: only replace what looks like a run.
             raise UserError(f"{path}: exists and is not a grutool run directory (no {CONFIG}); "
                             f"refusing to delete it, choose another `output_dir`", option="output_dir")
-        shutil.rmtree(path)
+        return True
+    return False
+
+
+def prepare_new(path: Path, overwrite: bool) -> None:
+    """An empty run directory (its lock file kept); refuse to touch an existing run unless asked.
+
+    A run killed before its first checkpoint holds nothing to continue or lose: it starts over by itself.
+    """
+    if check_new(path, overwrite):
+        if is_partial(path) and not overwrite:
+            log.warning("%s: an earlier run stopped before its first checkpoint; starting over", path)
+        for p in _contents(path):
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
     path.mkdir(parents=True, exist_ok=True)
+    remove_temporaries(path)
 
 
 @dataclass
@@ -67,25 +180,31 @@ def save_vocabularies(path: Path, prepared, cfg: Config) -> None:
 
 def open_run(path: str | Path) -> SavedRun:
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path}: is a file, not a run directory; give the directory `grutool train` wrote")
     if not path.is_dir():
         raise UserError(f"{path}: run directory not found; train one with `grutool train CONFIG`")
     for name in (CONFIG, VOCAB):
         if not (path / name).is_file():
             raise UserError(f"{path}: not a complete run directory (missing {name})")
-    try:
-        raw = yaml.safe_load((path / CONFIG).read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: run files are unreadable ({exc})") from None
-    cfg = parse_config(raw, str(path / CONFIG))
+    raw, lines = read_yaml(path / CONFIG, "run config")
+    cfg = parse_config(raw, str(path / CONFIG), lines=lines)
     files = {"vocab": (VOCAB, Vocab), **get_task(cfg.task).vocabularies(cfg)}
     for filename, _ in files.values():
         if not (path / filename).is_file():
             raise UserError(f"{path}: not a complete run directory (missing {filename})")
     try:
         vocabs = {name: kind.load(path / filename) for name, (filename, kind) in files.items()}
-    except (ValueError, KeyError) as exc:
-        raise UserError(f"{path}: run files are unreadable ({exc})") from None
+    except ValueError as exc:
+        raise UserError(f"{exc}; restore the file as training wrote it, or train again") from None
     return SavedRun(path, cfg, **vocabs)
+
+
+def sizes(run, cfg: Config) -> dict[str, int]:
+    """Each vocabulary file of a run (SavedRun or Prepared) and its length: what sizes the model's layers."""
+    names = {"vocab": VOCAB, **{name: filename for name, (filename, _) in get_task(cfg.task).vocabularies(cfg).items()}}
+    return {filename: len(getattr(run, name)) for name, filename in names.items()
+            if getattr(run, name, None) is not None}
 
 
 def run_task(path: str | Path):

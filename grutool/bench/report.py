@@ -13,11 +13,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from dataclasses import fields
 from pathlib import Path
 from typing import Callable, Optional
 
+from grutool import jsonsafe
 from grutool.atomic import write_text_atomic
 from grutool.bench.grid import Spec
 from grutool.errors import UserError
@@ -55,18 +55,7 @@ def add_ratios(rows: list[dict]) -> None:
 
 
 def to_json(report: dict) -> str:
-    return json.dumps(_finite(report), indent=1) + "\n"
-
-
-def _finite(value):
-    """JSON has no Infinity/NaN: such floats are written as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
+    return jsonsafe.dumps(report, indent=1) + "\n"
 
 
 def read_report(path: str | Path) -> dict:
@@ -92,7 +81,7 @@ def to_csv(report: dict) -> str:
     w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for row in report["rows"]:
-        w.writerow(_finite(row))
+        w.writerow(jsonsafe.finite(row))
     return buf.getvalue()
 
 

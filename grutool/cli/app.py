@@ -6,7 +6,8 @@ and config errors answer fast. Exit codes: 0 ok, 2 user error, 1 bug, 130 Ctrl-C
 
 from __future__ import annotations
 
-import json
+import os
+import signal
 import sys
 from enum import Enum
 from pathlib import Path
@@ -109,7 +110,9 @@ def eval_(
             raise UserError(f"--beam: must be at least 1 (got {beam}); 1 is greedy decoding")
         metrics = evaluate(str(run_dir), split.value, str(data) if data else None, batch_size, device.value, beam)
         if json_:
-            print(json.dumps(metrics))
+            from grutool import jsonsafe
+
+            print(jsonsafe.dumps(metrics))
             return
         from grutool.cli.render import renderer
         from grutool.rundir import run_task
@@ -128,13 +131,16 @@ def _read_inputs(texts: List[str], file: Optional[str]) -> list[str]:
         name = "stdin"
     else:
         p = Path(file)
+        if p.is_dir():
+            raise UserError(f"--file {file}: is a directory; give a text file with one input per line")
         if not p.is_file():
-            raise UserError(f"{file}: input file not found")
+            raise UserError(f"--file {file}: input file not found")
         data, name = p.read_bytes(), file
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise UserError(f"{name}: not valid UTF-8 (byte offset {e.start})") from None
+        line = data.count(b"\n", 0, e.start) + 1
+        raise UserError(f"{name}:{line}: not valid UTF-8 (byte {e.start}); save the input as UTF-8") from None
     return list(texts) + text.splitlines()
 
 
@@ -175,8 +181,10 @@ def infer(
             if not attention_weights:
                 for r in results:
                     r.pop("attention")
+        from grutool import jsonsafe
+
         for r in results:
-            print(json.dumps(r, ensure_ascii=False) if jsonl else render.line(r))
+            print(jsonsafe.dumps(r, ensure_ascii=False) if jsonl else render.line(r))
 
 
 from grutool.cli.shapes_cmd import shapes  # noqa: E402
@@ -188,8 +196,26 @@ app.command()(bench)
 
 
 def main() -> None:
+    """The console script. An interrupted command leaves at once: no atexit hooks, no shutdown traceback."""
     try:
         app()
     except KeyboardInterrupt:
         err.print("interrupted")
-        sys.exit(130)
+        _leave(130)
+    except SystemExit as exc:
+        if exc.code == 130:
+            _leave(130)
+        raise
+
+
+def _leave(code: int) -> None:
+    """Exit now, ignoring further Ctrl-C: everything worth keeping is already on disk (atomic writes,
+    fsynced), so the interpreter's teardown (atexit hooks, torch, thread joins) is skipped; a second
+    Ctrl-C during that teardown used to print an atexit KeyboardInterrupt traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)

@@ -69,11 +69,15 @@ def bench(
             min_sample_ms=min_sample_ms, config=config, vocab_size=vocab_size, num_classes=num_classes, seed=seed)
         grid = grids.merge(grids.load_grid(grid_file), given) if grid_file is not None else given
         # Everything that can fail after a long run is checked before it.
+        from grutool.atomic import check_output_path
+
         for path in output:
             reports.output_format(path)
+            check_output_path(path, "--output")
         if plot is not None:
             if plot.suffix.lower() != ".png":
                 raise UserError(f"--plot {plot}: give a .png file name")
+            check_output_path(plot, "--plot")
             if importlib.util.find_spec("matplotlib") is None:
                 raise UserError("--plot needs matplotlib, an optional extra: pip install 'grutool[plot]'")
         old = reports.read_report(compare) if compare is not None else None

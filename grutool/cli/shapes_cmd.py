@@ -5,7 +5,6 @@ torch and grutool.shapes are imported inside the command so `grutool --help` sta
 
 from __future__ import annotations
 
-import json
 import warnings
 from enum import Enum
 from pathlib import Path
@@ -73,7 +72,9 @@ def shapes(
     for message in report["warnings"]:
         err.print(f"[yellow]warning:[/] {message}", markup=True)
     if json_:
-        print(json.dumps(report))
+        from grutool import jsonsafe
+
+        print(jsonsafe.dumps(report))
     elif report["mode"] == "config":
         _render_config(out, report)
     else:

@@ -17,6 +17,29 @@ BOS, EOS = "<bos>", "<eos>"
 TARGET_SPECIALS = (BOS, EOS)  # seq2seq target vocabularies: ids 2 and 3
 
 
+def read_strings(path: Path, key: str) -> list[str]:
+    """The list of distinct strings under `key` in the JSON object in `path`; ValueError saying what is wrong."""
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}:{e.lineno}:{e.colno}: not valid JSON ({e.msg})") from None
+    items = obj.get(key) if isinstance(obj, dict) else None
+    if not isinstance(items, list) or not all(isinstance(t, str) for t in items):
+        raise ValueError(f'{path}: expected {{"{key}": [strings]}}, found {_shape(obj)}')
+    if len(set(items)) != len(items):
+        raise ValueError(f"{path}: {key} has duplicate entries")
+    return items
+
+
+def _shape(obj) -> str:
+    if isinstance(obj, dict):
+        return "{" + ", ".join(f'"{k}": {type(v).__name__}' for k, v in list(obj.items())[:3]) + "}"
+    return f"a JSON {type(obj).__name__}"
+
+
 class Vocab:
     """Token <-> id. Id 0 is `<pad>` (embedding row kept at zero), id 1 is `<unk>`; a seq2seq target
     vocabulary (built with specials=TARGET_SPECIALS) adds `<bos>` = 2 and `<eos>` = 3."""
@@ -62,7 +85,7 @@ class Vocab:
 
     @classmethod
     def load(cls, path: Path) -> "Vocab":
-        return cls(json.loads(Path(path).read_text(encoding="utf-8"))["tokens"])
+        return cls(read_strings(path, "tokens"))
 
 
 class LabelVocab:
@@ -88,4 +111,4 @@ class LabelVocab:
 
     @classmethod
     def load(cls, path: Path) -> "LabelVocab":
-        return cls(json.loads(Path(path).read_text(encoding="utf-8"))["labels"])
+        return cls(read_strings(path, "labels"))

@@ -13,7 +13,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
+from pathlib import Path
+
+from grutool import jsonsafe
+from grutool.atomic import NO_SPACE, no_space, write_text_atomic
 
 log = logging.getLogger("grutool")
 
@@ -55,16 +60,48 @@ class Checkpointer(Callback):
 
 
 class MetricsWriter(Callback):
-    """Append one JSON line per epoch to metrics.jsonl."""
+    """Append one JSON line per epoch to metrics.jsonl (strict JSON: a non-finite figure is null).
+
+    The row is written before the epoch's checkpoints (it must run before Checkpointer), so a kill
+    between the two never loses it; at the start of a run the file is cut back to the epochs the
+    checkpoint being resumed has seen, so a replayed epoch never leaves two rows, nor a torn line.
+    """
 
     def __init__(self, path):
-        self.path = path
+        self.path = Path(path)
+
+    def on_train_begin(self, trainer) -> None:
+        if not self.path.is_file():
+            return
+        text = self.path.read_text(encoding="utf-8", errors="replace")
+        kept = [line for line in text.splitlines() if _row_epoch(line) is not None
+                and _row_epoch(line) <= trainer.state.epoch]
+        fixed = "".join(line + "\n" for line in kept)
+        if fixed != text:
+            write_text_atomic(fixed, self.path)
 
     def on_epoch_end(self, trainer, metrics: dict) -> None:
         row = {"epoch": trainer.state.epoch, "step": trainer.state.step}
         row.update({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
+        line = jsonsafe.dumps(row) + "\n"
+        try:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(line)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            if exc.errno in NO_SPACE:
+                raise no_space(self.path, len(line)) from None
+            raise
+
+
+def _row_epoch(line: str):
+    """The epoch of a metrics.jsonl row, or None for a line that is not a whole row."""
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return None
+    return row.get("epoch") if isinstance(row, dict) and isinstance(row.get("epoch"), int) else None
 
 
 class ProgressBar(Callback):

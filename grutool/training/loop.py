@@ -9,8 +9,8 @@ optimizer state go into last.pt, and an epoch's batches are a function of
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
+import math
 import signal
 import threading
 import time
@@ -20,25 +20,26 @@ from typing import Optional, Sequence
 
 import torch
 
-from grutool import rundir
-from grutool.atomic import write_text_atomic
-from grutool.checkpoint import load_checkpoint, save_atomic
+from grutool import jsonsafe, rundir
+from grutool.atomic import remove_temporaries, write_text_atomic
+from grutool.checkpoint import load_checkpoint, load_weights, save_atomic
 from grutool.config import MINIMIZED_METRICS, Config
 from grutool.config_file import to_yaml
 from grutool.data.batching import collate, epoch_batches
-from grutool.errors import TrainingInterrupted, UserError
+from grutool.errors import TrainingDiverged, TrainingInterrupted, UserError
 from grutool.models import count_parameters
 from grutool.tasks import get_task
 from grutool.training.callbacks import Callback, Checkpointer, EarlyStopping, MetricsWriter, ProgressBar
 from grutool.training.device import resolve_device
 from grutool.training.evaluation import evaluate_split
 from grutool.training.ema import EMA
-from grutool.training.optim import Schedule, build_optimizer, clip_grad_norm
+from grutool.training.memory import check_fits, count_on_meta
+from grutool.training.optim import Schedule, build_optimizer, clip_grad_norm, grad_norm
 
 log = logging.getLogger("grutool")
 
 # Fields that may change between a run and its --resume (to train longer, say).
-RESUMABLE_CHANGES = {"train.epochs", "train.max_steps", "train.patience"}
+RESUMABLE_CHANGES = {"train.epochs", "train.max_steps", "train.patience", "train.nonfinite", "train.max_skipped_steps"}
 
 
 @dataclass
@@ -52,6 +53,8 @@ class TrainState:
     improved: bool = False
     should_stop: bool = False
     wall_time_s: float = 0.0
+    skipped_steps: int = 0    # batches whose update was dropped for a non-finite loss or gradient
+    skipped_in_row: int = 0
 
 
 class Trainer:
@@ -75,6 +78,7 @@ class Trainer:
         self.ema = EMA(self.model, t.ema_decay) if t.ema_decay else None
         self.monitor = t.monitor if self.val_split is not None else None
         self.state = TrainState()
+        self.diverged: Optional[str] = None  # why training stopped early on non-finite values
         self._interrupt_requested = False
 
     # --- checkpoints -------------------------------------------------------------
@@ -96,16 +100,22 @@ class Trainer:
                      "ema": self.ema.state_dict() if self.ema else None,
                      "rng": rng, "meta": self._meta()}, self.run_dir / rundir.LAST)
 
-    def restore(self, ckpt: dict) -> None:
-        self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.schedule.load_state_dict(ckpt["schedule"])
-        self.scaler.load_state_dict(ckpt["scaler"])
-        if self.ema is not None and ckpt.get("ema"):
-            self.ema.load_state_dict(ckpt["ema"])
-        self.state = TrainState(**ckpt["meta"]["state"])
+    def restore(self, ckpt: dict, path: Path, sizes: dict[str, int]) -> None:
+        """Continue from last.pt (`ckpt`, read from `path`); a UserError if it does not fit this run."""
+        load_weights(self.model, ckpt["model"], path, sizes)
+        try:
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.schedule.load_state_dict(ckpt["schedule"])
+            self.scaler.load_state_dict(ckpt["scaler"])
+            if self.ema is not None and ckpt.get("ema"):
+                self.ema.load_state_dict(ckpt["ema"])
+            self.state = TrainState(**ckpt["meta"]["state"])
+            torch.set_rng_state(ckpt["rng"]["torch"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise UserError(f"{path}: training state does not fit this run ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0] if str(exc) else 'incomplete'}); restore last.pt as "
+                            f"training wrote it, or start over with `overwrite`", option="overwrite") from None
         self.state.should_stop = False
-        torch.set_rng_state(ckpt["rng"]["torch"])
         if "cuda" in ckpt["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
 
@@ -116,25 +126,57 @@ class Trainer:
             getattr(cb, event)(self, *args)
 
     def step(self, index: list[int]) -> tuple[float, int]:
-        """One optimizer step on the training examples at `index`; returns (loss, real tokens)."""
+        """One optimizer step on the training examples at `index`; returns (loss, real tokens).
+
+        A non-finite loss or gradient norm applies no update (see `_nonfinite`). Under AMP, infinite
+        gradients are the loss scaler's business: it skips such steps and lowers its scale.
+        """
         t = self.cfg.train
         batch = collate(self.train_split, index).to(self.device)
         autocast = torch.autocast("cuda", dtype=torch.float16) if self.use_amp else contextlib.nullcontext()
         with autocast:
             _, loss = self.model(batch.ids, batch.lengths, batch.targets, **batch.extra_inputs())
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            self._nonfinite(f"training loss is {value}")
+            return value, batch.num_tokens()
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        norm = None
         if t.clip_grad_norm is not None:
             # Recurrent nets can see exploding gradients through long sequences; clipping
             # the global norm keeps one bad batch from wrecking the weights.
             self.scaler.unscale_(self.optimizer)
-            clip_grad_norm(self.model.parameters(), t.clip_grad_norm)
+            norm = clip_grad_norm(self.model.parameters(), t.clip_grad_norm)
+        elif not self.use_amp:
+            norm = grad_norm(self.model.parameters())
+        if norm is not None and not self.use_amp and not math.isfinite(float(norm)):
+            self.optimizer.zero_grad(set_to_none=True)
+            self._nonfinite(f"gradient norm is {float(norm)}")
+            return value, batch.num_tokens()
+        self.state.skipped_in_row = 0
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.schedule.step()
         if self.ema is not None:
             self.ema.update()
-        return float(loss.detach()), batch.num_tokens()
+        return value, batch.num_tokens()
+
+    def _nonfinite(self, what: str) -> None:
+        """A batch gave a non-finite loss or gradient: no update; stop or skip as train.nonfinite says."""
+        t, s = self.cfg.train, self.state
+        s.skipped_steps += 1
+        s.skipped_in_row += 1
+        self.schedule.step()  # the schedule follows the step count, updates or not
+        where = f"epoch {s.epoch + 1}, step {s.step + 1}"
+        fix = f"lower train.lr ({t.lr:g}) or set train.clip_grad_norm"
+        if t.nonfinite == "stop":
+            raise TrainingDiverged(f"training diverged at {where}: the {what}; {fix} "
+                                   f"(train.nonfinite: skip drops such batches instead)")
+        if s.skipped_in_row >= t.max_skipped_steps:
+            raise TrainingDiverged(f"training diverged at {where}: {s.skipped_in_row} batches in a row gave "
+                                   f"non-finite values (the last: {what}); {fix}")
+        log.warning("%s: the %s; batch skipped (train.nonfinite: skip)", where, what)
 
     def _end_epoch(self, train_loss: float, tokens: int, seconds: float) -> dict:
         t = self.cfg.train
@@ -147,10 +189,15 @@ class Trainer:
             self._emit("on_evaluate", val)
             metrics.update({f"val_{k}": v for k, v in val.items() if isinstance(v, (int, float))})
             value = val[self.monitor]
+            if value is not None and not math.isfinite(value):
+                log.warning("epoch %d: validation %s is %s; it does not count as an improvement",
+                            self.state.epoch + 1, self.monitor, value)
+                value = None
+                metrics["val_nonfinite"] = True
         s = self.state
         s.epoch, s.batch_in_epoch = s.epoch + 1, 0  # position after this epoch: last.pt resumes at the next
         if value is None:
-            s.improved = True
+            s.improved = self.val_split is None  # without validation every epoch is the newest best
         else:
             better = (lambda a, b: a < b) if self.monitor in MINIMIZED_METRICS else (lambda a, b: a > b)
             s.improved = s.best is None or better(value, s.best)
@@ -205,7 +252,9 @@ class Trainer:
                     loss, ntok = self.step(index)
                     s.step += 1
                     s.batch_in_epoch += 1
-                    loss_sum, n, tokens = loss_sum + loss, n + 1, tokens + ntok
+                    if math.isfinite(loss):
+                        loss_sum, n = loss_sum + loss, n + 1
+                    tokens += ntok
                     self._emit("on_step_end", loss, ntok)
                     self._check_interrupt()
                     if s.step >= self.total_steps:
@@ -217,6 +266,10 @@ class Trainer:
             s.wall_time_s = time.perf_counter() - start
             self._emit("on_interrupt")
             raise TrainingInterrupted(str(self.run_dir / rundir.LAST)) from None
+        except TrainingDiverged as exc:
+            # Stop where we are; the checkpoints on disk hold the last finite weights.
+            self.diverged = str(exc)
+            log.warning("%s", exc)
         s.wall_time_s = time.perf_counter() - start
         self._emit("on_train_end")
 
@@ -269,58 +322,93 @@ def _train(cfg: Config, resume: bool, overwrite: bool, dry_run: bool, callbacks:
     device = resolve_device(t.device)
     run_dir = Path(cfg.output_dir or "runs/run")
     task = get_task(cfg.task)
+    if resume and overwrite:
+        raise UserError("resume: contradicts overwrite; pick one", option="resume")
+    rundir.check_location(run_dir)
 
-    saved = None
-    if resume:
-        if not (run_dir / rundir.LAST).is_file():
-            raise UserError(f"resume: {run_dir / rundir.LAST} not found; nothing to resume "
-                            f"(start a new run instead)", option="resume")
-        saved = rundir.open_run(run_dir)
-        _check_resume_config(cfg, saved.config)
-        if overwrite:
-            raise UserError("resume: contradicts overwrite; pick one", option="resume")
+    # Everything that can fail on bad input happens before the run directory is touched; the
+    # directory's lock is held from the first read of a run being continued to the last write.
+    with contextlib.ExitStack() as owned:
+        saved, last = None, None
+        if resume:
+            if rundir.is_partial(run_dir):
+                log.warning("%s: the run stopped before its first checkpoint; nothing to resume, starting over",
+                            run_dir)
+                resume, overwrite = False, True
+            elif not (run_dir / rundir.LAST).is_file():
+                raise UserError(f"resume: {run_dir / rundir.LAST} not found; nothing to resume "
+                                f"(start a new run instead)", option="resume")
+            else:
+                owned.enter_context(rundir.RunLock(run_dir))
+                saved = rundir.open_run(run_dir)
+                _check_resume_config(cfg, saved.config)
+                last = load_checkpoint(run_dir / rundir.LAST)
+                _check_best_exists(run_dir, last)
+        if not resume and not dry_run:
+            rundir.check_new(run_dir, overwrite)
 
-    # Everything that can fail on bad input happens before the run directory is touched.
-    prepared = task.prepare(cfg, saved)
-    torch.manual_seed(t.seed)
-    model = task.build_model(cfg, prepared)
-    if cfg.data.vectors and not saved:
-        from grutool.data.vectors import load_vectors
+        prepared = task.prepare(cfg, saved)
+        check_fits(cfg, count_on_meta(task, cfg, prepared), device)
+        torch.manual_seed(t.seed)
+        model = task.build_model(cfg, prepared)
+        if cfg.data.vectors and not saved:
+            from grutool.data.vectors import load_vectors
 
-        weight, _ = load_vectors(cfg.data.vectors, prepared.vocab, cfg.model.embedding_dim)
-        with torch.no_grad():
-            model.token_embedding().weight.copy_(weight)
-    summary = {
-        "task": cfg.task, "device": str(device), "parameters": count_parameters(model),
-        "vocab_size": len(prepared.vocab), "num_classes": len(prepared.labels),
-        "examples": {name: len(split) for name, split in prepared.splits.items()},
-        "run_dir": str(run_dir),
-    }
-    if dry_run:
-        return summary
+            weight, _ = load_vectors(cfg.data.vectors, prepared.vocab, cfg.model.embedding_dim)
+            with torch.no_grad():
+                model.token_embedding().weight.copy_(weight)
+        summary = {
+            "task": cfg.task, "device": str(device), "parameters": count_parameters(model),
+            "vocab_size": len(prepared.vocab), "num_classes": len(prepared.labels),
+            "examples": {name: len(split) for name, split in prepared.splits.items()},
+            "run_dir": str(run_dir),
+        }
+        if dry_run:
+            return summary
 
-    if not resume:
-        rundir.prepare_new(run_dir, overwrite)
-        write_text_atomic(to_yaml(cfg), run_dir / rundir.CONFIG)
-        rundir.save_vocabularies(run_dir, prepared, cfg)
+        cbs: list[Callback] = [EarlyStopping(t.patience), MetricsWriter(run_dir / rundir.METRICS), Checkpointer()]
+        if progress:
+            cbs.append(ProgressBar(t.log_every))
+        trainer = Trainer(cfg, task, prepared, model, run_dir, device, cbs + list(callbacks))
+        if resume:
+            trainer.restore(last, run_dir / rundir.LAST, rundir.sizes(saved, cfg))
+            for tmp in remove_temporaries(run_dir):
+                log.info("removed %s, left by an interrupted write", tmp)
+            log.info("resuming at epoch %d, step %d", trainer.state.epoch + 1, trainer.state.step)
+        else:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            owned.enter_context(rundir.RunLock(run_dir))
+            rundir.prepare_new(run_dir, overwrite)
+            write_text_atomic(to_yaml(cfg), run_dir / rundir.CONFIG)
+            rundir.save_vocabularies(run_dir, prepared, cfg)
+        with trainer._deferred_sigint():
+            trainer.fit()
+        return _finish(trainer, summary)
 
-    cbs: list[Callback] = [EarlyStopping(t.patience), Checkpointer(), MetricsWriter(run_dir / rundir.METRICS)]
-    if progress:
-        cbs.append(ProgressBar(t.log_every))
-    trainer = Trainer(cfg, task, prepared, model, run_dir, device, cbs + list(callbacks))
-    if resume:
-        trainer.restore(load_checkpoint(run_dir / rundir.LAST))
-        log.info("resuming at epoch %d, step %d", trainer.state.epoch + 1, trainer.state.step)
-    with trainer._deferred_sigint():
-        trainer.fit()
 
-    s = trainer.state
+def _check_best_exists(run_dir: Path, last: dict) -> None:
+    """--resume ends by reading best.pt: a run that wrote one must still have it, checked before any write."""
+    state = (last.get("meta") or {}).get("state") or {}
+    if state.get("best_epoch") and not (run_dir / rundir.BEST).is_file():
+        raise UserError(f"resume: {run_dir / rundir.BEST} is missing (epoch {state['best_epoch']} wrote it); "
+                        f"restore it, or start over with `overwrite`", option=("resume", "overwrite"))
+    if (run_dir / rundir.BEST).is_file():
+        load_checkpoint(run_dir / rundir.BEST)
+
+
+def _finish(trainer: Trainer, summary: dict) -> dict:
+    """summary.json from the best weights; TrainingDiverged when the run left nothing usable."""
+    s, run_dir, t = trainer.state, trainer.run_dir, trainer.cfg.train
     summary.update({"epochs": s.epoch, "steps": s.step, "wall_time_s": round(s.wall_time_s, 2),
-                    "monitor": trainer.monitor, "best": s.best, "best_epoch": s.best_epoch})
+                    "monitor": trainer.monitor, "best": s.best, "best_epoch": s.best_epoch,
+                    "skipped_steps": s.skipped_steps, "diverged": trainer.diverged})
+    if not (run_dir / rundir.BEST).is_file():
+        why = trainer.diverged or f"no epoch gave a finite validation {trainer.monitor}"
+        raise TrainingDiverged(f"{run_dir}: nothing usable was saved ({why})")
     if trainer.val_split is not None:
         best = load_checkpoint(run_dir / rundir.BEST)
-        trainer.model.load_state_dict(best["model"])
-        val = evaluate_split(trainer.model, task, trainer.val_split, device, t.batch_size)
+        load_weights(trainer.model, best["model"], run_dir / rundir.BEST, rundir.sizes(trainer.data, trainer.cfg))
+        val = evaluate_split(trainer.model, trainer.task, trainer.val_split, trainer.device, t.batch_size)
         summary["validation"] = {k: v for k, v in val.items() if not k.endswith("confusion")}
-    write_text_atomic(json.dumps(summary, indent=2), run_dir / rundir.SUMMARY)
+    write_text_atomic(jsonsafe.dumps(summary, indent=2), run_dir / rundir.SUMMARY)
     return summary

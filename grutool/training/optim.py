@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 
@@ -28,24 +29,32 @@ def build_optimizer(params, t: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
 
 
-def clip_grad_norm(params, max_norm: float) -> None:
+def clip_grad_norm(params, max_norm: float) -> Optional[torch.Tensor]:
     """torch.nn.utils.clip_grad_norm_, minus its multiply-by-1.0 when the norm is in bounds on CPU.
 
     PyTorch always rescales by min(1, max_norm / (norm + 1e-6)), to avoid a device sync
     on GPU; on CPU the test is free and the skipped rescale is a pass over every gradient
     (~0.1 ms a step for a 1M-parameter model). The same factor is computed the same way,
-    so the gradients are bit-identical either way.
+    so the gradients are bit-identical either way. Returns the total norm before clipping (None: no gradients).
     """
     params = [p for p in params if p.grad is not None]
     utils = torch.nn.utils
     if not params:
-        return
+        return None
     if params[0].grad.device.type != "cpu" or not hasattr(utils, "get_total_norm"):  # GPU, or torch < 2.6
-        utils.clip_grad_norm_(params, max_norm)
-        return
+        return utils.clip_grad_norm_(params, max_norm)
     norm = utils.get_total_norm([p.grad for p in params])
     if bool(max_norm / (norm + 1e-6) < 1.0):
         utils.clip_grads_with_norm_(params, max_norm, norm)
+    return norm
+
+
+def grad_norm(params) -> Optional[torch.Tensor]:
+    """The global gradient norm, without changing any gradient (None: no gradients)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return None
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
 
 
 def lr_factor(step: int, kind: str, warmup: int, total: int) -> float:

@@ -1,0 +1,63 @@
+"""Will the model fit? Parameters counted on torch's `meta` device (no memory), checked before any allocation.
+
+An absurd size (`--set model.hidden_size=10000000`) is a one-line error naming the figures, not an
+allocator traceback minutes later. The estimate is a floor: weights, gradients, optimizer state and
+EMA copy (activations come on top), against the memory the device has free now.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from grutool.config import Config
+from grutool.errors import UserError
+
+# Per parameter, beyond the weights: a gradient, then the optimizer's state.
+OPTIMIZER_STATES = {"adam": 2, "adamw": 2, "sgd": 1}
+
+
+def count_on_meta(task, cfg: Config, prepared) -> int:
+    """Parameters of the model `task` builds for `cfg`, without allocating them."""
+    with torch.device("meta"):
+        model = task.build_model(cfg, prepared)
+    return sum(p.numel() for p in model.parameters())
+
+
+def training_bytes(cfg: Config, parameters: int) -> int:
+    copies = 2 + OPTIMIZER_STATES[cfg.train.optimizer] + (1 if cfg.train.ema_decay else 0)
+    return parameters * 4 * copies  # float32
+
+
+def available_bytes(device: torch.device) -> Optional[int]:
+    """Free memory on `device` now (CUDA: the GPU's; CPU: MemAvailable), or None where unknown."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if n < 1000 or unit == "PB":
+            return f"{n:,.0f} {unit}" if unit in ("B", "PB") else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} B"
+
+
+def check_fits(cfg: Config, parameters: int, device: torch.device) -> None:
+    """UserError when training `parameters` cannot fit in the free memory of `device`."""
+    needed, free = training_bytes(cfg, parameters), available_bytes(device)
+    if free is not None and needed > free:
+        m = cfg.model
+        raise UserError(f"model too large: {parameters:,} parameters need at least {_size(needed)} to train "
+                        f"(weights, gradients, {cfg.train.optimizer} state), {device.type} has {_size(free)} free; "
+                        f"reduce model.hidden_size ({m.hidden_size}), model.embedding_dim ({m.embedding_dim}), "
+                        f"model.num_layers ({m.num_layers}) or the vocabulary (data.max_size)")
