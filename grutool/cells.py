@@ -14,8 +14,9 @@ from typing import Any, Optional
 
 KERNELS = ("auto", "native", "fused")
 """`native`: PyTorch's module (oneDNN for dense LSTM on CPU, cuDNN on CUDA); `fused`: grutool's CPU
-kernel (`grutool.modules.fused_gru`); `auto`: `fused` where the cell has it and it is faster (CPU,
-float32/float64, packed batches or dense ones of 8 steps or more), else `native`."""
+kernels (`grutool.modules.fused_gru`, `fused_lstm`, `fused_rnn`); `auto`: `fused` where it is faster
+(CPU, float32/float64; GRU: packed batches and dense ones of 8+ steps; LSTM: packed training, packed
+inference from H 256; RNN: packed training), else `native`."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ def _load(path: str):
 CELLS: dict[str, Cell] = {
     "gru": Cell("gru", 3, "torch.nn.GRU", fused="grutool.modules.fused_gru.GRU", stacks=True),
     "lstm": Cell("lstm", 4, "torch.nn.LSTM", fused="grutool.modules.fused_lstm.LSTM", cell_state=True),
-    "rnn": Cell("rnn", 1, "torch.nn.RNN"),
+    "rnn": Cell("rnn", 1, "torch.nn.RNN", fused="grutool.modules.fused_rnn.RNN"),
 }
 CELL_NAMES = tuple(CELLS)
 

@@ -38,6 +38,7 @@ log = logging.getLogger("grutool")
 KERNEL_OPS = (
     ("grutool::fused_gru", "fused"),
     ("grutool::fused_lstm", "fused"),
+    ("grutool::fused_rnn", "fused"),
     ("aten::mkldnn_rnn_layer", "onednn"),
     ("aten::_cudnn_rnn", "cudnn"),
     ("aten::miopen_rnn", "miopen"),

@@ -210,9 +210,9 @@ def test_auto_uses_the_fused_kernel_on_cpu_except_for_short_dense_calls():
 def test_registry_declares_capabilities():
     assert CELLS["gru"].kernels == ("auto", "native", "fused") and CELLS["gru"].stacks
     assert "fused" in CELLS["lstm"].kernels and not CELLS["lstm"].stacks and CELLS["lstm"].cell_state
-    assert "fused" not in CELLS["rnn"].kernels
-    with pytest.raises(ValueError, match="has no kernel 'fused'"):
-        CELLS["rnn"].build(I, H, kernel="fused")
+    assert "fused" in CELLS["rnn"].kernels and not CELLS["rnn"].stacks
+    with pytest.raises(ValueError, match="has no kernel 'fast'"):
+        CELLS["rnn"].build(I, H, kernel="fast")
     with pytest.raises(ValueError, match="layer_norm and residual"):
         CELLS["rnn"].build(I, H, num_layers=2, residual=True)
     lstm = CELLS["lstm"].build(I, H)

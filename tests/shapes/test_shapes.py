@@ -380,10 +380,10 @@ def test_every_check_holds_on_the_module_each_kernel_builds(kernel):
     assert ("fused_gru" in report["module"]) and f"kernel {kernel}" in report["module"]
 
 
-def test_kernel_the_cell_lacks_is_a_usage_error():
-    result = runner.invoke(app, ["shapes", "--cell", "rnn", "--kernel", "fused"])
+def test_unknown_kernel_is_a_usage_error():
+    result = runner.invoke(app, ["shapes", "--cell", "rnn", "--kernel", "fast"])
     assert result.exit_code == 2
-    assert "--kernel fused: not available for --cell rnn" in result.output
+    assert "--kernel: unknown kernel 'fast'" in result.output
 
 
 def test_config_with_layer_norm_and_residual_is_traced_and_proved(tmp_path):
@@ -402,9 +402,10 @@ def test_config_with_layer_norm_and_residual_is_traced_and_proved(tmp_path):
     assert any("residual" in c["claim"] for c in layer["identities"])
 
 
-def test_fused_lstm_proves_its_identities_on_packed_input():
-    result = runner.invoke(app, ["shapes", "--cell", "lstm", "--layers", "2", "--bidirectional", "--lengths", "5,2,4",
+@pytest.mark.parametrize("cell", ["lstm", "rnn"])
+def test_fused_lstm_and_rnn_prove_their_identities_on_packed_input(cell):
+    result = runner.invoke(app, ["shapes", "--cell", cell, "--layers", "2", "--bidirectional", "--lengths", "5,2,4",
                                  "--kernel", "fused", "--explain", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["all_passed"] and "fused_lstm" in report["module"]
+    assert report["all_passed"] and f"fused_{cell}" in report["module"]
