@@ -333,6 +333,31 @@ def gru_direction(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes: list[int], reverse
 
 # --- the module -------------------------------------------------------------------------------------
 
+def stack_layers(module: nn.RNNBase, data: torch.Tensor, sizes: list[int], states: tuple, direction):
+    """Packed rows through every layer and direction of `module` (dropout between layers in training).
+
+    states: initial states, each (L*D, B, H), sorted as the rows; direction(data, states of one layer and
+    direction, (w_ih, w_hh, b_ih, b_hh), reverse) -> (out (N, H), *final states (B, H)).
+    Returns the last layer's rows (N, D*H) and the final states, each (L*D, B, H).
+    """
+    D, k = (2 if module.bidirectional else 1), (4 if module.bias else 2)
+    finals = [[] for _ in states]
+    for layer in range(module.num_layers):
+        flat = module._flat_weights[layer * D * k:(layer + 1) * D * k]
+        outs = []
+        for d in range(D):
+            w = flat[d * k:(d + 1) * k]
+            weights = tuple(w) if module.bias else (w[0], w[1], None, None)
+            out, *final = direction(data, [s[layer * D + d] for s in states], weights, d == 1)
+            outs.append(out)
+            for f, kept in zip(final, finals):
+                kept.append(f)
+        data = torch.cat(outs, 1) if D == 2 else outs[0]  # (N, D*H)
+        if layer < module.num_layers - 1 and module.dropout > 0 and module.training:
+            data = F.dropout(data, module.dropout, training=True)
+    return data, tuple(torch.stack(f) for f in finals)
+
+
 class Layout(NamedTuple):
     dense_shape: Optional[tuple[int, int]]  # (T, B) for dense input, None for packed
     unbatched: bool                          # nn.RNN's (T, I) form

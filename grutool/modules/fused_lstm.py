@@ -18,13 +18,12 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 from torch.nn.utils.rnn import PackedSequence
 
 from grutool.modules.fused_gru import (KERNELS, _Linear, _final_state, _matmul_t, _offsets, _previous_rows,
-                                       gemm_backend, rows_in, rows_out)
+                                       gemm_backend, rows_in, rows_out, stack_layers)
 
 
 def _lstm_weights(w_ih, w_hh, b_ih, b_hh):
@@ -182,27 +181,10 @@ class LSTM(nn.LSTM):
         with torch.profiler.record_function("grutool::fused_lstm"):
             h0, c0 = hx if hx is not None else (None, None)
             data, batch_sizes, (h0, c0), layout = rows_in(self, input, (h0, c0))
-            out, h_n, c_n = self._layers(data, batch_sizes, h0, c0)
+            sizes = batch_sizes.tolist()
+            offs = _offsets(sizes)
+            out, (h_n, c_n) = stack_layers(
+                self, data, sizes, (h0, c0),
+                lambda x, s, w, reverse: lstm_direction(x, s[0], s[1], *w, sizes, reverse, offs))
             out, (h_n, c_n) = rows_out(self, input, out, (h_n, c_n), layout)
             return out, (h_n, c_n)
-
-    def _layers(self, data, batch_sizes, h0, c0):
-        D, k = (2 if self.bidirectional else 1), (4 if self.bias else 2)
-        sizes = batch_sizes.tolist()
-        offs = _offsets(sizes)
-        hs, cs = [], []
-        for layer in range(self.num_layers):
-            flat = self._flat_weights[layer * D * k:(layer + 1) * D * k]
-            outs = []
-            for d in range(D):
-                w = flat[d * k:(d + 1) * k]
-                b_ih, b_hh = (w[2], w[3]) if self.bias else (None, None)
-                o, h, c = lstm_direction(data, h0[layer * D + d], c0[layer * D + d], w[0], w[1], b_ih, b_hh,
-                                         sizes, d == 1, offs)
-                outs.append(o)
-                hs.append(h)
-                cs.append(c)
-            data = torch.cat(outs, 1) if D == 2 else outs[0]  # (N, D*H)
-            if layer < self.num_layers - 1 and self.dropout > 0 and self.training:
-                data = F.dropout(data, self.dropout, training=True)
-        return data, torch.stack(hs), torch.stack(cs)

@@ -13,19 +13,17 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 from torch.nn.utils.rnn import PackedSequence
 
 from grutool.modules.fused_gru import (KERNELS, _Linear, _final_state, _matmul_t, _offsets, _previous_rows,
-                                       gemm_backend, rows_in, rows_out)
+                                       gemm_backend, rows_in, rows_out, stack_layers)
 
 
 def _rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, offs, reverse, tanh, backend):
     """x (N, I) packed rows, h0 (B, H) sorted -> out (N, H), h_n (B, H)."""
-    N, B, H = x.shape[0], h0.shape[0], h0.shape[1]
-    T = len(batch_sizes)
+    B, T = h0.shape[0], len(batch_sizes)
     bias = None
     if b_ih is not None or b_hh is not None:
         bias = (b_ih if b_ih is not None else 0.0) + (b_hh if b_hh is not None else 0.0)
@@ -140,22 +138,10 @@ class RNN(nn.RNN):
             return super().forward(input, hx)
         with torch.profiler.record_function("grutool::fused_rnn"):
             data, batch_sizes, (h0,), layout = rows_in(self, input, (hx,))
-            D, k = (2 if self.bidirectional else 1), (4 if self.bias else 2)
             sizes = batch_sizes.tolist()
             offs = _offsets(sizes)
-            hs = []
-            for layer in range(self.num_layers):
-                flat = self._flat_weights[layer * D * k:(layer + 1) * D * k]
-                outs = []
-                for d in range(D):
-                    w = flat[d * k:(d + 1) * k]
-                    b_ih, b_hh = (w[2], w[3]) if self.bias else (None, None)
-                    o, h = rnn_direction(data, h0[layer * D + d], w[0], w[1], b_ih, b_hh, sizes, d == 1,
-                                         self.nonlinearity == "tanh", offs)
-                    outs.append(o)
-                    hs.append(h)
-                data = torch.cat(outs, 1) if D == 2 else outs[0]
-                if layer < self.num_layers - 1 and self.dropout > 0 and self.training:
-                    data = F.dropout(data, self.dropout, training=True)
-            out, (h_n,) = rows_out(self, input, data, (torch.stack(hs),), layout)
+            tanh = self.nonlinearity == "tanh"
+            out, (h_n,) = stack_layers(self, data, sizes, (h0,),
+                                       lambda x, s, w, reverse: rnn_direction(x, s[0], *w, sizes, reverse, tanh, offs))
+            out, (h_n,) = rows_out(self, input, out, (h_n,), layout)
             return out, h_n
