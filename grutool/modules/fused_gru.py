@@ -358,6 +358,21 @@ def stack_layers(module: nn.RNNBase, data: torch.Tensor, sizes: list[int], state
     return data, tuple(torch.stack(f) for f in finals)
 
 
+class PlainStack:
+    """Mixin for grutool's LSTM and RNN: a `kernel` argument, and no layer_norm / residual stack."""
+
+    def __init__(self, *args, kernel: str = "auto", layer_norm: bool = False, residual: bool = False, **kwargs):
+        if layer_norm or residual:
+            raise ValueError(f"{type(self).__name__}: layer_norm and residual are GRU-only (grutool.cells)")
+        super().__init__(*args, **kwargs)
+        if kernel not in KERNELS:
+            raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
+        self.kernel = kernel
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", kernel={self.kernel}"
+
+
 class Layout(NamedTuple):
     dense_shape: Optional[tuple[int, int]]  # (T, B) for dense input, None for packed
     unbatched: bool                          # nn.RNN's (T, I) form

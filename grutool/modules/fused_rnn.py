@@ -17,8 +17,8 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 from torch.nn.utils.rnn import PackedSequence
 
-from grutool.modules.fused_gru import (KERNELS, _Linear, _final_state, _matmul_t, _offsets, _previous_rows,
-                                       gemm_backend, rows_in, rows_out, stack_layers)
+from grutool.modules.fused_gru import (_Linear, _final_state, _matmul_t, _offsets, _previous_rows,
+                                       PlainStack, gemm_backend, rows_in, rows_out, stack_layers)
 
 
 def _rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, offs, reverse, tanh, backend):
@@ -108,22 +108,11 @@ def rnn_direction(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes: list[int], reverse
         return _rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, offs, reverse, tanh, backend)
 
 
-class RNN(nn.RNN):
+class RNN(PlainStack, nn.RNN):
     """`nn.RNN` with grutool's fused CPU kernel for packed batches (same parameters and results).
 
     kernel: `auto` (fused for packed input on CPU), `fused` (also dense input), `native` (nn.RNN always).
     """
-
-    def __init__(self, *args, kernel: str = "auto", layer_norm: bool = False, residual: bool = False, **kwargs):
-        if layer_norm or residual:
-            raise ValueError("RNN: layer_norm and residual are GRU-only (grutool.cells)")
-        super().__init__(*args, **kwargs)
-        if kernel not in KERNELS:
-            raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
-        self.kernel = kernel
-
-    def extra_repr(self) -> str:
-        return super().extra_repr() + f", kernel={self.kernel}"
 
     def _fusable(self, x: torch.Tensor, packed: bool) -> bool:
         if self.kernel == "native" or x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
