@@ -52,6 +52,10 @@ class Cell:
                                      residual=residual, **kwargs)
         return _load(self.native)(input_size, hidden_size, **kwargs)
 
+    def native_class(self) -> Any:
+        """PyTorch's own module class (what export and torch's quantize_dynamic know)."""
+        return _load(self.native)
+
     def hidden(self, state):
         """h_n (L*D, B, H) out of what the module returned as its state."""
         return state[0] if self.cell_state else state

@@ -31,3 +31,14 @@ def load_checkpoint(path: Path) -> dict:
     if not isinstance(obj, dict) or "model" not in obj:
         raise UserError(f"{path}: not a grutool checkpoint (no 'model' entry)")
     return obj
+
+
+def load_weights(model, path: Path, where: str = "config.yaml"):
+    """`model` with the checkpoint's weights (model.kernel may differ: parameters are named alike)."""
+    ckpt = load_checkpoint(path)
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as exc:
+        raise UserError(f"{path}: weights do not fit the model in {where} "
+                        f"({str(exc).splitlines()[0]})") from None
+    return model

@@ -35,6 +35,12 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
+class Backend(str, Enum):
+    torch = "torch"
+    onnx = "onnx"
+    torchscript = "torchscript"
+
+
 class Split(str, Enum):
     validation = "validation"
     test = "test"
@@ -149,6 +155,8 @@ def infer(
     attention_weights: bool = typer.Option(False, "--attention-weights", help="Seq2seq: add the attention weights to --jsonl objects."),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
     device: Device = typer.Option(Device.auto),
+    backend: Backend = typer.Option(Backend.torch, "--backend", help="torch (the checkpoint), or an export written by `grutool export`: onnx, torchscript."),
+    model: Optional[Path] = typer.Option(None, "--model", help="With --backend onnx/torchscript: the exported file (default RUN/model.onnx or RUN/model.pt)."),
 ):
     """Predict a label (tagger/joint: tags and spans; seq2seq: the output) for each input, one line per input."""
     setup_logging(quiet=True)
@@ -158,7 +166,9 @@ def infer(
         inputs = _read_inputs(texts or [], file)
         from grutool.predict import Predictor
 
-        predictor = Predictor(run_dir, device.value)
+        if model is not None and backend == Backend.torch:
+            raise UserError("--model: names an exported file; add --backend onnx or --backend torchscript")
+        predictor = Predictor(run_dir, device.value, backend=backend.value, exported=model)
         from grutool.cli.render import renderer
         from grutool.tasks import accepting
 
@@ -185,6 +195,10 @@ app.command()(shapes)
 
 from grutool.cli.bench_cmd import bench  # noqa: E402
 app.command()(bench)
+
+
+from grutool.cli.export_cmd import export  # noqa: E402
+app.command()(export)
 
 
 def main() -> None:

@@ -48,6 +48,8 @@ class Task:
     """What `labels` holds, in a summary line: classes, tags, targets."""
     renderer: ClassVar[str] = "classification"
     """The CLI renderer of this task's results (a module of grutool.cli.render)."""
+    exporter: ClassVar[str] = "classifier"
+    """How `grutool export` writes, checks and runs this family's graphs (a module of grutool.export)."""
     predict_options: ClassVar[tuple[str, ...]] = ()
     """Keyword options `predict` and `evaluate` accept beyond the shared ones (e.g. beam)."""
     traces_real_examples: ClassVar[bool] = True

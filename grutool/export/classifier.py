@@ -1,0 +1,102 @@
+"""Exporting a classifier: one graph, (ids, lengths[, chars][, h0]) -> logits[, h_n].
+
+A unidirectional encoder carries its state as the input `h0` and the output `h_n` (zeros to start),
+so a device can stream a long input chunk by chunk (see grutool.streaming); with `pooling: last`
+the logits after the last chunk equal those of the whole input.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from grutool.export.graph import Graph
+from grutool.export.parity import Parity
+from grutool.export.encoder import streamable
+
+
+def carries_state(model) -> bool:
+    """Whether the graph takes h0 / gives h_n: a unidirectional encoder with a plain hidden state."""
+    return streamable(model.encoder)
+
+
+class ClassifierGraph(nn.Module):
+    def __init__(self, model, chars: bool, state: bool):
+        super().__init__()
+        self.model, self.chars, self.state = model, chars, state
+
+    def forward(self, ids, lengths, *rest):
+        chars = rest[0] if self.chars else None
+        h0 = rest[-1] if self.state else None
+        logits, h_n = self.model.scores(ids, lengths, chars, h0)  # (B, C), (L, B, H)
+        return (logits, h_n) if self.state else logits
+
+
+def example_batch(model, vocab_size: int) -> dict[str, tuple[torch.Tensor, dict[int, str]]]:
+    """ids, lengths (and chars) of three rows of different lengths: batch and time stay dynamic."""
+    ids = torch.randint(2, max(3, vocab_size), (3, 5))
+    inputs = {"ids": (ids, {0: "batch", 1: "time"}), "lengths": (torch.tensor([5, 2, 4]), {0: "batch"})}
+    if getattr(model, "chars", None) is not None:
+        inputs["chars"] = (torch.randint(1, model.chars.embedding.num_embeddings, (3, 5, 4)),
+                           {0: "batch", 1: "time", 2: "word"})
+    return inputs
+
+
+def graphs(model, vocab_size: int) -> list[Graph]:
+    state = carries_state(model)
+    inputs = example_batch(model, vocab_size)
+    outputs = ["logits"]
+    if state:
+        enc = model.encoder
+        inputs["h0"] = (torch.zeros(enc.num_layers, 3, enc.hidden_size), {1: "batch"})
+        outputs.append("h_n")
+    return [Graph("model", ClassifierGraph(model, "chars" in inputs, state), inputs, outputs,
+                  {"logits": "(batch, classes); softmax for probabilities",
+                   "lengths": "tokens per row; rows are padded with 0 after their end"})]
+
+
+def state_inputs(runtime_meta: dict, ids: torch.Tensor) -> dict:
+    """Zeros for h0 when the graph carries state."""
+    state = runtime_meta.get("state")
+    if not state:
+        return {}
+    return {"h0": torch.zeros(state["layers"], ids.shape[0], state["hidden_size"])}
+
+
+class Runtime:
+    """An exported classifier with the model's call: (ids, lengths, chars) -> (logits, None)."""
+
+    def __init__(self, backend, meta: dict):
+        self.backend, self.meta = backend, meta
+
+    def __call__(self, ids, lengths, targets=None, chars=None):
+        inputs = {"ids": ids, "lengths": lengths, **state_inputs(self.meta, ids)}
+        if chars is not None:
+            inputs["chars"] = chars
+        return self.backend.run("model", inputs)["logits"], None
+
+    def stream_scores(self, ids, lengths, chars=None, h0=None):
+        """Logits and h_n for one chunk, continuing from h0 (grutool.streaming)."""
+        inputs = {"ids": ids, "lengths": lengths, "h0": h0 if h0 is not None else state_inputs(self.meta, ids)["h0"]}
+        if chars is not None:
+            inputs["chars"] = chars
+        out = self.backend.run("model", inputs)
+        return out["logits"], out["h_n"]
+
+
+def metadata(model) -> dict:
+    meta = {"pooling": model.pooling.kind}
+    if carries_state(model):
+        meta["state"] = {"input": "h0", "output": "h_n", "layers": model.encoder.num_layers,
+                         "hidden_size": model.encoder.hidden_size}
+    return meta
+
+
+def parity(model, runtime, batch, parity: Parity) -> None:
+    """Logits of the original (packed) model against the export's, and their argmax labels."""
+    extra = batch.extra_inputs()
+    with torch.no_grad():
+        ref, _ = model(batch.ids, batch.lengths, **extra)
+    got, _ = runtime(batch.ids, batch.lengths, **extra)
+    parity.update_diff("logits", ref, got)
+    parity.update_agreement(ref.argmax(-1), got.argmax(-1))

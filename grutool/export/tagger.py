@@ -1,0 +1,103 @@
+"""Exporting a tagger or joint model: one graph, (ids, lengths[, chars][, h0]) -> emissions[, intent][, h_n].
+
+Decoding stays outside the graph (a Viterbi loop over a dynamic length is no graph op): without a CRF
+the tags are emissions.argmax(-1); with one, the CRF's scores are in the metadata JSON and
+`grutool/export/postprocess.py` (NumPy only) decodes them exactly as grutool does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from grutool.export.classifier import carries_state, example_batch, state_inputs
+from grutool.export.graph import Graph
+from grutool.export.parity import Parity
+from grutool.export.postprocess import viterbi
+from grutool.modules.masking import length_mask
+
+UNIT = "tags (and intents)"
+
+
+class TaggerGraph(nn.Module):
+    def __init__(self, model, chars: bool, state: bool):
+        super().__init__()
+        self.model, self.chars, self.state = model, chars, state
+
+    def forward(self, ids, lengths, *rest):
+        chars = rest[0] if self.chars else None
+        h0 = rest[-1] if self.state else None
+        emissions, intent, h_n = self.model.scores(ids, lengths, chars, h0)  # (B, T, C), (B, K), (L, B, H)
+        out = (emissions,) + ((intent,) if intent is not None else ()) + ((h_n,) if self.state else ())
+        return out if len(out) > 1 else emissions
+
+
+def graphs(model, vocab_size: int) -> list[Graph]:
+    state = carries_state(model)
+    inputs = example_batch(model, vocab_size)
+    outputs = ["emissions"] + (["intent"] if model.intent_head is not None else [])
+    if state:
+        enc = model.encoder
+        inputs["h0"] = (torch.zeros(enc.num_layers, 3, enc.hidden_size), {1: "batch"})
+        outputs.append("h_n")
+    notes = {"emissions": "(batch, time, tags): per-token tag scores; decode with argmax, or Viterbi with the "
+                          "'crf' scores (grutool/export/postprocess.py)"}
+    if model.intent_head is not None:
+        notes["intent"] = "(batch, intents): intent logits"
+    return [Graph("model", TaggerGraph(model, "chars" in inputs, state), inputs, outputs, notes)]
+
+
+def metadata(model) -> dict:
+    meta = {}
+    if model.crf is not None:
+        trans, start, end = model.crf.scores()
+        meta["crf"] = {"transitions": trans.tolist(), "start": start.tolist(), "end": end.tolist(),
+                       "decode": "viterbi (grutool/export/postprocess.py)"}
+    if carries_state(model):
+        meta["state"] = {"input": "h0", "output": "h_n", "layers": model.encoder.num_layers,
+                         "hidden_size": model.encoder.hidden_size}
+    return meta
+
+
+def decode(emissions: torch.Tensor, lengths: torch.Tensor, crf: dict | None) -> torch.Tensor:
+    """Tags (B, T), 0 at padding, from emissions (B, T, C): Viterbi with the export's CRF scores, else argmax."""
+    mask = length_mask(lengths, emissions.shape[1], emissions.device)
+    if crf is None:
+        return emissions.argmax(-1).masked_fill(~mask, 0)
+    scores = [np.asarray(crf[k], dtype=np.float32) for k in ("transitions", "start", "end")]
+    tags = torch.zeros(emissions.shape[:2], dtype=torch.long)
+    e = emissions.float().cpu().numpy()
+    for row, n in enumerate(lengths.tolist()):
+        tags[row, :n] = torch.tensor(viterbi(e[row, :n], *scores), dtype=torch.long)
+    return tags
+
+
+class Runtime:
+    """An exported tagger with the model's call: (ids, lengths, chars) -> (TaggerOutput, None)."""
+
+    def __init__(self, backend, meta: dict):
+        self.backend, self.meta = backend, meta
+
+    def __call__(self, ids, lengths, targets=None, chars=None):
+        from grutool.models.tagger import TaggerOutput
+
+        inputs = {"ids": ids, "lengths": lengths, **state_inputs(self.meta, ids)}
+        if chars is not None:
+            inputs["chars"] = chars
+        out = self.backend.run("model", inputs)
+        emissions = out["emissions"]
+        return TaggerOutput(emissions, decode(emissions, lengths, self.meta.get("crf")), out.get("intent")), None
+
+
+def parity(model, runtime, batch, parity: Parity) -> None:
+    """Emissions (and intent logits) of the original model against the export's; decoded tags on real tokens."""
+    extra = batch.extra_inputs()
+    with torch.no_grad():
+        ref, _ = model(batch.ids, batch.lengths, **extra)
+    got, _ = runtime(batch.ids, batch.lengths, **extra)
+    parity.update_diff("emissions", ref.emissions, got.emissions)
+    parity.update_agreement(ref.tags, got.tags, length_mask(batch.lengths, batch.ids.shape[1], batch.ids.device))
+    if ref.intent is not None:
+        parity.update_diff("intent", ref.intent, got.intent)
+        parity.update_agreement(ref.intent.argmax(-1), got.intent.argmax(-1))
