@@ -43,3 +43,9 @@ class Predictor:
             raise UserError(f"{', '.join(unknown)}: for {' or '.join(accepting(*unknown)) or 'no'} runs only "
                             f"({self.run.path} is task {self.cfg.task})")
         return self.task.predict(self, texts, batch_size, **options)
+
+    def stream(self):
+        """A `grutool.streaming.Stream`: feed one long input chunk by chunk (unidirectional models)."""
+        from grutool.streaming import Stream
+
+        return Stream(self)

@@ -75,8 +75,10 @@ class Runtime:
             inputs["chars"] = chars
         return self.backend.run("model", inputs)["logits"], None
 
-    def stream_scores(self, ids, lengths, chars=None, h0=None):
-        """Logits and h_n for one chunk, continuing from h0 (grutool.streaming)."""
+    def scores(self, ids, lengths, chars=None, h0=None):
+        """Logits and h_n for one chunk, continuing from h0 (grutool.streaming); needs a graph with state."""
+        if "state" not in self.meta:
+            raise ValueError("this export carries no state (bidirectional encoder)")
         inputs = {"ids": ids, "lengths": lengths, "h0": h0 if h0 is not None else state_inputs(self.meta, ids)["h0"]}
         if chars is not None:
             inputs["chars"] = chars

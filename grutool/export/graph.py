@@ -8,6 +8,7 @@ metadata JSON beside the file, so a runtime without grutool knows what to feed.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import logging
 import warnings
@@ -91,6 +92,11 @@ def write_onnx(graph: Graph, path: Path, exporter: str = "dynamo") -> None:
         dims: dict[str, torch.export.Dim] = {}
         shapes = tuple({axis: dims.setdefault(name, torch.export.Dim(name, min=1)) for axis, name in axes.items()}
                        or None for _, axes in graph.inputs.values())
+        # The family graphs take optional inputs as *rest: torch.export wants their shapes as one nested tuple.
+        params = inspect.signature(graph.module.forward).parameters.values()
+        fixed = sum(1 for p in params if p.kind is not inspect.Parameter.VAR_POSITIONAL)
+        if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
+            shapes = shapes[:fixed] + (shapes[fixed:],)
         torch.onnx.export(graph.module, graph.args(), str(path), dynamo=True, input_names=names,
                           output_names=outputs, dynamic_shapes=shapes, optimize=True, verbose=False)
 

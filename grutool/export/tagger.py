@@ -90,6 +90,17 @@ class Runtime:
         return TaggerOutput(emissions, decode(emissions, lengths, self.meta.get("crf")), out.get("intent")), None
 
 
+    def scores(self, ids, lengths, chars=None, h0=None):
+        """Emissions, intent logits and h_n for one chunk, continuing from h0 (grutool.streaming)."""
+        if "state" not in self.meta:
+            raise ValueError("this export carries no state (bidirectional encoder)")
+        inputs = {"ids": ids, "lengths": lengths, "h0": h0 if h0 is not None else state_inputs(self.meta, ids)["h0"]}
+        if chars is not None:
+            inputs["chars"] = chars
+        out = self.backend.run("model", inputs)
+        return out["emissions"], out.get("intent"), out["h_n"]
+
+
 def parity(model, runtime, batch, parity: Parity) -> None:
     """Emissions (and intent logits) of the original model against the export's; decoded tags on real tokens."""
     extra = batch.extra_inputs()

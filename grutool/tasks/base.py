@@ -129,6 +129,18 @@ class Task:
         """What `predict` computes from one batch before building result dicts (`bench` times this)."""
         raise NotImplementedError
 
+    def stream_reason(self, cfg: "Config") -> Optional[str]:
+        """None when a model of `cfg` can stream (grutool.streaming), else why not, in a phrase."""
+        return f"task {self.name} has no streaming inference"
+
+    def stream_encode(self, predictor, text: str) -> "EncodedSplit":
+        """One chunk of a stream as a one-example split (no truncation)."""
+        raise NotImplementedError
+
+    def stream_render(self, predictor, text: str, chunk: str, outputs: tuple) -> dict:
+        """The result after a chunk, from the model's `scores` without its state (`text`: everything fed)."""
+        raise NotImplementedError
+
     def set_decoding(self, model, **options) -> dict:
         """Apply `predict_options` to a model for `evaluate`; returns what the results should report."""
         return {}

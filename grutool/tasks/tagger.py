@@ -260,6 +260,36 @@ class TaggerTask(Task):
         return results
 
 
+    # --- streaming -------------------------------------------------------------------
+
+    def stream_reason(self, cfg: Config) -> Optional[str]:
+        m = cfg.model
+        if m.bidirectional:
+            return ("the encoder is bidirectional: its backward direction starts at the sentence's last token, so "
+                    "no tag is final before the whole input is there (train with model.bidirectional: false)")
+        if m.cell == "lstm":
+            return "model.cell lstm carries (h, c); streaming supports gru and rnn"
+        if m.crf:
+            return "model.crf: Viterbi picks every tag from the whole sentence's scores"
+        if self.joint:
+            return "the joint model's intent pools every step's output of the whole sentence"
+        return None
+
+    def stream_encode(self, predictor, text: str) -> EncodedSplit:
+        from grutool.data.tokenize import get_tokenizer
+
+        tokens = get_tokenizer(predictor.cfg.data.tokenizer, lowercase=False)(text)
+        return self.encode(predictor.cfg, predictor.run.vocab, [tokens], chars=predictor.run.chars)
+
+    def stream_render(self, predictor, text: str, chunk: str, outputs: tuple) -> dict:
+        """The chunk's tokens and their tags (a tag never changes once its token is fed)."""
+        from grutool.data.tokenize import get_tokenizer
+
+        tokens = get_tokenizer(predictor.cfg.data.tokenizer, lowercase=False)(chunk)
+        names = predictor.run.labels.itos
+        return {"tokens": tokens, "tags": [names[j] for j in outputs[0][0].argmax(-1).tolist()]}
+
+
 class JointTask(TaggerTask):
     """Tags per token and an intent per sentence from one shared encoder."""
 
