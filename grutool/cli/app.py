@@ -201,6 +201,29 @@ from grutool.cli.export_cmd import export  # noqa: E402
 app.command()(export)
 
 
+@app.command()
+def serve(
+    run_dir: Path = typer.Argument(..., help="Run directory written by `grutool train`."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (default: this machine only)."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535),
+    backend: Backend = typer.Option(Backend.torch, "--backend", help="torch, or an export: onnx, torchscript."),
+    model: Optional[Path] = typer.Option(None, "--model", help="With --backend onnx/torchscript: the exported file."),
+    max_batch: int = typer.Option(64, "--max-batch", min=1, help="Most texts in one model call (dynamic batching)."),
+    window_ms: float = typer.Option(5.0, "--batch-window-ms", min=0.0, help="How long a request waits for others to batch with."),
+    max_texts: int = typer.Option(64, "--max-texts", min=1, help="Most texts in one request."),
+    max_chars: int = typer.Option(10_000, "--max-chars", min=1, help="Most characters in one text."),
+):
+    """Serve a run over HTTP: POST /predict, GET /health, GET /info, /docs (needs the `serve` extra)."""
+    setup_logging(quiet=True)
+    with user_errors():
+        from grutool.serve import Limits
+        from grutool.serve import serve as run_server
+
+        err.print(f"serving {run_dir} on http://{host}:{port} (docs at /docs); Ctrl-C stops")
+        run_server(run_dir, host, port, backend.value, model,
+                   Limits(max_texts=max_texts, max_chars=max_chars, max_batch=max_batch, window_ms=window_ms))
+
+
 def main() -> None:
     try:
         app()
