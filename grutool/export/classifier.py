@@ -55,34 +55,34 @@ def graphs(model, vocab_size: int) -> list[Graph]:
                    "lengths": "tokens per row; rows are padded with 0 after their end"})]
 
 
-def state_inputs(runtime_meta: dict, ids: torch.Tensor) -> dict:
-    """Zeros for h0 when the graph carries state."""
-    state = runtime_meta.get("state")
-    if not state:
-        return {}
-    return {"h0": torch.zeros(state["layers"], ids.shape[0], state["hidden_size"])}
-
-
-class Runtime:
-    """An exported classifier with the model's call: (ids, lengths, chars) -> (logits, None)."""
+class TokenRuntime:
+    """An exported token-level graph (ids, lengths[, chars][, h0]) run by a backend: what the classifier and
+    tagger runtimes share. `run` feeds zeros for h0 unless a stream passes its state."""
 
     def __init__(self, backend, meta: dict):
         self.backend, self.meta = backend, meta
 
-    def __call__(self, ids, lengths, targets=None, chars=None):
-        inputs = {"ids": ids, "lengths": lengths, **state_inputs(self.meta, ids)}
+    def run(self, ids, lengths, chars=None, h0=None) -> dict:
+        inputs = {"ids": ids, "lengths": lengths}
+        state = self.meta.get("state")
+        if state:
+            inputs["h0"] = h0 if h0 is not None else torch.zeros(state["layers"], ids.shape[0], state["hidden_size"])
+        elif h0 is not None:
+            raise ValueError("this export carries no state (bidirectional encoder)")
         if chars is not None:
             inputs["chars"] = chars
-        return self.backend.run("model", inputs)["logits"], None
+        return self.backend.run("model", inputs)
+
+
+class Runtime(TokenRuntime):
+    """An exported classifier with the model's calls: (ids, lengths, chars) -> (logits, None), and `scores`."""
+
+    def __call__(self, ids, lengths, targets=None, chars=None):
+        return self.run(ids, lengths, chars)["logits"], None
 
     def scores(self, ids, lengths, chars=None, h0=None):
-        """Logits and h_n for one chunk, continuing from h0 (grutool.streaming); needs a graph with state."""
-        if "state" not in self.meta:
-            raise ValueError("this export carries no state (bidirectional encoder)")
-        inputs = {"ids": ids, "lengths": lengths, "h0": h0 if h0 is not None else state_inputs(self.meta, ids)["h0"]}
-        if chars is not None:
-            inputs["chars"] = chars
-        out = self.backend.run("model", inputs)
+        """Logits and h_n for one chunk, continuing from h0 (grutool.streaming)."""
+        out = self.run(ids, lengths, chars, h0)
         return out["logits"], out["h_n"]
 
 

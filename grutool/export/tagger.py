@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from grutool.export.classifier import carries_state, example_batch, state_inputs
+from grutool.export.classifier import TokenRuntime, carries_state, example_batch
 from grutool.export.graph import Graph
 from grutool.export.parity import Parity
 from grutool.export.postprocess import viterbi
@@ -73,31 +73,19 @@ def decode(emissions: torch.Tensor, lengths: torch.Tensor, crf: dict | None) -> 
     return tags
 
 
-class Runtime:
-    """An exported tagger with the model's call: (ids, lengths, chars) -> (TaggerOutput, None)."""
-
-    def __init__(self, backend, meta: dict):
-        self.backend, self.meta = backend, meta
+class Runtime(TokenRuntime):
+    """An exported tagger with the model's calls: (ids, lengths, chars) -> (TaggerOutput, None), and `scores`."""
 
     def __call__(self, ids, lengths, targets=None, chars=None):
         from grutool.models.tagger import TaggerOutput
 
-        inputs = {"ids": ids, "lengths": lengths, **state_inputs(self.meta, ids)}
-        if chars is not None:
-            inputs["chars"] = chars
-        out = self.backend.run("model", inputs)
+        out = self.run(ids, lengths, chars)
         emissions = out["emissions"]
         return TaggerOutput(emissions, decode(emissions, lengths, self.meta.get("crf")), out.get("intent")), None
 
-
     def scores(self, ids, lengths, chars=None, h0=None):
         """Emissions, intent logits and h_n for one chunk, continuing from h0 (grutool.streaming)."""
-        if "state" not in self.meta:
-            raise ValueError("this export carries no state (bidirectional encoder)")
-        inputs = {"ids": ids, "lengths": lengths, "h0": h0 if h0 is not None else state_inputs(self.meta, ids)["h0"]}
-        if chars is not None:
-            inputs["chars"] = chars
-        out = self.backend.run("model", inputs)
+        out = self.run(ids, lengths, chars, h0)
         return out["emissions"], out.get("intent"), out["h_n"]
 
 

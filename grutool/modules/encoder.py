@@ -69,16 +69,17 @@ class RecurrentEncoder(nn.Module):
     def _run(self, x: torch.Tensor, lengths: torch.Tensor, total_length: int,
              h0: Optional[torch.Tensor] = None) -> EncoderOutput:
         lengths = lengths.cpu()
+        state0 = () if h0 is None else (h0,)  # no second argument without h0: `shapes` traces the call as it was
         if bool((lengths == lengths[0]).all()):
             # All sequences equally long: nothing to pack. The dense call is the same
             # computation, and for nn.GRU / nn.LSTM on CPU 2-3x faster per token (input
             # projections in one GEMM for all steps; oneDNN for LSTM) than their packed path.
             n = int(lengths[0])
-            out, state = self.rnn(x[:, :n], h0)  # (B, n, D*H)
+            out, state = self.rnn(x[:, :n], *state0)  # (B, n, D*H)
             outputs = out if n == total_length else F.pad(out, (0, 0, 0, total_length - n))  # (B, T, D*H), zeros after n
         else:
             packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-            out, state = self.rnn(packed, h0)
+            out, state = self.rnn(packed, *state0)
             # total_length keeps T even when the longest sequence is shorter than the padded batch.
             outputs, _ = pad_packed_sequence(out, batch_first=True, total_length=total_length)  # (B, T, D*H)
         h_n = self._cell.hidden(state)  # (L*D, B, H), in the caller's batch order

@@ -230,11 +230,8 @@ class ClassifierTask(Task):
 
     def stream_reason(self, cfg: Config) -> Optional[str]:
         m = cfg.model
-        if m.bidirectional:
-            return ("the encoder is bidirectional: its backward direction starts at the input's last token, so "
-                    "every output waits for the whole input (train with model.bidirectional: false)")
-        if m.cell == "lstm":
-            return "model.cell lstm carries (h, c); streaming supports gru and rnn"
+        if encoder_stream_reason(cfg):
+            return encoder_stream_reason(cfg)
         if m.pooling != "last":
             return (f"model.pooling {m.pooling} reads every step's output; only pooling: last (the final state) "
                     f"is carried from chunk to chunk")
@@ -250,6 +247,18 @@ class ClassifierTask(Task):
         probs = torch_softmax(outputs[0])[0]
         k = int(probs.argmax())
         return {"text": text, "label": labels[k], "probs": {n: round(float(p), 6) for n, p in zip(labels, probs)}}
+
+
+def encoder_stream_reason(cfg: Config) -> Optional[str]:
+    """Why the encoder of `cfg` cannot continue from a previous chunk's state, or None."""
+    from grutool.cells import get_cell
+
+    if cfg.model.bidirectional:
+        return ("the encoder is bidirectional: its backward direction starts at the input's last token, so "
+                "every output waits for the whole input (train with model.bidirectional: false)")
+    if get_cell(cfg.model.cell).cell_state:
+        return f"model.cell {cfg.model.cell} carries (h, c); streaming supports cells with a hidden state alone"
+    return None
 
 
 def torch_softmax(logits):

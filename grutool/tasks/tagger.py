@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from grutool.errors import UserError, listed
 from grutool.tasks.base import Prepared, Task
-from grutool.tasks.classifier import check_one_path_per_split, synthetic_vocabs, unseen_rows
+from grutool.tasks.classifier import check_one_path_per_split, encoder_stream_reason, synthetic_vocabs, unseen_rows
 
 if TYPE_CHECKING:
     from grutool.config import Config
@@ -264,11 +264,8 @@ class TaggerTask(Task):
 
     def stream_reason(self, cfg: Config) -> Optional[str]:
         m = cfg.model
-        if m.bidirectional:
-            return ("the encoder is bidirectional: its backward direction starts at the sentence's last token, so "
-                    "no tag is final before the whole input is there (train with model.bidirectional: false)")
-        if m.cell == "lstm":
-            return "model.cell lstm carries (h, c); streaming supports gru and rnn"
+        if encoder_stream_reason(cfg):
+            return encoder_stream_reason(cfg)
         if m.crf:
             return "model.crf: Viterbi picks every tag from the whole sentence's scores"
         if self.joint:
