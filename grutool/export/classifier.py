@@ -20,7 +20,10 @@ def carries_state(model) -> bool:
     return streamable(model.encoder)
 
 
-class ClassifierGraph(nn.Module):
+class ScoresGraph(nn.Module):
+    """A model's `scores` as a graph (classifier and tagger): (ids, lengths[, chars][, h0]) -> its outputs,
+    h_n only when the graph carries state."""
+
     def __init__(self, model, chars: bool, state: bool):
         super().__init__()
         self.model, self.chars, self.state = model, chars, state
@@ -28,29 +31,28 @@ class ClassifierGraph(nn.Module):
     def forward(self, ids, lengths, *rest):
         chars = rest[0] if self.chars else None
         h0 = rest[-1] if self.state else None
-        logits, h_n = self.model.scores(ids, lengths, chars, h0)  # (B, C), (L, B, H)
-        return (logits, h_n) if self.state else logits
+        *scores, h_n = self.model.scores(ids, lengths, chars, h0)  # ..., (L, B, H)
+        out = tuple(x for x in scores if x is not None) + ((h_n,) if self.state else ())
+        return out if len(out) > 1 else out[0]
 
 
-def example_batch(model, vocab_size: int) -> dict[str, tuple[torch.Tensor, dict[int, str]]]:
-    """ids, lengths (and chars) of three rows of different lengths: batch and time stay dynamic."""
+def token_inputs(model, vocab_size: int) -> dict[str, tuple[torch.Tensor, dict[int, str]]]:
+    """ids, lengths (and chars, and h0 with state) of three rows of different lengths: batch and time stay dynamic."""
     ids = torch.randint(2, max(3, vocab_size), (3, 5))
     inputs = {"ids": (ids, {0: "batch", 1: "time"}), "lengths": (torch.tensor([5, 2, 4]), {0: "batch"})}
     if getattr(model, "chars", None) is not None:
         inputs["chars"] = (torch.randint(1, model.chars.embedding.num_embeddings, (3, 5, 4)),
                            {0: "batch", 1: "time", 2: "word"})
+    if carries_state(model):
+        enc = model.encoder
+        inputs["h0"] = (torch.zeros(enc.num_layers, 3, enc.hidden_size), {1: "batch"})
     return inputs
 
 
 def graphs(model, vocab_size: int) -> list[Graph]:
-    state = carries_state(model)
-    inputs = example_batch(model, vocab_size)
-    outputs = ["logits"]
-    if state:
-        enc = model.encoder
-        inputs["h0"] = (torch.zeros(enc.num_layers, 3, enc.hidden_size), {1: "batch"})
-        outputs.append("h_n")
-    return [Graph("model", ClassifierGraph(model, "chars" in inputs, state), inputs, outputs,
+    inputs = token_inputs(model, vocab_size)
+    outputs = ["logits"] + (["h_n"] if "h0" in inputs else [])
+    return [Graph("model", ScoresGraph(model, "chars" in inputs, "h0" in inputs), inputs, outputs,
                   {"logits": "(batch, classes); softmax for probabilities",
                    "lengths": "tokens per row; rows are padded with 0 after their end"})]
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import nn
 
-from grutool.export.classifier import TokenRuntime, carries_state, example_batch
+from grutool.export.classifier import ScoresGraph, TokenRuntime, carries_state, token_inputs
 from grutool.export.graph import Graph
 from grutool.export.parity import Parity
 from grutool.export.postprocess import viterbi
@@ -20,32 +19,14 @@ from grutool.modules.masking import length_mask
 UNIT = "tags (and intents)"
 
 
-class TaggerGraph(nn.Module):
-    def __init__(self, model, chars: bool, state: bool):
-        super().__init__()
-        self.model, self.chars, self.state = model, chars, state
-
-    def forward(self, ids, lengths, *rest):
-        chars = rest[0] if self.chars else None
-        h0 = rest[-1] if self.state else None
-        emissions, intent, h_n = self.model.scores(ids, lengths, chars, h0)  # (B, T, C), (B, K), (L, B, H)
-        out = (emissions,) + ((intent,) if intent is not None else ()) + ((h_n,) if self.state else ())
-        return out if len(out) > 1 else emissions
-
-
 def graphs(model, vocab_size: int) -> list[Graph]:
-    state = carries_state(model)
-    inputs = example_batch(model, vocab_size)
-    outputs = ["emissions"] + (["intent"] if model.intent_head is not None else [])
-    if state:
-        enc = model.encoder
-        inputs["h0"] = (torch.zeros(enc.num_layers, 3, enc.hidden_size), {1: "batch"})
-        outputs.append("h_n")
+    inputs = token_inputs(model, vocab_size)
+    outputs = ["emissions"] + (["intent"] if model.intent_head is not None else []) + (["h_n"] if "h0" in inputs else [])
     notes = {"emissions": "(batch, time, tags): per-token tag scores; decode with argmax, or Viterbi with the "
                           "'crf' scores (grutool/export/postprocess.py)"}
     if model.intent_head is not None:
         notes["intent"] = "(batch, intents): intent logits"
-    return [Graph("model", TaggerGraph(model, "chars" in inputs, state), inputs, outputs, notes)]
+    return [Graph("model", ScoresGraph(model, "chars" in inputs, "h0" in inputs), inputs, outputs, notes)]
 
 
 def metadata(model) -> dict:
