@@ -1,5 +1,5 @@
 """Server load: requests/s and p50/p99 latency of `grutool serve` on loopback at 1, 8 and 64 concurrent
-clients, each request one text, with dynamic batching on (window 5 ms) and off (window 0, max batch 1).
+clients, each request one text, with dynamic batching on (window 2 ms) and off (window 0, max batch 1).
 
 A bounded load generator: each level runs for --seconds (default 10) or --requests per client, whichever
 comes first, then the server is stopped.
@@ -65,7 +65,7 @@ def main() -> None:
     cfg = load_config(Path(args.run) / "config.yaml")
     texts, _ = read_examples(cfg.data, cfg.data.validation)
     rows = []
-    for mode, batching in (("batched", ["--max-batch", "64", "--batch-window-ms", "5"]),
+    for mode, batching in (("batched", ["--max-batch", "64", "--batch-window-ms", "2"]),
                            ("unbatched", ["--max-batch", "1", "--batch-window-ms", "0"])):
         # The server in its own process (as deployed): the load generator does not share its GIL.
         port = free_port()

@@ -209,7 +209,7 @@ def serve(
     backend: Backend = typer.Option(Backend.torch, "--backend", help="torch, or an export: onnx, torchscript."),
     model: Optional[Path] = typer.Option(None, "--model", help="With --backend onnx/torchscript: the exported file."),
     max_batch: int = typer.Option(64, "--max-batch", min=1, help="Most texts in one model call (dynamic batching)."),
-    window_ms: float = typer.Option(5.0, "--batch-window-ms", min=0.0, help="How long a request waits for others to batch with."),
+    window_ms: float = typer.Option(2.0, "--batch-window-ms", min=0.0, help="How long a request waits for others to batch with."),
     max_texts: int = typer.Option(64, "--max-texts", min=1, help="Most texts in one request."),
     max_chars: int = typer.Option(10_000, "--max-chars", min=1, help="Most characters in one text."),
 ):
