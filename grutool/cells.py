@@ -51,6 +51,10 @@ class Cell:
             return _load(self.fused)(input_size, hidden_size, kernel=kernel, **kwargs)
         return _load(self.native)(input_size, hidden_size, **kwargs)
 
+    def native_class(self) -> Any:
+        """PyTorch's own module class (what export and torch's quantize_dynamic know)."""
+        return _load(self.native)
+
     def hidden(self, state):
         """h_n (L*D, B, H) out of what the module returned as its state."""
         return state[0] if self.cell_state else state

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import io
 import pickle
+import zipfile
 from pathlib import Path
-from typing import Mapping
+from typing import Optional, Mapping
 
 import torch
 
@@ -48,6 +49,9 @@ def load_checkpoint(path: Path) -> dict:
         raise UserError(f"{path}: is a directory, not a checkpoint file")
     if not path.is_file():
         raise UserError(f"{path}: checkpoint not found; train first, or pick another run directory")
+    if not zipfile.is_zipfile(path):  # torch.save's format (all grutool writes) is a zip archive
+        raise UserError(f"{path}: checkpoint is corrupt or truncated (not a torch.save archive); "
+                        f"restore it or train again")
     try:
         # weights_only: a checkpoint is data (tensors, numbers, strings), never code.
         obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -101,3 +105,10 @@ def load_weights(model: torch.nn.Module, state: dict, path: Path, sizes: Mapping
                        "config.yaml describes another model")
     raise UserError(f"{path}: weights do not fit the run's model: {what}{more}; {cause}; "
                     f"restore the run's files as training wrote them, or train again")
+
+
+def load_run_weights(model: torch.nn.Module, path: Path, sizes: Optional[Mapping[str, int]] = None):
+    """`model` with the weights of the checkpoint at `path` (model.kernel may differ from training's:
+    every kernel names its parameters alike); a UserError as `load_weights` when they do not fit."""
+    load_weights(model, load_checkpoint(path)["model"], path, sizes or {})
+    return model

@@ -3,26 +3,37 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 from grutool import rundir
-from grutool.checkpoint import load_checkpoint, load_weights
+from grutool.checkpoint import load_run_weights
 from grutool.errors import UserError
 from grutool.tasks import accepting, get_task
 from grutool.training.device import resolve_device
 
 
 class Predictor:
-    """A run's best model on a device, ready for raw text."""
+    """A run's best model on a device (or its export, with `backend`), ready for raw text."""
 
-    def __init__(self, run_dir: str | Path, device: str = "auto", checkpoint: str = rundir.BEST):
+    def __init__(self, run_dir: str | Path, device: str = "auto", checkpoint: str = rundir.BEST,
+                 backend: str = "torch", exported: Optional[str | Path] = None):
+        """backend: torch (the checkpoint), onnx or torchscript (the file `grutool export` wrote:
+        `exported`, by default <run>/model.onnx or <run>/model.pt)."""
         self.run = rundir.open_run(run_dir)
         self.cfg = self.run.config
         self.task = get_task(self.cfg.task)
         self.device = resolve_device(device)
-        ckpt = load_checkpoint(self.run.path / checkpoint)
-        self.model = self.task.build_model(self.cfg, self.run)
-        load_weights(self.model, ckpt["model"], self.run.path / checkpoint, rundir.sizes(self.run, self.cfg))
-        self.model.to(self.device).eval()
+        self.backend = backend
+        if backend == "torch":
+            self.model = load_run_weights(self.task.build_model(self.cfg, self.run), self.run.path / checkpoint,
+                                          rundir.sizes(self.run, self.cfg))
+            self.model.to(self.device).eval()
+        else:
+            # An exported file (grutool export) behind the model's own calls: same pre- and post-processing.
+            from grutool.export import load_export
+
+            self.device = resolve_device("cpu")
+            self.model = load_export(self.run, backend, exported)
 
     def predict(self, texts: list[str], batch_size: int = 64, **options) -> list[dict]:
         """One dict per text, in input order, as the run's task shapes it: a classifier answers with text,
@@ -33,3 +44,9 @@ class Predictor:
             raise UserError(f"{', '.join(unknown)}: for {' or '.join(accepting(*unknown)) or 'no'} runs only "
                             f"({self.run.path} is task {self.cfg.task})")
         return self.task.predict(self, texts, batch_size, **options)
+
+    def stream(self):
+        """A `grutool.streaming.Stream`: feed one long input chunk by chunk (unidirectional models)."""
+        from grutool.streaming import Stream
+
+        return Stream(self)

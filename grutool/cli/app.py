@@ -36,6 +36,12 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
+class Backend(str, Enum):
+    torch = "torch"
+    onnx = "onnx"
+    torchscript = "torchscript"
+
+
 class Split(str, Enum):
     validation = "validation"
     test = "test"
@@ -155,6 +161,8 @@ def infer(
     attention_weights: bool = typer.Option(False, "--attention-weights", help="Seq2seq: add the attention weights to --jsonl objects."),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
     device: Device = typer.Option(Device.auto),
+    backend: Backend = typer.Option(Backend.torch, "--backend", help="torch (the checkpoint), or an export written by `grutool export`: onnx, torchscript."),
+    model: Optional[Path] = typer.Option(None, "--model", help="With --backend onnx/torchscript: the exported file (default RUN/model.onnx or RUN/model.pt)."),
 ):
     """Predict a label (tagger/joint: tags and spans; seq2seq: the output) for each input, one line per input."""
     setup_logging(quiet=True)
@@ -164,7 +172,9 @@ def infer(
         inputs = _read_inputs(texts or [], file)
         from grutool.predict import Predictor
 
-        predictor = Predictor(run_dir, device.value)
+        if model is not None and backend == Backend.torch:
+            raise UserError("--model: names an exported file; add --backend onnx or --backend torchscript")
+        predictor = Predictor(run_dir, device.value, backend=backend.value, exported=model)
         from grutool.cli.render import renderer
         from grutool.tasks import accepting
 
@@ -193,6 +203,33 @@ app.command()(shapes)
 
 from grutool.cli.bench_cmd import bench  # noqa: E402
 app.command()(bench)
+
+
+from grutool.cli.export_cmd import export  # noqa: E402
+app.command()(export)
+
+
+@app.command()
+def serve(
+    run_dir: Path = typer.Argument(..., help="Run directory written by `grutool train`."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (default: this machine only)."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535),
+    backend: Backend = typer.Option(Backend.torch, "--backend", help="torch, or an export: onnx, torchscript."),
+    model: Optional[Path] = typer.Option(None, "--model", help="With --backend onnx/torchscript: the exported file."),
+    max_batch: int = typer.Option(64, "--max-batch", min=1, help="Most texts in one model call (dynamic batching)."),
+    window_ms: float = typer.Option(2.0, "--batch-window-ms", min=0.0, help="How long a request waits for others to batch with."),
+    max_texts: int = typer.Option(64, "--max-texts", min=1, help="Most texts in one request."),
+    max_chars: int = typer.Option(10_000, "--max-chars", min=1, help="Most characters in one text."),
+):
+    """Serve a run over HTTP: POST /predict, GET /health, GET /info, /docs (needs the `serve` extra)."""
+    setup_logging(quiet=True)
+    with user_errors():
+        from grutool.serve import Limits
+        from grutool.serve import serve as run_server
+
+        err.print(f"serving {run_dir} on http://{host}:{port} (docs at /docs); Ctrl-C stops")
+        run_server(run_dir, host, port, backend.value, model,
+                   Limits(max_texts=max_texts, max_chars=max_chars, max_batch=max_batch, window_ms=window_ms))
 
 
 def main() -> None:

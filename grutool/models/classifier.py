@@ -49,20 +49,25 @@ class Classifier(nn.Module):
         """The input token embedding (where data.vectors are loaded)."""
         return self.embedding
 
-    def forward(self, ids: torch.Tensor, lengths: torch.Tensor,
-                targets: Optional[torch.Tensor] = None,
-                chars: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """ids: (B, T); lengths: (B,) CPU; targets: (B,), ids >= num_classes mean 'unseen label';
-        chars: (B, T, W) with char features."""
+    def scores(self, ids: torch.Tensor, lengths: torch.Tensor, chars: Optional[torch.Tensor] = None,
+               h0: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (B, C) and the encoder's h_n (L*D, B, H); `h0` continues a stream (see grutool.streaming)."""
         if self.training and self.token_dropout > 0:
             ids = drop_tokens(ids, self.token_dropout)
         x = self.embedding_dropout(self.embedding(ids))  # (B, T, E)
         if self.chars is not None:
             x = self.chars.append(x, chars)  # (B, T, E + 2c)
-        enc = self.encoder(x, lengths)
+        enc = self.encoder(x, lengths, h0)
         mask = length_mask(lengths, ids.shape[1], ids.device)  # (B, T)
         pooled = self.head_dropout(self.pooling(enc, mask))  # (B, D*H)
-        logits = self.head(pooled)  # (B, C)
+        return self.head(pooled), enc.h_n  # (B, C), (L*D, B, H)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor,
+                targets: Optional[torch.Tensor] = None,
+                chars: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """ids: (B, T); lengths: (B,) CPU; targets: (B,), ids >= num_classes mean 'unseen label';
+        chars: (B, T, W) with char features."""
+        logits, _ = self.scores(ids, lengths, chars)  # (B, C)
         loss = None
         if targets is not None:
             # Labels the model never saw cannot be predicted; they count as errors in

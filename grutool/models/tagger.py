@@ -70,6 +70,23 @@ class Tagger(nn.Module):
         """The input token embedding (where data.vectors are loaded)."""
         return self.embedding
 
+    def scores(self, ids: torch.Tensor, lengths: torch.Tensor, chars: Optional[torch.Tensor] = None,
+               h0: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor]:
+        """Emissions (B, T, C), intent logits (B, K) for the joint model (else None) and the encoder's
+        h_n (L*D, B, H): everything but decoding and the loss (what an exported graph holds)."""
+        if self.training and self.token_dropout > 0:
+            ids = drop_tokens(ids, self.token_dropout)
+        x = self.embedding(ids)  # (B, T, E)
+        if self.chars is not None:
+            x = self.chars.append(x, chars)  # (B, T, E + 2c)
+        enc = self.encoder(self.embedding_dropout(x), lengths, h0)
+        emissions = self.head(self.head_dropout(enc.outputs))  # (B, T, C)
+        intent = None
+        if self.intent_head is not None:
+            mask = length_mask(lengths, ids.shape[1], ids.device)  # (B, T)
+            intent = self.intent_head(self.head_dropout(self.pooling(enc, mask)))  # (B, K)
+        return emissions, intent, enc.h_n
+
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor, targets: Optional[Targets] = None,
                 chars: Optional[torch.Tensor] = None) -> tuple[TaggerOutput, Optional[torch.Tensor]]:
         """ids: (B, T); lengths: (B,) CPU; chars: (B, T, W) with char features.
@@ -77,17 +94,8 @@ class Tagger(nn.Module):
         targets: tag ids (B, T), -100 at padding, ids >= num_tags for tags never seen in
         training; for the joint model a dict that adds intent ids (B,).
         """
-        if self.training and self.token_dropout > 0:
-            ids = drop_tokens(ids, self.token_dropout)
-        x = self.embedding(ids)  # (B, T, E)
-        if self.chars is not None:
-            x = self.chars.append(x, chars)  # (B, T, E + 2c)
-        enc = self.encoder(self.embedding_dropout(x), lengths)
+        emissions, intent, _ = self.scores(ids, lengths, chars)  # (B, T, C), (B, K) or None
         mask = length_mask(lengths, ids.shape[1], ids.device)  # (B, T)
-        emissions = self.head(self.head_dropout(enc.outputs))  # (B, T, C)
-        intent = None
-        if self.intent_head is not None:
-            intent = self.intent_head(self.head_dropout(self.pooling(enc, mask)))  # (B, K)
         # Decoding is skipped while training: the loop only needs the loss there.
         tags = None if self.training else self.decode(emissions, mask)
         loss = None

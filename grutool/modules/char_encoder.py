@@ -36,6 +36,10 @@ class CharEncoder(nn.Module):
         B, T, W = chars.shape
         if B * T * W == 0:
             return chars.new_zeros(B, T, self.get_output_dim(), dtype=self.embedding.weight.dtype)
+        if torch.compiler.is_exporting():
+            # An exported graph has no data-dependent shapes (torch.unique's): encode every token.
+            lengths = (chars != Vocab.pad_id).sum(-1).reshape(B * T)  # (B*T,)
+            return self.encoder(self.embedding(chars.reshape(B * T, W)), lengths).final.view(B, T, -1)
         # Words repeat within a batch (the, of, punctuation): encode each spelling once.
         spellings, where = torch.unique(chars.reshape(B * T, W), dim=0, return_inverse=True)  # (U, W), (B*T,)
         # The pad id never encodes a character, so counting non-pad ids gives each word's exact length.

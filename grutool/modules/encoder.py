@@ -9,7 +9,7 @@ tagger and seq2seq all use it.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
@@ -41,44 +41,51 @@ class RecurrentEncoder(nn.Module):
     def get_output_dim(self) -> int:
         return self.hidden_size * self.num_directions
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
-        """x: (B, T, input_size) padded; lengths: (B,) on CPU, 0 allowed."""
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor, h0: Optional[torch.Tensor] = None) -> EncoderOutput:
+        """x: (B, T, input_size) padded; lengths: (B,) on CPU, 0 allowed; h0: (L*D, B, H) initial state
+        (streaming: the previous chunk's h_n; cells without a cell state only), zeros when None."""
+        if h0 is not None and self._cell.cell_state:
+            raise ValueError(f"cell {self.cell}: an initial state needs (h, c); streaming supports gru and rnn")
         B, T, _ = x.shape
         nonempty = lengths > 0
         if bool(nonempty.all()):
-            return self._run(x, lengths, T)
+            return self._run(x, lengths, T, h0)
         # Empty sequences never reach pack_padded_sequence (it rejects length 0):
         # run the others and give the empty ones zero outputs and zero states.
         keep = nonempty.nonzero().squeeze(1)  # (B',)
         H, LD = self.hidden_size, self.num_layers * self.num_directions
         outputs = x.new_zeros(B, T, self.get_output_dim())
-        final = x.new_zeros(B, self.get_output_dim())
-        h_n = x.new_zeros(LD, B, H)
+        final = x.new_zeros(B, self.get_output_dim()) if h0 is None else self._final(h0)
+        h_n = x.new_zeros(LD, B, H) if h0 is None else h0  # an empty chunk leaves the state as it was
         if len(keep):
-            sub = self._run(x[keep.to(x.device)], lengths[keep], T)
+            sub = self._run(x[keep.to(x.device)], lengths[keep], T,
+                            None if h0 is None else h0[:, keep.to(h0.device)])
             idx = keep.to(x.device)
             outputs = outputs.index_copy(0, idx, sub.outputs.to(outputs.dtype))
             final = final.index_copy(0, idx, sub.final.to(final.dtype))
             h_n = h_n.index_copy(1, idx, sub.h_n.to(h_n.dtype))
         return EncoderOutput(outputs, final, h_n)
 
-    def _run(self, x: torch.Tensor, lengths: torch.Tensor, total_length: int) -> EncoderOutput:
+    def _run(self, x: torch.Tensor, lengths: torch.Tensor, total_length: int,
+             h0: Optional[torch.Tensor] = None) -> EncoderOutput:
         lengths = lengths.cpu()
+        state0 = () if h0 is None else (h0,)  # no second argument without h0: `shapes` traces the call as it was
         if bool((lengths == lengths[0]).all()):
             # All sequences equally long: nothing to pack. The dense call is the same
             # computation, and for nn.GRU / nn.LSTM on CPU 2-3x faster per token (input
             # projections in one GEMM for all steps; oneDNN for LSTM) than their packed path.
             n = int(lengths[0])
-            out, state = self.rnn(x[:, :n])  # (B, n, D*H)
+            out, state = self.rnn(x[:, :n], *state0)  # (B, n, D*H)
             outputs = out if n == total_length else F.pad(out, (0, 0, 0, total_length - n))  # (B, T, D*H), zeros after n
         else:
             packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-            out, state = self.rnn(packed)
+            out, state = self.rnn(packed, *state0)
             # total_length keeps T even when the longest sequence is shorter than the padded batch.
             outputs, _ = pad_packed_sequence(out, batch_first=True, total_length=total_length)  # (B, T, D*H)
         h_n = self._cell.hidden(state)  # (L*D, B, H), in the caller's batch order
+        return EncoderOutput(outputs, self._final(h_n), h_n)
+
+    def _final(self, h_n: torch.Tensor) -> torch.Tensor:
         if self.num_directions == 2:
-            final = torch.cat([h_n[-2], h_n[-1]], dim=-1)  # (B, 2H): forward at t=len-1, backward at t=0
-        else:
-            final = h_n[-1]  # (B, H)
-        return EncoderOutput(outputs, final, h_n)
+            return torch.cat([h_n[-2], h_n[-1]], dim=-1)  # (B, 2H): forward at t=len-1, backward at t=0
+        return h_n[-1]  # (B, H)

@@ -48,6 +48,8 @@ class Task:
     """What `labels` holds, in a summary line: classes, tags, targets."""
     renderer: ClassVar[str] = "classification"
     """The CLI renderer of this task's results (a module of grutool.cli.render)."""
+    exporter: ClassVar[str] = "classifier"
+    """How `grutool export` writes, checks and runs this family's graphs (a module of grutool.export)."""
     predict_options: ClassVar[tuple[str, ...]] = ()
     """Keyword options `predict` and `evaluate` accept beyond the shared ones (e.g. beam)."""
     traces_real_examples: ClassVar[bool] = True
@@ -125,6 +127,18 @@ class Task:
 
     def infer_batch(self, model, batch: "Batch", **options):
         """What `predict` computes from one batch before building result dicts (`bench` times this)."""
+        raise NotImplementedError
+
+    def stream_reason(self, cfg: "Config") -> Optional[str]:
+        """None when a model of `cfg` can stream (grutool.streaming), else why not, in a phrase."""
+        return f"task {self.name} has no streaming inference"
+
+    def stream_encode(self, predictor, text: str) -> "EncodedSplit":
+        """One chunk of a stream as a one-example split (no truncation)."""
+        raise NotImplementedError
+
+    def stream_render(self, predictor, text: str, chunk: str, outputs: tuple) -> dict:
+        """The result after a chunk, from the model's `scores` without its state (`text`: everything fed)."""
         raise NotImplementedError
 
     def set_decoding(self, model, **options) -> dict:

@@ -82,13 +82,24 @@ class ClassifierTask(Task):
         tok = self.tokenizer(cfg)
         limit = cfg.data.max_length
         tokens = [tok(t)[:limit] for t in texts]
-        ids = [torch.tensor(vocab.encode(s), dtype=torch.long) for s in tokens]
+        split = self.encode_tokens(cfg, vocab, tokens, chars, texts)
         targets = None
         names = list(labels.itos) + [e for e in extra or [] if e not in labels.stoi]
         if gold is not None:
             index = {name: i for i, name in enumerate(names)}
             targets = [torch.tensor(index[g]) for g in gold]
-        split = EncodedSplit(ids, targets, texts, names)
+        split.targets, split.label_names = targets, names
+        return split
+
+    def encode_tokens(self, cfg: Config, vocab: Vocab, tokens: list[list[str]], chars: Optional[Vocab] = None,
+                      texts: Optional[list[str]] = None) -> EncodedSplit:
+        """Token ids (and char ids with `chars`) of tokenized texts, unlabelled."""
+        import torch
+
+        from grutool.data.batching import EncodedSplit
+
+        ids = [torch.tensor(vocab.encode(s), dtype=torch.long) for s in tokens]
+        split = EncodedSplit(ids, None, texts if texts is not None else [" ".join(s) for s in tokens])
         if chars is not None:
             split.chars = [chars.encode_chars(s, cfg.data.max_word_length) for s in tokens]  # each (T_i, W_i)
         return split
@@ -213,6 +224,47 @@ class ClassifierTask(Task):
                     results[i] = {"text": texts[i], "label": labels[k],
                                   "probs": {name: round(float(p), 6) for name, p in zip(labels, row)}}
         return results
+
+
+    # --- streaming ----------------------------------------------------------------------------
+
+    def stream_reason(self, cfg: Config) -> Optional[str]:
+        m = cfg.model
+        if encoder_stream_reason(cfg):
+            return encoder_stream_reason(cfg)
+        if m.pooling != "last":
+            return (f"model.pooling {m.pooling} reads every step's output; only pooling: last (the final state) "
+                    f"is carried from chunk to chunk")
+        return None
+
+    def stream_encode(self, predictor, text: str) -> EncodedSplit:
+        run = predictor.run
+        tokens = self.tokenizer(predictor.cfg)(text)
+        return self.encode_tokens(predictor.cfg, run.vocab, [tokens], run.chars)
+
+    def stream_render(self, predictor, text: str, chunk: str, outputs: tuple) -> dict:
+        labels = predictor.run.labels.itos
+        probs = torch_softmax(outputs[0])[0]
+        k = int(probs.argmax())
+        return {"text": text, "label": labels[k], "probs": {n: round(float(p), 6) for n, p in zip(labels, probs)}}
+
+
+def encoder_stream_reason(cfg: Config) -> Optional[str]:
+    """Why the encoder of `cfg` cannot continue from a previous chunk's state, or None."""
+    from grutool.cells import get_cell
+
+    if cfg.model.bidirectional:
+        return ("the encoder is bidirectional: its backward direction starts at the input's last token, so "
+                "every output waits for the whole input (train with model.bidirectional: false)")
+    if get_cell(cfg.model.cell).cell_state:
+        return f"model.cell {cfg.model.cell} carries (h, c); streaming supports cells with a hidden state alone"
+    return None
+
+
+def torch_softmax(logits):
+    import torch
+
+    return torch.softmax(logits.float(), dim=-1).cpu()
 
 
 # --- helpers shared with the other families ---------------------------------------------------

@@ -38,6 +38,7 @@ class Seq2SeqTask(Task):
             "decoding": ()}
     outputs = "targets"
     renderer = "seq2seq"
+    exporter = "seq2seq"
     predict_options = ("beam", "attention")
 
     # --- config --------------------------------------------------------------------------------

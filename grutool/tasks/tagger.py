@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from grutool.errors import UserError, listed
 from grutool.tasks.base import Prepared, Task
-from grutool.tasks.classifier import check_one_path_per_split, synthetic_vocabs, unseen_rows
+from grutool.tasks.classifier import check_one_path_per_split, encoder_stream_reason, synthetic_vocabs, unseen_rows
 
 if TYPE_CHECKING:
     from grutool.config import Config
@@ -29,6 +29,7 @@ class TaggerTask(Task):
     monitors = ("token_accuracy", "span_f1", "sentence_accuracy", "loss")
     owns = {"model": ("crf", "char_features", "char_embedding_dim", "char_hidden_size", "freeze_embeddings")}
     renderer = "tagging"
+    exporter = "tagger"
 
     # --- config ------------------------------------------------------------------------
 
@@ -257,6 +258,33 @@ class TaggerTask(Task):
                     r["intent_prob"] = round(float(probs[row, k]), 6)
                 results[i] = r
         return results
+
+
+    # --- streaming -------------------------------------------------------------------
+
+    def stream_reason(self, cfg: Config) -> Optional[str]:
+        m = cfg.model
+        if encoder_stream_reason(cfg):
+            return encoder_stream_reason(cfg)
+        if m.crf:
+            return "model.crf: Viterbi picks every tag from the whole sentence's scores"
+        if self.joint:
+            return "the joint model's intent pools every step's output of the whole sentence"
+        return None
+
+    def stream_encode(self, predictor, text: str) -> EncodedSplit:
+        from grutool.data.tokenize import get_tokenizer
+
+        tokens = get_tokenizer(predictor.cfg.data.tokenizer, lowercase=False)(text)
+        return self.encode(predictor.cfg, predictor.run.vocab, [tokens], chars=predictor.run.chars)
+
+    def stream_render(self, predictor, text: str, chunk: str, outputs: tuple) -> dict:
+        """The chunk's tokens and their tags (a tag never changes once its token is fed)."""
+        from grutool.data.tokenize import get_tokenizer
+
+        tokens = get_tokenizer(predictor.cfg.data.tokenizer, lowercase=False)(chunk)
+        names = predictor.run.labels.itos
+        return {"tokens": tokens, "tags": [names[j] for j in outputs[0][0].argmax(-1).tolist()]}
 
 
 class JointTask(TaggerTask):

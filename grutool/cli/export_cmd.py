@@ -1,0 +1,59 @@
+"""`grutool export`: parse, call grutool.export.export, render its report."""
+
+from __future__ import annotations
+
+
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from grutool import jsonsafe
+from grutool.cli.console import err, out, setup_logging, user_errors
+
+
+class Exporter(str, Enum):
+    dynamo = "dynamo"
+    legacy = "legacy"
+
+
+class Format(str, Enum):
+    onnx = "onnx"
+    torchscript = "torchscript"
+
+
+def export(
+    run_dir: Path = typer.Argument(..., help="Run directory written by `grutool train`."),
+    format: Format = typer.Option(Format.onnx, "--format", help="onnx (needs the `onnx` extra) or torchscript."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Model file (default: RUN/model[.int8].onnx or .pt); the metadata JSON goes beside it."),
+    int8: bool = typer.Option(False, "--int8", help="Dynamic int8 weights (onnx: ONNX Runtime's quantizer; torchscript: torch's quantize_dynamic)."),
+    split: str = typer.Option("validation", "--split", help="Labelled split the parity check runs on."),
+    atol: Optional[float] = typer.Option(None, "--atol", help="Largest max |diff| of outputs accepted (fp32 default 1e-4; int8: not checked)."),
+    min_agreement: Optional[float] = typer.Option(None, "--min-agreement", help="Smallest share of equal predictions accepted (fp32 0.999, int8 0.97)."),
+    exporter: Exporter = typer.Option(Exporter.dynamo, "--exporter", help="ONNX: dynamo (torch's maintained exporter, ~10 s) or legacy (deprecated TorchScript-based, ~0.1 s, same graph)."),
+    json_: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
+):
+    """Export a trained run to ONNX or TorchScript, checked against the original on the validation split."""
+    setup_logging(quiet=True)
+    with user_errors():
+        from grutool.export import ParityError, describe
+        from grutool.export import export as run_export
+
+        try:
+            report = run_export(run_dir, format.value, output, int8, split=split, atol=atol,
+                                min_agreement=min_agreement, exporter=exporter.value)
+        except ParityError as exc:
+            if json_:
+                print(jsonsafe.dumps(exc.report))
+            err.print(f"error: export refused, nothing written: {exc}")
+            raise typer.Exit(1)
+        if json_:
+            print(jsonsafe.dumps(report))
+            return
+        out.print(describe(report))
+        for name, path in report["files"].items():
+            out.print(f"  {name:<8} {path}  ({report['bytes'][name] / 1e6:.2f} MB)")
+        out.print(f"  metadata {report['metadata']}")
+        if report.get("float_ops"):
+            out.print(f"  note: {', '.join(report['float_ops'])} ops stay float32 (ONNX Runtime has no int8 kernel for them)")

@@ -1,0 +1,274 @@
+"""`grutool export`: a trained run as ONNX or TorchScript files plus a JSON that makes them usable
+without grutool, proved equal to the original by a parity check before anything is written.
+
+    <out>.onnx | <out>.pt          the graph (seq2seq: the encoder)
+    <out>.decoder.onnx | .pt       seq2seq only: the one-step decoder
+    <out>.json                     vocabularies, labels, tokenizer settings, input/output names and
+                                   shapes, the family's post-processing data, the parity report
+
+What differs between families (which graphs, their inputs, how parity is judged, how an export is run
+behind the model's own calls) lives in one module per family, `grutool.export.<Task.exporter>`.
+Every file is written under a temporary name and renamed only after the parity check passed, so a
+failed or interrupted export leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import json
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional
+
+from grutool import rundir
+from grutool.errors import UserError
+
+log = logging.getLogger("grutool")
+
+METADATA_VERSION = 1
+# fp32: the graph computes what the model computes, up to float rounding (measured ~1e-6 on logits).
+FP32_TOLERANCE = 1e-4
+FP32_MIN_AGREEMENT = 0.999
+# int8: weights are rounded to 8 bits, so outputs move; what must hold is the prediction.
+INT8_MIN_AGREEMENT = 0.97
+
+
+class ParityError(Exception):
+    """The export differs from the original beyond tolerance: exit 1, nothing written."""
+
+    exit_code = 1
+
+    def __init__(self, report: dict):
+        super().__init__(describe(report))
+        self.report = report
+
+
+def default_path(run_path: Path, fmt: str, int8: bool = False) -> Path:
+    from grutool.export.graph import FORMATS
+
+    return run_path / ("model" + (".int8" if int8 else "") + FORMATS[fmt])
+
+
+def graph_files(path: Path, names: list[str]) -> dict[str, Path]:
+    """The first graph at `path`, the others beside it: model.onnx, model.decoder.onnx."""
+    return {name: path if i == 0 else path.with_name(f"{path.stem}.{name}{path.suffix}") for i, name in enumerate(names)}
+
+
+def metadata_path(path: Path) -> Path:
+    """model.onnx -> model.onnx.json: an ONNX and a TorchScript export of one run can sit side by side."""
+    return path.with_name(path.name + ".json")
+
+
+def family(task):
+    return importlib.import_module(f"grutool.export.{task.exporter}")
+
+
+def load_models(run, task, checkpoint: str):
+    """The model `infer` runs (the reference) and an export-ready copy (model.kernel native, no packing)."""
+    from grutool.checkpoint import load_run_weights
+    from grutool.export.encoder import exportable
+
+    path = run.path / checkpoint
+    reference = load_run_weights(task.build_model(run.config, run), path, rundir.sizes(run, run.config)).eval()
+    native_cfg = run.config.model_copy(update={"model": run.config.model.model_copy(update={"kernel": "native"})})
+    native = task.build_model(native_cfg, run)
+    native.load_state_dict(reference.state_dict())
+    return reference, exportable(native.eval())
+
+
+def quantize_torch(module):
+    """torch's dynamic int8 quantization of the recurrent and linear layers; UserError naming layers it cannot take."""
+    import torch
+    from torch import nn
+
+    supported = (nn.GRU, nn.LSTM, nn.Linear)
+    refused = [f"{name} ({type(m).__name__})" for name, m in module.named_modules() if isinstance(m, nn.RNN)]
+    if refused:
+        raise UserError(f"int8: torch's dynamic quantization has no int8 kernel for {', '.join(refused)} "
+                        f"(model.cell rnn); it supports GRU, LSTM and Linear layers. Export without --int8",
+                        option="int8")
+    from grutool.export.graph import quiet
+
+    with torch.no_grad(), quiet():
+        return torch.ao.quantization.quantize_dynamic(copy.deepcopy(module), set(supported), dtype=torch.qint8)
+
+
+def describe(report: dict) -> str:
+    """The parity report in one paragraph (the CLI prints it)."""
+    p = report["parity"]
+    diffs = ", ".join(f"{k} {v:.2e}" for k, v in p["max_abs_diff"].items())
+    tol = p["tolerance"]
+    verdict = "ok" if p["ok"] else "FAILED"
+    limit = f" (tolerance {tol['max_abs_diff']:.0e})" if tol["max_abs_diff"] is not None else ""
+    return (f"parity {verdict} on {p['split']} ({p['examples']} examples, {report['format']}"
+            f"{' int8' if report['int8'] else ''}): max |diff| {diffs}{limit}; "
+            f"{p['unit']} agree {p['agree']}/{p['total']} ({100 * p['agreement']:.2f} %, "
+            f"at least {100 * tol['min_agreement']:.1f} % required)")
+
+
+def export(run_dir: str | Path, fmt: str = "onnx", output: Optional[str | Path] = None, int8: bool = False,
+           checkpoint: str = rundir.BEST, split: str = "validation", atol: Optional[float] = None,
+           min_agreement: Optional[float] = None, max_examples: Optional[int] = None,
+           exporter: str = "dynamo") -> dict:
+    """Write the export of a run and return its report (files, sizes, parity, timings).
+
+    fmt: onnx (torch.onnx dynamo exporter; int8 by ONNX Runtime's quantizer) or torchscript (torch.jit.trace;
+    int8 by torch.ao.quantization.quantize_dynamic). Parity: the original model and the export on `split`
+    (up to `max_examples`): max |diff| of the outputs <= atol (fp32 only) and agreement of the predicted
+    labels / tags / outputs >= min_agreement; otherwise ParityError and nothing is written.
+    exporter: onnx only, dynamo or legacy (see grutool.export.graph.write_onnx).
+    """
+    import torch
+
+    from grutool.atomic import write_json_atomic
+    from grutool.data.batching import sorted_batches
+    from grutool.export import graph as g
+    from grutool.export.parity import Parity
+    from grutool.tasks import get_task
+
+    if fmt not in g.FORMATS:
+        raise UserError(f"format: '{fmt}' is not an export format; use {' or '.join(g.FORMATS)}", option="format")
+    if exporter not in g.EXPORTERS:
+        raise UserError(f"exporter: '{exporter}' is not an ONNX exporter; use {' or '.join(g.EXPORTERS)}",
+                        option="exporter")
+    if fmt == "onnx":
+        g.require_onnxruntime()
+    run = rundir.open_run(run_dir)
+    task = get_task(run.config.task)
+    out = Path(output) if output is not None else default_path(run.path, fmt, int8)
+    if not out.parent.is_dir():
+        raise UserError(f"output: directory {out.parent} does not exist; create it or choose another path",
+                        option="output")
+    if out.is_dir():
+        raise UserError(f"output: {out} is a directory; give a file path such as {out / ('model' + g.FORMATS[fmt])}",
+                        option="output")
+    source = getattr(run.config.data, split, None)
+    if source is None:
+        raise UserError(f"split: the run has no {split} split (data.{split}) to check parity on", option="split")
+    t0 = time.perf_counter()
+    reference, ready = load_models(run, task, checkpoint)
+    fam = family(task)
+    graphs = fam.graphs(ready, len(run.vocab))
+    if int8 and fmt == "torchscript":
+        for graph in graphs:
+            graph.module = quantize_torch(graph.module)
+    files = graph_files(out, [graph.name for graph in graphs])
+    temps: dict[str, Path] = {}
+    try:
+        for graph in graphs:
+            fd, tmp = tempfile.mkstemp(prefix=f".{files[graph.name].name}.", suffix=".tmp", dir=out.parent)
+            os.close(fd)
+            temps[graph.name] = Path(tmp)
+            if fmt == "onnx":
+                g.write_onnx(graph, temps[graph.name], exporter)
+            else:
+                g.write_torchscript(graph, temps[graph.name])
+        float_ops: list[str] = []
+        if int8 and fmt == "onnx":
+            for name, tmp in list(temps.items()):
+                fd, q = tempfile.mkstemp(prefix=f".{files[name].name}.", suffix=".int8.tmp", dir=out.parent)
+                os.close(fd)
+                temps[name + "#int8"] = Path(q)
+                float_ops = sorted(set(float_ops) | set(g.quantize_onnx(tmp, Path(q))))
+                temps[name], temps[name + "#int8"] = Path(q), tmp  # the quantized one is the result
+        export_seconds = time.perf_counter() - t0
+        signatures = {graph.name: graph.signature() for graph in graphs}
+        meta = metadata(run, task, fmt, int8, files, signatures, fam.metadata(ready))
+        runtime = runtime_for(fam, fmt, {name: temps[name] for name in files}, signatures, meta)
+        # Parity on the labelled split, in the order eval reads it.
+        split_data = task.encode_split(run.config, run, source, split)
+        parity = Parity(unit=getattr(fam, "UNIT", "labels"))
+        t1 = time.perf_counter()
+        for batch in sorted_batches(split_data, 64):
+            if max_examples is not None and parity.examples >= max_examples:
+                break
+            fam.parity(reference, runtime, batch, parity)
+            parity.examples += len(batch.index)
+        atol_used = (atol if atol is not None else FP32_TOLERANCE) if not int8 else atol
+        agreement = min_agreement if min_agreement is not None else (INT8_MIN_AGREEMENT if int8 else FP32_MIN_AGREEMENT)
+        report = {"run": str(run.path), "task": task.name, "format": fmt, "int8": int8,
+                  "exporter": exporter if fmt == "onnx" else "torch.jit.trace",
+                  "files": {name: str(path) for name, path in files.items()},
+                  "metadata": str(metadata_path(out)),
+                  "bytes": {name: temps[name].stat().st_size for name in files},
+                  "parity": {"split": split, **parity.report(atol_used, agreement),
+                             "seconds": round(time.perf_counter() - t1, 2)},
+                  "export_seconds": round(export_seconds, 2)}
+        if float_ops:
+            report["float_ops"] = float_ops
+        meta["parity"] = report["parity"]
+        if float_ops:
+            meta["int8_note"] = (f"ONNX Runtime's dynamic quantizer made the MatMul/Gemm weights int8; "
+                                 f"{', '.join(float_ops)} ops stay float (it has no int8 kernel for them)")
+        if not report["parity"]["ok"]:
+            raise ParityError(report)
+        write_json_atomic(meta, metadata_path(out), indent=1)
+        for name, path in files.items():
+            os.replace(temps.pop(name), path)
+        return report
+    finally:
+        for tmp in temps.values():
+            tmp.unlink(missing_ok=True)
+
+
+def metadata(run, task, fmt: str, int8: bool, files: dict[str, Path], signatures: dict, family_meta: dict) -> dict:
+    """What the JSON beside an export holds: enough to tokenize, run and read it without grutool."""
+    import torch
+
+    from grutool import __version__
+
+    cfg = run.config
+    d = cfg.data
+    vocabs = {"vocab": run.vocab.itos}
+    for name in task.vocabularies(cfg):
+        vocabs[name] = getattr(run, name).itos
+    return {"grutool_export": METADATA_VERSION, "task": task.name, "format": fmt, "int8": int8,
+            "files": {name: path.name for name, path in files.items()}, "graphs": signatures,
+            "preprocessing": {"tokenizer": d.tokenizer, "lowercase": d.lowercase, "max_length": d.max_length,
+                              "max_word_length": d.max_word_length,
+                              "ids": "vocab index of each token, <unk> (1) when absent; rows padded with <pad> (0)",
+                              "chars": "per token: char vocab index of each character (original case), 0-padded"
+                              if cfg.model.char_features else None},
+            "specials": {"pad": 0, "unk": 1, "bos": 2, "eos": 3},
+            "vocabularies": vocabs, **family_meta,
+            "produced_by": {"grutool": __version__, "torch": torch.__version__, "run": str(run.path),
+                            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}}
+
+
+def runtime_for(fam, fmt: str, files: dict[str, Path], signatures: dict, meta: dict):
+    from grutool.export import graph as g
+
+    backend = g.OnnxRuntime(files) if fmt == "onnx" else g.TorchScriptRuntime(files, signatures)
+    return fam.Runtime(backend, meta)
+
+
+def load_export(run, fmt: str, path: Optional[str | Path] = None):
+    """An exported file behind the model's own calls (for Predictor): the family's Runtime."""
+    from grutool.export import graph as g
+    from grutool.tasks import get_task
+
+    if fmt not in g.FORMATS:
+        raise UserError(f"backend: '{fmt}' is not a backend; use torch, {' or '.join(g.FORMATS)}", option="backend")
+    if fmt == "onnx":
+        g.require_onnxruntime()
+    path = Path(path) if path is not None else default_path(run.path, fmt)
+    meta_file = metadata_path(path)
+    if not path.is_file() or not meta_file.is_file():
+        raise UserError(f"{path}: no export here (missing {path.name if not path.is_file() else meta_file.name}); "
+                        f"write one with `grutool export {run.path} --format {fmt}`")
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{meta_file}: unreadable export metadata ({exc})") from None
+    task = get_task(run.config.task)
+    if meta.get("task") != task.name or meta.get("format") != fmt:
+        raise UserError(f"{path}: a {meta.get('format')} export of a {meta.get('task')} model, not a {fmt} export "
+                        f"of this {task.name} run")
+    if meta.get("vocabularies", {}).get("vocab") != run.vocab.itos:
+        raise UserError(f"{path}: exported from another run (its vocabulary differs from {run.path}'s)")
+    files = graph_files(path, list(meta["graphs"]))
+    return runtime_for(family(task), fmt, files, meta["graphs"], meta)

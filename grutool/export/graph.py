@@ -1,0 +1,163 @@
+"""What an exported file holds, and the runtimes that run one: ONNX Runtime or TorchScript.
+
+A family's exporter (grutool.export.<family>) describes its graphs as `Graph`s: an export-ready
+module, named inputs with an example and their dynamic axes, named outputs. The same names key the
+metadata JSON beside the file, so a runtime without grutool knows what to feed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import io
+import logging
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from grutool.errors import UserError
+
+log = logging.getLogger("grutool")
+
+FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
+INSTALL_ONNX = "python -m pip install -c constraints.txt -e '.[onnx]'"
+
+
+@dataclass
+class Graph:
+    name: str                                     # "model"; seq2seq: "encoder", "decoder"
+    module: nn.Module
+    inputs: dict[str, tuple[torch.Tensor, dict[int, str]]]  # name -> (example, {axis: dynamic axis name})
+    outputs: list[str]
+    notes: dict = field(default_factory=dict)     # for the metadata (what an input or output means)
+
+    def signature(self) -> dict:
+        """Inputs and outputs as the metadata JSON lists them: dtype and shape, dynamic axes by name."""
+        ins = {}
+        for name, (example, axes) in self.inputs.items():
+            shape = [axes.get(i, int(n)) for i, n in enumerate(example.shape)]
+            ins[name] = {"dtype": str(example.dtype).removeprefix("torch."), "shape": shape}
+        return {"inputs": ins, "outputs": list(self.outputs), **({"notes": self.notes} if self.notes else {})}
+
+    def args(self) -> tuple:
+        return tuple(example for example, _ in self.inputs.values())
+
+
+@contextlib.contextmanager
+def quiet():
+    """The exporters print progress to stdout and warn about their own internals: keep the CLI's output clean."""
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loggers = [logging.getLogger(name) for name in ("torch", "onnxscript", "")]  # "": onnxruntime logs to root
+        levels = [lg.level for lg in loggers]
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for lg, level in zip(loggers, levels):
+                lg.setLevel(level)
+
+
+def require_onnxruntime():
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime
+    except ImportError:
+        raise UserError(f"ONNX export and --backend onnx need the optional packages onnx and onnxruntime; "
+                        f"install them with: {INSTALL_ONNX}") from None
+    return onnxruntime
+
+
+EXPORTERS = ("dynamo", "legacy")
+
+
+def write_onnx(graph: Graph, path: Path, exporter: str = "dynamo") -> None:
+    """torch.onnx.export; every recurrent direction becomes one ONNX GRU (LSTM, RNN) op either way.
+
+    dynamo (torch.export underneath, the exporter torch maintains): ~10 s for a small model, mostly
+    tracing. legacy (TorchScript-based, deprecated in torch 2.9+): ~0.1 s, the same graph here since the
+    graph holds no packing; kept for speed (tests) and as a fallback."""
+    require_onnxruntime()
+    names, outputs = list(graph.inputs), graph.outputs
+    with quiet(), torch.no_grad():
+        if exporter == "legacy":
+            axes = {name: dict(a) for name, (_, a) in graph.inputs.items() if a}
+            torch.onnx.export(graph.module, graph.args(), str(path), dynamo=False, input_names=names,
+                              output_names=outputs, dynamic_axes=axes, opset_version=18)
+            return
+        dims: dict[str, torch.export.Dim] = {}
+        shapes = tuple({axis: dims.setdefault(name, torch.export.Dim(name, min=1)) for axis, name in axes.items()}
+                       or None for _, axes in graph.inputs.values())
+        # The family graphs take optional inputs as *rest: torch.export wants their shapes as one nested tuple.
+        params = inspect.signature(graph.module.forward).parameters.values()
+        fixed = sum(1 for p in params if p.kind is not inspect.Parameter.VAR_POSITIONAL)
+        if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
+            shapes = shapes[:fixed] + (shapes[fixed:],)
+        torch.onnx.export(graph.module, graph.args(), str(path), dynamo=True, input_names=names,
+                          output_names=outputs, dynamic_shapes=shapes, optimize=True, verbose=False)
+
+
+def write_torchscript(graph: Graph, path: Path) -> None:
+    """torch.jit.trace: the graph holds no data-dependent branch, so the trace serves every batch and length."""
+    with quiet(), torch.no_grad():
+        traced = torch.jit.trace(graph.module, graph.args(), check_trace=False)
+        torch.jit.save(traced, str(path))
+
+
+def quantize_onnx(src: Path, dst: Path) -> list[str]:
+    """ONNX Runtime's dynamic int8 quantizer on MatMul/Gemm weights; returns the op types left in float
+    that hold weights (the recurrent ops: ONNX Runtime has no int8 GRU)."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with quiet():
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+    model = onnx.load(str(dst))
+    return sorted({n.op_type for n in model.graph.node if n.op_type in ("GRU", "LSTM", "RNN")})
+
+
+class OnnxRuntime:
+    """Runs exported ONNX graphs with ONNX Runtime: `run(name, inputs) -> outputs`, torch tensors in and out."""
+
+    def __init__(self, files: dict[str, Path], threads: int = 0):
+        ort = require_onnxruntime()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            self.sessions = {name: ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+                             for name, path in files.items()}
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise UserError(f"{', '.join(map(str, files.values()))}: not a loadable ONNX model "
+                            f"({str(exc).splitlines()[0][:200]})") from None
+        self.inputs = {name: [i.name for i in s.get_inputs()] for name, s in self.sessions.items()}
+        self.outputs = {name: [o.name for o in s.get_outputs()] for name, s in self.sessions.items()}
+
+    def run(self, name: str, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        feed = {k: inputs[k].detach().cpu().numpy() for k in self.inputs[name]}
+        values = self.sessions[name].run(None, feed)
+        return {k: torch.from_numpy(v) for k, v in zip(self.outputs[name], values)}
+
+
+class TorchScriptRuntime:
+    """Runs exported TorchScript graphs: `run(name, inputs) -> outputs` by the metadata's names."""
+
+    def __init__(self, files: dict[str, Path], signatures: dict[str, dict]):
+        try:
+            self.modules = {name: torch.jit.load(str(path), map_location="cpu").eval() for name, path in files.items()}
+        except (RuntimeError, ValueError) as exc:
+            raise UserError(f"{', '.join(map(str, files.values()))}: not a loadable TorchScript file "
+                            f"({str(exc).splitlines()[0][:200]})") from None
+        self.signatures = signatures
+
+    def run(self, name: str, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        sig = self.signatures[name]
+        with torch.no_grad():
+            out = self.modules[name](*[inputs[k] for k in sig["inputs"]])
+        out = out if isinstance(out, (tuple, list)) else (out,)
+        return dict(zip(sig["outputs"], out))

@@ -1,0 +1,189 @@
+"""grutool export: every family to ONNX and TorchScript, checked against the original on the validation
+split; infer --backend runs the export with the same pre- and post-processing; int8; bad inputs exit 2
+(or 1 for a failed parity check) with nothing written."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from conftest import assert_user_error, invoke, tiny_config
+from grutool.config_file import load_config, parse_config
+from grutool.export.encoder import ExportEncoder
+from grutool.modules.encoder import RecurrentEncoder
+from grutool.training.loop import train
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "tasks"))
+from test_tagging_cli import joint_config  # noqa: E402
+
+pytest.importorskip("onnxruntime", reason="the onnx extra: pip install -e '.[onnx]'")
+
+
+def _train(raw: dict, name: str) -> Path:
+    train(parse_config(raw, name), progress=False)
+    return Path(raw["output_dir"])
+
+
+@pytest.fixture(scope="module")
+def classifier_run(tmp_path_factory) -> Path:
+    """The tiny bidirectional classifier, char features on (the SST-2 shape)."""
+    tmp = tmp_path_factory.mktemp("cls")
+    raw = tiny_config(tmp)
+    raw["model"].update({"char_features": True, "char_embedding_dim": 8, "char_hidden_size": 8, "pooling": "max"})
+    return _train(raw, "cls")
+
+
+@pytest.fixture(scope="module")
+def joint_run(tmp_path_factory) -> Path:
+    """Joint intent + slots with a CRF and char features (the ATIS shape)."""
+    tmp = tmp_path_factory.mktemp("joint")
+    raw = joint_config(tmp, epochs=2)
+    raw["model"]["pooling"] = "attention"
+    return _train(raw, "joint")
+
+
+@pytest.fixture(scope="module")
+def seq2seq_run(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("s2s") / "run"
+    train(load_config(ROOT / "configs" / "reverse.yaml", [f"output_dir={run}", "train.epochs=3",
+                                                          "model.input_feeding=true"]), progress=False)
+    return run
+
+
+def export_ok(*args) -> dict:
+    result = invoke("export", *args, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["parity"]["ok"]
+    return report
+
+
+# --- the export encoder -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layers,bidirectional,extra", [
+    (1, True, {}), (2, True, {}), (2, False, {}),
+    (3, True, {"layer_norm": True, "residual": True, "kernel": "fused"}),
+])
+def test_export_encoder_equals_the_packed_encoder(layers, bidirectional, extra):
+    """Padding never reaches a real step: equal to RecurrentEncoder's packed path, empty rows included."""
+    torch.manual_seed(0)
+    enc = RecurrentEncoder(8, 8, layers, bidirectional, **extra).eval()
+    x, lengths = torch.randn(4, 7, 8), torch.tensor([7, 3, 0, 5])
+    with torch.no_grad():
+        ref, got = enc(x, lengths), ExportEncoder(enc)(x, lengths)
+        for a, b in zip(ref, got):
+            torch.testing.assert_close(b, a, atol=2e-6, rtol=0)
+        if not bidirectional:
+            h0 = torch.randn(layers, 4, 8)
+            for a, b in zip(enc(x, lengths, h0), ExportEncoder(enc)(x, lengths, h0)):
+                torch.testing.assert_close(b, a, atol=2e-6, rtol=0)
+
+
+# --- every family -------------------------------------------------------------------------------
+
+
+def test_classifier_onnx_dynamo_export_and_infer_backend(classifier_run):
+    """The default exporter (dynamo); infer --backend onnx gives infer's own output."""
+    report = export_ok(classifier_run)
+    assert report["exporter"] == "dynamo" and report["parity"]["max_abs_diff"]["logits"] < 1e-4
+    model, meta_file = classifier_run / "model.onnx", classifier_run / "model.onnx.json"
+    assert model.is_file() and meta_file.is_file()
+    meta = json.loads(meta_file.read_text())
+    assert meta["task"] == "classifier" and meta["vocabularies"]["labels"] == ["neg", "pos"]
+    assert meta["graphs"]["model"]["inputs"]["ids"]["shape"] == ["batch", "time"]
+    assert set(meta["graphs"]["model"]["inputs"]) == {"ids", "lengths", "chars"}
+    texts = ["a good film", "really awful and dull service", "", "superb"]
+    torch_out = invoke("infer", classifier_run, *texts, "--jsonl")
+    onnx_out = invoke("infer", classifier_run, *texts, "--jsonl", "--backend", "onnx")
+    assert onnx_out.exit_code == 0, onnx_out.output
+    assert onnx_out.stdout == torch_out.stdout
+
+
+def test_classifier_torchscript_and_int8(classifier_run, tmp_path):
+    report = export_ok(classifier_run, "--format", "torchscript", "-o", tmp_path / "m.pt")
+    assert report["parity"]["max_abs_diff"]["logits"] < 1e-4
+    texts = ["a good film", "really awful and dull service"]
+    ts = invoke("infer", classifier_run, *texts, "--jsonl", "--backend", "torchscript", "--model", tmp_path / "m.pt")
+    assert ts.stdout == invoke("infer", classifier_run, *texts, "--jsonl").stdout
+    q = export_ok(classifier_run, "--format", "torchscript", "--int8", "-o", tmp_path / "q.pt")
+    assert q["int8"] and q["parity"]["agreement"] >= 0.97
+    q = export_ok(classifier_run, "--int8", "--exporter", "legacy", "-o", tmp_path / "q.onnx")
+    assert q["float_ops"] == ["GRU"]  # ONNX Runtime's quantizer has no int8 GRU
+
+
+def test_joint_with_crf_and_chars(joint_run, tmp_path):
+    """Emissions and intent in the graph; Viterbi outside it (NumPy, from the JSON's CRF scores) gives the same tags."""
+    for fmt, name in (("onnx", "m.onnx"), ("torchscript", "m.pt")):
+        report = export_ok(joint_run, "--format", fmt, "--exporter", "legacy", "-o", tmp_path / name)
+        assert report["parity"]["agreement"] == 1.0 and report["parity"]["total"] > 100
+        meta = json.loads((tmp_path / f"{name}.json").read_text())
+        assert set(meta["crf"]) >= {"transitions", "start", "end"} and meta["vocabularies"]["intents"]
+        texts = ["show me flights from boston to denver on friday", "", "what ground transportation is available"]
+        got = invoke("infer", joint_run, *texts, "--jsonl", "--backend", fmt, "--model", tmp_path / name)
+        assert got.exit_code == 0, got.output
+        assert got.stdout == invoke("infer", joint_run, *texts, "--jsonl").stdout
+
+
+def test_seq2seq_encoder_and_one_step_decoder(seq2seq_run, tmp_path):
+    """Two graphs; grutool's greedy and beam search run on them unchanged."""
+    report = export_ok(seq2seq_run, "--exporter", "legacy", "-o", tmp_path / "m.onnx")
+    assert set(report["files"]) == {"encoder", "decoder"}
+    assert (tmp_path / "m.decoder.onnx").is_file()
+    meta = json.loads((tmp_path / "m.onnx.json").read_text())
+    assert {"y", "hidden", "feed", "memory", "keys", "mask"} == set(meta["graphs"]["decoder"]["inputs"])
+    for beam in ("1", "3"):
+        args = ("12345", "9081726354", "7", "--jsonl", "--beam", beam)
+        got = invoke("infer", seq2seq_run, *args, "--backend", "onnx", "--model", tmp_path / "m.onnx")
+        assert got.exit_code == 0, got.output
+        want = [json.loads(line) for line in invoke("infer", seq2seq_run, *args).stdout.splitlines()]
+        got = [json.loads(line) for line in got.stdout.splitlines()]
+        assert [r["output"] for r in got] == [r["output"] for r in want]
+        assert all(abs(a["score"] - b["score"]) < 1e-4 for a, b in zip(got, want))
+
+
+# --- refusals -----------------------------------------------------------------------------------
+
+
+def test_parity_beyond_tolerance_exits_1_and_writes_nothing(classifier_run, tmp_path):
+    result = invoke("export", classifier_run, "--exporter", "legacy", "--atol", "1e-12", "-o", tmp_path / "m.onnx")
+    assert result.exit_code == 1, result.output
+    assert "export refused, nothing written" in result.output and "FAILED" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_inputs_exit_2_and_write_nothing(classifier_run, tmp_path):
+    assert_user_error(invoke("export", classifier_run, "-o", tmp_path / "missing" / "m.onnx"),
+                      "--output", "does not exist")
+    run = tmp_path / "run"
+    shutil.copytree(classifier_run, run, ignore=shutil.ignore_patterns("model*"))
+    (run / "best.pt").write_bytes(b"not a checkpoint")
+    before = sorted(p.name for p in run.iterdir())
+    assert_user_error(invoke("export", run, "--exporter", "legacy"), "best.pt", "corrupt")
+    (run / "best.pt").unlink()
+    assert_user_error(invoke("export", run, "--exporter", "legacy"), "best.pt", "not found")
+    assert sorted(p.name for p in run.iterdir()) == [n for n in before if n != "best.pt"]
+    assert_user_error(invoke("infer", classifier_run, "hi", "--backend", "onnx", "--model", tmp_path / "none.onnx"),
+                      "no export here", "grutool export")
+
+
+def test_int8_refuses_rnn_layers_naming_them(tmp_path):
+    raw = tiny_config(tmp_path)
+    raw["model"]["cell"] = "rnn"
+    run = _train(raw, "rnn")
+    result = invoke("export", run, "--format", "torchscript", "--int8")
+    assert_user_error(result, "--int8", "RNN", "GRU, LSTM and Linear")
+    assert not list(run.glob("model*"))
+
+
+def test_missing_onnxruntime_names_the_pip_command(classifier_run, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime raises ImportError
+    assert_user_error(invoke("export", classifier_run), "onnxruntime", "pip install", "[onnx]")
+    assert_user_error(invoke("infer", classifier_run, "hi", "--backend", "onnx"), "pip install", "[onnx]")
