@@ -21,7 +21,6 @@ import torch
 
 from grutool.config_file import load_config
 from grutool.data.batching import collate, epoch_batches
-from grutool.models import build_model, model_extras
 from grutool.tasks import get_task
 from grutool.training.callbacks import Callback
 from grutool.training.loop import train
@@ -48,7 +47,7 @@ def grutool_steps(cfg) -> list[float]:
 def bare_steps(cfg, prepared, n: int) -> list[float]:
     t = cfg.train
     torch.manual_seed(t.seed)
-    model = build_model(cfg, len(prepared.vocab), len(prepared.labels), **model_extras(cfg, prepared)).train()
+    model = get_task(cfg.task).build_model(cfg, prepared).train()
     opt = build_optimizer(model.parameters(), t)
     split = prepared.splits["train"]
     batches = [collate(split, idx) for idx in epoch_batches(split.lengths(), t.batch_size, t.batching, t.seed, 0)[:n]]

@@ -1,0 +1,88 @@
+"""A config's real training steps with two recurrent kernels side by side (issue 13, benchmark 3).
+
+Builds the config's model twice, with `model.kernel` native and auto (or any two kernels), from the same
+seed, and runs `Trainer.step` (the production step: collate, forward, loss, backward, clipping,
+optimizer, schedule, EMA) over the same batches of the first epoch, alternating in rounds so that the
+machine's drift touches both alike. Reports median ms per step, real tokens/s, and the epoch time
+those imply (steps per epoch x mean step time).
+
+    python benchmarks/kernel_steps.py configs/pos.yaml [--kernels native,auto] [--steps 60] [--rounds 5]
+                                      [--threads 1] [--set key=value ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from grutool.config_file import load_config
+from grutool.data.batching import epoch_batches
+from grutool.tasks import get_task
+from grutool.training.device import resolve_device
+from grutool.training.loop import Trainer
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("config")
+    ap.add_argument("--kernels", default="native,auto")
+    ap.add_argument("--steps", type=int, default=60, help="steps per kernel per round")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--set", action="append", default=[])
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    kernels = args.kernels.split(",")
+    cfg = load_config(args.config, list(args.set))
+    task = get_task(cfg.task)
+    t0 = time.perf_counter()
+    prepared = task.prepare(cfg)
+    print(f"{args.config}: data prepared in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    split = prepared.splits["train"]
+    t = cfg.train
+    batches = epoch_batches(split.lengths(), t.batch_size, t.batching, t.seed, 0)
+    need = args.steps * args.rounds
+    order = (batches * (need // max(len(batches), 1) + 1))[:need]
+    device = resolve_device("cpu")
+    trainers = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in kernels:
+            ck = cfg.model_copy(update={"model": cfg.model.model_copy(update={"kernel": k})})
+            torch.manual_seed(t.seed)
+            trainers[k] = Trainer(ck, task, prepared, task.build_model(ck, prepared), Path(tmp), device, callbacks=[])
+            trainers[k].model.train()
+            for idx in order[:3]:  # warm-up
+                trainers[k].step(idx)
+        times = {k: [] for k in kernels}
+        tokens = {k: 0 for k in kernels}
+        for r in range(args.rounds):
+            chunk = order[r * args.steps:(r + 1) * args.steps]
+            for k in (kernels if r % 2 == 0 else kernels[::-1]):
+                for idx in chunk:
+                    s = time.perf_counter()
+                    _, n = trainers[k].step(idx)
+                    times[k].append(time.perf_counter() - s)
+                    tokens[k] += n
+    per_epoch = len(batches)
+    print(f"{args.config}, {args.threads} thread(s), {need} steps per kernel in {args.rounds} alternating rounds; "
+          f"{per_epoch} steps per epoch")
+    base = None
+    for k in kernels:
+        mean = statistics.fmean(times[k])
+        line = (f"  kernel {k:<6}  median {statistics.median(times[k]) * 1e3:7.2f} ms/step   "
+                f"{tokens[k] / sum(times[k]):9,.0f} tokens/s   epoch ~{mean * per_epoch:7.1f} s")
+        if base is None:
+            base = mean
+        else:
+            line += f"   {base / mean:.2f}x"
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
