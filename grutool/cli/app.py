@@ -70,7 +70,7 @@ def train(
         from grutool.training.loop import train as run_training
 
         summary = run_training(cfg, resume=resume, overwrite=overwrite, dry_run=dry_run,
-                               progress=not quiet and sys.stderr.isatty())
+                               progress=not quiet)
         from grutool.tasks import get_task
 
         task = get_task(summary["task"])
@@ -82,12 +82,11 @@ def train(
                       f"  {outputs:<12}{summary['num_classes']}\n  examples    {ex}\n"
                       f"  device      {summary['device']}\n  run dir     {summary['run_dir']} (not written)")
             return
-        line = f"done: {summary['epochs']} epoch(s), {summary['steps']} steps, {summary['wall_time_s']:.1f}s"
+        out.print(f"done: {summary['epochs']} epoch(s), {summary['steps']:,} steps, {summary['wall_time_s']:.1f} s")
         if summary.get("validation"):
             from grutool.cli.render import renderer
 
-            line += f"; best epoch {summary['best_epoch']}: validation {renderer(task).summary_line(summary['validation'])}"
-        out.print(line)
+            out.print(f"best: epoch {summary['best_epoch']}, {renderer(task).summary_line(summary['validation'])}")
         out.print(f"run directory: {summary['run_dir']}")
 
 

@@ -29,12 +29,13 @@ from grutool.data.batching import collate, epoch_batches
 from grutool.errors import TrainingDiverged, TrainingInterrupted, UserError
 from grutool.models import count_parameters
 from grutool.tasks import get_task
-from grutool.training.callbacks import Callback, Checkpointer, EarlyStopping, MetricsWriter, ProgressBar
+from grutool.training.callbacks import Callback, Checkpointer, EarlyStopping, MetricsWriter
 from grutool.training.device import resolve_device
 from grutool.training.evaluation import evaluate_split
 from grutool.training.ema import EMA
 from grutool.training.memory import check_fits, count_on_meta
 from grutool.training.optim import Schedule, build_optimizer, clip_grad_norm, grad_norm
+from grutool.training.progress import Progress, epoch_line, number, resolve_mode
 
 log = logging.getLogger("grutool")
 
@@ -204,8 +205,7 @@ class Trainer:
         if s.improved:
             s.best, s.best_epoch = value, s.epoch
         self.schedule.epoch_end(value)
-        shown = ("train_loss", "val_loss", f"val_{self.monitor}", "tokens_per_s")
-        log.info("epoch %d: %s", s.epoch, "  ".join(f"{k} {metrics[k]:.4g}" for k in shown if k in metrics))
+        log.info("%s", epoch_line(s.epoch, t.epochs, metrics, self.monitor))
         self._emit("on_epoch_end", metrics)
         return metrics
 
@@ -224,7 +224,7 @@ class Trainer:
             if self._interrupt_requested:
                 raise KeyboardInterrupt
             self._interrupt_requested = True
-            log.warning("Ctrl-C: stopping after this step and saving a checkpoint (press again to stop now)")
+            log.warning("Ctrl-C: stopping after this step, saving a checkpoint (again: stop now)")
 
         previous = signal.signal(signal.SIGINT, handler)
         try:
@@ -306,18 +306,28 @@ def process_settings(num_threads: Optional[int], deterministic: bool):
 
 
 def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, dry_run: bool = False,
-          callbacks: Sequence[Callback] = (), progress: bool = False) -> dict:
+          callbacks: Sequence[Callback] = (), progress: bool | str = False) -> dict:
     """Train the model `cfg` describes; returns the run summary (also saved as summary.json).
 
     `resume` continues the run in cfg.output_dir from its last.pt; `overwrite` replaces an existing run there.
+    `progress` shows the run on stderr (grutool.training.progress): True for a bar on a terminal and
+    log lines elsewhere, or "bar" / "lines"; False (the default) shows nothing.
     Threads and determinism (train.num_threads, train.deterministic) are restored on return.
     """
+    mode = resolve_mode(progress)
+    display = Progress(mode) if mode else None
     with process_settings(cfg.train.num_threads, cfg.train.deterministic):
-        return _train(cfg, resume, overwrite, dry_run, callbacks, progress)
+        if display is not None:
+            display.start()
+        try:
+            return _train(cfg, resume, overwrite, dry_run, callbacks, display)
+        finally:
+            if display is not None:
+                display.stop()
 
 
 def _train(cfg: Config, resume: bool, overwrite: bool, dry_run: bool, callbacks: Sequence[Callback],
-           progress: bool) -> dict:
+           display: Optional[Progress]) -> dict:
     t = cfg.train
     device = resolve_device(t.device)
     run_dir = Path(cfg.output_dir or "runs/run")
@@ -347,7 +357,12 @@ def _train(cfg: Config, resume: bool, overwrite: bool, dry_run: bool, callbacks:
         if not resume and not dry_run:
             rundir.check_new(run_dir, overwrite)
 
-        prepared = task.prepare(cfg, saved)
+        t0 = time.perf_counter()
+        with display.stage("reading data") if display else contextlib.nullcontext():
+            prepared = task.prepare(cfg, saved)
+        counts = ", ".join(f"{number(len(split))} {name}" for name, split in prepared.splits.items())
+        log.info("data: %s examples, vocabulary %s (%.1f s)", counts, number(len(prepared.vocab)),
+                 time.perf_counter() - t0)
         check_fits(cfg, count_on_meta(task, cfg, prepared), device)
         torch.manual_seed(t.seed)
         model = task.build_model(cfg, prepared)
@@ -363,12 +378,13 @@ def _train(cfg: Config, resume: bool, overwrite: bool, dry_run: bool, callbacks:
             "examples": {name: len(split) for name, split in prepared.splits.items()},
             "run_dir": str(run_dir),
         }
+        log.info("model: %s parameters, device %s", number(summary["parameters"]), device)
         if dry_run:
             return summary
 
         cbs: list[Callback] = [EarlyStopping(t.patience), MetricsWriter(run_dir / rundir.METRICS), Checkpointer()]
-        if progress:
-            cbs.append(ProgressBar(t.log_every))
+        if display is not None:
+            cbs.append(display)
         trainer = Trainer(cfg, task, prepared, model, run_dir, device, cbs + list(callbacks))
         if resume:
             trainer.restore(last, run_dir / rundir.LAST, rundir.sizes(saved, cfg))
