@@ -188,7 +188,7 @@ class Trainer:
             with self.ema.applied(self.model) if self.ema else contextlib.nullcontext():
                 val = evaluate_split(self.model, self.task, self.val_split, self.device, t.batch_size)
             self._emit("on_evaluate", val)
-            metrics.update({f"val_{k}": v for k, v in val.items() if isinstance(v, (int, float))})
+            metrics.update({f"val_{k}": v for k, v in val.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
             value = val[self.monitor]
             if value is not None and not math.isfinite(value):
                 log.warning("epoch %d: validation %s is %s; it does not count as an improvement",

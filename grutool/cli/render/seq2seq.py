@@ -12,6 +12,11 @@ from grutool.errors import UserError
 def summary_line(metrics: dict) -> str:
     """The headline figures of a seq2seq eval, as `name value` pairs."""
     parts = []
+    if metrics.get("char_level"):
+        # Character targets: BLEU's word n-grams are near 0 whatever the quality; characters say more.
+        return ", ".join([f"exact match {metrics['exact_match']:.4f}", f"chrF {metrics['chrf']:.2f}",
+                          f"CER {metrics['cer']:.4f}"]
+                         + ([f"perplexity {metrics['perplexity']:.3f}"] if "perplexity" in metrics else []))
     if "bleu" in metrics:
         parts += [f"BLEU {metrics['bleu']:.2f}", f"tokenised BLEU {metrics['bleu_tok']:.2f}", f"chrF {metrics['chrf']:.2f}"]
     parts.append(f"exact match {metrics['exact_match']:.4f}")
