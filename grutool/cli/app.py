@@ -146,8 +146,13 @@ def _read_inputs(texts: List[str], file: Optional[str]) -> list[str]:
 @app.command()
 def infer(
     run_dir: Path = typer.Argument(..., help="Run directory written by `grutool train`."),
-    texts: List[str] = typer.Argument(None, help="Texts to classify."),
-    file: Optional[str] = typer.Option(None, "--file", "-f", help="Read one input per line from PATH, or - for stdin."),
+    texts: List[str] = typer.Argument(None, metavar="[TEXT]...", help="Inputs: texts to label, sentences to tag, sources to translate."),
+    file: Optional[str] = typer.Option(None, "--file", "-f", metavar="PATH",
+                                       help="Read inputs from PATH (- for stdin): see --format."),
+    format_: str = typer.Option("auto", "--format", metavar="auto|lines|data",
+                                help="lines: one input per line; data: a csv/tsv/json/jsonl/parquet/conll file "
+                                     "read with the run's columns, as training reads it (labels ignored); "
+                                     "auto: data for those extensions, else lines."),
     jsonl: bool = typer.Option(False, "--jsonl", help="One JSON object per input: text, label, probs (tagger/joint: text, tokens, tags, spans[, intent]; seq2seq: source, output, score)."),
     beam: Optional[int] = typer.Option(None, "--beam", help="Seq2seq: beam size (1: greedy; default: the run's decoding.beam_size)."),
     attention: Optional[str] = typer.Option(None, "--attention", metavar="PATH.png", help="Seq2seq: draw the attention weights as a heatmap (several inputs: PATH-1.png, ...)."),
@@ -160,10 +165,15 @@ def infer(
     with user_errors():
         if beam is not None and beam < 1:
             raise UserError(f"--beam: must be at least 1 (got {beam}); 1 is greedy decoding")
-        inputs = _read_inputs(texts or [], file)
+        from grutool.inputs import input_format, read_data_inputs
+
+        as_data = file is not None and input_format(file, format_) == "data"
+        inputs = list(texts or []) if as_data else _read_inputs(texts or [], file)
         from grutool.predict import Predictor
 
         predictor = Predictor(run_dir, device.value)
+        if as_data:
+            inputs += read_data_inputs(predictor.task, predictor.cfg, file)
         from grutool.cli.render import renderer
         from grutool.tasks import accepting
 

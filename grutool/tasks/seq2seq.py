@@ -146,6 +146,11 @@ class Seq2SeqTask(Task):
         targets = [self.target_tokenizer(cfg)(p.target) for p in pairs]
         return pairs, sources, targets
 
+    def read_inputs(self, cfg: Config, source: str) -> list[str]:
+        from grutool.data.parallel import read_pairs
+
+        return [p.source for p in read_pairs(cfg.data, source, "input")]
+
     def prepare(self, cfg: Config, saved: Any = None) -> Prepared:
         from grutool.data.vocab import TARGET_SPECIALS, Vocab
 

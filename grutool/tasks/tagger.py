@@ -47,6 +47,12 @@ class TaggerTask(Task):
 
     # --- reading ---------------------------------------------------------------------
 
+    def read_inputs(self, cfg: Config, source: str) -> list[str]:
+        from grutool.data.tagging import read_sentences
+
+        # The tokens as the file splits them, joined by spaces: what `predict` splits again.
+        return [" ".join(s.tokens) for s in read_sentences(cfg.data, source)]
+
     def read(self, cfg: Config, source: str, name: str) -> list[Sentence]:
         """A labelled split with tags in the model's scheme."""
         from grutool.data.tagging import read_sentences, to_model_scheme
