@@ -20,14 +20,38 @@ from grutool.errors import UserError
 
 app = typer.Typer(
     name="grutool",
-    help="Train, evaluate and inspect GRU sequence models.",
     no_args_is_help=True,
-    add_completion=False,
+    # Shell completion: `grutool --install-completion` (bash, zsh, fish, PowerShell).
+    add_completion=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
     # Plain click help: typer's rich help renderer costs ~0.1 s of imports on every --help.
     rich_markup_mode=None,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from grutool import __version__
+
+        print(f"grutool {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="Print grutool's version and exit.")):
+    """Train, evaluate and inspect GRU sequence models.
+
+    \b
+    Examples:
+      grutool init classifier > my.yaml        # a commented starting config
+      grutool train configs/sentiment.yaml     # -> runs/sentiment/
+      grutool runs                             # every run: task, best metric, status
+      grutool eval runs/sentiment --split test
+      grutool infer runs/sentiment "What a lovely little film."
+      grutool plot runs/sentiment -o curves.png
+    """
 
 
 class Device(str, Enum):
@@ -37,23 +61,33 @@ class Device(str, Enum):
 
 
 class Split(str, Enum):
+    train = "train"
     validation = "validation"
     test = "test"
 
 
 @app.command()
 def train(
-    config: Path = typer.Argument(..., help="YAML config file (see configs/)."),
-    set_: List[str] = typer.Option([], "--set", help="Override a field: --set model.hidden_size=256 (repeatable)."),
-    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="Run directory (default: runs/<config name>)."),
+    config: Path = typer.Argument(..., metavar="CONFIG.yaml", help="YAML config file (see configs/; `grutool init TASK` writes one)."),
+    set_: List[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="Override a field: --set model.hidden_size=256 (repeatable)."),
+    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", metavar="DIR", help="Run directory (default: runs/<config name>)."),
     device: Optional[Device] = typer.Option(None, help="auto (CUDA if present), cpu or cuda; overrides train.device."),
-    seed: Optional[int] = typer.Option(None, help="Overrides train.seed."),
+    seed: Optional[int] = typer.Option(None, metavar="N", help="Overrides train.seed."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in the output directory from last.pt."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate, build data and model, print a summary, write nothing."),
+    print_config: bool = typer.Option(False, "--print-config", help="Print the fully resolved config (defaults filled, --set applied) as YAML and exit."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors on stderr."),
 ):
-    """Train a model from a YAML config; writes a run directory."""
+    """Train a model from a YAML config; writes a run directory.
+
+    \b
+    Examples:
+      grutool train configs/sentiment.yaml                  # -> runs/sentiment/
+      grutool train configs/sentiment.yaml --set train.lr=1e-3 -o runs/lr1e-3
+      grutool train configs/sentiment.yaml --print-config   # the resolved config
+      grutool train configs/sentiment.yaml --resume         # after Ctrl-C
+    """
     setup_logging(quiet)
     with user_errors():
         from grutool.config_file import load_config
@@ -66,6 +100,11 @@ def train(
         if output_dir is not None:
             overrides.append(f"output_dir={output_dir}")
         cfg = load_config(config, overrides)
+        if print_config:
+            from grutool.config_file import to_yaml
+
+            print(to_yaml(cfg), end="")
+            return
 
         from grutool.training.loop import train as run_training
 
@@ -92,15 +131,23 @@ def train(
 
 @app.command("eval")
 def eval_(
-    run_dir: Path = typer.Argument(..., help="Run directory written by `grutool train`."),
+    run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="Run directory written by `grutool train`."),
     split: Split = typer.Option(Split.validation, help="Which configured split to score."),
-    data: Optional[Path] = typer.Option(None, help="Score this file instead (same columns as the training data)."),
+    data: Optional[Path] = typer.Option(None, metavar="PATH", help="Score this file instead (same columns as the training data)."),
     json_: bool = typer.Option(False, "--json", help="Print metrics as one JSON object only."),
-    beam: Optional[int] = typer.Option(None, "--beam", help="Seq2seq: beam size (default: the run's decoding.beam_size)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1),
-    device: Device = typer.Option(Device.auto),
+    beam: Optional[int] = typer.Option(None, "--beam", metavar="N", help="Seq2seq: beam size (default: the run's decoding.beam_size)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, metavar="N",
+                                             help="Examples per batch (default: the run's train.batch_size)."),
+    device: Device = typer.Option(Device.auto, help="auto (CUDA if present), cpu or cuda."),
 ):
-    """Metrics of a trained run on a labelled split."""
+    """Metrics of a trained run on a labelled split.
+
+    \b
+    Examples:
+      grutool eval runs/sentiment --split test
+      grutool eval runs/sentiment --split test --json
+      grutool eval runs/sentiment --data other.tsv      # any file with the same columns
+    """
     setup_logging(quiet=json_)
     with user_errors():
         from grutool.evaluate import evaluate
@@ -145,7 +192,7 @@ def _read_inputs(texts: List[str], file: Optional[str]) -> list[str]:
 
 @app.command()
 def infer(
-    run_dir: Path = typer.Argument(..., help="Run directory written by `grutool train`."),
+    run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="Run directory written by `grutool train`."),
     texts: List[str] = typer.Argument(None, metavar="[TEXT]...", help="Inputs: texts to label, sentences to tag, sources to translate."),
     file: Optional[str] = typer.Option(None, "--file", "-f", metavar="PATH",
                                        help="Read inputs from PATH (- for stdin): see --format."),
@@ -154,13 +201,21 @@ def infer(
                                      "read with the run's columns, as training reads it (labels ignored); "
                                      "auto: data for those extensions, else lines."),
     jsonl: bool = typer.Option(False, "--jsonl", help="One JSON object per input: text, label, probs (tagger/joint: text, tokens, tags, spans[, intent]; seq2seq: source, output, score)."),
-    beam: Optional[int] = typer.Option(None, "--beam", help="Seq2seq: beam size (1: greedy; default: the run's decoding.beam_size)."),
+    beam: Optional[int] = typer.Option(None, "--beam", metavar="N", help="Seq2seq: beam size (1: greedy; default: the run's decoding.beam_size)."),
     attention: Optional[str] = typer.Option(None, "--attention", metavar="PATH.png", help="Seq2seq: draw the attention weights as a heatmap (several inputs: PATH-1.png, ...)."),
     attention_weights: bool = typer.Option(False, "--attention-weights", help="Seq2seq: add the attention weights to --jsonl objects."),
-    batch_size: int = typer.Option(64, "--batch-size", min=1),
-    device: Device = typer.Option(Device.auto),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, metavar="N", help="Inputs per batch."),
+    device: Device = typer.Option(Device.auto, help="auto (CUDA if present), cpu or cuda."),
 ):
-    """Predict a label (tagger/joint: tags and spans; seq2seq: the output) for each input, one line per input."""
+    """Predict a label (tagger/joint: tags and spans; seq2seq: the output) for each input, one line per input.
+
+    \b
+    Examples:
+      grutool infer runs/sentiment "What a lovely little film."
+      grutool infer runs/sentiment --file reviews.tsv --jsonl   # the run's text column
+      echo "great service" | grutool infer runs/sentiment --file -
+      grutool infer runs/reverse 12345 --beam 5 --attention att.png
+    """
     setup_logging(quiet=True)
     with user_errors():
         if beam is not None and beam < 1:
@@ -202,6 +257,10 @@ app.command()(shapes)
 
 from grutool.cli.bench_cmd import bench  # noqa: E402
 app.command()(bench)
+
+
+from grutool.cli.daily import register_daily  # noqa: E402
+register_daily(app)
 
 
 def main() -> None:

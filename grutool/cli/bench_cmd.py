@@ -16,7 +16,7 @@ import typer
 
 def bench(
     grid_file: Optional[Path] = typer.Argument(
-        None, metavar="[GRID.yaml | REPORT.json]",
+        None, metavar="[GRID.yaml|REPORT.json]",
         help="Grid file (see configs/bench.yaml; command-line options override it), or a saved JSON report to "
              "show, compare (--compare), plot (--plot) or convert (-o) without measuring again."),
     config: Optional[str] = typer.Option(
@@ -59,11 +59,11 @@ def bench(
 
     \b
     Examples:
-      grutool bench --smoke                              # seconds: a sanity check for CI
+      grutool bench --smoke                        # seconds: a sanity check (CI)
       grutool bench --cells gru,lstm --hidden-size 64,512 -o new.json
-      grutool bench --compare old.json new.json          # two saved reports, nothing measured
-      grutool bench new.json --plot new.png -o new.md    # draw or convert a saved report
-      grutool bench --config configs/sentiment.yaml      # your model's real train step
+      grutool bench --compare old.json new.json    # saved reports, no measuring
+      grutool bench new.json --plot new.png        # draw a saved report
+      grutool bench --config configs/sentiment.yaml   # your model's train step
     """
     from rich.markup import escape
 

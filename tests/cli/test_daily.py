@@ -62,3 +62,108 @@ def test_every_family_reads_its_inputs_from_a_data_file(tmp_path):
     pairs.write_text("source\ttarget\n123\t321\n45\t54\n")
     reverse = load_config(root / "configs" / "reverse.yaml")
     assert read_data_inputs(get_task("seq2seq"), reverse, str(pairs)) == ["123", "45"]
+
+
+# --- eval --split train, --print-config, init ---------------------------------------------------
+
+
+def test_eval_scores_the_training_split(run):
+    result = invoke("eval", run, "--split", "train", "--json", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    m = json.loads(result.stdout)
+    assert m["n"] == 64 and m["source"].endswith("train.tsv")
+
+
+def test_print_config_shows_the_resolved_config_and_writes_nothing(run, tmp_path):
+    config = run.parent / "tiny.yaml"
+    result = invoke("train", config, "--print-config", "--set", "train.lr=0.5", "-o", tmp_path / "never")
+    assert result.exit_code == 0, result.output
+    cfg = yaml.safe_load(result.stdout)
+    assert cfg["train"]["lr"] == 0.5 and cfg["model"]["cell"] == "gru" and "decoding" in cfg
+    assert not (tmp_path / "never").exists()
+
+
+@pytest.mark.parametrize("task", ["classifier", "tagger", "joint", "seq2seq"])
+def test_init_prints_a_commented_config_that_validates(task, tmp_path):
+    from grutool.config_file import load_config
+
+    result = invoke("init", task)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("# A starting config") and f"task: {task}" in result.stdout
+    assert result.stdout.count("  # ") > 20, "fields carry their docstrings"
+    (tmp_path / "my.yaml").write_text(result.stdout)
+    cfg = load_config(tmp_path / "my.yaml")
+    assert cfg.task == task
+
+
+def test_init_unknown_task():
+    assert_user_error(invoke("init", "regression"), "unknown task 'regression'", "classifier")
+
+
+# --- runs, compare, plot ----------------------------------------------------------------------------
+
+
+def test_runs_lists_every_run_with_its_status(run, tmp_path):
+    import shutil
+
+    root = tmp_path / "runs"
+    shutil.copytree(run, root / "a")
+    shutil.copytree(run, root / "group" / "b")
+    (root / "group" / "b" / "summary.json").unlink()          # stopped by Ctrl-C: last.pt, no summary
+    (root / "c").mkdir()
+    shutil.copy(run / "config.yaml", root / "c")                # died before its first checkpoint
+    (root / "c" / "metrics.jsonl").write_text("")
+    result = invoke("runs", root, "--json")
+    assert result.exit_code == 0, result.output
+    rows = {Path(r["run"]).relative_to(root).as_posix(): r for r in map(json.loads, result.stdout.splitlines())}
+    assert {k: r["status"] for k, r in rows.items()} == {"a": "finished", "group/b": "interrupted", "c": "failed"}
+    assert rows["a"]["task"] == "classifier" and rows["a"]["monitor"] == "accuracy" and rows["a"]["epochs"] == 2
+    assert rows["group/b"]["best"] is not None, "best read back from metrics.jsonl"
+    table = invoke("runs", root)
+    assert table.exit_code == 0 and "finished" in table.stdout and "interrupted" in table.stdout
+    assert_user_error(invoke("runs", tmp_path / "nowhere"), "directory not found")
+
+
+def test_compare_shows_only_differing_fields_and_the_metrics(run, tmp_path):
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(run, other)
+    cfg = yaml.safe_load((other / "config.yaml").read_text())
+    cfg["train"]["lr"] = 0.5
+    (other / "config.yaml").write_text(yaml.safe_dump(cfg))
+    result = invoke("compare", run, other, "--json")
+    assert result.exit_code == 0, result.output
+    c = json.loads(result.stdout)
+    assert c["config"] == {"train.lr": [0.01, 0.5]}
+    assert set(c["validation"]) >= {"accuracy", "macro_f1"}
+    table = invoke("compare", run, other)
+    assert "train.lr" in table.stdout and "accuracy" in table.stdout and "model.cell" not in table.stdout
+    assert_user_error(invoke("compare", run), "two run directories")
+
+
+def test_plot_draws_curves_of_several_runs(run, tmp_path):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "curves.png"
+    result = invoke("plot", run, run, "-o", png)
+    assert result.exit_code == 0, result.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert_user_error(invoke("plot", run, "-o", tmp_path / "x.jpg"), ".png")
+
+
+# --- help ---------------------------------------------------------------------------------------------
+
+
+def test_version_and_examples_in_help():
+    from grutool import __version__
+
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.stdout.strip() == f"grutool {__version__}"
+    for command in ("train", "eval", "infer", "bench", "runs", "compare", "plot", "init", "shapes"):
+        text = invoke(command, "--help").stdout
+        assert "Examples:" in text, command
+        assert "{config}" not in text and "{run_dir}" not in text, "placeholders say what to give"
+        options = [l for l in text.splitlines() if l.lstrip().startswith("-")]
+        assert not [l for l in options if "<list[str]>" in l or "<int range>" in l], command
+    assert "--install-completion" in invoke("--help").stdout
+    assert "--set KEY=VALUE" in invoke("train", "--help").stdout
