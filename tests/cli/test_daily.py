@@ -167,3 +167,23 @@ def test_version_and_examples_in_help():
         assert not [l for l in options if "<list[str]>" in l or "<int range>" in l], command
     assert "--install-completion" in invoke("--help").stdout
     assert "--set KEY=VALUE" in invoke("train", "--help").stdout
+
+
+# --- relative data paths ------------------------------------------------------------------------------
+
+
+def test_relative_data_paths_are_found_beside_the_config(tmp_path, monkeypatch):
+    from grutool.config_file import load_config
+
+    folder = tmp_path / "project"
+    raw = tiny_config(folder)
+    for name in ("train", "validation", "test"):
+        raw["data"][name] = f"data/{name}.tsv"        # relative to the config's folder, not to the cwd
+    (folder / "my.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config("project/my.yaml")
+    assert cfg.data.train == str(Path("project") / "data" / "train.tsv")
+    raw["data"]["train"] = "data/missing.tsv"
+    (folder / "bad.yaml").write_text(yaml.safe_dump(raw))
+    assert_user_error(invoke("train", "project/bad.yaml", "--dry-run"), "data/missing.tsv: data file not found",
+                      f"relative to the working directory {tmp_path}", "config file's folder")
