@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import ast
 import inspect
-import json
 
 from grutool import config as schema
+from grutool import jsonsafe
 from grutool.tasks import TASKS
 
 # Placeholder data per family: what the user replaces first.
@@ -56,7 +56,7 @@ def _owned_elsewhere(task: str) -> set[tuple[str, str]]:
 
 
 def _value(value) -> str:
-    return json.dumps(value) if isinstance(value, str) and (not value or value[0] in "{[*&!|>%@`'\"" or ":" in value) \
+    return jsonsafe.dumps(value) if isinstance(value, str) and (not value or value[0] in "{[*&!|>%@`'\"" or ":" in value) \
         else ("null" if value is None else (str(value).lower() if isinstance(value, bool) else str(value)))
 
 

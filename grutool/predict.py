@@ -18,7 +18,7 @@ class Predictor:
         self.run = rundir.open_run(run_dir)
         self.cfg = self.run.config
         self.task = get_task(self.cfg.task)
-        self.device = resolve_device(device)
+        self.device = resolve_device(device, "device")
         ckpt = load_checkpoint(self.run.path / checkpoint)
         self.model = self.task.build_model(self.cfg, self.run)
         load_weights(self.model, ckpt["model"], self.run.path / checkpoint, rundir.sizes(self.run, self.cfg))

@@ -19,7 +19,7 @@ from typing import Optional
 
 import yaml
 
-from grutool import rundir
+from grutool import jsonsafe, rundir
 from grutool.config import MINIMIZED_METRICS
 from grutool.errors import UserError
 
@@ -154,7 +154,7 @@ def compare(paths: list[str | Path]) -> dict:
         runs.append(p)
     configs = [_flatten(read_config(p)) for p in runs]
     keys = sorted(set().union(*configs) - {"output_dir"})
-    differs = {k: [c.get(k) for c in configs] for k in keys if len({json.dumps(c.get(k)) for c in configs}) > 1}
+    differs = {k: [c.get(k) for c in configs] for k in keys if len({jsonsafe.dumps(c.get(k)) for c in configs}) > 1}
     summaries = [_read_json(p / rundir.SUMMARY) or {} for p in runs]
     metric_names: list[str] = []
     for s in summaries:

@@ -115,10 +115,12 @@ def train(
         task = get_task(summary["task"])
         if dry_run:
             ex = ", ".join(f"{k} {v:,}" for k, v in summary["examples"].items())
-            outputs = task.outputs
+            # Each output vocabulary by what it holds: classes, tags, targets; intents and chars by name.
+            sizes = "".join(f"  {task.outputs if name == 'labels' else name:<12}{n:,}\n"
+                            for name, n in summary.get("vocabularies", {"labels": summary["num_classes"]}).items())
             out.print(f"config ok: {config}\n  task        {summary['task']}\n"
                       f"  parameters  {summary['parameters']:,}\n  vocab size  {summary['vocab_size']:,}\n"
-                      f"  {outputs:<12}{summary['num_classes']}\n  examples    {ex}\n"
+                      f"{sizes}  examples    {ex}\n"
                       f"  device      {summary['device']}\n  run dir     {summary['run_dir']} (not written)")
             return
         out.print(f"done: {summary['epochs']} epoch(s), {summary['steps']:,} steps, {summary['wall_time_s']:.1f} s")

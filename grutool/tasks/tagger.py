@@ -29,6 +29,7 @@ class TaggerTask(Task):
     monitors = ("token_accuracy", "span_f1", "sentence_accuracy", "loss")
     owns = {"model": ("crf", "char_features", "char_embedding_dim", "char_hidden_size", "freeze_embeddings")}
     renderer = "tagging"
+    outputs = "tags"
 
     # --- config ------------------------------------------------------------------------
 

@@ -361,8 +361,10 @@ def _train(cfg: Config, resume: bool, overwrite: bool, dry_run: bool, callbacks:
         with display.stage("reading data") if display else contextlib.nullcontext():
             prepared = task.prepare(cfg, saved)
         counts = ", ".join(f"{number(len(split))} {name}" for name, split in prepared.splits.items())
-        log.info("data: %s examples, vocabulary %s (%.1f s)", counts, number(len(prepared.vocab)),
-                 time.perf_counter() - t0)
+        # Said once every check has passed (just before training, or the dry run's summary), so that a
+        # refused run still answers with its one error line.
+        stages = [f"data: {counts} examples, vocabulary {number(len(prepared.vocab))} "
+                  f"({time.perf_counter() - t0:.1f} s)"]
         check_fits(cfg, count_on_meta(task, cfg, prepared), device)
         torch.manual_seed(t.seed)
         model = task.build_model(cfg, prepared)
@@ -375,11 +377,15 @@ def _train(cfg: Config, resume: bool, overwrite: bool, dry_run: bool, callbacks:
         summary = {
             "task": cfg.task, "device": str(device), "parameters": count_parameters(model),
             "vocab_size": len(prepared.vocab), "num_classes": len(prepared.labels),
+            "vocabularies": {name: len(getattr(prepared, name)) for name in task.vocabularies(cfg)
+                             if getattr(prepared, name, None) is not None},
             "examples": {name: len(split) for name, split in prepared.splits.items()},
             "run_dir": str(run_dir),
         }
-        log.info("model: %s parameters, device %s", number(summary["parameters"]), device)
+        stages.append(f"model: {number(summary['parameters'])} parameters, device {device}")
         if dry_run:
+            for line in stages:
+                log.info("%s", line)
             return summary
 
         cbs: list[Callback] = [EarlyStopping(t.patience), MetricsWriter(run_dir / rundir.METRICS), Checkpointer()]
@@ -388,6 +394,9 @@ def _train(cfg: Config, resume: bool, overwrite: bool, dry_run: bool, callbacks:
         trainer = Trainer(cfg, task, prepared, model, run_dir, device, cbs + list(callbacks))
         if resume:
             trainer.restore(last, run_dir / rundir.LAST, rundir.sizes(saved, cfg))
+            finished = _finished(trainer)
+            if finished:
+                return finished
             for tmp in remove_temporaries(run_dir):
                 log.info("removed %s, left by an interrupted write", tmp)
             log.info("resuming at epoch %d, step %d", trainer.state.epoch + 1, trainer.state.step)
@@ -397,9 +406,27 @@ def _train(cfg: Config, resume: bool, overwrite: bool, dry_run: bool, callbacks:
             rundir.prepare_new(run_dir, overwrite)
             write_text_atomic(to_yaml(cfg), run_dir / rundir.CONFIG)
             rundir.save_vocabularies(run_dir, prepared, cfg)
+        for line in stages:
+            log.info("%s", line)
         with trainer._deferred_sigint():
             trainer.fit()
         return _finish(trainer, summary)
+
+
+def _finished(trainer: Trainer) -> Optional[dict]:
+    """--resume of a run that already ended (all epochs, max_steps, early stopping): its summary, said so."""
+    s, t = trainer.state, trainer.cfg.train
+    done = (s.epoch >= t.epochs or s.step >= trainer.total_steps
+            or (t.patience is not None and s.bad_epochs >= t.patience))
+    path = trainer.run_dir / rundir.SUMMARY
+    if not (done and path.is_file()):
+        return None
+    import json
+
+    log.warning("%s: the run is complete (%d of %d epochs, %d steps); nothing to resume. To train longer, "
+                "resume with a larger train.epochs (e.g. --set train.epochs=%d)", trainer.run_dir, s.epoch,
+                t.epochs, s.step, t.epochs * 2)
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def _check_best_exists(run_dir: Path, last: dict) -> None:

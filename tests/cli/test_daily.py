@@ -187,3 +187,56 @@ def test_relative_data_paths_are_found_beside_the_config(tmp_path, monkeypatch):
     (folder / "bad.yaml").write_text(yaml.safe_dump(raw))
     assert_user_error(invoke("train", "project/bad.yaml", "--dry-run"), "data/missing.tsv: data file not found",
                       f"relative to the working directory {tmp_path}", "config file's folder")
+
+
+# --- smaller items ------------------------------------------------------------------------------------
+
+
+def test_joint_dry_run_names_tags_and_counts_intents():
+    root = Path(__file__).resolve().parents[2]
+    travel = root / "data" / "tagging" / "travel"
+    result = invoke("train", root / "configs" / "tagging.yaml", "--dry-run", "--set", "task=joint",
+                    "--set", f"data.train={travel / 'train'}", "--set", f"data.validation={travel / 'validation'}",
+                    "--set", f"data.test={travel / 'test'}", "--set", "data.format=parallel",
+                    "--set", "data.tag_column=", "--set", "train.monitor=sentence_accuracy")
+    assert result.exit_code == 0, result.output
+    lines = {l.split()[0]: l.split()[-1] for l in result.stdout.splitlines()[1:] if l.strip()}
+    assert lines["tags"] == "11" and lines["intents"] == "4" and "classes" not in lines
+
+
+def test_resume_of_a_finished_run_says_it_is_complete(run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    before = (copy / "metrics.jsonl").read_text()
+    result = invoke("train", run.parent / "tiny.yaml", "--resume", "-o", copy)
+    assert result.exit_code == 0, result.output
+    assert "the run is complete (2 of 2 epochs" in result.output and "train.epochs" in result.output
+    assert (copy / "metrics.jsonl").read_text() == before
+
+
+def test_eval_device_cuda_without_cuda_says_why(run):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    assert_user_error(invoke("eval", run, "--device", "cuda"), "--device: 'cuda' requested but CUDA is not available")
+
+
+def test_python_train_shows_progress_when_asked(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    raw = tiny_config(tmp_path, epochs=1, device="cpu")
+    code = ("from grutool import train\nfrom grutool.config_file import parse_config\nimport json, sys\n"
+            f"train(parse_config(json.loads(sys.argv[1])), progress=True)\n")
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps(raw)], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    assert "data: 64 train" in proc.stderr and "epoch 1/1: loss" in proc.stderr
+    quiet = subprocess.run([sys.executable, "-c", code.replace("progress=True", "overwrite=True"), json.dumps(raw)],
+                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(root)})
+    assert quiet.returncode == 0 and quiet.stderr == "", "silent unless asked"

@@ -115,7 +115,8 @@ def test_log_file_gets_plain_lines_without_bar(config, tmp_path):
     assert "e+0" not in proc.stderr
 
 
-def test_line_mode_reports_steps_with_eta(caplog):
+def test_line_mode_reports_steps_with_eta():
+    import io
     import logging
 
     from grutool.training.progress import Progress, duration, number
@@ -130,11 +131,18 @@ def test_line_mode_reports_steps_with_eta(caplog):
 
     p = Progress("lines", every_s=0.0)
     trainer = Trainer()
-    with caplog.at_level(logging.INFO, logger="grutool"):
+    log, text = logging.getLogger("grutool"), io.StringIO()
+    handler, level = logging.StreamHandler(text), log.level
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
         p.on_train_begin(trainer)
         p.on_epoch_begin(trainer)
         trainer.state.step = 4
         p.on_step_end(trainer, 0.5, 1200)
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
     assert re.search(r"step 4/10 \(40%\), epoch 1/2: loss 0\.5000, [\d,]+ tok/s, 0:00 elapsed, ~0:00 left",
-                     caplog.text), caplog.text
+                     text.getvalue()), text.getvalue()
     assert (number(23480.4), number(0.43121), number(7), duration(3725)) == ("23,480", "0.4312", "7", "1:02:05")
