@@ -43,7 +43,7 @@ def duration(seconds: float) -> str:
 
 
 def epoch_line(epoch: int, epochs: int, metrics: dict, monitor: Optional[str]) -> str:
-    """`epoch 3/30: loss 0.4123 | val loss 0.3981, accuracy 0.8125 | 23,480 tok/s, 1.2 s` (fits 80 columns)."""
+    """`epoch 3/30: loss 0.4123 | val loss 0.3981, accuracy 0.8125 | 23,480 tok/s, 1.2s` (fits 80 columns)."""
     parts = [f"loss {number(metrics['train_loss'])}"]
     val = [f"{k} {number(metrics[f'val_{k}'])}" for k in dict.fromkeys(("loss", monitor)) if f"val_{k}" in metrics]
     if val:
