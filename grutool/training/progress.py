@@ -52,7 +52,7 @@ def epoch_line(epoch: int, epochs: int, metrics: dict, monitor: Optional[str]) -
     if "tokens_per_s" in metrics:
         speed.append(f"{number(round(metrics['tokens_per_s']))} tok/s")
     if "epoch_time_s" in metrics:
-        speed.append(f"{metrics['epoch_time_s']:.1f} s")
+        speed.append(f"{metrics['epoch_time_s']:.1f}s")
     if speed:
         parts.append(", ".join(speed))
     return f"epoch {epoch}/{epochs}: " + " | ".join(parts)
