@@ -8,10 +8,15 @@ Python API (imports torch on first use, not on `import grutool`):
 
 __version__ = "0.1.0"
 
+# `grutool.evaluate` is both a submodule and the function: importing a submodule sets the package's
+# attribute to the module, so a lazy attribute of the same name would be shadowed the first time any
+# code imported `grutool.evaluate`. Importing it here (it is torch-free at import) and binding the name
+# afterwards makes `from grutool import evaluate` the function whatever was imported before.
+from grutool.evaluate import evaluate  # noqa: E402
+
 _LAZY = {
     "load_config": ("grutool.config_file", "load_config"),
     "train": ("grutool.training.loop", "train"),
-    "evaluate": ("grutool.evaluate", "evaluate"),
     "Predictor": ("grutool.predict", "Predictor"),
 }
 

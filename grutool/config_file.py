@@ -214,10 +214,47 @@ def parse_config(raw: Any, source: str = "<config>", overrides: list[str] = (),
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
-    """Read, override and validate a YAML config file."""
+    """Read, override and validate a YAML config file; relative data paths found only beside it are made
+    to point there (see `beside_config`)."""
     path = Path(path)
     raw, lines = read_yaml(path)
-    return parse_config(raw, str(path), overrides, lines, default_output_dir=str(Path("runs") / path.stem))
+    cfg = parse_config(raw, str(path), overrides, lines, default_output_dir=str(Path("runs") / path.stem))
+    return beside_config(cfg, path.parent)
+
+
+DATA_PATHS = ("train", "validation", "test", "vectors")
+
+
+def _present(path: Path) -> bool:
+    """A data path as the readers take it: a file, a directory, or a prefix of files (`data/x/train` -> train.*)."""
+    return path.exists() or (path.parent.is_dir() and any(path.parent.glob(glob_escape(path.name) + ".*")))
+
+
+def glob_escape(name: str) -> str:
+    import glob
+
+    return glob.escape(name)
+
+
+def beside_config(cfg: Config, folder: Path) -> Config:
+    """Relative data paths are read from the working directory; one that is missing there but present
+    relative to the config file's folder is read from there (and saved so in the run's config.yaml)."""
+    d = cfg.data
+    if d.dataset is not None or d.format == "cmudict" or folder.resolve() == Path.cwd().resolve():
+        return cfg
+    moved = {}
+    for name in DATA_PATHS:
+        value = getattr(d, name)
+        paths = value if isinstance(value, list) else [value]
+        if value is None or not all(isinstance(p, str) for p in paths):
+            continue
+        fixed = [str(folder / p) if not Path(p).is_absolute() and not _present(Path(p)) and _present(folder / p)
+                 else p for p in paths]
+        if fixed != paths:
+            moved[name] = fixed if isinstance(value, list) else fixed[0]
+    if not moved:
+        return cfg
+    return cfg.model_copy(update={"data": d.model_copy(update=moved)})
 
 
 def to_yaml(cfg: Config) -> str:

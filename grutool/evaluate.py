@@ -6,9 +6,9 @@ import logging
 from typing import Optional
 
 from grutool.errors import UserError
-from grutool.predict import Predictor
-from grutool.tasks import accepting
-from grutool.training.evaluation import evaluate_split
+
+# torch-free at import: `import grutool` imports this module to bind `grutool.evaluate` to the function
+# (see grutool/__init__.py); the model side is imported when `evaluate` runs.
 
 log = logging.getLogger("grutool")
 
@@ -23,6 +23,10 @@ def evaluate(run_dir: str, split: str = "validation", data: Optional[str] = None
     dictionaries), perplexity and a few samples (see grutool.metrics.seq2seq), decoding with beam size
     `beam` (default: the run's decoding.beam_size).
     """
+    from grutool.predict import Predictor
+    from grutool.tasks import accepting
+    from grutool.training.evaluation import evaluate_split
+
     p = Predictor(run_dir, device)
     cfg = p.cfg
     options = {"beam": beam} if beam is not None else {}

@@ -22,7 +22,7 @@ class Predictor:
         self.run = rundir.open_run(run_dir)
         self.cfg = self.run.config
         self.task = get_task(self.cfg.task)
-        self.device = resolve_device(device)
+        self.device = resolve_device(device, "device")
         self.backend = backend
         if backend == "torch":
             self.model = load_run_weights(self.task.build_model(self.cfg, self.run), self.run.path / checkpoint,

@@ -20,14 +20,38 @@ from grutool.errors import UserError
 
 app = typer.Typer(
     name="grutool",
-    help="Train, evaluate and inspect GRU sequence models.",
     no_args_is_help=True,
-    add_completion=False,
+    # Shell completion: `grutool --install-completion` (bash, zsh, fish, PowerShell).
+    add_completion=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
     # Plain click help: typer's rich help renderer costs ~0.1 s of imports on every --help.
     rich_markup_mode=None,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from grutool import __version__
+
+        print(f"grutool {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="Print grutool's version and exit.")):
+    """Train, evaluate and inspect GRU sequence models.
+
+    \b
+    Examples:
+      grutool init classifier > my.yaml        # a commented starting config
+      grutool train configs/sentiment.yaml     # -> runs/sentiment/
+      grutool runs                             # every run: task, best metric, status
+      grutool eval runs/sentiment --split test
+      grutool infer runs/sentiment "What a lovely little film."
+      grutool plot runs/sentiment -o curves.png
+    """
 
 
 class Device(str, Enum):
@@ -43,23 +67,33 @@ class Backend(str, Enum):
 
 
 class Split(str, Enum):
+    train = "train"
     validation = "validation"
     test = "test"
 
 
 @app.command()
 def train(
-    config: Path = typer.Argument(..., help="YAML config file (see configs/)."),
-    set_: List[str] = typer.Option([], "--set", help="Override a field: --set model.hidden_size=256 (repeatable)."),
-    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="Run directory (default: runs/<config name>)."),
+    config: Path = typer.Argument(..., metavar="CONFIG.yaml", help="YAML config file (see configs/; `grutool init TASK` writes one)."),
+    set_: List[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="Override a field: --set model.hidden_size=256 (repeatable)."),
+    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", metavar="DIR", help="Run directory (default: runs/<config name>)."),
     device: Optional[Device] = typer.Option(None, help="auto (CUDA if present), cpu or cuda; overrides train.device."),
-    seed: Optional[int] = typer.Option(None, help="Overrides train.seed."),
+    seed: Optional[int] = typer.Option(None, metavar="N", help="Overrides train.seed."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in the output directory from last.pt."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate, build data and model, print a summary, write nothing."),
+    print_config: bool = typer.Option(False, "--print-config", help="Print the fully resolved config (defaults filled, --set applied) as YAML and exit."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors on stderr."),
 ):
-    """Train a model from a YAML config; writes a run directory."""
+    """Train a model from a YAML config; writes a run directory.
+
+    \b
+    Examples:
+      grutool train configs/sentiment.yaml                  # -> runs/sentiment/
+      grutool train configs/sentiment.yaml --set train.lr=1e-3 -o runs/lr1e-3
+      grutool train configs/sentiment.yaml --print-config   # the resolved config
+      grutool train configs/sentiment.yaml --resume         # after Ctrl-C
+    """
     setup_logging(quiet)
     with user_errors():
         from grutool.config_file import load_config
@@ -72,42 +106,56 @@ def train(
         if output_dir is not None:
             overrides.append(f"output_dir={output_dir}")
         cfg = load_config(config, overrides)
+        if print_config:
+            from grutool.config_file import to_yaml
+
+            print(to_yaml(cfg), end="")
+            return
 
         from grutool.training.loop import train as run_training
 
         summary = run_training(cfg, resume=resume, overwrite=overwrite, dry_run=dry_run,
-                               progress=not quiet and sys.stderr.isatty())
+                               progress=not quiet)
         from grutool.tasks import get_task
 
         task = get_task(summary["task"])
         if dry_run:
             ex = ", ".join(f"{k} {v:,}" for k, v in summary["examples"].items())
-            outputs = task.outputs
+            # Each output vocabulary by what it holds: classes, tags, targets; intents and chars by name.
+            sizes = "".join(f"  {task.outputs if name == 'labels' else name:<12}{n:,}\n"
+                            for name, n in summary.get("vocabularies", {"labels": summary["num_classes"]}).items())
             out.print(f"config ok: {config}\n  task        {summary['task']}\n"
                       f"  parameters  {summary['parameters']:,}\n  vocab size  {summary['vocab_size']:,}\n"
-                      f"  {outputs:<12}{summary['num_classes']}\n  examples    {ex}\n"
+                      f"{sizes}  examples    {ex}\n"
                       f"  device      {summary['device']}\n  run dir     {summary['run_dir']} (not written)")
             return
-        line = f"done: {summary['epochs']} epoch(s), {summary['steps']} steps, {summary['wall_time_s']:.1f}s"
+        out.print(f"done: {summary['epochs']} epoch(s), {summary['steps']:,} steps, {summary['wall_time_s']:.1f} s")
         if summary.get("validation"):
             from grutool.cli.render import renderer
 
-            line += f"; best epoch {summary['best_epoch']}: validation {renderer(task).summary_line(summary['validation'])}"
-        out.print(line)
+            out.print(f"best: epoch {summary['best_epoch']}, {renderer(task).summary_line(summary['validation'])}")
         out.print(f"run directory: {summary['run_dir']}")
 
 
 @app.command("eval")
 def eval_(
-    run_dir: Path = typer.Argument(..., help="Run directory written by `grutool train`."),
+    run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="Run directory written by `grutool train`."),
     split: Split = typer.Option(Split.validation, help="Which configured split to score."),
-    data: Optional[Path] = typer.Option(None, help="Score this file instead (same columns as the training data)."),
+    data: Optional[Path] = typer.Option(None, metavar="PATH", help="Score this file instead (same columns as the training data)."),
     json_: bool = typer.Option(False, "--json", help="Print metrics as one JSON object only."),
-    beam: Optional[int] = typer.Option(None, "--beam", help="Seq2seq: beam size (default: the run's decoding.beam_size)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1),
-    device: Device = typer.Option(Device.auto),
+    beam: Optional[int] = typer.Option(None, "--beam", metavar="N", help="Seq2seq: beam size (default: the run's decoding.beam_size)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, metavar="N",
+                                             help="Examples per batch (default: the run's train.batch_size)."),
+    device: Device = typer.Option(Device.auto, help="auto (CUDA if present), cpu or cuda."),
 ):
-    """Metrics of a trained run on a labelled split."""
+    """Metrics of a trained run on a labelled split.
+
+    \b
+    Examples:
+      grutool eval runs/sentiment --split test
+      grutool eval runs/sentiment --split test --json
+      grutool eval runs/sentiment --data other.tsv      # any file with the same columns
+    """
     setup_logging(quiet=json_)
     with user_errors():
         from grutool.evaluate import evaluate
@@ -152,29 +200,47 @@ def _read_inputs(texts: List[str], file: Optional[str]) -> list[str]:
 
 @app.command()
 def infer(
-    run_dir: Path = typer.Argument(..., help="Run directory written by `grutool train`."),
-    texts: List[str] = typer.Argument(None, help="Texts to classify."),
-    file: Optional[str] = typer.Option(None, "--file", "-f", help="Read one input per line from PATH, or - for stdin."),
+    run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="Run directory written by `grutool train`."),
+    texts: List[str] = typer.Argument(None, metavar="[TEXT]...", help="Inputs: texts to label, sentences to tag, sources to translate."),
+    file: Optional[str] = typer.Option(None, "--file", "-f", metavar="PATH",
+                                       help="Read inputs from PATH (- for stdin): see --format."),
+    format_: str = typer.Option("auto", "--format", metavar="auto|lines|data",
+                                help="lines: one input per line; data: a csv/tsv/json/jsonl/parquet/conll file "
+                                     "read with the run's columns, as training reads it (labels ignored); "
+                                     "auto: data for those extensions, else lines."),
     jsonl: bool = typer.Option(False, "--jsonl", help="One JSON object per input: text, label, probs (tagger/joint: text, tokens, tags, spans[, intent]; seq2seq: source, output, score)."),
-    beam: Optional[int] = typer.Option(None, "--beam", help="Seq2seq: beam size (1: greedy; default: the run's decoding.beam_size)."),
+    beam: Optional[int] = typer.Option(None, "--beam", metavar="N", help="Seq2seq: beam size (1: greedy; default: the run's decoding.beam_size)."),
     attention: Optional[str] = typer.Option(None, "--attention", metavar="PATH.png", help="Seq2seq: draw the attention weights as a heatmap (several inputs: PATH-1.png, ...)."),
     attention_weights: bool = typer.Option(False, "--attention-weights", help="Seq2seq: add the attention weights to --jsonl objects."),
-    batch_size: int = typer.Option(64, "--batch-size", min=1),
-    device: Device = typer.Option(Device.auto),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, metavar="N", help="Inputs per batch."),
+    device: Device = typer.Option(Device.auto, help="auto (CUDA if present), cpu or cuda."),
     backend: Backend = typer.Option(Backend.torch, "--backend", help="torch (the checkpoint), or an export written by `grutool export`: onnx, torchscript."),
     model: Optional[Path] = typer.Option(None, "--model", help="With --backend onnx/torchscript: the exported file (default RUN/model.onnx or RUN/model.pt)."),
 ):
-    """Predict a label (tagger/joint: tags and spans; seq2seq: the output) for each input, one line per input."""
+    """Predict a label (tagger/joint: tags and spans; seq2seq: the output) for each input, one line per input.
+
+    \b
+    Examples:
+      grutool infer runs/sentiment "What a lovely little film."
+      grutool infer runs/sentiment --file reviews.tsv --jsonl   # the run's text column
+      echo "great service" | grutool infer runs/sentiment --file -
+      grutool infer runs/reverse 12345 --beam 5 --attention att.png
+    """
     setup_logging(quiet=True)
     with user_errors():
         if beam is not None and beam < 1:
             raise UserError(f"--beam: must be at least 1 (got {beam}); 1 is greedy decoding")
-        inputs = _read_inputs(texts or [], file)
+        from grutool.inputs import input_format, read_data_inputs
+
+        as_data = file is not None and input_format(file, format_) == "data"
+        inputs = list(texts or []) if as_data else _read_inputs(texts or [], file)
         from grutool.predict import Predictor
 
         if model is not None and backend == Backend.torch:
             raise UserError("--model: names an exported file; add --backend onnx or --backend torchscript")
         predictor = Predictor(run_dir, device.value, backend=backend.value, exported=model)
+        if as_data:
+            inputs += read_data_inputs(predictor.task, predictor.cfg, file)
         from grutool.cli.render import renderer
         from grutool.tasks import accepting
 
@@ -230,6 +296,10 @@ def serve(
         err.print(f"serving {run_dir} on http://{host}:{port} (docs at /docs); Ctrl-C stops")
         run_server(run_dir, host, port, backend.value, model,
                    Limits(max_texts=max_texts, max_chars=max_chars, max_batch=max_batch, window_ms=window_ms))
+
+
+from grutool.cli.daily import register_daily  # noqa: E402
+register_daily(app)
 
 
 def main() -> None:

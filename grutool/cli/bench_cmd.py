@@ -16,7 +16,9 @@ import typer
 
 def bench(
     grid_file: Optional[Path] = typer.Argument(
-        None, metavar="GRID.yaml", help="Grid file (see configs/bench.yaml); command-line options override it."),
+        None, metavar="[GRID.yaml|REPORT.json]",
+        help="Grid file (see configs/bench.yaml; command-line options override it), or a saved JSON report to "
+             "show, compare (--compare), plot (--plot) or convert (-o) without measuring again."),
     config: Optional[str] = typer.Option(
         None, "--config", "-c", help="Model config: time its real train step and inference, not bare layers."),
     cells: Optional[str] = typer.Option(None, help="Cells, comma-separated: gru,lstm,rnn."),
@@ -47,11 +49,22 @@ def bench(
     seed: Optional[int] = typer.Option(None, help="Seed for weights and synthetic batches."),
     output: List[Path] = typer.Option([], "--output", "-o", help="Write the report: .md, .json or .csv (repeatable)."),
     plot: Optional[Path] = typer.Option(None, help="Draw tokens/s per cell as a PNG (needs matplotlib)."),
-    compare: Optional[Path] = typer.Option(None, help="Earlier JSON report: print new/old time per matching row."),
+    compare: Optional[Path] = typer.Option(
+        None, metavar="OLD.json", help="Earlier JSON report: print new/old time per matching row, against a saved "
+                                       "REPORT.json (no measuring) or against a grid measured now."),
     smoke: bool = typer.Option(False, "--smoke", help="Tiny grid in seconds; exit 1 if its sanity checks fail."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress; only warnings and errors on stderr."),
 ):
-    """Time GRU vs LSTM vs RNN, or a configured model's train step and inference (docs/bench.md)."""
+    """Time GRU vs LSTM vs RNN, or a configured model's train step and inference (docs/bench.md).
+
+    \b
+    Examples:
+      grutool bench --smoke                        # seconds: a sanity check (CI)
+      grutool bench --cells gru,lstm --hidden-size 64,512 -o new.json
+      grutool bench --compare old.json new.json    # saved reports, no measuring
+      grutool bench new.json --plot new.png        # draw a saved report
+      grutool bench --config configs/sentiment.yaml   # your model's train step
+    """
     from rich.markup import escape
 
     from grutool.cli.console import err, out, setup_logging, user_errors
@@ -62,12 +75,26 @@ def bench(
         from grutool.bench import report as reports
         from grutool.errors import UserError
 
-        given = grids.from_options(
+        options = dict(
             cells=cells, batch_size=batch, seq_len=seq_len, input_size=input_size, hidden_size=hidden_size,
             num_layers=layers, bidirectional=bidirectional, mode=mode, lengths=lengths, kernels=kernels,
             device=device, dtype=dtype, threads=threads, repeats=repeats, warmup=warmup,
             min_sample_ms=min_sample_ms, config=config, vocab_size=vocab_size, num_classes=num_classes, seed=seed)
-        grid = grids.merge(grids.load_grid(grid_file), given) if grid_file is not None else given
+        saved = grid_file is not None and grid_file.suffix.lower() == ".json"
+        if saved:
+            # A saved report is shown, compared, plotted or converted as it is: nothing is measured.
+            setting = sorted(k for k, v in options.items() if v is not None)
+            if setting or smoke:
+                flags = ", ".join(f"--{k.replace('_', '-')}" for k in setting) or "--smoke"
+                raise UserError(f"{flags}: set what to measure, but {grid_file} is a saved report; "
+                                f"drop the option, or give a grid (GRID.yaml or options alone) to measure")
+        elif compare is not None and grid_file is None and all(v is None for v in options.values()) and not smoke:
+            raise UserError(f"--compare {compare}: nothing to compare it with; give the newer saved report "
+                            f"(grutool bench --compare {compare} NEW.json), or what to measure now "
+                            f"(a GRID.yaml such as configs/bench.yaml, or options such as --cells)")
+        else:
+            given = grids.from_options(**options)
+            grid = grids.merge(grids.load_grid(grid_file), given) if grid_file is not None else given
         # Everything that can fail after a long run is checked before it.
         from grutool.atomic import check_output_path
 
@@ -82,12 +109,17 @@ def bench(
                 raise UserError("--plot needs matplotlib, an optional extra: pip install 'grutool[plot]'")
         old = reports.read_report(compare) if compare is not None else None
 
-        from grutool.bench.runner import run, sanity_problems
+        if not saved:
+            from grutool.bench.runner import run, sanity_problems
 
-        report = _run_with_progress(run, grid, smoke, quiet, console=err)
+        if saved:
+            report = reports.read_report(grid_file)
+        else:
+            report = _run_with_progress(run, grid, smoke, quiet, console=err)
         _print_wide(out, reports.rich_table(report))
-        for warning in report["warnings"]:
-            err.print(f"[yellow]warning:[/] {escape(warning)}", markup=True)
+        if not (smoke and quiet):  # a smoke run is never published: its timing caveats are noise in CI logs
+            for warning in report.get("warnings", []):
+                err.print(f"[yellow]warning:[/] {escape(warning)}", markup=True)
         if old is not None:
             result = reports.compare(report, old)
             if result["rows"]:
@@ -95,7 +127,7 @@ def bench(
             else:
                 out.print(f"no rows in common with {compare}: nothing to compare", markup=False)
             if result["only_new"] or result["only_old"]:
-                out.print(f"unmatched rows: {result['only_new']} only in this run, "
+                out.print(f"unmatched rows: {result['only_new']} only in {grid_file if saved else 'this run'}, "
                           f"{result['only_old']} only in {compare}", markup=False)
             for change in result["env_changes"]:
                 err.print(f"[yellow]warning:[/] environment differs from {escape(str(compare))}: {escape(change)}",

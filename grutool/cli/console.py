@@ -71,6 +71,5 @@ def user_errors():
         err.print(f"[red]error:[/] {escape(message)}", markup=True)
         raise typer.Exit(exc.exit_code)
     except TrainingInterrupted as exc:
-        err.print(f"interrupted: resumable checkpoint saved to {exc.checkpoint}; "
-                  f"continue with the same command plus --resume")
+        err.print(f"interrupted: saved {exc.checkpoint}; continue with the same command plus --resume")
         raise typer.Exit(130)

@@ -41,7 +41,14 @@ def shapes(
                                  help="Cell equations and a from-scratch step checked against the module."),
     json_: bool = typer.Option(False, "--json", help="Print the report as one JSON object only."),
 ):
-    """Explain and prove every tensor shape of a GRU/LSTM/RNN layer, or of the model a config builds."""
+    """Explain and prove every tensor shape of a GRU/LSTM/RNN layer, or of the model a config builds.
+
+    \b
+    Examples:
+      grutool shapes --layers 2 --bidirectional
+      grutool shapes --bidirectional --lengths 3,5,2 --explain
+      grutool shapes --config configs/sentiment.yaml   # any task's model, traced
+    """
     from grutool.cli.console import err, out, user_errors
     from grutool.errors import UserError
 
@@ -86,6 +93,15 @@ def shapes(
 
 
 # --- rendering -------------------------------------------------------------------------------------
+
+
+def _shape_lines(value) -> str:
+    """A traced module's inputs or outputs, one per line, each shape without spaces: `(3,5,128)`."""
+    if isinstance(value, dict) and "packed_data" not in value:
+        return "\n".join(f"{k} {_shape_lines(v)}" for k, v in value.items())
+    if isinstance(value, list) and value and not all(isinstance(v, int) for v in value):
+        return "\n".join(_shape_lines(v) for v in value)
+    return _shape(value).replace(", ", ",")
 
 
 def _shape(value) -> str:
@@ -205,13 +221,20 @@ def _render_config(console, report: dict) -> None:
     console.print(f"[bold]{_e(report['config'])}[/]: task {report['task']}, {report['vocab_size']:,} tokens, "
                   f"{report['num_classes']} classes; {report['batch'].get('source', 'random batch')}: ids {_shape(report['batch']['ids'])}, "
                   f"lengths {report['batch']['lengths']}")
+    lengths = report["batch"]["lengths"]
+    if len(set(lengths)) == 1:
+        console.print(f"equal lengths: the encoder runs this batch dense, unpacked (mixed lengths are packed; "
+                      f"see them with --lengths {','.join(str(max(1, lengths[0] - i)) for i in range(len(lengths)))})")
     console.print(sym)
     t = Table(title="trace (forward hooks, call order)", title_justify="left")
-    for col in ("module", "type", "input", "output", "parameters"):
-        t.add_column(col, justify="right" if col == "parameters" else "left")
+    for col in ("module (type)", "input", "output", "parameters"):
+        # Names and shapes never wrap mid-word (80 columns fit): the type under the name, one shape per
+        # line, no spaces inside a shape.
+        t.add_column(col, justify="right" if col == "parameters" else "left", no_wrap=True)
     for r in report["trace"]:
-        t.add_row("  " * r["depth"] + _e(r["module"]), r["type"], _shape(r["input"]), _shape(r["output"]),
-                  f"{r['parameters']:,}")
+        indent = "  " * r["depth"]
+        t.add_row(f"{indent}{_e(r['module'])}\n{indent}[dim]{_e(r['type'])}[/]", _shape_lines(r["input"]),
+                  _shape_lines(r["output"]), f"{r['parameters']:,}")
     console.print(t)
     p = report["parameters"]
     console.print(f"logits {_shape(report['logits'])}; parameters {p['total']:,} (trainable {p['trainable']:,})")

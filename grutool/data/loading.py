@@ -23,6 +23,15 @@ _EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "jsonl",
 HUB_TIMEOUT_S = 3.0
 
 
+def not_found_hint(path: str | Path) -> str:
+    """What a missing relative data path was relative to, for the `not found` messages (a relative path
+    in a config is read from the working directory, or from the config's folder when only there)."""
+    if Path(path).is_absolute():
+        return ""
+    return (f" (relative to the working directory {Path.cwd()}, or to the config file's folder; "
+            f"give an absolute path, or run from the folder the path starts in)")
+
+
 def file_format(path: str, declared: str) -> str:
     if declared != "auto":
         return declared
@@ -69,7 +78,7 @@ def load_file(path: str, cfg: DataConfig):
     p = Path(path)
     if not p.is_file():
         hint = " (it is a directory; name a file)" if p.is_dir() else ""
-        raise UserError(f"{path}: data file not found{hint}")
+        raise UserError(f"{path}: data file not found{hint or not_found_hint(path)}")
     builder, kwargs = _builder_args(path, cfg)
     if builder != "parquet":
         _check_text_file(p, file_format(path, cfg.format), cfg.header)

@@ -51,7 +51,9 @@ def read_lines(path: Path) -> list[str]:
     """The file's lines: UTF-8 checked, BOM, CR and trailing spaces removed, trailing blank lines dropped."""
     if not path.is_file():
         hint = " (it is a directory; name a file, or set data.format: parallel)" if path.is_dir() else ""
-        raise UserError(f"{path}: data file not found{hint}")
+        from grutool.data.loading import not_found_hint
+
+        raise UserError(f"{path}: data file not found{hint or not_found_hint(path)}")
     data = path.read_bytes()
     try:
         text = data.decode("utf-8-sig")

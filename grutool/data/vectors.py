@@ -21,7 +21,9 @@ def load_vectors(path: str, vocab: Vocab, dim: int) -> tuple[torch.Tensor, float
     """
     p = Path(path)
     if not p.is_file():
-        raise UserError(f"data.vectors: {path}: file not found")
+        from grutool.data.loading import not_found_hint
+
+        raise UserError(f"data.vectors: {path}: file not found{not_found_hint(path)}")
     weight = torch.randn(len(vocab), dim) * 0.1  # (V, E)
     weight[vocab.pad_id] = 0
     found = set()

@@ -104,6 +104,9 @@ class Seq2SeqMetrics:
             out["bleu"], out["bleu_signature"] = corpus_bleu(written, ref_written)
             out["bleu_tok"], _ = corpus_bleu([" ".join(h) for h in hyps], [" ".join(r) for r in refs], tokenized=True)
             out["chrf"] = corpus_chrf(written, ref_written)
+            # BLEU counts word n-grams: on character targets it says nothing, so the renderers lead with
+            # chrF, CER and exact match instead (the figures stay in the JSON, for the record).
+            out["char_level"] = self.tokenizer == "char"
             out["exact_match"] = sum(h == r for h, r in zip(hyps, refs)) / max(1, len(hyps))
             joined = [self.join.join(h).split() for h in hyps], [self.join.join(r).split() for r in refs]
             out["wer"] = error_rate(*joined)

@@ -38,6 +38,12 @@ def _describe(value):
     return None
 
 
+def _packed_lengths(lens) -> Optional[list[int]]:
+    """The lengths the encoder packs with, or None when they are all equal and it runs the batch dense."""
+    values = lens.tolist()
+    return values if len(set(values)) > 1 else None
+
+
 def trace_model(model: nn.Module, *inputs, **kw_inputs) -> tuple[list[dict], dict]:
     """Run model(*inputs) with hooks on every submodule: rows in call order, and each module's raw output."""
     rows, pending, outputs, handles = [], {}, {}, []
@@ -110,7 +116,8 @@ def _task_model_report(path, cfg, prepared, B: int, want_explain: bool, warned: 
         model.eval()
         rows, outputs = trace_model(model, batch.ids, batch.lengths, batch.targets, **batch.extra_inputs())
         enc = outputs["encoder"]
-        encoder = analyze_layer(model.encoder.rnn, len(index), T, lens.tolist(), want_explain)
+        # The encoder packs only batches of mixed lengths (equal ones run dense): explain the call it made.
+        encoder = analyze_layer(model.encoder.rnn, len(index), T, _packed_lengths(lens), want_explain)
     m = cfg.model
     D = 2 if m.bidirectional else 1
     total, by_module, checks = _model_checks(model, enc, lens, T, m.bidirectional)
@@ -171,7 +178,7 @@ def config_report(path: Union[str, Path], batch: Optional[int] = None, seq_len: 
         enc = outputs["encoder"]
         with torch.no_grad():
             one_by_one = torch.cat([model(ids[b:b + 1, :n], lens[b:b + 1])[0] for b, n in enumerate(lens.tolist())])
-        encoder = analyze_layer(model.encoder.rnn, B, T, lens.tolist(), want_explain)
+        encoder = analyze_layer(model.encoder.rnn, B, T, _packed_lengths(lens), want_explain)
 
     m = cfg.model
     D = 2 if m.bidirectional else 1

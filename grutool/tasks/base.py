@@ -121,6 +121,13 @@ class Task:
 
     # --- prediction ---------------------------------------------------------------------------
 
+    def read_inputs(self, cfg: "Config", source: str) -> list[str]:
+        """`infer --file` of a data file: the inputs of `source`, read as training reads its files (the run's
+        columns; labels and targets ignored), each as the text `predict` takes."""
+        from grutool.errors import UserError
+
+        raise UserError(f"{source}: task {self.name} reads inputs one per line only; use --format lines")
+
     def predict(self, predictor, texts: list[str], batch_size: int = 64, **options) -> list[dict]:
         """One result dict per text, in input order."""
         raise NotImplementedError

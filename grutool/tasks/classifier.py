@@ -201,6 +201,9 @@ class ClassifierTask(Task):
         logits, _ = model(batch.ids, batch.lengths, **batch.extra_inputs())
         return torch.softmax(logits.float(), dim=-1).cpu()  # (B, C)
 
+    def read_inputs(self, cfg: Config, source: str) -> list[str]:
+        return read_examples(cfg.data, source, need_labels=False)[0]
+
     def predict(self, predictor, texts: list[str], batch_size: int = 64, **options) -> list[dict]:
         """One dict per text, in input order: text, label, probs (label -> probability).
 

@@ -70,6 +70,10 @@ class Seq2SeqTask(Task):
                 raise ValueError(f"data.source, data.target: parallel_text needs both file suffixes (e.g. de, en) "
                                  f"when data.{prefixes[0]} is a prefix; or give data.{prefixes[0]} as "
                                  f"[source file, target file]")
+        if cfg.train.monitor == "bleu" and self.target_tokenizer_name(cfg) == "char" and not is_dictionary(d):
+            raise ValueError("train.monitor: 'bleu' counts word n-grams, but the targets are characters "
+                             "(data.target_tokenizer or data.tokenizer: char), so it stays near 0 and the first "
+                             "epoch would stay the best; monitor chrf, exact_match or loss")
         if cfg.train.monitor in ("bleu", "chrf") and is_dictionary(d):
             raise ValueError(f"train.monitor: '{cfg.train.monitor}' is not computed for dictionary data "
                              f"(data.format cmudict or data.dictionary); monitor exact_match")
@@ -142,6 +146,11 @@ class Seq2SeqTask(Task):
         sources = self.source_tokens(cfg, [p.source for p in pairs], name, [p.where for p in pairs])
         targets = [self.target_tokenizer(cfg)(p.target) for p in pairs]
         return pairs, sources, targets
+
+    def read_inputs(self, cfg: Config, source: str) -> list[str]:
+        from grutool.data.parallel import read_pairs
+
+        return [p.source for p in read_pairs(cfg.data, source, "input")]
 
     def prepare(self, cfg: Config, saved: Any = None) -> Prepared:
         from grutool.data.vocab import TARGET_SPECIALS, Vocab

@@ -30,6 +30,7 @@ class TaggerTask(Task):
     owns = {"model": ("crf", "char_features", "char_embedding_dim", "char_hidden_size", "freeze_embeddings")}
     renderer = "tagging"
     exporter = "tagger"
+    outputs = "tags"
 
     # --- config ------------------------------------------------------------------------
 
@@ -47,6 +48,12 @@ class TaggerTask(Task):
         check_one_path_per_split(cfg)
 
     # --- reading ---------------------------------------------------------------------
+
+    def read_inputs(self, cfg: Config, source: str) -> list[str]:
+        from grutool.data.tagging import read_sentences
+
+        # The tokens as the file splits them, joined by spaces: what `predict` splits again.
+        return [" ".join(s.tokens) for s in read_sentences(cfg.data, source)]
 
     def read(self, cfg: Config, source: str, name: str) -> list[Sentence]:
         """A labelled split with tags in the model's scheme."""

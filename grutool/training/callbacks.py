@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from pathlib import Path
 
 from grutool import jsonsafe
@@ -102,39 +101,3 @@ def _row_epoch(line: str):
     except ValueError:
         return None
     return row.get("epoch") if isinstance(row, dict) and isinstance(row.get("epoch"), int) else None
-
-
-class ProgressBar(Callback):
-    """A tqdm bar per epoch with the running loss and tokens/s."""
-
-    def __init__(self, every: int = 10):
-        self.every = every
-        self.bar = None
-
-    def on_epoch_begin(self, trainer) -> None:
-        from tqdm.auto import tqdm
-
-        s = trainer.state
-        self.bar = tqdm(total=trainer.batches_per_epoch, initial=s.batch_in_epoch,
-                        desc=f"epoch {s.epoch + 1}/{trainer.cfg.train.epochs}", leave=False, dynamic_ncols=True)
-        self.loss, self.n, self.tokens, self.t0 = 0.0, 0, 0, time.perf_counter()
-
-    def on_step_end(self, trainer, loss: float, tokens: int) -> None:
-        self.loss += loss
-        self.n += 1
-        self.tokens += tokens
-        self.bar.update(1)
-        if self.n % self.every == 0:
-            rate = self.tokens / max(1e-9, time.perf_counter() - self.t0)
-            self.bar.set_postfix(loss=f"{self.loss / self.n:.4f}", tok_s=f"{rate:,.0f}")
-
-    def on_epoch_end(self, trainer, metrics: dict) -> None:
-        self._close()
-
-    def on_interrupt(self, trainer) -> None:
-        self._close()
-
-    def _close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None

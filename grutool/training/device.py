@@ -7,10 +7,14 @@ import torch
 from grutool.errors import UserError
 
 
-def resolve_device(name: str) -> torch.device:
-    """`auto` (CUDA when present, else CPU), `cpu` or `cuda`; asking for CUDA without it is a user error."""
+def resolve_device(name: str, field: str = "train.device") -> torch.device:
+    """`auto` (CUDA when present, else CPU), `cpu` or `cuda`; asking for CUDA without it is a user error
+    naming `field` (`device` for a library call's argument, which the CLI shows as --device)."""
     if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("train.device: 'cuda' requested but CUDA is not available; use cpu or auto")
+        why = (f"this torch {torch.__version__} is a CPU-only build" if torch.version.cuda is None
+               else "no CUDA device is visible")
+        raise UserError(f"{field}: 'cuda' requested but CUDA is not available ({why}); use cpu or auto",
+                        option=field if "." not in field else ())
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)

@@ -29,12 +29,13 @@ from grutool.data.batching import collate, epoch_batches
 from grutool.errors import TrainingDiverged, TrainingInterrupted, UserError
 from grutool.models import count_parameters
 from grutool.tasks import get_task
-from grutool.training.callbacks import Callback, Checkpointer, EarlyStopping, MetricsWriter, ProgressBar
+from grutool.training.callbacks import Callback, Checkpointer, EarlyStopping, MetricsWriter
 from grutool.training.device import resolve_device
 from grutool.training.evaluation import evaluate_split
 from grutool.training.ema import EMA
 from grutool.training.memory import check_fits, count_on_meta
 from grutool.training.optim import Schedule, build_optimizer, clip_grad_norm, grad_norm
+from grutool.training.progress import Progress, epoch_line, number, resolve_mode
 
 log = logging.getLogger("grutool")
 
@@ -187,7 +188,7 @@ class Trainer:
             with self.ema.applied(self.model) if self.ema else contextlib.nullcontext():
                 val = evaluate_split(self.model, self.task, self.val_split, self.device, t.batch_size)
             self._emit("on_evaluate", val)
-            metrics.update({f"val_{k}": v for k, v in val.items() if isinstance(v, (int, float))})
+            metrics.update({f"val_{k}": v for k, v in val.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
             value = val[self.monitor]
             if value is not None and not math.isfinite(value):
                 log.warning("epoch %d: validation %s is %s; it does not count as an improvement",
@@ -204,8 +205,7 @@ class Trainer:
         if s.improved:
             s.best, s.best_epoch = value, s.epoch
         self.schedule.epoch_end(value)
-        shown = ("train_loss", "val_loss", f"val_{self.monitor}", "tokens_per_s")
-        log.info("epoch %d: %s", s.epoch, "  ".join(f"{k} {metrics[k]:.4g}" for k in shown if k in metrics))
+        log.info("%s", epoch_line(s.epoch, t.epochs, metrics, self.monitor))
         self._emit("on_epoch_end", metrics)
         return metrics
 
@@ -224,7 +224,7 @@ class Trainer:
             if self._interrupt_requested:
                 raise KeyboardInterrupt
             self._interrupt_requested = True
-            log.warning("Ctrl-C: stopping after this step and saving a checkpoint (press again to stop now)")
+            log.warning("Ctrl-C: stopping after this step, saving a checkpoint (again: stop now)")
 
         previous = signal.signal(signal.SIGINT, handler)
         try:
@@ -306,18 +306,28 @@ def process_settings(num_threads: Optional[int], deterministic: bool):
 
 
 def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, dry_run: bool = False,
-          callbacks: Sequence[Callback] = (), progress: bool = False) -> dict:
+          callbacks: Sequence[Callback] = (), progress: bool | str = False) -> dict:
     """Train the model `cfg` describes; returns the run summary (also saved as summary.json).
 
     `resume` continues the run in cfg.output_dir from its last.pt; `overwrite` replaces an existing run there.
+    `progress` shows the run on stderr (grutool.training.progress): True for a bar on a terminal and
+    log lines elsewhere, or "bar" / "lines"; False (the default) shows nothing.
     Threads and determinism (train.num_threads, train.deterministic) are restored on return.
     """
+    mode = resolve_mode(progress)
+    display = Progress(mode) if mode else None
     with process_settings(cfg.train.num_threads, cfg.train.deterministic):
-        return _train(cfg, resume, overwrite, dry_run, callbacks, progress)
+        if display is not None:
+            display.start()
+        try:
+            return _train(cfg, resume, overwrite, dry_run, callbacks, display)
+        finally:
+            if display is not None:
+                display.stop()
 
 
 def _train(cfg: Config, resume: bool, overwrite: bool, dry_run: bool, callbacks: Sequence[Callback],
-           progress: bool) -> dict:
+           display: Optional[Progress]) -> dict:
     t = cfg.train
     device = resolve_device(t.device)
     run_dir = Path(cfg.output_dir or "runs/run")
@@ -347,7 +357,14 @@ def _train(cfg: Config, resume: bool, overwrite: bool, dry_run: bool, callbacks:
         if not resume and not dry_run:
             rundir.check_new(run_dir, overwrite)
 
-        prepared = task.prepare(cfg, saved)
+        t0 = time.perf_counter()
+        with display.stage("reading data") if display else contextlib.nullcontext():
+            prepared = task.prepare(cfg, saved)
+        counts = ", ".join(f"{number(len(split))} {name}" for name, split in prepared.splits.items())
+        # Said once every check has passed (just before training, or the dry run's summary), so that a
+        # refused run still answers with its one error line.
+        stages = [f"data: {counts} examples, vocabulary {number(len(prepared.vocab))} "
+                  f"({time.perf_counter() - t0:.1f} s)"]
         check_fits(cfg, count_on_meta(task, cfg, prepared), device)
         torch.manual_seed(t.seed)
         model = task.build_model(cfg, prepared)
@@ -360,18 +377,26 @@ def _train(cfg: Config, resume: bool, overwrite: bool, dry_run: bool, callbacks:
         summary = {
             "task": cfg.task, "device": str(device), "parameters": count_parameters(model),
             "vocab_size": len(prepared.vocab), "num_classes": len(prepared.labels),
+            "vocabularies": {name: len(getattr(prepared, name)) for name in task.vocabularies(cfg)
+                             if getattr(prepared, name, None) is not None},
             "examples": {name: len(split) for name, split in prepared.splits.items()},
             "run_dir": str(run_dir),
         }
+        stages.append(f"model: {number(summary['parameters'])} parameters, device {device}")
         if dry_run:
+            for line in stages:
+                log.info("%s", line)
             return summary
 
         cbs: list[Callback] = [EarlyStopping(t.patience), MetricsWriter(run_dir / rundir.METRICS), Checkpointer()]
-        if progress:
-            cbs.append(ProgressBar(t.log_every))
+        if display is not None:
+            cbs.append(display)
         trainer = Trainer(cfg, task, prepared, model, run_dir, device, cbs + list(callbacks))
         if resume:
             trainer.restore(last, run_dir / rundir.LAST, rundir.sizes(saved, cfg))
+            finished = _finished(trainer)
+            if finished:
+                return finished
             for tmp in remove_temporaries(run_dir):
                 log.info("removed %s, left by an interrupted write", tmp)
             log.info("resuming at epoch %d, step %d", trainer.state.epoch + 1, trainer.state.step)
@@ -381,9 +406,27 @@ def _train(cfg: Config, resume: bool, overwrite: bool, dry_run: bool, callbacks:
             rundir.prepare_new(run_dir, overwrite)
             write_text_atomic(to_yaml(cfg), run_dir / rundir.CONFIG)
             rundir.save_vocabularies(run_dir, prepared, cfg)
+        for line in stages:
+            log.info("%s", line)
         with trainer._deferred_sigint():
             trainer.fit()
         return _finish(trainer, summary)
+
+
+def _finished(trainer: Trainer) -> Optional[dict]:
+    """--resume of a run that already ended (all epochs, max_steps, early stopping): its summary, said so."""
+    s, t = trainer.state, trainer.cfg.train
+    done = (s.epoch >= t.epochs or s.step >= trainer.total_steps
+            or (t.patience is not None and s.bad_epochs >= t.patience))
+    path = trainer.run_dir / rundir.SUMMARY
+    if not (done and path.is_file()):
+        return None
+    import json
+
+    log.warning("%s: the run is complete (%d of %d epochs, %d steps); nothing to resume. To train longer, "
+                "resume with a larger train.epochs (e.g. --set train.epochs=%d)", trainer.run_dir, s.epoch,
+                t.epochs, s.step, t.epochs * 2)
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def _check_best_exists(run_dir: Path, last: dict) -> None:

@@ -399,3 +399,42 @@ def test_config_with_char_features_times_the_model_with_its_char_encoder(tmp_pat
     chars = spell(ids)  # (T, 8): same token, same spelling; lengths 1 + id % 8; ids inside the vocabulary
     assert torch.equal(chars[0], chars[2]) and (chars != 0).sum(1).tolist() == [6, 2, 6, 1]
     assert int(chars.max()) < SYNTHETIC_CHARS
+
+
+# --- saved reports: shown, compared, plotted, converted without measuring ----------------------
+
+
+@pytest.fixture
+def no_measuring(monkeypatch):
+    from grutool.bench import runner as bench_runner
+
+    def refuse(*a, **k):
+        raise AssertionError("a saved report was measured again")
+
+    monkeypatch.setattr(bench_runner, "run", refuse)
+
+
+def test_compare_two_saved_reports_measures_nothing(smoke, no_measuring, tmp_path):
+    old = smoke[1] / "s.json"
+    result = runner.invoke(app, ["bench", "--compare", str(old), str(old), "-o", str(tmp_path / "again.md")])
+    assert result.exit_code == 0, result.output
+    assert "new / old" in result.stdout and "1.00×" in result.stdout
+    assert (tmp_path / "again.md").read_text().startswith("#")
+
+
+def test_compare_without_anything_new_is_refused_not_a_default_grid_run(no_measuring):
+    assert_user_error(runner.invoke(app, ["bench", "--compare", "old.json"]),
+                      "--compare old.json: nothing to compare it with; give the newer saved report")
+
+
+def test_a_saved_report_refuses_options_that_set_what_to_measure(smoke, no_measuring):
+    assert_user_error(runner.invoke(app, ["bench", str(smoke[1] / "s.json"), "--cells", "gru"]),
+                      "--cells: set what to measure, but")
+
+
+def test_plot_from_a_saved_report(smoke, no_measuring, tmp_path):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "saved.png"
+    result = runner.invoke(app, ["bench", str(smoke[1] / "s.json"), "--plot", str(png), "-q"])
+    assert result.exit_code == 0, result.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -15,6 +15,10 @@ HELP = {
     "infer": (["infer"], ["--beam"]),
     "shapes": (["shapes"], ["--cell", "--config"]),
     "bench": (["bench"], ["--hidden-size", "--smoke"]),
+    "runs": (["runs"], ["--json"]),
+    "compare": (["compare"], ["RUN_DIR"]),
+    "plot": (["plot"], ["--output"]),
+    "init": (["init"], ["TASK"]),
 }
 
 

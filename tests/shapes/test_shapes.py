@@ -409,3 +409,26 @@ def test_fused_lstm_and_rnn_prove_their_identities_on_packed_input(cell):
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["all_passed"] and f"fused_{cell}" in report["module"]
+
+
+def test_config_trace_says_dense_for_equal_lengths_and_fits_80_columns():
+    """The layer section explains the call the encoder made: dense for equal lengths, packed for mixed ones."""
+    import os
+    import subprocess
+    import sys
+
+    from grutool.shapes import config_report
+
+    root = Path(__file__).resolve().parents[2]
+    dense = config_report(root / "configs" / "sentiment.yaml")
+    assert len(set(dense["batch"]["lengths"])) == 1 and not dense["encoder"]["packed"]
+    assert "packed" not in dense["encoder"]["tensors"][0]["meaning"]
+    packed = config_report(root / "configs" / "sentiment.yaml", lengths=[5, 3, 2])
+    assert packed["encoder"]["packed"] and "packed before the call" in packed["encoder"]["tensors"][0]["meaning"]
+    env = {**os.environ, "COLUMNS": "80", "PYTHONPATH": str(root)}
+    proc = subprocess.run([sys.executable, "-m", "grutool", "shapes", "--config", "configs/sentiment.yaml"],
+                          cwd=root, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    table = proc.stdout.split("trace (forward hooks, call order)")[1].split("logits")[0]
+    assert max(len(l) for l in table.splitlines()) <= 80
+    assert "embedding_dropout" in table and "(3,5,128)" in table

@@ -80,6 +80,18 @@ def test_eval_json_and_table(reverse_run):
     assert_user_error(invoke("eval", run, "--beam", "0"), "--beam", "at least 1")
 
 
+def test_character_targets_lead_with_character_scores_not_bleu(reverse_run):
+    from grutool.cli.render.seq2seq import summary_line
+
+    run, summary, _ = reverse_run
+    m = json.loads(invoke("eval", run, "--split", "test", "--json").stdout)
+    assert m["char_level"] is True and "bleu" in m, "BLEU stays in the record"
+    line = summary_line(m)
+    assert line.startswith("exact match") and "chrF" in line and "CER" in line and "BLEU" not in line
+    assert "BLEU" not in invoke("eval", run).stdout.split("\n")[0]
+    assert "val_char_level" not in (run / "metrics.jsonl").read_text()
+
+
 def test_save_load_gives_identical_outputs(reverse_run):
     run, _, rec = reverse_run
     got = Predictor(run, "cpu").predict(SOURCES)

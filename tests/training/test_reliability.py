@@ -153,7 +153,7 @@ def test_no_json_is_written_around_jsonsafe():
 
 def test_eval_json_and_infer_jsonl_are_strict_json(tmp_path, monkeypatch):
     train(parse_config(tiny_config(tmp_path, epochs=1)))
-    import grutool.evaluate as ev
+    import grutool.training.evaluation as ev
 
     real = ev.evaluate_split
 

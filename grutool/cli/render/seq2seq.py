@@ -12,6 +12,11 @@ from grutool.errors import UserError
 def summary_line(metrics: dict) -> str:
     """The headline figures of a seq2seq eval, as `name value` pairs."""
     parts = []
+    if metrics.get("char_level"):
+        # Character targets: BLEU's word n-grams are near 0 whatever the quality; characters say more.
+        return ", ".join([f"exact match {metrics['exact_match']:.4f}", f"chrF {metrics['chrf']:.2f}",
+                          f"CER {metrics['cer']:.4f}"]
+                         + ([f"perplexity {metrics['perplexity']:.3f}"] if "perplexity" in metrics else []))
     if "bleu" in metrics:
         parts += [f"BLEU {metrics['bleu']:.2f}", f"tokenised BLEU {metrics['bleu_tok']:.2f}", f"chrF {metrics['chrf']:.2f}"]
     parts.append(f"exact match {metrics['exact_match']:.4f}")
@@ -64,15 +69,22 @@ def plot_attention(results: list[dict], path: str) -> list[str]:
         a = r["attention"]
         file = target if len(results) == 1 else target.with_name(f"{target.stem}-{n}{target.suffix or '.png'}")
         rows, cols = len(a["output_tokens"]), len(a["source_tokens"])
-        fig, ax = plt.subplots(figsize=(max(3.0, 0.45 * cols + 1.5), max(2.5, 0.4 * rows + 1.2)))
-        ax.imshow(a["weights"] if rows and cols else [[0.0]], cmap="Greys", vmin=0.0, vmax=1.0, aspect="auto")
+        fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * cols + 2.5), max(3.0, 0.4 * rows + 1.6)))
+        image = ax.imshow(a["weights"] if rows and cols else [[0.0]], cmap="Greys", vmin=0.0, vmax=1.0,
+                          aspect="auto")
+        fig.colorbar(image, ax=ax, fraction=0.05, pad=0.03, label="attention weight")
         ax.set_xticks(range(cols), a["source_tokens"], rotation=90)
         ax.set_yticks(range(rows), a["output_tokens"])
         ax.set_xlabel("source")
         ax.set_ylabel("output")
-        ax.set_title(r["output"][:60])
+        # Both sentences, in full (cut only when very long): what the axes' tokens came from.
+        ax.set_title(f"source: {_cut(r['source'])}\noutput: {_cut(r['output'])}", fontsize=9, loc="left")
         fig.tight_layout()
         fig.savefig(file, dpi=120)
         plt.close(fig)
         written.append(str(file))
     return written
+
+
+def _cut(text: str, limit: int = 70) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,14 @@
+"""The day-to-day commands, registered on the app in one place: init, runs, compare, plot."""
+
+from __future__ import annotations
+
+
+def register_daily(app) -> None:
+    from grutool.cli.init_cmd import init
+    from grutool.cli.plot_cmd import plot
+    from grutool.cli.runs_cmd import compare, runs
+
+    app.command()(init)
+    app.command()(runs)
+    app.command()(compare)
+    app.command()(plot)

@@ -1,0 +1,111 @@
+"""`grutool runs` and `grutool compare`: run directories listed and side by side (grutool.runs). No torch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List
+
+import typer
+
+STATUS_STYLE = {"finished": "green", "running": "cyan", "interrupted": "yellow", "diverged": "red", "failed": "red"}
+
+
+def _figure(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    return f"{value:,}" if isinstance(value, int) else (f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4f}")
+
+
+def runs(
+    root: Path = typer.Argument(Path("runs"), metavar="[DIR]", help="Folder holding run directories (default: runs)."),
+    json_: bool = typer.Option(False, "--json", help="One JSON object per run, one per line."),
+):
+    """List run directories: task, best monitored metric, epochs, time, status.
+
+    \b
+    Status: finished, diverged, running, interrupted (--resume continues it),
+    failed (stopped before its first checkpoint).
+    Examples:
+      grutool runs
+      grutool runs experiments/ --json
+    """
+    from grutool.cli.console import out, user_errors
+
+    with user_errors():
+        from grutool.runs import list_runs
+
+        found = list_runs(root)
+        if json_:
+            from grutool import jsonsafe
+
+            for r in found:
+                print(jsonsafe.dumps(r))
+            return
+        if not found:
+            out.print(f"no runs under {root}", markup=False)
+            return
+        from rich.table import Table
+
+        t = Table(title=f"{len(found)} run(s) under {root}")
+        for col in ("run", "task", "best", "epochs", "time", "status"):
+            t.add_column(col, justify="right" if col in ("best", "epochs", "time") else "left")
+        for r in found:
+            best = f"{r['monitor']} {_figure(r['best'])} (ep {r['best_epoch']})" if r["best"] is not None else "-"
+            epochs = f"{r['epochs']}/{r['max_epochs']}" if r["max_epochs"] else str(r["epochs"])
+            time_s = f"{r['time_s']:.1f} s" if r["time_s"] is not None else "-"
+            style = STATUS_STYLE.get(r["status"], "")
+            t.add_row(_relative(r["run"], root), r["task"], best, epochs, time_s, f"[{style}]{r['status']}[/]")
+        out.print(t)
+
+
+def _relative(run: str, root: Path) -> str:
+    try:
+        return str(Path(run).relative_to(root)) or "."
+    except ValueError:
+        return run
+
+
+def compare(
+    run_dirs: List[Path] = typer.Argument(..., metavar="RUN_DIR...", help="Two run directories or more."),
+    json_: bool = typer.Option(False, "--json", help="Print the comparison as one JSON object."),
+):
+    """Runs side by side: the config fields that differ, then their validation figures.
+
+    \b
+    Examples:
+      grutool compare runs/sentiment runs/lr1e-3
+      grutool compare runs/* --json
+    """
+    from grutool.cli.console import out, user_errors
+
+    with user_errors():
+        from grutool.runs import compare as compare_runs
+
+        result = compare_runs(run_dirs)
+        if json_:
+            from grutool import jsonsafe
+
+            print(jsonsafe.dumps(result))
+            return
+        from rich.table import Table
+
+        names = [str(p) for p in run_dirs]
+        t = Table(title="config: fields that differ" if result["config"] else "config: identical (output_dir aside)")
+        t.add_column("field")
+        for n in names:
+            t.add_column(n, overflow="fold")
+        for key, values in result["config"].items():
+            t.add_row(key, *[_figure(v) for v in values])
+        out.print(t)
+        m = Table(title="validation (best epoch)")
+        m.add_column("figure")
+        for n in names:
+            m.add_column(n, justify="right", overflow="fold")
+        for s_key, label in (("status", "status"), ("epochs", "epochs"), ("best_epoch", "best epoch"),
+                             ("time_s", "time (s)")):
+            m.add_row(label, *[_figure(s[s_key]) for s in result["summary"]])
+        for key, values in result["validation"].items():
+            m.add_row(key, *[_figure(v) for v in values])
+        out.print(m)

@@ -1,0 +1,98 @@
+"""`grutool init TASK`: a commented starting config, written from the schema itself.
+
+Every field a task reads, with its default and the first sentence of its docstring in
+grutool/config.py, so the template can never drift from the schema. Fields other families
+own (`Task.owns`) are left out; the data paths are placeholders to edit. No torch.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+
+from grutool import config as schema
+from grutool import jsonsafe
+from grutool.tasks import TASKS
+
+# Placeholder data per family: what the user replaces first.
+EXAMPLE_DATA = {
+    "classifier": {"train": "data/train.tsv", "validation": "data/validation.tsv", "test": "data/test.tsv"},
+    "tagger": {"train": "data/train.conll", "validation": "data/validation.conll", "test": "data/test.conll"},
+    "joint": {"train": "data/train.jsonl", "validation": "data/validation.jsonl", "test": "data/test.jsonl"},
+    "seq2seq": {"train": "data/train.tsv", "validation": "data/validation.tsv", "test": "data/test.tsv"},
+}
+WIDTH = 100
+
+
+def field_docs(cls) -> dict[str, str]:
+    """Attribute docstrings of a pydantic section (the string literal after each field)."""
+    tree = ast.parse(inspect.getsource(cls))
+    body = tree.body[0].body
+    docs = {}
+    for node, nxt in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(nxt, ast.Expr) \
+                and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str):
+            docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+def _first_sentence(text: str) -> str:
+    import re
+
+    m = re.search(r"(?<!e\.g)(?<!i\.e)\.\s+(?=[A-Z`(])", text)  # a sentence end, not the `e.g. x` inside one
+    return (text if m is None else text[: m.start() + 1]).replace("``", "`")
+
+
+def _owned_elsewhere(task: str) -> set[tuple[str, str]]:
+    mine = TASKS[task].owns
+    other = set()
+    for name, cls in TASKS.items():
+        for section, fields in cls.owns.items():
+            for f in fields or ("",):
+                if (section, f) not in {(s, x) for s, xs in mine.items() for x in (xs or ("",))} \
+                        and not (section in mine and not mine[section]):
+                    other.add((section, f))
+    return other
+
+
+def _value(value) -> str:
+    return jsonsafe.dumps(value) if isinstance(value, str) and (not value or value[0] in "{[*&!|>%@`'\"" or ":" in value) \
+        else ("null" if value is None else (str(value).lower() if isinstance(value, bool) else str(value)))
+
+
+def template(task: str) -> str:
+    """The commented YAML config for `task` (a name in grutool.tasks.TASKS)."""
+    if task not in TASKS:
+        from grutool.errors import UserError
+
+        raise UserError(f"init: unknown task '{task}'; choose one of {', '.join(TASKS)}")
+    skip = _owned_elsewhere(task)
+    cls = TASKS[task]
+    lines = [f"# A starting config for task {task}: every field it reads, with its default.",
+             f"# Edit the data paths, then: grutool train THIS.yaml --dry-run   (fields: grutool/config.py)",
+             f"task: {task}"]
+    sections = {"data": schema.DataConfig, "model": schema.ModelConfig, "train": schema.TrainConfig,
+                "decoding": schema.DecodingConfig}
+    for section, model in sections.items():
+        if (section, "") in skip:
+            continue
+        docs = field_docs(model)
+        lines.append(f"{section}:")
+        for name, field in model.model_fields.items():
+            if (section, name) in skip or (section == "data" and name in ("dataset", "dataset_config")
+                                            and task != "classifier"):
+                continue
+            value = field.default
+            if section == "data" and name in EXAMPLE_DATA.get(task, {}):
+                value = EXAMPLE_DATA[task][name]
+            if section == "train" and name == "monitor":
+                value = cls.monitors[0]
+            entry = f"  {name}: {_value(value)}"
+            doc = _first_sentence(docs.get(name, ""))
+            comment = f"  # {doc}" if doc else ""
+            if len(entry) + len(comment) > WIDTH and doc:
+                lines.append(f"  # {doc}")
+                lines.append(entry)
+            else:
+                lines.append(entry + comment)
+    return "\n".join(lines) + "\n"

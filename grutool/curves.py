@@ -1,0 +1,66 @@
+"""Learning curves of one or more runs as a PNG (`grutool plot`), read from metrics.jsonl. No torch.
+
+Left: training loss (solid) and validation loss (dashed) per epoch; right: the monitored validation
+metric, with each run's best epoch marked. Several runs share the axes, one colour each.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from grutool.errors import UserError
+from grutool.runs import describe, read_metrics
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise UserError("plot needs matplotlib, an optional extra: pip install 'grutool[plot]'") from None
+    return plt
+
+
+def plot_curves(run_dirs: list[str | Path], path: str | Path, labels: list[str] | None = None) -> str:
+    """Draw the runs' curves into `path` (a .png); returns the path."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise UserError(f"{path}: give a .png file name", option="output")
+    if not path.parent.is_dir():
+        raise UserError(f"{path}: directory {path.parent} does not exist", option="output")
+    runs = []
+    for i, run in enumerate(run_dirs):
+        rows = read_metrics(run)
+        if not rows:
+            raise UserError(f"{run}: no epochs in metrics.jsonl to plot (is it a run directory?)")
+        runs.append((labels[i] if labels else str(run), rows, describe(run)))
+    plt = _pyplot()
+    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(11, 4.2))
+    monitors = sorted({d["monitor"] for _, _, d in runs if d["monitor"]})
+    for n, (label, rows, info) in enumerate(runs):
+        colour = f"C{n % 10}"
+        epochs = [r["epoch"] for r in rows]
+        ax_loss.plot(epochs, [r.get("train_loss") for r in rows], "-", color=colour, label=f"{label} train")
+        if any("val_loss" in r for r in rows):
+            ax_loss.plot(epochs, [r.get("val_loss") for r in rows], "--", color=colour, label=f"{label} validation")
+        key = f"val_{info['monitor']}"
+        if info["monitor"] and any(key in r for r in rows):
+            ax_metric.plot(epochs, [r.get(key) for r in rows], "-o", color=colour, markersize=3,
+                           label=f"{label} ({info['monitor']})")
+            if info["best_epoch"] and info["best"] is not None:
+                ax_metric.plot([info["best_epoch"]], [info["best"]], "*", color=colour, markersize=14,
+                               markeredgecolor="black")
+    ax_loss.set(title="loss", xlabel="epoch", ylabel="loss")
+    ax_metric.set(title=f"validation {' / '.join(monitors) or 'metric'} (star: best epoch)", xlabel="epoch",
+                  ylabel=" / ".join(monitors))
+    for ax in (ax_loss, ax_metric):
+        ax.grid(alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)

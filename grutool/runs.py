@@ -1,0 +1,166 @@
+"""Run directories as a list and side by side (`grutool runs`, `grutool compare`).
+
+Read from what `train` leaves (config.yaml, metrics.jsonl, summary.json, last.pt, the lock), never
+from the weights: no torch. A run's status:
+
+    finished     summary.json written (the run ended: all epochs, early stopping or max_steps)
+    diverged     finished, but training stopped on non-finite values (summary.json's `diverged`)
+    running      a training holds the run's lock now
+    interrupted  last.pt but no summary.json: Ctrl-C or a kill; `train ... --resume` continues it
+    failed       no checkpoint at all: it stopped before its first epoch ended
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+import yaml
+
+from grutool import jsonsafe, rundir
+from grutool.config import MINIMIZED_METRICS
+from grutool.errors import UserError
+
+MAX_DEPTH = 3  # runs/<group>/<run> is found; deeper trees are named directly
+
+
+def find_runs(root: str | Path) -> list[Path]:
+    """Run directories (holding config.yaml) at or under `root`, sorted by path."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"{root}: directory not found; give the folder your runs are in (default: runs)")
+    found = []
+    for here, dirs, files in os.walk(root):
+        depth = len(Path(here).relative_to(root).parts)
+        if rundir.CONFIG in files and (rundir.METRICS in files or rundir.LAST in files or rundir.BEST in files
+                                       or rundir.SUMMARY in files or depth == 0):
+            found.append(Path(here))
+            dirs.clear()  # a run's own folders are not runs
+        elif depth >= MAX_DEPTH:
+            dirs.clear()
+        dirs.sort()
+    return sorted(found)
+
+
+def _read_json(path: Path) -> Optional[dict]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    """metrics.jsonl's rows, one per epoch (torn or foreign lines skipped)."""
+    rows = []
+    try:
+        text = (Path(path) / rundir.METRICS).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return rows
+    for line in text.splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("epoch"), int):
+            rows.append(row)
+    return rows
+
+
+def read_config(path: str | Path) -> dict:
+    """A run's saved config.yaml as a plain mapping (not validated: listing must work on any run)."""
+    try:
+        raw = yaml.safe_load((Path(path) / rundir.CONFIG).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return {}
+    return raw if isinstance(raw, dict) else {}
+
+
+def _locked(path: Path) -> bool:
+    lock = path / rundir.LOCK
+    if rundir.fcntl is None or not lock.is_file():
+        return False
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        rundir.fcntl.flock(fd, rundir.fcntl.LOCK_SH | rundir.fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def status(path: str | Path, summary: Optional[dict] = None) -> str:
+    """finished, diverged, running, interrupted or failed (see the module docstring)."""
+    path = Path(path)
+    summary = summary if summary is not None else _read_json(path / rundir.SUMMARY)
+    if _locked(path):
+        return "running"
+    if summary is not None and "epochs" in summary:
+        return "diverged" if summary.get("diverged") else "finished"
+    return "interrupted" if (path / rundir.LAST).is_file() else "failed"
+
+
+def describe(path: str | Path) -> dict:
+    """One run as `grutool runs` lists it: task, monitored metric and its best value, epochs, time, status."""
+    path = Path(path)
+    cfg = read_config(path)
+    summary = _read_json(path / rundir.SUMMARY) or {}
+    rows = read_metrics(path)
+    monitor = summary.get("monitor") or (cfg.get("train") or {}).get("monitor")
+    best, best_epoch = summary.get("best"), summary.get("best_epoch")
+    if best is None and rows and monitor:
+        values = [(r[f"val_{monitor}"], r["epoch"]) for r in rows if isinstance(r.get(f"val_{monitor}"), (int, float))]
+        if values:
+            best, best_epoch = (min if monitor in MINIMIZED_METRICS else max)(values)
+    time_s = summary.get("wall_time_s")
+    if time_s is None and rows:
+        time_s = sum(r.get("epoch_time_s") or 0 for r in rows)
+    return {"run": str(path), "task": cfg.get("task", "?"), "monitor": monitor, "best": best,
+            "best_epoch": best_epoch, "epochs": summary.get("epochs", rows[-1]["epoch"] if rows else 0),
+            "max_epochs": (cfg.get("train") or {}).get("epochs"), "time_s": time_s,
+            "status": status(path, summary or None)}
+
+
+def list_runs(root: str | Path = "runs") -> list[dict]:
+    return [describe(p) for p in find_runs(root)]
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def compare(paths: list[str | Path]) -> dict:
+    """Configs side by side (only the fields that differ; output_dir left out) and each run's figures."""
+    if len(paths) < 2:
+        raise UserError("compare: give two run directories or more")
+    runs = []
+    for p in paths:
+        p = Path(p)
+        if not (p / rundir.CONFIG).is_file():
+            raise UserError(f"{p}: not a run directory (no {rundir.CONFIG}); list runs with `grutool runs`")
+        runs.append(p)
+    configs = [_flatten(read_config(p)) for p in runs]
+    keys = sorted(set().union(*configs) - {"output_dir"})
+    differs = {k: [c.get(k) for c in configs] for k in keys if len({jsonsafe.dumps(c.get(k)) for c in configs}) > 1}
+    summaries = [_read_json(p / rundir.SUMMARY) or {} for p in runs]
+    metric_names: list[str] = []
+    for s in summaries:
+        for k, v in (s.get("validation") or {}).items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in metric_names:
+                metric_names.append(k)
+    metrics = {k: [(s.get("validation") or {}).get(k) for s in summaries] for k in metric_names}
+    return {"runs": [str(p) for p in runs], "config": differs, "validation": metrics,
+            "summary": [describe(p) for p in runs]}

@@ -1,0 +1,218 @@
+"""What a person watching a training sees: data-loading stages, one bar over the whole run, plain numbers.
+
+Two displays, one callback:
+
+    bar     (a terminal) one tqdm bar over every step of the run (`train.max_steps` included), with the
+            epoch, the overall ETA, the epoch's running loss and tokens/s from the first step; log lines
+            (epoch results, warnings, Ctrl-C) are written above the bar, never through it
+    lines   (a file or pipe: CI logs) no bar; a `step N/M` line at most every `every_s` seconds
+
+Numbers are written for people: `23,480 tok/s`, `loss 0.4312`, never `2.348e+04`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import time
+from typing import Optional
+
+from grutool.training.callbacks import Callback
+
+log = logging.getLogger("grutool")
+
+LINE_EVERY_S = 30.0
+
+
+def number(value) -> str:
+    """A figure as people read it: integers and large values with thousands separators, others 4 decimals."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, int) or abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.4f}"
+
+
+def duration(seconds: float) -> str:
+    """0:42, 12:05, 1:02:03."""
+    seconds = int(round(max(seconds, 0.0)))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def epoch_line(epoch: int, epochs: int, metrics: dict, monitor: Optional[str]) -> str:
+    """`epoch 3/30: loss 0.4123 | val loss 0.3981, accuracy 0.8125 | 23,480 tok/s` (fits 80 columns)."""
+    parts = [f"loss {number(metrics['train_loss'])}"]
+    val = [f"{k} {number(metrics[f'val_{k}'])}" for k in dict.fromkeys(("loss", monitor)) if f"val_{k}" in metrics]
+    if val:
+        parts.append("val " + ", ".join(val))
+    if "tokens_per_s" in metrics:  # the epoch's time is in metrics.jsonl; the line stays within 80 columns
+        parts.append(f"{number(round(metrics['tokens_per_s']))} tok/s")
+    return f"epoch {epoch}/{epochs}: " + " | ".join(parts)
+
+
+def resolve_mode(progress) -> Optional[str]:
+    """`train(progress=...)`: False/None -> no display, True -> bar on a terminal else lines, or the mode named."""
+    if progress in (None, False):
+        return None
+    if progress is True or progress == "auto":
+        return "bar" if sys.stderr.isatty() else "lines"
+    if progress not in ("bar", "lines"):
+        raise ValueError(f"progress: expected True, False, 'auto', 'bar' or 'lines' (got {progress!r})")
+    return progress
+
+
+class _AboveBar(logging.Handler):
+    """While a bar is shown, the grutool logger's terminal handlers write through this one: clear the bar's
+    line to its end (ANSI erase, which also takes a `^C` the terminal echoed there), write the record, redraw."""
+
+    def __init__(self, bar):
+        super().__init__()
+        self.bar = bar
+        self.replaced: list[logging.Handler] = []
+
+    def __enter__(self):
+        streams = (sys.stderr, sys.stdout, self.bar.fp)
+        self.replaced = [h for h in log.handlers if isinstance(h, logging.StreamHandler) and h.stream in streams]
+        if self.replaced:
+            self.setFormatter(self.replaced[0].formatter)
+            self.setLevel(self.replaced[0].level)
+        for h in self.replaced:
+            log.removeHandler(h)
+        log.addHandler(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        log.removeHandler(self)
+        for h in self.replaced:
+            log.addHandler(h)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            fp = self.bar.fp
+            self.bar.clear(nolock=True)
+            fp.write("\r\033[K" + self.format(record) + "\n")
+            self.bar.refresh(nolock=True)
+        except Exception:  # a display problem must never stop a training
+            self.handleError(record)
+
+
+class Progress(Callback):
+    """The training display (see the module docstring); `stage` shows a step before the loop starts."""
+
+    def __init__(self, mode: str = "bar", every_s: float = LINE_EVERY_S, stream=None):
+        self.mode, self.every_s = mode, every_s
+        self.stream = stream
+        self.bar = None
+        self._redirect = None
+        self._handler: Optional[logging.Handler] = None
+
+    # --- before the loop ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Make sure info lines reach the user: a library caller may have configured no logging at all."""
+        if not log.handlers and not logging.getLogger().handlers:
+            self._handler = logging.StreamHandler(self._stream())
+            self._handler.setFormatter(logging.Formatter("%(message)s"))
+            log.addHandler(self._handler)
+            if log.level == logging.NOTSET or log.level > logging.INFO:
+                self._saved_level = log.level
+                log.setLevel(logging.INFO)
+
+    def stop(self) -> None:
+        self._close()
+        if self._handler is not None:
+            log.removeHandler(self._handler)
+            log.setLevel(getattr(self, "_saved_level", log.level))
+            self._handler = None
+
+    @contextlib.contextmanager
+    def stage(self, what: str):
+        """`reading data …` on a terminal while it lasts (erased after); nothing into a file or pipe."""
+        shown = self.mode == "bar"
+        stream = self._stream()
+        if shown:
+            stream.write(f"{what} …")
+            stream.flush()
+        try:
+            yield
+        finally:
+            if shown:
+                stream.write("\r\033[K")
+                stream.flush()
+
+    # --- the loop -----------------------------------------------------------------------------
+
+    def on_train_begin(self, trainer) -> None:
+        s = trainer.state
+        self.t0 = self.last_line = time.perf_counter()
+        self.start_step = s.step
+        if self.mode != "bar":
+            return
+        from tqdm.auto import tqdm
+
+        import shutil
+
+        # Two columns short of the terminal: the `^C` a terminal echoes then stays on the bar's line,
+        # which the bar's own clear wipes (at full width it wraps and is left behind).
+        width = shutil.get_terminal_size((80, 24)).columns - 2
+        self.bar = tqdm(total=trainer.total_steps, initial=s.step, unit="step", leave=False, ncols=width,
+                        file=self._stream(), desc=self._desc(trainer),
+                        bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
+                                   "[{elapsed}<{remaining}{postfix}]")
+        # Log records (epoch lines, warnings, the Ctrl-C notice) are written above the bar, never through it.
+        self._redirect = _AboveBar(self.bar)
+        self._redirect.__enter__()
+
+    def on_epoch_begin(self, trainer) -> None:
+        self.loss, self.n, self.tokens, self.epoch_t0 = 0.0, 0, 0, time.perf_counter()
+        if self.bar is not None:
+            self.bar.set_description_str(self._desc(trainer), refresh=False)
+
+    def on_step_end(self, trainer, loss: float, tokens: int) -> None:
+        if loss == loss and abs(loss) != float("inf"):
+            self.loss, self.n = self.loss + loss, self.n + 1
+        self.tokens += tokens
+        rate = self.tokens / max(1e-9, time.perf_counter() - self.epoch_t0)
+        figures = f"loss {self.loss / max(self.n, 1):.4f}, {rate:,.0f} tok/s"
+        if self.bar is not None:
+            self.bar.set_postfix_str(figures, refresh=False)
+            self.bar.update(1)
+            return
+        now = time.perf_counter()
+        if now - self.last_line >= self.every_s:
+            self.last_line = now
+            log.info("%s", self._step_line(trainer, figures, now))
+
+    def on_train_end(self, trainer) -> None:
+        self._close()
+
+    def on_interrupt(self, trainer) -> None:
+        self._close()
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _step_line(self, trainer, figures: str, now: float) -> str:
+        s, total = trainer.state, trainer.total_steps
+        elapsed = now - self.t0
+        done = s.step - self.start_step
+        left = (total - s.step) * elapsed / done if done else 0.0
+        return (f"step {s.step:,}/{total:,} ({100 * s.step / max(total, 1):.0f}%), {self._desc(trainer)}: "
+                f"{figures}, {duration(elapsed)} elapsed, ~{duration(left)} left")
+
+    @staticmethod
+    def _desc(trainer) -> str:
+        return f"epoch {trainer.state.epoch + 1}/{trainer.cfg.train.epochs}"
+
+    def _stream(self):
+        return self.stream if self.stream is not None else sys.stderr
+
+    def _close(self) -> None:
+        if self._redirect is not None:
+            self._redirect.__exit__(None, None, None)
+            self._redirect = None
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

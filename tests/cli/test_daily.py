@@ -1,0 +1,242 @@
+"""Day-to-day wiring (issue 17): infer's input formats, help examples, --version, paths beside the config,
+runs/compare/plot/init, eval --split train. One tiny run is trained for the module."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import assert_user_error, invoke, tiny_config
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("daily")
+    raw = tiny_config(root, epochs=2, device="cpu")
+    (root / "tiny.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    result = invoke("train", root / "tiny.yaml", "-q")
+    assert result.exit_code == 0, result.output
+    return root / "run"
+
+
+# --- infer --file ----------------------------------------------------------------------------------
+
+
+def test_infer_reads_a_tsv_with_the_runs_columns(run):
+    data = run.parent / "data" / "test.tsv"
+    rows = data.read_text().splitlines()[1:]
+    result = invoke("infer", run, "--file", data, "--jsonl")
+    assert result.exit_code == 0, result.output
+    texts = [json.loads(l)["text"] for l in result.stdout.splitlines()]
+    assert texts == [r.split("\t")[0] for r in rows], "no header line, no gold label glued to the text"
+
+
+def test_infer_format_lines_reads_every_line_as_it_is(run):
+    data = run.parent / "data" / "test.tsv"
+    result = invoke("infer", run, "--file", data, "--format", "lines", "--jsonl")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.splitlines()[0])["text"] == "text\tlabel"
+
+
+def test_infer_data_format_names_missing_columns_and_refuses_stdin(run, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("sentence,label\nhello,pos\n")
+    assert_user_error(invoke("infer", run, "--file", bad), "text")
+    assert_user_error(invoke("infer", run, "--file", "-", "--format", "data"), "--format", "stdin")
+    assert_user_error(invoke("infer", run, "--file", "x.txt", "--format", "csv"), "--format", "auto, lines, data")
+
+
+def test_every_family_reads_its_inputs_from_a_data_file(tmp_path):
+    from grutool.config_file import load_config
+    from grutool.inputs import read_data_inputs
+    from grutool.tasks import get_task
+
+    root = Path(__file__).resolve().parents[2]
+    tagging = load_config(root / "configs" / "tagging.yaml")
+    sentences = read_data_inputs(get_task("tagger"), tagging, str(root / "data/tagging/ner/test.conll"))
+    assert sentences[0] == "Tobias Abara moved from Santa Fe to Nairobi in May ."  # -DOCSTART- skipped
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("source\ttarget\n123\t321\n45\t54\n")
+    reverse = load_config(root / "configs" / "reverse.yaml")
+    assert read_data_inputs(get_task("seq2seq"), reverse, str(pairs)) == ["123", "45"]
+
+
+# --- eval --split train, --print-config, init ---------------------------------------------------
+
+
+def test_eval_scores_the_training_split(run):
+    result = invoke("eval", run, "--split", "train", "--json", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    m = json.loads(result.stdout)
+    assert m["n"] == 64 and m["source"].endswith("train.tsv")
+
+
+def test_print_config_shows_the_resolved_config_and_writes_nothing(run, tmp_path):
+    config = run.parent / "tiny.yaml"
+    result = invoke("train", config, "--print-config", "--set", "train.lr=0.5", "-o", tmp_path / "never")
+    assert result.exit_code == 0, result.output
+    cfg = yaml.safe_load(result.stdout)
+    assert cfg["train"]["lr"] == 0.5 and cfg["model"]["cell"] == "gru" and "decoding" in cfg
+    assert not (tmp_path / "never").exists()
+
+
+@pytest.mark.parametrize("task", ["classifier", "tagger", "joint", "seq2seq"])
+def test_init_prints_a_commented_config_that_validates(task, tmp_path):
+    from grutool.config_file import load_config
+
+    result = invoke("init", task)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("# A starting config") and f"task: {task}" in result.stdout
+    assert result.stdout.count("  # ") > 20, "fields carry their docstrings"
+    (tmp_path / "my.yaml").write_text(result.stdout)
+    cfg = load_config(tmp_path / "my.yaml")
+    assert cfg.task == task
+
+
+def test_init_unknown_task():
+    assert_user_error(invoke("init", "regression"), "unknown task 'regression'", "classifier")
+
+
+# --- runs, compare, plot ----------------------------------------------------------------------------
+
+
+def test_runs_lists_every_run_with_its_status(run, tmp_path):
+    import shutil
+
+    root = tmp_path / "runs"
+    shutil.copytree(run, root / "a")
+    shutil.copytree(run, root / "group" / "b")
+    (root / "group" / "b" / "summary.json").unlink()          # stopped by Ctrl-C: last.pt, no summary
+    (root / "c").mkdir()
+    shutil.copy(run / "config.yaml", root / "c")                # died before its first checkpoint
+    (root / "c" / "metrics.jsonl").write_text("")
+    result = invoke("runs", root, "--json")
+    assert result.exit_code == 0, result.output
+    rows = {Path(r["run"]).relative_to(root).as_posix(): r for r in map(json.loads, result.stdout.splitlines())}
+    assert {k: r["status"] for k, r in rows.items()} == {"a": "finished", "group/b": "interrupted", "c": "failed"}
+    assert rows["a"]["task"] == "classifier" and rows["a"]["monitor"] == "accuracy" and rows["a"]["epochs"] == 2
+    assert rows["group/b"]["best"] is not None, "best read back from metrics.jsonl"
+    table = invoke("runs", root)
+    assert table.exit_code == 0 and "finished" in table.stdout and "interrupted" in table.stdout
+    assert_user_error(invoke("runs", tmp_path / "nowhere"), "directory not found")
+
+
+def test_compare_shows_only_differing_fields_and_the_metrics(run, tmp_path):
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(run, other)
+    cfg = yaml.safe_load((other / "config.yaml").read_text())
+    cfg["train"]["lr"] = 0.5
+    (other / "config.yaml").write_text(yaml.safe_dump(cfg))
+    result = invoke("compare", run, other, "--json")
+    assert result.exit_code == 0, result.output
+    c = json.loads(result.stdout)
+    assert c["config"] == {"train.lr": [0.01, 0.5]}
+    assert set(c["validation"]) >= {"accuracy", "macro_f1"}
+    table = invoke("compare", run, other)
+    assert "train.lr" in table.stdout and "accuracy" in table.stdout and "model.cell" not in table.stdout
+    assert_user_error(invoke("compare", run), "two run directories")
+
+
+def test_plot_draws_curves_of_several_runs(run, tmp_path):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "curves.png"
+    result = invoke("plot", run, run, "-o", png)
+    assert result.exit_code == 0, result.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert_user_error(invoke("plot", run, "-o", tmp_path / "x.jpg"), ".png")
+
+
+# --- help ---------------------------------------------------------------------------------------------
+
+
+def test_version_and_examples_in_help():
+    from grutool import __version__
+
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.stdout.strip() == f"grutool {__version__}"
+    for command in ("train", "eval", "infer", "bench", "runs", "compare", "plot", "init", "shapes"):
+        text = invoke(command, "--help").stdout
+        assert "Examples:" in text, command
+        assert "{config}" not in text and "{run_dir}" not in text, "placeholders say what to give"
+        options = [l for l in text.splitlines() if l.lstrip().startswith("-")]
+        assert not [l for l in options if "<list[str]>" in l or "<int range>" in l], command
+    assert "--install-completion" in invoke("--help").stdout
+    assert "--set KEY=VALUE" in invoke("train", "--help").stdout
+
+
+# --- relative data paths ------------------------------------------------------------------------------
+
+
+def test_relative_data_paths_are_found_beside_the_config(tmp_path, monkeypatch):
+    from grutool.config_file import load_config
+
+    folder = tmp_path / "project"
+    raw = tiny_config(folder)
+    for name in ("train", "validation", "test"):
+        raw["data"][name] = f"data/{name}.tsv"        # relative to the config's folder, not to the cwd
+    (folder / "my.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config("project/my.yaml")
+    assert cfg.data.train == str(Path("project") / "data" / "train.tsv")
+    raw["data"]["train"] = "data/missing.tsv"
+    (folder / "bad.yaml").write_text(yaml.safe_dump(raw))
+    assert_user_error(invoke("train", "project/bad.yaml", "--dry-run"), "data/missing.tsv: data file not found",
+                      f"relative to the working directory {tmp_path}", "config file's folder")
+
+
+# --- smaller items ------------------------------------------------------------------------------------
+
+
+def test_joint_dry_run_names_tags_and_counts_intents():
+    root = Path(__file__).resolve().parents[2]
+    travel = root / "data" / "tagging" / "travel"
+    result = invoke("train", root / "configs" / "tagging.yaml", "--dry-run", "--set", "task=joint",
+                    "--set", f"data.train={travel / 'train'}", "--set", f"data.validation={travel / 'validation'}",
+                    "--set", f"data.test={travel / 'test'}", "--set", "data.format=parallel",
+                    "--set", "data.tag_column=", "--set", "train.monitor=sentence_accuracy")
+    assert result.exit_code == 0, result.output
+    lines = {l.split()[0]: l.split()[-1] for l in result.stdout.splitlines()[1:] if l.strip()}
+    assert lines["tags"] == "11" and lines["intents"] == "4" and "classes" not in lines
+
+
+def test_resume_of_a_finished_run_says_it_is_complete(run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    before = (copy / "metrics.jsonl").read_text()
+    result = invoke("train", run.parent / "tiny.yaml", "--resume", "-o", copy)
+    assert result.exit_code == 0, result.output
+    assert "the run is complete (2 of 2 epochs" in result.output and "train.epochs" in result.output
+    assert (copy / "metrics.jsonl").read_text() == before
+
+
+def test_eval_device_cuda_without_cuda_says_why(run):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    assert_user_error(invoke("eval", run, "--device", "cuda"), "--device: 'cuda' requested but CUDA is not available")
+
+
+def test_python_train_shows_progress_when_asked(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    raw = tiny_config(tmp_path, epochs=1, device="cpu")
+    code = ("from grutool import train\nfrom grutool.config_file import parse_config\nimport json, sys\n"
+            f"train(parse_config(json.loads(sys.argv[1])), progress=True)\n")
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps(raw)], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    assert "data: 64 train" in proc.stderr and "epoch 1/1: loss" in proc.stderr
+    quiet = subprocess.run([sys.executable, "-c", code.replace("progress=True", "overwrite=True"), json.dumps(raw)],
+                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(root)})
+    assert quiet.returncode == 0 and quiet.stderr == "", "silent unless asked"

@@ -1,0 +1,148 @@
+"""What a person sees while training: a real pseudo-terminal (80 and 160 columns), and a log file.
+
+The terminal output is replayed through a small screen model (carriage return, newline, erase to end of
+line, wrapping at the width), so a bar left behind, or a log line written through the bar, shows up as
+the garbled screen line a person would see.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import re
+import struct
+import subprocess
+import sys
+import termios
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import tiny_config
+
+ROOT = Path(__file__).resolve().parents[2]
+LINE = re.compile(r"^(data: |model: |epoch \d+/\d+: loss |done: |best: |run directory: )")
+
+
+def screen(raw: str, width: int) -> list[str]:
+    """The lines a terminal of `width` columns shows after `raw` (scrollback included)."""
+    lines, row, col = [[]], 0, 0
+    i = 0
+    while i < len(raw):
+        ch = raw[i]
+        if raw.startswith("\x1b[K", i):
+            del lines[row][col:]
+            i += 3
+            continue
+        if raw.startswith("\x1b[A", i):
+            row = max(row - 1, 0)
+            i += 3
+            continue
+        if ch == "\x1b":  # other escapes (colours): skip to the final letter
+            m = re.match(r"\x1b\[[0-9;?]*[A-Za-z]", raw[i:])
+            i += m.end() if m else 1
+            continue
+        i += 1
+        if ch == "\r":
+            col = 0
+        elif ch == "\n":
+            row, col = row + 1, 0
+        else:
+            if col >= width:
+                row, col = row + 1, 0
+            while len(lines) <= row:
+                lines.append([])
+            line = lines[row]
+            line.extend(" " * (col - len(line) + 1)) if len(line) <= col else None
+            line[col] = ch
+            col += 1
+        while len(lines) <= row:
+            lines.append([])
+    return ["".join(l).rstrip() for l in lines if "".join(l).strip()]
+
+
+def run_in_terminal(args: list[str], width: int, cwd: Path) -> str:
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, width, 0, 0))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "COLUMNS": str(width)}
+    proc = subprocess.Popen([sys.executable, "-m", "grutool", *args], stdin=slave, stdout=slave, stderr=slave,
+                            env=env, close_fds=True, cwd=cwd)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=120)
+    os.close(master)
+    assert proc.returncode == 0, b"".join(chunks).decode("utf-8", "replace")
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("progress")
+    raw = tiny_config(root, epochs=3, device="cpu")
+    path = root / "tiny.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("width", [80, 160])
+def test_terminal_shows_clean_lines_and_no_bar_left_behind(config, width, tmp_path):
+    raw = run_in_terminal(["train", str(config), "--output-dir", "run"], width, cwd=tmp_path)
+    assert "%|" in raw, "a progress bar was drawn"
+    shown = screen(raw, width)
+    assert [l for l in shown if not LINE.match(l)] == [], "\n".join(shown)
+    assert [l.split(":")[0] for l in shown if l.startswith("epoch")] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    assert all(len(l) <= 80 for l in shown if l.startswith("epoch")), "epoch lines fit 80 columns"
+
+
+def test_log_file_gets_plain_lines_without_bar(config, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "grutool", "train", str(config), "--output-dir",
+                           str(tmp_path / "run")], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "\r" not in proc.stderr and "%|" not in proc.stderr
+    assert re.search(r"^epoch 1/3: loss \d\.\d{4} \| val loss \d\.\d{4}, accuracy \d\.\d{4} \| [\d,]+ tok/s",
+                     proc.stderr, re.M), proc.stderr
+    assert "e+0" not in proc.stderr
+
+
+def test_line_mode_reports_steps_with_eta():
+    import io
+    import logging
+
+    from grutool.training.progress import Progress, duration, number
+
+    class Trainer:
+        class state:
+            step, epoch = 0, 0
+        class cfg:
+            class train:
+                epochs = 2
+        total_steps = 10
+
+    p = Progress("lines", every_s=0.0)
+    trainer = Trainer()
+    log, text = logging.getLogger("grutool"), io.StringIO()
+    handler, level = logging.StreamHandler(text), log.level
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        p.on_train_begin(trainer)
+        p.on_epoch_begin(trainer)
+        trainer.state.step = 4
+        p.on_step_end(trainer, 0.5, 1200)
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+    assert re.search(r"step 4/10 \(40%\), epoch 1/2: loss 0\.5000, [\d,]+ tok/s, 0:00 elapsed, ~0:00 left",
+                     text.getvalue()), text.getvalue()
+    assert (number(23480.4), number(0.43121), number(7), duration(3725)) == ("23,480", "0.4312", "7", "1:02:05")
