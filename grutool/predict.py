@@ -37,3 +37,8 @@ class Predictor:
             raise UserError(f"{', '.join(unknown)}: for {' or '.join(accepting(*unknown)) or 'no'} runs only "
                             f"({self.run.path} is task {self.cfg.task})")
         return self.task.predict(self, texts, batch_size, **options)
+
+    def stream(self, **options):
+        """A stateful reader (language models, `grutool.generation.Stream`): `feed(text)` returns each token's
+        log-probability given everything fed before, so a long text can be fed in chunks; `options`: condition."""
+        return self.task.open_stream(self, **options)

@@ -118,10 +118,13 @@ def eval_(
             out.print(table)
 
 
-def _read_inputs(texts: List[str], file: Optional[str]) -> list[str]:
+def _read_inputs(texts: List[str], file: Optional[str], run_dir: Path) -> list[str]:
     if file is None:
         if not texts:
-            raise UserError("infer: give TEXT arguments, or --file PATH (use - for stdin)")
+            from grutool.rundir import run_task
+
+            if run_task(run_dir).needs_inputs:
+                raise UserError("infer: give TEXT arguments, or --file PATH (use - for stdin)")
         return list(texts)
     if file == "-":
         data = sys.stdin.buffer.read()
@@ -141,9 +144,19 @@ def _read_inputs(texts: List[str], file: Optional[str]) -> list[str]:
 @app.command()
 def infer(
     run_dir: Path = typer.Argument(..., help="Run directory written by `grutool train`."),
-    texts: List[str] = typer.Argument(None, help="Texts to classify."),
+    texts: List[str] = typer.Argument(None, help="Texts to classify (lm: prompts to continue, or texts to --score)."),
     file: Optional[str] = typer.Option(None, "--file", "-f", help="Read one input per line from PATH, or - for stdin."),
-    jsonl: bool = typer.Option(False, "--jsonl", help="One JSON object per input: text, label, probs (tagger/joint: text, tokens, tags, spans[, intent]; seq2seq: source, output, score)."),
+    jsonl: bool = typer.Option(False, "--jsonl", help="One JSON object per input: text, label, probs (tagger/joint: text, tokens, tags, spans[, intent]; seq2seq: source, output, score; lm: prompt, condition, text, logprob, finished)."),
+    prompt: List[str] = typer.Option([], "--prompt", help="Lm: text to continue (repeatable; default: from nothing)."),
+    condition: Optional[str] = typer.Option(None, "--condition", help="Lm: the condition label to generate or score with."),
+    num: Optional[int] = typer.Option(None, "--num", help="Lm: samples per prompt (default 1)."),
+    max_length: Optional[int] = typer.Option(None, "--max-length", help="Lm: tokens generated at most (default 200)."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", help="Lm: divide the logits by this (> 0; default 1)."),
+    top_k: Optional[int] = typer.Option(None, "--top-k", help="Lm: sample among the k most likely tokens (1: greedy)."),
+    top_p: Optional[float] = typer.Option(None, "--top-p", help="Lm: sample among the most likely tokens holding this probability, in (0, 1]."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Lm: sampling seed (default 0); the same seed gives the same samples."),
+    greedy: bool = typer.Option(False, "--greedy", help="Lm: always the most likely token."),
+    score: bool = typer.Option(False, "--score", help="Lm: per-token log-probabilities of the given texts instead of generating."),
     beam: Optional[int] = typer.Option(None, "--beam", help="Seq2seq: beam size (1: greedy; default: the run's decoding.beam_size)."),
     attention: Optional[str] = typer.Option(None, "--attention", metavar="PATH.png", help="Seq2seq: draw the attention weights as a heatmap (several inputs: PATH-1.png, ...)."),
     attention_weights: bool = typer.Option(False, "--attention-weights", help="Seq2seq: add the attention weights to --jsonl objects."),
@@ -155,7 +168,9 @@ def infer(
     with user_errors():
         if beam is not None and beam < 1:
             raise UserError(f"--beam: must be at least 1 (got {beam}); 1 is greedy decoding")
-        inputs = _read_inputs(texts or [], file)
+        if score and prompt:
+            raise UserError("--prompt: --score scores the TEXT arguments (or --file lines); remove --prompt")
+        inputs = _read_inputs(list(texts or []) + list(prompt), file, run_dir)
         from grutool.predict import Predictor
 
         predictor = Predictor(run_dir, device.value)
@@ -168,6 +183,16 @@ def infer(
                 raise UserError(f"--beam, --attention, --attention-weights: for {' or '.join(accepting('beam', 'attention'))} "
                                 f"runs only ({run_dir} is task {predictor.cfg.task})")
             options = {"beam": beam, "attention": bool(attention or attention_weights)}
+        generation = {"num": num, "max_length": max_length, "temperature": temperature, "top_k": top_k,
+                      "top_p": top_p, "seed": seed, "condition": condition, "score": score or None,
+                      "greedy": greedy or None}
+        generation = {k: v for k, v in generation.items() if v is not None}
+        if generation:
+            flags = [f"--{k.replace('_', '-')}" for k in generation]
+            if not set(generation) <= set(predictor.task.predict_options):
+                raise UserError(f"{', '.join(flags)}: for {' or '.join(accepting(*generation))} runs only "
+                                f"({run_dir} is task {predictor.cfg.task})")
+            options.update(generation)
         results = predictor.predict(inputs, batch_size, **options)
         render = renderer(predictor.task)
         if attention:

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
+from grutool.errors import UserError
+
 if TYPE_CHECKING:
     from grutool.config import Config
     from grutool.data.batching import Batch, EncodedSplit
@@ -32,6 +34,7 @@ class Prepared:
     splits: dict[str, "EncodedSplit"] = field(default_factory=dict)
     chars: Optional["Vocab"] = None        # model.char_features
     intents: Optional["LabelVocab"] = None  # joint task
+    conditions: Optional["LabelVocab"] = None  # lm with data.condition_column
 
 
 class Task:
@@ -50,6 +53,8 @@ class Task:
     """The CLI renderer of this task's results (a module of grutool.cli.render)."""
     predict_options: ClassVar[tuple[str, ...]] = ()
     """Keyword options `predict` and `evaluate` accept beyond the shared ones (e.g. beam)."""
+    needs_inputs: ClassVar[bool] = True
+    """`infer` without any TEXT or --file is an error (False: the task predicts from nothing, e.g. generates)."""
     traces_real_examples: ClassVar[bool] = True
     """`shapes --config`: trace the first training examples (True) or random token ids (see classifier)."""
 
@@ -126,6 +131,14 @@ class Task:
     def infer_batch(self, model, batch: "Batch", **options):
         """What `predict` computes from one batch before building result dicts (`bench` times this)."""
         raise NotImplementedError
+
+    def open_stream(self, predictor, **options):
+        """A stateful reader of long text fed in chunks (`Predictor.stream`); only some families have one."""
+        from grutool.tasks import TASKS
+
+        having = [name for name, task in TASKS.items() if task.open_stream is not Task.open_stream]
+        raise UserError(f"{predictor.run.path}: task {self.name} has no stateful stream "
+                        f"(for {' or '.join(having)} runs)")
 
     def set_decoding(self, model, **options) -> dict:
         """Apply `predict_options` to a model for `evaluate`; returns what the results should report."""
