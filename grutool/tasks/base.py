@@ -99,6 +99,11 @@ class Task:
         """Read every configured split, build vocabularies on train (or take `saved`'s: --resume), encode all."""
         raise NotImplementedError
 
+    def train_file(self, cfg: "Config") -> Optional[str]:
+        """The file the training split is read from (`bench --config` sizes its model by it), or None."""
+        d = cfg.data
+        return d.train if d.dataset is None and isinstance(d.train, str) else None
+
     def encode_split(self, cfg: "Config", vocabs: Any, source: Any, name: str) -> "EncodedSplit":
         """A labelled split (`source`: a path or split name) encoded with a prepared or saved run's vocabularies."""
         raise NotImplementedError

@@ -178,6 +178,11 @@ class LMTask(Task):
         return self.encode_lines(cfg, vocabs.vocab, vocabs.conditions, self.tokenize_lines(cfg, lines.texts),
                                  lines, name)
 
+    def train_file(self, cfg: Config) -> Optional[str]:
+        from grutool.data.lm import split_spec
+
+        return split_spec(cfg.data.train)[0]
+
     def vocabularies(self, cfg: Config) -> dict[str, tuple[str, type]]:
         from grutool.data.vocab import LabelVocab
 
