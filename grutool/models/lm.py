@@ -20,6 +20,7 @@ from torch import nn
 
 from grutool.config import Config
 from grutool.modules.encoder import RecurrentEncoder
+from grutool.modules.output import output_layers
 
 
 class LMOutput(NamedTuple):
@@ -47,20 +48,11 @@ class LanguageModel(nn.Module):
         self.condition_state = (nn.Linear(condition_dim, num_layers * hidden_size)
                                 if num_conditions and condition in ("state", "both") else None)
         self.head_dropout = nn.Dropout(head_dropout)
-        out_dim = hidden_size
-        self.pre_output = None
-        if tie_embeddings and hidden_size != embedding_dim:
-            # The tied output matrix is (V, E): project the state to E first.
-            self.pre_output = nn.Linear(hidden_size, embedding_dim)
-            out_dim = embedding_dim
-        self.adaptive = None
-        self.out = None
-        if adaptive_cutoffs:
-            self.adaptive = nn.AdaptiveLogSoftmaxWithLoss(out_dim, vocab_size, list(adaptive_cutoffs), div_value=4.0)
+        self.adaptive = self.pre_output = self.out = None
+        if adaptive_cutoffs:  # never tied (the config says so): clusters of their own
+            self.adaptive = nn.AdaptiveLogSoftmaxWithLoss(hidden_size, vocab_size, list(adaptive_cutoffs), div_value=4.0)
         else:
-            self.out = nn.Linear(out_dim, vocab_size)
-            if tie_embeddings:
-                self.out.weight = self.embedding.weight  # one tensor: (V, E)
+            self.pre_output, self.out = output_layers(hidden_size, self.embedding, vocab_size, tie_embeddings)
 
     @classmethod
     def from_config(cls, cfg: Config, *, vocab_size: int, num_conditions: int = 0) -> "LanguageModel":
