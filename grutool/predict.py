@@ -31,7 +31,8 @@ class Predictor:
     def predict(self, texts: list[str], batch_size: int = 64, **options) -> list[dict]:
         """One dict per text, in input order, as the run's task shapes it: a classifier answers with text,
         label, probs (label -> probability); tagger and joint runs with tokens, tags and spans; seq2seq
-        runs with the generated output (`options`: beam, attention). See each task's `predict`."""
+        runs with the generated output (`options`: beam, attention); lm runs with `num` samples per prompt
+        (or, with `score`, each token's log-probability). See each task's `predict`."""
         unknown = sorted(set(options) - set(self.task.predict_options))
         if unknown:
             raise UserError(f"{', '.join(unknown)}: for {' or '.join(accepting(*unknown)) or 'no'} runs only "

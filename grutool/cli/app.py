@@ -163,7 +163,8 @@ def infer(
     batch_size: int = typer.Option(64, "--batch-size", min=1),
     device: Device = typer.Option(Device.auto),
 ):
-    """Predict a label (tagger/joint: tags and spans; seq2seq: the output) for each input, one line per input."""
+    """Predict a label (tagger/joint: tags and spans; seq2seq: the output) for each input, one line per input;
+    lm: generate from each prompt (none: from nothing), or --score the inputs."""
     setup_logging(quiet=True)
     with user_errors():
         if beam is not None and beam < 1:
