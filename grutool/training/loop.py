@@ -168,7 +168,7 @@ class Trainer:
         if s.improved:
             s.best, s.best_epoch = value, s.epoch
         self.schedule.epoch_end(value)
-        shown = ("train_loss", "val_loss", f"val_{self.monitor}", "tokens_per_s")
+        shown = dict.fromkeys(("train_loss", "val_loss", f"val_{self.monitor}", "tokens_per_s"))  # monitor loss: once
         log.info("epoch %d: %s", s.epoch, "  ".join(f"{k} {metrics[k]:.4g}" for k in shown if k in metrics))
         self._emit("on_epoch_end", metrics)
         return metrics
