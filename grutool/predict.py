@@ -38,15 +38,16 @@ class Predictor:
     def predict(self, texts: list[str], batch_size: int = 64, **options) -> list[dict]:
         """One dict per text, in input order, as the run's task shapes it: a classifier answers with text,
         label, probs (label -> probability); tagger and joint runs with tokens, tags and spans; seq2seq
-        runs with the generated output (`options`: beam, attention). See each task's `predict`."""
+        runs with the generated output (`options`: beam, attention); lm runs with `num` samples per prompt
+        (or, with `score`, each token's log-probability). See each task's `predict`."""
         unknown = sorted(set(options) - set(self.task.predict_options))
         if unknown:
             raise UserError(f"{', '.join(unknown)}: for {' or '.join(accepting(*unknown)) or 'no'} runs only "
                             f"({self.run.path} is task {self.cfg.task})")
         return self.task.predict(self, texts, batch_size, **options)
 
-    def stream(self):
-        """A `grutool.streaming.Stream`: feed one long input chunk by chunk (unidirectional models)."""
-        from grutool.streaming import Stream
-
-        return Stream(self)
+    def stream(self, **options):
+        """A stateful reader: one long input fed chunk by chunk, with the same results as feeding it whole.
+        Language models: `grutool.generation.Stream` (`feed(text)` gives each token's log-probability;
+        `options`: condition); unidirectional classifiers and taggers: `grutool.streaming.Stream`."""
+        return self.task.open_stream(self, **options)

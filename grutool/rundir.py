@@ -6,6 +6,7 @@
     <run>/target_vocab.json  target token vocabulary (seq2seq, instead of labels.json)
     <run>/intents.json    intent vocabulary (joint task only)
     <run>/chars.json      character vocabulary (model.char_features only)
+    <run>/conditions.json condition labels (lm with data.condition_column only)
     <run>/best.pt         best model weights by the monitored metric (+ metadata)
     <run>/last.pt         latest weights + optimizer/scheduler/RNG state for --resume
     <run>/metrics.jsonl   one JSON object per epoch
@@ -166,9 +167,10 @@ class SavedRun:
     path: Path
     config: Config
     vocab: Vocab
-    labels: LabelVocab | Vocab  # seq2seq: the target Vocab
+    labels: Optional[LabelVocab | Vocab] = None  # seq2seq: the target Vocab; lm: none (it predicts `vocab`)
     intents: Optional[LabelVocab] = None  # joint task
     chars: Optional[Vocab] = None         # model.char_features
+    conditions: Optional[LabelVocab] = None  # lm with data.condition_column
 
 
 def save_vocabularies(path: Path, prepared, cfg: Config) -> None:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from grutool.training.callbacks import Callback
+
 POS = ["good", "great", "lovely", "fine", "superb"]
 NEG = ["bad", "awful", "poor", "dull", "boring"]
 FILLER = ["the", "a", "film", "food", "was", "very", "really", "and", "it", "service", "book", "quite"]
@@ -53,6 +55,17 @@ def tiny_config(tmp: Path, **train) -> dict:
 @pytest.fixture
 def tiny(tmp_path):
     return tiny_config(tmp_path)
+
+
+class InterruptAt(Callback):
+    """Simulates Ctrl-C after `step` optimizer steps."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, tr, loss, tokens):
+        if tr.state.step == self.step:
+            raise KeyboardInterrupt
 
 
 def invoke(*args, input=None):

@@ -112,7 +112,8 @@ def data_sizes(cfg: Config, vocab_size: Optional[int], num_classes: Optional[int
     """Vocabulary size and class count as `train` would get them: from the data when its files are
     readable (the task's own `prepare`), else the given values or 20,000 and 2. Third item: the source."""
     d = cfg.data
-    readable = d.dataset is None and Path(d.train).is_file()
+    path = get_task(cfg.task).train_file(cfg)
+    readable = path is not None and Path(path).is_file()
     if readable and (vocab_size is None or num_classes is None):
         prepared = get_task(cfg.task).prepare(cfg)
         return (vocab_size or len(prepared.vocab), num_classes or len(prepared.labels), d.train)

@@ -175,10 +175,13 @@ def eval_(
             out.print(table)
 
 
-def _read_inputs(texts: List[str], file: Optional[str]) -> list[str]:
+def _read_inputs(texts: List[str], file: Optional[str], run_dir: Path) -> list[str]:
     if file is None:
         if not texts:
-            raise UserError("infer: give TEXT arguments, or --file PATH (use - for stdin)")
+            from grutool.rundir import run_task
+
+            if run_task(run_dir).needs_inputs:
+                raise UserError("infer: give TEXT arguments, or --file PATH (use - for stdin)")
         return list(texts)
     if file == "-":
         data = sys.stdin.buffer.read()
@@ -201,14 +204,24 @@ def _read_inputs(texts: List[str], file: Optional[str]) -> list[str]:
 @app.command()
 def infer(
     run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="Run directory written by `grutool train`."),
-    texts: List[str] = typer.Argument(None, metavar="[TEXT]...", help="Inputs: texts to label, sentences to tag, sources to translate."),
+    texts: List[str] = typer.Argument(None, metavar="[TEXT]...", help="Inputs: texts to label, sentences to tag, sources to translate; lm: prompts to continue, or texts to --score."),
     file: Optional[str] = typer.Option(None, "--file", "-f", metavar="PATH",
                                        help="Read inputs from PATH (- for stdin): see --format."),
     format_: str = typer.Option("auto", "--format", metavar="auto|lines|data",
                                 help="lines: one input per line; data: a csv/tsv/json/jsonl/parquet/conll file "
                                      "read with the run's columns, as training reads it (labels ignored); "
                                      "auto: data for those extensions, else lines."),
-    jsonl: bool = typer.Option(False, "--jsonl", help="One JSON object per input: text, label, probs (tagger/joint: text, tokens, tags, spans[, intent]; seq2seq: source, output, score)."),
+    jsonl: bool = typer.Option(False, "--jsonl", help="One JSON object per input: text, label, probs (tagger/joint: text, tokens, tags, spans[, intent]; seq2seq: source, output, score; lm: prompt, condition, text, logprob, finished)."),
+    prompt: List[str] = typer.Option([], "--prompt", metavar="TEXT", help="Lm: text to continue (repeatable; default: from nothing)."),
+    condition: Optional[str] = typer.Option(None, "--condition", metavar="LABEL", help="Lm: the condition label to generate or score with."),
+    num: Optional[int] = typer.Option(None, "--num", metavar="N", help="Lm: samples per prompt (default 1)."),
+    max_length: Optional[int] = typer.Option(None, "--max-length", metavar="N", help="Lm: tokens generated at most (default 200)."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", metavar="T", help="Lm: divide the logits by this (> 0; default 1)."),
+    top_k: Optional[int] = typer.Option(None, "--top-k", metavar="K", help="Lm: sample among the k most likely tokens (1: greedy)."),
+    top_p: Optional[float] = typer.Option(None, "--top-p", metavar="P", help="Lm: sample among the most likely tokens holding this probability, in (0, 1]."),
+    seed: Optional[int] = typer.Option(None, "--seed", metavar="N", help="Lm: sampling seed (default 0); the same seed gives the same samples."),
+    greedy: bool = typer.Option(False, "--greedy", help="Lm: always the most likely token."),
+    score: bool = typer.Option(False, "--score", help="Lm: per-token log-probabilities of the given texts instead of generating."),
     beam: Optional[int] = typer.Option(None, "--beam", metavar="N", help="Seq2seq: beam size (1: greedy; default: the run's decoding.beam_size)."),
     attention: Optional[str] = typer.Option(None, "--attention", metavar="PATH.png", help="Seq2seq: draw the attention weights as a heatmap (several inputs: PATH-1.png, ...)."),
     attention_weights: bool = typer.Option(False, "--attention-weights", help="Seq2seq: add the attention weights to --jsonl objects."),
@@ -217,7 +230,8 @@ def infer(
     backend: Backend = typer.Option(Backend.torch, "--backend", help="torch (the checkpoint), or an export written by `grutool export`: onnx, torchscript."),
     model: Optional[Path] = typer.Option(None, "--model", help="With --backend onnx/torchscript: the exported file (default RUN/model.onnx or RUN/model.pt)."),
 ):
-    """Predict a label (tagger/joint: tags and spans; seq2seq: the output) for each input, one line per input.
+    """Predict a label (tagger/joint: tags and spans; seq2seq: the output) for each input, one line per input;
+    lm: generate from each prompt (none: from nothing), or --score the inputs.
 
     \b
     Examples:
@@ -225,6 +239,7 @@ def infer(
       grutool infer runs/sentiment --file reviews.tsv --jsonl   # the run's text column
       echo "great service" | grutool infer runs/sentiment --file -
       grutool infer runs/reverse 12345 --beam 5 --attention att.png
+      grutool infer runs/lm --condition zuri --num 3 --seed 1
     """
     setup_logging(quiet=True)
     with user_errors():
@@ -232,8 +247,11 @@ def infer(
             raise UserError(f"--beam: must be at least 1 (got {beam}); 1 is greedy decoding")
         from grutool.inputs import input_format, read_data_inputs
 
+        if score and prompt:
+            raise UserError("--prompt: --score scores the TEXT arguments (or --file lines); remove --prompt")
         as_data = file is not None and input_format(file, format_) == "data"
-        inputs = list(texts or []) if as_data else _read_inputs(texts or [], file)
+        given = list(texts or []) + list(prompt)
+        inputs = given if as_data else _read_inputs(given, file, run_dir)
         from grutool.predict import Predictor
 
         if model is not None and backend == Backend.torch:
@@ -250,6 +268,16 @@ def infer(
                 raise UserError(f"--beam, --attention, --attention-weights: for {' or '.join(accepting('beam', 'attention'))} "
                                 f"runs only ({run_dir} is task {predictor.cfg.task})")
             options = {"beam": beam, "attention": bool(attention or attention_weights)}
+        generation = {"num": num, "max_length": max_length, "temperature": temperature, "top_k": top_k,
+                      "top_p": top_p, "seed": seed, "condition": condition, "score": score or None,
+                      "greedy": greedy or None}
+        generation = {k: v for k, v in generation.items() if v is not None}
+        if generation:
+            flags = [f"--{k.replace('_', '-')}" for k in generation]
+            if not set(generation) <= set(predictor.task.predict_options):
+                raise UserError(f"{', '.join(flags)}: for {' or '.join(accepting(*generation))} runs only "
+                                f"({run_dir} is task {predictor.cfg.task})")
+            options.update(generation)
         results = predictor.predict(inputs, batch_size, **options)
         render = renderer(predictor.task)
         if attention:

@@ -34,6 +34,16 @@ class EncodedSplit:
     intent_names: Optional[list[str]] = None      # names of intent ids: the model's, then unseen ones
     scheme: Optional[str] = None                  # tag scheme of the targets (tagging)
     references: Optional["References"] = None     # seq2seq evaluation: what outputs are scored against
+    conditions: Optional[list[torch.Tensor]] = None  # each () long: an input id acting on every step (lm)
+    streams: Optional[int] = None
+    """Set for a split that is `streams` parallel rows of one long text cut into consecutive chunks, laid out
+    chunk-major (example k * streams + r is chunk k of row r): its batches are taken in order, `streams` at
+    a time, and each batch continues the previous one row by row (see `training_batches`, `carries_state`)."""
+
+    @property
+    def carries_state(self) -> bool:
+        """Whether a model's final state after one batch is the initial state of the next (truncated BPTT)."""
+        return self.streams is not None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -60,6 +70,7 @@ class Batch:
                                             # seq2seq eval: {"tokens": (B, M), "example": (B,)}
     index: list[int]                 # positions of these examples in their split
     chars: Optional[torch.Tensor] = None  # (B, T, W) long char ids per token, 0-padded (char features)
+    condition: Optional[torch.Tensor] = None  # (B,) long: each example's condition id (lm)
 
     def to(self, device: torch.device) -> "Batch":
         def move(x):
@@ -67,11 +78,16 @@ class Batch:
                 return {k: v.to(device, non_blocking=True) for k, v in x.items()}
             return x.to(device, non_blocking=True) if x is not None else None
 
-        return Batch(move(self.ids), self.lengths, move(self.targets), self.index, move(self.chars))
+        return Batch(move(self.ids), self.lengths, move(self.targets), self.index, move(self.chars),
+                     move(self.condition))
 
     def extra_inputs(self) -> dict:
-        """Model inputs beyond (ids, lengths, targets), as keyword arguments: {} without char features."""
-        return {"chars": self.chars} if self.chars is not None else {}
+        """Model inputs beyond (ids, lengths, targets), as keyword arguments: {} without char features
+        or conditions."""
+        extra = {"chars": self.chars} if self.chars is not None else {}
+        if self.condition is not None:
+            extra["condition"] = self.condition
+        return extra
 
     def num_tokens(self) -> int:
         return int(self.lengths.sum())
@@ -104,7 +120,8 @@ def collate(split: EncodedSplit, index: list[int], pad_target: int = -100) -> Ba
         for b, r in enumerate(rows):
             if r.numel():
                 chars[b, :r.shape[0], :r.shape[1]] = r
-    return Batch(ids, lengths, targets, list(index), chars)
+    condition = torch.stack([split.conditions[i] for i in index]) if split.conditions is not None else None  # (B,)
+    return Batch(ids, lengths, targets, list(index), chars, condition)
 
 
 def bucketed_order(lengths: list[int], batch_size: int, generator: torch.Generator) -> list[list[int]]:
@@ -144,8 +161,26 @@ def epoch_batches(lengths: list[int], batch_size: int, kind: str, seed: int, epo
     return random_order(len(lengths), batch_size, g)
 
 
+def training_batches(split: EncodedSplit, batch_size: int, kind: str, seed: int, epoch: int) -> list[list[int]]:
+    """The index batches of one training epoch: `epoch_batches`, or a stream split's chunks in order."""
+    if split.streams is not None:
+        return stream_batches(split)
+    return epoch_batches(split.lengths(), batch_size, kind, seed, epoch)
+
+
+def stream_batches(split: EncodedSplit) -> list[list[int]]:
+    """A stream split's batches in order: chunk k of every row (see EncodedSplit.streams)."""
+    n = split.streams
+    return [list(range(j, j + n)) for j in range(0, len(split), n)]
+
+
 def sorted_batches(split: EncodedSplit, batch_size: int) -> Iterator[Batch]:
-    """Evaluation order: sorted by length (least padding); `Batch.index` maps results back."""
+    """Evaluation order: sorted by length (least padding); `Batch.index` maps results back. A stream
+    split comes in its own order, a row per stream, whatever `batch_size` (its batches continue each other)."""
+    if split.streams is not None:
+        for index in stream_batches(split):
+            yield collate(split, index)
+        return
     lengths = split.lengths()
     order = sorted(range(len(split)), key=lambda i: lengths[i])
     for j in range(0, len(order), batch_size):

@@ -31,6 +31,7 @@ class ExportEncoder(nn.Module):
         super().__init__()
         rnn, cell = encoder.rnn, get_cell(encoder.cell)
         self.cell = encoder.cell
+        self.cell_state = cell.cell_state
         self.hidden_size, self.num_layers = encoder.hidden_size, encoder.num_layers
         self.num_directions = encoder.num_directions
         self.residual = bool(getattr(rnn, "residual", False))
@@ -81,7 +82,8 @@ class ExportEncoder(nn.Module):
         empty = (lengths == 0)[None, :, None]  # an empty row keeps its initial state (zeros without h0)
         h_n = torch.where(empty, h0 if h0 is not None else torch.zeros_like(h_n), h_n)
         final = torch.cat([h_n[-2], h_n[-1]], dim=-1) if D == 2 else h_n[-1]  # (B, D*H)
-        return EncoderOutput(outputs, final, h_n)
+        # The cell's whole final state: h_n for GRU and RNN (an LSTM export computes no c_n: it cannot stream).
+        return EncoderOutput(outputs, final, h_n, None if self.cell_state else h_n)
 
 
 def exportable(model: nn.Module) -> nn.Module:

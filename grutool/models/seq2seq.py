@@ -26,6 +26,7 @@ from grutool.modules.attention import Attention
 from grutool.cells import get_cell
 from grutool.modules.encoder import RecurrentEncoder
 from grutool.modules.masking import drop_tokens, length_mask
+from grutool.modules.output import output_layers
 
 Targets = Union[torch.Tensor, dict]  # (B, M) target ids ending in <eos>, -100 after; or {"tokens": ..., "example": ...}
 
@@ -89,14 +90,8 @@ class Seq2Seq(nn.Module):
                                                 kernel=kernel)
         self.combine = nn.Linear(hidden_size + enc_dim, hidden_size) if self.attention is not None else None
         self.head_dropout = nn.Dropout(head_dropout)
-        out_dim = hidden_size
-        self.pre_output = None
-        if tie_embeddings and hidden_size != embedding_dim:
-            self.pre_output = nn.Linear(hidden_size, embedding_dim)
-            out_dim = embedding_dim
-        self.out = nn.Linear(out_dim, target_vocab_size)
-        if tie_embeddings:
-            self.out.weight = self.target_embedding.weight
+        self.pre_output, self.out = output_layers(hidden_size, self.target_embedding, target_vocab_size,
+                                                  tie_embeddings)
         # Defaults for generation in eval mode (validation, eval); infer may override them.
         self.decoding = dict(decoding or {})
 

@@ -9,7 +9,7 @@ tagger and seq2seq all use it.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +23,8 @@ class EncoderOutput(NamedTuple):
     outputs: torch.Tensor  # (B, T, D*H): last layer, every step; zeros at padding
     final: torch.Tensor    # (B, D*H): last layer's final state, cat(h_n[-2], h_n[-1]) when D=2
     h_n: torch.Tensor      # (L*D, B, H): every layer's final hidden state, as nn.GRU returns it
+    state: object = None   # the cell's whole final state as its module returns it (LSTM: (h_n, c_n)):
+                           # what a stateful caller passes back as the next `state`
 
 
 class RecurrentEncoder(nn.Module):
@@ -41,51 +43,77 @@ class RecurrentEncoder(nn.Module):
     def get_output_dim(self) -> int:
         return self.hidden_size * self.num_directions
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor, h0: Optional[torch.Tensor] = None) -> EncoderOutput:
-        """x: (B, T, input_size) padded; lengths: (B,) on CPU, 0 allowed; h0: (L*D, B, H) initial state
-        (streaming: the previous chunk's h_n; cells without a cell state only), zeros when None."""
-        if h0 is not None and self._cell.cell_state:
-            raise ValueError(f"cell {self.cell}: an initial state needs (h, c); streaming supports gru and rnn")
+    def initial_state(self, h0: torch.Tensor):
+        """The `state` to pass for hidden state h0 (L*D, B, H) (LSTM: with a zero cell state)."""
+        return self._cell.initial_state(h0)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor, state=None) -> EncoderOutput:
+        """x: (B, T, input_size) padded; lengths: (B,) on CPU, 0 allowed; `state`: the initial state as
+        the cell takes it (h0 (L*D, B, H); LSTM (h0, c0)), None for zeros. A sequence of length 0 keeps
+        its initial state as its final one."""
         B, T, _ = x.shape
         nonempty = lengths > 0
         if bool(nonempty.all()):
-            return self._run(x, lengths, T, h0)
+            return self._run(x, lengths, T, state)
         # Empty sequences never reach pack_padded_sequence (it rejects length 0):
-        # run the others and give the empty ones zero outputs and zero states.
+        # run the others and give the empty ones zero outputs and their initial (or zero) states.
         keep = nonempty.nonzero().squeeze(1)  # (B',)
         H, LD = self.hidden_size, self.num_layers * self.num_directions
         outputs = x.new_zeros(B, T, self.get_output_dim())
-        final = x.new_zeros(B, self.get_output_dim()) if h0 is None else self._final(h0)
-        h_n = x.new_zeros(LD, B, H) if h0 is None else h0  # an empty chunk leaves the state as it was
+        final = x.new_zeros(B, self.get_output_dim())
+        if state is None:
+            state = self.initial_state(x.new_zeros(LD, B, H))
+        parts = state if isinstance(state, tuple) else (state,)
         if len(keep):
-            sub = self._run(x[keep.to(x.device)], lengths[keep], T,
-                            None if h0 is None else h0[:, keep.to(h0.device)])
             idx = keep.to(x.device)
+            sub_state = tuple(p.index_select(1, idx) for p in parts)
+            sub = self._run(x[idx], lengths[keep], T, sub_state if isinstance(state, tuple) else sub_state[0])
             outputs = outputs.index_copy(0, idx, sub.outputs.to(outputs.dtype))
             final = final.index_copy(0, idx, sub.final.to(final.dtype))
-            h_n = h_n.index_copy(1, idx, sub.h_n.to(h_n.dtype))
-        return EncoderOutput(outputs, final, h_n)
+            new = sub.state if isinstance(sub.state, tuple) else (sub.state,)
+            parts = tuple(p.index_copy(1, idx, n.to(p.dtype)) for p, n in zip(parts, new))
+        state = parts if isinstance(state, tuple) else parts[0]
+        h_n = self._cell.hidden(state)
+        if len(keep) < B:
+            # An empty sequence's final state is its initial one; `final` follows h_n.
+            empty = (~nonempty).nonzero().squeeze(1).to(x.device)
+            last = torch.cat([h_n[-2], h_n[-1]], dim=-1) if self.num_directions == 2 else h_n[-1]  # (B, D*H)
+            final = final.index_copy(0, empty, last.index_select(0, empty).to(final.dtype))
+        return EncoderOutput(outputs, final, h_n, state)
 
-    def _run(self, x: torch.Tensor, lengths: torch.Tensor, total_length: int,
-             h0: Optional[torch.Tensor] = None) -> EncoderOutput:
+    def _run(self, x: torch.Tensor, lengths: torch.Tensor, total_length: int, state=None) -> EncoderOutput:
         lengths = lengths.cpu()
-        state0 = () if h0 is None else (h0,)  # no second argument without h0: `shapes` traces the call as it was
         if bool((lengths == lengths[0]).all()):
             # All sequences equally long: nothing to pack. The dense call is the same
             # computation, and for nn.GRU / nn.LSTM on CPU 2-3x faster per token (input
             # projections in one GEMM for all steps; oneDNN for LSTM) than their packed path.
             n = int(lengths[0])
-            out, state = self.rnn(x[:, :n], *state0)  # (B, n, D*H)
+            out, state = self.rnn(*_with_state(x[:, :n], state))  # (B, n, D*H)
             outputs = out if n == total_length else F.pad(out, (0, 0, 0, total_length - n))  # (B, T, D*H), zeros after n
         else:
             packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-            out, state = self.rnn(packed, *state0)
+            out, state = self.rnn(*_with_state(packed, state))  # `state` in batch order: the module sorts it
             # total_length keeps T even when the longest sequence is shorter than the padded batch.
             outputs, _ = pad_packed_sequence(out, batch_first=True, total_length=total_length)  # (B, T, D*H)
         h_n = self._cell.hidden(state)  # (L*D, B, H), in the caller's batch order
-        return EncoderOutput(outputs, self._final(h_n), h_n)
-
-    def _final(self, h_n: torch.Tensor) -> torch.Tensor:
         if self.num_directions == 2:
-            return torch.cat([h_n[-2], h_n[-1]], dim=-1)  # (B, 2H): forward at t=len-1, backward at t=0
-        return h_n[-1]  # (B, H)
+            final = torch.cat([h_n[-2], h_n[-1]], dim=-1)  # (B, 2H): forward at t=len-1, backward at t=0
+        else:
+            final = h_n[-1]  # (B, H)
+        return EncoderOutput(outputs, final, h_n, state)
+
+
+def _with_state(x, state) -> tuple:
+    """The recurrent module's arguments: its input, and the initial state when there is one (a call
+    without it is the same computation, and `shapes` traces the input alone)."""
+    return (x,) if state is None else (x, state)
+
+
+def detach_state(state):
+    """A recurrent state (a tensor, or a tuple of them for LSTM) cut from its graph: truncated BPTT carries
+    the value of h_n into the next chunk but not the gradient path to the previous one."""
+    if state is None:
+        return None
+    if isinstance(state, tuple):
+        return tuple(s.detach() for s in state)
+    return state.detach()

@@ -80,7 +80,15 @@ def _model_checks(model: nn.Module, enc, lens: torch.Tensor, T: int, bidirection
     from grutool.modules.masking import length_mask
 
     total = sum(p.numel() for p in model.parameters())
-    by_module = [{"module": name, "type": type(mod).__name__, "parameters": sum(p.numel() for p in mod.parameters())}
+    seen: set[int] = set()
+
+    def unseen(mod: nn.Module) -> int:
+        # A tied tensor (one embedding matrix as the output layer too) counts once, with its first module.
+        new = [p for p in mod.parameters() if id(p) not in seen]
+        seen.update(id(p) for p in new)
+        return sum(p.numel() for p in new)
+
+    by_module = [{"module": name, "type": type(mod).__name__, "parameters": unseen(mod)}
                  for name, mod in model.named_children()]
     final_ref = torch.cat([enc.h_n[-2], enc.h_n[-1]], dim=-1) if bidirectional else enc.h_n[-1]
     pad = ~length_mask(lens, T, enc.outputs.device)

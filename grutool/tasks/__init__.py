@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from grutool.tasks.base import Prepared, Task
 from grutool.tasks.classifier import ClassifierTask
+from grutool.tasks.lm import LMTask
 from grutool.tasks.seq2seq import Seq2SeqTask
 from grutool.tasks.tagger import JointTask, TaggerTask
 
@@ -17,6 +18,7 @@ TASKS: dict[str, type[Task]] = {
     "tagger": TaggerTask,
     "joint": JointTask,
     "seq2seq": Seq2SeqTask,
+    "lm": LMTask,
 }
 
 __all__ = ["TASKS", "Prepared", "Task", "accepting", "get_task"]

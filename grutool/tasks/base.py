@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
+from grutool.errors import UserError
+
 if TYPE_CHECKING:
     from grutool.config import Config
     from grutool.data.batching import Batch, EncodedSplit
@@ -32,6 +34,7 @@ class Prepared:
     splits: dict[str, "EncodedSplit"] = field(default_factory=dict)
     chars: Optional["Vocab"] = None        # model.char_features
     intents: Optional["LabelVocab"] = None  # joint task
+    conditions: Optional["LabelVocab"] = None  # lm with data.condition_column
 
 
 class Task:
@@ -52,6 +55,8 @@ class Task:
     """How `grutool export` writes, checks and runs this family's graphs (a module of grutool.export)."""
     predict_options: ClassVar[tuple[str, ...]] = ()
     """Keyword options `predict` and `evaluate` accept beyond the shared ones (e.g. beam)."""
+    needs_inputs: ClassVar[bool] = True
+    """`infer` without any TEXT or --file is an error (False: the task predicts from nothing, e.g. generates)."""
     traces_real_examples: ClassVar[bool] = True
     """`shapes --config`: trace the first training examples (True) or random token ids (see classifier)."""
 
@@ -95,6 +100,11 @@ class Task:
     def prepare(self, cfg: "Config", saved: Any = None) -> Prepared:
         """Read every configured split, build vocabularies on train (or take `saved`'s: --resume), encode all."""
         raise NotImplementedError
+
+    def train_file(self, cfg: "Config") -> Optional[str]:
+        """The file the training split is read from (`bench --config` sizes its model by it), or None."""
+        d = cfg.data
+        return d.train if d.dataset is None and isinstance(d.train, str) else None
 
     def encode_split(self, cfg: "Config", vocabs: Any, source: Any, name: str) -> "EncodedSplit":
         """A labelled split (`source`: a path or split name) encoded with a prepared or saved run's vocabularies."""
@@ -147,6 +157,15 @@ class Task:
     def stream_render(self, predictor, text: str, chunk: str, outputs: tuple) -> dict:
         """The result after a chunk, from the model's `scores` without its state (`text`: everything fed)."""
         raise NotImplementedError
+
+    def open_stream(self, predictor, **options):
+        """A stateful reader of long input fed in chunks (`Predictor.stream`): `grutool.streaming.Stream`
+        (it refuses, with `stream_reason`, models that cannot stream); language models have their own."""
+        if options:
+            raise UserError(f"{', '.join(sorted(options))}: not an option of a task {self.name} stream")
+        from grutool.streaming import Stream
+
+        return Stream(predictor)
 
     def set_decoding(self, model, **options) -> dict:
         """Apply `predict_options` to a model for `evaluate`; returns what the results should report."""

@@ -60,6 +60,8 @@ class ClassifierTask(Task):
             raise ValueError(f"data.format: '{fmt}' is sequence-to-sequence data; set task: seq2seq")
         if fmt in ("conllu", "conll", "parallel"):
             raise ValueError(f"data.format: '{fmt}' is tagging data; set task: tagger or joint")
+        if fmt in ("text", "text_dir"):
+            raise ValueError(f"data.format: '{fmt}' is language-model data; set task: lm")
         self.check_ownership(cfg)
         check_one_path_per_split(cfg)
 

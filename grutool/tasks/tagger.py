@@ -39,6 +39,8 @@ class TaggerTask(Task):
         fmt = cfg.data.format
         if fmt in ("parallel_text", "cmudict"):
             raise ValueError(f"data.format: '{fmt}' is sequence-to-sequence data; set task: seq2seq")
+        if fmt in ("text", "text_dir"):
+            raise ValueError(f"data.format: '{fmt}' is language-model data; set task: lm")
         if fmt not in FORMATS + ("auto",):
             raise ValueError(f"data.format: '{fmt}' is classifier data; task {self.name} reads {', '.join(FORMATS)}")
         if cfg.data.dataset is not None:

@@ -13,9 +13,15 @@ def evaluate_split(model, task, split: EncodedSplit, device: torch.device, batch
     was_training = model.training
     model.eval()
     metrics = task.metrics(split)
+    state = None
     for batch in sorted_batches(split, batch_size):
         batch = batch.to(device)
-        logits, loss = model(batch.ids, batch.lengths, batch.targets, **batch.extra_inputs())
+        inputs = batch.extra_inputs()
+        if split.carries_state:
+            inputs["state"] = state  # a stream's batches continue each other (see EncodedSplit.streams)
+        logits, loss = model(batch.ids, batch.lengths, batch.targets, **inputs)
+        if split.carries_state:
+            state = logits.state
         metrics.update(logits, batch.targets, float(loss))
     model.train(was_training)
     return metrics.compute()

@@ -25,9 +25,10 @@ from grutool.atomic import remove_temporaries, write_text_atomic
 from grutool.checkpoint import load_checkpoint, load_weights, save_atomic
 from grutool.config import MINIMIZED_METRICS, Config
 from grutool.config_file import to_yaml
-from grutool.data.batching import collate, epoch_batches
+from grutool.data.batching import collate, training_batches
 from grutool.errors import TrainingDiverged, TrainingInterrupted, UserError
 from grutool.models import count_parameters
+from grutool.modules.encoder import detach_state
 from grutool.tasks import get_task
 from grutool.training.callbacks import Callback, Checkpointer, EarlyStopping, MetricsWriter
 from grutool.training.device import resolve_device
@@ -68,7 +69,7 @@ class Trainer:
         t = cfg.train
         self.train_split = prepared.splits["train"]
         self.val_split = prepared.splits.get("validation")
-        self.batches_per_epoch = -(-len(self.train_split) // t.batch_size)
+        self.batches_per_epoch = -(-len(self.train_split) // (self.train_split.streams or t.batch_size))
         self.total_steps = t.epochs * self.batches_per_epoch
         if t.max_steps is not None:
             self.total_steps = min(self.total_steps, t.max_steps)
@@ -80,6 +81,9 @@ class Trainer:
         self.monitor = t.monitor if self.val_split is not None else None
         self.state = TrainState()
         self.diverged: Optional[str] = None  # why training stopped early on non-finite values
+        # Truncated BPTT (a split that carries_state): the model's detached final state after the last
+        # batch, the next batch's initial state; None at the start of each epoch. Saved in last.pt.
+        self.carry = None
         self._interrupt_requested = False
 
     # --- checkpoints -------------------------------------------------------------
@@ -99,7 +103,7 @@ class Trainer:
         save_atomic({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                      "schedule": self.schedule.state_dict(), "scaler": self.scaler.state_dict(),
                      "ema": self.ema.state_dict() if self.ema else None,
-                     "rng": rng, "meta": self._meta()}, self.run_dir / rundir.LAST)
+                     "rng": rng, "carry": self.carry, "meta": self._meta()}, self.run_dir / rundir.LAST)
 
     def restore(self, ckpt: dict, path: Path, sizes: dict[str, int]) -> None:
         """Continue from last.pt (`ckpt`, read from `path`); a UserError if it does not fit this run."""
@@ -112,6 +116,8 @@ class Trainer:
                 self.ema.load_state_dict(ckpt["ema"])
             self.state = TrainState(**ckpt["meta"]["state"])
             torch.set_rng_state(ckpt["rng"]["torch"])
+            carry = ckpt.get("carry")
+            self.carry = tuple(carry) if isinstance(carry, list) else carry
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise UserError(f"{path}: training state does not fit this run ({type(exc).__name__}: "
                             f"{str(exc).splitlines()[0] if str(exc) else 'incomplete'}); restore last.pt as "
@@ -135,8 +141,13 @@ class Trainer:
         t = self.cfg.train
         batch = collate(self.train_split, index).to(self.device)
         autocast = torch.autocast("cuda", dtype=torch.float16) if self.use_amp else contextlib.nullcontext()
+        inputs = batch.extra_inputs()
+        if self.train_split.carries_state:
+            inputs["state"] = self.carry
         with autocast:
-            _, loss = self.model(batch.ids, batch.lengths, batch.targets, **batch.extra_inputs())
+            out, loss = self.model(batch.ids, batch.lengths, batch.targets, **inputs)
+        if self.train_split.carries_state:
+            self.carry = detach_state(out.state)
         value = float(loss.detach())
         if not math.isfinite(value):
             self._nonfinite(f"training loss is {value}")
@@ -238,13 +249,14 @@ class Trainer:
 
     def fit(self) -> None:
         t = self.cfg.train
-        lengths = self.train_split.lengths()
         s = self.state
         self._emit("on_train_begin")
         start = time.perf_counter() - s.wall_time_s
         try:
             while s.epoch < t.epochs and not s.should_stop and s.step < self.total_steps:
-                batches = epoch_batches(lengths, t.batch_size, t.batching, t.seed, s.epoch)
+                batches = training_batches(self.train_split, t.batch_size, t.batching, t.seed, s.epoch)
+                if s.batch_in_epoch == 0:
+                    self.carry = None  # each epoch reads the streams from their start
                 self.model.train()
                 self._emit("on_epoch_begin")
                 loss_sum, n, tokens, t0 = 0.0, 0, 0, time.perf_counter()

@@ -309,7 +309,8 @@ def test_config_agrees_with_the_model_train_builds(monkeypatch):
     assert order.index("embedding") < order.index("encoder") < order.index("pooling") < order.index("head")
     E, Hm, C = cfg.model.embedding_dim, cfg.model.hidden_size, len(prepared.labels)
     assert trace["embedding"]["output"] == [3, 5, E]
-    assert trace["encoder"]["output"] == {"outputs": [3, 5, 2 * Hm], "final": [3, 2 * Hm], "h_n": [2, 3, Hm]}
+    assert trace["encoder"]["output"] == {"outputs": [3, 5, 2 * Hm], "final": [3, 2 * Hm], "h_n": [2, 3, Hm],
+                                         "state": [2, 3, Hm]}
     assert trace["encoder.rnn"]["input"]["packed_data"] == [10, E]
     assert trace["pooling"]["output"] == [3, 2 * Hm] and trace["head"]["output"] == [3, C]
     assert report["logits"] == [3, C]

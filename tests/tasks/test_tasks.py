@@ -21,6 +21,9 @@ TOY = {
         "test": "data/tagging/travel/test", "format": "parallel", "tag_column": None},
         "train": {"monitor": "sentence_accuracy"}}),
     "seq2seq": ("configs/reverse.yaml", {}),
+    # Prompts of any text: a word model (unknown words read as <unk>), unconditioned.
+    "lm": ("configs/lm.yaml", {"data": {"condition_column": None, "tokenizer": "word", "lowercase": True},
+                               "train": {"monitor": "perplexity"}}),
 }
 
 

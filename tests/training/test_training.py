@@ -13,7 +13,7 @@ from grutool.predict import Predictor
 from grutool.training.callbacks import Callback
 from grutool.training.loop import train
 
-from conftest import tiny_config
+from conftest import InterruptAt, tiny_config
 
 
 class Recorder(Callback):
@@ -27,17 +27,6 @@ class Recorder(Callback):
     def on_epoch_end(self, tr, metrics): self.events.append("epoch_end")
     def on_interrupt(self, tr): self.events.append("interrupt")
     def on_train_end(self, tr): self.events.append("train_end")
-
-
-class InterruptAt(Callback):
-    """Simulates Ctrl-C after `step` optimizer steps."""
-
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, tr, loss, tokens):
-        if tr.state.step == self.step:
-            raise KeyboardInterrupt
 
 
 def test_loss_falls_and_task_is_learned(tmp_path):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-RENDERERS = ("classification", "tagging", "seq2seq")
+RENDERERS = ("classification", "tagging", "seq2seq", "lm")
 
 
 def renderer(task):

@@ -1,0 +1,232 @@
+"""Language-model data: lines (each an example, optionally with a condition) or one long stream, as token ids.
+
+A line example is read as `<bos> x_1 .. x_n` and predicts `x_1 .. x_n <eos>`. A stream is one token
+sequence (characters including newlines; or words with `<eos>` for each line end) cut into `rows`
+parallel rows and then into `bptt`-step chunks, laid out chunk-major for truncated BPTT
+(`grutool.data.batching.EncodedSplit.streams`). Paths may end in a slice (`input.txt[:90%]`).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+from grutool.errors import UserError
+
+if TYPE_CHECKING:
+    from grutool.config import Config
+    from grutool.data.batching import EncodedSplit
+    from grutool.data.vocab import LabelVocab, Vocab
+
+log = logging.getLogger("grutool")
+
+_SLICE = re.compile(r"^(?P<path>.*)\[(?P<lo>\d+(?:\.\d+)?%)?:(?P<hi>\d+(?:\.\d+)?%)?\]$")
+LINE_FORMATS = ("text", "csv", "tsv", "jsonl", "text_dir")
+
+
+@dataclass
+class Lines:
+    """Line examples of one split: texts, their conditions (or None) and where each came from."""
+
+    texts: list[str]
+    conditions: Optional[list[str]]
+    where: list[str]
+
+
+def split_spec(spec: str) -> tuple[str, float, float]:
+    """`path[lo%:hi%]` -> (path, lo, hi) as fractions; a plain path is (path, 0, 1)."""
+    m = _SLICE.match(spec)
+    if not m:
+        return spec, 0.0, 1.0
+    lo = float(m["lo"][:-1]) / 100 if m["lo"] else 0.0
+    hi = float(m["hi"][:-1]) / 100 if m["hi"] else 1.0
+    if not 0 <= lo < hi <= 1:
+        raise UserError(f"{spec}: a slice [lo%:hi%] needs 0 <= lo < hi <= 100")
+    return m["path"], lo, hi
+
+
+def _cut(n: int, lo: float, hi: float) -> slice:
+    return slice(int(n * lo), int(n * hi))
+
+
+def line_format(cfg: Config, path: str) -> str:
+    fmt = cfg.data.format
+    if fmt != "auto":
+        return fmt
+    p = Path(path)
+    if p.is_dir():
+        return "text_dir"
+    known = {".txt": "text", ".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl"}
+    if p.suffix.lower() not in known:
+        raise UserError(f"{path}: cannot tell the format from the extension; set data.format to one of "
+                        f"{', '.join(LINE_FORMATS)}")
+    return known[p.suffix.lower()]
+
+
+def _read_text(path: str) -> str:
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{path}: data file not found" + (" (it is a directory; name a file)" if p.is_dir() else ""))
+    data = p.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise UserError(f"{path}:{line}: not valid UTF-8 (byte offset {e.start}); re-save the file as UTF-8") from None
+
+
+def read_stream(spec: str) -> str:
+    """The characters of a stream split (its slice applied)."""
+    path, lo, hi = split_spec(spec)
+    text = _read_text(path)
+    text = text[_cut(len(text), lo, hi)]
+    if not text.strip():
+        raise UserError(f"{spec}: empty corpus (no text to train or score on)")
+    return text
+
+
+def read_lines(cfg: Config, spec: str) -> Lines:
+    """The line examples of a split; every data problem as a UserError."""
+    d = cfg.data
+    path, lo, hi = split_spec(spec)
+    fmt = line_format(cfg, path)
+    if fmt == "text_dir":
+        return _read_dir(path, spec, lo, hi, d.split_seed)
+    if fmt == "text":
+        rows = [(i + 1, line.rstrip("\r")) for i, line in enumerate(_read_text(path).split("\n"))]
+        rows = [(n, t) for n, t in rows if t.strip()]  # blank lines separate nothing: skipped
+        rows = rows[_cut(len(rows), lo, hi)]
+        if d.condition_column:
+            raise UserError(f"{path}: plain text has no columns for data.condition_column; use csv, tsv, "
+                            f"jsonl or text_dir")
+        lines = Lines([t for _, t in rows], None, [f"{path}:{n}" for n, _ in rows])
+    else:
+        lines = _read_table(cfg, path, fmt, lo, hi)
+    if not lines.texts:
+        raise UserError(f"{spec}: empty corpus (no lines)")
+    return lines
+
+
+def _read_table(cfg: Config, path: str, fmt: str, lo: float, hi: float) -> Lines:
+    from grutool.data.loading import first_row_line, load_file, require_columns
+
+    d = cfg.data
+    ds = load_file(path, d.model_copy(update={"format": fmt}))
+    fields = {"text_column": d.text_column}
+    if d.condition_column:
+        fields["condition_column"] = d.condition_column
+    require_columns(ds, path, fields)
+    rows = range(len(ds))[_cut(len(ds), lo, hi)]
+    texts = ["" if t is None else str(t) for t in ds[d.text_column]]
+    conds = None
+    if d.condition_column:
+        raw = ds[d.condition_column]
+        missing = [i for i in rows if raw[i] is None or str(raw[i]) == ""]
+        if missing:
+            raise UserError(f"{path}: condition column '{d.condition_column}' is empty at "
+                            f"{first_row_line(d.model_copy(update={'format': fmt}), path, missing[0])}; fill or remove it")
+        conds = [str(raw[i]) for i in rows]
+    where = [f"{path} {first_row_line(d.model_copy(update={'format': fmt}), path, i)}" for i in rows]
+    return Lines([texts[i] for i in rows], conds, where)
+
+
+def _read_dir(path: str, spec: str, lo: float, hi: float, seed: int) -> Lines:
+    """One .txt file per condition: lines deduplicated, shuffled with `seed`, then sliced (a stratified split)."""
+    p = Path(path)
+    if not p.is_dir():
+        raise UserError(f"{path}: directory not found (data.format text_dir reads a directory of .txt files)")
+    files = sorted(p.glob("*.txt"))
+    if not files:
+        raise UserError(f"{path}: no .txt files (one per condition, a line per example)")
+    texts, conds, where = [], [], []
+    for f in files:
+        unique = list(dict.fromkeys(l.strip() for l in _read_text(str(f)).splitlines() if l.strip()))
+        random.Random(f"{seed}:{f.stem}").shuffle(unique)
+        part = unique[_cut(len(unique), lo, hi)]
+        texts += part
+        conds += [f.stem] * len(part)
+        where += [f"{f}"] * len(part)
+    if not texts:
+        raise UserError(f"{spec}: empty corpus (no lines in this slice)")
+    return Lines(texts, conds, where)
+
+
+# --- tokens ---------------------------------------------------------------------------------------------
+
+
+def line_tokenizer(cfg: Config):
+    from grutool.data.tokenize import get_tokenizer
+
+    return get_tokenizer(cfg.data.tokenizer, cfg.data.lowercase)
+
+
+def stream_tokens(cfg: Config, text: str) -> list[str]:
+    """A stream as tokens: every character (newlines too) for `char`; else each line's tokens and <eos>."""
+    from grutool.data.vocab import EOS
+
+    d = cfg.data
+    if d.lowercase:
+        text = text.lower()
+    if d.tokenizer == "char":
+        return list(text)
+    split = line_tokenizer(cfg.model_copy(update={"data": d.model_copy(update={"lowercase": False})}))
+    return [t for line in text.split("\n") for t in split(line) + [EOS]]
+
+
+def untokenize(tokens: list[str], tokenizer: str, stream: bool) -> str:
+    """Text from generated tokens; in a word stream <eos> is a line end."""
+    from grutool.data.tokenize import detokenize
+
+    if stream and tokenizer != "char":
+        return "\n".join(detokenize([t for t in line.split(" ") if t], tokenizer)
+                         for line in " ".join(tokens).split("<eos>"))
+    return detokenize(tokens, tokenizer)
+
+
+# --- ids --------------------------------------------------------------------------------------------------
+
+
+def encode_lines(tokens: list[list[str]], vocab: Vocab, conditions: Optional[list[str]],
+                 condition_vocab: Optional[LabelVocab], texts: list[str]) -> EncodedSplit:
+    """Inputs `<bos> x_1 .. x_n`, targets `x_1 .. x_n <eos>`; each example's condition id."""
+    import torch
+
+    from grutool.data.batching import EncodedSplit
+    from grutool.data.vocab import Vocab as V
+
+    ids = [torch.tensor([V.bos_id] + vocab.encode(t), dtype=torch.long) for t in tokens]
+    targets = [torch.tensor(vocab.encode(t) + [V.eos_id], dtype=torch.long) for t in tokens]
+    split = EncodedSplit(ids, targets, texts)
+    if condition_vocab is not None:
+        split.conditions = [torch.tensor(condition_vocab.stoi[c]) for c in conditions]
+    return split
+
+
+def stream_rows(n_tokens: int, rows: int) -> int:
+    """Tokens per row of a stream of `n_tokens` cut into `rows` rows (inputs and next-token targets)."""
+    return (n_tokens - 1) // rows
+
+
+def encode_stream(tokens: list[str], vocab: Vocab, bptt: int, rows: int) -> EncodedSplit:
+    """`rows` parallel rows of inputs x_t and targets x_{t+1}, cut into chunks of `bptt` steps (the last one
+    shorter when bptt does not divide a row), chunk-major. The caller checks that a row holds a chunk."""
+    import torch
+
+    from grutool.data.batching import EncodedSplit
+
+    ids = torch.tensor(vocab.encode(tokens), dtype=torch.long)  # (N,)
+    per_row = stream_rows(len(ids), rows)
+    x = ids[: rows * per_row].view(rows, per_row)  # (R, L)
+    y = ids[1: rows * per_row + 1].view(rows, per_row)  # (R, L): each input's next token
+    inputs, targets = [], []
+    for start in range(0, per_row, bptt):
+        inputs += list(x[:, start:start + bptt])
+        targets += list(y[:, start:start + bptt])
+    split = EncodedSplit(inputs, targets, [""] * len(inputs))
+    split.streams = rows
+    return split
+

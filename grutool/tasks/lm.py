@@ -1,0 +1,334 @@
+"""Language models (N -> N next-token prediction; 1 -> N conditional generation): data, model, metrics, generation.
+
+Two kinds of training data: line examples (`<bos> x_1 .. x_n` predicts `x_1 .. x_n <eos>`, packed as
+everywhere else, each with an optional condition) or, with train.bptt, one long stream read by truncated
+BPTT (grutool.data.lm). `predict` samples continuations of prompts or, with `score`, gives each token's
+log-probability; `open_stream` carries the state across calls (grutool.generation.Stream).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from typing import TYPE_CHECKING, Any, Optional
+
+from grutool.errors import UserError, listed
+from grutool.tasks.base import Prepared, Task
+from grutool.tasks.classifier import check_columns, check_one_path_per_split
+
+if TYPE_CHECKING:
+    from grutool.config import Config
+    from grutool.data.batching import EncodedSplit
+    from grutool.data.vocab import LabelVocab, Vocab
+
+log = logging.getLogger("grutool")
+
+DEFAULT_MAX_LENGTH = 200  # tokens generated when max_length is not given
+
+
+def is_stream(cfg: Config) -> bool:
+    return cfg.train.bptt is not None
+
+
+class LMTask(Task):
+    """`labels` is the token vocabulary itself (what the model predicts); `conditions` the condition labels."""
+
+    name = "lm"
+    monitors = ("loss", "perplexity", "bpc")
+    owns = {"data": ("condition_column", "split_seed"),
+            "model": ("tie_embeddings", "condition", "condition_dim", "adaptive_cutoffs"),
+            "train": ("bptt",)}
+    outputs = "tokens"
+    renderer = "lm"
+    predict_options = ("num", "max_length", "temperature", "top_k", "top_p", "seed", "condition", "score", "greedy")
+    needs_inputs = False
+
+    # --- config --------------------------------------------------------------------------------
+
+    def check_config(self, cfg: Config) -> None:
+        from grutool.data.lm import LINE_FORMATS
+
+        d, m, t = cfg.data, cfg.model, cfg.train
+        check_columns(cfg, ("text_column",) + (("condition_column",) if d.condition_column else ()))
+        self.check_monitor(cfg)
+        if t.monitor == "bpc" and d.tokenizer != "char":
+            raise ValueError("train.monitor: 'bpc' (bits per character) needs data.tokenizer: char; "
+                             "monitor loss or perplexity")
+        if d.format not in LINE_FORMATS + ("auto",):
+            raise ValueError(f"data.format: task lm reads {', '.join(LINE_FORMATS)} (got '{d.format}')")
+        if m.bidirectional:
+            raise ValueError("model.bidirectional: a language model reads left to right (a backward direction "
+                             "would see the token it predicts); set bidirectional: false")
+        self.check_ownership(cfg)
+        check_one_path_per_split(cfg)
+        if t.bptt is not None:
+            if d.format not in ("auto", "text"):
+                raise ValueError(f"train.bptt: reads one plain-text stream (data.format text), not '{d.format}'; "
+                                 f"remove train.bptt to read a line per example")
+            if d.condition_column:
+                raise ValueError("data.condition_column: a stream (train.bptt) has no per-example condition; "
+                                 "remove one of them")
+        if d.condition_column and d.format == "text":
+            raise ValueError("data.condition_column: plain text has no columns; use csv, tsv, jsonl or text_dir")
+        cuts = m.adaptive_cutoffs
+        if cuts is not None:
+            if not cuts or any(c <= 0 for c in cuts) or any(a >= b for a, b in zip(cuts, cuts[1:])):
+                raise ValueError(f"model.adaptive_cutoffs: must be increasing positive token counts, e.g. "
+                                 f"[2000, 10000] (got {cuts})")
+            if m.tie_embeddings:
+                raise ValueError("model.tie_embeddings: the adaptive softmax has its own output clusters; "
+                                 "remove tie_embeddings or adaptive_cutoffs")
+
+    # --- data ----------------------------------------------------------------------------------
+
+    def tokenize_lines(self, cfg: Config, texts: list[str]) -> list[list[str]]:
+        from grutool.data.lm import line_tokenizer
+
+        tok = line_tokenizer(cfg)
+        return [tok(t)[: cfg.data.max_length] for t in texts]
+
+    def prepare(self, cfg: Config, saved: Any = None) -> Prepared:
+        from grutool.data.lm import read_lines, read_stream, stream_tokens
+        from grutool.data.vocab import TARGET_SPECIALS, LabelVocab, Vocab
+
+        d = cfg.data
+        conditions = None
+        if is_stream(cfg):
+            tokens = stream_tokens(cfg, read_stream(d.train))
+            vocab = saved.vocab if saved else Vocab.build([tokens], d.min_freq, d.max_size, specials=TARGET_SPECIALS)
+            train = self.encode_stream(cfg, vocab, tokens, d.train, "train")
+        else:
+            lines = read_lines(cfg, d.train)
+            tokens = self.tokenize_lines(cfg, lines.texts)
+            empty = [i for i, t in enumerate(tokens) if not t]
+            if len(empty) == len(tokens):
+                raise UserError(f"{d.train}: empty corpus (every line is empty after tokenization)")
+            if empty:
+                log.warning("train: %d empty line(s) skipped, first at %s", len(empty), lines.where[empty[0]])
+                keep = [i for i, t in enumerate(tokens) if t]
+                tokens = [tokens[i] for i in keep]
+                lines.texts = [lines.texts[i] for i in keep]
+                lines.conditions = [lines.conditions[i] for i in keep] if lines.conditions else None
+            vocab = saved.vocab if saved else Vocab.build(tokens, d.min_freq, d.max_size, specials=TARGET_SPECIALS)
+            if d.condition_column:
+                conditions = saved.conditions if saved else LabelVocab.build(lines.conditions)
+            train = self.encode_lines(cfg, vocab, conditions, tokens, lines, "train")
+        cuts = cfg.model.adaptive_cutoffs
+        if cuts and cuts[-1] >= len(vocab) - 1:
+            raise UserError(f"model.adaptive_cutoffs: {cuts} must stay below the vocabulary size minus one "
+                            f"({len(vocab)} tokens); lower them or drop the last")
+        prepared = Prepared(vocab, vocab, conditions=conditions)
+        prepared.splits["train"] = train
+        for name in ("validation", "test"):
+            source = getattr(d, name)
+            if source is not None:
+                prepared.splits[name] = self.encode_split(cfg, prepared, source, name)
+        return prepared
+
+    def encode_lines(self, cfg: Config, vocab: Vocab, conditions: Optional[LabelVocab], tokens: list[list[str]],
+                     lines, name: str) -> EncodedSplit:
+        from grutool.data.lm import encode_lines
+
+        if name != "train":
+            self.warn_unknown(vocab, tokens, name)
+        conds = None
+        if conditions is not None:
+            conds = lines.conditions
+            unseen = Counter(c for c in conds if c not in conditions.stoi)
+            if unseen:
+                raise UserError(f"{name}: conditions never seen in training: {listed(unseen, 10)} "
+                                f"(known: {', '.join(conditions.itos[:20])})")
+        split = encode_lines(tokens, vocab, conds, conditions, lines.texts)
+        split.label_names = list(vocab.itos)
+        return split
+
+    def encode_stream(self, cfg: Config, vocab: Vocab, tokens: list[str], source: str, name: str) -> EncodedSplit:
+        """Training: train.batch_size rows, each at least one train.bptt chunk. Evaluation: as many rows (up to
+        batch_size) as hold a chunk each: fewer rows lose less context at the row starts."""
+        from grutool.data.lm import encode_stream
+
+        t = cfg.train
+        rows = t.batch_size
+        if name != "train":
+            self.warn_unknown(vocab, [tokens], name)
+            rows = max(1, min(rows, (len(tokens) - 1) // t.bptt))
+        if (len(tokens) - 1) // rows < t.bptt:
+            raise UserError(f"{source}: a stream of {len(tokens):,} tokens gives each of "
+                            f"{'the train.batch_size=' if name == 'train' else ''}{rows} row(s) "
+                            f"{(len(tokens) - 1) // rows} steps, less than one train.bptt chunk ({t.bptt}); "
+                            f"lower train.batch_size or train.bptt, or give more text")
+        split = encode_stream(tokens, vocab, t.bptt, rows)
+        split.label_names = list(vocab.itos)
+        return split
+
+    @staticmethod
+    def warn_unknown(vocab: Vocab, tokens: list[list[str]], name: str) -> None:
+        unknown = Counter(x for s in tokens for x in s if x not in vocab.stoi)
+        if unknown:
+            log.warning("%s: %d token(s) are not in the vocabulary and are read as <unk>: %s",
+                        name, sum(unknown.values()), listed(unknown, 5))
+
+    def encode_split(self, cfg: Config, vocabs: Any, source: str, name: str) -> EncodedSplit:
+        from grutool.data.lm import read_lines, read_stream, stream_tokens
+
+        if is_stream(cfg):
+            return self.encode_stream(cfg, vocabs.vocab, stream_tokens(cfg, read_stream(source)), source, name)
+        lines = read_lines(cfg, source)
+        return self.encode_lines(cfg, vocabs.vocab, vocabs.conditions, self.tokenize_lines(cfg, lines.texts),
+                                 lines, name)
+
+    def train_file(self, cfg: Config) -> Optional[str]:
+        from grutool.data.lm import split_spec
+
+        return split_spec(cfg.data.train)[0]
+
+    def vocabularies(self, cfg: Config) -> dict[str, tuple[str, type]]:
+        from grutool.data.vocab import LabelVocab
+
+        return {"conditions": ("conditions.json", LabelVocab)} if cfg.data.condition_column else {}
+
+    def synthetic(self, cfg: Config, lengths: list[int], vocab_size: int, num_classes: int, generator,
+                  num_chars: int = 0) -> tuple[Prepared, EncodedSplit]:
+        """Random token ids and next tokens; `num_classes` conditions when the config has a condition column.
+        With train.bptt the batch is a stream batch (the state is carried from call to call)."""
+        import torch
+
+        from grutool.data.batching import EncodedSplit
+        from grutool.data.vocab import LabelVocab, Vocab
+
+        vocab = Vocab(["<pad>", "<unk>", "<bos>", "<eos>"] + [f"w{i}" for i in range(max(vocab_size, 5) - 4)])
+        conditions = LabelVocab([f"c{i}" for i in range(num_classes)]) if cfg.data.condition_column else None
+        V = len(vocab)
+        ids = [torch.randint(2, V, (int(n),), generator=generator) for n in lengths]
+        targets = [torch.randint(3, V, (int(n),), generator=generator) for n in lengths]
+        split = EncodedSplit(ids, targets, [""] * len(lengths), label_names=list(vocab.itos))
+        if conditions is not None:
+            split.conditions = list(torch.randint(0, num_classes, (len(lengths),), generator=generator))
+        if is_stream(cfg):
+            split.streams = len(lengths)
+        return Prepared(vocab, vocab, conditions=conditions), split
+
+    # --- model ---------------------------------------------------------------------------------
+
+    def build_model(self, cfg: Config, vocabs: Any):
+        from grutool.models.lm import LanguageModel
+
+        return LanguageModel.from_config(cfg, vocab_size=len(vocabs.vocab),
+                                         num_conditions=len(vocabs.conditions) if vocabs.conditions else 0)
+
+    def metrics(self, split: EncodedSplit):
+        from grutool.data.vocab import BOS, EOS, PAD, UNK
+        from grutool.metrics.lm import LMMetrics
+
+        # Bits per character where every token is one character (a character vocabulary).
+        names = [t for t in split.label_names or [] if t not in (PAD, UNK, BOS, EOS)]
+        return LMMetrics(characters=bool(names) and all(len(t) == 1 for t in names))
+
+    # --- prediction ----------------------------------------------------------------------------
+
+    def infer_batch(self, model, batch, **options):
+        """Next-token log-probabilities (B, T, V) of one batch (what scoring computes)."""
+        o, _ = model.features(batch.ids, batch.lengths, batch.condition)
+        return model.log_probs(o)
+
+    def condition_id(self, predictor, condition: Optional[str]) -> Optional[int]:
+        known = predictor.run.conditions
+        if known is None:
+            if condition is not None:
+                raise UserError(f"condition: {predictor.run.path} is an unconditioned model (no "
+                                f"data.condition_column); remove the condition", option="condition")
+            return None
+        if condition is None:
+            raise UserError(f"condition: {predictor.run.path} generates by condition; give one of "
+                            f"{', '.join(known.itos)}", option="condition")
+        if condition not in known.stoi:
+            raise UserError(f"condition: unknown {condition!r}; known: {', '.join(known.itos)}", option="condition")
+        return known.stoi[condition]
+
+    def encoder_for(self, predictor, what: str):
+        """text -> (tokens, ids) as the run reads text: a character stream keeps every character; prompts
+        with characters a character model never saw are an error, unknown words become <unk> with a warning."""
+        from grutool.data.lm import line_tokenizer, stream_tokens
+
+        cfg, vocab = predictor.cfg, predictor.run.vocab
+        char = cfg.data.tokenizer == "char"
+
+        def encode(text: str) -> tuple[list[str], list[int]]:
+            if char:
+                tokens = list(text.lower() if cfg.data.lowercase else text)
+            elif is_stream(cfg):
+                tokens = stream_tokens(cfg, text)[:-1]  # the text's own line ends only
+            else:
+                tokens = line_tokenizer(cfg)(text)
+            unknown = Counter(t for t in tokens if t not in vocab.stoi)
+            if unknown and char:
+                raise UserError(f"{what}: characters the model never saw in training: {listed(unknown, 10)}; "
+                                f"remove or replace them", option=what if what == "prompt" else None)
+            if unknown:
+                log.warning("%s: %d token(s) not in the vocabulary are read as <unk>: %s", what,
+                            sum(unknown.values()), listed(unknown, 5))
+            return tokens, vocab.encode(tokens)
+
+        return encode
+
+    def open_stream(self, predictor, condition: Optional[str] = None):
+        from grutool.data.vocab import Vocab
+        from grutool.generation import Stream
+
+        start = None if is_stream(predictor.cfg) else Vocab.bos_id
+        return Stream(predictor.model, self.encoder_for(predictor, "text"), self.condition_id(predictor, condition),
+                      start, predictor.device)
+
+    def predict(self, predictor, texts: list[str], batch_size: int = 64, num: int = 1,
+                max_length: Optional[int] = None, temperature: float = 1.0, top_k: Optional[int] = None,
+                top_p: Optional[float] = None, seed: int = 0, condition: Optional[str] = None,
+                score: bool = False, greedy: bool = False) -> list[dict]:
+        """Generation: `num` samples per prompt in `texts` (none: one empty prompt), in prompt order, each
+        {prompt, condition, text (prompt + continuation), logprob (of the continuation, temperature 1),
+        finished (ended by <eos>)}. The same seed gives the same samples. `score`: one dict per text with its
+        tokens and each one's log-probability (line models: <eos> last), logprob and perplexity."""
+        from grutool.data.tokenize import detokenize
+        from grutool.data.lm import untokenize
+        from grutool.data.vocab import Vocab
+        from grutool.generation import check_sampling, sample
+
+        check_sampling(temperature, top_k, top_p, num, max_length)
+        cond = self.condition_id(predictor, condition)
+        cfg, vocab, model = predictor.cfg, predictor.run.vocab, predictor.model
+        stream = is_stream(cfg)
+        results: list[dict] = []
+        if score:
+            if not texts:
+                raise UserError("score: give the texts to score", option="score")
+            for text in texts:
+                s = self.open_stream(predictor, condition)
+                r = s.feed(text)
+                tokens, logprobs = r["tokens"], r["logprobs"]
+                if not stream:
+                    tokens, logprobs = tokens + ["<eos>"], logprobs + [s.end()]
+                known = [x for x in logprobs if x is not None]
+                total = sum(known)
+                results.append({"text": text, "condition": condition, "tokens": tokens,
+                                "logprobs": [None if x is None else round(x, 6) for x in logprobs],
+                                "logprob": round(total, 6),
+                                "perplexity": round(math.exp(-total / max(len(known), 1)), 6)})
+            return results
+        encode = self.encoder_for(predictor, "prompt")
+        tokenizer = cfg.data.tokenizer
+        for prompt in texts or [""]:
+            tokens, ids = encode(prompt)
+            if stream:
+                # A stream model needs a token to read: an empty prompt starts after a line end.
+                prefix = ids or [vocab.stoi.get("\n", Vocab.eos_id)]
+            else:
+                prefix = [Vocab.bos_id] + ids
+            samples = sample(model, prefix, cond, num, max_length or DEFAULT_MAX_LENGTH, temperature=temperature,
+                             top_k=top_k, top_p=top_p, greedy=greedy, seed=seed,
+                             stop=None if stream else Vocab.eos_id, device=predictor.device)
+            for smp in samples:
+                words = tokens + [vocab.itos[i] for i in smp.tokens]
+                text = untokenize(words, tokenizer, stream) if stream else detokenize(words, tokenizer)
+                results.append({"prompt": prompt, "condition": condition, "text": text,
+                                "logprob": round(smp.logprob, 6), "finished": smp.finished})
+        return results

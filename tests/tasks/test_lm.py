@@ -1,0 +1,196 @@
+"""Language models end to end: learning, resume with carried state, streaming, sampling, scoring, bad inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from conftest import InterruptAt, assert_user_error, invoke
+from grutool import rundir
+from grutool.checkpoint import load_checkpoint
+from grutool.config_file import parse_config
+from grutool.errors import TrainingInterrupted
+from grutool.training.callbacks import Callback
+from grutool.training.loop import train
+
+ROOT = Path(__file__).resolve().parents[2]
+STREAM_TEXT = (ROOT / "data/lm/stream.txt").read_text(encoding="utf-8")
+
+
+def raw_config(name: str, out: Path, **sections) -> dict:
+    raw = yaml.safe_load((ROOT / "configs" / name).read_text(encoding="utf-8"))
+    for split in ("train", "validation", "test"):
+        if raw["data"].get(split):
+            raw["data"][split] = str(ROOT / raw["data"][split])
+    for section, values in sections.items():
+        raw[section].update(values)
+    raw["output_dir"] = str(out)
+    return raw
+
+
+class Losses(Callback):
+    def __init__(self):
+        self.losses = []
+
+    def on_step_end(self, tr, loss, tokens):
+        self.losses.append(loss)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    """A conditional line model (configs/lm.yaml) and a stream model (configs/lm_stream.yaml), trained briefly."""
+    root = tmp_path_factory.mktemp("lm")
+    train(parse_config(raw_config("lm.yaml", root / "cond", train={"epochs": 3})))
+    train(parse_config(raw_config("lm_stream.yaml", root / "stream", train={"epochs": 2})))
+    return {"cond": root / "cond", "stream": root / "stream"}
+
+
+def test_loss_falls_on_a_learnable_toy(tmp_path):
+    rec = Losses()
+    summary = train(parse_config(raw_config("lm.yaml", tmp_path / "run", train={"epochs": 4})), callbacks=[rec])
+    first, last = sum(rec.losses[:5]) / 5, sum(rec.losses[-5:]) / 5
+    assert last < 0.5 * first
+    v = summary["validation"]
+    assert v["perplexity"] == pytest.approx(torch.tensor(v["loss"]).exp().item(), rel=1e-6)
+    assert v["bpc"] < 2.0  # 27 letters would be log2(27) = 4.75 bits guessed blindly
+
+
+def test_resume_with_carried_state_equals_uninterrupted(tmp_path):
+    sets = {"model": {"embedding_dropout": 0.2}, "train": {"epochs": 2, "schedule": "linear"}}
+    train(parse_config(raw_config("lm_stream.yaml", tmp_path / "a", **sets)))
+    reference = load_checkpoint(tmp_path / "a" / rundir.LAST)["model"]
+    raw = raw_config("lm_stream.yaml", tmp_path / "b", **sets)
+    with pytest.raises(TrainingInterrupted):
+        train(parse_config(raw), callbacks=[InterruptAt(10)])  # mid-epoch: the carried state matters
+    saved = load_checkpoint(tmp_path / "b" / rundir.LAST)
+    assert saved["meta"]["state"]["batch_in_epoch"] == 10 and saved["carry"] is not None
+    train(parse_config(raw), resume=True)
+    resumed = load_checkpoint(tmp_path / "b" / rundir.LAST)["model"]
+    for k in reference:
+        assert torch.equal(resumed[k], reference[k]), k
+
+
+@pytest.mark.parametrize("kind,condition", [("stream", None), ("cond", "zuri")])
+def test_chunked_stateful_prediction_equals_the_whole_text(runs, kind, condition):
+    from grutool.predict import Predictor
+
+    p = Predictor(runs[kind], "cpu")
+    text = STREAM_TEXT[:150] if kind == "stream" else "Zurixuni"
+    whole = p.stream(condition=condition).feed(text)
+    s = p.stream(condition=condition)
+    parts = [s.feed(text[a:b]) for a, b in ((0, 1), (1, 17), (17, 18), (18, 60), (60, None))]
+    assert [t for r in parts for t in r["tokens"]] == whole["tokens"] == list(text)
+    chunked = [x for r in parts for x in r["logprobs"]]
+    assert (chunked[0] is None) == (whole["logprobs"][0] is None) == (kind == "stream")
+    start = 1 if kind == "stream" else 0
+    torch.testing.assert_close(torch.tensor(chunked[start:]), torch.tensor(whole["logprobs"][start:]),
+                               atol=1e-5, rtol=0)
+    # --score reads the same way (line models add the <eos> that ends the text).
+    scored = p.predict([text], score=True, condition=condition)[0]
+    assert scored["tokens"][: len(text)] == list(text)
+    if kind == "cond":
+        assert scored["tokens"][-1] == "<eos>"
+        torch.testing.assert_close(torch.tensor(scored["logprobs"][:-1]), torch.tensor(whole["logprobs"]),
+                                   atol=1e-5, rtol=0)
+
+
+def test_sampling_is_reproducible_by_seed_and_top_k_1_is_greedy(runs):
+    from grutool.predict import Predictor
+
+    p = Predictor(runs["cond"], "cpu")
+    a = p.predict([], num=6, seed=5, condition="kalo")
+    assert a == p.predict([], num=6, seed=5, condition="kalo")
+    assert a != p.predict([], num=6, seed=6, condition="kalo")
+    assert len({r["text"] for r in a}) > 1
+    greedy = p.predict(["K"], greedy=True, condition="pelt", num=2)
+    assert greedy == p.predict(["K"], top_k=1, condition="pelt", num=2, seed=9)
+    assert greedy[0]["text"].startswith("K") and greedy[0] == greedy[1]
+    s = Predictor(runs["stream"], "cpu").predict(["the "], num=2, max_length=30, temperature=0.7, top_p=0.9)
+    assert all(r["text"].startswith("the ") and len(r["text"]) == 34 and not r["finished"] for r in s)
+
+
+def test_a_word_model_reads_unknown_prompt_words_as_unk_with_a_warning(tmp_path):
+    import logging
+
+    from grutool.predict import Predictor
+
+    raw = raw_config("lm_stream.yaml", tmp_path / "run", train={"epochs": 1, "monitor": "loss"})
+    raw["data"].update(tokenizer="word")
+    raw["model"].update(adaptive_cutoffs=[8], tie_embeddings=False)  # words: the adaptive softmax option
+    train(parse_config(raw))
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append  # whatever other tests did to the logger's own handlers
+    logger = logging.getLogger("grutool")
+    saved = logger.handlers[:]
+    logger.handlers = [handler]
+    try:
+        out = Predictor(tmp_path / "run", "cpu").predict(["the zebra"], max_length=5)
+    finally:
+        logger.handlers = saved
+    assert any("'zebra'" in r.getMessage() for r in records) and len(out) == 1
+    r = invoke("eval", tmp_path / "run", "--json")
+    assert r.exit_code == 0 and '"perplexity"' in r.stdout and '"bpc"' not in r.stdout, r.output
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--condition", "klingon"], "--condition: unknown 'klingon'; known: kalo, pelt, zuri"),
+    ([], "--condition: "),
+    (["--condition", "zuri", "--temperature", "0"], "--temperature: must be > 0"),
+    (["--condition", "zuri", "--top-p", "0"], "--top-p: must be in (0, 1]"),
+    (["--condition", "zuri", "--top-p", "1.5"], "--top-p: must be in (0, 1]"),
+    (["--condition", "zuri", "--top-k", "0"], "--top-k: must be at least 1"),
+    (["--condition", "zuri", "--prompt", "Zé"], "--prompt: characters the model never saw in training: 'é'"),
+])
+def test_bad_generation_options(runs, args, expected):
+    assert_user_error(invoke("infer", runs["cond"], *args), expected)
+
+
+def test_a_condition_for_an_unconditioned_model(runs):
+    assert_user_error(invoke("infer", runs["stream"], "--condition", "zuri"), "unconditioned model")
+
+
+@pytest.mark.parametrize("train_text,sets,expected", [
+    ("", {}, "empty corpus"),
+    ("a few characters only\n", {"bptt": 16}, "less than one train.bptt chunk (16)"),
+])
+def test_bad_corpora_fail_before_anything_is_written(tmp_path, train_text, sets, expected):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(train_text, encoding="utf-8")
+    raw = raw_config("lm_stream.yaml", tmp_path / "run", train=sets)
+    raw["data"].update(train=str(corpus), validation=None)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    assert_user_error(invoke("train", cfg), expected)
+    assert not (tmp_path / "run").exists()
+
+
+def test_infer_cli_generates_and_scores(runs):
+    import json
+
+    r = invoke("infer", runs["cond"], "--condition", "kalo", "--num", "3", "--seed", "1", "--jsonl")
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert r.exit_code == 0 and len(rows) == 3 and all(x["condition"] == "kalo" for x in rows), r.output
+    r = invoke("infer", runs["cond"], "--condition", "kalo", "--score", "Kalo", "Zuri")
+    assert r.exit_code == 0 and len(r.stdout.splitlines()) == 2, r.output
+
+
+@pytest.mark.parametrize("config", ["lm.yaml", "lm_stream.yaml"])
+def test_shapes_and_bench_run_the_lm(config, monkeypatch, tmp_path):
+    monkeypatch.chdir(ROOT)
+    r = invoke("shapes", "--config", f"configs/{config}", "--json")
+    assert r.exit_code == 0, r.output
+    assert json_field(r.stdout, "all_passed") is True
+    out = tmp_path / "b.json"
+    r = invoke("bench", "--config", f"configs/{config}", "--repeats", "1", "--warmup", "0", "--min-sample-ms", "1",
+               "--threads", "1", "--seq-len", "8", "--batch", "4", "-q", "-o", out)
+    assert r.exit_code == 0, r.output
+
+
+def json_field(text: str, key: str):
+    import json
+
+    return json.loads(text)[key]
