@@ -106,6 +106,20 @@ def _check_text_file(p: Path, fmt: str, header: bool) -> None:
     lines = sum(1 for l in text.splitlines() if l.strip())
     if lines - (1 if fmt in ("csv", "tsv") and header else 0) <= 0:
         raise UserError(f"{p}: no examples" + (" (only a header line)" if lines else " (empty file)"))
+    if fmt == "jsonl":  # the JSON parser behind `datasets` reports a byte offset: name the line instead
+        import json
+
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise UserError(f"{p}:{number}: not valid JSON ({e.msg}, column {e.colno}); "
+                                f"one JSON object per line") from None
+            if not isinstance(row, dict):
+                raise UserError(f"{p}:{number}: expected a JSON object with the text and label fields, "
+                                f"got {type(row).__name__}") from None
 
 
 def _hub_reachable(timeout: float = HUB_TIMEOUT_S) -> Optional[str]:
