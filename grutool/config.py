@@ -231,6 +231,9 @@ class TrainConfig(_Section):
     """CPU threads for torch (null: torch's default)."""
     log_every: int = Field(default=50, gt=0)
     """Update the progress bar's loss every this many steps."""
+    dist_timeout_s: float = Field(default=300, gt=0)
+    """Distributed training (torchrun): how long a process waits for another that does not answer before it
+    stops with an error (a process that dies is noticed at once). Longer than the slowest rank's lag."""
 
 
 class DecodingConfig(_Section):

@@ -52,9 +52,15 @@ def train(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate, build data and model, print a summary, write nothing."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors on stderr."),
+    nproc: int = typer.Option(1, "--nproc", min=1, help="Train with N data-parallel processes on this machine (runs torchrun for you)."),
 ):
     """Train a model from a YAML config; writes a run directory."""
-    setup_logging(quiet)
+    rank = int(os.environ.get("RANK", "0") or 0)  # set by torchrun: only rank 0 reports
+    setup_logging(quiet or rank != 0)
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        from grutool.cli.launch import launch
+
+        raise typer.Exit(launch(nproc, sys.argv[1:]))
     with user_errors():
         from grutool.config_file import load_config
 
@@ -74,6 +80,8 @@ def train(
         from grutool.tasks import get_task
 
         task = get_task(summary["task"])
+        if rank != 0:
+            return
         if dry_run:
             ex = ", ".join(f"{k} {v:,}" for k, v in summary["examples"].items())
             outputs = task.outputs
