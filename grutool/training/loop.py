@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import signal
 import threading
 import time
@@ -330,15 +331,21 @@ def process_settings(num_threads: Optional[int], deterministic: bool):
     """train.num_threads and train.deterministic for the duration of a run; the caller's settings after it."""
     threads, determinism = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    cudnn = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
     try:
         if num_threads:
             torch.set_num_threads(num_threads)
         if deterministic:
+            # cuBLAS is deterministic only with a fixed workspace, which it reads when its first handle is
+            # made; use_deterministic_algorithms raises on CUDA matmuls without it.
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True)
+            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
         yield
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(determinism, warn_only=warn_only)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
 
 
 def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, dry_run: bool = False,
