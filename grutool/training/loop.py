@@ -383,6 +383,10 @@ def _train(cfg: Config, resume: bool, overwrite: bool, dry_run: bool, callbacks:
             again, saved_cfg, last = _open(cfg, run_dir, resume, overwrite, dry_run, dist, owned)
             prepared = task.prepare(cfg, saved_cfg)
             check_fits(cfg, count_on_meta(task, cfg, prepared), device)
+            if cfg.data.vectors and not again:  # a bad file is refused before the run directory is written
+                from grutool.data.vectors import load_vectors
+
+                mine["vectors"] = load_vectors(cfg.data.vectors, prepared.vocab, cfg.model.embedding_dim)[0]
             if not again and not dry_run:
                 run_dir.mkdir(parents=True, exist_ok=True)
                 owned.enter_context(rundir.RunLock(run_dir))
@@ -398,12 +402,9 @@ def _train(cfg: Config, resume: bool, overwrite: bool, dry_run: bool, callbacks:
         prepared = mine.get("prepared") or task.prepare(cfg, SimpleNamespace(**{"chars": None, "intents": None, **vocabs}))
         torch.manual_seed(t.seed)
         model = task.build_model(cfg, prepared)
-        if cfg.data.vectors and not resume and dist.is_main:  # DDP copies rank 0's weights to the others
-            from grutool.data.vectors import load_vectors
-
-            weight, _ = load_vectors(cfg.data.vectors, prepared.vocab, cfg.model.embedding_dim)
+        if "vectors" in mine:  # rank 0; DDP copies its weights to the others
             with torch.no_grad():
-                model.token_embedding().weight.copy_(weight)
+                model.token_embedding().weight.copy_(mine["vectors"])
         distributed.seed_rank(dist, t.seed)
         summary = {
             "task": cfg.task, "device": str(device), "parameters": count_parameters(model),
