@@ -254,6 +254,9 @@ class TrainConfig(_Section):
     """Lm: read each split as one long token stream and train with truncated backpropagation through time:
     the stream is cut into batch_size parallel rows, a batch is the next `bptt` steps of every row, and each
     row's final state is carried (detached) into its next chunk. Null: a line per example."""
+    dist_timeout_s: float = Field(default=300, gt=0)
+    """Distributed training (torchrun): how long a process waits for another that does not answer before it
+    stops with an error (a process that dies is noticed at once). Longer than the slowest rank's lag."""
 
 
 class DecodingConfig(_Section):

@@ -41,3 +41,12 @@ class TrainingInterrupted(Exception):
 
 class TrainingDiverged(UserError):
     """The loss, the gradients or the weights stopped being finite (see train.nonfinite)."""
+
+
+class PeerFailure(UserError):
+    """Distributed training: another process of the job died or hung, so this one stops too.
+
+    One line and exit code 1, like an unexpected failure, but without a traceback: the cause is in the
+    other process's output, and the run directory keeps its last complete checkpoint."""
+
+    exit_code = 1

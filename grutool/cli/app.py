@@ -84,6 +84,7 @@ def train(
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate, build data and model, print a summary, write nothing."),
     print_config: bool = typer.Option(False, "--print-config", help="Print the fully resolved config (defaults filled, --set applied) as YAML and exit."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors on stderr."),
+    nproc: int = typer.Option(1, "--nproc", min=1, metavar="N", help="Train with N data-parallel processes on this machine (runs torchrun for you)."),
 ):
     """Train a model from a YAML config; writes a run directory.
 
@@ -93,8 +94,14 @@ def train(
       grutool train configs/sentiment.yaml --set train.lr=1e-3 -o runs/lr1e-3
       grutool train configs/sentiment.yaml --print-config   # the resolved config
       grutool train configs/sentiment.yaml --resume         # after Ctrl-C
+      grutool train configs/sentiment.yaml --nproc 2        # 2 processes (DDP, torchrun)
     """
-    setup_logging(quiet)
+    rank = int(os.environ.get("RANK", "0") or 0)  # set by torchrun: only rank 0 reports
+    setup_logging(quiet or rank != 0)
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        from grutool.cli.launch import launch
+
+        raise typer.Exit(launch(nproc, sys.argv[1:]))
     with user_errors():
         from grutool.config_file import load_config
 
@@ -119,6 +126,8 @@ def train(
         from grutool.tasks import get_task
 
         task = get_task(summary["task"])
+        if rank != 0:
+            return
         if dry_run:
             ex = ", ".join(f"{k} {v:,}" for k, v in summary["examples"].items())
             # Each output vocabulary by what it holds: classes, tags, targets; intents and chars by name.

@@ -11,11 +11,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import signal
 import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Optional, Sequence
 
 import torch
@@ -30,6 +32,7 @@ from grutool.errors import TrainingDiverged, TrainingInterrupted, UserError
 from grutool.models import count_parameters
 from grutool.modules.encoder import detach_state
 from grutool.tasks import get_task
+from grutool.training import distributed
 from grutool.training.callbacks import Callback, Checkpointer, EarlyStopping, MetricsWriter
 from grutool.training.device import resolve_device
 from grutool.training.evaluation import evaluate_split
@@ -41,7 +44,8 @@ from grutool.training.progress import Progress, epoch_line, number, resolve_mode
 log = logging.getLogger("grutool")
 
 # Fields that may change between a run and its --resume (to train longer, say).
-RESUMABLE_CHANGES = {"train.epochs", "train.max_steps", "train.patience", "train.nonfinite", "train.max_skipped_steps"}
+RESUMABLE_CHANGES = {"train.epochs", "train.max_steps", "train.patience", "train.nonfinite", "train.max_skipped_steps",
+                     "train.dist_timeout_s"}
 
 
 @dataclass
@@ -60,16 +64,27 @@ class TrainState:
 
 
 class Trainer:
+    """One training run. Distributed (`dist`), every rank holds one: `model` is the plain module (what is
+    saved, evaluated and averaged by EMA), `net` what the training step calls (DDP around `model`)."""
+
     def __init__(self, cfg: Config, task, prepared, model: torch.nn.Module, run_dir: Path,
-                 device: torch.device, callbacks: Sequence[Callback]):
+                 device: torch.device, callbacks: Sequence[Callback], dist: distributed.Dist = distributed.SINGLE):
         self.cfg, self.task, self.data = cfg, task, prepared
         self.model = model.to(device)
+        self.dist = dist
+        self.net = distributed.wrap(self.model, dist, device)
         self.run_dir, self.device = run_dir, device
         self.callbacks = list(callbacks)
         t = cfg.train
         self.train_split = prepared.splits["train"]
         self.val_split = prepared.splits.get("validation")
-        self.batches_per_epoch = -(-len(self.train_split) // (self.train_split.streams or t.batch_size))
+        if self.train_split.streams is not None:
+            # A stream split's chunks continue each other: every rank reads every chunk, of its own rows
+            # (distributed.shard_streams), so the count is the single process's.
+            self.batches_per_epoch = -(-len(self.train_split) // self.train_split.streams)
+        else:
+            batches = -(-len(self.train_split) // t.batch_size)
+            self.batches_per_epoch = batches // dist.world_size  # per rank: see distributed.shard
         self.total_steps = t.epochs * self.batches_per_epoch
         if t.max_steps is not None:
             self.total_steps = min(self.total_steps, t.max_steps)
@@ -85,25 +100,37 @@ class Trainer:
         # batch, the next batch's initial state; None at the start of each epoch. Saved in last.pt.
         self.carry = None
         self._interrupt_requested = False
+        self._interrupt_agreed = False  # distributed: some rank's Ctrl-C, as all ranks learnt it in the same step
 
     # --- checkpoints -------------------------------------------------------------
 
     def _meta(self) -> dict:
-        return {"state": asdict(self.state), "monitor": self.monitor, "task": self.cfg.task}
+        return {"state": asdict(self.state), "monitor": self.monitor, "task": self.cfg.task,
+                "world_size": self.dist.world_size}
 
     def save_best(self) -> None:
+        if not self.dist.is_main:
+            return
         # With EMA, the averaged weights are the ones validated, so they are the ones kept.
         weights = self.ema.shadow if self.ema else self.model.state_dict()
         save_atomic({"model": weights, "meta": self._meta()}, self.run_dir / rundir.BEST)
 
     def save_last(self) -> None:
+        """last.pt; distributed, every rank calls it (each rank's RNG state goes in), rank 0 writes it."""
         rng = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
+        carry = self.carry
+        if self.dist.enabled:
+            rng = {**rng, "ranks": distributed.all_gather(self.dist, rng)}
+            if self.train_split.carries_state:  # each rank carries its own streams' state
+                carry = {"ranks": distributed.all_gather(self.dist, _to_device(carry, torch.device("cpu")))}
+            if not self.dist.is_main:
+                return
         save_atomic({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                      "schedule": self.schedule.state_dict(), "scaler": self.scaler.state_dict(),
                      "ema": self.ema.state_dict() if self.ema else None,
-                     "rng": rng, "carry": self.carry, "meta": self._meta()}, self.run_dir / rundir.LAST)
+                     "rng": rng, "carry": carry, "meta": self._meta()}, self.run_dir / rundir.LAST)
 
     def restore(self, ckpt: dict, path: Path, sizes: dict[str, int]) -> None:
         """Continue from last.pt (`ckpt`, read from `path`); a UserError if it does not fit this run."""
@@ -115,16 +142,20 @@ class Trainer:
             if self.ema is not None and ckpt.get("ema"):
                 self.ema.load_state_dict(ckpt["ema"])
             self.state = TrainState(**ckpt["meta"]["state"])
-            torch.set_rng_state(ckpt["rng"]["torch"])
+            rng = ckpt["rng"]["ranks"][self.dist.rank] if self.dist.enabled else ckpt["rng"]
+            torch.set_rng_state(rng["torch"])
             carry = ckpt.get("carry")
-            self.carry = tuple(carry) if isinstance(carry, list) else carry
+            if self.dist.enabled and isinstance(carry, dict):  # each rank's own streams' state
+                carry = carry["ranks"][self.dist.rank]
+            carry = tuple(carry) if isinstance(carry, list) else carry
+            self.carry = _to_device(carry, self.device)
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise UserError(f"{path}: training state does not fit this run ({type(exc).__name__}: "
                             f"{str(exc).splitlines()[0] if str(exc) else 'incomplete'}); restore last.pt as "
                             f"training wrote it, or start over with `overwrite`", option="overwrite") from None
         self.state.should_stop = False
-        if "cuda" in ckpt["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
 
     # --- the loop ----------------------------------------------------------------
 
@@ -145,10 +176,16 @@ class Trainer:
         if self.train_split.carries_state:
             inputs["state"] = self.carry
         with autocast:
-            out, loss = self.model(batch.ids, batch.lengths, batch.targets, **inputs)
+            out, loss = self.net(batch.ids, batch.lengths, batch.targets, **inputs)
         if self.train_split.carries_state:
             self.carry = detach_state(out.state)
         value = float(loss.detach())
+        if self.dist.enabled:
+            # Every rank must take the same branch below (a rank skipping backward would leave the others
+            # waiting in DDP's all-reduce), and stop at the same step on Ctrl-C: both are agreed here.
+            total, stops = distributed.all_sum(self.dist, [value, self._interrupt_requested], self.device,
+                                               "a training step")
+            value, self._interrupt_agreed = total / self.dist.world_size, stops > 0
         if not math.isfinite(value):
             self._nonfinite(f"training loss is {value}")
             return value, batch.num_tokens()
@@ -196,8 +233,11 @@ class Trainer:
                    "epoch_time_s": seconds, "lr": self.optimizer.param_groups[0]["lr"]}
         value = None
         if self.val_split is not None:
+            # Distributed: every rank scores the whole split (so none waits for another), and rank 0's
+            # figures are the ones all ranks act on, so early stopping and best.pt decide alike everywhere.
             with self.ema.applied(self.model) if self.ema else contextlib.nullcontext():
                 val = evaluate_split(self.model, self.task, self.val_split, self.device, t.batch_size)
+            val = distributed.broadcast(self.dist, val)
             self._emit("on_evaluate", val)
             metrics.update({f"val_{k}": v for k, v in val.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
             value = val[self.monitor]
@@ -244,36 +284,16 @@ class Trainer:
             signal.signal(signal.SIGINT, previous)
 
     def _check_interrupt(self) -> None:
-        if self._interrupt_requested:
+        if self._interrupt_agreed if self.dist.enabled else self._interrupt_requested:
             raise KeyboardInterrupt
 
     def fit(self) -> None:
-        t = self.cfg.train
         s = self.state
         self._emit("on_train_begin")
         start = time.perf_counter() - s.wall_time_s
         try:
-            while s.epoch < t.epochs and not s.should_stop and s.step < self.total_steps:
-                batches = training_batches(self.train_split, t.batch_size, t.batching, t.seed, s.epoch)
-                if s.batch_in_epoch == 0:
-                    self.carry = None  # each epoch reads the streams from their start
-                self.model.train()
-                self._emit("on_epoch_begin")
-                loss_sum, n, tokens, t0 = 0.0, 0, 0, time.perf_counter()
-                for index in batches[s.batch_in_epoch:]:
-                    loss, ntok = self.step(index)
-                    s.step += 1
-                    s.batch_in_epoch += 1
-                    if math.isfinite(loss):
-                        loss_sum, n = loss_sum + loss, n + 1
-                    tokens += ntok
-                    self._emit("on_step_end", loss, ntok)
-                    self._check_interrupt()
-                    if s.step >= self.total_steps:
-                        break
-                s.wall_time_s = time.perf_counter() - start
-                self._end_epoch(loss_sum / max(n, 1), tokens, time.perf_counter() - t0)
-                self._check_interrupt()
+            with distributed.peers(self.dist, "training"):
+                self._epochs(start)
         except KeyboardInterrupt:
             s.wall_time_s = time.perf_counter() - start
             self._emit("on_interrupt")
@@ -284,6 +304,45 @@ class Trainer:
             log.warning("%s", exc)
         s.wall_time_s = time.perf_counter() - start
         self._emit("on_train_end")
+
+    def _epochs(self, start: float) -> None:
+        t, s = self.cfg.train, self.state
+        while s.epoch < t.epochs and not s.should_stop and s.step < self.total_steps:
+            batches = training_batches(self.train_split, t.batch_size, t.batching, t.seed, s.epoch)
+            if self.train_split.streams is not None:
+                batches = distributed.shard_streams(batches, self.dist)
+            else:
+                batches = distributed.shard(batches, self.dist)
+            if s.batch_in_epoch == 0:
+                self.carry = None  # each epoch reads the streams from their start
+            self.model.train()
+            self._emit("on_epoch_begin")
+            loss_sum, n, tokens, t0 = 0.0, 0, 0, time.perf_counter()
+            for index in batches[s.batch_in_epoch:]:
+                loss, ntok = self.step(index)
+                s.step += 1
+                s.batch_in_epoch += 1
+                if math.isfinite(loss):
+                    loss_sum, n = loss_sum + loss, n + 1
+                tokens += ntok
+                self._emit("on_step_end", loss, ntok)
+                self._check_interrupt()
+                if s.step >= self.total_steps:
+                    break
+            s.wall_time_s = time.perf_counter() - start
+            # The step losses are already averaged over ranks; tokens/s counts every rank's tokens.
+            tokens = int(distributed.all_sum(self.dist, [tokens], self.device, "the end of an epoch")[0])
+            self._end_epoch(loss_sum / max(n, 1), tokens, time.perf_counter() - t0)
+            self._check_interrupt()
+
+
+def _to_device(state, device: torch.device):
+    """A carried recurrent state (None, a tensor, or a tuple of them) on `device`."""
+    if state is None:
+        return None
+    if isinstance(state, tuple):
+        return tuple(x.to(device) for x in state)
+    return state.to(device)
 
 
 def _check_resume_config(cfg: Config, saved: Config) -> None:
@@ -306,15 +365,21 @@ def process_settings(num_threads: Optional[int], deterministic: bool):
     """train.num_threads and train.deterministic for the duration of a run; the caller's settings after it."""
     threads, determinism = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    cudnn = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
     try:
         if num_threads:
             torch.set_num_threads(num_threads)
         if deterministic:
+            # cuBLAS is deterministic only with a fixed workspace, which it reads when its first handle is
+            # made; use_deterministic_algorithms raises on CUDA matmuls without it.
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True)
+            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
         yield
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(determinism, warn_only=warn_only)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
 
 
 def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, dry_run: bool = False,
@@ -324,68 +389,77 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, dry_run
     `resume` continues the run in cfg.output_dir from its last.pt; `overwrite` replaces an existing run there.
     `progress` shows the run on stderr (grutool.training.progress): True for a bar on a terminal and
     log lines elsewhere, or "bar" / "lines"; False (the default) shows nothing.
-    Threads and determinism (train.num_threads, train.deterministic) are restored on return.
+    Threads and determinism (train.num_threads, train.deterministic) are restored on return. Started by
+    torchrun (WORLD_SIZE > 1), this process is one rank of a data-parallel training (see
+    `grutool.training.distributed`); every rank returns the summary, rank 0 alone writes the run directory
+    and shows the progress.
     """
-    mode = resolve_mode(progress)
+    dist = distributed.from_env()
+    mode = resolve_mode(progress) if dist.is_main else None
     display = Progress(mode) if mode else None
     with process_settings(cfg.train.num_threads, cfg.train.deterministic):
-        if display is not None:
-            display.start()
-        try:
-            return _train(cfg, resume, overwrite, dry_run, callbacks, display)
-        finally:
+        device = distributed.device_for(dist, resolve_device(cfg.train.device))
+        with distributed.process_group(dist, device, cfg.train.dist_timeout_s):
             if display is not None:
-                display.stop()
+                display.start()
+            try:
+                return _train(cfg, resume, overwrite, dry_run, callbacks, display, dist, device)
+            finally:
+                if display is not None:
+                    display.stop()
 
 
 def _train(cfg: Config, resume: bool, overwrite: bool, dry_run: bool, callbacks: Sequence[Callback],
-           display: Optional[Progress]) -> dict:
+           display: Optional[Progress], dist: distributed.Dist, device: torch.device) -> dict:
     t = cfg.train
-    device = resolve_device(t.device)
     run_dir = Path(cfg.output_dir or "runs/run")
     task = get_task(cfg.task)
     if resume and overwrite:
         raise UserError("resume: contradicts overwrite; pick one", option="resume")
-    rundir.check_location(run_dir)
 
     # Everything that can fail on bad input happens before the run directory is touched; the
     # directory's lock is held from the first read of a run being continued to the last write.
     with contextlib.ExitStack() as owned:
-        saved, last = None, None
-        if resume:
-            if rundir.is_partial(run_dir):
-                log.warning("%s: the run stopped before its first checkpoint; nothing to resume, starting over",
-                            run_dir)
-                resume, overwrite = False, True
-            elif not (run_dir / rundir.LAST).is_file():
-                raise UserError(f"resume: {run_dir / rundir.LAST} not found; nothing to resume "
-                                f"(start a new run instead)", option="resume")
-            else:
-                owned.enter_context(rundir.RunLock(run_dir))
-                saved = rundir.open_run(run_dir)
-                _check_resume_config(cfg, saved.config)
-                last = load_checkpoint(run_dir / rundir.LAST)
-                _check_best_exists(run_dir, last)
-        if not resume and not dry_run:
-            rundir.check_new(run_dir, overwrite)
+        mine: dict = {}
 
-        t0 = time.perf_counter()
-        with display.stage("reading data") if display else contextlib.nullcontext():
-            prepared = task.prepare(cfg, saved)
-        counts = ", ".join(f"{number(len(split))} {name}" for name, split in prepared.splits.items())
-        # Said once every check has passed (just before training, or the dry run's summary), so that a
-        # refused run still answers with its one error line.
-        stages = [f"data: {counts} examples, vocabulary {number(len(prepared.vocab))} "
-                  f"({time.perf_counter() - t0:.1f} s)"]
-        check_fits(cfg, count_on_meta(task, cfg, prepared), device)
+        def start() -> tuple:
+            # Rank 0 (the only process, most often): the run directory and the vocabularies.
+            # Distributed, the others get what this returns (or its error) and read their data with it.
+            again, saved_cfg, last = _open(cfg, run_dir, resume, overwrite, dry_run, dist, owned)
+            t0 = time.perf_counter()
+            with display.stage("reading data") if display else contextlib.nullcontext():
+                prepared = task.prepare(cfg, saved_cfg)
+            counts = ", ".join(f"{number(len(split))} {name}" for name, split in prepared.splits.items())
+            # Said once every check has passed (just before training, or the dry run's summary), so that a
+            # refused run still answers with its one error line.
+            mine["stages"] = [f"data: {counts} examples, vocabulary {number(len(prepared.vocab))} "
+                              f"({time.perf_counter() - t0:.1f} s)"]
+            check_fits(cfg, count_on_meta(task, cfg, prepared), device)
+            distributed.check_streams(dist, prepared.splits["train"])
+            if cfg.data.vectors and not again:  # a bad file is refused before the run directory is written
+                from grutool.data.vectors import load_vectors
+
+                mine["vectors"] = load_vectors(cfg.data.vectors, prepared.vocab, cfg.model.embedding_dim)[0]
+            if not again and not dry_run:
+                run_dir.mkdir(parents=True, exist_ok=True)
+                owned.enter_context(rundir.RunLock(run_dir))
+                rundir.prepare_new(run_dir, overwrite or resume)  # resume: a partial run starting over
+                write_text_atomic(to_yaml(cfg), run_dir / rundir.CONFIG)
+                rundir.save_vocabularies(run_dir, prepared, cfg)
+            mine["prepared"] = prepared
+            names = ["vocab", *task.vocabularies(cfg)]
+            return again, {name: getattr(prepared, name) for name in names}, last
+
+        resume, vocabs, last = distributed.share(dist, start)
+        # Not rank 0: the data read with rank 0's vocabularies, so every rank numbers tokens alike.
+        prepared = mine.get("prepared") or task.prepare(cfg, SimpleNamespace(**{"chars": None, "intents": None, **vocabs}))
+        stages = mine.get("stages", [])  # rank 0's lines, like its other output
         torch.manual_seed(t.seed)
         model = task.build_model(cfg, prepared)
-        if cfg.data.vectors and not saved:
-            from grutool.data.vectors import load_vectors
-
-            weight, _ = load_vectors(cfg.data.vectors, prepared.vocab, cfg.model.embedding_dim)
+        if "vectors" in mine:  # rank 0; DDP copies its weights to the others
             with torch.no_grad():
-                model.token_embedding().weight.copy_(weight)
+                model.token_embedding().weight.copy_(mine["vectors"])
+        distributed.seed_rank(dist, t.seed)
         summary = {
             "task": cfg.task, "device": str(device), "parameters": count_parameters(model),
             "vocab_size": len(prepared.vocab), "num_classes": len(prepared.labels),
@@ -394,34 +468,40 @@ def _train(cfg: Config, resume: bool, overwrite: bool, dry_run: bool, callbacks:
             "examples": {name: len(split) for name, split in prepared.splits.items()},
             "run_dir": str(run_dir),
         }
-        stages.append(f"model: {number(summary['parameters'])} parameters, device {device}")
+        if dist.enabled:
+            summary.update(world_size=dist.world_size, rank=dist.rank)
+        if dist.is_main:
+            stages.append(f"model: {number(summary['parameters'])} parameters, device {device}"
+                          + (f", {dist.world_size} processes" if dist.enabled else ""))
         if dry_run:
             for line in stages:
                 log.info("%s", line)
             return summary
 
-        cbs: list[Callback] = [EarlyStopping(t.patience), MetricsWriter(run_dir / rundir.METRICS), Checkpointer()]
-        if display is not None:
+        cbs: list[Callback] = [EarlyStopping(t.patience)]
+        if dist.is_main:  # the one writer of metrics.jsonl
+            cbs.append(MetricsWriter(run_dir / rundir.METRICS))
+        cbs.append(Checkpointer())  # every rank: last.pt carries each rank's RNG state
+        if display is not None:  # rank 0's only (train() makes none elsewhere)
             cbs.append(display)
-        trainer = Trainer(cfg, task, prepared, model, run_dir, device, cbs + list(callbacks))
+        trainer = Trainer(cfg, task, prepared, model, run_dir, device, cbs + list(callbacks), dist)
         if resume:
-            trainer.restore(last, run_dir / rundir.LAST, rundir.sizes(saved, cfg))
-            finished = _finished(trainer)
+            trainer.restore(last, run_dir / rundir.LAST, rundir.sizes(prepared, cfg))
+            # Rank 0 reads summary.json; every rank stops alike (a rank going on alone would wait for the others).
+            finished = distributed.broadcast(dist, _finished(trainer) if dist.is_main else None)
             if finished:
-                return finished
-            for tmp in remove_temporaries(run_dir):
-                log.info("removed %s, left by an interrupted write", tmp)
+                return finished if dist.is_main else {**summary, "epochs": trainer.state.epoch,
+                                                       "steps": trainer.state.step}
+            if dist.is_main:
+                for tmp in remove_temporaries(run_dir):
+                    log.info("removed %s, left by an interrupted write", tmp)
             log.info("resuming at epoch %d, step %d", trainer.state.epoch + 1, trainer.state.step)
-        else:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            owned.enter_context(rundir.RunLock(run_dir))
-            rundir.prepare_new(run_dir, overwrite)
-            write_text_atomic(to_yaml(cfg), run_dir / rundir.CONFIG)
-            rundir.save_vocabularies(run_dir, prepared, cfg)
         for line in stages:
             log.info("%s", line)
         with trainer._deferred_sigint():
             trainer.fit()
+        if not dist.is_main:
+            return {**summary, "epochs": trainer.state.epoch, "steps": trainer.state.step}
         return _finish(trainer, summary)
 
 
@@ -439,6 +519,40 @@ def _finished(trainer: Trainer) -> Optional[dict]:
                 "resume with a larger train.epochs (e.g. --set train.epochs=%d)", trainer.run_dir, s.epoch,
                 t.epochs, s.step, t.epochs * 2)
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _open(cfg: Config, run_dir: Path, resume: bool, overwrite: bool, dry_run: bool, dist: distributed.Dist,
+          owned: contextlib.ExitStack) -> tuple:
+    """Rank 0: check (and, to resume, lock and read) the run directory: (resume, saved run or None, last.pt)."""
+    rundir.check_location(run_dir)
+    saved, last = None, None
+    if resume:
+        if rundir.is_partial(run_dir):
+            log.warning("%s: the run stopped before its first checkpoint; nothing to resume, starting over",
+                        run_dir)
+            return False, None, None
+        if not (run_dir / rundir.LAST).is_file():
+            raise UserError(f"resume: {run_dir / rundir.LAST} not found; nothing to resume "
+                            f"(start a new run instead)", option="resume")
+        owned.enter_context(rundir.RunLock(run_dir))
+        saved = rundir.open_run(run_dir)
+        _check_resume_config(cfg, saved.config)
+        last = load_checkpoint(run_dir / rundir.LAST)
+        _check_world_size(run_dir, last, dist)
+        _check_best_exists(run_dir, last)
+    elif not dry_run:
+        rundir.check_new(run_dir, overwrite)
+    return resume, saved, last
+
+
+def _check_world_size(run_dir: Path, last: dict, dist: distributed.Dist) -> None:
+    """Each rank's share of an epoch depends on the number of processes, so a run resumes with its own."""
+    before = (last.get("meta") or {}).get("world_size", 1)
+    if before != dist.world_size:
+        how = "a single process" if before == 1 else f"{before} processes (torchrun --nproc-per-node ... or --nproc)"
+        raise UserError(f"resume: {run_dir / rundir.LAST} was written by a run of {before} process(es), this one "
+                        f"has {dist.world_size}; resume with {how}, since each process's batches depend on the "
+                        f"number of processes (or start over with `overwrite`)", option=("resume", "overwrite"))
 
 
 def _check_best_exists(run_dir: Path, last: dict) -> None:
