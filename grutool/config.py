@@ -10,7 +10,7 @@ from __future__ import annotations
 import warnings
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from grutool.cells import CELL_NAMES, CELLS, KERNELS
 
@@ -58,6 +58,18 @@ class DataConfig(_Section):
     """Column holding the input text."""
     label_column: str = "label"
     """Column holding the class label (string or integer); for `joint` jsonl data, the key of the intent."""
+    label_names: Optional[dict[int, str] | list[str]] = None
+    """Classifier: names for integer labels, `{0: negative, 1: positive}` or a list (`[negative, positive]`
+    names 0, 1, ...). Applied when the data is read, so labels.json, eval tables, infer output and
+    `grutool compare` use the names; every label in train must have a name and every named id must occur."""
+    @field_validator("label_names", mode="before")
+    @classmethod
+    def _integer_keys(cls, value):
+        # A saved config.yaml (JSON-mode dump) writes the ids as strings: "0" reads back as 0.
+        if isinstance(value, dict):
+            return {int(k) if isinstance(k, str) and k.lstrip("-").isdigit() else k: v for k, v in value.items()}
+        return value
+
     tag_column: Optional[int | str] = None
     """Tagger and joint: where the tags are. `upos` (default) or `xpos` for conllu; the 0-based column for
     conll (default -1, the last; the token is column 0); the key of the tag list for jsonl (default `tags`,
@@ -303,6 +315,31 @@ def _columns_needed_without_header(cfg: Config) -> None:
         raise ValueError("data.column_names: required when data.header is false (e.g. [text, label])")
 
 
+def _label_names_valid(cfg: Config) -> None:
+    names = label_name_map(cfg.data)
+    if names is None:
+        return
+    if not names:
+        raise ValueError("data.label_names: empty; name each integer label ({0: negative, 1: positive}) or remove it")
+    seen: dict[str, str] = {}
+    for label, name in names.items():
+        if not name.strip():
+            raise ValueError(f"data.label_names: label {label} has an empty name")
+        if name in seen:
+            raise ValueError(f"data.label_names: '{name}' names both label {seen[name]} and label {label}; "
+                             f"give each label its own name")
+        seen[name] = label
+
+
+def label_name_map(d: DataConfig) -> Optional[dict[str, str]]:
+    """data.label_names as raw label (as read: `"0"`) -> name, or None when unset."""
+    if d.label_names is None:
+        return None
+    if isinstance(d.label_names, list):
+        return {str(i): name for i, name in enumerate(d.label_names)}
+    return {str(k): v for k, v in d.label_names.items()}
+
+
 def _dropout_with_one_layer(cfg: Config) -> None:
     m = cfg.model
     if m.dropout > 0 and m.num_layers == 1:
@@ -383,6 +420,7 @@ def _cmudict_splits(cfg: Config) -> None:
 # Rules that hold whatever the task; each task adds its own (grutool.tasks, checked by config_file.parse_config).
 CROSS_FIELD_RULES = [
     _columns_needed_without_header,
+    _label_names_valid,
     _dropout_with_one_layer,
     _kernel_fits_cells,
     _plateau_without_validation,

@@ -156,6 +156,9 @@ def eval_(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, metavar="N",
                                              help="Examples per batch (default: the run's train.batch_size)."),
     device: Device = typer.Option(Device.auto, help="auto (CUDA if present), cpu or cuda."),
+    plot: Optional[Path] = typer.Option(None, "--plot", metavar="PATH.png",
+                                        help="Also draw the confusion matrix as a PNG (classifier, tagger, joint; "
+                                             "needs the plot extra)."),
 ):
     """Metrics of a trained run on a labelled split.
 
@@ -164,6 +167,7 @@ def eval_(
       grutool eval runs/sentiment --split test
       grutool eval runs/sentiment --split test --json
       grutool eval runs/sentiment --data other.tsv      # any file with the same columns
+      grutool eval runs/sentiment --split test --plot cm.png
     """
     setup_logging(quiet=json_)
     with user_errors():
@@ -171,7 +175,16 @@ def eval_(
 
         if beam is not None and beam < 1:
             raise UserError(f"--beam: must be at least 1 (got {beam}); 1 is greedy decoding")
+        if plot is not None:
+            from grutool.curves import check_png_path
+
+            check_png_path(plot, option="plot")
         metrics = evaluate(str(run_dir), split.value, str(data) if data else None, batch_size, device.value, beam)
+        if plot is not None:
+            from grutool.confusion import plot_confusion
+
+            written = plot_confusion(metrics, plot, title=f"{run_dir} ({metrics.get('source', split.value)})")
+            err.print(f"wrote {written}", markup=False)
         if json_:
             from grutool import jsonsafe
 
