@@ -262,6 +262,11 @@ class TrainConfig(_Section):
     """CPU threads for torch (null: torch's default)."""
     log_every: int = Field(default=50, gt=0)
     """Update the progress bar's loss every this many steps."""
+    tensorboard: bool | str = False
+    """TensorBoard event files (the `tensorboard` extra): `true` writes them to `<run>/tensorboard`, a path
+    there; `train --tensorboard DIR` sets it. Losses and learning rate per step, validation metrics per epoch,
+    the global and per-parameter gradient norms (per-parameter every log_every steps, computed only
+    then). metrics.jsonl stays the record; it always gets each epoch's `grad_norm` and `grad_norm_max`."""
     bptt: Optional[int] = Field(default=None, gt=0)
     """Lm: read each split as one long token stream and train with truncated backpropagation through time:
     the stream is cut into batch_size parallel rows, a batch is the next `bptt` steps of every row, and each

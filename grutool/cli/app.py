@@ -6,6 +6,7 @@ and config errors answer fast. Exit codes: 0 ok, 2 user error, 1 bug, 130 Ctrl-C
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -85,6 +86,7 @@ def train(
     print_config: bool = typer.Option(False, "--print-config", help="Print the fully resolved config (defaults filled, --set applied) as YAML and exit."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors on stderr."),
     nproc: int = typer.Option(1, "--nproc", min=1, metavar="N", help="Train with N data-parallel processes on this machine (runs torchrun for you)."),
+    tensorboard: Optional[Path] = typer.Option(None, "--tensorboard", metavar="DIR", help="Write TensorBoard event files to DIR (sets train.tensorboard; needs the tensorboard extra)."),
 ):
     """Train a model from a YAML config; writes a run directory.
 
@@ -112,6 +114,8 @@ def train(
             overrides.append(f"train.seed={seed}")
         if output_dir is not None:
             overrides.append(f"output_dir={output_dir}")
+        if tensorboard is not None:
+            overrides.append(f"train.tensorboard={json.dumps(str(tensorboard))}")
         cfg = load_config(config, overrides)
         if print_config:
             from grutool.config_file import to_yaml
