@@ -62,14 +62,6 @@ class DataConfig(_Section):
     """Classifier: names for integer labels, `{0: negative, 1: positive}` or a list (`[negative, positive]`
     names 0, 1, ...). Applied when the data is read, so labels.json, eval tables, infer output and
     `grutool compare` use the names; every label in train must have a name and every named id must occur."""
-    @field_validator("label_names", mode="before")
-    @classmethod
-    def _integer_keys(cls, value):
-        # A saved config.yaml (JSON-mode dump) writes the ids as strings: "0" reads back as 0.
-        if isinstance(value, dict):
-            return {int(k) if isinstance(k, str) and k.lstrip("-").isdigit() else k: v for k, v in value.items()}
-        return value
-
     tag_column: Optional[int | str] = None
     """Tagger and joint: where the tags are. `upos` (default) or `xpos` for conllu; the 0-based column for
     conll (default -1, the last; the token is column 0); the key of the tag list for jsonl (default `tags`,
@@ -124,6 +116,14 @@ class DataConfig(_Section):
     condition_column: Optional[str] = None
     """Lm: column (csv/tsv/jsonl key) holding each example's condition, a label that acts on every output step
     (e.g. a surname's language); with format text_dir the file names are the conditions. Null: unconditioned."""
+
+    @field_validator("label_names", mode="before")
+    @classmethod
+    def _integer_keys(cls, value):
+        # A saved config.yaml (JSON-mode dump) writes the ids as strings: "0" reads back as 0.
+        if isinstance(value, dict):
+            return {int(k) if isinstance(k, str) and k.lstrip("-").isdigit() else k: v for k, v in value.items()}
+        return value
 
 
 class ModelConfig(_Section):
