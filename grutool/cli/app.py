@@ -6,7 +6,6 @@ and config errors answer fast. Exit codes: 0 ok, 2 user error, 1 bug, 130 Ctrl-C
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -115,7 +114,9 @@ def train(
         if output_dir is not None:
             overrides.append(f"output_dir={output_dir}")
         if tensorboard is not None:
-            overrides.append(f"train.tensorboard={json.dumps(str(tensorboard))}")
+            from grutool import jsonsafe
+
+            overrides.append(f"train.tensorboard={jsonsafe.dumps(str(tensorboard))}")  # quoted: always a path
         cfg = load_config(config, overrides)
         if print_config:
             from grutool.config_file import to_yaml

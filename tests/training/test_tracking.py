@@ -31,14 +31,28 @@ class _Trainer:
         self.last_grad_norm = None
 
 
-def test_an_exploding_gradient_is_warned_once_per_epoch(caplog):
-    monitor, tr = GradientMonitor(), _Trainer()
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def test_an_exploding_gradient_is_warned_once_per_epoch():
+    monitor, tr, records = GradientMonitor(), _Trainer(), _Records()
     monitor.on_epoch_begin(tr)
-    with caplog.at_level(logging.WARNING, logger="grutool"):
+    logger = logging.getLogger("grutool")
+    saved = logger.handlers, logger.level
+    logger.handlers, logger.level = [records], logging.WARNING  # whatever an earlier CLI test left there
+    try:
         for i, norm in enumerate([1.0] * MIN_STEPS + [1.5, EXPLODE_FACTOR * 2, EXPLODE_FACTOR * 3, 1.0]):
             tr.state.step, tr.last_grad_norm = i + 1, norm
             monitor.on_step_end(tr, 0.5, 10)
-    warnings = [r.getMessage() for r in caplog.records if "exploding gradients" in r.getMessage()]
+    finally:
+        logger.handlers, logger.level = saved
+    warnings = [m for m in records.messages if "exploding gradients" in m]
     assert len(warnings) == 1 and "step 22: gradient norm 20" in warnings[0] and "clipped to 5" in warnings[0]
     metrics = {}
     monitor.on_epoch_end(tr, metrics)
