@@ -10,7 +10,7 @@ from __future__ import annotations
 import warnings
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from grutool.cells import CELL_NAMES, CELLS, KERNELS
 
@@ -58,6 +58,10 @@ class DataConfig(_Section):
     """Column holding the input text."""
     label_column: str = "label"
     """Column holding the class label (string or integer); for `joint` jsonl data, the key of the intent."""
+    label_names: Optional[dict[int, str] | list[str]] = None
+    """Classifier: names for integer labels, `{0: negative, 1: positive}` or a list (`[negative, positive]`
+    names 0, 1, ...). Applied when the data is read, so labels.json, eval tables, infer output and
+    `grutool compare` use the names; every label in train must have a name and every named id must occur."""
     tag_column: Optional[int | str] = None
     """Tagger and joint: where the tags are. `upos` (default) or `xpos` for conllu; the 0-based column for
     conll (default -1, the last; the token is column 0); the key of the tag list for jsonl (default `tags`,
@@ -112,6 +116,14 @@ class DataConfig(_Section):
     condition_column: Optional[str] = None
     """Lm: column (csv/tsv/jsonl key) holding each example's condition, a label that acts on every output step
     (e.g. a surname's language); with format text_dir the file names are the conditions. Null: unconditioned."""
+
+    @field_validator("label_names", mode="before")
+    @classmethod
+    def _integer_keys(cls, value):
+        # A saved config.yaml (JSON-mode dump) writes the ids as strings: "0" reads back as 0.
+        if isinstance(value, dict):
+            return {int(k) if isinstance(k, str) and k.lstrip("-").isdigit() else k: v for k, v in value.items()}
+        return value
 
 
 class ModelConfig(_Section):
@@ -250,6 +262,11 @@ class TrainConfig(_Section):
     """CPU threads for torch (null: torch's default)."""
     log_every: int = Field(default=50, gt=0)
     """Update the progress bar's loss every this many steps."""
+    tensorboard: bool | str = False
+    """TensorBoard event files (the `tensorboard` extra): `true` writes them to `<run>/tensorboard`, a path
+    there; `train --tensorboard DIR` sets it. Losses and learning rate per step, validation metrics per epoch,
+    the global and per-parameter gradient norms (per-parameter every log_every steps, computed only
+    then). metrics.jsonl stays the record; it always gets each epoch's `grad_norm` and `grad_norm_max`."""
     bptt: Optional[int] = Field(default=None, gt=0)
     """Lm: read each split as one long token stream and train with truncated backpropagation through time:
     the stream is cut into batch_size parallel rows, a batch is the next `bptt` steps of every row, and each
@@ -301,6 +318,31 @@ def _columns_needed_without_header(cfg: Config) -> None:
     d = cfg.data
     if not d.header and not d.column_names and d.dataset is None:
         raise ValueError("data.column_names: required when data.header is false (e.g. [text, label])")
+
+
+def _label_names_valid(cfg: Config) -> None:
+    names = label_name_map(cfg.data)
+    if names is None:
+        return
+    if not names:
+        raise ValueError("data.label_names: empty; name each integer label ({0: negative, 1: positive}) or remove it")
+    seen: dict[str, str] = {}
+    for label, name in names.items():
+        if not name.strip():
+            raise ValueError(f"data.label_names: label {label} has an empty name")
+        if name in seen:
+            raise ValueError(f"data.label_names: '{name}' names both label {seen[name]} and label {label}; "
+                             f"give each label its own name")
+        seen[name] = label
+
+
+def label_name_map(d: DataConfig) -> Optional[dict[str, str]]:
+    """data.label_names as raw label (as read: `"0"`) -> name, or None when unset."""
+    if d.label_names is None:
+        return None
+    if isinstance(d.label_names, list):
+        return {str(i): name for i, name in enumerate(d.label_names)}
+    return {str(k): v for k, v in d.label_names.items()}
 
 
 def _dropout_with_one_layer(cfg: Config) -> None:
@@ -383,6 +425,7 @@ def _cmudict_splits(cfg: Config) -> None:
 # Rules that hold whatever the task; each task adds its own (grutool.tasks, checked by config_file.parse_config).
 CROSS_FIELD_RULES = [
     _columns_needed_without_header,
+    _label_names_valid,
     _dropout_with_one_layer,
     _kernel_fits_cells,
     _plateau_without_validation,

@@ -23,13 +23,19 @@ def _pyplot():
     return plt
 
 
-def plot_curves(run_dirs: list[str | Path], path: str | Path, labels: list[str] | None = None) -> str:
-    """Draw the runs' curves into `path` (a .png); returns the path."""
+def check_png_path(path: str | Path, option: str = "output") -> Path:
+    """A .png path in an existing folder (checked before any work), or a UserError naming `option`."""
     path = Path(path)
     if path.suffix.lower() != ".png":
-        raise UserError(f"{path}: give a .png file name", option="output")
+        raise UserError(f"--{option} {path}: give a .png file name", option=option)
     if not path.parent.is_dir():
-        raise UserError(f"{path}: directory {path.parent} does not exist", option="output")
+        raise UserError(f"--{option} {path}: directory {path.parent} does not exist", option=option)
+    return path
+
+
+def plot_curves(run_dirs: list[str | Path], path: str | Path, labels: list[str] | None = None) -> str:
+    """Draw the runs' curves into `path` (a .png); returns the path."""
+    path = check_png_path(path)
     runs = []
     for i, run in enumerate(run_dirs):
         rows = read_metrics(run)

@@ -142,6 +142,15 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
     return flat
 
 
+def _figures(validation: dict) -> dict:
+    """A run's validation numbers, per-class F1 (by the run's label names) as `f1[label]`."""
+    out = {k: v for k, v in validation.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    for label, m in (validation.get("per_class") or {}).items():
+        if isinstance(m, dict) and "f1" in m:
+            out[f"f1[{label}]"] = m["f1"]
+    return out
+
+
 def compare(paths: list[str | Path]) -> dict:
     """Configs side by side (only the fields that differ; output_dir left out) and each run's figures."""
     if len(paths) < 2:
@@ -156,11 +165,10 @@ def compare(paths: list[str | Path]) -> dict:
     keys = sorted(set().union(*configs) - {"output_dir"})
     differs = {k: [c.get(k) for c in configs] for k in keys if len({jsonsafe.dumps(c.get(k)) for c in configs}) > 1}
     summaries = [_read_json(p / rundir.SUMMARY) or {} for p in runs]
+    figures = [_figures(s.get("validation") or {}) for s in summaries]
     metric_names: list[str] = []
-    for s in summaries:
-        for k, v in (s.get("validation") or {}).items():
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in metric_names:
-                metric_names.append(k)
-    metrics = {k: [(s.get("validation") or {}).get(k) for s in summaries] for k in metric_names}
+    for f in figures:
+        metric_names += [k for k in f if k not in metric_names]
+    metrics = {k: [f.get(k) for f in figures] for k in metric_names}
     return {"runs": [str(p) for p in runs], "config": differs, "validation": metrics,
             "summary": [describe(p) for p in runs]}

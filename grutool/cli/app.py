@@ -85,6 +85,7 @@ def train(
     print_config: bool = typer.Option(False, "--print-config", help="Print the fully resolved config (defaults filled, --set applied) as YAML and exit."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors on stderr."),
     nproc: int = typer.Option(1, "--nproc", min=1, metavar="N", help="Train with N data-parallel processes on this machine (runs torchrun for you)."),
+    tensorboard: Optional[Path] = typer.Option(None, "--tensorboard", metavar="DIR", help="Write TensorBoard event files to DIR (sets train.tensorboard; needs the tensorboard extra)."),
 ):
     """Train a model from a YAML config; writes a run directory.
 
@@ -112,6 +113,10 @@ def train(
             overrides.append(f"train.seed={seed}")
         if output_dir is not None:
             overrides.append(f"output_dir={output_dir}")
+        if tensorboard is not None:
+            from grutool import jsonsafe
+
+            overrides.append(f"train.tensorboard={jsonsafe.dumps(str(tensorboard))}")  # quoted: always a path
         cfg = load_config(config, overrides)
         if print_config:
             from grutool.config_file import to_yaml
@@ -156,6 +161,9 @@ def eval_(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, metavar="N",
                                              help="Examples per batch (default: the run's train.batch_size)."),
     device: Device = typer.Option(Device.auto, help="auto (CUDA if present), cpu or cuda."),
+    plot: Optional[Path] = typer.Option(None, "--plot", metavar="PATH.png",
+                                        help="Also draw the confusion matrix as a PNG (classifier, tagger, joint; "
+                                             "needs the plot extra)."),
 ):
     """Metrics of a trained run on a labelled split.
 
@@ -164,6 +172,7 @@ def eval_(
       grutool eval runs/sentiment --split test
       grutool eval runs/sentiment --split test --json
       grutool eval runs/sentiment --data other.tsv      # any file with the same columns
+      grutool eval runs/sentiment --split test --plot cm.png
     """
     setup_logging(quiet=json_)
     with user_errors():
@@ -171,7 +180,16 @@ def eval_(
 
         if beam is not None and beam < 1:
             raise UserError(f"--beam: must be at least 1 (got {beam}); 1 is greedy decoding")
+        if plot is not None:
+            from grutool.curves import check_png_path
+
+            check_png_path(plot, option="plot")
         metrics = evaluate(str(run_dir), split.value, str(data) if data else None, batch_size, device.value, beam)
+        if plot is not None:
+            from grutool.confusion import plot_confusion
+
+            written = plot_confusion(metrics, plot, title=f"{run_dir} ({metrics.get('source', split.value)})")
+            err.print(f"wrote {written}", markup=False)
         if json_:
             from grutool import jsonsafe
 

@@ -39,13 +39,39 @@ def read_examples(cfg: DataConfig, source: str, need_labels: bool = True) -> tup
                         f"first at {first_row_line(cfg, source, nulls[0])}; fill or remove those rows")
     # 1.0 from a float column and 1 from an int column are the same class.
     labels = [str(int(v)) if isinstance(v, float) and v.is_integer() else str(v) for v in raw]
-    return texts, labels
+    return texts, name_labels(cfg, labels)
+
+
+def name_labels(cfg: DataConfig, labels: list[str]) -> list[str]:
+    """Integer labels renamed by data.label_names; a label without a name is kept as read
+    (at eval it is then an unseen label; prepare refuses one in train)."""
+    from grutool.config import label_name_map
+
+    names = label_name_map(cfg)
+    return labels if names is None else [names.get(label, label) for label in labels]
+
+
+def check_label_names(cfg: DataConfig, gold: list[str]) -> None:
+    """Every training label has a name and every named id occurs in train."""
+    from grutool.config import label_name_map
+
+    names = label_name_map(cfg)
+    if names is None:
+        return
+    unnamed = sorted(set(gold) - set(names.values()))
+    if unnamed:
+        raise UserError(f"data.label_names: no name for label(s) {unnamed[:10]} of {cfg.train} column "
+                        f"'{cfg.label_column}' (named: {sorted(names)[:10]}); add them to data.label_names")
+    absent = sorted(k for k, v in names.items() if v not in set(gold))
+    if absent:
+        raise UserError(f"data.label_names: label id(s) {absent[:10]} never occur in {cfg.train} column "
+                        f"'{cfg.label_column}'; remove them or check data.label_column")
 
 
 class ClassifierTask(Task):
     name = "classifier"
     monitors = ("accuracy", "macro_f1", "loss")
-    owns = {"data": ("dataset", "dataset_config"),
+    owns = {"data": ("dataset", "dataset_config", "label_names"),
             "model": ("pooling", "freeze_embeddings", "char_features", "char_embedding_dim", "char_hidden_size")}
     formats = ("csv", "tsv", "json", "jsonl", "parquet")
     traces_real_examples = False  # token ids alone make a batch: random ids of any --lengths (char features aside)
@@ -111,6 +137,7 @@ class ClassifierTask(Task):
 
         d = cfg.data
         texts, gold = read_examples(d, d.train)
+        check_label_names(d, gold)
         tok = self.tokenizer(cfg)
         tokens = [tok(t)[: d.max_length] for t in texts]
         empty = sum(1 for t in tokens if not t)

@@ -40,11 +40,12 @@ from grutool.training.ema import EMA
 from grutool.training.memory import check_fits, count_on_meta
 from grutool.training.optim import Schedule, build_optimizer, clip_grad_norm, grad_norm
 from grutool.training.progress import Progress, epoch_line, number, resolve_mode
+from grutool.training.tracking import GradientMonitor, TensorBoard, tensorboard_writer_class
 
 log = logging.getLogger("grutool")
 
 # Fields that may change between a run and its --resume (to train longer, say).
-RESUMABLE_CHANGES = {"train.epochs", "train.max_steps", "train.patience", "train.nonfinite", "train.max_skipped_steps",
+RESUMABLE_CHANGES = {"train.epochs", "train.max_steps", "train.patience", "train.tensorboard", "train.nonfinite", "train.max_skipped_steps",
                      "train.dist_timeout_s"}
 
 
@@ -101,6 +102,11 @@ class Trainer:
         self.carry = None
         self._interrupt_requested = False
         self._interrupt_agreed = False  # distributed: some rank's Ctrl-C, as all ranks learnt it in the same step
+        # The last step's gradient norms, for callbacks (grutool.training.tracking): the global norm when the
+        # step computed one; per parameter only with track_grads (a TensorBoard run), to keep steps cheap.
+        self.track_grads = False
+        self.last_grad_norm: Optional[float] = None
+        self.last_grad_norms: dict[str, float] = {}
 
     # --- checkpoints -------------------------------------------------------------
 
@@ -192,10 +198,16 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         norm = None
+        self.last_grad_norm = None
+        if self.track_grads:
+            self.scaler.unscale_(self.optimizer)  # once per step: clipping below finds it done
+            self.last_grad_norms = {name: float(p.grad.norm()) for name, p in self.model.named_parameters()
+                                    if p.grad is not None}
         if t.clip_grad_norm is not None:
             # Recurrent nets can see exploding gradients through long sequences; clipping
             # the global norm keeps one bad batch from wrecking the weights.
-            self.scaler.unscale_(self.optimizer)
+            if not self.track_grads:
+                self.scaler.unscale_(self.optimizer)
             norm = clip_grad_norm(self.model.parameters(), t.clip_grad_norm)
         elif not self.use_amp:
             norm = grad_norm(self.model.parameters())
@@ -203,6 +215,8 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             self._nonfinite(f"gradient norm is {float(norm)}")
             return value, batch.num_tokens()
+        if norm is not None and (not self.use_amp or self.track_grads):
+            self.last_grad_norm = float(norm)  # already synced above without AMP
         self.state.skipped_in_row = 0
         self.scaler.step(self.optimizer)
         self.scaler.update()
@@ -396,6 +410,8 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, dry_run
     """
     dist = distributed.from_env()
     mode = resolve_mode(progress) if dist.is_main else None
+    if cfg.train.tensorboard and dist.is_main and not dry_run:
+        tensorboard_writer_class()  # a missing extra is one error line before any work
     display = Progress(mode) if mode else None
     with process_settings(cfg.train.num_threads, cfg.train.deterministic):
         device = distributed.device_for(dist, resolve_device(cfg.train.device))
@@ -478,7 +494,9 @@ def _train(cfg: Config, resume: bool, overwrite: bool, dry_run: bool, callbacks:
                 log.info("%s", line)
             return summary
 
-        cbs: list[Callback] = [EarlyStopping(t.patience)]
+        cbs: list[Callback] = [EarlyStopping(t.patience), GradientMonitor()]  # before metrics.jsonl's row
+        if dist.is_main and t.tensorboard:
+            cbs.append(TensorBoard(run_dir / "tensorboard" if t.tensorboard is True else t.tensorboard))
         if dist.is_main:  # the one writer of metrics.jsonl
             cbs.append(MetricsWriter(run_dir / rundir.METRICS))
         cbs.append(Checkpointer())  # every rank: last.pt carries each rank's RNG state

@@ -1,0 +1,109 @@
+"""Gradient tracking and TensorBoard: optional views of a run; metrics.jsonl stays its record.
+
+`GradientMonitor` (always on, cheap: the global norm the step computes anyway) adds each epoch's mean and
+max global gradient norm to the epoch's metrics (so to metrics.jsonl) and warns when one step's norm
+exceeds `EXPLODE_FACTOR` times the running median of the recent steps. `TensorBoard` (train.tensorboard
+or `train --tensorboard DIR`) writes losses, validation metrics, the learning rate and per-parameter
+gradient norms; it turns on the Trainer's per-parameter norms, which are computed only then.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+from collections import deque
+from pathlib import Path
+
+from grutool.errors import UserError
+from grutool.training.callbacks import Callback
+
+log = logging.getLogger("grutool")
+
+EXPLODE_FACTOR = 10.0   # a step's norm above this many times the running median is called an explosion
+WINDOW = 100            # steps in the running median
+MIN_STEPS = 20          # no verdict before the median has this many steps behind it
+
+
+class GradientMonitor(Callback):
+    """Per-epoch gradient-norm figures and a warning on exploding gradients."""
+
+    def __init__(self):
+        self.recent: deque[float] = deque(maxlen=WINDOW)
+        self.epoch_norms: list[float] = []
+        self.warned_epoch = -1
+
+    def on_epoch_begin(self, trainer) -> None:
+        self.epoch_norms = []
+
+    def on_step_end(self, trainer, loss: float, tokens: int) -> None:
+        norm = trainer.last_grad_norm
+        if norm is None:
+            return
+        if len(self.recent) >= MIN_STEPS:
+            median = statistics.median(self.recent)
+            if median > 0 and norm > EXPLODE_FACTOR * median and self.warned_epoch != trainer.state.epoch:
+                self.warned_epoch = trainer.state.epoch  # once per epoch: a burst is one message
+                clip = trainer.cfg.train.clip_grad_norm
+                log.warning("step %d: gradient norm %.4g is %.0fx its running median %.4g (exploding gradients%s)",
+                            trainer.state.step, norm, norm / median, median,
+                            f"; clipped to {clip:g}" if clip is not None else
+                            "; set train.clip_grad_norm or lower train.lr")
+        self.recent.append(norm)
+        self.epoch_norms.append(norm)
+
+    def on_epoch_end(self, trainer, metrics: dict) -> None:
+        if self.epoch_norms:
+            metrics["grad_norm"] = sum(self.epoch_norms) / len(self.epoch_norms)
+            metrics["grad_norm_max"] = max(self.epoch_norms)
+
+
+def tensorboard_writer_class():
+    """torch's SummaryWriter, or a UserError saying how to install the tensorboard extra."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise UserError("train.tensorboard needs the tensorboard package, an optional extra: "
+                        "pip install 'grutool[tensorboard]' (or set train.tensorboard: false)") from None
+    return SummaryWriter
+
+
+class TensorBoard(Callback):
+    """Event files under `log_dir`: train/loss and train/lr per step; grad_norm/* every train.log_every
+    steps; every epoch figure (val/*, train/*) per epoch. Rank 0 only."""
+
+    def __init__(self, log_dir: str | Path):
+        self.log_dir = Path(log_dir)
+        self.writer = None
+
+    def on_train_begin(self, trainer) -> None:
+        self.writer = tensorboard_writer_class()(log_dir=str(self.log_dir), purge_step=trainer.state.step + 1)
+        trainer.track_grads = True
+        log.info("tensorboard: %s (tensorboard --logdir %s)", self.log_dir, self.log_dir)
+
+    def on_step_end(self, trainer, loss: float, tokens: int) -> None:
+        step, w = trainer.state.step, self.writer
+        w.add_scalar("train/loss", loss, step)
+        w.add_scalar("train/lr", trainer.optimizer.param_groups[0]["lr"], step)
+        if trainer.last_grad_norm is not None:
+            w.add_scalar("grad_norm/global", trainer.last_grad_norm, step)
+        if trainer.last_grad_norms and step % trainer.cfg.train.log_every in (0, 1):
+            for name, value in trainer.last_grad_norms.items():
+                w.add_scalar(f"grad_norm/{name}", value, step)
+
+    def on_epoch_end(self, trainer, metrics: dict) -> None:
+        for key, value in metrics.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                tag = f"val/{key[4:]}" if key.startswith("val_") else f"epoch/{key}"
+                self.writer.add_scalar(tag, value, trainer.state.epoch)
+        self.writer.flush()
+
+    def on_train_end(self, trainer) -> None:
+        self.close()
+
+    def on_interrupt(self, trainer) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
