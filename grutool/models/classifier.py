@@ -9,14 +9,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from grutool.config import Config
-from grutool.modules.char_encoder import CharEncoder
-from grutool.modules.embedder import embedder_options
+from grutool.modules.embedder import Embedder, embedder_options
 from grutool.modules.encoder import RecurrentEncoder
-from grutool.modules.masking import drop_tokens, length_mask
+from grutool.modules.masking import length_mask
 from grutool.modules.pooling import Pooling
 
 
-class Classifier(nn.Module):
+class Classifier(Embedder):
     def __init__(self, vocab_size: int, num_classes: int, embedding_dim: int, hidden_size: int,
                  num_layers: int = 1, bidirectional: bool = True, cell: str = "gru",
                  dropout: float = 0.0, embedding_dropout: float = 0.0, head_dropout: float = 0.0,
@@ -24,12 +23,10 @@ class Classifier(nn.Module):
                  num_chars: int = 0, char_embedding_dim: int = 32, char_hidden_size: int = 32,
                  kernel: str = "auto", layer_norm: bool = False, residual: bool = False):
         super().__init__()
-        self.token_dropout = token_dropout
-        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
-        self.embedding.weight.requires_grad_(not freeze_embeddings)
-        self.embedding_dropout = nn.Dropout(embedding_dropout)
-        self.chars = CharEncoder(num_chars, char_embedding_dim, char_hidden_size, cell, kernel) if num_chars else None
-        input_size = embedding_dim + (self.chars.get_output_dim() if self.chars else 0)
+        input_size = self.init_embedder(vocab_size, embedding_dim, freeze_embeddings=freeze_embeddings,
+                                        embedding_dropout=embedding_dropout, token_dropout=token_dropout,
+                                        num_chars=num_chars, char_embedding_dim=char_embedding_dim,
+                                        char_hidden_size=char_hidden_size, cell=cell, kernel=kernel)
         self.encoder = RecurrentEncoder(input_size, hidden_size, num_layers, bidirectional, dropout, cell,
                                         kernel=kernel, layer_norm=layer_norm, residual=residual)
         self.pooling = Pooling(pooling, self.encoder.get_output_dim())
@@ -45,19 +42,10 @@ class Classifier(nn.Module):
                    kernel=m.kernel, layer_norm=m.layer_norm, residual=m.residual,
                    head_dropout=m.head_dropout, pooling=m.pooling)
 
-    def token_embedding(self) -> nn.Embedding:
-        """The input token embedding (where data.vectors are loaded)."""
-        return self.embedding
-
     def scores(self, ids: torch.Tensor, lengths: torch.Tensor, chars: Optional[torch.Tensor] = None,
                h0: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits (B, C) and the encoder's h_n (L*D, B, H); `h0` continues a stream (see grutool.streaming)."""
-        if self.training and self.token_dropout > 0:
-            ids = drop_tokens(ids, self.token_dropout)
-        x = self.embedding_dropout(self.embedding(ids))  # (B, T, E)
-        if self.chars is not None:
-            x = self.chars.append(x, chars)  # (B, T, E + 2c)
-        enc = self.encoder(x, lengths, h0)
+        enc = self.encoder(self.embed(ids, chars), lengths, h0)
         mask = length_mask(lengths, ids.shape[1], ids.device)  # (B, T)
         pooled = self.head_dropout(self.pooling(enc, mask))  # (B, D*H)
         return self.head(pooled), enc.h_n  # (B, C), (L*D, B, H)

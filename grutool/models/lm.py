@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from grutool.config import Config
+from grutool.modules.embedder import Embedder
 from grutool.modules.encoder import RecurrentEncoder
 from grutool.modules.output import output_layers
 
@@ -29,7 +30,7 @@ class LMOutput(NamedTuple):
     state: object                   # the recurrent state after the last real step of each row
 
 
-class LanguageModel(nn.Module):
+class LanguageModel(Embedder):
     def __init__(self, vocab_size: int, embedding_dim: int, hidden_size: int, num_layers: int = 1,
                  cell: str = "gru", dropout: float = 0.0, embedding_dropout: float = 0.0,
                  head_dropout: float = 0.0, tie_embeddings: bool = False, num_conditions: int = 0,
@@ -37,11 +38,10 @@ class LanguageModel(nn.Module):
                  adaptive_cutoffs: Optional[list[int]] = None, kernel: str = "auto",
                  layer_norm: bool = False, residual: bool = False):
         super().__init__()
-        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
-        self.embedding_dropout = nn.Dropout(embedding_dropout)
+        input_size = self.init_embedder(vocab_size, embedding_dim, embedding_dropout=embedding_dropout)
         self.condition_input = bool(num_conditions) and condition in ("input", "both")
         self.condition_embedding = nn.Embedding(num_conditions, condition_dim) if num_conditions else None
-        input_size = embedding_dim + (condition_dim if self.condition_input else 0)
+        input_size += condition_dim if self.condition_input else 0
         self.encoder = RecurrentEncoder(input_size, hidden_size, num_layers, bidirectional=False, dropout=dropout,
                                         cell=cell, kernel=kernel, layer_norm=layer_norm, residual=residual)
         # condition -> h0 of every layer, (L*H) values
@@ -62,10 +62,6 @@ class LanguageModel(nn.Module):
                    m.embedding_dropout, m.head_dropout, m.tie_embeddings, num_conditions, m.condition_dim,
                    m.condition, m.adaptive_cutoffs, m.kernel, m.layer_norm, m.residual)
 
-    def token_embedding(self) -> nn.Embedding:
-        """The input token embedding (where data.vectors are loaded)."""
-        return self.embedding
-
     def initial_state(self, condition: Optional[torch.Tensor], batch_size: int):
         """h0 from the condition (model.condition state/both), else None (zeros)."""
         if self.condition_state is None or condition is None:
@@ -78,7 +74,7 @@ class LanguageModel(nn.Module):
                  state=None) -> tuple[torch.Tensor, object]:
         """ids (B, T), lengths (B,) on CPU -> what the output layer reads (B, T, H or E), final state."""
         B, T = ids.shape
-        x = self.embedding_dropout(self.embedding(ids))  # (B, T, E)
+        x = self.embed(ids)  # (B, T, E)
         if self.condition_input:
             c = self.condition_embedding(condition)[:, None].expand(B, T, -1)  # (B, T, C)
             x = torch.cat([x, c.to(x.dtype)], dim=-1)  # (B, T, E + C)

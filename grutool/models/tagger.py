@@ -10,12 +10,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from grutool.config import Config
-from grutool.data.vocab import Vocab
-from grutool.modules.char_encoder import CharEncoder
 from grutool.modules.crf import CRF
-from grutool.modules.embedder import embedder_options
+from grutool.modules.embedder import Embedder, embedder_options
 from grutool.modules.encoder import RecurrentEncoder
-from grutool.modules.masking import drop_tokens, length_mask
+from grutool.modules.masking import length_mask
 from grutool.modules.pooling import Pooling
 
 Targets = Union[torch.Tensor, dict]  # tags (B, T), or {"tags": (B, T), "intent": (B,)} for the joint model
@@ -29,7 +27,7 @@ class TaggerOutput(NamedTuple):
     intent: Optional[torch.Tensor]  # (B, K) intent logits (joint model), else None
 
 
-class Tagger(nn.Module):
+class Tagger(Embedder):
     def __init__(self, vocab_size: int, num_tags: int, embedding_dim: int, hidden_size: int,
                  num_layers: int = 1, bidirectional: bool = True, cell: str = "gru", dropout: float = 0.0,
                  embedding_dropout: float = 0.0, head_dropout: float = 0.0, token_dropout: float = 0.0,
@@ -39,13 +37,11 @@ class Tagger(nn.Module):
                  intent_loss_weight: float = 1.0, kernel: str = "auto", layer_norm: bool = False,
                  residual: bool = False):
         super().__init__()
-        self.token_dropout = token_dropout
         self.tag_loss_weight, self.intent_loss_weight = tag_loss_weight, intent_loss_weight
-        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=Vocab.pad_id)
-        self.embedding.weight.requires_grad_(not freeze_embeddings)
-        self.chars = CharEncoder(num_chars, char_embedding_dim, char_hidden_size, cell, kernel) if num_chars else None
-        input_size = embedding_dim + (self.chars.get_output_dim() if self.chars else 0)
-        self.embedding_dropout = nn.Dropout(embedding_dropout)
+        input_size = self.init_embedder(vocab_size, embedding_dim, freeze_embeddings=freeze_embeddings,
+                                        embedding_dropout=embedding_dropout, token_dropout=token_dropout,
+                                        num_chars=num_chars, char_embedding_dim=char_embedding_dim,
+                                        char_hidden_size=char_hidden_size, cell=cell, kernel=kernel)
         self.encoder = RecurrentEncoder(input_size, hidden_size, num_layers, bidirectional, dropout, cell,
                                         kernel=kernel, layer_norm=layer_norm, residual=residual)
         self.head_dropout = nn.Dropout(head_dropout)
@@ -66,20 +62,11 @@ class Tagger(nn.Module):
                    head_dropout=m.head_dropout, crf=m.crf, constraints=constraints, num_intents=num_intents,
                    pooling=m.pooling, tag_loss_weight=m.tag_loss_weight, intent_loss_weight=m.intent_loss_weight)
 
-    def token_embedding(self) -> nn.Embedding:
-        """The input token embedding (where data.vectors are loaded)."""
-        return self.embedding
-
     def scores(self, ids: torch.Tensor, lengths: torch.Tensor, chars: Optional[torch.Tensor] = None,
                h0: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor]:
         """Emissions (B, T, C), intent logits (B, K) for the joint model (else None) and the encoder's
         h_n (L*D, B, H): everything but decoding and the loss (what an exported graph holds)."""
-        if self.training and self.token_dropout > 0:
-            ids = drop_tokens(ids, self.token_dropout)
-        x = self.embedding(ids)  # (B, T, E)
-        if self.chars is not None:
-            x = self.chars.append(x, chars)  # (B, T, E + 2c)
-        enc = self.encoder(self.embedding_dropout(x), lengths, h0)
+        enc = self.encoder(self.embed(ids, chars), lengths, h0)
         emissions = self.head(self.head_dropout(enc.outputs))  # (B, T, C)
         intent = None
         if self.intent_head is not None:
