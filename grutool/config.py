@@ -155,7 +155,8 @@ class ModelConfig(_Section):
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     """Dropout between recurrent layers (nn.GRU's own `dropout`; has no effect with one layer)."""
     embedding_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
-    """Dropout on the embeddings."""
+    """Dropout on what the encoder reads: the word embedding with its char features appended (classifier,
+    tagger, joint, lm: grutool.modules.embedder); seq2seq: on the source and target embeddings."""
     token_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     """While training, replace this fraction of input tokens by `<unk>` (teaches the model to cope with unknown words)."""
     head_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
