@@ -24,8 +24,9 @@ from grutool.data.vocab import Vocab
 from grutool.decoding import Generated, generate
 from grutool.modules.attention import Attention
 from grutool.cells import get_cell
+from grutool.modules.embedder import Embedder
 from grutool.modules.encoder import RecurrentEncoder
-from grutool.modules.masking import drop_tokens, length_mask
+from grutool.modules.masking import length_mask
 from grutool.modules.output import output_layers
 
 Targets = Union[torch.Tensor, dict]  # (B, M) target ids ending in <eos>, -100 after; or {"tokens": ..., "example": ...}
@@ -62,7 +63,7 @@ class Seq2SeqOutput(NamedTuple):
     hypotheses: Optional[Generated] # outputs generated in eval mode (what metrics score); None while training
 
 
-class Seq2Seq(nn.Module):
+class Seq2Seq(Embedder):
     def __init__(self, source_vocab_size: int, target_vocab_size: int, embedding_dim: int, hidden_size: int,
                  num_layers: int = 1, bidirectional: bool = True, cell: str = "gru",
                  decoder_cell: Optional[str] = None, attention: str = "additive", input_feeding: bool = True,
@@ -71,11 +72,13 @@ class Seq2Seq(nn.Module):
                  label_smoothing: float = 0.0, decoding: Optional[dict] = None, kernel: str = "auto",
                  layer_norm: bool = False, residual: bool = False):
         super().__init__()
-        self.token_dropout, self.teacher_forcing, self.label_smoothing = token_dropout, teacher_forcing, label_smoothing
+        self.teacher_forcing, self.label_smoothing = teacher_forcing, label_smoothing
         self.decoder_cell = decoder_cell or cell
-        self.source_embedding = nn.Embedding(source_vocab_size, embedding_dim, padding_idx=Vocab.pad_id)
+        # The source side is the shared embedder (token dropout, embedding, embedding_dropout); the target
+        # embedding is the decoder's input (and maybe the output layer's weight), read with the same dropout.
+        self.init_embedder(source_vocab_size, embedding_dim, embedding_dropout=embedding_dropout,
+                           token_dropout=token_dropout, name="source_embedding")
         self.target_embedding = nn.Embedding(target_vocab_size, embedding_dim, padding_idx=Vocab.pad_id)
-        self.embedding_dropout = nn.Dropout(embedding_dropout)
         self.encoder = RecurrentEncoder(embedding_dim, hidden_size, num_layers, bidirectional, dropout, cell,
                                         kernel=kernel, layer_norm=layer_norm, residual=residual)
         enc_dim = self.encoder.get_output_dim()
@@ -111,9 +114,7 @@ class Seq2Seq(nn.Module):
 
     def encode(self, ids: torch.Tensor, lengths: torch.Tensor) -> tuple[Memory, DecoderState]:
         """ids (B, S), lengths (B,) on CPU -> what the decoder reads, and its first state."""
-        if self.training and self.token_dropout > 0:
-            ids = drop_tokens(ids, self.token_dropout)
-        enc = self.encoder(self.embedding_dropout(self.source_embedding(ids)), lengths)
+        enc = self.encoder(self.embed(ids), lengths)
         mask = length_mask(lengths, ids.shape[1], ids.device)  # (B, S)
         L, D, H = self.encoder.num_layers, self.encoder.num_directions, self.encoder.hidden_size
         B = ids.shape[0]
@@ -177,10 +178,6 @@ class Seq2Seq(nn.Module):
                     own = torch.rand(B, device=y.device) >= ratio
                     y = torch.where(own, logits.detach().argmax(-1), y)
         return torch.stack(steps, dim=1)  # (B, M, V)
-
-    def token_embedding(self) -> nn.Embedding:
-        """The input token embedding (where data.vectors are loaded)."""
-        return self.source_embedding
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor, targets: Optional[Targets] = None
                 ) -> tuple[Seq2SeqOutput, Optional[torch.Tensor]]:

@@ -88,3 +88,20 @@ def test_embedding_dropout_acts_on_word_and_char_vectors(family):
     real = (ids != 0)[..., None]
     # Dropout zeroes entries in both parts: the char vector is regularised like the word vector.
     assert ((x[..., :E] == 0) & real).any() and ((x[..., E:] == 0) & real).any()
+
+
+def test_seq2seq_embeds_its_source_through_the_shared_embedder_under_its_old_key():
+    from grutool.modules.embedder import Embedder
+    from grutool.models.seq2seq import Seq2Seq
+
+    torch.manual_seed(0)
+    model = Seq2Seq(11, 9, 6, 8, embedding_dropout=0.5, token_dropout=0.5)
+    assert isinstance(model, Embedder) and model.token_embedding() is model.source_embedding
+    keys = list(model.state_dict())
+    assert keys[:2] == ["source_embedding.weight", "target_embedding.weight"], "checkpoint keys as before"
+    ids = torch.randint(1, 11, (3, 5))
+    model.eval()
+    assert torch.equal(model.embed(ids), model.source_embedding(ids)), "no dropout in eval"
+    model.train()
+    x = model.embed(ids)
+    assert (x == 0).any(), "embedding_dropout acts on the source in training"
