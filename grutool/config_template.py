@@ -69,7 +69,7 @@ def template(task: str) -> str:
     skip = _owned_elsewhere(task)
     cls = TASKS[task]
     lines = [f"# A starting config for task {task}: every field it reads, with its default.",
-             f"# Edit the data paths, then: grutool train THIS.yaml --dry-run   (fields: grutool/config.py)",
+             "# Edit the data paths, then: grutool train THIS.yaml --dry-run   (fields: grutool/config.py)",
              f"task: {task}"]
     sections = {"data": schema.DataConfig, "model": schema.ModelConfig, "train": schema.TrainConfig,
                 "decoding": schema.DecodingConfig}
@@ -79,8 +79,7 @@ def template(task: str) -> str:
         docs = field_docs(model)
         lines.append(f"{section}:")
         for name, field in model.model_fields.items():
-            if (section, name) in skip or (section == "data" and name in ("dataset", "dataset_config")
-                                            and task != "classifier"):
+            if (section, name) in skip:
                 continue
             value = field.default
             if section == "data" and name in EXAMPLE_DATA.get(task, {}):

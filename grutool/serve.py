@@ -134,7 +134,7 @@ def build_app(predictor, limits: Optional[Limits] = None):
     async def info() -> dict:
         run = predictor.run
         out = {"task": cfg.task, "run": str(run.path), "backend": predictor.backend,
-               "labels": list(run.labels.itos) if cfg.task != "seq2seq" else None,
+               "labels": predictor.task.served_labels(run),
                "model": cfg.model.model_dump(),
                "data": {"tokenizer": cfg.data.tokenizer, "lowercase": cfg.data.lowercase,
                         "max_length": cfg.data.max_length},

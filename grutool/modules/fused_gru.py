@@ -32,7 +32,8 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 from torch.nn.utils.rnn import PackedSequence
 
-KERNELS = ("auto", "native", "fused")
+from grutool.cells import KERNELS
+
 AUTO_MIN_STEPS = 8  # kernel auto: dense calls of fewer steps run nn.GRU's own (see GRU._fusable)
 
 # --- GEMMs ------------------------------------------------------------------------------------------
@@ -172,7 +173,7 @@ def _direction_forward(x, h0, prep: Prepared, batch_sizes, offs, reverse, save):
     Every per-step view is cut before the loop (one `split` per buffer): slicing in the loop costs
     as much as the arithmetic at small sizes.
     """
-    N, B, H = x.shape[0], h0.shape[0], h0.shape[1]
+    N, H = x.shape[0], h0.shape[1]
     T = len(batch_sizes)
     gi = _matmul_t(x, prep.w_ih, prep.b_ih)  # (N, 3H): every step's input projection in one GEMM
     step, b_hh2 = prep.step, prep.b_hh
@@ -197,16 +198,7 @@ def _direction_forward(x, h0, prep: Prepared, batch_sizes, offs, reverse, save):
     for t in (range(T - 1, -1, -1) if reverse else range(T)):
         bs = batch_sizes[t]
         # u_{t-1}: the previous step's output rows; sequences that start at this step read u0.
-        if prev is None:
-            up = u0 if bs == B else u0[:bs]
-        else:
-            o = out_s[prev]
-            if o.shape[0] == bs:
-                up = o
-            elif o.shape[0] > bs:
-                up = o[:bs]
-            else:  # reverse direction, longer sequences join: (bs, H)
-                up = torch.cat([o, u0[o.shape[0]:bs]])
+        up = step_start(out_s[prev] if prev is not None else None, u0, bs)  # (bs, H)
         if blas:
             gh_s[t].addmm_(up, step.w)  # (bs, 3H)
             g_rz, g_n = gh_rz[t], gh_n[t]
@@ -223,6 +215,17 @@ def _direction_forward(x, h0, prep: Prepared, batch_sizes, offs, reverse, save):
     if not save:
         return out, h_n, None
     return out, h_n, (rz_all, s_all, hn_all)  # hn_all: 2 (W_hn h + b_hn), see prepare
+
+
+def step_start(prev_rows: Optional[torch.Tensor], initial: torch.Tensor, bs: int) -> torch.Tensor:
+    """(bs, H): the state a step's bs live rows start from: the previous step's output rows (packed order
+    keeps them first), joined, in the reverse direction, by the initial state of sequences starting now."""
+    if prev_rows is None:
+        return initial if bs == initial.shape[0] else initial[:bs]
+    n = prev_rows.shape[0]
+    if n == bs:
+        return prev_rows
+    return prev_rows[:bs] if n > bs else torch.cat([prev_rows, initial[n:bs]])
 
 
 def _final_state(out, h0, batch_sizes, offs, reverse) -> torch.Tensor:

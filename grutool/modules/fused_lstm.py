@@ -23,7 +23,7 @@ from torch.autograd.function import once_differentiable
 from torch.nn.utils.rnn import PackedSequence
 
 from grutool.modules.fused_gru import (_Linear, _final_state, _matmul_t, _offsets, _previous_rows,
-                                       PlainStack, gemm_backend, rows_in, rows_out, stack_layers)
+                                       PlainStack, gemm_backend, rows_in, rows_out, stack_layers, step_start)
 
 
 def _lstm_weights(w_ih, w_hh, b_ih, b_hh):
@@ -54,14 +54,8 @@ def _lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, batch_sizes, offs, reverse,
     prev = None
     for t in (range(T - 1, -1, -1) if reverse else range(T)):
         bs = batch_sizes[t]
-        if prev is None:
-            hp, cp = (h0, c0) if bs == B else (h0[:bs], c0[:bs])
-        else:
-            o, c = out_s[prev], c_s[prev]
-            if o.shape[0] >= bs:
-                hp, cp = (o, c) if o.shape[0] == bs else (o[:bs], c[:bs])
-            else:  # reverse direction, longer sequences join
-                hp, cp = torch.cat([o, h0[o.shape[0]:bs]]), torch.cat([c, c0[c.shape[0]:bs]])
+        hp = step_start(out_s[prev] if prev is not None else None, h0, bs)  # (bs, H)
+        cp = step_start(c_s[prev] if prev is not None else None, c0, bs)
         if backend == "blas":
             g_s[t].addmm_(hp, step.w)  # (bs, 4H) pre-activations
         else:

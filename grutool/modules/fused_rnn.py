@@ -18,7 +18,7 @@ from torch.autograd.function import once_differentiable
 from torch.nn.utils.rnn import PackedSequence
 
 from grutool.modules.fused_gru import (_Linear, _final_state, _matmul_t, _offsets, _previous_rows,
-                                       PlainStack, gemm_backend, rows_in, rows_out, stack_layers)
+                                       PlainStack, gemm_backend, rows_in, rows_out, stack_layers, step_start)
 
 
 def _rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, offs, reverse, tanh, backend):
@@ -40,11 +40,7 @@ def _rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, offs, reverse, tanh
     prev = None
     for t in (range(T - 1, -1, -1) if reverse else range(T)):
         bs = batch_sizes[t]
-        if prev is None:
-            hp = state0 if bs == B else state0[:bs]
-        else:
-            o = pre_s[prev]
-            hp = o if o.shape[0] == bs else (o[:bs] if o.shape[0] > bs else torch.cat([o, state0[o.shape[0]:bs]]))
+        hp = step_start(pre_s[prev] if prev is not None else None, state0, bs)  # (bs, H)
         if backend == "blas":
             pre_s[t].addmm_(hp, step.w)
         else:

@@ -158,6 +158,11 @@ class Task:
         """The result after a chunk, from the model's `scores` without its state (`text`: everything fed)."""
         raise NotImplementedError
 
+    def served_labels(self, run) -> Optional[list[str]]:
+        """What `grutool serve`'s /info lists as the run's labels: its classes or tags (None where there are
+        none, or where `labels` holds target tokens)."""
+        return list(run.labels.itos) if run.labels is not None else None
+
     def open_stream(self, predictor, **options):
         """A stateful reader of long input fed in chunks (`Predictor.stream`): `grutool.streaming.Stream`
         (it refuses, with `stream_reason`, models that cannot stream); language models have their own."""

@@ -244,6 +244,9 @@ class Seq2SeqTask(Task):
         memory, state = model.encode(batch.ids, batch.lengths)
         return generate(model, memory, state, batch.lengths, **settings)
 
+    def served_labels(self, run) -> None:
+        return None  # `labels` is the target vocabulary: tokens, not labels to list
+
     def predict(self, predictor, texts: list[str], batch_size: int = 64, beam: Optional[int] = None,
                 attention: bool = False) -> list[dict]:
         """One dict per text, in input order: source, output, score (the output's log-probability) and, with
