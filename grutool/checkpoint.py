@@ -1,7 +1,7 @@
 """Checkpoint files: plain state_dicts plus metadata, written atomically, loaded with weights_only=True.
 
 Generic atomic text and JSON writes live in `grutool.atomic` (no torch there). Non-finite weights are
-never written (a diverged model is not a checkpoint), and weights that do not fit a model are reported
+never written nor loaded (a diverged model is not a checkpoint), and weights that do not fit a model are reported
 by parameter name, with the run file that sized it.
 """
 
@@ -72,6 +72,10 @@ def load_checkpoint(path: Path) -> dict:
                                               for k, v in state.items()):
         raise UserError(f"{path}: not a grutool checkpoint (its 'model' entry is a {type(state).__name__}, "
                         f"not named tensors); restore it or train again")
+    bad = nonfinite(state)
+    if bad:  # grutool never saves such weights: the file was damaged or edited, and would predict nonsense
+        raise UserError(f"{path}: the weights are not finite (NaN or infinity in {', '.join(bad[:3])}"
+                        f"{' ...' if len(bad) > 3 else ''}); the file is damaged: restore it or train again")
     return obj
 
 

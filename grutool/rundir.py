@@ -11,7 +11,15 @@
     <run>/last.pt         latest weights + optimizer/scheduler/RNG state for --resume
     <run>/metrics.jsonl   one JSON object per epoch
     <run>/summary.json    final figures
+    <run>/tensorboard/    TensorBoard event files (train.tensorboard: true only)
+    <run>/model*.onnx|pt  exports written to their default place (grutool export), with their .json
+    <run>/.grutool-run    the marker: written first, it alone makes a folder a run directory
     <run>/.lock           held by the one training that owns the directory (removed when it ends)
+
+A folder is a run directory only when it holds the marker (or, written by grutool before the marker
+existed, config.yaml + vocab.json + a checkpoint). Replacing or restarting a run removes only the files
+above, one by one: whatever else a user keeps in the folder stays, and a folder that is not a run
+(a user's project holding its own config.yaml, say) is never written into.
 
 One owner per run directory: a training holds an OS lock on `<run>/.lock` for its whole life
 (`RunLock`); the kernel releases it on any exit, kill -9 included, so a stale file never blocks.
@@ -22,12 +30,12 @@ from __future__ import annotations
 import datetime
 import logging
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from grutool.atomic import remove_temporaries
+from grutool import jsonsafe
+from grutool.atomic import remove_temporaries, write_text_atomic
 from grutool.config import Config
 from grutool.config_file import parse_config, read_yaml
 from grutool.data.vocab import LabelVocab, Vocab
@@ -36,9 +44,12 @@ from grutool.tasks import get_task
 
 CONFIG, VOCAB, LABELS = "config.yaml", "vocab.json", "labels.json"
 TARGET_VOCAB = "target_vocab.json"
-INTENTS, CHARS = "intents.json", "chars.json"
+INTENTS, CHARS, CONDITIONS = "intents.json", "chars.json", "conditions.json"
 BEST, LAST, METRICS, SUMMARY = "best.pt", "last.pt", "metrics.jsonl", "summary.json"
-LOCK = ".lock"
+LOCK, MARKER, TENSORBOARD = ".lock", ".grutool-run", "tensorboard"
+# Every file name training writes into a run directory: the only files a restart or --overwrite removes.
+WRITTEN = (CONFIG, VOCAB, LABELS, TARGET_VOCAB, INTENTS, CHARS, CONDITIONS, BEST, LAST, METRICS, SUMMARY, MARKER)
+EXPORT_SUFFIXES = (".onnx", ".pt", ".json", ".data")  # model[.int8][.decoder].onnx / .pt and their metadata
 
 log = logging.getLogger("grutool")
 
@@ -118,48 +129,79 @@ def has_checkpoint(path: Path) -> bool:
     return (Path(path) / LAST).is_file() or (Path(path) / BEST).is_file()
 
 
-def is_partial(path: Path) -> bool:
-    """A run killed before its first checkpoint: grutool's files (or none yet), no weights to continue from."""
+def is_run(path: Path) -> bool:
+    """A folder grutool made for a run: its marker, or (runs of earlier versions) config + vocab + weights."""
     path = Path(path)
-    return path.is_dir() and not has_checkpoint(path) and ((path / CONFIG).is_file() or not _contents(path))
+    if (path / MARKER).is_file():
+        return True
+    return (path / CONFIG).is_file() and (path / VOCAB).is_file() and has_checkpoint(path)
 
 
-def _contents(path: Path) -> list[Path]:
+def is_partial(path: Path) -> bool:
+    """A run killed before its first complete checkpoint: marked as grutool's, no last.pt to continue from
+    (a kill during the first last.pt write can leave best.pt alone: that too starts over)."""
+    path = Path(path)
+    return path.is_dir() and (path / MARKER).is_file() and not (path / LAST).is_file()
+
+
+def contents(path: Path) -> list[Path]:
     """What a run directory holds, less its lock and the temporary files of interrupted writes."""
     if not path.is_dir():
         return []
     return [p for p in path.iterdir() if p.name != LOCK and not (p.name.startswith(".") and p.name.endswith(".tmp"))]
 
 
+def written_files(path: Path) -> list[Path]:
+    """The files in run directory `path` that grutool wrote (WRITTEN, default exports, TensorBoard events);
+    the marker last, so a removal cut short leaves a folder still recognised as a run."""
+    path = Path(path)
+    found = [path / name for name in WRITTEN if name != MARKER and (path / name).is_file()]
+    found += [p for p in sorted(path.glob("model*")) if p.is_file() and p.suffix in EXPORT_SUFFIXES]
+    found += [p for p in sorted(path.glob(".model*.tmp*")) if p.is_file()]  # an interrupted export's leftovers
+    if (path / TENSORBOARD).is_dir():
+        found += [p for p in sorted((path / TENSORBOARD).glob("events.out.tfevents.*")) if p.is_file()]
+    if (path / MARKER).is_file():
+        found.append(path / MARKER)
+    return found
+
+
 def check_new(path: Path, overwrite: bool) -> bool:
     """Whether a new run may use `path` (True: it holds a run to replace); UserError if it may not."""
     check_location(path)
-    if _contents(path):
-        partial = is_partial(path)
-        if not (overwrite or partial):
-            raise UserError(f"{path}: run directory exists and is not empty; pass `overwrite` to replace it, "
-                            f"`resume` to continue it, or `output_dir` to choose another",
-                            option=("overwrite", "resume", "output_dir"))
-        if not (path / CONFIG).is_file():
-            # Guard against an output_dir of "." or a home directory: only replace what looks like a run.
-            raise UserError(f"{path}: exists and is not a grutool run directory (no {CONFIG}); "
-                            f"refusing to delete it, choose another `output_dir`", option="output_dir")
-        return True
-    return False
+    if not contents(path):
+        return False
+    if not is_run(path):
+        # A user's folder (a project holding its own config.yaml, notes, .git): never written into.
+        raise UserError(f"{path}: exists, is not empty and is not a grutool run directory (no {MARKER}); "
+                        f"grutool writes a run only into a new or empty folder or a run of its own, so it "
+                        f"leaves this one alone: choose another `output_dir` (e.g. runs/NAME)", option="output_dir")
+    if not (overwrite or is_partial(path)):
+        raise UserError(f"{path}: run directory exists and is not empty; pass `overwrite` to replace it, "
+                        f"`resume` to continue it, or `output_dir` to choose another",
+                        option=("overwrite", "resume", "output_dir"))
+    return True
 
 
 def prepare_new(path: Path, overwrite: bool) -> None:
-    """An empty run directory (its lock file kept); refuse to touch an existing run unless asked.
+    """A run directory holding only its marker (its lock and any files of the user's kept); refuse to touch
+    an existing run unless asked.
 
     A run killed before its first checkpoint holds nothing to continue or lose: it starts over by itself.
+    Only the files grutool wrote are removed, one by one (`written_files`).
     """
     if check_new(path, overwrite):
         if is_partial(path) and not overwrite:
             log.warning("%s: an earlier run stopped before its first checkpoint; starting over", path)
-        for p in _contents(path):
-            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+        for p in written_files(path):
+            p.unlink(missing_ok=True)
+        if (path / TENSORBOARD).is_dir() and not any((path / TENSORBOARD).iterdir()):
+            (path / TENSORBOARD).rmdir()
     path.mkdir(parents=True, exist_ok=True)
     remove_temporaries(path)
+    from grutool import __version__
+
+    since = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    write_text_atomic(jsonsafe.dumps({"grutool": __version__, "created": since}) + "\n", path / MARKER)
 
 
 @dataclass

@@ -34,8 +34,9 @@ def find_runs(root: str | Path) -> list[Path]:
     found = []
     for here, dirs, files in os.walk(root):
         depth = len(Path(here).relative_to(root).parts)
-        if rundir.CONFIG in files and (rundir.METRICS in files or rundir.LAST in files or rundir.BEST in files
-                                       or rundir.SUMMARY in files or depth == 0):
+        if rundir.MARKER in files or (rundir.CONFIG in files and (
+                rundir.METRICS in files or rundir.LAST in files or rundir.BEST in files
+                or rundir.SUMMARY in files or depth == 0)):
             found.append(Path(here))
             dirs.clear()  # a run's own folders are not runs
         elif depth >= MAX_DEPTH:

@@ -459,7 +459,7 @@ def _train(cfg: Config, resume: bool, overwrite: bool, dry_run: bool, callbacks:
             if not again and not dry_run:
                 run_dir.mkdir(parents=True, exist_ok=True)
                 owned.enter_context(rundir.RunLock(run_dir))
-                rundir.prepare_new(run_dir, overwrite or resume)  # resume: a partial run starting over
+                rundir.prepare_new(run_dir, overwrite)  # a partial run (resume or not) starts over by itself
                 write_text_atomic(to_yaml(cfg), run_dir / rundir.CONFIG)
                 rundir.save_vocabularies(run_dir, prepared, cfg)
             mine["prepared"] = prepared
@@ -513,6 +513,9 @@ def _train(cfg: Config, resume: bool, overwrite: bool, dry_run: bool, callbacks:
             if dist.is_main:
                 for tmp in remove_temporaries(run_dir):
                     log.info("removed %s, left by an interrupted write", tmp)
+                # The run goes on: an earlier finish's summary no longer describes it (`grutool runs` would
+                # say "finished" of a run killed mid-resume); _finish writes the new one.
+                (run_dir / rundir.SUMMARY).unlink(missing_ok=True)
             log.info("resuming at epoch %d, step %d", trainer.state.epoch + 1, trainer.state.step)
         for line in stages:
             log.info("%s", line)
@@ -533,10 +536,16 @@ def _finished(trainer: Trainer) -> Optional[dict]:
         return None
     import json
 
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(summary, dict) or (summary.get("epochs"), summary.get("steps")) != (s.epoch, s.step):
+        return None  # written before training went on (a resume killed later): _finish writes a true one
     log.warning("%s: the run is complete (%d of %d epochs, %d steps); nothing to resume. To train longer, "
                 "resume with a larger train.epochs (e.g. --set train.epochs=%d)", trainer.run_dir, s.epoch,
                 t.epochs, s.step, t.epochs * 2)
-    return json.loads(path.read_text(encoding="utf-8"))
+    return summary
 
 
 def _open(cfg: Config, run_dir: Path, resume: bool, overwrite: bool, dry_run: bool, dist: distributed.Dist,
@@ -545,10 +554,14 @@ def _open(cfg: Config, run_dir: Path, resume: bool, overwrite: bool, dry_run: bo
     rundir.check_location(run_dir)
     saved, last = None, None
     if resume:
-        if rundir.is_partial(run_dir):
+        if rundir.is_partial(run_dir) or not rundir.contents(run_dir):
+            # Killed before its first checkpoint (or before its folder was made): nothing to continue.
             log.warning("%s: the run stopped before its first checkpoint; nothing to resume, starting over",
                         run_dir)
+            rundir.check_new(run_dir, overwrite)
             return False, None, None
+        if not rundir.is_run(run_dir):
+            rundir.check_new(run_dir, overwrite)  # a user's folder: refused, naming why
         if not (run_dir / rundir.LAST).is_file():
             raise UserError(f"resume: {run_dir / rundir.LAST} not found; nothing to resume "
                             f"(start a new run instead)", option="resume")

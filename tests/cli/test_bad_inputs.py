@@ -283,17 +283,21 @@ def test_run_directory_errors_name_cli_options_in_the_cli_and_arguments_in_pytho
     assert line == (f"error: {run_copy}: run directory exists and is not empty; pass --overwrite to replace it, "
                     f"--resume to continue it, or --output-dir to choose another")
     line = assert_user_error(invoke("train", cfg, "--output-dir", cwd / "notes", "--overwrite"))
-    assert line == (f"error: {cwd / 'notes'}: exists and is not a grutool run directory (no config.yaml); "
-                    f"refusing to delete it, choose another --output-dir")
+    assert line == (f"error: {cwd / 'notes'}: exists, is not empty and is not a grutool run directory "
+                    f"(no .grutool-run); grutool writes a run only into a new or empty folder or a run of its "
+                    f"own, so it leaves this one alone: choose another --output-dir (e.g. runs/NAME)")
     assert (cwd / "notes" / "todo.txt").read_text(encoding="utf-8") == "keep me"
 
 
 def test_overwrite_replaces_an_existing_run(cwd, data, run_copy):
+    """grutool's files are replaced; a file the user put there is theirs and stays."""
     cfg = config_for(cwd, data)
-    (run_copy / "stale.txt").write_text("from an older run", encoding="utf-8")
+    (run_copy / "notes.txt").write_text("mine", encoding="utf-8")
+    old = {name: (run_copy / name).stat().st_ino for name in ("best.pt", "metrics.jsonl")}
     result = invoke("train", cfg, "--output-dir", run_copy, "--overwrite", "--quiet")
     assert result.exit_code == 0, result.output
-    assert not (run_copy / "stale.txt").exists()
+    assert (run_copy / "notes.txt").read_text(encoding="utf-8") == "mine"
+    assert all((run_copy / name).stat().st_ino != ino for name, ino in old.items()), "not rewritten"
     assert (run_copy / "best.pt").is_file() and (run_copy / "config.yaml").is_file()
 
 

@@ -1,0 +1,177 @@
+"""The run directory never takes a user's files: found by grutool's own marker, cleared file by file.
+
+Issue 20's data-loss repro: `grutool train exp/config.yaml -o exp`, where exp/ is the user's project
+(their config, data, notes, a .git), used to print "an earlier run stopped before its first checkpoint;
+starting over" and delete everything in exp/.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from conftest import assert_user_error, invoke, tiny_config
+from grutool import rundir, runs
+from grutool.config_file import parse_config
+from grutool.errors import TrainingInterrupted
+from grutool.training.callbacks import Callback
+from grutool.training.loop import train
+
+
+def snapshot(root: Path) -> dict:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def users_project(tmp_path: Path) -> Path:
+    """A user's folder: their own config.yaml (a valid grutool config), data, notes and a .git."""
+    exp = tmp_path / "exp"
+    raw = tiny_config(exp, epochs=1)  # writes exp/train.tsv, exp/val.tsv
+    raw["output_dir"] = str(exp)
+    (exp / "config.yaml").write_text("# my experiment, with comments\n" + yaml.safe_dump(raw), encoding="utf-8")
+    (exp / "notes.md").write_text("what I tried on Monday\n", encoding="utf-8")
+    (exp / ".git").mkdir()
+    (exp / ".git" / "HEAD").write_text("ref: refs/heads/main\n", encoding="utf-8")
+    (exp / "vocab.json").write_text('{"mine": true}\n', encoding="utf-8")  # a name grutool also uses
+    return exp
+
+
+@pytest.mark.parametrize("flags", [[], ["--resume"], ["--overwrite"]], ids=["plain", "resume", "overwrite"])
+@pytest.mark.parametrize("where", ["path", "dot"])
+def test_training_into_a_users_folder_keeps_every_file(tmp_path, monkeypatch, flags, where):
+    exp = users_project(tmp_path)
+    before = snapshot(exp)
+    if where == "dot":
+        monkeypatch.chdir(exp)
+        result = invoke("train", "config.yaml", "-o", ".", *flags)
+    else:
+        monkeypatch.chdir(tmp_path)
+        result = invoke("train", exp / "config.yaml", "-o", exp, *flags)
+    line = assert_user_error(result, "is not a grutool run directory", "output-dir")
+    assert "starting over" not in result.output, line
+    assert snapshot(exp) == before, "a user's file was changed or removed"
+
+
+def _trained(tmp_path: Path, epochs: int = 1) -> tuple[dict, Path]:
+    raw = tiny_config(tmp_path, epochs=epochs)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    assert invoke("train", cfg, "-q").exit_code == 0
+    return raw, cfg
+
+
+def test_a_run_is_marked_and_overwrite_removes_only_what_grutool_wrote(tmp_path):
+    raw, cfg = _trained(tmp_path)
+    run = tmp_path / "run"
+    assert (run / rundir.MARKER).is_file() and rundir.is_run(run)
+    (run / "my_notes.txt").write_text("keep me", encoding="utf-8")
+    (run / "analysis").mkdir()
+    (run / "analysis" / "fig.png").write_bytes(b"png")
+    (run / "model.onnx").write_bytes(b"an old export")
+    (run / "model.onnx.json").write_text("{}", encoding="utf-8")
+    (run / ".model.onnx.abc.tmp.data").write_bytes(b"an old export's leftovers")
+    (run / "tensorboard").mkdir()
+    (run / "tensorboard" / "events.out.tfevents.1.host").write_bytes(b"old events")
+    old_best = (run / rundir.BEST).read_bytes()
+    result = invoke("train", cfg, "-q", "--overwrite", "--set", "train.seed=7")
+    assert result.exit_code == 0, result.output
+    assert (run / "my_notes.txt").read_text(encoding="utf-8") == "keep me"
+    assert (run / "analysis" / "fig.png").read_bytes() == b"png"
+    for gone in ("model.onnx", "model.onnx.json", ".model.onnx.abc.tmp.data", "tensorboard"):
+        assert not (run / gone).exists(), gone
+    assert (run / rundir.BEST).read_bytes() != old_best and (run / rundir.MARKER).is_file()
+
+
+def test_a_folder_with_user_files_and_no_marker_is_refused_even_with_overwrite(tmp_path):
+    """The old guard asked only for config.yaml, a name users use too."""
+    raw, cfg = _trained(tmp_path)
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "config.yaml").write_text("model: {}\n", encoding="utf-8")
+    (folder / "data.tsv").write_text("a\tb\n", encoding="utf-8")
+    before = snapshot(folder)
+    for flags in ([], ["--overwrite"], ["--resume"]):
+        assert_user_error(invoke("train", cfg, "-o", folder, *flags), "not a grutool run directory")
+    assert snapshot(folder) == before
+
+
+def test_a_run_of_an_earlier_version_without_the_marker_is_still_a_run(tmp_path):
+    raw, cfg = _trained(tmp_path)
+    run = tmp_path / "run"
+    (run / rundir.MARKER).unlink()
+    assert rundir.is_run(run)
+    assert_user_error(invoke("train", cfg, "-q"), "exists and is not empty", "--overwrite")
+    r = invoke("train", cfg, "-q", "--resume", "--set", "train.epochs=2")
+    assert r.exit_code == 0, r.output
+    r = invoke("train", cfg, "-q", "--overwrite")
+    assert r.exit_code == 0, r.output
+    assert (run / rundir.MARKER).is_file()
+
+
+@pytest.mark.parametrize("flags", [[], ["--resume"]], ids=["plain", "resume"])
+def test_a_kill_during_the_first_last_pt_write_starts_over(tmp_path, flags):
+    """best.pt is written before last.pt: a kill between them left a run nothing could continue or replace."""
+    raw, cfg = _trained(tmp_path)
+    run = tmp_path / "run"
+    for name in (rundir.LAST, rundir.SUMMARY):
+        (run / name).unlink()
+    (run / ".last.pt.k1ll.tmp").write_bytes(b"half a checkpoint")
+    r = invoke("train", cfg, *flags)
+    assert r.exit_code == 0, r.output
+    assert "starting over" in r.output
+    assert (run / rundir.LAST).is_file() and not list(run.glob(".*.tmp"))
+
+
+def test_resume_of_a_run_killed_before_its_folder_existed_starts_it(tmp_path):
+    raw = tiny_config(tmp_path, epochs=1)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    assert not (tmp_path / "run").exists()
+    r = invoke("train", cfg, "--resume")
+    assert r.exit_code == 0, r.output
+    assert "nothing to resume, starting over" in r.output
+    assert (tmp_path / "run" / rundir.BEST).is_file()
+
+
+class KillAtEpoch(Callback):
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_epoch_end(self, trainer, metrics: dict) -> None:
+        if trainer.state.epoch == self.epoch:
+            raise KeyboardInterrupt  # as a Ctrl-C or kill after this epoch's checkpoints would leave it
+
+
+def test_a_resume_killed_later_is_not_listed_as_the_earlier_finish(tmp_path):
+    raw = tiny_config(tmp_path, epochs=1)
+    train(parse_config(raw))
+    run = tmp_path / "run"
+    assert runs.status(run) == "finished"
+    raw["train"]["epochs"] = 4
+    with pytest.raises(TrainingInterrupted):
+        train(parse_config(raw), resume=True, callbacks=[KillAtEpoch(3)])
+    assert runs.status(run) == "interrupted", "summary.json of the 1-epoch finish was left behind"
+    # A plain --resume with the original epochs: the run is past them; its summary says what it holds.
+    raw["train"]["epochs"] = 1
+    summary = train(parse_config(raw), resume=True)
+    assert summary["epochs"] >= 2 and runs.status(run) == "finished"
+    assert runs.describe(run)["epochs"] == summary["epochs"]
+
+
+@pytest.mark.parametrize("command", ["infer", "eval", "export"])
+def test_non_finite_weights_are_refused_on_load(tmp_path, command):
+    raw, cfg = _trained(tmp_path)
+    run = tmp_path / "run"
+    obj = torch.load(run / rundir.BEST, weights_only=True)
+    name = next(k for k, v in obj["model"].items() if v.is_floating_point())
+    obj["model"][name].view(-1)[0] = float("nan")
+    torch.save(obj, run / rundir.BEST)
+    args = {"infer": ["infer", run, "a good film"], "eval": ["eval", run, "--json"],
+            "export": ["export", run, "-o", tmp_path / "m.onnx"]}[command]
+    assert_user_error(invoke(*args), "not finite", name)
+    assert not (tmp_path / "m.onnx").exists()
