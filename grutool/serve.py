@@ -8,16 +8,23 @@
 The model is loaded once. Concurrent requests are batched (dynamic batching): the requests that queued
 while the model was busy, plus whatever arrives within `window_ms` of the first, up to `max_batch` texts,
 run as one `Predictor.predict` call in a worker thread, and each request gets its own rows back. Bounded sizes
-(texts per request, characters per text, body bytes) and pydantic validation answer bad input with
-a 4xx and one-line reason; the model never sees it.
+(texts per request, characters per text, body bytes, counted while the body arrives) and pydantic validation
+answer bad input with a 4xx and one-line reason; the model never sees it. Every error body is `{"error": "..."}`.
+A client gets `header_timeout` seconds for its request line and headers and `body_timeout` for its body, so
+connections that trickle bytes (slowloris) are closed.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the endpoint annotations (a local pydantic model) at runtime.
 
 import asyncio
+import contextlib
+import errno
 import logging
+import signal
+import socket
+import threading
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 from grutool.errors import UserError
 
@@ -33,6 +40,9 @@ class Limits:
     max_batch: int = 64          # texts in one model call (dynamic batching)
     window_ms: float = 2.0       # how long the first waiting request waits for company (requests that queued
                                  # while the model was busy join at once)
+    header_timeout: float = 10.0  # seconds from a connection's opening (or its previous response) to the end
+                                  # of the request's headers; then the connection is closed
+    body_timeout: float = 30.0   # seconds to send the request body once the headers are in (408, closed)
 
 
 class Batcher:
@@ -94,6 +104,7 @@ def build_app(predictor, limits: Optional[Limits] = None):
         from fastapi.exceptions import RequestValidationError
         from fastapi.responses import JSONResponse
         from pydantic import BaseModel, Field
+        from starlette.exceptions import HTTPException
     except ImportError:
         raise UserError(f"grutool serve needs the optional packages fastapi and uvicorn; install them with: "
                         f"{INSTALL_SERVE}") from None
@@ -113,18 +124,22 @@ def build_app(predictor, limits: Optional[Limits] = None):
     def problem(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status)
 
-    @app.middleware("http")
-    async def bounded_body(request: Request, call_next):
-        size = request.headers.get("content-length")
-        if size is not None and (not size.isdigit() or int(size) > limits.max_body):
-            return problem(413, f"request body over {limits.max_body} bytes")
-        return await call_next(request)
+    app.add_middleware(BoundedBody, limits=limits)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(x) for x in first.get("loc", ())[1:]) or "body"
         return problem(422, f"{where}: {first.get('msg', 'invalid request')}")
+
+    @app.exception_handler(HTTPException)  # 404, 405, an unparsable body: {"error"} as everywhere else
+    async def http_error(request: Request, exc: HTTPException):
+        return JSONResponse({"error": f"{request.method} {request.url.path}: {exc.detail}"},
+                            status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)  # a bug: still {"error"}; uvicorn logs the traceback
+    async def internal(request: Request, exc: Exception):
+        return problem(500, f"internal error ({type(exc).__name__}); see the server's log")
 
     @app.get("/health")
     async def health() -> dict:
@@ -156,16 +171,177 @@ def build_app(predictor, limits: Optional[Limits] = None):
     return app
 
 
-def serve(run_dir, host: str = "127.0.0.1", port: int = 8000, backend: str = "torch", exported=None,
-          limits: Optional[Limits] = None) -> None:
-    """Load the run once and serve it until interrupted."""
+class BoundedBody:
+    """ASGI middleware: reads each request's body before the app does, counting bytes as they arrive, and
+    answers 413 as soon as they pass `max_body` (a chunked body announces no Content-Length) or 408 when the body
+    takes over `body_timeout` seconds. Both answers close the connection, so the rest is never read."""
+
+    def __init__(self, app, limits: Limits):
+        self.app, self.limits = app, limits
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        limit = self.limits.max_body
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            return await self.refuse(413, f"request body over {limit} bytes", scope, receive, send)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.limits.body_timeout
+        chunks, size, more = [], 0, True
+        while more:
+            try:
+                message = await asyncio.wait_for(receive(), deadline - loop.time())
+            except asyncio.TimeoutError:
+                return await self.refuse(408, f"request body not received within {self.limits.body_timeout:g} s",
+                                         scope, receive, send)
+            if message["type"] != "http.request":  # http.disconnect: the client left
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > limit:
+                return await self.refuse(413, f"request body over {limit} bytes", scope, receive, send)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+
+        async def replay():
+            nonlocal body
+            if body is None:
+                return await receive()
+            message, body = {"type": "http.request", "body": body, "more_body": False}, None
+            return message
+
+        await self.app(scope, replay, send)
+
+    @staticmethod
+    async def refuse(status: int, message: str, scope, receive, send) -> None:
+        from fastapi.responses import JSONResponse
+
+        response = JSONResponse({"error": message}, status_code=status, headers={"connection": "close"})
+        await response(scope, receive, send)
+
+
+def header_deadline_protocol(seconds: float):
+    """uvicorn's h11 protocol, closing a connection whose request headers are not complete `seconds` after it
+    opened (or after its previous response). uvicorn has no such timeout: its keep-alive timer is not armed on
+    a new connection and restarts on every byte, so clients trickling headers (slowloris) were held forever."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeaderDeadline(H11Protocol):
+        deadline: Optional[asyncio.TimerHandle] = None
+
+        def arm(self) -> None:
+            self.disarm()
+            self.deadline = self.loop.call_later(seconds, self.expire)
+
+        def disarm(self) -> None:
+            if self.deadline is not None:
+                self.deadline.cancel()
+                self.deadline = None
+
+        def expire(self) -> None:
+            self.deadline = None
+            if not self.transport.is_closing():
+                self.transport.close()
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self.arm()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self.conn.their_state is not h11.IDLE:  # the headers are in; the body has body_timeout
+                self.disarm()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+                self.arm()  # the next request on this keep-alive connection
+
+        def connection_lost(self, exc) -> None:
+            self.disarm()
+            super().connection_lost(exc)
+
+    return HeaderDeadline
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port, for uvicorn to serve on. Bound here, before the server starts, so a taken
+    port is one line (uvicorn logs `[Errno 98]` and exits 3), with no window for another process between a
+    check and the bind."""
     try:
-        import uvicorn
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as exc:
+        raise UserError(f"host: cannot resolve {host!r} ({exc.strerror}); give an address such as 127.0.0.1",
+                        "host") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: a restart may reuse a TIME_WAIT port
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise UserError(f"port: port {port} on {host} is in use; choose another `port`", "port") from None
+        raise UserError(f"port: cannot listen on port {port} on {host} ({exc.strerror}); choose another `port` "
+                        f"or `host`", ("port", "host")) from None
+    sock.listen(2048)  # from here connections queue until the server accepts them
+    return sock
+
+
+def make_server(app, limits: Limits, host: str = "127.0.0.1", port: int = 8000):
+    """The uvicorn server `serve` runs: the header deadline, no lifespan events (the app has none; uvicorn's
+    lifespan task printed a CancelledError traceback on a double Ctrl-C) and signals left to the caller."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        def capture_signals(self):  # serve() handles signals around the whole run, asyncio's teardown included
+            return contextlib.nullcontext()
+
+    return Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off",
+                                 http=header_deadline_protocol(limits.header_timeout)))
+
+
+def serve(run_dir, host: str = "127.0.0.1", port: int = 8000, backend: str = "torch", exported=None,
+          limits: Optional[Limits] = None, ready: Optional[Callable[[str], None]] = None) -> None:
+    """Load the run once, bind host:port, call `ready(url)`, and serve until interrupted.
+
+    Ctrl-C stops accepting connections, lets the requests in progress finish, and raises KeyboardInterrupt;
+    a second Ctrl-C drops those requests. SIGTERM stops the same way and returns."""
+    try:
+        import uvicorn  # noqa: F401
     except ImportError:
         raise UserError(f"grutool serve needs the optional packages fastapi and uvicorn; install them with: "
                         f"{INSTALL_SERVE}") from None
     from grutool.predict import Predictor
 
+    limits = limits or Limits()
     predictor = Predictor(run_dir, "cpu", backend=backend, exported=exported)
     app = build_app(predictor, limits)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    sock = listen(host, port)
+    server = make_server(app, limits, host, port)
+    received = []
+
+    def stop(sig, frame):
+        received.append(sig)
+        if server.should_exit and sig == signal.SIGINT:
+            # uvicorn cancels the requests still running and would log each cancellation as a traceback
+            logging.getLogger("uvicorn.error").disabled = True
+            server.force_exit = True
+        server.should_exit = True
+
+    # Installed here, not inside uvicorn's event loop: asyncio's own SIGINT handler would otherwise be back for
+    # the loop's teardown and turn a late Ctrl-C into a traceback. (Signals can be caught in the main thread only.)
+    main = threading.current_thread() is threading.main_thread()
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)} if main else {}
+    try:
+        if ready is not None:
+            ready(f"http://{f'[{host}]' if ':' in host else host}:{sock.getsockname()[1]}")
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if signal.SIGINT in received:
+        raise KeyboardInterrupt

@@ -66,6 +66,12 @@ class Backend(str, Enum):
     torchscript = "torchscript"
 
 
+def _check_model(backend: Backend, model: Optional[Path]) -> None:
+    """infer and serve: --model names an exported file, which the default backend (the checkpoint) would ignore."""
+    if model is not None and backend == Backend.torch:
+        raise UserError("--model: names an exported file; add --backend onnx or --backend torchscript")
+
+
 class Split(str, Enum):
     train = "train"
     validation = "validation"
@@ -281,8 +287,7 @@ def infer(
         inputs = given if as_data else _read_inputs(given, file, run_dir)
         from grutool.predict import Predictor
 
-        if model is not None and backend == Backend.torch:
-            raise UserError("--model: names an exported file; add --backend onnx or --backend torchscript")
+        _check_model(backend, model)
         predictor = Predictor(run_dir, device.value, backend=backend.value, exported=model)
         if as_data:
             inputs += read_data_inputs(predictor.task, predictor.cfg, file)
@@ -345,12 +350,13 @@ def serve(
     """Serve a run over HTTP: POST /predict, GET /health, GET /info, /docs (needs the `serve` extra)."""
     setup_logging(quiet=True)
     with user_errors():
+        _check_model(backend, model)
         from grutool.serve import Limits
         from grutool.serve import serve as run_server
 
-        err.print(f"serving {run_dir} on http://{host}:{port} (docs at /docs); Ctrl-C stops")
         run_server(run_dir, host, port, backend.value, model,
-                   Limits(max_texts=max_texts, max_chars=max_chars, max_batch=max_batch, window_ms=window_ms))
+                   Limits(max_texts=max_texts, max_chars=max_chars, max_batch=max_batch, window_ms=window_ms),
+                   ready=lambda url: err.print(f"serving {run_dir} on {url} (docs at /docs); Ctrl-C stops"))
 
 
 from grutool.cli.daily import register_daily  # noqa: E402

@@ -1,10 +1,16 @@
 """grutool serve on real loopback: start, health, info, predict equals infer, concurrent requests batched
-and answered correctly, bad requests get 4xx (never 500), clean shutdown."""
+and answered correctly, bad requests get 4xx (never 500) with {"error"}, bodies bounded while they arrive,
+trickling clients closed, Ctrl-C exits 130, a taken port is one line, clean shutdown."""
 
 from __future__ import annotations
 
 import json
+import os
+import select
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -12,13 +18,16 @@ from pathlib import Path
 
 import pytest
 
-from conftest import tiny_config
+from conftest import assert_user_error, invoke, tiny_config
 from grutool.config_file import parse_config
 from grutool.predict import Predictor
 from grutool.training.loop import train
 
 uvicorn = pytest.importorskip("uvicorn", reason="the serve extra: pip install -e '.[serve]'")
 httpx = pytest.importorskip("httpx")
+
+
+HEADER_TIMEOUT, BODY_TIMEOUT = 1.5, 1.5
 
 
 def free_port() -> int:
@@ -29,17 +38,20 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """A real uvicorn server on 127.0.0.1 in a thread; stopped (and joined) at the end."""
-    from grutool.serve import Limits, build_app
+    """A real server on 127.0.0.1 in a thread, as `serve` builds it; stopped (and joined) at the end."""
+    from grutool.serve import Limits, build_app, listen, make_server
 
     tmp = tmp_path_factory.mktemp("serve")
     raw = tiny_config(tmp)
     train(parse_config(raw, "serve"), progress=False)
     predictor = Predictor(raw["output_dir"], "cpu")
-    app = build_app(predictor, Limits(max_texts=8, max_chars=200, max_body=20_000, max_batch=16, window_ms=20))
-    port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
+    limits = Limits(max_texts=8, max_chars=200, max_body=20_000, max_batch=16, window_ms=20,
+                    header_timeout=HEADER_TIMEOUT, body_timeout=BODY_TIMEOUT)
+    app = build_app(predictor, limits)
+    sock = listen("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    srv = make_server(app, limits, "127.0.0.1", port)
+    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.time() + 20
     while not srv.started:
@@ -88,3 +100,215 @@ def test_bad_requests_get_4xx_with_a_reason(server, body, status):
     r = httpx.post(f"{url}/predict", content=body, headers={"content-type": "application/json"})
     assert r.status_code == status, r.text
     assert r.json()["error"]
+
+
+def _connect(url: str) -> socket.socket:
+    host, port = url.rsplit("/", 1)[-1].split(":")
+    return socket.create_connection((host, int(port)), timeout=10)
+
+
+def _response(sock: socket.socket, timeout: float = 10.0) -> bytes:
+    """Everything the server sends until it closes the connection (or `timeout`)."""
+    sock.settimeout(timeout)
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except (ConnectionResetError, socket.timeout):
+        pass
+    return data
+
+
+def test_a_chunked_body_over_the_limit_is_refused_while_it_arrives(server):
+    """No Content-Length: the limit is counted as the chunks arrive; the 413 comes (and the connection closes)
+    long before the client has sent its 2 MB (100 times the limit)."""
+    url, _, _ = server
+    chunk = b"x" * 4_000
+    total, sent = 500, 0
+    with _connect(url) as sock:
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n")
+        try:
+            for sent in range(1, total + 1):
+                sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                if select.select([sock], [], [], 0.02)[0]:  # the server answered: stop sending
+                    break
+        except (BrokenPipeError, ConnectionResetError, socket.timeout):  # it closed, or stopped reading
+            pass
+        data = _response(sock)
+    assert sent < total // 2, f"the server let the client send {sent} of {total} chunks"
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413"), data[:300]
+    assert b"connection: close" in head.lower()
+    assert "over 20000 bytes" in json.loads(body)["error"]
+
+
+def test_a_body_with_a_content_length_over_the_limit_is_refused_unread(server):
+    url, _, _ = server
+    with _connect(url) as sock:
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 300000000\r\n\r\n" + b"x" * 1000)
+        data = _response(sock)
+    assert data.startswith(b"HTTP/1.1 413") and b"connection: close" in data.lower(), data[:300]
+
+
+def test_connections_trickling_headers_are_closed(server):
+    """Slowloris: three connections that send part of their headers, one header every 0.2 s, and one that sends
+    nothing, and a keep-alive connection trickling its second request: all closed within the header timeout,
+    while ordinary requests are answered meanwhile."""
+    url, _, _ = server
+    socks = [_connect(url) for _ in range(4)]
+    keep = _connect(url)
+    keep.sendall(b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n")
+    keep.settimeout(10)
+    assert keep.recv(65536).startswith(b"HTTP/1.1 200")
+    trickling = socks[:3] + [keep]
+    for s in trickling:
+        s.sendall(b"POST /predict HTTP/1.1\r\nHost: test\r\n")
+    t0 = time.monotonic()
+    closed = {}
+    try:
+        while len(closed) < len(socks) + 1 and time.monotonic() - t0 < HEADER_TIMEOUT + 5:
+            for i, s in enumerate(socks + [keep]):
+                if i in closed:
+                    continue
+                if select.select([s], [], [], 0)[0]:
+                    try:
+                        gone = s.recv(65536) == b""
+                    except ConnectionResetError:
+                        gone = True
+                    if gone:
+                        closed[i] = time.monotonic() - t0
+                        continue
+                if s in trickling:
+                    try:
+                        s.sendall(b"X-Slow: %d\r\n" % i)
+                    except (BrokenPipeError, ConnectionResetError):
+                        closed[i] = time.monotonic() - t0
+            assert httpx.get(f"{url}/health", timeout=10).status_code == 200
+            time.sleep(0.2)
+    finally:
+        for s in socks + [keep]:
+            s.close()
+    assert len(closed) == len(socks) + 1, f"still open after {HEADER_TIMEOUT + 5} s: {len(socks) + 1 - len(closed)}"
+    assert max(closed.values()) < HEADER_TIMEOUT + 3, closed
+
+
+def test_a_trickling_body_gets_408_and_the_connection_closes(server):
+    url, _, _ = server
+    with _connect(url) as sock:
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 1000\r\n\r\n{")
+        t0 = time.monotonic()
+        data = b""
+        try:
+            while time.monotonic() - t0 < BODY_TIMEOUT + 5 and not data:
+                sock.sendall(b" ")
+                if select.select([sock], [], [], 0.2)[0]:
+                    data = _response(sock)
+        except (BrokenPipeError, ConnectionResetError):
+            data = data or _response(sock)
+    assert data.startswith(b"HTTP/1.1 408"), data[:300]
+    assert time.monotonic() - t0 < BODY_TIMEOUT + 3
+
+
+@pytest.mark.parametrize("method,path,body,content_type,status", [
+    ("GET", "/nowhere", None, None, 404),
+    ("PUT", "/predict", b'{"texts": ["a"]}', "application/json", 405),
+    ("GET", "/predict", None, None, 405),
+    ("DELETE", "/health", None, None, 405),
+    ("POST", "/predict", b"\xff\xfe{", "application/json", 400),  # FastAPI: "error parsing the body"
+    ("POST", "/predict", b"texts=a", "application/x-www-form-urlencoded", 422),
+    ("POST", "/predict", b"a good film", "text/plain", 422),
+])
+def test_every_error_body_is_error_not_detail(server, method, path, body, content_type, status):
+    url, _, _ = server
+    headers = {"content-type": content_type} if content_type else {}
+    r = httpx.request(method, f"{url}{path}", content=body, headers=headers, follow_redirects=False)
+    assert r.status_code == status, r.text
+    assert set(r.json()) == {"error"} and r.json()["error"], r.text
+
+
+def test_an_unexpected_failure_is_500_with_error(server):
+    from fastapi.testclient import TestClient
+
+    from grutool.serve import Limits, build_app
+
+    _, predictor, _ = server
+
+    class Broken:
+        def __getattr__(self, name):
+            return getattr(predictor, name)
+
+        def predict(self, texts, batch_size):
+            raise RuntimeError("a bug")
+
+    with TestClient(build_app(Broken(), Limits()), raise_server_exceptions=False) as client:
+        r = client.post("/predict", json={"texts": ["a"]})
+    assert r.status_code == 500 and set(r.json()) == {"error"}, r.text
+
+
+def _serve_process(run: Path, port: int) -> subprocess.Popen:
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "grutool", "serve", str(run), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+@pytest.mark.parametrize("presses", [1, 2])
+def test_ctrl_c_exits_130_without_a_traceback(server, presses):
+    _, predictor, _ = server
+    port = free_port()
+    proc, busy = _serve_process(predictor.run.path, port), None
+    try:
+        deadline = time.time() + 60
+        while True:
+            assert time.time() < deadline and proc.poll() is None, proc.communicate(timeout=10)
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        # A request in progress (its body still arriving): one Ctrl-C waits for it, a second drops it.
+        busy = socket.create_connection(("127.0.0.1", port), timeout=10) if presses == 2 else None
+        if busy is not None:
+            busy.sendall(b"POST /predict HTTP/1.1\r\nHost: test\r\nContent-Length: 100\r\n\r\n{")
+            time.sleep(0.3)
+        for _ in range(presses):
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.05)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        if busy is not None:
+            busy.close()
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "Error" not in stderr, stderr
+    assert stderr.startswith(f"serving {predictor.run.path} on http://127.0.0.1:{port}"), stderr
+
+
+def test_a_load_error_comes_before_the_serving_line(server, tmp_path):
+    _, predictor, _ = server
+    result = invoke("serve", predictor.run.path, "--backend", "onnx", "--model", tmp_path / "missing.onnx",
+                    "--host", "192.0.2.1")  # an address this machine cannot bind: a regression fails, not serves
+    assert_user_error(result, "missing.onnx")
+
+
+def test_a_taken_port_is_one_line_and_exit_2(server):
+    _, predictor, _ = server
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = invoke("serve", predictor.run.path, "--port", port)
+    assert_user_error(result, f"--port: port {port} on 127.0.0.1 is in use; choose another --port")
+
+
+def test_model_without_backend_is_refused_as_infer_refuses_it(server, tmp_path):
+    _, predictor, _ = server
+    for command in ("infer", "serve"):
+        args = ["a text"] if command == "infer" else ["--host", "192.0.2.1"]
+        result = invoke(command, predictor.run.path, *args, "--model", tmp_path / "x.onnx")
+        assert_user_error(result, "--model: names an exported file; add --backend onnx or --backend torchscript")
