@@ -258,4 +258,4 @@ def seed_rank(dist: Dist, seed: int) -> None:
     """After the weights are built (from the same seed everywhere): an RNG stream of its own per rank, for
     dropout; rank 0 keeps the single-process stream."""
     if dist.rank:
-        torch.manual_seed(seed * 1_000_003 + dist.rank)
+        torch.manual_seed((seed * 1_000_003 + dist.rank) % 2**64)  # as torch takes a seed: any train.seed fits
