@@ -28,6 +28,7 @@ from grutool.checkpoint import load_checkpoint, load_weights, save_atomic
 from grutool.config import MINIMIZED_METRICS, Config
 from grutool.config_file import to_yaml
 from grutool.data.batching import collate, training_batches
+from grutool.data.loading import transient_cache
 from grutool.errors import TrainingDiverged, TrainingInterrupted, UserError
 from grutool.models import count_parameters
 from grutool.modules.encoder import detach_state
@@ -438,6 +439,8 @@ def _train(cfg: Config, resume: bool, overwrite: bool, dry_run: bool, callbacks:
     # Everything that can fail on bad input happens before the run directory is touched; the
     # directory's lock is held from the first read of a run being continued to the last write.
     with contextlib.ExitStack() as owned:
+        if dry_run:  # "writes nothing": no datasets cache either (local files; a Hub dataset still downloads)
+            owned.enter_context(transient_cache())
         mine: dict = {}
 
         def start() -> tuple:

@@ -60,3 +60,36 @@ def test_seeds_derived_from_the_largest_train_seed_stay_valid():
     assert sum(epoch_batches(lengths, 4, "random", 13, 2), []) == expected
     with torch.random.fork_rng(devices=[]):
         distributed.seed_rank(distributed.Dist(rank=1, world_size=2), 2**64 - 1)  # no overflow
+
+
+def _files(*roots: Path) -> set[Path]:
+    return {p for root in roots if root.exists() for p in root.rglob("*")}
+
+
+def test_dry_run_writes_no_datasets_cache(tmp_path):
+    """`train --dry-run` writes nothing: the datasets cache of a local file goes to a temporary folder, removed
+    after. A run that reads the same data for real (shapes --config) fills the cache: the test can see it."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import tiny_config
+
+    raw = tiny_config(tmp_path)
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    cache, home = tmp_path / "hf-datasets", tmp_path / "hf-home"
+    env = {**os.environ, "HF_DATASETS_CACHE": str(cache), "HF_HOME": str(home), "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    before = _files(tmp_path)
+
+    def grutool(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "grutool", *args], cwd=tmp_path, env=env, text=True,
+                              capture_output=True, timeout=300)
+
+    result = grutool("train", str(config), "--dry-run", "-q")
+    assert result.returncode == 0, result.stderr
+    assert _files(tmp_path) == before, "a dry run wrote files"
+    result = grutool("shapes", "--config", str(config), "--json")
+    assert result.returncode == 0, result.stderr
+    assert _files(cache), "the datasets cache was not where the test looks"
