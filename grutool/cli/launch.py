@@ -31,8 +31,8 @@ def without_nproc(args: list[str]) -> list[str]:
 
 
 def launch(nproc: int, args: list[str]) -> int:
-    """Run `grutool <args>` as `nproc` torchrun workers: 0; 130 after Ctrl-C; 2 when every worker refused
-    a bad input (each said why); else 1, with one line naming the rank that failed first."""
+    """Run `grutool <args>` as `nproc` torchrun workers: 0; 130 after Ctrl-C; 2 when a worker refused a bad
+    input (it said why); else 1, with one line naming the rank that failed first."""
     # torchrun would set 1 and warn; one thread per process is what data parallelism on CPU wants.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from torch.distributed.elastic.multiprocessing.api import SignalException
@@ -53,15 +53,12 @@ def launch(nproc: int, args: list[str]) -> int:
 
 def _failed(failures: dict, nproc: int) -> int:
     """One line for a failed job (`failures`: torchrun's ProcessFailure per global rank); the exit code."""
-    codes = {f.exitcode for f in failures.values()}
-    if codes == {2}:
-        return 2  # a bad input, refused by every worker with its own error line
-    if codes <= {130, -signal.SIGINT}:
-        return 130
     # The first failure torchrun saw; of those seen together, not the SIGTERM it sends to stop the others,
     # nor the exit code 1 of a rank that lost its peers.
     rank, first = min(failures.items(),
                       key=lambda item: (item[1].timestamp, item[1].exitcode in (1, -signal.SIGTERM), item[0]))
+    if first.exitcode in (2, 130):
+        return first.exitcode  # a bad input or Ctrl-C: the worker said so itself
     how = (f"was killed by {first.signal_name()}" if first.exitcode < 0
            else f"exited with code {first.exitcode}")
     others = ", ".join(str(r) for r in range(nproc) if r != rank)

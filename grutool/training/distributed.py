@@ -161,7 +161,9 @@ def share(dist: Dist, make: Callable[[], Any]) -> Any:
     if kind == "ok":
         return rest[0]
     if kind == "user":
-        raise UserError(rest[0], option=rest[1] or None)
+        error = UserError(rest[0], option=rest[1] or None)
+        error.echo = True  # rank 0 says it; this rank stops with the same exit code, silently
+        raise error
     raise PeerFailure(f"distributed training: rank 0 failed at start-up ({rest[0]})")
 
 

@@ -110,3 +110,19 @@ def test_ctrl_c_to_the_process_group_exits_130_without_a_traceback(tmp_path):
     assert "interrupted: saved" in stderr, stderr
     last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert last["meta"]["world_size"] == 2
+
+
+def test_bad_data_under_nproc_is_rank_0s_one_line_and_exit_2(tmp_path):
+    """Rank 0 finds the problem and says it; the other rank stops with the same exit code, silently."""
+    raw = tiny_config(tmp_path)
+    raw["data"]["train"] = str(tmp_path / "missing.tsv")
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-m", "grutool", "train", str(config), "--nproc", "2", "-q"],
+                            cwd=tmp_path, env=env, text=True, capture_output=True, timeout=180)
+    assert result.returncode == 2, result.stderr
+    lines = [l for l in result.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "missing.tsv" in lines[0], result.stderr
+    assert not (tmp_path / "run").exists()
