@@ -129,3 +129,19 @@ def check_output_path(path: Path, option: str) -> None:
         raise UserError(f"{option} {path}: folder {parent} does not exist; create it first (mkdir -p {parent})")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UserError(f"{option} {path}: folder {parent} is not writable; choose another path")
+
+
+def check_output_folder(path: Path, option: str) -> None:
+    """Refuse, before any work, an output folder that is a file, lies under a file, or cannot be written."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{option} {path}: is a file, not a folder; choose another folder")
+    for above in (path, *path.parents):
+        if not above.exists():
+            continue
+        if not above.is_dir():
+            raise UserError(f"{option} {path}: {above} is a file, so no folder can be made under it; "
+                            f"choose another folder")
+        if not os.access(above, os.W_OK | os.X_OK):
+            raise UserError(f"{option} {path}: {above} is not writable; choose another folder")
+        break

@@ -14,6 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from grutool.cells import CELL_NAMES, CELLS, KERNELS
 
+# What torch.manual_seed accepts (a negative seed is taken modulo 2**64); every seed option is held to it.
+SEED_MIN, SEED_MAX = -2**63, 2**64 - 1
+
 
 class _Section(BaseModel):
     # Unknown keys are errors (with a did-you-mean); strict: values are not coerced
@@ -251,8 +254,8 @@ class TrainConfig(_Section):
     perplexity, bpc (bits per character; data.tokenizer char)."""
     patience: Optional[int] = Field(default=3, ge=1)
     """Stop after this many epochs without improvement of `monitor` (null: never stop early)."""
-    seed: int = 13
-    """Seed for weights, shuffling and dropout."""
+    seed: int = Field(default=13, ge=SEED_MIN, le=SEED_MAX)
+    """Seed for weights, shuffling and dropout (torch.manual_seed's range: -2**63 to 2**64 - 1)."""
     deterministic: bool = False
     """Use only deterministic algorithms (torch.use_deterministic_algorithms)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -12,13 +12,14 @@ from typing import Optional
 
 import torch
 
+from grutool.config import SEED_MAX, SEED_MIN
 from grutool.errors import UserError
 
 NEVER_SAMPLED = (0, 1, 2)  # <pad>, <unk>, <bos>: never a model's output
 
 
 def check_sampling(temperature: float, top_k: Optional[int], top_p: Optional[float], num: int,
-                   max_length: Optional[int]) -> None:
+                   max_length: Optional[int], seed: int = 0) -> None:
     """Sampling settings a user can get wrong, each as a UserError naming its option."""
     if not temperature > 0:
         raise UserError(f"temperature: must be > 0 (got {temperature}); for the most likely token use "
@@ -31,6 +32,9 @@ def check_sampling(temperature: float, top_k: Optional[int], top_p: Optional[flo
         raise UserError(f"num: must be at least 1 (got {num})", option="num")
     if max_length is not None and max_length < 1:
         raise UserError(f"max_length: must be at least 1 (got {max_length})", option="max_length")
+    if not SEED_MIN <= seed <= SEED_MAX:
+        raise UserError(f"seed: must be between {SEED_MIN} and {SEED_MAX}, the range torch.manual_seed "
+                        f"accepts (got {seed})", option="seed")
 
 
 def filtered(logp: torch.Tensor, temperature: float, top_k: Optional[int], top_p: Optional[float]) -> torch.Tensor:

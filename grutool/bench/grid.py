@@ -17,6 +17,7 @@ from typing import Any, Optional
 import yaml
 
 from grutool.cells import CELL_NAMES, CELLS as CELL_REGISTRY
+from grutool.config import SEED_MAX
 from grutool.config_file import yaml_lines
 from grutool.errors import UserError
 
@@ -206,7 +207,12 @@ def _check_item(name: str, value: Any, where: str):
         if not isinstance(value, str) or not value.strip():
             raise UserError(f"{where}: expected a path to a model config, got {value!r}")
         return value
-    if name in ("warmup", "seed"):
+    if name == "seed":
+        seed = _int(value, where, minimum=0)
+        if seed > SEED_MAX:
+            raise UserError(f"{where}: {seed}: must be <= {SEED_MAX}, the largest seed torch.manual_seed accepts")
+        return seed
+    if name == "warmup":
         return _int(value, where, minimum=0)
     return _int(value, where)  # sizes, threads, repeats, vocab_size, num_classes
 

@@ -154,6 +154,8 @@ def run(grid: Grid, *, smoke: bool = False, progress: Optional[Progress] = None)
         specs = layer_specs(grids.resolve(grid, smoke), device)
         threads, deterministic = settings.threads, False
 
+    for spec in specs:  # an absurd size is one error line before anything is allocated or timed
+        workloads.check_fits(spec, variant(cfg, spec) if cfg is not None else None)
     groups: dict[tuple, list[Spec]] = {}
     for spec in specs:
         groups.setdefault(_group_key(spec), []).append(spec)

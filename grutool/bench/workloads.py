@@ -25,12 +25,14 @@ import torch
 
 from grutool.bench import env
 from grutool.bench.grid import Spec
+from grutool.cells import CELLS
 from grutool.config import Config
 from grutool.data.batching import bucketed_order, sorted_batches
 from grutool.data.synthetic import SYNTHETIC_CHARS, spell  # noqa: F401  (spell: re-exported for tests)
 from grutool.models import count_parameters
 from grutool.modules.encoder import RecurrentEncoder
 from grutool.tasks import get_task
+from grutool.training import memory
 from grutool.training.loop import Trainer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -67,6 +69,33 @@ def batch_lengths(kind: str, batch_size: int, seq_len: int, generator: torch.Gen
 
 def _kernels(choice: str, device: torch.device) -> Callable[[], ContextManager]:
     return functools.partial(env.kernels, choice, device)
+
+
+def check_fits(spec: Spec, cfg: Optional[Config] = None) -> None:
+    """A UserError, before anything is allocated, for a row whose weights and batch cannot fit in its
+    device's free memory (grutool.training.memory; parameters counted on the meta device)."""
+    train, gates = spec.mode == "train", CELLS[spec.cell].gates
+    width = 2 if spec.dtype.startswith(("float16", "bfloat16")) else 4  # bytes per activation
+    if cfg is None:
+        with torch.device("meta"):
+            enc = RecurrentEncoder(spec.input_size, spec.hidden_size, spec.num_layers, spec.bidirectional,
+                                   0.0, spec.cell, kernel={"default": "auto"}.get(spec.kernels, spec.kernels))
+        parameters = count_parameters(enc)
+        weights = parameters * width * (2 if train else 1)  # and a gradient each when training
+    else:
+        task = get_task(cfg.task)
+        vocabs, _ = task.synthetic(cfg, [1], spec.vocab_size, spec.num_classes, torch.Generator(),
+                                   SYNTHETIC_CHARS if cfg.model.char_features else 0)
+        parameters = memory.count_on_meta(task, cfg, vocabs)
+        weights = memory.training_bytes(cfg, parameters) if train else parameters * 4
+    values = memory.activation_values(spec.batch_size, spec.seq_len, spec.input_size, spec.hidden_size,
+                                      spec.num_layers, spec.bidirectional, gates, train)
+    s = spec
+    memory.check_run_fits(
+        f"bench row {s.cell} {s.mode} B={s.batch_size} T={s.seq_len} I={s.input_size} H={s.hidden_size} "
+        f"L={s.num_layers}{' bi' if s.bidirectional else ''} ({parameters:,} parameters)", weights, values * width,
+        torch.device(s.device), f"lower --batch ({s.batch_size}), --seq-len ({s.seq_len}), --hidden-size "
+        f"({s.hidden_size}), --input-size ({s.input_size}) or --layers ({s.num_layers})")
 
 
 # --- layer rows -------------------------------------------------------------------

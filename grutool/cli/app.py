@@ -105,10 +105,6 @@ def train(
     """
     rank = int(os.environ.get("RANK", "0") or 0)  # set by torchrun: only rank 0 reports
     setup_logging(quiet or rank != 0)
-    if nproc > 1 and "WORLD_SIZE" not in os.environ:
-        from grutool.cli.launch import launch
-
-        raise typer.Exit(launch(nproc, sys.argv[1:]))
     with user_errors():
         from grutool.config_file import load_config
 
@@ -129,6 +125,10 @@ def train(
 
             print(to_yaml(cfg), end="")
             return
+        if nproc > 1 and "WORLD_SIZE" not in os.environ:  # the config is valid: start the workers
+            from grutool.cli.launch import launch
+
+            raise typer.Exit(launch(nproc, sys.argv[1:]))
 
         from grutool.training.loop import train as run_training
 

@@ -68,7 +68,8 @@ def user_errors():
             if message.startswith(f"{option}:"):
                 message = flag + message[len(option):]
             message = message.replace(f"`{option}`", flag)
-        err.print(f"[red]error:[/] {escape(message)}", markup=True)
+        if not getattr(exc, "echo", False):  # an echo: distributed, rank 0's error, which rank 0 prints
+            err.print(f"[red]error:[/] {escape(message)}", markup=True)
         raise typer.Exit(exc.exit_code)
     except TrainingInterrupted as exc:
         err.print(f"interrupted: saved {exc.checkpoint}; continue with the same command plus --resume")

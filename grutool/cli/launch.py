@@ -1,16 +1,20 @@
 """`grutool train --nproc N`: start the same command as N torchrun workers on this machine.
 
-torchrun's `--standalone` rendezvous picks a free local port; each worker runs `python -m grutool train ...`
-with the user's arguments less `--nproc`, and this process waits for them and exits with torchrun's code.
-Multi-node jobs call torchrun directly (README, "Training on several processes").
+This process runs torchrun's launcher itself (`torch.distributed.run`, `--standalone`: a free local port);
+each worker runs `python -m grutool train ...` with the user's arguments less `--nproc`, in a session of
+its own. Ctrl-C reaches this process, which passes it on to the workers once, waits for them to save
+their checkpoint, and exits 130. When a worker dies, torchrun stops the others; instead of its traceback
+and log lines, one line says which rank died and how. Multi-node jobs call torchrun directly (README,
+"Training on several processes").
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
-import subprocess
-import sys
+
+from grutool.cli.console import err
 
 
 def without_nproc(args: list[str]) -> list[str]:
@@ -27,18 +31,38 @@ def without_nproc(args: list[str]) -> list[str]:
 
 
 def launch(nproc: int, args: list[str]) -> int:
-    """Run `grutool <args>` as `nproc` torchrun workers; their exit code (130 on Ctrl-C)."""
-    env = dict(os.environ)
+    """Run `grutool <args>` as `nproc` torchrun workers: 0; 130 after Ctrl-C; 2 when a worker refused a bad
+    input (it said why); else 1, with one line naming the rank that failed first."""
     # torchrun would set 1 and warn; one thread per process is what data parallelism on CPU wants.
-    env.setdefault("OMP_NUM_THREADS", "1")
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-               "-m", "grutool", *without_nproc(args)]
-    child = subprocess.Popen(command, env=env)
-    # Ctrl-C reaches torchrun and its workers from the terminal; this process only waits for them
-    # (subprocess.call would kill torchrun before the workers have saved their checkpoint).
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    logging.disable(logging.CRITICAL)  # torchrun's own lines ("failed (exitcode: -9)", ...): said once below
     try:
-        code = child.wait()
+        run(parse_args(["--standalone", f"--nproc-per-node={nproc}", "-m", "grutool", *without_nproc(args)]))
+    except ChildFailedError as exc:
+        return _failed(exc.failures, nproc)
+    except SignalException as exc:  # torchrun sent the signal on to the workers and waited for them
+        return 130 if exc.sigval == signal.SIGINT else 128 + int(exc.sigval)
     finally:
-        signal.signal(signal.SIGINT, previous)
-    return 130 if code == -signal.SIGINT else code
+        logging.disable(logging.NOTSET)
+    return 0
+
+
+def _failed(failures: dict, nproc: int) -> int:
+    """One line for a failed job (`failures`: torchrun's ProcessFailure per global rank); the exit code."""
+    # The first failure torchrun saw; of those seen together, not the SIGTERM it sends to stop the others,
+    # nor the exit code 1 of a rank that lost its peers.
+    rank, first = min(failures.items(),
+                      key=lambda item: (item[1].timestamp, item[1].exitcode in (1, -signal.SIGTERM), item[0]))
+    if first.exitcode in (2, 130):
+        return first.exitcode  # a bad input or Ctrl-C: the worker said so itself
+    how = (f"was killed by {first.signal_name()}" if first.exitcode < 0
+           else f"exited with code {first.exitcode}")
+    others = ", ".join(str(r) for r in range(nproc) if r != rank)
+    err.print(f"[red]error:[/] distributed training: rank {rank} (pid {first.pid}) {how}, so torchrun stopped the "
+              f"other process{'es' if nproc > 2 else ''} (rank {others}); the run directory keeps its last complete "
+              f"checkpoint: continue with --resume and the same --nproc {nproc}", markup=True)
+    return 1

@@ -155,7 +155,8 @@ def random_order(n: int, batch_size: int, generator: torch.Generator) -> list[li
 
 def epoch_batches(lengths: list[int], batch_size: int, kind: str, seed: int, epoch: int) -> list[list[int]]:
     """The batches of one training epoch; a function of (seed, epoch) alone, so resume can replay them."""
-    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    # Modulo 2**64, as torch itself takes a seed: a large train.seed stays a valid one, small ones are unchanged.
+    g = torch.Generator().manual_seed((seed * 100_003 + epoch) % 2**64)
     if kind == "bucketed":
         return bucketed_order(lengths, batch_size, g)
     return random_order(len(lengths), batch_size, g)

@@ -8,9 +8,12 @@ file and the fix. The Hub is probed with a short timeout first, because
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import csv
 import os
 import socket
+import tempfile
 from pathlib import Path
 from typing import Optional
 from urllib.parse import urlparse
@@ -64,6 +67,22 @@ def _root_cause(exc: BaseException) -> BaseException:
     return seen
 
 
+# Set inside `transient_cache()`: the folder `datasets` prepares local files in, removed on leaving.
+_TRANSIENT_CACHE: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar("transient_cache", default=None)
+
+
+@contextlib.contextmanager
+def transient_cache():
+    """Within: local data files are read into memory through a temporary `datasets` cache folder, deleted
+    on leaving, instead of the persistent cache (HF_DATASETS_CACHE): `train --dry-run` writes nothing."""
+    with tempfile.TemporaryDirectory(prefix="grutool-data-") as folder:
+        token = _TRANSIENT_CACHE.set(folder)
+        try:
+            yield
+        finally:
+            _TRANSIENT_CACHE.reset(token)
+
+
 def _quiet_datasets():
     import datasets
 
@@ -82,6 +101,9 @@ def load_file(path: str, cfg: DataConfig):
     builder, kwargs = _builder_args(path, cfg)
     if builder != "parquet":
         _check_text_file(p, file_format(path, cfg.format), cfg.header)
+    transient = _TRANSIENT_CACHE.get()
+    if transient is not None:
+        kwargs.update(cache_dir=transient, keep_in_memory=True)  # the Arrow table lives on after the folder
     datasets = _quiet_datasets()
     try:
         return datasets.load_dataset(builder, data_files=str(p), split="train", **kwargs)

@@ -485,11 +485,27 @@ def analyze_layer(module: nn.RNNBase, batch: int, seq_len: int, lengths: Optiona
     return report
 
 
+def _check_fits(spec: LayerSpec) -> None:
+    """Refuse, before allocating, sizes whose weights (float32, a float64 copy and its twin) and float64
+    activations cannot fit in free memory (grutool.training.memory; parameters counted on meta)."""
+    from grutool.training import memory
+
+    with torch.device("meta"):
+        parameters = sum(p.numel() for p in build_layer(spec).parameters())
+    values = memory.activation_values(spec.batch, spec.seq_len, spec.input_size, spec.hidden_size, spec.num_layers,
+                                      spec.bidirectional, get_cell(spec.cell).gates, train=False)
+    memory.check_run_fits(f"layer ({parameters:,} parameters)", parameters * (4 + 8 + 8), values * 8,
+                          torch.device("cpu"), f"lower --batch ({spec.batch}), --seq-len ({spec.seq_len}), "
+                          f"--hidden-size ({spec.hidden_size}), --input-size ({spec.input_size}) or --layers "
+                          f"({spec.num_layers})")
+
+
 def layer_report(spec: LayerSpec = LayerSpec(), want_explain: bool = False, seed: int = 0) -> dict:
     """The full report for a real nn.GRU / nn.LSTM / nn.RNN with these settings."""
     spec, notes = check_spec(spec)
     for note in notes:
         warnings.warn(note, UserWarning, stacklevel=2)
+    _check_fits(spec)
     # fork_rng: reproducible, and the caller's RNG is left alone.
     with torch.random.fork_rng(devices=[]), one_thread():
         torch.manual_seed(seed)

@@ -118,6 +118,7 @@ def _task_model_report(path, cfg, prepared, B: int, want_explain: bool, warned: 
     batch = collate(split, index)
     lens, T = batch.lengths, batch.ids.shape[1]
     V, C = len(prepared.vocab), len(prepared.labels)
+    _check_fits(get_task(cfg.task), cfg, prepared, len(index), T)
     with torch.random.fork_rng(devices=[]), one_thread():
         torch.manual_seed(cfg.train.seed)  # as train does: the same initial weights
         model = get_task(cfg.task).build_model(cfg, prepared)
@@ -146,6 +147,21 @@ def _task_model_report(path, cfg, prepared, B: int, want_explain: bool, warned: 
     return report
 
 
+def _check_fits(task, cfg, prepared, B: int, T: int) -> None:
+    """Refuse, before allocating, a random batch whose model and activations cannot fit in free memory
+    (grutool.training.memory: the model's parameters counted on meta, float32)."""
+    from grutool.cells import CELLS
+    from grutool.training import memory
+
+    m = cfg.model
+    parameters = memory.count_on_meta(task, cfg, prepared)
+    values = memory.activation_values(B, T, m.embedding_dim, m.hidden_size, m.num_layers, m.bidirectional,
+                                      CELLS[m.cell].gates, train=False)
+    memory.check_run_fits(f"model ({parameters:,} parameters) and batch", parameters * 4, values * 4 + B * T * 8,
+                          torch.device("cpu"), f"lower --batch ({B}) or --seq-len ({T}), or the model's sizes "
+                          f"(model.hidden_size {m.hidden_size}, model.embedding_dim {m.embedding_dim})")
+
+
 def config_report(path: Union[str, Path], batch: Optional[int] = None, seq_len: Optional[int] = None,
                   lengths: Optional[Sequence[int]] = None, want_explain: bool = False, seed: int = 0) -> dict:
     """Build the model exactly as `train` does and trace a random batch of token ids through it."""
@@ -172,6 +188,7 @@ def config_report(path: Union[str, Path], batch: Optional[int] = None, seq_len: 
         if issubclass(w.category, UserWarning):
             _warn(notes, str(w.message))
     V, C = len(prepared.vocab), len(prepared.labels)
+    _check_fits(task, cfg, prepared, B, T)
     lens = torch.tensor(lengths if lengths is not None else [T] * B)
     with torch.random.fork_rng(devices=[]), one_thread():
         torch.manual_seed(cfg.train.seed)  # as train does: the same initial weights

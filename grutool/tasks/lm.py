@@ -293,7 +293,7 @@ class LMTask(Task):
         from grutool.data.vocab import Vocab
         from grutool.generation import check_sampling, sample
 
-        check_sampling(temperature, top_k, top_p, num, max_length)
+        check_sampling(temperature, top_k, top_p, num, max_length, seed)
         cond = self.condition_id(predictor, condition)
         cfg, vocab, model = predictor.cfg, predictor.run.vocab, predictor.model
         stream = is_stream(cfg)

@@ -161,7 +161,9 @@ def share(dist: Dist, make: Callable[[], Any]) -> Any:
     if kind == "ok":
         return rest[0]
     if kind == "user":
-        raise UserError(rest[0], option=rest[1] or None)
+        error = UserError(rest[0], option=rest[1] or None)
+        error.echo = True  # rank 0 says it; this rank stops with the same exit code, silently
+        raise error
     raise PeerFailure(f"distributed training: rank 0 failed at start-up ({rest[0]})")
 
 
@@ -258,4 +260,4 @@ def seed_rank(dist: Dist, seed: int) -> None:
     """After the weights are built (from the same seed everywhere): an RNG stream of its own per rank, for
     dropout; rank 0 keeps the single-process stream."""
     if dist.rank:
-        torch.manual_seed(seed * 1_000_003 + dist.rank)
+        torch.manual_seed((seed * 1_000_003 + dist.rank) % 2**64)  # as torch takes a seed: any train.seed fits

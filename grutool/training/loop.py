@@ -23,11 +23,12 @@ from typing import Optional, Sequence
 import torch
 
 from grutool import jsonsafe, rundir
-from grutool.atomic import remove_temporaries, write_text_atomic
+from grutool.atomic import check_output_folder, remove_temporaries, write_text_atomic
 from grutool.checkpoint import load_checkpoint, load_weights, save_atomic
 from grutool.config import MINIMIZED_METRICS, Config
 from grutool.config_file import to_yaml
 from grutool.data.batching import collate, training_batches
+from grutool.data.loading import transient_cache
 from grutool.errors import TrainingDiverged, TrainingInterrupted, UserError
 from grutool.models import count_parameters
 from grutool.modules.encoder import detach_state
@@ -412,6 +413,8 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, dry_run
     mode = resolve_mode(progress) if dist.is_main else None
     if cfg.train.tensorboard and dist.is_main and not dry_run:
         tensorboard_writer_class()  # a missing extra is one error line before any work
+    if isinstance(cfg.train.tensorboard, str) and dist.is_main:  # (true: <run>/tensorboard, checked with the run)
+        check_output_folder(Path(cfg.train.tensorboard), "train.tensorboard")
     display = Progress(mode) if mode else None
     with process_settings(cfg.train.num_threads, cfg.train.deterministic):
         device = distributed.device_for(dist, resolve_device(cfg.train.device))
@@ -436,6 +439,8 @@ def _train(cfg: Config, resume: bool, overwrite: bool, dry_run: bool, callbacks:
     # Everything that can fail on bad input happens before the run directory is touched; the
     # directory's lock is held from the first read of a run being continued to the last write.
     with contextlib.ExitStack() as owned:
+        if dry_run:  # "writes nothing": no datasets cache either (local files; a Hub dataset still downloads)
+            owned.enter_context(transient_cache())
         mine: dict = {}
 
         def start() -> tuple:

@@ -1,19 +1,23 @@
 """Will the model fit? Parameters counted on torch's `meta` device (no memory), checked before any allocation.
 
-An absurd size (`--set model.hidden_size=10000000`) is a one-line error naming the figures, not an
-allocator traceback minutes later. The estimate is a floor: weights, gradients, optimizer state and
-EMA copy (activations come on top), against the memory the device has free now.
+An absurd size (`--set model.hidden_size=10000000`, `bench --seq-len 1000000000`) is a one-line error
+naming the figures, not an allocator traceback minutes later. The estimates are floors: for `train`,
+weights, gradients, optimizer state and EMA copy (activations come on top); for `bench` and `shapes`,
+weights plus the activations of one recurrent batch (`check_run_fits`); against the memory the device
+has free now.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import torch
 
-from grutool.config import Config
 from grutool.errors import UserError
+
+if TYPE_CHECKING:  # the config schema is not imported by a `shapes` layer report
+    from grutool.config import Config
 
 # Per parameter, beyond the weights: a gradient, then the optimizer's state.
 OPTIMIZER_STATES = {"adam": 2, "adamw": 2, "sgd": 1}
@@ -50,6 +54,24 @@ def _size(n: float) -> str:
             return f"{n:,.0f} {unit}" if unit in ("B", "PB") else f"{n:.1f} {unit}"
         n /= 1000
     return f"{n} B"
+
+
+def activation_values(batch: int, seq_len: int, input_size: int, hidden_size: int, num_layers: int,
+                      bidirectional: bool, gates: int, train: bool) -> int:
+    """A floor on the values a recurrent stack holds for one (B, T, I) batch: the input, and per layer
+    its gate pre-activations (T·B·G·H per direction) and outputs (T·B·D·H); training keeps every
+    layer's for backward, inference one layer's at a time."""
+    D = 2 if bidirectional else 1
+    per_layer = batch * seq_len * D * hidden_size * (gates + 1)
+    return batch * seq_len * input_size + per_layer * (num_layers if train else 1)
+
+
+def check_run_fits(what: str, weight_bytes: int, activation_bytes: int, device: torch.device, fix: str) -> None:
+    """UserError when `what` (weights and one batch's activations, in bytes) cannot fit in `device`'s free memory."""
+    needed, free = weight_bytes + activation_bytes, available_bytes(device)
+    if free is not None and needed > free:
+        raise UserError(f"{what} too large: needs at least {_size(needed)} (weights {_size(weight_bytes)}, "
+                        f"activations {_size(activation_bytes)}), {device.type} has {_size(free)} free; {fix}")
 
 
 def check_fits(cfg: Config, parameters: int, device: torch.device) -> None:

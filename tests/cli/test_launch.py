@@ -1,8 +1,128 @@
-"""`grutool train --nproc N` re-runs the same command under torchrun, less its own option."""
+"""`grutool train --nproc N` re-runs the same command under torchrun, less its own option.
 
+With real workers (gloo, CPU, a tiny run): a rank killed with SIGKILL ends the job with exit 1 and one line
+naming it, Ctrl-C to the process group with exit 130; never torchrun's traceback.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from conftest import tiny_config
 from grutool.cli.launch import without_nproc
+
+ROOT = Path(__file__).resolve().parents[2]
+needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the workers in /proc")
 
 
 def test_workers_get_the_command_without_nproc():
     args = ["train", "c.yaml", "--nproc", "2", "--set", "train.lr=0.1", "--nproc=3", "-q"]
     assert without_nproc(args) == ["train", "c.yaml", "--set", "train.lr=0.1", "-q"]
+
+
+# --- the launcher with real workers (gloo, CPU): a rank killed, Ctrl-C to the process group ---------------
+
+
+def _workers(launcher: int) -> dict[int, int]:
+    """{rank: pid} of the worker processes under `launcher` (their RANK from /proc/PID/environ)."""
+    parents, ranks = {}, {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            parents[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            env = (d / "environ").read_bytes().split(b"\0")
+            ranks[int(d.name)] = int(next(e for e in env if e.startswith(b"RANK="))[5:])
+        except (OSError, StopIteration, ValueError, IndexError):
+            continue
+
+    def under(pid: int) -> bool:
+        while pid > 1:
+            pid = parents.get(pid, 0)
+            if pid == launcher:
+                return True
+        return False
+
+    return {rank: pid for pid, rank in ranks.items() if under(pid)}
+
+
+def _start(tmp_path: Path) -> tuple[subprocess.Popen, dict[int, int]]:
+    """`grutool train --nproc 2` on a tiny, long run in a process group of its own, once both workers train."""
+    raw = tiny_config(tmp_path, epochs=100_000, num_threads=1)
+    raw["model"].update(embedding_dim=8, hidden_size=8)
+    raw["train"]["device"] = "cpu"
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-m", "grutool", "train", str(config), "--nproc", "2", "-q"],
+                            cwd=tmp_path, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        workers = _workers(proc.pid)
+        if len(workers) == 2 and (tmp_path / "run" / "last.pt").is_file():  # an epoch is checkpointed
+            return proc, workers
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    pytest.fail(f"the workers did not start training: {proc.communicate()[1][-3000:]}")
+
+
+def _finish(proc: subprocess.Popen) -> str:
+    try:
+        return proc.communicate(timeout=60)[1]
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        for pid in _workers(proc.pid).values():
+            os.kill(pid, signal.SIGKILL)
+        pytest.fail("the launcher did not stop")
+
+
+@needs_proc
+def test_a_killed_rank_is_one_line_naming_it_and_exit_1(tmp_path):
+    proc, workers = _start(tmp_path)
+    os.kill(workers[1], signal.SIGKILL)
+    stderr = _finish(proc)
+    assert proc.returncode == 1, stderr
+    assert "Traceback" not in stderr and "ChildFailedError" not in stderr, stderr
+    lines = [l for l in stderr.splitlines() if l.strip()]
+    assert lines[-1].startswith("error: distributed training: rank 1 ") and "killed by SIGKILL" in lines[-1], stderr
+    assert "rank 0" in lines[-1] and "--resume" in lines[-1], stderr
+    # Rank 0 may have noticed first, with its own line; nothing else is said.
+    assert all("lost its peers" in l for l in lines[:-1]), stderr
+    torch.load(tmp_path / "run" / "last.pt", weights_only=True)  # the last complete checkpoint
+
+
+@needs_proc
+def test_ctrl_c_to_the_process_group_exits_130_without_a_traceback(tmp_path):
+    proc, workers = _start(tmp_path)
+    os.killpg(proc.pid, signal.SIGINT)
+    stderr = _finish(proc)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "SignalException" not in stderr, stderr
+    assert "interrupted: saved" in stderr, stderr
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert last["meta"]["world_size"] == 2
+
+
+def test_bad_data_under_nproc_is_rank_0s_one_line_and_exit_2(tmp_path):
+    """Rank 0 finds the problem and says it; the other rank stops with the same exit code, silently."""
+    raw = tiny_config(tmp_path)
+    raw["data"]["train"] = str(tmp_path / "missing.tsv")
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-m", "grutool", "train", str(config), "--nproc", "2", "-q"],
+                            cwd=tmp_path, env=env, text=True, capture_output=True, timeout=180)
+    assert result.returncode == 2, result.stderr
+    lines = [l for l in result.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "missing.tsv" in lines[0], result.stderr
+    assert not (tmp_path / "run").exists()
