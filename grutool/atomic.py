@@ -35,6 +35,23 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], None], size: Optional[i
     `size`: the bytes `write` will write, if known, for the message when the disk is full.
     """
     path = Path(path)
+    tmp = write_temporary(path, write, size)
+    try:
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.errno in NO_SPACE:
+            raise no_space(path, size) from None
+        raise
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_temporary(path: Path, write: Callable[[BinaryIO], None], size: Optional[int] = None) -> Path:
+    """`write_atomic` up to the rename: the fsynced temporary file beside `path`, for a caller that checks
+    it (or writes others) before renaming it over `path` itself. Removed again if anything fails."""
+    path = Path(path)
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -44,7 +61,7 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], None], size: Optional[i
             os.fsync(f.fileno())
         # mkstemp creates 0600 files; give the result the permissions a plain open() would.
         os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
+        return Path(tmp)
     except OSError as exc:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)

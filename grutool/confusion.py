@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from grutool.curves import _pyplot, check_png_path
+from grutool.curves import _pyplot, check_png_path, save_png
 from grutool.errors import UserError
 
 MAX_COUNTS_SHOWN = 30  # above this many labels the numbers no longer fit their cells
@@ -60,6 +60,8 @@ def plot_confusion(metrics: dict, path: str | Path, title: str = "") -> str:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        save_png(fig, path, dpi=110)
+    finally:
+        plt.close(fig)
     return str(path)

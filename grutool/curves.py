@@ -6,8 +6,12 @@ metric, with each run's best epoch marked. Several runs share the axes, one colo
 
 from __future__ import annotations
 
+import io
+import math
+import warnings
 from pathlib import Path
 
+from grutool.atomic import check_output_path, write_atomic
 from grutool.errors import UserError
 from grutool.runs import describe, read_metrics
 
@@ -24,13 +28,27 @@ def _pyplot():
 
 
 def check_png_path(path: str | Path, option: str = "output") -> Path:
-    """A .png path in an existing folder (checked before any work), or a UserError naming `option`."""
+    """A .png file name (not a folder) in an existing, writable folder (checked before any work), or a
+    UserError naming `option`."""
     path = Path(path)
-    if path.suffix.lower() != ".png":
+    if path.suffix.lower() != ".png" and not path.is_dir():
         raise UserError(f"--{option} {path}: give a .png file name", option=option)
-    if not path.parent.is_dir():
-        raise UserError(f"--{option} {path}: directory {path.parent} does not exist", option=option)
+    check_output_path(path, f"--{option}")
     return path
+
+
+def save_png(fig, path: str | Path, dpi: int) -> None:
+    """`fig` as a PNG at `path`, drawn in memory and written atomically (a full disk is a UserError)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    data = buffer.getbuffer()
+    write_atomic(Path(path), lambda f: f.write(data), size=len(data))
+
+
+def _finite(value):
+    """A number to draw, or None (a gap) for what is missing, not a number or infinite (a hand-edited
+    metrics.jsonl can hold `Infinity`)."""
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
 def plot_curves(run_dirs: list[str | Path], path: str | Path, labels: list[str] | None = None) -> str:
@@ -48,14 +66,15 @@ def plot_curves(run_dirs: list[str | Path], path: str | Path, labels: list[str] 
     for n, (label, rows, info) in enumerate(runs):
         colour = f"C{n % 10}"
         epochs = [r["epoch"] for r in rows]
-        ax_loss.plot(epochs, [r.get("train_loss") for r in rows], "-", color=colour, label=f"{label} train")
+        ax_loss.plot(epochs, [_finite(r.get("train_loss")) for r in rows], "-", color=colour, label=f"{label} train")
         if any("val_loss" in r for r in rows):
-            ax_loss.plot(epochs, [r.get("val_loss") for r in rows], "--", color=colour, label=f"{label} validation")
+            ax_loss.plot(epochs, [_finite(r.get("val_loss")) for r in rows], "--", color=colour,
+                         label=f"{label} validation")
         key = f"val_{info['monitor']}"
         if info["monitor"] and any(key in r for r in rows):
-            ax_metric.plot(epochs, [r.get(key) for r in rows], "-o", color=colour, markersize=3,
+            ax_metric.plot(epochs, [_finite(r.get(key)) for r in rows], "-o", color=colour, markersize=3,
                            label=f"{label} ({info['monitor']})")
-            if info["best_epoch"] and info["best"] is not None:
+            if info["best_epoch"] and _finite(info["best"]) is not None:
                 ax_metric.plot([info["best_epoch"]], [info["best"]], "*", color=colour, markersize=14,
                                markeredgecolor="black")
     ax_loss.set(title="loss", xlabel="epoch", ylabel="loss")
@@ -66,7 +85,14 @@ def plot_curves(run_dirs: list[str | Path], path: str | Path, labels: list[str] 
         ax.xaxis.get_major_locator().set_params(integer=True)
         if ax.lines:
             ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        with warnings.catch_warnings():  # numpy's overflow warnings on such spans: the error below says it
+            warnings.simplefilter("ignore", RuntimeWarning)
+            fig.tight_layout()
+            save_png(fig, path, dpi=110)
+    except (ValueError, OverflowError) as exc:  # finite but beyond what matplotlib's axes can span (~1e308)
+        raise UserError(f"{path}: cannot draw these curves ({exc}); a metrics.jsonl holds values out of "
+                        f"range: {', '.join(map(str, run_dirs))}") from None
+    finally:
+        plt.close(fig)
     return str(path)

@@ -280,6 +280,10 @@ def infer(
             raise UserError(f"--beam: must be at least 1 (got {beam}); 1 is greedy decoding")
         from grutool.inputs import input_format, read_data_inputs
 
+        if attention:
+            from grutool.curves import check_png_path
+
+            check_png_path(attention, option="attention")  # before the model is loaded and run
         if score and prompt:
             raise UserError("--prompt: --score scores the TEXT arguments (or --file lines); remove --prompt")
         as_data = file is not None and input_format(file, format_) == "data"

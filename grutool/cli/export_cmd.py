@@ -29,8 +29,8 @@ def export(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Model file (default: RUN/model[.int8].onnx or .pt); the metadata JSON goes beside it."),
     int8: bool = typer.Option(False, "--int8", help="Dynamic int8 weights (onnx: ONNX Runtime's quantizer; torchscript: torch's quantize_dynamic)."),
     split: str = typer.Option("validation", "--split", help="Labelled split the parity check runs on."),
-    atol: Optional[float] = typer.Option(None, "--atol", help="Largest max |diff| of outputs accepted (fp32 default 1e-4; int8: not checked)."),
-    min_agreement: Optional[float] = typer.Option(None, "--min-agreement", help="Smallest share of equal predictions accepted (fp32 0.999, int8 0.97)."),
+    atol: Optional[float] = typer.Option(None, "--atol", help="Largest max |diff| of outputs accepted, >= 0 (fp32 default 1e-4; int8: not checked)."),
+    min_agreement: Optional[float] = typer.Option(None, "--min-agreement", help="Smallest share of equal predictions accepted, 0 to 1 (fp32 0.999, int8 0.97)."),
     exporter: Exporter = typer.Option(Exporter.dynamo, "--exporter", help="ONNX: dynamo (torch's maintained exporter, ~10 s) or legacy (deprecated TorchScript-based, ~0.1 s, same graph)."),
     json_: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
 ):

@@ -8,8 +8,10 @@ without grutool, proved equal to the original by a parity check before anything 
 
 What differs between families (which graphs, their inputs, how parity is judged, how an export is run
 behind the model's own calls) lives in one module per family, `grutool.export.<Task.exporter>`.
-Every file is written under a temporary name and renamed only after the parity check passed, so a
-failed or interrupted export leaves nothing behind.
+Every graph is one self-contained file (its weights inside), serialised in memory, written under a
+temporary name beside its target (grutool.atomic: a full disk is a one-line error), checked for parity
+from that file, and renamed only after the check passed, so a failed or interrupted export leaves nothing
+behind.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ import copy
 import importlib
 import json
 import logging
+import math
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Optional
@@ -120,11 +122,11 @@ def export(run_dir: str | Path, fmt: str = "onnx", output: Optional[str | Path] 
     int8 by torch.ao.quantization.quantize_dynamic). Parity: the original model and the export on `split`
     (up to `max_examples`): max |diff| of the outputs <= atol (fp32 only) and agreement of the predicted
     labels / tags / outputs >= min_agreement; otherwise ParityError and nothing is written.
-    exporter: onnx only, dynamo or legacy (see grutool.export.graph.write_onnx).
+    exporter: onnx only, dynamo or legacy (see grutool.export.graph.onnx_bytes).
     """
     import torch
 
-    from grutool.atomic import write_json_atomic
+    from grutool.atomic import check_output_path, write_json_atomic, write_temporary
     from grutool.data.batching import sorted_batches
     from grutool.export import graph as g
     from grutool.export.parity import Parity
@@ -135,17 +137,18 @@ def export(run_dir: str | Path, fmt: str = "onnx", output: Optional[str | Path] 
     if exporter not in g.EXPORTERS:
         raise UserError(f"exporter: '{exporter}' is not an ONNX exporter; use {' or '.join(g.EXPORTERS)}",
                         option="exporter")
+    if atol is not None and not (math.isfinite(atol) and atol >= 0):
+        raise UserError(f"atol: must be a finite number >= 0 (got {atol}); the largest max |diff| accepted",
+                        option="atol")
+    if min_agreement is not None and not 0 <= min_agreement <= 1:
+        raise UserError(f"min_agreement: must be between 0 and 1 (got {min_agreement}); the smallest share of "
+                        f"equal predictions accepted", option="min_agreement")
     if fmt == "onnx":
         g.require_onnxruntime()
     run = rundir.open_run(run_dir)
     task = get_task(run.config.task)
     out = Path(output) if output is not None else default_path(run.path, fmt, int8)
-    if not out.parent.is_dir():
-        raise UserError(f"output: directory {out.parent} does not exist; create it or choose another path",
-                        option="output")
-    if out.is_dir():
-        raise UserError(f"output: {out} is a directory; give a file path such as {out / ('model' + g.FORMATS[fmt])}",
-                        option="output")
+    check_output_path(out, "--output")  # before the minutes of work: missing, a file or read-only
     source = getattr(run.config.data, split, None)
     if source is None:
         raise UserError(f"split: the run has no {split} split (data.{split}) to check parity on", option="split")
@@ -159,22 +162,13 @@ def export(run_dir: str | Path, fmt: str = "onnx", output: Optional[str | Path] 
     files = graph_files(out, [graph.name for graph in graphs])
     temps: dict[str, Path] = {}
     try:
-        for graph in graphs:
-            fd, tmp = tempfile.mkstemp(prefix=f".{files[graph.name].name}.", suffix=".tmp", dir=out.parent)
-            os.close(fd)
-            temps[graph.name] = Path(tmp)
-            if fmt == "onnx":
-                g.write_onnx(graph, temps[graph.name], exporter)
-            else:
-                g.write_torchscript(graph, temps[graph.name])
         float_ops: list[str] = []
-        if int8 and fmt == "onnx":
-            for name, tmp in list(temps.items()):
-                fd, q = tempfile.mkstemp(prefix=f".{files[name].name}.", suffix=".int8.tmp", dir=out.parent)
-                os.close(fd)
-                temps[name + "#int8"] = Path(q)
-                float_ops = sorted(set(float_ops) | set(g.quantize_onnx(tmp, Path(q))))
-                temps[name], temps[name + "#int8"] = Path(q), tmp  # the quantized one is the result
+        for graph in graphs:
+            data = g.onnx_bytes(graph, exporter) if fmt == "onnx" else g.torchscript_bytes(graph)
+            if int8 and fmt == "onnx":
+                data, ops = g.quantize_onnx(data)
+                float_ops = sorted(set(float_ops) | set(ops))
+            temps[graph.name] = write_temporary(files[graph.name], lambda f: f.write(data), size=len(data))
         export_seconds = time.perf_counter() - t0
         signatures = {graph.name: graph.signature() for graph in graphs}
         meta = metadata(run, task, fmt, int8, files, signatures, fam.metadata(ready))
@@ -264,11 +258,16 @@ def load_export(run, fmt: str, path: Optional[str | Path] = None):
         meta = json.loads(meta_file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise UserError(f"{meta_file}: unreadable export metadata ({exc})") from None
+    graphs = meta.get("graphs") if isinstance(meta, dict) else None
+    if not (isinstance(graphs, dict) and graphs and all(isinstance(v, dict) and {"inputs", "outputs"} <= set(v)
+                                                         for v in graphs.values())):
+        raise UserError(f"{meta_file}: export metadata without its `graphs` (each graph's inputs and outputs); "
+                        f"it was edited or not written by grutool: export again with "
+                        f"`grutool export {run.path} --format {fmt} -o {path}`")
     task = get_task(run.config.task)
     if meta.get("task") != task.name or meta.get("format") != fmt:
         raise UserError(f"{path}: a {meta.get('format')} export of a {meta.get('task')} model, not a {fmt} export "
                         f"of this {task.name} run")
     if meta.get("vocabularies", {}).get("vocab") != run.vocab.itos:
         raise UserError(f"{path}: exported from another run (its vocabulary differs from {run.path}'s)")
-    files = graph_files(path, list(meta["graphs"]))
-    return runtime_for(family(task), fmt, files, meta["graphs"], meta)
+    return runtime_for(family(task), fmt, graph_files(path, list(graphs)), graphs, meta)

@@ -75,49 +75,77 @@ def require_onnxruntime():
 EXPORTERS = ("dynamo", "legacy")
 
 
-def write_onnx(graph: Graph, path: Path, exporter: str = "dynamo") -> None:
-    """torch.onnx.export; every recurrent direction becomes one ONNX GRU (LSTM, RNN) op either way.
+def onnx_bytes(graph: Graph, exporter: str = "dynamo") -> bytes:
+    """torch.onnx.export as one self-contained ONNX file's bytes (every weight inside: no external-data file to
+    lose; fine below protobuf's 2 GB); every recurrent direction becomes one ONNX GRU (LSTM, RNN) op either way.
 
     dynamo (torch.export underneath, the exporter torch maintains): ~10 s for a small model, mostly
     tracing. legacy (TorchScript-based, deprecated in torch 2.9+): ~0.1 s, the same graph here since the
-    graph holds no packing; kept for speed (tests) and as a fallback."""
+    graph holds no packing; kept for speed (tests) and as a fallback. Serialised in memory, so the caller
+    writes the file (grutool.atomic: a full disk is a UserError, not an error inside an exporter)."""
     require_onnxruntime()
     names, outputs = list(graph.inputs), graph.outputs
     with quiet(), torch.no_grad():
         if exporter == "legacy":
             axes = {name: dict(a) for name, (_, a) in graph.inputs.items() if a}
-            torch.onnx.export(graph.module, graph.args(), str(path), dynamo=False, input_names=names,
+            buffer = io.BytesIO()
+            torch.onnx.export(graph.module, graph.args(), buffer, dynamo=False, input_names=names,
                               output_names=outputs, dynamic_axes=axes, opset_version=18)
-            return
+            return buffer.getvalue()
         dims: dict[str, torch.export.Dim] = {}
         shapes = tuple({axis: dims.setdefault(name, torch.export.Dim(name, min=1)) for axis, name in axes.items()}
                        or None for _, axes in graph.inputs.values())
         # The family graphs take optional inputs as *rest: torch.export wants their shapes as one nested tuple.
         params = inspect.signature(graph.module.forward).parameters.values()
         fixed = sum(1 for p in params if p.kind is not inspect.Parameter.VAR_POSITIONAL)
-        if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
-            shapes = shapes[:fixed] + (shapes[fixed:],)
-        torch.onnx.export(graph.module, graph.args(), str(path), dynamo=True, input_names=names,
-                          output_names=outputs, dynamic_shapes=shapes, optimize=True, verbose=False)
+        if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params) and len(shapes) > fixed:
+            shapes = shapes[:fixed] + (shapes[fixed:],)  # none given: no entry (an empty one is an extra input)
+        # torch caches how it dispatches an op: after one export in this process, the next would decompose
+        # aten.gru into a loop over time steps and fix `time` to the example's length (torch 2.13). Forget it.
+        for op in (torch.ops.aten.gru, torch.ops.aten.lstm, torch.ops.aten.rnn_tanh, torch.ops.aten.rnn_relu):
+            for overload in op.overloads():
+                getattr(getattr(op, overload), "_dispatch_cache", {}).clear()
+        # No file given: torch returns the program; saved to a path it would keep the weights in a hidden
+        # external-data file named after that path (its default, external_data=True).
+        program = torch.onnx.export(graph.module, graph.args(), dynamo=True, input_names=names,
+                                    output_names=outputs, dynamic_shapes=shapes, optimize=True, verbose=False)
+        return program.model_proto.SerializeToString()
 
 
-def write_torchscript(graph: Graph, path: Path) -> None:
-    """torch.jit.trace: the graph holds no data-dependent branch, so the trace serves every batch and length."""
+def torchscript_bytes(graph: Graph) -> bytes:
+    """torch.jit.trace, saved in memory: the graph holds no data-dependent branch, so the trace serves every
+    batch and length. (torch.jit.save to a path on a full disk aborts the process from C++.)"""
     with quiet(), torch.no_grad():
         traced = torch.jit.trace(graph.module, graph.args(), check_trace=False)
-        torch.jit.save(traced, str(path))
+        buffer = io.BytesIO()
+        torch.jit.save(traced, buffer)
+        return buffer.getvalue()
 
 
-def quantize_onnx(src: Path, dst: Path) -> list[str]:
-    """ONNX Runtime's dynamic int8 quantizer on MatMul/Gemm weights; returns the op types left in float
-    that hold weights (the recurrent ops: ONNX Runtime has no int8 GRU)."""
+def quantize_onnx(model: bytes) -> tuple[bytes, list[str]]:
+    """ONNX Runtime's dynamic int8 quantizer on MatMul/Gemm weights: the quantized model's bytes, and the op
+    types left in float that hold weights (the recurrent ops: ONNX Runtime has no int8 GRU)."""
+    import tempfile
+
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    with quiet():
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
-    model = onnx.load(str(dst))
-    return sorted({n.op_type for n in model.graph.node if n.op_type in ("GRU", "LSTM", "RNN")})
+    from grutool.atomic import NO_SPACE, no_space
+
+    # The quantizer writes only to a path: a scratch folder of its own (it keeps its shape-inference
+    # files in the system's temporary folder anyway).
+    with tempfile.TemporaryDirectory(prefix="grutool-int8-") as scratch:
+        dst = Path(scratch) / "model.int8.onnx"
+        try:
+            with quiet():
+                quantize_dynamic(onnx.load_from_string(model), str(dst), weight_type=QuantType.QInt8)
+            data = dst.read_bytes()
+        except OSError as exc:
+            if exc.errno in NO_SPACE:
+                raise no_space(dst, len(model)) from None
+            raise
+    quantized = onnx.load_from_string(data)
+    return data, sorted({n.op_type for n in quantized.graph.node if n.op_type in ("GRU", "LSTM", "RNN")})
 
 
 class OnnxRuntime:

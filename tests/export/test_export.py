@@ -187,3 +187,94 @@ def test_missing_onnxruntime_names_the_pip_command(classifier_run, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime raises ImportError
     assert_user_error(invoke("export", classifier_run), "onnxruntime", "pip install", "[onnx]")
     assert_user_error(invoke("infer", classifier_run, "hi", "--backend", "onnx"), "pip install", "[onnx]")
+
+
+# --- what an export leaves: self-contained files, nothing else -----------------------------------
+
+RUN_ELSEWHERE = r"""
+import json, sys
+import numpy as np
+import onnxruntime as ort
+
+texts = json.loads(sys.argv[1])
+meta = json.load(open("m.onnx.json", encoding="utf-8"))
+vocab = {w: i for i, w in enumerate(meta["vocabularies"]["vocab"])}
+rows = [[vocab.get(w, meta["specials"]["unk"]) for w in t.lower().split()] for t in texts]
+ids = np.zeros((len(rows), max(map(len, rows))), dtype=np.int64)
+for i, r in enumerate(rows):
+    ids[i, :len(r)] = r
+session = ort.InferenceSession("m.onnx", providers=["CPUExecutionProvider"])
+(logits,) = session.run(["logits"], {"ids": ids, "lengths": np.array([len(r) for r in rows], dtype=np.int64)})
+probs = np.exp(logits - logits.max(-1, keepdims=True))
+probs /= probs.sum(-1, keepdims=True)
+assert not any(name == "grutool" or name.startswith("grutool.") for name in sys.modules)
+print(json.dumps([dict(zip(meta["vocabularies"]["labels"], map(float, p))) for p in probs]))
+"""
+
+
+def test_default_onnx_export_is_self_contained_and_runs_moved_with_onnxruntime_alone(tmp_path):
+    """The dynamo exporter's default keeps weights in an external-data file named after the path it writes
+    (here a temporary one): the export must hold every weight itself, leave no other file on re-export, and
+    run from another folder with onnxruntime and the JSON alone."""
+    import subprocess
+
+    run = _train(tiny_config(tmp_path), "plain")  # bidirectional, no char features: inputs ids, lengths
+    first = tmp_path / "first"
+    first.mkdir()
+    for _ in range(2):
+        export_ok(run, "-o", first / "m.onnx")
+        assert sorted(p.name for p in first.iterdir()) == ["m.onnx", "m.onnx.json"]
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    for name in ("m.onnx", "m.onnx.json"):
+        shutil.move(first / name, moved / name)
+    texts = ["a good film", "really awful and dull service", "superb", "the food was quite boring"]
+    result = subprocess.run([sys.executable, "-c", RUN_ELSEWHERE, json.dumps(texts)], cwd=moved,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    got = json.loads(result.stdout)
+    want = [json.loads(line)["probs"] for line in invoke("infer", run, *texts, "--jsonl").stdout.splitlines()]
+    assert len(got) == len(want) == len(texts)
+    for g, w in zip(got, want):
+        assert g.keys() == w.keys() and all(abs(g[k] - w[k]) < 1e-5 for k in w), (g, w)
+    assert sorted(p.name for p in moved.iterdir()) == ["m.onnx", "m.onnx.json"]
+
+
+@pytest.mark.parametrize("fmt,name", [("torchscript", "m.pt"), ("onnx", "m.onnx")])
+def test_export_to_a_full_disk_is_one_line_and_leaves_nothing(classifier_run, tmp_path, monkeypatch, fmt, name):
+    """torch.jit.save into a full disk aborted the process (SIGABRT) and left `.m.pt.*.tmp` behind; every graph
+    is now serialised in memory and written through grutool.atomic (simulated as its tests do: fsync fails)."""
+    import errno
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("grutool.atomic.os.fsync", full)
+    result = invoke("export", classifier_run, "--format", fmt, "--exporter", "legacy", "-o", tmp_path / name)
+    assert_user_error(result, f"{name}: no space left on", "needed ~", "free some space")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_into_a_read_only_folder_is_refused_before_any_work(classifier_run, tmp_path, monkeypatch):
+    """-o in a read-only folder, and the default output (RUN/model.onnx) in a read-only run directory: one line
+    before the model is even loaded (it was an OSError traceback after the export)."""
+    import os
+
+    run = Path(shutil.copytree(classifier_run, tmp_path / "run", ignore=shutil.ignore_patterns("model*")))
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    read_only = {locked.resolve(), run.resolve()}  # simulated: as root (CI containers) chmod does not stop writes
+    access = os.access
+    monkeypatch.setattr("grutool.atomic.os.access",
+                        lambda p, mode, **kw: not (mode & os.W_OK and Path(p).resolve() in read_only)
+                        and access(p, mode, **kw))
+
+    def work(*args):
+        raise AssertionError("the export started before its output folder was checked")
+
+    monkeypatch.setattr("grutool.export.load_models", work)
+    before = sorted(p.name for p in run.iterdir())
+    assert_user_error(invoke("export", classifier_run, "-o", locked / "m.onnx"),
+                      "--output", f"folder {locked} is not writable")
+    assert_user_error(invoke("export", run, "--format", "torchscript"), f"folder {run} is not writable")
+    assert list(locked.iterdir()) == [] and sorted(p.name for p in run.iterdir()) == before

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from rich.table import Table
 
 from grutool.errors import UserError
@@ -61,13 +59,13 @@ def plot_attention(results: list[dict], path: str) -> list[str]:
         import matplotlib.pyplot as plt
     except ImportError:
         raise UserError("--attention needs matplotlib, an optional extra: pip install 'grutool[plot]'") from None
-    target = Path(path)
-    if not target.parent.is_dir():
-        raise UserError(f"--attention {path}: directory {target.parent} does not exist")
+    from grutool.curves import check_png_path, save_png
+
+    target = check_png_path(path, option="attention")
     written = []
     for n, r in enumerate(results, 1):
         a = r["attention"]
-        file = target if len(results) == 1 else target.with_name(f"{target.stem}-{n}{target.suffix or '.png'}")
+        file = target if len(results) == 1 else target.with_name(f"{target.stem}-{n}{target.suffix}")
         rows, cols = len(a["output_tokens"]), len(a["source_tokens"])
         fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * cols + 2.5), max(3.0, 0.4 * rows + 1.6)))
         image = ax.imshow(a["weights"] if rows and cols else [[0.0]], cmap="Greys", vmin=0.0, vmax=1.0,
@@ -80,8 +78,10 @@ def plot_attention(results: list[dict], path: str) -> list[str]:
         # Both sentences, in full (cut only when very long): what the axes' tokens came from.
         ax.set_title(f"source: {_cut(r['source'])}\noutput: {_cut(r['output'])}", fontsize=9, loc="left")
         fig.tight_layout()
-        fig.savefig(file, dpi=120)
-        plt.close(fig)
+        try:
+            save_png(fig, file, dpi=120)
+        finally:
+            plt.close(fig)
         written.append(str(file))
     return written
 
