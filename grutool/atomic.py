@@ -42,6 +42,8 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], None], size: Optional[i
         tmp.unlink(missing_ok=True)
         if exc.errno in NO_SPACE:
             raise no_space(path, size) from None
+        if exc.errno in NOT_WRITABLE:
+            raise not_writable(path, exc) from None
         raise
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -67,11 +69,23 @@ def write_temporary(path: Path, write: Callable[[BinaryIO], None], size: Optiona
             Path(tmp).unlink(missing_ok=True)
         if exc.errno in NO_SPACE:
             raise no_space(path, size) from None
+        if exc.errno in NOT_WRITABLE:
+            raise not_writable(path, exc) from None
         raise
     except BaseException:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
         raise
+
+
+# A folder that passed check_output_path can still refuse the write (ACLs, a read-only mount, a file made
+# read-only since): one line naming it, not an OSError traceback.
+NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def not_writable(path: Path, exc: OSError) -> UserError:
+    return UserError(f"{path}: cannot write it ({exc.strerror.lower() if exc.strerror else exc}); "
+                     f"choose a writable folder or fix its permissions")
 
 
 def no_space(path: Path, size: Optional[int]) -> UserError:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from grutool.bench.report import SHOWN
+from grutool.curves import save_png
 from grutool.errors import UserError
 
 COLORS = {"gru": "#1f77b4", "lstm": "#ff7f0e", "rnn": "#2ca02c"}
@@ -82,5 +83,7 @@ def plot(report: dict, path: str | Path) -> None:
     fig.suptitle(f"grutool bench: torch {e['torch']}, {e.get('gpu') or e['cpu']}, {threads}, "
                  f"{rows[0]['device']}; error bars: interquartile range", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        save_png(fig, path, dpi=120)  # in memory, then atomically: a full disk is one line
+    finally:
+        plt.close(fig)

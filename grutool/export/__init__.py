@@ -268,6 +268,12 @@ def load_export(run, fmt: str, path: Optional[str | Path] = None):
     if meta.get("task") != task.name or meta.get("format") != fmt:
         raise UserError(f"{path}: a {meta.get('format')} export of a {meta.get('task')} model, not a {fmt} export "
                         f"of this {task.name} run")
-    if meta.get("vocabularies", {}).get("vocab") != run.vocab.itos:
+    vocabularies = meta.get("vocabularies")
+    if not isinstance(vocabularies, dict) or vocabularies.get("vocab") != run.vocab.itos:
         raise UserError(f"{path}: exported from another run (its vocabulary differs from {run.path}'s)")
-    return runtime_for(family(task), fmt, graph_files(path, list(graphs)), graphs, meta)
+    try:
+        return runtime_for(family(task), fmt, graph_files(path, list(graphs)), graphs, meta)
+    except (KeyError, TypeError) as exc:  # a family's own entries (seq2seq's `decoding`, the crf, ...)
+        what = f"no {exc.args[0]!r} entry" if isinstance(exc, KeyError) and exc.args else type(exc).__name__
+        raise UserError(f"{meta_file}: export metadata is incomplete ({what}); it was edited or not written by "
+                        f"grutool: export again with `grutool export {run.path} --format {fmt} -o {path}`") from None

@@ -147,6 +147,13 @@ def test_seq2seq_encoder_and_one_step_decoder(seq2seq_run, tmp_path):
         got = [json.loads(line) for line in got.stdout.splitlines()]
         assert [r["output"] for r in got] == [r["output"] for r in want]
         assert all(abs(a["score"] - b["score"]) < 1e-4 for a, b in zip(got, want))
+    # A family's own metadata edited away (issue 20: a KeyError traceback): one line naming the file.
+    meta.pop("decoding")
+    (tmp_path / "m.onnx.json").write_text(json.dumps(meta))
+    from conftest import assert_user_error
+
+    assert_user_error(invoke("infer", seq2seq_run, "7", "--backend", "onnx", "--model", tmp_path / "m.onnx"),
+                      "m.onnx.json", "incomplete", "'decoding'", "grutool export")
 
 
 # --- refusals -----------------------------------------------------------------------------------

@@ -41,3 +41,29 @@ def test_json_and_vocabularies_round_trip_through_atomic_writes(tmp_path, monkey
     assert LabelVocab.load(tmp_path / "labels.json").itos == ["neg", "pos"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.json", "vocab.json", "x.json"]
 
+
+
+@pytest.mark.parametrize("errno_name", ["EACCES", "EROFS"])
+@pytest.mark.parametrize("where", ["mkstemp", "replace"])
+def test_a_folder_refusing_the_write_is_one_user_error(tmp_path, monkeypatch, errno_name, where):
+    """A folder that passed the checks can still refuse a write (ACLs, a read-only remount): issue 20 saw an
+    OSError traceback; now a UserError naming the file, the previous file kept, no temporary left."""
+    import errno
+    import os
+    import tempfile
+
+    from grutool.errors import UserError
+
+    target = tmp_path / "model.onnx"
+    target.write_bytes(b"previous")
+    code = getattr(errno, errno_name)
+
+    def refuse(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(tempfile if where == "mkstemp" else os, "mkstemp" if where == "mkstemp" else "replace", refuse)
+    with pytest.raises(UserError) as caught:
+        write_atomic(target, lambda f: f.write(b"new"))
+    assert str(target) in str(caught.value) and "cannot write it" in str(caught.value)
+    monkeypatch.undo()
+    assert target.read_bytes() == b"previous" and [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
