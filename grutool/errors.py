@@ -25,11 +25,14 @@ class UserError(Exception):
         self.options: tuple[str, ...] = (option,) if isinstance(option, str) else tuple(option or ())
 
 
-def clipped(text: str, limit: int = 200) -> str:
+def clipped(text: str, limit: int = 200, tail: int = 0) -> str:
     """`text` as an error message may quote it: at most `limit` characters, the cut marked with an ellipsis
-    (a value read from a file or typed on the command line can be megabytes long)."""
+    (a value read from a file or typed on the command line can be megabytes long); `tail`: characters kept
+    from the end (a whole message keeps its fix)."""
     text = str(text)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    if len(text) <= limit:
+        return text
+    return text[: limit - tail - 1] + "…" + (text[len(text) - tail:] if tail else "")
 
 
 def listed(counts, limit: int | None = None) -> str:

@@ -67,7 +67,7 @@ def user_errors():
     try:
         yield
     except UserError as exc:
-        message = str(exc)
+        message = clipped(str(exc), 2000, tail=500)  # whatever a message quotes, one readable line
         for option in exc.options:
             # The library names its keyword argument; here the user typed an option.
             flag = f"--{option.replace('_', '-')}"
