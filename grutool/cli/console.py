@@ -15,7 +15,7 @@ import typer
 
 from grutool.errors import TrainingInterrupted, UserError, clipped
 
-try:  # typer >= 0.22 carries its own copy of click
+try:  # recent typer carries its own copy of click
     from typer._click import exceptions as click_errors
 except ImportError:  # pragma: no cover
     from click import exceptions as click_errors
@@ -121,7 +121,7 @@ def usage_message(exc) -> str:
         got = errors()[0].get("input") if callable(errors) and errors() else None
         if got == "":
             text += " (got an empty value)"
-        elif got is not None and str(got) not in text:
+        elif got is not None and f"'{got}'" not in text:  # a choice error quotes the value already
             shown = got if isinstance(got, str) and got.strip() == got and got else repr(got)
             text += f" (got {clipped(shown, 60)})"
         return f"{name}: {text}"
