@@ -61,13 +61,20 @@ def setup_logging(quiet: bool) -> None:
     warnings.showwarning = show
 
 
+def one_line(message: str, limit: int = 2000) -> str:
+    """Whatever a message quotes, one readable line: control characters and line breaks escaped (`\\x1e`),
+    at most `limit` characters (the end, with the fix, kept)."""
+    message = re.sub(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]", lambda m: repr(m.group())[1:-1], message)
+    return clipped(message, limit, tail=min(500, limit // 3))
+
+
 @contextlib.contextmanager
 def user_errors():
     """Turn UserError into one line on stderr and exit code 2 (no traceback)."""
     try:
         yield
     except UserError as exc:
-        message = clipped(str(exc), 2000, tail=500)  # whatever a message quotes, one readable line
+        message = one_line(str(exc))
         for option in exc.options:
             # The library names its keyword argument; here the user typed an option.
             flag = f"--{option.replace('_', '-')}"
@@ -93,7 +100,8 @@ def usage_errors(command_path):
         raise  # a bare `grutool`: the help text
     except click_errors.UsageError as exc:
         path = exc.ctx.command_path if exc.ctx is not None else command_path()
-        err.print(f"[red]error:[/] {escape(clipped(usage_message(exc)))}; see {escape(path)} --help", markup=True)
+        err.print(f"[red]error:[/] {escape(one_line(usage_message(exc), 300))}; see {escape(one_line(path))} --help",
+                  markup=True)
         raise typer.Exit(2) from None
 
 
