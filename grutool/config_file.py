@@ -16,15 +16,61 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from grutool.config import Config
-from grutool.errors import UserError
+from grutool.errors import UserError, clipped
 from grutool.tasks import TASKS
 
 
 # --- loading ----------------------------------------------------------------------
 
 
+MAX_DEPTH = 100  # nesting levels: deeper, PyYAML's recursive composer raises RecursionError
+MAX_VALUES = 100_000  # values once aliases are expanded: an alias bomb (billion laughs) expands to billions
+
+
+class _Refused(yaml.MarkedYAMLError):
+    """Well-formed YAML that grutool will not read (too deep, or aliases that expand too far)."""
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that reads `1e-3` as a float (YAML 1.2); PyYAML's 1.1 rules need `1.0e-3`."""
+    """SafeLoader that reads `1e-3` as a float (YAML 1.2); PyYAML's 1.1 rules need `1.0e-3`. It refuses
+    documents nested deeper than MAX_DEPTH, and aliases that expand to more than MAX_VALUES values."""
+
+    _depth = 0
+
+    def compose_node(self, parent, index):
+        if self._depth >= MAX_DEPTH:
+            raise _Refused(None, None, f"nested more than {MAX_DEPTH} levels deep; a config is a few levels "
+                           f"of sections and lists", self.peek_event().start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_document(self):
+        node = super().compose_document()
+        _expanded_size(node, {})
+        return node
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """How many values `node` stands for with every alias written out (each shared node counted once per
+    use, computed once); _Refused at the first node above MAX_VALUES."""
+    key = id(node)
+    if key in sizes:
+        if sizes[key] < 0:
+            raise _Refused(None, None, "an alias refers to a node it is inside of (endless); write the "
+                           "values out", node.start_mark)
+        return sizes[key]
+    sizes[key] = -1  # in progress: meeting it again is a cycle
+    children = (node.value if isinstance(node, yaml.SequenceNode) else
+                [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else [])
+    size = 1 + sum(_expanded_size(child, sizes) for child in children)
+    if size > MAX_VALUES:
+        raise _Refused(None, None, f"aliases expand to more than {MAX_VALUES:,} values here; write the values "
+                       f"out, or use fewer aliases", node.start_mark)
+    sizes[key] = size
+    return size
 
 
 _Loader.add_implicit_resolver(
@@ -66,14 +112,24 @@ def read_text_file(path: Path, what: str) -> str:
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{path}: is a directory; give the {what} file inside it")
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"{path}: {what} file not found")
+    if not path.is_file():  # /dev/null, a FIFO, a socket: reading one may block or give nothing
+        raise UserError(f"{path}: not a regular file ({_kind(path)}); give the {what} file itself")
     data = path.read_bytes()
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise UserError(f"{path}:{line_of(data, e.start)}: not UTF-8 text (byte {e.start}); "
                         f"save the file as UTF-8") from None
+
+
+def _kind(path: Path) -> str:
+    import stat
+
+    mode = path.stat().st_mode
+    return ("a FIFO" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode) else
+            "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a file")
 
 
 def line_of(data: bytes, offset: int) -> int:
@@ -90,7 +146,9 @@ def read_yaml(path: Path, what: str = "config") -> tuple[Any, dict[tuple[str, ..
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        problem = clipped(getattr(e, "problem", None) or str(e).splitlines()[0])
+        if isinstance(e, _Refused):
+            raise UserError(f"{path}{at}: {problem}") from None
         raise UserError(f"{path}{at}: YAML syntax error: {problem}; fix the file") from None
     return raw, lines
 
@@ -132,12 +190,19 @@ def _format_errors(err: ValidationError, where: dict[tuple[str, ...], str]) -> s
     messages: dict[tuple[str, ...], str] = {}
     for e in err.errors():
         raw_loc = tuple(str(p) for p in e["loc"])
-        loc = raw_loc if e["type"] == "extra_forbidden" else _field_path(raw_loc)
+        loc = raw_loc if e["type"] in ("extra_forbidden", "invalid_key") else _field_path(raw_loc)
         dotted = ".".join(loc)
         prefix = where.get(loc) or where.get(loc[:-1]) or where.get(())
         got = e.get("input")
         if e["type"] == "extra_forbidden":
             text = f"{dotted}: unknown key{_suggest(loc[-1], loc[:-1])}"
+        elif e["type"] == "invalid_key":  # YAML reads `1:`, `1.5:`, `true:`, `null:` as non-string keys
+            parent = ".".join(loc[:-1])
+            kind = {bool: "a boolean", type(None): "YAML's null", int: "a number", float: "a number"}.get(
+                type(got), f"a {type(got).__name__}")
+            shown = yaml.safe_dump(got).splitlines()[0] if isinstance(got, bool) or got is None else repr(got)
+            text = (f"{parent + ': ' if parent else ''}key {clipped(shown, 60)} is {kind}, not a field "
+                    f"name{_suggest(str(got), loc[:-1])}")
         elif e["type"] == "missing":
             text = f"{dotted}: required field is missing"
         elif e["type"] == "value_error":
@@ -146,22 +211,23 @@ def _format_errors(err: ValidationError, where: dict[tuple[str, ...], str]) -> s
             text = f"{dotted}: needs a value (got none; an empty `--set {dotted}=` or a bare `{loc[-1]}:` gives none)"
         elif loc in messages:  # a union: one message per field, naming every accepted kind
             kind = raw_loc[len(loc)] if len(raw_loc) > len(loc) else e["msg"].lower()
-            messages[loc] = messages[loc].replace(" (got", f" or {kind} (got", 1)
+            if f" {kind} (got" not in messages[loc] and f" {kind} or " not in messages[loc]:
+                messages[loc] = messages[loc].replace(" (got", f" or {kind} (got", 1)
             continue
         else:
             kind = f"input should be {raw_loc[len(loc)]}" if len(raw_loc) > len(loc) else e["msg"].lower()
-            text = f"{dotted}: {kind} (got {got!r})"
+            text = f"{dotted}: {kind} (got {clipped(repr(got))})"
         messages.setdefault(loc, f"{prefix}: {text}" if prefix else text)
     return "; ".join(messages.values())
 
 
 def _apply_override(raw: dict, item: str) -> tuple[str, ...]:
     if "=" not in item:
-        raise UserError(f"--set {item}: expected key.path=value, e.g. --set model.hidden_size=256")
+        raise UserError(f"--set {clipped(item)}: expected key.path=value, e.g. --set model.hidden_size=256")
     key, _, value = item.partition("=")
     path = tuple(p for p in key.strip().split(".") if p)
     if not path:
-        raise UserError(f"--set {item}: empty key")
+        raise UserError(f"--set {clipped(item)}: empty key")
     # Check the path against the schema so typos fail here, with a suggestion.
     for i, part in enumerate(path[:-1]):
         parent = _schema_for(path[:i])
@@ -179,6 +245,8 @@ def _apply_override(raw: dict, item: str) -> tuple[str, ...]:
         node = node[part]
     try:
         node[path[-1]] = _load_yaml(value) if value.strip() else None
+    except _Refused as e:
+        raise UserError(f"--set {key}: {e.problem}") from None
     except yaml.YAMLError:
         node[path[-1]] = value
     return path
@@ -194,7 +262,7 @@ def parse_config(raw: Any, source: str = "<config>", overrides: list[str] = (),
     where = {path: f"{source}:{line}" for path, line in (lines or {}).items()}
     where[()] = source
     for item in overrides:
-        where[_apply_override(raw, item)] = f"--set {item}"
+        where[_apply_override(raw, item)] = f"--set {clipped(item)}"
     if default_output_dir is not None and raw.get("output_dir") is None:
         raw["output_dir"] = default_output_dir
     try:
@@ -205,7 +273,7 @@ def parse_config(raw: Any, source: str = "<config>", overrides: list[str] = (),
     if task is None:
         prefix = where.get(("task",)) or source
         known = ", ".join(f"'{name}'" for name in list(TASKS)[:-1]) + f" or '{list(TASKS)[-1]}'"
-        raise UserError(f"{prefix}: task: input should be {known} (got {cfg.task!r})")
+        raise UserError(f"{prefix}: task: input should be {known} (got {clipped(repr(cfg.task))})")
     try:
         task().check_config(cfg)
     except ValueError as err:

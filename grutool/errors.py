@@ -25,6 +25,16 @@ class UserError(Exception):
         self.options: tuple[str, ...] = (option,) if isinstance(option, str) else tuple(option or ())
 
 
+def clipped(text: str, limit: int = 200, tail: int = 0) -> str:
+    """`text` as an error message may quote it: at most `limit` characters, the cut marked with an ellipsis
+    (a value read from a file or typed on the command line can be megabytes long); `tail`: characters kept
+    from the end (a whole message keeps its fix)."""
+    text = str(text)
+    if len(text) <= limit:
+        return text
+    return text[: limit - tail - 1] + "…" + (text[len(text) - tail:] if tail else "")
+
+
 def listed(counts, limit: int | None = None) -> str:
     """A Counter for a message: 'a' (3), 'b' (1), most common first; ' ...' when `limit` cut it short."""
     shown = ", ".join(f"{k!r} ({v})" for k, v in counts.most_common(limit))

@@ -16,13 +16,15 @@ from grutool.config import SEED_MAX, SEED_MIN
 from grutool.errors import UserError
 
 NEVER_SAMPLED = (0, 1, 2)  # <pad>, <unk>, <bos>: never a model's output
+TEMPERATURES = (1e-20, 1e20)  # what float32 log-probabilities can be divided by and still sample
 
 
 def check_sampling(temperature: float, top_k: Optional[int], top_p: Optional[float], num: int,
                    max_length: Optional[int], seed: int = 0) -> None:
     """Sampling settings a user can get wrong, each as a UserError naming its option."""
-    if not temperature > 0:
-        raise UserError(f"temperature: must be > 0 (got {temperature}); for the most likely token use "
+    if not TEMPERATURES[0] <= temperature <= TEMPERATURES[1]:  # else float32 logits / temperature: 0 or inf
+        raise UserError(f"temperature: must be > 0 and finite, {TEMPERATURES[0]:g} to {TEMPERATURES[1]:g} "
+                        f"(got {temperature}); for the most likely token use "
                         f"`top_k` 1 or `greedy`", option=("temperature", "top_k", "greedy"))
     if top_k is not None and top_k < 1:
         raise UserError(f"top_k: must be at least 1 (got {top_k}); 1 is greedy", option="top_k")

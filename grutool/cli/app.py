@@ -14,12 +14,29 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from typer.core import TyperGroup
 
-from grutool.cli.console import err, out, setup_logging, user_errors
+from grutool.cli.console import err, out, setup_logging, usage_errors, user_errors
 from grutool.errors import UserError
+
+
+class _Group(TyperGroup):
+    """The command group; its usage errors (a bad option value, an unknown option, a missing argument), in
+    any command, are one `error:` line and exit code 2 (see `usage_errors`)."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        with usage_errors(lambda: info_name or self.name):
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx):
+        # A subcommand's own parsing happens in here; it names the subcommand's help when click did not.
+        with usage_errors(lambda: " ".join(filter(None, [ctx.command_path, ctx.invoked_subcommand]))):
+            return super().invoke(ctx)
+
 
 app = typer.Typer(
     name="grutool",
+    cls=_Group,
     no_args_is_help=True,
     # Shell completion: `grutool --install-completion` (bash, zsh, fish, PowerShell).
     add_completion=True,
@@ -341,7 +358,7 @@ app.command()(export)
 
 @app.command()
 def serve(
-    run_dir: Path = typer.Argument(..., help="Run directory written by `grutool train`."),
+    run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="Run directory written by `grutool train`."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (default: this machine only)."),
     port: int = typer.Option(8000, "--port", min=1, max=65535),
     backend: Backend = typer.Option(Backend.torch, "--backend", help="torch, or an export: onnx, torchscript."),

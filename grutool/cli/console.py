@@ -7,12 +7,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import sys
 import warnings
 
 import typer
 
-from grutool.errors import TrainingInterrupted, UserError
+from grutool.errors import TrainingInterrupted, UserError, clipped
+
+try:  # recent typer carries its own copy of click
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_errors
 
 
 class _LazyConsole:
@@ -55,13 +61,20 @@ def setup_logging(quiet: bool) -> None:
     warnings.showwarning = show
 
 
+def one_line(message: str, limit: int = 2000) -> str:
+    """Whatever a message quotes, one readable line: control characters and line breaks escaped (`\\x1e`),
+    at most `limit` characters (the end, with the fix, kept)."""
+    message = re.sub(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]", lambda m: repr(m.group())[1:-1], message)
+    return clipped(message, limit, tail=min(500, limit // 3))
+
+
 @contextlib.contextmanager
 def user_errors():
     """Turn UserError into one line on stderr and exit code 2 (no traceback)."""
     try:
         yield
     except UserError as exc:
-        message = str(exc)
+        message = one_line(str(exc))
         for option in exc.options:
             # The library names its keyword argument; here the user typed an option.
             flag = f"--{option.replace('_', '-')}"
@@ -74,3 +87,58 @@ def user_errors():
     except TrainingInterrupted as exc:
         err.print(f"interrupted: saved {exc.checkpoint}; continue with the same command plus --resume")
         raise typer.Exit(130)
+
+
+@contextlib.contextmanager
+def usage_errors(command_path):
+    """Turn click's usage errors (bad option values, unknown options, missing arguments) into one line on
+    stderr and exit code 2, as `user_errors` does; click would print `Usage:`, `Try ...` and `Error: ...`.
+
+    `command_path()`: the command whose --help the line points to when click does not say which."""
+    try:
+        yield
+    except click_errors.NoArgsIsHelpError:
+        raise  # a bare `grutool`: the help text
+    except click_errors.UsageError as exc:
+        path = exc.ctx.command_path if exc.ctx is not None else command_path()
+        err.print(f"[red]error:[/] {escape(one_line(usage_message(exc), 300))}; see {escape(one_line(path))} --help",
+                  markup=True)
+        raise typer.Exit(2) from None
+
+
+def usage_message(exc) -> str:
+    """A click UsageError as `what: wrong`, e.g. `--device: 'gpu' is not one of auto, cpu, cuda`."""
+    param = getattr(exc, "param", None)
+    if param is not None:
+        longest = max(param.opts, key=len) if getattr(param, "opts", None) else None
+        name = longest if longest and longest.startswith("-") else (
+            getattr(param, "display_name_raw", None) or getattr(param, "human_readable_name", None) or param.name)
+    if isinstance(exc, click_errors.MissingParameter) and param is not None:
+        return f"{name}: required {'option' if name.startswith('-') else 'argument'} is missing"
+    if isinstance(exc, click_errors.NoSuchOption):
+        close = f" (did you mean {' or '.join(sorted(exc.possibilities))}?)" if exc.possibilities else ""
+        return f"{exc.option_name}: no such option{close}"
+    if isinstance(exc, click_errors.BadOptionUsage):
+        text = "needs a value" if "requires an argument" in exc.message else _sentence(exc.message)
+        return f"{exc.option_name}: {text}"
+    if isinstance(exc, click_errors.BadParameter) and param is not None:
+        text = _sentence(re.sub(r"^Value error, ", "", exc.message))
+        # A choice list unquoted, as the rest of grutool writes one: `is not one of auto, cpu, cuda`.
+        head, sep, choices = text.partition(" is not one of ")
+        text = head + sep + re.sub(r"'([^']*)'", r"\1", choices)
+        errors = getattr(exc.__cause__, "errors", None)  # typer validates with pydantic: the value typed
+        got = errors()[0].get("input") if callable(errors) and errors() else None
+        if got == "":
+            text += " (got an empty value)"
+        elif got is not None and f"'{got}'" not in text:  # a choice error quotes the value already
+            shown = got if isinstance(got, str) and got.strip() == got and got else repr(got)
+            text += f" (got {clipped(shown, 60)})"
+        return f"{name}: {text}"
+    # `No such command 'trian'. Did you mean 'train'?` -> `no such command 'trian' (did you mean 'train'?)`
+    return re.sub(r"; (did you mean .*\?)$", r" (\1)", _sentence(exc.format_message()))
+
+
+def _sentence(text: str) -> str:
+    """Click's `Input should be ... .` as a clause: lower-case start, no full stop, `. ` as `; `."""
+    text = re.sub(r"\. (\w)", lambda m: "; " + m.group(1).lower(), text.strip().rstrip("."))
+    return text[:1].lower() + text[1:]

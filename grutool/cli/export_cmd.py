@@ -24,7 +24,7 @@ class Format(str, Enum):
 
 
 def export(
-    run_dir: Path = typer.Argument(..., help="Run directory written by `grutool train`."),
+    run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="Run directory written by `grutool train`."),
     format: Format = typer.Option(Format.onnx, "--format", help="onnx (needs the `onnx` extra) or torchscript."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Model file (default: RUN/model[.int8].onnx or .pt); the metadata JSON goes beside it."),
     int8: bool = typer.Option(False, "--int8", help="Dynamic int8 weights (onnx: ONNX Runtime's quantizer; torchscript: torch's quantize_dynamic)."),

@@ -129,6 +129,11 @@ def _read_table(cfg: Config, path: str, fmt: str, lo: float, hi: float) -> Lines
         if missing:
             raise UserError(f"{path}: condition column '{d.condition_column}' is empty at "
                             f"{first_row_line(d.model_copy(update={'format': fmt}), path, missing[0])}; fill or remove it")
+        nested = [i for i in rows if isinstance(raw[i], (list, dict))]
+        if nested:  # str() would make a condition "['x']"
+            raise UserError(f"{path}: condition column '{d.condition_column}' holds a {type(raw[nested[0]]).__name__} "
+                            f"at {first_row_line(d.model_copy(update={'format': fmt}), path, nested[0])}; "
+                            f"a condition is one string or number")
         conds = [str(raw[i]) for i in rows]
     where = [f"{path} {first_row_line(d.model_copy(update={'format': fmt}), path, i)}" for i in rows]
     return Lines([texts[i] for i in rows], conds, where)

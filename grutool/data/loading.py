@@ -19,7 +19,7 @@ from typing import Optional
 from urllib.parse import urlparse
 
 from grutool.config import DataConfig
-from grutool.errors import UserError
+from grutool.errors import UserError, clipped
 
 _EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "jsonl",
                ".parquet": "parquet", ".txt": "tsv"}
@@ -100,7 +100,7 @@ def load_file(path: str, cfg: DataConfig):
         raise UserError(f"{path}: data file not found{hint or not_found_hint(path)}")
     builder, kwargs = _builder_args(path, cfg)
     if builder != "parquet":
-        _check_text_file(p, file_format(path, cfg.format), cfg.header)
+        _check_text_file(p, file_format(path, cfg.format), cfg.header, cfg.column_names)
     transient = _TRANSIENT_CACHE.get()
     if transient is not None:
         kwargs.update(cache_dir=transient, keep_in_memory=True)  # the Arrow table lives on after the folder
@@ -116,8 +116,8 @@ def load_file(path: str, cfg: DataConfig):
                         f"{str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__}") from None
 
 
-def _check_text_file(p: Path, fmt: str, header: bool) -> None:
-    """UTF-8 and non-empty, checked here so the message can name the line."""
+def _check_text_file(p: Path, fmt: str, header: bool, column_names: Optional[list[str]] = None) -> None:
+    """UTF-8, non-empty and the right shape, checked here so the message can name the line."""
     data = p.read_bytes()
     try:
         text = data.decode("utf-8")
@@ -128,6 +128,10 @@ def _check_text_file(p: Path, fmt: str, header: bool) -> None:
     lines = sum(1 for l in text.splitlines() if l.strip())
     if lines - (1 if fmt in ("csv", "tsv") and header else 0) <= 0:
         raise UserError(f"{p}: no examples" + (" (only a header line)" if lines else " (empty file)"))
+    if fmt in ("csv", "tsv"):
+        _check_first_row(p, text, fmt, header, column_names)
+    if fmt == "json":
+        _check_json_shape(p, text)
     if fmt == "jsonl":  # the JSON parser behind `datasets` reports a byte offset: name the line instead
         import json
 
@@ -142,6 +146,65 @@ def _check_text_file(p: Path, fmt: str, header: bool) -> None:
             if not isinstance(row, dict):
                 raise UserError(f"{p}:{number}: expected a JSON object with the text and label fields, "
                                 f"got {type(row).__name__}") from None
+
+
+def _check_first_row(p: Path, text: str, fmt: str, header: bool, column_names: Optional[list[str]]) -> None:
+    """The first row has no more fields than there are columns: pandas would take the extra leading ones
+    as the index, shift every column of the file, and the label column would read as empty."""
+    import io
+    import itertools
+
+    lines = io.StringIO(text, newline=None)  # lazily, universal newlines
+    if fmt == "tsv":
+        rows = ((n, line.rstrip("\n").split("\t")) for n, line in enumerate(lines, 1) if line.strip())
+    else:
+        reader = csv.reader(lines)
+        rows = ((reader.line_num, row) for row in reader if row)
+    try:
+        first = list(itertools.islice(rows, 2 if header else 1))
+    except csv.Error:  # the reader behind `datasets` says what it is
+        return
+    names = column_names or (first[0][1] if header else None)
+    if names is None or len(first) < (2 if header else 1):
+        return
+    line, row = first[-1]
+    if len(row) > len(names):
+        what = f"the header names {len(names)}" if header and not column_names else \
+            f"data.column_names names {len(names)}"
+        fix = ("remove the extra tab(s): a TSV text cannot hold a tab" if fmt == "tsv" else
+               'put a text that holds commas in double quotes')
+        raise UserError(f"{p}:{line}: {len(row)} fields, but {what} ({', '.join(clipped(n, 40) for n in names)}); "
+                        f"{fix}")
+
+
+def _check_json_shape(p: Path, text: str) -> None:
+    """A .json file holds a list of objects, an object of columns, or JSON lines; pandas answers anything
+    else with `DataFrame constructor not properly called!`."""
+    import json
+
+    start = len(text) - len(text.lstrip())
+    if text[start:start + 1] == "{":
+        return
+    expected = ('expected a list of objects, [{"text": ..., "label": ...}, ...], '
+                'or one object per line')
+    decoder = json.JSONDecoder()
+    try:
+        if text[start:start + 1] == "[":
+            item = text[start + 1:].lstrip()
+            if item[:1] in ("{", "]"):
+                return
+            value, _ = decoder.raw_decode(item)
+            raise UserError(f"{p}: a JSON list of {_json_kind(value)}s; {expected}")
+        value, _ = decoder.raw_decode(text, start)
+    except json.JSONDecodeError as e:
+        raise UserError(f"{p}:{e.lineno}:{e.colno}: not valid JSON ({e.msg}); {expected}") from None
+    raise UserError(f"{p}: a JSON {_json_kind(value)} ({clipped(json.dumps(value), 40)}) at the top level; "
+                    f"{expected}")
+
+
+def _json_kind(value) -> str:
+    return {bool: "boolean", int: "number", float: "number", str: "string", list: "list",
+            dict: "object", type(None): "null"}.get(type(value), type(value).__name__)
 
 
 def _hub_reachable(timeout: float = HUB_TIMEOUT_S) -> Optional[str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from grutool.data.vocab import Vocab
-from grutool.errors import UserError
+from grutool.errors import UserError, clipped
 
 log = logging.getLogger("grutool")
 
@@ -41,9 +41,24 @@ def load_vectors(path: str, vocab: Vocab, dim: int) -> tuple[torch.Tensor, float
             if len(parts) - 1 != dim:
                 raise UserError(f"{path}:{lineno}: vectors have dimension {len(parts) - 1}, "
                                 f"but model.embedding_dim is {dim}; set model.embedding_dim: {len(parts) - 1}")
-            weight[idx] = torch.tensor([float(x) for x in parts[1:]])
+            try:
+                row = torch.tensor([float(x) for x in parts[1:]])  # float32: 1e39 becomes inf
+            except ValueError:
+                row = None
+            if row is None or not torch.isfinite(row).all():  # else training diverges, blaming train.lr
+                bad = next(x for x in parts[1:] if not _finite_float32(x))
+                raise UserError(f"{path}:{lineno}: vector for {clipped(word, 40)!r} holds {clipped(bad, 40)}, not a "
+                                f"finite float32 number (|x| < 3.4e38); fix or remove the line")
+            weight[idx] = row
             found.add(idx)
     coverage = len(found) / max(1, len(vocab) - 2)
     log.info("vectors: %d of %d vocabulary tokens found in %s (%.1f%% coverage)",
              len(found), len(vocab) - 2, path, 100 * coverage)
     return weight, coverage
+
+
+def _finite_float32(text: str) -> bool:
+    try:
+        return bool(torch.isfinite(torch.tensor(float(text))))
+    except ValueError:
+        return False

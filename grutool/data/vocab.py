@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Optional
 
 from grutool.atomic import write_json_atomic
+from grutool.errors import clipped
 
 if TYPE_CHECKING:
     import torch
@@ -85,7 +86,11 @@ class Vocab:
 
     @classmethod
     def load(cls, path: Path) -> "Vocab":
-        return cls(read_strings(path, "tokens"))
+        tokens = read_strings(path, "tokens")
+        if tokens[:2] != [PAD, UNK]:  # ids 0 and 1 size the embedding's padding row and unknown words
+            found = f"{clipped(json.dumps(tokens[:2], ensure_ascii=False), 60)} first" if tokens else "none"
+            raise ValueError(f'{path}: expected {{"tokens": ["{PAD}", "{UNK}", ...]}}, found {found}')
+        return cls(tokens)
 
 
 class LabelVocab:

@@ -6,7 +6,7 @@ import logging
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Optional
 
-from grutool.errors import UserError, listed
+from grutool.errors import UserError, clipped, listed
 from grutool.tasks.base import Prepared, Task
 
 if TYPE_CHECKING:
@@ -37,6 +37,11 @@ def read_examples(cfg: DataConfig, source: str, need_labels: bool = True) -> tup
     if nulls:
         raise UserError(f"{where}: label column '{cfg.label_column}' is empty on {len(nulls)} row(s), "
                         f"first at {first_row_line(cfg, source, nulls[0])}; fill or remove those rows")
+    nested = [i for i, v in enumerate(raw) if isinstance(v, (list, dict))]
+    if nested:  # str() would make a class "['x']"
+        raise UserError(f"{where}: label column '{cfg.label_column}' holds a {type(raw[nested[0]]).__name__} "
+                        f"({clipped(repr(raw[nested[0]]), 60)}) at {first_row_line(cfg, source, nested[0])} "
+                        f"({len(nested)} row(s)); a label is one string or number")
     # 1.0 from a float column and 1 from an int column are the same class.
     labels = [str(int(v)) if isinstance(v, float) and v.is_integer() else str(v) for v in raw]
     return texts, name_labels(cfg, labels)

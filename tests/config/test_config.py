@@ -10,6 +10,7 @@ Config validation never reads data, so the data paths in these files need not ex
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 from pathlib import Path
@@ -81,6 +82,17 @@ def test_missing_config_file(tmp_path):
     with pytest.raises(UserError, match="config file not found") as info:
         load_config(tmp_path / "nope.yaml")
     assert "nope.yaml" in str(info.value)
+
+
+def test_config_that_is_not_a_regular_file(tmp_path):
+    # Both were "config file not found"; reading a FIFO would wait for a writer.
+    with pytest.raises(UserError, match=r"^/dev/null: not a regular file \(a character device\); give the config"):
+        load_config("/dev/null")
+    if not hasattr(os, "mkfifo"):
+        return
+    os.mkfifo(tmp_path / "fifo.yaml")
+    with pytest.raises(UserError, match=r"fifo.yaml: not a regular file \(a FIFO\); give the config file itself"):
+        load_config(tmp_path / "fifo.yaml")
 
 
 def test_non_utf8_config_file(tmp_path):

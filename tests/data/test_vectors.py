@@ -35,6 +35,20 @@ def test_dimension_mismatch_names_the_fix(tmp_path):
         load_vectors(str(tmp_path / "missing.txt"), Vocab(["<pad>", "<unk>"]), 3)
 
 
+@pytest.mark.parametrize("values,expected", [
+    ("1 2 1e39", "holds 1e39, not a finite float32 number"),  # finite in Python, inf in float32
+    ("1 nan 3", "holds nan, not a finite float32"),
+    ("-inf 2 3", "holds -inf, not a finite float32"),
+    ("1 two 3", "holds two, not a finite float32 number"),
+])
+def test_values_that_are_not_finite_numbers_name_the_line(tmp_path, values, expected):
+    # Accepted before: training then diverged and the message blamed train.lr.
+    f = tmp_path / "g.txt"
+    f.write_text(f"bad 1 2 3\ngood {values}\n")
+    with pytest.raises(UserError, match=rf"g.txt:2: vector for 'good' {expected}"):
+        load_vectors(str(f), Vocab(["<pad>", "<unk>", "good", "bad"]), 3)
+
+
 def test_training_starts_from_the_vectors(tmp_path, caplog):
     raw = tiny_config(tmp_path, epochs=1)
     vec = tmp_path / "vec.txt"

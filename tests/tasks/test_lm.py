@@ -140,6 +140,9 @@ def test_a_word_model_reads_unknown_prompt_words_as_unk_with_a_warning(tmp_path)
     (["--condition", "klingon"], "--condition: unknown 'klingon'; known: kalo, pelt, zuri"),
     ([], "--condition: "),
     (["--condition", "zuri", "--temperature", "0"], "--temperature: must be > 0"),
+    (["--condition", "zuri", "--temperature", "inf"], "--temperature: must be > 0 and finite"),
+    (["--condition", "zuri", "--temperature", "1e300"], "1e-20 to 1e+20 (got 1e+300)"),  # inf in float32
+    (["--condition", "zuri", "--temperature", "1e-50"], "1e-20 to 1e+20 (got 1e-50)"),  # 0 in float32
     (["--condition", "zuri", "--top-p", "0"], "--top-p: must be in (0, 1]"),
     (["--condition", "zuri", "--top-p", "1.5"], "--top-p: must be in (0, 1]"),
     (["--condition", "zuri", "--top-k", "0"], "--top-k: must be at least 1"),

@@ -4,6 +4,7 @@ save -> load identical outputs, and bad inputs as exit code 2 with nothing writt
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -142,6 +143,14 @@ def test_infer_counts_characters_outside_the_vocabulary_and_truncates(reverse_ru
 
 def test_beam_below_one_exits_2(reverse_run):
     assert_user_error(invoke("infer", reverse_run[0], "12", "--beam", "0"), "--beam", "at least 1")
+
+
+def test_empty_target_vocabulary_exits_2(reverse_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(reverse_run[0], run)
+    (run / "target_vocab.json").write_text('{"tokens": []}', encoding="utf-8")
+    for args in (["infer", run, "12"], ["eval", run]):  # an IndexError from the target embedding before
+        assert_user_error(invoke(*args), "target_vocab.json: expected", '"<pad>", "<unk>"', "found none")
 
 
 def test_seq2seq_options_on_a_classifier_run_exit_2(tmp_path, tiny):
