@@ -1,7 +1,7 @@
 """Numericalised splits and the batches the models eat.
 
-A split is encoded once (one id tensor per example); an epoch is then a list of
-index batches. Bucketing puts examples of similar length in one batch so that
+A split is encoded once (one id tensor per example, or a `Ragged`: one flat tensor whose
+rows are the examples); an epoch is then a list of index batches. Bucketing puts examples of similar length in one batch so that
 packed sequences waste little work on padding.
 """
 
@@ -12,6 +12,8 @@ from typing import Iterator, Optional
 
 import torch
 from torch.nn.utils.rnn import pad_sequence
+
+from grutool.data.ragged import Ragged
 
 
 @dataclass
@@ -25,8 +27,9 @@ class EncodedSplit:
     (then batches carry targets as {"tokens", "example"}, so metrics know which example each row is).
     """
 
-    ids: list[torch.Tensor]                # each (T_i,) long
-    targets: Optional[list[torch.Tensor]]  # each () or (T_i,) long; None when unlabelled
+    ids: "list[torch.Tensor] | Ragged"     # each (T_i,) long
+    targets: Optional["list[torch.Tensor] | torch.Tensor"]  # each () or (T_i,) long, or one (N,) long tensor
+                                                            # (one label per example); None when unlabelled
     texts: list[str]
     label_names: Optional[list[str]] = None  # names of target ids: the model's labels, then unseen ones
     chars: Optional[list[torch.Tensor]] = None    # each (T_i, W_i) long: char ids of each token, 0-padded
@@ -49,6 +52,8 @@ class EncodedSplit:
         return len(self.ids)
 
     def lengths(self) -> list[int]:
+        if isinstance(self.ids, Ragged):
+            return self.ids.lengths()  # without making a view of each row
         return [len(x) for x in self.ids]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Optional
+from typing import TYPE_CHECKING, Iterable, Mapping, Optional
 
 from grutool.atomic import write_json_atomic
 from grutool.errors import clipped
@@ -55,7 +55,12 @@ class Vocab:
     @classmethod
     def build(cls, sequences: Iterable[list[str]], min_freq: int = 1,
               max_size: Optional[int] = None, specials: tuple[str, ...] = ()) -> "Vocab":
-        counts = Counter(tok for seq in sequences for tok in seq)
+        return cls.from_counts(Counter(tok for seq in sequences for tok in seq), min_freq, max_size, specials)
+
+    @classmethod
+    def from_counts(cls, counts: Mapping[str, int], min_freq: int = 1, max_size: Optional[int] = None,
+                    specials: tuple[str, ...] = ()) -> "Vocab":
+        """`build` from the token counts alone (see grutool.data.ragged.Tokenized.counts)."""
         # Most frequent first; ties broken alphabetically so builds are reproducible.
         ranked = sorted((t for t, c in counts.items() if c >= min_freq), key=lambda t: (-counts[t], t))
         ranked = [t for t in ranked if t not in (PAD, UNK) + tuple(specials)]

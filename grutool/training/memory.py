@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from grutool.errors import UserError
 
@@ -23,9 +24,19 @@ if TYPE_CHECKING:  # the config schema is not imported by a `shapes` layer repor
 OPTIMIZER_STATES = {"adam": 2, "adamw": 2, "sgd": 1}
 
 
+class _SkipInit(TorchFunctionMode):
+    """`torch.nn.init` functions return their tensor untouched: a meta tensor has no values to set, and
+    torch's meta `normal_` goes through `torch._refs`, whose first use imports torch._dynamo (~2.5 s)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if getattr(func, "__module__", None) == "torch.nn.init":
+            return args[0] if args else kwargs["tensor"]
+        return func(*args, **(kwargs or {}))
+
+
 def count_on_meta(task, cfg: Config, prepared) -> int:
     """Parameters of the model `task` builds for `cfg`, without allocating them."""
-    with torch.device("meta"):
+    with torch.device("meta"), _SkipInit():
         model = task.build_model(cfg, prepared)
     return sum(p.numel() for p in model.parameters())
 
