@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Optional
 from urllib.parse import urlparse
 
+from grutool import jsonsafe
 from grutool.config import DataConfig
 from grutool.errors import UserError, clipped
 
@@ -198,7 +199,7 @@ def _check_json_shape(p: Path, text: str) -> None:
         value, _ = decoder.raw_decode(text, start)
     except json.JSONDecodeError as e:
         raise UserError(f"{p}:{e.lineno}:{e.colno}: not valid JSON ({e.msg}); {expected}") from None
-    raise UserError(f"{p}: a JSON {_json_kind(value)} ({clipped(json.dumps(value), 40)}) at the top level; "
+    raise UserError(f"{p}: a JSON {_json_kind(value)} ({clipped(jsonsafe.dumps(value), 40)}) at the top level; "
                     f"{expected}")
 
 

@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Mapping, Optional
 
+from grutool import jsonsafe
 from grutool.atomic import write_json_atomic
 from grutool.errors import clipped
 
@@ -93,7 +94,7 @@ class Vocab:
     def load(cls, path: Path) -> "Vocab":
         tokens = read_strings(path, "tokens")
         if tokens[:2] != [PAD, UNK]:  # ids 0 and 1 size the embedding's padding row and unknown words
-            found = f"{clipped(json.dumps(tokens[:2], ensure_ascii=False), 60)} first" if tokens else "none"
+            found = f"{clipped(jsonsafe.dumps(tokens[:2], ensure_ascii=False), 60)} first" if tokens else "none"
             raise ValueError(f'{path}: expected {{"tokens": ["{PAD}", "{UNK}", ...]}}, found {found}')
         return cls(tokens)
 
