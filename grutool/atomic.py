@@ -15,7 +15,7 @@ import errno
 import os
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Callable, Optional
+from typing import BinaryIO, Callable, NoReturn, Optional
 
 from grutool import jsonsafe
 from grutool.errors import UserError
@@ -38,16 +38,9 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], None], size: Optional[i
     tmp = write_temporary(path, write, size)
     try:
         os.replace(tmp, path)
-    except OSError as exc:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
-        if exc.errno in NO_SPACE:
-            raise no_space(path, size) from None
-        if exc.errno in NOT_WRITABLE:
-            raise not_writable(path, exc) from None
-        raise
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        _reraise(exc, path, size)
 
 
 def write_temporary(path: Path, write: Callable[[BinaryIO], None], size: Optional[int] = None) -> Path:
@@ -64,18 +57,19 @@ def write_temporary(path: Path, write: Callable[[BinaryIO], None], size: Optiona
         # mkstemp creates 0600 files; give the result the permissions a plain open() would.
         os.chmod(tmp, 0o666 & ~_umask())
         return Path(tmp)
-    except OSError as exc:
+    except BaseException as exc:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
-        if exc.errno in NO_SPACE:
-            raise no_space(path, size) from None
-        if exc.errno in NOT_WRITABLE:
-            raise not_writable(path, exc) from None
-        raise
-    except BaseException:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        raise
+        _reraise(exc, path, size)
+
+
+def _reraise(exc: BaseException, path: Path, size: Optional[int]) -> NoReturn:
+    """A full disk or a folder refusing the write as one UserError naming `path`; anything else as it was."""
+    if isinstance(exc, OSError) and exc.errno in NO_SPACE:
+        raise no_space(path, size) from None
+    if isinstance(exc, OSError) and exc.errno in NOT_WRITABLE:
+        raise not_writable(path, exc) from None
+    raise exc
 
 
 # A folder that passed check_output_path can still refuse the write (ACLs, a read-only mount, a file made
