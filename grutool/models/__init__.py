@@ -1,5 +1,6 @@
 """Models, one module per family. Each returns `(logits, loss)` (loss is None without targets) and is
-built by its task (`grutool.tasks`) through `from_config(cfg, *, vocab_size, num_outputs, ...)`."""
+built by its task (`grutool.tasks`) through `from_config(cfg, *, vocab_size, num_outputs, ...)`, which builds
+the front-end and the encoder from the config and hands them to the constructor (`grutool.models.base`)."""
 
 
 def count_parameters(model) -> int:
