@@ -1,6 +1,5 @@
 """Models, one module per family. Each returns `(logits, loss)` (loss is None without targets) and is
-built by its task (`grutool.tasks`) through `from_config(cfg, *, vocab_size, num_outputs, ...)`, which builds
-the front-end and the encoder from the config and hands them to the constructor (`grutool.models.base`)."""
+built by its task (`grutool.tasks`) through `from_config(cfg, *, vocab_size, num_outputs, ...)`."""
 
 
 def count_parameters(model) -> int:
