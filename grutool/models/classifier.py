@@ -8,39 +8,29 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from grutool.config import Config
-from grutool.modules.embedder import Embedder, embedder_options
+from grutool.config import Config, ModelConfig
+from grutool.models.base import Model
+from grutool.modules.embedder import Embedder
 from grutool.modules.encoder import RecurrentEncoder
 from grutool.modules.masking import length_mask
 from grutool.modules.pooling import Pooling
 
 
-class Classifier(Embedder):
-    def __init__(self, vocab_size: int, num_classes: int, embedding_dim: int, hidden_size: int,
-                 num_layers: int = 1, bidirectional: bool = True, cell: str = "gru",
-                 dropout: float = 0.0, embedding_dropout: float = 0.0, head_dropout: float = 0.0,
-                 pooling: str = "last", freeze_embeddings: bool = False, token_dropout: float = 0.0,
-                 num_chars: int = 0, char_embedding_dim: int = 32, char_hidden_size: int = 32,
-                 kernel: str = "auto", layer_norm: bool = False, residual: bool = False):
-        super().__init__()
-        input_size = self.init_embedder(vocab_size, embedding_dim, freeze_embeddings=freeze_embeddings,
-                                        embedding_dropout=embedding_dropout, token_dropout=token_dropout,
-                                        num_chars=num_chars, char_embedding_dim=char_embedding_dim,
-                                        char_hidden_size=char_hidden_size, cell=cell, kernel=kernel)
-        self.encoder = RecurrentEncoder(input_size, hidden_size, num_layers, bidirectional, dropout, cell,
-                                        kernel=kernel, layer_norm=layer_norm, residual=residual)
-        self.pooling = Pooling(pooling, self.encoder.get_output_dim())
-        self.head_dropout = nn.Dropout(head_dropout)
-        self.head = nn.Linear(self.encoder.get_output_dim(), num_classes)
+class Classifier(Model):
+    def __init__(self, embedder: Embedder, encoder: RecurrentEncoder, num_classes: int, m: ModelConfig):
+        """Built parts in, the head sized from the encoder; `m` gives pooling and head_dropout."""
+        super().__init__(embedder)
+        self.encoder = encoder
+        self.pooling = Pooling(m.pooling, encoder.output_dim)
+        self.head_dropout = nn.Dropout(m.head_dropout)
+        self.head = nn.Linear(encoder.output_dim, num_classes)
 
     @classmethod
     def from_config(cls, cfg: Config, *, vocab_size: int, num_outputs: int, num_chars: int = 0) -> "Classifier":
         """`num_outputs` classes; `num_chars` sizes the char features (model.char_features)."""
-        m = cfg.model
-        return cls(vocab_size, num_outputs, **embedder_options(m, num_chars), hidden_size=m.hidden_size,
-                   num_layers=m.num_layers, bidirectional=m.bidirectional, cell=m.cell, dropout=m.dropout,
-                   kernel=m.kernel, layer_norm=m.layer_norm, residual=m.residual,
-                   head_dropout=m.head_dropout, pooling=m.pooling)
+        embedder = Embedder.from_config(cfg.model, vocab_size, num_chars=num_chars)
+        encoder = RecurrentEncoder.from_config(cfg.model, embedder.output_dim)
+        return cls(embedder, encoder, num_outputs, cfg.model)
 
     def scores(self, ids: torch.Tensor, lengths: torch.Tensor, chars: Optional[torch.Tensor] = None,
                h0: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:

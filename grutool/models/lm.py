@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from grutool.config import Config
+from grutool.config import Config, ModelConfig
+from grutool.models.base import Model
 from grutool.modules.embedder import Embedder
 from grutool.modules.encoder import RecurrentEncoder
 from grutool.modules.output import output_layers
@@ -30,37 +31,34 @@ class LMOutput(NamedTuple):
     state: object                   # the recurrent state after the last real step of each row
 
 
-class LanguageModel(Embedder):
-    def __init__(self, vocab_size: int, embedding_dim: int, hidden_size: int, num_layers: int = 1,
-                 cell: str = "gru", dropout: float = 0.0, embedding_dropout: float = 0.0,
-                 head_dropout: float = 0.0, tie_embeddings: bool = False, num_conditions: int = 0,
-                 condition_dim: int = 16, condition: str = "input",
-                 adaptive_cutoffs: Optional[list[int]] = None, kernel: str = "auto",
-                 layer_norm: bool = False, residual: bool = False):
-        super().__init__()
-        input_size = self.init_embedder(vocab_size, embedding_dim, embedding_dropout=embedding_dropout)
-        self.condition_input = bool(num_conditions) and condition in ("input", "both")
-        self.condition_embedding = nn.Embedding(num_conditions, condition_dim) if num_conditions else None
-        input_size += condition_dim if self.condition_input else 0
-        self.encoder = RecurrentEncoder(input_size, hidden_size, num_layers, bidirectional=False, dropout=dropout,
-                                        cell=cell, kernel=kernel, layer_norm=layer_norm, residual=residual)
+class LanguageModel(Model):
+    def __init__(self, embedder: Embedder, encoder: RecurrentEncoder, m: ModelConfig):
+        """Built parts in (the embedder with its condition embedding, if any); the output layer reads the
+        encoder's states over the embedder's vocabulary; `m` gives condition, head_dropout, tie_embeddings
+        and adaptive_cutoffs."""
+        super().__init__(embedder)
+        self.encoder = encoder
+        embedding = embedder.token_embedding()
+        vocab_size, H = embedding.num_embeddings, encoder.output_dim
         # condition -> h0 of every layer, (L*H) values
-        self.condition_state = (nn.Linear(condition_dim, num_layers * hidden_size)
-                                if num_conditions and condition in ("state", "both") else None)
-        self.head_dropout = nn.Dropout(head_dropout)
+        self.condition_state = (nn.Linear(self.condition_embedding.embedding_dim, encoder.num_layers * H)
+                                if self.condition_embedding is not None and m.condition in ("state", "both")
+                                else None)
+        self.head_dropout = nn.Dropout(m.head_dropout)
         self.adaptive = self.pre_output = self.out = None
-        if adaptive_cutoffs:  # never tied (the config says so): clusters of their own
-            self.adaptive = nn.AdaptiveLogSoftmaxWithLoss(hidden_size, vocab_size, list(adaptive_cutoffs), div_value=4.0)
+        if m.adaptive_cutoffs:  # never tied (the config says so): clusters of their own
+            self.adaptive = nn.AdaptiveLogSoftmaxWithLoss(H, vocab_size, list(m.adaptive_cutoffs), div_value=4.0)
         else:
-            self.pre_output, self.out = output_layers(hidden_size, self.embedding, vocab_size, tie_embeddings)
+            self.pre_output, self.out = output_layers(H, embedding, vocab_size, m.tie_embeddings)
 
     @classmethod
     def from_config(cls, cfg: Config, *, vocab_size: int, num_conditions: int = 0) -> "LanguageModel":
         """`vocab_size` tokens in and out; `num_conditions` condition labels (0: unconditioned)."""
-        m = cfg.model
-        return cls(vocab_size, m.embedding_dim, m.hidden_size, m.num_layers, m.cell, m.dropout,
-                   m.embedding_dropout, m.head_dropout, m.tie_embeddings, num_conditions, m.condition_dim,
-                   m.condition, m.adaptive_cutoffs, m.kernel, m.layer_norm, m.residual)
+        # A language model has never read model.token_dropout: kept so (its runs train as they did).
+        m = cfg.model.model_copy(update={"token_dropout": 0.0})
+        embedder = Embedder.from_config(m, vocab_size, num_conditions=num_conditions)
+        encoder = RecurrentEncoder.from_config(m, embedder.output_dim)
+        return cls(embedder, encoder, m)
 
     def initial_state(self, condition: Optional[torch.Tensor], batch_size: int):
         """h0 from the condition (model.condition state/both), else None (zeros)."""
@@ -73,13 +71,9 @@ class LanguageModel(Embedder):
     def features(self, ids: torch.Tensor, lengths: torch.Tensor, condition: Optional[torch.Tensor] = None,
                  state=None) -> tuple[torch.Tensor, object]:
         """ids (B, T), lengths (B,) on CPU -> what the output layer reads (B, T, H or E), final state."""
-        B, T = ids.shape
-        x = self.embed(ids)  # (B, T, E)
-        if self.condition_input:
-            c = self.condition_embedding(condition)[:, None].expand(B, T, -1)  # (B, T, C)
-            x = torch.cat([x, c.to(x.dtype)], dim=-1)  # (B, T, E + C)
+        x = self.embed(ids, None, condition)  # (B, T, E [+ C])
         if state is None:
-            state = self.initial_state(condition, B)
+            state = self.initial_state(condition, ids.shape[0])
         enc = self.encoder(x, lengths, state)
         o = self.head_dropout(enc.outputs)  # (B, T, H)
         if self.pre_output is not None:

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from grutool.config import Config
+from grutool.models.base import Model
 from grutool.data.vocab import Vocab
 from grutool.decoding import Generated, generate
 from grutool.modules.attention import Attention
@@ -63,52 +64,44 @@ class Seq2SeqOutput(NamedTuple):
     hypotheses: Optional[Generated] # outputs generated in eval mode (what metrics score); None while training
 
 
-class Seq2Seq(Embedder):
-    def __init__(self, source_vocab_size: int, target_vocab_size: int, embedding_dim: int, hidden_size: int,
-                 num_layers: int = 1, bidirectional: bool = True, cell: str = "gru",
-                 decoder_cell: Optional[str] = None, attention: str = "additive", input_feeding: bool = True,
-                 tie_embeddings: bool = False, dropout: float = 0.0, embedding_dropout: float = 0.0,
-                 head_dropout: float = 0.0, token_dropout: float = 0.0, teacher_forcing: float = 1.0,
-                 label_smoothing: float = 0.0, decoding: Optional[dict] = None, kernel: str = "auto",
-                 layer_norm: bool = False, residual: bool = False):
-        super().__init__()
-        self.teacher_forcing, self.label_smoothing = teacher_forcing, label_smoothing
-        self.decoder_cell = decoder_cell or cell
+class Seq2Seq(Model):
+    def __init__(self, embedder: Embedder, target_embedding: nn.Embedding, encoder: RecurrentEncoder, cfg: Config):
+        """Built parts in: the source front-end, the decoder's target embedding (built between the two, as
+        it always was) and the encoder. The decoder has the encoder's hidden size and layers; `cfg` gives
+        model.decoder_cell, attention, input_feeding, tie_embeddings, dropout, head_dropout, kernel,
+        train.teacher_forcing, label_smoothing and the decoding defaults."""
+        super().__init__(embedder)
+        m, t = cfg.model, cfg.train
+        self.teacher_forcing, self.label_smoothing = t.teacher_forcing, t.label_smoothing
+        self.decoder_cell = m.decoder_cell or m.cell
         # The source side is the shared embedder (token dropout, embedding, embedding_dropout); the target
         # embedding is the decoder's input (and maybe the output layer's weight), read with the same dropout.
-        self.init_embedder(source_vocab_size, embedding_dim, embedding_dropout=embedding_dropout,
-                           token_dropout=token_dropout, name="source_embedding")
-        self.target_embedding = nn.Embedding(target_vocab_size, embedding_dim, padding_idx=Vocab.pad_id)
-        self.encoder = RecurrentEncoder(embedding_dim, hidden_size, num_layers, bidirectional, dropout, cell,
-                                        kernel=kernel, layer_norm=layer_norm, residual=residual)
-        enc_dim = self.encoder.get_output_dim()
-        self.bridge = nn.Linear(enc_dim, hidden_size)
-        self.attention = Attention(attention, hidden_size, enc_dim) if attention != "none" else None
-        self.input_feeding = input_feeding and self.attention is not None
-        rnn_input = embedding_dim + (hidden_size if self.input_feeding else 0)
-        # The decoder runs one step per call while generating (and with input feeding, while training):
-        # kernel auto gives it nn.GRU's loop there and the fused kernel for whole teacher-forced sequences.
+        self.target_embedding = target_embedding
+        self.encoder = encoder
+        enc_dim, H = encoder.output_dim, encoder.hidden_size
+        self.bridge = nn.Linear(enc_dim, H)
+        self.attention = Attention(m.attention, H, enc_dim) if m.attention != "none" else None
+        self.input_feeding = m.input_feeding and self.attention is not None
+        rnn_input = target_embedding.embedding_dim + (H if self.input_feeding else 0)
+        # The decoder runs one step per call while generating (and with input feeding, while training);
+        # model.kernel auto picks the kernel per call, by the one policy the cell registry states.
         self._decoder_cell = get_cell(self.decoder_cell)
-        self.decoder = self._decoder_cell.build(rnn_input, hidden_size, num_layers=num_layers, dropout=dropout,
-                                                kernel=kernel)
-        self.combine = nn.Linear(hidden_size + enc_dim, hidden_size) if self.attention is not None else None
-        self.head_dropout = nn.Dropout(head_dropout)
-        self.pre_output, self.out = output_layers(hidden_size, self.target_embedding, target_vocab_size,
-                                                  tie_embeddings)
+        self.decoder = self._decoder_cell.build(rnn_input, H, num_layers=encoder.num_layers, dropout=m.dropout,
+                                                kernel=m.kernel)
+        self.combine = nn.Linear(H + enc_dim, H) if self.attention is not None else None
+        self.head_dropout = nn.Dropout(m.head_dropout)
+        self.pre_output, self.out = output_layers(H, target_embedding, target_embedding.num_embeddings,
+                                                  m.tie_embeddings)
         # Defaults for generation in eval mode (validation, eval); infer may override them.
-        self.decoding = dict(decoding or {})
+        self.decoding = cfg.decoding.model_dump()
 
     @classmethod
     def from_config(cls, cfg: Config, *, vocab_size: int, num_outputs: int) -> "Seq2Seq":
         """`vocab_size` source tokens, `num_outputs` target tokens."""
-        m, t = cfg.model, cfg.train
-        return cls(vocab_size, num_outputs, embedding_dim=m.embedding_dim, hidden_size=m.hidden_size,
-                   num_layers=m.num_layers, bidirectional=m.bidirectional, cell=m.cell, decoder_cell=m.decoder_cell,
-                   attention=m.attention, input_feeding=m.input_feeding, tie_embeddings=m.tie_embeddings,
-                   dropout=m.dropout, embedding_dropout=m.embedding_dropout, head_dropout=m.head_dropout,
-                   token_dropout=m.token_dropout, teacher_forcing=t.teacher_forcing,
-                   label_smoothing=t.label_smoothing, decoding=cfg.decoding.model_dump(), kernel=m.kernel,
-                   layer_norm=m.layer_norm, residual=m.residual)
+        embedder = Embedder.from_config(cfg.model, vocab_size, name="source_embedding")
+        target_embedding = nn.Embedding(num_outputs, cfg.model.embedding_dim, padding_idx=Vocab.pad_id)
+        encoder = RecurrentEncoder.from_config(cfg.model, embedder.output_dim)
+        return cls(embedder, target_embedding, encoder, cfg)
 
     # --- pieces shared by training and generation ------------------------------------------------
 

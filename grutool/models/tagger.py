@@ -9,9 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from grutool.config import Config
+from grutool.config import Config, ModelConfig
+from grutool.models.base import Model
 from grutool.modules.crf import CRF
-from grutool.modules.embedder import Embedder, embedder_options
+from grutool.modules.embedder import Embedder
 from grutool.modules.encoder import RecurrentEncoder
 from grutool.modules.masking import length_mask
 from grutool.modules.pooling import Pooling
@@ -27,40 +28,28 @@ class TaggerOutput(NamedTuple):
     intent: Optional[torch.Tensor]  # (B, K) intent logits (joint model), else None
 
 
-class Tagger(Embedder):
-    def __init__(self, vocab_size: int, num_tags: int, embedding_dim: int, hidden_size: int,
-                 num_layers: int = 1, bidirectional: bool = True, cell: str = "gru", dropout: float = 0.0,
-                 embedding_dropout: float = 0.0, head_dropout: float = 0.0, token_dropout: float = 0.0,
-                 freeze_embeddings: bool = False, crf: bool = False, constraints: Optional[tuple] = None,
-                 num_chars: int = 0, char_embedding_dim: int = 32, char_hidden_size: int = 32,
-                 num_intents: int = 0, pooling: str = "max", tag_loss_weight: float = 1.0,
-                 intent_loss_weight: float = 1.0, kernel: str = "auto", layer_norm: bool = False,
-                 residual: bool = False):
-        super().__init__()
-        self.tag_loss_weight, self.intent_loss_weight = tag_loss_weight, intent_loss_weight
-        input_size = self.init_embedder(vocab_size, embedding_dim, freeze_embeddings=freeze_embeddings,
-                                        embedding_dropout=embedding_dropout, token_dropout=token_dropout,
-                                        num_chars=num_chars, char_embedding_dim=char_embedding_dim,
-                                        char_hidden_size=char_hidden_size, cell=cell, kernel=kernel)
-        self.encoder = RecurrentEncoder(input_size, hidden_size, num_layers, bidirectional, dropout, cell,
-                                        kernel=kernel, layer_norm=layer_norm, residual=residual)
-        self.head_dropout = nn.Dropout(head_dropout)
-        self.head = nn.Linear(self.encoder.get_output_dim(), num_tags)
-        self.crf = CRF(num_tags, *(constraints or ())) if crf else None
-        self.pooling = Pooling(pooling, self.encoder.get_output_dim()) if num_intents else None
-        self.intent_head = nn.Linear(self.encoder.get_output_dim(), num_intents) if num_intents else None
+class Tagger(Model):
+    def __init__(self, embedder: Embedder, encoder: RecurrentEncoder, num_tags: int, m: ModelConfig, *,
+                 num_intents: int = 0, constraints: Optional[tuple] = None):
+        """Built parts in, the heads sized from the encoder; `m` gives head_dropout, crf, pooling and the loss
+        weights; `num_intents` > 0 adds the joint model's intent head; `constraints` (allowed start,
+        transition and end tags) restrict a CRF to the tag scheme's valid paths."""
+        super().__init__(embedder)
+        self.tag_loss_weight, self.intent_loss_weight = m.tag_loss_weight, m.intent_loss_weight
+        self.encoder = encoder
+        self.head_dropout = nn.Dropout(m.head_dropout)
+        self.head = nn.Linear(encoder.output_dim, num_tags)
+        self.crf = CRF(num_tags, *(constraints or ())) if m.crf else None
+        self.pooling = Pooling(m.pooling, encoder.output_dim) if num_intents else None
+        self.intent_head = nn.Linear(encoder.output_dim, num_intents) if num_intents else None
 
     @classmethod
     def from_config(cls, cfg: Config, *, vocab_size: int, num_outputs: int, num_chars: int = 0,
                     num_intents: int = 0, constraints: Optional[tuple] = None) -> "Tagger":
-        """`num_outputs` tags; `num_intents` > 0 adds the joint model's intent head; `constraints`
-        (allowed start, transition and end tags) restrict a CRF to the tag scheme's valid paths."""
-        m = cfg.model
-        return cls(vocab_size, num_outputs, **embedder_options(m, num_chars), hidden_size=m.hidden_size,
-                   num_layers=m.num_layers, bidirectional=m.bidirectional, cell=m.cell, dropout=m.dropout,
-                   kernel=m.kernel, layer_norm=m.layer_norm, residual=m.residual,
-                   head_dropout=m.head_dropout, crf=m.crf, constraints=constraints, num_intents=num_intents,
-                   pooling=m.pooling, tag_loss_weight=m.tag_loss_weight, intent_loss_weight=m.intent_loss_weight)
+        """`num_outputs` tags; `num_chars` sizes the char features (model.char_features)."""
+        embedder = Embedder.from_config(cfg.model, vocab_size, num_chars=num_chars)
+        encoder = RecurrentEncoder.from_config(cfg.model, embedder.output_dim)
+        return cls(embedder, encoder, num_outputs, cfg.model, num_intents=num_intents, constraints=constraints)
 
     def scores(self, ids: torch.Tensor, lengths: torch.Tensor, chars: Optional[torch.Tensor] = None,
                h0: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor]:

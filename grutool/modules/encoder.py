@@ -9,7 +9,7 @@ tagger and seq2seq all use it.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +17,9 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from grutool.cells import get_cell
+
+if TYPE_CHECKING:
+    from grutool.config import ModelConfig
 
 
 class EncoderOutput(NamedTuple):
@@ -40,8 +43,20 @@ class RecurrentEncoder(nn.Module):
         self.rnn = self._cell.build(input_size, hidden_size, num_layers=num_layers, bidirectional=bidirectional,
                                    dropout=dropout, kernel=kernel, layer_norm=layer_norm, residual=residual)
 
-    def get_output_dim(self) -> int:
+    @classmethod
+    def from_config(cls, m: "ModelConfig", input_size: int) -> "RecurrentEncoder":
+        """The encoder `model.*` describes (cell, kernel, size, layers, direction, dropout, layer_norm,
+        residual), reading `input_size` features per step (the front-end's `output_dim`)."""
+        return cls(input_size, m.hidden_size, m.num_layers, m.bidirectional, m.dropout, m.cell,
+                   kernel=m.kernel, layer_norm=m.layer_norm, residual=m.residual)
+
+    @property
+    def output_dim(self) -> int:
+        """Features per step of `outputs` and of `final`: D*H, what a head reads."""
         return self.hidden_size * self.num_directions
+
+    def get_output_dim(self) -> int:
+        return self.output_dim
 
     def initial_state(self, h0: torch.Tensor):
         """The `state` to pass for hidden state h0 (L*D, B, H) (LSTM: with a zero cell state)."""

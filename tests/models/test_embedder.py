@@ -33,7 +33,8 @@ def build(family: str, seed: int):
         return Classifier.from_config(cfg, vocab_size=30, num_outputs=3, num_chars=12)
     if family == "tagger":
         return Tagger.from_config(cfg, vocab_size=30, num_outputs=5, num_chars=12, num_intents=3)
-    return LanguageModel(30, 8, 6, embedding_dropout=0.3)
+    lm = ModelConfig(embedding_dim=8, hidden_size=6, bidirectional=False, embedding_dropout=0.3)
+    return LanguageModel.from_config(Config.model_construct(model=lm), vocab_size=30)
 
 
 def inputs():
@@ -78,7 +79,7 @@ def test_old_state_dict_loads_and_predicts_the_same(family):
 @pytest.mark.parametrize("family", ["classifier", "tagger"])
 def test_embedding_dropout_acts_on_word_and_char_vectors(family):
     model = build(family, seed=0).train()
-    model.token_dropout = 0.0
+    model.embedder.token_dropout = 0.0
     ids, lengths, chars = inputs()
     seen = {}
     model.encoder.register_forward_pre_hook(lambda mod, args: seen.update(x=args[0]))
@@ -95,8 +96,9 @@ def test_seq2seq_embeds_its_source_through_the_shared_embedder_under_its_old_key
     from grutool.models.seq2seq import Seq2Seq
 
     torch.manual_seed(0)
-    model = Seq2Seq(11, 9, 6, 8, embedding_dropout=0.5, token_dropout=0.5)
-    assert isinstance(model, Embedder) and model.token_embedding() is model.source_embedding
+    m = ModelConfig(embedding_dim=6, hidden_size=8, embedding_dropout=0.5, token_dropout=0.5)
+    model = Seq2Seq.from_config(Config.model_construct(model=m), vocab_size=11, num_outputs=9)
+    assert isinstance(model.embedder, Embedder) and model.token_embedding() is model.source_embedding
     keys = list(model.state_dict())
     assert keys[:2] == ["source_embedding.weight", "target_embedding.weight"], "checkpoint keys as before"
     ids = torch.randint(1, 11, (3, 5))

@@ -223,13 +223,16 @@ def test_registry_declares_capabilities():
 
 @pytest.mark.parametrize("saved_with,loaded_with", [("fused", "native"), ("native", "fused")])
 def test_a_model_checkpoint_predicts_identically_with_the_other_kernel(tmp_path, saved_with, loaded_with):
+    from grutool.config import Config, ModelConfig  # (kept apart from the lines the family move rewrites)
     from grutool.checkpoint import load_checkpoint, save_atomic
     from grutool.models.classifier import Classifier
 
     def build(kernel):
         torch.manual_seed(0)
-        return Classifier(50, 3, 8, 6, num_layers=2, bidirectional=True, kernel=kernel, num_chars=12,
-                          char_embedding_dim=4, char_hidden_size=5).eval()
+        m = ModelConfig(embedding_dim=8, hidden_size=6, num_layers=2, bidirectional=True, kernel=kernel,
+                        char_features=True, char_embedding_dim=4, char_hidden_size=5)
+        return Classifier.from_config(Config.model_construct(model=m), vocab_size=50, num_outputs=3,
+                                      num_chars=12).eval()
 
     saved = build(saved_with)
     path = tmp_path / "best.pt"

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from grutool.config import Config, ModelConfig
 from grutool.data.batching import sorted_batches
 from grutool.data.lm import encode_stream
 from grutool.data.vocab import Vocab
@@ -18,9 +19,16 @@ from grutool.training.evaluation import evaluate_split
 V = 12
 
 
+def build(vocab_size: int = V, num_conditions: int = 0, **kw) -> LanguageModel:
+    """E 8, H 16, model.* from `kw`, built as the task builds it."""
+    m = ModelConfig(embedding_dim=8, hidden_size=16, bidirectional=False, **kw)
+    return LanguageModel.from_config(Config.model_construct(model=m), vocab_size=vocab_size,
+                                     num_conditions=num_conditions)
+
+
 def model(**kw) -> LanguageModel:
     torch.manual_seed(0)
-    return LanguageModel(V, 8, 16, **kw).eval()
+    return build(**kw).eval()
 
 
 def test_tied_weights_are_one_tensor():
@@ -82,7 +90,7 @@ def test_encoder_state_is_h0_for_packed_rows_and_kept_by_empty_ones(kernel):
 
 def test_adaptive_softmax_gives_normalised_log_probabilities_and_learns():
     torch.manual_seed(0)
-    m = LanguageModel(40, 8, 16, adaptive_cutoffs=[6, 20])
+    m = build(40, adaptive_cutoffs=[6, 20])
     ids = torch.randint(2, 40, (4, 9))
     targets = torch.roll(ids, -1, dims=1)  # learnable: the next token is the input's neighbour
     opt = torch.optim.Adam(m.parameters(), lr=0.02)

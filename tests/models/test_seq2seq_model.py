@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from grutool.config import Config, ModelConfig, TrainConfig
 from grutool.data.vocab import Vocab
 from grutool.decoding import beam_search, generate, greedy
 from grutool.models.seq2seq import Seq2Seq
@@ -16,9 +17,11 @@ SRC_V, TGT_V = 17, 13
 
 def make_model(seed: int = 0, **kwargs) -> Seq2Seq:
     torch.manual_seed(seed)
+    train = TrainConfig(**{k: kwargs.pop(k) for k in ("teacher_forcing", "label_smoothing") if k in kwargs})
     args = dict(embedding_dim=8, hidden_size=12, num_layers=2, bidirectional=True, attention="additive")
     args.update(kwargs)
-    return Seq2Seq(SRC_V, TGT_V, **args).eval()
+    cfg = Config.model_construct(model=ModelConfig(**args), train=train)
+    return Seq2Seq.from_config(cfg, vocab_size=SRC_V, num_outputs=TGT_V).eval()
 
 
 def batch(seed: int = 1, lengths=(5, 3, 1, 4)):
