@@ -1,0 +1,1 @@
+"""grutool's recurrent kernels: the packed-row runtime (`runtime`, `gemm`) and one file per cell (`gru`, `lstm`, `rnn`)."""
