@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from grutool.modules.rnn.gemm import Linear, gemm_backend, matmul_t
-from grutool.modules.rnn.runtime import CellStep, Recurrent, direction, final_rows, previous_rows, step_order, step_start
+from grutool.modules.rnn.runtime import (CellStep, Recurrent, direction, final_rows, previous_rows, step_order,
+                                         step_start)
 
 
 def _prepare(module, weights, rows: int, steps: int, dtype) -> tuple[bool, str]:
