@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from grutool.modules.fused_gru import GRU
+from grutool.modules.rnn.gru import GRU
 
 
 def median_ms(fns: dict, repeats: int, min_s: float = 0.05) -> dict:

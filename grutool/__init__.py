@@ -6,7 +6,7 @@ Python API (imports torch on first use, not on `import grutool`):
     summary = train(load_config("configs/sentiment.yaml"))
 """
 
-__version__ = "0.1.0"
+from grutool.version import __version__  # noqa: F401  (the public `grutool.__version__`)
 
 # `grutool.evaluate` is both a submodule and the function: importing a submodule sets the package's
 # attribute to the module, so a lazy attribute of the same name would be shadowed the first time any

@@ -2,8 +2,10 @@
 
 A `Cell` declares what callers need to know instead of testing a cell's name: its gate count, the
 kernels it has, whether its state is `(h, c)`, and whether it can stack layers with LayerNorm and
-residual connections. This module imports no torch (nor any grutool module) until a layer is
-built, so the config schema reads cell and kernel names and capabilities from it for free.
+residual connections, and where kernel `auto` runs its fused kernel (`Cell.auto`). This module imports
+no torch until a layer is built, and of grutool only the import-free `grutool.kernels`, so the config
+schema reads cell and kernel names and capabilities from it for free. The kernels
+(`grutool.modules.rnn`) are loaded by name and never import this module back (tests/test_import_graph.py).
 """
 
 from __future__ import annotations
@@ -12,11 +14,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Optional
 
-KERNELS = ("auto", "native", "fused")
-"""`native`: PyTorch's module (oneDNN for dense LSTM on CPU, cuDNN on CUDA); `fused`: grutool's CPU
-kernels (`grutool.modules.fused_gru`, `fused_lstm`, `fused_rnn`); `auto`: `fused` where it is faster
-(CPU, float32/float64; GRU: packed batches and dense ones of 8+ steps; LSTM: packed training, packed
-inference from H 256; RNN: packed training), else `native`."""
+from grutool.kernels import AUTO, KERNELS, Auto  # noqa: F401  (KERNELS: read from here by the config schema)
 
 
 @dataclass(frozen=True)
@@ -27,6 +25,11 @@ class Cell:
     fused: Optional[str] = None     # grutool's module with the same parameters and a `kernel` argument
     cell_state: bool = False        # forward returns (h_n, c_n) instead of h_n
     stacks: bool = False            # layer_norm / residual between layers (grutool's own layer stack)
+
+    @property
+    def auto(self) -> Optional[Auto]:
+        """Where kernel `auto` runs the fused kernel (`grutool.kernels.AUTO`); None without one."""
+        return AUTO[self.name] if self.fused else None
 
     @property
     def kernels(self) -> tuple[str, ...]:
@@ -73,9 +76,9 @@ def _load(path: str):
 
 
 CELLS: dict[str, Cell] = {
-    "gru": Cell("gru", 3, "torch.nn.GRU", fused="grutool.modules.fused_gru.GRU", stacks=True),
-    "lstm": Cell("lstm", 4, "torch.nn.LSTM", fused="grutool.modules.fused_lstm.LSTM", cell_state=True),
-    "rnn": Cell("rnn", 1, "torch.nn.RNN", fused="grutool.modules.fused_rnn.RNN"),
+    "gru": Cell("gru", 3, "torch.nn.GRU", fused="grutool.modules.rnn.gru.GRU", stacks=True),
+    "lstm": Cell("lstm", 4, "torch.nn.LSTM", fused="grutool.modules.rnn.lstm.LSTM", cell_state=True),
+    "rnn": Cell("rnn", 1, "torch.nn.RNN", fused="grutool.modules.rnn.rnn.RNN"),
 }
 CELL_NAMES = tuple(CELLS)
 

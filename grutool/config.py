@@ -135,12 +135,11 @@ class ModelConfig(_Section):
     cell: Literal[CELL_NAMES] = "gru"
     """Recurrent cell: `gru`, `lstm` or `rnn` (tanh); parameters named and shaped as nn.GRU / nn.LSTM / nn.RNN."""
     kernel: Literal[KERNELS] = "auto"
-    """How the recurrent layers run: `fused` (grutool's CPU kernels, `grutool.modules.fused_gru` /
-    `fused_lstm` / `fused_rnn`: same parameters and results as nn.GRU / nn.LSTM / nn.RNN, faster
-    training), `native` (PyTorch's own modules: oneDNN for dense LSTM on CPU, cuDNN on CUDA), or
-    `auto`: `fused` on CPU where it is faster (GRU: packed batches and dense ones of 8+ steps; LSTM:
-    packed training, packed inference from hidden_size 256; RNN: packed training), `native` otherwise
-    (CUDA, dense LSTM, short dense GRU batches, one-step decoding). Checkpoints load with any kernel."""
+    """How the recurrent layers run: `auto` (`fused` on CPU where it measured faster, per cell and input,
+    else `native`), `fused` (grutool's CPU kernels, `grutool.modules.rnn`: same parameters and results as
+    nn.GRU / nn.LSTM / nn.RNN, faster training) or `native` (PyTorch's own modules: oneDNN for dense LSTM
+    on CPU, cuDNN on CUDA). Where `auto` picks `fused` is one table, `grutool.kernels.AUTO` (also in
+    `grutool bench --help`). Checkpoints load with any kernel."""
     layer_norm: bool = False
     """LayerNorm on each recurrent layer's output before the next layer (deep stacks; num_layers > 1,
     cell gru). Applies to the encoder; a seq2seq decoder keeps a plain stack."""

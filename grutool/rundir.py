@@ -198,7 +198,7 @@ def prepare_new(path: Path, overwrite: bool) -> None:
             (path / TENSORBOARD).rmdir()
     path.mkdir(parents=True, exist_ok=True)
     remove_temporaries(path)
-    from grutool import __version__
+    from grutool.version import __version__
 
     since = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     write_text_atomic(jsonsafe.dumps({"grutool": __version__, "created": since}) + "\n", path / MARKER)

@@ -57,11 +57,10 @@ class Grid:
     """`padded`: every sequence T long, fed unpacked; `packed`: lengths uniform in 1..T, packed by the
     production encoder; `bucketed`: a batch of similar lengths from grutool's bucketed sampler, packed."""
     kernels: Optional[tuple[str, ...]] = None
-    """`default`: what grutool picks (`model.kernel: auto`, or the config's own kernel: grutool's fused
-    GRU on CPU, PyTorch's choice for LSTM and RNN, i.e. oneDNN for dense LSTM on CPU, cuDNN on CUDA);
-    `native`: PyTorch's modules with oneDNN/cuDNN switched off, so every cell runs ATen's own per-step
-    loop; `fused`: grutool's fused kernel (cells that have one: gru). Rows of a cell without the
-    asked kernel are left out."""
+    """`default`: what grutool picks (`model.kernel: auto`, whose rule is `grutool.kernels.AUTO`, or the
+    config's own kernel); `native`: PyTorch's modules with oneDNN/cuDNN switched off, so every cell runs
+    ATen's own per-step loop; `fused`: grutool's fused kernel (the cells `grutool.cells` gives one). Rows
+    of a cell without the asked kernel are left out."""
     dtype: Optional[tuple[str, ...]] = None
     """Parameter and input dtype of layer workloads (float16 needs CUDA)."""
     device: Optional[str] = None

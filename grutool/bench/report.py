@@ -180,7 +180,7 @@ def legend(report: dict) -> str:
     return (f"ms/batch: median time per batch (~: interquartile range above "
             f"{report.get('settings', {}).get('noisy_spread', 0.1):.0%} of it); vs LSTM: time over the LSTM row "
             f"that differs only in the cell (fused rows: LSTM's default row; below 1 = faster); kernel: "
-            f"fused = grutool's fused GRU, onednn/cudnn = fused library kernel, "
+            f"fused = grutool's fused kernel, onednn/cudnn = fused library kernel, "
             f"native = ATen's per-step loop; *: {off} switched off (--kernels native)")
 
 

@@ -13,6 +13,8 @@ from typing import List, Optional
 
 import typer
 
+from grutool.kernels import describe_auto
+
 
 def bench(
     grid_file: Optional[Path] = typer.Argument(
@@ -33,8 +35,9 @@ def bench(
     lengths: Optional[str] = typer.Option(
         None, help="padded (dense, unpacked), packed (varied lengths, packed) and/or bucketed (similar lengths, packed)."),
     kernels: Optional[str] = typer.Option(
-        None, help="default (grutool's choice: fused GRU on CPU, PyTorch's for LSTM/RNN), native (PyTorch's "
-                   "modules, oneDNN on CPU / cuDNN on CUDA switched off) and/or fused (grutool's fused GRU)."),
+        None, help=f"default (grutool's choice, model.kernel auto: fused on CPU for {describe_auto()}; else "
+                   "PyTorch's), native (PyTorch's modules, oneDNN on CPU / cuDNN on CUDA switched off) and/or fused "
+                   "(grutool's fused kernels)."),
     device: Optional[str] = typer.Option(None, help="auto (CUDA if present), cpu or cuda."),
     dtype: Optional[str] = typer.Option(None, help="float32, bfloat16, float16 (CUDA only); layer rows only."),
     threads: Optional[int] = typer.Option(None, help="torch.set_num_threads for the run."),

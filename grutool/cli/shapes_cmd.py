@@ -12,6 +12,8 @@ from typing import Optional
 
 import typer
 
+from grutool.kernels import describe_auto
+
 
 class Cell(str, Enum):
     gru = "gru"
@@ -33,8 +35,9 @@ def shapes(
     no_bias: bool = typer.Option(False, "--no-bias", help="bias=False: no bias_ih / bias_hh."),
     dropout: Optional[float] = typer.Option(None, "--dropout", help="Dropout between layers (needs --layers 2+)."),
     proj_size: Optional[int] = typer.Option(None, "--proj-size", help="P: LSTM projection of h (--cell lstm only)."),
-    kernel: Optional[str] = typer.Option(None, "--kernel", help="auto (default: grutool's fused GRU on CPU), "
-                                         "native (PyTorch's module) or fused; every check runs on that module."),
+    kernel: Optional[str] = typer.Option(None, "--kernel", help=f"auto (default: grutool's fused kernel on CPU for "
+                                         f"{describe_auto()}), native (PyTorch's module) or fused; every check "
+                                         "runs on that module."),
     config: Optional[Path] = typer.Option(None, "--config",
                                           help="Trace the model a config builds instead of one layer."),
     explain: bool = typer.Option(False, "--explain",

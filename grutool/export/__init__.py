@@ -213,7 +213,7 @@ def metadata(run, task, fmt: str, int8: bool, files: dict[str, Path], signatures
     """What the JSON beside an export holds: enough to tokenize, run and read it without grutool."""
     import torch
 
-    from grutool import __version__
+    from grutool.version import __version__
 
     cfg = run.config
     d = cfg.data

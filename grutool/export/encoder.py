@@ -10,7 +10,7 @@ and the results equal the packed path's (tested against `RecurrentEncoder`). Eac
 ONNX `GRU` op with dynamic batch and length, plus two gathers for the backward one.
 
 It also runs grutool's layer stack (`model.layer_norm`, `model.residual`) layer by layer, as
-`grutool.modules.fused_gru.GRU` does, so those models export too.
+`grutool.modules.rnn.gru.GRU` does, so those models export too.
 """
 
 from __future__ import annotations

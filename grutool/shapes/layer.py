@@ -39,7 +39,7 @@ def build_layer(spec: LayerSpec) -> nn.RNNBase:
         warnings.filterwarnings("ignore", message=".*dropout option adds dropout.*")  # reported by check_spec
         if spec.proj_size:  # a projection is nn.LSTM's alone
             return nn.LSTM(spec.input_size, spec.hidden_size, **kwargs)
-        # The module `train` would build (grutool.cells): with kernel auto, grutool's fused GRU on CPU.
+        # The module `train` would build (grutool.cells); kernel auto: grutool.kernels.AUTO.
         return get_cell(spec.cell).build(spec.input_size, spec.hidden_size, num_layers=spec.num_layers,
                                          bidirectional=spec.bidirectional, dropout=spec.dropout, bias=spec.bias,
                                          batch_first=spec.batch_first, kernel=spec.kernel)
@@ -47,7 +47,7 @@ def build_layer(spec: LayerSpec) -> nn.RNNBase:
 
 def _cell_name(module: nn.Module) -> str:
     for name in CELL_NAMES:
-        if isinstance(module, getattr(nn, name.upper())):  # grutool's fused GRU is an nn.GRU
+        if isinstance(module, getattr(nn, name.upper())):  # grutool's fused modules subclass nn.GRU / LSTM / RNN
             return name
     raise TypeError(f"not one of {list(CELL_NAMES)}: {type(module).__name__}")
 
@@ -467,8 +467,8 @@ def analyze_layer(module: nn.RNNBase, batch: int, seq_len: int, lengths: Optiona
     report = {
         "mode": "layer",
         "module": (f"nn.{type(module).__name__}" if type(module).__module__.startswith("torch")
-                   else f"{type(module).__module__}.{type(module).__name__} (kernel {module.kernel}; nn.GRU's "
-                        f"parameters and results)"),
+                   else f"{type(module).__module__}.{type(module).__name__} (kernel {module.kernel}; "
+                        f"nn.{type(module).__name__}'s parameters and results)"),
         "settings": {"cell": cell, "input_size": I, "hidden_size": H, "num_layers": L, "bidirectional": D == 2,
                      "batch_first": bf, "batch": B, "seq_len": T, "lengths": list(lengths) if lengths else None,
                      "bias": m.bias, "dropout": m.dropout, "proj_size": P, "kernel": getattr(m, "kernel", "native"),

@@ -281,10 +281,11 @@ def test_smoke_rows_say_which_kernel_ran(smoke):
     rows = reports.read_report(smoke[1] / "s.json")["rows"]
     kernel = {(r["cell"], r["mode"], r["lengths"], r["kernels"]): r["kernel"] for r in rows}
     # grutool's default GRU on CPU is its fused kernel, except on dense batches shorter than
-    # AUTO_MIN_STEPS (the smoke's T = 6), where nn.GRU's own loop is faster; --kernels native is PyTorch's.
-    from grutool.modules.fused_gru import AUTO_MIN_STEPS
+    # kernel auto's dense_from_steps (the smoke's T = 6), where nn.GRU's own loop is faster; --kernels native
+    # is PyTorch's.
+    from grutool.kernels import AUTO
 
-    assert AUTO_MIN_STEPS > 6
+    assert AUTO["gru"].dense_from_steps > 6
     for (cell, mode, lengths, kernels), k in kernel.items():
         if cell == "gru" and kernels == "default":
             assert k == ("fused" if lengths == "packed" else "native"), (mode, lengths)

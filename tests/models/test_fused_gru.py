@@ -10,8 +10,10 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from grutool.cells import CELLS, get_cell
-from grutool.modules import fused_gru
-from grutool.modules.fused_gru import GRU, gemm_backend, use_gemm_backend
+from grutool.kernels import AUTO
+from grutool.modules.rnn import gemm, gru
+from grutool.modules.rnn.gemm import gemm_backend, use_gemm_backend
+from grutool.modules.rnn.gru import GRU
 
 I, H, B, T = 5, 4, 4, 6
 LENGTHS = torch.tensor([6, 1, 3, 6])  # ragged, with a length-1 sequence, unsorted
@@ -59,7 +61,7 @@ def test_float64_equals_nn_gru(layers, bidirectional, batch_first, packed, with_
 @pytest.mark.parametrize("backend", ["blas", "onednn"])
 @pytest.mark.parametrize("packed", [False, True])
 def test_float32_equals_nn_gru_on_both_gemm_paths(backend, packed):
-    if backend == "onednn" and not fused_gru._onednn_available():
+    if backend == "onednn" and not gemm._onednn_available():
         pytest.skip("this torch build has no oneDNN linear ops")
     ref, fused = _pair(2, True, True, dtype=torch.float32)
     x = torch.randn(B, T, I)
@@ -71,7 +73,7 @@ def test_float32_equals_nn_gru_on_both_gemm_paths(backend, packed):
 
 
 def test_onednn_and_blas_paths_agree_at_a_size_where_auto_picks_onednn():
-    if not fused_gru._onednn_available():
+    if not gemm._onednn_available():
         pytest.skip("this torch build has no oneDNN linear ops")
     torch.manual_seed(0)
     layer = GRU(32, 128, batch_first=True, bidirectional=True, kernel="fused")
@@ -104,7 +106,7 @@ def test_gradcheck_on_a_tiny_case():
     h0 = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
     for reverse in (False, True):
         def f(x, h0, *w):
-            out, h_n = fused_gru.gru_direction(x, h0, *w, [2, 2, 1], reverse)
+            out, h_n = gru.gru_direction(x, h0, *w, [2, 2, 1], reverse)
             return out, h_n
         assert torch.autograd.gradcheck(f, (x, h0, *w))
 
@@ -198,9 +200,9 @@ def test_checkpoint_of_one_kernel_loads_into_the_other_and_predicts_the_same(tmp
 
 def test_auto_uses_the_fused_kernel_on_cpu_except_for_short_dense_calls():
     layer = GRU(I, H, batch_first=True, kernel="auto")
-    assert layer._fusable(torch.randn(B, fused_gru.AUTO_MIN_STEPS, I), packed=False)
+    assert layer._fusable(torch.randn(B, AUTO["gru"].dense_from_steps, I), packed=False)
     assert not layer._fusable(torch.randn(B, 1, I), packed=False)
-    assert not layer._fusable(torch.randn(B, fused_gru.AUTO_MIN_STEPS - 1, I), packed=False)
+    assert not layer._fusable(torch.randn(B, AUTO["gru"].dense_from_steps - 1, I), packed=False)
     assert GRU(I, H, batch_first=True, kernel="fused")._fusable(torch.randn(B, 1, I), packed=False)
     assert layer._fusable(torch.randn(3, I), packed=True)
     assert not layer._fusable(torch.randn(B, T, I, dtype=torch.bfloat16), packed=False)
@@ -254,7 +256,7 @@ def test_a_model_checkpoint_predicts_identically_with_the_other_kernel(tmp_path,
 def test_the_kernel_draws_nothing_from_the_global_rng():
     # The oneDNN probe once used torch.randn: it shifted every dropout mask after the first call, and the
     # default job trained to another result than with nn.GRU. Training must see the same random stream.
-    fused_gru._ONEDNN_OK = None  # probe again, as a fresh process does
+    gemm._ONEDNN_OK = None  # probe again, as a fresh process does
     layer = GRU(I, H, batch_first=True, bidirectional=True, kernel="fused")
     x = torch.randn(B, T, I, requires_grad=True)
     torch.manual_seed(123)

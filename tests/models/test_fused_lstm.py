@@ -10,9 +10,9 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from grutool.cells import get_cell
-from grutool.modules import fused_gru, fused_lstm
-from grutool.modules.fused_gru import use_gemm_backend
-from grutool.modules.fused_lstm import LSTM
+from grutool.modules.rnn import gemm, lstm
+from grutool.modules.rnn.gemm import use_gemm_backend
+from grutool.modules.rnn.lstm import LSTM
 
 I, H, B, T = 5, 4, 4, 6
 LENGTHS = torch.tensor([6, 1, 3, 6])
@@ -47,7 +47,7 @@ def test_float64_equals_nn_lstm(layers, bidirectional, batch_first, packed, with
 
 @pytest.mark.parametrize("backend", ["blas", "onednn"])
 def test_float32_equals_nn_lstm_on_both_gemm_paths(backend):
-    if backend == "onednn" and not fused_gru._onednn_available():
+    if backend == "onednn" and not gemm._onednn_available():
         pytest.skip("this torch build has no oneDNN linear ops")
     torch.manual_seed(0)
     ref = nn.LSTM(I, H, 2, batch_first=True, bidirectional=True, bias=False)
@@ -70,7 +70,7 @@ def test_gradcheck_on_a_tiny_case():
     c0 = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
     for reverse in (False, True):
         assert torch.autograd.gradcheck(
-            lambda x, h0, c0, *w: fused_lstm.lstm_direction(x, h0, c0, *w, [2, 2, 1], reverse), (x, h0, c0, *w))
+            lambda x, h0, c0, *w: lstm.lstm_direction(x, h0, c0, *w, [2, 2, 1], reverse), (x, h0, c0, *w))
 
 
 def test_auto_is_fused_for_packed_input_only_and_never_with_projections():

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from grutool.modules import fused_rnn
-from grutool.modules.fused_rnn import RNN
+from grutool.modules.rnn import rnn
+from grutool.modules.rnn.rnn import RNN
 
 I, H, B, T = 5, 4, 4, 6
 LENGTHS = torch.tensor([6, 1, 3, 6])
@@ -51,7 +51,7 @@ def test_gradcheck_on_a_tiny_case():
     h0 = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
     for reverse, tanh in itertools.product((False, True), (False, True)):
         assert torch.autograd.gradcheck(
-            lambda x, h0, *w: fused_rnn.rnn_direction(x, h0, *w, [2, 2, 1], reverse, tanh), (x, h0, *w))
+            lambda x, h0, *w: rnn.rnn_direction(x, h0, *w, [2, 2, 1], reverse, tanh), (x, h0, *w))
 
 
 def test_auto_is_fused_for_packed_training_only():

@@ -378,7 +378,7 @@ def test_every_check_holds_on_the_module_each_kernel_builds(kernel):
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["all_passed"] and report["settings"]["kernel"] == kernel
-    assert ("fused_gru" in report["module"]) and f"kernel {kernel}" in report["module"]
+    assert ("grutool.modules.rnn.gru.GRU" in report["module"]) and f"kernel {kernel}" in report["module"]
 
 
 def test_unknown_kernel_is_a_usage_error():
@@ -409,7 +409,7 @@ def test_fused_lstm_and_rnn_prove_their_identities_on_packed_input(cell):
                                  "--kernel", "fused", "--explain", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["all_passed"] and f"fused_{cell}" in report["module"]
+    assert report["all_passed"] and f"grutool.modules.rnn.{cell}." in report["module"]
 
 
 def test_config_trace_says_dense_for_equal_lengths_and_fits_80_columns():
