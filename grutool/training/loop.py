@@ -22,9 +22,9 @@ from typing import Optional, Sequence
 
 import torch
 
-from grutool import jsonsafe, rundir
+from grutool import checkpoint, jsonsafe, rundir
 from grutool.atomic import check_output_folder, remove_temporaries, write_text_atomic
-from grutool.checkpoint import load_checkpoint, load_weights, save_atomic
+from grutool.checkpoint import load_checkpoint, load_weights
 from grutool.config import MINIMIZED_METRICS, Config
 from grutool.config_file import to_yaml
 from grutool.data.batching import collate, training_batches
@@ -120,49 +120,29 @@ class Trainer:
             return
         # With EMA, the averaged weights are the ones validated, so they are the ones kept.
         weights = self.ema.shadow if self.ema else self.model.state_dict()
-        save_atomic({"model": weights, "meta": self._meta()}, self.run_dir / rundir.BEST)
+        checkpoint.save_best(self.run_dir / rundir.BEST, weights, self._meta())
 
     def save_last(self) -> None:
         """last.pt; distributed, every rank calls it (each rank's RNG state goes in), rank 0 writes it."""
-        rng = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
-        carry = self.carry
+        rng, carry = checkpoint.rng_states(), self.carry
         if self.dist.enabled:
             rng = {**rng, "ranks": distributed.all_gather(self.dist, rng)}
             if self.train_split.carries_state:  # each rank carries its own streams' state
                 carry = {"ranks": distributed.all_gather(self.dist, _to_device(carry, torch.device("cpu")))}
             if not self.dist.is_main:
                 return
-        save_atomic({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                     "schedule": self.schedule.state_dict(), "scaler": self.scaler.state_dict(),
-                     "ema": self.ema.state_dict() if self.ema else None,
-                     "rng": rng, "carry": carry, "meta": self._meta()}, self.run_dir / rundir.LAST)
+        checkpoint.save_last(self.run_dir / rundir.LAST, model=self.model, optimizer=self.optimizer,
+                             schedule=self.schedule, scaler=self.scaler, ema=self.ema, rng=rng, carry=carry,
+                             meta=self._meta())
 
     def restore(self, ckpt: dict, path: Path, sizes: dict[str, int]) -> None:
         """Continue from last.pt (`ckpt`, read from `path`); a UserError if it does not fit this run."""
-        load_weights(self.model, ckpt["model"], path, sizes)
-        try:
-            self.optimizer.load_state_dict(ckpt["optimizer"])
-            self.schedule.load_state_dict(ckpt["schedule"])
-            self.scaler.load_state_dict(ckpt["scaler"])
-            if self.ema is not None and ckpt.get("ema"):
-                self.ema.load_state_dict(ckpt["ema"])
-            self.state = TrainState(**ckpt["meta"]["state"])
-            rng = ckpt["rng"]["ranks"][self.dist.rank] if self.dist.enabled else ckpt["rng"]
-            torch.set_rng_state(rng["torch"])
-            carry = ckpt.get("carry")
-            if self.dist.enabled and isinstance(carry, dict):  # each rank's own streams' state
-                carry = carry["ranks"][self.dist.rank]
-            carry = tuple(carry) if isinstance(carry, list) else carry
-            self.carry = _to_device(carry, self.device)
-        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-            raise UserError(f"{path}: training state does not fit this run ({type(exc).__name__}: "
-                            f"{str(exc).splitlines()[0] if str(exc) else 'incomplete'}); restore last.pt as "
-                            f"training wrote it, or start over with `overwrite`", option="overwrite") from None
+        self.state, carry = checkpoint.restore_last(
+            ckpt, path, sizes, model=self.model, optimizer=self.optimizer, schedule=self.schedule,
+            scaler=self.scaler, ema=self.ema, state_class=TrainState,
+            rank=self.dist.rank if self.dist.enabled else None)
+        self.carry = _to_device(carry, self.device)
         self.state.should_stop = False
-        if "cuda" in rng and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
 
     # --- the loop ----------------------------------------------------------------
 
