@@ -1,5 +1,16 @@
 """Checkpoint files: plain state_dicts plus metadata, written atomically, loaded with weights_only=True.
 
+The one place that knows what a run's checkpoints hold:
+
+    best.pt   {"model": weights (EMA's average when train.ema_decay), "meta"}
+    last.pt   {"model", "optimizer", "schedule", "scaler", "ema" (or None), "rng", "carry", "meta"}
+              rng:   {"torch": CPU generator state, "cuda": [per device] (with CUDA),
+                      "ranks": [each rank's own {"torch", "cuda"}] (distributed)}
+              carry: the recurrent state carried into the next batch (None, a tensor or a tuple/list of
+                     them; distributed with a stream split: {"ranks": [each rank's]})
+    meta      {"state": the TrainState as a dict, "monitor", "task", "world_size"}
+
+`save_best`/`save_last` write them, `restore_last` puts a last.pt back into a training's objects.
 Generic atomic text and JSON writes live in `grutool.atomic` (no torch there). Non-finite weights are
 never written nor loaded (a diverged model is not a checkpoint), and weights that do not fit a model are reported
 by parameter name, with the run file that sized it.
@@ -11,7 +22,7 @@ import io
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Optional, Mapping
+from typing import Callable, Mapping, Optional
 
 import torch
 
@@ -41,6 +52,55 @@ def save_atomic(obj: dict, path: Path) -> None:
     torch.save(obj, buffer)
     data = buffer.getbuffer()
     write_atomic(path, lambda f: f.write(data), size=len(data))
+
+
+def save_best(path: Path, weights: Mapping, meta: dict) -> None:
+    """best.pt: the weights validated (EMA's average when there is one) and the run's position."""
+    save_atomic({"model": weights, "meta": meta}, path)
+
+
+def rng_states() -> dict:
+    """This process's generator states as last.pt keeps them (one rank's entry when distributed)."""
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return rng
+
+
+def save_last(path: Path, *, model, optimizer, schedule, scaler, ema, rng: dict, carry, meta: dict) -> None:
+    """last.pt: everything a --resume needs to continue as if never stopped (see the module docstring)."""
+    save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "schedule": schedule.state_dict(), "scaler": scaler.state_dict(),
+                 "ema": ema.state_dict() if ema else None,
+                 "rng": rng, "carry": carry, "meta": meta}, path)
+
+
+def restore_last(ckpt: dict, path: Path, sizes: Mapping[str, int], *, model, optimizer, schedule, scaler, ema,
+                 state_class: Callable, rank: Optional[int] = None) -> tuple:
+    """Load last.pt (`ckpt`, read from `path`) into a training's objects and set the RNG; returns
+    (`state_class(**saved position)`, the carried state as saved, on the CPU). `rank`: this process's entry
+    in a distributed run's per-rank lists. A UserError if the file does not fit this run."""
+    load_weights(model, ckpt["model"], path, sizes)
+    try:
+        optimizer.load_state_dict(ckpt["optimizer"])
+        schedule.load_state_dict(ckpt["schedule"])
+        scaler.load_state_dict(ckpt["scaler"])
+        if ema is not None and ckpt.get("ema"):
+            ema.load_state_dict(ckpt["ema"])
+        state = state_class(**ckpt["meta"]["state"])
+        rng = ckpt["rng"]["ranks"][rank] if rank is not None else ckpt["rng"]
+        torch.set_rng_state(rng["torch"])
+        carry = ckpt.get("carry")
+        if rank is not None and isinstance(carry, dict):  # each rank's own streams' state
+            carry = carry["ranks"][rank]
+        carry = tuple(carry) if isinstance(carry, list) else carry
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise UserError(f"{path}: training state does not fit this run ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else 'incomplete'}); restore last.pt as "
+                        f"training wrote it, or start over with `overwrite`", option="overwrite") from None
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    return state, carry
 
 
 def load_checkpoint(path: Path) -> dict:

@@ -175,13 +175,21 @@ def _run_with_progress(run, grid, smoke: bool, quiet: bool, console):
                 console.print(f"[{done}/{total}] {label}", markup=False)
 
         return run(grid, smoke=smoke, progress=lines)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from grutool.training.progress import TerminalBar  # training's bar: one progress library (tqdm)
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as bar:
-        task = bar.add_task("bench", total=None)
+    shown: list[TerminalBar] = []  # made at the first report, which brings the row count
 
-        def progress(done: int, total: int, label: str) -> None:
-            bar.update(task, completed=done, total=total, description=label)
+    def progress(done: int, total: int, label: str) -> None:
+        if not shown:
+            shown.append(TerminalBar(total=total, desc=label, stream=sys.stderr, unit="row",
+                                     bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}]"))
+        bar = shown[0].tqdm
+        bar.set_description_str(label, refresh=False)
+        bar.n = done
+        bar.refresh()  # each report redraws: the label of the group being timed, rows done, elapsed
 
+    try:
         return run(grid, smoke=smoke, progress=progress)
+    finally:
+        for bar in shown:  # transient: erased, the table follows
+            bar.close()

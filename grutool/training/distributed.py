@@ -132,11 +132,12 @@ def _is_peer_error(exc: BaseException, text: str) -> bool:
     return any(sign in low for sign in _PEER_SIGNS)
 
 
-def share(dist: Dist, make: Callable[[], Any]) -> Any:
+def share(dist: Dist, make: Callable[[], Any], part: Optional[Callable[[Any], Any]] = None) -> Any:
     """`make()` on rank 0, its result on every rank; an error of rank 0's raised on every rank.
 
     So a bad config, data file or run directory stops all ranks with rank 0's message, at once,
-    instead of leaving the others to wait for a broadcast until the timeout.
+    instead of leaving the others to wait for a broadcast until the timeout. With `part`, rank 0 keeps
+    make()'s whole result and the others get `part(result)` (what they need of it).
     """
     if not dist.enabled:
         return make()
@@ -144,9 +145,11 @@ def share(dist: Dist, make: Callable[[], Any]) -> Any:
 
     box: list[Any] = [None]
     error: Optional[BaseException] = None
+    result = None
     if dist.is_main:
         try:
-            box[0] = ("ok", make())
+            result = make()
+            box[0] = ("ok", part(result) if part is not None else result)
         except UserError as exc:
             error = exc
             box[0] = ("user", str(exc), exc.options)
@@ -157,6 +160,8 @@ def share(dist: Dist, make: Callable[[], Any]) -> Any:
         td.broadcast_object_list(box, src=0)
     if error is not None:
         raise error
+    if dist.is_main:
+        return result
     kind, *rest = box[0]
     if kind == "ok":
         return rest[0]

@@ -1,4 +1,5 @@
-"""What a person watching a training sees: data-loading stages, one bar over the whole run, plain numbers.
+"""What a person watching a training (or a bench) sees: data-loading stages, one bar over the whole run,
+plain numbers. tqdm draws every bar grutool shows (`TerminalBar`; `grutool bench` uses it too).
 
 Two displays, one callback:
 
@@ -99,14 +100,48 @@ class _AboveBar(logging.Handler):
             self.handleError(record)
 
 
+class TerminalBar:
+    """One tqdm bar at the foot of a terminal, the grutool logger's records written above it; erased on close.
+
+    The bar is two columns short of the terminal: the `^C` a terminal echoes then stays on the bar's line,
+    which the bar's own clear wipes (at full width it wraps and is left behind). tqdm writes only when the
+    bar changes (no thread, the cursor stays visible, so a killed process leaves the terminal as it was).
+    """
+
+    def __init__(self, *, total: Optional[int], desc: str, stream, bar_format: str, initial: int = 0,
+                 unit: str = "step"):
+        import shutil
+
+        from tqdm.auto import tqdm
+
+        width = shutil.get_terminal_size((80, 24)).columns - 2
+        self.tqdm = tqdm(total=total, initial=initial, unit=unit, leave=False, ncols=width, file=stream,
+                         desc=desc, bar_format=bar_format)
+        # Log records (epoch lines, warnings, the Ctrl-C notice) are written above the bar, never through it.
+        self._redirect: Optional[_AboveBar] = _AboveBar(self.tqdm)
+        self._redirect.__enter__()
+
+    def close(self) -> None:
+        if self._redirect is not None:
+            self._redirect.__exit__(None, None, None)
+            self._redirect = None
+        self.tqdm.close()
+
+    def __enter__(self) -> "TerminalBar":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 class Progress(Callback):
     """The training display (see the module docstring); `stage` shows a step before the loop starts."""
 
     def __init__(self, mode: str = "bar", every_s: float = LINE_EVERY_S, stream=None):
         self.mode, self.every_s = mode, every_s
         self.stream = stream
-        self.bar = None
-        self._redirect = None
+        self.bar = None       # the tqdm bar of `_terminal`, while one is shown
+        self._terminal: Optional[TerminalBar] = None
         self._handler: Optional[logging.Handler] = None
 
     # --- before the loop ----------------------------------------------------------------------
@@ -151,20 +186,11 @@ class Progress(Callback):
         self.start_step = s.step
         if self.mode != "bar":
             return
-        from tqdm.auto import tqdm
-
-        import shutil
-
-        # Two columns short of the terminal: the `^C` a terminal echoes then stays on the bar's line,
-        # which the bar's own clear wipes (at full width it wraps and is left behind).
-        width = shutil.get_terminal_size((80, 24)).columns - 2
-        self.bar = tqdm(total=trainer.total_steps, initial=s.step, unit="step", leave=False, ncols=width,
-                        file=self._stream(), desc=self._desc(trainer),
-                        bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
-                                   "[{elapsed}<{remaining}{postfix}]")
-        # Log records (epoch lines, warnings, the Ctrl-C notice) are written above the bar, never through it.
-        self._redirect = _AboveBar(self.bar)
-        self._redirect.__enter__()
+        self._terminal = TerminalBar(total=trainer.total_steps, initial=s.step, stream=self._stream(),
+                                     desc=self._desc(trainer),
+                                     bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
+                                                "[{elapsed}<{remaining}{postfix}]")
+        self.bar = self._terminal.tqdm
 
     def on_epoch_begin(self, trainer) -> None:
         self.loss, self.n, self.tokens, self.epoch_t0 = 0.0, 0, 0, time.perf_counter()
@@ -210,9 +236,6 @@ class Progress(Callback):
         return self.stream if self.stream is not None else sys.stderr
 
     def _close(self) -> None:
-        if self._redirect is not None:
-            self._redirect.__exit__(None, None, None)
-            self._redirect = None
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
+        if self._terminal is not None:
+            self._terminal.close()
+            self._terminal = self.bar = None

@@ -146,3 +146,13 @@ def test_line_mode_reports_steps_with_eta():
     assert re.search(r"step 4/10 \(40%\), epoch 1/2: loss 0\.5000, [\d,]+ tok/s, 0:00 elapsed, ~0:00 left",
                      text.getvalue()), text.getvalue()
     assert (number(23480.4), number(0.43121), number(7), duration(3725)) == ("23,480", "0.4312", "7", "1:02:05")
+
+
+def test_bench_bar_in_a_terminal_is_training_s_bar_and_is_erased(tmp_path):
+    # One progress library (tqdm, grutool.training.progress.TerminalBar) for train and bench; bench's former
+    # rich bar failed in a terminal (its lazy console is no context manager: "lost sys.stderr").
+    raw = run_in_terminal(["bench", "--smoke"], 80, cwd=tmp_path)
+    assert "%|" in raw, "a progress bar was drawn"
+    shown = screen(raw, 80)
+    assert not [l for l in shown if "%|" in l], "\n".join(shown)
+    assert shown[-1].startswith("smoke: ok"), "\n".join(shown)

@@ -117,14 +117,14 @@ def _trainer(tmp_path, **train_fields):
 
 
 def _fake_epoch(tr, value):
-    import grutool.training.loop as loop
+    import grutool.training.trainer as trainer
 
-    real = loop.evaluate_split
-    loop.evaluate_split = lambda *a, **k: {"loss": value, "accuracy": 0.5}
+    real = trainer.evaluate_split
+    trainer.evaluate_split = lambda *a, **k: {"loss": value, "accuracy": 0.5}
     try:
         tr._end_epoch(1.0, 10, 1.0)
     finally:
-        loop.evaluate_split = real
+        trainer.evaluate_split = real
 
 
 def test_non_finite_weights_are_never_saved(tmp_path):

@@ -1,0 +1,124 @@
+"""A training's run directory: checked (and, to resume, locked and read) before any write; a new run's first
+files; a resumed run that already ended.
+
+Everything that can fail on bad input happens before the run directory is touched; the directory's lock
+(`rundir.RunLock`, held in the caller's ExitStack) is held from the first read of a run being continued, or
+the first write of a new one, to the last write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from pathlib import Path
+from typing import Optional
+
+from grutool import rundir
+from grutool.atomic import write_text_atomic
+from grutool.checkpoint import load_checkpoint
+from grutool.config import Config
+from grutool.config_file import to_yaml
+from grutool.errors import UserError
+from grutool.training import distributed
+
+log = logging.getLogger("grutool")
+
+# Fields that may change between a run and its --resume (to train longer, say).
+RESUMABLE_CHANGES = {"train.epochs", "train.max_steps", "train.patience", "train.tensorboard", "train.nonfinite", "train.max_skipped_steps",
+                     "train.dist_timeout_s"}
+
+
+def open_run_dir(cfg: Config, run_dir: Path, resume: bool, overwrite: bool, dry_run: bool,
+                 dist: distributed.Dist, owned: contextlib.ExitStack) -> tuple:
+    """Rank 0: check (and, to resume, lock and read) the run directory: (resume, saved run or None, last.pt)."""
+    rundir.check_location(run_dir)
+    saved, last = None, None
+    if resume:
+        if rundir.is_partial(run_dir) or not rundir.contents(run_dir):
+            # Killed before its first checkpoint (or before its folder was made): nothing to continue.
+            log.warning("%s: the run stopped before its first checkpoint; nothing to resume, starting over",
+                        run_dir)
+            rundir.check_new(run_dir, overwrite)
+            return False, None, None
+        if not rundir.is_run(run_dir):
+            rundir.check_new(run_dir, overwrite)  # a user's folder: refused, naming why
+        if not (run_dir / rundir.LAST).is_file():
+            raise UserError(f"resume: {run_dir / rundir.LAST} not found; nothing to resume "
+                            f"(start a new run instead)", option="resume")
+        owned.enter_context(rundir.RunLock(run_dir))
+        saved = rundir.open_run(run_dir)
+        check_resume_config(cfg, saved.config)
+        last = load_checkpoint(run_dir / rundir.LAST)
+        _check_world_size(run_dir, last, dist)
+        _check_best_exists(run_dir, last)
+    elif not dry_run:
+        rundir.check_new(run_dir, overwrite)
+    return resume, saved, last
+
+
+def write_new_run(cfg: Config, run_dir: Path, prepared, overwrite: bool, owned: contextlib.ExitStack) -> None:
+    """A new run's folder, locked (until `owned` closes), with its config and vocabularies."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    owned.enter_context(rundir.RunLock(run_dir))
+    rundir.prepare_new(run_dir, overwrite)  # a partial run (resume or not) starts over by itself
+    write_text_atomic(to_yaml(cfg), run_dir / rundir.CONFIG)
+    rundir.save_vocabularies(run_dir, prepared, cfg)
+
+
+def check_resume_config(cfg: Config, saved: Config) -> None:
+    """A resumed run's config is its saved one, but for RESUMABLE_CHANGES."""
+    now, before = cfg.model_dump(mode="json"), saved.model_dump(mode="json")
+    diffs = []
+    for section in now:
+        a, b = now[section], before[section]
+        if isinstance(a, dict):
+            diffs += [f"{section}.{k}" for k in a if a[k] != b.get(k) and f"{section}.{k}" not in RESUMABLE_CHANGES]
+        elif a != b and section != "output_dir":
+            diffs.append(section)
+    if diffs:
+        raise UserError(f"resume: the config differs from the run's saved config in {', '.join(diffs)}; "
+                        f"resume with the same config (only {', '.join(sorted(RESUMABLE_CHANGES))} may change)",
+                        option="resume")
+
+
+def _check_world_size(run_dir: Path, last: dict, dist: distributed.Dist) -> None:
+    """Each rank's share of an epoch depends on the number of processes, so a run resumes with its own."""
+    before = (last.get("meta") or {}).get("world_size", 1)
+    if before != dist.world_size:
+        how = "a single process" if before == 1 else f"{before} processes (torchrun --nproc-per-node ... or --nproc)"
+        raise UserError(f"resume: {run_dir / rundir.LAST} was written by a run of {before} process(es), this one "
+                        f"has {dist.world_size}; resume with {how}, since each process's batches depend on the "
+                        f"number of processes (or start over with `overwrite`)", option=("resume", "overwrite"))
+
+
+def _check_best_exists(run_dir: Path, last: dict) -> None:
+    """--resume ends by reading best.pt: a run that wrote one must still have it, checked before any write."""
+    state = (last.get("meta") or {}).get("state") or {}
+    if state.get("best_epoch") and not (run_dir / rundir.BEST).is_file():
+        raise UserError(f"resume: {run_dir / rundir.BEST} is missing (epoch {state['best_epoch']} wrote it); "
+                        f"restore it, or start over with `overwrite`", option=("resume", "overwrite"))
+    if (run_dir / rundir.BEST).is_file():
+        load_checkpoint(run_dir / rundir.BEST)
+
+
+def finished_summary(trainer) -> Optional[dict]:
+    """--resume of a run that already ended (all epochs, max_steps, early stopping): its summary, said so."""
+    s, t = trainer.state, trainer.cfg.train
+    done = (s.epoch >= t.epochs or s.step >= trainer.total_steps
+            or (t.patience is not None and s.bad_epochs >= t.patience))
+    path = trainer.run_dir / rundir.SUMMARY
+    if not (done and path.is_file()):
+        return None
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(summary, dict) or (summary.get("epochs"), summary.get("steps")) != (s.epoch, s.step):
+        return None  # written before training went on (a resume killed later): train() writes a true one
+    log.warning("%s: the run is complete (%d of %d epochs, %d steps); nothing to resume. To train longer, "
+                "resume with a larger train.epochs (e.g. --set train.epochs=%d)", trainer.run_dir, s.epoch,
+                t.epochs, s.step, t.epochs * 2)
+    return summary
+
+

@@ -1,0 +1,77 @@
+"""A training's start-up: the run directory, the data and its vocabularies, read once and shared by the ranks.
+
+Rank 0 (the only process, most often) opens the run directory (grutool.training.run_setup), reads the data,
+checks that the model fits and, for a new run, writes the run's first files. Distributed, the other ranks get
+what they need of that (resume or not, the vocabularies, last.pt), or rank 0's error, and read their data
+with rank 0's vocabularies, so every rank numbers tokens alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Optional
+
+import torch
+
+from grutool.config import Config
+from grutool.training import distributed
+from grutool.training.memory import check_fits, count_on_meta
+from grutool.training.progress import Progress, number
+from grutool.training.run_setup import open_run_dir, write_new_run
+
+
+@dataclass
+class Started:
+    resume: bool                    # False too for a --resume that found nothing to continue
+    last: Optional[dict]            # last.pt's contents when resuming
+    prepared: object                # the task's Prepared: splits and vocabularies
+    vocabs: dict                    # the vocabularies the other ranks read their data with
+    stages: list[str] = field(default_factory=list)  # rank 0's `data: ...` line, said once every check passed
+    vectors: Optional[torch.Tensor] = None  # rank 0's pre-trained embedding (data.vectors), new runs only
+
+    def for_other_ranks(self) -> tuple:
+        return self.resume, self.vocabs, self.last
+
+
+def start(cfg: Config, task, run_dir: Path, *, resume: bool, overwrite: bool, dry_run: bool,
+          dist: distributed.Dist, device: torch.device, display: Optional[Progress],
+          owned: contextlib.ExitStack) -> Started:
+    """Rank 0's start-up on every rank (its error raised everywhere); the lock, if any, is held in `owned`."""
+    got = distributed.share(dist, lambda: _on_main(cfg, task, run_dir, resume, overwrite, dry_run, dist, device,
+                                                   display, owned), part=Started.for_other_ranks)
+    if dist.is_main:
+        return got
+    resume, vocabs, last = got
+    # Not rank 0: the data read with rank 0's vocabularies, so every rank numbers tokens alike.
+    prepared = task.prepare(cfg, SimpleNamespace(**{"chars": None, "intents": None, **vocabs}))
+    return Started(resume, last, prepared, vocabs)
+
+
+def _on_main(cfg: Config, task, run_dir: Path, resume: bool, overwrite: bool, dry_run: bool,
+             dist: distributed.Dist, device: torch.device, display: Optional[Progress],
+             owned: contextlib.ExitStack) -> Started:
+    again, saved_cfg, last = open_run_dir(cfg, run_dir, resume, overwrite, dry_run, dist, owned)
+    t0 = time.perf_counter()
+    with display.stage("reading data") if display else contextlib.nullcontext():
+        prepared = task.prepare(cfg, saved_cfg)
+    counts = ", ".join(f"{number(len(split))} {name}" for name, split in prepared.splits.items())
+    # Said once every check has passed (just before training, or the dry run's summary), so that a
+    # refused run still answers with its one error line.
+    stages = [f"data: {counts} examples, vocabulary {number(len(prepared.vocab))} "
+              f"({time.perf_counter() - t0:.1f} s)"]
+    check_fits(cfg, count_on_meta(task, cfg, prepared), device)
+    distributed.check_streams(dist, prepared.splits["train"])
+    vectors = None
+    if cfg.data.vectors and not again:  # a bad file is refused before the run directory is written
+        from grutool.data.vectors import load_vectors
+
+        vectors = load_vectors(cfg.data.vectors, prepared.vocab, cfg.model.embedding_dim)[0]
+    if not again and not dry_run:
+        write_new_run(cfg, run_dir, prepared, overwrite, owned)
+    names = ["vocab", *task.vocabularies(cfg)]
+    vocabs = {name: getattr(prepared, name) for name in names}
+    return Started(again, last, prepared, vocabs, stages, vectors)

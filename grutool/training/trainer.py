@@ -1,0 +1,326 @@
+"""The Trainer: one training run's epochs, steps, validation, checkpoints and Ctrl-C.
+
+The loop is the same for every task: batches in, `(logits, loss)` out, callbacks for everything else
+(grutool.training.callbacks). Its position (epoch, batch within the epoch), the RNG and optimizer state go
+into last.pt (grutool.checkpoint), and an epoch's batches are a function of (seed, epoch), so --resume
+replays exactly what an uninterrupted run would do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import signal
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+
+from grutool import checkpoint, rundir
+from grutool.config import MINIMIZED_METRICS, Config
+from grutool.data.batching import collate, training_batches
+from grutool.errors import TrainingDiverged, TrainingInterrupted
+from grutool.modules.encoder import detach_state
+from grutool.training import distributed
+from grutool.training.callbacks import Callback
+from grutool.training.ema import EMA
+from grutool.training.evaluation import evaluate_split
+from grutool.training.optim import Schedule, build_optimizer, clip_grad_norm, grad_norm
+from grutool.training.progress import epoch_line
+
+log = logging.getLogger("grutool")
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0            # epochs completed (so also the 0-based index of the current one)
+    batch_in_epoch: int = 0   # batches of `epoch` already trained
+    step: int = 0             # optimizer steps so far
+    best: Optional[float] = None
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    improved: bool = False
+    should_stop: bool = False
+    wall_time_s: float = 0.0
+    skipped_steps: int = 0    # batches whose update was dropped for a non-finite loss or gradient
+    skipped_in_row: int = 0
+
+
+class Trainer:
+    """One training run. Distributed (`dist`), every rank holds one: `model` is the plain module (what is
+    saved, evaluated and averaged by EMA), `net` what the training step calls (DDP around `model`)."""
+
+    def __init__(self, cfg: Config, task, prepared, model: torch.nn.Module, run_dir: Path,
+                 device: torch.device, callbacks: Sequence[Callback], dist: distributed.Dist = distributed.SINGLE):
+        self.cfg, self.task, self.data = cfg, task, prepared
+        self.model = model.to(device)
+        self.dist = dist
+        self.net = distributed.wrap(self.model, dist, device)
+        self.run_dir, self.device = run_dir, device
+        self.callbacks = list(callbacks)
+        t = cfg.train
+        self.train_split = prepared.splits["train"]
+        self.val_split = prepared.splits.get("validation")
+        if self.train_split.streams is not None:
+            # A stream split's chunks continue each other: every rank reads every chunk, of its own rows
+            # (distributed.shard_streams), so the count is the single process's.
+            self.batches_per_epoch = -(-len(self.train_split) // self.train_split.streams)
+        else:
+            batches = -(-len(self.train_split) // t.batch_size)
+            self.batches_per_epoch = batches // dist.world_size  # per rank: see distributed.shard
+        self.total_steps = t.epochs * self.batches_per_epoch
+        if t.max_steps is not None:
+            self.total_steps = min(self.total_steps, t.max_steps)
+        self.optimizer = build_optimizer(self.model.parameters(), t)
+        self.schedule = Schedule(self.optimizer, t, self.total_steps)
+        self.use_amp = device.type == "cuda" and t.amp
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.ema = EMA(self.model, t.ema_decay) if t.ema_decay else None
+        self.monitor = t.monitor if self.val_split is not None else None
+        self.state = TrainState()
+        self.diverged: Optional[str] = None  # why training stopped early on non-finite values
+        # Truncated BPTT (a split that carries_state): the model's detached final state after the last
+        # batch, the next batch's initial state; None at the start of each epoch. Saved in last.pt.
+        self.carry = None
+        self._interrupt_requested = False
+        self._interrupt_agreed = False  # distributed: some rank's Ctrl-C, as all ranks learnt it in the same step
+        # The last step's gradient norms, for callbacks (grutool.training.tracking): the global norm when the
+        # step computed one; per parameter only with track_grads (a TensorBoard run), to keep steps cheap.
+        self.track_grads = False
+        self.last_grad_norm: Optional[float] = None
+        self.last_grad_norms: dict[str, float] = {}
+
+    # --- checkpoints -------------------------------------------------------------
+
+    def _meta(self) -> dict:
+        return {"state": asdict(self.state), "monitor": self.monitor, "task": self.cfg.task,
+                "world_size": self.dist.world_size}
+
+    def save_best(self) -> None:
+        if not self.dist.is_main:
+            return
+        # With EMA, the averaged weights are the ones validated, so they are the ones kept.
+        weights = self.ema.shadow if self.ema else self.model.state_dict()
+        checkpoint.save_best(self.run_dir / rundir.BEST, weights, self._meta())
+
+    def save_last(self) -> None:
+        """last.pt; distributed, every rank calls it (each rank's RNG state goes in), rank 0 writes it."""
+        rng, carry = checkpoint.rng_states(), self.carry
+        if self.dist.enabled:
+            rng = {**rng, "ranks": distributed.all_gather(self.dist, rng)}
+            if self.train_split.carries_state:  # each rank carries its own streams' state
+                carry = {"ranks": distributed.all_gather(self.dist, _to_device(carry, torch.device("cpu")))}
+            if not self.dist.is_main:
+                return
+        checkpoint.save_last(self.run_dir / rundir.LAST, model=self.model, optimizer=self.optimizer,
+                             schedule=self.schedule, scaler=self.scaler, ema=self.ema, rng=rng, carry=carry,
+                             meta=self._meta())
+
+    def restore(self, ckpt: dict, path: Path, sizes: dict[str, int]) -> None:
+        """Continue from last.pt (`ckpt`, read from `path`); a UserError if it does not fit this run."""
+        self.state, carry = checkpoint.restore_last(
+            ckpt, path, sizes, model=self.model, optimizer=self.optimizer, schedule=self.schedule,
+            scaler=self.scaler, ema=self.ema, state_class=TrainState,
+            rank=self.dist.rank if self.dist.enabled else None)
+        self.carry = _to_device(carry, self.device)
+        self.state.should_stop = False
+
+    # --- the loop ----------------------------------------------------------------
+
+    def _emit(self, event: str, *args) -> None:
+        for cb in self.callbacks:
+            getattr(cb, event)(self, *args)
+
+    def step(self, index: list[int]) -> tuple[float, int]:
+        """One optimizer step on the training examples at `index`; returns (loss, real tokens).
+
+        A non-finite loss or gradient norm applies no update (see `_nonfinite`). Under AMP, infinite
+        gradients are the loss scaler's business: it skips such steps and lowers its scale.
+        """
+        t = self.cfg.train
+        batch = collate(self.train_split, index).to(self.device)
+        autocast = torch.autocast("cuda", dtype=torch.float16) if self.use_amp else contextlib.nullcontext()
+        inputs = batch.extra_inputs()
+        if self.train_split.carries_state:
+            inputs["state"] = self.carry
+        with autocast:
+            out, loss = self.net(batch.ids, batch.lengths, batch.targets, **inputs)
+        if self.train_split.carries_state:
+            self.carry = detach_state(out.state)
+        value = float(loss.detach())
+        if self.dist.enabled:
+            # Every rank must take the same branch below (a rank skipping backward would leave the others
+            # waiting in DDP's all-reduce), and stop at the same step on Ctrl-C: both are agreed here.
+            total, stops = distributed.all_sum(self.dist, [value, self._interrupt_requested], self.device,
+                                               "a training step")
+            value, self._interrupt_agreed = total / self.dist.world_size, stops > 0
+        if not math.isfinite(value):
+            self._nonfinite(f"training loss is {value}")
+            return value, batch.num_tokens()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        norm = None
+        self.last_grad_norm = None
+        if self.track_grads:
+            self.scaler.unscale_(self.optimizer)  # once per step: clipping below finds it done
+            self.last_grad_norms = {name: float(p.grad.norm()) for name, p in self.model.named_parameters()
+                                    if p.grad is not None}
+        if t.clip_grad_norm is not None:
+            # Recurrent nets can see exploding gradients through long sequences; clipping
+            # the global norm keeps one bad batch from wrecking the weights.
+            if not self.track_grads:
+                self.scaler.unscale_(self.optimizer)
+            norm = clip_grad_norm(self.model.parameters(), t.clip_grad_norm)
+        elif not self.use_amp:
+            norm = grad_norm(self.model.parameters())
+        if norm is not None and not self.use_amp and not math.isfinite(float(norm)):
+            self.optimizer.zero_grad(set_to_none=True)
+            self._nonfinite(f"gradient norm is {float(norm)}")
+            return value, batch.num_tokens()
+        if norm is not None and (not self.use_amp or self.track_grads):
+            self.last_grad_norm = float(norm)  # already synced above without AMP
+        self.state.skipped_in_row = 0
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.schedule.step()
+        if self.ema is not None:
+            self.ema.update()
+        return value, batch.num_tokens()
+
+    def _nonfinite(self, what: str) -> None:
+        """A batch gave a non-finite loss or gradient: no update; stop or skip as train.nonfinite says."""
+        t, s = self.cfg.train, self.state
+        s.skipped_steps += 1
+        s.skipped_in_row += 1
+        self.schedule.step()  # the schedule follows the step count, updates or not
+        where = f"epoch {s.epoch + 1}, step {s.step + 1}"
+        fix = f"lower train.lr ({t.lr:g}) or set train.clip_grad_norm"
+        if t.nonfinite == "stop":
+            raise TrainingDiverged(f"training diverged at {where}: the {what}; {fix} "
+                                   f"(train.nonfinite: skip drops such batches instead)")
+        if s.skipped_in_row >= t.max_skipped_steps:
+            raise TrainingDiverged(f"training diverged at {where}: {s.skipped_in_row} batches in a row gave "
+                                   f"non-finite values (the last: {what}); {fix}")
+        log.warning("%s: the %s; batch skipped (train.nonfinite: skip)", where, what)
+
+    def _end_epoch(self, train_loss: float, tokens: int, seconds: float) -> dict:
+        t = self.cfg.train
+        metrics = {"train_loss": train_loss, "tokens_per_s": tokens / max(seconds, 1e-9),
+                   "epoch_time_s": seconds, "lr": self.optimizer.param_groups[0]["lr"]}
+        value = None
+        if self.val_split is not None:
+            # Distributed: every rank scores the whole split (so none waits for another), and rank 0's
+            # figures are the ones all ranks act on, so early stopping and best.pt decide alike everywhere.
+            with self.ema.applied(self.model) if self.ema else contextlib.nullcontext():
+                val = evaluate_split(self.model, self.task, self.val_split, self.device, t.batch_size)
+            val = distributed.broadcast(self.dist, val)
+            self._emit("on_evaluate", val)
+            metrics.update({f"val_{k}": v for k, v in val.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+            value = val[self.monitor]
+            if value is not None and not math.isfinite(value):
+                log.warning("epoch %d: validation %s is %s; it does not count as an improvement",
+                            self.state.epoch + 1, self.monitor, value)
+                value = None
+                metrics["val_nonfinite"] = True
+        s = self.state
+        s.epoch, s.batch_in_epoch = s.epoch + 1, 0  # position after this epoch: last.pt resumes at the next
+        if value is None:
+            s.improved = self.val_split is None  # without validation every epoch is the newest best
+        else:
+            better = (lambda a, b: a < b) if self.monitor in MINIMIZED_METRICS else (lambda a, b: a > b)
+            s.improved = s.best is None or better(value, s.best)
+        if s.improved:
+            s.best, s.best_epoch = value, s.epoch
+        self.schedule.epoch_end(value)
+        log.info("%s", epoch_line(s.epoch, t.epochs, metrics, self.monitor))
+        self._emit("on_epoch_end", metrics)
+        return metrics
+
+    @contextlib.contextmanager
+    def _deferred_sigint(self):
+        """Ctrl-C stops at the next step boundary, so last.pt never holds a half-applied update.
+
+        A second Ctrl-C stops at once (the checkpoint is still written, but may
+        then not resume exactly).
+        """
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, frame):
+            if self._interrupt_requested:
+                raise KeyboardInterrupt
+            self._interrupt_requested = True
+            log.warning("Ctrl-C: stopping after this step, saving a checkpoint (again: stop now)")
+
+        previous = signal.signal(signal.SIGINT, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _check_interrupt(self) -> None:
+        if self._interrupt_agreed if self.dist.enabled else self._interrupt_requested:
+            raise KeyboardInterrupt
+
+    def fit(self) -> None:
+        s = self.state
+        self._emit("on_train_begin")
+        start = time.perf_counter() - s.wall_time_s
+        try:
+            with distributed.peers(self.dist, "training"):
+                self._epochs(start)
+        except KeyboardInterrupt:
+            s.wall_time_s = time.perf_counter() - start
+            self._emit("on_interrupt")
+            raise TrainingInterrupted(str(self.run_dir / rundir.LAST)) from None
+        except TrainingDiverged as exc:
+            # Stop where we are; the checkpoints on disk hold the last finite weights.
+            self.diverged = str(exc)
+            log.warning("%s", exc)
+        s.wall_time_s = time.perf_counter() - start
+        self._emit("on_train_end")
+
+    def _epochs(self, start: float) -> None:
+        t, s = self.cfg.train, self.state
+        while s.epoch < t.epochs and not s.should_stop and s.step < self.total_steps:
+            batches = training_batches(self.train_split, t.batch_size, t.batching, t.seed, s.epoch)
+            if self.train_split.streams is not None:
+                batches = distributed.shard_streams(batches, self.dist)
+            else:
+                batches = distributed.shard(batches, self.dist)
+            if s.batch_in_epoch == 0:
+                self.carry = None  # each epoch reads the streams from their start
+            self.model.train()
+            self._emit("on_epoch_begin")
+            loss_sum, n, tokens, t0 = 0.0, 0, 0, time.perf_counter()
+            for index in batches[s.batch_in_epoch:]:
+                loss, ntok = self.step(index)
+                s.step += 1
+                s.batch_in_epoch += 1
+                if math.isfinite(loss):
+                    loss_sum, n = loss_sum + loss, n + 1
+                tokens += ntok
+                self._emit("on_step_end", loss, ntok)
+                self._check_interrupt()
+                if s.step >= self.total_steps:
+                    break
+            s.wall_time_s = time.perf_counter() - start
+            # The step losses are already averaged over ranks; tokens/s counts every rank's tokens.
+            tokens = int(distributed.all_sum(self.dist, [tokens], self.device, "the end of an epoch")[0])
+            self._end_epoch(loss_sum / max(n, 1), tokens, time.perf_counter() - t0)
+            self._check_interrupt()
+
+
+def _to_device(state, device: torch.device):
+    """A carried recurrent state (None, a tensor, or a tuple of them) on `device`."""
+    if state is None:
+        return None
+    if isinstance(state, tuple):
+        return tuple(x.to(device) for x in state)
+    return state.to(device)
+
