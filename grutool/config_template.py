@@ -12,7 +12,7 @@ import inspect
 
 from grutool import config as schema
 from grutool import jsonsafe
-from grutool.tasks import TASKS
+from grutool.families import TASKS
 
 # Placeholder data per family: what the user replaces first.
 EXAMPLE_DATA = {
@@ -61,7 +61,7 @@ def _value(value) -> str:
 
 
 def template(task: str) -> str:
-    """The commented YAML config for `task` (a name in grutool.tasks.TASKS)."""
+    """The commented YAML config for `task` (a name in grutool.families.TASKS)."""
     if task not in TASKS:
         from grutool.errors import UserError
 

@@ -40,7 +40,7 @@ from grutool.config import Config
 from grutool.config_file import parse_config, read_yaml
 from grutool.data.vocab import LabelVocab, Vocab
 from grutool.errors import UserError
-from grutool.tasks import get_task
+from grutool.families import get_task
 
 CONFIG, VOCAB, LABELS = "config.yaml", "vocab.json", "labels.json"
 TARGET_VOCAB = "target_vocab.json"
@@ -216,7 +216,7 @@ class SavedRun:
 
 
 def save_vocabularies(path: Path, prepared, cfg: Config) -> None:
-    """vocab.json and the vocabularies the task names (grutool.tasks.base.Task.vocabularies)."""
+    """vocab.json and the vocabularies the task names (grutool.families.base.Task.vocabularies)."""
     prepared.vocab.save(path / VOCAB)
     for name, (filename, _) in get_task(cfg.task).vocabularies(cfg).items():
         getattr(prepared, name).save(path / filename)

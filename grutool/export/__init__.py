@@ -7,7 +7,7 @@ without grutool, proved equal to the original by a parity check before anything 
                                    shapes, the family's post-processing data, the parity report
 
 What differs between families (which graphs, their inputs, how parity is judged, how an export is run
-behind the model's own calls) lives in one module per family, `grutool.export.<Task.exporter>`.
+behind the model's own calls) lives in one module per family, `grutool.families.<Task.exporter>.export`.
 Every graph is one self-contained file (its weights inside), serialised in memory, written under a
 temporary name beside its target (grutool.atomic: a full disk is a one-line error), checked for parity
 from that file, and renamed only after the check passed, so a failed or interrupted export leaves nothing
@@ -66,7 +66,7 @@ def metadata_path(path: Path) -> Path:
 
 
 def family(task):
-    return importlib.import_module(f"grutool.export.{task.exporter}")
+    return importlib.import_module(f"grutool.families.{task.exporter}.export")
 
 
 def load_models(run, task, checkpoint: str):
@@ -130,7 +130,7 @@ def export(run_dir: str | Path, fmt: str = "onnx", output: Optional[str | Path] 
     from grutool.data.batching import sorted_batches
     from grutool.export import graph as g
     from grutool.export.parity import Parity
-    from grutool.tasks import get_task
+    from grutool.families import get_task
 
     if fmt not in g.FORMATS:
         raise UserError(f"format: '{fmt}' is not an export format; use {' or '.join(g.FORMATS)}", option="format")
@@ -243,7 +243,7 @@ def runtime_for(fam, fmt: str, files: dict[str, Path], signatures: dict, meta: d
 def load_export(run, fmt: str, path: Optional[str | Path] = None):
     """An exported file behind the model's own calls (for Predictor): the family's Runtime."""
     from grutool.export import graph as g
-    from grutool.tasks import get_task
+    from grutool.families import get_task
 
     if fmt not in g.FORMATS:
         raise UserError(f"backend: '{fmt}' is not a backend; use torch, {' or '.join(g.FORMATS)}", option="backend")

@@ -32,7 +32,7 @@ from grutool.data.loading import transient_cache
 from grutool.errors import TrainingDiverged, TrainingInterrupted, UserError
 from grutool.models import count_parameters
 from grutool.modules.encoder import detach_state
-from grutool.tasks import get_task
+from grutool.families import get_task
 from grutool.training import distributed
 from grutool.training.callbacks import Callback, Checkpointer, EarlyStopping, MetricsWriter
 from grutool.training.device import resolve_device

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from grutool.config_file import parse_config
-from grutool.data.lm import read_lines, read_stream, split_spec
+from grutool.families.lm.data import read_lines, read_stream, split_spec
 from grutool.errors import UserError
-from grutool.tasks.lm import LMTask
+from grutool.families.lm.task import LMTask
 
 
 def config(train: str, **data):

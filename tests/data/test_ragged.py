@@ -10,7 +10,7 @@ from grutool.data.batching import EncodedSplit, collate, sorted_batches, trainin
 from grutool.data.ragged import Ragged, Tokenized
 from grutool.data.tokenize import get_tokenizer
 from grutool.data.vocab import LabelVocab, Vocab
-from grutool.tasks import get_task
+from grutool.families import get_task
 from conftest import make_rows, write_tsv
 
 # Empty after tokenization (skipped), longer than max_length (cut), punctuation, case, apostrophes, non-ASCII,

@@ -224,7 +224,7 @@ def test_registry_declares_capabilities():
 @pytest.mark.parametrize("saved_with,loaded_with", [("fused", "native"), ("native", "fused")])
 def test_a_model_checkpoint_predicts_identically_with_the_other_kernel(tmp_path, saved_with, loaded_with):
     from grutool.checkpoint import load_checkpoint, save_atomic
-    from grutool.models.classifier import Classifier
+    from grutool.families.classifier.model import Classifier
 
     def build(kernel):
         torch.manual_seed(0)

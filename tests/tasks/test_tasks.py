@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from conftest import invoke
-from grutool.tasks import TASKS
+from grutool.families import TASKS
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 from grutool.config import DataConfig
-from grutool.data import schemes
+from grutool.families.tagger import schemes
 from grutool.errors import UserError
 
 log = logging.getLogger("grutool")

@@ -7,11 +7,11 @@ with a `Task` subclass plus one line below.
 
 from __future__ import annotations
 
-from grutool.tasks.base import Prepared, Task
-from grutool.tasks.classifier import ClassifierTask
-from grutool.tasks.lm import LMTask
-from grutool.tasks.seq2seq import Seq2SeqTask
-from grutool.tasks.tagger import JointTask, TaggerTask
+from grutool.families.base import Prepared, Task
+from grutool.families.classifier.task import ClassifierTask
+from grutool.families.lm.task import LMTask
+from grutool.families.seq2seq.task import Seq2SeqTask
+from grutool.families.tagger.task import JointTask, TaggerTask
 
 TASKS: dict[str, type[Task]] = {
     "classifier": ClassifierTask,

@@ -7,13 +7,13 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any, Optional
 
 from grutool.errors import UserError, listed
-from grutool.tasks.base import Prepared, Task
-from grutool.tasks.classifier import check_one_path_per_split, encoder_stream_reason, synthetic_vocabs, unseen_rows
+from grutool.families.base import Prepared, Task
+from grutool.families.classifier.task import check_one_path_per_split, encoder_stream_reason, synthetic_vocabs, unseen_rows
 
 if TYPE_CHECKING:
     from grutool.config import Config
     from grutool.data.batching import EncodedSplit
-    from grutool.data.tagging import Sentence
+    from grutool.families.tagger.data import Sentence
     from grutool.data.vocab import LabelVocab, Vocab
 
 log = logging.getLogger("grutool")
@@ -28,7 +28,7 @@ class TaggerTask(Task):
     joint = False
     monitors = ("token_accuracy", "span_f1", "sentence_accuracy", "loss")
     owns = {"model": ("crf", "char_features", "char_embedding_dim", "char_hidden_size", "freeze_embeddings")}
-    renderer = "tagging"
+    renderer = "tagger"
     exporter = "tagger"
     outputs = "tags"
 
@@ -52,14 +52,14 @@ class TaggerTask(Task):
     # --- reading ---------------------------------------------------------------------
 
     def read_inputs(self, cfg: Config, source: str) -> list[str]:
-        from grutool.data.tagging import read_sentences
+        from grutool.families.tagger.data import read_sentences
 
         # The tokens as the file splits them, joined by spaces: what `predict` splits again.
         return [" ".join(s.tokens) for s in read_sentences(cfg.data, source)]
 
     def read(self, cfg: Config, source: str, name: str) -> list[Sentence]:
         """A labelled split with tags in the model's scheme."""
-        from grutool.data.tagging import read_sentences, to_model_scheme
+        from grutool.families.tagger.data import read_sentences, to_model_scheme
 
         return to_model_scheme(read_sentences(cfg.data, source, need_intents=self.joint), cfg.data, name)
 
@@ -97,7 +97,7 @@ class TaggerTask(Task):
         return split
 
     def prepare(self, cfg: Config, saved: Any = None) -> Prepared:
-        from grutool.data.tagging import Sentence
+        from grutool.families.tagger.data import Sentence
         from grutool.data.vocab import LabelVocab, Vocab
 
         d = cfg.data
@@ -199,8 +199,8 @@ class TaggerTask(Task):
     # --- model -----------------------------------------------------------------------
 
     def build_model(self, cfg: Config, vocabs: Any):
-        from grutool.data import schemes
-        from grutool.models.tagger import Tagger
+        from grutool.families.tagger import schemes
+        from grutool.families.tagger.model import Tagger
 
         constraints = None
         if cfg.model.crf:
@@ -210,7 +210,7 @@ class TaggerTask(Task):
                                   num_intents=len(vocabs.intents) if self.joint else 0, constraints=constraints)
 
     def metrics(self, split: EncodedSplit):
-        from grutool.metrics.tagging import TaggingMetrics
+        from grutool.families.tagger.metrics import TaggingMetrics
 
         return TaggingMetrics(split.label_names, split.scheme, split.intent_names if self.joint else None)
 
@@ -240,7 +240,7 @@ class TaggerTask(Task):
         """
         import torch
 
-        from grutool.data import schemes
+        from grutool.families.tagger import schemes
         from grutool.data.batching import sorted_batches
         from grutool.data.tokenize import get_tokenizer
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from grutool.config import Config
-from grutool.modules.crf import CRF
+from grutool.families.tagger.crf import CRF
 from grutool.modules.embedder import Embedder, embedder_options
 from grutool.modules.encoder import RecurrentEncoder
 from grutool.modules.masking import length_mask

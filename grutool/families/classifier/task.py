@@ -7,7 +7,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any, Optional
 
 from grutool.errors import UserError, clipped, listed
-from grutool.tasks.base import Prepared, Task
+from grutool.families.base import Prepared, Task
 
 if TYPE_CHECKING:
     from grutool.config import Config, DataConfig
@@ -216,13 +216,13 @@ class ClassifierTask(Task):
     # --- model --------------------------------------------------------------------------------
 
     def build_model(self, cfg: Config, vocabs: Any):
-        from grutool.models.classifier import Classifier
+        from grutool.families.classifier.model import Classifier
 
         return Classifier.from_config(cfg, vocab_size=len(vocabs.vocab), num_outputs=len(vocabs.labels),
                                       num_chars=len(vocabs.chars) if vocabs.chars is not None else 0)
 
     def metrics(self, split: EncodedSplit):
-        from grutool.metrics.classification import ClassificationMetrics
+        from grutool.families.classifier.metrics import ClassificationMetrics
 
         return ClassificationMetrics(split.label_names)
 

@@ -7,13 +7,13 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any, Optional
 
 from grutool.errors import UserError, listed
-from grutool.tasks.base import Prepared, Task
-from grutool.tasks.classifier import check_columns, synthetic_vocabs
+from grutool.families.base import Prepared, Task
+from grutool.families.classifier.task import check_columns, synthetic_vocabs
 
 if TYPE_CHECKING:
     from grutool.config import Config, DataConfig
     from grutool.data.batching import EncodedSplit, References
-    from grutool.data.pair import Pair
+    from grutool.families.seq2seq.pair import Pair
     from grutool.data.vocab import Vocab
 
 log = logging.getLogger("grutool")
@@ -140,7 +140,7 @@ class Seq2SeqTask(Task):
         return split
 
     def read(self, cfg: Config, spec, name: str) -> tuple[list[Pair], list[list[str]], list[list[str]]]:
-        from grutool.data.parallel import read_pairs
+        from grutool.families.seq2seq.data import read_pairs
 
         pairs = read_pairs(cfg.data, spec, name)
         sources = self.source_tokens(cfg, [p.source for p in pairs], name, [p.where for p in pairs])
@@ -148,7 +148,7 @@ class Seq2SeqTask(Task):
         return pairs, sources, targets
 
     def read_inputs(self, cfg: Config, source: str) -> list[str]:
-        from grutool.data.parallel import read_pairs
+        from grutool.families.seq2seq.data import read_pairs
 
         return [p.source for p in read_pairs(cfg.data, source, "input")]
 
@@ -219,7 +219,7 @@ class Seq2SeqTask(Task):
         return vocabs, EncodedSplit(ids, targets, [""] * len(lengths), label_names=list(vocabs.labels.itos))
 
     def build_model(self, cfg: Config, vocabs: Any):
-        from grutool.models.seq2seq import Seq2Seq
+        from grutool.families.seq2seq.model import Seq2Seq
 
         return Seq2Seq.from_config(cfg, vocab_size=len(vocabs.vocab), num_outputs=len(vocabs.labels))
 
@@ -231,15 +231,15 @@ class Seq2SeqTask(Task):
         return {"beam_size": model.decoding["beam_size"]}
 
     def metrics(self, split: EncodedSplit):
-        from grutool.metrics.seq2seq import Seq2SeqMetrics
+        from grutool.families.seq2seq.metrics import Seq2SeqMetrics
 
         return Seq2SeqMetrics(split.label_names, split.references, split.texts)
 
     # --- prediction --------------------------------------------------------------------------
 
     def infer_batch(self, model, batch, **settings):
-        """Generated outputs (grutool.decoding.Generated) for one batch of sources."""
-        from grutool.decoding import generate
+        """Generated outputs (grutool.families.seq2seq.decoding.Generated) for one batch of sources."""
+        from grutool.families.seq2seq.decoding import generate
 
         memory, state = model.encode(batch.ids, batch.lengths)
         return generate(model, memory, state, batch.lengths, **settings)

@@ -5,7 +5,7 @@ validation, the CLI's renderers) asks the run's task and never which family it s
 module is imported when a config is validated, so it imports no torch at module level: data,
 models and metrics are imported inside the methods that use them.
 
-Adding a family is one module with a `Task` subclass plus one line in `grutool.tasks.TASKS`.
+Adding a family is one module with a `Task` subclass plus one line in `grutool.families.TASKS`.
 """
 
 from __future__ import annotations
@@ -49,10 +49,10 @@ class Task:
     named with an empty tuple (e.g. "decoding": ()) is owned whole."""
     outputs: ClassVar[str] = "classes"
     """What `labels` holds, in a summary line: classes, tags, targets."""
-    renderer: ClassVar[str] = "classification"
-    """The CLI renderer of this task's results (a module of grutool.cli.render)."""
+    renderer: ClassVar[str] = "classifier"
+    """The CLI renderer of this task's results: the family folder whose `render` module shows them."""
     exporter: ClassVar[str] = "classifier"
-    """How `grutool export` writes, checks and runs this family's graphs (a module of grutool.export)."""
+    """How `grutool export` writes, checks and runs this family's graphs: the family folder whose `export` module does."""
     predict_options: ClassVar[tuple[str, ...]] = ()
     """Keyword options `predict` and `evaluate` accept beyond the shared ones (e.g. beam)."""
     needs_inputs: ClassVar[bool] = True
@@ -77,7 +77,7 @@ class Task:
 
         Compared with the defaults, not with the fields a file set: a saved config.yaml sets every field.
         """
-        from grutool.tasks import TASKS
+        from grutool.families import TASKS
 
         owners: dict[tuple[str, str], list[str]] = {}
         for task in TASKS.values():

@@ -1,1 +1,0 @@
-"""Metrics: small stateful objects, updated per batch and computed per epoch; one module per family of outputs."""
