@@ -179,3 +179,15 @@ class Task:
     def finish_evaluation(self, out: dict, vocabs: Any) -> dict:
         """Add what evaluation reports beyond the metrics (labels never seen in training, ...)."""
         return out
+
+
+def synthetic_vocabs(vocab_size: int, num_classes: int, num_chars: int = 0, num_intents: int = 0) -> Prepared:
+    """Vocabularies of the given sizes with made-up entries (bench: a model without its data)."""
+    from grutool.data.vocab import LabelVocab, Vocab
+
+    def vocab(n: int) -> Vocab:
+        return Vocab(["<pad>", "<unk>"] + [f"w{i}" for i in range(n - 2)])
+
+    labels = LabelVocab([f"L{i}" for i in range(num_classes)])
+    return Prepared(vocab(vocab_size), labels, chars=vocab(num_chars) if num_chars else None,
+                    intents=LabelVocab([f"I{i}" for i in range(num_intents)]) if num_intents else None)

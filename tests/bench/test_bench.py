@@ -376,7 +376,7 @@ def test_config_with_char_features_times_the_model_with_its_char_encoder(tmp_pat
 
     from grutool.bench.workloads import SYNTHETIC_CHARS, spell
     from grutool.config_file import load_config
-    from grutool.families.classifier.task import synthetic_vocabs
+    from grutool.families.base import synthetic_vocabs
     from grutool.families import get_task
 
     monkeypatch.chdir(ROOT)

@@ -7,7 +7,8 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any, Optional
 
 from grutool.errors import UserError, clipped, listed
-from grutool.families.base import Prepared, Task
+from grutool.families.base import Prepared, Task, synthetic_vocabs
+from grutool.families.rules import check_columns, check_one_path_per_split, encoder_stream_reason
 
 if TYPE_CHECKING:
     from grutool.config import Config, DataConfig
@@ -141,7 +142,7 @@ class ClassifierTask(Task):
 
     def prepare(self, cfg: Config, saved: Any = None) -> Prepared:
         from grutool.data.ragged import Tokenized
-        from grutool.data.vocab import LabelVocab, Vocab
+        from grutool.data.vocab import LabelVocab, Vocab, char_counts
 
         d = cfg.data
         texts, gold = read_examples(d, d.train)
@@ -227,6 +228,8 @@ class ClassifierTask(Task):
         return ClassificationMetrics(split.label_names)
 
     def finish_evaluation(self, out: dict, vocabs: Any) -> dict:
+        from grutool.metrics.confusion import unseen_rows
+
         out["unseen_labels"] = unseen_rows(out["confusion"], len(vocabs.labels))
         return out
 
@@ -291,67 +294,7 @@ class ClassifierTask(Task):
         return {"text": text, "label": labels[k], "probs": {n: round(float(p), 6) for n, p in zip(labels, probs)}}
 
 
-def encoder_stream_reason(cfg: Config) -> Optional[str]:
-    """Why the encoder of `cfg` cannot continue from a previous chunk's state, or None."""
-    from grutool.cells import get_cell
-
-    if cfg.model.bidirectional:
-        return ("the encoder is bidirectional: its backward direction starts at the input's last token, so "
-                "every output waits for the whole input (train with model.bidirectional: false)")
-    if get_cell(cfg.model.cell).cell_state:
-        return f"model.cell {cfg.model.cell} carries (h, c); streaming supports cells with a hidden state alone"
-    return None
-
-
 def torch_softmax(logits):
     import torch
 
     return torch.softmax(logits.float(), dim=-1).cpu()
-
-
-# --- helpers shared with the other families ---------------------------------------------------
-
-
-def char_counts(token_counts: Counter, width: int) -> Counter:
-    """How often each character occurs in the first `width` characters of the tokens counted."""
-    counts: Counter = Counter()
-    for token, n in token_counts.items():
-        for c in token[:width]:
-            counts[c] += n
-    return counts
-
-
-def check_columns(cfg: Config, fields: tuple[str, ...]) -> None:
-    """With data.column_names, the columns a task reads must be among them."""
-    d = cfg.data
-    if d.column_names:
-        for field in fields:
-            name = getattr(d, field)
-            if name not in d.column_names:
-                raise ValueError(f"data.{field}: '{name}' is not one of data.column_names {d.column_names}")
-
-
-def check_one_path_per_split(cfg: Config) -> None:
-    """Only seq2seq's parallel_text reads a split from a [source file, target file] pair."""
-    for name in ("train", "validation", "test"):
-        if isinstance(getattr(cfg.data, name), list):
-            raise ValueError(f"data.{name}: a list of paths is for task seq2seq with data.format parallel_text "
-                             f"([source file, target file]); give one path")
-
-
-def unseen_rows(confusion: dict, known: int) -> dict[str, int]:
-    """Rows past the model's own labels are gold labels it never saw: how many examples (tokens, for tags) each."""
-    matrix = confusion["matrix"]
-    return {name: sum(matrix[known + j]) for j, name in enumerate(confusion["labels"][known:])}
-
-
-def synthetic_vocabs(vocab_size: int, num_classes: int, num_chars: int = 0, num_intents: int = 0) -> Prepared:
-    """Vocabularies of the given sizes with made-up entries (bench: a model without its data)."""
-    from grutool.data.vocab import LabelVocab, Vocab
-
-    def vocab(n: int) -> Vocab:
-        return Vocab(["<pad>", "<unk>"] + [f"w{i}" for i in range(n - 2)])
-
-    labels = LabelVocab([f"L{i}" for i in range(num_classes)])
-    return Prepared(vocab(vocab_size), labels, chars=vocab(num_chars) if num_chars else None,
-                    intents=LabelVocab([f"I{i}" for i in range(num_intents)]) if num_intents else None)

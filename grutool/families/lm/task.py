@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from grutool.errors import UserError, listed
 from grutool.families.base import Prepared, Task
-from grutool.families.classifier.task import check_columns, check_one_path_per_split
+from grutool.families.rules import check_columns, check_one_path_per_split
 
 if TYPE_CHECKING:
     from grutool.config import Config

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Optional
 
 from grutool.config import DataConfig
-from grutool.families.seq2seq.pair import Pair
-from grutool.families.tagger.data import read_lines
+from grutool.data.loading import read_lines
 from grutool.errors import UserError
+from grutool.families.seq2seq.pair import Pair
 
 log = logging.getLogger("grutool")
 

@@ -7,8 +7,8 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any, Optional
 
 from grutool.errors import UserError, listed
-from grutool.families.base import Prepared, Task
-from grutool.families.classifier.task import check_columns, synthetic_vocabs
+from grutool.families.base import Prepared, Task, synthetic_vocabs
+from grutool.families.rules import check_columns
 
 if TYPE_CHECKING:
     from grutool.config import Config, DataConfig

@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from grutool.families.classifier.export import ScoresGraph, TokenRuntime, carries_state, token_inputs
 from grutool.export.graph import Graph
 from grutool.export.parity import Parity
+from grutool.export.tokens import ScoresGraph, TokenRuntime, carries_state, token_inputs
 from grutool.families.tagger.postprocess import viterbi
 from grutool.modules.masking import length_mask
 

@@ -13,7 +13,7 @@ from typing import Optional
 import torch
 
 from grutool.families.tagger import schemes
-from grutool.families.classifier.metrics import add_to_confusion
+from grutool.metrics.confusion import add_to_confusion
 
 
 def _prf(correct: int, gold: int, predicted: int) -> dict:

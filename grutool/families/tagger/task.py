@@ -7,8 +7,8 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any, Optional
 
 from grutool.errors import UserError, listed
-from grutool.families.base import Prepared, Task
-from grutool.families.classifier.task import check_one_path_per_split, encoder_stream_reason, synthetic_vocabs, unseen_rows
+from grutool.families.base import Prepared, Task, synthetic_vocabs
+from grutool.families.rules import check_one_path_per_split, encoder_stream_reason
 
 if TYPE_CHECKING:
     from grutool.config import Config
@@ -215,6 +215,8 @@ class TaggerTask(Task):
         return TaggingMetrics(split.label_names, split.scheme, split.intent_names if self.joint else None)
 
     def finish_evaluation(self, out: dict, vocabs: Any) -> dict:
+        from grutool.metrics.confusion import unseen_rows
+
         out["unseen_labels"] = unseen_rows(out["confusion"], len(vocabs.labels))
         if self.joint:
             out["unseen_intents"] = unseen_rows(out["intent_confusion"], len(vocabs.intents))
