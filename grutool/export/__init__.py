@@ -66,6 +66,9 @@ def metadata_path(path: Path) -> Path:
 
 
 def family(task):
+    """The export module of the task's family (grutool.families.<exporter>.export)."""
+    if task.exporter is None:
+        raise UserError(f"task {task.name}: its runs cannot be exported yet (no export module in its family)")
     return importlib.import_module(f"grutool.families.{task.exporter}.export")
 
 
@@ -147,6 +150,7 @@ def export(run_dir: str | Path, fmt: str = "onnx", output: Optional[str | Path] 
         g.require_onnxruntime()
     run = rundir.open_run(run_dir)
     task = get_task(run.config.task)
+    fam = family(task)
     out = Path(output) if output is not None else default_path(run.path, fmt, int8)
     check_output_path(out, "--output")  # before the minutes of work: missing, a file or read-only
     source = getattr(run.config.data, split, None)
@@ -154,7 +158,6 @@ def export(run_dir: str | Path, fmt: str = "onnx", output: Optional[str | Path] 
         raise UserError(f"split: the run has no {split} split (data.{split}) to check parity on", option="split")
     t0 = time.perf_counter()
     reference, ready = load_models(run, task, checkpoint)
-    fam = family(task)
     graphs = fam.graphs(ready, len(run.vocab))
     if int8 and fmt == "torchscript":
         for graph in graphs:

@@ -47,12 +47,16 @@ class Task:
     """Config fields only some families read, per section ({"model": ("crf",)}): a field that other
     families own and this one does not must stay at its default (see `check_config`). A section
     named with an empty tuple (e.g. "decoding": ()) is owned whole."""
-    outputs: ClassVar[str] = "classes"
+    # Declared by every family, never inherited from here: a family that forgets one fails loudly.
+    outputs: ClassVar[str]
     """What `labels` holds, in a summary line: classes, tags, targets."""
-    renderer: ClassVar[str] = "classifier"
+    renderer: ClassVar[str]
     """The CLI renderer of this task's results: the family folder whose `render` module shows them."""
-    exporter: ClassVar[str] = "classifier"
-    """How `grutool export` writes, checks and runs this family's graphs: the family folder whose `export` module does."""
+    exporter: ClassVar[Optional[str]]
+    """How `grutool export` writes, checks and runs this family's graphs: the family folder whose `export`
+    module does (None: the family has no export)."""
+    example_data: ClassVar[dict[str, str]]
+    """`grutool init`: placeholder data fields of the starting config ({"train": "data/train.tsv", ...})."""
     predict_options: ClassVar[tuple[str, ...]] = ()
     """Keyword options `predict` and `evaluate` accept beyond the shared ones (e.g. beam)."""
     needs_inputs: ClassVar[bool] = True
@@ -63,9 +67,16 @@ class Task:
     # --- config -------------------------------------------------------------------------------
 
     def check_config(self, cfg: "Config") -> None:
-        """The task's cross-field rules; a broken one raises ValueError('dotted.path: what is wrong; fix')."""
+        """The task's cross-field rules; a broken one raises ValueError('dotted.path: what is wrong; fix').
+
+        The rules every family shares run here, around the family's own (`check_task`): the monitor first,
+        then the family's rules, then the fields other families own."""
         self.check_monitor(cfg)
+        self.check_task(cfg)
         self.check_ownership(cfg)
+
+    def check_task(self, cfg: "Config") -> None:
+        """The family's own cross-field rules (data formats, columns, model options): none by default."""
 
     def check_monitor(self, cfg: "Config") -> None:
         if cfg.train.monitor not in self.monitors:

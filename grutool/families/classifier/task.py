@@ -83,12 +83,15 @@ class ClassifierTask(Task):
             "model": ("pooling", "freeze_embeddings", "char_features", "char_embedding_dim", "char_hidden_size")}
     formats = ("csv", "tsv", "json", "jsonl", "parquet")
     traces_real_examples = False  # token ids alone make a batch: random ids of any --lengths (char features aside)
+    outputs = "classes"
+    renderer = "classifier"
+    exporter = "classifier"
+    example_data = {"train": "data/train.tsv", "validation": "data/validation.tsv", "test": "data/test.tsv"}
 
     # --- config -------------------------------------------------------------------------------
 
-    def check_config(self, cfg: Config) -> None:
+    def check_task(self, cfg: Config) -> None:
         check_columns(cfg, ("text_column", "label_column"))
-        self.check_monitor(cfg)
         fmt = cfg.data.format
         if fmt in ("parallel_text", "cmudict"):
             raise ValueError(f"data.format: '{fmt}' is sequence-to-sequence data; set task: seq2seq")
@@ -96,7 +99,6 @@ class ClassifierTask(Task):
             raise ValueError(f"data.format: '{fmt}' is tagging data; set task: tagger or joint")
         if fmt in ("text", "text_dir"):
             raise ValueError(f"data.format: '{fmt}' is language-model data; set task: lm")
-        self.check_ownership(cfg)
         check_one_path_per_split(cfg)
 
     # --- data ---------------------------------------------------------------------------------

@@ -41,17 +41,18 @@ class LMTask(Task):
             "train": ("bptt",)}
     outputs = "tokens"
     renderer = "lm"
+    exporter = None  # no export yet: a language model's graphs (step, generation loop) are still to be written
+    example_data = {"train": "data/train.txt", "validation": "data/validation.txt", "test": "data/test.txt"}
     predict_options = ("num", "max_length", "temperature", "top_k", "top_p", "seed", "condition", "score", "greedy")
     needs_inputs = False
 
     # --- config --------------------------------------------------------------------------------
 
-    def check_config(self, cfg: Config) -> None:
+    def check_task(self, cfg: Config) -> None:
         from grutool.families.lm.data import LINE_FORMATS
 
         d, m, t = cfg.data, cfg.model, cfg.train
         check_columns(cfg, ("text_column",) + (("condition_column",) if d.condition_column else ()))
-        self.check_monitor(cfg)
         if t.monitor == "bpc" and d.tokenizer != "char":
             raise ValueError("train.monitor: 'bpc' (bits per character) needs data.tokenizer: char; "
                              "monitor loss or perplexity")
@@ -60,7 +61,6 @@ class LMTask(Task):
         if m.bidirectional:
             raise ValueError("model.bidirectional: a language model reads left to right (a backward direction "
                              "would see the token it predicts); set bidirectional: false")
-        self.check_ownership(cfg)
         check_one_path_per_split(cfg)
         if t.bptt is not None:
             if d.format not in ("auto", "text"):

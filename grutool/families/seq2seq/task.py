@@ -39,14 +39,14 @@ class Seq2SeqTask(Task):
     outputs = "targets"
     renderer = "seq2seq"
     exporter = "seq2seq"
+    example_data = {"train": "data/train.tsv", "validation": "data/validation.tsv", "test": "data/test.tsv"}
     predict_options = ("beam", "attention")
 
     # --- config --------------------------------------------------------------------------------
 
-    def check_config(self, cfg: Config) -> None:
+    def check_task(self, cfg: Config) -> None:
         d, m = cfg.data, cfg.model
         check_columns(cfg, ("source_column", "target_column"))
-        self.check_monitor(cfg)
         if d.format not in FORMATS + ("auto",):
             raise ValueError(f"data.format: task seq2seq reads {', '.join(FORMATS)} (got '{d.format}')")
         if d.dataset is not None:
@@ -55,7 +55,6 @@ class Seq2SeqTask(Task):
         if m.char_features:
             raise ValueError("model.char_features: for task classifier, tagger or joint (task is seq2seq; "
                              "use data.tokenizer: char for a character-level model)")
-        self.check_ownership(cfg)
         for name in ("train", "validation", "test"):
             value = getattr(d, name)
             if isinstance(value, list):

@@ -31,11 +31,11 @@ class TaggerTask(Task):
     renderer = "tagger"
     exporter = "tagger"
     outputs = "tags"
+    example_data = {"train": "data/train.conll", "validation": "data/validation.conll", "test": "data/test.conll"}
 
     # --- config ------------------------------------------------------------------------
 
-    def check_config(self, cfg: Config) -> None:
-        self.check_monitor(cfg)
+    def check_task(self, cfg: Config) -> None:
         fmt = cfg.data.format
         if fmt in ("parallel_text", "cmudict"):
             raise ValueError(f"data.format: '{fmt}' is sequence-to-sequence data; set task: seq2seq")
@@ -46,7 +46,6 @@ class TaggerTask(Task):
         if cfg.data.dataset is not None:
             raise ValueError(f"data.dataset: Hub datasets are read for task classifier only; for task {self.name} "
                              f"set data.train/validation/test to local files")
-        self.check_ownership(cfg)
         check_one_path_per_split(cfg)
 
     # --- reading ---------------------------------------------------------------------
@@ -305,9 +304,10 @@ class JointTask(TaggerTask):
     joint = True
     monitors = ("token_accuracy", "span_f1", "intent_accuracy", "sentence_accuracy", "loss")
     owns = {"model": TaggerTask.owns["model"] + ("pooling", "tag_loss_weight", "intent_loss_weight")}
+    example_data = {"train": "data/train.jsonl", "validation": "data/validation.jsonl", "test": "data/test.jsonl"}
 
-    def check_config(self, cfg: Config) -> None:
-        super().check_config(cfg)
+    def check_task(self, cfg: Config) -> None:
+        super().check_task(cfg)
         m = cfg.model
         if m.tag_loss_weight == 0 and m.intent_loss_weight == 0:
             raise ValueError("model.tag_loss_weight, model.intent_loss_weight: both are 0, nothing would be learned")
