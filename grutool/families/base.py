@@ -32,9 +32,21 @@ class Prepared:
     vocab: "Vocab"
     labels: "LabelVocab | Vocab"
     splits: dict[str, "EncodedSplit"] = field(default_factory=dict)
-    chars: Optional["Vocab"] = None        # model.char_features
-    intents: Optional["LabelVocab"] = None  # joint task
-    conditions: Optional["LabelVocab"] = None  # lm with data.condition_column
+    extra: dict[str, "Vocab | LabelVocab"] = field(default_factory=dict)
+    """The family's own vocabularies by the names its `Task.vocabularies` gives (e.g. chars, intents,
+    conditions); one the config does not use is absent (a None given here is dropped)."""
+
+    def __post_init__(self):
+        self.extra = {name: v for name, v in self.extra.items() if v is not None}
+
+    def vocabulary(self, name: str):
+        """`vocab`, `labels` or one of `extra` by its `Task.vocabularies` name; None when absent."""
+        return vocabulary(self, name)
+
+
+def vocabulary(vocabs: Any, name: str):
+    """A vocabulary of a Prepared or a saved run (grutool.rundir.SavedRun) by its `Task.vocabularies` name."""
+    return getattr(vocabs, name) if name in ("vocab", "labels") else vocabs.extra.get(name)
 
 
 class Task:
@@ -174,6 +186,10 @@ class Task:
         none, or where `labels` holds target tokens)."""
         return list(run.labels.itos) if run.labels is not None else None
 
+    def served_vocabularies(self, run) -> dict[str, list[str]]:
+        """What `grutool serve`'s /info lists besides `labels` (e.g. the joint task's intents): none by default."""
+        return {}
+
     def open_stream(self, predictor, **options):
         """A stateful reader of long input fed in chunks (`Predictor.stream`): `grutool.streaming.Stream`
         (it refuses, with `stream_reason`, models that cannot stream); language models have their own."""
@@ -200,5 +216,6 @@ def synthetic_vocabs(vocab_size: int, num_classes: int, num_chars: int = 0, num_
         return Vocab(["<pad>", "<unk>"] + [f"w{i}" for i in range(n - 2)])
 
     labels = LabelVocab([f"L{i}" for i in range(num_classes)])
-    return Prepared(vocab(vocab_size), labels, chars=vocab(num_chars) if num_chars else None,
-                    intents=LabelVocab([f"I{i}" for i in range(num_intents)]) if num_intents else None)
+    return Prepared(vocab(vocab_size), labels, extra={
+        "chars": vocab(num_chars) if num_chars else None,
+        "intents": LabelVocab([f"I{i}" for i in range(num_intents)]) if num_intents else None})

@@ -17,7 +17,6 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Optional, Sequence
 
 import torch
@@ -32,7 +31,7 @@ from grutool.data.loading import transient_cache
 from grutool.errors import TrainingDiverged, TrainingInterrupted, UserError
 from grutool.models import count_parameters
 from grutool.modules.encoder import detach_state
-from grutool.families import get_task
+from grutool.families import Prepared, get_task
 from grutool.training import distributed
 from grutool.training.callbacks import Callback, Checkpointer, EarlyStopping, MetricsWriter
 from grutool.training.device import resolve_device
@@ -469,11 +468,11 @@ def _train(cfg: Config, resume: bool, overwrite: bool, dry_run: bool, callbacks:
                 rundir.save_vocabularies(run_dir, prepared, cfg)
             mine["prepared"] = prepared
             names = ["vocab", *task.vocabularies(cfg)]
-            return again, {name: getattr(prepared, name) for name in names}, last
+            return again, {name: prepared.vocabulary(name) for name in names}, last
 
         resume, vocabs, last = distributed.share(dist, start)
         # Not rank 0: the data read with rank 0's vocabularies, so every rank numbers tokens alike.
-        prepared = mine.get("prepared") or task.prepare(cfg, SimpleNamespace(**{"chars": None, "intents": None, **vocabs}))
+        prepared = mine.get("prepared") or task.prepare(cfg, Prepared(vocabs.pop("vocab"), vocabs.pop("labels", None), extra=vocabs))
         stages = mine.get("stages", [])  # rank 0's lines, like its other output
         torch.manual_seed(t.seed)
         model = task.build_model(cfg, prepared)
@@ -484,8 +483,8 @@ def _train(cfg: Config, resume: bool, overwrite: bool, dry_run: bool, callbacks:
         summary = {
             "task": cfg.task, "device": str(device), "parameters": count_parameters(model),
             "vocab_size": len(prepared.vocab), "num_classes": len(prepared.labels),
-            "vocabularies": {name: len(getattr(prepared, name)) for name in task.vocabularies(cfg)
-                             if getattr(prepared, name, None) is not None},
+            "vocabularies": {name: len(prepared.vocabulary(name)) for name in task.vocabularies(cfg)
+                             if prepared.vocabulary(name) is not None},
             "examples": {name: len(split) for name, split in prepared.splits.items()},
             "run_dir": str(run_dir),
         }

@@ -70,7 +70,7 @@ def test_prepare_gives_the_examples_and_batches_of_per_example_tensors(tmp_path,
     vocab, labels, chars, ref_train, ref_val = reference(cfg, train, validation)
     assert prepared.vocab.itos == vocab.itos and prepared.labels.itos == labels.itos
     if cfg.model.char_features:
-        assert prepared.chars.itos == chars.itos
+        assert prepared.extra["chars"].itos == chars.itos
     for name, ref in (("train", ref_train), ("validation", ref_val)):
         split = prepared.splits[name]
         assert isinstance(split.ids, Ragged) and len(split) == len(ref)

@@ -167,8 +167,8 @@ class ClassifierTask(Task):
                             f"a classifier needs at least two")
         chars = None
         if cfg.model.char_features:
-            chars = saved.chars if saved else Vocab.from_counts(char_counts(counts, d.max_word_length))
-        prepared = Prepared(vocab, labels, chars=chars)
+            chars = saved.extra.get("chars") if saved else Vocab.from_counts(char_counts(counts, d.max_word_length))
+        prepared = Prepared(vocab, labels, extra={"chars": chars})
         prepared.splits["train"] = self.encode(cfg, vocab, labels, texts, gold,
                                                sorted(set(gold) - set(labels.stoi)), chars, tokens)
         for name in ("validation", "test"):
@@ -188,7 +188,7 @@ class ClassifierTask(Task):
         if unseen:
             log.warning("%s: %d example(s) have labels never seen in training, counted as errors: %s",
                         name, sum(unseen.values()), listed(unseen))
-        return self.encode(cfg, vocabs.vocab, labels, texts, gold, extra=sorted(unseen), chars=vocabs.chars)
+        return self.encode(cfg, vocabs.vocab, labels, texts, gold, extra=sorted(unseen), chars=vocabs.extra.get("chars"))
 
     def vocabularies(self, cfg: Config) -> dict[str, tuple[str, type]]:
         from grutool.data.vocab import LabelVocab, Vocab
@@ -222,7 +222,7 @@ class ClassifierTask(Task):
         from grutool.families.classifier.model import Classifier
 
         return Classifier.from_config(cfg, vocab_size=len(vocabs.vocab), num_outputs=len(vocabs.labels),
-                                      num_chars=len(vocabs.chars) if vocabs.chars is not None else 0)
+                                      num_chars=len(vocabs.extra["chars"]) if "chars" in vocabs.extra else 0)
 
     def metrics(self, split: EncodedSplit):
         from grutool.families.classifier.metrics import ClassificationMetrics
@@ -258,7 +258,7 @@ class ClassifierTask(Task):
         from grutool.data.batching import sorted_batches
 
         run = predictor.run
-        split = self.encode(predictor.cfg, run.vocab, run.labels, texts, None, chars=run.chars)
+        split = self.encode(predictor.cfg, run.vocab, run.labels, texts, None, chars=run.extra.get("chars"))
         labels = run.labels.itos
         results: list[dict] = [{} for _ in texts]
         with torch.no_grad():
@@ -287,7 +287,7 @@ class ClassifierTask(Task):
         from grutool.data.ragged import Tokenized
 
         tokens = Tokenized.of([text], self.tokenizer(predictor.cfg))
-        return self.encode_tokens(predictor.cfg, run.vocab, tokens, run.chars)
+        return self.encode_tokens(predictor.cfg, run.vocab, tokens, run.extra.get("chars"))
 
     def stream_render(self, predictor, text: str, chunk: str, outputs: tuple) -> dict:
         labels = predictor.run.labels.itos

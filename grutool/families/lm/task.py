@@ -112,13 +112,13 @@ class LMTask(Task):
                 lines.conditions = [lines.conditions[i] for i in keep] if lines.conditions else None
             vocab = saved.vocab if saved else Vocab.build(tokens, d.min_freq, d.max_size, specials=TARGET_SPECIALS)
             if d.condition_column:
-                conditions = saved.conditions if saved else LabelVocab.build(lines.conditions)
+                conditions = saved.extra.get("conditions") if saved else LabelVocab.build(lines.conditions)
             train = self.encode_lines(cfg, vocab, conditions, tokens, lines, "train")
         cuts = cfg.model.adaptive_cutoffs
         if cuts and cuts[-1] >= len(vocab) - 1:
             raise UserError(f"model.adaptive_cutoffs: {cuts} must stay below the vocabulary size minus one "
                             f"({len(vocab)} tokens); lower them or drop the last")
-        prepared = Prepared(vocab, vocab, conditions=conditions)
+        prepared = Prepared(vocab, vocab, extra={"conditions": conditions})
         prepared.splits["train"] = train
         for name in ("validation", "test"):
             source = getattr(d, name)
@@ -175,7 +175,7 @@ class LMTask(Task):
         if is_stream(cfg):
             return self.encode_stream(cfg, vocabs.vocab, stream_tokens(cfg, read_stream(source)), source, name)
         lines = read_lines(cfg, source)
-        return self.encode_lines(cfg, vocabs.vocab, vocabs.conditions, self.tokenize_lines(cfg, lines.texts),
+        return self.encode_lines(cfg, vocabs.vocab, vocabs.extra.get("conditions"), self.tokenize_lines(cfg, lines.texts),
                                  lines, name)
 
     def train_file(self, cfg: Config) -> Optional[str]:
@@ -207,7 +207,7 @@ class LMTask(Task):
             split.conditions = list(torch.randint(0, num_classes, (len(lengths),), generator=generator))
         if is_stream(cfg):
             split.streams = len(lengths)
-        return Prepared(vocab, vocab, conditions=conditions), split
+        return Prepared(vocab, vocab, extra={"conditions": conditions}), split
 
     # --- model ---------------------------------------------------------------------------------
 
@@ -215,7 +215,7 @@ class LMTask(Task):
         from grutool.families.lm.model import LanguageModel
 
         return LanguageModel.from_config(cfg, vocab_size=len(vocabs.vocab),
-                                         num_conditions=len(vocabs.conditions) if vocabs.conditions else 0)
+                                         num_conditions=len(vocabs.extra["conditions"]) if "conditions" in vocabs.extra else 0)
 
     def metrics(self, split: EncodedSplit):
         from grutool.data.vocab import BOS, EOS, PAD, UNK
@@ -233,7 +233,7 @@ class LMTask(Task):
         return model.log_probs(o)
 
     def condition_id(self, predictor, condition: Optional[str]) -> Optional[int]:
-        known = predictor.run.conditions
+        known = predictor.run.extra.get("conditions")
         if known is None:
             if condition is not None:
                 raise UserError(f"condition: {predictor.run.path} is an unconditioned model (no "

@@ -124,11 +124,11 @@ class TaggerTask(Task):
         gold_intents = intents = None
         if self.joint:
             gold_intents = [s.intent for s in sentences]
-            intents = saved.intents if saved else LabelVocab.build(gold_intents)
+            intents = saved.extra.get("intents") if saved else LabelVocab.build(gold_intents)
         chars = None
         if cfg.model.char_features:
-            chars = saved.chars if saved else Vocab.build([list(t[:d.max_word_length]) for s in tokens for t in s])
-        prepared = Prepared(vocab, labels, chars=chars, intents=intents)
+            chars = saved.extra.get("chars") if saved else Vocab.build([list(t[:d.max_word_length]) for s in tokens for t in s])
+        prepared = Prepared(vocab, labels, extra={"chars": chars, "intents": intents})
         prepared.splits["train"] = self.encode(cfg, vocab, tokens, labels, tags, intents, gold_intents, chars)
         for name in ("validation", "test"):
             source = getattr(d, name)
@@ -142,7 +142,7 @@ class TaggerTask(Task):
         Empty sentences are kept: they have no tags to score, and the joint model still
         predicts their intent (from an all-zero encoder state).
         """
-        labels, intents = vocabs.labels, vocabs.intents
+        labels, intents = vocabs.labels, vocabs.extra.get("intents")
         sentences = self.read(cfg, source, name)
         tags = [s.tags for s in sentences]
         all_tags = Counter(t for s in tags for t in s)
@@ -164,7 +164,7 @@ class TaggerTask(Task):
                 log.warning("%s: %d sentence(s) have intents never seen in training, counted as errors: %s",
                             name, sum(unseen_intents.values()), listed(unseen_intents, 10))
         return self.encode(cfg, vocabs.vocab, [s.tokens for s in sentences], labels, tags, intents, gold_intents,
-                           vocabs.chars)
+                           vocabs.extra.get("chars"))
 
     def vocabularies(self, cfg: Config) -> dict[str, tuple[str, type]]:
         from grutool.data.vocab import LabelVocab, Vocab
@@ -205,8 +205,8 @@ class TaggerTask(Task):
         if cfg.model.crf:
             constraints = schemes.allowed_transitions(list(vocabs.labels.itos), self.model_scheme(cfg))
         return Tagger.from_config(cfg, vocab_size=len(vocabs.vocab), num_outputs=len(vocabs.labels),
-                                  num_chars=len(vocabs.chars) if vocabs.chars is not None else 0,
-                                  num_intents=len(vocabs.intents) if self.joint else 0, constraints=constraints)
+                                  num_chars=len(vocabs.extra["chars"]) if "chars" in vocabs.extra else 0,
+                                  num_intents=len(vocabs.extra["intents"]) if self.joint else 0, constraints=constraints)
 
     def metrics(self, split: EncodedSplit):
         from grutool.families.tagger.metrics import TaggingMetrics
@@ -218,7 +218,7 @@ class TaggerTask(Task):
 
         out["unseen_labels"] = unseen_rows(out["confusion"], len(vocabs.labels))
         if self.joint:
-            out["unseen_intents"] = unseen_rows(out["intent_confusion"], len(vocabs.intents))
+            out["unseen_intents"] = unseen_rows(out["intent_confusion"], len(vocabs.extra["intents"]))
         return out
 
     # --- prediction ------------------------------------------------------------------
@@ -248,7 +248,7 @@ class TaggerTask(Task):
         cfg, run = predictor.cfg, predictor.run
         split_words = get_tokenizer(cfg.data.tokenizer, lowercase=False)
         tokens = [split_words(t) for t in texts]
-        split = self.encode(cfg, run.vocab, tokens, chars=run.chars)
+        split = self.encode(cfg, run.vocab, tokens, chars=run.extra.get("chars"))
         tag_names = run.labels.itos
         with_spans = schemes.has_spans(split.scheme)
         results: list[dict] = [{} for _ in texts]
@@ -264,7 +264,7 @@ class TaggerTask(Task):
                                for kind, s, e in found]}
                 if probs is not None:
                     k = int(probs[row].argmax())
-                    r["intent"] = run.intents.itos[k]
+                    r["intent"] = run.extra["intents"].itos[k]
                     r["intent_prob"] = round(float(probs[row, k]), 6)
                 results[i] = r
         return results
@@ -286,7 +286,7 @@ class TaggerTask(Task):
         from grutool.data.tokenize import get_tokenizer
 
         tokens = get_tokenizer(predictor.cfg.data.tokenizer, lowercase=False)(text)
-        return self.encode(predictor.cfg, predictor.run.vocab, [tokens], chars=predictor.run.chars)
+        return self.encode(predictor.cfg, predictor.run.vocab, [tokens], chars=predictor.run.extra.get("chars"))
 
     def stream_render(self, predictor, text: str, chunk: str, outputs: tuple) -> dict:
         """The chunk's tokens and their tags (a tag never changes once its token is fed)."""
@@ -305,6 +305,9 @@ class JointTask(TaggerTask):
     monitors = ("token_accuracy", "span_f1", "intent_accuracy", "sentence_accuracy", "loss")
     owns = {"model": TaggerTask.owns["model"] + ("pooling", "tag_loss_weight", "intent_loss_weight")}
     example_data = {"train": "data/train.jsonl", "validation": "data/validation.jsonl", "test": "data/test.jsonl"}
+
+    def served_vocabularies(self, run) -> dict[str, list[str]]:
+        return {"intents": list(run.extra["intents"].itos)}
 
     def check_task(self, cfg: Config) -> None:
         super().check_task(cfg)
