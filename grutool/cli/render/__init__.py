@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import importlib
 
-RENDERERS = ("classifier", "tagger", "seq2seq", "lm")
-
 
 def renderer(task):
-    """The render module a task names (grutool.families.base.Task.renderer)."""
-    if task.renderer not in RENDERERS:
-        raise ValueError(f"task {task.name}: unknown renderer {task.renderer!r}; known: {', '.join(RENDERERS)}")
-    return importlib.import_module(f"grutool.families.{task.renderer}.render")
+    """The render module a task names (grutool.families.base.Task.renderer): a family folder's `render`."""
+    name = f"grutool.families.{task.renderer}.render"
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not (name == exc.name or name.startswith(exc.name + ".")):
+            raise
+        raise ValueError(f"task {task.name}: unknown renderer {task.renderer!r} (no module {name})") from None
