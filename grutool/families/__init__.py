@@ -1,8 +1,8 @@
-"""The model families, by name: what differs between them lives in their Task (see base.py).
+"""The model families, by name: one folder each (`classifier/`, `tagger/`, `seq2seq/`, `lm/`) holding what
+differs for it, with its `Task` (see base.py) in `task.py`.
 
 The training loop, run directory, evaluation, prediction, `shapes`, `bench`, config validation
-and the CLI's renderers are shared; they talk to a task object. A new family is one module
-with a `Task` subclass plus one line below.
+and the CLI are shared; they talk to a task object. A new family is one folder plus one line below.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ validation, the CLI's renderers) asks the run's task and never which family it s
 module is imported when a config is validated, so it imports no torch at module level: data,
 models and metrics are imported inside the methods that use them.
 
-Adding a family is one module with a `Task` subclass plus one line in `grutool.families.TASKS`.
+Adding a family is one folder `grutool/families/<name>/` with a `Task` subclass in its `task.py`, plus
+one line in `grutool.families.TASKS`.
 """
 
 from __future__ import annotations
