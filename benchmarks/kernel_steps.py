@@ -23,7 +23,7 @@ import torch
 
 from grutool.config_file import load_config
 from grutool.data.batching import epoch_batches
-from grutool.tasks import get_task
+from grutool.families import get_task
 from grutool.training.device import resolve_device
 from grutool.training.loop import Trainer
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 
 from grutool.config_file import load_config
-from grutool.tasks.classifier import read_examples
+from grutool.families.classifier.task import read_examples
 
 
 def free_port() -> int:

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import torch
 
-from grutool.data import schemes
+from grutool.families.tagger import schemes
 from grutool.export import export
 from grutool.predict import Predictor
-from grutool.tasks import get_task
+from grutool.families import get_task
 
 BACKENDS = [("pytorch fp32", "torch", None, False), ("torchscript fp32", "torchscript", "model.pt", False),
             ("torchscript int8", "torchscript", "model.int8.pt", True),
@@ -41,7 +41,7 @@ def gold(run, split: str):
     task = get_task(cfg.task)
     source = getattr(cfg.data, split)
     if cfg.task == "classifier":
-        from grutool.tasks.classifier import read_examples
+        from grutool.families.classifier.task import read_examples
 
         texts, labels = read_examples(cfg.data, source)
         return texts, labels

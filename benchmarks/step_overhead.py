@@ -21,7 +21,7 @@ import torch
 
 from grutool.config_file import load_config
 from grutool.data.batching import collate, epoch_batches
-from grutool.tasks import get_task
+from grutool.families import get_task
 from grutool.training.callbacks import Callback
 from grutool.training.loop import train
 from grutool.training.optim import build_optimizer

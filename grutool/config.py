@@ -1,7 +1,7 @@
 """The one config tree: its schema, every field documented, and the rules that hold for every task.
 
 Reading a file (YAML, `--set` overrides, the chosen task's own rules, errors with file and
-line) is `grutool.config_file`; what a task reads and rejects is its Task (`grutool.tasks`).
+line) is `grutool.config_file`; what a task reads and rejects is its Task (`grutool.families`).
 This module imports pydantic but never torch, and no other grutool module but errors and cells.
 """
 
@@ -297,7 +297,7 @@ class Config(_Section):
     """A whole grutool run."""
 
     task: str = "classifier"
-    """Model family, a name in grutool.tasks.TASKS: `classifier` (N->1), `tagger` (N->N, one tag per token), `joint` (a tag per token and
+    """Model family, a name in grutool.families.TASKS: `classifier` (N->1), `tagger` (N->N, one tag per token), `joint` (a tag per token and
     an intent per sentence from one shared encoder), `seq2seq` (N->M: encoder-decoder with attention) or `lm`
     (N->N next-token prediction and 1->N conditional generation)."""
     data: DataConfig
@@ -425,7 +425,7 @@ def _cmudict_splits(cfg: Config) -> None:
                              f"(got {value!r})")
 
 
-# Rules that hold whatever the task; each task adds its own (grutool.tasks, checked by config_file.parse_config).
+# Rules that hold whatever the task; each task adds its own (grutool.families, checked by config_file.parse_config).
 CROSS_FIELD_RULES = [
     _columns_needed_without_header,
     _label_names_valid,

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from grutool.config import Config
 from grutool.errors import UserError, clipped
-from grutool.tasks import TASKS
+from grutool.families import TASKS
 
 
 # --- loading ----------------------------------------------------------------------

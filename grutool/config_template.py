@@ -12,15 +12,8 @@ import inspect
 
 from grutool import config as schema
 from grutool import jsonsafe
-from grutool.tasks import TASKS
+from grutool.families import TASKS
 
-# Placeholder data per family: what the user replaces first.
-EXAMPLE_DATA = {
-    "classifier": {"train": "data/train.tsv", "validation": "data/validation.tsv", "test": "data/test.tsv"},
-    "tagger": {"train": "data/train.conll", "validation": "data/validation.conll", "test": "data/test.conll"},
-    "joint": {"train": "data/train.jsonl", "validation": "data/validation.jsonl", "test": "data/test.jsonl"},
-    "seq2seq": {"train": "data/train.tsv", "validation": "data/validation.tsv", "test": "data/test.tsv"},
-}
 WIDTH = 100
 
 
@@ -61,7 +54,7 @@ def _value(value) -> str:
 
 
 def template(task: str) -> str:
-    """The commented YAML config for `task` (a name in grutool.tasks.TASKS)."""
+    """The commented YAML config for `task` (a name in grutool.families.TASKS)."""
     if task not in TASKS:
         from grutool.errors import UserError
 
@@ -82,8 +75,8 @@ def template(task: str) -> str:
             if (section, name) in skip:
                 continue
             value = field.default
-            if section == "data" and name in EXAMPLE_DATA.get(task, {}):
-                value = EXAMPLE_DATA[task][name]
+            if section == "data" and name in cls.example_data:
+                value = cls.example_data[name]
             if section == "train" and name == "monitor":
                 value = cls.monitors[0]
             entry = f"  {name}: {_value(value)}"

@@ -8,7 +8,7 @@ from typing import Optional
 from grutool import rundir
 from grutool.checkpoint import load_run_weights
 from grutool.errors import UserError
-from grutool.tasks import accepting, get_task
+from grutool.families import accepting, get_task
 from grutool.training.device import resolve_device
 
 
@@ -48,6 +48,6 @@ class Predictor:
 
     def stream(self, **options):
         """A stateful reader: one long input fed chunk by chunk, with the same results as feeding it whole.
-        Language models: `grutool.generation.Stream` (`feed(text)` gives each token's log-probability;
+        Language models: `grutool.families.lm.generation.Stream` (`feed(text)` gives each token's log-probability;
         `options`: condition); unidirectional classifiers and taggers: `grutool.streaming.Stream`."""
         return self.task.open_stream(self, **options)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import datetime
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -40,7 +40,8 @@ from grutool.config import Config
 from grutool.config_file import parse_config, read_yaml
 from grutool.data.vocab import LabelVocab, Vocab
 from grutool.errors import UserError
-from grutool.tasks import get_task
+from grutool.families import get_task
+from grutool.families.base import vocabulary
 
 CONFIG, VOCAB, LABELS = "config.yaml", "vocab.json", "labels.json"
 TARGET_VOCAB = "target_vocab.json"
@@ -210,16 +211,19 @@ class SavedRun:
     config: Config
     vocab: Vocab
     labels: Optional[LabelVocab | Vocab] = None  # seq2seq: the target Vocab; lm: none (it predicts `vocab`)
-    intents: Optional[LabelVocab] = None  # joint task
-    chars: Optional[Vocab] = None         # model.char_features
-    conditions: Optional[LabelVocab] = None  # lm with data.condition_column
+    extra: dict[str, Vocab | LabelVocab] = field(default_factory=dict)
+    """The family's own vocabularies by the names its `Task.vocabularies` gives (chars, intents, ...)."""
+
+    def vocabulary(self, name: str):
+        """`vocab`, `labels` or one of `extra` by its `Task.vocabularies` name; None when absent."""
+        return vocabulary(self, name)
 
 
 def save_vocabularies(path: Path, prepared, cfg: Config) -> None:
-    """vocab.json and the vocabularies the task names (grutool.tasks.base.Task.vocabularies)."""
+    """vocab.json and the vocabularies the task names (grutool.families.base.Task.vocabularies)."""
     prepared.vocab.save(path / VOCAB)
     for name, (filename, _) in get_task(cfg.task).vocabularies(cfg).items():
-        getattr(prepared, name).save(path / filename)
+        prepared.vocabulary(name).save(path / filename)
 
 
 def open_run(path: str | Path) -> SavedRun:
@@ -241,14 +245,15 @@ def open_run(path: str | Path) -> SavedRun:
         vocabs = {name: kind.load(path / filename) for name, (filename, kind) in files.items()}
     except ValueError as exc:
         raise UserError(f"{exc}; restore the file as training wrote it, or train again") from None
-    return SavedRun(path, cfg, **vocabs)
+    vocab, labels = vocabs.pop("vocab"), vocabs.pop("labels", None)
+    return SavedRun(path, cfg, vocab, labels, extra=vocabs)
 
 
 def sizes(run, cfg: Config) -> dict[str, int]:
     """Each vocabulary file of a run (SavedRun or Prepared) and its length: what sizes the model's layers."""
     names = {"vocab": VOCAB, **{name: filename for name, (filename, _) in get_task(cfg.task).vocabularies(cfg).items()}}
-    return {filename: len(getattr(run, name)) for name, filename in names.items()
-            if getattr(run, name, None) is not None}
+    return {filename: len(run.vocabulary(name)) for name, filename in names.items()
+            if run.vocabulary(name) is not None}
 
 
 def run_task(path: str | Path):

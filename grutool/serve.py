@@ -154,8 +154,7 @@ def build_app(predictor, limits: Optional[Limits] = None):
                "data": {"tokenizer": cfg.data.tokenizer, "lowercase": cfg.data.lowercase,
                         "max_length": cfg.data.max_length},
                "limits": limits.__dict__}
-        if run.intents is not None:
-            out["intents"] = list(run.intents.itos)
+        out.update(predictor.task.served_vocabularies(run))
         return out
 
     @app.post("/predict")

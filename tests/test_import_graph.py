@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # (importer, imported): lazy imports allowed to point back up, each deliberate.
 LAZY_UPWARD = {
     # Task.check_ownership reads every family's `owns` from the registry; the families themselves import base.
-    ("grutool.tasks.base", "grutool.tasks"),
+    ("grutool.families.base", "grutool.families"),
 }
 
 

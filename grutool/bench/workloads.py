@@ -31,7 +31,7 @@ from grutool.data.batching import bucketed_order, sorted_batches
 from grutool.data.synthetic import SYNTHETIC_CHARS, spell  # noqa: F401  (spell: re-exported for tests)
 from grutool.models import count_parameters
 from grutool.modules.encoder import RecurrentEncoder
-from grutool.tasks import get_task
+from grutool.families import get_task
 from grutool.training import memory
 from grutool.training.loop import Trainer
 

@@ -151,7 +151,7 @@ def train(
 
         summary = run_training(cfg, resume=resume, overwrite=overwrite, dry_run=dry_run,
                                progress=not quiet)
-        from grutool.tasks import get_task
+        from grutool.families import get_task
 
         task = get_task(summary["task"])
         if rank != 0:
@@ -313,7 +313,7 @@ def infer(
         if as_data:
             inputs += read_data_inputs(predictor.task, predictor.cfg, file)
         from grutool.cli.render import renderer
-        from grutool.tasks import accepting
+        from grutool.families import accepting
 
         options = {}
         if beam is not None or attention or attention_weights:

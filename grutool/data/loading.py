@@ -261,3 +261,21 @@ def first_row_line(cfg: DataConfig, source: str, row: int) -> str:
     if fmt == "jsonl":
         return f"line {row + 1}"
     return f"row {row}"
+
+
+def read_lines(path: Path) -> list[str]:
+    """The file's lines: UTF-8 checked, BOM, CR and trailing spaces removed, trailing blank lines dropped."""
+    if not path.is_file():
+        hint = " (it is a directory; name a file, or set data.format: parallel)" if path.is_dir() else ""
+        raise UserError(f"{path}: data file not found{hint or not_found_hint(path)}")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise UserError(f"{path}:{line}: not valid UTF-8 (byte 0x{data[e.start]:02x}); re-save the file as UTF-8") from None
+    # split("\n"), not splitlines(): tokens may contain characters that splitlines() treats as breaks.
+    lines = [line.rstrip() for line in text.split("\n")]
+    while lines and not lines[-1]:
+        lines.pop()
+    return lines

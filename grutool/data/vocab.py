@@ -123,3 +123,12 @@ class LabelVocab:
     @classmethod
     def load(cls, path: Path) -> "LabelVocab":
         return cls(read_strings(path, "labels"))
+
+
+def char_counts(token_counts: Counter, width: int) -> Counter:
+    """How often each character occurs in the first `width` characters of the tokens counted."""
+    counts: Counter = Counter()
+    for token, n in token_counts.items():
+        for c in token[:width]:
+            counts[c] += n
+    return counts

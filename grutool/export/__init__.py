@@ -7,7 +7,7 @@ without grutool, proved equal to the original by a parity check before anything 
                                    shapes, the family's post-processing data, the parity report
 
 What differs between families (which graphs, their inputs, how parity is judged, how an export is run
-behind the model's own calls) lives in one module per family, `grutool.export.<Task.exporter>`.
+behind the model's own calls) lives in one module per family, `grutool.families.<Task.exporter>.export`.
 Every graph is one self-contained file (its weights inside), serialised in memory, written under a
 temporary name beside its target (grutool.atomic: a full disk is a one-line error), checked for parity
 from that file, and renamed only after the check passed, so a failed or interrupted export leaves nothing
@@ -66,7 +66,10 @@ def metadata_path(path: Path) -> Path:
 
 
 def family(task):
-    return importlib.import_module(f"grutool.export.{task.exporter}")
+    """The export module of the task's family (grutool.families.<exporter>.export)."""
+    if task.exporter is None:
+        raise UserError(f"task {task.name}: its runs cannot be exported yet (no export module in its family)")
+    return importlib.import_module(f"grutool.families.{task.exporter}.export")
 
 
 def load_models(run, task, checkpoint: str):
@@ -130,7 +133,7 @@ def export(run_dir: str | Path, fmt: str = "onnx", output: Optional[str | Path] 
     from grutool.data.batching import sorted_batches
     from grutool.export import graph as g
     from grutool.export.parity import Parity
-    from grutool.tasks import get_task
+    from grutool.families import get_task
 
     if fmt not in g.FORMATS:
         raise UserError(f"format: '{fmt}' is not an export format; use {' or '.join(g.FORMATS)}", option="format")
@@ -147,6 +150,7 @@ def export(run_dir: str | Path, fmt: str = "onnx", output: Optional[str | Path] 
         g.require_onnxruntime()
     run = rundir.open_run(run_dir)
     task = get_task(run.config.task)
+    fam = family(task)
     out = Path(output) if output is not None else default_path(run.path, fmt, int8)
     check_output_path(out, "--output")  # before the minutes of work: missing, a file or read-only
     source = getattr(run.config.data, split, None)
@@ -154,7 +158,6 @@ def export(run_dir: str | Path, fmt: str = "onnx", output: Optional[str | Path] 
         raise UserError(f"split: the run has no {split} split (data.{split}) to check parity on", option="split")
     t0 = time.perf_counter()
     reference, ready = load_models(run, task, checkpoint)
-    fam = family(task)
     graphs = fam.graphs(ready, len(run.vocab))
     if int8 and fmt == "torchscript":
         for graph in graphs:
@@ -219,7 +222,7 @@ def metadata(run, task, fmt: str, int8: bool, files: dict[str, Path], signatures
     d = cfg.data
     vocabs = {"vocab": run.vocab.itos}
     for name in task.vocabularies(cfg):
-        vocabs[name] = getattr(run, name).itos
+        vocabs[name] = run.vocabulary(name).itos
     return {"grutool_export": METADATA_VERSION, "task": task.name, "format": fmt, "int8": int8,
             "files": {name: path.name for name, path in files.items()}, "graphs": signatures,
             "preprocessing": {"tokenizer": d.tokenizer, "lowercase": d.lowercase, "max_length": d.max_length,
@@ -243,7 +246,7 @@ def runtime_for(fam, fmt: str, files: dict[str, Path], signatures: dict, meta: d
 def load_export(run, fmt: str, path: Optional[str | Path] = None):
     """An exported file behind the model's own calls (for Predictor): the family's Runtime."""
     from grutool.export import graph as g
-    from grutool.tasks import get_task
+    from grutool.families import get_task
 
     if fmt not in g.FORMATS:
         raise UserError(f"backend: '{fmt}' is not a backend; use torch, {' or '.join(g.FORMATS)}", option="backend")

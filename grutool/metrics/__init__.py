@@ -1,1 +1,1 @@
-"""Metrics: small stateful objects, updated per batch and computed per epoch; one module per family of outputs."""
+"""Metric pieces every family's metrics share; each family's own metrics are in its folder (grutool.families.<name>.metrics)."""

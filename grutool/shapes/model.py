@@ -108,7 +108,7 @@ def _task_model_report(path, cfg, prepared, B: int, want_explain: bool, warned: 
     """Tagger, joint, seq2seq and char-feature classifier models: trace the first B training examples (real token ids,
     characters and targets, as `train` collates them) through the model `train` builds."""
     from grutool.data.batching import collate
-    from grutool.tasks import get_task
+    from grutool.families import get_task
 
     notes: list[str] = []
     for message in warned:
@@ -167,7 +167,7 @@ def config_report(path: Union[str, Path], batch: Optional[int] = None, seq_len: 
     """Build the model exactly as `train` does and trace a random batch of token ids through it."""
     from grutool.config_file import load_config
     from grutool.modules.masking import length_mask
-    from grutool.tasks import get_task
+    from grutool.families import get_task
 
     B, T, lengths = resolve_batch(batch, seq_len, lengths)
     notes: list[str] = []

@@ -28,7 +28,7 @@ from grutool.config import Config
 from grutool.data.loading import transient_cache
 from grutool.errors import TrainingDiverged, UserError
 from grutool.models import count_parameters
-from grutool.tasks import get_task
+from grutool.families import get_task
 from grutool.training import distributed
 from grutool.training.callbacks import Callback, Checkpointer, EarlyStopping, MetricsWriter
 from grutool.training.device import resolve_device
@@ -128,8 +128,8 @@ def _summary(cfg: Config, task, prepared, model: torch.nn.Module, run_dir: Path,
     summary = {
         "task": cfg.task, "device": str(device), "parameters": count_parameters(model),
         "vocab_size": len(prepared.vocab), "num_classes": len(prepared.labels),
-        "vocabularies": {name: len(getattr(prepared, name)) for name in task.vocabularies(cfg)
-                         if getattr(prepared, name, None) is not None},
+        "vocabularies": {name: len(prepared.vocabulary(name)) for name in task.vocabularies(cfg)
+                         if prepared.vocabulary(name) is not None},
         "examples": {name: len(split) for name, split in prepared.splits.items()},
         "run_dir": str(run_dir),
     }

@@ -12,12 +12,12 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Optional
 
 import torch
 
 from grutool.config import Config
+from grutool.families import Prepared
 from grutool.training import distributed
 from grutool.training.memory import check_fits, count_on_meta
 from grutool.training.progress import Progress, number
@@ -47,7 +47,7 @@ def start(cfg: Config, task, run_dir: Path, *, resume: bool, overwrite: bool, dr
         return got
     resume, vocabs, last = got
     # Not rank 0: the data read with rank 0's vocabularies, so every rank numbers tokens alike.
-    prepared = task.prepare(cfg, SimpleNamespace(**{"chars": None, "intents": None, **vocabs}))
+    prepared = task.prepare(cfg, Prepared(vocabs.pop("vocab"), vocabs.pop("labels", None), extra=vocabs))
     return Started(resume, last, prepared, vocabs)
 
 
@@ -73,5 +73,5 @@ def _on_main(cfg: Config, task, run_dir: Path, resume: bool, overwrite: bool, dr
     if not again and not dry_run:
         write_new_run(cfg, run_dir, prepared, overwrite, owned)
     names = ["vocab", *task.vocabularies(cfg)]
-    vocabs = {name: getattr(prepared, name) for name in names}
+    vocabs = {name: prepared.vocabulary(name) for name in names}
     return Started(again, last, prepared, vocabs, stages, vectors)

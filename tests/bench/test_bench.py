@@ -338,7 +338,7 @@ def test_config_times_the_production_model_with_its_parameter_count(tmp_path, mo
     assert {(r["cell"], r["mode"]) for r in rows} == {(c, m) for c in ("gru", "lstm") for m in ("infer", "train")}
 
     from grutool.config_file import load_config
-    from grutool.tasks import get_task
+    from grutool.families import get_task
 
     cfg = load_config("configs/sentiment.yaml")
     prepared = get_task(cfg.task).prepare(cfg)
@@ -377,8 +377,8 @@ def test_config_with_char_features_times_the_model_with_its_char_encoder(tmp_pat
 
     from grutool.bench.workloads import SYNTHETIC_CHARS, spell
     from grutool.config_file import load_config
-    from grutool.tasks.classifier import synthetic_vocabs
-    from grutool.tasks import get_task
+    from grutool.families.base import synthetic_vocabs
+    from grutool.families import get_task
 
     monkeypatch.chdir(ROOT)
     raw = yaml.safe_load((ROOT / "configs" / "sentiment.yaml").read_text())

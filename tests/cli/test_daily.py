@@ -52,7 +52,7 @@ def test_infer_data_format_names_missing_columns_and_refuses_stdin(run, tmp_path
 def test_every_family_reads_its_inputs_from_a_data_file(tmp_path):
     from grutool.config_file import load_config
     from grutool.inputs import read_data_inputs
-    from grutool.tasks import get_task
+    from grutool.families import get_task
 
     root = Path(__file__).resolve().parents[2]
     tagging = load_config(root / "configs" / "tagging.yaml")

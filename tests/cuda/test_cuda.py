@@ -49,7 +49,7 @@ def test_batch_moves_to_cuda_with_lengths_on_cpu():
 
 
 def test_crf_and_losses_stay_float32_under_autocast():
-    from grutool.modules.crf import CRF
+    from grutool.families.tagger.crf import CRF
 
     crf = CRF(5).to(CUDA)
     emissions = torch.randn(3, 6, 5, device=CUDA)

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from grutool.config_file import parse_config
-from grutool.data.lm import read_lines, read_stream, split_spec
+from grutool.families.lm.data import read_lines, read_stream, split_spec
 from grutool.errors import UserError
-from grutool.tasks.lm import LMTask
+from grutool.families.lm.task import LMTask
 
 
 def config(train: str, **data):
@@ -42,7 +42,7 @@ def test_line_files_with_a_condition_column(tmp_path, fmt):
         sep = "\t" if fmt == "tsv" else ","
         f.write_text(f"text{sep}lang\n" + "".join(f"{t}{sep}{c}\n" for t, c in rows), encoding="utf-8")
     prepared = LMTask().prepare(config(str(f), condition_column="lang"))
-    assert prepared.conditions.itos == ["es", "sv"]
+    assert prepared.extra["conditions"].itos == ["es", "sv"]
     split = prepared.splits["train"]
     assert [int(c) for c in split.conditions] == [0, 1, 0]
     assert split.ids[1].tolist()[0] == 2 and split.targets[1].tolist()[-1] == 3  # <bos> ... / ... <eos>

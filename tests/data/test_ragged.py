@@ -10,7 +10,7 @@ from grutool.data.batching import EncodedSplit, collate, sorted_batches, trainin
 from grutool.data.ragged import Ragged, Tokenized
 from grutool.data.tokenize import get_tokenizer
 from grutool.data.vocab import LabelVocab, Vocab
-from grutool.tasks import get_task
+from grutool.families import get_task
 from conftest import make_rows, write_tsv
 
 # Empty after tokenization (skipped), longer than max_length (cut), punctuation, case, apostrophes, non-ASCII,
@@ -70,7 +70,7 @@ def test_prepare_gives_the_examples_and_batches_of_per_example_tensors(tmp_path,
     vocab, labels, chars, ref_train, ref_val = reference(cfg, train, validation)
     assert prepared.vocab.itos == vocab.itos and prepared.labels.itos == labels.itos
     if cfg.model.char_features:
-        assert prepared.chars.itos == chars.itos
+        assert prepared.extra["chars"].itos == chars.itos
     for name, ref in (("train", ref_train), ("validation", ref_val)):
         split = prepared.splits[name]
         assert isinstance(split.ids, Ragged) and len(split) == len(ref)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from grutool.config import DataConfig
-from grutool.data.tagging import read_sentences, to_model_scheme
+from grutool.families.tagger.data import read_sentences, to_model_scheme
 from grutool.errors import UserError
 
 CONLLU = """# newdoc id = d1

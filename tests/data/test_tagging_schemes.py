@@ -8,9 +8,9 @@ import random
 import pytest
 import torch
 
-from grutool.data import schemes
-from grutool.metrics.tagging import TaggingMetrics, conlleval
-from grutool.models.tagger import TaggerOutput
+from grutool.families.tagger import schemes
+from grutool.families.tagger.metrics import TaggingMetrics, conlleval
+from grutool.families.tagger.model import TaggerOutput
 
 # --- conlleval.pl, transliterated: its two chunk functions and its counting loop ------------
 

@@ -285,3 +285,12 @@ def test_export_into_a_read_only_folder_is_refused_before_any_work(classifier_ru
                       "--output", f"folder {locked} is not writable")
     assert_user_error(invoke("export", run, "--format", "torchscript"), f"folder {run} is not writable")
     assert list(locked.iterdir()) == [] and sorted(p.name for p in run.iterdir()) == before
+
+
+def test_a_family_without_an_export_is_refused_up_front(tmp_path):
+    """lm declares `exporter = None`: a user error before any model is loaded, not a traceback."""
+    run = tmp_path / "lm"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "fixtures" / "runs_v1" / "lm", run)
+    result = invoke("export", run, "--format", "torchscript", "--output", tmp_path / "m.pt")
+    assert result.exit_code == 2, result.output
+    assert "task lm: its runs cannot be exported yet" in result.output

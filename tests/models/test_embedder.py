@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from grutool.config import Config, ModelConfig
-from grutool.models.classifier import Classifier
-from grutool.models.lm import LanguageModel
-from grutool.models.tagger import Tagger
+from grutool.families.classifier.model import Classifier
+from grutool.families.lm.model import LanguageModel
+from grutool.families.tagger.model import Tagger
 from grutool.modules.masking import length_mask
 
 CHARS = ["chars.embedding.weight"] + [f"chars.encoder.rnn.{w}_l0{d}" for d in ("", "_reverse")
@@ -93,7 +93,7 @@ def test_embedding_dropout_acts_on_word_and_char_vectors(family):
 
 def test_seq2seq_embeds_its_source_through_the_shared_embedder_under_its_old_key():
     from grutool.modules.embedder import Embedder
-    from grutool.models.seq2seq import Seq2Seq
+    from grutool.families.seq2seq.model import Seq2Seq
 
     torch.manual_seed(0)
     m = ModelConfig(embedding_dim=6, hidden_size=8, embedding_dropout=0.5, token_dropout=0.5)

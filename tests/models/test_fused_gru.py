@@ -227,7 +227,7 @@ def test_registry_declares_capabilities():
 def test_a_model_checkpoint_predicts_identically_with_the_other_kernel(tmp_path, saved_with, loaded_with):
     from grutool.config import Config, ModelConfig  # (kept apart from the lines the family move rewrites)
     from grutool.checkpoint import load_checkpoint, save_atomic
-    from grutool.models.classifier import Classifier
+    from grutool.families.classifier.model import Classifier
 
     def build(kernel):
         torch.manual_seed(0)

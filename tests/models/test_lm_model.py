@@ -8,12 +8,12 @@ from torch import nn
 
 from grutool.config import Config, ModelConfig
 from grutool.data.batching import sorted_batches
-from grutool.data.lm import encode_stream
+from grutool.families.lm.data import encode_stream
 from grutool.data.vocab import Vocab
-from grutool.metrics.lm import LMMetrics
-from grutool.models.lm import LanguageModel
+from grutool.families.lm.metrics import LMMetrics
+from grutool.families.lm.model import LanguageModel
 from grutool.modules.encoder import RecurrentEncoder
-from grutool.tasks.lm import LMTask
+from grutool.families.lm.task import LMTask
 from grutool.training.evaluation import evaluate_split
 
 V = 12

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from grutool.config import Config, ModelConfig
-from grutool.models.classifier import Classifier
+from grutool.families.classifier.model import Classifier
 
 
 def make(pooling: str, cell: str = "gru", layers: int = 2, chars: bool = False) -> Classifier:

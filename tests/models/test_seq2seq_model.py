@@ -9,8 +9,8 @@ import torch
 
 from grutool.config import Config, ModelConfig, TrainConfig
 from grutool.data.vocab import Vocab
-from grutool.decoding import beam_search, generate, greedy
-from grutool.models.seq2seq import Seq2Seq
+from grutool.families.seq2seq.decoding import beam_search, generate, greedy
+from grutool.families.seq2seq.model import Seq2Seq
 
 SRC_V, TGT_V = 17, 13
 

@@ -7,8 +7,8 @@ import itertools
 import pytest
 import torch
 
-from grutool.data import schemes
-from grutool.modules.crf import CRF
+from grutool.families.tagger import schemes
+from grutool.families.tagger.crf import CRF
 
 TAGS = ["B-X", "I-X", "O"]
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from grutool.config import Config, ModelConfig
-from grutool.data import schemes
+from grutool.families.tagger import schemes
 from grutool.data.batching import EncodedSplit, collate
-from grutool.models.tagger import Tagger
+from grutool.families.tagger.model import Tagger
 from grutool.modules.char_encoder import CharEncoder
 
 TAGS = ["B-A", "B-B", "I-A", "I-B", "O"]

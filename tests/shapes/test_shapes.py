@@ -289,7 +289,7 @@ def test_dropout_with_one_layer_warns_and_runs():
 
 def test_config_agrees_with_the_model_train_builds(monkeypatch):
     from grutool.config_file import load_config
-    from grutool.tasks import get_task
+    from grutool.families import get_task
 
     monkeypatch.chdir(ROOT)  # the config's data paths are relative to the repository
     r = runner.invoke(app, ["shapes", "--config", "configs/sentiment.yaml", "--lengths", "5,3,2", "--json"])
@@ -323,7 +323,7 @@ def test_config_agrees_with_the_model_train_builds(monkeypatch):
 def _traced_config(path, batch: int) -> dict:
     """`shapes --config PATH --batch N --json`, checked to pass and to count the parameters of the model train builds."""
     from grutool.config_file import load_config
-    from grutool.tasks import get_task
+    from grutool.families import get_task
 
     r = runner.invoke(app, ["shapes", "--config", str(path), "--batch", str(batch), "--json"])
     assert r.exit_code == 0, r.output

@@ -82,7 +82,7 @@ def test_eval_json_and_table(reverse_run):
 
 
 def test_character_targets_lead_with_character_scores_not_bleu(reverse_run):
-    from grutool.cli.render.seq2seq import summary_line
+    from grutool.families.seq2seq.render import summary_line
 
     run, summary, _ = reverse_run
     m = json.loads(invoke("eval", run, "--split", "test", "--json").stdout)

@@ -141,7 +141,7 @@ class Recorder(Callback):
     def on_epoch_end(self, tr, metrics):
         if tr.state.improved:  # the Checkpointer, earlier in the list, just saved these weights
             tokens = [t.split() for t in TEXTS]
-            split = tr.task.encode(tr.cfg, tr.data.vocab, tokens, chars=tr.data.chars)
+            split = tr.task.encode(tr.cfg, tr.data.vocab, tokens, chars=tr.data.extra.get("chars"))
             from grutool.data.batching import collate
 
             b = collate(split, list(range(len(TEXTS))))
@@ -150,7 +150,7 @@ class Recorder(Callback):
                 out, _ = tr.model(b.ids, b.lengths, **b.extra_inputs())
             tr.model.train()
             self.best = ([[tr.data.labels.itos[i] for i in row[:len(t)]] for row, t in zip(out.tags.tolist(), tokens)],
-                         [tr.data.intents.itos[i] for i in out.intent.argmax(-1).tolist()])
+                         [tr.data.extra.get("intents").itos[i] for i in out.intent.argmax(-1).tolist()])
 
 
 def test_loss_falls_and_save_load_gives_identical_tags(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from conftest import invoke
-from grutool.tasks import TASKS
+from grutool.families import TASKS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -66,3 +66,13 @@ def test_round_trip_train_save_load_predict_render(tmp_path, name):
     assert r.exit_code == 0 and r.output.strip(), r.output
     r = invoke("infer", run, *texts)
     assert r.exit_code == 0 and len(r.stdout.strip().splitlines()) == 2, r.output
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_every_family_declares_its_outputs_renderer_exporter_and_example_data(name):
+    """The base Task defaults none of these: a family that forgot one would silently borrow another's."""
+    from grutool.families.base import Task
+
+    cls = TASKS[name]
+    for attr in ("outputs", "renderer", "exporter", "example_data"):
+        assert attr not in vars(Task) and hasattr(cls, attr), f"task {name}: declare {attr}"

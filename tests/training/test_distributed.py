@@ -169,7 +169,7 @@ def test_every_parameter_gets_a_gradient_so_ddp_needs_no_unused_parameter_search
     """DDP runs with find_unused_parameters=False: a parameter without a gradient would hang its reducer."""
     from grutool import load_config
     from grutool.data.batching import collate
-    from grutool.tasks import get_task
+    from grutool.families import get_task
 
     raw = yaml.safe_load((ROOT / config).read_text())
     for split in ("train", "validation", "test"):

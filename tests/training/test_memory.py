@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from grutool.config_file import load_config
-from grutool.tasks import get_task
+from grutool.families import get_task
 from grutool.training.memory import count_on_meta
 
 

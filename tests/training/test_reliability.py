@@ -107,7 +107,7 @@ def test_nan_validation_metric_never_becomes_best(tmp_path):
 
 
 def _trainer(tmp_path, **train_fields):
-    from grutool.tasks import get_task
+    from grutool.families import get_task
     from grutool.training.loop import Trainer
 
     cfg = parse_config(tiny_config(tmp_path, **train_fields))

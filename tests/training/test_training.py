@@ -76,7 +76,7 @@ class BestPredictions(Callback):
 
     def on_epoch_end(self, tr, metrics):
         if tr.state.improved:
-            split = tr.task.encode(tr.cfg, tr.data.vocab, tr.data.labels, self.texts, None, chars=tr.data.chars)
+            split = tr.task.encode(tr.cfg, tr.data.vocab, tr.data.labels, self.texts, None, chars=tr.data.extra.get("chars"))
             tr.model.eval()
             with torch.no_grad():
                 from grutool.data.batching import collate

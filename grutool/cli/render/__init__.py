@@ -1,4 +1,5 @@
-"""How the CLI shows results: one module per kind of output, named by a task's `renderer`.
+"""How the CLI shows results: one module per kind of output, named by a task's `renderer` (the family
+folder whose `render` module it is: `grutool.families.<renderer>.render`).
 
 Each module has `summary_line(metrics)` (after `train`), `tables(metrics)` (`eval`) and `line(result)`
 (`infer`); seq2seq adds `plot_attention`. rich is imported, torch never.
@@ -8,11 +9,13 @@ from __future__ import annotations
 
 import importlib
 
-RENDERERS = ("classification", "tagging", "seq2seq", "lm")
-
 
 def renderer(task):
-    """The render module a task names (grutool.tasks.base.Task.renderer)."""
-    if task.renderer not in RENDERERS:
-        raise ValueError(f"task {task.name}: unknown renderer {task.renderer!r}; known: {', '.join(RENDERERS)}")
-    return importlib.import_module(f"grutool.cli.render.{task.renderer}")
+    """The render module a task names (grutool.families.base.Task.renderer): a family folder's `render`."""
+    name = f"grutool.families.{task.renderer}.render"
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not (name == exc.name or name.startswith(exc.name + ".")):
+            raise
+        raise ValueError(f"task {task.name}: unknown renderer {task.renderer!r} (no module {name})") from None

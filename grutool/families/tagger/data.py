@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Optional
 
 from grutool.config import DataConfig
-from grutool.data import schemes
+from grutool.data.loading import read_lines
+from grutool.families.tagger import schemes
 from grutool.errors import UserError
 
 log = logging.getLogger("grutool")
@@ -45,26 +46,6 @@ def tagging_format(path: str, declared: str) -> str:
         raise UserError(f"{path}: cannot tell the tagging format from the name; set data.format to "
                         f"conllu, conll, parallel (a directory with seq.in, seq.out, label) or jsonl")
     return fmt
-
-
-def read_lines(path: Path) -> list[str]:
-    """The file's lines: UTF-8 checked, BOM, CR and trailing spaces removed, trailing blank lines dropped."""
-    if not path.is_file():
-        hint = " (it is a directory; name a file, or set data.format: parallel)" if path.is_dir() else ""
-        from grutool.data.loading import not_found_hint
-
-        raise UserError(f"{path}: data file not found{hint or not_found_hint(path)}")
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise UserError(f"{path}:{line}: not valid UTF-8 (byte 0x{data[e.start]:02x}); re-save the file as UTF-8") from None
-    # split("\n"), not splitlines(): tokens may contain characters that splitlines() treats as breaks.
-    lines = [line.rstrip() for line in text.split("\n")]
-    while lines and not lines[-1]:
-        lines.pop()
-    return lines
 
 
 def _conllu(path: Path, column: str) -> list[Sentence]:

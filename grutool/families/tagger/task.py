@@ -7,13 +7,13 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any, Optional
 
 from grutool.errors import UserError, listed
-from grutool.tasks.base import Prepared, Task
-from grutool.tasks.classifier import check_one_path_per_split, encoder_stream_reason, synthetic_vocabs, unseen_rows
+from grutool.families.base import Prepared, Task, synthetic_vocabs
+from grutool.families.rules import check_one_path_per_split, encoder_stream_reason
 
 if TYPE_CHECKING:
     from grutool.config import Config
     from grutool.data.batching import EncodedSplit
-    from grutool.data.tagging import Sentence
+    from grutool.families.tagger.data import Sentence
     from grutool.data.vocab import LabelVocab, Vocab
 
 log = logging.getLogger("grutool")
@@ -28,14 +28,14 @@ class TaggerTask(Task):
     joint = False
     monitors = ("token_accuracy", "span_f1", "sentence_accuracy", "loss")
     owns = {"model": ("crf", "char_features", "char_embedding_dim", "char_hidden_size", "freeze_embeddings")}
-    renderer = "tagging"
+    renderer = "tagger"
     exporter = "tagger"
     outputs = "tags"
+    example_data = {"train": "data/train.conll", "validation": "data/validation.conll", "test": "data/test.conll"}
 
     # --- config ------------------------------------------------------------------------
 
-    def check_config(self, cfg: Config) -> None:
-        self.check_monitor(cfg)
+    def check_task(self, cfg: Config) -> None:
         fmt = cfg.data.format
         if fmt in ("parallel_text", "cmudict"):
             raise ValueError(f"data.format: '{fmt}' is sequence-to-sequence data; set task: seq2seq")
@@ -46,20 +46,19 @@ class TaggerTask(Task):
         if cfg.data.dataset is not None:
             raise ValueError(f"data.dataset: Hub datasets are read for task classifier only; for task {self.name} "
                              f"set data.train/validation/test to local files")
-        self.check_ownership(cfg)
         check_one_path_per_split(cfg)
 
     # --- reading ---------------------------------------------------------------------
 
     def read_inputs(self, cfg: Config, source: str) -> list[str]:
-        from grutool.data.tagging import read_sentences
+        from grutool.families.tagger.data import read_sentences
 
         # The tokens as the file splits them, joined by spaces: what `predict` splits again.
         return [" ".join(s.tokens) for s in read_sentences(cfg.data, source)]
 
     def read(self, cfg: Config, source: str, name: str) -> list[Sentence]:
         """A labelled split with tags in the model's scheme."""
-        from grutool.data.tagging import read_sentences, to_model_scheme
+        from grutool.families.tagger.data import read_sentences, to_model_scheme
 
         return to_model_scheme(read_sentences(cfg.data, source, need_intents=self.joint), cfg.data, name)
 
@@ -97,7 +96,7 @@ class TaggerTask(Task):
         return split
 
     def prepare(self, cfg: Config, saved: Any = None) -> Prepared:
-        from grutool.data.tagging import Sentence
+        from grutool.families.tagger.data import Sentence
         from grutool.data.vocab import LabelVocab, Vocab
 
         d = cfg.data
@@ -125,11 +124,11 @@ class TaggerTask(Task):
         gold_intents = intents = None
         if self.joint:
             gold_intents = [s.intent for s in sentences]
-            intents = saved.intents if saved else LabelVocab.build(gold_intents)
+            intents = saved.extra.get("intents") if saved else LabelVocab.build(gold_intents)
         chars = None
         if cfg.model.char_features:
-            chars = saved.chars if saved else Vocab.build([list(t[:d.max_word_length]) for s in tokens for t in s])
-        prepared = Prepared(vocab, labels, chars=chars, intents=intents)
+            chars = saved.extra.get("chars") if saved else Vocab.build([list(t[:d.max_word_length]) for s in tokens for t in s])
+        prepared = Prepared(vocab, labels, extra={"chars": chars, "intents": intents})
         prepared.splits["train"] = self.encode(cfg, vocab, tokens, labels, tags, intents, gold_intents, chars)
         for name in ("validation", "test"):
             source = getattr(d, name)
@@ -143,7 +142,7 @@ class TaggerTask(Task):
         Empty sentences are kept: they have no tags to score, and the joint model still
         predicts their intent (from an all-zero encoder state).
         """
-        labels, intents = vocabs.labels, vocabs.intents
+        labels, intents = vocabs.labels, vocabs.extra.get("intents")
         sentences = self.read(cfg, source, name)
         tags = [s.tags for s in sentences]
         all_tags = Counter(t for s in tags for t in s)
@@ -165,7 +164,7 @@ class TaggerTask(Task):
                 log.warning("%s: %d sentence(s) have intents never seen in training, counted as errors: %s",
                             name, sum(unseen_intents.values()), listed(unseen_intents, 10))
         return self.encode(cfg, vocabs.vocab, [s.tokens for s in sentences], labels, tags, intents, gold_intents,
-                           vocabs.chars)
+                           vocabs.extra.get("chars"))
 
     def vocabularies(self, cfg: Config) -> dict[str, tuple[str, type]]:
         from grutool.data.vocab import LabelVocab, Vocab
@@ -199,25 +198,27 @@ class TaggerTask(Task):
     # --- model -----------------------------------------------------------------------
 
     def build_model(self, cfg: Config, vocabs: Any):
-        from grutool.data import schemes
-        from grutool.models.tagger import Tagger
+        from grutool.families.tagger import schemes
+        from grutool.families.tagger.model import Tagger
 
         constraints = None
         if cfg.model.crf:
             constraints = schemes.allowed_transitions(list(vocabs.labels.itos), self.model_scheme(cfg))
         return Tagger.from_config(cfg, vocab_size=len(vocabs.vocab), num_outputs=len(vocabs.labels),
-                                  num_chars=len(vocabs.chars) if vocabs.chars is not None else 0,
-                                  num_intents=len(vocabs.intents) if self.joint else 0, constraints=constraints)
+                                  num_chars=len(vocabs.extra["chars"]) if "chars" in vocabs.extra else 0,
+                                  num_intents=len(vocabs.extra["intents"]) if self.joint else 0, constraints=constraints)
 
     def metrics(self, split: EncodedSplit):
-        from grutool.metrics.tagging import TaggingMetrics
+        from grutool.families.tagger.metrics import TaggingMetrics
 
         return TaggingMetrics(split.label_names, split.scheme, split.intent_names if self.joint else None)
 
     def finish_evaluation(self, out: dict, vocabs: Any) -> dict:
+        from grutool.metrics.confusion import unseen_rows
+
         out["unseen_labels"] = unseen_rows(out["confusion"], len(vocabs.labels))
         if self.joint:
-            out["unseen_intents"] = unseen_rows(out["intent_confusion"], len(vocabs.intents))
+            out["unseen_intents"] = unseen_rows(out["intent_confusion"], len(vocabs.extra["intents"]))
         return out
 
     # --- prediction ------------------------------------------------------------------
@@ -240,14 +241,14 @@ class TaggerTask(Task):
         """
         import torch
 
-        from grutool.data import schemes
+        from grutool.families.tagger import schemes
         from grutool.data.batching import sorted_batches
         from grutool.data.tokenize import get_tokenizer
 
         cfg, run = predictor.cfg, predictor.run
         split_words = get_tokenizer(cfg.data.tokenizer, lowercase=False)
         tokens = [split_words(t) for t in texts]
-        split = self.encode(cfg, run.vocab, tokens, chars=run.chars)
+        split = self.encode(cfg, run.vocab, tokens, chars=run.extra.get("chars"))
         tag_names = run.labels.itos
         with_spans = schemes.has_spans(split.scheme)
         results: list[dict] = [{} for _ in texts]
@@ -263,7 +264,7 @@ class TaggerTask(Task):
                                for kind, s, e in found]}
                 if probs is not None:
                     k = int(probs[row].argmax())
-                    r["intent"] = run.intents.itos[k]
+                    r["intent"] = run.extra["intents"].itos[k]
                     r["intent_prob"] = round(float(probs[row, k]), 6)
                 results[i] = r
         return results
@@ -285,7 +286,7 @@ class TaggerTask(Task):
         from grutool.data.tokenize import get_tokenizer
 
         tokens = get_tokenizer(predictor.cfg.data.tokenizer, lowercase=False)(text)
-        return self.encode(predictor.cfg, predictor.run.vocab, [tokens], chars=predictor.run.chars)
+        return self.encode(predictor.cfg, predictor.run.vocab, [tokens], chars=predictor.run.extra.get("chars"))
 
     def stream_render(self, predictor, text: str, chunk: str, outputs: tuple) -> dict:
         """The chunk's tokens and their tags (a tag never changes once its token is fed)."""
@@ -303,9 +304,13 @@ class JointTask(TaggerTask):
     joint = True
     monitors = ("token_accuracy", "span_f1", "intent_accuracy", "sentence_accuracy", "loss")
     owns = {"model": TaggerTask.owns["model"] + ("pooling", "tag_loss_weight", "intent_loss_weight")}
+    example_data = {"train": "data/train.jsonl", "validation": "data/validation.jsonl", "test": "data/test.jsonl"}
 
-    def check_config(self, cfg: Config) -> None:
-        super().check_config(cfg)
+    def served_vocabularies(self, run) -> dict[str, list[str]]:
+        return {"intents": list(run.extra["intents"].itos)}
+
+    def check_task(self, cfg: Config) -> None:
+        super().check_task(cfg)
         m = cfg.model
         if m.tag_loss_weight == 0 and m.intent_loss_weight == 0:
             raise ValueError("model.tag_loss_weight, model.intent_loss_weight: both are 0, nothing would be learned")

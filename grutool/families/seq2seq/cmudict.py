@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 from functools import lru_cache
 
-from grutool.data.pair import Pair
+from grutool.families.seq2seq.pair import Pair
 from grutool.errors import UserError
 
 FRACTIONS = (("train", 0.90), ("validation", 0.95), ("test", 1.0))  # cumulative

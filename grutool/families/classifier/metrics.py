@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import torch
 
-
-def add_to_confusion(matrix: torch.Tensor, gold: torch.Tensor, pred: torch.Tensor) -> None:
-    """matrix[g, p] += count of (gold g, predicted p) pairs; gold and pred are 1-D id tensors."""
-    k = matrix.shape[0]
-    matrix += torch.bincount(gold * k + pred, minlength=k * k).view(k, k)
+from grutool.metrics.confusion import add_to_confusion
 
 
 class ClassificationMetrics:

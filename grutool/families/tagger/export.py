@@ -2,7 +2,7 @@
 
 Decoding stays outside the graph (a Viterbi loop over a dynamic length is no graph op): without a CRF
 the tags are emissions.argmax(-1); with one, the CRF's scores are in the metadata JSON and
-`grutool/export/postprocess.py` (NumPy only) decodes them exactly as grutool does.
+`grutool/families/tagger/postprocess.py` (NumPy only) decodes them exactly as grutool does.
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from grutool.export.classifier import ScoresGraph, TokenRuntime, carries_state, token_inputs
 from grutool.export.graph import Graph
 from grutool.export.parity import Parity
-from grutool.export.postprocess import viterbi
+from grutool.export.tokens import ScoresGraph, TokenRuntime, carries_state, token_inputs
+from grutool.families.tagger.postprocess import viterbi
 from grutool.modules.masking import length_mask
 
 UNIT = "tags (and intents)"
@@ -23,7 +23,7 @@ def graphs(model, vocab_size: int) -> list[Graph]:
     inputs = token_inputs(model, vocab_size)
     outputs = ["emissions"] + (["intent"] if model.intent_head is not None else []) + (["h_n"] if "h0" in inputs else [])
     notes = {"emissions": "(batch, time, tags): per-token tag scores; decode with argmax, or Viterbi with the "
-                          "'crf' scores (grutool/export/postprocess.py)"}
+                          "'crf' scores (grutool/families/tagger/postprocess.py)"}
     if model.intent_head is not None:
         notes["intent"] = "(batch, intents): intent logits"
     return [Graph("model", ScoresGraph(model, "chars" in inputs, "h0" in inputs), inputs, outputs, notes)]
@@ -34,7 +34,7 @@ def metadata(model) -> dict:
     if model.crf is not None:
         trans, start, end = model.crf.scores()
         meta["crf"] = {"transitions": trans.tolist(), "start": start.tolist(), "end": end.tolist(),
-                       "decode": "viterbi (grutool/export/postprocess.py)"}
+                       "decode": "viterbi (grutool/families/tagger/postprocess.py)"}
     if carries_state(model):
         meta["state"] = {"input": "h0", "output": "h_n", "layers": model.encoder.num_layers,
                          "hidden_size": model.encoder.hidden_size}
@@ -58,7 +58,7 @@ class Runtime(TokenRuntime):
     """An exported tagger with the model's calls: (ids, lengths, chars) -> (TaggerOutput, None), and `scores`."""
 
     def __call__(self, ids, lengths, targets=None, chars=None):
-        from grutool.models.tagger import TaggerOutput
+        from grutool.families.tagger.model import TaggerOutput
 
         out = self.run(ids, lengths, chars)
         emissions = out["emissions"]

@@ -12,8 +12,8 @@ from typing import Optional
 
 import torch
 
-from grutool.data import schemes
-from grutool.metrics.classification import add_to_confusion
+from grutool.families.tagger import schemes
+from grutool.metrics.confusion import add_to_confusion
 
 
 def _prf(correct: int, gold: int, predicted: int) -> dict:

@@ -2,8 +2,8 @@
 
 Two kinds of training data: line examples (`<bos> x_1 .. x_n` predicts `x_1 .. x_n <eos>`, packed as
 everywhere else, each with an optional condition) or, with train.bptt, one long stream read by truncated
-BPTT (grutool.data.lm). `predict` samples continuations of prompts or, with `score`, gives each token's
-log-probability; `open_stream` carries the state across calls (grutool.generation.Stream).
+BPTT (grutool.families.lm.data). `predict` samples continuations of prompts or, with `score`, gives each token's
+log-probability; `open_stream` carries the state across calls (grutool.families.lm.generation.Stream).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any, Optional
 
 from grutool.errors import UserError, listed
-from grutool.tasks.base import Prepared, Task
-from grutool.tasks.classifier import check_columns, check_one_path_per_split
+from grutool.families.base import Prepared, Task
+from grutool.families.rules import check_columns, check_one_path_per_split
 
 if TYPE_CHECKING:
     from grutool.config import Config
@@ -41,17 +41,18 @@ class LMTask(Task):
             "train": ("bptt",)}
     outputs = "tokens"
     renderer = "lm"
+    exporter = None  # no export yet: a language model's graphs (step, generation loop) are still to be written
+    example_data = {"train": "data/train.txt", "validation": "data/validation.txt", "test": "data/test.txt"}
     predict_options = ("num", "max_length", "temperature", "top_k", "top_p", "seed", "condition", "score", "greedy")
     needs_inputs = False
 
     # --- config --------------------------------------------------------------------------------
 
-    def check_config(self, cfg: Config) -> None:
-        from grutool.data.lm import LINE_FORMATS
+    def check_task(self, cfg: Config) -> None:
+        from grutool.families.lm.data import LINE_FORMATS
 
         d, m, t = cfg.data, cfg.model, cfg.train
         check_columns(cfg, ("text_column",) + (("condition_column",) if d.condition_column else ()))
-        self.check_monitor(cfg)
         if t.monitor == "bpc" and d.tokenizer != "char":
             raise ValueError("train.monitor: 'bpc' (bits per character) needs data.tokenizer: char; "
                              "monitor loss or perplexity")
@@ -60,7 +61,6 @@ class LMTask(Task):
         if m.bidirectional:
             raise ValueError("model.bidirectional: a language model reads left to right (a backward direction "
                              "would see the token it predicts); set bidirectional: false")
-        self.check_ownership(cfg)
         check_one_path_per_split(cfg)
         if t.bptt is not None:
             if d.format not in ("auto", "text"):
@@ -83,13 +83,13 @@ class LMTask(Task):
     # --- data ----------------------------------------------------------------------------------
 
     def tokenize_lines(self, cfg: Config, texts: list[str]) -> list[list[str]]:
-        from grutool.data.lm import line_tokenizer
+        from grutool.families.lm.data import line_tokenizer
 
         tok = line_tokenizer(cfg)
         return [tok(t)[: cfg.data.max_length] for t in texts]
 
     def prepare(self, cfg: Config, saved: Any = None) -> Prepared:
-        from grutool.data.lm import read_lines, read_stream, stream_tokens
+        from grutool.families.lm.data import read_lines, read_stream, stream_tokens
         from grutool.data.vocab import TARGET_SPECIALS, LabelVocab, Vocab
 
         d = cfg.data
@@ -112,13 +112,13 @@ class LMTask(Task):
                 lines.conditions = [lines.conditions[i] for i in keep] if lines.conditions else None
             vocab = saved.vocab if saved else Vocab.build(tokens, d.min_freq, d.max_size, specials=TARGET_SPECIALS)
             if d.condition_column:
-                conditions = saved.conditions if saved else LabelVocab.build(lines.conditions)
+                conditions = saved.extra.get("conditions") if saved else LabelVocab.build(lines.conditions)
             train = self.encode_lines(cfg, vocab, conditions, tokens, lines, "train")
         cuts = cfg.model.adaptive_cutoffs
         if cuts and cuts[-1] >= len(vocab) - 1:
             raise UserError(f"model.adaptive_cutoffs: {cuts} must stay below the vocabulary size minus one "
                             f"({len(vocab)} tokens); lower them or drop the last")
-        prepared = Prepared(vocab, vocab, conditions=conditions)
+        prepared = Prepared(vocab, vocab, extra={"conditions": conditions})
         prepared.splits["train"] = train
         for name in ("validation", "test"):
             source = getattr(d, name)
@@ -128,7 +128,7 @@ class LMTask(Task):
 
     def encode_lines(self, cfg: Config, vocab: Vocab, conditions: Optional[LabelVocab], tokens: list[list[str]],
                      lines, name: str) -> EncodedSplit:
-        from grutool.data.lm import encode_lines
+        from grutool.families.lm.data import encode_lines
 
         if name != "train":
             self.warn_unknown(vocab, tokens, name)
@@ -146,7 +146,7 @@ class LMTask(Task):
     def encode_stream(self, cfg: Config, vocab: Vocab, tokens: list[str], source: str, name: str) -> EncodedSplit:
         """Training: train.batch_size rows, each at least one train.bptt chunk. Evaluation: as many rows (up to
         batch_size) as hold a chunk each: fewer rows lose less context at the row starts."""
-        from grutool.data.lm import encode_stream
+        from grutool.families.lm.data import encode_stream
 
         t = cfg.train
         rows = t.batch_size
@@ -170,16 +170,16 @@ class LMTask(Task):
                         name, sum(unknown.values()), listed(unknown, 5))
 
     def encode_split(self, cfg: Config, vocabs: Any, source: str, name: str) -> EncodedSplit:
-        from grutool.data.lm import read_lines, read_stream, stream_tokens
+        from grutool.families.lm.data import read_lines, read_stream, stream_tokens
 
         if is_stream(cfg):
             return self.encode_stream(cfg, vocabs.vocab, stream_tokens(cfg, read_stream(source)), source, name)
         lines = read_lines(cfg, source)
-        return self.encode_lines(cfg, vocabs.vocab, vocabs.conditions, self.tokenize_lines(cfg, lines.texts),
+        return self.encode_lines(cfg, vocabs.vocab, vocabs.extra.get("conditions"), self.tokenize_lines(cfg, lines.texts),
                                  lines, name)
 
     def train_file(self, cfg: Config) -> Optional[str]:
-        from grutool.data.lm import split_spec
+        from grutool.families.lm.data import split_spec
 
         return split_spec(cfg.data.train)[0]
 
@@ -207,19 +207,19 @@ class LMTask(Task):
             split.conditions = list(torch.randint(0, num_classes, (len(lengths),), generator=generator))
         if is_stream(cfg):
             split.streams = len(lengths)
-        return Prepared(vocab, vocab, conditions=conditions), split
+        return Prepared(vocab, vocab, extra={"conditions": conditions}), split
 
     # --- model ---------------------------------------------------------------------------------
 
     def build_model(self, cfg: Config, vocabs: Any):
-        from grutool.models.lm import LanguageModel
+        from grutool.families.lm.model import LanguageModel
 
         return LanguageModel.from_config(cfg, vocab_size=len(vocabs.vocab),
-                                         num_conditions=len(vocabs.conditions) if vocabs.conditions else 0)
+                                         num_conditions=len(vocabs.extra["conditions"]) if "conditions" in vocabs.extra else 0)
 
     def metrics(self, split: EncodedSplit):
         from grutool.data.vocab import BOS, EOS, PAD, UNK
-        from grutool.metrics.lm import LMMetrics
+        from grutool.families.lm.metrics import LMMetrics
 
         # Bits per character where every token is one character (a character vocabulary).
         names = [t for t in split.label_names or [] if t not in (PAD, UNK, BOS, EOS)]
@@ -233,7 +233,7 @@ class LMTask(Task):
         return model.log_probs(o)
 
     def condition_id(self, predictor, condition: Optional[str]) -> Optional[int]:
-        known = predictor.run.conditions
+        known = predictor.run.extra.get("conditions")
         if known is None:
             if condition is not None:
                 raise UserError(f"condition: {predictor.run.path} is an unconditioned model (no "
@@ -249,7 +249,7 @@ class LMTask(Task):
     def encoder_for(self, predictor, what: str):
         """text -> (tokens, ids) as the run reads text: a character stream keeps every character; prompts
         with characters a character model never saw are an error, unknown words become <unk> with a warning."""
-        from grutool.data.lm import line_tokenizer, stream_tokens
+        from grutool.families.lm.data import line_tokenizer, stream_tokens
 
         cfg, vocab = predictor.cfg, predictor.run.vocab
         char = cfg.data.tokenizer == "char"
@@ -274,7 +274,7 @@ class LMTask(Task):
 
     def open_stream(self, predictor, condition: Optional[str] = None):
         from grutool.data.vocab import Vocab
-        from grutool.generation import Stream
+        from grutool.families.lm.generation import Stream
 
         start = None if is_stream(predictor.cfg) else Vocab.bos_id
         return Stream(predictor.model, self.encoder_for(predictor, "text"), self.condition_id(predictor, condition),
@@ -289,9 +289,9 @@ class LMTask(Task):
         finished (ended by <eos>)}. The same seed gives the same samples. `score`: one dict per text with its
         tokens and each one's log-probability (line models: <eos> last), logprob and perplexity."""
         from grutool.data.tokenize import detokenize
-        from grutool.data.lm import untokenize
+        from grutool.families.lm.data import untokenize
         from grutool.data.vocab import Vocab
-        from grutool.generation import check_sampling, sample
+        from grutool.families.lm.generation import check_sampling, sample
 
         check_sampling(temperature, top_k, top_p, num, max_length, seed)
         cond = self.condition_id(predictor, condition)

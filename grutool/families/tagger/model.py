@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from grutool.config import Config, ModelConfig
+from grutool.families.tagger.crf import CRF
 from grutool.models.base import Model
-from grutool.modules.crf import CRF
 from grutool.modules.embedder import Embedder
 from grutool.modules.encoder import RecurrentEncoder
 from grutool.modules.masking import length_mask

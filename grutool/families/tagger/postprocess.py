@@ -7,7 +7,7 @@ to -1e4) are in the export's JSON under "crf". Viterbi decoding of one sentence'
     tags = viterbi(emissions, np.array(meta["crf"]["transitions"]), np.array(meta["crf"]["start"]),
                    np.array(meta["crf"]["end"]))
 
-Without a CRF the tags are emissions.argmax(-1). Results equal grutool.modules.crf.CRF.viterbi.
+Without a CRF the tags are emissions.argmax(-1). Results equal grutool.families.tagger.crf.CRF.viterbi.
 """
 
 from __future__ import annotations

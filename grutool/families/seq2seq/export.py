@@ -1,5 +1,5 @@
 """Exporting a seq2seq model: an encoder graph and a one-step decoder graph, so any runtime can run
-greedy or beam search (grutool's own `grutool.decoding` runs on them unchanged).
+greedy or beam search (grutool's own `grutool.families.seq2seq.decoding` runs on them unchanged).
 
     encoder: ids (B, S), lengths (B,) -> memory (B, S, D*H), [keys (B, S, H)], mask (B, S), hidden (L, B, H)
     decoder: y (B,), hidden (L, B, H), [feed (B, H)], [memory, keys, mask]
@@ -39,7 +39,7 @@ class DecoderGraph(nn.Module):
         self.model = model
 
     def forward(self, y, hidden, *rest):
-        from grutool.models.seq2seq import DecoderState, Memory
+        from grutool.families.seq2seq.model import DecoderState, Memory
 
         m = self.model
         rest = list(rest)
@@ -85,7 +85,7 @@ def metadata(model) -> dict:
 
 
 class Runtime:
-    """An exported seq2seq model with the calls grutool.decoding uses: encode and step."""
+    """An exported seq2seq model with the calls grutool.families.seq2seq.decoding uses: encode and step."""
 
     def __init__(self, backend, meta: dict):
         self.backend, self.meta = backend, meta
@@ -94,7 +94,7 @@ class Runtime:
         self.input_feeding = meta["input_feeding"]
 
     def encode(self, ids, lengths):
-        from grutool.models.seq2seq import DecoderState, Memory
+        from grutool.families.seq2seq.model import DecoderState, Memory
 
         out = self.backend.run("encoder", {"ids": ids, "lengths": lengths})
         hidden = out["hidden"]
@@ -102,7 +102,7 @@ class Runtime:
                 DecoderState(hidden, hidden.new_zeros(hidden.shape[1], hidden.shape[2])))
 
     def step(self, y, state, memory):
-        from grutool.models.seq2seq import DecoderState
+        from grutool.families.seq2seq.model import DecoderState
 
         inputs = {"y": y, "hidden": state.hidden, "feed": state.feed, "memory": memory.outputs, "mask": memory.mask}
         if memory.keys is not None:
@@ -114,7 +114,7 @@ class Runtime:
 def parity(model, runtime, batch, parity: Parity) -> None:
     """Encoder outputs and step logits along the original model's greedy path; greedy outputs, whole."""
     from grutool.data.vocab import Vocab
-    from grutool.decoding import generate
+    from grutool.families.seq2seq.decoding import generate
 
     with torch.no_grad():
         ref_memory, ref_state = model.encode(batch.ids, batch.lengths)

@@ -7,7 +7,8 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any, Optional
 
 from grutool.errors import UserError, clipped, listed
-from grutool.tasks.base import Prepared, Task
+from grutool.families.base import Prepared, Task, synthetic_vocabs
+from grutool.families.rules import check_columns, check_one_path_per_split, encoder_stream_reason
 
 if TYPE_CHECKING:
     from grutool.config import Config, DataConfig
@@ -82,12 +83,15 @@ class ClassifierTask(Task):
             "model": ("pooling", "freeze_embeddings", "char_features", "char_embedding_dim", "char_hidden_size")}
     formats = ("csv", "tsv", "json", "jsonl", "parquet")
     traces_real_examples = False  # token ids alone make a batch: random ids of any --lengths (char features aside)
+    outputs = "classes"
+    renderer = "classifier"
+    exporter = "classifier"
+    example_data = {"train": "data/train.tsv", "validation": "data/validation.tsv", "test": "data/test.tsv"}
 
     # --- config -------------------------------------------------------------------------------
 
-    def check_config(self, cfg: Config) -> None:
+    def check_task(self, cfg: Config) -> None:
         check_columns(cfg, ("text_column", "label_column"))
-        self.check_monitor(cfg)
         fmt = cfg.data.format
         if fmt in ("parallel_text", "cmudict"):
             raise ValueError(f"data.format: '{fmt}' is sequence-to-sequence data; set task: seq2seq")
@@ -95,7 +99,6 @@ class ClassifierTask(Task):
             raise ValueError(f"data.format: '{fmt}' is tagging data; set task: tagger or joint")
         if fmt in ("text", "text_dir"):
             raise ValueError(f"data.format: '{fmt}' is language-model data; set task: lm")
-        self.check_ownership(cfg)
         check_one_path_per_split(cfg)
 
     # --- data ---------------------------------------------------------------------------------
@@ -141,7 +144,7 @@ class ClassifierTask(Task):
 
     def prepare(self, cfg: Config, saved: Any = None) -> Prepared:
         from grutool.data.ragged import Tokenized
-        from grutool.data.vocab import LabelVocab, Vocab
+        from grutool.data.vocab import LabelVocab, Vocab, char_counts
 
         d = cfg.data
         texts, gold = read_examples(d, d.train)
@@ -164,8 +167,8 @@ class ClassifierTask(Task):
                             f"a classifier needs at least two")
         chars = None
         if cfg.model.char_features:
-            chars = saved.chars if saved else Vocab.from_counts(char_counts(counts, d.max_word_length))
-        prepared = Prepared(vocab, labels, chars=chars)
+            chars = saved.extra.get("chars") if saved else Vocab.from_counts(char_counts(counts, d.max_word_length))
+        prepared = Prepared(vocab, labels, extra={"chars": chars})
         prepared.splits["train"] = self.encode(cfg, vocab, labels, texts, gold,
                                                sorted(set(gold) - set(labels.stoi)), chars, tokens)
         for name in ("validation", "test"):
@@ -185,7 +188,7 @@ class ClassifierTask(Task):
         if unseen:
             log.warning("%s: %d example(s) have labels never seen in training, counted as errors: %s",
                         name, sum(unseen.values()), listed(unseen))
-        return self.encode(cfg, vocabs.vocab, labels, texts, gold, extra=sorted(unseen), chars=vocabs.chars)
+        return self.encode(cfg, vocabs.vocab, labels, texts, gold, extra=sorted(unseen), chars=vocabs.extra.get("chars"))
 
     def vocabularies(self, cfg: Config) -> dict[str, tuple[str, type]]:
         from grutool.data.vocab import LabelVocab, Vocab
@@ -216,17 +219,19 @@ class ClassifierTask(Task):
     # --- model --------------------------------------------------------------------------------
 
     def build_model(self, cfg: Config, vocabs: Any):
-        from grutool.models.classifier import Classifier
+        from grutool.families.classifier.model import Classifier
 
         return Classifier.from_config(cfg, vocab_size=len(vocabs.vocab), num_outputs=len(vocabs.labels),
-                                      num_chars=len(vocabs.chars) if vocabs.chars is not None else 0)
+                                      num_chars=len(vocabs.extra["chars"]) if "chars" in vocabs.extra else 0)
 
     def metrics(self, split: EncodedSplit):
-        from grutool.metrics.classification import ClassificationMetrics
+        from grutool.families.classifier.metrics import ClassificationMetrics
 
         return ClassificationMetrics(split.label_names)
 
     def finish_evaluation(self, out: dict, vocabs: Any) -> dict:
+        from grutool.metrics.confusion import unseen_rows
+
         out["unseen_labels"] = unseen_rows(out["confusion"], len(vocabs.labels))
         return out
 
@@ -253,7 +258,7 @@ class ClassifierTask(Task):
         from grutool.data.batching import sorted_batches
 
         run = predictor.run
-        split = self.encode(predictor.cfg, run.vocab, run.labels, texts, None, chars=run.chars)
+        split = self.encode(predictor.cfg, run.vocab, run.labels, texts, None, chars=run.extra.get("chars"))
         labels = run.labels.itos
         results: list[dict] = [{} for _ in texts]
         with torch.no_grad():
@@ -282,7 +287,7 @@ class ClassifierTask(Task):
         from grutool.data.ragged import Tokenized
 
         tokens = Tokenized.of([text], self.tokenizer(predictor.cfg))
-        return self.encode_tokens(predictor.cfg, run.vocab, tokens, run.chars)
+        return self.encode_tokens(predictor.cfg, run.vocab, tokens, run.extra.get("chars"))
 
     def stream_render(self, predictor, text: str, chunk: str, outputs: tuple) -> dict:
         labels = predictor.run.labels.itos
@@ -291,67 +296,7 @@ class ClassifierTask(Task):
         return {"text": text, "label": labels[k], "probs": {n: round(float(p), 6) for n, p in zip(labels, probs)}}
 
 
-def encoder_stream_reason(cfg: Config) -> Optional[str]:
-    """Why the encoder of `cfg` cannot continue from a previous chunk's state, or None."""
-    from grutool.cells import get_cell
-
-    if cfg.model.bidirectional:
-        return ("the encoder is bidirectional: its backward direction starts at the input's last token, so "
-                "every output waits for the whole input (train with model.bidirectional: false)")
-    if get_cell(cfg.model.cell).cell_state:
-        return f"model.cell {cfg.model.cell} carries (h, c); streaming supports cells with a hidden state alone"
-    return None
-
-
 def torch_softmax(logits):
     import torch
 
     return torch.softmax(logits.float(), dim=-1).cpu()
-
-
-# --- helpers shared with the other families ---------------------------------------------------
-
-
-def char_counts(token_counts: Counter, width: int) -> Counter:
-    """How often each character occurs in the first `width` characters of the tokens counted."""
-    counts: Counter = Counter()
-    for token, n in token_counts.items():
-        for c in token[:width]:
-            counts[c] += n
-    return counts
-
-
-def check_columns(cfg: Config, fields: tuple[str, ...]) -> None:
-    """With data.column_names, the columns a task reads must be among them."""
-    d = cfg.data
-    if d.column_names:
-        for field in fields:
-            name = getattr(d, field)
-            if name not in d.column_names:
-                raise ValueError(f"data.{field}: '{name}' is not one of data.column_names {d.column_names}")
-
-
-def check_one_path_per_split(cfg: Config) -> None:
-    """Only seq2seq's parallel_text reads a split from a [source file, target file] pair."""
-    for name in ("train", "validation", "test"):
-        if isinstance(getattr(cfg.data, name), list):
-            raise ValueError(f"data.{name}: a list of paths is for task seq2seq with data.format parallel_text "
-                             f"([source file, target file]); give one path")
-
-
-def unseen_rows(confusion: dict, known: int) -> dict[str, int]:
-    """Rows past the model's own labels are gold labels it never saw: how many examples (tokens, for tags) each."""
-    matrix = confusion["matrix"]
-    return {name: sum(matrix[known + j]) for j, name in enumerate(confusion["labels"][known:])}
-
-
-def synthetic_vocabs(vocab_size: int, num_classes: int, num_chars: int = 0, num_intents: int = 0) -> Prepared:
-    """Vocabularies of the given sizes with made-up entries (bench: a model without its data)."""
-    from grutool.data.vocab import LabelVocab, Vocab
-
-    def vocab(n: int) -> Vocab:
-        return Vocab(["<pad>", "<unk>"] + [f"w{i}" for i in range(n - 2)])
-
-    labels = LabelVocab([f"L{i}" for i in range(num_classes)])
-    return Prepared(vocab(vocab_size), labels, chars=vocab(num_chars) if num_chars else None,
-                    intents=LabelVocab([f"I{i}" for i in range(num_intents)]) if num_intents else None)

@@ -1,17 +1,17 @@
-"""The model families, by name: what differs between them lives in their Task (see base.py).
+"""The model families, by name: one folder each (`classifier/`, `tagger/`, `seq2seq/`, `lm/`) holding what
+differs for it, with its `Task` (see base.py) in `task.py`.
 
 The training loop, run directory, evaluation, prediction, `shapes`, `bench`, config validation
-and the CLI's renderers are shared; they talk to a task object. A new family is one module
-with a `Task` subclass plus one line below.
+and the CLI are shared; they talk to a task object. A new family is one folder plus one line below.
 """
 
 from __future__ import annotations
 
-from grutool.tasks.base import Prepared, Task
-from grutool.tasks.classifier import ClassifierTask
-from grutool.tasks.lm import LMTask
-from grutool.tasks.seq2seq import Seq2SeqTask
-from grutool.tasks.tagger import JointTask, TaggerTask
+from grutool.families.base import Prepared, Task
+from grutool.families.classifier.task import ClassifierTask
+from grutool.families.lm.task import LMTask
+from grutool.families.seq2seq.task import Seq2SeqTask
+from grutool.families.tagger.task import JointTask, TaggerTask
 
 TASKS: dict[str, type[Task]] = {
     "classifier": ClassifierTask,

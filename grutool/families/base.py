@@ -5,7 +5,8 @@ validation, the CLI's renderers) asks the run's task and never which family it s
 module is imported when a config is validated, so it imports no torch at module level: data,
 models and metrics are imported inside the methods that use them.
 
-Adding a family is one module with a `Task` subclass plus one line in `grutool.tasks.TASKS`.
+Adding a family is one folder `grutool/families/<name>/` with a `Task` subclass in its `task.py`, plus
+one line in `grutool.families.TASKS`.
 """
 
 from __future__ import annotations
@@ -32,9 +33,21 @@ class Prepared:
     vocab: "Vocab"
     labels: "LabelVocab | Vocab"
     splits: dict[str, "EncodedSplit"] = field(default_factory=dict)
-    chars: Optional["Vocab"] = None        # model.char_features
-    intents: Optional["LabelVocab"] = None  # joint task
-    conditions: Optional["LabelVocab"] = None  # lm with data.condition_column
+    extra: dict[str, "Vocab | LabelVocab"] = field(default_factory=dict)
+    """The family's own vocabularies by the names its `Task.vocabularies` gives (e.g. chars, intents,
+    conditions); one the config does not use is absent (a None given here is dropped)."""
+
+    def __post_init__(self):
+        self.extra = {name: v for name, v in self.extra.items() if v is not None}
+
+    def vocabulary(self, name: str):
+        """`vocab`, `labels` or one of `extra` by its `Task.vocabularies` name; None when absent."""
+        return vocabulary(self, name)
+
+
+def vocabulary(vocabs: Any, name: str):
+    """A vocabulary of a Prepared or a saved run (grutool.rundir.SavedRun) by its `Task.vocabularies` name."""
+    return getattr(vocabs, name) if name in ("vocab", "labels") else vocabs.extra.get(name)
 
 
 class Task:
@@ -47,12 +60,16 @@ class Task:
     """Config fields only some families read, per section ({"model": ("crf",)}): a field that other
     families own and this one does not must stay at its default (see `check_config`). A section
     named with an empty tuple (e.g. "decoding": ()) is owned whole."""
-    outputs: ClassVar[str] = "classes"
+    # Declared by every family, never inherited from here: a family that forgets one fails loudly.
+    outputs: ClassVar[str]
     """What `labels` holds, in a summary line: classes, tags, targets."""
-    renderer: ClassVar[str] = "classification"
-    """The CLI renderer of this task's results (a module of grutool.cli.render)."""
-    exporter: ClassVar[str] = "classifier"
-    """How `grutool export` writes, checks and runs this family's graphs (a module of grutool.export)."""
+    renderer: ClassVar[str]
+    """The CLI renderer of this task's results: the family folder whose `render` module shows them."""
+    exporter: ClassVar[Optional[str]]
+    """How `grutool export` writes, checks and runs this family's graphs: the family folder whose `export`
+    module does (None: the family has no export)."""
+    example_data: ClassVar[dict[str, str]]
+    """`grutool init`: placeholder data fields of the starting config ({"train": "data/train.tsv", ...})."""
     predict_options: ClassVar[tuple[str, ...]] = ()
     """Keyword options `predict` and `evaluate` accept beyond the shared ones (e.g. beam)."""
     needs_inputs: ClassVar[bool] = True
@@ -63,9 +80,16 @@ class Task:
     # --- config -------------------------------------------------------------------------------
 
     def check_config(self, cfg: "Config") -> None:
-        """The task's cross-field rules; a broken one raises ValueError('dotted.path: what is wrong; fix')."""
+        """The task's cross-field rules; a broken one raises ValueError('dotted.path: what is wrong; fix').
+
+        The rules every family shares run here, around the family's own (`check_task`): the monitor first,
+        then the family's rules, then the fields other families own."""
         self.check_monitor(cfg)
+        self.check_task(cfg)
         self.check_ownership(cfg)
+
+    def check_task(self, cfg: "Config") -> None:
+        """The family's own cross-field rules (data formats, columns, model options): none by default."""
 
     def check_monitor(self, cfg: "Config") -> None:
         if cfg.train.monitor not in self.monitors:
@@ -77,7 +101,7 @@ class Task:
 
         Compared with the defaults, not with the fields a file set: a saved config.yaml sets every field.
         """
-        from grutool.tasks import TASKS
+        from grutool.families import TASKS
 
         owners: dict[tuple[str, str], list[str]] = {}
         for task in TASKS.values():
@@ -163,6 +187,10 @@ class Task:
         none, or where `labels` holds target tokens)."""
         return list(run.labels.itos) if run.labels is not None else None
 
+    def served_vocabularies(self, run) -> dict[str, list[str]]:
+        """What `grutool serve`'s /info lists besides `labels` (e.g. the joint task's intents): none by default."""
+        return {}
+
     def open_stream(self, predictor, **options):
         """A stateful reader of long input fed in chunks (`Predictor.stream`): `grutool.streaming.Stream`
         (it refuses, with `stream_reason`, models that cannot stream); language models have their own."""
@@ -179,3 +207,16 @@ class Task:
     def finish_evaluation(self, out: dict, vocabs: Any) -> dict:
         """Add what evaluation reports beyond the metrics (labels never seen in training, ...)."""
         return out
+
+
+def synthetic_vocabs(vocab_size: int, num_classes: int, num_chars: int = 0, num_intents: int = 0) -> Prepared:
+    """Vocabularies of the given sizes with made-up entries (bench: a model without its data)."""
+    from grutool.data.vocab import LabelVocab, Vocab
+
+    def vocab(n: int) -> Vocab:
+        return Vocab(["<pad>", "<unk>"] + [f"w{i}" for i in range(n - 2)])
+
+    labels = LabelVocab([f"L{i}" for i in range(num_classes)])
+    return Prepared(vocab(vocab_size), labels, extra={
+        "chars": vocab(num_chars) if num_chars else None,
+        "intents": LabelVocab([f"I{i}" for i in range(num_intents)]) if num_intents else None})

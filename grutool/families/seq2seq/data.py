@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Optional
 
 from grutool.config import DataConfig
-from grutool.data.pair import Pair
-from grutool.data.tagging import read_lines
+from grutool.data.loading import read_lines
 from grutool.errors import UserError
+from grutool.families.seq2seq.pair import Pair
 
 log = logging.getLogger("grutool")
 
@@ -73,7 +73,7 @@ def read_pairs(cfg: DataConfig, spec: str | list[str], name: str) -> list[Pair]:
     """The (source, target) pairs of one split, in file order."""
     fmt = pair_format(spec, cfg.format)
     if fmt == "cmudict":
-        from grutool.data.cmudict import cmudict_pairs
+        from grutool.families.seq2seq.cmudict import cmudict_pairs
 
         return cmudict_pairs(spec, cfg.split_seed, cfg.keep_stress)
     rows = _parallel_text(cfg, spec) if fmt == "parallel_text" else _columns(cfg, spec)

@@ -7,13 +7,13 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any, Optional
 
 from grutool.errors import UserError, listed
-from grutool.tasks.base import Prepared, Task
-from grutool.tasks.classifier import check_columns, synthetic_vocabs
+from grutool.families.base import Prepared, Task, synthetic_vocabs
+from grutool.families.rules import check_columns
 
 if TYPE_CHECKING:
     from grutool.config import Config, DataConfig
     from grutool.data.batching import EncodedSplit, References
-    from grutool.data.pair import Pair
+    from grutool.families.seq2seq.pair import Pair
     from grutool.data.vocab import Vocab
 
 log = logging.getLogger("grutool")
@@ -39,14 +39,14 @@ class Seq2SeqTask(Task):
     outputs = "targets"
     renderer = "seq2seq"
     exporter = "seq2seq"
+    example_data = {"train": "data/train.tsv", "validation": "data/validation.tsv", "test": "data/test.tsv"}
     predict_options = ("beam", "attention")
 
     # --- config --------------------------------------------------------------------------------
 
-    def check_config(self, cfg: Config) -> None:
+    def check_task(self, cfg: Config) -> None:
         d, m = cfg.data, cfg.model
         check_columns(cfg, ("source_column", "target_column"))
-        self.check_monitor(cfg)
         if d.format not in FORMATS + ("auto",):
             raise ValueError(f"data.format: task seq2seq reads {', '.join(FORMATS)} (got '{d.format}')")
         if d.dataset is not None:
@@ -55,7 +55,6 @@ class Seq2SeqTask(Task):
         if m.char_features:
             raise ValueError("model.char_features: for task classifier, tagger or joint (task is seq2seq; "
                              "use data.tokenizer: char for a character-level model)")
-        self.check_ownership(cfg)
         for name in ("train", "validation", "test"):
             value = getattr(d, name)
             if isinstance(value, list):
@@ -140,7 +139,7 @@ class Seq2SeqTask(Task):
         return split
 
     def read(self, cfg: Config, spec, name: str) -> tuple[list[Pair], list[list[str]], list[list[str]]]:
-        from grutool.data.parallel import read_pairs
+        from grutool.families.seq2seq.data import read_pairs
 
         pairs = read_pairs(cfg.data, spec, name)
         sources = self.source_tokens(cfg, [p.source for p in pairs], name, [p.where for p in pairs])
@@ -148,7 +147,7 @@ class Seq2SeqTask(Task):
         return pairs, sources, targets
 
     def read_inputs(self, cfg: Config, source: str) -> list[str]:
-        from grutool.data.parallel import read_pairs
+        from grutool.families.seq2seq.data import read_pairs
 
         return [p.source for p in read_pairs(cfg.data, source, "input")]
 
@@ -219,7 +218,7 @@ class Seq2SeqTask(Task):
         return vocabs, EncodedSplit(ids, targets, [""] * len(lengths), label_names=list(vocabs.labels.itos))
 
     def build_model(self, cfg: Config, vocabs: Any):
-        from grutool.models.seq2seq import Seq2Seq
+        from grutool.families.seq2seq.model import Seq2Seq
 
         return Seq2Seq.from_config(cfg, vocab_size=len(vocabs.vocab), num_outputs=len(vocabs.labels))
 
@@ -231,15 +230,15 @@ class Seq2SeqTask(Task):
         return {"beam_size": model.decoding["beam_size"]}
 
     def metrics(self, split: EncodedSplit):
-        from grutool.metrics.seq2seq import Seq2SeqMetrics
+        from grutool.families.seq2seq.metrics import Seq2SeqMetrics
 
         return Seq2SeqMetrics(split.label_names, split.references, split.texts)
 
     # --- prediction --------------------------------------------------------------------------
 
     def infer_batch(self, model, batch, **settings):
-        """Generated outputs (grutool.decoding.Generated) for one batch of sources."""
-        from grutool.decoding import generate
+        """Generated outputs (grutool.families.seq2seq.decoding.Generated) for one batch of sources."""
+        from grutool.families.seq2seq.decoding import generate
 
         memory, state = model.encode(batch.ids, batch.lengths)
         return generate(model, memory, state, batch.lengths, **settings)

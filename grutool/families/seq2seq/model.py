@@ -22,8 +22,8 @@ from torch import nn
 from grutool.config import Config
 from grutool.models.base import Model
 from grutool.data.vocab import Vocab
-from grutool.decoding import Generated, generate
-from grutool.modules.attention import Attention
+from grutool.families.seq2seq.decoding import Generated, generate
+from grutool.families.seq2seq.attention import Attention
 from grutool.cells import get_cell
 from grutool.modules.embedder import Embedder
 from grutool.modules.encoder import RecurrentEncoder
