@@ -64,6 +64,15 @@ def import_graph() -> dict[str, dict[str, set[str]]]:
                 if name:
                     named.setdefault(name, set()).add(value.value)
 
+    def expand(text: ast.JoinedStr) -> list[str]:
+        """An f-string with one `{x.attr}` field, as every string a registry assigns to `attr`."""
+        fields = [v for v in text.values if isinstance(v, ast.FormattedValue)]
+        if len(fields) != 1 or not isinstance(fields[0].value, ast.Attribute):
+            return []
+        parts = [v.value if isinstance(v, ast.Constant) else None for v in text.values]
+        return ["".join(value if part is None else part for part in parts)
+                for value in named.get(fields[0].value.attr, ())]
+
     graph: dict[str, dict[str, set[str]]] = {}
     for m, (path, is_pkg) in mods.items():
         edges = graph.setdefault(m, {})
@@ -96,11 +105,9 @@ def import_graph() -> dict[str, dict[str, set[str]]]:
                         arg = child.args[0]
                         if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
                             add(arg.value, "by-name")
-                        elif isinstance(arg, ast.JoinedStr) and len(arg.values) == 2 \
-                                and isinstance(arg.values[0], ast.Constant) \
-                                and isinstance(arg.values[1].value, ast.Attribute):
-                            for value in named.get(arg.values[1].value.attr, ()):
-                                add(arg.values[0].value + value, "by-name")
+                        elif isinstance(arg, ast.JoinedStr):
+                            for target in expand(arg):
+                                add(target, "by-name")
                 walk(child, inner)
 
         walk(trees[m], False)
@@ -110,6 +117,10 @@ def import_graph() -> dict[str, dict[str, set[str]]]:
                 if isinstance(node, ast.Constant) and isinstance(node.value, str) \
                         and node.value.startswith("grutool.") and " " not in node.value:
                     add(node.value, "by-name")
+                elif isinstance(node, ast.JoinedStr):  # name = f"grutool.families.{task.renderer}.render"
+                    for target in expand(node):
+                        if target.startswith("grutool."):
+                            add(target, "by-name")
     return {m: {t: k for t, k in edges.items() if t.startswith("grutool")} for m, edges in graph.items()}
 
 
@@ -160,7 +171,9 @@ def test_the_graph_sees_imports_by_name():
     assert "by-name" in graph["grutool.cells"]["grutool.modules.rnn.gru"]  # the cell registry's kernel paths
     assert "by-name" in graph["grutool"]["grutool.training.loop"]  # grutool.__getattr__'s lazy API
     exporters = {t for t, kinds in graph["grutool.export"].items() if "by-name" in kinds}
-    assert {"grutool.export.tagger", "grutool.export.seq2seq"} <= exporters, exporters
+    assert {"grutool.families.tagger.export", "grutool.families.seq2seq.export"} <= exporters, exporters
+    renderers = {t for t, kinds in graph["grutool.cli.render"].items() if "by-name" in kinds}
+    assert {"grutool.families.lm.render", "grutool.families.classifier.render"} <= renderers, renderers
 
 
 def test_no_import_cycle():
