@@ -55,9 +55,10 @@ def test_harness_reports_known_costs_exactly_and_calibrates_calls_per_sample():
 def test_harness_on_real_sleeps():
     cases = [Case("5ms", lambda: time.sleep(0.005)), Case("1ms", lambda: time.sleep(0.001))]
     slow, fast = time_interleaved(cases, repeats=5, warmup=1, number=1)
-    # sleep() never returns early; a loaded machine may make it late, not much more.
-    assert 0.005 <= slow.median < 0.005 * 1.8
-    assert 0.001 <= fast.median < 0.005
+    # sleep() never returns early; a loaded machine can make it late by any amount (a 5 ms sleep measured
+    # 15 ms at load 8), so no upper bound: the harness must keep the cases apart and in order.
+    assert slow.median >= 0.005 and fast.median >= 0.001
+    assert slow.min >= 0.005 and fast.median < slow.median
     assert slow.min <= slow.q1 <= slow.median <= slow.q3 <= slow.max
 
 
