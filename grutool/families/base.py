@@ -140,6 +140,13 @@ class Task:
 
     # --- model --------------------------------------------------------------------------------
 
+    def encode_evaluation_splits(self, cfg: "Config", prepared: Prepared) -> None:
+        """The validation and test splits the config names, encoded with the train split's vocabularies."""
+        for name in ("validation", "test"):
+            source = getattr(cfg.data, name)
+            if source is not None:
+                prepared.splits[name] = self.encode_split(cfg, prepared, source, name)
+
     def build_model(self, cfg: "Config", vocabs: Any):
         """The model `cfg` describes, freshly initialised, sized by `vocabs` (a Prepared or a saved run)."""
         raise NotImplementedError

@@ -171,10 +171,7 @@ class ClassifierTask(Task):
         prepared = Prepared(vocab, labels, extra={"chars": chars})
         prepared.splits["train"] = self.encode(cfg, vocab, labels, texts, gold,
                                                sorted(set(gold) - set(labels.stoi)), chars, tokens)
-        for name in ("validation", "test"):
-            source = getattr(d, name)
-            if source is not None:
-                prepared.splits[name] = self.encode_split(cfg, prepared, source, name)
+        self.encode_evaluation_splits(cfg, prepared)
         return prepared
 
     def encode_split(self, cfg: Config, vocabs: Any, source: str, name: str) -> EncodedSplit:

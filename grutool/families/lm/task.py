@@ -120,10 +120,7 @@ class LMTask(Task):
                             f"({len(vocab)} tokens); lower them or drop the last")
         prepared = Prepared(vocab, vocab, extra={"conditions": conditions})
         prepared.splits["train"] = train
-        for name in ("validation", "test"):
-            source = getattr(d, name)
-            if source is not None:
-                prepared.splits[name] = self.encode_split(cfg, prepared, source, name)
+        self.encode_evaluation_splits(cfg, prepared)
         return prepared
 
     def encode_lines(self, cfg: Config, vocab: Vocab, conditions: Optional[LabelVocab], tokens: list[list[str]],

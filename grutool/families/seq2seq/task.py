@@ -175,10 +175,7 @@ class Seq2SeqTask(Task):
         prepared = Prepared(vocab, labels)
         prepared.splits["train"] = self.encode(cfg, vocab, labels, sources, targets, [p.source for p in pairs],
                                                "train")
-        for name in ("validation", "test"):
-            spec = getattr(d, name)
-            if spec is not None:
-                prepared.splits[name] = self.encode_split(cfg, prepared, spec, name)
+        self.encode_evaluation_splits(cfg, prepared)
         return prepared
 
     def encode_split(self, cfg: Config, vocabs: Any, spec, name: str) -> EncodedSplit:

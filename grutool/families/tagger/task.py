@@ -130,10 +130,7 @@ class TaggerTask(Task):
             chars = saved.extra.get("chars") if saved else Vocab.build([list(t[:d.max_word_length]) for s in tokens for t in s])
         prepared = Prepared(vocab, labels, extra={"chars": chars, "intents": intents})
         prepared.splits["train"] = self.encode(cfg, vocab, tokens, labels, tags, intents, gold_intents, chars)
-        for name in ("validation", "test"):
-            source = getattr(d, name)
-            if source is not None:
-                prepared.splits[name] = self.encode_split(cfg, prepared, source, name)
+        self.encode_evaluation_splits(cfg, prepared)
         return prepared
 
     def encode_split(self, cfg: Config, vocabs: Any, source: str, name: str) -> EncodedSplit:
