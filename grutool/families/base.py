@@ -50,6 +50,19 @@ def vocabulary(vocabs: Any, name: str):
     return getattr(vocabs, name) if name in ("vocab", "labels") else vocabs.extra.get(name)
 
 
+@dataclass(frozen=True)
+class Option:
+    """A keyword option of a family's `predict` (`infer`'s flag of the same name, a field of `serve`'s request)."""
+
+    type: type
+    """bool, int, float or str: what a request's JSON value must be (None or absent: the family's default)."""
+    help: str
+    """One line for /info and the request schema."""
+    served_max: Optional[int] = None
+    """The largest value `grutool serve` accepts (a bound on the work one request asks for); None: no bound
+    beyond `Task.check_options`."""
+
+
 class Task:
     """One model family. Subclasses set the class attributes and implement the methods below."""
 
@@ -70,8 +83,9 @@ class Task:
     module does (None: the family has no export)."""
     example_data: ClassVar[dict[str, str]]
     """`grutool init`: placeholder data fields of the starting config ({"train": "data/train.tsv", ...})."""
-    predict_options: ClassVar[tuple[str, ...]] = ()
-    """Keyword options `predict` and `evaluate` accept beyond the shared ones (e.g. beam)."""
+    predict_options: ClassVar[dict[str, Option]] = {}
+    """Keyword options `predict` accepts beyond the shared ones, by name (e.g. beam): `infer`'s flags and the
+    optional fields of a `serve` request; `check_options` holds their rules."""
     needs_inputs: ClassVar[bool] = True
     """`infer` without any TEXT or --file is an error (False: the task predicts from nothing, e.g. generates)."""
     traces_real_examples: ClassVar[bool] = True
@@ -169,8 +183,13 @@ class Task:
 
         raise UserError(f"{source}: task {self.name} reads inputs one per line only; use --format lines")
 
+    def check_options(self, predictor, **options) -> None:
+        """The rules of `predict_options` values (given ones only; the rest take their defaults), each broken
+        one a UserError naming its option: the rules `predict` applies, which `serve` checks before a request is
+        queued (a bad value: 422 for that request alone)."""
+
     def predict(self, predictor, texts: list[str], batch_size: int = 64, **options) -> list[dict]:
-        """One result dict per text, in input order."""
+        """Result dicts in input order, the same number for every text (one; lm: `num` samples per prompt)."""
         raise NotImplementedError
 
     def infer_batch(self, model, batch: "Batch", **options):

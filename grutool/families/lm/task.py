@@ -14,7 +14,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any, Optional
 
 from grutool.errors import UserError, listed
-from grutool.families.base import Prepared, Task
+from grutool.families.base import Option, Prepared, Task
 from grutool.families.rules import check_columns, check_one_path_per_split
 
 if TYPE_CHECKING:
@@ -43,7 +43,17 @@ class LMTask(Task):
     renderer = "lm"
     exporter = None  # no export yet: a language model's graphs (step, generation loop) are still to be written
     example_data = {"train": "data/train.txt", "validation": "data/validation.txt", "test": "data/test.txt"}
-    predict_options = ("num", "max_length", "temperature", "top_k", "top_p", "seed", "condition", "score", "greedy")
+    predict_options = {
+        "condition": Option(str, "the condition label to generate or score with (a conditioned model needs one)"),
+        "num": Option(int, "samples per prompt (default 1)", served_max=64),
+        "max_length": Option(int, f"tokens generated at most (default {DEFAULT_MAX_LENGTH})", served_max=1000),
+        "temperature": Option(float, "divide the logits by this (> 0; default 1)"),
+        "top_k": Option(int, "sample among the k most likely tokens (1: greedy)"),
+        "top_p": Option(float, "sample among the most likely tokens holding this probability, in (0, 1]"),
+        "seed": Option(int, "sampling seed (default 0); the same seed gives the same samples"),
+        "greedy": Option(bool, "always the most likely token"),
+        "score": Option(bool, "each token's log-probability of the texts instead of generating"),
+    }
     needs_inputs = False
 
     # --- config --------------------------------------------------------------------------------
@@ -276,6 +286,21 @@ class LMTask(Task):
         start = None if is_stream(predictor.cfg) else Vocab.bos_id
         return Stream(predictor.model, self.encoder_for(predictor, "text"), self.condition_id(predictor, condition),
                       start, predictor.device)
+
+    def served_labels(self, run) -> None:
+        return None  # `labels` is the token vocabulary
+
+    def served_vocabularies(self, run) -> dict[str, list[str]]:
+        conditions = run.extra.get("conditions")
+        return {"conditions": list(conditions.itos)} if conditions is not None else {}
+
+    def check_options(self, predictor, num: int = 1, max_length: Optional[int] = None, temperature: float = 1.0,
+                      top_k: Optional[int] = None, top_p: Optional[float] = None, seed: int = 0,
+                      condition: Optional[str] = None, score: bool = False, greedy: bool = False) -> None:
+        from grutool.families.lm.generation import check_sampling
+
+        check_sampling(temperature, top_k, top_p, num, max_length, seed)
+        self.condition_id(predictor, condition)
 
     def predict(self, predictor, texts: list[str], batch_size: int = 64, num: int = 1,
                 max_length: Optional[int] = None, temperature: float = 1.0, top_k: Optional[int] = None,

@@ -7,7 +7,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any, Optional
 
 from grutool.errors import UserError, listed
-from grutool.families.base import Prepared, Task, synthetic_vocabs
+from grutool.families.base import Option, Prepared, Task, synthetic_vocabs
 from grutool.families.rules import check_columns
 
 if TYPE_CHECKING:
@@ -40,7 +40,10 @@ class Seq2SeqTask(Task):
     renderer = "seq2seq"
     exporter = "seq2seq"
     example_data = {"train": "data/train.tsv", "validation": "data/validation.tsv", "test": "data/test.tsv"}
-    predict_options = ("beam", "attention")
+    predict_options = {
+        "beam": Option(int, "beam size (1: greedy; default: the run's decoding.beam_size)", served_max=64),
+        "attention": Option(bool, "add the attention weights to each result"),
+    }
 
     # --- config --------------------------------------------------------------------------------
 
@@ -243,6 +246,13 @@ class Seq2SeqTask(Task):
     def served_labels(self, run) -> None:
         return None  # `labels` is the target vocabulary: tokens, not labels to list
 
+    def check_options(self, predictor, beam: Optional[int] = None, attention: bool = False) -> None:
+        if beam is not None and beam < 1:
+            raise UserError(f"beam: must be at least 1 (got {beam})", option="beam")
+        if attention and predictor.model.attention is None:
+            raise UserError(f"attention: {predictor.run.path} has no attention (model.attention: none); "
+                            f"there are no weights to show", option="attention")
+
     def predict(self, predictor, texts: list[str], batch_size: int = 64, beam: Optional[int] = None,
                 attention: bool = False) -> list[dict]:
         """One dict per text, in input order: source, output, score (the output's log-probability) and, with
@@ -252,12 +262,8 @@ class Seq2SeqTask(Task):
         from grutool.data.batching import sorted_batches
         from grutool.data.tokenize import detokenize
 
-        if beam is not None and beam < 1:
-            raise UserError(f"beam: must be at least 1 (got {beam})", option="beam")
+        self.check_options(predictor, beam, attention)
         cfg, run, model = predictor.cfg, predictor.run, predictor.model
-        if attention and model.attention is None:
-            raise UserError(f"{run.path}: this model has no attention (model.attention: none); "
-                            f"there are no weights to show")
         sources = self.source_tokens(cfg, texts, "input")
         split = self.encode(cfg, run.vocab, run.labels, sources, texts=texts)
         settings = dict(cfg.decoding.model_dump(), with_attention=attention)
