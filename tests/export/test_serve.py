@@ -4,6 +4,7 @@ trickling clients closed, Ctrl-C exits 130, a taken port is one line, clean shut
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -36,17 +37,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """A real server on 127.0.0.1 in a thread, as `serve` builds it; stopped (and joined) at the end."""
-    from grutool.serve import Limits, build_app, listen, make_server
+@contextlib.contextmanager
+def running(predictor, limits):
+    """A real server for `predictor` on 127.0.0.1 in a thread, as `serve` builds it: (url, app); stopped (and
+    joined) at the end."""
+    from grutool.serve import build_app, listen, make_server
 
-    tmp = tmp_path_factory.mktemp("serve")
-    raw = tiny_config(tmp)
-    train(parse_config(raw, "serve"), progress=False)
-    predictor = Predictor(raw["output_dir"], "cpu")
-    limits = Limits(max_texts=8, max_chars=200, max_body=20_000, max_batch=16, window_ms=20,
-                    header_timeout=HEADER_TIMEOUT, body_timeout=BODY_TIMEOUT)
     app = build_app(predictor, limits)
     sock = listen("127.0.0.1", 0)
     port = sock.getsockname()[1]
@@ -57,10 +53,26 @@ def server(tmp_path_factory):
     while not srv.started:
         assert time.time() < deadline and thread.is_alive(), "server did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", predictor, app
-    srv.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}", app
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)
     assert not thread.is_alive(), "server did not shut down"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from grutool.serve import Limits
+
+    tmp = tmp_path_factory.mktemp("serve")
+    raw = tiny_config(tmp)
+    train(parse_config(raw, "serve"), progress=False)
+    predictor = Predictor(raw["output_dir"], "cpu")
+    limits = Limits(max_texts=8, max_chars=200, max_body=20_000, max_batch=16, window_ms=20,
+                    header_timeout=HEADER_TIMEOUT, body_timeout=BODY_TIMEOUT)
+    with running(predictor, limits) as (url, app):
+        yield url, predictor, app
 
 
 def test_health_info_and_docs(server):
@@ -68,6 +80,7 @@ def test_health_info_and_docs(server):
     assert httpx.get(f"{url}/health").json() == {"status": "ok"}
     info = httpx.get(f"{url}/info").json()
     assert info["task"] == "classifier" and info["labels"] == ["neg", "pos"] and info["limits"]["max_texts"] == 8
+    assert info["options"] == {}
     assert "/predict" in httpx.get(f"{url}/openapi.json").json()["paths"]
 
 
@@ -94,6 +107,7 @@ def test_concurrent_requests_are_batched_and_answered_correctly(server):
     (b"{not json", 422), (b'{"texts": "one string"}', 422), (b'{"texts": [1, 2]}', 422), (b'{"texts": []}', 422),
     (json.dumps({"texts": ["x"] * 9}).encode(), 422), (json.dumps({"texts": ["x" * 201]}).encode(), 413),
     (b'{"text": ["a"]}', 422), (b'[]', 422), (json.dumps({"texts": ["y" * 19_000, "z" * 2_000]}).encode(), 413),
+    (b'{"texts": ["a"], "temperature": 0.5}', 422), (b'{"texts": ["a"], "beam": 2}', 422),
 ])
 def test_bad_requests_get_4xx_with_a_reason(server, body, status):
     url, _, _ = server
@@ -312,3 +326,137 @@ def test_model_without_backend_is_refused_as_infer_refuses_it(server, tmp_path):
         args = ["a text"] if command == "infer" else ["--host", "192.0.2.1"]
         result = invoke(command, predictor.run.path, *args, "--model", tmp_path / "x.onnx")
         assert_user_error(result, "--model: names an exported file; add --backend onnx or --backend torchscript")
+
+
+# --- language models: the condition and the generation options in the request body -------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def lm_config(name: str, out: Path, **sets) -> dict:
+    """A shipped lm config with its data paths made absolute and `sets` ({"train": {...}}) applied."""
+    import yaml
+
+    raw = yaml.safe_load((ROOT / "configs" / name).read_text(encoding="utf-8"))
+    for split in ("train", "validation", "test"):
+        if raw["data"].get(split):
+            raw["data"][split] = str(ROOT / raw["data"][split])
+    for section, values in sets.items():
+        raw[section].update(values)
+    raw["output_dir"] = str(out)
+    return raw
+
+
+@pytest.fixture(scope="module")
+def lm_servers(tmp_path_factory):
+    """Servers for a tiny conditioned line model (configs/lm.yaml) and a stream model (configs/lm_stream.yaml)."""
+    from grutool.serve import Limits
+
+    root = tmp_path_factory.mktemp("serve_lm")
+    small = {"embedding_dim": 8, "hidden_size": 16}
+    train(parse_config(lm_config("lm.yaml", root / "cond", model={**small, "condition_dim": 4},
+                                 train={"epochs": 1})), progress=False)
+    train(parse_config(lm_config("lm_stream.yaml", root / "stream", model=small,
+                                 train={"epochs": 1, "max_steps": 5})), progress=False)
+    limits = Limits(max_texts=8, max_chars=200, window_ms=20)
+    cond, stream = Predictor(root / "cond", "cpu"), Predictor(root / "stream", "cpu")
+    with running(cond, limits) as (cond_url, _), running(stream, limits) as (stream_url, _):
+        yield {"cond": (cond_url, cond), "stream": (stream_url, stream)}
+
+
+def _infer_jsonl(run: Path, *args) -> list[dict]:
+    result = invoke("infer", run, *args, "--jsonl", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+@pytest.mark.parametrize("kind,texts,options,flags", [
+    ("cond", ["Ka", "Zu"], {"condition": "kalo", "num": 3, "seed": 7, "temperature": 0.8, "top_k": 5,
+                            "top_p": 0.9, "max_length": 12},
+     ["--condition", "kalo", "--num", 3, "--seed", 7, "--temperature", 0.8, "--top-k", 5, "--top-p", 0.9,
+      "--max-length", 12]),
+    ("cond", [""], {"condition": "zuri", "greedy": True, "max_length": 8},
+     ["--condition", "zuri", "--greedy", "--max-length", 8]),
+    ("cond", ["Kalo"], {"condition": "pelt", "score": True}, ["--condition", "pelt", "--score"]),
+    ("stream", ["the "], {"num": 2, "seed": 3, "max_length": 20}, ["--num", 2, "--seed", 3, "--max-length", 20]),
+    ("stream", ["the cat"], {"score": True}, ["--score"]),
+])
+def test_an_lm_request_with_options_equals_infer(lm_servers, kind, texts, options, flags):
+    url, predictor = lm_servers[kind]
+    r = httpx.post(f"{url}/predict", json={"texts": texts, **options})
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert len(results) == len(texts) * options.get("num", 1)
+    assert results == _infer_jsonl(predictor.run.path, *texts, *flags)
+
+
+def test_the_seed_decides_the_samples(lm_servers):
+    url, _ = lm_servers["cond"]
+
+    def texts(seed):
+        body = {"texts": ["K"], "condition": "kalo", "num": 4, "max_length": 12, "seed": seed}
+        return [x["text"] for x in httpx.post(f"{url}/predict", json=body).json()["results"]]
+
+    assert texts(1) == texts(1)
+    assert len({tuple(texts(s)) for s in (1, 2, 3)}) > 1
+
+
+def test_concurrent_lm_requests_with_different_options_each_get_their_own(lm_servers):
+    """Requests queued together but with other options run as separate model calls; each answer equals the
+    request sent alone."""
+    url, predictor = lm_servers["cond"]
+    bodies = [{"texts": [p], "condition": c, "num": n, "seed": s, "max_length": 10}
+              for p in ("K", "Pe", "Z") for c in ("kalo", "zuri") for n, s in ((1, 0), (2, 5))]
+    want = [json.loads(json.dumps(predictor.predict(b["texts"], **{k: v for k, v in b.items() if k != "texts"})))
+            for b in bodies]
+    with httpx.Client() as client, ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda b: client.post(f"{url}/predict", json=b).json()["results"], bodies))
+    assert got == want
+
+
+def test_info_lists_the_conditions_and_the_options(lm_servers):
+    info = httpx.get(f"{lm_servers['cond'][0]}/info").json()
+    assert info["task"] == "lm" and info["conditions"] == ["kalo", "pelt", "zuri"] and info["labels"] is None
+    assert set(info["options"]) == {"condition", "num", "max_length", "temperature", "top_k", "top_p", "seed",
+                                    "greedy", "score"}
+    assert info["options"]["temperature"]["type"] == "float" and info["options"]["num"]["max"] == 64
+    stream = httpx.get(f"{lm_servers['stream'][0]}/info").json()
+    assert "conditions" not in stream and set(stream["options"]) == set(info["options"])
+    assert "temperature" in httpx.get(f"{lm_servers['cond'][0]}/openapi.json").text
+
+
+@pytest.mark.parametrize("kind,body,message", [
+    ("cond", {"texts": ["Ka"]}, "condition: "),  # a conditioned model needs one
+    ("cond", {"texts": ["Ka"], "condition": "nope"}, "condition: unknown 'nope'; known: kalo, pelt, zuri"),
+    ("stream", {"texts": ["Ka"], "condition": "kalo"}, "condition: "),  # an unconditioned model takes none
+    ("cond", {"texts": ["Ka"], "condition": "kalo", "temperature": 0}, "temperature: must be > 0"),
+    ("cond", {"texts": ["Ka"], "condition": "kalo", "temperature": -1.5}, "temperature: must be > 0"),
+    ("cond", {"texts": ["Ka"], "condition": "kalo", "temperature": "hot"}, "temperature: "),
+    ("cond", {"texts": ["Ka"], "condition": "kalo", "top_k": 0}, "top_k: must be at least 1"),
+    ("cond", {"texts": ["Ka"], "condition": "kalo", "top_p": 1.5}, "top_p: must be in (0, 1]"),
+    ("cond", {"texts": ["Ka"], "condition": "kalo", "num": 0}, "num: must be at least 1"),
+    ("cond", {"texts": ["Ka"], "condition": "kalo", "num": 65}, "num: "),  # the server's bound
+    ("cond", {"texts": ["Ka"], "condition": "kalo", "num": "2"}, "num: "),  # strict: a string is no number
+    ("cond", {"texts": ["Ka"], "condition": "kalo", "max_length": 0}, "max_length: must be at least 1"),
+    ("cond", {"texts": ["Ka"], "condition": "kalo", "max_length": 10_000}, "max_length: "),
+    ("cond", {"texts": ["Ka"], "condition": "kalo", "seed": 2**64}, "seed: must be between"),
+    ("cond", {"texts": ["Ka"], "condition": "kalo", "greedy": "yes"}, "greedy: "),
+    ("cond", {"texts": ["Ka"], "condition": "kalo", "beam": 3}, "beam: not an option of a task lm model (it is "
+                                                                "for seq2seq runs)"),
+    ("stream", {"texts": ["Ka"], "top_q": 0.5}, "top_q: not an option of a task lm model; a request takes texts "
+                                                "and the options condition, num"),
+])
+def test_bad_lm_options_are_422_naming_the_field(lm_servers, kind, body, message):
+    url, _ = lm_servers[kind]
+    r = httpx.post(f"{url}/predict", json=body)
+    assert r.status_code == 422, r.text
+    assert set(r.json()) == {"error"} and r.json()["error"].startswith(message), r.text
+
+
+def test_a_bad_request_does_not_fail_the_requests_queued_with_it(lm_servers):
+    url, _ = lm_servers["cond"]
+    good = {"texts": ["K"], "condition": "kalo", "max_length": 5}
+    bodies = [good, {**good, "temperature": 0}, good, {**good, "condition": "nope"}] * 3
+    with httpx.Client() as client, ThreadPoolExecutor(12) as pool:
+        codes = list(pool.map(lambda b: client.post(f"{url}/predict", json=b).status_code, bodies))
+    assert codes == [200, 422, 200, 422] * 3
