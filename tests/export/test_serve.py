@@ -460,3 +460,41 @@ def test_a_bad_request_does_not_fail_the_requests_queued_with_it(lm_servers):
     with httpx.Client() as client, ThreadPoolExecutor(12) as pool:
         codes = list(pool.map(lambda b: client.post(f"{url}/predict", json=b).status_code, bodies))
     assert codes == [200, 422, 200, 422] * 3
+
+
+@pytest.fixture(scope="module")
+def seq2seq_server(tmp_path_factory):
+    """A server for a briefly trained configs/reverse.yaml: the family's options are beam and attention."""
+    from grutool.config_file import load_config
+    from grutool.serve import Limits
+
+    run = tmp_path_factory.mktemp("serve_seq2seq") / "run"
+    train(load_config(ROOT / "configs" / "reverse.yaml", [f"output_dir={run}", "train.device=cpu", "train.epochs=1",
+                                                          "train.max_steps=5", "model.hidden_size=16",
+                                                          f"data.train={ROOT}/data/reverse/train",
+                                                          f"data.validation={ROOT}/data/reverse/validation",
+                                                          f"data.test={ROOT}/data/reverse/test"]), progress=False)
+    predictor = Predictor(run, "cpu")
+    with running(predictor, Limits(window_ms=20)) as (url, _):
+        yield url, predictor
+
+
+@pytest.mark.parametrize("options,flags", [({"beam": 3}, ["--beam", 3]), ({"attention": True}, ["--attention-weights"])])
+def test_a_seq2seq_request_with_options_equals_infer(seq2seq_server, options, flags):
+    url, predictor = seq2seq_server
+    texts = ["12345", "908"]
+    r = httpx.post(f"{url}/predict", json={"texts": texts, **options})
+    assert r.status_code == 200, r.text
+    assert r.json()["results"] == _infer_jsonl(predictor.run.path, *texts, *flags)
+    info = httpx.get(f"{url}/info").json()
+    assert set(info["options"]) == {"beam", "attention"} and info["labels"] is None
+
+
+@pytest.mark.parametrize("body,message", [
+    ({"texts": ["12"], "beam": 0}, "beam: must be at least 1"),
+    ({"texts": ["12"], "beam": 1000}, "beam: "),
+    ({"texts": ["12"], "temperature": 0.5}, "temperature: not an option of a task seq2seq model (it is for lm runs)"),
+])
+def test_bad_seq2seq_options_are_422_naming_the_field(seq2seq_server, body, message):
+    r = httpx.post(f"{seq2seq_server[0]}/predict", json=body)
+    assert r.status_code == 422 and r.json()["error"].startswith(message), r.text
