@@ -28,6 +28,7 @@ One owner per run directory: a training holds an OS lock on `<run>/.lock` for it
 from __future__ import annotations
 
 import datetime
+import errno
 import logging
 import os
 from dataclasses import dataclass, field
@@ -142,7 +143,10 @@ def is_locked(run_dir: Path) -> bool:
         portalocker.lock(fd, portalocker.LOCK_SH | portalocker.LOCK_NB)
     except portalocker.AlreadyLocked:
         return True
-    except (portalocker.LockException, ImportError):  # Windows without pywin32 has no shared lock: unknown
+    except portalocker.LockException as e:  # portalocker < 3 says a held lock so on POSIX, wrapping EAGAIN
+        cause = e.args[0] if e.args else None
+        return isinstance(cause, OSError) and cause.errno in (errno.EAGAIN, errno.EACCES)
+    except ImportError:  # Windows without pywin32 has no shared lock: unknown, not claimed as running
         return False
     finally:
         os.close(fd)

@@ -225,7 +225,8 @@ def test_a_lock_held_by_a_process_killed_with_sigkill_is_released_by_the_kernel(
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from grutool import rundir; "
          f"rundir.RunLock({str(run)!r}).acquire(); print('held', flush=True); time.sleep(60)"],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
     try:
         assert holder.stdout.readline().strip() == "held"
         assert rundir.is_locked(run) and runs.status(run) == "running"
