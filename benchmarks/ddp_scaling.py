@@ -28,7 +28,10 @@ def run(config: str, nproc: int, batch: int, epochs: int, out: Path) -> dict:
     if nproc > 1:
         cmd += ["--nproc", str(nproc)]
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    done = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if done.returncode == 2:  # grutool said what is wrong in one line (data not in place: docs/data.md)
+        sys.exit(2)
+    done.check_returncode()
     wall = time.perf_counter() - t0
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     monitor = yaml.safe_load((out / "config.yaml").read_text())["train"]["monitor"]

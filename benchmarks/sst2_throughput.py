@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import plain_pytorch  # noqa: E402
 
 from grutool.config_file import load_config  # noqa: E402
+from grutool.errors import UserError  # noqa: E402
 from grutool.evaluate import evaluate  # noqa: E402
 from grutool.training.loop import train  # noqa: E402
 
@@ -88,4 +89,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except UserError as e:  # data not in place (docs/data.md), a bad --set: one line and exit 2, as grutool's own
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -20,6 +20,7 @@ import time
 import torch
 
 from grutool.config_file import load_config
+from grutool.errors import UserError
 from grutool.data.batching import collate, epoch_batches
 from grutool.families import get_task
 from grutool.training.callbacks import Callback
@@ -95,4 +96,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except UserError as e:  # data not in place (docs/data.md), a bad --set: one line and exit 2, as grutool's own
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

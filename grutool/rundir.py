@@ -28,6 +28,7 @@ One owner per run directory: a training holds an OS lock on `<run>/.lock` for it
 from __future__ import annotations
 
 import datetime
+import errno
 import logging
 import os
 from dataclasses import dataclass, field
@@ -54,10 +55,13 @@ EXPORT_SUFFIXES = (".onnx", ".pt", ".json", ".data")  # model[.int8][.decoder].o
 
 log = logging.getLogger("grutool")
 
-try:
-    import fcntl
-except ImportError:  # Windows: no flock; runs there are not protected against a second writer
-    fcntl = None
+# portalocker (already installed with sacrebleu) is a thin layer over the OS lock of an open file:
+# `fcntl.flock` on POSIX, as before, and `msvcrt.locking` on Windows, which had no lock at all. It locks
+# a descriptor we open ourselves, so the file is never truncated by a process that is refused (the
+# holder's line stays readable), the inode-race check below still applies, and the kernel drops the lock
+# on any exit, kill -9 included. filelock was the alternative: it opens, keeps and never removes the file
+# itself, leaving no place for the holder's line without reaching into its internals. Imported where a
+# lock is taken or probed (~40 ms of importlib.metadata that `grutool --help` need not pay).
 
 
 class RunLock:
@@ -71,14 +75,14 @@ class RunLock:
         self.fd: Optional[int] = None
 
     def acquire(self) -> "RunLock":
-        if fcntl is None:
-            return self
+        import portalocker
+
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                holder = os.read(fd, 200).decode("utf-8", "replace").strip() or "another process"
+                portalocker.lock(fd, portalocker.LOCK_EX | portalocker.LOCK_NB)
+            except portalocker.LockException:  # AlreadyLocked is one
+                holder = _holder(fd)
                 os.close(fd)
                 raise UserError(f"{self.path.parent}: run directory is in use by {holder}; wait for it to "
                                 f"finish or stop it, or choose another `output_dir`", option="output_dir") from None
@@ -93,13 +97,19 @@ class RunLock:
             os.close(fd)
         since = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
         os.ftruncate(fd, 0)
+        # Windows locks byte 0 only for others, so write it from the start: the holder's line is what
+        # others read (POSIX) or cannot read while it is locked (Windows: "another process").
+        os.lseek(fd, 0, os.SEEK_SET)
         os.write(fd, f"pid {os.getpid()} since {since}\n".encode())
         self.fd = fd
         return self
 
     def release(self) -> None:
         if self.fd is not None:
-            self.path.unlink(missing_ok=True)  # while still locked: nobody can take the old file
+            try:
+                self.path.unlink(missing_ok=True)  # while still locked: nobody can take the old file
+            except PermissionError:  # Windows: an open file cannot be removed; it is reused, still locked
+                pass
             os.close(self.fd)
             self.fd = None
 
@@ -108,6 +118,39 @@ class RunLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def _holder(fd: int) -> str:
+    """The `pid N since TIME` line of the lock's holder (Windows keeps a locked byte unreadable)."""
+    try:
+        return os.read(fd, 200).decode("utf-8", "replace").strip() or "another process"
+    except OSError:
+        return "another process"
+
+
+def is_locked(run_dir: Path) -> bool:
+    """Whether a training holds `<run>/.lock` now (probed with a shared lock, so it never blocks the owner)."""
+    import portalocker
+
+    lock = Path(run_dir) / LOCK
+    if not lock.is_file():
+        return False
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        portalocker.lock(fd, portalocker.LOCK_SH | portalocker.LOCK_NB)
+    except portalocker.AlreadyLocked:
+        return True
+    except portalocker.LockException as e:  # portalocker < 3 says a held lock so on POSIX, wrapping EAGAIN
+        cause = e.args[0] if e.args else None
+        return isinstance(cause, OSError) and cause.errno in (errno.EAGAIN, errno.EACCES)
+    except ImportError:  # Windows without pywin32 has no shared lock: unknown, not claimed as running
+        return False
+    finally:
+        os.close(fd)
+    return False
 
 
 def check_location(path: Path) -> None:

@@ -79,28 +79,11 @@ def read_config(path: str | Path) -> dict:
     return raw if isinstance(raw, dict) else {}
 
 
-def _locked(path: Path) -> bool:
-    lock = path / rundir.LOCK
-    if rundir.fcntl is None or not lock.is_file():
-        return False
-    try:
-        fd = os.open(lock, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        rundir.fcntl.flock(fd, rundir.fcntl.LOCK_SH | rundir.fcntl.LOCK_NB)
-    except OSError:
-        return True
-    finally:
-        os.close(fd)
-    return False
-
-
 def status(path: str | Path, summary: Optional[dict] = None) -> str:
     """finished, diverged, running, interrupted or failed (see the module docstring)."""
     path = Path(path)
     summary = summary if summary is not None else _read_json(path / rundir.SUMMARY)
-    if _locked(path):
+    if rundir.is_locked(path):
         return "running"
     if summary is not None and "epochs" in summary:
         return "diverged" if summary.get("diverged") else "finished"

@@ -36,6 +36,16 @@ def not_found_hint(path: str | Path) -> str:
             f"give an absolute path, or run from the folder the path starts in)")
 
 
+DATA_DOCS = "docs/data.md"  # where each shipped real-data config's data comes from and how to fetch it
+
+
+def data_not_found(path: str | Path, what: str = "data file") -> UserError:
+    """The one message for a missing data path, every format alike: it is missing (not malformed), what a
+    relative path was relative to, and where the shipped configs' data is described."""
+    return UserError(f"{path}: {what} not found{not_found_hint(path)}; the shipped configs' datasets, where "
+                     f"to get them and how to point a config at them: {DATA_DOCS}")
+
+
 def file_format(path: str, declared: str) -> str:
     if declared != "auto":
         return declared
@@ -96,9 +106,10 @@ def _quiet_datasets():
 def load_file(path: str, cfg: DataConfig):
     """Load one local data file as a `datasets.Dataset`."""
     p = Path(path)
+    if p.is_dir():
+        raise UserError(f"{path}: is a directory; name a data file")
     if not p.is_file():
-        hint = " (it is a directory; name a file)" if p.is_dir() else ""
-        raise UserError(f"{path}: data file not found{hint or not_found_hint(path)}")
+        raise data_not_found(path)
     builder, kwargs = _builder_args(path, cfg)
     if builder != "parquet":
         _check_text_file(p, file_format(path, cfg.format), cfg.header, cfg.column_names)
@@ -265,9 +276,10 @@ def first_row_line(cfg: DataConfig, source: str, row: int) -> str:
 
 def read_lines(path: Path) -> list[str]:
     """The file's lines: UTF-8 checked, BOM, CR and trailing spaces removed, trailing blank lines dropped."""
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory; name a data file, or set data.format: parallel")
     if not path.is_file():
-        hint = " (it is a directory; name a file, or set data.format: parallel)" if path.is_dir() else ""
-        raise UserError(f"{path}: data file not found{hint or not_found_hint(path)}")
+        raise data_not_found(path)
     data = path.read_bytes()
     try:
         text = data.decode("utf-8-sig")

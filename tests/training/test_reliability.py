@@ -216,6 +216,31 @@ def test_a_run_directory_in_use_is_refused_with_its_owner(tmp_path):
     assert invoke("train", cfg, "-q", "--resume", "--set", "train.epochs=2").exit_code == 0
 
 
+def test_a_lock_held_by_a_process_killed_with_sigkill_is_released_by_the_kernel(tmp_path):
+    """The lock is the OS's (portalocker over flock): kill -9 leaves the file, never the lock."""
+    from grutool import runs
+
+    run = tmp_path / "run"
+    run.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from grutool import rundir; "
+         f"rundir.RunLock({str(run)!r}).acquire(); print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert rundir.is_locked(run) and runs.status(run) == "running"
+        with pytest.raises(UserError, match=rf"in use by pid {holder.pid} since \d{{4}}-"):
+            rundir.RunLock(run).acquire()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (run / rundir.LOCK).is_file() and not rundir.is_locked(run)
+    with rundir.RunLock(run):
+        assert (run / rundir.LOCK).read_text().startswith(f"pid {os.getpid()} since ")
+    assert not (run / rundir.LOCK).exists()
+
+
 @pytest.mark.parametrize("flags", [[], ["--resume"]])
 def test_a_run_killed_before_its_first_checkpoint_starts_over(tmp_path, flags):
     raw = tiny_config(tmp_path, epochs=1)

@@ -69,8 +69,12 @@ def line_format(cfg: Config, path: str) -> str:
 
 def _read_text(path: str) -> str:
     p = Path(path)
+    if p.is_dir():
+        raise UserError(f"{path}: is a directory; name a data file (or set data.format: text_dir)")
     if not p.is_file():
-        raise UserError(f"{path}: data file not found" + (" (it is a directory; name a file)" if p.is_dir() else ""))
+        from grutool.data.loading import data_not_found
+
+        raise data_not_found(path)
     data = p.read_bytes()
     try:
         return data.decode("utf-8")
@@ -142,8 +146,12 @@ def _read_table(cfg: Config, path: str, fmt: str, lo: float, hi: float) -> Lines
 def _read_dir(path: str, spec: str, lo: float, hi: float, seed: int) -> Lines:
     """One .txt file per condition: lines deduplicated, shuffled with `seed`, then sliced (a stratified split)."""
     p = Path(path)
+    if p.is_file():
+        raise UserError(f"{path}: is a file; data.format text_dir reads a directory of .txt files, one per condition")
     if not p.is_dir():
-        raise UserError(f"{path}: directory not found (data.format text_dir reads a directory of .txt files)")
+        from grutool.data.loading import data_not_found
+
+        raise data_not_found(path, "data directory")
     files = sorted(p.glob("*.txt"))
     if not files:
         raise UserError(f"{path}: no .txt files (one per condition, a line per example)")

