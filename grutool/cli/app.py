@@ -169,14 +169,15 @@ def train(
             out.print(f"config ok: {config}\n  task        {summary['task']}\n"
                       f"  parameters  {summary['parameters']:,}\n  vocab size  {summary['vocab_size']:,}\n"
                       f"{sizes}  examples    {ex}\n"
-                      f"  device      {summary['device']}\n  run dir     {summary['run_dir']} (not written)")
+                      f"  device      {summary['device']}\n  run dir     {summary['run_dir']} (not written)", markup=False)
             return
         out.print(f"done: {summary['epochs']} epoch(s), {summary['steps']:,} steps, {summary['wall_time_s']:.1f} s")
         if summary.get("validation"):
             from grutool.cli.render import renderer
 
-            out.print(f"best: epoch {summary['best_epoch']}, {renderer(task).summary_line(summary['validation'])}")
-        out.print(f"run directory: {summary['run_dir']}")
+            out.print(f"best: epoch {summary['best_epoch']}, {renderer(task).summary_line(summary['validation'])}",
+                      markup=False)
+        out.print(f"run directory: {summary['run_dir']}", markup=False)
 
 
 @app.command("eval")
@@ -391,7 +392,8 @@ def serve(
 
         run_server(run_dir, host, port, backend.value, model,
                    Limits(max_texts=max_texts, max_chars=max_chars, max_batch=max_batch, window_ms=window_ms),
-                   ready=lambda url: err.print(f"serving {run_dir} on {url} (docs at /docs); Ctrl-C stops"))
+                   ready=lambda url: err.print(f"serving {run_dir} on {url} (docs at /docs); Ctrl-C stops",
+                                               markup=False))
 
 
 from grutool.cli.daily import register_daily  # noqa: E402

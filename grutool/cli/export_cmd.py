@@ -55,14 +55,14 @@ def export(
         except ParityError as exc:
             if json_:
                 print(jsonsafe.dumps(exc.report))
-            err.print(f"error: export refused, nothing written: {exc}")
+            err.print(f"error: export refused, nothing written: {exc}", markup=False)
             raise typer.Exit(1)
         if json_:
             print(jsonsafe.dumps(report))
             return
-        out.print(describe(report))
+        out.print(describe(report), markup=False)
         for name, path in report["files"].items():
-            out.print(f"  {name:<8} {path}  ({report['bytes'][name] / 1e6:.2f} MB)")
-        out.print(f"  metadata {report['metadata']}")
+            out.print(f"  {name:<8} {path}  ({report['bytes'][name] / 1e6:.2f} MB)", markup=False)
+        out.print(f"  metadata {report['metadata']}", markup=False)
         if report.get("float_ops"):
             out.print(f"  note: {', '.join(report['float_ops'])} ops stay float32 (ONNX Runtime has no int8 kernel for them)")
