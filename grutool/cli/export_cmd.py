@@ -41,7 +41,7 @@ def export(
       grutool export runs/sentiment            # RUN/model.onnx, model.onnx.json
       grutool export runs/sentiment --int8        # RUN/model.int8.onnx
       grutool export runs/sentiment --format torchscript        # RUN/model.pt
-      grutool export runs/sentiment -o dist/model.onnx   # any folder
+      grutool export runs/sentiment -o dist/model.onnx   # an existing folder
       grutool infer runs/sentiment --backend onnx "A lovely film."
     """
     setup_logging(quiet=True)
