@@ -175,9 +175,25 @@ def train(
         if summary.get("validation"):
             from grutool.cli.render import renderer
 
-            out.print(f"best: epoch {summary['best_epoch']}, {renderer(task).summary_line(summary['validation'])}",
-                      markup=False)
+            out.print(_fit(f"best: epoch {summary['best_epoch']}, "
+                           f"{renderer(task).summary_line(summary['validation'])}"), markup=False)
         out.print(f"run directory: {summary['run_dir']}", markup=False)
+
+
+def _fit(figures: str, width: int = 80) -> str:
+    """`name value, name value (P x, R y), ...` broken after a comma (never inside a figure or its
+    parentheses) into lines of at most `width` columns, the continuations indented: a joint model's
+    summary is ~120 columns, and a terminal would cut it mid-word."""
+    import re
+
+    lines = [""]
+    for part in re.split(r", (?![^(]*\))", figures):
+        if lines[-1] and len(lines[-1]) + 2 + len(part) > width - 1:  # room for the comma
+            lines[-1] += ","
+            lines.append("  " + part)
+        else:
+            lines[-1] = f"{lines[-1]}, {part}" if lines[-1] else part
+    return "\n".join(lines)
 
 
 @app.command("eval")

@@ -24,6 +24,7 @@ from grutool.training.callbacks import Callback
 log = logging.getLogger("grutool")
 
 LINE_EVERY_S = 30.0
+COLUMNS = 80  # what a line written for a terminal keeps within
 
 
 def number(value) -> str:
@@ -44,12 +45,21 @@ def duration(seconds: float) -> str:
 
 
 def epoch_line(epoch: int, epochs: int, metrics: dict, monitor: Optional[str]) -> str:
-    """`epoch 3/30: loss 0.4123 | val loss 0.3981, accuracy 0.8125 | 23,480 tok/s` (fits 80 columns)."""
+    """`epoch 3/30: loss 0.4123 | val loss 0.3981, accuracy 0.8125 | 23,480 tok/s`, within 80 columns: a long
+    monitor name is shortened when the line would not fit (`sentence_accuracy` -> `sentence_acc`)."""
+    line = _epoch_line(epoch, epochs, metrics, monitor, monitor)
+    if len(line) > COLUMNS and monitor:
+        line = _epoch_line(epoch, epochs, metrics, monitor, monitor.replace("accuracy", "acc"))
+    return line
+
+
+def _epoch_line(epoch: int, epochs: int, metrics: dict, monitor: Optional[str], shown: Optional[str]) -> str:
     parts = [f"loss {number(metrics['train_loss'])}"]
-    val = [f"{k} {number(metrics[f'val_{k}'])}" for k in dict.fromkeys(("loss", monitor)) if f"val_{k}" in metrics]
+    val = [f"{'loss' if k == 'loss' else shown} {number(metrics[f'val_{k}'])}"
+           for k in dict.fromkeys(("loss", monitor)) if f"val_{k}" in metrics]
     if val:
         parts.append("val " + ", ".join(val))
-    if "tokens_per_s" in metrics:  # the epoch's time is in metrics.jsonl; the line stays within 80 columns
+    if "tokens_per_s" in metrics:  # the epoch's time is in metrics.jsonl
         parts.append(f"{number(round(metrics['tokens_per_s']))} tok/s")
     return f"epoch {epoch}/{epochs}: " + " | ".join(parts)
 
