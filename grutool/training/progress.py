@@ -110,6 +110,21 @@ class _AboveBar(logging.Handler):
             self.handleError(record)
 
 
+class _StageLine:
+    """`reading data …` as `_AboveBar` sees a bar: a warning logged while reading goes on a line of its own
+    (it was written after the `…`), and the stage is drawn again below it."""
+
+    def __init__(self, fp, text: str):
+        self.fp, self.text = fp, text
+
+    def clear(self, nolock: bool = False) -> None:
+        self.fp.write("\r\033[K")
+
+    def refresh(self, nolock: bool = False) -> None:
+        self.fp.write(self.text)
+        self.fp.flush()
+
+
 class TerminalBar:
     """One tqdm bar at the foot of a terminal, the grutool logger's records written above it; erased on close.
 
@@ -176,17 +191,17 @@ class Progress(Callback):
     @contextlib.contextmanager
     def stage(self, what: str):
         """`reading data …` on a terminal while it lasts (erased after); nothing into a file or pipe."""
-        shown = self.mode == "bar"
-        stream = self._stream()
-        if shown:
-            stream.write(f"{what} …")
-            stream.flush()
-        try:
+        if self.mode != "bar":
             yield
+            return
+        line = _StageLine(self._stream(), f"{what} …")
+        line.refresh()
+        try:
+            with _AboveBar(line):
+                yield
         finally:
-            if shown:
-                stream.write("\r\033[K")
-                stream.flush()
+            line.clear()
+            line.fp.flush()
 
     # --- the loop -----------------------------------------------------------------------------
 

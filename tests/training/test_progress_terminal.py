@@ -195,3 +195,23 @@ def test_tagger_training_in_80_columns_shows_unwrapped_lines(tmp_path):
                           cwd=tmp_path)
     shown = screen(raw, 80)
     assert [l for l in shown if not LINE.match(l)] == [], "\n".join(shown)
+
+
+def test_a_warning_while_reading_data_gets_its_own_line():
+    """ATIS: `reading data …validation: 1 token(s) have tags never seen ...` on one line; now the warning is
+    written on a clean line and `reading data …` drawn again below it, then erased."""
+    import io
+    import logging
+
+    from grutool.training.progress import Progress
+
+    stream = io.StringIO()
+    log, handler = logging.getLogger("grutool"), logging.StreamHandler(stream)
+    log.addHandler(handler)
+    try:
+        with Progress("bar", stream=stream).stage("reading data"):
+            log.warning("validation: 1 token(s) have tags never seen in training")
+    finally:
+        log.removeHandler(handler)
+    assert screen(stream.getvalue(), 80) == ["validation: 1 token(s) have tags never seen in training"]
+    assert "\r\x1b[Kvalidation:" in stream.getvalue() and "\nreading data …" in stream.getvalue()
