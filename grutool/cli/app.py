@@ -16,6 +16,7 @@ from typing import List, Optional
 import typer
 from typer.core import TyperGroup
 
+from grutool.cli.metavars import clean_metavars
 from grutool.cli.console import err, out, setup_logging, usage_errors, user_errors
 from grutool.errors import UserError
 
@@ -23,6 +24,10 @@ from grutool.errors import UserError
 class _Group(TyperGroup):
     """The command group; its usage errors (a bad option value, an unknown option, a missing argument), in
     any command, are one `error:` line and exit code 2 (see `usage_errors`)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        clean_metavars(self)  # `CONFIG.yaml`, not `{CONFIG.yaml}` or `CONFIG.yaml <path>`
 
     def make_context(self, info_name, args, parent=None, **extra):
         with usage_errors(lambda: info_name or self.name):
@@ -118,7 +123,7 @@ def train(
       grutool train configs/sentiment.yaml --set train.lr=1e-3 -o runs/lr1e-3
       grutool train configs/sentiment.yaml --print-config   # the resolved config
       grutool train configs/sentiment.yaml --resume         # after Ctrl-C
-      grutool train configs/sentiment.yaml --nproc 2        # 2 processes (DDP, torchrun)
+      grutool train configs/sentiment.yaml --nproc 2        # DDP, via torchrun
     """
     rank = int(os.environ.get("RANK", "0") or 0)  # set by torchrun: only rank 0 reports
     setup_logging(quiet or rank != 0)
@@ -164,14 +169,31 @@ def train(
             out.print(f"config ok: {config}\n  task        {summary['task']}\n"
                       f"  parameters  {summary['parameters']:,}\n  vocab size  {summary['vocab_size']:,}\n"
                       f"{sizes}  examples    {ex}\n"
-                      f"  device      {summary['device']}\n  run dir     {summary['run_dir']} (not written)")
+                      f"  device      {summary['device']}\n  run dir     {summary['run_dir']} (not written)", markup=False)
             return
         out.print(f"done: {summary['epochs']} epoch(s), {summary['steps']:,} steps, {summary['wall_time_s']:.1f} s")
         if summary.get("validation"):
             from grutool.cli.render import renderer
 
-            out.print(f"best: epoch {summary['best_epoch']}, {renderer(task).summary_line(summary['validation'])}")
-        out.print(f"run directory: {summary['run_dir']}")
+            out.print(_fit(f"best: epoch {summary['best_epoch']}, "
+                           f"{renderer(task).summary_line(summary['validation'])}"), markup=False)
+        out.print(f"run directory: {summary['run_dir']}", markup=False)
+
+
+def _fit(figures: str, width: int = 80) -> str:
+    """`name value, name value (P x, R y), ...` broken after a comma (never inside a figure or its
+    parentheses) into lines of at most `width` columns, the continuations indented: a joint model's
+    summary is ~120 columns, and a terminal would cut it mid-word."""
+    import re
+
+    lines = [""]
+    for part in re.split(r", (?![^(]*\))", figures):
+        if lines[-1] and len(lines[-1]) + 2 + len(part) > width - 1:  # room for the comma
+            lines[-1] += ","
+            lines.append("  " + part)
+        else:
+            lines[-1] = f"{lines[-1]}, {part}" if lines[-1] else part
+    return "\n".join(lines)
 
 
 @app.command("eval")
@@ -194,7 +216,7 @@ def eval_(
     Examples:
       grutool eval runs/sentiment --split test
       grutool eval runs/sentiment --split test --json
-      grutool eval runs/sentiment --data other.tsv      # any file with the same columns
+      grutool eval runs/sentiment --data other.tsv   # any file, same columns
       grutool eval runs/sentiment --split test --plot cm.png
     """
     setup_logging(quiet=json_)
@@ -286,7 +308,7 @@ def infer(
     \b
     Examples:
       grutool infer runs/sentiment "What a lovely little film."
-      grutool infer runs/sentiment --file reviews.tsv --jsonl   # the run's text column
+      grutool infer runs/sentiment --file reviews.tsv --jsonl  # its text column
       echo "great service" | grutool infer runs/sentiment --file -
       grutool infer runs/reverse 12345 --beam 5 --attention att.png
       grutool infer runs/lm --condition zuri --num 3 --seed 1
@@ -359,16 +381,25 @@ app.command()(export)
 @app.command()
 def serve(
     run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="Run directory written by `grutool train`."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (default: this machine only)."),
-    port: int = typer.Option(8000, "--port", min=1, max=65535),
+    host: str = typer.Option("127.0.0.1", "--host", metavar="HOST", help="Interface to bind (default: this machine only)."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535, metavar="N", help="TCP port to listen on."),
     backend: Backend = typer.Option(Backend.torch, "--backend", help="torch, or an export: onnx, torchscript."),
-    model: Optional[Path] = typer.Option(None, "--model", help="With --backend onnx/torchscript: the exported file."),
-    max_batch: int = typer.Option(64, "--max-batch", min=1, help="Most texts in one model call (dynamic batching)."),
-    window_ms: float = typer.Option(2.0, "--batch-window-ms", min=0.0, help="How long a request waits for others to batch with."),
-    max_texts: int = typer.Option(64, "--max-texts", min=1, help="Most texts in one request."),
-    max_chars: int = typer.Option(10_000, "--max-chars", min=1, help="Most characters in one text."),
+    model: Optional[Path] = typer.Option(None, "--model", metavar="PATH", help="With --backend onnx/torchscript: the exported file."),
+    max_batch: int = typer.Option(64, "--max-batch", min=1, metavar="N", help="Most texts in one model call (dynamic batching)."),
+    window_ms: float = typer.Option(2.0, "--batch-window-ms", min=0.0, metavar="MS", help="How long a request waits for others to batch with."),
+    max_texts: int = typer.Option(64, "--max-texts", min=1, metavar="N", help="Most texts in one request."),
+    max_chars: int = typer.Option(10_000, "--max-chars", min=1, metavar="N", help="Most characters in one text."),
 ):
-    """Serve a run over HTTP: POST /predict, GET /health, GET /info, /docs (needs the `serve` extra)."""
+    """Serve a run over HTTP: POST /predict, GET /health, GET /info, /docs (needs the `serve` extra).
+
+    \b
+    Examples:
+      grutool serve runs/sentiment                       # http://127.0.0.1:8000
+      curl -s localhost:8000/predict -H 'content-type: application/json' \\
+           -d '{"texts": ["What a lovely little film."]}'
+      grutool serve runs/sentiment --backend onnx        # RUN/model.onnx
+      grutool serve runs/sentiment --host 0.0.0.0 --port 8080 --max-texts 16
+    """
     setup_logging(quiet=True)
     with user_errors():
         _check_model(backend, model)
@@ -377,7 +408,8 @@ def serve(
 
         run_server(run_dir, host, port, backend.value, model,
                    Limits(max_texts=max_texts, max_chars=max_chars, max_batch=max_batch, window_ms=window_ms),
-                   ready=lambda url: err.print(f"serving {run_dir} on {url} (docs at /docs); Ctrl-C stops"))
+                   ready=lambda url: err.print(f"serving {run_dir} on {url} (docs at /docs); Ctrl-C stops",
+                                               markup=False))
 
 
 from grutool.cli.daily import register_daily  # noqa: E402

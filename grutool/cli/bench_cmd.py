@@ -22,36 +22,36 @@ def bench(
         help="Grid file (see configs/bench.yaml; command-line options override it), or a saved JSON report to "
              "show, compare (--compare), plot (--plot) or convert (-o) without measuring again."),
     config: Optional[str] = typer.Option(
-        None, "--config", "-c", help="Model config: time its real train step and inference, not bare layers."),
-    cells: Optional[str] = typer.Option(None, help="Cells, comma-separated: gru,lstm,rnn."),
-    batch: Optional[str] = typer.Option(None, "--batch", "--batch-size", help="Batch sizes, e.g. 32,128."),
-    seq_len: Optional[str] = typer.Option(None, "--seq-len", help="Time steps T (the longest sequence), e.g. 50,200."),
-    input_size: Optional[str] = typer.Option(None, "--input-size", help="Features per step (embedding_dim with --config)."),
-    hidden_size: Optional[str] = typer.Option(None, "--hidden-size", help="Hidden sizes, e.g. 64,256,512."),
-    layers: Optional[str] = typer.Option(None, "--layers", "--num-layers", help="Stacked layers, e.g. 1,2."),
+        None, "--config", "-c", metavar="CONFIG.yaml", help="Model config: time its real train step and inference, not bare layers."),
+    cells: Optional[str] = typer.Option(None, metavar="CELL,...", help="Cells, comma-separated: gru,lstm,rnn."),
+    batch: Optional[str] = typer.Option(None, "--batch", "--batch-size", metavar="N,...", help="Batch sizes, e.g. 32,128."),
+    seq_len: Optional[str] = typer.Option(None, "--seq-len", metavar="N,...", help="Time steps T (the longest sequence), e.g. 50,200."),
+    input_size: Optional[str] = typer.Option(None, "--input-size", metavar="N,...", help="Features per step (embedding_dim with --config)."),
+    hidden_size: Optional[str] = typer.Option(None, "--hidden-size", metavar="N,...", help="Hidden sizes, e.g. 64,256,512."),
+    layers: Optional[str] = typer.Option(None, "--layers", "--num-layers", metavar="N,...", help="Stacked layers, e.g. 1,2."),
     bidirectional: Optional[bool] = typer.Option(
         None, "--bidirectional/--unidirectional", help="Both directions, or one (default: one; --config: its own)."),
-    mode: Optional[str] = typer.Option(None, help="infer,train."),
+    mode: Optional[str] = typer.Option(None, metavar="MODE,...", help="infer,train."),
     lengths: Optional[str] = typer.Option(
-        None, help="padded (dense, unpacked), packed (varied lengths, packed) and/or bucketed (similar lengths, packed)."),
+        None, metavar="KIND,...", help="padded (dense, unpacked), packed (varied lengths, packed) and/or bucketed (similar lengths, packed)."),
     kernels: Optional[str] = typer.Option(
-        None, help=f"default (grutool's choice, model.kernel auto: fused on CPU for {describe_auto()}; else "
+        None, metavar="KERNEL,...", help=f"default (grutool's choice, model.kernel auto: fused on CPU for {describe_auto()}; else "
                    "PyTorch's), native (PyTorch's modules, oneDNN on CPU / cuDNN on CUDA switched off) and/or fused "
                    "(grutool's fused kernels)."),
-    device: Optional[str] = typer.Option(None, help="auto (CUDA if present), cpu or cuda."),
-    dtype: Optional[str] = typer.Option(None, help="float32, bfloat16, float16 (CUDA only); layer rows only."),
-    threads: Optional[int] = typer.Option(None, help="torch.set_num_threads for the run."),
-    repeats: Optional[int] = typer.Option(None, help="Timed samples per row (default 10)."),
-    warmup: Optional[int] = typer.Option(None, help="Untimed calls per row first (default 2)."),
+    device: Optional[str] = typer.Option(None, metavar="auto|cpu|cuda", help="auto (CUDA if present), cpu or cuda."),
+    dtype: Optional[str] = typer.Option(None, metavar="DTYPE,...", help="float32, bfloat16, float16 (CUDA only); layer rows only."),
+    threads: Optional[int] = typer.Option(None, metavar="N", help="torch.set_num_threads for the run."),
+    repeats: Optional[int] = typer.Option(None, metavar="N", help="Timed samples per row (default 10)."),
+    warmup: Optional[int] = typer.Option(None, metavar="N", help="Untimed calls per row first (default 2)."),
     min_sample_ms: Optional[float] = typer.Option(
-        None, "--min-sample-ms", help="Shortest sample; short calls repeat (default 50)."),
+        None, "--min-sample-ms", metavar="MS", help="Shortest sample; short calls repeat (default 50)."),
     vocab_size: Optional[int] = typer.Option(
-        None, "--vocab-size", help="--config without readable data: vocabulary size (default 20000)."),
+        None, "--vocab-size", metavar="N", help="--config without readable data: vocabulary size (default 20000)."),
     num_classes: Optional[int] = typer.Option(
-        None, "--num-classes", help="--config without readable data: classes (default 2)."),
-    seed: Optional[int] = typer.Option(None, help="Seed for weights and synthetic batches."),
-    output: List[Path] = typer.Option([], "--output", "-o", help="Write the report: .md, .json or .csv (repeatable)."),
-    plot: Optional[Path] = typer.Option(None, help="Draw tokens/s per cell as a PNG (needs matplotlib)."),
+        None, "--num-classes", metavar="N", help="--config without readable data: classes (default 2)."),
+    seed: Optional[int] = typer.Option(None, metavar="N", help="Seed for weights and synthetic batches."),
+    output: List[Path] = typer.Option([], "--output", "-o", metavar="PATH", help="Write the report: .md, .json or .csv (repeatable)."),
+    plot: Optional[Path] = typer.Option(None, metavar="PATH.png", help="Draw tokens/s per cell as a PNG (needs matplotlib)."),
     compare: Optional[Path] = typer.Option(
         None, metavar="OLD.json", help="Earlier JSON report: print new/old time per matching row, against a saved "
                                        "REPORT.json (no measuring) or against a grid measured now."),

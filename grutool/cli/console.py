@@ -85,7 +85,7 @@ def user_errors():
             err.print(f"[red]error:[/] {escape(message)}", markup=True)
         raise typer.Exit(exc.exit_code)
     except TrainingInterrupted as exc:
-        err.print(f"interrupted: saved {exc.checkpoint}; continue with the same command plus --resume")
+        err.print(f"interrupted: saved {exc.checkpoint}; continue with the same command plus --resume", markup=False)
         raise typer.Exit(130)
 
 

@@ -26,15 +26,24 @@ class Format(str, Enum):
 def export(
     run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="Run directory written by `grutool train`."),
     format: Format = typer.Option(Format.onnx, "--format", help="onnx (needs the `onnx` extra) or torchscript."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Model file (default: RUN/model[.int8].onnx or .pt); the metadata JSON goes beside it."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="PATH", help="Model file (default: RUN/model[.int8].onnx or .pt); the metadata JSON goes beside it."),
     int8: bool = typer.Option(False, "--int8", help="Dynamic int8 weights (onnx: ONNX Runtime's quantizer; torchscript: torch's quantize_dynamic)."),
-    split: str = typer.Option("validation", "--split", help="Labelled split the parity check runs on."),
-    atol: Optional[float] = typer.Option(None, "--atol", help="Largest max |diff| of outputs accepted, >= 0 (fp32 default 1e-4; int8: not checked)."),
-    min_agreement: Optional[float] = typer.Option(None, "--min-agreement", help="Smallest share of equal predictions accepted, 0 to 1 (fp32 0.999, int8 0.97)."),
+    split: str = typer.Option("validation", "--split", metavar="SPLIT", help="Labelled split the parity check runs on."),
+    atol: Optional[float] = typer.Option(None, "--atol", metavar="X", help="Largest max |diff| of outputs accepted, >= 0 (fp32 default 1e-4; int8: not checked)."),
+    min_agreement: Optional[float] = typer.Option(None, "--min-agreement", metavar="X", help="Smallest share of equal predictions accepted, 0 to 1 (fp32 0.999, int8 0.97)."),
     exporter: Exporter = typer.Option(Exporter.dynamo, "--exporter", help="ONNX: dynamo (torch's maintained exporter, ~10 s) or legacy (deprecated TorchScript-based, ~0.1 s, same graph)."),
     json_: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
 ):
-    """Export a trained run to ONNX or TorchScript, checked against the original on the validation split."""
+    """Export a trained run to ONNX or TorchScript, checked against the original on the validation split.
+
+    \b
+    Examples:
+      grutool export runs/sentiment            # RUN/model.onnx, model.onnx.json
+      grutool export runs/sentiment --int8        # RUN/model.int8.onnx
+      grutool export runs/sentiment --format torchscript        # RUN/model.pt
+      grutool export runs/sentiment -o dist/model.onnx   # an existing folder
+      grutool infer runs/sentiment --backend onnx "A lovely film."
+    """
     setup_logging(quiet=True)
     with user_errors():
         from grutool.export import ParityError, describe
@@ -46,14 +55,14 @@ def export(
         except ParityError as exc:
             if json_:
                 print(jsonsafe.dumps(exc.report))
-            err.print(f"error: export refused, nothing written: {exc}")
+            err.print(f"error: export refused, nothing written: {exc}", markup=False)
             raise typer.Exit(1)
         if json_:
             print(jsonsafe.dumps(report))
             return
-        out.print(describe(report))
+        out.print(describe(report), markup=False)
         for name, path in report["files"].items():
-            out.print(f"  {name:<8} {path}  ({report['bytes'][name] / 1e6:.2f} MB)")
-        out.print(f"  metadata {report['metadata']}")
+            out.print(f"  {name:<8} {path}  ({report['bytes'][name] / 1e6:.2f} MB)", markup=False)
+        out.print(f"  metadata {report['metadata']}", markup=False)
         if report.get("float_ops"):
             out.print(f"  note: {', '.join(report['float_ops'])} ops stay float32 (ONNX Runtime has no int8 kernel for them)")

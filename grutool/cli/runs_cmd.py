@@ -7,6 +7,8 @@ from typing import List
 
 import typer
 
+from grutool.cli.render.tables import plain
+
 STATUS_STYLE = {"finished": "green", "running": "cyan", "interrupted": "yellow", "diverged": "red", "failed": "red"}
 
 
@@ -46,18 +48,33 @@ def runs(
         if not found:
             out.print(f"no runs under {root}", markup=False)
             return
+        from rich import box
         from rich.table import Table
 
-        t = Table(title=f"{len(found)} run(s) under {root}")
+        # One line per run in 80 columns: no vertical rules, figures never wrapped (a long run name folds);
+        # the best epoch is in `compare` and --json.
+        t = Table(title=f"{len(found)} run(s) under {plain(root)}", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                  title_justify="left")
         for col in ("run", "task", "best", "epochs", "time", "status"):
-            t.add_column(col, justify="right" if col in ("best", "epochs", "time") else "left")
+            t.add_column(col, justify="right" if col in ("epochs", "time") else "left",
+                         overflow="fold" if col == "run" else "ellipsis", no_wrap=col != "run")
         for r in found:
-            best = f"{r['monitor']} {_figure(r['best'])} (ep {r['best_epoch']})" if r["best"] is not None else "-"
+            # `sentence_accuracy` as `sentence_acc`, as in the epoch lines
+            best = (f"{plain(r['monitor'].replace('_accuracy', '_acc'))} {_figure(r['best'])}"
+                    if r["best"] is not None else "-")
             epochs = f"{r['epochs']}/{r['max_epochs']}" if r["max_epochs"] else str(r["epochs"])
-            time_s = f"{r['time_s']:.1f} s" if r["time_s"] is not None else "-"
+            time_s = _duration(r["time_s"]) if r["time_s"] is not None else "-"
             style = STATUS_STYLE.get(r["status"], "")
-            t.add_row(_relative(r["run"], root), r["task"], best, epochs, time_s, f"[{style}]{r['status']}[/]")
+            status = f"[{style}]{plain(r['status'])}[/]" if style else plain(r["status"])
+            t.add_row(plain(_relative(r["run"], root)), plain(r["task"]), best, epochs, time_s, status)
         out.print(t)
+
+
+def _duration(seconds: float) -> str:
+    """0:42, 12:05, 1:02:03 (as training's progress lines write it)."""
+    minutes, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(minutes, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 def _relative(run: str, root: Path) -> str:
@@ -91,13 +108,13 @@ def compare(
             return
         from rich.table import Table
 
-        names = [str(p) for p in run_dirs]
+        names = [plain(p) for p in run_dirs]
         t = Table(title="config: fields that differ" if result["config"] else "config: identical (output_dir aside)")
         t.add_column("field")
         for n in names:
             t.add_column(n, overflow="fold")
         for key, values in result["config"].items():
-            t.add_row(key, *[_figure(v) for v in values])
+            t.add_row(plain(key), *[plain(_figure(v)) for v in values])
         out.print(t)
         m = Table(title="validation (best epoch)")
         m.add_column("figure")
@@ -105,7 +122,7 @@ def compare(
             m.add_column(n, justify="right", overflow="fold")
         for s_key, label in (("status", "status"), ("epochs", "epochs"), ("best_epoch", "best epoch"),
                              ("time_s", "time (s)")):
-            m.add_row(label, *[_figure(s[s_key]) for s in result["summary"]])
+            m.add_row(label, *[plain(_figure(s[s_key])) for s in result["summary"]])
         for key, values in result["validation"].items():
-            m.add_row(key, *[_figure(v) for v in values])
+            m.add_row(plain(key), *[plain(_figure(v)) for v in values])
         out.print(m)

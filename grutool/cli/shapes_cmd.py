@@ -23,22 +23,22 @@ class Cell(str, Enum):
 
 def shapes(
     cell: Optional[Cell] = typer.Option(None, help="Recurrent cell: gru (default), lstm or rnn."),
-    input_size: Optional[int] = typer.Option(None, "--input-size", help="I: input features per step (default 10)."),
-    hidden_size: Optional[int] = typer.Option(None, "--hidden-size",
+    input_size: Optional[int] = typer.Option(None, "--input-size", metavar="N", help="I: input features per step (default 10)."),
+    hidden_size: Optional[int] = typer.Option(None, "--hidden-size", metavar="N",
                                               help="H: hidden features per direction (default 20)."),
-    layers: Optional[int] = typer.Option(None, "--layers", help="L: num_layers (default 1)."),
+    layers: Optional[int] = typer.Option(None, "--layers", metavar="N", help="L: num_layers (default 1)."),
     bidirectional: bool = typer.Option(False, "--bidirectional", help="Two directions (D=2)."),
     batch_first: bool = typer.Option(False, "--batch-first", help="input and output as (B, T, ·)."),
-    batch: Optional[int] = typer.Option(None, "--batch", help="B (default 3, or the number of --lengths)."),
-    seq_len: Optional[int] = typer.Option(None, "--seq-len", help="T (default 5, or the longest of --lengths)."),
-    lengths: Optional[str] = typer.Option(None, "--lengths", help="Pack the batch with these lengths, e.g. 5,3,2."),
+    batch: Optional[int] = typer.Option(None, "--batch", metavar="N", help="B (default 3, or the number of --lengths)."),
+    seq_len: Optional[int] = typer.Option(None, "--seq-len", metavar="N", help="T (default 5, or the longest of --lengths)."),
+    lengths: Optional[str] = typer.Option(None, "--lengths", metavar="N,N,...", help="Pack the batch with these lengths, e.g. 5,3,2."),
     no_bias: bool = typer.Option(False, "--no-bias", help="bias=False: no bias_ih / bias_hh."),
-    dropout: Optional[float] = typer.Option(None, "--dropout", help="Dropout between layers (needs --layers 2+)."),
-    proj_size: Optional[int] = typer.Option(None, "--proj-size", help="P: LSTM projection of h (--cell lstm only)."),
-    kernel: Optional[str] = typer.Option(None, "--kernel", help=f"auto (default: grutool's fused kernel on CPU for "
+    dropout: Optional[float] = typer.Option(None, "--dropout", metavar="P", help="Dropout between layers (needs --layers 2+)."),
+    proj_size: Optional[int] = typer.Option(None, "--proj-size", metavar="N", help="P: LSTM projection of h (--cell lstm only)."),
+    kernel: Optional[str] = typer.Option(None, "--kernel", metavar="NAME", help=f"auto (default: grutool's fused kernel on CPU for "
                                          f"{describe_auto()}), native (PyTorch's module) or fused; every check "
                                          "runs on that module."),
-    config: Optional[Path] = typer.Option(None, "--config",
+    config: Optional[Path] = typer.Option(None, "--config", metavar="CONFIG.yaml",
                                           help="Trace the model a config builds instead of one layer."),
     explain: bool = typer.Option(False, "--explain",
                                  help="Cell equations and a from-scratch step checked against the module."),

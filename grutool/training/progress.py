@@ -24,6 +24,7 @@ from grutool.training.callbacks import Callback
 log = logging.getLogger("grutool")
 
 LINE_EVERY_S = 30.0
+COLUMNS = 80  # what a line written for a terminal keeps within
 
 
 def number(value) -> str:
@@ -44,12 +45,21 @@ def duration(seconds: float) -> str:
 
 
 def epoch_line(epoch: int, epochs: int, metrics: dict, monitor: Optional[str]) -> str:
-    """`epoch 3/30: loss 0.4123 | val loss 0.3981, accuracy 0.8125 | 23,480 tok/s` (fits 80 columns)."""
+    """`epoch 3/30: loss 0.4123 | val loss 0.3981, accuracy 0.8125 | 23,480 tok/s`, within 80 columns: a long
+    monitor name is shortened when the line would not fit (`sentence_accuracy` -> `sentence_acc`)."""
+    line = _epoch_line(epoch, epochs, metrics, monitor, monitor)
+    if len(line) > COLUMNS and monitor:
+        line = _epoch_line(epoch, epochs, metrics, monitor, monitor.replace("accuracy", "acc"))
+    return line
+
+
+def _epoch_line(epoch: int, epochs: int, metrics: dict, monitor: Optional[str], shown: Optional[str]) -> str:
     parts = [f"loss {number(metrics['train_loss'])}"]
-    val = [f"{k} {number(metrics[f'val_{k}'])}" for k in dict.fromkeys(("loss", monitor)) if f"val_{k}" in metrics]
+    val = [f"{'loss' if k == 'loss' else shown} {number(metrics[f'val_{k}'])}"
+           for k in dict.fromkeys(("loss", monitor)) if f"val_{k}" in metrics]
     if val:
         parts.append("val " + ", ".join(val))
-    if "tokens_per_s" in metrics:  # the epoch's time is in metrics.jsonl; the line stays within 80 columns
+    if "tokens_per_s" in metrics:  # the epoch's time is in metrics.jsonl
         parts.append(f"{number(round(metrics['tokens_per_s']))} tok/s")
     return f"epoch {epoch}/{epochs}: " + " | ".join(parts)
 
@@ -98,6 +108,21 @@ class _AboveBar(logging.Handler):
             self.bar.refresh(nolock=True)
         except Exception:  # a display problem must never stop a training
             self.handleError(record)
+
+
+class _StageLine:
+    """`reading data …` as `_AboveBar` sees a bar: a warning logged while reading goes on a line of its own
+    (it was written after the `…`), and the stage is drawn again below it."""
+
+    def __init__(self, fp, text: str):
+        self.fp, self.text = fp, text
+
+    def clear(self, nolock: bool = False) -> None:
+        self.fp.write("\r\033[K")
+
+    def refresh(self, nolock: bool = False) -> None:
+        self.fp.write(self.text)
+        self.fp.flush()
 
 
 class TerminalBar:
@@ -166,17 +191,17 @@ class Progress(Callback):
     @contextlib.contextmanager
     def stage(self, what: str):
         """`reading data …` on a terminal while it lasts (erased after); nothing into a file or pipe."""
-        shown = self.mode == "bar"
-        stream = self._stream()
-        if shown:
-            stream.write(f"{what} …")
-            stream.flush()
-        try:
+        if self.mode != "bar":
             yield
+            return
+        line = _StageLine(self._stream(), f"{what} …")
+        line.refresh()
+        try:
+            with _AboveBar(line):
+                yield
         finally:
-            if shown:
-                stream.write("\r\033[K")
-                stream.flush()
+            line.clear()
+            line.fp.flush()
 
     # --- the loop -----------------------------------------------------------------------------
 

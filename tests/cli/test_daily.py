@@ -121,6 +121,9 @@ def test_runs_lists_every_run_with_its_status(run, tmp_path):
     assert rows["group/b"]["best"] is not None, "best read back from metrics.jsonl"
     table = invoke("runs", root)
     assert table.exit_code == 0 and "finished" in table.stdout and "interrupted" in table.stdout
+    # 80 columns (CliRunner's width), one line per run: figures are never wrapped onto a second line
+    assert all(len(line) <= 80 for line in table.stdout.splitlines()[1:]), table.stdout  # [0]: the title, a path
+    assert sum(line.startswith(("a ", "group/b ", "c ")) for line in table.stdout.splitlines()) == 3, table.stdout
     assert_user_error(invoke("runs", tmp_path / "nowhere"), "directory not found")
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
 import pytest
+from typer.testing import CliRunner
+
+from grutool.cli.app import app
 
 HELP = {
     # arguments: what the help text must show
@@ -19,6 +23,8 @@ HELP = {
     "compare": (["compare"], ["RUN_DIR"]),
     "plot": (["plot"], ["--output"]),
     "init": (["init"], ["TASK"]),
+    "export": (["export"], ["--int8"]),
+    "serve": (["serve"], ["--port"]),
 }
 
 
@@ -34,3 +40,24 @@ def test_help_imports_neither_torch_nor_datasets(name):
     assert proc.returncode == 0, proc.stderr
     for text in shown:
         assert text in proc.stdout, text
+
+
+# Typer's own placeholders: `<path>`, `<int range>`, `<list[str]>` beside a name; `{RUN_DIR}` on the usage line.
+TYPE_LEAK = re.compile(r"<(?:int|float|str|bool|path|file|list\[[^\]]*\]|[a-z]+ range)>|\{[A-Z_.a-z]+\}|\[\[")
+
+
+@pytest.mark.parametrize("name", [n for n in HELP if n != "grutool"])
+def test_help_placeholders_are_clean_and_fit_80_columns(name):
+    result = CliRunner().invoke(app, [name, "--help"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert not TYPE_LEAK.findall(result.output), (TYPE_LEAK.findall(result.output), result.output)
+    assert "VALUE " not in result.output.replace("KEY=VALUE", ""), "an option without a metavar"
+    wide = [line for line in result.output.splitlines() if len(line) > 80]
+    assert not wide, wide
+    assert "Examples:" in result.output, "every command ends its help with examples"
+
+
+def test_every_command_is_checked():
+    import typer.main
+
+    assert set(typer.main.get_command(app).commands) == set(HELP) - {"grutool"}

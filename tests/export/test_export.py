@@ -294,3 +294,25 @@ def test_a_family_without_an_export_is_refused_up_front(tmp_path):
     result = invoke("export", run, "--format", "torchscript", "--output", tmp_path / "m.pt")
     assert result.exit_code == 2, result.output
     assert "task lm: its runs cannot be exported yet" in result.output
+
+
+def test_readme_onnxruntime_example_runs_on_a_moved_export(tmp_path):
+    """The README's Export section: its Python block, run beside a copied model.onnx + model.onnx.json, needs
+    neither grutool nor torch and predicts what `grutool infer` predicts."""
+    import re
+    import subprocess
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    code = re.search(r"```python\n(.*?)```", readme.split("## Export", 1)[1], re.S).group(1)
+    run = _train(tiny_config(tmp_path), "plain")  # as configs/sentiment.yaml: no char features
+    (tmp_path / "out").mkdir()
+    export_ok(run, "--exporter", "legacy", "-o", tmp_path / "out" / "model.onnx")
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(tmp_path / "out", moved)
+    check = "\nimport sys\nassert not [m for m in sys.modules if m.split('.')[0] in ('grutool', 'torch')]\n"
+    result = subprocess.run([sys.executable, "-c", code + check], cwd=moved, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    texts = ["What a lovely little film.", "The battery died in an hour."]
+    want = [line.split("\t")[0] for line in invoke("infer", run, *texts).stdout.splitlines()]
+    assert result.stdout.strip() == repr(want)

@@ -23,7 +23,7 @@ import yaml
 from conftest import tiny_config
 
 ROOT = Path(__file__).resolve().parents[2]
-LINE = re.compile(r"^(data: |model: |epoch \d+/\d+: loss |done: |best: |run directory: )")
+LINE = re.compile(r"^(data: |model: |epoch \d+/\d+: loss |done: |best: |  [a-z]|run directory: )")  # "  ": best: goes on
 
 
 def screen(raw: str, width: int) -> list[str]:
@@ -156,3 +156,62 @@ def test_bench_bar_in_a_terminal_is_training_s_bar_and_is_erased(tmp_path):
     shown = screen(raw, 80)
     assert not [l for l in shown if "%|" in l], "\n".join(shown)
     assert shown[-1].startswith("smoke: ok"), "\n".join(shown)
+
+
+def _monitors():
+    from grutool.families import TASKS
+
+    return sorted({(name, m) for name, task in TASKS.items() for m in task.monitors})
+
+
+@pytest.mark.parametrize("task, monitor", _monitors())
+def test_epoch_line_of_every_monitor_fits_80_columns(task, monitor):
+    """Tagger and joint monitors (`sentence_accuracy`) made a 99-epoch line 83 columns: it wrapped."""
+    from grutool.training.progress import epoch_line
+
+    metrics = {"train_loss": 0.3468, "val_loss": 0.3239, "tokens_per_s": 123_851.0}
+    metrics.setdefault(f"val_{monitor}", 0.678)
+    line = epoch_line(99, 100, metrics, monitor)
+    assert len(line) <= 80, line
+    assert line.startswith("epoch 99/100: loss 0.3468 | val loss 0.3239") and line.endswith("123,851 tok/s")
+    assert monitor == "loss" or "0.6780" in line, line
+
+
+def test_epoch_line_keeps_the_full_name_when_it_fits():
+    from grutool.training.progress import epoch_line
+
+    metrics = {"train_loss": 0.5, "val_loss": 0.4, "val_sentence_accuracy": 0.8, "tokens_per_s": 3773.0}
+    assert epoch_line(1, 2, metrics, "sentence_accuracy") == \
+        "epoch 1/2: loss 0.5000 | val loss 0.4000, sentence_accuracy 0.8000 | 3,773 tok/s"
+    assert "sentence_acc 0.8000" in epoch_line(10, 40, {**metrics, "tokens_per_s": 13_851.0}, "sentence_accuracy")
+
+
+def test_tagger_training_in_80_columns_shows_unwrapped_lines(tmp_path):
+    import shutil
+
+    shutil.copytree(ROOT / "data" / "tagging", tmp_path / "data" / "tagging")
+    shutil.copy(ROOT / "configs" / "tagging.yaml", tmp_path / "tagging.yaml")
+    raw = run_in_terminal(["train", "tagging.yaml", "--output-dir", "run", "--set", "train.epochs=2"], 80,
+                          cwd=tmp_path)
+    shown = screen(raw, 80)
+    assert [l for l in shown if not LINE.match(l)] == [], "\n".join(shown)
+
+
+def test_a_warning_while_reading_data_gets_its_own_line():
+    """ATIS: `reading data …validation: 1 token(s) have tags never seen ...` on one line; now the warning is
+    written on a clean line and `reading data …` drawn again below it, then erased."""
+    import io
+    import logging
+
+    from grutool.training.progress import Progress
+
+    stream = io.StringIO()
+    log, handler = logging.getLogger("grutool"), logging.StreamHandler(stream)
+    log.addHandler(handler)
+    try:
+        with Progress("bar", stream=stream).stage("reading data"):
+            log.warning("validation: 1 token(s) have tags never seen in training")
+    finally:
+        log.removeHandler(handler)
+    assert screen(stream.getvalue(), 80) == ["validation: 1 token(s) have tags never seen in training"]
+    assert "\r\x1b[Kvalidation:" in stream.getvalue() and "\nreading data …" in stream.getvalue()

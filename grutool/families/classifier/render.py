@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from grutool.cli.render.tables import confusion_table
+from grutool.cli.render.tables import confusion_table, plain
 
 
 def summary_line(metrics: dict) -> str:
@@ -13,12 +13,12 @@ def summary_line(metrics: dict) -> str:
 
 
 def tables(metrics: dict) -> list:
-    t = Table(title=f"{metrics['source']}: n={metrics['n']}, accuracy {metrics['accuracy']:.4f}, "
+    t = Table(title=f"{plain(metrics['source'])}: n={metrics['n']}, accuracy {metrics['accuracy']:.4f}, "
                     f"macro-F1 {metrics['macro_f1']:.4f}")
     for col in ("label", "precision", "recall", "f1", "support"):
         t.add_column(col, justify="left" if col == "label" else "right")
     for label, m in metrics["per_class"].items():
-        t.add_row(label, f"{m['precision']:.4f}", f"{m['recall']:.4f}", f"{m['f1']:.4f}", str(m["support"]))
+        t.add_row(plain(label), f"{m['precision']:.4f}", f"{m['recall']:.4f}", f"{m['f1']:.4f}", str(m["support"]))
     return t, confusion_table("confusion", metrics["confusion"]["labels"], metrics["confusion"]["matrix"])
 
 

@@ -13,7 +13,9 @@ def summary_line(metrics: dict) -> str:
 
 def tables(metrics: dict) -> list:
     """One line for `grutool eval`."""
-    return [f"{metrics['source']}: {metrics['tokens']:,} tokens; {summary_line(metrics)}"]
+    from grutool.cli.render.tables import plain
+
+    return [f"{plain(metrics['source'])}: {metrics['tokens']:,} tokens; {summary_line(metrics)}"]
 
 
 def line(result: dict) -> str:

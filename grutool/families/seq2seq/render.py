@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
+from grutool.cli.render.tables import plain
 from grutool.errors import UserError
 
 
@@ -31,14 +32,14 @@ def summary_line(metrics: dict) -> str:
 def tables(metrics: dict) -> list:
     """The headline figures, then a few sources with their reference and output, for `grutool eval`."""
     count = f"{metrics['words']} words ({metrics['n']} pairs)" if "words" in metrics else f"{metrics['n']} pairs"
-    t = Table(title=f"{metrics['source']}: {count}; {summary_line(metrics)}")
+    t = Table(title=f"{plain(metrics['source'])}: {count}; {summary_line(metrics)}")
     for col in ("source", "reference", "output"):
         t.add_column(col)
     for s in metrics["samples"]:
-        t.add_row(s["source"], s["reference"], s["output"])
+        t.add_row(plain(s["source"]), plain(s["reference"]), plain(s["output"]))
     out: list = [t]
     if "bleu_signature" in metrics:
-        out.append(f"sacreBLEU {metrics['bleu_signature']}")
+        out.append(f"sacreBLEU {plain(metrics['bleu_signature'])}")
     return out
 
 

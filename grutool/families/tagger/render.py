@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from grutool.cli.render.tables import confusion_table
+from grutool.cli.render.tables import confusion_table, plain
 
 CONFUSION_MAX_TAGS = 20  # a bigger tag confusion does not fit a terminal; --json has it whole
 
@@ -26,13 +26,13 @@ def _prf_table(title: str, first: str, rows: dict) -> Table:
     for col in (first, "precision", "recall", "f1", "support"):
         t.add_column(col, justify="left" if col == first else "right")
     for name, m in rows.items():
-        t.add_row(name, f"{m['precision']:.4f}", f"{m['recall']:.4f}", f"{m['f1']:.4f}", str(m["support"]))
+        t.add_row(plain(name), f"{m['precision']:.4f}", f"{m['recall']:.4f}", f"{m['f1']:.4f}", str(m["support"]))
     return t
 
 
 def tables(metrics: dict) -> list:
     """Per span type (or per tag for plain tags), then the tag confusion when it is small, for `grutool eval`."""
-    title = (f"{metrics['source']}: {metrics['n']} sentences, {metrics['tokens']} tokens; "
+    title = (f"{plain(metrics['source'])}: {metrics['n']} sentences, {metrics['tokens']} tokens; "
              f"{summary_line(metrics)}")
     if "per_type" in metrics:
         out: list = [_prf_table(title, "span type", metrics["per_type"])]
@@ -45,7 +45,7 @@ def tables(metrics: dict) -> list:
         out.append(f"tag confusion: {len(labels)} x {len(labels)}, in `grutool eval --json`")
     for key, what in (("unseen_labels", "tokens with tags"), ("unseen_intents", "sentences with intents")):
         if metrics.get(key):
-            listed = ", ".join(f"{k} ({v})" for k, v in metrics[key].items())
+            listed = ", ".join(f"{plain(k)} ({v})" for k, v in metrics[key].items())
             out.append(f"{what} never seen in training (counted as errors): {listed}")
     return out
 
