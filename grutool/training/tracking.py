@@ -29,7 +29,10 @@ FLOOR = 1.0             # the absolute floor without train.clip_grad_norm: typic
 def explode_floor(clip: float | None) -> float:
     """The smallest norm that may be called an explosion. A ratio alone fires on tiny norms near convergence
     (0.048 against a median of 0.0044 is 11x, and harmless). With clipping on, the clip value is the user's own
-    word for a norm too large to apply as it is, and a norm below it changes nothing; without it, `FLOOR`."""
+    word for a norm too large to apply as it is, and a norm below it changes nothing; without it, `FLOOR`.
+    Measured on configs/atis.yaml (every step's norm over 22 epochs, 2026-12-05): the ratio alone warned in 20
+    epochs, at norms of 1.7 to 6.8 against medians of 0.14 to 0.38, so a floor of 1.0 would have kept all 20;
+    the clip value keeps the 9 that clipping acted on."""
     return clip if clip is not None else FLOOR
 
 
