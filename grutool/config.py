@@ -230,7 +230,8 @@ class TrainConfig(_Section):
     ema_decay: Optional[float] = Field(default=None, gt=0, lt=1)
     """Evaluate and save an exponential moving average of the weights with this decay (e.g. 0.999; null: off)."""
     clip_grad_norm: Optional[float] = Field(default=5.0, gt=0)
-    """Clip the global gradient norm (null: no clipping)."""
+    """Clip the global gradient norm (null: no clipping). Also the floor of the exploding-gradient warning: a step
+    is warned about when its norm exceeds both 10x the running median and this value (1.0 when null)."""
     nonfinite: Literal["stop", "skip"] = "stop"
     """What a NaN or infinite training loss or gradient norm does (a diverged run). `stop`: end training
     there with a warning; best.pt and last.pt keep the last finite weights, and the run exits with code 2

@@ -2,7 +2,8 @@
 
 Every field a task reads, with its default and the first sentence of its docstring in
 grutool/config.py, so the template can never drift from the schema. Fields other families
-own (`Task.owns`) are left out; the data paths are placeholders to edit. No torch.
+own (`Task.owns`) are left out; the family's `Task.example` sets the data paths (the toy data in data/) and
+what that data and the family need, so the template passes `train --dry-run` as printed. No torch.
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ def template(task: str) -> str:
     skip = _owned_elsewhere(task)
     cls = TASKS[task]
     lines = [f"# A starting config for task {task}: every field it reads, with its default.",
-             "# Edit the data paths, then: grutool train THIS.yaml --dry-run   (fields: grutool/config.py)",
+             "# The data paths name the toy data in grutool's data/ folder (run from a clone's root); put yours",
+             "# there, then: grutool train THIS.yaml --dry-run   (fields: grutool/config.py)",
              f"task: {task}"]
     sections = {"data": schema.DataConfig, "model": schema.ModelConfig, "train": schema.TrainConfig,
                 "decoding": schema.DecodingConfig}
@@ -74,11 +76,8 @@ def template(task: str) -> str:
         for name, field in model.model_fields.items():
             if (section, name) in skip:
                 continue
-            value = field.default
-            if section == "data" and name in cls.example_data:
-                value = cls.example_data[name]
-            if section == "train" and name == "monitor":
-                value = cls.monitors[0]
+            default = cls.monitors[0] if (section, name) == ("train", "monitor") else field.default
+            value = cls.example.get(section, {}).get(name, default)
             entry = f"  {name}: {_value(value)}"
             doc = _first_sentence(docs.get(name, ""))
             comment = f"  # {doc}" if doc else ""

@@ -5,12 +5,18 @@ from __future__ import annotations
 import typer
 
 
-def init(task: str = typer.Argument(..., metavar="TASK", help="classifier, tagger, joint or seq2seq.")):
-    """Print a commented starting config for TASK: every field it reads, with its default.
+# The family names, written out: importing the registry (grutool.families) here would cost every `--help`
+# its start-up; tests/cli/test_daily.py checks this list against grutool.families.TASKS.
+FAMILIES = "classifier, tagger, joint, seq2seq or lm"
+
+
+def init(task: str = typer.Argument(..., metavar="TASK", help=f"The model family: {FAMILIES}.")):
+    """Print a commented starting config for TASK: every field it reads, with its default; its data paths
+    name the toy data in grutool's data/ folder, so it trains as printed from a clone's root.
 
     \b
     Examples:
-      grutool init classifier > my.yaml
+      grutool init lm > my.yaml
       grutool train my.yaml --dry-run
     """
     from grutool.cli.console import user_errors

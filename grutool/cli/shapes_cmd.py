@@ -168,6 +168,12 @@ def _render_layer(console, report: dict) -> None:
     console.print(f"[bold]{report['module']}[/]  {sym}  batch_first={s['batch_first']}  bias={s['bias']}"
                   + (f"  dropout={s['dropout']}" if s["dropout"] else "")
                   + ("  layer_norm=True" if s.get("layer_norm") else "") + ("  residual=True" if s.get("residual") else ""))
+    if len(report["paths"]) > 1:  # kernel auto chose per call: say where each check ran
+        from grutool.shapes.layer import PATHS
+
+        runs = ", ".join(f"{n} on {PATHS[path]}" for path, n in sorted(report["paths"].items()))
+        console.print(f"kernel {s['kernel']} picks per call (grutool.kernels.AUTO); this report's "
+                      f"{sum(report['paths'].values())} forward calls: {runs}")
     console.print(_tensor_table("tensors", report["tensors"]))
 
     p = report["packed"]

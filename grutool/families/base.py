@@ -81,8 +81,11 @@ class Task:
     exporter: ClassVar[Optional[str]]
     """How `grutool export` writes, checks and runs this family's graphs: the family folder whose `export`
     module does (None: the family has no export)."""
-    example_data: ClassVar[dict[str, str]]
-    """`grutool init`: placeholder data fields of the starting config ({"train": "data/train.tsv", ...})."""
+    example: ClassVar[dict[str, dict]]
+    """`grutool init`: the starting config's values that differ from the schema's defaults, per section
+    ({"data": {"train": "data/sentiment/train.tsv", ...}, "model": {...}}): data paths at the toy data shipped
+    in the repository's data/ folder, with the settings that data and the family need, so the config passes
+    `grutool train --dry-run` as written (from the repository's root)."""
     predict_options: ClassVar[dict[str, Option]] = {}
     """Keyword options `predict` accepts beyond the shared ones, by name (e.g. beam): `infer`'s flags and the
     optional fields of a `serve` request; `check_options` holds their rules."""

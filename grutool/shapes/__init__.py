@@ -2,8 +2,9 @@
 
 Two reports, both plain dicts (what `grutool shapes --json` prints; the CLI only renders them):
 
-- `layer_report(LayerSpec(...))` (`layer.py`, the layer explainer): a real nn.GRU / nn.LSTM / nn.RNN
-  with the user's settings (`spec.py`), its tensors, packed layout, parameters and identities.
+- `layer_report(LayerSpec(...))` (`layer.py`, the layer explainer): the layer module `train` builds for
+  the user's settings (`spec.py`; grutool's class for the cell, on the kernel the spec names), which
+  kernel ran, its tensors, packed layout, parameters and identities.
 - `config_report(path)` (`model.py`, the model tracer): the model `train` builds for a config, traced
   module by module, plus the layer report of its encoder's recurrent layer.
 

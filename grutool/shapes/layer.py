@@ -1,11 +1,13 @@
-"""The layer explainer: every tensor shape of a real nn.GRU / nn.LSTM / nn.RNN, proven by running it.
+"""The layer explainer: every tensor shape of a GRU / LSTM / RNN layer, proven by running the module `train` builds.
 
-`layer_report(LayerSpec(...))` builds the module (`build_layer`, the one place a spec becomes a module)
-and reports tensors with symbolic and concrete shapes, the packed layout when lengths are given, every
-parameter with its gate rows, and identities (e.g. "h_n[-2] is output's forward half at the last step")
-checked on random input, each with its max absolute difference so that a wrong claim shows up as a
-failure. `analyze_layer` does the same for any module, such as the encoder inside a configured model.
-Checks run on a float64 copy of the module so the tolerance can be tight.
+`layer_report(LayerSpec(...))` builds the module (`build_layer`, the one place a spec becomes a module:
+grutool's `grutool.modules.rnn` class for the cell, which runs PyTorch's op or grutool's fused kernel as
+its `kernel` says) and reports which code ran (`module`, `path`, `paths`), tensors with symbolic and
+concrete shapes, the packed layout when lengths are given, every parameter with its gate rows, and
+identities (e.g. "h_n[-2] is output's forward half at the last step") checked on random input, each with
+its max absolute difference so that a wrong claim shows up as a failure. `analyze_layer` does the same for
+any module, such as the encoder inside a configured model. Checks run on a float64 copy of the module so
+the tolerance can be tight.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from __future__ import annotations
 import copy
 import re
 import warnings
-from typing import NamedTuple, Optional, Sequence
+from collections import Counter
+from contextlib import contextmanager
+from typing import Iterator, NamedTuple, Optional, Sequence
 
 import torch
 from torch import nn
@@ -50,6 +54,44 @@ def _cell_name(module: nn.Module) -> str:
         if isinstance(module, getattr(nn, name.upper())):  # grutool's fused modules subclass nn.GRU / LSTM / RNN
             return name
     raise TypeError(f"not one of {list(CELL_NAMES)}: {type(module).__name__}")
+
+
+# What a forward call runs (grutool's modules say it with `path(input)`; PyTorch's own always run their op).
+PATHS = {"native": "PyTorch's kernel", "fused": "grutool's fused CPU kernel",
+         "stack": "grutool's layer stack over PyTorch's op per layer"}
+
+
+def path_of(m: nn.Module, input) -> str:
+    """`native`, `fused` or `stack`: what `m(input)` runs (the choice `kernel: auto` makes per call)."""
+    return m.path(input) if hasattr(m, "path") else "native"
+
+
+@contextmanager
+def recorded_paths() -> Iterator[Counter]:
+    """Counts every recurrent layer's forward call inside the block by the path it ran (`PATHS`), the twins
+    and single layers the identities build included."""
+    counts: Counter = Counter()
+
+    def hook(module, args):
+        if isinstance(module, nn.RNNBase):
+            counts[path_of(module, args[0])] += 1
+
+    handle = torch.nn.modules.module.register_module_forward_pre_hook(hook)
+    try:
+        yield counts
+    finally:
+        handle.remove()
+
+
+def module_text(module: nn.Module, path: str) -> str:
+    """The module that ran, for the report's header: PyTorch's class when its own op ran, else grutool's."""
+    torch_name = f"nn.{_cell_name(module).upper()}"
+    if not hasattr(module, "kernel"):
+        return torch_name
+    own = f"{type(module).__module__}.{type(module).__name__}"
+    if path == "native":  # grutool's class hands the call to PyTorch's forward unchanged
+        return f"{torch_name} (PyTorch's kernel: {own} with kernel {module.kernel} calls {torch_name}.forward)"
+    return f"{own} ({PATHS[path]}, kernel {module.kernel}; {torch_name}'s parameters and results)"
 
 
 def _same_kind(m: nn.RNNBase, **changes) -> nn.RNNBase:
@@ -240,13 +282,14 @@ def explain(m: nn.RNNBase, batch: int) -> dict:
             y = (y - mean) / torch.sqrt(var + norms[layer].eps) * norms[layer].weight + norms[layer].bias
             used += [f"layer_norms.{layer}.weight", f"layer_norms.{layer}.bias"]
         inp = y
-    run = run_module(m, x.unsqueeze(1 if m.batch_first else 0), None, h0, c0)
+    x_step = x.unsqueeze(1 if m.batch_first else 0)
+    run = run_module(m, x_step, None, h0, c0)
     left = [torch.stack(hs), inp] + ([torch.stack(cs)] if cs else [])
     right = [run.h_n, run.output.reshape(batch, -1)] + ([run.c_n] if cs else [])
     step = compare("from_scratch_step",
                    f"one step (T = 1, random x, h0{', c0' if cs else ''}) of all {L} layer(s) × {D} direction(s) "
-                   f"computed by hand from the module's own weights equals nn.{type(m).__name__}'s h_n"
-                   f"{', c_n' if cs else ''} and output", left, right, tol=_tol(m))
+                   f"computed by hand from the module's own weights equals the module's h_n{', c_n' if cs else ''} "
+                   f"and output ({PATHS[path_of(m, x_step)]})", left, right, tol=_tol(m))
     step["weights_used"] = used
     equations = list(EQUATIONS[cell])
     if cell == "lstm" and P:
@@ -411,7 +454,7 @@ def analyze_layer(module: nn.RNNBase, batch: int, seq_len: int, lengths: Optiona
     cell = _cell_name(m)
     L, D, H, P = m.num_layers, 2 if m.bidirectional else 1, m.hidden_size, m.proj_size
     I, B, T, bf = m.input_size, batch, seq_len, m.batch_first
-    Hout, out = (P or H), ("P" if P else "H")
+    Hout = P or H
     values = {"L": L, "D": D, "B": B, "T": T, "I": I, "H": H, "P": P}
     lens = torch.tensor(lengths if lengths is not None else [T] * B)
     if lengths is not None:
@@ -421,7 +464,23 @@ def analyze_layer(module: nn.RNNBase, batch: int, seq_len: int, lengths: Optiona
     x = torch.randn(*((B, T) if bf else (T, B)), I, **f64)  # padding steps are random too: packing skips them
     h0 = torch.randn(L * D, B, Hout, **f64)
     c0 = torch.randn(L * D, B, H, **f64) if get_cell(cell).cell_state else None
-    run = run_module(m, x, lengths, h0, c0)
+    with recorded_paths() as paths:
+        run = run_module(m, x, lengths, h0, c0)
+        path = path_of(m, run.packed_in if run.packed_in is not None else x)  # the call the tables show
+        report = _layer_tables(m, x, lengths, h0, c0, run, values, want_explain)
+    report = {"mode": "layer", "module": module_text(module, path), "path": path, "paths": dict(paths), **report}
+    report["all_passed"] = all_passed(report)
+    return report
+
+
+def _layer_tables(m: nn.RNNBase, x: torch.Tensor, lengths: Optional[Sequence[int]], h0: torch.Tensor,
+                  c0: Optional[torch.Tensor], run: Run, values: dict, want_explain: bool) -> dict:
+    """`analyze_layer`'s report after the header: tensors, packing, parameters, identities, --explain."""
+    cell = _cell_name(m)
+    L, D, H, P, I = values["L"], values["D"], values["H"], values["P"], values["I"]
+    B, T, bf = values["B"], values["T"], m.batch_first
+    out = "P" if P else "H"
+    lens = torch.tensor(lengths if lengths is not None else [T] * B)
 
     seq = ("B", "T") if bf else ("T", "B")
     layout = "batch-first" if bf else "time-major (batch_first=False)"
@@ -464,11 +523,7 @@ def analyze_layer(module: nn.RNNBase, batch: int, seq_len: int, lengths: Optiona
     params = parameter_table(m)
     identities += count_identities(params["by_cell"])
 
-    report = {
-        "mode": "layer",
-        "module": (f"nn.{type(module).__name__}" if type(module).__module__.startswith("torch")
-                   else f"{type(module).__module__}.{type(module).__name__} (kernel {module.kernel}; "
-                        f"nn.{type(module).__name__}'s parameters and results)"),
+    return {
         "settings": {"cell": cell, "input_size": I, "hidden_size": H, "num_layers": L, "bidirectional": D == 2,
                      "batch_first": bf, "batch": B, "seq_len": T, "lengths": list(lengths) if lengths else None,
                      "bias": m.bias, "dropout": m.dropout, "proj_size": P, "kernel": getattr(m, "kernel", "native"),
@@ -481,8 +536,6 @@ def analyze_layer(module: nn.RNNBase, batch: int, seq_len: int, lengths: Optiona
         "identities": identities,
         "explain": explain(m, B) if want_explain else None,
     }
-    report["all_passed"] = all_passed(report)
-    return report
 
 
 def _check_fits(spec: LayerSpec) -> None:
@@ -501,7 +554,7 @@ def _check_fits(spec: LayerSpec) -> None:
 
 
 def layer_report(spec: LayerSpec = LayerSpec(), want_explain: bool = False, seed: int = 0) -> dict:
-    """The full report for a real nn.GRU / nn.LSTM / nn.RNN with these settings."""
+    """The full report for the GRU / LSTM / RNN layer these settings build (`build_layer`)."""
     spec, notes = check_spec(spec)
     for note in notes:
         warnings.warn(note, UserWarning, stacklevel=2)

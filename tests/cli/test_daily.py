@@ -10,6 +10,9 @@ import pytest
 import yaml
 
 from conftest import assert_user_error, invoke, tiny_config
+from grutool.families import TASKS
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +86,9 @@ def test_print_config_shows_the_resolved_config_and_writes_nothing(run, tmp_path
     assert not (tmp_path / "never").exists()
 
 
-@pytest.mark.parametrize("task", ["classifier", "tagger", "joint", "seq2seq"])
-def test_init_prints_a_commented_config_that_validates(task, tmp_path):
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_init_prints_a_commented_config_that_validates_and_dry_runs(task, tmp_path, monkeypatch):
+    """`grutool init TASK > my.yaml && grutool train my.yaml --dry-run` for every family: the paths name data/."""
     from grutool.config_file import load_config
 
     result = invoke("init", task)
@@ -92,8 +96,20 @@ def test_init_prints_a_commented_config_that_validates(task, tmp_path):
     assert result.stdout.startswith("# A starting config") and f"task: {task}" in result.stdout
     assert result.stdout.count("  # ") > 20, "fields carry their docstrings"
     (tmp_path / "my.yaml").write_text(result.stdout)
+    monkeypatch.chdir(ROOT)  # where the data paths start
     cfg = load_config(tmp_path / "my.yaml")
-    assert cfg.task == task
+    assert cfg.task == task and cfg.data.train.startswith("data/")
+    dry = invoke("train", tmp_path / "my.yaml", "--dry-run", "-o", tmp_path / "run")
+    assert dry.exit_code == 0 and "(not written)" in dry.output, dry.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_init_help_lists_every_family():
+    from grutool.cli.init_cmd import FAMILIES
+
+    assert sorted(FAMILIES.replace(" or ", ", ").split(", ")) == sorted(TASKS)
+    text = " ".join(invoke("init", "--help").output.split())
+    assert all(name in text for name in TASKS), text
 
 
 def test_init_unknown_task():

@@ -379,6 +379,37 @@ def test_every_check_holds_on_the_module_each_kernel_builds(kernel):
     report = json.loads(result.stdout)
     assert report["all_passed"] and report["settings"]["kernel"] == kernel
     assert ("grutool.modules.rnn.gru.GRU" in report["module"]) and f"kernel {kernel}" in report["module"]
+    assert sum(report["paths"].values()) > 1 and report["path"] in report["paths"]
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm", "rnn"])
+@pytest.mark.parametrize("kernel", ["native", "fused"])
+def test_the_header_names_the_module_that_ran(cell, kernel):
+    result = runner.invoke(app, ["shapes", "--cell", cell, "--kernel", kernel, "--lengths", "5,2,4"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())  # rich may wrap the header line
+    pytorch, own = f"nn.{cell.upper()}", f"grutool.modules.rnn.{cell}.{cell.upper()}"
+    if kernel == "native":  # grutool's class hands the call to PyTorch's forward: PyTorch's module ran
+        assert text.startswith(f"{pytorch} (PyTorch's kernel: {own} with kernel native calls {pytorch}.forward)")
+    else:
+        assert text.startswith(f"{own} (grutool's fused CPU kernel, kernel fused; {pytorch}'s parameters and results)")
+    assert not any(f"nn.{other.upper()}" in text.split(" L=1")[0] for other in {"gru", "lstm", "rnn"} - {cell})
+    assert "picks per call" not in text  # one kernel ran every call
+    report = json.loads(runner.invoke(app, ["shapes", "--cell", cell, "--kernel", kernel, "--lengths", "5,2,4",
+                                            "--explain", "--json"]).stdout)
+    assert report["all_passed"] and set(report["paths"]) == {kernel}
+    assert ("fused CPU kernel" if kernel == "fused" else "PyTorch's kernel") in report["explain"]["step"]["claim"]
+
+
+def test_kernel_auto_says_which_kernel_each_call_ran():
+    # Packed (with gradients recorded) runs fused under auto; the dense calls of 5 steps or fewer, PyTorch's.
+    dense = json.loads(runner.invoke(app, ["shapes", "--json"]).stdout)
+    assert dense["module"].startswith("nn.GRU (PyTorch's kernel") and set(dense["paths"]) == {"native"}
+    result = runner.invoke(app, ["shapes", "--lengths", "5,2,4"])
+    text = " ".join(result.stdout.split())
+    assert text.startswith("grutool.modules.rnn.gru.GRU (grutool's fused CPU kernel, kernel auto;")
+    assert "kernel auto picks per call (grutool.kernels.AUTO); this report's" in text
+    assert "on grutool's fused CPU kernel" in text and "on PyTorch's kernel" in text
 
 
 def test_unknown_kernel_is_a_usage_error():

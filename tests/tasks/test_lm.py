@@ -181,6 +181,29 @@ def test_infer_cli_generates_and_scores(runs):
     assert r.exit_code == 0 and len(r.stdout.splitlines()) == 2, r.output
 
 
+def test_infer_prints_each_samples_log_probability_on_a_stream_model(tmp_path):
+    """README: one sample per line, text<TAB>log-probability; a stream's sample spanning lines keeps it too."""
+    import json
+
+    train(parse_config(raw_config("lm_stream.yaml", tmp_path / "run", train={"max_steps": 3})))
+    for prompt in ("the cat", "the cat.\nthe dog"):  # the second spans lines whatever the model samples
+        args = ("infer", tmp_path / "run", "--prompt", prompt, "--num", "2", "--max-length", "12", "--seed", "3")
+        plain, rows = invoke(*args), invoke(*args, "--jsonl")
+        assert plain.exit_code == 0 and rows.exit_code == 0, plain.output + rows.output
+        samples = [json.loads(x) for x in rows.stdout.splitlines()]
+        assert len(samples) == 2 and all(s["text"].startswith(prompt) and s["logprob"] < 0 for s in samples)
+        assert plain.stdout == "".join(f"{s['text']}\t{s['logprob']:.4f}\n" + ("\n" if "\n" in s["text"] else "")
+                                       for s in samples)
+
+
+def test_lm_lines_carry_the_log_probability():
+    from grutool.families.lm.render import line
+
+    assert line({"text": "the cat sees", "logprob": -3.14159}) == "the cat sees\t-3.1416"
+    assert line({"text": "the cat.\nthe dog", "logprob": -7.0}) == "the cat.\nthe dog\t-7.0000\n"
+    assert line({"text": "Kalo", "tokens": ["K"], "logprob": -2.0, "perplexity": 1.5}) == "-2.0000\t1.500\tKalo"
+
+
 @pytest.mark.parametrize("config", ["lm.yaml", "lm_stream.yaml"])
 def test_shapes_and_bench_run_the_lm(config, monkeypatch, tmp_path):
     monkeypatch.chdir(ROOT)

@@ -69,10 +69,10 @@ def test_round_trip_train_save_load_predict_render(tmp_path, name):
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))
-def test_every_family_declares_its_outputs_renderer_exporter_and_example_data(name):
+def test_every_family_declares_its_outputs_renderer_exporter_and_example(name):
     """The base Task defaults none of these: a family that forgot one would silently borrow another's."""
     from grutool.families.base import Task
 
     cls = TASKS[name]
-    for attr in ("outputs", "renderer", "exporter", "example_data"):
+    for attr in ("outputs", "renderer", "exporter", "example"):
         assert attr not in vars(Task) and hasattr(cls, attr), f"task {name}: declare {attr}"

@@ -10,7 +10,7 @@ import yaml
 
 from conftest import invoke, tiny_config
 from grutool.config_file import parse_config
-from grutool.training.tracking import EXPLODE_FACTOR, MIN_STEPS, GradientMonitor
+from grutool.training.tracking import EXPLODE_FACTOR, FLOOR, MIN_STEPS, GradientMonitor
 
 
 def test_grad_norm_per_epoch_goes_to_metrics_jsonl(tmp_path):
@@ -25,8 +25,8 @@ def test_grad_norm_per_epoch_goes_to_metrics_jsonl(tmp_path):
 class _Trainer:
     """The few Trainer attributes GradientMonitor reads."""
 
-    def __init__(self):
-        self.cfg = parse_config({"data": {"train": "x.tsv"}})
+    def __init__(self, clip_grad_norm: float | None = 5.0):
+        self.cfg = parse_config({"data": {"train": "x.tsv"}, "train": {"clip_grad_norm": clip_grad_norm}})
         self.state = type("S", (), {"epoch": 0, "step": 0})()
         self.last_grad_norm = None
 
@@ -40,23 +40,49 @@ class _Records(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def test_an_exploding_gradient_is_warned_once_per_epoch():
-    monitor, tr, records = GradientMonitor(), _Trainer(), _Records()
+def _warnings(norms: list[float], clip_grad_norm: float | None = 5.0) -> tuple[list[str], GradientMonitor]:
+    """The explosion warnings a GradientMonitor logs over these steps' norms (one epoch)."""
+    monitor, tr, records = GradientMonitor(), _Trainer(clip_grad_norm), _Records()
     monitor.on_epoch_begin(tr)
     logger = logging.getLogger("grutool")
     saved = logger.handlers, logger.level
     logger.handlers, logger.level = [records], logging.WARNING  # whatever an earlier CLI test left there
     try:
-        for i, norm in enumerate([1.0] * MIN_STEPS + [1.5, EXPLODE_FACTOR * 2, EXPLODE_FACTOR * 3, 1.0]):
+        for i, norm in enumerate(norms):
             tr.state.step, tr.last_grad_norm = i + 1, norm
             monitor.on_step_end(tr, 0.5, 10)
     finally:
         logger.handlers, logger.level = saved
-    warnings = [m for m in records.messages if "exploding gradients" in m]
+    monitor.epoch_metrics = {}
+    monitor.on_epoch_end(tr, monitor.epoch_metrics)
+    return [m for m in records.messages if "exploding gradients" in m], monitor
+
+
+def test_an_exploding_gradient_is_warned_once_per_epoch():
+    warnings, monitor = _warnings([1.0] * MIN_STEPS + [1.5, EXPLODE_FACTOR * 2, EXPLODE_FACTOR * 3, 1.0])
     assert len(warnings) == 1 and "step 22: gradient norm 20" in warnings[0] and "clipped to 5" in warnings[0]
-    metrics = {}
-    monitor.on_epoch_end(tr, metrics)
-    assert metrics["grad_norm_max"] == EXPLODE_FACTOR * 3
+    assert monitor.epoch_metrics["grad_norm_max"] == EXPLODE_FACTOR * 3
+
+
+@pytest.mark.parametrize("clip", [5.0, None])
+def test_a_big_ratio_on_tiny_norms_is_no_explosion(clip):
+    # the issue's case near convergence: 0.04828 against a median of 0.004389 is 11x, and nothing to worry about
+    warnings, _ = _warnings([0.004389] * MIN_STEPS + [0.04828, 0.5, 0.004389], clip)
+    assert warnings == []
+
+
+def test_a_spike_between_the_ratio_and_the_clip_value_is_not_called_clipped():
+    # 40x the median but under train.clip_grad_norm: clipping did nothing, so neither warning nor "clipped"
+    warnings, _ = _warnings([0.1] * MIN_STEPS + [4.0], clip_grad_norm=5.0)
+    assert warnings == []
+    warnings, _ = _warnings([0.1] * MIN_STEPS + [6.0], clip_grad_norm=5.0)
+    assert len(warnings) == 1 and "gradient norm 6 is 60x" in warnings[0] and "clipped to 5" in warnings[0]
+
+
+def test_without_clipping_the_floor_is_fixed_and_nothing_is_said_to_be_clipped():
+    assert _warnings([0.05] * MIN_STEPS + [0.9 * FLOOR], clip_grad_norm=None)[0] == []
+    warnings, _ = _warnings([0.05] * MIN_STEPS + [2 * FLOOR], clip_grad_norm=None)
+    assert len(warnings) == 1 and "clipped" not in warnings[0] and "set train.clip_grad_norm" in warnings[0]
 
 
 def test_tensorboard_option_writes_losses_metrics_lr_and_grad_norms(tmp_path):

@@ -86,7 +86,8 @@ class ClassifierTask(Task):
     outputs = "classes"
     renderer = "classifier"
     exporter = "classifier"
-    example_data = {"train": "data/train.tsv", "validation": "data/validation.tsv", "test": "data/test.tsv"}
+    example = {"data": {"train": "data/sentiment/train.tsv", "validation": "data/sentiment/validation.tsv",
+                        "test": "data/sentiment/test.tsv"}}
 
     # --- config -------------------------------------------------------------------------------
 

@@ -19,10 +19,10 @@ def tables(metrics: dict) -> list:
 
 
 def line(result: dict) -> str:
-    """`infer`: a sample as text<TAB>log-probability (a sample of several lines: the text, then an empty line);
-    with --score: log-probability<TAB>perplexity<TAB>text."""
+    """`infer`: a sample as text<TAB>log-probability. A sample of several lines (a stream model's) keeps its
+    line ends, so it reads as written: the log-probability follows a TAB on its last line, and an empty line
+    ends it. With --score: log-probability<TAB>perplexity<TAB>text."""
     if "tokens" in result:
         return f"{result['logprob']:.4f}\t{result['perplexity']:.3f}\t{result['text']}"
-    if "\n" in result["text"]:
-        return result["text"] + "\n"
-    return f"{result['text']}\t{result['logprob']:.4f}"
+    text = f"{result['text']}\t{result['logprob']:.4f}"
+    return text + "\n" if "\n" in result["text"] else text

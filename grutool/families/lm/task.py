@@ -42,7 +42,10 @@ class LMTask(Task):
     outputs = "tokens"
     renderer = "lm"
     exporter = None  # no export yet: a language model's graphs (step, generation loop) are still to be written
-    example_data = {"train": "data/train.txt", "validation": "data/validation.txt", "test": "data/test.txt"}
+    example = {"data": {"train": "data/lm/train.tsv", "validation": "data/lm/validation.tsv",
+                        "test": "data/lm/test.tsv", "condition_column": "language", "tokenizer": "char",
+                        "lowercase": False},
+               "model": {"bidirectional": False}}  # a language model reads left to right
     predict_options = {
         "condition": Option(str, "the condition label to generate or score with (a conditioned model needs one)"),
         "num": Option(int, "samples per prompt (default 1)", served_max=64),

@@ -39,7 +39,10 @@ class Seq2SeqTask(Task):
     outputs = "targets"
     renderer = "seq2seq"
     exporter = "seq2seq"
-    example_data = {"train": "data/train.tsv", "validation": "data/validation.tsv", "test": "data/test.tsv"}
+    example = {"data": {"train": "data/reverse/train", "validation": "data/reverse/validation",
+                        "test": "data/reverse/test", "format": "parallel_text", "source": "src", "target": "tgt",
+                        "tokenizer": "char"},
+               "train": {"monitor": "exact_match"}}  # bleu counts word n-grams: near 0 on characters
     predict_options = {
         "beam": Option(int, "beam size (1: greedy; default: the run's decoding.beam_size)", served_max=64),
         "attention": Option(bool, "add the attention weights to each result"),

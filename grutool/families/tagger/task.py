@@ -31,7 +31,8 @@ class TaggerTask(Task):
     renderer = "tagger"
     exporter = "tagger"
     outputs = "tags"
-    example_data = {"train": "data/train.conll", "validation": "data/validation.conll", "test": "data/test.conll"}
+    example = {"data": {"train": "data/tagging/ner/train.conll", "validation": "data/tagging/ner/validation.conll",
+                        "test": "data/tagging/ner/test.conll", "scheme": "iob2"}}
 
     # --- config ------------------------------------------------------------------------
 
@@ -301,7 +302,8 @@ class JointTask(TaggerTask):
     joint = True
     monitors = ("token_accuracy", "span_f1", "intent_accuracy", "sentence_accuracy", "loss")
     owns = {"model": TaggerTask.owns["model"] + ("pooling", "tag_loss_weight", "intent_loss_weight")}
-    example_data = {"train": "data/train.jsonl", "validation": "data/validation.jsonl", "test": "data/test.jsonl"}
+    example = {"data": {"train": "data/tagging/travel/train", "validation": "data/tagging/travel/validation",
+                        "test": "data/tagging/travel/test", "scheme": "iob2", "tokenizer": "whitespace"}}
 
     def served_vocabularies(self, run) -> dict[str, list[str]]:
         return {"intents": list(run.extra["intents"].itos)}

@@ -315,11 +315,19 @@ class Recurrent:
         return AUTO[self.cell_step.name].fused(packed=packed, training=torch.is_grad_enabled(),
                                                hidden_size=self.hidden_size, steps=steps)
 
-    def forward(self, input, hx=None):
+    def path(self, input) -> str:
+        """What `forward(input)` runs: `fused` (the cell's CPU kernel), `stack` (grutool's layer stack over
+        PyTorch's op per layer: layer_norm / residual) or `native` (PyTorch's module's own forward)."""
         packed = isinstance(input, PackedSequence)
-        fused = self._fusable(input.data if packed else input, packed)
-        if not fused and self.layer_norms is None and not self.residual:
+        if self._fusable(input.data if packed else input, packed):
+            return "fused"
+        return "stack" if self.layer_norms is not None or self.residual else "native"
+
+    def forward(self, input, hx=None):
+        path = self.path(input)
+        if path == "native":
             return super().forward(input, hx)
+        fused = path == "fused"
         name = self.cell_step.name
         with torch.profiler.record_function(f"grutool::fused_{name}" if fused else f"grutool::{name}_stack"):
             if self.cell_step.cell_state:
