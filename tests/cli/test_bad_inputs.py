@@ -10,6 +10,7 @@ import json
 import logging
 import re
 import shutil
+import zipfile
 import sys
 import time
 from pathlib import Path
@@ -293,11 +294,13 @@ def test_overwrite_replaces_an_existing_run(cwd, data, run_copy):
     """grutool's files are replaced; a file the user put there is theirs and stays."""
     cfg = config_for(cwd, data)
     (run_copy / "notes.txt").write_text("mine", encoding="utf-8")
-    old = {name: (run_copy / name).stat().st_ino for name in ("best.pt", "metrics.jsonl")}
+    (run_copy / "metrics.jsonl").write_text('{"epoch": 99, "stale": true}\n', encoding="utf-8")
+    (run_copy / "best.pt").write_bytes(b"the old run's weights")
     result = invoke("train", cfg, "--output-dir", run_copy, "--overwrite", "--quiet")
     assert result.exit_code == 0, result.output
     assert (run_copy / "notes.txt").read_text(encoding="utf-8") == "mine"
-    assert all((run_copy / name).stat().st_ino != ino for name, ino in old.items()), "not rewritten"
+    assert "stale" not in (run_copy / "metrics.jsonl").read_text(encoding="utf-8"), "metrics.jsonl not replaced"
+    assert zipfile.is_zipfile(run_copy / "best.pt"), "best.pt not replaced"
     assert (run_copy / "best.pt").is_file() and (run_copy / "config.yaml").is_file()
 
 
