@@ -274,18 +274,25 @@ def first_row_line(cfg: DataConfig, source: str, row: int) -> str:
     return f"row {row}"
 
 
-def read_lines(path: Path) -> list[str]:
-    """The file's lines: UTF-8 checked, BOM, CR and trailing spaces removed, trailing blank lines dropped."""
+def read_text(path: str | Path, folder_fix: str, encoding: str = "utf-8") -> str:
+    """A data file's whole text; a folder (`folder_fix` says what to do), a missing file, or bytes that are not
+    UTF-8 (named by line) are one UserError each."""
+    path = Path(path)
     if path.is_dir():
-        raise UserError(f"{path}: is a directory; name a data file, or set data.format: parallel")
+        raise UserError(f"{path}: is a directory; {folder_fix}")
     if not path.is_file():
         raise data_not_found(path)
     data = path.read_bytes()
     try:
-        text = data.decode("utf-8-sig")
+        return data.decode(encoding)
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
         raise UserError(f"{path}:{line}: not valid UTF-8 (byte 0x{data[e.start]:02x}); re-save the file as UTF-8") from None
+
+
+def read_lines(path: Path) -> list[str]:
+    """The file's lines: UTF-8 checked, BOM, CR and trailing spaces removed, trailing blank lines dropped."""
+    text = read_text(path, "name a data file, or set data.format: parallel", encoding="utf-8-sig")
     # split("\n"), not splitlines(): tokens may contain characters that splitlines() treats as breaks.
     lines = [line.rstrip() for line in text.split("\n")]
     while lines and not lines[-1]:

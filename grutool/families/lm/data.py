@@ -15,7 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
+from grutool.data.loading import read_text
 from grutool.errors import UserError
+
+FOLDER_FIX = "name a data file (or set data.format: text_dir)"  # a folder given where a file is read
 
 if TYPE_CHECKING:
     from grutool.config import Config
@@ -67,26 +70,10 @@ def line_format(cfg: Config, path: str) -> str:
     return known[p.suffix.lower()]
 
 
-def _read_text(path: str) -> str:
-    p = Path(path)
-    if p.is_dir():
-        raise UserError(f"{path}: is a directory; name a data file (or set data.format: text_dir)")
-    if not p.is_file():
-        from grutool.data.loading import data_not_found
-
-        raise data_not_found(path)
-    data = p.read_bytes()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise UserError(f"{path}:{line}: not valid UTF-8 (byte offset {e.start}); re-save the file as UTF-8") from None
-
-
 def read_stream(spec: str) -> str:
     """The characters of a stream split (its slice applied)."""
     path, lo, hi = split_spec(spec)
-    text = _read_text(path)
+    text = read_text(path, FOLDER_FIX)
     text = text[_cut(len(text), lo, hi)]
     if not text.strip():
         raise UserError(f"{spec}: empty corpus (no text to train or score on)")
@@ -101,7 +88,7 @@ def read_lines(cfg: Config, spec: str) -> Lines:
     if fmt == "text_dir":
         return _read_dir(path, spec, lo, hi, d.split_seed)
     if fmt == "text":
-        rows = [(i + 1, line.rstrip("\r")) for i, line in enumerate(_read_text(path).split("\n"))]
+        rows = [(i + 1, line.rstrip("\r")) for i, line in enumerate(read_text(path, FOLDER_FIX).split("\n"))]
         rows = [(n, t) for n, t in rows if t.strip()]  # blank lines separate nothing: skipped
         rows = rows[_cut(len(rows), lo, hi)]
         if d.condition_column:
@@ -157,7 +144,7 @@ def _read_dir(path: str, spec: str, lo: float, hi: float, seed: int) -> Lines:
         raise UserError(f"{path}: no .txt files (one per condition, a line per example)")
     texts, conds, where = [], [], []
     for f in files:
-        unique = list(dict.fromkeys(l.strip() for l in _read_text(str(f)).splitlines() if l.strip()))
+        unique = list(dict.fromkeys(l.strip() for l in read_text(f, FOLDER_FIX).splitlines() if l.strip()))
         random.Random(f"{seed}:{f.stem}").shuffle(unique)
         part = unique[_cut(len(unique), lo, hi)]
         texts += part
