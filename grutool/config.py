@@ -268,7 +268,8 @@ class TrainConfig(_Section):
     """Update the progress bar's loss every this many steps."""
     tensorboard: bool | str = False
     """TensorBoard event files (the `tensorboard` extra): `true` writes them to `<run>/tensorboard`, a path
-    there; `train --tensorboard DIR` sets it. Losses and learning rate per step, validation metrics per epoch,
+    DIR to `DIR/<run name>` (one folder per run, as `tensorboard --logdir DIR` expects); `train --tensorboard DIR`
+    sets it. Losses and learning rate per step, validation metrics per epoch,
     the global and per-parameter gradient norms (per-parameter every log_every steps, computed only
     then). metrics.jsonl stays the record; it always gets each epoch's `grad_norm` and `grad_norm_max`."""
     bptt: Optional[int] = Field(default=None, gt=0)

@@ -143,7 +143,10 @@ def _callbacks(cfg: Config, run_dir: Path, dist: distributed.Dist, display: Opti
     t = cfg.train
     cbs: list[Callback] = [EarlyStopping(t.patience), GradientMonitor()]  # before metrics.jsonl's row
     if dist.is_main and t.tensorboard:
-        cbs.append(TensorBoard(run_dir / "tensorboard" if t.tensorboard is True else t.tensorboard))
+        # A shared DIR gets one folder per run (DIR/<run name>), as `tensorboard --logdir DIR` expects: events of
+        # several runs in one folder were drawn as one run.
+        cbs.append(TensorBoard(run_dir / "tensorboard" if t.tensorboard is True
+                               else Path(t.tensorboard) / run_dir.resolve().name))
     if dist.is_main:  # the one writer of metrics.jsonl
         cbs.append(MetricsWriter(run_dir / rundir.METRICS))
     cbs.append(Checkpointer())  # every rank: last.pt carries each rank's RNG state

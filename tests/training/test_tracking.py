@@ -93,12 +93,19 @@ def test_tensorboard_option_writes_losses_metrics_lr_and_grad_norms(tmp_path):
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
     result = invoke("train", tmp_path / "tiny.yaml", "-q", "--tensorboard", tmp_path / "tb")
     assert result.exit_code == 0, result.output
-    events = EventAccumulator(str(tmp_path / "tb")).Reload()
+    assert [p.name for p in (tmp_path / "tb").iterdir()] == ["run"], "one folder per run under DIR"
+    events = EventAccumulator(str(tmp_path / "tb" / "run")).Reload()
     tags = set(events.Tags()["scalars"])
     assert {"train/loss", "train/lr", "grad_norm/global", "val/accuracy", "val/loss", "epoch/grad_norm"} <= tags
     assert any(t.startswith("grad_norm/encoder") or t.startswith("grad_norm/") and "weight_hh" in t for t in tags)
     assert len(events.Scalars("val/accuracy")) == 2
     assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["train"]["tensorboard"] == str(tmp_path / "tb")
+    # A second run into the same DIR gets its own folder: TensorBoard draws them as two runs, not one.
+    raw["output_dir"] = str(tmp_path / "run2")
+    (tmp_path / "tiny2.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    assert invoke("train", tmp_path / "tiny2.yaml", "-q", "--tensorboard", tmp_path / "tb").exit_code == 0
+    assert sorted(p.name for p in (tmp_path / "tb").iterdir()) == ["run", "run2"]
+    assert len(EventAccumulator(str(tmp_path / "tb" / "run")).Reload().Scalars("val/accuracy")) == 2
 
 
 def test_tensorboard_true_writes_into_the_run_directory(tmp_path):
