@@ -47,10 +47,9 @@ class Cell:
         # nn.GRU warns about dropout with one layer; the config already said so.
         kwargs = dict(num_layers=num_layers, batch_first=batch_first, bidirectional=bidirectional, bias=bias,
                       dropout=dropout if num_layers > 1 else 0.0)
-        if self.fused and self.stacks:
-            return _load(self.fused)(input_size, hidden_size, kernel=kernel, layer_norm=layer_norm,
-                                     residual=residual, **kwargs)
         if self.fused:
+            if self.stacks:  # its own layer stack takes the stack's options
+                kwargs.update(layer_norm=layer_norm, residual=residual)
             return _load(self.fused)(input_size, hidden_size, kernel=kernel, **kwargs)
         return _load(self.native)(input_size, hidden_size, **kwargs)
 

@@ -34,6 +34,24 @@ def write_tsv(path: Path, rows) -> Path:
     return path
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def shipped_config(name: str, out: Path, **sections) -> dict:
+    """configs/<name> as a raw dict, its data paths made absolute, `sections` ({"train": {...}}) merged in,
+    writing to `out`."""
+    import yaml
+
+    raw = yaml.safe_load((ROOT / "configs" / name).read_text(encoding="utf-8"))
+    for split in ("train", "validation", "test"):
+        if raw["data"].get(split):
+            raw["data"][split] = str(ROOT / raw["data"][split])
+    for section, values in sections.items():
+        raw[section].update(values)
+    raw["output_dir"] = str(out)
+    return raw
+
+
 def tiny_config(tmp: Path, **train) -> dict:
     """A raw config dict for a small, fast classifier on generated data."""
     data = tmp / "data"

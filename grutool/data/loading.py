@@ -130,13 +130,7 @@ def load_file(path: str, cfg: DataConfig):
 
 def _check_text_file(p: Path, fmt: str, header: bool, column_names: Optional[list[str]] = None) -> None:
     """UTF-8, non-empty and the right shape, checked here so the message can name the line."""
-    data = p.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise UserError(f"{p}:{line}: not valid UTF-8 (byte 0x{data[e.start]:02x} at offset {e.start}); "
-                        f"re-save the file as UTF-8") from None
+    text = read_text(p, "name a data file")
     lines = sum(1 for l in text.splitlines() if l.strip())
     if lines - (1 if fmt in ("csv", "tsv") and header else 0) <= 0:
         raise UserError(f"{p}: no examples" + (" (only a header line)" if lines else " (empty file)"))
@@ -287,7 +281,8 @@ def read_text(path: str | Path, folder_fix: str, encoding: str = "utf-8") -> str
         return data.decode(encoding)
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
-        raise UserError(f"{path}:{line}: not valid UTF-8 (byte 0x{data[e.start]:02x}); re-save the file as UTF-8") from None
+        raise UserError(f"{path}:{line}: not valid UTF-8 (byte 0x{data[e.start]:02x} at offset {e.start}); "
+                        f"re-save the file as UTF-8") from None
 
 
 def read_lines(path: Path) -> list[str]:

@@ -151,18 +151,18 @@ class Task:
         """A labelled split (`source`: a path or split name) encoded with a prepared or saved run's vocabularies."""
         raise NotImplementedError
 
-    def vocabularies(self, cfg: "Config") -> dict[str, tuple[str, type]]:
-        """The vocabularies besides `vocab` that a run directory holds: attribute -> (file name, class)."""
-        raise NotImplementedError
-
-    # --- model --------------------------------------------------------------------------------
-
     def encode_evaluation_splits(self, cfg: "Config", prepared: Prepared) -> None:
         """The validation and test splits the config names, encoded with the train split's vocabularies."""
         for name in ("validation", "test"):
             source = getattr(cfg.data, name)
             if source is not None:
                 prepared.splits[name] = self.encode_split(cfg, prepared, source, name)
+
+    def vocabularies(self, cfg: "Config") -> dict[str, tuple[str, type]]:
+        """The vocabularies besides `vocab` that a run directory holds: attribute -> (file name, class)."""
+        raise NotImplementedError
+
+    # --- model --------------------------------------------------------------------------------
 
     def build_model(self, cfg: "Config", vocabs: Any):
         """The model `cfg` describes, freshly initialised, sized by `vocabs` (a Prepared or a saved run)."""
@@ -182,8 +182,6 @@ class Task:
     def read_inputs(self, cfg: "Config", source: str) -> list[str]:
         """`infer --file` of a data file: the inputs of `source`, read as training reads its files (the run's
         columns; labels and targets ignored), each as the text `predict` takes."""
-        from grutool.errors import UserError
-
         raise UserError(f"{source}: task {self.name} reads inputs one per line only; use --format lines")
 
     def check_options(self, predictor, **options) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import assert_user_error, invoke
+from conftest import assert_user_error, invoke, shipped_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,12 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def lm_run(tmp_path_factory) -> Path:
     """A tiny character LM trained for one epoch on the shipped toy data."""
     root = tmp_path_factory.mktemp("lm")
-    raw = yaml.safe_load((ROOT / "configs/lm.yaml").read_text(encoding="utf-8"))
-    for split in ("train", "validation", "test"):
-        raw["data"][split] = str(ROOT / raw["data"][split])
-    raw["model"].update(embedding_dim=8, hidden_size=8, condition_dim=4)
-    raw["train"].update(epochs=1, device="cpu")
-    raw["output_dir"] = str(root / "run")
+    raw = shipped_config("lm.yaml", root / "run", model={"embedding_dim": 8, "hidden_size": 8, "condition_dim": 4},
+                         train={"epochs": 1, "device": "cpu"})
     (root / "lm.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
     result = invoke("train", root / "lm.yaml", "-q")
     assert result.exit_code == 0, result.output

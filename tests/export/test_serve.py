@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_user_error, invoke, tiny_config
+from conftest import assert_user_error, invoke, shipped_config, tiny_config
 from grutool.config_file import parse_config
 from grutool.predict import Predictor
 from grutool.training.loop import train
@@ -333,20 +333,6 @@ def test_model_without_backend_is_refused_as_infer_refuses_it(server, tmp_path):
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def lm_config(name: str, out: Path, **sets) -> dict:
-    """A shipped lm config with its data paths made absolute and `sets` ({"train": {...}}) applied."""
-    import yaml
-
-    raw = yaml.safe_load((ROOT / "configs" / name).read_text(encoding="utf-8"))
-    for split in ("train", "validation", "test"):
-        if raw["data"].get(split):
-            raw["data"][split] = str(ROOT / raw["data"][split])
-    for section, values in sets.items():
-        raw[section].update(values)
-    raw["output_dir"] = str(out)
-    return raw
-
-
 @pytest.fixture(scope="module")
 def lm_servers(tmp_path_factory):
     """Servers for a tiny conditioned line model (configs/lm.yaml) and a stream model (configs/lm_stream.yaml)."""
@@ -354,9 +340,9 @@ def lm_servers(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("serve_lm")
     small = {"embedding_dim": 8, "hidden_size": 16}
-    train(parse_config(lm_config("lm.yaml", root / "cond", model={**small, "condition_dim": 4},
+    train(parse_config(shipped_config("lm.yaml", root / "cond", model={**small, "condition_dim": 4},
                                  train={"epochs": 1})), progress=False)
-    train(parse_config(lm_config("lm_stream.yaml", root / "stream", model=small,
+    train(parse_config(shipped_config("lm_stream.yaml", root / "stream", model=small,
                                  train={"epochs": 1, "max_steps": 5})), progress=False)
     limits = Limits(max_texts=8, max_chars=200, window_ms=20)
     cond, stream = Predictor(root / "cond", "cpu"), Predictor(root / "stream", "cpu")

@@ -9,6 +9,7 @@ import torch
 import yaml
 
 from conftest import InterruptAt, assert_user_error, invoke
+from conftest import shipped_config as raw_config
 from grutool import rundir
 from grutool.checkpoint import load_checkpoint
 from grutool.config_file import parse_config
@@ -18,17 +19,6 @@ from grutool.training.loop import train
 
 ROOT = Path(__file__).resolve().parents[2]
 STREAM_TEXT = (ROOT / "data/lm/stream.txt").read_text(encoding="utf-8")
-
-
-def raw_config(name: str, out: Path, **sections) -> dict:
-    raw = yaml.safe_load((ROOT / "configs" / name).read_text(encoding="utf-8"))
-    for split in ("train", "validation", "test"):
-        if raw["data"].get(split):
-            raw["data"][split] = str(ROOT / raw["data"][split])
-    for section, values in sections.items():
-        raw[section].update(values)
-    raw["output_dir"] = str(out)
-    return raw
 
 
 class Losses(Callback):
