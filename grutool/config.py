@@ -41,7 +41,7 @@ class DataConfig(_Section):
     test: Optional[str | list[str]] = None
     """Test file or split, evaluated by `grutool eval --split test`."""
     format: Literal["auto", "csv", "tsv", "json", "jsonl", "parquet", "conllu", "conll", "parallel",
-                    "parallel_text", "cmudict", "text", "text_dir"] = "auto"
+                    "parallel_text", "cmudict", "text", "text_dir", "ts"] = "auto"
     """File format; `auto` picks it from the extension. Classifier: csv, tsv, json, jsonl, parquet. Tagger and
     joint: `conllu`, `conll` (token ... tag columns), `parallel` (a directory with seq.in, seq.out and label,
     one utterance per line) or `jsonl` (token and tag lists); `auto` reads .conllu, .conll/.bio/.iob/.txt,
@@ -52,7 +52,9 @@ class DataConfig(_Section):
     column, optional data.condition_column) or `text_dir` (a directory of .txt files, one per condition named by
     the file, a line per example; duplicate lines dropped). Lm paths may end in a slice, `input.txt[:90%]`,
     `[90%:]`, `[80%:90%]`: a stream's characters, or a file's lines, in that range; `text_dir` slices each
-    file after shuffling it with data.split_seed (a stratified split)."""
+    file after shuffling it with data.split_seed (a stratified split). Numeric sequences (classifier,
+    tagger, regressor): `ts` (the UEA/sktime .ts format; `auto` reads .ts), or csv/tsv/parquet as a long table
+    with data.channels (a row per step, see there)."""
     header: bool = True
     """Whether csv/tsv files start with a header line."""
     column_names: Optional[list[str]] = None
@@ -127,6 +129,14 @@ class DataConfig(_Section):
         if isinstance(value, dict):
             return {int(k) if isinstance(k, str) and k.lstrip("-").isdigit() else k: v for k, v in value.items()}
         return value
+
+    # --- numeric sequences (issue 23) ---------------------------------------------------------------
+    channels: Optional[list[str]] = None
+    """Numeric sequences in a long table (csv, tsv, parquet; a row per step): the columns holding each step's
+    values. Rows of one sequence share data.id_column, in file order or ordered by data.time_column. Null: the
+    data is text (or a .ts file, which names no columns)."""
+    id_column: str = "id"
+    """Long tables of numeric sequences: the column naming the sequence each row belongs to."""
 
 
 class ModelConfig(_Section):

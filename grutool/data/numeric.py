@@ -1,0 +1,198 @@
+"""Numeric sequences of one split, from a `.ts` file or a long table, and the float tensors the models read.
+
+Two layouts:
+
+    .ts          one case per line (grutool.data.tsfile): channels separated by ':', values by ','
+    long table   csv, tsv or parquet, a row per step: data.id_column names the sequence, data.channels its
+                 values, data.time_column (optional) orders the rows of a sequence, data.label_column holds
+                 the label (once per sequence: every row of a sequence must agree; or per step for tagging)
+
+Values are standardised per channel by the run's `Standardizer`, fitted on the training split only (its rows,
+missing values ignored) and saved in the run as `scaler.json`; validation, test and inference data are scaled
+with it and never change it. Missing values follow data.missing: `error` (the default: the first is a
+UserError naming file:line and channel), `ffill`, `interpolate` (filled within the sequence) or `mask` (kept
+as NaN: the front-end, grutool.modules.numeric, turns them into zeros plus an observed flag).
+
+A sequence as text (what `infer TEXT`, `infer --file` and `grutool serve` pass to `predict`) is its `.ts` data
+line, optionally after an id and a tab: `7<TAB>1.2,1.3,1.1:0.4,0.5,0.2` (2 channels, 3 steps), or a JSON array
+of channels x steps: `[[1.2, 1.3, 1.1], [0.4, 0.5, 0.2]]`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+import numpy as np
+
+from grutool.errors import UserError, clipped
+
+if TYPE_CHECKING:
+    from grutool.config import DataConfig
+    from grutool.data.scaling import Standardizer
+
+TABLE_FORMATS = ("csv", "tsv", "parquet")
+
+
+@dataclass
+class Sequences:
+    """The sequences of one split, in file order."""
+
+    values: list[np.ndarray]       # each (T_i, C) float32, NaN where missing
+    channels: list[str]            # the C channel names (a .ts file's: c1 ... cC)
+    ids: list[str]                 # each sequence's id (a .ts case's number from 1; a table's id_column value)
+    labels: Optional[list]         # a str per sequence, or a list of str per step (tagging); None: unlabelled
+    where: list[str]               # "file:line" of each sequence's first line, for messages
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+def is_ts(d: "DataConfig", source: str) -> bool:
+    return d.format == "ts" or (d.format == "auto" and str(source).lower().endswith(".ts"))
+
+
+def read_sequences(d: "DataConfig", source: str, need_labels: bool = True, per_step: bool = False) -> Sequences:
+    """One split's sequences (`per_step`: a label per step, from a long table), missing values per data.missing."""
+    if is_ts(d, source):
+        seqs = _read_ts(source, need_labels)
+        if per_step:
+            raise UserError(f"{source}: a .ts file has one label per case; per-step labels need a long table "
+                            f"(data.channels and a label per row)")
+    else:
+        seqs = _read_table(d, source, need_labels, per_step)
+    for x, where in zip(seqs.values, seqs.where):
+        if len(x) == 0:
+            raise UserError(f"{where}: an empty sequence (no steps); remove it")
+    return apply_missing(seqs, d.missing)
+
+
+def _read_ts(source: str, need_labels: bool) -> Sequences:
+    from grutool.data.loading import read_text
+    from grutool.data.tsfile import read_ts
+
+    f = read_ts(source, read_text(source, "name a .ts file"), need_labels)
+    channels = [f"c{i + 1}" for i in range(f.values[0].shape[1])]
+    return Sequences(f.values, channels, f.ids, f.labels, [f"{source}:{n}" for n in f.lines], source)
+
+
+def _read_table(d: "DataConfig", source: str, need_labels: bool, per_step: bool) -> Sequences:
+    """A long table: rows grouped by data.id_column (first appearance order), ordered by data.time_column."""
+    from grutool.data.tables import read_table
+
+    if not d.channels:
+        raise UserError(f"{source}: numeric sequences in a table need data.channels (the value columns) and "
+                        f"data.id_column; or give a .ts file")
+    columns = [d.id_column, *d.channels] + ([d.time_column] if d.time_column else [])
+    label = d.label_column if need_labels else None
+    table = read_table(d, source, numeric=list(d.channels) + ([d.time_column] if d.time_column else []),
+                       columns=columns + ([label] if label else []))
+    ids = [str(v) for v in table.column(d.id_column)]
+    values = np.stack([np.asarray(table.column(c), dtype=np.float32) for c in d.channels], axis=1)  # (N, C)
+    times = np.asarray(table.column(d.time_column), dtype=np.float64) if d.time_column else None
+    labels_raw = [_label_text(v) for v in table.column(label)] if label else None
+    order: dict[str, list[int]] = {}
+    for row, key in enumerate(ids):
+        order.setdefault(key, []).append(row)
+    out_values, out_labels, where = [], [], []
+    for key, rows in order.items():
+        if times is not None:
+            rows = sorted(rows, key=lambda r: times[r])
+            t = times[rows]
+            dup = np.nonzero(np.diff(t) == 0)[0]
+            if len(dup):
+                raise UserError(f"{table.where(rows[dup[0] + 1])}: sequence {clipped(key, 40)!r} has two rows at "
+                                f"{d.time_column} {t[dup[0]]:g}; one row per step")
+        out_values.append(values[rows])
+        where.append(table.where(rows[0]))
+        if labels_raw is not None:
+            seq_labels = [labels_raw[r] for r in rows]
+            if per_step:
+                out_labels.append(seq_labels)
+            else:
+                odd = next((r for r in rows if labels_raw[r] != seq_labels[0]), None)
+                if odd is not None:
+                    raise UserError(f"{table.where(odd)}: sequence {clipped(key, 40)!r} has label "
+                                    f"{clipped(labels_raw[odd], 40)!r} here but {clipped(seq_labels[0], 40)!r} on "
+                                    f"its first row; a sequence has one label (or use task tagger for one per step)")
+                out_labels.append(seq_labels[0])
+    return Sequences(out_values, list(d.channels), list(order), out_labels if label else None, where, source)
+
+
+def _label_text(v) -> str:
+    if v is None or (isinstance(v, float) and v != v):
+        return ""
+    return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
+
+
+def apply_missing(seqs: Sequences, policy: str) -> Sequences:
+    """Missing values (NaN) per data.missing: an error naming the first, filled within each sequence, or kept (mask)."""
+    if policy == "mask":
+        return seqs
+    for i, x in enumerate(seqs.values):
+        holes = np.argwhere(np.isnan(x))
+        if not len(holes):
+            continue
+        if policy == "error":
+            t, c = holes[0]
+            raise UserError(f"{seqs.where[i]}: a missing value in channel {seqs.channels[c]} at step {t + 1} of "
+                            f"sequence {clipped(seqs.ids[i], 40)!r}, and data.missing is error; set data.missing "
+                            f"(ffill, interpolate or mask) or fill the data")
+        from grutool.data.tables import fill_missing
+
+        filled = fill_missing(x, policy)
+        if np.isnan(filled).any():
+            c = int(np.argwhere(np.isnan(filled))[0][1])
+            raise UserError(f"{seqs.where[i]}: channel {seqs.channels[c]} of sequence {clipped(seqs.ids[i], 40)!r} "
+                            f"has no value to fill from ({policy}); set data.missing: mask or fill the data")
+        seqs.values[i] = filled.astype(np.float32)
+    return seqs
+
+
+def fit_scaler(seqs: Sequences) -> "Standardizer":
+    """Per-channel mean and standard deviation of the training split's steps (missing values ignored)."""
+    from grutool.data.scaling import Standardizer
+
+    return Standardizer.fit(seqs.channels, np.concatenate(seqs.values, axis=0))
+
+
+def tensors(values: list[np.ndarray], scaler: "Standardizer") -> list:
+    """Standardised float tensors, each (T_i, C): what EncodedSplit.ids holds for numeric data."""
+    import torch
+
+    return [torch.from_numpy(np.ascontiguousarray(scaler.transform(x), dtype=np.float32)) for x in values]
+
+
+def parse_text(text: str, channels: int, where: str = "input") -> tuple[Optional[str], np.ndarray]:
+    """One sequence as text (see the module docstring) -> (its id or None, (T, C) values)."""
+    from grutool.data.tsfile import parse_case
+
+    seq_id, body = None, text.strip()
+    if body.startswith("["):
+        try:
+            rows = json.loads(body)
+        except ValueError as e:
+            raise UserError(f"{where}: not a JSON array of channels x steps ({e})") from None
+        if not (isinstance(rows, list) and rows and all(isinstance(r, list) for r in rows)):
+            raise UserError(f"{where}: expected a JSON array of {channels} channels, each a list of values per step")
+        if len(rows) != channels:
+            raise UserError(f"{where}: {len(rows)} channel(s), but the model reads {channels}; one list per channel")
+        body = ":".join(",".join("?" if v is None else str(v) for v in r) for r in rows)
+    elif "\t" in body:
+        seq_id, body = body.split("\t", 1)
+    return seq_id, parse_case(body, channels, where)
+
+
+def format_text(seq_id: Optional[str], x: np.ndarray) -> str:
+    """The text `parse_text` reads back: `id<TAB>` (when given) and the `.ts` data line of (T, C) values."""
+    from grutool.data.tsfile import format_case
+
+    return (f"{seq_id}\t" if seq_id is not None else "") + format_case(x)
+
+
+def data_file(path: str) -> bool:
+    """Whether `infer --file` should read `path` as numeric data (.ts, or a table with data.channels)."""
+    return Path(path).suffix.lower() in (".ts", ".csv", ".tsv", ".parquet")
