@@ -121,6 +121,15 @@ class DataConfig(_Section):
     condition_column: Optional[str] = None
     """Lm: column (csv/tsv/jsonl key) holding each example's condition, a label that acts on every output step
     (e.g. a surname's language); with format text_dir the file names are the conditions. Null: unconditioned."""
+    # --- numeric data (forecast and numeric sequences) ---
+    time_column: Optional[str] = None
+    """Numeric data: the column giving each row's time (forecast: timestamps, sorted, no duplicates) or order
+    within its sequence (numeric sequences). Null: rows are in file order."""
+    missing: Literal["error", "ffill", "interpolate", "mask"] = "error"
+    """Numeric data: what an empty or NaN cell means. `error`: exit naming the first one; `ffill`: the last
+    value before it in the same column (the first value after it at the start); `interpolate`: linear between
+    the values around it; `mask`: zero after scaling, with a 0/1 missing-value mask channel beside each
+    channel (numeric sequences)."""
 
     @field_validator("label_names", mode="before")
     @classmethod
@@ -256,12 +265,14 @@ class TrainConfig(_Section):
     label_smoothing: float = Field(default=0.0, ge=0, lt=1)
     """Seq2seq: label smoothing of the training loss (perplexity is always measured without it)."""
     monitor: Literal["accuracy", "macro_f1", "loss", "token_accuracy", "span_f1", "intent_accuracy",
-                     "sentence_accuracy", "bleu", "chrf", "exact_match", "perplexity", "bpc"] = "accuracy"
+                     "sentence_accuracy", "bleu", "chrf", "exact_match", "perplexity", "bpc",
+                     "mse", "mae", "rmse", "r2"] = "accuracy"
     """Validation metric for early stopping and the best checkpoint (loss, perplexity and bpc are minimised, the
     others maximised). Classifier: accuracy, macro_f1. Tagger: token_accuracy, span_f1 (span schemes),
     sentence_accuracy (every tag right). Joint: those and intent_accuracy; sentence_accuracy = intent and
     every tag right. Seq2seq: bleu, chrf (not for dictionaries), exact_match, perplexity. Lm: loss,
-    perplexity, bpc (bits per character; data.tokenizer char)."""
+    perplexity, bpc (bits per character; data.tokenizer char). Real-valued outputs: mse, mae, rmse (minimised),
+    r2 (maximised)."""
     patience: Optional[int] = Field(default=3, ge=1)
     """Stop after this many epochs without improvement of `monitor` (null: never stop early)."""
     seed: int = Field(default=13, ge=SEED_MIN, le=SEED_MAX)
@@ -396,7 +407,7 @@ def _plateau_without_validation(cfg: Config) -> None:
             raise ValueError("train.schedule: 'plateau' needs data.validation to watch")
 
 
-MINIMIZED_METRICS = ("loss", "perplexity", "bpc")  # the other monitors are maximised
+MINIMIZED_METRICS = ("loss", "perplexity", "bpc", "mse", "mae", "rmse")  # the other monitors are maximised
 CMUDICT_SPLITS = ("train", "validation", "test")
 
 

@@ -1,0 +1,121 @@
+"""Per-column standardisation of real-valued data, fitted on the training rows only and saved in the run.
+
+A model of numbers reads z-scores: `(x - mean) / std` per column (channel). The mean and standard deviation
+come from the training split alone, so nothing of the validation or test rows leaks into what the model is
+fed; `eval`, `infer`, `export` and `serve` apply the saved figures, and `inverse` turns a model's outputs
+back into the column's own units for users. It is saved as JSON beside the vocabularies (a task lists it in
+`Task.vocabularies`, e.g. ``{"scaler": ("scaler.json", Standardizer)}``) and has their `save`/`load`/`len`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+from grutool.atomic import write_json_atomic
+from grutool.errors import UserError
+
+FORMAT = "grutool.standardizer/1"
+
+
+class Standardizer:
+    """z-score per named column: `transform(x) = (x - mean) / std` over the last axis of `x` (..., C)."""
+
+    def __init__(self, names: Sequence[str], mean: Sequence[float], std: Sequence[float]):
+        if not (len(names) == len(mean) == len(std)):
+            raise ValueError(f"Standardizer: {len(names)} names, {len(mean)} means, {len(std)} deviations")
+        self.names = [str(n) for n in names]
+        self.mean = [float(m) for m in mean]
+        self.std = [float(s) for s in std]
+
+    @classmethod
+    def fit(cls, names: Sequence[str], values: Any) -> "Standardizer":
+        """Fitted on `values` (N, C) — a numpy array or torch tensor, the training rows only — ignoring NaN.
+
+        A column with one distinct value (std 0) keeps std 1, so it is shifted to 0 and not divided by zero.
+        The deviation is the population one (ddof 0), as scikit-learn's StandardScaler, which the published
+        forecasting protocol uses."""
+        import numpy as np
+
+        x = np.asarray(values.detach().cpu() if hasattr(values, "detach") else values, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != len(names):
+            raise ValueError(f"Standardizer.fit: values of shape {x.shape} for {len(names)} columns")
+        seen = ~np.isnan(x)
+        counts = seen.sum(axis=0)
+        if (counts == 0).any():
+            empty = [names[i] for i in np.flatnonzero(counts == 0)]
+            raise UserError(f"column(s) {', '.join(map(repr, empty))}: no value in the training rows to scale by")
+        filled = np.where(seen, x, 0.0)
+        mean = filled.sum(axis=0) / counts  # (C,)
+        var = (np.where(seen, x - mean, 0.0) ** 2).sum(axis=0) / counts  # (C,)
+        std = np.sqrt(var)
+        std = np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
+        return cls(names, mean.tolist(), std.tolist())
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def _params(self, x: Any, columns: Sequence[int] | None):
+        mean, std = self.mean, self.std
+        if columns is not None:
+            mean, std = [mean[i] for i in columns], [std[i] for i in columns]
+        if hasattr(x, "detach"):  # a torch tensor: same dtype and device as x
+            import torch
+
+            return (torch.tensor(mean, dtype=x.dtype, device=x.device),
+                    torch.tensor(std, dtype=x.dtype, device=x.device))
+        import numpy as np
+
+        dtype = x.dtype if getattr(x, "dtype", None) is not None and np.issubdtype(x.dtype, np.floating) else np.float64
+        return np.asarray(mean, dtype=dtype), np.asarray(std, dtype=dtype)
+
+    def transform(self, x: Any, columns: Sequence[int] | None = None) -> Any:
+        """z-scores of `x` (..., C); `columns`: the indices of the columns x holds, when it holds a subset."""
+        mean, std = self._params(x, columns)
+        return (x - mean) / std
+
+    def inverse(self, z: Any, columns: Sequence[int] | None = None) -> Any:
+        """`z` (..., C) back in the columns' own units: the inverse of `transform`."""
+        mean, std = self._params(z, columns)
+        return z * std + mean
+
+    def indices(self, names: Sequence[str]) -> list[int]:
+        """The positions of these column names (for `columns=`)."""
+        where = {n: i for i, n in enumerate(self.names)}
+        return [where[n] for n in names]
+
+    # --- the run directory --------------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        return {"format": FORMAT, "names": self.names, "mean": self.mean, "std": self.std}
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "scaler") -> "Standardizer":
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise UserError(f"{source}: not a grutool standardizer ({FORMAT})")
+        try:
+            scaler = cls(data["names"], data["mean"], data["std"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UserError(f"{source}: damaged standardizer ({exc})") from None
+        if not all(math.isfinite(v) for v in scaler.mean + scaler.std) or min(scaler.std, default=1) <= 0:
+            raise UserError(f"{source}: damaged standardizer (a mean or deviation is not a finite number > 0)")
+        return scaler
+
+    def save(self, path: Path) -> None:
+        write_json_atomic(self.to_dict(), Path(path), indent=1)
+
+    @classmethod
+    def load(cls, path: Path) -> "Standardizer":
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{path}: cannot read the standardizer ({exc})") from None
+        return cls.from_dict(data, str(path))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Standardizer) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        return f"Standardizer({len(self)} columns)"

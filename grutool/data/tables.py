@@ -1,0 +1,195 @@
+"""Tables of numbers: CSV, TSV and parquet files read as columns, every bad cell named by file:line:column.
+
+The numeric families (forecasting, numeric sequences) read their data through here. A table is read once
+with every cell kept as written (text files: as strings, so nothing is silently turned into NaN); a column is
+then asked for by name (`column`: unknown names get a did-you-mean), as numbers (`numeric`: a non-numeric
+cell or, under `data.missing: error`, an empty one is a UserError naming its line and column), or as times
+(`times`: unparseable, duplicated or unsorted timestamps named likewise). `fill_missing` applies the
+`data.missing` policies.
+
+Line numbers count the file's lines from 1, header included; columns count from 1. A parquet file has no
+lines: its cells are named by row (from 1) and column name.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional, Sequence
+
+from grutool.errors import UserError, clipped
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+FORMATS = {".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".parquet": "parquet"}
+MISSING = frozenset({"", "nan", "na", "n/a", "null", "none", "?"})
+"""Cells read as missing values (case-insensitive, surrounding spaces ignored); `?` is the UEA .ts marker."""
+
+
+def table_format(path: str | Path, declared: str = "auto") -> str:
+    """csv, tsv or parquet: `declared` unless auto, else by the file's extension."""
+    if declared in ("csv", "tsv", "parquet"):
+        return declared
+    fmt = FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise UserError(f"{path}: cannot tell the format from the extension; set data.format to csv, tsv or parquet")
+    return fmt
+
+
+@dataclass
+class Table:
+    """The cells of one file, by column name, as read (strings for csv/tsv)."""
+
+    path: str
+    frame: "pd.DataFrame"
+    text: bool
+    """csv/tsv (cells named by line:column) rather than parquet (by row and column name)."""
+    first_line: int = 2
+    """The file line of the first data row (2 below a header, 1 without one)."""
+
+    @property
+    def columns(self) -> list[str]:
+        return [str(c) for c in self.frame.columns]
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def location(self, row: int, column: Optional[str] = None) -> str:
+        """Where data row `row` (from 0) is: `path:line:column` (text), `path: row r, column 'c'` (parquet)."""
+        if self.text:
+            where = f"{self.path}:{self.first_line + row}"
+            return where + (f":{self.columns.index(column) + 1}" if column is not None else "")
+        return f"{self.path}: row {row + 1}" + (f", column {column!r}" if column is not None else "")
+
+    def column(self, name: str, option: str = "column") -> str:
+        """`name` when the table has it, else a UserError naming `option` (a config field) with a did-you-mean."""
+        if name in self.columns:
+            return name
+        close = difflib.get_close_matches(str(name), self.columns, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UserError(f"{option}: {self.path} has no column {name!r}{hint}; its columns: "
+                        f"{clipped(', '.join(self.columns), 300)}", option)
+
+    def numeric(self, name: str, missing: str = "error", option: str = "column") -> "np.ndarray":
+        """Column `name` as float64 (N,); missing cells are NaN unless `missing` is error (then the first one is
+        a UserError). Any other cell that is not a finite number is a UserError naming its place."""
+        import numpy as np
+        import pandas as pd
+
+        series = self.frame[self.column(name, option)]
+        if not self.text and pd.api.types.is_numeric_dtype(series.dtype):
+            values = series.to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
+            absent = np.isnan(values)
+            bad = np.isinf(values)
+        else:
+            cells = series.astype("string").fillna("")
+            absent = cells.str.strip().str.lower().isin(MISSING).to_numpy(dtype=bool)
+            values = pd.to_numeric(cells.where(~absent, None), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+            bad = (np.isnan(values) & ~absent) | np.isinf(values)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise UserError(f"{self.location(row, name)}: {clipped(str(series.iloc[row]), 60)!r} in column {name!r} "
+                            f"is not a finite number; fix the cell or leave the column out of the config")
+        if missing == "error" and absent.any():
+            row = int(np.flatnonzero(absent)[0])
+            raise UserError(f"{self.location(row, name)}: missing value in column {name!r} ({int(absent.sum())} in "
+                            f"all); fill it, or set data.missing to ffill, interpolate or mask")
+        values[absent] = np.nan
+        return values
+
+    def strings(self, name: str, option: str = "column") -> list[str]:
+        """Column `name` as strings (ids, labels), surrounding spaces kept."""
+        series = self.frame[self.column(name, option)]
+        return ["" if v is None else str(v) for v in series.tolist()]
+
+    def times(self, name: str, option: str = "data.time_column") -> "np.ndarray":
+        """Column `name` as datetime64[ns] (N,), strictly increasing: an unparseable, duplicated or earlier
+        timestamp is a UserError naming its line (and the line it repeats or goes back before)."""
+        import numpy as np
+        import pandas as pd
+
+        series = self.frame[self.column(name, option)]
+        parsed = pd.to_datetime(series, errors="coerce", format="mixed")
+        bad = parsed.isna().to_numpy()
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise UserError(f"{self.location(row, name)}: {clipped(str(series.iloc[row]), 60)!r} is not a "
+                            f"date or time; fix the cell, or set {option} to the table's time column")
+        stamps = parsed.to_numpy(dtype="datetime64[ns]")
+        step = np.diff(stamps)
+        if (step <= np.timedelta64(0, "ns")).any():
+            row = int(np.flatnonzero(step <= np.timedelta64(0, "ns"))[0]) + 1
+            what = "repeats" if stamps[row] == stamps[row - 1] else "is earlier than"
+            raise UserError(f"{self.location(row, name)}: timestamp {str(series.iloc[row])!r} {what} the one on "
+                            f"{f'line {self.first_line + row - 1}' if self.text else f'row {row}'}; rows must be "
+                            f"in time order without duplicates (sort the file, drop the duplicate)")
+        return stamps
+
+
+def read_table(path: str | Path, fmt: str = "auto", *, header: bool = True,
+               column_names: Optional[Sequence[str]] = None) -> Table:
+    """Every cell of a csv, tsv or parquet file. `header`: the first line names the columns (else
+    `column_names` does, or 0, 1, ...)."""
+    import pandas as pd
+
+    from grutool.data.loading import data_not_found
+
+    p = Path(path)
+    if p.is_dir():
+        raise UserError(f"{path}: is a directory; name a data file")
+    if not p.is_file():
+        raise data_not_found(path)
+    kind = table_format(p, fmt)
+    try:
+        if kind == "parquet":
+            frame = pd.read_parquet(p)
+            if column_names:
+                frame.columns = list(column_names)
+            return Table(str(path), frame, text=False)
+        names = list(column_names) if column_names else None
+        frame = pd.read_csv(p, sep="," if kind == "csv" else "\t", dtype=str, keep_default_na=False,
+                            header=0 if header else None, names=names, quoting=0 if kind == "csv" else 3,
+                            skip_blank_lines=False, encoding="utf-8")
+        if names is None and not header:
+            frame.columns = [str(c) for c in frame.columns]
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except pd.errors.EmptyDataError:
+        raise UserError(f"{path}: the file is empty") from None
+    except pd.errors.ParserError as exc:
+        raise UserError(f"{path}: {clipped(str(exc).strip(), 200)}; every row needs one cell per column") from None
+    except (OSError, ValueError, ImportError) as exc:
+        raise UserError(f"{path}: cannot read it as {kind} ({clipped(str(exc), 200)})") from None
+    if len(frame) == 0:
+        raise UserError(f"{path}: no data rows" + (" below the header" if header else ""))
+    return Table(str(path), frame, text=True, first_line=2 if header else 1)
+
+
+def fill_missing(values: "np.ndarray", policy: str) -> "np.ndarray":
+    """`values` (N,) or (N, C) with NaN for missing cells, filled along axis 0 by the `data.missing` policy:
+    ffill (the value before; at the start, the first value after), interpolate (linear between neighbours;
+    the ends take the nearest value). `error` and `mask` leave the NaNs. A column with no value stays NaN."""
+    import numpy as np
+
+    if policy not in ("ffill", "interpolate"):
+        return values
+    out = np.array(values, dtype=np.float64, copy=True)
+    flat = out[:, None] if out.ndim == 1 else out
+    index = np.arange(len(flat))
+    for c in range(flat.shape[1]):
+        col = flat[:, c]
+        known = ~np.isnan(col)
+        if known.all() or not known.any():
+            continue
+        if policy == "interpolate":
+            col[~known] = np.interp(index[~known], index[known], col[known])
+        else:
+            last = np.where(known, index, -1)
+            np.maximum.accumulate(last, out=last)
+            first_known = int(np.flatnonzero(known)[0])
+            last[last < 0] = first_known
+            col[:] = col[last]
+    return out

@@ -1,0 +1,101 @@
+"""Numeric tables (grutool.data.tables) and the train-fitted standardizer (grutool.data.scaling)."""
+
+import numpy as np
+import pytest
+import torch
+
+from grutool.data.scaling import Standardizer
+from grutool.data.tables import fill_missing, read_table
+from grutool.errors import UserError
+
+
+def write(tmp_path, text, name="t.csv"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_numeric_columns_and_times(tmp_path):
+    t = read_table(write(tmp_path, "date,x,y\n2020-01-01 00:00,1.5,-2\n2020-01-01 01:00,2.5,1e3\n"))
+    assert t.columns == ["date", "x", "y"] and len(t) == 2
+    np.testing.assert_array_equal(t.numeric("y"), [-2.0, 1000.0])
+    assert (np.diff(t.times("date")) == np.timedelta64(3600, "s")).all()
+
+
+def test_tsv_and_parquet_read_alike(tmp_path):
+    import pandas as pd
+
+    tsv = read_table(write(tmp_path, "a\tb\n1\t2\n3\t4\n", "t.tsv"))
+    pd.DataFrame({"a": [1.0, 3.0], "b": [2.0, 4.0]}).to_parquet(tmp_path / "t.parquet")
+    pq = read_table(tmp_path / "t.parquet")
+    for name in "ab":
+        np.testing.assert_array_equal(tsv.numeric(name), pq.numeric(name))
+
+
+@pytest.mark.parametrize("text, call, message", [
+    ("date,x\n2020-01-01,1\n2020-01-02,abc\n", lambda t: t.numeric("x"), r"t\.csv:3:2: 'abc' in column 'x' is not a finite"),
+    ("date,x\n2020-01-01,1\n2020-01-02,inf\n", lambda t: t.numeric("x"), r"t\.csv:3:2: 'inf'"),
+    ("date,x\n2020-01-01,\n2020-01-02,2\n", lambda t: t.numeric("x"), r"t\.csv:2:2: missing value in column 'x' \(1 in all\); "
+                                                                         r"fill it, or set data.missing"),
+    ("date,value\n2020-01-01,1\n", lambda t: t.numeric("valeu", option="data.targets"),
+     r"data.targets: .*no column 'valeu' \(did you mean 'value'\?\)"),
+    ("date,x\n2020-01-01,1\n2020-01-01,2\n", lambda t: t.times("date"), r"t\.csv:3:1: timestamp '2020-01-01' repeats the one on line 2"),
+    ("date,x\n2020-01-02,1\n2020-01-01,2\n", lambda t: t.times("date"), r"t\.csv:3:1: .* is earlier than the one on line 2"),
+    ("date,x\n2020-01-01,1\nsoon,2\n", lambda t: t.times("date"), r"t\.csv:3:1: 'soon' is not a date or time"),
+])
+def test_bad_cells_are_named_by_line_and_column(tmp_path, text, call, message):
+    with pytest.raises(UserError, match=message):
+        call(read_table(write(tmp_path, text)))
+
+
+def test_missing_cells_under_a_policy_are_nan_then_filled(tmp_path):
+    t = read_table(write(tmp_path, "x\n\n1\nNaN\n3\n?\n".replace("\n\n", "\n \n")))
+    x = t.numeric("x", missing="ffill")
+    assert np.isnan(x[[0, 2, 4]]).all()
+    np.testing.assert_array_equal(fill_missing(x, "ffill"), [1, 1, 1, 3, 3])
+    np.testing.assert_array_equal(fill_missing(x, "interpolate"), [1, 1, 2, 3, 3])
+    assert np.isnan(fill_missing(x, "mask")[0])
+
+
+def test_unreadable_files(tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        read_table(tmp_path / "nope.csv")
+    with pytest.raises(UserError, match="the file is empty"):
+        read_table(write(tmp_path, ""))
+    with pytest.raises(UserError, match="no data rows below the header"):
+        read_table(write(tmp_path, "a,b\n"))
+    with pytest.raises(UserError, match="cannot tell the format"):
+        read_table(write(tmp_path, "a\n1\n", "t.xlsx"))
+
+
+def test_standardizer_matches_numpy_and_ignores_nan():
+    rng = np.random.default_rng(0)
+    x = rng.normal(3.0, 2.0, (50, 3))
+    s = Standardizer.fit(["a", "b", "c"], x)
+    np.testing.assert_allclose(s.mean, x.mean(axis=0))
+    np.testing.assert_allclose(s.std, x.std(axis=0))  # population deviation, as the published protocol's scaler
+    holed = x.copy()
+    holed[7, 1] = np.nan
+    t = Standardizer.fit(["a", "b", "c"], holed)
+    np.testing.assert_allclose(t.mean[1], np.delete(x[:, 1], 7).mean())
+    z = s.transform(torch.tensor(x, dtype=torch.float64))
+    torch.testing.assert_close(z.mean(0), torch.zeros(3, dtype=torch.float64))
+    np.testing.assert_allclose(s.inverse(s.transform(x)), x)
+    np.testing.assert_allclose(s.inverse(z[:, [2]], columns=s.indices(["c"])).numpy(), x[:, [2]])
+
+
+def test_constant_column_is_shifted_not_divided_by_zero():
+    s = Standardizer.fit(["k"], np.full((4, 1), 7.0))
+    assert s.std == [1.0]
+    np.testing.assert_array_equal(s.transform(np.full((2, 1), 7.0)), 0.0)
+
+
+def test_standardizer_save_load_and_damage(tmp_path):
+    s = Standardizer.fit(["a", "b"], np.array([[1.0, 2.0], [3.0, 6.0]]))
+    s.save(tmp_path / "scaler.json")
+    assert Standardizer.load(tmp_path / "scaler.json") == s and len(s) == 2
+    (tmp_path / "bad.json").write_text('{"format": "grutool.standardizer/1", "names": ["a"], "mean": [0], "std": [0]}')
+    with pytest.raises(UserError, match="damaged standardizer"):
+        Standardizer.load(tmp_path / "bad.json")
+    with pytest.raises(UserError, match="no value in the training rows"):
+        Standardizer.fit(["a"], np.array([[np.nan]]))
