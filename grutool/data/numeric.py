@@ -21,6 +21,7 @@ of channels x steps: `[[1.2, 1.3, 1.1], [0.4, 0.5, 0.2]]`.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
@@ -51,23 +52,67 @@ class Sequences:
         return len(self.values)
 
 
+SLICE = re.compile(r"^(?P<path>.*)\[(?P<lo>\d+(?:\.\d+)?%)?:(?P<hi>\d+(?:\.\d+)?%)?\]$")
+
+
+def split_slice(spec: str) -> tuple[str, float, float]:
+    """`path[lo%:hi%]` -> (path, lo, hi) as fractions; a plain path is (path, 0, 1)."""
+    m = SLICE.match(str(spec))
+    if not m:
+        return str(spec), 0.0, 1.0
+    lo = float(m["lo"][:-1]) / 100 if m["lo"] else 0.0
+    hi = float(m["hi"][:-1]) / 100 if m["hi"] else 1.0
+    if not 0 <= lo < hi <= 1:
+        raise UserError(f"{spec}: a slice [lo%:hi%] needs 0 <= lo < hi <= 100")
+    return m["path"], lo, hi
+
+
 def is_ts(d: "DataConfig", source: str) -> bool:
-    return d.format == "ts" or (d.format == "auto" and str(source).lower().endswith(".ts"))
+    return d.format == "ts" or (d.format == "auto" and split_slice(source)[0].lower().endswith(".ts"))
 
 
 def read_sequences(d: "DataConfig", source: str, need_labels: bool = True, per_step: bool = False) -> Sequences:
-    """One split's sequences (`per_step`: a label per step, from a long table), missing values per data.missing."""
+    """One split's sequences (`per_step`: a label per step, from a long table), missing values per data.missing.
+
+    `source` may end in a slice, `train.ts[:80%]` and `train.ts[80%:]`: the sequences of each label (all of
+    them when unlabelled) are shuffled with data.split_seed and the slice of each is kept, so validation is
+    carved from the training file, class by class, the same way every time."""
+    path, lo, hi = split_slice(source)
     if is_ts(d, source):
-        seqs = _read_ts(source, need_labels)
+        seqs = _read_ts(path, need_labels or (lo, hi) != (0.0, 1.0))
         if per_step:
-            raise UserError(f"{source}: a .ts file has one label per case; per-step labels need a long table "
+            raise UserError(f"{path}: a .ts file has one label per case; per-step labels need a long table "
                             f"(data.channels and a label per row)")
     else:
-        seqs = _read_table(d, source, need_labels, per_step)
+        seqs = _read_table(d, path, need_labels, per_step)
+    if (lo, hi) != (0.0, 1.0):
+        seqs = _sliced(seqs, lo, hi, d.split_seed, source)
     for x, where in zip(seqs.values, seqs.where):
         if len(x) == 0:
             raise UserError(f"{where}: an empty sequence (no steps); remove it")
     return apply_missing(seqs, d.missing)
+
+
+def _sliced(seqs: Sequences, lo: float, hi: float, seed: int, source: str) -> Sequences:
+    """The [lo, hi) fraction of each label's sequences after a seeded shuffle (a stratified split), file order kept."""
+    groups: dict[str, list[int]] = {}
+    for i in range(len(seqs)):
+        key = "" if seqs.labels is None or not isinstance(seqs.labels[i], str) else seqs.labels[i]
+        groups.setdefault(key, []).append(i)
+    rng = np.random.default_rng(seed % 2**63)
+    keep: list[int] = []
+    for key in sorted(groups):
+        rows = groups[key]
+        order = [rows[j] for j in rng.permutation(len(rows))]
+        keep.extend(order[int(round(len(rows) * lo)):int(round(len(rows) * hi))])
+    if not keep:
+        raise UserError(f"{source}: no sequences in this slice")
+    keep.sort()
+
+    def pick(xs):
+        return None if xs is None else [xs[i] for i in keep]
+
+    return Sequences(pick(seqs.values), seqs.channels, pick(seqs.ids), pick(seqs.labels), pick(seqs.where), source)
 
 
 def _read_ts(source: str, need_labels: bool) -> Sequences:
@@ -80,20 +125,23 @@ def _read_ts(source: str, need_labels: bool) -> Sequences:
 
 
 def _read_table(d: "DataConfig", source: str, need_labels: bool, per_step: bool) -> Sequences:
-    """A long table: rows grouped by data.id_column (first appearance order), ordered by data.time_column."""
+    """A long table: rows grouped by data.id_column (in order of first appearance), each group in file order
+    or ordered by data.time_column."""
     from grutool.data.tables import read_table
 
     if not d.channels:
         raise UserError(f"{source}: numeric sequences in a table need data.channels (the value columns) and "
                         f"data.id_column; or give a .ts file")
-    columns = [d.id_column, *d.channels] + ([d.time_column] if d.time_column else [])
-    label = d.label_column if need_labels else None
-    table = read_table(d, source, numeric=list(d.channels) + ([d.time_column] if d.time_column else []),
-                       columns=columns + ([label] if label else []))
-    ids = [str(v) for v in table.column(d.id_column)]
-    values = np.stack([np.asarray(table.column(c), dtype=np.float32) for c in d.channels], axis=1)  # (N, C)
-    times = np.asarray(table.column(d.time_column), dtype=np.float64) if d.time_column else None
-    labels_raw = [_label_text(v) for v in table.column(label)] if label else None
+    fmt = d.format if d.format in ("csv", "tsv", "parquet") else "auto"
+    table = read_table(source, fmt, header=d.header, column_names=d.column_names)
+    ids = table.strings(table.column(d.id_column, "data.id_column"))
+    # Missing cells stay NaN (unless data.missing is error): filled per sequence below, never across sequences.
+    values = np.stack([table.numeric(table.column(c, "data.channels"), d.missing, "data.channels")
+                       for c in d.channels], axis=1).astype(np.float32)  # (N, C)
+    times = table.numeric(table.column(d.time_column, "data.time_column"), "error", "data.time_column") \
+        if d.time_column else None
+    labels_raw = [_label_text(v) for v in table.strings(table.column(d.label_column, "data.label_column"))] \
+        if need_labels else None
     order: dict[str, list[int]] = {}
     for row, key in enumerate(ids):
         order.setdefault(key, []).append(row)
@@ -101,31 +149,35 @@ def _read_table(d: "DataConfig", source: str, need_labels: bool, per_step: bool)
     for key, rows in order.items():
         if times is not None:
             rows = sorted(rows, key=lambda r: times[r])
-            t = times[rows]
-            dup = np.nonzero(np.diff(t) == 0)[0]
+            dup = np.flatnonzero(np.diff(times[rows]) == 0)
             if len(dup):
-                raise UserError(f"{table.where(rows[dup[0] + 1])}: sequence {clipped(key, 40)!r} has two rows at "
-                                f"{d.time_column} {t[dup[0]]:g}; one row per step")
+                raise UserError(f"{table.location(rows[dup[0] + 1], d.time_column)}: sequence {clipped(key, 40)!r} "
+                                f"has two rows at {d.time_column} {times[rows[dup[0]]]:g}; one row per step")
         out_values.append(values[rows])
-        where.append(table.where(rows[0]))
+        where.append(table.location(rows[0]))
         if labels_raw is not None:
             seq_labels = [labels_raw[r] for r in rows]
             if per_step:
                 out_labels.append(seq_labels)
-            else:
-                odd = next((r for r in rows if labels_raw[r] != seq_labels[0]), None)
-                if odd is not None:
-                    raise UserError(f"{table.where(odd)}: sequence {clipped(key, 40)!r} has label "
-                                    f"{clipped(labels_raw[odd], 40)!r} here but {clipped(seq_labels[0], 40)!r} on "
-                                    f"its first row; a sequence has one label (or use task tagger for one per step)")
-                out_labels.append(seq_labels[0])
-    return Sequences(out_values, list(d.channels), list(order), out_labels if label else None, where, source)
+                continue
+            odd = next((r for r in rows if labels_raw[r] != seq_labels[0]), None)
+            if odd is not None:
+                raise UserError(f"{table.location(odd, d.label_column)}: sequence {clipped(key, 40)!r} has label "
+                                f"{clipped(labels_raw[odd], 40)!r} here but {clipped(seq_labels[0], 40)!r} on its "
+                                f"first row; a sequence has one label (write it on every row, or per step with "
+                                f"task tagger)")
+            out_labels.append(seq_labels[0])
+    return Sequences(out_values, list(d.channels), list(order), out_labels if need_labels else None, where, source)
 
 
-def _label_text(v) -> str:
-    if v is None or (isinstance(v, float) and v != v):
-        return ""
-    return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
+def _label_text(v: str) -> str:
+    """A label cell as its class name: surrounding spaces dropped, '3.0' (a float column) the class '3'."""
+    v = v.strip()
+    try:
+        f = float(v)
+    except ValueError:
+        return v
+    return str(int(f)) if f.is_integer() and "." in v else v
 
 
 def apply_missing(seqs: Sequences, policy: str) -> Sequences:

@@ -94,6 +94,11 @@ class Task:
     traces_real_examples: ClassVar[bool] = True
     """`shapes --config`: trace the first training examples (True) or random token ids (see classifier)."""
 
+    def traces_real(self, cfg: "Config") -> bool:
+        """`shapes --config`: whether a model of `cfg` is traced on real training examples (models that read more
+        than token ids: characters, targets, numbers), not random token ids."""
+        return self.traces_real_examples or cfg.model.char_features
+
     # --- config -------------------------------------------------------------------------------
 
     def check_config(self, cfg: "Config") -> None:

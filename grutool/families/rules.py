@@ -44,8 +44,10 @@ def encoder_stream_reason(cfg: Config) -> Optional[str]:
 def is_numeric(cfg: Config) -> bool:
     """Whether the run reads numeric sequences (a .ts file, or a long table with data.channels) instead of text:
     the task then builds the numeric front-end (grutool.modules.numeric) where it builds the token Embedder."""
+    import re
+
     d = cfg.data
-    train = d.train if isinstance(d.train, str) else ""
+    train = re.sub(r"\[[^\[\]]*\]$", "", d.train) if isinstance(d.train, str) else ""  # a slice: train.ts[:80%]
     return d.format == "ts" or bool(d.channels) or (d.format == "auto" and train.lower().endswith(".ts"))
 
 
@@ -58,7 +60,7 @@ def check_numeric(cfg: Config) -> None:
         raise ValueError("data.dataset: numeric sequences are read from .ts files or long tables; remove data.dataset")
     if d.format not in ("auto", "ts", "csv", "tsv", "parquet"):
         raise ValueError(f"data.format: '{d.format}' is not a numeric format; use ts, csv, tsv or parquet")
-    if d.format != "ts" and not d.channels and not (d.format == "auto" and str(d.train).lower().endswith(".ts")):
+    if d.format in ("csv", "tsv", "parquet") and not d.channels:
         raise ValueError("data.channels: a table of numeric sequences needs its value columns listed")
     if d.vectors is not None:
         raise ValueError("data.vectors: word vectors are for text; numeric sequences have no tokens")

@@ -176,9 +176,9 @@ def config_report(path: Union[str, Path], batch: Optional[int] = None, seq_len: 
         cfg = load_config(path)
         task = get_task(cfg.task)
         prepared = task.prepare(cfg)  # reads the training data: the vocabulary sets the size
-    if task.traces_real_examples or cfg.model.char_features:
-        # Models that read more than token ids (characters, targets) are traced on real examples.
-        kind = cfg.task if task.traces_real_examples else f"{cfg.task} with char features"
+    if task.traces_real(cfg):
+        # Models that read more than token ids (characters, targets, numbers) are traced on real examples.
+        kind = cfg.task if task.traces_real_examples else f"{cfg.task} of this data"
         if lengths is not None or seq_len is not None:
             raise UserError(f"{path}: --lengths/--seq-len apply to classifier configs without char features; a "
                             f"{kind} model is traced on the first --batch examples of its training data")

@@ -24,8 +24,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("grutool")
 
-SCALER = ("scaler.json", "grutool.data.scaling", "Standardizer")
-
 
 def read(cfg: Config, source: str, need_labels: bool = True) -> "Sequences":
     from grutool.data.numeric import read_sequences
@@ -141,19 +139,23 @@ def predict(task, predictor, texts: list[str], batch_size: int = 64) -> list[dic
     return results
 
 
-def synthetic(cfg: Config, lengths: list[int], num_classes: int, generator, channels: int = 12):
-    """`bench --config`: `channels` standard-normal values per step and one random label per example."""
+def synthetic(cfg: Config, lengths: list[int], num_classes: int, generator):
+    """`bench --config`: standard-normal values per step, as many channels as the training file has (8 when it
+    cannot be read), and one random label per example."""
+    import numpy as np
     import torch
 
     from grutool.data.batching import EncodedSplit
     from grutool.data.scaling import Standardizer
     from grutool.data.vocab import LabelVocab, Vocab
 
+    try:
+        channels = len(read(cfg, cfg.data.train, need_labels=False).channels)
+    except UserError:
+        channels = 8
     names = [f"c{i + 1}" for i in range(channels)]
-    import numpy as np
-
-    scaler = Standardizer.fit(names, np.stack([np.zeros(channels), np.ones(channels) * 2]))  # mean 1, sd 1
+    scaler = Standardizer(names, [0.0] * channels, [1.0] * channels)
     vocabs = Prepared(Vocab.from_counts({}), LabelVocab([f"L{i}" for i in range(num_classes)]), extra={"scaler": scaler})
-    ids = [torch.randn(int(n), channels, generator=generator) for n in lengths]
+    ids = [torch.randn(int(n), channels, generator=generator) for n in lengths]  # each (T_i, C)
     targets = list(torch.randint(0, num_classes, (len(lengths),), generator=generator))
     return vocabs, EncodedSplit(ids, targets, [""] * len(lengths))
