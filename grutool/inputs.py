@@ -1,7 +1,7 @@
 """What `infer --file` reads: one input per line, or a data file read as training reads it.
 
     lines   every line is one input (stdin, .txt, anything without a data extension)
-    data    a csv/tsv/json/jsonl/parquet (or conll/conllu) file read with the run's data settings: its
+    data    a csv/tsv/json/jsonl/parquet (or conll/conllu, or a numeric .ts) file read with the run's data settings: its
             text column (seq2seq: source column; tagger: tokens), header and format; labels, targets
             and tags in the file are ignored
     auto    `data` for those extensions, `lines` otherwise (the default)
@@ -14,7 +14,7 @@ from pathlib import Path
 from grutool.errors import UserError
 
 FORMATS = ("auto", "lines", "data")
-DATA_EXTENSIONS = (".csv", ".tsv", ".json", ".jsonl", ".parquet", ".conll", ".conllu")
+DATA_EXTENSIONS = (".csv", ".tsv", ".json", ".jsonl", ".parquet", ".conll", ".conllu", ".ts")
 
 
 def input_format(path: str, fmt: str = "auto") -> str:
