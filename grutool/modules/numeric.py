@@ -46,6 +46,10 @@ class NumericEmbedder(nn.Module):
     def output_dim(self) -> int:
         return self.projection.out_features
 
+    def example_input(self, batch: int, time: int) -> torch.Tensor:
+        """Made-up standardised values (batch, time, C) of the shape `forward` reads (export traces them)."""
+        return torch.randn(batch, time, self.channels)
+
     def token_embedding(self):
         raise TypeError("a numeric front-end has no token embedding (data.vectors are for text)")
 
