@@ -203,6 +203,7 @@ def build_app(predictor, limits: Optional[Limits] = None):
         options = body.model_dump(exclude={"texts"}, exclude_none=True)
         try:
             task.check_options(predictor, **options)  # infer's rules, before the request joins a batch
+            task.check_inputs(predictor, texts)
         except UserError as exc:
             return problem(422, str(exc))
         try:

@@ -194,6 +194,10 @@ class Task:
         one a UserError naming its option: the rules `predict` applies, which `serve` checks before a request is
         queued (a bad value: 422 for that request alone)."""
 
+    def check_inputs(self, predictor, texts: list[str]) -> None:
+        """The inputs' own rules, a UserError for the first broken one: what `serve` checks before a request
+        joins a batch (one bad request must not fail the others'). Texts: none; numeric sequences: parsed."""
+
     def predict(self, predictor, texts: list[str], batch_size: int = 64, **options) -> list[dict]:
         """Result dicts in input order, the same number for every text (one; lm: `num` samples per prompt)."""
         raise NotImplementedError

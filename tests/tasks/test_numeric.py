@@ -219,3 +219,23 @@ def test_bad_data_exits_2_with_one_line(tmp_path):
     cfg.write_text(yaml.safe_dump(raw), encoding="utf-8")
     assert_user_error(invoke("train", cfg), f"{bad}:8: channel 2 has 2 values but channel 1 has 3")
     assert not (tmp_path / "r").exists()
+
+
+def test_serve_takes_channels_by_steps(run):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from grutool.serve import build_app
+
+    p = Predictor(run, "cpu")
+    x = [[0.1, 0.5, 0.9, 1.0, 0.6, 0.1], [3.4, 3.2, 3.0, 2.8, 2.6, 2.5]]  # 2 channels x 6 steps
+    line = ":".join(",".join(str(v) for v in channel) for channel in x)
+    with TestClient(build_app(p)) as client:
+        r = client.post("/predict", json={"texts": [x, line]})
+        assert r.status_code == 200, r.text
+        got = r.json()["results"]
+        assert [g["label"] for g in got] == [w["label"] for w in p.predict([line, line])]
+        r = client.post("/predict", json={"texts": [[[0.1, None], [3.4, 3.2]]]})
+        assert r.status_code == 422 and "data.missing is error" in r.json()["error"]
+        r = client.post("/predict", json={"texts": [[[0.1, 0.2]]]})
+        assert r.status_code == 422 and "1 channel(s), but the model reads 2" in r.json()["error"]

@@ -286,6 +286,12 @@ class ClassifierTask(Task):
             return numeric.read_inputs(cfg, source)
         return read_examples(cfg.data, source, need_labels=False)[0]
 
+    def check_inputs(self, predictor, texts: list[str]) -> None:
+        if is_numeric(predictor.cfg):
+            from grutool.families.classifier import numeric
+
+            numeric.parse(predictor, texts)
+
     def predict(self, predictor, texts: list[str], batch_size: int = 64, **options) -> list[dict]:
         """One dict per text, in input order: text, label, probs (label -> probability).
 
