@@ -86,6 +86,9 @@ class Task:
     ({"data": {"train": "data/sentiment/train.tsv", ...}, "model": {...}}): data paths at the toy data shipped
     in the repository's data/ folder, with the settings that data and the family need, so the config passes
     `grutool train --dry-run` as written (from the repository's root)."""
+    inputs: ClassVar[dict[str, dict[str, dict]]] = {}
+    """`grutool init TASK --input KIND`: starting configs for inputs other than text, as `example` is for text
+    ({"numeric": {"data": {"train": "data/numeric/train.ts", ...}}})."""
     predict_options: ClassVar[dict[str, Option]] = {}
     """Keyword options `predict` accepts beyond the shared ones, by name (e.g. beam): `infer`'s flags and the
     optional fields of a `serve` request; `check_options` holds their rules."""

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from grutool.errors import UserError, listed
 from grutool.families.base import Prepared
+from grutool.families.classifier.labels import check_label_names, name_labels
 
 if TYPE_CHECKING:
     from grutool.config import Config
@@ -27,8 +28,6 @@ log = logging.getLogger("grutool")
 
 def read(cfg: Config, source: str, need_labels: bool = True) -> "Sequences":
     from grutool.data.numeric import read_sequences
-    from grutool.families.classifier.task import name_labels
-
     seqs = read_sequences(cfg.data, source, need_labels)
     if seqs.labels is not None:
         empty = [i for i, g in enumerate(seqs.labels) if not g]
@@ -66,7 +65,6 @@ def check_channels(scaler: "Standardizer", seqs: "Sequences") -> None:
 def prepare(cfg: Config, saved: Any = None) -> Prepared:
     from grutool.data.numeric import fit_scaler
     from grutool.data.vocab import LabelVocab, Vocab
-    from grutool.families.classifier.task import check_label_names
 
     d = cfg.data
     seqs = read(cfg, d.train)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from grutool.errors import UserError, clipped, listed
 from grutool.families.base import Prepared, Task, synthetic_vocabs
+from grutool.families.classifier.labels import check_label_names, name_labels
 from grutool.families.rules import (check_columns, check_numeric, check_one_path_per_split, encoder_stream_reason,
                                     is_numeric)
 
@@ -52,32 +53,6 @@ def read_examples(cfg: DataConfig, source: str, need_labels: bool = True) -> tup
     return texts, name_labels(cfg, labels)
 
 
-def name_labels(cfg: DataConfig, labels: list[str]) -> list[str]:
-    """Integer labels renamed by data.label_names; a label without a name is kept as read
-    (at eval it is then an unseen label; prepare refuses one in train)."""
-    from grutool.config import label_name_map
-
-    names = label_name_map(cfg)
-    return labels if names is None else [names.get(label, label) for label in labels]
-
-
-def check_label_names(cfg: DataConfig, gold: list[str]) -> None:
-    """Every training label has a name and every named id occurs in train."""
-    from grutool.config import label_name_map
-
-    names = label_name_map(cfg)
-    if names is None:
-        return
-    unnamed = sorted(set(gold) - set(names.values()))
-    if unnamed:
-        raise UserError(f"data.label_names: no name for label(s) {unnamed[:10]} of {cfg.train} column "
-                        f"'{cfg.label_column}' (named: {sorted(names)[:10]}); add them to data.label_names")
-    absent = sorted(k for k, v in names.items() if v not in set(gold))
-    if absent:
-        raise UserError(f"data.label_names: label id(s) {absent[:10]} never occur in {cfg.train} column "
-                        f"'{cfg.label_column}'; remove them or check data.label_column")
-
-
 class ClassifierTask(Task):
     name = "classifier"
     monitors = ("accuracy", "macro_f1", "loss")
@@ -90,6 +65,9 @@ class ClassifierTask(Task):
     exporter = "classifier"
     example = {"data": {"train": "data/sentiment/train.tsv", "validation": "data/sentiment/validation.tsv",
                         "test": "data/sentiment/test.tsv"}}
+    inputs = {"numeric": {"data": {"train": "data/numeric/train.ts", "validation": "data/numeric/validation.ts",
+                                   "test": "data/numeric/test.ts"},
+                          "model": {"embedding_dim": 16, "hidden_size": 16, "pooling": "mean"}}}
 
     # --- config -------------------------------------------------------------------------------
 
