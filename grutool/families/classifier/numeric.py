@@ -140,7 +140,6 @@ def predict(task, predictor, texts: list[str], batch_size: int = 64) -> list[dic
 def synthetic(cfg: Config, lengths: list[int], num_classes: int, generator):
     """`bench --config`: standard-normal values per step, as many channels as the training file has (8 when it
     cannot be read), and one random label per example."""
-    import numpy as np
     import torch
 
     from grutool.data.batching import EncodedSplit
