@@ -222,6 +222,13 @@ class ModelConfig(_Section):
     e.g. [2000, 10000]): word-level models with large vocabularies spend most of their time in the softmax.
     Null: one full softmax."""
 
+    # --- numeric sequences (issue 23) ---------------------------------------------------------------
+    loss: Literal["mse", "mae", "huber"] = "mse"
+    """Regressor: the training loss on the target's z-scores: mean squared error, mean absolute error, or Huber
+    (squared below model.huber_delta, absolute above: robust to a few wild targets)."""
+    huber_delta: float = Field(default=1.0, gt=0)
+    """Regressor with loss huber: where the loss turns from squared to absolute, in target standard deviations."""
+
 
 class TrainConfig(_Section):
     """Optimisation, stopping, checkpoints and devices."""

@@ -133,7 +133,7 @@ def _task_model_report(path, cfg, prepared, B: int, want_explain: bool, warned: 
     result = outputs[""][0]
     report = {
         "mode": "config", "config": str(path), "task": cfg.task, "vocab_size": V, "num_classes": C,
-        "labels": list(prepared.labels.itos), "model": cfg.model.model_dump(),
+        "labels": get_task(cfg.task).served_labels(prepared) or [], "model": cfg.model.model_dump(),
         "symbols": {"B": len(index), "T": T, "V": V, "E": m.embedding_dim, "L": m.num_layers, "D": D,
                     "H": m.hidden_size, "C": C},
         "batch": {"ids": list(batch.ids.shape), "lengths": lens.tolist(), "source": "first training examples"},
