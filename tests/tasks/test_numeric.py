@@ -239,3 +239,28 @@ def test_serve_takes_channels_by_steps(run):
         assert r.status_code == 422 and "data.missing is error" in r.json()["error"]
         r = client.post("/predict", json={"texts": [[[0.1, 0.2]]]})
         assert r.status_code == 422 and "1 channel(s), but the model reads 2" in r.json()["error"]
+
+
+def test_missing_mask_trains_and_exports(tmp_path):
+    """data.missing: mask on a .ts file with '?' values: the observed flags reach the model, and the exported
+    graph (which sees NaN and replaces it itself) matches the model."""
+    pytest.importorskip("onnxruntime")
+    for split in ("train", "validation"):
+        out = []
+        for k, line in enumerate((ROOT / f"data/numeric/{split}.ts").read_text().split("\n")):
+            if line and not line.startswith(("@", "#")) and k % 3 == 0:
+                *channels, label = line.split(":")  # a missing second step in every channel of every third case
+                line = ":".join([c.replace(",", ",?,", 1) for c in channels] + [label])
+            out.append(line.replace("@missing false", "@missing true"))
+        (tmp_path / f"{split}.ts").write_text("\n".join(out))
+    raw = toy(tmp_path / "run", train={"epochs": 1})
+    raw["data"].update(train=str(tmp_path / "train.ts"), validation=str(tmp_path / "validation.ts"), missing="mask")
+    train(parse_config(raw), progress=False)
+    p = Predictor(tmp_path / "run", "cpu")
+    assert p.model.projection.in_features == 4  # 2 channels + 2 observed flags
+    r = invoke("export", tmp_path / "run", "--format", "onnx")
+    assert r.exit_code == 0, r.output
+    texts = p.task.read_inputs(p.cfg, str(tmp_path / "validation.ts"))
+    assert any("?" in t for t in texts)
+    got = Predictor(tmp_path / "run", "cpu", backend="onnx").predict(texts)
+    assert [g["label"] for g in got] == [w["label"] for w in p.predict(texts)]
