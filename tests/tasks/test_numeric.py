@@ -264,3 +264,26 @@ def test_missing_mask_trains_and_exports(tmp_path):
     assert any("?" in t for t in texts)
     got = Predictor(tmp_path / "run", "cpu", backend="onnx").predict(texts)
     assert [g["label"] for g in got] == [w["label"] for w in p.predict(texts)]
+
+
+def test_tagger_labels_every_step(tmp_path):
+    """N -> N: task tagger on a long table with a label per row (rising/falling), through the same front-end."""
+    raw = {"task": "tagger", "output_dir": str(tmp_path / "run"),
+           "data": {**{s: str(ROOT / f"data/numeric/{s}.csv") for s in ("train", "validation", "test")},
+                    "channels": ["a", "b"], "time_column": "step", "label_column": "phase"},
+           "model": {"embedding_dim": 16, "hidden_size": 16},
+           "train": {"batch_size": 16, "epochs": 6, "lr": 0.01, "patience": None, "monitor": "token_accuracy"}}
+    summary = train(parse_config(raw), progress=False)
+    assert summary["best"] > 0.85, summary
+    p = Predictor(tmp_path / "run", "cpu")
+    texts = p.task.read_inputs(p.cfg, str(ROOT / "data/numeric/test.csv"))[:8]
+    rows = p.predict(texts)
+    lengths = [len(parse_text(t, 2)[1]) for t in texts]
+    assert [len(r["tags"]) for r in rows] == lengths and rows[0]["id"] == "s0"
+    assert [r["tags"] for r in rows] == [p.predict([t])[0]["tags"] for t in texts]  # batch = one by one
+    r = invoke("export", tmp_path / "run", "--format", "torchscript")
+    assert r.exit_code == 0, r.output
+    raw["data"]["train"] = str(ROOT / "data/numeric/train.ts")
+    raw["data"].pop("channels")
+    with pytest.raises(UserError, match="a .ts file has one label per case"):
+        parse_config(raw)
