@@ -62,7 +62,8 @@ class DataConfig(_Section):
     text_column: str = "text"
     """Column holding the input text."""
     label_column: str = "label"
-    """Column holding the class label (string or integer); for `joint` jsonl data, the key of the intent."""
+    """Column holding the class label (string or integer); for `joint` jsonl data, the key of the intent. Numeric
+    sequences in a long table: the label (classifier), tag (tagger) or real target (regressor) on each row."""
     label_names: Optional[dict[int, str] | list[str]] = None
     """Classifier: names for integer labels, `{0: negative, 1: positive}` or a list (`[negative, positive]`
     names 0, 1, ...). Applied when the data is read, so labels.json, eval tables, infer output and
@@ -328,8 +329,9 @@ class Config(_Section):
 
     task: str = "classifier"
     """Model family, a name in grutool.families.TASKS: `classifier` (N->1), `tagger` (N->N, one tag per token), `joint` (a tag per token and
-    an intent per sentence from one shared encoder), `seq2seq` (N->M: encoder-decoder with attention) or `lm`
-    (N->N next-token prediction and 1->N conditional generation)."""
+    an intent per sentence from one shared encoder), `seq2seq` (N->M: encoder-decoder with attention), `lm`
+    (N->N next-token prediction and 1->N conditional generation) or `regressor` (N->1 real value of a numeric
+    sequence). Classifier and tagger read numeric sequences too (data.format ts, or data.channels)."""
     data: DataConfig
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
