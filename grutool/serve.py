@@ -25,13 +25,13 @@ import asyncio
 import contextlib
 import errno
 import logging
-import json
 import signal
 import socket
 import threading
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+from grutool import jsonsafe
 from grutool.errors import UserError
 
 log = logging.getLogger("grutool")
@@ -196,7 +196,7 @@ def build_app(predictor, limits: Optional[Limits] = None):
 
     @app.post("/predict")
     async def predict(body: PredictRequest) -> dict:
-        texts = [t if isinstance(t, str) else json.dumps(t) for t in body.texts]
+        texts = [t if isinstance(t, str) else jsonsafe.dumps(t) for t in body.texts]
         long = [i for i, t in enumerate(texts) if len(t) > limits.max_chars]
         if long:
             return problem(413, f"texts.{long[0]}: over {limits.max_chars} characters")
