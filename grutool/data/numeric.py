@@ -211,6 +211,28 @@ def fit_scaler(seqs: Sequences) -> "Standardizer":
     return Standardizer.fit(seqs.channels, np.concatenate(seqs.values, axis=0))
 
 
+def check_channels(scaler: "Standardizer", seqs: Sequences) -> None:
+    """A split must have the channels the model was trained on (their number; a .ts file names none)."""
+    if seqs.values and seqs.values[0].shape[1] != len(scaler):
+        raise UserError(f"{seqs.where[0]}: {seqs.values[0].shape[1]} channel(s), but the model was trained on "
+                        f"{len(scaler)}; give the channels the training data had")
+
+
+def synthetic(d: "DataConfig", lengths: list[int], generator) -> tuple["Standardizer", list]:
+    """`bench --config`: an identity scaler and standard-normal (T_i, C) values, C the training file's channel
+    count (8 when it cannot be read)."""
+    import torch
+
+    from grutool.data.scaling import Standardizer
+
+    try:
+        channels = len(read_sequences(d, d.train, need_labels=False).channels)
+    except UserError:
+        channels = 8
+    scaler = Standardizer([f"c{i + 1}" for i in range(channels)], [0.0] * channels, [1.0] * channels)
+    return scaler, [torch.randn(int(n), channels, generator=generator) for n in lengths]  # each (T_i, C)
+
+
 def tensors(values: list[np.ndarray], scaler: "Standardizer") -> list:
     """Standardised float tensors, each (T_i, C): what EncodedSplit.ids holds for numeric data."""
     import torch
@@ -236,6 +258,24 @@ def parse_text(text: str, channels: int, where: str = "input") -> tuple[Optional
     elif "\t" in body:
         seq_id, body = body.split("\t", 1)
     return seq_id, parse_case(body, channels, where)
+
+
+def from_texts(texts: list[str], scaler: "Standardizer", missing: str) -> tuple[list[str], list]:
+    """Sequences as text (infer, serve) -> their ids (given, or the position from 1) and standardised (T_i, C)
+    tensors; errors name `input K`, and missing values follow `missing` (data.missing) as in training."""
+    ids, values = [], []
+    for k, text in enumerate(texts):
+        seq_id, x = parse_text(text, len(scaler), where=f"input {k + 1}")
+        ids.append(seq_id if seq_id is not None else str(k + 1))
+        values.append(x)
+    where = [f"input {k + 1}" for k in range(len(ids))]
+    seqs = apply_missing(Sequences(values, list(scaler.names), ids, None, where, "input"), missing)
+    return ids, tensors(seqs.values, scaler)
+
+
+def as_texts(seqs: Sequences) -> list[str]:
+    """Each sequence as `id<TAB>values` (what `infer --file` passes to predict)."""
+    return [format_text(i, x) for i, x in zip(seqs.ids, seqs.values)]
 
 
 def format_text(seq_id: Optional[str], x: np.ndarray) -> str:

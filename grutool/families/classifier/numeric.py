@@ -44,7 +44,7 @@ def encode(scaler: "Standardizer", labels: "LabelVocab", seqs: "Sequences",
     import torch
 
     from grutool.data.batching import EncodedSplit
-    from grutool.data.numeric import tensors
+    from grutool.data.numeric import check_channels, tensors
 
     check_channels(scaler, seqs)
     split = EncodedSplit(tensors(seqs.values, scaler), None, list(seqs.ids))
@@ -54,12 +54,6 @@ def encode(scaler: "Standardizer", labels: "LabelVocab", seqs: "Sequences",
         split.targets = torch.tensor([index[g] for g in seqs.labels], dtype=torch.long)  # (N,)
     split.label_names = names
     return split
-
-
-def check_channels(scaler: "Standardizer", seqs: "Sequences") -> None:
-    if seqs.values and seqs.values[0].shape[1] != len(scaler):
-        raise UserError(f"{seqs.where[0]}: {seqs.values[0].shape[1]} channel(s), but the model was trained on "
-                        f"{len(scaler)}; give the channels the training data had")
 
 
 def prepare(cfg: Config, saved: Any = None) -> Prepared:
@@ -96,26 +90,18 @@ def encode_split(cfg: Config, vocabs: Any, source: str, name: str) -> "EncodedSp
 
 def read_inputs(cfg: Config, source: str) -> list[str]:
     """Each sequence of a .ts file or long table as `id<TAB>values` (grutool.data.numeric.format_text)."""
-    from grutool.data.numeric import format_text
+    from grutool.data.numeric import as_texts
 
-    seqs = read(cfg, source, need_labels=False)
-    return [format_text(i, x) for i, x in zip(seqs.ids, seqs.values)]
+    return as_texts(read(cfg, source, need_labels=False))
 
 
 def parse(predictor, texts: list[str]) -> tuple[list[str], "EncodedSplit"]:
     """Texts of sequences (grutool.data.numeric) -> their ids (given, or the position from 1) and a split."""
-    from grutool.data.numeric import Sequences, apply_missing, parse_text, tensors
     from grutool.data.batching import EncodedSplit
+    from grutool.data.numeric import from_texts
 
-    scaler = predictor.run.extra["scaler"]
-    ids, values = [], []
-    for k, text in enumerate(texts):
-        seq_id, x = parse_text(text, len(scaler), where=f"input {k + 1}")
-        ids.append(seq_id if seq_id is not None else str(k + 1))
-        values.append(x)
-    seqs = apply_missing(Sequences(values, list(scaler.names), ids, None, [f"input {k + 1}" for k in range(len(ids))],
-                                   "input"), predictor.cfg.data.missing)
-    return ids, EncodedSplit(tensors(seqs.values, scaler), None, ids)
+    ids, values = from_texts(texts, predictor.run.extra["scaler"], predictor.cfg.data.missing)
+    return ids, EncodedSplit(values, None, ids)
 
 
 def predict(task, predictor, texts: list[str], batch_size: int = 64) -> list[dict]:
@@ -138,21 +124,14 @@ def predict(task, predictor, texts: list[str], batch_size: int = 64) -> list[dic
 
 
 def synthetic(cfg: Config, lengths: list[int], num_classes: int, generator):
-    """`bench --config`: standard-normal values per step, as many channels as the training file has (8 when it
-    cannot be read), and one random label per example."""
+    """`bench --config`: standard-normal values per step (grutool.data.numeric.synthetic), a random label each."""
     import torch
 
     from grutool.data.batching import EncodedSplit
-    from grutool.data.scaling import Standardizer
+    from grutool.data.numeric import synthetic as values
     from grutool.data.vocab import LabelVocab, Vocab
 
-    try:
-        channels = len(read(cfg, cfg.data.train, need_labels=False).channels)
-    except UserError:
-        channels = 8
-    names = [f"c{i + 1}" for i in range(channels)]
-    scaler = Standardizer(names, [0.0] * channels, [1.0] * channels)
+    scaler, ids = values(cfg.data, lengths, generator)
     vocabs = Prepared(Vocab.from_counts({}), LabelVocab([f"L{i}" for i in range(num_classes)]), extra={"scaler": scaler})
-    ids = [torch.randn(int(n), channels, generator=generator) for n in lengths]  # each (T_i, C)
     targets = list(torch.randint(0, num_classes, (len(lengths),), generator=generator))
     return vocabs, EncodedSplit(ids, targets, [""] * len(lengths))

@@ -79,11 +79,9 @@ class RegressorTask(Task):
         import torch
 
         from grutool.data.batching import EncodedSplit
-        from grutool.data.numeric import tensors
+        from grutool.data.numeric import check_channels, tensors
 
-        if seqs.values[0].shape[1] != len(scaler):
-            raise UserError(f"{seqs.where[0]}: {seqs.values[0].shape[1]} channel(s), but the model was trained on "
-                            f"{len(scaler)}; give the channels the training data had")
+        check_channels(scaler, seqs)
         split = EncodedSplit(tensors(seqs.values, scaler), None, list(seqs.ids))
         if y is not None:
             split.targets = torch.tensor(target.transform(y[:, None])[:, 0], dtype=torch.float32)  # (N,) z-scores
@@ -114,21 +112,16 @@ class RegressorTask(Task):
 
     def synthetic(self, cfg: Config, lengths: list[int], vocab_size: int, num_classes: int, generator,
                   num_chars: int = 0) -> tuple[Prepared, EncodedSplit]:
-        """Standard-normal values per step (the training file's channel count, 8 when unreadable) and targets."""
+        """Standard-normal values per step (grutool.data.numeric.synthetic) and a standard-normal target each."""
         import torch
 
         from grutool.data.batching import EncodedSplit
-        from grutool.data.numeric import read_sequences
+        from grutool.data.numeric import synthetic as values
         from grutool.data.scaling import Standardizer
         from grutool.data.vocab import Vocab
 
-        try:
-            channels = len(read_sequences(cfg.data, cfg.data.train, need_labels=False).channels)
-        except UserError:
-            channels = 8
-        scaler = Standardizer([f"c{i + 1}" for i in range(channels)], [0.0] * channels, [1.0] * channels)
+        scaler, ids = values(cfg.data, lengths, generator)
         vocabs = Prepared(Vocab.from_counts({}), Standardizer(["target"], [0.0], [1.0]), extra={"scaler": scaler})
-        ids = [torch.randn(int(n), channels, generator=generator) for n in lengths]  # each (T_i, C)
         split = EncodedSplit(ids, torch.randn(len(lengths), generator=generator), [""] * len(lengths))
         split.target_scale = (0.0, 1.0)
         return vocabs, split
@@ -159,24 +152,16 @@ class RegressorTask(Task):
 
     def read_inputs(self, cfg: Config, source: str) -> list[str]:
         """Each sequence of a .ts file or long table as `id<TAB>values` (grutool.data.numeric.format_text)."""
-        from grutool.data.numeric import format_text
+        from grutool.data.numeric import as_texts
 
-        seqs, _ = self.read(cfg, source, need_targets=False)
-        return [format_text(i, x) for i, x in zip(seqs.ids, seqs.values)]
+        return as_texts(self.read(cfg, source, need_targets=False)[0])
 
     def parse(self, predictor, texts: list[str]) -> tuple[list[str], EncodedSplit]:
         from grutool.data.batching import EncodedSplit
-        from grutool.data.numeric import Sequences, apply_missing, parse_text, tensors
+        from grutool.data.numeric import from_texts
 
-        scaler = predictor.run.extra["scaler"]
-        ids, values = [], []
-        for k, text in enumerate(texts):
-            seq_id, x = parse_text(text, len(scaler), where=f"input {k + 1}")
-            ids.append(seq_id if seq_id is not None else str(k + 1))
-            values.append(x)
-        where = [f"input {k + 1}" for k in range(len(ids))]
-        seqs = apply_missing(Sequences(values, list(scaler.names), ids, None, where, "input"), predictor.cfg.data.missing)
-        return ids, EncodedSplit(tensors(seqs.values, scaler), None, ids)
+        ids, values = from_texts(texts, predictor.run.extra["scaler"], predictor.cfg.data.missing)
+        return ids, EncodedSplit(values, None, ids)
 
     def check_inputs(self, predictor, texts: list[str]) -> None:
         self.parse(predictor, texts)

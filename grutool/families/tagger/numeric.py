@@ -41,11 +41,9 @@ def encode(scaler: "Standardizer", labels: "LabelVocab", seqs: "Sequences", sche
     import torch
 
     from grutool.data.batching import EncodedSplit
-    from grutool.data.numeric import tensors
+    from grutool.data.numeric import check_channels, tensors
 
-    if seqs.values[0].shape[1] != len(scaler):
-        raise UserError(f"{seqs.where[0]}: {seqs.values[0].shape[1]} channel(s), but the model was trained on "
-                        f"{len(scaler)}; give the channels the training data had")
+    check_channels(scaler, seqs)
     split = EncodedSplit(tensors(seqs.values, scaler), None, list(seqs.ids), scheme=scheme)
     if seqs.labels is not None:
         names = list(labels.itos) + sorted({t for s in seqs.labels for t in s} - set(labels.stoi))
@@ -86,25 +84,17 @@ def encode_split(task, cfg: Config, vocabs: Any, source: str, name: str) -> "Enc
 
 def read_inputs(cfg: Config, source: str) -> list[str]:
     """Each sequence of a long table as `id<TAB>values` (grutool.data.numeric.format_text)."""
-    from grutool.data.numeric import format_text
+    from grutool.data.numeric import as_texts
 
-    seqs = read(cfg, source, need_labels=False)
-    return [format_text(i, x) for i, x in zip(seqs.ids, seqs.values)]
+    return as_texts(read(cfg, source, need_labels=False))
 
 
 def parse(predictor, texts: list[str]) -> tuple[list[str], "EncodedSplit"]:
     from grutool.data.batching import EncodedSplit
-    from grutool.data.numeric import Sequences, apply_missing, parse_text, tensors
+    from grutool.data.numeric import from_texts
 
-    scaler = predictor.run.extra["scaler"]
-    ids, values = [], []
-    for k, text in enumerate(texts):
-        seq_id, x = parse_text(text, len(scaler), where=f"input {k + 1}")
-        ids.append(seq_id if seq_id is not None else str(k + 1))
-        values.append(x)
-    where = [f"input {k + 1}" for k in range(len(ids))]
-    seqs = apply_missing(Sequences(values, list(scaler.names), ids, None, where, "input"), predictor.cfg.data.missing)
-    return ids, EncodedSplit(tensors(seqs.values, scaler), None, ids, scheme=predictor.task.model_scheme(predictor.cfg))
+    ids, values = from_texts(texts, predictor.run.extra["scaler"], predictor.cfg.data.missing)
+    return ids, EncodedSplit(values, None, ids, scheme=predictor.task.model_scheme(predictor.cfg))
 
 
 def predict(task, predictor, texts: list[str], batch_size: int = 64) -> list[dict]:

@@ -219,7 +219,12 @@ class TaggerTask(Task):
         from grutool.data.batching import EncodedSplit
 
         vocabs = synthetic_vocabs(vocab_size, num_classes, num_chars, num_classes if self.joint else 0)
-        ids = [torch.randint(min(2, vocab_size - 1), vocab_size, (int(n),), generator=generator) for n in lengths]
+        if is_numeric(cfg):  # standard-normal values per step instead of token ids
+            from grutool.data.numeric import synthetic
+
+            vocabs.extra["scaler"], ids = synthetic(cfg.data, lengths, generator)
+        else:
+            ids = [torch.randint(min(2, vocab_size - 1), vocab_size, (int(n),), generator=generator) for n in lengths]
         targets = [torch.randint(0, num_classes, (int(n),), generator=generator) for n in lengths]
         split = EncodedSplit(ids, targets, [""] * len(lengths), scheme=self.model_scheme(cfg))
         if self.joint:
