@@ -147,6 +147,9 @@ class DataConfig(_Section):
     data is text (or a .ts file, which names no columns)."""
     id_column: str = "id"
     """Long tables of numeric sequences: the column naming the sequence each row belongs to."""
+    per_step: bool = False
+    """Regressor on a long table: data.label_column holds a target per step (N->N: one prediction per step)
+    rather than one per sequence (N->1, every row of a sequence repeating it)."""
 
 
 class ModelConfig(_Section):

@@ -3,10 +3,11 @@
     {train,validation,test}.ts    2 channels, 6-20 steps, three classes with spaces in their names
                                   ("sine wave", "square wave", "ramp up"), for `task: classifier`
     {train,validation,test}.csv   the same sequences as a long table, a row per step (columns id, step, a, b,
-                                  shape, freq, phase): `shape` is the class, `freq` the sine's frequency (a
-                                  real target for `task: regressor`), `phase` a label per step (rising or
-                                  falling, for `task: tagger`); rows are written out of step order, so
-                                  `data.time_column: step` has work to do
+                                  shape, freq, phase, clean): `shape` is the class, `freq` the sine's
+                                  frequency (a real target for `task: regressor`), `phase` a label per step
+                                  (rising or falling, for `task: tagger`), `clean` channel a without its noise
+                                  (a real target per step: `task: regressor` with `data.per_step`); rows are
+                                  written out of step order, so `data.time_column: step` has work to do
 
 A GRU learns both in seconds (configs/numeric.yaml, configs/numeric_regression.yaml).
 
@@ -24,13 +25,14 @@ SIZES = {"train": 150, "validation": 45, "test": 45}
 CLASSES = ["sine wave", "square wave", "ramp up"]
 
 
-def sequence(rng: random.Random, shape: str) -> tuple[list[list[float]], float, list[str]]:
-    """(steps x 2 channels, frequency, a phase per step) of one made-up sensor trace: the phase is whether the
-    clean signal of channel a rises or falls at that step (a label per step, for `task: tagger`)."""
+def sequence(rng: random.Random, shape: str) -> tuple[list[list[float]], float, list[str], list[float]]:
+    """(steps x 2 channels, frequency, a phase per step, channel a without its noise) of one made-up sensor
+    trace: the phase is whether the clean signal of channel a rises or falls at that step (a label per step,
+    for `task: tagger`), the clean value a real target per step (`task: regressor` with data.per_step)."""
     n = rng.randint(6, 20)
     freq = round(rng.uniform(0.2, 0.8), 3)
     phase = rng.uniform(0, 2 * math.pi)
-    rows, phases = [], []
+    rows, phases, clean = [], [], []
     for t in range(n):
         s = math.sin(freq * t + phase)
         a = {"sine wave": s, "square wave": 1.0 if s >= 0 else -1.0, "ramp up": t / n * 2 - 1}[shape]
@@ -38,7 +40,8 @@ def sequence(rng: random.Random, shape: str) -> tuple[list[list[float]], float, 
         rows.append([round(a + rng.gauss(0, 0.1), 4), round(b + rng.gauss(0, 0.05), 4)])
         slope = {"sine wave": math.cos(freq * t + phase), "square wave": math.cos(freq * t + phase), "ramp up": 1.0}[shape]
         phases.append("rising" if slope >= 0 else "falling")
-    return rows, freq, phases
+        clean.append(round(a, 4))
+    return rows, freq, phases, clean
 
 
 def main() -> None:
@@ -49,13 +52,13 @@ def main() -> None:
                   "@missing false", "@univariate false", "@dimensions 2", "@equalLength false",
                   "@classLabel true " + " ".join(f'"{c}"' for c in CLASSES), "@data"]
         lines = [":".join(",".join(str(r[c]) for r in rows) for c in range(2)) + f":{shape}"
-                 for shape, rows, _, _ in cases]
+                 for shape, rows, _, _, _ in cases]
         (HERE / f"{split}.ts").write_text("\n".join(header + lines) + "\n", encoding="utf-8")
-        table = ["id,step,a,b,shape,freq,phase"]
-        for k, (shape, rows, freq, phases) in enumerate(cases):
+        table = ["id,step,a,b,shape,freq,phase,clean"]
+        for k, (shape, rows, freq, phases, clean) in enumerate(cases):
             steps = list(range(len(rows)))
             rng.shuffle(steps)
-            table += [f"s{k},{t},{rows[t][0]},{rows[t][1]},{shape},{freq},{phases[t]}" for t in steps]
+            table += [f"s{k},{t},{rows[t][0]},{rows[t][1]},{shape},{freq},{phases[t]},{clean[t]}" for t in steps]
         (HERE / f"{split}.csv").write_text("\n".join(table) + "\n", encoding="utf-8")
 
 

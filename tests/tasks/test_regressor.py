@@ -100,3 +100,23 @@ def test_a_target_that_is_not_a_number(tmp_path):
     assert_user_error(invoke("train", tmp_path / "x.yaml", "-o", tmp_path / "new"),
                       "x.csv:4: the target of sequence 's2' is 'big', not a number")
     assert not (tmp_path / "new").exists()
+
+
+def test_a_target_per_step(tmp_path):
+    """N -> N: data.per_step reads a real target on every row (the clean signal under channel a)."""
+    raw = shipped_config("numeric_regression.yaml", tmp_path / "run", train={"epochs": 6})
+    raw["data"].update(label_column="clean", per_step=True)
+    raw["model"].pop("pooling")
+    summary = train(parse_config(raw), progress=False)
+    assert summary["best"] < 0.3, summary  # validation RMSE, channel a's values lie in [-1.3, 1.3]
+    p = Predictor(tmp_path / "run", "cpu")
+    texts = p.task.read_inputs(p.cfg, str(ROOT / "data/numeric/test.csv"))[:6]
+    rows = p.predict(texts)
+    from grutool.data.numeric import parse_text
+
+    assert [len(r["predictions"]) for r in rows] == [len(parse_text(t, 2)[1]) for t in texts]
+    for r, t in zip(rows, texts):
+        assert r["predictions"] == pytest.approx(p.predict([t])[0]["predictions"], abs=1e-5)  # batch = one by one
+    m = RegressionMetrics()
+    m.update(torch.tensor([[1.0, 2.0, 9.0]]), torch.tensor([[1.0, 3.0, -100.0]]))  # the last step is padding
+    assert m.compute()["n"] == 2 and m.compute()["mse"] == pytest.approx(0.5)

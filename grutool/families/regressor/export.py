@@ -9,7 +9,7 @@ from grutool.export.graph import Graph
 from grutool.export.parity import Parity
 from grutool.export.tokens import ScoresGraph, TokenRuntime, carries_state, token_inputs
 
-UNIT = "sequences"
+UNIT = "predictions"  # one per sequence, or per step
 
 
 def graphs(model, vocab_size: int) -> list[Graph]:
@@ -46,4 +46,5 @@ def parity(model, runtime, batch, parity: Parity) -> None:
         ref, _ = model(batch.ids, batch.lengths)
     got, _ = runtime(batch.ids, batch.lengths)
     parity.update_diff("prediction", ref, got)
-    parity.update_agreement(torch.ones(len(ref), dtype=torch.bool), (ref - got.to(ref.device)).abs() <= 1e-3)
+    close = ((ref - got.to(ref.device)).abs() <= 1e-3).reshape(-1)  # per sequence, or per step (padding too)
+    parity.update_agreement(torch.ones(len(close), dtype=torch.bool), close)

@@ -12,6 +12,7 @@ import math
 
 import torch
 
+PAD = -100  # collate's padding of per-step targets
 SCATTER_POINTS = 2000  # eval keeps at most this many (true, predicted) pairs for `eval --plot`
 
 
@@ -28,9 +29,14 @@ class RegressionMetrics:
         self.loss_sum = 0.0
 
     def update(self, outputs: torch.Tensor, targets: torch.Tensor, loss: float | None = None) -> None:
-        """outputs, targets: (B,) z-scores of the target."""
-        pred = outputs.detach().double().cpu() * self.std + self.mean  # (B,) in units
-        gold = targets.detach().double().cpu() * self.std + self.mean  # (B,)
+        """outputs, targets: (B,) z-scores of the target, or (B, T) per step with targets -100 at padding (every
+        step counts as one value)."""
+        outputs, targets = outputs.detach().cpu(), targets.detach().cpu()
+        if targets.dim() == 2:
+            keep = targets != PAD  # (B, T)
+            outputs, targets = outputs[keep], targets[keep]  # (sum of lengths,)
+        pred = outputs.double() * self.std + self.mean  # (N,) in units
+        gold = targets.double() * self.std + self.mean  # (N,)
         err = pred - gold
         self.n += len(gold)
         self.sum_sq += float((err ** 2).sum())

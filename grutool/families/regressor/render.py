@@ -15,5 +15,7 @@ def tables(metrics: dict) -> list:
 
 
 def line(result: dict) -> str:
-    """prediction<TAB>id"""
+    """prediction<TAB>id; per step: id<TAB>prediction prediction ..."""
+    if "predictions" in result:
+        return f"{result['id']}\t" + " ".join(f"{v:.6g}" for v in result["predictions"])
     return f"{result['prediction']:.6g}\t{result['id']}"

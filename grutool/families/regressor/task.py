@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 class RegressorTask(Task):
     name = "regressor"
     monitors = ("rmse", "mae", "mse", "r2", "loss")
-    owns = {"model": ("loss", "huber_delta", "pooling")}
+    owns = {"model": ("loss", "huber_delta", "pooling"), "data": ("per_step",)}
     outputs = "targets"
     renderer = "regressor"
     exporter = "regressor"
@@ -42,6 +42,9 @@ class RegressorTask(Task):
                              "true, or a csv/tsv/parquet table with data.channels")
         check_numeric(cfg)
         check_one_path_per_split(cfg)
+        if cfg.data.per_step and not cfg.data.channels:
+            raise ValueError("data.per_step: a target per step comes from a long table (data.channels and "
+                             "data.label_column on every row); a .ts file has one target per case")
 
     def traces_real(self, cfg: Config) -> bool:
         return True
@@ -54,16 +57,17 @@ class RegressorTask(Task):
     # --- data ---------------------------------------------------------------------------------
 
     def read(self, cfg: Config, source: str, need_targets: bool = True) -> tuple["Sequences", Any]:
-        """Sequences and their targets (N,) float64 (None without `need_targets`)."""
+        """Sequences and their targets: (N,) float64, or with data.per_step a (T_i,) array each (None without
+        `need_targets`)."""
         import numpy as np
 
         from grutool.data.numeric import read_sequences
 
-        seqs = read_sequences(cfg.data, source, need_targets)
+        seqs = read_sequences(cfg.data, source, need_targets, per_step=cfg.data.per_step)
         if not need_targets:
             return seqs, None
-        targets = []
-        for label, where, seq_id in zip(seqs.labels, seqs.where, seqs.ids):
+
+        def number(label: str, where: str, seq_id: str) -> float:
             try:
                 value = float(label)
             except ValueError:
@@ -71,9 +75,14 @@ class RegressorTask(Task):
             if not np.isfinite(value):
                 raise UserError(f"{where}: the target of sequence {clipped(seq_id, 40)!r} is "
                                 f"{clipped(label, 40)!r}, not a number (column '{cfg.data.label_column}'); "
-                                f"a regressor's target is one finite number per sequence")
-            targets.append(value)
-        return seqs, np.asarray(targets, dtype=np.float64)
+                                f"a regressor's target is a finite number")
+            return value
+
+        if cfg.data.per_step:
+            return seqs, [np.asarray([number(v, where, i) for v in labels], dtype=np.float64)
+                          for labels, where, i in zip(seqs.labels, seqs.where, seqs.ids)]
+        return seqs, np.asarray([number(v, w, i) for v, w, i in zip(seqs.labels, seqs.where, seqs.ids)],
+                                dtype=np.float64)
 
     def encode(self, scaler: "Standardizer", target: "Standardizer", seqs: "Sequences", y) -> "EncodedSplit":
         import torch
@@ -83,19 +92,24 @@ class RegressorTask(Task):
 
         check_channels(scaler, seqs)
         split = EncodedSplit(tensors(seqs.values, scaler), None, list(seqs.ids))
-        if y is not None:
+        if isinstance(y, list):  # a target per step: each (T_i,) z-scores
+            split.targets = [torch.tensor(target.transform(t[:, None])[:, 0], dtype=torch.float32) for t in y]
+        elif y is not None:
             split.targets = torch.tensor(target.transform(y[:, None])[:, 0], dtype=torch.float32)  # (N,) z-scores
         split.target_scale = (target.mean[0], target.std[0])
         return split
 
     def prepare(self, cfg: Config, saved: Any = None) -> Prepared:
+        import numpy as np
+
         from grutool.data.numeric import fit_scaler
         from grutool.data.scaling import Standardizer
         from grutool.data.vocab import Vocab
 
         seqs, y = self.read(cfg, cfg.data.train)
         scaler = saved.extra["scaler"] if saved else fit_scaler(seqs)  # train only; --resume keeps the saved one
-        target = saved.labels if saved else Standardizer.fit([cfg.data.label_column], y[:, None])
+        rows = np.concatenate(y) if isinstance(y, list) else y  # every step's target, or every sequence's
+        target = saved.labels if saved else Standardizer.fit([cfg.data.label_column], rows[:, None])
         prepared = Prepared(saved.vocab if saved else Vocab.from_counts({}), target, extra={"scaler": scaler})
         prepared.splits["train"] = self.encode(scaler, target, seqs, y)
         self.encode_evaluation_splits(cfg, prepared)
@@ -122,7 +136,9 @@ class RegressorTask(Task):
 
         scaler, ids = values(cfg.data, lengths, generator)
         vocabs = Prepared(Vocab.from_counts({}), Standardizer(["target"], [0.0], [1.0]), extra={"scaler": scaler})
-        split = EncodedSplit(ids, torch.randn(len(lengths), generator=generator), [""] * len(lengths))
+        targets = ([torch.randn(len(x), generator=generator) for x in ids] if cfg.data.per_step
+                   else torch.randn(len(lengths), generator=generator))
+        split = EncodedSplit(ids, targets, [""] * len(lengths))
         split.target_scale = (0.0, 1.0)
         return vocabs, split
 
@@ -148,7 +164,7 @@ class RegressorTask(Task):
 
     def infer_batch(self, model, batch, **options):
         pred, _ = model(batch.ids, batch.lengths)
-        return pred.float().cpu()  # (B,) z-scores
+        return pred.float().cpu()  # (B,) z-scores; per step (B, T)
 
     def read_inputs(self, cfg: Config, source: str) -> list[str]:
         """Each sequence of a .ts file or long table as `id<TAB>values` (grutool.data.numeric.format_text)."""
@@ -167,7 +183,8 @@ class RegressorTask(Task):
         self.parse(predictor, texts)
 
     def predict(self, predictor, texts: list[str], batch_size: int = 64, **options) -> list[dict]:
-        """One dict per sequence, in input order: id, prediction (in the target's units)."""
+        """One dict per sequence, in input order: id, prediction (in the target's units); with data.per_step,
+        id and predictions (one per step)."""
         import torch
 
         from grutool.data.batching import sorted_batches
@@ -177,7 +194,12 @@ class RegressorTask(Task):
         results: list[dict] = [{} for _ in texts]
         with torch.no_grad():
             for batch in sorted_batches(split, batch_size):
-                z = self.infer_batch(predictor.model, batch.to(predictor.device))  # (B,)
-                for value, i in zip(target.inverse(z.double().numpy()[:, None])[:, 0], batch.index):
-                    results[i] = {"id": ids[i], "prediction": round(float(value), 6)}
+                z = self.infer_batch(predictor.model, batch.to(predictor.device))  # (B,) or (B, T)
+                values = target.inverse(z.double().numpy()[..., None])[..., 0]  # in units
+                for row, i in enumerate(batch.index):
+                    if values.ndim == 2:
+                        n = int(batch.lengths[row])
+                        results[i] = {"id": ids[i], "predictions": [round(float(v), 6) for v in values[row, :n]]}
+                    else:
+                        results[i] = {"id": ids[i], "prediction": round(float(values[row]), 6)}
         return results
