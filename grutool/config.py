@@ -147,6 +147,10 @@ class DataConfig(_Section):
     data is text (or a .ts file, which names no columns)."""
     id_column: str = "id"
     """Long tables of numeric sequences: the column naming the sequence each row belongs to."""
+    time_delta: bool = False
+    """Long tables with data.time_column: add each step's time since the step before (0 at the first) as one more
+    channel, after data.channels and standardised like them (irregular sampling becomes visible to the model;
+    inputs typed to infer or serve then carry it too, as their last channel)."""
     per_step: bool = False
     """Regressor on a long table: data.label_column holds a target per step (N->N: one prediction per step)
     rather than one per sequence (N->1, every row of a sequence repeating it)."""

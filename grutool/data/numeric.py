@@ -4,8 +4,9 @@ Two layouts:
 
     .ts          one case per line (grutool.data.tsfile): channels separated by ':', values by ','
     long table   csv, tsv or parquet, a row per step: data.id_column names the sequence, data.channels its
-                 values, data.time_column (optional) orders the rows of a sequence, data.label_column holds
-                 the label (once per sequence: every row of a sequence must agree; or per step for tagging)
+                 values, data.time_column (optional) orders the rows of a sequence (with data.time_delta the
+                 time since the previous step is one more channel), data.label_column holds the label (once
+                 per sequence: every row of a sequence must agree; or per step for tagging)
 
 Values are standardised per channel by the run's `Standardizer`, fitted on the training split only (its rows,
 missing values ignored) and saved in the run as `scaler.json`; validation, test and inference data are scaled
@@ -153,7 +154,10 @@ def _read_table(d: "DataConfig", source: str, need_labels: bool, per_step: bool)
             if len(dup):
                 raise UserError(f"{table.location(rows[dup[0] + 1], d.time_column)}: sequence {clipped(key, 40)!r} "
                                 f"has two rows at {d.time_column} {times[rows[dup[0]]]:g}; one row per step")
-        out_values.append(values[rows])
+        x = values[rows]  # (T, C)
+        if d.time_delta:  # one more channel: the time since the previous step (0 at the first)
+            x = np.concatenate([x, np.diff(times[rows], prepend=times[rows[0]])[:, None].astype(np.float32)], axis=1)
+        out_values.append(x)
         where.append(table.location(rows[0]))
         if labels_raw is not None:
             seq_labels = [labels_raw[r] for r in rows]
@@ -167,7 +171,8 @@ def _read_table(d: "DataConfig", source: str, need_labels: bool, per_step: bool)
                                 f"first row; a sequence has one label (write it on every row, or per step with "
                                 f"task tagger)")
             out_labels.append(seq_labels[0])
-    return Sequences(out_values, list(d.channels), list(order), out_labels if need_labels else None, where, source)
+    channels = list(d.channels) + ([f"delta_{d.time_column}"] if d.time_delta else [])
+    return Sequences(out_values, channels, list(order), out_labels if need_labels else None, where, source)
 
 
 def _label_text(v: str) -> str:

@@ -64,6 +64,9 @@ def check_numeric(cfg: Config) -> None:
         raise ValueError("data.channels: a table of numeric sequences needs its value columns listed")
     if d.vectors is not None:
         raise ValueError("data.vectors: word vectors are for text; numeric sequences have no tokens")
+    if d.time_delta and not (d.channels and d.time_column):
+        raise ValueError("data.time_delta: the time between steps comes from a long table's data.time_column; "
+                         "set it (and data.channels) or remove data.time_delta")
     for field in ("char_features", "freeze_embeddings"):
         if getattr(m, field):
             raise ValueError(f"model.{field}: for text; numeric sequences have no tokens")

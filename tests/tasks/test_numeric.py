@@ -287,3 +287,17 @@ def test_tagger_labels_every_step(tmp_path):
     raw["data"].pop("channels")
     with pytest.raises(UserError, match="a .ts file has one label per case"):
         parse_config(raw)
+
+
+def test_time_delta_is_one_more_channel(tmp_path):
+    (tmp_path / "x.csv").write_text("id,t,a,label\ns1,0,1.0,up\ns1,5,2.0,up\ns1,6,3.0,up\ns2,2,1.5,down\n"
+                                    "s2,0,0.5,down\n", encoding="utf-8")
+    raw = toy(tmp_path / "r")
+    raw["data"].update(train=str(tmp_path / "x.csv"), channels=["a"], time_column="t", time_delta=True)
+    seqs = read_sequences(parse_config(raw).data, str(tmp_path / "x.csv"))
+    assert seqs.channels == ["a", "delta_t"]
+    assert seqs.values[0].tolist() == [[1.0, 0.0], [2.0, 5.0], [3.0, 1.0]]
+    assert seqs.values[1].tolist() == [[0.5, 0.0], [1.5, 2.0]]  # ordered by t
+    raw["data"].pop("time_column")
+    with pytest.raises(UserError, match="data.time_delta: the time between steps"):
+        parse_config(raw)
