@@ -41,7 +41,7 @@ class DataConfig(_Section):
     test: Optional[str | list[str]] = None
     """Test file or split, evaluated by `grutool eval --split test`."""
     format: Literal["auto", "csv", "tsv", "json", "jsonl", "parquet", "conllu", "conll", "parallel",
-                    "parallel_text", "cmudict", "text", "text_dir"] = "auto"
+                    "parallel_text", "cmudict", "text", "text_dir", "ts"] = "auto"
     """File format; `auto` picks it from the extension. Classifier: csv, tsv, json, jsonl, parquet. Tagger and
     joint: `conllu`, `conll` (token ... tag columns), `parallel` (a directory with seq.in, seq.out and label,
     one utterance per line) or `jsonl` (token and tag lists); `auto` reads .conllu, .conll/.bio/.iob/.txt,
@@ -52,7 +52,9 @@ class DataConfig(_Section):
     column, optional data.condition_column) or `text_dir` (a directory of .txt files, one per condition named by
     the file, a line per example; duplicate lines dropped). Lm paths may end in a slice, `input.txt[:90%]`,
     `[90%:]`, `[80%:90%]`: a stream's characters, or a file's lines, in that range; `text_dir` slices each
-    file after shuffling it with data.split_seed (a stratified split)."""
+    file after shuffling it with data.split_seed (a stratified split). Numeric sequences (classifier,
+    tagger, regressor): `ts` (the UEA/sktime .ts format; `auto` reads .ts), or csv/tsv/parquet as a long table
+    with data.channels (a row per step, see there)."""
     header: bool = True
     """Whether csv/tsv files start with a header line."""
     column_names: Optional[list[str]] = None
@@ -60,7 +62,8 @@ class DataConfig(_Section):
     text_column: str = "text"
     """Column holding the input text."""
     label_column: str = "label"
-    """Column holding the class label (string or integer); for `joint` jsonl data, the key of the intent."""
+    """Column holding the class label (string or integer); for `joint` jsonl data, the key of the intent. Numeric
+    sequences in a long table: the label (classifier), tag (tagger) or real target (regressor) on each row."""
     label_names: Optional[dict[int, str] | list[str]] = None
     """Classifier: names for integer labels, `{0: negative, 1: positive}` or a list (`[negative, positive]`
     names 0, 1, ...). Applied when the data is read, so labels.json, eval tables, infer output and
@@ -137,6 +140,21 @@ class DataConfig(_Section):
             return {int(k) if isinstance(k, str) and k.lstrip("-").isdigit() else k: v for k, v in value.items()}
         return value
 
+    # --- numeric sequences (issue 23) ---------------------------------------------------------------
+    channels: Optional[list[str]] = None
+    """Numeric sequences in a long table (csv, tsv, parquet; a row per step): the columns holding each step's
+    values. Rows of one sequence share data.id_column, in file order or ordered by data.time_column. Null: the
+    data is text (or a .ts file, which names no columns)."""
+    id_column: str = "id"
+    """Long tables of numeric sequences: the column naming the sequence each row belongs to."""
+    time_delta: bool = False
+    """Long tables with data.time_column: add each step's time since the step before (0 at the first) as one more
+    channel, after data.channels and standardised like them (irregular sampling becomes visible to the model;
+    inputs typed to infer or serve then carry it too, as their last channel)."""
+    per_step: bool = False
+    """Regressor on a long table: data.label_column holds a target per step (N->N: one prediction per step)
+    rather than one per sequence (N->1, every row of a sequence repeating it)."""
+
 
 class ModelConfig(_Section):
     """Embedding -> recurrent encoder -> pooling -> linear head."""
@@ -211,6 +229,13 @@ class ModelConfig(_Section):
     """Lm: output through nn.AdaptiveLogSoftmaxWithLoss with these increasing cutoffs (token ids by frequency,
     e.g. [2000, 10000]): word-level models with large vocabularies spend most of their time in the softmax.
     Null: one full softmax."""
+
+    # --- numeric sequences (issue 23) ---------------------------------------------------------------
+    loss: Literal["mse", "mae", "huber"] = "mse"
+    """Regressor: the training loss on the target's z-scores: mean squared error, mean absolute error, or Huber
+    (squared below model.huber_delta, absolute above: robust to a few wild targets)."""
+    huber_delta: float = Field(default=1.0, gt=0)
+    """Regressor with loss huber: where the loss turns from squared to absolute, in target standard deviations."""
 
 
 class TrainConfig(_Section):
@@ -311,8 +336,9 @@ class Config(_Section):
 
     task: str = "classifier"
     """Model family, a name in grutool.families.TASKS: `classifier` (N->1), `tagger` (N->N, one tag per token), `joint` (a tag per token and
-    an intent per sentence from one shared encoder), `seq2seq` (N->M: encoder-decoder with attention) or `lm`
-    (N->N next-token prediction and 1->N conditional generation)."""
+    an intent per sentence from one shared encoder), `seq2seq` (N->M: encoder-decoder with attention), `lm`
+    (N->N next-token prediction and 1->N conditional generation) or `regressor` (N->1 real value of a numeric
+    sequence). Classifier and tagger read numeric sequences too (data.format ts, or data.channels)."""
     data: DataConfig
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()

@@ -54,12 +54,16 @@ def _value(value) -> str:
         else ("null" if value is None else (str(value).lower() if isinstance(value, bool) else str(value)))
 
 
-def template(task: str) -> str:
-    """The commented YAML config for `task` (a name in grutool.families.TASKS)."""
-    if task not in TASKS:
-        from grutool.errors import UserError
+def template(task: str, input: str = "text") -> str:
+    """The commented YAML config for `task` (a name in grutool.families.TASKS) reading `input`: its `example`,
+    or one of its `inputs` (numeric: numeric sequences)."""
+    from grutool.errors import UserError
 
+    if task not in TASKS:
         raise UserError(f"init: unknown task '{task}'; choose one of {', '.join(TASKS)}")
+    inputs = TASKS[task].inputs
+    if input != "text" and input not in inputs:
+        raise UserError(f"input: task {task} reads {' or '.join(['text', *inputs])}, not {input!r}", option="input")
     skip = _owned_elsewhere(task)
     cls = TASKS[task]
     lines = [f"# A starting config for task {task}: every field it reads, with its default.",
@@ -77,7 +81,8 @@ def template(task: str) -> str:
             if (section, name) in skip:
                 continue
             default = cls.monitors[0] if (section, name) == ("train", "monitor") else field.default
-            value = cls.example.get(section, {}).get(name, default)
+            example = inputs[input] if input in inputs else cls.example
+            value = example.get(section, {}).get(name, default)
             entry = f"  {name}: {_value(value)}"
             doc = _first_sentence(docs.get(name, ""))
             comment = f"  # {doc}" if doc else ""

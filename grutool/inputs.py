@@ -1,7 +1,7 @@
 """What `infer --file` reads: one input per line, or a data file read as training reads it.
 
     lines   every line is one input (stdin, .txt, anything without a data extension)
-    data    a csv/tsv/json/jsonl/parquet (or conll/conllu) file read with the run's data settings: its
+    data    a csv/tsv/json/jsonl/parquet (or conll/conllu, or numeric .ts) file read with the run's data settings: its
             text column (seq2seq: source column; tagger: tokens), header and format; labels, targets
             and tags in the file are ignored. A split in the run's own multi-file format is read as
             training reads it too: a folder (format parallel: seq.in ...) or a file-name prefix
@@ -18,7 +18,7 @@ from grutool.errors import UserError
 
 FORMATS = ("auto", "lines", "data")
 FOLDER_FORMATS = ("parallel", "text_dir")  # data.format values whose splits are folders
-DATA_EXTENSIONS = (".csv", ".tsv", ".json", ".jsonl", ".parquet", ".conll", ".conllu")
+DATA_EXTENSIONS = (".csv", ".tsv", ".json", ".jsonl", ".parquet", ".conll", ".conllu", ".ts")
 
 
 def input_format(path: str, fmt: str = "auto") -> str:

@@ -31,6 +31,7 @@ import threading
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+from grutool import jsonsafe
 from grutool.errors import UserError
 
 log = logging.getLogger("grutool")
@@ -132,8 +133,12 @@ def build_app(predictor, limits: Optional[Limits] = None):
     cfg, task = predictor.cfg, predictor.task
 
     class Texts(BaseModel):
-        texts: list[str] = Field(..., min_length=1, max_length=limits.max_texts,
-                                 description=f"1 to {limits.max_texts} texts, each at most {limits.max_chars} characters")
+        # A numeric sequence may come as a JSON array of channels x steps (null: a missing value); it is passed
+        # on as its JSON text, which the numeric families read (grutool.data.numeric.parse_text).
+        texts: list[str | list[list[Optional[float]]]] = Field(
+            ..., min_length=1, max_length=limits.max_texts,
+            description=f"1 to {limits.max_texts} texts, each at most {limits.max_chars} characters (numeric "
+                        f"sequences: a .ts data line, or an array of channels, each a list of values per step)")
         model_config = {"extra": "forbid"}
 
     # The family's options, each optional (absent or null: the family's default); strict: "2" is no number.
@@ -191,16 +196,18 @@ def build_app(predictor, limits: Optional[Limits] = None):
 
     @app.post("/predict")
     async def predict(body: PredictRequest) -> dict:
-        long = [i for i, t in enumerate(body.texts) if len(t) > limits.max_chars]
+        texts = [t if isinstance(t, str) else jsonsafe.dumps(t) for t in body.texts]
+        long = [i for i, t in enumerate(texts) if len(t) > limits.max_chars]
         if long:
             return problem(413, f"texts.{long[0]}: over {limits.max_chars} characters")
         options = body.model_dump(exclude={"texts"}, exclude_none=True)
         try:
             task.check_options(predictor, **options)  # infer's rules, before the request joins a batch
+            task.check_inputs(predictor, texts)
         except UserError as exc:
             return problem(422, str(exc))
         try:
-            return {"results": await batcher.submit(body.texts, options)}
+            return {"results": await batcher.submit(texts, options)}
         except UserError as exc:
             return problem(400, str(exc))
 

@@ -207,8 +207,8 @@ def eval_(
                                              help="Examples per batch (default: the run's train.batch_size)."),
     device: Device = typer.Option(Device.auto, help="auto (CUDA if present), cpu or cuda."),
     plot: Optional[Path] = typer.Option(None, "--plot", metavar="PATH.png",
-                                        help="Also draw the confusion matrix as a PNG (classifier, tagger, joint; "
-                                             "needs the plot extra)."),
+                                        help="Also draw the confusion matrix as a PNG (classifier, tagger, joint), "
+                                             "or predicted against true values (regressor); needs the plot extra."),
 ):
     """Metrics of a trained run on a labelled split.
 
@@ -232,8 +232,10 @@ def eval_(
         metrics = evaluate(str(run_dir), split.value, str(data) if data else None, batch_size, device.value, beam)
         if plot is not None:
             from grutool.confusion import plot_confusion
+            from grutool.scatter import plot_scatter
 
-            written = plot_confusion(metrics, plot, title=f"{run_dir} ({metrics.get('source', split.value)})")
+            draw = plot_scatter if "scatter" in metrics else plot_confusion  # real values, or classes and tags
+            written = draw(metrics, plot, title=f"{run_dir} ({metrics.get('source', split.value)})")
             err.print(f"wrote {written}", markup=False)
         if json_:
             from grutool import jsonsafe

@@ -7,16 +7,20 @@ import typer
 
 # The family names, written out: importing the registry (grutool.families) here would cost every `--help`
 # its start-up; tests/cli/test_daily.py checks this list against grutool.families.TASKS.
-FAMILIES = "classifier, tagger, joint, seq2seq or lm"
+FAMILIES = "classifier, tagger, joint, seq2seq, lm or regressor"
 
 
-def init(task: str = typer.Argument(..., metavar="TASK", help=f"The model family: {FAMILIES}.")):
+def init(task: str = typer.Argument(..., metavar="TASK", help=f"The model family: {FAMILIES}."),
+         input: str = typer.Option("text", "--input", metavar="KIND",
+                                   help="What the model reads: text, or numeric (sequences of numbers: "
+                                        "classifier).")):
     """Print a commented starting config for TASK: every field it reads, with its default; its data paths
     name the toy data in grutool's data/ folder, so it trains as printed from a clone's root.
 
     \b
     Examples:
       grutool init lm > my.yaml
+      grutool init classifier --input numeric > sensors.yaml
       grutool train my.yaml --dry-run
     """
     from grutool.cli.console import user_errors
@@ -24,4 +28,4 @@ def init(task: str = typer.Argument(..., metavar="TASK", help=f"The model family
     with user_errors():
         from grutool.config_template import template
 
-        print(template(task), end="")
+        print(template(task, input), end="")

@@ -27,7 +27,7 @@ class EncodedSplit:
     (then batches carry targets as {"tokens", "example"}, so metrics know which example each row is).
     """
 
-    ids: "list[torch.Tensor] | Ragged"     # each (T_i,) long
+    ids: "list[torch.Tensor] | Ragged"     # each (T_i,) long; numeric sequences: each (T_i, C) float
     targets: Optional["list[torch.Tensor] | torch.Tensor"]  # each () or (T_i,) long, or one (N,) long tensor
                                                             # (one label per example); None when unlabelled
     texts: list[str]
@@ -38,6 +38,8 @@ class EncodedSplit:
     scheme: Optional[str] = None                  # tag scheme of the targets (tagging)
     references: Optional["References"] = None     # seq2seq evaluation: what outputs are scored against
     conditions: Optional[list[torch.Tensor]] = None  # each () long: an input id acting on every step (lm)
+    target_scale: Optional[tuple[float, float]] = None
+    """Real-valued targets (regressor): the (mean, std) that turn the targets' z-scores back into their units."""
     streams: Optional[int] = None
     """Set for a split that is `streams` parallel rows of one long text cut into consecutive chunks, laid out
     chunk-major (example k * streams + r is chunk k of row r): its batches are taken in order, `streams` at

@@ -222,7 +222,8 @@ def metadata(run, task, fmt: str, int8: bool, files: dict[str, Path], signatures
     d = cfg.data
     vocabs = {"vocab": run.vocab.itos}
     for name in task.vocabularies(cfg):
-        vocabs[name] = run.vocabulary(name).itos
+        v = run.vocabulary(name)
+        vocabs[name] = v.itos if hasattr(v, "itos") else v.to_dict()  # a Standardizer: its names, means, deviations
     return {"grutool_export": METADATA_VERSION, "task": task.name, "format": fmt, "int8": int8,
             "files": {name: path.name for name, path in files.items()}, "graphs": signatures,
             "preprocessing": {"tokenizer": d.tokenizer, "lowercase": d.lowercase, "max_length": d.max_length,

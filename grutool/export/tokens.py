@@ -31,8 +31,9 @@ class ScoresGraph(nn.Module):
 
 
 def token_inputs(model, vocab_size: int) -> dict[str, tuple[torch.Tensor, dict[int, str]]]:
-    """ids, lengths (and chars, and h0 with state) of three rows of different lengths: batch and time stay dynamic."""
-    ids = torch.randint(2, max(3, vocab_size), (3, 5))
+    """ids (token ids, or the values a numeric front-end reads), lengths (and chars, and h0 with state) of three rows of different lengths: batch and time stay dynamic."""
+    example = getattr(model.embedder, "example_input", None)  # a front-end of other inputs (numbers) says what it reads
+    ids = example(3, 5) if example is not None else torch.randint(2, max(3, vocab_size), (3, 5))  # (3, 5[, C])
     inputs = {"ids": (ids, {0: "batch", 1: "time"}), "lengths": (torch.tensor([5, 2, 4]), {0: "batch"})}
     if getattr(model, "chars", None) is not None:
         inputs["chars"] = (torch.randint(1, model.chars.embedding.num_embeddings, (3, 5, 4)),

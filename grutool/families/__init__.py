@@ -10,6 +10,7 @@ from __future__ import annotations
 from grutool.families.base import Prepared, Task
 from grutool.families.classifier.task import ClassifierTask
 from grutool.families.lm.task import LMTask
+from grutool.families.regressor.task import RegressorTask
 from grutool.families.seq2seq.task import Seq2SeqTask
 from grutool.families.tagger.task import JointTask, TaggerTask
 
@@ -19,6 +20,7 @@ TASKS: dict[str, type[Task]] = {
     "joint": JointTask,
     "seq2seq": Seq2SeqTask,
     "lm": LMTask,
+    "regressor": RegressorTask,
 }
 
 __all__ = ["TASKS", "Prepared", "Task", "accepting", "get_task"]

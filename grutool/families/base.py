@@ -86,6 +86,9 @@ class Task:
     ({"data": {"train": "data/sentiment/train.tsv", ...}, "model": {...}}): data paths at the toy data shipped
     in the repository's data/ folder, with the settings that data and the family need, so the config passes
     `grutool train --dry-run` as written (from the repository's root)."""
+    inputs: ClassVar[dict[str, dict[str, dict]]] = {}
+    """`grutool init TASK --input KIND`: starting configs for inputs other than text, as `example` is for text
+    ({"numeric": {"data": {"train": "data/numeric/train.ts", ...}}})."""
     predict_options: ClassVar[dict[str, Option]] = {}
     """Keyword options `predict` accepts beyond the shared ones, by name (e.g. beam): `infer`'s flags and the
     optional fields of a `serve` request; `check_options` holds their rules."""
@@ -93,6 +96,11 @@ class Task:
     """`infer` without any TEXT or --file is an error (False: the task predicts from nothing, e.g. generates)."""
     traces_real_examples: ClassVar[bool] = True
     """`shapes --config`: trace the first training examples (True) or random token ids (see classifier)."""
+
+    def traces_real(self, cfg: "Config") -> bool:
+        """`shapes --config`: whether a model of `cfg` is traced on real training examples (models that read more
+        than token ids: characters, targets, numbers), not random token ids."""
+        return self.traces_real_examples or cfg.model.char_features
 
     # --- config -------------------------------------------------------------------------------
 
@@ -188,6 +196,10 @@ class Task:
         """The rules of `predict_options` values (given ones only; the rest take their defaults), each broken
         one a UserError naming its option: the rules `predict` applies, which `serve` checks before a request is
         queued (a bad value: 422 for that request alone)."""
+
+    def check_inputs(self, predictor, texts: list[str]) -> None:
+        """The inputs' own rules, a UserError for the first broken one: what `serve` checks before a request
+        joins a batch (one bad request must not fail the others'). Texts: none; numeric sequences: parsed."""
 
     def predict(self, predictor, texts: list[str], batch_size: int = 64, **options) -> list[dict]:
         """Result dicts in input order, the same number for every text (one; lm: `num` samples per prompt)."""

@@ -39,3 +39,36 @@ def encoder_stream_reason(cfg: Config) -> Optional[str]:
     if get_cell(cfg.model.cell).cell_state:
         return f"model.cell {cfg.model.cell} carries (h, c); streaming supports cells with a hidden state alone"
     return None
+
+
+def is_numeric(cfg: Config) -> bool:
+    """Whether the run reads numeric sequences (a .ts file, or a long table with data.channels) instead of text:
+    the task then builds the numeric front-end (grutool.modules.numeric) where it builds the token Embedder."""
+    import re
+
+    d = cfg.data
+    train = re.sub(r"\[[^\[\]]*\]$", "", d.train) if isinstance(d.train, str) else ""  # a slice: train.ts[:80%]
+    return d.format == "ts" or bool(d.channels) or (d.format == "auto" and train.lower().endswith(".ts"))
+
+
+def check_numeric(cfg: Config) -> None:
+    """Numeric sequences have no tokens: the text settings that would silently do nothing are errors."""
+    d, m = cfg.data, cfg.model
+    if not is_numeric(cfg):
+        return
+    if d.dataset is not None:
+        raise ValueError("data.dataset: numeric sequences are read from .ts files or long tables; remove data.dataset")
+    if d.format not in ("auto", "ts", "csv", "tsv", "parquet"):
+        raise ValueError(f"data.format: '{d.format}' is not a numeric format; use ts, csv, tsv or parquet")
+    if d.format in ("csv", "tsv", "parquet") and not d.channels:
+        raise ValueError("data.channels: a table of numeric sequences needs its value columns listed")
+    if d.vectors is not None:
+        raise ValueError("data.vectors: word vectors are for text; numeric sequences have no tokens")
+    if d.time_delta and not (d.channels and d.time_column):
+        raise ValueError("data.time_delta: the time between steps comes from a long table's data.time_column; "
+                         "set it (and data.channels) or remove data.time_delta")
+    for field in ("char_features", "freeze_embeddings"):
+        if getattr(m, field):
+            raise ValueError(f"model.{field}: for text; numeric sequences have no tokens")
+    if m.token_dropout:
+        raise ValueError("model.token_dropout: for text; use model.embedding_dropout on numeric sequences")

@@ -133,7 +133,7 @@ def _task_model_report(path, cfg, prepared, B: int, want_explain: bool, warned: 
     result = outputs[""][0]
     report = {
         "mode": "config", "config": str(path), "task": cfg.task, "vocab_size": V, "num_classes": C,
-        "labels": list(prepared.labels.itos), "model": cfg.model.model_dump(),
+        "labels": get_task(cfg.task).served_labels(prepared) or [], "model": cfg.model.model_dump(),
         "symbols": {"B": len(index), "T": T, "V": V, "E": m.embedding_dim, "L": m.num_layers, "D": D,
                     "H": m.hidden_size, "C": C},
         "batch": {"ids": list(batch.ids.shape), "lengths": lens.tolist(), "source": "first training examples"},
@@ -176,9 +176,9 @@ def config_report(path: Union[str, Path], batch: Optional[int] = None, seq_len: 
         cfg = load_config(path)
         task = get_task(cfg.task)
         prepared = task.prepare(cfg)  # reads the training data: the vocabulary sets the size
-    if task.traces_real_examples or cfg.model.char_features:
-        # Models that read more than token ids (characters, targets) are traced on real examples.
-        kind = cfg.task if task.traces_real_examples else f"{cfg.task} with char features"
+    if task.traces_real(cfg):
+        # Models that read more than token ids (characters, targets, numbers) are traced on real examples.
+        kind = cfg.task if task.traces_real_examples else f"{cfg.task} of this data"
         if lengths is not None or seq_len is not None:
             raise UserError(f"{path}: --lengths/--seq-len apply to classifier configs without char features; a "
                             f"{kind} model is traced on the first --batch examples of its training data")

@@ -259,3 +259,14 @@ def test_python_train_shows_progress_when_asked(tmp_path):
     quiet = subprocess.run([sys.executable, "-c", code.replace("progress=True", "overwrite=True"), json.dumps(raw)],
                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(root)})
     assert quiet.returncode == 0 and quiet.stderr == "", "silent unless asked"
+
+
+def test_init_numeric_input_dry_runs(tmp_path, monkeypatch):
+    """`grutool init classifier --input numeric`: a numeric-sequence config on data/numeric that dry-runs."""
+    result = invoke("init", "classifier", "--input", "numeric")
+    assert result.exit_code == 0, result.output
+    (tmp_path / "my.yaml").write_text(result.stdout)
+    monkeypatch.chdir(ROOT)
+    dry = invoke("train", tmp_path / "my.yaml", "--dry-run", "-o", tmp_path / "run")
+    assert dry.exit_code == 0 and "train 150" in dry.output, dry.output
+    assert_user_error(invoke("init", "lm", "--input", "numeric"), "--input: task lm reads text, not 'numeric'")

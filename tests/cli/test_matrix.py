@@ -46,6 +46,9 @@ MATRIX: dict[str, dict] = {
     "lm_stream": {"refuse": {"export": "cannot be exported"}},
     "names": {"refuse": {"export": "cannot be exported"}},
     "shakespeare": {"refuse": {"export": "cannot be exported"}},
+    "numeric": {"dynamo": True},
+    "numeric_regression": {"dynamo": True},
+    "japanese_vowels": {},
 }
 NOT_TRAINING_CONFIGS = {"bench"}  # configs/bench.yaml is a `grutool bench` grid
 TWIN_LINES = 80  # lines kept of each real data file

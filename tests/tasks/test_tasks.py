@@ -24,7 +24,10 @@ TOY = {
     # Prompts of any text: a word model (unknown words read as <unk>), unconditioned.
     "lm": ("configs/lm.yaml", {"data": {"condition_column": None, "tokenizer": "word", "lowercase": True},
                                "train": {"monitor": "perplexity"}}),
+    "regressor": ("configs/numeric_regression.yaml", {}),
 }
+# What each family is asked to predict: texts, or (numeric sequences) .ts data lines of 2 channels.
+INPUTS = {"regressor": ["0.1,0.5,0.9:3.1,3.3,3.4", "1,-1,1,-1,1:2.5,2.6,2.5,2.6,2.5"]}
 
 
 def test_every_registered_task_has_toy_data():
@@ -58,7 +61,7 @@ def test_round_trip_train_save_load_predict_render(tmp_path, name):
     run = tmp_path / "run"
     predictor = Predictor(run, "cpu")  # load: config, vocabularies and best.pt rebuild the model
     assert predictor.task.name == name
-    texts = ["12345", "Mirela flies to Paris tomorrow ."]
+    texts = INPUTS.get(name, ["12345", "Mirela flies to Paris tomorrow ."])
     first = predictor.predict(texts)
     assert len(first) == 2 and all(first)
     assert Predictor(run, "cpu").predict(texts) == first  # a second load predicts the same

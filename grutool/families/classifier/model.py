@@ -1,4 +1,4 @@
-"""N -> 1: embedding (+ char features) -> packed recurrent encoder -> pooling -> linear head."""
+"""N -> 1: embedding (+ char features), or the numeric front-end -> packed recurrent encoder -> pooling -> linear head."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from grutool.models.base import Model
 from grutool.modules.embedder import Embedder
 from grutool.modules.encoder import RecurrentEncoder
 from grutool.modules.masking import length_mask
+from grutool.modules.numeric import NumericEmbedder
 from grutool.modules.pooling import Pooling
 
 
@@ -26,9 +27,14 @@ class Classifier(Model):
         self.head = nn.Linear(encoder.output_dim, num_classes)
 
     @classmethod
-    def from_config(cls, cfg: Config, *, vocab_size: int, num_outputs: int, num_chars: int = 0) -> "Classifier":
-        """`num_outputs` classes; `num_chars` sizes the char features (model.char_features)."""
-        embedder = Embedder.from_config(cfg.model, vocab_size, num_chars=num_chars)
+    def from_config(cls, cfg: Config, *, vocab_size: int, num_outputs: int, num_chars: int = 0,
+                    channels: int = 0) -> "Classifier":
+        """`num_outputs` classes; `num_chars` sizes the char features (model.char_features); `channels` > 0:
+        numeric sequences of that many values per step, read by the numeric front-end instead of tokens."""
+        if channels:
+            embedder = NumericEmbedder.from_config(cfg.model, channels, mask=cfg.data.missing == "mask")
+        else:
+            embedder = Embedder.from_config(cfg.model, vocab_size, num_chars=num_chars)
         encoder = RecurrentEncoder.from_config(cfg.model, embedder.output_dim)
         return cls(embedder, encoder, num_outputs, cfg.model)
 
@@ -43,7 +49,7 @@ class Classifier(Model):
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor,
                 targets: Optional[torch.Tensor] = None,
                 chars: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """ids: (B, T); lengths: (B,) CPU; targets: (B,), ids >= num_classes mean 'unseen label';
+        """ids: (B, T) token ids, or (B, T, C) float values (numeric sequences); lengths: (B,) CPU; targets: (B,), ids >= num_classes mean 'unseen label';
         chars: (B, T, W) with char features."""
         logits, _ = self.scores(ids, lengths, chars)  # (B, C)
         loss = None

@@ -23,5 +23,5 @@ def tables(metrics: dict) -> list:
 
 
 def line(result: dict) -> str:
-    """label<TAB>probability<TAB>text"""
-    return f"{result['label']}\t{result['probs'][result['label']]:.4f}\t{result['text']}"
+    """label<TAB>probability<TAB>text (numeric sequences: the sequence's id)"""
+    return f"{result['label']}\t{result['probs'][result['label']]:.4f}\t{result['text'] if 'text' in result else result['id']}"

@@ -1,4 +1,5 @@
-"""Text classification (N -> 1): text and label columns to encoded splits, a classifier, metrics, predictions."""
+"""Classification (N -> 1): text and label columns (or numeric sequences: classifier/numeric.py) to encoded
+splits, a classifier, metrics, predictions."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from grutool.errors import UserError, clipped, listed
 from grutool.families.base import Prepared, Task, synthetic_vocabs
-from grutool.families.rules import check_columns, check_one_path_per_split, encoder_stream_reason
+from grutool.families.classifier.labels import check_label_names, name_labels
+from grutool.families.rules import (check_columns, check_numeric, check_one_path_per_split, encoder_stream_reason,
+                                    is_numeric)
 
 if TYPE_CHECKING:
     from grutool.config import Config, DataConfig
@@ -50,32 +53,6 @@ def read_examples(cfg: DataConfig, source: str, need_labels: bool = True) -> tup
     return texts, name_labels(cfg, labels)
 
 
-def name_labels(cfg: DataConfig, labels: list[str]) -> list[str]:
-    """Integer labels renamed by data.label_names; a label without a name is kept as read
-    (at eval it is then an unseen label; prepare refuses one in train)."""
-    from grutool.config import label_name_map
-
-    names = label_name_map(cfg)
-    return labels if names is None else [names.get(label, label) for label in labels]
-
-
-def check_label_names(cfg: DataConfig, gold: list[str]) -> None:
-    """Every training label has a name and every named id occurs in train."""
-    from grutool.config import label_name_map
-
-    names = label_name_map(cfg)
-    if names is None:
-        return
-    unnamed = sorted(set(gold) - set(names.values()))
-    if unnamed:
-        raise UserError(f"data.label_names: no name for label(s) {unnamed[:10]} of {cfg.train} column "
-                        f"'{cfg.label_column}' (named: {sorted(names)[:10]}); add them to data.label_names")
-    absent = sorted(k for k, v in names.items() if v not in set(gold))
-    if absent:
-        raise UserError(f"data.label_names: label id(s) {absent[:10]} never occur in {cfg.train} column "
-                        f"'{cfg.label_column}'; remove them or check data.label_column")
-
-
 class ClassifierTask(Task):
     name = "classifier"
     monitors = ("accuracy", "macro_f1", "loss")
@@ -88,16 +65,26 @@ class ClassifierTask(Task):
     exporter = "classifier"
     example = {"data": {"train": "data/sentiment/train.tsv", "validation": "data/sentiment/validation.tsv",
                         "test": "data/sentiment/test.tsv"}}
+    inputs = {"numeric": {"data": {"train": "data/numeric/train.ts", "validation": "data/numeric/validation.ts",
+                                   "test": "data/numeric/test.ts"},
+                          "model": {"embedding_dim": 16, "hidden_size": 16, "pooling": "mean"}}}
 
     # --- config -------------------------------------------------------------------------------
 
     def check_task(self, cfg: Config) -> None:
+        if is_numeric(cfg):
+            check_numeric(cfg)
+            check_one_path_per_split(cfg)
+            return
         check_columns(cfg, ("text_column", "label_column"))
         fmt = cfg.data.format
         if fmt in ("parallel_text", "cmudict"):
             raise ValueError(f"data.format: '{fmt}' is sequence-to-sequence data; set task: seq2seq")
         if fmt in ("conllu", "conll", "parallel"):
             raise ValueError(f"data.format: '{fmt}' is tagging data; set task: tagger or joint")
+        if fmt == "ts":
+            raise ValueError("data.format: 'ts' is numeric sequences; remove data.format or point data.train "
+                             "at a .ts file")
         if fmt in ("text", "text_dir"):
             raise ValueError(f"data.format: '{fmt}' is language-model data; set task: lm")
         check_one_path_per_split(cfg)
@@ -143,7 +130,23 @@ class ClassifierTask(Task):
             split.chars = [chars.encode_chars(tokens.tokens(i), width) for i in rows]  # each (T_i, W_i)
         return split
 
+    def train_file(self, cfg: Config) -> Optional[str]:
+        if is_numeric(cfg):
+            from grutool.data.numeric import split_slice
+
+            return split_slice(cfg.data.train)[0]
+        return super().train_file(cfg)
+
+    def traces_real(self, cfg: Config) -> bool:
+        return is_numeric(cfg) or super().traces_real(cfg)
+
     def prepare(self, cfg: Config, saved: Any = None) -> Prepared:
+        if is_numeric(cfg):
+            from grutool.families.classifier import numeric
+
+            prepared = numeric.prepare(cfg, saved)
+            self.encode_evaluation_splits(cfg, prepared)
+            return prepared
         from grutool.data.ragged import Tokenized
         from grutool.data.vocab import LabelVocab, Vocab, char_counts
 
@@ -177,6 +180,10 @@ class ClassifierTask(Task):
 
     def encode_split(self, cfg: Config, vocabs: Any, source: str, name: str) -> EncodedSplit:
         """A labelled evaluation split; labels the model never saw are reported, then scored as errors."""
+        if is_numeric(cfg):
+            from grutool.families.classifier import numeric
+
+            return numeric.encode_split(cfg, vocabs, source, name)
         labels = vocabs.labels
         texts, gold = read_examples(cfg.data, source)
         unseen = Counter(g for g in gold if g not in labels.stoi)
@@ -192,6 +199,10 @@ class ClassifierTask(Task):
         from grutool.data.vocab import LabelVocab, Vocab
 
         files = {"labels": ("labels.json", LabelVocab)}
+        if is_numeric(cfg):
+            from grutool.data.scaling import Standardizer
+
+            files["scaler"] = ("scaler.json", Standardizer)
         if cfg.model.char_features:
             files["chars"] = ("chars.json", Vocab)
         return files
@@ -204,6 +215,10 @@ class ClassifierTask(Task):
 
         from grutool.data.batching import EncodedSplit
 
+        if is_numeric(cfg):
+            from grutool.families.classifier import numeric
+
+            return numeric.synthetic(cfg, lengths, num_classes, generator)
         vocabs = synthetic_vocabs(vocab_size, num_classes, num_chars)
         ids = [torch.randint(min(2, vocab_size - 1), vocab_size, (int(n),), generator=generator) for n in lengths]
         targets = list(torch.randint(0, num_classes, (len(lengths),), generator=generator))
@@ -220,7 +235,8 @@ class ClassifierTask(Task):
         from grutool.families.classifier.model import Classifier
 
         return Classifier.from_config(cfg, vocab_size=len(vocabs.vocab), num_outputs=len(vocabs.labels),
-                                      num_chars=len(vocabs.extra["chars"]) if "chars" in vocabs.extra else 0)
+                                      num_chars=len(vocabs.extra["chars"]) if "chars" in vocabs.extra else 0,
+                                      channels=len(vocabs.extra["scaler"]) if "scaler" in vocabs.extra else 0)
 
     def metrics(self, split: EncodedSplit):
         from grutool.families.classifier.metrics import ClassificationMetrics
@@ -242,7 +258,17 @@ class ClassifierTask(Task):
         return torch.softmax(logits.float(), dim=-1).cpu()  # (B, C)
 
     def read_inputs(self, cfg: Config, source: str) -> list[str]:
+        if is_numeric(cfg):
+            from grutool.families.classifier import numeric
+
+            return numeric.read_inputs(cfg, source)
         return read_examples(cfg.data, source, need_labels=False)[0]
+
+    def check_inputs(self, predictor, texts: list[str]) -> None:
+        if is_numeric(predictor.cfg):
+            from grutool.families.classifier import numeric
+
+            numeric.parse(predictor, texts)
 
     def predict(self, predictor, texts: list[str], batch_size: int = 64, **options) -> list[dict]:
         """One dict per text, in input order: text, label, probs (label -> probability).
@@ -255,6 +281,10 @@ class ClassifierTask(Task):
 
         from grutool.data.batching import sorted_batches
 
+        if is_numeric(predictor.cfg):
+            from grutool.families.classifier import numeric
+
+            return numeric.predict(self, predictor, texts, batch_size)
         run = predictor.run
         split = self.encode(predictor.cfg, run.vocab, run.labels, texts, None, chars=run.extra.get("chars"))
         labels = run.labels.itos

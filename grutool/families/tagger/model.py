@@ -15,6 +15,7 @@ from grutool.models.base import Model
 from grutool.modules.embedder import Embedder
 from grutool.modules.encoder import RecurrentEncoder
 from grutool.modules.masking import length_mask
+from grutool.modules.numeric import NumericEmbedder
 from grutool.modules.pooling import Pooling
 
 Targets = Union[torch.Tensor, dict]  # tags (B, T), or {"tags": (B, T), "intent": (B,)} for the joint model
@@ -45,9 +46,13 @@ class Tagger(Model):
 
     @classmethod
     def from_config(cls, cfg: Config, *, vocab_size: int, num_outputs: int, num_chars: int = 0,
-                    num_intents: int = 0, constraints: Optional[tuple] = None) -> "Tagger":
-        """`num_outputs` tags; `num_chars` sizes the char features (model.char_features)."""
-        embedder = Embedder.from_config(cfg.model, vocab_size, num_chars=num_chars)
+                    num_intents: int = 0, constraints: Optional[tuple] = None, channels: int = 0) -> "Tagger":
+        """`num_outputs` tags; `num_chars` sizes the char features (model.char_features); `channels` > 0: numeric
+        sequences of that many values per step, read by the numeric front-end instead of tokens."""
+        if channels:
+            embedder = NumericEmbedder.from_config(cfg.model, channels, mask=cfg.data.missing == "mask")
+        else:
+            embedder = Embedder.from_config(cfg.model, vocab_size, num_chars=num_chars)
         encoder = RecurrentEncoder.from_config(cfg.model, embedder.output_dim)
         return cls(embedder, encoder, num_outputs, cfg.model, num_intents=num_intents, constraints=constraints)
 

@@ -51,7 +51,11 @@ def tables(metrics: dict) -> list:
 
 
 def line(result: dict) -> str:
-    """One `infer` output line: [intent<TAB>probability<TAB>]token/TAG ...<TAB>type="span text" ..."""
+    """One `infer` output line: [intent<TAB>probability<TAB>]token/TAG ...<TAB>type="span text" ...; numeric
+    sequences: id<TAB>TAG TAG ...<TAB>type=start:end ..."""
+    if "tokens" not in result:
+        spans = " ".join(f'{s["type"]}={s["start"]}:{s["end"]}' for s in result["spans"])
+        return "\t".join([result["id"], " ".join(result["tags"]), spans])
     tagged = " ".join(f"{w}/{t}" for w, t in zip(result["tokens"], result["tags"]))
     spans = " ".join(f'{s["type"]}="{s["text"]}"' for s in result["spans"])
     cells = [tagged, spans]

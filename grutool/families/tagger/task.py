@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from grutool.errors import UserError, listed
 from grutool.families.base import Prepared, Task, synthetic_vocabs
-from grutool.families.rules import check_one_path_per_split, encoder_stream_reason
+from grutool.families.rules import check_numeric, check_one_path_per_split, encoder_stream_reason, is_numeric
 
 if TYPE_CHECKING:
     from grutool.config import Config
@@ -37,6 +37,18 @@ class TaggerTask(Task):
     # --- config ------------------------------------------------------------------------
 
     def check_task(self, cfg: Config) -> None:
+        if is_numeric(cfg):
+            check_numeric(cfg)
+            check_one_path_per_split(cfg)
+            if not cfg.data.channels:
+                raise ValueError("data.channels: a tagger reads a label per step from a long table (csv, tsv, "
+                                 "parquet: data.channels and data.label_column); a .ts file has one label per case")
+            if self.joint:
+                raise ValueError("task: joint reads text; numeric sequences are read by tasks classifier, tagger "
+                                 "and regressor")
+            if cfg.data.convert_to is not None:
+                raise ValueError("data.convert_to: for text tags; tag numeric sequences in the scheme they are in")
+            return
         fmt = cfg.data.format
         if fmt in ("parallel_text", "cmudict"):
             raise ValueError(f"data.format: '{fmt}' is sequence-to-sequence data; set task: seq2seq")
@@ -51,7 +63,18 @@ class TaggerTask(Task):
 
     # --- reading ---------------------------------------------------------------------
 
+    def train_file(self, cfg: Config) -> Optional[str]:
+        if is_numeric(cfg):
+            from grutool.data.numeric import split_slice
+
+            return split_slice(cfg.data.train)[0]
+        return super().train_file(cfg)
+
     def read_inputs(self, cfg: Config, source: str) -> list[str]:
+        if is_numeric(cfg):
+            from grutool.families.tagger import numeric
+
+            return numeric.read_inputs(cfg, source)
         from grutool.families.tagger.data import read_sentences
 
         # The tokens as the file splits them, joined by spaces: what `predict` splits again.
@@ -97,6 +120,12 @@ class TaggerTask(Task):
         return split
 
     def prepare(self, cfg: Config, saved: Any = None) -> Prepared:
+        if is_numeric(cfg):
+            from grutool.families.tagger import numeric
+
+            prepared = numeric.prepare(self, cfg, saved)
+            self.encode_evaluation_splits(cfg, prepared)
+            return prepared
         from grutool.families.tagger.data import Sentence
         from grutool.data.vocab import LabelVocab, Vocab
 
@@ -140,6 +169,10 @@ class TaggerTask(Task):
         Empty sentences are kept: they have no tags to score, and the joint model still
         predicts their intent (from an all-zero encoder state).
         """
+        if is_numeric(cfg):
+            from grutool.families.tagger import numeric
+
+            return numeric.encode_split(self, cfg, vocabs, source, name)
         labels, intents = vocabs.labels, vocabs.extra.get("intents")
         sentences = self.read(cfg, source, name)
         tags = [s.tags for s in sentences]
@@ -168,6 +201,10 @@ class TaggerTask(Task):
         from grutool.data.vocab import LabelVocab, Vocab
 
         files = {"labels": ("labels.json", LabelVocab)}
+        if is_numeric(cfg):
+            from grutool.data.scaling import Standardizer
+
+            files["scaler"] = ("scaler.json", Standardizer)
         if self.joint:
             files["intents"] = ("intents.json", LabelVocab)
         if cfg.model.char_features:
@@ -182,7 +219,12 @@ class TaggerTask(Task):
         from grutool.data.batching import EncodedSplit
 
         vocabs = synthetic_vocabs(vocab_size, num_classes, num_chars, num_classes if self.joint else 0)
-        ids = [torch.randint(min(2, vocab_size - 1), vocab_size, (int(n),), generator=generator) for n in lengths]
+        if is_numeric(cfg):  # standard-normal values per step instead of token ids
+            from grutool.data.numeric import synthetic
+
+            vocabs.extra["scaler"], ids = synthetic(cfg.data, lengths, generator)
+        else:
+            ids = [torch.randint(min(2, vocab_size - 1), vocab_size, (int(n),), generator=generator) for n in lengths]
         targets = [torch.randint(0, num_classes, (int(n),), generator=generator) for n in lengths]
         split = EncodedSplit(ids, targets, [""] * len(lengths), scheme=self.model_scheme(cfg))
         if self.joint:
@@ -204,7 +246,8 @@ class TaggerTask(Task):
             constraints = schemes.allowed_transitions(list(vocabs.labels.itos), self.model_scheme(cfg))
         return Tagger.from_config(cfg, vocab_size=len(vocabs.vocab), num_outputs=len(vocabs.labels),
                                   num_chars=len(vocabs.extra["chars"]) if "chars" in vocabs.extra else 0,
-                                  num_intents=len(vocabs.extra["intents"]) if self.joint else 0, constraints=constraints)
+                                  num_intents=len(vocabs.extra["intents"]) if self.joint else 0, constraints=constraints,
+                                  channels=len(vocabs.extra["scaler"]) if "scaler" in vocabs.extra else 0)
 
     def metrics(self, split: EncodedSplit):
         from grutool.families.tagger.metrics import TaggingMetrics
@@ -243,6 +286,10 @@ class TaggerTask(Task):
         from grutool.data.batching import sorted_batches
         from grutool.data.tokenize import get_tokenizer
 
+        if is_numeric(predictor.cfg):
+            from grutool.families.tagger import numeric
+
+            return numeric.predict(self, predictor, texts, batch_size)
         cfg, run = predictor.cfg, predictor.run
         split_words = get_tokenizer(cfg.data.tokenizer, lowercase=False)
         tokens = [split_words(t) for t in texts]
@@ -270,8 +317,16 @@ class TaggerTask(Task):
 
     # --- streaming -------------------------------------------------------------------
 
+    def check_inputs(self, predictor, texts: list[str]) -> None:
+        if is_numeric(predictor.cfg):
+            from grutool.families.tagger import numeric
+
+            numeric.parse(predictor, texts)
+
     def stream_reason(self, cfg: Config) -> Optional[str]:
         m = cfg.model
+        if is_numeric(cfg):
+            return "numeric sequences are read whole (streaming reads text chunks)"
         if encoder_stream_reason(cfg):
             return encoder_stream_reason(cfg)
         if m.crf:

@@ -1,0 +1,111 @@
+"""JapaneseVowels (UEA, numeric sequences, issue 23): test accuracy mean ± sd over seeds, GRU vs LSTM.
+
+For each cell and seed, `configs/japanese_vowels.yaml` is trained as `grutool train` trains it (validation carved
+from the TRAIN file by its path slices; best.pt chosen on that validation split alone), then scored once on the
+TEST file as `grutool eval --split test` scores it. Reported per cell: validation and test accuracy (mean ± sd),
+training seconds (whole run, and per epoch), and batch-1 latency: the median time of one `Predictor.predict`
+call on one test sequence (parsing, scaling, the model; what `grutool infer` does per input).
+
+    OMP_NUM_THREADS=1 python benchmarks/japanese_vowels.py [--data DIR] [--cells gru lstm] [--seeds 13 14 15]
+        [--set model.hidden_size=96 ...] [--json out.json]
+
+`--data`: the folder holding JapaneseVowels_{TRAIN,TEST}.ts (default ../shared/data/timeseries/JapaneseVowels).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from grutool.config_file import load_config
+from grutool.evaluate import evaluate
+from grutool.predict import Predictor
+from grutool.training.loop import train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def mean_sd(xs: list[float]) -> str:
+    return f"{statistics.mean(xs):.4f} ± {statistics.stdev(xs) if len(xs) > 1 else 0.0:.4f}"
+
+
+def latency_ms(run: Path, test: str, repeats: int) -> float:
+    """Median ms of one predict call with one sequence (cycling through the test sequences)."""
+    p = Predictor(run, "cpu")
+    texts = p.task.read_inputs(p.cfg, test)
+    for t in texts[:10]:
+        p.predict([t])  # warm-up
+    times = []
+    for k in range(repeats):
+        t0 = time.perf_counter()
+        p.predict([texts[k % len(texts)]])
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
+def one(config: Path, data: Path, cell: str, seed: int, overrides: list[str], out: Path, repeats: int) -> dict:
+    sets = [f"data.train={data}/JapaneseVowels_TRAIN.ts[:80%]", f"data.validation={data}/JapaneseVowels_TRAIN.ts[80%:]",
+            f"data.test={data}/JapaneseVowels_TEST.ts", f"model.cell={cell}", f"train.seed={seed}",
+            "train.num_threads=1", "train.device=cpu", f"output_dir={out}", *overrides]
+    cfg = load_config(config, sets)
+    summary = train(cfg, overwrite=True)
+    test = evaluate(str(out), "test", device="cpu")
+    val = evaluate(str(out), "validation", device="cpu")
+    return {"cell": cell, "seed": seed, "validation_accuracy": val["accuracy"], "test_accuracy": test["accuracy"],
+            "best_epoch": summary["best_epoch"], "epochs": summary["epochs"], "train_s": summary["wall_time_s"],
+            "s_per_epoch": summary["wall_time_s"] / summary["epochs"], "parameters": summary["parameters"],
+            "latency_ms": latency_ms(out, cfg.data.test, repeats)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--config", default=str(ROOT / "configs" / "japanese_vowels.yaml"))
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "timeseries" / "JapaneseVowels"))
+    ap.add_argument("--cells", nargs="+", default=["gru", "lstm"])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[13, 14, 15])
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--repeats", type=int, default=200, help="batch-1 predict calls timed per run")
+    ap.add_argument("--json", help="write every run's figures here")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    load_start = os.getloadavg()[0]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for cell in args.cells:
+            for seed in args.seeds:
+                row = one(Path(args.config), Path(args.data), cell, seed, args.overrides, Path(tmp) / f"{cell}{seed}",
+                          args.repeats)
+                rows.append(row)
+                print(json.dumps(row), file=sys.stderr, flush=True)
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    env = {"date": time.strftime("%Y-%m-%d"), "commit": commit, "torch": torch.__version__,
+           "python": platform.python_version(), "threads": torch.get_num_threads(),
+           "load_1min": [round(load_start, 2), round(os.getloadavg()[0], 2)], "overrides": args.overrides}
+    print(f"| cell | parameters | validation accuracy | test accuracy (per seed) | test mean ± sd | train s (mean) | "
+          f"s/epoch | batch-1 latency ms |")
+    print("|---|---:|---:|---|---:|---:|---:|---:|")
+    for cell in args.cells:
+        rs = [r for r in rows if r["cell"] == cell]
+        per_seed = " / ".join(f"{r['test_accuracy']:.4f}" for r in rs)
+        print(f"| {cell} | {rs[0]['parameters']:,} | {mean_sd([r['validation_accuracy'] for r in rs])} | "
+              f"{per_seed} | **{mean_sd([r['test_accuracy'] for r in rs])}** | "
+              f"{statistics.mean(r['train_s'] for r in rs):.1f} | {statistics.mean(r['s_per_epoch'] for r in rs):.3f} | "
+              f"{statistics.median(r['latency_ms'] for r in rs):.2f} |")
+    print(json.dumps(env))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"env": env, "runs": rows}, indent=1), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

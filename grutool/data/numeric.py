@@ -1,0 +1,295 @@
+"""Numeric sequences of one split, from a `.ts` file or a long table, and the float tensors the models read.
+
+Two layouts:
+
+    .ts          one case per line (grutool.data.tsfile): channels separated by ':', values by ','
+    long table   csv, tsv or parquet, a row per step: data.id_column names the sequence, data.channels its
+                 values, data.time_column (optional) orders the rows of a sequence (with data.time_delta the
+                 time since the previous step is one more channel), data.label_column holds the label (once
+                 per sequence: every row of a sequence must agree; or per step for tagging)
+
+Values are standardised per channel by the run's `Standardizer`, fitted on the training split only (its rows,
+missing values ignored) and saved in the run as `scaler.json`; validation, test and inference data are scaled
+with it and never change it. Missing values follow data.missing: `error` (the default: the first is a
+UserError naming file:line and channel), `ffill`, `interpolate` (filled within the sequence) or `mask` (kept
+as NaN: the front-end, grutool.modules.numeric, turns them into zeros plus an observed flag).
+
+A sequence as text (what `infer TEXT`, `infer --file` and `grutool serve` pass to `predict`) is its `.ts` data
+line, optionally after an id and a tab: `7<TAB>1.2,1.3,1.1:0.4,0.5,0.2` (2 channels, 3 steps), or a JSON array
+of channels x steps: `[[1.2, 1.3, 1.1], [0.4, 0.5, 0.2]]`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+import numpy as np
+
+from grutool.errors import UserError, clipped
+
+if TYPE_CHECKING:
+    from grutool.config import DataConfig
+    from grutool.data.scaling import Standardizer
+
+TABLE_FORMATS = ("csv", "tsv", "parquet")
+
+
+@dataclass
+class Sequences:
+    """The sequences of one split, in file order."""
+
+    values: list[np.ndarray]       # each (T_i, C) float32, NaN where missing
+    channels: list[str]            # the C channel names (a .ts file's: c1 ... cC)
+    ids: list[str]                 # each sequence's id (a .ts case's number from 1; a table's id_column value)
+    labels: Optional[list]         # a str per sequence, or a list of str per step (tagging); None: unlabelled
+    where: list[str]               # "file:line" of each sequence's first line, for messages
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+SLICE = re.compile(r"^(?P<path>.*)\[(?P<lo>\d+(?:\.\d+)?%)?:(?P<hi>\d+(?:\.\d+)?%)?\]$")
+
+
+def split_slice(spec: str) -> tuple[str, float, float]:
+    """`path[lo%:hi%]` -> (path, lo, hi) as fractions; a plain path is (path, 0, 1)."""
+    m = SLICE.match(str(spec))
+    if not m:
+        return str(spec), 0.0, 1.0
+    lo = float(m["lo"][:-1]) / 100 if m["lo"] else 0.0
+    hi = float(m["hi"][:-1]) / 100 if m["hi"] else 1.0
+    if not 0 <= lo < hi <= 1:
+        raise UserError(f"{spec}: a slice [lo%:hi%] needs 0 <= lo < hi <= 100")
+    return m["path"], lo, hi
+
+
+def is_ts(d: "DataConfig", source: str) -> bool:
+    return d.format == "ts" or (d.format == "auto" and split_slice(source)[0].lower().endswith(".ts"))
+
+
+def read_sequences(d: "DataConfig", source: str, need_labels: bool = True, per_step: bool = False) -> Sequences:
+    """One split's sequences (`per_step`: a label per step, from a long table), missing values per data.missing.
+
+    `source` may end in a slice, `train.ts[:80%]` and `train.ts[80%:]`: the sequences of each label (all of
+    them when unlabelled) are shuffled with data.split_seed and the slice of each is kept, so validation is
+    carved from the training file, class by class, the same way every time."""
+    path, lo, hi = split_slice(source)
+    if is_ts(d, source):
+        seqs = _read_ts(path, need_labels or (lo, hi) != (0.0, 1.0))
+        if per_step:
+            raise UserError(f"{path}: a .ts file has one label per case; per-step labels need a long table "
+                            f"(data.channels and a label per row)")
+    else:
+        seqs = _read_table(d, path, need_labels, per_step)
+    if (lo, hi) != (0.0, 1.0):
+        seqs = _sliced(seqs, lo, hi, d.split_seed, source)
+    for x, where in zip(seqs.values, seqs.where):
+        if len(x) == 0:
+            raise UserError(f"{where}: an empty sequence (no steps); remove it")
+    return apply_missing(seqs, d.missing)
+
+
+def _sliced(seqs: Sequences, lo: float, hi: float, seed: int, source: str) -> Sequences:
+    """The [lo, hi) fraction of each label's sequences after a seeded shuffle (a stratified split), file order kept."""
+    groups: dict[str, list[int]] = {}
+    for i in range(len(seqs)):
+        key = "" if seqs.labels is None or not isinstance(seqs.labels[i], str) else seqs.labels[i]
+        groups.setdefault(key, []).append(i)
+    rng = np.random.default_rng(seed % 2**63)
+    keep: list[int] = []
+    for key in sorted(groups):
+        rows = groups[key]
+        order = [rows[j] for j in rng.permutation(len(rows))]
+        keep.extend(order[int(round(len(rows) * lo)):int(round(len(rows) * hi))])
+    if not keep:
+        raise UserError(f"{source}: no sequences in this slice")
+    keep.sort()
+
+    def pick(xs):
+        return None if xs is None else [xs[i] for i in keep]
+
+    return Sequences(pick(seqs.values), seqs.channels, pick(seqs.ids), pick(seqs.labels), pick(seqs.where), source)
+
+
+def _read_ts(source: str, need_labels: bool) -> Sequences:
+    from grutool.data.loading import read_text
+    from grutool.data.tsfile import read_ts
+
+    f = read_ts(source, read_text(source, "name a .ts file"), need_labels)
+    channels = [f"c{i + 1}" for i in range(f.values[0].shape[1])]
+    return Sequences(f.values, channels, f.ids, f.labels, [f"{source}:{n}" for n in f.lines], source)
+
+
+def _read_table(d: "DataConfig", source: str, need_labels: bool, per_step: bool) -> Sequences:
+    """A long table: rows grouped by data.id_column (in order of first appearance), each group in file order
+    or ordered by data.time_column."""
+    from grutool.data.tables import read_table
+
+    if not d.channels:
+        raise UserError(f"{source}: numeric sequences in a table need data.channels (the value columns) and "
+                        f"data.id_column; or give a .ts file")
+    fmt = d.format if d.format in ("csv", "tsv", "parquet") else "auto"
+    table = read_table(source, fmt, header=d.header, column_names=d.column_names)
+    ids = table.strings(table.column(d.id_column, "data.id_column"))
+    # Missing cells stay NaN (unless data.missing is error): filled per sequence below, never across sequences.
+    values = np.stack([table.numeric(table.column(c, "data.channels"), d.missing, "data.channels")
+                       for c in d.channels], axis=1).astype(np.float32)  # (N, C)
+    times = table.numeric(table.column(d.time_column, "data.time_column"), "error", "data.time_column") \
+        if d.time_column else None
+    labels_raw = [_label_text(v) for v in table.strings(table.column(d.label_column, "data.label_column"))] \
+        if need_labels else None
+    order: dict[str, list[int]] = {}
+    for row, key in enumerate(ids):
+        order.setdefault(key, []).append(row)
+    out_values, out_labels, where = [], [], []
+    for key, rows in order.items():
+        if times is not None:
+            rows = sorted(rows, key=lambda r: times[r])
+            dup = np.flatnonzero(np.diff(times[rows]) == 0)
+            if len(dup):
+                raise UserError(f"{table.location(rows[dup[0] + 1], d.time_column)}: sequence {clipped(key, 40)!r} "
+                                f"has two rows at {d.time_column} {times[rows[dup[0]]]:g}; one row per step")
+        x = values[rows]  # (T, C)
+        if d.time_delta:  # one more channel: the time since the previous step (0 at the first)
+            x = np.concatenate([x, np.diff(times[rows], prepend=times[rows[0]])[:, None].astype(np.float32)], axis=1)
+        out_values.append(x)
+        where.append(table.location(rows[0]))
+        if labels_raw is not None:
+            seq_labels = [labels_raw[r] for r in rows]
+            if per_step:
+                out_labels.append(seq_labels)
+                continue
+            odd = next((r for r in rows if labels_raw[r] != seq_labels[0]), None)
+            if odd is not None:
+                raise UserError(f"{table.location(odd, d.label_column)}: sequence {clipped(key, 40)!r} has label "
+                                f"{clipped(labels_raw[odd], 40)!r} here but {clipped(seq_labels[0], 40)!r} on its "
+                                f"first row; a sequence has one label (write it on every row, or per step with "
+                                f"task tagger)")
+            out_labels.append(seq_labels[0])
+    channels = list(d.channels) + ([f"delta_{d.time_column}"] if d.time_delta else [])
+    return Sequences(out_values, channels, list(order), out_labels if need_labels else None, where, source)
+
+
+def _label_text(v: str) -> str:
+    """A label cell as its class name: surrounding spaces dropped, '3.0' (a float column) the class '3'."""
+    v = v.strip()
+    try:
+        f = float(v)
+    except ValueError:
+        return v
+    return str(int(f)) if f.is_integer() and "." in v else v
+
+
+def apply_missing(seqs: Sequences, policy: str) -> Sequences:
+    """Missing values (NaN) per data.missing: an error naming the first, filled within each sequence, or kept (mask)."""
+    if policy == "mask":
+        return seqs
+    for i, x in enumerate(seqs.values):
+        holes = np.argwhere(np.isnan(x))
+        if not len(holes):
+            continue
+        if policy == "error":
+            t, c = holes[0]
+            raise UserError(f"{seqs.where[i]}: a missing value in channel {seqs.channels[c]} at step {t + 1} of "
+                            f"sequence {clipped(seqs.ids[i], 40)!r}, and data.missing is error; set data.missing "
+                            f"(ffill, interpolate or mask) or fill the data")
+        from grutool.data.tables import fill_missing
+
+        filled = fill_missing(x, policy)
+        if np.isnan(filled).any():
+            c = int(np.argwhere(np.isnan(filled))[0][1])
+            raise UserError(f"{seqs.where[i]}: channel {seqs.channels[c]} of sequence {clipped(seqs.ids[i], 40)!r} "
+                            f"has no value to fill from ({policy}); set data.missing: mask or fill the data")
+        seqs.values[i] = filled.astype(np.float32)
+    return seqs
+
+
+def fit_scaler(seqs: Sequences) -> "Standardizer":
+    """Per-channel mean and standard deviation of the training split's steps (missing values ignored)."""
+    from grutool.data.scaling import Standardizer
+
+    return Standardizer.fit(seqs.channels, np.concatenate(seqs.values, axis=0))
+
+
+def check_channels(scaler: "Standardizer", seqs: Sequences) -> None:
+    """A split must have the channels the model was trained on (their number; a .ts file names none)."""
+    if seqs.values and seqs.values[0].shape[1] != len(scaler):
+        raise UserError(f"{seqs.where[0]}: {seqs.values[0].shape[1]} channel(s), but the model was trained on "
+                        f"{len(scaler)}; give the channels the training data had")
+
+
+def synthetic(d: "DataConfig", lengths: list[int], generator) -> tuple["Standardizer", list]:
+    """`bench --config`: an identity scaler and standard-normal (T_i, C) values, C the training file's channel
+    count (8 when it cannot be read)."""
+    import torch
+
+    from grutool.data.scaling import Standardizer
+
+    try:
+        channels = len(read_sequences(d, d.train, need_labels=False).channels)
+    except UserError:
+        channels = 8
+    scaler = Standardizer([f"c{i + 1}" for i in range(channels)], [0.0] * channels, [1.0] * channels)
+    return scaler, [torch.randn(int(n), channels, generator=generator) for n in lengths]  # each (T_i, C)
+
+
+def tensors(values: list[np.ndarray], scaler: "Standardizer") -> list:
+    """Standardised float tensors, each (T_i, C): what EncodedSplit.ids holds for numeric data."""
+    import torch
+
+    return [torch.from_numpy(np.ascontiguousarray(scaler.transform(x), dtype=np.float32)) for x in values]
+
+
+def parse_text(text: str, channels: int, where: str = "input") -> tuple[Optional[str], np.ndarray]:
+    """One sequence as text (see the module docstring) -> (its id or None, (T, C) values)."""
+    from grutool.data.tsfile import parse_case
+
+    seq_id, body = None, text.strip()
+    if body.startswith("["):
+        try:
+            rows = json.loads(body)
+        except ValueError as e:
+            raise UserError(f"{where}: not a JSON array of channels x steps ({e})") from None
+        if not (isinstance(rows, list) and rows and all(isinstance(r, list) for r in rows)):
+            raise UserError(f"{where}: expected a JSON array of {channels} channels, each a list of values per step")
+        if len(rows) != channels:
+            raise UserError(f"{where}: {len(rows)} channel(s), but the model reads {channels}; one list per channel")
+        body = ":".join(",".join("?" if v is None else str(v) for v in r) for r in rows)
+    elif "\t" in body:
+        seq_id, body = body.split("\t", 1)
+    return seq_id, parse_case(body, channels, where)
+
+
+def from_texts(texts: list[str], scaler: "Standardizer", missing: str) -> tuple[list[str], list]:
+    """Sequences as text (infer, serve) -> their ids (given, or the position from 1) and standardised (T_i, C)
+    tensors; errors name `input K`, and missing values follow `missing` (data.missing) as in training."""
+    ids, values = [], []
+    for k, text in enumerate(texts):
+        seq_id, x = parse_text(text, len(scaler), where=f"input {k + 1}")
+        ids.append(seq_id if seq_id is not None else str(k + 1))
+        values.append(x)
+    where = [f"input {k + 1}" for k in range(len(ids))]
+    seqs = apply_missing(Sequences(values, list(scaler.names), ids, None, where, "input"), missing)
+    return ids, tensors(seqs.values, scaler)
+
+
+def as_texts(seqs: Sequences) -> list[str]:
+    """Each sequence as `id<TAB>values` (what `infer --file` passes to predict)."""
+    return [format_text(i, x) for i, x in zip(seqs.ids, seqs.values)]
+
+
+def format_text(seq_id: Optional[str], x: np.ndarray) -> str:
+    """The text `parse_text` reads back: `id<TAB>` (when given) and the `.ts` data line of (T, C) values."""
+    from grutool.data.tsfile import format_case
+
+    return (f"{seq_id}\t" if seq_id is not None else "") + format_case(x)
+
+
+def data_file(path: str) -> bool:
+    """Whether `infer --file` should read `path` as numeric data (.ts, or a table with data.channels)."""
+    return Path(path).suffix.lower() in (".ts", ".csv", ".tsv", ".parquet")

@@ -1,0 +1,220 @@
+"""The UEA/sktime `.ts` format: numeric sequences, multivariate, of any length, with a class label or a target.
+
+    # comment lines
+    @problemName JapaneseVowels
+    @missing false          values may be '?' (true) or not (false)
+    @univariate false
+    @dimensions 12          channels per case
+    @equalLength false      all cases as long as each other (true) or not
+    @classLabel true 1 2 3  the labels after the last ':' of each case (quoted when a label has spaces)
+    @targetLabel true       (instead of classLabel) a real-valued target after the last ':'
+    @data
+    1.8,1.9,1.9:-0.2,-0.1,-0.2:3      channel 1 : channel 2 : label; values of a channel separated by ','
+
+Every disagreement between the header and the data, and every value that is not a number, is a UserError
+naming `file:line`. A missing value ('?' or NaN) is read as NaN; what becomes of it is the caller's rule
+(`data.missing`, see `grutool.data.numeric`). Timestamped values (`(t,v)` pairs) are not read.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from grutool.errors import UserError, clipped
+
+MISSING = ("?", "nan", "NaN", "NAN")
+
+
+@dataclass
+class TsHeader:
+    """What the `@` lines declare (None: not declared)."""
+
+    dimensions: Optional[int] = None
+    equal_length: Optional[bool] = None
+    series_length: Optional[int] = None
+    missing: Optional[bool] = None
+    class_labels: Optional[list[str]] = None  # declared classes; [] with `@classLabel true` and no list
+    target: bool = False                      # `@targetLabel true`: a real number after the last ':'
+    timestamps: bool = False
+    lines: dict[str, int] = field(default_factory=dict)  # header key -> its line number
+
+    @property
+    def labelled(self) -> bool:
+        return self.class_labels is not None or self.target
+
+
+@dataclass
+class TsFile:
+    """The cases of one `.ts` file, in file order."""
+
+    path: str
+    values: list[np.ndarray]          # each (T_i, C) float32, NaN where missing
+    labels: Optional[list[str]]       # the label (or target, as written) of each case; None when unlabelled
+    lines: list[int]                  # each case's line number
+    header: TsHeader
+
+    @property
+    def ids(self) -> list[str]:
+        """Each case's id: its number in the file, from 1."""
+        return [str(i + 1) for i in range(len(self.values))]
+
+
+def _flag(where: str, key: str, value: str) -> bool:
+    v = value.strip().lower()
+    if v not in ("true", "false"):
+        raise UserError(f"{where}: @{key} must be true or false (got {clipped(value, 40)!r}); fix the header")
+    return v == "true"
+
+
+def _header_line(header: TsHeader, where: str, line_no: int, line: str) -> None:
+    key, _, rest = line[1:].partition(" ")
+    key, rest = key.lower(), rest.strip()
+    header.lines[key] = line_no
+    if key == "dimensions":
+        if not rest.isdigit() or int(rest) < 1:
+            raise UserError(f"{where}: @dimensions must be a whole number >= 1 (got {clipped(rest, 40)!r}); fix the header")
+        header.dimensions = int(rest)
+    elif key == "serieslength":
+        if rest.isdigit():
+            header.series_length = int(rest)
+    elif key == "equallength":
+        header.equal_length = _flag(where, key, rest)
+    elif key == "missing":
+        header.missing = _flag(where, key, rest)
+    elif key == "univariate":
+        if _flag(where, key, rest) and header.dimensions is None:
+            header.dimensions = 1
+    elif key == "timestamps":
+        header.timestamps = _flag(where, key, rest)
+    elif key == "classlabel":
+        flag, _, labels = rest.partition(" ")
+        if _flag(where, key, flag):
+            try:
+                header.class_labels = shlex.split(labels)  # "big dog" cat: a label with spaces is quoted
+            except ValueError as e:
+                raise UserError(f"{where}: @classLabel labels: {e}; close the quote") from None
+            if len(set(header.class_labels)) < len(header.class_labels):
+                raise UserError(f"{where}: @classLabel lists a label twice; list each class once")
+    elif key == "targetlabel":
+        header.target = _flag(where, key, rest)
+    # @problemName and unknown keys carry nothing the reader needs.
+
+
+def parse_channels(fields: list[str], where: str) -> np.ndarray:
+    """Channel strings ('1.5,2,?') of one case -> (T, C) float32, NaN for '?'; errors name `where`."""
+    columns = []
+    for c, text in enumerate(fields, start=1):
+        parts = [p.strip() for p in text.split(",")] if text.strip() else []
+        if not parts:
+            raise UserError(f"{where}: channel {c} is empty (an empty sequence); give every channel at least one "
+                            f"value, or remove the case")
+        values = []
+        for t, p in enumerate(parts, start=1):
+            if p in MISSING:
+                values.append(math.nan)
+                continue
+            try:
+                values.append(float(p))
+            except ValueError:
+                raise UserError(f"{where}: channel {c} value {t} is not a number ({clipped(p, 40)!r}); "
+                                f"write a number, or '?' for a missing value") from None
+            if not math.isfinite(values[-1]):
+                raise UserError(f"{where}: channel {c} value {t} is {p}; write a finite number or '?'")
+        columns.append(values)
+    lengths = {len(v) for v in columns}
+    if len(lengths) > 1:
+        first = len(columns[0])
+        odd = next(c for c, v in enumerate(columns, start=1) if len(v) != first)
+        raise UserError(f"{where}: channel {odd} has {len(columns[odd - 1])} values but channel 1 has {first} "
+                        f"(ragged steps); every channel of a case needs one value per step")
+    return np.asarray(columns, dtype=np.float32).T.copy()  # (T, C)
+
+
+def read_ts(path: str, text: str, need_labels: bool = True) -> TsFile:
+    """The cases of a `.ts` file's text (read by the caller); see the module docstring for the checks."""
+    header = TsHeader()
+    values: list[np.ndarray] = []
+    labels: list[str] = []
+    lines: list[int] = []
+    in_data = False
+    for line_no, raw in enumerate(text.split("\n"), start=1):
+        line = raw.strip().lstrip("\ufeff")
+        if not line or line.startswith("#"):
+            continue
+        where = f"{path}:{line_no}"
+        if not in_data:
+            if not line.startswith("@"):
+                raise UserError(f"{where}: data before the @data line; a .ts file lists its @ header, then @data")
+            if line.lower().startswith("@data"):
+                in_data = True
+                if header.timestamps:
+                    raise UserError(f"{path}:{header.lines['timestamps']}: @timeStamps true: timestamped "
+                                    f"values are not read; write plain values and set @timeStamps false")
+            else:
+                _header_line(header, where, line_no, line)
+            continue
+        fields = line.split(":")
+        if header.labelled:
+            if len(fields) < 2:
+                raise UserError(f"{where}: no label after the values, but the header declares "
+                                f"{'@targetLabel' if header.target else '@classLabel'} true; add ':<label>' "
+                                f"or fix the header")
+            label = fields.pop().strip()
+            if not label:
+                raise UserError(f"{where}: the label after the last ':' is empty; write the case's label")
+            if header.target:
+                try:
+                    float(label)
+                except ValueError:
+                    raise UserError(f"{where}: target {clipped(label, 40)!r} is not a number, but the header "
+                                    f"declares @targetLabel true; write a number") from None
+            elif header.class_labels and label not in header.class_labels:
+                raise UserError(f"{where}: label {clipped(label, 40)!r} is not among @classLabel's "
+                                f"({', '.join(header.class_labels[:10])}); add it to the header or fix the case")
+            labels.append(label)
+        if header.dimensions is not None and len(fields) != header.dimensions:
+            raise UserError(f"{where}: {len(fields)} channel(s), but @dimensions is {header.dimensions} "
+                            f"(line {header.lines.get('dimensions', header.lines.get('univariate'))}); "
+                            f"give every case {header.dimensions} channels or fix the header")
+        if values and len(fields) != values[0].shape[1]:
+            raise UserError(f"{where}: {len(fields)} channel(s), but the case on line {lines[0]} has "
+                            f"{values[0].shape[1]} (ragged channel counts); give every case the same channels")
+        x = parse_channels(fields, where)
+        if header.missing is False and np.isnan(x).any():
+            raise UserError(f"{where}: a missing value ('?'), but the header declares @missing false "
+                            f"(line {header.lines['missing']}); set @missing true or fill the value")
+        if header.equal_length and values and len(x) != len(values[0]):
+            raise UserError(f"{where}: {len(x)} steps, but the case on line {lines[0]} has {len(values[0])} and "
+                            f"the header declares @equalLength true; set @equalLength false or fix the case")
+        if header.equal_length and header.series_length is not None and len(x) != header.series_length:
+            raise UserError(f"{where}: {len(x)} steps, but @seriesLength is {header.series_length}; "
+                            f"fix the header or the case")
+        values.append(x)
+        lines.append(line_no)
+    if not in_data:
+        raise UserError(f"{path}: no @data line; a .ts file lists its @ header, then @data and one case per line")
+    if not values:
+        raise UserError(f"{path}: no cases after @data")
+    if need_labels and not header.labelled:
+        raise UserError(f"{path}: no labels (the header declares neither @classLabel true nor @targetLabel true); "
+                        f"a labelled split needs them")
+    return TsFile(path, values, labels if header.labelled else None, lines, header)
+
+
+def parse_case(text: str, channels: int, where: str = "input") -> np.ndarray:
+    """One unlabelled case written as a `.ts` data line ('1,2,3:4,5,6': channels separated by ':') -> (T, C)."""
+    fields = text.strip().split(":")
+    if len(fields) != channels:
+        raise UserError(f"{where}: {len(fields)} channel(s), but the model reads {channels}; write the channels "
+                        f"separated by ':' and the values of each by ','")
+    return parse_channels(fields, where)
+
+
+def format_case(x: np.ndarray) -> str:
+    """(T, C) values as a `.ts` data line, the text `parse_case` reads back ('?' for NaN)."""
+    return ":".join(",".join("?" if v != v else f"{float(v):.9g}" for v in column) for column in np.asarray(x).T)

@@ -1,0 +1,50 @@
+"""Exporting a regressor: one graph, (values, lengths[, h0]) -> prediction[, h_n]; the prediction is the target's
+z-score (the metadata's `vocabularies.target` holds the mean and deviation that give it back in units)."""
+
+from __future__ import annotations
+
+import torch
+
+from grutool.export.graph import Graph
+from grutool.export.parity import Parity
+from grutool.export.tokens import ScoresGraph, TokenRuntime, carries_state, token_inputs
+
+UNIT = "predictions"  # one per sequence, or per step
+
+
+def graphs(model, vocab_size: int) -> list[Graph]:
+    inputs = token_inputs(model, vocab_size)
+    outputs = ["prediction"] + (["h_n"] if "h0" in inputs else [])
+    return [Graph("model", ScoresGraph(model, False, "h0" in inputs), inputs, outputs,
+                  {"prediction": "(batch,) z-score of the target: times vocabularies.target std, plus its mean",
+                   "ids": "(batch, time, channels) standardised values (vocabularies.scaler); 0 after a row's end",
+                   "lengths": "steps per row"})]
+
+
+class Runtime(TokenRuntime):
+    """An exported regressor with the model's calls: (ids, lengths) -> (prediction, None), and `scores`."""
+
+    def __call__(self, ids, lengths, targets=None, chars=None):
+        return self.run(ids, lengths)["prediction"], None
+
+    def scores(self, ids, lengths, chars=None, h0=None):
+        out = self.run(ids, lengths, None, h0)
+        return out["prediction"], out["h_n"]
+
+
+def metadata(model) -> dict:
+    meta = {"pooling": model.pooling.kind}
+    if carries_state(model):
+        meta["state"] = {"input": "h0", "output": "h_n", "layers": model.encoder.num_layers,
+                         "hidden_size": model.encoder.hidden_size}
+    return meta
+
+
+def parity(model, runtime, batch, parity: Parity) -> None:
+    """Predictions of the original (packed) model against the export's; `agreement`: within the tolerance."""
+    with torch.no_grad():
+        ref, _ = model(batch.ids, batch.lengths)
+    got, _ = runtime(batch.ids, batch.lengths)
+    parity.update_diff("prediction", ref, got)
+    close = ((ref - got.to(ref.device)).abs() <= 1e-3).reshape(-1)  # per sequence, or per step (padding too)
+    parity.update_agreement(torch.ones(len(close), dtype=torch.bool), close)

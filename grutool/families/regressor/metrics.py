@@ -1,0 +1,65 @@
+"""Regression metrics as a small stateful object: update per batch, compute per epoch.
+
+Predictions and targets are compared in the target's own units (the model predicts z-scores of the target; the
+run's target scaler turns them back), so RMSE and MAE read as the data does. R² = 1 - SS_res / SS_tot, with
+SS_tot around the split's own mean (scikit-learn's `r2_score`); 0 when every target is equal and the predictions
+miss, 1 when they are all right.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+PAD = -100  # collate's padding of per-step targets
+SCATTER_POINTS = 2000  # eval keeps at most this many (true, predicted) pairs for `eval --plot`
+
+
+class RegressionMetrics:
+    """MSE, RMSE, MAE, R² (and the loss) over a split; `scale`: (mean, std) that turn z-scores into units."""
+
+    def __init__(self, scale: tuple[float, float] = (0.0, 1.0)):
+        self.mean, self.std = scale
+        self.n = 0
+        self.sum_sq = self.sum_abs = 0.0
+        self.sum_y = self.sum_y2 = 0.0
+        self.true: list[float] = []
+        self.predicted: list[float] = []
+        self.loss_sum = 0.0
+
+    def update(self, outputs: torch.Tensor, targets: torch.Tensor, loss: float | None = None) -> None:
+        """outputs, targets: (B,) z-scores of the target, or (B, T) per step with targets -100 at padding (every
+        step counts as one value)."""
+        outputs, targets = outputs.detach().cpu(), targets.detach().cpu()
+        if targets.dim() == 2:
+            keep = targets != PAD  # (B, T)
+            outputs, targets = outputs[keep], targets[keep]  # (sum of lengths,)
+        pred = outputs.double() * self.std + self.mean  # (N,) in units
+        gold = targets.double() * self.std + self.mean  # (N,)
+        err = pred - gold
+        self.n += len(gold)
+        self.sum_sq += float((err ** 2).sum())
+        self.sum_abs += float(err.abs().sum())
+        self.sum_y += float(gold.sum())
+        self.sum_y2 += float((gold ** 2).sum())
+        room = SCATTER_POINTS - len(self.true)
+        if room > 0:
+            self.true += gold[:room].tolist()
+            self.predicted += pred[:room].tolist()
+        if loss is not None:
+            self.loss_sum += loss * len(gold)
+
+    def compute(self) -> dict:
+        n = max(self.n, 1)
+        mse = self.sum_sq / n
+        ss_tot = self.sum_y2 - self.sum_y ** 2 / n
+        if ss_tot > 1e-12 * max(1.0, self.sum_y2):
+            r2 = 1 - self.sum_sq / ss_tot
+        else:
+            r2 = 1.0 if self.sum_sq == 0 else 0.0
+        out = {"n": self.n, "mse": mse, "rmse": math.sqrt(mse), "mae": self.sum_abs / n, "r2": r2,
+               "scatter": {"true": self.true, "predicted": self.predicted}}
+        if self.n:
+            out["loss"] = self.loss_sum / self.n
+        return out

@@ -1,0 +1,205 @@
+"""Regression (N -> 1 real value) on numeric sequences: a .ts file with `@targetLabel true`, or a long table whose
+data.label_column holds each sequence's target (see grutool.data.numeric).
+
+The target is standardised like the channels: a one-column Standardizer fitted on the training targets, saved as
+`target.json` (it is the run's `labels`), so the model learns z-scores and eval, infer and serve report values in
+the target's own units.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Optional
+
+from grutool.errors import UserError, clipped
+from grutool.families.base import Prepared, Task
+from grutool.families.rules import check_numeric, check_one_path_per_split, is_numeric
+
+if TYPE_CHECKING:
+    from grutool.config import Config
+    from grutool.data.batching import EncodedSplit
+    from grutool.data.numeric import Sequences
+    from grutool.data.scaling import Standardizer
+
+
+class RegressorTask(Task):
+    name = "regressor"
+    monitors = ("rmse", "mae", "mse", "r2", "loss")
+    owns = {"model": ("loss", "huber_delta", "pooling"), "data": ("per_step",)}
+    outputs = "targets"
+    renderer = "regressor"
+    exporter = "regressor"
+    example = {"data": {"train": "data/numeric/train.csv", "validation": "data/numeric/validation.csv",
+                        "test": "data/numeric/test.csv", "channels": ["a", "b"], "id_column": "id",
+                        "time_column": "step", "label_column": "freq"},
+               "model": {"embedding_dim": 16, "hidden_size": 16, "pooling": "mean"}}
+    inputs = {"numeric": example}
+
+    # --- config -------------------------------------------------------------------------------
+
+    def check_task(self, cfg: Config) -> None:
+        if not is_numeric(cfg):
+            raise ValueError("data.train: task regressor reads numeric sequences: a .ts file with @targetLabel "
+                             "true, or a csv/tsv/parquet table with data.channels")
+        check_numeric(cfg)
+        check_one_path_per_split(cfg)
+        if cfg.data.per_step and not cfg.data.channels:
+            raise ValueError("data.per_step: a target per step comes from a long table (data.channels and "
+                             "data.label_column on every row); a .ts file has one target per case")
+
+    def traces_real(self, cfg: Config) -> bool:
+        return True
+
+    def train_file(self, cfg: Config) -> Optional[str]:
+        from grutool.data.numeric import split_slice
+
+        return split_slice(cfg.data.train)[0]
+
+    # --- data ---------------------------------------------------------------------------------
+
+    def read(self, cfg: Config, source: str, need_targets: bool = True) -> tuple["Sequences", Any]:
+        """Sequences and their targets: (N,) float64, or with data.per_step a (T_i,) array each (None without
+        `need_targets`)."""
+        import numpy as np
+
+        from grutool.data.numeric import read_sequences
+
+        seqs = read_sequences(cfg.data, source, need_targets, per_step=cfg.data.per_step)
+        if not need_targets:
+            return seqs, None
+
+        def number(label: str, where: str, seq_id: str) -> float:
+            try:
+                value = float(label)
+            except ValueError:
+                value = float("nan")
+            if not np.isfinite(value):
+                raise UserError(f"{where}: the target of sequence {clipped(seq_id, 40)!r} is "
+                                f"{clipped(label, 40)!r}, not a number (column '{cfg.data.label_column}'); "
+                                f"a regressor's target is a finite number")
+            return value
+
+        if cfg.data.per_step:
+            return seqs, [np.asarray([number(v, where, i) for v in labels], dtype=np.float64)
+                          for labels, where, i in zip(seqs.labels, seqs.where, seqs.ids)]
+        return seqs, np.asarray([number(v, w, i) for v, w, i in zip(seqs.labels, seqs.where, seqs.ids)],
+                                dtype=np.float64)
+
+    def encode(self, scaler: "Standardizer", target: "Standardizer", seqs: "Sequences", y) -> "EncodedSplit":
+        import torch
+
+        from grutool.data.batching import EncodedSplit
+        from grutool.data.numeric import check_channels, tensors
+
+        check_channels(scaler, seqs)
+        split = EncodedSplit(tensors(seqs.values, scaler), None, list(seqs.ids))
+        if isinstance(y, list):  # a target per step: each (T_i,) z-scores
+            split.targets = [torch.tensor(target.transform(t[:, None])[:, 0], dtype=torch.float32) for t in y]
+        elif y is not None:
+            split.targets = torch.tensor(target.transform(y[:, None])[:, 0], dtype=torch.float32)  # (N,) z-scores
+        split.target_scale = (target.mean[0], target.std[0])
+        return split
+
+    def prepare(self, cfg: Config, saved: Any = None) -> Prepared:
+        import numpy as np
+
+        from grutool.data.numeric import fit_scaler
+        from grutool.data.scaling import Standardizer
+        from grutool.data.vocab import Vocab
+
+        seqs, y = self.read(cfg, cfg.data.train)
+        scaler = saved.extra["scaler"] if saved else fit_scaler(seqs)  # train only; --resume keeps the saved one
+        rows = np.concatenate(y) if isinstance(y, list) else y  # every step's target, or every sequence's
+        target = saved.labels if saved else Standardizer.fit([cfg.data.label_column], rows[:, None])
+        prepared = Prepared(saved.vocab if saved else Vocab.from_counts({}), target, extra={"scaler": scaler})
+        prepared.splits["train"] = self.encode(scaler, target, seqs, y)
+        self.encode_evaluation_splits(cfg, prepared)
+        return prepared
+
+    def encode_split(self, cfg: Config, vocabs: Any, source: str, name: str) -> EncodedSplit:
+        seqs, y = self.read(cfg, source)
+        return self.encode(vocabs.extra["scaler"], vocabs.labels, seqs, y)
+
+    def vocabularies(self, cfg: Config) -> dict[str, tuple[str, type]]:
+        from grutool.data.scaling import Standardizer
+
+        return {"labels": ("target.json", Standardizer), "scaler": ("scaler.json", Standardizer)}
+
+    def synthetic(self, cfg: Config, lengths: list[int], vocab_size: int, num_classes: int, generator,
+                  num_chars: int = 0) -> tuple[Prepared, EncodedSplit]:
+        """Standard-normal values per step (grutool.data.numeric.synthetic) and a standard-normal target each."""
+        import torch
+
+        from grutool.data.batching import EncodedSplit
+        from grutool.data.numeric import synthetic as values
+        from grutool.data.scaling import Standardizer
+        from grutool.data.vocab import Vocab
+
+        scaler, ids = values(cfg.data, lengths, generator)
+        vocabs = Prepared(Vocab.from_counts({}), Standardizer(["target"], [0.0], [1.0]), extra={"scaler": scaler})
+        targets = ([torch.randn(len(x), generator=generator) for x in ids] if cfg.data.per_step
+                   else torch.randn(len(lengths), generator=generator))
+        split = EncodedSplit(ids, targets, [""] * len(lengths))
+        split.target_scale = (0.0, 1.0)
+        return vocabs, split
+
+    # --- model --------------------------------------------------------------------------------
+
+    def build_model(self, cfg: Config, vocabs: Any):
+        from grutool.families.regressor.model import Regressor
+
+        return Regressor.from_config(cfg, channels=len(vocabs.extra["scaler"]))
+
+    def metrics(self, split: EncodedSplit):
+        from grutool.families.regressor.metrics import RegressionMetrics
+
+        return RegressionMetrics(split.target_scale or (0.0, 1.0))
+
+    # --- prediction ---------------------------------------------------------------------------
+
+    def served_labels(self, run) -> Optional[list[str]]:
+        return None
+
+    def served_vocabularies(self, run) -> dict[str, Any]:
+        return {"target": run.labels.to_dict(), "scaler": run.extra["scaler"].to_dict()}
+
+    def infer_batch(self, model, batch, **options):
+        pred, _ = model(batch.ids, batch.lengths)
+        return pred.float().cpu()  # (B,) z-scores; per step (B, T)
+
+    def read_inputs(self, cfg: Config, source: str) -> list[str]:
+        """Each sequence of a .ts file or long table as `id<TAB>values` (grutool.data.numeric.format_text)."""
+        from grutool.data.numeric import as_texts
+
+        return as_texts(self.read(cfg, source, need_targets=False)[0])
+
+    def parse(self, predictor, texts: list[str]) -> tuple[list[str], EncodedSplit]:
+        from grutool.data.batching import EncodedSplit
+        from grutool.data.numeric import from_texts
+
+        ids, values = from_texts(texts, predictor.run.extra["scaler"], predictor.cfg.data.missing)
+        return ids, EncodedSplit(values, None, ids)
+
+    def check_inputs(self, predictor, texts: list[str]) -> None:
+        self.parse(predictor, texts)
+
+    def predict(self, predictor, texts: list[str], batch_size: int = 64, **options) -> list[dict]:
+        """One dict per sequence, in input order: id, prediction (in the target's units); with data.per_step,
+        id and predictions (one per step)."""
+        import torch
+
+        from grutool.data.batching import sorted_batches
+
+        ids, split = self.parse(predictor, texts)
+        target = predictor.run.labels
+        results: list[dict] = [{} for _ in texts]
+        with torch.no_grad():
+            for batch in sorted_batches(split, batch_size):
+                z = self.infer_batch(predictor.model, batch.to(predictor.device))  # (B,) or (B, T)
+                values = target.inverse(z.double().numpy()[..., None])[..., 0]  # in units
+                for row, i in enumerate(batch.index):
+                    if values.ndim == 2:
+                        n = int(batch.lengths[row])
+                        results[i] = {"id": ids[i], "predictions": [round(float(v), 6) for v in values[row, :n]]}
+                    else:
+                        results[i] = {"id": ids[i], "prediction": round(float(values[row]), 6)}
+        return results

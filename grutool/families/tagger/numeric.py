@@ -1,0 +1,119 @@
+"""The tagger on numeric sequences (N -> N: a label per step, from a long table whose data.label_column holds each
+row's label; see grutool.data.numeric): what differs from text is reading, scaling and encoding; the model (with
+the numeric front-end), metrics and spans are the tagger's own.
+
+The run's token vocabulary is empty (<pad>, <unk>); its `scaler.json` (the Standardizer fitted on train) holds the
+channels. A prediction is {"id", "tags", "spans"}: one tag per step.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+from grutool.errors import UserError, listed
+from grutool.families.base import Prepared
+
+if TYPE_CHECKING:
+    from grutool.config import Config
+    from grutool.data.batching import EncodedSplit
+    from grutool.data.numeric import Sequences
+    from grutool.data.scaling import Standardizer
+    from grutool.data.vocab import LabelVocab
+
+log = logging.getLogger("grutool")
+
+
+def read(cfg: Config, source: str, need_labels: bool = True) -> "Sequences":
+    from grutool.data.numeric import read_sequences
+
+    seqs = read_sequences(cfg.data, source, need_labels, per_step=True)
+    for tags, where, seq_id in zip(seqs.labels or [], seqs.where, seqs.ids):
+        if "" in tags:
+            raise UserError(f"{where}: sequence {seq_id!r} has a step without a label (column "
+                            f"'{cfg.data.label_column}'); fill it or remove the row")
+    return seqs
+
+
+def encode(scaler: "Standardizer", labels: "LabelVocab", seqs: "Sequences", scheme: str) -> "EncodedSplit":
+    """Standardised (T_i, C) float tensors and, when labelled, a tag id per step (unseen tags after the model's)."""
+    import torch
+
+    from grutool.data.batching import EncodedSplit
+    from grutool.data.numeric import check_channels, tensors
+
+    check_channels(scaler, seqs)
+    split = EncodedSplit(tensors(seqs.values, scaler), None, list(seqs.ids), scheme=scheme)
+    if seqs.labels is not None:
+        names = list(labels.itos) + sorted({t for s in seqs.labels for t in s} - set(labels.stoi))
+        index = {n: i for i, n in enumerate(names)}
+        split.targets = [torch.tensor([index[t] for t in s], dtype=torch.long) for s in seqs.labels]  # each (T_i,)
+        split.label_names = names
+    return split
+
+
+def prepare(task, cfg: Config, saved: Any = None) -> Prepared:
+    from grutool.data.numeric import fit_scaler
+    from grutool.data.vocab import LabelVocab, Vocab
+
+    seqs = read(cfg, cfg.data.train)
+    labels = saved.labels if saved else LabelVocab.build(t for s in seqs.labels for t in s)
+    if len(labels) < 2:
+        raise UserError(f"{cfg.data.train}: only one tag ({labels.itos[0]!r}); a tagger needs at least two")
+    scaler = saved.extra["scaler"] if saved else fit_scaler(seqs)  # train only; --resume keeps the saved one
+    prepared = Prepared(saved.vocab if saved else Vocab.from_counts({}), labels, extra={"scaler": scaler})
+    prepared.splits["train"] = encode(scaler, labels, seqs, task.model_scheme(cfg))
+    return prepared
+
+
+def encode_split(task, cfg: Config, vocabs: Any, source: str, name: str) -> "EncodedSplit":
+    """A labelled evaluation split; tags the model never saw are reported, then scored as errors."""
+    labels = vocabs.labels
+    seqs = read(cfg, source)
+    all_tags = Counter(t for s in seqs.labels for t in s)
+    unseen = Counter({t: n for t, n in all_tags.items() if t not in labels.stoi})
+    if unseen and sum(unseen.values()) == sum(all_tags.values()):
+        raise UserError(f"{source}: none of its tags {sorted(unseen)[:10]} were seen in training "
+                        f"(model tags: {labels.itos[:10]}); is this the right dataset and data.label_column?")
+    if unseen:
+        log.warning("%s: %d step(s) have tags never seen in training, counted as errors: %s",
+                    name, sum(unseen.values()), listed(unseen, 10))
+    return encode(vocabs.extra["scaler"], labels, seqs, task.model_scheme(cfg))
+
+
+def read_inputs(cfg: Config, source: str) -> list[str]:
+    """Each sequence of a long table as `id<TAB>values` (grutool.data.numeric.format_text)."""
+    from grutool.data.numeric import as_texts
+
+    return as_texts(read(cfg, source, need_labels=False))
+
+
+def parse(predictor, texts: list[str]) -> tuple[list[str], "EncodedSplit"]:
+    from grutool.data.batching import EncodedSplit
+    from grutool.data.numeric import from_texts
+
+    ids, values = from_texts(texts, predictor.run.extra["scaler"], predictor.cfg.data.missing)
+    return ids, EncodedSplit(values, None, ids, scheme=predictor.task.model_scheme(predictor.cfg))
+
+
+def predict(task, predictor, texts: list[str], batch_size: int = 64) -> list[dict]:
+    """One dict per sequence, in input order: id, tags (one per step), spans (type, start, end exclusive)."""
+    import torch
+
+    from grutool.data.batching import sorted_batches
+    from grutool.families.tagger import schemes
+
+    ids, split = parse(predictor, texts)
+    names = predictor.run.labels.itos
+    with_spans = schemes.has_spans(split.scheme)
+    results: list[dict] = [{} for _ in texts]
+    for batch in sorted_batches(split, batch_size):
+        with torch.no_grad():
+            tags, _ = task.infer_batch(predictor.model, batch.to(predictor.device))  # (B, T)
+        for row, i in enumerate(batch.index):
+            predicted = [names[j] for j in tags[row, :len(split.ids[i])].tolist()]
+            found = schemes.spans(predicted) if with_spans else []
+            results[i] = {"id": ids[i], "tags": predicted,
+                          "spans": [{"type": kind, "start": s, "end": e} for kind, s, e in found]}
+    return results

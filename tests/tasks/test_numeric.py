@@ -1,0 +1,303 @@
+"""Numeric sequences (issue 23): the .ts reader on hand-written files, standardisation fitted on train only,
+a batch predicts what its examples predict one by one (packing), long tables equal .ts files, every command
+end to end on the toy data (train, eval, infer --file, export parity, serve), resume bit-exact."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import InterruptAt, ROOT, assert_user_error, invoke, shipped_config
+from grutool import rundir
+from grutool.checkpoint import load_checkpoint
+from grutool.config_file import parse_config
+from grutool.data.numeric import format_text, parse_text, read_sequences
+from grutool.data.scaling import Standardizer
+from grutool.data.tsfile import read_ts
+from grutool.errors import TrainingInterrupted, UserError
+from grutool.predict import Predictor
+from grutool.training.loop import train
+
+HEADER = "@problemName t\n@missing true\n@dimensions 2\n@equalLength false\n@classLabel true \"big dog\" cat\n@data\n"
+
+
+def toy(out: Path, **sections) -> dict:
+    return shipped_config("numeric.yaml", out, **sections)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("numeric") / "run"
+    train(parse_config(toy(out)), progress=False)
+    return out
+
+
+# --- the .ts reader -------------------------------------------------------------------------------
+
+
+def test_ts_reader_variable_length_missing_values_and_labels_with_spaces():
+    text = "# comment\n" + HEADER + "1,2,3:4,5,6:big dog\n\n7,?:8,9:cat\n"
+    f = read_ts("x.ts", text)
+    assert [x.shape for x in f.values] == [(3, 2), (2, 2)]  # (T, C): steps x channels
+    assert f.values[0][:, 1].tolist() == [4, 5, 6]
+    assert math.isnan(f.values[1][1, 0]) and f.values[1][1, 1] == 9
+    assert f.labels == ["big dog", "cat"] and f.lines == [8, 10] and f.ids == ["1", "2"]
+
+
+@pytest.mark.parametrize("body, expect", [
+    ("1,2:3,4:5,6:cat\n", "x.ts:8: 3 channel(s), but @dimensions is 2"),
+    ("1,2:3,4,5:cat\n", "x.ts:8: channel 2 has 3 values but channel 1 has 2 (ragged steps)"),
+    ("1,2:3,x:cat\n", "x.ts:8: channel 2 value 2 is not a number ('x')"),
+    ("1,2:3,4:dog\n", "x.ts:8: label 'dog' is not among @classLabel's"),
+    (":3,4:cat\n", "x.ts:8: channel 1 is empty (an empty sequence)"),
+    ("1,2:3,4\n", "x.ts:8: label '3,4' is not among"),
+])
+def test_ts_reader_errors_name_file_and_line(body, expect):
+    with pytest.raises(UserError) as e:
+        read_ts("x.ts", "\n" + HEADER + body)
+    assert str(e.value).startswith(expect), str(e.value)
+
+
+def test_ts_header_disagreeing_with_data():
+    equal = HEADER.replace("@equalLength false", "@equalLength true")
+    with pytest.raises(UserError, match=r"x.ts:8: 3 steps, but the case on line 7 has 2 .*@equalLength true"):
+        read_ts("x.ts", equal + "1,2:3,4:cat\n1,2,3:4,5,6:cat\n")
+    no_missing = HEADER.replace("@missing true", "@missing false")
+    with pytest.raises(UserError, match=r"x.ts:7: a missing value \('\?'\), but the header declares @missing false"):
+        read_ts("x.ts", no_missing + "1,?:3,4:cat\n")
+
+
+def test_missing_values_follow_data_missing(tmp_path):
+    path = tmp_path / "m.ts"
+    path.write_text(HEADER + "1,?,3:4,5,6:cat\n", encoding="utf-8")
+    cfg = parse_config(toy(tmp_path / "r")).data
+    with pytest.raises(UserError, match=r"m.ts:7: a missing value in channel c1 at step 2 .*set data.missing"):
+        read_sequences(cfg, str(path))
+    filled = read_sequences(cfg.model_copy(update={"missing": "interpolate"}), str(path)).values[0]
+    assert filled[:, 0].tolist() == [1, 2, 3]
+    kept = read_sequences(cfg.model_copy(update={"missing": "mask"}), str(path)).values[0]
+    assert math.isnan(kept[1, 0])
+
+
+def test_text_form_round_trips():
+    x = np.array([[1.5, -2.25], [3.0, float("nan")], [0.1, 7.0]], dtype=np.float32)  # (T=3, C=2)
+    seq_id, y = parse_text(format_text("a7", x), 2)
+    assert seq_id == "a7" and np.array_equal(np.isnan(y), np.isnan(x)) and np.allclose(np.nan_to_num(y), np.nan_to_num(x))
+    _, z = parse_text("[[1.5, 3, 0.1], [-2.25, null, 7]]", 2)  # JSON: channels x steps
+    assert np.array_equal(np.nan_to_num(z), np.nan_to_num(x))
+    with pytest.raises(UserError, match="3 channel"):
+        parse_text("1:2:3", 2)
+
+
+# --- scaling fitted on train only ------------------------------------------------------------------
+
+
+def test_scaler_is_fitted_on_train_only(tmp_path, run):
+    """The saved scaler is train's statistics; changing validation and test leaves it as it was."""
+    train_values = np.concatenate(read_sequences(parse_config(toy(tmp_path)).data, str(ROOT / "data/numeric/train.ts")).values)
+    saved = Standardizer.load(run / "scaler.json")
+    assert np.allclose(saved.mean, train_values.mean(axis=0), atol=1e-5)
+    assert np.allclose(saved.std, train_values.std(axis=0), atol=1e-5)
+    raw = toy(tmp_path / "other", train={"epochs": 1})
+    raw["data"]["validation"] = raw["data"]["test"] = str(ROOT / "data/numeric/train.ts")
+    train(parse_config(raw), progress=False)
+    assert Standardizer.load(tmp_path / "other" / "scaler.json") == saved
+
+
+def test_validation_slices_are_disjoint_and_stratified(tmp_path):
+    cfg = parse_config(toy(tmp_path)).data
+    path = str(ROOT / "data/numeric/train.ts")
+    a, b = read_sequences(cfg, path + "[:80%]"), read_sequences(cfg, path + "[80%:]")
+    assert not set(a.ids) & set(b.ids) and len(a) + len(b) == 150
+    assert sorted(set(b.labels)) == ["ramp up", "sine wave", "square wave"]
+    assert {b.labels.count(c) for c in set(b.labels)} == {10}  # 20% of each class's 50
+
+
+# --- the model ------------------------------------------------------------------------------------
+
+
+def test_batch_predicts_as_one_by_one(run):
+    """Packing: each sequence in a padded batch of mixed lengths gets the logits it gets alone."""
+    from grutool.data.batching import collate
+
+    p = Predictor(run, "cpu")
+    split = p.task.encode_split(p.cfg, p.run, p.cfg.data.test, "test")
+    index = list(range(12))
+    batch = collate(split, index)
+    assert batch.ids.dtype == torch.float32 and batch.ids.shape[2] == 2  # (B, T, C)
+    assert len(set(batch.lengths.tolist())) > 1 and batch.lengths.device.type == "cpu"
+    with torch.no_grad():
+        together, _ = p.model(batch.ids, batch.lengths)
+        alone = torch.cat([p.model(split.ids[i][None], torch.tensor([len(split.ids[i])]))[0] for i in index])
+    assert torch.allclose(together, alone, atol=1e-5)
+    assert (batch.ids[batch.lengths.argmin(), int(batch.lengths.min()):] == 0).all()  # padded with 0.0
+
+
+def test_missing_mask_front_end(tmp_path):
+    from grutool.modules.numeric import NumericEmbedder
+
+    front = NumericEmbedder(2, 4, mask=True)
+    x = torch.tensor([[[1.0, float("nan")], [0.5, 2.0]]])  # (1, 2, 2)
+    out = front(x)
+    assert out.shape == (1, 2, 4) and torch.isfinite(out).all()
+    manual = front.projection(torch.tensor([[[1.0, 0.0, 1.0, 0.0], [0.5, 2.0, 1.0, 1.0]]]))
+    assert torch.allclose(out, manual)
+
+
+# --- commands end to end --------------------------------------------------------------------------
+
+
+def test_train_eval_infer(run, tmp_path):
+    r = invoke("eval", run, "--split", "test", "--plot", tmp_path / "cm.png")
+    assert r.exit_code == 0, r.output
+    assert "accuracy" in r.output and (tmp_path / "cm.png").stat().st_size > 0
+    r = invoke("infer", run, "--file", ROOT / "data/numeric/test.ts", "--jsonl")
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(rows) == 45 and [row["id"] for row in rows[:3]] == ["1", "2", "3"]
+    assert rows[0]["label"] in ("sine wave", "square wave", "ramp up")
+    metrics = json.loads((run / "summary.json").read_text())
+    assert metrics["monitor"] == "accuracy" and metrics["best"] > 0.8, metrics
+
+
+def test_long_table_equals_ts(run, tmp_path):
+    """The same sequences as a long csv (rows shuffled, ordered by data.time_column) train the same model."""
+    raw = toy(tmp_path / "csv")
+    for split in ("train", "validation", "test"):
+        raw["data"][split] = str(ROOT / f"data/numeric/{split}.csv")
+    raw["data"].update(channels=["a", "b"], label_column="shape", time_column="step")
+    train(parse_config(raw), progress=False)
+    a = load_checkpoint(run / rundir.BEST)["model"]
+    b = load_checkpoint(tmp_path / "csv" / rundir.BEST)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    p = Predictor(tmp_path / "csv", "cpu")
+    rows = p.predict(p.task.read_inputs(p.cfg, str(ROOT / "data/numeric/test.csv"))[:2])
+    assert [r["id"] for r in rows] == ["s0", "s1"]
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_export_parity(run, tmp_path, fmt):
+    if fmt == "onnx":
+        pytest.importorskip("onnxruntime")
+    out = tmp_path / f"model.{'pt' if fmt == 'torchscript' else 'onnx'}"
+    r = invoke("export", run, "--format", fmt, "-o", out)
+    assert r.exit_code == 0, r.output
+    meta = json.loads(Path(f"{out}.json").read_text())
+    assert meta["parity"]["ok"] and meta["vocabularies"]["scaler"]["names"] == ["c1", "c2"]
+    texts = Predictor(run, "cpu").task.read_inputs(Predictor(run, "cpu").cfg, str(ROOT / "data/numeric/test.ts"))
+    want = [r["label"] for r in Predictor(run, "cpu").predict(texts)]
+    got = [r["label"] for r in Predictor(run, "cpu", backend=fmt, exported=out).predict(texts)]
+    assert got == want
+
+
+def test_resume_is_bit_exact(tmp_path):
+    raw = toy(tmp_path / "a", train={"epochs": 3})
+    raw["model"].update(embedding_dropout=0.2, head_dropout=0.2)  # dropout draws from the RNG: resume restores it
+    train(parse_config(raw), progress=False)
+    reference = load_checkpoint(tmp_path / "a" / rundir.LAST)["model"]
+    raw["output_dir"] = str(tmp_path / "b")
+    with pytest.raises(TrainingInterrupted):
+        train(parse_config(raw), callbacks=[InterruptAt(13)], progress=False)
+    train(parse_config(raw), resume=True, progress=False)
+    resumed = load_checkpoint(tmp_path / "b" / rundir.LAST)["model"]
+    assert all(torch.equal(resumed[k], reference[k]) for k in reference)
+
+
+def test_bad_data_exits_2_with_one_line(tmp_path):
+    bad = tmp_path / "bad.ts"
+    bad.write_text(HEADER.replace('"big dog" cat', "a b") + "1,2:3,4:a\n1,2,3:4,5:b\n", encoding="utf-8")
+    raw = toy(tmp_path / "r")
+    raw["data"]["train"] = str(bad)
+    cfg = tmp_path / "c.yaml"
+    import yaml
+
+    cfg.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    assert_user_error(invoke("train", cfg), f"{bad}:8: channel 2 has 2 values but channel 1 has 3")
+    assert not (tmp_path / "r").exists()
+
+
+def test_serve_takes_channels_by_steps(run):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from grutool.serve import build_app
+
+    p = Predictor(run, "cpu")
+    x = [[0.1, 0.5, 0.9, 1.0, 0.6, 0.1], [3.4, 3.2, 3.0, 2.8, 2.6, 2.5]]  # 2 channels x 6 steps
+    line = ":".join(",".join(str(v) for v in channel) for channel in x)
+    with TestClient(build_app(p)) as client:
+        r = client.post("/predict", json={"texts": [x, line]})
+        assert r.status_code == 200, r.text
+        got = r.json()["results"]
+        assert [g["label"] for g in got] == [w["label"] for w in p.predict([line, line])]
+        r = client.post("/predict", json={"texts": [[[0.1, None], [3.4, 3.2]]]})
+        assert r.status_code == 422 and "data.missing is error" in r.json()["error"]
+        r = client.post("/predict", json={"texts": [[[0.1, 0.2]]]})
+        assert r.status_code == 422 and "1 channel(s), but the model reads 2" in r.json()["error"]
+
+
+def test_missing_mask_trains_and_exports(tmp_path):
+    """data.missing: mask on a .ts file with '?' values: the observed flags reach the model, and the exported
+    graph (which sees NaN and replaces it itself) matches the model."""
+    pytest.importorskip("onnxruntime")
+    for split in ("train", "validation"):
+        out = []
+        for k, line in enumerate((ROOT / f"data/numeric/{split}.ts").read_text().split("\n")):
+            if line and not line.startswith(("@", "#")) and k % 3 == 0:
+                *channels, label = line.split(":")  # a missing second step in every channel of every third case
+                line = ":".join([c.replace(",", ",?,", 1) for c in channels] + [label])
+            out.append(line.replace("@missing false", "@missing true"))
+        (tmp_path / f"{split}.ts").write_text("\n".join(out))
+    raw = toy(tmp_path / "run", train={"epochs": 1})
+    raw["data"].update(train=str(tmp_path / "train.ts"), validation=str(tmp_path / "validation.ts"), missing="mask")
+    train(parse_config(raw), progress=False)
+    p = Predictor(tmp_path / "run", "cpu")
+    assert p.model.projection.in_features == 4  # 2 channels + 2 observed flags
+    r = invoke("export", tmp_path / "run", "--format", "onnx")
+    assert r.exit_code == 0, r.output
+    texts = p.task.read_inputs(p.cfg, str(tmp_path / "validation.ts"))
+    assert any("?" in t for t in texts)
+    got = Predictor(tmp_path / "run", "cpu", backend="onnx").predict(texts)
+    assert [g["label"] for g in got] == [w["label"] for w in p.predict(texts)]
+
+
+def test_tagger_labels_every_step(tmp_path):
+    """N -> N: task tagger on a long table with a label per row (rising/falling), through the same front-end."""
+    raw = {"task": "tagger", "output_dir": str(tmp_path / "run"),
+           "data": {**{s: str(ROOT / f"data/numeric/{s}.csv") for s in ("train", "validation", "test")},
+                    "channels": ["a", "b"], "time_column": "step", "label_column": "phase"},
+           "model": {"embedding_dim": 16, "hidden_size": 16},
+           "train": {"batch_size": 16, "epochs": 6, "lr": 0.01, "patience": None, "monitor": "token_accuracy"}}
+    summary = train(parse_config(raw), progress=False)
+    assert summary["best"] > 0.85, summary
+    p = Predictor(tmp_path / "run", "cpu")
+    texts = p.task.read_inputs(p.cfg, str(ROOT / "data/numeric/test.csv"))[:8]
+    rows = p.predict(texts)
+    lengths = [len(parse_text(t, 2)[1]) for t in texts]
+    assert [len(r["tags"]) for r in rows] == lengths and rows[0]["id"] == "s0"
+    assert [r["tags"] for r in rows] == [p.predict([t])[0]["tags"] for t in texts]  # batch = one by one
+    r = invoke("export", tmp_path / "run", "--format", "torchscript")
+    assert r.exit_code == 0, r.output
+    raw["data"]["train"] = str(ROOT / "data/numeric/train.ts")
+    raw["data"].pop("channels")
+    with pytest.raises(UserError, match="a .ts file has one label per case"):
+        parse_config(raw)
+
+
+def test_time_delta_is_one_more_channel(tmp_path):
+    (tmp_path / "x.csv").write_text("id,t,a,label\ns1,0,1.0,up\ns1,5,2.0,up\ns1,6,3.0,up\ns2,2,1.5,down\n"
+                                    "s2,0,0.5,down\n", encoding="utf-8")
+    raw = toy(tmp_path / "r")
+    raw["data"].update(train=str(tmp_path / "x.csv"), channels=["a"], time_column="t", time_delta=True)
+    seqs = read_sequences(parse_config(raw).data, str(tmp_path / "x.csv"))
+    assert seqs.channels == ["a", "delta_t"]
+    assert seqs.values[0].tolist() == [[1.0, 0.0], [2.0, 5.0], [3.0, 1.0]]
+    assert seqs.values[1].tolist() == [[0.5, 0.0], [1.5, 2.0]]  # ordered by t
+    raw["data"].pop("time_column")
+    with pytest.raises(UserError, match="data.time_delta: the time between steps"):
+        parse_config(raw)

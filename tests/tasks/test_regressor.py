@@ -1,0 +1,122 @@
+"""The regressor (issue 23): metrics against hand-computed values, the target scaled on train only, a batch
+predicts what its sequences predict one by one, every command end to end on the toy table."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from conftest import ROOT, assert_user_error, invoke, shipped_config
+from grutool.config_file import parse_config
+from grutool.data.scaling import Standardizer
+from grutool.families.regressor.metrics import RegressionMetrics
+from grutool.predict import Predictor
+from grutool.training.loop import train
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("regressor") / "run"
+    train(parse_config(shipped_config("numeric_regression.yaml", out)), progress=False)
+    return out
+
+
+def test_metrics_against_hand_computed_values():
+    m = RegressionMetrics((10.0, 2.0))  # z-scores -> units: z * 2 + 10
+    m.update(torch.tensor([0.0, 1.0]), torch.tensor([0.5, 1.0]), loss=0.5)  # units: pred 10, 12; true 11, 12
+    m.update(torch.tensor([-1.0]), torch.tensor([-0.5]), loss=2.0)          # pred 8; true 9
+    out = m.compute()
+    # errors -1, 0, -1; true 11, 12, 9 (mean 32/3; SS_tot = 1/9 + 16/9 + 25/9 = 42/9)
+    assert out["n"] == 3
+    assert out["mse"] == pytest.approx(2 / 3)
+    assert out["rmse"] == pytest.approx(math.sqrt(2 / 3))
+    assert out["mae"] == pytest.approx(2 / 3)
+    assert out["r2"] == pytest.approx(1 - 2 / (42 / 9))
+    assert out["loss"] == pytest.approx((0.5 * 2 + 2.0) / 3)
+    assert out["scatter"] == {"true": [11.0, 12.0, 9.0], "predicted": [10.0, 12.0, 8.0]}
+
+
+def test_perfect_and_constant_predictions():
+    m = RegressionMetrics()
+    m.update(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([1.0, 2.0, 3.0]))
+    assert m.compute()["r2"] == 1.0 and m.compute()["rmse"] == 0.0
+    m = RegressionMetrics()
+    m.update(torch.tensor([2.0, 2.0, 2.0]), torch.tensor([1.0, 2.0, 3.0]))  # the mean: R² 0
+    assert m.compute()["r2"] == pytest.approx(0.0)
+
+
+def test_target_is_scaled_on_train_only(run):
+    from grutool.data.numeric import read_sequences
+
+    cfg = parse_config(shipped_config("numeric_regression.yaml", run)).data
+    seqs = read_sequences(cfg, str(ROOT / "data/numeric/train.csv"))
+    y = torch.tensor([float(v) for v in seqs.labels], dtype=torch.float64)
+    target = Standardizer.load(run / "target.json")
+    assert target.mean[0] == pytest.approx(float(y.mean())) and target.std[0] == pytest.approx(float(y.std(unbiased=False)))
+
+
+def test_train_eval_plot_infer_export(run, tmp_path):
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["monitor"] == "rmse"
+    r = invoke("eval", run, "--split", "test", "--json", "--plot", tmp_path / "scatter.png")
+    assert r.exit_code == 0, r.output
+    metrics = json.loads(r.stdout)
+    assert metrics["r2"] > 0.5 and metrics["rmse"] < 0.1 and (tmp_path / "scatter.png").stat().st_size > 0
+    r = invoke("infer", run, "--file", ROOT / "data/numeric/test.csv", "--jsonl")
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(rows) == 45 and rows[0]["id"] == "s0" and 0.0 < rows[0]["prediction"] < 1.0
+    r = invoke("export", run, "--format", "torchscript", "-o", tmp_path / "model.pt")
+    assert r.exit_code == 0, r.output
+    p = Predictor(run, "cpu")
+    texts = p.task.read_inputs(p.cfg, str(ROOT / "data/numeric/test.csv"))
+    exported = Predictor(run, "cpu", backend="torchscript", exported=tmp_path / "model.pt")
+    for a, b in zip(p.predict(texts), exported.predict(texts)):
+        assert a["prediction"] == pytest.approx(b["prediction"], abs=1e-5)
+
+
+def test_batch_predicts_as_one_by_one(run):
+    p = Predictor(run, "cpu")
+    texts = p.task.read_inputs(p.cfg, str(ROOT / "data/numeric/test.csv"))[:10]
+    together = [r["prediction"] for r in p.predict(texts)]
+    alone = [p.predict([t])[0]["prediction"] for t in texts]
+    assert together == pytest.approx(alone, abs=1e-5)
+
+
+@pytest.mark.parametrize("loss", ["mae", "huber"])
+def test_losses_train(tmp_path, loss):
+    raw = shipped_config("numeric_regression.yaml", tmp_path / loss, model={"loss": loss}, train={"epochs": 2})
+    summary = train(parse_config(raw), progress=False)
+    assert math.isfinite(summary["best"])
+
+
+def test_a_target_that_is_not_a_number(tmp_path):
+    (tmp_path / "x.csv").write_text("id,a,y\ns1,1.0,0.5\ns1,2.0,0.5\ns2,1.5,big\n", encoding="utf-8")
+    (tmp_path / "x.yaml").write_text("task: regressor\ndata: {train: x.csv, channels: [a], label_column: y}\n"
+                                     "train: {monitor: rmse, epochs: 1}\n", encoding="utf-8")
+    assert_user_error(invoke("train", tmp_path / "x.yaml", "-o", tmp_path / "new"),
+                      "x.csv:4: the target of sequence 's2' is 'big', not a number")
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_target_per_step(tmp_path):
+    """N -> N: data.per_step reads a real target on every row (the clean signal under channel a)."""
+    raw = shipped_config("numeric_regression.yaml", tmp_path / "run", train={"epochs": 6})
+    raw["data"].update(label_column="clean", per_step=True)
+    raw["model"].pop("pooling")
+    summary = train(parse_config(raw), progress=False)
+    assert summary["best"] < 0.3, summary  # validation RMSE, channel a's values lie in [-1.3, 1.3]
+    p = Predictor(tmp_path / "run", "cpu")
+    texts = p.task.read_inputs(p.cfg, str(ROOT / "data/numeric/test.csv"))[:6]
+    rows = p.predict(texts)
+    from grutool.data.numeric import parse_text
+
+    assert [len(r["predictions"]) for r in rows] == [len(parse_text(t, 2)[1]) for t in texts]
+    for r, t in zip(rows, texts):
+        assert r["predictions"] == pytest.approx(p.predict([t])[0]["predictions"], abs=1e-5)  # batch = one by one
+    m = RegressionMetrics()
+    m.update(torch.tensor([[1.0, 2.0, 9.0]]), torch.tensor([[1.0, 3.0, -100.0]]))  # the last step is padding
+    assert m.compute()["n"] == 2 and m.compute()["mse"] == pytest.approx(0.5)
