@@ -8,9 +8,11 @@ def register_daily(app) -> None:
     from grutool.cli.plot_cmd import plot
     from grutool.cli.runs_cmd import compare, runs
     from grutool.cli.study_cmd import study
+    from grutool.cli.tune_cmd import tune
 
     app.command()(init)
     app.command()(runs)
     app.command()(compare)
     app.command()(plot)
     app.command()(study)
+    app.command()(tune)
