@@ -271,7 +271,7 @@ def tune(config: str | Path, space: str | Path, trials: int, overrides: Sequence
          study_name: Optional[str] = None, resume: bool = False, progress: bool | str = False,
          callbacks: Sequence = (), on_trial: Optional[Callable[[TrialRecord, Optional[TrialRecord]], None]] = None
          ) -> dict:
-    """Run `trials` trials in all (finished ones of a resumed study count) within `timeout` seconds;
+    """Run `trials` trials in all (completed and pruned ones of a resumed study count) within `timeout` seconds;
     returns {"best": TrialRecord as a dict, "trials": [...], "best_yaml": path, "storage": url}.
 
     `on_trial(record, best)` is called after each trial (the CLI prints a line)."""
@@ -374,7 +374,9 @@ def tune(config: str | Path, space: str | Path, trials: int, overrides: Sequence
         if on_trial is not None:
             on_trial(record(frozen), _best(study))
 
-    done = sum(1 for t in study.get_trials(deepcopy=False) if t.state.is_finished())
+    # Failed trials do not count: an interrupted one runs again, continued, in a new trial.
+    done = sum(1 for t in study.get_trials(deepcopy=False)
+               if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
     remaining = max(0, trials - done)
     from grutool.errors import TrainingDiverged
 
