@@ -324,7 +324,7 @@ def _reading(test, a: str, b: str) -> str:
     if test.p is None:
         return "one seed: no noise estimate"
     if test.inside_noise:
-        return f"inside the noise (p {test.p:.2g})"
+        return f"noise (p {test.p:.2g})"
     return f"{b} {'higher' if test.mean > 0 else 'lower'} (p {test.p:.2g})"
 
 
@@ -349,27 +349,29 @@ def mean_pm(s: dict, digits: int = 4) -> str:
     return fmt(s["mean"], digits) + (f" ± {fmt(s['sd'], digits)}" if s["sd"] is not None else "")
 
 
-def table_rows(result: dict) -> dict:
-    """The report's three tables as header + rows of strings (markdown and the terminal share them)."""
+def table_rows(result: dict, terminal: bool = False) -> dict:
+    """The report's three tables as header + rows of strings. The markdown has every test metric and each
+    seed's figure; the terminal (`terminal`) keeps what fits 80 columns: the monitor on validation and test."""
     cells = result["cells_summary"]
     monitor = result["monitor"] or "monitor"
-    quality = [["cell", f"val {monitor}", "per seed"]]
     tests = sorted(set().union(*(c["test"] for c in cells.values()))) if cells else []
-    quality[0] += [f"test {k}" for k in tests]
-    cost = [["cell", "s/epoch", "s to best", "tokens/s", "params", "b1 ms", "b32 ms", "kernel"]]
+    if terminal:
+        tests = [k for k in tests if k == monitor] or tests[:1]
+    quality = [["cell", f"val {monitor}"] + ([] if terminal else ["per seed"]) + [f"test {k}" for k in tests]
+               + ["params", "kernel"]]
+    cost = [["cell", "s/epoch", "s to best", "tokens/s", "b1 ms", "b32 ms"]]
     for name, c in cells.items():
-        f = c["figures"]
-        quality.append([name, mean_pm(f["val"]), ", ".join(fmt(v) for v in f["val"]["values"])]
-                       + [mean_pm(c["test"][k]) if k in c["test"] else "-" for k in tests])
-        kernel = c["kernel"]
+        f, kernel = c["figures"], c["kernel"]
+        quality.append([name, mean_pm(f["val"])] + ([] if terminal else [", ".join(fmt(v) for v in f["val"]["values"])])
+                       + [mean_pm(c["test"][k]) if k in c["test"] else "-" for k in tests]
+                       + [fmt(c["parameters"]), f"{kernel['train'] or '?'} / {kernel['inference'] or '?'}"])
         cost.append([name, mean_pm(f["s_per_epoch"], 3), mean_pm(f["s_to_best"], 3), fmt(f["tokens_per_s"]["mean"], 0),
-                     fmt(c["parameters"]), fmt(f["latency_1_ms"]["mean"], 3), fmt(f["latency_32_ms"]["mean"], 3),
-                     f"{kernel['train'] or '?'} / {kernel['inference'] or '?'}"])
-    diffs = [["metric", "cells", "difference", "95% CI", "ratio", "reading"]]
+                     fmt(f["latency_1_ms"]["mean"], 3), fmt(f["latency_32_ms"]["mean"], 3)])
+    diffs = [["metric"] + ([] if terminal else ["cells"]) + ["difference", "95% CI", "ratio", "reading"]]
     for d in result["comparisons"]:
-        diffs.append([d["metric"], f"{d['b']} - {d['a']}", fmt(d["diff"]),
-                      f"± {fmt(d['ci95'])}" if d["ci95"] is not None else "-",
-                      fmt(d["ratio"], 3) if d["ratio"] is not None else "-", d["reading"]])
+        diffs.append([d["metric"]] + ([] if terminal else [f"{d['b']} - {d['a']}"])
+                     + [fmt(d["diff"]), f"± {fmt(d['ci95'])}" if d["ci95"] is not None else "-",
+                        fmt(d["ratio"], 3) if d["ratio"] is not None else "-", d["reading"]])
     return {"quality": quality, "cost": cost, "differences": diffs}
 
 
@@ -391,9 +393,11 @@ def markdown(result: dict) -> str:
              f"Cells {', '.join(result['cells'])}; monitor `{result['monitor']}` on validation "
              f"({result['direction']} is better); mean ± sd over seeds.\n",
              "## Quality\n", md(tables["quality"]),
+             "Kernel: what the recurrent layers ran in training / in inference (`fused`: grutool's kernel, "
+             "`native`: PyTorch's module, `onednn` / `cudnn`: its fused library kernel).\n",
              "## Cost\n", "Training seconds per epoch (without validation) and to the best epoch; tokens per "
-             "second in training; inference latency per batch of 1 and 32 (median, interleaved); kernel in "
-             "training / inference.\n", md(tables["cost"]),
+             "second in training; inference latency per batch of 1 and 32 (median, interleaved).\n",
+             md(tables["cost"]),
              "## Differences\n", f"Each cell against {result['cells'][0]}, paired by seed (t-test on the "
              f"per-seed differences; inside the noise when p >= {ALPHA}).\n", md(tables["differences"]),
              "## Environment\n", environment_line(result) + "\n"]

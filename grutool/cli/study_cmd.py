@@ -68,16 +68,18 @@ def _render(result: dict, out) -> None:
     from grutool.cli.render.tables import plain
     from grutool.study import environment_line, table_rows
 
-    titles = {"quality": f"quality (mean ± sd over seeds; {result['direction']} {result['monitor']} is better)",
-              "cost": "cost (training s/epoch and to best; inference ms per batch of 1 and 32; kernel train / "
-                      "inference)",
-              "differences": f"differences against {result['cells'][0]}, paired by seed"}
-    for key, rows in table_rows(result).items():
+    titles = {"quality": f"quality: mean ± sd over seeds ({result['direction']} {result['monitor']} is better); "
+                         f"kernel in training / inference",
+              "cost": "cost: training s per epoch and to the best epoch; inference ms per batch of 1 and 32",
+              "differences": f"against {result['cells'][0]}, paired by seed (noise: p >= 0.05)"}
+    for key, rows in table_rows(result, terminal=True).items():
         if len(rows) < 2:
             continue
-        t = Table(title=plain(titles[key]), box=box.SIMPLE_HEAD, title_justify="left", show_edge=False)
+        t = Table(title=plain(titles[key]), box=box.SIMPLE_HEAD, title_justify="left", show_edge=False,
+                  pad_edge=False)
         for header in rows[0]:
-            t.add_column(plain(header), overflow="fold")
+            wraps = header in ("kernel", "reading")
+            t.add_column(plain(header), overflow="fold" if wraps else "ellipsis", no_wrap=not wraps)
         for row in rows[1:]:
             t.add_row(*[plain(c) for c in row])
         out.print(t)
