@@ -11,6 +11,7 @@ Optuna is an optional extra (`pip install 'grutool[tune]'`), imported only when 
     TUNE/trials/<NNNN>-seed<S>/ one run directory per trial and seed (`grutool runs TUNE` lists them)
     TUNE/trials.jsonl           one line per finished trial: number, state, params, value, seconds, runs
     TUNE/best.yaml              the full config with the best trial's params, ready for `grutool train`
+    TUNE/tune.png               `--plot`: the optimisation history and the parameter importances
 
 The space file maps dotted config paths to one entry each, checked against the config schema before the
 first trial (an unknown path with a did-you-mean, an empty or inverted range, a value the schema refuses):
@@ -49,7 +50,7 @@ from grutool.errors import UserError
 
 log = logging.getLogger("grutool")
 
-PLAN, DB, TRIALS, TRIALS_DIR, BEST = "tune.json", "optuna.db", "trials.jsonl", "trials", "best.yaml"
+PLAN, DB, TRIALS, TRIALS_DIR, BEST, PLOT = "tune.json", "optuna.db", "trials.jsonl", "trials", "best.yaml", "tune.png"
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("median", "hyperband", "none")
 KINDS = ("int", "float", "categorical")
@@ -305,6 +306,9 @@ def tune(config: str | Path, space: str | Path, trials: int, overrides: Sequence
         raise UserError(f"{url}: holds a study '{name}' already; add --resume to continue it, or --study-name NEW")
     study = optuna.create_study(storage=url, study_name=name, sampler=the_sampler, pruner=the_pruner,
                                 direction=direction, load_if_exists=True)
+    earlier = len(study.get_trials(deepcopy=False))
+    if earlier:  # a resumed study: a sampler seeded as before would propose the same first points again
+        study.sampler = make_sampler(sampler, params, base.train.seed + earlier, str(space))
     if study.direction.name.lower() != direction:
         raise UserError(f"{url}: study '{name}' was created to {study.direction.name.lower()}, but "
                         f"train.monitor {monitor} should {direction}; use another --study-name")
@@ -415,3 +419,43 @@ def _write_outputs(study, tune_dir: Path, config, overrides, seed: int, monitor:
               f"# Train it: grutool train {tune_dir / BEST}\n")
     write_text_atomic(header + to_yaml(cfg), tune_dir / BEST)
     return tune_dir / BEST
+
+
+def plot(result: dict, path: str | Path) -> str:
+    """Left: the optimisation history (each trial's value, pruned ones hollow, and the running best); right:
+    parameter importances (Optuna's fANOVA evaluator; needs two completed trials). Needs matplotlib."""
+    from grutool.curves import _pyplot, save_png
+
+    optuna = _optuna()
+    plt = _pyplot()
+    study = optuna.load_study(study_name=result["study_name"], storage=result["storage"])
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    done = [t for t in result["trials"] if t["value"] is not None and t["state"] in ("complete", "pruned")]
+    for state, style in (("complete", dict(color="C0")), ("pruned", dict(facecolors="none", edgecolors="C1"))):
+        xs = [(t["number"], t["value"]) for t in done if t["state"] == state]
+        if xs:
+            left.scatter(*zip(*xs), label=state, **style)
+    running, best = [], None
+    better = min if result["direction"] == "minimize" else max
+    for t in sorted((t for t in done if t["state"] == "complete"), key=lambda t: t["number"]):
+        best = t["value"] if best is None else better(best, t["value"])
+        running.append((t["number"], best))
+    if running:
+        last = max(t["number"] for t in done)
+        left.step(*zip(*running, (last, running[-1][1])), where="post", color="C2", label="best so far")
+    left.set(xlabel="trial", ylabel=f"validation {result['monitor']}", title="optimisation history")
+    left.grid(alpha=0.3)
+    left.legend()
+    try:
+        importances = optuna.importance.get_param_importances(study)
+    except (ValueError, RuntimeError):  # fewer than two completed trials, or one value everywhere
+        importances = {}
+    if importances:
+        names = list(importances)[::-1]
+        right.barh(names, [importances[n] for n in names], color="C0")
+    right.set(xlabel="importance (fANOVA)", title="parameter importances" if importances
+              else "parameter importances: too few completed trials")
+    fig.tight_layout()
+    save_png(fig, path, dpi=110)
+    plt.close(fig)
+    return str(path)

@@ -41,6 +41,7 @@ def tune(
     study_name: Optional[str] = typer.Option(None, "--study-name", metavar="NAME",
                                              help="Study name in the storage (default: the config name)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the study in the storage."),
+    plot: bool = typer.Option(False, "--plot", help="Also draw DIR/tune.png: history, importances (plot extra)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the trial lines, warnings and errors."),
 ):
     """Search settings with Optuna: each trial trains CONFIG with values from
@@ -56,7 +57,7 @@ def tune(
     Examples:
       grutool tune configs/atis.yaml --space space.yaml --trials 40
       grutool tune configs/atis.yaml --space space.yaml --trials 60 --resume
-      grutool tune configs/atis.yaml --space space.yaml --timeout 7200
+      grutool tune configs/atis.yaml --space space.yaml --timeout 7200 --plot
       grutool tune configs/atis.yaml --space space.yaml \\
           --storage postgresql://user@host/db --study-name atis  # many machines
     """
@@ -65,6 +66,11 @@ def tune(
     setup_logging(True if quiet else False)
     with user_errors():
         from grutool import tune as lib
+
+        if plot:
+            from grutool.curves import _pyplot
+
+            _pyplot()  # a missing extra is one error line before any trial
 
         def line(rec, best):
             figure = "-" if rec.value is None else f"{rec.value:.4f}"
@@ -80,13 +86,16 @@ def tune(
                           pruner=pruner.value, seeds=seeds, timeout=timeout, storage=storage,
                           study_name=study_name, resume=resume, progress=False, on_trial=line)
         best = result["best"]
+        written = [Path(result["dir"]) / lib.TRIALS]
+        if plot:
+            written.append(Path(lib.plot(result, Path(result["dir"]) / lib.PLOT)))
         if best is None:
             out.print(f"no trial completed; see {Path(result['dir']) / lib.TRIALS}", markup=False)
             return
         out.print(f"best: trial {best['number']}, validation {result['monitor']} {best['value']:.4f} "
                   f"({result['direction']}); {sum(t['state'] == 'complete' for t in result['trials'])} completed, "
                   f"{sum(t['state'] == 'pruned' for t in result['trials'])} pruned", markup=False)
-        err.print(f"wrote {result['best_yaml']}, {Path(result['dir']) / lib.TRIALS}; "
+        err.print(f"wrote {result['best_yaml']}, {', '.join(map(str, written))}; "
                   f"train it: grutool train {result['best_yaml']}", markup=False)
 
 

@@ -58,6 +58,7 @@ def test_report_shape(done):
     listed = list_runs(root / "st")  # `grutool runs STUDY` lists the runs
     assert [Path(r["run"]).name for r in listed] == ["gru-seed3", "gru-seed4", "lstm-seed3", "lstm-seed4"]
     assert {r["status"] for r in listed} == {"finished"}
+    assert Path(study.plot(result, root / "st" / study.PLOT)).stat().st_size > 10_000
 
 
 def test_reproducible(done, tmp_path):

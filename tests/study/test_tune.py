@@ -61,6 +61,7 @@ def test_four_trials_one_pruned_and_best_yaml_retrains_to_the_best(setup):
     cfg = load_config(root / "tu" / tune.BEST, [f"output_dir={root / 'retrained'}"])
     assert cfg.train.lr == best["params"]["train.lr"] and cfg.model.hidden_size == best["params"]["model.hidden_size"]
     assert train(cfg)["best"] == best["value"]
+    assert Path(tune.plot(result, root / "tu" / tune.PLOT)).stat().st_size > 10_000
 
 
 def test_cli_line_per_trial_and_grid(setup):
