@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -97,19 +98,31 @@ def run_study(config: str | Path, cells: Sequence[str], seeds: int, overrides: S
               study_dir: Optional[str | Path] = None, *, resume: bool = False, overwrite: bool = False,
               progress: bool | str = False, callbacks: Sequence = (),
               on_run: Optional[Callable[[int, int, Run, dict, bool], None]] = None,
-              latency_repeats: int = 5) -> dict:
-    """Train every run of `plan(...)` in turn (reusing finished ones with `resume`), then `report()`.
+              latency_repeats: int = 5, jobs: int = 1, threads: Optional[int] = None) -> dict:
+    """Train every run of `plan(...)` (reusing finished ones with `resume`), then `report()`.
 
-    `on_run(i, n, run, summary, reused)` is called after each run (the CLI prints a line). An interrupted
-    run (Ctrl-C, a kill) is continued from its last.pt by the same call with `resume=True`."""
+    Runs go one after another; `jobs` > 1 trains that many at once, each in its own process with
+    `threads // jobs` torch threads (`threads`: the budget, default every core), never more threads than the
+    budget. `on_run(i, n, run, summary, reused)` is called after each run (the CLI prints a line). An
+    interrupted run (Ctrl-C, a kill) is continued from its last.pt by the same call with `resume=True`."""
     from grutool.config_file import to_yaml
     from grutool.runs import read_config, status
-    from grutool.training.callbacks import KernelRecorder
-    from grutool.training.loop import train
+
+    import yaml
 
     if resume and overwrite:
         raise UserError("resume: contradicts overwrite; pick one", option="resume")
+    budget = threads or os.cpu_count() or 1
+    if jobs < 1 or jobs > budget:
+        raise UserError(f"jobs: {jobs} runs at once need at least {jobs} threads, and the budget is {budget} "
+                        f"(--threads, default: this machine's cores); lower --jobs", option="jobs")
     study_dir, runs = plan(config, cells, seeds, overrides, study_dir)
+    per_run = budget // jobs
+    if jobs > 1:
+        asked = runs[0].cfg.train.num_threads
+        if asked and asked * jobs > budget:
+            raise UserError(f"jobs: train.num_threads {asked} × {jobs} jobs is more than the budget of {budget} "
+                            f"threads; lower --jobs or train.num_threads", option="jobs")
     plan_path = study_dir / PLAN
     if plan_path.is_file() and not (resume or overwrite):
         raise UserError(f"{study_dir}: a study is already there; add --resume to continue it (finished runs "
@@ -118,27 +131,104 @@ def run_study(config: str | Path, cells: Sequence[str], seeds: int, overrides: S
     kernels = dict((previous or {}).get("kernels") or {})
     study_dir.mkdir(parents=True, exist_ok=True)
     state = {"config": str(config), "overrides": list(overrides), "cells": list(cells), "seeds": seeds,
-             "runs": [r.name for r in runs], "kernels": kernels}
+             "runs": [r.name for r in runs], "jobs": jobs, "threads_per_run": per_run if jobs > 1 else None,
+             "kernels": kernels}
     write_text_atomic(jsonsafe.dumps(state, indent=2), plan_path)
-    import yaml
-
+    pending = []
     for i, run in enumerate(runs, 1):
         path = Path(run.cfg.output_dir)
-        reused = (resume and status(path) == "finished"
-                  and read_config(path) == yaml.safe_load(to_yaml(run.cfg)))
-        if reused:
-            summary = _read_json(path / rundir.SUMMARY) or {}
+        if (resume and status(path) == "finished"
+                and read_config(path) == yaml.safe_load(to_yaml(run.cfg))):
+            if on_run is not None:
+                on_run(i, len(runs), run, _read_json(path / rundir.SUMMARY) or {}, True)
         else:
-            recorder = KernelRecorder()
-            log.info("study: run %d/%d, %s", i, len(runs), run.name)
-            summary = train(run.cfg, resume=resume, overwrite=overwrite, progress=progress,
-                            callbacks=[recorder, *callbacks])
-            if recorder.kernel is not None:
-                kernels[run.name] = recorder.kernel
-                write_text_atomic(jsonsafe.dumps(state, indent=2), plan_path)
+            pending.append((i, run))
+
+    def done(i: int, run: Run, summary: dict, kernel: Optional[str]) -> None:
+        if kernel is not None:
+            kernels[run.name] = kernel
+            write_text_atomic(jsonsafe.dumps(state, indent=2), plan_path)
         if on_run is not None:
-            on_run(i, len(runs), run, summary, reused)
+            on_run(i, len(runs), run, summary, False)
+
+    if jobs == 1:
+        for i, run in pending:
+            log.info("study: run %d/%d, %s", i, len(runs), run.name)
+            summary, kernel = train_one(run.cfg, resume, overwrite, progress, callbacks)
+            done(i, run, summary, kernel)
+    else:
+        _in_parallel(study_dir, pending, jobs, per_run, resume, overwrite, done)
     return report(study_dir, latency_repeats=latency_repeats)
+
+
+def train_one(cfg: Config, resume: bool, overwrite: bool, progress: bool | str = False,
+              callbacks: Sequence = ()) -> tuple[dict, Optional[str]]:
+    """One run of the study: its summary and the kernel its recurrent layers ran."""
+    from grutool.training.callbacks import KernelRecorder
+    from grutool.training.loop import train
+
+    recorder = KernelRecorder()
+    summary = train(cfg, resume=resume, overwrite=overwrite, progress=progress, callbacks=[recorder, *callbacks])
+    return summary, recorder.kernel
+
+
+def _in_parallel(study_dir: Path, pending: list, jobs: int, per_run: int, resume: bool, overwrite: bool,
+                 done: Callable) -> None:
+    """`pending` runs, `jobs` at a time, each a `python -m grutool.study` process with `per_run` threads
+    (OMP_NUM_THREADS and torch's own count; the run's config is left as it is, so --resume accepts it)."""
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    from grutool.errors import TrainingInterrupted
+
+    env = {**os.environ, "OMP_NUM_THREADS": str(per_run), "MKL_NUM_THREADS": str(per_run)}
+
+    def one(item):
+        i, run = item
+        log.info("study: run %d, %s (in its own process, %d thread(s))", i, run.name, per_run)
+        cmd = [sys.executable, "-m", "grutool.study", str(study_dir), run.name, str(per_run),
+               "resume" if resume else "overwrite" if overwrite else "new"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if proc.returncode == 130:
+            raise TrainingInterrupted(str(Path(run.cfg.output_dir) / rundir.LAST))
+        lines = proc.stdout.strip().splitlines()
+        if proc.returncode != 0 or not lines:
+            why = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            raise UserError(f"{run.cfg.output_dir}: the run failed ({why.removeprefix('error: ')})")
+        import json
+
+        answer = json.loads(lines[-1])
+        return i, run, answer["summary"], answer["kernel"]
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        for result in pool.map(one, pending):
+            done(*result)
+
+
+def _child(argv: list[str]) -> int:
+    """`python -m grutool.study STUDY RUN THREADS MODE`: one run of a parallel study; prints its summary and
+    kernel as one JSON line. Exit 2 with one `error:` line on a UserError, 130 on Ctrl-C."""
+    import sys
+
+    import torch
+
+    from grutool.errors import TrainingInterrupted
+
+    study_dir, name, threads, mode = argv
+    torch.set_num_threads(int(threads))
+    try:
+        state = _read_json(Path(study_dir) / PLAN) or {}
+        _, runs = plan(state["config"], state["cells"], state["seeds"], state["overrides"], study_dir)
+        run = next(r for r in runs if r.name == name)
+        summary, kernel = train_one(run.cfg, mode == "resume", mode == "overwrite")
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (TrainingInterrupted, KeyboardInterrupt):
+        return 130
+    print(jsonsafe.dumps({"summary": summary, "kernel": kernel}))
+    return 0
 
 
 # --- the report -----------------------------------------------------------------------------------------
@@ -275,7 +365,8 @@ def report(study_dir: str | Path, *, latency_repeats: int = 5) -> dict:
                      sorted(set().union(*(r["test"] for r in mine)))},
         }
     result = {"study": str(study_dir), "config": state["config"], "overrides": state["overrides"],
-              "cells": cells, "monitor": monitor,
+              "cells": cells, "monitor": monitor, "jobs": state.get("jobs", 1),
+              "threads_per_run": state.get("threads_per_run"),
               "direction": "lower" if monitor in MINIMIZED_METRICS else "higher",
               "runs": [{k: v for k, v in r.items() if k != "curve"} for r in records],
               "cells_summary": per_cell, "comparisons": _compare(records, cells),
@@ -391,7 +482,9 @@ def markdown(result: dict) -> str:
     over = " ".join(f"--set {o}" for o in result["overrides"])
     lines = [f"# Study: {result['config']}{' ' + over if over else ''}\n",
              f"Cells {', '.join(result['cells'])}; monitor `{result['monitor']}` on validation "
-             f"({result['direction']} is better); mean ± sd over seeds.\n",
+             f"({result['direction']} is better); mean ± sd over seeds. "
+             + (f"Runs trained {result['jobs']} at a time, {result['threads_per_run']} thread(s) each: their "
+                f"timings shared the machine.\n" if result["jobs"] > 1 else "Runs trained one after another.\n"),
              "## Quality\n", md(tables["quality"]),
              "Kernel: what the recurrent layers ran in training / in inference (`fused`: grutool's kernel, "
              "`native`: PyTorch's module, `onednn` / `cudnn`: its fused library kernel).\n",
@@ -444,3 +537,9 @@ def plot(result: dict, path: str | Path) -> str:
     save_png(fig, path, dpi=110)
     plt.close(fig)
     return str(path)
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(_child(sys.argv[1:]))

@@ -17,6 +17,9 @@ def study(
                                               help="Study directory (default: studies/<config name>)."),
     resume: bool = typer.Option(False, "--resume", help="Reuse finished runs, continue an interrupted one."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Train every run again."),
+    jobs: int = typer.Option(1, "--jobs", min=1, metavar="N", help="Runs trained at once, each in its own process."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, metavar="N",
+                                          help="Thread budget shared by the jobs (default: every core)."),
     plot: bool = typer.Option(False, "--plot", help="Also draw DIR/study.png (needs the plot extra)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the report, warnings and errors."),
 ):
@@ -31,6 +34,7 @@ def study(
       grutool study configs/pos.yaml --set train.epochs=5 -o studies/pos5
       grutool study configs/sst2.yaml --cells gru,lstm --seeds 3 --resume
       grutool study configs/sst2.yaml --seeds 3 --resume --plot
+      grutool study configs/pos.yaml --jobs 2 --threads 4    # 2 runs at once
     """
     from grutool.cli.console import err, out, setup_logging, user_errors
 
@@ -52,7 +56,7 @@ def study(
             err.print(f"run {i}/{n} {run.name}: {figure} ({took})", markup=False)
 
         result = lib.run_study(config, names, seeds, list(set_), output_dir, resume=resume, overwrite=overwrite,
-                               progress=False if quiet else "lines", on_run=on_run)
+                               progress=False if quiet else "lines", on_run=on_run, jobs=jobs, threads=threads)
         _render(result, out)
         folder = Path(result["study"])
         written = [folder / lib.REPORT_MD, folder / lib.REPORT_JSON, folder / lib.REPORT_CSV]

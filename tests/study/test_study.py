@@ -111,3 +111,17 @@ def test_resume_after_a_kill(tmp_path):
     assert counter.first_steps == [3, 0]         # seed 4 from its last.pt, at the step it was stopped
     assert first.stat().st_mtime_ns == mtime
     assert result["cells_summary"]["gru"]["seeds"] == [3, 4, 5] and not result["missing"]
+
+
+def test_parallel_jobs_give_the_same_figures(done, tmp_path):
+    root, config, result = done
+    lines = []
+    parallel = study.run_study(config, ["gru"], 2, study_dir=tmp_path / "par", jobs=2, threads=2,
+                               latency_repeats=1, on_run=lambda i, n, run, summary, reused: lines.append(run.name))
+    assert sorted(lines) == ["gru-seed3", "gru-seed4"]
+    same = {k: v for k, v in figures(result).items() if k.startswith("gru")}
+    assert figures(parallel) == same
+    assert parallel["cells_summary"]["gru"]["kernel"]["train"] == result["cells_summary"]["gru"]["kernel"]["train"]
+    assert "2 at a time, 1 thread(s) each" in (tmp_path / "par" / study.REPORT_MD).read_text()
+    with pytest.raises(Exception, match="lower --jobs|jobs:"):
+        study.run_study(config, ["gru"], 2, study_dir=tmp_path / "over", jobs=3, threads=2)
