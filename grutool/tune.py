@@ -26,7 +26,9 @@ The objective is the config's `train.monitor` on validation (never test), its di
 through the training loop's `Pruning` callback and stops a trial that falls behind; that run ends as an
 early-stopped one (its files complete) and the trial is recorded as pruned.
 
-Resuming: the same command with `--resume` continues the study in its storage. A trial left running by a
+Resuming: the same command with `--resume` continues the study in its storage. Several processes (in more
+terminals, or on more machines with an RDB `--storage`) share one study by running the same command with
+`--resume`: each takes the next trial, and together they stop at `--trials`. A trial left running by a
 process of this machine that is gone (a kill), or stopped by Ctrl-C, is marked failed and its parameters run
 again in a new trial that continues the old run directories from their last.pt.
 """
@@ -385,8 +387,10 @@ def tune(config: str | Path, space: str | Path, trials: int, overrides: Sequence
     from grutool.errors import TrainingDiverged
 
     if remaining:
+        # MaxTrialsCallback counts the storage's trials, so processes sharing a study stop at `trials` in all.
+        counted = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
         study.optimize(objective, n_trials=remaining, timeout=timeout, catch=(UserError, TrainingDiverged),
-                       callbacks=[after])
+                       callbacks=[after, optuna.study.MaxTrialsCallback(trials, states=counted)])
     best_path = _write_outputs(study, tune_dir, config, overrides, seeds_list[0], monitor)
     best = _best(study)
     return {"best": dataclasses.asdict(best) if best else None, "best_yaml": str(best_path) if best_path else None,

@@ -117,3 +117,10 @@ def test_existing_tune_needs_resume(setup):
     assert result.exit_code == 2 and "add --resume" in result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1
+
+
+@pytest.mark.parametrize("name", ["sentiment", "atis"])
+def test_shipped_spaces_fit_their_configs(name):
+    root = Path(__file__).resolve().parents[2]
+    params = tune.load_space(root / "configs" / "spaces" / f"{name}.yaml", root / "configs" / f"{name}.yaml")
+    assert params and all(p.path in tune.config_paths() for p in params)
