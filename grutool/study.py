@@ -282,13 +282,14 @@ def _latency(paths: list[Path], repeats: int, probe_kernel: set[int]) -> tuple[d
     import torch
 
     from grutool.bench import env
-    from grutool.bench.timing import Case, time_interleaved
+    from grutool.bench.timing import Case, WallClock, time_interleaved
     from grutool.data.batching import collate
     from grutool.predict import Predictor
 
-    cases, keys, kernels = [], [], {}
+    cases, keys, kernels, devices = [], [], {}, []
     for i, path in enumerate(paths):
         p = Predictor(path, "auto")
+        devices.append(p.device)
         d = p.cfg.data
         name, source = next(((n, getattr(d, n)) for n in ("validation", "test", "train") if getattr(d, n)),
                             ("train", None))
@@ -306,7 +307,9 @@ def _latency(paths: list[Path], repeats: int, probe_kernel: set[int]) -> tuple[d
             if size == max(LATENCY_BATCHES) and i in probe_kernel:
                 fn()
                 kernels[str(path)] = env.probe(fn, contextlib.nullcontext, p.device).kernel
-    stats = time_interleaved(cases, repeats=repeats, warmup=1, min_sample_s=0.02)
+    cuda = any(p_.type == "cuda" for p_ in devices)
+    clock = WallClock(sync=torch.cuda.synchronize) if cuda else None  # a sample covers the GPU work it launched
+    stats = time_interleaved(cases, repeats=repeats, warmup=1, min_sample_s=0.02, clock=clock)
     latency: dict = {}
     for (path, size), s in zip(keys, stats):
         latency.setdefault(path, {})[size] = s.median * 1000

@@ -81,7 +81,7 @@ class Param:
             raise UserError(f"{where}: {self.path}: grid needs a finite set of values; give this float range a "
                             f"step, or choices (categorical)")
         n = int(math.floor((self.high - self.low) / self.step + 1e-9))
-        return [self.low + i * self.step for i in range(n + 1)]
+        return [round(self.low + i * self.step, 12) for i in range(n + 1)]  # 0.30000000000000004 as 0.3
 
     def suggest(self, trial):
         if self.kind == "categorical":
@@ -230,6 +230,8 @@ def make_pruner(name, max_resource: int):
     if not isinstance(name, str):
         return name  # an Optuna pruner object (tests force pruning with a ThresholdPruner)
     if name == "median":
+        # A trial stops when an epoch's value is worse than the median of earlier trials at that epoch, from
+        # the third trial on and after its first epoch (Optuna's defaults, 5 trials, suit longer searches).
         return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(max_resource, 1))

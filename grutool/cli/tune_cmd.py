@@ -63,7 +63,7 @@ def tune(
     """
     from grutool.cli.console import err, out, setup_logging, user_errors
 
-    setup_logging(True if quiet else False)
+    setup_logging(quiet)
     with user_errors():
         from grutool import tune as lib
 
