@@ -28,7 +28,8 @@ early-stopped one (its files complete) and the trial is recorded as pruned.
 
 Resuming: the same command with `--resume` continues the study in its storage. Several processes (in more
 terminals, or on more machines with an RDB `--storage`) share one study by running the same command with
-`--resume`: each takes the next trial, and together they stop at `--trials`. A trial left running by a
+`--resume`: each takes the next trial, and together they stop at `--trials` (a trial or so more when several
+finish at once). SQLite serves a few processes on one machine; for more, an RDB URL. A trial left running by a
 process of this machine that is gone (a kill), or stopped by Ctrl-C, is marked failed and its parameters run
 again in a new trial that continues the old run directories from their last.pt.
 """
@@ -311,8 +312,10 @@ def tune(config: str | Path, space: str | Path, trials: int, overrides: Sequence
     study = optuna.create_study(storage=url, study_name=name, sampler=the_sampler, pruner=the_pruner,
                                 direction=direction, load_if_exists=True)
     earlier = len(study.get_trials(deepcopy=False))
-    if earlier:  # a resumed study: a sampler seeded as before would propose the same first points again
-        study.sampler = make_sampler(sampler, params, base.train.seed + earlier, str(space))
+    if earlier:  # resumed or shared: a sampler seeded as before proposes the same points again, so does
+        # one seeded alike in another process sharing the study (its pid tells them apart)
+        study.sampler = make_sampler(sampler, params, (base.train.seed + earlier * 7919 + os.getpid()) % 2**32,
+                                     str(space))
     if study.direction.name.lower() != direction:
         raise UserError(f"{url}: study '{name}' was created to {study.direction.name.lower()}, but "
                         f"train.monitor {monitor} should {direction}; use another --study-name")
