@@ -57,6 +57,8 @@ PLAN, DB, TRIALS, TRIALS_DIR, BEST, PLOT = "tune.json", "optuna.db", "trials.jso
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("median", "hyperband", "none")
 KINDS = ("int", "float", "categorical")
+OWNED = {"train.seed": "tune sets it (train.seed, +1, ... for --seeds N)",
+         "output_dir": "tune sets it (a run directory per trial under DIR/trials/)"}
 
 
 @dataclasses.dataclass
@@ -127,6 +129,8 @@ def parse_space(raw: Any, source: str, lines: dict) -> list[Param]:
             close = difflib.get_close_matches(path, known, n=1, cutoff=0.6)
             hint = f"did you mean '{close[0]}'?" if close else "give a field as `grutool train --print-config` shows it"
             raise UserError(f"{where}: {path}: not a config field; {hint}")
+        if path in OWNED:
+            raise UserError(f"{where}: {path}: {OWNED[path]}; remove it from the space")
         if not isinstance(entry, dict):
             raise UserError(f"{where}: {path}: give one entry, e.g. {{float: [0.0, 0.5]}}, {{int: [32, 256], "
                             f"step: 32}} or {{categorical: [gru, lstm]}}")
@@ -141,6 +145,10 @@ def parse_space(raw: Any, source: str, lines: dict) -> list[Param]:
         if kind == "categorical":
             if not isinstance(value, list) or not value:
                 raise UserError(f"{where}: {path}: categorical needs a non-empty list of values")
+            odd = next((v for v in value if not isinstance(v, (str, int, float, bool, type(None)))), None)
+            if odd is not None:
+                raise UserError(f"{where}: {path}: a categorical value is a string, number, true/false or null "
+                                f"(got {odd!r})")
             if "log" in entry or "step" in entry:
                 raise UserError(f"{where}: {path}: log and step are for int and float ranges; remove them")
             params.append(Param(path, kind, choices=value))
