@@ -101,3 +101,59 @@ def _row_epoch(line: str):
     except ValueError:
         return None
     return row.get("epoch") if isinstance(row, dict) and isinstance(row.get("epoch"), int) else None
+
+
+class Pruning(Callback):
+    """Stop a run early when `should_stop(epoch, value)` says so, fed the monitored validation figure of every
+    epoch (`grutool tune`: Optuna's pruner decides; this module knows nothing of Optuna). The run ends as an
+    early-stopped one does: best.pt, last.pt and summary.json written; `pruned_at` says the epoch."""
+
+    def __init__(self, should_stop, offset: int = 0):
+        self.should_stop = should_stop
+        self.offset = offset  # steps before this run's first epoch (a trial of several seeds reports them in turn)
+        self.pruned_at = None
+
+    def on_epoch_end(self, trainer, metrics: dict) -> None:
+        value = metrics.get(f"val_{trainer.monitor}") if trainer.monitor else None
+        if value is None or self.pruned_at is not None:
+            return
+        if self.should_stop(self.offset + trainer.state.epoch, float(value)):
+            log.info("pruned after epoch %d: validation %s %.4g is behind the other trials",
+                     trainer.state.epoch, trainer.monitor, value)
+            self.pruned_at = trainer.state.epoch
+            trainer.state.should_stop = True
+
+
+class KernelRecorder(Callback):
+    """What the recurrent layers ran in training (`fused`, `stack` or `native`: their `path`), read through
+    forward pre-hooks over the first epoch and removed after it (`grutool study` reports it per cell). The
+    path depends on the batch (equal lengths run dense, others packed), so an epoch may take two."""
+
+    def __init__(self):
+        self.paths: set[str] = set()
+        self._hooks = []
+
+    def on_train_begin(self, trainer) -> None:
+        for module in trainer.model.modules():
+            if callable(getattr(module, "path", None)):
+                self._hooks.append(module.register_forward_pre_hook(self._record))
+
+    def _record(self, module, args) -> None:  # returns None: a pre-hook's result replaces the input
+        if module.training:  # not validation's calls
+            self.paths.add(module.path(args[0]))
+
+    def on_epoch_end(self, trainer, metrics: dict) -> None:
+        self._remove()
+
+    def on_train_end(self, trainer) -> None:
+        self._remove()
+
+    def _remove(self) -> None:
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks = []
+
+    @property
+    def kernel(self) -> str | None:
+        """One word for the run: the path all layers took, or `a+b` when they differ; None if none ran."""
+        return "+".join(sorted(self.paths)) or None

@@ -25,6 +25,8 @@ HELP = {
     "init": (["init"], ["TASK"]),
     "export": (["export"], ["--int8"]),
     "serve": (["serve"], ["--port"]),
+    "study": (["study"], ["--cells", "--seeds", "--resume"]),
+    "tune": (["tune"], ["--space", "--trials", "--pruner", "--storage"]),
 }
 
 

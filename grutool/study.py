@@ -1,0 +1,548 @@
+"""`grutool study`: one config trained once per cell × seed, everything else equal, and one report.
+
+The question it answers: "GRU or LSTM (or RNN) for *my* data: how much quality do I give up or gain, and how
+much time do I save?" Each run is a normal run directory, so `grutool runs STUDY` lists them and `grutool
+compare` reads them:
+
+    STUDY/plan.json                what the study is: config, --set overrides, cells, seeds, each run's kernel
+    STUDY/runs/<cell>-seed<N>/     one run directory per cell × seed
+    STUDY/report.md|json|csv       the report (`report()`), rewritten at the end of every study command
+    STUDY/study.png                `--plot`: validation metric against training time, and learning curves
+
+The report, per cell: the monitored validation metric and every test metric as mean ± sd (and each seed),
+training seconds per epoch and to the best epoch, tokens per second, parameters, batch-1 and batch-32
+inference latency timed on the saved runs (interleaved, as `bench` times), the kernel the cell ran in
+training and inference; then each cell against the first with a paired t-test over seeds (`grutool.stats`),
+saying when a difference is inside the noise; then the environment line `bench` records.
+
+Families are plugins here too: the study changes `model.cell` and `train.seed` only, and reads what every
+run leaves (summary.json, metrics.jsonl) and what every Task offers (`encode_split`, `infer_batch`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from grutool import jsonsafe, rundir
+from grutool.atomic import check_output_folder, write_text_atomic
+from grutool.cells import CELLS
+from grutool.config import MINIMIZED_METRICS, Config
+from grutool.errors import UserError
+from grutool.stats import ALPHA, mean_sd, paired_t
+
+log = logging.getLogger("grutool")
+
+PLAN, REPORT_MD, REPORT_JSON, REPORT_CSV, PLOT = "plan.json", "report.md", "report.json", "report.csv", "study.png"
+RUNS = "runs"
+LATENCY_BATCHES = (1, 32)
+COST = ("s_per_epoch", "s_to_best", "tokens_per_s", "latency_1_ms", "latency_32_ms")  # compared as ratios too
+
+
+@dataclass
+class Run:
+    name: str       # <cell>-seed<N>
+    cell: str
+    seed: int
+    cfg: Config     # validated, output_dir inside the study
+
+
+def parse_cells(text: str) -> list[str]:
+    """`gru,lstm` -> ['gru', 'lstm']; unknown or repeated names refused with the known ones."""
+    import difflib
+
+    cells = [c.strip() for c in text.split(",") if c.strip()]
+    if not cells:
+        raise UserError("cells: give cell names separated by commas, e.g. --cells gru,lstm", option="cells")
+    for c in cells:
+        if c not in CELLS:
+            close = difflib.get_close_matches(c, list(CELLS), n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"use {', '.join(CELLS)}"
+            raise UserError(f"cells: '{c}' is not a cell; {hint}", option="cells")
+    if len(set(cells)) != len(cells):
+        raise UserError(f"cells: '{text}' names a cell twice; name each once", option="cells")
+    return cells
+
+
+def plan(config: str | Path, cells: Sequence[str], seeds: int, overrides: Sequence[str] = (),
+         study_dir: Optional[str | Path] = None) -> tuple[Path, list[Run]]:
+    """Every run's config, validated before the first run trains (a cell the config cannot take, e.g.
+    `layer_norm` with lstm, is refused here). Seeds are train.seed, train.seed + 1, ..."""
+    from grutool.config_file import load_config
+
+    if seeds < 1:
+        raise UserError(f"seeds: must be at least 1 (got {seeds})", option="seeds")
+    base = load_config(config, list(overrides))
+    study_dir = Path(study_dir) if study_dir is not None else Path("studies") / Path(config).stem
+    check_output_folder(study_dir, "--output-dir")
+    runs = []
+    for cell in cells:
+        for seed in range(base.train.seed, base.train.seed + seeds):
+            name = f"{cell}-seed{seed}"
+            extra = [f"model.cell={cell}", f"train.seed={seed}",
+                     f"output_dir={jsonsafe.dumps(str(study_dir / RUNS / name))}"]
+            try:
+                cfg = load_config(config, list(overrides) + extra)
+            except UserError as exc:
+                raise UserError(f"cell {cell}: {exc}") from None
+            runs.append(Run(name, cell, seed, cfg))
+    return study_dir, runs
+
+
+def run_study(config: str | Path, cells: Sequence[str], seeds: int, overrides: Sequence[str] = (),
+              study_dir: Optional[str | Path] = None, *, resume: bool = False, overwrite: bool = False,
+              progress: bool | str = False, callbacks: Sequence = (),
+              on_run: Optional[Callable[[int, int, Run, dict, bool], None]] = None,
+              latency_repeats: int = 5, jobs: int = 1, threads: Optional[int] = None) -> dict:
+    """Train every run of `plan(...)` (reusing finished ones with `resume`), then `report()`.
+
+    Runs go one after another; `jobs` > 1 trains that many at once, each in its own process with
+    `threads // jobs` torch threads (`threads`: the budget, default every core), never more threads than the
+    budget. `on_run(i, n, run, summary, reused)` is called after each run (the CLI prints a line). An
+    interrupted run (Ctrl-C, a kill) is continued from its last.pt by the same call with `resume=True`."""
+    from grutool.config_file import to_yaml
+    from grutool.runs import read_config, status
+
+    import yaml
+
+    if resume and overwrite:
+        raise UserError("resume: contradicts overwrite; pick one", option="resume")
+    budget = threads or os.cpu_count() or 1
+    if jobs < 1 or jobs > budget:
+        raise UserError(f"jobs: {jobs} runs at once need at least {jobs} threads, and the budget is {budget} "
+                        f"(--threads, default: this machine's cores); lower --jobs", option="jobs")
+    study_dir, runs = plan(config, cells, seeds, overrides, study_dir)
+    per_run = budget // jobs
+    if jobs > 1:
+        asked = runs[0].cfg.train.num_threads
+        if asked and asked * jobs > budget:
+            raise UserError(f"jobs: train.num_threads {asked} × {jobs} jobs is more than the budget of {budget} "
+                            f"threads; lower --jobs or train.num_threads", option="jobs")
+    plan_path = study_dir / PLAN
+    if plan_path.is_file() and not (resume or overwrite):
+        raise UserError(f"{study_dir}: a study is already there; add --resume to continue it (finished runs "
+                        f"are reused), --overwrite to train it again, or choose another --output-dir")
+    previous = _read_json(plan_path) if resume else {}
+    kernels = dict((previous or {}).get("kernels") or {})
+    study_dir.mkdir(parents=True, exist_ok=True)
+    state = {"config": str(config), "overrides": list(overrides), "cells": list(cells), "seeds": seeds,
+             "runs": [r.name for r in runs], "jobs": jobs, "threads_per_run": per_run if jobs > 1 else None,
+             "kernels": kernels}
+    write_text_atomic(jsonsafe.dumps(state, indent=2), plan_path)
+    pending = []
+    for i, run in enumerate(runs, 1):
+        path = Path(run.cfg.output_dir)
+        if (resume and status(path) == "finished"
+                and read_config(path) == yaml.safe_load(to_yaml(run.cfg))):
+            if on_run is not None:
+                on_run(i, len(runs), run, _read_json(path / rundir.SUMMARY) or {}, True)
+        else:
+            pending.append((i, run))
+
+    def done(i: int, run: Run, summary: dict, kernel: Optional[str]) -> None:
+        if kernel is not None:
+            kernels[run.name] = kernel
+            write_text_atomic(jsonsafe.dumps(state, indent=2), plan_path)
+        if on_run is not None:
+            on_run(i, len(runs), run, summary, False)
+
+    if jobs == 1:
+        for i, run in pending:
+            log.info("study: run %d/%d, %s", i, len(runs), run.name)
+            summary, kernel = train_one(run.cfg, resume, overwrite, progress, callbacks)
+            done(i, run, summary, kernel)
+    else:
+        _in_parallel(study_dir, pending, jobs, per_run, resume, overwrite, done)
+    return report(study_dir, latency_repeats=latency_repeats)
+
+
+def train_one(cfg: Config, resume: bool, overwrite: bool, progress: bool | str = False,
+              callbacks: Sequence = ()) -> tuple[dict, Optional[str]]:
+    """One run of the study: its summary and the kernel its recurrent layers ran."""
+    from grutool.training.callbacks import KernelRecorder
+    from grutool.training.loop import train
+
+    recorder = KernelRecorder()
+    summary = train(cfg, resume=resume, overwrite=overwrite, progress=progress, callbacks=[recorder, *callbacks])
+    return summary, recorder.kernel
+
+
+def _in_parallel(study_dir: Path, pending: list, jobs: int, per_run: int, resume: bool, overwrite: bool,
+                 done: Callable) -> None:
+    """`pending` runs, `jobs` at a time, each a `python -m grutool.study` process with `per_run` threads
+    (OMP_NUM_THREADS and torch's own count; the run's config is left as it is, so --resume accepts it)."""
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    from grutool.errors import TrainingInterrupted
+
+    env = {**os.environ, "OMP_NUM_THREADS": str(per_run), "MKL_NUM_THREADS": str(per_run)}
+
+    def one(item):
+        i, run = item
+        log.info("study: run %d, %s (in its own process, %d thread(s))", i, run.name, per_run)
+        cmd = [sys.executable, "-m", "grutool.study", str(study_dir), run.name, str(per_run),
+               "resume" if resume else "overwrite" if overwrite else "new"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if proc.returncode == 130:
+            raise TrainingInterrupted(str(Path(run.cfg.output_dir) / rundir.LAST))
+        lines = proc.stdout.strip().splitlines()
+        if proc.returncode != 0 or not lines:
+            why = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            raise UserError(f"{run.cfg.output_dir}: the run failed ({why.removeprefix('error: ')})")
+        import json
+
+        answer = json.loads(lines[-1])
+        return i, run, answer["summary"], answer["kernel"]
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        for result in pool.map(one, pending):
+            done(*result)
+
+
+def _child(argv: list[str]) -> int:
+    """`python -m grutool.study STUDY RUN THREADS MODE`: one run of a parallel study; prints its summary and
+    kernel as one JSON line. Exit 2 with one `error:` line on a UserError, 130 on Ctrl-C."""
+    import sys
+
+    import torch
+
+    from grutool.errors import TrainingInterrupted
+
+    study_dir, name, threads, mode = argv
+    torch.set_num_threads(int(threads))
+    try:
+        state = _read_json(Path(study_dir) / PLAN) or {}
+        _, runs = plan(state["config"], state["cells"], state["seeds"], state["overrides"], study_dir)
+        run = next(r for r in runs if r.name == name)
+        summary, kernel = train_one(run.cfg, mode == "resume", mode == "overwrite")
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (TrainingInterrupted, KeyboardInterrupt):
+        return 130
+    print(jsonsafe.dumps({"summary": summary, "kernel": kernel}))
+    return 0
+
+
+# --- the report -----------------------------------------------------------------------------------------
+
+
+def _read_json(path: Path) -> Optional[dict]:
+    import json
+
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _scalars(metrics: Optional[dict]) -> dict:
+    return {k: float(v) for k, v in (metrics or {}).items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "n"}
+
+
+def _measure_run(path: Path) -> dict:
+    """What a run's files say: validation, epochs, times, tokens/s, parameters (no torch)."""
+    from grutool.runs import read_config, read_metrics
+
+    summary = _read_json(path / rundir.SUMMARY) or {}
+    rows = read_metrics(path)
+    cfg = read_config(path)
+    best_epoch = summary.get("best_epoch") or 0
+    times = [r["epoch_time_s"] for r in rows if isinstance(r.get("epoch_time_s"), (int, float))]
+    speeds = [r["tokens_per_s"] for r in rows if isinstance(r.get("tokens_per_s"), (int, float))]
+    return {
+        "monitor": summary.get("monitor") or (cfg.get("train") or {}).get("monitor"),
+        "val": summary.get("best"), "validation": _scalars(summary.get("validation")),
+        "epochs": summary.get("epochs"), "best_epoch": best_epoch, "wall_s": summary.get("wall_time_s"),
+        "s_per_epoch": sum(times) / len(times) if times else None,
+        "s_to_best": sum(r["epoch_time_s"] for r in rows if r["epoch"] <= best_epoch
+                         and isinstance(r.get("epoch_time_s"), (int, float))) if rows else None,
+        "tokens_per_s": sum(speeds) / len(speeds) if speeds else None,
+        "parameters": summary.get("parameters"),
+        "curve": [(r["epoch"], sum(times[:k + 1]), r.get(f"val_{summary.get('monitor')}"))
+                  for k, r in enumerate(rows[:len(times)])],
+    }
+
+
+def _latency(paths: list[Path], repeats: int, probe_kernel: set[int]) -> tuple[dict, dict]:
+    """Batch-1 and batch-32 inference (`Task.infer_batch` on the first examples of the validation split, as
+    `Predictor.predict` runs a batch), every run and batch size interleaved; and the kernel of one batch-32
+    call of the runs in `probe_kernel` (by index), read from a profile (`grutool.bench.env.probe`)."""
+    import contextlib
+
+    import torch
+
+    from grutool.bench import env
+    from grutool.bench.timing import Case, WallClock, time_interleaved
+    from grutool.data.batching import collate
+    from grutool.predict import Predictor
+
+    cases, keys, kernels, devices = [], [], {}, []
+    for i, path in enumerate(paths):
+        p = Predictor(path, "auto")
+        devices.append(p.device)
+        d = p.cfg.data
+        name, source = next(((n, getattr(d, n)) for n in ("validation", "test", "train") if getattr(d, n)),
+                            ("train", None))
+        split = p.task.encode_split(p.cfg, p.run, source, name)
+        for size in LATENCY_BATCHES:
+            index = [k % len(split) for k in range(size)]
+            batch = collate(split, index).to(p.device)
+
+            def fn(p=p, batch=batch):
+                with torch.no_grad():
+                    return p.task.infer_batch(p.model, batch)
+
+            cases.append(Case(f"{path.name}/{size}", fn))
+            keys.append((str(path), size))
+            if size == max(LATENCY_BATCHES) and i in probe_kernel:
+                fn()
+                kernels[str(path)] = env.probe(fn, contextlib.nullcontext, p.device).kernel
+    cuda = any(p_.type == "cuda" for p_ in devices)
+    clock = WallClock(sync=torch.cuda.synchronize) if cuda else None  # a sample covers the GPU work it launched
+    stats = time_interleaved(cases, repeats=repeats, warmup=1, min_sample_s=0.02, clock=clock)
+    latency: dict = {}
+    for (path, size), s in zip(keys, stats):
+        latency.setdefault(path, {})[size] = s.median * 1000
+    return latency, kernels
+
+
+def report(study_dir: str | Path, *, latency_repeats: int = 5) -> dict:
+    """Measure the study's runs (test metrics, latency), aggregate per cell, compare, and write
+    report.md, report.json and report.csv into the study directory; returns the report."""
+    import torch
+
+    from grutool.bench import env
+    from grutool.evaluate import evaluate
+    from grutool.runs import read_config, status
+
+    study_dir = Path(study_dir)
+    state = _read_json(study_dir / PLAN)
+    if state is None:
+        raise UserError(f"{study_dir}: not a study directory (no {PLAN}); start one with `grutool study CONFIG`")
+    cells = state["cells"]
+    paths, records = [], []
+    for name in state["runs"]:
+        path = study_dir / RUNS / name
+        if status(path) not in ("finished", "diverged"):
+            continue
+        cell, _, seed = name.rpartition("-seed")
+        rec = {"run": name, "cell": cell, "seed": int(seed), "dir": str(path), **_measure_run(path),
+               "kernel_train": state.get("kernels", {}).get(name)}
+        cfg = read_config(path)
+        rec["test"] = (_scalars(evaluate(str(path), "test", device="auto"))
+                       if (cfg.get("data") or {}).get("test") else {})
+        paths.append(path)
+        records.append(rec)
+    first = {}
+    for i, rec in enumerate(records):
+        first.setdefault(rec["cell"], i)
+    latency, kernels = _latency(paths, latency_repeats, set(first.values())) if paths else ({}, {})
+    for rec in records:
+        for size in LATENCY_BATCHES:
+            rec[f"latency_{size}_ms"] = latency.get(rec["dir"], {}).get(size)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    monitor = next((r["monitor"] for r in records if r["monitor"]), None)
+    per_cell = {}
+    for cell in cells:
+        mine = sorted((r for r in records if r["cell"] == cell), key=lambda r: r["seed"])
+        if not mine:
+            continue
+        per_cell[cell] = {
+            "seeds": [r["seed"] for r in mine],
+            "kernel": {"train": mine[0]["kernel_train"], "inference": kernels.get(mine[0]["dir"])},
+            "parameters": mine[0]["parameters"],
+            "figures": {key: _summary([r[key] for r in mine]) for key in
+                        ("val", "s_per_epoch", "s_to_best", "tokens_per_s", "latency_1_ms", "latency_32_ms",
+                         "epochs", "best_epoch")},
+            "test": {key: _summary([r["test"].get(key) for r in mine]) for key in
+                     sorted(set().union(*(r["test"] for r in mine)))},
+        }
+    result = {"study": str(study_dir), "config": state["config"], "overrides": state["overrides"],
+              "cells": cells, "monitor": monitor, "jobs": state.get("jobs", 1),
+              "threads_per_run": state.get("threads_per_run"),
+              "direction": "lower" if monitor in MINIMIZED_METRICS else "higher",
+              "runs": [{k: v for k, v in r.items() if k != "curve"} for r in records],
+              "cells_summary": per_cell, "comparisons": _compare(records, cells),
+              "env": env.capture(device), "missing": [n for n in state["runs"]
+                                                       if n not in {r["run"] for r in records}]}
+    write_text_atomic(jsonsafe.dumps(result, indent=2), study_dir / REPORT_JSON)
+    write_text_atomic(markdown(result), study_dir / REPORT_MD)
+    write_text_atomic(to_csv(result), study_dir / REPORT_CSV)
+    result["curves"] = {r["run"]: r["curve"] for r in records}  # for --plot; not in the files
+    return result
+
+
+def _summary(values: list) -> dict:
+    xs = [v for v in values if isinstance(v, (int, float))]
+    m, sd = mean_sd(xs)
+    return {"mean": m, "sd": sd, "values": values}
+
+
+def _compare(records: list[dict], cells: list[str]) -> list[dict]:
+    """Each cell against the first, paired by seed, on the validation monitor, every test metric and the costs."""
+    by = {(r["cell"], r["seed"]): r for r in records}
+    out = []
+    ref = cells[0]
+    for cell in cells[1:]:
+        seeds = sorted(s for c, s in by if c == cell and (ref, s) in by)
+        if not seeds:
+            continue
+        pairs = [(by[(ref, s)], by[(cell, s)]) for s in seeds]
+        keys = [(f"val_{pairs[0][0]['monitor']}", lambda r: r["val"])]
+        keys += [(f"test_{k}", lambda r, k=k: r["test"].get(k)) for k in sorted(pairs[0][0]["test"])]
+        keys += [(k, lambda r, k=k: r[k]) for k in COST]
+        for key, get in keys:
+            a, b = [get(x) for x, _ in pairs], [get(y) for _, y in pairs]
+            if any(not isinstance(v, (int, float)) for v in a + b):
+                continue
+            test = paired_t(a, b)
+            ma, mb = sum(a) / len(a), sum(b) / len(b)
+            out.append({"metric": key, "a": ref, "b": cell, "mean_a": ma, "mean_b": mb, "diff": test.mean,
+                        "ratio": mb / ma if key in COST and ma else None, "sd_diff": test.sd, "t": test.t,
+                        "p": test.p, "ci95": test.ci95, "n": test.n, "inside_noise": test.inside_noise,
+                        "reading": _reading(test, ref, cell)})
+    return out
+
+
+def _reading(test, a: str, b: str) -> str:
+    if test.p is None:
+        return "one seed: no noise estimate"
+    if test.inside_noise:
+        return f"noise (p {test.p:.2g})"
+    return f"{b} {'higher' if test.mean > 0 else 'lower'} (p {test.p:.2g})"
+
+
+# --- rendering (plain text: the CLI prints the same tables with rich) --------------------------------------
+
+
+def fmt(value, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    if not isinstance(value, float):
+        return str(value)
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}f}"
+
+
+def mean_pm(s: dict, digits: int = 4) -> str:
+    if s["mean"] is None:
+        return "-"
+    return fmt(s["mean"], digits) + (f" ± {fmt(s['sd'], digits)}" if s["sd"] is not None else "")
+
+
+def table_rows(result: dict, terminal: bool = False) -> dict:
+    """The report's three tables as header + rows of strings. The markdown has every test metric and each
+    seed's figure; the terminal (`terminal`) keeps what fits 80 columns: the monitor on validation and test."""
+    cells = result["cells_summary"]
+    monitor = result["monitor"] or "monitor"
+    tests = sorted(set().union(*(c["test"] for c in cells.values()))) if cells else []
+    if terminal:
+        tests = [k for k in tests if k == monitor] or tests[:1]
+    quality = [["cell", f"val {monitor}"] + ([] if terminal else ["per seed"]) + [f"test {k}" for k in tests]
+               + ["params", "kernel"]]
+    cost = [["cell", "s/epoch", "s to best", "tokens/s", "b1 ms", "b32 ms"]]
+    for name, c in cells.items():
+        f, kernel = c["figures"], c["kernel"]
+        quality.append([name, mean_pm(f["val"])] + ([] if terminal else [", ".join(fmt(v) for v in f["val"]["values"])])
+                       + [mean_pm(c["test"][k]) if k in c["test"] else "-" for k in tests]
+                       + [fmt(c["parameters"]), f"{kernel['train'] or '?'} / {kernel['inference'] or '?'}"])
+        cost.append([name, mean_pm(f["s_per_epoch"], 3), mean_pm(f["s_to_best"], 3), fmt(f["tokens_per_s"]["mean"], 0),
+                     fmt(f["latency_1_ms"]["mean"], 3), fmt(f["latency_32_ms"]["mean"], 3)])
+    diffs = [["metric"] + ([] if terminal else ["cells"]) + ["difference", "95% CI", "ratio", "reading"]]
+    for d in result["comparisons"]:
+        diffs.append([d["metric"]] + ([] if terminal else [f"{d['b']} - {d['a']}"])
+                     + [fmt(d["diff"]), f"± {fmt(d['ci95'])}" if d["ci95"] is not None else "-",
+                        fmt(d["ratio"], 3) if d["ratio"] is not None else "-", d["reading"]])
+    return {"quality": quality, "cost": cost, "differences": diffs}
+
+
+def environment_line(result: dict) -> str:
+    from grutool.bench.report import environment_lines
+
+    return "; ".join(environment_lines({"env": result["env"]}))
+
+
+def markdown(result: dict) -> str:
+    def md(rows: list[list[str]]) -> str:
+        esc = [[c.replace("|", "\\|") for c in row] for row in rows]
+        return "\n".join(["| " + " | ".join(esc[0]) + " |", "|" + "---|" * len(esc[0])]
+                         + ["| " + " | ".join(r) + " |" for r in esc[1:]]) + "\n"
+
+    tables = table_rows(result)
+    over = " ".join(f"--set {o}" for o in result["overrides"])
+    lines = [f"# Study: {result['config']}{' ' + over if over else ''}\n",
+             f"Cells {', '.join(result['cells'])}; monitor `{result['monitor']}` on validation "
+             f"({result['direction']} is better); mean ± sd over seeds. "
+             + (f"Runs trained {result['jobs']} at a time, {result['threads_per_run']} thread(s) each: their "
+                f"timings shared the machine.\n" if result["jobs"] > 1 else "Runs trained one after another.\n"),
+             "## Quality\n", md(tables["quality"]),
+             "Kernel: what the recurrent layers ran in training / in inference (`fused`: grutool's kernel, "
+             "`native`: PyTorch's module, `onednn` / `cudnn`: its fused library kernel).\n",
+             "## Cost\n", "Training seconds per epoch (without validation) and to the best epoch; tokens per "
+             "second in training; inference latency per batch of 1 and 32 (median, interleaved).\n",
+             md(tables["cost"]),
+             "## Differences\n", f"Each cell against {result['cells'][0]}, paired by seed (t-test on the "
+             f"per-seed differences; inside the noise when p >= {ALPHA}).\n", md(tables["differences"]),
+             "## Environment\n", environment_line(result) + "\n"]
+    if result["missing"]:
+        lines.append(f"\nNot finished (continue with --resume): {', '.join(result['missing'])}\n")
+    return "\n".join(lines)
+
+
+def to_csv(result: dict) -> str:
+    tests = sorted(set().union(*(r["test"] for r in result["runs"]))) if result["runs"] else []
+    head = ["run", "cell", "seed", "val", "epochs", "best_epoch", "s_per_epoch", "s_to_best", "tokens_per_s",
+            "parameters", "latency_1_ms", "latency_32_ms", "kernel_train"]
+    buffer = io.StringIO()
+    w = csv.writer(buffer, lineterminator="\n")
+    w.writerow(head + [f"test_{k}" for k in tests])
+    for r in result["runs"]:
+        w.writerow([r.get(k) for k in head] + [r["test"].get(k) for k in tests])
+    return buffer.getvalue()
+
+
+def plot(result: dict, path: str | Path) -> str:
+    """Left: each run's best validation metric against its training seconds to that epoch, one point per seed,
+    one colour per cell; right: the learning curves (validation metric per epoch). Needs matplotlib."""
+    from grutool.curves import _pyplot, save_png
+
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for k, cell in enumerate(result["cells"]):
+        colour = colours[k % len(colours)]
+        mine = [r for r in result["runs"] if r["cell"] == cell]
+        left.scatter([r["s_to_best"] for r in mine], [r["val"] for r in mine], color=colour, label=cell)
+        for j, r in enumerate(mine):
+            curve = [(e, v) for e, _, v in result["curves"].get(r["run"], []) if isinstance(v, (int, float))]
+            if curve:
+                right.plot(*zip(*curve), color=colour, alpha=0.7, label=cell if j == 0 else None)
+    monitor = result["monitor"] or "monitor"
+    left.set(xlabel="training seconds to the best epoch", ylabel=f"validation {monitor}", title="quality vs time")
+    right.set(xlabel="epoch", ylabel=f"validation {monitor}", title="learning curves")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    save_png(fig, path, dpi=110)
+    plt.close(fig)
+    return str(path)
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(_child(sys.argv[1:]))

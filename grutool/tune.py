@@ -1,0 +1,478 @@
+"""`grutool tune`: search a config's settings with Optuna; every trial a normal run directory.
+
+Why Optuna: a small, well-kept library that already has what this needs and nothing heavier — TPE, random
+and grid samplers, median and Hyperband pruners fed one value per epoch, a `timeout`, and storage in SQLite
+(or any RDB URL) that makes a search resumable and lets several processes or machines share it. Ray Tune
+(Ludwig's choice) brings a cluster scheduler; hyperopt (flair's) has no pruning or storage of its own.
+Optuna is an optional extra (`pip install 'grutool[tune]'`), imported only when a tune runs.
+
+    TUNE/tune.json              what the search is: config, --set overrides, the space, seeds per trial
+    TUNE/optuna.db              the Optuna storage (SQLite) unless --storage names another
+    TUNE/trials/<NNNN>-seed<S>/ one run directory per trial and seed (`grutool runs TUNE` lists them)
+    TUNE/trials.jsonl           one line per finished trial: number, state, params, value, seconds, runs
+    TUNE/best.yaml              the full config with the best trial's params, ready for `grutool train`
+    TUNE/tune.png               `--plot`: the optimisation history and the parameter importances
+
+The space file maps dotted config paths to one entry each, checked against the config schema before the
+first trial (an unknown path with a did-you-mean, an empty or inverted range, a value the schema refuses):
+
+    train.lr: {float: [1.0e-4, 1.0e-2], log: true}
+    model.hidden_size: {int: [32, 256], step: 32}
+    model.dropout: {float: [0.0, 0.5]}
+    model.cell: {categorical: [gru, lstm]}
+
+The objective is the config's `train.monitor` on validation (never test), its direction from the metric
+(`MINIMIZED_METRICS`): the run's best epoch, averaged over the trial's seeds. The pruner sees every epoch
+through the training loop's `Pruning` callback and stops a trial that falls behind; that run ends as an
+early-stopped one (its files complete) and the trial is recorded as pruned.
+
+Resuming: the same command with `--resume` continues the study in its storage. Several processes (in more
+terminals, or on more machines with an RDB `--storage`) share one study by running the same command with
+`--resume`: each takes the next trial, and together they stop at `--trials` (a trial or so more when several
+finish at once). SQLite serves a few processes on one machine; for more, an RDB URL. A trial left running by a
+process of this machine that is gone (a kill), or stopped by Ctrl-C, is marked failed and its parameters run
+again in a new trial that continues the old run directories from their last.pt.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import logging
+import math
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+from grutool import jsonsafe
+from grutool.atomic import check_output_folder, write_text_atomic
+from grutool.config import MINIMIZED_METRICS, Config
+from grutool.errors import UserError
+
+log = logging.getLogger("grutool")
+
+PLAN, DB, TRIALS, TRIALS_DIR, BEST, PLOT = "tune.json", "optuna.db", "trials.jsonl", "trials", "best.yaml", "tune.png"
+SAMPLERS = ("tpe", "random", "grid")
+PRUNERS = ("median", "hyperband", "none")
+KINDS = ("int", "float", "categorical")
+OWNED = {"train.seed": "tune sets it (train.seed, +1, ... for --seeds N)",
+         "output_dir": "tune sets it (a run directory per trial under DIR/trials/)"}
+
+
+@dataclasses.dataclass
+class Param:
+    path: str                         # dotted config path, e.g. train.lr
+    kind: str                         # int, float or categorical
+    low: Any = None
+    high: Any = None
+    step: Any = None
+    log: bool = False
+    choices: Optional[list] = None
+
+    def values(self) -> list:
+        """The values to check against the schema: both ends of a range, or every choice."""
+        return list(self.choices) if self.kind == "categorical" else [self.low, self.high]
+
+    def grid(self, where: str) -> list:
+        if self.kind == "categorical":
+            return list(self.choices)
+        if self.step is None:
+            if self.kind == "int":
+                return list(range(self.low, self.high + 1))
+            raise UserError(f"{where}: {self.path}: grid needs a finite set of values; give this float range a "
+                            f"step, or choices (categorical)")
+        n = int(math.floor((self.high - self.low) / self.step + 1e-9))
+        return [round(self.low + i * self.step, 12) for i in range(n + 1)]  # 0.30000000000000004 as 0.3
+
+    def suggest(self, trial):
+        if self.kind == "categorical":
+            return trial.suggest_categorical(self.path, self.choices)
+        if self.kind == "int":
+            return trial.suggest_int(self.path, self.low, self.high, step=self.step or 1, log=self.log)
+        return trial.suggest_float(self.path, self.low, self.high, step=self.step, log=self.log)
+
+
+def config_paths(model=None, prefix: str = "") -> list[str]:
+    """Every leaf field of the config schema as a dotted path."""
+    from pydantic import BaseModel
+
+    model = model or Config
+    paths = []
+    for name, field in model.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            paths += config_paths(ann, f"{prefix}{name}.")
+        else:
+            paths.append(f"{prefix}{name}")
+    return paths
+
+
+def _number(value, kind: str) -> bool:
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) if kind == "int" else isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def parse_space(raw: Any, source: str, lines: dict) -> list[Param]:
+    """A space file's mapping to Params; every mistake one UserError naming file:line and the dotted path."""
+    if not isinstance(raw, dict) or not raw:
+        raise UserError(f"{source}: a space file maps dotted config paths to entries, e.g. "
+                        f"`train.lr: {{float: [1.0e-4, 1.0e-2], log: true}}`")
+    known = config_paths()
+    params = []
+    for path, entry in raw.items():
+        where = f"{source}:{lines.get((str(path),), '?')}"
+        path = str(path)
+        if path not in known:
+            close = difflib.get_close_matches(path, known, n=1, cutoff=0.6)
+            hint = f"did you mean '{close[0]}'?" if close else "give a field as `grutool train --print-config` shows it"
+            raise UserError(f"{where}: {path}: not a config field; {hint}")
+        if path in OWNED:
+            raise UserError(f"{where}: {path}: {OWNED[path]}; remove it from the space")
+        if not isinstance(entry, dict):
+            raise UserError(f"{where}: {path}: give one entry, e.g. {{float: [0.0, 0.5]}}, {{int: [32, 256], "
+                            f"step: 32}} or {{categorical: [gru, lstm]}}")
+        kinds = [k for k in KINDS if k in entry]
+        extra = sorted(set(map(str, entry)) - set(KINDS) - {"log", "step"})
+        if len(kinds) != 1 or extra:
+            what = f"unknown key '{extra[0]}'" if extra else "needs exactly one of int, float, categorical"
+            raise UserError(f"{where}: {path}: {what}; an entry is {{int|float: [low, high], log: bool, "
+                            f"step: number}} or {{categorical: [value, ...]}}")
+        kind = kinds[0]
+        value = entry[kind]
+        if kind == "categorical":
+            if not isinstance(value, list) or not value:
+                raise UserError(f"{where}: {path}: categorical needs a non-empty list of values")
+            odd = next((v for v in value if not isinstance(v, (str, int, float, bool, type(None)))), None)
+            if odd is not None:
+                raise UserError(f"{where}: {path}: a categorical value is a string, number, true/false or null "
+                                f"(got {odd!r})")
+            if "log" in entry or "step" in entry:
+                raise UserError(f"{where}: {path}: log and step are for int and float ranges; remove them")
+            params.append(Param(path, kind, choices=value))
+            continue
+        if not (isinstance(value, list) and len(value) == 2 and all(_number(v, kind) for v in value)):
+            raise UserError(f"{where}: {path}: {kind} needs [low, high], two {kind} numbers (got {value!r})")
+        low, high = value
+        if low > high:
+            raise UserError(f"{where}: {path}: inverted range [{low}, {high}]; write [{high}, {low}]")
+        if low == high:
+            raise UserError(f"{where}: {path}: empty range [{low}, {high}]; widen it, or fix the value with --set "
+                            f"{path}={low}")
+        log_scale = entry.get("log", False)
+        if not isinstance(log_scale, bool):
+            raise UserError(f"{where}: {path}: log is true or false (got {log_scale!r})")
+        if log_scale and low <= 0:
+            raise UserError(f"{where}: {path}: a log range must be above 0 (got low {low})")
+        step = entry.get("step")
+        if step is not None:
+            if not _number(step, kind) or step <= 0 or step > high - low:
+                raise UserError(f"{where}: {path}: step must be a {kind} in (0, {high - low}] (got {step!r})")
+            if log_scale:
+                raise UserError(f"{where}: {path}: step and log do not go together; remove one")
+        params.append(Param(path, kind, low, high, step, log_scale))
+    return params
+
+
+def _override(path: str, value) -> str:
+    return f"{path}={jsonsafe.dumps(value)}"  # JSON is YAML: strings stay strings, numbers numbers
+
+
+def load_space(space: str | Path, config: str | Path, overrides: Sequence[str] = ()) -> list[Param]:
+    """Read and check a space file against `config`: every range end and every choice must be a value the
+    config (schema and task rules, with `overrides`) accepts; refused before the first trial."""
+    from grutool.config_file import load_config, read_yaml
+
+    raw, lines = read_yaml(Path(space), "search space")
+    params = parse_space(raw, str(space), lines)
+    for p in params:
+        where = f"{space}:{lines.get((p.path,), '?')}"
+        for value in p.values():
+            try:
+                load_config(config, list(overrides) + [_override(p.path, value)])
+            except UserError as exc:
+                reason = str(exc)
+                reason = reason.split(": ", 1)[1] if reason.startswith("--set ") else reason
+                raise UserError(f"{where}: {p.path}: the config refuses {value!r} ({reason}); change the "
+                                f"space") from None
+    return params
+
+
+# --- the search ---------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class TrialRecord:
+    number: int
+    state: str                # complete, pruned, fail, running
+    params: dict
+    value: Optional[float]
+    seconds: Optional[float]
+    runs: list
+    error: Optional[str] = None
+
+
+def _optuna():
+    try:
+        import optuna
+    except ImportError:
+        raise UserError("tune needs Optuna, an optional extra: pip install 'grutool[tune]'") from None
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # grutool prints its own line per trial
+    return optuna
+
+
+def make_sampler(name: str, params: list[Param], seed: int, where: str):
+    optuna = _optuna()
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "grid":
+        return optuna.samplers.GridSampler({p.path: p.grid(where) for p in params}, seed=seed)
+    raise UserError(f"sampler: '{name}' is not one of {', '.join(SAMPLERS)}", option="sampler")
+
+
+def make_pruner(name, max_resource: int):
+    optuna = _optuna()
+    if not isinstance(name, str):
+        return name  # an Optuna pruner object (tests force pruning with a ThresholdPruner)
+    if name == "median":
+        # A trial stops when an epoch's value is worse than the median of earlier trials at that epoch, from
+        # the third trial on and after its first epoch (Optuna's defaults, 5 trials, suit longer searches).
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(max_resource, 1))
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise UserError(f"pruner: '{name}' is not one of {', '.join(PRUNERS)}", option="pruner")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _stale(trial, continued: set) -> bool:
+    """A trial of this machine whose process is gone (killed), or one stopped by Ctrl-C, that no later trial
+    continues yet (`continued`: the numbers later trials continue)."""
+    optuna = _optuna()
+    attrs = trial.user_attrs
+    if trial.number in continued:
+        return False
+    if trial.state == optuna.trial.TrialState.FAIL:
+        return bool(attrs.get("interrupted"))
+    return (trial.state == optuna.trial.TrialState.RUNNING and attrs.get("host") == socket.gethostname()
+            and isinstance(attrs.get("pid"), int) and attrs["pid"] != os.getpid() and not _alive(attrs["pid"]))
+
+
+def record(trial) -> TrialRecord:
+    start, end = trial.datetime_start, trial.datetime_complete
+    return TrialRecord(trial.number, trial.state.name.lower(), dict(trial.params), trial.value,
+                       (end - start).total_seconds() if start and end else None,
+                       list(trial.user_attrs.get("runs", [])), trial.user_attrs.get("error"))
+
+
+def tune(config: str | Path, space: str | Path, trials: int, overrides: Sequence[str] = (),
+         tune_dir: Optional[str | Path] = None, *, sampler: str = "tpe", pruner: Any = "median",
+         seeds: int = 1, timeout: Optional[float] = None, storage: Optional[str] = None,
+         study_name: Optional[str] = None, resume: bool = False, progress: bool | str = False,
+         callbacks: Sequence = (), on_trial: Optional[Callable[[TrialRecord, Optional[TrialRecord]], None]] = None
+         ) -> dict:
+    """Run `trials` trials in all (completed and pruned ones of a resumed study count) within `timeout` seconds;
+    returns {"best": TrialRecord as a dict, "trials": [...], "best_yaml": path, "storage": url}.
+
+    `on_trial(record, best)` is called after each trial (the CLI prints a line)."""
+    from grutool.config_file import load_config
+
+    if trials < 1:
+        raise UserError(f"trials: must be at least 1 (got {trials})", option="trials")
+    if seeds < 1:
+        raise UserError(f"seeds: must be at least 1 (got {seeds})", option="seeds")
+    base = load_config(config, list(overrides))
+    if base.data.validation is None and base.data.dataset is None:
+        raise UserError(f"{config}: data.validation is not set; tune scores trials on validation (never test), "
+                        f"so give the config a validation split")
+    params = load_space(space, config, overrides)
+    tune_dir = Path(tune_dir) if tune_dir is not None else Path("tuning") / Path(config).stem
+    check_output_folder(tune_dir, "--output-dir")
+    optuna = _optuna()
+    the_sampler = make_sampler(sampler, params, base.train.seed, str(space))
+    the_pruner = make_pruner(pruner, base.train.epochs * seeds)
+    monitor = base.train.monitor
+    direction = "minimize" if monitor in MINIMIZED_METRICS else "maximize"
+    plan_path = tune_dir / PLAN
+    if plan_path.is_file() and not resume:
+        raise UserError(f"{tune_dir}: a tune is already there; add --resume to continue it, or choose another "
+                        f"--output-dir")
+    tune_dir.mkdir(parents=True, exist_ok=True)
+    url = storage or f"sqlite:///{(tune_dir / DB).resolve()}"
+    name = study_name or Path(config).stem
+    existing = [s.study_name for s in optuna.study.get_all_study_summaries(url)] if (storage or (tune_dir / DB).exists()) else []
+    if name in existing and not resume:
+        raise UserError(f"{url}: holds a study '{name}' already; add --resume to continue it, or --study-name NEW")
+    study = optuna.create_study(storage=url, study_name=name, sampler=the_sampler, pruner=the_pruner,
+                                direction=direction, load_if_exists=True)
+    earlier = len(study.get_trials(deepcopy=False))
+    if earlier:  # resumed or shared: a sampler seeded as before proposes the same points again, so does
+        # one seeded alike in another process sharing the study (its pid tells them apart)
+        study.sampler = make_sampler(sampler, params, (base.train.seed + earlier * 7919 + os.getpid()) % 2**32,
+                                     str(space))
+    if study.direction.name.lower() != direction:
+        raise UserError(f"{url}: study '{name}' was created to {study.direction.name.lower()}, but "
+                        f"train.monitor {monitor} should {direction}; use another --study-name")
+    write_text_atomic(jsonsafe.dumps({"config": str(config), "overrides": list(overrides), "space": str(space),
+                                      "params": [dataclasses.asdict(p) for p in params], "seeds": seeds,
+                                      "monitor": monitor, "direction": direction, "storage": url,
+                                      "study_name": name, "sampler": sampler}, indent=2), plan_path)
+    everything = study.get_trials(deepcopy=False)
+    continued = {t.user_attrs.get("continues") for t in everything}
+    for old in everything:
+        if _stale(old, continued):
+            log.info("trial %d was interrupted; its parameters run again, continuing its runs", old.number)
+            if old.state == optuna.trial.TrialState.RUNNING:
+                study.tell(old.number, state=optuna.trial.TrialState.FAIL)
+            study.enqueue_trial(old.params, user_attrs={"continues": old.number}, skip_if_exists=False)
+
+    seeds_list = list(range(base.train.seed, base.train.seed + seeds))
+
+    def objective(trial) -> float:
+        from grutool.errors import TrainingDiverged, TrainingInterrupted
+        from grutool.runs import read_metrics
+        from grutool.training.callbacks import Pruning
+        from grutool.training.loop import train
+
+        trial.set_user_attr("host", socket.gethostname())
+        trial.set_user_attr("pid", os.getpid())
+        chosen = {p.path: p.suggest(trial) for p in params}
+        number = trial.user_attrs.get("continues", trial.number)
+        continuing = "continues" in trial.user_attrs
+        runs, values = [], []
+        try:
+            for k, seed in enumerate(seeds_list):
+                run_dir = tune_dir / TRIALS_DIR / f"{number:04d}-seed{seed}"
+                runs.append(str(run_dir))
+                trial.set_user_attr("runs", runs)
+                cfg = load_config(config, list(overrides) + [_override(p, v) for p, v in chosen.items()]
+                                  + [f"train.seed={seed}", f"output_dir={jsonsafe.dumps(str(run_dir))}"])
+                offset = k * cfg.train.epochs
+                if continuing:  # the epochs the interrupted trial saw, for the pruner's record
+                    for row in read_metrics(run_dir):
+                        value = row.get(f"val_{monitor}")
+                        if isinstance(value, (int, float)):
+                            trial.report(float(value), offset + row["epoch"])
+
+                def should_stop(step: int, value: float) -> bool:
+                    trial.report(value, step)
+                    return trial.should_prune()
+
+                pruning = Pruning(should_stop, offset)
+                summary = train(cfg, resume=continuing, overwrite=not continuing, progress=progress,
+                                callbacks=[pruning, *callbacks])
+                if pruning.pruned_at is not None:
+                    raise optuna.TrialPruned(f"pruned after epoch {pruning.pruned_at}")
+                if summary.get("best") is None:
+                    raise TrainingDiverged(f"{run_dir}: no finite validation {monitor}")
+                values.append(float(summary["best"]))
+        except TrainingInterrupted:
+            trial.set_user_attr("interrupted", True)
+            raise
+        except (UserError, TrainingDiverged) as exc:
+            trial.set_user_attr("error", str(exc))
+            raise
+        return sum(values) / len(values)
+
+    def after(study, frozen) -> None:
+        _write_outputs(study, tune_dir, config, overrides, seeds_list[0], monitor)
+        if on_trial is not None:
+            on_trial(record(frozen), _best(study))
+
+    # Failed trials do not count: an interrupted one runs again, continued, in a new trial.
+    done = sum(1 for t in study.get_trials(deepcopy=False)
+               if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
+    remaining = max(0, trials - done)
+    from grutool.errors import TrainingDiverged
+
+    if remaining:
+        # MaxTrialsCallback counts the storage's trials, so processes sharing a study stop at `trials` in all.
+        counted = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+        study.optimize(objective, n_trials=remaining, timeout=timeout, catch=(UserError, TrainingDiverged),
+                       callbacks=[after, optuna.study.MaxTrialsCallback(trials, states=counted)])
+    best_path = _write_outputs(study, tune_dir, config, overrides, seeds_list[0], monitor)
+    best = _best(study)
+    return {"best": dataclasses.asdict(best) if best else None, "best_yaml": str(best_path) if best_path else None,
+            "trials": [dataclasses.asdict(record(t)) for t in study.get_trials(deepcopy=False)],
+            "storage": url, "study_name": name, "monitor": monitor, "direction": direction, "dir": str(tune_dir)}
+
+
+def _best(study) -> Optional[TrialRecord]:
+    try:
+        return record(study.best_trial)
+    except ValueError:  # no completed trial yet
+        return None
+
+
+def _write_outputs(study, tune_dir: Path, config, overrides, seed: int, monitor: str) -> Optional[Path]:
+    """trials.jsonl (rewritten from the storage: the truth, also after a resume) and best.yaml."""
+    from grutool.config_file import load_config, to_yaml
+
+    lines = "".join(jsonsafe.dumps(dataclasses.asdict(record(t))) + "\n"
+                    for t in study.get_trials(deepcopy=False) if t.state.is_finished())
+    write_text_atomic(lines, tune_dir / TRIALS)
+    best = _best(study)
+    if best is None:
+        return None
+    cfg = load_config(config, list(overrides) + [_override(p, v) for p, v in best.params.items()]
+                      + [f"train.seed={seed}",
+                         f"output_dir={jsonsafe.dumps(str(Path('runs') / (Path(config).stem + '-tuned')))}"])
+    header = (f"# grutool tune: trial {best.number}, validation {monitor} "
+              f"{best.value:.6g} ({', '.join(f'{k}={v}' for k, v in best.params.items())}).\n"
+              f"# Train it: grutool train {tune_dir / BEST}\n")
+    write_text_atomic(header + to_yaml(cfg), tune_dir / BEST)
+    return tune_dir / BEST
+
+
+def plot(result: dict, path: str | Path) -> str:
+    """Left: the optimisation history (each trial's value, pruned ones hollow, and the running best); right:
+    parameter importances (Optuna's fANOVA evaluator; needs two completed trials). Needs matplotlib."""
+    from grutool.curves import _pyplot, save_png
+
+    optuna = _optuna()
+    plt = _pyplot()
+    study = optuna.load_study(study_name=result["study_name"], storage=result["storage"])
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    done = [t for t in result["trials"] if t["value"] is not None and t["state"] in ("complete", "pruned")]
+    for state, style in (("complete", dict(color="C0")), ("pruned", dict(facecolors="none", edgecolors="C1"))):
+        xs = [(t["number"], t["value"]) for t in done if t["state"] == state]
+        if xs:
+            left.scatter(*zip(*xs), label=state, **style)
+    running, best = [], None
+    better = min if result["direction"] == "minimize" else max
+    for t in sorted((t for t in done if t["state"] == "complete"), key=lambda t: t["number"]):
+        best = t["value"] if best is None else better(best, t["value"])
+        running.append((t["number"], best))
+    if running:
+        last = max(t["number"] for t in done)
+        left.step(*zip(*running, (last, running[-1][1])), where="post", color="C2", label="best so far")
+    left.set(xlabel="trial", ylabel=f"validation {result['monitor']}", title="optimisation history")
+    left.grid(alpha=0.3)
+    left.legend()
+    try:
+        importances = optuna.importance.get_param_importances(study)
+    except (ValueError, RuntimeError):  # fewer than two completed trials, or one value everywhere
+        importances = {}
+    if importances:
+        names = list(importances)[::-1]
+        right.barh(names, [importances[n] for n in names], color="C0")
+    right.set(xlabel="importance (fANOVA)", title="parameter importances" if importances
+              else "parameter importances: too few completed trials")
+    fig.tight_layout()
+    save_png(fig, path, dpi=110)
+    plt.close(fig)
+    return str(path)

@@ -1,0 +1,127 @@
+"""grutool study: cells × seeds in one study directory, its report, and --resume after a kill."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import invoke, tiny_config
+from grutool import study
+from grutool.errors import TrainingInterrupted
+from grutool.runs import list_runs
+from grutool.training.callbacks import Callback
+
+
+def write_config(root: Path, **train) -> Path:
+    raw = tiny_config(root, epochs=2, **train)
+    raw["model"].update(embedding_dim=8, hidden_size=8)
+    raw["train"]["device"] = "cpu"
+    path = root / "tiny.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def done(tmp_path_factory):
+    root = tmp_path_factory.mktemp("study")
+    config = write_config(root)
+    result = study.run_study(config, ["gru", "lstm"], 2, study_dir=root / "st", latency_repeats=1)
+    return root, config, result
+
+
+def figures(result: dict) -> dict:
+    return {r["run"]: (r["val"], r["validation"], r["test"], r["best_epoch"], r["parameters"]) for r in result["runs"]}
+
+
+def test_report_shape(done):
+    root, _, result = done
+    assert list(result["cells_summary"]) == ["gru", "lstm"]
+    for cell in result["cells_summary"].values():
+        assert cell["seeds"] == [3, 4]
+        assert len(cell["figures"]["val"]["values"]) == 2 and cell["figures"]["val"]["sd"] is not None
+        assert set(cell["test"]) >= {"accuracy", "macro_f1"}
+        assert cell["kernel"]["train"] and cell["kernel"]["inference"]
+        for key in ("s_per_epoch", "s_to_best", "tokens_per_s", "latency_1_ms", "latency_32_ms"):
+            assert cell["figures"][key]["mean"] > 0, key
+    assert result["cells_summary"]["lstm"]["parameters"] > result["cells_summary"]["gru"]["parameters"]
+    tables = study.table_rows(result)
+    assert len(tables["quality"]) == 3 and len(tables["cost"]) == 3
+    metrics = [d["metric"] for d in result["comparisons"]]
+    assert metrics[0] == "val_accuracy" and "test_accuracy" in metrics and "s_per_epoch" in metrics
+    assert all(d["n"] == 2 and d["p"] is not None for d in result["comparisons"])
+    for name in (study.REPORT_MD, study.REPORT_JSON, study.REPORT_CSV):
+        assert (root / "st" / name).is_file()
+    assert len((root / "st" / study.REPORT_CSV).read_text().splitlines()) == 5  # header + 4 runs
+    assert "## Differences" in (root / "st" / study.REPORT_MD).read_text()
+    listed = list_runs(root / "st")  # `grutool runs STUDY` lists the runs
+    assert [Path(r["run"]).name for r in listed] == ["gru-seed3", "gru-seed4", "lstm-seed3", "lstm-seed4"]
+    assert {r["status"] for r in listed} == {"finished"}
+    assert Path(study.plot(result, root / "st" / study.PLOT)).stat().st_size > 10_000
+
+
+def test_reproducible(done, tmp_path):
+    root, config, result = done
+    again = study.run_study(config, ["gru", "lstm"], 2, study_dir=tmp_path / "again", latency_repeats=1)
+    assert figures(again) == figures(result)
+
+
+def test_cli_resume_reuses_finished_runs(done):
+    root, config, _ = done
+    best = sorted((root / "st" / "runs").glob("*/best.pt"))
+    before = [p.stat().st_mtime_ns for p in best]
+    result = invoke("study", config, "--cells", "gru,lstm", "--seeds", "2", "-o", root / "st", "--resume", "-q")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("(reused)") == 4
+    assert "quality" in result.stdout and "against gru, paired by seed" in result.stdout
+    assert [p.stat().st_mtime_ns for p in best] == before
+    # without --resume an existing study is refused, one line
+    again = invoke("study", config, "--cells", "gru,lstm", "--seeds", "2", "-o", root / "st")
+    assert again.exit_code == 2 and "add --resume" in again.output
+
+
+class Counter(Callback):
+    """Counts trainings and remembers the step each one started at; raises Ctrl-C once, in run `stop_run`."""
+
+    def __init__(self, stop_run=None, stop_step=3):
+        self.runs, self.first_steps = 0, []
+        self.stop_run, self.stop_step = stop_run, stop_step
+
+    def on_train_begin(self, trainer):
+        self.runs += 1
+        self.first_steps.append(trainer.state.step)
+
+    def on_step_end(self, trainer, loss, tokens):
+        if self.runs == self.stop_run and trainer.state.step == self.stop_step:
+            raise KeyboardInterrupt
+
+
+def test_resume_after_a_kill(tmp_path):
+    config = write_config(tmp_path)
+    killer = Counter(stop_run=2)
+    with pytest.raises(TrainingInterrupted):
+        study.run_study(config, ["gru"], 3, study_dir=tmp_path / "st", callbacks=[killer], latency_repeats=1)
+    first = tmp_path / "st" / "runs" / "gru-seed3" / "best.pt"
+    mtime = first.stat().st_mtime_ns
+    counter = Counter()
+    result = study.run_study(config, ["gru"], 3, study_dir=tmp_path / "st", resume=True, callbacks=[counter],
+                             latency_repeats=1)
+    assert counter.runs == 2                     # seed 3 reused; seed 4 continued, seed 5 new
+    assert counter.first_steps == [3, 0]         # seed 4 from its last.pt, at the step it was stopped
+    assert first.stat().st_mtime_ns == mtime
+    assert result["cells_summary"]["gru"]["seeds"] == [3, 4, 5] and not result["missing"]
+
+
+def test_parallel_jobs_give_the_same_figures(done, tmp_path):
+    root, config, result = done
+    lines = []
+    parallel = study.run_study(config, ["gru"], 2, study_dir=tmp_path / "par", jobs=2, threads=2,
+                               latency_repeats=1, on_run=lambda i, n, run, summary, reused: lines.append(run.name))
+    assert sorted(lines) == ["gru-seed3", "gru-seed4"]
+    same = {k: v for k, v in figures(result).items() if k.startswith("gru")}
+    assert figures(parallel) == same
+    assert parallel["cells_summary"]["gru"]["kernel"]["train"] == result["cells_summary"]["gru"]["kernel"]["train"]
+    assert "2 at a time, 1 thread(s) each" in (tmp_path / "par" / study.REPORT_MD).read_text()
+    with pytest.raises(Exception, match="lower --jobs|jobs:"):
+        study.run_study(config, ["gru"], 2, study_dir=tmp_path / "over", jobs=3, threads=2)

@@ -1,0 +1,126 @@
+"""grutool tune on Optuna: trials as run directories, pruning through the training callbacks, best.yaml, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import invoke
+from grutool import tune
+from grutool.config_file import load_config
+from grutool.errors import TrainingInterrupted
+from grutool.runs import list_runs
+from grutool.training.loop import train
+from test_study import Counter, write_config
+
+optuna = pytest.importorskip("optuna")
+
+SPACE = "train.lr: {float: [1.0e-3, 3.0e-2], log: true}\nmodel.hidden_size: {int: [4, 12], step: 4}\n"
+
+
+class PruneTrial(optuna.pruners.BasePruner):
+    """Prunes trial `number` at its first report: a pruned trial on demand."""
+
+    def __init__(self, number):
+        self.number = number
+
+    def prune(self, study, trial):
+        return trial.number == self.number
+
+
+@pytest.fixture
+def setup(tmp_path):
+    config = write_config(tmp_path)
+    (tmp_path / "space.yaml").write_text(SPACE, encoding="utf-8")
+    return tmp_path, config, tmp_path / "space.yaml"
+
+
+def read_trials(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_four_trials_one_pruned_and_best_yaml_retrains_to_the_best(setup):
+    root, config, space = setup
+    lines = []
+    result = tune.tune(config, space, 4, tune_dir=root / "tu", pruner=PruneTrial(2), sampler="random",
+                       on_trial=lambda rec, best: lines.append((rec.number, rec.state)))
+    assert lines == [(0, "complete"), (1, "complete"), (2, "pruned"), (3, "complete")]
+    trials = read_trials(root / "tu" / tune.TRIALS)
+    assert [t["state"] for t in trials] == ["complete", "complete", "pruned", "complete"]
+    pruned_run = Path(trials[2]["runs"][0])
+    assert json.loads((pruned_run / "summary.json").read_text())["epochs"] == 1  # stopped after epoch 1 of 2
+    assert len(list_runs(root / "tu")) == 4  # every trial a run directory
+    best = result["best"]
+    assert best["value"] == max(t["value"] for t in trials if t["state"] == "complete")
+    cfg = load_config(root / "tu" / tune.BEST, [f"output_dir={root / 'retrained'}"])
+    assert cfg.train.lr == best["params"]["train.lr"] and cfg.model.hidden_size == best["params"]["model.hidden_size"]
+    assert train(cfg)["best"] == best["value"]
+    assert Path(tune.plot(result, root / "tu" / tune.PLOT)).stat().st_size > 10_000
+
+
+def test_cli_line_per_trial_and_grid(setup):
+    root, config, space = setup
+    (root / "grid.yaml").write_text("model.hidden_size: {int: [4, 8], step: 4}\n", encoding="utf-8")
+    result = invoke("tune", config, "--space", root / "grid.yaml", "--trials", "5", "--sampler", "grid",
+                    "--pruner", "none", "-o", root / "tg", "-q")
+    assert result.exit_code == 0, result.output
+    trial_lines = [line for line in result.stdout.splitlines() if line.startswith("trial")]
+    assert len(trial_lines) == 2  # the grid has two points: the study stops there
+    assert "model.hidden_size=4" in result.stdout and "model.hidden_size=8" in result.stdout
+    assert "best: trial" in result.stdout and (root / "tg" / tune.BEST).is_file()
+
+
+def test_resume_continues_an_interrupted_trial(setup):
+    root, config, space = setup
+    killer = Counter(stop_run=2)
+    with pytest.raises(TrainingInterrupted):
+        tune.tune(config, space, 3, tune_dir=root / "tu", pruner="none", callbacks=[killer])
+    counter = Counter()
+    result = tune.tune(config, space, 3, tune_dir=root / "tu", pruner="none", callbacks=[counter], resume=True)
+    assert counter.first_steps == [3, 0]  # trial 1's run from its last.pt, then one new trial
+    states = {t["number"]: t["state"] for t in result["trials"]}
+    assert states == {0: "complete", 1: "fail", 2: "complete", 3: "complete"}
+    continued = next(t for t in result["trials"] if t["number"] == 2)
+    assert continued["runs"] == [str(root / "tu" / "trials" / "0001-seed3")]
+    assert continued["params"] == next(t for t in result["trials"] if t["number"] == 1)["params"]
+
+
+def test_resume_after_a_killed_process(setup):
+    root, config, space = setup
+    params = tune.load_space(space, config)
+    storage = f"sqlite:///{(root / 'tu' / tune.DB).resolve()}"
+    (root / "tu").mkdir()
+    study = optuna.create_study(storage=storage, study_name="tiny", direction="maximize")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    trial = study.ask()  # left RUNNING by a process that is gone
+    chosen = {p.path: p.suggest(trial) for p in params}
+    trial.set_user_attr("host", socket.gethostname())
+    trial.set_user_attr("pid", dead.pid)
+    assert dead.pid != os.getpid()
+    result = tune.tune(config, space, 1, tune_dir=root / "tu", resume=True)
+    states = [(t["number"], t["state"]) for t in result["trials"]]
+    assert states == [(0, "fail"), (1, "complete")]
+    assert result["trials"][1]["params"] == chosen
+
+
+def test_existing_tune_needs_resume(setup):
+    root, config, space = setup
+    tune.tune(config, space, 1, tune_dir=root / "tu")
+    result = invoke("tune", config, "--space", space, "--trials", "2", "-o", root / "tu")
+    assert result.exit_code == 2 and "add --resume" in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1
+
+
+@pytest.mark.parametrize("name", ["sentiment", "atis"])
+def test_shipped_spaces_fit_their_configs(name):
+    root = Path(__file__).resolve().parents[2]
+    params = tune.load_space(root / "configs" / "spaces" / f"{name}.yaml", root / "configs" / f"{name}.yaml")
+    assert params and all(p.path in tune.config_paths() for p in params)
