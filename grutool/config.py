@@ -128,6 +128,28 @@ class DataConfig(_Section):
     value before it in the same column (the first value after it at the start); `interpolate`: linear between
     the values around it; `mask`: zero after scaling, with a 0/1 missing-value mask channel beside each
     channel (numeric sequences)."""
+    # --- forecasting ---
+    input_length: int = Field(default=96, gt=0)
+    """Forecast: rows of history each window reads (the `L` of the literature)."""
+    horizon: int = Field(default=96, gt=0)
+    """Forecast: rows predicted after each window's input (the `H`)."""
+    setting: Literal["M", "S", "MS"] = "M"
+    """Forecast: `M` every column in and out; `S` the target columns only, in and out; `MS` every column in,
+    the target columns out."""
+    targets: Optional[list[str]] = None
+    """Forecast: the columns to predict (S, MS; null: the last column). Setting M predicts every column."""
+    columns: Optional[list[str]] = None
+    """Forecast: the columns read as inputs (null: every column but data.time_column)."""
+    borders: Optional[list[int]] = None
+    """Forecast: split one file by rows: the rows where train, validation and test end (ETTh1: [8640, 11520,
+    14400]); data.validation and data.test then name the file data.train names. Validation and test windows
+    take up to input_length rows of context from the split before; every predicted row lies in the split."""
+    fractions: Optional[list[float]] = None
+    """Forecast: split one file by fractions of its rows, in time order: [train, validation, test], e.g. [0.7,
+    0.1, 0.2] (train and test rounded down, validation between them, as the published protocol does)."""
+    season: Optional[int] = Field(default=None, gt=0)
+    """Forecast: the seasonal period of the seasonal-naive baseline and of MASE, in rows (null: from the time
+    column's frequency: hourly 24, every 15 minutes 96, daily 7, weekly 52, monthly 12; else 1)."""
 
     @field_validator("label_names", mode="before")
     @classmethod
@@ -211,6 +233,22 @@ class ModelConfig(_Section):
     """Lm: output through nn.AdaptiveLogSoftmaxWithLoss with these increasing cutoffs (token ids by frequency,
     e.g. [2000, 10000]): word-level models with large vocabularies spend most of their time in the softmax.
     Null: one full softmax."""
+    # --- forecasting ---
+    segment_length: int = Field(default=1, gt=0)
+    """Forecast: input rows read per recurrent step (1: step-wise; SegRNN: 48, so 720 rows are 15 steps); it
+    divides data.input_length. The parallel and autoregressive decoders emit segments of this length too."""
+    decoder: Literal["direct", "parallel", "autoregressive"] = "direct"
+    """Forecast: `direct` (one linear head from the final state to every output step), `parallel` (SegRNN: every
+    output segment in one cell step from the final state, its position (and channel) embedding as the input)
+    or `autoregressive` (a segment at a time, each prediction fed back as the next input)."""
+    channel_independent: bool = False
+    """Forecast: every column through one shared model (a channel embedding tells them apart) instead of all
+    columns in one input vector."""
+    normalization: Literal["none", "last", "revin"] = "none"
+    """Forecast: per-window normalisation on top of the z-score: `last` subtracts each window's last value (added
+    back to the outputs), `revin` each window's mean and deviation with a learned affine map (RevIN)."""
+    loss: Literal["mse", "mae", "huber"] = "mse"
+    """Forecast: the training loss on the z-scored values."""
 
 
 class TrainConfig(_Section):

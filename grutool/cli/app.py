@@ -208,7 +208,7 @@ def eval_(
     device: Device = typer.Option(Device.auto, help="auto (CUDA if present), cpu or cuda."),
     plot: Optional[Path] = typer.Option(None, "--plot", metavar="PATH.png",
                                         help="Also draw the confusion matrix as a PNG (classifier, tagger, joint; "
-                                             "needs the plot extra)."),
+                                             "forecast: a few windows; needs the plot extra)."),
 ):
     """Metrics of a trained run on a labelled split.
 
@@ -231,9 +231,13 @@ def eval_(
             check_png_path(plot, option="plot")
         metrics = evaluate(str(run_dir), split.value, str(data) if data else None, batch_size, device.value, beam)
         if plot is not None:
+            from grutool.cli.render import renderer
             from grutool.confusion import plot_confusion
+            from grutool.rundir import run_task
 
-            written = plot_confusion(metrics, plot, title=f"{run_dir} ({metrics.get('source', split.value)})")
+            # A family draws its own (forecast: windows); the others' evaluations have confusion matrices.
+            draw = getattr(renderer(run_task(run_dir)), "plot", plot_confusion)
+            written = draw(metrics, plot, title=f"{run_dir} ({metrics.get('source', split.value)})")
             err.print(f"wrote {written}", markup=False)
         if json_:
             from grutool import jsonsafe

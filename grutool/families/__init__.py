@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from grutool.families.base import Prepared, Task
 from grutool.families.classifier.task import ClassifierTask
+from grutool.families.forecast.task import ForecastTask
 from grutool.families.lm.task import LMTask
 from grutool.families.seq2seq.task import Seq2SeqTask
 from grutool.families.tagger.task import JointTask, TaggerTask
@@ -19,6 +20,7 @@ TASKS: dict[str, type[Task]] = {
     "joint": JointTask,
     "seq2seq": Seq2SeqTask,
     "lm": LMTask,
+    "forecast": ForecastTask,
 }
 
 __all__ = ["TASKS", "Prepared", "Task", "accepting", "get_task"]
