@@ -1,7 +1,8 @@
 """Time-series forecasting: a table of numeric columns in time order -> the next `horizon` rows.
 
-What the run directory holds: vocab.json (the input columns, in order), labels.json (the predicted columns),
-scaler.json (the z-score fitted on the training rows; `grutool.data.scaling.Standardizer`). Every input of
+What the run directory holds: labels.json (the predicted columns), scaler.json (the input columns in order,
+with the z-score fitted on their training rows; `grutool.data.scaling.Standardizer`); vocab.json has no
+tokens (only <pad> and <unk>: a forecaster reads numbers). Every input of
 `predict` (`infer --file`, a `serve` request's text) is a table as text: a header line naming the run's
 columns (and its time column), then at least `input_length` rows; the forecast is the `horizon` rows after
 its last one, with their times when the table has a time column.
@@ -123,21 +124,21 @@ class ForecastTask(Task):
 
     def prepare(self, cfg: "Config", saved: Any = None) -> Prepared:
         from grutool.data.scaling import Standardizer
-        from grutool.data.vocab import LabelVocab, Vocab
+        from grutool.data.vocab import PAD, UNK, LabelVocab, Vocab
         from grutool.families.forecast.data import split_rows
 
         d = cfg.data
-        columns = list(saved.vocab.itos) if saved else None
+        columns = list(saved.extra["scaler"].names) if saved else None
         series = read_series(cfg, d.train, columns)
         if saved:
-            inputs, targets = list(saved.vocab.itos), list(saved.labels.itos)
+            inputs, targets = columns, list(saved.labels.itos)
         else:
             inputs, targets = resolve_columns(cfg, series)
             series = _select(series, inputs)
         train_rows = split_rows(cfg, len(series.values))["train"] if _one_file(cfg) else (0, len(series.values))
         lo, hi = train_rows
         scaler = saved.extra["scaler"] if saved else Standardizer.fit(inputs, series.values[lo:hi])
-        prepared = Prepared(Vocab(inputs), LabelVocab(targets), extra={"scaler": scaler})
+        prepared = Prepared(Vocab([PAD, UNK]), LabelVocab(targets), extra={"scaler": scaler})
         prepared.splits["train"] = self._split(cfg, prepared, series, "train")
         for name in ("validation", "test"):
             source = getattr(d, name)
@@ -165,13 +166,13 @@ class ForecastTask(Task):
             context = name != "train"
         else:
             rows, context = {name: (0, n)}, False
-        index = [list(vocabs.vocab.itos).index(t) for t in vocabs.labels.itos]
+        index = [scaler.names.index(t) for t in vocabs.labels.itos]
         season = d.season or infer_season(series.times)
         return make_split(series, z, rows[name], name, cfg, index, [scaler.mean[i] for i in index],
                           [scaler.std[i] for i in index], season, context)
 
     def encode_split(self, cfg: "Config", vocabs: Any, source: Any, name: str):
-        series = read_series(cfg, source, list(vocabs.vocab.itos))
+        series = read_series(cfg, source, list(vocabs.extra["scaler"].names))
         return self._split(cfg, vocabs, series, name)
 
     def vocabularies(self, cfg: "Config") -> dict[str, tuple[str, type]]:
@@ -187,14 +188,14 @@ class ForecastTask(Task):
         import torch
 
         from grutool.data.scaling import Standardizer
-        from grutool.data.vocab import LabelVocab, Vocab
+        from grutool.data.vocab import PAD, UNK, LabelVocab, Vocab
         from grutool.families.forecast.data import Series, make_split
 
         d = cfg.data
         c = max(1, vocab_size)
         k = min(c, max(1, num_classes)) if d.setting != "M" else c
         names = [f"c{i}" for i in range(c)]
-        vocabs = Prepared(Vocab(names), LabelVocab(names[c - k:]), extra={"scaler": Standardizer(names, [0.0] * c,
+        vocabs = Prepared(Vocab([PAD, UNK]), LabelVocab(names[c - k:]), extra={"scaler": Standardizer(names, [0.0] * c,
                                                                                                   [1.0] * c)})
         rows = len(lengths) + d.input_length + d.horizon - 1
         values = torch.randn(rows, c, generator=generator).double().numpy()
@@ -208,7 +209,7 @@ class ForecastTask(Task):
     def build_model(self, cfg: "Config", vocabs: Any):
         from grutool.families.forecast.model import Forecaster
 
-        inputs = list(vocabs.vocab.itos)
+        inputs = list(vocabs.extra["scaler"].names)
         return Forecaster.from_config(cfg, len(inputs), [inputs.index(t) for t in vocabs.labels.itos])
 
     def metrics(self, split):
@@ -235,7 +236,8 @@ class ForecastTask(Task):
         import torch
 
         run, cfg = predictor.run, predictor.cfg
-        scaler, inputs, targets = run.extra["scaler"], list(run.vocab.itos), list(run.labels.itos)
+        scaler, targets = run.extra["scaler"], list(run.labels.itos)
+        inputs = list(scaler.names)
         L = cfg.data.input_length
         windows, stamps = [], []
         for k, text in enumerate(texts):
