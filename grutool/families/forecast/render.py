@@ -7,7 +7,7 @@ from rich.table import Table
 
 from grutool.cli.render.tables import plain
 
-NAMES = {"last_value": "last value", "seasonal_naive": "seasonal naive", "train_mean": "train mean"}
+NAMES = {"last_value": "last value", "seasonal_naive": "seasonal", "train_mean": "train mean"}
 
 
 def summary_line(metrics: dict) -> str:
@@ -21,7 +21,7 @@ def summary_line(metrics: dict) -> str:
 
 
 def tables(metrics: dict) -> list:
-    rows = [("model", metrics)] + [(NAMES.get(k, k) + (f" ({metrics['season']})" if k == "seasonal_naive" else ""),
+    rows = [("model", metrics)] + [(NAMES.get(k, k) + (f" {metrics['season']}" if k == "seasonal_naive" else ""),
                                    v) for k, v in (metrics.get("baselines") or {}).items()]
     t = Table(title=f"{plain(metrics['source'])}: {metrics['windows']:,} windows, input {metrics['input_length']}, "
                     f"horizon {metrics['horizon']}, {', '.join(plain(c) for c in metrics['targets'])}")
@@ -30,12 +30,12 @@ def tables(metrics: dict) -> list:
     for name, m in rows:
         t.add_row(name, f"{m['mse']:.4f}", f"{m['mae']:.4f}", f"{m['mse_original']:.4g}", f"{m['mae_original']:.4g}",
                   f"{m['smape']:.2f}", f"{m['mase']:.3f}")
-    b = Table(title="mse / mae (z-scored) per horizon bucket (steps ahead)")
-    b.add_column("forecast")
-    for bucket in metrics["buckets"]:
-        b.add_column(bucket["steps"], justify="right")
-    for name, m in rows:
-        b.add_row(name, *(f"{x['mse']:.4f} / {x['mae']:.4f}" for x in m["buckets"]))
+    b = Table(title="mse / mae (z-scored) per horizon bucket")
+    b.add_column("steps ahead")
+    for name, _ in rows:
+        b.add_column(name, justify="right")
+    for k, bucket in enumerate(metrics["buckets"]):
+        b.add_row(bucket["steps"], *(f"{m['buckets'][k]['mse']:.3f}/{m['buckets'][k]['mae']:.3f}" for _, m in rows))
     return t, b
 
 
