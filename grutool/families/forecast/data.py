@@ -108,8 +108,8 @@ def make_split(series: Series, z: np.ndarray, rows: tuple[int, int], name: str, 
     starts = window_starts(rows, L, H, context)
     if not starts:
         lo, hi = rows
-        have = hi - max(0, lo - L) if context else hi - lo
-        raise UserError(f"{series.path}: the {name} split (rows {lo}-{hi}, {have} with context) is shorter than "
+        have = f"{hi - lo} rows" + (f" and {lo - max(0, lo - L)} of context before them" if context else "")
+        raise UserError(f"{series.path}: the {name} split (rows {lo}-{hi}: {have}) is shorter than "
                         f"one window, data.input_length + data.horizon = {L} + {H} = {L + H} rows; lower them "
                         f"or move data.borders / data.fractions")
     tensor = torch.from_numpy(z.astype(np.float32))  # (T_rows, C)
