@@ -22,6 +22,7 @@ from torch import nn
 
 from grutool.cells import get_cell
 from grutool.config import Config
+from grutool.modules.encoder import RecurrentEncoder
 
 
 class WindowNorm(nn.Module):
@@ -60,9 +61,10 @@ class Forecaster(nn.Module):
     def __init__(self, channels: int, targets: list[int], input_length: int, horizon: int, hidden_size: int, *,
                  cell: str = "gru", kernel: str = "auto", num_layers: int = 1, segment_length: int = 1,
                  decoder: str = "direct", channel_independent: bool = False, normalization: str = "none",
-                 dropout: float = 0.0, loss: str = "mse"):
+                 dropout: float = 0.0, layer_dropout: float = 0.0, loss: str = "mse"):
         """`channels` input columns, of which `targets` (indices) are predicted, `horizon` steps ahead of
-        `input_length` steps; the rest are the model.* fields of the same names."""
+        `input_length` steps; `dropout` acts on the decoder's states (model.head_dropout), `layer_dropout` between
+        recurrent layers (model.dropout); the rest are the model.* fields of the same names."""
         super().__init__()
         if input_length % segment_length:
             raise ValueError(f"input_length {input_length} is not a multiple of segment_length {segment_length}")
@@ -78,7 +80,9 @@ class Forecaster(nn.Module):
         out_width = 1 if channel_independent else len(targets)   # values per step of one output row
         self.norm = WindowNorm(normalization, channels)
         self.project = nn.Sequential(nn.Linear(w * width, d), nn.ReLU())  # a segment to the cell's input
-        self.rnn = self.cell.build(d, d, num_layers=num_layers, batch_first=True, kernel=kernel)
+        # The encoder over the segments; the decoders step its cell on (SegRNN: one GRU encodes and decodes).
+        self.encoder = RecurrentEncoder(d, d, num_layers, bidirectional=False, dropout=layer_dropout, cell=cell,
+                                        kernel=kernel)
         self.dropout = nn.Dropout(dropout)
         if decoder == "direct":
             self.head = nn.Linear(d, horizon * out_width)
@@ -100,18 +104,20 @@ class Forecaster(nn.Module):
         return cls(channels, targets, d.input_length, d.horizon, m.hidden_size, cell=m.cell, kernel=m.kernel,
                    num_layers=m.num_layers, segment_length=m.segment_length, decoder=m.decoder,
                    channel_independent=m.channel_independent, normalization=m.normalization,
-                   dropout=m.head_dropout, loss=m.loss)
+                   dropout=m.head_dropout, layer_dropout=m.dropout, loss=m.loss)
 
     def _h0(self, rows: int, batch: int) -> Optional[torch.Tensor]:
         """Channel-independent direct/autoregressive models: each column's embedding as its initial state."""
         if not self.channel_independent or self.decoder == "parallel":
             return None
         h0 = self.channel.repeat(batch, 1)  # (B*C, d): row b*C + c is column c
-        return self.cell.initial_state(h0.unsqueeze(0).expand(self.rnn.num_layers, rows, -1).contiguous())
+        return self.cell.initial_state(h0.unsqueeze(0).expand(self.encoder.num_layers, rows, -1).contiguous())
 
-    def _run(self, x: torch.Tensor, state=None):
-        out, state = self.rnn(x, state) if state is not None else self.rnn(x)
-        return out, state
+    def _step(self, x: torch.Tensor, state):
+        """The encoder run on from `state` over x (B'', S, d): the decoders' steps (outputs, state)."""
+        lengths = torch.full((x.shape[0],), x.shape[1], dtype=torch.long)  # (B'',) CPU
+        enc = self.encoder(x, lengths, state)
+        return enc.outputs, enc.state
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, L, C) z-scored -> (B, H, T) z-scored predictions of the target columns."""
@@ -123,8 +129,9 @@ class Forecaster(nn.Module):
         else:
             z = z.reshape(b, self.num_segments, w * c)  # (B, N, W*C): a segment's steps, each with every column
         rows = z.shape[0]
-        _, state = self._run(self.project(z), self._h0(rows, b))  # state: (layers, B', d) (LSTM: (h, c))
-        h = self.cell.hidden(state)[-1]  # (B', d)
+        lengths = torch.full((rows,), self.num_segments, dtype=torch.long)  # (B',) CPU: every row is N segments
+        enc = self.encoder(self.project(z), lengths, self._h0(rows, b))  # state: (layers, B', d) (LSTM: (h, c))
+        state, h = enc.state, enc.final  # h: (B', d)
         if self.decoder == "direct":
             y = self.head(self.dropout(h))  # (B', H * out_width)
         elif self.decoder == "parallel":
@@ -137,7 +144,7 @@ class Forecaster(nn.Module):
     def _parallel(self, state, b: int) -> torch.Tensor:
         """All M output segments in one cell step: row (b', m) starts from b''s final state and reads segment m's
         position (and its column's) embedding."""
-        m, d = self.out_segments, self.rnn.hidden_size
+        m, d = self.out_segments, self.encoder.hidden_size
         if self.channel_independent:
             c = self.channels
             pos = self.position.unsqueeze(0).expand(c, m, -1)  # (C, M, d/2)
@@ -147,7 +154,7 @@ class Forecaster(nn.Module):
             inputs = self.position.unsqueeze(0).expand(b, m, d).reshape(b * m, 1, d)  # (B*M, 1, d)
         rep = lambda s: s.repeat_interleave(m, dim=1)  # (layers, B'*M, d): each row's state, once per segment
         state = tuple(rep(s) for s in state) if isinstance(state, tuple) else rep(state)
-        out, _ = self._run(inputs, state)  # (B'*M, 1, d)
+        out, _ = self._step(inputs, state)  # (B'*M, 1, d)
         y = self.head(self.dropout(out[:, 0]))  # (B'*M, W * out_width)
         return y.reshape(-1, m * y.shape[-1])  # (B', M * W * out_width), segment-major
 
@@ -160,7 +167,7 @@ class Forecaster(nn.Module):
             h = self.cell.hidden(state)[-1]  # (B', d)
             seg = self.head(self.dropout(h))  # (B', W * out_width)
             outs.append(seg)
-            _, state = self._run(self.project(seg).unsqueeze(1), state)
+            _, state = self._step(self.project(seg).unsqueeze(1), state)
         return torch.cat(outs, -1)  # (B', M * W * out_width)
 
     def _to_targets(self, y: torch.Tensor, b: int) -> torch.Tensor:

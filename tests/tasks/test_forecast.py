@@ -1,0 +1,329 @@
+"""The forecast family: windows stay in their split, the scaler sees train rows only, every window is scored,
+baselines match hand-computed values, the decoders agree in shape and are deterministic, resume is exact,
+exports match the model, and the CLI answers (train, eval, infer, init, shapes, bench, serve)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from grutool import rundir
+from grutool.checkpoint import load_checkpoint
+from grutool.config_file import parse_config
+from grutool.errors import TrainingInterrupted
+from grutool.families import get_task
+from grutool.training.loop import train
+
+from conftest import InterruptAt, invoke, shipped_config
+
+TASK = get_task("forecast")
+
+
+def sines(tmp: Path, rows: int = 240, **sections) -> dict:
+    """The shipped toy config on a shorter copy of its data (a fast run), `sections` merged in."""
+    src = Path(shipped_config("sines.yaml", tmp / "run")["data"]["train"])
+    lines = src.read_text(encoding="utf-8").splitlines(keepends=True)[:rows + 1]
+    data = tmp / "sines.csv"
+    data.parent.mkdir(parents=True, exist_ok=True)
+    data.write_text("".join(lines), encoding="utf-8")
+    raw = shipped_config("sines.yaml", tmp / "run", **sections)
+    for split in ("train", "validation", "test"):
+        raw["data"][split] = str(data)
+    raw["train"].update(epochs=2, batch_size=16)
+    return raw
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("forecast")
+    train(parse_config(sines(tmp)))
+    return tmp / "run"
+
+
+# --- windows and splits -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("split", ["borders", "fractions"])
+def test_windows_never_take_targets_from_outside_their_split(tmp_path, split):
+    raw = sines(tmp_path)
+    if split == "borders":
+        raw["data"].update(fractions=None, borders=[150, 190, 240])
+    cfg = parse_config(raw)
+    prepared = TASK.prepare(cfg)
+    from grutool.families.forecast.data import split_rows
+
+    rows = split_rows(cfg, 240)
+    L, H = cfg.data.input_length, cfg.data.horizon
+    for name, (lo, hi) in rows.items():
+        s = prepared.splits[name]
+        assert s.starts, name
+        for start in s.starts:
+            assert lo <= start + L and start + L + H <= hi, (name, start)  # every predicted row in the split
+            assert start >= (0 if name == "train" else max(0, lo - L))  # context only from before
+        # Every window the split allows is there: the first predicted row at lo (or at L for train), the last at hi - H.
+        assert s.starts[0] + L == (L if name == "train" else lo) and s.starts[-1] + L + H == hi
+        # Targets are the rows after the input, the split's own values.
+        k = len(s) // 2
+        assert torch.equal(s.targets[k], s.series[s.starts[k] + L:s.starts[k] + L + H])
+        assert torch.equal(s.ids[k], s.series[s.starts[k]:s.starts[k] + L])
+
+
+def test_the_published_borders_and_fractions_are_expressible(tmp_path):
+    cfg = parse_config(sines(tmp_path, **{"data": {"fractions": None, "borders": [8640, 11520, 14400]}}))
+    from grutool.families.forecast.data import split_rows, window_starts
+
+    assert split_rows(cfg, 17420) == {"train": (0, 8640), "validation": (8640, 11520), "test": (11520, 14400)}
+    assert len(window_starts((11520, 14400), 720, 96, context=True)) == 2880 - 96 + 1  # 2785 test windows
+    cfg = parse_config(sines(tmp_path))  # fractions 0.7 / 0.1 / 0.2, as the exchange-rate protocol
+    assert split_rows(cfg, 7588) == {"train": (0, 5311), "validation": (5311, 6071), "test": (6071, 7588)}
+
+
+def test_scaler_is_fitted_on_train_rows_only(tmp_path):
+    raw = sines(tmp_path)
+    before = TASK.prepare(parse_config(raw)).extra["scaler"]
+    path = Path(raw["data"]["train"])
+    lines = path.read_text().splitlines()
+    # Rows 168 on (validation and test, fractions 0.7 of 240) changed wildly: the scaler must not move.
+    changed = lines[:169] + [",".join([l.split(",")[0]] + ["1000.5"] * 3) for l in lines[169:]]
+    path.write_text("\n".join(changed) + "\n")
+    after = TASK.prepare(parse_config(raw)).extra["scaler"]
+    assert after == before
+    # ... while a change in a training row does move it.
+    path.write_text("\n".join(changed[:5] + [changed[5].split(",")[0] + ",9,9,9"] + changed[6:]) + "\n")
+    assert TASK.prepare(parse_config(raw)).extra["scaler"] != before
+
+
+def test_inverse_transform_round_trip(run):
+    saved = rundir.open_run(run)
+    scaler = saved.extra["scaler"]
+    x = np.random.default_rng(0).normal(10, 3, size=(5, 7, len(scaler)))
+    assert np.allclose(scaler.inverse(scaler.transform(x)), x)
+    t = torch.tensor(x)
+    assert torch.allclose(scaler.inverse(scaler.transform(t)), t)
+
+
+# --- metrics and baselines ------------------------------------------------------------------------
+
+
+def tiny_split(values, L, H, season, mean=0.0, std=1.0):
+    from grutool.families.forecast.data import Series, make_split
+
+    cfg = parse_config({"task": "forecast", "data": {"train": "x.csv", "input_length": L, "horizon": H},
+                        "model": {"bidirectional": False}, "train": {"monitor": "mse"}})
+    z = np.asarray(values, dtype=np.float64)[:, None]
+    return make_split(Series("x.csv", ["y"], z), z, (0, len(z)), "test", cfg, [0], [mean], [std], season, False)
+
+
+def test_baselines_match_hand_computed_values():
+    from grutool.families.forecast.metrics import ForecastMetrics
+
+    # z = 1..8, input 3 rows, horizon 2, season 2: windows start at 0..3, targets (4,5), (5,6), (6,7), (7,8).
+    split = tiny_split(range(1, 9), L=3, H=2, season=2, mean=10.0, std=2.0)
+    assert split.starts == [0, 1, 2, 3]
+    m = ForecastMetrics(split)
+    gold = torch.tensor([[[4.0], [5.0]], [[5.0], [6.0]], [[6.0], [7.0]], [[7.0], [8.0]]])
+    m.update(gold + 0.5, gold, loss=0.25)  # a model 0.5 too high everywhere
+    out = m.compute()
+    assert out["windows"] == 4 and out["mse"] == pytest.approx(0.25) and out["mae"] == pytest.approx(0.5)
+    assert out["mse_original"] == pytest.approx(0.25 * 4) and out["mae_original"] == pytest.approx(1.0)
+    b = out["baselines"]
+    # last value: the input's last row (s + 3) for both steps: errors 1 and 2.
+    assert b["last_value"]["mse"] == pytest.approx((1 + 4) / 2) and b["last_value"]["mae"] == pytest.approx(1.5)
+    assert [x["mse"] for x in b["last_value"]["buckets"]] == pytest.approx([1.0, 4.0])
+    # seasonal naive, season 2: rows s + 2 and s + 3 for targets s + 4 and s + 5: errors 2 and 2.
+    assert b["seasonal_naive"]["mse"] == pytest.approx(4.0) and b["seasonal_naive"]["mae"] == pytest.approx(2.0)
+    # train mean: 0 once z-scored: the targets themselves are the errors.
+    squares = [16, 25, 25, 36, 36, 49, 49, 64]
+    assert b["train_mean"]["mse"] == pytest.approx(sum(squares) / 8)
+    # MASE: the MAE over the mean |seasonal difference| (2) of the rows; sMAPE in original units.
+    assert out["mase"] == pytest.approx(0.5 / 2)
+    orig_gold = gold.numpy() * 2 + 10
+    orig_pred = orig_gold + 1.0
+    assert out["smape"] == pytest.approx(float(np.mean(200 * 1.0 / (orig_pred + orig_gold))))
+
+
+def test_every_test_window_is_scored(run):
+    from grutool.evaluate import evaluate
+
+    cfg = rundir.open_run(run).config
+    n = 240 - int(240 * 0.7) - int(240 * 0.2)  # validation rows
+    test_rows = int(240 * 0.2)
+    for batch_size in (7, 1000):  # a last batch smaller than the others, and one batch
+        out = evaluate(str(run), "test", batch_size=batch_size, device="cpu")
+        assert out["windows"] == test_rows - cfg.data.horizon + 1
+    assert evaluate(str(run), "validation", device="cpu")["windows"] == n - cfg.data.horizon + 1
+
+
+# --- the model ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm", "rnn"])
+@pytest.mark.parametrize("ci", [False, True])
+def test_decoders_agree_in_shape_and_are_deterministic(cell, ci):
+    from grutool.families.forecast.model import Forecaster
+
+    x = torch.randn(4, 24, 3, generator=torch.Generator().manual_seed(0))
+    for decoder in ("direct", "parallel", "autoregressive"):
+        for norm in ("none", "last", "revin"):
+            outs = []
+            for _ in range(2):
+                torch.manual_seed(1)
+                m = Forecaster(3, [0, 1, 2], 24, 10, 8, cell=cell, segment_length=4, decoder=decoder,
+                               channel_independent=ci, normalization=norm, dropout=0.3).eval()
+                with torch.no_grad():
+                    outs.append(m(x, None)[0])
+            assert outs[0].shape == (4, 10, 3), (decoder, norm)
+            assert torch.equal(outs[0], outs[1]), (decoder, norm)
+            # A batch gives each window what it gets alone.
+            with torch.no_grad():
+                assert torch.allclose(m(x[1:2], None)[0], outs[0][1:2], atol=1e-5)
+
+
+def test_last_value_normalisation_follows_a_shifted_window():
+    from grutool.families.forecast.model import Forecaster
+
+    torch.manual_seed(0)
+    m = Forecaster(2, [0, 1], 8, 4, 8, segment_length=2, decoder="parallel", channel_independent=True,
+                   normalization="last").eval()
+    x = torch.randn(3, 8, 2)
+    with torch.no_grad():
+        assert torch.allclose(m(x + 5.0, None)[0], m(x, None)[0] + 5.0, atol=1e-5)
+
+
+# --- training, resume, prediction, export ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stop_at", [4, 11])  # mid-epoch, at the epoch boundary (11 batches an epoch)
+def test_resume_equals_uninterrupted(tmp_path, stop_at):
+    raw = sines(tmp_path / "a", **{"model": {"head_dropout": 0.3}})  # dropout draws: resume must restore them
+    train(parse_config(raw))
+    reference = load_checkpoint(tmp_path / "a" / "run" / rundir.LAST)["model"]
+    raw["output_dir"] = str(tmp_path / "b")
+    with pytest.raises(TrainingInterrupted):
+        train(parse_config(raw), callbacks=[InterruptAt(stop_at)])
+    train(parse_config(raw), resume=True)
+    resumed = load_checkpoint(tmp_path / "b" / rundir.LAST)["model"]
+    assert resumed.keys() == reference.keys()
+    for k in reference:
+        assert torch.equal(resumed[k], reference[k]), k
+
+
+def recent(tmp: Path, rows: int = 40) -> Path:
+    lines = Path(rundir.open_run(tmp).config.data.train).read_text().splitlines()
+    path = tmp.parent / "recent.csv"
+    path.write_text("\n".join(lines[:1] + lines[-rows:]) + "\n")
+    return path
+
+
+def test_infer_forecasts_the_next_rows_in_original_units(run):
+    from grutool.predict import Predictor
+
+    p = Predictor(run, "cpu")
+    text = recent(run).read_text()
+    [r] = p.predict([text])
+    cfg = p.cfg
+    assert r["columns"] == ["a", "b", "load"] and len(r["forecast"]) == cfg.data.horizon
+    last = text.strip().splitlines()[-1].split(",")[0]
+    import datetime
+
+    day = datetime.date.fromisoformat(last)
+    assert r["times"][:2] == [str(day + datetime.timedelta(days=1)), str(day + datetime.timedelta(days=2))]
+    # The model's z-scored output, inverse-transformed with the training rows' scaler.
+    scaler = p.run.extra["scaler"]
+    rows = np.array([[float(v) for v in l.split(",")[1:]] for l in text.strip().splitlines()[1:]])
+    x = torch.tensor(scaler.transform(rows[-cfg.data.input_length:]), dtype=torch.float32)[None]
+    with torch.no_grad():
+        z = p.model(x, None)[0][0].double().numpy()
+    assert np.allclose(r["forecast"], scaler.inverse(z), atol=1e-5)
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_export_parity_and_backend(run, tmp_path, fmt):
+    from grutool.export import export
+    from grutool.predict import Predictor
+
+    out = tmp_path / ("m.onnx" if fmt == "onnx" else "m.pt")
+    report = export(run, fmt, out)
+    assert report["parity"]["ok"] and report["parity"]["max_abs_diff"]["forecast"] < 1e-4
+    meta = json.loads(Path(report["metadata"]).read_text())
+    assert meta["vocabularies"]["scaler"]["names"] == ["a", "b", "load"]
+    text = recent(run).read_text()
+    ref = Predictor(run, "cpu").predict([text])[0]["forecast"]
+    got = Predictor(run, backend=fmt, exported=out).predict([text])[0]["forecast"]
+    assert np.allclose(ref, got, atol=1e-4)
+
+
+# --- the command line -----------------------------------------------------------------------------------
+
+
+def test_cli_eval_table_json_and_plot(run, tmp_path):
+    result = invoke("eval", run, "--split", "test")
+    assert result.exit_code == 0, result.output
+    assert "last value" in result.output and "seasonal 7" in result.output and "steps ahead" in result.output
+    result = invoke("eval", run, "--split", "test", "--json", "--plot", tmp_path / "f.png")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert {"mse", "mae", "mse_original", "smape", "mase", "buckets", "baselines"} <= set(out)
+    assert set(out["baselines"]) == {"last_value", "seasonal_naive", "train_mean"}
+    assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_infer_jsonl_and_table(run):
+    path = recent(run)
+    result = invoke("infer", run, "--file", path, "--jsonl")
+    assert result.exit_code == 0, result.output
+    r = json.loads(result.stdout)
+    assert len(r["times"]) == len(r["forecast"]) == rundir.open_run(run).config.data.horizon
+    result = invoke("infer", run, "--file", path)
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == "date\ta\tb\tload" and lines[1].startswith(r["times"][0])
+
+
+def test_cli_infer_too_few_rows(run):
+    from conftest import assert_user_error
+
+    result = invoke("infer", run, "--file", recent(run, rows=5))
+    assert_user_error(result, "input 1: 5 rows", "data.input_length")
+
+
+def test_init_forecast_config_passes_dry_run(tmp_path, monkeypatch):
+    from conftest import ROOT
+
+    result = invoke("init", "forecast")
+    assert result.exit_code == 0, result.output
+    (tmp_path / "f.yaml").write_text(result.stdout)
+    monkeypatch.chdir(ROOT)
+    result = invoke("train", tmp_path / "f.yaml", "--dry-run", "-o", tmp_path / "never")
+    assert result.exit_code == 0, result.output
+    assert "forecast" in result.output and not (tmp_path / "never").exists()
+
+
+def test_shapes_and_bench_run_the_forecaster(run, tmp_path):
+    cfg = rundir.open_run(run).path / rundir.CONFIG
+    result = invoke("shapes", "--config", cfg)
+    assert result.exit_code == 0, result.output
+    result = invoke("bench", "--config", cfg, "--batch", "4", "--repeats", "1", "--warmup", "0",
+                    "--output", tmp_path / "b.json")
+    assert result.exit_code == 0, result.output
+
+
+def test_serve_answers_forecasts(run):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from grutool.predict import Predictor
+    from grutool.serve import Limits, build_app
+
+    p = Predictor(run, "cpu")
+    client = TestClient(build_app(p, Limits(max_chars=100_000)))
+    text = recent(run).read_text()
+    r = client.post("/predict", json={"texts": [text]})
+    assert r.status_code == 200, r.text
+    assert r.json()["results"][0]["forecast"] == p.predict([text])[0]["forecast"]
+    assert client.post("/predict", json={"texts": ["date,a\n2024-01-01,1\n"]}).status_code in (400, 422)
