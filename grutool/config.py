@@ -249,6 +249,10 @@ class ModelConfig(_Section):
     back to the outputs), `revin` each window's mean and deviation with a learned affine map (RevIN)."""
     loss: Literal["mse", "mae", "huber"] = "mse"
     """Forecast: the training loss on the z-scored values."""
+    quantiles: Optional[list[float]] = None
+    """Forecast: predict these quantiles of every value (e.g. [0.1, 0.5, 0.9]; increasing, each in (0, 1)),
+    trained with the pinball loss (model.loss is then unused); the point forecast is the one nearest 0.5, and
+    eval reports the coverage of the outermost two. Null: one value each."""
 
 
 class TrainConfig(_Section):
@@ -350,7 +354,8 @@ class Config(_Section):
     task: str = "classifier"
     """Model family, a name in grutool.families.TASKS: `classifier` (N->1), `tagger` (N->N, one tag per token), `joint` (a tag per token and
     an intent per sentence from one shared encoder), `seq2seq` (N->M: encoder-decoder with attention) or `lm`
-    (N->N next-token prediction and 1->N conditional generation)."""
+    (N->N next-token prediction and 1->N conditional generation) or `forecast` (a table of numeric columns in time
+    order -> its next `data.horizon` rows)."""
     data: DataConfig
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()

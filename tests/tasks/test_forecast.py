@@ -321,9 +321,54 @@ def test_serve_answers_forecasts(run):
     from grutool.serve import Limits, build_app
 
     p = Predictor(run, "cpu")
-    client = TestClient(build_app(p, Limits(max_chars=100_000)))
     text = recent(run).read_text()
-    r = client.post("/predict", json={"texts": [text]})
-    assert r.status_code == 200, r.text
-    assert r.json()["results"][0]["forecast"] == p.predict([text])[0]["forecast"]
-    assert client.post("/predict", json={"texts": ["date,a\n2024-01-01,1\n"]}).status_code in (400, 422)
+    with TestClient(build_app(p, Limits(max_chars=100_000)), raise_server_exceptions=False) as client:
+        r = client.post("/predict", json={"texts": [text]})
+        assert r.status_code == 200, r.text
+        assert r.json()["results"][0]["forecast"] == p.predict([text])[0]["forecast"]
+        bad = client.post("/predict", json={"texts": ["date,a\n2024-01-01,1\n"]})
+        assert bad.status_code in (400, 422) and "error" in bad.json(), bad.text
+
+
+def test_quantile_scores_and_pinball_loss_by_hand():
+    from grutool.families.forecast.metrics import ForecastMetrics
+    from grutool.families.forecast.model import Forecaster
+
+    split = tiny_split(range(1, 9), L=3, H=2, season=2)
+    split.quantiles = [0.1, 0.5, 0.9]
+    gold = torch.tensor([[[4.0], [5.0]], [[5.0], [6.0]], [[6.0], [7.0]], [[7.0], [8.0]]])
+    # Quantiles gold - 1, gold, gold + 1 except the first window, whose band sits above its values.
+    q = torch.stack([gold - 1, gold, gold + 1], -1)
+    q[0] += 3
+    m = ForecastMetrics(split)
+    m.update(q, gold)
+    out = m.compute()
+    assert out["mse"] == pytest.approx(9 * 2 / 8)  # the median: 3 off on the first window's 2 values
+    assert out["quantiles"]["coverage"] == pytest.approx(6 / 8) and out["quantiles"]["nominal"] == pytest.approx(0.8)
+    # Hit rates (values at or below each quantile): the 0.1 quantile only on the first window (lifted by 3), the
+    # median always (equal, or 3 above), the 0.9 always.
+    assert out["quantiles"]["hit_rate"] == pytest.approx([2 / 8, 1.0, 1.0])
+    # The model's pinball loss: max(q * d, (q - 1) * d) averaged, d = target - prediction.
+    model = Forecaster(1, [0], 4, 2, 4, quantiles=[0.1, 0.9])
+    pred = model(torch.zeros(1, 4, 1), None)[0]  # (1, 2, 1, 2)
+    target = torch.tensor([[[1.0], [-1.0]]])
+    d = target.unsqueeze(-1) - pred
+    levels = torch.tensor([0.1, 0.9])
+    expected = torch.where(d >= 0, levels * d, (levels - 1) * d).mean()
+    assert torch.allclose(model(torch.zeros(1, 4, 1), None, target)[1], expected)
+
+
+def test_quantile_run_reports_coverage_and_infers_bands(tmp_path):
+    from grutool.predict import Predictor
+
+    raw = sines(tmp_path, **{"model": {"quantiles": [0.1, 0.5, 0.9]}})
+    train(parse_config(raw))
+    run = tmp_path / "run"
+    from grutool.evaluate import evaluate
+
+    out = evaluate(str(run), "test", device="cpu")
+    assert 0 <= out["quantiles"]["coverage"] <= 1 and len(out["quantiles"]["hit_rate"]) == 3
+    [r] = Predictor(run, "cpu").predict([recent(run).read_text()])
+    assert set(r["quantiles"]) == {"0.1", "0.5", "0.9"} and r["quantiles"]["0.5"] == r["forecast"]
+    lo, hi = np.array(r["quantiles"]["0.1"]), np.array(r["quantiles"]["0.9"])
+    assert lo.shape == hi.shape == (raw["data"]["horizon"], 3)

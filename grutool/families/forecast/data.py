@@ -95,6 +95,7 @@ class WindowSplit(EncodedSplit):
     scale: Optional[np.ndarray] = None         # (T,) MASE denominators: mean |y_t - y_{t-season}| before the split
     times: Optional[list[str]] = None
     source: str = ""
+    quantiles: list[float] = field(default_factory=list)  # the model's quantile levels (model.quantiles), if any
 
     def lengths(self) -> list[int]:
         return [self.input_length] * len(self.starts)
@@ -122,7 +123,8 @@ def make_split(series: Series, z: np.ndarray, rows: tuple[int, int], name: str, 
                        texts=[str(s) for s in starts], series=tensor, starts=starts, input_length=L, horizon=H,
                        target_index=list(target_index), target_names=[series.columns[i] for i in target_index],
                        mean=np.asarray(mean, dtype=np.float64), std=np.asarray(std, dtype=np.float64),
-                       season=season, scale=scale, times=series.times, source=series.path)
+                       season=season, scale=scale, times=series.times, source=series.path,
+                       quantiles=list(cfg.model.quantiles or []))
 
 
 PERIODS = {3600: 24, 900: 96, 1800: 48, 600: 144, 300: 288, 60: 1440, 86400: 7, 7 * 86400: 52}

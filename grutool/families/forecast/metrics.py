@@ -59,9 +59,12 @@ class ForecastMetrics:
         self.preds: list[np.ndarray] = []
         self.golds: list[np.ndarray] = []
         self.loss_sum, self.loss_count = 0.0, 0
+        self.levels = list(split.quantiles)
+        # A quantile model's point forecast: its quantile nearest 0.5.
+        self.median = min(range(len(self.levels)), key=lambda i: abs(self.levels[i] - 0.5)) if self.levels else None
 
     def update(self, pred: torch.Tensor, targets: torch.Tensor, loss: float | None = None) -> None:
-        self.preds.append(pred.detach().float().cpu().numpy().astype(np.float64))  # (B, H, T)
+        self.preds.append(pred.detach().float().cpu().numpy().astype(np.float64))  # (B, H, T) or (B, H, T, Q)
         self.golds.append(targets.detach().float().cpu().numpy().astype(np.float64))
         if loss is not None:
             self.loss_sum += loss * len(pred)
@@ -69,19 +72,37 @@ class ForecastMetrics:
 
     def compute(self) -> dict:
         split = self.split
-        pred, gold = np.concatenate(self.preds), np.concatenate(self.golds)  # (N, H, T)
+        pred, gold = np.concatenate(self.preds), np.concatenate(self.golds)  # (N, H, T[, Q])
         if len(pred) != len(split.starts):
             raise RuntimeError(f"scored {len(pred)} windows of {len(split.starts)}")
+        quantiles = None
+        if pred.ndim == 4:
+            quantiles, pred = pred, pred[..., self.median]
         out = {"n": len(pred), "windows": len(pred), "horizon": split.horizon, "input_length": split.input_length,
                "targets": list(split.target_names), "season": split.season, **scores(pred, gold, split)}
+        if quantiles is not None:
+            out["quantiles"] = quantile_scores(quantiles, gold, self.levels)
         if self.loss_count:
             out["loss"] = self.loss_sum / self.loss_count
         out["baselines"] = {name: scores(b, gold, split) for name, b in baselines(split).items()}
-        out["samples"] = samples(split, pred)
+        out["samples"] = samples(split, pred, quantiles)
         return out
 
 
-def samples(split, pred: np.ndarray, k: int = SAMPLES) -> list[dict]:
+def quantile_scores(q: np.ndarray, gold: np.ndarray, levels: list[float]) -> dict:
+    """Probabilistic forecasts (N, H, T, Q): the coverage of the outermost two quantiles (the share of values
+    between them, against its nominal level), each quantile's hit rate (share of values at or below it: ideally
+    its level) and the mean pinball loss, all on z-scored values."""
+    diff = gold[..., None] - q  # (N, H, T, Q)
+    lv = np.asarray(levels)
+    return {"levels": list(levels),
+            "coverage": float(((gold >= q[..., 0]) & (gold <= q[..., -1])).mean()),
+            "nominal": round(levels[-1] - levels[0], 6),
+            "hit_rate": [float((gold <= q[..., i]).mean()) for i in range(len(levels))],
+            "pinball": float(np.maximum(lv * diff, (lv - 1) * diff).mean())}
+
+
+def samples(split, pred: np.ndarray, quantiles: np.ndarray | None = None, k: int = SAMPLES) -> list[dict]:
     """A few windows spread over the split, first target column, in original units: history (the last input
     rows, at most 2 horizons), forecast and actual values, and the window's first forecast time."""
     n = len(split.starts)
@@ -98,4 +119,7 @@ def samples(split, pred: np.ndarray, k: int = SAMPLES) -> list[dict]:
                     "history": (z[s + L - keep:s + L, c] * std + mean).round(6).tolist(),
                     "forecast": (pred[i, :, col] * std + mean).round(6).tolist(),
                     "actual": (z[s + L:s + L + H, c] * std + mean).round(6).tolist()})
+        if quantiles is not None:  # the outermost two quantiles: the band `eval --plot` shades
+            out[-1]["lower"] = (quantiles[i, :, col, 0] * std + mean).round(6).tolist()
+            out[-1]["upper"] = (quantiles[i, :, col, -1] * std + mean).round(6).tolist()
     return out

@@ -48,12 +48,12 @@ class WindowNorm(nn.Module):
         return x, ()
 
     def undo(self, y: torch.Tensor, stats: tuple, targets: torch.Tensor) -> torch.Tensor:
-        """y (B, H, T) of the target columns `targets` (T,) back to the z-scored scale."""
+        """y (B, H, T, Q) of the target columns `targets` (T,) back to the z-scored scale."""
         if self.kind == "last":
-            return y + stats[0][..., targets]
+            return y + stats[0][..., targets, None]
         if self.kind == "revin":
-            mean, std = stats[0][..., targets], stats[1][..., targets]
-            return (y - self.bias[targets]) / (self.weight[targets] + 1e-10) * std + mean
+            mean, std = stats[0][..., targets, None], stats[1][..., targets, None]
+            return (y - self.bias[targets, None]) / (self.weight[targets, None] + 1e-10) * std + mean
         return y
 
 
@@ -61,10 +61,12 @@ class Forecaster(nn.Module):
     def __init__(self, channels: int, targets: list[int], input_length: int, horizon: int, hidden_size: int, *,
                  cell: str = "gru", kernel: str = "auto", num_layers: int = 1, segment_length: int = 1,
                  decoder: str = "direct", channel_independent: bool = False, normalization: str = "none",
-                 dropout: float = 0.0, layer_dropout: float = 0.0, loss: str = "mse"):
+                 dropout: float = 0.0, layer_dropout: float = 0.0, loss: str = "mse",
+                 quantiles: Optional[list[float]] = None):
         """`channels` input columns, of which `targets` (indices) are predicted, `horizon` steps ahead of
         `input_length` steps; `dropout` acts on the decoder's states (model.head_dropout), `layer_dropout` between
-        recurrent layers (model.dropout); the rest are the model.* fields of the same names."""
+        recurrent layers (model.dropout); `quantiles`: predict these quantiles of each value (pinball loss)
+        instead of one value; the rest are the model.* fields of the same names."""
         super().__init__()
         if input_length % segment_length:
             raise ValueError(f"input_length {input_length} is not a multiple of segment_length {segment_length}")
@@ -72,12 +74,17 @@ class Forecaster(nn.Module):
         self.register_buffer("targets", torch.tensor(targets, dtype=torch.long), persistent=False)
         self.segment_length, self.decoder, self.channel_independent = segment_length, decoder, channel_independent
         self.loss_kind = loss
+        self.quantiles = list(quantiles or [])
+        q = max(1, len(self.quantiles))                          # Q: values per predicted point
+        # The point forecast of a quantile model (fed back by the autoregressive decoder): the median's.
+        self.median = min(range(q), key=lambda i: abs(self.quantiles[i] - 0.5)) if self.quantiles else 0
+        self.register_buffer("levels", torch.tensor(self.quantiles or [0.5]), persistent=False)
         self.cell = get_cell(cell)
         w, d = segment_length, hidden_size
         self.num_segments = input_length // w                    # N: recurrent steps over the input
         self.out_segments = math.ceil(horizon / w)               # M: output segments (the last one cut to fit)
         width = 1 if channel_independent else channels           # values per step of one input row
-        out_width = 1 if channel_independent else len(targets)   # values per step of one output row
+        out_width = (1 if channel_independent else len(targets)) * q  # values per step of one output row
         self.norm = WindowNorm(normalization, channels)
         self.project = nn.Sequential(nn.Linear(w * width, d), nn.ReLU())  # a segment to the cell's input
         # The encoder over the segments; the decoders step its cell on (SegRNN: one GRU encodes and decodes).
@@ -104,7 +111,7 @@ class Forecaster(nn.Module):
         return cls(channels, targets, d.input_length, d.horizon, m.hidden_size, cell=m.cell, kernel=m.kernel,
                    num_layers=m.num_layers, segment_length=m.segment_length, decoder=m.decoder,
                    channel_independent=m.channel_independent, normalization=m.normalization,
-                   dropout=m.head_dropout, layer_dropout=m.dropout, loss=m.loss)
+                   dropout=m.head_dropout, layer_dropout=m.dropout, loss=m.loss, quantiles=m.quantiles)
 
     def _h0(self, rows: int, batch: int) -> Optional[torch.Tensor]:
         """Channel-independent direct/autoregressive models: each column's embedding as its initial state."""
@@ -120,7 +127,8 @@ class Forecaster(nn.Module):
         return enc.outputs, enc.state
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, L, C) z-scored -> (B, H, T) z-scored predictions of the target columns."""
+        """x (B, L, C) z-scored -> (B, H, T) z-scored predictions of the target columns ((B, H, T, Q) with
+        quantiles)."""
         b = x.shape[0]
         w, c = self.segment_length, self.channels
         z, stats = self.norm(x)
@@ -138,8 +146,8 @@ class Forecaster(nn.Module):
             y = self._parallel(state, b)  # (B', M * W * out_width)
         else:
             y = self._autoregressive(state, z[:, -1], rows)
-        y = self._to_targets(y, b)  # (B, H, T)
-        return self.norm.undo(y, stats, self.targets)
+        y = self.norm.undo(self._to_targets(y, b), stats, self.targets)  # (B, H, T, Q)
+        return y if self.quantiles else y[..., 0]
 
     def _parallel(self, state, b: int) -> torch.Tensor:
         """All M output segments in one cell step: row (b', m) starts from b''s final state and reads segment m's
@@ -167,27 +175,34 @@ class Forecaster(nn.Module):
             h = self.cell.hidden(state)[-1]  # (B', d)
             seg = self.head(self.dropout(h))  # (B', W * out_width)
             outs.append(seg)
-            _, state = self._step(self.project(seg).unsqueeze(1), state)
+            q = max(1, len(self.quantiles))
+            point = seg.reshape(len(seg), -1, q)[..., self.median].reshape(len(seg), -1)  # (B', W * width)
+            _, state = self._step(self.project(point).unsqueeze(1), state)
         return torch.cat(outs, -1)  # (B', M * W * out_width)
 
     def _to_targets(self, y: torch.Tensor, b: int) -> torch.Tensor:
-        """Decoder rows to (B, H, T); the last segment's steps beyond the horizon are dropped."""
+        """Decoder rows to (B, H, T, Q); the last segment's steps beyond the horizon are dropped."""
+        q = max(1, len(self.quantiles))
         if self.channel_independent:
-            y = y.reshape(b, self.channels, -1)[:, :, :self.horizon]  # (B, C, H)
-            return y[:, self.targets].permute(0, 2, 1)  # (B, H, T)
+            y = y.reshape(b, self.channels, -1, q)[:, :, :self.horizon]  # (B, C, H, Q)
+            return y[:, self.targets].permute(0, 2, 1, 3)  # (B, H, T, Q)
         t = len(self.targets)
         if self.decoder == "direct":
-            return y.reshape(b, self.horizon, t)
+            return y.reshape(b, self.horizon, t, q)
         w = self.segment_length
-        return y.reshape(b, self.out_segments * w, t)[:, :self.horizon]  # (B, H, T)
+        return y.reshape(b, self.out_segments * w, t, q)[:, :self.horizon]  # (B, H, T, Q)
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor, targets: Optional[torch.Tensor] = None):
         """ids: the input windows (B, L, C) float, z-scored; lengths unused (every window is L long);
-        targets (B, H, T) z-scored. Returns predictions (B, H, T) and the loss."""
+        targets (B, H, T) z-scored. Returns predictions (B, H, T) ((B, H, T, Q) with quantiles) and the loss
+        (with quantiles: the pinball loss averaged over them)."""
         pred = self.predict(ids)
         loss = None
         if targets is not None:
-            if self.loss_kind == "mae":
+            if self.quantiles:
+                diff = targets.unsqueeze(-1) - pred  # (B, H, T, Q)
+                loss = torch.maximum(self.levels * diff, (self.levels - 1) * diff).mean()
+            elif self.loss_kind == "mae":
                 loss = F.l1_loss(pred, targets)
             elif self.loss_kind == "huber":
                 loss = F.huber_loss(pred, targets)

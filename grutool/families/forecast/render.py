@@ -30,6 +30,10 @@ def tables(metrics: dict) -> list:
     for name, m in rows:
         t.add_row(name, f"{m['mse']:.4f}", f"{m['mae']:.4f}", f"{m['mse_original']:.4g}", f"{m['mae_original']:.4g}",
                   f"{m['smape']:.2f}", f"{m['mase']:.3f}")
+    q = metrics.get("quantiles")
+    if q:
+        t.caption = (f"quantiles {', '.join(f'{x:g}' for x in q['levels'])}: {100 * q['coverage']:.1f} % of values "
+                     f"between the outermost two (nominal {100 * q['nominal']:.0f} %), pinball {q['pinball']:.4f}")
     b = Table(title="mse / mae (z-scored) per horizon bucket")
     b.add_column("steps ahead")
     for name, _ in rows:
@@ -62,6 +66,9 @@ def plot(metrics: dict, path, title: str = "") -> str:
         ax.plot(range(h), s["history"], color="0.4", lw=1, label="history")
         ax.plot(range(h, h + f), s["actual"], color="tab:blue", lw=1.2, label="actual")
         ax.plot(range(h, h + f), s["forecast"], color="tab:orange", lw=1.5, label="forecast")
+        if "lower" in s:
+            ax.fill_between(range(h, h + f), s["lower"], s["upper"], color="tab:orange", alpha=0.2,
+                            label="quantile band")
         ax.axvline(h - 0.5, color="0.7", ls="--", lw=0.8)
         ax.set_title(f"{s['column']}, window {s['window']} (forecast from {s['time']})", fontsize=9)
         ax.set_xlabel("rows")

@@ -67,7 +67,7 @@ class ForecastTask(Task):
     name = "forecast"
     monitors = ("mse", "mae", "rmse", "r2", "loss")
     owns = {"data": ("input_length", "horizon", "setting", "targets", "columns", "borders", "fractions", "season"),
-            "model": ("segment_length", "decoder", "channel_independent", "normalization", "loss")}
+            "model": ("segment_length", "decoder", "channel_independent", "normalization", "loss", "quantiles")}
     outputs = "targets"
     renderer = "forecast"
     exporter = "forecast"
@@ -113,6 +113,11 @@ class ForecastTask(Task):
         if d.input_length % m.segment_length:
             raise ValueError(f"model.segment_length: {m.segment_length} does not divide data.input_length "
                              f"{d.input_length}; pick a divisor (e.g. {_divisor(d.input_length, m.segment_length)})")
+        if m.quantiles is not None:
+            q = m.quantiles
+            if not q or any(not 0 < x < 1 for x in q) or any(b <= a for a, b in zip(q, q[1:])):
+                raise ValueError(f"model.quantiles: increasing levels, each between 0 and 1 (e.g. [0.1, 0.5, 0.9]); "
+                                 f"got {q}")
         if m.bidirectional:
             raise ValueError("model.bidirectional: a forecaster reads the past forwards; set it to false")
         if m.decoder == "autoregressive" and not m.channel_independent and d.setting == "MS":
@@ -223,7 +228,7 @@ class ForecastTask(Task):
     # --- prediction ---------------------------------------------------------------------------
 
     def infer_batch(self, model, batch, **options):
-        return model(batch.ids, batch.lengths)[0].float().cpu()  # (B, H, T) z-scored
+        return model(batch.ids, batch.lengths)[0].float().cpu()  # (B, H, T) z-scored ((B, H, T, Q): quantiles)
 
     def read_inputs(self, cfg: "Config", source: str) -> list[str]:
         """`infer --file`: the whole table is one input (its last input_length rows are read)."""
@@ -233,6 +238,7 @@ class ForecastTask(Task):
 
     def predict(self, predictor, texts: list[str], batch_size: int = 64, **options) -> list[dict]:
         """One forecast per table text: the next `horizon` rows of the target columns, in their own units."""
+        import numpy as np
         import torch
 
         run, cfg = predictor.run, predictor.cfg
@@ -255,13 +261,24 @@ class ForecastTask(Task):
             for j in range(0, len(windows), batch_size):
                 x = torch.stack(windows[j:j + batch_size]).to(predictor.device)  # (B, L, C)
                 lengths = torch.full((len(x),), L, dtype=torch.long)
-                z = predictor.model(x, lengths)[0].float().cpu()  # (B, H, T)
-                y = scaler.inverse(z.double().numpy(), index)
+                z = predictor.model(x, lengths)[0].float().cpu().double().numpy()  # (B, H, T[, Q])
+                levels = cfg.model.quantiles
+                bands = None
+                if levels:  # (B, H, T, Q): the point forecast is the quantile nearest 0.5
+                    bands = np.stack([scaler.inverse(z[..., i], index) for i in range(len(levels))], -1)
+                    z = z[..., min(range(len(levels)), key=lambda i: abs(levels[i] - 0.5))]
+                y = scaler.inverse(z, index)  # (B, H, T) in the columns' units
                 for b, rows in enumerate(y):
-                    times = stamps[j + b]
-                    results.append({"time_column": cfg.data.time_column, "columns": targets,
-                                    "times": times, "forecast": [[round(float(v), 6) for v in r] for r in rows]})
+                    r = {"time_column": cfg.data.time_column, "columns": targets, "times": stamps[j + b],
+                         "forecast": _rounded(rows)}
+                    if bands is not None:
+                        r["quantiles"] = {f"{q:g}": _rounded(bands[b, ..., i]) for i, q in enumerate(levels)}
+                    results.append(r)
         return results
+
+
+def _rounded(rows) -> list[list[float]]:
+    return [[round(float(v), 6) for v in r] for r in rows]
 
 
 def _one_file(cfg: "Config") -> bool:
