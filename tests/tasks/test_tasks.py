@@ -24,7 +24,12 @@ TOY = {
     # Prompts of any text: a word model (unknown words read as <unk>), unconditioned.
     "lm": ("configs/lm.yaml", {"data": {"condition_column": None, "tokenizer": "word", "lowercase": True},
                                "train": {"monitor": "perplexity"}}),
+    "forecast": ("configs/sines.yaml", {}),
 }
+# What each family predicts from (default: TEXTS): a forecaster reads a table's last rows.
+TEXTS = ["12345", "Mirela flies to Paris tomorrow ."]
+_SINES = (ROOT / "data/sines/sines.csv").read_text(encoding="utf-8").splitlines()
+INPUTS = {"forecast": ["\n".join(_SINES[:1] + _SINES[-40:]), "\n".join(_SINES[:1] + _SINES[-90:-30])]}
 
 
 def test_every_registered_task_has_toy_data():
@@ -58,14 +63,17 @@ def test_round_trip_train_save_load_predict_render(tmp_path, name):
     run = tmp_path / "run"
     predictor = Predictor(run, "cpu")  # load: config, vocabularies and best.pt rebuild the model
     assert predictor.task.name == name
-    texts = ["12345", "Mirela flies to Paris tomorrow ."]
+    texts = INPUTS.get(name, TEXTS)
     first = predictor.predict(texts)
     assert len(first) == 2 and all(first)
     assert Predictor(run, "cpu").predict(texts) == first  # a second load predicts the same
     r = invoke("eval", run, "--split", "test")
     assert r.exit_code == 0 and r.output.strip(), r.output
     r = invoke("infer", run, *texts)
-    assert r.exit_code == 0 and len(r.stdout.strip().splitlines()) == 2, r.output
+    from grutool.cli.render import renderer
+
+    lines = sum(len(renderer(predictor.task).line(x).splitlines()) for x in first)  # a forecast is a table
+    assert r.exit_code == 0 and len(r.stdout.strip().splitlines()) == lines, r.output
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))
