@@ -372,3 +372,23 @@ def test_quantile_run_reports_coverage_and_infers_bands(tmp_path):
     assert set(r["quantiles"]) == {"0.1", "0.5", "0.9"} and r["quantiles"]["0.5"] == r["forecast"]
     lo, hi = np.array(r["quantiles"]["0.1"]), np.array(r["quantiles"]["0.9"])
     assert lo.shape == hi.shape == (raw["data"]["horizon"], 3)
+
+
+def test_missing_values_filled_by_policy_and_eval_of_another_file(run, tmp_path):
+    from grutool.evaluate import evaluate
+
+    raw = sines(tmp_path, **{"data": {"missing": "interpolate"}})
+    path = Path(raw["data"]["train"])
+    lines = path.read_text().splitlines()
+    cells = lines[10].split(",")
+    lines[10] = ",".join(cells[:2] + [""] + cells[3:])  # column b empty on one training row
+    path.write_text("\n".join(lines) + "\n")
+    prepared = TASK.prepare(parse_config(raw))
+    s = prepared.splits["train"].series  # z-scored: the cell is the mean of its neighbours
+    assert torch.isclose(s[9, 1], (s[8, 1] + s[10, 1]) / 2, atol=1e-6)
+    # eval --data: a file other than the configured one is scored whole, every window.
+    other = tmp_path / "other.csv"
+    other.write_text("\n".join(lines[:1] + lines[-60:]) + "\n")
+    cfg = rundir.open_run(run).config
+    out = evaluate(str(run), "test", data=str(other), device="cpu")
+    assert out["windows"] == 60 - cfg.data.input_length - cfg.data.horizon + 1 and out["source"] == str(other)
