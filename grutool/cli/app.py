@@ -280,14 +280,14 @@ def _read_inputs(texts: List[str], file: Optional[str], run_dir: Path) -> list[s
 @app.command()
 def infer(
     run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="Run directory written by `grutool train`."),
-    texts: List[str] = typer.Argument(None, metavar="[TEXT]...", help="Inputs: texts to label, sentences to tag, sources to translate; lm: prompts to continue, or texts to --score."),
+    texts: List[str] = typer.Argument(None, metavar="[TEXT]...", help="Inputs: texts to label, sentences to tag, sources to translate; lm: prompts to continue, or texts to --score; forecast: tables (csv text), usually --file."),
     file: Optional[str] = typer.Option(None, "--file", "-f", metavar="PATH",
                                        help="Read inputs from PATH (- for stdin): see --format."),
     format_: str = typer.Option("auto", "--format", metavar="auto|lines|data",
                                 help="lines: one input per line; data: a csv/tsv/json/jsonl/parquet/conll file "
                                      "read with the run's columns, as training reads it (labels ignored); "
                                      "auto: data for those extensions, else lines."),
-    jsonl: bool = typer.Option(False, "--jsonl", help="One JSON object per input: text, label, probs (tagger/joint: text, tokens, tags, spans[, intent]; seq2seq: source, output, score; lm: prompt, condition, text, logprob, finished)."),
+    jsonl: bool = typer.Option(False, "--jsonl", help="One JSON object per input: text, label, probs (tagger/joint: text, tokens, tags, spans[, intent]; seq2seq: source, output, score; lm: prompt, condition, text, logprob, finished; forecast: times, columns, forecast[, quantiles])."),
     prompt: List[str] = typer.Option([], "--prompt", metavar="TEXT", help="Lm: text to continue (repeatable; default: from nothing)."),
     condition: Optional[str] = typer.Option(None, "--condition", metavar="LABEL", help="Lm: the condition label to generate or score with."),
     num: Optional[int] = typer.Option(None, "--num", metavar="N", help="Lm: samples per prompt (default 1)."),
@@ -316,6 +316,7 @@ def infer(
       echo "great service" | grutool infer runs/sentiment --file -
       grutool infer runs/reverse 12345 --beam 5 --attention att.png
       grutool infer runs/lm --condition zuri --num 3 --seed 1
+      grutool infer runs/sines --file recent.csv    # forecast: the rows after it
     """
     setup_logging(quiet=True)
     with user_errors():
