@@ -147,6 +147,11 @@ class DataConfig(_Section):
     fractions: Optional[list[float]] = None
     """Forecast: split one file by fractions of its rows, in time order: [train, validation, test], e.g. [0.7,
     0.1, 0.2] (train and test rounded down, validation between them, as the published protocol does)."""
+    series_column: Optional[str] = None
+    """Forecast, long form: the column naming each row's series (many series in one file, each in time order).
+    Each series is split (data.borders / data.fractions count its own rows) and windowed on its own, one model
+    and one scaler (fitted on every series' training rows) for all; a series too short for a window is skipped,
+    with a count. Null: wide form, the file is one series."""
     season: Optional[int] = Field(default=None, gt=0)
     """Forecast: the seasonal period of the seasonal-naive baseline and of MASE, in rows (null: from the time
     column's frequency: hourly 24, every 15 minutes 96, daily 7, weekly 52, monthly 12; else 1)."""

@@ -117,7 +117,7 @@ def tiny_split(values, L, H, season, mean=0.0, std=1.0):
     cfg = parse_config({"task": "forecast", "data": {"train": "x.csv", "input_length": L, "horizon": H},
                         "model": {"bidirectional": False}, "train": {"monitor": "mse"}})
     z = np.asarray(values, dtype=np.float64)[:, None]
-    return make_split(Series("x.csv", ["y"], z), z, (0, len(z)), "test", cfg, [0], [mean], [std], season, False)
+    return make_split(Series("x.csv", ["y"], z), z, [(0, 0, len(z))], "test", cfg, [0], [mean], [std], season, False)
 
 
 def test_baselines_match_hand_computed_values():
@@ -392,3 +392,62 @@ def test_missing_values_filled_by_policy_and_eval_of_another_file(run, tmp_path)
     cfg = rundir.open_run(run).config
     out = evaluate(str(run), "test", data=str(other), device="cpu")
     assert out["windows"] == 60 - cfg.data.input_length - cfg.data.horizon + 1 and out["source"] == str(other)
+
+
+def long_form(tmp: Path, rows_per_series=(200, 180, 20)) -> Path:
+    """The toy sines as a long-form file: series s0, s1, ... (the last too short for a window), rows interleaved
+    by date, an id column."""
+    lines = (Path(shipped_config("sines.yaml", tmp)["data"]["train"]).read_text().splitlines())
+    header, body = lines[0], lines[1:]
+    rows, at = [], 0
+    for k, n in enumerate(rows_per_series):
+        for i, line in enumerate(body[at:at + n]):
+            date = body[i].split(",")[0]  # every series on the same dates: sorting interleaves them
+            rows.append((date, k, f"{date},s{k}," + ",".join(line.split(",")[1:])))
+        at += n
+    rows.sort()
+    path = tmp / "long.csv"
+    path.write_text("date,id," + ",".join(header.split(",")[1:]) + "\n" + "\n".join(r[2] for r in rows) + "\n")
+    return path
+
+
+def test_long_form_windows_stay_in_their_series(tmp_path, caplog):
+    path = long_form(tmp_path)
+    raw = sines(tmp_path, **{"data": {"series_column": "id"}})
+    for split in ("train", "validation", "test"):
+        raw["data"][split] = str(path)
+    cfg = parse_config(raw)
+    with caplog.at_level("WARNING", logger="grutool"):
+        prepared = TASK.prepare(cfg)
+    assert any("1 of 3 series have no train window" in r.message for r in caplog.records)
+    from grutool.families.forecast.task import read_series
+
+    series = read_series(cfg, str(path))
+    assert series.ids == ["s0", "s1", "s2"] and series.parts == [(0, 200), (200, 380), (380, 400)]
+    L, H = cfg.data.input_length, cfg.data.horizon
+    for name, split in prepared.splits.items():
+        for s in split.starts:  # every window inside one series, its targets inside that series' split
+            first, last = next(p for p in series.parts if p[0] <= s < p[1])
+            assert s + L + H <= last, (name, s)
+        assert len(split) > 0
+    # One scaler over every series' training rows (70 % of each).
+    train = np.concatenate([series.values[a:a + int((b - a) * 0.7)] for a, b in series.parts])
+    assert np.allclose(prepared.extra["scaler"].mean, train.mean(0))
+    assert len(prepared.splits["train"]) == sum(int(n * 0.7) - L - H + 1 for n in (200, 180))
+
+
+def test_long_form_series_out_of_time_order(tmp_path):
+    from grutool.errors import UserError
+
+    path = long_form(tmp_path)
+    lines = path.read_text().splitlines()
+    # Swap the dates of two rows of series s1 (lines 3 and 6 hold its first two rows).
+    i, j = [k for k, l in enumerate(lines) if ",s1," in l][:2]
+    a, b = lines[i].split(",", 1), lines[j].split(",", 1)
+    lines[i], lines[j] = b[0] + "," + a[1], a[0] + "," + b[1]
+    path.write_text("\n".join(lines) + "\n")
+    raw = sines(tmp_path, **{"data": {"series_column": "id"}})
+    for split in ("train", "validation", "test"):
+        raw["data"][split] = str(path)
+    with pytest.raises(UserError, match=rf"long.csv:{j + 1}:1: timestamp .* of series 's1' is earlier than"):
+        TASK.prepare(parse_config(raw))

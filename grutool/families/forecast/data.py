@@ -8,6 +8,7 @@ the training rows alone; every window of a split is scored.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
@@ -17,18 +18,27 @@ import torch
 from grutool.data.batching import EncodedSplit
 from grutool.errors import UserError
 
+log = logging.getLogger("grutool")
+
 SPLITS = ("train", "validation", "test")
 
 
 @dataclass
 class Series:
     """One file's rows in time order: values (T, C) of `columns`, and the raw time stamps (None without a
-    time column)."""
+    time column). Long form (data.series_column): the rows of each series together, in time order, `parts`
+    giving each one's rows [lo, hi) and `ids` its name; wide form: one part, every row."""
 
     path: str
     columns: list[str]
     values: np.ndarray                 # (T, C) float64
     times: Optional[list[str]] = None  # (T,) as written in the file
+    parts: Optional[list[tuple[int, int]]] = None
+    ids: Optional[list[str]] = None
+
+    def __post_init__(self):
+        if self.parts is None:
+            self.parts = [(0, len(self.values))]
 
 
 def split_rows(cfg, n: int) -> dict[str, tuple[int, int]]:
@@ -53,11 +63,12 @@ def split_rows(cfg, n: int) -> dict[str, tuple[int, int]]:
     return rows
 
 
-def window_starts(rows: tuple[int, int], input_length: int, horizon: int, context: bool) -> list[int]:
+def window_starts(rows: tuple[int, int], input_length: int, horizon: int, context: bool, floor: int = 0) -> list[int]:
     """First rows of every window whose predicted rows [s+L, s+L+H) lie in rows [lo, hi); with `context` the
-    inputs may reach back up to `input_length` rows before lo (validation and test), else not (train)."""
+    inputs may reach back up to `input_length` rows before lo (validation and test), never before `floor` (the
+    series' first row), else not (train)."""
     lo, hi = rows
-    first = max(0, lo - input_length) if context else lo
+    first = max(floor, lo - input_length) if context else lo
     return list(range(first, hi - input_length - horizon + 1))
 
 
@@ -101,22 +112,36 @@ class WindowSplit(EncodedSplit):
         return [self.input_length] * len(self.starts)
 
 
-def make_split(series: Series, z: np.ndarray, rows: tuple[int, int], name: str, cfg, target_index: list[int],
-               mean: np.ndarray, std: np.ndarray, season: int, context: bool) -> WindowSplit:
-    """The windows of one split of `series` (z: its z-scored values), with an error when there are none."""
+def make_split(series: Series, z: np.ndarray, ranges: list[tuple[int, int, int]], name: str, cfg,
+               target_index: list[int], mean: np.ndarray, std: np.ndarray, season: int, context: bool) -> WindowSplit:
+    """The windows of one split of `series` (z: its z-scored values): `ranges` (first row of the series, lo, hi)
+    per series, windows never crossing from one series into another. A series without a window is skipped
+    (counted in a warning); none left is an error."""
     d = cfg.data
     L, H = d.input_length, d.horizon
-    starts = window_starts(rows, L, H, context)
+    starts, skipped, diffs = [], 0, []
+    for first, lo, hi in ranges:
+        found = window_starts((lo, hi), L, H, context, floor=first)
+        skipped += not found
+        starts += found
+        # MASE's scale: the series' seasonal differences before the split (its own rows when none come before).
+        before = z[first:lo, target_index] if lo - first > season else z[lo:hi, target_index]
+        if len(before) > season:
+            diffs.append(np.abs(before[season:] - before[:-season]))
     if not starts:
-        lo, hi = rows
-        have = f"{hi - lo} rows" + (f" and {lo - max(0, lo - L)} of context before them" if context else "")
-        raise UserError(f"{series.path}: the {name} split (rows {lo}-{hi}: {have}) is shorter than "
+        first, lo, hi = ranges[0]
+        have = f"{hi - lo} rows" + (f" and {lo - max(first, lo - L)} of context before them" if context else "")
+        where = f"the {name} split (rows {lo}-{hi}: {have})" if len(ranges) == 1 else \
+            f"every series' {name} split ({len(ranges)} series)"
+        raise UserError(f"{series.path}: {where} is shorter than "
                         f"one window, data.input_length + data.horizon = {L} + {H} = {L + H} rows; lower them "
                         f"or move data.borders / data.fractions")
+    if skipped:
+        log.warning("%s: %d of %d series have no %s window (shorter than data.input_length + data.horizon = %d "
+                    "rows there); skipped", series.path, skipped, len(ranges), name, L + H)
     tensor = torch.from_numpy(z.astype(np.float32))  # (T_rows, C)
     cols = torch.tensor(target_index, dtype=torch.long)
-    before = z[:rows[0], target_index] if rows[0] > season else z[rows[0]:rows[1], target_index]
-    diffs = np.abs(before[season:] - before[:-season]) if len(before) > season else np.ones((1, len(target_index)))
+    diffs = np.concatenate(diffs) if diffs else np.ones((1, len(target_index)))
     scale = np.nanmean(diffs, axis=0)
     scale = np.where(scale > 0, scale, 1.0)
     return WindowSplit(Windows(tensor, starts, 0, L), Windows(tensor, starts, L, H, cols),

@@ -33,14 +33,55 @@ def read_series(cfg: "Config", path: str, columns: Optional[list[str]] = None, t
     d = cfg.data
     if table is None:
         table = read_table(path, d.format, header=d.header, column_names=d.column_names)
+    names = columns or d.columns or [c for c in table.columns if c not in (d.time_column, d.series_column)]
+    option = "data.columns" if d.columns else "data.targets"
+    values = np.stack([table.numeric(n, d.missing, option) for n in names], 1)  # (T, C)
+    if d.series_column is not None:
+        return _long_form(cfg, table, list(names), values)
     times = None
     if d.time_column is not None:
         table.times(d.time_column)  # parsed and checked: sorted, no duplicates
         times = table.strings(d.time_column)
-    names = columns or d.columns or [c for c in table.columns if c != d.time_column]
-    option = "data.columns" if d.columns else "data.targets"
-    values = np.stack([table.numeric(n, d.missing, option) for n in names], 1)  # (T, C)
     return Series(str(path), list(names), fill_missing(values, d.missing), times)
+
+
+def _long_form(cfg: "Config", table, names: list[str], values):
+    """Long form: the rows of each series (data.series_column) gathered in order of first appearance, each in
+    time order (checked per series) and filled by data.missing on its own."""
+    import numpy as np
+
+    from grutool.data.tables import fill_missing
+    from grutool.families.forecast.data import Series
+
+    d = cfg.data
+    ids = table.strings(table.column(d.series_column, "data.series_column"))
+    groups: dict[str, list[int]] = {}
+    for row, name in enumerate(ids):
+        groups.setdefault(name, []).append(row)
+    times = table.strings(d.time_column) if d.time_column is not None else None
+    if times is not None:
+        import pandas as pd
+
+        stamps = pd.to_datetime(pd.Series(times), errors="coerce", format="mixed")
+        for name, rows in groups.items():
+            bad = [r for r in rows if pd.isna(stamps[r])]
+            if bad:
+                table.times(d.time_column)  # names the unparseable cell
+            order = stamps[rows].to_numpy()
+            back = np.flatnonzero(order[1:] <= order[:-1])
+            if len(back):
+                r, prev = rows[back[0] + 1], rows[back[0]]
+                raise UserError(f"{table.location(r, d.time_column)}: timestamp {times[r]!r} of series {name!r} "
+                                f"{'repeats' if order[back[0] + 1] == order[back[0]] else 'is earlier than'} "
+                                f"its row on {table.location(prev)}; each series' rows must be in time order "
+                                f"without duplicates")
+    order = [r for rows in groups.values() for r in rows]
+    parts, at = [], 0
+    for rows in groups.values():
+        parts.append((at, at + len(rows)))
+        at += len(rows)
+    filled = np.concatenate([fill_missing(values[rows], d.missing) for rows in groups.values()])
+    return Series(str(table.path), names, filled, [times[r] for r in order] if times else None, parts, list(groups))
 
 
 def resolve_columns(cfg: "Config", series) -> tuple[list[str], list[str]]:
@@ -66,7 +107,8 @@ def resolve_columns(cfg: "Config", series) -> tuple[list[str], list[str]]:
 class ForecastTask(Task):
     name = "forecast"
     monitors = ("mse", "mae", "rmse", "r2", "loss")
-    owns = {"data": ("input_length", "horizon", "setting", "targets", "columns", "borders", "fractions", "season"),
+    owns = {"data": ("input_length", "horizon", "setting", "targets", "columns", "borders", "fractions", "season",
+                     "series_column"),
             "model": ("segment_length", "decoder", "channel_independent", "normalization", "loss", "quantiles")}
     outputs = "targets"
     renderer = "forecast"
@@ -128,9 +170,10 @@ class ForecastTask(Task):
     # --- data ---------------------------------------------------------------------------------
 
     def prepare(self, cfg: "Config", saved: Any = None) -> Prepared:
+        import numpy as np
+
         from grutool.data.scaling import Standardizer
         from grutool.data.vocab import PAD, UNK, LabelVocab, Vocab
-        from grutool.families.forecast.data import split_rows
 
         d = cfg.data
         columns = list(saved.extra["scaler"].names) if saved else None
@@ -140,9 +183,8 @@ class ForecastTask(Task):
         else:
             inputs, targets = resolve_columns(cfg, series)
             series = _select(series, inputs)
-        train_rows = split_rows(cfg, len(series.values))["train"] if _one_file(cfg) else (0, len(series.values))
-        lo, hi = train_rows
-        scaler = saved.extra["scaler"] if saved else Standardizer.fit(inputs, series.values[lo:hi])
+        train = np.concatenate([series.values[lo:hi] for _, lo, hi in _ranges(cfg, series, "train")])
+        scaler = saved.extra["scaler"] if saved else Standardizer.fit(inputs, train)  # training rows only
         prepared = Prepared(Vocab([PAD, UNK]), LabelVocab(targets), extra={"scaler": scaler})
         prepared.splits["train"] = self._split(cfg, prepared, series, "train")
         for name in ("validation", "test"):
@@ -158,22 +200,16 @@ class ForecastTask(Task):
     def _split(self, cfg: "Config", vocabs: Any, series, name: str):
         """The windows of split `name` of `series` (the run's input columns): its rows by data.borders /
         data.fractions, or the whole file."""
-        from grutool.families.forecast.data import infer_season, make_split, split_rows
+        from grutool.families.forecast.data import infer_season, make_split
 
         d = cfg.data
         scaler = vocabs.extra["scaler"]
         z = scaler.transform(series.values)  # (T, C)
-        n = len(z)
-        if _one_file(cfg) and series.path == str(d.train):
-            rows = split_rows(cfg, n)
-            if name not in rows:
-                raise UserError(f"data.{'borders' if d.borders else 'fractions'}: no {name} split; give its end")
-            context = name != "train"
-        else:
-            rows, context = {name: (0, n)}, False
+        context = _one_file(cfg) and series.path == str(d.train) and name != "train"
         index = [scaler.names.index(t) for t in vocabs.labels.itos]
-        season = d.season or infer_season(series.times)
-        return make_split(series, z, rows[name], name, cfg, index, [scaler.mean[i] for i in index],
+        lo, hi = series.parts[0]
+        season = d.season or infer_season(series.times[lo:hi] if series.times else None)
+        return make_split(series, z, _ranges(cfg, series, name), name, cfg, index, [scaler.mean[i] for i in index],
                           [scaler.std[i] for i in index], season, context)
 
     def encode_split(self, cfg: "Config", vocabs: Any, source: Any, name: str):
@@ -205,8 +241,8 @@ class ForecastTask(Task):
         rows = len(lengths) + d.input_length + d.horizon - 1
         values = torch.randn(rows, c, generator=generator).double().numpy()
         series = Series("synthetic", names, values)
-        split = make_split(series, values, (0, rows), "train", cfg, list(range(c - k, c)), [0.0] * k, [1.0] * k,
-                           1, False)
+        split = make_split(series, values, [(0, 0, rows)], "train", cfg, list(range(c - k, c)), [0.0] * k,
+                           [1.0] * k, 1, False)
         return vocabs, split
 
     # --- model --------------------------------------------------------------------------------
@@ -248,6 +284,9 @@ class ForecastTask(Task):
         windows, stamps = [], []
         for k, text in enumerate(texts):
             series = read_series(cfg, f"input {k + 1}", inputs, table=_text_table(cfg, text, f"input {k + 1}"))
+            if len(series.parts) > 1:
+                raise UserError(f"input {k + 1}: rows of {len(series.parts)} series ({', '.join(series.ids[:5])}); "
+                                f"give the rows of one series per input")
             if len(series.values) < L:
                 raise UserError(f"input {k + 1}: {len(series.values)} rows, but the model reads the last "
                                 f"{L} (data.input_length); give at least {L} rows")
@@ -281,6 +320,24 @@ def _rounded(rows) -> list[list[float]]:
     return [[round(float(v), 6) for v in r] for r in rows]
 
 
+def _ranges(cfg: "Config", series, name: str) -> list[tuple[int, int, int]]:
+    """(first row, lo, hi) of split `name` in each series of `series`: its rows by data.borders / data.fractions
+    (counted within each series) when the file is the one split, else every row."""
+    from grutool.families.forecast.data import split_rows
+
+    d = cfg.data
+    out = []
+    for first, last in series.parts:
+        if _one_file(cfg) and series.path == str(d.train):
+            rows = split_rows(cfg, last - first)
+            if name not in rows:
+                raise UserError(f"data.{'borders' if d.borders else 'fractions'}: no {name} split; give its end")
+            out.append((first, first + rows[name][0], first + rows[name][1]))
+        else:
+            out.append((first, first, last))
+    return out
+
+
 def _one_file(cfg: "Config") -> bool:
     return cfg.data.borders is not None or cfg.data.fractions is not None
 
@@ -289,7 +346,7 @@ def _select(series, names: list[str]):
     from grutool.families.forecast.data import Series
 
     index = [series.columns.index(n) for n in names]
-    return Series(series.path, list(names), series.values[:, index], series.times)
+    return Series(series.path, list(names), series.values[:, index], series.times, series.parts, series.ids)
 
 
 def _divisor(n: int, near: int) -> int:
