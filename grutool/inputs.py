@@ -3,17 +3,21 @@
     lines   every line is one input (stdin, .txt, anything without a data extension)
     data    a csv/tsv/json/jsonl/parquet (or conll/conllu) file read with the run's data settings: its
             text column (seq2seq: source column; tagger: tokens), header and format; labels, targets
-            and tags in the file are ignored
-    auto    `data` for those extensions, `lines` otherwise (the default)
+            and tags in the file are ignored. A split in the run's own multi-file format is read as
+            training reads it too: a folder (format parallel: seq.in ...) or a file-name prefix
+            (format parallel_text: test -> test.de, test.en)
+    auto    `data` for those extensions, folders and prefixes, `lines` otherwise (the default)
 """
 
 from __future__ import annotations
 
+import glob
 from pathlib import Path
 
 from grutool.errors import UserError
 
 FORMATS = ("auto", "lines", "data")
+FOLDER_FORMATS = ("parallel", "text_dir")  # data.format values whose splits are folders
 DATA_EXTENSIONS = (".csv", ".tsv", ".json", ".jsonl", ".parquet", ".conll", ".conllu")
 
 
@@ -26,14 +30,25 @@ def input_format(path: str, fmt: str = "auto") -> str:
             raise UserError("format: data files are read by name, not from stdin; give --file PATH",
                             option="format")
         return fmt
-    return "data" if path != "-" and Path(path).suffix.lower() in DATA_EXTENSIONS else "lines"
+    if path == "-":
+        return "lines"
+    p = Path(path)
+    return "data" if p.suffix.lower() in DATA_EXTENSIONS or p.is_dir() or is_prefix(p) else "lines"
+
+
+def is_prefix(p: Path) -> bool:
+    """`p` names no file but is the common prefix of files beside it (parallel_text: test -> test.de, test.en)."""
+    return not p.exists() and p.parent.is_dir() and any(p.parent.glob(glob.escape(p.name) + ".*"))
 
 
 def read_data_inputs(task, cfg, path: str) -> list[str]:
     """The inputs of a data file, read with the run's columns (see the module docstring)."""
     p = Path(path)
-    if not p.exists():
+    if not p.exists() and not is_prefix(p):
         raise UserError(f"{path}: input file not found")
+    if p.is_dir() and cfg.data.format not in FOLDER_FORMATS:
+        raise UserError(f"--file {path}: is a directory; give a data file, or a text file with one input per line "
+                        f"(a folder is read only by runs whose data.format is {' or '.join(FOLDER_FORMATS)})")
     data = cfg.data
     if p.suffix.lower() in DATA_EXTENSIONS and data.format != "auto":
         # The run may declare a format for its own files (parallel_text, conllu): this file names its own.

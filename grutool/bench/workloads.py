@@ -32,6 +32,7 @@ from grutool.data.synthetic import SYNTHETIC_CHARS, spell  # noqa: F401  (spell:
 from grutool.models import count_parameters
 from grutool.modules.encoder import RecurrentEncoder
 from grutool.families import get_task
+from grutool.inputs import is_prefix
 from grutool.training import memory
 from grutool.training.loop import Trainer
 
@@ -142,7 +143,8 @@ def data_sizes(cfg: Config, vocab_size: Optional[int], num_classes: Optional[int
     readable (the task's own `prepare`), else the given values or 20,000 and 2. Third item: the source."""
     d = cfg.data
     path = get_task(cfg.task).train_file(cfg)
-    readable = path is not None and Path(path).is_file()
+    # A file, a folder (format parallel, text_dir) or a file-name prefix (parallel_text: train -> train.de, .en).
+    readable = path is not None and (Path(path).exists() or is_prefix(Path(path)))
     if readable and (vocab_size is None or num_classes is None):
         prepared = get_task(cfg.task).prepare(cfg)
         return (vocab_size or len(prepared.vocab), num_classes or len(prepared.labels), d.train)

@@ -12,6 +12,7 @@ from torch import nn
 
 from grutool.data.vocab import Vocab
 from grutool.modules.encoder import RecurrentEncoder
+from grutool.modules.tracing import exporting
 
 
 class CharEncoder(nn.Module):
@@ -36,7 +37,7 @@ class CharEncoder(nn.Module):
         B, T, W = chars.shape
         if B * T * W == 0:
             return chars.new_zeros(B, T, self.get_output_dim(), dtype=self.embedding.weight.dtype)
-        if torch.compiler.is_exporting():
+        if exporting():
             # An exported graph has no data-dependent shapes (torch.unique's): encode every token.
             lengths = (chars != Vocab.pad_id).sum(-1).reshape(B * T)  # (B*T,)
             return self.encoder(self.embedding(chars.reshape(B * T, W)), lengths).final.view(B, T, -1)

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from grutool.modules.encoder import EncoderOutput
+from grutool.modules.tracing import exporting
 
 
 class Pooling(nn.Module):
@@ -31,7 +32,7 @@ class Pooling(nn.Module):
             # amax, not max(1): no indices, ~10x faster on CPU. With no padding (equal-length
             # batches) there is nothing to mask; the check is free on CPU (on GPU it would sync).
             # (Not while exporting: a graph holds no data-dependent branch; the masked path gives the same.)
-            if mask.device.type == "cpu" and not torch.compiler.is_exporting() and bool(mask.all()):
+            if mask.device.type == "cpu" and not exporting() and bool(mask.all()):
                 return out.amax(1)  # (B, D*H)
             pooled = out.masked_fill(~m, float("-inf")).amax(1)  # (B, D*H)
             return pooled.masked_fill(~mask.any(1, keepdim=True), 0.0)

@@ -7,6 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from grutool.data.batching import References
 from grutool.families.seq2seq.cmudict import dictionary_pairs, split_of, strip_stress
@@ -21,6 +23,25 @@ from grutool.families.seq2seq.metrics import Seq2SeqMetrics, corpus_bleu, edit_d
 ])
 def test_edit_distance(a, b, d):
     assert edit_distance(a, b) == d == edit_distance(b, a)
+
+
+def dynamic_programme(a, b) -> int:
+    """Levenshtein distance from scratch: the reference the library's (rapidfuzz) must equal."""
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
+    return row[-1]
+
+
+@given(st.lists(st.sampled_from(["AH", "B", "K", "T", "EH"]), max_size=12),
+       st.lists(st.sampled_from(["AH", "B", "K", "T", "IY"]), max_size=12), st.text("abc ", max_size=15),
+       st.text("abd ", max_size=15))
+@settings(max_examples=200, deadline=None)
+def test_edit_distance_equals_the_dynamic_programme(tokens_a, tokens_b, text_a, text_b):
+    assert edit_distance(tokens_a, tokens_b) == dynamic_programme(tokens_a, tokens_b)
+    assert edit_distance(text_a, text_b) == dynamic_programme(text_a, text_b)
 
 
 def test_word_and_character_error_rates_by_hand():

@@ -29,16 +29,12 @@ SAMPLES = 5  # examples shown by `grutool eval`
 
 
 def edit_distance(a: Sequence, b: Sequence) -> int:
-    """Levenshtein distance (insertions, deletions, substitutions all cost 1) between two sequences."""
-    if len(a) < len(b):
-        a, b = b, a
-    previous = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        current = [i]
-        for j, y in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
-        previous = current
-    return previous[-1]
+    """Levenshtein distance (insertions, deletions, substitutions all cost 1) between two sequences (strings,
+    or lists of tokens). rapidfuzz's C++ implementation: 28x faster than a Python dynamic programme on the G2P
+    test set, with identical distances (benchmarks/edit_distance.py, docs/benchmarks.md)."""
+    from rapidfuzz.distance import Levenshtein
+
+    return Levenshtein.distance(a, b)
 
 
 def error_rate(hypotheses: Sequence[Sequence], references: Sequence[Sequence]) -> float:
