@@ -44,9 +44,10 @@ def tables(metrics: dict) -> list:
 
 
 def line(result: dict) -> str:
-    """The forecast rows as tab-separated text: a header (time column and predicted columns), one row per step."""
+    """The forecast rows as tab-separated text: a header (time column and predicted columns), one row per step;
+    long form, a `series NAME` line first."""
     cols = ([result["time_column"] or "time"] if result["times"] else ["step"]) + list(result["columns"])
-    lines = ["\t".join(cols)]
+    lines = ([f"series {result['series']}"] if "series" in result else []) + ["\t".join(cols)]
     for k, row in enumerate(result["forecast"]):
         first = result["times"][k] if result["times"] else str(k + 1)
         lines.append("\t".join([first] + [f"{v:.6g}" for v in row]))

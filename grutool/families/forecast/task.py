@@ -267,10 +267,17 @@ class ForecastTask(Task):
         return model(batch.ids, batch.lengths)[0].float().cpu()  # (B, H, T) z-scored ((B, H, T, Q): quantiles)
 
     def read_inputs(self, cfg: "Config", source: str) -> list[str]:
-        """`infer --file`: the whole table is one input (its last input_length rows are read)."""
-        from grutool.data.loading import read_text
+        """`infer --file`: the table's last input_length rows as one input (csv text with its header); long form
+        (data.series_column), one input per series, each its own last rows."""
+        from grutool.data.tables import read_table
 
-        return [read_text(source, "give a csv or tsv file")]
+        d = cfg.data
+        table = read_table(source, d.format, header=d.header, column_names=d.column_names)
+        frame, L = table.frame, d.input_length
+        if d.series_column is None:
+            return [frame.iloc[-L:].to_csv(index=False)]
+        groups = frame.groupby(table.column(d.series_column, "data.series_column"), sort=False).indices
+        return [frame.iloc[rows[-L:]].to_csv(index=False) for rows in groups.values()]
 
     def predict(self, predictor, texts: list[str], batch_size: int = 64, **options) -> list[dict]:
         """One forecast per table text: the next `horizon` rows of the target columns, in their own units."""
@@ -281,9 +288,10 @@ class ForecastTask(Task):
         scaler, targets = run.extra["scaler"], list(run.labels.itos)
         inputs = list(scaler.names)
         L = cfg.data.input_length
-        windows, stamps = [], []
+        windows, stamps, names = [], [], []
         for k, text in enumerate(texts):
-            series = read_series(cfg, f"input {k + 1}", inputs, table=_text_table(cfg, text, f"input {k + 1}"))
+            table = _text_table(cfg, text, f"input {k + 1}")
+            series = read_series(cfg, f"input {k + 1}", inputs, table=table)
             if len(series.parts) > 1:
                 raise UserError(f"input {k + 1}: rows of {len(series.parts)} series ({', '.join(series.ids[:5])}); "
                                 f"give the rows of one series per input")
@@ -294,6 +302,7 @@ class ForecastTask(Task):
             from grutool.families.forecast.data import next_times
 
             stamps.append(next_times(series.times, cfg.data.horizon))
+            names.append(series.ids[0] if series.ids else None)
         index = [inputs.index(t) for t in targets]
         results = []
         with torch.no_grad():
@@ -310,6 +319,8 @@ class ForecastTask(Task):
                 for b, rows in enumerate(y):
                     r = {"time_column": cfg.data.time_column, "columns": targets, "times": stamps[j + b],
                          "forecast": _rounded(rows)}
+                    if names[j + b] is not None:  # long form: which series
+                        r["series"] = names[j + b]
                     if bands is not None:
                         r["quantiles"] = {f"{q:g}": _rounded(bands[b, ..., i]) for i, q in enumerate(levels)}
                     results.append(r)
