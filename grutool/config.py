@@ -131,6 +131,33 @@ class DataConfig(_Section):
     value before it in the same column (the first value after it at the start); `interpolate`: linear between
     the values around it; `mask`: zero after scaling, with a 0/1 missing-value mask channel beside each
     channel (numeric sequences)."""
+    # --- forecasting ---
+    input_length: int = Field(default=96, gt=0)
+    """Forecast: rows of history each window reads (the `L` of the literature)."""
+    horizon: int = Field(default=96, gt=0)
+    """Forecast: rows predicted after each window's input (the `H`)."""
+    setting: Literal["M", "S", "MS"] = "M"
+    """Forecast: `M` every column in and out; `S` the target columns only, in and out; `MS` every column in,
+    the target columns out."""
+    targets: Optional[list[str]] = None
+    """Forecast: the columns to predict (S, MS; null: the last column). Setting M predicts every column."""
+    columns: Optional[list[str]] = None
+    """Forecast: the columns read as inputs (null: every column but data.time_column)."""
+    borders: Optional[list[int]] = None
+    """Forecast: split one file by rows: the rows where train, validation and test end (ETTh1: [8640, 11520,
+    14400]); data.validation and data.test then name the file data.train names. Validation and test windows
+    take up to input_length rows of context from the split before; every predicted row lies in the split."""
+    fractions: Optional[list[float]] = None
+    """Forecast: split one file by fractions of its rows, in time order: [train, validation, test], e.g. [0.7,
+    0.1, 0.2] (train and test rounded down, validation between them, as the published protocol does)."""
+    series_column: Optional[str] = None
+    """Forecast, long form: the column naming each row's series (many series in one file, each in time order).
+    Each series is split (data.borders / data.fractions count its own rows) and windowed on its own, one model
+    and one scaler (fitted on every series' training rows) for all; a series too short for a window is skipped,
+    with a count. Null: wide form, the file is one series."""
+    season: Optional[int] = Field(default=None, gt=0)
+    """Forecast: the seasonal period of the seasonal-naive baseline and of MASE, in rows (null: from the time
+    column's frequency: hourly 24, every 15 minutes 96, daily 7, weekly 52, monthly 12; else 1)."""
 
     @field_validator("label_names", mode="before")
     @classmethod
@@ -229,11 +256,30 @@ class ModelConfig(_Section):
     """Lm: output through nn.AdaptiveLogSoftmaxWithLoss with these increasing cutoffs (token ids by frequency,
     e.g. [2000, 10000]): word-level models with large vocabularies spend most of their time in the softmax.
     Null: one full softmax."""
+    # --- forecasting ---
+    segment_length: int = Field(default=1, gt=0)
+    """Forecast: input rows read per recurrent step (1: step-wise; SegRNN: 48, so 720 rows are 15 steps); it
+    divides data.input_length. The parallel and autoregressive decoders emit segments of this length too."""
+    decoder: Literal["direct", "parallel", "autoregressive"] = "direct"
+    """Forecast: `direct` (one linear head from the final state to every output step), `parallel` (SegRNN: every
+    output segment in one cell step from the final state, its position (and channel) embedding as the input)
+    or `autoregressive` (a segment at a time, each prediction fed back as the next input)."""
+    channel_independent: bool = False
+    """Forecast: every column through one shared model (a channel embedding tells them apart) instead of all
+    columns in one input vector."""
+    normalization: Literal["none", "last", "revin"] = "none"
+    """Forecast: per-window normalisation on top of the z-score: `last` subtracts each window's last value (added
+    back to the outputs), `revin` each window's mean and deviation with a learned affine map (RevIN)."""
+    loss: Literal["mse", "mae", "huber"] = "mse"
+    """Forecast and regressor: the training loss on the z-scored values (forecast) or the target's z-scores
+    (regressor): mean squared error, mean absolute error, or Huber (squared below 1 — regressor: below
+    model.huber_delta — and absolute above: robust to a few wild targets)."""
+    quantiles: Optional[list[float]] = None
+    """Forecast: predict these quantiles of every value (e.g. [0.1, 0.5, 0.9]; increasing, each in (0, 1)),
+    trained with the pinball loss (model.loss is then unused); the point forecast is the one nearest 0.5, and
+    eval reports the coverage of the outermost two. Null: one value each."""
 
     # --- numeric sequences (issue 23) ---------------------------------------------------------------
-    loss: Literal["mse", "mae", "huber"] = "mse"
-    """Regressor: the training loss on the target's z-scores: mean squared error, mean absolute error, or Huber
-    (squared below model.huber_delta, absolute above: robust to a few wild targets)."""
     huber_delta: float = Field(default=1.0, gt=0)
     """Regressor with loss huber: where the loss turns from squared to absolute, in target standard deviations."""
 
@@ -337,8 +383,9 @@ class Config(_Section):
     task: str = "classifier"
     """Model family, a name in grutool.families.TASKS: `classifier` (N->1), `tagger` (N->N, one tag per token), `joint` (a tag per token and
     an intent per sentence from one shared encoder), `seq2seq` (N->M: encoder-decoder with attention), `lm`
-    (N->N next-token prediction and 1->N conditional generation) or `regressor` (N->1 real value of a numeric
-    sequence). Classifier and tagger read numeric sequences too (data.format ts, or data.channels)."""
+    (N->N next-token prediction and 1->N conditional generation), `regressor` (N->1 real value of a numeric
+    sequence) or `forecast` (a table of numeric columns in time order -> its next `data.horizon` rows). Classifier
+    and tagger read numeric sequences too (data.format ts, or data.channels)."""
     data: DataConfig
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()

@@ -21,7 +21,9 @@ def evaluate(run_dir: str, split: str = "validation", data: Optional[str] = None
     tagger and joint runs token_accuracy, sentence_accuracy, span P/R/F1 (span schemes), intent_accuracy
     (joint), per-tag figures and the tag confusion; seq2seq runs bleu, chrf, exact_match, wer, cer (per for
     dictionaries), perplexity and a few samples (see grutool.families.seq2seq.metrics), decoding with beam size
-    `beam` (default: the run's decoding.beam_size); lm runs loss, perplexity, bpc (character models) and tokens.
+    `beam` (default: the run's decoding.beam_size); lm runs loss, perplexity, bpc (character models) and tokens;
+    forecast runs mse, mae (z-scored: the published protocol), the same in original units, sMAPE, MASE, per
+    horizon bucket, each beside the last-value, seasonal-naive and training-mean baselines on the same windows.
     """
     from grutool.predict import Predictor
     from grutool.families import accepting

@@ -39,7 +39,8 @@ class Predictor:
         """One dict per text, in input order, as the run's task shapes it: a classifier answers with text,
         label, probs (label -> probability); tagger and joint runs with tokens, tags and spans; seq2seq
         runs with the generated output (`options`: beam, attention); lm runs with `num` samples per prompt
-        (or, with `score`, each token's log-probability). See each task's `predict`."""
+        (or, with `score`, each token's log-probability); forecast runs read each text as a table (csv/tsv text with a
+        header) and answer with the next rows (times, columns, forecast). See each task's `predict`."""
         unknown = sorted(set(options) - set(self.task.predict_options))
         if unknown:
             raise UserError(f"{', '.join(unknown)}: for {' or '.join(accepting(*unknown)) or 'no'} runs only "

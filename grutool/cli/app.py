@@ -208,7 +208,8 @@ def eval_(
     device: Device = typer.Option(Device.auto, help="auto (CUDA if present), cpu or cuda."),
     plot: Optional[Path] = typer.Option(None, "--plot", metavar="PATH.png",
                                         help="Also draw the confusion matrix as a PNG (classifier, tagger, joint), "
-                                             "or predicted against true values (regressor); needs the plot extra."),
+                                             "predicted against true values (regressor) or a few windows (forecast); "
+                                             "needs the plot extra."),
 ):
     """Metrics of a trained run on a labelled split.
 
@@ -231,10 +232,15 @@ def eval_(
             check_png_path(plot, option="plot")
         metrics = evaluate(str(run_dir), split.value, str(data) if data else None, batch_size, device.value, beam)
         if plot is not None:
+            from grutool.cli.render import renderer
             from grutool.confusion import plot_confusion
+            from grutool.rundir import run_task
             from grutool.scatter import plot_scatter
 
-            draw = plot_scatter if "scatter" in metrics else plot_confusion  # real values, or classes and tags
+            # A family that draws its own (forecast: windows) has `plot` in its render module; real values get a
+            # scatter of predicted against true, classes and tags a confusion matrix.
+            draw = getattr(renderer(run_task(run_dir)), "plot", None) or (
+                plot_scatter if "scatter" in metrics else plot_confusion)
             written = draw(metrics, plot, title=f"{run_dir} ({metrics.get('source', split.value)})")
             err.print(f"wrote {written}", markup=False)
         if json_:
@@ -278,14 +284,14 @@ def _read_inputs(texts: List[str], file: Optional[str], run_dir: Path) -> list[s
 @app.command()
 def infer(
     run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="Run directory written by `grutool train`."),
-    texts: List[str] = typer.Argument(None, metavar="[TEXT]...", help="Inputs: texts to label, sentences to tag, sources to translate; lm: prompts to continue, or texts to --score."),
+    texts: List[str] = typer.Argument(None, metavar="[TEXT]...", help="Inputs: texts to label, sentences to tag, sources to translate; lm: prompts to continue, or texts to --score; forecast: tables (csv text), usually --file."),
     file: Optional[str] = typer.Option(None, "--file", "-f", metavar="PATH",
                                        help="Read inputs from PATH (- for stdin): see --format."),
     format_: str = typer.Option("auto", "--format", metavar="auto|lines|data",
                                 help="lines: one input per line; data: a csv/tsv/json/jsonl/parquet/conll file "
                                      "read with the run's columns, as training reads it (labels ignored); "
                                      "auto: data for those extensions, else lines."),
-    jsonl: bool = typer.Option(False, "--jsonl", help="One JSON object per input: text, label, probs (tagger/joint: text, tokens, tags, spans[, intent]; seq2seq: source, output, score; lm: prompt, condition, text, logprob, finished)."),
+    jsonl: bool = typer.Option(False, "--jsonl", help="One JSON object per input: text, label, probs (tagger/joint: text, tokens, tags, spans[, intent]; seq2seq: source, output, score; lm: prompt, condition, text, logprob, finished; forecast: times, columns, forecast[, quantiles])."),
     prompt: List[str] = typer.Option([], "--prompt", metavar="TEXT", help="Lm: text to continue (repeatable; default: from nothing)."),
     condition: Optional[str] = typer.Option(None, "--condition", metavar="LABEL", help="Lm: the condition label to generate or score with."),
     num: Optional[int] = typer.Option(None, "--num", metavar="N", help="Lm: samples per prompt (default 1)."),
@@ -314,6 +320,7 @@ def infer(
       echo "great service" | grutool infer runs/sentiment --file -
       grutool infer runs/reverse 12345 --beam 5 --attention att.png
       grutool infer runs/lm --condition zuri --num 3 --seed 1
+      grutool infer runs/sines --file recent.csv    # forecast: the rows after it
     """
     setup_logging(quiet=True)
     with user_errors():

@@ -7,7 +7,7 @@ import typer
 
 # The family names, written out: importing the registry (grutool.families) here would cost every `--help`
 # its start-up; tests/cli/test_daily.py checks this list against grutool.families.TASKS.
-FAMILIES = "classifier, tagger, joint, seq2seq, lm or regressor"
+FAMILIES = "classifier, tagger, joint, seq2seq, lm, regressor or forecast"
 
 
 def init(task: str = typer.Argument(..., metavar="TASK", help=f"The model family: {FAMILIES}."),

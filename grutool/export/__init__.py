@@ -223,7 +223,8 @@ def metadata(run, task, fmt: str, int8: bool, files: dict[str, Path], signatures
     vocabs = {"vocab": run.vocab.itos}
     for name in task.vocabularies(cfg):
         v = run.vocabulary(name)
-        vocabs[name] = v.itos if hasattr(v, "itos") else v.to_dict()  # a Standardizer: its names, means, deviations
+        # A scaler (grutool.data.scaling) travels as its figures; vocabularies as their entries.
+        vocabs[name] = v.to_dict() if hasattr(v, "to_dict") else v.itos
     return {"grutool_export": METADATA_VERSION, "task": task.name, "format": fmt, "int8": int8,
             "files": {name: path.name for name, path in files.items()}, "graphs": signatures,
             "preprocessing": {"tokenizer": d.tokenizer, "lowercase": d.lowercase, "max_length": d.max_length,

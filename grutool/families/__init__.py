@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from grutool.families.base import Prepared, Task
 from grutool.families.classifier.task import ClassifierTask
+from grutool.families.forecast.task import ForecastTask
 from grutool.families.lm.task import LMTask
 from grutool.families.regressor.task import RegressorTask
 from grutool.families.seq2seq.task import Seq2SeqTask
@@ -21,6 +22,7 @@ TASKS: dict[str, type[Task]] = {
     "seq2seq": Seq2SeqTask,
     "lm": LMTask,
     "regressor": RegressorTask,
+    "forecast": ForecastTask,
 }
 
 __all__ = ["TASKS", "Prepared", "Task", "accepting", "get_task"]

@@ -62,7 +62,8 @@ def trace_model(model: nn.Module, *inputs, **kw_inputs) -> tuple[list[dict], dic
 
         def post(mod, args, output, name=name):
             pending[name].pop()["output"] = _describe(output)
-            outputs[name] = output
+            if name not in outputs:  # a module called again (a decoder stepping the encoder on) keeps its first call
+                outputs[name], outputs[name + ":args"] = output, args
 
         handles += [mod.register_forward_pre_hook(pre), mod.register_forward_hook(post)]
     try:
@@ -90,6 +91,9 @@ def _model_checks(model: nn.Module, enc, lens: torch.Tensor, T: int, bidirection
 
     by_module = [{"module": name, "type": type(mod).__name__, "parameters": unseen(mod)}
                  for name, mod in model.named_children()]
+    own = [p for p in model.parameters(recurse=False) if id(p) not in seen]
+    if own:  # parameters registered on the model itself (a forecaster's position and channel embeddings)
+        by_module.append({"module": "(model)", "type": "Parameter", "parameters": sum(p.numel() for p in own)})
     final_ref = torch.cat([enc.h_n[-2], enc.h_n[-1]], dim=-1) if bidirectional else enc.h_n[-1]
     pad = ~length_mask(lens, T, enc.outputs.device)
     t = torch.tensor
@@ -125,11 +129,14 @@ def _task_model_report(path, cfg, prepared, B: int, want_explain: bool, warned: 
         model.eval()
         rows, outputs = trace_model(model, batch.ids, batch.lengths, batch.targets, **batch.extra_inputs())
         enc = outputs["encoder"]
+        # The encoder's own rows and steps (a forecaster's are segments of each column, not the batch's rows).
+        enc_x, enc_lens = outputs["encoder:args"][:2]
         # The encoder packs only batches of mixed lengths (equal ones run dense): explain the call it made.
-        encoder = analyze_layer(model.encoder.rnn, len(index), T, _packed_lengths(lens), want_explain)
+        encoder = analyze_layer(model.encoder.rnn, enc_x.shape[0], enc_x.shape[1], _packed_lengths(enc_lens),
+                                want_explain)
     m = cfg.model
     D = 2 if m.bidirectional else 1
-    total, by_module, checks = _model_checks(model, enc, lens, T, m.bidirectional)
+    total, by_module, checks = _model_checks(model, enc, enc_lens, enc_x.shape[1], m.bidirectional)
     result = outputs[""][0]
     report = {
         "mode": "config", "config": str(path), "task": cfg.task, "vocab_size": V, "num_classes": C,

@@ -25,9 +25,14 @@ TOY = {
     "lm": ("configs/lm.yaml", {"data": {"condition_column": None, "tokenizer": "word", "lowercase": True},
                                "train": {"monitor": "perplexity"}}),
     "regressor": ("configs/numeric_regression.yaml", {}),
+    "forecast": ("configs/sines.yaml", {}),
 }
-# What each family is asked to predict: texts, or (numeric sequences) .ts data lines of 2 channels.
-INPUTS = {"regressor": ["0.1,0.5,0.9:3.1,3.3,3.4", "1,-1,1,-1,1:2.5,2.6,2.5,2.6,2.5"]}
+# What each family predicts from (default: TEXTS): a forecaster reads a table's last rows; a regressor (numeric
+# sequences) .ts data lines of 2 channels.
+TEXTS = ["12345", "Mirela flies to Paris tomorrow ."]
+_SINES = (ROOT / "data/sines/sines.csv").read_text(encoding="utf-8").splitlines()
+INPUTS = {"forecast": ["\n".join(_SINES[:1] + _SINES[-40:]), "\n".join(_SINES[:1] + _SINES[-90:-30])],
+          "regressor": ["0.1,0.5,0.9:3.1,3.3,3.4", "1,-1,1,-1,1:2.5,2.6,2.5,2.6,2.5"]}
 
 
 def test_every_registered_task_has_toy_data():
@@ -61,14 +66,17 @@ def test_round_trip_train_save_load_predict_render(tmp_path, name):
     run = tmp_path / "run"
     predictor = Predictor(run, "cpu")  # load: config, vocabularies and best.pt rebuild the model
     assert predictor.task.name == name
-    texts = INPUTS.get(name, ["12345", "Mirela flies to Paris tomorrow ."])
+    texts = INPUTS.get(name, TEXTS)
     first = predictor.predict(texts)
     assert len(first) == 2 and all(first)
     assert Predictor(run, "cpu").predict(texts) == first  # a second load predicts the same
     r = invoke("eval", run, "--split", "test")
     assert r.exit_code == 0 and r.output.strip(), r.output
     r = invoke("infer", run, *texts)
-    assert r.exit_code == 0 and len(r.stdout.strip().splitlines()) == 2, r.output
+    from grutool.cli.render import renderer
+
+    lines = sum(len(renderer(predictor.task).line(x).splitlines()) for x in first)  # a forecast is a table
+    assert r.exit_code == 0 and len(r.stdout.strip().splitlines()) == lines, r.output
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))

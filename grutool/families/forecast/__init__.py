@@ -1,0 +1,1 @@
+"""The forecast family (time series -> the next rows): its task, model, windows, metrics, export and render."""

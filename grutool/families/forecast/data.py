@@ -1,0 +1,191 @@
+"""Forecasting data: a table of time-ordered rows cut into splits by row borders or fractions, and the
+sliding windows (input_length rows in, horizon rows out) each split is scored on.
+
+The protocol of the long-horizon literature (data/timeseries/SOURCE.md): validation and test windows may take
+their input from the rows before their split, but every predicted row lies inside it; the z-score is fitted on
+the training rows alone; every window of a split is scored.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from grutool.data.batching import EncodedSplit
+from grutool.errors import UserError
+
+log = logging.getLogger("grutool")
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass
+class Series:
+    """One file's rows in time order: values (T, C) of `columns`, and the raw time stamps (None without a
+    time column). Long form (data.series_column): the rows of each series together, in time order, `parts`
+    giving each one's rows [lo, hi) and `ids` its name; wide form: one part, every row."""
+
+    path: str
+    columns: list[str]
+    values: np.ndarray                 # (T, C) float64
+    times: Optional[list[str]] = None  # (T,) as written in the file
+    parts: Optional[list[tuple[int, int]]] = None
+    ids: Optional[list[str]] = None
+
+    def __post_init__(self):
+        if self.parts is None:
+            self.parts = [(0, len(self.values))]
+
+
+def split_rows(cfg, n: int) -> dict[str, tuple[int, int]]:
+    """Row ranges [lo, hi) of train, validation and test in a file of `n` rows: data.borders (the ends of the
+    three splits), or data.fractions (train and test rounded down, validation between them)."""
+    d = cfg.data
+    if d.borders is not None:
+        ends = list(d.borders) + [None] * (3 - len(d.borders))
+    else:
+        f = list(d.fractions)
+        train, test = int(n * f[0]), int(n * f[2]) if len(f) > 2 else 0
+        ends = [train, n - test if len(f) > 2 else train + int(n * f[1]), n if len(f) > 2 else None]
+    rows, lo = {}, 0
+    for name, hi in zip(SPLITS, ends):
+        if hi is None:
+            continue
+        if hi > n:
+            raise UserError(f"data.borders: the {name} split ends at row {hi}, but {d.train} has {n} rows; "
+                            f"lower the border")
+        rows[name] = (lo, hi)
+        lo = hi
+    return rows
+
+
+def window_starts(rows: tuple[int, int], input_length: int, horizon: int, context: bool, floor: int = 0) -> list[int]:
+    """First rows of every window whose predicted rows [s+L, s+L+H) lie in rows [lo, hi); with `context` the
+    inputs may reach back up to `input_length` rows before lo (validation and test), never before `floor` (the
+    series' first row), else not (train)."""
+    lo, hi = rows
+    first = max(floor, lo - input_length) if context else lo
+    return list(range(first, hi - input_length - horizon + 1))
+
+
+class Windows(Sequence):
+    """Rows [s + offset, s + offset + length) of `series` (T, C) for each start s, as views: one window's
+    input (offset 0) or target (offset L, the target columns)."""
+
+    def __init__(self, series: torch.Tensor, starts: list[int], offset: int, length: int,
+                 columns: Optional[torch.Tensor] = None):
+        self.series, self.starts, self.offset, self.length, self.columns = series, starts, offset, length, columns
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        s = self.starts[i] + self.offset
+        rows = self.series[s:s + self.length]  # (length, C)
+        return rows if self.columns is None else rows[:, self.columns]
+
+
+@dataclass
+class WindowSplit(EncodedSplit):
+    """A forecasting split: `ids` are the input windows (L, C), `targets` the target windows (H, T), both views
+    of one z-scored series; what the metrics need (baselines, original units) travels with it."""
+
+    series: Optional[torch.Tensor] = None      # (T_rows, C) float32, z-scored
+    starts: list[int] = field(default_factory=list)
+    input_length: int = 0
+    horizon: int = 0
+    target_index: list[int] = field(default_factory=list)  # target columns among the inputs
+    target_names: list[str] = field(default_factory=list)
+    mean: Optional[np.ndarray] = None          # (T,) the scaler's mean and std of the target columns
+    std: Optional[np.ndarray] = None
+    season: int = 1
+    scale: Optional[np.ndarray] = None         # (T,) MASE denominators: mean |y_t - y_{t-season}| before the split
+    times: Optional[list[str]] = None
+    source: str = ""
+    quantiles: list[float] = field(default_factory=list)  # the model's quantile levels (model.quantiles), if any
+
+    def lengths(self) -> list[int]:
+        return [self.input_length] * len(self.starts)
+
+
+def make_split(series: Series, z: np.ndarray, ranges: list[tuple[int, int, int]], name: str, cfg,
+               target_index: list[int], mean: np.ndarray, std: np.ndarray, season: int, context: bool) -> WindowSplit:
+    """The windows of one split of `series` (z: its z-scored values): `ranges` (first row of the series, lo, hi)
+    per series, windows never crossing from one series into another. A series without a window is skipped
+    (counted in a warning); none left is an error."""
+    d = cfg.data
+    L, H = d.input_length, d.horizon
+    starts, skipped, diffs = [], 0, []
+    for first, lo, hi in ranges:
+        found = window_starts((lo, hi), L, H, context, floor=first)
+        skipped += not found
+        starts += found
+        # MASE's scale: the series' seasonal differences before the split (its own rows when none come before).
+        before = z[first:lo, target_index] if lo - first > season else z[lo:hi, target_index]
+        if len(before) > season:
+            diffs.append(np.abs(before[season:] - before[:-season]))
+    if not starts:
+        first, lo, hi = ranges[0]
+        have = f"{hi - lo} rows" + (f" and {lo - max(first, lo - L)} of context before them" if context else "")
+        where = f"the {name} split (rows {lo}-{hi}: {have})" if len(ranges) == 1 else \
+            f"every series' {name} split ({len(ranges)} series)"
+        raise UserError(f"{series.path}: {where} is shorter than "
+                        f"one window, data.input_length + data.horizon = {L} + {H} = {L + H} rows; lower them "
+                        f"or move data.borders / data.fractions")
+    if skipped:
+        log.warning("%s: %d of %d series have no %s window (shorter than data.input_length + data.horizon = %d "
+                    "rows there); skipped", series.path, skipped, len(ranges), name, L + H)
+    tensor = torch.from_numpy(z.astype(np.float32))  # (T_rows, C)
+    cols = torch.tensor(target_index, dtype=torch.long)
+    diffs = np.concatenate(diffs) if diffs else np.ones((1, len(target_index)))
+    scale = np.nanmean(diffs, axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    return WindowSplit(Windows(tensor, starts, 0, L), Windows(tensor, starts, L, H, cols),
+                       texts=[str(s) for s in starts], series=tensor, starts=starts, input_length=L, horizon=H,
+                       target_index=list(target_index), target_names=[series.columns[i] for i in target_index],
+                       mean=np.asarray(mean, dtype=np.float64), std=np.asarray(std, dtype=np.float64),
+                       season=season, scale=scale, times=series.times, source=series.path,
+                       quantiles=list(cfg.model.quantiles or []))
+
+
+PERIODS = {3600: 24, 900: 96, 1800: 48, 600: 144, 300: 288, 60: 1440, 86400: 7, 7 * 86400: 52}
+
+
+def step_seconds(times: Optional[list[str]]) -> Optional[float]:
+    """The time column's usual step (the median of the first differences), in seconds; None when unknown."""
+    if not times or len(times) < 2:
+        return None
+    import pandas as pd
+
+    t = pd.to_datetime(pd.Series(times[:1000]), errors="coerce")
+    if t.isna().any():
+        return None
+    return float(t.diff().dropna().dt.total_seconds().median())
+
+
+def infer_season(times: Optional[list[str]]) -> int:
+    """The seasonal period the time column's frequency suggests: hourly 24, daily 7, every 15 minutes 96 ... (1:
+    none known)."""
+    step = step_seconds(times)
+    if step is None:
+        return 1
+    if 28 * 86400 <= step <= 31 * 86400:
+        return 12
+    return PERIODS.get(int(round(step)), 1)
+
+
+def next_times(times: Optional[list[str]], horizon: int) -> Optional[list[str]]:
+    """The `horizon` time stamps after the last of `times`, at the column's usual step (None without one)."""
+    step = step_seconds(times)
+    if step is None:
+        return None
+    import pandas as pd
+
+    last = pd.to_datetime(times[-1])
+    out = [last + pd.Timedelta(seconds=step * (k + 1)) for k in range(horizon)]
+    fmt = "%Y-%m-%d" if step % 86400 == 0 and last == last.normalize() else "%Y-%m-%d %H:%M:%S"
+    return [t.strftime(fmt) for t in out]

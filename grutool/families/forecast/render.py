@@ -1,0 +1,81 @@
+"""How `train`, `eval` and `infer` show forecasts: the model beside its baselines, per horizon bucket; the
+forecast rows with their times; `eval --plot` draws a few windows (history, forecast, actual). No torch."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from grutool.cli.render.tables import plain
+
+NAMES = {"last_value": "last value", "seasonal_naive": "seasonal", "train_mean": "train mean"}
+
+
+def summary_line(metrics: dict) -> str:
+    """The headline figures: z-scored MSE/MAE (the published protocol) and the best baseline's MSE."""
+    line = f"mse {metrics['mse']:.4f}, mae {metrics['mae']:.4f}"
+    base = metrics.get("baselines") or {}
+    if base:
+        name, best = min(base.items(), key=lambda kv: kv[1]["mse"])
+        line += f" (best baseline {NAMES.get(name, name)}: mse {best['mse']:.4f})"
+    return line
+
+
+def tables(metrics: dict) -> list:
+    rows = [("model", metrics)] + [(NAMES.get(k, k) + (f" {metrics['season']}" if k == "seasonal_naive" else ""),
+                                   v) for k, v in (metrics.get("baselines") or {}).items()]
+    t = Table(title=f"{plain(metrics['source'])}: {metrics['windows']:,} windows, input {metrics['input_length']}, "
+                    f"horizon {metrics['horizon']}, {', '.join(plain(c) for c in metrics['targets'])}")
+    for col in ("forecast", "mse", "mae", "mse (units)", "mae (units)", "smape %", "mase"):
+        t.add_column(col, justify="left" if col == "forecast" else "right")
+    for name, m in rows:
+        t.add_row(name, f"{m['mse']:.4f}", f"{m['mae']:.4f}", f"{m['mse_original']:.4g}", f"{m['mae_original']:.4g}",
+                  f"{m['smape']:.2f}", f"{m['mase']:.3f}")
+    q = metrics.get("quantiles")
+    if q:
+        t.caption = (f"quantiles {', '.join(f'{x:g}' for x in q['levels'])}: {100 * q['coverage']:.1f} % of values "
+                     f"between the outermost two (nominal {100 * q['nominal']:.0f} %), pinball {q['pinball']:.4f}")
+    b = Table(title="mse / mae (z-scored) per horizon bucket")
+    b.add_column("steps ahead")
+    for name, _ in rows:
+        b.add_column(name, justify="right")
+    for k, bucket in enumerate(metrics["buckets"]):
+        b.add_row(bucket["steps"], *(f"{m['buckets'][k]['mse']:.3f}/{m['buckets'][k]['mae']:.3f}" for _, m in rows))
+    return t, b
+
+
+def line(result: dict) -> str:
+    """The forecast rows as tab-separated text: a header (time column and predicted columns), one row per step;
+    long form, a `series NAME` line first."""
+    cols = ([result["time_column"] or "time"] if result["times"] else ["step"]) + list(result["columns"])
+    lines = ([f"series {result['series']}"] if "series" in result else []) + ["\t".join(cols)]
+    for k, row in enumerate(result["forecast"]):
+        first = result["times"][k] if result["times"] else str(k + 1)
+        lines.append("\t".join([first] + [f"{v:.6g}" for v in row]))
+    return "\n".join(lines)
+
+
+def plot(metrics: dict, path, title: str = "") -> str:
+    """`eval --plot`: a panel per sampled window: the last input rows, the forecast and the actual values."""
+    from grutool.curves import _pyplot, check_png_path, save_png
+
+    path = check_png_path(path, option="plot")
+    samples = metrics.get("samples") or []
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(samples), 1, figsize=(9, 2.6 * len(samples)), squeeze=False)
+    for ax, s in zip(axes[:, 0], samples):
+        h, f = len(s["history"]), len(s["forecast"])
+        ax.plot(range(h), s["history"], color="0.4", lw=1, label="history")
+        ax.plot(range(h, h + f), s["actual"], color="tab:blue", lw=1.2, label="actual")
+        ax.plot(range(h, h + f), s["forecast"], color="tab:orange", lw=1.5, label="forecast")
+        if "lower" in s:
+            ax.fill_between(range(h, h + f), s["lower"], s["upper"], color="tab:orange", alpha=0.2,
+                            label="quantile band")
+        ax.axvline(h - 0.5, color="0.7", ls="--", lw=0.8)
+        ax.set_title(f"{s['column']}, window {s['window']} (forecast from {s['time']})", fontsize=9)
+        ax.set_xlabel("rows")
+        ax.legend(loc="upper left", fontsize=8)
+    fig.suptitle(title or "forecasts", fontsize=10)
+    fig.tight_layout()
+    save_png(fig, path, dpi=100)
+    plt.close(fig)
+    return str(path)

@@ -1,0 +1,459 @@
+"""The forecast family: windows stay in their split, the scaler sees train rows only, every window is scored,
+baselines match hand-computed values, the decoders agree in shape and are deterministic, resume is exact,
+exports match the model, and the CLI answers (train, eval, infer, init, shapes, bench, serve)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from grutool import rundir
+from grutool.checkpoint import load_checkpoint
+from grutool.config_file import parse_config
+from grutool.errors import TrainingInterrupted
+from grutool.families import get_task
+from grutool.training.loop import train
+
+from conftest import InterruptAt, invoke, shipped_config
+
+TASK = get_task("forecast")
+
+
+def sines(tmp: Path, rows: int = 240, **sections) -> dict:
+    """The shipped toy config on a shorter copy of its data (a fast run), `sections` merged in."""
+    src = Path(shipped_config("sines.yaml", tmp / "run")["data"]["train"])
+    lines = src.read_text(encoding="utf-8").splitlines(keepends=True)[:rows + 1]
+    data = tmp / "sines.csv"
+    data.parent.mkdir(parents=True, exist_ok=True)
+    data.write_text("".join(lines), encoding="utf-8")
+    raw = shipped_config("sines.yaml", tmp / "run", **sections)
+    for split in ("train", "validation", "test"):
+        raw["data"][split] = str(data)
+    raw["train"].update(epochs=2, batch_size=16)
+    return raw
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("forecast")
+    train(parse_config(sines(tmp)))
+    return tmp / "run"
+
+
+# --- windows and splits -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("split", ["borders", "fractions"])
+def test_windows_never_take_targets_from_outside_their_split(tmp_path, split):
+    raw = sines(tmp_path)
+    if split == "borders":
+        raw["data"].update(fractions=None, borders=[150, 190, 240])
+    cfg = parse_config(raw)
+    prepared = TASK.prepare(cfg)
+    from grutool.families.forecast.data import split_rows
+
+    rows = split_rows(cfg, 240)
+    L, H = cfg.data.input_length, cfg.data.horizon
+    for name, (lo, hi) in rows.items():
+        s = prepared.splits[name]
+        assert s.starts, name
+        for start in s.starts:
+            assert lo <= start + L and start + L + H <= hi, (name, start)  # every predicted row in the split
+            assert start >= (0 if name == "train" else max(0, lo - L))  # context only from before
+        # Every window the split allows is there: the first predicted row at lo (or at L for train), the last at hi - H.
+        assert s.starts[0] + L == (L if name == "train" else lo) and s.starts[-1] + L + H == hi
+        # Targets are the rows after the input, the split's own values.
+        k = len(s) // 2
+        assert torch.equal(s.targets[k], s.series[s.starts[k] + L:s.starts[k] + L + H])
+        assert torch.equal(s.ids[k], s.series[s.starts[k]:s.starts[k] + L])
+
+
+def test_the_published_borders_and_fractions_are_expressible(tmp_path):
+    cfg = parse_config(sines(tmp_path, **{"data": {"fractions": None, "borders": [8640, 11520, 14400]}}))
+    from grutool.families.forecast.data import split_rows, window_starts
+
+    assert split_rows(cfg, 17420) == {"train": (0, 8640), "validation": (8640, 11520), "test": (11520, 14400)}
+    assert len(window_starts((11520, 14400), 720, 96, context=True)) == 2880 - 96 + 1  # 2785 test windows
+    cfg = parse_config(sines(tmp_path))  # fractions 0.7 / 0.1 / 0.2, as the exchange-rate protocol
+    assert split_rows(cfg, 7588) == {"train": (0, 5311), "validation": (5311, 6071), "test": (6071, 7588)}
+
+
+def test_scaler_is_fitted_on_train_rows_only(tmp_path):
+    raw = sines(tmp_path)
+    before = TASK.prepare(parse_config(raw)).extra["scaler"]
+    path = Path(raw["data"]["train"])
+    lines = path.read_text().splitlines()
+    # Rows 168 on (validation and test, fractions 0.7 of 240) changed wildly: the scaler must not move.
+    changed = lines[:169] + [",".join([l.split(",")[0]] + ["1000.5"] * 3) for l in lines[169:]]
+    path.write_text("\n".join(changed) + "\n")
+    after = TASK.prepare(parse_config(raw)).extra["scaler"]
+    assert after == before
+    # ... while a change in a training row does move it.
+    path.write_text("\n".join(changed[:5] + [changed[5].split(",")[0] + ",9,9,9"] + changed[6:]) + "\n")
+    assert TASK.prepare(parse_config(raw)).extra["scaler"] != before
+
+
+def test_inverse_transform_round_trip(run):
+    saved = rundir.open_run(run)
+    scaler = saved.extra["scaler"]
+    x = np.random.default_rng(0).normal(10, 3, size=(5, 7, len(scaler)))
+    assert np.allclose(scaler.inverse(scaler.transform(x)), x)
+    t = torch.tensor(x)
+    assert torch.allclose(scaler.inverse(scaler.transform(t)), t)
+
+
+# --- metrics and baselines ------------------------------------------------------------------------
+
+
+def tiny_split(values, L, H, season, mean=0.0, std=1.0):
+    from grutool.families.forecast.data import Series, make_split
+
+    cfg = parse_config({"task": "forecast", "data": {"train": "x.csv", "input_length": L, "horizon": H},
+                        "model": {"bidirectional": False}, "train": {"monitor": "mse"}})
+    z = np.asarray(values, dtype=np.float64)[:, None]
+    return make_split(Series("x.csv", ["y"], z), z, [(0, 0, len(z))], "test", cfg, [0], [mean], [std], season, False)
+
+
+def test_baselines_match_hand_computed_values():
+    from grutool.families.forecast.metrics import ForecastMetrics
+
+    # z = 1..8, input 3 rows, horizon 2, season 2: windows start at 0..3, targets (4,5), (5,6), (6,7), (7,8).
+    split = tiny_split(range(1, 9), L=3, H=2, season=2, mean=10.0, std=2.0)
+    assert split.starts == [0, 1, 2, 3]
+    m = ForecastMetrics(split)
+    gold = torch.tensor([[[4.0], [5.0]], [[5.0], [6.0]], [[6.0], [7.0]], [[7.0], [8.0]]])
+    m.update(gold + 0.5, gold, loss=0.25)  # a model 0.5 too high everywhere
+    out = m.compute()
+    assert out["windows"] == 4 and out["mse"] == pytest.approx(0.25) and out["mae"] == pytest.approx(0.5)
+    assert out["mse_original"] == pytest.approx(0.25 * 4) and out["mae_original"] == pytest.approx(1.0)
+    b = out["baselines"]
+    # last value: the input's last row (s + 3) for both steps: errors 1 and 2.
+    assert b["last_value"]["mse"] == pytest.approx((1 + 4) / 2) and b["last_value"]["mae"] == pytest.approx(1.5)
+    assert [x["mse"] for x in b["last_value"]["buckets"]] == pytest.approx([1.0, 4.0])
+    # seasonal naive, season 2: rows s + 2 and s + 3 for targets s + 4 and s + 5: errors 2 and 2.
+    assert b["seasonal_naive"]["mse"] == pytest.approx(4.0) and b["seasonal_naive"]["mae"] == pytest.approx(2.0)
+    # train mean: 0 once z-scored: the targets themselves are the errors.
+    squares = [16, 25, 25, 36, 36, 49, 49, 64]
+    assert b["train_mean"]["mse"] == pytest.approx(sum(squares) / 8)
+    # MASE: the MAE over the mean |seasonal difference| (2) of the rows; sMAPE in original units.
+    assert out["mase"] == pytest.approx(0.5 / 2)
+    orig_gold = gold.numpy() * 2 + 10
+    orig_pred = orig_gold + 1.0
+    assert out["smape"] == pytest.approx(float(np.mean(200 * 1.0 / (orig_pred + orig_gold))))
+
+
+def test_every_test_window_is_scored(run):
+    from grutool.evaluate import evaluate
+
+    cfg = rundir.open_run(run).config
+    n = 240 - int(240 * 0.7) - int(240 * 0.2)  # validation rows
+    test_rows = int(240 * 0.2)
+    for batch_size in (7, 1000):  # a last batch smaller than the others, and one batch
+        out = evaluate(str(run), "test", batch_size=batch_size, device="cpu")
+        assert out["windows"] == test_rows - cfg.data.horizon + 1
+    assert evaluate(str(run), "validation", device="cpu")["windows"] == n - cfg.data.horizon + 1
+
+
+# --- the model ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm", "rnn"])
+@pytest.mark.parametrize("ci", [False, True])
+def test_decoders_agree_in_shape_and_are_deterministic(cell, ci):
+    from grutool.families.forecast.model import Forecaster
+
+    x = torch.randn(4, 24, 3, generator=torch.Generator().manual_seed(0))
+    for decoder in ("direct", "parallel", "autoregressive"):
+        for norm in ("none", "last", "revin"):
+            outs = []
+            for _ in range(2):
+                torch.manual_seed(1)
+                m = Forecaster(3, [0, 1, 2], 24, 10, 8, cell=cell, segment_length=4, decoder=decoder,
+                               channel_independent=ci, normalization=norm, dropout=0.3).eval()
+                with torch.no_grad():
+                    outs.append(m(x, None)[0])
+            assert outs[0].shape == (4, 10, 3), (decoder, norm)
+            assert torch.equal(outs[0], outs[1]), (decoder, norm)
+            # A batch gives each window what it gets alone.
+            with torch.no_grad():
+                assert torch.allclose(m(x[1:2], None)[0], outs[0][1:2], atol=1e-5)
+
+
+def test_last_value_normalisation_follows_a_shifted_window():
+    from grutool.families.forecast.model import Forecaster
+
+    torch.manual_seed(0)
+    m = Forecaster(2, [0, 1], 8, 4, 8, segment_length=2, decoder="parallel", channel_independent=True,
+                   normalization="last").eval()
+    x = torch.randn(3, 8, 2)
+    with torch.no_grad():
+        assert torch.allclose(m(x + 5.0, None)[0], m(x, None)[0] + 5.0, atol=1e-5)
+
+
+# --- training, resume, prediction, export ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stop_at", [4, 11])  # mid-epoch, at the epoch boundary (11 batches an epoch)
+def test_resume_equals_uninterrupted(tmp_path, stop_at):
+    raw = sines(tmp_path / "a", **{"model": {"head_dropout": 0.3}})  # dropout draws: resume must restore them
+    train(parse_config(raw))
+    reference = load_checkpoint(tmp_path / "a" / "run" / rundir.LAST)["model"]
+    raw["output_dir"] = str(tmp_path / "b")
+    with pytest.raises(TrainingInterrupted):
+        train(parse_config(raw), callbacks=[InterruptAt(stop_at)])
+    train(parse_config(raw), resume=True)
+    resumed = load_checkpoint(tmp_path / "b" / rundir.LAST)["model"]
+    assert resumed.keys() == reference.keys()
+    for k in reference:
+        assert torch.equal(resumed[k], reference[k]), k
+
+
+def recent(tmp: Path, rows: int = 40) -> Path:
+    lines = Path(rundir.open_run(tmp).config.data.train).read_text().splitlines()
+    path = tmp.parent / "recent.csv"
+    path.write_text("\n".join(lines[:1] + lines[-rows:]) + "\n")
+    return path
+
+
+def test_infer_forecasts_the_next_rows_in_original_units(run):
+    from grutool.predict import Predictor
+
+    p = Predictor(run, "cpu")
+    text = recent(run).read_text()
+    [r] = p.predict([text])
+    cfg = p.cfg
+    assert r["columns"] == ["a", "b", "load"] and len(r["forecast"]) == cfg.data.horizon
+    last = text.strip().splitlines()[-1].split(",")[0]
+    import datetime
+
+    day = datetime.date.fromisoformat(last)
+    assert r["times"][:2] == [str(day + datetime.timedelta(days=1)), str(day + datetime.timedelta(days=2))]
+    # The model's z-scored output, inverse-transformed with the training rows' scaler.
+    scaler = p.run.extra["scaler"]
+    rows = np.array([[float(v) for v in l.split(",")[1:]] for l in text.strip().splitlines()[1:]])
+    x = torch.tensor(scaler.transform(rows[-cfg.data.input_length:]), dtype=torch.float32)[None]
+    with torch.no_grad():
+        z = p.model(x, None)[0][0].double().numpy()
+    assert np.allclose(r["forecast"], scaler.inverse(z), atol=1e-5)
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_export_parity_and_backend(run, tmp_path, fmt):
+    from grutool.export import export
+    from grutool.predict import Predictor
+
+    out = tmp_path / ("m.onnx" if fmt == "onnx" else "m.pt")
+    report = export(run, fmt, out)
+    assert report["parity"]["ok"] and report["parity"]["max_abs_diff"]["forecast"] < 1e-4
+    meta = json.loads(Path(report["metadata"]).read_text())
+    assert meta["vocabularies"]["scaler"]["names"] == ["a", "b", "load"]
+    text = recent(run).read_text()
+    ref = Predictor(run, "cpu").predict([text])[0]["forecast"]
+    got = Predictor(run, backend=fmt, exported=out).predict([text])[0]["forecast"]
+    assert np.allclose(ref, got, atol=1e-4)
+
+
+# --- the command line -----------------------------------------------------------------------------------
+
+
+def test_cli_eval_table_json_and_plot(run, tmp_path):
+    result = invoke("eval", run, "--split", "test")
+    assert result.exit_code == 0, result.output
+    assert "last value" in result.output and "seasonal 7" in result.output and "steps ahead" in result.output
+    result = invoke("eval", run, "--split", "test", "--json", "--plot", tmp_path / "f.png")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert {"mse", "mae", "mse_original", "smape", "mase", "buckets", "baselines"} <= set(out)
+    assert set(out["baselines"]) == {"last_value", "seasonal_naive", "train_mean"}
+    assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_infer_jsonl_and_table(run):
+    path = recent(run)
+    result = invoke("infer", run, "--file", path, "--jsonl")
+    assert result.exit_code == 0, result.output
+    r = json.loads(result.stdout)
+    assert len(r["times"]) == len(r["forecast"]) == rundir.open_run(run).config.data.horizon
+    result = invoke("infer", run, "--file", path)
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == "date\ta\tb\tload" and lines[1].startswith(r["times"][0])
+
+
+def test_cli_infer_too_few_rows(run):
+    from conftest import assert_user_error
+
+    result = invoke("infer", run, "--file", recent(run, rows=5))
+    assert_user_error(result, "input 1: 5 rows", "data.input_length")
+
+
+def test_init_forecast_config_passes_dry_run(tmp_path, monkeypatch):
+    from conftest import ROOT
+
+    result = invoke("init", "forecast")
+    assert result.exit_code == 0, result.output
+    (tmp_path / "f.yaml").write_text(result.stdout)
+    monkeypatch.chdir(ROOT)
+    result = invoke("train", tmp_path / "f.yaml", "--dry-run", "-o", tmp_path / "never")
+    assert result.exit_code == 0, result.output
+    assert "forecast" in result.output and not (tmp_path / "never").exists()
+
+
+def test_shapes_and_bench_run_the_forecaster(run, tmp_path):
+    cfg = rundir.open_run(run).path / rundir.CONFIG
+    result = invoke("shapes", "--config", cfg)
+    assert result.exit_code == 0, result.output
+    result = invoke("bench", "--config", cfg, "--batch", "4", "--repeats", "1", "--warmup", "0",
+                    "--output", tmp_path / "b.json")
+    assert result.exit_code == 0, result.output
+
+
+def test_serve_answers_forecasts(run):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from grutool.predict import Predictor
+    from grutool.serve import Limits, build_app
+
+    p = Predictor(run, "cpu")
+    text = recent(run).read_text()
+    with TestClient(build_app(p, Limits(max_chars=100_000)), raise_server_exceptions=False) as client:
+        r = client.post("/predict", json={"texts": [text]})
+        assert r.status_code == 200, r.text
+        assert r.json()["results"][0]["forecast"] == p.predict([text])[0]["forecast"]
+        bad = client.post("/predict", json={"texts": ["date,a\n2024-01-01,1\n"]})
+        assert bad.status_code in (400, 422) and "error" in bad.json(), bad.text
+
+
+def test_quantile_scores_and_pinball_loss_by_hand():
+    from grutool.families.forecast.metrics import ForecastMetrics
+    from grutool.families.forecast.model import Forecaster
+
+    split = tiny_split(range(1, 9), L=3, H=2, season=2)
+    split.quantiles = [0.1, 0.5, 0.9]
+    gold = torch.tensor([[[4.0], [5.0]], [[5.0], [6.0]], [[6.0], [7.0]], [[7.0], [8.0]]])
+    # Quantiles gold - 1, gold, gold + 1 except the first window, whose band sits above its values.
+    q = torch.stack([gold - 1, gold, gold + 1], -1)
+    q[0] += 3
+    m = ForecastMetrics(split)
+    m.update(q, gold)
+    out = m.compute()
+    assert out["mse"] == pytest.approx(9 * 2 / 8)  # the median: 3 off on the first window's 2 values
+    assert out["quantiles"]["coverage"] == pytest.approx(6 / 8) and out["quantiles"]["nominal"] == pytest.approx(0.8)
+    # Hit rates (values at or below each quantile): the 0.1 quantile only on the first window (lifted by 3), the
+    # median always (equal, or 3 above), the 0.9 always.
+    assert out["quantiles"]["hit_rate"] == pytest.approx([2 / 8, 1.0, 1.0])
+    # The model's pinball loss: max(q * d, (q - 1) * d) averaged, d = target - prediction.
+    model = Forecaster(1, [0], 4, 2, 4, quantiles=[0.1, 0.9])
+    pred = model(torch.zeros(1, 4, 1), None)[0]  # (1, 2, 1, 2)
+    target = torch.tensor([[[1.0], [-1.0]]])
+    d = target.unsqueeze(-1) - pred
+    levels = torch.tensor([0.1, 0.9])
+    expected = torch.where(d >= 0, levels * d, (levels - 1) * d).mean()
+    assert torch.allclose(model(torch.zeros(1, 4, 1), None, target)[1], expected)
+
+
+def test_quantile_run_reports_coverage_and_infers_bands(tmp_path):
+    from grutool.predict import Predictor
+
+    raw = sines(tmp_path, **{"model": {"quantiles": [0.1, 0.5, 0.9]}})
+    train(parse_config(raw))
+    run = tmp_path / "run"
+    from grutool.evaluate import evaluate
+
+    out = evaluate(str(run), "test", device="cpu")
+    assert 0 <= out["quantiles"]["coverage"] <= 1 and len(out["quantiles"]["hit_rate"]) == 3
+    [r] = Predictor(run, "cpu").predict([recent(run).read_text()])
+    assert set(r["quantiles"]) == {"0.1", "0.5", "0.9"} and r["quantiles"]["0.5"] == r["forecast"]
+    lo, hi = np.array(r["quantiles"]["0.1"]), np.array(r["quantiles"]["0.9"])
+    assert lo.shape == hi.shape == (raw["data"]["horizon"], 3)
+
+
+def test_missing_values_filled_by_policy_and_eval_of_another_file(run, tmp_path):
+    from grutool.evaluate import evaluate
+
+    raw = sines(tmp_path, **{"data": {"missing": "interpolate"}})
+    path = Path(raw["data"]["train"])
+    lines = path.read_text().splitlines()
+    cells = lines[10].split(",")
+    lines[10] = ",".join(cells[:2] + [""] + cells[3:])  # column b empty on one training row
+    path.write_text("\n".join(lines) + "\n")
+    prepared = TASK.prepare(parse_config(raw))
+    s = prepared.splits["train"].series  # z-scored: the cell is the mean of its neighbours
+    assert torch.isclose(s[9, 1], (s[8, 1] + s[10, 1]) / 2, atol=1e-6)
+    # eval --data: a file other than the configured one is scored whole, every window.
+    other = tmp_path / "other.csv"
+    other.write_text("\n".join(lines[:1] + lines[-60:]) + "\n")
+    cfg = rundir.open_run(run).config
+    out = evaluate(str(run), "test", data=str(other), device="cpu")
+    assert out["windows"] == 60 - cfg.data.input_length - cfg.data.horizon + 1 and out["source"] == str(other)
+
+
+def long_form(tmp: Path, rows_per_series=(200, 180, 20)) -> Path:
+    """The toy sines as a long-form file: series s0, s1, ... (the last too short for a window), rows interleaved
+    by date, an id column."""
+    lines = (Path(shipped_config("sines.yaml", tmp)["data"]["train"]).read_text().splitlines())
+    header, body = lines[0], lines[1:]
+    rows, at = [], 0
+    for k, n in enumerate(rows_per_series):
+        for i, line in enumerate(body[at:at + n]):
+            date = body[i].split(",")[0]  # every series on the same dates: sorting interleaves them
+            rows.append((date, k, f"{date},s{k}," + ",".join(line.split(",")[1:])))
+        at += n
+    rows.sort()
+    path = tmp / "long.csv"
+    path.write_text("date,id," + ",".join(header.split(",")[1:]) + "\n" + "\n".join(r[2] for r in rows) + "\n")
+    return path
+
+
+def test_long_form_windows_stay_in_their_series(tmp_path, caplog, monkeypatch):
+    import logging
+
+    # Earlier CLI tests may leave grutool's logger pointed at their own (closed) streams: read it through caplog.
+    logger = logging.getLogger("grutool")
+    monkeypatch.setattr(logger, "handlers", [])
+    monkeypatch.setattr(logger, "propagate", True)
+    path = long_form(tmp_path)
+    raw = sines(tmp_path, **{"data": {"series_column": "id"}})
+    for split in ("train", "validation", "test"):
+        raw["data"][split] = str(path)
+    cfg = parse_config(raw)
+    with caplog.at_level("WARNING", logger="grutool"):
+        prepared = TASK.prepare(cfg)
+    assert any("1 of 3 series have no train window" in r.message for r in caplog.records)
+    from grutool.families.forecast.task import read_series
+
+    series = read_series(cfg, str(path))
+    assert series.ids == ["s0", "s1", "s2"] and series.parts == [(0, 200), (200, 380), (380, 400)]
+    L, H = cfg.data.input_length, cfg.data.horizon
+    for name, split in prepared.splits.items():
+        for s in split.starts:  # every window inside one series, its targets inside that series' split
+            first, last = next(p for p in series.parts if p[0] <= s < p[1])
+            assert s + L + H <= last, (name, s)
+        assert len(split) > 0
+    # One scaler over every series' training rows (70 % of each).
+    train = np.concatenate([series.values[a:a + int((b - a) * 0.7)] for a, b in series.parts])
+    assert np.allclose(prepared.extra["scaler"].mean, train.mean(0))
+    assert len(prepared.splits["train"]) == sum(int(n * 0.7) - L - H + 1 for n in (200, 180))
+
+
+def test_long_form_series_out_of_time_order(tmp_path):
+    from grutool.errors import UserError
+
+    path = long_form(tmp_path)
+    lines = path.read_text().splitlines()
+    # Swap the dates of two rows of series s1 (lines 3 and 6 hold its first two rows).
+    i, j = [k for k, l in enumerate(lines) if ",s1," in l][:2]
+    a, b = lines[i].split(",", 1), lines[j].split(",", 1)
+    lines[i], lines[j] = b[0] + "," + a[1], a[0] + "," + b[1]
+    path.write_text("\n".join(lines) + "\n")
+    raw = sines(tmp_path, **{"data": {"series_column": "id"}})
+    for split in ("train", "validation", "test"):
+        raw["data"][split] = str(path)
+    with pytest.raises(UserError, match=rf"long.csv:{j + 1}:1: timestamp .* of series 's1' is earlier than"):
+        TASK.prepare(parse_config(raw))
