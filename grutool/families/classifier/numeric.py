@@ -106,21 +106,8 @@ def parse(predictor, texts: list[str]) -> tuple[list[str], "EncodedSplit"]:
 
 def predict(task, predictor, texts: list[str], batch_size: int = 64) -> list[dict]:
     """One dict per sequence, in input order: id, label, probs (label -> probability)."""
-    import torch
-
-    from grutool.data.batching import sorted_batches
-
     ids, split = parse(predictor, texts)
-    labels = predictor.run.labels.itos
-    results: list[dict] = [{} for _ in texts]
-    with torch.no_grad():
-        for batch in sorted_batches(split, batch_size):
-            probs = task.infer_batch(predictor.model, batch.to(predictor.device))
-            for row, i in zip(probs, batch.index):
-                k = int(row.argmax())
-                results[i] = {"id": ids[i], "label": labels[k],
-                              "probs": {name: round(float(p), 6) for name, p in zip(labels, row)}}
-    return results
+    return task.labelled(predictor, split, [{"id": i} for i in ids], batch_size)
 
 
 def synthetic(cfg: Config, lengths: list[int], num_classes: int, generator):

@@ -277,25 +277,29 @@ class ClassifierTask(Task):
         sequence: the encoder gives it a zero state, so its prediction is the
         head's prior (its bias), the same every time.
         """
-        import torch
-
-        from grutool.data.batching import sorted_batches
-
         if is_numeric(predictor.cfg):
             from grutool.families.classifier import numeric
 
             return numeric.predict(self, predictor, texts, batch_size)
         run = predictor.run
         split = self.encode(predictor.cfg, run.vocab, run.labels, texts, None, chars=run.extra.get("chars"))
-        labels = run.labels.itos
-        results: list[dict] = [{} for _ in texts]
+        return self.labelled(predictor, split, [{"text": t} for t in texts], batch_size)
+
+    def labelled(self, predictor, split: EncodedSplit, heads: list[dict], batch_size: int) -> list[dict]:
+        """Each example of `split` as its `heads` entry (what names the input: text, or a sequence's id) with
+        its label and probs (label -> probability), in input order; text and numeric inputs alike."""
+        import torch
+
+        from grutool.data.batching import sorted_batches
+
+        labels = predictor.run.labels.itos
+        results = [dict(head) for head in heads]
         with torch.no_grad():
             for batch in sorted_batches(split, batch_size):
                 probs = self.infer_batch(predictor.model, batch.to(predictor.device))
                 for row, i in zip(probs, batch.index):
-                    k = int(row.argmax())
-                    results[i] = {"text": texts[i], "label": labels[k],
-                                  "probs": {name: round(float(p), 6) for name, p in zip(labels, row)}}
+                    results[i].update(label=labels[int(row.argmax())],
+                                      probs={name: round(float(p), 6) for name, p in zip(labels, row)})
         return results
 
 
