@@ -301,3 +301,12 @@ def test_time_delta_is_one_more_channel(tmp_path):
     raw["data"].pop("time_column")
     with pytest.raises(UserError, match="data.time_delta: the time between steps"):
         parse_config(raw)
+
+
+@pytest.mark.parametrize("name, channels", [("numeric.yaml", 2), ("sines.yaml", 3)])
+def test_the_data_line_counts_channels_not_a_vocabulary(name, channels):
+    """A model of numbers reads channels: the start-up line says how many (a token vocabulary would be <pad>, <unk>)."""
+    r = invoke("train", ROOT / "configs" / name, "--dry-run")
+    assert r.exit_code == 0, r.output
+    line = next(l for l in r.output.splitlines() if l.startswith("data:"))
+    assert f"; channels {channels} (" in line and "vocabulary" not in line, line
