@@ -14,6 +14,14 @@ def carries_state(model) -> bool:
     return streamable(model.encoder)
 
 
+def state_metadata(model) -> dict:
+    """The export metadata's `state` entry (what `TokenRuntime.run` feeds as h0) when the graph carries state."""
+    if not carries_state(model):
+        return {}
+    return {"state": {"input": "h0", "output": "h_n", "layers": model.encoder.num_layers,
+                      "hidden_size": model.encoder.hidden_size}}
+
+
 class ScoresGraph(nn.Module):
     """A model's `scores` as a graph (classifier and tagger): (ids, lengths[, chars][, h0]) -> its outputs,
     h_n only when the graph carries state."""

@@ -5,7 +5,11 @@ Torch-free: task modules import this at module level, and config validation must
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from typing import TYPE_CHECKING, Optional
+
+from grutool.errors import UserError, listed
 
 if TYPE_CHECKING:
     from grutool.config import Config
@@ -72,3 +76,18 @@ def check_numeric(cfg: Config) -> None:
             raise ValueError(f"model.{field}: for text; numeric sequences have no tokens")
     if m.token_dropout:
         raise ValueError("model.token_dropout: for text; use model.embedding_dropout on numeric sequences")
+
+
+def unseen_gold(source: str, name: str, gold: Counter, labels, *, kind: str = "labels", unit: str = "example(s)",
+                column: str = "label column", limit: Optional[int] = None) -> Counter:
+    """The gold `kind` of an evaluation split (`gold`: value -> count) that the model's `labels` never saw: a
+    UserError when none was seen (the wrong dataset or column, most likely), else a warning; they are scored
+    as errors. Text and numeric inputs, labels and tags alike."""
+    unseen = Counter({g: n for g, n in gold.items() if g not in labels.stoi})
+    if unseen and sum(unseen.values()) == sum(gold.values()):
+        raise UserError(f"{source}: none of its {kind} {sorted(unseen)[:10]} were seen in training "
+                        f"(model {kind}: {labels.itos[:10]}); is this the right dataset and {column}?")
+    if unseen:
+        logging.getLogger("grutool").warning("%s: %d %s have %s never seen in training, counted as errors: %s",
+                                             name, sum(unseen.values()), unit, kind, listed(unseen, limit))
+    return unseen

@@ -11,7 +11,7 @@ import torch
 
 from grutool.export.graph import Graph
 from grutool.export.parity import Parity
-from grutool.export.tokens import ScoresGraph, TokenRuntime, carries_state, token_inputs
+from grutool.export.tokens import ScoresGraph, TokenRuntime, state_metadata, token_inputs
 
 
 def graphs(model, vocab_size: int) -> list[Graph]:
@@ -35,11 +35,7 @@ class Runtime(TokenRuntime):
 
 
 def metadata(model) -> dict:
-    meta = {"pooling": model.pooling.kind}
-    if carries_state(model):
-        meta["state"] = {"input": "h0", "output": "h_n", "layers": model.encoder.num_layers,
-                         "hidden_size": model.encoder.hidden_size}
-    return meta
+    return {"pooling": model.pooling.kind, **state_metadata(model)}
 
 
 def parity(model, runtime, batch, parity: Parity) -> None:

@@ -12,8 +12,9 @@ import logging
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Optional
 
-from grutool.errors import UserError, listed
+from grutool.errors import UserError
 from grutool.families.base import Prepared
+from grutool.families.rules import unseen_gold
 from grutool.families.classifier.labels import check_label_names, name_labels
 
 if TYPE_CHECKING:
@@ -78,13 +79,7 @@ def encode_split(cfg: Config, vocabs: Any, source: str, name: str) -> "EncodedSp
     scored as errors (as for text)."""
     labels = vocabs.labels
     seqs = read(cfg, source)
-    unseen = Counter(g for g in seqs.labels if g not in labels.stoi)
-    if unseen and sum(unseen.values()) == len(seqs):
-        raise UserError(f"{source}: none of its labels {sorted(unseen)[:10]} were seen in training "
-                        f"(model labels: {labels.itos[:10]}); is this the right dataset and label column?")
-    if unseen:
-        log.warning("%s: %d example(s) have labels never seen in training, counted as errors: %s",
-                    name, sum(unseen.values()), listed(unseen))
+    unseen = unseen_gold(source, name, Counter(seqs.labels), labels)
     return encode(vocabs.extra["scaler"], labels, seqs, extra=sorted(unseen))
 
 

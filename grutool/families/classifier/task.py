@@ -7,11 +7,11 @@ import logging
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Optional
 
-from grutool.errors import UserError, clipped, listed
+from grutool.errors import UserError, clipped
 from grutool.families.base import Prepared, Task, synthetic_vocabs
 from grutool.families.classifier.labels import check_label_names, name_labels
 from grutool.families.rules import (check_columns, check_numeric, check_one_path_per_split, encoder_stream_reason,
-                                    is_numeric)
+                                    is_numeric, unseen_gold)
 
 if TYPE_CHECKING:
     from grutool.config import Config, DataConfig
@@ -186,13 +186,7 @@ class ClassifierTask(Task):
             return numeric.encode_split(cfg, vocabs, source, name)
         labels = vocabs.labels
         texts, gold = read_examples(cfg.data, source)
-        unseen = Counter(g for g in gold if g not in labels.stoi)
-        if unseen and sum(unseen.values()) == len(gold):
-            raise UserError(f"{source}: none of its labels {sorted(unseen)[:10]} were seen in training "
-                            f"(model labels: {labels.itos[:10]}); is this the right dataset and label column?")
-        if unseen:
-            log.warning("%s: %d example(s) have labels never seen in training, counted as errors: %s",
-                        name, sum(unseen.values()), listed(unseen))
+        unseen = unseen_gold(source, name, Counter(gold), labels)
         return self.encode(cfg, vocabs.vocab, labels, texts, gold, extra=sorted(unseen), chars=vocabs.extra.get("chars"))
 
     def vocabularies(self, cfg: Config) -> dict[str, tuple[str, type]]:

@@ -12,7 +12,7 @@ import torch
 
 from grutool.export.graph import Graph
 from grutool.export.parity import Parity
-from grutool.export.tokens import ScoresGraph, TokenRuntime, carries_state, token_inputs
+from grutool.export.tokens import ScoresGraph, TokenRuntime, state_metadata, token_inputs
 from grutool.families.tagger.postprocess import viterbi
 from grutool.modules.masking import length_mask
 
@@ -35,9 +35,7 @@ def metadata(model) -> dict:
         trans, start, end = model.crf.scores()
         meta["crf"] = {"transitions": trans.tolist(), "start": start.tolist(), "end": end.tolist(),
                        "decode": "viterbi (grutool/families/tagger/postprocess.py)"}
-    if carries_state(model):
-        meta["state"] = {"input": "h0", "output": "h_n", "layers": model.encoder.num_layers,
-                         "hidden_size": model.encoder.hidden_size}
+    meta.update(state_metadata(model))
     return meta
 
 

@@ -12,8 +12,9 @@ import logging
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from grutool.errors import UserError, listed
+from grutool.errors import UserError
 from grutool.families.base import Prepared
+from grutool.families.rules import unseen_gold
 
 if TYPE_CHECKING:
     from grutool.config import Config
@@ -71,14 +72,8 @@ def encode_split(task, cfg: Config, vocabs: Any, source: str, name: str) -> "Enc
     """A labelled evaluation split; tags the model never saw are reported, then scored as errors."""
     labels = vocabs.labels
     seqs = read(cfg, source)
-    all_tags = Counter(t for s in seqs.labels for t in s)
-    unseen = Counter({t: n for t, n in all_tags.items() if t not in labels.stoi})
-    if unseen and sum(unseen.values()) == sum(all_tags.values()):
-        raise UserError(f"{source}: none of its tags {sorted(unseen)[:10]} were seen in training "
-                        f"(model tags: {labels.itos[:10]}); is this the right dataset and data.label_column?")
-    if unseen:
-        log.warning("%s: %d step(s) have tags never seen in training, counted as errors: %s",
-                    name, sum(unseen.values()), listed(unseen, 10))
+    unseen_gold(source, name, Counter(t for s in seqs.labels for t in s), labels, kind="tags",
+                unit="step(s)", column="data.label_column", limit=10)
     return encode(vocabs.extra["scaler"], labels, seqs, task.model_scheme(cfg))
 
 

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from grutool.errors import UserError, listed
 from grutool.families.base import Prepared, Task, synthetic_vocabs
-from grutool.families.rules import check_numeric, check_one_path_per_split, encoder_stream_reason, is_numeric
+from grutool.families.rules import (check_numeric, check_one_path_per_split, encoder_stream_reason, is_numeric,
+                                    unseen_gold)
 
 if TYPE_CHECKING:
     from grutool.config import Config
@@ -176,14 +177,8 @@ class TaggerTask(Task):
         labels, intents = vocabs.labels, vocabs.extra.get("intents")
         sentences = self.read(cfg, source, name)
         tags = [s.tags for s in sentences]
-        all_tags = Counter(t for s in tags for t in s)
-        unseen = Counter({t: n for t, n in all_tags.items() if t not in labels.stoi})
-        if unseen and sum(unseen.values()) == sum(all_tags.values()):
-            raise UserError(f"{source}: none of its tags {sorted(unseen)[:10]} were seen in training "
-                            f"(model tags: {labels.itos[:10]}); is this the right dataset and data.tag_column?")
-        if unseen:
-            log.warning("%s: %d token(s) have tags never seen in training, counted as errors: %s",
-                        name, sum(unseen.values()), listed(unseen, 10))
+        unseen_gold(source, name, Counter(t for s in tags for t in s), labels, kind="tags",
+                    unit="token(s)", column="data.tag_column", limit=10)
         gold_intents = None
         if self.joint:
             gold_intents = [s.intent for s in sentences]
