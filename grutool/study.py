@@ -72,7 +72,8 @@ def parse_cells(text: str) -> list[str]:
 def plan(config: str | Path, cells: Sequence[str], seeds: int, overrides: Sequence[str] = (),
          study_dir: Optional[str | Path] = None) -> tuple[Path, list[Run]]:
     """Every run's config, validated before the first run trains (a cell the config cannot take, e.g.
-    `layer_norm` with lstm, is refused here). Seeds are train.seed, train.seed + 1, ..."""
+    `layer_norm` with lstm, is refused here). Seeds are train.seed, train.seed + 1, ...; runs go seed by seed, the
+    cells alternating within each seed."""
     from grutool.config_file import load_config
 
     if seeds < 1:
@@ -81,8 +82,9 @@ def plan(config: str | Path, cells: Sequence[str], seeds: int, overrides: Sequen
     study_dir = Path(study_dir) if study_dir is not None else Path("studies") / Path(config).stem
     check_output_folder(study_dir, "--output-dir")
     runs = []
-    for cell in cells:
-        for seed in range(base.train.seed, base.train.seed + seeds):
+    # seeds outer, cells inner: the cells alternate, so a change of machine load falls on both alike
+    for seed in range(base.train.seed, base.train.seed + seeds):
+        for cell in cells:
             name = f"{cell}-seed{seed}"
             extra = [f"model.cell={cell}", f"train.seed={seed}",
                      f"output_dir={jsonsafe.dumps(str(study_dir / RUNS / name))}"]
