@@ -60,3 +60,13 @@ class PeerFailure(UserError):
     other process's output, and the run directory keeps its last complete checkpoint."""
 
     exit_code = 1
+
+
+class WorkerFailed(UserError):
+    """`tune --jobs`: a trial's process ended without a result (killed, out of memory, a bug), so the search
+    stops: the other trials are stopped as Ctrl-C would (their last.pt saved, `--resume` continues them).
+
+    One line and exit code 1, like an unexpected failure, without this process's traceback: the cause is in the
+    trial's process, whose last line of output the message quotes."""
+
+    exit_code = 1

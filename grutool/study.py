@@ -24,7 +24,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -34,6 +33,7 @@ from grutool.atomic import check_output_folder, write_text_atomic
 from grutool.cells import CELLS
 from grutool.config import MINIMIZED_METRICS, Config
 from grutool.errors import UserError
+from grutool.jobs import child_env, thread_share
 from grutool.stats import ALPHA, mean_sd, paired_t
 
 log = logging.getLogger("grutool")
@@ -114,17 +114,8 @@ def run_study(config: str | Path, cells: Sequence[str], seeds: int, overrides: S
 
     if resume and overwrite:
         raise UserError("resume: contradicts overwrite; pick one", option="resume")
-    budget = threads or os.cpu_count() or 1
-    if jobs < 1 or jobs > budget:
-        raise UserError(f"jobs: {jobs} runs at once need at least {jobs} threads, and the budget is {budget} "
-                        f"(--threads, default: this machine's cores); lower --jobs", option="jobs")
     study_dir, runs = plan(config, cells, seeds, overrides, study_dir)
-    per_run = budget // jobs
-    if jobs > 1:
-        asked = runs[0].cfg.train.num_threads
-        if asked and asked * jobs > budget:
-            raise UserError(f"jobs: train.num_threads {asked} × {jobs} jobs is more than the budget of {budget} "
-                            f"threads; lower --jobs or train.num_threads", option="jobs")
+    per_run = thread_share(jobs, threads, runs[0].cfg.train.num_threads)
     plan_path = study_dir / PLAN
     if plan_path.is_file() and not (resume or overwrite):
         raise UserError(f"{study_dir}: a study is already there; add --resume to continue it (finished runs "
@@ -184,7 +175,7 @@ def _in_parallel(study_dir: Path, pending: list, jobs: int, per_run: int, resume
 
     from grutool.errors import TrainingInterrupted
 
-    env = {**os.environ, "OMP_NUM_THREADS": str(per_run), "MKL_NUM_THREADS": str(per_run)}
+    env = child_env(per_run)
 
     def one(item):
         i, run = item

@@ -42,6 +42,7 @@ import logging
 import math
 import os
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -50,6 +51,7 @@ from grutool import jsonsafe
 from grutool.atomic import check_output_folder, write_text_atomic
 from grutool.config import MINIMIZED_METRICS, Config
 from grutool.errors import UserError
+from grutool.jobs import child_env, thread_share
 
 log = logging.getLogger("grutool")
 
@@ -223,10 +225,12 @@ def _optuna():
     return optuna
 
 
-def make_sampler(name: str, params: list[Param], seed: int, where: str):
+def make_sampler(name: str, params: list[Param], seed: int, where: str, parallel: bool = False):
+    """`parallel`: trials run at once (--jobs); TPE then counts the running ones as bad (its constant liar, which
+    Optuna recommends for parallel runs), so trials started together do not all propose the same point."""
     optuna = _optuna()
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=parallel)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "grid":
@@ -247,6 +251,19 @@ def make_pruner(name, max_resource: int):
     if name == "none":
         return optuna.pruners.NopPruner()
     raise UserError(f"pruner: '{name}' is not one of {', '.join(PRUNERS)}", option="pruner")
+
+
+SQLITE_TIMEOUT = 60.0  # seconds a process waits for the SQLite file's write lock before "database is locked"
+
+
+def open_storage(url: str):
+    """Optuna's storage for `url`. SQLite with a busy timeout: processes sharing the file (--jobs, or more
+    terminals with --resume) wait for its lock, held for milliseconds per write, instead of failing at once
+    with "database is locked" (SQLite's own default wait is 5 s)."""
+    optuna = _optuna()
+    if url.startswith("sqlite:"):
+        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": SQLITE_TIMEOUT}})
+    return url
 
 
 def _alive(pid: int) -> bool:
@@ -283,12 +300,14 @@ def tune(config: str | Path, space: str | Path, trials: int, overrides: Sequence
          tune_dir: Optional[str | Path] = None, *, sampler: str = "tpe", pruner: Any = "median",
          seeds: int = 1, timeout: Optional[float] = None, storage: Optional[str] = None,
          study_name: Optional[str] = None, resume: bool = False, progress: bool | str = False,
-         callbacks: Sequence = (), on_trial: Optional[Callable[[TrialRecord, Optional[TrialRecord]], None]] = None
-         ) -> dict:
+         callbacks: Sequence = (), on_trial: Optional[Callable[[TrialRecord, Optional[TrialRecord]], None]] = None,
+         jobs: int = 1, threads: Optional[int] = None) -> dict:
     """Run `trials` trials in all (completed and pruned ones of a resumed study count) within `timeout` seconds;
     returns {"best": TrialRecord as a dict, "trials": [...], "best_yaml": path, "storage": url}.
 
-    `on_trial(record, best)` is called after each trial (the CLI prints a line)."""
+    `on_trial(record, best)` is called after each trial (the CLI prints a line). `jobs` > 1 trains that many
+    trials at once, each in its own process with `threads // jobs` threads (`threads`: the budget, default
+    every core; the rule of `grutool study --jobs`, grutool.jobs); see `_in_processes`."""
     from grutool.config_file import load_config
 
     if trials < 1:
@@ -296,6 +315,13 @@ def tune(config: str | Path, space: str | Path, trials: int, overrides: Sequence
     if seeds < 1:
         raise UserError(f"seeds: must be at least 1 (got {seeds})", option="seeds")
     base = load_config(config, list(overrides))
+    per_trial = thread_share(jobs, threads, base.train.num_threads, unit="trials")
+    if jobs > 1 and not isinstance(pruner, str):
+        raise UserError(f"pruner: with jobs > 1 give the pruner by name ({', '.join(PRUNERS)}): each trial's "
+                        f"process builds its own", option="pruner")
+    if jobs > 1 and callbacks:
+        raise UserError("callbacks: training callbacks run in the trial's process, so only with jobs 1",
+                        option="callbacks")
     if base.data.validation is None and base.data.dataset is None:
         raise UserError(f"{config}: data.validation is not set; tune scores trials on validation (never test), "
                         f"so give the config a validation split")
@@ -303,7 +329,7 @@ def tune(config: str | Path, space: str | Path, trials: int, overrides: Sequence
     tune_dir = Path(tune_dir) if tune_dir is not None else Path("tuning") / Path(config).stem
     check_output_folder(tune_dir, "--output-dir")
     optuna = _optuna()
-    the_sampler = make_sampler(sampler, params, base.train.seed, str(space))
+    the_sampler = make_sampler(sampler, params, base.train.seed, str(space), parallel=jobs > 1)
     the_pruner = make_pruner(pruner, base.train.epochs * seeds)
     monitor = base.train.monitor
     direction = "minimize" if monitor in MINIMIZED_METRICS else "maximize"
@@ -313,24 +339,27 @@ def tune(config: str | Path, space: str | Path, trials: int, overrides: Sequence
                         f"--output-dir")
     tune_dir.mkdir(parents=True, exist_ok=True)
     url = storage or f"sqlite:///{(tune_dir / DB).resolve()}"
+    store = open_storage(url)
     name = study_name or Path(config).stem
-    existing = [s.study_name for s in optuna.study.get_all_study_summaries(url)] if (storage or (tune_dir / DB).exists()) else []
+    existing = [s.study_name for s in optuna.study.get_all_study_summaries(store)] \
+        if (storage or (tune_dir / DB).exists()) else []
     if name in existing and not resume:
         raise UserError(f"{url}: holds a study '{name}' already; add --resume to continue it, or --study-name NEW")
-    study = optuna.create_study(storage=url, study_name=name, sampler=the_sampler, pruner=the_pruner,
+    study = optuna.create_study(storage=store, study_name=name, sampler=the_sampler, pruner=the_pruner,
                                 direction=direction, load_if_exists=True)
     earlier = len(study.get_trials(deepcopy=False))
     if earlier:  # resumed or shared: a sampler seeded as before proposes the same points again, so does
         # one seeded alike in another process sharing the study (its pid tells them apart)
         study.sampler = make_sampler(sampler, params, (base.train.seed + earlier * 7919 + os.getpid()) % 2**32,
-                                     str(space))
+                                     str(space), parallel=jobs > 1)
     if study.direction.name.lower() != direction:
         raise UserError(f"{url}: study '{name}' was created to {study.direction.name.lower()}, but "
                         f"train.monitor {monitor} should {direction}; use another --study-name")
     write_text_atomic(jsonsafe.dumps({"config": str(config), "overrides": list(overrides), "space": str(space),
                                       "params": [dataclasses.asdict(p) for p in params], "seeds": seeds,
                                       "monitor": monitor, "direction": direction, "storage": url,
-                                      "study_name": name, "sampler": sampler}, indent=2), plan_path)
+                                      "study_name": name, "sampler": sampler,
+                                      "pruner": pruner if isinstance(pruner, str) else None}, indent=2), plan_path)
     everything = study.get_trials(deepcopy=False)
     continued = {t.user_attrs.get("continues") for t in everything}
     for old in everything:
@@ -341,6 +370,42 @@ def tune(config: str | Path, space: str | Path, trials: int, overrides: Sequence
             study.enqueue_trial(old.params, user_attrs={"continues": old.number}, skip_if_exists=False)
 
     seeds_list = list(range(base.train.seed, base.train.seed + seeds))
+    objective = make_objective(config, overrides, params, seeds_list, tune_dir, monitor, progress, callbacks)
+    lock = threading.Lock()  # with jobs > 1, Optuna's threads finish trials: one writes the files at a time
+
+    def after(study, frozen) -> None:
+        with lock:
+            _write_outputs(study, tune_dir, config, overrides, seeds_list[0], monitor)
+            if on_trial is not None:
+                on_trial(record(frozen), _best(study))
+
+    # Failed trials do not count: an interrupted one runs again, continued, in a new trial.
+    done = sum(1 for t in study.get_trials(deepcopy=False)
+               if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
+    remaining = max(0, trials - done)
+    from grutool.errors import TrainingDiverged
+
+    if remaining:
+        # MaxTrialsCallback counts the storage's trials, so processes sharing a study stop at `trials` in all.
+        counted = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+        stop_at = [after, optuna.study.MaxTrialsCallback(trials, states=counted)]
+        if jobs == 1:
+            study.optimize(objective, n_trials=remaining, timeout=timeout, catch=(UserError, TrainingDiverged),
+                           callbacks=stop_at)
+        else:
+            _in_processes(study, params, tune_dir, jobs, per_trial, remaining, timeout, stop_at)
+    best_path = _write_outputs(study, tune_dir, config, overrides, seeds_list[0], monitor)
+    best = _best(study)
+    return {"best": dataclasses.asdict(best) if best else None, "best_yaml": str(best_path) if best_path else None,
+            "trials": [dataclasses.asdict(record(t)) for t in study.get_trials(deepcopy=False)],
+            "storage": url, "study_name": name, "monitor": monitor, "direction": direction, "dir": str(tune_dir)}
+
+
+def make_objective(config, overrides: Sequence[str], params: list[Param], seeds_list: list[int], tune_dir: Path,
+                   monitor: str, progress: bool | str = False, callbacks: Sequence = ()) -> Callable:
+    """Optuna's objective: the trial's runs (one per seed) trained, the mean of their best validation `monitor`.
+    Run in this process (jobs 1) or in a trial's own process (`_trial_process`), alike."""
+    from grutool.config_file import load_config
 
     def objective(trial) -> float:
         from grutool.errors import TrainingDiverged, TrainingInterrupted
@@ -348,6 +413,7 @@ def tune(config: str | Path, space: str | Path, trials: int, overrides: Sequence
         from grutool.training.callbacks import Pruning
         from grutool.training.loop import train
 
+        optuna = _optuna()
         trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("pid", os.getpid())
         chosen = {p.path: p.suggest(trial) for p in params}
@@ -388,27 +454,176 @@ def tune(config: str | Path, space: str | Path, trials: int, overrides: Sequence
             raise
         return sum(values) / len(values)
 
-    def after(study, frozen) -> None:
-        _write_outputs(study, tune_dir, config, overrides, seeds_list[0], monitor)
-        if on_trial is not None:
-            on_trial(record(frozen), _best(study))
+    return objective
 
-    # Failed trials do not count: an interrupted one runs again, continued, in a new trial.
-    done = sum(1 for t in study.get_trials(deepcopy=False)
-               if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
-    remaining = max(0, trials - done)
-    from grutool.errors import TrainingDiverged
 
-    if remaining:
-        # MaxTrialsCallback counts the storage's trials, so processes sharing a study stop at `trials` in all.
-        counted = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-        study.optimize(objective, n_trials=remaining, timeout=timeout, catch=(UserError, TrainingDiverged),
-                       callbacks=[after, optuna.study.MaxTrialsCallback(trials, states=counted)])
-    best_path = _write_outputs(study, tune_dir, config, overrides, seeds_list[0], monitor)
-    best = _best(study)
-    return {"best": dataclasses.asdict(best) if best else None, "best_yaml": str(best_path) if best_path else None,
-            "trials": [dataclasses.asdict(record(t)) for t in study.get_trials(deepcopy=False)],
-            "storage": url, "study_name": name, "monitor": monitor, "direction": direction, "dir": str(tune_dir)}
+# --- --jobs: trials in their own processes ----------------------------------------------------------
+
+
+class _ProcessDied(Exception):
+    """A trial's process ended without an answer (killed, out of memory, a bug): not a failed trial that the
+    search goes on past, but the end of the search (raised as WorkerFailed once every trial has stopped)."""
+
+
+def _in_processes(study, params: list[Param], tune_dir: Path, jobs: int, threads: int, n_trials: int,
+                  timeout: Optional[float], callbacks: list) -> None:
+    """`n_trials` trials, `jobs` at a time, each trained by a `python -m grutool.tune` process with `threads`
+    threads (OMP_NUM_THREADS and torch's own count).
+
+    Optuna's own threads (`optimize(n_jobs=jobs)`) ask and tell here, so the sampler, `timeout`, the
+    MaxTrialsCallback count and the grid's end stay this process's, and the trial lines come from here, one
+    at a time. This process suggests a trial's values; its process reads them back from the storage, trains,
+    reports each epoch to the pruner through the storage and answers one JSON line. The trial processes
+    run in their own sessions, so Ctrl-C reaches this process alone, which passes one SIGINT to each: every
+    run saves its last.pt, its trial is marked interrupted (`--resume` continues it), and the search ends
+    with TrainingInterrupted. A process that dies without answering ends the search with WorkerFailed, after
+    the others were stopped the same way."""
+    import signal
+    import subprocess
+    import sys
+
+    from grutool.errors import TrainingDiverged, TrainingInterrupted, WorkerFailed
+
+    optuna = _optuna()
+    running: set = set()
+    guard = threading.Lock()
+    state = {"stopping": False, "died": None}
+
+    def stop_all() -> None:
+        """One SIGINT to each running trial process (a second could cut its last.pt short); none start after."""
+        with guard:
+            if state["stopping"]:
+                return
+            state["stopping"] = True
+            for proc in running:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGINT)
+
+    def objective(trial) -> float:
+        for p in params:
+            p.suggest(trial)  # this process's sampler chooses; the trial's process reads the values back
+        trial.set_user_attr("host", socket.gethostname())
+        trial.set_user_attr("pid", os.getpid())  # until the trial's process records its own
+        with guard:
+            if state["stopping"]:
+                raise TrainingInterrupted(str(tune_dir))
+            proc = subprocess.Popen([sys.executable, "-m", "grutool.tune", str(tune_dir), str(trial._trial_id),
+                                     str(threads)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True, env=child_env(threads),
+                                    start_new_session=True)
+            running.add(proc)
+        try:
+            stdout, stderr = proc.communicate()
+        finally:
+            with guard:
+                running.discard(proc)
+        answer = _answer(stdout)
+        if proc.returncode == 0 and answer is not None:
+            for line in stderr.splitlines():  # the warnings its training logged, marked with the trial
+                if line.strip():
+                    log.warning("trial %d: %s", trial.number, line.strip())
+            if answer.get("state") == "complete":
+                return float(answer["value"])
+            if answer.get("state") == "pruned":
+                raise optuna.TrialPruned(answer.get("why"))
+            raise (TrainingDiverged if answer.get("diverged") else UserError)(str(answer.get("error")))
+        if proc.returncode == 130:  # stopped by us, or by a SIGINT of its own: the search stops
+            study.stop()
+            stop_all()
+            raise TrainingInterrupted(str(tune_dir))
+        why = next((line.strip() for line in reversed(stderr.splitlines()) if line.strip()), "no output")
+        message = (f"trial {trial.number}: its process (pid {proc.pid}) ended with exit code {proc.returncode} "
+                   f"and no result: {why}")
+        trial.set_user_attr("error", message)
+        with guard:
+            state["died"] = state["died"] or message
+        study.stop()
+        stop_all()
+        raise _ProcessDied(message)
+
+    def interrupt(signum, frame) -> None:
+        if not state["stopping"]:  # the first Ctrl-C: stop the trials, then the search
+            stop_all()
+            raise KeyboardInterrupt
+        log.warning("tune: stopping; waiting for the running trials to save their last.pt")
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, interrupt) if main else None
+    try:
+        study.optimize(objective, n_trials=n_trials, timeout=timeout, n_jobs=jobs,
+                       catch=(UserError, TrainingDiverged), callbacks=callbacks)
+    except (KeyboardInterrupt, TrainingInterrupted, _ProcessDied):
+        if state["died"]:
+            raise WorkerFailed(state["died"]) from None
+        raise TrainingInterrupted(str(tune_dir)) from None
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, previous)
+    if state["died"]:
+        raise WorkerFailed(state["died"])
+
+
+def _answer(stdout: str) -> Optional[dict]:
+    """The JSON line a trial's process ends its output with, or None."""
+    import json
+
+    lines = stdout.strip().splitlines()
+    try:
+        answer = json.loads(lines[-1]) if lines else None
+    except ValueError:
+        return None
+    return answer if isinstance(answer, dict) else None
+
+
+def _trial_process(argv: list[str]) -> int:
+    """`python -m grutool.tune TUNE_DIR TRIAL_ID THREADS`: train one trial of a `--jobs` tune, asked by the
+    process that started this one, and print its outcome as one JSON line: {"state": "complete", "value"},
+    {"state": "pruned"} or {"state": "fail", "error"}. Exit 130 when stopped by SIGINT (last.pt saved), also
+    when the parent process is gone."""
+    import json
+    import signal
+    import sys
+
+    from grutool.config_file import load_config
+    from grutool.errors import TrainingDiverged, TrainingInterrupted
+
+    tune_dir, trial_id, threads = Path(argv[0]), int(argv[1]), int(argv[2])
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.WARNING)
+    log.propagate = False
+    parent = os.getppid()
+
+    def orphaned() -> None:  # a parent killed outright: stop as Ctrl-C would, so the run keeps its last.pt
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=orphaned, daemon=True).start()
+    optuna = _optuna()
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+        plan = json.loads((tune_dir / PLAN).read_text(encoding="utf-8"))
+        base = load_config(plan["config"], plan["overrides"])
+        study = optuna.load_study(study_name=plan["study_name"], storage=open_storage(plan["storage"]),
+                                  pruner=make_pruner(plan["pruner"], base.train.epochs * plan["seeds"]))
+        params = [Param(**p) for p in plan["params"]]
+        seeds_list = list(range(base.train.seed, base.train.seed + plan["seeds"]))
+        objective = make_objective(plan["config"], plan["overrides"], params, seeds_list, tune_dir, plan["monitor"])
+        answer = {"state": "complete", "value": objective(optuna.trial.Trial(study, trial_id))}
+    except optuna.TrialPruned as exc:
+        answer = {"state": "pruned", "why": str(exc)}
+    except TrainingDiverged as exc:
+        answer = {"state": "fail", "error": str(exc), "diverged": True}
+    except UserError as exc:
+        answer = {"state": "fail", "error": str(exc)}
+    except (TrainingInterrupted, KeyboardInterrupt):
+        return 130
+    print(jsonsafe.dumps(answer), flush=True)
+    return 0
 
 
 def _best(study) -> Optional[TrialRecord]:
@@ -445,7 +660,7 @@ def plot(result: dict, path: str | Path) -> str:
 
     optuna = _optuna()
     plt = _pyplot()
-    study = optuna.load_study(study_name=result["study_name"], storage=result["storage"])
+    study = optuna.load_study(study_name=result["study_name"], storage=open_storage(result["storage"]))
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     done = [t for t in result["trials"] if t["value"] is not None and t["state"] in ("complete", "pruned")]
     for state, style in (("complete", dict(color="C0")), ("pruned", dict(facecolors="none", edgecolors="C1"))):
@@ -476,3 +691,9 @@ def plot(result: dict, path: str | Path) -> str:
     save_png(fig, path, dpi=110)
     plt.close(fig)
     return str(path)
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(_trial_process(sys.argv[1:]))

@@ -41,6 +41,10 @@ def tune(
     study_name: Optional[str] = typer.Option(None, "--study-name", metavar="NAME",
                                              help="Study name in the storage (default: the config name)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the study in the storage."),
+    jobs: int = typer.Option(1, "--jobs", min=1, metavar="N", help="Trials trained at once, each in its own "
+                                                                    "process."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, metavar="N",
+                                          help="Thread budget shared by the jobs (default: every core)."),
     plot: bool = typer.Option(False, "--plot", help="Also draw DIR/tune.png: history, importances (plot extra)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the trial lines, warnings and errors."),
 ):
@@ -58,6 +62,7 @@ def tune(
       grutool tune configs/atis.yaml --space space.yaml --trials 40
       grutool tune configs/atis.yaml --space space.yaml --trials 60 --resume
       grutool tune configs/atis.yaml --space space.yaml --timeout 7200 --plot
+      grutool tune configs/atis.yaml --space space.yaml --jobs 4   # 4 trials at once
       grutool tune configs/atis.yaml --space space.yaml \\
           --storage postgresql://user@host/db --study-name atis  # many machines
     """
@@ -84,7 +89,8 @@ def tune(
 
         result = lib.tune(config, space, trials, list(set_), output_dir, sampler=sampler.value,
                           pruner=pruner.value, seeds=seeds, timeout=timeout, storage=storage,
-                          study_name=study_name, resume=resume, progress=False, on_trial=line)
+                          study_name=study_name, resume=resume, progress=False, on_trial=line, jobs=jobs,
+                          threads=threads)
         best = result["best"]
         written = [Path(result["dir"]) / lib.TRIALS]
         if plot:
