@@ -32,6 +32,13 @@ terminals, or on more machines with an RDB `--storage`) share one study by runni
 finish at once). SQLite serves a few processes on one machine; for more, an RDB URL. A trial left running by a
 process of this machine that is gone (a kill), or stopped by Ctrl-C, is marked failed and its parameters run
 again in a new trial that continues the old run directories from their last.pt.
+
+`--jobs N`: N trials at once on this machine, each trained in its own process (`python -m grutool.tune`; torch
+training is CPU-bound, so threads would share one interpreter) with `--threads` ÷ N threads (grutool.jobs, the
+rule of `study --jobs`). This process asks and tells (Optuna's `n_jobs` threads, each waiting on one trial
+process), so `--trials`, `--timeout`, the sampler (TPE with its constant liar) and the trial lines stay here;
+the trial processes read their values from the storage and report their epochs to the pruner through it. The
+SQLite file is opened with a 60 s busy timeout, so processes wait for its lock rather than fail.
 """
 
 from __future__ import annotations
@@ -383,17 +390,21 @@ def tune(config: str | Path, space: str | Path, trials: int, overrides: Sequence
     done = sum(1 for t in study.get_trials(deepcopy=False)
                if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
     remaining = max(0, trials - done)
-    from grutool.errors import TrainingDiverged
+    from grutool.errors import TrainingDiverged, TrainingInterrupted, WorkerFailed
 
     if remaining:
         # MaxTrialsCallback counts the storage's trials, so processes sharing a study stop at `trials` in all.
         counted = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
         stop_at = [after, optuna.study.MaxTrialsCallback(trials, states=counted)]
-        if jobs == 1:
-            study.optimize(objective, n_trials=remaining, timeout=timeout, catch=(UserError, TrainingDiverged),
-                           callbacks=stop_at)
-        else:
-            _in_processes(study, params, tune_dir, jobs, per_trial, remaining, timeout, stop_at)
+        try:
+            if jobs == 1:
+                study.optimize(objective, n_trials=remaining, timeout=timeout, catch=(UserError, TrainingDiverged),
+                               callbacks=stop_at)
+            else:
+                _in_processes(study, params, tune_dir, jobs, per_trial, remaining, timeout, stop_at)
+        except (TrainingInterrupted, WorkerFailed):
+            _write_outputs(study, tune_dir, config, overrides, seeds_list[0], monitor)  # the stopped trials too
+            raise
     best_path = _write_outputs(study, tune_dir, config, overrides, seeds_list[0], monitor)
     best = _best(study)
     return {"best": dataclasses.asdict(best) if best else None, "best_yaml": str(best_path) if best_path else None,

@@ -62,7 +62,7 @@ def tune(
       grutool tune configs/atis.yaml --space space.yaml --trials 40
       grutool tune configs/atis.yaml --space space.yaml --trials 60 --resume
       grutool tune configs/atis.yaml --space space.yaml --timeout 7200 --plot
-      grutool tune configs/atis.yaml --space space.yaml --jobs 4   # 4 trials at once
+      grutool tune configs/atis.yaml --space space.yaml --jobs 4  # 4 at once
       grutool tune configs/atis.yaml --space space.yaml \\
           --storage postgresql://user@host/db --study-name atis  # many machines
     """

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +18,7 @@ import yaml
 from conftest import invoke
 from grutool import tune
 from grutool.config_file import load_config
-from grutool.errors import TrainingInterrupted
+from grutool.errors import TrainingInterrupted, UserError
 from grutool.runs import list_runs
 from grutool.training.loop import train
 from test_study import Counter, write_config
@@ -124,3 +128,91 @@ def test_shipped_spaces_fit_their_configs(name):
     root = Path(__file__).resolve().parents[2]
     params = tune.load_space(root / "configs" / "spaces" / f"{name}.yaml", root / "configs" / f"{name}.yaml")
     assert params and all(p.path in tune.config_paths() for p in params)
+
+
+# --- --jobs: trials in their own processes ------------------------------------------------------------
+
+
+def test_jobs_two_processes_share_four_trials(setup):
+    root, config, space = setup
+    result = invoke("tune", config, "--space", space, "--trials", "4", "--jobs", "2", "--threads", "2",
+                    "--sampler", "random", "--pruner", "none", "-o", root / "tj", "-q")
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stdout.splitlines() if line.startswith("trial")]
+    assert len(lines) == 4 and all(re.match(r"trial +\d complete +0\.\d{4} .*\| best 0\.\d{4}", line) for line in lines)
+    trials = read_trials(root / "tj" / tune.TRIALS)
+    assert sorted(t["number"] for t in trials) == [0, 1, 2, 3] and {t["state"] for t in trials} == {"complete"}
+    runs = [run for t in trials for run in t["runs"]]
+    assert sorted(Path(run).name for run in runs) == [f"000{n}-seed3" for n in range(4)]  # none lost or twice
+    assert all(json.loads((Path(run) / "summary.json").read_text())["epochs"] == 2 for run in runs)
+    study = optuna.load_study(study_name="tiny", storage=tune.open_storage(f"sqlite:///{root / 'tj' / tune.DB}"))
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4  # nothing more in the storage
+    pids = {t.user_attrs["pid"] for t in study.trials}
+    assert len(pids) == 4 and os.getpid() not in pids  # each trial trained in a process of its own
+    assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 4
+    best = yaml.safe_load((root / "tj" / tune.BEST).read_text())
+    winner = max(trials, key=lambda t: t["value"])
+    assert best["train"]["lr"] == winner["params"]["train.lr"]
+
+
+def _start(root, config, space, *extra) -> subprocess.Popen:
+    """`grutool tune --jobs 2` in a process of its own, with trials long enough to stop midway; returns once
+    both trials have finished an epoch."""
+    cmd = [sys.executable, "-m", "grutool", "tune", str(config), "--space", str(space), "--trials", "3", "--jobs",
+           "2", "--threads", "2", "--pruner", "none", "--set", "train.epochs=30", "-o", str(root / "tj"), "-q",
+           *extra]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and proc.poll() is None:
+        started = [p for p in (root / "tj" / "trials").glob("*/metrics.jsonl") if p.read_text().strip()]
+        if len(started) == 2:
+            return proc
+        time.sleep(0.2)
+    proc.kill()
+    raise AssertionError(f"the trials did not start: {proc.communicate()}")
+
+
+def _children(pid: int) -> list[int]:
+    """The processes `pid` started, from any of its threads (Optuna's threads start the trials)."""
+    return [int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
+
+
+def test_jobs_ctrl_c_stops_every_trial_and_resume_continues_them(setup):
+    root, config, space = setup
+    proc = _start(root, config, space)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("interrupted: saved ")
+    stopped = read_trials(root / "tj" / tune.TRIALS)
+    assert [t["state"] for t in stopped] == ["fail", "fail"]
+    assert all((Path(t["runs"][0]) / "last.pt").is_file() for t in stopped)
+    result = invoke("tune", config, "--space", space, "--trials", "3", "--jobs", "2", "--threads", "2", "--pruner",
+                    "none", "--set", "train.epochs=30", "-o", root / "tj", "-q", "--resume")
+    assert result.exit_code == 0, result.output
+    trials = read_trials(root / "tj" / tune.TRIALS)
+    assert sorted(t["state"] for t in trials) == ["complete"] * 3 + ["fail"] * 2
+    continued = [t for t in trials if t["state"] == "complete" and t["runs"] in [s["runs"] for s in stopped]]
+    assert len(continued) == 2  # both interrupted trials ran again, continuing their runs
+
+
+def test_jobs_a_trial_process_that_dies_is_one_line_and_exit_1(setup):
+    root, config, space = setup
+    proc = _start(root, config, space)
+    os.kill(_children(proc.pid)[0], signal.SIGKILL)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: trial ") and "exit code -9" in lines[0], err
+    assert sorted(t["state"] for t in read_trials(root / "tj" / tune.TRIALS)) == ["fail", "fail"]
+
+
+def test_jobs_need_threads_and_a_named_pruner(setup):
+    root, config, space = setup
+    with pytest.raises(UserError, match="jobs: 3 trials at once need at least 3 threads"):
+        tune.tune(config, space, 2, tune_dir=root / "tu", jobs=3, threads=2)
+    with pytest.raises(UserError, match="jobs: train.num_threads 2 × 2 jobs"):
+        tune.tune(config, space, 2, ["train.num_threads=2"], tune_dir=root / "tu", jobs=2, threads=2)
+    with pytest.raises(UserError, match="pruner: with jobs > 1"):
+        tune.tune(config, space, 2, tune_dir=root / "tu", jobs=2, threads=2, pruner=PruneTrial(0))
+    assert not (root / "tu").exists()
