@@ -179,8 +179,9 @@ class DataConfig(_Section):
     channel, after data.channels and standardised like them (irregular sampling becomes visible to the model;
     inputs typed to infer or serve then carry it too, as their last channel)."""
     per_step: bool = False
-    """Regressor on a long table: data.label_column holds a target per step (N->N: one prediction per step)
-    rather than one per sequence (N->1, every row of a sequence repeating it)."""
+    """Regressor: a target per step (N->N: one prediction per step) rather than one per sequence (N->1): a long
+    table's data.label_column on every row, or a .ts file whose cases end in one target per step, separated by
+    ',' (`...:0.5,0.7,0.2`, with @targetLabel true)."""
 
 
 class ModelConfig(_Section):

@@ -41,8 +41,9 @@ def is_prefix(p: Path) -> bool:
     return not p.exists() and p.parent.is_dir() and any(p.parent.glob(glob.escape(p.name) + ".*"))
 
 
-def read_data_inputs(task, cfg, path: str) -> list[str]:
-    """The inputs of a data file, read with the run's columns (see the module docstring)."""
+def read_data_inputs(task, cfg, path: str, vocabs=None) -> list[str]:
+    """The inputs of a data file, read with the run's columns (see the module docstring); `vocabs`: the run's
+    saved vocabularies, handed to the task (a numeric run's channels)."""
     p = Path(path)
     if not p.exists() and not is_prefix(p):
         raise UserError(f"{path}: input file not found")
@@ -53,4 +54,4 @@ def read_data_inputs(task, cfg, path: str) -> list[str]:
     if p.suffix.lower() in DATA_EXTENSIONS and data.format != "auto":
         # The run may declare a format for its own files (parallel_text, conllu): this file names its own.
         data = data.model_copy(update={"format": "auto"})
-    return task.read_inputs(cfg.model_copy(update={"data": data}), path)
+    return task.read_inputs(cfg.model_copy(update={"data": data}), path, vocabs)

@@ -342,7 +342,7 @@ def infer(
         _check_model(backend, model)
         predictor = Predictor(run_dir, device.value, backend=backend.value, exported=model)
         if as_data:
-            inputs += read_data_inputs(predictor.task, predictor.cfg, file)
+            inputs += read_data_inputs(predictor.task, predictor.cfg, file, predictor.run)
         from grutool.cli.render import renderer
         from grutool.families import accepting
 

@@ -2,11 +2,17 @@
 
 Two layouts:
 
-    .ts          one case per line (grutool.data.tsfile): channels separated by ':', values by ','
+    .ts          one case per line (grutool.data.tsfile): channels separated by ':', values by ','; the label
+                 after the last ':' (per step: one per step, separated by ',')
     long table   csv, tsv or parquet, a row per step: data.id_column names the sequence, data.channels its
                  values, data.time_column (optional) orders the rows of a sequence (with data.time_delta the
                  time since the previous step is one more channel), data.label_column holds the label (once
                  per sequence: every row of a sequence must agree; or per step for tagging)
+
+Either layout serves `infer --file` of a run trained on the other. A .ts file names no channels, so grutool
+calls them c1 ... cC (the run's scaler.json): a long table for a run trained on .ts files holds data.id_column
+(`id` unless the config said otherwise) and the columns c1 ... cC, a row per step in file order
+(`read_inputs`); a .ts file for a run trained on a table gives its channels in data.channels' order.
 
 Values are standardised per channel by the run's `Standardizer`, fitted on the training split only (its rows,
 missing values ignored) and saved in the run as `scaler.json`; validation, test and inference data are scaled
@@ -25,7 +31,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
@@ -73,17 +79,15 @@ def is_ts(d: "DataConfig", source: str) -> bool:
 
 
 def read_sequences(d: "DataConfig", source: str, need_labels: bool = True, per_step: bool = False) -> Sequences:
-    """One split's sequences (`per_step`: a label per step, from a long table), missing values per data.missing.
+    """One split's sequences (`per_step`: a label per step: a long table's label on every row, or a .ts case's
+    labels separated by ',', see grutool.data.tsfile), missing values per data.missing.
 
     `source` may end in a slice, `train.ts[:80%]` and `train.ts[80%:]`: the sequences of each label (all of
     them when unlabelled) are shuffled with data.split_seed and the slice of each is kept, so validation is
     carved from the training file, class by class, the same way every time."""
     path, lo, hi = split_slice(source)
     if is_ts(d, source):
-        seqs = _read_ts(path, need_labels or (lo, hi) != (0.0, 1.0))
-        if per_step:
-            raise UserError(f"{path}: a .ts file has one label per case; per-step labels need a long table "
-                            f"(data.channels and a label per row)")
+        seqs = _read_ts(path, need_labels or (lo, hi) != (0.0, 1.0), per_step)
     else:
         seqs = _read_table(d, path, need_labels, per_step)
     if (lo, hi) != (0.0, 1.0):
@@ -116,11 +120,11 @@ def _sliced(seqs: Sequences, lo: float, hi: float, seed: int, source: str) -> Se
     return Sequences(pick(seqs.values), seqs.channels, pick(seqs.ids), pick(seqs.labels), pick(seqs.where), source)
 
 
-def _read_ts(source: str, need_labels: bool) -> Sequences:
+def _read_ts(source: str, need_labels: bool, per_step: bool = False) -> Sequences:
     from grutool.data.loading import read_text
     from grutool.data.tsfile import read_ts
 
-    f = read_ts(source, read_text(source, "name a .ts file"), need_labels)
+    f = read_ts(source, read_text(source, "name a .ts file"), need_labels, per_step)
     channels = [f"c{i + 1}" for i in range(f.values[0].shape[1])]
     return Sequences(f.values, channels, f.ids, f.labels, [f"{source}:{n}" for n in f.lines], source)
 
@@ -207,6 +211,32 @@ def apply_missing(seqs: Sequences, policy: str) -> Sequences:
                             f"has no value to fill from ({policy}); set data.missing: mask or fill the data")
         seqs.values[i] = filled.astype(np.float32)
     return seqs
+
+
+def read_inputs(d: "DataConfig", source: str, scaler: Optional["Standardizer"] = None) -> Sequences:
+    """`infer --file`: the unlabelled sequences of `source`, read with the run's data settings `d`. A table for
+    a run trained on .ts files (no data.channels) is read by the channel names of the run's `scaler`; a table
+    without them is refused with one line naming the columns it needs."""
+    if not is_ts(d, source) and not d.channels and scaler is not None:
+        from grutool.data.tables import read_table
+
+        fmt = d.format if d.format in TABLE_FORMATS else "auto"
+        columns = read_table(split_slice(source)[0], fmt, header=d.header, column_names=d.column_names).columns
+        wanted = [d.id_column, *scaler.names]
+        missing = [c for c in wanted if c not in columns]
+        if missing:
+            raise UserError(f"{source}: has no column {', '.join(map(repr, missing[:5]))}"
+                            f"{' ...' if len(missing) > 5 else ''}; this run was trained on .ts files of "
+                            f"{len(scaler)} channel(s), so a table for it has the columns {', '.join(wanted[:13])}"
+                            f"{' ...' if len(wanted) > 13 else ''} (a row per step, the channels in the .ts "
+                            f"order; has: {clipped(', '.join(columns), 120)})")
+        d = d.model_copy(update={"channels": list(scaler.names)})
+    return read_sequences(d, source, need_labels=False)
+
+
+def saved_scaler(vocabs: Any) -> Optional["Standardizer"]:
+    """A run's scaler from its saved vocabularies (`SavedRun`; every numeric family names it `scaler`), or None."""
+    return vocabs.extra.get("scaler") if vocabs is not None else None
 
 
 def fit_scaler(seqs: Sequences) -> "Standardizer":

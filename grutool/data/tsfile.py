@@ -11,6 +11,15 @@
     @data
     1.8,1.9,1.9:-0.2,-0.1,-0.2:3      channel 1 : channel 2 : label; values of a channel separated by ','
 
+Labels per step (grutool's convention for the tagger, and the regressor with data.per_step; sktime has none):
+the field after the last ':' holds one label per step, separated by ',' as the values are, in step order:
+
+    @classLabel true high low         the tags, each declared once
+    1.8,1.9,1.9:-0.2,-0.1,-0.2:low,high,high
+
+With `@targetLabel true` they are real numbers (`...:0.5,0.7,0.2`). A case needs exactly as many labels as
+steps, and a label then holds no ','.
+
 Every disagreement between the header and the data, and every value that is not a number, is a UserError
 naming `file:line`. A missing value ('?' or NaN) is read as NaN; what becomes of it is the caller's rule
 (`data.missing`, see `grutool.data.numeric`). Timestamped values (`(t,v)` pairs) are not read.
@@ -54,7 +63,8 @@ class TsFile:
 
     path: str
     values: list[np.ndarray]          # each (T_i, C) float32, NaN where missing
-    labels: Optional[list[str]]       # the label (or target, as written) of each case; None when unlabelled
+    labels: Optional[list]            # the label (or target, as written) of each case, per_step a list of them per
+                                      # case; None when unlabelled
     lines: list[int]                  # each case's line number
     header: TsHeader
 
@@ -135,8 +145,10 @@ def parse_channels(fields: list[str], where: str) -> np.ndarray:
     return np.asarray(columns, dtype=np.float32).T.copy()  # (T, C)
 
 
-def read_ts(path: str, text: str, need_labels: bool = True) -> TsFile:
-    """The cases of a `.ts` file's text (read by the caller); see the module docstring for the checks."""
+def read_ts(path: str, text: str, need_labels: bool = True, per_step: bool = False) -> TsFile:
+    """The cases of a `.ts` file's text (read by the caller); see the module docstring for the checks.
+    `per_step`: each case's label field holds a label per step (TsFile.labels: a list of str per case).
+    Without `need_labels` (inference) the labels are dropped unread: TsFile.labels is None."""
     header = TsHeader()
     values: list[np.ndarray] = []
     labels: list[str] = []
@@ -165,18 +177,26 @@ def read_ts(path: str, text: str, need_labels: bool = True) -> TsFile:
                                 f"{'@targetLabel' if header.target else '@classLabel'} true; add ':<label>' "
                                 f"or fix the header")
             label = fields.pop().strip()
-            if not label:
+            if not need_labels:  # read for inference: the labels are ignored, so are their mistakes
+                label = None
+            elif not label:
                 raise UserError(f"{where}: the label after the last ':' is empty; write the case's label")
-            if header.target:
-                try:
-                    float(label)
-                except ValueError:
-                    raise UserError(f"{where}: target {clipped(label, 40)!r} is not a number, but the header "
-                                    f"declares @targetLabel true; write a number") from None
-            elif header.class_labels and label not in header.class_labels:
-                raise UserError(f"{where}: label {clipped(label, 40)!r} is not among @classLabel's "
-                                f"({', '.join(header.class_labels[:10])}); add it to the header or fix the case")
-            labels.append(label)
+            case = [] if label is None else [part.strip() for part in label.split(",")] if per_step else [label]
+            for k, one in enumerate(case, start=1):
+                step = f" (step {k})" if per_step else ""
+                if not one:
+                    raise UserError(f"{where}: step {k}'s label is empty; write one label per step, separated "
+                                    f"by ','")
+                if header.target:
+                    try:
+                        float(one)
+                    except ValueError:
+                        raise UserError(f"{where}: target {clipped(one, 40)!r}{step} is not a number, but the "
+                                        f"header declares @targetLabel true; write a number") from None
+                elif header.class_labels and one not in header.class_labels:
+                    raise UserError(f"{where}: label {clipped(one, 40)!r}{step} is not among @classLabel's "
+                                    f"({', '.join(header.class_labels[:10])}); add it to the header or fix the case")
+            labels.append(None if label is None else case if per_step else label)
         if header.dimensions is not None and len(fields) != header.dimensions:
             raise UserError(f"{where}: {len(fields)} channel(s), but @dimensions is {header.dimensions} "
                             f"(line {header.lines.get('dimensions', header.lines.get('univariate'))}); "
@@ -185,6 +205,9 @@ def read_ts(path: str, text: str, need_labels: bool = True) -> TsFile:
             raise UserError(f"{where}: {len(fields)} channel(s), but the case on line {lines[0]} has "
                             f"{values[0].shape[1]} (ragged channel counts); give every case the same channels")
         x = parse_channels(fields, where)
+        if per_step and labels and labels[-1] is not None and len(labels[-1]) != len(x):
+            raise UserError(f"{where}: {len(labels[-1])} step label(s) after the last ':', but the case has {len(x)} "
+                            f"steps; write one label per step, separated by ','")
         if header.missing is False and np.isnan(x).any():
             raise UserError(f"{where}: a missing value ('?'), but the header declares @missing false "
                             f"(line {header.lines['missing']}); set @missing true or fill the value")
@@ -203,7 +226,7 @@ def read_ts(path: str, text: str, need_labels: bool = True) -> TsFile:
     if need_labels and not header.labelled:
         raise UserError(f"{path}: no labels (the header declares neither @classLabel true nor @targetLabel true); "
                         f"a labelled split needs them")
-    return TsFile(path, values, labels if header.labelled else None, lines, header)
+    return TsFile(path, values, labels if header.labelled and need_labels else None, lines, header)
 
 
 def parse_case(text: str, channels: int, where: str = "input") -> np.ndarray:

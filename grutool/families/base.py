@@ -187,9 +187,10 @@ class Task:
 
     # --- prediction ---------------------------------------------------------------------------
 
-    def read_inputs(self, cfg: "Config", source: str) -> list[str]:
+    def read_inputs(self, cfg: "Config", source: str, vocabs: Any = None) -> list[str]:
         """`infer --file` of a data file: the inputs of `source`, read as training reads its files (the run's
-        columns; labels and targets ignored), each as the text `predict` takes."""
+        columns; labels and targets ignored), each as the text `predict` takes. `vocabs`: the run's saved
+        vocabularies (a `SavedRun`) when known, for what the config does not say (numeric: the channels)."""
         raise UserError(f"{source}: task {self.name} reads inputs one per line only; use --format lines")
 
     def check_options(self, predictor, **options) -> None:

@@ -283,10 +283,6 @@ def test_tagger_labels_every_step(tmp_path):
     assert [r["tags"] for r in rows] == [p.predict([t])[0]["tags"] for t in texts]  # batch = one by one
     r = invoke("export", tmp_path / "run", "--format", "torchscript")
     assert r.exit_code == 0, r.output
-    raw["data"]["train"] = str(ROOT / "data/numeric/train.ts")
-    raw["data"].pop("channels")
-    with pytest.raises(UserError, match="a .ts file has one label per case"):
-        parse_config(raw)
 
 
 def test_time_delta_is_one_more_channel(tmp_path):
@@ -310,3 +306,101 @@ def test_the_data_line_counts_channels_not_a_vocabulary(name, channels):
     assert r.exit_code == 0, r.output
     line = next(l for l in r.output.splitlines() if l.startswith("data:"))
     assert f"; channels {channels} (" in line and "vocabulary" not in line, line
+
+
+# --- per-step labels from .ts files; infer --file across layouts ---------------------------------
+
+
+STEP_HEADER = "@dimensions 2\n@equalLength false\n@classLabel true low high\n@data\n"
+
+
+def test_ts_step_labels_one_per_step():
+    f = read_ts("x.ts", STEP_HEADER + "1,2,3:4,5,6:low,high,high\n1,2:3,4: low , low\n", per_step=True)
+    assert f.labels == [["low", "high", "high"], ["low", "low"]] and [len(x) for x in f.values] == [3, 2]
+    assert read_ts("x.ts", STEP_HEADER + "1,2,3:4,5,6:low\n".replace("low", "high"), per_step=False).labels == ["high"]
+
+
+@pytest.mark.parametrize("body, expect", [
+    ("1,2,3:4,5,6:low,high\n", "x.ts:5: 2 step label(s) after the last ':', but the case has 3 steps"),
+    ("1,2,3:4,5,6:low,mid,high\n", "x.ts:5: label 'mid' (step 2) is not among @classLabel's (low, high)"),
+    ("1,2,3:4,5,6:low,,high\n", "x.ts:5: step 2's label is empty"),
+])
+def test_ts_step_label_errors_name_file_and_line(body, expect):
+    with pytest.raises(UserError) as e:
+        read_ts("x.ts", STEP_HEADER + body, per_step=True)
+    assert str(e.value).startswith(expect), str(e.value)
+
+
+def ts_from_csv(csv: Path, out: Path, label: str = "phase") -> list[str]:
+    """A long table (id, step, a, b, label per row) as a .ts file whose cases end in a label per step; its ids."""
+    import pandas as pd
+
+    frame = pd.read_csv(csv)
+    lines, ids = [], []
+    for seq_id, rows in frame.groupby("id", sort=False):
+        rows = rows.sort_values("step")
+        lines.append(":".join(",".join(f"{v:.9g}" for v in rows[c]) for c in ("a", "b")) + ":"
+                     + ",".join(rows[label]))
+        ids.append(str(seq_id))
+    tags = " ".join(sorted(frame[label].unique()))
+    out.write_text(f"@problemName steps\n@dimensions 2\n@equalLength false\n@classLabel true {tags}\n@data\n"
+                   + "\n".join(lines) + "\n", encoding="utf-8")
+    return ids
+
+
+def test_tagger_reads_step_labels_from_ts_as_from_a_long_table(tmp_path):
+    """The same sequences and tags as .ts files train the weights the long table trains; batch = one by one."""
+    splits = ("train", "validation", "test")
+    for s in splits:
+        ts_from_csv(ROOT / f"data/numeric/{s}.csv", tmp_path / f"{s}.ts")
+    raw = {"task": "tagger", "output_dir": str(tmp_path / "csv"),
+           "data": {**{s: str(ROOT / f"data/numeric/{s}.csv") for s in splits},
+                    "channels": ["a", "b"], "time_column": "step", "label_column": "phase"},
+           "model": {"embedding_dim": 16, "hidden_size": 16},
+           "train": {"batch_size": 16, "epochs": 3, "lr": 0.01, "patience": None, "monitor": "token_accuracy"}}
+    table = train(parse_config(raw), progress=False)
+    raw["output_dir"] = str(tmp_path / "ts")
+    raw["data"] = {s: str(tmp_path / f"{s}.ts") for s in splits}
+    steps = train(parse_config(raw), progress=False)
+    assert steps["best"] == table["best"]
+    a = load_checkpoint(tmp_path / "csv" / rundir.BEST)["model"]
+    b = load_checkpoint(tmp_path / "ts" / rundir.BEST)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    r = invoke("eval", tmp_path / "ts", "--split", "test", "--json")
+    assert r.exit_code == 0, r.output
+    p = Predictor(tmp_path / "ts", "cpu")
+    texts = p.task.read_inputs(p.cfg, str(tmp_path / "test.ts"), p.run)
+    rows = p.predict(texts)
+    assert [r["id"] for r in rows[:2]] == ["1", "2"]
+    assert [len(r["tags"]) for r in rows] == [len(parse_text(t, 2)[1]) for t in texts]
+    assert [r["tags"] for r in rows] == [p.predict([t])[0]["tags"] for t in texts]  # batch = one by one
+
+
+def long_csv(ts: Path, out: Path, columns=("c1", "c2")) -> None:
+    """A .ts file's cases as a long table: id, step, the channels, one row per step (and a column to ignore)."""
+    f = read_ts(str(ts), ts.read_text(encoding="utf-8"), need_labels=False)
+    rows = [f"id,step,{','.join(columns)},note"]
+    for seq_id, x in zip(f.ids, f.values):
+        rows += [f"{seq_id},{t},{','.join(f'{v:.9g}' for v in step)},x" for t, step in enumerate(x)]
+    out.write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+
+def test_infer_file_csv_on_a_run_trained_on_ts(run, tmp_path):
+    """A long csv of the channels c1, c2 (as the run's scaler.json names them) predicts what the .ts file does."""
+    long_csv(ROOT / "data/numeric/test.ts", tmp_path / "new.csv")
+    from_ts = invoke("infer", run, "--file", ROOT / "data/numeric/test.ts", "--jsonl")
+    from_csv = invoke("infer", run, "--file", tmp_path / "new.csv", "--jsonl")
+    assert from_ts.exit_code == 0 and from_csv.exit_code == 0, from_csv.output
+    assert from_csv.stdout == from_ts.stdout and len(from_csv.stdout.splitlines()) == 45
+    p = Predictor(run, "cpu")
+    texts = p.task.read_inputs(p.cfg, str(tmp_path / "new.csv"), p.run)
+    assert [r["label"] for r in p.predict(texts)] == [p.predict([t])[0]["label"] for t in texts]
+
+
+def test_infer_file_csv_without_the_trained_channels_is_one_line(run, tmp_path):
+    long_csv(ROOT / "data/numeric/test.ts", tmp_path / "new.csv", columns=("x", "c2"))
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    r = invoke("infer", run, "--file", tmp_path / "new.csv")
+    assert_user_error(r, "new.csv: has no column 'c1'", "trained on .ts files of 2 channel(s)",
+                      "the columns id, c1, c2", "has: id, step, x, c2, note")
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before

@@ -120,3 +120,21 @@ def test_a_target_per_step(tmp_path):
     m = RegressionMetrics()
     m.update(torch.tensor([[1.0, 2.0, 9.0]]), torch.tensor([[1.0, 3.0, -100.0]]))  # the last step is padding
     assert m.compute()["n"] == 2 and m.compute()["mse"] == pytest.approx(0.5)
+
+
+def test_a_target_per_step_from_a_ts_file(tmp_path):
+    """A .ts case may end in one target per step, separated by ',' (grutool.data.tsfile), read with data.per_step."""
+    from grutool.errors import UserError
+    from grutool.families import get_task
+
+    head = "@dimensions 1\n@equalLength false\n@targetLabel true\n@data\n"
+    (tmp_path / "x.ts").write_text(head + "1,2,3:0.5,0.7,0.2\n4,5:1.5,-2\n", encoding="utf-8")
+    raw = shipped_config("numeric_regression.yaml", tmp_path / "run")
+    raw["data"] = {"train": str(tmp_path / "x.ts"), "per_step": True}
+    raw["model"].pop("pooling")
+    cfg = parse_config(raw)
+    seqs, targets = get_task("regressor").read(cfg, str(tmp_path / "x.ts"))
+    assert [t.tolist() for t in targets] == [[0.5, 0.7, 0.2], [1.5, -2.0]] and [len(x) for x in seqs.values] == [3, 2]
+    (tmp_path / "x.ts").write_text(head + "1,2,3:0.5,up,0.2\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"x.ts:5: target 'up' \(step 2\) is not a number"):
+        get_task("regressor").read(cfg, str(tmp_path / "x.ts"))

@@ -83,11 +83,12 @@ def encode_split(cfg: Config, vocabs: Any, source: str, name: str) -> "EncodedSp
     return encode(vocabs.extra["scaler"], labels, seqs, extra=sorted(unseen))
 
 
-def read_inputs(cfg: Config, source: str) -> list[str]:
-    """Each sequence of a .ts file or long table as `id<TAB>values` (grutool.data.numeric.format_text)."""
-    from grutool.data.numeric import as_texts
+def read_inputs(cfg: Config, source: str, vocabs: Any = None) -> list[str]:
+    """Each sequence of a .ts file or long table as `id<TAB>values` (grutool.data.numeric.format_text); a table
+    for a run trained on .ts files by the channel names of its scaler (grutool.data.numeric.read_inputs)."""
+    from grutool.data.numeric import as_texts, read_inputs as read_unlabelled, saved_scaler
 
-    return as_texts(read(cfg, source, need_labels=False))
+    return as_texts(read_unlabelled(cfg.data, source, saved_scaler(vocabs)))
 
 
 def parse(predictor, texts: list[str]) -> tuple[list[str], "EncodedSplit"]:

@@ -251,11 +251,11 @@ class ClassifierTask(Task):
         logits, _ = model(batch.ids, batch.lengths, **batch.extra_inputs())
         return torch.softmax(logits.float(), dim=-1).cpu()  # (B, C)
 
-    def read_inputs(self, cfg: Config, source: str) -> list[str]:
+    def read_inputs(self, cfg: Config, source: str, vocabs: Any = None) -> list[str]:
         if is_numeric(cfg):
             from grutool.families.classifier import numeric
 
-            return numeric.read_inputs(cfg, source)
+            return numeric.read_inputs(cfg, source, vocabs)
         return read_examples(cfg.data, source, need_labels=False)[0]
 
     def check_inputs(self, predictor, texts: list[str]) -> None:

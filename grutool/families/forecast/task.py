@@ -266,7 +266,7 @@ class ForecastTask(Task):
     def infer_batch(self, model, batch, **options):
         return model(batch.ids, batch.lengths)[0].float().cpu()  # (B, H, T) z-scored ((B, H, T, Q): quantiles)
 
-    def read_inputs(self, cfg: "Config", source: str) -> list[str]:
+    def read_inputs(self, cfg: "Config", source: str, vocabs: Any = None) -> list[str]:
         """`infer --file`: the table's last input_length rows as one input (csv text with its header); long form
         (data.series_column), one input per series, each its own last rows."""
         from grutool.data.tables import read_table

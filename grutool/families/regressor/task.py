@@ -42,9 +42,6 @@ class RegressorTask(Task):
                              "true, or a csv/tsv/parquet table with data.channels")
         check_numeric(cfg)
         check_one_path_per_split(cfg)
-        if cfg.data.per_step and not cfg.data.channels:
-            raise ValueError("data.per_step: a target per step comes from a long table (data.channels and "
-                             "data.label_column on every row); a .ts file has one target per case")
 
     def traces_real(self, cfg: Config) -> bool:
         return True
@@ -166,11 +163,12 @@ class RegressorTask(Task):
         pred, _ = model(batch.ids, batch.lengths)
         return pred.float().cpu()  # (B,) z-scores; per step (B, T)
 
-    def read_inputs(self, cfg: Config, source: str) -> list[str]:
-        """Each sequence of a .ts file or long table as `id<TAB>values` (grutool.data.numeric.format_text)."""
-        from grutool.data.numeric import as_texts
+    def read_inputs(self, cfg: Config, source: str, vocabs: Any = None) -> list[str]:
+        """Each sequence of a .ts file or long table as `id<TAB>values` (grutool.data.numeric.format_text); a
+        table for a run trained on .ts files by the channel names of its scaler (grutool.data.numeric)."""
+        from grutool.data.numeric import as_texts, read_inputs, saved_scaler
 
-        return as_texts(self.read(cfg, source, need_targets=False)[0])
+        return as_texts(read_inputs(cfg.data, source, saved_scaler(vocabs)))
 
     def parse(self, predictor, texts: list[str]) -> tuple[list[str], EncodedSplit]:
         from grutool.data.batching import EncodedSplit

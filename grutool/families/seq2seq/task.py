@@ -152,7 +152,7 @@ class Seq2SeqTask(Task):
         targets = [self.target_tokenizer(cfg)(p.target) for p in pairs]
         return pairs, sources, targets
 
-    def read_inputs(self, cfg: Config, source: str) -> list[str]:
+    def read_inputs(self, cfg: Config, source: str, vocabs: Any = None) -> list[str]:
         from grutool.families.seq2seq.data import read_pairs
 
         return [p.source for p in read_pairs(cfg.data, source, "input")]

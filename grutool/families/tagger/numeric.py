@@ -1,6 +1,7 @@
 """The tagger on numeric sequences (N -> N: a label per step, from a long table whose data.label_column holds each
-row's label; see grutool.data.numeric): what differs from text is reading, scaling and encoding; the model (with
-the numeric front-end), metrics and spans are the tagger's own.
+row's label, or a .ts file whose cases end in one label per step, `...:low,high,high`; see grutool.data.numeric
+and grutool.data.tsfile): what differs from text is reading, scaling and encoding; the model (with the numeric
+front-end), metrics and spans are the tagger's own.
 
 The run's token vocabulary is empty (<pad>, <unk>); its `scaler.json` (the Standardizer fitted on train) holds the
 channels. A prediction is {"id", "tags", "spans"}: one tag per step.
@@ -77,11 +78,12 @@ def encode_split(task, cfg: Config, vocabs: Any, source: str, name: str) -> "Enc
     return encode(vocabs.extra["scaler"], labels, seqs, task.model_scheme(cfg))
 
 
-def read_inputs(cfg: Config, source: str) -> list[str]:
-    """Each sequence of a long table as `id<TAB>values` (grutool.data.numeric.format_text)."""
-    from grutool.data.numeric import as_texts
+def read_inputs(cfg: Config, source: str, vocabs: Any = None) -> list[str]:
+    """Each sequence of a .ts file or long table as `id<TAB>values` (grutool.data.numeric.format_text); a table
+    for a run trained on .ts files by the channel names of its scaler (grutool.data.numeric.read_inputs)."""
+    from grutool.data.numeric import as_texts, read_inputs as read_unlabelled, saved_scaler
 
-    return as_texts(read(cfg, source, need_labels=False))
+    return as_texts(read_unlabelled(cfg.data, source, saved_scaler(vocabs)))
 
 
 def parse(predictor, texts: list[str]) -> tuple[list[str], "EncodedSplit"]:

@@ -41,9 +41,6 @@ class TaggerTask(Task):
         if is_numeric(cfg):
             check_numeric(cfg)
             check_one_path_per_split(cfg)
-            if not cfg.data.channels:
-                raise ValueError("data.channels: a tagger reads a label per step from a long table (csv, tsv, "
-                                 "parquet: data.channels and data.label_column); a .ts file has one label per case")
             if self.joint:
                 raise ValueError("task: joint reads text; numeric sequences are read by tasks classifier, tagger "
                                  "and regressor")
@@ -71,11 +68,11 @@ class TaggerTask(Task):
             return split_slice(cfg.data.train)[0]
         return super().train_file(cfg)
 
-    def read_inputs(self, cfg: Config, source: str) -> list[str]:
+    def read_inputs(self, cfg: Config, source: str, vocabs: Any = None) -> list[str]:
         if is_numeric(cfg):
             from grutool.families.tagger import numeric
 
-            return numeric.read_inputs(cfg, source)
+            return numeric.read_inputs(cfg, source, vocabs)
         from grutool.families.tagger.data import read_sentences
 
         # The tokens as the file splits them, joined by spaces: what `predict` splits again.
