@@ -264,13 +264,29 @@ SQLITE_TIMEOUT = 60.0  # seconds a process waits for the SQLite file's write loc
 
 
 def open_storage(url: str):
-    """Optuna's storage for `url`. SQLite with a busy timeout: processes sharing the file (--jobs, or more
-    terminals with --resume) wait for its lock, held for milliseconds per write, instead of failing at once
-    with "database is locked" (SQLite's own default wait is 5 s)."""
+    """Optuna's storage for `url`; for SQLite, one that processes (--jobs, or more terminals with --resume)
+    and threads can share:
+
+    - a busy timeout: a process waits for the file's lock, held for milliseconds per write, instead of failing
+      with "database is locked" (SQLite's own default wait is 5 s);
+    - every transaction `BEGIN IMMEDIATE` (SQLAlchemy's recipe for pysqlite): SQLite has no SELECT ... FOR
+      UPDATE, so without it two askers can both read an enqueued trial as waiting and both run it (the second
+      then fails with "Cannot tell a COMPLETE trial"); Optuna's FAQ counts this among SQLite's limits."""
     optuna = _optuna()
-    if url.startswith("sqlite:"):
-        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": SQLITE_TIMEOUT}})
-    return url
+    if not url.startswith("sqlite:"):
+        return url
+    from sqlalchemy import event
+
+    # isolation_level None: pysqlite emits no BEGIN of its own, the listener below does
+    storage = optuna.storages.RDBStorage(url, engine_kwargs={
+        "connect_args": {"timeout": SQLITE_TIMEOUT, "isolation_level": None}})
+
+    @event.listens_for(storage.engine, "begin")
+    def _write_lock_first(conn) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    storage.engine.dispose()  # connections opened before the listener (schema checks) are not reused
+    return storage
 
 
 def _alive(pid: int) -> bool:
