@@ -38,7 +38,8 @@ training is CPU-bound, so threads would share one interpreter) with `--threads` 
 rule of `study --jobs`). This process asks and tells (Optuna's `n_jobs` threads, each waiting on one trial
 process), so `--trials`, `--timeout`, the sampler (TPE with its constant liar) and the trial lines stay here;
 the trial processes read their values from the storage and report their epochs to the pruner through it. The
-SQLite file is opened with a 60 s busy timeout, so processes wait for its lock rather than fail.
+SQLite file is opened with a 60 s busy timeout and write-locking transactions (`open_storage`), so processes
+wait for its lock rather than fail, and never take one enqueued trial twice.
 """
 
 from __future__ import annotations
@@ -362,10 +363,10 @@ def tune(config: str | Path, space: str | Path, trials: int, overrides: Sequence
                         f"--output-dir")
     tune_dir.mkdir(parents=True, exist_ok=True)
     url = storage or f"sqlite:///{(tune_dir / DB).resolve()}"
+    known = storage is not None or (tune_dir / DB).exists()  # before opening: that creates the file
     store = open_storage(url)
     name = study_name or Path(config).stem
-    existing = [s.study_name for s in optuna.study.get_all_study_summaries(store)] \
-        if (storage or (tune_dir / DB).exists()) else []
+    existing = [s.study_name for s in optuna.study.get_all_study_summaries(store)] if known else []
     if name in existing and not resume:
         raise UserError(f"{url}: holds a study '{name}' already; add --resume to continue it, or --study-name NEW")
     study = optuna.create_study(storage=store, study_name=name, sampler=the_sampler, pruner=the_pruner,
