@@ -418,6 +418,9 @@ def tune(config: str | Path, space: str | Path, trials: int, overrides: Sequence
                 study.optimize(objective, n_trials=remaining, timeout=timeout, catch=(UserError, TrainingDiverged),
                                callbacks=stop_at)
             else:
+                if sampler == "grid":  # the grid stops the search only once a trial ends, too late for trials
+                    # started beside it (they would repeat a point): start no more than the points left
+                    remaining = min(remaining, _grid_left(study, params, str(space)))
                 _in_processes(study, params, tune_dir, jobs, per_trial, remaining, timeout, stop_at)
         except (TrainingInterrupted, WorkerFailed):
             _write_outputs(study, tune_dir, config, overrides, seeds_list[0], monitor)  # the stopped trials too
@@ -486,6 +489,16 @@ def make_objective(config, overrides: Sequence[str], params: list[Param], seeds_
 
 
 # --- --jobs: trials in their own processes ----------------------------------------------------------
+
+
+def _grid_left(study, params: list[Param], where: str) -> int:
+    """Trials a grid search still has to run: its points no finished trial took, and the enqueued trials."""
+    optuna = _optuna()
+    size = math.prod(len(p.grid(where)) for p in params)
+    trials = study.get_trials(deepcopy=False)
+    taken = {t.system_attrs["grid_id"] for t in trials if t.state.is_finished() and "grid_id" in t.system_attrs}
+    waiting = sum(t.state == optuna.trial.TrialState.WAITING for t in trials)
+    return max(size - len(taken), 0) + waiting
 
 
 class _ProcessDied(Exception):

@@ -229,3 +229,11 @@ def test_sqlite_storage_gives_each_enqueued_trial_to_one_asker(tmp_path):
         study.optimize(lambda t: t.suggest_float("x", 0, 100), n_trials=30, n_jobs=4)
         assert sorted(t.params["x"] for t in study.trials) == [float(i) for i in range(30)]
         assert {t.state.name for t in study.trials} == {"COMPLETE"}
+
+
+def test_jobs_grid_runs_each_point_once(setup):
+    root, config, _ = setup
+    (root / "grid.yaml").write_text("model.hidden_size: {int: [4, 8], step: 4}\n", encoding="utf-8")
+    result = tune.tune(config, root / "grid.yaml", 5, tune_dir=root / "tg", sampler="grid", pruner="none", jobs=2,
+                       threads=2)
+    assert sorted(t["params"]["model.hidden_size"] for t in result["trials"]) == [4, 8]  # no third, repeated point
