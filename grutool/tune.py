@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import enum
 import logging
 import math
 import os
@@ -102,6 +103,19 @@ class Param:
         if self.kind == "int":
             return trial.suggest_int(self.path, self.low, self.high, step=self.step or 1, log=self.log)
         return trial.suggest_float(self.path, self.low, self.high, step=self.step, log=self.log)
+
+    def contains(self, value) -> bool:
+        """Whether `value` is a point of this entry (a choice, or inside the range and on its step)."""
+        if self.kind == "categorical":
+            return any(value == c and type(value) is type(c) for c in self.choices)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not self.low <= value <= self.high:
+            return False
+        if self.kind == "int" and value != int(value):
+            return False
+        if self.step:
+            k = (value - self.low) / self.step
+            return abs(k - round(k)) < 1e-9
+        return True
 
 
 def config_paths(model=None, prefix: str = "") -> list[str]:
@@ -186,6 +200,17 @@ def parse_space(raw: Any, source: str, lines: dict) -> list[Param]:
     return params
 
 
+def config_values(cfg, params: list[Param]) -> dict:
+    """The config's own value at each entry's dotted path."""
+    values = {}
+    for p in params:
+        node = cfg
+        for part in p.path.split("."):
+            node = getattr(node, part)
+        values[p.path] = getattr(node, "value", node) if isinstance(node, enum.Enum) else node
+    return values
+
+
 def _override(path: str, value) -> str:
     return f"{path}={jsonsafe.dumps(value)}"  # JSON is YAML: strings stay strings, numbers numbers
 
@@ -222,6 +247,7 @@ class TrialRecord:
     seconds: Optional[float]
     runs: list
     error: Optional[str] = None
+    baseline: bool = False    # the config's own values (the first trial of a new study)
 
 
 def _optuna():
@@ -317,7 +343,8 @@ def record(trial) -> TrialRecord:
     start, end = trial.datetime_start, trial.datetime_complete
     return TrialRecord(trial.number, trial.state.name.lower(), dict(trial.params), trial.value,
                        (end - start).total_seconds() if start and end else None,
-                       list(trial.user_attrs.get("runs", [])), trial.user_attrs.get("error"))
+                       list(trial.user_attrs.get("runs", [])), trial.user_attrs.get("error"),
+                       bool(trial.user_attrs.get("baseline")))
 
 
 def tune(config: str | Path, space: str | Path, trials: int, overrides: Sequence[str] = (),
@@ -325,13 +352,14 @@ def tune(config: str | Path, space: str | Path, trials: int, overrides: Sequence
          seeds: int = 1, timeout: Optional[float] = None, storage: Optional[str] = None,
          study_name: Optional[str] = None, resume: bool = False, progress: bool | str = False,
          callbacks: Sequence = (), on_trial: Optional[Callable[[TrialRecord, Optional[TrialRecord]], None]] = None,
-         jobs: int = 1, threads: Optional[int] = None) -> dict:
+         jobs: int = 1, threads: Optional[int] = None, baseline: bool = True) -> dict:
     """Run `trials` trials in all (completed and pruned ones of a resumed study count) within `timeout` seconds;
     returns {"best": TrialRecord as a dict, "trials": [...], "best_yaml": path, "storage": url}.
 
     `on_trial(record, best)` is called after each trial (the CLI prints a line). `jobs` > 1 trains that many
     trials at once, each in its own process with `threads // jobs` threads (`threads`: the budget, default
-    every core; the rule of `grutool study --jobs`, grutool.jobs); see `_in_processes`."""
+    every core; the rule of `grutool study --jobs`, grutool.jobs); see `_in_processes`. `baseline`: a new study's
+    first trial runs the config's own values when they all lie inside the space (not with the grid sampler)."""
     from grutool.config_file import load_config
 
     if trials < 1:
@@ -392,6 +420,17 @@ def tune(config: str | Path, space: str | Path, trials: int, overrides: Sequence
             if old.state == optuna.trial.TrialState.RUNNING:
                 study.tell(old.number, state=optuna.trial.TrialState.FAIL)
             study.enqueue_trial(old.params, user_attrs={"continues": old.number}, skip_if_exists=False)
+
+    if baseline and sampler != "grid" and not everything:  # a new study only
+        # The first trial is the config as given, so the best trial can only match or beat it on validation
+        # and the sampler starts from a known point.
+        own = config_values(base, params)
+        outside = [f"{p.path}={own[p.path]!r}" for p in params if not p.contains(own[p.path])]
+        if outside:
+            log.warning("the config's own %s %s outside the space, so no trial runs the config as given",
+                        ", ".join(outside), "is" if len(outside) == 1 else "are")
+        else:
+            study.enqueue_trial(own, user_attrs={"baseline": True}, skip_if_exists=False)
 
     seeds_list = list(range(base.train.seed, base.train.seed + seeds))
     objective = make_objective(config, overrides, params, seeds_list, tune_dir, monitor, progress, callbacks)

@@ -45,6 +45,8 @@ def tune(
                                                                     "process."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, metavar="N",
                                           help="Thread budget shared by the jobs (default: every core)."),
+    baseline: bool = typer.Option(True, "--baseline/--no-baseline",
+                                  help="First trial: the config's own values, when the space holds them."),
     plot: bool = typer.Option(False, "--plot", help="Also draw DIR/tune.png: history, importances (plot extra)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the trial lines, warnings and errors."),
 ):
@@ -82,7 +84,8 @@ def tune(
             took = "-" if rec.seconds is None else f"{rec.seconds:.1f} s"
             chosen = " ".join(f"{k}={_short(v)}" for k, v in rec.params.items())
             best_text = f"best {best.value:.4f} (trial {best.number})" if best is not None else "best -"
-            out.print(f"trial {rec.number:>3} {rec.state:<8} {figure:>8} {took:>9}  {chosen}  | {best_text}",
+            given = "  (the config as given)" if rec.baseline else ""
+            out.print(f"trial {rec.number:>3} {rec.state:<8} {figure:>8} {took:>9}  {chosen}{given}  | {best_text}",
                       markup=False)
             if rec.error:
                 err.print(f"  trial {rec.number}: {rec.error}", markup=False)
@@ -90,7 +93,7 @@ def tune(
         result = lib.tune(config, space, trials, list(set_), output_dir, sampler=sampler.value,
                           pruner=pruner.value, seeds=seeds, timeout=timeout, storage=storage,
                           study_name=study_name, resume=resume, progress=False, on_trial=line, jobs=jobs,
-                          threads=threads)
+                          threads=threads, baseline=baseline)
         best = result["best"]
         written = [Path(result["dir"]) / lib.TRIALS]
         if plot:

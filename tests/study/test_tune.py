@@ -237,3 +237,48 @@ def test_jobs_grid_runs_each_point_once(setup):
     result = tune.tune(config, root / "grid.yaml", 5, tune_dir=root / "tg", sampler="grid", pruner="none", jobs=2,
                        threads=2)
     assert sorted(t["params"]["model.hidden_size"] for t in result["trials"]) == [4, 8]  # no third, repeated point
+
+
+def test_first_trial_is_the_config_as_given_when_the_space_holds_it(setup, caplog):
+    root, config, space = setup
+    cfg = load_config(config)
+    space.write_text(f"train.lr: {{float: [{cfg.train.lr / 2}, {cfg.train.lr * 2}], log: true}}\n"
+                     f"model.hidden_size: {{int: [4, 12], step: 4}}\n", encoding="utf-8")
+    assert tune.Param("model.hidden_size", "int", 4, 12, 4).contains(cfg.model.hidden_size)
+    result = tune.tune(config, space, 2, tune_dir=root / "tb", sampler="random")
+    first = result["trials"][0]
+    assert first["baseline"] and first["params"] == {"train.lr": cfg.train.lr,
+                                                     "model.hidden_size": cfg.model.hidden_size}
+    assert not result["trials"][1]["baseline"]
+    # the baseline trial trains exactly the config: the same best as `grutool train` on it
+    retrained = load_config(config, [f"output_dir={root / 'plain'}"])
+    assert train(retrained)["best"] == first["value"]
+    # a resumed study does not queue it again
+    again = tune.tune(config, space, 3, tune_dir=root / "tb", sampler="random", resume=True)
+    assert [t["baseline"] for t in again["trials"]] == [True, False, False]
+
+
+def test_no_baseline_trial_when_the_config_lies_outside_the_space_or_it_is_turned_off(setup, caplog):
+    root, config, space = setup
+    cfg = load_config(config)
+    space.write_text("model.hidden_size: {int: [12, 16], step: 4}\n", encoding="utf-8")  # the config has 8
+    assert cfg.model.hidden_size == 8
+    result = tune.tune(config, space, 1, tune_dir=root / "out", sampler="random")
+    assert not result["trials"][0]["baseline"] and result["trials"][0]["params"]["model.hidden_size"] in (12, 16)
+    assert "model.hidden_size=8 is outside the space" in caplog.text
+    space.write_text("model.hidden_size: {int: [4, 12], step: 4}\n", encoding="utf-8")
+    result = invoke("tune", config, "--space", space, "--trials", "1", "--no-baseline", "--sampler", "random",
+                    "-o", root / "off", "-q")
+    assert result.exit_code == 0, result.output
+    assert "config as given" not in result.stdout
+    assert not read_trials(root / "off" / tune.TRIALS)[0]["baseline"]
+
+
+@pytest.mark.parametrize("param, value, inside", [
+    (tune.Param("a", "int", 4, 12, 4), 8, True), (tune.Param("a", "int", 4, 12, 4), 10, False),
+    (tune.Param("a", "int", 4, 12, 4), 16, False), (tune.Param("a", "float", 0.1, 0.5), 0.3, True),
+    (tune.Param("a", "float", 1e-6, 1e-3, log=True), 0.0, False), (tune.Param("a", "float", 0.0, 1.0, 0.25), 0.5, True),
+    (tune.Param("a", "categorical", choices=[8, 16]), 16, True), (tune.Param("a", "categorical", choices=[8, 16]), 8.0, False),
+    (tune.Param("a", "categorical", choices=[True, False]), 1, False), (tune.Param("a", "int", 0, 2), True, False)])
+def test_contains(param, value, inside):
+    assert param.contains(value) is inside
