@@ -207,9 +207,10 @@ class DataConfig(_Section):
     are read over the input window, known-future ones (and calendar features of data.time_column) over the
     input window and the horizon, static ones (long form) once per series."""
     timestamps: Literal["error", "sort", "drop_duplicates"] = "error"
-    """Forecast with data.time_column: rows out of time order or sharing a timestamp. `error`: exit naming the
-    first; `sort`: put the rows in time order (duplicates are still an error); `drop_duplicates`: sort, and of
-    rows sharing a timestamp keep the last. Either warns how many rows it moved or dropped."""
+    """Forecast with data.time_column, rows out of time order or sharing a timestamp: `error` (exit naming the
+    first), `sort` (put the rows in time order, each series' own in long form; a repeated timestamp is still an
+    error) or `drop_duplicates` (sort, and of rows sharing a timestamp keep the last). Both warn how many rows
+    they moved or dropped. Infer and serve inputs follow it too."""
     season: Optional[int] = Field(default=None, gt=0)
     """Forecast: the seasonal period of the seasonal-naive baseline and of MASE, in rows (null: from the time
     column's frequency: hourly 24, every 15 minutes 96, daily 7, weekly 52, monthly 12; else 1)."""

@@ -27,9 +27,9 @@ if TYPE_CHECKING:
 PHASES = {
     "minute": lambda t: t.minute / 60.0,
     "hour": lambda t: t.hour / 24.0,
-    "weekday": lambda t: t.dayofweek / 7.0,                       # Monday 0
+    "weekday": lambda t: t.day_of_week / 7.0,                       # Monday 0
     "day": lambda t: (t.day - 1) / t.days_in_month,
-    "dayofyear": lambda t: (t.dayofyear - 1) / (365.0 + t.is_leap_year),
+    "dayofyear": lambda t: (t.day_of_year - 1) / (365.0 + t.is_leap_year),
     "month": lambda t: (t.month - 1) / 12.0,
 }
 

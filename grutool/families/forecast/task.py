@@ -335,7 +335,7 @@ class ForecastTask(Task):
     # --- prediction ---------------------------------------------------------------------------
 
     def infer_batch(self, model, batch, **options):
-        return model(batch.ids, batch.lengths)[0].float().cpu()  # (B, H, T) z-scored ((B, H, T, Q): quantiles)
+        return model(batch.ids, batch.lengths, **batch.extra_inputs())[0].float().cpu()  # (B, H, T) z-scored ((B, H, T, Q): quantiles)
 
     def read_inputs(self, cfg: "Config", source: str) -> list[str]:
         """`infer --file`: the table's last input_length rows as one input (csv text with its header), in time
@@ -379,12 +379,13 @@ class ForecastTask(Task):
             name = f"input {k + 1}"
             table = _text_table(cfg, text, name)
             table, ahead = _future_rows(cfg, roles, table, name) if roles.future else (table, None)
-            series = read_series(cfg, name, inputs, table=table)
-            if len(series.parts) > 1:
+            series = read_series(cfg, name, inputs, table=table) if len(table) else None
+            if series is not None and len(series.parts) > 1:
                 raise UserError(f"{name}: rows of {len(series.parts)} series ({', '.join(series.ids[:5])}); "
                                 f"give the rows of one series per input")
-            if len(series.values) < L:
-                raise UserError(f"{name}: {len(series.values)} rows, but the model reads the last "
+            if series is None or len(series.values) < L:
+                rows = 0 if series is None else len(series.values)
+                raise UserError(f"{name}: {rows} rows, but the model reads the last "
                                 f"{L} (data.input_length); give at least {L} rows")
             z = scaler.transform(series.values)  # (T, C + covariate columns)
             windows.append(torch.from_numpy(z[-L:, :len(roles.columns)]).float())  # (L, C)
