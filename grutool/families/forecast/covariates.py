@@ -10,7 +10,6 @@ scaler, whose names list them in that order: columns, past, future, static (`Rol
 
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
@@ -101,17 +100,6 @@ def check_config(cfg: "Config") -> None:
         what = "data.covariates.static" if cov.static else "data.covariates.series_embedding"
         raise ValueError(f"{what}: describes each series of a long-form table, and data.series_column is not "
                          f"set (one series); set it or remove {what.rsplit('.', 1)[1]}")
-
-
-def check_columns(roles: Roles, table_columns: list[str], path: str) -> None:
-    """Each covariate column is in the table (a UserError with a did-you-mean otherwise)."""
-    for role in ("past", "future", "static"):
-        for c in getattr(roles, role):
-            if c not in table_columns:
-                close = difflib.get_close_matches(c, table_columns, n=1, cutoff=0.6)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise UserError(f"data.covariates.{role}: {path} has no column {c!r}{hint}",
-                                f"data.covariates.{role}")
 
 
 def calendar(times: list[str], names: list[str]) -> "np.ndarray":
