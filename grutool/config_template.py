@@ -87,8 +87,9 @@ def template(task: str, input: str = "text") -> str:
             if isinstance(default, schema.BaseModel):  # a nested section (data.covariates): its own fields
                 _entry(lines, f"  {name}:", doc, "  ")
                 inner = field_docs(type(default))
+                given = value if isinstance(value, dict) else {}  # what the task's example sets
                 for key, sub in type(default).model_fields.items():
-                    _entry(lines, f"    {key}: {_value((value or {}).get(key, sub.default) if isinstance(value, dict) else sub.default)}",
+                    _entry(lines, f"    {key}: {_value(given.get(key, sub.default))}",
                            _first_sentence(inner.get(key, "")), "    ")
                 continue
             _entry(lines, f"  {name}: {_value(value)}", doc, "  ")

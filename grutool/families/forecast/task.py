@@ -335,7 +335,8 @@ class ForecastTask(Task):
     # --- prediction ---------------------------------------------------------------------------
 
     def infer_batch(self, model, batch, **options):
-        return model(batch.ids, batch.lengths, **batch.extra_inputs())[0].float().cpu()  # (B, H, T) z-scored ((B, H, T, Q): quantiles)
+        # (B, H, T) z-scored ((B, H, T, Q): quantiles); the covariates ride in the batch's extra inputs.
+        return model(batch.ids, batch.lengths, **batch.extra_inputs())[0].float().cpu()
 
     def read_inputs(self, cfg: "Config", source: str) -> list[str]:
         """`infer --file`: the table's last input_length rows as one input (csv text with its header), in time
