@@ -140,8 +140,8 @@ class Table:
 
 
 def time_order(stamps: "np.ndarray", policy: str) -> tuple["np.ndarray", int, int, Optional[tuple[int, int]]]:
-    """The rows of `stamps` (N,) datetime64 in time order by a data.timestamps `policy`: (row order, rows moved,
-    rows dropped, the first (row, earlier row) that breaks the policy or None). `error`: file order, broken by
+    """The rows of `stamps` (N,) datetime64 in time order by a data.timestamps `policy`: (row order, rows out of
+    order (earlier than a row above them), rows dropped, the first (row, earlier row) that breaks the policy or None). `error`: file order, broken by
     any row not after the one before it; `sort`: a stable sort, broken by a repeated timestamp;
     `drop_duplicates`: a stable sort keeping the last row of each timestamp."""
     import numpy as np
@@ -151,7 +151,7 @@ def time_order(stamps: "np.ndarray", policy: str) -> tuple["np.ndarray", int, in
         back = np.flatnonzero(stamps[1:] <= stamps[:-1])
         return np.arange(n), 0, 0, ((int(back[0]) + 1, int(back[0])) if len(back) else None)
     order = np.argsort(stamps, kind="stable")
-    moved = int((order != np.arange(n)).sum())
+    moved = int((stamps[1:] < np.maximum.accumulate(stamps)[:-1]).sum()) if n else 0  # rows going back in time
     ordered = stamps[order]
     same = np.flatnonzero(ordered[1:] == ordered[:-1])
     if policy == "sort":

@@ -78,6 +78,25 @@ def test_a_model_without_covariates_has_no_new_parameters(tmp_path):
     assert built.covariate_inputs() == {}
 
 
+def test_a_run_saved_before_covariates_forecasts_alike(tmp_path):
+    """A run directory written before data.covariates and data.timestamps existed (its config.yaml lacks them)."""
+    import yaml
+
+    from grutool import rundir
+    from grutool.predict import Predictor
+
+    raw = shipped_config("sines.yaml", tmp_path / "run", train={"epochs": 1, "device": "cpu"})
+    train(parse_config(raw))
+    lines = Path(raw["data"]["train"]).read_text().splitlines()
+    text = "\n".join(lines[:1] + lines[-40:]) + "\n"
+    before = Predictor(tmp_path / "run", "cpu").predict([text])
+    path = tmp_path / "run" / rundir.CONFIG
+    saved = yaml.safe_load(path.read_text())
+    del saved["data"]["covariates"], saved["data"]["timestamps"]
+    path.write_text(yaml.safe_dump(saved))
+    assert Predictor(tmp_path / "run", "cpu").predict([text]) == before
+
+
 # --- calendar features ---------------------------------------------------------------------------------------
 
 
@@ -356,7 +375,8 @@ def test_timestamp_policies(tmp_path, caplog, monkeypatch):
     assert series.times == sorted(series.times) and len(set(series.times)) == len(series.times) == 160
     assert series.values[series.times.index("2024-01-10"), -1] == 99.0  # the last of the repeated rows kept
     [message] = [r.getMessage() for r in caplog.records]
-    assert "sorted" in message and "1 rows with a repeated timestamp dropped" in message
+    assert message.endswith("shuffled.csv: sorted 2 rows that came out of time order and dropped 1 row repeating a "
+                            "timestamp (the last of each kept) (data.timestamps: drop_duplicates)"), message
     caplog.clear()
     lines = path.read_text().splitlines()
     del lines[20]
@@ -365,6 +385,6 @@ def test_timestamp_policies(tmp_path, caplog, monkeypatch):
     with caplog.at_level("WARNING", logger="grutool"):
         series = read_series(parse_config(raw), str(path))
     assert series.times == sorted(series.times) and len(series.times) == 160
-    assert "2 rows out of time order sorted (data.timestamps: sort)" in caplog.records[0].getMessage()
+    assert "sorted 1 row that came out of time order (data.timestamps: sort)" in caplog.records[0].getMessage()
     # infer --file follows the policy: the last rows in time order.
     assert TASK.read_inputs(parse_config(raw), str(path))[0].splitlines()[-1].startswith("2024-06-08")

@@ -71,8 +71,9 @@ ORDER_FIX = {"error": "rows must be in time order without duplicates (sort the f
 def _report_order(path: str, policy: str, moved: int, dropped: int) -> None:
     """The data.timestamps warning: how many rows the policy moved and dropped."""
     if moved or dropped:
-        done = [f"{moved} rows out of time order sorted"] if moved else []
-        done += [f"{dropped} rows with a repeated timestamp dropped (the last of each kept)"] if dropped else []
+        rows = lambda n: f"{n} row{'s' if n != 1 else ''}"
+        done = [f"sorted {rows(moved)} that came out of time order"] if moved else []
+        done += [f"dropped {rows(dropped)} repeating a timestamp (the last of each kept)"] if dropped else []
         log.warning("%s: %s (data.timestamps: %s)", path, " and ".join(done), policy)
 
 
@@ -292,7 +293,8 @@ class ForecastTask(Task):
         d = cfg.data
         c = max(1, vocab_size)
         k = min(c, max(1, num_classes)) if d.setting != "M" else c
-        roles = Roles.of(cfg, [f"c{i}" for i in range(c)] + Roles.of(cfg, []).numeric)
+        cov = d.covariates  # each covariate column random too, the static ones constant
+        roles = Roles.of(cfg, [f"c{i}" for i in range(c)] + cov.past + cov.future + cov.static)
         names = roles.numeric
         extra = {"scaler": Standardizer(names, [0.0] * len(names), [1.0] * len(names))}
         if roles.series_embedding:
