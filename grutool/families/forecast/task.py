@@ -6,6 +6,13 @@ tokens (only <pad> and <unk>: a forecaster reads numbers). Every input of
 `predict` (`infer --file`, a `serve` request's text) is a table as text: a header line naming the run's
 columns (and its time column), then at least `input_length` rows; the forecast is the `horizon` rows after
 its last one, with their times when the table has a time column.
+
+Covariates (data.covariates, grutool.families.forecast.covariates) are more columns of the same scaler, read
+never predicted; the windows carry them as the model's keyword inputs (`WindowSplit.inputs`). A model with
+known-future columns needs their values over the horizon: an input table then ends with those `horizon` rows,
+their time and future columns filled, the other columns empty (`_future_rows`). Calendar features are computed
+from the times, the forecast's included. series.json (data.covariates.series_embedding) names the series the
+embedding knows.
 """
 
 from __future__ import annotations
