@@ -280,9 +280,11 @@ def test_infer_without_the_future_rows_is_refused(run, tmp_path):
     assert_user_error(invoke("infer", run, "--file", path), "input 1", "data.covariates.future (promo)",
                       "end the table with those 7 rows")
     lines = recent(run).splitlines()
-    lines[-2] = lines[-2].replace(",,", ",,", 1).rsplit(",", 2)[0] + ",,"  # a planned value missing
+    lines[-2] = lines[-2].rsplit(",", 2)[0] + ",,"  # a planned value missing
     path.write_text("\n".join(lines) + "\n")
-    assert_user_error(invoke("infer", run, "--file", path), "missing value in column 'promo'")
+    # infer --file reads the last input_length + horizon rows: the 20th of those 21, line 21 below the header.
+    assert_user_error(invoke("infer", run, "--file", path), "input 1:21:3: missing value in column 'promo', a "
+                      "known-future column, in the rows to forecast")
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])

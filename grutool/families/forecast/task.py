@@ -17,10 +17,9 @@ embedding knows.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
-
-import logging
 
 from grutool.errors import UserError
 from grutool.families.base import Prepared, Task
@@ -508,6 +507,12 @@ def _future_rows(cfg: "Config", roles, table, name: str):
     if filled:
         raise UserError(f"{name}: its last {H} rows have values in {filled[0]!r}; {need}")
     later = Table(table.path, tail.reset_index(drop=True), table.text, table.first_line + len(frame) - H)
+    for c in roles.future:  # data.missing fills history, never the plans for the rows to forecast
+        empty = later.frame[c].astype(str).str.strip().str.lower().isin(MISSING).to_numpy()
+        if empty.any():
+            row = int(empty.argmax())
+            raise UserError(f"{later.location(row, c)}: missing value in column {c!r}, a known-future column, in "
+                            f"the rows to forecast; give each of the {H} rows its value")
     values = np.stack([later.numeric(c, "error", "data.covariates.future") for c in roles.future], 1)  # (H, F)
     times = later.strings(d.time_column) if d.time_column is not None else None
     history = Table(table.path, frame.iloc[:-H].reset_index(drop=True), table.text, table.first_line)
