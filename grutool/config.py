@@ -25,6 +25,52 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
+CALENDAR = ("minute", "hour", "weekday", "day", "dayofyear", "month")
+"""Calendar features a forecast can derive from data.time_column (grutool.families.forecast.covariates)."""
+
+
+class CovariatesConfig(_Section):
+    """Forecast: columns (and features of the time column) the model reads but never predicts, by role."""
+
+    past: list[str] = []
+    """Observed columns known only up to the forecast's start (e.g. a measured temperature): read over the input
+    window alone, z-scored with the training rows' figures like the other columns."""
+    future: list[str] = []
+    """Columns known ahead (e.g. a planned holiday or price): read over the input window and the horizon, so
+    infer and serve need their values for the `data.horizon` rows after the history (the table ends with those
+    rows, their other columns empty)."""
+    calendar: list[str] = []
+    """Known-future features computed from data.time_column, each as sin and cos of its phase: minute (of the
+    hour), hour (of the day), weekday, day (of the month), dayofyear, month."""
+    static: list[str] = []
+    """Long form (data.series_column): columns holding one value per series (e.g. a site's capacity), read once
+    per window."""
+    series_embedding: int = Field(default=0, ge=0)
+    """Long form: the size of a learned embedding of each series' name (0: none); infer refuses a series the
+    training data did not have."""
+
+    @field_validator("calendar")
+    @classmethod
+    def _known_features(cls, value: list[str]) -> list[str]:
+        import difflib
+
+        for name in value:
+            if name not in CALENDAR:
+                close = difflib.get_close_matches(name, CALENDAR, n=1, cutoff=0.6)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise ValueError(f"data.covariates.calendar: unknown feature '{name}'{hint}; choose from "
+                                 f"{', '.join(CALENDAR)}")
+        return value
+
+    def columns(self) -> dict[str, list[str]]:
+        """The user columns by role: past, future, static."""
+        return {"past": list(self.past), "future": list(self.future), "static": list(self.static)}
+
+    @property
+    def any(self) -> bool:
+        return bool(self.past or self.future or self.calendar or self.static or self.series_embedding)
+
+
 class DataConfig(_Section):
     """Where the examples come from and how text becomes ids."""
 
@@ -155,6 +201,16 @@ class DataConfig(_Section):
     Each series is split (data.borders / data.fractions count its own rows) and windowed on its own, one model
     and one scaler (fitted on every series' training rows) for all; a series too short for a window is skipped,
     with a count. Null: wide form, the file is one series."""
+    covariates: CovariatesConfig = CovariatesConfig()
+    """Forecast: inputs by role that are read, never predicted, e.g. {past: [temp], future: [holiday], calendar:
+    [hour, weekday], static: [capacity], series_embedding: 8}; empty: the columns alone. Past-observed columns
+    are read over the input window, known-future ones (and calendar features of data.time_column) over the
+    input window and the horizon, static ones (long form) once per series."""
+    timestamps: Literal["error", "sort", "drop_duplicates"] = "error"
+    """Forecast with data.time_column, rows out of time order or sharing a timestamp: `error` (exit naming the
+    first), `sort` (put the rows in time order, each series' own in long form; a repeated timestamp is still an
+    error) or `drop_duplicates` (sort, and of rows sharing a timestamp keep the last). Both warn how many rows
+    they moved or dropped. Infer and serve inputs follow it too."""
     season: Optional[int] = Field(default=None, gt=0)
     """Forecast: the seasonal period of the seasonal-naive baseline and of MASE, in rows (null: from the time
     column's frequency: hourly 24, every 15 minutes 96, daily 7, weekly 52, monthly 12; else 1)."""

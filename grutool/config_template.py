@@ -83,12 +83,24 @@ def template(task: str, input: str = "text") -> str:
             default = cls.monitors[0] if (section, name) == ("train", "monitor") else field.default
             example = inputs[input] if input in inputs else cls.example
             value = example.get(section, {}).get(name, default)
-            entry = f"  {name}: {_value(value)}"
             doc = _first_sentence(docs.get(name, ""))
-            comment = f"  # {doc}" if doc else ""
-            if len(entry) + len(comment) > WIDTH and doc:
-                lines.append(f"  # {doc}")
-                lines.append(entry)
-            else:
-                lines.append(entry + comment)
+            if isinstance(default, schema.BaseModel):  # a nested section (data.covariates): its own fields
+                _entry(lines, f"  {name}:", doc, "  ")
+                inner = field_docs(type(default))
+                given = value if isinstance(value, dict) else {}  # what the task's example sets
+                for key, sub in type(default).model_fields.items():
+                    _entry(lines, f"    {key}: {_value(given.get(key, sub.default))}",
+                           _first_sentence(inner.get(key, "")), "    ")
+                continue
+            _entry(lines, f"  {name}: {_value(value)}", doc, "  ")
     return "\n".join(lines) + "\n"
+
+
+def _entry(lines: list[str], entry: str, doc: str, indent: str) -> None:
+    """One field's line, its doc as a comment beside it, or above it when the line would be too long."""
+    comment = f"  # {doc}" if doc else ""
+    if len(entry) + len(comment) > WIDTH and doc:
+        lines.append(f"{indent}# {doc}")
+        lines.append(entry)
+    else:
+        lines.append(entry + comment)

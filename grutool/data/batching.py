@@ -8,7 +8,7 @@ packed sequences waste little work on padding.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 
 import torch
 from torch.nn.utils.rnn import pad_sequence
@@ -44,6 +44,9 @@ class EncodedSplit:
     """Set for a split that is `streams` parallel rows of one long text cut into consecutive chunks, laid out
     chunk-major (example k * streams + r is chunk k of row r): its batches are taken in order, `streams` at
     a time, and each batch continues the previous one row by row (see `training_batches`, `carries_state`)."""
+    inputs: Optional[dict[str, "Sequence[torch.Tensor]"]] = None
+    """Further model inputs by keyword, one equal-shaped tensor per example each (a forecast's covariates):
+    `collate` stacks them into `Batch.inputs`, and the model takes them as keyword arguments."""
 
     @property
     def carries_state(self) -> bool:
@@ -78,6 +81,7 @@ class Batch:
     index: list[int]                 # positions of these examples in their split
     chars: Optional[torch.Tensor] = None  # (B, T, W) long char ids per token, 0-padded (char features)
     condition: Optional[torch.Tensor] = None  # (B,) long: each example's condition id (lm)
+    inputs: Optional[dict[str, torch.Tensor]] = None  # keyword -> (B, ...): EncodedSplit.inputs, stacked
 
     def to(self, device: torch.device) -> "Batch":
         def move(x):
@@ -86,15 +90,15 @@ class Batch:
             return x.to(device, non_blocking=True) if x is not None else None
 
         return Batch(move(self.ids), self.lengths, move(self.targets), self.index, move(self.chars),
-                     move(self.condition))
+                     move(self.condition), move(self.inputs))
 
     def extra_inputs(self) -> dict:
         """Model inputs beyond (ids, lengths, targets), as keyword arguments: {} without char features
-        or conditions."""
+        conditions or further inputs."""
         extra = {"chars": self.chars} if self.chars is not None else {}
         if self.condition is not None:
             extra["condition"] = self.condition
-        return extra
+        return {**extra, **(self.inputs or {})}
 
     def num_tokens(self) -> int:
         return int(self.lengths.sum())
@@ -128,7 +132,8 @@ def collate(split: EncodedSplit, index: list[int], pad_target: int = -100) -> Ba
             if r.numel():
                 chars[b, :r.shape[0], :r.shape[1]] = r
     condition = torch.stack([split.conditions[i] for i in index]) if split.conditions is not None else None  # (B,)
-    return Batch(ids, lengths, targets, list(index), chars, condition)
+    inputs = {k: torch.stack([v[i] for i in index]) for k, v in split.inputs.items()} if split.inputs else None
+    return Batch(ids, lengths, targets, list(index), chars, condition, inputs)
 
 
 def bucketed_order(lengths: list[int], batch_size: int, generator: torch.Generator) -> list[list[int]]:

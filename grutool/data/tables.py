@@ -4,7 +4,8 @@ The numeric families (forecasting, numeric sequences) read their data through he
 with every cell kept as written (text files: as strings, so nothing is silently turned into NaN); a column is
 then asked for by name (`column`: unknown names get a did-you-mean), as numbers (`numeric`: a non-numeric
 cell or, under `data.missing: error`, an empty one is a UserError naming its line and column), or as times
-(`times`: unparseable, duplicated or unsorted timestamps named likewise). `fill_missing` applies the
+(`times`: unparseable, duplicated or unsorted timestamps named likewise; `time_order` applies a
+`data.timestamps` policy instead). `fill_missing` applies the
 `data.missing` policies.
 
 Line numbers count the file's lines from 1, header included; columns count from 1. A parquet file has no
@@ -108,6 +109,15 @@ class Table:
     def times(self, name: str, option: str = "data.time_column") -> "np.ndarray":
         """Column `name` as datetime64[ns] (N,), strictly increasing: an unparseable, duplicated or earlier
         timestamp is a UserError naming its line (and the line it repeats or goes back before)."""
+        stamps = self.stamps(name, option)
+        _, _, _, bad = time_order(stamps, "error")
+        if bad is not None:
+            self.refuse_order(name, stamps, bad, "rows must be in time order without duplicates (sort the file, "
+                                                 "drop the duplicate, or set data.timestamps: sort or drop_duplicates)")
+        return stamps
+
+    def stamps(self, name: str, option: str = "data.time_column") -> "np.ndarray":
+        """Column `name` as datetime64[ns] (N,), in file order; an unparseable cell is a UserError naming it."""
         import numpy as np
         import pandas as pd
 
@@ -118,15 +128,37 @@ class Table:
             row = int(np.flatnonzero(bad)[0])
             raise UserError(f"{self.location(row, name)}: {clipped(str(series.iloc[row]), 60)!r} is not a "
                             f"date or time; fix the cell, or set {option} to the table's time column")
-        stamps = parsed.to_numpy(dtype="datetime64[ns]")
-        step = np.diff(stamps)
-        if (step <= np.timedelta64(0, "ns")).any():
-            row = int(np.flatnonzero(step <= np.timedelta64(0, "ns"))[0]) + 1
-            what = "repeats" if stamps[row] == stamps[row - 1] else "is earlier than"
-            raise UserError(f"{self.location(row, name)}: timestamp {str(series.iloc[row])!r} {what} the one on "
-                            f"{f'line {self.first_line + row - 1}' if self.text else f'row {row}'}; rows must be "
-                            f"in time order without duplicates (sort the file, drop the duplicate)")
-        return stamps
+        return parsed.to_numpy(dtype="datetime64[ns]")
+
+    def refuse_order(self, name: str, stamps: "np.ndarray", bad: tuple[int, int], fix: str, what: str = ""):
+        """The UserError for row bad[0] repeating or going back before row bad[1] (`what`: e.g. ` of series 'a'`)."""
+        row, prev = bad
+        cell = str(self.frame[name].iloc[row])
+        verb = "repeats" if stamps[row] == stamps[prev] else "is earlier than"
+        where = f"line {self.first_line + prev}" if self.text else f"row {prev + 1}"
+        raise UserError(f"{self.location(row, name)}: timestamp {cell!r}{what} {verb} the one on {where}; {fix}")
+
+
+def time_order(stamps: "np.ndarray", policy: str) -> tuple["np.ndarray", int, int, Optional[tuple[int, int]]]:
+    """The rows of `stamps` (N,) datetime64 in time order by a data.timestamps `policy`: (row order, rows out of
+    order (earlier than a row above them), rows dropped, the first (row, earlier row) that breaks the policy or None). `error`: file order, broken by
+    any row not after the one before it; `sort`: a stable sort, broken by a repeated timestamp;
+    `drop_duplicates`: a stable sort keeping the last row of each timestamp."""
+    import numpy as np
+
+    n = len(stamps)
+    if policy == "error":
+        back = np.flatnonzero(stamps[1:] <= stamps[:-1])
+        return np.arange(n), 0, 0, ((int(back[0]) + 1, int(back[0])) if len(back) else None)
+    order = np.argsort(stamps, kind="stable")
+    moved = int((stamps[1:] < np.maximum.accumulate(stamps)[:-1]).sum()) if n else 0  # rows going back in time
+    ordered = stamps[order]
+    same = np.flatnonzero(ordered[1:] == ordered[:-1])
+    if policy == "sort":
+        return order, moved, 0, ((int(order[same[0] + 1]), int(order[same[0]])) if len(same) else None)
+    keep = np.ones(n, dtype=bool)
+    keep[same] = False  # of each run of equal timestamps the last (in file order) stays
+    return order[keep], moved, int(n - keep.sum()), None
 
 
 def read_table(path: str | Path, fmt: str = "auto", *, header: bool = True,

@@ -51,6 +51,7 @@ MATRIX: dict[str, dict] = {
     "japanese_vowels": {},
     # Forecast: an input is a table (a header and rows), so stdin's lines, one input each, are refused.
     "sines": {"dynamo": True, "refuse": {"stdin": "rows, but the model reads the last"}},
+    "sines_covariates": {"refuse": {"stdin": "rows, but the model reads the last"}},
     "etth1": {"refuse": {"stdin": "rows, but the model reads the last"}},
     "exchange": {"refuse": {"stdin": "rows, but the model reads the last"}},
 }

@@ -72,6 +72,20 @@ def window_starts(rows: tuple[int, int], input_length: int, horizon: int, contex
     return list(range(first, hi - input_length - horizon + 1))
 
 
+class Rows(Sequence):
+    """Row s of `table` (T, ...) for each start s: what a window reads once (its series' static values, its
+    series' id)."""
+
+    def __init__(self, table: torch.Tensor, starts: list[int]):
+        self.table, self.starts = table, starts
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.table[self.starts[i]]
+
+
 class Windows(Sequence):
     """Rows [s + offset, s + offset + length) of `series` (T, C) for each start s, as views: one window's
     input (offset 0) or target (offset L, the target columns)."""
@@ -113,10 +127,13 @@ class WindowSplit(EncodedSplit):
 
 
 def make_split(series: Series, z: np.ndarray, ranges: list[tuple[int, int, int]], name: str, cfg,
-               target_index: list[int], mean: np.ndarray, std: np.ndarray, season: int, context: bool) -> WindowSplit:
-    """The windows of one split of `series` (z: its z-scored values): `ranges` (first row of the series, lo, hi)
-    per series, windows never crossing from one series into another. A series without a window is skipped
-    (counted in a warning); none left is an error."""
+               target_index: list[int], mean: np.ndarray, std: np.ndarray, season: int, context: bool,
+               covariates: Optional[dict[str, np.ndarray]] = None) -> WindowSplit:
+    """The windows of one split of `series` (z: its z-scored channels (T, C)): `ranges` (first row of the
+    series, lo, hi) per series, windows never crossing from one series into another. A series without a window
+    is skipped (counted in a warning); none left is an error. `covariates`: per-row arrays by the model's
+    keyword (past (T, P), future (T, F), static (T, S), series (T,) ids), read by each window as the model
+    does: past over its input rows, future over its input and horizon rows, static and series at its first."""
     d = cfg.data
     L, H = d.input_length, d.horizon
     starts, skipped, diffs = [], 0, []
@@ -144,12 +161,19 @@ def make_split(series: Series, z: np.ndarray, ranges: list[tuple[int, int, int]]
     diffs = np.concatenate(diffs) if diffs else np.ones((1, len(target_index)))
     scale = np.nanmean(diffs, axis=0)
     scale = np.where(scale > 0, scale, 1.0)
+    inputs = None
+    if covariates:
+        inputs = {}
+        for key, rows in covariates.items():
+            table = torch.from_numpy(rows.astype(np.int64 if key == "series" else np.float32))
+            length = {"past": L, "future": L + H}.get(key)
+            inputs[key] = Windows(table, starts, 0, length) if length else Rows(table, starts)
     return WindowSplit(Windows(tensor, starts, 0, L), Windows(tensor, starts, L, H, cols),
                        texts=[str(s) for s in starts], series=tensor, starts=starts, input_length=L, horizon=H,
                        target_index=list(target_index), target_names=[series.columns[i] for i in target_index],
                        mean=np.asarray(mean, dtype=np.float64), std=np.asarray(std, dtype=np.float64),
                        season=season, scale=scale, times=series.times, source=series.path,
-                       quantiles=list(cfg.model.quantiles or []))
+                       quantiles=list(cfg.model.quantiles or []), inputs=inputs)
 
 
 PERIODS = {3600: 24, 900: 96, 1800: 48, 600: 144, 300: 288, 60: 1440, 86400: 7, 7 * 86400: 52}

@@ -6,51 +6,89 @@ tokens (only <pad> and <unk>: a forecaster reads numbers). Every input of
 `predict` (`infer --file`, a `serve` request's text) is a table as text: a header line naming the run's
 columns (and its time column), then at least `input_length` rows; the forecast is the `horizon` rows after
 its last one, with their times when the table has a time column.
+
+Covariates (data.covariates, grutool.families.forecast.covariates) are more columns of the same scaler, read
+never predicted; the windows carry them as the model's keyword inputs (`WindowSplit.inputs`). A model with
+known-future columns needs their values over the horizon: an input table then ends with those `horizon` rows,
+their time and future columns filled, the other columns empty (`_future_rows`). Calendar features are computed
+from the times, the forecast's included. series.json (data.covariates.series_embedding) names the series the
+embedding knows.
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
 from grutool.errors import UserError
 from grutool.families.base import Prepared, Task
 
+log = logging.getLogger("grutool")
+
 if TYPE_CHECKING:
+    import numpy as np
+
     from grutool.config import Config
 
 FORMATS = ("auto", "csv", "tsv", "parquet")
 
 
 def read_series(cfg: "Config", path: str, columns: Optional[list[str]] = None, table=None):
-    """The input columns of one file (or of a `table` already read) as a `Series`, missing values handled by
-    data.missing; `columns`: the run's input columns (default: data.columns, else every column but the time
-    column)."""
+    """The numeric columns of one file (or of a `table` already read) as a `Series`, in time order by
+    data.timestamps, missing values handled by data.missing; `columns`: the run's numeric columns (its scaler's
+    names; default: data.columns, else every column but the time, series and covariate columns, then the
+    covariates' columns: past, future, static)."""
     import numpy as np
 
-    from grutool.data.tables import fill_missing, read_table
+    from grutool.data.tables import fill_missing, read_table, time_order
     from grutool.families.forecast.data import Series
 
     d = cfg.data
+    cov = d.covariates
     if table is None:
         table = read_table(path, d.format, header=d.header, column_names=d.column_names)
-    names = columns or d.columns or [c for c in table.columns if c not in (d.time_column, d.series_column)]
+    role = {c: f"data.covariates.{r}" for r, cols in cov.columns().items() for c in cols}
+    names = columns or (d.columns or [c for c in table.columns if c not in (d.time_column, d.series_column)
+                                      and c not in role]) + cov.past + cov.future + cov.static
     option = "data.columns" if d.columns else "data.targets"
-    values = np.stack([table.numeric(n, d.missing, option) for n in names], 1)  # (T, C)
+    values = np.stack([table.numeric(n, d.missing, role.get(n, option)) for n in names], 1)  # (T, C)
     if d.series_column is not None:
         return _long_form(cfg, table, list(names), values)
     times = None
     if d.time_column is not None:
-        table.times(d.time_column)  # parsed and checked: sorted, no duplicates
-        times = table.strings(d.time_column)
+        stamps = table.stamps(d.time_column)
+        order, moved, dropped, bad = time_order(stamps, d.timestamps)
+        if bad is not None:
+            table.refuse_order(d.time_column, stamps, bad, ORDER_FIX[d.timestamps])
+        _report_order(table.path, d.timestamps, moved, dropped)
+        raw = table.strings(d.time_column)
+        times = [raw[r] for r in order]
+        values = values[order]
     return Series(str(path), list(names), fill_missing(values, d.missing), times)
+
+
+ORDER_FIX = {"error": "rows must be in time order without duplicates (sort the file, drop the duplicate, or set "
+                      "data.timestamps: sort or drop_duplicates)",
+             "sort": "data.timestamps: sort keeps every row; drop the duplicate, or set data.timestamps: "
+                     "drop_duplicates"}
+
+
+def _report_order(path: str, policy: str, moved: int, dropped: int) -> None:
+    """The data.timestamps warning: how many rows the policy moved and dropped."""
+    if moved or dropped:
+        rows = lambda n: f"{n} row{'s' if n != 1 else ''}"
+        done = [f"sorted {rows(moved)} that came out of time order"] if moved else []
+        done += [f"dropped {rows(dropped)} repeating a timestamp (the last of each kept)"] if dropped else []
+        log.warning("%s: %s (data.timestamps: %s)", path, " and ".join(done), policy)
 
 
 def _long_form(cfg: "Config", table, names: list[str], values):
     """Long form: the rows of each series (data.series_column) gathered in order of first appearance, each in
-    time order (checked per series) and filled by data.missing on its own."""
+    time order (by data.timestamps, per series) and filled by data.missing on its own."""
     import numpy as np
 
-    from grutool.data.tables import fill_missing
+    from grutool.data.tables import fill_missing, time_order
     from grutool.families.forecast.data import Series
 
     d = cfg.data
@@ -60,21 +98,17 @@ def _long_form(cfg: "Config", table, names: list[str], values):
         groups.setdefault(name, []).append(row)
     times = table.strings(d.time_column) if d.time_column is not None else None
     if times is not None:
-        import pandas as pd
-
-        stamps = pd.to_datetime(pd.Series(times), errors="coerce", format="mixed")
+        stamps = table.stamps(d.time_column)
+        moved = dropped = 0
         for name, rows in groups.items():
-            bad = [r for r in rows if pd.isna(stamps[r])]
-            if bad:
-                table.times(d.time_column)  # names the unparseable cell
-            order = stamps[rows].to_numpy()
-            back = np.flatnonzero(order[1:] <= order[:-1])
-            if len(back):
-                r, prev = rows[back[0] + 1], rows[back[0]]
-                raise UserError(f"{table.location(r, d.time_column)}: timestamp {times[r]!r} of series {name!r} "
-                                f"{'repeats' if order[back[0] + 1] == order[back[0]] else 'is earlier than'} "
-                                f"its row on {table.location(prev)}; each series' rows must be in time order "
-                                f"without duplicates")
+            order, m, k, bad = time_order(stamps[rows], d.timestamps)
+            if bad is not None:
+                table.refuse_order(d.time_column, stamps, (rows[bad[0]], rows[bad[1]]),
+                                   ORDER_FIX[d.timestamps].replace("rows must", "each series' rows must"),
+                                   f" of series {name!r}")
+            groups[name] = [rows[i] for i in order]
+            moved, dropped = moved + m, dropped + k
+        _report_order(table.path, d.timestamps, moved, dropped)
     order = [r for rows in groups.values() for r in rows]
     parts, at = [], 0
     for rows in groups.values():
@@ -87,7 +121,9 @@ def _long_form(cfg: "Config", table, names: list[str], values):
 def resolve_columns(cfg: "Config", series) -> tuple[list[str], list[str]]:
     """(input columns, target columns) of the data.setting."""
     d = cfg.data
-    names = list(series.columns)
+    cov = d.covariates
+    taken = set(cov.past) | set(cov.future) | set(cov.static)
+    names = [c for c in series.columns if c not in taken]  # the channels: covariates are never predicted
     targets = d.targets or [names[-1]]
     for t in targets:
         if t not in names:
@@ -108,7 +144,7 @@ class ForecastTask(Task):
     name = "forecast"
     monitors = ("mse", "mae", "rmse", "r2", "loss")
     owns = {"data": ("input_length", "horizon", "setting", "targets", "columns", "borders", "fractions", "season",
-                     "series_column"),
+                     "series_column", "covariates", "timestamps"),
             "model": ("segment_length", "decoder", "channel_independent", "normalization", "loss", "quantiles")}
     outputs = "targets"
     renderer = "forecast"
@@ -162,6 +198,9 @@ class ForecastTask(Task):
                                  f"got {q}")
         if m.bidirectional:
             raise ValueError("model.bidirectional: a forecaster reads the past forwards; set it to false")
+        from grutool.families.forecast.covariates import check_config
+
+        check_config(cfg)
         if m.decoder == "autoregressive" and not m.channel_independent and d.setting == "MS":
             raise ValueError("model.decoder: autoregressive feeds each prediction back as the next input, and "
                              "setting MS predicts fewer columns than it reads; set model.channel_independent: "
@@ -175,17 +214,31 @@ class ForecastTask(Task):
         from grutool.data.scaling import Standardizer
         from grutool.data.vocab import PAD, UNK, LabelVocab, Vocab
 
+        from grutool.families.forecast.covariates import Roles, calendar, check_calendar
+
         d = cfg.data
         columns = list(saved.extra["scaler"].names) if saved else None
         series = read_series(cfg, d.train, columns)
         if saved:
-            inputs, targets = columns, list(saved.labels.itos)
+            targets = list(saved.labels.itos)
         else:
             inputs, targets = resolve_columns(cfg, series)
-            series = _select(series, inputs)
-        train = np.concatenate([series.values[lo:hi] for _, lo, hi in _ranges(cfg, series, "train")])
-        scaler = saved.extra["scaler"] if saved else Standardizer.fit(inputs, train)  # training rows only
-        prepared = Prepared(Vocab([PAD, UNK]), LabelVocab(targets), extra={"scaler": scaler})
+            series = _select(series, Roles.of(cfg, inputs).numeric)
+        roles = Roles.of(cfg, series.columns)
+        ranges = _ranges(cfg, series, "train")
+        train = np.concatenate([series.values[lo:hi] for _, lo, hi in ranges])
+        # Every numeric column, covariates included, scaled by the training rows alone.
+        scaler = saved.extra["scaler"] if saved else Standardizer.fit(series.columns, train)
+        extra = {"scaler": scaler}
+        if roles.series_embedding:
+            extra["series"] = saved.extra["series"] if saved else LabelVocab(series.ids)
+        if roles.calendar and not saved:
+            rows = [r for _, lo, hi in ranges for r in range(lo, hi)]
+            from grutool.families.forecast.data import step_seconds
+
+            check_calendar(calendar([series.times[r] for r in rows], roles.calendar), roles.calendar, series.path,
+                           step_seconds(series.times[series.parts[0][0]:series.parts[0][1]]))
+        prepared = Prepared(Vocab([PAD, UNK]), LabelVocab(targets), extra=extra)
         prepared.splits["train"] = self._split(cfg, prepared, series, "train")
         for name in ("validation", "test"):
             source = getattr(d, name)
@@ -202,15 +255,21 @@ class ForecastTask(Task):
         data.fractions, or the whole file."""
         from grutool.families.forecast.data import infer_season, make_split
 
+        from grutool.families.forecast.covariates import Roles
+
         d = cfg.data
         scaler = vocabs.extra["scaler"]
-        z = scaler.transform(series.values)  # (T, C)
+        z = scaler.transform(series.values)  # (T, C + covariate columns)
         context = _one_file(cfg) and series.path == str(d.train) and name != "train"
         index = [scaler.names.index(t) for t in vocabs.labels.itos]
         lo, hi = series.parts[0]
         season = d.season or infer_season(series.times[lo:hi] if series.times else None)
-        return make_split(series, z, _ranges(cfg, series, name), name, cfg, index, [scaler.mean[i] for i in index],
-                          [scaler.std[i] for i in index], season, context)
+        roles = Roles.of(cfg, scaler.names)
+        covariates = _covariates(roles, series, z, vocabs.extra.get("series"))
+        channels = z[:, :len(roles.columns)] if roles.any else z  # (T, C)
+        return make_split(series, channels, _ranges(cfg, series, name), name, cfg, index,
+                          [scaler.mean[i] for i in index], [scaler.std[i] for i in index], season, context,
+                          covariates)
 
     def encode_split(self, cfg: "Config", vocabs: Any, source: Any, name: str):
         series = read_series(cfg, source, list(vocabs.extra["scaler"].names))
@@ -220,7 +279,10 @@ class ForecastTask(Task):
         from grutool.data.scaling import Standardizer
         from grutool.data.vocab import LabelVocab
 
-        return {"labels": ("labels.json", LabelVocab), "scaler": ("scaler.json", Standardizer)}
+        files = {"labels": ("labels.json", LabelVocab), "scaler": ("scaler.json", Standardizer)}
+        if cfg.data.covariates.series_embedding:
+            files["series"] = ("series.json", LabelVocab)  # the series the embedding knows, by name
+        return files
 
     def synthetic(self, cfg: "Config", lengths: list[int], vocab_size: int, num_classes: int, generator,
                   num_chars: int = 0):
@@ -232,26 +294,43 @@ class ForecastTask(Task):
         from grutool.data.vocab import PAD, UNK, LabelVocab, Vocab
         from grutool.families.forecast.data import Series, make_split
 
+        from grutool.families.forecast.covariates import Roles
+
         d = cfg.data
         c = max(1, vocab_size)
         k = min(c, max(1, num_classes)) if d.setting != "M" else c
-        names = [f"c{i}" for i in range(c)]
-        vocabs = Prepared(Vocab([PAD, UNK]), LabelVocab(names[c - k:]), extra={"scaler": Standardizer(names, [0.0] * c,
-                                                                                                  [1.0] * c)})
+        cov = d.covariates  # each covariate column random too, the static ones constant
+        roles = Roles.of(cfg, [f"c{i}" for i in range(c)] + cov.past + cov.future + cov.static)
+        names = roles.numeric
+        extra = {"scaler": Standardizer(names, [0.0] * len(names), [1.0] * len(names))}
+        if roles.series_embedding:
+            extra["series"] = LabelVocab(["s0"])
+        vocabs = Prepared(Vocab([PAD, UNK]), LabelVocab(roles.columns[c - k:]), extra=extra)
         rows = len(lengths) + d.input_length + d.horizon - 1
-        values = torch.randn(rows, c, generator=generator).double().numpy()
-        series = Series("synthetic", names, values)
-        split = make_split(series, values, [(0, 0, rows)], "train", cfg, list(range(c - k, c)), [0.0] * k,
-                           [1.0] * k, 1, False)
+        values = torch.randn(rows, len(names), generator=generator).double().numpy()
+        times = None
+        if roles.calendar:  # hourly rows: every calendar feature varies
+            import pandas as pd
+
+            times = [str(t) for t in pd.date_range("2024-01-01", periods=rows, freq="h")]
+        values[:, roles.index(roles.static)] = values[:1, roles.index(roles.static)]  # one value per series
+        series = Series("synthetic", names, values, times, ids=["s0"])
+        covariates = _covariates(roles, series, values, extra.get("series"))
+        split = make_split(series, values[:, :c], [(0, 0, rows)], "train", cfg, list(range(c - k, c)), [0.0] * k,
+                           [1.0] * k, 1, False, covariates)
         return vocabs, split
 
     # --- model --------------------------------------------------------------------------------
 
     def build_model(self, cfg: "Config", vocabs: Any):
+        from grutool.families.forecast.covariates import Roles
         from grutool.families.forecast.model import Forecaster
 
-        inputs = list(vocabs.extra["scaler"].names)
-        return Forecaster.from_config(cfg, len(inputs), [inputs.index(t) for t in vocabs.labels.itos])
+        roles = Roles.of(cfg, list(vocabs.extra["scaler"].names))
+        inputs = roles.columns
+        series = vocabs.extra.get("series")
+        return Forecaster.from_config(cfg, len(inputs), [inputs.index(t) for t in vocabs.labels.itos], roles,
+                                      len(series) if series is not None else 0)
 
     def metrics(self, split):
         from grutool.families.forecast.metrics import ForecastMetrics
@@ -264,52 +343,90 @@ class ForecastTask(Task):
     # --- prediction ---------------------------------------------------------------------------
 
     def infer_batch(self, model, batch, **options):
-        return model(batch.ids, batch.lengths)[0].float().cpu()  # (B, H, T) z-scored ((B, H, T, Q): quantiles)
+        # (B, H, T) z-scored ((B, H, T, Q): quantiles); the covariates ride in the batch's extra inputs.
+        return model(batch.ids, batch.lengths, **batch.extra_inputs())[0].float().cpu()
 
     def read_inputs(self, cfg: "Config", source: str, vocabs: Any = None) -> list[str]:
-        """`infer --file`: the table's last input_length rows as one input (csv text with its header); long form
-        (data.series_column), one input per series, each its own last rows."""
-        from grutool.data.tables import read_table
+        """`infer --file`: the table's last input_length rows as one input (csv text with its header), in time
+        order by data.timestamps; long form (data.series_column), one input per series, each its own last rows.
+        With data.covariates.future the table ends with the `horizon` rows to forecast (their future columns
+        filled, the others empty): the last input_length + horizon rows."""
+        import numpy as np
+
+        from grutool.data.tables import read_table, time_order
 
         d = cfg.data
         table = read_table(source, d.format, header=d.header, column_names=d.column_names)
-        frame, L = table.frame, d.input_length
-        if d.series_column is None:
-            return [frame.iloc[-L:].to_csv(index=False)]
-        groups = frame.groupby(table.column(d.series_column, "data.series_column"), sort=False).indices
-        return [frame.iloc[rows[-L:]].to_csv(index=False) for rows in groups.values()]
+        frame = table.frame
+        keep = d.input_length + (d.horizon if d.covariates.future else 0)
+        groups = {None: np.arange(len(frame))}
+        if d.series_column is not None:
+            groups = frame.groupby(table.column(d.series_column, "data.series_column"), sort=False).indices
+        texts = []
+        for rows in groups.values():
+            if d.timestamps != "error" and d.time_column is not None and not d.covariates.future:
+                order, _, _, bad = time_order(table.stamps(d.time_column)[rows], d.timestamps)
+                rows = rows if bad is not None else rows[order]  # predict names what breaks the policy
+            texts.append(frame.iloc[rows[-keep:]].to_csv(index=False))
+        return texts
 
     def predict(self, predictor, texts: list[str], batch_size: int = 64, **options) -> list[dict]:
         """One forecast per table text: the next `horizon` rows of the target columns, in their own units."""
         import numpy as np
         import torch
 
+        from grutool.families.forecast.covariates import Roles, calendar
+        from grutool.families.forecast.data import next_times
+
         run, cfg = predictor.run, predictor.cfg
         scaler, targets = run.extra["scaler"], list(run.labels.itos)
         inputs = list(scaler.names)
-        L = cfg.data.input_length
-        windows, stamps, names = [], [], []
+        roles = Roles.of(cfg, inputs)
+        L, H = cfg.data.input_length, cfg.data.horizon
+        windows, stamps, names, extras = [], [], [], []
         for k, text in enumerate(texts):
-            table = _text_table(cfg, text, f"input {k + 1}")
-            series = read_series(cfg, f"input {k + 1}", inputs, table=table)
-            if len(series.parts) > 1:
-                raise UserError(f"input {k + 1}: rows of {len(series.parts)} series ({', '.join(series.ids[:5])}); "
+            name = f"input {k + 1}"
+            table = _text_table(cfg, text, name)
+            table, ahead = _future_rows(cfg, roles, table, name) if roles.future else (table, None)
+            series = read_series(cfg, name, inputs, table=table) if len(table) else None
+            if series is not None and len(series.parts) > 1:
+                raise UserError(f"{name}: rows of {len(series.parts)} series ({', '.join(series.ids[:5])}); "
                                 f"give the rows of one series per input")
-            if len(series.values) < L:
-                raise UserError(f"input {k + 1}: {len(series.values)} rows, but the model reads the last "
+            if series is None or len(series.values) < L:
+                rows = 0 if series is None else len(series.values)
+                raise UserError(f"{name}: {rows} rows, but the model reads the last "
                                 f"{L} (data.input_length); give at least {L} rows")
-            windows.append(torch.from_numpy(scaler.transform(series.values[-L:])).float())  # (L, C)
-            from grutool.families.forecast.data import next_times
-
-            stamps.append(next_times(series.times, cfg.data.horizon))
+            z = scaler.transform(series.values)  # (T, C + covariate columns)
+            windows.append(torch.from_numpy(z[-L:, :len(roles.columns)]).float())  # (L, C)
+            times = ahead.times if ahead is not None else next_times(series.times, H)
+            stamps.append(times)
             names.append(series.ids[0] if series.ids else None)
+            covs = _covariates(roles, series, z, run.extra.get("series")) or {}
+            extra = {}
+            if "past" in covs:
+                extra["past"] = covs["past"][-L:]  # (L, P)
+            if "future" in covs:
+                if roles.calendar and times is None:
+                    raise UserError(f"{name}: the model reads calendar features of the forecast's times, and "
+                                    f"{len(series.values)} rows give no time step to extend; give rows with times")
+                user = scaler.transform(ahead.values, roles.index(roles.future)) if roles.future else \
+                    np.zeros((H, 0))
+                later = np.concatenate([user, calendar(times or [], roles.calendar)], 1)  # (H, F)
+                extra["future"] = np.concatenate([covs["future"][-L:], later], 0)  # (L + H, F)
+            for key in ("static", "series"):
+                if key in covs:
+                    extra[key] = covs[key][-1]  # one per series: the last row's
+            extras.append({key: torch.from_numpy(np.asarray(v, dtype=np.int64 if key == "series" else np.float32))
+                           for key, v in extra.items()})
         index = [inputs.index(t) for t in targets]
         results = []
         with torch.no_grad():
             for j in range(0, len(windows), batch_size):
                 x = torch.stack(windows[j:j + batch_size]).to(predictor.device)  # (B, L, C)
                 lengths = torch.full((len(x),), L, dtype=torch.long)
-                z = predictor.model(x, lengths)[0].float().cpu().double().numpy()  # (B, H, T[, Q])
+                covariates = {key: torch.stack([e[key] for e in extras[j:j + batch_size]]).to(predictor.device)
+                              for key in extras[j]}  # past (B, L, P), future (B, L + H, F), static, series
+                z = predictor.model(x, lengths, **covariates)[0].float().cpu().double().numpy()  # (B, H, T[, Q])
                 levels = cfg.model.quantiles
                 bands = None
                 if levels:  # (B, H, T, Q): the point forecast is the quantile nearest 0.5
@@ -325,6 +442,81 @@ class ForecastTask(Task):
                         r["quantiles"] = {f"{q:g}": _rounded(bands[b, ..., i]) for i, q in enumerate(levels)}
                     results.append(r)
         return results
+
+
+def _covariates(roles, series, z, names=None) -> "Optional[dict]":
+    """The per-row covariate arrays of `series` (z: its z-scored numeric columns) by the model's keyword: past
+    (T, P), future (T, F: future columns, then sin and cos of each calendar feature), static (T, S), series (T,)
+    ids by `names` (the run's series vocabulary); None without covariates."""
+    import numpy as np
+
+    from grutool.families.forecast.covariates import calendar, check_static
+
+    if not roles.any:
+        return None
+    out = {}
+    if roles.past:
+        out["past"] = z[:, roles.index(roles.past)]
+    if roles.known_width:
+        out["future"] = np.concatenate([z[:, roles.index(roles.future)], calendar(series.times or [],
+                                                                                    roles.calendar)], 1)
+    if roles.static:
+        at = roles.index(roles.static)
+        check_static(series.values[:, at], roles.static, series.parts, series.ids, series.path)
+        out["static"] = z[:, at]
+    if roles.series_embedding:
+        ids = np.zeros(len(z), dtype=np.int64)
+        for (lo, hi), name in zip(series.parts, series.ids):
+            if name not in names.stoi:
+                known = ", ".join(names.itos[:5]) + (" ..." if len(names) > 5 else "")
+                raise UserError(f"{series.path}: series {name!r} is not one the model's series embedding knows "
+                                f"(data.covariates.series_embedding: {known}); forecast a series it was trained on")
+            ids[lo:hi] = names.stoi[name]
+        out["series"] = ids
+    return out
+
+
+@dataclass
+class Ahead:
+    """The rows after an input's history that a model with known-future columns needs: their times (None
+    without a time column) and values (H, F) of data.covariates.future."""
+
+    times: Optional[list[str]]
+    values: "np.ndarray"
+
+
+def _future_rows(cfg: "Config", roles, table, name: str):
+    """(the history, its `Ahead`): the last `horizon` rows of an input table, which hold the future columns'
+    values for the rows to forecast, every other numeric column empty. Refused (one line) when they are not so."""
+    import numpy as np
+
+    from grutool.data.tables import MISSING, Table
+
+    d = cfg.data
+    H, frame = d.horizon, table.frame
+    cols = ", ".join(roles.future)
+    need = (f"the model reads data.covariates.future ({cols}) over the {H} rows it forecasts: end the table "
+            f"with those {H} rows, their time and {cols} filled, the other columns empty")
+    unknown = roles.columns + roles.past
+    for c in unknown + roles.future:
+        table.column(c, "data.covariates.future" if c in roles.future else "data.columns")
+    if len(frame) <= H:
+        raise UserError(f"{name}: {len(frame)} rows; {need}")
+    tail = frame.iloc[-H:]
+    filled = [c for c in unknown if not tail[c].astype(str).str.strip().str.lower().isin(MISSING).all()]
+    if filled:
+        raise UserError(f"{name}: its last {H} rows have values in {filled[0]!r}; {need}")
+    later = Table(table.path, tail.reset_index(drop=True), table.text, table.first_line + len(frame) - H)
+    for c in roles.future:  # data.missing fills history, never the plans for the rows to forecast
+        empty = later.frame[c].astype(str).str.strip().str.lower().isin(MISSING).to_numpy()
+        if empty.any():
+            row = int(empty.argmax())
+            raise UserError(f"{later.location(row, c)}: missing value in column {c!r}, a known-future column, in "
+                            f"the rows to forecast; give each of the {H} rows its value")
+    values = np.stack([later.numeric(c, "error", "data.covariates.future") for c in roles.future], 1)  # (H, F)
+    times = later.strings(d.time_column) if d.time_column is not None else None
+    history = Table(table.path, frame.iloc[:-H].reset_index(drop=True), table.text, table.first_line)
+    return history, Ahead(times, values)
 
 
 def _rounded(rows) -> list[list[float]]:
