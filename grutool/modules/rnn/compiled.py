@@ -1,0 +1,151 @@
+"""The compiled GRU kernel (`model.kernel: compiled`): the time loop of one direction in C++ (`csrc/gru.cpp`).
+
+Same packed rows, `_Direction` Function, layer stack, dropout and h0 handling as the Python fused kernel
+(`grutool.modules.rnn.runtime`); only the per-direction loop differs: per step one ATen GEMM for
+h W_hh^T and one pass over the live rows for all the gate arithmetic, forward and backward.
+
+Built with PyTorch's extension mechanism (`torch.utils.cpp_extension.load`: a C++ compiler and ninja)
+on the first call that needs it, never at import, into a cache directory keyed by the torch version and
+the source's hash: `$GRUTOOL_CACHE/ext/<key>` or `~/.cache/grutool/ext/<key>`. A file lock keeps two
+processes from building at once; later processes load the built library. Where the build cannot run
+(no compiler, no ninja, a compile error) `extension()` raises `Unavailable` with one line saying why, and
+the module (`Recurrent.path`) runs the fused kernel instead, saying so once per process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from grutool.modules.rnn.runtime import CellStep
+
+log = logging.getLogger("grutool")
+
+SOURCE = Path(__file__).with_name("csrc") / "gru.cpp"
+# -O3 and nothing machine-specific: a cache built on one CPU must load on another of the same kind.
+CFLAGS = ["-O3"]
+
+
+class Unavailable(RuntimeError):
+    """The compiled kernel cannot be built or loaded here; the message is one line saying why."""
+
+
+_EXT: Any = None                  # the loaded extension module
+_FAILED: Optional[str] = None     # why it could not be built, once tried
+_ANNOUNCED = False                # the fallback was logged
+
+
+def cache_dir() -> Path:
+    """Where the build goes: one directory per torch version and source text."""
+    root = Path(os.environ["GRUTOOL_CACHE"]) if os.environ.get("GRUTOOL_CACHE") else \
+        Path.home() / ".cache" / "grutool"
+    digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(CFLAGS).encode()).hexdigest()[:12]
+    return root / "ext" / f"torch{torch.__version__.replace('+', '-')}-{digest}"
+
+
+def _module_name(directory: Path) -> str:
+    return "grutool_gru_" + directory.name.rsplit("-", 1)[-1]
+
+
+def _why_not() -> Optional[str]:
+    """A missing tool, said before trying (the build's own error would be a page of text)."""
+    from torch.utils import cpp_extension
+
+    compiler = os.environ.get("CXX", "c++")
+    if shutil.which(compiler) is None:
+        return f"no C++ compiler ({compiler!r} not found; install g++ or clang, or set CXX)"
+    if not cpp_extension.is_ninja_available():
+        return "ninja is not installed (pip install ninja, or the system package)"
+    return None
+
+
+def _one_line(error: BaseException) -> str:
+    """The first line of a build error that says something (compiler errors name the file and line)."""
+    text = str(error)
+    for line in text.splitlines():
+        if "error" in line.lower() and line.strip():
+            return line.strip()[:200]
+    first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    return first[:200]
+
+
+def build(directory: Optional[Path] = None) -> Any:
+    """Compile (or load the already compiled) extension from `directory` (default `cache_dir()`)."""
+    import portalocker
+    from torch.utils import cpp_extension
+
+    directory = directory or cache_dir()
+    why = _why_not()
+    if why:
+        raise Unavailable(why)
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        # torch's own build lock is a file that a killed build leaves behind; an OS lock dies with its process.
+        with portalocker.Lock(str(directory / "grutool.lock"), timeout=600):
+            return cpp_extension.load(name=_module_name(directory), sources=[str(SOURCE)], extra_cflags=CFLAGS,
+                                      build_directory=str(directory), verbose=False)
+    except Exception as e:  # compiler errors, a failed link, an unloadable library: all mean the same here
+        raise Unavailable(f"the build failed: {_one_line(e)}") from e
+
+
+def extension() -> Any:
+    """The loaded extension, built on the first call; raises `Unavailable` (again, without retrying) if not."""
+    global _EXT, _FAILED
+    if _EXT is not None:
+        return _EXT
+    if _FAILED is not None:
+        raise Unavailable(_FAILED)
+    try:
+        _EXT = build()
+    except Unavailable as e:
+        _FAILED = str(e)
+        raise
+    return _EXT
+
+
+def available() -> bool:
+    """Whether the compiled kernel runs here (building it on the first call); the first `False` is logged."""
+    global _ANNOUNCED
+    try:
+        extension()
+        return True
+    except Unavailable as e:
+        if not _ANNOUNCED:
+            _ANNOUNCED = True
+            log.warning("kernel compiled: not available (%s); running the fused kernel instead", e)
+        return False
+
+
+# --- the CellStep -----------------------------------------------------------------------------------
+
+
+def _prepare(module, weights, rows: int, steps: int, dtype) -> None:
+    return None  # the C++ loop reads nn.GRU's weights as they are
+
+
+def _forward(x, states, weights, batch_sizes, offs, reverse, extra, save):
+    (h0,) = states
+    w_ih, w_hh, b_ih, b_hh = weights
+    out, h_n, gates, hn = extension().gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, save)
+    return out, (h_n,), ((gates, hn) if save else None)
+
+
+def _backward(needs, x, states, weights, out, saved, g_out, g_finals, batch_sizes, offs, reverse, extra):
+    (h0,), (g_hn,) = states, g_finals
+    w_ih, w_hh, _, _ = weights
+    gates, hn = saved
+    dx, dh0, dw_ih, dw_hh, db_ih, db_hh = extension().gru_backward(
+        x, h0, w_ih, w_hh, out, gates, hn, g_out, g_hn, batch_sizes, reverse, [bool(n) for n in needs])
+    return dx, (dh0,), (dw_ih, dw_hh, db_ih, db_hh)
+
+
+def step(fused: CellStep) -> CellStep:
+    """The compiled GRU step: the fused one's capabilities and native layer, the C++ loop."""
+    return CellStep("gru", cell_state=False, stacks=True, prepare=_prepare, forward=_forward,
+                    backward=_backward, fusable=fused.fusable, native_layer=fused.native_layer, ready=available)
