@@ -22,6 +22,8 @@
 #include <ATen/Parallel.h>
 
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <vector>
 
 namespace {
@@ -38,10 +40,139 @@ Rows offsets(const Rows& batch_sizes) {
   return offs;
 }
 
-template <typename T>
-inline T sigmoid(T a) {
-  return T(1) / (T(1) + std::exp(-a));
+// --- the gate arithmetic, vectorised ----------------------------------------------------------------
+//
+// libm's exp and tanh are calls the compiler cannot vectorise, and they were most of a step's time. Here
+// exp is written out so that a loop over a row vectorises: exp(x) = 2^k exp(r), k = round(x / ln 2),
+// |r| <= ln 2 / 2, with Cephes' polynomial (float, ~1 ulp) or Pade form (double, ~2e-16 relative);
+// 2^k is built in the exponent bits. k is rounded with the "magic number" addition (no floor, which SSE2
+// cannot vectorise), so the result does not depend on the rounding mode's support in the vector unit.
+// Then sigmoid(a) = 1 / (1 + exp(-a)) and tanh(a) = 2 sigmoid(2a) - 1. NaN stays NaN (the clamps are
+// comparisons a NaN fails, and NaN times anything is NaN), as a diverging run must still see it.
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+// One copy of each row function per instruction set, picked once when the library loads: no
+// machine-specific flags at build time, so a cache built on one x86-64 CPU loads on any other.
+#define GRUTOOL_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define GRUTOOL_CLONES
+#endif
+#define GRUTOOL_INLINE inline __attribute__((always_inline))
+
+GRUTOOL_INLINE float exp_v(float x) {
+  x = x > 88.3762626647949f ? 88.3762626647949f : x;
+  x = x < -87.3365447504019f ? -87.3365447504019f : x;
+  const float magic = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer, kept in the low bits
+  const float t = x * 1.44269504088896341f + magic;
+  const float k = t - magic;
+  int32_t tb, mb;
+  std::memcpy(&tb, &t, 4);
+  std::memcpy(&mb, &magic, 4);
+  const int32_t e = (tb - mb + 127) << 23;  // 2^k
+  float scale;
+  std::memcpy(&scale, &e, 4);
+  const float r = x - k * 0.693359375f - k * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  return (p * r * r + r + 1.0f) * scale;
 }
+
+GRUTOOL_INLINE double exp_v(double x) {
+  x = x > 709.0 ? 709.0 : x;
+  x = x < -708.0 ? -708.0 : x;
+  const double magic = 6755399441055744.0;  // 1.5 * 2^52
+  const double t = x * 1.4426950408889634073599 + magic;
+  const double k = t - magic;
+  int64_t tb, mb;
+  std::memcpy(&tb, &t, 8);
+  std::memcpy(&mb, &magic, 8);
+  const int64_t e = (tb - mb + 1023) << 52;  // 2^k
+  double scale;
+  std::memcpy(&scale, &e, 8);
+  const double r = x - k * 6.93145751953125e-1 - k * 1.42860682030941723212e-6;
+  const double rr = r * r;
+  const double px = r * ((1.26177193074810590878e-4 * rr + 3.02994407707441961300e-2) * rr +
+                         9.99999999999999999910e-1);
+  const double qx = ((3.00198505138664455042e-6 * rr + 2.52448340349684104192e-3) * rr +
+                     2.27265548208155028766e-1) * rr + 2.00000000000000000009e0;
+  return (1.0 + 2.0 * px / (qx - px)) * scale;
+}
+
+template <typename T>
+GRUTOOL_INLINE T sigmoid(T a) {
+  return T(1) / (T(1) + exp_v(-a));
+}
+
+template <typename T>
+GRUTOOL_INLINE T tanh_v(T a) {
+  return T(2) / (T(1) + exp_v(T(-2) * a)) - T(1);
+}
+
+// One live row of a forward step: gi, gh (3H) the two projections (gh without b_hh), h (H) the state,
+// read and overwritten with h'; out (H) h' again; s (3H) r | z | n and hn (H) h W_hn^T + b_hn when saved.
+template <typename T, bool Save>
+GRUTOOL_INLINE void forward_row_impl(int64_t H, const T* __restrict gi, const T* __restrict gh,
+                                     const T* __restrict bhh, T* __restrict h, T* __restrict out,
+                                     T* __restrict s, T* __restrict hn_out) {
+  for (int64_t j = 0; j < H; ++j) {
+    const T r = sigmoid(gi[j] + gh[j] + bhh[j]);
+    const T z = sigmoid(gi[H + j] + gh[H + j] + bhh[H + j]);
+    const T hn = gh[2 * H + j] + bhh[2 * H + j];
+    const T n = tanh_v(gi[2 * H + j] + r * hn);
+    const T hv = n + z * (h[j] - n);  // (1 - z) n + z h
+    h[j] = hv;
+    out[j] = hv;
+    if (Save) {
+      s[j] = r;
+      s[H + j] = z;
+      s[2 * H + j] = n;
+      hn_out[j] = hn;
+    }
+  }
+}
+
+// One live row of a backward step: d = dh + go is dL/dh_t; writes the gate gradients of both
+// projections (dgi, dgh, 3H each), dh = d z (the direct path) and hp = h_{t-1} (for dW_hh).
+template <typename T>
+GRUTOOL_INLINE void backward_row_impl(int64_t H, const T* __restrict s, const T* __restrict hn,
+                                      const T* __restrict go, const T* __restrict hprev, T* __restrict dh,
+                                      T* __restrict dgi, T* __restrict dgh, T* __restrict hp) {
+  for (int64_t j = 0; j < H; ++j) {
+    const T r = s[j], z = s[H + j], n = s[2 * H + j];
+    const T d = dh[j] + go[j];
+    const T a_n = d * (T(1) - z) * (T(1) - n * n);  // dL/d(pre-tanh)
+    const T a_r = a_n * hn[j] * r * (T(1) - r);
+    const T a_z = d * (hprev[j] - n) * z * (T(1) - z);
+    dgi[j] = a_r;
+    dgi[H + j] = a_z;
+    dgi[2 * H + j] = a_n;
+    dgh[j] = a_r;
+    dgh[H + j] = a_z;
+    dgh[2 * H + j] = a_n * r;
+    dh[j] = d * z;  // the path through the gates is added by the step's GEMM
+    hp[j] = hprev[j];
+  }
+}
+
+#define GRUTOOL_ROWS(T)                                                                                   \
+  GRUTOOL_CLONES void forward_row(int64_t H, const T* gi, const T* gh, const T* bhh, T* h, T* out, T* s,  \
+                                  T* hn) {                                                              \
+    if (s != nullptr)                                                                                   \
+      forward_row_impl<T, true>(H, gi, gh, bhh, h, out, s, hn);                                         \
+    else                                                                                                \
+      forward_row_impl<T, false>(H, gi, gh, bhh, h, out, s, hn);                                        \
+  }                                                                                                     \
+  GRUTOOL_CLONES void backward_row(int64_t H, const T* s, const T* hn, const T* go, const T* hprev, T* dh, \
+                                   T* dgi, T* dgh, T* hp) {                                             \
+    backward_row_impl<T>(H, s, hn, go, hprev, dh, dgi, dgh, hp);                                        \
+  }
+
+GRUTOOL_ROWS(float)
+GRUTOOL_ROWS(double)
 
 // Rows of a step per parallel task: the gate pass is split over rows only when a step is large enough
 // to pay for waking threads (and is the same computation either way, so results do not depend on it).
@@ -99,27 +230,8 @@ std::vector<torch::Tensor> gru_forward(const torch::Tensor& x, const torch::Tens
       at::mm_out(gh_t, h.narrow(0, 0, bs), w_hh_t);  // (bs, 3H)
       at::parallel_for(0, bs, grain(H), [&](int64_t begin, int64_t end) {
         for (int64_t i = begin; i < end; ++i) {
-          const scalar_t* gi_r = gi_p + (off + i) * 3 * H;
-          const scalar_t* gh_r = gh_p + i * 3 * H;
-          scalar_t* h_r = h_p + i * H;
-          scalar_t* o_r = out_p + (off + i) * H;
-          scalar_t* s_r = save ? gates_p + (off + i) * 3 * H : nullptr;
-          scalar_t* hn_r = save ? hn_p + (off + i) * H : nullptr;
-          for (int64_t j = 0; j < H; ++j) {
-            const scalar_t r = sigmoid(gi_r[j] + gh_r[j] + bhh_p[j]);
-            const scalar_t z = sigmoid(gi_r[H + j] + gh_r[H + j] + bhh_p[H + j]);
-            const scalar_t hn = gh_r[2 * H + j] + bhh_p[2 * H + j];
-            const scalar_t n = std::tanh(gi_r[2 * H + j] + r * hn);
-            const scalar_t hv = n + z * (h_r[j] - n);  // (1 - z) n + z h
-            h_r[j] = hv;
-            o_r[j] = hv;
-            if (save) {
-              s_r[j] = r;
-              s_r[H + j] = z;
-              s_r[2 * H + j] = n;
-              hn_r[j] = hn;
-            }
-          }
+          forward_row(H, gi_p + (off + i) * 3 * H, gh_p + i * 3 * H, bhh_p, h_p + i * H, out_p + (off + i) * H,
+                      save ? gates_p + (off + i) * 3 * H : nullptr, save ? hn_p + (off + i) * H : nullptr);
         }
       });
     }
@@ -143,6 +255,7 @@ std::vector<torch::Tensor> gru_backward(const torch::Tensor& x, const torch::Ten
   const Rows offs = offsets(batch_sizes);
   const bool has_g_out = g_out.has_value() && g_out->defined();
   auto go = has_g_out ? g_out->contiguous() : at::empty({0}, x.options());
+  auto zero = at::zeros({H}, x.options());  // the output gradient of every row when none reached the output
   auto h0c = h0.contiguous();
   // dL/dh for every sequence's current step, live rows first; starts as dL/dh_n, ends as dL/dh0.
   auto dh = g_hn.has_value() && g_hn->defined() ? g_hn->contiguous().clone() : at::zeros({B, H}, x.options());
@@ -153,6 +266,7 @@ std::vector<torch::Tensor> gru_backward(const torch::Tensor& x, const torch::Ten
 
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "grutool_gru_backward", [&] {
     const scalar_t* go_p = has_g_out ? go.data_ptr<scalar_t>() : nullptr;
+    const scalar_t* zero_p = zero.data_ptr<scalar_t>();
     const scalar_t* h0_p = h0c.data_ptr<scalar_t>();
     const scalar_t* out_p = out.data_ptr<scalar_t>();
     const scalar_t* s_p = gates.data_ptr<scalar_t>();
@@ -174,29 +288,9 @@ std::vector<torch::Tensor> gru_backward(const torch::Tensor& x, const torch::Ten
       at::parallel_for(0, bs, grain(H), [&](int64_t begin, int64_t end) {
         for (int64_t i = begin; i < end; ++i) {
           const int64_t row = off + i;
-          const scalar_t* s_r = s_p + row * 3 * H;
-          const scalar_t* hn_r = hn_p + row * H;
-          const scalar_t* go_r = has_g_out ? go_p + row * H : nullptr;
-          const scalar_t* hprev = i < prev_bs ? out_p + (prev_off + i) * H : h0_p + i * H;
-          scalar_t* dh_r = dh_p + i * H;
-          scalar_t* dgi_r = dgi_p + row * 3 * H;
-          scalar_t* dgh_r = dgh_p + row * 3 * H;
-          scalar_t* hp_r = hp_p + row * H;
-          for (int64_t j = 0; j < H; ++j) {
-            const scalar_t r = s_r[j], z = s_r[H + j], n = s_r[2 * H + j];
-            const scalar_t d = dh_r[j] + (has_g_out ? go_r[j] : scalar_t(0));  // dL/dh_t
-            const scalar_t a_n = d * (scalar_t(1) - z) * (scalar_t(1) - n * n);  // dL/d(pre-tanh)
-            const scalar_t a_r = a_n * hn_r[j] * r * (scalar_t(1) - r);
-            const scalar_t a_z = d * (hprev[j] - n) * z * (scalar_t(1) - z);
-            dgi_r[j] = a_r;
-            dgi_r[H + j] = a_z;
-            dgi_r[2 * H + j] = a_n;
-            dgh_r[j] = a_r;
-            dgh_r[H + j] = a_z;
-            dgh_r[2 * H + j] = a_n * r;
-            dh_r[j] = d * z;  // the direct path; the GEMM below adds the one through the gates
-            hp_r[j] = hprev[j];
-          }
+          backward_row(H, s_p + row * 3 * H, hn_p + row * H, has_g_out ? go_p + row * H : zero_p,
+                       i < prev_bs ? out_p + (prev_off + i) * H : h0_p + i * H, dh_p + i * H, dgi_p + row * 3 * H,
+                       dgh_p + row * 3 * H, hp_p + row * H);
         }
       });
       dh.narrow(0, 0, bs).addmm_(dgh.narrow(0, off, bs), w_hh_c);  // + dgh @ W_hh, (bs, H)
