@@ -237,3 +237,36 @@ def test_only_the_gru_has_a_compiled_kernel():
         with pytest.raises(ValueError, match="has no kernel 'compiled'"):
             get_cell(name).build(I, H, kernel="compiled")
     assert GRU.compiled_step.fusable is STEP.fusable
+
+
+# --- what bench and shapes report ---------------------------------------------------------------------
+
+
+def _bench_kernels(tmp_path) -> set:
+    from typer.testing import CliRunner
+
+    from grutool.bench import report as reports
+    from grutool.cli.app import app
+
+    out = tmp_path / "b.json"
+    result = CliRunner().invoke(app, ["bench", "--smoke", "-q", "--cells", "gru", "--kernels", "compiled",
+                                      "--mode", "train", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    return {r["kernel"] for r in reports.read_report(out)["rows"]}
+
+
+def test_bench_reports_the_compiled_kernel(ext, tmp_path):
+    assert _bench_kernels(tmp_path) == {"compiled"}
+
+
+def test_bench_reports_the_fused_kernel_where_the_build_failed(fresh, tmp_path):
+    fresh.setenv("CXX", "no-such-compiler-here")
+    assert _bench_kernels(tmp_path) == {"fused"}
+
+
+def test_shapes_says_which_kernel_ran(ext):
+    from grutool.shapes import LayerSpec, layer_report
+
+    report = layer_report(LayerSpec(cell="gru", num_layers=2, bidirectional=True, kernel="compiled"))
+    assert report["path"] == "compiled" and report["all_passed"]
+    assert "compiled CPU kernel" in report["module"]
