@@ -270,3 +270,16 @@ def test_shapes_says_which_kernel_ran(ext):
     report = layer_report(LayerSpec(cell="gru", num_layers=2, bidirectional=True, kernel="compiled"))
     assert report["path"] == "compiled" and report["all_passed"]
     assert "compiled CPU kernel" in report["module"]
+
+
+def test_saturated_gates_and_nan_behave_as_in_nn_gru(ext):
+    # The gate pass computes exp itself (vectorised): its clamps must saturate as libm does and let a NaN through.
+    for dtype in (torch.float32, torch.float64):
+        ref, mine = _pair(1, True, False, dtype=dtype)
+        x = torch.randn(T, B, I, dtype=dtype) * torch.tensor([1e-3, 1.0, 50.0, 1e4], dtype=dtype).view(1, B, 1)
+        with torch.no_grad():
+            a, b = ref(x)[0], mine(x)[0]
+            assert (a - b).abs().max().item() < (1e-10 if dtype == torch.float64 else 1e-5)
+            x[2, 1, 0] = float("nan")
+            a, b = ref(x)[0], mine(x)[0]
+        assert torch.equal(a.isnan(), b.isnan()) and a.isnan().any()

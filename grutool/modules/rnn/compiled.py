@@ -28,8 +28,10 @@ from grutool.modules.rnn.runtime import CellStep
 log = logging.getLogger("grutool")
 
 SOURCE = Path(__file__).with_name("csrc") / "gru.cpp"
-# -O3 and nothing machine-specific: a cache built on one CPU must load on another of the same kind.
-CFLAGS = ["-O3"]
+# Nothing machine-specific (the gate pass brings one copy per instruction set, picked at load), so a cache
+# built on one CPU loads on another. -fno-trapping-math lets the compiler vectorise the gate pass's clamps
+# (compare-and-select); grutool installs no floating-point trap handlers that could tell the difference.
+CFLAGS = ["-O3", "-fno-trapping-math"]
 
 
 class Unavailable(RuntimeError):
