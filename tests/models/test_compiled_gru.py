@@ -283,3 +283,12 @@ def test_saturated_gates_and_nan_behave_as_in_nn_gru(ext):
             x[2, 1, 0] = float("nan")
             a, b = ref(x)[0], mine(x)[0]
         assert torch.equal(a.isnan(), b.isnan()) and a.isnan().any()
+
+
+def test_an_unwritable_cache_is_a_fallback_too(fresh, tmp_path, caplog):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    fresh.setenv("GRUTOOL_CACHE", str(blocker))
+    with caplog.at_level(logging.WARNING, logger="grutool"):
+        assert GRU(I, H, kernel="compiled").path(torch.randn(T, B, I)) == "fused"
+    assert "the build failed" in caplog.records[-1].getMessage()

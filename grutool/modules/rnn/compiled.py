@@ -86,14 +86,17 @@ def build(directory: Optional[Path] = None) -> Any:
     why = _why_not()
     if why:
         raise Unavailable(why)
-    directory.mkdir(parents=True, exist_ok=True)
+    name = _module_name(directory)
     try:
+        directory.mkdir(parents=True, exist_ok=True)
         # torch's own build lock is a file that a killed build leaves behind; an OS lock dies with its process.
         with portalocker.Lock(str(directory / "grutool.lock"), timeout=600):
-            return cpp_extension.load(name=_module_name(directory), sources=[str(SOURCE)], extra_cflags=CFLAGS,
+            if not (directory / f"{name}.so").exists():
+                log.info("kernel compiled: building it into %s (first use; about a minute)", directory)
+            return cpp_extension.load(name=name, sources=[str(SOURCE)], extra_cflags=CFLAGS,
                                       build_directory=str(directory), verbose=False)
-    except Exception as e:  # compiler errors, a failed link, an unloadable library: all mean the same here
-        raise Unavailable(f"the build failed: {_one_line(e)}") from e
+    except Exception as e:  # compiler errors, a failed link, an unloadable library, an unwritable cache: all
+        raise Unavailable(f"the build failed: {_one_line(e)}") from e  # mean the same here
 
 
 def extension() -> Any:
