@@ -16,7 +16,8 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from grutool.cells import get_cell
-from grutool.modules.rnn import compiled
+from grutool.modules.rnn import compiled, gemm
+from grutool.modules.rnn.gemm import use_gemm_backend
 from grutool.modules.rnn.gru import GRU, STEP
 from grutool.modules.rnn.runtime import direction
 
@@ -73,13 +74,37 @@ def test_float64_equals_nn_gru(ext, layers, bidirectional, batch_first, packed, 
         assert (a - b).abs().max().item() < 1e-10
 
 
+@pytest.mark.parametrize("backend", ["blas", "onednn"])
 @pytest.mark.parametrize("packed", [False, True])
-def test_float32_equals_nn_gru(ext, packed):
+def test_float32_equals_nn_gru_on_both_gemm_paths(ext, backend, packed):
+    if backend == "onednn" and not gemm._onednn_available():
+        pytest.skip("this torch build has no oneDNN linear ops")
     ref, mine = _pair(2, True, True, dtype=torch.float32)
     x = torch.randn(B, T, I)
     h0 = torch.randn(4, B, H)
-    for a, b in zip(_run(ref, x, h0, packed, True), _run(mine, x, h0, packed, True), strict=True):
+    with use_gemm_backend(backend):
+        got = _run(mine, x, h0, packed, True)
+    for a, b in zip(_run(ref, x, h0, packed, True), got, strict=True):
         assert (a - b).abs().max().item() < 1e-5
+
+
+def test_onednn_and_blas_paths_agree_at_a_size_where_auto_picks_onednn(ext):
+    # H 256: the step GEMM on pre-packed weights and the weight gradients through oneDNN, as in the fused kernel.
+    if not gemm._onednn_available():
+        pytest.skip("this torch build has no oneDNN linear ops")
+    torch.manual_seed(0)
+    layer = GRU(32, 256, batch_first=True, bidirectional=True, kernel="compiled")
+    x = torch.randn(32, 40, 32)
+    assert gemm.gemm_backend(torch.float32, 32, 256) == "onednn"
+    results = {}
+    for backend in ("onednn", "blas"):
+        layer.zero_grad()
+        with use_gemm_backend(backend):
+            out, h = layer(x)
+            (out.square().sum() + h.sum()).backward()
+        results[backend] = [out, h] + [p.grad.clone() for p in layer.parameters()]
+    for a, b in zip(results["onednn"], results["blas"], strict=True):
+        assert (a - b).abs().max().item() < 1e-3 * max(1.0, a.abs().max().item())
 
 
 def test_no_bias_and_unbatched_input(ext):
@@ -243,14 +268,11 @@ def test_only_the_gru_has_a_compiled_kernel():
 
 
 def _bench_kernels(tmp_path) -> set:
-    from typer.testing import CliRunner
-
+    from conftest import invoke
     from grutool.bench import report as reports
-    from grutool.cli.app import app
 
     out = tmp_path / "b.json"
-    result = CliRunner().invoke(app, ["bench", "--smoke", "-q", "--cells", "gru", "--kernels", "compiled",
-                                      "--mode", "train", "-o", str(out)])
+    result = invoke("bench", "--smoke", "-q", "--cells", "gru", "--kernels", "compiled", "--mode", "train", "-o", out)
     assert result.exit_code == 0, result.output
     return {r["kernel"] for r in reports.read_report(out)["rows"]}
 

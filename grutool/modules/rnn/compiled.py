@@ -19,10 +19,11 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import torch
 
+from grutool.modules.rnn import gemm
 from grutool.modules.rnn.runtime import CellStep
 
 log = logging.getLogger("grutool")
@@ -130,23 +131,39 @@ def available() -> bool:
 # --- the CellStep -----------------------------------------------------------------------------------
 
 
-def _prepare(module, weights, rows: int, steps: int, dtype) -> None:
-    return None  # the C++ loop reads nn.GRU's weights as they are
+class Gemms(NamedTuple):
+    """The fused kernel's GEMM choices (`grutool.modules.rnn.gemm`) for one direction, passed to the C++ loop,
+    which reads nn.GRU's weights as they are otherwise."""
+
+    onednn: bool                   # the GEMMs over all steps through oneDNN (float32)
+    step: Optional[torch.Tensor]   # W_hh for oneDNN's step GEMM (pre-packed for long sequences); None: BLAS
+    big: bool                      # the weight gradients through oneDNN too (large layers)
 
 
-def _forward(x, states, weights, batch_sizes, offs, reverse, extra, save):
+def _prepare(module, weights, rows: int, steps: int, dtype) -> Gemms:
+    w_hh = weights[1]
+    H = w_hh.shape[1]
+    step = None
+    if gemm.gemm_backend(dtype, rows, H) == "onednn":
+        step = gemm.Linear(w_hh, rows, "onednn", steps).w
+    return Gemms(gemm.big_gemms_onednn(dtype), step, H >= gemm.BIG_WEIGHT_GRAD_H)
+
+
+def _forward(x, states, weights, batch_sizes, offs, reverse, extra: Gemms, save):
     (h0,) = states
     w_ih, w_hh, b_ih, b_hh = weights
-    out, h_n, gates, hn = extension().gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, save)
+    out, h_n, gates, hn = extension().gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, save,
+                                                  extra.onednn, extra.step)
     return out, (h_n,), ((gates, hn) if save else None)
 
 
-def _backward(needs, x, states, weights, out, saved, g_out, g_finals, batch_sizes, offs, reverse, extra):
+def _backward(needs, x, states, weights, out, saved, g_out, g_finals, batch_sizes, offs, reverse, extra: Gemms):
     (h0,), (g_hn,) = states, g_finals
     w_ih, w_hh, _, _ = weights
     gates, hn = saved
     dx, dh0, dw_ih, dw_hh, db_ih, db_hh = extension().gru_backward(
-        x, h0, w_ih, w_hh, out, gates, hn, g_out, g_hn, batch_sizes, reverse, [bool(n) for n in needs])
+        x, h0, w_ih, w_hh, out, gates, hn, g_out, g_hn, batch_sizes, reverse, [bool(n) for n in needs],
+        extra.onednn, extra.step is not None, extra.big)
     return dx, (dh0,), (dw_ih, dw_hh, db_ih, db_hh)
 
 

@@ -20,6 +20,8 @@
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/core/stack.h>
 
 #include <cmath>
 #include <cstdint>
@@ -174,6 +176,27 @@ GRUTOOL_INLINE void backward_row_impl(int64_t H, const T* __restrict s, const T*
 GRUTOOL_ROWS(float)
 GRUTOOL_ROWS(double)
 
+// --- GEMMs ------------------------------------------------------------------------------------------
+//
+// The same choices as the fused kernel (grutool/modules/rnn/gemm.py, which decides and passes them in):
+// oneDNN's linear for float32 where it pays (the step GEMM on weights it pre-packed, the big GEMMs over
+// all steps), else ATen's BLAS GEMM. oneDNN's linear is a private op of torch, reached by name.
+
+// x @ w^T (+ bias) through mkldnn::_linear_pointwise; w may be a strided view or a pre-packed weight.
+torch::Tensor onednn_linear(const torch::Tensor& x, const torch::Tensor& w,
+                            const c10::optional<torch::Tensor>& bias = c10::nullopt) {
+  static const auto op = c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::_linear_pointwise", "");
+  torch::jit::Stack stack;
+  stack.emplace_back(x);
+  stack.emplace_back(w);
+  stack.emplace_back(bias.has_value() && bias->defined() ? c10::IValue(*bias) : c10::IValue());
+  stack.emplace_back(std::string("none"));
+  stack.emplace_back(c10::List<c10::optional<at::Scalar>>());
+  stack.emplace_back(std::string(""));
+  op.callBoxed(&stack);
+  return stack.back().toTensor();
+}
+
 // Rows of a step per parallel task: the gate pass is split over rows only when a step is large enough
 // to pay for waking threads (and is the same computation either way, so results do not depend on it).
 inline int64_t grain(int64_t H) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(H, 1)); }
@@ -192,21 +215,25 @@ void check_rows(const torch::Tensor& x, const torch::Tensor& h0, const Rows& bat
 
 }  // namespace
 
-// x (N, I), h0 (B, H), w_ih (3H, I), w_hh (3H, H), b_ih / b_hh (3H,) or None.
+// x (N, I), h0 (B, H), w_ih (3H, I), w_hh (3H, H), b_ih / b_hh (3H,) or None. onednn: the input
+// projection through oneDNN; step_w: W_hh for oneDNN's step GEMM (pre-packed or plain), None for BLAS.
 // Returns out (N, H), h_n (B, H), and when `save`: gates (N, 3H) holding r | z | n, and hn (N, H) holding
 // h W_hn^T + b_hn (what the backward needs); empty tensors otherwise.
 std::vector<torch::Tensor> gru_forward(const torch::Tensor& x, const torch::Tensor& h0, const torch::Tensor& w_ih,
                                        const torch::Tensor& w_hh, const c10::optional<torch::Tensor>& b_ih,
                                        const c10::optional<torch::Tensor>& b_hh, const Rows& batch_sizes,
-                                       bool reverse, bool save) {
+                                       bool reverse, bool save, bool onednn,
+                                       const c10::optional<torch::Tensor>& step_w) {
   check_rows(x, h0, batch_sizes);
   const int64_t N = x.size(0), B = h0.size(0), H = h0.size(1);
   const int64_t T = static_cast<int64_t>(batch_sizes.size());
   const Rows offs = offsets(batch_sizes);
   auto xc = x.contiguous();
   // Every step's input projection in one GEMM, with b_ih folded in: (N, 3H).
-  auto gi = b_ih.has_value() && b_ih->defined() ? at::addmm(*b_ih, xc, w_ih.t()) : at::mm(xc, w_ih.t());
+  const bool has_b_ih = b_ih.has_value() && b_ih->defined();
+  auto gi = onednn ? onednn_linear(xc, w_ih, b_ih) : has_b_ih ? at::addmm(*b_ih, xc, w_ih.t()) : at::mm(xc, w_ih.t());
   gi = gi.contiguous();
+  const bool step_onednn = step_w.has_value() && step_w->defined();
   auto w_hh_t = w_hh.t();  // (H, 3H) view: the GEMM reads it transposed, no copy
   auto bhh = b_hh.has_value() && b_hh->defined() ? b_hh->contiguous() : at::zeros({3 * H}, x.options());
   auto h = h0.contiguous().clone();           // (B, H): the state, live rows first
@@ -218,7 +245,6 @@ std::vector<torch::Tensor> gru_forward(const torch::Tensor& x, const torch::Tens
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "grutool_gru_forward", [&] {
     const scalar_t* gi_p = gi.data_ptr<scalar_t>();
     const scalar_t* bhh_p = bhh.data_ptr<scalar_t>();
-    const scalar_t* gh_p = gh.data_ptr<scalar_t>();
     scalar_t* h_p = h.data_ptr<scalar_t>();
     scalar_t* out_p = out.data_ptr<scalar_t>();
     scalar_t* gates_p = save ? gates.data_ptr<scalar_t>() : nullptr;
@@ -227,7 +253,11 @@ std::vector<torch::Tensor> gru_forward(const torch::Tensor& x, const torch::Tens
       const int64_t t = reverse ? T - 1 - k : k;
       const int64_t bs = batch_sizes[t], off = offs[t];
       auto gh_t = gh.narrow(0, 0, bs);
-      at::mm_out(gh_t, h.narrow(0, 0, bs), w_hh_t);  // (bs, 3H)
+      if (step_onednn)
+        gh_t = onednn_linear(h.narrow(0, 0, bs), *step_w).contiguous();  // (bs, 3H)
+      else
+        at::mm_out(gh_t, h.narrow(0, 0, bs), w_hh_t);
+      const scalar_t* gh_p = gh_t.data_ptr<scalar_t>();
       at::parallel_for(0, bs, grain(H), [&](int64_t begin, int64_t end) {
         for (int64_t i = begin; i < end; ++i) {
           forward_row(H, gi_p + (off + i) * 3 * H, gh_p + i * 3 * H, bhh_p, h_p + i * H, out_p + (off + i) * H,
@@ -240,14 +270,16 @@ std::vector<torch::Tensor> gru_forward(const torch::Tensor& x, const torch::Tens
 }
 
 // The backward of gru_forward. g_out (N, H) and g_hn (B, H) may be undefined (no gradient reached them).
-// needs: (x, h0, w_ih, w_hh, b_ih, b_hh). Returns dx, dh0, dw_ih, dw_hh, db_ih, db_hh (undefined where
+// needs: (x, h0, w_ih, w_hh, b_ih, b_hh). onednn: dx through oneDNN, and with `big` the weight gradients
+// too; onednn_step: the step GEMM through oneDNN. Returns dx, dh0, dw_ih, dw_hh, db_ih, db_hh (undefined where
 // not needed).
 std::vector<torch::Tensor> gru_backward(const torch::Tensor& x, const torch::Tensor& h0, const torch::Tensor& w_ih,
                                         const torch::Tensor& w_hh, const torch::Tensor& out,
                                         const torch::Tensor& gates, const torch::Tensor& hn_all,
                                         const c10::optional<torch::Tensor>& g_out,
                                         const c10::optional<torch::Tensor>& g_hn, const Rows& batch_sizes,
-                                        bool reverse, std::vector<bool> needs) {
+                                        bool reverse, std::vector<bool> needs, bool onednn, bool onednn_step,
+                                        bool big) {
   check_rows(x, h0, batch_sizes);
   TORCH_CHECK(needs.size() == 6, "compiled GRU: needs has 6 entries");
   const int64_t N = x.size(0), B = h0.size(0), H = h0.size(1);
@@ -263,6 +295,7 @@ std::vector<torch::Tensor> gru_backward(const torch::Tensor& x, const torch::Ten
   auto dgh = at::empty({N, 3 * H}, x.options());  // dL/d(h W_hh^T + b_hh)
   auto hp = at::empty({N, H}, x.options());       // each row's h_{t-1}, for dW_hh
   auto w_hh_c = w_hh.contiguous();
+  auto w_hh_tc = onednn_step ? w_hh.t().contiguous() : torch::Tensor();  // (H, 3H): dgh @ W_hh as a linear
 
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "grutool_gru_backward", [&] {
     const scalar_t* go_p = has_g_out ? go.data_ptr<scalar_t>() : nullptr;
@@ -293,13 +326,19 @@ std::vector<torch::Tensor> gru_backward(const torch::Tensor& x, const torch::Ten
                        dgh_p + row * 3 * H, hp_p + row * H);
         }
       });
-      dh.narrow(0, 0, bs).addmm_(dgh.narrow(0, off, bs), w_hh_c);  // + dgh @ W_hh, (bs, H)
+      if (onednn_step)
+        dh.narrow(0, 0, bs).add_(onednn_linear(dgh.narrow(0, off, bs), w_hh_tc));  // + dgh @ W_hh, (bs, H)
+      else
+        dh.narrow(0, 0, bs).addmm_(dgh.narrow(0, off, bs), w_hh_c);
     }
   });
   torch::Tensor dx, dw_ih, dw_hh, db_ih, db_hh;
-  if (needs[0]) dx = at::mm(dgi, w_ih);  // (N, I)
-  if (needs[2]) dw_ih = at::mm(dgi.t(), x.contiguous());  // (3H, I): one GEMM over all steps
-  if (needs[3]) dw_hh = at::mm(dgh.t(), hp);  // (3H, H)
+  // One GEMM each over all steps. oneDNN reads the transposes in place but its weight-gradient GEMMs pay
+  // off only for large layers (`big`), as in the fused kernel.
+  auto xc = x.contiguous();
+  if (needs[0]) dx = onednn ? onednn_linear(dgi, w_ih.t()) : at::mm(dgi, w_ih);  // (N, I)
+  if (needs[2]) dw_ih = onednn && big ? onednn_linear(dgi.t(), xc.t()) : at::mm(dgi.t(), xc);  // (3H, I)
+  if (needs[3]) dw_hh = onednn && big ? onednn_linear(dgh.t(), hp.t()) : at::mm(dgh.t(), hp);  // (3H, H)
   if (needs[4]) db_ih = dgi.sum(0);
   if (needs[5]) db_hh = dgh.sum(0);
   return {dx, needs[1] ? dh : torch::Tensor(), dw_ih, dw_hh, db_ih, db_hh};
