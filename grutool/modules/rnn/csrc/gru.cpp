@@ -17,8 +17,9 @@
 //
 // Built by grutool/modules/rnn/compiled.py with torch.utils.cpp_extension on first use.
 
-#include <torch/extension.h>
-
+// ATen and torch's Python bindings only: <torch/extension.h> would also pull in the whole C++ frontend
+// (nn, optim) and take half as long again to compile.
+#include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/core/stack.h>
@@ -27,6 +28,8 @@
 #include <cstdint>
 #include <cstring>
 #include <vector>
+
+#include <torch/python.h>
 
 namespace {
 
