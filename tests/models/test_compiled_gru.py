@@ -249,6 +249,18 @@ def test_a_failed_build_falls_back_to_the_fused_kernel_and_says_so_once(fresh, c
     assert "\n" not in message and lines[0].exc_info is None, "one line, no traceback"
 
 
+def test_a_compile_error_is_said_in_one_line(fresh, tmp_path, caplog):
+    if compiled._why_not():
+        pytest.skip(f"no build tools here: {compiled._why_not()}")
+    broken = tmp_path / "gru.cpp"
+    broken.write_text("#error deliberately broken for a test\n")
+    fresh.setattr(compiled, "SOURCE", broken)
+    with caplog.at_level(logging.WARNING, logger="grutool"):
+        assert GRU(I, H, kernel="compiled").path(torch.randn(T, B, I)) == "fused"
+    message = caplog.records[-1].getMessage()
+    assert "error: #error deliberately broken for a test" in message and "\n" not in message, message
+
+
 def test_only_a_forward_call_of_kernel_compiled_builds(fresh):
     fresh.setenv("CXX", "no-such-compiler-here")
     get_cell("gru").build(I, H, kernel="compiled")

@@ -69,13 +69,11 @@ def _why_not() -> Optional[str]:
 
 
 def _one_line(error: BaseException) -> str:
-    """The first line of a build error that says something (compiler errors name the file and line)."""
-    text = str(error)
-    for line in text.splitlines():
-        if "error" in line.lower() and line.strip():
-            return line.strip()[:200]
-    first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
-    return first[:200]
+    """What a build error says in one line: the compiler's first `file:line: error: ...` where there is one
+    (ninja's own message starts with the whole command line), else the error's first line."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    said = next((line for line in lines if ": error:" in line or ": fatal error:" in line), None)
+    return (said or (lines[0] if lines else type(error).__name__))[:300]
 
 
 def build(directory: Optional[Path] = None) -> Any:
