@@ -5,8 +5,8 @@ Same packed rows, `_Direction` Function, layer stack, dropout and h0 handling as
 h W_hh^T and one pass over the live rows for all the gate arithmetic, forward and backward.
 
 Built with PyTorch's extension mechanism (`torch.utils.cpp_extension.load`: a C++ compiler and ninja)
-on the first call that needs it, never at import, into a cache directory keyed by the torch version and
-the source's hash: `$GRUTOOL_CACHE/ext/<key>` or `~/.cache/grutool/ext/<key>`. A file lock keeps two
+on the first call that needs it, never at import, into a cache directory keyed by the torch version, the
+Python ABI and the source's hash: `$GRUTOOL_CACHE/ext/<key>` or `~/.cache/grutool/ext/<key>`. A file lock keeps two
 processes from building at once; later processes load the built library. Where the build cannot run
 (no compiler, no ninja, a compile error) `extension()` raises `Unavailable` with one line saying why, and
 the module (`Recurrent.path`) runs the fused kernel instead, saying so once per process.
@@ -18,6 +18,7 @@ import hashlib
 import logging
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any, NamedTuple, Optional
 
@@ -45,11 +46,12 @@ _ANNOUNCED = False                # the fallback was logged
 
 
 def cache_dir() -> Path:
-    """Where the build goes: one directory per torch version and source text."""
+    """Where the build goes: one directory per torch version, Python ABI (the library is a Python module)
+    and source text, e.g. ~/.cache/grutool/ext/torch2.13.0-cpu-cpython-311-00ca5a332cbc."""
     root = Path(os.environ["GRUTOOL_CACHE"]) if os.environ.get("GRUTOOL_CACHE") else \
         Path.home() / ".cache" / "grutool"
     digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(CFLAGS).encode()).hexdigest()[:12]
-    return root / "ext" / f"torch{torch.__version__.replace('+', '-')}-{digest}"
+    return root / "ext" / f"torch{torch.__version__.replace('+', '-')}-{sys.implementation.cache_tag}-{digest}"
 
 
 def _module_name(directory: Path) -> str:
@@ -81,12 +83,12 @@ def build(directory: Optional[Path] = None) -> Any:
     import portalocker
     from torch.utils import cpp_extension
 
-    directory = directory or cache_dir()
     why = _why_not()
     if why:
         raise Unavailable(why)
-    name = _module_name(directory)
     try:
+        directory = directory or cache_dir()  # reads the source: a package installed without it fails here
+        name = _module_name(directory)
         directory.mkdir(parents=True, exist_ok=True)
         # torch's own build lock is a file that a killed build leaves behind; an OS lock dies with its process.
         with portalocker.Lock(str(directory / "grutool.lock"), timeout=600):

@@ -235,8 +235,8 @@ def stack_layers(module: "Recurrent", data: torch.Tensor, batch_sizes: torch.Ten
     states: initial states, each (L*D, B, H), sorted as the rows. `cell`: the step each direction runs
     (the module's fused or compiled one). Between layers: the residual where the widths match, LayerNorm,
     dropout in training. No `cell` (a stack with layer_norm / residual on the native kernel): PyTorch's op
-    one layer at a time. (Advancing both directions of a dense batch
-    together, one batched GEMM per step, was measured slower: CPU baddbmm is a loop of addmm.)
+    one layer at a time. (Advancing both directions of a dense batch together, one batched GEMM per step,
+    was measured slower: CPU baddbmm is a loop of addmm.)
     """
     D, k = (2 if module.bidirectional else 1), (4 if module.bias else 2)
     sizes = batch_sizes.tolist()
@@ -258,8 +258,8 @@ def stack_layers(module: "Recurrent", data: torch.Tensor, batch_sizes: torch.Ten
                     kept.append(f)
             y = torch.cat(outs, 1) if D == 2 else outs[0]  # (N, D*H)
         else:
-            y, final = module.cell_step.native_layer(module, data, batch_sizes, [s[layer * D:(layer + 1) * D] for s in states],
-                                         flat, dense_shape)
+            y, final = module.cell_step.native_layer(module, data, batch_sizes,
+                                                     [s[layer * D:(layer + 1) * D] for s in states], flat, dense_shape)
             for f, kept in zip(final, finals):
                 kept.extend(f.unbind(0))
         if module.residual and y.shape[1] == data.shape[1]:
