@@ -231,6 +231,10 @@ def fresh(monkeypatch, tmp_path):
 @pytest.mark.parametrize("cxx,reason", [("/bin/false", "the build failed"),
                                          ("no-such-compiler-here", "no C++ compiler")])
 def test_a_failed_build_falls_back_to_the_fused_kernel_and_says_so_once(fresh, caplog, cxx, reason):
+    from torch.utils.cpp_extension import is_ninja_available
+
+    if cxx == "/bin/false" and not is_ninja_available():
+        pytest.skip("no ninja here: the build is refused before the compiler runs")
     fresh.setenv("CXX", cxx)
     torch.manual_seed(0)
     layer = GRU(I, H, 2, bidirectional=True, kernel="compiled").double()
@@ -322,6 +326,8 @@ def test_saturated_gates_and_nan_behave_as_in_nn_gru(ext):
 
 
 def test_an_unwritable_cache_is_a_fallback_too(fresh, tmp_path, caplog):
+    if compiled._why_not():
+        pytest.skip(f"no build tools here: {compiled._why_not()}")
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     fresh.setenv("GRUTOOL_CACHE", str(blocker))
