@@ -25,6 +25,7 @@ class Cell:
     fused: Optional[str] = None     # grutool's module with the same parameters and a `kernel` argument
     cell_state: bool = False        # forward returns (h_n, c_n) instead of h_n
     stacks: bool = False            # layer_norm / residual between layers (grutool's own layer stack)
+    compiled: bool = False          # has kernel `compiled` (the fused module's C++ time loop)
 
     @property
     def auto(self) -> Optional[Auto]:
@@ -33,7 +34,9 @@ class Cell:
 
     @property
     def kernels(self) -> tuple[str, ...]:
-        return KERNELS if self.fused else ("auto", "native")
+        if not self.fused:
+            return ("auto", "native")
+        return KERNELS if self.compiled else tuple(k for k in KERNELS if k != "compiled")
 
     def build(self, input_size: int, hidden_size: int, *, num_layers: int = 1, bidirectional: bool = False,
               dropout: float = 0.0, batch_first: bool = True, bias: bool = True, kernel: str = "auto",
@@ -75,7 +78,8 @@ def _load(path: str):
 
 
 CELLS: dict[str, Cell] = {
-    "gru": Cell("gru", 3, "torch.nn.GRU", fused="grutool.modules.rnn.gru.GRU", stacks=True),
+    "gru": Cell("gru", 3, "torch.nn.GRU", fused="grutool.modules.rnn.gru.GRU", stacks=True,
+                compiled=True),
     "lstm": Cell("lstm", 4, "torch.nn.LSTM", fused="grutool.modules.rnn.lstm.LSTM", cell_state=True),
     "rnn": Cell("rnn", 1, "torch.nn.RNN", fused="grutool.modules.rnn.rnn.RNN"),
 }

@@ -248,8 +248,10 @@ class ModelConfig(_Section):
     kernel: Literal[KERNELS] = "auto"
     """How the recurrent layers run: `auto` (`fused` on CPU where it measured faster, per cell and input,
     else `native`), `fused` (grutool's CPU kernels, `grutool.modules.rnn`: same parameters and results as
-    nn.GRU / nn.LSTM / nn.RNN, faster training) or `native` (PyTorch's own modules: oneDNN for dense LSTM
-    on CPU, cuDNN on CUDA). Where `auto` picks `fused` is one table, `grutool.kernels.AUTO` (also in
+    nn.GRU / nn.LSTM / nn.RNN, faster training), `compiled` (cell gru: the fused kernel's time loop in C++,
+    built on first use with a C++ compiler and ninja into ~/.cache/grutool or $GRUTOOL_CACHE; where it
+    cannot be built, the fused kernel, said in one line) or `native` (PyTorch's own modules: oneDNN for
+    dense LSTM on CPU, cuDNN on CUDA). Where `auto` picks `fused` is one table, `grutool.kernels.AUTO` (also in
     `grutool bench --help`). Checkpoints load with any kernel."""
     layer_norm: bool = False
     """LayerNorm on each recurrent layer's output before the next layer (deep stacks; num_layers > 1,

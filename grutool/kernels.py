@@ -10,9 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-KERNELS = ("auto", "native", "fused")
+KERNELS = ("auto", "native", "fused", "compiled")
 """`native`: PyTorch's module (oneDNN for dense LSTM on CPU, cuDNN on CUDA); `fused`: grutool's CPU
-kernels (`grutool.modules.rnn`); `auto`: `fused` where it measured faster (`AUTO`), else `native`."""
+kernels (`grutool.modules.rnn`); `compiled` (GRU): the fused kernel's time loop in C++, built on first
+use with a C++ compiler and ninja (the fused kernel where it cannot be built, said once); `auto`: `fused`
+where it measured faster (`AUTO`), else `native`."""
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from grutool.errors import UserError
 CELLS = CELL_NAMES
 MODES = ("infer", "train")
 LENGTHS = ("padded", "packed", "bucketed")
-KERNELS = ("default", "native", "fused")
+KERNELS = ("default", "native", "fused", "compiled")
 DTYPES = ("float32", "bfloat16", "float16")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -59,8 +59,9 @@ class Grid:
     kernels: Optional[tuple[str, ...]] = None
     """`default`: what grutool picks (`model.kernel: auto`, whose rule is `grutool.kernels.AUTO`, or the
     config's own kernel); `native`: PyTorch's modules with oneDNN/cuDNN switched off, so every cell runs
-    ATen's own per-step loop; `fused`: grutool's fused kernel (the cells `grutool.cells` gives one). Rows
-    of a cell without the asked kernel are left out."""
+    ATen's own per-step loop; `fused`: grutool's fused kernel (the cells `grutool.cells` gives one);
+    `compiled`: its C++ time loop (GRU; built on first use, the fused kernel where it cannot be, which the
+    row's `kernel` then says). Rows of a cell without the asked kernel are left out."""
     dtype: Optional[tuple[str, ...]] = None
     """Parameter and input dtype of layer workloads (float16 needs CUDA)."""
     device: Optional[str] = None
@@ -109,8 +110,8 @@ SMOKE = replace(DEFAULT, batch_size=(4,), seq_len=(6,), input_size=(8,), hidden_
 
 
 def has_kernel(cell: str, kernels: str) -> bool:
-    """Whether a row of this cell exists for this kernels value (`fused` only where the cell has one)."""
-    return kernels != "fused" or "fused" in CELL_REGISTRY[cell].kernels
+    """Whether a row of this cell exists for this kernels value (`fused`, `compiled` only where the cell has one)."""
+    return kernels in ("default", "native") or kernels in CELL_REGISTRY[cell].kernels
 
 
 def model_kernel(kernels: str, configured: str, cell: str) -> str:
@@ -128,7 +129,7 @@ class Spec:
     cell: str            # gru | lstm | rnn
     mode: str            # infer | train
     lengths: str         # padded | packed | bucketed
-    kernels: str         # default | native | fused: what was asked for (the row's `kernel` says what ran)
+    kernels: str         # default | native | fused | compiled: what was asked for (the row's `kernel` says what ran)
     device: str          # cpu | cuda
     dtype: str           # float32 | bfloat16 | float16 | float16-amp (model rows on CUDA with train.amp)
     batch_size: int

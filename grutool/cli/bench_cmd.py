@@ -36,8 +36,9 @@ def bench(
         None, metavar="KIND,...", help="padded (dense, unpacked), packed (varied lengths, packed) and/or bucketed (similar lengths, packed)."),
     kernels: Optional[str] = typer.Option(
         None, metavar="KERNEL,...", help=f"default (grutool's choice, model.kernel auto: fused on CPU for {describe_auto()}; else "
-                   "PyTorch's), native (PyTorch's modules, oneDNN on CPU / cuDNN on CUDA switched off) and/or fused "
-                   "(grutool's fused kernels)."),
+                   "PyTorch's), native (PyTorch's modules, oneDNN on CPU / cuDNN on CUDA switched off), fused "
+                   "(grutool's fused kernels) and/or compiled (GRU: the fused kernel's loop in C++, built on first use; "
+                   "the row's kernel column says which ran)."),
     device: Optional[str] = typer.Option(None, metavar="auto|cpu|cuda", help="auto (CUDA if present), cpu or cuda."),
     dtype: Optional[str] = typer.Option(None, metavar="DTYPE,...", help="float32, bfloat16, float16 (CUDA only); layer rows only."),
     threads: Optional[int] = typer.Option(None, metavar="N", help="torch.set_num_threads for the run."),

@@ -58,6 +58,7 @@ def _cell_name(module: nn.Module) -> str:
 
 # What a forward call runs (grutool's modules say it with `path(input)`; PyTorch's own always run their op).
 PATHS = {"native": "PyTorch's kernel", "fused": "grutool's fused CPU kernel",
+         "compiled": "grutool's compiled C++ CPU kernel",
          "stack": "grutool's layer stack over PyTorch's op per layer"}
 
 

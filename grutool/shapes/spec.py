@@ -106,8 +106,8 @@ def check_spec(spec: LayerSpec) -> tuple[LayerSpec, list[str]]:
     if spec.kernel not in REGISTRY[spec.cell].kernels:
         raise UserError(f"--kernel {spec.kernel}: not available for --cell {spec.cell} "
                         f"(it has {', '.join(REGISTRY[spec.cell].kernels)})")
-    if spec.proj_size and spec.kernel == "fused":
-        raise UserError("--proj-size: only nn.LSTM has a projection; leave out --kernel fused")
+    if spec.proj_size and spec.kernel in ("fused", "compiled"):
+        raise UserError(f"--proj-size: only nn.LSTM has a projection; leave out --kernel {spec.kernel}")
     B, T, lengths = resolve_batch(spec.batch, spec.seq_len, spec.lengths)
     notes = []
     if spec.dropout > 0 and spec.num_layers == 1:

@@ -115,3 +115,18 @@ def test_bench_reports_cudnn_for_gru_on_cuda():
     gru = torch.nn.GRU(16, 32, batch_first=True).to(CUDA)
     x = torch.randn(4, 10, 16, device=CUDA)
     assert probe(lambda: gru(x), contextlib.nullcontext, CUDA).kernel == "cudnn"
+
+
+def test_kernel_compiled_runs_cudnn_on_cuda_and_builds_nothing(monkeypatch):
+    """Kernel `compiled` is a CPU kernel: on CUDA the layer is PyTorch's (cuDNN), and no build is tried."""
+    from grutool.modules.rnn import compiled
+    from grutool.modules.rnn.gru import GRU
+
+    monkeypatch.setattr(compiled, "_EXT", None)
+    monkeypatch.setattr(compiled, "_FAILED", None)
+    monkeypatch.setenv("CXX", "no-such-compiler-here")
+    layer = GRU(16, 32, batch_first=True, bidirectional=True, kernel="compiled").to(CUDA)
+    x = torch.randn(4, 10, 16, device=CUDA)
+    assert layer.path(x) == "native"
+    layer(x)[0].sum().backward()
+    assert compiled._EXT is None and compiled._FAILED is None

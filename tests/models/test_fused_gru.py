@@ -210,7 +210,7 @@ def test_auto_uses_the_fused_kernel_on_cpu_except_for_short_dense_calls():
 
 
 def test_registry_declares_capabilities():
-    assert CELLS["gru"].kernels == ("auto", "native", "fused") and CELLS["gru"].stacks
+    assert CELLS["gru"].kernels == ("auto", "native", "fused", "compiled") and CELLS["gru"].stacks
     assert "fused" in CELLS["lstm"].kernels and not CELLS["lstm"].stacks and CELLS["lstm"].cell_state
     assert "fused" in CELLS["rnn"].kernels and not CELLS["rnn"].stacks
     with pytest.raises(ValueError, match="has no kernel 'fast'"):

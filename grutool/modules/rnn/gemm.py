@@ -73,10 +73,15 @@ def use_gemm_backend(name: str):
         _FORCED_BACKEND = previous
 
 
+def big_gemms_onednn(dtype: torch.dtype) -> bool:
+    """Whether the big once-per-layer GEMMs (all steps at once) go through oneDNN: float32 where it is there
+    (about twice MKL's rate on large GEMMs here) and BLAS is not forced."""
+    return dtype == torch.float32 and _FORCED_BACKEND != "blas" and _onednn_available()
+
+
 def matmul_t(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """a @ b.T (+ bias) for the big once-per-layer GEMMs (all steps at once): oneDNN where it is there
-    (about twice MKL's rate on large GEMMs here), BLAS where it is missing or the dtype is not float32."""
-    if a.dtype == torch.float32 and _FORCED_BACKEND != "blas" and _onednn_available():
+    """a @ b.T (+ bias) for the big once-per-layer GEMMs: oneDNN where `big_gemms_onednn`, else BLAS."""
+    if big_gemms_onednn(a.dtype):
         return torch.ops.mkldnn._linear_pointwise(a, b, bias, "none", [], "")  # strided views are fine
     return F.linear(a, b, bias)
 

@@ -14,6 +14,7 @@ from typing import NamedTuple, Optional
 import torch
 from torch import nn
 
+from grutool.modules.rnn import compiled
 from grutool.modules.rnn.gemm import BIG_WEIGHT_GRAD_H, REORDER_MIN_STEPS, Linear, gemm_backend, matmul_t
 from grutool.modules.rnn.runtime import (CellStep, Recurrent, direction, final_rows, previous_rows, step_order,
                                          step_start)
@@ -175,6 +176,7 @@ class GRU(Recurrent, nn.GRU):
     (see `Recurrent`; here `kernel` defaults to `fused`)."""
 
     cell_step = STEP
+    compiled_step = compiled.step(STEP)
 
     def __init__(self, *args, kernel: str = "fused", **kwargs):
         super().__init__(*args, kernel=kernel, **kwargs)

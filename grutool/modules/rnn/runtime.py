@@ -182,6 +182,7 @@ class CellStep:
     backward: Callable[..., tuple]
     fusable: Callable[[nn.RNNBase], bool] = lambda module: True
     native_layer: Optional[Callable[..., tuple]] = None  # PyTorch's op for one layer (cells that stack)
+    ready: Callable[[], bool] = lambda: True  # whether it can run here (the compiled kernel: built and loaded)
 
 
 class _Direction(torch.autograd.Function):
@@ -227,23 +228,23 @@ def direction(cell: CellStep, x, states: tuple, weights: tuple, batch_sizes: lis
 # --- the layer stack and the module -----------------------------------------------------------------
 
 
-def stack_layers(module: "Recurrent", data: torch.Tensor, batch_sizes: torch.Tensor, states: tuple, fused: bool,
-                 dense_shape: Optional[tuple[int, int]]):
+def stack_layers(module: "Recurrent", data: torch.Tensor, batch_sizes: torch.Tensor, states: tuple,
+                 cell: Optional[CellStep], dense_shape: Optional[tuple[int, int]]):
     """Packed rows through every layer and direction: (N, I) -> (N, D*H), and the final states, each (L*D, B, H).
 
-    states: initial states, each (L*D, B, H), sorted as the rows. Between layers: the residual where
-    the widths match, LayerNorm, dropout in training. Not `fused` (a stack with layer_norm / residual on
-    the native kernel): PyTorch's op one layer at a time. (Advancing both directions of a dense batch
-    together, one batched GEMM per step, was measured slower: CPU baddbmm is a loop of addmm.)
+    states: initial states, each (L*D, B, H), sorted as the rows. `cell`: the step each direction runs
+    (the module's fused or compiled one). Between layers: the residual where the widths match, LayerNorm,
+    dropout in training. No `cell` (a stack with layer_norm / residual on the native kernel): PyTorch's op
+    one layer at a time. (Advancing both directions of a dense batch together, one batched GEMM per step,
+    was measured slower: CPU baddbmm is a loop of addmm.)
     """
-    cell = module.cell_step
     D, k = (2 if module.bidirectional else 1), (4 if module.bias else 2)
     sizes = batch_sizes.tolist()
     offs = offsets(sizes)
     finals = [[] for _ in states]
     for layer in range(module.num_layers):
         flat = module._flat_weights[layer * D * k:(layer + 1) * D * k]
-        if fused:
+        if cell is not None:
             outs = []
             for d in range(D):
                 w = flat[d * k:(d + 1) * k]
@@ -257,8 +258,8 @@ def stack_layers(module: "Recurrent", data: torch.Tensor, batch_sizes: torch.Ten
                     kept.append(f)
             y = torch.cat(outs, 1) if D == 2 else outs[0]  # (N, D*H)
         else:
-            y, final = cell.native_layer(module, data, batch_sizes, [s[layer * D:(layer + 1) * D] for s in states],
-                                         flat, dense_shape)
+            y, final = module.cell_step.native_layer(module, data, batch_sizes,
+                                                     [s[layer * D:(layer + 1) * D] for s in states], flat, dense_shape)
             for f, kept in zip(final, finals):
                 kept.extend(f.unbind(0))
         if module.residual and y.shape[1] == data.shape[1]:
@@ -276,13 +277,15 @@ class Recurrent:
     """Mixin that turns a `CellStep` into PyTorch's module with grutool's kernels: `class GRU(Recurrent, nn.GRU)`.
 
     Same constructor arguments, parameters and return values as the PyTorch module, plus:
-      kernel: `fused` (the cell's CPU kernel; CUDA and other dtypes use PyTorch's), `native` (PyTorch's
-        own) or `auto` (`grutool.kernels.AUTO`).
+      kernel: `fused` (the cell's CPU kernel; CUDA and other dtypes use PyTorch's), `compiled` (cells
+        with a `compiled_step`: the same, its time loop in C++, built on first use; where it cannot be
+        built, the fused kernel, said once), `native` (PyTorch's own) or `auto` (`grutool.kernels.AUTO`).
       layer_norm: LayerNorm(D*H) on each layer's output before the next layer (cells that stack).
       residual: add each layer's input to its output where both are D*H wide (cells that stack).
     """
 
     cell_step: CellStep
+    compiled_step: Optional[CellStep] = None  # the cell's compiled kernel, where it has one
 
     def __init__(self, *args, kernel: str = "auto", layer_norm: bool = False, residual: bool = False, **kwargs):
         if (layer_norm or residual) and not self.cell_step.stacks:
@@ -290,6 +293,8 @@ class Recurrent:
         super().__init__(*args, **kwargs)
         if kernel not in KERNELS:
             raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
+        if kernel == "compiled" and self.compiled_step is None:
+            raise ValueError(f"{type(self).__name__} has no compiled kernel (grutool.cells)")
         self.kernel = kernel
         self.residual = residual
         width = self.hidden_size * (2 if self.bidirectional else 1)
@@ -309,17 +314,20 @@ class Recurrent:
         if self.kernel == "native" or x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) \
                 or not self.cell_step.fusable(self):
             return False
-        if self.kernel == "fused":
+        if self.kernel in ("fused", "compiled"):
             return True
         steps = x.shape[1 if self.batch_first else 0] if x.dim() == 3 else x.shape[0]
         return AUTO[self.cell_step.name].fused(packed=packed, training=torch.is_grad_enabled(),
                                                hidden_size=self.hidden_size, steps=steps)
 
     def path(self, input) -> str:
-        """What `forward(input)` runs: `fused` (the cell's CPU kernel), `stack` (grutool's layer stack over
-        PyTorch's op per layer: layer_norm / residual) or `native` (PyTorch's module's own forward)."""
+        """What `forward(input)` runs: `compiled` (the cell's C++ loop), `fused` (the cell's CPU kernel),
+        `stack` (grutool's layer stack over PyTorch's op per layer: layer_norm / residual) or `native`
+        (PyTorch's module's own forward). Kernel `compiled` builds its extension here on first use."""
         packed = isinstance(input, PackedSequence)
         if self._fusable(input.data if packed else input, packed):
+            if self.kernel == "compiled" and self.compiled_step.ready():
+                return "compiled"
             return "fused"
         return "stack" if self.layer_norms is not None or self.residual else "native"
 
@@ -327,14 +335,14 @@ class Recurrent:
         path = self.path(input)
         if path == "native":
             return super().forward(input, hx)
-        fused = path == "fused"
+        cell = {"fused": self.cell_step, "compiled": self.compiled_step}.get(path)
         name = self.cell_step.name
-        with torch.profiler.record_function(f"grutool::fused_{name}" if fused else f"grutool::{name}_stack"):
+        with torch.profiler.record_function(f"grutool::{path}_{name}" if cell else f"grutool::{name}_stack"):
             if self.cell_step.cell_state:
                 states = hx if hx is not None else (None, None)
             else:
                 states = (hx,)
             data, batch_sizes, states, layout = rows_in(self, input, states)
-            out, finals = stack_layers(self, data, batch_sizes, states, fused, layout.dense_shape)
+            out, finals = stack_layers(self, data, batch_sizes, states, cell, layout.dense_shape)
             out, finals = rows_out(self, input, out, finals, layout)
             return out, (finals if self.cell_step.cell_state else finals[0])

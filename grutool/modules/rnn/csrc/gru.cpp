@@ -1,0 +1,354 @@
+// grutool's compiled GRU direction: the time loop of one layer and direction over packed rows, in C++.
+//
+// Same layout and results as the Python kernel (grutool/modules/rnn/gru.py) and nn.GRU: rows in packed
+// (time-major) order, step t owning rows offs[t] .. offs[t] + batch_sizes[t], batch sizes never growing
+// with t; gate order r | z | n, with r applied after W_hn h + b_hn:
+//   r = sigmoid(x W_ir^T + b_ir + h W_hr^T + b_hr)
+//   z = sigmoid(x W_iz^T + b_iz + h W_hz^T + b_hz)
+//   n = tanh(x W_in^T + b_in + r * (h W_hn^T + b_hn))
+//   h' = (1 - z) * n + z * h
+// Per step: one ATen GEMM for h W_hh^T, then one pass over the live rows for all the gate arithmetic
+// (instead of the 3-5 separate ops, each with its own dispatch, of the Python loop).
+//
+// The state lives in one (B, H) buffer: live rows are always its first batch_sizes[t] rows, so the
+// forward direction reads what the step before wrote there, and the reverse direction finds the initial
+// state in the rows that have not started yet. What is left in the buffer after the loop is h_n; in the
+// backward pass the same holds for dL/dh and dL/dh0.
+//
+// Built by grutool/modules/rnn/compiled.py with torch.utils.cpp_extension on first use.
+
+// ATen and torch's Python bindings only: <torch/extension.h> would also pull in the whole C++ frontend
+// (nn, optim) and take half as long again to compile.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/core/stack.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include <torch/python.h>
+
+namespace {
+
+using Rows = std::vector<int64_t>;
+
+Rows offsets(const Rows& batch_sizes) {
+  Rows offs(batch_sizes.size());
+  int64_t s = 0;
+  for (size_t t = 0; t < batch_sizes.size(); ++t) {
+    offs[t] = s;
+    s += batch_sizes[t];
+  }
+  return offs;
+}
+
+// --- the gate arithmetic, vectorised ----------------------------------------------------------------
+//
+// libm's exp and tanh are calls the compiler cannot vectorise, and they were most of a step's time. Here
+// exp is written out so that a loop over a row vectorises: exp(x) = 2^k exp(r), k = round(x / ln 2),
+// |r| <= ln 2 / 2, with Cephes' polynomial (float, ~1 ulp) or Pade form (double, ~2e-16 relative);
+// 2^k is built in the exponent bits. k is rounded with the "magic number" addition (no floor, which SSE2
+// cannot vectorise), so the result does not depend on the rounding mode's support in the vector unit.
+// Then sigmoid(a) = 1 / (1 + exp(-a)) and tanh(a) = 2 sigmoid(2a) - 1. NaN stays NaN (the clamps are
+// comparisons a NaN fails, and NaN times anything is NaN), as a diverging run must still see it.
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+// One copy of each row function per instruction set, picked once when the library loads: no
+// machine-specific flags at build time, so a cache built on one x86-64 CPU loads on any other.
+#define GRUTOOL_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define GRUTOOL_CLONES
+#endif
+#define GRUTOOL_INLINE inline __attribute__((always_inline))
+
+GRUTOOL_INLINE float exp_v(float x) {
+  x = x > 88.3762626647949f ? 88.3762626647949f : x;
+  x = x < -87.3365447504019f ? -87.3365447504019f : x;
+  const float magic = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer, kept in the low bits
+  const float t = x * 1.44269504088896341f + magic;
+  const float k = t - magic;
+  int32_t tb, mb;
+  std::memcpy(&tb, &t, 4);
+  std::memcpy(&mb, &magic, 4);
+  const int32_t e = (tb - mb + 127) << 23;  // 2^k
+  float scale;
+  std::memcpy(&scale, &e, 4);
+  const float r = x - k * 0.693359375f - k * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  return (p * r * r + r + 1.0f) * scale;
+}
+
+GRUTOOL_INLINE double exp_v(double x) {
+  x = x > 709.0 ? 709.0 : x;
+  x = x < -708.0 ? -708.0 : x;
+  const double magic = 6755399441055744.0;  // 1.5 * 2^52
+  const double t = x * 1.4426950408889634073599 + magic;
+  const double k = t - magic;
+  int64_t tb, mb;
+  std::memcpy(&tb, &t, 8);
+  std::memcpy(&mb, &magic, 8);
+  const int64_t e = (tb - mb + 1023) << 52;  // 2^k
+  double scale;
+  std::memcpy(&scale, &e, 8);
+  const double r = x - k * 6.93145751953125e-1 - k * 1.42860682030941723212e-6;
+  const double rr = r * r;
+  const double px = r * ((1.26177193074810590878e-4 * rr + 3.02994407707441961300e-2) * rr +
+                         9.99999999999999999910e-1);
+  const double qx = ((3.00198505138664455042e-6 * rr + 2.52448340349684104192e-3) * rr +
+                     2.27265548208155028766e-1) * rr + 2.00000000000000000009e0;
+  return (1.0 + 2.0 * px / (qx - px)) * scale;
+}
+
+template <typename T>
+GRUTOOL_INLINE T sigmoid(T a) {
+  return T(1) / (T(1) + exp_v(-a));
+}
+
+template <typename T>
+GRUTOOL_INLINE T tanh_v(T a) {
+  return T(2) / (T(1) + exp_v(T(-2) * a)) - T(1);
+}
+
+// One live row of a forward step: gi, gh (3H) the two projections (gh without b_hh), h (H) the state,
+// read and overwritten with h'; out (H) h' again; s (3H) r | z | n and hn (H) h W_hn^T + b_hn when saved.
+template <typename T, bool Save>
+GRUTOOL_INLINE void forward_row_impl(int64_t H, const T* __restrict gi, const T* __restrict gh,
+                                     const T* __restrict bhh, T* __restrict h, T* __restrict out,
+                                     T* __restrict s, T* __restrict hn_out) {
+  for (int64_t j = 0; j < H; ++j) {
+    const T r = sigmoid(gi[j] + gh[j] + bhh[j]);
+    const T z = sigmoid(gi[H + j] + gh[H + j] + bhh[H + j]);
+    const T hn = gh[2 * H + j] + bhh[2 * H + j];
+    const T n = tanh_v(gi[2 * H + j] + r * hn);
+    const T hv = n + z * (h[j] - n);  // (1 - z) n + z h
+    h[j] = hv;
+    out[j] = hv;
+    if (Save) {
+      s[j] = r;
+      s[H + j] = z;
+      s[2 * H + j] = n;
+      hn_out[j] = hn;
+    }
+  }
+}
+
+// One live row of a backward step: d = dh + go is dL/dh_t; writes the gate gradients of both
+// projections (dgi, dgh, 3H each), dh = d z (the direct path) and hp = h_{t-1} (for dW_hh).
+template <typename T>
+GRUTOOL_INLINE void backward_row_impl(int64_t H, const T* __restrict s, const T* __restrict hn,
+                                      const T* __restrict go, const T* __restrict hprev, T* __restrict dh,
+                                      T* __restrict dgi, T* __restrict dgh, T* __restrict hp) {
+  for (int64_t j = 0; j < H; ++j) {
+    const T r = s[j], z = s[H + j], n = s[2 * H + j];
+    const T d = dh[j] + go[j];
+    const T a_n = d * (T(1) - z) * (T(1) - n * n);  // dL/d(pre-tanh)
+    const T a_r = a_n * hn[j] * r * (T(1) - r);
+    const T a_z = d * (hprev[j] - n) * z * (T(1) - z);
+    dgi[j] = a_r;
+    dgi[H + j] = a_z;
+    dgi[2 * H + j] = a_n;
+    dgh[j] = a_r;
+    dgh[H + j] = a_z;
+    dgh[2 * H + j] = a_n * r;
+    dh[j] = d * z;  // the path through the gates is added by the step's GEMM
+    hp[j] = hprev[j];
+  }
+}
+
+#define GRUTOOL_ROWS(T)                                                                                   \
+  GRUTOOL_CLONES void forward_row(int64_t H, const T* gi, const T* gh, const T* bhh, T* h, T* out, T* s,  \
+                                  T* hn) {                                                              \
+    if (s != nullptr)                                                                                   \
+      forward_row_impl<T, true>(H, gi, gh, bhh, h, out, s, hn);                                         \
+    else                                                                                                \
+      forward_row_impl<T, false>(H, gi, gh, bhh, h, out, s, hn);                                        \
+  }                                                                                                     \
+  GRUTOOL_CLONES void backward_row(int64_t H, const T* s, const T* hn, const T* go, const T* hprev, T* dh, \
+                                   T* dgi, T* dgh, T* hp) {                                             \
+    backward_row_impl<T>(H, s, hn, go, hprev, dh, dgi, dgh, hp);                                        \
+  }
+
+GRUTOOL_ROWS(float)
+GRUTOOL_ROWS(double)
+
+// --- GEMMs ------------------------------------------------------------------------------------------
+//
+// The same choices as the fused kernel (grutool/modules/rnn/gemm.py, which decides and passes them in):
+// oneDNN's linear for float32 where it pays (the step GEMM on weights it pre-packed, the big GEMMs over
+// all steps), else ATen's BLAS GEMM. oneDNN's linear is a private op of torch, reached by name.
+
+// x @ w^T (+ bias) through mkldnn::_linear_pointwise; w may be a strided view or a pre-packed weight.
+torch::Tensor onednn_linear(const torch::Tensor& x, const torch::Tensor& w,
+                            const c10::optional<torch::Tensor>& bias = c10::nullopt) {
+  static const auto op = c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::_linear_pointwise", "");
+  torch::jit::Stack stack;
+  stack.emplace_back(x);
+  stack.emplace_back(w);
+  stack.emplace_back(bias.has_value() && bias->defined() ? c10::IValue(*bias) : c10::IValue());
+  stack.emplace_back(std::string("none"));
+  stack.emplace_back(c10::List<c10::optional<at::Scalar>>());
+  stack.emplace_back(std::string(""));
+  op.callBoxed(&stack);
+  return stack.back().toTensor();
+}
+
+// Rows of a step per parallel task: the gate pass is split over rows only when a step is large enough
+// to pay for waking threads (and is the same computation either way, so results do not depend on it).
+inline int64_t grain(int64_t H) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(H, 1)); }
+
+void check_rows(const torch::Tensor& x, const torch::Tensor& h0, const Rows& batch_sizes) {
+  TORCH_CHECK(!batch_sizes.empty(), "compiled GRU: no steps");
+  TORCH_CHECK(x.dim() == 2 && h0.dim() == 2, "compiled GRU: x must be (N, I) and h0 (B, H)");
+  int64_t n = 0;
+  for (size_t t = 0; t < batch_sizes.size(); ++t) {
+    TORCH_CHECK(batch_sizes[t] > 0 && batch_sizes[t] <= h0.size(0), "compiled GRU: bad batch size");
+    TORCH_CHECK(t == 0 || batch_sizes[t] <= batch_sizes[t - 1], "compiled GRU: batch sizes must not grow");
+    n += batch_sizes[t];
+  }
+  TORCH_CHECK(n == x.size(0), "compiled GRU: batch sizes do not add up to the rows of x");
+}
+
+}  // namespace
+
+// x (N, I), h0 (B, H), w_ih (3H, I), w_hh (3H, H), b_ih / b_hh (3H,) or None. onednn: the input
+// projection through oneDNN; step_w: W_hh for oneDNN's step GEMM (pre-packed or plain), None for BLAS.
+// Returns out (N, H), h_n (B, H), and when `save`: gates (N, 3H) holding r | z | n, and hn (N, H) holding
+// h W_hn^T + b_hn (what the backward needs); empty tensors otherwise.
+std::vector<torch::Tensor> gru_forward(const torch::Tensor& x, const torch::Tensor& h0, const torch::Tensor& w_ih,
+                                       const torch::Tensor& w_hh, const c10::optional<torch::Tensor>& b_ih,
+                                       const c10::optional<torch::Tensor>& b_hh, const Rows& batch_sizes,
+                                       bool reverse, bool save, bool onednn,
+                                       const c10::optional<torch::Tensor>& step_w) {
+  check_rows(x, h0, batch_sizes);
+  const int64_t N = x.size(0), B = h0.size(0), H = h0.size(1);
+  const int64_t T = static_cast<int64_t>(batch_sizes.size());
+  const Rows offs = offsets(batch_sizes);
+  auto xc = x.contiguous();
+  // Every step's input projection in one GEMM, with b_ih folded in: (N, 3H).
+  const bool has_b_ih = b_ih.has_value() && b_ih->defined();
+  auto gi = onednn ? onednn_linear(xc, w_ih, b_ih) : has_b_ih ? at::addmm(*b_ih, xc, w_ih.t()) : at::mm(xc, w_ih.t());
+  gi = gi.contiguous();
+  const bool step_onednn = step_w.has_value() && step_w->defined();
+  auto w_hh_t = w_hh.t();  // (H, 3H) view: the GEMM reads it transposed, no copy
+  auto bhh = b_hh.has_value() && b_hh->defined() ? b_hh->contiguous() : at::zeros({3 * H}, x.options());
+  auto h = h0.contiguous().clone();           // (B, H): the state, live rows first
+  auto out = at::empty({N, H}, x.options());  // (N, H)
+  auto gh = at::empty({B, 3 * H}, x.options());  // (B, 3H): one step's h W_hh^T
+  auto gates = save ? at::empty({N, 3 * H}, x.options()) : at::empty({0}, x.options());
+  auto hn_all = save ? at::empty({N, H}, x.options()) : at::empty({0}, x.options());
+
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "grutool_gru_forward", [&] {
+    const scalar_t* gi_p = gi.data_ptr<scalar_t>();
+    const scalar_t* bhh_p = bhh.data_ptr<scalar_t>();
+    scalar_t* h_p = h.data_ptr<scalar_t>();
+    scalar_t* out_p = out.data_ptr<scalar_t>();
+    scalar_t* gates_p = save ? gates.data_ptr<scalar_t>() : nullptr;
+    scalar_t* hn_p = save ? hn_all.data_ptr<scalar_t>() : nullptr;
+    for (int64_t k = 0; k < T; ++k) {
+      const int64_t t = reverse ? T - 1 - k : k;
+      const int64_t bs = batch_sizes[t], off = offs[t];
+      auto gh_t = gh.narrow(0, 0, bs);
+      if (step_onednn)
+        gh_t = onednn_linear(h.narrow(0, 0, bs), *step_w).contiguous();  // (bs, 3H)
+      else
+        at::mm_out(gh_t, h.narrow(0, 0, bs), w_hh_t);
+      const scalar_t* gh_p = gh_t.data_ptr<scalar_t>();
+      at::parallel_for(0, bs, grain(H), [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) {
+          forward_row(H, gi_p + (off + i) * 3 * H, gh_p + i * 3 * H, bhh_p, h_p + i * H, out_p + (off + i) * H,
+                      save ? gates_p + (off + i) * 3 * H : nullptr, save ? hn_p + (off + i) * H : nullptr);
+        }
+      });
+    }
+  });
+  return {out, h, gates, hn_all};
+}
+
+// The backward of gru_forward. g_out (N, H) and g_hn (B, H) may be undefined (no gradient reached them).
+// needs: (x, h0, w_ih, w_hh, b_ih, b_hh). onednn: dx through oneDNN, and with `big` the weight gradients
+// too; onednn_step: the step GEMM through oneDNN. Returns dx, dh0, dw_ih, dw_hh, db_ih, db_hh (undefined where
+// not needed).
+std::vector<torch::Tensor> gru_backward(const torch::Tensor& x, const torch::Tensor& h0, const torch::Tensor& w_ih,
+                                        const torch::Tensor& w_hh, const torch::Tensor& out,
+                                        const torch::Tensor& gates, const torch::Tensor& hn_all,
+                                        const c10::optional<torch::Tensor>& g_out,
+                                        const c10::optional<torch::Tensor>& g_hn, const Rows& batch_sizes,
+                                        bool reverse, std::vector<bool> needs, bool onednn, bool onednn_step,
+                                        bool big) {
+  check_rows(x, h0, batch_sizes);
+  TORCH_CHECK(needs.size() == 6, "compiled GRU: needs has 6 entries");
+  const int64_t N = x.size(0), B = h0.size(0), H = h0.size(1);
+  const int64_t T = static_cast<int64_t>(batch_sizes.size());
+  const Rows offs = offsets(batch_sizes);
+  const bool has_g_out = g_out.has_value() && g_out->defined();
+  auto go = has_g_out ? g_out->contiguous() : at::empty({0}, x.options());
+  auto zero = at::zeros({H}, x.options());  // the output gradient of every row when none reached the output
+  auto h0c = h0.contiguous();
+  // dL/dh for every sequence's current step, live rows first; starts as dL/dh_n, ends as dL/dh0.
+  auto dh = g_hn.has_value() && g_hn->defined() ? g_hn->contiguous().clone() : at::zeros({B, H}, x.options());
+  auto dgi = at::empty({N, 3 * H}, x.options());  // dL/d(x W_ih^T + b_ih)
+  auto dgh = at::empty({N, 3 * H}, x.options());  // dL/d(h W_hh^T + b_hh)
+  auto hp = at::empty({N, H}, x.options());       // each row's h_{t-1}, for dW_hh
+  auto w_hh_c = w_hh.contiguous();
+  auto w_hh_tc = onednn_step ? w_hh.t().contiguous() : torch::Tensor();  // (H, 3H): dgh @ W_hh as a linear
+
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "grutool_gru_backward", [&] {
+    const scalar_t* go_p = has_g_out ? go.data_ptr<scalar_t>() : nullptr;
+    const scalar_t* zero_p = zero.data_ptr<scalar_t>();
+    const scalar_t* h0_p = h0c.data_ptr<scalar_t>();
+    const scalar_t* out_p = out.data_ptr<scalar_t>();
+    const scalar_t* s_p = gates.data_ptr<scalar_t>();
+    const scalar_t* hn_p = hn_all.data_ptr<scalar_t>();
+    scalar_t* dh_p = dh.data_ptr<scalar_t>();
+    scalar_t* dgi_p = dgi.data_ptr<scalar_t>();
+    scalar_t* dgh_p = dgh.data_ptr<scalar_t>();
+    scalar_t* hp_p = hp.data_ptr<scalar_t>();
+    for (int64_t k = 0; k < T; ++k) {
+      // The forward's steps in the opposite order.
+      const int64_t t = reverse ? k : T - 1 - k;
+      const int64_t bs = batch_sizes[t], off = offs[t];
+      // Where a row's h_{t-1} is: the output of the step before in processing order, or h0 for the
+      // sequences that start at this step.
+      const int64_t before = reverse ? t + 1 : t - 1;
+      const bool has_before = before >= 0 && before < T;
+      const int64_t prev_off = has_before ? offs[before] : 0;
+      const int64_t prev_bs = has_before ? batch_sizes[before] : 0;
+      at::parallel_for(0, bs, grain(H), [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) {
+          const int64_t row = off + i;
+          backward_row(H, s_p + row * 3 * H, hn_p + row * H, has_g_out ? go_p + row * H : zero_p,
+                       i < prev_bs ? out_p + (prev_off + i) * H : h0_p + i * H, dh_p + i * H, dgi_p + row * 3 * H,
+                       dgh_p + row * 3 * H, hp_p + row * H);
+        }
+      });
+      if (onednn_step)
+        dh.narrow(0, 0, bs).add_(onednn_linear(dgh.narrow(0, off, bs), w_hh_tc));  // + dgh @ W_hh, (bs, H)
+      else
+        dh.narrow(0, 0, bs).addmm_(dgh.narrow(0, off, bs), w_hh_c);
+    }
+  });
+  torch::Tensor dx, dw_ih, dw_hh, db_ih, db_hh;
+  // One GEMM each over all steps. oneDNN reads the transposes in place but its weight-gradient GEMMs pay
+  // off only for large layers (`big`), as in the fused kernel.
+  auto xc = x.contiguous();
+  if (needs[0]) dx = onednn ? onednn_linear(dgi, w_ih.t()) : at::mm(dgi, w_ih);  // (N, I)
+  if (needs[2]) dw_ih = onednn && big ? onednn_linear(dgi.t(), xc.t()) : at::mm(dgi.t(), xc);  // (3H, I)
+  if (needs[3]) dw_hh = onednn && big ? onednn_linear(dgh.t(), hp.t()) : at::mm(dgh.t(), hp);  // (3H, H)
+  if (needs[4]) db_ih = dgi.sum(0);
+  if (needs[5]) db_hh = dgh.sum(0);
+  return {dx, needs[1] ? dh : torch::Tensor(), dw_ih, dw_hh, db_ih, db_hh};
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "grutool's compiled GRU direction (grutool/modules/rnn/compiled.py)";
+  m.def("gru_forward", &gru_forward, "one GRU direction over packed rows");
+  m.def("gru_backward", &gru_backward, "its backward");
+}

@@ -1,0 +1,336 @@
+"""Kernel `compiled` (grutool/modules/rnn/csrc/gru.cpp) against nn.GRU and the other kernels, and its fallback.
+
+The extension is built once into the cache (`$GRUTOOL_CACHE` or ~/.cache/grutool, keyed by torch version and
+source hash), so a session pays for the build at most once and later sessions not at all. Tests that run
+the C++ loop skip, saying why, where no C++ compiler or ninja is installed; the fallback tests run anywhere.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from grutool.cells import get_cell
+from grutool.modules.rnn import compiled, gemm
+from grutool.modules.rnn.gemm import use_gemm_backend
+from grutool.modules.rnn.gru import GRU, STEP
+from grutool.modules.rnn.runtime import direction
+
+I, H, B, T = 5, 4, 4, 6
+LENGTHS = torch.tensor([6, 1, 3, 6])  # ragged, with a length-1 sequence, unsorted
+
+
+@pytest.fixture(scope="module")
+def ext():
+    why = compiled._why_not()
+    if why:
+        pytest.skip(f"kernel compiled cannot be built here: {why}")
+    return compiled.extension()  # with the tools present, a failed build is a failure, not a skip
+
+
+def _pair(layers, bidirectional, batch_first, bias=True, dtype=torch.float64):
+    torch.manual_seed(0)
+    ref = nn.GRU(I, H, layers, batch_first=batch_first, bidirectional=bidirectional, bias=bias).to(dtype)
+    mine = GRU(I, H, layers, batch_first=batch_first, bidirectional=bidirectional, bias=bias,
+               kernel="compiled").to(dtype)
+    mine.load_state_dict(ref.state_dict())
+    return ref, mine
+
+
+def _run(module, x, h0, packed, batch_first):
+    """Outputs, h_n and the gradients of a fixed random loss w.r.t. input, h0 and every parameter."""
+    x = x.clone().requires_grad_()
+    h = h0.clone().requires_grad_() if h0 is not None else None
+    inp = pack_padded_sequence(x, LENGTHS, batch_first=batch_first, enforce_sorted=False) if packed else x
+    if isinstance(module, GRU):
+        assert module.path(inp) == "compiled"
+    out, h_n = module(inp, h)
+    out = out.data if packed else out
+    g = torch.Generator().manual_seed(1)
+    loss = (out * torch.randn(out.shape, generator=g, dtype=out.dtype)).sum() \
+        + (h_n * torch.randn(h_n.shape, generator=g, dtype=h_n.dtype)).sum()
+    loss.backward()
+    grads = [x.grad] + ([h.grad] if h is not None else []) + [p.grad for p in module.parameters()]
+    return [out, h_n] + grads
+
+
+# The fused kernels' grid: layers x bidirectional x batch_first x packed x h0 = 32 cases.
+GRID = list(itertools.product((1, 2), (False, True), (False, True), (False, True), (False, True)))
+
+
+@pytest.mark.parametrize("layers,bidirectional,batch_first,packed,with_h0", GRID, ids=lambda v: str(v))
+def test_float64_equals_nn_gru(ext, layers, bidirectional, batch_first, packed, with_h0):
+    ref, mine = _pair(layers, bidirectional, batch_first)
+    torch.manual_seed(2)
+    x = torch.randn((B, T, I) if batch_first else (T, B, I), dtype=torch.float64)
+    h0 = torch.randn(layers * (2 if bidirectional else 1), B, H, dtype=torch.float64) if with_h0 else None
+    for a, b in zip(_run(ref, x, h0, packed, batch_first), _run(mine, x, h0, packed, batch_first), strict=True):
+        assert a.shape == b.shape
+        assert (a - b).abs().max().item() < 1e-10
+
+
+@pytest.mark.parametrize("backend", ["blas", "onednn"])
+@pytest.mark.parametrize("packed", [False, True])
+def test_float32_equals_nn_gru_on_both_gemm_paths(ext, backend, packed):
+    if backend == "onednn" and not gemm._onednn_available():
+        pytest.skip("this torch build has no oneDNN linear ops")
+    ref, mine = _pair(2, True, True, dtype=torch.float32)
+    x = torch.randn(B, T, I)
+    h0 = torch.randn(4, B, H)
+    with use_gemm_backend(backend):
+        got = _run(mine, x, h0, packed, True)
+    for a, b in zip(_run(ref, x, h0, packed, True), got, strict=True):
+        assert (a - b).abs().max().item() < 1e-5
+
+
+def test_onednn_and_blas_paths_agree_at_a_size_where_auto_picks_onednn(ext):
+    # H 256: the step GEMM on pre-packed weights and the weight gradients through oneDNN, as in the fused kernel.
+    if not gemm._onednn_available():
+        pytest.skip("this torch build has no oneDNN linear ops")
+    torch.manual_seed(0)
+    layer = GRU(32, 256, batch_first=True, bidirectional=True, kernel="compiled")
+    x = torch.randn(32, 40, 32)
+    assert gemm.gemm_backend(torch.float32, 32, 256) == "onednn"
+    results = {}
+    for backend in ("onednn", "blas"):
+        layer.zero_grad()
+        with use_gemm_backend(backend):
+            out, h = layer(x)
+            (out.square().sum() + h.sum()).backward()
+        results[backend] = [out, h] + [p.grad.clone() for p in layer.parameters()]
+    for a, b in zip(results["onednn"], results["blas"], strict=True):
+        assert (a - b).abs().max().item() < 1e-3 * max(1.0, a.abs().max().item())
+
+
+def test_no_bias_and_unbatched_input(ext):
+    ref, mine = _pair(2, True, False, bias=False)
+    x = torch.randn(T, I, dtype=torch.float64)  # (T, I): nn.GRU's unbatched form
+    h0 = torch.randn(4, H, dtype=torch.float64)
+    for a, b in zip(ref(x, h0), mine(x, h0), strict=True):
+        assert a.shape == b.shape and (a - b).abs().max().item() < 1e-10
+
+
+def test_gradcheck_on_a_tiny_case(ext):
+    torch.manual_seed(0)
+    w = [torch.randn(9, 2, dtype=torch.float64, requires_grad=True),
+         torch.randn(9, 3, dtype=torch.float64, requires_grad=True),
+         torch.randn(9, dtype=torch.float64, requires_grad=True),
+         torch.randn(9, dtype=torch.float64, requires_grad=True)]
+    x = torch.randn(5, 2, dtype=torch.float64, requires_grad=True)  # packed rows of lengths 3, 2
+    h0 = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+    for reverse in (False, True):
+        def f(x, h0, *w):
+            return direction(GRU.compiled_step, x, (h0,), tuple(w), [2, 2, 1], reverse)
+        assert torch.autograd.gradcheck(f, (x, h0, *w))
+
+
+def test_equals_the_fused_kernel_with_dropout_between_layers(ext):
+    torch.manual_seed(0)
+    mine = GRU(I, H, 3, dropout=0.5, bidirectional=True, kernel="compiled").double().train()
+    fused = GRU(I, H, 3, dropout=0.5, bidirectional=True, kernel="fused").double().train()
+    fused.load_state_dict(mine.state_dict())
+    x = torch.randn(T, B, I, dtype=torch.float64)
+    results = []
+    for layer in (mine, fused):
+        torch.manual_seed(5)  # the same dropout masks
+        out, h = layer(x)
+        (out.square().sum() + h.sum()).backward()
+        results.append([out, h] + [p.grad for p in layer.parameters()])
+    for a, b in zip(*results, strict=True):
+        assert (a - b).abs().max().item() < 1e-10
+    mine.eval()
+    assert torch.equal(mine(x)[0], mine(x)[0]), "no randomness in eval mode"
+
+
+def test_runs_are_deterministic(ext):
+    torch.manual_seed(0)
+    layer = GRU(16, 32, 2, batch_first=True, bidirectional=True, kernel="compiled")
+    x = torch.randn(8, 9, 16)
+    lengths = torch.tensor([9, 3, 5, 9, 1, 2, 7, 8])
+    runs = []
+    for _ in range(2):
+        layer.zero_grad()
+        out, h = layer(pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False))
+        (out.data.sum() + h.square().sum()).backward()
+        runs.append([out.data, h] + [p.grad.clone() for p in layer.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*runs, strict=True))
+
+
+@pytest.mark.parametrize("saved_with,loaded_with", [(a, b) for a in ("native", "fused", "compiled")
+                                                     for b in ("native", "fused", "compiled") if a != b])
+def test_a_checkpoint_of_any_kernel_predicts_the_same_with_any_other(ext, tmp_path, saved_with, loaded_with):
+    from grutool.checkpoint import load_checkpoint, save_atomic
+    from grutool.config import Config, ModelConfig
+    from grutool.families.classifier.model import Classifier
+
+    def build(kernel):
+        torch.manual_seed(0)
+        m = ModelConfig(embedding_dim=8, hidden_size=6, num_layers=2, bidirectional=True, kernel=kernel,
+                        char_features=True, char_embedding_dim=4, char_hidden_size=5)
+        return Classifier.from_config(Config.model_construct(model=m), vocab_size=50, num_outputs=3,
+                                      num_chars=12).eval()
+
+    saved = build(saved_with)
+    path = tmp_path / "best.pt"
+    save_atomic({"model": saved.state_dict()}, path)
+    loaded = build(loaded_with)
+    for p in loaded.parameters():
+        torch.nn.init.zeros_(p)  # nothing left of its own initialisation
+    loaded.load_state_dict(load_checkpoint(path)["model"])
+    assert list(saved.state_dict()) == list(loaded.state_dict())
+    ids = torch.randint(1, 50, (4, 9))
+    lengths = torch.tensor([9, 3, 9, 1])
+    chars = torch.randint(1, 12, (4, 9, 5))
+    with torch.no_grad():
+        a, _ = saved(ids, lengths, chars=chars)
+        b, _ = loaded(ids, lengths, chars=chars)
+    assert torch.allclose(a, b, atol=1e-5)
+    assert torch.equal(a.argmax(-1), b.argmax(-1))
+
+
+def test_resume_with_the_compiled_kernel_equals_uninterrupted(ext, tmp_path):
+    from conftest import InterruptAt, tiny_config
+    from grutool import rundir
+    from grutool.checkpoint import load_checkpoint
+    from grutool.config_file import parse_config
+    from grutool.errors import TrainingInterrupted
+    from grutool.training.loop import train
+
+    raw = tiny_config(tmp_path / "a", epochs=2)
+    raw["model"].update(kernel="compiled", num_layers=2, dropout=0.3, embedding_dropout=0.3)
+    train(parse_config(raw))
+    reference = load_checkpoint(tmp_path / "a" / "run" / rundir.LAST)["model"]
+    raw["output_dir"] = str(tmp_path / "b")
+    with pytest.raises(TrainingInterrupted):
+        train(parse_config(raw), callbacks=[InterruptAt(3)])
+    train(parse_config(raw), resume=True)
+    resumed = load_checkpoint(tmp_path / "b" / rundir.LAST)["model"]
+    assert resumed.keys() == reference.keys()
+    for k in reference:
+        assert torch.equal(resumed[k], reference[k]), k
+
+
+# --- where it cannot be built ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fresh(monkeypatch, tmp_path):
+    """A process that has not tried the build yet, with an empty cache."""
+    monkeypatch.setattr(compiled, "_EXT", None)
+    monkeypatch.setattr(compiled, "_FAILED", None)
+    monkeypatch.setattr(compiled, "_ANNOUNCED", False)
+    monkeypatch.setenv("GRUTOOL_CACHE", str(tmp_path / "cache"))
+    return monkeypatch
+
+
+@pytest.mark.parametrize("cxx,reason", [("/bin/false", "the build failed"),
+                                         ("no-such-compiler-here", "no C++ compiler")])
+def test_a_failed_build_falls_back_to_the_fused_kernel_and_says_so_once(fresh, caplog, cxx, reason):
+    from torch.utils.cpp_extension import is_ninja_available
+
+    if cxx == "/bin/false" and not is_ninja_available():
+        pytest.skip("no ninja here: the build is refused before the compiler runs")
+    fresh.setenv("CXX", cxx)
+    torch.manual_seed(0)
+    layer = GRU(I, H, 2, bidirectional=True, kernel="compiled").double()
+    fused = GRU(I, H, 2, bidirectional=True, kernel="fused").double()
+    fused.load_state_dict(layer.state_dict())
+    x = torch.randn(T, B, I, dtype=torch.float64)
+    with caplog.at_level(logging.WARNING, logger="grutool"):
+        assert layer.path(x) == "fused"
+        out, h = layer(x)
+        layer(x)
+    assert torch.equal(out, fused(x)[0]) and torch.equal(h, fused(x)[1])
+    lines = [r for r in caplog.records if "kernel compiled" in r.getMessage()]
+    assert len(lines) == 1, "said once per process"
+    message = lines[0].getMessage()
+    assert reason in message and "running the fused kernel instead" in message
+    assert "\n" not in message and lines[0].exc_info is None, "one line, no traceback"
+
+
+def test_a_compile_error_is_said_in_one_line(fresh, tmp_path, caplog):
+    if compiled._why_not():
+        pytest.skip(f"no build tools here: {compiled._why_not()}")
+    broken = tmp_path / "gru.cpp"
+    broken.write_text("#error deliberately broken for a test\n")
+    fresh.setattr(compiled, "SOURCE", broken)
+    with caplog.at_level(logging.WARNING, logger="grutool"):
+        assert GRU(I, H, kernel="compiled").path(torch.randn(T, B, I)) == "fused"
+    message = caplog.records[-1].getMessage()
+    assert "error: #error deliberately broken for a test" in message and "\n" not in message, message
+
+
+def test_only_a_forward_call_of_kernel_compiled_builds(fresh):
+    fresh.setenv("CXX", "no-such-compiler-here")
+    get_cell("gru").build(I, H, kernel="compiled")
+    for kernel in ("auto", "fused", "native"):
+        get_cell("gru").build(I, H, kernel=kernel)(torch.randn(B, T, I))
+    assert compiled._EXT is None and compiled._FAILED is None, "nothing tried the build"
+
+
+def test_only_the_gru_has_a_compiled_kernel():
+    assert "compiled" in get_cell("gru").kernels
+    for name in ("lstm", "rnn"):
+        assert "compiled" not in get_cell(name).kernels
+        with pytest.raises(ValueError, match="has no kernel 'compiled'"):
+            get_cell(name).build(I, H, kernel="compiled")
+    assert GRU.compiled_step.fusable is STEP.fusable
+
+
+# --- what bench and shapes report ---------------------------------------------------------------------
+
+
+def _bench_kernels(tmp_path) -> set:
+    from conftest import invoke
+    from grutool.bench import report as reports
+
+    out = tmp_path / "b.json"
+    result = invoke("bench", "--smoke", "-q", "--cells", "gru", "--kernels", "compiled", "--mode", "train", "-o", out)
+    assert result.exit_code == 0, result.output
+    return {r["kernel"] for r in reports.read_report(out)["rows"]}
+
+
+def test_bench_reports_the_compiled_kernel(ext, tmp_path):
+    assert _bench_kernels(tmp_path) == {"compiled"}
+
+
+def test_bench_reports_the_fused_kernel_where_the_build_failed(fresh, tmp_path):
+    fresh.setenv("CXX", "no-such-compiler-here")
+    assert _bench_kernels(tmp_path) == {"fused"}
+
+
+def test_shapes_says_which_kernel_ran(ext):
+    from grutool.shapes import LayerSpec, layer_report
+
+    report = layer_report(LayerSpec(cell="gru", num_layers=2, bidirectional=True, kernel="compiled"))
+    assert report["path"] == "compiled" and report["all_passed"]
+    assert "compiled C++ CPU kernel" in report["module"]
+
+
+def test_saturated_gates_and_nan_behave_as_in_nn_gru(ext):
+    # The gate pass computes exp itself (vectorised): its clamps must saturate as libm does and let a NaN through.
+    for dtype in (torch.float32, torch.float64):
+        ref, mine = _pair(1, True, False, dtype=dtype)
+        x = torch.randn(T, B, I, dtype=dtype) * torch.tensor([1e-3, 1.0, 50.0, 1e4], dtype=dtype).view(1, B, 1)
+        with torch.no_grad():
+            a, b = ref(x)[0], mine(x)[0]
+            assert (a - b).abs().max().item() < (1e-10 if dtype == torch.float64 else 1e-5)
+            x[2, 1, 0] = float("nan")
+            a, b = ref(x)[0], mine(x)[0]
+        assert torch.equal(a.isnan(), b.isnan()) and a.isnan().any()
+
+
+def test_an_unwritable_cache_is_a_fallback_too(fresh, tmp_path, caplog):
+    if compiled._why_not():
+        pytest.skip(f"no build tools here: {compiled._why_not()}")
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    fresh.setenv("GRUTOOL_CACHE", str(blocker))
+    with caplog.at_level(logging.WARNING, logger="grutool"):
+        assert GRU(I, H, kernel="compiled").path(torch.randn(T, B, I)) == "fused"
+    assert "the build failed" in caplog.records[-1].getMessage()
