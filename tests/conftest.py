@@ -86,6 +86,17 @@ class InterruptAt(Callback):
             raise KeyboardInterrupt
 
 
+@pytest.fixture(autouse=True)
+def _grutool_logger_restored():
+    """Every test starts with the `grutool` logger as the process had it: a command run in-process points it at
+    its own streams and stops propagation (cli.console.setup_logging), which would hide later tests' records
+    from caplog."""
+    logger = logging.getLogger("grutool")
+    saved = list(logger.handlers), logger.level, logger.propagate
+    yield
+    logger.handlers, logger.level, logger.propagate = saved
+
+
 def invoke(*args, input=None):
     """Run the CLI; afterwards restore the logger and warning hooks it points at CliRunner's streams."""
     from typer.testing import CliRunner
