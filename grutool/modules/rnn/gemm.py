@@ -4,7 +4,8 @@ for its call and the shapes are few; BLAS for the rest.
 oneDNN builds a primitive for every GEMM shape it meets and keeps it (~0.6 MB each) in two caches of 1,024
 entries, oneDNN's own and ideep's, which nothing torch exposes can bound or empty. So it is handed only shapes
 that recur: never the all-rows GEMMs (a new row count at nearly every batch), and a ragged batch's step GEMMs
-only up to ONEDNN_MAX_RAGGED_ROWS rows (issue 24: ~1 GB of peak memory on UD-EWT before).
+only from ONEDNN_RAGGED_MIN_HIDDEN and up to ONEDNN_MAX_RAGGED_ROWS rows (issue 24: ~1 GB of peak memory on
+UD-EWT before).
 
 The thresholds below were measured on this project's CPU; the figures are in docs/benchmarks.md ("The
 fused GRU": "oneDNN for large GEMMs, BLAS for small ones", the GEMM limit's parts, and "Peak memory").
