@@ -261,6 +261,11 @@ class ModelConfig(_Section):
     cell gru): with bidirectional layers, from the second layer on when embedding_dim != 2*hidden_size."""
     embedding_dim: int = Field(default=128, gt=0)
     """Size of each token embedding (the recurrent layer's `input_size`)."""
+    embedding_init: Literal["normal", "xavier_uniform", "scaled_normal"] = "normal"
+    """How the word, char and target embeddings start: `normal`, `xavier_uniform` or `scaled_normal`. `normal`
+    is N(0, 1) (PyTorch's nn.Embedding), `xavier_uniform` U(-b, b) with b = sqrt(6 / (rows + dim)) (Glorot, as
+    flair and Ludwig start theirs), `scaled_normal` N(0, 1/dim). The padding row stays zero; data.vectors
+    replace the word embedding's rows; an lm's condition embedding and the numeric front-end keep their own."""
     hidden_size: int = Field(default=128, gt=0)
     """Features in the hidden state, per direction."""
     num_layers: int = Field(default=1, gt=0)

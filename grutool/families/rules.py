@@ -76,6 +76,9 @@ def check_numeric(cfg: Config) -> None:
             raise ValueError(f"model.{field}: for text; numeric sequences have no tokens")
     if m.token_dropout:
         raise ValueError("model.token_dropout: for text; use model.embedding_dropout on numeric sequences")
+    if m.embedding_init != type(m).model_fields["embedding_init"].default:
+        raise ValueError(f"model.embedding_init: for text ('{m.embedding_init}' draws token embeddings); numeric "
+                         f"sequences have none: remove it")
 
 
 def unseen_gold(source: str, name: str, gold: Counter, labels, *, kind: str = "labels", unit: str = "example(s)",

@@ -11,15 +11,16 @@ import torch
 from torch import nn
 
 from grutool.data.vocab import Vocab
+from grutool.modules.embedding import make_embedding
 from grutool.modules.encoder import RecurrentEncoder
 from grutool.modules.tracing import exporting
 
 
 class CharEncoder(nn.Module):
     def __init__(self, num_chars: int, embedding_dim: int, hidden_size: int, cell: str = "gru",
-                 kernel: str = "auto"):
+                 kernel: str = "auto", embedding_init: str = "normal"):
         super().__init__()
-        self.embedding = nn.Embedding(num_chars, embedding_dim, padding_idx=Vocab.pad_id)
+        self.embedding = make_embedding(num_chars, embedding_dim, embedding_init, padding_idx=Vocab.pad_id)
         self.encoder = RecurrentEncoder(embedding_dim, hidden_size, num_layers=1, bidirectional=True, cell=cell,
                                         kernel=kernel)
 

@@ -28,6 +28,7 @@ from torch import nn
 
 from grutool.data.vocab import Vocab
 from grutool.modules.char_encoder import CharEncoder
+from grutool.modules.embedding import make_embedding
 from grutool.modules.masking import drop_tokens
 
 if TYPE_CHECKING:
@@ -58,10 +59,12 @@ class Embedder(nn.Module):
         (model.char_features), `num_conditions` the condition labels (model.condition, condition_dim).
 
         Parts are built in this order (their initial weights draw from the RNG as they always did): token
-        embedding, char encoder, condition embedding."""
-        embedding = nn.Embedding(vocab_size, m.embedding_dim, padding_idx=Vocab.pad_id)
+        embedding, char encoder, condition embedding. model.embedding_init draws the token and char
+        embeddings (grutool.modules.embedding); the condition embedding keeps nn.Embedding's N(0, 1)."""
+        embedding = make_embedding(vocab_size, m.embedding_dim, m.embedding_init, padding_idx=Vocab.pad_id)
         embedding.weight.requires_grad_(not m.freeze_embeddings)
-        chars = (CharEncoder(num_chars, m.char_embedding_dim, m.char_hidden_size, m.cell, m.kernel)
+        chars = (CharEncoder(num_chars, m.char_embedding_dim, m.char_hidden_size, m.cell, m.kernel,
+                             embedding_init=m.embedding_init)
                  if num_chars and m.char_features else None)
         conditions = nn.Embedding(num_conditions, m.condition_dim) if num_conditions else None
         return cls(embedding, m.embedding_dropout, m.token_dropout, chars=chars, conditions=conditions,

@@ -264,3 +264,35 @@ def test_the_kernel_draws_nothing_from_the_global_rng():
     after = torch.rand(3)
     torch.manual_seed(123)
     assert torch.equal(after, torch.rand(3))
+
+
+
+def test_ragged_batches_send_onednn_a_bounded_set_of_shapes(monkeypatch):
+    """oneDNN builds and caches a primitive (~0.6 MB) for every GEMM shape it meets (issue 24): the fused
+    kernel's all-rows GEMMs (a row count per batch) are BLAS's, and oneDNN gets only the step GEMMs of
+    ragged batches of at most ONEDNN_MAX_RAGGED_ROWS rows, a batch size's worth of shapes."""
+    if not gemm._onednn_available():
+        pytest.skip("this torch build has no oneDNN linear ops")
+    shapes = set()
+    call = gemm.Linear.__call__
+
+    def recording(self, x, b=None):
+        if self.backend == "onednn":
+            shapes.add(tuple(x.shape))
+        return call(self, x, b)
+
+    monkeypatch.setattr(gemm.Linear, "__call__", recording)
+    torch.manual_seed(0)
+    layer = GRU(16, gemm.ONEDNN_RAGGED_MIN_HIDDEN, bidirectional=True, kernel="fused")
+    cap = gemm.ONEDNN_MAX_RAGGED_ROWS
+    for B in (24, 40, cap + 40, cap + 72):  # two batches under the cap, two over it
+        lengths = torch.randint(1, 9, (B,))
+        lengths[0] = 9  # ragged: at least two lengths
+        packed = pack_padded_sequence(torch.randn(B, 9, 16), lengths, batch_first=True, enforce_sorted=False)
+        out, h = layer(packed)
+        (out.data.square().sum() + h.sum()).backward()
+    assert shapes and max(rows for rows, _ in shapes) <= 40  # the batches over the cap stepped through BLAS
+    h = gemm.ONEDNN_RAGGED_MIN_HIDDEN
+    assert gemm_backend(torch.float32, cap + 1, h, ragged=True) == "blas"
+    assert gemm_backend(torch.float32, 64, h // 2, ragged=True) == "blas"  # where oneDNN gains little
+    assert gemm_backend(torch.float32, cap + 1, h // 2, ragged=False) == "onednn"  # dense: one shape a batch

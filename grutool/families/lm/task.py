@@ -37,7 +37,7 @@ class LMTask(Task):
     name = "lm"
     monitors = ("loss", "perplexity", "bpc")
     owns = {"data": ("condition_column", "split_seed"),
-            "model": ("tie_embeddings", "condition", "condition_dim", "adaptive_cutoffs"),
+            "model": ("tie_embeddings", "condition", "condition_dim", "adaptive_cutoffs", "embedding_init"),
             "train": ("bptt",)}
     outputs = "tokens"
     renderer = "lm"

@@ -26,6 +26,7 @@ from grutool.families.seq2seq.decoding import Generated, generate
 from grutool.families.seq2seq.attention import Attention
 from grutool.cells import get_cell
 from grutool.modules.embedder import Embedder
+from grutool.modules.embedding import make_embedding
 from grutool.modules.encoder import RecurrentEncoder
 from grutool.modules.masking import length_mask
 from grutool.modules.output import output_layers
@@ -99,7 +100,8 @@ class Seq2Seq(Model):
     def from_config(cls, cfg: Config, *, vocab_size: int, num_outputs: int) -> "Seq2Seq":
         """`vocab_size` source tokens, `num_outputs` target tokens."""
         embedder = Embedder.from_config(cfg.model, vocab_size, name="source_embedding")
-        target_embedding = nn.Embedding(num_outputs, cfg.model.embedding_dim, padding_idx=Vocab.pad_id)
+        target_embedding = make_embedding(num_outputs, cfg.model.embedding_dim, cfg.model.embedding_init,
+                                          padding_idx=Vocab.pad_id)
         encoder = RecurrentEncoder.from_config(cfg.model, embedder.output_dim)
         return cls(embedder, target_embedding, encoder, cfg)
 

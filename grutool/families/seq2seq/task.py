@@ -33,7 +33,7 @@ class Seq2SeqTask(Task):
     monitors = ("bleu", "chrf", "exact_match", "perplexity", "loss")
     owns = {"data": ("source", "target", "source_column", "target_column", "target_tokenizer", "target_lowercase",
                      "target_max_length", "shared_vocab", "dictionary", "keep_stress", "split_seed"),
-            "model": ("decoder_cell", "attention", "input_feeding", "tie_embeddings"),
+            "model": ("decoder_cell", "attention", "input_feeding", "tie_embeddings", "embedding_init"),
             "train": ("teacher_forcing", "label_smoothing"),
             "decoding": ()}
     outputs = "targets"

@@ -28,7 +28,8 @@ class TaggerTask(Task):
     name = "tagger"
     joint = False
     monitors = ("token_accuracy", "span_f1", "sentence_accuracy", "loss")
-    owns = {"model": ("crf", "char_features", "char_embedding_dim", "char_hidden_size", "freeze_embeddings")}
+    owns = {"model": ("crf", "char_features", "char_embedding_dim", "char_hidden_size", "freeze_embeddings",
+                       "embedding_init")}
     renderer = "tagger"
     exporter = "tagger"
     outputs = "tags"

@@ -140,13 +140,15 @@ class Gemms(NamedTuple):
     big: bool                      # the weight gradients through oneDNN too (large layers)
 
 
-def _prepare(module, weights, rows: int, steps: int, dtype) -> Gemms:
+def _prepare(module, weights, rows: int, steps: int, dtype, ragged: bool = False) -> Gemms:
     w_hh = weights[1]
     H = w_hh.shape[1]
     step = None
-    if gemm.gemm_backend(dtype, rows, H) == "onednn":
+    if gemm.gemm_backend(dtype, rows, H, ragged=ragged) == "onednn":
         step = gemm.Linear(w_hh, rows, "onednn", steps).w
-    return Gemms(gemm.big_gemms_onednn(dtype), step, H >= gemm.BIG_WEIGHT_GRAD_H)
+    # The GEMMs over all of a call's rows stay on BLAS, as the fused kernel's (gemm.matmul_t): their row count
+    # is a new shape nearly every call, and oneDNN keeps a primitive for each shape it meets (~1 GB on UD-EWT).
+    return Gemms(False, step, False)
 
 
 def _forward(x, states, weights, batch_sizes, offs, reverse, extra: Gemms, save):

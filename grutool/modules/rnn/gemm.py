@@ -1,7 +1,14 @@
-"""The kernels' GEMMs: oneDNN's pre-packed linear where torch exposes it and the size pays for its call, else BLAS.
+"""The kernels' GEMMs: oneDNN's pre-packed linear for the per-step GEMMs where torch exposes it, the size pays
+for its call and the shapes are few; BLAS for the rest.
+
+oneDNN builds a primitive for every GEMM shape it meets and keeps it (~0.6 MB each) in two caches of 1,024
+entries, oneDNN's own and ideep's, which nothing torch exposes can bound or empty. So it is handed only shapes
+that recur: never the all-rows GEMMs (a new row count at nearly every batch), and a ragged batch's step GEMMs
+only from ONEDNN_RAGGED_MIN_HIDDEN and up to ONEDNN_MAX_RAGGED_ROWS rows (issue 24: ~1 GB of peak memory on
+UD-EWT before).
 
 The thresholds below were measured on this project's CPU; the figures are in docs/benchmarks.md ("The
-fused GRU": "oneDNN for large GEMMs, BLAS for small ones", and the GEMM limit's parts).
+fused GRU": "oneDNN for large GEMMs, BLAS for small ones", the GEMM limit's parts, and "Peak memory").
 """
 
 from __future__ import annotations
@@ -40,22 +47,29 @@ def _onednn_available() -> bool:
 # Below this many flops a step GEMM (B, H) x (H, gates*H) is faster through BLAS: oneDNN's call has a
 # fixed cost of its own.
 ONEDNN_MIN_FLOPS = 2e6
-# From this hidden size the weight-gradient GEMMs go through oneDNN despite a transposing copy.
-BIG_WEIGHT_GRAD_H = 256
 # oneDNN runs a step GEMM on plain weights nearly as fast as on weights reordered into its blocked
 # layout, but a reorder costs more than many steps' difference: worth it for long sequences only.
 REORDER_MIN_STEPS = 32
+# The steps of a ragged batch of B rows have every row count up to B, a oneDNN primitive (~0.6 MB, cached for
+# good) each. They go through oneDNN only where it pays most, from this hidden size (1.8-2.4x BLAS's step
+# GEMM; below it, at most ~1.4x), and where B is a batch size, not, say, a char encoder's distinct words
+# (UD-EWT: up to hundreds, a new B each batch): each such weight then costs at most 2 x 128 primitives.
+ONEDNN_RAGGED_MIN_HIDDEN = 256
+ONEDNN_MAX_RAGGED_ROWS = 128
 
 
-def gemm_backend(dtype: torch.dtype = torch.float32, rows: int = 1 << 30, hidden: int = 1 << 30, gates: int = 3) -> str:
-    """`onednn` (pre-packed weights, float32 on CPU) where available and the step GEMM is large
-    enough to pay for its call, else `blas` (torch.addmm / MKL)."""
+def gemm_backend(dtype: torch.dtype = torch.float32, rows: int = 1 << 30, hidden: int = 1 << 30, gates: int = 3,
+                 ragged: bool = False) -> str:
+    """`onednn` (pre-packed weights, float32 on CPU) where available, the step GEMM is large enough to pay
+    for its call and its shapes are few (`ragged`: the steps have every row count up to `rows`), else
+    `blas` (torch.addmm / MKL)."""
     if dtype != torch.float32:
         return "blas"
     if _FORCED_BACKEND is not None:
         return _FORCED_BACKEND
     big = 2 * gates * rows * hidden * hidden >= ONEDNN_MIN_FLOPS
-    return "onednn" if big and _onednn_available() else "blas"
+    few = not ragged or (rows <= ONEDNN_MAX_RAGGED_ROWS and hidden >= ONEDNN_RAGGED_MIN_HIDDEN)
+    return "onednn" if big and few and _onednn_available() else "blas"
 
 
 @contextlib.contextmanager
@@ -73,16 +87,17 @@ def use_gemm_backend(name: str):
         _FORCED_BACKEND = previous
 
 
-def big_gemms_onednn(dtype: torch.dtype) -> bool:
-    """Whether the big once-per-layer GEMMs (all steps at once) go through oneDNN: float32 where it is there
-    (about twice MKL's rate on large GEMMs here) and BLAS is not forced."""
-    return dtype == torch.float32 and _FORCED_BACKEND != "blas" and _onednn_available()
+def ragged(batch_sizes: list[int]) -> bool:
+    """Whether packed rows hold sequences of unequal lengths: then the steps have every row count from
+    batch_sizes[-1] to batch_sizes[0] (see ONEDNN_MAX_RAGGED_ROWS)."""
+    return batch_sizes[0] != batch_sizes[-1]
 
 
 def matmul_t(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """a @ b.T (+ bias) for the big once-per-layer GEMMs: oneDNN where `big_gemms_onednn`, else BLAS."""
-    if big_gemms_onednn(a.dtype):
-        return torch.ops.mkldnn._linear_pointwise(a, b, bias, "none", [], "")  # strided views are fine
+    """a @ b.T (+ bias) for the big once-per-layer GEMMs over all of a call's rows (input projections, input
+    and weight gradients): BLAS. Their row count N, a batch's total length, is a new shape at nearly every
+    call, and oneDNN builds and keeps a primitive for each shape it meets (~0.6 MB; ~1 GB of peak memory on
+    UD-EWT, docs/benchmarks.md "Peak memory"); for a new shape its build costs more than BLAS's whole product."""
     return F.linear(a, b, bias)
 
 

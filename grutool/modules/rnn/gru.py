@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from grutool.modules.rnn import compiled
-from grutool.modules.rnn.gemm import BIG_WEIGHT_GRAD_H, REORDER_MIN_STEPS, Linear, gemm_backend, matmul_t
+from grutool.modules.rnn.gemm import REORDER_MIN_STEPS, Linear, gemm_backend, matmul_t
 from grutool.modules.rnn.runtime import (CellStep, Recurrent, direction, final_rows, previous_rows, step_order,
                                          step_start)
 
@@ -42,11 +42,12 @@ def prepare_weights(w_ih, w_hh, b_ih, b_hh, rows: int, backend: str, steps: int 
     return Prepared(w_ih2, b_ih2, b_hh2 * scale[:, 0], Linear(w_hh2, rows, backend, steps), backend)
 
 
-def _prepare(module, weights, rows: int, steps: int, dtype) -> Prepared:
+def _prepare(module, weights, rows: int, steps: int, dtype, ragged: bool = False) -> Prepared:
     # Prepared at every call: caching by the weights' version counters would be wrong, as torch's fused
     # Adam/AdamW (grutool's optimizer where available) updates parameters in place without bumping them.
     w_ih, w_hh, b_ih, b_hh = weights
-    return prepare_weights(w_ih, w_hh, b_ih, b_hh, rows, gemm_backend(dtype, rows, w_hh.shape[1]), steps)
+    return prepare_weights(w_ih, w_hh, b_ih, b_hh, rows, gemm_backend(dtype, rows, w_hh.shape[1], ragged=ragged),
+                           steps)
 
 
 def _forward(x, states, weights, batch_sizes, offs, reverse, prep: Prepared, save):
@@ -135,15 +136,14 @@ def _backward(needs, x, states, weights, out, saved, g_out, g_finals, batch_size
             dh_t.addmm_(dgh_s[t], w_hh)  # + dgh @ W_hh, (bs, H)
         else:
             dh_t.add_(step(dgh_s[t]))
-    # Weight gradients: one GEMM each over all steps. MKL reads the transposes in place; oneDNN
-    # needs a transposing copy of dgh, which pays off only for large layers.
-    big = H >= BIG_WEIGHT_GRAD_H
-    dw_hh = (matmul_t(dgh.t(), hp.t()) if big else dgh.t() @ hp) if needs[3] else None
+    # Weight gradients: one GEMM each over all steps, through BLAS (MKL reads the transposes in place; the
+    # sum over N rows is a new shape nearly every call, see gemm.matmul_t).
+    dw_hh = dgh.t() @ hp if needs[3] else None
     db_hh = dgh.sum(0) if b_hh is not None and needs[5] else None
     dgi = dgh  # the input side differs only in n, which r does not gate: reuse the buffer
     torch.mul(d_all, a, out=dgi[:, 2 * H:])
     dx = matmul_t(dgi, w_ih.t()) if needs[0] else None  # (N, I)
-    dw_ih = (matmul_t(dgi.t(), x.t()) if big else dgi.t() @ x) if needs[2] else None
+    dw_ih = dgi.t() @ x if needs[2] else None
     db_ih = dgi.sum(0) if b_ih is not None and needs[4] else None
     dh0 = dh if needs[1] else None
     return dx, (dh0,), (dw_ih, dw_hh, db_ih, db_hh)

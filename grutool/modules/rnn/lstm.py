@@ -32,8 +32,8 @@ def _weights(w_ih, w_hh, b_ih, b_hh):
     return w_ih * scale, w_hh * scale, bias
 
 
-def _prepare(module, weights, rows: int, steps: int, dtype) -> str:
-    return gemm_backend(dtype, rows, weights[1].shape[1], gates=4)
+def _prepare(module, weights, rows: int, steps: int, dtype, ragged: bool = False) -> str:
+    return gemm_backend(dtype, rows, weights[1].shape[1], gates=4, ragged=ragged)
 
 
 def _forward(x, states, weights, batch_sizes, offs, reverse, backend, save):
@@ -42,7 +42,8 @@ def _forward(x, states, weights, batch_sizes, offs, reverse, backend, save):
     N, B, H = x.shape[0], h0.shape[0], h0.shape[1]
     T = len(batch_sizes)
     w_ih2, w_hh2, bias = _weights(*weights)
-    gates = matmul_t(x, w_ih2, bias)  # (N, 4H): x W_ih^T + b_ih + b_hh for every step, then + h W_hh^T
+    # (N, 4H): x W_ih^T + b_ih + b_hh for every step, then + h W_hh^T
+    gates = matmul_t(x, w_ih2, bias)
     step = Linear(w_hh2, B, backend, T)
     out, c_all, tc_all = x.new_empty(N, H), x.new_empty(N, H), x.new_empty(N, H)
     split = batch_sizes

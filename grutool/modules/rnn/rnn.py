@@ -13,14 +13,14 @@ from typing import Optional
 import torch
 from torch import nn
 
-from grutool.modules.rnn.gemm import Linear, gemm_backend, matmul_t
+from grutool.modules.rnn.gemm import Linear, gemm_backend, matmul_t, ragged
 from grutool.modules.rnn.runtime import (CellStep, Recurrent, direction, final_rows, previous_rows, step_order,
                                          step_start)
 
 
-def _prepare(module, weights, rows: int, steps: int, dtype) -> tuple[bool, str]:
+def _prepare(module, weights, rows: int, steps: int, dtype, ragged: bool = False) -> tuple[bool, str]:
     tanh = module is None or module.nonlinearity == "tanh"
-    return tanh, gemm_backend(dtype, rows, weights[1].shape[1], gates=1)
+    return tanh, gemm_backend(dtype, rows, weights[1].shape[1], gates=1, ragged=ragged)
 
 
 def _forward(x, states, weights, batch_sizes, offs, reverse, extra, save):
@@ -89,7 +89,7 @@ STEP = CellStep("rnn", cell_state=False, stacks=False, prepare=_prepare, forward
 def rnn_direction(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes: list[int], reverse: bool, tanh: bool = True,
                   offs: Optional[list[int]] = None):
     """One RNN direction over packed rows: x (N, I), h0 (B, H) sorted -> out (N, H), h_n (B, H)."""
-    extra = (tanh, gemm_backend(x.dtype, h0.shape[0], h0.shape[1], gates=1))
+    extra = (tanh, gemm_backend(x.dtype, h0.shape[0], h0.shape[1], gates=1, ragged=ragged(batch_sizes)))
     return direction(STEP, x, (h0,), (w_ih, w_hh, b_ih, b_hh), batch_sizes, reverse, offs, extra)
 
 

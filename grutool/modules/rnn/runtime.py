@@ -13,7 +13,7 @@ direction) with one autograd Function over *packed rows*:
   the initial state (`step_start`); `final_rows` and `previous_rows` gather a direction's final state
   and each row's h_{t-1} in one op;
 - all input projections of a layer in one GEMM before the loop, and a hand-written backward with the
-  weight gradients as single GEMMs after it (`grutool.modules.rnn.gemm` picks oneDNN or BLAS);
+  weight gradients as single GEMMs after it (BLAS; per step `grutool.modules.rnn.gemm` picks oneDNN or BLAS);
 - `stack_layers`: layers and directions, dropout between layers in training, and for cells that stack
   (GRU) LayerNorm / residual connections, with either kernel.
 
@@ -44,6 +44,7 @@ from torch.autograd.function import once_differentiable
 from torch.nn.utils.rnn import PackedSequence
 
 from grutool.kernels import AUTO, KERNELS
+from grutool.modules.rnn.gemm import ragged
 
 # --- packed rows ------------------------------------------------------------------------------------
 
@@ -164,8 +165,9 @@ def rows_out(module: nn.RNNBase, input, out: torch.Tensor, states: tuple, layout
 class CellStep:
     """What a cell brings to the runtime; everything else is shared.
 
-    prepare(module or None, weights, rows, steps, dtype) -> extra: per-call constants of one direction
-        (GEMM backend, weights rewritten for the loop), computed without gradients.
+    prepare(module or None, weights, rows, steps, dtype, ragged) -> extra: per-call constants of one direction
+        (GEMM backend, weights rewritten for the loop), computed without gradients; `ragged`: the steps have
+        unequal row counts (`grutool.modules.rnn.gemm.ragged`).
     forward(x, states, weights, batch_sizes, offs, reverse, extra, save) -> (out (N, H), final states
         (B, H) each, saved tensors for the backward or None): x (N, I) packed rows, states (B, H) each.
     backward(needs, x, states, weights, out, saved, g_out, g_finals, batch_sizes, offs, reverse, extra)
@@ -216,7 +218,7 @@ def direction(cell: CellStep, x, states: tuple, weights: tuple, batch_sizes: lis
     """
     offs = offs if offs is not None else offsets(batch_sizes)
     if extra is None:
-        extra = cell.prepare(module, weights, states[0].shape[0], len(batch_sizes), x.dtype)
+        extra = cell.prepare(module, weights, states[0].shape[0], len(batch_sizes), x.dtype, ragged(batch_sizes))
     tensors = (x, *states, *weights)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
         return _Direction.apply(cell, batch_sizes, offs, reverse, extra, len(states), *tensors)
@@ -241,6 +243,7 @@ def stack_layers(module: "Recurrent", data: torch.Tensor, batch_sizes: torch.Ten
     D, k = (2 if module.bidirectional else 1), (4 if module.bias else 2)
     sizes = batch_sizes.tolist()
     offs = offsets(sizes)
+    uneven = ragged(sizes)
     finals = [[] for _ in states]
     for layer in range(module.num_layers):
         flat = module._flat_weights[layer * D * k:(layer + 1) * D * k]
@@ -251,7 +254,7 @@ def stack_layers(module: "Recurrent", data: torch.Tensor, batch_sizes: torch.Ten
                 weights = tuple(w) if module.bias else (w[0], w[1], None, None)
                 first = [s[layer * D + d] for s in states]
                 with torch.no_grad():  # the prepared weights are constants of the Function
-                    extra = cell.prepare(module, weights, first[0].shape[0], len(sizes), data.dtype)
+                    extra = cell.prepare(module, weights, first[0].shape[0], len(sizes), data.dtype, uneven)
                 out, *final = direction(cell, data, first, weights, sizes, d == 1, offs, extra)
                 outs.append(out)
                 for f, kept in zip(final, finals):
