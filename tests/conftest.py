@@ -88,11 +88,12 @@ class InterruptAt(Callback):
 
 @pytest.fixture(autouse=True)
 def _grutool_logger_restored():
-    """Every test starts with the `grutool` logger as the process had it: a command run in-process points it at
-    its own streams and stops propagation (cli.console.setup_logging), which would hide later tests' records
-    from caplog."""
+    """Every test starts with the `grutool` logger as a fresh process has it: a command run in-process (a test's,
+    or a module fixture's) points it at its own streams and stops propagation (cli.console.setup_logging), which
+    would hide later tests' records from caplog."""
     logger = logging.getLogger("grutool")
     saved = list(logger.handlers), logger.level, logger.propagate
+    logger.handlers, logger.level, logger.propagate = [], logging.NOTSET, True  # also after a module's fixtures
     yield
     logger.handlers, logger.level, logger.propagate = saved
 
