@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from grutool.bench.report import SHOWN
+from grutool.bench.report import SHOWN, unit
 from grutool.curves import save_png
 from grutool.errors import UserError
 
@@ -71,7 +71,7 @@ def plot(report: dict, path: str | Path) -> None:
         values = [r["tokens_per_s"] for r in rows if r["mode"] == mode and r["tokens_per_s"] > 0]
         if values and max(values) > 20 * min(values):
             ax.set_yscale("log")  # sizes differ by orders of magnitude; on a log axis equal ratios look equal
-        ax.set_ylabel("tokens / s (median)")
+        ax.set_ylabel(f"{unit(report['rows'])} / s (median)")
         ax.grid(axis="y", alpha=0.3)
         # Handles drawn here: the bars' own would copy the first bar's hatching.
         handles = [Patch(color=COLORS.get(c), label=c.upper()) for c in cells]

@@ -26,7 +26,7 @@ SCHEMA = "grutool-bench"
 VERSION = 1
 
 KEY_FIELDS = [f.name for f in fields(Spec)]
-MEASURED = ["kernel", "params", "tokens", "repeats", "number", "median_ms", "q1_ms", "q3_ms", "min_ms",
+MEASURED = ["kernel", "params", "tokens", "unit", "repeats", "number", "median_ms", "q1_ms", "q3_ms", "min_ms",
             "max_ms", "spread", "noisy", "tokens_per_s", "vs_lstm", "peak_mem_mb", "rss_growth_mb"]
 CSV_FIELDS = KEY_FIELDS + MEASURED  # every row field but the raw samples
 FORMATS = {".json": "json", ".csv": "csv", ".md": "markdown", ".markdown": "markdown"}
@@ -140,7 +140,14 @@ def _spec_columns(rows: list[dict]) -> tuple[list[Column], list[str]]:
     return cols, fixed
 
 
-def _measure_columns(full: bool) -> list[Column]:
+def unit(rows: list[dict]) -> str:
+    """What the rows' `tokens` and `tokens_per_s` count: tokens (layer rows, most configs, reports written
+    before rows said) or a family's examples (`--config` of a forecast: windows); `items` when rows differ."""
+    units = {r.get("unit") or "tokens" for r in rows}
+    return units.pop() if len(units) == 1 else "items"
+
+
+def _measure_columns(full: bool, rows: list[dict]) -> list[Column]:
     """`full` (Markdown) adds the quartiles and extremes; the terminal gets the spread as a percentage."""
     spread = [("IQR ms", lambda r: f"{_ms(r['q1_ms'])}–{_ms(r['q3_ms'])}", True),
               ("min–max ms", lambda r: f"{_ms(r['min_ms'])}–{_ms(r['max_ms'])}", True)] if full else [
@@ -149,7 +156,7 @@ def _measure_columns(full: bool) -> list[Column]:
         ("kernel", _kernel, False),
         ("ms/batch", lambda r: ("~" if r["noisy"] else "") + _ms(r["median_ms"]), True),
         *spread,
-        ("tokens/s", lambda r: f"{r['tokens_per_s']:,.0f}", True),
+        (f"{unit(rows)}/s", lambda r: f"{r['tokens_per_s']:,.{0 if r['tokens_per_s'] >= 100 else 1}f}", True),
         ("vs LSTM", lambda r: "-" if r["vs_lstm"] is None else f"{r['vs_lstm']:.2f}", True),
         ("params", lambda r: f"{r['params']:,}", True),
         ("mem MB", lambda r: "-" if r["peak_mem_mb"] is None else f"{r['peak_mem_mb']:.1f}", True),
@@ -189,7 +196,7 @@ def rich_table(report: dict):
     from rich.table import Table
 
     cols, fixed = _spec_columns(report["rows"])
-    cols += _measure_columns(full=False)
+    cols += _measure_columns(full=False, rows=report["rows"])
     title = "grutool bench" + (f": {', '.join(fixed)}" if fixed else "")
     caption = "\n".join([legend(report)] + environment_lines(report))
     t = Table(title=escape(title), caption=escape(caption), caption_justify="left")
@@ -202,7 +209,7 @@ def rich_table(report: dict):
 
 def to_markdown(report: dict) -> str:
     cols, fixed = _spec_columns(report["rows"])
-    cols += _measure_columns(full=True)
+    cols += _measure_columns(full=True, rows=report["rows"])
     out = ["# grutool bench", ""]
     out += [f"- {line}" for line in environment_lines(report)]
     if fixed:

@@ -22,6 +22,7 @@ from grutool.bench import env, grid as grids, timing, workloads
 from grutool.bench.grid import Grid, Spec
 from grutool.bench.report import SCHEMA, VERSION, add_ratios, key_without_cell
 from grutool.errors import UserError
+from grutool.families import get_task
 from grutool.training.device import resolve_device
 
 log = logging.getLogger("grutool")
@@ -61,12 +62,13 @@ def model_specs(g: Grid, cfg, device: torch.device) -> list[Spec]:
         log.info("data not read: vocabulary %d and %d classes (set with --vocab-size / --num-classes)",
                  vocab_size, num_classes)
     m, t = cfg.model, cfg.train
+    task = get_task(cfg.task)
     dtype = "float16-amp" if device.type == "cuda" and t.amp else "float32"
     axes = itertools.product(
         g.mode or grids.MODES,
         g.lengths or (("bucketed",) if t.batching == "bucketed" else ("packed",)),
         g.batch_size or (t.batch_size,),
-        g.seq_len or (cfg.data.max_length or 200,),
+        g.seq_len or (task.synthetic_length(cfg),),
         g.input_size or (m.embedding_dim,),
         g.hidden_size or (m.hidden_size,),
         g.num_layers or (m.num_layers,),
@@ -105,6 +107,7 @@ def _row(w: workloads.Workload, stats: timing.Stats, probe: env.Probe, repeats: 
         "kernel": probe.kernel,
         "params": w.params,
         "tokens": w.tokens,
+        "unit": w.unit,
         "repeats": repeats,
         "number": stats.number,
         "median_ms": stats.median * ms,

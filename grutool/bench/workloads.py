@@ -45,7 +45,8 @@ class Workload:
     fn: Callable[[], object]                # one call = one batch
     context: Callable[[], ContextManager]   # kernel flags, entered around every sample
     params: int                             # trainable and frozen parameters
-    tokens: int                             # real (non-padding) tokens per call
+    tokens: int                             # real (non-padding) tokens per call, or `unit`s
+    unit: str = "tokens"                    # what `tokens` counts: tokens, or a family's examples (windows)
 
 
 def batch_lengths(kind: str, batch_size: int, seq_len: int, generator: torch.Generator) -> torch.Tensor:
@@ -146,8 +147,9 @@ def data_sizes(cfg: Config, vocab_size: Optional[int], num_classes: Optional[int
     # A file, a folder (format parallel, text_dir) or a file-name prefix (parallel_text: train -> train.de, .en).
     readable = path is not None and (Path(path).exists() or is_prefix(Path(path)))
     if readable and (vocab_size is None or num_classes is None):
-        prepared = get_task(cfg.task).prepare(cfg)
-        return (vocab_size or len(prepared.vocab), num_classes or len(prepared.labels), d.train)
+        task = get_task(cfg.task)
+        vocab, classes = task.synthetic_sizes(cfg, task.prepare(cfg))
+        return (vocab_size or vocab, num_classes or classes, d.train)
     return vocab_size or 20_000, num_classes or 2, "defaults"
 
 
@@ -180,4 +182,5 @@ def model(spec: Spec, cfg: Config, seed: int = 0) -> Workload:
                 batch = next(sorted_batches(split, spec.batch_size)).to(device)
                 return task.infer_batch(net, batch)
 
-    return Workload(spec, fn, _kernels(spec.kernels, device), params, int(lengths.sum()))
+    return Workload(spec, fn, _kernels(spec.kernels, device), params, task.throughput_items(lengths.tolist()),
+                    task.throughput_unit)

@@ -51,8 +51,15 @@ class ExportEncoder(nn.Module):
     def get_output_dim(self) -> int:
         return self.hidden_size * self.num_directions
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor, h0: Optional[torch.Tensor] = None) -> EncoderOutput:
-        """x (B, T, I) padded; lengths (B,), 0 allowed; h0 (L*D, B, H) or None (zeros)."""
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor, h0=None) -> EncoderOutput:
+        """x (B, T, I) padded; lengths (B,), 0 allowed; h0 (L*D, B, H), LSTM (h0, c0), or None (zeros).
+
+        LSTM's c_n is the cell state after all T steps, exact for a row of length T (a forecaster's windows,
+        a decoder's steps); a shorter row's is not computed here (nn.LSTM gives no per-step c) and is NaN, so a
+        graph that reads it fails visibly instead of going on from a wrong state."""
+        c0 = None
+        if isinstance(h0, tuple):
+            h0, c0 = h0  # (L*D, B, H) each
         B, T, _ = x.shape
         H, D = self.hidden_size, self.num_directions
         lengths = lengths.to(x.device)
@@ -60,16 +67,21 @@ class ExportEncoder(nn.Module):
         mask = steps < lengths[:, None]  # (B, T)
         reverse = torch.where(mask, lengths[:, None] - 1 - steps, steps)  # (B, T): its own inverse
         last = (lengths - 1).clamp(min=0).view(B, 1, 1).expand(B, 1, H)  # (B, 1, H): each row's last real step
-        data, states = x, []
+        data, states, cells = x, [], []
         for layer in range(self.num_layers):
             outs = []
             for d in range(D):
                 module = self.directions[layer * D + d]
                 flip = reverse[:, :, None].expand(B, T, data.shape[-1])
                 inp = data if d == 0 else data.gather(1, flip)  # (B, T, I), backward: reversed within length
-                h = None if h0 is None else h0[layer * D + d:layer * D + d + 1]  # (1, B, H)
-                y, _ = module(inp, h)  # (B, T, H); steps after a row's end are never read
+                k = layer * D + d
+                h = None if h0 is None else h0[k:k + 1]  # (1, B, H)
+                if self.cell_state and h is not None:
+                    h = (h, c0[k:k + 1] if c0 is not None else torch.zeros_like(h))
+                y, final_state = module(inp, h)  # (B, T, H); steps after a row's end are never read
                 states.append(y.gather(1, last).squeeze(1))  # (B, H): the state after the last real step
+                if self.cell_state:
+                    cells.append(final_state[1][0])  # (B, H): c after step T
                 outs.append(y if d == 0 else y.gather(1, reverse[:, :, None].expand(B, T, H)))
             y = torch.cat(outs, -1) if D == 2 else outs[0]  # (B, T, D*H)
             if self.residual and y.shape[-1] == data.shape[-1]:
@@ -82,8 +94,12 @@ class ExportEncoder(nn.Module):
         empty = (lengths == 0)[None, :, None]  # an empty row keeps its initial state (zeros without h0)
         h_n = torch.where(empty, h0 if h0 is not None else torch.zeros_like(h_n), h_n)
         final = torch.cat([h_n[-2], h_n[-1]], dim=-1) if D == 2 else h_n[-1]  # (B, D*H)
-        # The cell's whole final state: h_n for GRU and RNN (an LSTM export computes no c_n: it cannot stream).
-        return EncoderOutput(outputs, final, h_n, None if self.cell_state else h_n)
+        if not self.cell_state:
+            return EncoderOutput(outputs, final, h_n, h_n)  # the cell's whole final state: h_n for GRU and RNN
+        c_n = torch.stack(cells)  # (L*D, B, H)
+        c_n = torch.where((lengths == T)[None, :, None], c_n, torch.full_like(c_n, float("nan")))
+        c_n = torch.where(empty, c0 if c0 is not None else torch.zeros_like(c_n), c_n)
+        return EncoderOutput(outputs, final, h_n, (h_n, c_n))
 
 
 def exportable(model: nn.Module) -> nn.Module:

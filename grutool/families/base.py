@@ -185,6 +185,23 @@ class Task:
         """`bench --config`: made-up vocabularies of these sizes and a labelled split of these lengths."""
         raise NotImplementedError
 
+    # `bench --config` reports examples per second in this unit: tokens (the sum of a batch's lengths) or,
+    # for a family whose examples all have one fixed length, the examples themselves (forecast: windows).
+    throughput_unit: ClassVar[str] = "tokens"
+
+    def synthetic_sizes(self, cfg: "Config", prepared: Prepared) -> tuple[int, int]:
+        """`bench --config` with readable data: the `vocab_size` and `num_classes` that `synthetic` takes,
+        read from the prepared real data."""
+        return len(prepared.vocab), len(prepared.labels)
+
+    def synthetic_length(self, cfg: "Config") -> int:
+        """`bench --config`: the time steps T of the longest synthetic example (the config's max_length)."""
+        return cfg.data.max_length or 200
+
+    def throughput_items(self, lengths: list[int]) -> int:
+        """How many `throughput_unit`s a batch of these lengths holds."""
+        return int(sum(lengths)) if self.throughput_unit == "tokens" else len(lengths)
+
     # --- prediction ---------------------------------------------------------------------------
 
     def read_inputs(self, cfg: "Config", source: str, vocabs: Any = None) -> list[str]:

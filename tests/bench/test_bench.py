@@ -359,6 +359,36 @@ def test_config_times_the_production_model_with_its_parameter_count(tmp_path, mo
                 assert r["median_ms"] > 0 and r["kernel"] == ran, (cell, r["mode"])
 
 
+def test_a_forecast_config_is_timed_in_windows_per_second_on_its_real_columns(tmp_path, monkeypatch):
+    # A forecast window is always data.input_length rows: its rate is windows/s (a batch's windows over its
+    # time), and the synthetic windows have the data's columns (vocab.json holds no tokens to count).
+    monkeypatch.chdir(ROOT)
+    out, md = tmp_path / "f.json", tmp_path / "f.md"
+    result = runner.invoke(app, ["bench", "--config", "configs/sines.yaml", "--cells", "gru,lstm", "--repeats", "2",
+                                 "--warmup", "1", "--min-sample-ms", "1", "--threads", "1", "-o", str(out),
+                                 "-o", str(md)])
+    assert result.exit_code == 0, result.output
+    assert "windows/s" in result.output and "tokens/s" not in result.output
+
+    from grutool.config_file import load_config
+    from grutool.families import get_task
+
+    cfg = load_config("configs/sines.yaml")
+    prepared = get_task(cfg.task).prepare(cfg)
+    columns = len(prepared.extra["scaler"].names)
+    rows = reports.read_report(out)["rows"]
+    assert {(r["cell"], r["mode"]) for r in rows} == {(c, m) for c in ("gru", "lstm") for m in ("infer", "train")}
+    for r in rows:
+        variant = cfg.model_copy(update={"model": cfg.model.model_copy(update={"cell": r["cell"]})})
+        assert r["params"] == sum(p.numel() for p in get_task(cfg.task).build_model(variant, prepared).parameters())
+        assert (r["vocab_size"], r["num_classes"]) == (columns, columns) == (3, 3)
+        assert r["seq_len"] == cfg.data.input_length, "T: the rows a window holds"
+        assert r["unit"] == "windows" and r["tokens"] == r["batch_size"] == cfg.train.batch_size
+        assert r["tokens_per_s"] == pytest.approx(r["batch_size"] / (r["median_ms"] / 1000))
+    assert "windows/s" in md.read_text() and reports.unit(rows) == "windows"
+    assert reports.unit([{"tokens": 5}]) == "tokens", "reports written before rows had a unit: tokens"
+
+
 def test_plot_writes_a_png_or_explains_the_missing_extra(tmp_path):
     import importlib.util
 

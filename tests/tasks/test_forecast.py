@@ -259,6 +259,34 @@ def test_export_parity_and_backend(run, tmp_path, fmt):
     assert np.allclose(ref, got, atol=1e-4)
 
 
+def test_an_lstm_forecaster_exports_its_cell_state_to_the_parallel_decoder(tmp_path):
+    # The parallel decoder starts every output segment from the encoder's whole final state: for an LSTM that
+    # is (h_n, c_n), which the export's encoder has to hand on too (it once gave None and the export failed).
+    from grutool.export import export
+    from grutool.export.encoder import ExportEncoder
+    from grutool.modules.encoder import RecurrentEncoder
+    from grutool.predict import Predictor
+
+    train(parse_config(sines(tmp_path, model={"cell": "lstm"}, train={"epochs": 1})))
+    run = tmp_path / "run"
+    out = tmp_path / "m.onnx"
+    report = export(run, "onnx", out, exporter="legacy")
+    assert report["parity"]["ok"] and report["parity"]["max_abs_diff"]["forecast"] < 1e-4
+    text = recent(run).read_text()
+    ref = Predictor(run, "cpu").predict([text])[0]["forecast"]
+    assert np.allclose(ref, Predictor(run, backend="onnx", exported=out).predict([text])[0]["forecast"], atol=1e-4)
+    # c_n: exact where a row runs every step; NaN (never a wrong state) where a shorter row's is not computed.
+    torch.manual_seed(0)
+    enc = RecurrentEncoder(3, 5, 2, False, 0.0, "lstm", kernel="native").eval()
+    x, lengths = torch.randn(3, 4, 3), torch.tensor([4, 2, 4])
+    state = (torch.randn(2, 3, 5), torch.randn(2, 3, 5))
+    with torch.no_grad():
+        want, got = enc(x, lengths, state).state, ExportEncoder(enc)(x, lengths, state).state
+    assert torch.allclose(got[0], want[0], atol=1e-6)
+    full = lengths == 4
+    assert torch.allclose(got[1][:, full], want[1][:, full], atol=1e-6) and got[1][:, ~full].isnan().all()
+
+
 # --- the command line -----------------------------------------------------------------------------------
 
 

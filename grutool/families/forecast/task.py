@@ -284,6 +284,18 @@ class ForecastTask(Task):
             files["series"] = ("series.json", LabelVocab)  # the series the embedding knows, by name
         return files
 
+    throughput_unit = "windows"  # every window is data.input_length rows: tokens would only scale windows
+
+    def synthetic_sizes(self, cfg: "Config", prepared: Prepared) -> tuple[int, int]:
+        """The input columns (covariates aside: `synthetic` adds the config's own) and the predicted ones;
+        the vocabulary has no tokens to count."""
+        from grutool.families.forecast.covariates import Roles
+
+        return len(Roles.of(cfg, list(prepared.extra["scaler"].names)).columns), len(prepared.labels)
+
+    def synthetic_length(self, cfg: "Config") -> int:
+        return cfg.data.input_length
+
     def synthetic(self, cfg: "Config", lengths: list[int], vocab_size: int, num_classes: int, generator,
                   num_chars: int = 0):
         """`bench --config`: `vocab_size` columns of random values (the last `num_classes` predicted), one
