@@ -140,9 +140,11 @@ def test_dropout_between_layers_only_in_training():
     assert torch.equal(one(x)[0], one(x)[0]), "a single layer has no dropout to apply"
 
 
-def test_runs_are_deterministic():
+@pytest.mark.parametrize("kernel", ["fused", "compiled"])
+def test_runs_are_deterministic(kernel):
+    _needs(kernel)
     torch.manual_seed(0)
-    layer = GRU(16, 32, 2, batch_first=True, bidirectional=True, kernel="fused")
+    layer = GRU(16, 32, 2, batch_first=True, bidirectional=True, kernel=kernel)
     x = torch.randn(8, 9, 16)
     lengths = torch.tensor([9, 3, 5, 9, 1, 2, 7, 8])
     runs = []
