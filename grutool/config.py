@@ -75,7 +75,10 @@ class DataConfig(_Section):
     """Where the examples come from and how text becomes ids."""
 
     dataset: Optional[str] = None
-    """Hugging Face Hub dataset name (e.g. ``stanfordnlp/sst2``). When set, train/validation/test are split names."""
+    """Hugging Face Hub dataset name (e.g. ``stanfordnlp/sst2``; tasks classifier, tagger, joint, seq2seq, lm). When
+    set, train/validation/test are split names (`datasets`' syntax, `train[:4478]`; an lm's `train[:90%]` is cut by
+    grutool, as for a file) and the task reads the columns it reads in local tables; ClassLabel ids are read as
+    their names (docs/data.md)."""
     dataset_config: Optional[str] = None
     """Hub dataset configuration name, if the dataset has several."""
     train: str | list[str] = "train"
@@ -117,7 +120,8 @@ class DataConfig(_Section):
     tag_column: Optional[int | str] = None
     """Tagger and joint: where the tags are. `upos` (default) or `xpos` for conllu; the 0-based column for
     conll (default -1, the last; the token is column 0); the key of the tag list for jsonl (default `tags`,
-    tokens under data.text_column). Unused for parallel files (tags are in seq.out)."""
+    tokens under data.text_column); with data.dataset, the tag column (default `tags`). Unused for parallel files
+    (tags are in seq.out)."""
     scheme: Literal["plain", "iob1", "iob2", "bio", "bioes"] = "plain"
     """Tag scheme of the files: `plain` (any tags, e.g. POS; no spans), `iob1`, `iob2` (= `bio`) or `bioes`.
     Span schemes are checked on reading (every tag O or B-/I-[/E-/S-]TYPE) and scored by spans, as conlleval does."""
@@ -141,9 +145,11 @@ class DataConfig(_Section):
     """Pretrained word vectors, GloVe/word2vec text format; their dimension must equal model.embedding_dim.
     Seq2seq: they initialise the source-side embedding."""
     source: Optional[str] = None
-    """Seq2seq `parallel_text`: suffix of the source files (`de`: a split prefix P reads P.de)."""
+    """Seq2seq `parallel_text`: suffix of the source files (`de`: a split prefix P reads P.de); with data.dataset,
+    the source language in a `translation` column of {language: text}."""
     target: Optional[str] = None
-    """Seq2seq `parallel_text`: suffix of the target files (`en`: a split prefix P reads P.en)."""
+    """Seq2seq `parallel_text`: suffix of the target files (`en`: a split prefix P reads P.en); with data.dataset,
+    the target language in a `translation` column."""
     source_column: str = "source"
     """Seq2seq tsv/csv/jsonl: column (key) holding the source text."""
     target_column: str = "target"

@@ -224,11 +224,14 @@ def _hub_reachable(timeout: float = HUB_TIMEOUT_S) -> Optional[str]:
         return f"{host}:{port}: {exc.strerror or exc}"
 
 
+HUB_FIX = ("use local files instead: remove data.dataset and point data.train/validation/test at files "
+           f"(each configs/hub/NAME.yaml has its offline twin configs/NAME.yaml; {DATA_DOCS})")
+
+
 def load_hub_split(cfg: DataConfig, split: str):
-    """Load `split` of the Hub dataset named in `cfg.dataset`."""
+    """Load `split` of the Hub dataset named in `cfg.dataset` (`datasets`' split syntax: `train[:4478]` too)."""
     offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1"
-    how = ("use local files instead: unset data.dataset and set data.train/validation/test "
-           "to csv, tsv, json, jsonl or parquet paths")
+    how = HUB_FIX
     if not offline:
         reason = _hub_reachable()
         if reason:
@@ -246,6 +249,37 @@ def load_hub_split(cfg: DataConfig, split: str):
 def load_split(cfg: DataConfig, source: str):
     """A split as a `datasets.Dataset`: a file path, or a split name when `cfg.dataset` is set."""
     return load_hub_split(cfg, source) if cfg.dataset else load_file(source, cfg)
+
+
+def split_where(cfg: DataConfig, source: str) -> str:
+    """How messages name a split: its file, or the Hub dataset and split name."""
+    return f"data.dataset '{cfg.dataset}' split '{source}'" if cfg.dataset else str(source)
+
+
+def class_names(ds, column: str) -> Optional[list[str]]:
+    """The names of a `datasets.ClassLabel` column, or of a list column of ClassLabels (a tag per token); None
+    for any other column. A Hub dataset stores such labels as ints; the names are what a run should keep."""
+    import datasets
+
+    feature = ds.features.get(column)
+    for f in (feature, getattr(feature, "feature", None)):  # List / Sequence / LargeList hold theirs in .feature
+        if isinstance(f, datasets.ClassLabel):
+            return list(f.names)
+    return None
+
+
+def label_name(value, names: list[str], where: str, column: str):
+    """A ClassLabel id as its name; -1 (`datasets`' "no label", e.g. a hidden test split) or an id out of range is
+    a UserError naming the row. Anything but an int is returned as it is."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return value
+    if value == -1:
+        raise UserError(f"{where}: column '{column}' holds -1, the Hub's \"no label\" (its labels are hidden); "
+                        f"score another split, or remove this one from the config")
+    if not 0 <= value < len(names):
+        raise UserError(f"{where}: column '{column}' holds {value}, but its ClassLabel names only "
+                        f"{len(names)} classes")
+    return names[value]
 
 
 def require_columns(ds, where: str, fields: dict[str, str]) -> None:

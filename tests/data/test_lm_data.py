@@ -28,8 +28,9 @@ def test_slices_are_fractions_of_the_stream():
 def test_stream_split_is_the_first_and_last_characters(tmp_path):
     f = tmp_path / "s.txt"
     f.write_text("abcdefghij", encoding="utf-8")
-    assert read_stream(f"{f}[:90%]") + read_stream(f"{f}[90%:]") == "abcdefghij"
-    assert read_stream(f"{f}[90%:]") == "j"
+    cfg = config(str(f))
+    assert read_stream(cfg, f"{f}[:90%]") + read_stream(cfg, f"{f}[90%:]") == "abcdefghij"
+    assert read_stream(cfg, f"{f}[90%:]") == "j"
 
 
 @pytest.mark.parametrize("fmt", ["tsv", "csv", "jsonl"])

@@ -24,10 +24,10 @@ log = logging.getLogger("grutool")
 
 def read_examples(cfg: DataConfig, source: str, need_labels: bool = True) -> tuple[list[str], Optional[list[str]]]:
     """Texts and string labels of one split, with every data problem as a UserError."""
-    from grutool.data.loading import first_row_line, load_split, require_columns
+    from grutool.data.loading import class_names, first_row_line, label_name, load_split, require_columns, split_where
 
     ds = load_split(cfg, source)
-    where = f"data.dataset '{cfg.dataset}' split '{source}'" if cfg.dataset else source
+    where = split_where(cfg, source)
     fields = {"text_column": cfg.text_column}
     if need_labels:
         fields["label_column"] = cfg.label_column
@@ -39,6 +39,10 @@ def read_examples(cfg: DataConfig, source: str, need_labels: bool = True) -> tup
     if not need_labels:
         return texts, None
     raw = ds[cfg.label_column][:]
+    names = class_names(ds, cfg.label_column)
+    if names is not None and cfg.label_names is None:  # a ClassLabel column: its names, not its ids (-1: hidden)
+        raw = [label_name(v, names, f"{where} {first_row_line(cfg, source, i)}", cfg.label_column)
+               for i, v in enumerate(raw)]
     nulls = [i for i, v in enumerate(raw) if v is None or (isinstance(v, float) and v != v)]
     if nulls:
         raise UserError(f"{where}: label column '{cfg.label_column}' is empty on {len(nulls)} row(s), "

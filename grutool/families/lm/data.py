@@ -21,7 +21,7 @@ from grutool.errors import UserError
 FOLDER_FIX = "name a data file (or set data.format: text_dir)"  # a folder given where a file is read
 
 if TYPE_CHECKING:
-    from grutool.config import Config
+    from grutool.config import Config, DataConfig
     from grutool.data.batching import EncodedSplit
     from grutool.data.vocab import LabelVocab, Vocab
 
@@ -70,10 +70,15 @@ def line_format(cfg: Config, path: str) -> str:
     return known[p.suffix.lower()]
 
 
-def read_stream(spec: str) -> str:
-    """The characters of a stream split (its slice applied)."""
+def read_stream(cfg: Config, spec: str) -> str:
+    """The characters of a stream split (its slice applied). From a Hub split (data.dataset), the rows of
+    data.text_column, each ending in a line end (a dataset of a text file's lines gives the file back)."""
     path, lo, hi = split_spec(spec)
-    text = read_text(path, FOLDER_FIX)
+    if cfg.data.dataset:
+        lines = _read_hub(cfg, path, 0.0, 1.0)
+        text = "".join(t if t.endswith("\n") else t + "\n" for t in lines.texts)
+    else:
+        text = read_text(path, FOLDER_FIX)
     text = text[_cut(len(text), lo, hi)]
     if not text.strip():
         raise UserError(f"{spec}: empty corpus (no text to train or score on)")
@@ -84,6 +89,11 @@ def read_lines(cfg: Config, spec: str) -> Lines:
     """The line examples of a split; every data problem as a UserError."""
     d = cfg.data
     path, lo, hi = split_spec(spec)
+    if d.dataset:
+        lines = _read_hub(cfg, path, lo, hi)
+        if not lines.texts:
+            raise UserError(f"data.dataset '{d.dataset}' split '{spec}': empty corpus (no rows)")
+        return lines
     fmt = line_format(cfg, path)
     if fmt == "text_dir":
         return _read_dir(path, spec, lo, hi, d.split_seed)
@@ -103,31 +113,48 @@ def read_lines(cfg: Config, spec: str) -> Lines:
 
 
 def _read_table(cfg: Config, path: str, fmt: str, lo: float, hi: float) -> Lines:
-    from grutool.data.loading import first_row_line, load_file, require_columns
+    from grutool.data.loading import load_file
+
+    d = cfg.data.model_copy(update={"format": fmt})
+    return _table_lines(d, load_file(path, d), path, path, lo, hi)
+
+
+def _read_hub(cfg: Config, split: str, lo: float, hi: float) -> Lines:
+    """A Hub split's rows (data.dataset), sliced here as a local file's lines are (not by `datasets`)."""
+    from grutool.data.loading import load_hub_split, split_where
 
     d = cfg.data
-    ds = load_file(path, d.model_copy(update={"format": fmt}))
+    return _table_lines(d, load_hub_split(d, split), split, split_where(d, split), lo, hi)
+
+
+def _table_lines(d: DataConfig, ds, source: str, where: str, lo: float, hi: float) -> Lines:
+    """The text column's rows in [lo, hi) (and their conditions) of a table read by `datasets`."""
+    from grutool.data.loading import class_names, first_row_line, label_name, require_columns
+
     fields = {"text_column": d.text_column}
     if d.condition_column:
         fields["condition_column"] = d.condition_column
-    require_columns(ds, path, fields)
+    require_columns(ds, where, fields)
     rows = range(len(ds))[_cut(len(ds), lo, hi)]
-    texts = ["" if t is None else str(t) for t in ds[d.text_column]]
+    texts = ["" if t is None else str(t) for t in ds[d.text_column][:]]
     conds = None
     if d.condition_column:
-        raw = ds[d.condition_column]
+        raw = ds[d.condition_column][:]
+        names = class_names(ds, d.condition_column)
+        if names is not None:  # a ClassLabel column: the names are the conditions
+            raw = [label_name(v, names, f"{where} {first_row_line(d, source, i)}", d.condition_column)
+                   for i, v in enumerate(raw)]
         missing = [i for i in rows if raw[i] is None or str(raw[i]) == ""]
         if missing:
-            raise UserError(f"{path}: condition column '{d.condition_column}' is empty at "
-                            f"{first_row_line(d.model_copy(update={'format': fmt}), path, missing[0])}; fill or remove it")
+            raise UserError(f"{where}: condition column '{d.condition_column}' is empty at "
+                            f"{first_row_line(d, source, missing[0])}; fill or remove it")
         nested = [i for i in rows if isinstance(raw[i], (list, dict))]
         if nested:  # str() would make a condition "['x']"
-            raise UserError(f"{path}: condition column '{d.condition_column}' holds a {type(raw[nested[0]]).__name__} "
-                            f"at {first_row_line(d.model_copy(update={'format': fmt}), path, nested[0])}; "
-                            f"a condition is one string or number")
+            raise UserError(f"{where}: condition column '{d.condition_column}' holds a {type(raw[nested[0]]).__name__} "
+                            f"at {first_row_line(d, source, nested[0])}; a condition is one string or number")
         conds = [str(raw[i]) for i in rows]
-    where = [f"{path} {first_row_line(d.model_copy(update={'format': fmt}), path, i)}" for i in rows]
-    return Lines([texts[i] for i in rows], conds, where)
+    at = [f"{where} {first_row_line(d, source, i)}" for i in rows]
+    return Lines([texts[i] for i in rows], conds, at)
 
 
 def _read_dir(path: str, spec: str, lo: float, hi: float, seed: int) -> Lines:

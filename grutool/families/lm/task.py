@@ -36,7 +36,7 @@ class LMTask(Task):
 
     name = "lm"
     monitors = ("loss", "perplexity", "bpc")
-    owns = {"data": ("condition_column", "split_seed"),
+    owns = {"data": ("dataset", "dataset_config", "condition_column", "split_seed"),
             "model": ("tie_embeddings", "condition", "condition_dim", "adaptive_cutoffs", "embedding_init"),
             "train": ("bptt",)}
     outputs = "tokens"
@@ -69,6 +69,9 @@ class LMTask(Task):
         if t.monitor == "bpc" and d.tokenizer != "char":
             raise ValueError("train.monitor: 'bpc' (bits per character) needs data.tokenizer: char; "
                              "monitor loss or perplexity")
+        if d.dataset is not None and d.format != "auto":
+            raise ValueError(f"data.format: a Hub dataset (data.dataset) is read by its columns, not as "
+                             f"'{d.format}'; remove data.format")
         if d.format not in LINE_FORMATS + ("auto",):
             raise ValueError(f"data.format: task lm reads {', '.join(LINE_FORMATS)} (got '{d.format}')")
         if m.bidirectional:
@@ -108,7 +111,7 @@ class LMTask(Task):
         d = cfg.data
         conditions = None
         if is_stream(cfg):
-            tokens = stream_tokens(cfg, read_stream(d.train))
+            tokens = stream_tokens(cfg, read_stream(cfg, d.train))
             vocab = saved.vocab if saved else Vocab.build([tokens], d.min_freq, d.max_size, specials=TARGET_SPECIALS)
             train = self.encode_stream(cfg, vocab, tokens, d.train, "train")
         else:
@@ -183,7 +186,7 @@ class LMTask(Task):
         from grutool.families.lm.data import read_lines, read_stream, stream_tokens
 
         if is_stream(cfg):
-            return self.encode_stream(cfg, vocabs.vocab, stream_tokens(cfg, read_stream(source)), source, name)
+            return self.encode_stream(cfg, vocabs.vocab, stream_tokens(cfg, read_stream(cfg, source)), source, name)
         lines = read_lines(cfg, source)
         return self.encode_lines(cfg, vocabs.vocab, vocabs.extra.get("conditions"), self.tokenize_lines(cfg, lines.texts),
                                  lines, name)
@@ -191,7 +194,7 @@ class LMTask(Task):
     def train_file(self, cfg: Config) -> Optional[str]:
         from grutool.families.lm.data import split_spec
 
-        return split_spec(cfg.data.train)[0]
+        return None if cfg.data.dataset else split_spec(cfg.data.train)[0]
 
     def vocabularies(self, cfg: Config) -> dict[str, tuple[str, type]]:
         from grutool.data.vocab import LabelVocab

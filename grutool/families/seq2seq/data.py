@@ -58,25 +58,56 @@ def _columns(cfg: DataConfig, spec: str) -> list[tuple[str, str, str, str]]:
 
     ds = load_file(spec, cfg)
     require_columns(ds, spec, {"source_column": cfg.source_column, "target_column": cfg.target_column})
-
-    def text(v) -> str:
-        return "" if v is None or (isinstance(v, float) and v != v) else str(v).strip()
-
     rows = []
     for i, (s, t) in enumerate(zip(ds[cfg.source_column], ds[cfg.target_column])):
         where = f"{spec} {first_row_line(cfg, spec, i)}"
-        rows.append((text(s), text(t), where, where))
+        rows.append((_text(s), _text(t), where, where))
     return rows
 
 
-def read_pairs(cfg: DataConfig, spec: str | list[str], name: str) -> list[Pair]:
-    """The (source, target) pairs of one split, in file order."""
-    fmt = pair_format(spec, cfg.format)
-    if fmt == "cmudict":
-        from grutool.families.seq2seq.cmudict import cmudict_pairs
+def _text(v) -> str:
+    """A cell as text: empty for a missing value (None, NaN)."""
+    return "" if v is None or (isinstance(v, float) and v != v) else str(v).strip()
 
-        return cmudict_pairs(spec, cfg.split_seed, cfg.keep_stress)
-    rows = _parallel_text(cfg, spec) if fmt == "parallel_text" else _columns(cfg, spec)
+
+def _hub(cfg: DataConfig, split: str) -> list[tuple[str, str, str, str]]:
+    """A Hub split (data.dataset): two text columns (data.source_column, data.target_column), or with data.source and
+    data.target the languages of one `translation` column of {language: text} (the layout of WMT and OPUS sets)."""
+    from grutool.data.loading import load_hub_split, require_columns, split_where
+
+    ds = load_hub_split(cfg, split)
+    where = split_where(cfg, split)
+    if cfg.source is not None:
+        if "translation" not in ds.column_names:
+            raise UserError(f"{where}: no column 'translation' (data.source and data.target name the languages of "
+                            f"one; for two text columns remove them and set data.source_column, data.target_column); "
+                            f"columns found: {list(ds.column_names)}")
+        sources, targets = [], []
+        for i, row in enumerate(ds["translation"][:]):
+            missing = [lang for lang in (cfg.source, cfg.target) if not isinstance(row, dict) or lang not in row]
+            if missing:
+                found = sorted(row) if isinstance(row, dict) else type(row).__name__
+                raise UserError(f"{where} row {i}: no '{missing[0]}' in column 'translation' (data.source, "
+                                f"data.target); it holds {found}")
+            sources.append(row[cfg.source])
+            targets.append(row[cfg.target])
+    else:
+        require_columns(ds, where, {"source_column": cfg.source_column, "target_column": cfg.target_column})
+        sources, targets = ds[cfg.source_column][:], ds[cfg.target_column][:]
+    return [(_text(s), _text(t), f"{where} row {i}", f"{where} row {i}") for i, (s, t) in enumerate(zip(sources, targets))]
+
+
+def read_pairs(cfg: DataConfig, spec: str | list[str], name: str) -> list[Pair]:
+    """The (source, target) pairs of one split, in file (or Hub split) order."""
+    if cfg.dataset:
+        rows = _hub(cfg, spec)
+    else:
+        fmt = pair_format(spec, cfg.format)
+        if fmt == "cmudict":
+            from grutool.families.seq2seq.cmudict import cmudict_pairs
+
+            return cmudict_pairs(spec, cfg.split_seed, cfg.keep_stress)
+        rows = _parallel_text(cfg, spec) if fmt == "parallel_text" else _columns(cfg, spec)
     pairs, blank = [], 0
     for source, target, src_where, tgt_where in rows:
         source, target = source.strip(), target.strip()

@@ -31,8 +31,9 @@ class Seq2SeqTask(Task):
 
     name = "seq2seq"
     monitors = ("bleu", "chrf", "exact_match", "perplexity", "loss")
-    owns = {"data": ("source", "target", "source_column", "target_column", "target_tokenizer", "target_lowercase",
-                     "target_max_length", "shared_vocab", "dictionary", "keep_stress", "split_seed"),
+    owns = {"data": ("dataset", "dataset_config", "source", "target", "source_column", "target_column",
+                     "target_tokenizer", "target_lowercase", "target_max_length", "shared_vocab", "dictionary",
+                     "keep_stress", "split_seed"),
             "model": ("decoder_cell", "attention", "input_feeding", "tie_embeddings", "embedding_init"),
             "train": ("teacher_forcing", "label_smoothing"),
             "decoding": ()}
@@ -56,8 +57,13 @@ class Seq2SeqTask(Task):
         if d.format not in FORMATS + ("auto",):
             raise ValueError(f"data.format: task seq2seq reads {', '.join(FORMATS)} (got '{d.format}')")
         if d.dataset is not None:
-            raise ValueError("data.dataset: Hub datasets are read for task classifier only; for task seq2seq "
-                             "set data.train/validation/test to local files")
+            if d.format != "auto":
+                raise ValueError(f"data.format: a Hub dataset (data.dataset) is read by its columns, not as "
+                                 f"'{d.format}'; remove data.format")
+            if (d.source is None) != (d.target is None):
+                raise ValueError("data.source, data.target: with data.dataset, both name the languages of its "
+                                 "`translation` column (e.g. de, en), or neither (data.source_column and "
+                                 "data.target_column then name two text columns)")
         if m.char_features:
             raise ValueError("model.char_features: for task classifier, tagger or joint (task is seq2seq; "
                              "use data.tokenizer: char for a character-level model)")

@@ -172,8 +172,59 @@ def _jsonl(path: Path, cfg: DataConfig, need_intents: bool) -> list[Sentence]:
     return out
 
 
+def _words(value, names: Optional[list[str]], where: str, key: str) -> list[str]:
+    """A Hub cell of tokens or tags: a list (ClassLabel ids as their names) or one space-separated string."""
+    from grutool.data.loading import label_name
+
+    if isinstance(value, str):
+        value = value.split()
+    if names is not None and isinstance(value, list):
+        value = [label_name(v, names, where, key) for v in value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise UserError(f"{where}: '{key}' must be a list of non-empty strings or one space-separated string "
+                        f"(got {type(value).__name__})")
+    return [v.strip() for v in value]
+
+
+def _hub(cfg: DataConfig, source: str, need_intents: bool) -> list[Sentence]:
+    """A Hub split (data.dataset): tokens in data.text_column, tags in data.tag_column (default `tags`), the intent
+    in data.label_column; each a list or a space-separated string, ClassLabel ids read as their names."""
+    from grutool.data.loading import class_names, label_name, load_hub_split, require_columns, split_where
+
+    ds = load_hub_split(cfg, source)
+    where = split_where(cfg, source)
+    tags_key = cfg.tag_column or "tags"
+    fields = {"text_column": cfg.text_column, "tag_column": tags_key}
+    if need_intents:
+        fields["label_column"] = cfg.label_column
+    require_columns(ds, where, fields)
+    tag_names = class_names(ds, tags_key)
+    intents = ds[cfg.label_column][:] if need_intents else None
+    intent_names = class_names(ds, cfg.label_column) if need_intents else None
+    out = []
+    for i, (words, tags) in enumerate(zip(ds[cfg.text_column][:], ds[tags_key][:])):
+        at = f"{where} row {i}"
+        tokens, tags = _words(words, None, at, cfg.text_column), _words(tags, tag_names, at, tags_key)
+        if len(tokens) != len(tags):
+            raise UserError(f"{at}: {len(tags)} tag(s) for {len(tokens)} token(s)")
+        intent = None
+        if need_intents:
+            intent = intents[i] if intent_names is None else label_name(intents[i], intent_names, at, cfg.label_column)
+            if not isinstance(intent, (str, int)) or isinstance(intent, bool) or not str(intent).strip():
+                raise UserError(f"{at}: '{cfg.label_column}' must be a non-empty string")
+            intent = str(intent).strip()
+        out.append(Sentence(tokens, tags, intent, at))
+    return out
+
+
 def read_sentences(cfg: DataConfig, source: str, need_intents: bool = False) -> list[Sentence]:
-    """Tagged sentences of one split, as written in the file (tags checked against data.scheme)."""
+    """Tagged sentences of one split, as written in the file or Hub split (tags checked against data.scheme)."""
+    if cfg.dataset:
+        sentences = _hub(cfg, source, need_intents)
+        if not sentences:
+            raise UserError(f"data.dataset '{cfg.dataset}' split '{source}': no sentences")
+        _check_scheme(sentences, cfg.scheme)
+        return sentences
     fmt = tagging_format(source, cfg.format)
     path = Path(source)
     if fmt == "parallel":

@@ -28,8 +28,9 @@ class TaggerTask(Task):
     name = "tagger"
     joint = False
     monitors = ("token_accuracy", "span_f1", "sentence_accuracy", "loss")
-    owns = {"model": ("crf", "char_features", "char_embedding_dim", "char_hidden_size", "freeze_embeddings",
-                       "embedding_init")}
+    owns = {"data": ("dataset", "dataset_config"),
+            "model": ("crf", "char_features", "char_embedding_dim", "char_hidden_size", "freeze_embeddings",
+                      "embedding_init")}
     renderer = "tagger"
     exporter = "tagger"
     outputs = "tags"
@@ -56,8 +57,12 @@ class TaggerTask(Task):
         if fmt not in FORMATS + ("auto",):
             raise ValueError(f"data.format: '{fmt}' is classifier data; task {self.name} reads {', '.join(FORMATS)}")
         if cfg.data.dataset is not None:
-            raise ValueError(f"data.dataset: Hub datasets are read for task classifier only; for task {self.name} "
-                             f"set data.train/validation/test to local files")
+            if fmt != "auto":
+                raise ValueError(f"data.format: a Hub dataset (data.dataset) is read by its columns, not as "
+                                 f"'{fmt}' files; remove data.format")
+            if cfg.data.tag_column is not None and not isinstance(cfg.data.tag_column, str):
+                raise ValueError(f"data.tag_column: a Hub dataset's tags are a column, named by a string "
+                                 f"(got {cfg.data.tag_column!r})")
         check_one_path_per_split(cfg)
 
     # --- reading ---------------------------------------------------------------------
@@ -349,7 +354,8 @@ class JointTask(TaggerTask):
     name = "joint"
     joint = True
     monitors = ("token_accuracy", "span_f1", "intent_accuracy", "sentence_accuracy", "loss")
-    owns = {"model": TaggerTask.owns["model"] + ("pooling", "tag_loss_weight", "intent_loss_weight")}
+    owns = {"data": TaggerTask.owns["data"],
+            "model": TaggerTask.owns["model"] + ("pooling", "tag_loss_weight", "intent_loss_weight")}
     example = {"data": {"train": "data/tagging/travel/train", "validation": "data/tagging/travel/validation",
                         "test": "data/tagging/travel/test", "scheme": "iob2", "tokenizer": "whitespace"}}
 
