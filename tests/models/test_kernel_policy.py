@@ -94,7 +94,7 @@ def test_the_module_follows_the_table(name, built):
         assert CELLS[name].build(3, hidden, kernel="native").path(inp) == "native"
 
 
-def test_auto_runs_native_off_cpu_kernels_dtypes():
+def test_auto_runs_native_for_a_dtype_the_kernels_lack():
     layer = _as_built(GRU(3, 4, batch_first=True, kernel="auto"), True)
     assert layer.path(torch.randn(2, 30, 3)) == "compiled"
     assert layer.path(torch.randn(2, 30, 3, dtype=torch.bfloat16)) == "native"
