@@ -72,9 +72,9 @@ class Auto:
 
 
 AUTO: dict[str, Auto] = {
-    # Compiled, built: it beat nn.GRU on every measured dense and packed call from 3 steps with autograd and
-    # 5 without (H 64-512, B 1-64); below that nn.GRU's own loop wins (one-step decoding above all), and the
-    # fused kernel loses to both there. Without the build, the fused rule: nn.GRU's packed path is its slow
+    # Compiled, built: at most nn.GRU's time (within the spread) on every measured dense and packed call from 3
+    # steps with autograd and 5 without (H 64-512, B 1-64); below that nn.GRU's own loop wins (one-step
+    # decoding above all), and the fused kernel loses to both there. Without the build, the fused rule: nn.GRU's packed path is its slow
     # one; on short dense calls its own dense loop wins, the fused kernel's per-call set-up being paid over
     # too few steps.
     "gru": Auto(packed_training=True, packed_inference_from=0, dense_from_steps=8,
