@@ -73,9 +73,10 @@ def main() -> None:
     torch.set_num_threads(1)
     compiled.extension()  # built or loaded before any timing
     print(f"torch {torch.__version__}, 1 thread, input {args.input}, "
-          f"{'bidirectional' if args.bidirectional else 'one direction'}, {args.repeats} interleaved samples per kernel")
-    print("mode   lengths  H    B    T    native ms (min-max)       fused ms (min-max)        compiled ms (min-max)     "
-          "fused/nat  comp/nat")
+          f"{'bidirectional' if args.bidirectional else 'one direction'}, "
+          f"{args.repeats} interleaved samples per kernel")
+    print("mode   lengths  H    B    T    native ms (min-max)       fused ms (min-max)        "
+          "compiled ms (min-max)     fused/nat  comp/nat")
     for mode in args.mode.split(","):
         for lengths in args.lengths.split(","):
             for H in _ints(args.hidden):
