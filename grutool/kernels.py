@@ -29,6 +29,7 @@ class Auto:
     packed_training: bool = True                  # fused rule: packed input with autograd recording
     packed_inference_from: Optional[int] = 0      # fused rule: packed input without gradients, from this hidden size; None: never
     dense_from_steps: Optional[int] = None        # fused rule: dense input of this many steps or more; None: never
+    dense_inference_from: Optional[int] = 0       # fused rule: ... and, without gradients, from this hidden size; None: never
     compiled_training_from: Optional[int] = None  # compiled kernel, built: calls recording autograd from this many steps
     compiled_inference_from: Optional[int] = None  # compiled kernel, built: calls without gradients from this many steps
 
@@ -38,7 +39,9 @@ class Auto:
             if training:
                 return self.packed_training
             return self.packed_inference_from is not None and hidden_size >= self.packed_inference_from
-        return self.dense_from_steps is not None and steps >= self.dense_from_steps
+        if self.dense_from_steps is None or steps < self.dense_from_steps:
+            return False
+        return training or (self.dense_inference_from is not None and hidden_size >= self.dense_inference_from)
 
     def pick(self, *, packed: bool, training: bool, hidden_size: int, steps: int,
              compiled_ready: Callable[[], bool] = lambda: False) -> str:
@@ -59,7 +62,12 @@ class Auto:
             if self.packed_inference_from is not None:
                 parts.append(f"packed inference from hidden_size {self.packed_inference_from}")
         if self.dense_from_steps is not None:
-            parts.append(f"dense ones of {self.dense_from_steps}+ steps")
+            dense = f"dense ones of {self.dense_from_steps}+ steps"
+            if self.dense_inference_from is None:
+                dense += " in training"
+            elif self.dense_inference_from > 0:
+                dense += f" (without gradients from hidden_size {self.dense_inference_from})"
+            parts.append(dense)
         return " and ".join(parts) if parts else "never"
 
     def describe(self) -> str:
@@ -74,10 +82,10 @@ class Auto:
 AUTO: dict[str, Auto] = {
     # Compiled, built: at most nn.GRU's time (within the spread) on every measured dense and packed call from 3
     # steps with autograd and 5 without (H 64-512, B 1-64); below that nn.GRU's own loop wins (one-step
-    # decoding above all), and the fused kernel loses to both there. Without the build, the fused rule: nn.GRU's packed path is its slow
-    # one; on short dense calls its own dense loop wins, the fused kernel's per-call set-up being paid over
-    # too few steps.
-    "gru": Auto(packed_training=True, packed_inference_from=0, dense_from_steps=8,
+    # decoding above all), and the fused kernel loses to both there. Without the build, the fused rule:
+    # nn.GRU's packed path is its slow one; dense calls pay for the fused kernel's per-call set-up from 16
+    # steps in training (at 8-12 steps H 256 B 64, names.yaml, lost), and without gradients only from H 512.
+    "gru": Auto(packed_training=True, packed_inference_from=0, dense_from_steps=16, dense_inference_from=512,
                 compiled_training_from=3, compiled_inference_from=5),
     # Dense LSTM keeps oneDNN's fused primitive; below H 256 nn.LSTM's packed inference loop is as fast.
     "lstm": Auto(packed_training=True, packed_inference_from=256),

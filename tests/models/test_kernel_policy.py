@@ -40,11 +40,14 @@ CASES = [
     ("gru", True, True, 64, 3, True, "compiled"),
     ("gru", True, False, 512, 4, True, "native"),
     ("gru", True, False, 512, 40, True, "compiled"),
-    # GRU, compiled not built: the fused rule, as before the compiled kernel.
+    # GRU, compiled not built: the fused rule. Packed always; dense from 16 steps, without gradients from H 512.
     ("gru", True, True, 64, 2, False, "fused"),
     ("gru", True, False, 64, 2, False, "fused"),
-    ("gru", False, True, 256, 7, False, "native"),
-    ("gru", False, True, 256, 8, False, "fused"),
+    ("gru", False, True, 256, 12, False, "native"),    # names' batches
+    ("gru", False, True, 256, 16, False, "fused"),
+    ("gru", False, False, 256, 100, False, "native"),
+    ("gru", False, False, 512, 15, False, "native"),
+    ("gru", False, False, 512, 16, False, "fused"),
     ("gru", False, False, 64, 1, False, "native"),
     # LSTM and RNN: no compiled kernel, so `compiled_ready` is never asked.
     ("lstm", True, True, 64, 5, True, "fused"),
@@ -80,7 +83,7 @@ def _as_built(layer, built: bool):
 @pytest.mark.parametrize("name", sorted(AUTO))
 @pytest.mark.parametrize("built", [True, False])
 def test_the_module_follows_the_table(name, built):
-    for hidden, steps, packed, grad in itertools.product((4, 256), (1, 2, 3, 4, 5, 7, 8, 30), (False, True),
+    for hidden, steps, packed, grad in itertools.product((4, 512), (1, 2, 3, 4, 5, 15, 16, 30), (False, True),
                                                          (False, True)):
         layer = _as_built(CELLS[name].build(3, hidden, kernel="auto"), built)
         x = torch.randn(2, steps, 3)
@@ -117,8 +120,8 @@ def test_where_the_build_fails_auto_follows_the_fused_rule_and_says_why_once(fre
     x = torch.randn(4, 30, 3)
     packed = pack_padded_sequence(x, torch.tensor([30, 2, 9, 30]), batch_first=True, enforce_sorted=False)
     with caplog.at_level(logging.WARNING, logger="grutool"):
-        assert layer.path(x) == "fused" and layer.path(packed) == "fused"  # dense of 8+ steps, packed
-        assert layer.path(x[:, :5]) == "native"                            # dense below 8 steps
+        assert layer.path(x) == "fused" and layer.path(packed) == "fused"  # dense of 16+ steps, packed
+        assert layer.path(x[:, :15]) == "native"                           # dense below 16 steps
         layer(x)[0].sum().backward()
     lines = [r for r in caplog.records if "kernel compiled" in r.getMessage()]
     assert len(lines) == 1, "said once per process"
@@ -138,8 +141,8 @@ def test_auto_computes_what_native_computes(packed, built, request):
     native = GRU(5, 8, 2, batch_first=True, bidirectional=True, kernel="native")
     auto = GRU(5, 8, 2, batch_first=True, bidirectional=True, kernel="auto")
     auto.load_state_dict(native.state_dict())
-    x = torch.randn(4, 9, 5)
-    lengths = torch.tensor([9, 2, 5, 9])
+    x = torch.randn(4, 16, 5)  # dense: 16 steps, where the fused rule runs fused in training too
+    lengths = torch.tensor([16, 2, 5, 16])
     results = []
     for layer in (native, auto):
         xi = x.clone().requires_grad_()
@@ -149,7 +152,7 @@ def test_auto_computes_what_native_computes(packed, built, request):
         out, h = layer(inp)
         out = out.data if packed else out
         (out.square().sum() + h.sum()).backward()
-        with torch.no_grad():  # inference, 9 steps: compiled (built) or the fused rule
+        with torch.no_grad():  # inference: compiled (built) or the fused rule (native when dense)
             inference = layer(inp)[0]
         results.append([out, h, xi.grad, inference.data if packed else inference]
                        + [p.grad for p in layer.parameters()])
@@ -165,7 +168,8 @@ def test_the_help_texts_print_the_table():
 
     line = describe_auto()
     assert line == ("gru: compiled for calls of 3+ steps in training and 5+ without gradients, else native; where "
-                    "compiled cannot be built, fused for packed batches and dense ones of 8+ steps; lstm: fused for "
-                    "packed training and packed inference from hidden_size 256; rnn: fused for packed training")
+                    "compiled cannot be built, fused for packed batches and dense ones of 16+ steps (without "
+                    "gradients from hidden_size 512); lstm: fused for packed training and packed inference from "
+                    "hidden_size 256; rnn: fused for packed training")
     for command, option in ((bench, "kernels"), (shapes, "kernel")):
         assert line in inspect.signature(command).parameters[option].default.help
