@@ -4,7 +4,8 @@ Builds the config's model twice, with `model.kernel` native and auto (or any two
 seed, and runs `Trainer.step` (the production step: collate, forward, loss, backward, clipping,
 optimizer, schedule, EMA) over the same batches of the first epoch, alternating in rounds so that the
 machine's drift touches both alike. Reports median ms per step, real tokens/s, and the epoch time
-those imply (steps per epoch x mean step time).
+those imply (steps per epoch x mean step time); the speed-up over the first kernel of mean step times,
+its range over the rounds (each round's batches, back to back) and of median step times.
 
     python benchmarks/kernel_steps.py configs/pos.yaml [--kernels native,auto] [--steps 60] [--rounds 5]
                                       [--threads 1] [--set key=value ...]
@@ -74,14 +75,19 @@ def main() -> None:
     print(f"{args.config}, {args.threads} thread(s), {need} steps per kernel in {args.rounds} alternating rounds; "
           f"{per_epoch} steps per epoch")
     base = None
+    per_round = {k: [statistics.fmean(times[k][r * args.steps:(r + 1) * args.steps]) for r in range(args.rounds)]
+                 for k in kernels}
     for k in kernels:
         mean = statistics.fmean(times[k])
         line = (f"  kernel {k:<6}  median {statistics.median(times[k]) * 1e3:7.2f} ms/step   "
                 f"{tokens[k] / sum(times[k]):9,.0f} tokens/s   epoch ~{mean * per_epoch:7.1f} s")
         if base is None:
-            base = mean
+            base = k
         else:
-            line += f"   {base / mean:.2f}x"
+            # speed over the first kernel: of mean step times, and per round (the same batches, back to back)
+            rounds = [a / b for a, b in zip(per_round[base], per_round[k])]
+            line += (f"   {statistics.fmean(times[base]) / mean:.2f}x (rounds {min(rounds):.2f}-{max(rounds):.2f}, "
+                     f"medians {statistics.median(times[base]) / statistics.median(times[k]):.2f}x)")
         print(line)
 
 

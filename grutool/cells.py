@@ -2,7 +2,7 @@
 
 A `Cell` declares what callers need to know instead of testing a cell's name: its gate count, the
 kernels it has, whether its state is `(h, c)`, and whether it can stack layers with LayerNorm and
-residual connections, and where kernel `auto` runs its fused kernel (`Cell.auto`). This module imports
+residual connections, and what kernel `auto` runs for it (`Cell.auto`). This module imports
 no torch until a layer is built, and of grutool only the import-free `grutool.kernels`, so the config
 schema reads cell and kernel names and capabilities from it for free. The kernels
 (`grutool.modules.rnn`) are loaded by name and never import this module back (tests/test_import_graph.py).
@@ -29,7 +29,8 @@ class Cell:
 
     @property
     def auto(self) -> Optional[Auto]:
-        """Where kernel `auto` runs the fused kernel (`grutool.kernels.AUTO`); None without one."""
+        """What kernel `auto` runs per call (`grutool.kernels.AUTO`: compiled, fused or native); None without a
+        fused kernel."""
         return AUTO[self.name] if self.fused else None
 
     @property

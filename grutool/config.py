@@ -252,13 +252,15 @@ class ModelConfig(_Section):
     cell: Literal[CELL_NAMES] = "gru"
     """Recurrent cell: `gru`, `lstm` or `rnn` (tanh); parameters named and shaped as nn.GRU / nn.LSTM / nn.RNN."""
     kernel: Literal[KERNELS] = "auto"
-    """How the recurrent layers run: `auto` (`fused` on CPU where it measured faster, per cell and input,
-    else `native`), `fused` (grutool's CPU kernels, `grutool.modules.rnn`: same parameters and results as
-    nn.GRU / nn.LSTM / nn.RNN, faster training), `compiled` (cell gru: the fused kernel's time loop in C++,
-    built on first use with a C++ compiler and ninja into ~/.cache/grutool or $GRUTOOL_CACHE; where it
-    cannot be built, the fused kernel, said in one line) or `native` (PyTorch's own modules: oneDNN for
-    dense LSTM on CPU, cuDNN on CUDA). Where `auto` picks `fused` is one table, `grutool.kernels.AUTO` (also in
-    `grutool bench --help`). Checkpoints load with any kernel."""
+    """How the recurrent layers run: `auto` (per call on CPU, whichever kernel measured faster for the cell,
+    the input kind and its length: gru `compiled` on all but the shortest calls, which keep `native`, and the
+    fused rule where compiled cannot be built; lstm and rnn `fused` on packed training; `native` on CUDA),
+    `fused` (grutool's CPU kernels, `grutool.modules.rnn`: same parameters and results as nn.GRU / nn.LSTM /
+    nn.RNN, faster training), `compiled` (cell gru: the fused kernel's time loop in C++, built on first use
+    with a C++ compiler and ninja into ~/.cache/grutool or $GRUTOOL_CACHE; where it cannot be built, the fused
+    kernel, said in one line) or `native` (PyTorch's own modules: oneDNN for dense LSTM on CPU, cuDNN on
+    CUDA). What `auto` picks, with its step counts, is one
+    table, `grutool.kernels.AUTO` (printed by `grutool bench --help`). Checkpoints load with any kernel."""
     layer_norm: bool = False
     """LayerNorm on each recurrent layer's output before the next layer (deep stacks; num_layers > 1,
     cell gru). Applies to the encoder; a seq2seq decoder keeps a plain stack."""

@@ -1,4 +1,4 @@
-"""Kernel names and the `auto` policy: the one place that says when grutool's fused kernel runs.
+"""Kernel names and the `auto` policy: the one place that says when grutool's compiled and fused kernels run.
 
 `grutool.cells` (the registry), the config schema's docs, `grutool bench`, `grutool shapes` and the
 kernels themselves (`grutool.modules.rnn`) read it from here. Imports nothing, so anything may read it
@@ -8,32 +8,53 @@ for free, and nothing it reads can import back.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 KERNELS = ("auto", "native", "fused", "compiled")
 """`native`: PyTorch's module (oneDNN for dense LSTM on CPU, cuDNN on CUDA); `fused`: grutool's CPU
 kernels (`grutool.modules.rnn`); `compiled` (GRU): the fused kernel's time loop in C++, built on first
-use with a C++ compiler and ninja (the fused kernel where it cannot be built, said once); `auto`: `fused`
-where it measured faster (`AUTO`), else `native`."""
+use with a C++ compiler and ninja (the fused kernel where it cannot be built, said once); `auto`: per call,
+`compiled` or `fused` where it measured faster (`AUTO`), else `native`."""
 
 
 @dataclass(frozen=True)
 class Auto:
-    """Where kernel `auto` runs a cell's fused kernel, on CPU in float32/float64 (never on CUDA). The
-    thresholds were measured (docs/benchmarks.md, "The fused GRU" and its LSTM and RNN table)."""
+    """What kernel `auto` runs for one call of a cell's layer, on CPU in float32/float64 (never on CUDA).
 
-    packed_training: bool = True                  # packed input with autograd recording
-    packed_inference_from: Optional[int] = 0      # packed input without gradients, from this hidden size; None: never
-    dense_from_steps: Optional[int] = None        # dense input of this many steps or more; None: never
+    Where the cell has a compiled kernel (`compiled_training_from` set) and it is built, auto runs it on calls
+    of enough steps and `native` below them; where it cannot be built, the fused rule (the other fields)
+    decides between `fused` and `native`. Every number was measured (docs/benchmarks.md, "The fused GRU",
+    its LSTM and RNN table, and "`kernel: auto` with the compiled GRU")."""
+
+    packed_training: bool = True                  # fused rule: packed input with autograd recording
+    packed_inference_from: Optional[int] = 0      # fused rule: packed input without gradients, from this hidden size; None: never
+    dense_from_steps: Optional[int] = None        # fused rule: dense input of this many steps or more; None: never
+    dense_inference_from: Optional[int] = 0       # fused rule: ... and, without gradients, from this hidden size; None: never
+    compiled_training_from: Optional[int] = None  # compiled kernel, built: calls recording autograd from this many steps
+    compiled_inference_from: Optional[int] = None  # compiled kernel, built: calls without gradients from this many steps
 
     def fused(self, *, packed: bool, training: bool, hidden_size: int, steps: int) -> bool:
+        """The fused rule: where the fused kernel runs when there is no compiled kernel to run."""
         if packed:
             if training:
                 return self.packed_training
             return self.packed_inference_from is not None and hidden_size >= self.packed_inference_from
-        return self.dense_from_steps is not None and steps >= self.dense_from_steps
+        if self.dense_from_steps is None or steps < self.dense_from_steps:
+            return False
+        return training or (self.dense_inference_from is not None and hidden_size >= self.dense_inference_from)
 
-    def describe(self) -> str:
+    def pick(self, *, packed: bool, training: bool, hidden_size: int, steps: int,
+             compiled_ready: Callable[[], bool] = lambda: False) -> str:
+        """`compiled`, `fused` or `native` for one call. `steps`: the call's time steps (a packed batch's
+        longest sequence); `compiled_ready`: whether the compiled kernel runs here (it builds on the first
+        call, so it is asked only where the cell has one)."""
+        if self.compiled_training_from is not None and compiled_ready():
+            start = self.compiled_training_from if training else self.compiled_inference_from
+            return "compiled" if start is not None and steps >= start else "native"
+        return "fused" if self.fused(packed=packed, training=training, hidden_size=hidden_size, steps=steps) \
+            else "native"
+
+    def describe_fused(self) -> str:
         if self.packed_training and self.packed_inference_from == 0:
             parts = ["packed batches"]
         else:
@@ -41,14 +62,31 @@ class Auto:
             if self.packed_inference_from is not None:
                 parts.append(f"packed inference from hidden_size {self.packed_inference_from}")
         if self.dense_from_steps is not None:
-            parts.append(f"dense ones of {self.dense_from_steps}+ steps")
+            dense = f"dense ones of {self.dense_from_steps}+ steps"
+            if self.dense_inference_from is None:
+                dense += " in training"
+            elif self.dense_inference_from > 0:
+                dense += f" (without gradients from hidden_size {self.dense_inference_from})"
+            parts.append(dense)
         return " and ".join(parts) if parts else "never"
+
+    def describe(self) -> str:
+        fused = f"fused for {self.describe_fused()}"
+        if self.compiled_training_from is None:
+            return fused
+        return (f"compiled for calls of {self.compiled_training_from}+ steps in training and "
+                f"{self.compiled_inference_from}+ without gradients, else native; where compiled cannot be "
+                f"built, {fused}")
 
 
 AUTO: dict[str, Auto] = {
-    # nn.GRU's packed path is its slow one; on short dense calls (one-step decoding, 5-word phrases) its own
-    # dense loop wins, the fused kernel's per-call set-up being paid over too few steps.
-    "gru": Auto(packed_training=True, packed_inference_from=0, dense_from_steps=8),
+    # Compiled, built: at most nn.GRU's time (within the spread) on every measured dense and packed call from 3
+    # steps with autograd and 5 without (H 64-512, B 1-64); below that nn.GRU's own loop wins (one-step
+    # decoding above all), and the fused kernel loses to both there. Without the build, the fused rule:
+    # nn.GRU's packed path is its slow one; dense calls pay for the fused kernel's per-call set-up from 16
+    # steps in training (at 8-12 steps H 256 B 64, names.yaml, lost), and without gradients only from H 512.
+    "gru": Auto(packed_training=True, packed_inference_from=0, dense_from_steps=16, dense_inference_from=512,
+                compiled_training_from=3, compiled_inference_from=5),
     # Dense LSTM keeps oneDNN's fused primitive; below H 256 nn.LSTM's packed inference loop is as fast.
     "lstm": Auto(packed_training=True, packed_inference_from=256),
     # nn.RNN's packed inference (no autograd record) and its dense path are already lean.
@@ -57,5 +95,5 @@ AUTO: dict[str, Auto] = {
 
 
 def describe_auto() -> str:
-    """One line, e.g. for help texts: `gru: packed batches and dense ones of 8+ steps; lstm: ...`."""
+    """One line, e.g. for help texts: `gru: compiled for calls of 3+ steps in training ...; lstm: ...`."""
     return "; ".join(f"{name}: {rule.describe()}" for name, rule in AUTO.items())

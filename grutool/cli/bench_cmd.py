@@ -35,8 +35,8 @@ def bench(
     lengths: Optional[str] = typer.Option(
         None, metavar="KIND,...", help="padded (dense, unpacked), packed (varied lengths, packed) and/or bucketed (similar lengths, packed)."),
     kernels: Optional[str] = typer.Option(
-        None, metavar="KERNEL,...", help=f"default (grutool's choice, model.kernel auto: fused on CPU for {describe_auto()}; else "
-                   "PyTorch's), native (PyTorch's modules, oneDNN on CPU / cuDNN on CUDA switched off), fused "
+        None, metavar="KERNEL,...", help=f"default (grutool's choice, model.kernel auto, per call on CPU: {describe_auto()}; "
+                   "PyTorch's elsewhere), native (PyTorch's modules, oneDNN on CPU / cuDNN on CUDA switched off), fused "
                    "(grutool's fused kernels) and/or compiled (GRU: the fused kernel's loop in C++, built on first use; "
                    "the row's kernel column says which ran)."),
     device: Optional[str] = typer.Option(None, metavar="auto|cpu|cuda", help="auto (CUDA if present), cpu or cuda."),

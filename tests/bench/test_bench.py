@@ -281,15 +281,18 @@ def test_smoke_rows_say_which_kernel_ran(smoke):
 
     rows = reports.read_report(smoke[1] / "s.json")["rows"]
     kernel = {(r["cell"], r["mode"], r["lengths"], r["kernels"]): r["kernel"] for r in rows}
-    # grutool's default GRU on CPU is its fused kernel, except on dense batches shorter than
-    # kernel auto's dense_from_steps (the smoke's T = 6), where nn.GRU's own loop is faster; --kernels native
-    # is PyTorch's.
+    # grutool's default GRU on CPU (kernel auto) at the smoke's T = 6 (the packed batch's longest too): its
+    # compiled kernel, where it builds; where not, the fused rule: fused on packed batches, and nn.GRU's own
+    # loop on dense batches shorter than dense_from_steps. --kernels native is PyTorch's.
     from grutool.kernels import AUTO
+    from grutool.modules.rnn import compiled
 
-    assert AUTO["gru"].dense_from_steps > 6
+    rule = AUTO["gru"]
+    assert rule.dense_from_steps > 6 and max(rule.compiled_training_from, rule.compiled_inference_from) <= 6
+    built = compiled.available()
     for (cell, mode, lengths, kernels), k in kernel.items():
         if cell == "gru" and kernels == "default":
-            assert k == ("fused" if lengths == "packed" else "native"), (mode, lengths)
+            assert k == ("compiled" if built else "fused" if lengths == "packed" else "native"), (mode, lengths)
         if kernels == "native":
             assert k == "native", (cell, mode, lengths, kernels)
         if cell != "gru" and kernels == "default":  # LSTM, RNN: grutool's kernel for packed training
@@ -341,6 +344,8 @@ def test_config_times_the_production_model_with_its_parameter_count(tmp_path, mo
     from grutool.config_file import load_config
     from grutool.families import get_task
 
+    from grutool.modules.rnn import compiled
+
     cfg = load_config("configs/sentiment.yaml")
     prepared = get_task(cfg.task).prepare(cfg)
     for cell in ("gru", "lstm"):
@@ -353,9 +358,10 @@ def test_config_times_the_production_model_with_its_parameter_count(tmp_path, mo
                 assert (r["vocab_size"], r["num_classes"]) == (len(prepared.vocab), len(prepared.labels))
                 assert (r["batch_size"], r["seq_len"], r["input_size"]) == (16, 16, 64), "the config's own shape"
                 # Packed batches of different lengths never reach oneDNN, not even the LSTM's: both
-                # cells run grutool's fused kernels there (model.kernel auto on CPU), except small-LSTM
-                # inference, where nn.LSTM's own packed loop is as fast.
-                ran = "fused" if cell == "gru" or r["mode"] == "train" else "native"
+                # cells run grutool's kernels there (model.kernel auto on CPU: the GRU its compiled one where
+                # it builds), except small-LSTM inference, where nn.LSTM's own packed loop is as fast.
+                gru = "compiled" if compiled.available() else "fused"
+                ran = gru if cell == "gru" else "fused" if r["mode"] == "train" else "native"
                 assert r["median_ms"] > 0 and r["kernel"] == ran, (cell, r["mode"])
 
 

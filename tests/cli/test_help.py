@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -63,3 +65,19 @@ def test_every_command_is_checked():
     import typer.main
 
     assert set(typer.main.get_command(app).commands) == set(HELP) - {"grutool"}
+
+
+@pytest.mark.parametrize("args", [["--help"], ["init", "classifier"], ["runs", "tests/fixtures/runs_v1", "--json"]],
+                         ids=["help", "init", "runs"])
+def test_commands_that_run_no_gru_compile_nothing(args, tmp_path):
+    # kernel auto builds the compiled GRU on a GRU's first call (grutool.kernels.AUTO); these never make one.
+    root = Path(__file__).resolve().parents[2]
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom grutool.cli.app import app\n"
+            f"r = CliRunner().invoke(app, {args!r})\nassert r.exit_code == 0, r.output\n"
+            "assert 'torch.utils.cpp_extension' not in sys.modules\n"
+            "c = sys.modules.get('grutool.modules.rnn.compiled')\n"
+            "assert c is None or (c._EXT is None and c._FAILED is None), 'the build was tried'\n")
+    env = {**os.environ, "GRUTOOL_CACHE": str(tmp_path / "cache"), "CXX": "no-such-compiler-here"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert not (tmp_path / "cache").exists()

@@ -208,12 +208,15 @@ def test_a_compile_error_is_said_in_one_line(fresh, tmp_path, caplog):
     assert "error: #error deliberately broken for a test" in message and "\n" not in message, message
 
 
-def test_only_a_forward_call_of_kernel_compiled_builds(fresh):
+def test_only_a_forward_call_of_kernel_compiled_or_auto_builds(fresh):
     fresh.setenv("CXX", "no-such-compiler-here")
-    get_cell("gru").build(I, H, kernel="compiled")
-    for kernel in ("auto", "fused", "native"):
+    for kernel in ("compiled", "auto", "fused", "native"):
+        get_cell("gru").build(I, H, kernel=kernel)
+    for kernel in ("fused", "native"):
         get_cell("gru").build(I, H, kernel=kernel)(torch.randn(B, T, I))
     assert compiled._EXT is None and compiled._FAILED is None, "nothing tried the build"
+    get_cell("gru").build(I, H, kernel="auto")(torch.randn(B, T, I))  # auto runs compiled where it is built
+    assert compiled._FAILED is not None, "auto's first call tried it"
 
 
 def test_only_the_gru_has_a_compiled_kernel():

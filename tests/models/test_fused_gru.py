@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import pytest
@@ -213,15 +214,18 @@ def test_checkpoint_of_one_kernel_loads_into_the_other_and_predicts_the_same(tmp
     assert list(native.state_dict()) == list(fused.state_dict()) == list(nn.GRU(I, H, 2, bidirectional=True).state_dict())
 
 
-def test_auto_uses_the_fused_kernel_on_cpu_except_for_short_dense_calls():
+def test_without_the_compiled_build_auto_uses_the_fused_kernel_except_for_short_dense_calls():
+    # (with the compiled kernel built: tests/models/test_kernel_policy.py)
     layer = GRU(I, H, batch_first=True, kernel="auto")
-    assert layer._fusable(torch.randn(B, AUTO["gru"].dense_from_steps, I), packed=False)
-    assert not layer._fusable(torch.randn(B, 1, I), packed=False)
-    assert not layer._fusable(torch.randn(B, AUTO["gru"].dense_from_steps - 1, I), packed=False)
-    assert GRU(I, H, batch_first=True, kernel="fused")._fusable(torch.randn(B, 1, I), packed=False)
-    assert layer._fusable(torch.randn(3, I), packed=True)
-    assert not layer._fusable(torch.randn(B, T, I, dtype=torch.bfloat16), packed=False)
-    assert not GRU(I, H, kernel="native")._fusable(torch.randn(T, B, I), packed=False)
+    layer.compiled_step = dataclasses.replace(layer.compiled_step, ready=lambda: False)
+    assert layer.path(torch.randn(B, AUTO["gru"].dense_from_steps, I)) == "fused"
+    assert layer.path(torch.randn(B, 1, I)) == "native"
+    assert layer.path(torch.randn(B, AUTO["gru"].dense_from_steps - 1, I)) == "native"
+    assert GRU(I, H, batch_first=True, kernel="fused").path(torch.randn(B, 1, I)) == "fused"
+    assert layer.path(pack_padded_sequence(torch.randn(B, T, I), LENGTHS, batch_first=True, enforce_sorted=False)) \
+        == "fused"
+    assert layer.path(torch.randn(B, T, I, dtype=torch.bfloat16)) == "native"
+    assert GRU(I, H, kernel="native").path(torch.randn(T, B, I)) == "native"
 
 
 def test_registry_declares_capabilities():

@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
+from torch.nn.utils.rnn import pack_padded_sequence, pack_sequence
 
 from grutool.cells import get_cell
 from grutool.modules.rnn import gemm, lstm
@@ -76,9 +76,10 @@ def test_gradcheck_on_a_tiny_case():
 def test_auto_is_fused_for_packed_input_only_and_never_with_projections():
     layer = get_cell("lstm").build(I, H, kernel="auto")
     assert isinstance(layer, LSTM)
-    assert layer._fusable(torch.randn(3, I), packed=True)
-    assert not layer._fusable(torch.randn(B, T, I), packed=False), "dense input keeps oneDNN's LSTM"
-    assert not LSTM(I, H, proj_size=2, kernel="fused")._fusable(torch.randn(3, I), packed=True)
+    packed = pack_sequence([torch.randn(2, I), torch.randn(1, I)])
+    assert layer.path(packed) == "fused"
+    assert layer.path(torch.randn(B, T, I)) == "native", "dense input keeps oneDNN's LSTM"
+    assert LSTM(I, H, proj_size=2, kernel="fused").path(packed) == "native"
     with pytest.raises(ValueError, match="GRU-only"):
         LSTM(I, H, 2, layer_norm=True)
 

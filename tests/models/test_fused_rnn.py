@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
+from torch.nn.utils.rnn import pack_padded_sequence, pack_sequence
 
 from grutool.modules.rnn import rnn
 from grutool.modules.rnn.rnn import RNN
@@ -56,7 +56,8 @@ def test_gradcheck_on_a_tiny_case():
 
 def test_auto_is_fused_for_packed_training_only():
     layer = RNN(I, H, kernel="auto")
-    assert layer._fusable(torch.randn(3, I), packed=True)
+    packed = pack_sequence([torch.randn(2, I), torch.randn(1, I)])
+    assert layer.path(packed) == "fused"
     with torch.no_grad():
-        assert not layer._fusable(torch.randn(3, I), packed=True)
-    assert not layer._fusable(torch.randn(T, B, I), packed=False)
+        assert layer.path(packed) == "native"
+    assert layer.path(torch.randn(T, B, I)) == "native"

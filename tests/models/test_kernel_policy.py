@@ -1,33 +1,163 @@
-"""`grutool.kernels.AUTO` is the one statement of where kernel `auto` runs a fused kernel: every cell with one has
-a rule, the modules follow it, and the help texts print it."""
+"""`grutool.kernels.AUTO` is the one statement of what kernel `auto` runs: every cell with a fused kernel has a
+rule, the table picks what it says case by case, the modules follow it (with the compiled GRU built, and where it
+cannot be built), `auto` computes what `native` computes, and the help texts print the table."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import logging
 
 import pytest
 import torch
+from torch.nn.utils.rnn import pack_padded_sequence
 
 from grutool.cells import CELLS
 from grutool.kernels import AUTO, describe_auto
+from grutool.modules.rnn import compiled
+from grutool.modules.rnn.gru import GRU
 
 
 def test_every_cell_with_a_fused_kernel_has_an_auto_rule():
     assert {name for name, cell in CELLS.items() if cell.fused} == set(AUTO)
     assert all(CELLS[name].auto is AUTO[name] for name in AUTO)
+    assert all(AUTO[name].compiled_training_from is None for name in AUTO if not CELLS[name].compiled), \
+        "a compiled rule only where the cell has a compiled kernel"
+
+
+# (cell, packed, training, hidden_size, steps, compiled built) -> what auto runs. The numbers behind them:
+# docs/benchmarks.md, "`kernel: auto` with the compiled GRU" (benchmarks/kernel_calls.py).
+CASES = [
+    # GRU, compiled built: from 3 steps in training, 5 without gradients; below, nn.GRU's own loop.
+    ("gru", False, True, 256, 1, True, "native"),      # one-step decoding while training (teacher forcing off)
+    ("gru", False, True, 256, 2, True, "native"),
+    ("gru", False, True, 256, 3, True, "compiled"),
+    ("gru", False, True, 256, 8, True, "compiled"),    # names: dense batches of 5-12 characters at H 256
+    ("gru", False, False, 64, 1, True, "native"),      # one-step generation (lm, seq2seq)
+    ("gru", False, False, 64, 4, True, "native"),
+    ("gru", False, False, 64, 5, True, "compiled"),
+    ("gru", True, True, 64, 2, True, "native"),        # a packed batch of one- and two-character words
+    ("gru", True, True, 64, 3, True, "compiled"),
+    ("gru", True, False, 512, 4, True, "native"),
+    ("gru", True, False, 512, 40, True, "compiled"),
+    # GRU, compiled not built: the fused rule. Packed always; dense from 16 steps, without gradients from H 512.
+    ("gru", True, True, 64, 2, False, "fused"),
+    ("gru", True, False, 64, 2, False, "fused"),
+    ("gru", False, True, 256, 12, False, "native"),    # names' batches
+    ("gru", False, True, 256, 16, False, "fused"),
+    ("gru", False, False, 256, 100, False, "native"),
+    ("gru", False, False, 512, 15, False, "native"),
+    ("gru", False, False, 512, 16, False, "fused"),
+    ("gru", False, False, 64, 1, False, "native"),
+    # LSTM and RNN: no compiled kernel, so `compiled_ready` is never asked.
+    ("lstm", True, True, 64, 5, True, "fused"),
+    ("lstm", True, False, 128, 5, True, "native"),
+    ("lstm", True, False, 256, 5, True, "fused"),
+    ("lstm", False, True, 512, 50, True, "native"),    # oneDNN's dense LSTM
+    ("rnn", True, True, 64, 5, True, "fused"),
+    ("rnn", True, False, 512, 50, True, "native"),
+    ("rnn", False, True, 64, 50, True, "native"),
+]
+
+
+@pytest.mark.parametrize("name,packed,training,hidden,steps,built,expected", CASES)
+def test_the_table_picks(name, packed, training, hidden, steps, built, expected):
+    asked = []
+
+    def ready():
+        asked.append(True)
+        return built
+
+    got = AUTO[name].pick(packed=packed, training=training, hidden_size=hidden, steps=steps, compiled_ready=ready)
+    assert got == expected
+    assert bool(asked) == CELLS[name].compiled, "only a cell with a compiled kernel asks for its build"
+
+
+def _as_built(layer, built: bool):
+    """The layer with its compiled kernel's build answered (`ready()`), without building anything."""
+    if layer.compiled_step is not None:
+        layer.compiled_step = dataclasses.replace(layer.compiled_step, ready=lambda: built)
+    return layer
 
 
 @pytest.mark.parametrize("name", sorted(AUTO))
-def test_the_module_follows_the_table(name):
-    for hidden, steps, packed, grad in itertools.product((4, 256), (1, 7, 8, 30), (False, True), (False, True)):
-        layer = CELLS[name].build(3, hidden, kernel="auto")
-        x = torch.randn(steps, 3) if packed else torch.randn(2, steps, 3)
+@pytest.mark.parametrize("built", [True, False])
+def test_the_module_follows_the_table(name, built):
+    for hidden, steps, packed, grad in itertools.product((4, 512), (1, 2, 3, 4, 5, 15, 16, 30), (False, True),
+                                                         (False, True)):
+        layer = _as_built(CELLS[name].build(3, hidden, kernel="auto"), built)
+        x = torch.randn(2, steps, 3)
+        inp = pack_padded_sequence(x, torch.tensor([steps, 1]), batch_first=True, enforce_sorted=False) if packed \
+            else x
         with torch.set_grad_enabled(grad):
-            got = layer._fusable(x, packed=packed)
-        assert got == AUTO[name].fused(packed=packed, training=grad, hidden_size=hidden, steps=steps), \
-            (name, hidden, steps, packed, grad)
-        assert CELLS[name].build(3, hidden, kernel="fused")._fusable(x, packed=packed)
-        assert not CELLS[name].build(3, hidden, kernel="native")._fusable(x, packed=packed)
+            got = layer.path(inp)
+        assert got == AUTO[name].pick(packed=packed, training=grad, hidden_size=hidden, steps=steps,
+                                      compiled_ready=lambda: built), (name, hidden, steps, packed, grad)
+        assert CELLS[name].build(3, hidden, kernel="fused").path(inp) == "fused"
+        assert CELLS[name].build(3, hidden, kernel="native").path(inp) == "native"
+
+
+def test_auto_runs_native_for_a_dtype_the_kernels_lack():
+    layer = _as_built(GRU(3, 4, batch_first=True, kernel="auto"), True)
+    assert layer.path(torch.randn(2, 30, 3)) == "compiled"
+    assert layer.path(torch.randn(2, 30, 3, dtype=torch.bfloat16)) == "native"
+
+
+@pytest.fixture
+def fresh(monkeypatch, tmp_path):
+    """A process that has not tried the compiled build yet, with an empty cache (as in test_compiled_gru.py)."""
+    monkeypatch.setattr(compiled, "_EXT", None)
+    monkeypatch.setattr(compiled, "_FAILED", None)
+    monkeypatch.setattr(compiled, "_ANNOUNCED", False)
+    monkeypatch.setenv("GRUTOOL_CACHE", str(tmp_path / "cache"))
+    return monkeypatch
+
+
+def test_where_the_build_fails_auto_follows_the_fused_rule_and_says_why_once(fresh, caplog):
+    fresh.setenv("CXX", "no-such-compiler-here")
+    torch.manual_seed(0)
+    layer = GRU(3, 8, batch_first=True, kernel="auto")
+    x = torch.randn(4, 30, 3)
+    packed = pack_padded_sequence(x, torch.tensor([30, 2, 9, 30]), batch_first=True, enforce_sorted=False)
+    with caplog.at_level(logging.WARNING, logger="grutool"):
+        assert layer.path(x) == "fused" and layer.path(packed) == "fused"  # dense of 16+ steps, packed
+        assert layer.path(x[:, :15]) == "native"                           # dense below 16 steps
+        layer(x)[0].sum().backward()
+    lines = [r for r in caplog.records if "kernel compiled" in r.getMessage()]
+    assert len(lines) == 1, "said once per process"
+    message = lines[0].getMessage()
+    assert "no C++ compiler" in message and "running the fused kernel instead" in message
+    assert "\n" not in message and lines[0].exc_info is None, "one line, no traceback"
+
+
+@pytest.mark.parametrize("built", [True, False])
+@pytest.mark.parametrize("packed", [False, True])
+def test_auto_computes_what_native_computes(packed, built, request):
+    if built and compiled._why_not():
+        pytest.skip(f"kernel compiled cannot be built here: {compiled._why_not()}")
+    if not built:  # (built: the session's cache, built once for all tests)
+        request.getfixturevalue("fresh").setenv("CXX", "no-such-compiler-here")
+    torch.manual_seed(0)
+    native = GRU(5, 8, 2, batch_first=True, bidirectional=True, kernel="native")
+    auto = GRU(5, 8, 2, batch_first=True, bidirectional=True, kernel="auto")
+    auto.load_state_dict(native.state_dict())
+    x = torch.randn(4, 16, 5)  # dense: 16 steps, where the fused rule runs fused in training too
+    lengths = torch.tensor([16, 2, 5, 16])
+    results = []
+    for layer in (native, auto):
+        xi = x.clone().requires_grad_()
+        inp = pack_padded_sequence(xi, lengths, batch_first=True, enforce_sorted=False) if packed else xi
+        if layer is auto:
+            assert layer.path(inp) == ("compiled" if built else "fused")
+        out, h = layer(inp)
+        out = out.data if packed else out
+        (out.square().sum() + h.sum()).backward()
+        with torch.no_grad():  # inference: compiled (built) or the fused rule (native when dense)
+            inference = layer(inp)[0]
+        results.append([out, h, xi.grad, inference.data if packed else inference]
+                       + [p.grad for p in layer.parameters()])
+    for a, b in zip(*results, strict=True):
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
 
 
 def test_the_help_texts_print_the_table():
@@ -37,7 +167,9 @@ def test_the_help_texts_print_the_table():
     from grutool.cli.shapes_cmd import shapes
 
     line = describe_auto()
-    assert line == ("gru: packed batches and dense ones of 8+ steps; lstm: packed training and packed "
-                    "inference from hidden_size 256; rnn: packed training")
+    assert line == ("gru: compiled for calls of 3+ steps in training and 5+ without gradients, else native; where "
+                    "compiled cannot be built, fused for packed batches and dense ones of 16+ steps (without "
+                    "gradients from hidden_size 512); lstm: fused for packed training and packed inference from "
+                    "hidden_size 256; rnn: fused for packed training")
     for command, option in ((bench, "kernels"), (shapes, "kernel")):
         assert line in inspect.signature(command).parameters[option].default.help

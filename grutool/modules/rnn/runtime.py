@@ -27,8 +27,8 @@ i.e. doubled weights and a bias shifted by the weight's row sums, and h = 2u - 1
 after the loop.
 
 A cell (`gru.py`, `lstm.py`, `rnn.py`) is a `CellStep`: its forward and backward over one direction's
-rows and its fusability rule; `Recurrent` turns it into the module. Where kernel `auto` runs the fused
-kernel is `grutool.kernels.AUTO`. On CUDA and for dtypes other than float32/float64 the module defers
+rows and its fusability rule; `Recurrent` turns it into the module. Where kernel `auto` runs the compiled or
+fused kernel is `grutool.kernels.AUTO`. On CUDA and for dtypes other than float32/float64 the module defers
 to PyTorch's own.
 """
 
@@ -282,7 +282,8 @@ class Recurrent:
     Same constructor arguments, parameters and return values as the PyTorch module, plus:
       kernel: `fused` (the cell's CPU kernel; CUDA and other dtypes use PyTorch's), `compiled` (cells
         with a `compiled_step`: the same, its time loop in C++, built on first use; where it cannot be
-        built, the fused kernel, said once), `native` (PyTorch's own) or `auto` (`grutool.kernels.AUTO`).
+        built, the fused kernel, said once), `native` (PyTorch's own) or `auto` (per call, whichever of these
+        `grutool.kernels.AUTO` says; the compiled kernel builds on its first call).
       layer_norm: LayerNorm(D*H) on each layer's output before the next layer (cells that stack).
       residual: add each layer's input to its output where both are D*H wide (cells that stack).
     """
@@ -313,24 +314,33 @@ class Recurrent:
             extra += ", residual=True"
         return super().extra_repr() + extra
 
-    def _fusable(self, x: torch.Tensor, packed: bool) -> bool:
+    def _choice(self, input) -> str:
+        """`compiled`, `fused` or `native`: the kernel this call runs (before the compiled kernel's build is
+        known to have worked, for kernel `compiled`)."""
+        packed = isinstance(input, PackedSequence)
+        x = input.data if packed else input
         if self.kernel == "native" or x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) \
                 or not self.cell_step.fusable(self):
-            return False
+            return "native"
         if self.kernel in ("fused", "compiled"):
-            return True
-        steps = x.shape[1 if self.batch_first else 0] if x.dim() == 3 else x.shape[0]
-        return AUTO[self.cell_step.name].fused(packed=packed, training=torch.is_grad_enabled(),
-                                               hidden_size=self.hidden_size, steps=steps)
+            return self.kernel
+        if packed:
+            steps = len(input.batch_sizes)  # the longest sequence
+        else:
+            steps = x.shape[1 if self.batch_first else 0] if x.dim() == 3 else x.shape[0]
+        ready = self.compiled_step.ready if self.compiled_step is not None else (lambda: False)
+        return AUTO[self.cell_step.name].pick(packed=packed, training=torch.is_grad_enabled(),
+                                              hidden_size=self.hidden_size, steps=steps, compiled_ready=ready)
 
     def path(self, input) -> str:
         """What `forward(input)` runs: `compiled` (the cell's C++ loop), `fused` (the cell's CPU kernel),
         `stack` (grutool's layer stack over PyTorch's op per layer: layer_norm / residual) or `native`
-        (PyTorch's module's own forward). Kernel `compiled` builds its extension here on first use."""
-        packed = isinstance(input, PackedSequence)
-        if self._fusable(input.data if packed else input, packed):
-            if self.kernel == "compiled" and self.compiled_step.ready():
-                return "compiled"
+        (PyTorch's module's own forward). Kernels `compiled` and `auto` (`grutool.kernels.AUTO`) build the
+        compiled extension here on first use; kernel `compiled` runs `fused` where it cannot be built."""
+        choice = self._choice(input)
+        if choice == "compiled":
+            return "compiled" if self.compiled_step.ready() else "fused"
+        if choice == "fused":
             return "fused"
         return "stack" if self.layer_norms is not None or self.residual else "native"
 
