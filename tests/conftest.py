@@ -121,3 +121,16 @@ def assert_user_error(result, *expected: str) -> None:
     assert result.stdout.strip() == ""
     for text in expected:
         assert text in lines[0], f"{text!r} not in {lines[0]!r}"
+
+
+@pytest.fixture
+def fresh(monkeypatch, tmp_path):
+    """A process that has not tried the compiled kernel's build yet, with an empty cache: the next compiled call
+    builds (or fails to) as a new process would (the kernel tests, tests/models)."""
+    from grutool.modules.rnn import compiled
+
+    monkeypatch.setattr(compiled, "_EXT", None)
+    monkeypatch.setattr(compiled, "_FAILED", None)
+    monkeypatch.setattr(compiled, "_ANNOUNCED", False)
+    monkeypatch.setenv("GRUTOOL_CACHE", str(tmp_path / "cache"))
+    return monkeypatch

@@ -161,16 +161,6 @@ def test_resume_with_the_compiled_kernel_equals_uninterrupted(ext, tmp_path):
 # --- where it cannot be built ------------------------------------------------------------------------
 
 
-@pytest.fixture
-def fresh(monkeypatch, tmp_path):
-    """A process that has not tried the build yet, with an empty cache."""
-    monkeypatch.setattr(compiled, "_EXT", None)
-    monkeypatch.setattr(compiled, "_FAILED", None)
-    monkeypatch.setattr(compiled, "_ANNOUNCED", False)
-    monkeypatch.setenv("GRUTOOL_CACHE", str(tmp_path / "cache"))
-    return monkeypatch
-
-
 @pytest.mark.parametrize("cxx,reason", [("/bin/false", "the build failed"),
                                          ("no-such-compiler-here", "no C++ compiler")])
 def test_a_failed_build_falls_back_to_the_fused_kernel_and_says_so_once(fresh, caplog, cxx, reason):

@@ -103,16 +103,6 @@ def test_auto_runs_native_for_a_dtype_the_kernels_lack():
     assert layer.path(torch.randn(2, 30, 3, dtype=torch.bfloat16)) == "native"
 
 
-@pytest.fixture
-def fresh(monkeypatch, tmp_path):
-    """A process that has not tried the compiled build yet, with an empty cache (as in test_compiled_gru.py)."""
-    monkeypatch.setattr(compiled, "_EXT", None)
-    monkeypatch.setattr(compiled, "_FAILED", None)
-    monkeypatch.setattr(compiled, "_ANNOUNCED", False)
-    monkeypatch.setenv("GRUTOOL_CACHE", str(tmp_path / "cache"))
-    return monkeypatch
-
-
 def test_where_the_build_fails_auto_follows_the_fused_rule_and_says_why_once(fresh, caplog):
     fresh.setenv("CXX", "no-such-compiler-here")
     torch.manual_seed(0)
