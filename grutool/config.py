@@ -221,6 +221,11 @@ class DataConfig(_Section):
     """Forecast: the seasonal period of the seasonal-naive baseline and of MASE, in rows (null: from the time
     column's frequency: hourly 24, every 15 minutes 96, daily 7, weekly 52, monthly 12; else 1)."""
 
+    def local(self) -> "DataConfig":
+        """This section for reading a local file with the run's columns and settings, whether or not the run
+        trained on a Hub dataset (`eval --data`, `infer --file`)."""
+        return self.model_copy(update={"dataset": None, "dataset_config": None})
+
     @field_validator("label_names", mode="before")
     @classmethod
     def _integer_keys(cls, value):

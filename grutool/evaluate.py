@@ -42,7 +42,7 @@ def evaluate(run_dir: str, split: str = "validation", data: Optional[str] = None
                         option="data")
     if data is not None and cfg.data.dataset is not None:
         # `data` is a local file, even for a run trained on a Hub dataset: read it with the run's columns.
-        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"dataset": None, "dataset_config": None})})
+        cfg = cfg.model_copy(update={"data": cfg.data.local()})
     encoded = p.task.encode_split(cfg, p.run, source, split)
     out = evaluate_split(p.model, p.task, encoded, p.device, batch_size or cfg.train.batch_size)
     out["source"] = source

@@ -50,7 +50,7 @@ def read_data_inputs(task, cfg, path: str, vocabs=None) -> list[str]:
     if p.is_dir() and cfg.data.format not in FOLDER_FORMATS:
         raise UserError(f"--file {path}: is a directory; give a data file, or a text file with one input per line "
                         f"(a folder is read only by runs whose data.format is {' or '.join(FOLDER_FORMATS)})")
-    data = cfg.data.model_copy(update={"dataset": None, "dataset_config": None})  # a local file, whatever trained it
+    data = cfg.data.local()  # a local file, whatever trained it
     if p.suffix.lower() in DATA_EXTENSIONS and data.format != "auto":
         # The run may declare a format for its own files (parallel_text, conllu): this file names its own.
         data = data.model_copy(update={"format": "auto"})
