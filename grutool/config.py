@@ -170,7 +170,8 @@ class DataConfig(_Section):
     """Format cmudict: keep the stress digits of vowels (AH0, AH1); by default they are stripped (AH)."""
     split_seed: int = 13
     """Format cmudict: seed of the word-disjoint 90/5/5 train/validation/test split. Lm `text_dir`: seed of the
-    shuffle before each file is sliced."""
+    shuffle before each file is sliced. Numeric sequences (`train.ts[:80%]`): seed of the shuffle of each
+    label's sequences before the slice is cut, i.e. which sequences validate."""
     condition_column: Optional[str] = None
     """Lm: column (csv/tsv/jsonl key) holding each example's condition, a label that acts on every output step
     (e.g. a surname's language); with format text_dir the file names are the conditions. Null: unconditioned."""
@@ -359,6 +360,10 @@ class ModelConfig(_Section):
     # --- numeric sequences (issue 23) ---------------------------------------------------------------
     huber_delta: float = Field(default=1.0, gt=0)
     """Regressor with loss huber: where the loss turns from squared to absolute, in target standard deviations."""
+    input_noise: float = Field(default=0.0, ge=0.0)
+    """Numeric sequences: while training, add Gaussian noise of this standard deviation to every standardised
+    input value (an augmentation, in units of each channel's training standard deviation; 0: none). Never at
+    evaluation, inference or export."""
 
 
 class TrainConfig(_Section):

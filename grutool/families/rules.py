@@ -56,9 +56,16 @@ def is_numeric(cfg: Config) -> bool:
 
 
 def check_numeric(cfg: Config) -> None:
-    """Numeric sequences have no tokens: the text settings that would silently do nothing are errors."""
+    """Numeric sequences have no tokens: the text settings that would silently do nothing are errors, and so
+    are the numeric settings on text."""
     d, m = cfg.data, cfg.model
     if not is_numeric(cfg):
+        if m.input_noise:
+            raise ValueError("model.input_noise: noise is added to numeric sequences' values; text has none "
+                             "(use model.embedding_dropout or model.token_dropout)")
+        if d.split_seed != type(d).model_fields["split_seed"].default:
+            raise ValueError("data.split_seed: picks which sequences a sliced numeric file (train.ts[80%:]) "
+                             "validates; text files of this task are not sliced: remove it")
         return
     if d.dataset is not None:
         raise ValueError("data.dataset: numeric sequences are read from .ts files or long tables; remove data.dataset")

@@ -28,19 +28,21 @@ if TYPE_CHECKING:
 class NumericEmbedder(nn.Module):
     """values (B, T, C) float, NaN where missing (mask only) -> (B, T, embedding_dim)."""
 
-    def __init__(self, channels: int, dim: int, dropout: float = 0.0, *, mask: bool = False):
-        """`channels`: values per step; `mask`: append an observed/missing flag per channel (data.missing: mask)."""
+    def __init__(self, channels: int, dim: int, dropout: float = 0.0, *, mask: bool = False, noise: float = 0.0):
+        """`channels`: values per step; `mask`: append an observed/missing flag per channel (data.missing: mask);
+        `noise`: standard deviation of the Gaussian noise added to the values in training mode only."""
         super().__init__()
         self.channels = channels
         self.mask = mask
+        self.noise = noise
         self.projection = nn.Linear(channels * (2 if mask else 1), dim)
         self.embedding_dropout = nn.Dropout(dropout)
 
     @classmethod
     def from_config(cls, m: "ModelConfig", channels: int, *, mask: bool = False) -> "NumericEmbedder":
-        """The front-end for `channels` values per step: a projection to model.embedding_dim, then
-        model.embedding_dropout."""
-        return cls(channels, m.embedding_dim, m.embedding_dropout, mask=mask)
+        """The front-end for `channels` values per step: model.input_noise in training, a projection to
+        model.embedding_dim, then model.embedding_dropout."""
+        return cls(channels, m.embedding_dim, m.embedding_dropout, mask=mask, noise=m.input_noise)
 
     @property
     def output_dim(self) -> int:
@@ -57,6 +59,9 @@ class NumericEmbedder(nn.Module):
                 condition: Optional[torch.Tensor] = None) -> torch.Tensor:
         """values (B, T, C) -> (B, T, E); `chars` and `condition` are the token front-end's and always None here."""
         x = values.float()
+        if self.training and self.noise > 0:
+            # Padding after a sequence's end gets noise too: the encoder packs and pooling masks, so it is never read.
+            x = x + self.noise * torch.randn_like(x)  # (B, T, C); NaN (missing under mask) stays NaN
         if self.mask:
             observed = ~torch.isnan(x)  # (B, T, C)
             x = torch.cat([torch.where(observed, x, torch.zeros_like(x)), observed.to(x.dtype)], dim=-1)  # (B, T, 2C)

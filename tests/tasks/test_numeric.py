@@ -5,6 +5,7 @@ end to end on the toy data (train, eval, infer --file, export parity, serve), re
 from __future__ import annotations
 
 import json
+import re
 import math
 from pathlib import Path
 
@@ -116,6 +117,51 @@ def test_validation_slices_are_disjoint_and_stratified(tmp_path):
     assert not set(a.ids) & set(b.ids) and len(a) + len(b) == 150
     assert sorted(set(b.labels)) == ["ramp up", "sine wave", "square wave"]
     assert {b.labels.count(c) for c in set(b.labels)} == {10}  # 20% of each class's 50
+
+
+def test_split_seed_picks_which_sequences_validate(tmp_path):
+    """data.split_seed is the numeric families' own setting: another seed validates other sequences, still
+    disjoint from training and 10 of each class; the same seed gives the same split every time."""
+    path = str(ROOT / "data/numeric/train.ts")
+    seeds = {}
+    for seed in (13, 14):
+        cfg = parse_config(toy(tmp_path, data={"split_seed": seed})).data
+        a, b = read_sequences(cfg, path + "[:80%]"), read_sequences(cfg, path + "[80%:]")
+        assert not set(a.ids) & set(b.ids) and {b.labels.count(c) for c in set(b.labels)} == {10}
+        seeds[seed] = set(b.ids)
+        assert set(read_sequences(cfg, path + "[80%:]").ids) == seeds[seed]
+    assert seeds[13] != seeds[14]
+
+
+@pytest.mark.parametrize("config, sets, expect", [
+    ("sst2.yaml", {"model": {"input_noise": 0.1}}, "model.input_noise: noise is added to numeric sequences"),
+    ("sst2.yaml", {"data": {"split_seed": 3}}, "data.split_seed: picks which sequences a sliced numeric file"),
+    ("tagging.yaml", {"model": {"input_noise": 0.1}}, "model.input_noise: noise is added to numeric sequences"),
+    ("etth1.yaml", {"model": {"input_noise": 0.1}}, "model.input_noise: only for task"),
+])
+def test_numeric_settings_on_text_are_refused(tmp_path, config, sets, expect):
+    with pytest.raises(UserError, match=re.escape(expect)):
+        parse_config(shipped_config(config, tmp_path / "run", **sets))
+
+
+def test_input_noise_only_while_training():
+    """model.input_noise perturbs the standardised values in train mode, with the given spread, and never in
+    eval mode (evaluation, inference and export see the model as without it)."""
+    from grutool.modules.numeric import NumericEmbedder
+
+    torch.manual_seed(0)
+    plain, noisy = NumericEmbedder(3, 5), NumericEmbedder(3, 5, noise=0.5)
+    noisy.load_state_dict(plain.state_dict())
+    x = torch.randn(4, 7, 3)  # (B, T, C)
+    noisy.eval()
+    assert torch.equal(noisy(x), plain.eval()(x))
+    noisy.train()
+    seen = []
+    noisy.projection.register_forward_hook(lambda mod, args, out: seen.append(args[0]))
+    noisy(x)
+    delta = seen[0] - x  # the noise the projection read
+    assert 0.4 < float(delta.std()) < 0.6 and abs(float(delta.mean())) < 0.1
+    assert not torch.equal(noisy(x), noisy(x))  # fresh noise each call
 
 
 # --- the model ------------------------------------------------------------------------------------

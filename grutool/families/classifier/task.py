@@ -60,8 +60,8 @@ def read_examples(cfg: DataConfig, source: str, need_labels: bool = True) -> tup
 class ClassifierTask(Task):
     name = "classifier"
     monitors = ("accuracy", "macro_f1", "loss")
-    owns = {"data": ("dataset", "dataset_config", "label_names"),
-            "model": ("pooling", "freeze_embeddings", "embedding_init", "char_features", "char_embedding_dim",
+    owns = {"data": ("dataset", "dataset_config", "label_names", "split_seed"),
+            "model": ("input_noise", "pooling", "freeze_embeddings", "embedding_init", "char_features", "char_embedding_dim",
                       "char_hidden_size")}
     formats = ("csv", "tsv", "json", "jsonl", "parquet")
     traces_real_examples = False  # token ids alone make a batch: random ids of any --lengths (char features aside)
@@ -77,8 +77,8 @@ class ClassifierTask(Task):
     # --- config -------------------------------------------------------------------------------
 
     def check_task(self, cfg: Config) -> None:
+        check_numeric(cfg)  # numeric settings on text, text settings on numbers
         if is_numeric(cfg):
-            check_numeric(cfg)
             check_one_path_per_split(cfg)
             return
         check_columns(cfg, ("text_column", "label_column"))

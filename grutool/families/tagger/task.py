@@ -28,8 +28,8 @@ class TaggerTask(Task):
     name = "tagger"
     joint = False
     monitors = ("token_accuracy", "span_f1", "sentence_accuracy", "loss")
-    owns = {"data": ("dataset", "dataset_config"),
-            "model": ("crf", "char_features", "char_embedding_dim", "char_hidden_size", "freeze_embeddings",
+    owns = {"data": ("dataset", "dataset_config", "split_seed"),
+            "model": ("input_noise", "crf", "char_features", "char_embedding_dim", "char_hidden_size", "freeze_embeddings",
                       "embedding_init")}
     renderer = "tagger"
     exporter = "tagger"
@@ -40,8 +40,8 @@ class TaggerTask(Task):
     # --- config ------------------------------------------------------------------------
 
     def check_task(self, cfg: Config) -> None:
+        check_numeric(cfg)  # numeric settings on text, text settings on numbers
         if is_numeric(cfg):
-            check_numeric(cfg)
             check_one_path_per_split(cfg)
             if self.joint:
                 raise ValueError("task: joint reads text; numeric sequences are read by tasks classifier, tagger "
