@@ -105,6 +105,9 @@ def onnx_bytes(graph: Graph, exporter: str = "dynamo") -> bytes:
         for op in (torch.ops.aten.gru, torch.ops.aten.lstm, torch.ops.aten.rnn_tanh, torch.ops.aten.rnn_relu):
             for overload in op.overloads():
                 getattr(getattr(op, overload), "_dispatch_cache", {}).clear()
+        # And dynamo's own state: after a forecaster's export in this process, a classifier's came out with its
+        # char axis fixed at the example's width (ONNX Runtime then refused longer words) unless it is reset.
+        torch._dynamo.reset()
         # No file given: torch returns the program; saved to a path it would keep the weights in a hidden
         # external-data file named after that path (its default, external_data=True).
         program = torch.onnx.export(graph.module, graph.args(), dynamo=True, input_names=names,

@@ -107,6 +107,28 @@ def test_classifier_onnx_dynamo_export_and_infer_backend(classifier_run):
     assert onnx_out.stdout == torch_out.stdout
 
 
+def test_a_dynamo_export_after_another_keeps_its_axes_dynamic(classifier_run, tmp_path):
+    """Two dynamo exports in one process: after a forecaster's, the classifier's char axis stays dynamic (it
+    came out fixed at its example's width, 4, and ONNX Runtime refused longer words) and so does `time`."""
+    import onnx
+
+    from conftest import shipped_config
+    from grutool.export import export
+
+    forecaster = _train(shipped_config("sines.yaml", tmp_path / "sines", train={"epochs": 1}), "sines")
+    assert export(forecaster, "onnx", tmp_path / "f.onnx")["parity"]["ok"]
+    report = export_ok(classifier_run, "-o", tmp_path / "c.onnx")
+    assert report["exporter"] == "dynamo"
+    dims = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim]
+            for i in onnx.load(str(tmp_path / "c.onnx")).graph.input}
+    assert all(isinstance(d, str) for d in dims["chars"] + dims["ids"]), dims  # named axes, no fixed sizes
+    long_words = ["an extraordinarily overwhelming masterpiece"]  # words far longer than the traced example's
+    onnx_out = invoke("infer", classifier_run, *long_words, "--jsonl", "--backend", "onnx",
+                      "--model", tmp_path / "c.onnx")
+    assert onnx_out.exit_code == 0, onnx_out.output
+    assert onnx_out.stdout == invoke("infer", classifier_run, *long_words, "--jsonl").stdout
+
+
 def test_classifier_torchscript_and_int8(classifier_run, tmp_path):
     report = export_ok(classifier_run, "--format", "torchscript", "-o", tmp_path / "m.pt")
     assert report["parity"]["max_abs_diff"]["logits"] < 1e-4
