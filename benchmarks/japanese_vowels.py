@@ -60,11 +60,16 @@ def latency_ms(run: Path, test: str, repeats: int) -> float:
     return statistics.median(times)
 
 
+def run_sets(cell: str, seed: int, out: Path, overrides: list[str]) -> list[str]:
+    """What both steps set besides the data: the cell, the seed, one CPU thread, the run folder, then --set."""
+    return [f"model.cell={cell}", f"train.seed={seed}", "train.num_threads=1", "train.device=cpu",
+            f"output_dir={out}", *overrides]
+
+
 def holdout(config: Path, data: Path, cell: str, seed: int, overrides: list[str], out: Path) -> dict:
     """Step 1: train on TRAIN[:80%] for the whole schedule; the last epoch's accuracy and loss on TRAIN[80%:]."""
     sets = [f"data.train={data}/JapaneseVowels_TRAIN.ts[:80%]", f"data.validation={data}/JapaneseVowels_TRAIN.ts[80%:]",
-            "data.test=null", f"data.split_seed={seed}", f"model.cell={cell}", f"train.seed={seed}",
-            "train.num_threads=1", "train.device=cpu", f"output_dir={out}", *overrides]
+            "data.test=null", f"data.split_seed={seed}", *run_sets(cell, seed, out, overrides)]
     cfg = load_config(config, sets)
     train(cfg, overwrite=True)
     last = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][-1]
@@ -74,8 +79,7 @@ def holdout(config: Path, data: Path, cell: str, seed: int, overrides: list[str]
 def one(config: Path, data: Path, cell: str, seed: int, overrides: list[str], out: Path, repeats: int) -> dict:
     """Step 2: the config as shipped (TRAIN in, its data.validation if it has one), then TEST once."""
     sets = [f"data.train={data}/JapaneseVowels_TRAIN.ts", f"data.test={data}/JapaneseVowels_TEST.ts",
-            f"model.cell={cell}", f"train.seed={seed}", "train.num_threads=1", "train.device=cpu",
-            f"output_dir={out}", *overrides]
+            *run_sets(cell, seed, out, overrides)]
     cfg = load_config(config, sets)
     summary = train(cfg, overwrite=True)
     test = evaluate(str(out), "test", device="cpu")
