@@ -58,6 +58,75 @@ def test_onednn_and_blas_paths_agree_at_a_size_where_auto_picks_onednn(ext):
         assert (a - b).abs().max().item() < 1e-3 * max(1.0, a.abs().max().item())
 
 
+def _grads_of(layer, x, lengths=None):
+    """Output rows, h_n and every gradient (input included) of a fixed loss, for one call of `layer`."""
+    x = x.clone().requires_grad_()
+    layer.zero_grad()
+    inp = torch.nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False) if lengths is not None else x
+    out, h = layer(inp)
+    out = out.data if lengths is not None else out
+    g = torch.Generator().manual_seed(3)
+    ((out * torch.randn(out.shape, generator=g)).sum() + (h * torch.randn(h.shape, generator=g)).sum()).backward()
+    return [out, h, x.grad] + [p.grad.clone() for p in layer.parameters()]
+
+
+def _brgemm(ext):
+    if not compiled.brgemm_ok():
+        pytest.skip("oneDNN's brgemm micro-kernel does not run on this CPU / torch build")
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("rows,hidden,steps", [(100, 16, 6), (7, 512, 4)])
+def test_brgemm_step_gemms_equal_blas_in_row_chunks_and_column_blocks(ext, rows, hidden, steps, bidirectional):
+    # 100 sequences: the step GEMMs run in chunks of 64 rows; H 512: 3H = 1536 columns go in blocks of 128,
+    # and the backward's K = 3H (forced: auto keeps BLAS there). Ragged lengths: every row count appears.
+    _brgemm(ext)
+    torch.manual_seed(0)
+    layer = GRU(8, hidden, 2, bidirectional=bidirectional, kernel="compiled")
+    x = torch.randn(steps, rows, 8)
+    lengths = torch.randint(1, steps + 1, (rows,))
+    results = {}
+    for backend in ("brgemm", "blas"):
+        with use_gemm_backend(backend):
+            results[backend] = _grads_of(layer, x, lengths)
+    for a, b in zip(results["brgemm"], results["blas"], strict=True):
+        assert (a - b).abs().max().item() < 1e-4 * max(1.0, b.abs().max().item())
+
+
+def test_auto_picks_brgemm_only_for_float32_up_to_its_hidden_size(ext, monkeypatch):
+    _brgemm(ext)
+    assert compiled.step_backend(torch.float32, 32, 64, paired=True) == "brgemm"
+    assert compiled.step_backend(torch.float32, 32, gemm.BRGEMM_MAX_HIDDEN, paired=True) == "brgemm"
+    assert compiled.step_backend(torch.float64, 32, 64, paired=True) == "blas"
+    assert compiled.step_backend(torch.float32, 32, 2 * gemm.BRGEMM_MAX_HIDDEN, paired=True) != "brgemm"
+    # one direction on several threads: the GEMMs that share a step among the threads (oneDNN or BLAS)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert compiled.step_backend(torch.float32, 32, 64) != "brgemm"
+    assert compiled.step_backend(torch.float32, 32, 64, paired=True) == "brgemm"
+    # where the probe says no, never
+    monkeypatch.setattr(compiled, "_BRGEMM_OK", False)
+    assert compiled.step_backend(torch.float32, 32, 64, paired=True) != "brgemm"
+
+
+def test_a_layer_gives_the_same_bits_on_one_thread_and_on_two(ext):
+    # Two threads run a bidirectional layer's directions side by side, one runs them one after the other:
+    # the same arithmetic either way, so outputs and every gradient agree bit for bit.
+    torch.manual_seed(0)
+    layer = GRU(8, 32, 2, bidirectional=True, kernel="compiled")
+    x = torch.randn(9, 12, 8)
+    lengths = torch.randint(1, 10, (12,))
+    before = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            results.append(_grads_of(layer, x, lengths) + _grads_of(layer, x))
+    finally:
+        torch.set_num_threads(before)
+    for a, b in zip(*results, strict=True):
+        assert torch.equal(a, b)
+
+
 def test_no_bias_and_unbatched_input(ext):
     ref, mine = _pair(2, True, False, bias=False)
     x = torch.randn(T, I, dtype=torch.float64)  # (T, I): nn.GRU's unbatched form

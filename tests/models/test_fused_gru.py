@@ -71,12 +71,14 @@ def test_float64_equals_nn_gru(layers, bidirectional, batch_first, packed, with_
 
 
 @pytest.mark.parametrize("kernel", ["fused", "compiled"])
-@pytest.mark.parametrize("backend", ["blas", "onednn"])
+@pytest.mark.parametrize("backend", ["blas", "onednn", "brgemm"])
 @pytest.mark.parametrize("packed", [False, True])
-def test_float32_equals_nn_gru_on_both_gemm_paths(backend, packed, kernel):
+def test_float32_equals_nn_gru_on_every_gemm_path(backend, packed, kernel):
     _needs(kernel)
     if backend == "onednn" and not gemm._onednn_available():
         pytest.skip("this torch build has no oneDNN linear ops")
+    if backend == "brgemm" and (kernel == "fused" or not compiled.brgemm_ok()):
+        pytest.skip("brgemm is the compiled kernel's, where oneDNN's micro-kernel runs")
     ref, fused = _pair(2, True, True, dtype=torch.float32, kernel=kernel)
     x = torch.randn(B, T, I)
     h0 = torch.randn(4, B, H)

@@ -1,8 +1,9 @@
 """The compiled GRU kernel (`model.kernel: compiled`): the time loop of one direction in C++ (`csrc/gru.cpp`).
 
 Same packed rows, `_Direction` Function, layer stack, dropout and h0 handling as the Python fused kernel
-(`grutool.modules.rnn.runtime`); only the per-direction loop differs: per step one ATen GEMM for
-h W_hh^T and one pass over the live rows for all the gate arithmetic, forward and backward.
+(`grutool.modules.rnn.runtime`); only the per-direction loop differs: per step one GEMM for h W_hh^T
+(float32 up to H 256: oneDNN's batch-reduce micro-kernel on raw pointers, `step_backend`; else the fused
+kernel's ATen/oneDNN choice) and one pass over the live rows for all the gate arithmetic, forward and backward.
 
 Built with PyTorch's extension mechanism (`torch.utils.cpp_extension.load`: a C++ compiler and ninja)
 on the first call that needs it, never at import, into a cache directory keyed by the torch version, the
@@ -34,6 +35,28 @@ SOURCE = Path(__file__).with_name("csrc") / "gru.cpp"
 # built on one CPU loads on another. -fno-trapping-math lets the compiler vectorise the gate pass's clamps
 # (compare-and-select); grutool installs no floating-point trap handlers that could tell the difference.
 CFLAGS = ["-O3", "-fno-trapping-math"]
+_OPENMP: Optional[list] = None
+
+
+def openmp_flags() -> list:
+    """-fopenmp where torch runs on OpenMP and the compiler is GCC, so that ATen's parallel_for in the loop
+    (both directions side by side, rows of a large gate pass) runs on torch's threads: the library then
+    links libgomp by its soname and shares the copy torch has loaded. Without it (clang would link a second
+    OpenMP runtime, LLVM's) the same code runs on one thread, with the same results."""
+    global _OPENMP
+    if _OPENMP is None:
+        _OPENMP = []
+        if sys.platform.startswith("linux") and torch.backends.openmp.is_available():
+            import subprocess
+
+            try:
+                said = subprocess.run([os.environ.get("CXX", "c++"), "--version"], capture_output=True, text=True,
+                                      timeout=30).stdout
+            except (OSError, subprocess.SubprocessError):
+                said = ""
+            if "Free Software Foundation" in said and "clang" not in said.lower():
+                _OPENMP = ["-fopenmp"]
+    return _OPENMP
 
 
 class Unavailable(RuntimeError):
@@ -50,7 +73,7 @@ def cache_dir() -> Path:
     and source text, e.g. ~/.cache/grutool/ext/torch2.13.0-cpu-cpython-311-00ca5a332cbc."""
     root = Path(os.environ["GRUTOOL_CACHE"]) if os.environ.get("GRUTOOL_CACHE") else \
         Path.home() / ".cache" / "grutool"
-    digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(CFLAGS).encode()).hexdigest()[:12]
+    digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(CFLAGS + openmp_flags()).encode()).hexdigest()[:12]
     return root / "ext" / f"torch{torch.__version__.replace('+', '-')}-{sys.implementation.cache_tag}-{digest}"
 
 
@@ -94,7 +117,8 @@ def build(directory: Optional[Path] = None) -> Any:
         with portalocker.Lock(str(directory / "grutool.lock"), timeout=600):
             if not (directory / f"{name}.so").exists():
                 log.info("kernel compiled: building it into %s (first use; about a minute)", directory)
-            return cpp_extension.load(name=name, sources=[str(SOURCE)], extra_cflags=CFLAGS,
+            return cpp_extension.load(name=name, sources=[str(SOURCE)], extra_cflags=CFLAGS + openmp_flags(),
+                                      extra_ldflags=openmp_flags(),
                                       build_directory=str(directory), verbose=False)
     except Exception as e:  # compiler errors, a failed link, an unloadable library, an unwritable cache: all
         raise Unavailable(f"the build failed: {_one_line(e)}") from e  # mean the same here
@@ -131,20 +155,50 @@ def available() -> bool:
 # --- the CellStep -----------------------------------------------------------------------------------
 
 
+_BRGEMM_OK: Optional[bool] = None
+
+
+def brgemm_ok() -> bool:
+    """Whether the C++ loop's brgemm step GEMM runs on this CPU (asked of the extension once)."""
+    global _BRGEMM_OK
+    if _BRGEMM_OK is None:
+        _BRGEMM_OK = bool(extension().brgemm_ok())
+    return _BRGEMM_OK
+
+
+def step_backend(dtype, rows: int, hidden: int, ragged: bool = False, paired: bool = False) -> str:
+    """The step GEMM's backend in the C++ loop: `brgemm` for float32 up to BRGEMM_MAX_HIDDEN where it runs, on
+    one torch thread or in a bidirectional layer (`paired`: each direction on a thread of its own); else the
+    fused kernel's choice (`onednn` or `blas`), whose GEMMs use every thread. `gemm.use_gemm_backend` can
+    force any of the three."""
+    forced = gemm.forced_backend()
+    fits = hidden <= gemm.BRGEMM_MAX_HIDDEN and (paired or torch.get_num_threads() == 1)
+    if dtype == torch.float32 and (forced == "brgemm" or (forced is None and fits)):
+        if brgemm_ok():
+            return "brgemm"
+    return gemm.gemm_backend(dtype, rows, hidden, ragged=ragged)
+
+
 class Gemms(NamedTuple):
-    """The fused kernel's GEMM choices (`grutool.modules.rnn.gemm`) for one direction, passed to the C++ loop,
-    which reads nn.GRU's weights as they are otherwise."""
+    """The GEMM choices for one direction, passed to the C++ loop, which reads nn.GRU's weights as they are
+    otherwise: the step GEMM's (`step_backend`), and the fused kernel's for the rest (`grutool.modules.rnn.gemm`)."""
 
     onednn: bool                   # the GEMMs over all steps through oneDNN (float32)
-    step: Optional[torch.Tensor]   # W_hh for oneDNN's step GEMM (pre-packed for long sequences); None: BLAS
+    step: Optional[torch.Tensor]   # W_hh for oneDNN's step GEMM (pre-packed for long sequences); None: not oneDNN
     big: bool                      # the weight gradients through oneDNN too (large layers)
+    brgemm: bool = False           # the forward's step GEMMs through oneDNN's brgemm micro-kernel (float32)
+    brgemm_back: bool = False      # the backward's step GEMM too (up to BRGEMM_MAX_BACKWARD_HIDDEN)
 
 
 def _prepare(module, weights, rows: int, steps: int, dtype, ragged: bool = False) -> Gemms:
     w_hh = weights[1]
     H = w_hh.shape[1]
     step = None
-    if gemm.gemm_backend(dtype, rows, H, ragged=ragged) == "onednn":
+    paired = module is not None and module.bidirectional  # stack_layers runs its directions side by side
+    backend = step_backend(dtype, rows, H, ragged=ragged, paired=paired)
+    if backend == "brgemm":
+        return Gemms(False, None, False, True, H <= gemm.BRGEMM_MAX_BACKWARD_HIDDEN or gemm.forced_backend() == "brgemm")
+    if backend == "onednn":
         step = gemm.Linear(w_hh, rows, "onednn", steps).w
     # The GEMMs over all of a call's rows stay on BLAS, as the fused kernel's (gemm.matmul_t): their row count
     # is a new shape nearly every call, and oneDNN keeps a primitive for each shape it meets (~1 GB on UD-EWT).
@@ -155,7 +209,7 @@ def _forward(x, states, weights, batch_sizes, offs, reverse, extra: Gemms, save)
     (h0,) = states
     w_ih, w_hh, b_ih, b_hh = weights
     out, h_n, gates, hn = extension().gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, save,
-                                                  extra.onednn, extra.step)
+                                                  extra.onednn, extra.step, extra.brgemm)
     return out, (h_n,), ((gates, hn) if save else None)
 
 
@@ -165,11 +219,29 @@ def _backward(needs, x, states, weights, out, saved, g_out, g_finals, batch_size
     gates, hn = saved
     dx, dh0, dw_ih, dw_hh, db_ih, db_hh = extension().gru_backward(
         x, h0, w_ih, w_hh, out, gates, hn, g_out, g_hn, batch_sizes, reverse, [bool(n) for n in needs],
-        extra.onednn, extra.step is not None, extra.big)
+        extra.onednn, extra.step is not None, extra.big, extra.brgemm_back)
     return dx, (dh0,), (dw_ih, dw_hh, db_ih, db_hh)
+
+
+def _forward_pair(x, a, b, batch_sizes, offs, save):
+    (sa, (w_iha, w_hha, b_iha, b_hha), ea), (sb, (w_ihb, w_hhb, b_ihb, b_hhb), eb) = a, b
+    r = extension().gru_forward_pair(x, batch_sizes, save, ea.onednn, ea.brgemm, sa[0], w_iha, w_hha, b_iha, b_hha,
+                                     ea.step, sb[0], w_ihb, w_hhb, b_ihb, b_hhb, eb.step)
+    return tuple((r[i], (r[i + 1],), ((r[i + 2], r[i + 3]) if save else None)) for i in (0, 4))
+
+
+def _backward_pair(x, a, b, batch_sizes, offs):
+    def args(d):
+        needs, (h0,), (w_ih, w_hh, _, _), out, (gates, hn), g_out, (g_hn,), extra = d
+        return ([bool(n) for n in needs], extra.step is not None, h0, w_ih, w_hh, out, gates, hn, g_out, g_hn)
+
+    e = a[-1]
+    r = extension().gru_backward_pair(x, batch_sizes, e.onednn, e.big, e.brgemm_back, *args(a), *args(b))
+    return tuple((r[i], (r[i + 1],), tuple(r[i + 2:i + 6])) for i in (0, 6))
 
 
 def step(fused: CellStep) -> CellStep:
     """The compiled GRU step: the fused one's capabilities and native layer, the C++ loop."""
     return CellStep("gru", cell_state=False, stacks=True, prepare=_prepare, forward=_forward,
-                    backward=_backward, fusable=fused.fusable, native_layer=fused.native_layer, ready=available)
+                    backward=_backward, fusable=fused.fusable, native_layer=fused.native_layer, ready=available,
+                    forward_pair=_forward_pair, backward_pair=_backward_pair)

@@ -56,6 +56,13 @@ REORDER_MIN_STEPS = 32
 # (UD-EWT: up to hundreds, a new B each batch): each such weight then costs at most 2 x 128 primitives.
 ONEDNN_RAGGED_MIN_HIDDEN = 256
 ONEDNN_MAX_RAGGED_ROWS = 128
+# The compiled kernel's step GEMMs (x_t W_ih^T and h W_hh^T in the forward, dgh W_hh in the backward) run
+# through oneDNN's brgemm micro-kernel (float32) up to these hidden sizes: 1.3-4x oneDNN's linear and BLAS
+# per call at B 32, H 64-256, and as fast as oneDNN's linear forward at H 512 in column blocks; the backward's
+# (K 3H) is slower than BLAS above H 256 (H 512: 545-675 vs 311 us). Figures: docs/benchmarks.md, "The
+# step GEMMs on brgemm".
+BRGEMM_MAX_HIDDEN = 512
+BRGEMM_MAX_BACKWARD_HIDDEN = 256
 
 
 def gemm_backend(dtype: torch.dtype = torch.float32, rows: int = 1 << 30, hidden: int = 1 << 30, gates: int = 3,
@@ -65,19 +72,25 @@ def gemm_backend(dtype: torch.dtype = torch.float32, rows: int = 1 << 30, hidden
     `blas` (torch.addmm / MKL)."""
     if dtype != torch.float32:
         return "blas"
-    if _FORCED_BACKEND is not None:
-        return _FORCED_BACKEND
+    if _FORCED_BACKEND is not None:  # brgemm: the compiled kernel's; the others' step GEMMs then run on BLAS
+        return "blas" if _FORCED_BACKEND == "brgemm" else _FORCED_BACKEND
     big = 2 * gates * rows * hidden * hidden >= ONEDNN_MIN_FLOPS
     few = not ragged or (rows <= ONEDNN_MAX_RAGGED_ROWS and hidden >= ONEDNN_RAGGED_MIN_HIDDEN)
     return "onednn" if big and few and _onednn_available() else "blas"
 
 
+def forced_backend() -> Optional[str]:
+    """The backend `use_gemm_backend` forces, or None."""
+    return _FORCED_BACKEND
+
+
 @contextlib.contextmanager
 def use_gemm_backend(name: str):
-    """Force `blas` or `onednn` for the per-step GEMMs (tests and benchmarks compare the two)."""
+    """Force `blas`, `onednn` or `brgemm` (the compiled kernel's; BLAS for the others) for the per-step GEMMs
+    (tests and benchmarks compare them)."""
     global _FORCED_BACKEND
-    if name not in ("blas", "onednn"):
-        raise ValueError(f"GEMM backend must be blas or onednn, got {name!r}")
+    if name not in ("blas", "onednn", "brgemm"):
+        raise ValueError(f"GEMM backend must be blas, onednn or brgemm, got {name!r}")
     if name == "onednn" and not _onednn_available():
         raise RuntimeError("oneDNN's linear ops are not available in this torch build")
     previous, _FORCED_BACKEND = _FORCED_BACKEND, name

@@ -185,6 +185,12 @@ class CellStep:
     fusable: Callable[[nn.RNNBase], bool] = lambda module: True
     native_layer: Optional[Callable[..., tuple]] = None  # PyTorch's op for one layer (cells that stack)
     ready: Callable[[], bool] = lambda: True  # whether it can run here (the compiled kernel: built and loaded)
+    # Both directions of a bidirectional layer in one call (the compiled kernel: side by side, a thread each):
+    # forward_pair(x, a, b, batch_sizes, offs, save) with a, b = (states, weights, extra) of the forward and
+    # the reverse direction -> ((out, finals, saved) of each); backward_pair(x, a, b, batch_sizes, offs) with
+    # a, b = (needs, states, weights, out, saved, g_out, g_finals, extra) -> ((dx, state grads, weight grads) of each).
+    forward_pair: Optional[Callable[..., tuple]] = None
+    backward_pair: Optional[Callable[..., tuple]] = None
 
 
 class _Direction(torch.autograd.Function):
@@ -227,6 +233,50 @@ def direction(cell: CellStep, x, states: tuple, weights: tuple, batch_sizes: lis
     return (out, *finals)
 
 
+class _Pair(torch.autograd.Function):
+    """Both directions of one layer over the same packed rows, through the cell's `forward_pair`/`backward_pair`."""
+
+    @staticmethod
+    def forward(ctx, cell, batch_sizes, offs, extras, n_states, x, *tensors):
+        k = n_states + 4
+        a, b = tensors[:k], tensors[k:]
+        ra, rb = cell.forward_pair(x, (a[:n_states], a[n_states:], extras[0]), (b[:n_states], b[n_states:], extras[1]),
+                                   batch_sizes, offs, True)
+        ctx.save_for_backward(x, *tensors, ra[0], *ra[2], rb[0], *rb[2])
+        ctx.meta = (cell, batch_sizes, offs, extras, n_states, len(ra[2]))
+        return (ra[0], *ra[1], rb[0], *rb[1])
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, *grads):
+        cell, batch_sizes, offs, extras, n, n_saved = ctx.meta
+        x, *rest = ctx.saved_tensors
+        k = n + 4
+        a, b, kept = rest[:k], rest[k:2 * k], rest[2 * k:]
+        out_a, saved_a, out_b, saved_b = kept[0], kept[1:1 + n_saved], kept[1 + n_saved], kept[2 + n_saved:]
+        needs = ctx.needs_input_grad[5:]  # x, then the tensors
+        needs_a, needs_b = (needs[0], *needs[1:1 + k]), (needs[0], *needs[1 + k:])
+        ga, gb = grads[:1 + n], grads[1 + n:]
+        (dx_a, ds_a, dw_a), (dx_b, ds_b, dw_b) = cell.backward_pair(
+            x, (needs_a, a[:n], a[n:], out_a, saved_a, ga[0], ga[1:], extras[0]),
+            (needs_b, b[:n], b[n:], out_b, saved_b, gb[0], gb[1:], extras[1]), batch_sizes, offs)
+        dx = dx_a if dx_b is None else dx_b if dx_a is None else dx_a + dx_b
+        return (None,) * 5 + (dx, *ds_a, *dw_a, *ds_b, *dw_b)
+
+
+def direction_pair(cell: CellStep, x, a: tuple, b: tuple, batch_sizes: list[int], offs: list[int]):
+    """Both directions of a layer: a, b = (states, weights, extra) of the forward and the reverse direction
+    -> (out_a, finals_a, out_b, finals_b), outs (N, H) each. The autograd Function where a tensor needs a gradient."""
+    tensors = (*a[0], *a[1], *b[0], *b[1])
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, *tensors)):
+        n = len(a[0])
+        res = _Pair.apply(cell, batch_sizes, offs, (a[2], b[2]), n, x, *tensors)
+        return res[0], res[1:1 + n], res[1 + n], res[2 + n:]
+    with torch.no_grad():
+        ra, rb = cell.forward_pair(x, a, b, batch_sizes, offs, False)
+    return ra[0], ra[1], rb[0], rb[1]
+
+
 # --- the layer stack and the module -----------------------------------------------------------------
 
 
@@ -247,7 +297,20 @@ def stack_layers(module: "Recurrent", data: torch.Tensor, batch_sizes: torch.Ten
     finals = [[] for _ in states]
     for layer in range(module.num_layers):
         flat = module._flat_weights[layer * D * k:(layer + 1) * D * k]
-        if cell is not None:
+        if cell is not None and D == 2 and cell.forward_pair is not None:
+            dirs = []
+            for d in range(D):
+                w = flat[d * k:(d + 1) * k]
+                weights = tuple(w) if module.bias else (w[0], w[1], None, None)
+                first = tuple(s[layer * D + d] for s in states)
+                with torch.no_grad():
+                    extra = cell.prepare(module, weights, first[0].shape[0], len(sizes), data.dtype, uneven)
+                dirs.append((first, weights, extra))
+            out_a, final_a, out_b, final_b = direction_pair(cell, data, dirs[0], dirs[1], sizes, offs)
+            for fa, fb, kept in zip(final_a, final_b, finals):
+                kept.extend((fa, fb))
+            y = torch.cat((out_a, out_b), 1)  # (N, 2H)
+        elif cell is not None:
             outs = []
             for d in range(D):
                 w = flat[d * k:(d + 1) * k]

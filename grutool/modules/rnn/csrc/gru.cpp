@@ -7,7 +7,8 @@
 //   z = sigmoid(x W_iz^T + b_iz + h W_hz^T + b_hz)
 //   n = tanh(x W_in^T + b_in + r * (h W_hn^T + b_hn))
 //   h' = (1 - z) * n + z * h
-// Per step: one ATen GEMM for h W_hh^T, then one pass over the live rows for all the gate arithmetic
+// Per step: one GEMM for h W_hh^T (oneDNN's batch-reduce GEMM micro-kernel on raw pointers where the
+// caller chose it, else an ATen GEMM), then one pass over the live rows for all the gate arithmetic
 // (instead of the 3-5 separate ops, each with its own dispatch, of the Python loop).
 //
 // The state lives in one (B, H) buffer: live rows are always its first batch_sizes[t] rows, so the
@@ -21,6 +22,8 @@
 // (nn, optim) and take half as long again to compile.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <ATen/ThreadLocalState.h>
+#include <ATen/native/CPUBlas.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/core/stack.h>
 
@@ -117,17 +120,17 @@ GRUTOOL_INLINE T tanh_v(T a) {
   return T(2) / (T(1) + exp_v(T(-2) * a)) - T(1);
 }
 
-// One live row of a forward step: gi, gh (3H) the two projections (gh without b_hh), h (H) the state,
+// One live row of a forward step: gi, gh (3H) the two projections without their biases b_ih, b_hh (3H), h (H) the state,
 // read and overwritten with h'; out (H) h' again; s (3H) r | z | n and hn (H) h W_hn^T + b_hn when saved.
 template <typename T, bool Save>
 GRUTOOL_INLINE void forward_row_impl(int64_t H, const T* __restrict gi, const T* __restrict gh,
-                                     const T* __restrict bhh, T* __restrict h, T* __restrict out,
-                                     T* __restrict s, T* __restrict hn_out) {
+                                     const T* __restrict bih, const T* __restrict bhh, T* __restrict h,
+                                     T* __restrict out, T* __restrict s, T* __restrict hn_out) {
   for (int64_t j = 0; j < H; ++j) {
-    const T r = sigmoid(gi[j] + gh[j] + bhh[j]);
-    const T z = sigmoid(gi[H + j] + gh[H + j] + bhh[H + j]);
+    const T r = sigmoid(gi[j] + bih[j] + gh[j] + bhh[j]);
+    const T z = sigmoid(gi[H + j] + bih[H + j] + gh[H + j] + bhh[H + j]);
     const T hn = gh[2 * H + j] + bhh[2 * H + j];
-    const T n = tanh_v(gi[2 * H + j] + r * hn);
+    const T n = tanh_v(gi[2 * H + j] + bih[2 * H + j] + r * hn);
     const T hv = n + z * (h[j] - n);  // (1 - z) n + z h
     h[j] = hv;
     out[j] = hv;
@@ -164,12 +167,12 @@ GRUTOOL_INLINE void backward_row_impl(int64_t H, const T* __restrict s, const T*
 }
 
 #define GRUTOOL_ROWS(T)                                                                                   \
-  GRUTOOL_CLONES void forward_row(int64_t H, const T* gi, const T* gh, const T* bhh, T* h, T* out, T* s,  \
-                                  T* hn) {                                                              \
+  GRUTOOL_CLONES void forward_row(int64_t H, const T* gi, const T* gh, const T* bih, const T* bhh, T* h,   \
+                                  T* out, T* s, T* hn) {                                                \
     if (s != nullptr)                                                                                   \
-      forward_row_impl<T, true>(H, gi, gh, bhh, h, out, s, hn);                                         \
+      forward_row_impl<T, true>(H, gi, gh, bih, bhh, h, out, s, hn);                                    \
     else                                                                                                \
-      forward_row_impl<T, false>(H, gi, gh, bhh, h, out, s, hn);                                        \
+      forward_row_impl<T, false>(H, gi, gh, bih, bhh, h, out, s, hn);                                   \
   }                                                                                                     \
   GRUTOOL_CLONES void backward_row(int64_t H, const T* s, const T* hn, const T* go, const T* hprev, T* dh, \
                                    T* dgi, T* dgh, T* hp) {                                             \
@@ -204,6 +207,30 @@ torch::Tensor onednn_linear(const torch::Tensor& x, const torch::Tensor& w,
 // to pay for waking threads (and is the same computation either way, so results do not depend on it).
 inline int64_t grain(int64_t H) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(H, 1)); }
 
+// C (M, N) = A (M, K) @ B (K, N), or += with `add`: row-major float32 with leading dimensions, through
+// oneDNN's batch-reduce GEMM micro-kernel (at::native::cpublas::brgemm: a JIT kernel per shape, kept by
+// torch per thread, called on raw pointers with no tensor, dispatch or allocation per step). Rows go in
+// chunks of at most MB, so a ragged batch or a char encoder's many word counts make at most MB kernel
+// shapes per weight; columns in blocks of NB above 768 (one call over 1536 columns was 1.7x slower than
+// blocks of 128) and with more than one torch thread, where the blocks are shared out.
+void brgemm_f32(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
+                float* C, int64_t ldc, bool add) {
+  constexpr int64_t MB = 64, NB = 128;
+  const bool threads = at::get_num_threads() > 1 && !at::in_parallel_region();
+  const int64_t nb = (N <= 768 && !threads) ? N : NB;
+  const int64_t blocks = (N + nb - 1) / nb;
+  // At least ~1 MFLOP per task before a second thread joins.
+  const int64_t grain = threads ? std::max<int64_t>(1, (int64_t(1) << 19) / std::max<int64_t>(1, M * K * nb)) : blocks;
+  at::parallel_for(0, blocks, grain, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t n0 = b * nb, n = std::min(nb, N - n0);
+      for (int64_t m0 = 0; m0 < M; m0 += MB)
+        at::native::cpublas::brgemm(std::min(MB, M - m0), n, K, lda, ldb, ldc, add, A + m0 * lda, B + n0,
+                                    C + m0 * ldc + n0, false);
+    }
+  });
+}
+
 void check_rows(const torch::Tensor& x, const torch::Tensor& h0, const Rows& batch_sizes) {
   TORCH_CHECK(!batch_sizes.empty(), "compiled GRU: no steps");
   TORCH_CHECK(x.dim() == 2 && h0.dim() == 2, "compiled GRU: x must be (N, I) and h0 (B, H)");
@@ -219,25 +246,33 @@ void check_rows(const torch::Tensor& x, const torch::Tensor& h0, const Rows& bat
 }  // namespace
 
 // x (N, I), h0 (B, H), w_ih (3H, I), w_hh (3H, H), b_ih / b_hh (3H,) or None. onednn: the input
-// projection through oneDNN; step_w: W_hh for oneDNN's step GEMM (pre-packed or plain), None for BLAS.
+// projection through oneDNN; step_w: W_hh for oneDNN's step GEMM (pre-packed or plain), None for BLAS;
+// brgemm (float32 only, and the caller has checked that it runs here): the step GEMM through brgemm_f32.
 // Returns out (N, H), h_n (B, H), and when `save`: gates (N, 3H) holding r | z | n, and hn (N, H) holding
 // h W_hn^T + b_hn (what the backward needs); empty tensors otherwise.
 std::vector<torch::Tensor> gru_forward(const torch::Tensor& x, const torch::Tensor& h0, const torch::Tensor& w_ih,
                                        const torch::Tensor& w_hh, const c10::optional<torch::Tensor>& b_ih,
                                        const c10::optional<torch::Tensor>& b_hh, const Rows& batch_sizes,
                                        bool reverse, bool save, bool onednn,
-                                       const c10::optional<torch::Tensor>& step_w) {
+                                       const c10::optional<torch::Tensor>& step_w, bool brgemm) {
   check_rows(x, h0, batch_sizes);
   const int64_t N = x.size(0), B = h0.size(0), H = h0.size(1);
   const int64_t T = static_cast<int64_t>(batch_sizes.size());
   const Rows offs = offsets(batch_sizes);
   auto xc = x.contiguous();
-  // Every step's input projection in one GEMM, with b_ih folded in: (N, 3H).
-  const bool has_b_ih = b_ih.has_value() && b_ih->defined();
-  auto gi = onednn ? onednn_linear(xc, w_ih, b_ih) : has_b_ih ? at::addmm(*b_ih, xc, w_ih.t()) : at::mm(xc, w_ih.t());
-  gi = gi.contiguous();
-  const bool step_onednn = step_w.has_value() && step_w->defined();
-  auto w_hh_t = w_hh.t();  // (H, 3H) view: the GEMM reads it transposed, no copy
+  const int64_t I = xc.size(1);
+  // The input projection x W_ih^T, without b_ih (added in the gate pass: addmm would first copy it into
+  // every row of the result, 2 ms a direction at H 256, T 100, B 32). With brgemm, each step's rows are
+  // projected at that step into a (B, 3H) buffer that stays in cache, at the micro-kernel's full rate;
+  // otherwise every step's in one GEMM before the loop, (N, 3H), written to memory and read back.
+  const bool step_proj = brgemm;  // (at H 512 as fast as one GEMM before the loop, and no (N, 3H) buffer)
+  auto w_ih_t = step_proj ? w_ih.t().contiguous() : torch::Tensor();  // (I, 3H)
+  auto gi = step_proj ? at::empty({B, 3 * H}, x.options())
+                   : (onednn ? onednn_linear(xc, w_ih) : at::mm(xc, w_ih.t())).contiguous();
+  auto bih = b_ih.has_value() && b_ih->defined() ? b_ih->contiguous() : at::zeros({3 * H}, x.options());
+  TORCH_CHECK(!brgemm || x.scalar_type() == at::kFloat, "compiled GRU: brgemm is float32 only");
+  const bool step_onednn = !brgemm && step_w.has_value() && step_w->defined();
+  auto w_hh_t = brgemm ? w_hh.t().contiguous() : w_hh.t();  // (H, 3H): a copy for brgemm, else a view
   auto bhh = b_hh.has_value() && b_hh->defined() ? b_hh->contiguous() : at::zeros({3 * H}, x.options());
   auto h = h0.contiguous().clone();           // (B, H): the state, live rows first
   auto out = at::empty({N, H}, x.options());  // (N, H)
@@ -247,7 +282,9 @@ std::vector<torch::Tensor> gru_forward(const torch::Tensor& x, const torch::Tens
 
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "grutool_gru_forward", [&] {
     const scalar_t* gi_p = gi.data_ptr<scalar_t>();
+    const scalar_t* bih_p = bih.data_ptr<scalar_t>();
     const scalar_t* bhh_p = bhh.data_ptr<scalar_t>();
+    scalar_t* gh_buf = gh.data_ptr<scalar_t>();
     scalar_t* h_p = h.data_ptr<scalar_t>();
     scalar_t* out_p = out.data_ptr<scalar_t>();
     scalar_t* gates_p = save ? gates.data_ptr<scalar_t>() : nullptr;
@@ -255,16 +292,28 @@ std::vector<torch::Tensor> gru_forward(const torch::Tensor& x, const torch::Tens
     for (int64_t k = 0; k < T; ++k) {
       const int64_t t = reverse ? T - 1 - k : k;
       const int64_t bs = batch_sizes[t], off = offs[t];
-      auto gh_t = gh.narrow(0, 0, bs);
-      if (step_onednn)
-        gh_t = onednn_linear(h.narrow(0, 0, bs), *step_w).contiguous();  // (bs, 3H)
-      else
-        at::mm_out(gh_t, h.narrow(0, 0, bs), w_hh_t);
-      const scalar_t* gh_p = gh_t.data_ptr<scalar_t>();
+      const scalar_t* gh_p = gh_buf;  // (bs, 3H): h W_hh^T
+      const scalar_t* gi_t = gi_p + off * 3 * H;  // (bs, 3H): x_t W_ih^T
+      torch::Tensor gh_t;
+      if (step_proj)
+        brgemm_f32(bs, 3 * H, I, reinterpret_cast<const float*>(xc.data_ptr<scalar_t>() + off * I), I,
+                   w_ih_t.data_ptr<float>(), 3 * H, reinterpret_cast<float*>(gi.data_ptr<scalar_t>()), 3 * H,
+                   false);
+      if (step_proj) gi_t = gi_p;
+      if (brgemm) {  // raw pointers: no tensor is made per step
+        brgemm_f32(bs, 3 * H, H, reinterpret_cast<const float*>(h_p), H, w_hh_t.data_ptr<float>(), 3 * H,
+                   reinterpret_cast<float*>(gh_buf), 3 * H, false);
+      } else if (step_onednn) {
+        gh_t = onednn_linear(h.narrow(0, 0, bs), *step_w).contiguous();
+        gh_p = gh_t.data_ptr<scalar_t>();
+      } else {
+        auto gh_rows = gh.narrow(0, 0, bs);
+        at::mm_out(gh_rows, h.narrow(0, 0, bs), w_hh_t);
+      }
       at::parallel_for(0, bs, grain(H), [&](int64_t begin, int64_t end) {
         for (int64_t i = begin; i < end; ++i) {
-          forward_row(H, gi_p + (off + i) * 3 * H, gh_p + i * 3 * H, bhh_p, h_p + i * H, out_p + (off + i) * H,
-                      save ? gates_p + (off + i) * 3 * H : nullptr, save ? hn_p + (off + i) * H : nullptr);
+          forward_row(H, gi_t + i * 3 * H, gh_p + i * 3 * H, bih_p, bhh_p, h_p + i * H,
+                      out_p + (off + i) * H, save ? gates_p + (off + i) * 3 * H : nullptr, save ? hn_p + (off + i) * H : nullptr);
         }
       });
     }
@@ -274,15 +323,15 @@ std::vector<torch::Tensor> gru_forward(const torch::Tensor& x, const torch::Tens
 
 // The backward of gru_forward. g_out (N, H) and g_hn (B, H) may be undefined (no gradient reached them).
 // needs: (x, h0, w_ih, w_hh, b_ih, b_hh). onednn: dx through oneDNN, and with `big` the weight gradients
-// too; onednn_step: the step GEMM through oneDNN. Returns dx, dh0, dw_ih, dw_hh, db_ih, db_hh (undefined where
-// not needed).
+// too; onednn_step: the step GEMM through oneDNN; brgemm: through brgemm_f32 (float32, as in the forward).
+// Returns dx, dh0, dw_ih, dw_hh, db_ih, db_hh (undefined where not needed).
 std::vector<torch::Tensor> gru_backward(const torch::Tensor& x, const torch::Tensor& h0, const torch::Tensor& w_ih,
                                         const torch::Tensor& w_hh, const torch::Tensor& out,
                                         const torch::Tensor& gates, const torch::Tensor& hn_all,
                                         const c10::optional<torch::Tensor>& g_out,
                                         const c10::optional<torch::Tensor>& g_hn, const Rows& batch_sizes,
                                         bool reverse, std::vector<bool> needs, bool onednn, bool onednn_step,
-                                        bool big) {
+                                        bool big, bool brgemm) {  // brgemm: the step GEMM's backward
   check_rows(x, h0, batch_sizes);
   TORCH_CHECK(needs.size() == 6, "compiled GRU: needs has 6 entries");
   const int64_t N = x.size(0), B = h0.size(0), H = h0.size(1);
@@ -297,6 +346,8 @@ std::vector<torch::Tensor> gru_backward(const torch::Tensor& x, const torch::Ten
   auto dgi = at::empty({N, 3 * H}, x.options());  // dL/d(x W_ih^T + b_ih)
   auto dgh = at::empty({N, 3 * H}, x.options());  // dL/d(h W_hh^T + b_hh)
   auto hp = at::empty({N, H}, x.options());       // each row's h_{t-1}, for dW_hh
+  TORCH_CHECK(!brgemm || x.scalar_type() == at::kFloat, "compiled GRU: brgemm is float32 only");
+  if (brgemm) onednn_step = false;
   auto w_hh_c = w_hh.contiguous();
   auto w_hh_tc = onednn_step ? w_hh.t().contiguous() : torch::Tensor();  // (H, 3H): dgh @ W_hh as a linear
 
@@ -329,7 +380,10 @@ std::vector<torch::Tensor> gru_backward(const torch::Tensor& x, const torch::Ten
                        dgh_p + row * 3 * H, hp_p + row * H);
         }
       });
-      if (onednn_step)
+      if (brgemm)  // dh += dgh @ W_hh: (bs, 3H) x (3H, H)
+        brgemm_f32(bs, H, 3 * H, reinterpret_cast<const float*>(dgh_p + off * 3 * H), 3 * H,
+                   w_hh_c.data_ptr<float>(), H, reinterpret_cast<float*>(dh_p), H, true);
+      else if (onednn_step)
         dh.narrow(0, 0, bs).add_(onednn_linear(dgh.narrow(0, off, bs), w_hh_tc));  // + dgh @ W_hh, (bs, H)
       else
         dh.narrow(0, 0, bs).addmm_(dgh.narrow(0, off, bs), w_hh_c);
@@ -347,8 +401,86 @@ std::vector<torch::Tensor> gru_backward(const torch::Tensor& x, const torch::Ten
   return {dx, needs[1] ? dh : torch::Tensor(), dw_ih, dw_hh, db_ih, db_hh};
 }
 
+// --- both directions of a bidirectional layer, side by side ----------------------------------------
+//
+// The two directions share nothing but x, so with two or more torch threads each runs its whole loop on a
+// thread of its own: no synchronisation per step, where splitting each step's GEMM and gate pass over the
+// threads pays a parallel region per step. With one thread they run one after the other.
+
+using OptT = c10::optional<torch::Tensor>;
+
+std::vector<torch::Tensor> gru_forward_pair(const torch::Tensor& x, const Rows& batch_sizes, bool save, bool onednn,
+                                            bool brgemm, const torch::Tensor& h0a, const torch::Tensor& w_iha,
+                                            const torch::Tensor& w_hha, const OptT& b_iha, const OptT& b_hha,
+                                            const OptT& step_wa, const torch::Tensor& h0b, const torch::Tensor& w_ihb,
+                                            const torch::Tensor& w_hhb, const OptT& b_ihb, const OptT& b_hhb,
+                                            const OptT& step_wb) {
+  std::vector<torch::Tensor> ra, rb;
+  const at::ThreadLocalState caller;  // grad mode and the rest, which OpenMP's threads do not inherit
+  at::parallel_for(0, 2, 1, [&](int64_t begin, int64_t end) {
+    at::ThreadLocalStateGuard same(caller);
+    for (int64_t d = begin; d < end; ++d) {
+      if (d == 0)
+        ra = gru_forward(x, h0a, w_iha, w_hha, b_iha, b_hha, batch_sizes, false, save, onednn, step_wa, brgemm);
+      else
+        rb = gru_forward(x, h0b, w_ihb, w_hhb, b_ihb, b_hhb, batch_sizes, true, save, onednn, step_wb, brgemm);
+    }
+  });
+  ra.insert(ra.end(), rb.begin(), rb.end());
+  return ra;  // out, h_n, gates, hn of the forward direction, then of the reverse one
+}
+
+std::vector<torch::Tensor> gru_backward_pair(
+    const torch::Tensor& x, const Rows& batch_sizes, bool onednn, bool big, bool brgemm,
+    const std::vector<bool>& needs_a, bool onednn_step_a, const torch::Tensor& h0a, const torch::Tensor& w_iha,
+    const torch::Tensor& w_hha, const torch::Tensor& out_a, const torch::Tensor& gates_a, const torch::Tensor& hn_a,
+    const OptT& g_out_a, const OptT& g_hn_a, const std::vector<bool>& needs_b, bool onednn_step_b,
+    const torch::Tensor& h0b, const torch::Tensor& w_ihb, const torch::Tensor& w_hhb, const torch::Tensor& out_b,
+    const torch::Tensor& gates_b, const torch::Tensor& hn_b, const OptT& g_out_b, const OptT& g_hn_b) {
+  std::vector<torch::Tensor> ra, rb;
+  const at::ThreadLocalState caller;  // grad mode and the rest, which OpenMP's threads do not inherit
+  at::parallel_for(0, 2, 1, [&](int64_t begin, int64_t end) {
+    at::ThreadLocalStateGuard same(caller);
+    for (int64_t d = begin; d < end; ++d) {
+      if (d == 0)
+        ra = gru_backward(x, h0a, w_iha, w_hha, out_a, gates_a, hn_a, g_out_a, g_hn_a, batch_sizes, false, needs_a,
+                          onednn, onednn_step_a, big, brgemm);
+      else
+        rb = gru_backward(x, h0b, w_ihb, w_hhb, out_b, gates_b, hn_b, g_out_b, g_hn_b, batch_sizes, true, needs_b,
+                          onednn, onednn_step_b, big, brgemm);
+    }
+  });
+  ra.insert(ra.end(), rb.begin(), rb.end());
+  return ra;  // dx, dh0, dw_ih, dw_hh, db_ih, db_hh of each direction
+}
+
+// Whether brgemm_f32 runs on this CPU and torch build and computes a small product right (torch's brgemm
+// throws where oneDNN's micro-kernel is not available): the caller asks once before choosing it.
+bool brgemm_ok() {
+  try {
+    const int64_t M = 5, N = 70, K = 19;  // odd sizes: the kernel's edges, and more than one column block
+    std::vector<float> a(M * K), b(K * N), c(M * N, 1.0f);
+    for (int64_t i = 0; i < M * K; ++i) a[i] = float((i * 7) % 11) / 11.0f - 0.5f;
+    for (int64_t i = 0; i < K * N; ++i) b[i] = float((i * 5) % 13) / 13.0f - 0.5f;
+    brgemm_f32(M, N, K, a.data(), K, b.data(), N, c.data(), N, true);
+    at::native::cpublas::brgemm_release(false);
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) {
+        double want = 1.0;
+        for (int64_t k = 0; k < K; ++k) want += double(a[i * K + k]) * b[k * N + j];
+        if (std::abs(want - c[i * N + j]) > 1e-4) return false;
+      }
+    return true;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "grutool's compiled GRU direction (grutool/modules/rnn/compiled.py)";
   m.def("gru_forward", &gru_forward, "one GRU direction over packed rows");
   m.def("gru_backward", &gru_backward, "its backward");
+  m.def("gru_forward_pair", &gru_forward_pair, "both directions of a layer, side by side");
+  m.def("gru_backward_pair", &gru_backward_pair, "their backward");
+  m.def("brgemm_ok", &brgemm_ok, "whether the brgemm step GEMM runs here");
 }
