@@ -95,17 +95,12 @@ def test_brgemm_step_gemms_equal_blas_in_row_chunks_and_column_blocks(ext, rows,
 
 def test_auto_picks_brgemm_only_for_float32_up_to_its_hidden_size(ext, monkeypatch):
     _brgemm(ext)
-    assert compiled.step_backend(torch.float32, 32, 64, paired=True) == "brgemm"
-    assert compiled.step_backend(torch.float32, 32, gemm.BRGEMM_MAX_HIDDEN, paired=True) == "brgemm"
-    assert compiled.step_backend(torch.float64, 32, 64, paired=True) == "blas"
-    assert compiled.step_backend(torch.float32, 32, 2 * gemm.BRGEMM_MAX_HIDDEN, paired=True) != "brgemm"
-    # one direction on several threads: the GEMMs that share a step among the threads (oneDNN or BLAS)
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert compiled.step_backend(torch.float32, 32, 64) == "brgemm"
+    assert compiled.step_backend(torch.float32, 32, gemm.BRGEMM_MAX_HIDDEN) == "brgemm"
+    assert compiled.step_backend(torch.float64, 32, 64) == "blas"
+    assert compiled.step_backend(torch.float32, 32, 2 * gemm.BRGEMM_MAX_HIDDEN) != "brgemm"
+    monkeypatch.setattr(compiled, "_BRGEMM_OK", False)  # where the probe says no, never
     assert compiled.step_backend(torch.float32, 32, 64) != "brgemm"
-    assert compiled.step_backend(torch.float32, 32, 64, paired=True) == "brgemm"
-    # where the probe says no, never
-    monkeypatch.setattr(compiled, "_BRGEMM_OK", False)
-    assert compiled.step_backend(torch.float32, 32, 64, paired=True) != "brgemm"
 
 
 def test_a_layer_gives_the_same_bits_on_one_thread_and_on_two(ext):

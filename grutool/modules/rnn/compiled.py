@@ -1,9 +1,11 @@
 """The compiled GRU kernel (`model.kernel: compiled`): the time loop of one direction in C++ (`csrc/gru.cpp`).
 
 Same packed rows, `_Direction` Function, layer stack, dropout and h0 handling as the Python fused kernel
-(`grutool.modules.rnn.runtime`); only the per-direction loop differs: per step one GEMM for h W_hh^T
-(float32 up to H 256: oneDNN's batch-reduce micro-kernel on raw pointers, `step_backend`; else the fused
-kernel's ATen/oneDNN choice) and one pass over the live rows for all the gate arithmetic, forward and backward.
+(`grutool.modules.rnn.runtime`); only the per-direction loop differs: per step the GEMMs (float32 up to
+H 512, `step_backend`: x_t W_ih^T and h W_hh^T on oneDNN's batch-reduce micro-kernel, called on raw
+pointers; else one input GEMM before the loop and the fused kernel's ATen/oneDNN choice per step) and one
+pass over the live rows for all the gate arithmetic, forward and backward. A bidirectional layer runs
+its two directions in one call (`forward_pair`, the runtime's `_Pair`), on a torch thread each.
 
 Built with PyTorch's extension mechanism (`torch.utils.cpp_extension.load`: a C++ compiler and ninja)
 on the first call that needs it, never at import, into a cache directory keyed by the torch version, the
@@ -166,13 +168,11 @@ def brgemm_ok() -> bool:
     return _BRGEMM_OK
 
 
-def step_backend(dtype, rows: int, hidden: int, ragged: bool = False, paired: bool = False) -> str:
-    """The step GEMM's backend in the C++ loop: `brgemm` for float32 up to BRGEMM_MAX_HIDDEN where it runs, on
-    one torch thread or in a bidirectional layer (`paired`: each direction on a thread of its own); else the
-    fused kernel's choice (`onednn` or `blas`), whose GEMMs use every thread. `gemm.use_gemm_backend` can
-    force any of the three."""
+def step_backend(dtype, rows: int, hidden: int, ragged: bool = False) -> str:
+    """The step GEMMs' backend in the C++ loop: `brgemm` for float32 up to BRGEMM_MAX_HIDDEN where it runs, else
+    the fused kernel's choice (`onednn` or `blas`). `gemm.use_gemm_backend` can force any of the three."""
     forced = gemm.forced_backend()
-    fits = hidden <= gemm.BRGEMM_MAX_HIDDEN and (paired or torch.get_num_threads() == 1)
+    fits = hidden <= gemm.BRGEMM_MAX_HIDDEN
     if dtype == torch.float32 and (forced == "brgemm" or (forced is None and fits)):
         if brgemm_ok():
             return "brgemm"
@@ -194,8 +194,7 @@ def _prepare(module, weights, rows: int, steps: int, dtype, ragged: bool = False
     w_hh = weights[1]
     H = w_hh.shape[1]
     step = None
-    paired = module is not None and module.bidirectional  # stack_layers runs its directions side by side
-    backend = step_backend(dtype, rows, H, ragged=ragged, paired=paired)
+    backend = step_backend(dtype, rows, H, ragged=ragged)
     if backend == "brgemm":
         return Gemms(False, None, False, True, H <= gemm.BRGEMM_MAX_BACKWARD_HIDDEN or gemm.forced_backend() == "brgemm")
     if backend == "onednn":
