@@ -196,7 +196,8 @@ def _prepare(module, weights, rows: int, steps: int, dtype, ragged: bool = False
     step = None
     backend = step_backend(dtype, rows, H, ragged=ragged)
     if backend == "brgemm":
-        return Gemms(False, None, False, True, H <= gemm.BRGEMM_MAX_BACKWARD_HIDDEN or gemm.forced_backend() == "brgemm")
+        back = H <= gemm.BRGEMM_MAX_BACKWARD_HIDDEN or gemm.forced_backend() == "brgemm"
+        return Gemms(False, None, False, True, back)
     if backend == "onednn":
         step = gemm.Linear(w_hh, rows, "onednn", steps).w
     # The GEMMs over all of a call's rows stay on BLAS, as the fused kernel's (gemm.matmul_t): their row count

@@ -7,9 +7,10 @@
 //   z = sigmoid(x W_iz^T + b_iz + h W_hz^T + b_hz)
 //   n = tanh(x W_in^T + b_in + r * (h W_hn^T + b_hn))
 //   h' = (1 - z) * n + z * h
-// Per step: one GEMM for h W_hh^T (oneDNN's batch-reduce GEMM micro-kernel on raw pointers where the
-// caller chose it, else an ATen GEMM), then one pass over the live rows for all the gate arithmetic
-// (instead of the 3-5 separate ops, each with its own dispatch, of the Python loop).
+// Per step: the GEMMs (where the caller chose brgemm, x_t W_ih^T and h W_hh^T on oneDNN's batch-reduce
+// micro-kernel on raw pointers; else h W_hh^T as an ATen or oneDNN GEMM, the input projections all done in
+// one GEMM before the loop), then one pass over the live rows for all the gate arithmetic (instead of the
+// 3-5 separate ops, each with its own dispatch, of the Python loop).
 //
 // The state lives in one (B, H) buffer: live rows are always its first batch_sizes[t] rows, so the
 // forward direction reads what the step before wrote there, and the reverse direction finds the initial
@@ -120,8 +121,9 @@ GRUTOOL_INLINE T tanh_v(T a) {
   return T(2) / (T(1) + exp_v(T(-2) * a)) - T(1);
 }
 
-// One live row of a forward step: gi, gh (3H) the two projections without their biases b_ih, b_hh (3H), h (H) the state,
-// read and overwritten with h'; out (H) h' again; s (3H) r | z | n and hn (H) h W_hn^T + b_hn when saved.
+// One live row of a forward step: gi, gh (3H) the two projections without their biases bih, bhh (3H),
+// h (H) the state, read and overwritten with h'; out (H) h' again; s (3H) r | z | n and hn (H)
+// h W_hn^T + b_hn when saved.
 template <typename T, bool Save>
 GRUTOOL_INLINE void forward_row_impl(int64_t H, const T* __restrict gi, const T* __restrict gh,
                                      const T* __restrict bih, const T* __restrict bhh, T* __restrict h,
@@ -220,7 +222,8 @@ void brgemm_f32(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, co
   const int64_t nb = (N <= 768 && !threads) ? N : NB;
   const int64_t blocks = (N + nb - 1) / nb;
   // At least ~1 MFLOP per task before a second thread joins.
-  const int64_t grain = threads ? std::max<int64_t>(1, (int64_t(1) << 19) / std::max<int64_t>(1, M * K * nb)) : blocks;
+  const int64_t grain =
+      threads ? std::max<int64_t>(1, (int64_t(1) << 19) / std::max<int64_t>(1, M * K * nb)) : blocks;
   at::parallel_for(0, blocks, grain, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t n0 = b * nb, n = std::min(nb, N - n0);
@@ -263,11 +266,10 @@ std::vector<torch::Tensor> gru_forward(const torch::Tensor& x, const torch::Tens
   const int64_t I = xc.size(1);
   // The input projection x W_ih^T, without b_ih (added in the gate pass: addmm would first copy it into
   // every row of the result, 2 ms a direction at H 256, T 100, B 32). With brgemm, each step's rows are
-  // projected at that step into a (B, 3H) buffer that stays in cache, at the micro-kernel's full rate;
-  // otherwise every step's in one GEMM before the loop, (N, 3H), written to memory and read back.
-  const bool step_proj = brgemm;  // (at H 512 as fast as one GEMM before the loop, and no (N, 3H) buffer)
-  auto w_ih_t = step_proj ? w_ih.t().contiguous() : torch::Tensor();  // (I, 3H)
-  auto gi = step_proj ? at::empty({B, 3 * H}, x.options())
+  // projected at that step into a (B, 3H) buffer that stays in cache (at H 512 as fast as one GEMM before
+  // the loop, and no (N, 3H) buffer); otherwise every step's in one GEMM before the loop, (N, 3H).
+  auto w_ih_t = brgemm ? w_ih.t().contiguous() : torch::Tensor();  // (I, 3H)
+  auto gi = brgemm ? at::empty({B, 3 * H}, x.options())
                    : (onednn ? onednn_linear(xc, w_ih) : at::mm(xc, w_ih.t())).contiguous();
   auto bih = b_ih.has_value() && b_ih->defined() ? b_ih->contiguous() : at::zeros({3 * H}, x.options());
   TORCH_CHECK(!brgemm || x.scalar_type() == at::kFloat, "compiled GRU: brgemm is float32 only");
@@ -292,15 +294,13 @@ std::vector<torch::Tensor> gru_forward(const torch::Tensor& x, const torch::Tens
     for (int64_t k = 0; k < T; ++k) {
       const int64_t t = reverse ? T - 1 - k : k;
       const int64_t bs = batch_sizes[t], off = offs[t];
-      const scalar_t* gh_p = gh_buf;  // (bs, 3H): h W_hh^T
-      const scalar_t* gi_t = gi_p + off * 3 * H;  // (bs, 3H): x_t W_ih^T
+      const scalar_t* gi_t = brgemm ? gi_p : gi_p + off * 3 * H;  // (bs, 3H): x_t W_ih^T
+      const scalar_t* gh_p = gh_buf;                               // (bs, 3H): h W_hh^T
       torch::Tensor gh_t;
-      if (step_proj)
+      if (brgemm) {  // raw pointers: no tensor is made per step
         brgemm_f32(bs, 3 * H, I, reinterpret_cast<const float*>(xc.data_ptr<scalar_t>() + off * I), I,
                    w_ih_t.data_ptr<float>(), 3 * H, reinterpret_cast<float*>(gi.data_ptr<scalar_t>()), 3 * H,
                    false);
-      if (step_proj) gi_t = gi_p;
-      if (brgemm) {  // raw pointers: no tensor is made per step
         brgemm_f32(bs, 3 * H, H, reinterpret_cast<const float*>(h_p), H, w_hh_t.data_ptr<float>(), 3 * H,
                    reinterpret_cast<float*>(gh_buf), 3 * H, false);
       } else if (step_onednn) {
@@ -312,8 +312,8 @@ std::vector<torch::Tensor> gru_forward(const torch::Tensor& x, const torch::Tens
       }
       at::parallel_for(0, bs, grain(H), [&](int64_t begin, int64_t end) {
         for (int64_t i = begin; i < end; ++i) {
-          forward_row(H, gi_t + i * 3 * H, gh_p + i * 3 * H, bih_p, bhh_p, h_p + i * H,
-                      out_p + (off + i) * H, save ? gates_p + (off + i) * 3 * H : nullptr, save ? hn_p + (off + i) * H : nullptr);
+          forward_row(H, gi_t + i * 3 * H, gh_p + i * 3 * H, bih_p, bhh_p, h_p + i * H, out_p + (off + i) * H,
+                      save ? gates_p + (off + i) * 3 * H : nullptr, save ? hn_p + (off + i) * H : nullptr);
         }
       });
     }
