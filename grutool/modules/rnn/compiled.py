@@ -209,7 +209,7 @@ def _forward(x, states, weights, batch_sizes, offs, reverse, extra: Gemms, save)
     (h0,) = states
     w_ih, w_hh, b_ih, b_hh = weights
     out, h_n, gates, hn = extension().gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, save,
-                                                  extra.onednn, extra.step, extra.brgemm)
+                                                  extra.onednn, extra.step, extra.brgemm, None)
     return out, (h_n,), ((gates, hn) if save else None)
 
 
@@ -227,7 +227,8 @@ def _forward_pair(x, a, b, batch_sizes, offs, save):
     (sa, (w_iha, w_hha, b_iha, b_hha), ea), (sb, (w_ihb, w_hhb, b_ihb, b_hhb), eb) = a, b
     r = extension().gru_forward_pair(x, batch_sizes, save, ea.onednn, ea.brgemm, sa[0], w_iha, w_hha, b_iha, b_hha,
                                      ea.step, sb[0], w_ihb, w_hhb, b_ihb, b_hhb, eb.step)
-    return tuple((r[i], (r[i + 1],), ((r[i + 2], r[i + 3]) if save else None)) for i in (0, 4))
+    ra, rb = ((r[i], (r[i + 1],), ((r[i + 2], r[i + 3]) if save else None)) for i in (0, 4))
+    return ra, rb, r[8]  # r[8]: (N, 2H), the two outs side by side (they are its halves)
 
 
 def _backward_pair(x, a, b, batch_sizes, offs):

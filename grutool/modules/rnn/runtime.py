@@ -188,8 +188,9 @@ class CellStep:
     ready: Callable[[], bool] = lambda: True  # whether it can run here (the compiled kernel: built and loaded)
     # Both directions of a bidirectional layer in one call (the compiled kernel: side by side, a thread each):
     # forward_pair(x, a, b, batch_sizes, offs, save) with a, b = (states, weights, extra) of the forward and
-    # the reverse direction -> ((out, finals, saved) of each); backward_pair(x, a, b, batch_sizes, offs) with
-    # a, b = (needs, states, weights, out, saved, g_out, g_finals, extra) -> ((dx, state grads, weight grads) of each).
+    # the reverse direction -> ((out, finals, saved) of each, y (N, 2H) whose halves the outs are);
+    # backward_pair(x, a, b, batch_sizes, offs) with a, b = (needs, states, weights, out, saved, g_out,
+    # g_finals, extra) -> ((dx, state grads, weight grads) of each); out and g_out may be column slices.
     forward_pair: Optional[Callable[..., tuple]] = None
     backward_pair: Optional[Callable[..., tuple]] = None
 
@@ -241,11 +242,11 @@ class _Pair(torch.autograd.Function):
     def forward(ctx, cell, batch_sizes, offs, extras, n_states, x, *tensors):
         k = n_states + 4
         a, b = tensors[:k], tensors[k:]
-        ra, rb = cell.forward_pair(x, (a[:n_states], a[n_states:], extras[0]), (b[:n_states], b[n_states:], extras[1]),
-                                   batch_sizes, offs, True)
-        ctx.save_for_backward(x, *tensors, ra[0], *ra[2], rb[0], *rb[2])
+        ra, rb, y = cell.forward_pair(x, (a[:n_states], a[n_states:], extras[0]),
+                                      (b[:n_states], b[n_states:], extras[1]), batch_sizes, offs, True)
+        ctx.save_for_backward(x, *tensors, y, *ra[2], *rb[2])
         ctx.meta = (cell, batch_sizes, offs, extras, n_states, len(ra[2]))
-        return (ra[0], *ra[1], rb[0], *rb[1])
+        return (y, *ra[1], *rb[1])
 
     @staticmethod
     @once_differentiable
@@ -253,29 +254,32 @@ class _Pair(torch.autograd.Function):
         cell, batch_sizes, offs, extras, n, n_saved = ctx.meta
         x, *rest = ctx.saved_tensors
         k = n + 4
-        a, b, kept = rest[:k], rest[k:2 * k], rest[2 * k:]
-        out_a, saved_a, out_b, saved_b = kept[0], kept[1:1 + n_saved], kept[1 + n_saved], kept[2 + n_saved:]
+        a, b, (y, *kept) = rest[:k], rest[k:2 * k], rest[2 * k:]
+        saved_a, saved_b = kept[:n_saved], kept[n_saved:]
         needs = ctx.needs_input_grad[5:]  # x, then the tensors
         needs_a, needs_b = (needs[0], *needs[1:1 + k]), (needs[0], *needs[1 + k:])
-        ga, gb = grads[:1 + n], grads[1 + n:]
+        H = y.shape[1] // 2
+        g_y, g_fa, g_fb = grads[0], grads[1:1 + n], grads[1 + n:]
+        g_a, g_b = (g_y[:, :H], g_y[:, H:]) if g_y is not None else (None, None)  # column slices, no copy
         (dx_a, ds_a, dw_a), (dx_b, ds_b, dw_b) = cell.backward_pair(
-            x, (needs_a, a[:n], a[n:], out_a, saved_a, ga[0], ga[1:], extras[0]),
-            (needs_b, b[:n], b[n:], out_b, saved_b, gb[0], gb[1:], extras[1]), batch_sizes, offs)
+            x, (needs_a, a[:n], a[n:], y[:, :H], saved_a, g_a, g_fa, extras[0]),
+            (needs_b, b[:n], b[n:], y[:, H:], saved_b, g_b, g_fb, extras[1]), batch_sizes, offs)
         dx = dx_a if dx_b is None else dx_b if dx_a is None else dx_a + dx_b
         return (None,) * 5 + (dx, *ds_a, *dw_a, *ds_b, *dw_b)
 
 
 def direction_pair(cell: CellStep, x, a: tuple, b: tuple, batch_sizes: list[int], offs: list[int]):
     """Both directions of a layer: a, b = (states, weights, extra) of the forward and the reverse direction
-    -> (out_a, finals_a, out_b, finals_b), outs (N, H) each. The autograd Function where a tensor needs a gradient."""
+    -> (y (N, 2H): both outputs side by side, finals_a, finals_b). The autograd Function where a tensor needs
+    a gradient."""
     tensors = (*a[0], *a[1], *b[0], *b[1])
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, *tensors)):
         n = len(a[0])
         res = _Pair.apply(cell, batch_sizes, offs, (a[2], b[2]), n, x, *tensors)
-        return res[0], res[1:1 + n], res[1 + n], res[2 + n:]
+        return res[0], res[1:1 + n], res[1 + n:]
     with torch.no_grad():
-        ra, rb = cell.forward_pair(x, a, b, batch_sizes, offs, False)
-    return ra[0], ra[1], rb[0], rb[1]
+        ra, rb, y = cell.forward_pair(x, a, b, batch_sizes, offs, False)
+    return y, ra[1], rb[1]
 
 
 # --- the layer stack and the module -----------------------------------------------------------------
@@ -307,10 +311,9 @@ def stack_layers(module: "Recurrent", data: torch.Tensor, batch_sizes: torch.Ten
                 with torch.no_grad():
                     extra = cell.prepare(module, weights, first[0].shape[0], len(sizes), data.dtype, uneven)
                 dirs.append((first, weights, extra))
-            out_a, final_a, out_b, final_b = direction_pair(cell, data, dirs[0], dirs[1], sizes, offs)
+            y, final_a, final_b = direction_pair(cell, data, dirs[0], dirs[1], sizes, offs)  # y (N, 2H)
             for fa, fb, kept in zip(final_a, final_b, finals):
                 kept.extend((fa, fb))
-            y = torch.cat((out_a, out_b), 1)  # (N, 2H)
         elif cell is not None:
             outs = []
             for d in range(D):
