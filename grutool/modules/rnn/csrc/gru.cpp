@@ -423,6 +423,17 @@ std::vector<torch::Tensor> gru_backward(const torch::Tensor& x, const torch::Ten
 
 using OptT = c10::optional<torch::Tensor>;
 
+// first() and second() on a torch thread each where there are two (else one after the other), each with the
+// caller's thread-local state (grad mode and the rest), which OpenMP's threads do not inherit.
+template <typename F, typename G>
+void side_by_side(F&& first, G&& second) {
+  const at::ThreadLocalState caller;
+  at::parallel_for(0, 2, 1, [&](int64_t begin, int64_t end) {
+    at::ThreadLocalStateGuard same(caller);
+    for (int64_t d = begin; d < end; ++d) d == 0 ? first() : second();
+  });
+}
+
 std::vector<torch::Tensor> gru_forward_pair(const torch::Tensor& x, const Rows& batch_sizes, bool save, bool onednn,
                                             bool brgemm, const torch::Tensor& h0a, const torch::Tensor& w_iha,
                                             const torch::Tensor& w_hha, const OptT& b_iha, const OptT& b_hha,
@@ -432,18 +443,15 @@ std::vector<torch::Tensor> gru_forward_pair(const torch::Tensor& x, const Rows& 
   const int64_t H = h0a.size(1);
   auto y = at::empty({x.size(0), 2 * H}, x.options());  // (N, 2H): each direction writes its half, no cat
   std::vector<torch::Tensor> ra, rb;
-  const at::ThreadLocalState caller;  // grad mode and the rest, which OpenMP's threads do not inherit
-  at::parallel_for(0, 2, 1, [&](int64_t begin, int64_t end) {
-    at::ThreadLocalStateGuard same(caller);
-    for (int64_t d = begin; d < end; ++d) {
-      if (d == 0)
+  side_by_side(
+      [&] {
         ra = gru_forward(x, h0a, w_iha, w_hha, b_iha, b_hha, batch_sizes, false, save, onednn, step_wa, brgemm,
                          y.narrow(1, 0, H));
-      else
+      },
+      [&] {
         rb = gru_forward(x, h0b, w_ihb, w_hhb, b_ihb, b_hhb, batch_sizes, true, save, onednn, step_wb, brgemm,
                          y.narrow(1, H, H));
-    }
-  });
+      });
   ra.insert(ra.end(), rb.begin(), rb.end());
   ra.push_back(y);
   return ra;  // out, h_n, gates, hn of the forward direction, then of the reverse one (outs: halves of y), y
@@ -457,18 +465,15 @@ std::vector<torch::Tensor> gru_backward_pair(
     const torch::Tensor& h0b, const torch::Tensor& w_ihb, const torch::Tensor& w_hhb, const torch::Tensor& out_b,
     const torch::Tensor& gates_b, const torch::Tensor& hn_b, const OptT& g_out_b, const OptT& g_hn_b) {
   std::vector<torch::Tensor> ra, rb;
-  const at::ThreadLocalState caller;  // grad mode and the rest, which OpenMP's threads do not inherit
-  at::parallel_for(0, 2, 1, [&](int64_t begin, int64_t end) {
-    at::ThreadLocalStateGuard same(caller);
-    for (int64_t d = begin; d < end; ++d) {
-      if (d == 0)
+  side_by_side(
+      [&] {
         ra = gru_backward(x, h0a, w_iha, w_hha, out_a, gates_a, hn_a, g_out_a, g_hn_a, batch_sizes, false, needs_a,
                           onednn, onednn_step_a, big, brgemm);
-      else
+      },
+      [&] {
         rb = gru_backward(x, h0b, w_ihb, w_hhb, out_b, gates_b, hn_b, g_out_b, g_hn_b, batch_sizes, true, needs_b,
                           onednn, onednn_step_b, big, brgemm);
-    }
-  });
+      });
   ra.insert(ra.end(), rb.begin(), rb.end());
   return ra;  // dx, dh0, dw_ih, dw_hh, db_ih, db_hh of each direction
 }
