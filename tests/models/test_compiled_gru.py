@@ -122,6 +122,30 @@ def test_a_layer_gives_the_same_bits_on_one_thread_and_on_two(ext):
         assert torch.equal(a, b)
 
 
+def test_with_more_threads_than_directions_the_results_stay(ext):
+    # Four threads: a small layer still runs its directions side by side (the same bits as one thread); a large
+    # one (a step over ~8 MFLOP) runs them one after the other, each step's GEMMs shared by all four threads in
+    # column blocks (the same sums, other kernel shapes: equal to float32 rounding).
+    torch.manual_seed(0)
+    before = torch.get_num_threads()
+    try:
+        for hidden, exact in ((16, True), (256, False)):
+            layer = GRU(8, hidden, bidirectional=True, kernel="compiled")
+            x = torch.randn(6, 32, 8)
+            lengths = torch.randint(1, 7, (32,))
+            results = []
+            for threads in (1, 4):
+                torch.set_num_threads(threads)
+                results.append(_grads_of(layer, x, lengths) + _grads_of(layer, x))
+            for a, b in zip(*results, strict=True):
+                if exact:
+                    assert torch.equal(a, b)
+                else:
+                    assert (a - b).abs().max().item() < 1e-5 * max(1.0, b.abs().max().item())
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_no_bias_and_unbatched_input(ext):
     ref, mine = _pair(2, True, False, bias=False)
     x = torch.randn(T, I, dtype=torch.float64)  # (T, I): nn.GRU's unbatched form

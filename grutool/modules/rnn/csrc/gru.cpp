@@ -417,16 +417,29 @@ std::vector<torch::Tensor> gru_backward(const torch::Tensor& x, const torch::Ten
 
 // --- both directions of a bidirectional layer, side by side ----------------------------------------
 //
-// The two directions share nothing but x, so with two or more torch threads each runs its whole loop on a
-// thread of its own: no synchronisation per step, where splitting each step's GEMM and gate pass over the
-// threads pays a parallel region per step. With one thread they run one after the other.
+// The two directions share nothing but x, so with two torch threads each runs its whole loop on a thread of
+// its own: no synchronisation per step, where splitting each step's GEMM and gate pass over the threads pays a
+// parallel region per step. With one thread they run one after the other (`pair_together` for more).
 
 using OptT = c10::optional<torch::Tensor>;
 
-// first() and second() on a torch thread each where there are two (else one after the other), each with the
-// caller's thread-local state (grad mode and the rest), which OpenMP's threads do not inherit.
+// Whether a layer's directions go side by side: always on two threads, where each direction then has one;
+// with more, only while a step is small (under ~8 MFLOP: B 32 up to H ~200), since side by side each direction
+// keeps one thread, and one after the other each step's GEMMs share all of them. Measured on 2 cores only.
+bool pair_together(int64_t B, int64_t H) {
+  return at::get_num_threads() <= 2 || 2 * B * H * 3 * H * 2 < (int64_t(1) << 23);
+}
+
+// first() and second() on a torch thread each where there are two and `together` (else one after the other,
+// each with every thread for its own steps), each with the caller's thread-local state (grad mode and the
+// rest), which OpenMP's threads do not inherit.
 template <typename F, typename G>
-void side_by_side(F&& first, G&& second) {
+void side_by_side(bool together, F&& first, G&& second) {
+  if (!together || at::get_num_threads() < 2 || at::in_parallel_region()) {
+    first();
+    second();
+    return;
+  }
   const at::ThreadLocalState caller;
   at::parallel_for(0, 2, 1, [&](int64_t begin, int64_t end) {
     at::ThreadLocalStateGuard same(caller);
@@ -444,6 +457,7 @@ std::vector<torch::Tensor> gru_forward_pair(const torch::Tensor& x, const Rows& 
   auto y = at::empty({x.size(0), 2 * H}, x.options());  // (N, 2H): each direction writes its half, no cat
   std::vector<torch::Tensor> ra, rb;
   side_by_side(
+      pair_together(h0a.size(0), H),
       [&] {
         ra = gru_forward(x, h0a, w_iha, w_hha, b_iha, b_hha, batch_sizes, false, save, onednn, step_wa, brgemm,
                          y.narrow(1, 0, H));
@@ -466,6 +480,7 @@ std::vector<torch::Tensor> gru_backward_pair(
     const torch::Tensor& gates_b, const torch::Tensor& hn_b, const OptT& g_out_b, const OptT& g_hn_b) {
   std::vector<torch::Tensor> ra, rb;
   side_by_side(
+      pair_together(h0a.size(0), h0a.size(1)),
       [&] {
         ra = gru_backward(x, h0a, w_iha, w_hha, out_a, gates_a, hn_a, g_out_a, g_hn_a, batch_sizes, false, needs_a,
                           onednn, onednn_step_a, big, brgemm);
