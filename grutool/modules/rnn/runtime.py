@@ -300,28 +300,27 @@ def stack_layers(module: "Recurrent", data: torch.Tensor, batch_sizes: torch.Ten
     offs = offsets(sizes)
     uneven = ragged(sizes)
     finals = [[] for _ in states]
+
+    def direction_args(layer: int, d: int) -> tuple:
+        """(initial states, weights, prepared constants) of one layer's direction d."""
+        w = module._flat_weights[(layer * D + d) * k:(layer * D + d + 1) * k]
+        weights = tuple(w) if module.bias else (w[0], w[1], None, None)
+        first = tuple(s[layer * D + d] for s in states)
+        with torch.no_grad():  # the prepared weights are constants of the Function
+            extra = cell.prepare(module, weights, first[0].shape[0], len(sizes), data.dtype, uneven)
+        return first, weights, extra
+
     for layer in range(module.num_layers):
         flat = module._flat_weights[layer * D * k:(layer + 1) * D * k]
         if cell is not None and D == 2 and cell.forward_pair is not None:
-            dirs = []
-            for d in range(D):
-                w = flat[d * k:(d + 1) * k]
-                weights = tuple(w) if module.bias else (w[0], w[1], None, None)
-                first = tuple(s[layer * D + d] for s in states)
-                with torch.no_grad():
-                    extra = cell.prepare(module, weights, first[0].shape[0], len(sizes), data.dtype, uneven)
-                dirs.append((first, weights, extra))
-            y, final_a, final_b = direction_pair(cell, data, dirs[0], dirs[1], sizes, offs)  # y (N, 2H)
+            y, final_a, final_b = direction_pair(cell, data, direction_args(layer, 0), direction_args(layer, 1),
+                                                 sizes, offs)  # y (N, 2H)
             for fa, fb, kept in zip(final_a, final_b, finals):
                 kept.extend((fa, fb))
         elif cell is not None:
             outs = []
             for d in range(D):
-                w = flat[d * k:(d + 1) * k]
-                weights = tuple(w) if module.bias else (w[0], w[1], None, None)
-                first = [s[layer * D + d] for s in states]
-                with torch.no_grad():  # the prepared weights are constants of the Function
-                    extra = cell.prepare(module, weights, first[0].shape[0], len(sizes), data.dtype, uneven)
+                first, weights, extra = direction_args(layer, d)
                 out, *final = direction(cell, data, first, weights, sizes, d == 1, offs, extra)
                 outs.append(out)
                 for f, kept in zip(final, finals):
