@@ -183,9 +183,7 @@ class Gemms(NamedTuple):
     """The GEMM choices for one direction, passed to the C++ loop, which reads nn.GRU's weights as they are
     otherwise: the step GEMM's (`step_backend`), and the fused kernel's for the rest (`grutool.modules.rnn.gemm`)."""
 
-    onednn: bool                   # the GEMMs over all steps through oneDNN (float32)
     step: Optional[torch.Tensor]   # W_hh for oneDNN's step GEMM (pre-packed for long sequences); None: not oneDNN
-    big: bool                      # the weight gradients through oneDNN too (large layers)
     brgemm: bool = False           # the forward's step GEMMs through oneDNN's brgemm micro-kernel (float32)
     brgemm_back: bool = False      # the backward's step GEMM too (up to BRGEMM_MAX_BACKWARD_HIDDEN)
 
@@ -193,23 +191,20 @@ class Gemms(NamedTuple):
 def _prepare(module, weights, rows: int, steps: int, dtype, ragged: bool = False) -> Gemms:
     w_hh = weights[1]
     H = w_hh.shape[1]
-    step = None
     backend = step_backend(dtype, rows, H, ragged=ragged)
     if backend == "brgemm":
-        back = H <= gemm.BRGEMM_MAX_BACKWARD_HIDDEN or gemm.forced_backend() == "brgemm"
-        return Gemms(False, None, False, True, back)
-    if backend == "onednn":
-        step = gemm.Linear(w_hh, rows, "onednn", steps).w
-    # The GEMMs over all of a call's rows stay on BLAS, as the fused kernel's (gemm.matmul_t): their row count
-    # is a new shape nearly every call, and oneDNN keeps a primitive for each shape it meets (~1 GB on UD-EWT).
-    return Gemms(False, step, False)
+        return Gemms(None, True, H <= gemm.BRGEMM_MAX_BACKWARD_HIDDEN or gemm.forced_backend() == "brgemm")
+    # The GEMMs over all of a call's rows stay on BLAS (in the C++ loop), as the fused kernel's (gemm.matmul_t):
+    # their row count is a new shape nearly every call, and oneDNN keeps a primitive for each shape it meets
+    # (~1 GB on UD-EWT).
+    return Gemms(gemm.Linear(w_hh, rows, "onednn", steps).w if backend == "onednn" else None)
 
 
 def _forward(x, states, weights, batch_sizes, offs, reverse, extra: Gemms, save):
     (h0,) = states
     w_ih, w_hh, b_ih, b_hh = weights
     out, h_n, gates, hn = extension().gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, save,
-                                                  extra.onednn, extra.step, extra.brgemm, None)
+                                                  extra.step, extra.brgemm, None)
     return out, (h_n,), ((gates, hn) if save else None)
 
 
@@ -219,14 +214,14 @@ def _backward(needs, x, states, weights, out, saved, g_out, g_finals, batch_size
     gates, hn = saved
     dx, dh0, dw_ih, dw_hh, db_ih, db_hh = extension().gru_backward(
         x, h0, w_ih, w_hh, out, gates, hn, g_out, g_hn, batch_sizes, reverse, [bool(n) for n in needs],
-        extra.onednn, extra.step is not None, extra.big, extra.brgemm_back)
+        extra.step is not None, extra.brgemm_back)
     return dx, (dh0,), (dw_ih, dw_hh, db_ih, db_hh)
 
 
 def _forward_pair(x, a, b, batch_sizes, offs, save):
     (sa, (w_iha, w_hha, b_iha, b_hha), ea), (sb, (w_ihb, w_hhb, b_ihb, b_hhb), eb) = a, b
-    r = extension().gru_forward_pair(x, batch_sizes, save, ea.onednn, ea.brgemm, sa[0], w_iha, w_hha, b_iha, b_hha,
-                                     ea.step, sb[0], w_ihb, w_hhb, b_ihb, b_hhb, eb.step)
+    r = extension().gru_forward_pair(x, batch_sizes, save, ea.brgemm, sa[0], w_iha, w_hha, b_iha, b_hha, ea.step,
+                                     sb[0], w_ihb, w_hhb, b_ihb, b_hhb, eb.step)
     ra, rb = ((r[i], (r[i + 1],), ((r[i + 2], r[i + 3]) if save else None)) for i in (0, 4))
     return ra, rb, r[8]  # r[8]: (N, 2H), the two outs side by side (they are its halves)
 
@@ -236,8 +231,7 @@ def _backward_pair(x, a, b, batch_sizes, offs):
         needs, (h0,), (w_ih, w_hh, _, _), out, (gates, hn), g_out, (g_hn,), extra = d
         return ([bool(n) for n in needs], extra.step is not None, h0, w_ih, w_hh, out, gates, hn, g_out, g_hn)
 
-    e = a[-1]
-    r = extension().gru_backward_pair(x, batch_sizes, e.onednn, e.big, e.brgemm_back, *args(a), *args(b))
+    r = extension().gru_backward_pair(x, batch_sizes, a[-1].brgemm_back, *args(a), *args(b))
     return tuple((r[i], (r[i + 1],), tuple(r[i + 2:i + 6])) for i in (0, 6))
 
 

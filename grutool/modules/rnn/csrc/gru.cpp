@@ -186,18 +186,17 @@ GRUTOOL_ROWS(double)
 
 // --- GEMMs ------------------------------------------------------------------------------------------
 //
-// The same choices as the fused kernel (grutool/modules/rnn/gemm.py, which decides and passes them in):
-// oneDNN's linear for float32 where it pays (the step GEMM on weights it pre-packed, the big GEMMs over
-// all steps), else ATen's BLAS GEMM. oneDNN's linear is a private op of torch, reached by name.
+// Chosen in Python (compiled.step_backend, grutool/modules/rnn/gemm.py) and passed in: for the step GEMMs
+// brgemm_f32 (below), oneDNN's linear on weights it pre-packed, or ATen's BLAS GEMM; the GEMMs over all of a
+// call's rows on BLAS, as in the fused kernel. oneDNN's linear is a private op of torch, reached by name.
 
-// x @ w^T (+ bias) through mkldnn::_linear_pointwise; w may be a strided view or a pre-packed weight.
-torch::Tensor onednn_linear(const torch::Tensor& x, const torch::Tensor& w,
-                            const c10::optional<torch::Tensor>& bias = c10::nullopt) {
+// x @ w^T through mkldnn::_linear_pointwise; w may be a strided view or a pre-packed weight.
+torch::Tensor onednn_linear(const torch::Tensor& x, const torch::Tensor& w) {
   static const auto op = c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::_linear_pointwise", "");
   torch::jit::Stack stack;
   stack.emplace_back(x);
   stack.emplace_back(w);
-  stack.emplace_back(bias.has_value() && bias->defined() ? c10::IValue(*bias) : c10::IValue());
+  stack.emplace_back(c10::IValue());  // no bias
   stack.emplace_back(std::string("none"));
   stack.emplace_back(c10::List<c10::optional<at::Scalar>>());
   stack.emplace_back(std::string(""));
@@ -252,16 +251,16 @@ void check_rows(const torch::Tensor& x, const torch::Tensor& h0, const Rows& bat
 
 }  // namespace
 
-// x (N, I), h0 (B, H), w_ih (3H, I), w_hh (3H, H), b_ih / b_hh (3H,) or None. onednn: the input
-// projection through oneDNN; step_w: W_hh for oneDNN's step GEMM (pre-packed or plain), None for BLAS;
-// brgemm (float32 only, and the caller has checked that it runs here): the step GEMM through brgemm_f32.
+// x (N, I), h0 (B, H), w_ih (3H, I), w_hh (3H, H), b_ih / b_hh (3H,) or None. step_w: W_hh for oneDNN's
+// step GEMM (pre-packed or plain), None for BLAS or brgemm; brgemm (float32 only, and the caller has checked
+// that it runs here): the step GEMMs through brgemm_f32.
 // Returns out (N, H), h_n (B, H), and when `save`: gates (N, 3H) holding r | z | n, and hn (N, H) holding
 // h W_hn^T + b_hn (what the backward needs); empty tensors otherwise.
 std::vector<torch::Tensor> gru_forward(const torch::Tensor& x, const torch::Tensor& h0, const torch::Tensor& w_ih,
                                        const torch::Tensor& w_hh, const c10::optional<torch::Tensor>& b_ih,
                                        const c10::optional<torch::Tensor>& b_hh, const Rows& batch_sizes,
-                                       bool reverse, bool save, bool onednn,
-                                       const c10::optional<torch::Tensor>& step_w, bool brgemm,
+                                       bool reverse, bool save, const c10::optional<torch::Tensor>& step_w,
+                                       bool brgemm,
                                        const c10::optional<torch::Tensor>& out_into = c10::nullopt) {
   check_rows(x, h0, batch_sizes);
   const int64_t N = x.size(0), B = h0.size(0), H = h0.size(1);
@@ -276,9 +275,9 @@ std::vector<torch::Tensor> gru_forward(const torch::Tensor& x, const torch::Tens
   // the loop, and no (N, 3H) buffer); otherwise every step's in one GEMM before the loop, (N, 3H).
   auto w_ih_t = brgemm ? w_ih.t().contiguous() : torch::Tensor();  // (I, 3H)
   auto gi = brgemm ? at::empty({B, 3 * H}, x.options())
-                   : (onednn ? onednn_linear(xc, w_ih) : at::mm(xc, w_ih.t())).contiguous();
+                   : at::mm(xc, w_ih.t());
   auto bih = b_ih.has_value() && b_ih->defined() ? b_ih->contiguous() : at::zeros({3 * H}, x.options());
-  const bool step_onednn = !brgemm && step_w.has_value() && step_w->defined();
+  const bool step_onednn = step_w.has_value() && step_w->defined();
   auto w_hh_t = brgemm ? w_hh.t().contiguous() : w_hh.t();  // (H, 3H): a copy for brgemm, else a view
   auto bhh = b_hh.has_value() && b_hh->defined() ? b_hh->contiguous() : at::zeros({3 * H}, x.options());
   auto h = h0.contiguous().clone();           // (B, H): the state, live rows first
@@ -332,16 +331,15 @@ std::vector<torch::Tensor> gru_forward(const torch::Tensor& x, const torch::Tens
 }
 
 // The backward of gru_forward. g_out (N, H) and g_hn (B, H) may be undefined (no gradient reached them).
-// needs: (x, h0, w_ih, w_hh, b_ih, b_hh). onednn: dx through oneDNN, and with `big` the weight gradients
-// too; onednn_step: the step GEMM through oneDNN; brgemm: through brgemm_f32 (float32, as in the forward).
+// needs: (x, h0, w_ih, w_hh, b_ih, b_hh). onednn_step: the step GEMM through oneDNN; brgemm: through
+// brgemm_f32 (float32).
 // Returns dx, dh0, dw_ih, dw_hh, db_ih, db_hh (undefined where not needed).
 std::vector<torch::Tensor> gru_backward(const torch::Tensor& x, const torch::Tensor& h0, const torch::Tensor& w_ih,
                                         const torch::Tensor& w_hh, const torch::Tensor& out,
                                         const torch::Tensor& gates, const torch::Tensor& hn_all,
                                         const c10::optional<torch::Tensor>& g_out,
                                         const c10::optional<torch::Tensor>& g_hn, const Rows& batch_sizes,
-                                        bool reverse, std::vector<bool> needs, bool onednn, bool onednn_step,
-                                        bool big, bool brgemm) {  // brgemm: the step GEMM's backward
+                                        bool reverse, std::vector<bool> needs, bool onednn_step, bool brgemm) {
   check_rows(x, h0, batch_sizes);
   TORCH_CHECK(needs.size() == 6, "compiled GRU: needs has 6 entries");
   const int64_t N = x.size(0), B = h0.size(0), H = h0.size(1);
@@ -361,7 +359,6 @@ std::vector<torch::Tensor> gru_backward(const torch::Tensor& x, const torch::Ten
   auto dgh = at::empty({N, 3 * H}, x.options());  // dL/d(h W_hh^T + b_hh)
   auto hp = at::empty({N, H}, x.options());       // each row's h_{t-1}, for dW_hh
   TORCH_CHECK(!brgemm || x.scalar_type() == at::kFloat, "compiled GRU: brgemm is float32 only");
-  if (brgemm) onednn_step = false;
   auto w_hh_c = w_hh.contiguous();
   auto w_hh_tc = onednn_step ? w_hh.t().contiguous() : torch::Tensor();  // (H, 3H): dgh @ W_hh as a linear
 
@@ -404,12 +401,11 @@ std::vector<torch::Tensor> gru_backward(const torch::Tensor& x, const torch::Ten
     }
   });
   torch::Tensor dx, dw_ih, dw_hh, db_ih, db_hh;
-  // One GEMM each over all steps. oneDNN reads the transposes in place but its weight-gradient GEMMs pay
-  // off only for large layers (`big`), as in the fused kernel.
+  // One GEMM each over all steps (BLAS: a new row count nearly every call, see gemm.py).
   auto xc = x.contiguous();
-  if (needs[0]) dx = onednn ? onednn_linear(dgi, w_ih.t()) : at::mm(dgi, w_ih);  // (N, I)
-  if (needs[2]) dw_ih = onednn && big ? onednn_linear(dgi.t(), xc.t()) : at::mm(dgi.t(), xc);  // (3H, I)
-  if (needs[3]) dw_hh = onednn && big ? onednn_linear(dgh.t(), hp.t()) : at::mm(dgh.t(), hp);  // (3H, H)
+  if (needs[0]) dx = at::mm(dgi, w_ih);  // (N, I)
+  if (needs[2]) dw_ih = at::mm(dgi.t(), xc);  // (3H, I)
+  if (needs[3]) dw_hh = at::mm(dgh.t(), hp);  // (3H, H)
   if (needs[4]) db_ih = dgi.sum(0);
   if (needs[5]) db_hh = dgh.sum(0);
   return {dx, needs[1] ? dh : torch::Tensor(), dw_ih, dw_hh, db_ih, db_hh};
@@ -447,8 +443,8 @@ void side_by_side(bool together, F&& first, G&& second) {
   });
 }
 
-std::vector<torch::Tensor> gru_forward_pair(const torch::Tensor& x, const Rows& batch_sizes, bool save, bool onednn,
-                                            bool brgemm, const torch::Tensor& h0a, const torch::Tensor& w_iha,
+std::vector<torch::Tensor> gru_forward_pair(const torch::Tensor& x, const Rows& batch_sizes, bool save, bool brgemm,
+                                            const torch::Tensor& h0a, const torch::Tensor& w_iha,
                                             const torch::Tensor& w_hha, const OptT& b_iha, const OptT& b_hha,
                                             const OptT& step_wa, const torch::Tensor& h0b, const torch::Tensor& w_ihb,
                                             const torch::Tensor& w_hhb, const OptT& b_ihb, const OptT& b_hhb,
@@ -459,11 +455,11 @@ std::vector<torch::Tensor> gru_forward_pair(const torch::Tensor& x, const Rows& 
   side_by_side(
       pair_together(h0a.size(0), H),
       [&] {
-        ra = gru_forward(x, h0a, w_iha, w_hha, b_iha, b_hha, batch_sizes, false, save, onednn, step_wa, brgemm,
+        ra = gru_forward(x, h0a, w_iha, w_hha, b_iha, b_hha, batch_sizes, false, save, step_wa, brgemm,
                          y.narrow(1, 0, H));
       },
       [&] {
-        rb = gru_forward(x, h0b, w_ihb, w_hhb, b_ihb, b_hhb, batch_sizes, true, save, onednn, step_wb, brgemm,
+        rb = gru_forward(x, h0b, w_ihb, w_hhb, b_ihb, b_hhb, batch_sizes, true, save, step_wb, brgemm,
                          y.narrow(1, H, H));
       });
   ra.insert(ra.end(), rb.begin(), rb.end());
@@ -472,7 +468,7 @@ std::vector<torch::Tensor> gru_forward_pair(const torch::Tensor& x, const Rows& 
 }
 
 std::vector<torch::Tensor> gru_backward_pair(
-    const torch::Tensor& x, const Rows& batch_sizes, bool onednn, bool big, bool brgemm,
+    const torch::Tensor& x, const Rows& batch_sizes, bool brgemm,
     const std::vector<bool>& needs_a, bool onednn_step_a, const torch::Tensor& h0a, const torch::Tensor& w_iha,
     const torch::Tensor& w_hha, const torch::Tensor& out_a, const torch::Tensor& gates_a, const torch::Tensor& hn_a,
     const OptT& g_out_a, const OptT& g_hn_a, const std::vector<bool>& needs_b, bool onednn_step_b,
@@ -483,11 +479,11 @@ std::vector<torch::Tensor> gru_backward_pair(
       pair_together(h0a.size(0), h0a.size(1)),
       [&] {
         ra = gru_backward(x, h0a, w_iha, w_hha, out_a, gates_a, hn_a, g_out_a, g_hn_a, batch_sizes, false, needs_a,
-                          onednn, onednn_step_a, big, brgemm);
+                          onednn_step_a, brgemm);
       },
       [&] {
         rb = gru_backward(x, h0b, w_ihb, w_hhb, out_b, gates_b, hn_b, g_out_b, g_hn_b, batch_sizes, true, needs_b,
-                          onednn, onednn_step_b, big, brgemm);
+                          onednn_step_b, brgemm);
       });
   ra.insert(ra.end(), rb.begin(), rb.end());
   return ra;  // dx, dh0, dw_ih, dw_hh, db_ih, db_hh of each direction
