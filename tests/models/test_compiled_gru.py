@@ -76,10 +76,11 @@ def _brgemm(ext):
 
 
 @pytest.mark.parametrize("bidirectional", [False, True])
-@pytest.mark.parametrize("rows,hidden,steps", [(100, 16, 6), (7, 512, 4)])
-def test_brgemm_step_gemms_equal_blas_in_row_chunks_and_column_blocks(ext, rows, hidden, steps, bidirectional):
-    # 100 sequences: the step GEMMs run in chunks of 64 rows; H 512: 3H = 1536 columns go in blocks of 128,
-    # and the backward's K = 3H (forced: auto keeps BLAS there). Ragged lengths: every row count appears.
+@pytest.mark.parametrize("rows,hidden,steps", [(100, 16, 6), (5, 40, 3), (7, 512, 4)])
+def test_brgemm_step_gemms_equal_blas_in_row_chunks_and_column_panels(ext, rows, hidden, steps, bidirectional):
+    # 100 sequences: the step GEMMs run in chunks of 64 rows. The weights are read in column panels of 32:
+    # H 16 and 40 end in a partial panel (3H = 48, 120; the backward's H columns 16, 40); H 512 has 48 panels
+    # and the backward's inner dimension 3H = 1536 goes in chunks of 512. Ragged lengths: every row count.
     _brgemm(ext)
     torch.manual_seed(0)
     layer = GRU(8, hidden, 2, bidirectional=bidirectional, kernel="compiled")

@@ -184,8 +184,7 @@ class Gemms(NamedTuple):
     otherwise: the step GEMM's (`step_backend`), and the fused kernel's for the rest (`grutool.modules.rnn.gemm`)."""
 
     step: Optional[torch.Tensor]   # W_hh for oneDNN's step GEMM (pre-packed for long sequences); None: not oneDNN
-    brgemm: bool = False           # the forward's step GEMMs through oneDNN's brgemm micro-kernel (float32)
-    brgemm_back: bool = False      # the backward's step GEMM too (up to BRGEMM_MAX_BACKWARD_HIDDEN)
+    brgemm: bool = False           # the step GEMMs, forward and backward, on oneDNN's brgemm micro-kernel (float32)
 
 
 def _prepare(module, weights, rows: int, steps: int, dtype, ragged: bool = False) -> Gemms:
@@ -193,7 +192,7 @@ def _prepare(module, weights, rows: int, steps: int, dtype, ragged: bool = False
     H = w_hh.shape[1]
     backend = step_backend(dtype, rows, H, ragged=ragged)
     if backend == "brgemm":
-        return Gemms(None, True, H <= gemm.BRGEMM_MAX_BACKWARD_HIDDEN or gemm.forced_backend() == "brgemm")
+        return Gemms(None, True)
     # The GEMMs over all of a call's rows stay on BLAS (in the C++ loop), as the fused kernel's (gemm.matmul_t):
     # their row count is a new shape nearly every call, and oneDNN keeps a primitive for each shape it meets
     # (~1 GB on UD-EWT).
@@ -214,7 +213,7 @@ def _backward(needs, x, states, weights, out, saved, g_out, g_finals, batch_size
     gates, hn = saved
     dx, dh0, dw_ih, dw_hh, db_ih, db_hh = extension().gru_backward(
         x, h0, w_ih, w_hh, out, gates, hn, g_out, g_hn, batch_sizes, reverse, [bool(n) for n in needs],
-        extra.step is not None, extra.brgemm_back)
+        extra.step is not None, extra.brgemm)
     return dx, (dh0,), (dw_ih, dw_hh, db_ih, db_hh)
 
 
@@ -231,7 +230,7 @@ def _backward_pair(x, a, b, batch_sizes, offs):
         needs, (h0,), (w_ih, w_hh, _, _), out, (gates, hn), g_out, (g_hn,), extra = d
         return ([bool(n) for n in needs], extra.step is not None, h0, w_ih, w_hh, out, gates, hn, g_out, g_hn)
 
-    r = extension().gru_backward_pair(x, batch_sizes, a[-1].brgemm_back, *args(a), *args(b))
+    r = extension().gru_backward_pair(x, batch_sizes, a[-1].brgemm, *args(a), *args(b))
     return tuple((r[i], (r[i + 1],), tuple(r[i + 2:i + 6])) for i in (0, 6))
 
 

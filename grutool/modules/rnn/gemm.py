@@ -57,12 +57,10 @@ REORDER_MIN_STEPS = 32
 ONEDNN_RAGGED_MIN_HIDDEN = 256
 ONEDNN_MAX_RAGGED_ROWS = 128
 # The compiled kernel's step GEMMs (x_t W_ih^T and h W_hh^T in the forward, dgh W_hh in the backward) run
-# through oneDNN's brgemm micro-kernel (float32) up to these hidden sizes: 1.3-4x oneDNN's linear and BLAS
-# per call at B 32, H 64-256, and as fast as oneDNN's linear forward at H 512 in column blocks; the backward's
-# (K 3H) is slower than BLAS above H 256 (H 512: 545-675 vs 311 us). Figures: docs/benchmarks.md, "The
-# step GEMMs on brgemm".
-BRGEMM_MAX_HIDDEN = 512
-BRGEMM_MAX_BACKWARD_HIDDEN = 256
+# through oneDNN's brgemm micro-kernel (float32), B read in column panels of 32, up to this hidden size:
+# 1.1-4x oneDNN's linear and BLAS per call at B 32, H 64-512 (the backward's K 3H too: at H 512 3 % faster
+# than BLAS, one thread and two). Figures: docs/benchmarks.md, "The step GEMMs on brgemm" and "Column panels".
+BRGEMM_MAX_HIDDEN = 1024
 
 
 def gemm_backend(dtype: torch.dtype = torch.float32, rows: int = 1 << 30, hidden: int = 1 << 30, gates: int = 3,
