@@ -76,11 +76,11 @@ def _brgemm(ext):
 
 
 @pytest.mark.parametrize("bidirectional", [False, True])
-@pytest.mark.parametrize("rows,hidden,steps", [(100, 16, 6), (5, 40, 3), (7, 512, 4)])
+@pytest.mark.parametrize("rows,hidden,steps", [(100, 16, 6), (5, 200, 3), (7, 512, 4)])
 def test_brgemm_step_gemms_equal_blas_in_row_chunks_and_column_panels(ext, rows, hidden, steps, bidirectional):
-    # 100 sequences: the step GEMMs run in chunks of 64 rows. The weights are read in column panels of 32:
-    # H 16 and 40 end in a partial panel (3H = 48, 120; the backward's H columns 16, 40); H 512 has 48 panels
-    # and the backward's inner dimension 3H = 1536 goes in chunks of 512. Ragged lengths: every row count.
+    # 100 sequences: the step GEMMs run in chunks of 64 rows. H 16: W_hh in one panel (small enough for L2);
+    # H 200 and 512 in panels of 32 columns, H 200's last one partial (3H = 600 columns; the backward's 200);
+    # at H 512 the backward's inner dimension 3H = 1536 goes in chunks of 512. Ragged lengths: every row count.
     _brgemm(ext)
     torch.manual_seed(0)
     layer = GRU(8, hidden, 2, bidirectional=bidirectional, kernel="compiled")

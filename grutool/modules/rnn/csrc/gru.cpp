@@ -208,48 +208,53 @@ torch::Tensor onednn_linear(const torch::Tensor& x, const torch::Tensor& w) {
 // to pay for waking threads (and is the same computation either way, so results do not depend on it).
 inline int64_t grain(int64_t H) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(H, 1)); }
 
-// Width of the column panels brgemm_f32 reads B in.
-constexpr int64_t PANEL = 32;
-
-// B (K, N), any strides -> (ceil(N / PANEL), K, PANEL) contiguous: each panel of PANEL columns is one
-// contiguous K x PANEL block, zeros past column N. brgemm_f32 reads B in this layout: at H 512 (B 3 MB, more
-// than L2) a step's h W_hh^T took 283 us against 323 in row-major B with blocks of 128 columns (H 256: 62 vs
-// 69 us; docs/benchmarks.md, "Column panels"), since the hardware prefetcher streams each panel whole.
+// B for brgemm_f32: B (K, N), any strides -> (ceil(N / P), K, P) contiguous: each panel of P columns one
+// contiguous K x P block, zeros past column N. P is the whole N (one panel: the plain (K, N) layout) while B
+// is small enough to stay in L2 and one thread does the GEMM, else 32. With B larger than L2, panels of 32
+// let the hardware prefetcher stream each panel whole: at H 512 a step's h W_hh^T took 283 us against 323 in
+// the plain layout in blocks of 128 columns; small B gains nothing and pays more kernel calls (packed
+// batches at H 64 were 7 % slower in panels of 32). Figures: docs/benchmarks.md, "Column panels".
 torch::Tensor pack_panels(const torch::Tensor& b) {
-  const int64_t K = b.size(0), N = b.size(1), blocks = (N + PANEL - 1) / PANEL, full = N / PANEL;
-  auto out = at::empty({blocks, K, PANEL}, b.options());
-  if (full > 0)  // (K, full * PANEL) -> (full, K, PANEL)
-    out.narrow(0, 0, full).copy_(b.narrow(1, 0, full * PANEL).view({K, full, PANEL}).permute({1, 0, 2}));
+  constexpr int64_t PANEL = 32;
+  const int64_t K = b.size(0), N = b.size(1);
+  const bool threads = at::get_num_threads() > 1 && !at::in_parallel_region();  // as brgemm_f32 decides
+  const int64_t P = (!threads && K * N <= (int64_t(1) << 16)) ? N : PANEL;
+  if (P == N) return b.contiguous().view({1, K, N});
+  const int64_t blocks = (N + P - 1) / P, full = N / P;
+  auto out = at::empty({blocks, K, P}, b.options());
+  if (full > 0)  // (K, full * P) -> (full, K, P)
+    out.narrow(0, 0, full).copy_(b.narrow(1, 0, full * P).view({K, full, P}).permute({1, 0, 2}));
   if (full < blocks) {  // the last, partial panel
     auto last = out.select(0, full);
     last.zero_();
-    last.narrow(1, 0, N - full * PANEL).copy_(b.narrow(1, full * PANEL, N - full * PANEL));
+    last.narrow(1, 0, N - full * P).copy_(b.narrow(1, full * P, N - full * P));
   }
   return out;
 }
 
 // C (M, N) = A (M, K) @ B (K, N), or += with `add`: A and C row-major float32 with leading dimensions, B in
-// column panels (pack_panels), through oneDNN's batch-reduce GEMM micro-kernel (at::native::cpublas::brgemm:
-// a JIT kernel per shape, kept by torch per thread, called on raw pointers with no tensor, dispatch or
-// allocation per step). Rows go in chunks of at most MB, so a ragged batch or a char encoder's many word
-// counts make at most MB kernel shapes per weight; the inner dimension whole up to 1024 (measured best at
-// K 512), above in chunks of 512, accumulated. With more than one torch thread the panels are shared out.
-void brgemm_f32(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, float* C,
-                int64_t ldc, bool add) {
+// column panels of width P (pack_panels), through oneDNN's batch-reduce GEMM micro-kernel
+// (at::native::cpublas::brgemm: a JIT kernel per shape, kept by torch per thread, called on raw pointers with
+// no tensor, dispatch or allocation per step). Rows go in chunks of at most MB, so a ragged batch or a char
+// encoder's many word counts make at most MB kernel shapes per weight; the inner dimension whole up to 1024
+// (measured best at K 512), above in chunks of 512, accumulated. With more than one torch thread the panels
+// are shared out.
+void brgemm_f32(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t P,
+                float* C, int64_t ldc, bool add) {
   constexpr int64_t MB = 64;
   const int64_t kb = K > 1024 ? 512 : K;
   const bool threads = at::get_num_threads() > 1 && !at::in_parallel_region();
-  const int64_t blocks = (N + PANEL - 1) / PANEL;
+  const int64_t blocks = (N + P - 1) / P;
   // At least ~1 MFLOP per task before a second thread joins.
   const int64_t grain =
-      threads ? std::max<int64_t>(1, (int64_t(1) << 19) / std::max<int64_t>(1, M * K * PANEL)) : blocks;
+      threads ? std::max<int64_t>(1, (int64_t(1) << 19) / std::max<int64_t>(1, M * K * P)) : blocks;
   at::parallel_for(0, blocks, grain, [&](int64_t b0, int64_t b1) {
     for (int64_t k0 = 0; k0 < K; k0 += kb)
       for (int64_t b = b0; b < b1; ++b) {
-        const int64_t n0 = b * PANEL, n = std::min(PANEL, N - n0);
+        const int64_t n0 = b * P, n = std::min(P, N - n0);
         for (int64_t m0 = 0; m0 < M; m0 += MB)
-          at::native::cpublas::brgemm(std::min(MB, M - m0), n, std::min(kb, K - k0), lda, PANEL, ldc,
-                                      add || k0 > 0, A + m0 * lda + k0, B + (b * K + k0) * PANEL,
+          at::native::cpublas::brgemm(std::min(MB, M - m0), n, std::min(kb, K - k0), lda, P, ldc,
+                                      add || k0 > 0, A + m0 * lda + k0, B + (b * K + k0) * P,
                                       C + m0 * ldc + n0, false);
       }
   });
@@ -326,9 +331,10 @@ std::vector<torch::Tensor> gru_forward(const torch::Tensor& x, const torch::Tens
       torch::Tensor gh_t;
       if (brgemm) {  // raw pointers: no tensor is made per step
         brgemm_f32(bs, 3 * H, I, reinterpret_cast<const float*>(xc.data_ptr<scalar_t>() + off * I), I,
-                   w_ih_t.data_ptr<float>(), reinterpret_cast<float*>(gi.data_ptr<scalar_t>()), 3 * H, false);
+                   w_ih_t.data_ptr<float>(), w_ih_t.size(2), reinterpret_cast<float*>(gi.data_ptr<scalar_t>()),
+                   3 * H, false);
         brgemm_f32(bs, 3 * H, H, reinterpret_cast<const float*>(h_p), H, w_hh_t.data_ptr<float>(),
-                   reinterpret_cast<float*>(gh_buf), 3 * H, false);
+                   w_hh_t.size(2), reinterpret_cast<float*>(gh_buf), 3 * H, false);
       } else if (step_onednn) {
         gh_t = onednn_linear(h.narrow(0, 0, bs), *step_w).contiguous();
         gh_p = gh_t.data_ptr<scalar_t>();
@@ -411,7 +417,7 @@ std::vector<torch::Tensor> gru_backward(const torch::Tensor& x, const torch::Ten
       });
       if (brgemm)  // dh += dgh @ W_hh: (bs, 3H) x (3H, H)
         brgemm_f32(bs, H, 3 * H, reinterpret_cast<const float*>(dgh_p + off * 3 * H), 3 * H,
-                   w_hh_p.data_ptr<float>(), reinterpret_cast<float*>(dh_p), H, true);
+                   w_hh_p.data_ptr<float>(), w_hh_p.size(2), reinterpret_cast<float*>(dh_p), H, true);
       else if (onednn_step)
         dh.narrow(0, 0, bs).add_(onednn_linear(dgh.narrow(0, off, bs), w_hh_tc));  // + dgh @ W_hh, (bs, H)
       else
@@ -511,13 +517,13 @@ std::vector<torch::Tensor> gru_backward_pair(
 // throws where oneDNN's micro-kernel is not available): the caller asks once before choosing it.
 bool brgemm_ok() {
   try {
-    // odd sizes: the kernel's edges, and more than one column panel with a partial last one
-    const int64_t M = 5, N = 70, K = 19;
+    // odd sizes: the kernel's edges; B large enough for panels of 32, the last one partial
+    const int64_t M = 5, N = 3500, K = 19;
     std::vector<float> a(M * K), b(K * N), c(M * N, 1.0f);
     for (int64_t i = 0; i < M * K; ++i) a[i] = float((i * 7) % 11) / 11.0f - 0.5f;
     for (int64_t i = 0; i < K * N; ++i) b[i] = float((i * 5) % 13) / 13.0f - 0.5f;
     auto panels = pack_panels(at::from_blob(b.data(), {K, N}, at::kFloat));
-    brgemm_f32(M, N, K, a.data(), K, panels.data_ptr<float>(), c.data(), N, true);
+    brgemm_f32(M, N, K, a.data(), K, panels.data_ptr<float>(), panels.size(2), c.data(), N, true);
     at::native::cpublas::brgemm_release(false);
     for (int64_t i = 0; i < M; ++i)
       for (int64_t j = 0; j < N; ++j) {
