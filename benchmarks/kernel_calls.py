@@ -1,12 +1,13 @@
-"""One GRU layer's calls, native vs fused vs compiled, over a grid of small shapes (issue 26: the `auto` table).
+"""One GRU or LSTM layer's calls, native vs fused vs compiled, over a grid of small shapes (issue 26: the `auto` table).
 
 The cases `grutool.kernels.AUTO` decides between: dense calls of few steps (one-step decoding, short phrases,
 names' 5-12-character batches) and packed ones, with and without gradients. Every case runs its kernels
 interleaved (A B C A B C ...) on the same weights and input, one thread, and reports the median ms per call
 with min-max, and each kernel's median over native's.
 
-    python benchmarks/kernel_calls.py [--hidden 64,256,512] [--batch 1,32,64] [--steps 1,2,5,8,16]
-                                      [--mode infer,train] [--lengths dense,packed] [--repeats 15] [--input 64]
+    python benchmarks/kernel_calls.py [--cell gru|lstm] [--hidden 64,256,512] [--batch 1,32,64]
+                                      [--steps 1,2,5,8,16] [--mode infer,train] [--lengths dense,packed]
+                                      [--repeats 15] [--input 64]
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from grutool.modules.rnn import compiled
 from grutool.modules.rnn.gru import GRU
+from grutool.modules.rnn.lstm import LSTM
 
 KERNELS = ("native", "fused", "compiled")
 
@@ -28,9 +30,11 @@ def _ints(s: str) -> list[int]:
     return [int(v) for v in s.split(",")]
 
 
-def one_case(H: int, B: int, T: int, I: int, train: bool, packed: bool, repeats: int, bidirectional: bool):
+def one_case(cell: str, H: int, B: int, T: int, I: int, train: bool, packed: bool, repeats: int,
+             bidirectional: bool):
     torch.manual_seed(0)
-    layers = {k: GRU(I, H, batch_first=True, bidirectional=bidirectional, kernel=k) for k in KERNELS}
+    module = {"gru": GRU, "lstm": LSTM}[cell]
+    layers = {k: module(I, H, batch_first=True, bidirectional=bidirectional, kernel=k) for k in KERNELS}
     for k in KERNELS[1:]:
         layers[k].load_state_dict(layers["native"].state_dict())
     x = torch.randn(B, T, I, requires_grad=train)
@@ -41,7 +45,8 @@ def one_case(H: int, B: int, T: int, I: int, train: bool, packed: bool, repeats:
     def call(layer):
         inp = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False) if packed else x
         with torch.set_grad_enabled(train):
-            out, h = layer(inp)
+            out, state = layer(inp)
+            h = state[0] if isinstance(state, tuple) else state
             if train:
                 (out.data.sum() + h.sum()).backward()
 
@@ -61,6 +66,7 @@ def one_case(H: int, B: int, T: int, I: int, train: bool, packed: bool, repeats:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cell", default="gru", choices=("gru", "lstm"))
     ap.add_argument("--hidden", default="64,256,512")
     ap.add_argument("--batch", default="1,32,64")
     ap.add_argument("--steps", default="1,2,5,8,16")
@@ -72,7 +78,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     compiled.extension()  # built or loaded before any timing
-    print(f"torch {torch.__version__}, 1 thread, input {args.input}, "
+    print(f"{args.cell}, torch {torch.__version__}, 1 thread, input {args.input}, "
           f"{'bidirectional' if args.bidirectional else 'one direction'}, "
           f"{args.repeats} interleaved samples per kernel")
     print("mode   lengths  H    B    T    native ms (min-max)       fused ms (min-max)        "
@@ -82,7 +88,7 @@ def main() -> None:
             for H in _ints(args.hidden):
                 for B in _ints(args.batch):
                     for T in _ints(args.steps):
-                        t = one_case(H, B, T, args.input, mode == "train", lengths == "packed", args.repeats,
+                        t = one_case(args.cell, H, B, T, args.input, mode == "train", lengths == "packed", args.repeats,
                                      args.bidirectional)
                         med = {k: statistics.median(v) for k, v in t.items()}
                         cols = "  ".join(f"{med[k]:7.3f} ({min(t[k]):6.3f}-{max(t[k]):6.3f})" for k in KERNELS)

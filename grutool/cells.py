@@ -81,7 +81,8 @@ def _load(path: str):
 CELLS: dict[str, Cell] = {
     "gru": Cell("gru", 3, "torch.nn.GRU", fused="grutool.modules.rnn.gru.GRU", stacks=True,
                 compiled=True),
-    "lstm": Cell("lstm", 4, "torch.nn.LSTM", fused="grutool.modules.rnn.lstm.LSTM", cell_state=True),
+    "lstm": Cell("lstm", 4, "torch.nn.LSTM", fused="grutool.modules.rnn.lstm.LSTM", cell_state=True,
+                 compiled=True),
     "rnn": Cell("rnn", 1, "torch.nn.RNN", fused="grutool.modules.rnn.rnn.RNN"),
 }
 CELL_NAMES = tuple(CELLS)

@@ -12,7 +12,7 @@ from typing import Callable, Optional
 
 KERNELS = ("auto", "native", "fused", "compiled")
 """`native`: PyTorch's module (oneDNN for dense LSTM on CPU, cuDNN on CUDA); `fused`: grutool's CPU
-kernels (`grutool.modules.rnn`); `compiled` (GRU): the fused kernel's time loop in C++, built on first
+kernels (`grutool.modules.rnn`); `compiled` (GRU, LSTM): the fused kernel's time loop in C++, built on first
 use with a C++ compiler and ninja (the fused kernel where it cannot be built, said once); `auto`: per call,
 `compiled` or `fused` where it measured faster (`AUTO`), else `native`."""
 
@@ -32,6 +32,7 @@ class Auto:
     dense_inference_from: Optional[int] = 0       # fused rule: ... and, without gradients, from this hidden size; None: never
     compiled_training_from: Optional[int] = None  # compiled kernel, built: calls recording autograd from this many steps
     compiled_inference_from: Optional[int] = None  # compiled kernel, built: calls without gradients from this many steps
+    compiled_dense_inference: bool = True          # ... dense ones too (False: those stay native)
 
     def fused(self, *, packed: bool, training: bool, hidden_size: int, steps: int) -> bool:
         """The fused rule: where the fused kernel runs when there is no compiled kernel to run."""
@@ -50,6 +51,8 @@ class Auto:
         call, so it is asked only where the cell has one)."""
         if self.compiled_training_from is not None and compiled_ready():
             start = self.compiled_training_from if training else self.compiled_inference_from
+            if not training and not packed and not self.compiled_dense_inference:
+                start = None
             return "compiled" if start is not None and steps >= start else "native"
         return "fused" if self.fused(packed=packed, training=training, hidden_size=hidden_size, steps=steps) \
             else "native"
@@ -74,9 +77,10 @@ class Auto:
         fused = f"fused for {self.describe_fused()}"
         if self.compiled_training_from is None:
             return fused
+        packed = "" if self.compiled_dense_inference else " (packed ones)"
         return (f"compiled for calls of {self.compiled_training_from}+ steps in training and "
-                f"{self.compiled_inference_from}+ without gradients, else native; where compiled cannot be "
-                f"built, {fused}")
+                f"{self.compiled_inference_from}+ without gradients{packed}, else native; where compiled cannot "
+                f"be built, {fused}")
 
 
 AUTO: dict[str, Auto] = {
@@ -87,8 +91,14 @@ AUTO: dict[str, Auto] = {
     # steps in training (at 8-12 steps H 256 B 64, names.yaml, lost), and without gradients only from H 512.
     "gru": Auto(packed_training=True, packed_inference_from=0, dense_from_steps=16, dense_inference_from=512,
                 compiled_training_from=3, compiled_inference_from=5),
-    # Dense LSTM keeps oneDNN's fused primitive; below H 256 nn.LSTM's packed inference loop is as fast.
-    "lstm": Auto(packed_training=True, packed_inference_from=256),
+    # Compiled, built: faster than oneDNN's LSTM and nn.LSTM's packed loop on every measured call with autograd
+    # (0.49-0.99 of native's time, H 64-256, B 1-32, 1-8 steps), and without gradients on packed calls from 8
+    # steps (B 32: 0.61-0.81; B 1 at H 256 is the exception, 1.32-1.38, where the per-call copy of the weights
+    # into panels is most of the call). Dense inference stays on oneDNN's primitive (1.13-1.57 at 1-8 steps,
+    # H 256; at 100 steps the compiled kernel is 1-9 % faster). Without the build: dense LSTM keeps oneDNN's
+    # primitive, and below H 256 nn.LSTM's packed inference loop is as fast as the fused kernel.
+    "lstm": Auto(packed_training=True, packed_inference_from=256, compiled_training_from=1,
+                 compiled_inference_from=8, compiled_dense_inference=False),
     # nn.RNN's packed inference (no autograd record) and its dense path are already lean.
     "rnn": Auto(packed_training=True, packed_inference_from=None),
 }

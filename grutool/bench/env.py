@@ -37,6 +37,7 @@ log = logging.getLogger("grutool")
 # Op name in a profile -> kernel path, most specific first.
 KERNEL_OPS = (
     ("grutool::compiled_gru", "compiled"),
+    ("grutool::compiled_lstm", "compiled"),
     ("grutool::fused_gru", "fused"),
     ("grutool::fused_lstm", "fused"),
     ("grutool::fused_rnn", "fused"),

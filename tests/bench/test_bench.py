@@ -290,26 +290,25 @@ def test_smoke_rows_say_which_kernel_ran(smoke):
     rule = AUTO["gru"]
     assert rule.dense_from_steps > 6 and max(rule.compiled_training_from, rule.compiled_inference_from) <= 6
     built = compiled.available()
-    for (cell, mode, lengths, kernels), k in kernel.items():
+    for r in rows:
+        cell, mode, lengths, kernels, k = r["cell"], r["mode"], r["lengths"], r["kernels"], r["kernel"]
         if cell == "gru" and kernels == "default":
             assert k == ("compiled" if built else "fused" if lengths == "packed" else "native"), (mode, lengths)
         if kernels == "native":
             assert k == "native", (cell, mode, lengths, kernels)
-        if cell != "gru" and kernels == "default":  # LSTM, RNN: grutool's kernel for packed training
-            if lengths == "packed" and mode == "train":
-                expected = "fused"
-            elif cell == "lstm" and lengths == "padded" and torch.backends.mkldnn.is_available():
-                expected = "onednn"
-            else:
-                expected = "native"
+        if cell != "gru" and kernels == "default":  # LSTM, RNN: what their rule says at the smoke's size
+            expected = AUTO[cell].pick(packed=lengths == "packed", training=mode == "train",
+                                       hidden_size=r["hidden_size"], steps=r["seq_len"], compiled_ready=lambda: built)
+            if expected == "native" and cell == "lstm" and lengths == "padded" and torch.backends.mkldnn.is_available():
+                expected = "onednn"  # nn.LSTM on a dense batch
             assert k == expected, (cell, mode, lengths, k)
     # A PackedSequence of different lengths never reaches oneDNN: grutool's default runs the encoder's
-    # LSTM through its fused kernel there, PyTorch's (--kernels native) through the native loop.
-    assert kernel[("lstm", "train", "packed", "default")] == "fused"
+    # LSTM through its compiled (or fused) kernel there, PyTorch's (--kernels native) through the native loop.
+    assert kernel[("lstm", "train", "packed", "default")] == ("compiled" if built else "fused")
     assert kernel[("lstm", "train", "packed", "native")] == "native"
     if torch.backends.mkldnn.is_available():
         assert kernel[("lstm", "infer", "padded", "default")] == "onednn"
-        assert kernel[("lstm", "train", "padded", "default")] == "onednn"
+        assert kernel[("lstm", "train", "padded", "default")] == ("compiled" if built else "onednn")
 
 
 def test_smoke_fails_with_exit_1_when_a_check_fails(monkeypatch):
@@ -358,10 +357,10 @@ def test_config_times_the_production_model_with_its_parameter_count(tmp_path, mo
                 assert (r["vocab_size"], r["num_classes"]) == (len(prepared.vocab), len(prepared.labels))
                 assert (r["batch_size"], r["seq_len"], r["input_size"]) == (16, 16, 64), "the config's own shape"
                 # Packed batches of different lengths never reach oneDNN, not even the LSTM's: both
-                # cells run grutool's kernels there (model.kernel auto on CPU: the GRU its compiled one where
-                # it builds), except small-LSTM inference, where nn.LSTM's own packed loop is as fast.
-                gru = "compiled" if compiled.available() else "fused"
-                ran = gru if cell == "gru" else "fused" if r["mode"] == "train" else "native"
+                # cells run grutool's kernels there (model.kernel auto on CPU: their compiled ones where they
+                # build); without the build, small-LSTM inference runs nn.LSTM's own packed loop, as fast.
+                built = compiled.available()
+                ran = "compiled" if built else "fused" if cell == "gru" or r["mode"] == "train" else "native"
                 assert r["median_ms"] > 0 and r["kernel"] == ran, (cell, r["mode"])
 
 

@@ -1,6 +1,6 @@
 """`grutool.kernels.AUTO` is the one statement of what kernel `auto` runs: every cell with a fused kernel has a
-rule, the table picks what it says case by case, the modules follow it (with the compiled GRU built, and where it
-cannot be built), `auto` computes what `native` computes, and the help texts print the table."""
+rule, the table picks what it says case by case, the modules follow it (with the compiled GRU and LSTM built, and
+where they cannot be built), `auto` computes what `native` computes, and the help texts print the table."""
 
 from __future__ import annotations
 
@@ -49,11 +49,18 @@ CASES = [
     ("gru", False, False, 512, 15, False, "native"),
     ("gru", False, False, 512, 16, False, "fused"),
     ("gru", False, False, 64, 1, False, "native"),
-    # LSTM and RNN: no compiled kernel, so `compiled_ready` is never asked.
-    ("lstm", True, True, 64, 5, True, "fused"),
-    ("lstm", True, False, 128, 5, True, "native"),
-    ("lstm", True, False, 256, 5, True, "fused"),
-    ("lstm", False, True, 512, 50, True, "native"),    # oneDNN's dense LSTM
+    # LSTM, compiled built: every call in training; without gradients packed calls from 8 steps; dense inference
+    # keeps oneDNN's LSTM.
+    ("lstm", False, True, 256, 1, True, "compiled"),
+    ("lstm", True, True, 64, 5, True, "compiled"),
+    ("lstm", True, False, 256, 7, True, "native"),
+    ("lstm", True, False, 256, 8, True, "compiled"),
+    ("lstm", False, False, 512, 100, True, "native"),  # oneDNN's dense LSTM
+    # LSTM, compiled not built: the fused rule. RNN: no compiled kernel, so `compiled_ready` is never asked.
+    ("lstm", True, True, 64, 5, False, "fused"),
+    ("lstm", True, False, 128, 5, False, "native"),
+    ("lstm", True, False, 256, 5, False, "fused"),
+    ("lstm", False, True, 512, 50, False, "native"),   # oneDNN's dense LSTM
     ("rnn", True, True, 64, 5, True, "fused"),
     ("rnn", True, False, 512, 50, True, "native"),
     ("rnn", False, True, 64, 50, True, "native"),
@@ -159,7 +166,8 @@ def test_the_help_texts_print_the_table():
     line = describe_auto()
     assert line == ("gru: compiled for calls of 3+ steps in training and 5+ without gradients, else native; where "
                     "compiled cannot be built, fused for packed batches and dense ones of 16+ steps (without "
-                    "gradients from hidden_size 512); lstm: fused for packed training and packed inference from "
-                    "hidden_size 256; rnn: fused for packed training")
+                    "gradients from hidden_size 512); lstm: compiled for calls of 1+ steps in training and 8+ "
+                    "without gradients (packed ones), else native; where compiled cannot be built, fused for packed "
+                    "training and packed inference from hidden_size 256; rnn: fused for packed training")
     for command, option in ((bench, "kernels"), (shapes, "kernel")):
         assert line in inspect.signature(command).parameters[option].default.help

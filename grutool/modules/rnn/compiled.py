@@ -32,6 +32,7 @@ from grutool.modules.rnn.runtime import CellStep
 
 log = logging.getLogger("grutool")
 
+# The extension's one translation unit; it includes the headers beside it (common.h, lstm.h).
 SOURCE = Path(__file__).with_name("csrc") / "gru.cpp"
 # Nothing machine-specific (the gate pass brings one copy per instruction set, picked at load), so a cache
 # built on one CPU loads on another. -fno-trapping-math lets the compiler vectorise the gate pass's clamps
@@ -75,7 +76,9 @@ def cache_dir() -> Path:
     and source text, e.g. ~/.cache/grutool/ext/torch2.13.0-cpu-cpython-311-00ca5a332cbc."""
     root = Path(os.environ["GRUTOOL_CACHE"]) if os.environ.get("GRUTOOL_CACHE") else \
         Path.home() / ".cache" / "grutool"
-    digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(CFLAGS + openmp_flags()).encode()).hexdigest()[:12]
+    sources = [SOURCE, *sorted(SOURCE.parent.glob("*.h"))]  # a change to any of them builds anew
+    digest = hashlib.sha256(b"".join(f.read_bytes() for f in sources) +
+                            " ".join(CFLAGS + openmp_flags()).encode()).hexdigest()[:12]
     return root / "ext" / f"torch{torch.__version__.replace('+', '-')}-{sys.implementation.cache_tag}-{digest}"
 
 
@@ -239,3 +242,52 @@ def step(fused: CellStep) -> CellStep:
     return CellStep("gru", cell_state=False, stacks=True, prepare=_prepare, forward=_forward,
                     backward=_backward, fusable=fused.fusable, native_layer=fused.native_layer, ready=available,
                     forward_pair=_forward_pair, backward_pair=_backward_pair)
+
+
+# --- the LSTM (csrc/lstm.h): states (h, c), step GEMMs on brgemm (float32) or BLAS -----------------------------
+
+
+def _lstm_prepare(module, weights, rows: int, steps: int, dtype, ragged: bool = False) -> Gemms:
+    # brgemm where the GRU's rule puts it; otherwise BLAS (the LSTM loop has no oneDNN step GEMM).
+    return Gemms(None, step_backend(dtype, rows, weights[1].shape[1], ragged=ragged) == "brgemm")
+
+
+def _lstm_forward(x, states, weights, batch_sizes, offs, reverse, extra: Gemms, save):
+    h0, c0 = states
+    w_ih, w_hh, b_ih, b_hh = weights
+    out, h_n, c_n, gates, cs = extension().lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse,
+                                                        save, extra.brgemm, None)
+    return out, (h_n, c_n), ((gates, cs) if save else None)
+
+
+def _lstm_backward(needs, x, states, weights, out, saved, g_out, g_finals, batch_sizes, offs, reverse, extra: Gemms):
+    (h0, c0), (g_hn, g_cn) = states, g_finals
+    w_ih, w_hh, _, _ = weights
+    gates, cs = saved
+    dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh = extension().lstm_backward(
+        x, h0, c0, w_ih, w_hh, out, gates, cs, g_out, g_hn, g_cn, batch_sizes, reverse, [bool(n) for n in needs],
+        extra.brgemm)
+    return dx, (dh0, dc0), (dw_ih, dw_hh, db_ih, db_hh)
+
+
+def _lstm_forward_pair(x, a, b, batch_sizes, offs, save):
+    (sa, wa, ea), (sb, wb, _) = a, b
+    r = extension().lstm_forward_pair(x, batch_sizes, save, ea.brgemm, *sa, *wa, *sb, *wb)
+    ra, rb = ((r[i], (r[i + 1], r[i + 2]), ((r[i + 3], r[i + 4]) if save else None)) for i in (0, 5))
+    return ra, rb, r[10]  # r[10]: (N, 2H), the two outs side by side (they are its halves)
+
+
+def _lstm_backward_pair(x, a, b, batch_sizes, offs):
+    def args(d):
+        needs, states, (w_ih, w_hh, _, _), out, saved, g_out, g_finals, _ = d
+        return ([bool(n) for n in needs], *states, w_ih, w_hh, out, *saved, g_out, *g_finals)
+
+    r = extension().lstm_backward_pair(x, batch_sizes, a[-1].brgemm, *args(a), *args(b))
+    return tuple((r[i], (r[i + 1], r[i + 2]), tuple(r[i + 3:i + 7])) for i in (0, 7))
+
+
+def lstm_step(fused: CellStep) -> CellStep:
+    """The compiled LSTM step: the fused one's capabilities (no projections), the C++ loop."""
+    return CellStep("lstm", cell_state=True, stacks=False, prepare=_lstm_prepare, forward=_lstm_forward,
+                    backward=_lstm_backward, fusable=fused.fusable, ready=available,
+                    forward_pair=_lstm_forward_pair, backward_pair=_lstm_backward_pair)

@@ -15,6 +15,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from grutool.modules.rnn import compiled
 from grutool.modules.rnn.gemm import Linear, gemm_backend, matmul_t
 from grutool.modules.rnn.runtime import (CellStep, Recurrent, direction, final_rows, previous_rows, step_order,
                                          step_start)
@@ -130,6 +131,8 @@ def lstm_direction(x, h0, c0, w_ih, w_hh, b_ih, b_hh, batch_sizes: list[int], re
 
 
 class LSTM(Recurrent, nn.LSTM):
-    """`nn.LSTM` with grutool's fused CPU kernel for packed batches (see `Recurrent`; no layer_norm / residual)."""
+    """`nn.LSTM` with grutool's fused CPU kernel for packed batches and its compiled one (see `Recurrent`; no
+    layer_norm / residual)."""
 
     cell_step = STEP
+    compiled_step = compiled.lstm_step(STEP)
