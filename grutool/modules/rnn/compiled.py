@@ -1,4 +1,4 @@
-"""The compiled GRU kernel (`model.kernel: compiled`): the time loop of one direction in C++ (`csrc/gru.cpp`).
+"""The compiled GRU and LSTM kernels (`model.kernel: compiled`): the time loop of one direction in C++ (`csrc/`).
 
 Same packed rows, `_Direction` Function, layer stack, dropout and h0 handling as the Python fused kernel
 (`grutool.modules.rnn.runtime`); only the per-direction loop differs: per step the GEMMs (float32 up to
