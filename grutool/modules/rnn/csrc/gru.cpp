@@ -46,20 +46,20 @@ GRUTOOL_INLINE void forward_row_impl(int64_t H, const T* __restrict gi, const T*
 }
 
 // One live row of a backward step: d = dh + go is dL/dh_t; writes the gate gradients of both
-// projections (dgi, dgh, 3H each), dh = d z (the direct path) and hp = h_{t-1} (for dW_hh).
+// projections: dgh (3H), dL/d(h W_hh^T + b_hh), and dgin (H), dL/d(x W_in^T + b_in) (the r and z columns of
+// the input projection's gradient are dgh's own, so they are not written twice); dh = d z (the direct path)
+// and hp = h_{t-1} (for dW_hh).
 template <typename T>
 GRUTOOL_INLINE void backward_row_impl(int64_t H, const T* __restrict s, const T* __restrict hn,
                                       const T* __restrict go, const T* __restrict hprev, T* __restrict dh,
-                                      T* __restrict dgi, T* __restrict dgh, T* __restrict hp) {
+                                      T* __restrict dgin, T* __restrict dgh, T* __restrict hp) {
   for (int64_t j = 0; j < H; ++j) {
     const T r = s[j], z = s[H + j], n = s[2 * H + j];
     const T d = dh[j] + go[j];
     const T a_n = d * (T(1) - z) * (T(1) - n * n);  // dL/d(pre-tanh)
     const T a_r = a_n * hn[j] * r * (T(1) - r);
     const T a_z = d * (hprev[j] - n) * z * (T(1) - z);
-    dgi[j] = a_r;
-    dgi[H + j] = a_z;
-    dgi[2 * H + j] = a_n;
+    dgin[j] = a_n;
     dgh[j] = a_r;
     dgh[H + j] = a_z;
     dgh[2 * H + j] = a_n * r;
@@ -77,8 +77,8 @@ GRUTOOL_INLINE void backward_row_impl(int64_t H, const T* __restrict s, const T*
       forward_row_impl<T, false>(H, gi, gh, bih, bhh, h, out, s, hn);                                   \
   }                                                                                                     \
   GRUTOOL_CLONES void backward_row(int64_t H, const T* s, const T* hn, const T* go, const T* hprev, T* dh, \
-                                   T* dgi, T* dgh, T* hp) {                                             \
-    backward_row_impl<T>(H, s, hn, go, hprev, dh, dgi, dgh, hp);                                        \
+                                   T* dgin, T* dgh, T* hp) {                                            \
+    backward_row_impl<T>(H, s, hn, go, hprev, dh, dgin, dgh, hp);                                       \
   }
 
 GRUTOOL_ROWS(float)
@@ -190,8 +190,8 @@ std::vector<torch::Tensor> gru_backward(const torch::Tensor& x, const torch::Ten
   auto h0c = h0.contiguous();
   // dL/dh for every sequence's current step, live rows first; starts as dL/dh_n, ends as dL/dh0.
   auto dh = g_hn.has_value() && g_hn->defined() ? g_hn->contiguous().clone() : at::zeros({B, H}, x.options());
-  auto dgi = at::empty({N, 3 * H}, x.options());  // dL/d(x W_ih^T + b_ih)
-  auto dgh = at::empty({N, 3 * H}, x.options());  // dL/d(h W_hh^T + b_hh)
+  auto dgh = at::empty({N, 3 * H}, x.options());  // dL/d(h W_hh^T + b_hh); its r | z columns are x W_ih^T's too
+  auto dgin = at::empty({N, H}, x.options());     // dL/d(x W_in^T + b_in)
   auto hp = at::empty({N, H}, x.options());       // each row's h_{t-1}, for dW_hh
   TORCH_CHECK(!brgemm || x.scalar_type() == at::kFloat, "compiled GRU: brgemm is float32 only");
   auto w_hh_c = w_hh.contiguous();
@@ -206,7 +206,7 @@ std::vector<torch::Tensor> gru_backward(const torch::Tensor& x, const torch::Ten
     const scalar_t* s_p = gates.data_ptr<scalar_t>();
     const scalar_t* hn_p = hn_all.data_ptr<scalar_t>();
     scalar_t* dh_p = dh.data_ptr<scalar_t>();
-    scalar_t* dgi_p = dgi.data_ptr<scalar_t>();
+    scalar_t* dgin_p = dgin.data_ptr<scalar_t>();
     scalar_t* dgh_p = dgh.data_ptr<scalar_t>();
     scalar_t* hp_p = hp.data_ptr<scalar_t>();
     for (int64_t k = 0; k < T; ++k) {
@@ -223,7 +223,7 @@ std::vector<torch::Tensor> gru_backward(const torch::Tensor& x, const torch::Ten
         for (int64_t i = begin; i < end; ++i) {
           const int64_t row = off + i;
           backward_row(H, s_p + row * 3 * H, hn_p + row * H, has_g_out ? go_p + row * ld_go : zero_p,
-                       i < prev_bs ? out_p + (prev_off + i) * ld_out : h0_p + i * H, dh_p + i * H, dgi_p + row * 3 * H,
+                       i < prev_bs ? out_p + (prev_off + i) * ld_out : h0_p + i * H, dh_p + i * H, dgin_p + row * H,
                        dgh_p + row * 3 * H, hp_p + row * H);
         }
       });
@@ -239,11 +239,19 @@ std::vector<torch::Tensor> gru_backward(const torch::Tensor& x, const torch::Ten
   torch::Tensor dx, dw_ih, dw_hh, db_ih, db_hh;
   // One GEMM each over all steps (BLAS: a new row count nearly every call, see gemm.py).
   auto xc = x.contiguous();
-  if (needs[0]) dx = at::mm(dgi, w_ih);  // (N, I)
-  if (needs[2]) dw_ih = at::mm(dgi.t(), xc);  // (3H, I)
+  // dL/d(x W_ih^T + b_ih) is [dgh's r | z columns, dgin]: each product in two parts.
+  auto dg_rz = dgh.narrow(1, 0, 2 * H);                                   // (N, 2H)
+  if (needs[0]) dx = at::mm(dg_rz, w_ih.narrow(0, 0, 2 * H)).addmm_(dgin, w_ih.narrow(0, 2 * H, H));  // (N, I)
+  if (needs[2]) {                                                         // (3H, I)
+    dw_ih = at::empty({3 * H, xc.size(1)}, x.options());
+    auto rz = dw_ih.narrow(0, 0, 2 * H), n = dw_ih.narrow(0, 2 * H, H);
+    at::mm_out(rz, dg_rz.t(), xc);
+    at::mm_out(n, dgin.t(), xc);
+  }
   if (needs[3]) dw_hh = at::mm(dgh.t(), hp);  // (3H, H)
-  if (needs[4]) db_ih = dgi.sum(0);
-  if (needs[5]) db_hh = dgh.sum(0);
+  if (needs[4] || needs[5]) db_hh = dgh.sum(0);
+  if (needs[4]) db_ih = at::cat({db_hh.narrow(0, 0, 2 * H), dgin.sum(0)});
+  if (!needs[5]) db_hh = torch::Tensor();
   return {dx, needs[1] ? dh : torch::Tensor(), dw_ih, dw_hh, db_ih, db_hh};
 }
 
