@@ -1,11 +1,11 @@
-"""One GRU or LSTM layer's calls, native vs fused vs compiled, over a grid of small shapes (issue 26: the `auto` table).
+"""One GRU, LSTM or RNN layer's calls, native vs fused vs compiled, over a grid of small shapes (issue 26: the `auto` table).
 
 The cases `grutool.kernels.AUTO` decides between: dense calls of few steps (one-step decoding, short phrases,
 names' 5-12-character batches) and packed ones, with and without gradients. Every case runs its kernels
 interleaved (A B C A B C ...) on the same weights and input, one thread, and reports the median ms per call
 with min-max, and each kernel's median over native's.
 
-    python benchmarks/kernel_calls.py [--cell gru|lstm] [--hidden 64,256,512] [--batch 1,32,64]
+    python benchmarks/kernel_calls.py [--cell gru|lstm|rnn] [--hidden 64,256,512] [--batch 1,32,64]
                                       [--steps 1,2,5,8,16] [--mode infer,train] [--lengths dense,packed]
                                       [--repeats 15] [--input 64]
 """
@@ -22,6 +22,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from grutool.modules.rnn import compiled
 from grutool.modules.rnn.gru import GRU
 from grutool.modules.rnn.lstm import LSTM
+from grutool.modules.rnn.rnn import RNN
 
 KERNELS = ("native", "fused", "compiled")
 
@@ -33,7 +34,7 @@ def _ints(s: str) -> list[int]:
 def one_case(cell: str, H: int, B: int, T: int, I: int, train: bool, packed: bool, repeats: int,
              bidirectional: bool):
     torch.manual_seed(0)
-    module = {"gru": GRU, "lstm": LSTM}[cell]
+    module = {"gru": GRU, "lstm": LSTM, "rnn": RNN}[cell]
     layers = {k: module(I, H, batch_first=True, bidirectional=bidirectional, kernel=k) for k in KERNELS}
     for k in KERNELS[1:]:
         layers[k].load_state_dict(layers["native"].state_dict())
@@ -66,7 +67,7 @@ def one_case(cell: str, H: int, B: int, T: int, I: int, train: bool, packed: boo
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cell", default="gru", choices=("gru", "lstm"))
+    ap.add_argument("--cell", default="gru", choices=("gru", "lstm", "rnn"))
     ap.add_argument("--hidden", default="64,256,512")
     ap.add_argument("--batch", default="1,32,64")
     ap.add_argument("--steps", default="1,2,5,8,16")

@@ -83,7 +83,7 @@ CELLS: dict[str, Cell] = {
                 compiled=True),
     "lstm": Cell("lstm", 4, "torch.nn.LSTM", fused="grutool.modules.rnn.lstm.LSTM", cell_state=True,
                  compiled=True),
-    "rnn": Cell("rnn", 1, "torch.nn.RNN", fused="grutool.modules.rnn.rnn.RNN"),
+    "rnn": Cell("rnn", 1, "torch.nn.RNN", fused="grutool.modules.rnn.rnn.RNN", compiled=True),
 }
 CELL_NAMES = tuple(CELLS)
 

@@ -12,7 +12,7 @@ from typing import Callable, Optional
 
 KERNELS = ("auto", "native", "fused", "compiled")
 """`native`: PyTorch's module (oneDNN for dense LSTM on CPU, cuDNN on CUDA); `fused`: grutool's CPU
-kernels (`grutool.modules.rnn`); `compiled` (GRU, LSTM): the fused kernel's time loop in C++, built on first
+kernels (`grutool.modules.rnn`); `compiled`: the fused kernel's time loop in C++, built on first
 use with a C++ compiler and ninja (the fused kernel where it cannot be built, said once); `auto`: per call,
 `compiled` or `fused` where it measured faster (`AUTO`), else `native`."""
 
@@ -99,8 +99,12 @@ AUTO: dict[str, Auto] = {
     # primitive, and below H 256 nn.LSTM's packed inference loop is as fast as the fused kernel.
     "lstm": Auto(packed_training=True, packed_inference_from=256, compiled_training_from=1,
                  compiled_inference_from=8, compiled_dense_inference=False),
-    # nn.RNN's packed inference (no autograd record) and its dense path are already lean.
-    "rnn": Auto(packed_training=True, packed_inference_from=None),
+    # Compiled, built: nn.RNN's own loop is lean, so the compiled one pays only from 5 steps with autograd
+    # (0.75-0.93 of native's time at 5, 0.43-0.81 at 16; at 3 steps 0.90-1.13) and 16 without (0.68-1.04; at 8 steps
+    # 0.86-1.50), H 64-256, B 1-32. Without the build: nn.RNN's packed inference (no autograd record) and its
+    # dense path are already lean.
+    "rnn": Auto(packed_training=True, packed_inference_from=None, compiled_training_from=5,
+                compiled_inference_from=16),
 }
 
 

@@ -38,6 +38,7 @@ log = logging.getLogger("grutool")
 KERNEL_OPS = (
     ("grutool::compiled_gru", "compiled"),
     ("grutool::compiled_lstm", "compiled"),
+    ("grutool::compiled_rnn", "compiled"),
     ("grutool::fused_gru", "fused"),
     ("grutool::fused_lstm", "fused"),
     ("grutool::fused_rnn", "fused"),

@@ -15,7 +15,7 @@ import torch
 from grutool.cells import get_cell
 from grutool.modules.rnn import compiled, gemm
 from grutool.modules.rnn.gemm import use_gemm_backend
-from grutool.modules.rnn.gru import GRU, STEP
+from grutool.modules.rnn.gru import GRU
 from grutool.modules.rnn.runtime import direction
 
 import test_fused_gru as fused_tests
@@ -298,13 +298,13 @@ def test_only_a_forward_call_of_kernel_compiled_or_auto_builds(fresh):
     assert compiled._FAILED is not None, "auto's first call tried it"
 
 
-def test_the_gru_and_the_lstm_have_a_compiled_kernel_and_the_rnn_has_none():
-    for name in ("gru", "lstm"):
+def test_every_cell_has_a_compiled_kernel_with_its_fused_kernel_s_capabilities():
+    for name in ("gru", "lstm", "rnn"):
         assert "compiled" in get_cell(name).kernels
-    assert "compiled" not in get_cell("rnn").kernels
-    with pytest.raises(ValueError, match="has no kernel 'compiled'"):
-        get_cell("rnn").build(I, H, kernel="compiled")
-    assert GRU.compiled_step.fusable is STEP.fusable
+        module = type(get_cell(name).build(I, H, kernel="compiled"))
+        assert module.compiled_step.fusable is module.cell_step.fusable
+        assert module.compiled_step.stacks == module.cell_step.stacks
+        assert module.compiled_step.cell_state == module.cell_step.cell_state
 
 
 # --- what bench and shapes report ---------------------------------------------------------------------

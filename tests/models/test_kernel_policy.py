@@ -56,14 +56,20 @@ CASES = [
     ("lstm", True, False, 256, 7, True, "native"),
     ("lstm", True, False, 256, 8, True, "compiled"),
     ("lstm", False, False, 512, 100, True, "native"),  # oneDNN's dense LSTM
-    # LSTM, compiled not built: the fused rule. RNN: no compiled kernel, so `compiled_ready` is never asked.
+    # LSTM, compiled not built: the fused rule.
     ("lstm", True, True, 64, 5, False, "fused"),
     ("lstm", True, False, 128, 5, False, "native"),
     ("lstm", True, False, 256, 5, False, "fused"),
     ("lstm", False, True, 512, 50, False, "native"),   # oneDNN's dense LSTM
-    ("rnn", True, True, 64, 5, True, "fused"),
-    ("rnn", True, False, 512, 50, True, "native"),
-    ("rnn", False, True, 64, 50, True, "native"),
+    # RNN, compiled built: from 5 steps in training, 16 without gradients; below, nn.RNN's own loop.
+    ("rnn", True, True, 64, 4, True, "native"),
+    ("rnn", True, True, 64, 5, True, "compiled"),
+    ("rnn", False, False, 512, 15, True, "native"),
+    ("rnn", False, False, 512, 16, True, "compiled"),
+    # RNN, compiled not built: the fused rule.
+    ("rnn", True, True, 64, 5, False, "fused"),
+    ("rnn", True, False, 512, 50, False, "native"),
+    ("rnn", False, True, 64, 50, False, "native"),
 ]
 
 
@@ -168,6 +174,8 @@ def test_the_help_texts_print_the_table():
                     "compiled cannot be built, fused for packed batches and dense ones of 16+ steps (without "
                     "gradients from hidden_size 512); lstm: compiled for calls of 1+ steps in training and 8+ "
                     "without gradients (packed ones), else native; where compiled cannot be built, fused for packed "
-                    "training and packed inference from hidden_size 256; rnn: fused for packed training")
+                    "training and packed inference from hidden_size 256; rnn: compiled for calls of 5+ steps in "
+                    "training and 16+ without gradients, else native; where compiled cannot be built, fused for "
+                    "packed training")
     for command, option in ((bench, "kernels"), (shapes, "kernel")):
         assert line in inspect.signature(command).parameters[option].default.help

@@ -1,4 +1,4 @@
-"""The compiled GRU and LSTM kernels (`model.kernel: compiled`): the time loop of one direction in C++ (`csrc/`).
+"""The compiled GRU, LSTM and RNN kernels (`model.kernel: compiled`): the time loop of one direction in C++ (`csrc/`).
 
 Same packed rows, `_Direction` Function, layer stack, dropout and h0 handling as the Python fused kernel
 (`grutool.modules.rnn.runtime`); only the per-direction loop differs: per step the GEMMs (float32 up to
@@ -32,7 +32,7 @@ from grutool.modules.rnn.runtime import CellStep
 
 log = logging.getLogger("grutool")
 
-# The extension's one translation unit; it includes the headers beside it (common.h, lstm.h).
+# The extension's one translation unit; it includes the headers beside it (common.h, lstm.h, rnn.h).
 SOURCE = Path(__file__).with_name("csrc") / "gru.cpp"
 # Nothing machine-specific (the gate pass brings one copy per instruction set, picked at load), so a cache
 # built on one CPU loads on another. -fno-trapping-math lets the compiler vectorise the gate pass's clamps
@@ -291,3 +291,53 @@ def lstm_step(fused: CellStep) -> CellStep:
     return CellStep("lstm", cell_state=True, stacks=False, prepare=_lstm_prepare, forward=_lstm_forward,
                     backward=_lstm_backward, fusable=fused.fusable, ready=available,
                     forward_pair=_lstm_forward_pair, backward_pair=_lstm_backward_pair)
+
+
+# --- the Elman RNN (csrc/rnn.h): tanh or relu, step GEMMs on brgemm (float32) or BLAS ---------------------------
+
+
+class RnnGemms(NamedTuple):
+    brgemm: bool  # the step GEMMs on oneDNN's brgemm micro-kernel (float32), else BLAS
+    relu: bool    # the module's nonlinearity is relu (else tanh)
+
+
+def _rnn_prepare(module, weights, rows: int, steps: int, dtype, ragged: bool = False) -> RnnGemms:
+    relu = module is not None and module.nonlinearity == "relu"
+    return RnnGemms(step_backend(dtype, rows, weights[1].shape[1], ragged=ragged) == "brgemm", relu)
+
+
+def _rnn_forward(x, states, weights, batch_sizes, offs, reverse, extra: RnnGemms, save):
+    out, h_n = extension().rnn_forward(x, states[0], *weights, batch_sizes, reverse, extra.relu, extra.brgemm, None)
+    return out, (h_n,), (() if save else None)  # nothing saved beyond the output
+
+
+def _rnn_backward(needs, x, states, weights, out, saved, g_out, g_finals, batch_sizes, offs, reverse,
+                  extra: RnnGemms):
+    dx, dh0, dw_ih, dw_hh, db_ih, db_hh = extension().rnn_backward(
+        x, states[0], weights[0], weights[1], out, g_out, g_finals[0], batch_sizes, reverse, extra.relu,
+        [bool(n) for n in needs], extra.brgemm)
+    return dx, (dh0,), (dw_ih, dw_hh, db_ih, db_hh)
+
+
+def _rnn_forward_pair(x, a, b, batch_sizes, offs, save):
+    (sa, wa, ea), (sb, wb, _) = a, b
+    r = extension().rnn_forward_pair(x, batch_sizes, ea.relu, ea.brgemm, *sa, *wa, *sb, *wb)
+    ra, rb = ((r[i], (r[i + 1],), (() if save else None)) for i in (0, 2))
+    return ra, rb, r[4]  # r[4]: (N, 2H), the two outs side by side (they are its halves)
+
+
+def _rnn_backward_pair(x, a, b, batch_sizes, offs):
+    def args(d):
+        needs, states, (w_ih, w_hh, _, _), out, _, g_out, g_finals, _ = d
+        return ([bool(n) for n in needs], *states, w_ih, w_hh, out, g_out, *g_finals)
+
+    extra = a[-1]
+    r = extension().rnn_backward_pair(x, batch_sizes, extra.relu, extra.brgemm, *args(a), *args(b))
+    return tuple((r[i], (r[i + 1],), tuple(r[i + 2:i + 6])) for i in (0, 6))
+
+
+def rnn_step(fused: CellStep) -> CellStep:
+    """The compiled RNN step: the fused one's capabilities, the C++ loop."""
+    return CellStep("rnn", cell_state=False, stacks=False, prepare=_rnn_prepare, forward=_rnn_forward,
+                    backward=_rnn_backward, fusable=fused.fusable, ready=available,
+                    forward_pair=_rnn_forward_pair, backward_pair=_rnn_backward_pair)

@@ -13,6 +13,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from grutool.modules.rnn import compiled
 from grutool.modules.rnn.gemm import Linear, gemm_backend, matmul_t, ragged
 from grutool.modules.rnn.runtime import (CellStep, Recurrent, direction, final_rows, previous_rows, step_order,
                                          step_start)
@@ -94,6 +95,8 @@ def rnn_direction(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes: list[int], reverse
 
 
 class RNN(Recurrent, nn.RNN):
-    """`nn.RNN` with grutool's fused CPU kernel for packed batches (see `Recurrent`; no layer_norm / residual)."""
+    """`nn.RNN` with grutool's fused CPU kernel for packed batches and its compiled one (see `Recurrent`; no
+    layer_norm / residual)."""
 
     cell_step = STEP
+    compiled_step = compiled.rnn_step(STEP)

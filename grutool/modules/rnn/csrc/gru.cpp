@@ -15,12 +15,13 @@
 // The state lives in one (B, H) buffer, live rows first (common.h): after the loop it holds h_n; in the
 // backward pass the same holds for dL/dh and dL/dh0.
 //
-// This file is the extension's one translation unit: it also takes in the LSTM (lstm.h) and defines the
-// Python module. Built by grutool/modules/rnn/compiled.py with torch.utils.cpp_extension on first use.
+// This file is the extension's one translation unit: it also takes in the LSTM (lstm.h) and the RNN (rnn.h)
+// and defines the Python module. Built by grutool/modules/rnn/compiled.py with torch.utils.cpp_extension on first use.
 
 
 #include "common.h"
 #include "lstm.h"
+#include "rnn.h"
 
 namespace {
 
@@ -302,7 +303,7 @@ std::vector<torch::Tensor> gru_backward_pair(
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.doc() = "grutool's compiled GRU and LSTM directions (grutool/modules/rnn/compiled.py)";
+  m.doc() = "grutool's compiled GRU, LSTM and RNN directions (grutool/modules/rnn/compiled.py)";
   m.def("gru_forward", &gru_forward, "one GRU direction over packed rows");
   m.def("gru_backward", &gru_backward, "its backward");
   m.def("gru_forward_pair", &gru_forward_pair, "both directions of a layer, side by side");
@@ -311,5 +312,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("lstm_backward", &lstm_backward, "its backward");
   m.def("lstm_forward_pair", &lstm_forward_pair, "both directions of an LSTM layer, side by side");
   m.def("lstm_backward_pair", &lstm_backward_pair, "their backward");
+  m.def("rnn_forward", &rnn_forward, "one RNN direction over packed rows");
+  m.def("rnn_backward", &rnn_backward, "its backward");
+  m.def("rnn_forward_pair", &rnn_forward_pair, "both directions of an RNN layer, side by side");
+  m.def("rnn_backward_pair", &rnn_backward_pair, "their backward");
   m.def("brgemm_ok", &brgemm_ok, "whether the brgemm step GEMM runs here");
 }
