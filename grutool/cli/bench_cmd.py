@@ -37,7 +37,7 @@ def bench(
     kernels: Optional[str] = typer.Option(
         None, metavar="KERNEL,...", help=f"default (grutool's choice, model.kernel auto, per call on CPU: {describe_auto()}; "
                    "PyTorch's elsewhere), native (PyTorch's modules, oneDNN on CPU / cuDNN on CUDA switched off), fused "
-                   "(grutool's fused kernels) and/or compiled (GRU, LSTM: the fused kernel's loop in C++, built on first use; "
+                   "(grutool's fused kernels) and/or compiled (the fused kernels' loop in C++, built on first use; "
                    "the row's kernel column says which ran)."),
     device: Optional[str] = typer.Option(None, metavar="auto|cpu|cuda", help="auto (CUDA if present), cpu or cuda."),
     dtype: Optional[str] = typer.Option(None, metavar="DTYPE,...", help="float32, bfloat16, float16 (CUDA only); layer rows only."),

@@ -36,7 +36,7 @@ def shapes(
     dropout: Optional[float] = typer.Option(None, "--dropout", metavar="P", help="Dropout between layers (needs --layers 2+)."),
     proj_size: Optional[int] = typer.Option(None, "--proj-size", metavar="N", help="P: LSTM projection of h (--cell lstm only)."),
     kernel: Optional[str] = typer.Option(None, "--kernel", metavar="NAME", help=f"auto (default: per call on CPU, "
-                                         f"{describe_auto()}), native (PyTorch's module), fused or compiled (GRU, LSTM: its loop in C++, built on first use); every check "
+                                         f"{describe_auto()}), native (PyTorch's module), fused or compiled (its loop in C++, built on first use); every check "
                                          "runs on that module."),
     config: Optional[Path] = typer.Option(None, "--config", metavar="CONFIG.yaml",
                                           help="Trace the model a config builds instead of one layer."),

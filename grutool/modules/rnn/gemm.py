@@ -60,7 +60,7 @@ ONEDNN_MAX_RAGGED_ROWS = 128
 # through oneDNN's brgemm micro-kernel (float32), B read in column panels of 32, up to this hidden size:
 # 1.1-4x oneDNN's linear and BLAS per call at B 32, H 64-512 (the backward's K 3H too: at H 512 3 % faster
 # than BLAS, one thread and two). Figures: docs/benchmarks.md, "The step GEMMs on brgemm" and "Column panels".
-BRGEMM_MAX_HIDDEN = 1024
+BRGEMM_MAX_HIDDEN = 1024  # the LSTM's and RNN's loops follow the same rule
 
 
 def gemm_backend(dtype: torch.dtype = torch.float32, rows: int = 1 << 30, hidden: int = 1 << 30, gates: int = 3,
