@@ -359,3 +359,61 @@ def test_an_unwritable_cache_is_a_fallback_too(fresh, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="grutool"):
         assert GRU(I, H, kernel="compiled").path(torch.randn(T, B, I)) == "fused"
     assert "the build failed" in caplog.records[-1].getMessage()
+
+
+# --- the LSTM's and the RNN's compiled kernels share the build, its fallback and the run-to-run guarantees --------
+
+
+@pytest.mark.parametrize("name", ["lstm", "rnn"])
+def test_without_the_build_the_lstm_and_rnn_run_their_fused_kernels_and_it_is_said_once(fresh, caplog, name):
+    fresh.setenv("CXX", "no-such-compiler-here")
+    torch.manual_seed(0)
+    layer = get_cell(name).build(I, H, num_layers=2, bidirectional=True, kernel="compiled").double()
+    fused = get_cell(name).build(I, H, num_layers=2, bidirectional=True, kernel="fused").double()
+    fused.load_state_dict(layer.state_dict())
+    x = torch.randn(B, T, I, dtype=torch.float64)
+    with caplog.at_level(logging.WARNING, logger="grutool"):
+        assert layer.path(x) == "fused"
+        out, state = layer(x)
+        layer(x)
+    assert torch.equal(out, fused(x)[0])
+    lines = [r for r in caplog.records if "kernel compiled" in r.getMessage()]
+    assert len(lines) == 1 and "no C++ compiler" in lines[0].getMessage()
+
+
+@pytest.mark.parametrize("name", ["lstm", "rnn"])
+def test_the_lstm_and_rnn_compiled_kernels_are_deterministic_and_take_any_kernel_s_checkpoint(ext, tmp_path, name):
+    torch.manual_seed(0)
+    native = get_cell(name).build(I, H, num_layers=2, bidirectional=True, kernel="native")
+    torch.save(native.state_dict(), tmp_path / "layer.pt")
+    layer = get_cell(name).build(I, H, num_layers=2, bidirectional=True, kernel="compiled")
+    layer.load_state_dict(torch.load(tmp_path / "layer.pt"))
+    x = torch.randn(B, T, I, requires_grad=True)
+
+    def run():
+        layer.zero_grad()
+        x.grad = None
+        out, _ = layer(x)
+        out.square().sum().backward()
+        return [out.detach(), x.grad.clone()] + [p.grad.clone() for p in layer.parameters()]
+
+    first, second = run(), run()
+    assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True)), "the same bits run to run"
+    with torch.no_grad():
+        assert (layer(x)[0] - native(x)[0]).abs().max().item() < 1e-5
+
+
+def test_the_rnn_compiled_kernel_passes_gradcheck(ext):
+    for nonlinearity in ("tanh", "relu"):
+        torch.manual_seed(0)
+        layer = get_cell("rnn").build(2, 3, bidirectional=True, kernel="compiled").double()
+        layer.nonlinearity = nonlinearity
+        x = torch.randn(2, 4, 2, dtype=torch.float64, requires_grad=True)
+        h0 = torch.randn(2, 2, 3, dtype=torch.float64, requires_grad=True)
+
+        def f(x, h0):
+            out, h = layer(torch.nn.utils.rnn.pack_padded_sequence(x, torch.tensor([4, 2]), batch_first=True), h0)
+            return out.data, h
+
+        assert layer.path(x) == "compiled"
+        assert torch.autograd.gradcheck(f, (x, h0))
