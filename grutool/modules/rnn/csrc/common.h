@@ -235,6 +235,42 @@ void side_by_side(bool together, F&& first, G&& second) {
   });
 }
 
+// Both directions' results in one list, the forward direction's first: first() and second() through side_by_side.
+template <typename F, typename G>
+std::vector<torch::Tensor> both_directions(bool together, F&& first, G&& second) {
+  std::vector<torch::Tensor> ra, rb;
+  side_by_side(together, [&] { ra = first(); }, [&] { rb = second(); });
+  ra.insert(ra.end(), rb.begin(), rb.end());
+  return ra;
+}
+
+// --- what every backward reads ----------------------------------------------------------------------
+
+// The forward's output and the gradient that reached it, each possibly a column slice of a layer's (N, 2H)
+// tensor (rows ld apart, columns contiguous); rows with no output gradient read `zero`.
+struct OutputRows {
+  torch::Tensor out, go, zero;
+  int64_t ld_out = 0, ld_go = 0;
+  bool has_go = false;
+  OutputRows(const torch::Tensor& out_, const c10::optional<torch::Tensor>& g_out, int64_t H)
+      : out(out_.stride(1) == 1 ? out_ : out_.contiguous()), zero(at::zeros({H}, out_.options())) {
+    has_go = g_out.has_value() && g_out->defined();
+    go = has_go ? (g_out->stride(1) == 1 ? *g_out : g_out->contiguous()) : at::empty({0}, out_.options());
+    ld_out = out.stride(0);
+    ld_go = has_go ? go.stride(0) : 0;
+  }
+};
+
+// Where the backward's step t finds each row's previous state: the step before it in processing order (rows
+// off .. off + bs), or, for the rows past bs (sequences that start at step t), the initial state.
+struct Before {
+  int64_t off, bs;
+};
+inline Before step_before(const Rows& offs, const Rows& batch_sizes, int64_t t, bool reverse) {
+  const int64_t b = reverse ? t + 1 : t - 1, T = static_cast<int64_t>(batch_sizes.size());
+  return b >= 0 && b < T ? Before{offs[b], batch_sizes[b]} : Before{0, 0};
+}
+
 // Whether brgemm_f32 runs on this CPU and torch build and computes a small product right (torch's brgemm
 // throws where oneDNN's micro-kernel is not available): the caller asks once before choosing it.
 bool brgemm_ok() {

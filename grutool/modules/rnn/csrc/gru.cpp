@@ -181,13 +181,9 @@ std::vector<torch::Tensor> gru_backward(const torch::Tensor& x, const torch::Ten
   const int64_t N = x.size(0), B = h0.size(0), H = h0.size(1);
   const int64_t T = static_cast<int64_t>(batch_sizes.size());
   const Rows offs = offsets(batch_sizes);
-  const bool has_g_out = g_out.has_value() && g_out->defined();
-  // out and g_out may be column slices of both directions' (N, 2H) tensors: rows ld apart, columns contiguous.
-  auto go = has_g_out ? (g_out->stride(1) == 1 ? *g_out : g_out->contiguous()) : at::empty({0}, x.options());
-  const int64_t ld_go = has_g_out ? go.stride(0) : 0;
-  auto outc = out.stride(1) == 1 ? out : out.contiguous();
-  const int64_t ld_out = outc.stride(0);
-  auto zero = at::zeros({H}, x.options());  // the output gradient of every row when none reached the output
+  const OutputRows rows(out, g_out, H);  // out and the output gradient, maybe column slices
+  const bool has_g_out = rows.has_go;
+  const int64_t ld_go = rows.ld_go, ld_out = rows.ld_out;
   auto h0c = h0.contiguous();
   // dL/dh for every sequence's current step, live rows first; starts as dL/dh_n, ends as dL/dh0.
   auto dh = g_hn.has_value() && g_hn->defined() ? g_hn->contiguous().clone() : at::zeros({B, H}, x.options());
@@ -200,10 +196,10 @@ std::vector<torch::Tensor> gru_backward(const torch::Tensor& x, const torch::Ten
   auto w_hh_tc = onednn_step ? w_hh.t().contiguous() : torch::Tensor();  // (H, 3H): dgh @ W_hh as a linear
 
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "grutool_gru_backward", [&] {
-    const scalar_t* go_p = has_g_out ? go.data_ptr<scalar_t>() : nullptr;
-    const scalar_t* zero_p = zero.data_ptr<scalar_t>();
+    const scalar_t* go_p = has_g_out ? rows.go.data_ptr<scalar_t>() : nullptr;
+    const scalar_t* zero_p = rows.zero.data_ptr<scalar_t>();
     const scalar_t* h0_p = h0c.data_ptr<scalar_t>();
-    const scalar_t* out_p = outc.data_ptr<scalar_t>();
+    const scalar_t* out_p = rows.out.data_ptr<scalar_t>();
     const scalar_t* s_p = gates.data_ptr<scalar_t>();
     const scalar_t* hn_p = hn_all.data_ptr<scalar_t>();
     scalar_t* dh_p = dh.data_ptr<scalar_t>();
@@ -216,10 +212,8 @@ std::vector<torch::Tensor> gru_backward(const torch::Tensor& x, const torch::Ten
       const int64_t bs = batch_sizes[t], off = offs[t];
       // Where a row's h_{t-1} is: the output of the step before in processing order, or h0 for the
       // sequences that start at this step.
-      const int64_t before = reverse ? t + 1 : t - 1;
-      const bool has_before = before >= 0 && before < T;
-      const int64_t prev_off = has_before ? offs[before] : 0;
-      const int64_t prev_bs = has_before ? batch_sizes[before] : 0;
+      const Before prev = step_before(offs, batch_sizes, t, reverse);
+      const int64_t prev_off = prev.off, prev_bs = prev.bs;
       at::parallel_for(0, bs, grain(H), [&](int64_t begin, int64_t end) {
         for (int64_t i = begin; i < end; ++i) {
           const int64_t row = off + i;
@@ -264,20 +258,14 @@ std::vector<torch::Tensor> gru_forward_pair(const torch::Tensor& x, const Rows& 
                                             const OptT& step_wb) {
   const int64_t H = h0a.size(1);
   auto y = at::empty({x.size(0), 2 * H}, x.options());  // (N, 2H): each direction writes its half, no cat
-  std::vector<torch::Tensor> ra, rb;
-  side_by_side(
+  auto r = both_directions(
       pair_together(h0a.size(0), H, 3),
-      [&] {
-        ra = gru_forward(x, h0a, w_iha, w_hha, b_iha, b_hha, batch_sizes, false, save, step_wa, brgemm,
-                         y.narrow(1, 0, H));
-      },
-      [&] {
-        rb = gru_forward(x, h0b, w_ihb, w_hhb, b_ihb, b_hhb, batch_sizes, true, save, step_wb, brgemm,
-                         y.narrow(1, H, H));
-      });
-  ra.insert(ra.end(), rb.begin(), rb.end());
-  ra.push_back(y);
-  return ra;  // out, h_n, gates, hn of the forward direction, then of the reverse one (outs: halves of y), y
+      [&] { return gru_forward(x, h0a, w_iha, w_hha, b_iha, b_hha, batch_sizes, false, save, step_wa, brgemm,
+                         y.narrow(1, 0, H)); },
+      [&] { return gru_forward(x, h0b, w_ihb, w_hhb, b_ihb, b_hhb, batch_sizes, true, save, step_wb, brgemm,
+                         y.narrow(1, H, H)); });
+  r.push_back(y);
+  return r;  // out, h_n, gates, hn of the forward direction, then of the reverse one (outs: halves of y), y
 }
 
 std::vector<torch::Tensor> gru_backward_pair(
@@ -287,19 +275,13 @@ std::vector<torch::Tensor> gru_backward_pair(
     const OptT& g_out_a, const OptT& g_hn_a, const std::vector<bool>& needs_b, bool onednn_step_b,
     const torch::Tensor& h0b, const torch::Tensor& w_ihb, const torch::Tensor& w_hhb, const torch::Tensor& out_b,
     const torch::Tensor& gates_b, const torch::Tensor& hn_b, const OptT& g_out_b, const OptT& g_hn_b) {
-  std::vector<torch::Tensor> ra, rb;
-  side_by_side(
+  // dx, dh0, dw_ih, dw_hh, db_ih, db_hh of each direction
+  return both_directions(
       pair_together(h0a.size(0), h0a.size(1), 3),
-      [&] {
-        ra = gru_backward(x, h0a, w_iha, w_hha, out_a, gates_a, hn_a, g_out_a, g_hn_a, batch_sizes, false, needs_a,
-                          onednn_step_a, brgemm);
-      },
-      [&] {
-        rb = gru_backward(x, h0b, w_ihb, w_hhb, out_b, gates_b, hn_b, g_out_b, g_hn_b, batch_sizes, true, needs_b,
-                          onednn_step_b, brgemm);
-      });
-  ra.insert(ra.end(), rb.begin(), rb.end());
-  return ra;  // dx, dh0, dw_ih, dw_hh, db_ih, db_hh of each direction
+      [&] { return gru_backward(x, h0a, w_iha, w_hha, out_a, gates_a, hn_a, g_out_a, g_hn_a, batch_sizes, false, needs_a,
+                          onednn_step_a, brgemm); },
+      [&] { return gru_backward(x, h0b, w_ihb, w_hhb, out_b, gates_b, hn_b, g_out_b, g_hn_b, batch_sizes, true, needs_b,
+                          onednn_step_b, brgemm); });
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
