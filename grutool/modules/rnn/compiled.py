@@ -2,10 +2,11 @@
 
 Same packed rows, `_Direction` Function, layer stack, dropout and h0 handling as the Python fused kernel
 (`grutool.modules.rnn.runtime`); only the per-direction loop differs: per step the GEMMs (float32 up to
-H 512, `step_backend`: x_t W_ih^T and h W_hh^T on oneDNN's batch-reduce micro-kernel, called on raw
-pointers; else one input GEMM before the loop and the fused kernel's ATen/oneDNN choice per step) and one
-pass over the live rows for all the gate arithmetic, forward and backward. A bidirectional layer runs
-its two directions in one call (`forward_pair`, the runtime's `_Pair`), on a torch thread each.
+H 1024, `step_backend`: x_t W_ih^T and h W_hh^T on oneDNN's batch-reduce micro-kernel, called on raw
+pointers; else one input GEMM before the loop and, per step, the fused kernel's ATen/oneDNN choice for the
+GRU and BLAS for the LSTM and RNN) and one pass over the live rows for all the gate arithmetic, forward and
+backward. A bidirectional layer runs its two directions in one call (`forward_pair`, the runtime's `_Pair`),
+on a torch thread each.
 
 Built with PyTorch's extension mechanism (`torch.utils.cpp_extension.load`: a C++ compiler and ninja)
 on the first call that needs it, never at import, into a cache directory keyed by the torch version, the
