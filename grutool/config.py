@@ -261,8 +261,9 @@ class ModelConfig(_Section):
     """How the recurrent layers run: `auto` (per call on CPU, whichever kernel measured faster for the cell,
     the input kind and its length: gru `compiled` on all but the shortest calls, which keep `native`, and the
     fused rule where compiled cannot be built; lstm `compiled` in training and on packed inference of 8+ steps
-    (dense inference keeps oneDNN's), `fused` on packed training without the build; rnn `compiled` from 5
-    steps in training and 16 without gradients, `fused` on packed training without the build; `native` on CUDA),
+    (dense inference keeps oneDNN's but for bidirectional layers on 2+ threads), `fused` on packed training
+    without the build; rnn `compiled` from 5 steps in training and 16 without gradients, `fused` on packed
+    training without the build; `native` on CUDA),
     `fused` (grutool's CPU kernels, `grutool.modules.rnn`: same parameters and results as nn.GRU / nn.LSTM /
     nn.RNN, faster training), `compiled` (every cell: the fused kernel's time loop in C++, built on first use
     with a C++ compiler and ninja into ~/.cache/grutool or $GRUTOOL_CACHE; where it cannot be built, the fused

@@ -32,7 +32,8 @@ class Auto:
     dense_inference_from: Optional[int] = 0       # fused rule: ... and, without gradients, from this hidden size; None: never
     compiled_training_from: Optional[int] = None  # compiled kernel, built: calls recording autograd from this many steps
     compiled_inference_from: Optional[int] = None  # compiled kernel, built: calls without gradients from this many steps
-    compiled_dense_inference: bool = True          # ... dense ones too (False: those stay native)
+    compiled_dense_inference: bool = True          # ... dense ones too (False: those stay native, except:)
+    compiled_side_by_side_inference: bool = False  # ... dense ones whose two directions run side by side (below)
 
     def fused(self, *, packed: bool, training: bool, hidden_size: int, steps: int) -> bool:
         """The fused rule: where the fused kernel runs when there is no compiled kernel to run."""
@@ -45,13 +46,15 @@ class Auto:
         return training or (self.dense_inference_from is not None and hidden_size >= self.dense_inference_from)
 
     def pick(self, *, packed: bool, training: bool, hidden_size: int, steps: int,
-             compiled_ready: Callable[[], bool] = lambda: False) -> str:
+             compiled_ready: Callable[[], bool] = lambda: False, side_by_side: bool = False) -> str:
         """`compiled`, `fused` or `native` for one call. `steps`: the call's time steps (a packed batch's
         longest sequence); `compiled_ready`: whether the compiled kernel runs here (it builds on the first
-        call, so it is asked only where the cell has one)."""
+        call, so it is asked only where the cell has one); `side_by_side`: a bidirectional layer with 2+ torch
+        threads, whose directions the compiled kernel runs on a thread each."""
         if self.compiled_training_from is not None and compiled_ready():
             start = self.compiled_training_from if training else self.compiled_inference_from
-            if not training and not packed and not self.compiled_dense_inference:
+            if not training and not packed and not self.compiled_dense_inference \
+                    and not (side_by_side and self.compiled_side_by_side_inference):
                 start = None
             return "compiled" if start is not None and steps >= start else "native"
         return "fused" if self.fused(packed=packed, training=training, hidden_size=hidden_size, steps=steps) \
@@ -77,7 +80,9 @@ class Auto:
         fused = f"fused for {self.describe_fused()}"
         if self.compiled_training_from is None:
             return fused
-        packed = "" if self.compiled_dense_inference else " (packed ones)"
+        packed = "" if self.compiled_dense_inference else \
+            " (packed ones, and dense ones of bidirectional layers with 2+ threads)" \
+            if self.compiled_side_by_side_inference else " (packed ones)"
         return (f"compiled for calls of {self.compiled_training_from}+ steps in training and "
                 f"{self.compiled_inference_from}+ without gradients{packed}, else native; where compiled cannot "
                 f"be built, {fused}")
@@ -95,10 +100,12 @@ AUTO: dict[str, Auto] = {
     # (0.49-0.99 of native's time, H 64-256, B 1-32, 1-8 steps), and without gradients on packed calls from 8
     # steps (B 32: 0.61-0.81; B 1 at H 256 is the exception, 1.32-1.38, where the per-call copy of the weights
     # into panels is most of the call). Dense inference stays on oneDNN's primitive (1.13-1.57 at 1-8 steps,
-    # H 256; at 100 steps the compiled kernel is 1-9 % faster). Without the build: dense LSTM keeps oneDNN's
-    # primitive, and below H 256 nn.LSTM's packed inference loop is as fast as the fused kernel.
+    # H 256, one thread; unidirectional on two threads 1.03-1.70), except a bidirectional layer's on 2+ threads,
+    # where the compiled kernel runs the directions on a thread each (0.42-0.92 of oneDNN's time at H 64-256,
+    # B 1-32, 8-100 steps on two threads; H 256 B 1 at 8 steps 1.13). Without the build: dense LSTM keeps
+    # oneDNN's primitive, and below H 256 nn.LSTM's packed inference loop is as fast as the fused kernel.
     "lstm": Auto(packed_training=True, packed_inference_from=256, compiled_training_from=1,
-                 compiled_inference_from=8, compiled_dense_inference=False),
+                 compiled_inference_from=8, compiled_dense_inference=False, compiled_side_by_side_inference=True),
     # Compiled, built: nn.RNN's own loop is lean, so the compiled one pays only from 5 steps with autograd
     # (0.75-0.93 of native's time at 5, 0.43-0.81 at 16; at 3 steps 0.90-1.13) and 16 without (0.68-1.04; at 8 steps
     # 0.86-1.50), H 64-256, B 1-32. Without the build: nn.RNN's packed inference (no autograd record) and its

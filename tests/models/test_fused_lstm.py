@@ -91,7 +91,7 @@ def test_auto_never_runs_grutool_s_kernels_with_projections_and_keeps_onednn_for
     assert isinstance(layer, LSTM)
     packed = pack_sequence([torch.randn(2, I), torch.randn(1, I)])
     assert layer.path(packed) in ("compiled", "fused")
-    with torch.no_grad():
+    with torch.no_grad():  # a one-direction layer: no side-by-side directions, whatever the threads
         assert layer.path(torch.randn(B, T, I)) == "native", "dense inference keeps oneDNN's LSTM"
     for kernel in ("auto", "fused", "compiled"):
         assert LSTM(I, H, proj_size=2, kernel=kernel).path(packed) == "native"

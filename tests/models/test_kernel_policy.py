@@ -173,9 +173,29 @@ def test_the_help_texts_print_the_table():
     assert line == ("gru: compiled for calls of 3+ steps in training and 5+ without gradients, else native; where "
                     "compiled cannot be built, fused for packed batches and dense ones of 16+ steps (without "
                     "gradients from hidden_size 512); lstm: compiled for calls of 1+ steps in training and 8+ "
-                    "without gradients (packed ones), else native; where compiled cannot be built, fused for packed "
+                    "without gradients (packed ones, and dense ones of bidirectional layers with 2+ threads), else "
+                    "native; where compiled cannot be built, fused for packed "
                     "training and packed inference from hidden_size 256; rnn: compiled for calls of 5+ steps in "
                     "training and 16+ without gradients, else native; where compiled cannot be built, fused for "
                     "packed training")
     for command, option in ((bench, "kernels"), (shapes, "kernel")):
         assert line in inspect.signature(command).parameters[option].default.help
+
+
+def test_lstm_dense_inference_goes_compiled_only_where_its_directions_run_side_by_side():
+    rule = AUTO["lstm"]
+    ready = lambda: True  # noqa: E731
+    common = dict(packed=False, training=False, hidden_size=256, steps=100, compiled_ready=ready)
+    assert rule.pick(**common) == "native"                              # oneDNN's dense LSTM
+    assert rule.pick(**common, side_by_side=True) == "compiled"
+    assert rule.pick(**{**common, "steps": 7}, side_by_side=True) == "native"
+    assert AUTO["gru"].pick(**common, side_by_side=False) == "compiled"  # the GRU's rule does not look at it
+    before = torch.get_num_threads()
+    try:
+        for threads, bidirectional, expected in ((1, True, "native"), (2, True, "compiled"), (2, False, "native")):
+            torch.set_num_threads(threads)
+            layer = _as_built(CELLS["lstm"].build(3, 8, bidirectional=bidirectional, kernel="auto"), True)
+            with torch.no_grad():
+                assert layer.path(torch.randn(2, 30, 3)) == expected, (threads, bidirectional)
+    finally:
+        torch.set_num_threads(before)

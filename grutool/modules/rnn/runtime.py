@@ -396,7 +396,8 @@ class Recurrent:
             steps = x.shape[1 if self.batch_first else 0] if x.dim() == 3 else x.shape[0]
         ready = self.compiled_step.ready if self.compiled_step is not None else (lambda: False)
         return AUTO[self.cell_step.name].pick(packed=packed, training=torch.is_grad_enabled(),
-                                              hidden_size=self.hidden_size, steps=steps, compiled_ready=ready)
+                                              hidden_size=self.hidden_size, steps=steps, compiled_ready=ready,
+                                              side_by_side=self.bidirectional and torch.get_num_threads() >= 2)
 
     def path(self, input) -> str:
         """What `forward(input)` runs: `compiled` (the cell's C++ loop), `fused` (the cell's CPU kernel),
