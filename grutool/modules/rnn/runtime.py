@@ -16,7 +16,7 @@ direction) with one autograd Function over *packed rows*:
   weight gradients as single GEMMs after it (BLAS; per step `grutool.modules.rnn.gemm` picks oneDNN or BLAS);
 - `stack_layers`: layers and directions, dropout between layers in training, and for cells that stack
   (GRU) LayerNorm / residual connections, with either kernel; a cell with `forward_pair` (the compiled
-  GRU) gets both directions of a layer in one call (`_Pair`), which it runs side by side.
+  kernels) gets both directions of a layer in one call (`_Pair`), which it runs side by side.
 
 The equations are PyTorch's, written out plainly in `grutool.shapes.reference` (`gru_step`, `lstm_step`,
 `rnn_step`); the parity tests hold every kernel to them and to PyTorch's modules. One rewrite is shared:

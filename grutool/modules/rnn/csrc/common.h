@@ -21,6 +21,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <array>
 #include <cstring>
 #include <vector>
 
@@ -112,32 +113,19 @@ GRUTOOL_INLINE T tanh_v(T a) {
   return T(2) / (T(1) + exp_v(T(-2) * a)) - T(1);
 }
 
-// One live row of a forward step: gi, gh (3H) the two projections without their biases bih, bhh (3H),
-// h (H) the state, read and overwritten with h'; out (H) h' again; s (3H) r | z | n and hn (H)
-
 // --- GEMMs ------------------------------------------------------------------------------------------
 //
 // Chosen in Python (compiled.step_backend, grutool/modules/rnn/gemm.py) and passed in: for the step GEMMs
-// brgemm_f32 (below), oneDNN's linear on weights it pre-packed, or ATen's BLAS GEMM; the GEMMs over all of a
-// call's rows on BLAS, as in the fused kernel. oneDNN's linear is a private op of torch, reached by name.
-
-// x @ w^T through mkldnn::_linear_pointwise; w may be a strided view or a pre-packed weight.
-torch::Tensor onednn_linear(const torch::Tensor& x, const torch::Tensor& w) {
-  static const auto op = c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::_linear_pointwise", "");
-  torch::jit::Stack stack;
-  stack.emplace_back(x);
-  stack.emplace_back(w);
-  stack.emplace_back(c10::IValue());  // no bias
-  stack.emplace_back(std::string("none"));
-  stack.emplace_back(c10::List<c10::optional<at::Scalar>>());
-  stack.emplace_back(std::string(""));
-  op.callBoxed(&stack);
-  return stack.back().toTensor();
-}
+// brgemm_f32 (below), oneDNN's linear on weights it pre-packed (the GRU's, gru.cpp), or ATen's BLAS GEMM; the
+// GEMMs over all of a call's rows on BLAS, as in the fused kernel.
 
 // Rows of a step per parallel task: the gate pass is split over rows only when a step is large enough
 // to pay for waking threads (and is the same computation either way, so results do not depend on it).
 inline int64_t grain(int64_t H) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(H, 1)); }
+
+// Whether brgemm_f32 shares a GEMM's panels out over torch's threads (not inside a parallel region, e.g. one
+// direction of a pair); pack_panels picks the panel width by the same test.
+inline bool share_panels() { return at::get_num_threads() > 1 && !at::in_parallel_region(); }
 
 // B for brgemm_f32: B (K, N), any strides -> (ceil(N / P), K, P) contiguous: each panel of P columns one
 // contiguous K x P block, zeros past column N. P is the whole N (one panel: the plain (K, N) layout) while B
@@ -148,8 +136,7 @@ inline int64_t grain(int64_t H) { return std::max<int64_t>(1, 16384 / std::max<i
 torch::Tensor pack_panels(const torch::Tensor& b) {
   constexpr int64_t PANEL = 32;
   const int64_t K = b.size(0), N = b.size(1);
-  const bool threads = at::get_num_threads() > 1 && !at::in_parallel_region();  // as brgemm_f32 decides
-  const int64_t P = (!threads && K * N <= (int64_t(1) << 16)) ? N : PANEL;
+  const int64_t P = (!share_panels() && K * N <= (int64_t(1) << 16)) ? N : PANEL;
   if (P == N) return b.contiguous().view({1, K, N});
   const int64_t blocks = (N + P - 1) / P, full = N / P;
   auto out = at::empty({blocks, K, P}, b.options());
@@ -174,7 +161,7 @@ void brgemm_f32(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, co
                 float* C, int64_t ldc, bool add) {
   constexpr int64_t MB = 64;
   const int64_t kb = K > 1024 ? 512 : K;
-  const bool threads = at::get_num_threads() > 1 && !at::in_parallel_region();
+  const bool threads = share_panels();
   const int64_t blocks = (N + P - 1) / P;
   // At least ~1 MFLOP per task before a second thread joins.
   const int64_t grain =
@@ -201,6 +188,40 @@ void check_rows(const torch::Tensor& x, const torch::Tensor& h0, const Rows& bat
     n += batch_sizes[t];
   }
   TORCH_CHECK(n == x.size(0), "compiled kernel: batch sizes do not add up to the rows of x");
+}
+
+// --- what the cells' loops share -------------------------------------------------------------------
+
+// b_ih + b_hh (n,), zeros where neither is given: the one bias of a cell whose two projections are summed before
+// any gate (LSTM, RNN).
+torch::Tensor bias_sum(const c10::optional<torch::Tensor>& b_ih, const c10::optional<torch::Tensor>& b_hh, int64_t n,
+                       const torch::TensorOptions& options) {
+  auto b = at::zeros({n}, options);
+  if (b_ih.has_value() && b_ih->defined()) b.add_(*b_ih);
+  if (b_hh.has_value() && b_hh->defined()) b.add_(*b_hh);
+  return b;
+}
+
+// (B, H), live rows first: the gradient a backward carries from step to step, starting as the one that reached
+// the final state (zeros where none did) and ending as the initial state's.
+torch::Tensor carried_grad(const c10::optional<torch::Tensor>& g_final, int64_t B, int64_t H,
+                           const torch::TensorOptions& options) {
+  return g_final.has_value() && g_final->defined() ? g_final->contiguous().clone() : at::zeros({B, H}, options);
+}
+
+// After the loop of a cell with one pre-activation gradient da (N, G H) for both projections (LSTM, RNN):
+// dx = da W_ih, dW_ih = da^T x, dW_hh = da^T hp (hp: each row's h_{t-1}), and both biases' gradient, one sum (a
+// copy for the second where both are needed). need: (x, w_ih, w_hh, b_ih, b_hh). Returns the five in that
+// order, undefined where not needed.
+std::vector<torch::Tensor> summed_projection_grads(const torch::Tensor& da, const torch::Tensor& x,
+                                                   const torch::Tensor& w_ih, const torch::Tensor& hp,
+                                                   const std::array<bool, 5>& need) {
+  torch::Tensor dx, dw_ih, dw_hh, db;
+  if (need[0]) dx = at::mm(da, w_ih);                  // (N, I)
+  if (need[1]) dw_ih = at::mm(da.t(), x.contiguous());  // (G H, I)
+  if (need[2]) dw_hh = at::mm(da.t(), hp);              // (G H, H)
+  if (need[3] || need[4]) db = da.sum(0);
+  return {dx, dw_ih, dw_hh, need[3] ? db : torch::Tensor(), need[4] ? (need[3] ? db.clone() : db) : torch::Tensor()};
 }
 
 // --- both directions of a bidirectional layer, side by side ----------------------------------------

@@ -25,6 +25,23 @@
 
 namespace {
 
+// x @ w^T through mkldnn::_linear_pointwise; w may be a strided view or a pre-packed weight.
+torch::Tensor onednn_linear(const torch::Tensor& x, const torch::Tensor& w) {
+  static const auto op = c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::_linear_pointwise", "");
+  torch::jit::Stack stack;
+  stack.emplace_back(x);
+  stack.emplace_back(w);
+  stack.emplace_back(c10::IValue());  // no bias
+  stack.emplace_back(std::string("none"));
+  stack.emplace_back(c10::List<c10::optional<at::Scalar>>());
+  stack.emplace_back(std::string(""));
+  op.callBoxed(&stack);
+  return stack.back().toTensor();
+}
+
+// One live row of a forward step: gi, gh (3H) the two projections without their biases bih, bhh (3H),
+// h (H) the state, read and overwritten with h'; out (H) h' again; s (3H) r | z | n and hn (H)
+// h W_hn^T + b_hn when saved.
 template <typename T, bool Save>
 GRUTOOL_INLINE void forward_row_impl(int64_t H, const T* __restrict gi, const T* __restrict gh,
                                      const T* __restrict bih, const T* __restrict bhh, T* __restrict h,
@@ -186,7 +203,7 @@ std::vector<torch::Tensor> gru_backward(const torch::Tensor& x, const torch::Ten
   const int64_t ld_go = rows.ld_go, ld_out = rows.ld_out;
   auto h0c = h0.contiguous();
   // dL/dh for every sequence's current step, live rows first; starts as dL/dh_n, ends as dL/dh0.
-  auto dh = g_hn.has_value() && g_hn->defined() ? g_hn->contiguous().clone() : at::zeros({B, H}, x.options());
+  auto dh = carried_grad(g_hn, B, H, x.options());
   auto dgh = at::empty({N, 3 * H}, x.options());  // dL/d(h W_hh^T + b_hh); its r | z columns are x W_ih^T's too
   auto dgin = at::empty({N, H}, x.options());     // dL/d(x W_in^T + b_in)
   auto hp = at::empty({N, H}, x.options());       // each row's h_{t-1}, for dW_hh

@@ -81,15 +81,6 @@ GRUTOOL_INLINE void lstm_backward_row_impl(int64_t H, const T* __restrict s, con
 GRUTOOL_LSTM_ROWS(float)
 GRUTOOL_LSTM_ROWS(double)
 
-// b_ih + b_hh (4H), zeros where neither is given.
-torch::Tensor lstm_bias(const c10::optional<torch::Tensor>& b_ih, const c10::optional<torch::Tensor>& b_hh,
-                        int64_t H, const torch::TensorOptions& options) {
-  auto b = at::zeros({4 * H}, options);
-  if (b_ih.has_value() && b_ih->defined()) b.add_(*b_ih);
-  if (b_hh.has_value() && b_hh->defined()) b.add_(*b_hh);
-  return b;
-}
-
 // x (N, I), h0 and c0 (B, H), w_ih (4H, I), w_hh (4H, H), b_ih / b_hh (4H,) or None; brgemm (float32, checked
 // by the caller that it runs here): the step GEMMs through brgemm_f32, else BLAS. out_into: where to write
 // out (a column slice of both directions' (N, 2H) output), or None.
@@ -109,7 +100,7 @@ std::vector<torch::Tensor> lstm_forward(const torch::Tensor& x, const torch::Ten
   const Rows offs = offsets(batch_sizes);
   auto xc = x.contiguous();
   const int64_t I = xc.size(1);
-  auto bias = lstm_bias(b_ih, b_hh, H, x.options());
+  auto bias = bias_sum(b_ih, b_hh, 4 * H, x.options());
   // brgemm: each step's pre-activations in a (B, 4H) buffer that stays in cache, x_t W_ih^T then += h W_hh^T;
   // BLAS: every step's x W_ih^T in one GEMM before the loop, (N, 4H), each step's rows += h W_hh^T in place.
   auto w_ih_t = brgemm ? pack_panels(w_ih.t()) : torch::Tensor();  // W_ih^T (I, 4H) in column panels
@@ -179,8 +170,8 @@ std::vector<torch::Tensor> lstm_backward(const torch::Tensor& x, const torch::Te
   auto h0c = h0.contiguous();
   auto c0c = c0.contiguous();
   // dL/dh and dL/dc for every sequence's current step, live rows first; they end as dL/dh0 and dL/dc0.
-  auto dh = g_hn.has_value() && g_hn->defined() ? g_hn->contiguous().clone() : at::zeros({B, H}, x.options());
-  auto dc = g_cn.has_value() && g_cn->defined() ? g_cn->contiguous().clone() : at::zeros({B, H}, x.options());
+  auto dh = carried_grad(g_hn, B, H, x.options());
+  auto dc = carried_grad(g_cn, B, H, x.options());
   auto da = at::empty({N, 4 * H}, x.options());  // dL/d(pre-activations)
   auto hp = at::empty({N, H}, x.options());      // each row's h_{t-1}, for dW_hh
   auto w_hh_c = w_hh.contiguous();
@@ -224,14 +215,8 @@ std::vector<torch::Tensor> lstm_backward(const torch::Tensor& x, const torch::Te
       }
     }
   });
-  torch::Tensor dx, dw_ih, dw_hh, db;
-  auto xc = x.contiguous();
-  if (needs[0]) dx = at::mm(da, w_ih);        // (N, I)
-  if (needs[3]) dw_ih = at::mm(da.t(), xc);   // (4H, I)
-  if (needs[4]) dw_hh = at::mm(da.t(), hp);   // (4H, H)
-  if (needs[5] || needs[6]) db = da.sum(0);   // both biases have the same gradient
-  return {dx, needs[1] ? dh : torch::Tensor(), needs[2] ? dc : torch::Tensor(), dw_ih, dw_hh,
-          needs[5] ? db : torch::Tensor(), needs[6] ? (needs[5] ? db.clone() : db) : torch::Tensor()};
+  auto g = summed_projection_grads(da, x, w_ih, hp, {needs[0], needs[3], needs[4], needs[5], needs[6]});
+  return {g[0], needs[1] ? dh : torch::Tensor(), needs[2] ? dc : torch::Tensor(), g[1], g[2], g[3], g[4]};
 }
 
 // Both directions of a bidirectional layer (common.h, side_by_side): the forward and the reverse one.

@@ -74,9 +74,7 @@ std::vector<torch::Tensor> rnn_forward(const torch::Tensor& x, const torch::Tens
   const Rows offs = offsets(batch_sizes);
   auto xc = x.contiguous();
   const int64_t I = xc.size(1);
-  auto bias = at::zeros({H}, x.options());
-  if (b_ih.has_value() && b_ih->defined()) bias.add_(*b_ih);
-  if (b_hh.has_value() && b_hh->defined()) bias.add_(*b_hh);
+  auto bias = bias_sum(b_ih, b_hh, H, x.options());
   auto w_ih_t = brgemm ? pack_panels(w_ih.t()) : torch::Tensor();  // W_ih^T (I, H) in column panels
   auto w_hh_t = brgemm ? pack_panels(w_hh.t()) : w_hh.t();         // W_hh^T (H, H): in panels, else a view
   auto pre = brgemm ? at::empty({B, H}, x.options()) : at::mm(xc, w_ih.t());  // (B, H) per step, or (N, H)
@@ -132,7 +130,7 @@ std::vector<torch::Tensor> rnn_backward(const torch::Tensor& x, const torch::Ten
   const bool has_g_out = rows.has_go;
   const int64_t ld_go = rows.ld_go, ld_out = rows.ld_out;
   auto h0c = h0.contiguous();
-  auto dh = g_hn.has_value() && g_hn->defined() ? g_hn->contiguous().clone() : at::zeros({B, H}, x.options());
+  auto dh = carried_grad(g_hn, B, H, x.options());
   auto da = at::empty({N, H}, x.options());  // dL/d(pre-activation)
   auto hp = at::empty({N, H}, x.options());  // each row's h_{t-1}, for dW_hh
   auto w_hh_c = w_hh.contiguous();
@@ -168,14 +166,8 @@ std::vector<torch::Tensor> rnn_backward(const torch::Tensor& x, const torch::Ten
       }
     }
   });
-  torch::Tensor dx, dw_ih, dw_hh, db;
-  auto xc = x.contiguous();
-  if (needs[0]) dx = at::mm(da, w_ih);       // (N, I)
-  if (needs[2]) dw_ih = at::mm(da.t(), xc);  // (H, I)
-  if (needs[3]) dw_hh = at::mm(da.t(), hp);  // (H, H)
-  if (needs[4] || needs[5]) db = da.sum(0);  // both biases have the same gradient
-  return {dx, needs[1] ? dh : torch::Tensor(), dw_ih, dw_hh, needs[4] ? db : torch::Tensor(),
-          needs[5] ? (needs[4] ? db.clone() : db) : torch::Tensor()};
+  auto g = summed_projection_grads(da, x, w_ih, hp, {needs[0], needs[2], needs[3], needs[4], needs[5]});
+  return {g[0], needs[1] ? dh : torch::Tensor(), g[1], g[2], g[3], g[4]};
 }
 
 // Both directions of a bidirectional layer (common.h, side_by_side): the forward and the reverse one.
