@@ -1,10 +1,16 @@
 """The one place that knows about packing.
 
 `RecurrentEncoder` runs a recurrent layer from the cell registry (`grutool.cells`: GRU,
-with grutool's fused CPU kernel or PyTorch's, LSTM or RNN) over a padded batch through
-`pack_padded_sequence`, so padding never enters the recurrence (with padding, a bidirectional
-layer's backward direction would start on pad tokens and its outputs would change). Classifier,
-tagger and seq2seq all use it.
+with grutool's fused CPU kernel or PyTorch's, LSTM or RNN) over a padded batch, packed,
+so padding never enters the recurrence (with padding, a bidirectional layer's backward
+direction would start on pad tokens and its outputs would change). Classifier, tagger and
+seq2seq all use it.
+
+`pack` and `unpack` give exactly what `pack_padded_sequence(enforce_sorted=False)` and
+`pad_packed_sequence` give (the same PackedSequence, the same padded tensor, the same
+gradients), each as one gather or scatter of rows: torch's pair copies one time step at a
+time, forward and backward, which was 10.3 ms of a 17 ms bidirectional GRU training call
+at B 32, T 100, H 64 (docs/benchmarks.md, "Packing in one gather").
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence
 
 from grutool.cells import get_cell
 
@@ -70,7 +76,7 @@ class RecurrentEncoder(nn.Module):
         nonempty = lengths > 0
         if bool(nonempty.all()):
             return self._run(x, lengths, T, state)
-        # Empty sequences never reach pack_padded_sequence (it rejects length 0):
+        # Empty sequences are never packed (a packed step has no row for them; pack_padded_sequence rejects them):
         # run the others and give the empty ones zero outputs and their initial (or zero) states.
         keep = nonempty.nonzero().squeeze(1)  # (B',)
         H, LD = self.hidden_size, self.num_layers * self.num_directions
@@ -106,16 +112,46 @@ class RecurrentEncoder(nn.Module):
             out, state = self.rnn(*_with_state(x[:, :n], state))  # (B, n, D*H)
             outputs = out if n == total_length else F.pad(out, (0, 0, 0, total_length - n))  # (B, T, D*H), zeros after n
         else:
-            packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+            packed, rows = pack(x, lengths)
             out, state = self.rnn(*_with_state(packed, state))  # `state` in batch order: the module sorts it
             # total_length keeps T even when the longest sequence is shorter than the padded batch.
-            outputs, _ = pad_packed_sequence(out, batch_first=True, total_length=total_length)  # (B, T, D*H)
+            outputs = unpack(out.data, rows, x.shape[0], total_length)  # (B, T, D*H)
         h_n = self._cell.hidden(state)  # (L*D, B, H), in the caller's batch order
         if self.num_directions == 2:
             final = torch.cat([h_n[-2], h_n[-1]], dim=-1)  # (B, 2H): forward at t=len-1, backward at t=0
         else:
             final = h_n[-1]  # (B, H)
         return EncoderOutput(outputs, final, h_n, state)
+
+
+def pack(x: torch.Tensor, lengths: torch.Tensor) -> tuple[PackedSequence, torch.Tensor]:
+    """x (B, T, I) batch-first, lengths (B,) on CPU, all ≥ 1 → (the PackedSequence that
+    pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False) returns, rows (N,)).
+
+    Packed row k is x.reshape(B*T, I)[rows[k]]: time-major, and within a step the sequences in
+    descending length (torch.sort's order, so ties fall as torch's own packing has them). One
+    index_select, whose backward is one index_add into zeros; each row is read once, so the
+    gradient is a copy, exact.
+    """
+    B, T = x.shape[0], x.shape[1]
+    sorted_lengths, sorted_indices = torch.sort(lengths, descending=True)  # as pack_padded_sequence sorts
+    steps = torch.arange(int(sorted_lengths[0]))                           # (T',)
+    live = steps[:, None] < sorted_lengths[None, :]                        # (T', B): a prefix in each row
+    rows = (sorted_indices[None, :] * T + steps[:, None])[live]            # (N,) time-major, sorted order
+    batch_sizes = live.sum(1)                                              # (T',) int64 on CPU
+    data = x.reshape(B * T, -1).index_select(0, rows.to(x.device))         # (N, I)
+    sorted_indices = sorted_indices.to(x.device)
+    unsorted_indices = torch.empty_like(sorted_indices)
+    unsorted_indices[sorted_indices] = torch.arange(B, device=x.device)    # the inverse permutation
+    return PackedSequence(data, batch_sizes, sorted_indices, unsorted_indices), rows
+
+
+def unpack(data: torch.Tensor, rows: torch.Tensor, batch_size: int, total_length: int) -> torch.Tensor:
+    """data (N, F) in the packed order of `pack`'s `rows` → (B, total_length, F), zeros at padding:
+    what pad_packed_sequence(batch_first=True, total_length=T) returns, as one index_copy (backward:
+    one index_select). `rows` index a (B, T) grid of the packed input, so total_length must be that T."""
+    out = data.new_zeros(batch_size * total_length, data.shape[1])
+    return out.index_copy(0, rows.to(data.device), data).view(batch_size, total_length, data.shape[1])
 
 
 def _with_state(x, state) -> tuple:

@@ -124,3 +124,53 @@ def test_equal_length_batches_take_the_dense_path_with_the_same_results(cell):
     _, state = enc.rnn(packed)
     h_n = state[0] if cell == "lstm" else state
     torch.testing.assert_close(got.h_n, h_n)
+
+
+@pytest.mark.parametrize("lengths,total", [
+    ([5, 2, 5, 1, 3, 2], 5),   # ties: torch.sort's order for equal lengths is the one to keep
+    ([3, 7, 1], 9),            # padding after the longest sequence (total_length > max length)
+    ([4], 4),
+    ([1, 1, 2], 2),
+])
+def test_pack_and_unpack_give_torchs_packed_sequence_and_padding_bit_for_bit(lengths, total):
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    from grutool.modules.encoder import pack, unpack
+    torch.manual_seed(0)
+    lengths = torch.tensor(lengths)
+    B = len(lengths)
+    x_ref = torch.randn(B, total, 3, dtype=torch.float64, requires_grad=True)
+    x = x_ref.detach().clone().requires_grad_(True)
+    ref = pack_padded_sequence(x_ref, lengths, batch_first=True, enforce_sorted=False)
+    got, rows = pack(x, lengths)
+    assert torch.equal(got.data, ref.data)
+    for name in ("batch_sizes", "sorted_indices", "unsorted_indices"):
+        assert torch.equal(getattr(got, name), getattr(ref, name)), name
+    assert got.batch_sizes.dtype == torch.int64 and got.batch_sizes.device.type == "cpu"
+    # the recurrent layer's stand-in: something per row, with a gradient back to the input
+    w = torch.randn(3, 4, dtype=torch.float64)
+    padded_ref, _ = pad_packed_sequence(ref._replace(data=torch.tanh(ref.data @ w)), batch_first=True,
+                                        total_length=total)
+    padded = unpack(torch.tanh(got.data @ w), rows, B, total)
+    assert padded.shape == (B, total, 4)
+    assert torch.equal(padded, padded_ref)
+    g = torch.randn(B, total, 4, dtype=torch.float64)
+    padded_ref.backward(g)
+    padded.backward(g)
+    assert torch.equal(x.grad, x_ref.grad)
+    assert torch.all(x.grad[torch.arange(total)[None] >= lengths[:, None]] == 0)  # padding gets no gradient
+
+
+def test_the_encoder_packs_what_torch_packs():
+    """The layer sees the same PackedSequence as pack_padded_sequence would hand it (the fused and
+    compiled kernels read batch_sizes and the row order), so every cell and kernel keeps its results."""
+    from torch.nn.utils.rnn import pack_padded_sequence
+    torch.manual_seed(1)
+    enc = RecurrentEncoder(3, 4, 1, True, 0.0, "gru").eval()
+    seen = []
+    real = enc.rnn.forward
+    enc.rnn.forward = lambda inp, *a: (seen.append(inp), real(inp, *a))[1]
+    x, lengths = torch.randn(4, 6, 3), torch.tensor([2, 6, 6, 3])
+    enc(x, lengths)
+    ref = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    assert all(torch.equal(a, b) for a, b in zip(seen[0], ref))
