@@ -148,10 +148,12 @@ def pack(x: torch.Tensor, lengths: torch.Tensor) -> tuple[PackedSequence, torch.
 
 def unpack(data: torch.Tensor, rows: torch.Tensor, batch_size: int, total_length: int) -> torch.Tensor:
     """data (N, F) in the packed order of `pack`'s `rows` → (B, total_length, F), zeros at padding:
-    what pad_packed_sequence(batch_first=True, total_length=T) returns, as one index_copy (backward:
-    one index_select). `rows` index a (B, T) grid of the packed input, so total_length must be that T."""
+    what pad_packed_sequence(batch_first=True, total_length=T) returns, as one index_copy_ into zeros
+    (backward: one index_select; in place, so the zeros are not cloned first, which on CPU cost more than
+    the copy: a fresh buffer's page faults). `rows` index a (B, T) grid of the packed input, so total_length
+    must be that T."""
     out = data.new_zeros(batch_size * total_length, data.shape[1])
-    return out.index_copy(0, rows.to(data.device), data).view(batch_size, total_length, data.shape[1])
+    return out.index_copy_(0, rows.to(data.device), data).view(batch_size, total_length, data.shape[1])
 
 
 def _with_state(x, state) -> tuple:

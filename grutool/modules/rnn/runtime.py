@@ -264,7 +264,7 @@ class _Pair(torch.autograd.Function):
         (dx_a, ds_a, dw_a), (dx_b, ds_b, dw_b) = cell.backward_pair(
             x, (needs_a, a[:n], a[n:], y[:, :H], saved_a, g_a, g_fa, extras[0]),
             (needs_b, b[:n], b[n:], y[:, H:], saved_b, g_b, g_fb, extras[1]), batch_sizes, offs)
-        dx = dx_a if dx_b is None else dx_b if dx_a is None else dx_a + dx_b
+        dx = dx_a if dx_b is None else dx_b if dx_a is None else dx_a.add_(dx_b)  # dx_a is the kernel's new tensor
         return (None,) * 5 + (dx, *ds_a, *dw_a, *ds_b, *dw_b)
 
 

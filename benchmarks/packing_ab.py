@@ -1,0 +1,96 @@
+"""Packing in one gather against torch's pack_padded_sequence / pad_packed_sequence, interleaved in one process.
+
+The encoder (grutool.modules.encoder) packs a padded batch with `pack` (one index_select) and unpacks the
+layer's output with `unpack` (one index_copy); before, it called torch's pair, which copies one time step at a
+time, forward and backward. This times one encoder call both ways on the same layer and inputs: a ragged batch
+(lengths uniform in 1..T, one of length T, as `grutool bench --lengths packed`), A B, B A, ... in rounds, one
+bidirectional layer, training (forward + backward, input gradient included) or inference. Outputs and gradients
+are checked equal first.
+
+    python benchmarks/packing_ab.py [--cells gru,lstm] [--kernels auto,native] [--hidden 64,128,256,512]
+                                    [--mode train,infer] [--threads 1] [--rounds 9]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from grutool.bench.workloads import batch_lengths
+from grutool.modules.encoder import RecurrentEncoder, pack, unpack
+
+
+def torch_pair(enc: RecurrentEncoder, x, lengths):
+    packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    out, _ = enc.rnn(packed)
+    return pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])[0]  # (B, T, D*H)
+
+
+def one_gather(enc: RecurrentEncoder, x, lengths):
+    packed, rows = pack(x, lengths)
+    out, _ = enc.rnn(packed)
+    return unpack(out.data, rows, x.shape[0], x.shape[1])  # (B, T, D*H)
+
+
+def call(way, enc, x, lengths, train: bool):
+    if not train:
+        with torch.no_grad():
+            return way(enc, x, lengths), None
+    enc.zero_grad(set_to_none=True)
+    x.grad = None
+    out = way(enc, x, lengths)
+    out.sum().backward()
+    return out, x.grad
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cells", default="gru,lstm")
+    ap.add_argument("--kernels", default="auto", help="model.kernel values, e.g. auto,native,compiled")
+    ap.add_argument("--hidden", default="64,128,256,512")
+    ap.add_argument("--mode", default="train,infer")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--seq-len", type=int, default=100)
+    ap.add_argument("--input-size", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=9)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"B {args.batch}, T {args.seq_len}, I {args.input_size}, bidirectional, {args.threads} thread(s), "
+          f"{args.rounds} rounds; ms per call, median (min-max); new / old")
+    print("| cell | kernel | mode | H | torch's pack/pad ms | one gather ms | new / old |")
+    print("|---|---|---|---:|---:|---:|---:|")
+    for cell in args.cells.split(","):
+        for kernel in args.kernels.split(","):
+            for mode in args.mode.split(","):
+                train = mode == "train"
+                for H in (int(h) for h in args.hidden.split(",")):
+                    torch.manual_seed(0)
+                    g = torch.Generator().manual_seed(0)
+                    enc = RecurrentEncoder(args.input_size, H, 1, True, 0.0, cell, kernel=kernel).train(train)
+                    lengths = batch_lengths("packed", args.batch, args.seq_len, g)
+                    x = torch.randn(args.batch, args.seq_len, args.input_size, generator=g, requires_grad=train)
+                    a_out, a_grad = call(torch_pair, enc, x, lengths, train)
+                    b_out, b_grad = call(one_gather, enc, x, lengths, train)
+                    assert torch.equal(a_out, b_out), "outputs differ"
+                    assert a_grad is None or torch.equal(a_grad, b_grad), "input gradients differ"
+                    times = {"a": [], "b": []}
+                    for r in range(args.rounds + 1):  # round 0 warms up both
+                        order = (("a", torch_pair), ("b", one_gather))
+                        for key, way in (order if r % 2 else order[::-1]):
+                            t0 = time.perf_counter()
+                            call(way, enc, x, lengths, train)
+                            if r:
+                                times[key].append((time.perf_counter() - t0) * 1e3)
+                    a, b = statistics.median(times["a"]), statistics.median(times["b"])
+                    span = {k: f"{min(v):.2f}-{max(v):.2f}" for k, v in times.items()}
+                    print(f"| {cell} | {kernel} | {mode} | {H} | {a:.2f} ({span['a']}) | {b:.2f} ({span['b']}) "
+                          f"| {b / a:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
