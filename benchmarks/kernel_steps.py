@@ -8,7 +8,11 @@ those imply (steps per epoch x mean step time); the speed-up over the first kern
 its range over the rounds (each round's batches, back to back) and of median step times.
 
     python benchmarks/kernel_steps.py configs/pos.yaml [--kernels native,auto] [--steps 60] [--rounds 5]
-                                      [--threads 1] [--set key=value ...]
+                                      [--threads 1] [--set key=value ...] [--torch-packing]
+
+--torch-packing compares packing instead of kernels: the config's model (its own kernel) with the encoder's
+one-gather `pack`/`unpack` against the same model packing with torch's pack_padded_sequence/pad_packed_sequence,
+as it did before (benchmarks/packing_ab.py).
 """
 
 from __future__ import annotations
@@ -38,9 +42,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--set", action="append", default=[])
+    ap.add_argument("--torch-packing", action="store_true", help="torch's packing vs the encoder's, not two kernels")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    kernels = args.kernels.split(",")
+    kernels = ["torch-packing", "gather"] if args.torch_packing else args.kernels.split(",")
     cfg = load_config(args.config, list(args.set))
     task = get_task(cfg.task)
     t0 = time.perf_counter()
@@ -55,9 +60,12 @@ def main() -> None:
     trainers = {}
     with tempfile.TemporaryDirectory() as tmp:
         for k in kernels:
-            ck = cfg.model_copy(update={"model": cfg.model.model_copy(update={"kernel": k})})
+            ck = cfg if args.torch_packing else cfg.model_copy(update={"model": cfg.model.model_copy(update={"kernel": k})})
             torch.manual_seed(t.seed)
             trainers[k] = Trainer(ck, task, prepared, task.build_model(ck, prepared), Path(tmp), device, callbacks=[])
+            if k == "torch-packing":
+                from packing_ab import with_torch_packing  # benchmarks/ is sys.path[0]
+                with_torch_packing(trainers[k].model)
             trainers[k].model.train()
             for idx in order[:3]:  # warm-up
                 trainers[k].step(idx)

@@ -30,6 +30,27 @@ def torch_pair(enc: RecurrentEncoder, x, lengths):
     return pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])[0]  # (B, T, D*H)
 
 
+def with_torch_packing(model: torch.nn.Module) -> None:
+    """Make every RecurrentEncoder in `model` pack and unpack with torch's pair, as before (benchmarks/kernel_steps.py
+    --torch-packing): `_run`'s packed branch as it was, the dense branch unchanged."""
+    from grutool.modules.encoder import EncoderOutput
+
+    def run(self, x, lengths, total_length, state=None):
+        lengths = lengths.cpu()
+        if bool((lengths == lengths[0]).all()):
+            return RecurrentEncoder._run(self, x, lengths, total_length, state)
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        out, state = self.rnn(*((packed,) if state is None else (packed, state)))
+        outputs, _ = pad_packed_sequence(out, batch_first=True, total_length=total_length)  # (B, T, D*H)
+        h_n = self._cell.hidden(state)
+        final = torch.cat([h_n[-2], h_n[-1]], dim=-1) if self.num_directions == 2 else h_n[-1]
+        return EncoderOutput(outputs, final, h_n, state)
+
+    for m in model.modules():
+        if isinstance(m, RecurrentEncoder):
+            m._run = run.__get__(m)
+
+
 def one_gather(enc: RecurrentEncoder, x, lengths):
     packed, rows = pack(x, lengths)
     out, _ = enc.rnn(packed)
