@@ -272,16 +272,21 @@ def make_sampler(name: str, params: list[Param], seed: int, where: str, parallel
     raise UserError(f"sampler: '{name}' is not one of {', '.join(SAMPLERS)}", option="sampler")
 
 
-def make_pruner(name, max_resource: int):
+def make_pruner(name, max_resource: int, prune_after: int = 1):
+    """The pruner called `name`; none stops a trial before it has reported `prune_after` epochs (the
+    epochs are the steps it reports: 1, 2, ... and, with --seeds, on through the next seed's runs)."""
     optuna = _optuna()
     if not isinstance(name, str):
         return name  # an Optuna pruner object (tests force pruning with a ThresholdPruner)
+    if prune_after < 1:
+        raise UserError(f"prune-after: must be at least 1 epoch (got {prune_after})", option="prune-after")
     if name == "median":
         # A trial stops when an epoch's value is worse than the median of earlier trials at that epoch, from
-        # the third trial on and after its first epoch (Optuna's defaults, 5 trials, suit longer searches).
-        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+        # the third trial on (Optuna's default, 5 trials, suits longer searches) and from epoch `prune_after`.
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=prune_after)
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(max_resource, 1))
+        return optuna.pruners.HyperbandPruner(min_resource=prune_after,
+                                              max_resource=max(max_resource, prune_after))
     if name == "none":
         return optuna.pruners.NopPruner()
     raise UserError(f"pruner: '{name}' is not one of {', '.join(PRUNERS)}", option="pruner")
@@ -352,14 +357,16 @@ def tune(config: str | Path, space: str | Path, trials: int, overrides: Sequence
          seeds: int = 1, timeout: Optional[float] = None, storage: Optional[str] = None,
          study_name: Optional[str] = None, resume: bool = False, progress: bool | str = False,
          callbacks: Sequence = (), on_trial: Optional[Callable[[TrialRecord, Optional[TrialRecord]], None]] = None,
-         jobs: int = 1, threads: Optional[int] = None, baseline: bool = True) -> dict:
+         jobs: int = 1, threads: Optional[int] = None, baseline: bool = True, prune_after: int = 1) -> dict:
     """Run `trials` trials in all (completed and pruned ones of a resumed study count) within `timeout` seconds;
     returns {"best": TrialRecord as a dict, "trials": [...], "best_yaml": path, "storage": url}.
 
     `on_trial(record, best)` is called after each trial (the CLI prints a line). `jobs` > 1 trains that many
     trials at once, each in its own process with `threads // jobs` threads (`threads`: the budget, default
     every core; the rule of `grutool study --jobs`, grutool.jobs); see `_in_processes`. `baseline`: a new study's
-    first trial runs the config's own values when they all lie inside the space (not with the grid sampler)."""
+    first trial runs the config's own values when they all lie inside the space (not with the grid sampler).
+    `prune_after`: epochs a trial trains before the pruner may stop it (a cosine schedule's early epochs
+    rank settings by their learning rate more than by where they end)."""
     from grutool.config_file import load_config
 
     if trials < 1:
@@ -382,7 +389,11 @@ def tune(config: str | Path, space: str | Path, trials: int, overrides: Sequence
     check_output_folder(tune_dir, "--output-dir")
     optuna = _optuna()
     the_sampler = make_sampler(sampler, params, base.train.seed, str(space), parallel=jobs > 1)
-    the_pruner = make_pruner(pruner, base.train.epochs * seeds)
+    if isinstance(pruner, str) and pruner != "none" and prune_after > base.train.epochs * seeds:
+        raise UserError(f"prune-after: {prune_after} epochs is more than a trial trains "
+                        f"({base.train.epochs * seeds}: train.epochs x --seeds); nothing could be pruned, "
+                        f"use --pruner none", option="prune-after")
+    the_pruner = make_pruner(pruner, base.train.epochs * seeds, prune_after)
     monitor = base.train.monitor
     direction = "minimize" if monitor in MINIMIZED_METRICS else "maximize"
     plan_path = tune_dir / PLAN
@@ -411,7 +422,8 @@ def tune(config: str | Path, space: str | Path, trials: int, overrides: Sequence
                                       "params": [dataclasses.asdict(p) for p in params], "seeds": seeds,
                                       "monitor": monitor, "direction": direction, "storage": url,
                                       "study_name": name, "sampler": sampler,
-                                      "pruner": pruner if isinstance(pruner, str) else None}, indent=2), plan_path)
+                                      "pruner": pruner if isinstance(pruner, str) else None,
+                                      "prune_after": prune_after}, indent=2), plan_path)
     everything = study.get_trials(deepcopy=False)
     continued = {t.user_attrs.get("continues") for t in everything}
     for old in everything:
@@ -689,7 +701,8 @@ def _trial_process(argv: list[str]) -> int:
         plan = json.loads((tune_dir / PLAN).read_text(encoding="utf-8"))
         base = load_config(plan["config"], plan["overrides"])
         study = optuna.load_study(study_name=plan["study_name"], storage=open_storage(plan["storage"]),
-                                  pruner=make_pruner(plan["pruner"], base.train.epochs * plan["seeds"]))
+                                  pruner=make_pruner(plan["pruner"], base.train.epochs * plan["seeds"],
+                                                     plan.get("prune_after", 1)))
         params = [Param(**p) for p in plan["params"]]
         seeds_list = list(range(base.train.seed, base.train.seed + plan["seeds"]))
         objective = make_objective(plan["config"], plan["overrides"], params, seeds_list, tune_dir, plan["monitor"])

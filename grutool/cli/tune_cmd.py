@@ -31,6 +31,8 @@ def tune(
                                               help="Tune directory (default: tuning/<config name>)."),
     sampler: Sampler = typer.Option(Sampler.tpe, "--sampler", help="How trials choose: tpe, random, grid."),
     pruner: Pruner = typer.Option(Pruner.median, "--pruner", help="Stops bad trials early: median, hyperband, none."),
+    prune_after: int = typer.Option(1, "--prune-after", min=1, metavar="EPOCHS",
+                                    help="Epochs a trial trains before the pruner may stop it."),
     seeds: int = typer.Option(1, "--seeds", min=1, metavar="N", help="Runs per trial (seeds train.seed, +1, ...); "
                                                                       "the objective is their mean."),
     timeout: Optional[float] = typer.Option(None, "--timeout", min=0, metavar="SECONDS",
@@ -93,7 +95,7 @@ def tune(
         result = lib.tune(config, space, trials, list(set_), output_dir, sampler=sampler.value,
                           pruner=pruner.value, seeds=seeds, timeout=timeout, storage=storage,
                           study_name=study_name, resume=resume, progress=False, on_trial=line, jobs=jobs,
-                          threads=threads, baseline=baseline)
+                          threads=threads, baseline=baseline, prune_after=prune_after)
         best = result["best"]
         written = [Path(result["dir"]) / lib.TRIALS]
         if plot:

@@ -123,11 +123,45 @@ def test_existing_tune_needs_resume(setup):
     assert len(lines) == 1
 
 
-@pytest.mark.parametrize("name", ["sentiment", "atis"])
-def test_shipped_spaces_fit_their_configs(name):
+@pytest.mark.parametrize("name,config", [("sentiment", "sentiment"), ("atis", "atis"), ("atis_narrow", "atis")])
+def test_shipped_spaces_fit_their_configs(name, config):
     root = Path(__file__).resolve().parents[2]
-    params = tune.load_space(root / "configs" / "spaces" / f"{name}.yaml", root / "configs" / f"{name}.yaml")
+    params = tune.load_space(root / "configs" / "spaces" / f"{name}.yaml", root / "configs" / f"{config}.yaml")
     assert params and all(p.path in tune.config_paths() for p in params)
+    own = tune.config_values(load_config(root / "configs" / f"{config}.yaml"), params)
+    assert all(p.contains(own[p.path]) for p in params), "trial 0 is the config as shipped"
+
+
+def test_prune_after_keeps_the_median_pruner_off_for_the_first_epochs():
+    """A trial far behind two finished ones: pruned at its first epoch by default, not before --prune-after.
+    (Hyperband takes it as its min_resource, the first rung.)"""
+    def pruned_at(prune_after: int):
+        study = optuna.create_study(direction="maximize", pruner=tune.make_pruner("median", 10, prune_after),
+                                    sampler=optuna.samplers.RandomSampler(seed=0))
+        for _ in range(2):
+            good = study.ask()
+            for step in range(1, 11):
+                good.report(0.9, step)
+            study.tell(good, 0.9)
+        bad = study.ask()
+        for step in range(1, 11):
+            bad.report(0.1, step)
+            if bad.should_prune():
+                return step
+        return None
+
+    assert pruned_at(1) == 1
+    assert pruned_at(4) == 4
+
+
+def test_prune_after_beyond_the_epochs_is_refused_before_any_trial(setup):
+    root, config, space = setup
+    result = invoke("tune", config, "--space", space, "--trials", "2", "-o", root / "tu", "--prune-after", "3")
+    assert result.exit_code == 2 and "prune-after: 3 epochs is more than a trial trains (2" in result.output
+    assert len([line for line in result.output.splitlines() if line.strip()]) == 1
+    assert not (root / "tu").exists()
+    assert invoke("tune", config, "--space", space, "--trials", "1", "-o", root / "tu",
+                  "--prune-after", "0").exit_code == 2
 
 
 # --- --jobs: trials in their own processes ------------------------------------------------------------
