@@ -134,6 +134,7 @@ def pack(x: torch.Tensor, lengths: torch.Tensor) -> tuple[PackedSequence, torch.
     gradient is a copy, exact.
     """
     B, T = x.shape[0], x.shape[1]
+    lengths = torch.as_tensor(lengths, dtype=torch.int64, device="cpu")   # as pack_padded_sequence takes them
     sorted_lengths, sorted_indices = torch.sort(lengths, descending=True)  # as pack_padded_sequence sorts
     steps = torch.arange(int(sorted_lengths[0]))                           # (T',)
     live = steps[:, None] < sorted_lengths[None, :]                        # (T', B): a prefix in each row

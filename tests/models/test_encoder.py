@@ -137,7 +137,7 @@ def test_pack_and_unpack_give_torchs_packed_sequence_and_padding_bit_for_bit(len
 
     from grutool.modules.encoder import pack, unpack
     torch.manual_seed(0)
-    lengths = torch.tensor(lengths)
+    lengths = torch.tensor(lengths, dtype=torch.int32)  # any integer type, as torch's own takes
     B = len(lengths)
     x_ref = torch.randn(B, total, 3, dtype=torch.float64, requires_grad=True)
     x = x_ref.detach().clone().requires_grad_(True)
