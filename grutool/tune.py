@@ -273,7 +273,7 @@ def make_sampler(name: str, params: list[Param], seed: int, where: str, parallel
 
 
 def make_pruner(name, max_resource: int, prune_after: int = 1):
-    """The pruner called `name`; none stops a trial before it has reported `prune_after` epochs (the
+    """The pruner called `name`, which lets every trial report `prune_after` epochs before it may stop it (the
     epochs are the steps it reports: 1, 2, ... and, with --seeds, on through the next seed's runs)."""
     optuna = _optuna()
     if not isinstance(name, str):
