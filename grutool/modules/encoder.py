@@ -136,6 +136,9 @@ def pack(x: torch.Tensor, lengths: torch.Tensor) -> tuple[PackedSequence, torch.
     B, T = x.shape[0], x.shape[1]
     lengths = torch.as_tensor(lengths, dtype=torch.int64, device="cpu")   # as pack_padded_sequence takes them
     sorted_lengths, sorted_indices = torch.sort(lengths, descending=True)  # as pack_padded_sequence sorts
+    if int(sorted_lengths[-1]) < 1 or int(sorted_lengths[0]) > T:  # a row index would leave its sequence
+        raise ValueError(f"pack: every length must be in 1..{T} (the padded batch's steps), "
+                         f"got {int(sorted_lengths[-1])}..{int(sorted_lengths[0])}")
     steps = torch.arange(int(sorted_lengths[0]))                           # (T',)
     live = steps[:, None] < sorted_lengths[None, :]                        # (T', B): a prefix in each row
     rows = (sorted_indices[None, :] * T + steps[:, None])[live]            # (N,) time-major, sorted order

@@ -174,3 +174,11 @@ def test_the_encoder_packs_what_torch_packs():
     enc(x, lengths)
     ref = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
     assert all(torch.equal(a, b) for a, b in zip(seen[0], ref))
+
+
+@pytest.mark.parametrize("lengths", [[4, 2], [0, 2], [3, -1]])
+def test_pack_refuses_lengths_outside_the_padded_steps(lengths):
+    """A length past T would read the next sequence's rows (torch's own packing does not check it)."""
+    from grutool.modules.encoder import pack
+    with pytest.raises(ValueError, match=r"every length must be in 1\.\.3"):
+        pack(torch.randn(2, 3, 4), torch.tensor(lengths))
