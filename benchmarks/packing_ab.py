@@ -14,6 +14,7 @@ are checked equal first.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
 
@@ -21,40 +22,48 @@ import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from grutool.bench.workloads import batch_lengths
-from grutool.modules.encoder import RecurrentEncoder, pack, unpack
+from grutool.modules import encoder
+from grutool.modules.encoder import RecurrentEncoder
 
 
-def torch_pair(enc: RecurrentEncoder, x, lengths):
-    packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-    out, _ = enc.rnn(packed)
-    return pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])[0]  # (B, T, D*H)
+@contextlib.contextmanager
+def torch_packing():
+    """Inside the block, the encoder packs and unpacks with torch's pack_padded_sequence / pad_packed_sequence,
+    as it did before; everything else is the encoder's own code. (`pack`'s second result, which `unpack`
+    gets back, carries the PackedSequence here instead of the row index.)"""
+    def pack(x, lengths):
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        return packed, packed
+
+    def unpack(data, packed, batch_size, total_length):
+        return pad_packed_sequence(packed._replace(data=data), batch_first=True, total_length=total_length)[0]
+
+    ours = encoder.pack, encoder.unpack
+    encoder.pack, encoder.unpack = pack, unpack
+    try:
+        yield
+    finally:
+        encoder.pack, encoder.unpack = ours
 
 
 def with_torch_packing(model: torch.nn.Module) -> None:
-    """Make every RecurrentEncoder in `model` pack and unpack with torch's pair, as before (benchmarks/kernel_steps.py
-    --torch-packing): `_run`'s packed branch as it was, the dense branch unchanged."""
-    from grutool.modules.encoder import EncoderOutput
-
-    def run(self, x, lengths, total_length, state=None):
-        lengths = lengths.cpu()
-        if bool((lengths == lengths[0]).all()):
-            return RecurrentEncoder._run(self, x, lengths, total_length, state)
-        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-        out, state = self.rnn(*((packed,) if state is None else (packed, state)))
-        outputs, _ = pad_packed_sequence(out, batch_first=True, total_length=total_length)  # (B, T, D*H)
-        h_n = self._cell.hidden(state)
-        final = torch.cat([h_n[-2], h_n[-1]], dim=-1) if self.num_directions == 2 else h_n[-1]
-        return EncoderOutput(outputs, final, h_n, state)
+    """Make every RecurrentEncoder in `model` pack with torch's pair (benchmarks/kernel_steps.py --torch-packing)."""
+    def run(self, *args, **kwargs):
+        with torch_packing():
+            return RecurrentEncoder._run(self, *args, **kwargs)
 
     for m in model.modules():
         if isinstance(m, RecurrentEncoder):
             m._run = run.__get__(m)
 
 
+def torch_pair(enc: RecurrentEncoder, x, lengths):
+    with torch_packing():
+        return enc(x, lengths).outputs  # (B, T, D*H)
+
+
 def one_gather(enc: RecurrentEncoder, x, lengths):
-    packed, rows = pack(x, lengths)
-    out, _ = enc.rnn(packed)
-    return unpack(out.data, rows, x.shape[0], x.shape[1])  # (B, T, D*H)
+    return enc(x, lengths).outputs  # (B, T, D*H)
 
 
 def call(way, enc, x, lengths, train: bool):

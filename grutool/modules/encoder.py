@@ -144,10 +144,8 @@ def pack(x: torch.Tensor, lengths: torch.Tensor) -> tuple[PackedSequence, torch.
     rows = (sorted_indices[None, :] * T + steps[:, None])[live]            # (N,) time-major, sorted order
     batch_sizes = live.sum(1)                                              # (T',) int64 on CPU
     data = x.reshape(B * T, -1).index_select(0, rows.to(x.device))         # (N, I)
-    sorted_indices = sorted_indices.to(x.device)
-    unsorted_indices = torch.empty_like(sorted_indices)
-    unsorted_indices[sorted_indices] = torch.arange(B, device=x.device)    # the inverse permutation
-    return PackedSequence(data, batch_sizes, sorted_indices, unsorted_indices), rows
+    # PackedSequence derives unsorted_indices (the inverse permutation), as pack_padded_sequence's does
+    return PackedSequence(data, batch_sizes, sorted_indices.to(x.device)), rows
 
 
 def unpack(data: torch.Tensor, rows: torch.Tensor, batch_size: int, total_length: int) -> torch.Tensor:
