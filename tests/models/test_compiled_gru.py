@@ -8,6 +8,8 @@ the C++ loop skip, saying why, where no C++ compiler or ninja is installed; the 
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -417,3 +419,24 @@ def test_the_rnn_compiled_kernel_passes_gradcheck(ext):
 
         assert layer.path(x) == "compiled"
         assert torch.autograd.gradcheck(f, (x, h0))
+
+
+def test_a_second_install_of_the_same_sources_loads_the_build_instead_of_rebuilding_it(ext, tmp_path):
+    # Two checkouts or virtual environments of one grutool share a cache directory (it is keyed by the sources'
+    # text); ninja's build file names the source by path, so each used to rebuild what the other had built, in
+    # its first new process (within one process torch skips the build of sources it has seen).
+    directory = compiled.cache_dir()
+    assert directory.name.endswith(ext.__name__.rsplit("_", 1)[-1]), "the key moved after the build (its flags)"
+    library = directory / f"{compiled._module_name(directory)}.so"
+    other = tmp_path / "elsewhere" / "csrc"
+    other.mkdir(parents=True)
+    for f in [compiled.SOURCE, *compiled.SOURCE.parent.glob("*.h")]:
+        (other / f.name).write_bytes(f.read_bytes())
+    built, ninja = library.stat().st_mtime_ns, (directory / "build.ninja").read_text()
+    code = ("import pathlib, sys; from grutool.modules.rnn import compiled; "
+            "compiled.SOURCE = pathlib.Path(sys.argv[1]); "
+            "assert str(compiled.cache_dir()) == sys.argv[2], compiled.cache_dir(); compiled.build()")
+    subprocess.run([sys.executable, "-c", code, str(other / compiled.SOURCE.name), str(directory)], check=True,
+                   timeout=600)
+    assert library.stat().st_mtime_ns == built, "the library was built again"
+    assert (directory / "build.ninja").read_text() == ninja

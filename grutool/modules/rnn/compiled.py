@@ -60,7 +60,7 @@ def openmp_flags() -> list:
                 said = ""
             if "Free Software Foundation" in said and "clang" not in said.lower():
                 _OPENMP = ["-fopenmp"]
-    return _OPENMP
+    return list(_OPENMP)  # a copy: cpp_extension.load appends torch's own flags to the ldflags list it is given
 
 
 class Unavailable(RuntimeError):
@@ -107,6 +107,22 @@ def _one_line(error: BaseException) -> str:
     return (said or (lines[0] if lines else type(error).__name__))[:300]
 
 
+def _sources_in(directory: Path) -> Path:
+    """The sources, copied into the build directory, and the path of the one to compile there. ninja's build
+    file names its source by path, so two installs of the same grutool (two checkouts or virtual environments:
+    the same source text, so the same cache directory) would each rewrite it and rebuild the library the other
+    built, a silent minute on the first step of every other run. Built from its own copy, a directory's build
+    file never changes. The directory's name is the text's hash, so a copy that is there is the right one."""
+    src = directory / "src"
+    src.mkdir(exist_ok=True)
+    for f in [SOURCE, *sorted(SOURCE.parent.glob("*.h"))]:
+        target = src / f.name
+        text = f.read_bytes()
+        if not target.exists() or target.read_bytes() != text:
+            target.write_bytes(text)
+    return src / SOURCE.name
+
+
 def build(directory: Optional[Path] = None) -> Any:
     """Compile (or load the already compiled) extension from `directory` (default `cache_dir()`)."""
     import portalocker
@@ -123,7 +139,8 @@ def build(directory: Optional[Path] = None) -> Any:
         with portalocker.Lock(str(directory / "grutool.lock"), timeout=600):
             if not (directory / f"{name}.so").exists():
                 log.info("kernel compiled: building it into %s (first use; about a minute)", directory)
-            return cpp_extension.load(name=name, sources=[str(SOURCE)], extra_cflags=CFLAGS + openmp_flags(),
+            source = _sources_in(directory)
+            return cpp_extension.load(name=name, sources=[str(source)], extra_cflags=CFLAGS + openmp_flags(),
                                       extra_ldflags=openmp_flags(),
                                       build_directory=str(directory), verbose=False)
     except Exception as e:  # compiler errors, a failed link, an unloadable library, an unwritable cache: all
