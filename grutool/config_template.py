@@ -2,8 +2,9 @@
 
 Every field a task reads, with its default and the first sentence of its docstring in
 grutool/config.py, so the template can never drift from the schema. Fields other families
-own (`Task.owns`) are left out; the family's `Task.example` sets the data paths (the toy data in data/) and
-what that data and the family need, so the template passes `train --dry-run` as printed. No torch.
+own (`Task.owns`) and shared fields the family never reads (`Task.ignores`) are left out; the family's
+`Task.example` sets the data paths (the toy data in data/) and what that data and the family need, so the
+template passes `train --dry-run` as printed. No torch.
 """
 
 from __future__ import annotations
@@ -64,8 +65,8 @@ def template(task: str, input: str = "text") -> str:
     inputs = TASKS[task].inputs
     if input != "text" and input not in inputs:
         raise UserError(f"input: task {task} reads {' or '.join(['text', *inputs])}, not {input!r}", option="input")
-    skip = _owned_elsewhere(task)
     cls = TASKS[task]
+    skip = _owned_elsewhere(task) | {(section, f) for section, fs in cls.ignores.items() for f in fs}
     lines = [f"# A starting config for task {task}: every field it reads, with its default.",
              "# The data paths name the toy data in grutool's data/ folder (run from a clone's root); put yours",
              "# there, then: grutool train THIS.yaml --dry-run   (fields: grutool/config.py)",

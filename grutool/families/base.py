@@ -73,6 +73,10 @@ class Task:
     """Config fields only some families read, per section ({"model": ("crf",)}): a field that other
     families own and this one does not must stay at its default (see `check_config`). A section
     named with an empty tuple (e.g. "decoding": ()) is owned whole."""
+    ignores: ClassVar[dict[str, tuple[str, ...]]] = {}
+    """Config fields other families share that this one never reads ({"model": ("embedding_dim",)}): a value
+    other than the default is refused, since it would change nothing (see `check_config`), and `grutool init`
+    leaves them out of this family's template."""
     # Declared by every family, never inherited from here: a family that forgets one fails loudly.
     outputs: ClassVar[str]
     """What `labels` holds, in a summary line: classes, tags, targets."""
@@ -133,6 +137,12 @@ class Task:
             for section, names in task.owns.items():
                 for name in names or ("",):
                     owners.setdefault((section, name), []).append(task.name)
+        for section, names in self.ignores.items():
+            part = getattr(cfg, section)
+            for name in names:
+                if getattr(part, name) != type(part).model_fields[name].default:
+                    raise ValueError(f"{section}.{name}: task {self.name} does not read it (it would change "
+                                     f"nothing); remove it")
         for (section, name), tasks in owners.items():
             if self.name in tasks:
                 continue

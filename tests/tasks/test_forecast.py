@@ -330,6 +330,20 @@ def test_init_forecast_config_passes_dry_run(tmp_path, monkeypatch):
     result = invoke("train", tmp_path / "f.yaml", "--dry-run", "-o", tmp_path / "never")
     assert result.exit_code == 0, result.output
     assert "forecast" in result.output and not (tmp_path / "never").exists()
+    written = yaml.safe_load((tmp_path / "f.yaml").read_text())
+    for section, names in get_task("forecast").ignores.items():
+        assert not set(names) & set(written[section]), "the template lists fields a forecaster never reads"
+
+
+@pytest.mark.parametrize("field, value", [("model.embedding_dim", "64"), ("model.token_dropout", "0.1"),
+                                          ("data.tokenizer", "char"), ("data.max_length", "10")])
+def test_a_field_the_forecaster_never_reads_is_refused_not_ignored(tmp_path, monkeypatch, field, value):
+    from conftest import ROOT, assert_user_error
+
+    monkeypatch.chdir(ROOT)
+    result = invoke("train", "configs/sines.yaml", "--set", f"{field}={value}", "--dry-run", "-o", tmp_path / "r")
+    assert_user_error(result, f"{field}: task forecast does not read it")
+    assert not (tmp_path / "r").exists()
 
 
 def test_shapes_and_bench_run_the_forecaster(run, tmp_path):

@@ -146,6 +146,11 @@ class ForecastTask(Task):
     owns = {"data": ("input_length", "horizon", "setting", "targets", "columns", "borders", "fractions", "season",
                      "series_column", "covariates", "timestamps"),
             "model": ("segment_length", "decoder", "channel_independent", "normalization", "loss", "quantiles")}
+    # A forecaster reads numeric columns straight into its segment projection: no text, no token embedding.
+    ignores = {"data": ("text_column", "label_column", "tag_column", "scheme", "convert_to", "max_word_length",
+                        "tokenizer", "lowercase", "max_length", "min_freq", "max_size", "vectors", "channels",
+                        "id_column", "time_delta"),
+               "model": ("embedding_dim", "embedding_dropout", "token_dropout", "layer_norm", "residual")}
     outputs = "targets"
     renderer = "forecast"
     exporter = "forecast"
