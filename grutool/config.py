@@ -367,6 +367,9 @@ class ModelConfig(_Section):
     """Numeric sequences: while training, add Gaussian noise of this standard deviation to every standardised
     input value (an augmentation, in units of each channel's training standard deviation; 0: none). Never at
     evaluation, inference or export."""
+    input_deltas: bool = False
+    """Numeric sequences: append each channel's change since the step before (0 at a sequence's first step) as
+    one more channel per channel, the delta features of speech front-ends."""
 
 
 class TrainConfig(_Section):

@@ -63,6 +63,9 @@ def check_numeric(cfg: Config) -> None:
         if m.input_noise:
             raise ValueError("model.input_noise: noise is added to numeric sequences' values; text has none "
                              "(use model.embedding_dropout or model.token_dropout)")
+        if m.input_deltas:
+            raise ValueError("model.input_deltas: the change of each numeric channel from step to step; text has "
+                             "no channels: remove it")
         if d.split_seed != type(d).model_fields["split_seed"].default:
             raise ValueError("data.split_seed: picks which sequences a sliced numeric file (train.ts[80%:]) "
                              "validates; text files of this task are not sliced: remove it")

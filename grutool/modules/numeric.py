@@ -28,21 +28,25 @@ if TYPE_CHECKING:
 class NumericEmbedder(nn.Module):
     """values (B, T, C) float, NaN where missing (mask only) -> (B, T, embedding_dim)."""
 
-    def __init__(self, channels: int, dim: int, dropout: float = 0.0, *, mask: bool = False, noise: float = 0.0):
+    def __init__(self, channels: int, dim: int, dropout: float = 0.0, *, mask: bool = False, noise: float = 0.0,
+                 deltas: bool = False):
         """`channels`: values per step; `mask`: append an observed/missing flag per channel (data.missing: mask);
-        `noise`: standard deviation of the Gaussian noise added to the values in training mode only."""
+        `noise`: standard deviation of the Gaussian noise added to the values in training mode only; `deltas`:
+        append each channel's change since the step before."""
         super().__init__()
         self.channels = channels
         self.mask = mask
         self.noise = noise
-        self.projection = nn.Linear(channels * (2 if mask else 1), dim)
+        self.deltas = deltas
+        self.projection = nn.Linear(channels * (1 + int(mask) + int(deltas)), dim)
         self.embedding_dropout = nn.Dropout(dropout)
 
     @classmethod
     def from_config(cls, m: "ModelConfig", channels: int, *, mask: bool = False) -> "NumericEmbedder":
-        """The front-end for `channels` values per step: model.input_noise in training, a projection to
-        model.embedding_dim, then model.embedding_dropout."""
-        return cls(channels, m.embedding_dim, m.embedding_dropout, mask=mask, noise=m.input_noise)
+        """The front-end for `channels` values per step: model.input_noise in training, model.input_deltas, a
+        projection to model.embedding_dim, then model.embedding_dropout."""
+        return cls(channels, m.embedding_dim, m.embedding_dropout, mask=mask, noise=m.input_noise,
+                   deltas=m.input_deltas)
 
     @property
     def output_dim(self) -> int:
@@ -62,7 +66,14 @@ class NumericEmbedder(nn.Module):
         if self.training and self.noise > 0:
             # Padding after a sequence's end gets noise too: the encoder packs and pooling masks, so it is never read.
             x = x + self.noise * torch.randn_like(x)  # (B, T, C); NaN (missing under mask) stays NaN
+        parts = [x]
         if self.mask:
             observed = ~torch.isnan(x)  # (B, T, C)
-            x = torch.cat([torch.where(observed, x, torch.zeros_like(x)), observed.to(x.dtype)], dim=-1)  # (B, T, 2C)
+            parts = [torch.where(observed, x, torch.zeros_like(x)), observed.to(x.dtype)]  # (B, T, C) each
+        if self.deltas:
+            # Only backwards in time, so padding after a sequence's end changes no delta the encoder reads; a
+            # missing value (mask) counts as 0, the training mean, as the recurrence sees it.
+            v = parts[0]
+            parts.append(torch.cat([torch.zeros_like(v[:, :1]), v[:, 1:] - v[:, :-1]], dim=1))  # (B, T, C)
+        x = torch.cat(parts, dim=-1) if len(parts) > 1 else x  # (B, T, C · (1 + mask + deltas))
         return self.embedding_dropout(self.projection(x))  # (B, T, E)

@@ -138,6 +138,8 @@ def test_split_seed_picks_which_sequences_validate(tmp_path):
     ("sst2.yaml", {"data": {"split_seed": 3}}, "data.split_seed: picks which sequences a sliced numeric file"),
     ("tagging.yaml", {"model": {"input_noise": 0.1}}, "model.input_noise: noise is added to numeric sequences"),
     ("etth1.yaml", {"model": {"input_noise": 0.1}}, "model.input_noise: only for task"),
+    ("sst2.yaml", {"model": {"input_deltas": True}}, "model.input_deltas: the change of each numeric channel"),
+    ("etth1.yaml", {"model": {"input_deltas": True}}, "model.input_deltas: only for task"),
 ])
 def test_numeric_settings_on_text_are_refused(tmp_path, config, sets, expect):
     with pytest.raises(UserError, match=re.escape(expect)):
@@ -193,6 +195,47 @@ def test_missing_mask_front_end(tmp_path):
     assert out.shape == (1, 2, 4) and torch.isfinite(out).all()
     manual = front.projection(torch.tensor([[[1.0, 0.0, 1.0, 0.0], [0.5, 2.0, 1.0, 1.0]]]))
     assert torch.allclose(out, manual)
+
+
+def test_input_deltas_are_each_channel_s_change_since_the_step_before():
+    from grutool.modules.numeric import NumericEmbedder
+
+    front = NumericEmbedder(2, 4, mask=True, deltas=True)
+    x = torch.tensor([[[1.0, float("nan")], [0.5, 2.0], [0.5, 3.0]]])  # (1, 3, 2); missing reads as 0 under mask
+    manual = torch.tensor([[[1.0, 0.0, 1.0, 0.0, 0.0, 0.0],
+                            [0.5, 2.0, 1.0, 1.0, -0.5, 2.0],
+                            [0.5, 3.0, 1.0, 1.0, 0.0, 1.0]]])  # values, observed flags, deltas
+    assert torch.allclose(front(x), front.projection(manual))
+    plain = NumericEmbedder(2, 4, deltas=True)
+    assert plain.projection.in_features == 4
+    y = torch.tensor([[[1.0, 2.0], [4.0, 0.0]]])
+    assert torch.allclose(plain(y), plain.projection(torch.tensor([[[1.0, 2.0, 0.0, 0.0], [4.0, 0.0, 3.0, -2.0]]])))
+
+
+def test_input_deltas_train_pack_and_export(tmp_path):
+    """With deltas, padding after a sequence still changes nothing it predicts (a delta looks back only), and
+    the exported graph computes them as the model does."""
+    pytest.importorskip("onnxruntime")
+    from grutool.data.batching import collate
+
+    train(parse_config(toy(tmp_path / "run", model={"input_deltas": True}, train={"epochs": 2})), progress=False)
+    p = Predictor(tmp_path / "run", "cpu")
+    assert p.model.projection.in_features == 4  # 2 channels + their 2 deltas
+    split = p.task.encode_split(p.cfg, p.run, p.cfg.data.test, "test")
+    index = list(range(12))
+    batch = collate(split, index)
+    assert len(set(batch.lengths.tolist())) > 1
+    with torch.no_grad():
+        together, _ = p.model(batch.ids, batch.lengths)
+        alone = torch.cat([p.model(split.ids[i][None], torch.tensor([len(split.ids[i])]))[0] for i in index])
+    assert torch.allclose(together, alone, atol=1e-5)
+    r = invoke("export", tmp_path / "run", "--format", "onnx")
+    assert r.exit_code == 0, r.output
+    texts = p.task.read_inputs(p.cfg, str(ROOT / "data/numeric/test.ts"))
+    got = Predictor(tmp_path / "run", "cpu", backend="onnx").predict(texts)
+    want = p.predict(texts)
+    assert [g["label"] for g in got] == [w["label"] for w in want]
+    assert max(abs(g["probs"][k] - w["probs"][k]) for g, w in zip(got, want) for k in w["probs"]) < 1e-4
 
 
 # --- commands end to end --------------------------------------------------------------------------
