@@ -237,9 +237,14 @@ def _read_json(path: Path) -> Optional[dict]:
     return value if isinstance(value, dict) else None
 
 
+# Keys of an eval result that count or size the data scored (sequences, tokens, forecast windows and their
+# shape), not the model: the same in every run of a study, so never compared between cells.
+DATA_KEYS = frozenset({"n", "tokens", "windows", "horizon", "input_length", "season"})
+
+
 def _scalars(metrics: Optional[dict]) -> dict:
     return {k: float(v) for k, v in (metrics or {}).items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "n"}
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in DATA_KEYS}
 
 
 def _measure_run(path: Path) -> dict:

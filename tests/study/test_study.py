@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import invoke, tiny_config
+from conftest import invoke, shipped_config, tiny_config
 from grutool import study
 from grutool.errors import TrainingInterrupted
 from grutool.runs import list_runs
@@ -127,3 +127,17 @@ def test_parallel_jobs_give_the_same_figures(done, tmp_path):
     assert "2 at a time, 1 thread(s) each" in (tmp_path / "par" / study.REPORT_MD).read_text()
     with pytest.raises(Exception, match="lower --jobs|jobs:"):
         study.run_study(config, ["gru"], 2, study_dir=tmp_path / "over", jobs=3, threads=2)
+
+
+@pytest.mark.parametrize("name, metric", [("sines.yaml", "test_mse"), ("numeric_regression.yaml", "test_rmse")])
+def test_a_study_of_the_numeric_families_compares_their_metrics_not_their_data(tmp_path, name, metric):
+    # Forecasting and numeric sequences are studied like text; the counts and shapes their eval results carry
+    # (windows, horizon, input length, season, n) are the same in every run and are not compared.
+    raw = shipped_config(name, tmp_path / "unused", train={"epochs": 1, "device": "cpu"})
+    config = tmp_path / name
+    config.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    result = study.run_study(config, ["gru", "lstm"], 2, study_dir=tmp_path / "st", latency_repeats=1)
+    compared = {d["metric"] for d in result["comparisons"]}
+    assert metric in compared and "s_per_epoch" in compared
+    assert not {"test_n", "test_windows", "test_horizon", "test_input_length", "test_season"} & compared
+    assert all(d["n"] == 2 for d in result["comparisons"])
