@@ -109,13 +109,16 @@ def compare(
         from rich.table import Table
 
         names = [plain(p) for p in run_dirs]
-        t = Table(title="config: fields that differ" if result["config"] else "config: identical (output_dir aside)")
-        t.add_column("field")
-        for n in names:
-            t.add_column(n, overflow="fold")
-        for key, values in result["config"].items():
-            t.add_row(plain(key), *[plain(_figure(v)) for v in values])
-        out.print(t)
+        if result["config"]:
+            t = Table(title="config: fields that differ")
+            t.add_column("field")
+            for n in names:
+                t.add_column(n, overflow="fold")
+            for key, values in result["config"].items():
+                t.add_row(plain(key), *[plain(_figure(v)) for v in values])
+            out.print(t)
+        else:  # no empty table under the title
+            out.print("config: identical (output_dir aside)")
         m = Table(title="validation (best epoch)")
         m.add_column("figure")
         for n in names:

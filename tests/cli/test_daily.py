@@ -158,6 +158,8 @@ def test_compare_shows_only_differing_fields_and_the_metrics(run, tmp_path):
     assert set(c["validation"]) >= {"accuracy", "macro_f1"}
     table = invoke("compare", run, other)
     assert "train.lr" in table.stdout and "accuracy" in table.stdout and "model.cell" not in table.stdout
+    same = invoke("compare", run, run)
+    assert "config: identical (output_dir aside)" in same.stdout and "field" not in same.stdout  # no empty table
     assert_user_error(invoke("compare", run), "two run directories")
 
 
