@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 class RegressorTask(Task):
     name = "regressor"
     monitors = ("rmse", "mae", "mse", "r2", "loss")
-    owns = {"model": ("loss", "huber_delta", "pooling", "input_noise", "input_deltas"), "data": ("per_step", "split_seed")}
+    owns = {"model": ("loss", "huber_delta", "pooling", "input_noise", "input_deltas"),
+            "data": ("per_step", "split_seed")}
     outputs = "targets"
     renderer = "regressor"
     exporter = "regressor"
