@@ -99,6 +99,9 @@ def test_init_prints_a_commented_config_that_validates_and_dry_runs(task, tmp_pa
     monkeypatch.chdir(ROOT)  # where the data paths start
     cfg = load_config(tmp_path / "my.yaml")
     assert cfg.task == task and cfg.data.train.startswith("data/")
+    written = yaml.safe_load(result.stdout)
+    for section, names in TASKS[task].ignores.items():
+        assert not set(names) & set(written[section]), "the template lists fields the family never reads"
     dry = invoke("train", tmp_path / "my.yaml", "--dry-run", "-o", tmp_path / "run")
     assert dry.exit_code == 0 and "(not written)" in dry.output, dry.output
     assert not (tmp_path / "run").exists()

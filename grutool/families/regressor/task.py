@@ -26,6 +26,10 @@ class RegressorTask(Task):
     monitors = ("rmse", "mae", "mse", "r2", "loss")
     owns = {"model": ("loss", "huber_delta", "pooling", "input_noise", "input_deltas"),
             "data": ("per_step", "split_seed")}
+    # Numbers only: none of the text settings apply (data.max_length still sizes `bench --config`'s sequences).
+    ignores = {"data": ("text_column", "tag_column", "scheme", "convert_to", "max_word_length", "tokenizer",
+                        "lowercase", "min_freq", "max_size", "vectors"),
+               "model": ("token_dropout",)}
     outputs = "targets"
     renderer = "regressor"
     exporter = "regressor"
