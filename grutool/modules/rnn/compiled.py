@@ -137,9 +137,11 @@ def build(directory: Optional[Path] = None) -> Any:
         directory.mkdir(parents=True, exist_ok=True)
         # torch's own build lock is a file that a killed build leaves behind; an OS lock dies with its process.
         with portalocker.Lock(str(directory / "grutool.lock"), timeout=600):
-            if not (directory / f"{name}.so").exists():
-                log.info("kernel compiled: building it into %s (first use; about a minute)", directory)
             source = _sources_in(directory)
+            ninja = directory / "build.ninja"
+            if not (directory / f"{name}.so").exists() or (ninja.exists() and str(source) not in ninja.read_text()):
+                # the second case: a library built by a grutool that compiled its package's sources in place
+                log.info("kernel compiled: building it into %s (first use; about a minute)", directory)
             return cpp_extension.load(name=name, sources=[str(source)], extra_cflags=CFLAGS + openmp_flags(),
                                       extra_ldflags=openmp_flags(),
                                       build_directory=str(directory), verbose=False)
