@@ -67,6 +67,10 @@ def template(task: str, input: str = "text") -> str:
         raise UserError(f"input: task {task} reads {' or '.join(['text', *inputs])}, not {input!r}", option="input")
     cls = TASKS[task]
     skip = _owned_elsewhere(task) | {(section, f) for section, fs in cls.ignores.items() for f in fs}
+    if input == "numeric":  # the text settings a numeric sequence never reads
+        from grutool.families.rules import TEXT_ONLY
+
+        skip |= {("data", f) for f in (*TEXT_ONLY, "vectors")}
     lines = [f"# A starting config for task {task}: every field it reads, with its default.",
              "# The data paths name the toy data in grutool's data/ folder (run from a clone's root); put yours",
              "# there, then: grutool train THIS.yaml --dry-run   (fields: grutool/config.py)",

@@ -45,6 +45,10 @@ def encoder_stream_reason(cfg: Config) -> Optional[str]:
     return None
 
 
+# Data settings only tokens read (numeric sequences have none; data.vectors has a rule of its own below).
+TEXT_ONLY = ("text_column", "max_word_length", "tokenizer", "lowercase", "min_freq", "max_size")
+
+
 def is_numeric(cfg: Config) -> bool:
     """Whether the run reads numeric sequences (a .ts file, or a long table with data.channels) instead of text:
     the task then builds the numeric front-end (grutool.modules.numeric) where it builds the token Embedder."""
@@ -78,6 +82,9 @@ def check_numeric(cfg: Config) -> None:
         raise ValueError("data.channels: a table of numeric sequences needs its value columns listed")
     if d.vectors is not None:
         raise ValueError("data.vectors: word vectors are for text; numeric sequences have no tokens")
+    for field in TEXT_ONLY:
+        if getattr(d, field) != type(d).model_fields[field].default:
+            raise ValueError(f"data.{field}: for text; numeric sequences have no tokens: remove it")
     if d.time_delta and not (d.channels and d.time_column):
         raise ValueError("data.time_delta: the time between steps comes from a long table's data.time_column; "
                          "set it (and data.channels) or remove data.time_delta")

@@ -140,8 +140,10 @@ def test_split_seed_picks_which_sequences_validate(tmp_path):
     ("etth1.yaml", {"model": {"input_noise": 0.1}}, "model.input_noise: only for task"),
     ("sst2.yaml", {"model": {"input_deltas": True}}, "model.input_deltas: the change of each numeric channel"),
     ("etth1.yaml", {"model": {"input_deltas": True}}, "model.input_deltas: only for task"),
-    ("numeric_regression.yaml", {"data": {"tokenizer": "char"}}, "data.tokenizer: task regressor does not read it"),
-    ("numeric_regression.yaml", {"data": {"min_freq": 2}}, "data.min_freq: task regressor does not read it"),
+    ("numeric_regression.yaml", {"data": {"tokenizer": "char"}}, "data.tokenizer: for text; numeric sequences"),
+    ("numeric_regression.yaml", {"data": {"scheme": "iob2"}}, "data.scheme: task regressor does not read it"),
+    ("numeric.yaml", {"data": {"min_freq": 2}}, "data.min_freq: for text; numeric sequences have no tokens"),
+    ("numeric.yaml", {"data": {"lowercase": False}}, "data.lowercase: for text; numeric sequences have no tokens"),
 ])
 def test_numeric_settings_on_text_are_refused(tmp_path, config, sets, expect):
     with pytest.raises(UserError, match=re.escape(expect)):
