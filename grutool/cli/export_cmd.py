@@ -55,7 +55,7 @@ def export(
         except ParityError as exc:
             if json_:
                 print(jsonsafe.dumps(exc.report))
-            err.print(f"error: export refused, nothing written: {exc}", markup=False)
+            err.print(f"error: export refused, nothing written: {exc}{_looser(exc.report)}", markup=False)
             raise typer.Exit(1)
         if json_:
             print(jsonsafe.dumps(report))
@@ -66,3 +66,19 @@ def export(
         out.print(f"  metadata {report['metadata']}", markup=False)
         if report.get("float_ops"):
             out.print(f"  note: {', '.join(report['float_ops'])} ops stay float32 (ONNX Runtime has no int8 kernel for them)")
+
+
+def _looser(report: dict) -> str:
+    """What would accept these differences, where the user judges them small enough (int8 moves a forecaster's
+    values by more than 1e-3, which the default agreement counts as a disagreement)."""
+    import math
+
+    p = report["parity"]
+    tol = p["tolerance"]
+    flags = []
+    worst = max(p["max_abs_diff"].values(), default=0.0)
+    if tol["max_abs_diff"] is not None and worst > tol["max_abs_diff"]:
+        flags.append(f"--atol {worst:.1e}")
+    if p["agreement"] < tol["min_agreement"]:
+        flags.append(f"--min-agreement {math.floor(100 * p['agreement']) / 100:.2f}")
+    return f"; to accept these differences: {' '.join(flags)}" if flags else ""

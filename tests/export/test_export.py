@@ -185,6 +185,8 @@ def test_parity_beyond_tolerance_exits_1_and_writes_nothing(classifier_run, tmp_
     result = invoke("export", classifier_run, "--exporter", "legacy", "--atol", "1e-12", "-o", tmp_path / "m.onnx")
     assert result.exit_code == 1, result.output
     assert "export refused, nothing written" in result.output and "FAILED" in result.output
+    assert "to accept these differences: --atol " in result.output and "--min-agreement" not in result.output
+    assert len([l for l in result.output.splitlines() if l.strip()]) == 1
     assert list(tmp_path.iterdir()) == []
 
 
