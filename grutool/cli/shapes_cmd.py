@@ -227,11 +227,17 @@ def _render_config(console, report: dict) -> None:
     from rich.table import Table
 
     sym = "  ".join(f"{k}={v}" for k, v in report["symbols"].items())
-    console.print(f"[bold]{_e(report['config'])}[/]: task {report['task']}, {report['vocab_size']:,} tokens, "
-                  f"{report['num_classes']} classes; {report['batch'].get('source', 'random batch')}: ids {_shape(report['batch']['ids'])}, "
-                  f"lengths {report['batch']['lengths']}")
+    source = report["batch"].get("source", "random batch")
+    if report.get("numeric"):  # values, not token ids: channels in, the family's outputs out
+        console.print(f"[bold]{_e(report['config'])}[/]: task {report['task']}, {report['symbols']['F']} channels "
+                      f"per step, {report['num_classes']} {report['outputs']}; {source}: values "
+                      f"{_shape(report['batch']['ids'])}, lengths {report['batch']['lengths']}")
+    else:
+        console.print(f"[bold]{_e(report['config'])}[/]: task {report['task']}, {report['vocab_size']:,} tokens, "
+                      f"{report['num_classes']} classes; {source}: ids {_shape(report['batch']['ids'])}, "
+                      f"lengths {report['batch']['lengths']}")
     lengths = report["batch"]["lengths"]
-    if len(set(lengths)) == 1:
+    if len(set(lengths)) == 1 and not report.get("fixed_length"):  # a forecast window is always input_length
         console.print(f"equal lengths: the encoder runs this batch dense, unpacked (mixed lengths are packed; "
                       f"see them with --lengths {','.join(str(max(1, lengths[0] - i)) for i in range(len(lengths)))})")
     console.print(sym)

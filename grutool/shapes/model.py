@@ -138,12 +138,20 @@ def _task_model_report(path, cfg, prepared, B: int, want_explain: bool, warned: 
     D = 2 if m.bidirectional else 1
     total, by_module, checks = _model_checks(model, enc, enc_lens, enc_x.shape[1], m.bidirectional)
     result = outputs[""][0]
+    task = get_task(cfg.task)
+    # Numeric sequences and forecast windows: values (B, T, F) with F channels per step, no token vocabulary
+    # (V would count the vocabulary's two special tokens); a forecaster has no embedding either (E).
+    numeric = batch.ids.is_floating_point()
+    unit = "examples" if task.throughput_unit == "tokens" else task.throughput_unit  # forecast: windows
+    inputs = {"F": int(batch.ids.shape[-1])} if numeric else {"V": V}
+    if "embedding_dim" not in task.ignores.get("model", ()):
+        inputs["E"] = m.embedding_dim
     report = {
         "mode": "config", "config": str(path), "task": cfg.task, "vocab_size": V, "num_classes": C,
-        "labels": get_task(cfg.task).served_labels(prepared) or [], "model": cfg.model.model_dump(),
-        "symbols": {"B": len(index), "T": T, "V": V, "E": m.embedding_dim, "L": m.num_layers, "D": D,
-                    "H": m.hidden_size, "C": C},
-        "batch": {"ids": list(batch.ids.shape), "lengths": lens.tolist(), "source": "first training examples"},
+        "numeric": numeric, "outputs": task.outputs, "fixed_length": task.throughput_unit != "tokens",
+        "labels": task.served_labels(prepared) or [], "model": cfg.model.model_dump(),
+        "symbols": {"B": len(index), "T": T, **inputs, "L": m.num_layers, "D": D, "H": m.hidden_size, "C": C},
+        "batch": {"ids": list(batch.ids.shape), "lengths": lens.tolist(), "source": f"first training {unit}"},
         "trace": rows,
         "logits": _describe(result),
         "parameters": {"total": total, "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),

@@ -350,6 +350,10 @@ def test_shapes_and_bench_run_the_forecaster(run, tmp_path):
     cfg = rundir.open_run(run).path / rundir.CONFIG
     result = invoke("shapes", "--config", cfg)
     assert result.exit_code == 0, result.output
+    head = " ".join(result.stdout.split()[:40])  # the header: values and channels, not a token vocabulary
+    assert "3 channels per step, 3 targets; first training windows: values (3, 28, 3)" in head, head
+    assert "tokens" not in head and "V=" not in head and "E=" not in head and "F=3" in head
+    assert "--lengths" not in result.stdout  # a window is always input_length rows: no mixed lengths to show
     result = invoke("bench", "--config", cfg, "--batch", "4", "--repeats", "1", "--warmup", "0",
                     "--output", tmp_path / "b.json")
     assert result.exit_code == 0, result.output

@@ -497,3 +497,11 @@ def test_infer_file_csv_without_the_trained_channels_is_one_line(run, tmp_path):
     assert_user_error(r, "new.csv: has no column 'c1'", "trained on .ts files of 2 channel(s)",
                       "the columns id, c1, c2", "has: id, step, x, c2, note")
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_shapes_names_channels_not_a_vocabulary(run):
+    result = invoke("shapes", "--config", run / "config.yaml")
+    assert result.exit_code == 0, result.output
+    head = " ".join(result.stdout.split()[:40])
+    assert "2 channels per step, 3 classes; first training examples: values (3," in head, head
+    assert "tokens" not in head and "V=" not in head and "F=2" in head and "E=" in head
