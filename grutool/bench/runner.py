@@ -23,6 +23,7 @@ from grutool.bench.grid import Grid, Spec
 from grutool.bench.report import SCHEMA, VERSION, add_ratios, key_without_cell
 from grutool.errors import UserError
 from grutool.families import get_task
+from grutool.families.rules import is_numeric
 from grutool.training.device import resolve_device
 
 log = logging.getLogger("grutool")
@@ -56,36 +57,47 @@ def model_specs(g: Grid, cfg, device: torch.device) -> list[Spec]:
         raise UserError("--lengths padded: a configured model always packs its batches (grutool.modules.encoder); "
                         "use packed or bucketed with --config")
     vocab_size, num_classes, source = workloads.data_sizes(cfg, g.vocab_size, g.num_classes)
-    if source != "defaults":
-        log.info("vocabulary %d and %d classes from %s", vocab_size, num_classes, source)
-    else:
-        log.info("data not read: vocabulary %d and %d classes (set with --vocab-size / --num-classes)",
-                 vocab_size, num_classes)
     m, t = cfg.model, cfg.train
     task = get_task(cfg.task)
+    # I: the recurrent layer's input width. A family without a token embedding (forecast) projects each segment
+    # to the hidden size, so I is H and not a size of its own.
+    embedded = "embedding_dim" not in task.ignores.get("model", ())
+    if source == "defaults":
+        log.info("data not read: vocabulary %d and %d classes (set with --vocab-size / --num-classes)",
+                 vocab_size, num_classes)
+    elif not embedded:  # a forecaster's synthetic_sizes: the columns it reads and those it predicts
+        log.info("%d columns in and %d %s from %s", vocab_size, num_classes, task.outputs, source)
+    elif is_numeric(cfg):  # values per step: no vocabulary
+        log.info("%d %s from %s", num_classes, task.outputs, source)
+    else:
+        log.info("vocabulary %d and %d classes from %s", vocab_size, num_classes, source)
+    if g.input_size is not None and not embedded:
+        raise UserError(f"--input-size: task {cfg.task} feeds its recurrent layer model.hidden_size features "
+                        f"(each segment projected to it); vary --hidden-size instead", option="input-size")
     dtype = "float16-amp" if device.type == "cuda" and t.amp else "float32"
     axes = itertools.product(
         g.mode or grids.MODES,
         g.lengths or (("bucketed",) if t.batching == "bucketed" else ("packed",)),
         g.batch_size or (t.batch_size,),
         g.seq_len or (task.synthetic_length(cfg),),
-        g.input_size or (m.embedding_dim,),
+        g.input_size or ((m.embedding_dim,) if embedded else (None,)),
         g.hidden_size or (m.hidden_size,),
         g.num_layers or (m.num_layers,),
         g.bidirectional or (m.bidirectional,),
         g.kernels or ("default",),
         g.cells or (m.cell,),
     )
-    return [Spec("model", cell, mode, lengths, kernels, device.type, dtype, b, tl, i, h, n, bi,
+    return [Spec("model", cell, mode, lengths, kernels, device.type, dtype, b, tl, h if i is None else i, h, n, bi,
                  config=g.config, vocab_size=vocab_size, num_classes=num_classes)
             for mode, lengths, b, tl, i, h, n, bi, kernels, cell in axes if grids.has_kernel(cell, kernels)]
 
 
 def variant(cfg, spec: Spec):
     """`cfg` with this row's cell, sizes and batch (what `train` would see had the YAML said so)."""
-    model = cfg.model.model_copy(update=dict(cell=spec.cell, embedding_dim=spec.input_size,
-                                             hidden_size=spec.hidden_size, num_layers=spec.num_layers,
-                                             bidirectional=spec.bidirectional,
+    sizes = {} if "embedding_dim" in get_task(cfg.task).ignores.get("model", ()) else \
+        {"embedding_dim": spec.input_size}  # a forecaster's recurrent input is its hidden size
+    model = cfg.model.model_copy(update=dict(cell=spec.cell, **sizes, hidden_size=spec.hidden_size,
+                                             num_layers=spec.num_layers, bidirectional=spec.bidirectional,
                                              kernel=grids.model_kernel(spec.kernels, cfg.model.kernel, spec.cell)))
     train = cfg.train.model_copy(update=dict(batch_size=spec.batch_size, device=spec.device))
     return cfg.model_copy(update=dict(model=model, train=train))

@@ -253,6 +253,15 @@ def check_channels(scaler: "Standardizer", seqs: Sequences) -> None:
                         f"{len(scaler)}; give the channels the training data had")
 
 
+def longest(d: "DataConfig") -> Optional[int]:
+    """The most steps of a training sequence (what `bench --config` times as T), or None when the file cannot be
+    read."""
+    try:
+        return max((len(v) for v in read_sequences(d, d.train, need_labels=False).values), default=None)
+    except (UserError, OSError):
+        return None
+
+
 def synthetic(d: "DataConfig", lengths: list[int], generator) -> tuple["Standardizer", list]:
     """`bench --config`: an identity scaler and standard-normal (T_i, C) values, C the training file's channel
     count (8 when it cannot be read)."""

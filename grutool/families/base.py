@@ -205,7 +205,16 @@ class Task:
         return len(prepared.vocab), len(prepared.labels)
 
     def synthetic_length(self, cfg: "Config") -> int:
-        """`bench --config`: the time steps T of the longest synthetic example (the config's max_length)."""
+        """`bench --config`: the time steps T of the longest synthetic example: text, the config's max_length;
+        numeric sequences (which max_length does not cut), the training file's longest when it can be read."""
+        from grutool.families.rules import is_numeric
+
+        if is_numeric(cfg):
+            from grutool.data.numeric import longest
+
+            found = longest(cfg.data)
+            if found:
+                return found
         return cfg.data.max_length or 200
 
     def throughput_items(self, lengths: list[int]) -> int:

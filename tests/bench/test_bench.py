@@ -390,8 +390,26 @@ def test_a_forecast_config_is_timed_in_windows_per_second_on_its_real_columns(tm
         assert r["seq_len"] == cfg.data.input_length, "T: the rows a window holds"
         assert r["unit"] == "windows" and r["tokens"] == r["batch_size"] == cfg.train.batch_size
         assert r["tokens_per_s"] == pytest.approx(r["batch_size"] / (r["median_ms"] / 1000))
+        assert r["input_size"] == r["hidden_size"], "I: each segment is projected to the hidden size"
     assert "windows/s" in md.read_text() and reports.unit(rows) == "windows"
     assert reports.unit([{"tokens": 5}]) == "tokens", "reports written before rows had a unit: tokens"
+    refused = runner.invoke(app, ["bench", "--config", "configs/sines.yaml", "--input-size", "64"])
+    assert refused.exit_code == 2 and "--input-size: task forecast feeds its recurrent layer" in refused.output
+
+
+def test_a_numeric_config_is_timed_on_sequences_as_long_as_its_longest(tmp_path, monkeypatch):
+    # data.max_length (200) does not cut numeric sequences: T is the training file's longest sequence.
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "n.json"
+    result = runner.invoke(app, ["bench", "--config", "configs/numeric.yaml", "--mode", "infer", "--repeats", "1",
+                                 "--warmup", "0", "--min-sample-ms", "1", "--threads", "1", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    from grutool.config_file import load_config
+    from grutool.data.numeric import read_sequences
+
+    d = load_config("configs/numeric.yaml").data
+    longest = max(len(v) for v in read_sequences(d, d.train, need_labels=False).values)
+    assert {r["seq_len"] for r in reports.read_report(out)["rows"]} == {longest} and longest < d.max_length
 
 
 def test_plot_writes_a_png_or_explains_the_missing_extra(tmp_path):
