@@ -404,6 +404,28 @@ def test_quantile_scores_and_pinball_loss_by_hand():
     assert torch.allclose(model(torch.zeros(1, 4, 1), None, target)[1], expected)
 
 
+def test_quantiles_never_cross_at_evaluation_and_crossing_heads_only_lose_pinball():
+    from grutool.families.forecast.model import Forecaster
+
+    torch.manual_seed(0)
+    model = Forecaster(2, [0, 1], 8, 4, 8, segment_length=4, decoder="parallel", quantiles=[0.1, 0.5, 0.9])
+    with torch.no_grad():  # heads that cross: the 0.1 level's outputs pushed above the others'
+        model.head.bias.view(-1, 3)[:, 0] += 3.0
+    x, target = torch.randn(5, 8, 2), torch.randn(5, 4, 2)
+    raw, _ = model.train()(x, None, target)  # training: the heads as they are
+    sorted_, loss = model.eval()(x, None, target)
+    assert (raw[..., 0] > raw[..., 1]).any(), "the test needs crossed heads"
+    assert (sorted_.diff(dim=-1) >= 0).all() and torch.equal(sorted_, raw.sort(dim=-1).values)
+    levels = torch.tensor([0.1, 0.5, 0.9])
+
+    def pinball(pred):
+        d = target.unsqueeze(-1) - pred
+        return torch.maximum(levels * d, (levels - 1) * d).sum(-1)  # (B, H, T): summed over the levels
+
+    assert (pinball(sorted_) <= pinball(raw) + 1e-6).all() and pinball(sorted_).mean() < pinball(raw).mean()
+    assert torch.allclose(loss, (pinball(sorted_) / 3).mean())
+
+
 def test_quantile_run_reports_coverage_and_infers_bands(tmp_path):
     from grutool.predict import Predictor
 

@@ -229,6 +229,12 @@ class Forecaster(nn.Module):
         else:
             y = self._autoregressive(state, z[:, -1], rows, side_out)
         y = self.norm.undo(self._to_targets(y, b), stats, self.targets)  # (B, H, T, Q)
+        if self.quantiles and not self.training:
+            # The levels' heads are independent and can cross (a 0.9 quantile below the 0.5 one). Sorted, every
+            # value's quantiles increase with their levels, and for each value the pinball loss summed over
+            # the levels falls wherever two crossed: swapping a > b between levels t1 < t2 changes it by
+            # (t2 - t1)(b - a) (monotone rearrangement). Training reads the heads as they are.
+            y = y.sort(dim=-1).values  # (B, H, T, Q)
         return y if self.quantiles else y[..., 0]
 
     def _parallel(self, state, b: int, side: Optional[torch.Tensor] = None) -> torch.Tensor:
