@@ -183,7 +183,16 @@ def export(run_dir: str | Path, fmt: str = "onnx", output: Optional[str | Path] 
         for batch in sorted_batches(split_data, 64):
             if max_examples is not None and parity.examples >= max_examples:
                 break
-            fam.parity(reference, runtime, batch, parity)
+            try:
+                fam.parity(reference, runtime, batch, parity)
+            except UserError:
+                raise
+            except Exception as e:  # the graph itself fails (an exporter froze a size it should have kept)
+                said = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
+                raise UserError(f"export: the exported {fmt} graph failed on {split} examples "
+                                f"{parity.examples + 1}-{parity.examples + len(batch.index)} "
+                                f"({type(e).__name__}: {said[:200]}); nothing written. Try the other format or "
+                                f"--exporter, and report it with the run's config.yaml") from e
             parity.examples += len(batch.index)
         atol_used = (atol if atol is not None else FP32_TOLERANCE) if not int8 else atol
         agreement = min_agreement if min_agreement is not None else (INT8_MIN_AGREEMENT if int8 else FP32_MIN_AGREEMENT)

@@ -259,6 +259,33 @@ def test_export_parity_and_backend(run, tmp_path, fmt):
     assert np.allclose(ref, got, atol=1e-4)
 
 
+@pytest.mark.parametrize("decoder, fmt, exporter", [("autoregressive", "onnx", "dynamo"),
+                                                     ("autoregressive", "onnx", "legacy"),
+                                                     ("autoregressive", "torchscript", "dynamo"),
+                                                     ("direct", "onnx", "legacy")])
+def test_every_decoder_exports_for_any_batch(tmp_path, decoder, fmt, exporter):
+    # The autoregressive decoder once sized its fed-back segment with len(seg), a number every exporter froze
+    # at the example batch's 2: the graph then refused (or failed on) the parity batches of any other size.
+    from grutool.export import export
+
+    train(parse_config(sines(tmp_path, model={"decoder": decoder}, train={"epochs": 1})))
+    report = export(tmp_path / "run", fmt, tmp_path / ("m.onnx" if fmt == "onnx" else "m.pt"), exporter=exporter)
+    assert report["parity"]["ok"] and report["parity"]["examples"] > 2
+
+
+def test_a_graph_that_fails_on_the_parity_examples_is_one_line_and_nothing_written(run, tmp_path, monkeypatch):
+    from conftest import assert_user_error
+    from grutool.families.forecast import export as family
+
+    def broken(reference, runtime, batch, parity):
+        raise RuntimeError("[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : Got invalid dimensions for input\nmore")
+
+    monkeypatch.setattr(family, "parity", broken)
+    assert_user_error(invoke("export", run, "--exporter", "legacy", "-o", tmp_path / "m.onnx"),
+                      "the exported onnx graph failed on validation examples 1-", "INVALID_ARGUMENT")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_an_lstm_forecaster_exports_its_cell_state_to_the_parallel_decoder(tmp_path):
     # The parallel decoder starts every output segment from the encoder's whole final state: for an LSTM that
     # is (h_n, c_n), which the export's encoder has to hand on too (it once gave None and the export failed).

@@ -270,7 +270,9 @@ class Forecaster(nn.Module):
             seg = self.head(self.dropout(h))  # (B', W * out_width)
             outs.append(seg)
             q = max(1, len(self.quantiles))
-            point = seg.reshape(len(seg), -1, q)[..., self.median].reshape(len(seg), -1)  # (B', W * width)
+            # The batch as seg.shape[0], not len(seg): an exporter records the one and freezes the other.
+            rows_now = seg.shape[0]
+            point = seg.reshape(rows_now, -1, q)[..., self.median].reshape(rows_now, -1)  # (B', W * width)
             fed = self._embed(point, None if side is None else side[:, k])  # (B', d)
             _, state = self._step(fed.unsqueeze(1), state)
         return torch.cat(outs, -1)  # (B', M * W * out_width)
