@@ -164,10 +164,15 @@ def train(
         if dry_run:
             ex = ", ".join(f"{k} {v:,}" for k, v in summary["examples"].items())
             # Each output vocabulary by what it holds: classes, tags, targets; intents and chars by name.
+            vocabularies = dict(summary.get("vocabularies", {"labels": summary["num_classes"]}))
+            # Numbers (numeric sequences, forecasting) have a scaler of their channels, not a token vocabulary.
+            channels = vocabularies.pop("scaler", None)
+            inputs = (f"  vocab size  {summary['vocab_size']:,}\n" if channels is None
+                      else f"  channels    {channels:,}\n")
             sizes = "".join(f"  {task.outputs if name == 'labels' else name:<12}{n:,}\n"
-                            for name, n in summary.get("vocabularies", {"labels": summary["num_classes"]}).items())
+                            for name, n in vocabularies.items())
             out.print(f"config ok: {config}\n  task        {summary['task']}\n"
-                      f"  parameters  {summary['parameters']:,}\n  vocab size  {summary['vocab_size']:,}\n"
+                      f"  parameters  {summary['parameters']:,}\n{inputs}"
                       f"{sizes}  examples    {ex}\n"
                       f"  device      {summary['device']}\n  run dir     {summary['run_dir']} (not written)", markup=False)
             return

@@ -274,6 +274,7 @@ def test_init_numeric_input_dry_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     dry = invoke("train", tmp_path / "my.yaml", "--dry-run", "-o", tmp_path / "run")
     assert dry.exit_code == 0 and "train 150" in dry.output, dry.output
+    assert "channels    2" in dry.output and "vocab size" not in dry.output and "scaler" not in dry.output
     written = yaml.safe_load(result.stdout)["data"]
     assert "channels" in written and not {"tokenizer", "min_freq", "text_column", "vectors"} & set(written)
     assert_user_error(invoke("init", "lm", "--input", "numeric"), "--input: task lm reads text, not 'numeric'")
