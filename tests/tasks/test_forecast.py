@@ -467,6 +467,13 @@ def test_quantile_run_reports_coverage_and_infers_bands(tmp_path):
     assert set(r["quantiles"]) == {"0.1", "0.5", "0.9"} and r["quantiles"]["0.5"] == r["forecast"]
     lo, hi = np.array(r["quantiles"]["0.1"]), np.array(r["quantiles"]["0.9"])
     assert lo.shape == hi.shape == (raw["data"]["horizon"], 3)
+    assert (lo <= np.array(r["forecast"])).all() and (np.array(r["forecast"]) <= hi).all()
+    table = invoke("infer", run, "--file", recent(run)).stdout.strip().splitlines()
+    assert table[0].split("\t") == ["date", "a", "a@0.1", "a@0.9", "b", "b@0.1", "b@0.9", "load", "load@0.1",
+                                    "load@0.9"]
+    first = [float(v) for v in table[1].split("\t")[1:4]]  # a: point, 0.1, 0.9
+    assert first == pytest.approx([r["forecast"][0][0], r["quantiles"]["0.1"][0][0], r["quantiles"]["0.9"][0][0]],
+                                  abs=1e-5)
 
 
 def test_missing_values_filled_by_policy_and_eval_of_another_file(run, tmp_path):

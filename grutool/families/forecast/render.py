@@ -45,12 +45,21 @@ def tables(metrics: dict) -> list:
 
 def line(result: dict) -> str:
     """The forecast rows as tab-separated text: a header (time column and predicted columns), one row per step;
-    long form, a `series NAME` line first."""
-    cols = ([result["time_column"] or "time"] if result["times"] else ["step"]) + list(result["columns"])
+    long form, a `series NAME` line first. With quantiles, each column's other levels follow it as `COLUMN@LEVEL`
+    (the column itself is the point forecast, the level nearest 0.5)."""
+    bands = result.get("quantiles") or {}
+    point = next((k for k, v in bands.items() if v == result["forecast"]), None)
+    others = [k for k in bands if k != point]
+    cols = [result["time_column"] or "time"] if result["times"] else ["step"]
+    for c in result["columns"]:
+        cols += [c] + [f"{c}@{k}" for k in others]
     lines = ([f"series {result['series']}"] if "series" in result else []) + ["\t".join(cols)]
     for k, row in enumerate(result["forecast"]):
         first = result["times"][k] if result["times"] else str(k + 1)
-        lines.append("\t".join([first] + [f"{v:.6g}" for v in row]))
+        values = []
+        for j, v in enumerate(row):
+            values += [f"{v:.6g}"] + [f"{bands[q][k][j]:.6g}" for q in others]
+        lines.append("\t".join([first] + values))
     return "\n".join(lines)
 
 
