@@ -316,3 +316,21 @@ def test_no_baseline_trial_when_the_config_lies_outside_the_space_or_it_is_turne
     (tune.Param("a", "categorical", choices=[True, False]), 1, False), (tune.Param("a", "int", 0, 2), True, False)])
 def test_contains(param, value, inside):
     assert param.contains(value) is inside
+
+
+@pytest.mark.parametrize("name, entry", [("sines.yaml", "model.segment_length: {categorical: [7, 14]}"),
+                                         ("numeric_regression.yaml", "model.input_noise: {float: [0.0, 0.3]}")])
+def test_tune_minimises_a_forecaster_s_and_a_regressor_s_error(tmp_path, name, entry):
+    # The numeric families' monitors are errors (mse, rmse): the search minimises them, and best.yaml retrains.
+    from conftest import shipped_config
+
+    raw = shipped_config(name, tmp_path / "unused", train={"epochs": 1, "device": "cpu"})
+    (tmp_path / name).write_text(yaml.safe_dump(raw), encoding="utf-8")
+    (tmp_path / "space.yaml").write_text(entry + "\n", encoding="utf-8")
+    result = tune.tune(tmp_path / name, tmp_path / "space.yaml", 2, tune_dir=tmp_path / "tu", pruner="none",
+                       sampler="random")
+    trials = read_trials(tmp_path / "tu" / tune.TRIALS)
+    assert [t["state"] for t in trials] == ["complete", "complete"]
+    assert result["best"]["value"] == min(t["value"] for t in trials)
+    cfg = load_config(tmp_path / "tu" / tune.BEST, [f"output_dir={tmp_path / 'again'}"])
+    assert train(cfg)["best"] == result["best"]["value"]
