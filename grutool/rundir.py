@@ -279,6 +279,7 @@ def open_run(path: str | Path) -> SavedRun:
         if not (path / name).is_file():
             raise UserError(f"{path}: not a complete run directory (missing {name})")
     raw, lines = read_yaml(path / CONFIG, "run config")
+    _unread_to_defaults(raw)
     cfg = parse_config(raw, str(path / CONFIG), lines=lines)
     files = {"vocab": (VOCAB, Vocab), **get_task(cfg.task).vocabularies(cfg)}
     for filename, _ in files.values():
@@ -290,6 +291,29 @@ def open_run(path: str | Path) -> SavedRun:
         raise UserError(f"{exc}; restore the file as training wrote it, or train again") from None
     vocab, labels = vocabs.pop("vocab"), vocabs.pop("labels", None)
     return SavedRun(path, cfg, vocab, labels, extra=vocabs)
+
+
+def _unread_to_defaults(raw) -> None:
+    """A run trained before grutool refused the settings its family never reads (`Task.ignores`; the token
+    settings on numeric data) may have one set. It changed nothing then, so it goes back to its default here
+    rather than making the run unreadable."""
+    from types import SimpleNamespace
+
+    from grutool.families import TASKS
+    from grutool.families.rules import TEXT_ONLY, is_numeric
+
+    if not isinstance(raw, dict) or raw.get("task") not in TASKS:
+        return  # parse_config says what is wrong
+    for section, names in TASKS[raw["task"]].ignores.items():
+        part = raw.get(section)
+        for name in names if isinstance(part, dict) else ():
+            part.pop(name, None)
+    data = raw.get("data")
+    if isinstance(data, dict):
+        d = SimpleNamespace(format=data.get("format", "auto"), channels=data.get("channels"), train=data.get("train"))
+        if is_numeric(SimpleNamespace(data=d)):
+            for name in TEXT_ONLY:
+                data.pop(name, None)
 
 
 def sizes(run, cfg: Config) -> dict[str, int]:

@@ -559,3 +559,17 @@ def test_long_form_series_out_of_time_order(tmp_path):
         raw["data"][split] = str(path)
     with pytest.raises(UserError, match=rf"long.csv:{j + 1}:1: timestamp .* of series 's1' is earlier than"):
         TASK.prepare(parse_config(raw))
+
+
+def test_a_run_saved_with_a_setting_the_forecaster_never_read_still_opens(run, tmp_path):
+    # Runs trained before such settings were refused may hold one (it changed nothing): they stay readable.
+    import shutil
+
+    from grutool.evaluate import evaluate
+
+    old = tmp_path / "old"
+    shutil.copytree(run, old)
+    cfg = yaml.safe_load((old / "config.yaml").read_text())
+    cfg["model"]["embedding_dim"], cfg["data"]["tokenizer"] = 64, "char"
+    (old / "config.yaml").write_text(yaml.safe_dump(cfg))
+    assert evaluate(str(old), "test", device="cpu")["mse"] == evaluate(str(run), "test", device="cpu")["mse"]

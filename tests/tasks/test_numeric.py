@@ -505,3 +505,19 @@ def test_shapes_names_channels_not_a_vocabulary(run):
     head = " ".join(result.stdout.split()[:40])
     assert "2 channels per step, 3 classes; first training examples: values (3," in head, head
     assert "tokens" not in head and "V=" not in head and "F=2" in head and "E=" in head
+
+
+def test_a_numeric_run_saved_with_token_settings_still_opens(run, tmp_path):
+    # Runs trained before token settings on numbers were refused may hold one (it changed nothing).
+    import shutil
+
+    import yaml
+
+    from grutool.evaluate import evaluate
+
+    old = tmp_path / "old"
+    shutil.copytree(run, old)
+    cfg = yaml.safe_load((old / "config.yaml").read_text())
+    cfg["data"]["min_freq"], cfg["data"]["lowercase"] = 3, False
+    (old / "config.yaml").write_text(yaml.safe_dump(cfg))
+    assert evaluate(str(old), "test", device="cpu")["accuracy"] == evaluate(str(run), "test", device="cpu")["accuracy"]
