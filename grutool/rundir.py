@@ -310,7 +310,8 @@ def _unread_to_defaults(raw) -> None:
             part.pop(name, None)
     data = raw.get("data")
     if isinstance(data, dict):
-        d = SimpleNamespace(format=data.get("format", "auto"), channels=data.get("channels"), train=data.get("train"))
+        d = SimpleNamespace(format=data.get("format", "auto"), channels=data.get("channels"),
+                            train=data.get("train"))
         if is_numeric(SimpleNamespace(data=d)):
             for name in TEXT_ONLY:
                 data.pop(name, None)
