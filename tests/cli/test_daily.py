@@ -108,9 +108,11 @@ def test_init_prints_a_commented_config_that_validates_and_dry_runs(task, tmp_pa
 
 
 def test_init_help_lists_every_family():
-    from grutool.cli.init_cmd import FAMILIES
+    from grutool.cli.init_cmd import FAMILIES, NUMERIC
 
     assert sorted(FAMILIES.replace(" or ", ", ").split(", ")) == sorted(TASKS)
+    numeric = sorted(name for name, task in TASKS.items() if "numeric" in task.inputs)
+    assert sorted(NUMERIC.replace(" or ", ", ").split(", ")) == numeric
     text = " ".join(invoke("init", "--help").output.split())
     assert all(name in text for name in TASKS), text
 
@@ -264,6 +266,18 @@ def test_python_train_shows_progress_when_asked(tmp_path):
     quiet = subprocess.run([sys.executable, "-c", code.replace("progress=True", "overwrite=True"), json.dumps(raw)],
                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(root)})
     assert quiet.returncode == 0 and quiet.stderr == "", "silent unless asked"
+
+
+@pytest.mark.parametrize("task", ["tagger", "regressor"])
+def test_init_numeric_input_of_the_other_families_trains(task, tmp_path, monkeypatch):
+    """`grutool init tagger|regressor --input numeric > x.yaml && grutool train x.yaml`: it trains as printed."""
+    result = invoke("init", task, "--input", "numeric")
+    assert result.exit_code == 0, result.output
+    (tmp_path / "my.yaml").write_text(result.stdout)
+    monkeypatch.chdir(ROOT)
+    done = invoke("train", tmp_path / "my.yaml", "-o", tmp_path / "run", "--set", "train.epochs=1", "-q")
+    assert done.exit_code == 0, done.output
+    assert (tmp_path / "run" / "best.pt").is_file()
 
 
 def test_init_numeric_input_dry_runs(tmp_path, monkeypatch):

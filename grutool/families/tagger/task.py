@@ -36,6 +36,11 @@ class TaggerTask(Task):
     outputs = "tags"
     example = {"data": {"train": "data/tagging/ner/train.conll", "validation": "data/tagging/ner/validation.conll",
                         "test": "data/tagging/ner/test.conll", "scheme": "iob2"}}
+    # N -> N on numbers: the toy traces' rising/falling phase at every step (a label per row of the long csv).
+    inputs = {"numeric": {"data": {"train": "data/numeric/train.csv", "validation": "data/numeric/validation.csv",
+                                   "test": "data/numeric/test.csv", "channels": ["a", "b"], "id_column": "id",
+                                   "time_column": "step", "label_column": "phase"},
+                          "model": {"embedding_dim": 16, "hidden_size": 16}}}
 
     # --- config ------------------------------------------------------------------------
 
@@ -358,6 +363,7 @@ class JointTask(TaggerTask):
             "model": TaggerTask.owns["model"] + ("pooling", "tag_loss_weight", "intent_loss_weight")}
     example = {"data": {"train": "data/tagging/travel/train", "validation": "data/tagging/travel/validation",
                         "test": "data/tagging/travel/test", "scheme": "iob2", "tokenizer": "whitespace"}}
+    inputs = {}  # intents and slots are read from text
 
     def served_vocabularies(self, run) -> dict[str, list[str]]:
         return {"intents": list(run.extra["intents"].itos)}
