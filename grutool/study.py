@@ -8,6 +8,7 @@ compare` reads them:
     STUDY/runs/<cell>-seed<N>/     one run directory per cell × seed
     STUDY/report.md|json|csv       the report (`report()`), rewritten at the end of every study command
     STUDY/study.png                `--plot`: validation metric against training time, and learning curves
+                                   (without a validation split: the test metric, and the training loss)
 
 The report, per cell: the monitored validation metric and every test metric as mean ± sd (and each seed),
 training seconds per epoch and to the best epoch, tokens per second, parameters, batch-1 and batch-32
@@ -266,7 +267,7 @@ def _measure_run(path: Path) -> dict:
                          and isinstance(r.get("epoch_time_s"), (int, float))) if rows else None,
         "tokens_per_s": sum(speeds) / len(speeds) if speeds else None,
         "parameters": summary.get("parameters"),
-        "curve": [(r["epoch"], sum(times[:k + 1]), r.get(f"val_{summary.get('monitor')}"))
+        "curve": [(r["epoch"], sum(times[:k + 1]), r.get(f"val_{summary.get('monitor')}"), r.get("train_loss"))
                   for k, r in enumerate(rows[:len(times)])],
     }
 
@@ -512,28 +513,49 @@ def to_csv(result: dict) -> str:
     return buffer.getvalue()
 
 
+def plot_series(result: dict) -> dict:
+    """What `plot` draws, per cell: `points` (training seconds to the best epoch, best validation metric) and
+    `curves` (epoch, validation metric) of each seed. A study without a validation split has no validation
+    figure: then the points are each run's TEST metric against its training seconds, and the curves its
+    training loss, and `what` says so."""
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+    monitor = result["monitor"] or "monitor"
+    validated = any(number(r.get("val")) for r in result["runs"])
+    series = {}
+    for cell in result["cells"]:
+        mine = [r for r in result["runs"] if r["cell"] == cell]
+        ys = [r.get("val") if validated else (r.get("test") or {}).get(monitor) for r in mine]
+        points = [(r["s_to_best"], y) for r, y in zip(mine, ys) if number(r.get("s_to_best")) and number(y)]
+        curves = [[(e, v if validated else loss) for e, _, v, loss in result["curves"].get(r["run"], [])
+                   if number(v if validated else loss)] for r in mine]
+        series[cell] = {"points": points, "curves": [c for c in curves if c]}
+    what = ({"left": f"validation {monitor}", "right": f"validation {monitor}"} if validated else
+            {"left": f"test {monitor} (no validation split)", "right": "training loss"})
+    return {"cells": series, **what}
+
+
 def plot(result: dict, path: str | Path) -> str:
     """Left: each run's best validation metric against its training seconds to that epoch, one point per seed,
-    one colour per cell; right: the learning curves (validation metric per epoch). Needs matplotlib."""
+    one colour per cell; right: the learning curves (validation metric per epoch); without a validation split,
+    the test metric and the training loss (`plot_series`). Needs matplotlib."""
     from grutool.curves import _pyplot, save_png
 
     plt = _pyplot()
+    data = plot_series(result)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for k, cell in enumerate(result["cells"]):
+    for k, (cell, s) in enumerate(data["cells"].items()):
         colour = colours[k % len(colours)]
-        mine = [r for r in result["runs"] if r["cell"] == cell]
-        left.scatter([r["s_to_best"] for r in mine], [r["val"] for r in mine], color=colour, label=cell)
-        for j, r in enumerate(mine):
-            curve = [(e, v) for e, _, v in result["curves"].get(r["run"], []) if isinstance(v, (int, float))]
-            if curve:
-                right.plot(*zip(*curve), color=colour, alpha=0.7, label=cell if j == 0 else None)
-    monitor = result["monitor"] or "monitor"
-    left.set(xlabel="training seconds to the best epoch", ylabel=f"validation {monitor}", title="quality vs time")
-    right.set(xlabel="epoch", ylabel=f"validation {monitor}", title="learning curves")
+        if s["points"]:
+            left.scatter(*zip(*s["points"]), color=colour, label=cell)
+        for j, curve in enumerate(s["curves"]):
+            right.plot(*zip(*curve), color=colour, alpha=0.7, label=cell if j == 0 else None)
+    left.set(xlabel="training seconds to the best epoch", ylabel=data["left"], title="quality vs time")
+    right.set(xlabel="epoch", ylabel=data["right"], title="learning curves")
     for ax in (left, right):
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:  # matplotlib warns about a legend with nothing in it
+            ax.legend()
     fig.tight_layout()
     save_png(fig, path, dpi=110)
     plt.close(fig)

@@ -141,3 +141,21 @@ def test_a_study_of_the_numeric_families_compares_their_metrics_not_their_data(t
     assert metric in compared and "s_per_epoch" in compared
     assert not {"test_n", "test_windows", "test_horizon", "test_input_length", "test_season"} & compared
     assert all(d["n"] == 2 for d in result["comparisons"])
+
+
+def test_a_study_without_a_validation_split_plots_test_figures_and_training_loss(tmp_path, recwarn):
+    # No validation figure to plot (JapaneseVowels ships so): the picture was two empty panels and a warning.
+    raw = shipped_config("numeric.yaml", tmp_path / "unused", train={"epochs": 2, "device": "cpu"})
+    raw["data"]["validation"] = None
+    config = tmp_path / "noval.yaml"
+    config.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    result = study.run_study(config, ["gru", "lstm"], 2, study_dir=tmp_path / "st", latency_repeats=1)
+    data = study.plot_series(result)
+    assert data["left"] == "test accuracy (no validation split)" and data["right"] == "training loss"
+    for cell, s in data["cells"].items():
+        runs = [r for r in result["runs"] if r["cell"] == cell]
+        assert sorted(y for _, y in s["points"]) == sorted(r["test"]["accuracy"] for r in runs)
+        assert [len(c) for c in s["curves"]] == [2, 2]  # a training loss per epoch, per seed
+    pytest.importorskip("matplotlib")
+    assert Path(study.plot(result, tmp_path / "st" / study.PLOT)).stat().st_size > 10_000
+    assert not [w for w in recwarn if "legend" in str(w.message)]
