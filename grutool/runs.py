@@ -126,6 +126,23 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
     return flat
 
 
+def _with_defaults(raw: dict) -> dict:
+    """A saved config with the fields its grutool did not have yet at their defaults: a run trained before a
+    field existed differs from a newer one only where a value does, not by the field's absence."""
+    from grutool import config as schema
+
+    sections = {"data": schema.DataConfig, "model": schema.ModelConfig, "train": schema.TrainConfig,
+                "decoding": schema.DecodingConfig}
+    out = dict(raw)
+    for name, cls in sections.items():
+        part = raw.get(name)
+        if isinstance(part, dict):
+            defaults = cls.model_validate({}).model_dump(mode="json")  # every field has a default
+            out[name] = {**defaults, **{k: {**defaults[k], **v} if isinstance(v, dict) and isinstance(
+                defaults.get(k), dict) else v for k, v in part.items()}}  # data.covariates: its own fields
+    return out
+
+
 def _figures(validation: dict) -> dict:
     """A run's validation numbers, per-class F1 (by the run's label names) as `f1[label]`."""
     out = {k: v for k, v in validation.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
@@ -145,7 +162,7 @@ def compare(paths: list[str | Path]) -> dict:
         if not (p / rundir.CONFIG).is_file():
             raise UserError(f"{p}: not a run directory (no {rundir.CONFIG}); list runs with `grutool runs`")
         runs.append(p)
-    configs = [_flatten(read_config(p)) for p in runs]
+    configs = [_flatten(_with_defaults(read_config(p))) for p in runs]
     keys = sorted(set().union(*configs) - {"output_dir"})
     differs = {k: [c.get(k) for c in configs] for k in keys if len({jsonsafe.dumps(c.get(k)) for c in configs}) > 1}
     summaries = [_read_json(p / rundir.SUMMARY) or {} for p in runs]

@@ -165,6 +165,13 @@ def test_compare_shows_only_differing_fields_and_the_metrics(run, tmp_path):
     assert "train.lr" in table.stdout and "accuracy" in table.stdout and "model.cell" not in table.stdout
     same = invoke("compare", run, run)
     assert "config: identical (output_dir aside)" in same.stdout and "field" not in same.stdout  # no empty table
+    # A run saved before a field existed lacks it; at its default, it is no difference (it showed as "-").
+    older = tmp_path / "older"
+    shutil.copytree(run, older)
+    cfg = yaml.safe_load((older / "config.yaml").read_text())
+    del cfg["model"]["input_deltas"], cfg["data"]["covariates"]["static"]  # both newer than some runs
+    (older / "config.yaml").write_text(yaml.safe_dump(cfg))
+    assert json.loads(invoke("compare", run, older, "--json").stdout)["config"] == {}
     assert_user_error(invoke("compare", run), "two run directories")
 
 
