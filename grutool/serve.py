@@ -38,10 +38,13 @@ log = logging.getLogger("grutool")
 INSTALL_SERVE = "python -m pip install -c constraints.txt -e '.[serve]'"
 
 
+MAX_CHARS = 10_000  # characters in one text, unless the run's family needs more (Task.served_chars)
+
+
 @dataclass
 class Limits:
     max_texts: int = 64          # texts in one request
-    max_chars: int = 10_000      # characters in one text
+    max_chars: Optional[int] = None  # characters in one text; None: MAX_CHARS or what the run's texts need
     max_body: int = 2_000_000    # bytes of one request body
     max_batch: int = 64          # texts in one model call (dynamic batching)
     window_ms: float = 2.0       # how long the first waiting request waits for company (requests that queued
@@ -114,6 +117,17 @@ class Batcher:
             start += per_text * len(batch)
 
 
+def for_run(limits: Limits, predictor) -> Limits:
+    """`limits` with max_chars set: as given, else MAX_CHARS or more where the run's texts need it (a forecast
+    window of 720 rows is ~106,000 characters), and max_body raised to hold at least one such text."""
+    from dataclasses import replace
+
+    if limits.max_chars is not None:
+        return limits
+    chars = max(MAX_CHARS, predictor.task.served_chars(predictor.run) or 0)
+    return replace(limits, max_chars=chars, max_body=max(limits.max_body, 2 * chars + 10_000))
+
+
 def build_app(predictor, limits: Optional[Limits] = None):
     """The FastAPI application for a loaded `Predictor`."""
     try:
@@ -128,7 +142,7 @@ def build_app(predictor, limits: Optional[Limits] = None):
 
     from grutool.families import accepting
 
-    limits = limits or Limits()
+    limits = for_run(limits or Limits(), predictor)
     batcher = Batcher(lambda texts, options: predictor.predict(texts, batch_size=limits.max_batch, **options), limits)
     cfg, task = predictor.cfg, predictor.task
 
@@ -188,8 +202,7 @@ def build_app(predictor, limits: Optional[Limits] = None):
         out = {"task": cfg.task, "run": str(run.path), "backend": predictor.backend,
                "labels": task.served_labels(run),
                "model": cfg.model.model_dump(),
-               "data": {"tokenizer": cfg.data.tokenizer, "lowercase": cfg.data.lowercase,
-                        "max_length": cfg.data.max_length},
+               "data": task.served_input(cfg),
                "limits": limits.__dict__, "options": served_options}
         out.update(task.served_vocabularies(run))
         return out
@@ -359,8 +372,8 @@ def serve(run_dir, host: str = "127.0.0.1", port: int = 8000, backend: str = "to
                         f"{INSTALL_SERVE}") from None
     from grutool.predict import Predictor
 
-    limits = limits or Limits()
     predictor = Predictor(run_dir, "cpu", backend=backend, exported=exported)
+    limits = for_run(limits or Limits(), predictor)  # the server's body bound and the app's text bound agree
     app = build_app(predictor, limits)
     sock = listen(host, port)
     server = make_server(app, limits, host, port)

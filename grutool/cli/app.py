@@ -402,7 +402,7 @@ def serve(
     max_batch: int = typer.Option(64, "--max-batch", min=1, metavar="N", help="Most texts in one model call (dynamic batching)."),
     window_ms: float = typer.Option(2.0, "--batch-window-ms", min=0.0, metavar="MS", help="How long a request waits for others to batch with."),
     max_texts: int = typer.Option(64, "--max-texts", min=1, metavar="N", help="Most texts in one request."),
-    max_chars: int = typer.Option(10_000, "--max-chars", min=1, metavar="N", help="Most characters in one text."),
+    max_chars: Optional[int] = typer.Option(None, "--max-chars", min=1, metavar="N", help="Most characters in one text (default 10,000, or what one input of the run takes: a forecast window's rows)."),
 ):
     """Serve a run over HTTP: POST /predict, GET /health, GET /info, /docs (needs the `serve` extra).
 

@@ -267,6 +267,21 @@ class Task:
         """What `grutool serve`'s /info lists besides `labels` (e.g. the joint task's intents): none by default."""
         return {}
 
+    def served_input(self, cfg: "Config") -> dict:
+        """What `grutool serve`'s /info says about the input a text holds: the tokenizer settings, or, for
+        numeric sequences, how missing values are read."""
+        from grutool.families.rules import is_numeric
+
+        d = cfg.data
+        if is_numeric(cfg):
+            return {"numeric": True, "missing": d.missing}
+        return {"tokenizer": d.tokenizer, "lowercase": d.lowercase, "max_length": d.max_length}
+
+    def served_chars(self, run) -> Optional[int]:
+        """The characters one text of this run needs at the most, where the family knows (a forecast window's
+        rows); None: `grutool serve`'s default bound."""
+        return None
+
     def open_stream(self, predictor, **options):
         """A stateful reader of long input fed in chunks (`Predictor.stream`): `grutool.streaming.Stream`
         (it refuses, with `stream_reason`, models that cannot stream); language models have their own."""

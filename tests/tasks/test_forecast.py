@@ -20,7 +20,7 @@ from grutool.errors import TrainingInterrupted
 from grutool.families import get_task
 from grutool.training.loop import train
 
-from conftest import InterruptAt, invoke, shipped_config
+from conftest import ROOT, InterruptAt, invoke, shipped_config
 
 TASK = get_task("forecast")
 
@@ -395,12 +395,36 @@ def test_serve_answers_forecasts(run):
 
     p = Predictor(run, "cpu")
     text = recent(run).read_text()
-    with TestClient(build_app(p, Limits(max_chars=100_000)), raise_server_exceptions=False) as client:
+    with TestClient(build_app(p, Limits()), raise_server_exceptions=False) as client:
         r = client.post("/predict", json={"texts": [text]})
         assert r.status_code == 200, r.text
         assert r.json()["results"][0]["forecast"] == p.predict([text])[0]["forecast"]
         bad = client.post("/predict", json={"texts": ["date,a\n2024-01-01,1\n"]})
         assert bad.status_code in (400, 422) and "error" in bad.json(), bad.text
+        info = client.get("/info").json()  # what a text holds: a window of rows, not tokens
+        assert info["data"]["input_length"] == p.cfg.data.input_length and "tokenizer" not in info["data"]
+
+
+def test_serve_takes_an_etth1_sized_window_by_default():
+    # A window of configs/etth1.yaml (720 rows of 7 columns and the time) is ~106,000 characters of csv: the
+    # default bound of 10,000 refused every forecast of the shipped config (413). It now follows the window.
+    from types import SimpleNamespace
+
+    from grutool.config_file import load_config
+    from grutool.data.scaling import Standardizer
+    from grutool.serve import MAX_CHARS, Limits, for_run
+
+    cfg = load_config(ROOT / "configs" / "etth1.yaml")
+    names = ["HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT"]
+    run = SimpleNamespace(config=cfg, extra={"scaler": Standardizer(names, [0.0] * 7, [1.0] * 7)})
+    predictor = SimpleNamespace(task=get_task("forecast"), run=run)
+    row = "2017-08-09 23:00:00," + ",".join(["-10.402000010013580"] * 7)  # numbers at full float precision
+    text = "\n".join(["date," + ",".join(names)] + [row] * cfg.data.input_length)
+    limits = for_run(Limits(), predictor)
+    assert len(text) > MAX_CHARS and limits.max_chars >= len(text) and limits.max_body > 2 * len(text)
+    assert for_run(Limits(max_chars=500), predictor).max_chars == 500, "a bound given is kept"
+    text_run = SimpleNamespace(task=get_task("classifier"), run=None)
+    assert for_run(Limits(), text_run).max_chars == MAX_CHARS
 
 
 def test_quantile_scores_and_pinball_loss_by_hand():

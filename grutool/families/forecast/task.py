@@ -301,6 +301,19 @@ class ForecastTask(Task):
     def synthetic_length(self, cfg: "Config") -> int:
         return cfg.data.input_length
 
+    def served_input(self, cfg: "Config") -> dict:
+        d = cfg.data
+        return {"time_column": d.time_column, "input_length": d.input_length, "horizon": d.horizon,
+                "setting": d.setting, "quantiles": cfg.model.quantiles}
+
+    def served_chars(self, run) -> int:
+        """A csv text of one input window: its rows (with the known-future ones of the horizon: input_length +
+        horizon) and a header, the time and every column the run scales, each up to 24 characters, plus room
+        for a few columns it ignores (ETTh1's 720 rows of 8 columns take ~106,000 characters)."""
+        d = run.config.data
+        rows = d.input_length + d.horizon + 1
+        return rows * 24 * (len(run.extra["scaler"].names) + 1) + 1_000
+
     def synthetic(self, cfg: "Config", lengths: list[int], vocab_size: int, num_classes: int, generator,
                   num_chars: int = 0):
         """`bench --config`: `vocab_size` columns of random values (the last `num_classes` predicted), one
