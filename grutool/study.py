@@ -552,6 +552,7 @@ def plot(result: dict, path: str | Path) -> str:
             right.plot(*zip(*curve), color=colour, alpha=0.7, label=cell if j == 0 else None)
     left.set(xlabel="training seconds to the best epoch", ylabel=data["left"], title="quality vs time")
     right.set(xlabel="epoch", ylabel=data["right"], title="learning curves")
+    right.xaxis.get_major_locator().set_params(integer=True)  # epochs, never 1.25
     for ax in (left, right):
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:  # matplotlib warns about a legend with nothing in it

@@ -769,6 +769,7 @@ def plot(result: dict, path: str | Path) -> str:
         last = max(t["number"] for t in done)
         left.step(*zip(*running, (last, running[-1][1])), where="post", color="C2", label="best so far")
     left.set(xlabel="trial", ylabel=f"validation {result['monitor']}", title="optimisation history")
+    left.xaxis.get_major_locator().set_params(integer=True)  # trial numbers, never 0.25
     left.grid(alpha=0.3)
     left.legend()
     try:
