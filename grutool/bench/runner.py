@@ -61,7 +61,7 @@ def model_specs(g: Grid, cfg, device: torch.device) -> list[Spec]:
     task = get_task(cfg.task)
     # I: the recurrent layer's input width. A family without a token embedding (forecast) projects each segment
     # to the hidden size, so I is H and not a size of its own.
-    embedded = "embedding_dim" not in task.ignores.get("model", ())
+    embedded = task.reads("model", "embedding_dim")
     if source == "defaults":
         log.info("data not read: vocabulary %d and %d classes (set with --vocab-size / --num-classes)",
                  vocab_size, num_classes)
@@ -94,8 +94,8 @@ def model_specs(g: Grid, cfg, device: torch.device) -> list[Spec]:
 
 def variant(cfg, spec: Spec):
     """`cfg` with this row's cell, sizes and batch (what `train` would see had the YAML said so)."""
-    sizes = {} if "embedding_dim" in get_task(cfg.task).ignores.get("model", ()) else \
-        {"embedding_dim": spec.input_size}  # a forecaster's recurrent input is its hidden size
+    # A forecaster has no embedding: its recurrent input is its hidden size.
+    sizes = {"embedding_dim": spec.input_size} if get_task(cfg.task).reads("model", "embedding_dim") else {}
     model = cfg.model.model_copy(update=dict(cell=spec.cell, **sizes, hidden_size=spec.hidden_size,
                                              num_layers=spec.num_layers, bidirectional=spec.bidirectional,
                                              kernel=grids.model_kernel(spec.kernels, cfg.model.kernel, spec.cell)))

@@ -108,6 +108,11 @@ class Task:
 
     # --- config -------------------------------------------------------------------------------
 
+    @classmethod
+    def reads(cls, section: str, name: str) -> bool:
+        """Whether this family reads the shared field `section.name` (not in its `ignores`)."""
+        return name not in cls.ignores.get(section, ())
+
     def check_config(self, cfg: "Config") -> None:
         """The task's cross-field rules; a broken one raises ValueError('dotted.path: what is wrong; fix').
 

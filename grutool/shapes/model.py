@@ -144,7 +144,7 @@ def _task_model_report(path, cfg, prepared, B: int, want_explain: bool, warned: 
     numeric = batch.ids.is_floating_point()
     unit = "examples" if task.throughput_unit == "tokens" else task.throughput_unit  # forecast: windows
     inputs = {"F": int(batch.ids.shape[-1])} if numeric else {"V": V}
-    if "embedding_dim" not in task.ignores.get("model", ()):
+    if task.reads("model", "embedding_dim"):
         inputs["E"] = m.embedding_dim
     report = {
         "mode": "config", "config": str(path), "task": cfg.task, "vocab_size": V, "num_classes": C,

@@ -132,7 +132,7 @@ def twin_config(name: str, tmp: Path) -> Path:
     # longest output, which costs seconds per export parity check at the shipped sizes.
     model = raw.setdefault("model", {})
     for size in ("embedding_dim", "hidden_size"):
-        if size not in get_task(raw["task"]).ignores.get("model", ()):  # a forecaster has no embedding
+        if get_task(raw["task"]).reads("model", size):  # a forecaster has no embedding
             model[size] = min(model.get(size, 128), 32)
     if raw["train"].get("bptt"):
         raw["train"]["batch_size"] = min(raw["train"].get("batch_size", 32), 4)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from grutool.errors import UserError, clipped
 from grutool.families.base import Prepared, Task
-from grutool.families.rules import check_numeric, check_one_path_per_split, is_numeric
+from grutool.families.rules import TEXT_ONLY, check_numeric, check_one_path_per_split, is_numeric
 
 if TYPE_CHECKING:
     from grutool.config import Config
@@ -27,8 +27,7 @@ class RegressorTask(Task):
     owns = {"model": ("loss", "huber_delta", "pooling", "input_noise", "input_deltas"),
             "data": ("per_step", "split_seed")}
     # Numbers only: none of the text settings apply (data.max_length still sizes `bench --config`'s sequences).
-    ignores = {"data": ("text_column", "tag_column", "scheme", "convert_to", "max_word_length", "tokenizer",
-                        "lowercase", "min_freq", "max_size", "vectors"),
+    ignores = {"data": (*TEXT_ONLY, "tag_column", "scheme", "convert_to", "vectors"),
                "model": ("token_dropout",)}
     outputs = "targets"
     renderer = "regressor"
