@@ -391,6 +391,12 @@ class TrainConfig(_Section):
     """Weight decay (decoupled for adamw)."""
     momentum: float = Field(default=0.9, ge=0, lt=1)
     """Momentum for sgd."""
+    lazy_embeddings: bool = False
+    """Text: the token embedding gets sparse gradients (the batch's rows only) and an Adam that updates only
+    those rows, applying the steps a row missed when it is next in a batch or at each epoch's end, so it follows
+    dense Adam's path (training.optim.RowAdam). Faster where the table is large: SST-2's 13,831 x 64 trains
+    ~1.4x faster on one CPU thread at the same accuracy (docs/benchmarks.md). Adam or AdamW without weight
+    decay; one process."""
     schedule: Literal["constant", "linear", "cosine", "plateau"] = "constant"
     """LR schedule: constant, warmup then linear or cosine decay to 0, or reduce-on-plateau of the monitored metric."""
     warmup_steps: int = Field(default=0, ge=0)
@@ -552,6 +558,27 @@ def _kernel_fits_cells(cfg: Config) -> None:
                          "set num_layers > 1 or remove layer_norm")
 
 
+# train.lazy_embeddings under torchrun: the CLI refuses `--nproc`, the trainer a torchrun started by hand.
+LAZY_ONE_PROCESS = ("train.lazy_embeddings: sparse gradients are not averaged across processes here; train in one "
+                    "process, or remove train.lazy_embeddings")
+
+
+def _lazy_embeddings(cfg: Config) -> None:
+    m, t = cfg.model, cfg.train
+    if not t.lazy_embeddings:
+        return
+    if t.optimizer == "sgd" or t.weight_decay:
+        raise ValueError(f"train.lazy_embeddings: the lazy update is Adam's, without weight decay (here "
+                         f"{t.optimizer}, weight_decay {t.weight_decay:g}); use optimizer adam and weight_decay 0, "
+                         f"or remove lazy_embeddings")
+    if m.freeze_embeddings:
+        raise ValueError("train.lazy_embeddings: model.freeze_embeddings keeps the token embedding fixed, so it has "
+                         "no update to make lazy; remove one of them")
+    if m.tie_embeddings:
+        raise ValueError("train.lazy_embeddings: with model.tie_embeddings the output layer gives every row of the "
+                         "embedding a gradient each step; remove one of them")
+
+
 def _plateau_without_validation(cfg: Config) -> None:
     if cfg.data.validation is None:
         if cfg.train.schedule == "plateau":
@@ -606,6 +633,7 @@ CROSS_FIELD_RULES = [
     _dropout_with_one_layer,
     _kernel_fits_cells,
     _plateau_without_validation,
+    _lazy_embeddings,
     _span_f1_needs_spans,
     _conversion_needs_spans,
     _tag_column_fits_format,

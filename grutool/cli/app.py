@@ -150,6 +150,11 @@ def train(
         if nproc > 1 and "WORLD_SIZE" not in os.environ:  # the config is valid: start the workers
             from grutool.cli.launch import launch
 
+            if cfg.train.lazy_embeddings:
+                from grutool.config import LAZY_ONE_PROCESS
+
+                raise UserError(LAZY_ONE_PROCESS, option="--nproc")
+
             raise typer.Exit(launch(nproc, sys.argv[1:]))
 
         from grutool.training.loop import train as run_training

@@ -91,6 +91,8 @@ def check_numeric(cfg: Config) -> None:
     for field in ("char_features", "freeze_embeddings"):
         if getattr(m, field):
             raise ValueError(f"model.{field}: for text; numeric sequences have no tokens")
+    if cfg.train.lazy_embeddings:
+        raise ValueError("train.lazy_embeddings: for a token embedding; numeric sequences have none: remove it")
     if m.token_dropout:
         raise ValueError("model.token_dropout: for text; use model.embedding_dropout on numeric sequences")
     if m.embedding_init != type(m).model_fields["embedding_init"].default:

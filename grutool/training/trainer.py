@@ -21,15 +21,15 @@ from typing import Optional, Sequence
 import torch
 
 from grutool import checkpoint, rundir
-from grutool.config import MINIMIZED_METRICS, Config
+from grutool.config import LAZY_ONE_PROCESS, MINIMIZED_METRICS, Config
 from grutool.data.batching import collate, training_batches
-from grutool.errors import TrainingDiverged, TrainingInterrupted
+from grutool.errors import TrainingDiverged, TrainingInterrupted, UserError
 from grutool.modules.encoder import detach_state
 from grutool.training import distributed
 from grutool.training.callbacks import Callback
 from grutool.training.ema import EMA
 from grutool.training.evaluation import evaluate_split
-from grutool.training.optim import Schedule, build_optimizer, clip_grad_norm, grad_norm
+from grutool.training.optim import Schedule, build_optimizer, clip_grad_norm, grad_norm, param_grad_norm
 from grutool.training.progress import epoch_line
 
 log = logging.getLogger("grutool")
@@ -75,7 +75,7 @@ class Trainer:
         self.total_steps = t.epochs * self.batches_per_epoch
         if t.max_steps is not None:
             self.total_steps = min(self.total_steps, t.max_steps)
-        self.optimizer = build_optimizer(self.model.parameters(), t)
+        self.optimizer = build_optimizer(self.model.parameters(), t, sparse=self._lazy_embeddings())
         self.schedule = Schedule(self.optimizer, t, self.total_steps)
         self.use_amp = device.type == "cuda" and t.amp
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
@@ -93,6 +93,17 @@ class Trainer:
         self.track_grads = False
         self.last_grad_norm: Optional[float] = None
         self.last_grad_norms: dict[str, float] = {}
+
+    def _lazy_embeddings(self) -> tuple:
+        """train.lazy_embeddings: the token embedding made to give sparse gradients (its rows in the batch), for
+        the optimizer's lazy update; () when off."""
+        if not self.cfg.train.lazy_embeddings:
+            return ()
+        if self.dist.enabled:
+            raise UserError(LAZY_ONE_PROCESS, option="--nproc")
+        embedding = self.model.token_embedding()
+        embedding.sparse = True
+        return (embedding.weight,)
 
     # --- checkpoints -------------------------------------------------------------
 
@@ -167,7 +178,7 @@ class Trainer:
         self.last_grad_norm = None
         if self.track_grads:
             self.scaler.unscale_(self.optimizer)  # once per step: clipping below finds it done
-            self.last_grad_norms = {name: float(p.grad.norm()) for name, p in self.model.named_parameters()
+            self.last_grad_norms = {name: param_grad_norm(p) for name, p in self.model.named_parameters()
                                     if p.grad is not None}
         if t.clip_grad_norm is not None:
             # Recurrent nets can see exploding gradients through long sequences; clipping
@@ -309,6 +320,9 @@ class Trainer:
                 self._check_interrupt()
                 if s.step >= self.total_steps:
                     break
+            flush = getattr(self.optimizer, "flush", None)
+            if flush is not None:  # train.lazy_embeddings: every row up to date before validation and last.pt
+                flush()
             s.wall_time_s = time.perf_counter() - start
             # The step losses are already averaged over ranks; tokens/s counts every rank's tokens.
             tokens = int(distributed.all_sum(self.dist, [tokens], self.device, "the end of an epoch")[0])

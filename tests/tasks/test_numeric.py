@@ -144,6 +144,8 @@ def test_split_seed_picks_which_sequences_validate(tmp_path):
     ("numeric_regression.yaml", {"data": {"scheme": "iob2"}}, "data.scheme: task regressor does not read it"),
     ("numeric.yaml", {"data": {"min_freq": 2}}, "data.min_freq: for text; numeric sequences have no tokens"),
     ("numeric.yaml", {"data": {"lowercase": False}}, "data.lowercase: for text; numeric sequences have no tokens"),
+    ("numeric.yaml", {"train": {"lazy_embeddings": True}}, "train.lazy_embeddings: for a token embedding; numeric"),
+    ("numeric_regression.yaml", {"train": {"lazy_embeddings": True}}, "train.lazy_embeddings: for a token embedding"),
 ])
 def test_numeric_settings_on_text_are_refused(tmp_path, config, sets, expect):
     with pytest.raises(UserError, match=re.escape(expect)):

@@ -62,7 +62,8 @@ class ClassifierTask(Task):
     monitors = ("accuracy", "macro_f1", "loss")
     owns = {"data": ("dataset", "dataset_config", "label_names", "split_seed"),
             "model": ("input_noise", "input_deltas", "pooling", "freeze_embeddings", "embedding_init",
-                      "char_features", "char_embedding_dim", "char_hidden_size")}
+                      "char_features", "char_embedding_dim", "char_hidden_size"),
+            "train": ("lazy_embeddings",)}
     formats = ("csv", "tsv", "json", "jsonl", "parquet")
     traces_real_examples = False  # token ids alone make a batch: random ids of any --lengths (char features aside)
     outputs = "classes"

@@ -38,7 +38,7 @@ class LMTask(Task):
     monitors = ("loss", "perplexity", "bpc")
     owns = {"data": ("dataset", "dataset_config", "condition_column", "split_seed"),
             "model": ("tie_embeddings", "condition", "condition_dim", "adaptive_cutoffs", "embedding_init"),
-            "train": ("bptt",)}
+            "train": ("bptt", "lazy_embeddings")}
     outputs = "tokens"
     renderer = "lm"
     exporter = None  # no export yet: a language model's graphs (step, generation loop) are still to be written

@@ -35,7 +35,7 @@ class Seq2SeqTask(Task):
                      "target_tokenizer", "target_lowercase", "target_max_length", "shared_vocab", "dictionary",
                      "keep_stress", "split_seed"),
             "model": ("decoder_cell", "attention", "input_feeding", "tie_embeddings", "embedding_init"),
-            "train": ("teacher_forcing", "label_smoothing"),
+            "train": ("teacher_forcing", "label_smoothing", "lazy_embeddings"),
             "decoding": ()}
     outputs = "targets"
     renderer = "seq2seq"

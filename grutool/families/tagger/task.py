@@ -30,7 +30,8 @@ class TaggerTask(Task):
     monitors = ("token_accuracy", "span_f1", "sentence_accuracy", "loss")
     owns = {"data": ("dataset", "dataset_config", "split_seed"),
             "model": ("input_noise", "input_deltas", "crf", "char_features", "char_embedding_dim",
-                      "char_hidden_size", "freeze_embeddings", "embedding_init")}
+                      "char_hidden_size", "freeze_embeddings", "embedding_init"),
+            "train": ("lazy_embeddings",)}
     renderer = "tagger"
     exporter = "tagger"
     outputs = "tags"
@@ -360,7 +361,8 @@ class JointTask(TaggerTask):
     joint = True
     monitors = ("token_accuracy", "span_f1", "intent_accuracy", "sentence_accuracy", "loss")
     owns = {"data": TaggerTask.owns["data"],
-            "model": TaggerTask.owns["model"] + ("pooling", "tag_loss_weight", "intent_loss_weight")}
+            "model": TaggerTask.owns["model"] + ("pooling", "tag_loss_weight", "intent_loss_weight"),
+            "train": TaggerTask.owns["train"]}
     example = {"data": {"train": "data/tagging/travel/train", "validation": "data/tagging/travel/validation",
                         "test": "data/tagging/travel/test", "scheme": "iob2", "tokenizer": "whitespace"}}
     inputs = {}  # intents and slots are read from text
