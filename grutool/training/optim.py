@@ -54,6 +54,7 @@ class RowAdam(torch.optim.Optimizer):
 
     def __init__(self, params, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
         super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
+        self._tables: dict = {}  # (betas, device) -> per-step bias corrections, grown as steps come
 
     def _state(self, p: torch.Tensor) -> dict:
         st = self.state[p]
@@ -70,25 +71,36 @@ class RowAdam(torch.optim.Optimizer):
     # the rest of the geometric sum holds those of the last of them (q^32 = 0.035 of the first term is left).
     EXACT_STEPS = 32
 
-    @classmethod
-    def _missed(cls, group: dict, m: torch.Tensor, v: torch.Tensor, last: torch.Tensor, lr: torch.Tensor,
+    def _table(self, betas: tuple[float, float], steps: int, device: torch.device) -> torch.Tensor:
+        """(2, n >= steps + 1) float64: for step n, sqrt(bc2) / bc1 and sqrt(bc2) (row 0: as step 1's)."""
+        key = (tuple(betas), str(device))
+        table = self._tables.get(key)
+        if table is None or table.shape[1] <= steps:
+            beta1, beta2 = betas
+            n = torch.arange(max(2 * steps, 1024), dtype=torch.float64, device=device).clamp_min(1)
+            root = torch.sqrt(1 - torch.pow(beta2, n))
+            table = self._tables[key] = torch.stack([root / (1 - torch.pow(beta1, n)), root])
+        return table
+
+    def _missed(self, group: dict, m: torch.Tensor, v: torch.Tensor, last: torch.Tensor, lr: torch.Tensor,
                 upto: int) -> torch.Tensor:
         """Rows' m and v (R, E), last updated at steps `last` (R,) with learning rates `lr` (R,), decayed in place
         over the zero-gradient steps up to step `upto`; returns the weight change (R, E) those steps make."""
         beta1, beta2 = group["betas"]
-        q = beta1 / math.sqrt(beta2)
-        k = (upto - last).to(torch.float64).unsqueeze(1)  # (R, 1) steps missed
-        at = last.to(torch.float64).unsqueeze(1)  # (R, 1)
-        j = torch.arange(1, cls.EXACT_STEPS + 1, dtype=torch.float64, device=m.device)  # (J,)
-        n = at + j  # (R, J) the missed steps
-        bias = torch.sqrt(1 - torch.pow(beta2, n)) / (1 - torch.pow(beta1, n))  # sqrt(bc2) / bc1 at each
-        total = (torch.pow(q, j) * bias * (j <= k)).sum(1, keepdim=True)  # (R, 1)
-        rest = (k - cls.EXACT_STEPS).clamp_min(0)  # (R, 1) steps beyond those, at the last one's corrections
-        total += q ** cls.EXACT_STEPS * q * (1 - torch.pow(q, rest)) / (1 - q) * bias[:, -1:]
-        root = torch.sqrt(1 - torch.pow(beta2, (at + 1).clamp_min(1)))  # eps's scale, held
-        change = m / (v.sqrt() + (group["eps"] * root).to(v.dtype)) * (-(lr.to(torch.float64).unsqueeze(1) * total)).to(m.dtype)
-        m.mul_(torch.pow(beta1, k).to(m.dtype))  # 0 where the row was never updated: m is 0 there
-        v.mul_(torch.pow(beta2, k).to(v.dtype))
+        q, J = beta1 / math.sqrt(beta2), self.EXACT_STEPS
+        bias, root = self._table(group["betas"], upto + J + 1, m.device)
+        k = upto - last  # (R,) steps missed
+        j = torch.arange(1, J + 1, device=m.device)  # (J,)
+        missed = last.unsqueeze(1) + j  # (R, J) the first J missed steps (some beyond `upto`: masked)
+        weights = torch.pow(q, j.to(torch.float64)) * (j <= k.unsqueeze(1))  # (R, J): q^j where j <= k
+        total = (weights * bias.index_select(0, missed.flatten()).view_as(missed)).sum(1)  # (R,)
+        rest = (k - J).clamp_min(0).to(torch.float64)  # (R,) steps beyond those, at the J-th one's corrections
+        total += q ** J * q * (1 - torch.pow(q, rest)) / (1 - q) * bias.index_select(0, last + J)
+        eps = (group["eps"] * root.index_select(0, last + 1)).to(v.dtype).unsqueeze(1)  # eps's scale, held
+        change = m / (v.sqrt() + eps) * (-(lr.to(torch.float64) * total)).to(m.dtype).unsqueeze(1)  # (R, E)
+        kf = k.to(torch.float64).unsqueeze(1)
+        m.mul_(torch.pow(beta1, kf).to(m.dtype))  # where a row was never updated, m is 0 and stays 0
+        v.mul_(torch.pow(beta2, kf).to(v.dtype))
         return change
 
     @torch.no_grad()
@@ -107,8 +119,9 @@ class RowAdam(torch.optim.Optimizer):
                 t = st["step"]
                 grad = p.grad.coalesce()
                 rows, g = grad.indices()[0], grad.values()  # (R,), (R, E)
-                m, v = st["exp_avg"][rows], st["exp_avg_sq"][rows]  # (R, E) copies
-                change = self._missed(group, m, v, st["last"][rows], st["last_lr"][rows], t - 1)
+                m, v = st["exp_avg"].index_select(0, rows), st["exp_avg_sq"].index_select(0, rows)  # (R, E) copies
+                change = self._missed(group, m, v, st["last"].index_select(0, rows),
+                                      st["last_lr"].index_select(0, rows), t - 1)
                 m.lerp_(g, 1 - beta1)
                 v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
                 bc1, bc2 = 1 - beta1 ** t, 1 - beta2 ** t
@@ -117,8 +130,8 @@ class RowAdam(torch.optim.Optimizer):
                 p.index_add_(0, rows, change)
                 st["exp_avg"].index_copy_(0, rows, m)
                 st["exp_avg_sq"].index_copy_(0, rows, v)
-                st["last"][rows] = t
-                st["last_lr"][rows] = float(group["lr"])
+                st["last"].index_fill_(0, rows, t)
+                st["last_lr"].index_fill_(0, rows, float(group["lr"]))
         return loss
 
     @torch.no_grad()
