@@ -36,6 +36,15 @@ def build_optimizer(params, t: TrainConfig, sparse=()) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
 
 
+def _closure_loss(closure):
+    """What torch's optimizer protocol asks of `step(closure)`: the loss the closure recomputes (with
+    gradients on), or None without one."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
+
+
 class RowAdam(torch.optim.Optimizer):
     """Adam for parameters whose gradients are sparse in their rows (a token embedding built with `sparse=True`),
     touching only the rows in the batch, along dense Adam's path.
@@ -105,10 +114,7 @@ class RowAdam(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _closure_loss(closure)
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             for p in group["params"]:
@@ -171,10 +177,7 @@ class LazyAdam(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _closure_loss(closure)
         self.dense.step()
         self.sparse.step()
         return loss

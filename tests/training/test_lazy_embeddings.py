@@ -129,3 +129,22 @@ def test_nproc_is_refused_in_one_line(tmp_path):
     lines = [l for l in result.output.splitlines() if l.strip()]
     assert len(lines) == 1 and "train.lazy_embeddings: sparse gradients are not averaged" in lines[0], result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_step_with_a_closure_recomputes_the_loss_with_gradients():
+    """torch's optimizer protocol: step(closure) calls it with gradients on and returns its loss."""
+    emb = torch.nn.Embedding(V, E, sparse=True)
+    opt = RowAdam(emb.parameters(), lr=0.1)
+    ids = torch.tensor([1, 2, 2])
+    before = emb.weight.detach().clone()
+
+    def closure():
+        opt.zero_grad()
+        loss = emb(ids).square().sum()
+        loss.backward()
+        return loss
+
+    with torch.no_grad():
+        loss = opt.step(closure)
+    assert float(loss) == pytest.approx(float(before[ids].square().sum()))
+    assert not torch.equal(emb.weight[1:3], before[1:3]) and torch.equal(emb.weight[3:], before[3:])
