@@ -395,8 +395,8 @@ class TrainConfig(_Section):
     """Text: the token embedding gets sparse gradients (the batch's rows only) and an Adam that updates only
     those rows, applying the steps a row missed when it is next in a batch or at each epoch's end, so it follows
     dense Adam's path (training.optim.RowAdam). Faster where the table is large: SST-2's 13,831 x 64 trains
-    ~1.4x faster on one CPU thread at the same accuracy (docs/benchmarks.md). Adam or AdamW without weight
-    decay; one process."""
+    1.3x (one CPU thread) to 1.4x (two) faster at the same accuracy (docs/benchmarks.md). Adam or AdamW without
+    weight decay; one process."""
     schedule: Literal["constant", "linear", "cosine", "plateau"] = "constant"
     """LR schedule: constant, warmup then linear or cosine decay to 0, or reduce-on-plateau of the monitored metric."""
     warmup_steps: int = Field(default=0, ge=0)

@@ -51,8 +51,8 @@ class RowAdam(torch.optim.Optimizer):
 
     With a zero gradient, dense Adam still moves a row: its first moment m decays by beta1 a step and the weight
     follows m / sqrt(v). Torch's SparseAdam (TensorFlow's LazyAdam) drops those moves, so a word seen once moves
-    by one step where Adam moves it by up to 1 / (1 - beta1 / sqrt(beta2)) ~ 10; on SST-2 that cost ~0.8 points
-    of test accuracy (docs/benchmarks.md). Here each row keeps the step it was last updated at and that step's
+    by one step where Adam moves it by up to 1 / (1 - beta1 / sqrt(beta2)) ~ 10; on SST-2 that cost 0.6 points
+    of test accuracy (five seeds; docs/benchmarks.md). Here each row keeps the step it was last updated at and that step's
     learning rate, and when it is next in a batch (or at `flush`, each epoch's end) the k zero-gradient steps it
     missed are applied at once: m and v decay exactly (beta1^k, beta2^k), and the weight moves by the sum of
     those steps' updates, lr * m / sqrt(v) * sum_j q^j sqrt(bc2_j) / bc1_j (j = 1..k, q = beta1 / sqrt(beta2),
