@@ -10,7 +10,7 @@ from grutool.config_file import parse_config
 from grutool.errors import TrainingInterrupted
 from grutool.training.callbacks import Callback
 from grutool.training.loop import train
-from grutool.training.optim import RowAdam, clip_grad_norm, grad_norm
+from grutool.training.optim import RowAdam, clip_grad_norm, grad_norm, param_grad_norm
 
 from conftest import InterruptAt, invoke, tiny_config
 
@@ -77,6 +77,8 @@ def test_clipping_sparse_gradients_equals_clipping_dense_ones(max_norm):
         emb, lin = _tiny_model(sparse)
         lin(emb(ids)).square().sum().backward()
         params = [emb.weight, lin.weight, lin.bias]
+        per_parameter = [param_grad_norm(p) for p in params]  # what TensorBoard runs log
+        assert per_parameter == pytest.approx([float(p.grad.to_dense().norm()) for p in params], rel=1e-6)
         assert float(grad_norm(params)) == pytest.approx(float(clip_grad_norm(params, max_norm)), rel=1e-6)
         grads[sparse] = [p.grad.to_dense() for p in params]
         norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads[sparse]]))
