@@ -80,15 +80,18 @@ class RowAdam(torch.optim.Optimizer):
     # the rest of the geometric sum holds those of the last of them (q^32 = 0.035 of the first term is left).
     EXACT_STEPS = 32
 
-    def _table(self, betas: tuple[float, float], steps: int, device: torch.device) -> torch.Tensor:
-        """(2, n >= steps + 1) float64: for step n, sqrt(bc2) / bc1 and sqrt(bc2) (row 0: as step 1's)."""
+    def _table(self, betas: tuple[float, float], steps: int, device: torch.device) -> tuple:
+        """For steps 0 .. n >= steps + 1 (step 0 as step 1), float64: sqrt(bc2) / bc1 and sqrt(bc2); and j = 1..J
+        with q^j, the weights of the first J missed steps. Grown as steps come."""
         key = (tuple(betas), str(device))
         table = self._tables.get(key)
-        if table is None or table.shape[1] <= steps:
+        if table is None or table[0].shape[0] <= steps:
             beta1, beta2 = betas
             n = torch.arange(max(2 * steps, 1024), dtype=torch.float64, device=device).clamp_min(1)
             root = torch.sqrt(1 - torch.pow(beta2, n))
-            table = self._tables[key] = torch.stack([root / (1 - torch.pow(beta1, n)), root])
+            j = torch.arange(1, self.EXACT_STEPS + 1, device=device)  # (J,)
+            qj = torch.pow(beta1 / math.sqrt(beta2), j.to(torch.float64))  # (J,)
+            table = self._tables[key] = (root / (1 - torch.pow(beta1, n)), root, j, qj)
         return table
 
     def _missed(self, group: dict, m: torch.Tensor, v: torch.Tensor, last: torch.Tensor, lr: torch.Tensor,
@@ -97,11 +100,10 @@ class RowAdam(torch.optim.Optimizer):
         over the zero-gradient steps up to step `upto`; returns the weight change (R, E) those steps make."""
         beta1, beta2 = group["betas"]
         q, J = beta1 / math.sqrt(beta2), self.EXACT_STEPS
-        bias, root = self._table(group["betas"], upto + J + 1, m.device)
+        bias, root, j, qj = self._table(group["betas"], upto + J + 1, m.device)
         k = upto - last  # (R,) steps missed
-        j = torch.arange(1, J + 1, device=m.device)  # (J,)
         missed = last.unsqueeze(1) + j  # (R, J) the first J missed steps (some beyond `upto`: masked)
-        weights = torch.pow(q, j.to(torch.float64)) * (j <= k.unsqueeze(1))  # (R, J): q^j where j <= k
+        weights = qj * (j <= k.unsqueeze(1))  # (R, J): q^j where j <= k
         total = (weights * bias.index_select(0, missed.flatten()).view_as(missed)).sum(1)  # (R,)
         rest = (k - J).clamp_min(0).to(torch.float64)  # (R,) steps beyond those, at the J-th one's corrections
         total += q ** J * q * (1 - torch.pow(q, rest)) / (1 - q) * bias.index_select(0, last + J)
@@ -200,7 +202,7 @@ class LazyAdam(torch.optim.Optimizer):
 
 def _values(grad: torch.Tensor) -> torch.Tensor:
     """What a gradient's norm and clipping read: a sparse one's coalesced values (its rows), else itself."""
-    return grad._values() if grad.is_sparse else grad
+    return grad.coalesce()._values() if grad.is_sparse else grad  # coalesce: itself when it already is
 
 
 def _coalesced(params) -> list:
@@ -226,12 +228,11 @@ def clip_grad_norm(params, max_norm: float) -> Optional[torch.Tensor]:
     if not params:
         return None
     if any(p.grad.is_sparse for p in params):
-        grads = [_values(p.grad) for p in params]
-        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+        norm = grad_norm(params)
         coef = max_norm / (norm + 1e-6)
         if bool(coef < 1.0):
-            for g in grads:
-                g.mul_(coef)
+            for p in params:
+                _values(p.grad).mul_(coef)
         return norm
     if params[0].grad.device.type != "cpu" or not hasattr(utils, "get_total_norm"):  # GPU, or torch < 2.6
         return utils.clip_grad_norm_(params, max_norm)
@@ -251,7 +252,7 @@ def grad_norm(params) -> Optional[torch.Tensor]:
 
 def param_grad_norm(p: torch.nn.Parameter) -> float:
     """One parameter's gradient norm (a sparse gradient's, over its rows)."""
-    return float(torch.linalg.vector_norm(_values(p.grad.coalesce() if p.grad.is_sparse else p.grad)))
+    return float(torch.linalg.vector_norm(_values(p.grad)))
 
 
 def lr_factor(step: int, kind: str, warmup: int, total: int) -> float:

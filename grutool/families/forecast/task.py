@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from grutool.errors import UserError
 from grutool.families.base import Prepared, Task
+from grutool.families.rules import TEXT_ONLY
 
 log = logging.getLogger("grutool")
 
@@ -147,9 +148,8 @@ class ForecastTask(Task):
                      "series_column", "covariates", "timestamps"),
             "model": ("segment_length", "decoder", "channel_independent", "normalization", "loss", "quantiles")}
     # A forecaster reads numeric columns straight into its segment projection: no text, no token embedding.
-    ignores = {"data": ("text_column", "label_column", "tag_column", "scheme", "convert_to", "max_word_length",
-                        "tokenizer", "lowercase", "max_length", "min_freq", "max_size", "vectors", "channels",
-                        "id_column", "time_delta"),
+    ignores = {"data": (*TEXT_ONLY, "label_column", "tag_column", "scheme", "convert_to", "max_length", "vectors",
+                        "channels", "id_column", "time_delta"),
                "model": ("embedding_dim", "embedding_dropout", "token_dropout", "layer_norm", "residual")}
     outputs = "targets"
     renderer = "forecast"
