@@ -597,3 +597,50 @@ def test_a_run_saved_with_a_setting_the_forecaster_never_read_still_opens(run, t
     cfg["model"]["embedding_dim"], cfg["data"]["tokenizer"] = 64, "char"
     (old / "config.yaml").write_text(yaml.safe_dump(cfg))
     assert evaluate(str(old), "test", device="cpu")["mse"] == evaluate(str(run), "test", device="cpu")["mse"]
+
+
+def test_the_dropped_window_benchmark_scores_every_window_and_the_first_full_batches(run, tmp_path, capsys):
+    # benchmarks/forecast_windows.py: every window as `eval` scores them, and the first floor(N / B) * B
+    # windows, as a loader with drop_last=True and batch B scored them (the published figures' old trap).
+    import importlib.util
+
+    from grutool.evaluate import evaluate
+    from grutool.predict import Predictor
+
+    spec = importlib.util.spec_from_file_location("forecast_windows", ROOT / "benchmarks" / "forecast_windows.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    every = evaluate(str(run), "test", device="cpu")
+    B = 8
+    k = every["windows"] // B * B
+    assert 0 < k < every["windows"]  # the split has a partial last batch, so the two figures differ
+    out = tmp_path / "fw.json"
+    assert script.main([str(run), "--drop-last", str(B), "--json", str(out)]) == 0
+    got = json.loads(out.read_text())["runs"][0]
+    assert got["every"]["windows"] == every["windows"]
+    assert math.isclose(got["every"]["model"]["mse"], every["mse"], rel_tol=1e-12)
+    assert math.isclose(got["every"]["baselines"]["last_value"]["mse"], every["baselines"]["last_value"]["mse"],
+                        rel_tol=1e-12)
+    # the first k windows, one at a time through the model (z-scored), against the script's kept figure
+    p = Predictor(str(run), "cpu")
+    split = p.task.encode_split(p.cfg, p.run, p.cfg.data.test, "test")
+    z = split.series.numpy().astype(np.float64)
+    L, H, cols = split.input_length, split.horizon, split.target_index
+    errs, last = [], []
+    with torch.no_grad():
+        for s in split.starts[:k]:
+            x = torch.as_tensor(z[s:s + L], dtype=torch.float32).unsqueeze(0)  # (1, L, C)
+            pred = p.model(x, None)[0][0].double().numpy()  # (H, T)
+            gold = z[s + L:s + L + H][:, cols]
+            errs.append((pred - gold) ** 2)
+            last.append((z[s + L - 1, cols] - gold) ** 2)
+    assert got["kept"]["windows"] == k
+    assert math.isclose(got["kept"]["model"]["mse"], float(np.mean(errs)), rel_tol=1e-5)
+    assert math.isclose(got["kept"]["baselines"]["last_value"]["mse"], float(np.mean(last)), rel_tol=1e-12)
+    assert f"kept {k}" in capsys.readouterr().out
+    # runs of one horizon and input length are summarised together: the same run twice, sd 0
+    assert script.main([str(run), str(run), "--drop-last", str(B), "--json", str(out)]) == 0
+    (key, fig), = json.loads(out.read_text())["summary"].items()
+    assert key == f"H{got['horizon']}_L{got['input_length']}"
+    assert fig["kept_mse"] == {"mean": got["kept"]["model"]["mse"], "sd": 0.0}
+    assert script.main([str(run), "--drop-last", "0"]) == 2
