@@ -4,6 +4,7 @@ bad grids, --smoke, and --config timing the production model."""
 from __future__ import annotations
 
 import csv
+import math
 import json
 import subprocess
 import sys
@@ -493,3 +494,35 @@ def test_plot_from_a_saved_report(smoke, no_measuring, tmp_path):
     result = runner.invoke(app, ["bench", str(smoke[1] / "s.json"), "--plot", str(png), "-q"])
     assert result.exit_code == 0, result.output
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_pair_parts_splits_each_call_into_the_compiled_pair_calls_and_the_rest(monkeypatch, capsys):
+    # benchmarks/pair_parts.py: the time inside the extension's *_pair calls is a real part of each call (more
+    # than nothing, less than the whole), for both cells and both directions of the pass.
+    import importlib.util
+
+    import torch
+
+    from grutool.modules.rnn import compiled
+
+    why = compiled._why_not()
+    if why:
+        pytest.skip(f"kernel compiled cannot be built here: {why}")
+    monkeypatch.setattr(compiled, "extension", compiled.extension)  # the script wraps it; put it back after
+    threads = torch.get_num_threads()
+    spec = importlib.util.spec_from_file_location("pair_parts", ROOT / "benchmarks" / "pair_parts.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    try:
+        assert script.main(["--hidden", "8", "--lengths", "padded,packed", "--threads", "1", "--rounds", "2",
+                            "--batch", "4", "--seq-len", "6", "--input-size", "5"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines() if line.strip().startswith(("gru ", "lstm "))]
+    assert [r[0] for r in rows] == ["gru", "lstm"] * 2
+    for r in rows:
+        total, fwd, bwd, pair, pair_fwd, pair_bwd, rest = (float(v) for v in (r[1], r[2], r[3], r[5], r[6], r[7], r[9]))
+        assert 0 < pair_fwd < fwd and 0 < pair_bwd < bwd
+        assert math.isclose(pair + rest, total, abs_tol=0.011)  # printed to 2 and 3 decimals
+    assert out.count("GRU / LSTM") == 2
