@@ -4,8 +4,8 @@ bad grids, --smoke, and --config timing the production model."""
 from __future__ import annotations
 
 import csv
-import math
 import json
+import math
 import subprocess
 import sys
 import time

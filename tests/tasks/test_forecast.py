@@ -599,7 +599,8 @@ def test_a_run_saved_with_a_setting_the_forecaster_never_read_still_opens(run, t
     assert evaluate(str(old), "test", device="cpu")["mse"] == evaluate(str(run), "test", device="cpu")["mse"]
 
 
-def test_the_dropped_window_benchmark_scores_every_window_and_the_first_full_batches(run, tmp_path, capsys):
+def test_the_dropped_window_benchmark_scores_every_window_and_the_first_full_batches(run, tmp_path, capsys,
+                                                                                     request):
     # benchmarks/forecast_windows.py: every window as `eval` scores them, and the first floor(N / B) * B
     # windows, as a loader with drop_last=True and batch B scored them (the published figures' old trap).
     import importlib.util
@@ -611,6 +612,8 @@ def test_the_dropped_window_benchmark_scores_every_window_and_the_first_full_bat
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     every = evaluate(str(run), "test", device="cpu")
+    threads = torch.get_num_threads()
+    request.addfinalizer(lambda: torch.set_num_threads(threads))  # the script scores on one thread
     B = 8
     k = every["windows"] // B * B
     assert 0 < k < every["windows"]  # the split has a partial last batch, so the two figures differ
