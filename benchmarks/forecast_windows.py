@@ -41,11 +41,11 @@ def score_run(run: str, split: str, drop_last: int) -> dict:
     if source is None:
         raise UserError(f"{run}: the run's config has no data.{split}")
     encoded = p.task.encode_split(p.cfg, p.run, source, split)
-    kept: dict = {}
+    figures: dict = {}
 
     class Keeping(fm.ForecastMetrics):
         def compute(self) -> dict:
-            out = super().compute()
+            out = super().compute()  # checks that every window was scored
             pred, gold = np.concatenate(self.preds), np.concatenate(self.golds)  # (N, H, T[, Q]), window order
             if pred.ndim == 4:
                 pred = pred[..., self.median]
@@ -53,23 +53,20 @@ def score_run(run: str, split: str, drop_last: int) -> dict:
             k = (n // drop_last) * drop_last
             if k == 0:
                 raise UserError(f"{run}: {n} {split} windows, fewer than one batch of {drop_last}")
-            kept["windows"] = k
-            kept["model"] = fm.scores(pred[:k], gold[:k], self.split)
-            kept["baselines"] = {name: fm.scores(b[:k], gold[:k], self.split)
-                                 for name, b in fm.baselines(self.split).items()}
+            rules = fm.baselines(self.split)
+
+            def first(w: int) -> dict:  # MSE/MAE of the model and the baselines on the first w windows
+                def pick(f: np.ndarray) -> dict:
+                    s = fm.scores(f[:w], gold[:w], self.split)
+                    return {"mse": s["mse"], "mae": s["mae"]}
+                return {"windows": w, "model": pick(pred), "baselines": {name: pick(b) for name, b in rules.items()}}
+
+            figures.update(horizon=out["horizon"], input_length=out["input_length"], every=first(n), kept=first(k))
             return out
 
-    p.task.metrics = lambda s: Keeping(s)  # this Predictor's task only
-    every = evaluate_split(p.model, p.task, encoded, p.device, p.cfg.train.batch_size)
-
-    def pick(s: dict) -> dict:
-        return {"mse": s["mse"], "mae": s["mae"]}
-
-    return {"run": run, "horizon": every["horizon"], "input_length": every["input_length"],
-            "every": {"windows": every["windows"], "model": pick(every),
-                      "baselines": {k: pick(v) for k, v in every["baselines"].items()}},
-            "kept": {"windows": kept["windows"], "model": pick(kept["model"]),
-                     "baselines": {k: pick(v) for k, v in kept["baselines"].items()}}}
+    p.task.metrics = Keeping  # this Predictor's task only
+    evaluate_split(p.model, p.task, encoded, p.device, p.cfg.train.batch_size)
+    return {"run": run, **figures}
 
 
 def main(argv=None) -> int:
