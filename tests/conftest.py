@@ -133,6 +133,6 @@ def fresh(monkeypatch, tmp_path):
     monkeypatch.setattr(compiled, "_FAILED", None)
     monkeypatch.setattr(compiled, "_ANNOUNCED", False)
     monkeypatch.setattr(compiled, "_BRGEMM_OK", None)
-    monkeypatch.setattr(compiled, "_OPENMP", None)
+    monkeypatch.setattr(compiled, "_COMPILERS", {})
     monkeypatch.setenv("GRUTOOL_CACHE", str(tmp_path / "cache"))
     return monkeypatch

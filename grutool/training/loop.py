@@ -28,6 +28,7 @@ from grutool.config import Config
 from grutool.data.loading import transient_cache
 from grutool.errors import TrainingDiverged, UserError
 from grutool.models import count_parameters
+from grutool.modules.rnn.runtime import load_compiled_kernels
 from grutool.families import get_task
 from grutool.training import distributed
 from grutool.training.callbacks import Callback, Checkpointer, EarlyStopping, MetricsWriter
@@ -104,6 +105,9 @@ def _train(cfg: Config, resume: bool, overwrite: bool, dry_run: bool, callbacks:
                 return finished
         for line in stages:
             log.info("%s", line)
+        # The compiled kernel's first-use build (20-60 s) here, said in one line, not in the first step's
+        # time, where it would pass for the training's speed (tok/s, ETA).
+        load_compiled_kernels(trainer.model)
         with trainer._deferred_sigint():
             trainer.fit()
         if not dist.is_main:

@@ -1,15 +1,18 @@
 """Kernel `compiled` (grutool/modules/rnn/csrc/gru.cpp) against nn.GRU and the other kernels, and its fallback.
 
-The extension is built once into the cache (`$GRUTOOL_CACHE` or ~/.cache/grutool, keyed by torch version and
-source hash), so a session pays for the build at most once and later sessions not at all. Tests that run
-the C++ loop skip, saying why, where no C++ compiler or ninja is installed; the fallback tests run anywhere.
+The extension is built once into the cache (`$GRUTOOL_CACHE` or ~/.cache/grutool, keyed by torch version,
+compiler, flags and source), so a session pays for the build at most once and later sessions not at all. Tests
+that run the C++ loop skip, saying why, where no C++ compiler or ninja is installed; the fallback tests run anywhere.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -270,8 +273,10 @@ def test_a_failed_build_falls_back_to_the_fused_kernel_and_says_so_once(fresh, c
         out, h = layer(x)
         layer(x)
     assert torch.equal(out, fused(x)[0]) and torch.equal(h, fused(x)[1])
-    lines = [r for r in caplog.records if "kernel compiled" in r.getMessage()]
+    lines = [r for r in caplog.records if "kernel compiled: not available" in r.getMessage()]
     assert len(lines) == 1, "said once per process"
+    tried = [r for r in caplog.records if "kernel compiled: building it" in r.getMessage()]
+    assert len(tried) == (cxx == "/bin/false"), "a build that runs is said first, once"
     message = lines[0].getMessage()
     assert reason in message and "running the fused kernel instead" in message
     assert "\n" not in message and lines[0].exc_info is None, "one line, no traceback"
@@ -440,3 +445,70 @@ def test_a_second_install_of_the_same_sources_loads_the_build_instead_of_rebuild
                    timeout=600)
     assert library.stat().st_mtime_ns == built, "the library was built again"
     assert (directory / "build.ninja").read_text() == ninja
+
+
+# --- one cache directory per build command, and every build said ---------------------------------------------
+
+
+def test_each_compiler_gets_its_own_cache_directory_and_an_unchanged_setup_keeps_its_own(fresh):
+    # The key used to ignore the compiler: `CXX=g++` and the default `c++` shared a directory and each rewrote
+    # its build file, so every switch rebuilt (a silent 20-60 s).
+    fresh.delenv("CXX", raising=False)
+    default = compiled.cache_dir()
+    assert compiled.cache_dir() == default, "an unchanged setup, the same directory"
+    for cxx in ("g++", "clang++", "no-such-compiler-here"):
+        fresh.setenv("CXX", cxx)
+        assert compiled.cache_dir() != default, cxx
+        assert compiled.cache_dir() == compiled.cache_dir()
+        assert f"compiler {cxx} " in compiled.build_key()
+    fresh.delenv("CXX")
+    assert compiled.cache_dir() == default
+    fresh.setattr(compiled, "CFLAGS", compiled.CFLAGS + ["-g"])
+    assert compiled.cache_dir() != default, "other flags, another build"
+
+
+# The smallest library cpp_extension.load takes (a Python module named as torch tells it): builds in a second.
+TINY = """#include <Python.h>
+#define TINY_INIT2(name) PyInit_##name
+#define TINY_INIT(name) TINY_INIT2(name)
+#define TINY_STR2(name) #name
+#define TINY_STR(name) TINY_STR2(name)
+static struct PyModuleDef tiny = {PyModuleDef_HEAD_INIT, TINY_STR(TORCH_EXTENSION_NAME), nullptr, -1, nullptr};
+PyMODINIT_FUNC TINY_INIT(TORCH_EXTENSION_NAME)(void) { return PyModule_Create(&tiny); }
+"""
+
+
+def test_every_build_is_said_first_and_an_unchanged_setup_loads_without_one(tmp_path):
+    # Each load in a new process, as a user's commands: one stderr line before a build (it used to be an info
+    # log, unseen in `shapes`, and only where the library was missing), none before a plain load.
+    if compiled._why_not():
+        pytest.skip(f"no build tools here: {compiled._why_not()}")
+    source = tmp_path / "csrc" / "tiny.cpp"
+    source.parent.mkdir()
+    source.write_text(TINY)
+    code = ("import pathlib, sys; from grutool.modules.rnn import compiled; "
+            "compiled.SOURCE = pathlib.Path(sys.argv[1]); compiled.build(); print(compiled.cache_dir())")
+    base = {k: v for k, v in os.environ.items() if k != "CXX"}
+
+    def load(**env) -> tuple:
+        proc = subprocess.run([sys.executable, "-c", code, str(source)], capture_output=True, text=True,
+                              env={**base, "GRUTOOL_CACHE": str(tmp_path / "cache"), **env}, timeout=600)
+        assert proc.returncode == 0, proc.stderr
+        directory = Path(proc.stdout.strip())
+        return directory, [line for line in proc.stderr.splitlines() if "kernel compiled: building it" in line]
+
+    def built(directory: Path) -> int:
+        return (directory / f"{compiled._module_name(directory)}.so").stat().st_mtime_ns
+
+    first, said = load()
+    assert len(said) == 1 and str(first) in said[0], said
+    when = built(first)
+    assert load() == (first, []) and built(first) == when, "the same setup loads what it built"
+    if shutil.which("g++"):
+        other, said = load(CXX="g++")
+        assert other != first and len(said) == 1, said
+        assert load() == (first, []) and built(first) == when, "another compiler's build left this one alone"
+    (first / "tiny.o").unlink()  # ninja has work to do though the library is there: a rebuild, said too
+    again, said = load()
+    assert again == first and len(said) == 1 and str(first) in said[0], said
+    assert built(first) != when

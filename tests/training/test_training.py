@@ -211,6 +211,29 @@ class SeesSettings(Callback):
         self.during = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled())
 
 
+class SeesTheBuild(Callback):
+    """Whether the compiled kernel's build had been tried (built or failed) when training's clock started."""
+
+    def on_train_begin(self, tr):
+        from grutool.modules.rnn import compiled
+
+        self.tried = compiled._EXT is not None or compiled._FAILED is not None
+
+
+def test_the_compiled_kernel_is_built_before_the_training_clock_starts(tmp_path, fresh):
+    # kernel auto runs the compiled GRU once built; its first-use build (20-60 s) used to land in the first step,
+    # which the progress then showed as the training's speed (21 tok/s, ~33:37 left for a 0.3 s training).
+    fresh.setenv("CXX", "no-such-compiler-here")  # the build is tried, and fails at once, without compiling
+    cfg = parse_config(tiny_config(tmp_path, epochs=1))
+    train(cfg, dry_run=True)
+    from grutool.modules.rnn import compiled
+
+    assert compiled._FAILED is None, "a dry run runs no layer: nothing to build"
+    seen = SeesTheBuild()
+    train(cfg, callbacks=[seen])
+    assert seen.tried
+
+
 @pytest.mark.parametrize("fails", [False, True], ids=["returns", "raises"])
 def test_train_restores_the_process_settings_it_changes(tmp_path, fails):
     """train.num_threads and train.deterministic hold during the run only: the caller's settings after it,

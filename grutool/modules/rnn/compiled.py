@@ -9,11 +9,14 @@ backward. A bidirectional layer runs its two directions in one call (`forward_pa
 on a torch thread each.
 
 Built with PyTorch's extension mechanism (`torch.utils.cpp_extension.load`: a C++ compiler and ninja)
-on the first call that needs it, never at import, into a cache directory keyed by the torch version, the
-Python ABI and the source's hash: `$GRUTOOL_CACHE/ext/<key>` or `~/.cache/grutool/ext/<key>`. A file lock keeps two
-processes from building at once; later processes load the built library. Where the build cannot run
-(no compiler, no ninja, a compile error) `extension()` raises `Unavailable` with one line saying why, and
-the module (`Recurrent.path`) runs the fused kernel instead, saying so once per process.
+on the first call that needs it (a training asks before its first step), never at import, into a cache directory
+keyed by everything the build command depends on (`build_key`: the sources, the flags, the compiler and its
+version, torch's version, place and C++ ABI, the Python ABI and headers): `$GRUTOOL_CACHE/ext/<key>` or
+`~/.cache/grutool/ext/<key>`, so two setups (`CXX=g++` and the default `c++`) build once each instead of rebuilding
+each other's. A file lock keeps two processes from building at once; later processes load the built library.
+Whenever the load will compile (no library yet, or ninja has work to do) one line says so first. Where the
+build cannot run (no compiler, no ninja, a compile error) `extension()` raises `Unavailable` with one line
+saying why, and the module (`Recurrent.path`) runs the fused kernel instead, saying so once per process.
 """
 
 from __future__ import annotations
@@ -39,7 +42,25 @@ SOURCE = Path(__file__).with_name("csrc") / "gru.cpp"
 # built on one CPU loads on another. -fno-trapping-math lets the compiler vectorise the gate pass's clamps
 # (compare-and-select); grutool installs no floating-point trap handlers that could tell the difference.
 CFLAGS = ["-O3", "-fno-trapping-math"]
-_OPENMP: Optional[list] = None
+_COMPILERS: dict = {}  # compiler command -> what its `--version` said (asked once per process)
+
+
+def compiler() -> str:
+    """The C++ compiler command the build runs: $CXX, else `c++` (as torch.utils.cpp_extension picks it)."""
+    return os.environ.get("CXX", "c++")
+
+
+def _compiler_said(command: str) -> str:
+    """`command --version`'s output ("" where it does not run), asked once per process and compiler."""
+    if command not in _COMPILERS:
+        import subprocess
+
+        try:
+            _COMPILERS[command] = subprocess.run([command, "--version"], capture_output=True, text=True,
+                                                 timeout=30).stdout
+        except (OSError, subprocess.SubprocessError):
+            _COMPILERS[command] = ""
+    return _COMPILERS[command]
 
 
 def openmp_flags() -> list:
@@ -47,20 +68,11 @@ def openmp_flags() -> list:
     (both directions side by side, rows of a large gate pass) runs on torch's threads: the library then
     links libgomp by its soname and shares the copy torch has loaded. Without it (clang would link a second
     OpenMP runtime, LLVM's) the same code runs on one thread, with the same results."""
-    global _OPENMP
-    if _OPENMP is None:
-        _OPENMP = []
-        if sys.platform.startswith("linux") and torch.backends.openmp.is_available():
-            import subprocess
-
-            try:
-                said = subprocess.run([os.environ.get("CXX", "c++"), "--version"], capture_output=True, text=True,
-                                      timeout=30).stdout
-            except (OSError, subprocess.SubprocessError):
-                said = ""
-            if "Free Software Foundation" in said and "clang" not in said.lower():
-                _OPENMP = ["-fopenmp"]
-    return list(_OPENMP)  # a copy: cpp_extension.load appends torch's own flags to the ldflags list it is given
+    if sys.platform.startswith("linux") and torch.backends.openmp.is_available():
+        said = _compiler_said(compiler())
+        if "Free Software Foundation" in said and "clang" not in said.lower():
+            return ["-fopenmp"]  # a new list each call: cpp_extension.load appends torch's own flags to ldflags
+    return []
 
 
 class Unavailable(RuntimeError):
@@ -72,14 +84,32 @@ _FAILED: Optional[str] = None     # why it could not be built, once tried
 _ANNOUNCED = False                # the fallback was logged
 
 
+def build_key() -> str:
+    """What the build command and its result depend on, one line each: the sources' text (any of them changed
+    builds anew), the flags, the compiler (as run, where it resolves, its version), torch (version, place:
+    its headers and libraries are on the command line, C++ ABI) and Python (ABI, headers). Two setups that
+    differ in any of them would rewrite each other's build file and rebuild in turn in one directory."""
+    import sysconfig
+
+    sources = [SOURCE, *sorted(SOURCE.parent.glob("*.h"))]
+    cxx = compiler()
+    said = _compiler_said(cxx).strip().splitlines()
+    abi = getattr(torch._C, "_GLIBCXX_USE_CXX11_ABI", "?")
+    return "\n".join([
+        "sources " + hashlib.sha256(b"".join(f.read_bytes() for f in sources)).hexdigest(),
+        "flags " + " ".join(CFLAGS + openmp_flags()),
+        f"compiler {cxx} ({shutil.which(cxx)}): {said[0] if said else '?'}",
+        f"torch {torch.__version__} ({Path(torch.__file__).parent}), cxx11 abi {abi}",
+        f"python {sys.implementation.cache_tag} ({sysconfig.get_paths()['include']})",
+    ])
+
+
 def cache_dir() -> Path:
-    """Where the build goes: one directory per torch version, Python ABI (the library is a Python module)
-    and source text, e.g. ~/.cache/grutool/ext/torch2.13.0-cpu-cpython-311-00ca5a332cbc."""
+    """Where the build goes: one directory per torch version and Python ABI (in its name) and `build_key()` (its
+    hash), e.g. ~/.cache/grutool/ext/torch2.13.0-cpu-cpython-311-00ca5a332cbc; `key.txt` there says the key."""
     root = Path(os.environ["GRUTOOL_CACHE"]) if os.environ.get("GRUTOOL_CACHE") else \
         Path.home() / ".cache" / "grutool"
-    sources = [SOURCE, *sorted(SOURCE.parent.glob("*.h"))]  # a change to any of them builds anew
-    digest = hashlib.sha256(b"".join(f.read_bytes() for f in sources) +
-                            " ".join(CFLAGS + openmp_flags()).encode()).hexdigest()[:12]
+    digest = hashlib.sha256(build_key().encode()).hexdigest()[:12]  # reads the sources
     return root / "ext" / f"torch{torch.__version__.replace('+', '-')}-{sys.implementation.cache_tag}-{digest}"
 
 
@@ -91,9 +121,9 @@ def _why_not() -> Optional[str]:
     """A missing tool, said before trying (the build's own error would be a page of text)."""
     from torch.utils import cpp_extension
 
-    compiler = os.environ.get("CXX", "c++")
-    if shutil.which(compiler) is None:
-        return f"no C++ compiler ({compiler!r} not found; install g++ or clang, or set CXX)"
+    cxx = compiler()
+    if shutil.which(cxx) is None:
+        return f"no C++ compiler ({cxx!r} not found; install g++ or clang, or set CXX)"
     if not cpp_extension.is_ninja_available():
         return "ninja is not installed (pip install ninja, or the system package)"
     return None
@@ -112,7 +142,8 @@ def _sources_in(directory: Path) -> Path:
     file names its source by path, so two installs of the same grutool (two checkouts or virtual environments:
     the same source text, so the same cache directory) would each rewrite it and rebuild the library the other
     built, a silent minute on the first step of every other run. Built from its own copy, a directory's build
-    file never changes. The directory's name is the text's hash, so a copy that is there is the right one."""
+    file never changes. The directory's name hashes the text (`build_key`), so a copy that is there is the right
+    one."""
     src = directory / "src"
     src.mkdir(exist_ok=True)
     for f in [SOURCE, *sorted(SOURCE.parent.glob("*.h"))]:
@@ -123,8 +154,27 @@ def _sources_in(directory: Path) -> Path:
     return src / SOURCE.name
 
 
+def _will_build(directory: Path, name: str, source: Path) -> bool:
+    """Whether loading from `directory` compiles first: no library or build file yet, a build file written for
+    other sources, or ninja has work to do (an object file gone, a header of torch's reinstalled). Every input
+    of the build command is in the directory's name (`build_key`), so the build file there is the one torch
+    writes again and ninja's dry run says what the load will do."""
+    import subprocess
+
+    ninja = directory / "build.ninja"
+    if not (directory / f"{name}.so").exists() or not ninja.exists() or str(source) not in ninja.read_text():
+        return True
+    try:
+        said = subprocess.run(["ninja", "-n"], cwd=directory, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return True
+    return said.returncode != 0 or "no work to do" not in said.stdout
+
+
 def build(directory: Optional[Path] = None) -> Any:
-    """Compile (or load the already compiled) extension from `directory` (default `cache_dir()`)."""
+    """Compile (or load the already compiled) extension from `directory` (default `cache_dir()`); a compile is
+    said first, in one line (a warning, so that it reaches stderr whatever the command's logging: the first
+    call waits 20-60 s)."""
     import portalocker
     from torch.utils import cpp_extension
 
@@ -137,11 +187,11 @@ def build(directory: Optional[Path] = None) -> Any:
         directory.mkdir(parents=True, exist_ok=True)
         # torch's own build lock is a file that a killed build leaves behind; an OS lock dies with its process.
         with portalocker.Lock(str(directory / "grutool.lock"), timeout=600):
-            source = _sources_in(directory)
-            ninja = directory / "build.ninja"
-            if not (directory / f"{name}.so").exists() or (ninja.exists() and str(source) not in ninja.read_text()):
-                # the second case: a library built by a grutool that compiled its package's sources in place
-                log.info("kernel compiled: building it into %s (first use; about a minute)", directory)
+            source = _sources_in(directory).resolve()  # torch writes the absolute path into the build file
+            if _will_build(directory, name, source):
+                log.warning("kernel compiled: building it into %s (once per compiler, torch and kernel source; "
+                            "20-60 s)", directory)
+                (directory / "key.txt").write_text(build_key() + "\n")  # what this directory was built for
             return cpp_extension.load(name=name, sources=[str(source)], extra_cflags=CFLAGS + openmp_flags(),
                                       extra_ldflags=openmp_flags(),
                                       build_directory=str(directory), verbose=False)

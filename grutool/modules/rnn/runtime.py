@@ -380,6 +380,18 @@ class Recurrent:
             extra += ", residual=True"
         return super().extra_repr() + extra
 
+    def load_compiled(self) -> None:
+        """Build (or load) the compiled kernel now where this layer's calls may run it (kernel `compiled`, or
+        `auto` for a cell whose rule runs it; parameters on the CPU in float32/float64), rather than in its
+        first call, which would wait for the build (a training's first step, and its clock with it). Where
+        it cannot be built, the fallback is said now."""
+        if self.compiled_step is None or self.kernel not in ("compiled", "auto") or \
+                (self.kernel == "auto" and AUTO[self.cell_step.name].compiled_training_from is None):
+            return
+        w = self.weight_hh_l0
+        if w.device.type == "cpu" and w.dtype in (torch.float32, torch.float64) and self.cell_step.fusable(self):
+            self.compiled_step.ready()
+
     def _choice(self, input) -> str:
         """`compiled`, `fused` or `native`: the kernel this call runs (before the compiled kernel's build is
         known to have worked, for kernel `compiled`)."""
@@ -426,3 +438,10 @@ class Recurrent:
             out, finals = stack_layers(self, data, batch_sizes, states, cell, layout.dense_shape)
             out, finals = rows_out(self, input, out, finals, layout)
             return out, (finals if self.cell_step.cell_state else finals[0])
+
+
+def load_compiled_kernels(model: nn.Module) -> None:
+    """`Recurrent.load_compiled` for every recurrent layer of `model`, where its parameters are now."""
+    for module in model.modules():
+        if isinstance(module, Recurrent):
+            module.load_compiled()
