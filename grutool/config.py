@@ -169,9 +169,10 @@ class DataConfig(_Section):
     keep_stress: bool = False
     """Format cmudict: keep the stress digits of vowels (AH0, AH1); by default they are stripped (AH)."""
     split_seed: int = 13
-    """Format cmudict: seed of the word-disjoint 90/5/5 train/validation/test split. Lm `text_dir`: seed of the
-    shuffle before each file is sliced. Numeric sequences (`train.ts[:80%]`): seed of the shuffle of each
-    label's sequences before the slice is cut, i.e. which sequences validate."""
+    """Seed of the shuffle that splits a file into train and validation (or test): for numeric sequences sliced as
+    `train.ts[:80%]` / `train.ts[80%:]`, which sequences of each label validate; for format cmudict, the
+    word-disjoint 90/5/5 train/validation/test split; for lm `text_dir`, the shuffle of each file before it is
+    sliced."""
     condition_column: Optional[str] = None
     """Lm: column (csv/tsv/jsonl key) holding each example's condition, a label that acts on every output step
     (e.g. a surname's language); with format text_dir the file names are the conditions. Null: unconditioned."""
@@ -422,12 +423,12 @@ class TrainConfig(_Section):
     monitor: Literal["accuracy", "macro_f1", "loss", "token_accuracy", "span_f1", "intent_accuracy",
                      "sentence_accuracy", "bleu", "chrf", "exact_match", "perplexity", "bpc",
                      "mse", "mae", "rmse", "r2"] = "accuracy"
-    """Validation metric for early stopping and the best checkpoint (loss, perplexity and bpc are minimised, the
-    others maximised). Classifier: accuracy, macro_f1. Tagger: token_accuracy, span_f1 (span schemes),
-    sentence_accuracy (every tag right). Joint: those and intent_accuracy; sentence_accuracy = intent and
-    every tag right. Seq2seq: bleu, chrf (not for dictionaries), exact_match, perplexity. Lm: loss,
-    perplexity, bpc (bits per character; data.tokenizer char). Real-valued outputs: mse, mae, rmse (minimised),
-    r2 (maximised)."""
+    """Validation metric for early stopping and the best checkpoint (loss, perplexity, bpc, mse, mae and rmse are
+    minimised, the others maximised). Classifier: accuracy, macro_f1. Tagger: token_accuracy,
+    span_f1 (span schemes), sentence_accuracy (every tag right). Joint: those and intent_accuracy;
+    sentence_accuracy = intent and every tag right. Seq2seq: bleu, chrf (not for dictionaries), exact_match,
+    perplexity. Lm: loss, perplexity, bpc (bits per character; data.tokenizer char). Real-valued outputs (regressor,
+    forecast): mse, mae, rmse, r2."""
     patience: Optional[int] = Field(default=3, ge=1)
     """Stop after this many epochs without improvement of `monitor` (null: never stop early)."""
     seed: int = Field(default=13, ge=SEED_MIN, le=SEED_MAX)
@@ -585,7 +586,8 @@ def _plateau_without_validation(cfg: Config) -> None:
             raise ValueError("train.schedule: 'plateau' needs data.validation to watch")
 
 
-MINIMIZED_METRICS = ("loss", "perplexity", "bpc", "mse", "mae", "rmse")  # the other monitors are maximised
+# The other monitors are maximised. TrainConfig.monitor's docstring names these (tests/cli/test_daily.py).
+MINIMIZED_METRICS = ("loss", "perplexity", "bpc", "mse", "mae", "rmse")
 CMUDICT_SPLITS = ("train", "validation", "test")
 
 

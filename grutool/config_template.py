@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+from typing import Optional
 
 from grutool import config as schema
 from grutool import jsonsafe
@@ -55,22 +56,25 @@ def _value(value) -> str:
         else ("null" if value is None else (str(value).lower() if isinstance(value, bool) else str(value)))
 
 
-def template(task: str, input: str = "text") -> str:
-    """The commented YAML config for `task` (a name in grutool.families.TASKS) reading `input`: its `example`,
-    or one of its `inputs` (numeric: numeric sequences)."""
+def template(task: str, input: Optional[str] = None) -> str:
+    """The commented YAML config for `task` (a name in grutool.families.TASKS) reading `input`: its `example`
+    (None: whatever the task reads first), or one of its `inputs` (numeric: numeric sequences)."""
     from grutool.errors import UserError
 
     if task not in TASKS:
         raise UserError(f"init: unknown task '{task}'; choose one of {', '.join(TASKS)}")
-    inputs = TASKS[task].inputs
-    if input != "text" and input not in inputs:
-        raise UserError(f"input: task {task} reads {' or '.join(['text', *inputs])}, not {input!r}", option="input")
     cls = TASKS[task]
+    inputs = cls.inputs
+    # A family whose example is its numeric input (regressor, forecast) reads numbers alone.
+    reads = [*([] if cls.example == inputs.get("numeric") else ["text"]), *inputs]
+    if input is not None and input not in reads:
+        raise UserError(f"input: task {task} reads {' or '.join(reads)}, not {input!r}", option="input")
+    input = input or reads[0]
     skip = _owned_elsewhere(task) | {(section, f) for section, fs in cls.ignores.items() for f in fs}
     if input == "numeric":  # the text settings a numeric sequence never reads
         from grutool.families.rules import TEXT_ONLY
 
-        skip |= {("data", f) for f in (*TEXT_ONLY, "vectors")}
+        skip |= {(section, f) for section, fs in TEXT_ONLY.items() for f in fs}
     lines = [f"# A starting config for task {task}: every field it reads, with its default.",
              "# The data paths name the toy data in grutool's data/ folder (run from a clone's root); put yours",
              "# there, then: grutool train THIS.yaml --dry-run   (fields: grutool/config.py)",

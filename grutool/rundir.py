@@ -313,8 +313,9 @@ def _unread_to_defaults(raw) -> None:
         d = SimpleNamespace(format=data.get("format", "auto"), channels=data.get("channels"),
                             train=data.get("train"))
         if is_numeric(SimpleNamespace(data=d)):
-            for name in TEXT_ONLY:
-                data.pop(name, None)
+            for section, names in TEXT_ONLY.items():
+                for name in names if isinstance(raw.get(section), dict) else ():
+                    raw[section].pop(name, None)
 
 
 def sizes(run, cfg: Config) -> dict[str, int]:

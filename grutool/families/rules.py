@@ -45,8 +45,24 @@ def encoder_stream_reason(cfg: Config) -> Optional[str]:
     return None
 
 
-# Data settings only tokens read (numeric sequences have none; data.vectors has a rule of its own below).
-TEXT_ONLY = ("text_column", "max_word_length", "tokenizer", "lowercase", "min_freq", "max_size")
+# The settings only text reads, per section: the Hub, tokens, their vocabulary, embedding and characters.
+# Numbers have none of them. The one list: `check_text_only` refuses them on numeric sequences and forecasts,
+# `grutool init --input numeric` leaves them out, the numeric-only families ignore them, and a run saved before
+# they were refused reads them back at their defaults (grutool.rundir).
+TEXT_ONLY = {"data": ("dataset", "dataset_config", "text_column", "max_word_length", "tokenizer", "lowercase",
+                      "min_freq", "max_size", "max_length", "vectors", "convert_to"),
+             "model": ("embedding_init", "token_dropout", "freeze_embeddings", "char_features", "char_embedding_dim",
+                       "char_hidden_size"),
+             "train": ("lazy_embeddings",)}
+
+
+def check_text_only(cfg: Config) -> None:
+    """A text setting (TEXT_ONLY) on numbers would silently do nothing: one left from its default is an error."""
+    for section, names in TEXT_ONLY.items():
+        part = getattr(cfg, section)
+        for name in names:
+            if getattr(part, name) != type(part).model_fields[name].default:
+                raise ValueError(f"{section}.{name}: for text; numeric sequences have no tokens: remove it")
 
 
 def is_numeric(cfg: Config) -> bool:
@@ -74,30 +90,14 @@ def check_numeric(cfg: Config) -> None:
             raise ValueError("data.split_seed: picks which sequences a sliced numeric file (train.ts[80%:]) "
                              "validates; text files of this task are not sliced: remove it")
         return
-    if d.dataset is not None:
-        raise ValueError("data.dataset: numeric sequences are read from .ts files or long tables; remove data.dataset")
+    check_text_only(cfg)
     if d.format not in ("auto", "ts", "csv", "tsv", "parquet"):
         raise ValueError(f"data.format: '{d.format}' is not a numeric format; use ts, csv, tsv or parquet")
     if d.format in ("csv", "tsv", "parquet") and not d.channels:
         raise ValueError("data.channels: a table of numeric sequences needs its value columns listed")
-    if d.vectors is not None:
-        raise ValueError("data.vectors: word vectors are for text; numeric sequences have no tokens")
-    for field in TEXT_ONLY:
-        if getattr(d, field) != type(d).model_fields[field].default:
-            raise ValueError(f"data.{field}: for text; numeric sequences have no tokens: remove it")
     if d.time_delta and not (d.channels and d.time_column):
         raise ValueError("data.time_delta: the time between steps comes from a long table's data.time_column; "
                          "set it (and data.channels) or remove data.time_delta")
-    for field in ("char_features", "freeze_embeddings"):
-        if getattr(m, field):
-            raise ValueError(f"model.{field}: for text; numeric sequences have no tokens")
-    if cfg.train.lazy_embeddings:
-        raise ValueError("train.lazy_embeddings: for a token embedding; numeric sequences have none: remove it")
-    if m.token_dropout:
-        raise ValueError("model.token_dropout: for text; use model.embedding_dropout on numeric sequences")
-    if m.embedding_init != type(m).model_fields["embedding_init"].default:
-        raise ValueError(f"model.embedding_init: for text ('{m.embedding_init}' draws token embeddings); numeric "
-                         f"sequences have none: remove it")
 
 
 def unseen_gold(source: str, name: str, gold: Counter, labels, *, kind: str = "labels", unit: str = "example(s)",

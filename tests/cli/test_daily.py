@@ -298,4 +298,82 @@ def test_init_numeric_input_dry_runs(tmp_path, monkeypatch):
     assert "channels    2" in dry.output and "vocab size" not in dry.output and "scaler" not in dry.output
     written = yaml.safe_load(result.stdout)["data"]
     assert "channels" in written and not {"tokenizer", "min_freq", "text_column", "vectors"} & set(written)
+    assert not {"scheme", "tag_column", "convert_to"} & set(written), "the tagger's settings"
     assert_user_error(invoke("init", "lm", "--input", "numeric"), "--input: task lm reads text, not 'numeric'")
+    # split_seed's comment says what it does here: it picks which sequences of a sliced .ts file validate.
+    seed = [l for l in result.stdout.splitlines() if "split_seed" in l or l.lstrip().startswith("#")]
+    assert "train.ts[:80%]" in seed[seed.index("  split_seed: 13") - 1], seed
+
+
+NUMERIC_FAMILIES = sorted(name for name, task in TASKS.items() if "numeric" in task.inputs)
+
+
+@pytest.mark.parametrize("task", NUMERIC_FAMILIES)
+def test_init_numeric_input_leaves_every_text_setting_out(task, tmp_path, monkeypatch):
+    """`grutool init TASK --input numeric` (forecast included: what it always reads) lists none of the text
+    settings (grutool.families.rules.TEXT_ONLY), and the written template dry-runs."""
+    from grutool.families.rules import TEXT_ONLY
+
+    result = invoke("init", task, "--input", "numeric")
+    assert result.exit_code == 0, result.output
+    written = yaml.safe_load(result.stdout)
+    left = [f"{section}.{name}" for section, names in TEXT_ONLY.items() for name in names
+            if name in written.get(section, {})]
+    assert not left, f"text settings in the numeric template: {left}"
+    (tmp_path / "my.yaml").write_text(result.stdout)
+    monkeypatch.chdir(ROOT)
+    dry = invoke("train", tmp_path / "my.yaml", "--dry-run", "-o", tmp_path / "run")
+    assert dry.exit_code == 0 and "(not written)" in dry.output, dry.output
+
+
+# A value other than the default for every text setting (a new one in TEXT_ONLY needs one here).
+TEXT_VALUES = {"data.dataset": "x/y", "data.dataset_config": "x", "data.text_column": "t", "data.max_word_length": 8,
+               "data.tokenizer": "char", "data.lowercase": "false", "data.min_freq": 2, "data.max_size": 10,
+               "data.max_length": 10, "data.vectors": "v.txt", "data.convert_to": "bioes",
+               "model.embedding_init": "xavier_uniform", "model.token_dropout": 0.1, "model.freeze_embeddings": "true",
+               "model.char_features": "true", "model.char_embedding_dim": 8, "model.char_hidden_size": 8,
+               "train.lazy_embeddings": "true"}
+
+
+@pytest.mark.parametrize("task", NUMERIC_FAMILIES)
+def test_a_text_setting_on_numbers_is_refused_in_one_line(task, tmp_path, monkeypatch):
+    """Each text setting set on a numeric config (`init TASK --input numeric`) exits 2 with one line naming it;
+    none is accepted silently."""
+    from grutool.families.rules import TEXT_ONLY
+
+    assert set(TEXT_VALUES) == {f"{s}.{n}" for s, names in TEXT_ONLY.items() for n in names}
+    (tmp_path / "my.yaml").write_text(invoke("init", task, "--input", "numeric").stdout)
+    monkeypatch.chdir(ROOT)
+    for key, value in TEXT_VALUES.items():
+        # convert_to with span tags, so that the conversion rule itself has nothing to say
+        spans = ["--set", "data.scheme=iob2"] if key == "data.convert_to" else []
+        result = invoke("train", tmp_path / "my.yaml", "--dry-run", "-o", tmp_path / "run", "--set",
+                        f"{key}={value}", *spans)
+        assert_user_error(result, f"{key}: for text; numeric sequences have no tokens: remove it")
+    assert not (tmp_path / "run").exists()
+
+
+def test_init_forecast_reads_numeric_input():
+    """`init forecast --input numeric` is `init forecast`; a family that reads numbers alone refuses text."""
+    numeric = invoke("init", "forecast", "--input", "numeric")
+    assert numeric.exit_code == 0 and numeric.stdout == invoke("init", "forecast").stdout, numeric.output
+    assert_user_error(invoke("init", "forecast", "--input", "text"), "--input: task forecast reads numeric, "
+                                                                     "not 'text'")
+    assert_user_error(invoke("init", "regressor", "--input", "text"), "--input: task regressor reads numeric")
+    assert_user_error(invoke("init", "classifier", "--input", "x"), "task classifier reads text or numeric")
+
+
+@pytest.mark.parametrize("task", ["forecast", "regressor", "classifier"])
+def test_init_monitor_comment_names_every_minimised_metric(task):
+    """The comment above or beside `monitor:` says which metrics are minimised: every one in MINIMIZED_METRICS
+    (an mse monitor was said to be maximised)."""
+    import re
+
+    from grutool.config import MINIMIZED_METRICS
+
+    lines = invoke("init", task).stdout.splitlines()
+    at = next(i for i, l in enumerate(lines) if l.startswith("  monitor:"))
+    comment = lines[at] if "#" in lines[at] else lines[at - 1]
+    said = re.search(r"\(([^)]*) are minimised", comment)
+    assert said, comment
+    assert set(MINIMIZED_METRICS) <= set(re.findall(r"\w+", said.group(1))), comment

@@ -362,14 +362,19 @@ def test_init_forecast_config_passes_dry_run(tmp_path, monkeypatch):
         assert not set(names) & set(written[section]), "the template lists fields a forecaster never reads"
 
 
-@pytest.mark.parametrize("field, value", [("model.embedding_dim", "64"), ("model.token_dropout", "0.1"),
-                                          ("data.tokenizer", "char"), ("data.max_length", "10")])
-def test_a_field_the_forecaster_never_reads_is_refused_not_ignored(tmp_path, monkeypatch, field, value):
+@pytest.mark.parametrize("field, value, expect", [
+    ("model.embedding_dim", "64", "task forecast does not read it"),
+    ("model.token_dropout", "0.1", "for text; numeric sequences have no tokens"),  # as on every numeric family
+    ("data.tokenizer", "char", "for text; numeric sequences have no tokens"),
+    ("data.max_length", "10", "for text; numeric sequences have no tokens"),
+    ("model.char_hidden_size", "8", "for text; numeric sequences have no tokens"),
+    ("data.scheme", "iob2", "task forecast does not read it")])
+def test_a_field_the_forecaster_never_reads_is_refused_not_ignored(tmp_path, monkeypatch, field, value, expect):
     from conftest import ROOT, assert_user_error
 
     monkeypatch.chdir(ROOT)
     result = invoke("train", "configs/sines.yaml", "--set", f"{field}={value}", "--dry-run", "-o", tmp_path / "r")
-    assert_user_error(result, f"{field}: task forecast does not read it")
+    assert_user_error(result, f"{field}: {expect}")
     assert not (tmp_path / "r").exists()
 
 

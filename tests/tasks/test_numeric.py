@@ -144,8 +144,10 @@ def test_split_seed_picks_which_sequences_validate(tmp_path):
     ("numeric_regression.yaml", {"data": {"scheme": "iob2"}}, "data.scheme: task regressor does not read it"),
     ("numeric.yaml", {"data": {"min_freq": 2}}, "data.min_freq: for text; numeric sequences have no tokens"),
     ("numeric.yaml", {"data": {"lowercase": False}}, "data.lowercase: for text; numeric sequences have no tokens"),
-    ("numeric.yaml", {"train": {"lazy_embeddings": True}}, "train.lazy_embeddings: for a token embedding; numeric"),
-    ("numeric_regression.yaml", {"train": {"lazy_embeddings": True}}, "train.lazy_embeddings: for a token embedding"),
+    ("numeric.yaml", {"train": {"lazy_embeddings": True}}, "train.lazy_embeddings: for text; numeric sequences"),
+    ("numeric_regression.yaml", {"train": {"lazy_embeddings": True}}, "train.lazy_embeddings: for text; numeric"),
+    ("numeric.yaml", {"model": {"char_hidden_size": 8}}, "model.char_hidden_size: for text; numeric sequences"),
+    ("numeric.yaml", {"data": {"scheme": "iob2"}}, "data.scheme: only for task tagger or joint"),
 ])
 def test_numeric_settings_on_text_are_refused(tmp_path, config, sets, expect):
     with pytest.raises(UserError, match=re.escape(expect)):

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from grutool.errors import UserError
 from grutool.families.base import Prepared, Task
-from grutool.families.rules import TEXT_ONLY
+from grutool.families.rules import TEXT_ONLY, check_text_only
 
 log = logging.getLogger("grutool")
 
@@ -148,9 +148,10 @@ class ForecastTask(Task):
                      "series_column", "covariates", "timestamps"),
             "model": ("segment_length", "decoder", "channel_independent", "normalization", "loss", "quantiles")}
     # A forecaster reads numeric columns straight into its segment projection: no text, no token embedding.
-    ignores = {"data": (*TEXT_ONLY, "label_column", "tag_column", "scheme", "convert_to", "max_length", "vectors",
-                        "channels", "id_column", "time_delta"),
-               "model": ("embedding_dim", "embedding_dropout", "token_dropout", "layer_norm", "residual")}
+    ignores = {"data": (*TEXT_ONLY["data"], "label_column", "tag_column", "scheme", "channels", "id_column",
+                        "time_delta"),
+               "model": (*TEXT_ONLY["model"], "embedding_dim", "embedding_dropout", "layer_norm", "residual"),
+               "train": TEXT_ONLY["train"]}
     outputs = "targets"
     renderer = "forecast"
     exporter = "forecast"
@@ -161,11 +162,13 @@ class ForecastTask(Task):
                "model": {"hidden_size": 32, "bidirectional": False, "segment_length": 12, "decoder": "parallel",
                          "channel_independent": True, "normalization": "last"},
                "train": {"monitor": "mse", "epochs": 5, "batch_size": 64}}
+    inputs = {"numeric": example}  # what a forecaster always reads: `init forecast --input numeric` is this
 
     # --- config -------------------------------------------------------------------------------
 
     def check_task(self, cfg: "Config") -> None:
         d, m = cfg.data, cfg.model
+        check_text_only(cfg)  # before `ignores`' message: these are refused alike on every numeric family
         if d.format not in FORMATS:
             raise ValueError(f"data.format: a forecast reads a table: {', '.join(FORMATS)} (got '{d.format}')")
         if d.missing == "mask":

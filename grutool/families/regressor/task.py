@@ -26,9 +26,9 @@ class RegressorTask(Task):
     monitors = ("rmse", "mae", "mse", "r2", "loss")
     owns = {"model": ("loss", "huber_delta", "pooling", "input_noise", "input_deltas"),
             "data": ("per_step", "split_seed")}
-    # Numbers only: none of the text settings apply (data.max_length still sizes `bench --config`'s sequences).
-    ignores = {"data": (*TEXT_ONLY, "tag_column", "scheme", "convert_to", "vectors"),
-               "model": ("token_dropout",)}
+    # Numbers only: none of the text settings apply.
+    ignores = {"data": (*TEXT_ONLY["data"], "tag_column", "scheme"), "model": TEXT_ONLY["model"],
+               "train": TEXT_ONLY["train"]}
     outputs = "targets"
     renderer = "regressor"
     exporter = "regressor"

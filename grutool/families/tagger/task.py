@@ -28,7 +28,7 @@ class TaggerTask(Task):
     name = "tagger"
     joint = False
     monitors = ("token_accuracy", "span_f1", "sentence_accuracy", "loss")
-    owns = {"data": ("dataset", "dataset_config", "split_seed"),
+    owns = {"data": ("dataset", "dataset_config", "split_seed", "tag_column", "scheme", "convert_to"),
             "model": ("input_noise", "input_deltas", "crf", "char_features", "char_embedding_dim",
                       "char_hidden_size", "freeze_embeddings", "embedding_init"),
             "train": ("lazy_embeddings",)}
@@ -52,8 +52,6 @@ class TaggerTask(Task):
             if self.joint:
                 raise ValueError("task: joint reads text; numeric sequences are read by tasks classifier, tagger "
                                  "and regressor")
-            if cfg.data.convert_to is not None:
-                raise ValueError("data.convert_to: for text tags; tag numeric sequences in the scheme they are in")
             return
         fmt = cfg.data.format
         if fmt in ("parallel_text", "cmudict"):
