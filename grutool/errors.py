@@ -14,7 +14,8 @@ class UserError(Exception):
     `option`: the keyword argument (or config field, such as `output_dir`) of a library function the
     message starts with (``beam: must be at least 1``) or quotes (`` `data` ``), so the CLI can name its
     own option instead (``--beam``, ``--data``); a tuple when the message names several
-    (`` pass `overwrite` ... or `output_dir` ``). `options` is always the tuple.
+    (`` pass `overwrite` ... or `output_dir` ``). `options` is always the tuple. A dotted config key
+    (``data.targets``) has no option of its own: the CLI prints it as it is.
     """
 
     exit_code = 2

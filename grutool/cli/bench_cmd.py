@@ -71,7 +71,7 @@ def bench(
     """
     from rich.markup import escape
 
-    from grutool.cli.console import err, out, setup_logging, user_errors
+    from grutool.cli.console import err, out, setup_logging, user_errors, warning
 
     setup_logging(quiet)
     with user_errors():
@@ -122,8 +122,8 @@ def bench(
             report = _run_with_progress(run, grid, smoke, quiet, console=err)
         _print_wide(out, reports.rich_table(report))
         if not (smoke and quiet):  # a smoke run is never published: its timing caveats are noise in CI logs
-            for warning in report.get("warnings", []):
-                err.print(f"[yellow]warning:[/] {escape(warning)}", markup=True)
+            for message in report.get("warnings", []):
+                warning(message)
         if old is not None:
             result = reports.compare(report, old)
             if result["rows"]:
@@ -134,8 +134,7 @@ def bench(
                 out.print(f"unmatched rows: {result['only_new']} only in {grid_file if saved else 'this run'}, "
                           f"{result['only_old']} only in {compare}", markup=False)
             for change in result["env_changes"]:
-                err.print(f"[yellow]warning:[/] environment differs from {escape(str(compare))}: {escape(change)}",
-                          markup=True)
+                warning(f"environment differs from {compare}: {change}")
         for path in output:
             reports.write(report, path)
             if not quiet:
@@ -163,7 +162,7 @@ def _print_wide(console, table) -> None:
         return
     from rich.console import Console
 
-    Console(file=console.file, width=needed, highlight=False, soft_wrap=True).print(table)
+    Console(file=console.file, width=needed, highlight=False, soft_wrap=True, emoji=False).print(table)
 
 
 def _run_with_progress(run, grid, smoke: bool, quiet: bool, console):

@@ -36,14 +36,26 @@ class _LazyConsole:
         return getattr(self._console, name)
 
 
-err = _LazyConsole(stderr=True, highlight=False, soft_wrap=True)
-out = _LazyConsole(highlight=False, soft_wrap=True)
+# emoji=False: rich would turn `:100:` in `file:100:4` (or any `:name:` in a path or value) into an emoji.
+err = _LazyConsole(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+out = _LazyConsole(highlight=False, soft_wrap=True, emoji=False)
 
 
-def escape(text: str) -> str:
-    from rich.markup import escape as rich_escape
+def error(message: str) -> None:
+    """`error: message` on stderr, the label red, the message printed literally (no markup, no emoji)."""
+    _labelled("error:", "red", message)
 
-    return rich_escape(text)
+
+def warning(message: str) -> None:
+    """`warning: message` on stderr, as `error` does."""
+    _labelled("warning:", "yellow", message)
+
+
+def _labelled(label: str, style: str, message: str) -> None:
+    from rich.text import Text
+
+    # A Text is never parsed as markup, so `[bold]` in a file name or `[nope]` in a value prints as typed.
+    err.print(Text.assemble((label, style), " ", str(message)))
 
 
 def setup_logging(quiet: bool) -> None:
@@ -56,7 +68,7 @@ def setup_logging(quiet: bool) -> None:
     logger.propagate = False
 
     def show(message, category, filename, lineno, file=None, line=None):
-        err.print(f"[yellow]warning:[/] {escape(str(message))}", markup=True)
+        warning(str(message))
 
     warnings.showwarning = show
 
@@ -76,13 +88,15 @@ def user_errors():
     except UserError as exc:
         message = one_line(str(exc))
         for option in exc.options:
+            if "." in option:
+                continue  # a config key (`data.targets`): no flag of that name; the user wrote the key as it reads
             # The library names its keyword argument; here the user typed an option.
             flag = f"--{option.replace('_', '-')}"
             if message.startswith(f"{option}:"):
                 message = flag + message[len(option):]
             message = message.replace(f"`{option}`", flag)
         if not getattr(exc, "echo", False):  # an echo: distributed, rank 0's error, which rank 0 prints
-            err.print(f"[red]error:[/] {escape(message)}", markup=True)
+            error(message)
         raise typer.Exit(exc.exit_code)
     except TrainingInterrupted as exc:
         err.print(f"interrupted: saved {exc.checkpoint}; continue with the same command plus --resume", markup=False)
@@ -101,8 +115,7 @@ def usage_errors(command_path):
         raise  # a bare `grutool`: the help text
     except click_errors.UsageError as exc:
         path = exc.ctx.command_path if exc.ctx is not None else command_path()
-        err.print(f"[red]error:[/] {escape(one_line(usage_message(exc), 300))}; see {escape(one_line(path))} --help",
-                  markup=True)
+        error(f"{one_line(usage_message(exc), 300)}; see {one_line(path)} --help")
         raise typer.Exit(2) from None
 
 

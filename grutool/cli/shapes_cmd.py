@@ -52,7 +52,7 @@ def shapes(
       grutool shapes --bidirectional --lengths 3,5,2 --explain
       grutool shapes --config configs/sentiment.yaml   # any task's model, traced
     """
-    from grutool.cli.console import err, out, user_errors
+    from grutool.cli.console import err, out, user_errors, warning
     from grutool.errors import UserError
 
     with user_errors():
@@ -80,7 +80,7 @@ def shapes(
                 spec = lib.LayerSpec(**{k: v for k, v in given.items() if v is not None})
                 report = lib.layer_report(spec, want_explain=explain)
     for message in report["warnings"]:
-        err.print(f"[yellow]warning:[/] {message}", markup=True)
+        warning(message)
     if json_:
         from grutool import jsonsafe
 

@@ -347,6 +347,18 @@ def test_cli_infer_too_few_rows(run):
     assert_user_error(result, "input 1: 5 rows", "data.input_length")
 
 
+def test_cli_infer_names_the_config_key_of_a_missing_column(run, tmp_path):
+    """A column the run reads (setting M, no data.targets) missing from the file: the config key, as the config's
+    own errors name it, never a `--data.targets` option that does not exist."""
+    from conftest import assert_user_error
+
+    path = tmp_path / "renamed.csv"
+    lines = recent(run).read_text().splitlines()
+    path.write_text("\n".join(["date,x,b,load"] + lines[1:]) + "\n")
+    result = invoke("infer", run, "--file", path)
+    assert_user_error(result, "error: data.targets: ", "has no column 'a'")
+
+
 def test_init_forecast_config_passes_dry_run(tmp_path, monkeypatch):
     from conftest import ROOT
 

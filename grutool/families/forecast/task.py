@@ -49,6 +49,9 @@ def read_series(cfg: "Config", path: str, columns: Optional[list[str]] = None, t
     cov = d.covariates
     if table is None:
         table = read_table(path, d.format, header=d.header, column_names=d.column_names)
+    for key in ("time_column", "series_column"):  # checked first: else a missing time column's cells read as numbers
+        if getattr(d, key) is not None:
+            table.column(getattr(d, key), f"data.{key}")
     role = {c: f"data.covariates.{r}" for r, cols in cov.columns().items() for c in cols}
     names = columns or (d.columns or [c for c in table.columns if c not in (d.time_column, d.series_column)
                                       and c not in role]) + cov.past + cov.future + cov.static
