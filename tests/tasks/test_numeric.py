@@ -378,6 +378,8 @@ def test_tagger_labels_every_step(tmp_path):
     assert [r["tags"] for r in rows] == [p.predict([t])[0]["tags"] for t in texts]  # batch = one by one
     r = invoke("export", tmp_path / "run", "--format", "torchscript")
     assert r.exit_code == 0, r.output
+    tokens = json.loads(invoke("eval", tmp_path / "run", "--split", "validation", "--json").stdout)["tokens"]
+    assert f"agree {tokens}/{tokens}" in r.output  # real steps only, not the padding up to the longest
 
 
 def test_time_delta_is_one_more_channel(tmp_path):
