@@ -329,6 +329,32 @@ def test_cli_eval_table_json_and_plot(run, tmp_path):
     assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.parametrize("panels,band", [(1, False), (3, False), (3, True)])
+def test_plot_legend_hides_no_data_and_the_y_axis_names_the_units(tmp_path, monkeypatch, panels, band):
+    """eval --plot of a forecast: one legend for the figure, outside every panel (an upper-left legend in each
+    panel covered the first history points), and the y-axis labelled with the column in original units."""
+    from grutool import curves
+    from grutool.families.forecast.render import plot
+
+    sample = {"window": 0, "column": "OT", "time": "2017-10-24", "history": [5.0 + i for i in range(8)],
+              "forecast": [1.0, 2.0, 3.0], "actual": [1.5, 2.5, 3.5]}
+    if band:
+        sample.update(lower=[0.0, 1.0, 2.0], upper=[2.0, 3.0, 4.0])
+    seen = {}
+    monkeypatch.setattr(curves, "save_png", lambda fig, path, dpi: seen.setdefault("fig", fig).canvas.draw())
+    plot({"samples": [dict(sample, window=k) for k in range(panels)]}, tmp_path / "f.png", title="run")
+    fig = seen["fig"]
+    assert [ax.get_legend() for ax in fig.axes] == [None] * panels and len(fig.legends) == 1
+    legend = fig.legends[0]
+    entries = [t.get_text() for t in legend.get_texts()]
+    assert entries == ["history", "actual", "forecast"] + (["quantile band"] if band else [])
+    assert len({round(t.get_window_extent().y0) for t in legend.get_texts()}) == 1  # one row
+    box = legend.get_window_extent()
+    for ax in fig.axes:
+        assert not box.overlaps(ax.get_window_extent()) and ax.get_ylabel() == "OT (original units)"
+    assert not box.overlaps(fig._suptitle.get_window_extent())
+
+
 def test_cli_infer_jsonl_and_table(run):
     path = recent(run)
     result = invoke("infer", run, "--file", path, "--jsonl")
