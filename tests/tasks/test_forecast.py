@@ -426,7 +426,17 @@ def test_serve_answers_forecasts(run):
         assert r.status_code == 200, r.text
         assert r.json()["results"][0]["forecast"] == p.predict([text])[0]["forecast"]
         bad = client.post("/predict", json={"texts": ["date,a\n2024-01-01,1\n"]})
-        assert bad.status_code in (400, 422) and "error" in bad.json(), bad.text
+        assert bad.status_code == 400 and "error" in bad.json(), bad.text  # an input the model refuses
+        lines = text.splitlines()
+        cell = lines[-1].split(",")
+        bad = client.post("/predict", json={"texts": ["\n".join(lines[:-1] + [",".join([cell[0], "zz"] + cell[2:])])]})
+        assert bad.status_code == 400 and "'zz'" in bad.json()["error"], bad.text
+        # a channel array is no table: 422 saying what a forecaster reads
+        bad = client.post("/predict", json={"texts": [[[0.1, 0.2], [0.3, 0.4]]]})
+        L = p.cfg.data.input_length
+        assert bad.status_code == 422 and bad.json()["error"] == (
+            f"texts[0]: a forecaster reads one csv table per text, as one JSON string: a header line "
+            f"('{lines[0]}') and at least its last {L} rows (data.input_length)"), bad.text
         info = client.get("/info").json()  # what a text holds: a window of rows, not tokens
         assert info["data"]["input_length"] == p.cfg.data.input_length and "tokenizer" not in info["data"]
 

@@ -330,10 +330,25 @@ def test_serve_takes_channels_by_steps(run):
         assert r.status_code == 200, r.text
         got = r.json()["results"]
         assert [g["label"] for g in got] == [w["label"] for w in p.predict([line, line])]
+        # an input the model refuses: 400, in either form (README's one rule)
         r = client.post("/predict", json={"texts": [[[0.1, None], [3.4, 3.2]]]})
-        assert r.status_code == 422 and "data.missing is error" in r.json()["error"]
+        assert r.status_code == 400 and "data.missing is error" in r.json()["error"]
         r = client.post("/predict", json={"texts": [[[0.1, 0.2]]]})
-        assert r.status_code == 422 and "1 channel(s), but the model reads 2" in r.json()["error"]
+        assert r.status_code == 400 and "1 channel(s), but the model reads 2" in r.json()["error"]
+        for text in ("0.1,zz:3,4", "0.1,0.2:3", [[0.1, 0.2], [3.4]]):
+            r = client.post("/predict", json={"texts": [text]})
+            assert r.status_code == 400 and set(r.json()) == {"error"}, r.text
+        # 1e400 overflows to inf: not a finite number, not a missing value
+        r = client.post("/predict", content=b'{"texts": [[[0.1, 1e400], [3.4, 1]]]}',
+                        headers={"content-type": "application/json"})
+        assert r.status_code == 400 and r.json()["error"].startswith(
+            "input 1: channel 1 value 2 is not a finite number"), r.text
+        # a misshapen body: 422, saying what a sequence is in this run
+        for entry in ([[0.1, "x"], [3.4, 1]], [0.1, 0.2], 5):
+            r = client.post("/predict", json={"texts": [line, entry]})
+            assert r.status_code == 422, r.text
+            assert r.json()["error"].startswith("texts[1]: a sequence is channels x steps: a JSON array of 2 lists"), r.text
+            assert "'a,b:c,d'" in r.json()["error"]
 
 
 def test_missing_mask_trains_and_exports(tmp_path):
