@@ -351,6 +351,33 @@ def test_serve_takes_channels_by_steps(run):
             assert "'a,b:c,d'" in r.json()["error"]
 
 
+def test_readme_serve_example_is_what_the_shipped_run_answers(run):
+    """README's numeric `serve` example: the request, sent to the run of configs/numeric.yaml (the `run` fixture
+    trains it unchanged), gets the answer README shows, and that answer is the case's true label."""
+    pytest.importorskip("fastapi")
+    import re
+
+    from fastapi.testclient import TestClient
+
+    from grutool.serve import build_app
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Numeric sequences"):]
+    block = section[section.index("```bash\ncurl"):]
+    block = block[:block.index("\n```\n")]
+    request = json.loads(re.search(r"--json '(.*?)'", block, re.S).group(1))
+    shown = json.loads(re.search(r"^# (\{.*\})$", block, re.M).group(1))
+    with TestClient(build_app(Predictor(run, "cpu"))) as client:
+        r = client.post("/predict", json=request)
+    assert r.status_code == 200, r.text
+    got, want = r.json()["results"][0], shown["results"][0]
+    assert got["label"] == want["label"] and got["probs"] == pytest.approx(want["probs"], abs=1e-3), (got, want)
+    first = next(line for line in (ROOT / "data/numeric/test.ts").read_text().splitlines()
+                 if line.strip() and not line.startswith(("@", "#")))
+    *channels, label = first.split(":")
+    assert request["texts"][0] == [[float(v) for v in c.split(",")] for c in channels] and want["label"] == label
+
+
 def test_missing_mask_trains_and_exports(tmp_path):
     """data.missing: mask on a .ts file with '?' values: the observed flags reach the model, and the exported
     graph (which sees NaN and replaces it itself) matches the model."""
