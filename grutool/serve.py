@@ -14,7 +14,10 @@ The model is loaded once. Concurrent requests are batched (dynamic batching): th
 while the model was busy, plus whatever arrives within `window_ms` of the first, up to `max_batch` texts,
 run as one `Predictor.predict` call per set of options in a worker thread, and each request gets its own rows back. Bounded sizes
 (texts per request, characters per text, body bytes, counted while the body arrives) and pydantic validation
-answer bad input with a 4xx and one-line reason; the model never sees it. Every error body is `{"error": "..."}`.
+answer bad input with a 4xx and one-line reason; the model never sees it. One rule for the status: a body whose
+JSON shape is wrong (a misshapen entry of `texts` is answered with the form the run takes, `Task.served_form`)
+or an option's bad value is 422; an input the model refuses (a sequence's non-number, a table without the
+model's columns) is 400, for that request alone. Every error body is `{"error": "..."}`.
 A client gets `header_timeout` seconds for its request line and headers and `body_timeout` for its body, so
 connections that trickle bytes (slowloris) are closed.
 """
@@ -105,6 +108,12 @@ class Batcher:
         try:
             results = await asyncio.to_thread(self.predict, texts, group[0][1])
         except Exception as exc:  # handed to each request; the worker lives on
+            if isinstance(exc, UserError) and len(group) > 1:
+                # an input only the model's reading refuses (a forecast table, a prompt's unseen characters):
+                # each request alone, so the one that holds it gets its 400 and the others their results
+                for item in group:
+                    await self.call([item])
+                return
             for _, _, future in group:
                 if not future.done():
                     future.set_exception(exc)
@@ -146,13 +155,16 @@ def build_app(predictor, limits: Optional[Limits] = None):
     batcher = Batcher(lambda texts, options: predictor.predict(texts, batch_size=limits.max_batch, **options), limits)
     cfg, task = predictor.cfg, predictor.task
 
+    # A numeric sequence may come as a JSON array of channels x steps (null: a missing value); it is passed
+    # on as its JSON text, which the numeric families read (grutool.data.numeric.parse_text). Other runs take
+    # strings only (a forecaster: a csv table), so an array is a misshapen body, not a text to read.
+    numeric = bool(task.served_input(cfg).get("numeric"))
+    form = task.served_form(predictor.run)  # how one entry is written: the answer to a misshapen one
+
     class Texts(BaseModel):
-        # A numeric sequence may come as a JSON array of channels x steps (null: a missing value); it is passed
-        # on as its JSON text, which the numeric families read (grutool.data.numeric.parse_text).
-        texts: list[str | list[list[Optional[float]]]] = Field(
+        texts: list[str | list[list[Optional[float]]]] if numeric else list[str] = Field(
             ..., min_length=1, max_length=limits.max_texts,
-            description=f"1 to {limits.max_texts} texts, each at most {limits.max_chars} characters (numeric "
-                        f"sequences: a .ts data line, or an array of channels, each a list of values per step)")
+            description=f"1 to {limits.max_texts} texts, each at most {limits.max_chars} characters; {form}")
         model_config = {"extra": "forbid"}
 
     # The family's options, each optional (absent or null: the family's default); strict: "2" is no number.
@@ -175,7 +187,10 @@ def build_app(predictor, limits: Optional[Limits] = None):
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
         first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(x) for x in first.get("loc", ())[1:]) or "body"
+        loc = first.get("loc", ())
+        if len(loc) > 2 and loc[:2] == ("body", "texts") and isinstance(loc[2], int):  # one entry, misshapen
+            return problem(422, f"texts[{loc[2]}]: {form}")
+        where = ".".join(str(x) for x in loc[1:]) or "body"
         if first.get("type") == "extra_forbidden" and len(first.get("loc", ())) == 2:
             takes = f"texts and the options {', '.join(served_options)}" if served_options else "texts only"
             others = " or ".join(accepting(where))
@@ -209,22 +224,39 @@ def build_app(predictor, limits: Optional[Limits] = None):
 
     @app.post("/predict")
     async def predict(body: PredictRequest) -> dict:
-        texts = [t if isinstance(t, str) else jsonsafe.dumps(t) for t in body.texts]
+        # One rule: a body the schema refuses, or an option's bad value, is 422; an input the model refuses is 400.
+        try:
+            texts = [t if isinstance(t, str) else array_text(t, f"input {k + 1}") for k, t in enumerate(body.texts)]
+        except UserError as exc:
+            return problem(400, str(exc))
         long = [i for i, t in enumerate(texts) if len(t) > limits.max_chars]
         if long:
-            return problem(413, f"texts.{long[0]}: over {limits.max_chars} characters")
+            return problem(413, f"texts[{long[0]}]: over {limits.max_chars} characters")
         options = body.model_dump(exclude={"texts"}, exclude_none=True)
         try:
             task.check_options(predictor, **options)  # infer's rules, before the request joins a batch
-            task.check_inputs(predictor, texts)
         except UserError as exc:
             return problem(422, str(exc))
         try:
+            task.check_inputs(predictor, texts)
             return {"results": await batcher.submit(texts, options)}
         except UserError as exc:
             return problem(400, str(exc))
 
     return app
+
+
+def array_text(channels: list[list[Optional[float]]], where: str) -> str:
+    """A sequence sent as a JSON array of channels x steps, as the JSON text the numeric families read. A value
+    JSON parsed to inf or nan (1e400 overflows) is refused here: written out it would read as missing (null)."""
+    import math
+
+    for c, values in enumerate(channels):
+        for k, v in enumerate(values):
+            if v is not None and not math.isfinite(v):
+                raise UserError(f"{where}: channel {c + 1} value {k + 1} is not a finite number ({v}); write a "
+                                f"finite number, or null for a missing value")
+    return jsonsafe.dumps(channels)
 
 
 class BoundedBody:

@@ -17,7 +17,10 @@ class Parity:
     total: int = 0
     examples: int = 0
 
-    def update_diff(self, name: str, ref: torch.Tensor, got: torch.Tensor) -> None:
+    def update_diff(self, name: str, ref: torch.Tensor, got: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+        """`mask` (the leading dims of ref, True at real steps): padding is left out of the comparison."""
+        if mask is not None:
+            ref, got = ref[mask.to(ref.device)], got.to(ref.device)[mask.to(ref.device)]
         if ref.numel() == 0:
             self.max_abs_diff.setdefault(name, 0.0)
             return

@@ -282,6 +282,18 @@ class Task:
             return {"numeric": True, "missing": d.missing}
         return {"tokenizer": d.tokenizer, "lowercase": d.lowercase, "max_length": d.max_length}
 
+    def served_form(self, run) -> str:
+        """How one entry of a `grutool serve` request's `texts` is written: the one line a misshapen entry (a
+        number, a list where a string belongs) is answered with, after `texts[K]: `."""
+        from grutool.families.rules import is_numeric
+
+        if is_numeric(run.config):
+            channels = len(run.extra["scaler"])
+            return (f"a sequence is channels x steps: a JSON array of {channels} lists, one per channel, of a "
+                    f"number per step (null: a missing value), or the text form 'a,b:c,d' (a .ts line: channels "
+                    f"split by ':', steps by ',')")
+        return "a text is one JSON string"
+
     def served_chars(self, run) -> Optional[int]:
         """The characters one text of this run needs at the most, where the family knows (a forecast window's
         rows); None: `grutool serve`'s default bound."""

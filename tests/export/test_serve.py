@@ -116,6 +116,36 @@ def test_bad_requests_get_4xx_with_a_reason(server, body, status):
     assert r.json()["error"]
 
 
+def test_a_text_run_takes_strings_only(server):
+    """An array where a text belongs is a misshapen body (422) saying what an entry is; before, a text run read
+    the array's JSON as a sentence and answered 200."""
+    url, _, _ = server
+    r = httpx.post(f"{url}/predict", json={"texts": ["a good film", [[0.1, 0.2]]]})
+    assert r.status_code == 422 and r.json() == {"error": "texts[1]: a text is one JSON string"}, r.text
+
+
+def test_an_input_the_model_refuses_fails_its_own_request_only():
+    """A refusal found only while the batch runs (a forecast table, an lm prompt's unseen characters): the
+    batch is run again request by request, so the others get their results and the bad one its error."""
+    import asyncio
+
+    from grutool.errors import UserError
+    from grutool.serve import Batcher, Limits
+
+    def predict(texts, options):
+        if "bad" in texts:
+            raise UserError(f"input {texts.index('bad') + 1}: refused")
+        return [{"text": t} for t in texts]
+
+    async def main():
+        batcher = Batcher(predict, Limits(window_ms=50))
+        return await asyncio.gather(*(batcher.submit([t]) for t in ["a", "bad", "b"]), return_exceptions=True)
+
+    a, bad, b = asyncio.run(main())
+    assert a == [{"text": "a"}] and b == [{"text": "b"}]
+    assert isinstance(bad, UserError) and str(bad) == "input 1: refused"
+
+
 def _connect(url: str) -> socket.socket:
     host, port = url.rsplit("/", 1)[-1].split(":")
     return socket.create_connection((host, int(port)), timeout=10)
@@ -437,6 +467,13 @@ def test_bad_lm_options_are_422_naming_the_field(lm_servers, kind, body, message
     r = httpx.post(f"{url}/predict", json=body)
     assert r.status_code == 422, r.text
     assert set(r.json()) == {"error"} and r.json()["error"].startswith(message), r.text
+
+
+def test_a_prompt_the_model_refuses_is_400_as_a_numeric_input_is(lm_servers):
+    """Text families answer an input the model refuses with 400, as numeric and forecast runs now do."""
+    url, _ = lm_servers["cond"]
+    r = httpx.post(f"{url}/predict", json={"texts": ["Zé"], "condition": "kalo"})
+    assert r.status_code == 400 and "characters the model never saw in training" in r.json()["error"], r.text
 
 
 def test_a_bad_request_does_not_fail_the_requests_queued_with_it(lm_servers):

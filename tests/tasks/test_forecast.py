@@ -329,6 +329,32 @@ def test_cli_eval_table_json_and_plot(run, tmp_path):
     assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.parametrize("panels,band", [(1, False), (3, False), (3, True)])
+def test_plot_legend_hides_no_data_and_the_y_axis_names_the_units(tmp_path, monkeypatch, panels, band):
+    """eval --plot of a forecast: one legend for the figure, outside every panel (an upper-left legend in each
+    panel covered the first history points), and the y-axis labelled with the column in original units."""
+    from grutool import curves
+    from grutool.families.forecast.render import plot
+
+    sample = {"window": 0, "column": "OT", "time": "2017-10-24", "history": [5.0 + i for i in range(8)],
+              "forecast": [1.0, 2.0, 3.0], "actual": [1.5, 2.5, 3.5]}
+    if band:
+        sample.update(lower=[0.0, 1.0, 2.0], upper=[2.0, 3.0, 4.0])
+    seen = {}
+    monkeypatch.setattr(curves, "save_png", lambda fig, path, dpi: seen.setdefault("fig", fig).canvas.draw())
+    plot({"samples": [dict(sample, window=k) for k in range(panels)]}, tmp_path / "f.png", title="run")
+    fig = seen["fig"]
+    assert [ax.get_legend() for ax in fig.axes] == [None] * panels and len(fig.legends) == 1
+    legend = fig.legends[0]
+    entries = [t.get_text() for t in legend.get_texts()]
+    assert entries == ["history", "actual", "forecast"] + (["quantile band"] if band else [])
+    assert len({round(t.get_window_extent().y0) for t in legend.get_texts()}) == 1  # one row
+    box = legend.get_window_extent()
+    for ax in fig.axes:
+        assert not box.overlaps(ax.get_window_extent()) and ax.get_ylabel() == "OT (original units)"
+    assert not box.overlaps(fig._suptitle.get_window_extent())
+
+
 def test_cli_infer_jsonl_and_table(run):
     path = recent(run)
     result = invoke("infer", run, "--file", path, "--jsonl")
@@ -417,7 +443,17 @@ def test_serve_answers_forecasts(run):
         assert r.status_code == 200, r.text
         assert r.json()["results"][0]["forecast"] == p.predict([text])[0]["forecast"]
         bad = client.post("/predict", json={"texts": ["date,a\n2024-01-01,1\n"]})
-        assert bad.status_code in (400, 422) and "error" in bad.json(), bad.text
+        assert bad.status_code == 400 and "error" in bad.json(), bad.text  # an input the model refuses
+        lines = text.splitlines()
+        cell = lines[-1].split(",")
+        bad = client.post("/predict", json={"texts": ["\n".join(lines[:-1] + [",".join([cell[0], "zz"] + cell[2:])])]})
+        assert bad.status_code == 400 and "'zz'" in bad.json()["error"], bad.text
+        # a channel array is no table: 422 saying what a forecaster reads
+        bad = client.post("/predict", json={"texts": [[[0.1, 0.2], [0.3, 0.4]]]})
+        L = p.cfg.data.input_length
+        assert bad.status_code == 422 and bad.json()["error"] == (
+            f"texts[0]: a forecaster reads one csv table per text, as one JSON string: a header line "
+            f"('{lines[0]}') and at least its last {L} rows (data.input_length)"), bad.text
         info = client.get("/info").json()  # what a text holds: a window of rows, not tokens
         assert info["data"]["input_length"] == p.cfg.data.input_length and "tokenizer" not in info["data"]
 

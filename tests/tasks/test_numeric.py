@@ -332,10 +332,52 @@ def test_serve_takes_channels_by_steps(run):
         assert r.status_code == 200, r.text
         got = r.json()["results"]
         assert [g["label"] for g in got] == [w["label"] for w in p.predict([line, line])]
+        # an input the model refuses: 400, in either form (README's one rule)
         r = client.post("/predict", json={"texts": [[[0.1, None], [3.4, 3.2]]]})
-        assert r.status_code == 422 and "data.missing is error" in r.json()["error"]
+        assert r.status_code == 400 and "data.missing is error" in r.json()["error"]
         r = client.post("/predict", json={"texts": [[[0.1, 0.2]]]})
-        assert r.status_code == 422 and "1 channel(s), but the model reads 2" in r.json()["error"]
+        assert r.status_code == 400 and "1 channel(s), but the model reads 2" in r.json()["error"]
+        for text in ("0.1,zz:3,4", "0.1,0.2:3", [[0.1, 0.2], [3.4]]):
+            r = client.post("/predict", json={"texts": [text]})
+            assert r.status_code == 400 and set(r.json()) == {"error"}, r.text
+        # 1e400 overflows to inf: not a finite number, not a missing value
+        r = client.post("/predict", content=b'{"texts": [[[0.1, 1e400], [3.4, 1]]]}',
+                        headers={"content-type": "application/json"})
+        assert r.status_code == 400 and r.json()["error"].startswith(
+            "input 1: channel 1 value 2 is not a finite number"), r.text
+        # a misshapen body: 422, saying what a sequence is in this run
+        for entry in ([[0.1, "x"], [3.4, 1]], [0.1, 0.2], 5):
+            r = client.post("/predict", json={"texts": [line, entry]})
+            assert r.status_code == 422, r.text
+            assert r.json()["error"].startswith("texts[1]: a sequence is channels x steps: a JSON array of 2 lists"), r.text
+            assert "'a,b:c,d'" in r.json()["error"]
+
+
+def test_readme_serve_example_is_what_the_shipped_run_answers(run):
+    """README's numeric `serve` example: the request, sent to the run of configs/numeric.yaml (the `run` fixture
+    trains it unchanged), gets the answer README shows, and that answer is the case's true label."""
+    pytest.importorskip("fastapi")
+    import re
+
+    from fastapi.testclient import TestClient
+
+    from grutool.serve import build_app
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Numeric sequences"):]
+    block = section[section.index("```bash\ncurl"):]
+    block = block[:block.index("\n```\n")]
+    request = json.loads(re.search(r"--json '(.*?)'", block, re.S).group(1))
+    shown = json.loads(re.search(r"^# (\{.*\})$", block, re.M).group(1))
+    with TestClient(build_app(Predictor(run, "cpu"))) as client:
+        r = client.post("/predict", json=request)
+    assert r.status_code == 200, r.text
+    got, want = r.json()["results"][0], shown["results"][0]
+    assert got["label"] == want["label"] and got["probs"] == pytest.approx(want["probs"], abs=1e-3), (got, want)
+    first = next(line for line in (ROOT / "data/numeric/test.ts").read_text().splitlines()
+                 if line.strip() and not line.startswith(("@", "#")))
+    *channels, label = first.split(":")
+    assert request["texts"][0] == [[float(v) for v in c.split(",")] for c in channels] and want["label"] == label
 
 
 def test_missing_mask_trains_and_exports(tmp_path):
@@ -380,6 +422,8 @@ def test_tagger_labels_every_step(tmp_path):
     assert [r["tags"] for r in rows] == [p.predict([t])[0]["tags"] for t in texts]  # batch = one by one
     r = invoke("export", tmp_path / "run", "--format", "torchscript")
     assert r.exit_code == 0, r.output
+    tokens = json.loads(invoke("eval", tmp_path / "run", "--split", "validation", "--json").stdout)["tokens"]
+    assert f"agree {tokens}/{tokens}" in r.output  # real steps only, not the padding up to the longest
 
 
 def test_time_delta_is_one_more_channel(tmp_path):

@@ -117,6 +117,12 @@ def test_a_target_per_step(tmp_path):
     assert [len(r["predictions"]) for r in rows] == [len(parse_text(t, 2)[1]) for t in texts]
     for r, t in zip(rows, texts):
         assert r["predictions"] == pytest.approx(p.predict([t])[0]["predictions"], abs=1e-5)  # batch = one by one
+    # export parity counts real steps, as eval does, not the padding up to the longest sequence
+    r = invoke("export", tmp_path / "run", "--format", "torchscript", "-o", tmp_path / "model.pt")
+    assert r.exit_code == 0, r.output
+    n = json.loads(invoke("eval", tmp_path / "run", "--split", "validation", "--json").stdout)["n"]
+    parity = json.loads((tmp_path / "model.pt.json").read_text())["parity"]
+    assert parity["total"] == n and f"agree {n}/{n}" in r.output
     m = RegressionMetrics()
     m.update(torch.tensor([[1.0, 2.0, 9.0]]), torch.tensor([[1.0, 3.0, -100.0]]))  # the last step is padding
     assert m.compute()["n"] == 2 and m.compute()["mse"] == pytest.approx(0.5)

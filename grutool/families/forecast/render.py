@@ -64,13 +64,16 @@ def line(result: dict) -> str:
 
 
 def plot(metrics: dict, path, title: str = "") -> str:
-    """`eval --plot`: a panel per sampled window: the last input rows, the forecast and the actual values."""
+    """`eval --plot`: a panel per sampled window: the last input rows, the forecast and the actual values, in the
+    column's original units; one legend for the figure, below the panels, so it hides no data."""
     from grutool.curves import _pyplot, check_png_path, save_png
 
     path = check_png_path(path, option="plot")
     samples = metrics.get("samples") or []
     plt = _pyplot()
-    fig, axes = plt.subplots(len(samples), 1, figsize=(9, 2.6 * len(samples)), squeeze=False)
+    # constrained layout leaves room for the suptitle above and the "outside" legend below the panels
+    fig, axes = plt.subplots(len(samples), 1, figsize=(9, 2.6 * len(samples) + 0.5), squeeze=False,
+                             layout="constrained")
     for ax, s in zip(axes[:, 0], samples):
         h, f = len(s["history"]), len(s["forecast"])
         ax.plot(range(h), s["history"], color="0.4", lw=1, label="history")
@@ -82,9 +85,11 @@ def plot(metrics: dict, path, title: str = "") -> str:
         ax.axvline(h - 0.5, color="0.7", ls="--", lw=0.8)
         ax.set_title(f"{s['column']}, window {s['window']} (forecast from {s['time']})", fontsize=9)
         ax.set_xlabel("rows")
-        ax.legend(loc="upper left", fontsize=8)
+        ax.set_ylabel(f"{s['column']} (original units)", fontsize=8)
     fig.suptitle(title or "forecasts", fontsize=10)
-    fig.tight_layout()
+    if samples:  # every panel draws the same entries: the first one's handles serve the figure
+        handles, labels = axes[0, 0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncol=len(handles), fontsize=8, frameon=False)
     save_png(fig, path, dpi=100)
     plt.close(fig)
     return str(path)

@@ -312,6 +312,15 @@ class ForecastTask(Task):
         return {"time_column": d.time_column, "input_length": d.input_length, "horizon": d.horizon,
                 "setting": d.setting, "quantiles": cfg.model.quantiles}
 
+    def served_form(self, run) -> str:
+        """One csv table per text: its header and how many rows the model reads."""
+        d = run.config.data
+        header = ",".join(([d.time_column] if d.time_column else []) + list(run.extra["scaler"].names))
+        rows = f"at least its last {d.input_length} rows (data.input_length)"
+        if d.covariates.future:
+            rows += f", then the {d.horizon} rows to forecast with {', '.join(d.covariates.future)} filled"
+        return f"a forecaster reads one csv table per text, as one JSON string: a header line ('{header}') and {rows}"
+
     def served_chars(self, run) -> int:
         """A csv text of one input window: its rows (with the known-future ones of the horizon: input_length +
         horizon) and a header, the time and every column the run scales, each up to 24 characters, plus room

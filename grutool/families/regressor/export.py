@@ -8,6 +8,7 @@ import torch
 from grutool.export.graph import Graph
 from grutool.export.parity import Parity
 from grutool.export.tokens import ScoresGraph, TokenRuntime, state_metadata, token_inputs
+from grutool.modules.masking import length_mask
 
 UNIT = "predictions"  # one per sequence, or per step
 
@@ -37,10 +38,12 @@ def metadata(model) -> dict:
 
 
 def parity(model, runtime, batch, parity: Parity) -> None:
-    """Predictions of the original (packed) model against the export's; `agreement`: within the tolerance."""
+    """Predictions of the original (packed) model against the export's; `agreement`: within the tolerance, counted
+    per sequence, or per real step (padding left out) for a prediction per step."""
     with torch.no_grad():
-        ref, _ = model(batch.ids, batch.lengths)
+        ref, _ = model(batch.ids, batch.lengths)  # (B,) or (B, T)
     got, _ = runtime(batch.ids, batch.lengths)
-    parity.update_diff("prediction", ref, got)
-    close = ((ref - got.to(ref.device)).abs() <= 1e-3).reshape(-1)  # per sequence, or per step (padding too)
-    parity.update_agreement(torch.ones(len(close), dtype=torch.bool), close)
+    real = length_mask(batch.lengths, ref.shape[1], ref.device) if ref.dim() == 2 else None  # (B, T)
+    parity.update_diff("prediction", ref, got, real)
+    close = (ref - got.to(ref.device)).abs() <= 1e-3
+    parity.update_agreement(torch.ones_like(close), close, real)

@@ -74,8 +74,9 @@ def parity(model, runtime, batch, parity: Parity) -> None:
     with torch.no_grad():
         ref, _ = model(batch.ids, batch.lengths, **extra)
     got, _ = runtime(batch.ids, batch.lengths, **extra)
-    parity.update_diff("emissions", ref.emissions, got.emissions)
-    parity.update_agreement(ref.tags, got.tags, length_mask(batch.lengths, batch.ids.shape[1], batch.ids.device))
+    real = length_mask(batch.lengths, batch.ids.shape[1], batch.ids.device)  # (B, T): padding left out of both
+    parity.update_diff("emissions", ref.emissions, got.emissions, real)
+    parity.update_agreement(ref.tags, got.tags, real)
     if ref.intent is not None:
         parity.update_diff("intent", ref.intent, got.intent)
         parity.update_agreement(ref.intent.argmax(-1), got.intent.argmax(-1))
