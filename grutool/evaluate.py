@@ -43,7 +43,9 @@ def evaluate(run_dir: str, split: str = "validation", data: Optional[str] = None
     if data is not None and cfg.data.dataset is not None:
         # `data` is a local file, even for a run trained on a Hub dataset: read it with the run's columns.
         cfg = cfg.model_copy(update={"data": cfg.data.local()})
-    encoded = p.task.encode_split(cfg, p.run, source, split)
+    # A file given by hand is no split of the run's data: named by its path, it is scored whole (a forecast's
+    # data.borders / data.fractions cut only the configured splits).
+    encoded = p.task.encode_split(cfg, p.run, source, split if data is None else data)
     out = evaluate_split(p.model, p.task, encoded, p.device, batch_size or cfg.train.batch_size)
     out["source"] = source
     out.update(reported)

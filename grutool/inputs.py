@@ -7,6 +7,9 @@
             training reads it too: a folder (format parallel: seq.in ...) or a file-name prefix
             (format parallel_text: test -> test.de, test.en)
     auto    `data` for those extensions, folders and prefixes, `lines` otherwise (the default)
+
+A task whose inputs are tables (`Task.file_inputs = "data"`: forecast) reads every file as `data`, stdin (`-`)
+included, as one table.
 """
 
 from __future__ import annotations
@@ -21,10 +24,15 @@ FOLDER_FORMATS = ("parallel", "text_dir")  # data.format values whose splits are
 DATA_EXTENSIONS = (".csv", ".tsv", ".json", ".jsonl", ".parquet", ".conll", ".conllu", ".ts")
 
 
-def input_format(path: str, fmt: str = "auto") -> str:
-    """`lines` or `data` for `infer --file path --format fmt`."""
+def input_format(path: str, fmt: str = "auto", reads: str = "auto") -> str:
+    """`lines` or `data` for `infer --file path --format fmt`; `reads`: the task's `file_inputs`."""
     if fmt not in FORMATS:
         raise UserError(f"format: expected one of {', '.join(FORMATS)} (got {fmt!r})", option="format")
+    if reads == "data":  # every input is a table (forecast): a file or stdin is one table, never one per line
+        if fmt == "lines":
+            raise UserError("format: this run reads each input as a table (a header line, then rows), not one "
+                            "input per line; leave --format out", option="format")
+        return "data"
     if fmt != "auto":
         if fmt == "data" and path == "-":
             raise UserError("format: data files are read by name, not from stdin; give --file PATH",
@@ -45,6 +53,8 @@ def read_data_inputs(task, cfg, path: str, vocabs=None) -> list[str]:
     """The inputs of a data file, read with the run's columns (see the module docstring); `vocabs`: the run's
     saved vocabularies, handed to the task (a numeric run's channels)."""
     p = Path(path)
+    if path == "-":  # stdin, for a task that reads it as one table (Task.file_inputs)
+        return task.read_inputs(cfg.model_copy(update={"data": cfg.data.local()}), path, vocabs)
     if not p.exists() and not is_prefix(p):
         raise UserError(f"{path}: input file not found")
     if p.is_dir() and cfg.data.format not in FOLDER_FORMATS:

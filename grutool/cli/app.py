@@ -210,7 +210,7 @@ def _fit(figures: str, width: int = 80) -> str:
 def eval_(
     run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="Run directory written by `grutool train`."),
     split: Split = typer.Option(Split.validation, help="Which configured split to score."),
-    data: Optional[Path] = typer.Option(None, metavar="PATH", help="Score this file instead (same columns as the training data)."),
+    data: Optional[Path] = typer.Option(None, metavar="PATH", help="Score this file instead (same columns as the training data), all of it: a forecast scores every window of the file, never a part cut by data.borders / data.fractions (--split scores those)."),
     json_: bool = typer.Option(False, "--json", help="Print metrics as one JSON object only."),
     beam: Optional[int] = typer.Option(None, "--beam", metavar="N", help="Seq2seq: beam size (default: the run's decoding.beam_size)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, metavar="N",
@@ -229,6 +229,7 @@ def eval_(
       grutool eval runs/sentiment --split test --json
       grutool eval runs/sentiment --data other.tsv   # any file, same columns
       grutool eval runs/sentiment --split test --plot cm.png
+      grutool eval runs/sines --data last200.csv     # forecast: every window
     """
     setup_logging(quiet=json_)
     with user_errors():
@@ -300,7 +301,8 @@ def infer(
     format_: str = typer.Option("auto", "--format", metavar="auto|lines|data",
                                 help="lines: one input per line; data: a csv/tsv/json/jsonl/parquet/conll file "
                                      "read with the run's columns, as training reads it (labels ignored); "
-                                     "auto: data for those extensions, else lines."),
+                                     "auto: data for those extensions, else lines (forecast: any file, and "
+                                     "stdin, is one table)."),
     jsonl: bool = typer.Option(False, "--jsonl", help="One JSON object per input: text, label, probs (tagger/joint: text, tokens, tags, spans[, intent]; seq2seq: source, output, score; lm: prompt, condition, text, logprob, finished; forecast: times, columns, forecast[, quantiles])."),
     prompt: List[str] = typer.Option([], "--prompt", metavar="TEXT", help="Lm: text to continue (repeatable; default: from nothing)."),
     condition: Optional[str] = typer.Option(None, "--condition", metavar="LABEL", help="Lm: the condition label to generate or score with."),
@@ -331,6 +333,7 @@ def infer(
       grutool infer runs/reverse 12345 --beam 5 --attention att.png
       grutool infer runs/lm --condition zuri --num 3 --seed 1
       grutool infer runs/sines --file recent.csv    # forecast: the rows after it
+      cat recent.csv | grutool infer runs/sines --file -
     """
     setup_logging(quiet=True)
     with user_errors():
@@ -344,7 +347,9 @@ def infer(
             check_png_path(attention, option="attention")  # before the model is loaded and run
         if score and prompt:
             raise UserError("--prompt: --score scores the TEXT arguments (or --file lines); remove --prompt")
-        as_data = file is not None and input_format(file, format_) == "data"
+        from grutool.rundir import run_task
+
+        as_data = file is not None and input_format(file, format_, run_task(run_dir).file_inputs) == "data"
         given = list(texts or []) + list(prompt)
         inputs = given if as_data else _read_inputs(given, file, run_dir)
         from grutool.predict import Predictor

@@ -78,9 +78,11 @@ def is_ts(d: "DataConfig", source: str) -> bool:
     return d.format == "ts" or (d.format == "auto" and split_slice(source)[0].lower().endswith(".ts"))
 
 
-def read_sequences(d: "DataConfig", source: str, need_labels: bool = True, per_step: bool = False) -> Sequences:
+def read_sequences(d: "DataConfig", source: str, need_labels: bool = True, per_step: bool = False,
+                   inference: bool = False) -> Sequences:
     """One split's sequences (`per_step`: a label per step: a long table's label on every row, or a .ts case's
-    labels separated by ',', see grutool.data.tsfile), missing values per data.missing.
+    labels separated by ',', see grutool.data.tsfile), missing values per data.missing. `inference`: the input
+    of a trained run, whose data settings are fixed (errors offer fixes of the data alone).
 
     `source` may end in a slice, `train.ts[:80%]` and `train.ts[80%:]`: the sequences of each label (all of
     them when unlabelled) are shuffled with data.split_seed and the slice of each is kept, so validation is
@@ -89,13 +91,13 @@ def read_sequences(d: "DataConfig", source: str, need_labels: bool = True, per_s
     if is_ts(d, source):
         seqs = _read_ts(path, need_labels or (lo, hi) != (0.0, 1.0), per_step)
     else:
-        seqs = _read_table(d, path, need_labels, per_step)
+        seqs = _read_table(d, path, need_labels, per_step, inference)
     if (lo, hi) != (0.0, 1.0):
         seqs = _sliced(seqs, lo, hi, d.split_seed, source)
     for x, where in zip(seqs.values, seqs.where):
         if len(x) == 0:
             raise UserError(f"{where}: an empty sequence (no steps); remove it")
-    return apply_missing(seqs, d.missing)
+    return apply_missing(seqs, d.missing, inference)
 
 
 def _sliced(seqs: Sequences, lo: float, hi: float, seed: int, source: str) -> Sequences:
@@ -129,7 +131,7 @@ def _read_ts(source: str, need_labels: bool, per_step: bool = False) -> Sequence
     return Sequences(f.values, channels, f.ids, f.labels, [f"{source}:{n}" for n in f.lines], source)
 
 
-def _read_table(d: "DataConfig", source: str, need_labels: bool, per_step: bool) -> Sequences:
+def _read_table(d: "DataConfig", source: str, need_labels: bool, per_step: bool, inference: bool = False) -> Sequences:
     """A long table: rows grouped by data.id_column (in order of first appearance), each group in file order
     or ordered by data.time_column."""
     from grutool.data.tables import read_table
@@ -138,7 +140,7 @@ def _read_table(d: "DataConfig", source: str, need_labels: bool, per_step: bool)
         raise UserError(f"{source}: numeric sequences in a table need data.channels (the value columns) and "
                         f"data.id_column; or give a .ts file")
     fmt = d.format if d.format in ("csv", "tsv", "parquet") else "auto"
-    table = read_table(source, fmt, header=d.header, column_names=d.column_names)
+    table = read_table(source, fmt, header=d.header, column_names=d.column_names, inference=inference)
     ids = table.strings(table.column(d.id_column, "data.id_column"))
     # Missing cells stay NaN (unless data.missing is error): filled per sequence below, never across sequences.
     values = np.stack([table.numeric(table.column(c, "data.channels"), d.missing, "data.channels")
@@ -189,8 +191,9 @@ def _label_text(v: str) -> str:
     return str(int(f)) if f.is_integer() and "." in v else v
 
 
-def apply_missing(seqs: Sequences, policy: str) -> Sequences:
-    """Missing values (NaN) per data.missing: an error naming the first, filled within each sequence, or kept (mask)."""
+def apply_missing(seqs: Sequences, policy: str, inference: bool = False) -> Sequences:
+    """Missing values (NaN) per data.missing: an error naming the first, filled within each sequence, or kept (mask).
+    `inference`: the input of a trained run, whose data.missing is fixed: the fix offered is the data's."""
     if policy == "mask":
         return seqs
     for i, x in enumerate(seqs.values):
@@ -199,16 +202,18 @@ def apply_missing(seqs: Sequences, policy: str) -> Sequences:
             continue
         if policy == "error":
             t, c = holes[0]
+            fix = ("the run was trained with data.missing: error; fill the value" if inference else
+                   "data.missing is error; set data.missing (ffill, interpolate or mask) or fill the data")
             raise UserError(f"{seqs.where[i]}: a missing value in channel {seqs.channels[c]} at step {t + 1} of "
-                            f"sequence {clipped(seqs.ids[i], 40)!r}, and data.missing is error; set data.missing "
-                            f"(ffill, interpolate or mask) or fill the data")
+                            f"sequence {clipped(seqs.ids[i], 40)!r}, and {fix}")
         from grutool.data.tables import fill_missing
 
         filled = fill_missing(x, policy)
         if np.isnan(filled).any():
             c = int(np.argwhere(np.isnan(filled))[0][1])
+            fix = "give it at least one value" if inference else "set data.missing: mask or fill the data"
             raise UserError(f"{seqs.where[i]}: channel {seqs.channels[c]} of sequence {clipped(seqs.ids[i], 40)!r} "
-                            f"has no value to fill from ({policy}); set data.missing: mask or fill the data")
+                            f"has no value to fill from ({policy}); {fix}")
         seqs.values[i] = filled.astype(np.float32)
     return seqs
 
@@ -221,7 +226,8 @@ def read_inputs(d: "DataConfig", source: str, scaler: Optional["Standardizer"] =
         from grutool.data.tables import read_table
 
         fmt = d.format if d.format in TABLE_FORMATS else "auto"
-        columns = read_table(split_slice(source)[0], fmt, header=d.header, column_names=d.column_names).columns
+        columns = read_table(split_slice(source)[0], fmt, header=d.header, column_names=d.column_names,
+                             inference=True).columns
         wanted = [d.id_column, *scaler.names]
         missing = [c for c in wanted if c not in columns]
         if missing:
@@ -231,7 +237,7 @@ def read_inputs(d: "DataConfig", source: str, scaler: Optional["Standardizer"] =
                             f"{' ...' if len(wanted) > 13 else ''} (a row per step, the channels in the .ts "
                             f"order; has: {clipped(', '.join(columns), 120)})")
         d = d.model_copy(update={"channels": list(scaler.names)})
-    return read_sequences(d, source, need_labels=False)
+    return read_sequences(d, source, need_labels=False, inference=True)
 
 
 def saved_scaler(vocabs: Any) -> Optional["Standardizer"]:
@@ -313,7 +319,7 @@ def from_texts(texts: list[str], scaler: "Standardizer", missing: str) -> tuple[
         ids.append(seq_id if seq_id is not None else str(k + 1))
         values.append(x)
     where = [f"input {k + 1}" for k in range(len(ids))]
-    seqs = apply_missing(Sequences(values, list(scaler.names), ids, None, where, "input"), missing)
+    seqs = apply_missing(Sequences(values, list(scaler.names), ids, None, where, "input"), missing, inference=True)
     return ids, tensors(seqs.values, scaler)
 
 

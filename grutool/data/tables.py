@@ -9,12 +9,17 @@ cell or, under `data.missing: error`, an empty one is a UserError naming its lin
 `data.missing` policies.
 
 Line numbers count the file's lines from 1, header included; columns count from 1. A parquet file has no
-lines: its cells are named by row (from 1) and column name.
+lines: its cells are named by row (from 1) and column name. A table of some of a file's rows (`Table.subset`)
+still names them by their place in the file. `read_table("-")` reads stdin (named `stdin`).
+
+A table read for a trained run (`inference`: infer, serve) cannot change the run's data settings, so a bad
+cell's fix is the cell alone; training errors offer the config's fixes too.
 """
 
 from __future__ import annotations
 
 import difflib
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
@@ -50,6 +55,11 @@ class Table:
     """csv/tsv (cells named by line:column) rather than parquet (by row and column name)."""
     first_line: int = 2
     """The file line of the first data row (2 below a header, 1 without one)."""
+    rows: Optional["np.ndarray"] = None
+    """The file row (from 0) of each of the frame's rows, for a table of some of a file's rows (`subset`);
+    None: the frame holds the file's rows in order."""
+    inference: bool = False
+    """An input of a trained run (infer, serve): its data settings are fixed, so a bad cell's fix is the cell."""
 
     @property
     def columns(self) -> list[str]:
@@ -58,12 +68,25 @@ class Table:
     def __len__(self) -> int:
         return len(self.frame)
 
+    def subset(self, rows) -> "Table":
+        """The table of rows `rows` (positions in this table, in the order given), its cells still named by their
+        place in the file."""
+        import numpy as np
+
+        rows = np.asarray(rows, dtype=np.int64)
+        return Table(self.path, self.frame.iloc[rows].reset_index(drop=True), self.text, self.first_line,
+                     rows if self.rows is None else self.rows[rows], self.inference)
+
+    def file_row(self, row: int) -> int:
+        """The file row (from 0) of data row `row` of this table."""
+        return int(self.rows[row]) if self.rows is not None else row
+
     def location(self, row: int, column: Optional[str] = None) -> str:
         """Where data row `row` (from 0) is: `path:line:column` (text), `path: row r, column 'c'` (parquet)."""
         if self.text:
-            where = f"{self.path}:{self.first_line + row}"
+            where = f"{self.path}:{self.first_line + self.file_row(row)}"
             return where + (f":{self.columns.index(column) + 1}" if column is not None else "")
-        return f"{self.path}: row {row + 1}" + (f", column {column!r}" if column is not None else "")
+        return f"{self.path}: row {self.file_row(row) + 1}" + (f", column {column!r}" if column is not None else "")
 
     def column(self, name: str, option: str = "column") -> str:
         """`name` when the table has it, else a UserError naming `option` (a config field) with a did-you-mean."""
@@ -74,9 +97,11 @@ class Table:
         raise UserError(f"{option}: {self.path} has no column {name!r}{hint}; its columns: "
                         f"{clipped(', '.join(self.columns), 300)}", option)
 
-    def numeric(self, name: str, missing: str = "error", option: str = "column") -> "np.ndarray":
+    def numeric(self, name: str, missing: str = "error", option: str = "column",
+                fills: Sequence[str] = ("ffill", "interpolate", "mask")) -> "np.ndarray":
         """Column `name` as float64 (N,); missing cells are NaN unless `missing` is error (then the first one is
-        a UserError). Any other cell that is not a finite number is a UserError naming its place."""
+        a UserError offering the data.missing policies `fills`, those the reading family accepts). Any other
+        cell that is not a finite number is a UserError naming its place."""
         import numpy as np
         import pandas as pd
 
@@ -92,12 +117,15 @@ class Table:
             bad = (np.isnan(values) & ~absent) | np.isinf(values)
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
+            fix = "fix the cell" if self.inference else "fix the cell or leave the column out of the config"
             raise UserError(f"{self.location(row, name)}: {clipped(str(series.iloc[row]), 60)!r} in column {name!r} "
-                            f"is not a finite number; fix the cell or leave the column out of the config")
+                            f"is not a finite number; {fix}")
         if missing == "error" and absent.any():
             row = int(np.flatnonzero(absent)[0])
+            fix = ("fill it (the run was trained with data.missing: error, so its inputs need every value)"
+                   if self.inference else f"fill it, or set data.missing to {_either(fills)}")
             raise UserError(f"{self.location(row, name)}: missing value in column {name!r} ({int(absent.sum())} in "
-                            f"all); fill it, or set data.missing to ffill, interpolate or mask")
+                            f"all); {fix}")
         values[absent] = np.nan
         return values
 
@@ -135,6 +163,7 @@ class Table:
         row, prev = bad
         cell = str(self.frame[name].iloc[row])
         verb = "repeats" if stamps[row] == stamps[prev] else "is earlier than"
+        prev = self.file_row(prev)
         where = f"line {self.first_line + prev}" if self.text else f"row {prev + 1}"
         raise UserError(f"{self.location(row, name)}: timestamp {cell!r}{what} {verb} the one on {where}; {fix}")
 
@@ -162,42 +191,70 @@ def time_order(stamps: "np.ndarray", policy: str) -> tuple["np.ndarray", int, in
 
 
 def read_table(path: str | Path, fmt: str = "auto", *, header: bool = True,
-               column_names: Optional[Sequence[str]] = None) -> Table:
-    """Every cell of a csv, tsv or parquet file. `header`: the first line names the columns (else
-    `column_names` does, or 0, 1, ...)."""
+               column_names: Optional[Sequence[str]] = None, inference: bool = False) -> Table:
+    """Every cell of a csv, tsv or parquet file (`-`: stdin, its format `fmt` or sniffed). `header`: the first
+    line names the columns (else `column_names` does, or 0, 1, ...). `inference`: an input of a trained run (see
+    `Table.inference`); a file whose extension names no format is sniffed, as stdin is, since the run's
+    data.format cannot change."""
+    import io
+
     import pandas as pd
 
     from grutool.data.loading import data_not_found
 
-    p = Path(path)
-    if p.is_dir():
-        raise UserError(f"{path}: is a directory; name a data file")
-    if not p.is_file():
-        raise data_not_found(path)
-    kind = table_format(p, fmt)
+    if str(path) == "-":
+        raw = sys.stdin.buffer.read()
+        if not raw.strip():
+            raise UserError("stdin: no input; pipe a table into --file - (a header line, then rows)")
+        name, source = "stdin", io.BytesIO(raw)
+        kind = fmt if fmt in ("csv", "tsv", "parquet") else sniff_format(raw)
+    else:
+        p = Path(path)
+        if p.is_dir():
+            raise UserError(f"{path}: is a directory; name a data file")
+        if not p.is_file():
+            raise data_not_found(path)
+        name, source = str(path), p
+        if inference and fmt not in ("csv", "tsv", "parquet") and p.suffix.lower() not in FORMATS:
+            with p.open("rb") as f:
+                kind = sniff_format(f.read(65536))
+        else:
+            kind = table_format(p, fmt)
     try:
         if kind == "parquet":
-            frame = pd.read_parquet(p)
+            frame = pd.read_parquet(source)
             if column_names:
                 frame.columns = list(column_names)
-            return Table(str(path), frame, text=False)
+            return Table(name, frame, text=False, inference=inference)
         names = list(column_names) if column_names else None
-        frame = pd.read_csv(p, sep="," if kind == "csv" else "\t", dtype=str, keep_default_na=False,
+        frame = pd.read_csv(source, sep="," if kind == "csv" else "\t", dtype=str, keep_default_na=False,
                             header=0 if header else None, names=names, quoting=0 if kind == "csv" else 3,
                             skip_blank_lines=False, encoding="utf-8")
         if names is None and not header:
             frame.columns = [str(c) for c in frame.columns]
     except UnicodeDecodeError as exc:
-        raise UserError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+        raise UserError(f"{name}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     except pd.errors.EmptyDataError:
-        raise UserError(f"{path}: the file is empty") from None
+        raise UserError(f"{name}: the file is empty") from None
     except pd.errors.ParserError as exc:
-        raise UserError(f"{path}: {clipped(str(exc).strip(), 200)}; every row needs one cell per column") from None
+        raise UserError(f"{name}: {clipped(str(exc).strip(), 200)}; every row needs one cell per column") from None
     except (OSError, ValueError, ImportError) as exc:
-        raise UserError(f"{path}: cannot read it as {kind} ({clipped(str(exc), 200)})") from None
+        raise UserError(f"{name}: cannot read it as {kind} ({clipped(str(exc), 200)})") from None
     if len(frame) == 0:
-        raise UserError(f"{path}: no data rows" + (" below the header" if header else ""))
-    return Table(str(path), frame, text=True, first_line=2 if header else 1)
+        raise UserError(f"{name}: no data rows" + (" below the header" if header else ""))
+    return Table(name, frame, text=True, first_line=2 if header else 1, inference=inference)
+
+
+def sniff_format(head: bytes) -> str:
+    """parquet (its magic bytes), tsv (a tab in the first line) or csv: the format of a table without a name."""
+    if head.startswith(b"PAR1"):
+        return "parquet"
+    return "tsv" if b"\t" in head.split(b"\n", 1)[0] else "csv"
+
+
+def _either(choices: Sequence[str]) -> str:
+    """`a, b or c`."""
+    return ", ".join(choices[:-1]) + " or " + choices[-1] if len(choices) > 1 else "".join(choices)
 
 
 def fill_missing(values: "np.ndarray", policy: str) -> "np.ndarray":

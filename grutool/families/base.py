@@ -96,6 +96,10 @@ class Task:
     predict_options: ClassVar[dict[str, Option]] = {}
     """Keyword options `predict` accepts beyond the shared ones, by name (e.g. beam): `infer`'s flags and the
     optional fields of a `serve` request; `check_options` holds their rules."""
+    file_inputs: ClassVar[str] = "auto"
+    """How `infer --file` reads a file: `auto` (a data file by its extension or folder, else one input per line;
+    stdin one input per line) or `data` (the inputs are tables: any file, and stdin, is one data file for
+    `read_inputs`; `--format lines` is refused). See grutool.inputs."""
     needs_inputs: ClassVar[bool] = True
     """`infer` without any TEXT or --file is an error (False: the task predicts from nothing, e.g. generates)."""
     traces_real_examples: ClassVar[bool] = True

@@ -369,8 +369,99 @@ def test_cli_infer_jsonl_and_table(run):
 def test_cli_infer_too_few_rows(run):
     from conftest import assert_user_error
 
-    result = invoke("infer", run, "--file", recent(run, rows=5))
-    assert_user_error(result, "input 1: 5 rows", "data.input_length")
+    path = recent(run, rows=5)
+    result = invoke("infer", run, "--file", path)
+    assert_user_error(result, f"{path}: 5 rows", "data.input_length")
+
+
+def test_cli_infer_reads_a_table_from_stdin(run):
+    """`cat recent.csv | grutool infer RUN --file -` forecasts what `--file recent.csv` does (csv or tsv, sniffed);
+    a table whose header `tail` dropped is one line naming the header it needs; `--format lines` is refused."""
+    from conftest import assert_user_error
+
+    path = recent(run)
+    want = invoke("infer", run, "--file", path, "--jsonl")
+    assert want.exit_code == 0, want.output
+    text = path.read_text()
+    for given in (text, text.replace(",", "\t")):
+        for extra in ((), ("--format", "data")):
+            got = invoke("infer", run, "--file", "-", "--jsonl", *extra, input=given)
+            assert got.exit_code == 0, got.output
+            assert got.stdout == want.stdout
+    headless = "".join(text.splitlines(keepends=True)[1:])
+    assert_user_error(invoke("infer", run, "--file", "-", input=headless), "stdin: no header line",
+                      "'date,a,b,load'")
+    assert_user_error(invoke("infer", run, "--file", "-", input=text.splitlines(keepends=True)[0]),
+                      "stdin: no data rows")
+    assert_user_error(invoke("infer", run, "--file", "-", "--format", "lines", input=text), "--format",
+                      "reads each input as a table")
+    # A file whose name says no format is read as a table too, not one input per line.
+    plain = path.parent / "recent"
+    plain.write_text(text)
+    assert invoke("infer", run, "--file", plain, "--jsonl").stdout == want.stdout
+
+
+def test_cli_infer_file_errors_name_the_file_line_and_a_fix_that_applies(run):
+    """A bad cell of `infer --file` is named by its place in the file (not in the rows handed on to the model),
+    and the fix is the cell: a trained run's columns and data.missing cannot change."""
+    from conftest import assert_user_error
+
+    path = recent(run, rows=40)
+    lines = path.read_text().splitlines()
+    cells = lines[-3].split(",")
+    lines[-3] = ",".join(cells[:1] + ["abc"] + cells[2:])  # file line 39 of 41; the 26th of the 28 rows kept
+    path.write_text("\n".join(lines) + "\n")
+    result = invoke("infer", run, "--file", path)
+    assert_user_error(result, f"{path}:39:2: 'abc' in column 'a' is not a finite number; fix the cell")
+    assert "config" not in result.output
+    lines[-3] = ",".join(cells[:1] + [""] + cells[2:])
+    path.write_text("\n".join(lines) + "\n")
+    result = invoke("infer", run, "--file", path)
+    assert_user_error(result, f"{path}:39:2: missing value in column 'a'", "fill it")
+    assert "set data.missing" not in result.output and "mask" not in result.output
+    # Training offers the data.missing policies a forecast takes, mask not among them.
+    from grutool.errors import UserError
+
+    raw = sines(path.parent / "train_missing")
+    data = Path(raw["data"]["train"])
+    rows = data.read_text().splitlines()
+    rows[5] = ",".join(rows[5].split(",")[:1] + [""] + rows[5].split(",")[2:])
+    data.write_text("\n".join(rows) + "\n")
+    with pytest.raises(UserError) as e:
+        TASK.prepare(parse_config(raw))
+    assert "set data.missing to ffill or interpolate" in str(e.value) and "mask" not in str(e.value)
+
+
+def test_cli_eval_data_scores_the_whole_file_and_says_which_rows(run, tmp_path):
+    """`eval --data FILE` scores every window of FILE, whatever its name (the run's own file included);
+    `--split` scores the run's split; either way one line says which rows; a file shorter than one window is
+    refused without talking of a split."""
+    from conftest import assert_user_error
+
+    cfg = rundir.open_run(run).config
+    L, H = cfg.data.input_length, cfg.data.horizon
+    own = Path(cfg.data.train)
+    rows = len(own.read_text().splitlines()) - 1
+    split = invoke("eval", run, "--split", "validation")
+    assert split.exit_code == 0, split.output
+    from grutool.families.forecast.data import split_rows
+
+    lo, hi = split_rows(cfg, rows)["validation"]
+    assert (f"scored {hi - lo - H + 1} windows over rows {lo - L}-{hi} of {own}: the validation split "
+            f"(rows {lo}-{hi})") in split.stdout
+    whole = invoke("eval", run, "--data", own, "--json")
+    assert whole.exit_code == 0, whole.output
+    out = json.loads(whole.stdout)
+    assert out["windows"] == rows - L - H + 1
+    assert out["scored"] == f"{rows - L - H + 1} windows over rows 0-{rows} of {own}: the whole file"
+    copy = tmp_path / "copy.csv"
+    copy.write_text(own.read_text())
+    assert json.loads(invoke("eval", run, "--data", copy, "--json").stdout)["windows"] == out["windows"]
+    short = tmp_path / "short.csv"
+    short.write_text("\n".join(own.read_text().splitlines()[:L + 1]) + "\n")
+    result = invoke("eval", run, "--data", short)
+    assert_user_error(result, f"{short}: {L} rows, shorter than one window", f"{L} + {H} = {L + H} rows")
+    assert "split" not in result.output
 
 
 def test_cli_infer_names_the_config_key_of_a_missing_column(run, tmp_path):

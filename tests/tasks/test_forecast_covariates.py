@@ -277,14 +277,14 @@ def test_infer_reads_the_future_rows_and_their_times(run, tmp_path):
 def test_infer_without_the_future_rows_is_refused(run, tmp_path):
     path = tmp_path / "history.csv"
     path.write_text(recent(run, future=False))
-    assert_user_error(invoke("infer", run, "--file", path), "input 1", "data.covariates.future (promo)",
+    assert_user_error(invoke("infer", run, "--file", path), f"{path}: ", "data.covariates.future (promo)",
                       "end the table with those 7 rows")
     lines = recent(run).splitlines()
     lines[-2] = lines[-2].rsplit(",", 2)[0] + ",,"  # a planned value missing
     path.write_text("\n".join(lines) + "\n")
-    # infer --file reads the last input_length + horizon rows: the 20th of those 21, line 21 below the header.
-    assert_user_error(invoke("infer", run, "--file", path), "input 1:21:3: missing value in column 'promo', a "
-                      "known-future column, in the rows to forecast")
+    # infer --file reads the last input_length + horizon rows; the cell is named by its line in the file.
+    assert_user_error(invoke("infer", run, "--file", path), f"{path}:{len(lines) - 1}:3: missing value in column "
+                      "'promo', a known-future column, in the rows to forecast")
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])

@@ -334,7 +334,7 @@ def test_serve_takes_channels_by_steps(run):
         assert [g["label"] for g in got] == [w["label"] for w in p.predict([line, line])]
         # an input the model refuses: 400, in either form (README's one rule)
         r = client.post("/predict", json={"texts": [[[0.1, None], [3.4, 3.2]]]})
-        assert r.status_code == 400 and "data.missing is error" in r.json()["error"]
+        assert r.status_code == 400 and "trained with data.missing: error; fill the value" in r.json()["error"]
         r = client.post("/predict", json={"texts": [[[0.1, 0.2]]]})
         assert r.status_code == 400 and "1 channel(s), but the model reads 2" in r.json()["error"]
         for text in ("0.1,zz:3,4", "0.1,0.2:3", [[0.1, 0.2], [3.4]]):
@@ -545,6 +545,24 @@ def test_infer_file_csv_without_the_trained_channels_is_one_line(run, tmp_path):
     assert_user_error(r, "new.csv: has no column 'c1'", "trained on .ts files of 2 channel(s)",
                       "the columns id, c1, c2", "has: id, step, x, c2, note")
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_infer_errors_offer_fixes_of_the_data_not_of_the_config(run, tmp_path):
+    """A trained run's channels and data.missing are fixed: a bad or missing value at infer is fixed in the data
+    (training's own message offers the config's policies)."""
+    long_csv(ROOT / "data/numeric/test.ts", tmp_path / "new.csv")
+    lines = (tmp_path / "new.csv").read_text().splitlines()
+    cells = lines[4].split(",")
+    for cell, expect in (("abc", "'abc' in column 'c1' is not a finite number; fix the cell"),
+                         ("", "missing value in column 'c1' (1 in all); fill it")):
+        lines[4] = ",".join(cells[:2] + [cell] + cells[3:])
+        (tmp_path / "new.csv").write_text("\n".join(lines) + "\n")
+        result = invoke("infer", run, "--file", tmp_path / "new.csv")
+        assert_user_error(result, f"new.csv:5:3: {expect}")
+        assert "config" not in result.output and "data.missing to" not in result.output
+    result = invoke("infer", run, "0.1,?,0.9:3.4,3.2,3.0")
+    assert_user_error(result, "input 1: a missing value in channel c1 at step 2", "fill the value")
+    assert "set data.missing" not in result.output
 
 
 def test_shapes_names_channels_not_a_vocabulary(run):

@@ -121,6 +121,7 @@ class WindowSplit(EncodedSplit):
     times: Optional[list[str]] = None
     source: str = ""
     quantiles: list[float] = field(default_factory=list)  # the model's quantile levels (model.quantiles), if any
+    covers: str = ""  # the rows the windows read, in words (eval's `scored` line)
 
     def lengths(self) -> list[int]:
         return [self.input_length] * len(self.starts)
@@ -128,12 +129,13 @@ class WindowSplit(EncodedSplit):
 
 def make_split(series: Series, z: np.ndarray, ranges: list[tuple[int, int, int]], name: str, cfg,
                target_index: list[int], mean: np.ndarray, std: np.ndarray, season: int, context: bool,
-               covariates: Optional[dict[str, np.ndarray]] = None) -> WindowSplit:
+               covariates: Optional[dict[str, np.ndarray]] = None, whole: bool = False) -> WindowSplit:
     """The windows of one split of `series` (z: its z-scored channels (T, C)): `ranges` (first row of the
     series, lo, hi) per series, windows never crossing from one series into another. A series without a window
     is skipped (counted in a warning); none left is an error. `covariates`: per-row arrays by the model's
     keyword (past (T, P), future (T, F), static (T, S), series (T,) ids), read by each window as the model
-    does: past over its input rows, future over its input and horizon rows, static and series at its first."""
+    does: past over its input rows, future over its input and horizon rows, static and series at its first.
+    `whole`: the ranges are the whole file (a file of its own, or `eval --data`), not a split cut from it."""
     d = cfg.data
     L, H = d.input_length, d.horizon
     starts, skipped, diffs = [], 0, []
@@ -145,17 +147,21 @@ def make_split(series: Series, z: np.ndarray, ranges: list[tuple[int, int, int]]
         before = z[first:lo, target_index] if lo - first > season else z[lo:hi, target_index]
         if len(before) > season:
             diffs.append(np.abs(before[season:] - before[:-season]))
+    window = f"one window, data.input_length + data.horizon = {L} + {H} = {L + H} rows"
+    if not starts and whole:
+        where = f"{ranges[0][2] - ranges[0][1]} rows, shorter than" if len(ranges) == 1 else \
+            f"each of its {len(ranges)} series is shorter than"
+        raise UserError(f"{series.path}: {where} {window}; give a longer file")
     if not starts:
         first, lo, hi = ranges[0]
         have = f"{hi - lo} rows" + (f" and {lo - max(first, lo - L)} of context before them" if context else "")
         where = f"the {name} split (rows {lo}-{hi}: {have})" if len(ranges) == 1 else \
             f"every series' {name} split ({len(ranges)} series)"
-        raise UserError(f"{series.path}: {where} is shorter than "
-                        f"one window, data.input_length + data.horizon = {L} + {H} = {L + H} rows; lower them "
-                        f"or move data.borders / data.fractions")
+        raise UserError(f"{series.path}: {where} is shorter than {window}; lower them or move data.borders / "
+                        f"data.fractions")
     if skipped:
         log.warning("%s: %d of %d series have no %s window (shorter than data.input_length + data.horizon = %d "
-                    "rows there); skipped", series.path, skipped, len(ranges), name, L + H)
+                    "rows there); skipped", series.path, skipped, len(ranges), "" if whole else name, L + H)
     tensor = torch.from_numpy(z.astype(np.float32))  # (T_rows, C)
     cols = torch.tensor(target_index, dtype=torch.long)
     diffs = np.concatenate(diffs) if diffs else np.ones((1, len(target_index)))
@@ -173,7 +179,26 @@ def make_split(series: Series, z: np.ndarray, ranges: list[tuple[int, int, int]]
                        target_index=list(target_index), target_names=[series.columns[i] for i in target_index],
                        mean=np.asarray(mean, dtype=np.float64), std=np.asarray(std, dtype=np.float64),
                        season=season, scale=scale, times=series.times, source=series.path,
-                       quantiles=list(cfg.model.quantiles or []), inputs=inputs)
+                       quantiles=list(cfg.model.quantiles or []), inputs=inputs,
+                       covers=_covers(series.path, ranges, name, L, context, whole))
+
+
+def _covers(path: str, ranges: list[tuple[int, int, int]], name: str, input_length: int, context: bool,
+            whole: bool) -> str:
+    """The rows a split's windows read, in words: `over rows 392-480 of sines.csv: the validation split (rows
+    420-480) and the 28 rows before it as input` (rows from 0, the end excluded, as data.borders counts them)."""
+    if len(ranges) > 1:
+        return f"of {len(ranges)} series in {path}: " + ("every row of each" if whole else
+                                                          f"the {name} split of each" +
+                                                          (" and the rows before it as input" if context else ""))
+    first, lo, hi = ranges[0]
+    start = max(first, lo - input_length) if context else lo
+    if whole:
+        return f"over rows {lo}-{hi} of {path}: the whole file"
+    if lo == start:
+        return f"over rows {lo}-{hi} of {path}: the {name} split"
+    return (f"over rows {start}-{hi} of {path}: the {name} split (rows {lo}-{hi}) and the {lo - start} rows "
+            f"before it as input")
 
 
 PERIODS = {3600: 24, 900: 96, 1800: 48, 600: 144, 300: 288, 60: 1440, 86400: 7, 7 * 86400: 52}

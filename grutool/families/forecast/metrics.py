@@ -80,6 +80,8 @@ class ForecastMetrics:
             quantiles, pred = pred, pred[..., self.median]
         out = {"n": len(pred), "windows": len(pred), "horizon": split.horizon, "input_length": split.input_length,
                "targets": list(split.target_names), "season": split.season, **scores(pred, gold, split)}
+        if split.covers:
+            out["scored"] = f"{len(pred)} windows {split.covers}"  # which rows: eval prints it
         if quantiles is not None:
             out["quantiles"] = quantile_scores(quantiles, gold, self.levels)
         if self.loss_count:

@@ -23,8 +23,11 @@ def summary_line(metrics: dict) -> str:
 def tables(metrics: dict) -> list:
     rows = [("model", metrics)] + [(NAMES.get(k, k) + (f" {metrics['season']}" if k == "seasonal_naive" else ""),
                                    v) for k, v in (metrics.get("baselines") or {}).items()]
-    t = Table(title=f"{plain(metrics['source'])}: {metrics['windows']:,} windows, input {metrics['input_length']}, "
-                    f"horizon {metrics['horizon']}, {', '.join(plain(c) for c in metrics['targets'])}")
+    shape = (f"input {metrics['input_length']}, horizon {metrics['horizon']}, "
+             f"{', '.join(plain(c) for c in metrics['targets'])}")
+    # The `scored` line above the table says which file and rows; without one (older results), the title does.
+    t = Table(title=shape if metrics.get("scored") else
+              f"{plain(metrics['source'])}: {metrics['windows']:,} windows, {shape}")
     for col in ("forecast", "mse", "mae", "mse (units)", "mae (units)", "smape %", "mase"):
         t.add_column(col, justify="left" if col == "forecast" else "right")
     for name, m in rows:
@@ -40,7 +43,8 @@ def tables(metrics: dict) -> list:
         b.add_column(name, justify="right")
     for k, bucket in enumerate(metrics["buckets"]):
         b.add_row(bucket["steps"], *(f"{m['buckets'][k]['mse']:.3f}/{m['buckets'][k]['mae']:.3f}" for _, m in rows))
-    return t, b
+    scored = [f"scored {plain(metrics['scored'])}"] if metrics.get("scored") else []
+    return (*scored, t, b)
 
 
 def line(result: dict) -> str:

@@ -21,7 +21,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
-from grutool.errors import UserError
+from grutool.errors import UserError, clipped
 from grutool.families.base import Prepared, Task
 from grutool.families.rules import TEXT_ONLY, check_text_only
 
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from grutool.config import Config
 
 FORMATS = ("auto", "csv", "tsv", "parquet")
+FILLS = ("ffill", "interpolate")  # the data.missing policies a forecast takes besides error
 
 
 def read_series(cfg: "Config", path: str, columns: Optional[list[str]] = None, table=None):
@@ -56,7 +57,7 @@ def read_series(cfg: "Config", path: str, columns: Optional[list[str]] = None, t
     names = columns or (d.columns or [c for c in table.columns if c not in (d.time_column, d.series_column)
                                       and c not in role]) + cov.past + cov.future + cov.static
     option = "data.columns" if d.columns else "data.targets"
-    values = np.stack([table.numeric(n, d.missing, role.get(n, option)) for n in names], 1)  # (T, C)
+    values = np.stack([table.numeric(n, d.missing, role.get(n, option), FILLS) for n in names], 1)  # (T, C)
     if d.series_column is not None:
         return _long_form(cfg, table, list(names), values)
     times = None
@@ -156,6 +157,7 @@ class ForecastTask(Task):
                "model": (*TEXT_ONLY["model"], "embedding_dim", "embedding_dropout", "layer_norm", "residual"),
                "train": TEXT_ONLY["train"]}
     outputs = "targets"
+    file_inputs = "data"  # every input is a table: `infer --file` reads any file, and stdin, as one
     renderer = "forecast"
     exporter = "forecast"
     traces_real_examples = True
@@ -175,8 +177,8 @@ class ForecastTask(Task):
         if d.format not in FORMATS:
             raise ValueError(f"data.format: a forecast reads a table: {', '.join(FORMATS)} (got '{d.format}')")
         if d.missing == "mask":
-            raise ValueError("data.missing: mask is for numeric sequences; a forecast takes error, ffill or "
-                             "interpolate")
+            raise ValueError(f"data.missing: mask is for numeric sequences; a forecast takes error, "
+                             f"{' or '.join(FILLS)}")
         for name in ("train", "validation", "test"):
             if isinstance(getattr(d, name), list):
                 raise ValueError(f"data.{name}: one file")
@@ -263,7 +265,7 @@ class ForecastTask(Task):
 
     def _split(self, cfg: "Config", vocabs: Any, series, name: str):
         """The windows of split `name` of `series` (the run's input columns): its rows by data.borders /
-        data.fractions, or the whole file."""
+        data.fractions when `series` is the one file they cut, else every row (`_is_split`)."""
         from grutool.families.forecast.data import infer_season, make_split
 
         from grutool.families.forecast.covariates import Roles
@@ -271,7 +273,8 @@ class ForecastTask(Task):
         d = cfg.data
         scaler = vocabs.extra["scaler"]
         z = scaler.transform(series.values)  # (T, C + covariate columns)
-        context = _one_file(cfg) and series.path == str(d.train) and name != "train"
+        cut = _is_split(cfg, series, name)
+        context = cut and name != "train"
         index = [scaler.names.index(t) for t in vocabs.labels.itos]
         lo, hi = series.parts[0]
         season = d.season or infer_season(series.times[lo:hi] if series.times else None)
@@ -280,9 +283,11 @@ class ForecastTask(Task):
         channels = z[:, :len(roles.columns)] if roles.any else z  # (T, C)
         return make_split(series, channels, _ranges(cfg, series, name), name, cfg, index,
                           [scaler.mean[i] for i in index], [scaler.std[i] for i in index], season, context,
-                          covariates)
+                          covariates, whole=not cut)
 
     def encode_split(self, cfg: "Config", vocabs: Any, source: Any, name: str):
+        """Split `name`'s windows of `source`: with data.borders / data.fractions, the rows they give that split;
+        a `name` that is no split (`eval --data FILE` passes the file) scores every window of the whole file."""
         series = read_series(cfg, source, list(vocabs.extra["scaler"].names))
         return self._split(cfg, vocabs, series, name)
 
@@ -392,26 +397,36 @@ class ForecastTask(Task):
         return model(batch.ids, batch.lengths, **batch.extra_inputs())[0].float().cpu()
 
     def read_inputs(self, cfg: "Config", source: str, vocabs: Any = None) -> list[str]:
-        """`infer --file`: the table's last input_length rows as one input (csv text with its header), in time
-        order by data.timestamps; long form (data.series_column), one input per series, each its own last rows.
-        With data.covariates.future the table ends with the `horizon` rows to forecast (their future columns
-        filled, the others empty): the last input_length + horizon rows."""
+        """`infer --file` (`-`: stdin): the table's last input_length rows as one input (csv text with its header),
+        in time order by data.timestamps; long form (data.series_column), one input per series, each its own
+        last rows. With data.covariates.future the table ends with the `horizon` rows to forecast (their future
+        columns filled, the others empty): the last input_length + horizon rows. With the run's saved
+        vocabularies (`vocabs`) the rows kept are read as `predict` reads them, so a bad cell is named by its
+        place in the file (`recent.csv:31:2`), not in the text handed on."""
         import numpy as np
 
         from grutool.data.tables import read_table, time_order
 
+        from grutool.families.forecast.covariates import Roles
+
         d = cfg.data
-        table = read_table(source, d.format, header=d.header, column_names=d.column_names)
+        table = read_table(source, d.format, header=d.header, column_names=d.column_names, inference=True)
+        columns = list(vocabs.extra["scaler"].names) if vocabs is not None else None
+        roles = Roles.of(cfg, columns) if columns is not None else None
+        _check_header(cfg, table, columns)
         frame = table.frame
         keep = d.input_length + (d.horizon if d.covariates.future else 0)
         groups = {None: np.arange(len(frame))}
         if d.series_column is not None:
             groups = frame.groupby(table.column(d.series_column, "data.series_column"), sort=False).indices
         texts = []
-        for rows in groups.values():
+        for key, rows in groups.items():
             if d.timestamps != "error" and d.time_column is not None and not d.covariates.future:
                 order, _, _, bad = time_order(table.stamps(d.time_column)[rows], d.timestamps)
-                rows = rows if bad is not None else rows[order]  # predict names what breaks the policy
+                rows = rows if bad is not None else rows[order]  # _read_input names what breaks the policy
+            if columns is not None:
+                name = table.path if key is None else f"{table.path}, series {key!r}"
+                _read_input(cfg, roles, columns, table.subset(rows[-keep:]), name)
             texts.append(frame.iloc[rows[-keep:]].to_csv(index=False))
         return texts
 
@@ -432,15 +447,8 @@ class ForecastTask(Task):
         for k, text in enumerate(texts):
             name = f"input {k + 1}"
             table = _text_table(cfg, text, name)
-            table, ahead = _future_rows(cfg, roles, table, name) if roles.future else (table, None)
-            series = read_series(cfg, name, inputs, table=table) if len(table) else None
-            if series is not None and len(series.parts) > 1:
-                raise UserError(f"{name}: rows of {len(series.parts)} series ({', '.join(series.ids[:5])}); "
-                                f"give the rows of one series per input")
-            if series is None or len(series.values) < L:
-                rows = 0 if series is None else len(series.values)
-                raise UserError(f"{name}: {rows} rows, but the model reads the last "
-                                f"{L} (data.input_length); give at least {L} rows")
+            _check_header(cfg, table, inputs)
+            series, ahead = _read_input(cfg, roles, inputs, table, name)
             z = scaler.transform(series.values)  # (T, C + covariate columns)
             windows.append(torch.from_numpy(z[-L:, :len(roles.columns)]).float())  # (L, C)
             times = ahead.times if ahead is not None else next_times(series.times, H)
@@ -489,6 +497,46 @@ class ForecastTask(Task):
         return results
 
 
+def _read_input(cfg: "Config", roles, columns: list[str], table, name: str):
+    """(its `Series`, its `Ahead` or None) of one input table (`name`: how errors call it), read as training
+    reads its files: its rows of one series, at least input_length of them."""
+    L = cfg.data.input_length
+    table, ahead = _future_rows(cfg, roles, table, name) if roles.future else (table, None)
+    series = read_series(cfg, name, columns, table=table) if len(table) else None
+    if series is not None and len(series.parts) > 1:
+        raise UserError(f"{name}: rows of {len(series.parts)} series ({', '.join(series.ids[:5])}); "
+                        f"give the rows of one series per input")
+    if series is None or len(series.values) < L:
+        rows = 0 if series is None else len(series.values)
+        raise UserError(f"{name}: {rows} rows, but the model reads the last "
+                        f"{L} (data.input_length); give at least {L} rows")
+    return series, ahead
+
+
+def _check_header(cfg: "Config", table, columns: Optional[list[str]]) -> None:
+    """A table whose first line holds values (`tail` drops the header line) is refused with one line naming
+    the header it needs; other missing columns are named where they are read."""
+    d = cfg.data
+    if not d.header or columns is None:
+        return
+    wanted = [c for c in (d.time_column, d.series_column) if c is not None] + list(columns)
+    if all(c in table.columns for c in wanted):
+        return
+
+    def number(cell: str) -> bool:
+        try:
+            float(cell)
+        except ValueError:
+            return False
+        return True
+
+    if any(number(c) for c in table.columns):
+        first = clipped(",".join(table.columns), 60)
+        raise UserError(f"{table.path}: no header line: the first line ({first!r}) holds values, and the run reads "
+                        f"its columns by name; start the table with the line {','.join(wanted)!r} (tail drops it: "
+                        f"(head -n 1 FILE; tail -n N FILE) keeps it)")
+
+
 def _covariates(roles, series, z, names=None) -> "Optional[dict]":
     """The per-row covariate arrays of `series` (z: its z-scored numeric columns) by the model's keyword: past
     (T, P), future (T, F: future columns, then sin and cos of each calendar feature), static (T, S), series (T,)
@@ -535,7 +583,7 @@ def _future_rows(cfg: "Config", roles, table, name: str):
     values for the rows to forecast, every other numeric column empty. Refused (one line) when they are not so."""
     import numpy as np
 
-    from grutool.data.tables import MISSING, Table
+    from grutool.data.tables import MISSING
 
     d = cfg.data
     H, frame = d.horizon, table.frame
@@ -551,7 +599,7 @@ def _future_rows(cfg: "Config", roles, table, name: str):
     filled = [c for c in unknown if not tail[c].astype(str).str.strip().str.lower().isin(MISSING).all()]
     if filled:
         raise UserError(f"{name}: its last {H} rows have values in {filled[0]!r}; {need}")
-    later = Table(table.path, tail.reset_index(drop=True), table.text, table.first_line + len(frame) - H)
+    later = table.subset(range(len(frame) - H, len(frame)))
     for c in roles.future:  # data.missing fills history, never the plans for the rows to forecast
         empty = later.frame[c].astype(str).str.strip().str.lower().isin(MISSING).to_numpy()
         if empty.any():
@@ -560,8 +608,7 @@ def _future_rows(cfg: "Config", roles, table, name: str):
                             f"the rows to forecast; give each of the {H} rows its value")
     values = np.stack([later.numeric(c, "error", "data.covariates.future") for c in roles.future], 1)  # (H, F)
     times = later.strings(d.time_column) if d.time_column is not None else None
-    history = Table(table.path, frame.iloc[:-H].reset_index(drop=True), table.text, table.first_line)
-    return history, Ahead(times, values)
+    return table.subset(range(len(frame) - H)), Ahead(times, values)
 
 
 def _rounded(rows) -> list[list[float]]:
@@ -570,13 +617,13 @@ def _rounded(rows) -> list[list[float]]:
 
 def _ranges(cfg: "Config", series, name: str) -> list[tuple[int, int, int]]:
     """(first row, lo, hi) of split `name` in each series of `series`: its rows by data.borders / data.fractions
-    (counted within each series) when the file is the one split, else every row."""
+    (counted within each series) when the file is the one they cut (`_is_split`), else every row."""
     from grutool.families.forecast.data import split_rows
 
     d = cfg.data
     out = []
     for first, last in series.parts:
-        if _one_file(cfg) and series.path == str(d.train):
+        if _is_split(cfg, series, name):
             rows = split_rows(cfg, last - first)
             if name not in rows:
                 raise UserError(f"data.{'borders' if d.borders else 'fractions'}: no {name} split; give its end")
@@ -588,6 +635,14 @@ def _ranges(cfg: "Config", series, name: str) -> list[tuple[int, int, int]]:
 
 def _one_file(cfg: "Config") -> bool:
     return cfg.data.borders is not None or cfg.data.fractions is not None
+
+
+def _is_split(cfg: "Config", series, name: str) -> bool:
+    """Whether split `name` of `series` is a part of it: data.borders / data.fractions cut the configured file into
+    train, validation and test. Any other file, or a name that is no split (`eval --data`), is read whole."""
+    from grutool.families.forecast.data import SPLITS
+
+    return _one_file(cfg) and name in SPLITS and series.path == str(cfg.data.train)
 
 
 def _select(series, names: list[str]):
@@ -615,4 +670,4 @@ def _text_table(cfg: "Config", text: str, name: str):
         frame = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
         raise UserError(f"{name}: not a table ({str(exc).strip()[:200]}); give a header line and rows") from None
-    return Table(name, frame, text=True)
+    return Table(name, frame, text=True, inference=True)
