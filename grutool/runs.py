@@ -5,6 +5,7 @@ from the weights: no torch. A run's status:
 
     finished     summary.json written (the run ended: all epochs, early stopping or max_steps)
     diverged     finished, but training stopped on non-finite values (summary.json's `diverged`)
+    pruned       finished early: `grutool tune`'s pruner stopped the trial (summary.json's `pruned_at`)
     running      a training holds the run's lock now
     interrupted  last.pt but no summary.json: Ctrl-C or a kill; `train ... --resume` continues it
     failed       no checkpoint at all: it stopped before its first epoch ended
@@ -80,13 +81,15 @@ def read_config(path: str | Path) -> dict:
 
 
 def status(path: str | Path, summary: Optional[dict] = None) -> str:
-    """finished, diverged, running, interrupted or failed (see the module docstring)."""
+    """finished, diverged, pruned, running, interrupted or failed (see the module docstring)."""
     path = Path(path)
     summary = summary if summary is not None else _read_json(path / rundir.SUMMARY)
     if rundir.is_locked(path):
         return "running"
     if summary is not None and "epochs" in summary:
-        return "diverged" if summary.get("diverged") else "finished"
+        if summary.get("diverged"):
+            return "diverged"
+        return "pruned" if summary.get("pruned_at") is not None else "finished"
     return "interrupted" if (path / rundir.LAST).is_file() else "failed"
 
 

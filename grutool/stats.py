@@ -81,17 +81,24 @@ class Paired:
     n: int                        # pairs (seeds)
     mean: float                   # mean of b - a
     sd: Optional[float]           # sd of the differences (None: one pair)
-    t: Optional[float]
-    p: Optional[float]            # two-sided; None: one pair, no noise estimate
+    t: Optional[float]            # None: one pair, or no spread (`constant`)
+    p: Optional[float]            # two-sided; None: one pair, or no spread (the test is undefined)
     ci95: Optional[float]         # half-width of the 95% interval of the mean difference
+    constant: bool = False        # the same difference on every pair: sd 0, t and p undefined
 
     @property
     def inside_noise(self) -> bool:
         return self.p is None or self.p >= ALPHA
 
 
+# Differences whose spread is below this fraction of the values compared are the same difference: the rest is
+# float rounding (0.2 - 0.1 and 0.3 - 0.2 differ in the last bits), which would give t ~ 1e16 and p = 0.
+SAME = 1e-9
+
+
 def paired_t(a: Sequence[float], b: Sequence[float]) -> Paired:
-    """Paired t-test of b against a (the differences b_i - a_i)."""
+    """Paired t-test of b against a (the differences b_i - a_i). With one pair, or the same difference on
+    every pair (sd 0), t, p and the interval are undefined: None, never 0 or a p of 0."""
     if len(a) != len(b) or not a:
         raise ValueError("paired_t: needs two equally long, non-empty lists")
     diffs = [float(y) - float(x) for x, y in zip(a, b)]
@@ -99,8 +106,9 @@ def paired_t(a: Sequence[float], b: Sequence[float]) -> Paired:
     m, sd = mean_sd(diffs)
     if n < 2:
         return Paired(n, m, None, None, None, None)
+    scale = max(abs(float(v)) for v in [*a, *b])
+    if sd <= SAME * scale:  # the same difference on every seed: nothing to test it against
+        return Paired(n, 0.0 if abs(m) <= SAME * scale else m, 0.0, None, None, None, constant=True)
     se = sd / math.sqrt(n)
-    if se == 0.0:  # the same difference on every seed
-        return Paired(n, m, 0.0, 0.0 if m == 0 else math.copysign(math.inf, m), 1.0 if m == 0 else 0.0, 0.0)
     t = m / se
     return Paired(n, m, sd, t, t_two_sided(t, n - 1), t_quantile(0.05, n - 1) * se)

@@ -414,8 +414,15 @@ def _compare(records: list[dict], cells: list[str]) -> list[dict]:
 
 
 def _reading(test, a: str, b: str) -> str:
+    """The difference in words; `p —` where the test is undefined (one seed, or no spread between seeds)."""
+    if test.constant:
+        if test.mean == 0:
+            return "no difference on any seed (p —)"
+        if test.n == 2:
+            return "the same difference on both seeds; too few seeds to test (p —)"
+        return f"the same difference on all {test.n} seeds; no spread to test (p —)"
     if test.p is None:
-        return "one seed: no noise estimate"
+        return "one seed: no noise estimate (p —)"
     if test.inside_noise:
         return f"noise (p {test.p:.2g})"
     return f"{b} {'higher' if test.mean > 0 else 'lower'} (p {test.p:.2g})"

@@ -24,7 +24,8 @@ first trial (an unknown path with a did-you-mean, an empty or inverted range, a 
 The objective is the config's `train.monitor` on validation (never test), its direction from the metric
 (`MINIMIZED_METRICS`): the run's best epoch, averaged over the trial's seeds. The pruner sees every epoch
 through the training loop's `Pruning` callback and stops a trial that falls behind; that run ends as an
-early-stopped one (its files complete) and the trial is recorded as pruned.
+early-stopped one (its files complete), its summary.json says `pruned_at` (`grutool runs`: pruned) and the trial
+is recorded as pruned.
 
 Resuming: the same command with `--resume` continues the study in its storage. Several processes (in more
 terminals, or on more machines with an RDB `--storage`) share one study by running the same command with
@@ -56,7 +57,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from grutool import jsonsafe
+from grutool import jsonsafe, rundir
 from grutool.atomic import check_output_folder, write_text_atomic
 from grutool.config import MINIMIZED_METRICS, Config
 from grutool.errors import UserError
@@ -524,6 +525,7 @@ def make_objective(config, overrides: Sequence[str], params: list[Param], seeds_
                 summary = train(cfg, resume=continuing, overwrite=not continuing, progress=progress,
                                 callbacks=[pruning, *callbacks])
                 if pruning.pruned_at is not None:
+                    mark_pruned(run_dir, summary, pruning.pruned_at)
                     raise optuna.TrialPruned(f"pruned after epoch {pruning.pruned_at}")
                 if summary.get("best") is None:
                     raise TrainingDiverged(f"{run_dir}: no finite validation {monitor}")
@@ -537,6 +539,12 @@ def make_objective(config, overrides: Sequence[str], params: list[Param], seeds_
         return sum(values) / len(values)
 
     return objective
+
+
+def mark_pruned(run_dir: Path, summary: dict, epoch: int) -> None:
+    """The run's summary.json says the pruner stopped it (`pruned_at`: the epoch), so `grutool runs` lists it
+    as pruned, not finished; its files stay those of an early-stopped run."""
+    write_text_atomic(jsonsafe.dumps({**summary, "pruned_at": epoch}, indent=2), run_dir / rundir.SUMMARY)
 
 
 # --- --jobs: trials in their own processes ----------------------------------------------------------

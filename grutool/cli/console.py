@@ -22,7 +22,10 @@ except ImportError:  # pragma: no cover
 
 
 class _LazyConsole:
-    """A rich Console made on first use, so `--help` never imports rich's console machinery."""
+    """A rich Console made on first use, so `--help` never imports rich's console machinery.
+
+    `print` wraps at word boundaries on a terminal (soft wrap left the terminal to break a long line at its
+    last column, mid-word), and keeps one line per item into a pipe or file, where scripts and tests read it."""
 
     def __init__(self, **options):
         self._options = options
@@ -34,6 +37,10 @@ class _LazyConsole:
 
             self._console = Console(**self._options)
         return getattr(self._console, name)
+
+    def print(self, *objects, **options) -> None:
+        options.setdefault("soft_wrap", not self.is_terminal)
+        self._console.print(*objects, **options)
 
 
 # emoji=False: rich would turn `:100:` in `file:100:4` (or any `:name:` in a path or value) into an emoji.

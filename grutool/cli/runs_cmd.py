@@ -9,15 +9,28 @@ import typer
 
 from grutool.cli.render.tables import plain
 
-STATUS_STYLE = {"finished": "green", "running": "cyan", "interrupted": "yellow", "diverged": "red", "failed": "red"}
+STATUS_STYLE = {"finished": "green", "pruned": "magenta", "running": "cyan", "interrupted": "yellow",
+                "diverged": "red", "failed": "red"}
 
 
 def _figure(value) -> str:
+    """Every number `runs` and `compare` show (settings and metrics alike): integers whole, floats to 4
+    significant digits, scientific below 1e-3 (an lr of 3e-05 or an mse of 0.001234 never reads as 0.0000)."""
     if value is None:
         return "-"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return str(value)
-    return f"{value:,}" if isinstance(value, int) else (f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4f}")
+    if isinstance(value, int):
+        return f"{value:,}"
+    if value == 0 or value != value or abs(value) == float("inf"):
+        return str(value)
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    if abs(value) < 1e-3:
+        mantissa, exponent = f"{value:.3e}".split("e")
+        return f"{mantissa.rstrip('0').rstrip('.')}e{exponent}"
+    text = f"{value:.4g}"
+    return text + ".0" if value == int(value) and "." not in text else text  # 1.0, not the integer 1
 
 
 def runs(
@@ -27,8 +40,9 @@ def runs(
     """List run directories: task, best monitored metric, epochs, time, status.
 
     \b
-    Status: finished, diverged, running, interrupted (--resume continues it),
-    failed (stopped before its first checkpoint).
+    Status: finished, diverged, pruned (a tune trial stopped early), running,
+    interrupted (--resume continues it), failed (stopped before its first
+    checkpoint).
     Examples:
       grutool runs
       grutool runs experiments/ --json

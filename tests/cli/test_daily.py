@@ -175,6 +175,29 @@ def test_compare_shows_only_differing_fields_and_the_metrics(run, tmp_path):
     assert_user_error(invoke("compare", run), "two run directories")
 
 
+def test_compare_and_runs_keep_the_digits_of_small_values(run, tmp_path, monkeypatch):
+    # train.lr=3e-5 showed as 0.0000 beside 0.0030, and an mse of 0.0012345 as 0.0012
+    import shutil
+
+    for name, lr, loss in (("a", 0.003, 0.5), ("b", 3e-5, 0.0012345)):
+        shutil.copytree(run, tmp_path / name)
+        cfg = yaml.safe_load((tmp_path / name / "config.yaml").read_text())
+        cfg["train"]["lr"] = lr
+        (tmp_path / name / "config.yaml").write_text(yaml.safe_dump(cfg))
+        summary = json.loads((tmp_path / name / "summary.json").read_text())
+        summary["best"] = summary["validation"]["loss"] = loss
+        (tmp_path / name / "summary.json").write_text(json.dumps(summary))
+    monkeypatch.chdir(tmp_path)
+    table = invoke("compare", "a", "b")
+    assert table.exit_code == 0, table.output
+    lr_row = next(line for line in table.stdout.splitlines() if "train.lr" in line)
+    assert "0.003" in lr_row and "3e-05" in lr_row and "0.0000" not in lr_row, table.stdout
+    loss_row = next(line for line in table.stdout.splitlines() if "│ loss" in line)
+    assert "0.001234" in loss_row and "0.5" in loss_row, table.stdout
+    listed = invoke("runs", ".")
+    assert "0.001234" in next(line for line in listed.stdout.splitlines() if line.startswith("b ")), listed.stdout
+
+
 def test_plot_draws_curves_of_several_runs(run, tmp_path):
     pytest.importorskip("matplotlib")
     png = tmp_path / "curves.png"

@@ -47,5 +47,16 @@ def test_paired_t_by_hand():
     assert r.t == pytest.approx(0.11 / (math.sqrt(0.001 / 4) / math.sqrt(5)))
     assert r.p < 0.001 and not r.inside_noise
     assert paired_t([1.0], [2.0]).p is None  # one seed: no noise estimate
+
+
+def test_paired_t_is_undefined_without_spread():
+    """The same difference on every seed: sd 0, so t, p and the interval are undefined (None), never p = 0."""
     same = paired_t([1.0, 2.0], [1.5, 2.5])
-    assert same.p == 0.0 and same.sd == 0.0
+    assert same.constant and same.sd == 0.0 and (same.t, same.p, same.ci95) == (None, None, None)
+    assert same.mean == 0.5 and same.inside_noise  # no significance claimed
+    # 0.2 - 0.1 and 0.3 - 0.2 differ in the last bits only: still the same difference, not t ~ 1e16 and p 0
+    rounded = paired_t([0.1, 0.2], [0.2, 0.3])
+    assert rounded.constant and rounded.p is None and rounded.t is None
+    assert paired_t([0.5, 0.7, 0.9], [0.5, 0.7, 0.9]).mean == 0.0  # no difference at all: likewise undefined
+    one = paired_t([1.0], [2.0])  # one seed
+    assert not one.constant and (one.sd, one.t, one.p, one.ci95) == (None, None, None, None)

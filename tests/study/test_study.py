@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import invoke, shipped_config, tiny_config
-from grutool import study
+from conftest import ROOT, invoke, shipped_config, tiny_config
+from grutool import jsonsafe, study
 from grutool.errors import TrainingInterrupted
 from grutool.runs import list_runs
 from grutool.training.callbacks import Callback
@@ -50,7 +51,7 @@ def test_report_shape(done):
     assert len(tables["quality"]) == 3 and len(tables["cost"]) == 3
     metrics = [d["metric"] for d in result["comparisons"]]
     assert metrics[0] == "val_accuracy" and "test_accuracy" in metrics and "s_per_epoch" in metrics
-    assert all(d["n"] == 2 and d["p"] is not None for d in result["comparisons"])
+    assert all(d["n"] == 2 and (d["p"] is not None or d["sd_diff"] == 0) for d in result["comparisons"])
     for name in (study.REPORT_MD, study.REPORT_JSON, study.REPORT_CSV):
         assert (root / "st" / name).is_file()
     assert len((root / "st" / study.REPORT_CSV).read_text().splitlines()) == 5  # header + 4 runs
@@ -59,6 +60,23 @@ def test_report_shape(done):
     assert [Path(r["run"]).name for r in listed] == ["gru-seed3", "gru-seed4", "lstm-seed3", "lstm-seed4"]
     assert {r["status"] for r in listed} == {"finished"}
     assert Path(study.plot(result, root / "st" / study.PLOT)).stat().st_size > 10_000
+
+
+def test_the_same_difference_on_every_seed_is_not_called_significant():
+    # JapaneseVowels, 2 seeds: the LSTM 4 of 370 test utterances behind on both, which printed "lstm lower (p 0)".
+    def record(cell, seed, accuracy):
+        return {"cell": cell, "seed": seed, "monitor": "accuracy", "val": None, "test": {"accuracy": accuracy},
+                **{k: None for k in study.COST}}
+
+    records = [record("gru", 3, 334 / 370), record("lstm", 3, 330 / 370),
+               record("gru", 4, 340 / 370), record("lstm", 4, 336 / 370)]
+    (d,) = study._compare(records, ["gru", "lstm"])
+    assert d["metric"] == "test_accuracy" and d["diff"] == pytest.approx(-4 / 370)
+    assert (d["p"], d["t"], d["ci95"], d["sd_diff"]) == (None, None, None, 0.0)
+    assert "same difference on both seeds; too few seeds to test" in d["reading"] and "p —" in d["reading"]
+    assert '"p": null' in jsonsafe.dumps(d) and '"t": null' in jsonsafe.dumps(d)
+    records += [record("gru", 5, 300 / 370), record("lstm", 5, 296 / 370)]
+    assert "all 3 seeds" in study._compare(records, ["gru", "lstm"])[0]["reading"]
 
 
 def test_reproducible(done, tmp_path):
@@ -79,6 +97,58 @@ def test_cli_resume_reuses_finished_runs(done):
     # without --resume an existing study is refused, one line
     again = invoke("study", config, "--cells", "gru,lstm", "--seeds", "2", "-o", root / "st")
     assert again.exit_code == 2 and "add --resume" in again.output
+
+
+def terminal_screen(args: list[str], width: int, cwd: Path) -> list[str]:
+    """The lines a terminal of `width` columns shows for `grutool ARGS` (a pseudo-terminal; the terminal breaks
+    a line longer than the width at its last column, wherever that falls)."""
+    import fcntl
+    import os
+    import pty
+    import re
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, width, 0, 0))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "COLUMNS": str(width)}
+    proc = subprocess.Popen([sys.executable, "-m", "grutool", *args], stdin=slave, stdout=slave, stderr=slave,
+                            env=env, close_fds=True, cwd=cwd)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=300)
+    os.close(master)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode("utf-8", "replace").replace("\r", ""))
+    assert proc.returncode == 0, text
+    return [line[k:k + width] for line in text.split("\n") for k in range(0, max(len(line), 1), width)]
+
+
+def test_long_lines_wrap_between_words_in_a_terminal_and_stay_whole_in_a_pipe(done):
+    # 80 columns: "kernel in training / infere" + "nce", "report.c" + "sv" (the terminal broke soft-wrapped lines)
+    root, config, _ = done
+    args = ["study", str(config), "--cells", "gru,lstm", "--seeds", "2", "-o", str(root / "st"), "--resume", "-q"]
+    shown = terminal_screen(args, 80, root)
+    report = json.loads((root / "st" / study.REPORT_JSON).read_text())  # written by this command
+    long_lines = [f"quality: mean ± sd over seeds (higher accuracy is better); kernel in training / inference",
+                  "cost: training s per epoch and to the best epoch; inference ms per batch of 1 and 32",
+                  study.environment_line(report),
+                  "wrote " + ", ".join(str(root / "st" / n) for n in (study.REPORT_MD, study.REPORT_JSON,
+                                                                        study.REPORT_CSV))]
+    words = {w for line in shown for w in line.split()}
+    for line in long_lines:
+        assert len(line) > 80 and set(line.split()) <= words, (set(line.split()) - words, "\n".join(shown))
+    piped = invoke(*args)  # not a terminal: one line per item, as scripts read it
+    assert "kernel in training / inference" in piped.stdout and str(root / "st" / study.REPORT_CSV) in piped.output
 
 
 class Counter(Callback):

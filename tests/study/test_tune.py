@@ -59,7 +59,13 @@ def test_four_trials_one_pruned_and_best_yaml_retrains_to_the_best(setup):
     assert [t["state"] for t in trials] == ["complete", "complete", "pruned", "complete"]
     pruned_run = Path(trials[2]["runs"][0])
     assert json.loads((pruned_run / "summary.json").read_text())["epochs"] == 1  # stopped after epoch 1 of 2
-    assert len(list_runs(root / "tu")) == 4  # every trial a run directory
+    listed = list_runs(root / "tu")
+    assert len(listed) == 4  # every trial a run directory
+    # the pruned trial's run says so (it was listed as finished)
+    assert {Path(r["run"]).name: r["status"] for r in listed} == {
+        Path(t["runs"][0]).name: "pruned" if t["state"] == "pruned" else "finished" for t in trials}
+    table = invoke("runs", root / "tu")
+    assert next(line for line in table.stdout.splitlines() if pruned_run.name in line).rstrip().endswith("pruned")
     best = result["best"]
     assert best["value"] == max(t["value"] for t in trials if t["state"] == "complete")
     cfg = load_config(root / "tu" / tune.BEST, [f"output_dir={root / 'retrained'}"])
