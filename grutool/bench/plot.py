@@ -5,6 +5,7 @@ matplotlib is an optional extra (`pip install 'grutool[plot]'`), imported only h
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 from grutool.bench.report import SHOWN, unit
@@ -80,8 +81,11 @@ def plot(report: dict, path: str | Path) -> None:
         ax.legend(handles=handles, fontsize=8)
     e = report["env"]
     threads = f"{e['torch_threads']} thread{'' if e['torch_threads'] == 1 else 's'}"
-    fig.suptitle(f"grutool bench: torch {e['torch']}, {e.get('gpu') or e['cpu']}, {threads}, "
-                 f"{rows[0]['device']}; error bars: interquartile range", fontsize=9)
+    title = (f"grutool bench: torch {e['torch']}, {e.get('gpu') or e['cpu']}, {threads}, {rows[0]['device']}; "
+             f"error bars: interquartile range")
+    # Wrapped to the figure's width (a 9-point character is at most ~6 points wide): one long line ran past
+    # both edges of a 6-inch figure.
+    fig.suptitle(textwrap.fill(title, width=int(fig.get_figwidth() * 72 / 6)), fontsize=9)
     fig.tight_layout()
     try:
         save_png(fig, path, dpi=120)  # in memory, then atomically: a full disk is one line

@@ -191,20 +191,43 @@ def legend(report: dict) -> str:
             f"native = ATen's per-step loop; *: {off} switched off (--kernels native)")
 
 
-def rich_table(report: dict):
+def rich_table(report: dict, measures: Optional[list[int]] = None, title: bool = True, caption: bool = True):
+    """The terminal table: the spec columns, then the measure columns (those at `measures`' indices; all by
+    default). Cells fold rather than end in `…`: a number is never cut, however narrow the terminal."""
     from rich.markup import escape
     from rich.table import Table
 
     cols, fixed = _spec_columns(report["rows"])
-    cols += _measure_columns(full=False, rows=report["rows"])
-    title = "grutool bench" + (f": {', '.join(fixed)}" if fixed else "")
-    caption = "\n".join([legend(report)] + environment_lines(report))
-    t = Table(title=escape(title), caption=escape(caption), caption_justify="left")
+    shown = _measure_columns(full=False, rows=report["rows"])
+    cols += shown if measures is None else [shown[i] for i in measures]
+    heading = "grutool bench" + (f": {', '.join(fixed)}" if fixed else "")
+    legend_lines = "\n".join([legend(report)] + environment_lines(report))
+    t = Table(title=escape(heading) if title else None, caption=escape(legend_lines) if caption else None,
+              caption_justify="left")
     for header, _, right in cols:
-        t.add_column(header, justify="right" if right else "left", no_wrap=True)
+        t.add_column(header, justify="right" if right else "left", overflow="fold")
     for r in report["rows"]:
         t.add_row(*[escape(fn(r)) for _, fn, _ in cols])
     return t
+
+
+def rich_tables(report: dict, fits: Callable[[object], bool]) -> list:
+    """`rich_table`, or where `fits` (the terminal's width) says it does not fit, its measure columns spread
+    over as few tables as fit, each repeating the spec columns so that a row reads on its own, then the legend
+    as lines of its own (a caption would wrap to the narrower table's width)."""
+    whole = rich_table(report)
+    if fits(whole):
+        return [whole]
+    count = len(_measure_columns(full=False, rows=report["rows"]))
+    groups: list[list[int]] = [[]]
+    for i in range(count):
+        if groups[-1] and not fits(rich_table(report, groups[-1] + [i], title=False, caption=False)):
+            groups.append([])
+        groups[-1].append(i)
+    from rich.text import Text
+
+    tables: list = [rich_table(report, g, title=n == 0, caption=False) for n, g in enumerate(groups)]
+    return tables + [Text("\n".join([legend(report)] + environment_lines(report)))]
 
 
 def to_markdown(report: dict) -> str:

@@ -120,7 +120,11 @@ def bench(
             report = reports.read_report(grid_file)
         else:
             report = _run_with_progress(run, grid, smoke, quiet, console=err)
-        _print_wide(out, reports.rich_table(report))
+        if out.is_terminal:  # a table too wide for the terminal in parts, never a number cut to `…`
+            for table in reports.rich_tables(report, lambda t: _needed(out, t) <= out.width):
+                out.print(table)
+        else:
+            _print_wide(out, reports.rich_table(report))
         if not (smoke and quiet):  # a smoke run is never published: its timing caveats are noise in CI logs
             for message in report.get("warnings", []):
                 warning(message)
@@ -154,9 +158,14 @@ def bench(
             out.print(f"smoke: ok ({len(report['rows'])} rows in {report['duration_s']:.1f}s)")
 
 
+def _needed(console, table) -> int:
+    """The columns `table` takes with no cell wrapped or cut."""
+    return console.measure(table, options=console.options.update_width(10_000)).maximum
+
+
 def _print_wide(console, table) -> None:
     """In a terminal, its width; into a file or pipe, as wide as the table needs (no truncated cells)."""
-    needed = console.measure(table, options=console.options.update_width(10_000)).maximum
+    needed = _needed(console, table)
     if console.is_terminal or needed <= console.width:
         console.print(table)
         return

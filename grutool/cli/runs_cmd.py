@@ -62,26 +62,35 @@ def runs(
         if not found:
             out.print(f"no runs under {root}", markup=False)
             return
-        from rich import box
-        from rich.table import Table
+        # One line per run in 80 columns: no vertical rules, figures never cut. Run names whole (a name split
+        # over two lines reads as two runs) while the best figure wraps between its name and value; only a
+        # name too long for that folds. The best epoch is in `compare` and --json.
+        from grutool.cli.render.tables import FirstThatFits
 
-        # One line per run in 80 columns: no vertical rules, figures never wrapped (a long run name folds);
-        # the best epoch is in `compare` and --json.
-        t = Table(title=f"{len(found)} run(s) under {plain(root)}", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
-                  title_justify="left")
-        for col in ("run", "task", "best", "epochs", "time", "status"):
-            t.add_column(col, justify="right" if col in ("epochs", "time") else "left",
-                         overflow="fold" if col == "run" else "ellipsis", no_wrap=col != "run")
-        for r in found:
-            # `sentence_accuracy` as `sentence_acc`, as in the epoch lines
-            best = (f"{plain(r['monitor'].replace('_accuracy', '_acc'))} {_figure(r['best'])}"
-                    if r["best"] is not None else "-")
-            epochs = f"{r['epochs']}/{r['max_epochs']}" if r["max_epochs"] else str(r["epochs"])
-            time_s = _duration(r["time_s"]) if r["time_s"] is not None else "-"
-            style = STATUS_STYLE.get(r["status"], "")
-            status = f"[{style}]{plain(r['status'])}[/]" if style else plain(r["status"])
-            t.add_row(plain(_relative(r["run"], root)), plain(r["task"]), best, epochs, time_s, status)
+        t = FirstThatFits(_runs_table(found, root, whole_names=True), _runs_table(found, root, whole_names=False))
         out.print(t)
+
+
+def _runs_table(found: list[dict], root: Path, whole_names: bool):
+    from rich import box
+    from rich.table import Table
+
+    t = Table(title=f"{len(found)} run(s) under {plain(root)}", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+              collapse_padding=True, title_justify="left")
+    for col in ("run", "task", "best", "epochs", "time", "status"):
+        wraps = col == "best" if whole_names else col == "run"
+        t.add_column(col, justify="right" if col in ("epochs", "time") else "left",
+                     overflow="fold" if col in ("run", "best") else "ellipsis", no_wrap=not wraps)
+    for r in found:
+        # `sentence_accuracy` as `sentence_acc`, as in the epoch lines
+        best = (f"{plain(r['monitor'].replace('_accuracy', '_acc'))} {_figure(r['best'])}"
+                if r["best"] is not None else "-")
+        epochs = f"{r['epochs']}/{r['max_epochs']}" if r["max_epochs"] else str(r["epochs"])
+        time_s = _duration(r["time_s"]) if r["time_s"] is not None else "-"
+        style = STATUS_STYLE.get(r["status"], "")
+        status = f"[{style}]{plain(r['status'])}[/]" if style else plain(r["status"])
+        t.add_row(plain(_relative(r["run"], root)), plain(r["task"]), best, epochs, time_s, status)
+    return t
 
 
 def _duration(seconds: float) -> str:

@@ -526,3 +526,43 @@ def test_pair_parts_splits_each_call_into_the_compiled_pair_calls_and_the_rest(m
         assert 0 < pair_fwd < fwd and 0 < pair_bwd < bwd
         assert math.isclose(pair + rest, total, abs_tol=0.011)  # printed to 2 and 3 decimals
     assert out.count("GRU / LSTM") == 2
+
+
+def test_terminal_table_at_80_columns_shows_every_value_whole(smoke):
+    # Ten columns at 80: batch size 128 read `1…` and parameter counts `20,…`; now the table splits in two.
+    from rich.console import Console
+
+    report = json.loads((smoke[1] / "s.json").read_text())
+    report["rows"] = [dict(r, batch_size=128, params=r["params"] + 1_000_000) for r in report["rows"]]
+    console = Console(width=80, record=True, file=open("/dev/null", "w"))
+    for part in reports.rich_tables(report, lambda t: console.measure(
+            t, options=console.options.update_width(10_000)).maximum <= 80):
+        console.print(part)
+    text = console.export_text()
+    assert "…" not in text, text
+    assert all(len(line) <= 80 for line in text.splitlines())
+    for r in report["rows"]:
+        assert f"{r['params']:,}" in text and f"{r['tokens_per_s']:,.0f}" in text
+    assert "128" in text and "grutool bench" in text and "median time per batch" in text
+
+
+def test_plot_title_stays_inside_a_narrow_figure(smoke, tmp_path, monkeypatch):
+    # One long suptitle line ran past both edges of a 6-inch figure; it wraps now.
+    pytest.importorskip("matplotlib")
+    from grutool.bench import plot as plots
+
+    seen = {}
+
+    def check(fig, path, dpi):
+        fig.canvas.draw()
+        box = fig._suptitle.get_window_extent(fig.canvas.get_renderer())
+        seen["inside"] = box.x0 >= 0 and box.x1 <= fig.bbox.width and box.y1 <= fig.bbox.height
+        seen["text"] = fig._suptitle.get_text()
+
+    monkeypatch.setattr(plots, "save_png", check)
+    report = json.loads((smoke[1] / "s.json").read_text())
+    report["rows"] = report["rows"][:2]
+    report["env"] = dict(report["env"], cpu="Intel(R) Xeon(R) Platinum 8480+ Processor with a long name")
+    plots.plot(report, tmp_path / "b.png")
+    assert seen["inside"], seen
+    assert "interquartile range" in seen["text"].replace("\n", " ")

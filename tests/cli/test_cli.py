@@ -94,3 +94,23 @@ def test_ctrl_c_saves_a_resumable_checkpoint(tmp_path):
     assert 1 <= state["epoch"] < 200
     r = runner.invoke(app, ["train", str(cfg), "-q", "--resume", "--set", f"train.epochs={state['epoch'] + 1}"])
     assert r.exit_code == 0, r.output
+
+
+def test_runs_table_keeps_run_names_whole_at_80_columns(tmp_path):
+    # `main/runs/senti` / `ment-api`: the name column folded while `best` had room; the best figure wraps now.
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from grutool.cli.render.tables import FirstThatFits
+    from grutool.cli.runs_cmd import _runs_table
+
+    names = ["main/runs/lm_stream", "main/runs/sentiment-api"]
+    found = [{"run": str(tmp_path / n), "task": "classifier", "monitor": "sentence_accuracy", "best": 0.7667,
+              "epochs": 10, "max_epochs": 10, "time_s": 61.0, "status": "interrupted"} for n in names]
+    console = Console(width=80, record=True, file=open("/dev/null", "w"))
+    console.print(FirstThatFits(_runs_table(found, tmp_path, whole_names=True),
+                                _runs_table(found, tmp_path, whole_names=False)))
+    text = console.export_text()
+    assert all(n in text for n in names), text
+    assert "0.7667" in text and "interrupted" in text and "…" not in text, text

@@ -276,3 +276,25 @@ def test_crlf_trailing_spaces_blank_lines_and_an_empty_sentence_are_tolerated(tm
     assert result.exit_code == 0, result.output
     assert "4 empty sentence(s)" in result.stderr and "seq.in:2" in result.stderr
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["examples"]["train"] == 8
+
+
+def test_tag_confusion_at_80_columns_shows_whole_labels_or_says_where_it_is():
+    # B-city_name and B-cost_relative both read `B-c…`: a matrix too wide is one line now.
+    from rich.console import Console
+
+    from grutool.families.tagger.render import tables
+
+    labels = ["O", "B-city_name", "B-cost_relative", "B-airline_name", "I-city_name", "B-depart_date.day_name",
+              "I-airline_name", "B-fromloc.city_name", "B-toloc.city_name", "I-toloc.city_name"]
+    for tags in (labels[:4], labels):
+        m = {"source": "test", "n": 1, "tokens": 1, "token_accuracy": 1.0, "sentence_accuracy": 1.0, "per_tag": {},
+             "confusion": {"labels": tags, "matrix": [[1] * len(tags) for _ in tags]}}
+        console = Console(width=80, record=True, file=open("/dev/null", "w"))
+        for t in tables(m):
+            console.print(t)
+        text = console.export_text()
+        assert "…" not in text, text
+        if tags == labels:
+            assert "tag confusion: 10 x 10" in text and "--json" in text and "--plot" in text, text
+        else:
+            assert all(tag in text for tag in tags) and "gold \\ pred" in text, text

@@ -16,13 +16,46 @@ def plain(value) -> str:
 
 
 def confusion_table(title: str, labels: list[str], matrix: list[list[int]]):
-    """Rows: gold labels, columns: predicted labels."""
+    """Rows: gold labels, columns: predicted labels. Every label whole: where the matrix is wider than the
+    terminal (or, into a pipe, 80 columns), one line saying where it is instead (labels cut to `B-c…` would
+    read alike)."""
     from rich.table import Table
 
     cm = Table(title=f"{plain(title)} (rows: gold, columns: predicted)")
-    cm.add_column("gold \\ pred")
+    cm.add_column("gold \\ pred", no_wrap=True)
     for name in labels:
-        cm.add_column(plain(name), justify="right")
+        cm.add_column(plain(name), justify="right", no_wrap=True)
     for name, row in zip(labels, matrix):
         cm.add_row(plain(name), *[str(x) for x in row])
-    return cm
+    n = len(labels)
+    return FitsOrSays(cm, f"{plain(title)}: {n} x {n}, wider than the terminal; `grutool eval --json` has it, "
+                          f"`--plot PATH.png` draws it")
+
+
+class FitsOrSays:
+    """A table printed whole where it fits the width rich renders at, else one line (`note`) in its place."""
+
+    def __init__(self, table, note: str):
+        self.table, self.note = table, note
+
+    def __rich_console__(self, console, options):
+        from rich.measure import Measurement
+
+        needed = Measurement.get(console, options.update_width(10_000), self.table).maximum
+        yield self.table if needed <= options.max_width else console.render_str(self.note)
+
+
+class FirstThatFits:
+    """The first of `choices` whose narrowest rendering (every word whole) fits the width, else the last."""
+
+    def __init__(self, *choices):
+        self.choices = choices
+
+    def __rich_console__(self, console, options):
+        from rich.measure import Measurement
+
+        for choice in self.choices[:-1]:
+            if Measurement.get(console, options.update_width(10_000), choice).minimum <= options.max_width:
+                yield choice
+                return
+        yield self.choices[-1]
