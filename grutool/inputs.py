@@ -4,8 +4,8 @@
     data    a csv/tsv/json/jsonl/parquet (or conll/conllu, or numeric .ts) file read with the run's data settings: its
             text column (seq2seq: source column; tagger: tokens), header and format; labels, targets
             and tags in the file are ignored. A split in the run's own multi-file format is read as
-            training reads it too: a folder (format parallel: seq.in ...) or a file-name prefix
-            (format parallel_text: test -> test.de, test.en)
+            training reads it too: a folder (`Task.folder_format`, or auto: tagger parallel with seq.in ...,
+            lm text_dir) or a file-name prefix (format parallel_text: test -> test.de, test.en)
     auto    `data` for those extensions, folders and prefixes, `lines` otherwise (the default)
 
 A task whose inputs are tables (`Task.file_inputs = "data"`: forecast) reads every file as `data`, stdin (`-`)
@@ -20,7 +20,6 @@ from pathlib import Path
 from grutool.errors import UserError
 
 FORMATS = ("auto", "lines", "data")
-FOLDER_FORMATS = ("parallel", "text_dir")  # data.format values whose splits are folders
 DATA_EXTENSIONS = (".csv", ".tsv", ".json", ".jsonl", ".parquet", ".conll", ".conllu", ".ts")
 
 
@@ -57,9 +56,12 @@ def read_data_inputs(task, cfg, path: str, vocabs=None) -> list[str]:
         return task.read_inputs(cfg.model_copy(update={"data": cfg.data.local()}), path, vocabs)
     if not p.exists() and not is_prefix(p):
         raise UserError(f"{path}: input file not found")
-    if p.is_dir() and cfg.data.format not in FOLDER_FORMATS:
+    # A folder is read as training and `eval --data` read it: data.format auto resolves one to the task's folder format.
+    if p.is_dir() and (task.folder_format is None or cfg.data.format not in ("auto", task.folder_format)):
+        why = (f"task {task.name} reads no folders" if task.folder_format is None else
+               f"this run reads data.format {cfg.data.format}, a folder is {task.folder_format} data")
         raise UserError(f"--file {path}: is a directory; give a data file, or a text file with one input per line "
-                        f"(a folder is read only by runs whose data.format is {' or '.join(FOLDER_FORMATS)})")
+                        f"({why})")
     data = cfg.data.local()  # a local file, whatever trained it
     if p.suffix.lower() in DATA_EXTENSIONS and data.format != "auto":
         # The run may declare a format for its own files (parallel_text, conllu): this file names its own.

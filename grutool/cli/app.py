@@ -289,6 +289,9 @@ def _read_inputs(texts: List[str], file: Optional[str], run_dir: Path) -> list[s
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
         raise UserError(f"{name}:{line}: not valid UTF-8 (byte {e.start}); save the input as UTF-8") from None
+    if not text.strip():  # nothing to predict is a mistake upstream (an empty pipe, a wrong file), not a success
+        raise UserError(f"{name}: no inputs ({'only blank lines' if text else 'nothing read' if file == '-' else 'empty file'}); "
+                        f"give one input per line")
     return list(texts) + text.splitlines()
 
 

@@ -103,8 +103,9 @@ def _quiet_datasets():
     return datasets
 
 
-def load_file(path: str, cfg: DataConfig):
-    """Load one local data file as a `datasets.Dataset`."""
+def load_file(path: str, cfg: DataConfig, text_fields: tuple[str, ...] = ()):
+    """Load one local data file as a `datasets.Dataset`. `text_fields`: the config fields (text_column ...) whose
+    columns every JSON line must hold as a string (`datasets` would read a missing one as None, a number as 5)."""
     p = Path(path)
     if p.is_dir():
         raise UserError(f"{path}: is a directory; name a data file")
@@ -112,7 +113,8 @@ def load_file(path: str, cfg: DataConfig):
         raise data_not_found(path)
     builder, kwargs = _builder_args(path, cfg)
     if builder != "parquet":
-        _check_text_file(p, file_format(path, cfg.format), cfg.header, cfg.column_names)
+        texts = {getattr(cfg, field): field for field in text_fields}
+        _check_text_file(p, file_format(path, cfg.format), cfg.header, cfg.column_names, texts)
     transient = _TRANSIENT_CACHE.get()
     if transient is not None:
         kwargs.update(cache_dir=transient, keep_in_memory=True)  # the Arrow table lives on after the folder
@@ -128,8 +130,10 @@ def load_file(path: str, cfg: DataConfig):
                         f"{str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__}") from None
 
 
-def _check_text_file(p: Path, fmt: str, header: bool, column_names: Optional[list[str]] = None) -> None:
-    """UTF-8, non-empty and the right shape, checked here so the message can name the line."""
+def _check_text_file(p: Path, fmt: str, header: bool, column_names: Optional[list[str]] = None,
+                     texts: Optional[dict[str, str]] = None) -> None:
+    """UTF-8, non-empty and the right shape, checked here so the message can name the line; `texts`: column ->
+    config field of the texts each JSON line must hold as a string."""
     text = read_text(p, "name a data file")
     lines = sum(1 for l in text.splitlines() if l.strip())
     if lines - (1 if fmt in ("csv", "tsv") and header else 0) <= 0:
@@ -152,6 +156,18 @@ def _check_text_file(p: Path, fmt: str, header: bool, column_names: Optional[lis
             if not isinstance(row, dict):
                 raise UserError(f"{p}:{number}: expected a JSON object with the text and label fields, "
                                 f"got {type(row).__name__}") from None
+            for column, field in (texts or {}).items():
+                if column not in row:
+                    raise UserError(f"{p}:{number}: no \"{column}\" field (data.{field}); give every line its "
+                                    f"text, or remove the line")
+                value = row[column]
+                if value is None:
+                    raise UserError(f"{p}:{number}: \"{column}\" is null (data.{field}); give the line its text, "
+                                    f"or remove the line")
+                if not isinstance(value, str):
+                    raise UserError(f"{p}:{number}: \"{column}\" is a {_json_kind(value)} "
+                                    f"({clipped(jsonsafe.dumps(value), 40)}), not a string (data.{field}); "
+                                    f"write the text in quotes")
 
 
 def _check_first_row(p: Path, text: str, fmt: str, header: bool, column_names: Optional[list[str]]) -> None:
@@ -246,9 +262,10 @@ def load_hub_split(cfg: DataConfig, split: str):
                         f"{str(exc) or type(cause).__name__}; {how}") from None
 
 
-def load_split(cfg: DataConfig, source: str):
-    """A split as a `datasets.Dataset`: a file path, or a split name when `cfg.dataset` is set."""
-    return load_hub_split(cfg, source) if cfg.dataset else load_file(source, cfg)
+def load_split(cfg: DataConfig, source: str, text_fields: tuple[str, ...] = ()):
+    """A split as a `datasets.Dataset`: a file path, or a split name when `cfg.dataset` is set (`text_fields`:
+    see `load_file`)."""
+    return load_hub_split(cfg, source) if cfg.dataset else load_file(source, cfg, text_fields)
 
 
 def split_where(cfg: DataConfig, source: str) -> str:

@@ -100,6 +100,9 @@ class Task:
     """How `infer --file` reads a file: `auto` (a data file by its extension or folder, else one input per line;
     stdin one input per line) or `data` (the inputs are tables: any file, and stdin, is one data file for
     `read_inputs`; `--format lines` is refused). See grutool.inputs."""
+    folder_format: ClassVar[Optional[str]] = None
+    """The data.format whose splits are folders, the one `auto` resolves a folder to (tagger: parallel; lm:
+    text_dir): `infer --file FOLDER` reads a folder for a run of that format or `auto`; None: no folders."""
     needs_inputs: ClassVar[bool] = True
     """`infer` without any TEXT or --file is an error (False: the task predicts from nothing, e.g. generates)."""
     traces_real_examples: ClassVar[bool] = True

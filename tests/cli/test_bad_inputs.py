@@ -212,6 +212,13 @@ NON_UTF8 = "café".encode("latin-1")
     pytest.param("latin1.jsonl", b'{"text": "good", "label": "pos"}\n{"text": "' + NON_UTF8 + b'", "label": "neg"}\n', {},
                  ["latin1.jsonl", "UTF-8"], id="non-utf8-jsonl"),
     pytest.param("unknown.xlsx", b"whatever", {}, ["unknown.xlsx", "data.format"], id="unknown-extension"),
+    pytest.param("notext.jsonl", b'{"text": "good", "label": "pos"}\n{"label": "neg"}\n', {},
+                 ["notext.jsonl:2:", 'no "text" field', "data.text_column"], id="jsonl-line-without-text"),
+    pytest.param("nulltext.jsonl", b'{"text": "good", "label": "pos"}\n{"text": null, "label": "neg"}\n', {},
+                 ["nulltext.jsonl:2:", '"text" is null'], id="jsonl-null-text"),
+    pytest.param("numtext.jsonl", b'{"sentence": "good", "label": "pos"}\n{"sentence": 5, "label": "neg"}\n',
+                 {"text_column": "sentence"}, ["numtext.jsonl:2:", '"sentence" is a number (5), not a string'],
+                 id="jsonl-number-text"),
 ])
 def test_bad_training_data(cwd, data, name, content, data_overrides, expected):
     path = cwd / name
@@ -386,6 +393,30 @@ def test_infer_file_not_utf8(trained, tmp_path):
 def test_infer_without_inputs(trained):
     result = invoke("infer", trained)
     assert_user_error(result, "--file")
+
+
+def test_infer_empty_file_or_stdin_is_a_user_error(trained, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    assert_user_error(invoke("infer", trained, "--file", empty), "empty.txt", "no inputs", "empty file")
+    blank = tmp_path / "blank.txt"
+    blank.write_text("\n  \n", encoding="utf-8")
+    assert_user_error(invoke("infer", trained, "--file", blank), "blank.txt", "no inputs", "only blank lines")
+    result = CliRunner().invoke(app, ["infer", str(trained), "--file", "-"], input="")
+    assert_user_error(result, "stdin", "no inputs")
+
+
+@pytest.mark.parametrize("line, expected", [
+    ('{"label": "neg"}', ['no "text" field', "data.text_column"]),
+    ('{"text": null}', ['"text" is null']),
+    ('{"text": 5}', ['"text" is a number (5), not a string']),
+], ids=["missing", "null", "number"])
+@pytest.mark.parametrize("command", ["infer", "eval"])
+def test_jsonl_line_without_a_text_string_is_named(trained, tmp_path, line, expected, command):
+    path = tmp_path / "inputs.jsonl"
+    path.write_text('{"text": "good film", "label": "pos"}\n' + line + "\n", encoding="utf-8")
+    args = ["--file", path] if command == "infer" else ["--data", path]
+    assert_user_error(invoke(command, trained, *args), "inputs.jsonl:2:", *expected)
 
 
 def test_eval_json_output(trained):

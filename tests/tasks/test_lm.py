@@ -171,6 +171,22 @@ def test_infer_cli_generates_and_scores(runs):
     assert r.exit_code == 0 and len(r.stdout.splitlines()) == 2, r.output
 
 
+def test_infer_file_scores_the_text_column_of_the_runs_own_data_file(runs, tmp_path):
+    """README: `--file` reads a csv/tsv/jsonl through the run's text column (header skipped, the condition column
+    ignored: --condition gives it), the same scores as the texts given one by one."""
+    import csv
+
+    with open(ROOT / "data/lm/test.tsv", encoding="utf-8") as f:
+        texts = [row["text"] for row in csv.DictReader(f, delimiter="\t")]
+    r = invoke("infer", runs["cond"], "--condition", "zuri", "--score", "--file", ROOT / "data/lm/test.tsv")
+    assert r.exit_code == 0, r.output
+    assert r.stdout == invoke("infer", runs["cond"], "--condition", "zuri", "--score", *texts).stdout
+    jsonl = tmp_path / "t.jsonl"
+    jsonl.write_text("".join(f'{{"text": "{t}"}}\n' for t in texts[:3]), encoding="utf-8")
+    r = invoke("infer", runs["cond"], "--condition", "zuri", "--score", "--file", jsonl)
+    assert r.exit_code == 0 and len(r.stdout.splitlines()) == 3, r.output
+
+
 def test_infer_prints_each_samples_log_probability_on_a_stream_model(tmp_path):
     """README: one sample per line, text<TAB>log-probability; a stream's sample spanning lines keeps it too."""
     import json

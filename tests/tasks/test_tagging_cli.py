@@ -110,6 +110,25 @@ def test_infer_lines_and_jsonl(joint_run):
     assert rows[1]["tokens"] == [] and rows[1]["spans"] == [] and rows[1]["intent"]  # empty text: intent prior
 
 
+def test_infer_file_reads_a_split_folder_as_eval_does_under_format_auto(joint_run, tmp_path):
+    """README: a split in the run's own folder format is read as training reads it; data.format auto resolves a
+    folder of seq.in/seq.out/label to parallel, for `infer --file` as for `eval --data`."""
+    import shutil
+
+    run = tmp_path / "auto"
+    shutil.copytree(joint_run, run)
+    raw = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+    raw["data"]["format"] = "auto"
+    write_yaml(run / "config.yaml", raw)
+    assert invoke("eval", run, "--data", TRAVEL / "test").exit_code == 0
+    expected = (TRAVEL / "test" / "seq.in").read_text(encoding="utf-8").split("\n")
+    expected = [" ".join(line.split()) for line in expected if line.strip()]
+    for extra in ([], ["--format", "data"]):
+        result = invoke("infer", run, "--file", TRAVEL / "test", "--jsonl", *extra)
+        assert result.exit_code == 0, result.output
+        assert [" ".join(json.loads(l)["tokens"]) for l in result.stdout.splitlines()] == expected
+
+
 def test_tagger_infer_keeps_case_and_splits_punctuation(tagger_run):
     result = invoke("infer", tagger_run, "Anna Rossi visited Paris.", "--jsonl")
     assert result.exit_code == 0, result.output

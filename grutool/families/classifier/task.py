@@ -26,7 +26,7 @@ def read_examples(cfg: DataConfig, source: str, need_labels: bool = True) -> tup
     """Texts and string labels of one split, with every data problem as a UserError."""
     from grutool.data.loading import class_names, first_row_line, label_name, load_split, require_columns, split_where
 
-    ds = load_split(cfg, source)
+    ds = load_split(cfg, source, ("text_column",))
     where = split_where(cfg, source)
     fields = {"text_column": cfg.text_column}
     if need_labels:

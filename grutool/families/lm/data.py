@@ -116,7 +116,7 @@ def _read_table(cfg: Config, path: str, fmt: str, lo: float, hi: float) -> Lines
     from grutool.data.loading import load_file
 
     d = cfg.data.model_copy(update={"format": fmt})
-    return _table_lines(d, load_file(path, d), path, path, lo, hi)
+    return _table_lines(d, load_file(path, d, ("text_column",)), path, path, lo, hi)
 
 
 def _read_hub(cfg: Config, split: str, lo: float, hi: float) -> Lines:

@@ -58,6 +58,7 @@ class LMTask(Task):
         "score": Option(bool, "each token's log-probability of the texts instead of generating"),
     }
     needs_inputs = False
+    folder_format = "text_dir"  # one .txt file per condition
 
     # --- config --------------------------------------------------------------------------------
 
@@ -299,6 +300,14 @@ class LMTask(Task):
     def served_vocabularies(self, run) -> dict[str, list[str]]:
         conditions = run.extra.get("conditions")
         return {"conditions": list(conditions.itos)} if conditions is not None else {}
+
+    def read_inputs(self, cfg: Config, source: str, vocabs: Any = None) -> list[str]:
+        """A csv/tsv/jsonl file's text column (a text_dir folder's lines), as training reads it. Its condition
+        column is ignored, as other families ignore labels: `predict` takes one condition for all its texts."""
+        from grutool.families.lm.data import read_lines
+
+        data = cfg.data.model_copy(update={"condition_column": None})
+        return read_lines(cfg.model_copy(update={"data": data}), source).texts
 
     def check_options(self, predictor, num: int = 1, max_length: Optional[int] = None, temperature: float = 1.0,
                       top_k: Optional[int] = None, top_p: Optional[float] = None, seed: int = 0,

@@ -56,7 +56,7 @@ def _parallel_text(cfg: DataConfig, spec: str | list[str]) -> list[tuple[str, st
 def _columns(cfg: DataConfig, spec: str) -> list[tuple[str, str, str, str]]:
     from grutool.data.loading import first_row_line, load_file, require_columns
 
-    ds = load_file(spec, cfg)
+    ds = load_file(spec, cfg, ("source_column",))
     require_columns(ds, spec, {"source_column": cfg.source_column, "target_column": cfg.target_column})
     rows = []
     for i, (s, t) in enumerate(zip(ds[cfg.source_column], ds[cfg.target_column])):

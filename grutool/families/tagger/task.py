@@ -35,6 +35,7 @@ class TaggerTask(Task):
     renderer = "tagger"
     exporter = "tagger"
     outputs = "tags"
+    folder_format = "parallel"  # seq.in, seq.out (and label) in one folder
     example = {"data": {"train": "data/tagging/ner/train.conll", "validation": "data/tagging/ner/validation.conll",
                         "test": "data/tagging/ner/test.conll", "scheme": "iob2"}}
     # N -> N on numbers: the toy traces' rising/falling phase at every step (a label per row of the long csv).
