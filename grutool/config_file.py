@@ -254,7 +254,8 @@ def _apply_override(raw: dict, item: str) -> tuple[str, ...]:
 
 def parse_config(raw: Any, source: str = "<config>", overrides: list[str] = (),
                  lines: Optional[dict] = None, default_output_dir: Optional[str] = None) -> Config:
-    """Validate a raw mapping (as read from YAML) plus `--set` overrides."""
+    """Validate a raw mapping (as read from YAML) plus `--set` overrides: `KEY=VALUE` strings, or
+    `(KEY=VALUE, option)` pairs whose errors name the option the user typed (`--seed N`)."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -262,7 +263,8 @@ def parse_config(raw: Any, source: str = "<config>", overrides: list[str] = (),
     where = {path: f"{source}:{line}" for path, line in (lines or {}).items()}
     where[()] = source
     for item in overrides:
-        where[_apply_override(raw, item)] = f"--set {clipped(item)}"
+        item, shown = item if isinstance(item, tuple) else (item, f"--set {clipped(item)}")
+        where[_apply_override(raw, item)] = shown
     if default_output_dir is not None and raw.get("output_dir") is None:
         raw["output_dir"] = default_output_dir
     try:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from grutool.atomic import check_output_path, write_atomic
 from grutool.errors import UserError
+from grutool.rundir import METRICS
 from grutool.runs import describe, read_metrics
 
 
@@ -56,9 +57,14 @@ def plot_curves(run_dirs: list[str | Path], path: str | Path, labels: list[str] 
     path = check_png_path(path)
     runs = []
     for i, run in enumerate(run_dirs):
+        if not Path(run).is_dir():
+            what = "is a file, not a run directory" if Path(run).exists() else "run directory not found"
+            raise UserError(f"{run}: {what}; give the directory `grutool train` wrote")
+        if not (Path(run) / METRICS).is_file():
+            raise UserError(f"{run}: not a run directory (no {METRICS}); list runs with `grutool runs`")
         rows = read_metrics(run)
         if not rows:
-            raise UserError(f"{run}: no epochs in metrics.jsonl to plot (is it a run directory?)")
+            raise UserError(f"{run}: no epochs in {METRICS} to plot yet (the run has not finished an epoch)")
         runs.append((labels[i] if labels else str(run), rows, describe(run)))
     plt = _pyplot()
     fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(11, 4.2))

@@ -190,6 +190,9 @@ def build_app(predictor, limits: Optional[Limits] = None):
         loc = first.get("loc", ())
         if len(loc) > 2 and loc[:2] == ("body", "texts") and isinstance(loc[2], int):  # one entry, misshapen
             return problem(422, f"texts[{loc[2]}]: {form}")
+        if first.get("type") == "json_invalid":  # loc: ("body", the character offset where decoding stopped)
+            reason = first.get("ctx", {}).get("error") or first.get("msg")
+            return problem(422, f"body: not valid JSON ({reason} at character {loc[-1]})")
         where = ".".join(str(x) for x in loc[1:]) or "body"
         if first.get("type") == "extra_forbidden" and len(first.get("loc", ())) == 2:
             takes = f"texts and the options {', '.join(served_options)}" if served_options else "texts only"

@@ -18,7 +18,7 @@ from typer.core import TyperGroup
 
 from grutool.cli.metavars import clean_metavars
 from grutool.cli.console import err, out, setup_logging, usage_errors, user_errors
-from grutool.errors import UserError
+from grutool.errors import UserError, clipped
 
 
 class _Group(TyperGroup):
@@ -134,7 +134,7 @@ def train(
         if device is not None:
             overrides.append(f"train.device={device.value}")
         if seed is not None:
-            overrides.append(f"train.seed={seed}")
+            overrides.append((f"train.seed={seed}", f"--seed {clipped(str(seed))}"))  # errors name --seed
         if output_dir is not None:
             overrides.append(f"output_dir={output_dir}")
         if tensorboard is not None:

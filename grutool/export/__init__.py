@@ -153,9 +153,13 @@ def export(run_dir: str | Path, fmt: str = "onnx", output: Optional[str | Path] 
     fam = family(task)
     out = Path(output) if output is not None else default_path(run.path, fmt, int8)
     check_output_path(out, "--output")  # before the minutes of work: missing, a file or read-only
-    source = getattr(run.config.data, split, None)
-    if source is None:
-        raise UserError(f"split: the run has no {split} split (data.{split}) to check parity on", option="split")
+    have = [s for s in ("train", "validation", "test") if getattr(run.config.data, s, None) is not None]
+    if split not in have:  # a name that is no split (`nope`, `text_column`) or one this run lacks
+        what = f"the run has no {split} split (data.{split})" if split in ("train", "validation", "test") \
+            else f"'{split}' is not a split"
+        listed = " or ".join(filter(None, [", ".join(have[:-1]), have[-1]]))  # train, validation or test
+        raise UserError(f"split: {what}; the parity check runs on {listed}", option="split")
+    source = getattr(run.config.data, split)
     t0 = time.perf_counter()
     reference, ready = load_models(run, task, checkpoint)
     graphs = fam.graphs(ready, len(run.vocab))

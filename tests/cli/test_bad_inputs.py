@@ -180,6 +180,15 @@ def test_set_wrong_type(cwd, data):
     assert not (cwd / "out").exists()
 
 
+def test_seed_option_error_names_the_option_typed(cwd, data):
+    # `--seed N` is applied as train.seed=N; the message names what the user typed, not `--set`.
+    cfg = config_for(cwd, data)
+    result = invoke("train", cfg, "--seed", "99999999999999999999999", "--output-dir", cwd / "out")
+    line = assert_user_error(result, "--seed 99999999999999999999999: train.seed")
+    assert "--set" not in line
+    assert not (cwd / "out").exists()
+
+
 def test_set_value_with_markup_characters_is_printed_verbatim(cwd, data):
     # A user-supplied value echoed in the message must not be parsed as rich markup
     # (a stray closing tag would crash the error printer itself).
@@ -320,6 +329,16 @@ def test_eval_missing_run_directory(cwd):
 def test_infer_missing_run_directory(cwd):
     result = invoke("infer", cwd / "no-such-run", "good film")
     assert_user_error(result, "no-such-run", "run directory not found")
+
+
+def test_plot_says_what_is_wrong_with_the_run_directory(cwd):
+    # Before, each of these said "no epochs in metrics.jsonl to plot (is it a run directory?)".
+    assert_user_error(invoke("plot", cwd / "no-such-run"), "no-such-run: run directory not found")
+    (cwd / "folder").mkdir()
+    assert_user_error(invoke("plot", cwd / "folder"), "folder: not a run directory (no metrics.jsonl)")
+    (cwd / "folder" / "metrics.jsonl").write_text("", encoding="utf-8")
+    assert_user_error(invoke("plot", cwd / "folder"), "folder: no epochs in metrics.jsonl to plot yet")
+    assert not (cwd / "curves.png").exists()
 
 
 def _truncate(path: Path) -> None:

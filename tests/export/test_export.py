@@ -146,12 +146,25 @@ def test_joint_with_crf_and_chars(joint_run, tmp_path):
     for fmt, name in (("onnx", "m.onnx"), ("torchscript", "m.pt")):
         report = export_ok(joint_run, "--format", fmt, "--exporter", "legacy", "-o", tmp_path / name)
         assert report["parity"]["agreement"] == 1.0 and report["parity"]["total"] > 100
+        assert report["parity"]["unit"] == "tags and intents"
         meta = json.loads((tmp_path / f"{name}.json").read_text())
         assert set(meta["crf"]) >= {"transitions", "start", "end"} and meta["vocabularies"]["intents"]
         texts = ["show me flights from boston to denver on friday", "", "what ground transportation is available"]
         got = invoke("infer", joint_run, *texts, "--jsonl", "--backend", fmt, "--model", tmp_path / name)
         assert got.exit_code == 0, got.output
         assert got.stdout == invoke("infer", joint_run, *texts, "--jsonl").stdout
+
+
+def test_parity_names_what_a_tagger_and_a_joint_run_predict(joint_run, tmp_path):
+    # Before, both said "tags (and intents) agree", though a plain tagger has no intents.
+    run = tmp_path / "tagger"
+    train(load_config(ROOT / "configs" / "tagging.yaml", [f"output_dir={run}", "train.epochs=1"]), progress=False)
+    result = invoke("export", run, "--exporter", "legacy", "-o", tmp_path / "t.onnx")
+    assert result.exit_code == 0, result.output
+    assert "; tags agree " in result.stdout and "intents" not in result.stdout
+    result = invoke("export", joint_run, "--exporter", "legacy", "-o", tmp_path / "j.onnx")
+    assert result.exit_code == 0, result.output
+    assert "; tags and intents agree " in result.stdout
 
 
 def test_seq2seq_encoder_and_one_step_decoder(seq2seq_run, tmp_path):
@@ -203,6 +216,20 @@ def test_bad_inputs_exit_2_and_write_nothing(classifier_run, tmp_path):
     assert sorted(p.name for p in run.iterdir()) == [n for n in before if n != "best.pt"]
     assert_user_error(invoke("infer", classifier_run, "hi", "--backend", "onnx", "--model", tmp_path / "none.onnx"),
                       "no export here", "grutool export")
+
+
+def test_a_bad_split_lists_the_splits_the_run_has(classifier_run, tmp_path):
+    # Before: "the run has no nope split (data.nope)", as if `nope` could be configured.
+    assert_user_error(invoke("export", classifier_run, "--split", "nope", "-o", tmp_path / "m.onnx"),
+                      "--split: 'nope' is not a split; the parity check runs on train, validation or test")
+    run = tmp_path / "run"
+    shutil.copytree(classifier_run, run, ignore=shutil.ignore_patterns("model*"))
+    raw = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+    del raw["data"]["test"]
+    (run / "config.yaml").write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    assert_user_error(invoke("export", run, "--split", "test"),
+                      "the run has no test split (data.test); the parity check runs on train or validation")
+    assert not list(tmp_path.glob("m.onnx*")) and not list(run.glob("model*"))
 
 
 def test_int8_refuses_rnn_layers_naming_them(tmp_path):

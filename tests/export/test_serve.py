@@ -116,6 +116,15 @@ def test_bad_requests_get_4xx_with_a_reason(server, body, status):
     assert r.json()["error"]
 
 
+def test_a_body_that_is_not_json_says_so(server):
+    """Before, `{bad` got "1: JSON decode error": the decoder's character offset read as a field name."""
+    url, _, _ = server
+    r = httpx.post(f"{url}/predict", content=b"{bad", headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    error = r.json()["error"]
+    assert error.startswith("body: not valid JSON (") and error.endswith(" at character 1)"), error
+
+
 def test_a_text_run_takes_strings_only(server):
     """An array where a text belongs is a misshapen body (422) saying what an entry is; before, a text run read
     the array's JSON as a sentence and answered 200."""

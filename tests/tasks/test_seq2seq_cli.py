@@ -93,6 +93,16 @@ def test_character_targets_lead_with_character_scores_not_bleu(reverse_run):
     assert "val_char_level" not in (run / "metrics.jsonl").read_text()
 
 
+def test_the_sacrebleu_signature_line_carries_its_score(reverse_run):
+    # Before, text eval printed `sacreBLEU nrefs:1|...` alone: on character targets the BLEU value is not in
+    # the headline, so the signature stood beside no score at all.
+    run = reverse_run[0]
+    m = json.loads(invoke("eval", run, "--json").stdout)
+    lines = [l for l in invoke("eval", run).stdout.splitlines() if m["bleu_signature"] in l]
+    assert len(lines) == 1 and lines[0].startswith(f"sacreBLEU BLEU = {m['bleu']:.2f}  {m['bleu_signature']}"), lines
+    assert "character targets" in lines[0]
+
+
 def test_save_load_gives_identical_outputs(reverse_run):
     run, _, rec = reverse_run
     got = Predictor(run, "cpu").predict(SOURCES)

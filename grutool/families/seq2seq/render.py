@@ -38,8 +38,9 @@ def tables(metrics: dict) -> list:
     for s in metrics["samples"]:
         t.add_row(plain(s["source"]), plain(s["reference"]), plain(s["output"]))
     out: list = [t]
-    if "bleu_signature" in metrics:
-        out.append(f"sacreBLEU {plain(metrics['bleu_signature'])}")
+    if "bleu_signature" in metrics:  # the score beside the signature it was computed with, as sacreBLEU prints them
+        out.append(f"sacreBLEU BLEU = {metrics['bleu']:.2f}  {plain(metrics['bleu_signature'])}"
+                   + ("  (word n-grams: says little on character targets)" if metrics.get("char_level") else ""))
     return out
 
 
