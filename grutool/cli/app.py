@@ -179,7 +179,8 @@ def train(
             out.print(f"config ok: {config}\n  task        {summary['task']}\n"
                       f"  parameters  {summary['parameters']:,}\n{inputs}"
                       f"{sizes}  examples    {ex}\n"
-                      f"  device      {summary['device']}\n  run dir     {summary['run_dir']} (not written)", markup=False)
+                      f"  device      {summary['device']}\n  run dir     {summary['run_dir']} "
+                      f"({_run_dir_plan(summary.get('run_dir_plan') or {})})", markup=False)
             return
         out.print(f"done: {summary['epochs']} epoch(s), {summary['steps']:,} steps, {summary['wall_time_s']:.1f} s")
         if summary.get("validation"):
@@ -188,6 +189,18 @@ def train(
             out.print(_fit(f"best: epoch {summary['best_epoch']}, "
                            f"{renderer(task).summary_line(summary['validation'])}"), markup=False)
         out.print(f"run directory: {summary['run_dir']}", markup=False)
+
+
+def _run_dir_plan(plan: dict) -> str:
+    """What `train` would do with the run directory, for the dry run's summary (which wrote nothing)."""
+    action = plan.get("action")
+    if action == "replace":
+        return "not written; train would replace the run there, keeping other files"
+    if action == "start over":
+        return "not written; train would start over the run that stopped before its first checkpoint"
+    if action == "resume":
+        return f"not written; train would resume it at epoch {plan.get('epoch', 1)}"
+    return "not written"
 
 
 def _fit(figures: str, width: int = 80) -> str:

@@ -35,7 +35,7 @@ from grutool.training.callbacks import Callback, Checkpointer, EarlyStopping, Me
 from grutool.training.device import resolve_device
 from grutool.training.evaluation import evaluate_split
 from grutool.training.progress import Progress, number, resolve_mode
-from grutool.training.run_setup import RESUMABLE_CHANGES, finished_summary
+from grutool.training.run_setup import RESUMABLE_CHANGES, finished_summary, record_resumed_config
 from grutool.training.startup import Started, start
 from grutool.training.tracking import GradientMonitor, TensorBoard, tensorboard_writer_class
 from grutool.training.trainer import Trainer, TrainState
@@ -96,7 +96,7 @@ def _train(cfg: Config, resume: bool, overwrite: bool, dry_run: bool, callbacks:
         if dry_run:
             for line in stages:
                 log.info("%s", line)
-            return summary
+            return {**summary, "run_dir_plan": started.plan}
         trainer = Trainer(cfg, task, started.prepared, model, run_dir, device,
                           _callbacks(cfg, run_dir, dist, display) + list(callbacks), dist)
         if started.resume:
@@ -173,6 +173,7 @@ def _resume(trainer: Trainer, last: dict, summary: dict) -> Optional[dict]:
         # The run goes on: an earlier finish's summary no longer describes it (`grutool runs` would
         # say "finished" of a run killed mid-resume); _finish writes the new one.
         (run_dir / rundir.SUMMARY).unlink(missing_ok=True)
+        record_resumed_config(trainer.cfg, run_dir)
     log.info("resuming at epoch %d, step %d", trainer.state.epoch + 1, trainer.state.step)
     return None
 

@@ -29,9 +29,11 @@ RESUMABLE_CHANGES = {"train.epochs", "train.max_steps", "train.patience", "train
                      "train.dist_timeout_s"}
 
 
-def open_run_dir(cfg: Config, run_dir: Path, resume: bool, overwrite: bool, dry_run: bool,
-                 dist: distributed.Dist, owned: contextlib.ExitStack) -> tuple:
-    """Rank 0: check (and, to resume, lock and read) the run directory: (resume, saved run or None, last.pt)."""
+def open_run_dir(cfg: Config, run_dir: Path, resume: bool, overwrite: bool, dist: distributed.Dist,
+                 owned: contextlib.ExitStack) -> tuple:
+    """Rank 0: check (and, to resume, lock and read) the run directory: (resume, saved run or None, last.pt,
+    plan). A dry run makes the same checks, so it refuses what training would; `plan` says what training
+    would do with the folder: {"action": "new" | "replace" | "start over" | "resume"} (+ "epoch" to resume)."""
     rundir.check_location(run_dir)
     saved, last = None, None
     if resume:
@@ -39,8 +41,8 @@ def open_run_dir(cfg: Config, run_dir: Path, resume: bool, overwrite: bool, dry_
             # Killed before its first checkpoint (or before its folder was made): nothing to continue.
             log.warning("%s: the run stopped before its first checkpoint; nothing to resume, starting over",
                         run_dir)
-            rundir.check_new(run_dir, overwrite)
-            return False, None, None
+            replaces = rundir.check_new(run_dir, overwrite)
+            return False, None, None, {"action": "start over" if replaces else "new"}
         if not rundir.is_run(run_dir):
             rundir.check_new(run_dir, overwrite)  # a user's folder: refused, naming why
         if not (run_dir / rundir.LAST).is_file():
@@ -52,9 +54,24 @@ def open_run_dir(cfg: Config, run_dir: Path, resume: bool, overwrite: bool, dry_
         last = load_checkpoint(run_dir / rundir.LAST)
         _check_world_size(run_dir, last, dist)
         _check_best_exists(run_dir, last)
-    elif not dry_run:
-        rundir.check_new(run_dir, overwrite)
-    return resume, saved, last
+        state = (last.get("meta") or {}).get("state") or {}
+        return resume, saved, last, {"action": "resume", "epoch": state.get("epoch", 0) + 1}
+    if not rundir.check_new(run_dir, overwrite):
+        return resume, saved, last, {"action": "new"}
+    return resume, saved, last, {"action": "replace" if overwrite else "start over"}
+
+
+def record_resumed_config(cfg: Config, run_dir: Path) -> None:
+    """A resumed run's config.yaml says what it goes on with (RESUMABLE_CHANGES such as train.epochs, and the
+    folder it is in), so `runs`, `compare`, `eval` and a later --resume read the truth, not the first start's."""
+    text = to_yaml(cfg)
+    path = run_dir / rundir.CONFIG
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return
+    except OSError:
+        pass
+    write_text_atomic(text, path)
 
 
 def write_new_run(cfg: Config, run_dir: Path, prepared, overwrite: bool, owned: contextlib.ExitStack) -> None:
@@ -116,9 +133,32 @@ def finished_summary(trainer) -> Optional[dict]:
         return None
     if not isinstance(summary, dict) or (summary.get("epochs"), summary.get("steps")) != (s.epoch, s.step):
         return None  # written before training went on (a resume killed later): train() writes a true one
-    log.warning("%s: the run is complete (%d of %d epochs, %d steps); nothing to resume. To train longer, "
-                "resume with a larger train.epochs (e.g. --set train.epochs=%d)", trainer.run_dir, s.epoch,
-                t.epochs, s.step, t.epochs * 2)
-    return summary
+    log.warning("%s: the run is complete (%d of %d epochs, %d steps); nothing to resume. %s", trainer.run_dir,
+                s.epoch, t.epochs, s.step, _train_longer(trainer))
+    # The folder resumed (a copy, say), not the one summary.json was first written in.
+    return {**summary, "run_dir": str(trainer.run_dir)}
+
+
+def _train_longer(trainer) -> str:
+    """What stopped a complete run, and the setting that lets it go on: raising train.epochs does nothing
+    for a run that early stopping ended."""
+    s, t = trainer.state, trainer.cfg.train
+    why, hints = [], []
+    if t.patience is not None and s.bad_epochs >= t.patience:
+        why.append(f"early: {trainer.monitor} did not improve for {s.bad_epochs} epoch(s) "
+                   f"(train.patience {t.patience})")
+        hints.append(f"--set train.patience={max(t.patience, s.bad_epochs) * 2}")
+    if s.epoch >= t.epochs:
+        why.append("at train.epochs")
+        hints.append(f"--set train.epochs={t.epochs * 2}")
+    if t.max_steps is not None and s.step >= t.max_steps:
+        why.append("at train.max_steps")
+        hints.append(f"--set train.max_steps={t.max_steps * 2}")
+    if not why:  # past the steps of train.epochs without its epoch count (cannot happen as trained)
+        why.append("at its last step")
+        hints.append(f"--set train.epochs={t.epochs * 2}")
+    names = [h.split("=")[0].removeprefix("--set ") for h in hints]
+    return (f"It stopped {' and '.join(why)}. To train longer, resume with a larger "
+            f"{' and '.join(names)} (e.g. {' '.join(hints)})")
 
 

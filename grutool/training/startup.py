@@ -32,6 +32,7 @@ class Started:
     vocabs: dict                    # the vocabularies the other ranks read their data with
     stages: list[str] = field(default_factory=list)  # rank 0's `data: ...` line, said once every check passed
     vectors: Optional[torch.Tensor] = None  # rank 0's pre-trained embedding (data.vectors), new runs only
+    plan: dict = field(default_factory=dict)  # rank 0: what training does with the run directory (a dry run's answer)
 
     def for_other_ranks(self) -> tuple:
         return self.resume, self.vocabs, self.last
@@ -54,7 +55,7 @@ def start(cfg: Config, task, run_dir: Path, *, resume: bool, overwrite: bool, dr
 def _on_main(cfg: Config, task, run_dir: Path, resume: bool, overwrite: bool, dry_run: bool,
              dist: distributed.Dist, device: torch.device, display: Optional[Progress],
              owned: contextlib.ExitStack) -> Started:
-    again, saved_cfg, last = open_run_dir(cfg, run_dir, resume, overwrite, dry_run, dist, owned)
+    again, saved_cfg, last, plan = open_run_dir(cfg, run_dir, resume, overwrite, dist, owned)
     t0 = time.perf_counter()
     with display.stage("reading data") if display else contextlib.nullcontext():
         prepared = task.prepare(cfg, saved_cfg)
@@ -76,4 +77,4 @@ def _on_main(cfg: Config, task, run_dir: Path, resume: bool, overwrite: bool, dr
         write_new_run(cfg, run_dir, prepared, overwrite, owned)
     names = ["vocab", *task.vocabularies(cfg)]
     vocabs = {name: prepared.vocabulary(name) for name in names}
-    return Started(again, last, prepared, vocabs, stages, vectors)
+    return Started(again, last, prepared, vocabs, stages, vectors, plan)

@@ -175,3 +175,87 @@ def test_non_finite_weights_are_refused_on_load(tmp_path, command):
             "export": ["export", run, "-o", tmp_path / "m.onnx"]}[command]
     assert_user_error(invoke(*args), "not finite", name)
     assert not (tmp_path / "m.onnx").exists()
+
+
+# --- a resume's settings, its "complete" message, the dry run's checks ------------------------------
+
+
+def _config_on_disk(run: Path) -> dict:
+    return yaml.safe_load((run / rundir.CONFIG).read_text(encoding="utf-8"))
+
+
+def test_a_resume_with_new_epochs_records_them_in_config_yaml(tmp_path):
+    """config.yaml kept the first start's train.epochs: `runs` showed 133/3000 (interrupted, then resumed with
+    133) and 33/60 read as 33/30."""
+    raw = tiny_config(tmp_path, epochs=6)
+    with pytest.raises(TrainingInterrupted):
+        train(parse_config(raw), callbacks=[KillAtEpoch(1)])  # Ctrl-C in a long run
+    run = tmp_path / "run"
+    raw["train"]["epochs"] = 2
+    train(parse_config(raw), resume=True)
+    assert _config_on_disk(run)["train"]["epochs"] == 2
+    assert (runs.describe(run)["epochs"], runs.describe(run)["max_epochs"]) == (2, 2)
+    raw["train"]["epochs"] = 3  # a finished run trained longer
+    train(parse_config(raw), resume=True)
+    assert _config_on_disk(run)["train"]["epochs"] == 3
+    assert (runs.describe(run)["epochs"], runs.describe(run)["max_epochs"]) == (3, 3)
+    assert runs.status(run) == "finished"
+    raw["train"]["epochs"] = 1  # past it: nothing trains, nothing is rewritten
+    train(parse_config(raw), resume=True)
+    assert _config_on_disk(run)["train"]["epochs"] == 3
+
+
+def test_resume_of_an_early_stopped_run_names_train_patience_and_the_folder_used(tmp_path):
+    """It said "resume with a larger train.epochs", which trained nothing, and named the folder the run was first
+    trained in, not the copy given with -o."""
+    import shutil
+
+    # lr ~0: accuracy never improves after epoch 1, so patience 1 stops the run at epoch 2 of 6.
+    raw = tiny_config(tmp_path, epochs=6, lr=1e-12, patience=1, monitor="accuracy")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    assert invoke("train", cfg, "-q").exit_code == 0
+    run, copy = tmp_path / "run", tmp_path / "copy"
+    assert runs.describe(run)["epochs"] < 6, "the setup must stop early"
+    shutil.copytree(run, copy)
+    r = invoke("train", cfg, "--resume", "-o", copy, "--set", "train.epochs=12")
+    assert r.exit_code == 0, r.output
+    assert "the run is complete" in r.output and "train.patience" in r.output, r.output
+    assert "larger train.epochs" not in r.output, r.output
+    assert f"run directory: {copy}" in r.stdout and f"run directory: {run}\n" not in r.stdout, r.stdout
+    r = invoke("train", cfg, "-q", "--resume", "-o", copy, "--set", "train.patience=3")
+    assert r.exit_code == 0, r.output
+    assert runs.describe(copy)["epochs"] > runs.describe(run)["epochs"], "a larger patience trains on"
+    assert _config_on_disk(copy)["train"]["patience"] == 3
+
+
+def _error_line(result) -> str:
+    assert_user_error(result)
+    return result.output.strip()
+
+
+@pytest.mark.parametrize("folder", ["finished run", "user's folder"])
+def test_a_dry_run_refuses_what_train_refuses_and_writes_nothing(tmp_path, folder):
+    """`--dry-run` said `config ok ... (not written)` on a folder the real train then refused."""
+    raw, cfg = _trained(tmp_path)
+    target = tmp_path / "run"
+    if folder == "user's folder":
+        target = tmp_path / "mine"
+        target.mkdir()
+        (target / "notes.md").write_text("mine\n", encoding="utf-8")
+    before = snapshot(tmp_path)
+    dry = _error_line(invoke("train", cfg, "--dry-run", "-o", target))
+    assert snapshot(tmp_path) == before
+    assert dry == _error_line(invoke("train", cfg, "-o", target))
+
+
+def test_a_dry_run_with_overwrite_or_resume_says_what_train_would_do_and_writes_nothing(tmp_path):
+    raw, cfg = _trained(tmp_path)
+    before = snapshot(tmp_path)
+    r = invoke("train", cfg, "--dry-run", "--overwrite")
+    assert r.exit_code == 0, r.output
+    assert "not written" in r.stdout and "replace" in r.stdout, r.stdout
+    r = invoke("train", cfg, "--dry-run", "--resume", "--set", "train.epochs=2")
+    assert r.exit_code == 0, r.output
+    assert "not written" in r.stdout and "resume it at epoch 2" in r.stdout, r.stdout
+    assert snapshot(tmp_path) == before
