@@ -248,10 +248,10 @@ def test_relative_data_paths_are_found_beside_the_config(tmp_path, monkeypatch):
 # --- smaller items ------------------------------------------------------------------------------------
 
 
-def test_joint_dry_run_names_tags_and_counts_intents():
+def test_joint_dry_run_names_tags_and_counts_intents(tmp_path):
     root = Path(__file__).resolve().parents[2]
     travel = root / "data" / "tagging" / "travel"
-    result = invoke("train", root / "configs" / "tagging.yaml", "--dry-run", "--set", "task=joint",
+    result = invoke("train", root / "configs" / "tagging.yaml", "--dry-run", "-o", str(tmp_path / "r"), "--set", "task=joint",
                     "--set", f"data.train={travel / 'train'}", "--set", f"data.validation={travel / 'validation'}",
                     "--set", f"data.test={travel / 'test'}", "--set", "data.format=parallel",
                     "--set", "data.tag_column=", "--set", "train.monitor=sentence_accuracy")

@@ -224,7 +224,7 @@ def test_seq2seq_reads_a_translation_column(hub, tmp_path):
     assert result.exit_code == 0, result.output
     wrong = _write(tmp_path, "seq2seq", {"dataset": "someone/wmt", "source": "de", "target": "fr"},
                    train={"monitor": "exact_match"})
-    assert_user_error(invoke("train", wrong, "--dry-run"), "row 0", "no 'fr'", "'translation'")
+    assert_user_error(invoke("train", wrong, "--dry-run", "-o", str(tmp_path / "wrong")), "row 0", "no 'fr'", "'translation'")
 
 
 def test_lm_reads_lines_with_a_class_label_condition(hub, tmp_path):

