@@ -136,3 +136,35 @@ def fresh(monkeypatch, tmp_path):
     monkeypatch.setattr(compiled, "_COMPILERS", {})
     monkeypatch.setenv("GRUTOOL_CACHE", str(tmp_path / "cache"))
     return monkeypatch
+
+
+def run_in_terminal(args: list[str], width: int, cwd: Path, rows: int = 30, timeout: float = 120) -> str:
+    """What `grutool ARGS` writes to a pseudo-terminal of `width` columns and `rows` rows (stdout and stderr, raw:
+    escape codes and carriage returns included); its exit code must be 0."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, width, 0, 0))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "COLUMNS": str(width)}
+    proc = subprocess.Popen([sys.executable, "-m", "grutool", *args], stdin=slave, stdout=slave, stderr=slave,
+                            env=env, close_fds=True, cwd=cwd)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=timeout)
+    os.close(master)
+    assert proc.returncode == 0, b"".join(chunks).decode("utf-8", "replace")
+    return b"".join(chunks).decode("utf-8", "replace")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, invoke, shipped_config, tiny_config
+from conftest import ROOT, invoke, run_in_terminal, shipped_config, tiny_config
 from grutool import jsonsafe, study
 from grutool.errors import TrainingInterrupted
 from grutool.runs import list_runs
@@ -102,34 +102,10 @@ def test_cli_resume_reuses_finished_runs(done):
 def terminal_screen(args: list[str], width: int, cwd: Path) -> list[str]:
     """The lines a terminal of `width` columns shows for `grutool ARGS` (a pseudo-terminal; the terminal breaks
     a line longer than the width at its last column, wherever that falls)."""
-    import fcntl
-    import os
-    import pty
     import re
-    import struct
-    import subprocess
-    import sys
-    import termios
 
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, width, 0, 0))
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "COLUMNS": str(width)}
-    proc = subprocess.Popen([sys.executable, "-m", "grutool", *args], stdin=slave, stdout=slave, stderr=slave,
-                            env=env, close_fds=True, cwd=cwd)
-    os.close(slave)
-    chunks = []
-    while True:
-        try:
-            data = os.read(master, 4096)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-    proc.wait(timeout=300)
-    os.close(master)
-    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode("utf-8", "replace").replace("\r", ""))
-    assert proc.returncode == 0, text
+    raw = run_in_terminal(args, width, cwd, rows=50, timeout=300)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", raw.replace("\r", ""))
     return [line[k:k + width] for line in text.split("\n") for k in range(0, max(len(line), 1), width)]
 
 

@@ -7,20 +7,16 @@ the garbled screen line a person would see.
 
 from __future__ import annotations
 
-import fcntl
 import os
-import pty
 import re
-import struct
 import subprocess
 import sys
-import termios
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import tiny_config
+from conftest import run_in_terminal, tiny_config
 
 ROOT = Path(__file__).resolve().parents[2]
 LINE = re.compile(r"^(data: |model: |epoch \d+/\d+: loss |done: |best: |  [a-z]|run directory: )")  # "  ": best: goes on
@@ -61,28 +57,6 @@ def screen(raw: str, width: int) -> list[str]:
         while len(lines) <= row:
             lines.append([])
     return ["".join(l).rstrip() for l in lines if "".join(l).strip()]
-
-
-def run_in_terminal(args: list[str], width: int, cwd: Path) -> str:
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, width, 0, 0))
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "COLUMNS": str(width)}
-    proc = subprocess.Popen([sys.executable, "-m", "grutool", *args], stdin=slave, stdout=slave, stderr=slave,
-                            env=env, close_fds=True, cwd=cwd)
-    os.close(slave)
-    chunks = []
-    while True:
-        try:
-            data = os.read(master, 4096)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-    proc.wait(timeout=120)
-    os.close(master)
-    assert proc.returncode == 0, b"".join(chunks).decode("utf-8", "replace")
-    return b"".join(chunks).decode("utf-8", "replace")
 
 
 @pytest.fixture(scope="module")
