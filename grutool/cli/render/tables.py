@@ -28,7 +28,7 @@ def confusion_table(title: str, labels: list[str], matrix: list[list[int]]):
     for name, row in zip(labels, matrix):
         cm.add_row(plain(name), *[str(x) for x in row])
     n = len(labels)
-    return FitsOrSays(cm, f"{plain(title)}: {n} x {n}, wider than the terminal; `grutool eval --json` has it, "
+    return FitsOrSays(cm, f"{title}: {n} x {n}, wider than the terminal; `grutool eval --json` has it, "
                           f"`--plot PATH.png` draws it")
 
 
@@ -40,9 +40,10 @@ class FitsOrSays:
 
     def __rich_console__(self, console, options):
         from rich.measure import Measurement
+        from rich.text import Text
 
         needed = Measurement.get(console, options.update_width(10_000), self.table).maximum
-        yield self.table if needed <= options.max_width else console.render_str(self.note)
+        yield self.table if needed <= options.max_width else Text(self.note)  # Text: the note is never markup
 
 
 class FirstThatFits:
