@@ -213,16 +213,17 @@ def rich_table(report: dict, measures: Optional[list[int]] = None, title: bool =
 
 def rich_tables(report: dict, fits: Callable[[object], bool]) -> list:
     """`rich_table`, or where `fits` (the terminal's width) says it does not fit, its measure columns spread
-    over as few tables as fit, each repeating the spec columns so that a row reads on its own, then the legend
-    as lines of its own (a caption would wrap to the narrower table's width)."""
+    over as few tables as fit, each repeating the spec columns and the kernel (what tells a row from the others)
+    so that a row reads on its own, then the legend as lines of its own (a caption would wrap to the narrower
+    table's width)."""
     whole = rich_table(report)
     if fits(whole):
         return [whole]
-    count = len(_measure_columns(full=False, rows=report["rows"]))
-    groups: list[list[int]] = [[]]
-    for i in range(count):
-        if groups[-1] and not fits(rich_table(report, groups[-1] + [i], title=False, caption=False)):
-            groups.append([])
+    count = len(_measure_columns(full=False, rows=report["rows"]))  # index 0: the kernel
+    groups: list[list[int]] = [[0]]
+    for i in range(1, count):
+        if len(groups[-1]) > 1 and not fits(rich_table(report, groups[-1] + [i], title=False, caption=False)):
+            groups.append([0])
         groups[-1].append(i)
     from rich.text import Text
 

@@ -535,9 +535,14 @@ def test_terminal_table_at_80_columns_shows_every_value_whole(smoke):
     report = json.loads((smoke[1] / "s.json").read_text())
     report["rows"] = [dict(r, batch_size=128, params=r["params"] + 1_000_000) for r in report["rows"]]
     console = Console(width=80, record=True, file=open("/dev/null", "w"))
-    for part in reports.rich_tables(report, lambda t: console.measure(
-            t, options=console.options.update_width(10_000)).maximum <= 80):
+    parts = reports.rich_tables(report, lambda t: console.measure(
+        t, options=console.options.update_width(10_000)).maximum <= 80)
+    for part in parts:
         console.print(part)
+    tables = [p for p in parts if hasattr(p, "columns")]
+    assert len(tables) >= 2  # split: the whole table does not fit 80 columns
+    for t in tables:  # each part tells its rows apart: cell, lengths, B and kernel in every one
+        assert {"cell", "kernel"} <= {c.header for c in t.columns}, [c.header for c in t.columns]
     text = console.export_text()
     assert "…" not in text, text
     assert all(len(line) <= 80 for line in text.splitlines())
