@@ -57,7 +57,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from grutool import jsonsafe, rundir
+from grutool import jsonsafe
 from grutool.atomic import check_output_folder, write_text_atomic
 from grutool.config import MINIMIZED_METRICS, Config
 from grutool.errors import UserError
@@ -524,8 +524,7 @@ def make_objective(config, overrides: Sequence[str], params: list[Param], seeds_
                 pruning = Pruning(should_stop, offset)
                 summary = train(cfg, resume=continuing, overwrite=not continuing, progress=progress,
                                 callbacks=[pruning, *callbacks])
-                if pruning.pruned_at is not None:
-                    mark_pruned(run_dir, summary, pruning.pruned_at)
+                if pruning.pruned_at is not None:  # its summary.json says so (`Pruning.summary_fields`)
                     raise optuna.TrialPruned(f"pruned after epoch {pruning.pruned_at}")
                 if summary.get("best") is None:
                     raise TrainingDiverged(f"{run_dir}: no finite validation {monitor}")
@@ -539,12 +538,6 @@ def make_objective(config, overrides: Sequence[str], params: list[Param], seeds_
         return sum(values) / len(values)
 
     return objective
-
-
-def mark_pruned(run_dir: Path, summary: dict, epoch: int) -> None:
-    """The run's summary.json says the pruner stopped it (`pruned_at`: the epoch), so `grutool runs` lists it
-    as pruned, not finished; its files stay those of an early-stopped run."""
-    write_text_atomic(jsonsafe.dumps({**summary, "pruned_at": epoch}, indent=2), run_dir / rundir.SUMMARY)
 
 
 # --- --jobs: trials in their own processes ----------------------------------------------------------

@@ -30,6 +30,8 @@ class Callback:
     def on_epoch_end(self, trainer, metrics: dict) -> None: ...
     def on_interrupt(self, trainer) -> None: ...
     def on_train_end(self, trainer) -> None: ...
+    def summary_fields(self) -> dict:  # what this callback adds to the run's summary.json
+        return {}
 
 
 class EarlyStopping(Callback):
@@ -106,7 +108,7 @@ def _row_epoch(line: str):
 class Pruning(Callback):
     """Stop a run early when `should_stop(epoch, value)` says so, fed the monitored validation figure of every
     epoch (`grutool tune`: Optuna's pruner decides; this module knows nothing of Optuna). The run ends as an
-    early-stopped one does: best.pt, last.pt and summary.json written; `pruned_at` says the epoch."""
+    early-stopped one does: best.pt, last.pt and summary.json written, its `pruned_at` saying the epoch."""
 
     def __init__(self, should_stop, offset: int = 0):
         self.should_stop = should_stop
@@ -122,6 +124,10 @@ class Pruning(Callback):
                      trainer.state.epoch, trainer.monitor, value)
             self.pruned_at = trainer.state.epoch
             trainer.state.should_stop = True
+
+    def summary_fields(self) -> dict:
+        # `grutool runs` lists a run with `pruned_at` as pruned, not finished
+        return {} if self.pruned_at is None else {"pruned_at": self.pruned_at}
 
 
 class KernelRecorder(Callback):

@@ -184,6 +184,8 @@ def _finish(trainer: Trainer, summary: dict) -> dict:
     summary.update({"epochs": s.epoch, "steps": s.step, "wall_time_s": round(s.wall_time_s, 2),
                     "monitor": trainer.monitor, "best": s.best, "best_epoch": s.best_epoch,
                     "skipped_steps": s.skipped_steps, "diverged": trainer.diverged})
+    for cb in trainer.callbacks:
+        summary.update(cb.summary_fields())
     if not (run_dir / rundir.BEST).is_file():
         why = trainer.diverged or f"no epoch gave a finite validation {trainer.monitor}"
         raise TrainingDiverged(f"{run_dir}: nothing usable was saved ({why})")
