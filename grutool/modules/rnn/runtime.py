@@ -388,17 +388,21 @@ class Recurrent:
         if self.compiled_step is None or self.kernel not in ("compiled", "auto") or \
                 (self.kernel == "auto" and AUTO[self.cell_step.name].compiled_training_from is None):
             return
-        w = self.weight_hh_l0
-        if w.device.type == "cpu" and w.dtype in (torch.float32, torch.float64) and self.cell_step.fusable(self):
+        if self._own_kernels(self.weight_hh_l0):
             self.compiled_step.ready()
+
+    def _own_kernels(self, x: torch.Tensor) -> bool:
+        """Whether the cell's own kernels (fused, compiled) may run on tensors like `x`: not kernel native, on the
+        CPU in float32/float64, a layer they fuse."""
+        return self.kernel != "native" and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) \
+            and self.cell_step.fusable(self)
 
     def _choice(self, input) -> str:
         """`compiled`, `fused` or `native`: the kernel this call runs (before the compiled kernel's build is
         known to have worked, for kernel `compiled`)."""
         packed = isinstance(input, PackedSequence)
         x = input.data if packed else input
-        if self.kernel == "native" or x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) \
-                or not self.cell_step.fusable(self):
+        if not self._own_kernels(x):
             return "native"
         if self.kernel in ("fused", "compiled"):
             return self.kernel
