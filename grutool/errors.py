@@ -42,6 +42,12 @@ def listed(counts, limit: int | None = None) -> str:
     return shown + (" ..." if limit is not None and len(counts) > limit else "")
 
 
+def either(choices) -> str:
+    """Alternatives for a message: `a`, `a or b`, `a, b or c`."""
+    choices = [str(c) for c in choices]
+    return ", ".join(choices[:-1]) + " or " + choices[-1] if len(choices) > 1 else "".join(choices)
+
+
 class TrainingInterrupted(Exception):
     """Training was stopped by Ctrl-C after a resumable checkpoint was written."""
 

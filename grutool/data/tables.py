@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
 
-from grutool.errors import UserError, clipped
+from grutool.errors import UserError, clipped, either
 
 if TYPE_CHECKING:
     import numpy as np
@@ -123,7 +123,7 @@ class Table:
         if missing == "error" and absent.any():
             row = int(np.flatnonzero(absent)[0])
             fix = ("fill it (the run was trained with data.missing: error, so its inputs need every value)"
-                   if self.inference else f"fill it, or set data.missing to {_either(fills)}")
+                   if self.inference else f"fill it, or set data.missing to {either(fills)}")
             raise UserError(f"{self.location(row, name)}: missing value in column {name!r} ({int(absent.sum())} in "
                             f"all); {fix}")
         values[absent] = np.nan
@@ -250,11 +250,6 @@ def sniff_format(head: bytes) -> str:
     if head.startswith(b"PAR1"):
         return "parquet"
     return "tsv" if b"\t" in head.split(b"\n", 1)[0] else "csv"
-
-
-def _either(choices: Sequence[str]) -> str:
-    """`a, b or c`."""
-    return ", ".join(choices[:-1]) + " or " + choices[-1] if len(choices) > 1 else "".join(choices)
 
 
 def fill_missing(values: "np.ndarray", policy: str) -> "np.ndarray":

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Optional
 
 from grutool import rundir
-from grutool.errors import UserError
+from grutool.errors import UserError, either
 
 log = logging.getLogger("grutool")
 
@@ -157,8 +157,7 @@ def export(run_dir: str | Path, fmt: str = "onnx", output: Optional[str | Path] 
     if split not in have:  # a name that is no split (`nope`, `text_column`) or one this run lacks
         what = f"the run has no {split} split (data.{split})" if split in ("train", "validation", "test") \
             else f"'{split}' is not a split"
-        listed = " or ".join(filter(None, [", ".join(have[:-1]), have[-1]]))  # train, validation or test
-        raise UserError(f"split: {what}; the parity check runs on {listed}", option="split")
+        raise UserError(f"split: {what}; the parity check runs on {either(have)}", option="split")
     source = getattr(run.config.data, split)
     t0 = time.perf_counter()
     reference, ready = load_models(run, task, checkpoint)

@@ -21,7 +21,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
-from grutool.errors import UserError, clipped
+from grutool.errors import UserError, clipped, either
 from grutool.families.base import Prepared, Task
 from grutool.families.rules import TEXT_ONLY, check_text_only
 
@@ -177,8 +177,7 @@ class ForecastTask(Task):
         if d.format not in FORMATS:
             raise ValueError(f"data.format: a forecast reads a table: {', '.join(FORMATS)} (got '{d.format}')")
         if d.missing == "mask":
-            raise ValueError(f"data.missing: mask is for numeric sequences; a forecast takes error, "
-                             f"{' or '.join(FILLS)}")
+            raise ValueError(f"data.missing: mask is for numeric sequences; a forecast takes {either(('error', *FILLS))}")
         for name in ("train", "validation", "test"):
             if isinstance(getattr(d, name), list):
                 raise ValueError(f"data.{name}: one file")
