@@ -161,11 +161,12 @@ def run(grid: Grid, *, smoke: bool = False, progress: Optional[Progress] = None)
         from grutool.config_file import load_config
 
         cfg = load_config(grid.config)
-        device = resolve_device(grid.device or cfg.train.device)
+        # --device (or the grid's device) is named as the option; the config's own as train.device
+        device = resolve_device(grid.device, "device") if grid.device else resolve_device(cfg.train.device)
         specs = model_specs(grid, cfg, device)
         threads, deterministic = settings.threads or cfg.train.num_threads, cfg.train.deterministic
     else:
-        device = resolve_device(settings.device)
+        device = resolve_device(settings.device, "device")
         specs = layer_specs(grids.resolve(grid, smoke), device)
         threads, deterministic = settings.threads, False
 

@@ -239,6 +239,11 @@ def test_cuda_without_cuda_is_a_user_error():
     if torch.cuda.is_available():
         pytest.skip("CUDA is available here")
     assert_user_error(runner.invoke(app, ["bench", "--smoke", "--device", "cuda"]), "CUDA is not available")
+    # the line names the option typed (it said `train.device:`, a config key bench has no file for)
+    result = runner.invoke(app, ["bench", "--smoke", "--device", "cuda"])
+    assert result.output.startswith("error: --device: 'cuda' requested"), result.output
+    result = runner.invoke(app, ["bench", "--config", str(ROOT / "configs/sentiment.yaml"), "--device", "cuda"])
+    assert result.output.startswith("error: --device: 'cuda' requested"), result.output
 
 
 @pytest.mark.parametrize("text,expected", [
