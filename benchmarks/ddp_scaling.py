@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import yaml
+import script_args  # noqa: E402  (benchmarks/ is sys.path[0])
 
 
 def run(config: str, nproc: int, batch: int, epochs: int, out: Path) -> dict:
@@ -41,8 +42,8 @@ def run(config: str, nproc: int, batch: int, epochs: int, out: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("configs", nargs="+")
-    ap.add_argument("--nproc", type=int, default=2)
-    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--nproc", type=script_args.positive, default=2)
+    ap.add_argument("--epochs", type=script_args.positive, default=2)
     ap.add_argument("--target", type=float, default=None)
     ap.add_argument("--out", default="runs/ddp_scaling")
     a = ap.parse_args()
@@ -70,4 +71,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(script_args.run(main))

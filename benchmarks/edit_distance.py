@@ -20,6 +20,7 @@ import random
 import statistics
 import sys
 import time
+import script_args  # noqa: E402  (benchmarks/ is sys.path[0])
 
 
 def reference_distance(a, b) -> int:
@@ -52,7 +53,7 @@ def perturbed(phones: list[str], inventory: list[str], rng: random.Random, noise
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--repeat", type=script_args.positive, default=7)
     ap.add_argument("--noise", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -98,4 +99,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script_args.run(main))

@@ -14,6 +14,7 @@ Measures, interleaved, medians, in one process:
 from __future__ import annotations
 
 import argparse
+import sys
 import json
 import statistics
 import time
@@ -23,6 +24,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from grutool.modules.rnn.gru import GRU
+import script_args  # noqa: E402  (benchmarks/ is sys.path[0])
 
 
 def median_ms(fns: dict, repeats: int, min_s: float = 0.05) -> dict:
@@ -102,8 +104,8 @@ def parts(repeats: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=9)
+    ap.add_argument("--threads", type=script_args.positive, default=1)
+    ap.add_argument("--repeats", type=script_args.positive, default=9)
     ap.add_argument("--json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -127,4 +129,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(script_args.run(main))

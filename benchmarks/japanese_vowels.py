@@ -38,6 +38,7 @@ from grutool.config_file import load_config
 from grutool.evaluate import evaluate
 from grutool.predict import Predictor
 from grutool.training.loop import train
+import script_args  # noqa: E402  (benchmarks/ is sys.path[0])
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -96,7 +97,7 @@ def main() -> None:
     ap.add_argument("--cells", nargs="+", default=["gru", "lstm"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[13, 14, 15])
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    ap.add_argument("--repeats", type=int, default=200, help="batch-1 predict calls timed per run")
+    ap.add_argument("--repeats", type=script_args.positive, default=200, help="batch-1 predict calls timed per run")
     ap.add_argument("--no-holdout", dest="holdout", action="store_false", help="skip step 1 (the TRAIN holdout)")
     ap.add_argument("--json", help="write every run's figures here")
     args = ap.parse_args()
@@ -136,4 +137,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(script_args.run(main))

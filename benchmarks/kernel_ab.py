@@ -12,6 +12,7 @@ and a ragged packed batch, A B, B A, ... in rounds, and checks that both give th
 from __future__ import annotations
 
 import argparse
+import sys
 import os
 import statistics
 import tempfile
@@ -21,6 +22,7 @@ import torch
 from torch.utils import cpp_extension
 
 from grutool.modules.rnn import compiled
+import script_args  # noqa: E402  (benchmarks/ is sys.path[0])
 
 
 def inputs(H: int, packed: bool, I: int = 128, B: int = 32, T: int = 100):
@@ -48,9 +50,9 @@ def inputs(H: int, packed: bool, I: int = 128, B: int = 32, T: int = 100):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--base", required=True, help="the other gru.cpp")
-    ap.add_argument("--hidden", default="64,128,256,512")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--hidden", default="64,128,256,512", type=script_args.positive_list)
+    ap.add_argument("--threads", type=script_args.positive, default=1)
+    ap.add_argument("--rounds", type=script_args.positive, default=9)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if not compiled.brgemm_ok():
@@ -86,4 +88,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(script_args.run(main))

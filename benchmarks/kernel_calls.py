@@ -13,6 +13,7 @@ with min-max, and each kernel's median over native's.
 from __future__ import annotations
 
 import argparse
+import sys
 import statistics
 import time
 
@@ -23,6 +24,7 @@ from grutool.modules.rnn import compiled
 from grutool.modules.rnn.gru import GRU
 from grutool.modules.rnn.lstm import LSTM
 from grutool.modules.rnn.rnn import RNN
+import script_args  # noqa: E402  (benchmarks/ is sys.path[0])
 
 KERNELS = ("native", "fused", "compiled")
 
@@ -68,14 +70,14 @@ def one_case(cell: str, H: int, B: int, T: int, I: int, train: bool, packed: boo
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cell", default="gru", choices=("gru", "lstm", "rnn"))
-    ap.add_argument("--hidden", default="64,256,512")
-    ap.add_argument("--batch", default="1,32,64")
-    ap.add_argument("--steps", default="1,2,5,8,16")
-    ap.add_argument("--mode", default="infer,train")
-    ap.add_argument("--lengths", default="dense")
-    ap.add_argument("--input", type=int, default=64)
+    ap.add_argument("--hidden", default="64,256,512", type=script_args.positive_list)
+    ap.add_argument("--batch", default="1,32,64", type=script_args.positive_list)
+    ap.add_argument("--steps", default="1,2,5,8,16", type=script_args.positive_list)
+    ap.add_argument("--mode", default="infer,train", type=script_args.names("infer", "train"))
+    ap.add_argument("--lengths", default="dense", type=script_args.names("dense", "packed"))
+    ap.add_argument("--input", type=script_args.positive, default=64)
     ap.add_argument("--bidirectional", action="store_true")
-    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--repeats", type=script_args.positive, default=15)
     args = ap.parse_args()
     torch.set_num_threads(1)
     compiled.extension()  # built or loaded before any timing
@@ -99,4 +101,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(script_args.run(main))

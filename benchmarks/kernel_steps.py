@@ -27,20 +27,20 @@ from pathlib import Path
 import torch
 
 from grutool.config_file import load_config
-from grutool.errors import UserError
 from grutool.data.batching import epoch_batches
 from grutool.families import get_task
 from grutool.training.device import resolve_device
 from grutool.training.loop import Trainer
+import script_args  # noqa: E402  (benchmarks/ is sys.path[0])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("config")
-    ap.add_argument("--kernels", default="native,auto")
-    ap.add_argument("--steps", type=int, default=60, help="steps per kernel per round")
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--kernels", default="native,auto", type=script_args.names("auto", "native", "fused", "compiled"))
+    ap.add_argument("--steps", type=script_args.positive, default=60, help="steps per kernel per round")
+    ap.add_argument("--rounds", type=script_args.positive, default=5)
+    ap.add_argument("--threads", type=script_args.positive, default=1)
     ap.add_argument("--set", action="append", default=[])
     ap.add_argument("--torch-packing", action="store_true", help="torch's packing vs the encoder's, not two kernels")
     args = ap.parse_args()
@@ -100,8 +100,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except UserError as e:  # data not in place (docs/data.md), a bad --set: one line and exit 2, as grutool's own
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(script_args.run(main))

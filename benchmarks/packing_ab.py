@@ -14,6 +14,7 @@ are checked equal first.
 from __future__ import annotations
 
 import argparse
+import sys
 import contextlib
 import statistics
 import time
@@ -24,6 +25,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from grutool.bench.workloads import batch_lengths
 from grutool.modules import encoder
 from grutool.modules.encoder import RecurrentEncoder
+import script_args  # noqa: E402  (benchmarks/ is sys.path[0])
 
 
 @contextlib.contextmanager
@@ -79,15 +81,15 @@ def call(way, enc, x, lengths, train: bool):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cells", default="gru,lstm")
-    ap.add_argument("--kernels", default="auto", help="model.kernel values, e.g. auto,native,compiled")
-    ap.add_argument("--hidden", default="64,128,256,512")
-    ap.add_argument("--mode", default="train,infer")
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--seq-len", type=int, default=100)
-    ap.add_argument("--input-size", type=int, default=128)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--cells", default="gru,lstm", type=script_args.names("gru", "lstm", "rnn"))
+    ap.add_argument("--kernels", default="auto", type=script_args.names("auto", "native", "fused", "compiled"), help="model.kernel values, e.g. auto,native,compiled")
+    ap.add_argument("--hidden", default="64,128,256,512", type=script_args.positive_list)
+    ap.add_argument("--mode", default="train,infer", type=script_args.names("train", "infer"))
+    ap.add_argument("--batch", type=script_args.positive, default=32)
+    ap.add_argument("--seq-len", type=script_args.positive, default=100)
+    ap.add_argument("--input-size", type=script_args.positive, default=128)
+    ap.add_argument("--threads", type=script_args.positive, default=1)
+    ap.add_argument("--rounds", type=script_args.positive, default=9)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"B {args.batch}, T {args.seq_len}, I {args.input_size}, bidirectional, {args.threads} thread(s), "
@@ -123,4 +125,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(script_args.run(main))

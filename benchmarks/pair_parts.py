@@ -31,6 +31,7 @@ import torch  # noqa: E402
 from grutool.bench.workloads import batch_lengths  # noqa: E402
 from grutool.modules.encoder import RecurrentEncoder  # noqa: E402
 from grutool.modules.rnn import compiled  # noqa: E402
+import script_args  # noqa: E402  (benchmarks/ is sys.path[0])
 
 CELLS = ("gru", "lstm")
 
@@ -62,13 +63,13 @@ class Timed:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--hidden", default="64,128")
-    ap.add_argument("--lengths", default="padded,packed")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=40)
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--seq-len", type=int, default=100)
-    ap.add_argument("--input-size", type=int, default=128)
+    ap.add_argument("--hidden", default="64,128", type=script_args.positive_list)
+    ap.add_argument("--lengths", default="padded,packed", type=script_args.names("padded", "packed"))
+    ap.add_argument("--threads", type=script_args.positive, default=2)
+    ap.add_argument("--rounds", type=script_args.positive, default=40)
+    ap.add_argument("--batch", type=script_args.positive, default=32)
+    ap.add_argument("--seq-len", type=script_args.positive, default=100)
+    ap.add_argument("--input-size", type=script_args.positive, default=128)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     if not compiled.available():
@@ -129,4 +130,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script_args.run(main))

@@ -23,6 +23,7 @@ import httpx
 
 from grutool.config_file import load_config
 from grutool.families.classifier.task import read_examples
+import script_args  # noqa: E402  (benchmarks/ is sys.path[0])
 
 
 def free_port() -> int:
@@ -59,7 +60,7 @@ def main() -> None:
     ap.add_argument("run")
     ap.add_argument("--backend", default="torch")
     ap.add_argument("--seconds", type=float, default=10)
-    ap.add_argument("--requests", type=int, default=2000)
+    ap.add_argument("--requests", type=script_args.positive, default=2000)
     ap.add_argument("--json")
     args = ap.parse_args()
     cfg = load_config(Path(args.run) / "config.yaml")
@@ -95,4 +96,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(script_args.run(main))

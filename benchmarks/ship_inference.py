@@ -29,6 +29,7 @@ from grutool.families.tagger import schemes
 from grutool.export import export
 from grutool.predict import Predictor
 from grutool.families import get_task
+import script_args  # noqa: E402  (benchmarks/ is sys.path[0])
 
 BACKENDS = [("pytorch fp32", "torch", None, False), ("torchscript fp32", "torchscript", "model.pt", False),
             ("torchscript int8", "torchscript", "model.int8.pt", True),
@@ -75,7 +76,7 @@ def timed(fn, repeats: int) -> list[float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run")
-    ap.add_argument("--repeats", type=int, default=200)
+    ap.add_argument("--repeats", type=script_args.positive, default=200)
     ap.add_argument("--json")
     args = ap.parse_args()
     run_path = Path(args.run)
@@ -115,4 +116,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script_args.run(main))

@@ -15,6 +15,7 @@ comes to GEMM-bound.
 from __future__ import annotations
 
 import argparse
+import sys
 import os
 import statistics
 import time
@@ -24,6 +25,7 @@ import torch
 from grutool.modules.rnn import compiled, gemm
 from grutool.modules.rnn.gru import GRU
 from grutool.modules.rnn.runtime import direction
+import script_args  # noqa: E402  (benchmarks/ is sys.path[0])
 
 
 def _time(fn, repeats: int) -> float:
@@ -35,12 +37,12 @@ def _time(fn, repeats: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--hidden", default="64,128,256,512")
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--steps", type=int, default=100)
-    ap.add_argument("--input", type=int, default=128)
-    ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--hidden", default="64,128,256,512", type=script_args.positive_list)
+    ap.add_argument("--batch", type=script_args.positive, default=32)
+    ap.add_argument("--steps", type=script_args.positive, default=100)
+    ap.add_argument("--input", type=script_args.positive, default=128)
+    ap.add_argument("--rounds", type=script_args.positive, default=7)
+    ap.add_argument("--threads", type=script_args.positive, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     compiled.extension()  # build (or load) before timing
@@ -83,4 +85,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(script_args.run(main))

@@ -515,6 +515,7 @@ def test_pair_parts_splits_each_call_into_the_compiled_pair_calls_and_the_rest(m
         pytest.skip(f"kernel compiled cannot be built here: {why}")
     monkeypatch.setattr(compiled, "extension", compiled.extension)  # the script wraps it; put it back after
     threads = torch.get_num_threads()
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # as `python benchmarks/pair_parts.py` has it
     spec = importlib.util.spec_from_file_location("pair_parts", ROOT / "benchmarks" / "pair_parts.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
@@ -531,6 +532,41 @@ def test_pair_parts_splits_each_call_into_the_compiled_pair_calls_and_the_rest(m
         assert 0 < pair_fwd < fwd and 0 < pair_bwd < bwd
         assert math.isclose(pair + rest, total, abs_tol=0.011)  # printed to 2 and 3 decimals
     assert out.count("GRU / LSTM") == 2
+
+
+BAD_SCRIPT_ARGS = [
+    ("kernel_calls.py", ["--repeats", "0"], "argument --repeats: must be > 0 (got 0)"),
+    ("step_gemm.py", ["--hidden", "64,0"], "argument --hidden: must be > 0 (got 0)"),
+    ("packing_ab.py", ["--cells", "gru,lstn"], "argument --cells: 'lstn' is not one of gru, lstm, rnn"),
+]
+
+
+@pytest.mark.parametrize("script,args,expected", BAD_SCRIPT_ARGS, ids=[s for s, _, _ in BAD_SCRIPT_ARGS])
+def test_benchmark_scripts_refuse_bad_arguments_without_a_traceback(script, args, expected):
+    # `--repeats 0` was a StatisticsError traceback after the timing loop, `--hidden 0` torch's ValueError,
+    # an unknown cell a ValueError: now argparse's error, exit 2, before anything runs.
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], capture_output=True,
+                            text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and expected in result.stderr.splitlines()[-1], result.stderr
+    assert result.stdout == ""
+
+
+def test_benchmark_scripts_print_a_user_error_as_one_line(monkeypatch, capsys, tmp_path):
+    # A run directory not found, data not in place, a missing --base file: one `error:` line and exit 2.
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import script_args
+
+    def missing_run():
+        raise UserError(f"{tmp_path}: run directory not found")
+
+    def missing_file():
+        open(tmp_path / "gru.cpp")
+
+    assert script_args.run(missing_run) == 2 and script_args.run(missing_file) == 2
+    assert script_args.run(lambda: None) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"error: {tmp_path}: run directory not found", f"error: {tmp_path / 'gru.cpp'}: file not found"]
 
 
 def test_terminal_table_at_80_columns_shows_every_value_whole(smoke):
