@@ -142,6 +142,12 @@ def test_bad_generation_options(runs, args, expected):
     assert_user_error(invoke("infer", runs["cond"], *args), expected)
 
 
+def test_a_scored_text_with_unseen_characters_is_named_by_its_place(runs):
+    # it said `text: characters the model never saw ...`, naming neither --score nor which text
+    assert_user_error(invoke("infer", runs["stream"], "--score", "the cat", "the éa"),
+                      "--score: text 2 of 2 ('the éa'): characters the model never saw in training: 'é' (1)")
+
+
 def test_a_condition_for_an_unconditioned_model(runs):
     assert_user_error(invoke("infer", runs["stream"], "--condition", "zuri"), "unconditioned model")
 

@@ -13,7 +13,7 @@ import math
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Optional
 
-from grutool.errors import UserError, listed
+from grutool.errors import UserError, clipped, listed
 from grutool.families.base import Option, Prepared, Task
 from grutool.families.rules import check_columns, check_one_path_per_split
 
@@ -338,9 +338,13 @@ class LMTask(Task):
         if score:
             if not texts:
                 raise UserError("score: give the texts to score", option="score")
-            for text in texts:
+            for i, text in enumerate(texts):
                 s = self.open_stream(predictor, condition)
-                r = s.feed(text)
+                try:
+                    r = s.feed(text)
+                except UserError as e:  # name the text among the ones given (`text:` alone named none)
+                    raise UserError(f"score: text {i + 1} of {len(texts)} ({clipped(text, 40)!r}): "
+                                    f"{str(e).removeprefix('text: ')}", option="score") from None
                 tokens, logprobs = r["tokens"], r["logprobs"]
                 if not stream:
                     tokens, logprobs = tokens + ["<eos>"], logprobs + [s.end()]
