@@ -65,8 +65,11 @@ def read_report(path: str | Path) -> dict:
         raise UserError(f"{path}: report not found")
     try:
         report = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UserError(f"{path}: not a JSON bench report ({e})") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not a JSON bench report (not UTF-8 text, byte {e.start})") from None
+    except json.JSONDecodeError as e:  # where: file:line:column, as every other file error
+        raise UserError(f"{path}:{e.lineno}:{e.colno}: not a JSON bench report ({e.msg}); "
+                        f"write one with grutool bench --output report.json") from None
     if not isinstance(report, dict) or report.get("schema") != SCHEMA or not isinstance(report.get("rows"), list):
         raise UserError(f"{path}: not a grutool bench report (no \"schema\": \"{SCHEMA}\" with rows); "
                         f"write one with grutool bench --output report.json")

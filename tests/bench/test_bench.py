@@ -233,6 +233,14 @@ def test_bad_grids_exit_2_with_one_line(args, expected, monkeypatch):
     assert_user_error(runner.invoke(app, ["bench", "--smoke", *args]), expected)
 
 
+def test_a_report_that_is_not_json_names_its_line_and_column(tmp_path):
+    # it said `x.json: not a JSON bench report (Expecting ...: line 2 column 1 (char 2))`
+    bad = tmp_path / "x.json"
+    bad.write_text('{"schema": "grutool-bench",\n  rows: []}\n')
+    assert_user_error(runner.invoke(app, ["bench", str(bad)]), f"{bad}:2:3: not a JSON bench report (Expecting "
+                      "property name enclosed in double quotes); write one with grutool bench --output")
+
+
 def test_cuda_without_cuda_is_a_user_error():
     import torch
 
