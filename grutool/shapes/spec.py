@@ -107,7 +107,9 @@ def check_spec(spec: LayerSpec) -> tuple[LayerSpec, list[str]]:
         raise UserError(f"--kernel {spec.kernel}: not available for --cell {spec.cell} "
                         f"(it has {', '.join(REGISTRY[spec.cell].kernels)})")
     if spec.proj_size and spec.kernel in ("fused", "compiled"):
-        raise UserError(f"--proj-size: only nn.LSTM has a projection; leave out --kernel {spec.kernel}")
+        # the user asked for an LSTM: say that grutool's kernel is what has no projection
+        raise UserError(f"--proj-size: grutool's {spec.kernel} LSTM kernel has no projection (PyTorch's nn.LSTM "
+                        f"has); use --kernel native or auto, or leave out --proj-size")
     B, T, lengths = resolve_batch(spec.batch, spec.seq_len, spec.lengths)
     notes = []
     if spec.dropout > 0 and spec.num_layers == 1:

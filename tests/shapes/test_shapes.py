@@ -259,6 +259,10 @@ BAD = [
     (["--proj-size", "3"], "--proj-size: only nn.LSTM has a projection"),
     (["--cell", "rnn", "--proj-size", "3"], "--proj-size: only nn.LSTM"),
     (["--cell", "lstm", "--proj-size", "20"], "smaller than --hidden-size 20"),
+    # it said `only nn.LSTM has a projection` to a user who had asked for --cell lstm
+    (["--cell", "lstm", "--proj-size", "4", "--kernel", "fused"], "--proj-size: grutool's fused LSTM kernel has no "
+                                                                   "projection (PyTorch's nn.LSTM has); use --kernel native"),
+    (["--cell", "lstm", "--proj-size", "4", "--kernel", "compiled"], "grutool's compiled LSTM kernel has no projection"),
     (["--dropout", "1.5"], "--dropout: must be in [0, 1)"),
     (["--config", "configs/sentiment.yaml", "--cell", "lstm"], "--cell: not used with --config"),
     (["--config", "no/such.yaml"], "config file not found"),
