@@ -42,6 +42,8 @@ def tagging_format(path: str, declared: str) -> str:
     if p.is_dir():
         return "parallel"
     fmt = _EXTENSIONS.get(p.suffix.lower())
+    if fmt is None and not p.exists():  # a mistyped folder or file: say it is missing, not that its format is unknown
+        raise data_not_found(path, "data file or directory")
     if fmt is None:
         raise UserError(f"{path}: cannot tell the tagging format from the name; set data.format to "
                         f"conllu, conll, parallel (a directory with seq.in, seq.out, label) or jsonl")
