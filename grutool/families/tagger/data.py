@@ -35,6 +35,19 @@ class Sentence:
     where: str                 # "path:line" of its first line, for messages
 
 
+class Tokens(str):
+    """A sentence a data file already split (`infer --file x.conll`): the text is its tokens joined by spaces,
+    and `tokens` keeps them, so prediction tags the file's tokens instead of splitting the text again with
+    data.tokenizer (which would cut `U.S.` or `e-mail` into pieces the file does not have)."""
+
+    tokens: list[str]
+
+    def __new__(cls, tokens: list[str]) -> "Tokens":
+        text = super().__new__(cls, " ".join(tokens))
+        text.tokens = list(tokens)
+        return text
+
+
 def tagging_format(path: str, declared: str) -> str:
     if declared != "auto":
         return declared
