@@ -309,7 +309,19 @@ def require_columns(ds, where: str, fields: dict[str, str]) -> None:
     columns = list(ds.column_names)
     for field, name in fields.items():
         if name not in columns:
-            raise UserError(f"{where}: no column '{name}' (data.{field}); columns found: {columns}")
+            raise UserError(f"{where}: no column '{name}' (data.{field}); columns found: {columns}"
+                            f"{_columns_fix(columns, field) if Path(where).is_file() else ''}")
+
+
+def _columns_fix(columns: list, field: str) -> str:
+    """What to do when a local table lacks a column: read with the wrong delimiter (its header is one column
+    holding the other one's separator), or a file without a header line (its first row became the names)."""
+    if len(columns) == 1:
+        for sep, name, fmt in ((",", "commas", "csv"), ("\t", "tabs", "tsv")):
+            if sep in str(columns[0]):
+                return f"; the header is one column holding {name}: set data.format: {fmt}"
+    return (f"; set data.{field} to one of them, or, if the first line holds data and not column names, "
+            f"data.header: false and data.column_names: [...]")
 
 
 def first_row_line(cfg: DataConfig, source: str, row: int) -> str:
