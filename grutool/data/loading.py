@@ -139,7 +139,7 @@ def _check_text_file(p: Path, fmt: str, header: bool, column_names: Optional[lis
     if lines - (1 if fmt in ("csv", "tsv") and header else 0) <= 0:
         raise UserError(f"{p}: no examples" + (" (only a header line)" if lines else " (empty file)"))
     if fmt in ("csv", "tsv"):
-        _check_first_row(p, text, fmt, header, column_names)
+        _check_row_widths(p, text, fmt, header, column_names)
     if fmt == "json":
         _check_json_shape(p, text)
     if fmt == "jsonl":  # the JSON parser behind `datasets` reports a byte offset: name the line instead
@@ -170,11 +170,11 @@ def _check_text_file(p: Path, fmt: str, header: bool, column_names: Optional[lis
                                     f"write the text in quotes")
 
 
-def _check_first_row(p: Path, text: str, fmt: str, header: bool, column_names: Optional[list[str]]) -> None:
-    """The first row has no more fields than there are columns: pandas would take the extra leading ones
-    as the index, shift every column of the file, and the label column would read as empty."""
+def _check_row_widths(p: Path, text: str, fmt: str, header: bool, column_names: Optional[list[str]]) -> None:
+    """No row has more fields than there are columns: in the first, pandas would take the extra leading ones
+    as the index, shift every column of the file, and the label column would read as empty; in a later one
+    it stops with its own `Error tokenizing data. C error: ...`, which names neither the file nor the fix."""
     import io
-    import itertools
 
     lines = io.StringIO(text, newline=None)  # lazily, universal newlines
     if fmt == "tsv":
@@ -183,14 +183,19 @@ def _check_first_row(p: Path, text: str, fmt: str, header: bool, column_names: O
         reader = csv.reader(lines)
         rows = ((reader.line_num, row) for row in reader if row)
     try:
-        first = list(itertools.islice(rows, 2 if header else 1))
+        if header:
+            first = next(rows, None)  # the header line (replaced by data.column_names when given)
+            if first is None:
+                return
+            names = column_names or first[1]
+        elif column_names:
+            names = column_names
+        else:
+            return
+        line, row = next(((n, r) for n, r in rows if len(r) > len(names)), (0, None))
     except csv.Error:  # the reader behind `datasets` says what it is
         return
-    names = column_names or (first[0][1] if header else None)
-    if names is None or len(first) < (2 if header else 1):
-        return
-    line, row = first[-1]
-    if len(row) > len(names):
+    if row is not None:
         what = f"the header names {len(names)}" if header and not column_names else \
             f"data.column_names names {len(names)}"
         fix = ("remove the extra tab(s): a TSV text cannot hold a tab" if fmt == "tsv" else
@@ -304,7 +309,19 @@ def require_columns(ds, where: str, fields: dict[str, str]) -> None:
     columns = list(ds.column_names)
     for field, name in fields.items():
         if name not in columns:
-            raise UserError(f"{where}: no column '{name}' (data.{field}); columns found: {columns}")
+            raise UserError(f"{where}: no column '{name}' (data.{field}); columns found: {columns}"
+                            f"{_columns_fix(columns, field) if Path(where).is_file() else ''}")
+
+
+def _columns_fix(columns: list, field: str) -> str:
+    """What to do when a local table lacks a column: read with the wrong delimiter (its header is one column
+    holding the other one's separator), or a file without a header line (its first row became the names)."""
+    if len(columns) == 1:
+        for sep, name, fmt in ((",", "commas", "csv"), ("\t", "tabs", "tsv")):
+            if sep in str(columns[0]):
+                return f"; the header is one column holding {name}: set data.format: {fmt}"
+    return (f"; set data.{field} to one of them, or, if the first line holds data and not column names, "
+            f"data.header: false and data.column_names: [...]")
 
 
 def first_row_line(cfg: DataConfig, source: str, row: int) -> str:

@@ -62,3 +62,27 @@ def test_text_dir_dedupes_and_splits_every_condition_alike(tmp_path):
     assert read_lines(cfg, f"{d}[:80%]").texts == parts[0].texts  # seeded
     other = config(str(d), format="text_dir", condition_column="lang", split_seed=14)
     assert read_lines(other, f"{d}[:80%]").texts != parts[0].texts
+
+
+@pytest.mark.parametrize("fmt", ["text", "text_dir"])
+def test_a_bom_and_crlf_line_ends_read_as_the_plain_file(tmp_path, fmt):
+    """A file saved with a BOM and Windows line ends gives the same lines and stream as the plain one: no
+    '\\ufeff' or '\\r' becomes a token."""
+    texts = {}
+    for name, prefix, end in (("plain", "", "\n"), ("windows", "\ufeff", "\r\n")):
+        folder = tmp_path / name
+        folder.mkdir()
+        f = folder / "A.txt"
+        f.write_bytes((prefix + end.join(["Ana", "Bo", "", "Cruz"]) + end).encode("utf-8"))
+        spec = str(folder) if fmt == "text_dir" else str(f)
+        cfg = config(spec, format=fmt, **({"condition_column": "lang"} if fmt == "text_dir" else {}))
+        texts[name] = sorted(read_lines(cfg, spec).texts), (read_stream(cfg, str(f)) if fmt == "text" else None)
+    assert texts["windows"] == texts["plain"]
+    assert all("\ufeff" not in t and "\r" not in t for t in texts["windows"][0])
+
+
+def test_a_missing_path_is_reported_missing_not_as_an_unknown_format(tmp_path):
+    missing = tmp_path / "trian"  # a typo of a folder or extension-less file: format auto cannot tell it
+    with pytest.raises(UserError, match="not found") as info:
+        read_lines(config(str(missing)), f"{missing}[:90%]")
+    assert "cannot tell" not in str(info.value)

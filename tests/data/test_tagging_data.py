@@ -179,3 +179,12 @@ def test_malformed_parallel_files(tmp_path):
             read_sentences(data(root, format="parallel"), str(root), need_intents=joint)
         for text in expected:
             assert text in str(info.value), (files, str(info.value))
+
+
+def test_a_missing_path_is_reported_missing_not_as_an_unknown_format(tmp_path):
+    """A mistyped split folder (`atis/trian`) under data.format auto: the message says it is not there, not
+    that its format cannot be told from the name."""
+    missing = tmp_path / "trian"
+    with pytest.raises(UserError, match="not found") as info:
+        read_sentences(data(missing), str(missing))
+    assert "cannot tell" not in str(info.value)

@@ -228,6 +228,16 @@ def test_bad_pairs_exit_2_and_write_nothing(tmp_path, name):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("row, expected", [("34\t\n", "empty target"), ("\t43\n", "empty source")])
+def test_a_table_row_empty_on_one_side_is_named_by_file_and_line_once(tmp_path, row, expected):
+    """The row of a TSV is one place: `p.tsv:3: empty target; ...`, not `p.tsv line 3: empty target for the
+    source at p.tsv line 3; ...`."""
+    (tmp_path / "p.tsv").write_text("source\ttarget\n12\t21\n" + row + "56\t65\n", encoding="utf-8")
+    result = invoke("train", config(tmp_path, str(tmp_path / "p.tsv"), format="tsv"))
+    assert_user_error(result, f"p.tsv:3: {expected};")
+    assert "line 3" not in result.output and not (tmp_path / "out").exists()
+
+
 def test_missing_target_file_exits_2(tmp_path):
     (tmp_path / "train.src").write_text("12\n", encoding="utf-8")
     assert_user_error(invoke("train", config(tmp_path, str(tmp_path / "train"))), "train.tgt", "not found")

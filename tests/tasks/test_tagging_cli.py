@@ -129,6 +129,18 @@ def test_infer_file_reads_a_split_folder_as_eval_does_under_format_auto(joint_ru
         assert [" ".join(json.loads(l)["tokens"]) for l in result.stdout.splitlines()] == expected
 
 
+def test_infer_file_tags_a_data_files_tokens_as_the_file_splits_them(tagger_run, tmp_path):
+    """`infer --file x.conll` reads the file as training reads it: one tag per token of the file, even where
+    data.tokenizer (word) would split a token (`U.S.`, `e-mail`) of raw text into several."""
+    f = tmp_path / "x.conll"
+    f.write_text("Anna B-PER\nmoved O\nto O\nthe O\nU.S. B-LOC\n\nher O\ne-mail O\nbounced O\n", encoding="utf-8")
+    result = invoke("infer", tagger_run, "--file", f, "--jsonl")
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["tokens"] for r in rows] == [["Anna", "moved", "to", "the", "U.S."], ["her", "e-mail", "bounced"]]
+    assert [len(r["tags"]) for r in rows] == [5, 3]
+
+
 def test_tagger_infer_keeps_case_and_splits_punctuation(tagger_run):
     result = invoke("infer", tagger_run, "Anna Rossi visited Paris.", "--jsonl")
     assert result.exit_code == 0, result.output

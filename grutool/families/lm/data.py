@@ -56,6 +56,12 @@ def _cut(n: int, lo: float, hi: float) -> slice:
     return slice(int(n * lo), int(n * hi))
 
 
+def _read_text(path) -> str:
+    """A text file as the model should see it: a leading BOM dropped and CRLF line ends read as LF (a file
+    saved on Windows trains on the same tokens as the text saved elsewhere: no BOM or CR token)."""
+    return read_text(path, FOLDER_FIX, encoding="utf-8-sig").replace("\r\n", "\n")
+
+
 def line_format(cfg: Config, path: str) -> str:
     fmt = cfg.data.format
     if fmt != "auto":
@@ -64,6 +70,10 @@ def line_format(cfg: Config, path: str) -> str:
     if p.is_dir():
         return "text_dir"
     known = {".txt": "text", ".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl"}
+    if p.suffix.lower() not in known and not p.exists():  # mistyped: say it is missing, not that its format is unknown
+        from grutool.data.loading import data_not_found
+
+        raise data_not_found(path, "data file or directory")
     if p.suffix.lower() not in known:
         raise UserError(f"{path}: cannot tell the format from the extension; set data.format to one of "
                         f"{', '.join(LINE_FORMATS)}")
@@ -78,7 +88,7 @@ def read_stream(cfg: Config, spec: str) -> str:
         lines = _read_hub(cfg, path, 0.0, 1.0)
         text = "".join(t if t.endswith("\n") else t + "\n" for t in lines.texts)
     else:
-        text = read_text(path, FOLDER_FIX)
+        text = _read_text(path)
     text = text[_cut(len(text), lo, hi)]
     if not text.strip():
         raise UserError(f"{spec}: empty corpus (no text to train or score on)")
@@ -98,7 +108,7 @@ def read_lines(cfg: Config, spec: str) -> Lines:
     if fmt == "text_dir":
         return _read_dir(path, spec, lo, hi, d.split_seed)
     if fmt == "text":
-        rows = [(i + 1, line.rstrip("\r")) for i, line in enumerate(read_text(path, FOLDER_FIX).split("\n"))]
+        rows = [(i + 1, line.rstrip("\r")) for i, line in enumerate(_read_text(path).split("\n"))]
         rows = [(n, t) for n, t in rows if t.strip()]  # blank lines separate nothing: skipped
         rows = rows[_cut(len(rows), lo, hi)]
         if d.condition_column:
@@ -171,7 +181,7 @@ def _read_dir(path: str, spec: str, lo: float, hi: float, seed: int) -> Lines:
         raise UserError(f"{path}: no .txt files (one per condition, a line per example)")
     texts, conds, where = [], [], []
     for f in files:
-        unique = list(dict.fromkeys(l.strip() for l in read_text(f, FOLDER_FIX).splitlines() if l.strip()))
+        unique = list(dict.fromkeys(l.strip() for l in _read_text(f).splitlines() if l.strip()))
         random.Random(f"{seed}:{f.stem}").shuffle(unique)
         part = unique[_cut(len(unique), lo, hi)]
         texts += part

@@ -60,7 +60,8 @@ def _columns(cfg: DataConfig, spec: str) -> list[tuple[str, str, str, str]]:
     require_columns(ds, spec, {"source_column": cfg.source_column, "target_column": cfg.target_column})
     rows = []
     for i, (s, t) in enumerate(zip(ds[cfg.source_column], ds[cfg.target_column])):
-        where = f"{spec} {first_row_line(cfg, spec, i)}"
+        at = first_row_line(cfg, spec, i)  # "line N" (csv, tsv, jsonl) or "row N" (json)
+        where = f"{spec}:{at[len('line '):]}" if at.startswith("line ") else f"{spec} {at}"
         rows.append((_text(s), _text(t), where, where))
     return rows
 
@@ -114,11 +115,13 @@ def read_pairs(cfg: DataConfig, spec: str | list[str], name: str) -> list[Pair]:
         if not source and not target:
             blank += 1
             continue
-        if not target:
-            raise UserError(f"{tgt_where}: empty target for the source at {src_where}; every pair needs both "
+        if not target:  # a table row is one place; parallel files name the other side's line too
+            other = "" if src_where == tgt_where else f" for the source at {src_where}"
+            raise UserError(f"{tgt_where}: empty target{other}; every pair needs both "
                             f"sides (remove the pair, or fill in its target)")
         if not source:
-            raise UserError(f"{src_where}: empty source for the target at {tgt_where}; every pair needs both "
+            other = "" if src_where == tgt_where else f" for the target at {tgt_where}"
+            raise UserError(f"{src_where}: empty source{other}; every pair needs both "
                             f"sides (remove the pair, or fill in its source)")
         pairs.append(Pair(source, target, src_where))
     if blank:

@@ -35,6 +35,19 @@ class Sentence:
     where: str                 # "path:line" of its first line, for messages
 
 
+class Tokens(str):
+    """A sentence a data file already split (`infer --file x.conll`): the text is its tokens joined by spaces,
+    and `tokens` keeps them, so prediction tags the file's tokens instead of splitting the text again with
+    data.tokenizer (which would cut `U.S.` or `e-mail` into pieces the file does not have)."""
+
+    tokens: list[str]
+
+    def __new__(cls, tokens: list[str]) -> "Tokens":
+        text = super().__new__(cls, " ".join(tokens))
+        text.tokens = list(tokens)
+        return text
+
+
 def tagging_format(path: str, declared: str) -> str:
     if declared != "auto":
         return declared
@@ -42,6 +55,8 @@ def tagging_format(path: str, declared: str) -> str:
     if p.is_dir():
         return "parallel"
     fmt = _EXTENSIONS.get(p.suffix.lower())
+    if fmt is None and not p.exists():  # a mistyped folder or file: say it is missing, not that its format is unknown
+        raise data_not_found(path, "data file or directory")
     if fmt is None:
         raise UserError(f"{path}: cannot tell the tagging format from the name; set data.format to "
                         f"conllu, conll, parallel (a directory with seq.in, seq.out, label) or jsonl")

@@ -84,10 +84,10 @@ class TaggerTask(Task):
             from grutool.families.tagger import numeric
 
             return numeric.read_inputs(cfg, source, vocabs)
-        from grutool.families.tagger.data import read_sentences
+        from grutool.families.tagger.data import Tokens, read_sentences
 
-        # The tokens as the file splits them, joined by spaces: what `predict` splits again.
-        return [" ".join(s.tokens) for s in read_sentences(cfg.data, source)]
+        # The tokens as the file splits them: `predict` tags these, it does not split the text again.
+        return [Tokens(s.tokens) for s in read_sentences(cfg.data, source)]
 
     def read(self, cfg: Config, source: str, name: str) -> list[Sentence]:
         """A labelled split with tags in the model's scheme."""
@@ -295,7 +295,9 @@ class TaggerTask(Task):
             return numeric.predict(self, predictor, texts, batch_size)
         cfg, run = predictor.cfg, predictor.run
         split_words = get_tokenizer(cfg.data.tokenizer, lowercase=False)
-        tokens = [split_words(t) for t in texts]
+        from grutool.families.tagger.data import Tokens
+
+        tokens = [list(t.tokens) if isinstance(t, Tokens) else split_words(t) for t in texts]  # a file's: as split
         split = self.encode(cfg, run.vocab, tokens, chars=run.extra.get("chars"))
         tag_names = run.labels.itos
         with_spans = schemes.has_spans(split.scheme)
