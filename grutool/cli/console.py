@@ -65,11 +65,36 @@ def _labelled(label: str, style: str, message: str) -> None:
     err.print(Text.assemble((label, style), " ", str(message)))
 
 
+class Wrapping(logging.Formatter):
+    """The grutool logger's records as `%(message)s`; on a terminal, each line longer than the terminal is
+    wrapped at word boundaries (the terminal itself broke a long warning mid-word: `'I-r` / `eturn_date'`).
+    Into a pipe or a file a record stays one line, as scripts and tests read it."""
+
+    def __init__(self, stream):
+        super().__init__("%(message)s")
+        self.stream = stream
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        try:
+            terminal = self.stream.isatty()
+        except (AttributeError, ValueError):  # a stream without isatty, or closed
+            terminal = False
+        if not terminal:
+            return text
+        import shutil
+        import textwrap
+
+        width = shutil.get_terminal_size((80, 24)).columns - 1
+        return "\n".join(textwrap.fill(line, width, break_long_words=False, break_on_hyphens=False)
+                         if len(line) > width else line for line in text.split("\n"))
+
+
 def setup_logging(quiet: bool) -> None:
     logger = logging.getLogger("grutool")
     logger.handlers.clear()
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setFormatter(Wrapping(sys.stderr))
     logger.addHandler(handler)
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
     logger.propagate = False

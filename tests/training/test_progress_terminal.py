@@ -189,3 +189,38 @@ def test_a_warning_while_reading_data_gets_its_own_line():
         log.removeHandler(handler)
     assert screen(stream.getvalue(), 80) == ["validation: 1 token(s) have tags never seen in training"]
     assert "\r\x1b[Kvalidation:" in stream.getvalue() and "\nreading data …" in stream.getvalue()
+
+
+@pytest.mark.parametrize("tty", [True, False])
+def test_a_long_log_record_wraps_at_words_on_a_terminal_only(tty, monkeypatch):
+    """ATIS eval in 80 columns: the terminal broke `... counted as errors: 'I-r` / `eturn_date...'` mid-word.
+    On a terminal the grutool logger's records now wrap at word boundaries; into a pipe a record stays one line."""
+    import io
+    import logging
+
+    from grutool.cli.console import setup_logging
+
+    class Stream(io.StringIO):
+        def isatty(self):
+            return tty
+
+    stream = Stream()
+    monkeypatch.setattr(sys, "stderr", stream)
+    monkeypatch.setenv("COLUMNS", "80")
+    log = logging.getLogger("grutool")
+    level, handlers = log.level, list(log.handlers)
+    try:
+        setup_logging(quiet=False)
+        tags = ", ".join(f"'I-return_date.day_name_{i}' ({i})" for i in range(8))
+        log.warning("test: 11 token(s) have tags never seen in training, counted as errors: %s", tags)
+    finally:
+        log.handlers[:] = handlers
+        log.setLevel(level)
+    lines = stream.getvalue().splitlines()
+    words = " ".join(lines).split()
+    assert words == ("test: 11 token(s) have tags never seen in training, counted as errors: " + tags).split()
+    if tty:
+        assert len(lines) > 1 and all(len(l) < 80 for l in lines), lines
+        assert all("'I-return_date.day_name_" in l for l in lines[1:]), "each tag kept whole on its line"
+    else:
+        assert len(lines) == 1
