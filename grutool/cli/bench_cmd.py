@@ -56,7 +56,9 @@ def bench(
     compare: Optional[Path] = typer.Option(
         None, metavar="OLD.json", help="Earlier JSON report: print new/old time per matching row, against a saved "
                                        "REPORT.json (no measuring) or against a grid measured now."),
-    smoke: bool = typer.Option(False, "--smoke", help="Tiny grid in seconds; exit 1 if its sanity checks fail."),
+    smoke: bool = typer.Option(False, "--smoke", help="The tiny grid (seconds) and its sanity checks; exit 1 if "
+                               "one fails. Values given as options or in GRID.yaml replace the tiny grid's, so a "
+                               "full GRID.yaml runs in full."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress; only warnings and errors on stderr."),
 ):
     """Time GRU vs LSTM vs RNN, or a configured model's train step and inference (docs/bench.md).
