@@ -329,3 +329,16 @@ def test_tag_confusion_at_80_columns_shows_whole_labels_or_says_where_it_is():
             assert "tag confusion: 10 x 10" in text and "--json" in text and "--plot" in text, text
         else:
             assert all(tag in text for tag in tags) and "gold \\ pred" in text, text
+
+
+def test_eval_title_counts_read_as_people_write_them():
+    # `2077 sentences, 25094 tokens` beside train's `14,909 tokens`, and `1 sentences`.
+    from grutool.families.tagger.render import tables
+
+    def title(n, tokens):
+        m = {"source": "test", "n": n, "tokens": tokens, "token_accuracy": 1.0, "sentence_accuracy": 1.0,
+             "per_tag": {}, "confusion": {"labels": ["O"], "matrix": [[1]]}}
+        return tables(m)[0].title
+
+    assert title(2077, 25094).startswith("test: 2,077 sentences, 25,094 tokens;")
+    assert title(1, 1).startswith("test: 1 sentence, 1 token;")

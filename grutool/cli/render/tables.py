@@ -15,6 +15,11 @@ def plain(value) -> str:
     return escape(str(value))
 
 
+def counted(n: int, noun: str) -> str:
+    """`1 sentence`, `2,077 sentences`: a count with thousands separators and its noun, singular for one."""
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
 def confusion_table(title: str, labels: list[str], matrix: list[list[int]]):
     """Rows: gold labels, columns: predicted labels. Every label whole: where the matrix is wider than the
     terminal (or, into a pipe, 80 columns), one line saying where it is instead (labels cut to `B-c…` would

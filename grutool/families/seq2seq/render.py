@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from grutool.cli.render.tables import plain
+from grutool.cli.render.tables import counted, plain
 from grutool.errors import UserError
 
 
@@ -31,7 +31,8 @@ def summary_line(metrics: dict) -> str:
 
 def tables(metrics: dict) -> list:
     """The headline figures, then a few sources with their reference and output, for `grutool eval`."""
-    count = f"{metrics['words']} words ({metrics['n']} pairs)" if "words" in metrics else f"{metrics['n']} pairs"
+    count = (f"{counted(metrics['words'], 'word')} ({counted(metrics['n'], 'pair')})" if "words" in metrics
+             else counted(metrics['n'], 'pair'))
     t = Table(title=f"{plain(metrics['source'])}: {count}; {summary_line(metrics)}")
     for col in ("source", "reference", "output"):
         t.add_column(col)

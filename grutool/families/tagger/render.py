@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from grutool.cli.render.tables import confusion_table, plain
+from grutool.cli.render.tables import confusion_table, counted, plain
 
 CONFUSION_MAX_TAGS = 20  # a bigger tag confusion does not fit a terminal; --json has it whole
 
@@ -32,7 +32,7 @@ def _prf_table(title: str, first: str, rows: dict) -> Table:
 
 def tables(metrics: dict) -> list:
     """Per span type (or per tag for plain tags), then the tag confusion when it is small, for `grutool eval`."""
-    title = (f"{plain(metrics['source'])}: {metrics['n']} sentences, {metrics['tokens']} tokens; "
+    title = (f"{plain(metrics['source'])}: {counted(metrics['n'], 'sentence')}, {counted(metrics['tokens'], 'token')}; "
              f"{summary_line(metrics)}")
     if "per_type" in metrics:
         out: list = [_prf_table(title, "span type", metrics["per_type"])]
