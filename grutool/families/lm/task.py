@@ -357,8 +357,14 @@ class LMTask(Task):
             return results
         encode = self.encoder_for(predictor, "prompt")
         tokenizer = cfg.data.tokenizer
-        for prompt in texts or [""]:
-            tokens, ids = encode(prompt)
+        for i, prompt in enumerate(texts or [""]):
+            try:
+                tokens, ids = encode(prompt)
+            except UserError as e:  # name the prompt among several (`prompt:` alone named none)
+                if len(texts) < 2:
+                    raise
+                raise UserError(f"prompt: prompt {i + 1} of {len(texts)} ({clipped(prompt, 40)!r}): "
+                                f"{str(e).removeprefix('prompt: ')}", option="prompt") from None
             if stream:
                 # A stream model needs a token to read: an empty prompt starts after a line end.
                 prefix = ids or [vocab.stoi.get("\n", Vocab.eos_id)]
