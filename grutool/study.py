@@ -136,7 +136,8 @@ def run_study(config: str | Path, cells: Sequence[str], seeds: int, overrides: S
             if on_run is not None:
                 on_run(i, len(runs), run, _read_json(path / rundir.SUMMARY) or {}, True)
         else:
-            pending.append((i, run))
+            # a run the study has not reached yet starts as new: resuming it would warn of a lost run
+            pending.append((i, run, resume and bool(rundir.contents(path))))
 
     def done(i: int, run: Run, summary: dict, kernel: Optional[str]) -> None:
         if kernel is not None:
@@ -146,12 +147,12 @@ def run_study(config: str | Path, cells: Sequence[str], seeds: int, overrides: S
             on_run(i, len(runs), run, summary, False)
 
     if jobs == 1:
-        for i, run in pending:
+        for i, run, again in pending:
             log.info("study: run %d/%d, %s", i, len(runs), run.name)
-            summary, kernel = train_one(run.cfg, resume, overwrite, progress, callbacks)
+            summary, kernel = train_one(run.cfg, again, overwrite, progress, callbacks)
             done(i, run, summary, kernel)
     else:
-        _in_parallel(study_dir, pending, jobs, per_run, resume, overwrite, done)
+        _in_parallel(study_dir, pending, jobs, per_run, overwrite, done)
     return report(study_dir, latency_repeats=latency_repeats)
 
 
@@ -166,9 +167,10 @@ def train_one(cfg: Config, resume: bool, overwrite: bool, progress: bool | str =
     return summary, recorder.kernel
 
 
-def _in_parallel(study_dir: Path, pending: list, jobs: int, per_run: int, resume: bool, overwrite: bool,
+def _in_parallel(study_dir: Path, pending: list, jobs: int, per_run: int, overwrite: bool,
                  done: Callable) -> None:
-    """`pending` runs, `jobs` at a time, each a `python -m grutool.study` process with `per_run` threads
+    """`pending` runs (i, run, whether to resume it), `jobs` at a time, each a `python -m grutool.study` process
+    with `per_run` threads
     (OMP_NUM_THREADS and torch's own count; the run's config is left as it is, so --resume accepts it)."""
     import subprocess
     import sys
@@ -179,10 +181,10 @@ def _in_parallel(study_dir: Path, pending: list, jobs: int, per_run: int, resume
     env = child_env(per_run)
 
     def one(item):
-        i, run = item
+        i, run, again = item
         log.info("study: run %d, %s (in its own process, %d thread(s))", i, run.name, per_run)
         cmd = [sys.executable, "-m", "grutool.study", str(study_dir), run.name, str(per_run),
-               "resume" if resume else "overwrite" if overwrite else "new"]
+               "resume" if again else "overwrite" if overwrite else "new"]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if proc.returncode == 130:
             raise TrainingInterrupted(str(Path(run.cfg.output_dir) / rundir.LAST))
@@ -239,8 +241,9 @@ def _read_json(path: Path) -> Optional[dict]:
 
 
 # Keys of an eval result that count or size the data scored (sequences, tokens, forecast windows and their
-# shape), not the model: the same in every run of a study, so never compared between cells.
-DATA_KEYS = frozenset({"n", "tokens", "windows", "horizon", "input_length", "season"})
+# shape), or name a setting it was scored with (a seq2seq run's beam_size), not the model: the same in every
+# run of a study, so never compared between cells.
+DATA_KEYS = frozenset({"n", "tokens", "windows", "horizon", "input_length", "season", "beam_size"})
 
 
 def _scalars(metrics: Optional[dict]) -> dict:

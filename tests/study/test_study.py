@@ -143,7 +143,7 @@ class Counter(Callback):
             raise KeyboardInterrupt
 
 
-def test_resume_after_a_kill(tmp_path):
+def test_resume_after_a_kill(tmp_path, caplog):
     config = write_config(tmp_path)
     killer = Counter(stop_run=2)
     with pytest.raises(TrainingInterrupted):
@@ -151,8 +151,11 @@ def test_resume_after_a_kill(tmp_path):
     first = tmp_path / "st" / "runs" / "gru-seed3" / "best.pt"
     mtime = first.stat().st_mtime_ns
     counter = Counter()
+    caplog.clear()
     result = study.run_study(config, ["gru"], 3, study_dir=tmp_path / "st", resume=True, callbacks=[counter],
                              latency_repeats=1)
+    # seed 5 was never started: it starts as new, without a warning of a run "stopped before its first checkpoint"
+    assert not [r for r in caplog.records if "before its first checkpoint" in r.getMessage()]
     assert counter.runs == 2                     # seed 3 reused; seed 4 continued, seed 5 new
     assert counter.first_steps == [3, 0]         # seed 4 from its last.pt, at the step it was stopped
     assert first.stat().st_mtime_ns == mtime
@@ -187,6 +190,19 @@ def test_a_study_of_the_numeric_families_compares_their_metrics_not_their_data(t
     assert metric in compared and "s_per_epoch" in compared
     assert not {"test_n", "test_windows", "test_horizon", "test_input_length", "test_season"} & compared
     assert all(d["n"] == 2 for d in result["comparisons"])
+
+
+def test_a_seq2seq_study_compares_its_metrics_not_its_beam_size(tmp_path):
+    # eval of a seq2seq run carries the beam size it decoded with: the report had a "test beam_size" column and
+    # a "test_beam_size ... no difference on any seed" row.
+    raw = shipped_config("reverse.yaml", tmp_path / "unused", train={"epochs": 1, "device": "cpu"})
+    config = tmp_path / "reverse.yaml"
+    config.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    result = study.run_study(config, ["gru", "lstm"], 1, study_dir=tmp_path / "st", latency_repeats=1)
+    compared = {d["metric"] for d in result["comparisons"]}
+    assert "test_exact_match" in compared and "test_beam_size" not in compared
+    assert all("beam_size" not in c["test"] for c in result["cells_summary"].values())
+    assert "beam_size" not in (tmp_path / "st" / study.REPORT_MD).read_text()
 
 
 def test_a_study_without_a_validation_split_plots_test_figures_and_training_loss(tmp_path, recwarn):
