@@ -387,7 +387,7 @@ def tune(config: str | Path, space: str | Path, trials: int, overrides: Sequence
                         f"so give the config a validation split")
     params = load_space(space, config, overrides)
     tune_dir = Path(tune_dir) if tune_dir is not None else Path("tuning") / Path(config).stem
-    check_output_folder(tune_dir, "--output-dir")
+    check_output_folder(tune_dir, "--output-dir", own=PLAN, what="tune")
     optuna = _optuna()
     the_sampler = make_sampler(sampler, params, base.train.seed, str(space), parallel=jobs > 1)
     if isinstance(pruner, str) and pruner != "none" and prune_after > base.train.epochs * seeds:
