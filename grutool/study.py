@@ -81,7 +81,7 @@ def plan(config: str | Path, cells: Sequence[str], seeds: int, overrides: Sequen
         raise UserError(f"seeds: must be at least 1 (got {seeds})", option="seeds")
     base = load_config(config, list(overrides))
     study_dir = Path(study_dir) if study_dir is not None else Path("studies") / Path(config).stem
-    check_output_folder(study_dir, "--output-dir", own=PLAN, what="study")
+    check_output_folder(study_dir, "--output-dir", own=(PLAN,), what="study")
     runs = []
     # seeds outer, cells inner: the cells alternate, so a change of machine load falls on both alike
     for seed in range(base.train.seed, base.train.seed + seeds):

@@ -194,7 +194,8 @@ def parse_space(raw: Any, source: str, lines: dict) -> list[Param]:
         step = entry.get("step")
         if step is not None:
             if not _number(step, kind) or step <= 0 or step > high - low:
-                raise UserError(f"{where}: {path}: step must be a {kind} in (0, {high - low}] (got {step!r})")
+                raise UserError(f"{where}: {path}: step must be {'an int' if kind == 'int' else 'a float'} in "
+                                f"(0, {high - low}] (got {step!r})")
             if log_scale:
                 raise UserError(f"{where}: {path}: step and log do not go together; remove one")
         params.append(Param(path, kind, low, high, step, log_scale))
@@ -349,8 +350,16 @@ def record(trial) -> TrialRecord:
     start, end = trial.datetime_start, trial.datetime_complete
     return TrialRecord(trial.number, trial.state.name.lower(), dict(trial.params), trial.value,
                        (end - start).total_seconds() if start and end else None,
-                       list(trial.user_attrs.get("runs", [])), trial.user_attrs.get("error"),
+                       list(trial.user_attrs.get("runs", [])), trial.user_attrs.get("error") or _stopped(trial),
                        bool(trial.user_attrs.get("baseline")))
+
+
+def _stopped(trial) -> Optional[str]:
+    """Why a failed trial without an error failed: Ctrl-C, or a process that is gone (its runs continue)."""
+    if trial.state.name != "FAIL":
+        return None
+    how = "interrupted (Ctrl-C)" if trial.user_attrs.get("interrupted") else "its process stopped (a kill)"
+    return f"{how}; its parameters run again in a later trial (--resume) that continues its runs"
 
 
 def tune(config: str | Path, space: str | Path, trials: int, overrides: Sequence[str] = (),
@@ -387,7 +396,8 @@ def tune(config: str | Path, space: str | Path, trials: int, overrides: Sequence
                         f"so give the config a validation split")
     params = load_space(space, config, overrides)
     tune_dir = Path(tune_dir) if tune_dir is not None else Path("tuning") / Path(config).stem
-    check_output_folder(tune_dir, "--output-dir", own=PLAN, what="tune")
+    # optuna.db alone: a tune stopped before it wrote its tune.json
+    check_output_folder(tune_dir, "--output-dir", own=(PLAN, DB), what="tune")
     optuna = _optuna()
     the_sampler = make_sampler(sampler, params, base.train.seed, str(space), parallel=jobs > 1)
     if isinstance(pruner, str) and pruner != "none" and prune_after > base.train.epochs * seeds:
@@ -432,7 +442,8 @@ def tune(config: str | Path, space: str | Path, trials: int, overrides: Sequence
             log.info("trial %d was interrupted; its parameters run again, continuing its runs", old.number)
             if old.state == optuna.trial.TrialState.RUNNING:
                 study.tell(old.number, state=optuna.trial.TrialState.FAIL)
-            study.enqueue_trial(old.params, user_attrs={"continues": old.number}, skip_if_exists=False)
+            carried = {"baseline": True} if old.user_attrs.get("baseline") else {}  # still the config as given
+            study.enqueue_trial(old.params, user_attrs={"continues": old.number, **carried}, skip_if_exists=False)
 
     if baseline and sampler != "grid" and not everything:  # a new study only
         # The first trial is the config as given, so the best trial can only match or beat it on validation

@@ -99,6 +99,20 @@ def test_resume_continues_an_interrupted_trial(setup):
     continued = next(t for t in result["trials"] if t["number"] == 2)
     assert continued["runs"] == [str(root / "tu" / "trials" / "0001-seed3")]
     assert continued["params"] == next(t for t in result["trials"] if t["number"] == 1)["params"]
+    # trials.jsonl said "fail" with "error": null for the trial Ctrl-C stopped
+    stopped = next(t for t in read_trials(root / "tu" / tune.TRIALS) if t["number"] == 1)
+    assert "interrupted (Ctrl-C)" in stopped["error"] and "continues its runs" in stopped["error"]
+
+
+def test_an_interrupted_baseline_trial_is_continued_as_the_config_as_given(setup):
+    # Ctrl-C in trial 0 (the config as given): the trial that continued it lost its "(the config as given)"
+    root, config, space = setup
+    with pytest.raises(TrainingInterrupted):
+        tune.tune(config, space, 2, tune_dir=root / "tu", pruner="none", callbacks=[Counter(stop_run=1)])
+    result = tune.tune(config, space, 2, tune_dir=root / "tu", pruner="none", resume=True)
+    continued = next(t for t in result["trials"] if t["runs"] == [str(root / "tu" / "trials" / "0000-seed3")]
+                     and t["state"] == "complete")
+    assert continued["number"] != 0 and continued["baseline"]
 
 
 def test_resume_after_a_killed_process(setup):
