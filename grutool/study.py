@@ -121,6 +121,10 @@ def run_study(config: str | Path, cells: Sequence[str], seeds: int, overrides: S
     if plan_path.is_file() and not (resume or overwrite):
         raise UserError(f"{study_dir}: a study is already there; add --resume to continue it (finished runs "
                         f"are reused), --overwrite to train it again, or choose another --output-dir")
+    if not plan_path.is_file():  # a new study: a missing data file is one error, before any write
+        from grutool.training.startup import read_data
+
+        read_data(runs[0].cfg)
     previous = _read_json(plan_path) if resume else {}
     kernels = dict((previous or {}).get("kernels") or {})
     study_dir.mkdir(parents=True, exist_ok=True)

@@ -411,6 +411,10 @@ def tune(config: str | Path, space: str | Path, trials: int, overrides: Sequence
     if plan_path.is_file() and not resume:
         raise UserError(f"{tune_dir}: a tune is already there; add --resume to continue it, or choose another "
                         f"--output-dir")
+    if not plan_path.is_file():  # a new tune: a missing data file is one error, not a failed trial each
+        from grutool.training.startup import read_data
+
+        read_data(base)
     tune_dir.mkdir(parents=True, exist_ok=True)
     url = storage or f"sqlite:///{(tune_dir / DB).resolve()}"
     known = storage is not None or (tune_dir / DB).exists()  # before opening: that creates the file
