@@ -82,6 +82,7 @@ class Param:
     step: Any = None
     log: bool = False
     choices: Optional[list] = None
+    line: Optional[int] = None        # its line in the space file, for errors found later (the grid's)
 
     def values(self) -> list:
         """The values to check against the schema: both ends of a range, or every choice."""
@@ -93,6 +94,7 @@ class Param:
         if self.step is None:
             if self.kind == "int":
                 return list(range(self.low, self.high + 1))
+            where = f"{where}:{self.line}" if self.line else where
             raise UserError(f"{where}: {self.path}: grid needs a finite set of values; give this float range a "
                             f"step, or choices (categorical)")
         n = int(math.floor((self.high - self.low) / self.step + 1e-9))
@@ -148,7 +150,8 @@ def parse_space(raw: Any, source: str, lines: dict) -> list[Param]:
     known = config_paths()
     params = []
     for path, entry in raw.items():
-        where = f"{source}:{lines.get((str(path),), '?')}"
+        line = lines.get((str(path),))
+        where = f"{source}:{line or '?'}"
         path = str(path)
         if path not in known:
             close = difflib.get_close_matches(path, known, n=1, cutoff=0.6)
@@ -176,7 +179,7 @@ def parse_space(raw: Any, source: str, lines: dict) -> list[Param]:
                                 f"(got {odd!r})")
             if "log" in entry or "step" in entry:
                 raise UserError(f"{where}: {path}: log and step are for int and float ranges; remove them")
-            params.append(Param(path, kind, choices=value))
+            params.append(Param(path, kind, choices=value, line=line))
             continue
         if not (isinstance(value, list) and len(value) == 2 and all(_number(v, kind) for v in value)):
             raise UserError(f"{where}: {path}: {kind} needs [low, high], two {kind} numbers (got {value!r})")
@@ -198,7 +201,7 @@ def parse_space(raw: Any, source: str, lines: dict) -> list[Param]:
                                 f"(0, {high - low}] (got {step!r})")
             if log_scale:
                 raise UserError(f"{where}: {path}: step and log do not go together; remove one")
-        params.append(Param(path, kind, low, high, step, log_scale))
+        params.append(Param(path, kind, low, high, step, log_scale, line=line))
     return params
 
 
