@@ -92,6 +92,8 @@ def test_cli_resume_reuses_finished_runs(done):
     result = invoke("study", config, "--cells", "gru,lstm", "--seeds", "2", "-o", root / "st", "--resume", "-q")
     assert result.exit_code == 0, result.output
     assert result.output.count("(reused)") == 4
+    # -q keeps a line per run; its help said "Only the report, warnings and errors"
+    assert "a line per run" in " ".join(invoke("study", "--help").output.split())
     assert "quality" in result.stdout and "against gru, paired by seed" in result.stdout
     assert [p.stat().st_mtime_ns for p in best] == before
     # without --resume an existing study is refused, one line
