@@ -299,7 +299,11 @@ def _latency(paths: list[Path], repeats: int, probe_kernel: set[int]) -> tuple[d
         d = p.cfg.data
         name, source = next(((n, getattr(d, n)) for n in ("validation", "test", "train") if getattr(d, n)),
                             ("train", None))
-        split = p.task.encode_split(p.cfg, p.run, source, name)
+        quiet, log.disabled = log.disabled, True  # its warnings (unknown tokens) were the run's, said in training
+        try:
+            split = p.task.encode_split(p.cfg, p.run, source, name)
+        finally:
+            log.disabled = quiet
         for size in LATENCY_BATCHES:
             index = [k % len(split) for k in range(size)]
             batch = collate(split, index).to(p.device)

@@ -207,6 +207,22 @@ def test_a_seq2seq_study_compares_its_metrics_not_its_beam_size(tmp_path):
     assert "beam_size" not in (tmp_path / "st" / study.REPORT_MD).read_text()
 
 
+def test_the_report_does_not_repeat_the_runs_data_warnings(tmp_path, caplog):
+    # names.yaml: one "validation: 1 token(s) are not in the vocabulary" per run again while timing the latency
+    raw = shipped_config("lm.yaml", tmp_path / "unused", train={"epochs": 1, "device": "cpu"})
+    validation = Path(raw["data"]["validation"])
+    text = validation.read_text(encoding="utf-8").splitlines()
+    header, first = text[0], text[1].split("\t")
+    first[header.split("\t").index("text")] = "§§§"  # a character the training split never has
+    (tmp_path / "validation.tsv").write_text("\n".join([header, "\t".join(first)] + text[2:]) + "\n", encoding="utf-8")
+    raw["data"]["validation"] = str(tmp_path / "validation.tsv")
+    config = tmp_path / "lm.yaml"
+    config.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    study.run_study(config, ["gru"], 2, study_dir=tmp_path / "st", latency_repeats=1)
+    warned = [r for r in caplog.records if "not in the vocabulary" in r.getMessage()]
+    assert len(warned) == 2, [r.getMessage() for r in warned]  # once per run, in its training
+
+
 def test_a_study_without_a_validation_split_plots_test_figures_and_training_loss(tmp_path, recwarn):
     # No validation figure to plot (JapaneseVowels ships so): the picture was two empty panels and a warning.
     raw = shipped_config("numeric.yaml", tmp_path / "unused", train={"epochs": 2, "device": "cpu"})
