@@ -535,9 +535,11 @@ def make_objective(config, overrides: Sequence[str], params: list[Param], seeds_
                         if isinstance(value, (int, float)):
                             trial.report(float(value), offset + row["epoch"])
 
+                last = len(seeds_list) * cfg.train.epochs  # the trial's last epoch: nothing left to save
+
                 def should_stop(step: int, value: float) -> bool:
                     trial.report(value, step)
-                    return trial.should_prune()
+                    return step < last and trial.should_prune()
 
                 pruning = Pruning(should_stop, offset)
                 summary = train(cfg, resume=continuing, overwrite=not continuing, progress=progress,

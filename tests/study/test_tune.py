@@ -115,6 +115,21 @@ def test_an_interrupted_baseline_trial_is_continued_as_the_config_as_given(setup
     assert continued["number"] != 0 and continued["baseline"]
 
 
+class PruneAll(optuna.pruners.BasePruner):
+    def prune(self, study, trial):
+        return True
+
+
+def test_a_trial_is_not_pruned_after_its_last_epoch(setup):
+    # "pruned after epoch 2: ... behind the other trials" for a trial that had trained every epoch: nothing was
+    # stopped, yet it was recorded (and listed by `grutool runs`) as pruned
+    root, config, space = setup
+    result = tune.tune(config, space, 2, ["train.epochs=1"], tune_dir=root / "one", pruner=PruneAll())
+    assert [t["state"] for t in result["trials"]] == ["complete", "complete"]
+    result = tune.tune(config, space, 1, tune_dir=root / "two", pruner=PruneAll(), baseline=False)
+    assert [t["state"] for t in result["trials"]] == ["pruned"]  # after epoch 1 of 2 it still is
+
+
 def test_resume_after_a_killed_process(setup):
     root, config, space = setup
     params = tune.load_space(space, config)
