@@ -149,6 +149,15 @@ def test_resume_after_a_killed_process(setup):
     assert result["trials"][1]["params"] == chosen
 
 
+def test_a_timeout_before_the_first_trial_says_no_trial_ran(setup):
+    # "no trial completed; see DIR/trials.jsonl", an empty file
+    root, config, space = setup
+    result = invoke("tune", config, "--space", space, "--trials", "2", "--timeout", "0", "-o", root / "tu")
+    assert result.exit_code == 0, result.output
+    assert "no trial ran: --timeout 0 s had passed before the first" in result.output
+    assert (root / "tu" / tune.TRIALS).read_text() == ""
+
+
 def test_existing_tune_needs_resume(setup):
     root, config, space = setup
     tune.tune(config, space, 1, tune_dir=root / "tu")
