@@ -62,6 +62,22 @@ def test_report_shape(done):
     assert Path(study.plot(result, root / "st" / study.PLOT)).stat().st_size > 10_000
 
 
+def test_the_default_study_and_tune_folders_are_ignored_by_git(tmp_path):
+    # `grutool study configs/sentiment.yaml` (README) left studies/sentiment/ with its checkpoints untracked in
+    # `git status`, ready to be committed by `git add -A`; runs/ was ignored, studies/ and tuning/ were not
+    import shutil
+    import subprocess
+
+    from grutool import tune
+
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    study_dir, _ = study.plan(write_config(tmp_path), ["gru"], 1)
+    for path in (study_dir / "runs" / "gru-seed3" / "best.pt", Path("tuning") / "tiny" / tune.DB):
+        ignored = subprocess.run(["git", "check-ignore", "-q", str(path)], cwd=ROOT)
+        assert ignored.returncode == 0, path
+
+
 def test_the_same_difference_on_every_seed_is_not_called_significant():
     # JapaneseVowels, 2 seeds: the LSTM 4 of 370 test utterances behind on both, which printed "lstm lower (p 0)".
     def record(cell, seed, accuracy):
