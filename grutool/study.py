@@ -45,6 +45,10 @@ LATENCY_BATCHES = (1, 32)
 COST = ("s_per_epoch", "s_to_best", "tokens_per_s", "latency_1_ms", "latency_32_ms")  # compared as ratios too
 
 
+STUDY_SETS = {"model.cell": "name the cells with --cells (e.g. --cells lstm)",
+              "output_dir": "choose the study directory with --output-dir (its runs go into DIR/runs/)"}
+
+
 @dataclass
 class Run:
     name: str       # <cell>-seed<N>
@@ -79,6 +83,10 @@ def plan(config: str | Path, cells: Sequence[str], seeds: int, overrides: Sequen
 
     if seeds < 1:
         raise UserError(f"seeds: must be at least 1 (got {seeds})", option="seeds")
+    for item in overrides:  # what the study sets per run would silently replace the user's value
+        key = item.partition("=")[0].strip()
+        if key in STUDY_SETS:
+            raise UserError(f"set: {key}: the study sets it per run; {STUDY_SETS[key]}", option="set")
     base = load_config(config, list(overrides))
     study_dir = Path(study_dir) if study_dir is not None else Path("studies") / Path(config).stem
     check_output_folder(study_dir, "--output-dir", own=(PLAN,), what="study")

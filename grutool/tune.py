@@ -386,6 +386,9 @@ def tune(config: str | Path, space: str | Path, trials: int, overrides: Sequence
         raise UserError(f"trials: must be at least 1 (got {trials})", option="trials")
     if seeds < 1:
         raise UserError(f"seeds: must be at least 1 (got {seeds})", option="seeds")
+    if any(item.partition("=")[0].strip() == "output_dir" for item in overrides):  # trials would not go there
+        raise UserError(f"set: output_dir: {OWNED['output_dir']}; choose the tune directory with --output-dir",
+                        option="set")
     base = load_config(config, list(overrides))
     per_trial = thread_share(jobs, threads, base.train.num_threads, unit="trials")
     if jobs > 1 and not isinstance(pruner, str):
