@@ -514,8 +514,10 @@ def markdown(result: dict) -> str:
              + (f"Runs trained {result['jobs']} at a time, {result['threads_per_run']} thread(s) each: their "
                 f"timings shared the machine.\n" if result["jobs"] > 1 else "Runs trained one after another.\n"),
              "## Quality\n", md(tables["quality"]),
-             "Kernel: what the recurrent layers ran in training / in inference (`fused`: grutool's kernel, "
-             "`native`: PyTorch's module, `onednn` / `cudnn`: its fused library kernel).\n",
+             "Kernel: what the recurrent layers ran in training / in inference (`compiled`: grutool's C++ "
+             "kernel, `fused`: grutool's kernel in Python, `stack`: grutool's layer stack over PyTorch's op, "
+             "`native`: PyTorch's module, `native-fused`: its fused cell op, `onednn` / `cudnn` / `miopen`: its "
+             "fused library kernel).\n",
              "## Cost\n", "Training seconds per epoch (without validation) and to the best epoch; tokens per "
              "second in training; inference latency per batch of 1 and 32 (median, interleaved).\n",
              md(tables["cost"]),

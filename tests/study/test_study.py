@@ -78,6 +78,22 @@ def test_the_default_study_and_tune_folders_are_ignored_by_git(tmp_path):
         assert ignored.returncode == 0, path
 
 
+def test_every_kernel_the_report_names_is_explained(done):
+    # the legend named fused, native, onednn and cudnn, while the runs reported "compiled / compiled"
+    import re
+
+    from grutool.bench.env import KERNEL_OPS
+
+    root, _, result = done
+    text = (root / "st" / study.REPORT_MD).read_text()
+    legend = next(line for line in text.splitlines() if line.startswith("Kernel:"))
+    shown = {k for c in result["cells_summary"].values() for part in c["kernel"].values() if part
+             for k in re.split(r"[+/]", part)}
+    possible = {"compiled", "fused", "stack", "native"} | {path for _, path in KERNEL_OPS}
+    for name in shown | possible:
+        assert f"`{name}`" in legend, name
+
+
 def test_the_same_difference_on_every_seed_is_not_called_significant():
     # JapaneseVowels, 2 seeds: the LSTM 4 of 370 test utterances behind on both, which printed "lstm lower (p 0)".
     def record(cell, seed, accuracy):
