@@ -15,7 +15,7 @@ import errno
 import os
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Callable, NoReturn, Optional
+from typing import BinaryIO, Callable, NoReturn, Optional, Sequence
 
 from grutool import jsonsafe
 from grutool.errors import UserError
@@ -156,11 +156,17 @@ def check_output_path(path: Path, option: str) -> None:
         raise UserError(f"{option} {path}: folder {parent} is not writable; choose another path")
 
 
-def check_output_folder(path: Path, option: str) -> None:
-    """Refuse, before any work, an output folder that is a file, lies under a file, or cannot be written."""
+def check_output_folder(path: Path, option: str, own: Sequence[str] = (), what: str = "") -> None:
+    """Refuse, before any work, an output folder that is a file, lies under a file, or cannot be written; with
+    `own` (the files that mark a `what`, e.g. a study's plan.json), also a folder that holds other things but
+    none of them: a folder of the user's, whose files (a report.md of theirs) grutool would overwrite."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UserError(f"{option} {path}: is a file, not a folder; choose another folder")
+    if own and path.is_dir() and not any((path / name).is_file() for name in own) and any(path.iterdir()):
+        raise UserError(f"{option} {path}: is not empty and is not a {what} (no {own[0]}); grutool writes a {what} "
+                        f"only into a new or empty folder or a {what} of its own, so it leaves this one alone: "
+                        f"choose another folder")
     for above in (path, *path.parents):
         if not above.exists():
             continue

@@ -45,6 +45,10 @@ LATENCY_BATCHES = (1, 32)
 COST = ("s_per_epoch", "s_to_best", "tokens_per_s", "latency_1_ms", "latency_32_ms")  # compared as ratios too
 
 
+STUDY_SETS = {"model.cell": "name the cells with --cells (e.g. --cells lstm)",
+              "output_dir": "choose the study directory with --output-dir (its runs go into DIR/runs/)"}
+
+
 @dataclass
 class Run:
     name: str       # <cell>-seed<N>
@@ -79,9 +83,13 @@ def plan(config: str | Path, cells: Sequence[str], seeds: int, overrides: Sequen
 
     if seeds < 1:
         raise UserError(f"seeds: must be at least 1 (got {seeds})", option="seeds")
+    for item in overrides:  # what the study sets per run would silently replace the user's value
+        key = item.partition("=")[0].strip()
+        if key in STUDY_SETS:
+            raise UserError(f"set: {key}: the study sets it per run; {STUDY_SETS[key]}", option="set")
     base = load_config(config, list(overrides))
     study_dir = Path(study_dir) if study_dir is not None else Path("studies") / Path(config).stem
-    check_output_folder(study_dir, "--output-dir")
+    check_output_folder(study_dir, "--output-dir", own=(PLAN,), what="study")
     runs = []
     # seeds outer, cells inner: the cells alternate, so a change of machine load falls on both alike
     for seed in range(base.train.seed, base.train.seed + seeds):
@@ -121,6 +129,10 @@ def run_study(config: str | Path, cells: Sequence[str], seeds: int, overrides: S
     if plan_path.is_file() and not (resume or overwrite):
         raise UserError(f"{study_dir}: a study is already there; add --resume to continue it (finished runs "
                         f"are reused), --overwrite to train it again, or choose another --output-dir")
+    if not plan_path.is_file():  # a new study: a missing data file is one error, before any write
+        from grutool.training.startup import read_data
+
+        read_data(runs[0].cfg)
     previous = _read_json(plan_path) if resume else {}
     kernels = dict((previous or {}).get("kernels") or {})
     study_dir.mkdir(parents=True, exist_ok=True)
@@ -136,7 +148,8 @@ def run_study(config: str | Path, cells: Sequence[str], seeds: int, overrides: S
             if on_run is not None:
                 on_run(i, len(runs), run, _read_json(path / rundir.SUMMARY) or {}, True)
         else:
-            pending.append((i, run))
+            # a run the study has not reached yet starts as new: resuming it would warn of a lost run
+            pending.append((i, run, resume and bool(rundir.contents(path))))
 
     def done(i: int, run: Run, summary: dict, kernel: Optional[str]) -> None:
         if kernel is not None:
@@ -146,12 +159,12 @@ def run_study(config: str | Path, cells: Sequence[str], seeds: int, overrides: S
             on_run(i, len(runs), run, summary, False)
 
     if jobs == 1:
-        for i, run in pending:
+        for i, run, again in pending:
             log.info("study: run %d/%d, %s", i, len(runs), run.name)
-            summary, kernel = train_one(run.cfg, resume, overwrite, progress, callbacks)
+            summary, kernel = train_one(run.cfg, again, overwrite, progress, callbacks)
             done(i, run, summary, kernel)
     else:
-        _in_parallel(study_dir, pending, jobs, per_run, resume, overwrite, done)
+        _in_parallel(study_dir, pending, jobs, per_run, overwrite, done)
     return report(study_dir, latency_repeats=latency_repeats)
 
 
@@ -166,9 +179,10 @@ def train_one(cfg: Config, resume: bool, overwrite: bool, progress: bool | str =
     return summary, recorder.kernel
 
 
-def _in_parallel(study_dir: Path, pending: list, jobs: int, per_run: int, resume: bool, overwrite: bool,
+def _in_parallel(study_dir: Path, pending: list, jobs: int, per_run: int, overwrite: bool,
                  done: Callable) -> None:
-    """`pending` runs, `jobs` at a time, each a `python -m grutool.study` process with `per_run` threads
+    """`pending` runs (i, run, whether to resume it), `jobs` at a time, each a `python -m grutool.study` process
+    with `per_run` threads
     (OMP_NUM_THREADS and torch's own count; the run's config is left as it is, so --resume accepts it)."""
     import subprocess
     import sys
@@ -179,10 +193,10 @@ def _in_parallel(study_dir: Path, pending: list, jobs: int, per_run: int, resume
     env = child_env(per_run)
 
     def one(item):
-        i, run = item
+        i, run, again = item
         log.info("study: run %d, %s (in its own process, %d thread(s))", i, run.name, per_run)
         cmd = [sys.executable, "-m", "grutool.study", str(study_dir), run.name, str(per_run),
-               "resume" if resume else "overwrite" if overwrite else "new"]
+               "resume" if again else "overwrite" if overwrite else "new"]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if proc.returncode == 130:
             raise TrainingInterrupted(str(Path(run.cfg.output_dir) / rundir.LAST))
@@ -239,8 +253,9 @@ def _read_json(path: Path) -> Optional[dict]:
 
 
 # Keys of an eval result that count or size the data scored (sequences, tokens, forecast windows and their
-# shape), not the model: the same in every run of a study, so never compared between cells.
-DATA_KEYS = frozenset({"n", "tokens", "windows", "horizon", "input_length", "season"})
+# shape), or name a setting it was scored with (a seq2seq run's beam_size), not the model: the same in every
+# run of a study, so never compared between cells.
+DATA_KEYS = frozenset({"n", "tokens", "windows", "horizon", "input_length", "season", "beam_size"})
 
 
 def _scalars(metrics: Optional[dict]) -> dict:
@@ -292,7 +307,11 @@ def _latency(paths: list[Path], repeats: int, probe_kernel: set[int]) -> tuple[d
         d = p.cfg.data
         name, source = next(((n, getattr(d, n)) for n in ("validation", "test", "train") if getattr(d, n)),
                             ("train", None))
-        split = p.task.encode_split(p.cfg, p.run, source, name)
+        quiet, log.disabled = log.disabled, True  # its warnings (unknown tokens) were the run's, said in training
+        try:
+            split = p.task.encode_split(p.cfg, p.run, source, name)
+        finally:
+            log.disabled = quiet
         for size in LATENCY_BATCHES:
             index = [k % len(split) for k in range(size)]
             batch = collate(split, index).to(p.device)
@@ -495,8 +514,10 @@ def markdown(result: dict) -> str:
              + (f"Runs trained {result['jobs']} at a time, {result['threads_per_run']} thread(s) each: their "
                 f"timings shared the machine.\n" if result["jobs"] > 1 else "Runs trained one after another.\n"),
              "## Quality\n", md(tables["quality"]),
-             "Kernel: what the recurrent layers ran in training / in inference (`fused`: grutool's kernel, "
-             "`native`: PyTorch's module, `onednn` / `cudnn`: its fused library kernel).\n",
+             "Kernel: what the recurrent layers ran in training / in inference (`compiled`: grutool's C++ "
+             "kernel, `fused`: grutool's kernel in Python, `stack`: grutool's layer stack over PyTorch's op, "
+             "`native`: PyTorch's module, `native-fused`: its fused cell op, `onednn` / `cudnn` / `miopen`: its "
+             "fused library kernel).\n",
              "## Cost\n", "Training seconds per epoch (without validation) and to the best epoch; tokens per "
              "second in training; inference latency per batch of 1 and 32 (median, interleaved).\n",
              md(tables["cost"]),

@@ -82,6 +82,7 @@ class Param:
     step: Any = None
     log: bool = False
     choices: Optional[list] = None
+    line: Optional[int] = None        # its line in the space file, for errors found later (the grid's)
 
     def values(self) -> list:
         """The values to check against the schema: both ends of a range, or every choice."""
@@ -93,6 +94,7 @@ class Param:
         if self.step is None:
             if self.kind == "int":
                 return list(range(self.low, self.high + 1))
+            where = f"{where}:{self.line}" if self.line else where
             raise UserError(f"{where}: {self.path}: grid needs a finite set of values; give this float range a "
                             f"step, or choices (categorical)")
         n = int(math.floor((self.high - self.low) / self.step + 1e-9))
@@ -148,7 +150,8 @@ def parse_space(raw: Any, source: str, lines: dict) -> list[Param]:
     known = config_paths()
     params = []
     for path, entry in raw.items():
-        where = f"{source}:{lines.get((str(path),), '?')}"
+        line = lines.get((str(path),))
+        where = f"{source}:{line or '?'}"
         path = str(path)
         if path not in known:
             close = difflib.get_close_matches(path, known, n=1, cutoff=0.6)
@@ -176,7 +179,7 @@ def parse_space(raw: Any, source: str, lines: dict) -> list[Param]:
                                 f"(got {odd!r})")
             if "log" in entry or "step" in entry:
                 raise UserError(f"{where}: {path}: log and step are for int and float ranges; remove them")
-            params.append(Param(path, kind, choices=value))
+            params.append(Param(path, kind, choices=value, line=line))
             continue
         if not (isinstance(value, list) and len(value) == 2 and all(_number(v, kind) for v in value)):
             raise UserError(f"{where}: {path}: {kind} needs [low, high], two {kind} numbers (got {value!r})")
@@ -194,10 +197,11 @@ def parse_space(raw: Any, source: str, lines: dict) -> list[Param]:
         step = entry.get("step")
         if step is not None:
             if not _number(step, kind) or step <= 0 or step > high - low:
-                raise UserError(f"{where}: {path}: step must be a {kind} in (0, {high - low}] (got {step!r})")
+                raise UserError(f"{where}: {path}: step must be {'an int' if kind == 'int' else 'a float'} in "
+                                f"(0, {high - low}] (got {step!r})")
             if log_scale:
                 raise UserError(f"{where}: {path}: step and log do not go together; remove one")
-        params.append(Param(path, kind, low, high, step, log_scale))
+        params.append(Param(path, kind, low, high, step, log_scale, line=line))
     return params
 
 
@@ -349,8 +353,16 @@ def record(trial) -> TrialRecord:
     start, end = trial.datetime_start, trial.datetime_complete
     return TrialRecord(trial.number, trial.state.name.lower(), dict(trial.params), trial.value,
                        (end - start).total_seconds() if start and end else None,
-                       list(trial.user_attrs.get("runs", [])), trial.user_attrs.get("error"),
+                       list(trial.user_attrs.get("runs", [])), trial.user_attrs.get("error") or _stopped(trial),
                        bool(trial.user_attrs.get("baseline")))
+
+
+def _stopped(trial) -> Optional[str]:
+    """Why a failed trial without an error failed: Ctrl-C, or a process that is gone (its runs continue)."""
+    if trial.state.name != "FAIL":
+        return None
+    how = "interrupted (Ctrl-C)" if trial.user_attrs.get("interrupted") else "its process stopped (a kill)"
+    return f"{how}; its parameters run again in a later trial (--resume) that continues its runs"
 
 
 def tune(config: str | Path, space: str | Path, trials: int, overrides: Sequence[str] = (),
@@ -374,6 +386,9 @@ def tune(config: str | Path, space: str | Path, trials: int, overrides: Sequence
         raise UserError(f"trials: must be at least 1 (got {trials})", option="trials")
     if seeds < 1:
         raise UserError(f"seeds: must be at least 1 (got {seeds})", option="seeds")
+    if any(item.partition("=")[0].strip() == "output_dir" for item in overrides):  # trials would not go there
+        raise UserError(f"set: output_dir: {OWNED['output_dir']}; choose the tune directory with --output-dir",
+                        option="set")
     base = load_config(config, list(overrides))
     per_trial = thread_share(jobs, threads, base.train.num_threads, unit="trials")
     if jobs > 1 and not isinstance(pruner, str):
@@ -387,7 +402,8 @@ def tune(config: str | Path, space: str | Path, trials: int, overrides: Sequence
                         f"so give the config a validation split")
     params = load_space(space, config, overrides)
     tune_dir = Path(tune_dir) if tune_dir is not None else Path("tuning") / Path(config).stem
-    check_output_folder(tune_dir, "--output-dir")
+    # optuna.db alone: a tune stopped before it wrote its tune.json
+    check_output_folder(tune_dir, "--output-dir", own=(PLAN, DB), what="tune")
     optuna = _optuna()
     the_sampler = make_sampler(sampler, params, base.train.seed, str(space), parallel=jobs > 1)
     if isinstance(pruner, str) and pruner != "none" and prune_after > base.train.epochs * seeds:
@@ -401,6 +417,10 @@ def tune(config: str | Path, space: str | Path, trials: int, overrides: Sequence
     if plan_path.is_file() and not resume:
         raise UserError(f"{tune_dir}: a tune is already there; add --resume to continue it, or choose another "
                         f"--output-dir")
+    if not plan_path.is_file():  # a new tune: a missing data file is one error, not a failed trial each
+        from grutool.training.startup import read_data
+
+        read_data(base)
     tune_dir.mkdir(parents=True, exist_ok=True)
     url = storage or f"sqlite:///{(tune_dir / DB).resolve()}"
     known = storage is not None or (tune_dir / DB).exists()  # before opening: that creates the file
@@ -432,7 +452,8 @@ def tune(config: str | Path, space: str | Path, trials: int, overrides: Sequence
             log.info("trial %d was interrupted; its parameters run again, continuing its runs", old.number)
             if old.state == optuna.trial.TrialState.RUNNING:
                 study.tell(old.number, state=optuna.trial.TrialState.FAIL)
-            study.enqueue_trial(old.params, user_attrs={"continues": old.number}, skip_if_exists=False)
+            carried = {"baseline": True} if old.user_attrs.get("baseline") else {}  # still the config as given
+            study.enqueue_trial(old.params, user_attrs={"continues": old.number, **carried}, skip_if_exists=False)
 
     if baseline and sampler != "grid" and not everything:  # a new study only
         # The first trial is the config as given, so the best trial can only match or beat it on validation
@@ -517,9 +538,11 @@ def make_objective(config, overrides: Sequence[str], params: list[Param], seeds_
                         if isinstance(value, (int, float)):
                             trial.report(float(value), offset + row["epoch"])
 
+                last = len(seeds_list) * cfg.train.epochs  # the trial's last epoch: nothing left to save
+
                 def should_stop(step: int, value: float) -> bool:
                     trial.report(value, step)
-                    return trial.should_prune()
+                    return step < last and trial.should_prune()
 
                 pruning = Pruning(should_stop, offset)
                 summary = train(cfg, resume=continuing, overwrite=not continuing, progress=progress,

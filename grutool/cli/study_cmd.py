@@ -21,7 +21,7 @@ def study(
     threads: Optional[int] = typer.Option(None, "--threads", min=1, metavar="N",
                                           help="Thread budget shared by the jobs (default: every core)."),
     plot: bool = typer.Option(False, "--plot", help="Also draw DIR/study.png (needs the plot extra)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the report, warnings and errors."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only a line per run, the report, warnings and errors."),
 ):
     """Train CONFIG once per cell and seed, everything else equal; report quality
     (mean ± sd, paired test over seeds), time, speed, size and latency.

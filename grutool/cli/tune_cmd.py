@@ -101,6 +101,10 @@ def tune(
         if plot:
             written.append(Path(lib.plot(result, Path(result["dir"]) / lib.PLOT)))
         if best is None:
+            if all(t["state"] == "waiting" for t in result["trials"]):  # trials.jsonl is empty: nothing to see
+                out.print("no trial ran" + (f": --timeout {timeout:g} s had passed before the first"
+                                            if timeout is not None else ""), markup=False)
+                return
             out.print(f"no trial completed; see {Path(result['dir']) / lib.TRIALS}", markup=False)
             return
         out.print(f"best: trial {best['number']}, validation {result['monitor']} {best['value']:.4f} "

@@ -17,7 +17,7 @@ from typing import Optional
 import torch
 
 from grutool.config import Config
-from grutool.families import Prepared
+from grutool.families import Prepared, get_task
 from grutool.training import distributed
 from grutool.training.memory import check_fits, count_on_meta
 from grutool.training.progress import Progress, number
@@ -78,3 +78,21 @@ def _on_main(cfg: Config, task, run_dir: Path, resume: bool, overwrite: bool, dr
     names = ["vocab", *task.vocabularies(cfg)]
     vocabs = {name: prepared.vocabulary(name) for name in names}
     return Started(again, last, prepared, vocabs, stages, vectors, plan)
+
+
+def read_data(cfg: Config) -> None:
+    """The config's data read as a training's start-up reads it, writing nothing (local files are prepared in a
+    folder removed afterwards). `study` and `tune` call it before their first write, so a missing or malformed
+    data file is one error line, not a study folder left behind or a failed trial each; the warnings reading
+    gives (unknown tokens, ...) are left to the first run."""
+    import logging
+
+    from grutool.data.loading import transient_cache
+
+    log = logging.getLogger("grutool")
+    quiet, log.disabled = log.disabled, True
+    try:
+        with transient_cache():
+            get_task(cfg.task).prepare(cfg)
+    finally:
+        log.disabled = quiet

@@ -62,6 +62,38 @@ def test_report_shape(done):
     assert Path(study.plot(result, root / "st" / study.PLOT)).stat().st_size > 10_000
 
 
+def test_the_default_study_and_tune_folders_are_ignored_by_git(tmp_path):
+    # `grutool study configs/sentiment.yaml` (README) left studies/sentiment/ with its checkpoints untracked in
+    # `git status`, ready to be committed by `git add -A`; runs/ was ignored, studies/ and tuning/ were not
+    import shutil
+    import subprocess
+
+    from grutool import tune
+
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    study_dir, _ = study.plan(write_config(tmp_path), ["gru"], 1)
+    for path in (study_dir / "runs" / "gru-seed3" / "best.pt", Path("tuning") / "tiny" / tune.DB):
+        ignored = subprocess.run(["git", "check-ignore", "-q", str(path)], cwd=ROOT)
+        assert ignored.returncode == 0, path
+
+
+def test_every_kernel_the_report_names_is_explained(done):
+    # the legend named fused, native, onednn and cudnn, while the runs reported "compiled / compiled"
+    import re
+
+    from grutool.bench.env import KERNEL_OPS
+
+    root, _, result = done
+    text = (root / "st" / study.REPORT_MD).read_text()
+    legend = next(line for line in text.splitlines() if line.startswith("Kernel:"))
+    shown = {k for c in result["cells_summary"].values() for part in c["kernel"].values() if part
+             for k in re.split(r"[+/]", part)}
+    possible = {"compiled", "fused", "stack", "native"} | {path for _, path in KERNEL_OPS}
+    for name in shown | possible:
+        assert f"`{name}`" in legend, name
+
+
 def test_the_same_difference_on_every_seed_is_not_called_significant():
     # JapaneseVowels, 2 seeds: the LSTM 4 of 370 test utterances behind on both, which printed "lstm lower (p 0)".
     def record(cell, seed, accuracy):
@@ -92,6 +124,8 @@ def test_cli_resume_reuses_finished_runs(done):
     result = invoke("study", config, "--cells", "gru,lstm", "--seeds", "2", "-o", root / "st", "--resume", "-q")
     assert result.exit_code == 0, result.output
     assert result.output.count("(reused)") == 4
+    # -q keeps a line per run; its help said "Only the report, warnings and errors"
+    assert "a line per run" in " ".join(invoke("study", "--help").output.split())
     assert "quality" in result.stdout and "against gru, paired by seed" in result.stdout
     assert [p.stat().st_mtime_ns for p in best] == before
     # without --resume an existing study is refused, one line
@@ -143,7 +177,7 @@ class Counter(Callback):
             raise KeyboardInterrupt
 
 
-def test_resume_after_a_kill(tmp_path):
+def test_resume_after_a_kill(tmp_path, caplog):
     config = write_config(tmp_path)
     killer = Counter(stop_run=2)
     with pytest.raises(TrainingInterrupted):
@@ -151,8 +185,11 @@ def test_resume_after_a_kill(tmp_path):
     first = tmp_path / "st" / "runs" / "gru-seed3" / "best.pt"
     mtime = first.stat().st_mtime_ns
     counter = Counter()
+    caplog.clear()
     result = study.run_study(config, ["gru"], 3, study_dir=tmp_path / "st", resume=True, callbacks=[counter],
                              latency_repeats=1)
+    # seed 5 was never started: it starts as new, without a warning of a run "stopped before its first checkpoint"
+    assert not [r for r in caplog.records if "before its first checkpoint" in r.getMessage()]
     assert counter.runs == 2                     # seed 3 reused; seed 4 continued, seed 5 new
     assert counter.first_steps == [3, 0]         # seed 4 from its last.pt, at the step it was stopped
     assert first.stat().st_mtime_ns == mtime
@@ -187,6 +224,35 @@ def test_a_study_of_the_numeric_families_compares_their_metrics_not_their_data(t
     assert metric in compared and "s_per_epoch" in compared
     assert not {"test_n", "test_windows", "test_horizon", "test_input_length", "test_season"} & compared
     assert all(d["n"] == 2 for d in result["comparisons"])
+
+
+def test_a_seq2seq_study_compares_its_metrics_not_its_beam_size(tmp_path):
+    # eval of a seq2seq run carries the beam size it decoded with: the report had a "test beam_size" column and
+    # a "test_beam_size ... no difference on any seed" row.
+    raw = shipped_config("reverse.yaml", tmp_path / "unused", train={"epochs": 1, "device": "cpu"})
+    config = tmp_path / "reverse.yaml"
+    config.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    result = study.run_study(config, ["gru", "lstm"], 1, study_dir=tmp_path / "st", latency_repeats=1)
+    compared = {d["metric"] for d in result["comparisons"]}
+    assert "test_exact_match" in compared and "test_beam_size" not in compared
+    assert all("beam_size" not in c["test"] for c in result["cells_summary"].values())
+    assert "beam_size" not in (tmp_path / "st" / study.REPORT_MD).read_text()
+
+
+def test_the_report_does_not_repeat_the_runs_data_warnings(tmp_path, caplog):
+    # names.yaml: one "validation: 1 token(s) are not in the vocabulary" per run again while timing the latency
+    raw = shipped_config("lm.yaml", tmp_path / "unused", train={"epochs": 1, "device": "cpu"})
+    validation = Path(raw["data"]["validation"])
+    text = validation.read_text(encoding="utf-8").splitlines()
+    header, first = text[0], text[1].split("\t")
+    first[header.split("\t").index("text")] = "§§§"  # a character the training split never has
+    (tmp_path / "validation.tsv").write_text("\n".join([header, "\t".join(first)] + text[2:]) + "\n", encoding="utf-8")
+    raw["data"]["validation"] = str(tmp_path / "validation.tsv")
+    config = tmp_path / "lm.yaml"
+    config.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    study.run_study(config, ["gru"], 2, study_dir=tmp_path / "st", latency_repeats=1)
+    warned = [r for r in caplog.records if "not in the vocabulary" in r.getMessage()]
+    assert len(warned) == 2, [r.getMessage() for r in warned]  # once per run, in its training
 
 
 def test_a_study_without_a_validation_split_plots_test_figures_and_training_loss(tmp_path, recwarn):

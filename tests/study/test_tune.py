@@ -99,6 +99,35 @@ def test_resume_continues_an_interrupted_trial(setup):
     continued = next(t for t in result["trials"] if t["number"] == 2)
     assert continued["runs"] == [str(root / "tu" / "trials" / "0001-seed3")]
     assert continued["params"] == next(t for t in result["trials"] if t["number"] == 1)["params"]
+    # trials.jsonl said "fail" with "error": null for the trial Ctrl-C stopped
+    stopped = next(t for t in read_trials(root / "tu" / tune.TRIALS) if t["number"] == 1)
+    assert "interrupted (Ctrl-C)" in stopped["error"] and "continues its runs" in stopped["error"]
+
+
+def test_an_interrupted_baseline_trial_is_continued_as_the_config_as_given(setup):
+    # Ctrl-C in trial 0 (the config as given): the trial that continued it lost its "(the config as given)"
+    root, config, space = setup
+    with pytest.raises(TrainingInterrupted):
+        tune.tune(config, space, 2, tune_dir=root / "tu", pruner="none", callbacks=[Counter(stop_run=1)])
+    result = tune.tune(config, space, 2, tune_dir=root / "tu", pruner="none", resume=True)
+    continued = next(t for t in result["trials"] if t["runs"] == [str(root / "tu" / "trials" / "0000-seed3")]
+                     and t["state"] == "complete")
+    assert continued["number"] != 0 and continued["baseline"]
+
+
+class PruneAll(optuna.pruners.BasePruner):
+    def prune(self, study, trial):
+        return True
+
+
+def test_a_trial_is_not_pruned_after_its_last_epoch(setup):
+    # "pruned after epoch 2: ... behind the other trials" for a trial that had trained every epoch: nothing was
+    # stopped, yet it was recorded (and listed by `grutool runs`) as pruned
+    root, config, space = setup
+    result = tune.tune(config, space, 2, ["train.epochs=1"], tune_dir=root / "one", pruner=PruneAll())
+    assert [t["state"] for t in result["trials"]] == ["complete", "complete"]
+    result = tune.tune(config, space, 1, tune_dir=root / "two", pruner=PruneAll(), baseline=False)
+    assert [t["state"] for t in result["trials"]] == ["pruned"]  # after epoch 1 of 2 it still is
 
 
 def test_resume_after_a_killed_process(setup):
@@ -118,6 +147,15 @@ def test_resume_after_a_killed_process(setup):
     states = [(t["number"], t["state"]) for t in result["trials"]]
     assert states == [(0, "fail"), (1, "complete")]
     assert result["trials"][1]["params"] == chosen
+
+
+def test_a_timeout_before_the_first_trial_says_no_trial_ran(setup):
+    # "no trial completed; see DIR/trials.jsonl", an empty file
+    root, config, space = setup
+    result = invoke("tune", config, "--space", space, "--trials", "2", "--timeout", "0", "-o", root / "tu")
+    assert result.exit_code == 0, result.output
+    assert "no trial ran: --timeout 0 s had passed before the first" in result.output
+    assert (root / "tu" / tune.TRIALS).read_text() == ""
 
 
 def test_existing_tune_needs_resume(setup):
