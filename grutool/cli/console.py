@@ -106,7 +106,9 @@ def user_errors():
             error(message)
         raise typer.Exit(exc.exit_code)
     except TrainingInterrupted as exc:
-        err.print(f"interrupted: saved {exc.checkpoint}; continue with the same command plus --resume", markup=False)
+        if not exc.echo:
+            err.print(f"interrupted: saved {exc.checkpoint}; continue with the same command plus --resume",
+                      markup=False)
         raise typer.Exit(130)
 
 

@@ -266,7 +266,8 @@ class Trainer:
             if self._interrupt_requested:
                 raise KeyboardInterrupt
             self._interrupt_requested = True
-            log.warning("Ctrl-C: stopping after this step, saving a checkpoint (again: stop now)")
+            if self.dist.is_main:  # torchrun passes Ctrl-C to every rank; rank 0 alone reports
+                log.warning("Ctrl-C: stopping after this step, saving a checkpoint (again: stop now)")
 
         previous = signal.signal(signal.SIGINT, handler)
         try:
@@ -288,7 +289,7 @@ class Trainer:
         except KeyboardInterrupt:
             s.wall_time_s = time.perf_counter() - start
             self._emit("on_interrupt")
-            raise TrainingInterrupted(str(self.run_dir / rundir.LAST)) from None
+            raise TrainingInterrupted(str(self.run_dir / rundir.LAST), echo=not self.dist.is_main) from None
         except TrainingDiverged as exc:
             # Stop where we are; the checkpoints on disk hold the last finite weights.
             self.diverged = str(exc)

@@ -107,7 +107,9 @@ def test_ctrl_c_to_the_process_group_exits_130_without_a_traceback(tmp_path):
     stderr = _finish(proc)
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and "SignalException" not in stderr, stderr
-    assert "interrupted: saved" in stderr, stderr
+    # torchrun passes Ctrl-C to every rank; rank 0 alone says so (rank 1's lines broke rank 0's bar).
+    assert stderr.count("interrupted: saved") == 1, stderr
+    assert stderr.count("Ctrl-C: stopping") <= 1, stderr
     last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert last["meta"]["world_size"] == 2
 
