@@ -298,8 +298,13 @@ class Trainer:
                 self._epochs(start)
         except KeyboardInterrupt:
             s.wall_time_s = time.perf_counter() - start
-            self._emit("on_interrupt")
-            raise TrainingInterrupted(str(self.run_dir / rundir.LAST), echo=not self.dist.is_main) from None
+            last = self.run_dir / rundir.LAST
+            try:
+                self._emit("on_interrupt")
+            except KeyboardInterrupt:  # a second Ctrl-C during the save: the atomic write left last.pt as it was
+                raise TrainingInterrupted(str(last), echo=not self.dist.is_main, saved=False,
+                                          previous=last.is_file()) from None
+            raise TrainingInterrupted(str(last), echo=not self.dist.is_main) from None
         except TrainingDiverged as exc:
             # Stop where we are; the checkpoints on disk hold the last finite weights.
             self.diverged = str(exc)
