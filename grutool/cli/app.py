@@ -154,7 +154,9 @@ def train(
                 from grutool.config import LAZY_ONE_PROCESS
 
                 raise UserError(LAZY_ONE_PROCESS, option="--nproc")
+            from grutool.training.device import resolve_device
 
+            resolve_device(cfg.train.device)  # every worker would refuse it alike, each with its own line
             raise typer.Exit(launch(nproc, sys.argv[1:]))
 
         from grutool.training.loop import train as run_training

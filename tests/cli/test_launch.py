@@ -128,3 +128,19 @@ def test_bad_data_under_nproc_is_rank_0s_one_line_and_exit_2(tmp_path):
     lines = [l for l in result.stderr.splitlines() if l.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and "missing.tsv" in lines[0], result.stderr
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_device_the_machine_lacks_under_nproc_is_one_line_before_any_worker(tmp_path):
+    """`--nproc 2 --device cuda` without CUDA printed the same error once per worker."""
+    raw = tiny_config(tmp_path)
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-m", "grutool", "train", str(config), "--nproc", "2", "--device", "cuda"],
+                            cwd=tmp_path, env=env, text=True, capture_output=True, timeout=180)
+    assert result.returncode == 2, result.stderr
+    lines = [l for l in result.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: train.device: 'cuda'"), result.stderr
+    assert not (tmp_path / "run").exists()
