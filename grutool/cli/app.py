@@ -127,6 +127,10 @@ def train(
     """
     rank = int(os.environ.get("RANK", "0") or 0)  # set by torchrun: only rank 0 reports
     setup_logging(quiet or rank != 0)
+    if "WORLD_SIZE" in os.environ:  # a worker of `--nproc`: stop when the launcher dies
+        from grutool.cli.launch import follow_launcher
+
+        follow_launcher()
     with user_errors():
         from grutool.config_file import load_config
 

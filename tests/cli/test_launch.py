@@ -144,3 +144,31 @@ def test_a_device_the_machine_lacks_under_nproc_is_one_line_before_any_worker(tm
     lines = [l for l in result.stderr.splitlines() if l.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: train.device: 'cuda'"), result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+@needs_proc
+def test_workers_stop_and_save_when_the_launcher_is_killed(tmp_path):
+    """kill -9 of the `--nproc` launcher left its workers (in sessions of their own) training on, orphaned and
+    holding the run's lock; now each gets a Ctrl-C from the kernel and stops after the same step."""
+    proc, workers = _start(tmp_path)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)  # (not communicate: orphaned workers would keep its pipes open)
+    deadline = time.monotonic() + 30
+    alive = dict(workers)
+    while alive and time.monotonic() < deadline:
+        alive = {r: p for r, p in alive.items() if _running(p)}
+        time.sleep(0.2)
+    for pid in alive.values():
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, "the workers trained on after their launcher was killed"
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert last["meta"]["world_size"] == 2
+    assert not (tmp_path / "run" / ".lock").exists()  # released on a clean stop: a --resume may take the run
