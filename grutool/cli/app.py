@@ -471,8 +471,16 @@ def main() -> None:
         _leave(130)
     except SystemExit as exc:
         if exc.code == 130:
+            if _ctrl_c_unsaid(exc):
+                err.print("interrupted")
             _leave(130)
         raise
+
+
+def _ctrl_c_unsaid(exc: SystemExit) -> bool:
+    """A Ctrl-C that typer turned into exit 130 (`raise Exit(130) from KeyboardInterrupt`) with nothing said:
+    one outside training (reading data, building the model, evaluating); training's own says what it saved."""
+    return isinstance(exc.__context__, typer.Exit) and isinstance(exc.__context__.__cause__, KeyboardInterrupt)
 
 
 def _leave(code: int) -> None:

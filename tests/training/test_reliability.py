@@ -424,3 +424,22 @@ def test_a_second_ctrl_c_during_the_save_says_which_checkpoint_is_left(tmp_path,
         assert "previous complete checkpoint" in lines[0] and "--resume" in lines[0]
     else:
         assert not last.exists() and "starts the run over" in lines[0]
+
+
+def test_ctrl_c_before_training_says_interrupted(tmp_path):
+    """Ctrl-C while `reading data …` (here: while the config loads) exited 130 with nothing said: typer turns
+    KeyboardInterrupt into exit 130 before grutool's own handler saw it."""
+    raw = tiny_config(tmp_path, epochs=1)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(raw))
+    code = ("import sys, grutool.config_file as cf\n"
+            "def load(*a, **k):\n    raise KeyboardInterrupt\n"
+            "cf.load_config = load\n"
+            "from grutool.cli.app import main\n"
+            f"sys.argv = ['grutool', 'train', {str(cfg)!r}]\n"
+            "main()\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.strip() == "interrupted", proc.stderr
+    assert not (tmp_path / "run").exists()
