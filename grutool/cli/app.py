@@ -471,7 +471,7 @@ def main() -> None:
         _leave(130)
     except SystemExit as exc:
         if exc.code == 130:
-            if _ctrl_c_unsaid(exc):
+            if _ctrl_c_unsaid(exc) and int(os.environ.get("RANK", "0") or 0) == 0:  # torchrun: rank 0 says it
                 err.print("interrupted")
             _leave(130)
         raise
