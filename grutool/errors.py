@@ -51,9 +51,12 @@ def either(choices) -> str:
 class TrainingInterrupted(Exception):
     """Training was stopped by Ctrl-C after a resumable checkpoint was written."""
 
-    def __init__(self, checkpoint: str):
+    def __init__(self, checkpoint: str, echo: bool = False, saved: bool = True, previous: bool = True):
         super().__init__(checkpoint)
         self.checkpoint = checkpoint
+        self.echo = echo  # distributed, not rank 0: rank 0 says it, this rank exits 130 silently
+        # A second Ctrl-C during the save stops it: `checkpoint` is then the previous one, if there is one.
+        self.saved, self.previous = saved, previous
 
 
 class TrainingDiverged(UserError):

@@ -154,10 +154,13 @@ def is_locked(run_dir: Path) -> bool:
 
 
 def check_location(path: Path) -> None:
-    """Refuse a run directory that is a file or lies under one, before any work is done."""
+    """Refuse a run directory that is a file, lies under one, or cannot be written, before any work is done."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UserError(f"{path}: is a file, not a run directory; choose another `output_dir`", option="output_dir")
+    if path.is_dir() and not os.access(path, os.W_OK | os.X_OK):  # a read-only folder or mount
+        raise UserError(f"{path}: the folder is not writable; choose another `output_dir` or fix its permissions",
+                        option="output_dir")
     for above in path.parents:
         if above.exists():
             if not above.is_dir():

@@ -127,6 +127,10 @@ def train(
     """
     rank = int(os.environ.get("RANK", "0") or 0)  # set by torchrun: only rank 0 reports
     setup_logging(quiet or rank != 0)
+    if "WORLD_SIZE" in os.environ:  # a worker of `--nproc`: stop when the launcher dies
+        from grutool.cli.launch import follow_launcher
+
+        follow_launcher()
     with user_errors():
         from grutool.config_file import load_config
 
@@ -154,7 +158,9 @@ def train(
                 from grutool.config import LAZY_ONE_PROCESS
 
                 raise UserError(LAZY_ONE_PROCESS, option="--nproc")
+            from grutool.training.device import resolve_device
 
+            resolve_device(cfg.train.device)  # every worker would refuse it alike, each with its own line
             raise typer.Exit(launch(nproc, sys.argv[1:]))
 
         from grutool.training.loop import train as run_training
@@ -465,8 +471,16 @@ def main() -> None:
         _leave(130)
     except SystemExit as exc:
         if exc.code == 130:
+            if _ctrl_c_unsaid(exc) and int(os.environ.get("RANK", "0") or 0) == 0:  # torchrun: rank 0 says it
+                err.print("interrupted")
             _leave(130)
         raise
+
+
+def _ctrl_c_unsaid(exc: SystemExit) -> bool:
+    """A Ctrl-C that typer turned into exit 130 (`raise Exit(130) from KeyboardInterrupt`) with nothing said:
+    one outside training (reading data, building the model, evaluating); training's own says what it saved."""
+    return isinstance(exc.__context__, typer.Exit) and isinstance(exc.__context__.__cause__, KeyboardInterrupt)
 
 
 def _leave(code: int) -> None:

@@ -131,7 +131,17 @@ def user_errors():
             error(message)
         raise typer.Exit(exc.exit_code)
     except TrainingInterrupted as exc:
-        err.print(f"interrupted: saved {exc.checkpoint}; continue with the same command plus --resume", markup=False)
+        if exc.echo:
+            pass
+        elif exc.saved:
+            err.print(f"interrupted: saved {exc.checkpoint}; continue with the same command plus --resume",
+                      markup=False)
+        elif exc.previous:
+            err.print(f"interrupted while saving: {exc.checkpoint} is the previous complete checkpoint; continue "
+                      f"from it with the same command plus --resume", markup=False)
+        else:
+            err.print(f"interrupted before the first checkpoint was complete ({exc.checkpoint} not written); "
+                      f"the same command starts the run over", markup=False)
         raise typer.Exit(130)
 
 

@@ -13,8 +13,12 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 
 from grutool.cli.console import err
+
+# Set for the workers `launch` starts: the launcher's pid, which they follow (`follow_launcher`).
+LAUNCHER_PID = "GRUTOOL_LAUNCHER_PID"
 
 
 def without_nproc(args: list[str]) -> list[str]:
@@ -40,6 +44,7 @@ def launch(nproc: int, args: list[str]) -> int:
     from torch.distributed.run import parse_args, run
 
     logging.disable(logging.CRITICAL)  # torchrun's own lines ("failed (exitcode: -9)", ...): said once below
+    os.environ[LAUNCHER_PID] = str(os.getpid())  # the workers' environment is this one
     try:
         run(parse_args(["--standalone", f"--nproc-per-node={nproc}", "-m", "grutool", *without_nproc(args)]))
     except ChildFailedError as exc:
@@ -48,7 +53,29 @@ def launch(nproc: int, args: list[str]) -> int:
         return 130 if exc.sigval == signal.SIGINT else 128 + int(exc.sigval)
     finally:
         logging.disable(logging.NOTSET)
+        os.environ.pop(LAUNCHER_PID, None)
     return 0
+
+
+def follow_launcher() -> None:
+    """In a worker `launch` started: a Ctrl-C (SIGINT) from the kernel when the launcher dies.
+
+    The workers run in sessions of their own, so neither a terminal's signals nor the end of a launcher killed
+    with SIGKILL (which torchrun cannot pass on) reached them: they trained on, orphaned, holding the run's
+    lock. Now they stop as after Ctrl-C, after the same step with a resumable last.pt. Linux only (prctl).
+    """
+    launcher = os.environ.get(LAUNCHER_PID)
+    if not launcher or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGINT))
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != int(launcher):  # it died before the request above: nobody would send the signal
+        os.kill(os.getpid(), signal.SIGINT)
 
 
 def _failed(failures: dict, nproc: int) -> int:

@@ -43,6 +43,8 @@ def runs(
     Status: finished, diverged, pruned (a tune trial stopped early), running,
     interrupted (--resume continues it), failed (stopped before its first
     checkpoint).
+
+    \b
     Examples:
       grutool runs
       grutool runs experiments/ --json

@@ -29,6 +29,8 @@ def study(
     \b
     Writes DIR/report.md, report.json, report.csv; the runs are in DIR/runs/
     (`grutool runs DIR` lists them).
+
+    \b
     Examples:
       grutool study configs/sst2.yaml --cells gru,lstm --seeds 3
       grutool study configs/pos.yaml --set train.epochs=5 -o studies/pos5

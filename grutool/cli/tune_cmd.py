@@ -62,6 +62,8 @@ def tune(
       train.lr: {float: [1.0e-4, 1.0e-2], log: true}
       model.hidden_size: {int: [32, 256], step: 32}
       model.cell: {categorical: [gru, lstm]}
+
+    \b
     Examples:
       grutool tune configs/atis.yaml --space space.yaml --trials 40
       grutool tune configs/atis.yaml --space space.yaml --trials 60 --resume

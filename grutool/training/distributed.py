@@ -236,13 +236,27 @@ def shard_streams(batches: list, dist: Dist) -> list:
     return [batch[dist.rank::dist.world_size] for batch in batches]
 
 
-def check_streams(dist: Dist, split) -> None:
-    """A stream split needs a row for every rank (see `shard_streams`); a UserError otherwise."""
+def check_shares(dist: Dist, split, batch_size: int) -> None:
+    """Every rank needs a share: a stream split a row per rank (see `shard_streams`), any other split a batch
+    per rank each epoch (see `shard`: with fewer, no rank would train a step); a UserError otherwise."""
+    if not dist.enabled:
+        return
     streams = getattr(split, "streams", None)
-    if dist.enabled and streams is not None and streams < dist.world_size:
-        raise UserError(f"train.batch_size: a stream (train.bptt) is read as {streams} parallel row(s), fewer "
-                        f"than the {dist.world_size} processes, each of which reads its own rows; raise "
-                        f"train.batch_size to at least {dist.world_size} or use fewer processes")
+    if streams is not None:
+        if streams < dist.world_size:
+            raise UserError(f"train.batch_size: a stream (train.bptt) is read as {streams} parallel row(s), fewer "
+                            f"than the {dist.world_size} processes, each of which reads its own rows; raise "
+                            f"train.batch_size to at least {dist.world_size} or use fewer processes")
+        return
+    n = len(split)
+    batches = -(-n // batch_size)
+    if batches < dist.world_size:
+        # The largest batch size that still gives every process a batch: ceil(n / b) >= world size.
+        fits = -(-n // (dist.world_size - 1)) - 1
+        fix = (f"lower train.batch_size to at most {fits} or use fewer processes" if fits >= 1
+               else f"use at most {n} processes")
+        raise UserError(f"train.batch_size: the {n} training examples make {batches} batch(es) of {batch_size}, "
+                        f"fewer than the {dist.world_size} processes, each of which needs a batch per step; {fix}")
 
 
 def wrap(model: torch.nn.Module, dist: Dist, device: torch.device) -> torch.nn.Module:

@@ -38,9 +38,11 @@ def open_run_dir(cfg: Config, run_dir: Path, resume: bool, overwrite: bool, dist
     saved, last = None, None
     if resume:
         if rundir.is_partial(run_dir) or not rundir.contents(run_dir):
-            # Killed before its first checkpoint (or before its folder was made): nothing to continue.
-            log.warning("%s: the run stopped before its first checkpoint; nothing to resume, starting over",
-                        run_dir)
+            # Killed before its first checkpoint (or before its folder was made): nothing to continue. A
+            # marked folder is said to start over once, by rundir.prepare_new.
+            if not rundir.is_partial(run_dir):
+                log.warning("%s: the run stopped before its first checkpoint; nothing to resume, starting over",
+                            run_dir)
             replaces = rundir.check_new(run_dir, overwrite)
             return False, None, None, {"action": "start over" if replaces else "new"}
         if not rundir.is_run(run_dir):

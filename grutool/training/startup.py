@@ -67,7 +67,7 @@ def _on_main(cfg: Config, task, run_dir: Path, resume: bool, overwrite: bool, dr
     inputs = f"channels {number(len(scaler))}" if scaler is not None else f"vocabulary {number(len(prepared.vocab))}"
     stages = [f"data: {counts}; {inputs} ({time.perf_counter() - t0:.1f} s)"]  # 80 columns at 123,456 examples
     check_fits(cfg, count_on_meta(task, cfg, prepared), device)
-    distributed.check_streams(dist, prepared.splits["train"])
+    distributed.check_shares(dist, prepared.splits["train"], cfg.train.batch_size)
     vectors = None
     if cfg.data.vectors and not again:  # a bad file is refused before the run directory is written
         from grutool.data.vectors import load_vectors

@@ -41,11 +41,14 @@ class GradientMonitor(Callback):
 
     def __init__(self):
         self.recent: deque[float] = deque(maxlen=WINDOW)
-        self.epoch_norms: list[float] = []
         self.warned_epoch = -1
 
     def on_epoch_begin(self, trainer) -> None:
-        self.epoch_norms = []
+        # The epoch's norms live in the trainer's state, which last.pt keeps: an epoch stopped by Ctrl-C and
+        # resumed reports all its steps' norms.
+        s = trainer.state
+        if s.batch_in_epoch == 0:
+            s.epoch_grad_norm_sum, s.epoch_grad_norm_steps, s.epoch_grad_norm_max = 0.0, 0, 0.0
 
     def on_step_end(self, trainer, loss: float, tokens: int) -> None:
         norm = trainer.last_grad_norm
@@ -64,12 +67,16 @@ class GradientMonitor(Callback):
                 log.warning("step %d: gradient norm %.4g is %.0fx its running median %.4g (exploding gradients%s)",
                             trainer.state.step, norm, norm / median, median, advice)
         self.recent.append(norm)
-        self.epoch_norms.append(norm)
+        s = trainer.state
+        s.epoch_grad_norm_sum += norm
+        s.epoch_grad_norm_steps += 1
+        s.epoch_grad_norm_max = max(s.epoch_grad_norm_max, norm)
 
     def on_epoch_end(self, trainer, metrics: dict) -> None:
-        if self.epoch_norms:
-            metrics["grad_norm"] = sum(self.epoch_norms) / len(self.epoch_norms)
-            metrics["grad_norm_max"] = max(self.epoch_norms)
+        s = trainer.state
+        if s.epoch_grad_norm_steps:
+            metrics["grad_norm"] = s.epoch_grad_norm_sum / s.epoch_grad_norm_steps
+            metrics["grad_norm_max"] = s.epoch_grad_norm_max
 
 
 def tensorboard_writer_class():

@@ -48,6 +48,16 @@ class TrainState:
     wall_time_s: float = 0.0
     skipped_steps: int = 0    # batches whose update was dropped for a non-finite loss or gradient
     skipped_in_row: int = 0
+    # The current epoch's running figures, so an epoch stopped by Ctrl-C and resumed reports the whole epoch
+    # (its train loss, tokens/s and time), as the uninterrupted run does. Distributed, rank 0's are saved.
+    epoch_loss_sum: float = 0.0
+    epoch_losses: int = 0     # steps with a finite loss
+    epoch_tokens: int = 0
+    epoch_time_s: float = 0.0
+    # The epoch's global gradient norms, summed, counted and their largest (tracking.GradientMonitor).
+    epoch_grad_norm_sum: float = 0.0
+    epoch_grad_norm_steps: int = 0
+    epoch_grad_norm_max: float = 0.0
 
 
 class Trainer:
@@ -266,7 +276,8 @@ class Trainer:
             if self._interrupt_requested:
                 raise KeyboardInterrupt
             self._interrupt_requested = True
-            log.warning("Ctrl-C: stopping after this step, saving a checkpoint (again: stop now)")
+            if self.dist.is_main:  # torchrun passes Ctrl-C to every rank; rank 0 alone reports
+                log.warning("Ctrl-C: stopping after this step, saving a checkpoint (again: stop now)")
 
         previous = signal.signal(signal.SIGINT, handler)
         try:
@@ -287,8 +298,13 @@ class Trainer:
                 self._epochs(start)
         except KeyboardInterrupt:
             s.wall_time_s = time.perf_counter() - start
-            self._emit("on_interrupt")
-            raise TrainingInterrupted(str(self.run_dir / rundir.LAST)) from None
+            last = self.run_dir / rundir.LAST
+            try:
+                self._emit("on_interrupt")
+            except KeyboardInterrupt:  # a second Ctrl-C during the save: the atomic write left last.pt as it was
+                raise TrainingInterrupted(str(last), echo=not self.dist.is_main, saved=False,
+                                          previous=last.is_file()) from None
+            raise TrainingInterrupted(str(last), echo=not self.dist.is_main) from None
         except TrainingDiverged as exc:
             # Stop where we are; the checkpoints on disk hold the last finite weights.
             self.diverged = str(exc)
@@ -306,16 +322,18 @@ class Trainer:
                 batches = distributed.shard(batches, self.dist)
             if s.batch_in_epoch == 0:
                 self.carry = None  # each epoch reads the streams from their start
+                s.epoch_loss_sum, s.epoch_losses, s.epoch_tokens, s.epoch_time_s = 0.0, 0, 0, 0.0
             self.model.train()
             self._emit("on_epoch_begin")
-            loss_sum, n, tokens, t0 = 0.0, 0, 0, time.perf_counter()
+            t0 = time.perf_counter() - s.epoch_time_s
             for index in batches[s.batch_in_epoch:]:
                 loss, ntok = self.step(index)
                 s.step += 1
                 s.batch_in_epoch += 1
                 if math.isfinite(loss):
-                    loss_sum, n = loss_sum + loss, n + 1
-                tokens += ntok
+                    s.epoch_loss_sum, s.epoch_losses = s.epoch_loss_sum + loss, s.epoch_losses + 1
+                s.epoch_tokens += ntok
+                s.epoch_time_s = time.perf_counter() - t0
                 self._emit("on_step_end", loss, ntok)
                 self._check_interrupt()
                 if s.step >= self.total_steps:
@@ -325,8 +343,8 @@ class Trainer:
                 flush()
             s.wall_time_s = time.perf_counter() - start
             # The step losses are already averaged over ranks; tokens/s counts every rank's tokens.
-            tokens = int(distributed.all_sum(self.dist, [tokens], self.device, "the end of an epoch")[0])
-            self._end_epoch(loss_sum / max(n, 1), tokens, time.perf_counter() - t0)
+            tokens = int(distributed.all_sum(self.dist, [s.epoch_tokens], self.device, "the end of an epoch")[0])
+            self._end_epoch(s.epoch_loss_sum / max(s.epoch_losses, 1), tokens, time.perf_counter() - t0)
             self._check_interrupt()
 
 

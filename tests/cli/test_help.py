@@ -59,6 +59,8 @@ def test_help_placeholders_are_clean_and_fit_80_columns(name):
     wide = [line for line in result.output.splitlines() if len(line) > 80]
     assert not wide, wide
     assert "Examples:" in result.output, "every command ends its help with examples"
+    before = result.output.splitlines()[result.output.splitlines().index("  Examples:") - 1]
+    assert before.strip() == "", f"no blank line before Examples: ({before!r}; `runs` ran them on)"
 
 
 def test_every_command_is_checked():

@@ -235,3 +235,26 @@ def test_a_stream_lm_shards_by_rows_so_each_rank_carries_its_own_state(tmp_path)
         _assert_same(_weights(tmp_path / "full", name), _weights(tmp_path / "cut", name), atol=0)
     carry = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["carry"]
     assert len(carry["ranks"]) == 2 and carry["ranks"][0] is not None
+
+
+def test_more_processes_than_batches_is_refused_before_anything_is_written():
+    """150 examples in batches of 16 on 12 processes: every rank got 0 batches, trained nothing and ended with
+    `nothing usable was saved (no epoch gave a finite validation accuracy)` after writing the run's first files.
+    Checked with rank 0's data, before the run directory is written (grutool.training.startup)."""
+    from grutool.errors import UserError
+    from grutool.training import distributed
+
+    split = type("Split", (), {"streams": None, "__len__": lambda self: 150})()
+    with pytest.raises(UserError) as refused:
+        distributed.check_shares(distributed.Dist(0, 12), split, 16)
+    message = str(refused.value)
+    assert message.startswith("train.batch_size:") and "10 batch(es)" in message and "12 processes" in message
+    fits = int(message.split("at most ")[1].split()[0])
+    assert -(-150 // fits) >= 12 > -(-150 // (fits + 1)), "the batch size it suggests is the largest that fits"
+    for rank in (0, 5):  # every rank refuses alike
+        with pytest.raises(UserError):
+            distributed.check_shares(distributed.Dist(rank, 12), split, 16)
+    distributed.check_shares(distributed.Dist(0, 12), split, fits)  # the suggestion is accepted
+    distributed.check_shares(distributed.SINGLE, split, 1000)  # one process: one short batch is fine
+    with pytest.raises(UserError, match="use at most 150 processes"):
+        distributed.check_shares(distributed.Dist(0, 151), split, 1)

@@ -383,3 +383,63 @@ def test_refused_pickle_payload_is_not_called_corrupt(tmp_path):
     with pytest.raises(UserError, match="refused: the file holds pickled code") as caught:
         load_checkpoint(tmp_path / "evil.pt")
     assert "corrupt" not in str(caught.value)
+
+
+@pytest.mark.parametrize("after_epoch", [False, True], ids=["first-epoch", "later-epoch"])
+def test_a_second_ctrl_c_during_the_save_says_which_checkpoint_is_left(tmp_path, monkeypatch, after_epoch):
+    """The second Ctrl-C of a double Ctrl-C often lands in last.pt's write (its fsync): the process exited 130
+    after 'Ctrl-C: stopping after this step, ...' with nothing more said. Simulated: the first Ctrl-C after a
+    step, the second raised from fsync while last.pt is written for it."""
+    import grutool.training.trainer as trainer_module
+
+    raw = tiny_config(tmp_path, epochs=3, batch_size=8)  # 8 steps an epoch
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(raw))
+    stop_at = 11 if after_epoch else 3
+    stopping = []
+
+    def check_interrupt(self):
+        if self.state.step == stop_at:
+            stopping.append(True)
+            raise KeyboardInterrupt
+
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        if stopping:
+            raise KeyboardInterrupt
+        real_fsync(fd)
+
+    monkeypatch.setattr(trainer_module.Trainer, "_check_interrupt", check_interrupt)
+    monkeypatch.setattr("grutool.atomic.os.fsync", fsync)
+    r = invoke("train", cfg, "-q")
+    assert r.exit_code == 130, r.output
+    last = tmp_path / "run" / rundir.LAST
+    lines = [line for line in r.output.splitlines() if line.startswith("interrupted")]
+    assert len(lines) == 1, r.output
+    assert str(last) in lines[0] and "saved" not in lines[0].split(":")[0], lines
+    assert not list((tmp_path / "run").glob(".*.tmp"))
+    if after_epoch:  # epoch 1's last.pt is kept, and named as the one to resume from
+        assert load_checkpoint(last)["meta"]["state"]["step"] == 8
+        assert "previous complete checkpoint" in lines[0] and "--resume" in lines[0]
+    else:
+        assert not last.exists() and "starts the run over" in lines[0]
+
+
+def test_ctrl_c_before_training_says_interrupted(tmp_path):
+    """Ctrl-C while `reading data …` (here: while the config loads) exited 130 with nothing said: typer turns
+    KeyboardInterrupt into exit 130 before grutool's own handler saw it."""
+    raw = tiny_config(tmp_path, epochs=1)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(raw))
+    code = ("import sys, grutool.config_file as cf\n"
+            "def load(*a, **k):\n    raise KeyboardInterrupt\n"
+            "cf.load_config = load\n"
+            "from grutool.cli.app import main\n"
+            f"sys.argv = ['grutool', 'train', {str(cfg)!r}]\n"
+            "main()\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.strip() == "interrupted", proc.stderr
+    assert not (tmp_path / "run").exists()

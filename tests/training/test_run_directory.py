@@ -123,7 +123,7 @@ def test_a_kill_during_the_first_last_pt_write_starts_over(tmp_path, flags):
     (run / ".last.pt.k1ll.tmp").write_bytes(b"half a checkpoint")
     r = invoke("train", cfg, *flags)
     assert r.exit_code == 0, r.output
-    assert "starting over" in r.output
+    assert r.output.count("starting over") == 1, r.output  # --resume said it twice, in two wordings
     assert (run / rundir.LAST).is_file() and not list(run.glob(".*.tmp"))
 
 
@@ -259,3 +259,22 @@ def test_a_dry_run_with_overwrite_or_resume_says_what_train_would_do_and_writes_
     assert r.exit_code == 0, r.output
     assert "not written" in r.stdout and "resume it at epoch 2" in r.stdout, r.stdout
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("flags", [[], ["--dry-run"], ["--resume"], ["--overwrite"]],
+                         ids=["plain", "dry-run", "resume", "overwrite"])
+def test_an_existing_read_only_output_folder_is_one_line_before_any_work(tmp_path, monkeypatch, flags):
+    """An empty folder on a read-only mount as --output-dir was an OSError traceback from the lock (exit 1), and
+    `--dry-run` said `(not written)`. Simulated through os.access, as root ignores chmod (a real read-only
+    mount fails the same check: access(2) answers EROFS)."""
+    raw = tiny_config(tmp_path, epochs=1)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    access = os.access
+    monkeypatch.setattr("grutool.rundir.os.access",
+                        lambda p, mode, **kw: not (mode & os.W_OK and Path(p).resolve() == locked.resolve())
+                        and access(p, mode, **kw))
+    assert_user_error(invoke("train", cfg, "-o", locked, *flags), str(locked), "not writable", "--output-dir")
+    assert list(locked.iterdir()) == []

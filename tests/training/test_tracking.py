@@ -27,7 +27,9 @@ class _Trainer:
 
     def __init__(self, clip_grad_norm: float | None = 5.0):
         self.cfg = parse_config({"data": {"train": "x.tsv"}, "train": {"clip_grad_norm": clip_grad_norm}})
-        self.state = type("S", (), {"epoch": 0, "step": 0})()
+        from grutool.training.trainer import TrainState
+
+        self.state = TrainState()  # the epoch's norms are summed in it (last.pt keeps them for --resume)
         self.last_grad_norm = None
 
 

@@ -66,6 +66,13 @@ def test_resume_equals_uninterrupted(tmp_path, stop_at, chars):
     assert resumed.keys() == reference.keys()
     for k in reference:
         assert torch.equal(resumed[k], reference[k]), k
+    # The metrics rows too: the epoch stopped by Ctrl-C reported only its steps after the resume (train_loss,
+    # grad_norm, grad_norm_max). Timings differ between any two runs.
+    timing = {"tokens_per_s", "epoch_time_s"}
+    rows = {name: [{k: v for k, v in json.loads(line).items() if k not in timing}
+                   for line in (run / rundir.METRICS).read_text().splitlines()]
+            for name, run in (("reference", tmp_path / "a" / "run"), ("resumed", tmp_path / "b"))}
+    assert rows["resumed"] == rows["reference"]
 
 
 class BestPredictions(Callback):
