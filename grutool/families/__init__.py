@@ -1,5 +1,5 @@
-"""The model families, by name: one folder each (`classifier/`, `tagger/`, `seq2seq/`, `lm/`) holding what
-differs for it, with its `Task` (see base.py) in `task.py`.
+"""The model families, by name: one folder each (`classifier/`, `tagger/` with the joint task, `seq2seq/`, `lm/`,
+`regressor/`, `forecast/`) holding what differs for it, with its `Task` (see base.py) in `task.py`.
 
 The training loop, run directory, evaluation, prediction, `shapes`, `bench`, config validation
 and the CLI are shared; they talk to a task object. A new family is one folder plus one line below.
