@@ -125,6 +125,8 @@ def run_study(config: str | Path, cells: Sequence[str], seeds: int, overrides: S
         raise UserError("resume: contradicts overwrite; pick one", option="resume")
     study_dir, runs = plan(config, cells, seeds, overrides, study_dir)
     per_run = thread_share(jobs, threads, runs[0].cfg.train.num_threads)
+    if resume:
+        _check_resumable(runs)
     plan_path = study_dir / PLAN
     if plan_path.is_file() and not (resume or overwrite):
         raise UserError(f"{study_dir}: a study is already there; add --resume to continue it (finished runs "
@@ -166,6 +168,31 @@ def run_study(config: str | Path, cells: Sequence[str], seeds: int, overrides: S
     else:
         _in_parallel(study_dir, pending, jobs, per_run, overwrite, done)
     return report(study_dir, latency_repeats=latency_repeats)
+
+
+def _check_resumable(runs: list[Run]) -> None:
+    """--resume: every run that would be continued or reused accepts its config now (train's own rule), checked
+    before anything is written; a changed --set failed at the first such run with train's advice, which named
+    neither --overwrite nor another --output-dir."""
+    from grutool.training.run_setup import RESUMABLE_CHANGES, resume_changes
+
+    changed: dict[str, tuple] = {}
+    for run in runs:
+        path = Path(run.cfg.output_dir)
+        if not (path / rundir.LAST).is_file():
+            continue  # nothing to continue: the run starts (over) as new
+        try:
+            saved = rundir.open_run(path).config
+        except UserError:
+            continue  # a damaged run: its own training says what is wrong with it
+        for key, before, now in resume_changes(run.cfg, saved):
+            changed.setdefault(key, (before, now))
+    if changed:
+        what = ", ".join(f"{key}={jsonsafe.dumps(before)} (now {jsonsafe.dumps(now)})"
+                         for key, (before, now) in changed.items())
+        raise UserError(f"resume: the study's runs were trained with {what}; resume with the settings they had "
+                        f"(only {', '.join(sorted(RESUMABLE_CHANGES))} may change), add --overwrite instead of "
+                        f"--resume to train every run again, or give another --output-dir for a new study")
 
 
 def train_one(cfg: Config, resume: bool, overwrite: bool, progress: bool | str = False,

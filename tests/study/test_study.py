@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, invoke, run_in_terminal, shipped_config, tiny_config
+from conftest import ROOT, assert_user_error, invoke, run_in_terminal, shipped_config, tiny_config
 from grutool import jsonsafe, study
 from grutool.errors import TrainingInterrupted
 from grutool.runs import list_runs
@@ -131,6 +131,18 @@ def test_cli_resume_reuses_finished_runs(done):
     # without --resume an existing study is refused, one line
     again = invoke("study", config, "--cells", "gru,lstm", "--seeds", "2", "-o", root / "st")
     assert again.exit_code == 2 and "add --resume" in again.output
+
+
+def test_resume_with_a_setting_the_runs_cannot_take_is_refused_before_any_run(done):
+    # It failed at the first reused run with train's "resume with the same config", which named neither
+    # --overwrite nor another --output-dir, after plan.json had been rewritten with the new --set.
+    root, config, _ = done
+    files = {p: p.stat().st_mtime_ns for p in (root / "st").rglob("*") if p.is_file()}
+    result = invoke("study", config, "--cells", "gru,lstm", "--seeds", "2", "-o", root / "st", "--resume",
+                    "--set", "model.hidden_size=16", "--set", "train.epochs=3", "-q")
+    assert_user_error(result, "model.hidden_size=8 (now 16)", "--overwrite", "--output-dir")
+    assert "train.epochs=" not in result.output  # a longer training resumes: not named as a change
+    assert {p: p.stat().st_mtime_ns for p in (root / "st").rglob("*") if p.is_file()} == files  # nothing written
 
 
 def terminal_screen(args: list[str], width: int, cwd: Path) -> list[str]:
