@@ -285,9 +285,15 @@ def _read_json(path: Path) -> Optional[dict]:
 DATA_KEYS = frozenset({"n", "tokens", "windows", "horizon", "input_length", "season", "beam_size"})
 
 
-def _scalars(metrics: Optional[dict]) -> dict:
-    return {k: float(v) for k, v in (metrics or {}).items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in DATA_KEYS}
+def _scalars(metrics: Optional[dict], cfg: dict) -> dict:
+    """The figures of an eval result a study compares: numbers, less DATA_KEYS and what the run's family calls
+    uninformative on its data (`Task.uninformative`: word n-gram BLEU of character targets)."""
+    from grutool.families import get_task
+
+    metrics = metrics or {}
+    left_out = DATA_KEYS | get_task(cfg.get("task") or Config.model_fields["task"].default).uninformative(metrics)
+    return {k: float(v) for k, v in metrics.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in left_out}
 
 
 def _measure_run(path: Path) -> dict:
@@ -302,7 +308,7 @@ def _measure_run(path: Path) -> dict:
     speeds = [r["tokens_per_s"] for r in rows if isinstance(r.get("tokens_per_s"), (int, float))]
     return {
         "monitor": summary.get("monitor") or (cfg.get("train") or {}).get("monitor"),
-        "val": summary.get("best"), "validation": _scalars(summary.get("validation")),
+        "val": summary.get("best"), "validation": _scalars(summary.get("validation"), cfg),
         "epochs": summary.get("epochs"), "best_epoch": best_epoch, "wall_s": summary.get("wall_time_s"),
         "s_per_epoch": sum(times) / len(times) if times else None,
         "s_to_best": sum(r["epoch_time_s"] for r in rows if r["epoch"] <= best_epoch
@@ -384,7 +390,7 @@ def report(study_dir: str | Path, *, latency_repeats: int = 5) -> dict:
         rec = {"run": name, "cell": cell, "seed": int(seed), "dir": str(path), **_measure_run(path),
                "kernel_train": state.get("kernels", {}).get(name)}
         cfg = read_config(path)
-        rec["test"] = (_scalars(evaluate(str(path), "test", device="auto"))
+        rec["test"] = (_scalars(evaluate(str(path), "test", device="auto"), cfg)
                        if (cfg.get("data") or {}).get("test") else {})
         paths.append(path)
         records.append(rec)

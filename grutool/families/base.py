@@ -209,6 +209,11 @@ class Task:
         """A fresh metrics object (update per batch, compute per epoch) for `split`."""
         raise NotImplementedError
 
+    def uninformative(self, metrics: dict) -> frozenset[str]:
+        """Figures of this eval result that say nothing of the model on its data (a study leaves them out of
+        its tables and comparison): none by default."""
+        return frozenset()
+
     def synthetic(self, cfg: "Config", lengths: list[int], vocab_size: int, num_classes: int, generator,
                   num_chars: int = 0) -> tuple[Prepared, "EncodedSplit"]:
         """`bench --config`: made-up vocabularies of these sizes and a labelled split of these lengths."""

@@ -249,6 +249,14 @@ def test_a_seq2seq_study_compares_its_metrics_not_its_beam_size(tmp_path):
     assert "test_exact_match" in compared and "test_beam_size" not in compared
     assert all("beam_size" not in c["test"] for c in result["cells_summary"].values())
     assert "beam_size" not in (tmp_path / "st" / study.REPORT_MD).read_text()
+    # reverse.yaml's targets are characters: sacreBLEU (word n-grams) was 0.0 in every run and compared as "no
+    # difference"; the characters' own figures are compared instead.
+    assert "test_bleu" not in compared and {"test_cer", "test_chrf"} <= compared
+    assert all("bleu" not in c["test"] and "cer" in c["test"] for c in result["cells_summary"].values())
+    assert "test_bleu " not in (tmp_path / "st" / study.REPORT_MD).read_text()
+    from grutool.families import get_task
+
+    assert get_task("seq2seq").uninformative({"bleu": 31.2, "char_level": False}) == frozenset()  # words: kept
 
 
 def test_the_report_does_not_repeat_the_runs_data_warnings(tmp_path, caplog):
