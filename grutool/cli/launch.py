@@ -92,16 +92,18 @@ def _failed(failures: dict, nproc: int) -> int:
                       key=lambda item: (item[1].exitcode in (lost, -signal.SIGTERM), item[1].timestamp, item[0]))
     if first.exitcode in (2, 130):
         return first.exitcode  # a bad input or Ctrl-C: the worker said so itself
-    resume = f"the run directory keeps its last complete checkpoint: continue with --resume and the same --nproc {nproc}"
+    resume = (f"the run directory keeps its last complete checkpoint: continue with --resume and the same "
+              f"--nproc {nproc}")
     if first.exitcode == lost:
         # No rank died or failed: each that stopped by itself waited in vain on a collective, so one of the
         # others hung (or was stopped, or was too slow) past train.dist_timeout_s.
         waited = sorted(r for r, f in failures.items() if f.exitcode == lost)
         silent = [str(r) for r in range(nproc) if r not in waited]
         who = "rank " + " or ".join(silent) if silent else "a rank"
-        err.print(f"[red]error:[/] distributed training: {_ranks(waited)} lost {'its' if len(waited) == 1 else 'their'} "
-                  f"peers: {who} did not answer within train.dist_timeout_s (hung, stopped or too slow), so "
-                  f"torchrun stopped the job; {resume}", markup=True)
+        their = "its" if len(waited) == 1 else "their"
+        err.print(f"[red]error:[/] distributed training: {_ranks(waited)} lost {their} peers: {who} did not "
+                  f"answer within train.dist_timeout_s (hung, stopped or too slow), so torchrun stopped the job; "
+                  f"{resume}", markup=True)
         return 1
     how = (f"was killed by {first.signal_name()}" if first.exitcode < 0
            else f"exited with code {first.exitcode}")
