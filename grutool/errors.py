@@ -66,10 +66,12 @@ class TrainingDiverged(UserError):
 class PeerFailure(UserError):
     """Distributed training: another process of the job died or hung, so this one stops too.
 
-    One line and exit code 1, like an unexpected failure, but without a traceback: the cause is in the
-    other process's output, and the run directory keeps its last complete checkpoint."""
+    One line without a traceback: the cause is in the other process's output, and the run directory keeps its
+    last complete checkpoint. Its own exit code (sysexits' EX_TEMPFAIL, "try again": --resume) tells the
+    `--nproc` launcher this rank lost its peers rather than failed itself, so a job in which every failed rank
+    lost its peers is one whose other ranks hung (grutool.cli.launch)."""
 
-    exit_code = 1
+    exit_code = 75
 
 
 class WorkerFailed(UserError):

@@ -125,6 +125,8 @@ def run_study(config: str | Path, cells: Sequence[str], seeds: int, overrides: S
         raise UserError("resume: contradicts overwrite; pick one", option="resume")
     study_dir, runs = plan(config, cells, seeds, overrides, study_dir)
     per_run = thread_share(jobs, threads, runs[0].cfg.train.num_threads)
+    if resume:
+        _check_resumable(runs)
     plan_path = study_dir / PLAN
     if plan_path.is_file() and not (resume or overwrite):
         raise UserError(f"{study_dir}: a study is already there; add --resume to continue it (finished runs "
@@ -166,6 +168,31 @@ def run_study(config: str | Path, cells: Sequence[str], seeds: int, overrides: S
     else:
         _in_parallel(study_dir, pending, jobs, per_run, overwrite, done)
     return report(study_dir, latency_repeats=latency_repeats)
+
+
+def _check_resumable(runs: list[Run]) -> None:
+    """--resume: every run that would be continued or reused accepts its config now (train's own rule), checked
+    before anything is written; a changed --set failed at the first such run with train's advice, which named
+    neither --overwrite nor another --output-dir."""
+    from grutool.training.run_setup import RESUMABLE_CHANGES, resume_changes
+
+    changed: dict[str, tuple] = {}
+    for run in runs:
+        path = Path(run.cfg.output_dir)
+        if not (path / rundir.LAST).is_file():
+            continue  # nothing to continue: the run starts (over) as new
+        try:
+            saved = rundir.open_run(path).config
+        except UserError:
+            continue  # a damaged run: its own training says what is wrong with it
+        for key, before, now in resume_changes(run.cfg, saved):
+            changed.setdefault(key, (before, now))
+    if changed:
+        what = ", ".join(f"{key}={jsonsafe.dumps(before)} (now {jsonsafe.dumps(now)})"
+                         for key, (before, now) in changed.items())
+        raise UserError(f"resume: the study's runs were trained with {what}; resume with the settings they had "
+                        f"(only {', '.join(sorted(RESUMABLE_CHANGES))} may change), add --overwrite instead of "
+                        f"--resume to train every run again, or give another --output-dir for a new study")
 
 
 def train_one(cfg: Config, resume: bool, overwrite: bool, progress: bool | str = False,
@@ -258,9 +285,15 @@ def _read_json(path: Path) -> Optional[dict]:
 DATA_KEYS = frozenset({"n", "tokens", "windows", "horizon", "input_length", "season", "beam_size"})
 
 
-def _scalars(metrics: Optional[dict]) -> dict:
-    return {k: float(v) for k, v in (metrics or {}).items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in DATA_KEYS}
+def _scalars(metrics: Optional[dict], cfg: dict) -> dict:
+    """The figures of an eval result a study compares: numbers, less DATA_KEYS and what the run's family calls
+    uninformative on its data (`Task.uninformative`: word n-gram BLEU of character targets)."""
+    from grutool.families import get_task
+
+    metrics = metrics or {}
+    left_out = DATA_KEYS | get_task(cfg.get("task") or Config.model_fields["task"].default).uninformative(metrics)
+    return {k: float(v) for k, v in metrics.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in left_out}
 
 
 def _measure_run(path: Path) -> dict:
@@ -275,7 +308,7 @@ def _measure_run(path: Path) -> dict:
     speeds = [r["tokens_per_s"] for r in rows if isinstance(r.get("tokens_per_s"), (int, float))]
     return {
         "monitor": summary.get("monitor") or (cfg.get("train") or {}).get("monitor"),
-        "val": summary.get("best"), "validation": _scalars(summary.get("validation")),
+        "val": summary.get("best"), "validation": _scalars(summary.get("validation"), cfg),
         "epochs": summary.get("epochs"), "best_epoch": best_epoch, "wall_s": summary.get("wall_time_s"),
         "s_per_epoch": sum(times) / len(times) if times else None,
         "s_to_best": sum(r["epoch_time_s"] for r in rows if r["epoch"] <= best_epoch
@@ -357,7 +390,7 @@ def report(study_dir: str | Path, *, latency_repeats: int = 5) -> dict:
         rec = {"run": name, "cell": cell, "seed": int(seed), "dir": str(path), **_measure_run(path),
                "kernel_train": state.get("kernels", {}).get(name)}
         cfg = read_config(path)
-        rec["test"] = (_scalars(evaluate(str(path), "test", device="auto"))
+        rec["test"] = (_scalars(evaluate(str(path), "test", device="auto"), cfg)
                        if (cfg.get("data") or {}).get("test") else {})
         paths.append(path)
         records.append(rec)

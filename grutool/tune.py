@@ -14,7 +14,8 @@ Optuna is an optional extra (`pip install 'grutool[tune]'`), imported only when 
     TUNE/tune.png               `--plot`: the optimisation history and the parameter importances
 
 The space file maps dotted config paths to one entry each, checked against the config schema before the
-first trial (an unknown path with a did-you-mean, an empty or inverted range, a value the schema refuses):
+first trial (an unknown path with a did-you-mean, a field the config's family has no setting for, an empty or
+inverted range, a value the schema refuses):
 
     train.lr: {float: [1.0e-4, 1.0e-2], log: true}
     model.hidden_size: {int: [32, 256], step: 32}
@@ -56,6 +57,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
+
+import yaml
 
 from grutool import jsonsafe
 from grutool.atomic import check_output_folder, write_text_atomic
@@ -176,13 +179,13 @@ def parse_space(raw: Any, source: str, lines: dict) -> list[Param]:
             odd = next((v for v in value if not isinstance(v, (str, int, float, bool, type(None)))), None)
             if odd is not None:
                 raise UserError(f"{where}: {path}: a categorical value is a string, number, true/false or null "
-                                f"(got {odd!r})")
+                                f"(got {_yaml(odd)})")
             if "log" in entry or "step" in entry:
                 raise UserError(f"{where}: {path}: log and step are for int and float ranges; remove them")
             params.append(Param(path, kind, choices=value, line=line))
             continue
         if not (isinstance(value, list) and len(value) == 2 and all(_number(v, kind) for v in value)):
-            raise UserError(f"{where}: {path}: {kind} needs [low, high], two {kind} numbers (got {value!r})")
+            raise UserError(f"{where}: {path}: {kind} needs [low, high], two {kind} numbers (got {_yaml(value)})")
         low, high = value
         if low > high:
             raise UserError(f"{where}: {path}: inverted range [{low}, {high}]; write [{high}, {low}]")
@@ -191,14 +194,14 @@ def parse_space(raw: Any, source: str, lines: dict) -> list[Param]:
                             f"{path}={low}")
         log_scale = entry.get("log", False)
         if not isinstance(log_scale, bool):
-            raise UserError(f"{where}: {path}: log is true or false (got {log_scale!r})")
+            raise UserError(f"{where}: {path}: log is true or false (got {_yaml(log_scale)})")
         if log_scale and low <= 0:
             raise UserError(f"{where}: {path}: a log range must be above 0 (got low {low})")
         step = entry.get("step")
         if step is not None:
             if not _number(step, kind) or step <= 0 or step > high - low:
                 raise UserError(f"{where}: {path}: step must be {'an int' if kind == 'int' else 'a float'} in "
-                                f"(0, {high - low}] (got {step!r})")
+                                f"(0, {high - low}] (got {_yaml(step)})")
             if log_scale:
                 raise UserError(f"{where}: {path}: step and log do not go together; remove one")
         params.append(Param(path, kind, low, high, step, log_scale, line=line))
@@ -216,6 +219,11 @@ def config_values(cfg, params: list[Param]) -> dict:
     return values
 
 
+def _yaml(value) -> str:
+    """A value as a space file writes it: true, null, none, 1.0e-05 (never Python's True, None, 'none')."""
+    return yaml.safe_dump(value, default_flow_style=True, width=10_000).removesuffix("\n").removesuffix("\n...")
+
+
 def _override(path: str, value) -> str:
     return f"{path}={jsonsafe.dumps(value)}"  # JSON is YAML: strings stay strings, numbers numbers
 
@@ -225,17 +233,24 @@ def load_space(space: str | Path, config: str | Path, overrides: Sequence[str] =
     config (schema and task rules, with `overrides`) accepts; refused before the first trial."""
     from grutool.config_file import load_config, read_yaml
 
+    from grutool.families import get_task
+
     raw, lines = read_yaml(Path(space), "search space")
     params = parse_space(raw, str(space), lines)
+    task = get_task(load_config(config, list(overrides)).task)
     for p in params:
         where = f"{space}:{lines.get((p.path,), '?')}"
+        lacks = task.lacks(p.path)
+        if lacks:  # said before any value: every value, the config's default too, would be refused for it
+            raise UserError(f"{where}: {p.path}: task {task.name} has no such setting ({lacks}); remove it "
+                            f"from the space")
         for value in p.values():
             try:
                 load_config(config, list(overrides) + [_override(p.path, value)])
             except UserError as exc:
                 reason = str(exc)
                 reason = reason.split(": ", 1)[1] if reason.startswith("--set ") else reason
-                raise UserError(f"{where}: {p.path}: the config refuses {value!r} ({reason}); change the "
+                raise UserError(f"{where}: {p.path}: the config refuses {_yaml(value)} ({reason}); change the "
                                 f"space") from None
     return params
 
@@ -459,7 +474,7 @@ def tune(config: str | Path, space: str | Path, trials: int, overrides: Sequence
         # The first trial is the config as given, so the best trial can only match or beat it on validation
         # and the sampler starts from a known point.
         own = config_values(base, params)
-        outside = [f"{p.path}={own[p.path]!r}" for p in params if not p.contains(own[p.path])]
+        outside = [f"{p.path}={_yaml(own[p.path])}" for p in params if not p.contains(own[p.path])]
         if outside:
             log.warning("the config's own %s %s outside the space, so no trial runs the config as given",
                         ", ".join(outside), "is" if len(outside) == 1 else "are")

@@ -4,7 +4,8 @@ This process runs torchrun's launcher itself (`torch.distributed.run`, `--standa
 each worker runs `python -m grutool train ...` with the user's arguments less `--nproc`, in a session of
 its own. Ctrl-C reaches this process, which passes it on to the workers once, waits for them to save
 their checkpoint, and exits 130. When a worker dies, torchrun stops the others; instead of its traceback
-and log lines, one line says which rank died and how. Multi-node jobs call torchrun directly (README,
+and log lines, one line says which rank died and how (or, when every rank that stopped by itself lost its
+peers (`PeerFailure`'s own exit code), which rank did not answer). Multi-node jobs call torchrun directly (README,
 "Training on several processes").
 """
 
@@ -80,16 +81,37 @@ def follow_launcher() -> None:
 
 def _failed(failures: dict, nproc: int) -> int:
     """One line for a failed job (`failures`: torchrun's ProcessFailure per global rank); the exit code."""
-    # The first failure torchrun saw; of those seen together, not the SIGTERM it sends to stop the others,
-    # nor the exit code 1 of a rank that lost its peers.
-    rank, first = min(failures.items(),
-                      key=lambda item: (item[1].timestamp, item[1].exitcode in (1, -signal.SIGTERM), item[0]))
+    from grutool.errors import PeerFailure
+
+    lost = PeerFailure.exit_code  # a rank that lost its peers, which it says itself
+    # The first failure torchrun saw (its timestamps are whole seconds: those within one of the first count as
+    # seen together; the SIGKILL torchrun sends a rank that outlived its SIGTERM comes 30 s later), and of those
+    # not a rank that lost its peers, nor the SIGTERM torchrun sends to stop the others.
+    start = min(f.timestamp for f in failures.values())
+    rank, first = min(((r, f) for r, f in failures.items() if f.timestamp <= start + 1),
+                      key=lambda item: (item[1].exitcode in (lost, -signal.SIGTERM), item[1].timestamp, item[0]))
     if first.exitcode in (2, 130):
         return first.exitcode  # a bad input or Ctrl-C: the worker said so itself
+    resume = (f"the run directory keeps its last complete checkpoint: continue with --resume and the same "
+              f"--nproc {nproc}")
+    if first.exitcode == lost:
+        # No rank died or failed: each that stopped by itself waited in vain on a collective, so one of the
+        # others hung (or was stopped, or was too slow) past train.dist_timeout_s.
+        waited = sorted(r for r, f in failures.items() if f.exitcode == lost)
+        silent = [str(r) for r in range(nproc) if r not in waited]
+        who = "rank " + " or ".join(silent) if silent else "a rank"
+        their = "its" if len(waited) == 1 else "their"
+        err.print(f"[red]error:[/] distributed training: {_ranks(waited)} lost {their} peers: {who} did not "
+                  f"answer within train.dist_timeout_s (hung, stopped or too slow), so torchrun stopped the job; "
+                  f"{resume}", markup=True)
+        return 1
     how = (f"was killed by {first.signal_name()}" if first.exitcode < 0
            else f"exited with code {first.exitcode}")
     others = ", ".join(str(r) for r in range(nproc) if r != rank)
     err.print(f"[red]error:[/] distributed training: rank {rank} (pid {first.pid}) {how}, so torchrun stopped the "
-              f"other process{'es' if nproc > 2 else ''} (rank {others}); the run directory keeps its last complete "
-              f"checkpoint: continue with --resume and the same --nproc {nproc}", markup=True)
+              f"other process{'es' if nproc > 2 else ''} (rank {others}); {resume}", markup=True)
     return 1
+
+
+def _ranks(ranks: list[int]) -> str:
+    return f"rank {ranks[0]}" if len(ranks) == 1 else f"ranks {', '.join(map(str, ranks))}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 import typer
 
@@ -109,6 +109,17 @@ def _relative(run: str, root: Path) -> str:
         return run
 
 
+def _past_shared_folder(paths: List[Path]) -> tuple[Optional[Path], list[str]]:
+    """The folder every path lies in (None when they share none, or only the root) and each path below it."""
+    parts = [Path(p).parts for p in paths]
+    depth = 0
+    while depth < min(len(x) for x in parts) - 1 and len({x[depth] for x in parts}) == 1:
+        depth += 1
+    if depth == 0 or parts[0][:depth] == (Path(parts[0][0]).anchor,):
+        return None, [str(p) for p in paths]
+    return Path(*parts[0][:depth]), [str(Path(*x[depth:])) for x in parts]
+
+
 def compare(
     run_dirs: List[Path] = typer.Argument(..., metavar="RUN_DIR...", help="Two run directories or more."),
     json_: bool = typer.Option(False, "--json", help="Print the comparison as one JSON object."),
@@ -133,7 +144,12 @@ def compare(
             return
         from rich.table import Table
 
-        names = [plain(p) for p in run_dirs]
+        # Column headers are the paths past the folder they share, stated once above: whole paths in two or
+        # three columns of 80 were folded mid-word ("…/studies/senti" / "ment/gru-13").
+        shared, short = _past_shared_folder(run_dirs)
+        if shared is not None:
+            out.print(f"runs under {shared}", markup=False)
+        names = [plain(n) for n in short]
         if result["config"]:
             t = Table(title="config: fields that differ")
             t.add_column("field")

@@ -120,6 +120,19 @@ class Task:
         """Whether this family reads the shared field `section.name` (not in its `ignores`)."""
         return name not in cls.ignores.get(section, ())
 
+    def lacks(self, path: str) -> Optional[str]:
+        """Why this family has no setting at the dotted config path (`model.attention` for a classifier: "only
+        task seq2seq reads it"), by the rules `check_ownership` enforces; None when it reads the field."""
+        section, _, rest = path.partition(".")
+        name = rest.split(".")[0]
+        if name and not self.reads(section, name):
+            return f"task {self.name} does not read it"
+        for key in ((section, name), (section, "")):
+            tasks = _owners().get(key)
+            if tasks and self.name not in tasks:
+                return f"only task {' or '.join(tasks)} reads it"
+        return None
+
     def check_config(self, cfg: "Config") -> None:
         """The task's cross-field rules; a broken one raises ValueError('dotted.path: what is wrong; fix').
 
@@ -142,13 +155,7 @@ class Task:
 
         Compared with the defaults, not with the fields a file set: a saved config.yaml sets every field.
         """
-        from grutool.families import TASKS
-
-        owners: dict[tuple[str, str], list[str]] = {}
-        for task in TASKS.values():
-            for section, names in task.owns.items():
-                for name in names or ("",):
-                    owners.setdefault((section, name), []).append(task.name)
+        owners = _owners()
         for section, names in self.ignores.items():
             part = getattr(cfg, section)
             for name in names:
@@ -201,6 +208,11 @@ class Task:
     def metrics(self, split: "EncodedSplit"):
         """A fresh metrics object (update per batch, compute per epoch) for `split`."""
         raise NotImplementedError
+
+    def uninformative(self, metrics: dict) -> frozenset[str]:
+        """Figures of this eval result that say nothing of the model on its data (a study leaves them out of
+        its tables and comparison): none by default."""
+        return frozenset()
 
     def synthetic(self, cfg: "Config", lengths: list[int], vocab_size: int, num_classes: int, generator,
                   num_chars: int = 0) -> tuple[Prepared, "EncodedSplit"]:
@@ -335,3 +347,15 @@ def synthetic_vocabs(vocab_size: int, num_classes: int, num_chars: int = 0, num_
     return Prepared(vocab(vocab_size), labels, extra={
         "chars": vocab(num_chars) if num_chars else None,
         "intents": LabelVocab([f"I{i}" for i in range(num_intents)]) if num_intents else None})
+
+
+def _owners() -> dict[tuple[str, str], list[str]]:
+    """(section, field) -> the families that own it, from every family's `owns` ("" for a section owned whole)."""
+    from grutool.families import TASKS
+
+    owners: dict[tuple[str, str], list[str]] = {}
+    for task in TASKS.values():
+        for section, names in task.owns.items():
+            for name in names or ("",):
+                owners.setdefault((section, name), []).append(task.name)
+    return owners

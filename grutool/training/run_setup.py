@@ -85,16 +85,24 @@ def write_new_run(cfg: Config, run_dir: Path, prepared, overwrite: bool, owned: 
     rundir.save_vocabularies(run_dir, prepared, cfg)
 
 
-def check_resume_config(cfg: Config, saved: Config) -> None:
-    """A resumed run's config is its saved one, but for RESUMABLE_CHANGES."""
+def resume_changes(cfg: Config, saved: Config) -> list[tuple[str, object, object]]:
+    """What `--resume` refuses: (dotted field, saved value, value now) for each field in which `cfg` differs
+    from the run's saved config, but for RESUMABLE_CHANGES and output_dir (values as JSON has them)."""
     now, before = cfg.model_dump(mode="json"), saved.model_dump(mode="json")
     diffs = []
     for section in now:
         a, b = now[section], before[section]
         if isinstance(a, dict):
-            diffs += [f"{section}.{k}" for k in a if a[k] != b.get(k) and f"{section}.{k}" not in RESUMABLE_CHANGES]
+            diffs += [(f"{section}.{k}", b.get(k), a[k]) for k in a
+                      if a[k] != b.get(k) and f"{section}.{k}" not in RESUMABLE_CHANGES]
         elif a != b and section != "output_dir":
-            diffs.append(section)
+            diffs.append((section, b, a))
+    return diffs
+
+
+def check_resume_config(cfg: Config, saved: Config) -> None:
+    """A resumed run's config is its saved one, but for RESUMABLE_CHANGES."""
+    diffs = [key for key, _, _ in resume_changes(cfg, saved)]
     if diffs:
         raise UserError(f"resume: the config differs from the run's saved config in {', '.join(diffs)}; "
                         f"resume with the same config (only {', '.join(sorted(RESUMABLE_CHANGES))} may change)",

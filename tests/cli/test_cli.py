@@ -57,6 +57,22 @@ def test_train_eval_infer_round_trip(tmp_path):
     assert lines[0].split("\t")[2] == "great book"
 
 
+def test_quiet_leaves_progress_out_and_the_result_on_stdout_as_the_readme_says(tmp_path):
+    # README said `-q` "shows only warnings and errors", while done:, best: and run directory: still printed
+    from pathlib import Path
+
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_config(tmp_path, epochs=1)))
+    r = runner.invoke(app, ["train", str(cfg), "-q"])
+    assert r.exit_code == 0, r.output
+    assert r.stderr == "" and not any(w in r.stdout for w in ("epoch 1/1", "data:", "model:"))
+    shown = [line.split(":")[0] for line in r.stdout.splitlines()]
+    assert shown == ["done", "best", "run directory"], r.stdout
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    said = next(s for s in readme.split(". ") if s.startswith("`-q`"))
+    assert "only warnings and errors" in said and all(f"`{w}: …`" in said for w in shown) and "stdout" in said
+
+
 def test_resume_and_overwrite_flags(tmp_path):
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(yaml.safe_dump(tiny_config(tmp_path, epochs=1)))

@@ -175,6 +175,23 @@ def test_compare_shows_only_differing_fields_and_the_metrics(run, tmp_path):
     assert_user_error(invoke("compare", run), "two run directories")
 
 
+def test_compare_names_runs_past_their_shared_folder_and_keeps_the_names_whole(run, tmp_path):
+    # Two runs of a study at 80 columns: the whole paths were headers, folded mid-word ("…/senti" / "ment/gru-13").
+    import shutil
+
+    shared = tmp_path / "studies" / "sentiment-with-a-long-name" / "runs"
+    for name in ("gru-seed13", "gru-seed14"):
+        shutil.copytree(run, shared / name)
+    table = invoke("compare", shared / "gru-seed13", shared / "gru-seed14")
+    assert table.exit_code == 0, table.output
+    lines = table.stdout.splitlines()
+    assert lines[0] == f"runs under {shared}", table.stdout                   # the shared folder, stated once
+    assert sum(str(shared) in line for line in lines) == 1, table.stdout
+    assert all(len(line) <= 80 for line in lines[1:]), table.stdout
+    headers = [line for line in lines if "figure" in line or "field" in line]
+    assert headers and all("gru-seed13" in h and "gru-seed14" in h for h in headers), table.stdout
+
+
 def test_compare_and_runs_keep_the_digits_of_small_values(run, tmp_path, monkeypatch):
     # train.lr=3e-5 showed as 0.0000 beside 0.0030, and an mse of 0.0012345 as 0.0012
     import shutil
@@ -190,6 +207,7 @@ def test_compare_and_runs_keep_the_digits_of_small_values(run, tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)
     table = invoke("compare", "a", "b")
     assert table.exit_code == 0, table.output
+    assert "runs under" not in table.stdout, "no folder in common: the names as given"
     lr_row = next(line for line in table.stdout.splitlines() if "train.lr" in line)
     assert "0.003" in lr_row and "3e-05" in lr_row and "0.0000" not in lr_row, table.stdout
     loss_row = next(line for line in table.stdout.splitlines() if "│ loss" in line)

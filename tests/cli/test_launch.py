@@ -27,6 +27,38 @@ def test_workers_get_the_command_without_nproc():
     assert without_nproc(args) == ["train", "c.yaml", "--set", "train.lr=0.1", "-q"]
 
 
+class Failure:
+    """What the launcher reads of torchrun's ProcessFailure."""
+
+    def __init__(self, exitcode: int, timestamp: int, pid: int = 100):
+        self.exitcode, self.timestamp, self.pid = exitcode, timestamp, pid
+
+    def signal_name(self) -> str:
+        return signal.Signals(-self.exitcode).name
+
+
+def test_the_launcher_names_a_hung_rank_as_hung_not_the_rank_that_waited_for_it(capsys):
+    # Rank 1 stopped (kill -STOP) past train.dist_timeout_s: rank 0 lost its peers and exited, torchrun
+    # SIGKILLed rank 1 30 s after its SIGTERM; the line said "rank 0 exited with code 1, so torchrun stopped
+    # rank 1".
+    from grutool.cli.launch import _failed
+    from grutool.errors import PeerFailure
+
+    lost = PeerFailure.exit_code
+    assert lost not in (0, 1, 2, 130)
+    assert _failed({0: Failure(lost, 1000), 1: Failure(-signal.SIGKILL, 1031)}, 2) == 1
+    said = capsys.readouterr().err
+    assert "rank 0 lost its peers: rank 1 did not answer within train.dist_timeout_s" in said, said
+    assert "exited" not in said and "killed" not in said, said
+    # Rank 1 killed outright, rank 0 noticed in the same second: rank 1 is named, as before.
+    assert _failed({0: Failure(lost, 1000), 1: Failure(-signal.SIGKILL, 1000, pid=7)}, 2) == 1
+    said = capsys.readouterr().err
+    assert "rank 1 (pid 7) was killed by SIGKILL" in said and "lost its peers" not in said, said
+    # Rank 2 of 3 crashed (exit 1); rank 0 lost its peers a second later, rank 1 was stopped by torchrun.
+    _failed({0: Failure(lost, 1001), 1: Failure(-signal.SIGTERM, 1001), 2: Failure(1, 1000, pid=9)}, 3)
+    assert "rank 2 (pid 9) exited with code 1" in capsys.readouterr().err
+
+
 # --- the launcher with real workers (gloo, CPU): a rank killed, Ctrl-C to the process group ---------------
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, invoke, run_in_terminal, shipped_config, tiny_config
+from conftest import ROOT, assert_user_error, invoke, run_in_terminal, shipped_config, tiny_config
 from grutool import jsonsafe, study
 from grutool.errors import TrainingInterrupted
 from grutool.runs import list_runs
@@ -133,6 +133,18 @@ def test_cli_resume_reuses_finished_runs(done):
     assert again.exit_code == 2 and "add --resume" in again.output
 
 
+def test_resume_with_a_setting_the_runs_cannot_take_is_refused_before_any_run(done):
+    # It failed at the first reused run with train's "resume with the same config", which named neither
+    # --overwrite nor another --output-dir, after plan.json had been rewritten with the new --set.
+    root, config, _ = done
+    files = {p: p.stat().st_mtime_ns for p in (root / "st").rglob("*") if p.is_file()}
+    result = invoke("study", config, "--cells", "gru,lstm", "--seeds", "2", "-o", root / "st", "--resume",
+                    "--set", "model.hidden_size=16", "--set", "train.epochs=3", "-q")
+    assert_user_error(result, "model.hidden_size=8 (now 16)", "--overwrite", "--output-dir")
+    assert "train.epochs=" not in result.output  # a longer training resumes: not named as a change
+    assert {p: p.stat().st_mtime_ns for p in (root / "st").rglob("*") if p.is_file()} == files  # nothing written
+
+
 def terminal_screen(args: list[str], width: int, cwd: Path) -> list[str]:
     """The lines a terminal of `width` columns shows for `grutool ARGS` (a pseudo-terminal; the terminal breaks
     a line longer than the width at its last column, wherever that falls)."""
@@ -237,6 +249,14 @@ def test_a_seq2seq_study_compares_its_metrics_not_its_beam_size(tmp_path):
     assert "test_exact_match" in compared and "test_beam_size" not in compared
     assert all("beam_size" not in c["test"] for c in result["cells_summary"].values())
     assert "beam_size" not in (tmp_path / "st" / study.REPORT_MD).read_text()
+    # reverse.yaml's targets are characters: sacreBLEU (word n-grams) was 0.0 in every run and compared as "no
+    # difference"; the characters' own figures are compared instead.
+    assert "test_bleu" not in compared and {"test_cer", "test_chrf"} <= compared
+    assert all("bleu" not in c["test"] and "cer" in c["test"] for c in result["cells_summary"].values())
+    assert "test_bleu " not in (tmp_path / "st" / study.REPORT_MD).read_text()
+    from grutool.families import get_task
+
+    assert get_task("seq2seq").uninformative({"bleu": 31.2, "char_level": False}) == frozenset()  # words: kept
 
 
 def test_the_report_does_not_repeat_the_runs_data_warnings(tmp_path, caplog):

@@ -243,6 +243,11 @@ class Seq2SeqTask(Task):
 
         return Seq2SeqMetrics(split.label_names, split.references, split.texts)
 
+    def uninformative(self, metrics: dict) -> frozenset[str]:
+        # sacreBLEU counts word n-grams: on character targets (the metrics' char_level) it is 0.0 whatever the
+        # output, so a study would compare zeros; chrF, CER and exact match say how close the characters are.
+        return frozenset({"bleu"}) if metrics.get("char_level") else frozenset()
+
     # --- prediction --------------------------------------------------------------------------
 
     def infer_batch(self, model, batch, **settings):
