@@ -72,9 +72,11 @@ def plot_curves(run_dirs: list[str | Path], path: str | Path, labels: list[str] 
     for n, (label, rows, info) in enumerate(runs):
         colour = f"C{n % 10}"
         epochs = [r["epoch"] for r in rows]
-        ax_loss.plot(epochs, [_finite(r.get("train_loss")) for r in rows], "-", color=colour, label=f"{label} train")
+        # Markers as on the metric panel: a line alone draws nothing for a one-epoch run (or an epoch between gaps)
+        ax_loss.plot(epochs, [_finite(r.get("train_loss")) for r in rows], "-o", color=colour, markersize=3,
+                     label=f"{label} train")
         if any("val_loss" in r for r in rows):
-            ax_loss.plot(epochs, [_finite(r.get("val_loss")) for r in rows], "--", color=colour,
+            ax_loss.plot(epochs, [_finite(r.get("val_loss")) for r in rows], "--s", color=colour, markersize=3,
                          label=f"{label} validation")
         key = f"val_{info['monitor']}"
         if info["monitor"] and any(key in r for r in rows):
@@ -86,9 +88,12 @@ def plot_curves(run_dirs: list[str | Path], path: str | Path, labels: list[str] 
     ax_loss.set(title="loss", xlabel="epoch", ylabel="loss")
     ax_metric.set(title=f"validation {' / '.join(monitors) or 'metric'} (star: best epoch)", xlabel="epoch",
                   ylabel=" / ".join(monitors))
+    epochs = [r["epoch"] for _, rows, _ in runs for r in rows]
     for ax in (ax_loss, ax_metric):
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
+        if min(epochs) == max(epochs):  # one epoch: the locator would tick 0.96 ... 1.04 around it
+            ax.set_xticks([epochs[0]])
         if ax.lines:
             ax.legend(fontsize=8)
     try:

@@ -256,21 +256,23 @@ def eval_(
 
         if beam is not None and beam < 1:
             raise UserError(f"--beam: must be at least 1 (got {beam}); 1 is greedy decoding")
-        if plot is not None:
-            from grutool.curves import check_png_path
-
-            check_png_path(plot, option="plot")
-        metrics = evaluate(str(run_dir), split.value, str(data) if data else None, batch_size, device.value, beam)
+        draw = None
         if plot is not None:
             from grutool.cli.render import renderer
-            from grutool.confusion import plot_confusion
+            from grutool.curves import check_png_path
             from grutool.rundir import run_task
-            from grutool.scatter import plot_scatter
 
-            # A family that draws its own (forecast: windows) has `plot` in its render module; real values get a
-            # scatter of predicted against true, classes and tags a confusion matrix.
-            draw = getattr(renderer(run_task(run_dir)), "plot", None) or (
-                plot_scatter if "scatter" in metrics else plot_confusion)
+            check_png_path(plot, option="plot")
+            # What a family draws is its render module's `plot` (classes and tags: a confusion matrix; real values:
+            # predicted against true; forecasts: windows); a family without one is refused before evaluating.
+            task = run_task(run_dir)
+            draw = getattr(renderer(task), "plot", None)
+            if draw is None:
+                raise UserError(f"--plot: a task {task.name} evaluation has nothing to draw (--plot draws "
+                                f"classifier, tagger and joint confusion matrices, a regressor's predicted against "
+                                f"true values and a forecaster's windows); drop --plot")
+        metrics = evaluate(str(run_dir), split.value, str(data) if data else None, batch_size, device.value, beam)
+        if draw is not None:
             written = draw(metrics, plot, title=f"{run_dir} ({metrics.get('source', split.value)})")
             err.print(f"wrote {written}", markup=False)
         if json_:

@@ -231,6 +231,9 @@ def read_ts(path: str, text: str, need_labels: bool = True, per_step: bool = Fal
 
 def parse_case(text: str, channels: int, where: str = "input") -> np.ndarray:
     """One unlabelled case written as a `.ts` data line ('1,2,3:4,5,6': channels separated by ':') -> (T, C)."""
+    if not text.strip():  # not "1 channel(s)": an empty text has none
+        raise UserError(f"{where}: empty; write the sequence's {channels} channel(s) separated by ':' and the values "
+                        f"of each by ',' (e.g. '0.1,0.2,0.3' per channel)")
     fields = text.strip().split(":")
     if len(fields) != channels:
         raise UserError(f"{where}: {len(fields)} channel(s), but the model reads {channels}; write the channels "

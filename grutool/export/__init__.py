@@ -264,6 +264,10 @@ def load_export(run, fmt: str, path: Optional[str | Path] = None):
 
     if fmt not in g.FORMATS:
         raise UserError(f"backend: '{fmt}' is not a backend; use torch, {' or '.join(g.FORMATS)}", option="backend")
+    task = get_task(run.config.task)
+    if task.exporter is None:  # before the missing file, whose fix would be an export that is refused
+        raise UserError(f"backend: task {task.name} has no {fmt} export (its runs cannot be exported yet); "
+                        f"use `backend` torch, the checkpoint", option="backend")
     if fmt == "onnx":
         g.require_onnxruntime()
     path = Path(path) if path is not None else default_path(run.path, fmt)
@@ -281,7 +285,6 @@ def load_export(run, fmt: str, path: Optional[str | Path] = None):
         raise UserError(f"{meta_file}: export metadata without its `graphs` (each graph's inputs and outputs); "
                         f"it was edited or not written by grutool: export again with "
                         f"`grutool export {run.path} --format {fmt} -o {path}`")
-    task = get_task(run.config.task)
     if meta.get("task") != task.name or meta.get("format") != fmt:
         raise UserError(f"{path}: a {meta.get('format')} export of a {meta.get('task')} model, not a {fmt} export "
                         f"of this {task.name} run")

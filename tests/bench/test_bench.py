@@ -411,6 +411,26 @@ def test_a_forecast_config_is_timed_in_windows_per_second_on_its_real_columns(tm
     assert refused.exit_code == 2 and "--input-size: task forecast feeds its recurrent layer" in refused.output
 
 
+def test_a_conditioned_lm_config_is_timed_with_its_own_conditions(tmp_path, monkeypatch):
+    # Before: the lm's class count was its vocabulary (an lm's labels are its tokens), so `bench --config
+    # configs/lm.yaml` built a condition embedding of 28 rows for 3 languages: 19,772 parameters against the
+    # 19,572 `train` reports. Now the conditions are counted, and the parameter count is the model's own.
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "lm.json"
+    result = runner.invoke(app, ["bench", "--config", "configs/lm.yaml", "--repeats", "1", "--warmup", "0",
+                                 "--min-sample-ms", "1", "--threads", "1", "--seq-len", "8", "-q", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    from grutool.config_file import load_config
+    from grutool.families import get_task
+
+    cfg = load_config("configs/lm.yaml")
+    prepared = get_task(cfg.task).prepare(cfg)
+    expected = sum(p.numel() for p in get_task(cfg.task).build_model(cfg, prepared).parameters())
+    rows = reports.read_report(out)["rows"]
+    assert rows and all(r["params"] == expected for r in rows), ([r["params"] for r in rows], expected)
+    assert {r["num_classes"] for r in rows} == {len(prepared.extra["conditions"])}
+
+
 def test_a_numeric_config_is_timed_on_sequences_as_long_as_its_longest(tmp_path, monkeypatch):
     # data.max_length (200) does not cut numeric sequences: T is the training file's longest sequence.
     monkeypatch.chdir(ROOT)

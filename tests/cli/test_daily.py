@@ -225,6 +225,34 @@ def test_plot_draws_curves_of_several_runs(run, tmp_path):
     assert_user_error(invoke("plot", run, "-o", tmp_path / "x.jpg"), ".png")
 
 
+def test_plot_shows_the_loss_of_a_one_epoch_run(run, tmp_path, monkeypatch):
+    """Before: the loss panel drew its curves as bare lines, so a run of one epoch had an empty loss panel
+    (a legend and nothing else) beside a marked metric point, over ticks 0.96 ... 1.04; now every point of each
+    curve is drawn, over the tick of its epoch."""
+    pytest.importorskip("matplotlib")
+    import shutil
+
+    import grutool.curves as curves
+
+    one = tmp_path / "one"
+    shutil.copytree(run, one)
+    rows = (one / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    (one / "metrics.jsonl").write_text(next(r for r in rows if '"epoch": 1' in r) + "\n", encoding="utf-8")
+    drawn = {}
+
+    def keep(fig, path, dpi):
+        drawn["axes"] = fig.axes
+
+    monkeypatch.setattr(curves, "save_png", keep)
+    result = invoke("plot", one, "-o", tmp_path / "c.png")
+    assert result.exit_code == 0, result.output
+    loss, metric = drawn["axes"][:2]
+    for ax in (loss, metric):
+        points = [line for line in ax.lines if len(line.get_xdata()) == 1]
+        assert points and all(line.get_marker() not in (None, "", "None", " ") for line in points), ax.get_title()
+        assert all(float(t).is_integer() for t in ax.get_xticks()), "epochs are whole numbers"
+
+
 # --- help ---------------------------------------------------------------------------------------------
 
 

@@ -92,6 +92,24 @@ def test_eval_plot_draws_the_confusion_matrix(named_run, tmp_path):
     assert_user_error(invoke("eval", named_run, "--plot", tmp_path / "nowhere" / "cm.png"), "does not exist")
 
 
+@pytest.mark.parametrize("family", ["seq2seq", "lm"])
+def test_eval_plot_of_a_family_with_nothing_to_draw_is_refused_before_evaluating(family, tmp_path, monkeypatch):
+    """Before: `eval --plot` of a seq2seq or lm run evaluated the whole split, then said it had 'no confusion
+    matrix (classifiers, taggers and joint models have one)', forgetting regressors and forecasters; now it is
+    refused up front, naming every family --plot draws for."""
+    import importlib
+
+    def evaluate(*args, **kwargs):
+        raise AssertionError("evaluated before --plot was checked")
+
+    monkeypatch.setattr(importlib.import_module("grutool.evaluate"), "evaluate", evaluate)
+    run = Path(__file__).resolve().parents[1] / "fixtures" / "runs_v1" / family
+    assert_user_error(invoke("eval", run, "--plot", tmp_path / "x.png"),
+                      f"--plot: a task {family} evaluation has nothing to draw", "regressor", "forecast",
+                      "drop --plot")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_confusion_panels_for_tags_and_intents(tmp_path):
     pytest.importorskip("matplotlib")
     from grutool.confusion import matrices, plot_confusion

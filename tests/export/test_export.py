@@ -347,6 +347,17 @@ def test_a_family_without_an_export_is_refused_up_front(tmp_path):
     assert "task lm: its runs cannot be exported yet" in result.output
 
 
+@pytest.mark.parametrize("backend", ["onnx", "torchscript"])
+def test_a_family_without_an_export_refuses_an_export_backend_without_sending_to_export(tmp_path, backend):
+    """Before: `infer runs/lm --backend onnx` said 'no export here ...; write one with `grutool export ...`',
+    a command that lm refuses; now the one line says the family has no export and to use --backend torch."""
+    run = tmp_path / "lm"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "fixtures" / "runs_v1" / "lm", run)
+    result = invoke("infer", run, "--backend", backend)
+    assert_user_error(result, "--backend", "task lm has no", "--backend torch")
+    assert "grutool export" not in result.output
+
+
 def test_readme_onnxruntime_example_runs_on_a_moved_export(tmp_path):
     """The README's Export section: its Python block, run beside a copied model.onnx + model.onnx.json, needs
     neither grutool nor torch and predicts what `grutool infer` predicts."""

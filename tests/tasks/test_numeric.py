@@ -565,6 +565,13 @@ def test_infer_errors_offer_fixes_of_the_data_not_of_the_config(run, tmp_path):
     assert "set data.missing" not in result.output
 
 
+def test_an_empty_input_is_called_empty_not_one_channel(run):
+    """Before: `infer RUN ""` (and serve's `{"texts": [""]}`) said '1 channel(s), but the model reads 2', about a
+    text with no values at all; now it says the input is empty and how a sequence is written."""
+    for text in ("", "   "):
+        assert_user_error(invoke("infer", run, "0.1,0.2:3,4", text), "input 2: empty", "2 channel(s)", "':'")
+
+
 def test_shapes_names_channels_not_a_vocabulary(run):
     result = invoke("shapes", "--config", run / "config.yaml")
     assert result.exit_code == 0, result.output

@@ -2,7 +2,9 @@
 folder whose `render` module it is: `grutool.families.<renderer>.render`).
 
 Each module has `summary_line(metrics)` (after `train`), `tables(metrics)` (`eval`) and `line(result)`
-(`infer`); seq2seq adds `plot_attention`. rich is imported, torch never.
+(`infer`); `plot(metrics, path, title)` where `eval --plot` draws something for the family (classifier and
+tagger: confusion matrices, regressor: predicted against true, forecast: windows); seq2seq adds `plot_attention`.
+rich is imported, torch never.
 """
 
 from __future__ import annotations

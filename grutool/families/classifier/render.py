@@ -25,3 +25,10 @@ def tables(metrics: dict) -> list:
 def line(result: dict) -> str:
     """label<TAB>probability<TAB>text (numeric sequences: the sequence's id)"""
     return f"{result['label']}\t{result['probs'][result['label']]:.4f}\t{result['text'] if 'text' in result else result['id']}"
+
+
+def plot(metrics: dict, path, title: str = "") -> str:
+    """`eval --plot`: the confusion matrix of the classes as a PNG."""
+    from grutool.confusion import plot_confusion
+
+    return plot_confusion(metrics, path, title=title)

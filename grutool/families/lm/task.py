@@ -202,6 +202,12 @@ class LMTask(Task):
 
         return {"conditions": ("conditions.json", LabelVocab)} if cfg.data.condition_column else {}
 
+    def synthetic_sizes(self, cfg: Config, prepared: Prepared) -> tuple[int, int]:
+        """The vocabulary and, as the class count `synthetic` takes, the conditions (an lm's labels are its
+        vocabulary again: counting them built a condition embedding of one row per token)."""
+        conditions = prepared.extra.get("conditions")
+        return len(prepared.vocab), len(conditions) if conditions else 2
+
     def synthetic(self, cfg: Config, lengths: list[int], vocab_size: int, num_classes: int, generator,
                   num_chars: int = 0) -> tuple[Prepared, EncodedSplit]:
         """Random token ids and next tokens; `num_classes` conditions when the config has a condition column.

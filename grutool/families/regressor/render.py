@@ -19,3 +19,10 @@ def line(result: dict) -> str:
     if "predictions" in result:
         return f"{result['id']}\t" + " ".join(f"{v:.6g}" for v in result["predictions"])
     return f"{result['prediction']:.6g}\t{result['id']}"
+
+
+def plot(metrics: dict, path, title: str = "") -> str:
+    """`eval --plot`: predicted against true values as a PNG."""
+    from grutool.scatter import plot_scatter
+
+    return plot_scatter(metrics, path, title=title)

@@ -62,3 +62,10 @@ def line(result: dict) -> str:
     if "intent" in result:
         cells = [result["intent"], f"{result['intent_prob']:.4f}"] + cells
     return "\t".join(cells)
+
+
+def plot(metrics: dict, path, title: str = "") -> str:
+    """`eval --plot`: the tag confusion matrix (joint: and the intents') as a PNG."""
+    from grutool.confusion import plot_confusion
+
+    return plot_confusion(metrics, path, title=title)
