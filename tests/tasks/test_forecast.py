@@ -372,6 +372,8 @@ def test_cli_infer_too_few_rows(run):
     path = recent(run, rows=5)
     result = invoke("infer", run, "--file", path)
     assert_user_error(result, f"{path}: 5 rows", "data.input_length")
+    path = recent(run, rows=1)  # it said `1 rows`
+    assert_user_error(invoke("infer", run, "--file", path), f"{path}: 1 row, but the model reads")
 
 
 def test_cli_infer_reads_a_table_from_stdin(run):

@@ -139,7 +139,8 @@ def test_a_word_model_reads_unknown_prompt_words_as_unk_with_a_warning(tmp_path)
     (["--condition", "zuri", "--prompt", "Zé"], "--prompt: characters the model never saw in training: 'é'"),
     # of several prompts, the one at fault is named by its place
     (["--condition", "zuri", "--prompt", "Ka", "--prompt", "Zé"],
-     "--prompt: prompt 2 of 2 ('Zé'): characters the model never saw in training: 'é'"),
+     "error: prompt 2 of 2 ('Zé'): characters the model never saw in training: 'é'"),
+    (["--condition", "zuri", "Ka", "Zé"], "error: prompt 2 of 2 ('Zé'): characters the model never saw in training"),
 ])
 def test_bad_generation_options(runs, args, expected):
     assert_user_error(invoke("infer", runs["cond"], *args), expected)

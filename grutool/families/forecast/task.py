@@ -507,7 +507,7 @@ def _read_input(cfg: "Config", roles, columns: list[str], table, name: str):
                         f"give the rows of one series per input")
     if series is None or len(series.values) < L:
         rows = 0 if series is None else len(series.values)
-        raise UserError(f"{name}: {rows} rows, but the model reads the last "
+        raise UserError(f"{name}: {rows} row{'' if rows == 1 else 's'}, but the model reads the last "
                         f"{L} (data.input_length); give at least {L} rows")
     return series, ahead
 

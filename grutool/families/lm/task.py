@@ -366,11 +366,11 @@ class LMTask(Task):
         for i, prompt in enumerate(texts or [""]):
             try:
                 tokens, ids = encode(prompt)
-            except UserError as e:  # name the prompt among several (`prompt:` alone named none)
-                if len(texts) < 2:
+            except UserError as e:  # name the prompt among several (`prompt:` alone named none); they may
+                if len(texts) < 2:  # come from --prompt, the arguments or --file, so no option is named
                     raise
-                raise UserError(f"prompt: prompt {i + 1} of {len(texts)} ({clipped(prompt, 40)!r}): "
-                                f"{str(e).removeprefix('prompt: ')}", option="prompt") from None
+                raise UserError(f"prompt {i + 1} of {len(texts)} ({clipped(prompt, 40)!r}): "
+                                f"{str(e).removeprefix('prompt: ')}") from None
             if stream:
                 # A stream model needs a token to read: an empty prompt starts after a line end.
                 prefix = ids or [vocab.stoi.get("\n", Vocab.eos_id)]
