@@ -207,6 +207,7 @@ def _format_errors(err: ValidationError, where: dict[tuple[str, ...], str]) -> s
             text = f"{dotted}: required field is missing"
         elif e["type"] == "value_error":
             text = str(e["ctx"]["error"]) if "ctx" in e else e["msg"]
+            prefix = _located(text, where) or prefix
         elif got is None:
             text = f"{dotted}: needs a value (got none; an empty `--set {dotted}=` or a bare `{loc[-1]}:` gives none)"
         elif loc in messages:  # a union: one message per field, naming every accepted kind
@@ -279,8 +280,19 @@ def parse_config(raw: Any, source: str = "<config>", overrides: list[str] = (),
     try:
         task().check_config(cfg)
     except ValueError as err:
-        raise UserError(f"{source}: {err}") from None
+        raise UserError(f"{_located(str(err), where) or source}: {err}") from None
     return cfg
+
+
+def _located(message: str, where: dict[tuple[str, ...], str]) -> Optional[str]:
+    """Where a cross-field rule's fields were given: the YAML line (or the `--set`) of the field its message
+    starts with (`model.layer_norm: ...`), else of the first other field it names that was given; None when
+    the user gave none of them (the message names them anyway)."""
+    paths = re.findall(r"(?<![\w.])([a-z_]\w*(?:\.[a-z_]\w*)+)", message)
+    for path in paths:
+        if tuple(path.split(".")) in where:
+            return where[tuple(path.split("."))]
+    return None
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> Config:

@@ -161,6 +161,13 @@ def test_set_is_type_checked_and_names_the_override(base, item, expected):
     assert expected in message
 
 
+def test_a_cross_field_error_names_the_set_that_broke_the_rule(base):
+    # It named the config file, which holds no layer_norm: the value came from the command line.
+    with pytest.raises(UserError) as info:
+        load_config(base, ["model.layer_norm=true"])
+    assert str(info.value).startswith("--set model.layer_norm=true: model.layer_norm: acts between")
+
+
 @pytest.mark.parametrize("item, expected", [
     ("model.hiden_size=3", "--set model.hiden_size: unknown key; did you mean 'hidden_size'?"),
     ("modle.hidden_size=3", "--set modle.hidden_size: 'modle' is not a config section; did you mean 'model'?"),
