@@ -149,8 +149,18 @@ def read_yaml(path: Path, what: str = "config") -> tuple[Any, dict[tuple[str, ..
         problem = clipped(getattr(e, "problem", None) or str(e).splitlines()[0])
         if isinstance(e, _Refused):
             raise UserError(f"{path}{at}: {problem}") from None
-        raise UserError(f"{path}{at}: YAML syntax error: {problem}; fix the file") from None
+        raise UserError(f"{path}{at}: YAML syntax error: {_yaml_fix(problem)}") from None
     return raw, lines
+
+
+def _yaml_fix(problem: str) -> str:
+    """A YAML syntax error and its fix, where PyYAML's words do not say it."""
+    if "'\\t'" in problem:
+        return f"{problem}; indent with spaces, not tabs"
+    if "another document" in problem:
+        return "a second YAML document starts here (`---`); a config is one document: remove the `---` line " \
+               "and what follows it, or merge the two"
+    return f"{problem}; fix the file"
 
 
 def _schema_for(path: tuple[str, ...]) -> Optional[type[BaseModel]]:
@@ -173,6 +183,13 @@ def _suggest(key: str, path: tuple[str, ...]) -> str:
     if close:
         return f"; did you mean '{close[0]}'?"
     return f"; expected one of: {', '.join(schema.model_fields)}"
+
+
+def _did_you_mean(value: str, choices: list[str]) -> str:
+    """`; did you mean 'x'?` for a mistyped choice (`lstmm`, `classifer`), else nothing."""
+    close = difflib.get_close_matches(value, choices, n=1, cutoff=0.6) or \
+        [c for c in choices if c.lower() == value.lower()]
+    return f"; did you mean '{close[0]}'?" if close else ""
 
 
 def _field_path(loc: tuple[str, ...]) -> tuple[str, ...]:
@@ -215,9 +232,14 @@ def _format_errors(err: ValidationError, where: dict[tuple[str, ...], str]) -> s
             if f" {kind} (got" not in messages[loc] and f" {kind} or " not in messages[loc]:
                 messages[loc] = messages[loc].replace(" (got", f" or {kind} (got", 1)
             continue
+        elif e["type"] == "model_type":  # a section given as a list or a value; pydantic names its class
+            text = f"{dotted}: should be a mapping of its fields (`{loc[-1]}:` then indented `key: value` lines) " \
+                   f"(got {clipped(repr(got))})"
         else:
             kind = f"input should be {raw_loc[len(loc)]}" if len(raw_loc) > len(loc) else e["msg"].lower()
             text = f"{dotted}: {kind} (got {clipped(repr(got))})"
+            if e["type"] == "literal_error" and isinstance(got, str):
+                text += _did_you_mean(got, re.findall(r"'([^']*)'", e["ctx"]["expected"]))
         messages.setdefault(loc, f"{prefix}: {text}" if prefix else text)
     return "; ".join(messages.values())
 
@@ -248,7 +270,11 @@ def _apply_override(raw: dict, item: str) -> tuple[str, ...]:
         node[path[-1]] = _load_yaml(value) if value.strip() else None
     except _Refused as e:
         raise UserError(f"--set {key}: {e.problem}") from None
-    except yaml.YAMLError:
+    except yaml.YAMLError as e:
+        if value.lstrip()[:1] in ("[", "{"):  # meant as a list or mapping; read as a string it is a type error
+            problem = clipped(getattr(e, "problem", None) or str(e).splitlines()[0])
+            raise UserError(f"--set {clipped(item)}: not a YAML list or mapping ({problem}); write it as "
+                            f"[a, b] or {{key: value}}, quoted for the shell") from None
         node[path[-1]] = value
     return path
 
@@ -276,7 +302,8 @@ def parse_config(raw: Any, source: str = "<config>", overrides: list[str] = (),
     if task is None:
         prefix = where.get(("task",)) or source
         known = ", ".join(f"'{name}'" for name in list(TASKS)[:-1]) + f" or '{list(TASKS)[-1]}'"
-        raise UserError(f"{prefix}: task: input should be {known} (got {clipped(repr(cfg.task))})")
+        raise UserError(f"{prefix}: task: input should be {known} (got {clipped(repr(cfg.task))})"
+                        f"{_did_you_mean(cfg.task, list(TASKS))}")
     try:
         task().check_config(cfg)
     except ValueError as err:

@@ -182,6 +182,9 @@ def test_set_unknown_key_suggests(base, item, expected):
 @pytest.mark.parametrize("item, expected", [
     ("model.hidden_size", "--set model.hidden_size: expected key.path=value"),
     ("=3", "--set =3: empty key"),
+    # It was read as the string '[a, b' and refused as "input should be a valid list (got '[a, b')".
+    ("data.column_names=[a, b", "--set data.column_names=[a, b: not a YAML list or mapping (expected ',' or ']'"),
+    ("model.cell=GRU", "(got 'GRU'); did you mean 'gru'?"),
 ])
 def test_set_bad_syntax(base, item, expected):
     with pytest.raises(UserError) as info:
