@@ -204,6 +204,7 @@ def process_settings(num_threads: Optional[int], deterministic: bool):
     threads, determinism = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     cudnn = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    workspace = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
     try:
         if num_threads:
             torch.set_num_threads(num_threads)
@@ -218,5 +219,7 @@ def process_settings(num_threads: Optional[int], deterministic: bool):
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(determinism, warn_only=warn_only)
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
+        if workspace is None:  # cuBLAS read it when its handle was made; the caller's environment is theirs
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
 
 

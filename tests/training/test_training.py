@@ -1,6 +1,7 @@
 """The training loop: learning happens, resume is exact, artifacts round-trip, events are ordered."""
 
 import json
+import os
 
 import pytest
 import torch
@@ -248,6 +249,7 @@ def test_train_restores_the_process_settings_it_changes(tmp_path, fails):
     before = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
               torch.is_deterministic_algorithms_warn_only_enabled())
     wanted = 2 if before[0] != 2 else 1
+    workspace = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
     seen = SeesSettings()
     cbs = [seen] + ([InterruptAt(1)] if fails else [])
     cfg = parse_config(tiny_config(tmp_path, epochs=1, num_threads=wanted, deterministic=True))
@@ -262,6 +264,21 @@ def test_train_restores_the_process_settings_it_changes(tmp_path, fails):
         assert seen.during == (wanted, True)
         assert (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
                 torch.is_deterministic_algorithms_warn_only_enabled()) == expected
+        assert os.environ.get("CUBLAS_WORKSPACE_CONFIG") == workspace  # was left at ':4096:8'
     finally:
         torch.set_num_threads(before[0])
         torch.use_deterministic_algorithms(before[1], warn_only=before[2])
+
+
+def test_api_misuse_is_a_user_error_saying_what_to_pass(tmp_path):
+    """A path given to train() failed with AttributeError ('str' object has no attribute 'train'); one string
+    given to predict() was read as one input per character, silently."""
+    from grutool.errors import UserError
+
+    with pytest.raises(UserError, match=r"^train: takes a Config, not str .*grutool.load_config\(path\)"):
+        train(str(tmp_path / "c.yaml"))
+    summary = train(parse_config(tiny_config(tmp_path, epochs=1)))
+    predictor = Predictor(summary["run_dir"])
+    with pytest.raises(UserError, match=r"^texts: a list of inputs, not one str; write predict\(\['a good day'\]\)"):
+        predictor.predict("a good day")
+    assert len(predictor.predict(["a good day"])) == 1
