@@ -7,7 +7,7 @@ from typing import Optional
 
 from grutool import rundir
 from grutool.checkpoint import load_run_weights
-from grutool.errors import UserError
+from grutool.errors import UserError, clipped
 from grutool.families import accepting, get_task
 from grutool.training.device import resolve_device
 
@@ -41,6 +41,9 @@ class Predictor:
         runs with the generated output (`options`: beam, attention); lm runs with `num` samples per prompt
         (or, with `score`, each token's log-probability); forecast runs read each text as a table (csv/tsv text with a
         header) and answer with the next rows (times, columns, forecast). See each task's `predict`."""
+        if isinstance(texts, (str, bytes)):  # iterated, a string is one input per character
+            raise UserError(f"texts: a list of inputs, not one {type(texts).__name__}; write "
+                            f"predict([{clipped(repr(texts), 40)}])", option="texts")
         unknown = sorted(set(options) - set(self.task.predict_options))
         if unknown:
             raise UserError(f"{', '.join(unknown)}: for {' or '.join(accepting(*unknown)) or 'no'} runs only "

@@ -26,7 +26,7 @@ from grutool.atomic import check_output_folder, remove_temporaries, write_text_a
 from grutool.checkpoint import load_checkpoint, load_weights
 from grutool.config import Config
 from grutool.data.loading import transient_cache
-from grutool.errors import TrainingDiverged, UserError
+from grutool.errors import TrainingDiverged, UserError, clipped
 from grutool.models import count_parameters
 from grutool.modules.rnn.runtime import load_compiled_kernels
 from grutool.families import get_task
@@ -57,6 +57,9 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, dry_run
     `grutool.training.distributed`); every rank returns the summary, rank 0 alone writes the run directory
     and shows the progress.
     """
+    if not isinstance(cfg, Config):  # a path, or a dict, fails later as "'str' object has no attribute 'train'"
+        raise UserError(f"train: takes a Config, not {type(cfg).__name__} {clipped(repr(cfg), 80)}; "
+                        f"read the file with grutool.load_config(path) and pass what it returns")
     dist = distributed.from_env()
     mode = resolve_mode(progress) if dist.is_main else None
     if cfg.train.tensorboard and dist.is_main and not dry_run:
