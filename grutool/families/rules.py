@@ -56,6 +56,11 @@ TEXT_ONLY = {"data": ("dataset", "dataset_config", "text_column", "max_word_leng
              "train": ("lazy_embeddings",)}
 
 
+# The data settings only numbers read (numeric sequences, forecasts): the text-only families (lm, seq2seq)
+# ignore them, so one set there is refused and `grutool init` leaves them out of their templates.
+NUMERIC_ONLY = {"data": ("time_column", "missing", "channels", "id_column", "time_delta")}
+
+
 def check_text_only(cfg: Config) -> None:
     """A text setting (TEXT_ONLY) on numbers would silently do nothing: one left from its default is an error."""
     for section, names in TEXT_ONLY.items():
@@ -79,6 +84,9 @@ def check_numeric(cfg: Config) -> None:
     """Numeric sequences have no tokens: the text settings that would silently do nothing are errors, and so
     are the numeric settings on text."""
     d, m = cfg.data, cfg.model
+    if d.time_delta and not (d.channels and d.time_column):  # on text too, where it changed nothing
+        raise ValueError("data.time_delta: the time between steps comes from a long table's data.time_column; "
+                         "set it (and data.channels) or remove data.time_delta")
     if not is_numeric(cfg):
         if m.input_noise:
             raise ValueError("model.input_noise: noise is added to numeric sequences' values; text has none "
@@ -95,9 +103,6 @@ def check_numeric(cfg: Config) -> None:
         raise ValueError(f"data.format: '{d.format}' is not a numeric format; use ts, csv, tsv or parquet")
     if d.format in ("csv", "tsv", "parquet") and not d.channels:
         raise ValueError("data.channels: a table of numeric sequences needs its value columns listed")
-    if d.time_delta and not (d.channels and d.time_column):
-        raise ValueError("data.time_delta: the time between steps comes from a long table's data.time_column; "
-                         "set it (and data.channels) or remove data.time_delta")
 
 
 def unseen_gold(source: str, name: str, gold: Counter, labels, *, kind: str = "labels", unit: str = "example(s)",

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from grutool.errors import UserError, clipped, listed
 from grutool.families.base import Option, Prepared, Task
-from grutool.families.rules import check_columns, check_one_path_per_split
+from grutool.families.rules import NUMERIC_ONLY, check_columns, check_one_path_per_split
 
 if TYPE_CHECKING:
     from grutool.config import Config
@@ -39,6 +39,7 @@ class LMTask(Task):
     owns = {"data": ("dataset", "dataset_config", "condition_column", "split_seed"),
             "model": ("tie_embeddings", "condition", "condition_dim", "adaptive_cutoffs", "embedding_init"),
             "train": ("bptt", "lazy_embeddings")}
+    ignores = NUMERIC_ONLY  # text only: a time column, channels or missing values would change nothing
     outputs = "tokens"
     renderer = "lm"
     exporter = None  # no export yet: a language model's graphs (step, generation loop) are still to be written

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from grutool.errors import UserError, listed
 from grutool.families.base import Option, Prepared, Task, synthetic_vocabs
-from grutool.families.rules import check_columns
+from grutool.families.rules import NUMERIC_ONLY, check_columns
 
 if TYPE_CHECKING:
     from grutool.config import Config, DataConfig
@@ -37,6 +37,7 @@ class Seq2SeqTask(Task):
             "model": ("decoder_cell", "attention", "input_feeding", "tie_embeddings", "embedding_init"),
             "train": ("teacher_forcing", "label_smoothing", "lazy_embeddings"),
             "decoding": ()}
+    ignores = NUMERIC_ONLY  # text only: a time column, channels or missing values would change nothing
     outputs = "targets"
     renderer = "seq2seq"
     exporter = "seq2seq"
