@@ -67,6 +67,7 @@ def read_series(cfg: "Config", path: str, columns: Optional[list[str]] = None, t
         if bad is not None:
             table.refuse_order(d.time_column, stamps, bad, ORDER_FIX[d.timestamps])
         _report_order(table.path, d.timestamps, moved, dropped)
+        _report_gaps(table, d.time_column, stamps, [order])
         raw = table.strings(d.time_column)
         times = [raw[r] for r in order]
         values = values[order]
@@ -86,6 +87,31 @@ def _report_order(path: str, policy: str, moved: int, dropped: int) -> None:
         done = [f"sorted {rows(moved)} that came out of time order"] if moved else []
         done += [f"dropped {rows(dropped)} repeating a timestamp (the last of each kept)"] if dropped else []
         log.warning("%s: %s (data.timestamps: %s)", path, " and ".join(done), policy)
+
+
+def _report_gaps(table, column: str, stamps, series: list) -> None:
+    """One warning when the time column's steps are not all the usual one (a missing hour in hourly rows,
+    irregular times), naming the first place: the model reads rows as consecutive steps, gaps unfilled.
+    `series`: each series' rows in time order (wide form: one)."""
+    from grutool.families.forecast.data import first_gap
+
+    found = [(rows, gap) for rows in series if (gap := first_gap(stamps[rows])) is not None]
+    if not found:
+        return
+    rows, (at, step, usual, _) = found[0]
+    count = sum(gap[3] for _, gap in found)
+    row = int(rows[at])
+    steps = sum(max(len(r) - 1, 0) for r in series)
+    log.warning("%s: %r is %s after the row before, the usual step %s (%d of %d steps differ); rows are read as "
+                "consecutive steps, gaps unfilled: add the missing rows, their cells empty, and set data.missing",
+                table.location(row, column), table.strings(column)[row], _duration(step), _duration(usual), count,
+                steps)
+
+
+def _duration(seconds: float) -> str:
+    from grutool.families.forecast.covariates import _duration as duration
+
+    return duration(seconds) if seconds > 0 else f"{seconds:g} s"
 
 
 def _long_form(cfg: "Config", table, names: list[str], values):
@@ -114,6 +140,7 @@ def _long_form(cfg: "Config", table, names: list[str], values):
             groups[name] = [rows[i] for i in order]
             moved, dropped = moved + m, dropped + k
         _report_order(table.path, d.timestamps, moved, dropped)
+        _report_gaps(table, d.time_column, stamps, list(groups.values()))
     order = [r for rows in groups.values() for r in rows]
     parts, at = [], 0
     for rows in groups.values():
