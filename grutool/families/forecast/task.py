@@ -102,10 +102,10 @@ def _report_gaps(table, column: str, stamps, series: list) -> None:
     count = sum(gap[3] for _, gap in found)
     row = int(rows[at])
     steps = sum(max(len(r) - 1, 0) for r in series)
+    fix = "add the missing rows" + ("" if table.inference else ", their cells empty, and set data.missing")
     log.warning("%s: %r is %s after the row before, the usual step %s (%d of %d steps differ); rows are read as "
-                "consecutive steps, gaps unfilled: add the missing rows, their cells empty, and set data.missing",
-                table.location(row, column), table.strings(column)[row], _duration(step), _duration(usual), count,
-                steps)
+                "consecutive steps, gaps unfilled: %s", table.location(row, column), table.strings(column)[row],
+                _duration(step), _duration(usual), count, steps, fix)
 
 
 def _duration(seconds: float) -> str:
@@ -219,6 +219,13 @@ class ForecastTask(Task):
                 raise ValueError(f"data.fractions: [train, validation, test] fractions, each > 0, summing to at "
                                  f"most 1 (e.g. [0.7, 0.1, 0.2]); got {d.fractions}")
         if d.borders is not None or d.fractions is not None:
+            key, cuts = ("data.borders", d.borders) if d.borders is not None else ("data.fractions", d.fractions)
+            for k, name in enumerate(("validation", "test"), 2):
+                if getattr(d, name) is not None and len(cuts) < k:
+                    example = "[8640, 11520, 14400]" if d.borders is not None else "[0.7, 0.1, 0.2]"
+                    raise ValueError(f"{key}: {cuts} cuts no {name} split, and data.{name} is set; give {k} "
+                                     f"{'borders' if d.borders is not None else 'fractions'} (e.g. {example}) or "
+                                     f"remove data.{name}")
             for name in ("validation", "test"):
                 value = getattr(d, name)
                 if value is not None and value != d.train:
