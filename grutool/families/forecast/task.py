@@ -274,7 +274,7 @@ class ForecastTask(Task):
         ranges = _ranges(cfg, series, "train")
         train = np.concatenate([series.values[lo:hi] for _, lo, hi in ranges])
         # Every numeric column, covariates included, scaled by the training rows alone.
-        scaler = saved.extra["scaler"] if saved else Standardizer.fit(series.columns, train)
+        scaler = saved.extra["scaler"] if saved else Standardizer.fit(series.columns, train, series.path)
         extra = {"scaler": scaler}
         if roles.series_embedding:
             extra["series"] = saved.extra["series"] if saved else LabelVocab(series.ids)
