@@ -31,8 +31,9 @@ class Standardizer:
         self.std = [float(s) for s in std]
 
     @classmethod
-    def fit(cls, names: Sequence[str], values: Any) -> "Standardizer":
-        """Fitted on `values` (N, C) — a numpy array or torch tensor, the training rows only — ignoring NaN.
+    def fit(cls, names: Sequence[str], values: Any, source: str = "") -> "Standardizer":
+        """Fitted on `values` (N, C) — a numpy array or torch tensor, the training rows only — ignoring NaN;
+        `source` (the file) names where a column without any value is.
 
         A column with one distinct value (std 0) keeps std 1, so it is shifted to 0 and not divided by zero.
         The deviation is the population one (ddof 0), as scikit-learn's StandardScaler, which the published
@@ -46,7 +47,10 @@ class Standardizer:
         counts = seen.sum(axis=0)
         if (counts == 0).any():
             empty = [names[i] for i in np.flatnonzero(counts == 0)]
-            raise UserError(f"column(s) {', '.join(map(repr, empty))}: no value in the training rows to scale by")
+            where = f"{source}: " if source else ""
+            what = f"column {empty[0]!r} has" if len(empty) == 1 else f"columns {', '.join(map(repr, empty))} have"
+            raise UserError(f"{where}{what} no value in the training rows to scale by (every cell missing); fill "
+                            f"them, or leave the column out of the config")
         filled = np.where(seen, x, 0.0)
         mean = filled.sum(axis=0) / counts  # (C,)
         var = (np.where(seen, x - mean, 0.0) ** 2).sum(axis=0) / counts  # (C,)

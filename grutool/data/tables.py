@@ -150,12 +150,26 @@ class Table:
         import pandas as pd
 
         series = self.frame[self.column(name, option)]
-        parsed = pd.to_datetime(series, errors="coerce", format="mixed")
+        parsed = instants(series)
         bad = parsed.isna().to_numpy()
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            raise UserError(f"{self.location(row, name)}: {clipped(str(series.iloc[row]), 60)!r} is not a "
-                            f"date or time; fix the cell, or set {option} to the table's time column")
+            cell = str(series.iloc[row]).strip()
+            if cell.lstrip("+-").isdigit():
+                raise UserError(f"{self.location(row, name)}: {clipped(cell, 60)!r} in {option} {name!r} is a number, "
+                                f"not a date or time; write timestamps (2024-01-31 13:00), or remove {option} "
+                                f"to read the rows in file order")
+            raise UserError(f"{self.location(row, name)}: {clipped(cell, 60)!r} is not a date or time; fix the "
+                            f"cell, or set {option} to the table's time column")
+        if pd.api.types.is_string_dtype(series.dtype) and len(series):
+            shape = _time_format(str(series.iloc[0]).strip())
+            if shape is not None:  # every cell written as the first: '01/02/2024' beside '2024-01-31' is ambiguous
+                alike = pd.to_datetime(series, errors="coerce", format=shape, utc=True).isna().to_numpy()
+                if alike.any():
+                    row = int(np.flatnonzero(alike)[0])
+                    raise UserError(f"{self.location(row, name)}: {clipped(str(series.iloc[row]), 60)!r} is written "
+                                    f"unlike the first timestamp, {str(series.iloc[0]).strip()!r}; write every "
+                                    f"timestamp in one format (2024-01-31 13:00)")
         return parsed.to_numpy(dtype="datetime64[ns]")
 
     def refuse_order(self, name: str, stamps: "np.ndarray", bad: tuple[int, int], fix: str, what: str = ""):
@@ -166,6 +180,29 @@ class Table:
         prev = self.file_row(prev)
         where = f"line {self.first_line + prev}" if self.text else f"row {prev + 1}"
         raise UserError(f"{self.location(row, name)}: timestamp {cell!r}{what} {verb} the one on {where}; {fix}")
+
+
+def instants(cells) -> "pd.Series":
+    """Time cells (a sequence or Series of strings, or datetimes) as datetime64 instants, NaT where a cell is no
+    date or time. Cells with UTC offsets are compared as instants (in UTC, offset dropped), so the hour a DST
+    change skips or repeats ('2024-03-31 01:00+01:00', '03:00+02:00') is one step, as it was; naive cells are
+    read as written."""
+    import pandas as pd
+
+    cells = cells if isinstance(cells, pd.Series) else pd.Series(list(cells))
+    if pd.api.types.is_datetime64_any_dtype(cells.dtype):  # parquet: already times
+        return cells.dt.tz_convert(None) if getattr(cells.dt, "tz", None) is not None else cells
+    # utc=True: naive cells stay as written, cells with offsets (one or several) become UTC instants.
+    return pd.to_datetime(cells, errors="coerce", format="mixed", utc=True).dt.tz_convert(None)
+
+
+def _time_format(cell: str) -> Optional[str]:
+    """The strftime format of one time cell as pandas guesses it (ISO 8601 in any of its forms), None when it
+    cannot tell."""
+    from pandas.tseries.api import guess_datetime_format
+
+    shape = guess_datetime_format(cell)
+    return "ISO8601" if shape is not None and shape.startswith(("%Y-%m-%d", "%Y%m%d")) else shape
 
 
 def time_order(stamps: "np.ndarray", policy: str) -> tuple["np.ndarray", int, int, Optional[tuple[int, int]]]:

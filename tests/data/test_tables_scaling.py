@@ -97,5 +97,6 @@ def test_standardizer_save_load_and_damage(tmp_path):
     (tmp_path / "bad.json").write_text('{"format": "grutool.standardizer/1", "names": ["a"], "mean": [0], "std": [0]}')
     with pytest.raises(UserError, match="damaged standardizer"):
         Standardizer.load(tmp_path / "bad.json")
-    with pytest.raises(UserError, match="no value in the training rows"):
-        Standardizer.fit(["a"], np.array([[np.nan]]))
+    with pytest.raises(UserError, match=r"^x.csv: column 'b' has no value in the training rows to scale by \(every "
+                                        r"cell missing\); fill them, or leave the column out of the config$"):
+        Standardizer.fit(["a", "b"], np.array([[1.0, np.nan]]), "x.csv")

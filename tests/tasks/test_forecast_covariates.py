@@ -390,3 +390,100 @@ def test_timestamp_policies(tmp_path, caplog, monkeypatch):
     assert "sorted 1 row that came out of time order (data.timestamps: sort)" in caplog.records[0].getMessage()
     # infer --file follows the policy: the last rows in time order.
     assert TASK.read_inputs(parse_config(raw), str(path))[0].splitlines()[-1].startswith("2024-06-08")
+
+
+def rewritten(tmp: Path, times: list[str], name: str = "t.csv") -> Path:
+    """The table with its date column replaced by `times` (as many rows)."""
+    lines = table(tmp, rows=len(times)).read_text().splitlines()
+    path = tmp / name
+    path.write_text("\n".join(["time," + lines[0].split(",", 1)[1]] +
+                              [f"{t},{line.split(',', 1)[1]}" for t, line in zip(times, lines[1:])]) + "\n")
+    return path
+
+
+def test_a_gap_in_the_time_column_is_warned_once_naming_its_line(tmp_path, caplog, monkeypatch):
+    import logging
+
+    from grutool.families.forecast.task import read_series
+
+    logger = logging.getLogger("grutool")
+    monkeypatch.setattr(logger, "handlers", [])
+    monkeypatch.setattr(logger, "propagate", True)
+    path = table(tmp_path)
+    raw = config(tmp_path, path, covariates={})
+    with caplog.at_level("WARNING", logger="grutool"):
+        read_series(parse_config(raw), str(path))
+    assert not caplog.records  # every step a day: nothing to say
+    lines = path.read_text().splitlines()
+    del lines[30], lines[50]  # two missing days: rows 2024-01-30 and 2024-02-20 (lines 31 and 52 of the file)
+    path.write_text("\n".join(lines) + "\n")
+    with caplog.at_level("WARNING", logger="grutool"):
+        series = read_series(parse_config(raw), str(path))
+    assert len(series.values) == 158  # read as they are
+    [message] = [r.getMessage() for r in caplog.records]
+    assert message.startswith(f"{path}:31:1: '2024-01-31' is 2 days after the row before, the usual step 1 day "
+                              f"(2 of 157 steps differ); rows are read as consecutive steps"), message
+    caplog.clear()
+    monthly = [f"{2000 + m // 12}-{m % 12 + 1:02d}-01" for m in range(60)]  # 28 to 31 days: every step a month
+    with caplog.at_level("WARNING", logger="grutool"):
+        read_series(parse_config({**raw, "data": {**raw["data"], "time_column": "time"}}),
+                    str(rewritten(tmp_path, monthly)))
+    assert not caplog.records
+
+
+def test_times_across_a_dst_change_are_instants_one_hour_apart(tmp_path, caplog, monkeypatch):
+    import logging
+
+    from grutool.families.forecast.covariates import calendar
+    from grutool.families.forecast.data import infer_season, next_times
+    from grutool.families.forecast.task import read_series
+
+    logger = logging.getLogger("grutool")
+    monkeypatch.setattr(logger, "handlers", [])
+    monkeypatch.setattr(logger, "propagate", True)
+    # Paris, 2024-03-31: 01:00+01:00 is followed by 03:00+02:00, one hour later.
+    times = [f"2024-03-30T{h:02d}:00:00+01:00" for h in range(24)] + \
+        [f"2024-03-31T{h:02d}:00:00+01:00" for h in range(2)] + \
+        [f"2024-03-31T{h:02d}:00:00+02:00" for h in range(3, 24)] + \
+        [f"2024-04-{d:02d}T{h:02d}:00:00+02:00" for d in range(1, 6) for h in range(24)]
+    path = rewritten(tmp_path, times)
+    raw = config(tmp_path, path, covariates={"calendar": ["hour"]})
+    raw["data"]["time_column"] = "time"
+    with caplog.at_level("WARNING", logger="grutool"):
+        series = read_series(parse_config(raw), str(path))
+    assert not caplog.records  # no gap: the missing 02:00 never existed
+    assert infer_season(series.times) == 24
+    assert next_times(series.times, 2) == ["2024-04-06 00:00:00+02:00", "2024-04-06 01:00:00+02:00"]
+    hours = calendar(times[25:27], ["hour"])  # 01:00 and 03:00 of the wall clock
+    assert np.allclose(hours[:, 0], [math.sin(2 * math.pi * 1 / 24), math.sin(2 * math.pi * 3 / 24)])
+    TASK.prepare(parse_config(raw))  # windows and calendar features of the whole file
+
+
+def test_a_monthly_forecast_is_dated_by_calendar_months():
+    import pandas as pd
+
+    from grutool.families.forecast.data import infer_season, next_times
+
+    firsts = [f"{2020 + m // 12}-{m % 12 + 1:02d}-01" for m in range(36)]
+    assert infer_season(firsts) == 12
+    assert next_times(firsts, 3) == ["2023-01-01", "2023-02-01", "2023-03-01"]  # not 31 days apart
+    ends = [str(t.date()) for t in pd.date_range("2021-01-31", periods=36, freq="ME")]  # ... 2023-12-31
+    assert next_times(ends, 3) == ["2024-01-31", "2024-02-29", "2024-03-31"]
+
+
+@pytest.mark.parametrize("cells, expect", [
+    (["2024-01-01", "2024-01-02", "01/03/2024"], r"t.csv:4:1: '01/03/2024' is written unlike the first timestamp, "
+                                                r"'2024-01-01'; write every timestamp in one format"),
+    (["0", "1", "2"], r"t.csv:2:1: '0' in data.time_column 'time' is a number, not a date or time; write "
+                      r"timestamps \(2024-01-31 13:00\), or remove data.time_column"),
+])
+def test_time_cells_that_cannot_be_read_alike_are_refused_naming_the_first(tmp_path, cells, expect):
+    from grutool.errors import UserError
+    from grutool.families.forecast.task import read_series
+
+    path = rewritten(tmp_path, cells * 40 if cells[0] == "0" else cells + [f"01/{d:02d}/2024" for d in range(4, 60)
+                                                                          if d <= 31])
+    raw = config(tmp_path, path, covariates={})
+    raw["data"]["time_column"] = "time"
+    with pytest.raises(UserError, match=expect):
+        read_series(parse_config(raw), str(path))

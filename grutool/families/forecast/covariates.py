@@ -109,7 +109,10 @@ def calendar(times: list[str], names: list[str]) -> "np.ndarray":
 
     if not names:
         return np.zeros((len(times), 0))
-    t = pd.DatetimeIndex(pd.to_datetime(pd.Series(times), format="mixed"))
+    try:
+        t = pd.DatetimeIndex(pd.to_datetime(pd.Series(times), format="mixed"))
+    except ValueError:  # several UTC offsets (a DST change): each time's own wall clock, as the offset says
+        t = pd.DatetimeIndex([pd.Timestamp(str(x).strip()).tz_localize(None) for x in times])
     cols = []
     for name in names:
         phase = 2 * math.pi * np.asarray(PHASES[name](t), dtype=np.float64)

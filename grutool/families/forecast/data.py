@@ -208,12 +208,33 @@ def step_seconds(times: Optional[list[str]]) -> Optional[float]:
     """The time column's usual step (the median of the first differences), in seconds; None when unknown."""
     if not times or len(times) < 2:
         return None
-    import pandas as pd
+    from grutool.data.tables import instants
 
-    t = pd.to_datetime(pd.Series(times[:1000]), errors="coerce")
+    t = instants(times[:1000])
     if t.isna().any():
         return None
     return float(t.diff().dropna().dt.total_seconds().median())
+
+
+def monthly(step: Optional[float]) -> bool:
+    """Whether a usual step of `step` seconds is a calendar month (28 to 31 days)."""
+    return step is not None and 28 * 86400 <= step <= 31 * 86400
+
+
+def first_gap(stamps: np.ndarray) -> Optional[tuple[int, float, float, int]]:
+    """Where the steps between `stamps` (N,) datetime64, in time order, leave the usual one: (the first row
+    whose step from the row before is not the usual one, that step and the usual one in seconds, how many steps
+    differ), or None when every step is the usual one. A step of a day or more may differ by an hour (a DST
+    change between local midnights), a month's by 3 days (28 to 31)."""
+    if len(stamps) < 3:
+        return None
+    steps = np.diff(stamps).astype("timedelta64[ns]").astype(np.int64) / 1e9  # (N-1,) seconds
+    usual = float(np.median(steps))
+    slack = 3 * 86400 if usual >= 28 * 86400 else 3600 if usual >= 86400 else 0
+    off = np.flatnonzero(np.abs(steps - usual) > slack)
+    if not len(off):
+        return None
+    return int(off[0]) + 1, float(steps[off[0]]), usual, len(off)
 
 
 def infer_season(times: Optional[list[str]]) -> int:
@@ -222,19 +243,26 @@ def infer_season(times: Optional[list[str]]) -> int:
     step = step_seconds(times)
     if step is None:
         return 1
-    if 28 * 86400 <= step <= 31 * 86400:
+    if monthly(step):
         return 12
     return PERIODS.get(int(round(step)), 1)
 
 
 def next_times(times: Optional[list[str]], horizon: int) -> Optional[list[str]]:
-    """The `horizon` time stamps after the last of `times`, at the column's usual step (None without one)."""
+    """The `horizon` time stamps after the last of `times`, at the column's usual step (None without one): a
+    monthly column's by calendar months (Jan 31 -> Feb 29 -> Mar 31), written with the last time's UTC offset
+    when it has one."""
     step = step_seconds(times)
     if step is None:
         return None
     import pandas as pd
 
-    last = pd.to_datetime(times[-1])
-    out = [last + pd.Timedelta(seconds=step * (k + 1)) for k in range(horizon)]
+    last = pd.Timestamp(str(times[-1]).strip())
+    if monthly(step):
+        out = [last + pd.DateOffset(months=k + 1) for k in range(horizon)]
+    else:
+        out = [last + pd.Timedelta(seconds=step * (k + 1)) for k in range(horizon)]
+    if last.tzinfo is not None:
+        return [t.isoformat(sep=" ") for t in out]
     fmt = "%Y-%m-%d" if step % 86400 == 0 and last == last.normalize() else "%Y-%m-%d %H:%M:%S"
     return [t.strftime(fmt) for t in out]

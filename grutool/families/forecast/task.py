@@ -67,6 +67,7 @@ def read_series(cfg: "Config", path: str, columns: Optional[list[str]] = None, t
         if bad is not None:
             table.refuse_order(d.time_column, stamps, bad, ORDER_FIX[d.timestamps])
         _report_order(table.path, d.timestamps, moved, dropped)
+        _report_gaps(table, d.time_column, stamps, [order])
         raw = table.strings(d.time_column)
         times = [raw[r] for r in order]
         values = values[order]
@@ -86,6 +87,31 @@ def _report_order(path: str, policy: str, moved: int, dropped: int) -> None:
         done = [f"sorted {rows(moved)} that came out of time order"] if moved else []
         done += [f"dropped {rows(dropped)} repeating a timestamp (the last of each kept)"] if dropped else []
         log.warning("%s: %s (data.timestamps: %s)", path, " and ".join(done), policy)
+
+
+def _report_gaps(table, column: str, stamps, series: list) -> None:
+    """One warning when the time column's steps are not all the usual one (a missing hour in hourly rows,
+    irregular times), naming the first place: the model reads rows as consecutive steps, gaps unfilled.
+    `series`: each series' rows in time order (wide form: one)."""
+    from grutool.families.forecast.data import first_gap
+
+    found = [(rows, gap) for rows in series if (gap := first_gap(stamps[rows])) is not None]
+    if not found:
+        return
+    rows, (at, step, usual, _) = found[0]
+    count = sum(gap[3] for _, gap in found)
+    row = int(rows[at])
+    steps = sum(max(len(r) - 1, 0) for r in series)
+    fix = "add the missing rows" + ("" if table.inference else ", their cells empty, and set data.missing")
+    log.warning("%s: %r is %s after the row before, the usual step %s (%d of %d steps differ); rows are read as "
+                "consecutive steps, gaps unfilled: %s", table.location(row, column), table.strings(column)[row],
+                _duration(step), _duration(usual), count, steps, fix)
+
+
+def _duration(seconds: float) -> str:
+    from grutool.families.forecast.covariates import _duration as duration
+
+    return duration(seconds) if seconds > 0 else f"{seconds:g} s"
 
 
 def _long_form(cfg: "Config", table, names: list[str], values):
@@ -114,6 +140,7 @@ def _long_form(cfg: "Config", table, names: list[str], values):
             groups[name] = [rows[i] for i in order]
             moved, dropped = moved + m, dropped + k
         _report_order(table.path, d.timestamps, moved, dropped)
+        _report_gaps(table, d.time_column, stamps, list(groups.values()))
     order = [r for rows in groups.values() for r in rows]
     parts, at = [], 0
     for rows in groups.values():
@@ -192,6 +219,13 @@ class ForecastTask(Task):
                 raise ValueError(f"data.fractions: [train, validation, test] fractions, each > 0, summing to at "
                                  f"most 1 (e.g. [0.7, 0.1, 0.2]); got {d.fractions}")
         if d.borders is not None or d.fractions is not None:
+            key, cuts = ("data.borders", d.borders) if d.borders is not None else ("data.fractions", d.fractions)
+            for k, name in enumerate(("validation", "test"), 2):
+                if getattr(d, name) is not None and len(cuts) < k:
+                    example = "[8640, 11520, 14400]" if d.borders is not None else "[0.7, 0.1, 0.2]"
+                    raise ValueError(f"{key}: {cuts} cuts no {name} split, and data.{name} is set; give {k} "
+                                     f"{'borders' if d.borders is not None else 'fractions'} (e.g. {example}) or "
+                                     f"remove data.{name}")
             for name in ("validation", "test"):
                 value = getattr(d, name)
                 if value is not None and value != d.train:
@@ -240,7 +274,7 @@ class ForecastTask(Task):
         ranges = _ranges(cfg, series, "train")
         train = np.concatenate([series.values[lo:hi] for _, lo, hi in ranges])
         # Every numeric column, covariates included, scaled by the training rows alone.
-        scaler = saved.extra["scaler"] if saved else Standardizer.fit(series.columns, train)
+        scaler = saved.extra["scaler"] if saved else Standardizer.fit(series.columns, train, series.path)
         extra = {"scaler": scaler}
         if roles.series_embedding:
             extra["series"] = saved.extra["series"] if saved else LabelVocab(series.ids)
