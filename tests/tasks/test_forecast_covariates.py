@@ -487,3 +487,38 @@ def test_time_cells_that_cannot_be_read_alike_are_refused_naming_the_first(tmp_p
     raw["data"]["time_column"] = "time"
     with pytest.raises(UserError, match=expect):
         read_series(parse_config(raw), str(path))
+
+
+@pytest.mark.parametrize("policy", ["interpolate", "ffill"])
+def test_missing_cells_are_filled_within_their_split_from_earlier_rows_only(tmp_path, policy):
+    """data.missing: interpolate filled a gap among the last training rows from the first validation value,
+    which the scaler and the training windows then saw. Now no later split reaches an earlier one."""
+    from grutool.data.tables import fill_missing
+    from grutool.families.forecast.data import split_rows
+    from grutool.families.forecast.task import read_series
+
+    path = table(tmp_path)  # 160 rows: train [0, 96), validation [96, 128), test [128, 160)
+    raw = config(tmp_path, path, covariates={})
+    raw["data"]["missing"] = policy
+    cfg = parse_config(raw)
+    rows = split_rows(cfg, 160)
+    assert rows["train"] == (0, 96) and rows["validation"] == (96, 128)
+    lines = path.read_text().splitlines()
+    cells = [line.split(",") for line in lines]
+    for r in (94, 95, 96, 97, 127, 128):  # the last two rows of train and the first two of validation and test
+        cells[r + 1][3] = ""
+    path.write_text("\n".join(",".join(c) for c in cells) + "\n")
+    load = read_series(cfg, str(path)).values[:, -1]
+
+    for r in (100, 140):  # a different validation / test value changes nothing before its split
+        cells[r + 1][3] = "1000"
+    path.write_text("\n".join(",".join(c) for c in cells) + "\n")
+    changed = read_series(cfg, str(path)).values[:, -1]
+    np.testing.assert_array_equal(changed[:96], load[:96])
+    raw_load = np.array([float(c[3]) if c[3] else np.nan for c in cells[1:]])
+    # train: filled from train rows alone (its last rows take the last known training value)
+    np.testing.assert_allclose(changed[:96], fill_missing(raw_load[:96], policy))
+    assert changed[94] == changed[95] == raw_load[93]
+    # validation: filled knowing train and validation, not test
+    np.testing.assert_allclose(changed[96:128], fill_missing(raw_load[:128], policy)[96:128])
+    assert not np.isnan(changed).any()

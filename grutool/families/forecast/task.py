@@ -43,7 +43,7 @@ def read_series(cfg: "Config", path: str, columns: Optional[list[str]] = None, t
     covariates' columns: past, future, static)."""
     import numpy as np
 
-    from grutool.data.tables import fill_missing, read_table, time_order
+    from grutool.data.tables import read_table, time_order
     from grutool.families.forecast.data import Series
 
     d = cfg.data
@@ -71,7 +71,7 @@ def read_series(cfg: "Config", path: str, columns: Optional[list[str]] = None, t
         raw = table.strings(d.time_column)
         times = [raw[r] for r in order]
         values = values[order]
-    return Series(str(path), list(names), fill_missing(values, d.missing), times)
+    return Series(str(path), list(names), _fill(cfg, str(path), values), times)
 
 
 ORDER_FIX = {"error": "rows must be in time order without duplicates (sort the file, drop the duplicate, or set "
@@ -119,7 +119,7 @@ def _long_form(cfg: "Config", table, names: list[str], values):
     time order (by data.timestamps, per series) and filled by data.missing on its own."""
     import numpy as np
 
-    from grutool.data.tables import fill_missing, time_order
+    from grutool.data.tables import time_order
     from grutool.families.forecast.data import Series
 
     d = cfg.data
@@ -146,8 +146,30 @@ def _long_form(cfg: "Config", table, names: list[str], values):
     for rows in groups.values():
         parts.append((at, at + len(rows)))
         at += len(rows)
-    filled = np.concatenate([fill_missing(values[rows], d.missing) for rows in groups.values()])
+    filled = np.concatenate([_fill(cfg, str(table.path), values[rows]) for rows in groups.values()])
     return Series(str(table.path), names, filled, [times[r] for r in order] if times else None, parts, list(groups))
+
+
+def _fill(cfg: "Config", path: str, values):
+    """`values` (T, C) of one series filled by data.missing. In the file data.borders / data.fractions cut into
+    splits, each split's rows are filled from its own rows and the earlier ones only: an `interpolate` (or, at a
+    split's start, an `ffill`) would otherwise fill the last training rows from validation values, which the
+    scaler and the training windows would then see."""
+    import numpy as np
+
+    from grutool.data.tables import fill_missing
+    from grutool.families.forecast.data import split_rows
+
+    d = cfg.data
+    if d.missing not in ("ffill", "interpolate") or not (_one_file(cfg) and path == str(d.train)):
+        return fill_missing(values, d.missing)
+    ends = sorted({hi for _, hi in split_rows(cfg, len(values)).values()} | {len(values)})
+    parts, lo = [], 0
+    for hi in ends:
+        if hi > lo:  # rows [lo, hi), filled knowing rows [0, hi) only
+            parts.append(fill_missing(values[:hi], d.missing)[lo:hi])
+        lo = hi
+    return np.concatenate(parts) if parts else fill_missing(values, d.missing)
 
 
 def resolve_columns(cfg: "Config", series) -> tuple[list[str], list[str]]:
