@@ -697,7 +697,10 @@ def test_long_form_windows_stay_in_their_series(tmp_path, caplog, monkeypatch):
     cfg = parse_config(raw)
     with caplog.at_level("WARNING", logger="grutool"):
         prepared = TASK.prepare(cfg)
-    assert any("1 of 3 series have no train window" in r.message for r in caplog.records)
+    # which series was skipped is named, and the split says how many of the series it scores
+    assert any("1 of 3 series have no train window" in r.message and r.message.endswith("skipped: 's2'")
+               for r in caplog.records), [r.message for r in caplog.records]
+    assert prepared.splits["train"].covers.startswith(f"of 2 of 3 series in {path}")
     from grutool.families.forecast.task import read_series
 
     series = read_series(cfg, str(path))

@@ -138,10 +138,12 @@ def make_split(series: Series, z: np.ndarray, ranges: list[tuple[int, int, int]]
     `whole`: the ranges are the whole file (a file of its own, or `eval --data`), not a split cut from it."""
     d = cfg.data
     L, H = d.input_length, d.horizon
-    starts, skipped, diffs = [], 0, []
-    for first, lo, hi in ranges:
+    starts, skipped, diffs = [], [], []
+    ids = series.ids or [str(k) for k in range(len(ranges))]
+    for k, (first, lo, hi) in enumerate(ranges):
         found = window_starts((lo, hi), L, H, context, floor=first)
-        skipped += not found
+        if not found:
+            skipped.append(ids[k])
         starts += found
         # MASE's scale: the series' seasonal differences before the split (its own rows when none come before).
         before = z[first:lo, target_index] if lo - first > season else z[lo:hi, target_index]
@@ -160,8 +162,9 @@ def make_split(series: Series, z: np.ndarray, ranges: list[tuple[int, int, int]]
         raise UserError(f"{series.path}: {where} is shorter than {window}; lower them or move data.borders / "
                         f"data.fractions")
     if skipped:
-        log.warning("%s: %d of %d series have no %s window (shorter than data.input_length + data.horizon = %d "
-                    "rows there); skipped", series.path, skipped, len(ranges), "" if whole else name, L + H)
+        log.warning("%s: %d of %d series have no %swindow (shorter than data.input_length + data.horizon = %d "
+                    "rows there), skipped: %s", series.path, len(skipped), len(ranges), "" if whole else name + " ",
+                    L + H, ", ".join(repr(i) for i in skipped[:5]) + (", ..." if len(skipped) > 5 else ""))
     tensor = torch.from_numpy(z.astype(np.float32))  # (T_rows, C)
     cols = torch.tensor(target_index, dtype=torch.long)
     diffs = np.concatenate(diffs) if diffs else np.ones((1, len(target_index)))
@@ -180,15 +183,16 @@ def make_split(series: Series, z: np.ndarray, ranges: list[tuple[int, int, int]]
                        mean=np.asarray(mean, dtype=np.float64), std=np.asarray(std, dtype=np.float64),
                        season=season, scale=scale, times=series.times, source=series.path,
                        quantiles=list(cfg.model.quantiles or []), inputs=inputs,
-                       covers=_covers(series.path, ranges, name, L, context, whole))
+                       covers=_covers(series.path, ranges, name, L, context, whole, len(skipped)))
 
 
 def _covers(path: str, ranges: list[tuple[int, int, int]], name: str, input_length: int, context: bool,
-            whole: bool) -> str:
+            whole: bool, skipped: int = 0) -> str:
     """The rows a split's windows read, in words: `over rows 392-480 of sines.csv: the validation split (rows
     420-480) and the 28 rows before it as input` (rows from 0, the end excluded, as data.borders counts them)."""
     if len(ranges) > 1:
-        return f"of {len(ranges)} series in {path}: " + ("every row of each" if whole else
+        scored = f"{len(ranges) - skipped} of {len(ranges)}" if skipped else f"{len(ranges)}"
+        return f"of {scored} series in {path}: " + ("every row of each" if whole else
                                                           f"the {name} split of each" +
                                                           (" and the rows before it as input" if context else ""))
     first, lo, hi = ranges[0]
