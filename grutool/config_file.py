@@ -240,6 +240,11 @@ def _format_errors(err: ValidationError, where: dict[tuple[str, ...], str]) -> s
             text = f"{dotted}: {kind} (got {clipped(repr(got))})"
             if e["type"] == "literal_error" and isinstance(got, str):
                 text += _did_you_mean(got, re.findall(r"'([^']*)'", e["ctx"]["expected"]))
+            if e["type"] == "string_type" and isinstance(got, (bool, int, float)):
+                shown = yaml.safe_dump(got).splitlines()[0]
+                what = "a boolean" if isinstance(got, bool) else "a number"
+                text += (f"; YAML reads {shown} as {what}: quote it for text ({loc[-1]}: '{shown}'; "
+                         f"--set \"{dotted}='{shown}'\")")
         messages.setdefault(loc, f"{prefix}: {text}" if prefix else text)
     return "; ".join(messages.values())
 
