@@ -99,7 +99,17 @@ def quantize_torch(module):
     from grutool.export.graph import quiet
 
     with torch.no_grad(), quiet():
-        return torch.ao.quantization.quantize_dynamic(copy.deepcopy(module), set(supported), dtype=torch.qint8)
+        quantized = torch.ao.quantization.quantize_dynamic(copy.deepcopy(module), set(supported), dtype=torch.qint8)
+    # The quantizer swaps children where they are registered, on the model; a model's front-end holds the same
+    # parts by reference (grutool.models.base.Model), so a part that is itself a Linear (the numeric front-end's
+    # projection) would stay float there and the trace would meet its float weights. Point it at the swapped one.
+    for m in quantized.modules():
+        embedder = getattr(m, "embedder", None)
+        if isinstance(embedder, nn.Module) and "embedder" not in m._modules:
+            for name in embedder._modules:
+                if name in m._modules:
+                    embedder._modules[name] = m._modules[name]
+    return quantized
 
 
 def describe(report: dict) -> str:

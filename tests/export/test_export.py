@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import assert_user_error, invoke, tiny_config
+from conftest import assert_user_error, invoke, shipped_config, tiny_config
 from grutool.config_file import load_config, parse_config
 from grutool.export.encoder import ExportEncoder
 from grutool.modules.encoder import RecurrentEncoder
@@ -230,6 +230,18 @@ def test_a_bad_split_lists_the_splits_the_run_has(classifier_run, tmp_path):
     assert_user_error(invoke("export", run, "--split", "test"),
                       "the run has no test split (data.test); the parity check runs on train or validation")
     assert not list(tmp_path.glob("m.onnx*")) and not list(run.glob("model*"))
+
+
+def test_torchscript_int8_of_a_numeric_run_quantizes_its_front_end(tmp_path):
+    # Before: a traceback ("Cannot insert a Tensor that requires grad as a constant"): the quantizer swapped the
+    # numeric front-end's projection on the model, and the front-end kept calling the float one.
+    run = _train(shipped_config("numeric_regression.yaml", tmp_path / "run", train={"epochs": 1}), "regressor")
+    q = export_ok(run, "--format", "torchscript", "--int8", "--min-agreement", "0", "-o", tmp_path / "q.pt")
+    assert q["int8"]
+    module = torch.jit.load(str(tmp_path / "q.pt"))
+    assert any("quantized" in n.kind() for n in module.inlined_graph.nodes())  # the projection ran in int8
+    r = invoke("infer", run, "--backend", "torchscript", "--model", tmp_path / "q.pt", "0.1,0.2,0.3:1,2,3")
+    assert r.exit_code == 0, r.output
 
 
 def test_int8_refuses_rnn_layers_naming_them(tmp_path):
