@@ -65,6 +65,35 @@ def metadata_path(path: Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
+def check_targets(out: Path, fmt: str, files: dict[str, Path]) -> None:
+    """Refuse, before anything is written, an output that would replace something other than an earlier export:
+    a file of the run (`-o RUN/config.yaml`), of the user's, or a metadata JSON grutool did not write; and a
+    `.onnx` / `.pt` name that says the other format."""
+    from grutool.export.graph import FORMATS
+
+    other = {suffix: name for name, suffix in FORMATS.items() if name != fmt}
+    if out.suffix in other:
+        article = "an" if fmt == "onnx" else "a"
+        raise UserError(f"--output {out}: a {out.suffix} name for {article} {fmt} export; name it "
+                        f"{out.with_suffix(FORMATS[fmt]).name}, or pass --format {other[out.suffix]}")
+    meta_file = metadata_path(out)
+    earlier: set[str] = set()
+    if meta_file.exists():
+        try:
+            meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            meta = None
+        if not (isinstance(meta, dict) and "grutool_export" in meta and isinstance(meta.get("files"), dict)):
+            raise UserError(f"--output {out}: its metadata file {meta_file} exists and is not an export's; grutool "
+                            f"replaces only an earlier export, so it leaves it alone: choose another --output")
+        earlier = {str(name) for name in meta["files"].values()}
+    for path in files.values():
+        if path.exists() and path.name not in earlier:
+            raise UserError(f"--output {out}: {path} exists and is not an earlier export (no {meta_file.name} "
+                            f"beside it lists it); grutool replaces only its own exports, so it leaves it alone: "
+                            f"choose another --output")
+
+
 def family(task):
     """The export module of the task's family (grutool.families.<exporter>.export)."""
     if task.exporter is None:
@@ -163,6 +192,7 @@ def export(run_dir: str | Path, fmt: str = "onnx", output: Optional[str | Path] 
     fam = family(task)
     out = Path(output) if output is not None else default_path(run.path, fmt, int8)
     check_output_path(out, "--output")  # before the minutes of work: missing, a file or read-only
+    check_targets(out, fmt, {"model": out})  # a run's config.yaml, a file of the user's: never replaced
     have = [s for s in ("train", "validation", "test") if getattr(run.config.data, s, None) is not None]
     if split not in have:  # a name that is no split (`nope`, `text_column`) or one this run lacks
         what = f"the run has no {split} split (data.{split})" if split in ("train", "validation", "test") \
@@ -176,6 +206,7 @@ def export(run_dir: str | Path, fmt: str = "onnx", output: Optional[str | Path] 
         for graph in graphs:
             graph.module = quantize_torch(graph.module)
     files = graph_files(out, [graph.name for graph in graphs])
+    check_targets(out, fmt, files)  # seq2seq: the decoder's file too
     temps: dict[str, Path] = {}
     try:
         float_ops: list[str] = []

@@ -218,6 +218,25 @@ def test_bad_inputs_exit_2_and_write_nothing(classifier_run, tmp_path):
                       "no export here", "grutool export")
 
 
+def test_export_replaces_only_an_earlier_export(classifier_run, tmp_path):
+    # Before: `-o RUN/config.yaml` wrote the ONNX graph over the run's config (the run could no longer be read),
+    # `-o RUN/vocab` its metadata over vocab.json, and `-o m.pt` an ONNX graph under a TorchScript name.
+    run = tmp_path / "run"
+    shutil.copytree(classifier_run, run, ignore=shutil.ignore_patterns("model*"))
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    assert_user_error(invoke("export", run, "--exporter", "legacy", "-o", run / "config.yaml"),
+                      "config.yaml exists and is not an earlier export", "choose another --output")
+    assert_user_error(invoke("export", run, "--exporter", "legacy", "-o", run / "vocab"),
+                      "vocab.json exists and is not an export's", "choose another --output")
+    assert_user_error(invoke("export", run, "--exporter", "legacy", "-o", tmp_path / "m.pt"),
+                      "a .pt name for an onnx export; name it m.onnx, or pass --format torchscript")
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before and not list(tmp_path.glob("m.*"))
+    for _ in range(2):  # an earlier export is replaced
+        export_ok(run, "--exporter", "legacy", "-o", tmp_path / "m.onnx")
+    export_ok(run, "--exporter", "legacy")
+    export_ok(run, "--exporter", "legacy")
+
+
 def test_a_bad_split_lists_the_splits_the_run_has(classifier_run, tmp_path):
     # Before: "the run has no nope split (data.nope)", as if `nope` could be configured.
     assert_user_error(invoke("export", classifier_run, "--split", "nope", "-o", tmp_path / "m.onnx"),
