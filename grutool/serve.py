@@ -17,7 +17,8 @@ run as one `Predictor.predict` call per set of options in a worker thread, and e
 answer bad input with a 4xx and one-line reason; the model never sees it. One rule for the status: a body whose
 JSON shape is wrong (a misshapen entry of `texts` is answered with the form the run takes, `Task.served_form`)
 or an option's bad value is 422; an input the model refuses (a sequence's non-number, a table without the
-model's columns) is 400, for that request alone. Every error body is `{"error": "..."}`.
+model's columns) is 400, for that request alone; a body not sent as JSON (its content-type) is 415. Every error
+body is `{"error": "..."}`.
 A client gets `header_timeout` seconds for its request line and headers and `body_timeout` for its body, so
 connections that trickle bytes (slowloris) are closed.
 """
@@ -188,6 +189,16 @@ def build_app(predictor, limits: Optional[Limits] = None):
     async def invalid(request: Request, exc: RequestValidationError):
         first = exc.errors()[0] if exc.errors() else {}
         loc = first.get("loc", ())
+        # FastAPI parses a body as JSON only when the request says so; any other body reached the schema as
+        # bytes and was answered "Input should be a valid dictionary", as if the JSON were wrong.
+        sent = request.headers.get("content-type", "")
+        media = sent.split(";")[0].strip().lower()
+        if loc[:1] == ("body",) and not (media == "application/json" or media.endswith("+json")):
+            return problem(415, f"content-type: {f'{sent!r}' if sent else 'none given'}, not JSON; send the body "
+                                f"as JSON with the header 'content-type: application/json'")
+        if loc == ("body",) and first.get("type") in ("missing", "model_attributes_type", "dict_type"):
+            what = "empty" if first.get("type") == "missing" else f"a JSON {json_type(first.get('input'))}"
+            return problem(422, f"body: {what}, not a JSON object; send {{\"texts\": [...]}}")
         if len(loc) > 2 and loc[:2] == ("body", "texts") and isinstance(loc[2], int):  # one entry, misshapen
             return problem(422, f"texts[{loc[2]}]: {form}")
         if first.get("type") == "json_invalid":  # loc: ("body", the character offset where decoding stopped)
@@ -247,6 +258,12 @@ def build_app(predictor, limits: Optional[Limits] = None):
             return problem(400, str(exc))
 
     return app
+
+
+def json_type(value) -> str:
+    """The JSON name of a parsed value's type, for an answer that says what a body was."""
+    names = {bool: "boolean", int: "number", float: "number", str: "string", list: "array", dict: "object"}
+    return "null" if value is None else names.get(type(value), "value")
 
 
 def array_text(channels: list[list[Optional[float]]], where: str) -> str:

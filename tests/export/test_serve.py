@@ -125,6 +125,25 @@ def test_a_body_that_is_not_json_says_so(server):
     assert error.startswith("body: not valid JSON (") and error.endswith(" at character 1)"), error
 
 
+@pytest.mark.parametrize("body,content_type,status,error", [
+    (b'{"texts": ["a good film"]}', "text/plain", 415,
+     "content-type: 'text/plain', not JSON; send the body as JSON with the header 'content-type: application/json'"),
+    (b'{"texts": ["a good film"]}', None, 415, "content-type: none given, not JSON; send the body as JSON"),
+    (b"", "application/json", 422, 'body: empty, not a JSON object; send {"texts": [...]}'),
+    (b'["a good film"]', "application/json", 422, 'body: a JSON array, not a JSON object; send {"texts": [...]}'),
+    (b"null", "application/json", 422, 'body: a JSON null, not a JSON object; send {"texts": [...]}'),
+])
+def test_a_body_that_is_no_json_object_says_what_it_was(server, body, content_type, status, error):
+    """Before, each of these got "body: Input should be a valid dictionary or object to extract fields from" (422,
+    a JSON object sent as text/plain too, as if its JSON were wrong), or "body: Field required" for no body."""
+    url, _, _ = server
+    r = httpx.post(f"{url}/predict", content=body, headers={"content-type": content_type} if content_type else {})
+    assert r.status_code == status and r.json()["error"].startswith(error), r.text
+    ok = httpx.post(f"{url}/predict", content=b'{"texts": ["a"]}',
+                    headers={"content-type": "application/json; charset=utf-8"})
+    assert ok.status_code == 200, ok.text
+
+
 def test_a_text_run_takes_strings_only(server):
     """An array where a text belongs is a misshapen body (422) saying what an entry is; before, a text run read
     the array's JSON as a sentence and answered 200."""
@@ -271,8 +290,8 @@ def test_a_trickling_body_gets_408_and_the_connection_closes(server):
     ("GET", "/predict", None, None, 405),
     ("DELETE", "/health", None, None, 405),
     ("POST", "/predict", b"\xff\xfe{", "application/json", 400),  # FastAPI: "error parsing the body"
-    ("POST", "/predict", b"texts=a", "application/x-www-form-urlencoded", 422),
-    ("POST", "/predict", b"a good film", "text/plain", 422),
+    ("POST", "/predict", b"texts=a", "application/x-www-form-urlencoded", 415),
+    ("POST", "/predict", b"a good film", "text/plain", 415),
 ])
 def test_every_error_body_is_error_not_detail(server, method, path, body, content_type, status):
     url, _, _ = server
