@@ -65,6 +65,11 @@ def metadata_path(path: Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
+def article(word) -> str:
+    """'an' onnx, 'a' torchscript."""
+    return "an" if str(word)[:1].lower() in "aeio" else "a"
+
+
 def check_targets(out: Path, fmt: str, files: dict[str, Path]) -> None:
     """Refuse, before anything is written, an output that would replace something other than an earlier export:
     a file of the run (`-o RUN/config.yaml`), of the user's, or a metadata JSON grutool did not write; and a
@@ -73,8 +78,7 @@ def check_targets(out: Path, fmt: str, files: dict[str, Path]) -> None:
 
     other = {suffix: name for name, suffix in FORMATS.items() if name != fmt}
     if out.suffix in other:
-        article = "an" if fmt == "onnx" else "a"
-        raise UserError(f"--output {out}: a {out.suffix} name for {article} {fmt} export; name it "
+        raise UserError(f"--output {out}: a {out.suffix} name for {article(fmt)} {fmt} export; name it "
                         f"{out.with_suffix(FORMATS[fmt]).name}, or pass --format {other[out.suffix]}")
     meta_file = metadata_path(out)
     earlier: set[str] = set()
@@ -314,8 +318,9 @@ def load_export(run, fmt: str, path: Optional[str | Path] = None):
     path = Path(path) if path is not None else default_path(run.path, fmt)
     meta_file = metadata_path(path)
     if not path.is_file() or not meta_file.is_file():
+        output = f" -o {path}" if path != default_path(run.path, fmt) else ""
         raise UserError(f"{path}: no export here (missing {path.name if not path.is_file() else meta_file.name}); "
-                        f"write one with `grutool export {run.path} --format {fmt}`")
+                        f"write one with `grutool export {run.path} --format {fmt}{output}`")
     try:
         meta = json.loads(meta_file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -326,9 +331,15 @@ def load_export(run, fmt: str, path: Optional[str | Path] = None):
         raise UserError(f"{meta_file}: export metadata without its `graphs` (each graph's inputs and outputs); "
                         f"it was edited or not written by grutool: export again with "
                         f"`grutool export {run.path} --format {fmt} -o {path}`")
-    if meta.get("task") != task.name or meta.get("format") != fmt:
-        raise UserError(f"{path}: a {meta.get('format')} export of a {meta.get('task')} model, not a {fmt} export "
-                        f"of this {task.name} run")
+    if meta.get("task") != task.name:
+        raise UserError(f"{path}: an export of a {meta.get('task')} model, not of this {task.name} run; give this "
+                        f"run's export as `model`, or write one with `grutool export {run.path} --format {fmt}`",
+                        option="model")
+    if meta.get("format") != fmt:
+        said = meta.get("format")
+        use = f"use `backend` {said} for it" if said in g.FORMATS else "export it again"
+        raise UserError(f"{path}: {article(said)} {said} export, not {article(fmt)} {fmt} one; {use}",
+                        option="backend")
     vocabularies = meta.get("vocabularies")
     if not isinstance(vocabularies, dict) or vocabularies.get("vocab") != run.vocab.itos:
         raise UserError(f"{path}: exported from another run (its vocabulary differs from {run.path}'s)")

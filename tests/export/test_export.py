@@ -215,7 +215,20 @@ def test_bad_inputs_exit_2_and_write_nothing(classifier_run, tmp_path):
     assert_user_error(invoke("export", run, "--exporter", "legacy"), "best.pt", "not found")
     assert sorted(p.name for p in run.iterdir()) == [n for n in before if n != "best.pt"]
     assert_user_error(invoke("infer", classifier_run, "hi", "--backend", "onnx", "--model", tmp_path / "none.onnx"),
-                      "no export here", "grutool export")
+                      "no export here", f"grutool export {classifier_run} --format onnx -o {tmp_path / 'none.onnx'}`")
+
+
+def test_an_export_of_the_other_format_or_another_run_names_the_fix(classifier_run, joint_run, tmp_path):
+    # Before: "a torchscript export of a classifier model, not a onnx export of this classifier run", no fix.
+    export_ok(classifier_run, "--format", "torchscript", "-o", tmp_path / "c.pt")
+    export_ok(joint_run, "--exporter", "legacy", "-o", tmp_path / "j.onnx")
+    assert_user_error(invoke("infer", classifier_run, "hi", "--backend", "onnx", "--model", tmp_path / "c.pt"),
+                      "c.pt: a torchscript export, not an onnx one; use --backend torchscript for it")
+    assert_user_error(invoke("serve", classifier_run, "--backend", "onnx", "--model", tmp_path / "c.pt"),
+                      "use --backend torchscript for it")
+    assert_user_error(invoke("infer", classifier_run, "hi", "--backend", "onnx", "--model", tmp_path / "j.onnx"),
+                      "j.onnx: an export of a joint model, not of this classifier run; give this run's export as "
+                      "--model, or write one with `grutool export")
 
 
 def test_export_replaces_only_an_earlier_export(classifier_run, tmp_path):
