@@ -245,7 +245,8 @@ def build_app(predictor, limits: Optional[Limits] = None):
             return problem(400, str(exc))
         long = [i for i, t in enumerate(texts) if len(t) > limits.max_chars]
         if long:
-            return problem(413, f"texts[{long[0]}]: over {limits.max_chars} characters")
+            return problem(413, f"texts[{long[0]}]: {len(texts[long[0]]):,} characters, over this server's "
+                                f"{limits.max_chars:,} (grutool serve --max-chars); send a shorter text")
         options = body.model_dump(exclude={"texts"}, exclude_none=True)
         try:
             task.check_options(predictor, **options)  # infer's rules, before the request joins a batch

@@ -144,6 +144,14 @@ def test_a_body_that_is_no_json_object_says_what_it_was(server, body, content_ty
     assert ok.status_code == 200, ok.text
 
 
+def test_a_text_over_max_chars_names_its_length_the_limit_and_the_option(server):
+    # Before: "texts[1]: over 200 characters", without the option that sets the limit.
+    url, _, _ = server
+    r = httpx.post(f"{url}/predict", json={"texts": ["a", "x" * 1201]})
+    assert r.status_code == 413 and r.json() == {"error": "texts[1]: 1,201 characters, over this server's 200 "
+                                                          "(grutool serve --max-chars); send a shorter text"}, r.text
+
+
 def test_a_text_run_takes_strings_only(server):
     """An array where a text belongs is a misshapen body (422) saying what an entry is; before, a text run read
     the array's JSON as a sentence and answered 200."""
