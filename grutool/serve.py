@@ -129,12 +129,13 @@ class Batcher:
 
 def for_run(limits: Limits, predictor) -> Limits:
     """`limits` with max_chars set: as given, else MAX_CHARS or more where the run's texts need it (a forecast
-    window of 720 rows is ~106,000 characters), and max_body raised to hold at least one such text."""
+    window of 720 rows is ~106,000 characters), and max_body raised to hold at least one such text (a given
+    `--max-chars` too: a bound of 3,000,000 characters under a body bound of 2 MB refused what it allowed)."""
     from dataclasses import replace
 
-    if limits.max_chars is not None:
-        return limits
-    chars = max(MAX_CHARS, predictor.task.served_chars(predictor.run) or 0)
+    chars = limits.max_chars
+    if chars is None:
+        chars = max(MAX_CHARS, predictor.task.served_chars(predictor.run) or 0)
     return replace(limits, max_chars=chars, max_body=max(limits.max_body, 2 * chars + 10_000))
 
 

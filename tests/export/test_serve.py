@@ -309,6 +309,30 @@ def test_every_error_body_is_error_not_detail(server, method, path, body, conten
     assert set(r.json()) == {"error"} and r.json()["error"], r.text
 
 
+def test_a_text_within_max_chars_is_not_refused_for_its_body(server):
+    # Before: --max-chars 3,000,000 left the body bound at 2 MB, so a 2.5 MB text it allowed got 413 "request
+    # body over 2000000 bytes", a bound no option moves. The body bound now holds a text of --max-chars.
+    from fastapi.testclient import TestClient
+
+    from grutool.serve import Limits, build_app
+
+    _, predictor, _ = server
+
+    class Counting:  # the served run, answering without the model (a 2.5 MB text would take it minutes)
+        def __getattr__(self, name):
+            return getattr(predictor, name)
+
+        def predict(self, texts, batch_size):
+            return [{"chars": len(t)} for t in texts]
+
+    text = "good film " * 250_000
+    with TestClient(build_app(Counting(), Limits(max_chars=3_000_000))) as client:
+        r = client.post("/predict", json={"texts": [text]})
+        assert r.status_code == 200 and r.json() == {"results": [{"chars": len(text)}]}, r.text[:200]
+        r = client.post("/predict", json={"texts": [text + "x" * 600_000]})
+        assert r.status_code == 413 and "--max-chars" in r.json()["error"], r.text[:200]
+
+
 def test_an_unexpected_failure_is_500_with_error(server):
     from fastapi.testclient import TestClient
 
