@@ -93,7 +93,8 @@ def check_targets(out: Path, fmt: str, files: dict[str, Path]) -> None:
         earlier = {str(name) for name in meta["files"].values()}
     for path in files.values():
         if path.exists() and path.name not in earlier:
-            raise UserError(f"--output {out}: {path} exists and is not an earlier export (no {meta_file.name} "
+            what = "exists" if path == out else f"its {path.name} exists"  # seq2seq: the decoder's file
+            raise UserError(f"--output {out}: {what} and is not an earlier export (no {meta_file.name} "
                             f"beside it lists it); grutool replaces only its own exports, so it leaves it alone: "
                             f"choose another --output")
 

@@ -238,7 +238,7 @@ def test_export_replaces_only_an_earlier_export(classifier_run, tmp_path):
     shutil.copytree(classifier_run, run, ignore=shutil.ignore_patterns("model*"))
     before = {p.name: p.read_bytes() for p in run.iterdir()}
     assert_user_error(invoke("export", run, "--exporter", "legacy", "-o", run / "config.yaml"),
-                      "config.yaml exists and is not an earlier export", "choose another --output")
+                      "config.yaml: exists and is not an earlier export", "choose another --output")
     assert_user_error(invoke("export", run, "--exporter", "legacy", "-o", run / "vocab"),
                       "vocab.json exists and is not an export's", "choose another --output")
     assert_user_error(invoke("export", run, "--exporter", "legacy", "-o", tmp_path / "m.pt"),
