@@ -17,7 +17,8 @@ run as one `Predictor.predict` call per set of options in a worker thread, and e
 answer bad input with a 4xx and one-line reason; the model never sees it. One rule for the status: a body whose
 JSON shape is wrong (a misshapen entry of `texts` is answered with the form the run takes, `Task.served_form`)
 or an option's bad value is 422; an input the model refuses (a sequence's non-number, a table without the
-model's columns) is 400, for that request alone. Every error body is `{"error": "..."}`.
+model's columns) is 400, for that request alone; a body not sent as JSON (its content-type) is 415. Every error
+body is `{"error": "..."}`.
 A client gets `header_timeout` seconds for its request line and headers and `body_timeout` for its body, so
 connections that trickle bytes (slowloris) are closed.
 """
@@ -128,12 +129,13 @@ class Batcher:
 
 def for_run(limits: Limits, predictor) -> Limits:
     """`limits` with max_chars set: as given, else MAX_CHARS or more where the run's texts need it (a forecast
-    window of 720 rows is ~106,000 characters), and max_body raised to hold at least one such text."""
+    window of 720 rows is ~106,000 characters), and max_body raised to hold at least one such text (a given
+    `--max-chars` too: a bound of 3,000,000 characters under a body bound of 2 MB refused what it allowed)."""
     from dataclasses import replace
 
-    if limits.max_chars is not None:
-        return limits
-    chars = max(MAX_CHARS, predictor.task.served_chars(predictor.run) or 0)
+    chars = limits.max_chars
+    if chars is None:
+        chars = max(MAX_CHARS, predictor.task.served_chars(predictor.run) or 0)
     return replace(limits, max_chars=chars, max_body=max(limits.max_body, 2 * chars + 10_000))
 
 
@@ -188,6 +190,16 @@ def build_app(predictor, limits: Optional[Limits] = None):
     async def invalid(request: Request, exc: RequestValidationError):
         first = exc.errors()[0] if exc.errors() else {}
         loc = first.get("loc", ())
+        # FastAPI parses a body as JSON only when the request says so; any other body reached the schema as
+        # bytes and was answered "Input should be a valid dictionary", as if the JSON were wrong.
+        sent = request.headers.get("content-type", "")
+        media = sent.split(";")[0].strip().lower()
+        if loc[:1] == ("body",) and not (media == "application/json" or media.endswith("+json")):
+            return problem(415, f"content-type: {f'{sent!r}' if sent else 'none given'}, not JSON; send the body "
+                                f"as JSON with the header 'content-type: application/json'")
+        if loc == ("body",) and first.get("type") in ("missing", "model_attributes_type", "dict_type"):
+            what = "empty" if first.get("type") == "missing" else f"a JSON {json_type(first.get('input'))}"
+            return problem(422, f"body: {what}, not a JSON object; send {{\"texts\": [...]}}")
         if len(loc) > 2 and loc[:2] == ("body", "texts") and isinstance(loc[2], int):  # one entry, misshapen
             return problem(422, f"texts[{loc[2]}]: {form}")
         if first.get("type") == "json_invalid":  # loc: ("body", the character offset where decoding stopped)
@@ -234,7 +246,8 @@ def build_app(predictor, limits: Optional[Limits] = None):
             return problem(400, str(exc))
         long = [i for i, t in enumerate(texts) if len(t) > limits.max_chars]
         if long:
-            return problem(413, f"texts[{long[0]}]: over {limits.max_chars} characters")
+            return problem(413, f"texts[{long[0]}]: {len(texts[long[0]]):,} characters, over this server's "
+                                f"{limits.max_chars:,} (grutool serve --max-chars); send a shorter text")
         options = body.model_dump(exclude={"texts"}, exclude_none=True)
         try:
             task.check_options(predictor, **options)  # infer's rules, before the request joins a batch
@@ -247,6 +260,12 @@ def build_app(predictor, limits: Optional[Limits] = None):
             return problem(400, str(exc))
 
     return app
+
+
+def json_type(value) -> str:
+    """The JSON name of a parsed value's type, for an answer that says what a body was."""
+    names = {bool: "boolean", int: "number", float: "number", str: "string", list: "array", dict: "object"}
+    return "null" if value is None else names.get(type(value), "value")
 
 
 def array_text(channels: list[list[Optional[float]]], where: str) -> str:

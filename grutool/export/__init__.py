@@ -65,6 +65,40 @@ def metadata_path(path: Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
+def article(word) -> str:
+    """'an' onnx, 'a' torchscript."""
+    return "an" if str(word)[:1].lower() in "aeio" else "a"
+
+
+def check_targets(out: Path, fmt: str, files: dict[str, Path]) -> None:
+    """Refuse, before anything is written, an output that would replace something other than an earlier export:
+    a file of the run (`-o RUN/config.yaml`), of the user's, or a metadata JSON grutool did not write; and a
+    `.onnx` / `.pt` name that says the other format."""
+    from grutool.export.graph import FORMATS
+
+    other = {suffix: name for name, suffix in FORMATS.items() if name != fmt}
+    if out.suffix in other:
+        raise UserError(f"--output {out}: a {out.suffix} name for {article(fmt)} {fmt} export; name it "
+                        f"{out.with_suffix(FORMATS[fmt]).name}, or pass --format {other[out.suffix]}")
+    meta_file = metadata_path(out)
+    earlier: set[str] = set()
+    if meta_file.exists():
+        try:
+            meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            meta = None
+        if not (isinstance(meta, dict) and "grutool_export" in meta and isinstance(meta.get("files"), dict)):
+            raise UserError(f"--output {out}: its metadata file {meta_file} exists and is not an export's; grutool "
+                            f"replaces only an earlier export, so it leaves it alone: choose another --output")
+        earlier = {str(name) for name in meta["files"].values()}
+    for path in files.values():
+        if path.exists() and path.name not in earlier:
+            what = "exists" if path == out else f"its {path.name} exists"  # seq2seq: the decoder's file
+            raise UserError(f"--output {out}: {what} and is not an earlier export (no {meta_file.name} "
+                            f"beside it lists it); grutool replaces only its own exports, so it leaves it alone: "
+                            f"choose another --output")
+
+
 def family(task):
     """The export module of the task's family (grutool.families.<exporter>.export)."""
     if task.exporter is None:
@@ -99,7 +133,17 @@ def quantize_torch(module):
     from grutool.export.graph import quiet
 
     with torch.no_grad(), quiet():
-        return torch.ao.quantization.quantize_dynamic(copy.deepcopy(module), set(supported), dtype=torch.qint8)
+        quantized = torch.ao.quantization.quantize_dynamic(copy.deepcopy(module), set(supported), dtype=torch.qint8)
+    # The quantizer swaps children where they are registered, on the model; a model's front-end holds the same
+    # parts by reference (grutool.models.base.Model), so a part that is itself a Linear (the numeric front-end's
+    # projection) would stay float there and the trace would meet its float weights. Point it at the swapped one.
+    for m in quantized.modules():
+        embedder = getattr(m, "embedder", None)
+        if isinstance(embedder, nn.Module) and "embedder" not in m._modules:
+            for name in embedder._modules:
+                if name in m._modules:
+                    embedder._modules[name] = m._modules[name]
+    return quantized
 
 
 def describe(report: dict) -> str:
@@ -153,6 +197,7 @@ def export(run_dir: str | Path, fmt: str = "onnx", output: Optional[str | Path] 
     fam = family(task)
     out = Path(output) if output is not None else default_path(run.path, fmt, int8)
     check_output_path(out, "--output")  # before the minutes of work: missing, a file or read-only
+    check_targets(out, fmt, {"model": out})  # a run's config.yaml, a file of the user's: never replaced
     have = [s for s in ("train", "validation", "test") if getattr(run.config.data, s, None) is not None]
     if split not in have:  # a name that is no split (`nope`, `text_column`) or one this run lacks
         what = f"the run has no {split} split (data.{split})" if split in ("train", "validation", "test") \
@@ -166,6 +211,7 @@ def export(run_dir: str | Path, fmt: str = "onnx", output: Optional[str | Path] 
         for graph in graphs:
             graph.module = quantize_torch(graph.module)
     files = graph_files(out, [graph.name for graph in graphs])
+    check_targets(out, fmt, files)  # seq2seq: the decoder's file too
     temps: dict[str, Path] = {}
     try:
         float_ops: list[str] = []
@@ -273,8 +319,9 @@ def load_export(run, fmt: str, path: Optional[str | Path] = None):
     path = Path(path) if path is not None else default_path(run.path, fmt)
     meta_file = metadata_path(path)
     if not path.is_file() or not meta_file.is_file():
+        output = f" -o {path}" if path != default_path(run.path, fmt) else ""
         raise UserError(f"{path}: no export here (missing {path.name if not path.is_file() else meta_file.name}); "
-                        f"write one with `grutool export {run.path} --format {fmt}`")
+                        f"write one with `grutool export {run.path} --format {fmt}{output}`")
     try:
         meta = json.loads(meta_file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -285,9 +332,15 @@ def load_export(run, fmt: str, path: Optional[str | Path] = None):
         raise UserError(f"{meta_file}: export metadata without its `graphs` (each graph's inputs and outputs); "
                         f"it was edited or not written by grutool: export again with "
                         f"`grutool export {run.path} --format {fmt} -o {path}`")
-    if meta.get("task") != task.name or meta.get("format") != fmt:
-        raise UserError(f"{path}: a {meta.get('format')} export of a {meta.get('task')} model, not a {fmt} export "
-                        f"of this {task.name} run")
+    if meta.get("task") != task.name:
+        raise UserError(f"{path}: an export of a {meta.get('task')} model, not of this {task.name} run; give this "
+                        f"run's export as `model`, or write one with `grutool export {run.path} --format {fmt}`",
+                        option="model")
+    if meta.get("format") != fmt:
+        said = meta.get("format")
+        use = f"use `backend` {said} for it" if said in g.FORMATS else "export it again"
+        raise UserError(f"{path}: {article(said)} {said} export, not {article(fmt)} {fmt} one; {use}",
+                        option="backend")
     vocabularies = meta.get("vocabularies")
     if not isinstance(vocabularies, dict) or vocabularies.get("vocab") != run.vocab.itos:
         raise UserError(f"{path}: exported from another run (its vocabulary differs from {run.path}'s)")

@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import assert_user_error, invoke, tiny_config
+from conftest import assert_user_error, invoke, shipped_config, tiny_config
 from grutool.config_file import load_config, parse_config
 from grutool.export.encoder import ExportEncoder
 from grutool.modules.encoder import RecurrentEncoder
@@ -215,7 +215,39 @@ def test_bad_inputs_exit_2_and_write_nothing(classifier_run, tmp_path):
     assert_user_error(invoke("export", run, "--exporter", "legacy"), "best.pt", "not found")
     assert sorted(p.name for p in run.iterdir()) == [n for n in before if n != "best.pt"]
     assert_user_error(invoke("infer", classifier_run, "hi", "--backend", "onnx", "--model", tmp_path / "none.onnx"),
-                      "no export here", "grutool export")
+                      "no export here", f"grutool export {classifier_run} --format onnx -o {tmp_path / 'none.onnx'}`")
+
+
+def test_an_export_of_the_other_format_or_another_run_names_the_fix(classifier_run, joint_run, tmp_path):
+    # Before: "a torchscript export of a classifier model, not a onnx export of this classifier run", no fix.
+    export_ok(classifier_run, "--format", "torchscript", "-o", tmp_path / "c.pt")
+    export_ok(joint_run, "--exporter", "legacy", "-o", tmp_path / "j.onnx")
+    assert_user_error(invoke("infer", classifier_run, "hi", "--backend", "onnx", "--model", tmp_path / "c.pt"),
+                      "c.pt: a torchscript export, not an onnx one; use --backend torchscript for it")
+    assert_user_error(invoke("serve", classifier_run, "--backend", "onnx", "--model", tmp_path / "c.pt"),
+                      "use --backend torchscript for it")
+    assert_user_error(invoke("infer", classifier_run, "hi", "--backend", "onnx", "--model", tmp_path / "j.onnx"),
+                      "j.onnx: an export of a joint model, not of this classifier run; give this run's export as "
+                      "--model, or write one with `grutool export")
+
+
+def test_export_replaces_only_an_earlier_export(classifier_run, tmp_path):
+    # Before: `-o RUN/config.yaml` wrote the ONNX graph over the run's config (the run could no longer be read),
+    # `-o RUN/vocab` its metadata over vocab.json, and `-o m.pt` an ONNX graph under a TorchScript name.
+    run = tmp_path / "run"
+    shutil.copytree(classifier_run, run, ignore=shutil.ignore_patterns("model*"))
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    assert_user_error(invoke("export", run, "--exporter", "legacy", "-o", run / "config.yaml"),
+                      "config.yaml: exists and is not an earlier export", "choose another --output")
+    assert_user_error(invoke("export", run, "--exporter", "legacy", "-o", run / "vocab"),
+                      "vocab.json exists and is not an export's", "choose another --output")
+    assert_user_error(invoke("export", run, "--exporter", "legacy", "-o", tmp_path / "m.pt"),
+                      "a .pt name for an onnx export; name it m.onnx, or pass --format torchscript")
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before and not list(tmp_path.glob("m.*"))
+    for _ in range(2):  # an earlier export is replaced
+        export_ok(run, "--exporter", "legacy", "-o", tmp_path / "m.onnx")
+    export_ok(run, "--exporter", "legacy")
+    export_ok(run, "--exporter", "legacy")
 
 
 def test_a_bad_split_lists_the_splits_the_run_has(classifier_run, tmp_path):
@@ -230,6 +262,18 @@ def test_a_bad_split_lists_the_splits_the_run_has(classifier_run, tmp_path):
     assert_user_error(invoke("export", run, "--split", "test"),
                       "the run has no test split (data.test); the parity check runs on train or validation")
     assert not list(tmp_path.glob("m.onnx*")) and not list(run.glob("model*"))
+
+
+def test_torchscript_int8_of_a_numeric_run_quantizes_its_front_end(tmp_path):
+    # Before: a traceback ("Cannot insert a Tensor that requires grad as a constant"): the quantizer swapped the
+    # numeric front-end's projection on the model, and the front-end kept calling the float one.
+    run = _train(shipped_config("numeric_regression.yaml", tmp_path / "run", train={"epochs": 1}), "regressor")
+    q = export_ok(run, "--format", "torchscript", "--int8", "--min-agreement", "0", "-o", tmp_path / "q.pt")
+    assert q["int8"]
+    module = torch.jit.load(str(tmp_path / "q.pt"))
+    assert any("quantized" in n.kind() for n in module.inlined_graph.nodes())  # the projection ran in int8
+    r = invoke("infer", run, "--backend", "torchscript", "--model", tmp_path / "q.pt", "0.1,0.2,0.3:1,2,3")
+    assert r.exit_code == 0, r.output
 
 
 def test_int8_refuses_rnn_layers_naming_them(tmp_path):

@@ -125,6 +125,33 @@ def test_a_body_that_is_not_json_says_so(server):
     assert error.startswith("body: not valid JSON (") and error.endswith(" at character 1)"), error
 
 
+@pytest.mark.parametrize("body,content_type,status,error", [
+    (b'{"texts": ["a good film"]}', "text/plain", 415,
+     "content-type: 'text/plain', not JSON; send the body as JSON with the header 'content-type: application/json'"),
+    (b'{"texts": ["a good film"]}', None, 415, "content-type: none given, not JSON; send the body as JSON"),
+    (b"", "application/json", 422, 'body: empty, not a JSON object; send {"texts": [...]}'),
+    (b'["a good film"]', "application/json", 422, 'body: a JSON array, not a JSON object; send {"texts": [...]}'),
+    (b"null", "application/json", 422, 'body: a JSON null, not a JSON object; send {"texts": [...]}'),
+])
+def test_a_body_that_is_no_json_object_says_what_it_was(server, body, content_type, status, error):
+    """Before, each of these got "body: Input should be a valid dictionary or object to extract fields from" (422,
+    a JSON object sent as text/plain too, as if its JSON were wrong), or "body: Field required" for no body."""
+    url, _, _ = server
+    r = httpx.post(f"{url}/predict", content=body, headers={"content-type": content_type} if content_type else {})
+    assert r.status_code == status and r.json()["error"].startswith(error), r.text
+    ok = httpx.post(f"{url}/predict", content=b'{"texts": ["a"]}',
+                    headers={"content-type": "application/json; charset=utf-8"})
+    assert ok.status_code == 200, ok.text
+
+
+def test_a_text_over_max_chars_names_its_length_the_limit_and_the_option(server):
+    # Before: "texts[1]: over 200 characters", without the option that sets the limit.
+    url, _, _ = server
+    r = httpx.post(f"{url}/predict", json={"texts": ["a", "x" * 1201]})
+    assert r.status_code == 413 and r.json() == {"error": "texts[1]: 1,201 characters, over this server's 200 "
+                                                          "(grutool serve --max-chars); send a shorter text"}, r.text
+
+
 def test_a_text_run_takes_strings_only(server):
     """An array where a text belongs is a misshapen body (422) saying what an entry is; before, a text run read
     the array's JSON as a sentence and answered 200."""
@@ -271,8 +298,8 @@ def test_a_trickling_body_gets_408_and_the_connection_closes(server):
     ("GET", "/predict", None, None, 405),
     ("DELETE", "/health", None, None, 405),
     ("POST", "/predict", b"\xff\xfe{", "application/json", 400),  # FastAPI: "error parsing the body"
-    ("POST", "/predict", b"texts=a", "application/x-www-form-urlencoded", 422),
-    ("POST", "/predict", b"a good film", "text/plain", 422),
+    ("POST", "/predict", b"texts=a", "application/x-www-form-urlencoded", 415),
+    ("POST", "/predict", b"a good film", "text/plain", 415),
 ])
 def test_every_error_body_is_error_not_detail(server, method, path, body, content_type, status):
     url, _, _ = server
@@ -280,6 +307,30 @@ def test_every_error_body_is_error_not_detail(server, method, path, body, conten
     r = httpx.request(method, f"{url}{path}", content=body, headers=headers, follow_redirects=False)
     assert r.status_code == status, r.text
     assert set(r.json()) == {"error"} and r.json()["error"], r.text
+
+
+def test_a_text_within_max_chars_is_not_refused_for_its_body(server):
+    # Before: --max-chars 3,000,000 left the body bound at 2 MB, so a 2.5 MB text it allowed got 413 "request
+    # body over 2000000 bytes", a bound no option moves. The body bound now holds a text of --max-chars.
+    from fastapi.testclient import TestClient
+
+    from grutool.serve import Limits, build_app
+
+    _, predictor, _ = server
+
+    class Counting:  # the served run, answering without the model (a 2.5 MB text would take it minutes)
+        def __getattr__(self, name):
+            return getattr(predictor, name)
+
+        def predict(self, texts, batch_size):
+            return [{"chars": len(t)} for t in texts]
+
+    text = "good film " * 250_000
+    with TestClient(build_app(Counting(), Limits(max_chars=3_000_000))) as client:
+        r = client.post("/predict", json={"texts": [text]})
+        assert r.status_code == 200 and r.json() == {"results": [{"chars": len(text)}]}, r.text[:200]
+        r = client.post("/predict", json={"texts": [text + "x" * 600_000]})
+        assert r.status_code == 413 and "--max-chars" in r.json()["error"], r.text[:200]
 
 
 def test_an_unexpected_failure_is_500_with_error(server):

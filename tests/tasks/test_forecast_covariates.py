@@ -335,6 +335,22 @@ def test_long_form_static_columns_and_series_embedding(tmp_path):
     path = tmp_path / "west.csv"
     path.write_text("\n".join(line.replace(",east,", ",west,") for line in east) + "\n")
     assert_user_error(invoke("infer", run, "--file", path), "series 'west'", "series embedding")
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from grutool.serve import Limits, build_app
+
+    with TestClient(build_app(Predictor(run, "cpu"), Limits()), raise_server_exceptions=False) as client:
+        # Before: the answer to a misshapen entry named the header 'date,load,temp,capacity', and a table
+        # written so was refused for its missing 'site'; /info did not say the table is in long form.
+        form = client.post("/predict", json={"texts": [[[0.1]]]}).json()["error"]
+        header = form.split("a header line ('")[1].split("')")[0]
+        assert header.split(",")[:2] == ["date", "site"] and set(header.split(",")) == set(lines[0].split(","))
+        assert client.get("/info").json()["data"]["series_column"] == "site"
+        rows = [dict(zip(lines[0].split(","), line.split(","))) for line in east]  # the header's row too
+        text = "\n".join(",".join(row[c] for c in header.split(",")) for row in rows)  # written as the form says
+        r = client.post("/predict", json={"texts": [text]})
+        assert r.status_code == 200 and r.json()["results"][0]["series"] == "east", r.text
     changing = [line.replace(",10,", f",{10 + k},") for k, line in enumerate(east)]
     path.write_text("\n".join(changing) + "\n")
     assert_user_error(invoke("infer", run, "--file", path), "column 'capacity' changes within series 'east'")

@@ -369,13 +369,14 @@ class ForecastTask(Task):
 
     def served_input(self, cfg: "Config") -> dict:
         d = cfg.data
-        return {"time_column": d.time_column, "input_length": d.input_length, "horizon": d.horizon,
-                "setting": d.setting, "quantiles": cfg.model.quantiles}
+        return {"time_column": d.time_column, "series_column": d.series_column, "input_length": d.input_length,
+                "horizon": d.horizon, "setting": d.setting, "quantiles": cfg.model.quantiles}
 
     def served_form(self, run) -> str:
         """One csv table per text: its header and how many rows the model reads."""
         d = run.config.data
-        header = ",".join(([d.time_column] if d.time_column else []) + list(run.extra["scaler"].names))
+        # the order infer reads a table's columns in (read_inputs): the time, the series (long form), then the values
+        header = ",".join([c for c in (d.time_column, d.series_column) if c] + list(run.extra["scaler"].names))
         rows = f"at least its last {d.input_length} rows (data.input_length)"
         if d.covariates.future:
             rows += f", then the {d.horizon} rows to forecast with {', '.join(d.covariates.future)} filled"
