@@ -48,15 +48,16 @@ def layer_specs(g: Grid, device: torch.device) -> list[Spec]:
             if grids.has_kernel(cell, kernels)]
 
 
-def model_specs(g: Grid, cfg, device: torch.device) -> list[Spec]:
-    """Rows for a model config: the config's own sizes unless the grid gives others."""
+def model_specs(g: Grid, cfg, device: torch.device) -> tuple[list[Spec], dict]:
+    """Rows for a model config: the config's own sizes unless the grid gives others; and the task's other
+    sizes read from the data (`workloads.data_sizes`), for `workloads.model`."""
     if g.dtype is not None:
         raise UserError("--dtype: does not apply with --config; the model runs as `grutool train` runs it "
                         "(float32, or float16 autocast on CUDA when train.amp is true)")
     if g.lengths is not None and "padded" in g.lengths:
         raise UserError("--lengths padded: a configured model always packs its batches (grutool.modules.encoder); "
                         "use packed or bucketed with --config")
-    vocab_size, num_classes, source = workloads.data_sizes(cfg, g.vocab_size, g.num_classes)
+    vocab_size, num_classes, source, counts = workloads.data_sizes(cfg, g.vocab_size, g.num_classes)
     m, t = cfg.model, cfg.train
     task = get_task(cfg.task)
     # I: the recurrent layer's input width. A family without a token embedding (forecast) projects each segment
@@ -89,7 +90,7 @@ def model_specs(g: Grid, cfg, device: torch.device) -> list[Spec]:
     )
     return [Spec("model", cell, mode, lengths, kernels, device.type, dtype, b, tl, h if i is None else i, h, n, bi,
                  config=g.config, vocab_size=vocab_size, num_classes=num_classes)
-            for mode, lengths, b, tl, i, h, n, bi, kernels, cell in axes if grids.has_kernel(cell, kernels)]
+            for mode, lengths, b, tl, i, h, n, bi, kernels, cell in axes if grids.has_kernel(cell, kernels)], counts
 
 
 def variant(cfg, spec: Spec):
@@ -156,14 +157,14 @@ def run(grid: Grid, *, smoke: bool = False, progress: Optional[Progress] = None)
     """Time every row of `grid` (a model config's rows when grid.config is set); returns the report."""
     base = grids.SMOKE if smoke else grids.DEFAULT
     settings = grids.merge(replace(base, **{a: None for a in grids.AXES}), grid)
-    cfg = None
+    cfg, counts = None, {}
     if grid.config:
         from grutool.config_file import load_config
 
         cfg = load_config(grid.config)
         # --device (or the grid's device) is named as the option; the config's own as train.device
         device = resolve_device(grid.device, "device") if grid.device else resolve_device(cfg.train.device)
-        specs = model_specs(grid, cfg, device)
+        specs, counts = model_specs(grid, cfg, device)
         threads, deterministic = settings.threads or cfg.train.num_threads, cfg.train.deterministic
     else:
         device = resolve_device(settings.device, "device")
@@ -171,7 +172,7 @@ def run(grid: Grid, *, smoke: bool = False, progress: Optional[Progress] = None)
         threads, deterministic = settings.threads, False
 
     for spec in specs:  # an absurd size is one error line before anything is allocated or timed
-        workloads.check_fits(spec, variant(cfg, spec) if cfg is not None else None)
+        workloads.check_fits(spec, variant(cfg, spec) if cfg is not None else None, counts)
     groups: dict[tuple, list[Spec]] = {}
     for spec in specs:
         groups.setdefault(_group_key(spec), []).append(spec)
@@ -186,7 +187,7 @@ def run(grid: Grid, *, smoke: bool = False, progress: Optional[Progress] = None)
         for members in groups.values():
             if progress:
                 progress(len(rows), len(specs), _label(members[0]))
-            built = [workloads.model(s, variant(cfg, s), settings.seed) if cfg is not None
+            built = [workloads.model(s, variant(cfg, s), settings.seed, counts) if cfg is not None
                      else workloads.layer(s, settings.seed) for s in members]
             cases = [timing.Case(f"{w.spec.cell}/{w.spec.kernels}", w.fn, w.context) for w in built]
             stats = timing.time_interleaved(cases, repeats=settings.repeats, warmup=settings.warmup,

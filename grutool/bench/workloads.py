@@ -73,9 +73,10 @@ def _kernels(choice: str, device: torch.device) -> Callable[[], ContextManager]:
     return functools.partial(env.kernels, choice, device)
 
 
-def check_fits(spec: Spec, cfg: Optional[Config] = None) -> None:
+def check_fits(spec: Spec, cfg: Optional[Config] = None, counts: Optional[dict] = None) -> None:
     """A UserError, before anything is allocated, for a row whose weights and batch cannot fit in its
-    device's free memory (grutool.training.memory; parameters counted on the meta device)."""
+    device's free memory (grutool.training.memory; parameters counted on the meta device). `counts`: as
+    `model` takes them."""
     train, gates = spec.mode == "train", CELLS[spec.cell].gates
     width = 2 if spec.dtype.startswith(("float16", "bfloat16")) else 4  # bytes per activation
     if cfg is None:
@@ -87,7 +88,7 @@ def check_fits(spec: Spec, cfg: Optional[Config] = None) -> None:
     else:
         task = get_task(cfg.task)
         vocabs, _ = task.synthetic(cfg, [1], spec.vocab_size, spec.num_classes, torch.Generator(),
-                                   SYNTHETIC_CHARS if cfg.model.char_features else 0)
+                                   SYNTHETIC_CHARS if cfg.model.char_features else 0, **(counts or {}))
         parameters = memory.count_on_meta(task, cfg, vocabs)
         weights = memory.training_bytes(cfg, parameters) if train else parameters * 4
     values = memory.activation_values(spec.batch_size, spec.seq_len, spec.input_size, spec.hidden_size,
@@ -139,28 +140,32 @@ def layer(spec: Spec, seed: int = 0) -> Workload:
 # --- model rows -------------------------------------------------------------------
 
 
-def data_sizes(cfg: Config, vocab_size: Optional[int], num_classes: Optional[int]) -> tuple[int, int, str]:
+def data_sizes(cfg: Config, vocab_size: Optional[int], num_classes: Optional[int]) -> tuple[int, int, str, dict]:
     """Vocabulary size and class count as `train` would get them: from the data when its files are
-    readable (the task's own `prepare`), else the given values or 20,000 and 2. Third item: the source."""
+    readable (the task's own `prepare`), else the given values or 20,000 and 2. Third item: the source;
+    fourth: the task's other sizes read from the data (`Task.synthetic_counts`), keywords for `synthetic`."""
     d = cfg.data
     path = get_task(cfg.task).train_file(cfg)
     # A file, a folder (format parallel, text_dir) or a file-name prefix (parallel_text: train -> train.de, .en).
     readable = path is not None and (Path(path).exists() or is_prefix(Path(path)))
     if readable and (vocab_size is None or num_classes is None):
         task = get_task(cfg.task)
-        vocab, classes = task.synthetic_sizes(cfg, task.prepare(cfg))
-        return (vocab_size or vocab, num_classes or classes, d.train)
-    return vocab_size or 20_000, num_classes or 2, "defaults"
+        prepared = task.prepare(cfg)
+        vocab, classes = task.synthetic_sizes(cfg, prepared)
+        return vocab_size or vocab, num_classes or classes, d.train, task.synthetic_counts(cfg, prepared)
+    return vocab_size or 20_000, num_classes or 2, "defaults", {}
 
 
-def model(spec: Spec, cfg: Config, seed: int = 0) -> Workload:
-    """The configured model (cfg already carries this row's cell and sizes) on one synthetic batch."""
+def model(spec: Spec, cfg: Config, seed: int = 0, counts: Optional[dict] = None) -> Workload:
+    """The configured model (cfg already carries this row's cell and sizes) on one synthetic batch.
+    `counts`: the task's other sizes read from the data (`data_sizes`' fourth item), so that the model is
+    train's."""
     device = torch.device(spec.device)
     g = torch.Generator().manual_seed(seed)
     lengths = batch_lengths(spec.lengths, spec.batch_size, spec.seq_len, g)
     task = get_task(cfg.task)
     vocabs, split = task.synthetic(cfg, lengths, spec.vocab_size, spec.num_classes, g,
-                                   SYNTHETIC_CHARS if cfg.model.char_features else 0)
+                                   SYNTHETIC_CHARS if cfg.model.char_features else 0, **(counts or {}))
     torch.manual_seed(seed)
     net = task.build_model(cfg, vocabs)
     params = count_parameters(net)

@@ -228,6 +228,11 @@ class Task:
         read from the prepared real data."""
         return len(prepared.vocab), len(prepared.labels)
 
+    def synthetic_counts(self, cfg: "Config", prepared: Prepared) -> dict[str, int]:
+        """`bench --config` with readable data: the other sizes `build_model` takes from the data, as the
+        keywords `synthetic` takes them by (joint: num_intents; forecast: num_series); none by default."""
+        return {}
+
     def synthetic_length(self, cfg: "Config") -> int:
         """`bench --config`: the time steps T of the longest synthetic example: text, the config's max_length;
         numeric sequences (which max_length does not cut), the training file's longest when it can be read."""

@@ -431,6 +431,39 @@ def test_a_conditioned_lm_config_is_timed_with_its_own_conditions(tmp_path, monk
     assert {r["num_classes"] for r in rows} == {len(prepared.extra["conditions"])}
 
 
+def _joint_config(tmp_path: Path) -> Path:
+    travel = ROOT / "data" / "tagging" / "travel"
+    raw = {"task": "joint",
+           "data": {"train": str(travel / "train"), "validation": str(travel / "validation"), "format": "parallel",
+                    "scheme": "bio", "tokenizer": "whitespace"},
+           "model": {"embedding_dim": 8, "hidden_size": 8, "pooling": "max"},
+           "train": {"batch_size": 8, "monitor": "sentence_accuracy"}, "output_dir": str(tmp_path / "run")}
+    path = tmp_path / "joint.yaml"
+    path.write_text(json.dumps(raw), encoding="utf-8")  # JSON is YAML
+    return path
+
+
+@pytest.mark.parametrize("which", ["joint", "sines_covariates"])
+def test_a_config_is_timed_with_the_sizes_train_reads_from_its_data(which, tmp_path, monkeypatch):
+    # Before: the joint model got as many intents as tags, and a forecaster with a series embedding one series
+    # (configs/sines_covariates.yaml: 8,203 parameters against the 8,211 `train` reports for its three sites).
+    # Now the task's other sizes are read from the data too (Task.synthetic_counts).
+    monkeypatch.chdir(ROOT)
+    config = str(_joint_config(tmp_path)) if which == "joint" else "configs/sines_covariates.yaml"
+    out = tmp_path / "b.json"
+    result = runner.invoke(app, ["bench", "--config", config, "--mode", "infer", "--repeats", "1", "--warmup", "0",
+                                 "--min-sample-ms", "1", "--threads", "1", "-q", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    from grutool.config_file import load_config
+    from grutool.families import get_task
+
+    cfg = load_config(config)
+    prepared = get_task(cfg.task).prepare(cfg)
+    expected = sum(p.numel() for p in get_task(cfg.task).build_model(cfg, prepared).parameters())
+    rows = reports.read_report(out)["rows"]
+    assert rows and all(r["params"] == expected for r in rows), ([r["params"] for r in rows], expected)
+
+
 def test_a_numeric_config_is_timed_on_sequences_as_long_as_its_longest(tmp_path, monkeypatch):
     # data.max_length (200) does not cut numeric sequences: T is the training file's longest sequence.
     monkeypatch.chdir(ROOT)

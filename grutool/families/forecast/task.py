@@ -364,6 +364,11 @@ class ForecastTask(Task):
 
         return len(Roles.of(cfg, list(prepared.extra["scaler"].names)).columns), len(prepared.labels)
 
+    def synthetic_counts(self, cfg: "Config", prepared: Prepared) -> dict[str, int]:
+        """With a series embedding: the series it has a row for (`synthetic` makes one)."""
+        series = prepared.extra.get("series")
+        return {"num_series": len(series)} if series is not None else {}
+
     def synthetic_length(self, cfg: "Config") -> int:
         return cfg.data.input_length
 
@@ -391,9 +396,10 @@ class ForecastTask(Task):
         return rows * 24 * (len(run.extra["scaler"].names) + 1) + 1_000
 
     def synthetic(self, cfg: "Config", lengths: list[int], vocab_size: int, num_classes: int, generator,
-                  num_chars: int = 0):
+                  num_chars: int = 0, num_series: int = 1):
         """`bench --config`: `vocab_size` columns of random values (the last `num_classes` predicted), one
-        window per entry of `lengths` (each of data.input_length rows: a window's length is fixed)."""
+        window per entry of `lengths` (each of data.input_length rows: a window's length is fixed), all of
+        one series (a series embedding still gets `num_series` rows)."""
         import torch
 
         from grutool.data.scaling import Standardizer
@@ -410,7 +416,7 @@ class ForecastTask(Task):
         names = roles.numeric
         extra = {"scaler": Standardizer(names, [0.0] * len(names), [1.0] * len(names))}
         if roles.series_embedding:
-            extra["series"] = LabelVocab(["s0"])
+            extra["series"] = LabelVocab([f"s{i}" for i in range(max(1, num_series))])
         vocabs = Prepared(Vocab([PAD, UNK]), LabelVocab(roles.columns[c - k:]), extra=extra)
         rows = len(lengths) + d.input_length + d.horizon - 1
         values = torch.randn(rows, len(names), generator=generator).double().numpy()

@@ -214,14 +214,20 @@ class TaggerTask(Task):
             files["chars"] = ("chars.json", Vocab)
         return files
 
+    def synthetic_counts(self, cfg: Config, prepared: Prepared) -> dict[str, int]:
+        """joint: the intents, which `synthetic` would otherwise count as many as the tags."""
+        return {"num_intents": len(prepared.extra["intents"])} if self.joint else {}
+
     def synthetic(self, cfg: Config, lengths: list[int], vocab_size: int, num_classes: int, generator,
-                  num_chars: int = 0) -> tuple[Prepared, EncodedSplit]:
-        """Random token ids and a random tag per token (joint: and an intent per sentence, num_classes of them)."""
+                  num_chars: int = 0, num_intents: Optional[int] = None) -> tuple[Prepared, EncodedSplit]:
+        """Random token ids and a random tag per token (joint: and an intent per sentence, `num_intents` of them,
+        by default num_classes)."""
         import torch
 
         from grutool.data.batching import EncodedSplit
 
-        vocabs = synthetic_vocabs(vocab_size, num_classes, num_chars, num_classes if self.joint else 0)
+        num_intents = (num_intents or num_classes) if self.joint else 0
+        vocabs = synthetic_vocabs(vocab_size, num_classes, num_chars, num_intents)
         if is_numeric(cfg):  # standard-normal values per step instead of token ids
             from grutool.data.numeric import synthetic
 
@@ -231,7 +237,7 @@ class TaggerTask(Task):
         targets = [torch.randint(0, num_classes, (int(n),), generator=generator) for n in lengths]
         split = EncodedSplit(ids, targets, [""] * len(lengths), scheme=self.model_scheme(cfg))
         if self.joint:
-            split.intents = list(torch.randint(0, num_classes, (len(lengths),), generator=generator))
+            split.intents = list(torch.randint(0, num_intents, (len(lengths),), generator=generator))
         if num_chars:
             from grutool.data.synthetic import spell
 
