@@ -15,6 +15,10 @@ from grutool.training.device import resolve_device
 class Predictor:
     """A run's best model on a device (or its export, with `backend`), ready for raw text."""
 
+    field: Optional[str] = None
+    """The request field the inputs are entries of (`grutool serve`: `texts`): errors then name an input as
+    `texts[k]`, 0-based as in the request body; None (infer, the library): each family's own wording."""
+
     def __init__(self, run_dir: str | Path, device: str = "auto", checkpoint: str = rundir.BEST,
                  backend: str = "torch", exported: Optional[str | Path] = None):
         """backend: torch (the checkpoint), onnx or torchscript (the file `grutool export` wrote:
@@ -49,6 +53,12 @@ class Predictor:
             raise UserError(f"{', '.join(unknown)}: for {' or '.join(accepting(*unknown)) or 'no'} runs only "
                             f"({self.run.path} is task {self.cfg.task})")
         return self.task.predict(self, texts, batch_size, **options)
+
+    def input_name(self, k: int, default: Optional[str] = None) -> str:
+        """How an error names input `k` (0-based): `field[k]` when set, else `default` or `input K` (1-based)."""
+        if self.field:
+            return f"{self.field}[{k}]"
+        return default or f"input {k + 1}"
 
     def stream(self, **options):
         """A stateful reader: one long input fed chunk by chunk, with the same results as feeding it whole.

@@ -154,6 +154,7 @@ def build_app(predictor, limits: Optional[Limits] = None):
     from grutool.families import accepting
 
     limits = for_run(limits or Limits(), predictor)
+    predictor.field = "texts"  # an input the model refuses is named as the body's entry: texts[k]
     batcher = Batcher(lambda texts, options: predictor.predict(texts, batch_size=limits.max_batch, **options), limits)
     cfg, task = predictor.cfg, predictor.task
 
@@ -241,7 +242,7 @@ def build_app(predictor, limits: Optional[Limits] = None):
     async def predict(body: PredictRequest) -> dict:
         # One rule: a body the schema refuses, or an option's bad value, is 422; an input the model refuses is 400.
         try:
-            texts = [t if isinstance(t, str) else array_text(t, f"input {k + 1}") for k, t in enumerate(body.texts)]
+            texts = [t if isinstance(t, str) else array_text(t, f"texts[{k}]") for k, t in enumerate(body.texts)]
         except UserError as exc:
             return problem(400, str(exc))
         long = [i for i, t in enumerate(texts) if len(t) > limits.max_chars]

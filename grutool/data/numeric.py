@@ -31,7 +31,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import numpy as np
 
@@ -310,15 +310,17 @@ def parse_text(text: str, channels: int, where: str = "input") -> tuple[Optional
     return seq_id, parse_case(body, channels, where)
 
 
-def from_texts(texts: list[str], scaler: "Standardizer", missing: str) -> tuple[list[str], list]:
+def from_texts(texts: list[str], scaler: "Standardizer", missing: str,
+               name: Callable[[int], str] = lambda k: f"input {k + 1}") -> tuple[list[str], list]:
     """Sequences as text (infer, serve) -> their ids (given, or the position from 1) and standardised (T_i, C)
-    tensors; errors name `input K`, and missing values follow `missing` (data.missing) as in training."""
+    tensors; errors name text k (0-based) as `name(k)` (`Predictor.input_name`: `input K`, or serve's
+    `texts[k]`), and missing values follow `missing` (data.missing) as in training."""
     ids, values = [], []
     for k, text in enumerate(texts):
-        seq_id, x = parse_text(text, len(scaler), where=f"input {k + 1}")
+        seq_id, x = parse_text(text, len(scaler), where=name(k))
         ids.append(seq_id if seq_id is not None else str(k + 1))
         values.append(x)
-    where = [f"input {k + 1}" for k in range(len(ids))]
+    where = [name(k) for k in range(len(ids))]
     seqs = apply_missing(Sequences(values, list(scaler.names), ids, None, where, "input"), missing, inference=True)
     return ids, tensors(seqs.values, scaler)
 

@@ -534,6 +534,9 @@ def test_a_prompt_the_model_refuses_is_400_as_a_numeric_input_is(lm_servers):
     url, _ = lm_servers["cond"]
     r = httpx.post(f"{url}/predict", json={"texts": ["Zé"], "condition": "kalo"})
     assert r.status_code == 400 and "characters the model never saw in training" in r.json()["error"], r.text
+    # the prompt is named as the body's entry, as numeric and forecast inputs are (infer says `prompt 2 of 2`)
+    r = httpx.post(f"{url}/predict", json={"texts": ["Ka", "Zé"], "condition": "kalo"})
+    assert r.status_code == 400 and r.json()["error"].startswith("texts[1] ('Zé'): characters the model never saw"), r.text
 
 
 def test_a_bad_request_does_not_fail_the_requests_queued_with_it(lm_servers):

@@ -541,6 +541,10 @@ def test_serve_answers_forecasts(run):
         cell = lines[-1].split(",")
         bad = client.post("/predict", json={"texts": ["\n".join(lines[:-1] + [",".join([cell[0], "zz"] + cell[2:])])]})
         assert bad.status_code == 400 and "'zz'" in bad.json()["error"], bad.text
+        # named as the body's entry, 0-based as JSON (it said `input 1` here, `input 2` below: infer's words)
+        assert bad.json()["error"].startswith("texts[0]"), bad.text
+        bad = client.post("/predict", json={"texts": [text, "date,a\n2024-01-01,1\n"]})
+        assert bad.status_code == 400 and "texts[1] has no column" in bad.json()["error"], bad.text
         # a channel array is no table: 422 saying what a forecaster reads
         bad = client.post("/predict", json={"texts": [[[0.1, 0.2], [0.3, 0.4]]]})
         L = p.cfg.data.input_length

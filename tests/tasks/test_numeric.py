@@ -344,7 +344,11 @@ def test_serve_takes_channels_by_steps(run):
         r = client.post("/predict", content=b'{"texts": [[[0.1, 1e400], [3.4, 1]]]}',
                         headers={"content-type": "application/json"})
         assert r.status_code == 400 and r.json()["error"].startswith(
-            "input 1: channel 1 value 2 is not a finite number"), r.text
+            "texts[0]: channel 1 value 2 is not a finite number"), r.text
+        # a refused entry is named as the body's own: texts[2], 0-based as JSON (it said `input 3`, infer's word)
+        for bad in ([[0.1, 0.2]], "0.1,zz:3,4", "0.1,?:3,4"):
+            r = client.post("/predict", json={"texts": [line, x, bad]})
+            assert r.status_code == 400 and r.json()["error"].startswith("texts[2]: "), r.text
         # a misshapen body: 422, saying what a sequence is in this run
         for entry in ([[0.1, "x"], [3.4, 1]], [0.1, 0.2], 5):
             r = client.post("/predict", json={"texts": [line, entry]})

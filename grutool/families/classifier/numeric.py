@@ -96,7 +96,8 @@ def parse(predictor, texts: list[str]) -> tuple[list[str], "EncodedSplit"]:
     from grutool.data.batching import EncodedSplit
     from grutool.data.numeric import from_texts
 
-    ids, values = from_texts(texts, predictor.run.extra["scaler"], predictor.cfg.data.missing)
+    ids, values = from_texts(texts, predictor.run.extra["scaler"], predictor.cfg.data.missing,
+                             predictor.input_name)
     return ids, EncodedSplit(values, None, ids)
 
 

@@ -507,7 +507,7 @@ class ForecastTask(Task):
         L, H = cfg.data.input_length, cfg.data.horizon
         windows, stamps, names, extras = [], [], [], []
         for k, text in enumerate(texts):
-            name = f"input {k + 1}"
+            name = predictor.input_name(k)
             table = _text_table(cfg, text, name)
             _check_header(cfg, table, inputs)
             series, ahead = _read_input(cfg, roles, inputs, table, name)

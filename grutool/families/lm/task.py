@@ -350,8 +350,9 @@ class LMTask(Task):
                 try:
                     r = s.feed(text)
                 except UserError as e:  # name the text among the ones given (`text:` alone named none)
-                    raise UserError(f"score: text {i + 1} of {len(texts)} ({clipped(text, 40)!r}): "
-                                    f"{str(e).removeprefix('text: ')}", option="score") from None
+                    name = predictor.input_name(i, f"score: text {i + 1} of {len(texts)}")
+                    raise UserError(f"{name} ({clipped(text, 40)!r}): {str(e).removeprefix('text: ')}",
+                                    option=None if predictor.field else "score") from None
                 tokens, logprobs = r["tokens"], r["logprobs"]
                 if not stream:
                     tokens, logprobs = tokens + ["<eos>"], logprobs + [s.end()]
@@ -367,11 +368,12 @@ class LMTask(Task):
         for i, prompt in enumerate(texts or [""]):
             try:
                 tokens, ids = encode(prompt)
-            except UserError as e:  # name the prompt among several (`prompt:` alone named none); they may
-                if len(texts) < 2:  # come from --prompt, the arguments or --file, so no option is named
+            except UserError as e:  # name the prompt among several (`prompt:` alone named none; serve: always,
+                # as its entry of `texts`); they may come from --prompt, the arguments or --file, so no option is named
+                if len(texts) < 2 and not predictor.field:
                     raise
-                raise UserError(f"prompt {i + 1} of {len(texts)} ({clipped(prompt, 40)!r}): "
-                                f"{str(e).removeprefix('prompt: ')}") from None
+                raise UserError(f"{predictor.input_name(i, f'prompt {i + 1} of {len(texts)}')} "
+                                f"({clipped(prompt, 40)!r}): {str(e).removeprefix('prompt: ')}") from None
             if stream:
                 # A stream model needs a token to read: an empty prompt starts after a line end.
                 prefix = ids or [vocab.stoi.get("\n", Vocab.eos_id)]

@@ -178,7 +178,8 @@ class RegressorTask(Task):
         from grutool.data.batching import EncodedSplit
         from grutool.data.numeric import from_texts
 
-        ids, values = from_texts(texts, predictor.run.extra["scaler"], predictor.cfg.data.missing)
+        ids, values = from_texts(texts, predictor.run.extra["scaler"], predictor.cfg.data.missing,
+                                 predictor.input_name)
         return ids, EncodedSplit(values, None, ids)
 
     def check_inputs(self, predictor, texts: list[str]) -> None:
