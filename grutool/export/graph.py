@@ -82,8 +82,8 @@ def onnx_bytes(graph: Graph, exporter: str = "dynamo") -> bytes:
     dynamo (torch.export underneath, the exporter torch maintains): ~10 s for a small model, mostly
     tracing. legacy (TorchScript-based, deprecated in torch 2.9+): ~0.1 s, the same recurrent ops and weights
     (the graph holds no packing), other nodes around them (it keeps Constant and If nodes that dynamo folds);
-    kept for speed (tests) and as a fallback. dynamo's per-node debugging metadata is dropped (drop_node_metadata). Serialised in memory, so the caller
-    writes the file (grutool.atomic: a full disk is a UserError, not an error inside an exporter)."""
+    kept for speed (tests) and as a fallback. dynamo's per-node debugging metadata is dropped
+    (drop_node_metadata). Serialised in memory, so the caller writes the file (grutool.atomic: a full disk is a UserError, not an error inside an exporter)."""
     require_onnxruntime()
     names, outputs = list(graph.inputs), graph.outputs
     with quiet(), torch.no_grad():
