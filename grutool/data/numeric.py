@@ -145,7 +145,7 @@ def _read_table(d: "DataConfig", source: str, need_labels: bool, per_step: bool,
     # Missing cells stay NaN (unless data.missing is error): filled per sequence below, never across sequences.
     values = np.stack([table.numeric(table.column(c, "data.channels"), d.missing, "data.channels")
                        for c in d.channels], axis=1).astype(np.float32)  # (N, C)
-    times = table.numeric(table.column(d.time_column, "data.time_column"), "error", "data.time_column") \
+    times = table.numeric(table.column(d.time_column, "data.time_column"), "error", "data.time_column", fills=()) \
         if d.time_column else None
     labels_raw = [_label_text(v) for v in table.strings(table.column(d.label_column, "data.label_column"))] \
         if need_labels else None

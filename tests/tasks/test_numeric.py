@@ -440,6 +440,17 @@ def test_time_delta_is_one_more_channel(tmp_path):
         parse_config(raw)
 
 
+def test_a_missing_time_is_not_offered_to_data_missing(tmp_path):
+    # data.missing fills channels, never data.time_column: offering it sent the user round in a circle
+    (tmp_path / "x.csv").write_text("id,t,a,label\ns1,0,1.0,up\ns1,,2.0,up\n", encoding="utf-8")
+    raw = toy(tmp_path / "r")
+    raw["data"].update(train=str(tmp_path / "x.csv"), channels=["a"], time_column="t", missing="ffill")
+    with pytest.raises(UserError) as e:
+        read_sequences(parse_config(raw).data, str(tmp_path / "x.csv"))
+    assert str(e.value).startswith(f"{tmp_path / 'x.csv'}:3:2: missing value in column 't'")
+    assert "set data.missing" not in str(e.value) and "never this column" in str(e.value)
+
+
 @pytest.mark.parametrize("name, channels", [("numeric.yaml", 2), ("sines.yaml", 3)])
 def test_the_data_line_counts_channels_not_a_vocabulary(name, channels, tmp_path):
     """A model of numbers reads channels: the start-up line says how many (a token vocabulary would be <pad>, <unk>)."""
