@@ -141,7 +141,13 @@ def _read_table(d: "DataConfig", source: str, need_labels: bool, per_step: bool,
                         f"data.id_column; or give a .ts file")
     fmt = d.format if d.format in ("csv", "tsv", "parquet") else "auto"
     table = read_table(source, fmt, header=d.header, column_names=d.column_names, inference=inference)
-    ids = table.strings(table.column(d.id_column, "data.id_column"))
+    id_column = table.column(d.id_column, "data.id_column")
+    ids = table.strings(id_column)
+    # A row without an id would be a sequence of its own (named '' or 'nan'): refused, never guessed.
+    absent = table.frame[id_column].isna().to_numpy() | np.array([not i.strip() for i in ids], dtype=bool)
+    if absent.any():
+        raise UserError(f"{table.location(int(np.flatnonzero(absent)[0]), id_column)}: no id in column "
+                        f"{id_column!r} (data.id_column); write the id of the sequence this row belongs to")
     # Missing cells stay NaN (unless data.missing is error): filled per sequence below, never across sequences.
     values = np.stack([table.numeric(table.column(c, "data.channels"), d.missing, "data.channels")
                        for c in d.channels], axis=1).astype(np.float32)  # (N, C)

@@ -440,6 +440,27 @@ def test_time_delta_is_one_more_channel(tmp_path):
         parse_config(raw)
 
 
+@pytest.mark.parametrize("cell", ["", "  "])
+def test_a_row_without_an_id_is_refused_not_a_sequence_of_its_own(tmp_path, cell):
+    (tmp_path / "x.csv").write_text(f"id,a,label\ns1,1.0,up\n{cell},2.0,up\ns1,3.0,up\n", encoding="utf-8")
+    raw = toy(tmp_path / "r")
+    raw["data"].update(train=str(tmp_path / "x.csv"), channels=["a"])
+    with pytest.raises(UserError) as e:
+        read_sequences(parse_config(raw).data, str(tmp_path / "x.csv"))
+    assert str(e.value).startswith(f"{tmp_path / 'x.csv'}:3:1: no id in column 'id' (data.id_column)")
+
+
+def test_a_parquet_row_without_an_id_is_refused(tmp_path):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    pd.DataFrame({"id": [1.0, None, 2.0], "a": [1.0, 2.0, 3.0], "label": ["up", "up", "down"]}).to_parquet(
+        tmp_path / "x.parquet")
+    raw = toy(tmp_path / "r")
+    raw["data"].update(train=str(tmp_path / "x.parquet"), channels=["a"])
+    with pytest.raises(UserError, match=r"x.parquet: row 2, column 'id': no id in column 'id'"):
+        read_sequences(parse_config(raw).data, str(tmp_path / "x.parquet"))
+
+
 def test_a_missing_time_is_not_offered_to_data_missing(tmp_path):
     # data.missing fills channels, never data.time_column: offering it sent the user round in a circle
     (tmp_path / "x.csv").write_text("id,t,a,label\ns1,0,1.0,up\ns1,,2.0,up\n", encoding="utf-8")
