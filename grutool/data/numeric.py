@@ -255,7 +255,15 @@ def fit_scaler(seqs: Sequences) -> "Standardizer":
     """Per-channel mean and standard deviation of the training split's steps (missing values ignored)."""
     from grutool.data.scaling import Standardizer
 
-    return Standardizer.fit(seqs.channels, np.concatenate(seqs.values, axis=0))
+    values = np.concatenate(seqs.values, axis=0)  # (N, C)
+    empty = np.flatnonzero(np.isnan(values).all(axis=0))
+    if len(empty):  # data.missing: mask keeps NaN; a channel with no value at all has nothing to scale it by
+        name = seqs.channels[int(empty[0])]
+        fix = ("drop that channel from every case" if split_slice(seqs.source)[0].lower().endswith(".ts")
+               else "leave it out of data.channels")
+        raise UserError(f"{seqs.source}: channel {name} has no value in the training split (every one missing), so "
+                        f"nothing to standardise it by; give it values, or {fix}")
+    return Standardizer.fit(seqs.channels, values)
 
 
 def check_channels(scaler: "Standardizer", seqs: Sequences) -> None:

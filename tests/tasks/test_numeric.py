@@ -461,6 +461,21 @@ def test_a_parquet_row_without_an_id_is_refused(tmp_path):
         read_sequences(parse_config(raw).data, str(tmp_path / "x.parquet"))
 
 
+def test_an_all_missing_channel_is_named_with_its_file_and_a_fix_for_its_format(tmp_path):
+    (tmp_path / "m.ts").write_text(HEADER + "1,2:?,?:cat\n3,4,5:?,?,?:big dog\n", encoding="utf-8")
+    (tmp_path / "m.csv").write_text("id,a,b,label\ns1,1.0,,up\ns2,2.0,,down\n", encoding="utf-8")
+    for name, sets, fix in [("m.ts", {}, "drop that channel from every case"),
+                            ("m.csv", {"channels": ["a", "b"]}, "leave it out of data.channels")]:
+        raw = toy(tmp_path / "r")
+        raw["data"].update(train=str(tmp_path / name), validation=None, test=None, missing="mask", **sets)
+        with pytest.raises(UserError) as e:
+            train(parse_config(raw), progress=False)
+        assert str(e.value).startswith(f"{tmp_path / name}: channel {'c2' if name == 'm.ts' else 'b'} has no value "
+                                       f"in the training split"), str(e.value)
+        assert fix in str(e.value) and "config" not in str(e.value).replace("data.channels", "")
+        assert not (tmp_path / "r").exists()  # refused before the run directory is made
+
+
 def test_a_missing_time_is_not_offered_to_data_missing(tmp_path):
     # data.missing fills channels, never data.time_column: offering it sent the user round in a circle
     (tmp_path / "x.csv").write_text("id,t,a,label\ns1,0,1.0,up\ns1,,2.0,up\n", encoding="utf-8")
