@@ -115,6 +115,21 @@ def _header_line(header: TsHeader, where: str, line_no: int, line: str) -> None:
     # @problemName and unknown keys carry nothing the reader needs.
 
 
+def _values_not_label(text: str, header: TsHeader, per_step: bool) -> bool:
+    """Whether the field after a case's last ':' is a channel's values rather than its label: numbers (or '?')
+    that no label could be (a declared class it is not; more than one number where one target belongs)."""
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        [float(p) for p in parts if p not in MISSING]
+    except ValueError:
+        return False
+    if header.target:
+        return not per_step and len(parts) > 1
+    if header.class_labels:
+        return any(p not in header.class_labels for p in parts) if per_step else text.strip() not in header.class_labels
+    return not per_step and len(parts) > 1
+
+
 def parse_channels(fields: list[str], where: str) -> np.ndarray:
     """Channel strings ('1.5,2,?') of one case -> (T, C) float32, NaN for '?'; errors name `where`."""
     columns = []
@@ -171,7 +186,17 @@ def read_ts(path: str, text: str, need_labels: bool = True, per_step: bool = Fal
                 _header_line(header, where, line_no, line)
             continue
         fields = line.split(":")
-        if header.labelled:
+        # The channels a case has (the header's, else the first case's): a case of that many fields whose last
+        # one reads as values, not as a label, has no label (cut short, or an unlabelled case read by infer).
+        expected = header.dimensions if header.dimensions is not None else values[0].shape[1] if values else None
+        unlabelled = header.labelled and len(fields) == expected and _values_not_label(fields[-1], header, per_step)
+        if unlabelled and need_labels:
+            said = (f"@dimensions is {expected}" if header.dimensions is not None
+                    else f"the case on line {lines[0]} has {expected}")
+            raise UserError(f"{where}: {len(fields)} channel(s) and no label after them ({said}), but the header "
+                            f"declares {'@targetLabel' if header.target else '@classLabel'} true; add ':<label>' "
+                            f"(a case cut short?) or fix the header")
+        if header.labelled and not unlabelled:  # inference reads a case without its label as it is
             if len(fields) < 2:
                 raise UserError(f"{where}: no label after the values, but the header declares "
                                 f"{'@targetLabel' if header.target else '@classLabel'} true; add ':<label>' "

@@ -56,12 +56,26 @@ def test_ts_reader_variable_length_missing_values_and_labels_with_spaces():
     ("1,2:3,x:cat\n", "x.ts:8: channel 2 value 2 is not a number ('x')"),
     ("1,2:3,4:dog\n", "x.ts:8: label 'dog' is not among @classLabel's"),
     (":3,4:cat\n", "x.ts:8: channel 1 is empty (an empty sequence)"),
-    ("1,2:3,4\n", "x.ts:8: label '3,4' is not among"),
+    ("1,2:3,4\n", "x.ts:8: 2 channel(s) and no label after them (@dimensions is 2)"),  # a case cut short
 ])
 def test_ts_reader_errors_name_file_and_line(body, expect):
     with pytest.raises(UserError) as e:
         read_ts("x.ts", "\n" + HEADER + body)
     assert str(e.value).startswith(expect), str(e.value)
+
+
+def test_ts_case_without_its_label():
+    # without @dimensions the first case says how many channels a case has
+    no_dims = HEADER.replace("@dimensions 2\n", "")
+    with pytest.raises(UserError, match=r"^x.ts:7: 2 channel\(s\) and no label after them \(the case on line 6 "
+                                        r"has 2\), but the header declares @classLabel true"):
+        read_ts("x.ts", no_dims + "1,2:3,4:cat\n5,6:7,8\n")
+    target = HEADER.replace('@classLabel true "big dog" cat', "@targetLabel true")
+    with pytest.raises(UserError, match=r"^x.ts:7: 2 channel\(s\) and no label .*@targetLabel true"):
+        read_ts("x.ts", target + "1,2:3,4\n")
+    # infer reads cases with or without their labels: a case's channels are never taken for its label
+    f = read_ts("x.ts", HEADER + "1,2:3,4\n5,6:7,8:cat\n", need_labels=False)
+    assert [x.tolist() for x in f.values] == [[[1, 3], [2, 4]], [[5, 7], [6, 8]]] and f.labels is None
 
 
 def test_ts_header_disagreeing_with_data():
