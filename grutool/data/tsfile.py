@@ -50,6 +50,7 @@ class TsHeader:
     class_labels: Optional[list[str]] = None  # declared classes; [] with `@classLabel true` and no list
     target: bool = False                      # `@targetLabel true`: a real number after the last ':'
     timestamps: bool = False
+    univariate: Optional[bool] = None
     lines: dict[str, int] = field(default_factory=dict)  # header key -> its line number
 
     @property
@@ -82,7 +83,7 @@ def _flag(where: str, key: str, value: str) -> bool:
 
 
 def _header_line(header: TsHeader, where: str, line_no: int, line: str) -> None:
-    key, _, rest = line[1:].partition(" ")
+    key, _, rest = line[1:].replace("\t", " ").partition(" ")  # '@classLabel<TAB>true a b' as with a space
     key, rest = key.lower(), rest.strip()
     header.lines[key] = line_no
     if key == "dimensions":
@@ -97,8 +98,7 @@ def _header_line(header: TsHeader, where: str, line_no: int, line: str) -> None:
     elif key == "missing":
         header.missing = _flag(where, key, rest)
     elif key == "univariate":
-        if _flag(where, key, rest) and header.dimensions is None:
-            header.dimensions = 1
+        header.univariate = _flag(where, key, rest)
     elif key == "timestamps":
         header.timestamps = _flag(where, key, rest)
     elif key == "classlabel":
@@ -179,6 +179,11 @@ def read_ts(path: str, text: str, need_labels: bool = True, per_step: bool = Fal
                 raise UserError(f"{where}: data before the @data line; a .ts file lists its @ header, then @data")
             if line.lower().startswith("@data"):
                 in_data = True
+                if header.univariate and header.dimensions not in (None, 1):
+                    raise UserError(f"{path}:{header.lines['univariate']}: @univariate true, but @dimensions is "
+                                    f"{header.dimensions} (line {header.lines['dimensions']}); fix the header")
+                if header.univariate and header.dimensions is None:
+                    header.dimensions = 1
                 if header.timestamps:
                     raise UserError(f"{path}:{header.lines['timestamps']}: @timeStamps true: timestamped "
                                     f"values are not read; write plain values and set @timeStamps false")

@@ -64,6 +64,16 @@ def test_ts_reader_errors_name_file_and_line(body, expect):
     assert str(e.value).startswith(expect), str(e.value)
 
 
+def test_ts_header_keys_univariate_and_tabs():
+    with pytest.raises(UserError, match=r"^x.ts:2: @univariate true, but @dimensions is 2 \(line 1\); fix the header"):
+        read_ts("x.ts", "@dimensions 2\n@univariate true\n@classLabel true a b\n@data\n1,2:3,4:a\n")
+    with pytest.raises(UserError, match=r"^x.ts:4: 2 channel\(s\), but @dimensions is 1 \(line 1\)"):
+        read_ts("x.ts", "@univariate true\n@classLabel true a b\n@data\n1,2:3,4:a\n")
+    # a tab between a key and its value reads as a space: the labels are declared, never read as a channel
+    f = read_ts("x.ts", "@univariate\ttrue\n@classLabel\ttrue\ta b\n@data\n1,2:a\n")
+    assert f.header.class_labels == ["a", "b"] and f.labels == ["a"] and f.values[0].shape == (2, 1)
+
+
 def test_ts_case_without_its_label():
     # without @dimensions the first case says how many channels a case has
     no_dims = HEADER.replace("@dimensions 2\n", "")
