@@ -134,6 +134,9 @@ def parse_channels(fields: list[str], where: str) -> np.ndarray:
     """Channel strings ('1.5,2,?') of one case -> (T, C) float32, NaN for '?'; errors name `where`."""
     columns = []
     for c, text in enumerate(fields, start=1):
+        if text.strip().startswith("("):  # sktime's timestamped form '(t,v),(t,v)', under @timeStamps false too
+            raise UserError(f"{where}: channel {c} holds timestamped values ({clipped(text.strip(), 30)!r}), which "
+                            f"are not read; write the values alone, separated by ',' (and @timeStamps false)")
         parts = [p.strip() for p in text.split(",")] if text.strip() else []
         if not parts:
             raise UserError(f"{where}: channel {c} is empty (an empty sequence); give every channel at least one "

@@ -56,6 +56,7 @@ def test_ts_reader_variable_length_missing_values_and_labels_with_spaces():
     ("1,2:3,x:cat\n", "x.ts:8: channel 2 value 2 is not a number ('x')"),
     ("1,2:3,4:dog\n", "x.ts:8: label 'dog' is not among @classLabel's"),
     (":3,4:cat\n", "x.ts:8: channel 1 is empty (an empty sequence)"),
+    ("(0,1),(1,2):(0,3),(1,4):cat\n", "x.ts:8: channel 1 holds timestamped values ('(0,1),(1,2)'), which are not read"),
     ("1,2:3,4\n", "x.ts:8: 2 channel(s) and no label after them (@dimensions is 2)"),  # a case cut short
 ])
 def test_ts_reader_errors_name_file_and_line(body, expect):
