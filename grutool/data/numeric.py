@@ -141,11 +141,17 @@ def _read_table(d: "DataConfig", source: str, need_labels: bool, per_step: bool,
                         f"data.id_column; or give a .ts file")
     fmt = d.format if d.format in ("csv", "tsv", "parquet") else "auto"
     table = read_table(source, fmt, header=d.header, column_names=d.column_names, inference=inference)
-    ids = table.strings(table.column(d.id_column, "data.id_column"))
+    id_column = table.column(d.id_column, "data.id_column")
+    ids = table.strings(id_column)
+    # A row without an id would be a sequence of its own (named '' or 'nan'): refused, never guessed.
+    absent = table.frame[id_column].isna().to_numpy() | np.array([not i.strip() for i in ids], dtype=bool)
+    if absent.any():
+        raise UserError(f"{table.location(int(np.flatnonzero(absent)[0]), id_column)}: no id in column "
+                        f"{id_column!r} (data.id_column); write the id of the sequence this row belongs to")
     # Missing cells stay NaN (unless data.missing is error): filled per sequence below, never across sequences.
     values = np.stack([table.numeric(table.column(c, "data.channels"), d.missing, "data.channels")
                        for c in d.channels], axis=1).astype(np.float32)  # (N, C)
-    times = table.numeric(table.column(d.time_column, "data.time_column"), "error", "data.time_column") \
+    times = table.numeric(table.column(d.time_column, "data.time_column"), "error", "data.time_column", fills=()) \
         if d.time_column else None
     labels_raw = [_label_text(v) for v in table.strings(table.column(d.label_column, "data.label_column"))] \
         if need_labels else None
@@ -249,7 +255,15 @@ def fit_scaler(seqs: Sequences) -> "Standardizer":
     """Per-channel mean and standard deviation of the training split's steps (missing values ignored)."""
     from grutool.data.scaling import Standardizer
 
-    return Standardizer.fit(seqs.channels, np.concatenate(seqs.values, axis=0))
+    values = np.concatenate(seqs.values, axis=0)  # (N, C)
+    empty = np.flatnonzero(np.isnan(values).all(axis=0))
+    if len(empty):  # data.missing: mask keeps NaN; a channel with no value at all has nothing to scale it by
+        name = seqs.channels[int(empty[0])]
+        fix = ("drop that channel from every case" if split_slice(seqs.source)[0].lower().endswith(".ts")
+               else "leave it out of data.channels")
+        raise UserError(f"{seqs.source}: channel {name} has no value in the training split (every one missing), so "
+                        f"nothing to standardise it by; give it values, or {fix}")
+    return Standardizer.fit(seqs.channels, values)
 
 
 def check_channels(scaler: "Standardizer", seqs: Sequences) -> None:

@@ -100,7 +100,8 @@ class Table:
     def numeric(self, name: str, missing: str = "error", option: str = "column",
                 fills: Sequence[str] = ("ffill", "interpolate", "mask")) -> "np.ndarray":
         """Column `name` as float64 (N,); missing cells are NaN unless `missing` is error (then the first one is
-        a UserError offering the data.missing policies `fills`, those the reading family accepts). Any other
+        a UserError offering the data.missing policies `fills`, those the reading family accepts; none: a column
+        no policy fills, such as a time column). Any other
         cell that is not a finite number is a UserError naming its place."""
         import numpy as np
         import pandas as pd
@@ -123,7 +124,8 @@ class Table:
         if missing == "error" and absent.any():
             row = int(np.flatnonzero(absent)[0])
             fix = ("fill it (the run was trained with data.missing: error, so its inputs need every value)"
-                   if self.inference else f"fill it, or set data.missing to {either(fills)}")
+                   if self.inference and fills else f"fill it, or set data.missing to {either(fills)}" if fills
+                   else "fill it (data.missing fills values, never this column)")
             raise UserError(f"{self.location(row, name)}: missing value in column {name!r} ({int(absent.sum())} in "
                             f"all); {fix}")
         values[absent] = np.nan

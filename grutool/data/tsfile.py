@@ -50,6 +50,7 @@ class TsHeader:
     class_labels: Optional[list[str]] = None  # declared classes; [] with `@classLabel true` and no list
     target: bool = False                      # `@targetLabel true`: a real number after the last ':'
     timestamps: bool = False
+    univariate: Optional[bool] = None
     lines: dict[str, int] = field(default_factory=dict)  # header key -> its line number
 
     @property
@@ -82,7 +83,7 @@ def _flag(where: str, key: str, value: str) -> bool:
 
 
 def _header_line(header: TsHeader, where: str, line_no: int, line: str) -> None:
-    key, _, rest = line[1:].partition(" ")
+    key, _, rest = line[1:].replace("\t", " ").partition(" ")  # '@classLabel<TAB>true a b' as with a space
     key, rest = key.lower(), rest.strip()
     header.lines[key] = line_no
     if key == "dimensions":
@@ -97,8 +98,7 @@ def _header_line(header: TsHeader, where: str, line_no: int, line: str) -> None:
     elif key == "missing":
         header.missing = _flag(where, key, rest)
     elif key == "univariate":
-        if _flag(where, key, rest) and header.dimensions is None:
-            header.dimensions = 1
+        header.univariate = _flag(where, key, rest)
     elif key == "timestamps":
         header.timestamps = _flag(where, key, rest)
     elif key == "classlabel":
@@ -115,10 +115,28 @@ def _header_line(header: TsHeader, where: str, line_no: int, line: str) -> None:
     # @problemName and unknown keys carry nothing the reader needs.
 
 
+def _values_not_label(text: str, header: TsHeader, per_step: bool) -> bool:
+    """Whether the field after a case's last ':' is a channel's values rather than its label: numbers (or '?')
+    that no label could be (a declared class it is not; more than one number where one target belongs)."""
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        [float(p) for p in parts if p not in MISSING]
+    except ValueError:
+        return False
+    if header.target:
+        return not per_step and len(parts) > 1
+    if header.class_labels:
+        return any(p not in header.class_labels for p in parts) if per_step else text.strip() not in header.class_labels
+    return not per_step and len(parts) > 1
+
+
 def parse_channels(fields: list[str], where: str) -> np.ndarray:
     """Channel strings ('1.5,2,?') of one case -> (T, C) float32, NaN for '?'; errors name `where`."""
     columns = []
     for c, text in enumerate(fields, start=1):
+        if text.strip().startswith("("):  # sktime's timestamped form '(t,v),(t,v)', under @timeStamps false too
+            raise UserError(f"{where}: channel {c} holds timestamped values ({clipped(text.strip(), 30)!r}), which "
+                            f"are not read; write the values alone, separated by ',' (and @timeStamps false)")
         parts = [p.strip() for p in text.split(",")] if text.strip() else []
         if not parts:
             raise UserError(f"{where}: channel {c} is empty (an empty sequence); give every channel at least one "
@@ -164,6 +182,11 @@ def read_ts(path: str, text: str, need_labels: bool = True, per_step: bool = Fal
                 raise UserError(f"{where}: data before the @data line; a .ts file lists its @ header, then @data")
             if line.lower().startswith("@data"):
                 in_data = True
+                if header.univariate and header.dimensions not in (None, 1):
+                    raise UserError(f"{path}:{header.lines['univariate']}: @univariate true, but @dimensions is "
+                                    f"{header.dimensions} (line {header.lines['dimensions']}); fix the header")
+                if header.univariate and header.dimensions is None:
+                    header.dimensions = 1
                 if header.timestamps:
                     raise UserError(f"{path}:{header.lines['timestamps']}: @timeStamps true: timestamped "
                                     f"values are not read; write plain values and set @timeStamps false")
@@ -171,7 +194,17 @@ def read_ts(path: str, text: str, need_labels: bool = True, per_step: bool = Fal
                 _header_line(header, where, line_no, line)
             continue
         fields = line.split(":")
-        if header.labelled:
+        # The channels a case has (the header's, else the first case's): a case of that many fields whose last
+        # one reads as values, not as a label, has no label (cut short, or an unlabelled case read by infer).
+        expected = header.dimensions if header.dimensions is not None else values[0].shape[1] if values else None
+        unlabelled = header.labelled and len(fields) == expected and _values_not_label(fields[-1], header, per_step)
+        if unlabelled and need_labels:
+            said = (f"@dimensions is {expected}" if header.dimensions is not None
+                    else f"the case on line {lines[0]} has {expected}")
+            raise UserError(f"{where}: {len(fields)} channel(s) and no label after them ({said}), but the header "
+                            f"declares {'@targetLabel' if header.target else '@classLabel'} true; add ':<label>' "
+                            f"(a case cut short?) or fix the header")
+        if header.labelled and not unlabelled:  # inference reads a case without its label as it is
             if len(fields) < 2:
                 raise UserError(f"{where}: no label after the values, but the header declares "
                                 f"{'@targetLabel' if header.target else '@classLabel'} true; add ':<label>' "

@@ -56,12 +56,37 @@ def test_ts_reader_variable_length_missing_values_and_labels_with_spaces():
     ("1,2:3,x:cat\n", "x.ts:8: channel 2 value 2 is not a number ('x')"),
     ("1,2:3,4:dog\n", "x.ts:8: label 'dog' is not among @classLabel's"),
     (":3,4:cat\n", "x.ts:8: channel 1 is empty (an empty sequence)"),
-    ("1,2:3,4\n", "x.ts:8: label '3,4' is not among"),
+    ("(0,1),(1,2):(0,3),(1,4):cat\n", "x.ts:8: channel 1 holds timestamped values ('(0,1),(1,2)'), which are not read"),
+    ("1,2:3,4\n", "x.ts:8: 2 channel(s) and no label after them (@dimensions is 2)"),  # a case cut short
 ])
 def test_ts_reader_errors_name_file_and_line(body, expect):
     with pytest.raises(UserError) as e:
         read_ts("x.ts", "\n" + HEADER + body)
     assert str(e.value).startswith(expect), str(e.value)
+
+
+def test_ts_header_keys_univariate_and_tabs():
+    with pytest.raises(UserError, match=r"^x.ts:2: @univariate true, but @dimensions is 2 \(line 1\); fix the header"):
+        read_ts("x.ts", "@dimensions 2\n@univariate true\n@classLabel true a b\n@data\n1,2:3,4:a\n")
+    with pytest.raises(UserError, match=r"^x.ts:4: 2 channel\(s\), but @dimensions is 1 \(line 1\)"):
+        read_ts("x.ts", "@univariate true\n@classLabel true a b\n@data\n1,2:3,4:a\n")
+    # a tab between a key and its value reads as a space: the labels are declared, never read as a channel
+    f = read_ts("x.ts", "@univariate\ttrue\n@classLabel\ttrue\ta b\n@data\n1,2:a\n")
+    assert f.header.class_labels == ["a", "b"] and f.labels == ["a"] and f.values[0].shape == (2, 1)
+
+
+def test_ts_case_without_its_label():
+    # without @dimensions the first case says how many channels a case has
+    no_dims = HEADER.replace("@dimensions 2\n", "")
+    with pytest.raises(UserError, match=r"^x.ts:7: 2 channel\(s\) and no label after them \(the case on line 6 "
+                                        r"has 2\), but the header declares @classLabel true"):
+        read_ts("x.ts", no_dims + "1,2:3,4:cat\n5,6:7,8\n")
+    target = HEADER.replace('@classLabel true "big dog" cat', "@targetLabel true")
+    with pytest.raises(UserError, match=r"^x.ts:7: 2 channel\(s\) and no label .*@targetLabel true"):
+        read_ts("x.ts", target + "1,2:3,4\n")
+    # infer reads cases with or without their labels: a case's channels are never taken for its label
+    f = read_ts("x.ts", HEADER + "1,2:3,4\n5,6:7,8:cat\n", need_labels=False)
+    assert [x.tolist() for x in f.values] == [[[1, 3], [2, 4]], [[5, 7], [6, 8]]] and f.labels is None
 
 
 def test_ts_header_disagreeing_with_data():
@@ -442,6 +467,53 @@ def test_time_delta_is_one_more_channel(tmp_path):
     raw["data"].pop("time_column")
     with pytest.raises(UserError, match="data.time_delta: the time between steps"):
         parse_config(raw)
+
+
+@pytest.mark.parametrize("cell", ["", "  "])
+def test_a_row_without_an_id_is_refused_not_a_sequence_of_its_own(tmp_path, cell):
+    (tmp_path / "x.csv").write_text(f"id,a,label\ns1,1.0,up\n{cell},2.0,up\ns1,3.0,up\n", encoding="utf-8")
+    raw = toy(tmp_path / "r")
+    raw["data"].update(train=str(tmp_path / "x.csv"), channels=["a"])
+    with pytest.raises(UserError) as e:
+        read_sequences(parse_config(raw).data, str(tmp_path / "x.csv"))
+    assert str(e.value).startswith(f"{tmp_path / 'x.csv'}:3:1: no id in column 'id' (data.id_column)")
+
+
+def test_a_parquet_row_without_an_id_is_refused(tmp_path):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    pd.DataFrame({"id": [1.0, None, 2.0], "a": [1.0, 2.0, 3.0], "label": ["up", "up", "down"]}).to_parquet(
+        tmp_path / "x.parquet")
+    raw = toy(tmp_path / "r")
+    raw["data"].update(train=str(tmp_path / "x.parquet"), channels=["a"])
+    with pytest.raises(UserError, match=r"x.parquet: row 2, column 'id': no id in column 'id'"):
+        read_sequences(parse_config(raw).data, str(tmp_path / "x.parquet"))
+
+
+def test_an_all_missing_channel_is_named_with_its_file_and_a_fix_for_its_format(tmp_path):
+    (tmp_path / "m.ts").write_text(HEADER + "1,2:?,?:cat\n3,4,5:?,?,?:big dog\n", encoding="utf-8")
+    (tmp_path / "m.csv").write_text("id,a,b,label\ns1,1.0,,up\ns2,2.0,,down\n", encoding="utf-8")
+    for name, sets, fix in [("m.ts", {}, "drop that channel from every case"),
+                            ("m.csv", {"channels": ["a", "b"]}, "leave it out of data.channels")]:
+        raw = toy(tmp_path / "r")
+        raw["data"].update(train=str(tmp_path / name), validation=None, test=None, missing="mask", **sets)
+        with pytest.raises(UserError) as e:
+            train(parse_config(raw), progress=False)
+        assert str(e.value).startswith(f"{tmp_path / name}: channel {'c2' if name == 'm.ts' else 'b'} has no value "
+                                       f"in the training split"), str(e.value)
+        assert fix in str(e.value) and "config" not in str(e.value).replace("data.channels", "")
+        assert not (tmp_path / "r").exists()  # refused before the run directory is made
+
+
+def test_a_missing_time_is_not_offered_to_data_missing(tmp_path):
+    # data.missing fills channels, never data.time_column: offering it sent the user round in a circle
+    (tmp_path / "x.csv").write_text("id,t,a,label\ns1,0,1.0,up\ns1,,2.0,up\n", encoding="utf-8")
+    raw = toy(tmp_path / "r")
+    raw["data"].update(train=str(tmp_path / "x.csv"), channels=["a"], time_column="t", missing="ffill")
+    with pytest.raises(UserError) as e:
+        read_sequences(parse_config(raw).data, str(tmp_path / "x.csv"))
+    assert str(e.value).startswith(f"{tmp_path / 'x.csv'}:3:2: missing value in column 't'")
+    assert "set data.missing" not in str(e.value) and "never this column" in str(e.value)
 
 
 @pytest.mark.parametrize("name, channels", [("numeric.yaml", 2), ("sines.yaml", 3)])

@@ -39,6 +39,18 @@ def test_metrics_against_hand_computed_values():
     assert out["scatter"] == {"true": [11.0, 12.0, 9.0], "predicted": [10.0, 12.0, 8.0]}
 
 
+def test_r2_of_targets_far_from_zero_with_a_small_spread():
+    # 1e6 ± 0.1 (a price in cents, a timestamp): summing raw squares cancelled SS_tot away and R² read 0
+    gen = torch.Generator().manual_seed(0)
+    true = 1e6 + 0.1 * torch.randn(200, generator=gen, dtype=torch.float64)
+    pred = true + 0.01 * torch.randn(200, generator=gen, dtype=torch.float64)
+    mean, std = float(true.mean()), float(true.std())
+    m = RegressionMetrics((mean, std))
+    m.update(((pred - mean) / std).float(), ((true - mean) / std).float())
+    expected = 1 - float(((pred - true) ** 2).sum() / ((true - true.mean()) ** 2).sum())
+    assert m.compute()["r2"] == pytest.approx(expected, abs=1e-3)
+
+
 def test_perfect_and_constant_predictions():
     m = RegressionMetrics()
     m.update(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([1.0, 2.0, 3.0]))

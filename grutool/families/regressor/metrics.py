@@ -3,7 +3,9 @@
 Predictions and targets are compared in the target's own units (the model predicts z-scores of the target; the
 run's target scaler turns them back), so RMSE and MAE read as the data does. R² = 1 - SS_res / SS_tot, with
 SS_tot around the split's own mean (scikit-learn's `r2_score`); 0 when every target is equal and the predictions
-miss, 1 when they are all right.
+miss, 1 when they are all right. SS_tot is summed from the targets' offsets from the training mean (their z-scores
+times the deviation), not from the raw values: targets far from 0 with a small spread (1e6 ± 0.1) would otherwise
+lose SS_tot to cancellation and read R² 0.
 """
 
 from __future__ import annotations
@@ -41,8 +43,9 @@ class RegressionMetrics:
         self.n += len(gold)
         self.sum_sq += float((err ** 2).sum())
         self.sum_abs += float(err.abs().sum())
-        self.sum_y += float(gold.sum())
-        self.sum_y2 += float((gold ** 2).sum())
+        offset = targets.double() * self.std  # (N,) gold - the training mean: no cancellation in SS_tot
+        self.sum_y += float(offset.sum())
+        self.sum_y2 += float((offset ** 2).sum())
         room = SCATTER_POINTS - len(self.true)
         if room > 0:
             self.true += gold[:room].tolist()
