@@ -5,7 +5,8 @@ the last chunk equals the result of feeding the whole input at once (tested). A 
 cannot stream: its backward direction starts at the input's last token, so every output depends on
 tokens that have not arrived yet. Which models stream and what a chunk answers is the task's call
 (`Task.stream_reason`, `stream_encode`, `stream_render`): a classifier with `pooling: last` answers
-with the label of everything fed so far, a tagger without CRF with the tags of the chunk's tokens.
+with the label of everything fed so far, a tagger without CRF with the tags of the chunk's tokens; numeric
+sequences are read whole. A refusal names every setting to change at once.
 
 Chunks are split where tokens are (e.g. at whitespace); `data.max_length` does not apply (a stream has
 no length). Works on the checkpoint or on an export (`Predictor(..., backend="onnx")`: the graph takes

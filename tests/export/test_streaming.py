@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import tiny_config
+from conftest import shipped_config, tiny_config
 from grutool.config_file import parse_config
 from grutool.errors import UserError
 from grutool.export import export
@@ -82,3 +82,23 @@ def test_bidirectional_models_say_why_they_cannot_stream(tmp_path):
     train(parse_config(raw, "bi"), progress=False)
     with pytest.raises(UserError, match="bidirectional: its backward direction starts at the input's last token"):
         Predictor(raw["output_dir"], "cpu").stream()
+
+
+def test_a_numeric_classifier_refuses_in_one_line(tmp_path):
+    # it streamed, then its first chunk of text died inside the numeric front-end's projection
+    raw = shipped_config("numeric.yaml", tmp_path / "run", model={"bidirectional": False, "pooling": "last"},
+                         train={"epochs": 1})
+    train(parse_config(raw, "numeric"), progress=False)
+    with pytest.raises(UserError, match="numeric sequences are read whole"):
+        Predictor(raw["output_dir"], "cpu").stream()
+
+
+def test_every_reason_is_named_at_once_with_its_setting(tmp_path):
+    # tagging.yaml is bidirectional and has a CRF: a user who retrained for the first reason met the second
+    raw = shipped_config("tagging.yaml", tmp_path / "run", train={"epochs": 1})
+    raw["model"]["char_features"] = False
+    train(parse_config(raw, "tagging"), progress=False)
+    with pytest.raises(UserError) as e:
+        Predictor(raw["output_dir"], "cpu").stream()
+    assert "model.bidirectional: false" in str(e.value) and "model.crf: false" in str(e.value)
+    assert "\n" not in str(e.value)

@@ -306,13 +306,14 @@ class ClassifierTask(Task):
     # --- streaming ----------------------------------------------------------------------------
 
     def stream_reason(self, cfg: Config) -> Optional[str]:
-        m = cfg.model
-        if encoder_stream_reason(cfg):
-            return encoder_stream_reason(cfg)
-        if m.pooling != "last":
-            return (f"model.pooling {m.pooling} reads every step's output; only pooling: last (the final state) "
-                    f"is carried from chunk to chunk")
-        return None
+        """Every reason at once, so one retraining settles them all."""
+        if is_numeric(cfg):
+            return "numeric sequences are read whole (streaming reads text chunks)"
+        reasons = [encoder_stream_reason(cfg)]
+        if cfg.model.pooling != "last":
+            reasons.append(f"model.pooling {cfg.model.pooling} reads every step's output; only the final state is "
+                           f"carried from chunk to chunk (train with model.pooling: last)")
+        return "; ".join(r for r in reasons if r) or None
 
     def stream_encode(self, predictor, text: str) -> EncodedSplit:
         run = predictor.run

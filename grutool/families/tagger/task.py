@@ -335,16 +335,17 @@ class TaggerTask(Task):
             numeric.parse(predictor, texts)
 
     def stream_reason(self, cfg: Config) -> Optional[str]:
-        m = cfg.model
+        """Every reason at once, so one retraining settles them all."""
         if is_numeric(cfg):
             return "numeric sequences are read whole (streaming reads text chunks)"
-        if encoder_stream_reason(cfg):
-            return encoder_stream_reason(cfg)
-        if m.crf:
-            return "model.crf: Viterbi picks every tag from the whole sentence's scores"
+        reasons = [encoder_stream_reason(cfg)]
+        if cfg.model.crf:
+            reasons.append("model.crf: Viterbi picks every tag from the whole sentence's scores (train with "
+                           "model.crf: false)")
         if self.joint:
-            return "the joint model's intent pools every step's output of the whole sentence"
-        return None
+            reasons.append("the joint model's intent pools every step's output of the whole sentence (task tagger "
+                           "streams tags)")
+        return "; ".join(r for r in reasons if r) or None
 
     def stream_encode(self, predictor, text: str) -> EncodedSplit:
         from grutool.data.tokenize import get_tokenizer
