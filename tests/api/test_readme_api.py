@@ -12,10 +12,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def readme_python_block() -> str:
+def readme_python_block(which: int = 0) -> str:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = text.split("## Python API", 1)[1]
-    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    section = text.split("## Python API", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section, re.S)[which]
 
 
 def test_readme_python_api_runs_as_written(tmp_path):
@@ -47,3 +47,18 @@ def test_top_level_names_are_the_functions_whatever_was_imported_first():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_readme_streaming_block_runs_and_ends_where_the_whole_text_does(tmp_path):
+    for name in ("configs", "data/sentiment"):
+        shutil.copytree(ROOT / name, tmp_path / name)
+    code = readme_python_block(1).replace("train.epochs=5", "train.epochs=1")
+    assert "train.epochs=1" in code and ".stream()" in code
+    code += ("whole = Predictor('runs/sentiment-stream').predict(['the plot was slow but the ending was wonderful'])[0]\n"
+             "last = s.feed('')\n"
+             "assert last['label'] == whole['label'] and last['text'] == whole['text'], (last, whole)\n"
+             "assert all(abs(last['probs'][k] - p) < 1e-5 for k, p in whole['probs'].items()), (last, whole)\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "'label'" in proc.stdout
