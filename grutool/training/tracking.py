@@ -90,8 +90,8 @@ def tensorboard_writer_class():
 
 
 class TensorBoard(Callback):
-    """Event files under `log_dir`: train/loss and train/lr per step; grad_norm/* every train.log_every
-    steps; every epoch figure (val/*, train/*) per epoch. Rank 0 only."""
+    """Event files under `log_dir`: train/loss, train/lr and grad_norm/global per step; grad_norm/<parameter>
+    on step 1 and every train.log_every steps; every epoch figure (val/*, epoch/*) per epoch. Rank 0 only."""
 
     def __init__(self, log_dir: str | Path):
         self.log_dir = Path(log_dir)
@@ -108,7 +108,7 @@ class TensorBoard(Callback):
         w.add_scalar("train/lr", trainer.optimizer.param_groups[0]["lr"], step)
         if trainer.last_grad_norm is not None:
             w.add_scalar("grad_norm/global", trainer.last_grad_norm, step)
-        if trainer.last_grad_norms and step % trainer.cfg.train.log_every in (0, 1):
+        if trainer.last_grad_norms:  # computed on step 1 and every train.log_every steps only
             for name, value in trainer.last_grad_norms.items():
                 w.add_scalar(f"grad_norm/{name}", value, step)
 

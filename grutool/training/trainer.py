@@ -99,7 +99,8 @@ class Trainer:
         self._interrupt_requested = False
         self._interrupt_agreed = False  # distributed: some rank's Ctrl-C, as all ranks learnt it in the same step
         # The last step's gradient norms, for callbacks (grutool.training.tracking): the global norm when the
-        # step computed one; per parameter only with track_grads (a TensorBoard run), to keep steps cheap.
+        # step computed one; per parameter only with track_grads (a TensorBoard run), on step 1 and every
+        # train.log_every steps, to keep steps cheap (empty on other steps).
         self.track_grads = False
         self.last_grad_norm: Optional[float] = None
         self.last_grad_norms: dict[str, float] = {}
@@ -186,14 +187,17 @@ class Trainer:
         self.scaler.scale(loss).backward()
         norm = None
         self.last_grad_norm = None
-        if self.track_grads:
+        # Per parameter on step 1 and every train.log_every steps only: a norm per tensor costs a pass each.
+        per_parameter = self.track_grads and (self.state.step == 0 or (self.state.step + 1) % t.log_every == 0)
+        self.last_grad_norms = {}
+        if per_parameter:
             self.scaler.unscale_(self.optimizer)  # once per step: clipping below finds it done
             self.last_grad_norms = {name: param_grad_norm(p) for name, p in self.model.named_parameters()
                                     if p.grad is not None}
         if t.clip_grad_norm is not None:
             # Recurrent nets can see exploding gradients through long sequences; clipping
             # the global norm keeps one bad batch from wrecking the weights.
-            if not self.track_grads:
+            if not per_parameter:
                 self.scaler.unscale_(self.optimizer)
             norm = clip_grad_norm(self.model.parameters(), t.clip_grad_norm)
         elif not self.use_amp:

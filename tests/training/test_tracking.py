@@ -116,3 +116,49 @@ def test_tensorboard_true_writes_into_the_run_directory(tmp_path):
 
     train(parse_config(tiny_config(tmp_path, epochs=1, device="cpu", tensorboard=True)))
     assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def _scalar_steps(log_dir) -> dict[str, list[int]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(log_dir), size_guidance={"scalars": 0}).Reload()
+    return {tag: [e.step for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def test_per_parameter_norms_are_computed_and_written_every_log_every_steps_only(tmp_path, monkeypatch):
+    # They were written on steps 1, 3, 4, 6, 7, ... (two of every log_every) and computed on every step.
+    pytest.importorskip("tensorboard")
+    from grutool.training import trainer as trainer_module
+    from grutool.training.loop import train
+
+    computed = []
+    real = trainer_module.param_grad_norm
+    monkeypatch.setattr(trainer_module, "param_grad_norm", lambda p: computed.append(1) or real(p))
+    train(parse_config(tiny_config(tmp_path, epochs=2, device="cpu", log_every=3, tensorboard=True)))
+    steps = _scalar_steps(tmp_path / "run" / "tensorboard")
+    assert steps["train/loss"] == list(range(1, 17))  # 8 steps an epoch
+    expected = [1, 3, 6, 9, 12, 15]
+    per_parameter = {tag: s for tag, s in steps.items() if tag.startswith("grad_norm/") and tag != "grad_norm/global"}
+    assert per_parameter and all(s == expected for s in per_parameter.values()), per_parameter
+    assert len(computed) == len(expected) * len(per_parameter)
+
+
+def test_a_resumed_run_appends_to_its_event_files_without_repeating_a_step(tmp_path):
+    pytest.importorskip("tensorboard")
+    from grutool.errors import TrainingInterrupted
+    from grutool.training.callbacks import Callback
+    from grutool.training.loop import train
+
+    class CtrlC(Callback):
+        def on_step_end(self, trainer, loss, tokens):
+            if trainer.state.step == 11:  # mid epoch 2
+                trainer._interrupt_requested = True
+
+    raw = tiny_config(tmp_path, epochs=3, device="cpu", tensorboard=True)
+    with pytest.raises(TrainingInterrupted):
+        train(parse_config(raw), callbacks=[CtrlC()])
+    train(parse_config(raw), resume=True)
+    steps = _scalar_steps(tmp_path / "run" / "tensorboard")
+    assert steps["train/loss"] == list(range(1, 25))
+    assert steps["val/accuracy"] == [1, 2, 3]
+
