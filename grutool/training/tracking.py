@@ -84,8 +84,9 @@ def tensorboard_writer_class():
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        raise UserError("train.tensorboard needs the tensorboard package, an optional extra: "
-                        "pip install 'grutool[tensorboard]' (or set train.tensorboard: false)") from None
+        raise UserError("train.tensorboard (--tensorboard) needs the tensorboard package, an optional extra: "
+                        "python -m pip install -c constraints.txt -e '.[tensorboard]' in grutool's source folder, "
+                        "or train without it") from None
     return SummaryWriter
 
 

@@ -162,3 +162,15 @@ def test_a_resumed_run_appends_to_its_event_files_without_repeating_a_step(tmp_p
     assert steps["train/loss"] == list(range(1, 25))
     assert steps["val/accuracy"] == [1, 2, 3]
 
+
+def test_tensorboard_without_the_extra_is_one_line_before_any_work(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # its import fails
+    raw = tiny_config(tmp_path, epochs=1, device="cpu")
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    result = invoke("train", tmp_path / "tiny.yaml", "-q", "--tensorboard", tmp_path / "tb")
+    assert result.exit_code == 2, result.output
+    line = result.output.strip()
+    assert "\n" not in line and "--tensorboard" in line and "-e '.[tensorboard]'" in line
+    assert not (tmp_path / "run").exists()
