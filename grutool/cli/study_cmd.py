@@ -76,7 +76,9 @@ def _render(result: dict, out) -> None:
 
     titles = {"quality": f"quality: mean ± sd over seeds ({result['direction']} {result['monitor']} is better); "
                          f"kernel in training / inference",
-              "cost": "cost: training s per epoch and to the best epoch; inference ms per batch of 1 and 32",
+              "cost": "cost: training s per epoch and to the best epoch; inference ms per batch of 1 and 32"
+                      + (f" ({result['jobs']} runs trained at a time, {result['threads_per_run']} thread(s) each: "
+                         f"their timings shared the machine)" if result.get("jobs", 1) > 1 else ""),
               "differences": f"against {result['cells'][0]}, paired by seed (noise: p >= 0.05)"}
     for key, rows in table_rows(result, terminal=True).items():
         if len(rows) < 2:

@@ -220,6 +220,17 @@ def test_parallel_jobs_give_the_same_figures(done, tmp_path):
     assert figures(parallel) == figures(sequential)
     assert parallel["cells_summary"]["gru"]["kernel"]["train"] == result["cells_summary"]["gru"]["kernel"]["train"]
     assert "2 at a time, 1 thread(s) each" in (tmp_path / "par" / study.REPORT_MD).read_text()
+    # the terminal's tables said nothing of it: their s/epoch read as if each run had the machine alone
+    import io
+
+    from rich.console import Console
+
+    from grutool.cli.study_cmd import _render
+
+    console = Console(width=80, record=True, file=io.StringIO())
+    _render(parallel, console)
+    assert "2 runs trained at a time, 1 thread(s) each: their timings shared the machine" in " ".join(
+        console.export_text().split())
     with pytest.raises(Exception, match="lower --jobs|jobs:"):
         study.run_study(config, ["gru"], 2, study_dir=tmp_path / "over", jobs=3, threads=2)
 
