@@ -210,35 +210,71 @@ def _in_parallel(study_dir: Path, pending: list, jobs: int, per_run: int, overwr
                  done: Callable) -> None:
     """`pending` runs (i, run, whether to resume it), `jobs` at a time, each a `python -m grutool.study` process
     with `per_run` threads
-    (OMP_NUM_THREADS and torch's own count; the run's config is left as it is, so --resume accepts it)."""
+    (OMP_NUM_THREADS and torch's own count; the run's config is left as it is, so --resume accepts it).
+    The run processes have their own sessions, so Ctrl-C reaches this process alone, which passes one SIGINT
+    to each (every run saves its last.pt), waits for them, starts no further run and raises TrainingInterrupted
+    naming the study (`--resume` continues it); as tune's jobs do."""
+    import json
+    import signal
     import subprocess
     import sys
+    import threading
     from concurrent.futures import ThreadPoolExecutor
 
     from grutool.errors import TrainingInterrupted
 
     env = child_env(per_run)
+    running: set = set()
+    guard = threading.Lock()
+    stopping: list = []
+
+    def stop_all() -> None:
+        with guard:
+            if not stopping:
+                stopping.append(True)
+                for proc in running:
+                    if proc.poll() is None:
+                        proc.send_signal(signal.SIGINT)
 
     def one(item):
         i, run, again = item
-        log.info("study: run %d, %s (in its own process, %d thread(s))", i, run.name, per_run)
         cmd = [sys.executable, "-m", "grutool.study", str(study_dir), run.name, str(per_run),
                "resume" if again else "overwrite" if overwrite else "new"]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        with guard:
+            if stopping:
+                raise TrainingInterrupted(str(study_dir))
+            log.info("study: run %d, %s (in its own process, %d thread(s))", i, run.name, per_run)
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True, env=env, start_new_session=True)
+            running.add(proc)
+        try:
+            stdout, stderr = proc.communicate()
+        finally:
+            with guard:
+                running.discard(proc)
         if proc.returncode == 130:
-            raise TrainingInterrupted(str(Path(run.cfg.output_dir) / rundir.LAST))
-        lines = proc.stdout.strip().splitlines()
+            stop_all()
+            raise TrainingInterrupted(str(study_dir))
+        lines = stdout.strip().splitlines()
         if proc.returncode != 0 or not lines:
-            why = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            why = (stderr.strip().splitlines() or ["no output"])[-1]
             raise UserError(f"{run.cfg.output_dir}: the run failed ({why.removeprefix('error: ')})")
-        import json
-
         answer = json.loads(lines[-1])
         return i, run, answer["summary"], answer["kernel"]
 
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    try:
         for result in pool.map(one, pending):
             done(*result)
+    except (KeyboardInterrupt, TrainingInterrupted):
+        stop_all()
+        try:
+            pool.shutdown(wait=True, cancel_futures=True)  # the running runs save their last.pt
+        except KeyboardInterrupt:
+            log.warning("study: stopping; the running runs finish saving their last.pt")
+        raise TrainingInterrupted(str(study_dir)) from None
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _child(argv: list[str]) -> int:

@@ -302,3 +302,35 @@ def test_a_study_without_a_validation_split_plots_test_figures_and_training_loss
     pytest.importorskip("matplotlib")
     assert Path(study.plot(result, tmp_path / "st" / study.PLOT)).stat().st_size > 10_000
     assert not [w for w in recwarn if "legend" in str(w.message)]
+
+
+def test_jobs_ctrl_c_saves_the_running_runs_starts_no_more_and_resume_finishes(tmp_path):
+    # It printed a bare "interrupted" and left at once: the runs saved only where the terminal's SIGINT reached
+    # them too, still writing as the prompt came back, and a SIGINT to grutool alone left them training on.
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    config = write_config(tmp_path)
+    raw = yaml.safe_load(config.read_text())
+    raw["train"]["epochs"] = 30
+    config.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    cmd = [sys.executable, "-m", "grutool", "study", str(config), "--cells", "gru", "--seeds", "3", "--jobs", "2",
+           "--threads", "2", "-o", str(tmp_path / "st"), "-q"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and proc.poll() is None:
+        if len([p for p in (tmp_path / "st" / "runs").glob("*/metrics.jsonl") if p.read_text().strip()]) == 2:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)  # grutool alone, as a terminal's Ctrl-C now reaches it
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    last = err.strip().splitlines()[-1]
+    assert "Traceback" not in err and last.startswith("interrupted: saved ") and "--resume" in last, err
+    assert [run["status"] for run in list_runs(tmp_path / "st")] == ["interrupted", "interrupted"]
+    result = invoke("study", config, "--cells", "gru", "--seeds", "3", "--jobs", "2", "--threads", "2",
+                    "-o", tmp_path / "st", "-q", "--resume")
+    assert result.exit_code == 0, result.output
+    assert [run["status"] for run in list_runs(tmp_path / "st")] == ["finished"] * 3
