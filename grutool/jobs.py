@@ -30,3 +30,50 @@ def thread_share(jobs: int, threads: Optional[int], num_threads: Optional[int], 
 def child_env(threads: int) -> dict:
     """The environment of a job's process: this one's, with OpenMP and MKL held to its `threads`."""
     return {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+
+
+class Processes:
+    """The training processes a `--jobs` command runs at once (study's runs, tune's trials), each in a session
+    of its own: a terminal's Ctrl-C reaches grutool alone, which passes one SIGINT to each (`stop_all`: every
+    run saves its last.pt; a second could cut that write short) and starts no further one."""
+
+    def __init__(self):
+        import threading
+
+        self.guard = threading.Lock()
+        self.running: set = set()
+        self.stopping = False
+
+    def run(self, cmd: list[str], env: dict, where: str, on_start=None) -> tuple[int, str, str, int]:
+        """(exit code, stdout, stderr, pid) of `cmd` run to its end; TrainingInterrupted(`where`) instead once
+        stopping. `on_start()` is called just before it starts (a log line that must not follow a Ctrl-C)."""
+        import subprocess
+
+        from grutool.errors import TrainingInterrupted
+
+        with self.guard:
+            if self.stopping:
+                raise TrainingInterrupted(where)
+            if on_start is not None:
+                on_start()
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True, env=env, start_new_session=True)
+            self.running.add(proc)
+        try:
+            stdout, stderr = proc.communicate()
+        finally:
+            with self.guard:
+                self.running.discard(proc)
+        return proc.returncode, stdout, stderr, proc.pid
+
+    def stop_all(self) -> None:
+        """One SIGINT to each running process (the first call only); none start after it."""
+        import signal
+
+        with self.guard:
+            if self.stopping:
+                return
+            self.stopping = True
+            for proc in self.running:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGINT)

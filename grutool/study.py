@@ -34,7 +34,7 @@ from grutool.atomic import check_output_folder, write_text_atomic
 from grutool.cells import CELLS
 from grutool.config import MINIMIZED_METRICS, Config
 from grutool.errors import UserError
-from grutool.jobs import child_env, thread_share
+from grutool.jobs import Processes, child_env, thread_share
 from grutool.stats import ALPHA, mean_sd, paired_t
 
 log = logging.getLogger("grutool")
@@ -215,48 +215,26 @@ def _in_parallel(study_dir: Path, pending: list, jobs: int, per_run: int, overwr
     to each (every run saves its last.pt), waits for them, starts no further run and raises TrainingInterrupted
     naming the study (`--resume` continues it); as tune's jobs do."""
     import json
-    import signal
-    import subprocess
     import sys
-    import threading
     from concurrent.futures import ThreadPoolExecutor
 
     from grutool.errors import TrainingInterrupted
 
     env = child_env(per_run)
-    running: set = set()
-    guard = threading.Lock()
-    stopping: list = []
-
-    def stop_all() -> None:
-        with guard:
-            if not stopping:
-                stopping.append(True)
-                for proc in running:
-                    if proc.poll() is None:
-                        proc.send_signal(signal.SIGINT)
+    procs = Processes()
+    stop_all = procs.stop_all
 
     def one(item):
         i, run, again = item
         cmd = [sys.executable, "-m", "grutool.study", str(study_dir), run.name, str(per_run),
                "resume" if again else "overwrite" if overwrite else "new"]
-        with guard:
-            if stopping:
-                raise TrainingInterrupted(str(study_dir))
-            log.info("study: run %d, %s (in its own process, %d thread(s))", i, run.name, per_run)
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    text=True, env=env, start_new_session=True)
-            running.add(proc)
-        try:
-            stdout, stderr = proc.communicate()
-        finally:
-            with guard:
-                running.discard(proc)
-        if proc.returncode == 130:
+        code, stdout, stderr, _ = procs.run(cmd, env, str(study_dir), on_start=lambda: log.info(
+            "study: run %d, %s (in its own process, %d thread(s))", i, run.name, per_run))
+        if code == 130:
             stop_all()
             raise TrainingInterrupted(str(study_dir))
         lines = stdout.strip().splitlines()
-        if proc.returncode != 0 or not lines:
+        if code != 0 or not lines:
             why = (stderr.strip().splitlines() or ["no output"])[-1]
             raise UserError(f"{run.cfg.output_dir}: the run failed ({why.removeprefix('error: ')})")
         answer = json.loads(lines[-1])

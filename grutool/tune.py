@@ -610,46 +610,25 @@ def _in_processes(study, params: list[Param], tune_dir: Path, jobs: int, threads
     with TrainingInterrupted. A process that dies without answering ends the search with WorkerFailed, after
     the others were stopped the same way."""
     import signal
-    import subprocess
     import sys
 
     from grutool.errors import TrainingDiverged, TrainingInterrupted, WorkerFailed
+    from grutool.jobs import Processes
 
     optuna = _optuna()
-    running: set = set()
-    guard = threading.Lock()
-    state = {"stopping": False, "died": None}
-
-    def stop_all() -> None:
-        """One SIGINT to each running trial process (a second could cut its last.pt short); none start after."""
-        with guard:
-            if state["stopping"]:
-                return
-            state["stopping"] = True
-            for proc in running:
-                if proc.poll() is None:
-                    proc.send_signal(signal.SIGINT)
+    procs = Processes()
+    stop_all = procs.stop_all
+    state = {"died": None}
 
     def objective(trial) -> float:
         for p in params:
             p.suggest(trial)  # this process's sampler chooses; the trial's process reads the values back
         trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("pid", os.getpid())  # until the trial's process records its own
-        with guard:
-            if state["stopping"]:
-                raise TrainingInterrupted(str(tune_dir))
-            proc = subprocess.Popen([sys.executable, "-m", "grutool.tune", str(tune_dir), str(trial._trial_id),
-                                     str(threads)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True, env=child_env(threads),
-                                    start_new_session=True)
-            running.add(proc)
-        try:
-            stdout, stderr = proc.communicate()
-        finally:
-            with guard:
-                running.discard(proc)
+        code, stdout, stderr, pid = procs.run([sys.executable, "-m", "grutool.tune", str(tune_dir),
+                                               str(trial._trial_id), str(threads)], child_env(threads), str(tune_dir))
         answer = _answer(stdout)
-        if proc.returncode == 0 and answer is not None:
+        if code == 0 and answer is not None:
             for line in stderr.splitlines():  # the warnings its training logged, marked with the trial
                 if line.strip():
                     log.warning("trial %d: %s", trial.number, line.strip())
@@ -658,22 +637,22 @@ def _in_processes(study, params: list[Param], tune_dir: Path, jobs: int, threads
             if answer.get("state") == "pruned":
                 raise optuna.TrialPruned(answer.get("why"))
             raise (TrainingDiverged if answer.get("diverged") else UserError)(str(answer.get("error")))
-        if proc.returncode == 130:  # stopped by us, or by a SIGINT of its own: the search stops
+        if code == 130:  # stopped by us, or by a SIGINT of its own: the search stops
             study.stop()
             stop_all()
             raise TrainingInterrupted(str(tune_dir))
         why = next((line.strip() for line in reversed(stderr.splitlines()) if line.strip()), "no output")
-        message = (f"trial {trial.number}: its process (pid {proc.pid}) ended with exit code {proc.returncode} "
+        message = (f"trial {trial.number}: its process (pid {pid}) ended with exit code {code} "
                    f"and no result: {why}")
         trial.set_user_attr("error", message)
-        with guard:
+        with procs.guard:
             state["died"] = state["died"] or message
         study.stop()
         stop_all()
         raise _ProcessDied(message)
 
     def interrupt(signum, frame) -> None:
-        if not state["stopping"]:  # the first Ctrl-C: stop the trials, then the search
+        if not procs.stopping:  # the first Ctrl-C: stop the trials, then the search
             stop_all()
             raise KeyboardInterrupt
         log.warning("tune: stopping; waiting for the running trials to save their last.pt")
