@@ -687,13 +687,7 @@ def long_form(tmp: Path, rows_per_series=(200, 180, 20)) -> Path:
     return path
 
 
-def test_long_form_windows_stay_in_their_series(tmp_path, caplog, monkeypatch):
-    import logging
-
-    # Earlier CLI tests may leave grutool's logger pointed at their own (closed) streams: read it through caplog.
-    logger = logging.getLogger("grutool")
-    monkeypatch.setattr(logger, "handlers", [])
-    monkeypatch.setattr(logger, "propagate", True)
+def test_long_form_windows_stay_in_their_series(tmp_path, caplog):
     path = long_form(tmp_path)
     raw = sines(tmp_path, **{"data": {"series_column": "id"}})
     for split in ("train", "validation", "test"):

@@ -370,15 +370,10 @@ def shuffled(tmp: Path) -> Path:
     return path
 
 
-def test_timestamp_policies(tmp_path, caplog, monkeypatch):
-    import logging
-
+def test_timestamp_policies(tmp_path, caplog):
     from grutool.errors import UserError
     from grutool.families.forecast.task import read_series
 
-    logger = logging.getLogger("grutool")
-    monkeypatch.setattr(logger, "handlers", [])
-    monkeypatch.setattr(logger, "propagate", True)
     path = shuffled(tmp_path)
     raw = config(tmp_path, path, covariates={})
     with pytest.raises(UserError, match=r"shuffled.csv:7:1: timestamp '2024-01-05' is earlier than the one on line 6"):
@@ -417,14 +412,9 @@ def rewritten(tmp: Path, times: list[str], name: str = "t.csv") -> Path:
     return path
 
 
-def test_a_gap_in_the_time_column_is_warned_once_naming_its_line(tmp_path, caplog, monkeypatch):
-    import logging
-
+def test_a_gap_in_the_time_column_is_warned_once_naming_its_line(tmp_path, caplog):
     from grutool.families.forecast.task import read_series
 
-    logger = logging.getLogger("grutool")
-    monkeypatch.setattr(logger, "handlers", [])
-    monkeypatch.setattr(logger, "propagate", True)
     path = table(tmp_path)
     raw = config(tmp_path, path, covariates={})
     with caplog.at_level("WARNING", logger="grutool"):
@@ -447,16 +437,11 @@ def test_a_gap_in_the_time_column_is_warned_once_naming_its_line(tmp_path, caplo
     assert not caplog.records
 
 
-def test_times_across_a_dst_change_are_instants_one_hour_apart(tmp_path, caplog, monkeypatch):
-    import logging
-
+def test_times_across_a_dst_change_are_instants_one_hour_apart(tmp_path, caplog):
     from grutool.families.forecast.covariates import calendar
     from grutool.families.forecast.data import infer_season, next_times
     from grutool.families.forecast.task import read_series
 
-    logger = logging.getLogger("grutool")
-    monkeypatch.setattr(logger, "handlers", [])
-    monkeypatch.setattr(logger, "propagate", True)
     # Paris, 2024-03-31: 01:00+01:00 is followed by 03:00+02:00, one hour later.
     times = [f"2024-03-30T{h:02d}:00:00+01:00" for h in range(24)] + \
         [f"2024-03-31T{h:02d}:00:00+01:00" for h in range(2)] + \
