@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 
 from grutool.atomic import check_output_path, write_atomic
-from grutool.errors import UserError
+from grutool.errors import UserError, install
 from grutool.rundir import METRICS
 from grutool.runs import describe, read_metrics
 
@@ -24,7 +24,7 @@ def _pyplot():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise UserError("plot needs matplotlib, an optional extra: pip install 'grutool[plot]'") from None
+        raise UserError(f"plot needs matplotlib, an optional extra: {install('plot')}") from None
     return plt
 
 

@@ -48,6 +48,11 @@ def either(choices) -> str:
     return ", ".join(choices[:-1]) + " or " + choices[-1] if len(choices) > 1 else "".join(choices)
 
 
+def install(extra: str) -> str:
+    """How to install an optional extra, as the README says it (grutool is installed from its source folder)."""
+    return f"python -m pip install -c constraints.txt -e '.[{extra}]' in grutool's source folder"
+
+
 class TrainingInterrupted(Exception):
     """Training was stopped by Ctrl-C after a resumable checkpoint was written."""
 

@@ -63,7 +63,7 @@ import yaml
 from grutool import jsonsafe
 from grutool.atomic import check_output_folder, write_text_atomic
 from grutool.config import MINIMIZED_METRICS, Config
-from grutool.errors import UserError
+from grutool.errors import UserError, install
 from grutool.jobs import child_env, thread_share
 
 log = logging.getLogger("grutool")
@@ -274,7 +274,7 @@ def _optuna():
     try:
         import optuna
     except ImportError:
-        raise UserError("tune needs Optuna, an optional extra: pip install 'grutool[tune]'") from None
+        raise UserError(f"tune needs Optuna, an optional extra: {install('tune')}") from None
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # grutool prints its own line per trial
     return optuna
 

@@ -1,6 +1,6 @@
 """`--plot`: GRU vs LSTM (vs RNN) throughput as grouped bars, one panel per mode.
 
-matplotlib is an optional extra (`pip install 'grutool[plot]'`), imported only here.
+matplotlib is an optional extra (the `plot` extra: `grutool.errors.install`), imported only here.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from grutool.bench.report import SHOWN, unit
 from grutool.curves import save_png
-from grutool.errors import UserError
+from grutool.errors import UserError, install
 
 COLORS = {"gru": "#1f77b4", "lstm": "#ff7f0e", "rnn": "#2ca02c"}
 FUSED = ("onednn", "cudnn", "miopen")
@@ -31,7 +31,7 @@ def plot(report: dict, path: str | Path) -> None:
         import matplotlib.pyplot as plt
         from matplotlib.patches import Patch
     except ImportError:
-        raise UserError("--plot needs matplotlib, an optional extra: pip install 'grutool[plot]'") from None
+        raise UserError(f"--plot needs matplotlib, an optional extra: {install('plot')}") from None
     rows = report["rows"]
     if not rows:
         raise UserError("--plot: the report has no rows")

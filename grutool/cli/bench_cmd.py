@@ -79,7 +79,7 @@ def bench(
     with user_errors():
         from grutool.bench import grid as grids
         from grutool.bench import report as reports
-        from grutool.errors import UserError
+        from grutool.errors import UserError, install
 
         options = dict(
             cells=cells, batch_size=batch, seq_len=seq_len, input_size=input_size, hidden_size=hidden_size,
@@ -112,7 +112,7 @@ def bench(
                 raise UserError(f"--plot {plot}: give a .png file name")
             check_output_path(plot, "--plot")
             if importlib.util.find_spec("matplotlib") is None:
-                raise UserError("--plot needs matplotlib, an optional extra: pip install 'grutool[plot]'")
+                raise UserError(f"--plot needs matplotlib, an optional extra: {install('plot')}")
         old = reports.read_report(compare) if compare is not None else None
 
         if not saved:

@@ -487,7 +487,7 @@ def test_plot_writes_a_png_or_explains_the_missing_extra(tmp_path):
             "--plot", str(png)]
     result = runner.invoke(app, args)
     if importlib.util.find_spec("matplotlib") is None:
-        assert_user_error(result, "pip install 'grutool[plot]'")
+        assert_user_error(result, "python -m pip install -c constraints.txt -e '.[plot]'")
     else:
         assert result.exit_code == 0, result.output
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -378,3 +378,25 @@ def test_tune_minimises_a_forecaster_s_and_a_regressor_s_error(tmp_path, name, e
     assert result["best"]["value"] == min(t["value"] for t in trials)
     cfg = load_config(tmp_path / "tu" / tune.BEST, [f"output_dir={tmp_path / 'again'}"])
     assert train(cfg)["best"] == result["best"]["value"]
+
+
+def test_a_missing_extra_names_the_readme_install_command(monkeypatch):
+    # it said `pip install 'grutool[tune]'`, which fails for grutool installed from its source folder
+    import builtins
+
+    from grutool.curves import _pyplot
+    from grutool.errors import UserError
+    from grutool.tune import _optuna
+
+    real = builtins.__import__
+
+    def without(name, *args, **kwargs):
+        if name.split(".")[0] in ("optuna", "matplotlib"):
+            raise ImportError(name)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without)
+    for call, extra in ((_optuna, "tune"), (_pyplot, "plot")):
+        with pytest.raises(UserError) as e:
+            call()
+        assert f"python -m pip install -c constraints.txt -e '.[{extra}]' in grutool's source folder" in str(e.value)

@@ -137,7 +137,7 @@ def test_infer_lines_jsonl_beam_and_attention(reverse_run, tmp_path):
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        assert_user_error(result, "--attention needs matplotlib", "grutool[plot]")
+        assert_user_error(result, "--attention needs matplotlib", "-e '.[plot]'")
     else:
         assert result.exit_code == 0, result.output
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

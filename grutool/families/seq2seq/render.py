@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from grutool.cli.render.tables import counted, plain
-from grutool.errors import UserError
+from grutool.errors import UserError, install
 
 
 def summary_line(metrics: dict) -> str:
@@ -61,7 +61,7 @@ def plot_attention(results: list[dict], path: str) -> list[str]:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise UserError("--attention needs matplotlib, an optional extra: pip install 'grutool[plot]'") from None
+        raise UserError(f"--attention needs matplotlib, an optional extra: {install('plot')}") from None
     from grutool.curves import check_png_path, save_png
 
     target = check_png_path(path, option="attention")
