@@ -119,6 +119,9 @@ class Table:
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             fix = "fix the cell" if self.inference else "fix the cell or leave the column out of the config"
+            if option == "data.time_column":  # numeric sequences order their rows by numbers, not dates
+                fix = ("data.time_column of numeric sequences holds numbers (a step index, or seconds: "
+                       "data.time_delta takes their differences); write the times as numbers")
             raise UserError(f"{self.location(row, name)}: {clipped(str(series.iloc[row]), 60)!r} in column {name!r} "
                             f"is not a finite number; {fix}")
         if missing == "error" and absent.any():

@@ -516,6 +516,17 @@ def test_a_missing_time_is_not_offered_to_data_missing(tmp_path):
     assert "set data.missing" not in str(e.value) and "never this column" in str(e.value)
 
 
+def test_a_date_in_the_time_column_says_the_column_holds_numbers(tmp_path):
+    # it said "... is not a finite number; fix the cell or leave the column out of the config"
+    (tmp_path / "x.csv").write_text("id,t,a,label\ns1,2024-01-01,1.0,up\ns1,2024-01-02,2.0,up\n", encoding="utf-8")
+    raw = toy(tmp_path / "r")
+    raw["data"].update(train=str(tmp_path / "x.csv"), channels=["a"], time_column="t")
+    with pytest.raises(UserError) as e:
+        read_sequences(parse_config(raw).data, str(tmp_path / "x.csv"))
+    assert str(e.value).startswith(f"{tmp_path / 'x.csv'}:2:2: '2024-01-01' in column 't' is not a finite number")
+    assert "holds numbers" in str(e.value) and "out of the config" not in str(e.value)
+
+
 @pytest.mark.parametrize("name, channels", [("numeric.yaml", 2), ("sines.yaml", 3)])
 def test_the_data_line_counts_channels_not_a_vocabulary(name, channels, tmp_path):
     """A model of numbers reads channels: the start-up line says how many (a token vocabulary would be <pad>, <unk>)."""
