@@ -88,11 +88,13 @@ def test_parallel_and_jsonl(tmp_path):
         (["show", "flights", "to", "boston"], ["O", "O", "O", "B-city"], "flight"), (["hi"], ["O"], "greet")]
     path = tmp_path / "x.jsonl"
     rows = [{"text": ["to", "boston"], "tags": ["O", "B-city"], "label": "flight"},
-            {"text": "hi there", "tags": ["O", "O"], "label": "greet"}]
+            {"text": "hi there", "tags": ["O", "O"], "label": "greet"},
+            {"text": "fly home", "tags": "O B-city", "label": "flight"}]  # tags as one string, as a Hub cell may be
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n", encoding="utf-8")
     got = read_sentences(data(path, scheme="bio"), str(path), need_intents=True)
     assert [(s.tokens, s.tags, s.intent) for s in got] == [
-        (["to", "boston"], ["O", "B-city"], "flight"), (["hi", "there"], ["O", "O"], "greet")]
+        (["to", "boston"], ["O", "B-city"], "flight"), (["hi", "there"], ["O", "O"], "greet"),
+        (["fly", "home"], ["O", "B-city"], "flight")]
 
 
 def _messy(text: str) -> str:

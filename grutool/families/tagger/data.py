@@ -167,14 +167,8 @@ def _jsonl(path: Path, cfg: DataConfig, need_intents: bool) -> list[Sentence]:
         for key, field in wanted:
             if key not in row:
                 raise UserError(f"{where}: no key '{key}' ({field}); keys found: {sorted(row)}")
-        tokens, tags = row[tokens_key], row[tags_key]
-        if isinstance(tokens, str):
-            tokens = tokens.split()
-        for key, value in ((tokens_key, tokens), (tags_key, tags)):
-            if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-                raise UserError(f"{where}: '{key}' must be a list of non-empty strings")
-        tokens = [t.strip() for t in tokens]
-        tags = [t.strip() for t in tags]
+        # a list, or one space-separated string, for the tags as for the tokens (as a Hub cell is read)
+        tokens, tags = _words(row[tokens_key], None, where, tokens_key), _words(row[tags_key], None, where, tags_key)
         if len(tokens) != len(tags):
             raise UserError(f"{where}: {len(tags)} tag(s) for {len(tokens)} token(s)")
         intent = None
