@@ -47,12 +47,14 @@ class TaggerTask(Task):
     # --- config ------------------------------------------------------------------------
 
     def check_task(self, cfg: Config) -> None:
+        if self.joint and is_numeric(cfg):  # said first: the text settings a joint config keeps are not the fault
+            d = cfg.data
+            what = "data.channels" if d.channels else "data.format" if d.format == "ts" else "data.train"
+            raise ValueError(f"{what}: task joint reads text; numeric sequences are read by tasks classifier, "
+                             f"tagger and regressor: remove it, or change the task")
         check_numeric(cfg)  # numeric settings on text, text settings on numbers
         if is_numeric(cfg):
             check_one_path_per_split(cfg)
-            if self.joint:
-                raise ValueError("task: joint reads text; numeric sequences are read by tasks classifier, tagger "
-                                 "and regressor")
             return
         fmt = cfg.data.format
         if fmt in ("parallel_text", "cmudict"):
