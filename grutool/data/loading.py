@@ -263,8 +263,12 @@ def load_hub_split(cfg: DataConfig, split: str):
         return datasets.load_dataset(cfg.dataset, cfg.dataset_config, split=split)
     except Exception as exc:
         cause = _root_cause(exc)
-        raise UserError(f"data.dataset: cannot load split '{split}' of '{cfg.dataset}': "
-                        f"{str(exc) or type(cause).__name__}; {how}") from None
+        said = str(exc) or type(cause).__name__
+        if offline and "OfflineModeIsEnabled" in f"{said} {type(cause).__name__}":
+            # HF_HUB_OFFLINE=1 reads the local cache only: `datasets` words a cache miss as "Couldn't reach"
+            said = (f"it is not in the local Hugging Face cache, and HF_HUB_OFFLINE=1 keeps grutool off the Hub "
+                    f"(unset it once, online, to download it)")
+        raise UserError(f"data.dataset: cannot load split '{split}' of '{cfg.dataset}': {said}; {how}") from None
 
 
 def load_split(cfg: DataConfig, source: str, text_fields: tuple[str, ...] = ()):

@@ -275,3 +275,21 @@ def test_hub_config_rules(tmp_path, task, data, message):
     extra = {"train": {"monitor": "loss"}, **({"model": {"bidirectional": False}} if task == "lm" else {})}
     cfg = _write(tmp_path, task, {"dataset": "someone/x", **data}, **extra)
     assert_user_error(invoke("train", cfg, "--dry-run"), message)
+
+
+def test_offline_with_an_empty_cache_says_it_is_not_cached(tmp_path):
+    # HF_HUB_OFFLINE=1 and nothing cached: the line quoted `datasets`' "Couldn't reach ... (OfflineModeIsEnabled)"
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "PYTHONPATH": str(ROOT),
+           "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "grutool", "train", str(ROOT / "configs" / "hub" / "sst2.yaml"),
+                           "--dry-run", "-o", str(tmp_path / "run")], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    [line] = proc.stderr.strip().splitlines()
+    assert "not in the local Hugging Face cache" in line and "HF_HUB_OFFLINE=1" in line, line
+    assert "OfflineModeIsEnabled" not in line and "configs/NAME.yaml" in line
+    assert not (tmp_path / "run").exists()
