@@ -346,6 +346,7 @@ def _latency(paths: list[Path], repeats: int, probe_kernel: set[int]) -> tuple[d
     from grutool.bench.timing import Case, WallClock, time_interleaved
     from grutool.data.batching import collate
     from grutool.predict import Predictor
+    from grutool.training.startup import silenced
 
     cases, keys, kernels, devices = [], [], {}, []
     for i, path in enumerate(paths):
@@ -354,11 +355,8 @@ def _latency(paths: list[Path], repeats: int, probe_kernel: set[int]) -> tuple[d
         d = p.cfg.data
         name, source = next(((n, getattr(d, n)) for n in ("validation", "test", "train") if getattr(d, n)),
                             ("train", None))
-        quiet, log.disabled = log.disabled, True  # its warnings (unknown tokens) were the run's, said in training
-        try:
+        with silenced():  # its warnings (unknown tokens) were the run's, said in training
             split = p.task.encode_split(p.cfg, p.run, source, name)
-        finally:
-            log.disabled = quiet
         for size in LATENCY_BATCHES:
             index = [k % len(split) for k in range(size)]
             batch = collate(split, index).to(p.device)

@@ -143,7 +143,7 @@ def layer(spec: Spec, seed: int = 0) -> Workload:
 def data_sizes(cfg: Config, vocab_size: Optional[int], num_classes: Optional[int]) -> tuple[int, int, str, dict]:
     """Vocabulary size and class count as `train` would get them: from the data when its files are
     readable (the task's own `prepare`), else the given values or 20,000 and 2. Third item: the source;
-    fourth: the task's other sizes read from the data (`Task.synthetic_counts`), keywords for `synthetic`."""
+    fourth: the task's other sizes read from the data (`Task.synthetic_sizes`), keywords for `synthetic`."""
     d = cfg.data
     path = get_task(cfg.task).train_file(cfg)
     # A file, a folder (format parallel, text_dir) or a file-name prefix (parallel_text: train -> train.de, .en).
@@ -151,8 +151,9 @@ def data_sizes(cfg: Config, vocab_size: Optional[int], num_classes: Optional[int
     if readable and (vocab_size is None or num_classes is None):
         task = get_task(cfg.task)
         prepared = task.prepare(cfg)
-        vocab, classes = task.synthetic_sizes(cfg, prepared)
-        return vocab_size or vocab, num_classes or classes, d.train, task.synthetic_counts(cfg, prepared)
+        sizes = task.synthetic_sizes(cfg, prepared)
+        vocab, classes = sizes.pop("vocab_size"), sizes.pop("num_classes")
+        return vocab_size or vocab, num_classes or classes, d.train, sizes
     return vocab_size or 20_000, num_classes or 2, "defaults", {}
 
 

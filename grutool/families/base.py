@@ -223,15 +223,11 @@ class Task:
     # for a family whose examples all have one fixed length, the examples themselves (forecast: windows).
     throughput_unit: ClassVar[str] = "tokens"
 
-    def synthetic_sizes(self, cfg: "Config", prepared: Prepared) -> tuple[int, int]:
-        """`bench --config` with readable data: the `vocab_size` and `num_classes` that `synthetic` takes,
-        read from the prepared real data."""
-        return len(prepared.vocab), len(prepared.labels)
-
-    def synthetic_counts(self, cfg: "Config", prepared: Prepared) -> dict[str, int]:
-        """`bench --config` with readable data: the other sizes `build_model` takes from the data, as the
-        keywords `synthetic` takes them by (joint: num_intents; forecast: num_series); none by default."""
-        return {}
+    def synthetic_sizes(self, cfg: "Config", prepared: Prepared) -> dict[str, int]:
+        """`bench --config` with readable data: the sizes `synthetic` takes, read from the prepared real data, by
+        its keywords: `vocab_size` and `num_classes`, and any other size `build_model` reads from the data
+        (joint: num_intents; forecast: num_series)."""
+        return {"vocab_size": len(prepared.vocab), "num_classes": len(prepared.labels)}
 
     def synthetic_length(self, cfg: "Config") -> int:
         """`bench --config`: the time steps T of the longest synthetic example: text, the config's max_length;

@@ -85,14 +85,21 @@ def read_data(cfg: Config) -> None:
     folder removed afterwards). `study` and `tune` call it before their first write, so a missing or malformed
     data file is one error line, not a study folder left behind or a failed trial each; the warnings reading
     gives (unknown tokens, ...) are left to the first run."""
-    import logging
-
     from grutool.data.loading import transient_cache
+
+    with silenced(), transient_cache():
+        get_task(cfg.task).prepare(cfg)
+
+
+@contextlib.contextmanager
+def silenced():
+    """The grutool logger off for a block that reads data again: its warnings (unknown tokens, ...) are a
+    training's, said when that training reads it."""
+    import logging
 
     log = logging.getLogger("grutool")
     quiet, log.disabled = log.disabled, True
     try:
-        with transient_cache():
-            get_task(cfg.task).prepare(cfg)
+        yield
     finally:
         log.disabled = quiet

@@ -447,7 +447,7 @@ def _joint_config(tmp_path: Path) -> Path:
 def test_a_config_is_timed_with_the_sizes_train_reads_from_its_data(which, tmp_path, monkeypatch):
     # Before: the joint model got as many intents as tags, and a forecaster with a series embedding one series
     # (configs/sines_covariates.yaml: 8,203 parameters against the 8,211 `train` reports for its three sites).
-    # Now the task's other sizes are read from the data too (Task.synthetic_counts).
+    # Now the task's other sizes are read from the data too (Task.synthetic_sizes).
     monkeypatch.chdir(ROOT)
     config = str(_joint_config(tmp_path)) if which == "joint" else "configs/sines_covariates.yaml"
     out = tmp_path / "b.json"

@@ -357,17 +357,17 @@ class ForecastTask(Task):
 
     throughput_unit = "windows"  # every window is data.input_length rows: tokens would only scale windows
 
-    def synthetic_sizes(self, cfg: "Config", prepared: Prepared) -> tuple[int, int]:
-        """The input columns (covariates aside: `synthetic` adds the config's own) and the predicted ones;
-        the vocabulary has no tokens to count."""
+    def synthetic_sizes(self, cfg: "Config", prepared: Prepared) -> dict[str, int]:
+        """The input columns (covariates aside: `synthetic` adds the config's own) and the predicted ones (the
+        vocabulary has no tokens to count); with a series embedding, the series it has a row for."""
         from grutool.families.forecast.covariates import Roles
 
-        return len(Roles.of(cfg, list(prepared.extra["scaler"].names)).columns), len(prepared.labels)
-
-    def synthetic_counts(self, cfg: "Config", prepared: Prepared) -> dict[str, int]:
-        """With a series embedding: the series it has a row for (`synthetic` makes one)."""
+        sizes = {"vocab_size": len(Roles.of(cfg, list(prepared.extra["scaler"].names)).columns),
+                 "num_classes": len(prepared.labels)}
         series = prepared.extra.get("series")
-        return {"num_series": len(series)} if series is not None else {}
+        if series is not None:
+            sizes["num_series"] = len(series)
+        return sizes
 
     def synthetic_length(self, cfg: "Config") -> int:
         return cfg.data.input_length

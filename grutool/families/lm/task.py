@@ -203,11 +203,11 @@ class LMTask(Task):
 
         return {"conditions": ("conditions.json", LabelVocab)} if cfg.data.condition_column else {}
 
-    def synthetic_sizes(self, cfg: Config, prepared: Prepared) -> tuple[int, int]:
+    def synthetic_sizes(self, cfg: Config, prepared: Prepared) -> dict[str, int]:
         """The vocabulary and, as the class count `synthetic` takes, the conditions (an lm's labels are its
         vocabulary again: counting them built a condition embedding of one row per token)."""
         conditions = prepared.extra.get("conditions")
-        return len(prepared.vocab), len(conditions) if conditions else 2
+        return {"vocab_size": len(prepared.vocab), "num_classes": len(conditions) if conditions else 2}
 
     def synthetic(self, cfg: Config, lengths: list[int], vocab_size: int, num_classes: int, generator,
                   num_chars: int = 0) -> tuple[Prepared, EncodedSplit]:

@@ -216,9 +216,12 @@ class TaggerTask(Task):
             files["chars"] = ("chars.json", Vocab)
         return files
 
-    def synthetic_counts(self, cfg: Config, prepared: Prepared) -> dict[str, int]:
-        """joint: the intents, which `synthetic` would otherwise count as many as the tags."""
-        return {"num_intents": len(prepared.extra["intents"])} if self.joint else {}
+    def synthetic_sizes(self, cfg: Config, prepared: Prepared) -> dict[str, int]:
+        """joint: the intents too, which `synthetic` would otherwise count as many as the tags."""
+        sizes = super().synthetic_sizes(cfg, prepared)
+        if self.joint:
+            sizes["num_intents"] = len(prepared.extra["intents"])
+        return sizes
 
     def synthetic(self, cfg: Config, lengths: list[int], vocab_size: int, num_classes: int, generator,
                   num_chars: int = 0, num_intents: Optional[int] = None) -> tuple[Prepared, EncodedSplit]:
