@@ -77,3 +77,22 @@ class Processes:
             for proc in self.running:
                 if proc.poll() is None:
                     proc.send_signal(signal.SIGINT)
+
+
+def stop_when_orphaned() -> None:
+    """In a job's process (study's runs, tune's trials): a Ctrl-C to itself once the process that started it is
+    gone (killed outright, e.g. SIGKILL, so it could not pass a SIGINT on), so the run stops as after Ctrl-C
+    with its last.pt, instead of training on in its own session, unseen, holding the run's lock. A daemon
+    thread that looks at the parent's pid once a second (portable, unlike Linux's PR_SET_PDEATHSIG)."""
+    import signal
+    import threading
+    import time
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=watch, name="grutool-orphan-watch", daemon=True).start()

@@ -34,7 +34,7 @@ from grutool.atomic import check_output_folder, write_text_atomic
 from grutool.cells import CELLS
 from grutool.config import MINIMIZED_METRICS, Config
 from grutool.errors import UserError
-from grutool.jobs import Processes, child_env, thread_share
+from grutool.jobs import Processes, child_env, stop_when_orphaned, thread_share
 from grutool.stats import ALPHA, mean_sd, paired_t
 
 log = logging.getLogger("grutool")
@@ -216,7 +216,7 @@ def _in_parallel(study_dir: Path, pending: list, jobs: int, per_run: int, overwr
     naming the study (`--resume` continues it); as tune's jobs do."""
     import json
     import sys
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import ThreadPoolExecutor, as_completed
 
     from grutool.errors import TrainingInterrupted
 
@@ -240,17 +240,29 @@ def _in_parallel(study_dir: Path, pending: list, jobs: int, per_run: int, overwr
         answer = json.loads(lines[-1])
         return i, run, answer["summary"], answer["kernel"]
 
-    pool = ThreadPoolExecutor(max_workers=jobs)
-    try:
-        for result in pool.map(one, pending):
-            done(*result)
-    except (KeyboardInterrupt, TrainingInterrupted):
+    def stop_running() -> None:
+        """Stop every running run (each saves its last.pt), start no more, and wait for them."""
         stop_all()
         try:
-            pool.shutdown(wait=True, cancel_futures=True)  # the running runs save their last.pt
+            pool.shutdown(wait=True, cancel_futures=True)
         except KeyboardInterrupt:
             log.warning("study: stopping; the running runs finish saving their last.pt")
+
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    try:
+        # As each run ends, not in the study's order: a run that fails is said at once, not after the runs
+        # before it in the order have trained to their end.
+        for future in as_completed([pool.submit(one, item) for item in pending]):
+            done(*future.result())
+    except (KeyboardInterrupt, TrainingInterrupted):
+        stop_running()
         raise TrainingInterrupted(str(study_dir)) from None
+    except UserError as exc:
+        # The study cannot finish without this run: the others stop now with their last.pt, which --resume
+        # continues once the cause is fixed, instead of training on for a report that will not come.
+        stop_running()
+        raise UserError(f"{exc}; the other running runs stopped and saved their last.pt: fix it and continue "
+                        f"the study with --resume", option=exc.option) from None
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -265,6 +277,7 @@ def _child(argv: list[str]) -> int:
     from grutool.errors import TrainingInterrupted
 
     study_dir, name, threads, mode = argv
+    stop_when_orphaned()  # the study's process killed outright: this run stops as after Ctrl-C, with its last.pt
     torch.set_num_threads(int(threads))
     try:
         state = _read_json(Path(study_dir) / PLAN) or {}

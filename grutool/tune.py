@@ -54,7 +54,6 @@ import math
 import os
 import socket
 import threading
-import time
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -64,7 +63,7 @@ from grutool import jsonsafe
 from grutool.atomic import check_output_folder, write_text_atomic
 from grutool.config import MINIMIZED_METRICS, Config
 from grutool.errors import UserError, install
-from grutool.jobs import child_env, thread_share
+from grutool.jobs import child_env, stop_when_orphaned, thread_share
 
 log = logging.getLogger("grutool")
 
@@ -691,7 +690,6 @@ def _trial_process(argv: list[str]) -> int:
     {"state": "pruned"} or {"state": "fail", "error"}. Exit 130 when stopped by SIGINT (last.pt saved), also
     when the parent process is gone."""
     import json
-    import signal
     import sys
 
     from grutool.config_file import load_config
@@ -703,14 +701,7 @@ def _trial_process(argv: list[str]) -> int:
     log.addHandler(handler)
     log.setLevel(logging.WARNING)
     log.propagate = False
-    parent = os.getppid()
-
-    def orphaned() -> None:  # a parent killed outright: stop as Ctrl-C would, so the run keeps its last.pt
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os.kill(os.getpid(), signal.SIGINT)
-
-    threading.Thread(target=orphaned, daemon=True).start()
+    stop_when_orphaned()  # a parent killed outright: stop as Ctrl-C would, so the run keeps its last.pt
     optuna = _optuna()
     try:
         import torch

@@ -334,3 +334,83 @@ def test_jobs_ctrl_c_saves_the_running_runs_starts_no_more_and_resume_finishes(t
                     "-o", tmp_path / "st", "-q", "--resume")
     assert result.exit_code == 0, result.output
     assert [run["status"] for run in list_runs(tmp_path / "st")] == ["finished"] * 3
+
+
+def test_jobs_a_failing_run_is_said_at_once_and_the_others_stop_with_their_last_pt(tmp_path):
+    # With --jobs, runs were collected in the study's order: a run that failed in its first second was said
+    # only once every run before it had trained to its end (here a long one), and the others trained on for a
+    # report that could not come.
+    import subprocess
+    import sys
+    import time
+
+    config = write_config(tmp_path, patience=None)
+    study.run_study(config, ["gru", "lstm"], 1, study_dir=tmp_path / "st", latency_repeats=1)
+    (tmp_path / "st" / "runs" / "lstm-seed3" / "last.pt").write_bytes(b"not a checkpoint")
+    cmd = [sys.executable, "-m", "grutool", "study", str(config), "--cells", "gru,lstm", "--seeds", "1", "--jobs",
+           "2", "--threads", "2", "-o", str(tmp_path / "st"), "-q", "--resume", "--set", "train.epochs=100000"]
+    started = time.monotonic()
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert time.monotonic() - started < 120  # 100,000 epochs of the gru run would take hours
+    last = result.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in result.stderr and last.startswith("error: ") and "lstm-seed3" in last, result.stderr
+    assert "stopped and saved their last.pt" in last and "--resume" in last, last
+    status = {Path(r["run"]).name: r["status"] for r in list_runs(tmp_path / "st")}
+    assert status["gru-seed3"] == "interrupted", status  # stopped after a step, resumable
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process table from /proc")
+def test_jobs_runs_stop_with_their_last_pt_when_the_study_process_is_killed(tmp_path):
+    # `kill -9` of `grutool study --jobs` left its runs (in sessions of their own) training on, orphaned and
+    # holding their runs' locks; now each stops as after Ctrl-C within a second or two of the kill.
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    config = write_config(tmp_path, patience=None)
+    raw = yaml.safe_load(config.read_text())
+    raw["train"]["epochs"] = 100000
+    config.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    cmd = [sys.executable, "-m", "grutool", "study", str(config), "--cells", "gru", "--seeds", "2", "--jobs", "2",
+           "--threads", "2", "-o", str(tmp_path / "st"), "-q"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def children() -> list[int]:
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == proc.pid:
+                found.append(int(stat.parent.name))
+        return found
+
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if len([p for p in (tmp_path / "st" / "runs").glob("*/last.pt")]) == 2 and len(children()) == 2:
+            break
+        time.sleep(0.2)
+    runs = children()
+    assert len(runs) == 2
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+
+    def running(pid: int) -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except (OSError, IndexError):
+            return False
+
+    deadline = time.monotonic() + 60
+    while any(running(p) for p in runs) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = [p for p in runs if running(p)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, "the study's runs trained on after the study was killed"
+    assert [r["status"] for r in list_runs(tmp_path / "st")] == ["interrupted", "interrupted"]
+    assert not list((tmp_path / "st" / "runs").glob("*/.lock"))
