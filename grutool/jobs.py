@@ -79,16 +79,22 @@ class Processes:
                     proc.send_signal(signal.SIGINT)
 
 
-def stop_when_orphaned() -> None:
-    """In a job's process (study's runs, tune's trials): a Ctrl-C to itself once the process that started it is
-    gone (killed outright, e.g. SIGKILL, so it could not pass a SIGINT on), so the run stops as after Ctrl-C
-    with its last.pt, instead of training on in its own session, unseen, holding the run's lock. A daemon
-    thread that looks at the parent's pid once a second (portable, unlike Linux's PR_SET_PDEATHSIG)."""
+def stop_when_orphaned(parent: Optional[int] = None) -> None:
+    """In a job's process (study's runs, tune's trials, `train --nproc`'s workers): one Ctrl-C (SIGINT) to itself
+    once `parent` (default: the process that started this one) is gone, killed outright (e.g. SIGKILL) so that it
+    could not pass a SIGINT on; at once where it is gone already. The run then stops as after Ctrl-C, with its
+    last.pt, instead of training on in its own session, unseen, holding the run's lock.
+
+    A daemon thread that looks at the parent's pid once a second: exactly one SIGINT, on any POSIX system.
+    (Linux's PR_SET_PDEATHSIG, used before for `--nproc`, sends its signal again each time the process is
+    handed to another of the dying parent's threads: torchrun starts its workers from a thread, so a worker got
+    two SIGINTs, the second of which means "stop now" and cut a collective short on one rank, leaving the other
+    waiting for train.dist_timeout_s.)"""
     import signal
     import threading
     import time
 
-    parent = os.getppid()
+    parent = os.getppid() if parent is None else parent
 
     def watch() -> None:
         while os.getppid() == parent:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sys
 
 from grutool.cli.console import err
 
@@ -59,24 +58,18 @@ def launch(nproc: int, args: list[str]) -> int:
 
 
 def follow_launcher() -> None:
-    """In a worker `launch` started: a Ctrl-C (SIGINT) from the kernel when the launcher dies.
+    """In a worker `launch` started: a Ctrl-C (SIGINT) when the launcher dies (`jobs.stop_when_orphaned`).
 
     The workers run in sessions of their own, so neither a terminal's signals nor the end of a launcher killed
     with SIGKILL (which torchrun cannot pass on) reached them: they trained on, orphaned, holding the run's
-    lock. Now they stop as after Ctrl-C, after the same step with a resumable last.pt. Linux only (prctl).
+    lock. Now they stop as after Ctrl-C, after the same step with a resumable last.pt.
     """
     launcher = os.environ.get(LAUNCHER_PID)
-    if not launcher or not sys.platform.startswith("linux"):
+    if not launcher:
         return
-    import ctypes
+    from grutool.jobs import stop_when_orphaned
 
-    PR_SET_PDEATHSIG = 1
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGINT))
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != int(launcher):  # it died before the request above: nobody would send the signal
-        os.kill(os.getpid(), signal.SIGINT)
+    stop_when_orphaned(int(launcher))
 
 
 def _failed(failures: dict, nproc: int) -> int:
