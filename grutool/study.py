@@ -260,9 +260,12 @@ def _in_parallel(study_dir: Path, pending: list, jobs: int, per_run: int, overwr
     except UserError as exc:
         # The study cannot finish without this run: the others stop now with their last.pt, which --resume
         # continues once the cause is fixed, instead of training on for a report that will not come.
+        with procs.guard:
+            others = bool(procs.running)
         stop_running()
-        raise UserError(f"{exc}; the other running runs stopped and saved their last.pt: fix it and continue "
-                        f"the study with --resume", option=exc.option) from None
+        stopped = "; the other running runs stopped and saved their last.pt" if others else ""
+        raise UserError(f"{exc}{stopped}: fix the cause and continue the study with --resume",
+                        option=exc.option) from None
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
