@@ -179,7 +179,8 @@ class DataConfig(_Section):
     # --- numeric data (forecast and numeric sequences) ---
     time_column: Optional[str] = None
     """Numeric data: the column giving each row's time (forecast: timestamps, sorted, no duplicates) or order
-    within its sequence (numeric sequences). Null: rows are in file order."""
+    within its sequence (numeric sequences: numbers, such as a step index or seconds; not dates). Null: rows are in
+    file order."""
     missing: Literal["error", "ffill", "interpolate", "mask"] = "error"
     """Numeric data: what an empty or NaN cell means. `error`: exit naming the first one; `ffill`: the last
     value before it in the same column (the first value after it at the start); `interpolate`: linear between

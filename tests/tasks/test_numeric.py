@@ -525,6 +525,13 @@ def test_a_date_in_the_time_column_says_the_column_holds_numbers(tmp_path):
         read_sequences(parse_config(raw).data, str(tmp_path / "x.csv"))
     assert str(e.value).startswith(f"{tmp_path / 'x.csv'}:2:2: '2024-01-01' in column 't' is not a finite number")
     assert "holds numbers" in str(e.value) and "out of the config" not in str(e.value)
+    # which values it takes, the date in them, and the other way out (it said only 'write the times as numbers')
+    assert "(a step index 1, 2, 3, or seconds), not dates" in str(e.value)
+    assert "'2024-01-01' is 1704067200 seconds since 1970" in str(e.value)
+    assert str(e.value).endswith("or remove data.time_column to read the rows in file order")
+    with pytest.raises(UserError) as e:  # a trained run's input: its time column cannot be removed
+        read_sequences(parse_config(raw).data, str(tmp_path / "x.csv"), need_labels=False, inference=True)
+    assert str(e.value).endswith("write the times as numbers ('2024-01-01' is 1704067200 seconds since 1970)")
 
 
 @pytest.mark.parametrize("name, channels", [("numeric.yaml", 2), ("sines.yaml", 3)])
