@@ -88,6 +88,10 @@ class Table:
             return where + (f":{self.columns.index(column) + 1}" if column is not None else "")
         return f"{self.path}: row {self.file_row(row) + 1}" + (f", column {column!r}" if column is not None else "")
 
+    def place(self, row: int) -> str:
+        """`line N` (text) or `row N` (parquet) of data row `row` (from 0), for naming a second row in a message."""
+        return f"line {self.first_line + self.file_row(row)}" if self.text else f"row {self.file_row(row) + 1}"
+
     def column(self, name: str, option: str = "column") -> str:
         """`name` when the table has it, else a UserError naming `option` (a config field) with a did-you-mean."""
         if name in self.columns:
@@ -181,9 +185,8 @@ class Table:
         row, prev = bad
         cell = str(self.frame[name].iloc[row])
         verb = "repeats" if stamps[row] == stamps[prev] else "is earlier than"
-        prev = self.file_row(prev)
-        where = f"line {self.first_line + prev}" if self.text else f"row {prev + 1}"
-        raise UserError(f"{self.location(row, name)}: timestamp {cell!r}{what} {verb} the one on {where}; {fix}")
+        raise UserError(f"{self.location(row, name)}: timestamp {cell!r}{what} {verb} the one on "
+                        f"{self.place(prev)}; {fix}")
 
 
 def time_fix(cell: str, inference: bool = False) -> str:

@@ -479,6 +479,36 @@ def test_a_row_without_an_id_is_refused_not_a_sequence_of_its_own(tmp_path, cell
     assert str(e.value).startswith(f"{tmp_path / 'x.csv'}:3:1: no id in column 'id' (data.id_column)")
 
 
+def test_ids_are_read_without_surrounding_spaces(tmp_path):
+    # 's1' and 's1 ' were two sequences, each with part of the rows
+    (tmp_path / "x.csv").write_text("id,a,label\ns1,1.0,up\ns2,5.0,down\ns1 ,2.0,up\n s1,3.0,up\n", encoding="utf-8")
+    raw = toy(tmp_path / "r")
+    raw["data"].update(train=str(tmp_path / "x.csv"), channels=["a"])
+    seqs = read_sequences(parse_config(raw).data, str(tmp_path / "x.csv"))
+    assert seqs.ids == ["s1", "s2"] and seqs.values[0][:, 0].tolist() == [1.0, 2.0, 3.0]
+    assert parse_text("s1 \t1,2", 1)[0] == "s1"  # an id typed to infer or serve, likewise
+
+
+@pytest.mark.parametrize("first, second", [("1", "01"), ("7", "7.0"), ("007", "7")])
+def test_one_number_written_two_ways_as_ids_is_refused(tmp_path, first, second):
+    # '1' and '01' were two sequences; merging them would be a guess ('007' may be a code), so both are named
+    (tmp_path / "x.csv").write_text(f"id,a,label\n{first},1.0,up\n{second},2.0,up\n", encoding="utf-8")
+    raw = toy(tmp_path / "r")
+    raw["data"].update(train=str(tmp_path / "x.csv"), channels=["a"])
+    with pytest.raises(UserError) as e:
+        read_sequences(parse_config(raw).data, str(tmp_path / "x.csv"))
+    assert str(e.value) == (f"{tmp_path / 'x.csv'}:3:1: ids {second!r} (here) and {first!r} (line 2) are one number "
+                            f"written two ways; data.id_column 'id' is compared as text, so they would be two "
+                            f"sequences: write each id one way")
+
+
+def test_ids_that_are_different_text_and_not_numbers_stay_apart(tmp_path):
+    (tmp_path / "x.csv").write_text("id,a,label\nS1,1.0,up\ns1,2.0,up\n1,3.0,up\n2,4.0,up\n", encoding="utf-8")
+    raw = toy(tmp_path / "r")
+    raw["data"].update(train=str(tmp_path / "x.csv"), channels=["a"])
+    assert read_sequences(parse_config(raw).data, str(tmp_path / "x.csv")).ids == ["S1", "s1", "1", "2"]
+
+
 def test_a_parquet_row_without_an_id_is_refused(tmp_path):
     pd = pytest.importorskip("pandas")
     pytest.importorskip("pyarrow")
