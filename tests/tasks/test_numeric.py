@@ -173,6 +173,11 @@ def test_split_seed_picks_which_sequences_validate(tmp_path):
     ("numeric_regression.yaml", {"train": {"lazy_embeddings": True}}, "train.lazy_embeddings: for text; numeric"),
     ("numeric.yaml", {"model": {"char_hidden_size": 8}}, "model.char_hidden_size: for text; numeric sequences"),
     ("numeric.yaml", {"data": {"scheme": "iob2"}}, "data.scheme: only for task tagger or joint"),
+    # a text config given channels: the text setting it rightly keeps is named, and so is what made it numeric
+    ("tagging.yaml", {"data": {"channels": ["a"]}}, "model.token_dropout: for text; numeric sequences have no tokens "
+     "(data.channels is set, so this config reads them): remove it, or remove data.channels to read text"),
+    ("sst2.yaml", {"data": {"format": "ts"}}, "(data.format is ts, so this config reads them): remove it, or change "
+     "data.format to read text"),
 ])
 def test_numeric_settings_on_text_are_refused(tmp_path, config, sets, expect):
     with pytest.raises(UserError, match=re.escape(expect)):

@@ -44,7 +44,7 @@ class RegressorTask(Task):
         if not is_numeric(cfg):
             raise ValueError("data.train: task regressor reads numeric sequences: a .ts file with @targetLabel "
                              "true, or a csv/tsv/parquet table with data.channels")
-        check_numeric(cfg)
+        check_numeric(cfg, reads_text=False)
         check_one_path_per_split(cfg)
 
     def traces_real(self, cfg: Config) -> bool:
