@@ -116,6 +116,14 @@ class RegressorTask(Task):
         self.encode_evaluation_splits(cfg, prepared)
         return prepared
 
+    def figures_note(self, cfg: Config, prepared: Prepared) -> Optional[str]:
+        # The loss (and so `val loss`) is on z-scores, rmse and mae in the target's units: an rmse beside a loss
+        # whose square root it is not read as two scales, without a word on which is which.
+        target = prepared.labels
+        name = f"target {target.names[0]!r}" if cfg.data.channels else "target"
+        return (f"{name}: mean {target.mean[0]:.4g}, sd {target.std[0]:.4g}; the loss is on its z-scores, "
+                f"rmse and mae in its units (mse in their square)")
+
     def encode_split(self, cfg: Config, vocabs: Any, source: str, name: str) -> EncodedSplit:
         seqs, y = self.read(cfg, source)
         return self.encode(vocabs.extra["scaler"], vocabs.labels, seqs, y)
