@@ -179,7 +179,8 @@ class DataConfig(_Section):
     # --- numeric data (forecast and numeric sequences) ---
     time_column: Optional[str] = None
     """Numeric data: the column giving each row's time (forecast: timestamps, sorted, no duplicates) or order
-    within its sequence (numeric sequences). Null: rows are in file order."""
+    within its sequence (numeric sequences: numbers, such as a step index or seconds; not dates). Null: rows are in
+    file order."""
     missing: Literal["error", "ffill", "interpolate", "mask"] = "error"
     """Numeric data: what an empty or NaN cell means. `error`: exit naming the first one; `ffill`: the last
     value before it in the same column (the first value after it at the start); `interpolate`: linear between
@@ -242,7 +243,9 @@ class DataConfig(_Section):
     values. Rows of one sequence share data.id_column, in file order or ordered by data.time_column. Null: the
     data is text (or a .ts file, which names no columns)."""
     id_column: str = "id"
-    """Long tables of numeric sequences: the column naming the sequence each row belongs to."""
+    """Long tables of numeric sequences: the column naming the sequence each row belongs to. Ids are compared as
+    text without surrounding spaces (`s1` and ` s1 ` are one sequence, `S1` and `s1` two); one number written two
+    ways (`1` and `01`, `7` and `7.0`) is refused."""
     time_delta: bool = False
     """Long tables with data.time_column: add each step's time since the step before (0 at the first) as one more
     channel, after data.channels and standardised like them (irregular sampling becomes visible to the model;

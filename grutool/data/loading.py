@@ -245,13 +245,23 @@ def _hub_reachable(timeout: float = HUB_TIMEOUT_S) -> Optional[str]:
         return f"{host}:{port}: {exc.strerror or exc}"
 
 
+def hub_offline() -> Optional[str]:
+    """The variable that keeps `datasets` off the Hub, as `NAME=value`, or None: `datasets`' own rule, so grutool
+    never probes the network when it would not (or skips the probe when it would): HF_DATASETS_OFFLINE when set,
+    else HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE), each on for 1, on, yes or true in any case."""
+    name = next((n for n in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+                 if os.environ.get(n) is not None and (n == "HF_DATASETS_OFFLINE" or os.environ[n])), None)
+    value = os.environ.get(name, "") if name else ""
+    return f"{name}={value}" if value.upper() in ("1", "ON", "YES", "TRUE") else None
+
+
 HUB_FIX = ("use local files instead: remove data.dataset and point data.train/validation/test at files "
            f"(each configs/hub/NAME.yaml has its offline twin configs/NAME.yaml; {DATA_DOCS})")
 
 
 def load_hub_split(cfg: DataConfig, split: str):
     """Load `split` of the Hub dataset named in `cfg.dataset` (`datasets`' split syntax: `train[:4478]` too)."""
-    offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1"
+    offline = hub_offline()
     how = HUB_FIX
     if not offline:
         reason = _hub_reachable()
@@ -265,8 +275,8 @@ def load_hub_split(cfg: DataConfig, split: str):
         cause = _root_cause(exc)
         said = str(exc) or type(cause).__name__
         if offline and "OfflineModeIsEnabled" in f"{said} {type(cause).__name__}":
-            # HF_HUB_OFFLINE=1 reads the local cache only: `datasets` words a cache miss as "Couldn't reach"
-            said = (f"it is not in the local Hugging Face cache, and HF_HUB_OFFLINE=1 keeps grutool off the Hub "
+            # offline, `datasets` reads the local cache only and words a miss as "Couldn't reach"
+            said = (f"it is not in the local Hugging Face cache, and {offline} keeps grutool off the Hub "
                     f"(unset it once, online, to download it)")
         raise UserError(f"data.dataset: cannot load split '{split}' of '{cfg.dataset}': {said}; {how}") from None
 

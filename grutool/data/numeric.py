@@ -4,7 +4,8 @@ Two layouts:
 
     .ts          one case per line (grutool.data.tsfile): channels separated by ':', values by ','; the label
                  after the last ':' (per step: one per step, separated by ',')
-    long table   csv, tsv or parquet, a row per step: data.id_column names the sequence, data.channels its
+    long table   csv, tsv or parquet, a row per step: data.id_column names the sequence (compared as text
+                 without surrounding spaces; one number written two ways, 1 and 01, is refused), data.channels its
                  values, data.time_column (optional) orders the rows of a sequence (with data.time_delta the
                  time since the previous step is one more channel), data.label_column holds the label (once
                  per sequence: every row of a sequence must agree; or per step for tagging)
@@ -142,9 +143,9 @@ def _read_table(d: "DataConfig", source: str, need_labels: bool, per_step: bool,
     fmt = d.format if d.format in ("csv", "tsv", "parquet") else "auto"
     table = read_table(source, fmt, header=d.header, column_names=d.column_names, inference=inference)
     id_column = table.column(d.id_column, "data.id_column")
-    ids = table.strings(id_column)
+    ids = [i.strip() for i in table.strings(id_column)]  # 's1 ' is 's1': spaces around a cell are never meant
     # A row without an id would be a sequence of its own (named '' or 'nan'): refused, never guessed.
-    absent = table.frame[id_column].isna().to_numpy() | np.array([not i.strip() for i in ids], dtype=bool)
+    absent = table.frame[id_column].isna().to_numpy() | np.array([not i for i in ids], dtype=bool)
     if absent.any():
         raise UserError(f"{table.location(int(np.flatnonzero(absent)[0]), id_column)}: no id in column "
                         f"{id_column!r} (data.id_column); write the id of the sequence this row belongs to")
@@ -158,6 +159,7 @@ def _read_table(d: "DataConfig", source: str, need_labels: bool, per_step: bool,
     order: dict[str, list[int]] = {}
     for row, key in enumerate(ids):
         order.setdefault(key, []).append(row)
+    _check_one_way(table, id_column, order)
     out_values, out_labels, where = [], [], []
     for key, rows in order.items():
         if times is not None:
@@ -185,6 +187,26 @@ def _read_table(d: "DataConfig", source: str, need_labels: bool, per_step: bool,
             out_labels.append(seq_labels[0])
     channels = list(d.channels) + ([f"delta_{d.time_column}"] if d.time_delta else [])
     return Sequences(out_values, channels, list(order), out_labels if need_labels else None, where, source)
+
+
+NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)")
+
+
+def _check_one_way(table, id_column: str, order: dict[str, list[int]]) -> None:
+    """Ids are compared as text, so one number written two ways ('1' and '01', '7' and '7.0') would be two
+    sequences, each with part of the rows: refused, naming both, rather than guessed either way (a code such as
+    '007' may be meant as written)."""
+    from decimal import Decimal
+
+    seen: dict[Decimal, str] = {}
+    for key, rows in order.items():  # in order of first appearance
+        if NUMBER.fullmatch(key):
+            first = seen.setdefault(Decimal(key), key)
+            if first != key:
+                raise UserError(f"{table.location(rows[0], id_column)}: ids {clipped(key, 40)!r} (here) and "
+                                f"{clipped(first, 40)!r} ({table.place(order[first][0])}) are one number written "
+                                f"two ways; data.id_column {id_column!r} is compared as text, so they would be two "
+                                f"sequences: write each id one way")
 
 
 def _label_text(v: str) -> str:
@@ -321,6 +343,7 @@ def parse_text(text: str, channels: int, where: str = "input") -> tuple[Optional
         body = ":".join(",".join("?" if v is None else str(v) for v in r) for r in rows)
     elif "\t" in body:
         seq_id, body = body.split("\t", 1)
+        seq_id = seq_id.strip()  # as a table's ids are read
     return seq_id, parse_case(body, channels, where)
 
 

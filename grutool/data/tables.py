@@ -88,6 +88,10 @@ class Table:
             return where + (f":{self.columns.index(column) + 1}" if column is not None else "")
         return f"{self.path}: row {self.file_row(row) + 1}" + (f", column {column!r}" if column is not None else "")
 
+    def place(self, row: int) -> str:
+        """`line N` (text) or `row N` (parquet) of data row `row` (from 0), for naming a second row in a message."""
+        return f"line {self.first_line + self.file_row(row)}" if self.text else f"row {self.file_row(row) + 1}"
+
     def column(self, name: str, option: str = "column") -> str:
         """`name` when the table has it, else a UserError naming `option` (a config field) with a did-you-mean."""
         if name in self.columns:
@@ -120,8 +124,7 @@ class Table:
             row = int(np.flatnonzero(bad)[0])
             fix = "fix the cell" if self.inference else "fix the cell or leave the column out of the config"
             if option == "data.time_column":  # numeric sequences order their rows by numbers, not dates
-                fix = ("data.time_column of numeric sequences holds numbers (a step index, or seconds: "
-                       "data.time_delta takes their differences); write the times as numbers")
+                fix = time_fix(str(series.iloc[row]), self.inference)
             raise UserError(f"{self.location(row, name)}: {clipped(str(series.iloc[row]), 60)!r} in column {name!r} "
                             f"is not a finite number; {fix}")
         if missing == "error" and absent.any():
@@ -182,9 +185,24 @@ class Table:
         row, prev = bad
         cell = str(self.frame[name].iloc[row])
         verb = "repeats" if stamps[row] == stamps[prev] else "is earlier than"
-        prev = self.file_row(prev)
-        where = f"line {self.first_line + prev}" if self.text else f"row {prev + 1}"
-        raise UserError(f"{self.location(row, name)}: timestamp {cell!r}{what} {verb} the one on {where}; {fix}")
+        raise UserError(f"{self.location(row, name)}: timestamp {cell!r}{what} {verb} the one on "
+                        f"{self.place(prev)}; {fix}")
+
+
+def time_fix(cell: str, inference: bool = False) -> str:
+    """The fix for a cell of a numeric-sequence table's data.time_column that is no finite number: the values the
+    column takes, with the cell in seconds when it is a date (forecasts read dates there; these tables do not)."""
+    import re
+
+    import pandas as pd
+
+    cell = cell.strip()
+    stamp = instants([cell]).iloc[0] if re.search(r"\d{4}", cell) else pd.NaT  # a year: '12:30' is no date
+    example = (f"{clipped(cell, 40)!r} is {int(stamp.timestamp())} seconds since 1970" if not pd.isna(stamp)
+               else "2024-01-01 is 1704067200 seconds since 1970")
+    other = "" if inference else ", or remove data.time_column to read the rows in file order"
+    return (f"data.time_column of numeric sequences holds numbers that order each sequence's rows (a step index "
+            f"1, 2, 3, or seconds), not dates: write the times as numbers ({example}){other}")
 
 
 def instants(cells) -> "pd.Series":

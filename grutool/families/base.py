@@ -209,6 +209,11 @@ class Task:
         """A fresh metrics object (update per batch, compute per epoch) for `split`."""
         raise NotImplementedError
 
+    def figures_note(self, cfg: "Config", prepared: Prepared) -> Optional[str]:
+        """One start-up line, said before the first epoch, on what the epoch line's figures are in, where their
+        names alone could mislead (regressor: the loss on z-scores, the metrics in the target's units); None."""
+        return None
+
     def uninformative(self, metrics: dict) -> frozenset[str]:
         """Figures of this eval result that say nothing of the model on its data (a study leaves them out of
         its tables and comparison): none by default."""

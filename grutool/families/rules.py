@@ -61,13 +61,29 @@ TEXT_ONLY = {"data": ("dataset", "dataset_config", "text_column", "max_word_leng
 NUMERIC_ONLY = {"data": ("time_column", "missing", "channels", "id_column", "time_delta")}
 
 
-def check_text_only(cfg: Config) -> None:
-    """A text setting (TEXT_ONLY) on numbers would silently do nothing: one left from its default is an error."""
+def check_text_only(cfg: Config, reads_text: bool = False) -> None:
+    """A text setting (TEXT_ONLY) on numbers would silently do nothing: one left from its default is an error.
+    `reads_text`: the family reads text too, so the error names what made the config numeric, the other fix."""
     for section, names in TEXT_ONLY.items():
         part = getattr(cfg, section)
         for name in names:
             if getattr(part, name) != type(part).model_fields[name].default:
-                raise ValueError(f"{section}.{name}: for text; numeric sequences have no tokens: remove it")
+                _, what, fix = numeric_by(cfg)
+                why = f" ({what}, so this config reads them)" if reads_text else ""
+                other = f", or {fix} to read text" if reads_text else ""
+                raise ValueError(f"{section}.{name}: for text; numeric sequences have no tokens{why}: remove "
+                                 f"it{other}")
+
+
+def numeric_by(cfg: Config) -> tuple[str, str, str]:
+    """The setting that makes `cfg` read numeric sequences (see is_numeric): (its name, what it holds, how to read
+    text instead)."""
+    d = cfg.data
+    if d.channels:
+        return "data.channels", "data.channels is set", "remove data.channels"
+    if d.format == "ts":
+        return "data.format", "data.format is ts", "change data.format"
+    return "data.train", "data.train is a .ts file", "give text files"
 
 
 def is_numeric(cfg: Config) -> bool:
@@ -80,9 +96,10 @@ def is_numeric(cfg: Config) -> bool:
     return d.format == "ts" or bool(d.channels) or (d.format == "auto" and train.lower().endswith(".ts"))
 
 
-def check_numeric(cfg: Config) -> None:
+def check_numeric(cfg: Config, reads_text: bool = True) -> None:
     """Numeric sequences have no tokens: the text settings that would silently do nothing are errors, and so
-    are the numeric settings on text."""
+    are the numeric settings on text. `reads_text`: the family reads text too (classifier, tagger), so a text
+    setting's error says what made the config numeric."""
     d, m = cfg.data, cfg.model
     if d.time_delta and not (d.channels and d.time_column):  # on text too, where it changed nothing
         raise ValueError("data.time_delta: the time between steps comes from a long table's data.time_column; "
@@ -98,7 +115,7 @@ def check_numeric(cfg: Config) -> None:
             raise ValueError("data.split_seed: picks which sequences a sliced numeric file (train.ts[80%:]) "
                              "validates; text files of this task are not sliced: remove it")
         return
-    check_text_only(cfg)
+    check_text_only(cfg, reads_text)
     if d.format not in ("auto", "ts", "csv", "tsv", "parquet"):
         raise ValueError(f"data.format: '{d.format}' is not a numeric format; use ts, csv, tsv or parquet")
     if d.format in ("csv", "tsv", "parquet") and not d.channels:

@@ -28,12 +28,13 @@ COLUMNS = 80  # what a line written for a terminal keeps within
 
 
 def number(value) -> str:
-    """A figure as people read it: integers and large values with thousands separators, others 4 decimals."""
+    """A figure as people read it: integers and large values with thousands separators, others 4 decimals, or
+    4 significant digits below 0.001 (a regressor's error in small units is not `0.0000`)."""
     if isinstance(value, bool) or value is None:
         return str(value)
     if isinstance(value, int) or abs(value) >= 1000:
         return f"{value:,.0f}"
-    return f"{value:.4f}"
+    return f"{value:.4g}" if 0 < abs(value) < 0.001 else f"{value:.4f}"
 
 
 def duration(seconds: float) -> str:

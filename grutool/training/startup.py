@@ -66,6 +66,9 @@ def _on_main(cfg: Config, task, run_dir: Path, resume: bool, overwrite: bool, dr
     scaler = prepared.vocabulary("scaler")
     inputs = f"channels {number(len(scaler))}" if scaler is not None else f"vocabulary {number(len(prepared.vocab))}"
     stages = [f"data: {counts}; {inputs} ({time.perf_counter() - t0:.1f} s)"]  # 80 columns at 123,456 examples
+    note = task.figures_note(cfg, prepared)
+    if note:
+        stages.append(note)
     check_fits(cfg, count_on_meta(task, cfg, prepared), device)
     distributed.check_shares(dist, prepared.splits["train"], cfg.train.batch_size)
     vectors = None

@@ -277,19 +277,39 @@ def test_hub_config_rules(tmp_path, task, data, message):
     assert_user_error(invoke("train", cfg, "--dry-run"), message)
 
 
-def test_offline_with_an_empty_cache_says_it_is_not_cached(tmp_path):
-    # HF_HUB_OFFLINE=1 and nothing cached: the line quoted `datasets`' "Couldn't reach ... (OfflineModeIsEnabled)"
+@pytest.mark.parametrize("setting", ["HF_HUB_OFFLINE=1", "HF_HUB_OFFLINE=true", "HF_DATASETS_OFFLINE=1"])
+def test_offline_with_an_empty_cache_says_it_is_not_cached(tmp_path, setting):
+    # HF_HUB_OFFLINE=1 and nothing cached: the line quoted `datasets`' "Couldn't reach ... (OfflineModeIsEnabled)".
+    # HF_DATASETS_OFFLINE=1 was answered with HF_HUB_OFFLINE=1, a variable the user had not set, and
+    # HF_HUB_OFFLINE=true (offline for `datasets`) with a network probe: "cannot reach the Hugging Face Hub"
     import os
     import subprocess
     import sys
 
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "PYTHONPATH": str(ROOT),
-           "OMP_NUM_THREADS": "1"}
+    name, value = setting.split("=")
+    env = {**{k: v for k, v in os.environ.items() if not k.endswith("_OFFLINE")}, name: value,
+           "HF_HOME": str(tmp_path / "hf"), "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-m", "grutool", "train", str(ROOT / "configs" / "hub" / "sst2.yaml"),
                            "--dry-run", "-o", str(tmp_path / "run")], capture_output=True, text=True, env=env,
                           timeout=300)
     assert proc.returncode == 2, proc.stderr
     [line] = proc.stderr.strip().splitlines()
-    assert "not in the local Hugging Face cache" in line and "HF_HUB_OFFLINE=1" in line, line
+    assert f"not in the local Hugging Face cache, and {setting} keeps grutool off the Hub" in line, line
     assert "OfflineModeIsEnabled" not in line and "configs/NAME.yaml" in line
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("env, said", [
+    ({}, None), ({"HF_HUB_OFFLINE": "1"}, "HF_HUB_OFFLINE=1"), ({"HF_HUB_OFFLINE": "ON"}, "HF_HUB_OFFLINE=ON"),
+    ({"HF_HUB_OFFLINE": "0"}, None), ({"TRANSFORMERS_OFFLINE": "yes"}, "TRANSFORMERS_OFFLINE=yes"),
+    ({"HF_DATASETS_OFFLINE": "true"}, "HF_DATASETS_OFFLINE=true"),
+    ({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "0"}, None),  # datasets' own variable wins: online
+])
+def test_offline_is_read_as_datasets_reads_it(monkeypatch, env, said):
+    from grutool.data.loading import hub_offline
+
+    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert hub_offline() == said

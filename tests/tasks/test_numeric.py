@@ -173,6 +173,11 @@ def test_split_seed_picks_which_sequences_validate(tmp_path):
     ("numeric_regression.yaml", {"train": {"lazy_embeddings": True}}, "train.lazy_embeddings: for text; numeric"),
     ("numeric.yaml", {"model": {"char_hidden_size": 8}}, "model.char_hidden_size: for text; numeric sequences"),
     ("numeric.yaml", {"data": {"scheme": "iob2"}}, "data.scheme: only for task tagger or joint"),
+    # a text config given channels: the text setting it rightly keeps is named, and so is what made it numeric
+    ("tagging.yaml", {"data": {"channels": ["a"]}}, "model.token_dropout: for text; numeric sequences have no tokens "
+     "(data.channels is set, so this config reads them): remove it, or remove data.channels to read text"),
+    ("sst2.yaml", {"data": {"format": "ts"}}, "(data.format is ts, so this config reads them): remove it, or change "
+     "data.format to read text"),
 ])
 def test_numeric_settings_on_text_are_refused(tmp_path, config, sets, expect):
     with pytest.raises(UserError, match=re.escape(expect)):
@@ -479,6 +484,36 @@ def test_a_row_without_an_id_is_refused_not_a_sequence_of_its_own(tmp_path, cell
     assert str(e.value).startswith(f"{tmp_path / 'x.csv'}:3:1: no id in column 'id' (data.id_column)")
 
 
+def test_ids_are_read_without_surrounding_spaces(tmp_path):
+    # 's1' and 's1 ' were two sequences, each with part of the rows
+    (tmp_path / "x.csv").write_text("id,a,label\ns1,1.0,up\ns2,5.0,down\ns1 ,2.0,up\n s1,3.0,up\n", encoding="utf-8")
+    raw = toy(tmp_path / "r")
+    raw["data"].update(train=str(tmp_path / "x.csv"), channels=["a"])
+    seqs = read_sequences(parse_config(raw).data, str(tmp_path / "x.csv"))
+    assert seqs.ids == ["s1", "s2"] and seqs.values[0][:, 0].tolist() == [1.0, 2.0, 3.0]
+    assert parse_text("s1 \t1,2", 1)[0] == "s1"  # an id typed to infer or serve, likewise
+
+
+@pytest.mark.parametrize("first, second", [("1", "01"), ("7", "7.0"), ("007", "7")])
+def test_one_number_written_two_ways_as_ids_is_refused(tmp_path, first, second):
+    # '1' and '01' were two sequences; merging them would be a guess ('007' may be a code), so both are named
+    (tmp_path / "x.csv").write_text(f"id,a,label\n{first},1.0,up\n{second},2.0,up\n", encoding="utf-8")
+    raw = toy(tmp_path / "r")
+    raw["data"].update(train=str(tmp_path / "x.csv"), channels=["a"])
+    with pytest.raises(UserError) as e:
+        read_sequences(parse_config(raw).data, str(tmp_path / "x.csv"))
+    assert str(e.value) == (f"{tmp_path / 'x.csv'}:3:1: ids {second!r} (here) and {first!r} (line 2) are one number "
+                            f"written two ways; data.id_column 'id' is compared as text, so they would be two "
+                            f"sequences: write each id one way")
+
+
+def test_ids_that_are_different_text_and_not_numbers_stay_apart(tmp_path):
+    (tmp_path / "x.csv").write_text("id,a,label\nS1,1.0,up\ns1,2.0,up\n1,3.0,up\n2,4.0,up\n", encoding="utf-8")
+    raw = toy(tmp_path / "r")
+    raw["data"].update(train=str(tmp_path / "x.csv"), channels=["a"])
+    assert read_sequences(parse_config(raw).data, str(tmp_path / "x.csv")).ids == ["S1", "s1", "1", "2"]
+
+
 def test_a_parquet_row_without_an_id_is_refused(tmp_path):
     pd = pytest.importorskip("pandas")
     pytest.importorskip("pyarrow")
@@ -525,6 +560,13 @@ def test_a_date_in_the_time_column_says_the_column_holds_numbers(tmp_path):
         read_sequences(parse_config(raw).data, str(tmp_path / "x.csv"))
     assert str(e.value).startswith(f"{tmp_path / 'x.csv'}:2:2: '2024-01-01' in column 't' is not a finite number")
     assert "holds numbers" in str(e.value) and "out of the config" not in str(e.value)
+    # which values it takes, the date in them, and the other way out (it said only 'write the times as numbers')
+    assert "(a step index 1, 2, 3, or seconds), not dates" in str(e.value)
+    assert "'2024-01-01' is 1704067200 seconds since 1970" in str(e.value)
+    assert str(e.value).endswith("or remove data.time_column to read the rows in file order")
+    with pytest.raises(UserError) as e:  # a trained run's input: its time column cannot be removed
+        read_sequences(parse_config(raw).data, str(tmp_path / "x.csv"), need_labels=False, inference=True)
+    assert str(e.value).endswith("write the times as numbers ('2024-01-01' is 1704067200 seconds since 1970)")
 
 
 @pytest.mark.parametrize("name, channels", [("numeric.yaml", 2), ("sines.yaml", 3)])

@@ -90,6 +90,42 @@ def test_train_eval_plot_infer_export(run, tmp_path):
         assert a["prediction"] == pytest.approx(b["prediction"], abs=1e-5)
 
 
+def test_epoch_line_best_line_and_eval_read_alike_with_their_units(run, tmp_path):
+    # The epoch line said `rmse 0.1970`, the best line `RMSE 0.197` (one figure, two spellings), eval `RMSE`,
+    # `MSE 0.03041`, and nothing said that the loss is on z-scores while rmse is in the target's units.
+    import re
+
+    import yaml
+
+    raw = shipped_config("numeric_regression.yaml", tmp_path / "run", train={"epochs": 1})
+    (tmp_path / "x.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    r = invoke("train", tmp_path / "x.yaml")
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    [note] = [line for line in lines if line.startswith("target 'freq': mean ")]
+    assert note.endswith("; the loss is on its z-scores, rmse and mae in its units (mse in their square)")
+    [epoch] = [line for line in lines if line.startswith("epoch 1/1: ")]
+    rmse = re.search(r", rmse (\d\.\d{4}) \|", epoch)[1]
+    [best] = [line for line in lines if line.startswith("best: ")]
+    assert re.fullmatch(rf"best: epoch 1, rmse {rmse}, mae \d\.\d{{4}} \(both in the target's units\), "
+                        rf"R² -?\d\.\d{{4}}", best), best
+    r = invoke("eval", run, "--split", "test")
+    assert r.exit_code == 0, r.output
+    assert re.search(r": n=45; rmse \d\.\d{4}, mae \d\.\d{4} \(both in the target's units\), R² -?\d\.\d{4}; "
+                     r"mse \d\.\d{4} \(squared units\)", r.stdout), r.stdout
+
+
+def test_small_errors_keep_their_digits_in_both_lines():
+    # in small units an error of 0.0001234 read `0.0000` in the epoch line (its 4 decimals)
+    from grutool.families.regressor.render import summary_line
+    from grutool.training.progress import epoch_line
+
+    metrics = {"rmse": 0.0001234, "mae": 0.00009876, "r2": 0.5}
+    assert summary_line(metrics).startswith("rmse 0.0001234, mae 9.876e-05 ")
+    assert ", rmse 0.0001234 |" in epoch_line(1, 1, {"train_loss": 0.5, "val_loss": 0.4, "val_rmse": 0.0001234,
+                                                      "tokens_per_s": 10.0}, "rmse")
+
+
 def test_batch_predicts_as_one_by_one(run):
     p = Predictor(run, "cpu")
     texts = p.task.read_inputs(p.cfg, str(ROOT / "data/numeric/test.csv"))[:10]

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 
 def summary_line(metrics: dict) -> str:
-    """The headline figures of a regression eval (in the target's units)."""
-    return f"RMSE {metrics['rmse']:.4g}, MAE {metrics['mae']:.4g}, R² {metrics['r2']:.4f}"
+    """The headline figures of a regression eval, named and written as the epoch line writes them (`rmse 0.1970`
+    there is `rmse 0.1970` here), with their units."""
+    from grutool.training.progress import number
+
+    return (f"rmse {number(metrics['rmse'])}, mae {number(metrics['mae'])} (both in the target's units), "
+            f"R² {metrics['r2']:.4f}")
 
 
 def tables(metrics: dict) -> list:
     from grutool.cli.render.tables import plain
+    from grutool.training.progress import number
 
-    return [f"{plain(metrics['source'])}: n={metrics['n']}; {summary_line(metrics)}; MSE {metrics['mse']:.4g}"]
+    return [f"{plain(metrics['source'])}: n={metrics['n']}; {summary_line(metrics)}; mse {number(metrics['mse'])} "
+            f"(squared units)"]
 
 
 def line(result: dict) -> str:

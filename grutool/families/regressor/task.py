@@ -44,7 +44,7 @@ class RegressorTask(Task):
         if not is_numeric(cfg):
             raise ValueError("data.train: task regressor reads numeric sequences: a .ts file with @targetLabel "
                              "true, or a csv/tsv/parquet table with data.channels")
-        check_numeric(cfg)
+        check_numeric(cfg, reads_text=False)
         check_one_path_per_split(cfg)
 
     def traces_real(self, cfg: Config) -> bool:
@@ -115,6 +115,14 @@ class RegressorTask(Task):
         prepared.splits["train"] = self.encode(scaler, target, seqs, y)
         self.encode_evaluation_splits(cfg, prepared)
         return prepared
+
+    def figures_note(self, cfg: Config, prepared: Prepared) -> Optional[str]:
+        # The loss (and so `val loss`) is on z-scores, rmse and mae in the target's units: an rmse beside a loss
+        # whose square root it is not read as two scales, without a word on which is which.
+        target = prepared.labels
+        name = f"target {target.names[0]!r}" if cfg.data.channels else "target"
+        return (f"{name}: mean {target.mean[0]:.4g}, sd {target.std[0]:.4g}; the loss is on its z-scores, "
+                f"rmse and mae in its units (mse in their square)")
 
     def encode_split(self, cfg: Config, vocabs: Any, source: str, name: str) -> EncodedSplit:
         seqs, y = self.read(cfg, source)

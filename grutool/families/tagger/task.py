@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from grutool.errors import UserError, listed
 from grutool.families.base import Prepared, Task, synthetic_vocabs
 from grutool.families.rules import (check_numeric, check_one_path_per_split, encoder_stream_reason, is_numeric,
-                                    unseen_gold)
+                                    numeric_by, unseen_gold)
 
 if TYPE_CHECKING:
     from grutool.config import Config
@@ -48,9 +48,7 @@ class TaggerTask(Task):
 
     def check_task(self, cfg: Config) -> None:
         if self.joint and is_numeric(cfg):  # said first: the text settings a joint config keeps are not the fault
-            d = cfg.data
-            what = "data.channels" if d.channels else "data.format" if d.format == "ts" else "data.train"
-            raise ValueError(f"{what}: task joint reads text; numeric sequences are read by tasks classifier, "
+            raise ValueError(f"{numeric_by(cfg)[0]}: task joint reads text; numeric sequences are read by tasks classifier, "
                              f"tagger and regressor: remove it, or change the task")
         check_numeric(cfg)  # numeric settings on text, text settings on numbers
         if is_numeric(cfg):
