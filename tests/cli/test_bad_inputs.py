@@ -254,7 +254,9 @@ def test_hub_dataset_without_network_fails_fast(cwd, monkeypatch):
     result = invoke("train", cfg, "--output-dir", cwd / "out")
     elapsed = time.perf_counter() - start
     assert_user_error(result, "data.dataset", "someone/some_dataset", "local files")
-    assert elapsed < 10, f"took {elapsed:.1f}s"
+    # a hang guard, not a speed target: datasets' own retries against an unreachable host take minutes; 10 s
+    # here failed at 11.5 s on a 2-core machine at load 11 (importing datasets is most of it)
+    assert elapsed < 60, f"took {elapsed:.1f}s"
     assert not (cwd / "out").exists()
 
 
@@ -263,11 +265,17 @@ def test_unreachable_hub_endpoint_fails_fast(cwd, monkeypatch):
     for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    from grutool.data import loading
+
+    def never():  # the point of the probe: datasets' retries (minutes) never start
+        raise AssertionError("datasets was asked for an unreachable Hub")
+
+    monkeypatch.setattr(loading, "_quiet_datasets", never)
     cfg = write_config(cwd / "hub.yaml", {"dataset": "someone/some_dataset", "train": "train"})
     start = time.perf_counter()
     result = invoke("train", cfg, "--output-dir", cwd / "out")
     assert_user_error(result, "cannot reach the Hugging Face Hub", "local files")
-    assert time.perf_counter() - start < 10
+    assert time.perf_counter() - start < 60  # a hang guard, not a speed target
     assert not (cwd / "out").exists()
 
 
