@@ -168,3 +168,23 @@ def run_in_terminal(args: list[str], width: int, cwd: Path, rows: int = 30, time
     os.close(master)
     assert proc.returncode == 0, b"".join(chunks).decode("utf-8", "replace")
     return b"".join(chunks).decode("utf-8", "replace")
+
+
+def process_running(pid: int) -> bool:
+    """Whether process `pid` is alive and not a zombie (Linux: /proc)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def children_of(pid: int) -> list[int]:
+    """The pids whose parent is `pid` (Linux: /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found

@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import tiny_config
+from conftest import process_running, tiny_config
 from grutool.cli.launch import without_nproc
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -178,14 +178,6 @@ def test_a_device_the_machine_lacks_under_nproc_is_one_line_before_any_worker(tm
     assert not (tmp_path / "run").exists()
 
 
-def _running(pid: int) -> bool:
-    """Alive and not a zombie."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
 @needs_proc
 def test_workers_stop_and_save_when_the_launcher_is_killed(tmp_path):
     """kill -9 of the `--nproc` launcher left its workers (in sessions of their own) training on, orphaned and
@@ -200,7 +192,7 @@ def test_workers_stop_and_save_when_the_launcher_is_killed(tmp_path):
     deadline = killed + 90
     alive = dict(workers)
     while alive and time.monotonic() < deadline:
-        alive = {r: p for r, p in alive.items() if _running(p)}
+        alive = {r: p for r, p in alive.items() if process_running(p)}
         time.sleep(0.2)
     stopped = time.monotonic() - killed
     for pid in alive.values():

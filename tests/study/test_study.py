@@ -8,15 +8,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, assert_user_error, invoke, run_in_terminal, shipped_config, tiny_config
+from conftest import (ROOT, assert_user_error, children_of, invoke, process_running, run_in_terminal, shipped_config,
+                      tiny_config)
 from grutool import jsonsafe, study
 from grutool.errors import TrainingInterrupted
 from grutool.runs import list_runs
 from grutool.training.callbacks import Callback
 
 
-def write_config(root: Path, **train) -> Path:
-    raw = tiny_config(root, epochs=2, **train)
+def write_config(root: Path, epochs: int = 2, **train) -> Path:
+    raw = tiny_config(root, epochs=epochs, **train)
     raw["model"].update(embedding_dim=8, hidden_size=8)
     raw["train"]["device"] = "cpu"
     path = root / "tiny.yaml"
@@ -312,10 +313,7 @@ def test_jobs_ctrl_c_saves_the_running_runs_starts_no_more_and_resume_finishes(t
     import sys
     import time
 
-    config = write_config(tmp_path)
-    raw = yaml.safe_load(config.read_text())
-    raw["train"]["epochs"] = 30
-    config.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    config = write_config(tmp_path, epochs=30)
     cmd = [sys.executable, "-m", "grutool", "study", str(config), "--cells", "gru", "--seeds", "3", "--jobs", "2",
            "--threads", "2", "-o", str(tmp_path / "st"), "-q"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -370,45 +368,23 @@ def test_jobs_runs_stop_with_their_last_pt_when_the_study_process_is_killed(tmp_
     import sys
     import time
 
-    config = write_config(tmp_path, patience=None)
-    raw = yaml.safe_load(config.read_text())
-    raw["train"]["epochs"] = 100000
-    config.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    config = write_config(tmp_path, epochs=100000, patience=None)
     cmd = [sys.executable, "-m", "grutool", "study", str(config), "--cells", "gru", "--seeds", "2", "--jobs", "2",
            "--threads", "2", "-o", str(tmp_path / "st"), "-q"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-
-    def children() -> list[int]:
-        found = []
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == proc.pid:
-                found.append(int(stat.parent.name))
-        return found
-
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
-        if len([p for p in (tmp_path / "st" / "runs").glob("*/last.pt")]) == 2 and len(children()) == 2:
+        if len([p for p in (tmp_path / "st" / "runs").glob("*/last.pt")]) == 2 and len(children_of(proc.pid)) == 2:
             break
         time.sleep(0.2)
-    runs = children()
+    runs = children_of(proc.pid)
     assert len(runs) == 2
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
-
-    def running(pid: int) -> bool:
-        try:
-            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-        except (OSError, IndexError):
-            return False
-
     deadline = time.monotonic() + 60
-    while any(running(p) for p in runs) and time.monotonic() < deadline:
+    while any(process_running(p) for p in runs) and time.monotonic() < deadline:
         time.sleep(0.2)
-    left = [p for p in runs if running(p)]
+    left = [p for p in runs if process_running(p)]
     for pid in left:
         os.kill(pid, signal.SIGKILL)
     assert not left, "the study's runs trained on after the study was killed"
