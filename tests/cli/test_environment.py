@@ -1,0 +1,32 @@
+"""grutool where users run it: home folders in config paths, symlinked run directories, pipes closed early,
+non-UTF-8 terminals, narrow and dumb terminals, closed stdin, an unwritable home, signals during training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from conftest import invoke, tiny_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# --- paths ---------------------------------------------------------------------------------------------
+
+
+def test_a_tilde_in_config_paths_is_the_home_folder(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    raw = tiny_config(home / "project")
+    for name in ("train", "validation", "test"):
+        raw["data"][name] = f"~/project/data/{name}.tsv"
+    raw["output_dir"] = "~/runs/tiny"
+    (tmp_path / "my.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    result = invoke("train", "my.yaml", "-q", "--set", "train.epochs=1")
+    assert result.exit_code == 0, result.output
+    assert (home / "runs" / "tiny" / "best.pt").is_file()
+    assert not (tmp_path / "~").exists(), "a folder named ~ in the working directory"
+    saved = yaml.safe_load((home / "runs" / "tiny" / "config.yaml").read_text(encoding="utf-8"))
+    assert saved["data"]["train"] == str(home / "project" / "data" / "train.tsv")
