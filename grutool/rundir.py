@@ -154,8 +154,15 @@ def is_locked(run_dir: Path) -> bool:
 
 
 def check_location(path: Path) -> None:
-    """Refuse a run directory that is a file, lies under one, or cannot be written, before any work is done."""
+    """Refuse a run directory that is a file, lies under one, or cannot be written, before any work is done. A
+    symbolic link to a folder not made yet is checked at its target, where the run will be made."""
     path = Path(path)
+    if path.is_symlink() and not path.exists():
+        target = Path(os.path.realpath(path))
+        if target.is_symlink():
+            raise UserError(f"{path}: a symbolic link that never reaches a folder (a loop of links); fix the link "
+                            f"or choose another `output_dir`", option="output_dir")
+        path = target
     if path.exists() and not path.is_dir():
         raise UserError(f"{path}: is a file, not a run directory; choose another `output_dir`", option="output_dir")
     if path.is_dir() and not os.access(path, os.W_OK | os.X_OK):  # a read-only folder or mount

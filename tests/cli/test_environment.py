@@ -30,3 +30,17 @@ def test_a_tilde_in_config_paths_is_the_home_folder(tmp_path, monkeypatch):
     assert not (tmp_path / "~").exists(), "a folder named ~ in the working directory"
     saved = yaml.safe_load((home / "runs" / "tiny" / "config.yaml").read_text(encoding="utf-8"))
     assert saved["data"]["train"] == str(home / "project" / "data" / "train.tsv")
+
+
+def test_a_run_directory_given_as_a_link_to_a_folder_not_made_yet_is_made_there(tmp_path):
+    raw = tiny_config(tmp_path, epochs=1)
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "exp").symlink_to(tmp_path / "scratch" / "exp")  # dangling: scratch/exp not made yet
+    result = invoke("train", tmp_path / "tiny.yaml", "-q", "-o", tmp_path / "runs" / "exp")
+    assert result.exit_code == 0, f"{result.output}{result.exception!r}"
+    assert (tmp_path / "scratch" / "exp" / "best.pt").is_file()
+    assert (tmp_path / "runs" / "exp").is_symlink()
+    (tmp_path / "runs" / "loop").symlink_to(tmp_path / "runs" / "loop")
+    result = invoke("train", tmp_path / "tiny.yaml", "-q", "-o", tmp_path / "runs" / "loop")
+    assert result.exit_code == 2 and "a loop of links" in result.output, f"{result.output}{result.exception!r}"
