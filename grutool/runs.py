@@ -28,12 +28,12 @@ MAX_DEPTH = 3  # runs/<group>/<run> is found; deeper trees are named directly
 
 
 def find_runs(root: str | Path) -> list[Path]:
-    """Run directories (holding config.yaml) at or under `root`, sorted by path."""
+    """Run directories (holding config.yaml) at or under `root`, symbolic links to them included, sorted by path."""
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"{root}: directory not found; give the folder your runs are in (default: runs)")
     found = []
-    for here, dirs, files in os.walk(root):
+    for here, dirs, files in os.walk(root, followlinks=True):  # a linked run too
         depth = len(Path(here).relative_to(root).parts)
         if rundir.MARKER in files or (rundir.CONFIG in files and (
                 rundir.METRICS in files or rundir.LAST in files or rundir.BEST in files
@@ -42,7 +42,9 @@ def find_runs(root: str | Path) -> list[Path]:
             dirs.clear()  # a run's own folders are not runs
         elif depth >= MAX_DEPTH:
             dirs.clear()
-        dirs.sort()
+        # A link back to a folder above (runs/all -> runs) would list every run again under its name.
+        real = Path(os.path.realpath(here))
+        dirs[:] = sorted(d for d in dirs if Path(os.path.realpath(Path(here) / d)) not in (real, *real.parents))
     return sorted(found)
 
 

@@ -44,3 +44,19 @@ def test_a_run_directory_given_as_a_link_to_a_folder_not_made_yet_is_made_there(
     (tmp_path / "runs" / "loop").symlink_to(tmp_path / "runs" / "loop")
     result = invoke("train", tmp_path / "tiny.yaml", "-q", "-o", tmp_path / "runs" / "loop")
     assert result.exit_code == 2 and "a loop of links" in result.output, f"{result.output}{result.exception!r}"
+
+
+def test_runs_lists_a_run_reached_through_a_symbolic_link(tmp_path):
+    import json
+
+    raw = tiny_config(tmp_path, epochs=1)
+    raw["output_dir"] = str(tmp_path / "disk" / "big")
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    assert invoke("train", tmp_path / "tiny.yaml", "-q").exit_code == 0
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "big").symlink_to(tmp_path / "disk" / "big")
+    (tmp_path / "runs" / "loop").symlink_to(tmp_path / "runs")
+    result = invoke("runs", tmp_path / "runs", "--json")
+    assert result.exit_code == 0, result.output
+    found = [json.loads(l)["run"] for l in result.stdout.splitlines()]
+    assert found == [str(tmp_path / "runs" / "big")], "listed once: the loop (runs/loop -> runs) is not followed"
