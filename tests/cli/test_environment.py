@@ -60,3 +60,22 @@ def test_runs_lists_a_run_reached_through_a_symbolic_link(tmp_path):
     assert result.exit_code == 0, result.output
     found = [json.loads(l)["run"] for l in result.stdout.splitlines()]
     assert found == [str(tmp_path / "runs" / "big")], "listed once: the loop (runs/loop -> runs) is not followed"
+
+
+# --- home, caches --------------------------------------------------------------------------------------
+
+
+def test_an_unwritable_datasets_cache_reads_the_data_through_a_temporary_folder(tmp_path, monkeypatch):
+    import datasets
+
+    from grutool.data import loading
+
+    (tmp_path / "home").write_text("a file where the home folder should be")  # unwritable, even for root
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "home" / ".cache" / "datasets")
+    monkeypatch.setattr(loading, "_CACHE_WRITABLE", None, raising=False)  # probed again
+    raw = tiny_config(tmp_path, epochs=1)
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    result = invoke("train", tmp_path / "tiny.yaml", "-q")
+    assert result.exit_code == 0, result.output  # was: error: .../train.tsv: cannot read as tsv: [Errno 20] ...
+    assert "the datasets cache" in result.stderr and "set HF_DATASETS_CACHE" in result.stderr
+    assert result.stderr.count("the datasets cache") == 1, "said once, not once per file"
