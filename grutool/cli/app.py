@@ -17,7 +17,7 @@ import typer
 from typer.core import TyperGroup
 
 from grutool.cli.metavars import clean_metavars
-from grutool.cli.console import err, out, setup_logging, usage_errors, user_errors
+from grutool.cli.console import err, out, output_errors, setup_logging, usage_errors, user_errors
 from grutool.errors import UserError, clipped
 
 
@@ -35,7 +35,8 @@ class _Group(TyperGroup):
 
     def invoke(self, ctx):
         # A subcommand's own parsing happens in here; it names the subcommand's help when click did not.
-        with usage_errors(lambda: " ".join(filter(None, [ctx.command_path, ctx.invoked_subcommand]))):
+        with usage_errors(lambda: " ".join(filter(None, [ctx.command_path, ctx.invoked_subcommand]))), \
+                output_errors():
             return super().invoke(ctx)
 
 

@@ -6,7 +6,9 @@ Every command module imports these from here; `rich` is imported on first use on
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
+import os
 import re
 import sys
 import warnings
@@ -143,6 +145,34 @@ def user_errors():
             err.print(f"interrupted before the first checkpoint was complete ({exc.checkpoint} not written); "
                       f"the same command starts the run over", markup=False)
         raise typer.Exit(130)
+
+
+PIPE_CLOSED = 141  # the shell's code for a process a closed pipe stopped (128 + SIGPIPE), as `seq 9 | head -1`'s
+
+
+@contextlib.contextmanager
+def output_errors():
+    """The output could not be written: its reader left (`grutool infer ... | head -3`: exit 141, nothing said,
+    as a shell tool stopped by SIGPIPE; click said nothing either but exited 1, grutool's code for a bug), or its
+    disk is full (`> out.txt`: one line, exit 2; it was a traceback)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in (errno.EPIPE, errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            raise
+        _discard_stdout()  # what is still buffered would fail again as the interpreter exits
+        if exc.errno == errno.EPIPE:
+            raise typer.Exit(PIPE_CLOSED) from None
+        error(f"{exc.filename}: no space left on the device" if exc.filename else
+              "no space left on the device for the output; what was written of it is incomplete")
+        raise typer.Exit(2) from None
+
+
+def _discard_stdout() -> None:
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):  # no stdout, or one without a descriptor (a test's)
+        pass
 
 
 @contextlib.contextmanager

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from conftest import invoke, tiny_config
@@ -79,3 +80,49 @@ def test_an_unwritable_datasets_cache_reads_the_data_through_a_temporary_folder(
     assert result.exit_code == 0, result.output  # was: error: .../train.tsv: cannot read as tsv: [Errno 20] ...
     assert "the datasets cache" in result.stderr and "set HF_DATASETS_CACHE" in result.stderr
     assert result.stderr.count("the datasets cache") == 1, "said once, not once per file"
+
+
+# --- output ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("env")
+    raw = tiny_config(root, epochs=1, device="cpu")
+    (root / "tiny.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    result = invoke("train", root / "tiny.yaml", "-q")
+    assert result.exit_code == 0, result.output
+    return root / "run"
+
+
+def _grutool(*args, **popen):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **popen.pop("env", {})}
+    return subprocess.Popen([sys.executable, "-m", "grutool", *map(str, args)], env=env, **popen)
+
+
+def test_a_reader_that_closes_the_pipe_early_stops_infer_with_141_and_no_message(run, tmp_path):
+    import subprocess
+
+    (tmp_path / "many.txt").write_text("the food was really good and the service was lovely\n" * 5000)
+    proc = _grutool("infer", run, "--file", tmp_path / "many.txt", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline().startswith(b"pos")  # `| head -1`: one line read, then the pipe closed
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, stderr  # was 1, grutool's code for a bug
+    assert stderr == ""
+
+
+def test_a_full_disk_under_the_output_is_one_line_and_exit_2(run):
+    import subprocess
+
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full")
+    with open("/dev/full", "w") as full:
+        proc = _grutool("infer", run, "a lovely film", stdout=full, stderr=subprocess.PIPE)
+        stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 2, stderr
+    assert stderr.strip() == "error: no space left on the device for the output; what was written of it is incomplete"
