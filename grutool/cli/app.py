@@ -17,7 +17,8 @@ import typer
 from typer.core import TyperGroup
 
 from grutool.cli.metavars import clean_metavars
-from grutool.cli.console import err, out, output_errors, setup_logging, usage_errors, user_errors
+from grutool.cli.console import (err, escape_unwritable, out, output_errors, setup_logging, unicode_output,
+                                 usage_errors, user_errors)
 from grutool.errors import UserError, clipped
 
 
@@ -412,7 +413,8 @@ def infer(
         from grutool import jsonsafe
 
         for r in results:
-            print(jsonsafe.dumps(r, ensure_ascii=False) if jsonl else render.line(r))
+            # JSON's own escapes where stdout cannot write a character (a Latin-1 or ASCII locale)
+            print(jsonsafe.dumps(r, ensure_ascii=not unicode_output()) if jsonl else render.line(r))
 
 
 from grutool.cli.shapes_cmd import shapes  # noqa: E402
@@ -467,6 +469,7 @@ register_daily(app)
 
 def main() -> None:
     """The console script. An interrupted command leaves at once: no atexit hooks, no shutdown traceback."""
+    escape_unwritable()
     try:
         app()
     except KeyboardInterrupt:

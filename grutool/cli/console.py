@@ -147,6 +147,40 @@ def user_errors():
         raise typer.Exit(130)
 
 
+def unicode_output() -> bool:
+    """Whether stdout writes every character (UTF-8); not under LANG=en_US.ISO-8859-1, LC_ALL=C with
+    PYTHONUTF8=0, PYTHONIOENCODING=ascii or a Windows code page."""
+    import codecs
+
+    try:
+        return codecs.lookup(sys.stdout.encoding).name.startswith("utf")
+    except (AttributeError, LookupError, TypeError):  # no stdout, or a stream without an encoding
+        return True
+
+
+def escape_unwritable() -> None:
+    """On streams that cannot write every character, a character they lack is written as an escape (`\\u2014`)
+    instead of stopping the command with a UnicodeEncodeError traceback (infer of a text with an em dash
+    under a Latin-1 locale); bytes that arrived undecodable (a file name in argv) go out as they came."""
+    import codecs
+
+    def escape(exc):
+        if not isinstance(exc, UnicodeEncodeError):
+            raise exc
+        piece = exc.object[exc.start:exc.end]
+        if all("\udc80" <= c <= "\udcff" for c in piece):  # surrogateescape's: the original bytes
+            return bytes(ord(c) - 0xDC00 for c in piece), exc.end
+        return codecs.backslashreplace_errors(exc)
+
+    codecs.register_error("grutool-escape", escape)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if not codecs.lookup(stream.encoding).name.startswith("utf"):
+                stream.reconfigure(errors="grutool-escape")
+        except (AttributeError, LookupError, TypeError, ValueError):  # closed, or not a text stream of a file
+            pass
+
+
 PIPE_CLOSED = 141  # the shell's code for a process a closed pipe stopped (128 + SIGPIPE), as `seq 9 | head -1`'s
 
 

@@ -126,3 +126,19 @@ def test_a_full_disk_under_the_output_is_one_line_and_exit_2(run):
         stderr = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 2, stderr
     assert stderr.strip() == "error: no space left on the device for the output; what was written of it is incomplete"
+
+
+def test_a_latin_1_terminal_gets_escapes_for_the_characters_it_lacks(run, tmp_path):
+    import json
+    import subprocess
+
+    (tmp_path / "in.txt").write_text("Ça a été très bien — ✓\n", encoding="utf-8")
+    latin = {"env": {"PYTHONIOENCODING": "latin-1"}, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    proc = _grutool("infer", run, "--file", tmp_path / "in.txt", **latin)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr.decode()  # was a UnicodeEncodeError traceback
+    assert stdout.decode("latin-1").split("\t")[2] == "Ça a été très bien \\u2014 \\u2713\n"
+    proc = _grutool("infer", run, "--file", tmp_path / "in.txt", "--jsonl", **latin)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr.decode()
+    assert json.loads(stdout)["text"] == "Ça a été très bien — ✓", "JSON's own escapes: the text read back whole"
