@@ -298,7 +298,9 @@ def _read_inputs(texts: List[str], file: Optional[str], run_dir: Path) -> list[s
                 raise UserError("infer: give TEXT arguments, or --file PATH (use - for stdin)")
         return list(texts)
     if file == "-":
-        data = sys.stdin.buffer.read()
+        from grutool.data.loading import read_stdin
+
+        data = read_stdin()
         name = "stdin"
     else:
         p = Path(file)

@@ -371,6 +371,17 @@ def first_row_line(cfg: DataConfig, source: str, row: int) -> str:
     return f"row {row}"
 
 
+def read_stdin() -> bytes:
+    """Everything piped in (`--file -`); stdin closed (`<&-`, a service without one) is a UserError, where it was
+    an AttributeError traceback."""
+    import sys
+
+    try:
+        return sys.stdin.buffer.read()
+    except (AttributeError, OSError, ValueError):  # sys.stdin is None, or its descriptor is not readable
+        raise UserError("stdin: closed, nothing to read; pipe the input in, or give --file PATH") from None
+
+
 def read_text(path: str | Path, folder_fix: str, encoding: str = "utf-8") -> str:
     """A data file's whole text; a folder (`folder_fix` says what to do), a missing file, or bytes that are not
     UTF-8 (named by line) are one UserError each."""

@@ -142,3 +142,19 @@ def test_a_latin_1_terminal_gets_escapes_for_the_characters_it_lacks(run, tmp_pa
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0, stderr.decode()
     assert json.loads(stdout)["text"] == "Ça a été très bien — ✓", "JSON's own escapes: the text read back whole"
+
+
+# --- stdin ----------------------------------------------------------------------------------------------
+
+
+def test_a_closed_stdin_is_one_line_and_exit_2(run):
+    import os
+    import subprocess
+
+    # `<&-`: the child starts without a descriptor 0, so sys.stdin is None
+    proc = _grutool("infer", run, "--file", "-", stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE, preexec_fn=lambda: os.close(0))
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 2, stderr.decode()  # was an AttributeError traceback
+    assert stderr.decode() == "error: stdin: closed, nothing to read; pipe the input in, or give --file PATH\n"
+
