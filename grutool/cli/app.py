@@ -310,7 +310,7 @@ def _read_inputs(texts: List[str], file: Optional[str], run_dir: Path) -> list[s
             raise UserError(f"--file {file}: input file not found")
         data, name = p.read_bytes(), file
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")  # a BOM (Notepad, PowerShell) is not part of the first input
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
         raise UserError(f"{name}:{line}: not valid UTF-8 (byte {e.start}); save the input as UTF-8") from None

@@ -158,3 +158,10 @@ def test_a_closed_stdin_is_one_line_and_exit_2(run):
     assert proc.returncode == 2, stderr.decode()  # was an AttributeError traceback
     assert stderr.decode() == "error: stdin: closed, nothing to read; pipe the input in, or give --file PATH\n"
 
+
+def test_a_byte_order_mark_on_stdin_is_not_part_of_the_first_input(run):
+    import json
+
+    result = invoke("infer", run, "--file", "-", "--jsonl", input="\ufeffa lovely film\r\nawful\r\n".encode())
+    assert result.exit_code == 0, result.output
+    assert [json.loads(l)["text"] for l in result.stdout.splitlines()] == ["a lovely film", "awful"]
