@@ -41,8 +41,13 @@ class _LazyConsole:
         return getattr(self._console, name)
 
     def print(self, *objects, **options) -> None:
+        from rich.table import Table
+
+        from grutool.cli.render.tables import Whole
+
         options.setdefault("soft_wrap", not self.is_terminal)
-        self._console.print(*objects, **options)
+        # A table wider than the terminal keeps every cell whole (`Whole`); its lines are not cut at the edge.
+        self._console.print(*(Whole(o) if isinstance(o, Table) else o for o in objects), crop=False, **options)
 
 
 # emoji=False: rich would turn `:100:` in `file:100:4` (or any `:name:` in a path or value) into an emoji.

@@ -165,3 +165,23 @@ def test_a_byte_order_mark_on_stdin_is_not_part_of_the_first_input(run):
     result = invoke("infer", run, "--file", "-", "--jsonl", input="\ufeffa lovely film\r\nawful\r\n".encode())
     assert result.exit_code == 0, result.output
     assert [json.loads(l)["text"] for l in result.stdout.splitlines()] == ["a lovely film", "awful"]
+
+
+# --- narrow terminals -----------------------------------------------------------------------------------
+
+
+def test_tables_wider_than_a_narrow_terminal_keep_every_name_and_figure_whole(run):
+    import json
+    import subprocess
+
+    best = json.loads(invoke("runs", run.parent, "--json").stdout)["best"]
+    per_class = json.loads(invoke("eval", run, "--split", "validation", "--json").stdout)["per_class"]
+    for width in (40, 55):
+        narrow = {"env": {"COLUMNS": str(width)}, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+        listed = _grutool("runs", run.parent, **narrow).communicate(timeout=120)[0].decode()
+        # was ' task     best          ep…  …  status' / ' classi…  accuracy 0.6  1/1  …  finished': no run name
+        assert sum(l.startswith("run ") for l in listed.splitlines()) == 2, listed  # the header, the run
+        assert f"{best:.4g}" in listed, listed
+        table = _grutool("eval", run, "--split", "validation", **narrow).communicate(timeout=120)[0].decode()
+        for label, m in per_class.items():  # was `│ nega… │ 0.73… │ 0.42… │ 0.5… │`
+            assert f"{label} " in table and f"{m['precision']:.4f}" in table and f"{m['f1']:.4f}" in table, table
