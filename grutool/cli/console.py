@@ -149,7 +149,7 @@ def user_errors():
         else:
             err.print(f"interrupted before the first checkpoint was complete ({exc.checkpoint} not written); "
                       f"the same command starts the run over", markup=False)
-        raise typer.Exit(130)
+        raise typer.Exit(128 + exc.signum)  # 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP, as a shell reports
 
 
 def unicode_output() -> bool:

@@ -185,3 +185,50 @@ def test_tables_wider_than_a_narrow_terminal_keep_every_name_and_figure_whole(ru
         table = _grutool("eval", run, "--split", "validation", **narrow).communicate(timeout=120)[0].decode()
         for label, m in per_class.items():  # was `│ nega… │ 0.73… │ 0.42… │ 0.5… │`
             assert f"{label} " in table and f"{m['precision']:.4f}" in table and f"{m['f1']:.4f}" in table, table
+
+
+# --- signals during training ----------------------------------------------------------------------------
+
+
+def _training(tmp_path, **popen):
+    import subprocess
+    import time
+
+    raw = tiny_config(tmp_path, epochs=500, batch_size=4)
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    proc = _grutool("train", tmp_path / "tiny.yaml", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                    **popen)
+    metrics, deadline = tmp_path / "run" / "metrics.jsonl", time.time() + 120
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 1) and time.time() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    return proc
+
+
+@pytest.mark.parametrize("name, code", [("SIGTERM", 143), ("SIGHUP", 129)])
+def test_sigterm_and_sighup_during_training_save_a_resumable_checkpoint(tmp_path, name, code):
+    import signal
+
+    from grutool.checkpoint import load_checkpoint
+
+    proc = _training(tmp_path)
+    proc.send_signal(getattr(signal, name))  # `kill`, `timeout`, preemption; the terminal closed
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == code, stderr  # was -15 / -1: killed, the epoch's steps lost, nothing said
+    assert f"{name}: stopping after this step" in stderr and "interrupted: saved" in stderr, stderr
+    assert "Traceback" not in stderr
+    state = load_checkpoint(tmp_path / "run" / "last.pt")["meta"]["state"]
+    result = invoke("train", tmp_path / "tiny.yaml", "-q", "--resume", "--set", f"train.epochs={state['epoch'] + 1}")
+    assert result.exit_code == 0, result.output
+
+
+def test_sighup_under_nohup_leaves_training_running(tmp_path):
+    import signal
+    import time
+
+    proc = _training(tmp_path, preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))  # as nohup runs it
+    proc.send_signal(signal.SIGHUP)
+    time.sleep(1.0)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
