@@ -138,17 +138,17 @@ def user_errors():
             error(message)
         raise typer.Exit(exc.exit_code)
     except TrainingInterrupted as exc:
-        if exc.echo:
-            pass
-        elif exc.saved:
-            err.print(f"interrupted: saved {exc.checkpoint}; continue with the same command plus --resume",
-                      markup=False)
+        if exc.saved:
+            said = f"interrupted: saved {exc.checkpoint}; continue with the same command plus --resume"
         elif exc.previous:
-            err.print(f"interrupted while saving: {exc.checkpoint} is the previous complete checkpoint; continue "
-                      f"from it with the same command plus --resume", markup=False)
+            said = (f"interrupted while saving: {exc.checkpoint} is the previous complete checkpoint; continue "
+                    f"from it with the same command plus --resume")
         else:
-            err.print(f"interrupted before the first checkpoint was complete ({exc.checkpoint} not written); "
-                      f"the same command starts the run over", markup=False)
+            said = (f"interrupted before the first checkpoint was complete ({exc.checkpoint} not written); "
+                    f"the same command starts the run over")
+        if not exc.echo:  # an echo: distributed, not rank 0, which says it
+            with contextlib.suppress(OSError):  # SIGHUP: the terminal is gone (EIO), the checkpoint is not
+                err.print(said, markup=False)
         raise typer.Exit(128 + exc.signum)  # 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP, as a shell reports
 
 

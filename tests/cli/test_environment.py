@@ -232,3 +232,32 @@ def test_sighup_under_nohup_leaves_training_running(tmp_path):
     assert proc.poll() is None, proc.communicate()
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=60) == 130
+
+
+def test_closing_the_terminal_saves_a_checkpoint_and_exits_129(tmp_path):
+    import fcntl
+    import os
+    import pty
+    import termios
+    import time
+
+    raw = tiny_config(tmp_path, epochs=500, batch_size=4)
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    master, slave = pty.openpty()
+
+    def own_terminal():  # a session of its own whose controlling terminal is the pty, as a shell's job has
+        os.setsid()
+        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+
+    proc = _grutool("train", tmp_path / "tiny.yaml", stdin=slave, stdout=slave, stderr=slave,
+                    preexec_fn=own_terminal)
+    os.close(slave)
+    metrics, deadline = tmp_path / "run" / "metrics.jsonl", time.time() + 120
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 1) and time.time() < deadline:
+        try:
+            os.read(master, 65536)  # the bar's output, as a terminal reads it
+        except OSError:
+            break
+    os.close(master)  # the terminal window closed: SIGHUP, and every later write to it fails (EIO)
+    assert proc.wait(timeout=60) == 129  # was -1: killed, the epoch's steps lost; then 1: the closing line's EIO
+    assert "interrupted" in invoke("runs", tmp_path, "--json").stdout
