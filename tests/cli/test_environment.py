@@ -261,3 +261,11 @@ def test_closing_the_terminal_saves_a_checkpoint_and_exits_129(tmp_path):
     os.close(master)  # the terminal window closed: SIGHUP, and every later write to it fails (EIO)
     assert proc.wait(timeout=60) == 129  # was -1: killed, the epoch's steps lost; then 1: the closing line's EIO
     assert "interrupted" in invoke("runs", tmp_path, "--json").stdout
+
+
+def test_an_infer_line_per_input_when_a_text_holds_tabs_and_line_breaks(run, tmp_path):
+    (tmp_path / "quoted.csv").write_text('text,label\n"a lovely\tfilm",pos\n"two\nlines, awful",neg\n', encoding="utf-8")
+    result = invoke("infer", run, "--file", tmp_path / "quoted.csv")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()  # was 3 lines, the first with 4 columns
+    assert [l.split("\t")[2] for l in lines] == ["a lovely\\tfilm", "two\\nlines, awful"], lines

@@ -15,6 +15,13 @@ def plain(value) -> str:
     return escape(str(value))
 
 
+def one_cell(text) -> str:
+    """A text as one cell of an `infer` line: tabs and line ends written `\\t`, `\\n`, `\\r`, so the line stays
+    one input's with its columns in place (a quoted csv field holding a line break printed as two lines);
+    `--jsonl` keeps the text as it is."""
+    return str(text).replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
 def counted(n: int, noun: str) -> str:
     """`1 sentence`, `2,077 sentences`: a count with thousands separators and its noun, singular for one."""
     return f"{n:,} {noun}" + ("" if n == 1 else "s")
