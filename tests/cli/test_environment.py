@@ -269,3 +269,17 @@ def test_an_infer_line_per_input_when_a_text_holds_tabs_and_line_breaks(run, tmp
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()  # was 3 lines, the first with 4 columns
     assert [l.split("\t")[2] for l in lines] == ["a lovely\\tfilm", "two\\nlines, awful"], lines
+
+
+def test_compare_shows_the_figures_of_a_run_still_training_or_interrupted(run, tmp_path):
+    import json
+    import shutil
+
+    shutil.copytree(run, tmp_path / "stopped")
+    (tmp_path / "stopped" / "summary.json").unlink()  # as a run reads while training, or after a kill
+    result = invoke("compare", run, tmp_path / "stopped", "--json")
+    assert result.exit_code == 0, result.output
+    compared = json.loads(result.stdout)
+    assert compared["summary"][1]["status"] == "interrupted"
+    for figure in ("accuracy", "macro_f1", "loss"):  # was [0.58, null]: the best epoch named, its figures not
+        assert compared["validation"][figure][1] == pytest.approx(compared["validation"][figure][0]), figure
