@@ -390,5 +390,6 @@ def beside_config(cfg: Config, folder: Path) -> Config:
 
 
 def to_yaml(cfg: Config) -> str:
-    """The fully resolved config, as saved in a run directory."""
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+    """The fully resolved config, as saved in a run directory: UTF-8 as written (`ü daten/train.tsv`, not
+    `"\\xFC daten/train.tsv"`)."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)

@@ -283,3 +283,14 @@ def test_compare_shows_the_figures_of_a_run_still_training_or_interrupted(run, t
     assert compared["summary"][1]["status"] == "interrupted"
     for figure in ("accuracy", "macro_f1", "loss"):  # was [0.58, null]: the best epoch named, its figures not
         assert compared["validation"][figure][1] == pytest.approx(compared["validation"][figure][0]), figure
+
+
+def test_a_run_s_config_keeps_non_ascii_paths_as_written(tmp_path):
+    raw = tiny_config(tmp_path / "ü daten", epochs=1)
+    raw["output_dir"] = str(tmp_path / "my runs" / "ö 1")
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    result = invoke("train", tmp_path / "tiny.yaml", "-q")
+    assert result.exit_code == 0, result.output
+    saved = (tmp_path / "my runs" / "ö 1" / "config.yaml").read_text(encoding="utf-8")
+    assert "ü daten/data/train.tsv" in saved and "\\xFC" not in saved, saved  # was "...\xFC daten/data/train.tsv"
+    assert invoke("eval", tmp_path / "my runs" / "ö 1", "--split", "test").exit_code == 0
