@@ -230,6 +230,8 @@ def check_new(path: Path, overwrite: bool) -> bool:
                         f"grutool writes a run only into a new or empty folder or a run of its own, so it "
                         f"leaves this one alone: choose another `output_dir` (e.g. runs/NAME)", option="output_dir")
     if not (overwrite or is_partial(path)):
+        if is_locked(path):  # a training writes it now: `overwrite` would be refused too; the lock names it
+            RunLock(path).acquire().release()
         raise UserError(f"{path}: run directory exists and is not empty; pass `overwrite` to replace it, "
                         f"`resume` to continue it, or `output_dir` to choose another",
                         option=("overwrite", "resume", "output_dir"))

@@ -294,3 +294,20 @@ def test_a_run_s_config_keeps_non_ascii_paths_as_written(tmp_path):
     saved = (tmp_path / "my runs" / "ö 1" / "config.yaml").read_text(encoding="utf-8")
     assert "ü daten/data/train.tsv" in saved and "\\xFC" not in saved, saved  # was "...\xFC daten/data/train.tsv"
     assert invoke("eval", tmp_path / "my runs" / "ö 1", "--split", "test").exit_code == 0
+
+
+# --- two processes, one run directory -------------------------------------------------------------------
+
+
+def test_a_second_train_into_a_run_in_use_says_who_uses_it(run, tmp_path):
+    import os
+    import shutil
+
+    from conftest import assert_user_error
+    from grutool.rundir import RunLock
+
+    shutil.copytree(run, tmp_path / "busy")
+    with RunLock(tmp_path / "busy"):  # a training writing it now
+        result = invoke("train", run.parent / "tiny.yaml", "-o", tmp_path / "busy")
+    # was: 'run directory exists and is not empty; pass --overwrite to replace it, ...', which is refused too
+    assert_user_error(result, "run directory is in use by pid", str(os.getpid()))
