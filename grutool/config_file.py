@@ -8,6 +8,7 @@ it. Errors name the dotted path and, when the value came from a YAML file, its l
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from pathlib import Path
 from typing import Any, Optional
@@ -333,7 +334,7 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
     path = Path(path)
     raw, lines = read_yaml(path)
     cfg = parse_config(raw, str(path), overrides, lines, default_output_dir=str(Path("runs") / path.stem))
-    return beside_config(cfg, path.parent)
+    return beside_config(home_expanded(cfg), path.parent)
 
 
 DATA_PATHS = ("train", "validation", "test", "vectors")
@@ -348,6 +349,23 @@ def glob_escape(name: str) -> str:
     import glob
 
     return glob.escape(name)
+
+
+def home_expanded(cfg: Config) -> Config:
+    """`~/x` (or `~user/x`) in a config's paths is that home folder, as a shell reads it: YAML has no shell, and
+    `output_dir: ~/runs` made a folder named `~` in the working directory (the data paths were not found)."""
+
+    def expand(value):
+        if isinstance(value, list):
+            return [expand(v) for v in value]
+        return os.path.expanduser(value) if isinstance(value, str) and value.startswith("~") else value
+
+    d, t = cfg.data, cfg.train
+    data = {name: expand(getattr(d, name)) for name in DATA_PATHS
+            if d.dataset is None or name == "vectors"}  # a Hub dataset's train/validation/test are split names
+    return cfg.model_copy(update={"output_dir": expand(cfg.output_dir),
+                                  "data": d.model_copy(update=data),
+                                  "train": t.model_copy(update={"tensorboard": expand(t.tensorboard)})})
 
 
 def beside_config(cfg: Config, folder: Path) -> Config:
@@ -372,5 +390,6 @@ def beside_config(cfg: Config, folder: Path) -> Config:
 
 
 def to_yaml(cfg: Config) -> str:
-    """The fully resolved config, as saved in a run directory."""
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+    """The fully resolved config, as saved in a run directory: UTF-8 as written (`ü daten/train.tsv`, not
+    `"\\xFC daten/train.tsv"`)."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)

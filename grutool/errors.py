@@ -54,11 +54,13 @@ def install(extra: str) -> str:
 
 
 class TrainingInterrupted(Exception):
-    """Training was stopped by Ctrl-C after a resumable checkpoint was written."""
+    """Training was stopped by Ctrl-C (or, in one process, SIGTERM or SIGHUP: `signum`) after a resumable
+    checkpoint was written."""
 
-    def __init__(self, checkpoint: str, echo: bool = False, saved: bool = True, previous: bool = True):
+    def __init__(self, checkpoint: str, echo: bool = False, saved: bool = True, previous: bool = True,
+                 signum: int = 2):
         super().__init__(checkpoint)
-        self.checkpoint = checkpoint
+        self.checkpoint, self.signum = checkpoint, int(signum)  # the exit code is 128 + signum: 130 for Ctrl-C
         self.echo = echo  # distributed, not rank 0: rank 0 says it, this rank exits 130 silently
         # A second Ctrl-C during the save stops it: `checkpoint` is then the previous one, if there is one.
         self.saved, self.previous = saved, previous

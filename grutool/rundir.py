@@ -154,8 +154,15 @@ def is_locked(run_dir: Path) -> bool:
 
 
 def check_location(path: Path) -> None:
-    """Refuse a run directory that is a file, lies under one, or cannot be written, before any work is done."""
+    """Refuse a run directory that is a file, lies under one, or cannot be written, before any work is done. A
+    symbolic link to a folder not made yet is checked at its target, where the run will be made."""
     path = Path(path)
+    if path.is_symlink() and not path.exists():
+        target = Path(os.path.realpath(path))
+        if target.is_symlink():
+            raise UserError(f"{path}: a symbolic link that never reaches a folder (a loop of links); fix the link "
+                            f"or choose another `output_dir`", option="output_dir")
+        path = target
     if path.exists() and not path.is_dir():
         raise UserError(f"{path}: is a file, not a run directory; choose another `output_dir`", option="output_dir")
     if path.is_dir() and not os.access(path, os.W_OK | os.X_OK):  # a read-only folder or mount
@@ -223,6 +230,8 @@ def check_new(path: Path, overwrite: bool) -> bool:
                         f"grutool writes a run only into a new or empty folder or a run of its own, so it "
                         f"leaves this one alone: choose another `output_dir` (e.g. runs/NAME)", option="output_dir")
     if not (overwrite or is_partial(path)):
+        if is_locked(path):  # a training writes it now: `overwrite` would be refused too; the lock names it
+            RunLock(path).acquire().release()
         raise UserError(f"{path}: run directory exists and is not empty; pass `overwrite` to replace it, "
                         f"`resume` to continue it, or `output_dir` to choose another",
                         option=("overwrite", "resume", "output_dir"))

@@ -28,12 +28,12 @@ MAX_DEPTH = 3  # runs/<group>/<run> is found; deeper trees are named directly
 
 
 def find_runs(root: str | Path) -> list[Path]:
-    """Run directories (holding config.yaml) at or under `root`, sorted by path."""
+    """Run directories (holding config.yaml) at or under `root`, symbolic links to them included, sorted by path."""
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"{root}: directory not found; give the folder your runs are in (default: runs)")
     found = []
-    for here, dirs, files in os.walk(root):
+    for here, dirs, files in os.walk(root, followlinks=True):  # a linked run too
         depth = len(Path(here).relative_to(root).parts)
         if rundir.MARKER in files or (rundir.CONFIG in files and (
                 rundir.METRICS in files or rundir.LAST in files or rundir.BEST in files
@@ -42,7 +42,9 @@ def find_runs(root: str | Path) -> list[Path]:
             dirs.clear()  # a run's own folders are not runs
         elif depth >= MAX_DEPTH:
             dirs.clear()
-        dirs.sort()
+        # A link back to a folder above (runs/all -> runs) would list every run again under its name.
+        real = Path(os.path.realpath(here))
+        dirs[:] = sorted(d for d in dirs if Path(os.path.realpath(Path(here) / d)) not in (real, *real.parents))
     return sorted(found)
 
 
@@ -168,11 +170,21 @@ def compare(paths: list[str | Path]) -> dict:
     configs = [_flatten(_with_defaults(read_config(p))) for p in runs]
     keys = sorted(set().union(*configs) - {"output_dir"})
     differs = {k: [c.get(k) for c in configs] for k in keys if len({jsonsafe.dumps(c.get(k)) for c in configs}) > 1}
-    summaries = [_read_json(p / rundir.SUMMARY) or {} for p in runs]
-    figures = [_figures(s.get("validation") or {}) for s in summaries]
+    described = [describe(p) for p in runs]
+    figures = [_figures(_best_validation(p, d)) for p, d in zip(runs, described)]
     metric_names: list[str] = []
     for f in figures:
         metric_names += [k for k in f if k not in metric_names]
     metrics = {k: [f.get(k) for f in figures] for k in metric_names}
-    return {"runs": [str(p) for p in runs], "config": differs, "validation": metrics,
-            "summary": [describe(p) for p in runs]}
+    return {"runs": [str(p) for p in runs], "config": differs, "validation": metrics, "summary": described}
+
+
+def _best_validation(path: Path, described: dict) -> dict:
+    """A run's validation figures at its best epoch: summary.json's; a run still training or interrupted has
+    none yet, so its best epoch's row of metrics.jsonl (the `val_` figures; per-class F1 is in summary.json only).
+    `compare` showed such a run's best epoch beside '-' for every figure."""
+    validation = (_read_json(path / rundir.SUMMARY) or {}).get("validation")
+    if validation:
+        return validation
+    row = next((r for r in read_metrics(path) if r["epoch"] == described["best_epoch"]), {})
+    return {k[len("val_"):]: v for k, v in row.items() if k.startswith("val_")}

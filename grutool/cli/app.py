@@ -17,7 +17,8 @@ import typer
 from typer.core import TyperGroup
 
 from grutool.cli.metavars import clean_metavars
-from grutool.cli.console import err, out, setup_logging, usage_errors, user_errors
+from grutool.cli.console import (err, escape_unwritable, out, output_errors, setup_logging, unicode_output,
+                                 usage_errors, user_errors)
 from grutool.errors import UserError, clipped
 
 
@@ -35,7 +36,8 @@ class _Group(TyperGroup):
 
     def invoke(self, ctx):
         # A subcommand's own parsing happens in here; it names the subcommand's help when click did not.
-        with usage_errors(lambda: " ".join(filter(None, [ctx.command_path, ctx.invoked_subcommand]))):
+        with usage_errors(lambda: " ".join(filter(None, [ctx.command_path, ctx.invoked_subcommand]))), \
+                output_errors():
             return super().invoke(ctx)
 
 
@@ -296,7 +298,9 @@ def _read_inputs(texts: List[str], file: Optional[str], run_dir: Path) -> list[s
                 raise UserError("infer: give TEXT arguments, or --file PATH (use - for stdin)")
         return list(texts)
     if file == "-":
-        data = sys.stdin.buffer.read()
+        from grutool.data.loading import read_stdin
+
+        data = read_stdin()
         name = "stdin"
     else:
         p = Path(file)
@@ -306,7 +310,7 @@ def _read_inputs(texts: List[str], file: Optional[str], run_dir: Path) -> list[s
             raise UserError(f"--file {file}: input file not found")
         data, name = p.read_bytes(), file
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")  # a BOM (Notepad, PowerShell) is not part of the first input
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
         raise UserError(f"{name}:{line}: not valid UTF-8 (byte {e.start}); save the input as UTF-8") from None
@@ -411,7 +415,8 @@ def infer(
         from grutool import jsonsafe
 
         for r in results:
-            print(jsonsafe.dumps(r, ensure_ascii=False) if jsonl else render.line(r))
+            # JSON's own escapes where stdout cannot write a character (a Latin-1 or ASCII locale)
+            print(jsonsafe.dumps(r, ensure_ascii=not unicode_output()) if jsonl else render.line(r))
 
 
 from grutool.cli.shapes_cmd import shapes  # noqa: E402
@@ -466,6 +471,7 @@ register_daily(app)
 
 def main() -> None:
     """The console script. An interrupted command leaves at once: no atexit hooks, no shutdown traceback."""
+    escape_unwritable()
     try:
         app()
     except KeyboardInterrupt:

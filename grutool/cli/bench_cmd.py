@@ -180,14 +180,14 @@ def _run_with_progress(run, grid, smoke: bool, quiet: bool, console):
     """A progress bar in a terminal; one line per group into a file or pipe; nothing with --quiet."""
     if quiet:
         return run(grid, smoke=smoke)
-    if not sys.stderr.isatty():
+    from grutool.training.progress import TerminalBar, draws_bars  # training's bar: one progress library (tqdm)
+
+    if not draws_bars(sys.stderr):
         def lines(done: int, total: int, label: str) -> None:
             if label != "done":
                 console.print(f"[{done}/{total}] {label}", markup=False)
 
         return run(grid, smoke=smoke, progress=lines)
-    from grutool.training.progress import TerminalBar  # training's bar: one progress library (tqdm)
-
     shown: list[TerminalBar] = []  # made at the first report, which brings the row count
 
     def progress(done: int, total: int, label: str) -> None:

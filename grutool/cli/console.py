@@ -6,7 +6,9 @@ Every command module imports these from here; `rich` is imported on first use on
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
+import os
 import re
 import sys
 import warnings
@@ -39,8 +41,13 @@ class _LazyConsole:
         return getattr(self._console, name)
 
     def print(self, *objects, **options) -> None:
+        from rich.table import Table
+
+        from grutool.cli.render.tables import Whole
+
         options.setdefault("soft_wrap", not self.is_terminal)
-        self._console.print(*objects, **options)
+        # A table wider than the terminal keeps every cell whole (`Whole`); its lines are not cut at the edge.
+        self._console.print(*(Whole(o) if isinstance(o, Table) else o for o in objects), crop=False, **options)
 
 
 # emoji=False: rich would turn `:100:` in `file:100:4` (or any `:name:` in a path or value) into an emoji.
@@ -131,18 +138,80 @@ def user_errors():
             error(message)
         raise typer.Exit(exc.exit_code)
     except TrainingInterrupted as exc:
-        if exc.echo:
-            pass
-        elif exc.saved:
-            err.print(f"interrupted: saved {exc.checkpoint}; continue with the same command plus --resume",
-                      markup=False)
+        if exc.saved:
+            said = f"interrupted: saved {exc.checkpoint}; continue with the same command plus --resume"
         elif exc.previous:
-            err.print(f"interrupted while saving: {exc.checkpoint} is the previous complete checkpoint; continue "
-                      f"from it with the same command plus --resume", markup=False)
+            said = (f"interrupted while saving: {exc.checkpoint} is the previous complete checkpoint; continue "
+                    f"from it with the same command plus --resume")
         else:
-            err.print(f"interrupted before the first checkpoint was complete ({exc.checkpoint} not written); "
-                      f"the same command starts the run over", markup=False)
-        raise typer.Exit(130)
+            said = (f"interrupted before the first checkpoint was complete ({exc.checkpoint} not written); "
+                    f"the same command starts the run over")
+        if not exc.echo:  # an echo: distributed, not rank 0, which says it
+            with contextlib.suppress(OSError):  # SIGHUP: the terminal is gone (EIO), the checkpoint is not
+                err.print(said, markup=False)
+        raise typer.Exit(128 + exc.signum)  # 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP, as a shell reports
+
+
+def unicode_output() -> bool:
+    """Whether stdout writes every character (UTF-8); not under LANG=en_US.ISO-8859-1, LC_ALL=C with
+    PYTHONUTF8=0, PYTHONIOENCODING=ascii or a Windows code page."""
+    import codecs
+
+    try:
+        return codecs.lookup(sys.stdout.encoding).name.startswith("utf")
+    except (AttributeError, LookupError, TypeError):  # no stdout, or a stream without an encoding
+        return True
+
+
+def escape_unwritable() -> None:
+    """On streams that cannot write every character, a character they lack is written as an escape (`\\u2014`)
+    instead of stopping the command with a UnicodeEncodeError traceback (infer of a text with an em dash
+    under a Latin-1 locale); bytes that arrived undecodable (a file name in argv) go out as they came."""
+    import codecs
+
+    def escape(exc):
+        if not isinstance(exc, UnicodeEncodeError):
+            raise exc
+        piece = exc.object[exc.start:exc.end]
+        if all("\udc80" <= c <= "\udcff" for c in piece):  # surrogateescape's: the original bytes
+            return bytes(ord(c) - 0xDC00 for c in piece), exc.end
+        return codecs.backslashreplace_errors(exc)
+
+    codecs.register_error("grutool-escape", escape)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if not codecs.lookup(stream.encoding).name.startswith("utf"):
+                stream.reconfigure(errors="grutool-escape")
+        except (AttributeError, LookupError, TypeError, ValueError):  # closed, or not a text stream of a file
+            pass
+
+
+PIPE_CLOSED = 141  # the shell's code for a process a closed pipe stopped (128 + SIGPIPE), as `seq 9 | head -1`'s
+
+
+@contextlib.contextmanager
+def output_errors():
+    """The output could not be written: its reader left (`grutool infer ... | head -3`: exit 141, nothing said,
+    as a shell tool stopped by SIGPIPE; click said nothing either but exited 1, grutool's code for a bug), or its
+    disk is full (`> out.txt`: one line, exit 2; it was a traceback)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in (errno.EPIPE, errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            raise
+        _discard_stdout()  # what is still buffered would fail again as the interpreter exits
+        if exc.errno == errno.EPIPE:
+            raise typer.Exit(PIPE_CLOSED) from None
+        error(f"{exc.filename}: no space left on the device" if exc.filename else
+              "no space left on the device for the output; what was written of it is incomplete")
+        raise typer.Exit(2) from None
+
+
+def _discard_stdout() -> None:
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):  # no stdout, or one without a descriptor (a test's)
+        pass
 
 
 @contextlib.contextmanager

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import csv
+import logging
 import os
 import socket
 import tempfile
@@ -21,6 +22,8 @@ from urllib.parse import urlparse
 from grutool import jsonsafe
 from grutool.config import DataConfig
 from grutool.errors import UserError, clipped
+
+log = logging.getLogger("grutool")
 
 _EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "jsonl",
                ".parquet": "parquet", ".txt": "tsv"}
@@ -94,6 +97,31 @@ def transient_cache():
             _TRANSIENT_CACHE.reset(token)
 
 
+_CACHE_WRITABLE: Optional[bool] = None  # whether `datasets` can keep its cache: probed once per process
+
+
+def _cache_writable(datasets) -> bool:
+    """Whether the `datasets` cache folder (HF_DATASETS_CACHE, else ~/.cache/huggingface/datasets) can be written.
+    Where it cannot (a read-only or missing home: a container's user, a CI job), every local file failed as
+    `cannot read as tsv: [Errno 13] Permission denied: '/nonexistent'`; now it is said once, and files are read
+    through a temporary folder instead (`transient_cache`)."""
+    global _CACHE_WRITABLE
+    if _CACHE_WRITABLE is None:
+        folder = Path(datasets.config.HF_DATASETS_CACHE)
+        try:
+            if not folder.is_absolute():  # `~` left as it is: no HOME, and no home in the password file
+                raise OSError("no home folder to keep it in")
+            folder.mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryFile(dir=folder).close()
+            _CACHE_WRITABLE = True
+        except OSError as exc:
+            log.warning("the datasets cache %s cannot be written (%s); data files are read through a temporary "
+                        "folder instead, each time (set HF_DATASETS_CACHE to a writable folder to keep a cache)",
+                        folder, exc.strerror or exc)
+            _CACHE_WRITABLE = False
+    return _CACHE_WRITABLE
+
+
 def _quiet_datasets():
     import datasets
 
@@ -115,12 +143,15 @@ def load_file(path: str, cfg: DataConfig, text_fields: tuple[str, ...] = ()):
     if builder != "parquet":
         texts = {getattr(cfg, field): field for field in text_fields}
         _check_text_file(p, file_format(path, cfg.format), cfg.header, cfg.column_names, texts)
-    transient = _TRANSIENT_CACHE.get()
-    if transient is not None:
-        kwargs.update(cache_dir=transient, keep_in_memory=True)  # the Arrow table lives on after the folder
     datasets = _quiet_datasets()
     try:
-        return datasets.load_dataset(builder, data_files=str(p), split="train", **kwargs)
+        with contextlib.ExitStack() as stack:
+            transient = _TRANSIENT_CACHE.get()
+            if transient is None and not _cache_writable(datasets):
+                transient = stack.enter_context(tempfile.TemporaryDirectory(prefix="grutool-data-"))
+            if transient is not None:
+                kwargs.update(cache_dir=transient, keep_in_memory=True)  # the Arrow table lives on after the folder
+            return datasets.load_dataset(builder, data_files=str(p), split="train", **kwargs)
     except Exception as exc:  # datasets wraps parser errors in its own types
         cause = _root_cause(exc)
         if isinstance(cause, UnicodeDecodeError):
@@ -348,6 +379,17 @@ def first_row_line(cfg: DataConfig, source: str, row: int) -> str:
     if fmt == "jsonl":
         return f"line {row + 1}"
     return f"row {row}"
+
+
+def read_stdin() -> bytes:
+    """Everything piped in (`--file -`); stdin closed (`<&-`, a service without one) is a UserError, where it was
+    an AttributeError traceback."""
+    import sys
+
+    try:
+        return sys.stdin.buffer.read()
+    except (AttributeError, OSError, ValueError):  # sys.stdin is None, or its descriptor is not readable
+        raise UserError("stdin: closed, nothing to read; pipe the input in, or give --file PATH") from None
 
 
 def read_text(path: str | Path, folder_fix: str, encoding: str = "utf-8") -> str:

@@ -19,7 +19,6 @@ cell's fix is the cell alone; training errors offer the config's fixes too.
 from __future__ import annotations
 
 import difflib
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
@@ -260,10 +259,10 @@ def read_table(path: str | Path, fmt: str = "auto", *, header: bool = True,
 
     import pandas as pd
 
-    from grutool.data.loading import data_not_found
+    from grutool.data.loading import data_not_found, read_stdin
 
     if str(path) == "-":
-        raw = sys.stdin.buffer.read()
+        raw = read_stdin()
         if not raw.strip():
             raise UserError("stdin: no input; pipe a table into --file - (a header line, then rows)")
         name, source = "stdin", io.BytesIO(raw)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 import time
 from typing import Optional
@@ -65,12 +66,18 @@ def _epoch_line(epoch: int, epochs: int, metrics: dict, monitor: Optional[str], 
     return f"epoch {epoch}/{epochs}: " + " | ".join(parts)
 
 
+def draws_bars(stream) -> bool:
+    """A terminal that redraws a line: not a file or pipe, nor a dumb terminal (TERM=dumb: Emacs' shell, an IDE's
+    console), which printed the bar's erase codes as `^[[K` and each redraw as a line of its own."""
+    return stream.isatty() and os.environ.get("TERM") not in ("dumb", "unknown")
+
+
 def resolve_mode(progress) -> Optional[str]:
     """`train(progress=...)`: False/None -> no display, True -> bar on a terminal else lines, or the mode named."""
     if progress in (None, False):
         return None
     if progress is True or progress == "auto":
-        return "bar" if sys.stderr.isatty() else "lines"
+        return "bar" if draws_bars(sys.stderr) else "lines"
     if progress not in ("bar", "lines"):
         raise ValueError(f"progress: expected True, False, 'auto', 'bar' or 'lines' (got {progress!r})")
     return progress

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -78,7 +79,7 @@ def record_resumed_config(cfg: Config, run_dir: Path) -> None:
 
 def write_new_run(cfg: Config, run_dir: Path, prepared, overwrite: bool, owned: contextlib.ExitStack) -> None:
     """A new run's folder, locked (until `owned` closes), with its config and vocabularies."""
-    run_dir.mkdir(parents=True, exist_ok=True)
+    Path(os.path.realpath(run_dir)).mkdir(parents=True, exist_ok=True)  # a link to a folder not made yet: its target
     owned.enter_context(rundir.RunLock(run_dir))
     rundir.prepare_new(run_dir, overwrite)  # a partial run (resume or not) starts over by itself
     write_text_atomic(to_yaml(cfg), run_dir / rundir.CONFIG)

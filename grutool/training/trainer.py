@@ -97,6 +97,7 @@ class Trainer:
         # batch, the next batch's initial state; None at the start of each epoch. Saved in last.pt.
         self.carry = None
         self._interrupt_requested = False
+        self._interrupt_signal = signal.SIGINT  # which signal asked to stop: the exit code says it (128 + it)
         self._interrupt_agreed = False  # distributed: some rank's Ctrl-C, as all ranks learnt it in the same step
         # The last step's gradient norms, for callbacks (grutool.training.tracking): the global norm when the
         # step computed one; per parameter only with track_grads (a TensorBoard run), on step 1 and every
@@ -270,7 +271,10 @@ class Trainer:
         """Ctrl-C stops at the next step boundary, so last.pt never holds a half-applied update.
 
         A second Ctrl-C stops at once (the checkpoint is still written, but may
-        then not resume exactly).
+        then not resume exactly). In one process, SIGTERM (`kill`, `timeout`, a batch system's preemption,
+        `docker stop`) and SIGHUP (the terminal closed) do the same where they would kill it (not under
+        `nohup`): they killed it with the epoch's steps unsaved and nothing said. Distributed ranks leave
+        them alone: torchrun stops the ranks that outlive a failed one with SIGTERM.
         """
         if threading.current_thread() is not threading.main_thread():
             yield
@@ -279,15 +283,21 @@ class Trainer:
         def handler(signum, frame):
             if self._interrupt_requested:
                 raise KeyboardInterrupt
-            self._interrupt_requested = True
+            self._interrupt_requested, self._interrupt_signal = True, signum
             if self.dist.is_main:  # torchrun passes Ctrl-C to every rank; rank 0 alone reports
-                log.warning("Ctrl-C: stopping after this step, saving a checkpoint (again: stop now)")
+                log.warning("%s: stopping after this step, saving a checkpoint (again: stop now)",
+                            "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name)
 
-        previous = signal.signal(signal.SIGINT, handler)
+        stops = [signal.SIGINT]
+        if not self.dist.enabled:
+            stops += [s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None))
+                      if s is not None and signal.getsignal(s) == signal.SIG_DFL]
+        previous = {s: signal.signal(s, handler) for s in stops}
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for s, handling in previous.items():
+                signal.signal(s, handling)
 
     def _check_interrupt(self) -> None:
         if self._interrupt_agreed if self.dist.enabled else self._interrupt_requested:
@@ -307,8 +317,8 @@ class Trainer:
                 self._emit("on_interrupt")
             except KeyboardInterrupt:  # a second Ctrl-C during the save: the atomic write left last.pt as it was
                 raise TrainingInterrupted(str(last), echo=not self.dist.is_main, saved=False,
-                                          previous=last.is_file()) from None
-            raise TrainingInterrupted(str(last), echo=not self.dist.is_main) from None
+                                          previous=last.is_file(), signum=self._interrupt_signal) from None
+            raise TrainingInterrupted(str(last), echo=not self.dist.is_main, signum=self._interrupt_signal) from None
         except TrainingDiverged as exc:
             # Stop where we are; the checkpoints on disk hold the last finite weights.
             self.diverged = str(exc)

@@ -78,6 +78,14 @@ def test_terminal_shows_clean_lines_and_no_bar_left_behind(config, width, tmp_pa
     assert all(len(l) <= 80 for l in shown if l.startswith("epoch")), "epoch lines fit 80 columns"
 
 
+def test_a_dumb_terminal_gets_the_log_file_s_lines_and_no_escape_codes(config, tmp_path, monkeypatch):
+    monkeypatch.setenv("TERM", "dumb")  # Emacs' shell, an IDE's console: no cursor movement, no erase
+    raw = run_in_terminal(["train", str(config), "--output-dir", "run"], 80, cwd=tmp_path)
+    assert "\x1b" not in raw and "%|" not in raw, raw  # was `reading data …^[[Kdata: ...` and a bar
+    assert [l.split(":")[0] for l in raw.splitlines() if l.startswith("epoch")] == ["epoch 1/3", "epoch 2/3",
+                                                                                   "epoch 3/3"]
+
+
 def test_log_file_gets_plain_lines_without_bar(config, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-m", "grutool", "train", str(config), "--output-dir",

@@ -15,6 +15,13 @@ def plain(value) -> str:
     return escape(str(value))
 
 
+def one_cell(text) -> str:
+    """A text as one cell of an `infer` line: tabs and line ends written `\\t`, `\\n`, `\\r`, so the line stays
+    one input's with its columns in place (a quoted csv field holding a line break printed as two lines);
+    `--jsonl` keeps the text as it is."""
+    return str(text).replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
 def counted(n: int, noun: str) -> str:
     """`1 sentence`, `2,077 sentences`: a count with thousands separators and its noun, singular for one."""
     return f"{n:,} {noun}" + ("" if n == 1 else "s")
@@ -51,8 +58,24 @@ class FitsOrSays:
         yield self.table if needed <= options.max_width else Text(self.note)  # Text: the note is never markup
 
 
+class Whole:
+    """A table rendered no narrower than its narrowest whole rendering: on a terminal narrower than that (a
+    40-column pane) rich cut figures to fit (`0.6375` as `0.637`, `0.73…`) and dropped columns (`runs` lost
+    its run names); now the lines run past the edge, where the terminal wraps them, and nothing is lost."""
+
+    def __init__(self, table):
+        self.table = table
+
+    def __rich_console__(self, console, options):
+        from rich.measure import Measurement
+
+        needed = Measurement.get(console, options.update_width(10_000), self.table).minimum
+        yield from console.render(self.table, options.update_width(max(needed, options.max_width)))
+
+
 class FirstThatFits:
-    """The first of `choices` whose narrowest rendering (every word whole) fits the width, else the last."""
+    """The first of `choices` whose narrowest rendering (every word whole) fits the width; where none does, the
+    narrowest of them (the first of equals), `Whole`: no cell is cut."""
 
     def __init__(self, *choices):
         self.choices = choices
@@ -60,8 +83,6 @@ class FirstThatFits:
     def __rich_console__(self, console, options):
         from rich.measure import Measurement
 
-        for choice in self.choices[:-1]:
-            if Measurement.get(console, options.update_width(10_000), choice).minimum <= options.max_width:
-                yield choice
-                return
-        yield self.choices[-1]
+        needed = [Measurement.get(console, options.update_width(10_000), choice).minimum for choice in self.choices]
+        fits = [choice for choice, width in zip(self.choices, needed) if width <= options.max_width]
+        yield fits[0] if fits else Whole(self.choices[needed.index(min(needed))])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from grutool.cli.render.tables import confusion_table, plain
+from grutool.cli.render.tables import confusion_table, one_cell, plain
 
 
 def summary_line(metrics: dict) -> str:
@@ -24,7 +24,8 @@ def tables(metrics: dict) -> list:
 
 def line(result: dict) -> str:
     """label<TAB>probability<TAB>text (numeric sequences: the sequence's id)"""
-    return f"{result['label']}\t{result['probs'][result['label']]:.4f}\t{result['text'] if 'text' in result else result['id']}"
+    shown = result["text"] if "text" in result else result["id"]
+    return f"{result['label']}\t{result['probs'][result['label']]:.4f}\t{one_cell(shown)}"
 
 
 def plot(metrics: dict, path, title: str = "") -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from grutool.cli.render.tables import counted, plain
+from grutool.cli.render.tables import counted, one_cell, plain
 from grutool.errors import UserError, install
 
 
@@ -47,7 +47,7 @@ def tables(metrics: dict) -> list:
 
 def line(result: dict) -> str:
     """One `infer` output line: output<TAB>log-probability<TAB>source."""
-    return f"{result['output']}\t{result['score']:.4f}\t{result['source']}"
+    return f"{one_cell(result['output'])}\t{result['score']:.4f}\t{one_cell(result['source'])}"
 
 
 def plot_attention(results: list[dict], path: str) -> list[str]:

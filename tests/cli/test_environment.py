@@ -1,0 +1,313 @@
+"""grutool where users run it: home folders in config paths, symlinked run directories, pipes closed early,
+non-UTF-8 terminals, narrow and dumb terminals, closed stdin, an unwritable home, signals during training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import invoke, tiny_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# --- paths ---------------------------------------------------------------------------------------------
+
+
+def test_a_tilde_in_config_paths_is_the_home_folder(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    raw = tiny_config(home / "project")
+    for name in ("train", "validation", "test"):
+        raw["data"][name] = f"~/project/data/{name}.tsv"
+    raw["output_dir"] = "~/runs/tiny"
+    (tmp_path / "my.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    result = invoke("train", "my.yaml", "-q", "--set", "train.epochs=1")
+    assert result.exit_code == 0, result.output
+    assert (home / "runs" / "tiny" / "best.pt").is_file()
+    assert not (tmp_path / "~").exists(), "a folder named ~ in the working directory"
+    saved = yaml.safe_load((home / "runs" / "tiny" / "config.yaml").read_text(encoding="utf-8"))
+    assert saved["data"]["train"] == str(home / "project" / "data" / "train.tsv")
+
+
+def test_a_run_directory_given_as_a_link_to_a_folder_not_made_yet_is_made_there(tmp_path):
+    raw = tiny_config(tmp_path, epochs=1)
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "exp").symlink_to(tmp_path / "scratch" / "exp")  # dangling: scratch/exp not made yet
+    result = invoke("train", tmp_path / "tiny.yaml", "-q", "-o", tmp_path / "runs" / "exp")
+    assert result.exit_code == 0, f"{result.output}{result.exception!r}"
+    assert (tmp_path / "scratch" / "exp" / "best.pt").is_file()
+    assert (tmp_path / "runs" / "exp").is_symlink()
+    (tmp_path / "runs" / "loop").symlink_to(tmp_path / "runs" / "loop")
+    result = invoke("train", tmp_path / "tiny.yaml", "-q", "-o", tmp_path / "runs" / "loop")
+    assert result.exit_code == 2 and "a loop of links" in result.output, f"{result.output}{result.exception!r}"
+
+
+def test_runs_lists_a_run_reached_through_a_symbolic_link(tmp_path):
+    import json
+
+    raw = tiny_config(tmp_path, epochs=1)
+    raw["output_dir"] = str(tmp_path / "disk" / "big")
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    assert invoke("train", tmp_path / "tiny.yaml", "-q").exit_code == 0
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "big").symlink_to(tmp_path / "disk" / "big")
+    (tmp_path / "runs" / "loop").symlink_to(tmp_path / "runs")
+    result = invoke("runs", tmp_path / "runs", "--json")
+    assert result.exit_code == 0, result.output
+    found = [json.loads(l)["run"] for l in result.stdout.splitlines()]
+    assert found == [str(tmp_path / "runs" / "big")], "listed once: the loop (runs/loop -> runs) is not followed"
+
+
+# --- home, caches --------------------------------------------------------------------------------------
+
+
+def test_an_unwritable_datasets_cache_reads_the_data_through_a_temporary_folder(tmp_path, monkeypatch):
+    import datasets
+
+    from grutool.data import loading
+
+    (tmp_path / "home").write_text("a file where the home folder should be")  # unwritable, even for root
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "home" / ".cache" / "datasets")
+    monkeypatch.setattr(loading, "_CACHE_WRITABLE", None, raising=False)  # probed again
+    raw = tiny_config(tmp_path, epochs=1)
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    result = invoke("train", tmp_path / "tiny.yaml", "-q")
+    assert result.exit_code == 0, result.output  # was: error: .../train.tsv: cannot read as tsv: [Errno 20] ...
+    assert "the datasets cache" in result.stderr and "set HF_DATASETS_CACHE" in result.stderr
+    assert result.stderr.count("the datasets cache") == 1, "said once, not once per file"
+
+
+# --- output ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("env")
+    raw = tiny_config(root, epochs=1, device="cpu")
+    (root / "tiny.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    result = invoke("train", root / "tiny.yaml", "-q")
+    assert result.exit_code == 0, result.output
+    return root / "run"
+
+
+def _grutool(*args, **popen):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **popen.pop("env", {})}
+    return subprocess.Popen([sys.executable, "-m", "grutool", *map(str, args)], env=env, **popen)
+
+
+def test_a_reader_that_closes_the_pipe_early_stops_infer_with_141_and_no_message(run, tmp_path):
+    import subprocess
+
+    (tmp_path / "many.txt").write_text("the food was really good and the service was lovely\n" * 5000)
+    proc = _grutool("infer", run, "--file", tmp_path / "many.txt", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline().startswith(b"pos")  # `| head -1`: one line read, then the pipe closed
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, stderr  # was 1, grutool's code for a bug
+    assert stderr == ""
+
+
+def test_a_full_disk_under_the_output_is_one_line_and_exit_2(run):
+    import subprocess
+
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full")
+    with open("/dev/full", "w") as full:
+        proc = _grutool("infer", run, "a lovely film", stdout=full, stderr=subprocess.PIPE)
+        stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 2, stderr
+    assert stderr.strip() == "error: no space left on the device for the output; what was written of it is incomplete"
+
+
+def test_a_latin_1_terminal_gets_escapes_for_the_characters_it_lacks(run, tmp_path):
+    import json
+    import subprocess
+
+    (tmp_path / "in.txt").write_text("Ça a été très bien — ✓\n", encoding="utf-8")
+    latin = {"env": {"PYTHONIOENCODING": "latin-1"}, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    proc = _grutool("infer", run, "--file", tmp_path / "in.txt", **latin)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr.decode()  # was a UnicodeEncodeError traceback
+    assert stdout.decode("latin-1").split("\t")[2] == "Ça a été très bien \\u2014 \\u2713\n"
+    proc = _grutool("infer", run, "--file", tmp_path / "in.txt", "--jsonl", **latin)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr.decode()
+    assert json.loads(stdout)["text"] == "Ça a été très bien — ✓", "JSON's own escapes: the text read back whole"
+
+
+# --- stdin ----------------------------------------------------------------------------------------------
+
+
+def test_a_closed_stdin_is_one_line_and_exit_2(run):
+    import os
+    import subprocess
+
+    # `<&-`: the child starts without a descriptor 0, so sys.stdin is None
+    proc = _grutool("infer", run, "--file", "-", stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE, preexec_fn=lambda: os.close(0))
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 2, stderr.decode()  # was an AttributeError traceback
+    assert stderr.decode() == "error: stdin: closed, nothing to read; pipe the input in, or give --file PATH\n"
+
+
+def test_a_byte_order_mark_on_stdin_is_not_part_of_the_first_input(run):
+    import json
+
+    result = invoke("infer", run, "--file", "-", "--jsonl", input="\ufeffa lovely film\r\nawful\r\n".encode())
+    assert result.exit_code == 0, result.output
+    assert [json.loads(l)["text"] for l in result.stdout.splitlines()] == ["a lovely film", "awful"]
+
+
+# --- narrow terminals -----------------------------------------------------------------------------------
+
+
+def test_tables_wider_than_a_narrow_terminal_keep_every_name_and_figure_whole(run):
+    import json
+    import subprocess
+
+    best = json.loads(invoke("runs", run.parent, "--json").stdout)["best"]
+    per_class = json.loads(invoke("eval", run, "--split", "validation", "--json").stdout)["per_class"]
+    for width in (40, 55):
+        narrow = {"env": {"COLUMNS": str(width)}, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+        listed = _grutool("runs", run.parent, **narrow).communicate(timeout=120)[0].decode()
+        # was ' task     best          ep…  …  status' / ' classi…  accuracy 0.6  1/1  …  finished': no run name
+        assert sum(l.startswith("run ") for l in listed.splitlines()) == 2, listed  # the header, the run
+        assert f"{best:.4g}" in listed, listed
+        table = _grutool("eval", run, "--split", "validation", **narrow).communicate(timeout=120)[0].decode()
+        for label, m in per_class.items():  # was `│ nega… │ 0.73… │ 0.42… │ 0.5… │`
+            assert f"{label} " in table and f"{m['precision']:.4f}" in table and f"{m['f1']:.4f}" in table, table
+
+
+# --- signals during training ----------------------------------------------------------------------------
+
+
+def _training(tmp_path, **popen):
+    import subprocess
+    import time
+
+    raw = tiny_config(tmp_path, epochs=500, batch_size=4)
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    proc = _grutool("train", tmp_path / "tiny.yaml", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                    **popen)
+    metrics, deadline = tmp_path / "run" / "metrics.jsonl", time.time() + 120
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 1) and time.time() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    return proc
+
+
+@pytest.mark.parametrize("name, code", [("SIGTERM", 143), ("SIGHUP", 129)])
+def test_sigterm_and_sighup_during_training_save_a_resumable_checkpoint(tmp_path, name, code):
+    import signal
+
+    from grutool.checkpoint import load_checkpoint
+
+    proc = _training(tmp_path)
+    proc.send_signal(getattr(signal, name))  # `kill`, `timeout`, preemption; the terminal closed
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == code, stderr  # was -15 / -1: killed, the epoch's steps lost, nothing said
+    assert f"{name}: stopping after this step" in stderr and "interrupted: saved" in stderr, stderr
+    assert "Traceback" not in stderr
+    state = load_checkpoint(tmp_path / "run" / "last.pt")["meta"]["state"]
+    result = invoke("train", tmp_path / "tiny.yaml", "-q", "--resume", "--set", f"train.epochs={state['epoch'] + 1}")
+    assert result.exit_code == 0, result.output
+
+
+def test_sighup_under_nohup_leaves_training_running(tmp_path):
+    import signal
+    import time
+
+    proc = _training(tmp_path, preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))  # as nohup runs it
+    proc.send_signal(signal.SIGHUP)
+    time.sleep(1.0)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+
+
+def test_closing_the_terminal_saves_a_checkpoint_and_exits_129(tmp_path):
+    import fcntl
+    import os
+    import pty
+    import termios
+    import time
+
+    raw = tiny_config(tmp_path, epochs=500, batch_size=4)
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    master, slave = pty.openpty()
+
+    def own_terminal():  # a session of its own whose controlling terminal is the pty, as a shell's job has
+        os.setsid()
+        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+
+    proc = _grutool("train", tmp_path / "tiny.yaml", stdin=slave, stdout=slave, stderr=slave,
+                    preexec_fn=own_terminal)
+    os.close(slave)
+    metrics, deadline = tmp_path / "run" / "metrics.jsonl", time.time() + 120
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 1) and time.time() < deadline:
+        try:
+            os.read(master, 65536)  # the bar's output, as a terminal reads it
+        except OSError:
+            break
+    os.close(master)  # the terminal window closed: SIGHUP, and every later write to it fails (EIO)
+    assert proc.wait(timeout=60) == 129  # was -1: killed, the epoch's steps lost; then 1: the closing line's EIO
+    assert "interrupted" in invoke("runs", tmp_path, "--json").stdout
+
+
+def test_an_infer_line_per_input_when_a_text_holds_tabs_and_line_breaks(run, tmp_path):
+    (tmp_path / "quoted.csv").write_text('text,label\n"a lovely\tfilm",pos\n"two\nlines, awful",neg\n', encoding="utf-8")
+    result = invoke("infer", run, "--file", tmp_path / "quoted.csv")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()  # was 3 lines, the first with 4 columns
+    assert [l.split("\t")[2] for l in lines] == ["a lovely\\tfilm", "two\\nlines, awful"], lines
+
+
+def test_compare_shows_the_figures_of_a_run_still_training_or_interrupted(run, tmp_path):
+    import json
+    import shutil
+
+    shutil.copytree(run, tmp_path / "stopped")
+    (tmp_path / "stopped" / "summary.json").unlink()  # as a run reads while training, or after a kill
+    result = invoke("compare", run, tmp_path / "stopped", "--json")
+    assert result.exit_code == 0, result.output
+    compared = json.loads(result.stdout)
+    assert compared["summary"][1]["status"] == "interrupted"
+    for figure in ("accuracy", "macro_f1", "loss"):  # was [0.58, null]: the best epoch named, its figures not
+        assert compared["validation"][figure][1] == pytest.approx(compared["validation"][figure][0]), figure
+
+
+def test_a_run_s_config_keeps_non_ascii_paths_as_written(tmp_path):
+    raw = tiny_config(tmp_path / "ü daten", epochs=1)
+    raw["output_dir"] = str(tmp_path / "my runs" / "ö 1")
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    result = invoke("train", tmp_path / "tiny.yaml", "-q")
+    assert result.exit_code == 0, result.output
+    saved = (tmp_path / "my runs" / "ö 1" / "config.yaml").read_text(encoding="utf-8")
+    assert "ü daten/data/train.tsv" in saved and "\\xFC" not in saved, saved  # was "...\xFC daten/data/train.tsv"
+    assert invoke("eval", tmp_path / "my runs" / "ö 1", "--split", "test").exit_code == 0
+
+
+# --- two processes, one run directory -------------------------------------------------------------------
+
+
+def test_a_second_train_into_a_run_in_use_says_who_uses_it(run, tmp_path):
+    import os
+    import shutil
+
+    from conftest import assert_user_error
+    from grutool.rundir import RunLock
+
+    shutil.copytree(run, tmp_path / "busy")
+    with RunLock(tmp_path / "busy"):  # a training writing it now
+        result = invoke("train", run.parent / "tiny.yaml", "-o", tmp_path / "busy")
+    # was: 'run directory exists and is not empty; pass --overwrite to replace it, ...', which is refused too
+    assert_user_error(result, "run directory is in use by pid", str(os.getpid()))
