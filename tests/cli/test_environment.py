@@ -331,3 +331,15 @@ def test_eval_from_another_folder_says_where_the_run_s_relative_paths_start(tmp_
                       f"data/test.tsv: the run's data.test, not found from the working directory {tmp_path}",
                       "run eval from there, or name the file with --data")
     assert invoke("eval", tmp_path / "run", "--data", tmp_path / "project" / "data" / "test.tsv").exit_code == 0
+
+
+def test_train_into_a_pipe_closed_early_finishes_the_run_and_exits_141(tmp_path):
+    import subprocess
+
+    raw = tiny_config(tmp_path, epochs=2)
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    proc = _grutool("train", tmp_path / "tiny.yaml", stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.stdout.readline().startswith(b"data: ")  # `2>&1 | head -1`
+    proc.stdout.close()
+    assert proc.wait(timeout=120) == 141  # was 1: rich's SystemExit(1) on the closed pipe
+    assert (tmp_path / "run" / "summary.json").is_file(), "the training itself went on to its end"
