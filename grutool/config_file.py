@@ -340,7 +340,7 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
 DATA_PATHS = ("train", "validation", "test", "vectors")
 
 
-def _present(path: Path) -> bool:
+def data_present(path: Path) -> bool:
     """A data path as the readers take it: a file, a directory, or a prefix of files (`data/x/train` -> train.*)."""
     return path.exists() or (path.parent.is_dir() and any(path.parent.glob(glob_escape(path.name) + ".*")))
 
@@ -380,7 +380,7 @@ def beside_config(cfg: Config, folder: Path) -> Config:
         paths = value if isinstance(value, list) else [value]
         if value is None or not all(isinstance(p, str) for p in paths):
             continue
-        fixed = [str(folder / p) if not Path(p).is_absolute() and not _present(Path(p)) and _present(folder / p)
+        fixed = [str(folder / p) if not Path(p).is_absolute() and not data_present(Path(p)) and data_present(folder / p)
                  else p for p in paths]
         if fixed != paths:
             moved[name] = fixed if isinstance(value, list) else fixed[0]

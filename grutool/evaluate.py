@@ -40,6 +40,8 @@ def evaluate(run_dir: str, split: str = "validation", data: Optional[str] = None
     if source is None:
         raise UserError(f"{p.run.path}: the run's config has no data.{split}; pass a file to score as `data`",
                         option="data")
+    if data is None and cfg.data.dataset is None:
+        _check_found(source, split)
     if data is not None and cfg.data.dataset is not None:
         # `data` is a local file, even for a run trained on a Hub dataset: read it with the run's columns.
         cfg = cfg.model_copy(update={"data": cfg.data.local()})
@@ -50,3 +52,20 @@ def evaluate(run_dir: str, split: str = "validation", data: Optional[str] = None
     out["source"] = source
     out.update(reported)
     return p.task.finish_evaluation(out, p.run)
+
+
+def _check_found(source, split: str) -> None:
+    """A run keeps its data paths as `train` was given them, relative to the folder it ran in; from another
+    folder, one is missing. That said so, not the training's `not found (relative to ... the config file's
+    folder)` and where to download the shipped datasets."""
+    from pathlib import Path
+
+    from grutool.config_file import data_present
+    from grutool.data.numeric import split_slice
+
+    for path in source if isinstance(source, list) else [source]:
+        path = Path(split_slice(path)[0])
+        if not path.is_absolute() and not data_present(path):
+            raise UserError(f"{path}: the run's data.{split}, not found from the working directory {Path.cwd()}; "
+                            f"the run reads its data paths as `train` was given them, relative to the folder "
+                            f"it ran in: run eval from there, or name the file with `data`", option="data")

@@ -38,7 +38,13 @@ class _LazyConsole:
             from rich.console import Console
 
             self._console = Console(**self._options)
+            self._console.on_broken_pipe = self._pipe_closed
         return getattr(self._console, name)
+
+    def _pipe_closed(self) -> None:
+        """rich's own answer to a closed pipe is SystemExit(1), grutool's code for a bug: `output_errors` says it."""
+        self._console.quiet = True  # nothing more to write there
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
 
     def print(self, *objects, **options) -> None:
         from rich.table import Table

@@ -264,7 +264,8 @@ def test_closing_the_terminal_saves_a_checkpoint_and_exits_129(tmp_path):
 
 
 def test_an_infer_line_per_input_when_a_text_holds_tabs_and_line_breaks(run, tmp_path):
-    (tmp_path / "quoted.csv").write_text('text,label\n"a lovely\tfilm",pos\n"two\nlines, awful",neg\n', encoding="utf-8")
+    quoted = 'text,label\n"a lovely\tfilm",pos\n"two\nlines, awful",neg\n'
+    (tmp_path / "quoted.csv").write_text(quoted, encoding="utf-8")
     result = invoke("infer", run, "--file", tmp_path / "quoted.csv")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()  # was 3 lines, the first with 4 columns
@@ -311,3 +312,34 @@ def test_a_second_train_into_a_run_in_use_says_who_uses_it(run, tmp_path):
         result = invoke("train", run.parent / "tiny.yaml", "-o", tmp_path / "busy")
     # was: 'run directory exists and is not empty; pass --overwrite to replace it, ...', which is refused too
     assert_user_error(result, "run directory is in use by pid", str(os.getpid()))
+
+
+def test_eval_from_another_folder_says_where_the_run_s_relative_paths_start(tmp_path, monkeypatch):
+    from conftest import assert_user_error
+
+    raw = tiny_config(tmp_path / "project", epochs=1)
+    for name in ("train", "validation", "test"):
+        raw["data"][name] = f"data/{name}.tsv"
+    raw["output_dir"] = str(tmp_path / "run")
+    (tmp_path / "project" / "tiny.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    monkeypatch.chdir(tmp_path / "project")
+    assert invoke("train", "tiny.yaml", "-q").exit_code == 0
+    monkeypatch.chdir(tmp_path)
+    # was: 'not found (relative to the working directory ..., or to the config file's folder ...); the shipped
+    # configs' datasets, where to get them ...: docs/data.md'
+    assert_user_error(invoke("eval", tmp_path / "run", "--split", "test"),
+                      f"data/test.tsv: the run's data.test, not found from the working directory {tmp_path}",
+                      "run eval from there, or name the file with --data")
+    assert invoke("eval", tmp_path / "run", "--data", tmp_path / "project" / "data" / "test.tsv").exit_code == 0
+
+
+def test_train_into_a_pipe_closed_early_finishes_the_run_and_exits_141(tmp_path):
+    import subprocess
+
+    raw = tiny_config(tmp_path, epochs=2)
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    proc = _grutool("train", tmp_path / "tiny.yaml", stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.stdout.readline().startswith(b"data: ")  # `2>&1 | head -1`
+    proc.stdout.close()
+    assert proc.wait(timeout=120) == 141  # was 1: rich's SystemExit(1) on the closed pipe
+    assert (tmp_path / "run" / "summary.json").is_file(), "the training itself went on to its end"
