@@ -109,6 +109,11 @@ def load_checkpoint(path: Path) -> dict:
         raise UserError(f"{path}: is a directory, not a checkpoint file")
     if not path.is_file():
         raise UserError(f"{path}: checkpoint not found; train first, or pick another run directory")
+    try:
+        open(path, "rb").close()
+    except OSError as exc:  # zipfile.is_zipfile says False for a file it cannot open: "corrupt", wrongly
+        raise UserError(f"{path}: cannot read the checkpoint ({exc.strerror or exc}); check its permissions, "
+                        f"or copy the run somewhere you can read") from None
     if not zipfile.is_zipfile(path):  # torch.save's format (all grutool writes) is a zip archive
         raise UserError(f"{path}: checkpoint is corrupt or truncated (not a torch.save archive); "
                         f"restore it or train again")

@@ -109,15 +109,20 @@ def yaml_lines(text: str, source: str = "<yaml>") -> dict[tuple[str, ...], int]:
 
 
 def read_text_file(path: Path, what: str) -> str:
-    """The UTF-8 text of `path`; UserError naming `what` it should be when missing, a directory or not UTF-8."""
+    """The UTF-8 text of `path`; UserError naming `what` it should be when missing, a directory, unreadable or
+    not UTF-8."""
     path = Path(path)
-    if path.is_dir():
-        raise UserError(f"{path}: is a directory; give the {what} file inside it")
-    if not path.exists():
-        raise UserError(f"{path}: {what} file not found")
-    if not path.is_file():  # /dev/null, a FIFO, a socket: reading one may block or give nothing
-        raise UserError(f"{path}: not a regular file ({_kind(path)}); give the {what} file itself")
-    data = path.read_bytes()
+    try:
+        if path.is_dir():
+            raise UserError(f"{path}: is a directory; give the {what} file inside it")
+        if not path.exists():
+            raise UserError(f"{path}: {what} file not found")
+        if not path.is_file():  # /dev/null, a FIFO, a socket: reading one may block or give nothing
+            raise UserError(f"{path}: not a regular file ({_kind(path)}); give the {what} file itself")
+        data = path.read_bytes()
+    except OSError as exc:  # another user's file or folder, a broken mount: was a PermissionError traceback
+        raise UserError(f"{path}: cannot read the {what} file ({exc.strerror or exc}); check its permissions, "
+                        f"or copy it somewhere you can read") from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:

@@ -343,3 +343,32 @@ def test_train_into_a_pipe_closed_early_finishes_the_run_and_exits_141(tmp_path)
     proc.stdout.close()
     assert proc.wait(timeout=120) == 141  # was 1: rich's SystemExit(1) on the closed pipe
     assert (tmp_path / "run" / "summary.json").is_file(), "the training itself went on to its end"
+
+
+# --- files of another user ------------------------------------------------------------------------------
+
+
+def test_a_run_whose_files_cannot_be_read_says_so(run, tmp_path, monkeypatch):
+    import builtins
+    import shutil
+
+    from conftest import assert_user_error
+
+    shutil.copytree(run, tmp_path / "colleague")  # another user's run: its folder readable, these files not
+    unreadable = {tmp_path / "colleague" / "config.yaml"}
+    real_open = builtins.open
+
+    def guarded_open(file, *args, **kwargs):  # as the OS answers for a file of another user's (root reads all)
+        if isinstance(file, (str, Path)) and Path(file) in unreadable:
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", guarded_open)
+    monkeypatch.setattr(Path, "open", lambda self, *a, **k: guarded_open(str(self), *a, **k))
+    # was a PermissionError traceback (exit 1)
+    assert_user_error(invoke("eval", tmp_path / "colleague"), "config.yaml: cannot read the run config file "
+                      "(Permission denied); check its permissions, or copy it somewhere you can read")
+    unreadable = {tmp_path / "colleague" / "best.pt"}
+    # was `best.pt: checkpoint is corrupt or truncated (not a torch.save archive); restore it or train again`
+    assert_user_error(invoke("eval", tmp_path / "colleague"), "best.pt: cannot read the checkpoint "
+                      "(Permission denied); check its permissions, or copy the run somewhere you can read")
