@@ -170,6 +170,17 @@ def run_in_terminal(args: list[str], width: int, cwd: Path, rows: int = 30, time
     return b"".join(chunks).decode("utf-8", "replace")
 
 
+
+def trained_tiny_run(root: Path, epochs: int) -> Path:
+    """`grutool train` of tiny_config (CPU) in `root`: the run directory, root/run."""
+    import yaml
+
+    raw = tiny_config(root, epochs=epochs, device="cpu")
+    (root / "tiny.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    result = invoke("train", root / "tiny.yaml", "-q")
+    assert result.exit_code == 0, result.output
+    return root / "run"
+
 def process_running(pid: int) -> bool:
     """Whether process `pid` is alive and not a zombie (Linux: /proc)."""
     try:

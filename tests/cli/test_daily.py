@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import assert_user_error, invoke, tiny_config
+from conftest import assert_user_error, invoke, tiny_config, trained_tiny_run
 from grutool.families import TASKS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -17,12 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("daily")
-    raw = tiny_config(root, epochs=2, device="cpu")
-    (root / "tiny.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
-    result = invoke("train", root / "tiny.yaml", "-q")
-    assert result.exit_code == 0, result.output
-    return root / "run"
+    return trained_tiny_run(tmp_path_factory.mktemp("daily"), epochs=2)
 
 
 # --- infer --file ----------------------------------------------------------------------------------

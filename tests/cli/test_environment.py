@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import invoke, tiny_config
+from conftest import invoke, tiny_config, trained_tiny_run
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -87,12 +87,7 @@ def test_an_unwritable_datasets_cache_reads_the_data_through_a_temporary_folder(
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("env")
-    raw = tiny_config(root, epochs=1, device="cpu")
-    (root / "tiny.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
-    result = invoke("train", root / "tiny.yaml", "-q")
-    assert result.exit_code == 0, result.output
-    return root / "run"
+    return trained_tiny_run(tmp_path_factory.mktemp("env"), epochs=1)
 
 
 def _grutool(*args, **popen):
