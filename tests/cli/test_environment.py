@@ -185,12 +185,20 @@ def test_tables_wider_than_a_narrow_terminal_keep_every_name_and_figure_whole(ru
 # --- signals during training ----------------------------------------------------------------------------
 
 
+def _sighup_default() -> None:
+    import signal
+
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 def _training(tmp_path, **popen):
     import subprocess
     import time
 
     raw = tiny_config(tmp_path, epochs=500, batch_size=4)
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    # SIGHUP as a terminal's job has it, even where the tests themselves run under nohup (ignored, inherited)
+    popen.setdefault("preexec_fn", _sighup_default)
     proc = _grutool("train", tmp_path / "tiny.yaml", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                     **popen)
     metrics, deadline = tmp_path / "run" / "metrics.jsonl", time.time() + 120
@@ -243,6 +251,7 @@ def test_closing_the_terminal_saves_a_checkpoint_and_exits_129(tmp_path):
     def own_terminal():  # a session of its own whose controlling terminal is the pty, as a shell's job has
         os.setsid()
         fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+        _sighup_default()
 
     proc = _grutool("train", tmp_path / "tiny.yaml", stdin=slave, stdout=slave, stderr=slave,
                     preexec_fn=own_terminal)
