@@ -270,8 +270,8 @@ class ModelConfig(_Section):
     training without the build; `native` on CUDA),
     `fused` (grutool's CPU kernels, `grutool.modules.rnn`: same parameters and results as nn.GRU / nn.LSTM /
     nn.RNN, faster training), `compiled` (every cell: the fused kernel's time loop in C++, built on first use
-    with a C++ compiler and ninja into ~/.cache/grutool or $GRUTOOL_CACHE; where it cannot be built, the fused
-    kernel, said in one line) or `native` (PyTorch's own modules: oneDNN for dense LSTM on CPU, cuDNN on
+    with a C++ compiler and ninja into $GRUTOOL_CACHE, $XDG_CACHE_HOME/grutool or ~/.cache/grutool; where it
+    cannot be built, the fused kernel, said in one line) or `native` (PyTorch's own modules: oneDNN for dense LSTM on CPU, cuDNN on
     CUDA). What `auto` picks, with its step counts, is one
     table, `grutool.kernels.AUTO` (printed by `grutool bench --help`). Checkpoints load with any kernel."""
     layer_norm: bool = False

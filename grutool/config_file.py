@@ -1,8 +1,9 @@
 """A config file to a validated Config: YAML, `--set` overrides, the schema, the task's own rules.
 
 Everything a run needs is validated once, at load time, so the rest of the library can trust
-it. Errors name the dotted path and, when the value came from a YAML file, its line:
-``configs/x.yaml:12: model.hidden_size: must be > 0``. Imports pydantic and yaml but never torch.
+it. Errors name the dotted path and, when the value came from a YAML file, the line and column of its key, as
+compilers write them: ``configs/x.yaml:12:3: model.hidden_size: must be > 0``. Imports pydantic and yaml but
+never torch.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import difflib
 import os
 import re
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -85,21 +86,37 @@ def _load_yaml(text: str):
     return yaml.load(text, Loader=_Loader)
 
 
-def yaml_lines(text: str, source: str = "<yaml>") -> dict[tuple[str, ...], int]:
-    """Map each key path in a YAML document to its 1-based line number.
+class Place(NamedTuple):
+    """Where a key starts in a YAML file, 1-based; written `line:column`, so `f"{file}:{place}"` reads as a
+    compiler's `file:line:column`."""
 
-    A key given twice in one mapping is a UserError naming both lines (YAML loaders keep the last silently).
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.line}:{self.column}"
+
+    @classmethod
+    def of(cls, mark) -> "Place":
+        return cls(mark.line + 1, mark.column + 1)
+
+
+def yaml_lines(text: str, source: str = "<yaml>") -> dict[tuple[str, ...], Place]:
+    """Map each key path in a YAML document to where its key starts (`Place`: line and column).
+
+    A key given twice in one mapping is a UserError naming both places (YAML loaders keep the last silently).
     """
-    lines: dict[tuple[str, ...], int] = {}
+    lines: dict[tuple[str, ...], Place] = {}
 
     def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
         if isinstance(node, yaml.MappingNode):
             for key, value in node.value:
                 sub = path + (str(key.value),)
                 if sub in lines:
-                    raise UserError(f"{source}:{key.start_mark.line + 1}: {'.'.join(sub)}: duplicate key "
-                                    f"(also at line {lines[sub]}); keep one of them")
-                lines[sub] = key.start_mark.line + 1
+                    raise UserError(f"{source}:{Place.of(key.start_mark)}: {'.'.join(sub)}: duplicate key "
+                                    f"(also at line {lines[sub].line}, column {lines[sub].column}); keep one "
+                                    f"of them")
+                lines[sub] = Place.of(key.start_mark)
                 walk(value, sub)
 
     root = yaml.compose(text, Loader=_Loader)
@@ -126,7 +143,7 @@ def read_text_file(path: Path, what: str) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise UserError(f"{path}:{line_of(data, e.start)}: not UTF-8 text (byte {e.start}); "
+        raise UserError(f"{path}:{place_of(data, e.start)}: not UTF-8 text (byte {e.start}); "
                         f"save the file as UTF-8") from None
 
 
@@ -138,20 +155,21 @@ def _kind(path: Path) -> str:
             "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a file")
 
 
-def line_of(data: bytes, offset: int) -> int:
-    """1-based line number of byte `offset` in `data`."""
-    return data.count(b"\n", 0, offset) + 1
+def place_of(data: bytes, offset: int) -> Place:
+    """Line and column (in bytes, as compilers count them) of byte `offset` in `data`, 1-based."""
+    return Place(data.count(b"\n", 0, offset) + 1, offset - (data.rfind(b"\n", 0, offset) + 1) + 1)
 
 
-def read_yaml(path: Path, what: str = "config") -> tuple[Any, dict[tuple[str, ...], int]]:
-    """A YAML file's content and its key lines; every problem is one UserError line with file:line."""
+def read_yaml(path: Path, what: str = "config") -> tuple[Any, dict[tuple[str, ...], Place]]:
+    """A YAML file's content and where its keys are; every problem is one UserError line with
+    file:line:column."""
     text = read_text_file(path, what)
     try:
         raw = _load_yaml(text)
         lines = yaml_lines(text, str(path))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        at = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        at = f":{Place.of(mark)}" if mark else ""
         problem = clipped(getattr(e, "problem", None) or str(e).splitlines()[0])
         if isinstance(e, _Refused):
             raise UserError(f"{path}{at}: {problem}") from None

@@ -199,7 +199,7 @@ def build_app(predictor, limits: Optional[Limits] = None):
             return problem(415, f"content-type: {f'{sent!r}' if sent else 'none given'}, not JSON; send the body "
                                 f"as JSON with the header 'content-type: application/json'")
         if loc == ("body",) and first.get("type") in ("missing", "model_attributes_type", "dict_type"):
-            what = "empty" if first.get("type") == "missing" else f"a JSON {json_type(first.get('input'))}"
+            what = "empty" if first.get("type") == "missing" else f"a JSON {jsonsafe.json_type(first.get('input'))}"
             return problem(422, f"body: {what}, not a JSON object; send {{\"texts\": [...]}}")
         if len(loc) > 2 and loc[:2] == ("body", "texts") and isinstance(loc[2], int):  # one entry, misshapen
             return problem(422, f"texts[{loc[2]}]: {form}")
@@ -212,6 +212,9 @@ def build_app(predictor, limits: Optional[Limits] = None):
             others = " or ".join(accepting(where))
             return problem(422, f"{where}: not an option of a task {cfg.task} model"
                                 f"{f' (it is for {others} runs)' if others else ''}; a request takes {takes}")
+        wanted = WANTED.get(first.get("type"))
+        if wanted:  # pydantic says "Input should be a valid list" (Python's word): JSON's, and what came
+            return problem(422, f"{where}: a JSON {jsonsafe.json_type(first.get('input'))}, not {wanted}")
         return problem(422, f"{where}: {first.get('msg', 'invalid request')}")
 
     @app.exception_handler(HTTPException)  # 404, 405, an unparsable body: {"error"} as everywhere else
@@ -263,12 +266,6 @@ def build_app(predictor, limits: Optional[Limits] = None):
     return app
 
 
-def json_type(value) -> str:
-    """The JSON name of a parsed value's type, for an answer that says what a body was."""
-    names = {bool: "boolean", int: "number", float: "number", str: "string", list: "array", dict: "object"}
-    return "null" if value is None else names.get(type(value), "value")
-
-
 def array_text(channels: list[list[Optional[float]]], where: str) -> str:
     """A sequence sent as a JSON array of channels x steps, as the JSON text the numeric families read. A value
     JSON parsed to inf or nan (1e400 overflows) is refused here: written out it would read as missing (null)."""
@@ -280,6 +277,12 @@ def array_text(channels: list[list[Optional[float]]], where: str) -> str:
                 raise UserError(f"{where}: channel {c + 1} value {k + 1} is not a finite number ({v}); write a "
                                 f"finite number, or null for a missing value")
     return jsonsafe.dumps(channels)
+
+
+# pydantic's type errors -> what the field takes, in JSON's words (`grutool.jsonsafe.json_type` says what came).
+WANTED = {"list_type": "an array", "dict_type": "an object", "model_type": "an object", "string_type": "a string",
+          "int_type": "a whole number", "int_from_float": "a whole number", "float_type": "a number",
+          "bool_type": "a boolean (true or false)"}
 
 
 class BoundedBody:

@@ -84,7 +84,7 @@ class Param:
     step: Any = None
     log: bool = False
     choices: Optional[list] = None
-    line: Optional[int] = None        # its line in the space file, for errors found later (the grid's)
+    line: Optional[str] = None        # `line:column` of its key in the space file, for errors found later (the grid's)
 
     def values(self) -> list:
         """The values to check against the schema: both ends of a range, or every choice."""
@@ -145,14 +145,14 @@ def _number(value, kind: str) -> bool:
 
 
 def parse_space(raw: Any, source: str, lines: dict) -> list[Param]:
-    """A space file's mapping to Params; every mistake one UserError naming file:line and the dotted path."""
+    """A space file's mapping to Params; every mistake one UserError naming file:line:column and the dotted path."""
     if not isinstance(raw, dict) or not raw:
         raise UserError(f"{source}: a space file maps dotted config paths to entries, e.g. "
                         f"`train.lr: {{float: [1.0e-4, 1.0e-2], log: true}}`")
     known = config_paths()
     params = []
     for path, entry in raw.items():
-        line = lines.get((str(path),))
+        line = str(lines[(str(path),)]) if (str(path),) in lines else None  # `line:column`
         where = f"{source}:{line or '?'}"
         path = str(path)
         if path not in known:

@@ -2,8 +2,8 @@
 
 A grid is a set of axes (lists; every combination is one row) plus run settings.
 Values are checked here, before torch is imported, so a bad grid costs no start-up:
-errors name the option (`--hidden-size: 0: must be > 0`) or the YAML line
-(`configs/bench.yaml:7: hidden_size: 0: must be > 0`). Checks that need torch
+errors name the option (`--hidden-size: 0: must be > 0`) or the YAML line and column
+(`configs/bench.yaml:7:1: hidden_size: 0: must be > 0`). Checks that need torch
 (CUDA present? float16 on CPU?) live in `grutool.bench.runner`.
 """
 
@@ -18,7 +18,7 @@ import yaml
 
 from grutool.cells import CELL_NAMES, CELLS as CELL_REGISTRY
 from grutool.config import SEED_MAX
-from grutool.config_file import yaml_lines
+from grutool.config_file import Place, place_of, yaml_lines
 from grutool.errors import UserError
 
 CELLS = CELL_NAMES
@@ -264,7 +264,7 @@ def from_options(**options: Any) -> Grid:
 # --- YAML grid files --------------------------------------------------------------
 
 
-def _key_lines(text: str) -> dict[str, int]:
+def _key_lines(text: str) -> dict[str, Place]:
     return {path[0]: line for path, line in yaml_lines(text).items() if len(path) == 1}
 
 
@@ -274,14 +274,15 @@ def load_grid(path: str | Path) -> Grid:
     if not path.is_file():
         raise UserError(f"{path}: grid file not found")
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
+        text = data.decode("utf-8")
         raw = yaml.safe_load(text)
         lines = _key_lines(text)
     except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not UTF-8 text (byte {e.start})") from None
+        raise UserError(f"{path}:{place_of(data, e.start)}: not UTF-8 text (byte {e.start})") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        at = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        at = f":{Place.of(mark)}" if mark else ""
         raise UserError(f"{path}{at}: YAML syntax error: {getattr(e, 'problem', None) or e}") from None
     if raw is None:
         return Grid()

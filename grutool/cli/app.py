@@ -17,8 +17,8 @@ import typer
 from typer.core import TyperGroup
 
 from grutool.cli.metavars import clean_metavars
-from grutool.cli.console import (err, escape_unwritable, out, output_errors, setup_logging, unicode_output,
-                                 usage_errors, user_errors)
+from grutool.cli.console import (err, escape_unwritable, hold_closed_stdout, out, output_errors, setup_logging,
+                                 unicode_output, usage_errors, user_errors)
 from grutool.errors import UserError, clipped
 
 
@@ -58,7 +58,8 @@ def _print_version(value: bool) -> None:
     if value:
         from grutool import __version__
 
-        print(f"grutool {__version__}")
+        with output_errors():  # `--version >&-`: said, not an exit-time "Exception ignored" and exit 120
+            print(f"grutool {__version__}")
         raise typer.Exit()
 
 
@@ -471,6 +472,7 @@ register_daily(app)
 
 def main() -> None:
     """The console script. An interrupted command leaves at once: no atexit hooks, no shutdown traceback."""
+    hold_closed_stdout()
     escape_unwritable()
     try:
         app()

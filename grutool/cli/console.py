@@ -192,25 +192,64 @@ def escape_unwritable() -> None:
             pass
 
 
+def hold_closed_stdout() -> None:
+    """A command started with its stdout closed (`grutool runs >&-`): Python then sets sys.stdout to None and
+    every line printed vanished, with exit 0. /dev/null opened read-only takes descriptor 1, so a write there
+    fails with EBADF, as under `1</dev/null`, and `output_errors` says so; it also keeps a file grutool opens
+    later (a checkpoint) from becoming descriptor 1, where a stray write to stdout would land in it."""
+    if sys.stdout is not None:
+        return
+    try:
+        fd = os.open(os.devnull, os.O_RDONLY)
+        if fd != 1:
+            os.dup2(fd, 1)
+            os.close(fd)
+        sys.stdout = open(1, "w", closefd=False)
+    except OSError:  # no /dev/null: printing stays silent, as before
+        pass
+
+
 PIPE_CLOSED = 141  # the shell's code for a process a closed pipe stopped (128 + SIGPIPE), as `seq 9 | head -1`'s
 
 
 @contextlib.contextmanager
 def output_errors():
     """The output could not be written: its reader left (`grutool infer ... | head -3`: exit 141, nothing said,
-    as a shell tool stopped by SIGPIPE; click said nothing either but exited 1, grutool's code for a bug), or its
-    disk is full (`> out.txt`: one line, exit 2; it was a traceback)."""
+    as a shell tool stopped by SIGPIPE; click said nothing either but exited 1, grutool's code for a bug), its
+    disk is full (`> out.txt`: one line, exit 2; it was a traceback), or stdout is closed or open for reading
+    only (`>&-`, `1</dev/null`: one line, exit 2, as `ls >&-` says `write error`; it was silent, exit 0).
+    Whatever is still buffered is written (flushed) here, inside, so that its failure is said too."""
     try:
         yield
+        if sys.stdout is not None:
+            sys.stdout.flush()
     except OSError as exc:
-        if exc.errno not in (errno.EPIPE, errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        closed = exc.errno == errno.EBADF and _stdout_unwritable()
+        if not closed and exc.errno not in (errno.EPIPE, errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
             raise
         _discard_stdout()  # what is still buffered would fail again as the interpreter exits
         if exc.errno == errno.EPIPE:
             raise typer.Exit(PIPE_CLOSED) from None
+        if closed:
+            error("cannot write the output (stdout is closed, or open for reading only): give the command an "
+                  "output to write to, e.g. > out.txt or > /dev/null")
+            raise typer.Exit(2) from None
         error(f"{exc.filename}: no space left on the device" if exc.filename else
               "no space left on the device for the output; what was written of it is incomplete")
         raise typer.Exit(2) from None
+
+
+def _stdout_unwritable() -> bool:
+    """Whether descriptor 1 is closed or not open for writing: an EBADF from writing the output, not another
+    file's."""
+    try:
+        import fcntl
+
+        return fcntl.fcntl(1, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY
+    except ImportError:  # Windows: an EBADF while writing the output is taken to be stdout's
+        return True
+    except OSError:  # descriptor 1 closed
+        return True
 
 
 def _discard_stdout() -> None:

@@ -186,7 +186,7 @@ def _check_text_file(p: Path, fmt: str, header: bool, column_names: Optional[lis
                                 f"one JSON object per line") from None
             if not isinstance(row, dict):
                 raise UserError(f"{p}:{number}: expected a JSON object with the text and label fields, "
-                                f"got {type(row).__name__}") from None
+                                f"got {jsonsafe.json_type(row, article=True)}") from None
             for column, field in (texts or {}).items():
                 if column not in row:
                     raise UserError(f"{p}:{number}: no \"{column}\" field (data.{field}); give every line its "
@@ -196,7 +196,7 @@ def _check_text_file(p: Path, fmt: str, header: bool, column_names: Optional[lis
                     raise UserError(f"{p}:{number}: \"{column}\" is null (data.{field}); give the line its text, "
                                     f"or remove the line")
                 if not isinstance(value, str):
-                    raise UserError(f"{p}:{number}: \"{column}\" is a {_json_kind(value)} "
+                    raise UserError(f"{p}:{number}: \"{column}\" is {jsonsafe.json_type(value, article=True)} "
                                     f"({clipped(jsonsafe.dumps(value), 40)}), not a string (data.{field}); "
                                     f"write the text in quotes")
 
@@ -236,14 +236,14 @@ def _check_row_widths(p: Path, text: str, fmt: str, header: bool, column_names: 
 
 
 def _check_json_shape(p: Path, text: str) -> None:
-    """A .json file holds a list of objects, an object of columns, or JSON lines; pandas answers anything
+    """A .json file holds an array of objects, an object of columns, or JSON lines; pandas answers anything
     else with `DataFrame constructor not properly called!`."""
     import json
 
     start = len(text) - len(text.lstrip())
     if text[start:start + 1] == "{":
         return
-    expected = ('expected a list of objects, [{"text": ..., "label": ...}, ...], '
+    expected = ('expected an array of objects, [{"text": ..., "label": ...}, ...], '
                 'or one object per line')
     decoder = json.JSONDecoder()
     try:
@@ -252,17 +252,12 @@ def _check_json_shape(p: Path, text: str) -> None:
             if item[:1] in ("{", "]"):
                 return
             value, _ = decoder.raw_decode(item)
-            raise UserError(f"{p}: a JSON list of {_json_kind(value)}s; {expected}")
+            raise UserError(f"{p}: a JSON array of {jsonsafe.json_type(value)}s; {expected}")
         value, _ = decoder.raw_decode(text, start)
     except json.JSONDecodeError as e:
         raise UserError(f"{p}:{e.lineno}:{e.colno}: not valid JSON ({e.msg}); {expected}") from None
-    raise UserError(f"{p}: a JSON {_json_kind(value)} ({clipped(jsonsafe.dumps(value), 40)}) at the top level; "
+    raise UserError(f"{p}: a JSON {jsonsafe.json_type(value)} ({clipped(jsonsafe.dumps(value), 40)}) at the top level; "
                     f"{expected}")
-
-
-def _json_kind(value) -> str:
-    return {bool: "boolean", int: "number", float: "number", str: "string", list: "list",
-            dict: "object", type(None): "null"}.get(type(value), type(value).__name__)
 
 
 def _hub_reachable(timeout: float = HUB_TIMEOUT_S) -> Optional[str]:

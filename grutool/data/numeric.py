@@ -337,9 +337,9 @@ def parse_text(text: str, channels: int, where: str = "input") -> tuple[Optional
         except ValueError as e:
             raise UserError(f"{where}: not a JSON array of channels x steps ({e})") from None
         if not (isinstance(rows, list) and rows and all(isinstance(r, list) for r in rows)):
-            raise UserError(f"{where}: expected a JSON array of {channels} channels, each a list of values per step")
+            raise UserError(f"{where}: expected a JSON array of {channels} channels, each an array of values per step")
         if len(rows) != channels:
-            raise UserError(f"{where}: {len(rows)} channel(s), but the model reads {channels}; one list per channel")
+            raise UserError(f"{where}: {len(rows)} channel(s), but the model reads {channels}; one array per channel")
         body = ":".join(",".join("?" if v is None else str(v) for v in r) for r in rows)
     elif "\t" in body:
         seq_id, body = body.split("\t", 1)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Iterable, Mapping, Optional
 from grutool import jsonsafe
 from grutool.atomic import write_json_atomic
 from grutool.errors import clipped
+from grutool.jsonsafe import json_type
 
 if TYPE_CHECKING:
     import torch
@@ -38,8 +39,8 @@ def read_strings(path: Path, key: str) -> list[str]:
 
 def _shape(obj) -> str:
     if isinstance(obj, dict):
-        return "{" + ", ".join(f'"{k}": {type(v).__name__}' for k, v in list(obj.items())[:3]) + "}"
-    return f"a JSON {type(obj).__name__}"
+        return "{" + ", ".join(f'"{k}": {json_type(v)}' for k, v in list(obj.items())[:3]) + "}"
+    return f"a JSON {json_type(obj)}"
 
 
 class Vocab:

@@ -199,10 +199,30 @@ class OnnxRuntime:
         return {k: torch.from_numpy(v) for k, v in zip(self.outputs[name], values)}
 
 
+# torch's deprecation of quantized tensors, said once per process (TORCH_WARN_ONCE) by the first one made.
+QUANTIZED_DEPRECATION = r"torch\.quantize_per_tensor, torch\.quantize_per_channel and other quantized tensor creation"
+
+
+def say_quantized_deprecation_quietly() -> None:
+    """Use up torch's once-per-process warning that quantized tensors are deprecated, unseen. Loading an int8
+    TorchScript export makes quantized tensors inside `torch.jit.load`, whose C++ prints that warning straight
+    to stderr (five lines on an 80-column terminal), past Python's warnings, for every `infer --backend
+    torchscript` and `serve` of such an export. A quantized tensor made here, through torch's Python binding,
+    has torch raise it as a Python UserWarning instead, which is filtered out by its text; every other warning
+    stays as it was, and the load finds it already said."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=QUANTIZED_DEPRECATION, category=UserWarning)
+        try:
+            torch.quantize_per_tensor(torch.zeros(1), 1.0, 0, torch.qint8)
+        except (AttributeError, RuntimeError):  # a torch without quantized tensors: nothing to say
+            pass
+
+
 class TorchScriptRuntime:
     """Runs exported TorchScript graphs: `run(name, inputs) -> outputs` by the metadata's names."""
 
     def __init__(self, files: dict[str, Path], signatures: dict[str, dict]):
+        say_quantized_deprecation_quietly()
         try:
             self.modules = {name: torch.jit.load(str(path), map_location="cpu").eval() for name, path in files.items()}
         except (RuntimeError, ValueError) as exc:

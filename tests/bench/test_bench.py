@@ -255,15 +255,17 @@ def test_cuda_without_cuda_is_a_user_error():
 
 
 @pytest.mark.parametrize("text,expected", [
-    ("hidden_size: []\n", "bench.yaml:1: hidden_size: empty list"),
-    ("cells: [gru]\nhiden_size: [64]\n", "bench.yaml:2: hiden_size: unknown key; did you mean 'hidden_size'?"),
-    ("repeats: [3, 4]\n", "bench.yaml:1: repeats: expected a single value"),
+    ("hidden_size: []\n", "bench.yaml:1:1: hidden_size: empty list"),
+    ("cells: [gru]\nhiden_size: [64]\n", "bench.yaml:2:1: hiden_size: unknown key; did you mean 'hidden_size'?"),
+    ("repeats: [3, 4]\n", "bench.yaml:1:1: repeats: expected a single value"),
     ("dtype: float64\n", "'float64' is not one of float32, bfloat16, float16"),
     ("- gru\n", "top level must be a mapping"),
+    ("{repeats: 3,  cells: []}\n", "bench.yaml:1:15: cells: empty list"),  # the column tells a line's keys apart
+    (b"cells: [gru]\n# caf\xe9\n", "bench.yaml:2:6: not UTF-8 text (byte 18)"),
 ])
 def test_bad_grid_files_name_the_line(tmp_path, text, expected):
     path = tmp_path / "bench.yaml"
-    path.write_text(text)
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
     assert_user_error(runner.invoke(app, ["bench", str(path)]), expected)
 
 

@@ -123,6 +123,43 @@ def test_a_full_disk_under_the_output_is_one_line_and_exit_2(run):
     assert stderr.strip() == "error: no space left on the device for the output; what was written of it is incomplete"
 
 
+def _stdout_closed() -> None:
+    import os
+
+    os.close(1)  # `>&-`: the child starts without a descriptor 1, so sys.stdout is None
+
+
+CLOSED_STDOUT = ("error: cannot write the output (stdout is closed, or open for reading only): give the command "
+                 "an output to write to, e.g. > out.txt or > /dev/null\n")
+
+
+@pytest.mark.parametrize("how", ["closed", "read-only"])
+@pytest.mark.parametrize("command", [["infer", "{run}", "a lovely film"], ["runs", "{runs}"],
+                                     ["eval", "{run}", "--split", "test", "--json"], ["--version"]])
+def test_a_closed_stdout_is_one_line_and_exit_2(run, how, command):
+    import subprocess
+
+    args = [a.format(run=run, runs=run.parent) for a in command]
+    with open("/dev/null") as read_only:  # `1</dev/null`: writes to descriptor 1 fail with EBADF
+        popen = {"preexec_fn": _stdout_closed} if how == "closed" else {"stdout": read_only}
+        proc = _grutool(*args, stderr=subprocess.PIPE, **popen)
+        stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 2, stderr  # was 0, the output silently lost
+    assert stderr == CLOSED_STDOUT
+
+
+def test_train_with_a_closed_stdout_saves_the_run_then_says_its_result_was_not_written(tmp_path):
+    import subprocess
+
+    raw = tiny_config(tmp_path, epochs=1)
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    proc = _grutool("train", tmp_path / "tiny.yaml", stderr=subprocess.PIPE, preexec_fn=_stdout_closed)
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 2, stderr
+    assert stderr.endswith(CLOSED_STDOUT) and stderr.count("error:") == 1, stderr
+    assert (tmp_path / "run" / "summary.json").is_file(), "the training went on to its end and was saved"
+
+
 def test_a_latin_1_terminal_gets_escapes_for_the_characters_it_lacks(run, tmp_path):
     import json
     import subprocess

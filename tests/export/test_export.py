@@ -149,6 +149,37 @@ def test_classifier_torchscript_and_int8(classifier_run, tmp_path):
     assert q["float_ops"] == ["GRU"]  # ONNX Runtime's quantizer has no int8 GRU
 
 
+def test_loading_an_int8_torchscript_export_prints_no_torch_deprecation_warning(classifier_run, tmp_path):
+    # torch's C++ printed its quantized-tensor deprecation (five lines on a terminal) to stderr on every
+    # `infer --backend torchscript` and `serve` of an int8 export: a new process, as a user's.
+    import os
+    import subprocess
+
+    export_ok(classifier_run, "--format", "torchscript", "--int8", "-o", tmp_path / "q.pt")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    said = subprocess.run([sys.executable, "-m", "grutool", "infer", str(classifier_run), "a good film",
+                           "--backend", "torchscript", "--model", str(tmp_path / "q.pt")],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert said.returncode == 0, said.stderr
+    assert said.stdout.count("\t") == 2
+    assert "deprecated" not in said.stderr and "Quantizer" not in said.stderr, said.stderr
+
+
+def test_only_torch_s_quantized_tensor_warning_is_filtered_and_only_while_it_is_used_up():
+    import warnings
+
+    from grutool.export.graph import say_quantized_deprecation_quietly
+
+    before = list(warnings.filters)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        say_quantized_deprecation_quietly()
+        assert warnings.filters[0][0] == "always", "the caller's filters stand after it"
+        warnings.warn("another warning")
+    assert [str(w.message) for w in caught] == ["another warning"]
+    assert warnings.filters == before
+
+
 def test_joint_with_crf_and_chars(joint_run, tmp_path):
     """Emissions and intent in the graph; Viterbi outside it (NumPy, from the JSON's CRF scores) gives the same tags."""
     for fmt, name in (("onnx", "m.onnx"), ("torchscript", "m.pt")):

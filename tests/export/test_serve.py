@@ -144,6 +144,16 @@ def test_a_body_that_is_no_json_object_says_what_it_was(server, body, content_ty
     assert ok.status_code == 200, ok.text
 
 
+@pytest.mark.parametrize("texts,error", [("one string", "texts: a JSON string, not an array"),
+                                         ({"a": 1}, "texts: a JSON object, not an array"),
+                                         (None, "texts: a JSON null, not an array")])
+def test_a_misshapen_field_says_what_it_was_in_json_s_words(server, texts, error):
+    """Before: "texts: Input should be a valid list" (Python's word, where the body's own check said "array")."""
+    url, _, _ = server
+    r = httpx.post(f"{url}/predict", json={"texts": texts})
+    assert r.status_code == 422 and r.json() == {"error": error}, r.text
+
+
 def test_a_text_over_max_chars_names_its_length_the_limit_and_the_option(server):
     # Before: "texts[1]: over 200 characters", without the option that sets the limit.
     url, _, _ = server

@@ -1,6 +1,6 @@
 """Kernel `compiled` (grutool/modules/rnn/csrc/gru.cpp) against nn.GRU and the other kernels, and its fallback.
 
-The extension is built once into the cache (`$GRUTOOL_CACHE` or ~/.cache/grutool, keyed by torch version,
+The extension is built once into the cache (`grutool.cache.cache_root()`, keyed by torch version,
 compiler, flags and source), so a session pays for the build at most once and later sessions not at all. Tests
 that run the C++ loop skip, saying why, where no C++ compiler or ninja is installed; the fallback tests run anywhere.
 """
@@ -448,6 +448,22 @@ def test_a_second_install_of_the_same_sources_loads_the_build_instead_of_rebuild
 
 
 # --- one cache directory per build command, and every build said ---------------------------------------------
+
+
+def test_the_cache_is_grutool_cache_then_xdg_cache_home_then_the_home_folder_s(fresh, tmp_path):
+    # The build went to ~/.cache/grutool whatever XDG_CACHE_HOME said.
+    home = tmp_path / "home"
+    fresh.setenv("HOME", str(home))
+    fresh.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    fresh.setenv("GRUTOOL_CACHE", str(tmp_path / "mine"))
+    assert compiled.cache_dir().parent == tmp_path / "mine" / "ext"
+    fresh.delenv("GRUTOOL_CACHE")
+    assert compiled.cache_dir().parent == tmp_path / "xdg" / "grutool" / "ext"
+    for ignored in ("relative/cache", ""):  # the XDG spec: a relative path is to be ignored
+        fresh.setenv("XDG_CACHE_HOME", ignored)
+        assert compiled.cache_dir().parent == home / ".cache" / "grutool" / "ext", ignored
+    fresh.delenv("XDG_CACHE_HOME")
+    assert compiled.cache_dir().parent == home / ".cache" / "grutool" / "ext"
 
 
 def test_each_compiler_gets_its_own_cache_directory_and_an_unchanged_setup_keeps_its_own(fresh):

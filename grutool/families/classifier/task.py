@@ -7,6 +7,7 @@ import logging
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Optional
 
+from grutool import jsonsafe
 from grutool.errors import UserError, clipped
 from grutool.families.base import Prepared, Task, synthetic_vocabs
 from grutool.families.classifier.labels import check_label_names, name_labels
@@ -49,8 +50,8 @@ def read_examples(cfg: DataConfig, source: str, need_labels: bool = True) -> tup
                         f"first at {first_row_line(cfg, source, nulls[0])}; fill or remove those rows")
     nested = [i for i, v in enumerate(raw) if isinstance(v, (list, dict))]
     if nested:  # str() would make a class "['x']"
-        raise UserError(f"{where}: label column '{cfg.label_column}' holds a {type(raw[nested[0]]).__name__} "
-                        f"({clipped(repr(raw[nested[0]]), 60)}) at {first_row_line(cfg, source, nested[0])} "
+        raise UserError(f"{where}: label column '{cfg.label_column}' holds {jsonsafe.json_type(raw[nested[0]], article=True)} "
+                        f"({clipped(jsonsafe.dumps(raw[nested[0]], default=repr), 60)}) at {first_row_line(cfg, source, nested[0])} "
                         f"({len(nested)} row(s)); a label is one string or number")
     # 1.0 from a float column and 1 from an int column are the same class.
     labels = [str(int(v)) if isinstance(v, float) and v.is_integer() else str(v) for v in raw]

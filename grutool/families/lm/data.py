@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Optional
 
 from grutool.data.loading import read_text
 from grutool.errors import UserError
+from grutool.jsonsafe import json_type
 
 FOLDER_FIX = "name a data file (or set data.format: text_dir)"  # a folder given where a file is read
 
@@ -160,7 +161,7 @@ def _table_lines(d: DataConfig, ds, source: str, where: str, lo: float, hi: floa
                             f"{first_row_line(d, source, missing[0])}; fill or remove it")
         nested = [i for i in rows if isinstance(raw[i], (list, dict))]
         if nested:  # str() would make a condition "['x']"
-            raise UserError(f"{where}: condition column '{d.condition_column}' holds a {type(raw[nested[0]]).__name__} "
+            raise UserError(f"{where}: condition column '{d.condition_column}' holds {json_type(raw[nested[0]], article=True)} "
                             f"at {first_row_line(d, source, nested[0])}; a condition is one string or number")
         conds = [str(raw[i]) for i in rows]
     at = [f"{where} {first_row_line(d, source, i)}" for i in rows]

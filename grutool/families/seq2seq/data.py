@@ -15,6 +15,7 @@ from typing import Optional
 from grutool.config import DataConfig
 from grutool.data.loading import read_lines
 from grutool.errors import UserError
+from grutool.jsonsafe import json_type
 from grutool.families.seq2seq.pair import Pair
 
 log = logging.getLogger("grutool")
@@ -87,7 +88,7 @@ def _hub(cfg: DataConfig, split: str) -> list[tuple[str, str, str, str]]:
         for i, row in enumerate(ds["translation"][:]):
             missing = [lang for lang in (cfg.source, cfg.target) if not isinstance(row, dict) or lang not in row]
             if missing:
-                found = sorted(row) if isinstance(row, dict) else type(row).__name__
+                found = sorted(row) if isinstance(row, dict) else json_type(row, article=True)
                 raise UserError(f"{where} row {i}: no '{missing[0]}' in column 'translation' (data.source, "
                                 f"data.target); it holds {found}")
             sources.append(row[cfg.source])

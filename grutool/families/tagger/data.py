@@ -19,6 +19,7 @@ from grutool.config import DataConfig
 from grutool.data.loading import data_not_found, read_lines
 from grutool.families.tagger import schemes
 from grutool.errors import UserError
+from grutool.jsonsafe import json_type
 
 log = logging.getLogger("grutool")
 
@@ -190,8 +191,8 @@ def _words(value, names: Optional[list[str]], where: str, key: str) -> list[str]
     if names is not None and isinstance(value, list):
         value = [label_name(v, names, where, key) for v in value]
     if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-        raise UserError(f"{where}: '{key}' must be a list of non-empty strings or one space-separated string "
-                        f"(got {type(value).__name__})")
+        raise UserError(f"{where}: '{key}' must be an array of non-empty strings or one space-separated string "
+                        f"(got {json_type(value, article=True)})")
     return [v.strip() for v in value]
 
 

@@ -11,9 +11,9 @@ on a torch thread each.
 Built with PyTorch's extension mechanism (`torch.utils.cpp_extension.load`: a C++ compiler and ninja)
 on the first call that needs it (a training asks before its first step), never at import, into a cache directory
 keyed by everything the build command depends on (`build_key`: the sources, the flags, the compiler and its
-version, torch's version, place and C++ ABI, the Python ABI and headers): `$GRUTOOL_CACHE/ext/<key>` or
-`~/.cache/grutool/ext/<key>`, so two setups (`CXX=g++` and the default `c++`) build once each instead of rebuilding
-each other's. A file lock keeps two processes from building at once; later processes load the built library.
+version, torch's version, place and C++ ABI, the Python ABI and headers): `<cache>/ext/<key>`, the cache being
+`$GRUTOOL_CACHE`, `$XDG_CACHE_HOME/grutool` or `~/.cache/grutool` (`grutool.cache.cache_root`), so two setups
+(`CXX=g++` and the default `c++`) build once each instead of rebuilding each other's. A file lock keeps two processes from building at once; later processes load the built library.
 Whenever the load will compile (no library yet, or ninja has work to do) one line says so first. Where the
 build cannot run (no compiler, no ninja, a compile error) `extension()` raises `Unavailable` with one line
 saying why, and the module (`Recurrent.path`) runs the fused kernel instead, saying so once per process.
@@ -31,6 +31,7 @@ from typing import Any, NamedTuple, Optional
 
 import torch
 
+from grutool.cache import cache_root
 from grutool.modules.rnn import gemm
 from grutool.modules.rnn.runtime import CellStep
 
@@ -106,9 +107,9 @@ def build_key() -> str:
 
 def cache_dir() -> Path:
     """Where the build goes: one directory per torch version and Python ABI (in its name) and `build_key()` (its
-    hash), e.g. ~/.cache/grutool/ext/torch2.13.0-cpu-cpython-311-00ca5a332cbc; `key.txt` there says the key."""
-    root = Path(os.environ["GRUTOOL_CACHE"]) if os.environ.get("GRUTOOL_CACHE") else \
-        Path.home() / ".cache" / "grutool"
+    hash) under `cache_root()`, e.g. ~/.cache/grutool/ext/torch2.13.0-cpu-cpython-311-00ca5a332cbc; `key.txt`
+    there says the key."""
+    root = cache_root()
     digest = hashlib.sha256(build_key().encode()).hexdigest()[:12]  # reads the sources
     return root / "ext" / f"torch{torch.__version__.replace('+', '-')}-{sys.implementation.cache_tag}-{digest}"
 
