@@ -182,7 +182,7 @@ def _check_resumable(runs: list[Run]) -> None:
         if not (path / rundir.LAST).is_file():
             continue  # nothing to continue: the run starts (over) as new
         try:
-            saved = rundir.open_run(path).config
+            saved = rundir.open_run(path).as_written
         except UserError:
             continue  # a damaged run: its own training says what is wrong with it
         for key, before, now in resume_changes(run.cfg, saved):

@@ -318,23 +318,54 @@ def test_a_second_train_into_a_run_in_use_says_who_uses_it(run, tmp_path):
     assert_user_error(result, "run directory is in use by pid", str(os.getpid()))
 
 
-def test_eval_from_another_folder_says_where_the_run_s_relative_paths_start(tmp_path, monkeypatch):
-    from conftest import assert_user_error
-
-    raw = tiny_config(tmp_path / "project", epochs=1)
+def _trained_with_relative_paths(project: Path, run: Path, monkeypatch) -> None:
+    """tiny_config trained from `project` with data paths relative to it (data/train.tsv, ...) into `run`."""
+    raw = tiny_config(project, epochs=1, device="cpu")
     for name in ("train", "validation", "test"):
         raw["data"][name] = f"data/{name}.tsv"
-    raw["output_dir"] = str(tmp_path / "run")
-    (tmp_path / "project" / "tiny.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
-    monkeypatch.chdir(tmp_path / "project")
+    raw["output_dir"] = str(run)
+    (project / "tiny.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    monkeypatch.chdir(project)
     assert invoke("train", "tiny.yaml", "-q").exit_code == 0
+
+
+def _figures(result) -> dict:
+    import json
+
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    return {k: v for k, v in out.items() if k != "source"}
+
+
+def test_a_run_reads_its_relative_data_paths_from_the_folder_train_ran_in(tmp_path, monkeypatch):
+    _trained_with_relative_paths(tmp_path / "project", tmp_path / "run", monkeypatch)
+    here = _figures(invoke("eval", tmp_path / "run", "--split", "test", "--json"))
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    # was: 'data/test.tsv: the run's data.test, not found from the working directory ...; ... run eval from there'
+    assert _figures(invoke("eval", tmp_path / "run", "--split", "test", "--json")) == here
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text(encoding="utf-8"))
+    assert saved["data"]["test"] == "data/test.tsv"  # config.yaml keeps what the user wrote
+    # --resume from elsewhere, with the run's own config.yaml, reads the same files and keeps them as written
+    result = invoke("train", tmp_path / "run" / "config.yaml", "--resume", "-o", tmp_path / "run", "-q",
+                    "--set", "train.epochs=2")
+    assert result.exit_code == 0, result.output
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text(encoding="utf-8"))
+    assert saved["train"]["epochs"] == 2 and saved["data"]["train"] == "data/train.tsv"
+
+
+def test_a_run_whose_recorded_folder_is_gone_reads_its_paths_from_the_working_directory(tmp_path, monkeypatch):
+    from conftest import assert_user_error
+
+    _trained_with_relative_paths(tmp_path / "project", tmp_path / "run", monkeypatch)
+    (tmp_path / "project").rename(tmp_path / "moved")  # the folder train ran in is gone (or on another machine)
     monkeypatch.chdir(tmp_path)
-    # was: 'not found (relative to the working directory ..., or to the config file's folder ...); the shipped
-    # configs' datasets, where to get them ...: docs/data.md'
     assert_user_error(invoke("eval", tmp_path / "run", "--split", "test"),
                       f"data/test.tsv: the run's data.test, not found from the working directory {tmp_path}",
                       "run eval from there, or name the file with --data")
-    assert invoke("eval", tmp_path / "run", "--data", tmp_path / "project" / "data" / "test.tsv").exit_code == 0
+    assert invoke("eval", tmp_path / "run", "--data", tmp_path / "moved" / "data" / "test.tsv").exit_code == 0
+    monkeypatch.chdir(tmp_path / "moved")  # the data beside the working directory, as before the record
+    assert invoke("eval", tmp_path / "run", "--split", "test").exit_code == 0
 
 
 def test_train_into_a_pipe_closed_early_finishes_the_run_and_exits_141(tmp_path):
