@@ -383,6 +383,75 @@ def test_train_into_a_pipe_closed_early_finishes_the_run_and_exits_141(tmp_path)
 # --- files of another user ------------------------------------------------------------------------------
 
 
+def _denied(monkeypatch, files=(), folders=()) -> None:
+    """`files` and everything in `folders` answered as the OS answers a user without permission (chmod 000 of
+    another user's; root reads all, so it is simulated): opening, listing and stat raise PermissionError."""
+    import builtins
+    import os
+
+    files, folders = {Path(f) for f in files}, {Path(f) for f in folders}
+
+    def inside(p) -> bool:
+        p = Path(os.path.abspath(p))
+        return p in files or any(f in p.parents for f in folders)
+
+    def guard(real, listing=False):
+        def call(p=".", *args, **kwargs):
+            if isinstance(p, (str, Path)) and (Path(os.path.abspath(p)) in folders if listing else inside(p)):
+                raise PermissionError(13, "Permission denied", str(p))
+            return real(p, *args, **kwargs)
+        return call
+
+    real_open = builtins.open
+    monkeypatch.setattr(builtins, "open", guard(real_open))
+    monkeypatch.setattr(Path, "open", lambda self, *a, **k: guard(real_open)(str(self), *a, **k))
+    monkeypatch.setattr(os, "stat", guard(os.stat))
+    monkeypatch.setattr(os, "listdir", guard(os.listdir, listing=True))
+    monkeypatch.setattr(os, "scandir", guard(os.scandir, listing=True))
+
+
+def test_runs_lists_a_run_it_cannot_read_as_unreadable(run, tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    for name in ("mine", "summary_closed", "folder_closed"):
+        shutil.copytree(run, tmp_path / "runs" / name)
+    _denied(monkeypatch, files=[tmp_path / "runs" / "summary_closed" / "summary.json"],
+            folders=[tmp_path / "runs" / "folder_closed"])
+    result = invoke("runs", tmp_path / "runs", "--json")
+    assert result.exit_code == 0, result.output
+    listed = {Path(r["run"]).name: r for r in map(json.loads, result.stdout.splitlines())}
+    # was: summary_closed listed as `interrupted`, folder_closed left out
+    assert {name: r["status"] for name, r in listed.items()} == {
+        "mine": "finished", "summary_closed": "unreadable", "folder_closed": "unreadable"}
+    assert listed["summary_closed"]["reason"] == "summary.json: Permission denied"
+    assert listed["folder_closed"]["reason"] == "the folder: Permission denied"
+    table = invoke("runs", tmp_path / "runs")
+    assert table.exit_code == 0 and "Traceback" not in table.output
+    assert "summary_closed: unreadable (summary.json: Permission denied)" in table.stdout
+
+
+@pytest.mark.parametrize("closed", ["config.yaml", "folder"])
+def test_compare_with_a_run_it_cannot_read_says_which_and_why(run, tmp_path, monkeypatch, closed):
+    import shutil
+
+    from conftest import assert_user_error
+
+    for name in ("mine", "theirs"):
+        shutil.copytree(run, tmp_path / name)
+    if closed == "folder":
+        _denied(monkeypatch, folders=[tmp_path / "theirs"])
+    else:
+        _denied(monkeypatch, files=[tmp_path / "theirs" / closed])
+    # was: config.yaml: every field shown as differing from '-'; the folder: a PermissionError traceback
+    reason = "the folder" if closed == "folder" else closed
+    assert_user_error(invoke("compare", tmp_path / "mine", tmp_path / "theirs"),
+                      f"{tmp_path / 'theirs'}: cannot read the run ({reason}: Permission denied); check its "
+                      f"permissions, or leave it out")
+
+
+
+
 def test_a_run_whose_files_cannot_be_read_says_so(run, tmp_path, monkeypatch):
     import builtins
     import shutil
