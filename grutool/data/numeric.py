@@ -88,6 +88,9 @@ def read_sequences(d: "DataConfig", source: str, need_labels: bool = True, per_s
     `source` may end in a slice, `train.ts[:80%]` and `train.ts[80%:]`: the sequences of each label (all of
     them when unlabelled) are shuffled with data.split_seed and the slice of each is kept, so validation is
     carved from the training file, class by class, the same way every time."""
+    from grutool.data.loading import trained_run
+
+    inference = inference or trained_run()  # eval of a trained run: its settings are fixed too
     path, lo, hi = split_slice(source)
     if is_ts(d, source):
         seqs = _read_ts(path, need_labels or (lo, hi) != (0.0, 1.0), per_step)
