@@ -54,12 +54,18 @@ def file_format(path: str, declared: str) -> str:
         return declared
     fmt = _EXTENSIONS.get(Path(path).suffix.lower())
     if fmt is None:
-        if trained_run():  # data.format auto, fixed by training: the file's name says its format
-            raise UserError(f"{path}: cannot tell the format from the extension; the run reads a file's format "
-                            f"from its extension: name it .csv, .tsv, .json, .jsonl or .parquet as it is written")
-        raise UserError(f"{path}: cannot tell the format from the extension; set data.format "
-                        f"to one of csv, tsv, json, jsonl, parquet")
+        raise format_unknown(f"{path}: cannot tell the format from the extension",
+                             "set data.format to one of csv, tsv, json, jsonl, parquet", ".csv, .tsv, .json, .jsonl or .parquet")
     return fmt
+
+
+def format_unknown(said: str, setting_fix: str, extensions: str) -> UserError:
+    """A file whose format its name does not tell (`said`: path and what): a config's fix is `setting_fix` (a
+    data.format); a trained run's data.format is fixed (auto: read by extension), so its fix is the file's name."""
+    if trained_run():
+        return UserError(f"{said}; the run reads a file's format from its extension: name it {extensions} as it "
+                         f"is written")
+    return UserError(f"{said}; {setting_fix}")
 
 
 def _builder_args(path: str, cfg: DataConfig) -> tuple[str, dict]:
