@@ -366,6 +366,12 @@ def test_a_run_whose_recorded_folder_is_gone_reads_its_paths_from_the_working_di
     assert invoke("eval", tmp_path / "run", "--data", tmp_path / "moved" / "data" / "test.tsv").exit_code == 0
     monkeypatch.chdir(tmp_path / "moved")  # the data beside the working directory, as before the record
     assert invoke("eval", tmp_path / "run", "--split", "test").exit_code == 0
+    # a run made before the record (a marker without `folder`), its folder still there: as before, too
+    (tmp_path / "moved").rename(tmp_path / "project")
+    (tmp_path / "run" / ".grutool-run").write_text('{"grutool": "0.1.0", "created": "2026-01-01T00:00:00+00:00"}\n')
+    monkeypatch.chdir(tmp_path)
+    assert_user_error(invoke("eval", tmp_path / "run", "--split", "test"),
+                      f"data/test.tsv: the run's data.test, not found from the working directory {tmp_path}")
 
 
 def test_train_into_a_pipe_closed_early_finishes_the_run_and_exits_141(tmp_path):
