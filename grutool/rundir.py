@@ -292,14 +292,11 @@ def read_from_run(cfg: Config, path: Path) -> Config:
 @dataclass
 class SavedRun:
     path: Path
-    config: Config
+    config: Config  # config.yaml, its relative data paths read from the folder train ran in (`read_from_run`)
     vocab: Vocab
     labels: Optional[LabelVocab | Vocab] = None  # seq2seq: the target Vocab; lm: none (it predicts `vocab`)
     extra: dict[str, Vocab | LabelVocab] = field(default_factory=dict)
     """The family's own vocabularies by the names its `Task.vocabularies` gives (chars, intents, ...)."""
-    as_written: Optional[Config] = None
-    """config.yaml as it is (`config` reads the data paths from the folder `train` ran in: `read_from_run`):
-    what a --resume compares its config with."""
 
     def vocabulary(self, name: str):
         """`vocab`, `labels` or one of `extra` by its `Task.vocabularies` name; None when absent."""
@@ -334,7 +331,7 @@ def open_run(path: str | Path) -> SavedRun:
     except ValueError as exc:
         raise UserError(f"{exc}; restore the file as training wrote it, or train again") from None
     vocab, labels = vocabs.pop("vocab"), vocabs.pop("labels", None)
-    return SavedRun(path, read_from_run(cfg, path), vocab, labels, extra=vocabs, as_written=cfg)
+    return SavedRun(path, read_from_run(cfg, path), vocab, labels, extra=vocabs)
 
 
 def _unread_to_defaults(raw) -> None:

@@ -352,6 +352,10 @@ def test_a_run_reads_its_relative_data_paths_from_the_folder_train_ran_in(tmp_pa
     assert result.exit_code == 0, result.output
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text(encoding="utf-8"))
     assert saved["train"]["epochs"] == 2 and saved["data"]["train"] == "data/train.tsv"
+    # and with the config it was trained from, named from elsewhere: its paths found beside it are the run's
+    # (was: 'the config differs from the run's saved config in data.train, data.validation, data.test')
+    result = invoke("train", tmp_path / "project" / "tiny.yaml", "--resume", "-q", "--set", "train.epochs=3")
+    assert result.exit_code == 0, result.output
 
 
 def test_a_run_whose_recorded_folder_is_gone_reads_its_paths_from_the_working_directory(tmp_path, monkeypatch):
