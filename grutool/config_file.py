@@ -391,9 +391,11 @@ def home_expanded(cfg: Config) -> Config:
                                   "train": t.model_copy(update={"tensorboard": expand(t.tensorboard)})})
 
 
-def beside_config(cfg: Config, folder: Path) -> Config:
+def beside_config(cfg: Config, folder: Path, first: bool = False) -> Config:
     """Relative data paths are read from the working directory; one that is missing there but present
-    relative to the config file's folder is read from there (and saved so in the run's config.yaml)."""
+    relative to the config file's folder is read from there (and saved so in the run's config.yaml).
+    `first`: one present relative to `folder` is read from there even when the working directory has one too
+    (a run's paths, relative to the folder `train` ran in: `grutool.rundir.read_from_run`)."""
     d = cfg.data
     if d.dataset is not None or d.format == "cmudict" or folder.resolve() == Path.cwd().resolve():
         return cfg
@@ -403,13 +405,23 @@ def beside_config(cfg: Config, folder: Path) -> Config:
         paths = value if isinstance(value, list) else [value]
         if value is None or not all(isinstance(p, str) for p in paths):
             continue
-        fixed = [str(folder / p) if not Path(p).is_absolute() and not data_present(Path(p)) and data_present(folder / p)
-                 else p for p in paths]
+        fixed = [_beside(p, folder, first) for p in paths]
         if fixed != paths:
             moved[name] = fixed if isinstance(value, list) else fixed[0]
     if not moved:
         return cfg
     return cfg.model_copy(update={"data": d.model_copy(update=moved)})
+
+
+def _beside(spec: str, folder: Path, first: bool) -> str:
+    """One data path of `beside_config`, a slice (`train.ts[80%:]`) kept on the path it slices."""
+    from grutool.data.numeric import SLICE
+
+    m = SLICE.match(spec)
+    path = m["path"] if m else spec
+    if Path(path).is_absolute() or not data_present(folder / path) or (not first and data_present(Path(path))):
+        return spec
+    return str(folder / path) + spec[len(path):]
 
 
 def to_yaml(cfg: Config) -> str:

@@ -47,7 +47,10 @@ def evaluate(run_dir: str, split: str = "validation", data: Optional[str] = None
         cfg = cfg.model_copy(update={"data": cfg.data.local()})
     # A file given by hand is no split of the run's data: named by its path, it is scored whole (a forecast's
     # data.borders / data.fractions cut only the configured splits).
-    encoded = p.task.encode_split(cfg, p.run, source, split if data is None else data)
+    from grutool.data.loading import for_trained_run
+
+    with for_trained_run():  # the run's data settings are fixed: errors offer changes of the file
+        encoded = p.task.encode_split(cfg, p.run, source, split if data is None else data)
     out = evaluate_split(p.model, p.task, encoded, p.device, batch_size or cfg.train.batch_size)
     out["source"] = source
     out.update(reported)

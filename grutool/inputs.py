@@ -66,4 +66,7 @@ def read_data_inputs(task, cfg, path: str, vocabs=None) -> list[str]:
     if p.suffix.lower() in DATA_EXTENSIONS and data.format != "auto":
         # The run may declare a format for its own files (parallel_text, conllu): this file names its own.
         data = data.model_copy(update={"format": "auto"})
-    return task.read_inputs(cfg.model_copy(update={"data": data}), path, vocabs)
+    from grutool.data.loading import for_trained_run
+
+    with for_trained_run():  # the run's data settings are fixed: errors offer changes of the file
+        return task.read_inputs(cfg.model_copy(update={"data": data}), path, vocabs)

@@ -13,7 +13,8 @@
     <run>/summary.json    final figures
     <run>/tensorboard/    TensorBoard event files (train.tensorboard: true only)
     <run>/model*.onnx|pt  exports written to their default place (grutool export), with their .json
-    <run>/.grutool-run    the marker: written first, it alone makes a folder a run directory
+    <run>/.grutool-run    the marker: written first, it alone makes a folder a run directory; records the
+                          folder train ran in, where config.yaml's relative data paths start
     <run>/.lock           held by the one training that owns the directory (removed when it ends)
 
 A folder is a run directory only when it holds the marker (or, written by grutool before the marker
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import datetime
 import errno
+import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -38,7 +40,7 @@ from typing import Optional
 from grutool import jsonsafe
 from grutool.atomic import remove_temporaries, write_text_atomic
 from grutool.config import Config
-from grutool.config_file import parse_config, read_yaml
+from grutool.config_file import beside_config, parse_config, read_yaml
 from grutool.data.vocab import LabelVocab, Vocab
 from grutool.errors import UserError
 from grutool.families import get_task
@@ -257,13 +259,40 @@ def prepare_new(path: Path, overwrite: bool) -> None:
     from grutool.version import __version__
 
     since = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-    write_text_atomic(jsonsafe.dumps({"grutool": __version__, "created": since}) + "\n", path / MARKER)
+    record = {"grutool": __version__, "created": since}
+    try:  # where the run's relative data paths start (read_from_run); a working directory removed has none
+        record["folder"] = os.getcwd()
+    except OSError:
+        pass
+    write_text_atomic(jsonsafe.dumps(record) + "\n", path / MARKER)
+
+
+def started_in(path: Path) -> Optional[Path]:
+    """The folder `train` ran in when it made run `path` (its marker's `folder`, absolute); None for a run made
+    before grutool recorded it, or whose marker cannot be read."""
+    try:
+        record = json.loads((Path(path) / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    folder = record.get("folder") if isinstance(record, dict) else None
+    return Path(folder) if isinstance(folder, str) and os.path.isabs(folder) else None
+
+
+def read_from_run(cfg: Config, path: Path) -> Config:
+    """`cfg` with run `path`'s relative data paths read from the folder `train` ran in (config.yaml keeps them as
+    the user gave them, relative to that folder), each one found there; from that folder itself, or for a run
+    that recorded none or whose folder is gone (a copy on another machine), as written: from the working
+    directory. The one place a run's data paths are resolved: eval, infer, export and --resume read through it."""
+    folder = started_in(path)
+    if folder is None or not folder.is_dir():
+        return cfg
+    return beside_config(cfg, folder, first=True)
 
 
 @dataclass
 class SavedRun:
     path: Path
-    config: Config
+    config: Config  # config.yaml, its relative data paths read from the folder train ran in (`read_from_run`)
     vocab: Vocab
     labels: Optional[LabelVocab | Vocab] = None  # seq2seq: the target Vocab; lm: none (it predicts `vocab`)
     extra: dict[str, Vocab | LabelVocab] = field(default_factory=dict)
@@ -302,7 +331,7 @@ def open_run(path: str | Path) -> SavedRun:
     except ValueError as exc:
         raise UserError(f"{exc}; restore the file as training wrote it, or train again") from None
     vocab, labels = vocabs.pop("vocab"), vocabs.pop("labels", None)
-    return SavedRun(path, cfg, vocab, labels, extra=vocabs)
+    return SavedRun(path, read_from_run(cfg, path), vocab, labels, extra=vocabs)
 
 
 def _unread_to_defaults(raw) -> None:

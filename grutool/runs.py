@@ -9,6 +9,8 @@ from the weights: no torch. A run's status:
     running      a training holds the run's lock now
     interrupted  last.pt but no summary.json: Ctrl-C or a kill; `train ... --resume` continues it
     failed       no checkpoint at all: it stopped before its first epoch ended
+    unreadable   its folder cannot be listed, or config.yaml, summary.json or metrics.jsonl cannot be read
+                 (another user's run, say): what a status would be read from is not known (`reason` says why)
 """
 
 from __future__ import annotations
@@ -32,8 +34,13 @@ def find_runs(root: str | Path) -> list[Path]:
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"{root}: directory not found; give the folder your runs are in (default: runs)")
-    found = []
-    for here, dirs, files in os.walk(root, followlinks=True):  # a linked run too
+    found, closed = [], []
+
+    def cannot_list(error: OSError) -> None:  # a folder under root that cannot be listed: listed as unreadable
+        if error.filename is not None:
+            closed.append(Path(error.filename))
+
+    for here, dirs, files in os.walk(root, onerror=cannot_list, followlinks=True):  # a linked run too
         depth = len(Path(here).relative_to(root).parts)
         if rundir.MARKER in files or (rundir.CONFIG in files and (
                 rundir.METRICS in files or rundir.LAST in files or rundir.BEST in files
@@ -45,7 +52,37 @@ def find_runs(root: str | Path) -> list[Path]:
         # A link back to a folder above (runs/all -> runs) would list every run again under its name.
         real = Path(os.path.realpath(here))
         dirs[:] = sorted(d for d in dirs if Path(os.path.realpath(Path(here) / d)) not in (real, *real.parents))
-    return sorted(found)
+    if root in closed:
+        raise UserError(f"{root}: cannot list the folder ({_why(closed[closed.index(root)])}); check its permissions")
+    return sorted(found + closed)
+
+
+def _why(path: Path) -> str:
+    try:
+        os.listdir(path)
+    except OSError as e:
+        return e.strerror or type(e).__name__
+    return "unreadable"
+
+
+def unreadable(path: str | Path) -> Optional[str]:
+    """Why run directory `path` cannot be read (`the folder: Permission denied`, `summary.json: ...`): its folder
+    cannot be listed, or one of the files its status and figures come from is there but cannot be read; None when
+    it can. Those files' readers take an unreadable file for a missing one, which misstated the run
+    (`interrupted`, task `?`) or, for a folder, left it out."""
+    path = Path(path)
+    try:
+        names = set(os.listdir(path))
+    except OSError as e:
+        return f"the folder: {e.strerror or type(e).__name__}"
+    for name in (rundir.CONFIG, rundir.SUMMARY, rundir.METRICS):
+        if name in names:
+            try:
+                with open(path / name, "rb"):
+                    pass
+            except OSError as e:
+                return f"{name}: {e.strerror or type(e).__name__}"
+    return None
 
 
 def _read_json(path: Path) -> Optional[dict]:
@@ -98,6 +135,10 @@ def status(path: str | Path, summary: Optional[dict] = None) -> str:
 def describe(path: str | Path) -> dict:
     """One run as `grutool runs` lists it: task, monitored metric and its best value, epochs, time, status."""
     path = Path(path)
+    reason = unreadable(path)
+    if reason is not None:
+        return {"run": str(path), "task": "?", "monitor": None, "best": None, "best_epoch": None, "epochs": None,
+                "max_epochs": None, "time_s": None, "status": "unreadable", "reason": reason}
     cfg = read_config(path)
     summary = _read_json(path / rundir.SUMMARY) or {}
     rows = read_metrics(path)
@@ -164,6 +205,9 @@ def compare(paths: list[str | Path]) -> dict:
     runs = []
     for p in paths:
         p = Path(p)
+        reason = unreadable(p) if p.is_dir() else None
+        if reason is not None:
+            raise UserError(f"{p}: cannot read the run ({reason}); check its permissions, or leave it out")
         if not (p / rundir.CONFIG).is_file():
             raise UserError(f"{p}: not a run directory (no {rundir.CONFIG}); list runs with `grutool runs`")
         runs.append(p)

@@ -185,7 +185,7 @@ def _check_resumable(runs: list[Run]) -> None:
             saved = rundir.open_run(path).config
         except UserError:
             continue  # a damaged run: its own training says what is wrong with it
-        for key, before, now in resume_changes(run.cfg, saved):
+        for key, before, now in resume_changes(rundir.read_from_run(run.cfg, path), saved):
             changed.setdefault(key, (before, now))
     if changed:
         what = ", ".join(f"{key}={jsonsafe.dumps(before)} (now {jsonsafe.dumps(now)})"

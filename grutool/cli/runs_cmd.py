@@ -10,7 +10,7 @@ import typer
 from grutool.cli.render.tables import plain
 
 STATUS_STYLE = {"finished": "green", "pruned": "magenta", "running": "cyan", "interrupted": "yellow",
-                "diverged": "red", "failed": "red"}
+                "diverged": "red", "failed": "red", "unreadable": "red"}
 
 
 def _figure(value) -> str:
@@ -42,7 +42,8 @@ def runs(
     \b
     Status: finished, diverged, pruned (a tune trial stopped early), running,
     interrupted (--resume continues it), failed (stopped before its first
-    checkpoint).
+    checkpoint), unreadable (its folder or files cannot be read: why, below
+    the table).
 
     \b
     Examples:
@@ -71,6 +72,9 @@ def runs(
 
         t = FirstThatFits(_runs_table(found, root, whole_names=True), _runs_table(found, root, whole_names=False))
         out.print(t)
+        for r in found:
+            if r.get("reason"):
+                out.print(f"{_relative(r['run'], root)}: unreadable ({r['reason']})", markup=False)
 
 
 def _runs_table(found: list[dict], root: Path, whole_names: bool):
@@ -87,7 +91,7 @@ def _runs_table(found: list[dict], root: Path, whole_names: bool):
         # `sentence_accuracy` as `sentence_acc`, as in the epoch lines
         best = (f"{plain(r['monitor'].replace('_accuracy', '_acc'))} {_figure(r['best'])}"
                 if r["best"] is not None else "-")
-        epochs = f"{r['epochs']}/{r['max_epochs']}" if r["max_epochs"] else str(r["epochs"])
+        epochs = f"{r['epochs']}/{r['max_epochs']}" if r["max_epochs"] else _figure(r["epochs"])
         time_s = _duration(r["time_s"]) if r["time_s"] is not None else "-"
         style = STATUS_STYLE.get(r["status"], "")
         status = f"[{style}]{plain(r['status'])}[/]" if style else plain(r["status"])

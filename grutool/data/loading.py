@@ -54,9 +54,18 @@ def file_format(path: str, declared: str) -> str:
         return declared
     fmt = _EXTENSIONS.get(Path(path).suffix.lower())
     if fmt is None:
-        raise UserError(f"{path}: cannot tell the format from the extension; set data.format "
-                        f"to one of csv, tsv, json, jsonl, parquet")
+        raise format_unknown(f"{path}: cannot tell the format from the extension",
+                             "set data.format to one of csv, tsv, json, jsonl, parquet", ".csv, .tsv, .json, .jsonl or .parquet")
     return fmt
+
+
+def format_unknown(said: str, setting_fix: str, extensions: str) -> UserError:
+    """A file whose format its name does not tell (`said`: path and what): a config's fix is `setting_fix` (a
+    data.format); a trained run's data.format is fixed (auto: read by extension), so its fix is the file's name."""
+    if trained_run():
+        return UserError(f"{said}; the run reads a file's format from its extension: name it {extensions} as it "
+                         f"is written")
+    return UserError(f"{said}; {setting_fix}")
 
 
 def _builder_args(path: str, cfg: DataConfig) -> tuple[str, dict]:
@@ -95,6 +104,27 @@ def transient_cache():
             yield
         finally:
             _TRANSIENT_CACHE.reset(token)
+
+
+# Set inside `for_trained_run()`: the data is read for a trained run (eval, infer --file), whose data settings
+# were fixed by training; an error then offers fixes of the file, never a config change the run cannot take.
+_TRAINED_RUN: contextvars.ContextVar[bool] = contextvars.ContextVar("trained_run", default=False)
+
+
+@contextlib.contextmanager
+def for_trained_run():
+    """Within: data read for a trained run (`eval`, `infer --file`): what a bad file's error offers is a change
+    of the file (rename a column, convert it, name its format by extension), not a `data.*` setting."""
+    token = _TRAINED_RUN.set(True)
+    try:
+        yield
+    finally:
+        _TRAINED_RUN.reset(token)
+
+
+def trained_run() -> bool:
+    """Whether the data is being read for a trained run (see `for_trained_run`)."""
+    return _TRAINED_RUN.get()
 
 
 _CACHE_WRITABLE: Optional[bool] = None  # whether `datasets` can keep its cache: probed once per process
@@ -350,16 +380,24 @@ def require_columns(ds, where: str, fields: dict[str, str]) -> None:
     for field, name in fields.items():
         if name not in columns:
             raise UserError(f"{where}: no column '{name}' (data.{field}); columns found: {columns}"
-                            f"{_columns_fix(columns, field) if Path(where).is_file() else ''}")
+                            f"{_columns_fix(columns, field, name) if Path(where).is_file() else ''}")
 
 
-def _columns_fix(columns: list, field: str) -> str:
+def _columns_fix(columns: list, field: str, name: str) -> str:
     """What to do when a local table lacks a column: read with the wrong delimiter (its header is one column
     holding the other one's separator), or a file without a header line (its first row became the names)."""
     if len(columns) == 1:
         for sep, name, fmt in ((",", "commas", "csv"), ("\t", "tabs", "tsv")):
             if sep in str(columns[0]):
+                if trained_run():
+                    return (f"; the header is one column holding {name}: a {fmt} file read as another format; "
+                            f"convert it to the format the run reads (with data.format auto, its extension's: "
+                            f"name it .{fmt})")
                 return f"; the header is one column holding {name}: set data.format: {fmt}"
+    if trained_run():  # the run's columns are fixed by training: the file is what can change
+        return (f"; the run reads the columns it was trained on: name the file's column {name!r} in its header "
+                f"line, or, if the first line holds data and not column names, add a header line naming the "
+                f"run's columns")
     return (f"; set data.{field} to one of them, or, if the first line holds data and not column names, "
             f"data.header: false and data.column_names: [...]")
 

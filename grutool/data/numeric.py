@@ -88,6 +88,9 @@ def read_sequences(d: "DataConfig", source: str, need_labels: bool = True, per_s
     `source` may end in a slice, `train.ts[:80%]` and `train.ts[80%:]`: the sequences of each label (all of
     them when unlabelled) are shuffled with data.split_seed and the slice of each is kept, so validation is
     carved from the training file, class by class, the same way every time."""
+    from grutool.data.loading import trained_run
+
+    inference = inference or trained_run()  # eval of a trained run: its settings are fixed too
     path, lo, hi = split_slice(source)
     if is_ts(d, source):
         seqs = _read_ts(path, need_labels or (lo, hi) != (0.0, 1.0), per_step)
@@ -142,13 +145,7 @@ def _read_table(d: "DataConfig", source: str, need_labels: bool, per_step: bool,
                         f"data.id_column; or give a .ts file")
     fmt = d.format if d.format in ("csv", "tsv", "parquet") else "auto"
     table = read_table(source, fmt, header=d.header, column_names=d.column_names, inference=inference)
-    id_column = table.column(d.id_column, "data.id_column")
-    ids = [i.strip() for i in table.strings(id_column)]  # 's1 ' is 's1': spaces around a cell are never meant
-    # A row without an id would be a sequence of its own (named '' or 'nan'): refused, never guessed.
-    absent = table.frame[id_column].isna().to_numpy() | np.array([not i for i in ids], dtype=bool)
-    if absent.any():
-        raise UserError(f"{table.location(int(np.flatnonzero(absent)[0]), id_column)}: no id in column "
-                        f"{id_column!r} (data.id_column); write the id of the sequence this row belongs to")
+    order = rows_by_id(table, table.column(d.id_column, "data.id_column"), "data.id_column", "sequence")
     # Missing cells stay NaN (unless data.missing is error): filled per sequence below, never across sequences.
     values = np.stack([table.numeric(table.column(c, "data.channels"), d.missing, "data.channels")
                        for c in d.channels], axis=1).astype(np.float32)  # (N, C)
@@ -156,10 +153,6 @@ def _read_table(d: "DataConfig", source: str, need_labels: bool, per_step: bool,
         if d.time_column else None
     labels_raw = [_label_text(v) for v in table.strings(table.column(d.label_column, "data.label_column"))] \
         if need_labels else None
-    order: dict[str, list[int]] = {}
-    for row, key in enumerate(ids):
-        order.setdefault(key, []).append(row)
-    _check_one_way(table, id_column, order)
     out_values, out_labels, where = [], [], []
     for key, rows in order.items():
         if times is not None:
@@ -192,10 +185,28 @@ def _read_table(d: "DataConfig", source: str, need_labels: bool, per_step: bool,
 NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)")
 
 
-def _check_one_way(table, id_column: str, order: dict[str, list[int]]) -> None:
+def rows_by_id(table, id_column: str, setting: str, what: str) -> dict[str, list[int]]:
+    """The rows of each id in column `id_column` of a long table (`setting`: the config field naming it, such as
+    data.id_column or data.series_column; `what`: what an id names, sequence or series), ids in order of first
+    appearance, each id's rows in file order. The one reading of ids: surrounding spaces dropped ('s1 ' is 's1':
+    spaces around a cell are never meant), a row without an id refused (it would be one of its own, named '' or
+    'nan'), one number written two ways refused (`_check_one_way`)."""
+    ids = [i.strip() for i in table.strings(id_column)]
+    absent = table.frame[id_column].isna().to_numpy() | np.array([not i for i in ids], dtype=bool)
+    if absent.any():
+        raise UserError(f"{table.location(int(np.flatnonzero(absent)[0]), id_column)}: no id in column "
+                        f"{id_column!r} ({setting}); write the id of the {what} this row belongs to")
+    order: dict[str, list[int]] = {}
+    for row, key in enumerate(ids):
+        order.setdefault(key, []).append(row)
+    _check_one_way(table, id_column, order, setting, what)
+    return order
+
+
+def _check_one_way(table, id_column: str, order: dict[str, list[int]], setting: str, what: str) -> None:
     """Ids are compared as text, so one number written two ways ('1' and '01', '7' and '7.0') would be two
-    sequences, each with part of the rows: refused, naming both, rather than guessed either way (a code such as
-    '007' may be meant as written)."""
+    sequences (series), each with part of the rows: refused, naming both, rather than guessed either way (a code
+    such as '007' may be meant as written)."""
     from decimal import Decimal
 
     seen: dict[Decimal, str] = {}
@@ -205,8 +216,8 @@ def _check_one_way(table, id_column: str, order: dict[str, list[int]]) -> None:
             if first != key:
                 raise UserError(f"{table.location(rows[0], id_column)}: ids {clipped(key, 40)!r} (here) and "
                                 f"{clipped(first, 40)!r} ({table.place(order[first][0])}) are one number written "
-                                f"two ways; data.id_column {id_column!r} is compared as text, so they would be two "
-                                f"sequences: write each id one way")
+                                f"two ways; {setting} {id_column!r} is compared as text, so they would be two "
+                                f"{what if what.endswith('s') else what + 's'}: write each id one way")
 
 
 def _label_text(v: str) -> str:

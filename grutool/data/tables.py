@@ -259,8 +259,9 @@ def read_table(path: str | Path, fmt: str = "auto", *, header: bool = True,
 
     import pandas as pd
 
-    from grutool.data.loading import data_not_found, read_stdin
+    from grutool.data.loading import data_not_found, read_stdin, trained_run
 
+    inference = inference or trained_run()  # eval --data reads for a trained run too
     if str(path) == "-":
         raw = read_stdin()
         if not raw.strip():

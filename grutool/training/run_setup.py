@@ -53,7 +53,7 @@ def open_run_dir(cfg: Config, run_dir: Path, resume: bool, overwrite: bool, dist
                             f"(start a new run instead)", option="resume")
         owned.enter_context(rundir.RunLock(run_dir))
         saved = rundir.open_run(run_dir)
-        check_resume_config(cfg, saved.config)
+        check_resume_config(rundir.read_from_run(cfg, run_dir), saved.config)  # data paths as the run reads them
         last = load_checkpoint(run_dir / rundir.LAST)
         _check_world_size(run_dir, last, dist)
         _check_best_exists(run_dir, last)

@@ -48,7 +48,7 @@ def start(cfg: Config, task, run_dir: Path, *, resume: bool, overwrite: bool, dr
         return got
     resume, vocabs, last = got
     # Not rank 0: the data read with rank 0's vocabularies, so every rank numbers tokens alike.
-    prepared = task.prepare(cfg, Prepared(vocabs.pop("vocab"), vocabs.pop("labels", None), extra=vocabs))
+    prepared = task.prepare(_reading(cfg, run_dir, resume), Prepared(vocabs.pop("vocab"), vocabs.pop("labels", None), extra=vocabs))
     return Started(resume, last, prepared, vocabs)
 
 
@@ -58,7 +58,7 @@ def _on_main(cfg: Config, task, run_dir: Path, resume: bool, overwrite: bool, dr
     again, saved_cfg, last, plan = open_run_dir(cfg, run_dir, resume, overwrite, dist, owned)
     t0 = time.perf_counter()
     with display.stage("reading data") if display else contextlib.nullcontext():
-        prepared = task.prepare(cfg, saved_cfg)
+        prepared = task.prepare(_reading(cfg, run_dir, again), saved_cfg)
     counts = ", ".join(f"{number(len(split))} {name}" for name, split in prepared.splits.items())
     # Said once every check has passed (just before training, or the dry run's summary), so that a
     # refused run still answers with its one error line.
@@ -81,6 +81,14 @@ def _on_main(cfg: Config, task, run_dir: Path, resume: bool, overwrite: bool, dr
     names = ["vocab", *task.vocabularies(cfg)]
     vocabs = {name: prepared.vocabulary(name) for name in names}
     return Started(again, last, prepared, vocabs, stages, vectors, plan)
+
+
+def _reading(cfg: Config, run_dir: Path, resume: bool) -> Config:
+    """The config a training reads its data with: a resumed run's relative data paths from the folder it was
+    started in (`rundir.read_from_run`); the config itself, which config.yaml records, is left as given."""
+    from grutool import rundir
+
+    return rundir.read_from_run(cfg, run_dir) if resume else cfg
 
 
 def read_data(cfg: Config) -> None:

@@ -355,23 +355,64 @@ def test_a_second_train_into_a_run_in_use_says_who_uses_it(run, tmp_path):
     assert_user_error(result, "run directory is in use by pid", str(os.getpid()))
 
 
-def test_eval_from_another_folder_says_where_the_run_s_relative_paths_start(tmp_path, monkeypatch):
-    from conftest import assert_user_error
-
-    raw = tiny_config(tmp_path / "project", epochs=1)
+def _trained_with_relative_paths(project: Path, run: Path, monkeypatch) -> None:
+    """tiny_config trained from `project` with data paths relative to it (data/train.tsv, ...) into `run`."""
+    raw = tiny_config(project, epochs=1, device="cpu")
     for name in ("train", "validation", "test"):
         raw["data"][name] = f"data/{name}.tsv"
-    raw["output_dir"] = str(tmp_path / "run")
-    (tmp_path / "project" / "tiny.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
-    monkeypatch.chdir(tmp_path / "project")
+    raw["output_dir"] = str(run)
+    (project / "tiny.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    monkeypatch.chdir(project)
     assert invoke("train", "tiny.yaml", "-q").exit_code == 0
+
+
+def _figures(result) -> dict:
+    import json
+
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    return {k: v for k, v in out.items() if k != "source"}
+
+
+def test_a_run_reads_its_relative_data_paths_from_the_folder_train_ran_in(tmp_path, monkeypatch):
+    _trained_with_relative_paths(tmp_path / "project", tmp_path / "run", monkeypatch)
+    here = _figures(invoke("eval", tmp_path / "run", "--split", "test", "--json"))
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    # was: 'data/test.tsv: the run's data.test, not found from the working directory ...; ... run eval from there'
+    assert _figures(invoke("eval", tmp_path / "run", "--split", "test", "--json")) == here
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text(encoding="utf-8"))
+    assert saved["data"]["test"] == "data/test.tsv"  # config.yaml keeps what the user wrote
+    # --resume from elsewhere, with the run's own config.yaml, reads the same files and keeps them as written
+    result = invoke("train", tmp_path / "run" / "config.yaml", "--resume", "-o", tmp_path / "run", "-q",
+                    "--set", "train.epochs=2")
+    assert result.exit_code == 0, result.output
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text(encoding="utf-8"))
+    assert saved["train"]["epochs"] == 2 and saved["data"]["train"] == "data/train.tsv"
+    # and with the config it was trained from, named from elsewhere: its paths found beside it are the run's
+    # (was: 'the config differs from the run's saved config in data.train, data.validation, data.test')
+    result = invoke("train", tmp_path / "project" / "tiny.yaml", "--resume", "-q", "--set", "train.epochs=3")
+    assert result.exit_code == 0, result.output
+
+
+def test_a_run_whose_recorded_folder_is_gone_reads_its_paths_from_the_working_directory(tmp_path, monkeypatch):
+    from conftest import assert_user_error
+
+    _trained_with_relative_paths(tmp_path / "project", tmp_path / "run", monkeypatch)
+    (tmp_path / "project").rename(tmp_path / "moved")  # the folder train ran in is gone (or on another machine)
     monkeypatch.chdir(tmp_path)
-    # was: 'not found (relative to the working directory ..., or to the config file's folder ...); the shipped
-    # configs' datasets, where to get them ...: docs/data.md'
     assert_user_error(invoke("eval", tmp_path / "run", "--split", "test"),
                       f"data/test.tsv: the run's data.test, not found from the working directory {tmp_path}",
                       "run eval from there, or name the file with --data")
-    assert invoke("eval", tmp_path / "run", "--data", tmp_path / "project" / "data" / "test.tsv").exit_code == 0
+    assert invoke("eval", tmp_path / "run", "--data", tmp_path / "moved" / "data" / "test.tsv").exit_code == 0
+    monkeypatch.chdir(tmp_path / "moved")  # the data beside the working directory, as before the record
+    assert invoke("eval", tmp_path / "run", "--split", "test").exit_code == 0
+    # a run made before the record (a marker without `folder`), its folder still there: as before, too
+    (tmp_path / "moved").rename(tmp_path / "project")
+    (tmp_path / "run" / ".grutool-run").write_text('{"grutool": "0.1.0", "created": "2026-01-01T00:00:00+00:00"}\n')
+    monkeypatch.chdir(tmp_path)
+    assert_user_error(invoke("eval", tmp_path / "run", "--split", "test"),
+                      f"data/test.tsv: the run's data.test, not found from the working directory {tmp_path}")
 
 
 def test_train_into_a_pipe_closed_early_finishes_the_run_and_exits_141(tmp_path):
@@ -387,6 +428,75 @@ def test_train_into_a_pipe_closed_early_finishes_the_run_and_exits_141(tmp_path)
 
 
 # --- files of another user ------------------------------------------------------------------------------
+
+
+def _denied(monkeypatch, files=(), folders=()) -> None:
+    """`files` and everything in `folders` answered as the OS answers a user without permission (chmod 000 of
+    another user's; root reads all, so it is simulated): opening, listing and stat raise PermissionError."""
+    import builtins
+    import os
+
+    files, folders = {Path(f) for f in files}, {Path(f) for f in folders}
+
+    def inside(p) -> bool:
+        p = Path(os.path.abspath(p))
+        return p in files or any(f in p.parents for f in folders)
+
+    def guard(real, listing=False):
+        def call(p=".", *args, **kwargs):
+            if isinstance(p, (str, Path)) and (Path(os.path.abspath(p)) in folders if listing else inside(p)):
+                raise PermissionError(13, "Permission denied", str(p))
+            return real(p, *args, **kwargs)
+        return call
+
+    real_open = builtins.open
+    monkeypatch.setattr(builtins, "open", guard(real_open))
+    monkeypatch.setattr(Path, "open", lambda self, *a, **k: guard(real_open)(str(self), *a, **k))
+    monkeypatch.setattr(os, "stat", guard(os.stat))
+    monkeypatch.setattr(os, "listdir", guard(os.listdir, listing=True))
+    monkeypatch.setattr(os, "scandir", guard(os.scandir, listing=True))
+
+
+def test_runs_lists_a_run_it_cannot_read_as_unreadable(run, tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    for name in ("mine", "summary_closed", "folder_closed"):
+        shutil.copytree(run, tmp_path / "runs" / name)
+    _denied(monkeypatch, files=[tmp_path / "runs" / "summary_closed" / "summary.json"],
+            folders=[tmp_path / "runs" / "folder_closed"])
+    result = invoke("runs", tmp_path / "runs", "--json")
+    assert result.exit_code == 0, result.output
+    listed = {Path(r["run"]).name: r for r in map(json.loads, result.stdout.splitlines())}
+    # was: summary_closed listed as `interrupted`, folder_closed left out
+    assert {name: r["status"] for name, r in listed.items()} == {
+        "mine": "finished", "summary_closed": "unreadable", "folder_closed": "unreadable"}
+    assert listed["summary_closed"]["reason"] == "summary.json: Permission denied"
+    assert listed["folder_closed"]["reason"] == "the folder: Permission denied"
+    table = invoke("runs", tmp_path / "runs")
+    assert table.exit_code == 0 and "Traceback" not in table.output
+    assert "summary_closed: unreadable (summary.json: Permission denied)" in table.stdout
+
+
+@pytest.mark.parametrize("closed", ["config.yaml", "folder"])
+def test_compare_with_a_run_it_cannot_read_says_which_and_why(run, tmp_path, monkeypatch, closed):
+    import shutil
+
+    from conftest import assert_user_error
+
+    for name in ("mine", "theirs"):
+        shutil.copytree(run, tmp_path / name)
+    if closed == "folder":
+        _denied(monkeypatch, folders=[tmp_path / "theirs"])
+    else:
+        _denied(monkeypatch, files=[tmp_path / "theirs" / closed])
+    # was: config.yaml: every field shown as differing from '-'; the folder: a PermissionError traceback
+    reason = "the folder" if closed == "folder" else closed
+    assert_user_error(invoke("compare", tmp_path / "mine", tmp_path / "theirs"),
+                      f"{tmp_path / 'theirs'}: cannot read the run ({reason}: Permission denied); check its "
+                      f"permissions, or leave it out")
+
+
 
 
 def test_a_run_whose_files_cannot_be_read_says_so(run, tmp_path, monkeypatch):

@@ -1,5 +1,6 @@
 """Tokenizers, vocabularies, batching."""
 
+import pytest
 import torch
 
 from grutool.data.batching import EncodedSplit, collate, epoch_batches, sorted_batches
@@ -53,3 +54,27 @@ def test_collate_pads_and_keeps_lengths_on_cpu():
     assert b.targets.tolist() == [0, 1]
     order = [i for batch in sorted_batches(split, 1) for i in batch.index]
     assert order == [1, 0]
+
+
+@pytest.mark.parametrize("family", ["table", "tagger", "lm", "seq2seq"])
+def test_a_format_its_name_does_not_tell_is_fixed_by_the_file_s_name_for_a_trained_run(tmp_path, family):
+    from types import SimpleNamespace
+
+    from grutool.data.loading import file_format, for_trained_run
+    from grutool.errors import UserError
+    from grutool.families.lm.data import line_format
+    from grutool.families.seq2seq.data import pair_format
+    from grutool.families.tagger.data import tagging_format
+
+    path = tmp_path / "other.dat"
+    path.write_text("good film\tpos\n", encoding="utf-8")
+    tell = {"table": lambda: file_format(str(path), "auto"), "tagger": lambda: tagging_format(str(path), "auto"),
+            "lm": lambda: line_format(SimpleNamespace(data=SimpleNamespace(format="auto")), str(path)),
+            "seq2seq": lambda: pair_format(str(path), "auto")}[family]
+    with pytest.raises(UserError, match="set data.format"):  # a config: its data.format is the fix
+        tell()
+    with for_trained_run(), pytest.raises(UserError) as e:  # a trained run's data.format is fixed
+        tell()
+    # was: '... set data.format to ...' for eval --data and infer --file too
+    assert "data.format" not in str(e.value) and "the run reads a file's format from its extension: name it ." \
+        in str(e.value)

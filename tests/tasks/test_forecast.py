@@ -732,6 +732,48 @@ def test_long_form_series_out_of_time_order(tmp_path):
         TASK.prepare(parse_config(raw))
 
 
+def _long_form_with(tmp_path, edit) -> tuple:
+    """long_form with `edit(line)` applied to the 50th row of series s1; (config, the file as it was, the file)."""
+    path = long_form(tmp_path)
+    lines = path.read_text().splitlines()
+    k = [i for i, l in enumerate(lines) if ",s1," in l][49]
+    lines[k] = edit(lines[k])
+    edited = tmp_path / "edited.csv"
+    edited.write_text("\n".join(lines) + "\n")
+    raw = sines(tmp_path, **{"data": {"series_column": "id"}})
+    for split in ("train", "validation", "test"):
+        raw["data"][split] = str(edited)
+    return parse_config(raw), path, edited, k
+
+
+def test_long_form_series_ids_are_read_without_surrounding_spaces(tmp_path):
+    from grutool.families.forecast.task import read_series
+
+    cfg, path, edited, _ = _long_form_with(tmp_path, lambda l: l.replace(",s1,", ",s1 ,"))
+    # was: a fourth series 's1 ' of one row, cut out of s1 (and skipped as too short)
+    before, after = read_series(cfg, str(path)), read_series(cfg, str(edited))
+    assert after.ids == before.ids and after.parts == before.parts
+    assert np.array_equal(after.values, before.values)
+    assert len(TASK.read_inputs(cfg, str(edited))) == len(before.ids)  # infer --file: one input per series
+
+
+def test_long_form_one_series_number_written_two_ways_is_refused_naming_both_lines(tmp_path):
+    from grutool.errors import UserError
+
+    def numbered(line):
+        return line.replace(",s1,", ",02,")
+
+    cfg, _, edited, k = _long_form_with(tmp_path, numbered)
+    lines = edited.read_text().splitlines()
+    lines = [l.replace(",s1,", ",2,") for l in lines]
+    edited.write_text("\n".join(lines) + "\n")
+    first = next(i for i, l in enumerate(lines) if ",2," in l)
+    # was: two series, '2' and '02', each with part of the rows
+    with pytest.raises(UserError, match=rf"edited.csv:{k + 1}:2: ids '02' \(here\) and '2' \(line {first + 1}\) are "
+                                        rf"one number written two ways; data.series_column 'id'"):
+        TASK.prepare(cfg)
+
+
 def test_a_run_saved_with_a_setting_the_forecaster_never_read_still_opens(run, tmp_path):
     # Runs trained before such settings were refused may hold one (it changed nothing): they stay readable.
     import shutil

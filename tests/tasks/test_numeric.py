@@ -723,3 +723,17 @@ def test_a_numeric_run_saved_with_token_settings_still_opens(run, tmp_path):
     cfg["data"]["min_freq"], cfg["data"]["lowercase"] = 3, False
     (old / "config.yaml").write_text(yaml.safe_dump(cfg))
     assert evaluate(str(old), "test", device="cpu")["accuracy"] == evaluate(str(run), "test", device="cpu")["accuracy"]
+
+
+def test_eval_data_with_a_missing_value_offers_a_fix_of_the_file_not_of_the_run(run, tmp_path):
+    text = (ROOT / "data" / "numeric" / "test.ts").read_text(encoding="utf-8")
+    text = text.replace("@missing false", "@missing true")
+    head, _, rest = text.partition("@data\n")
+    first, _, others = rest.partition("\n")
+    (tmp_path / "holes.ts").write_text(f"{head}@data\n?{first[first.index(','):]}\n{others}", encoding="utf-8")
+    # was: '... and data.missing is error; set data.missing (ffill, interpolate or mask) or fill the data', a
+    # setting a trained run cannot take
+    result = invoke("eval", run, "--data", tmp_path / "holes.ts")
+    assert_user_error(result, "a missing value in channel c1 at step 1", "the run was trained with data.missing: "
+                      "error; fill the value")
+    assert "set data.missing" not in result.output

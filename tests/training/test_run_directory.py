@@ -278,3 +278,19 @@ def test_an_existing_read_only_output_folder_is_one_line_before_any_work(tmp_pat
                         and access(p, mode, **kw))
     assert_user_error(invoke("train", cfg, "-o", locked, *flags), str(locked), "not writable", "--output-dir")
     assert list(locked.iterdir()) == []
+
+
+def test_a_run_reads_a_sliced_relative_path_from_the_folder_train_ran_in_keeping_its_slice(tmp_path, monkeypatch):
+    project, run = tmp_path / "project", tmp_path / "run"
+    (project / "data").mkdir(parents=True)
+    (project / "data" / "train.ts").write_text("@data\n", encoding="utf-8")
+    monkeypatch.chdir(project)
+    rundir.prepare_new(run, overwrite=False)  # the marker records the folder train runs in
+    monkeypatch.chdir(tmp_path)
+    cfg = parse_config(tiny_config(tmp_path / "t"))
+    cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={
+        "train": "data/train.ts[:80%]", "validation": "data/train.ts[80%:]", "test": "data/missing.ts"})})
+    read = rundir.read_from_run(cfg, run).data
+    assert (read.train, read.validation) == (f"{project / 'data' / 'train.ts'}[:80%]",
+                                             f"{project / 'data' / 'train.ts'}[80%:]")
+    assert read.test == "data/missing.ts"  # not there either: from the working directory, as written

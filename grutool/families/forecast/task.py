@@ -119,14 +119,12 @@ def _long_form(cfg: "Config", table, names: list[str], values):
     time order (by data.timestamps, per series) and filled by data.missing on its own."""
     import numpy as np
 
+    from grutool.data.numeric import rows_by_id
     from grutool.data.tables import time_order
     from grutool.families.forecast.data import Series
 
     d = cfg.data
-    ids = table.strings(table.column(d.series_column, "data.series_column"))
-    groups: dict[str, list[int]] = {}
-    for row, name in enumerate(ids):
-        groups.setdefault(name, []).append(row)
+    groups = rows_by_id(table, table.column(d.series_column, "data.series_column"), "data.series_column", "series")
     times = table.strings(d.time_column) if d.time_column is not None else None
     if times is not None:
         stamps = table.stamps(d.time_column)
@@ -479,8 +477,11 @@ class ForecastTask(Task):
         frame = table.frame
         keep = d.input_length + (d.horizon if d.covariates.future else 0)
         groups = {None: np.arange(len(frame))}
-        if d.series_column is not None:
-            groups = frame.groupby(table.column(d.series_column, "data.series_column"), sort=False).indices
+        if d.series_column is not None:  # series as training reads them ('s1 ' is 's1')
+            from grutool.data.numeric import rows_by_id
+
+            groups = {key: np.array(rows) for key, rows in rows_by_id(
+                table, table.column(d.series_column, "data.series_column"), "data.series_column", "series").items()}
         texts = []
         for key, rows in groups.items():
             if d.timestamps != "error" and d.time_column is not None and not d.covariates.future:

@@ -76,8 +76,10 @@ def line_format(cfg: Config, path: str) -> str:
 
         raise data_not_found(path, "data file or directory")
     if p.suffix.lower() not in known:
-        raise UserError(f"{path}: cannot tell the format from the extension; set data.format to one of "
-                        f"{', '.join(LINE_FORMATS)}")
+        from grutool.data.loading import format_unknown
+
+        raise format_unknown(f"{path}: cannot tell the format from the extension",
+                             f"set data.format to one of {', '.join(LINE_FORMATS)}", ".txt, .csv, .tsv or .jsonl")
     return known[p.suffix.lower()]
 
 

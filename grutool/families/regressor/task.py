@@ -62,22 +62,32 @@ class RegressorTask(Task):
         `need_targets`)."""
         import numpy as np
 
-        from grutool.data.numeric import read_sequences
+        from grutool.data.numeric import is_ts, read_sequences
 
         seqs = read_sequences(cfg.data, source, need_targets, per_step=cfg.data.per_step)
         if not need_targets:
             return seqs, None
+        # A .ts file has no columns: its targets follow each case's last ':'. One whose values are no numbers at
+        # all declares @classLabel (with @targetLabel true the reader refuses them): class labels, not targets.
+        ts = is_ts(cfg.data, source)
 
         def number(label: str, where: str, seq_id: str) -> float:
             try:
                 value = float(label)
             except ValueError:
-                value = float("nan")
-            if not np.isfinite(value):
-                raise UserError(f"{where}: the target of sequence {clipped(seq_id, 40)!r} is "
-                                f"{clipped(label, 40)!r}, not a number (column '{cfg.data.label_column}'); "
-                                f"a regressor's target is a finite number")
-            return value
+                value = None
+            if value is not None and np.isfinite(value):
+                return value
+            said = f"{where}: the target of sequence {clipped(seq_id, 40)!r} is {clipped(label, 40)!r}"
+            if not ts:
+                raise UserError(f"{said}, not a number (column '{cfg.data.label_column}'); a regressor's target is "
+                                f"a finite number")
+            if value is not None:
+                raise UserError(f"{said} (after the case's last ':'), not a finite number; a regressor's target is "
+                                f"a finite number")
+            raise UserError(f"{said}, a class label: the file's @classLabel line declares class labels after each "
+                            f"case's last ':'; a regressor reads a .ts file with @targetLabel true and a number "
+                            f"there (or train task {'tagger' if cfg.data.per_step else 'classifier'} on this one)")
 
         if cfg.data.per_step:
             return seqs, [np.asarray([number(v, where, i) for v in labels], dtype=np.float64)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Optional
 
 from grutool.config import DataConfig
-from grutool.data.loading import read_lines
+from grutool.data.loading import format_unknown, read_lines
 from grutool.errors import UserError
 from grutool.jsonsafe import json_type
 from grutool.families.seq2seq.pair import Pair
@@ -30,8 +30,9 @@ def pair_format(spec: str | list[str], declared: str) -> str:
         return "parallel_text"
     fmt = _EXTENSIONS.get(Path(spec).suffix.lower())
     if fmt is None:
-        raise UserError(f"{spec}: cannot tell the seq2seq format from the name; set data.format to parallel_text "
-                        f"(with data.source and data.target suffixes), tsv, csv, jsonl or cmudict")
+        raise format_unknown(f"{spec}: cannot tell the seq2seq format from the name", "set data.format to "
+                             "parallel_text (with data.source and data.target suffixes), tsv, csv, jsonl or cmudict",
+                             ".tsv, .csv or .jsonl")
     return fmt
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 from grutool.config import DataConfig
-from grutool.data.loading import data_not_found, read_lines
+from grutool.data.loading import data_not_found, format_unknown, read_lines
 from grutool.families.tagger import schemes
 from grutool.errors import UserError
 from grutool.jsonsafe import json_type
@@ -59,8 +59,9 @@ def tagging_format(path: str, declared: str) -> str:
     if fmt is None and not p.exists():  # a mistyped folder or file: say it is missing, not that its format is unknown
         raise data_not_found(path, "data file or directory")
     if fmt is None:
-        raise UserError(f"{path}: cannot tell the tagging format from the name; set data.format to "
-                        f"conllu, conll, parallel (a directory with seq.in, seq.out, label) or jsonl")
+        raise format_unknown(f"{path}: cannot tell the tagging format from the name", "set data.format to conllu, "
+                             "conll, parallel (a directory with seq.in, seq.out, label) or jsonl",
+                             ".conllu, .conll or .jsonl")
     return fmt
 
 
