@@ -306,9 +306,10 @@ def open_run(path: str | Path) -> SavedRun:
 
 
 def _unread_to_defaults(raw) -> None:
-    """A run trained before grutool refused the settings its family never reads (`Task.ignores`; the token
-    settings on numeric data) may have one set. It changed nothing then, so it goes back to its default here
-    rather than making the run unreadable."""
+    """A run trained before grutool refused the settings its family never reads may have one set: a field of its
+    `Task.ignores`, one that only other families own (`data.tag_column` in a classifier run: `Task.lacks`), a
+    token setting on numeric data. It changed nothing then, so it goes back to its default here rather than
+    making the run unreadable; a config the user gives `train` is still refused for it."""
     from types import SimpleNamespace
 
     from grutool.families import TASKS
@@ -316,10 +317,11 @@ def _unread_to_defaults(raw) -> None:
 
     if not isinstance(raw, dict) or raw.get("task") not in TASKS:
         return  # parse_config says what is wrong
-    for section, names in TASKS[raw["task"]].ignores.items():
-        part = raw.get(section)
-        for name in names if isinstance(part, dict) else ():
-            part.pop(name, None)
+    task = TASKS[raw["task"]]()
+    for section, part in raw.items():
+        for name in [n for n in part if isinstance(n, str) and task.lacks(f"{section}.{n}")] \
+                if isinstance(part, dict) else ():
+            part.pop(name)
     data = raw.get("data")
     if isinstance(data, dict):
         d = SimpleNamespace(format=data.get("format", "auto"), channels=data.get("channels"),

@@ -113,6 +113,32 @@ def test_a_run_of_an_earlier_version_without_the_marker_is_still_a_run(tmp_path)
     assert (run / rundir.MARKER).is_file()
 
 
+def test_a_run_saved_with_a_setting_only_other_families_read_still_opens(tmp_path):
+    """Older grutool saved a classifier run with data.tag_column (and scheme, convert_to) set, which a
+    classifier never reads: eval, infer, export and --resume said `config.yaml:13: data.tag_column: only for
+    task tagger or joint`, exit 2. The run reads as the same run without them; a config given to train is
+    still refused for them."""
+    import shutil
+
+    raw, cfg = _trained(tmp_path)
+    run, old = tmp_path / "run", tmp_path / "old"
+    shutil.copytree(run, old)
+    saved = _config_on_disk(old)
+    saved["data"].update(tag_column="tags", scheme="bio", convert_to="bioes")  # what the old code wrote
+    (old / rundir.CONFIG).write_text(yaml.safe_dump(saved, sort_keys=False), encoding="utf-8")
+    for args in (["eval", "--json"], ["infer", "a lovely film", "--jsonl"]):
+        now, then = invoke(args[0], run, *args[1:]), invoke(args[0], old, *args[1:])
+        assert then.exit_code == 0, then.output
+        assert then.stdout == now.stdout
+    assert invoke("export", old, "-o", tmp_path / "m.onnx").exit_code == 0
+    r = invoke("train", cfg, "-q", "--resume", "-o", old, "--set", "train.epochs=2")
+    assert r.exit_code == 0, r.output
+    assert runs.describe(old)["epochs"] == 2
+    raw["data"]["tag_column"] = "tags"
+    cfg.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    assert_user_error(invoke("train", cfg, "-o", tmp_path / "new"), "data.tag_column: only for task tagger or joint")
+
+
 @pytest.mark.parametrize("flags", [[], ["--resume"]], ids=["plain", "resume"])
 def test_a_kill_during_the_first_last_pt_write_starts_over(tmp_path, flags):
     """best.pt is written before last.pt: a kill between them left a run nothing could continue or replace."""
