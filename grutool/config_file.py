@@ -295,13 +295,13 @@ def parse_config(raw: Any, source: str = "<config>", overrides: list[str] = (),
     """Validate a raw mapping (as read from YAML) plus `--set` overrides: `KEY=VALUE` strings, or
     `(KEY=VALUE, option)` pairs whose errors name the option the user typed (`--seed N`). `saved`: the mapping is
     a run's config.yaml, which older versions may have written with settings the family never reads
-    (`_unread_to_defaults`)."""
+    (`unread_to_defaults`)."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise UserError(f"{source}: the top level must be a mapping with data/model/train sections")
     if saved:
-        _unread_to_defaults(raw)
+        unread_to_defaults(raw)
     where = {path: f"{source}:{line}" for path, line in (lines or {}).items()}
     where[()] = source
     for item in overrides:
@@ -326,7 +326,7 @@ def parse_config(raw: Any, source: str = "<config>", overrides: list[str] = (),
     return cfg
 
 
-def _unread_to_defaults(raw) -> None:
+def unread_to_defaults(raw) -> None:
     """A run trained before grutool refused the settings its family never reads may have one set: a field of its
     `Task.ignores`, one that only other families own (`data.tag_column` in a classifier run: `Task.lacks`), a
     token setting on numeric data. It changed nothing then, so it goes back to its default here rather than
