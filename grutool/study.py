@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -351,8 +352,10 @@ def _measure_run(path: Path) -> dict:
                          and isinstance(r.get("epoch_time_s"), (int, float))) if rows else None,
         "tokens_per_s": sum(speeds) / len(speeds) if speeds else None,
         "parameters": summary.get("parameters"),
-        "curve": [(r["epoch"], sum(times[:k + 1]), r.get(f"val_{summary.get('monitor')}"), r.get("train_loss"))
-                  for k, r in enumerate(rows[:len(times)])],
+        # An epoch resumed from an older last.pt has no time (nor training loss): it adds none, and keeps its point.
+        "curve": [(r["epoch"], elapsed, r.get(f"val_{summary.get('monitor')}"), r.get("train_loss"))
+                  for r, elapsed in zip(rows, itertools.accumulate(
+                      r["epoch_time_s"] if isinstance(r.get("epoch_time_s"), (int, float)) else 0.0 for r in rows))],
     }
 
 
