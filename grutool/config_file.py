@@ -309,13 +309,17 @@ def _apply_override(raw: dict, item: str) -> tuple[str, ...]:
 
 
 def parse_config(raw: Any, source: str = "<config>", overrides: list[str] = (),
-                 lines: Optional[dict] = None, default_output_dir: Optional[str] = None) -> Config:
+                 lines: Optional[dict] = None, default_output_dir: Optional[str] = None, saved: bool = False) -> Config:
     """Validate a raw mapping (as read from YAML) plus `--set` overrides: `KEY=VALUE` strings, or
-    `(KEY=VALUE, option)` pairs whose errors name the option the user typed (`--seed N`)."""
+    `(KEY=VALUE, option)` pairs whose errors name the option the user typed (`--seed N`). `saved`: the mapping is
+    a run's config.yaml, which older versions may have written with settings the family never reads
+    (`unread_to_defaults`)."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise UserError(f"{source}: the top level must be a mapping with data/model/train sections")
+    if saved:
+        unread_to_defaults(raw)
     where = {path: f"{source}:{line}" for path, line in (lines or {}).items()}
     where[()] = source
     for item in overrides:
@@ -340,6 +344,32 @@ def parse_config(raw: Any, source: str = "<config>", overrides: list[str] = (),
     return cfg
 
 
+def unread_to_defaults(raw) -> None:
+    """A run trained before grutool refused the settings its family never reads may have one set: a field of its
+    `Task.ignores`, one that only other families own (`data.tag_column` in a classifier run: `Task.lacks`), a
+    token setting on numeric data. It changed nothing then, so it goes back to its default here rather than
+    making the run unreadable; a config the user writes is still refused for it."""
+    from types import SimpleNamespace
+
+    from grutool.families.rules import TEXT_ONLY, is_numeric
+
+    if not isinstance(raw, dict) or raw.get("task") not in TASKS:
+        return  # parse_config says what is wrong
+    task = TASKS[raw["task"]]()
+    for section, part in raw.items():
+        for name in [n for n in part if isinstance(n, str) and task.lacks(f"{section}.{n}")] \
+                if isinstance(part, dict) else ():
+            part.pop(name)
+    data = raw.get("data")
+    if isinstance(data, dict):
+        d = SimpleNamespace(format=data.get("format", "auto"), channels=data.get("channels"),
+                            train=data.get("train"))
+        if is_numeric(SimpleNamespace(data=d)):
+            for section, names in TEXT_ONLY.items():
+                for name in names if isinstance(raw.get(section), dict) else ():
+                    raw[section].pop(name, None)
+
+
 def _located(message: str, where: dict[tuple[str, ...], str]) -> Optional[str]:
     """Where a cross-field rule's fields were given: the YAML line (or the `--set`) of the field its message
     starts with (`model.layer_norm: ...`), else of the first other field it names that was given; None when
@@ -351,12 +381,13 @@ def _located(message: str, where: dict[tuple[str, ...], str]) -> Optional[str]:
     return None
 
 
-def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
+def load_config(path: str | Path, overrides: list[str] = (), saved: bool = False) -> Config:
     """Read, override and validate a YAML config file; relative data paths found only beside it are made
-    to point there (see `beside_config`)."""
+    to point there (see `beside_config`). `saved`: the file is a run's own config.yaml (see `parse_config`)."""
     path = Path(path)
     raw, lines = read_yaml(path)
-    cfg = parse_config(raw, str(path), overrides, lines, default_output_dir=str(Path("runs") / path.stem))
+    cfg = parse_config(raw, str(path), overrides, lines, default_output_dir=str(Path("runs") / path.stem),
+                       saved=saved)
     return beside_config(home_expanded(cfg), path.parent)
 
 

@@ -193,6 +193,13 @@ def is_run(path: Path) -> bool:
     return (path / CONFIG).is_file() and (path / VOCAB).is_file() and has_checkpoint(path)
 
 
+def is_run_config(path: Path) -> bool:
+    """Whether a config file is a run's own config.yaml (`train RUN/config.yaml --resume`): what grutool wrote,
+    read as `open_run` reads it (`load_config(..., saved=True)`)."""
+    path = Path(path)
+    return path.name == CONFIG and is_run(path.parent)
+
+
 def is_partial(path: Path) -> bool:
     """A run killed before its first complete checkpoint: marked as grutool's, no last.pt to continue from
     (a kill during the first last.pt write can leave best.pt alone: that too starts over)."""
@@ -320,8 +327,7 @@ def open_run(path: str | Path) -> SavedRun:
         if not (path / name).is_file():
             raise UserError(f"{path}: not a complete run directory (missing {name})")
     raw, lines = read_yaml(path / CONFIG, "run config")
-    _unread_to_defaults(raw)
-    cfg = parse_config(raw, str(path / CONFIG), lines=lines)
+    cfg = parse_config(raw, str(path / CONFIG), lines=lines, saved=True)
     files = {"vocab": (VOCAB, Vocab), **get_task(cfg.task).vocabularies(cfg)}
     for filename, _ in files.values():
         if not (path / filename).is_file():
@@ -332,31 +338,6 @@ def open_run(path: str | Path) -> SavedRun:
         raise UserError(f"{exc}; restore the file as training wrote it, or train again") from None
     vocab, labels = vocabs.pop("vocab"), vocabs.pop("labels", None)
     return SavedRun(path, read_from_run(cfg, path), vocab, labels, extra=vocabs)
-
-
-def _unread_to_defaults(raw) -> None:
-    """A run trained before grutool refused the settings its family never reads (`Task.ignores`; the token
-    settings on numeric data) may have one set. It changed nothing then, so it goes back to its default here
-    rather than making the run unreadable."""
-    from types import SimpleNamespace
-
-    from grutool.families import TASKS
-    from grutool.families.rules import TEXT_ONLY, is_numeric
-
-    if not isinstance(raw, dict) or raw.get("task") not in TASKS:
-        return  # parse_config says what is wrong
-    for section, names in TASKS[raw["task"]].ignores.items():
-        part = raw.get(section)
-        for name in names if isinstance(part, dict) else ():
-            part.pop(name, None)
-    data = raw.get("data")
-    if isinstance(data, dict):
-        d = SimpleNamespace(format=data.get("format", "auto"), channels=data.get("channels"),
-                            train=data.get("train"))
-        if is_numeric(SimpleNamespace(data=d)):
-            for section, names in TEXT_ONLY.items():
-                for name in names if isinstance(raw.get(section), dict) else ():
-                    raw[section].pop(name, None)
 
 
 def sizes(run, cfg: Config) -> dict[str, int]:

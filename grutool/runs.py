@@ -174,11 +174,17 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
 
 def _with_defaults(raw: dict) -> dict:
     """A saved config with the fields its grutool did not have yet at their defaults: a run trained before a
-    field existed differs from a newer one only where a value does, not by the field's absence."""
+    field existed differs from a newer one only where a value does, not by the field's absence; nor by a setting
+    its family never reads, which older versions accepted (`data.tag_column` in a classifier run)."""
+    import copy
+
     from grutool import config as schema
+    from grutool.config_file import unread_to_defaults
 
     sections = {"data": schema.DataConfig, "model": schema.ModelConfig, "train": schema.TrainConfig,
                 "decoding": schema.DecodingConfig}
+    raw = copy.deepcopy(raw)
+    unread_to_defaults(raw)
     out = dict(raw)
     for name, cls in sections.items():
         part = raw.get(name)

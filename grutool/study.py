@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,10 +117,7 @@ def run_study(config: str | Path, cells: Sequence[str], seeds: int, overrides: S
     `threads // jobs` torch threads (`threads`: the budget, default every core), never more threads than the
     budget. `on_run(i, n, run, summary, reused)` is called after each run (the CLI prints a line). An
     interrupted run (Ctrl-C, a kill) is continued from its last.pt by the same call with `resume=True`."""
-    from grutool.config_file import to_yaml
-    from grutool.runs import read_config, status
-
-    import yaml
+    from grutool.runs import status
 
     if resume and overwrite:
         raise UserError("resume: contradicts overwrite; pick one", option="resume")
@@ -145,8 +143,7 @@ def run_study(config: str | Path, cells: Sequence[str], seeds: int, overrides: S
     pending = []
     for i, run in enumerate(runs, 1):
         path = Path(run.cfg.output_dir)
-        if (resume and status(path) == "finished"
-                and read_config(path) == yaml.safe_load(to_yaml(run.cfg))):
+        if resume and status(path) == "finished" and _trained_with(path, run.cfg):
             if on_run is not None:
                 on_run(i, len(runs), run, _read_json(path / rundir.SUMMARY) or {}, True)
         else:
@@ -168,6 +165,16 @@ def run_study(config: str | Path, cells: Sequence[str], seeds: int, overrides: S
     else:
         _in_parallel(study_dir, pending, jobs, per_run, overwrite, done)
     return report(study_dir, latency_repeats=latency_repeats)
+
+
+def _trained_with(path: Path, cfg: Config) -> bool:
+    """Whether the run at `path` was trained with `cfg`: compared as the run is read (`rundir.open_run`), so a
+    run an older grutool wrote (no fields added since, a setting its family never reads) counts as the same."""
+    try:
+        saved = rundir.open_run(path).config
+    except UserError:
+        return False
+    return saved.model_dump(mode="json") == cfg.model_dump(mode="json")
 
 
 def _check_resumable(runs: list[Run]) -> None:
@@ -345,8 +352,10 @@ def _measure_run(path: Path) -> dict:
                          and isinstance(r.get("epoch_time_s"), (int, float))) if rows else None,
         "tokens_per_s": sum(speeds) / len(speeds) if speeds else None,
         "parameters": summary.get("parameters"),
-        "curve": [(r["epoch"], sum(times[:k + 1]), r.get(f"val_{summary.get('monitor')}"), r.get("train_loss"))
-                  for k, r in enumerate(rows[:len(times)])],
+        # An epoch resumed from an older last.pt has no time (nor training loss): it adds none, and keeps its point.
+        "curve": [(r["epoch"], elapsed, r.get(f"val_{summary.get('monitor')}"), r.get("train_loss"))
+                  for r, elapsed in zip(rows, itertools.accumulate(
+                      r["epoch_time_s"] if isinstance(r.get("epoch_time_s"), (int, float)) else 0.0 for r in rows))],
     }
 
 

@@ -148,7 +148,9 @@ def train(
             from grutool import jsonsafe
 
             overrides.append(f"train.tensorboard={jsonsafe.dumps(str(tensorboard))}")  # quoted: always a path
-        cfg = load_config(config, overrides)
+        from grutool.rundir import is_run_config
+
+        cfg = load_config(config, overrides, saved=is_run_config(config))  # RUN/config.yaml: read as the run's
         if print_config:
             from grutool.config_file import to_yaml
 

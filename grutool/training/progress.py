@@ -56,14 +56,14 @@ def epoch_line(epoch: int, epochs: int, metrics: dict, monitor: Optional[str]) -
 
 
 def _epoch_line(epoch: int, epochs: int, metrics: dict, monitor: Optional[str], shown: Optional[str]) -> str:
-    parts = [f"loss {number(metrics['train_loss'])}"]
+    parts = [f"loss {number(metrics['train_loss'])}"] if "train_loss" in metrics else []
     val = [f"{'loss' if k == 'loss' else shown} {number(metrics[f'val_{k}'])}"
            for k in dict.fromkeys(("loss", monitor)) if f"val_{k}" in metrics]
     if val:
         parts.append("val " + ", ".join(val))
     if "tokens_per_s" in metrics:  # the epoch's time is in metrics.jsonl
         parts.append(f"{number(round(metrics['tokens_per_s']))} tok/s")
-    return f"epoch {epoch}/{epochs}: " + " | ".join(parts)
+    return f"epoch {epoch}/{epochs}" + (": " + " | ".join(parts) if parts else "")
 
 
 def draws_bars(stream) -> bool:

@@ -74,7 +74,7 @@ class GradientMonitor(Callback):
 
     def on_epoch_end(self, trainer, metrics: dict) -> None:
         s = trainer.state
-        if s.epoch_grad_norm_steps:
+        if s.epoch_grad_norm_steps and not s.epoch_figures_lost:
             metrics["grad_norm"] = s.epoch_grad_norm_sum / s.epoch_grad_norm_steps
             metrics["grad_norm_max"] = s.epoch_grad_norm_max
 

@@ -58,6 +58,9 @@ class TrainState:
     epoch_grad_norm_sum: float = 0.0
     epoch_grad_norm_steps: int = 0
     epoch_grad_norm_max: float = 0.0
+    # The epoch was resumed from a last.pt saved within it by grutool before the figures above were kept
+    # (`restore`): its loss, tokens/s, time and gradient norms are not known, so it reports none.
+    epoch_figures_lost: bool = False
 
 
 class Trainer:
@@ -151,6 +154,8 @@ class Trainer:
             rank=self.dist.rank if self.dist.enabled else None)
         self.carry = _to_device(carry, self.device)
         self.state.should_stop = False
+        if self.state.batch_in_epoch and "epoch_loss_sum" not in ckpt["meta"]["state"]:
+            self.state.epoch_figures_lost = True
 
     # --- the loop ----------------------------------------------------------------
 
@@ -235,8 +240,10 @@ class Trainer:
 
     def _end_epoch(self, train_loss: float, tokens: int, seconds: float) -> dict:
         t = self.cfg.train
-        metrics = {"train_loss": train_loss, "tokens_per_s": tokens / max(seconds, 1e-9),
-                   "epoch_time_s": seconds, "lr": self.optimizer.param_groups[0]["lr"]}
+        metrics = {"train_loss": train_loss, "tokens_per_s": tokens / max(seconds, 1e-9), "epoch_time_s": seconds}
+        if self.state.epoch_figures_lost:  # they would count the steps since the resume only (or none: 0.0)
+            metrics = {}
+        metrics["lr"] = self.optimizer.param_groups[0]["lr"]
         value = None
         if self.val_split is not None:
             # Distributed: every rank scores the whole split (so none waits for another), and rank 0's
@@ -337,6 +344,7 @@ class Trainer:
             if s.batch_in_epoch == 0:
                 self.carry = None  # each epoch reads the streams from their start
                 s.epoch_loss_sum, s.epoch_losses, s.epoch_tokens, s.epoch_time_s = 0.0, 0, 0, 0.0
+                s.epoch_figures_lost = False
             self.model.train()
             self._emit("on_epoch_begin")
             t0 = time.perf_counter() - s.epoch_time_s

@@ -167,6 +167,10 @@ def test_compare_shows_only_differing_fields_and_the_metrics(run, tmp_path):
     del cfg["model"]["input_deltas"], cfg["data"]["covariates"]["static"]  # both newer than some runs
     (older / "config.yaml").write_text(yaml.safe_dump(cfg))
     assert json.loads(invoke("compare", run, older, "--json").stdout)["config"] == {}
+    # Nor is a setting its family never reads, which older grutool accepted and saved (it showed as `tags`, `-`).
+    cfg["data"]["tag_column"] = "tags"
+    (older / "config.yaml").write_text(yaml.safe_dump(cfg))
+    assert json.loads(invoke("compare", run, older, "--json").stdout)["config"] == {}
     assert_user_error(invoke("compare", run), "two run directories")
 
 

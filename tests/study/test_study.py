@@ -134,6 +134,42 @@ def test_cli_resume_reuses_finished_runs(done):
     assert again.exit_code == 2 and "add --resume" in again.output
 
 
+def test_resume_reuses_the_finished_runs_an_older_grutool_wrote(tmp_path):
+    """A finished run whose config.yaml lacks fields added since (older grutool wrote none) was not called
+    finished with the study's config: each went through train --resume, which said `the run is complete ...;
+    resume with a larger train.epochs`, and the run's line lacked `(reused)`."""
+    config = write_config(tmp_path, epochs=1)
+    args = ["study", config, "--cells", "gru", "--seeds", "1", "-o", tmp_path / "st", "-q"]
+    assert invoke(*args).exit_code == 0
+    run = tmp_path / "st" / "runs" / "gru-seed3"
+    saved = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+    for name in ("kernel", "layer_norm", "residual", "embedding_init"):  # fields the older code did not have
+        del saved["model"][name]
+    (run / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False), encoding="utf-8")
+    before = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
+    result = invoke(*args, "--resume")
+    assert result.exit_code == 0, result.output
+    assert "(reused)" in result.output and "the run is complete" not in result.output, result.output
+    assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == before
+
+
+def test_an_epoch_without_figures_keeps_its_point_on_the_learning_curve(tmp_path):
+    """An epoch resumed from an older last.pt has no epoch_time_s (nor train_loss, tokens_per_s) in metrics.jsonl:
+    the curve was cut to the rows that had one, so the run's last epoch went missing from the picture."""
+    config = write_config(tmp_path, epochs=2)
+    study.run_study(config, ["gru"], 1, study_dir=tmp_path / "st", latency_repeats=1)
+    metrics = tmp_path / "st" / "runs" / "gru-seed3" / "metrics.jsonl"
+    rows = [json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines()]
+    for key in ("train_loss", "tokens_per_s", "epoch_time_s", "grad_norm", "grad_norm_max"):
+        rows[0].pop(key, None)
+    metrics.write_text("".join(jsonsafe.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    result = study.report(tmp_path / "st", latency_repeats=1)
+    curve = result["curves"]["gru-seed3"]
+    assert [point[0] for point in curve] == [1, 2]
+    assert curve[-1][1] == pytest.approx(rows[1]["epoch_time_s"])
+    assert [e for e, _ in study.plot_series(result)["cells"]["gru"]["curves"][0]] == [1, 2]
+
+
 def test_resume_with_a_setting_the_runs_cannot_take_is_refused_before_any_run(done):
     # It failed at the first reused run with train's "resume with the same config", which named neither
     # --overwrite nor another --output-dir, after plan.json had been rewritten with the new --set.

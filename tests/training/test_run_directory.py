@@ -113,6 +113,50 @@ def test_a_run_of_an_earlier_version_without_the_marker_is_still_a_run(tmp_path)
     assert (run / rundir.MARKER).is_file()
 
 
+def _classifier_run_saved_with_tag_column(tmp_path: Path) -> tuple[dict, Path, Path, Path]:
+    """(raw config, its file, a run trained by it, a copy whose config.yaml holds what older grutool wrote there)."""
+    import shutil
+
+    raw, cfg = _trained(tmp_path)
+    run, old = tmp_path / "run", tmp_path / "old"
+    shutil.copytree(run, old)
+    saved = _config_on_disk(old)
+    saved["data"].update(tag_column="tags", scheme="bio", convert_to="bioes")
+    (old / rundir.CONFIG).write_text(yaml.safe_dump(saved, sort_keys=False), encoding="utf-8")
+    return raw, cfg, run, old
+
+
+def test_a_run_saved_with_a_setting_only_other_families_read_still_opens(tmp_path):
+    """Older grutool saved a classifier run with data.tag_column (and scheme, convert_to) set, which a
+    classifier never reads: eval, infer, export and --resume said `config.yaml:13: data.tag_column: only for
+    task tagger or joint`, exit 2. The run reads as the same run without them; a config given to train is
+    still refused for them."""
+    raw, cfg, run, old = _classifier_run_saved_with_tag_column(tmp_path)
+    for args in (["eval", "--json"], ["infer", "a lovely film", "--jsonl"]):
+        now, then = invoke(args[0], run, *args[1:]), invoke(args[0], old, *args[1:])
+        assert then.exit_code == 0, then.output
+        assert then.stdout == now.stdout
+    assert invoke("export", old, "-o", tmp_path / "m.onnx").exit_code == 0
+    r = invoke("train", cfg, "-q", "--resume", "-o", old, "--set", "train.epochs=2")
+    assert r.exit_code == 0, r.output
+    assert runs.describe(old)["epochs"] == 2
+    raw["data"]["tag_column"] = "tags"
+    cfg.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    assert_user_error(invoke("train", cfg, "-o", tmp_path / "new"), "data.tag_column: only for task tagger or joint")
+
+
+def test_a_run_s_own_config_yaml_resumes_it_when_it_holds_a_setting_only_other_families_read(tmp_path):
+    """`train RUN/config.yaml --resume` (the run's own config as CONFIG) said `RUN/config.yaml:14: data.tag_column:
+    only for task tagger or joint` of a run older grutool wrote; now it is read as the run is; a --set of the
+    setting is still refused."""
+    _, _, _, old = _classifier_run_saved_with_tag_column(tmp_path)
+    r = invoke("train", old / rundir.CONFIG, "-q", "--resume", "-o", old, "--set", "train.epochs=2")
+    assert r.exit_code == 0, r.output
+    assert runs.describe(old)["epochs"] == 2 and _config_on_disk(old)["data"]["tag_column"] is None
+    assert_user_error(invoke("train", old / rundir.CONFIG, "--resume", "-o", old, "--set", "data.tag_column=tags"),
+                      "--set data.tag_column=tags: data.tag_column: only for task tagger or joint")
+
+
 @pytest.mark.parametrize("flags", [[], ["--resume"]], ids=["plain", "resume"])
 def test_a_kill_during_the_first_last_pt_write_starts_over(tmp_path, flags):
     """best.pt is written before last.pt: a kill between them left a run nothing could continue or replace."""

@@ -76,6 +76,37 @@ def test_resume_equals_uninterrupted(tmp_path, stop_at, chars):
     assert rows["resumed"] == rows["reference"]
 
 
+@pytest.mark.parametrize("stop_at", [8, 3], ids=["after_the_epochs_last_step", "mid_epoch"])
+def test_resume_of_an_older_last_pt_writes_no_figure_it_cannot_know(tmp_path, stop_at):
+    """A last.pt saved within an epoch by grutool before d46eeb0 lacks the epoch's running figures: resumed after
+    the epoch's last step, that epoch said `loss 0.0000 ... | 0 tok/s` (train_loss 0.0 in metrics.jsonl); mid-epoch,
+    figures of the steps after the resume only. Now one warning, and the epoch's line and row leave them out."""
+    import yaml
+
+    from conftest import invoke
+
+    raw = tiny_config(tmp_path, epochs=2)  # 8 batches an epoch
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    with pytest.raises(TrainingInterrupted):
+        train(parse_config(raw), callbacks=[InterruptAt(stop_at)])
+    last = tmp_path / "run" / rundir.LAST
+    ckpt = load_checkpoint(last)
+    for key in [k for k in ckpt["meta"]["state"] if k.startswith("epoch_") and k != "epoch"]:
+        del ckpt["meta"]["state"][key]  # as the older code wrote it
+    save_atomic(ckpt, last)
+    result = invoke("train", tmp_path / "c.yaml", "--resume")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("does not hold epoch 1's training loss") == 1, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("epoch ")]
+    assert lines[0].startswith("epoch 1/2: val loss ") and "tok/s" not in lines[0], lines
+    assert lines[1].startswith("epoch 2/2: loss ") and "tok/s" in lines[1], lines
+    rows = [json.loads(line) for line in (tmp_path / "run" / rundir.METRICS).read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    unknown = {"train_loss", "tokens_per_s", "epoch_time_s", "grad_norm", "grad_norm_max"}
+    assert not unknown & set(rows[0]) and "val_loss" in rows[0], rows[0]
+    assert unknown <= set(rows[1]), rows[1]
+
+
 class BestPredictions(Callback):
     """Logits of the in-memory model whenever best.pt is written (Checkpointer runs first)."""
 
