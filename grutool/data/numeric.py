@@ -141,6 +141,9 @@ def _read_table(d: "DataConfig", source: str, need_labels: bool, per_step: bool,
     from grutool.data.tables import read_table
 
     if not d.channels:
+        if inference:  # a run trained on .ts files: its settings are fixed, and a table has no label column it knows
+            raise UserError(f"{source}: this run was trained on .ts files, so eval reads its sequences and labels "
+                            f"from a .ts file; give one (infer --file reads a table of the columns id, c1 ... too)")
         raise UserError(f"{source}: numeric sequences in a table need data.channels (the value columns) and "
                         f"data.id_column; or give a .ts file")
     fmt = d.format if d.format in ("csv", "tsv", "parquet") else "auto"
