@@ -746,3 +746,10 @@ def test_eval_data_table_on_a_run_trained_on_ts_says_to_give_a_ts_file(run, tmp_
     result = invoke("eval", run, "--data", tmp_path / "new.csv")
     assert_user_error(result, "new.csv: this run was trained on .ts files", "give one")
     assert "data.channels" not in result.output and "data.id_column" not in result.output
+
+
+def test_a_seq2seq_option_on_a_numeric_run_names_only_the_option_given(run):
+    """`infer RUN --beam 5` said '--beam, --attention, --attention-weights: for seq2seq runs only'."""
+    result = invoke("infer", run, "--beam", "5", "0.1,0.5,0.9:3.4,3.2,3.0")
+    assert_user_error(result, "--beam: for seq2seq runs only", "is task classifier")
+    assert "--attention" not in result.output
