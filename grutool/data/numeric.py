@@ -178,8 +178,9 @@ def _read_table(d: "DataConfig", source: str, need_labels: bool, per_step: bool,
             if odd is not None:
                 raise UserError(f"{table.location(odd, d.label_column)}: sequence {clipped(key, 40)!r} has label "
                                 f"{clipped(labels_raw[odd], 40)!r} here but {clipped(seq_labels[0], 40)!r} on its "
-                                f"first row; a sequence has one label (write it on every row, or per step with "
-                                f"task tagger)")
+                                f"first row; a sequence has one label: write it on every row"
+                                + ("" if inference else " (a label per step: task tagger for classes, "
+                                   "data.per_step: true for a regressor's numbers)"))
             out_labels.append(seq_labels[0])
     channels = list(d.channels) + ([f"delta_{d.time_column}"] if d.time_delta else [])
     return Sequences(out_values, channels, list(order), out_labels if need_labels else None, where, source)
