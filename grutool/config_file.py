@@ -216,6 +216,12 @@ def _did_you_mean(value: str, choices: list[str]) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
+def _uncapitalised(msg: str) -> str:
+    """pydantic's `Input should be 'M', 'S' or 'MS'` as `input should be ...`: only the first letter, since the
+    quoted choices are values to type as written."""
+    return msg[:1].lower() + msg[1:]
+
+
 def _field_path(loc: tuple[str, ...]) -> tuple[str, ...]:
     """`loc` cut after its last schema field: a union's member tag (`data.train.list[str]`) is not a key."""
     model: Any = Config
@@ -252,7 +258,7 @@ def _format_errors(err: ValidationError, where: dict[tuple[str, ...], str]) -> s
         elif got is None:
             text = f"{dotted}: needs a value (got none; an empty `--set {dotted}=` or a bare `{loc[-1]}:` gives none)"
         elif loc in messages:  # a union: one message per field, naming every accepted kind
-            kind = raw_loc[len(loc)] if len(raw_loc) > len(loc) else e["msg"].lower()
+            kind = raw_loc[len(loc)] if len(raw_loc) > len(loc) else _uncapitalised(e["msg"])
             if f" {kind} (got" not in messages[loc] and f" {kind} or " not in messages[loc]:
                 messages[loc] = messages[loc].replace(" (got", f" or {kind} (got", 1)
             continue
@@ -260,7 +266,7 @@ def _format_errors(err: ValidationError, where: dict[tuple[str, ...], str]) -> s
             text = f"{dotted}: should be a mapping of its fields (`{loc[-1]}:` then indented `key: value` lines) " \
                    f"(got {clipped(repr(got))})"
         else:
-            kind = f"input should be {raw_loc[len(loc)]}" if len(raw_loc) > len(loc) else e["msg"].lower()
+            kind = f"input should be {raw_loc[len(loc)]}" if len(raw_loc) > len(loc) else _uncapitalised(e["msg"])
             text = f"{dotted}: {kind} (got {clipped(repr(got))})"
             if e["type"] == "literal_error" and isinstance(got, str):
                 text += _did_you_mean(got, re.findall(r"'([^']*)'", e["ctx"]["expected"]))

@@ -579,8 +579,10 @@ def markdown(result: dict) -> str:
     tables = table_rows(result)
     over = " ".join(f"--set {o}" for o in result["overrides"])
     lines = [f"# Study: {result['config']}{' ' + over if over else ''}\n",
-             f"Cells {', '.join(result['cells'])}; monitor `{result['monitor']}` on validation "
-             f"({result['direction']} is better); mean ± sd over seeds. "
+             f"Cells {', '.join(result['cells'])}; monitor `{result['monitor']}` " + (
+                 "on validation" if any(isinstance(r.get("val"), (int, float)) for r in result["runs"]) else
+                 "on no validation split (each run keeps its last epoch; test figures below)")
+             + f" ({result['direction']} is better); mean ± sd over seeds. "
              + (f"Runs trained {result['jobs']} at a time, {result['threads_per_run']} thread(s) each: their "
                 f"timings shared the machine.\n" if result["jobs"] > 1 else "Runs trained one after another.\n"),
              "## Quality\n", md(tables["quality"]),

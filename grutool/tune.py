@@ -54,6 +54,7 @@ import math
 import os
 import socket
 import threading
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -757,7 +758,7 @@ def _write_outputs(study, tune_dir: Path, config, overrides, seed: int, monitor:
 
 def plot(result: dict, path: str | Path) -> str:
     """Left: the optimisation history (each trial's value, pruned ones hollow, and the running best); right:
-    parameter importances (Optuna's fANOVA evaluator; needs two completed trials). Needs matplotlib."""
+    parameter importances (Optuna's PED-ANOVA evaluator; needs enough completed trials to rank them). Needs matplotlib."""
     from grutool.curves import _pyplot, save_png
 
     optuna = _optuna()
@@ -781,15 +782,22 @@ def plot(result: dict, path: str | Path) -> str:
     left.xaxis.get_major_locator().set_params(integer=True)  # trial numbers, never 0.25
     left.grid(alpha=0.3)
     left.legend()
-    try:
-        importances = optuna.importance.get_param_importances(study)
-    except (ValueError, RuntimeError):  # fewer than two completed trials, or one value everywhere
-        importances = {}
+    # PED-ANOVA, named: Optuna's default evaluator changes between releases (fANOVA, which needs scikit-learn,
+    # before 5.0), and the axis said fANOVA whichever ran.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            importances = optuna.importance.get_param_importances(
+                study, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
+        except (ValueError, RuntimeError):  # fewer than two completed trials, or one value everywhere
+            importances = {}
+    if any("will be equal" in str(w.message) for w in caught):  # said on stderr as Optuna's own warning
+        importances = {}  # too few trials to rank them: no bars rather than equal ones
     if importances:
         names = list(importances)[::-1]
         right.barh(names, [importances[n] for n in names], color="C0")
-    right.set(xlabel="importance (fANOVA)", title="parameter importances" if importances
-              else "parameter importances: too few completed trials")
+    right.set(xlabel="importance (PED-ANOVA)", title="parameter importances" if importances
+              else "parameter importances: too few completed trials to rank them")
     fig.tight_layout()
     save_png(fig, path, dpi=110)
     plt.close(fig)

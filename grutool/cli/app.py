@@ -395,7 +395,9 @@ def infer(
         options = {}
         if beam is not None or attention or attention_weights:
             if not {"beam", "attention"} <= set(predictor.task.predict_options):
-                raise UserError(f"--beam, --attention, --attention-weights: for {' or '.join(accepting('beam', 'attention'))} "
+                given_flags = [f for f, v in (("--beam", beam is not None), ("--attention", attention),
+                                              ("--attention-weights", attention_weights)) if v]
+                raise UserError(f"{', '.join(given_flags)}: for {' or '.join(accepting('beam', 'attention'))} "
                                 f"runs only ({run_dir} is task {predictor.cfg.task})")
             options = {"beam": beam, "attention": bool(attention or attention_weights)}
         generation = {"num": num, "max_length": max_length, "temperature": temperature, "top_k": top_k,

@@ -230,8 +230,10 @@ def _render_config(console, report: dict) -> None:
     source = report["batch"].get("source", "random batch")
     if report.get("numeric"):  # values, not token ids: channels in, the family's outputs out
         outputs = report["outputs"][:-1] if report["num_classes"] == 1 else report["outputs"]  # 1 target
-        console.print(f"[bold]{_e(report['config'])}[/]: task {report['task']}, {report['symbols']['F']} channels "
-                      f"per step, {report['num_classes']} {outputs}; {source}: values "
+        channels = report["symbols"]["F"]
+        console.print(f"[bold]{_e(report['config'])}[/]: task {report['task']}, {channels} "
+                      f"channel{'' if channels == 1 else 's'} per step, {report['num_classes']} {outputs}; "
+                      f"{source}: values "
                       f"{_shape(report['batch']['ids'])}, lengths {report['batch']['lengths']}")
     else:
         console.print(f"[bold]{_e(report['config'])}[/]: task {report['task']}, {report['vocab_size']:,} tokens, "

@@ -141,6 +141,9 @@ def _read_table(d: "DataConfig", source: str, need_labels: bool, per_step: bool,
     from grutool.data.tables import read_table
 
     if not d.channels:
+        if inference:  # a run trained on .ts files: its settings are fixed, and a table has no label column it knows
+            raise UserError(f"{source}: this run was trained on .ts files, so eval reads its sequences and labels "
+                            f"from a .ts file; give one (infer --file reads a table of the columns id, c1 ... too)")
         raise UserError(f"{source}: numeric sequences in a table need data.channels (the value columns) and "
                         f"data.id_column; or give a .ts file")
     fmt = d.format if d.format in ("csv", "tsv", "parquet") else "auto"
@@ -175,8 +178,9 @@ def _read_table(d: "DataConfig", source: str, need_labels: bool, per_step: bool,
             if odd is not None:
                 raise UserError(f"{table.location(odd, d.label_column)}: sequence {clipped(key, 40)!r} has label "
                                 f"{clipped(labels_raw[odd], 40)!r} here but {clipped(seq_labels[0], 40)!r} on its "
-                                f"first row; a sequence has one label (write it on every row, or per step with "
-                                f"task tagger)")
+                                f"first row; a sequence has one label: write it on every row"
+                                + ("" if inference else " (a label per step: task tagger for classes, "
+                                   "data.per_step: true for a regressor's numbers)"))
             out_labels.append(seq_labels[0])
     channels = list(d.channels) + ([f"delta_{d.time_column}"] if d.time_delta else [])
     return Sequences(out_values, channels, list(order), out_labels if need_labels else None, where, source)

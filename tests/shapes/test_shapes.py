@@ -473,3 +473,11 @@ def test_config_trace_says_dense_for_equal_lengths_and_fits_80_columns():
     table = proc.stdout.split("trace (forward hooks, call order)")[1].split("logits")[0]
     assert max(len(l) for l in table.splitlines()) <= 80
     assert "embedding_dropout" in table and "(3,5,128)" in table
+
+
+def test_config_header_counts_one_channel_in_the_singular(monkeypatch):
+    """`shapes --config configs/sines_covariates.yaml` (one target, setting S) said '1 channels per step'."""
+    monkeypatch.chdir(ROOT)
+    result = runner.invoke(app, ["shapes", "--config", "configs/sines_covariates.yaml"])
+    assert result.exit_code == 0, result.output
+    assert "1 channel per step, 1 target;" in result.output.splitlines()[0]

@@ -332,6 +332,9 @@ def test_a_study_without_a_validation_split_plots_test_figures_and_training_loss
     result = study.run_study(config, ["gru", "lstm"], 2, study_dir=tmp_path / "st", latency_repeats=1)
     data = study.plot_series(result)
     assert data["left"] == "test accuracy (no validation split)" and data["right"] == "training loss"
+    # the report's first line said "monitor `accuracy` on validation", of a study without one
+    intro = study.markdown(result).splitlines()[2]
+    assert "on validation" not in intro and "no validation split" in intro
     for cell, s in data["cells"].items():
         runs = [r for r in result["runs"] if r["cell"] == cell]
         assert sorted(y for _, y in s["points"]) == sorted(r["test"]["accuracy"] for r in runs)

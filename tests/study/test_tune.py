@@ -400,3 +400,28 @@ def test_a_missing_extra_names_the_readme_install_command(monkeypatch):
         with pytest.raises(UserError) as e:
             call()
         assert f"python -m pip install -c constraints.txt -e '.[{extra}]' in grutool's source folder" in str(e.value)
+
+
+def test_the_importance_axis_names_the_evaluator_that_ran_and_optuna_warns_nothing(setup, monkeypatch, recwarn):
+    """The axis said 'importance (fANOVA)' while Optuna 5's default, PED-ANOVA, ran (fANOVA needs scikit-learn),
+    and a few trials printed Optuna's 'Target and region quantiles select the same set of trials' warning."""
+    pytest.importorskip("matplotlib")
+    root, config, space = setup
+    result = tune.tune(config, space, 3, tune_dir=root / "tu", sampler="random", pruner="none")
+    used, figures = [], []
+    real = optuna.importance.get_param_importances
+
+    def spy(study, *args, evaluator=None, **kwargs):
+        used.append(evaluator)
+        return real(study, *args, evaluator=evaluator, **kwargs)
+
+    monkeypatch.setattr(optuna.importance, "get_param_importances", spy)
+    import grutool.curves
+    monkeypatch.setattr(grutool.curves, "save_png", lambda fig, path, **kw: figures.append(fig))
+    tune.plot(result, root / "tu" / tune.PLOT)
+    assert len(used) == 1 and len(figures) == 1
+    evaluator = used[0] if used[0] is not None else optuna.importance.PedAnovaImportanceEvaluator()  # 5.x default
+    method = {"PedAnovaImportanceEvaluator": "PED-ANOVA", "FanovaImportanceEvaluator": "fANOVA",
+              "MeanDecreaseImpurityImportanceEvaluator": "mean decrease impurity"}[type(evaluator).__name__]
+    assert method in figures[0].axes[1].get_xlabel()
+    assert not [w for w in recwarn if "quantiles" in str(w.message) or "will be equal" in str(w.message)]

@@ -737,3 +737,19 @@ def test_eval_data_with_a_missing_value_offers_a_fix_of_the_file_not_of_the_run(
     assert_user_error(result, "a missing value in channel c1 at step 1", "the run was trained with data.missing: "
                       "error; fill the value")
     assert "set data.missing" not in result.output
+
+
+def test_eval_data_table_on_a_run_trained_on_ts_says_to_give_a_ts_file(run, tmp_path):
+    """Was: 'numeric sequences in a table need data.channels (the value columns) and data.id_column; or give a
+    .ts file', settings a trained run cannot take; now it says eval of this run reads a .ts file."""
+    long_csv(ROOT / "data/numeric/test.ts", tmp_path / "new.csv")
+    result = invoke("eval", run, "--data", tmp_path / "new.csv")
+    assert_user_error(result, "new.csv: this run was trained on .ts files", "give one")
+    assert "data.channels" not in result.output and "data.id_column" not in result.output
+
+
+def test_a_seq2seq_option_on_a_numeric_run_names_only_the_option_given(run):
+    """`infer RUN --beam 5` said '--beam, --attention, --attention-weights: for seq2seq runs only'."""
+    result = invoke("infer", run, "--beam", "5", "0.1,0.5,0.9:3.4,3.2,3.0")
+    assert_user_error(result, "--beam: for seq2seq runs only", "is task classifier")
+    assert "--attention" not in result.output

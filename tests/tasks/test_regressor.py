@@ -192,3 +192,14 @@ def test_a_target_per_step_from_a_ts_file(tmp_path):
     (tmp_path / "x.ts").write_text(head + "1,2,3:0.5,up,0.2\n", encoding="utf-8")
     with pytest.raises(UserError, match=r"x.ts:5: target 'up' \(step 2\) is not a number"):
         get_task("regressor").read(cfg, str(tmp_path / "x.ts"))
+
+
+def test_a_target_that_changes_within_a_sequence_offers_the_regressor_s_per_step_setting(tmp_path):
+    """Was: '... a sequence has one label (write it on every row, or per step with task tagger)': a tagger
+    predicts classes; a regressor reads a number per step with data.per_step."""
+    (tmp_path / "x.csv").write_text("id,a,y\ns1,1.0,0.5\ns1,2.0,0.7\ns2,1.5,0.1\n", encoding="utf-8")
+    (tmp_path / "x.yaml").write_text("task: regressor\ndata: {train: x.csv, channels: [a], label_column: y}\n"
+                                     "train: {monitor: rmse, epochs: 1}\n", encoding="utf-8")
+    assert_user_error(invoke("train", tmp_path / "x.yaml", "-o", tmp_path / "new"),
+                      "x.csv:3:3: sequence 's1' has label '0.7' here but '0.5'", "data.per_step: true")
+    assert not (tmp_path / "new").exists()
