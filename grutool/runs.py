@@ -10,7 +10,9 @@ from the weights: no torch. A run's status:
     interrupted  last.pt but no summary.json: Ctrl-C or a kill; `train ... --resume` continues it
     failed       no checkpoint at all: it stopped before its first epoch ended
     unreadable   its folder cannot be listed, or config.yaml, summary.json or metrics.jsonl cannot be read
-                 (another user's run, say): what a status would be read from is not known (`reason` says why)
+                 (another user's run, say): what a status would be read from is not known (`reason` says why).
+                 A folder that cannot be listed is listed only when it is known to be a run, or cannot be
+                 told apart from one (the reason then says so)
 """
 
 from __future__ import annotations
@@ -42,9 +44,7 @@ def find_runs(root: str | Path) -> list[Path]:
 
     for here, dirs, files in os.walk(root, onerror=cannot_list, followlinks=True):  # a linked run too
         depth = len(Path(here).relative_to(root).parts)
-        if rundir.MARKER in files or (rundir.CONFIG in files and (
-                rundir.METRICS in files or rundir.LAST in files or rundir.BEST in files
-                or rundir.SUMMARY in files or depth == 0)):
+        if _holds_run(files.__contains__, depth == 0):
             found.append(Path(here))
             dirs.clear()  # a run's own folders are not runs
         elif depth >= MAX_DEPTH:
@@ -54,7 +54,33 @@ def find_runs(root: str | Path) -> list[Path]:
         dirs[:] = sorted(d for d in dirs if Path(os.path.realpath(Path(here) / d)) not in (real, *real.parents))
     if root in closed:
         raise UserError(f"{root}: cannot list the folder ({_why(closed[closed.index(root)])}); check its permissions")
-    return sorted(found + closed)
+    # A folder that cannot be listed is a run only when its marker (or an older run's files) is found by name;
+    # one known not to be (a user's folder, a group of runs) is left out; one that cannot be told stays listed.
+    return sorted(found + [p for p in closed if closed_is_run(p) is not False])
+
+
+def _holds_run(has, top: bool) -> bool:
+    """Whether a folder whose file names `has` answers holds a run: its marker, or (runs of earlier versions)
+    config.yaml beside what training writes next (config.yaml alone at the top: the folder named is the run)."""
+    return has(rundir.MARKER) or (has(rundir.CONFIG) and (
+        top or any(has(name) for name in (rundir.METRICS, rundir.LAST, rundir.BEST, rundir.SUMMARY))))
+
+
+def closed_is_run(path: Path) -> Optional[bool]:
+    """Whether folder `path`, which cannot be listed, is a run, from the names `_holds_run` asks for, looked up
+    one by one (a folder with search but no read permission, `chmod 711`, answers that); None when that too is
+    refused (`chmod 700` of another user's): it cannot be told."""
+    def has(name: str) -> bool:
+        try:
+            os.stat(path / name)
+        except FileNotFoundError:
+            return False
+        return True
+
+    try:
+        return _holds_run(has, False)
+    except OSError:
+        return None
 
 
 def _why(path: Path) -> str:
@@ -137,6 +163,8 @@ def describe(path: str | Path) -> dict:
     path = Path(path)
     reason = unreadable(path)
     if reason is not None:
+        if closed_is_run(path) is None:  # listed by `runs` as it may be one: say that it may not be
+            reason += "; cannot tell whether it is a run"
         return {"run": str(path), "task": "?", "monitor": None, "best": None, "best_epoch": None, "epochs": None,
                 "max_epochs": None, "time_s": None, "status": "unreadable", "reason": reason}
     cfg = read_config(path)

@@ -430,13 +430,15 @@ def test_train_into_a_pipe_closed_early_finishes_the_run_and_exits_141(tmp_path)
 # --- files of another user ------------------------------------------------------------------------------
 
 
-def _denied(monkeypatch, files=(), folders=()) -> None:
+def _denied(monkeypatch, files=(), folders=(), unlisted=()) -> None:
     """`files` and everything in `folders` answered as the OS answers a user without permission (chmod 000 of
-    another user's; root reads all, so it is simulated): opening, listing and stat raise PermissionError."""
+    another user's; root reads all, so it is simulated): opening, listing and stat raise PermissionError.
+    `unlisted` folders cannot be listed, but what they hold is reached by name (chmod 711)."""
     import builtins
     import os
 
     files, folders = {Path(f) for f in files}, {Path(f) for f in folders}
+    listed_not = folders | {Path(f) for f in unlisted}
 
     def inside(p) -> bool:
         p = Path(os.path.abspath(p))
@@ -444,7 +446,7 @@ def _denied(monkeypatch, files=(), folders=()) -> None:
 
     def guard(real, listing=False):
         def call(p=".", *args, **kwargs):
-            if isinstance(p, (str, Path)) and (Path(os.path.abspath(p)) in folders if listing else inside(p)):
+            if isinstance(p, (str, Path)) and (Path(os.path.abspath(p)) in listed_not if listing else inside(p)):
                 raise PermissionError(13, "Permission denied", str(p))
             return real(p, *args, **kwargs)
         return call
@@ -472,10 +474,29 @@ def test_runs_lists_a_run_it_cannot_read_as_unreadable(run, tmp_path, monkeypatc
     assert {name: r["status"] for name, r in listed.items()} == {
         "mine": "finished", "summary_closed": "unreadable", "folder_closed": "unreadable"}
     assert listed["summary_closed"]["reason"] == "summary.json: Permission denied"
-    assert listed["folder_closed"]["reason"] == "the folder: Permission denied"
+    # its marker cannot be looked for either: it may not be a run
+    assert listed["folder_closed"]["reason"] == "the folder: Permission denied; cannot tell whether it is a run"
     table = invoke("runs", tmp_path / "runs")
     assert table.exit_code == 0 and "Traceback" not in table.output
     assert "summary_closed: unreadable (summary.json: Permission denied)" in table.stdout
+
+
+def test_runs_leaves_out_a_folder_it_cannot_list_that_is_not_a_run(run, tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    shutil.copytree(run, tmp_path / "runs" / "closed_run")
+    (tmp_path / "runs" / "notes").mkdir()
+    (tmp_path / "runs" / "notes" / "todo.txt").write_text("try lstm\n", encoding="utf-8")
+    (tmp_path / "runs" / "notes" / "config.yaml").write_text("task: classifier\n", encoding="utf-8")
+    # both listed as `unreadable` before: any folder that could not be listed was taken for a run
+    _denied(monkeypatch, unlisted=[tmp_path / "runs" / "closed_run", tmp_path / "runs" / "notes"])
+    result = invoke("runs", tmp_path / "runs", "--json")
+    assert result.exit_code == 0, result.output
+    listed = {Path(r["run"]).name: r for r in map(json.loads, result.stdout.splitlines())}
+    assert set(listed) == {"closed_run"}
+    assert listed["closed_run"]["status"] == "unreadable"
+    assert listed["closed_run"]["reason"] == "the folder: Permission denied"
 
 
 @pytest.mark.parametrize("closed", ["config.yaml", "folder"])
