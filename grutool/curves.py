@@ -60,8 +60,14 @@ def plot_curves(run_dirs: list[str | Path], path: str | Path, labels: list[str] 
         if not Path(run).is_dir():
             what = "is a file, not a run directory" if Path(run).exists() else "run directory not found"
             raise UserError(f"{run}: {what}; give the directory `grutool train` wrote")
-        if not (Path(run) / METRICS).is_file():
-            raise UserError(f"{run}: not a run directory (no {METRICS}); list runs with `grutool runs`")
+        try:  # read_metrics takes an unreadable file for an empty one: "no epochs yet", a wrong reason
+            if not (Path(run) / METRICS).is_file():
+                raise UserError(f"{run}: not a run directory (no {METRICS}); list runs with `grutool runs`")
+            with open(Path(run) / METRICS, "rb"):
+                pass
+        except OSError as e:  # another user's run: the file, or its folder, closed to us
+            raise UserError(f"{Path(run) / METRICS}: cannot read the run's metrics ({e.strerror or type(e).__name__}); "
+                            f"check its permissions, or copy the run somewhere you can read") from None
         rows = read_metrics(run)
         if not rows:
             raise UserError(f"{run}: no epochs in {METRICS} to plot yet (the run has not finished an epoch)")

@@ -544,3 +544,30 @@ def test_a_run_whose_files_cannot_be_read_says_so(run, tmp_path, monkeypatch):
     # was `best.pt: checkpoint is corrupt or truncated (not a torch.save archive); restore it or train again`
     assert_user_error(invoke("eval", tmp_path / "colleague"), "best.pt: cannot read the checkpoint "
                       "(Permission denied); check its permissions, or copy the run somewhere you can read")
+
+
+@pytest.mark.parametrize("closed", ["metrics.jsonl", "folder"])
+def test_plot_of_a_run_whose_metrics_cannot_be_read_says_so(run, tmp_path, monkeypatch, closed):
+    import builtins
+    import shutil
+
+    from conftest import assert_user_error
+
+    shutil.copytree(run, tmp_path / "colleague")
+    metrics = tmp_path / "colleague" / "metrics.jsonl"
+    if closed == "folder":
+        _denied(monkeypatch, folders=[tmp_path / "colleague"])
+    else:  # chmod 000 of the file alone: stat answers, opening is refused
+        real_open = builtins.open
+
+        def guarded_open(file, *args, **kwargs):
+            if isinstance(file, (str, Path)) and Path(file) == metrics:
+                raise PermissionError(13, "Permission denied", str(file))
+            return real_open(file, *args, **kwargs)
+
+        monkeypatch.setattr(builtins, "open", guarded_open)
+        monkeypatch.setattr(Path, "open", lambda self, *a, **k: guarded_open(str(self), *a, **k))
+    # was: the file `no epochs in metrics.jsonl to plot yet`, the folder a PermissionError traceback
+    assert_user_error(invoke("plot", tmp_path / "colleague", "-o", tmp_path / "curves.png"),
+                      f"{metrics}: cannot read the run's metrics (Permission denied); check its permissions")
+    assert not (tmp_path / "curves.png").exists()
