@@ -153,15 +153,16 @@ def _torch_settings(threads: Optional[int], deterministic: bool):
         torch.use_deterministic_algorithms(old_det)
 
 
-def run(grid: Grid, *, smoke: bool = False, progress: Optional[Progress] = None) -> dict:
-    """Time every row of `grid` (a model config's rows when grid.config is set); returns the report."""
+def run(grid: Grid, *, smoke: bool = False, progress: Optional[Progress] = None, overrides: list[str] = ()) -> dict:
+    """Time every row of `grid` (a model config's rows when grid.config is set, read with `overrides`, the
+    `--set KEY=VALUE` strings); returns the report."""
     base = grids.SMOKE if smoke else grids.DEFAULT
     settings = grids.merge(replace(base, **{a: None for a in grids.AXES}), grid)
     cfg, counts = None, {}
     if grid.config:
         from grutool.config_file import load_config
 
-        cfg = load_config(grid.config)
+        cfg = load_config(grid.config, list(overrides))
         # --device (or the grid's device) is named as the option; the config's own as train.device
         device = resolve_device(grid.device, "device") if grid.device else resolve_device(cfg.train.device)
         specs, counts = model_specs(grid, cfg, device)
@@ -201,7 +202,7 @@ def run(grid: Grid, *, smoke: bool = False, progress: Optional[Progress] = None)
     report["env"]["loadavg_end"] = env.capture(device)["loadavg"]
     report["settings"] = {"repeats": settings.repeats, "warmup": settings.warmup,
                           "min_sample_ms": settings.min_sample_ms, "seed": settings.seed,
-                          "threads": threads, "smoke": smoke, "config": grid.config,
+                          "threads": threads, "smoke": smoke, "config": grid.config, "set": list(overrides),
                           "memory": env.memory_metric(device), "noisy_spread": timing.NOISY_SPREAD}
     report["duration_s"] = round(time.perf_counter() - start, 1)
     report["rows"] = rows

@@ -6,6 +6,7 @@ grid has been checked, so a bad grid answers at once.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import sys
 from pathlib import Path
@@ -23,6 +24,7 @@ def bench(
              "show, compare (--compare), plot (--plot) or convert (-o) without measuring again."),
     config: Optional[str] = typer.Option(
         None, "--config", "-c", metavar="CONFIG.yaml", help="Model config: time its real train step and inference, not bare layers."),
+    set_: List[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="Override a field: --set model.hidden_size=256 (repeatable)."),
     cells: Optional[str] = typer.Option(None, metavar="CELL,...", help="Cells, comma-separated: gru,lstm,rnn."),
     batch: Optional[str] = typer.Option(None, "--batch", "--batch-size", metavar="N,...", help="Batch sizes, e.g. 32,128."),
     seq_len: Optional[str] = typer.Option(None, "--seq-len", metavar="N,...", help="Time steps T (the longest sequence), e.g. 50,200."),
@@ -70,6 +72,7 @@ def bench(
       grutool bench --compare old.json new.json    # saved reports, no measuring
       grutool bench new.json --plot new.png        # draw a saved report
       grutool bench --config configs/sentiment.yaml   # your model's train step
+      grutool bench --config configs/sentiment.yaml --set model.num_layers=2
     """
     from rich.markup import escape
 
@@ -89,18 +92,26 @@ def bench(
         saved = grid_file is not None and grid_file.suffix.lower() == ".json"
         if saved:
             # A saved report is shown, compared, plotted or converted as it is: nothing is measured.
-            setting = sorted(k for k, v in options.items() if v is not None)
+            setting = sorted([k for k, v in options.items() if v is not None] + (["set"] if set_ else []))
             if setting or smoke:
                 flags = ", ".join(f"--{k.replace('_', '-')}" for k in setting) or "--smoke"
                 raise UserError(f"{flags}: set what to measure, but {grid_file} is a saved report; "
                                 f"drop the option, or give a grid (GRID.yaml or options alone) to measure")
-        elif compare is not None and grid_file is None and all(v is None for v in options.values()) and not smoke:
+        elif compare is not None and grid_file is None and all(v is None for v in options.values()) and not smoke \
+                and not set_:
             raise UserError(f"--compare {compare}: nothing to compare it with; give the newer saved report "
                             f"(grutool bench --compare {compare} NEW.json), or what to measure now "
                             f"(a GRID.yaml such as configs/bench.yaml, or options such as --cells)")
         else:
             given = grids.from_options(**options)
             grid = grids.merge(grids.load_grid(grid_file), given) if grid_file is not None else given
+            if set_ and grid.config is None:
+                raise UserError(f"--set {set_[0]}: sets a field of a model config, and none is given; "
+                                f"give one with --config CONFIG.yaml, or drop --set")
+            if grid.config is not None:  # a bad config or --set answers before torch is imported
+                from grutool.config_file import load_config
+
+                load_config(grid.config, list(set_))
         # Everything that can fail after a long run is checked before it.
         from grutool.atomic import check_output_path
 
@@ -121,7 +132,7 @@ def bench(
         if saved:
             report = reports.read_report(grid_file)
         else:
-            report = _run_with_progress(run, grid, smoke, quiet, console=err)
+            report = _run_with_progress(functools.partial(run, overrides=list(set_)), grid, smoke, quiet, console=err)
         if out.is_terminal:  # a table too wide for the terminal in parts, never a number cut to `…`
             for table in reports.rich_tables(report, lambda t: _needed(out, t) <= out.width):
                 out.print(table)

@@ -214,6 +214,10 @@ BAD_GRIDS = [
     (["--config", "configs/sentiment.yaml", "--dtype", "bfloat16"], "--dtype: does not apply with --config"),
     (["--config", "configs/sentiment.yaml", "--lengths", "padded"], "always packs"),
     (["--config", "no/such.yaml"], "config file not found"),
+    (["--config", "configs/sentiment.yaml", "--set", "model.hiden_size=8"],
+     "--set model.hiden_size: unknown key; did you mean 'hidden_size'?"),
+    (["--config", "configs/sentiment.yaml", "--set", "model.hidden_size=0"], "model.hidden_size"),
+    (["--set", "model.hidden_size=8"], "--set model.hidden_size=8: sets a field of a model config, and none is given"),
     (["configs/sentiment.yaml"], "this is a model config"),
     (["--compare", "no/such.json"], "report not found"),
 ]
@@ -378,6 +382,27 @@ def test_config_times_the_production_model_with_its_parameter_count(tmp_path, mo
                 built = compiled.available()
                 ran = "compiled" if built else "fused" if cell == "gru" or r["mode"] == "train" else "native"
                 assert r["median_ms"] > 0 and r["kernel"] == ran, (cell, r["mode"])
+
+
+def test_set_overrides_the_config_s_field_as_train_s_does(tmp_path, monkeypatch):
+    # Before, `bench` had no --set: a size not on the grid's axes (or any other field) needed a copy of the config.
+    monkeypatch.chdir(ROOT)
+    from grutool.config_file import load_config
+    from grutool.families import get_task
+
+    overrides = ["model.hidden_size=24", "model.num_layers=2"]
+    cfg = load_config("configs/sentiment.yaml", overrides)  # as `train --set` reads it
+    prepared = get_task(cfg.task).prepare(cfg)
+    expected = sum(p.numel() for p in get_task(cfg.task).build_model(cfg, prepared).parameters())
+    plain = load_config("configs/sentiment.yaml")
+    assert expected != sum(p.numel() for p in get_task(plain.task).build_model(plain, prepared).parameters())
+    out = tmp_path / "s.json"
+    result = runner.invoke(app, ["bench", "--smoke", "-q", "--config", "configs/sentiment.yaml", "--cells", "gru",
+                                 "--mode", "infer", *[a for o in overrides for a in ("--set", o)], "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    report = reports.read_report(out)
+    assert [(r["hidden_size"], r["num_layers"], r["params"]) for r in report["rows"]] == [(24, 2, expected)]
+    assert report["settings"]["set"] == overrides, "the report records what the config was read with"
 
 
 def test_a_forecast_config_is_timed_in_windows_per_second_on_its_real_columns(tmp_path, monkeypatch):
