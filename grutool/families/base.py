@@ -171,7 +171,8 @@ class Task:
                     raise ValueError(f"{section}: only for task {' or '.join(tasks)} (task is {self.name}); "
                                      f"remove the section")
             elif getattr(part, name) != type(part).model_fields[name].default:
-                raise ValueError(f"{section}.{name}: only for task {' or '.join(tasks)} (task is {self.name})")
+                raise ValueError(f"{section}.{name}: only for task {' or '.join(tasks)} (task is {self.name}, which "
+                                 f"never reads it); remove it")
 
     # --- data ---------------------------------------------------------------------------------
 

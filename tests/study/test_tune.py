@@ -425,3 +425,24 @@ def test_the_importance_axis_names_the_evaluator_that_ran_and_optuna_warns_nothi
               "MeanDecreaseImpurityImportanceEvaluator": "mean decrease impurity"}[type(evaluator).__name__]
     assert method in figures[0].axes[1].get_xlabel()
     assert not [w for w in recwarn if "quantiles" in str(w.message) or "will be equal" in str(w.message)]
+
+
+def test_an_older_tune_s_best_yaml_with_a_setting_the_family_never_reads_says_to_remove_it(tmp_path):
+    """Older grutool accepted `data.tag_column: tags` in a classifier config and tune wrote it into best.yaml;
+    today's tune writes best.yaml through today's rules, so only such old files hold one. `train` refuses it as it
+    refuses any config the user writes (best.yaml is one to edit, not a run's record): the line and the setting
+    are named, and now the fix too (was: `...: only for task tagger or joint (task is classifier)`, no fix)."""
+    from conftest import assert_user_error, tiny_config
+    from grutool.config_file import to_yaml
+
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(tiny_config(tmp_path)), encoding="utf-8")
+    text = to_yaml(load_config(tmp_path / "tiny.yaml"))
+    assert "tag_column: null" in text, "today's best.yaml keeps the setting at its default"
+    best = tmp_path / "tune" / "best.yaml"
+    best.parent.mkdir()
+    best.write_text("# grutool tune: trial 2, validation accuracy 0.9 (train.lr=0.01).\n"
+                    + text.replace("tag_column: null", "tag_column: tags"), encoding="utf-8")
+    line = next(n for n, l in enumerate(best.read_text(encoding="utf-8").splitlines(), 1) if "tag_column" in l)
+    assert_user_error(invoke("train", best, "--dry-run"), f"{best}:{line}:",
+                      "data.tag_column: only for task tagger or joint (task is classifier, which never reads it); "
+                      "remove it")
