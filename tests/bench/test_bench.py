@@ -335,7 +335,7 @@ def test_smoke_fails_with_exit_1_when_a_check_fails(monkeypatch):
     from grutool.bench import runner as bench_runner
 
     bad = make_report([make_row("gru", 8, 0.0, params=100), make_row("lstm", 8, 1.0, params=100)])
-    monkeypatch.setattr(bench_runner, "run", lambda grid, smoke=False, progress=None: bad)
+    monkeypatch.setattr(bench_runner, "run", lambda grid, smoke=False, progress=None, overrides=(): bad)
     result = runner.invoke(app, ["bench", "--smoke", "-q"])
     assert result.exit_code == 1
     assert "non-positive time" in result.output and "expected exactly 3/4" in result.output
