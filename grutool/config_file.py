@@ -355,25 +355,33 @@ def unread_to_defaults(raw) -> None:
     `Task.ignores`, one that only other families own (`data.tag_column` in a classifier run: `Task.lacks`), a
     token setting on numeric data. It changed nothing then, so it goes back to its default here rather than
     making the run unreadable; a config the user writes is still refused for it."""
+    for path in unread_fields(raw):
+        section, name = path.split(".", 1)
+        raw[section].pop(name, None)
+
+
+def unread_fields(raw) -> list[str]:
+    """The fields of a raw config (`section.name`, as set in it) that its family never reads: those the family
+    lacks (`Task.lacks`: its `ignores`, fields only other families own), then, on numeric data, the token
+    settings (`TEXT_ONLY`). `compare` shows no value of them; `unread_to_defaults` drops them."""
     from types import SimpleNamespace
 
     from grutool.families.rules import TEXT_ONLY, is_numeric
 
     if not isinstance(raw, dict) or raw.get("task") not in TASKS:
-        return  # parse_config says what is wrong
+        return []  # parse_config says what is wrong
     task = TASKS[raw["task"]]()
-    for section, part in raw.items():
-        for name in [n for n in part if isinstance(n, str) and task.lacks(f"{section}.{n}")] \
-                if isinstance(part, dict) else ():
-            part.pop(name)
+    unread = [f"{section}.{n}" for section, part in raw.items() if isinstance(part, dict)
+              for n in part if isinstance(n, str) and task.lacks(f"{section}.{n}")]
     data = raw.get("data")
     if isinstance(data, dict):
-        d = SimpleNamespace(format=data.get("format", "auto"), channels=data.get("channels"),
-                            train=data.get("train"))
+        read = {k: v for k, v in data.items() if f"data.{k}" not in unread}  # a setting it lacks decides nothing
+        d = SimpleNamespace(format=read.get("format", "auto"), channels=read.get("channels"),
+                            train=read.get("train"))
         if is_numeric(SimpleNamespace(data=d)):
-            for section, names in TEXT_ONLY.items():
-                for name in names if isinstance(raw.get(section), dict) else ():
-                    raw[section].pop(name, None)
+            unread += [f"{section}.{name}" for section, names in TEXT_ONLY.items() if isinstance(raw.get(section), dict)
+                       for name in names if name in raw[section] and f"{section}.{name}" not in unread]
+    return unread
 
 
 def _located(message: str, where: dict[tuple[str, ...], str]) -> Optional[str]:

@@ -19,7 +19,7 @@ def evaluate(run_dir: str, split: str = "validation", data: Optional[str] = None
 
     A classifier gives accuracy, macro_f1, n, per-class P/R/F1, confusion, and labels unseen in training;
     tagger and joint runs token_accuracy, sentence_accuracy, span P/R/F1 (span schemes), intent_accuracy
-    (joint), per-tag figures and the tag confusion; seq2seq runs bleu, chrf, exact_match, wer, cer (per for
+    (joint), per-tag figures and the tag confusion (numeric sequences: `units`, what `n` and `tokens` count); seq2seq runs bleu, chrf, exact_match, wer, cer (per for
     dictionaries), perplexity and a few samples (see grutool.families.seq2seq.metrics), decoding with beam size
     `beam` (default: the run's decoding.beam_size); lm runs loss, perplexity, bpc (character models) and tokens;
     forecast runs mse, mae (z-scored: the published protocol), the same in original units, sMAPE, MASE, per

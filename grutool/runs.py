@@ -233,7 +233,8 @@ def _figures(validation: dict) -> dict:
 
 
 def compare(paths: list[str | Path]) -> dict:
-    """Configs side by side (only the fields that differ; output_dir left out) and each run's figures."""
+    """Configs side by side (only the fields that differ among the runs whose family reads them, None for a run
+    whose family does not; output_dir left out) and each run's figures."""
     if len(paths) < 2:
         raise UserError("compare: give two run directories or more")
     runs = []
@@ -245,9 +246,22 @@ def compare(paths: list[str | Path]) -> dict:
         if not (p / rundir.CONFIG).is_file():
             raise UserError(f"{p}: not a run directory (no {rundir.CONFIG}); list runs with `grutool runs`")
         runs.append(p)
-    configs = [_flatten(_with_defaults(read_config(p))) for p in runs]
+    from grutool.config_file import unread_fields
+
+    full = [_with_defaults(read_config(p)) for p in runs]
+    configs = [_flatten(c) for c in full]
+    unread = [unread_fields(c) for c in full]
+
+    def read(i: int, key: str) -> bool:  # whether run i's family reads the field (data.horizon: a forecaster's)
+        return not any(key == u or key.startswith(u + ".") for u in unread[i])
+
+    # A field is compared among the runs whose family reads it; a run that does not read it shows none (null).
     keys = sorted(set().union(*configs) - {"output_dir"})
-    differs = {k: [c.get(k) for c in configs] for k in keys if len({jsonsafe.dumps(c.get(k)) for c in configs}) > 1}
+    differs = {}
+    for k in keys:
+        readers = [i for i in range(len(runs)) if read(i, k)]
+        if len({jsonsafe.dumps(configs[i].get(k)) for i in readers}) > 1:
+            differs[k] = [c.get(k) if i in readers else None for i, c in enumerate(configs)]
     described = [describe(p) for p in runs]
     figures = [_figures(_best_validation(p, d)) for p, d in zip(runs, described)]
     metric_names: list[str] = []

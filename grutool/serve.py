@@ -163,6 +163,7 @@ def build_app(predictor, limits: Optional[Limits] = None):
     # strings only (a forecaster: a csv table), so an array is a misshapen body, not a text to read.
     numeric = bool(task.served_input(cfg).get("numeric"))
     form = task.served_form(predictor.run)  # how one entry is written: the answer to a misshapen one
+    shorter = task.served_shorter(predictor.run)  # what a text over the bound should hold instead
 
     class Texts(BaseModel):
         texts: list[str | list[list[Optional[float]]]] if numeric else list[str] = Field(
@@ -251,7 +252,7 @@ def build_app(predictor, limits: Optional[Limits] = None):
         long = [i for i, t in enumerate(texts) if len(t) > limits.max_chars]
         if long:
             return problem(413, f"texts[{long[0]}]: {len(texts[long[0]]):,} characters, over this server's "
-                                f"{limits.max_chars:,} (grutool serve --max-chars); send a shorter text")
+                                f"{limits.max_chars:,} (grutool serve --max-chars); {shorter}")
         options = body.model_dump(exclude={"texts"}, exclude_none=True)
         try:
             task.check_options(predictor, **options)  # infer's rules, before the request joins a batch

@@ -66,9 +66,12 @@ def error(message: str) -> None:
     _labelled("error:", "red", message)
 
 
+WARNING = "warning:"  # the label of every warning grutool prints: `warning()`'s and the logger's (`Wrapping`)
+
+
 def warning(message: str) -> None:
     """`warning: message` on stderr, as `error` does."""
-    _labelled("warning:", "yellow", message)
+    _labelled(WARNING, "yellow", message)
 
 
 def _labelled(label: str, style: str, message: str) -> None:
@@ -79,9 +82,10 @@ def _labelled(label: str, style: str, message: str) -> None:
 
 
 class Wrapping(logging.Formatter):
-    """The grutool logger's records as `%(message)s`; on a terminal, each line longer than the terminal is
-    wrapped at word boundaries (the terminal itself broke a long warning mid-word: `'I-r` / `eturn_date'`).
-    Into a pipe or a file a record stays one line, as scripts and tests read it."""
+    """The grutool logger's records as `%(message)s`, a warning's labelled `warning: ` as `warning()` labels
+    the CLI's own (the library logs a warning without the label); on a terminal, each line longer than the
+    terminal is wrapped at word boundaries (the terminal itself broke a long warning mid-word: `'I-r` /
+    `eturn_date'`). Into a pipe or a file a record stays one line, as scripts and tests read it."""
 
     def __init__(self, stream):
         super().__init__("%(message)s")
@@ -89,6 +93,8 @@ class Wrapping(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
+        if record.levelno >= logging.WARNING:
+            text = f"{WARNING} {text}"
         try:
             terminal = self.stream.isatty()
         except (AttributeError, ValueError):  # a stream without isatty, or closed

@@ -320,6 +320,10 @@ class Task:
                     f"split by ':', steps by ',')")
         return "a text is one JSON string"
 
+    def served_shorter(self, run) -> str:
+        """The fix a text over `grutool serve`'s character bound is answered with (413), after the bound."""
+        return "send a shorter text"
+
     def served_chars(self, run) -> Optional[int]:
         """The characters one text of this run needs at the most, where the family knows (a forecast window's
         rows); None: `grutool serve`'s default bound."""

@@ -174,6 +174,35 @@ def test_compare_shows_only_differing_fields_and_the_metrics(run, tmp_path):
     assert_user_error(invoke("compare", run), "two run directories")
 
 
+def test_compare_of_runs_of_other_families_shows_only_what_each_family_reads(run, tmp_path):
+    """The README walk-through: a classifier beside a forecaster listed `data.horizon 96 14` (the classifier's
+    default of a field it never reads) among the differences. A field is now compared among the runs whose family
+    reads it; the others show none."""
+    import shutil
+
+    forecasters = []
+    for name, horizon in (("f14", 14), ("f24", 24)):
+        other = tmp_path / name
+        shutil.copytree(run, other)  # compare reads config.yaml, summary.json, metrics.jsonl: no model
+        cfg = yaml.safe_load((other / "config.yaml").read_text())
+        cfg["task"] = "forecast"
+        cfg["data"].update(horizon=horizon, input_length=28, time_column="date")
+        cfg["model"]["embedding_dim"] = 128  # a forecaster never reads it
+        (other / "config.yaml").write_text(yaml.safe_dump(cfg))
+        forecasters.append(other)
+    pair = json.loads(invoke("compare", run, forecasters[0], "--json").stdout)["config"]
+    assert pair["task"] == ["classifier", "forecast"]
+    assert "data.horizon" not in pair and "data.input_length" not in pair, pair  # read by one run only
+    assert "model.embedding_dim" not in pair, pair
+    three = json.loads(invoke("compare", run, *forecasters, "--json").stdout)["config"]
+    assert three["data.horizon"] == [None, 14, 24], three  # the forecasters differ; the classifier shows none
+    assert "data.input_length" not in three and "model.embedding_dim" not in three, three
+    table = invoke("compare", run, *forecasters)
+    assert table.exit_code == 0, table.output
+    [row] = [line for line in table.stdout.splitlines() if "data.horizon" in line]
+    assert row.split("│")[2].strip() == "-" and "96" not in row, row
+
+
 def test_compare_names_runs_past_their_shared_folder_and_keeps_the_names_whole(run, tmp_path):
     # Two runs of a study at 80 columns: the whole paths were headers, folded mid-word ("…/senti" / "ment/gru-13").
     import shutil

@@ -555,6 +555,30 @@ def test_serve_answers_forecasts(run):
         assert info["data"]["input_length"] == p.cfg.data.input_length and "tokenizer" not in info["data"]
 
 
+def test_serve_answers_a_table_too_long_with_the_rows_a_forecaster_reads(run):
+    """The README walk-through: a whole csv file posted to a forecaster's server got 413 `send a shorter text`;
+    it now says what to send: the header and the run's last data.input_length rows."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from grutool.predict import Predictor
+    from grutool.serve import Limits, build_app
+
+    p = Predictor(run, "cpu")
+    text = recent(run).read_text()
+    lines = text.splitlines()
+    L = p.cfg.data.input_length
+    with TestClient(build_app(p, Limits(max_chars=len(text) - 1)), raise_server_exceptions=False) as client:
+        r = client.post("/predict", json={"texts": [text]})
+    assert r.status_code == 413, r.text
+    error = r.json()["error"]
+    assert error.startswith(f"texts[0]: {len(text):,} characters") and "--max-chars" in error, error
+    assert f"last {L} rows (data.input_length)" in error and "shorter text" not in error, error
+    window = "\n".join(lines[:1] + lines[-L:]) + "\n"  # what it asks for is answered
+    with TestClient(build_app(p, Limits(max_chars=len(window))), raise_server_exceptions=False) as client:
+        assert client.post("/predict", json={"texts": [window]}).status_code == 200
+
+
 def test_serve_takes_an_etth1_sized_window_by_default():
     # A window of configs/etth1.yaml (720 rows of 7 columns and the time) is ~106,000 characters of csv: the
     # default bound of 10,000 refused every forecast of the shipped config (413). It now follows the window.

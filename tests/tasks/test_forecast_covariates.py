@@ -437,6 +437,22 @@ def test_a_gap_in_the_time_column_is_warned_once_naming_its_line(tmp_path, caplo
     assert not caplog.records
 
 
+def test_the_gap_warning_reaches_the_terminal_labelled_as_every_warning(tmp_path):
+    """The README walk-through: `train --dry-run` printed the gap warning bare, where grutool's other warnings
+    (config, shapes, bench) read `warning: ...`; every record the library logs as a warning now carries it."""
+    import yaml
+
+    lines = table(tmp_path).read_text().splitlines()
+    del lines[30]  # a missing day
+    path = tmp_path / "gap.csv"
+    path.write_text("\n".join(lines) + "\n")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config(tmp_path, path, covariates={})))
+    result = invoke("train", tmp_path / "c.yaml", "--dry-run")
+    assert result.exit_code == 0, result.output
+    [said] = [line for line in result.stderr.splitlines() if "usual step" in line]
+    assert said.startswith(f"warning: {path}:31:1: "), said
+
+
 def test_times_across_a_dst_change_are_instants_one_hour_apart(tmp_path, caplog):
     from grutool.families.forecast.covariates import calendar
     from grutool.families.forecast.data import infer_season, next_times

@@ -460,6 +460,30 @@ def test_tagger_labels_every_step(tmp_path):
     assert f"agree {tokens}/{tokens}" in r.output  # real steps only, not the padding up to the longest
 
 
+def test_a_numeric_tagger_s_eval_and_infer_read_in_sequences_and_steps(tmp_path):
+    """The README walk-through: a numeric tagger's eval said `45 sentences, 535 tokens` and each infer line ended
+    in an empty column (a text tagger's spans); numbers are sequences of steps, and a plain scheme has no spans."""
+    raw = {"task": "tagger", "output_dir": str(tmp_path / "run"),
+           "data": {**{s: str(ROOT / f"data/numeric/{s}.csv") for s in ("train", "validation", "test")},
+                    "channels": ["a", "b"], "id_column": "id", "time_column": "step", "label_column": "phase"},
+           "model": {"embedding_dim": 8, "hidden_size": 8},
+           "train": {"batch_size": 32, "epochs": 1, "patience": None, "monitor": "token_accuracy", "device": "cpu"}}
+    train(parse_config(raw), progress=False)
+    result = invoke("eval", tmp_path / "run", "--split", "test")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(invoke("eval", tmp_path / "run", "--split", "test", "--json").stdout)
+    title = result.stdout.splitlines()[0]
+    assert f"{metrics['n']} sequences, {metrics['tokens']} steps;" in title, title
+    assert "sentence" not in title.split(";")[0] and "token" not in title.split(";")[0], title
+    result = invoke("infer", tmp_path / "run", "--file", ROOT / "data/numeric/test.csv")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == metrics["n"]
+    for line in lines:
+        cells = line.split("\t")
+        assert len(cells) == 2 and all(cells), repr(line)  # id, a tag per step; no empty spans column
+
+
 def test_time_delta_is_one_more_channel(tmp_path):
     (tmp_path / "x.csv").write_text("id,t,a,label\ns1,0,1.0,up\ns1,5,2.0,up\ns1,6,3.0,up\ns2,2,1.5,down\n"
                                     "s2,0,0.5,down\n", encoding="utf-8")

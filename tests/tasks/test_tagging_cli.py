@@ -342,3 +342,11 @@ def test_eval_title_counts_read_as_people_write_them():
 
     assert title(2077, 25094).startswith("test: 2,077 sentences, 25,094 tokens;")
     assert title(1, 1).startswith("test: 1 sentence, 1 token;")
+
+
+def test_a_numeric_infer_line_has_a_spans_column_only_with_spans():
+    from grutool.families.tagger.render import line
+
+    tags = {"id": "s0", "tags": ["B-up", "I-up", "O"]}
+    assert line({**tags, "spans": [{"type": "up", "start": 0, "end": 2}]}) == "s0\tB-up I-up O\tup=0:2"
+    assert line({**tags, "spans": []}) == "s0\tB-up I-up O"

@@ -226,7 +226,7 @@ def test_a_long_log_record_wraps_at_words_on_a_terminal_only(tty, monkeypatch):
         log.setLevel(level)
     lines = stream.getvalue().splitlines()
     words = " ".join(lines).split()
-    assert words == ("test: 11 token(s) have tags never seen in training, counted as errors: " + tags).split()
+    assert words == ("warning: test: 11 token(s) have tags never seen in training, counted as errors: " + tags).split()
     if tty:
         assert len(lines) > 1 and all(len(l) < 80 for l in lines), lines
         assert all("'I-return_date.day_name_" in l for l in lines[1:]), "each tag kept whole on its line"

@@ -385,6 +385,14 @@ class ForecastTask(Task):
             rows += f", then the {d.horizon} rows to forecast with {', '.join(d.covariates.future)} filled"
         return f"a forecaster reads one csv table per text, as one JSON string: a header line ('{header}') and {rows}"
 
+    def served_shorter(self, run) -> str:
+        """A table longer than the bound: the model reads only its last input_length rows (of each series)."""
+        d = run.config.data
+        rows = f"its last {d.input_length} rows{' of each series' if d.series_column else ''} (data.input_length)"
+        if d.covariates.future:
+            rows += f", then the {d.horizon} rows to forecast"
+        return f"send the table's header line and {rows}: the model reads no earlier row"
+
     def served_chars(self, run) -> int:
         """A csv text of one input window: its rows (with the known-future ones of the horizon: input_length +
         horizon) and a header, the time and every column the run scales, each up to 24 characters, plus room

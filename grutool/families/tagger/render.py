@@ -32,8 +32,9 @@ def _prf_table(title: str, first: str, rows: dict) -> Table:
 
 def tables(metrics: dict) -> list:
     """Per span type (or per tag for plain tags), then the tag confusion when it is small, for `grutool eval`."""
-    title = (f"{plain(metrics['source'])}: {counted(metrics['n'], 'sentence')}, {counted(metrics['tokens'], 'token')}; "
-             f"{summary_line(metrics)}")
+    units = {"n": "sentence", "tokens": "token", **metrics.get("units", {})}  # numeric: sequences and steps
+    title = (f"{plain(metrics['source'])}: {counted(metrics['n'], units['n'])}, "
+             f"{counted(metrics['tokens'], units['tokens'])}; {summary_line(metrics)}")
     if "per_type" in metrics:
         out: list = [_prf_table(title, "span type", metrics["per_type"])]
     else:
@@ -43,7 +44,7 @@ def tables(metrics: dict) -> list:
         out.append(confusion_table("tag confusion", labels, matrix))
     else:
         out.append(f"tag confusion: {len(labels)} x {len(labels)}, in `grutool eval --json`")
-    for key, what in (("unseen_labels", "tokens with tags"), ("unseen_intents", "sentences with intents")):
+    for key, what in (("unseen_labels", f"{units['tokens']}s with tags"), ("unseen_intents", "sentences with intents")):
         if metrics.get(key):
             listed = ", ".join(f"{plain(k)} ({v})" for k, v in metrics[key].items())
             out.append(f"{what} never seen in training (counted as errors): {listed}")
@@ -52,10 +53,11 @@ def tables(metrics: dict) -> list:
 
 def line(result: dict) -> str:
     """One `infer` output line: [intent<TAB>probability<TAB>]token/TAG ...<TAB>type="span text" ...; numeric
-    sequences: id<TAB>TAG TAG ...<TAB>type=start:end ..."""
+    sequences: id<TAB>TAG TAG ...[<TAB>type=start:end ...], the spans' column only where there are spans (a span
+    scheme's), never an empty one."""
     if "tokens" not in result:
         spans = " ".join(f'{s["type"]}={s["start"]}:{s["end"]}' for s in result["spans"])
-        return "\t".join([result["id"], " ".join(result["tags"]), spans])
+        return "\t".join([result["id"], " ".join(result["tags"])] + ([spans] if spans else []))
     tagged = " ".join(f"{w}/{t}" for w, t in zip(result["tokens"], result["tags"]))
     spans = " ".join(f'{s["type"]}="{s["text"]}"' for s in result["spans"])
     cells = [tagged, spans]

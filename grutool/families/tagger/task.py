@@ -272,6 +272,8 @@ class TaggerTask(Task):
         out["unseen_labels"] = unseen_rows(out["confusion"], len(vocabs.labels))
         if self.joint:
             out["unseen_intents"] = unseen_rows(out["intent_confusion"], len(vocabs.extra["intents"]))
+        if is_numeric(vocabs.config):  # what `n` and `tokens` count, for the eval table: no words in numbers
+            out["units"] = {"n": "sequence", "tokens": "step"}
         return out
 
     # --- prediction ------------------------------------------------------------------
