@@ -67,6 +67,8 @@ def error(message: str) -> None:
 
 
 WARNING = "warning:"  # the label of every warning grutool prints: `warning()`'s and the logger's (`Wrapping`)
+NOTICE = "notice"  # `log.warning(..., extra={NOTICE: True})`: shown even under -q, as a warning is, but not
+# labelled one (the compiled kernel's one-time build line: nothing is wrong, it explains a pause)
 
 
 def warning(message: str) -> None:
@@ -93,7 +95,7 @@ class Wrapping(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
-        if record.levelno >= logging.WARNING:
+        if record.levelno >= logging.WARNING and not getattr(record, NOTICE, False):
             text = f"{WARNING} {text}"
         try:
             terminal = self.stream.isatty()

@@ -232,3 +232,44 @@ def test_a_long_log_record_wraps_at_words_on_a_terminal_only(tty, monkeypatch):
         assert all("'I-return_date.day_name_" in l for l in lines[1:]), "each tag kept whole on its line"
     else:
         assert len(lines) == 1
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_the_kernel_build_notice_shows_under_quiet_without_a_warning_label(quiet, monkeypatch):
+    """The compiled kernel's one-time build line is a notice: shown even under -q, as it explains a pause of
+    20-60 s, but nothing is wrong, so it is not labelled `warning:` as a real warning beside it is."""
+    import io
+    import logging
+
+    from grutool.cli.console import NOTICE, setup_logging
+
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    log = logging.getLogger("grutool")
+    level, handlers = log.level, list(log.handlers)
+    try:
+        setup_logging(quiet=quiet)
+        logging.getLogger("grutool.modules.rnn.compiled").warning("kernel compiled: building it into %s", "/c",
+                                                                  extra={NOTICE: True})
+        log.warning("a real warning")
+    finally:
+        log.handlers[:] = handlers
+        log.setLevel(level)
+    assert stream.getvalue().splitlines() == ["kernel compiled: building it into /c", "warning: a real warning"]
+
+
+def test_the_kernel_build_line_is_logged_as_a_notice(monkeypatch, tmp_path, caplog):
+    """compiled.build says the build through the notice path (the key console.NOTICE reads)."""
+    import logging
+
+    from grutool.cli.console import NOTICE
+    from grutool.modules.rnn import compiled
+
+    if compiled._why_not():
+        pytest.skip(f"no build tools here: {compiled._why_not()}")
+    monkeypatch.setattr(compiled, "_will_build", lambda *a: True)
+    monkeypatch.setattr("torch.utils.cpp_extension.load", lambda **k: None)  # the build itself is not this test's
+    with caplog.at_level(logging.WARNING, logger="grutool"):
+        compiled.build(tmp_path / "ext")
+    said = [r for r in caplog.records if "kernel compiled: building it" in r.getMessage()]
+    assert len(said) == 1 and getattr(said[0], NOTICE, False) is True

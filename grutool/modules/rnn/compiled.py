@@ -174,8 +174,8 @@ def _will_build(directory: Path, name: str, source: Path) -> bool:
 
 def build(directory: Optional[Path] = None) -> Any:
     """Compile (or load the already compiled) extension from `directory` (default `cache_dir()`); a compile is
-    said first, in one line (a warning, so that it reaches stderr whatever the command's logging: the first
-    call waits 20-60 s)."""
+    said first, in one line (logged at warning level, so that it reaches stderr whatever the command's logging,
+    -q too: the first call waits 20-60 s; marked a notice, so the CLI does not label it `warning:`)."""
     import portalocker
     from torch.utils import cpp_extension
 
@@ -190,8 +190,9 @@ def build(directory: Optional[Path] = None) -> Any:
         with portalocker.Lock(str(directory / "grutool.lock"), timeout=600):
             source = _sources_in(directory).resolve()  # torch writes the absolute path into the build file
             if _will_build(directory, name, source):
+                # A notice, not a warning: shown even under -q (it explains a pause), without `warning:`.
                 log.warning("kernel compiled: building it into %s (once per compiler, torch and kernel source; "
-                            "20-60 s)", directory)
+                            "20-60 s)", directory, extra={"notice": True})
                 (directory / "key.txt").write_text(build_key() + "\n")  # what this directory was built for
             return cpp_extension.load(name=name, sources=[str(source)], extra_cflags=CFLAGS + openmp_flags(),
                                       extra_ldflags=openmp_flags(),
