@@ -8,7 +8,7 @@ from __future__ import annotations
 import warnings
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -40,6 +40,8 @@ def shapes(
                                          "runs on that module."),
     config: Optional[Path] = typer.Option(None, "--config", metavar="CONFIG.yaml",
                                           help="Trace the model a config builds instead of one layer."),
+    set_: List[str] = typer.Option([], "--set", metavar="KEY=VALUE",
+                                   help="Override a field of --config: --set model.hidden_size=256 (repeatable)."),
     explain: bool = typer.Option(False, "--explain",
                                  help="Cell equations and a from-scratch step checked against the module."),
     json_: bool = typer.Option(False, "--json", help="Print the report as one JSON object only."),
@@ -51,6 +53,7 @@ def shapes(
       grutool shapes --layers 2 --bidirectional
       grutool shapes --bidirectional --lengths 3,5,2 --explain
       grutool shapes --config configs/sentiment.yaml   # any task's model, traced
+      grutool shapes --config configs/sentiment.yaml --set model.num_layers=2
     """
     from grutool.cli.console import err, out, user_errors, warning
     from grutool.errors import UserError
@@ -60,6 +63,9 @@ def shapes(
                          "--layers": layers, "--bidirectional": bidirectional or None,
                          "--batch-first": batch_first or None, "--no-bias": no_bias or None,
                          "--dropout": dropout, "--proj-size": proj_size, "--kernel": kernel}
+        if set_ and config is None:
+            raise UserError(f"--set {set_[0]}: sets a field of a config; give it with --config CONFIG.yaml, or "
+                            f"use the layer options (--hidden-size, --layers, ...) without --set")
         if config is not None:
             given = [name for name, value in layer_options.items() if value is not None]
             if given:
@@ -71,7 +77,7 @@ def shapes(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the report lists them; printed below, once, on stderr
             if config is not None:
-                report = lib.config_report(config, batch, seq_len, lens, want_explain=explain)
+                report = lib.config_report(config, batch, seq_len, lens, want_explain=explain, overrides=set_)
             else:
                 given = dict(cell=cell.value if cell else None, input_size=input_size, hidden_size=hidden_size,
                              num_layers=layers, bidirectional=bidirectional, batch_first=batch_first,

@@ -178,8 +178,10 @@ def _check_fits(task, cfg, prepared, B: int, T: int) -> None:
 
 
 def config_report(path: Union[str, Path], batch: Optional[int] = None, seq_len: Optional[int] = None,
-                  lengths: Optional[Sequence[int]] = None, want_explain: bool = False, seed: int = 0) -> dict:
-    """Build the model exactly as `train` does and trace a random batch of token ids through it."""
+                  lengths: Optional[Sequence[int]] = None, want_explain: bool = False, seed: int = 0,
+                  overrides: Sequence[str] = ()) -> dict:
+    """Build the model exactly as `train` does (`overrides`: its `--set KEY=VALUE`s) and trace a random batch of
+    token ids through it."""
     from grutool.config_file import load_config
     from grutool.modules.masking import length_mask
     from grutool.families import get_task
@@ -188,7 +190,7 @@ def config_report(path: Union[str, Path], batch: Optional[int] = None, seq_len: 
     notes: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        cfg = load_config(path)
+        cfg = load_config(path, list(overrides))
         task = get_task(cfg.task)
         prepared = task.prepare(cfg)  # reads the training data: the vocabulary sets the size
     if task.traces_real(cfg):

@@ -266,6 +266,8 @@ BAD = [
     (["--dropout", "1.5"], "--dropout: must be in [0, 1)"),
     (["--config", "configs/sentiment.yaml", "--cell", "lstm"], "--cell: not used with --config"),
     (["--config", "no/such.yaml"], "config file not found"),
+    (["--config", "configs/sentiment.yaml", "--set", "model.hiden_size=32"], "did you mean 'hidden_size'"),
+    (["--set", "model.hidden_size=32"], "--set model.hidden_size=32: sets a field of a config; give it with --config"),
 ]
 
 
@@ -481,3 +483,24 @@ def test_config_header_counts_one_channel_in_the_singular(monkeypatch):
     result = runner.invoke(app, ["shapes", "--config", "configs/sines_covariates.yaml"])
     assert result.exit_code == 0, result.output
     assert "1 channel per step, 1 target;" in result.output.splitlines()[0]
+
+
+def test_set_changes_the_config_s_model_as_train_s_set_does(monkeypatch):
+    """`shapes --config C --set KEY=VALUE` traces the model `train C --set KEY=VALUE` builds (bench and every other
+    config command had --set; shapes had none)."""
+    from grutool.config_file import load_config
+    from grutool.families import get_task
+
+    monkeypatch.chdir(ROOT)
+    reports = {}
+    for hidden in (None, 24):
+        extra = ["--set", f"model.hidden_size={hidden}"] if hidden else []
+        r = runner.invoke(app, ["shapes", "--config", "configs/sentiment.yaml", "--json", *extra])
+        assert r.exit_code == 0, r.output
+        reports[hidden] = json.loads(r.stdout)
+    assert reports[24]["symbols"]["H"] == 24 != reports[None]["symbols"]["H"]
+    cfg = load_config(ROOT / "configs/sentiment.yaml", ["model.hidden_size=24"])
+    task = get_task(cfg.task)
+    prepared = task.prepare(cfg)
+    model = task.build_model(cfg, prepared)
+    assert reports[24]["parameters"]["total"] == sum(p.numel() for p in model.parameters())
