@@ -36,11 +36,12 @@ def find_runs(root: str | Path) -> list[Path]:
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"{root}: directory not found; give the folder your runs are in (default: runs)")
-    found, closed = [], []
+    found: list[Path] = []
+    closed: dict[Path, OSError] = {}  # folders under root that cannot be listed, and why
 
-    def cannot_list(error: OSError) -> None:  # a folder under root that cannot be listed: listed as unreadable
+    def cannot_list(error: OSError) -> None:
         if error.filename is not None:
-            closed.append(Path(error.filename))
+            closed[Path(error.filename)] = error
 
     for here, dirs, files in os.walk(root, onerror=cannot_list, followlinks=True):  # a linked run too
         depth = len(Path(here).relative_to(root).parts)
@@ -53,7 +54,8 @@ def find_runs(root: str | Path) -> list[Path]:
         real = Path(os.path.realpath(here))
         dirs[:] = sorted(d for d in dirs if Path(os.path.realpath(Path(here) / d)) not in (real, *real.parents))
     if root in closed:
-        raise UserError(f"{root}: cannot list the folder ({_why(closed[closed.index(root)])}); check its permissions")
+        why = closed[root].strerror or type(closed[root]).__name__
+        raise UserError(f"{root}: cannot list the folder ({why}); check its permissions")
     # A folder that cannot be listed is a run only when its marker (or an older run's files) is found by name;
     # one known not to be (a user's folder, a group of runs) is left out; one that cannot be told stays listed.
     return sorted(found + [p for p in closed if closed_is_run(p) is not False])
@@ -81,14 +83,6 @@ def closed_is_run(path: Path) -> Optional[bool]:
         return _holds_run(has, False)
     except OSError:
         return None
-
-
-def _why(path: Path) -> str:
-    try:
-        os.listdir(path)
-    except OSError as e:
-        return e.strerror or type(e).__name__
-    return "unreadable"
 
 
 def unreadable(path: str | Path) -> Optional[str]:
@@ -202,17 +196,12 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
 
 def _with_defaults(raw: dict) -> dict:
     """A saved config with the fields its grutool did not have yet at their defaults: a run trained before a
-    field existed differs from a newer one only where a value does, not by the field's absence; nor by a setting
-    its family never reads, which older versions accepted (`data.tag_column` in a classifier run)."""
-    import copy
-
+    field existed differs from a newer one only where a value does, not by the field's absence. (A setting its
+    family never reads, which older versions accepted, is not compared at all: `compare`, `unread_fields`.)"""
     from grutool import config as schema
-    from grutool.config_file import unread_to_defaults
 
     sections = {"data": schema.DataConfig, "model": schema.ModelConfig, "train": schema.TrainConfig,
                 "decoding": schema.DecodingConfig}
-    raw = copy.deepcopy(raw)
-    unread_to_defaults(raw)
     out = dict(raw)
     for name, cls in sections.items():
         part = raw.get(name)
