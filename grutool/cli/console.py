@@ -169,12 +169,17 @@ def user_errors():
 def unicode_output() -> bool:
     """Whether stdout writes every character (UTF-8); not under LANG=en_US.ISO-8859-1, LC_ALL=C with
     PYTHONUTF8=0, PYTHONIOENCODING=ascii or a Windows code page."""
-    import codecs
-
     try:
-        return codecs.lookup(sys.stdout.encoding).name.startswith("utf")
+        return _writes_unicode(sys.stdout)
     except (AttributeError, LookupError, TypeError):  # no stdout, or a stream without an encoding
         return True
+
+
+def _writes_unicode(stream) -> bool:
+    """Whether a text stream's encoding is a UTF one (writes every character)."""
+    import codecs
+
+    return codecs.lookup(stream.encoding).name.startswith("utf")
 
 
 def escape_unwritable() -> None:
@@ -194,7 +199,7 @@ def escape_unwritable() -> None:
     codecs.register_error("grutool-escape", escape)
     for stream in (sys.stdout, sys.stderr):
         try:
-            if not codecs.lookup(stream.encoding).name.startswith("utf"):
+            if not _writes_unicode(stream):
                 stream.reconfigure(errors="grutool-escape")
         except (AttributeError, LookupError, TypeError, ValueError):  # closed, or not a text stream of a file
             pass
