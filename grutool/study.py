@@ -174,7 +174,8 @@ def _trained_with(path: Path, cfg: Config) -> bool:
         saved = rundir.open_run(path).config
     except UserError:
         return False
-    return saved.model_dump(mode="json") == cfg.model_dump(mode="json")
+    # Both with the run's relative data paths read as the run reads them, as _check_resumable compares them.
+    return saved.model_dump(mode="json") == rundir.read_from_run(cfg, path).model_dump(mode="json")
 
 
 def _check_resumable(runs: list[Run]) -> None:
