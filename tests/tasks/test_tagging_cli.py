@@ -344,9 +344,56 @@ def test_eval_title_counts_read_as_people_write_them():
     assert title(1, 1).startswith("test: 1 sentence, 1 token;")
 
 
-def test_a_numeric_infer_line_has_a_spans_column_only_with_spans():
+def test_an_infer_line_has_a_spans_column_exactly_under_a_span_scheme():
+    """A plain scheme's results carry no spans (no key), so no column; a span scheme's line keeps its column, an
+    empty one for an input without spans, so every line of one run has as many columns (text and numeric alike)."""
     from grutool.families.tagger.render import line
 
-    tags = {"id": "s0", "tags": ["B-up", "I-up", "O"]}
-    assert line({**tags, "spans": [{"type": "up", "start": 0, "end": 2}]}) == "s0\tB-up I-up O\tup=0:2"
-    assert line({**tags, "spans": []}) == "s0\tB-up I-up O"
+    steps = {"id": "s0", "tags": ["B-up", "I-up", "O"]}
+    assert line({**steps, "spans": [{"type": "up", "start": 0, "end": 2}]}) == "s0\tB-up I-up O\tup=0:2"
+    assert line({**steps, "spans": []}) == "s0\tB-up I-up O\t"
+    assert line(steps) == "s0\tB-up I-up O"
+    words = {"text": "Anna ran", "tokens": ["Anna", "ran"], "tags": ["B-PER", "O"]}
+    assert line({**words, "spans": [{"type": "PER", "start": 0, "end": 1, "text": "Anna"}]}) == \
+        'Anna/B-PER ran/O\tPER="Anna"'
+    assert line({**words, "spans": []}) == "Anna/B-PER ran/O\t"
+    assert line({**words, "tags": ["NOUN", "VERB"]}) == "Anna/NOUN ran/VERB"
+    assert line({**words, "intent": "greet", "intent_prob": 0.5, "spans": []}) == "greet\t0.5000\tAnna/B-PER ran/O\t"
+
+
+def test_a_plain_scheme_tagger_prints_no_spans_column_nor_key(tmp_path):
+    """POS-like tags (data.scheme: plain) mark no spans: infer printed every line with a tab and an empty spans
+    column, and --jsonl and serve answered `"spans": []`; now neither the column nor the key is there."""
+    raw = {"task": "tagger", "output_dir": str(tmp_path / "run"),
+           "data": {"train": str(ROOT / "data/tagging/ner/train.conll"),
+                    "validation": str(ROOT / "data/tagging/ner/validation.conll"), "format": "conll",
+                    "scheme": "plain", "tokenizer": "word"},
+           "model": {"embedding_dim": 8, "hidden_size": 8},
+           "train": {"batch_size": 32, "epochs": 1, "patience": None, "monitor": "token_accuracy", "device": "cpu"}}
+    train(parse_config(raw), progress=False)
+    texts = ["Anna Rossi visited Paris.", "nothing here"]
+    result = invoke("infer", tmp_path / "run", *texts)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2 and all("\t" not in line for line in lines), lines
+    result = invoke("infer", tmp_path / "run", *texts, "--jsonl")
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [set(r) for r in rows] == [{"text", "tokens", "tags"}] * 2, rows
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from grutool.serve import Limits, build_app
+
+    with TestClient(build_app(Predictor(tmp_path / "run", "cpu"), Limits())) as client:
+        answer = client.post("/predict", json={"texts": texts})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["results"] == rows
+
+
+def test_a_span_scheme_tagger_keeps_its_spans_column_on_every_line(tagger_run):
+    result = invoke("infer", tagger_run, "Anna Rossi visited Paris.", "", "the the the")
+    assert result.exit_code == 0, result.output
+    assert [len(line.split("\t")) for line in result.stdout.splitlines()] == [2, 2, 2], result.stdout
+    rows = [json.loads(l) for l in invoke("infer", tagger_run, "Anna Rossi visited Paris.", "--jsonl").stdout.splitlines()]
+    assert "spans" in rows[0]

@@ -4,7 +4,7 @@ and grutool.data.tsfile): what differs from text is reading, scaling and encodin
 front-end), metrics and spans are the tagger's own.
 
 The run's token vocabulary is empty (<pad>, <unk>); its `scaler.json` (the Standardizer fitted on train) holds the
-channels. A prediction is {"id", "tags", "spans"}: one tag per step.
+channels. A prediction is {"id", "tags"} (one tag per step), plus "spans" under a span scheme.
 """
 
 from __future__ import annotations
@@ -96,7 +96,8 @@ def parse(predictor, texts: list[str]) -> tuple[list[str], "EncodedSplit"]:
 
 
 def predict(task, predictor, texts: list[str], batch_size: int = 64) -> list[dict]:
-    """One dict per sequence, in input order: id, tags (one per step), spans (type, start, end exclusive)."""
+    """One dict per sequence, in input order: id, tags (one per step), spans (type, start, end exclusive; span
+    schemes only)."""
     import torch
 
     from grutool.data.batching import sorted_batches
@@ -111,7 +112,7 @@ def predict(task, predictor, texts: list[str], batch_size: int = 64) -> list[dic
             tags, _ = task.infer_batch(predictor.model, batch.to(predictor.device))  # (B, T)
         for row, i in enumerate(batch.index):
             predicted = [names[j] for j in tags[row, :len(split.ids[i])].tolist()]
-            found = schemes.spans(predicted) if with_spans else []
-            results[i] = {"id": ids[i], "tags": predicted,
-                          "spans": [{"type": kind, "start": s, "end": e} for kind, s, e in found]}
+            results[i] = {"id": ids[i], "tags": predicted}
+            if with_spans:  # as the text tagger's: a plain scheme's results have no spans key
+                results[i]["spans"] = [{"type": kind, "start": s, "end": e} for kind, s, e in schemes.spans(predicted)]
     return results

@@ -52,15 +52,17 @@ def tables(metrics: dict) -> list:
 
 
 def line(result: dict) -> str:
-    """One `infer` output line: [intent<TAB>probability<TAB>]token/TAG ...<TAB>type="span text" ...; numeric
-    sequences: id<TAB>TAG TAG ...[<TAB>type=start:end ...], the spans' column only where there are spans (a span
-    scheme's), never an empty one."""
+    """One `infer` output line: [intent<TAB>probability<TAB>]token/TAG ...[<TAB>type="span text" ...]; numeric
+    sequences: id<TAB>TAG TAG ...[<TAB>type=start:end ...]. The spans' column is there when the result has spans
+    (a span scheme's, empty for an input without any), never under a plain scheme, whose results have none."""
     if "tokens" not in result:
-        spans = " ".join(f'{s["type"]}={s["start"]}:{s["end"]}' for s in result["spans"])
-        return "\t".join([result["id"], " ".join(result["tags"])] + ([spans] if spans else []))
-    tagged = " ".join(f"{w}/{t}" for w, t in zip(result["tokens"], result["tags"]))
-    spans = " ".join(f'{s["type"]}="{s["text"]}"' for s in result["spans"])
-    cells = [tagged, spans]
+        cells = [result["id"], " ".join(result["tags"])]
+        if "spans" in result:
+            cells.append(" ".join(f'{s["type"]}={s["start"]}:{s["end"]}' for s in result["spans"]))
+        return "\t".join(cells)
+    cells = [" ".join(f"{w}/{t}" for w, t in zip(result["tokens"], result["tags"]))]
+    if "spans" in result:
+        cells.append(" ".join(f'{s["type"]}="{s["text"]}"' for s in result["spans"]))
     if "intent" in result:
         cells = [result["intent"], f"{result['intent_prob']:.4f}"] + cells
     return "\t".join(cells)

@@ -287,8 +287,8 @@ class TaggerTask(Task):
         return out.tags.cpu(), probs
 
     def predict(self, predictor, texts: list[str], batch_size: int = 64, **options) -> list[dict]:
-        """One dict per text, in input order: text, tokens, tags, spans (type, start, end exclusive, text),
-        and for the joint model intent and intent_prob.
+        """One dict per text, in input order: text, tokens, tags, spans (type, start, end exclusive, text;
+        span schemes only: a plain scheme's dicts have no spans key), and for the joint model intent and intent_prob.
 
         Texts are split by data.tokenizer, keeping their case (data.lowercase applies to
         the word lookup only). An empty text gets no tags; the joint model still gives
@@ -319,10 +319,10 @@ class TaggerTask(Task):
             for row, i in enumerate(batch.index):
                 words = tokens[i]
                 predicted = [tag_names[j] for j in tags[row, :len(words)].tolist()]
-                found = schemes.spans(predicted) if with_spans else []
-                r = {"text": texts[i], "tokens": words, "tags": predicted,
-                     "spans": [{"type": kind, "start": s, "end": e, "text": " ".join(words[s:e])}
-                               for kind, s, e in found]}
+                r = {"text": texts[i], "tokens": words, "tags": predicted}
+                if with_spans:  # a plain scheme marks none: no key, so no column (render.line) and no empty list
+                    r["spans"] = [{"type": kind, "start": s, "end": e, "text": " ".join(words[s:e])}
+                                  for kind, s, e in schemes.spans(predicted)]
                 if probs is not None:
                     k = int(probs[row].argmax())
                     r["intent"] = run.extra["intents"].itos[k]
