@@ -221,9 +221,13 @@ def _figures(validation: dict) -> dict:
     return out
 
 
+NOT_READ = {"not_read": True}  # compare's entry for a run whose family does not read the field; never a setting's
+# value (a config's leaves are scalars and lists), so never taken for a setting of null
+
+
 def compare(paths: list[str | Path]) -> dict:
-    """Configs side by side (only the fields that differ among the runs whose family reads them, None for a run
-    whose family does not; output_dir left out) and each run's figures."""
+    """Configs side by side (only the fields that differ among the runs whose family reads them, `NOT_READ` for a
+    run whose family does not; output_dir left out) and each run's figures."""
     if len(paths) < 2:
         raise UserError("compare: give two run directories or more")
     runs = []
@@ -244,13 +248,13 @@ def compare(paths: list[str | Path]) -> dict:
     def read(i: int, key: str) -> bool:  # whether run i's family reads the field (data.horizon: a forecaster's)
         return not any(key == u or key.startswith(u + ".") for u in unread[i])
 
-    # A field is compared among the runs whose family reads it; a run that does not read it shows none (null).
+    # A field is compared among the runs whose family reads it; a run that does not read it says so (NOT_READ).
     keys = sorted(set().union(*configs) - {"output_dir"})
     differs = {}
     for k in keys:
         readers = [i for i in range(len(runs)) if read(i, k)]
         if len({jsonsafe.dumps(configs[i].get(k)) for i in readers}) > 1:
-            differs[k] = [c.get(k) if i in readers else None for i, c in enumerate(configs)]
+            differs[k] = [c.get(k) if i in readers else dict(NOT_READ) for i, c in enumerate(configs)]
     described = [describe(p) for p in runs]
     figures = [_figures(_best_validation(p, d)) for p, d in zip(runs, described)]
     metric_names: list[str] = []

@@ -33,6 +33,16 @@ def _figure(value) -> str:
     return text + ".0" if value == int(value) and "." not in text else text  # 1.0, not the integer 1
 
 
+def _setting(value) -> str:
+    """A config value in `compare`'s table: as _figure writes numbers; null as config.yaml writes it, and `n/a`
+    where the run's family does not read the field (runs.NOT_READ), so the two never look alike."""
+    from grutool.runs import NOT_READ
+
+    if value == NOT_READ:
+        return "n/a"
+    return "null" if value is None else _figure(value)
+
+
 def runs(
     root: Path = typer.Argument(Path("runs"), metavar="[DIR]", help="Folder holding run directories (default: runs)."),
     json_: bool = typer.Option(False, "--json", help="One JSON object per run, one per line."),
@@ -155,13 +165,17 @@ def compare(
             out.print(f"runs under {shared}", markup=False)
         names = [plain(n) for n in short]
         if result["config"]:
+            from grutool.runs import NOT_READ
+
             t = Table(title="config: fields that differ")
             t.add_column("field")
             for n in names:
                 t.add_column(n, overflow="fold")
             for key, values in result["config"].items():
-                t.add_row(plain(key), *[plain(_figure(v)) for v in values])
+                t.add_row(plain(key), *[plain(_setting(v)) for v in values])
             out.print(t)
+            if any(v == NOT_READ for values in result["config"].values() for v in values):
+                out.print("n/a: the run's task does not read this field; null: its config sets it to null", markup=False)
         else:  # no empty table under the title
             out.print("config: identical (output_dir aside)")
         m = Table(title="validation (best epoch)")

@@ -177,7 +177,8 @@ def test_compare_shows_only_differing_fields_and_the_metrics(run, tmp_path):
 def test_compare_of_runs_of_other_families_shows_only_what_each_family_reads(run, tmp_path):
     """The README walk-through: a classifier beside a forecaster listed `data.horizon 96 14` (the classifier's
     default of a field it never reads) among the differences. A field is now compared among the runs whose family
-    reads it; the others show none."""
+    reads it; the others say they do not read it: `n/a` in the table, {"not_read": true} in --json, never `-` and
+    null, which a setting of null showed as too (train.patience: null)."""
     import shutil
 
     forecasters = []
@@ -188,6 +189,7 @@ def test_compare_of_runs_of_other_families_shows_only_what_each_family_reads(run
         cfg["task"] = "forecast"
         cfg["data"].update(horizon=horizon, input_length=28, time_column="date")
         cfg["model"]["embedding_dim"] = 128  # a forecaster never reads it
+        cfg["train"]["patience"] = None if horizon == 14 else 3  # a setting of null, read by every family
         (other / "config.yaml").write_text(yaml.safe_dump(cfg))
         forecasters.append(other)
     pair = json.loads(invoke("compare", run, forecasters[0], "--json").stdout)["config"]
@@ -195,12 +197,20 @@ def test_compare_of_runs_of_other_families_shows_only_what_each_family_reads(run
     assert "data.horizon" not in pair and "data.input_length" not in pair, pair  # read by one run only
     assert "model.embedding_dim" not in pair, pair
     three = json.loads(invoke("compare", run, *forecasters, "--json").stdout)["config"]
-    assert three["data.horizon"] == [None, 14, 24], three  # the forecasters differ; the classifier shows none
+    assert three["data.horizon"] == [{"not_read": True}, 14, 24], three  # the forecasters differ
+    assert three["train.patience"][1] is None and None not in three["data.horizon"], three  # null: a setting only
     assert "data.input_length" not in three and "model.embedding_dim" not in three, three
     table = invoke("compare", run, *forecasters)
     assert table.exit_code == 0, table.output
-    [row] = [line for line in table.stdout.splitlines() if "data.horizon" in line]
-    assert row.split("│")[2].strip() == "-" and "96" not in row, row
+    lines = table.stdout.splitlines()
+    [row] = [line for line in lines if "data.horizon" in line]
+    assert row.split("│")[2].strip() == "n/a" and "96" not in row, row
+    [row] = [line for line in lines if "train.patience" in line]
+    assert row.split("│")[3].strip() == "null", row
+    [note] = [line for line in lines if line.startswith("n/a: ")]  # said once, under the table, in 80 columns
+    assert len(note) <= 80 and "null" in note, note
+    pair = invoke("compare", forecasters[0], forecasters[1])
+    assert "n/a" not in pair.stdout, pair.stdout  # every run reads every field listed: no note
 
 
 def test_compare_names_runs_past_their_shared_folder_and_keeps_the_names_whole(run, tmp_path):
