@@ -85,20 +85,23 @@ def _labelled(label: str, style: str, message: str) -> None:
 
 class Wrapping(logging.Formatter):
     """The grutool logger's records as `%(message)s`, a warning's labelled `warning: ` as `warning()` labels
-    the CLI's own (the library logs a warning without the label); on a terminal, each line longer than the
-    terminal is wrapped at word boundaries (the terminal itself broke a long warning mid-word: `'I-r` /
-    `eturn_date'`). Into a pipe or a file a record stays one line, as scripts and tests read it."""
+    the CLI's own (the library logs a warning without the label), yellow where `warning()`'s is: `console`, a
+    rich Console on the handler's stream, decides as rich decides for every line grutool prints (a terminal,
+    neither NO_COLOR nor TERM=dumb). On a terminal, each line longer than the terminal is wrapped at word
+    boundaries (the terminal itself broke a long warning mid-word: `'I-r` / `eturn_date'`). Into a pipe or a
+    file a record stays one plain line, as scripts and tests read it."""
 
-    def __init__(self, stream):
+    def __init__(self, console):
         super().__init__("%(message)s")
-        self.stream = stream
+        self.console = console
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
-        if record.levelno >= logging.WARNING and not getattr(record, NOTICE, False):
+        labelled = record.levelno >= logging.WARNING and not getattr(record, NOTICE, False)
+        if labelled:
             text = f"{WARNING} {text}"
         try:
-            terminal = self.stream.isatty()
+            terminal = self.console.is_terminal
         except (AttributeError, ValueError):  # a stream without isatty, or closed
             terminal = False
         if not terminal:
@@ -107,15 +110,29 @@ class Wrapping(logging.Formatter):
         import textwrap
 
         width = shutil.get_terminal_size((80, 24)).columns - 1
-        return "\n".join(textwrap.fill(line, width, break_long_words=False, break_on_hyphens=False)
+        text = "\n".join(textwrap.fill(line, width, break_long_words=False, break_on_hyphens=False)
                          if len(line) > width else line for line in text.split("\n"))
+        # coloured after wrapping: the label's escape codes take no room on the line
+        return _styled(self.console, WARNING, "yellow") + text[len(WARNING):] if labelled else text
+
+
+def _styled(console, text: str, style: str) -> str:
+    """`text` in `style` as `console` prints it: plain where rich shows no colour there (not a terminal,
+    NO_COLOR, TERM=dumb)."""
+    if console.color_system is None or console.no_color:
+        return text
+    from rich.console import COLOR_SYSTEMS
+    from rich.style import Style
+
+    return Style.parse(style).render(text, color_system=COLOR_SYSTEMS[console.color_system],
+                                     legacy_windows=console.legacy_windows)
 
 
 def setup_logging(quiet: bool) -> None:
     logger = logging.getLogger("grutool")
     logger.handlers.clear()
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(Wrapping(sys.stderr))
+    handler.setFormatter(Wrapping(_LazyConsole(file=sys.stderr, highlight=False, emoji=False)))
     logger.addHandler(handler)
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
     logger.propagate = False

@@ -215,6 +215,7 @@ def test_a_long_log_record_wraps_at_words_on_a_terminal_only(tty, monkeypatch):
     stream = Stream()
     monkeypatch.setattr(sys, "stderr", stream)
     monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setenv("NO_COLOR", "1")  # words only here; the label's colour: test_a_logged_warning_s_label_*
     log = logging.getLogger("grutool")
     level, handlers = log.level, list(log.handlers)
     try:
@@ -232,6 +233,35 @@ def test_a_long_log_record_wraps_at_words_on_a_terminal_only(tty, monkeypatch):
         assert all("'I-return_date.day_name_" in l for l in lines[1:]), "each tag kept whole on its line"
     else:
         assert len(lines) == 1
+
+
+@pytest.mark.parametrize("terminal, env, coloured", [
+    (True, {}, True), (False, {}, False), (True, {"NO_COLOR": "1"}, False), (True, {"TERM": "dumb"}, False)])
+def test_a_logged_warning_s_label_is_coloured_as_the_cli_s_own_warnings(terminal, env, coloured, monkeypatch):
+    """A logged warning's `warning:` was never coloured, while `warning()`'s is yellow on a colour terminal: now
+    the formatter writes the label as that console prints `warning()`'s, plain wherever rich prints no colour."""
+    import io
+    import logging
+
+    from rich.console import Console
+
+    from grutool.cli.console import WARNING, Wrapping, _labelled
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("COLUMNS", "200")
+    console = Console(file=io.StringIO(), force_terminal=terminal, highlight=False, emoji=False)
+    record = logging.LogRecord("grutool", logging.WARNING, __file__, 1, "odd value %s", ("[x]",), None)
+    logged = Wrapping(console).format(record)
+    monkeypatch.setattr("grutool.cli.console.err", console)
+    _labelled(WARNING, "yellow", "odd value [x]")  # what `warning()` prints through that console
+    assert logged + "\n" == console.file.getvalue()
+    assert ("\x1b[" in logged) is coloured and logged.endswith(" odd value [x]"), repr(logged)
+    notice = logging.LogRecord("grutool", logging.INFO, __file__, 1, "done", (), None)
+    assert Wrapping(console).format(notice) == "done"
 
 
 @pytest.mark.parametrize("quiet", [False, True])
