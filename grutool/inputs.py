@@ -52,21 +52,21 @@ def read_data_inputs(task, cfg, path: str, vocabs=None) -> list[str]:
     """The inputs of a data file, read with the run's columns (see the module docstring); `vocabs`: the run's
     saved vocabularies, handed to the task (a numeric run's channels)."""
     p = Path(path)
-    if path == "-":  # stdin, for a task that reads it as one table (Task.file_inputs)
-        return task.read_inputs(cfg.model_copy(update={"data": cfg.data.local()}), path, vocabs)
-    if not p.exists() and not is_prefix(p):
-        raise UserError(f"{path}: input file not found")
-    # A folder is read as training and `eval --data` read it: data.format auto resolves one to the task's folder format.
-    if p.is_dir() and (task.folder_format is None or cfg.data.format not in ("auto", task.folder_format)):
-        why = (f"task {task.name} reads no folders" if task.folder_format is None else
-               f"this run reads data.format {cfg.data.format}, a folder is {task.folder_format} data")
-        raise UserError(f"--file {path}: is a directory; give a data file, or a text file with one input per line "
-                        f"({why})")
     data = cfg.data.local()  # a local file, whatever trained it
-    if p.suffix.lower() in DATA_EXTENSIONS and data.format != "auto":
-        # The run may declare a format for its own files (parallel_text, conllu): this file names its own.
-        data = data.model_copy(update={"format": "auto"})
+    if path != "-":  # stdin: for a task that reads it as one table (Task.file_inputs), read as it is
+        if not p.exists() and not is_prefix(p):
+            raise UserError(f"{path}: input file not found")
+        # A folder is read as training and `eval --data` read it: data.format auto resolves one to the task's
+        # folder format.
+        if p.is_dir() and (task.folder_format is None or cfg.data.format not in ("auto", task.folder_format)):
+            why = (f"task {task.name} reads no folders" if task.folder_format is None else
+                   f"this run reads data.format {cfg.data.format}, a folder is {task.folder_format} data")
+            raise UserError(f"--file {path}: is a directory; give a data file, or a text file with one input per "
+                            f"line ({why})")
+        if p.suffix.lower() in DATA_EXTENSIONS and data.format != "auto":
+            # The run may declare a format for its own files (parallel_text, conllu): this file names its own.
+            data = data.model_copy(update={"format": "auto"})
     from grutool.data.loading import for_trained_run
 
-    with for_trained_run():  # the run's data settings are fixed: errors offer changes of the file
+    with for_trained_run():  # the run's data settings are fixed: errors offer changes of the file (stdin's too)
         return task.read_inputs(cfg.model_copy(update={"data": data}), path, vocabs)

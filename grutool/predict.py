@@ -52,7 +52,18 @@ class Predictor:
         if unknown:
             raise UserError(f"{', '.join(unknown)}: for {' or '.join(accepting(*unknown)) or 'no'} runs only "
                             f"({self.run.path} is task {self.cfg.task})")
-        return self.task.predict(self, texts, batch_size, **options)
+        from grutool.data.loading import for_trained_run
+
+        with for_trained_run():  # the run's data settings are fixed: a bad input's fix is the input's
+            return self.task.predict(self, texts, batch_size, **options)
+
+    def check_inputs(self, texts: list[str]) -> None:
+        """The task's checks of the inputs alone (`Task.check_inputs`), as `predict` reads them: `serve` refuses a
+        bad one before it joins a batch."""
+        from grutool.data.loading import for_trained_run
+
+        with for_trained_run():
+            self.task.check_inputs(self, texts)
 
     def input_name(self, k: int, default: Optional[str] = None) -> str:
         """How an error names input `k` (0-based): `field[k]` when set, else `default` or `input K` (1-based)."""

@@ -259,7 +259,7 @@ def build_app(predictor, limits: Optional[Limits] = None):
         except UserError as exc:
             return problem(422, str(exc))
         try:
-            task.check_inputs(predictor, texts)
+            predictor.check_inputs(texts)
             return {"results": await batcher.submit(texts, options)}
         except UserError as exc:
             return problem(400, str(exc))

@@ -106,15 +106,18 @@ def transient_cache():
             _TRANSIENT_CACHE.reset(token)
 
 
-# Set inside `for_trained_run()`: the data is read for a trained run (eval, infer --file), whose data settings
+# Set inside `for_trained_run()`: the data is read for a trained run (eval, infer, serve), whose data settings
 # were fixed by training; an error then offers fixes of the file, never a config change the run cannot take.
+# The one way readers learn it (grutool.data.tables, grutool.data.numeric and the families ask `trained_run()`).
 _TRAINED_RUN: contextvars.ContextVar[bool] = contextvars.ContextVar("trained_run", default=False)
 
 
 @contextlib.contextmanager
 def for_trained_run():
-    """Within: data read for a trained run (`eval`, `infer --file`): what a bad file's error offers is a change
-    of the file (rename a column, convert it, name its format by extension), not a `data.*` setting."""
+    """Within: data read for a trained run (`evaluate`, `infer --file` and stdin: `inputs.read_data_inputs`,
+    `Predictor.predict` and `check_inputs`: infer's texts, serve's requests): what a bad input's error offers is
+    a change of the input (rename a column, convert it, name its format by extension, fill a cell), not a
+    `data.*` setting."""
     token = _TRAINED_RUN.set(True)
     try:
         yield

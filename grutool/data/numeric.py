@@ -79,29 +79,26 @@ def is_ts(d: "DataConfig", source: str) -> bool:
     return d.format == "ts" or (d.format == "auto" and split_slice(source)[0].lower().endswith(".ts"))
 
 
-def read_sequences(d: "DataConfig", source: str, need_labels: bool = True, per_step: bool = False,
-                   inference: bool = False) -> Sequences:
+def read_sequences(d: "DataConfig", source: str, need_labels: bool = True, per_step: bool = False) -> Sequences:
     """One split's sequences (`per_step`: a label per step: a long table's label on every row, or a .ts case's
-    labels separated by ',', see grutool.data.tsfile), missing values per data.missing. `inference`: the input
-    of a trained run, whose data settings are fixed (errors offer fixes of the data alone).
+    labels separated by ',', see grutool.data.tsfile), missing values per data.missing. Read for a trained run
+    (`grutool.data.loading.for_trained_run`: eval, infer, serve), whose data settings are fixed, errors offer
+    fixes of the data alone.
 
     `source` may end in a slice, `train.ts[:80%]` and `train.ts[80%:]`: the sequences of each label (all of
     them when unlabelled) are shuffled with data.split_seed and the slice of each is kept, so validation is
     carved from the training file, class by class, the same way every time."""
-    from grutool.data.loading import trained_run
-
-    inference = inference or trained_run()  # eval of a trained run: its settings are fixed too
     path, lo, hi = split_slice(source)
     if is_ts(d, source):
         seqs = _read_ts(path, need_labels or (lo, hi) != (0.0, 1.0), per_step)
     else:
-        seqs = _read_table(d, path, need_labels, per_step, inference)
+        seqs = _read_table(d, path, need_labels, per_step)
     if (lo, hi) != (0.0, 1.0):
         seqs = _sliced(seqs, lo, hi, d.split_seed, source)
     for x, where in zip(seqs.values, seqs.where):
         if len(x) == 0:
             raise UserError(f"{where}: an empty sequence (no steps); remove it")
-    return apply_missing(seqs, d.missing, inference)
+    return apply_missing(seqs, d.missing)
 
 
 def _sliced(seqs: Sequences, lo: float, hi: float, seed: int, source: str) -> Sequences:
@@ -135,19 +132,20 @@ def _read_ts(source: str, need_labels: bool, per_step: bool = False) -> Sequence
     return Sequences(f.values, channels, f.ids, f.labels, [f"{source}:{n}" for n in f.lines], source)
 
 
-def _read_table(d: "DataConfig", source: str, need_labels: bool, per_step: bool, inference: bool = False) -> Sequences:
+def _read_table(d: "DataConfig", source: str, need_labels: bool, per_step: bool) -> Sequences:
     """A long table: rows grouped by data.id_column (in order of first appearance), each group in file order
     or ordered by data.time_column."""
+    from grutool.data.loading import trained_run
     from grutool.data.tables import read_table
 
     if not d.channels:
-        if inference:  # a run trained on .ts files: its settings are fixed, and a table has no label column it knows
+        if trained_run():  # a run trained on .ts files: its settings are fixed, and a table has no label column it knows
             raise UserError(f"{source}: this run was trained on .ts files, so eval reads its sequences and labels "
                             f"from a .ts file; give one (infer --file reads a table of the columns id, c1 ... too)")
         raise UserError(f"{source}: numeric sequences in a table need data.channels (the value columns) and "
                         f"data.id_column; or give a .ts file")
     fmt = d.format if d.format in ("csv", "tsv", "parquet") else "auto"
-    table = read_table(source, fmt, header=d.header, column_names=d.column_names, inference=inference)
+    table = read_table(source, fmt, header=d.header, column_names=d.column_names)
     order = rows_by_id(table, table.column(d.id_column, "data.id_column"), "data.id_column", "sequence")
     # Missing cells stay NaN (unless data.missing is error): filled per sequence below, never across sequences.
     values = np.stack([table.numeric(table.column(c, "data.channels"), d.missing, "data.channels")
@@ -179,7 +177,7 @@ def _read_table(d: "DataConfig", source: str, need_labels: bool, per_step: bool,
                 raise UserError(f"{table.location(odd, d.label_column)}: sequence {clipped(key, 40)!r} has label "
                                 f"{clipped(labels_raw[odd], 40)!r} here but {clipped(seq_labels[0], 40)!r} on its "
                                 f"first row; a sequence has one label: write it on every row"
-                                + ("" if inference else " (a label per step: task tagger for classes, "
+                                + ("" if trained_run() else " (a label per step: task tagger for classes, "
                                    "data.per_step: true for a regressor's numbers)"))
             out_labels.append(seq_labels[0])
     channels = list(d.channels) + ([f"delta_{d.time_column}"] if d.time_delta else [])
@@ -234,9 +232,11 @@ def _label_text(v: str) -> str:
     return str(int(f)) if f.is_integer() and "." in v else v
 
 
-def apply_missing(seqs: Sequences, policy: str, inference: bool = False) -> Sequences:
+def apply_missing(seqs: Sequences, policy: str) -> Sequences:
     """Missing values (NaN) per data.missing: an error naming the first, filled within each sequence, or kept (mask).
-    `inference`: the input of a trained run, whose data.missing is fixed: the fix offered is the data's."""
+    For a trained run (`for_trained_run`), whose data.missing is fixed, the fix offered is the data's."""
+    from grutool.data.loading import trained_run
+
     if policy == "mask":
         return seqs
     for i, x in enumerate(seqs.values):
@@ -245,7 +245,7 @@ def apply_missing(seqs: Sequences, policy: str, inference: bool = False) -> Sequ
             continue
         if policy == "error":
             t, c = holes[0]
-            fix = ("the run was trained with data.missing: error; fill the value" if inference else
+            fix = ("the run was trained with data.missing: error; fill the value" if trained_run() else
                    "data.missing is error; set data.missing (ffill, interpolate or mask) or fill the data")
             raise UserError(f"{seqs.where[i]}: a missing value in channel {seqs.channels[c]} at step {t + 1} of "
                             f"sequence {clipped(seqs.ids[i], 40)!r}, and {fix}")
@@ -254,7 +254,7 @@ def apply_missing(seqs: Sequences, policy: str, inference: bool = False) -> Sequ
         filled = fill_missing(x, policy)
         if np.isnan(filled).any():
             c = int(np.argwhere(np.isnan(filled))[0][1])
-            fix = "give it at least one value" if inference else "set data.missing: mask or fill the data"
+            fix = "give it at least one value" if trained_run() else "set data.missing: mask or fill the data"
             raise UserError(f"{seqs.where[i]}: channel {seqs.channels[c]} of sequence {clipped(seqs.ids[i], 40)!r} "
                             f"has no value to fill from ({policy}); {fix}")
         seqs.values[i] = filled.astype(np.float32)
@@ -269,8 +269,7 @@ def read_inputs(d: "DataConfig", source: str, scaler: Optional["Standardizer"] =
         from grutool.data.tables import read_table
 
         fmt = d.format if d.format in TABLE_FORMATS else "auto"
-        columns = read_table(split_slice(source)[0], fmt, header=d.header, column_names=d.column_names,
-                             inference=True).columns
+        columns = read_table(split_slice(source)[0], fmt, header=d.header, column_names=d.column_names).columns
         wanted = [d.id_column, *scaler.names]
         missing = [c for c in wanted if c not in columns]
         if missing:
@@ -280,7 +279,7 @@ def read_inputs(d: "DataConfig", source: str, scaler: Optional["Standardizer"] =
                             f"{' ...' if len(wanted) > 13 else ''} (a row per step, the channels in the .ts "
                             f"order; has: {clipped(', '.join(columns), 120)})")
         d = d.model_copy(update={"channels": list(scaler.names)})
-    return read_sequences(d, source, need_labels=False, inference=True)
+    return read_sequences(d, source, need_labels=False)
 
 
 def saved_scaler(vocabs: Any) -> Optional["Standardizer"]:
@@ -373,7 +372,7 @@ def from_texts(texts: list[str], scaler: "Standardizer", missing: str,
         ids.append(seq_id if seq_id is not None else str(k + 1))
         values.append(x)
     where = [name(k) for k in range(len(ids))]
-    seqs = apply_missing(Sequences(values, list(scaler.names), ids, None, where, "input"), missing, inference=True)
+    seqs = apply_missing(Sequences(values, list(scaler.names), ids, None, where, "input"), missing)
     return ids, tensors(seqs.values, scaler)
 
 

@@ -12,8 +12,8 @@ Line numbers count the file's lines from 1, header included; columns count from 
 lines: its cells are named by row (from 1) and column name. A table of some of a file's rows (`Table.subset`)
 still names them by their place in the file. `read_table("-")` reads stdin (named `stdin`).
 
-A table read for a trained run (`inference`: infer, serve) cannot change the run's data settings, so a bad
-cell's fix is the cell alone; training errors offer the config's fixes too.
+A table read for a trained run (inside `grutool.data.loading.for_trained_run`: eval, infer, serve) cannot change
+the run's data settings, so a bad cell's fix is the cell alone; training errors offer the config's fixes too.
 """
 
 from __future__ import annotations
@@ -57,8 +57,6 @@ class Table:
     rows: Optional["np.ndarray"] = None
     """The file row (from 0) of each of the frame's rows, for a table of some of a file's rows (`subset`);
     None: the frame holds the file's rows in order."""
-    inference: bool = False
-    """An input of a trained run (infer, serve): its data settings are fixed, so a bad cell's fix is the cell."""
 
     @property
     def columns(self) -> list[str]:
@@ -74,7 +72,7 @@ class Table:
 
         rows = np.asarray(rows, dtype=np.int64)
         return Table(self.path, self.frame.iloc[rows].reset_index(drop=True), self.text, self.first_line,
-                     rows if self.rows is None else self.rows[rows], self.inference)
+                     rows if self.rows is None else self.rows[rows])
 
     def file_row(self, row: int) -> int:
         """The file row (from 0) of data row `row` of this table."""
@@ -105,9 +103,12 @@ class Table:
         """Column `name` as float64 (N,); missing cells are NaN unless `missing` is error (then the first one is
         a UserError offering the data.missing policies `fills`, those the reading family accepts; none: a column
         no policy fills, such as a time column). Any other
-        cell that is not a finite number is a UserError naming its place."""
+        cell that is not a finite number is a UserError naming its place. For a trained run (`for_trained_run`)
+        the fix offered is the cell's alone."""
         import numpy as np
         import pandas as pd
+
+        from grutool.data.loading import trained_run
 
         series = self.frame[self.column(name, option)]
         if not self.text and pd.api.types.is_numeric_dtype(series.dtype):
@@ -121,15 +122,15 @@ class Table:
             bad = (np.isnan(values) & ~absent) | np.isinf(values)
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            fix = "fix the cell" if self.inference else "fix the cell or leave the column out of the config"
+            fix = "fix the cell" if trained_run() else "fix the cell or leave the column out of the config"
             if option == "data.time_column":  # numeric sequences order their rows by numbers, not dates
-                fix = time_fix(str(series.iloc[row]), self.inference)
+                fix = time_fix(str(series.iloc[row]))
             raise UserError(f"{self.location(row, name)}: {clipped(str(series.iloc[row]), 60)!r} in column {name!r} "
                             f"is not a finite number; {fix}")
         if missing == "error" and absent.any():
             row = int(np.flatnonzero(absent)[0])
             fix = ("fill it (the run was trained with data.missing: error, so its inputs need every value)"
-                   if self.inference and fills else f"fill it, or set data.missing to {either(fills)}" if fills
+                   if trained_run() and fills else f"fill it, or set data.missing to {either(fills)}" if fills
                    else "fill it (data.missing fills values, never this column)")
             raise UserError(f"{self.location(row, name)}: missing value in column {name!r} ({int(absent.sum())} in "
                             f"all); {fix}")
@@ -188,18 +189,21 @@ class Table:
                         f"{self.place(prev)}; {fix}")
 
 
-def time_fix(cell: str, inference: bool = False) -> str:
+def time_fix(cell: str) -> str:
     """The fix for a cell of a numeric-sequence table's data.time_column that is no finite number: the values the
-    column takes, with the cell in seconds when it is a date (forecasts read dates there; these tables do not)."""
+    column takes, with the cell in seconds when it is a date (forecasts read dates there; these tables do not);
+    for a trained run (`for_trained_run`), whose time column cannot be removed, that alone."""
     import re
 
     import pandas as pd
+
+    from grutool.data.loading import trained_run
 
     cell = cell.strip()
     stamp = instants([cell]).iloc[0] if re.search(r"\d{4}", cell) else pd.NaT  # a year: '12:30' is no date
     example = (f"{clipped(cell, 40)!r} is {int(stamp.timestamp())} seconds since 1970" if not pd.isna(stamp)
                else "2024-01-01 is 1704067200 seconds since 1970")
-    other = "" if inference else ", or remove data.time_column to read the rows in file order"
+    other = "" if trained_run() else ", or remove data.time_column to read the rows in file order"
     return (f"data.time_column of numeric sequences holds numbers that order each sequence's rows (a step index "
             f"1, 2, 3, or seconds), not dates: write the times as numbers ({example}){other}")
 
@@ -250,18 +254,16 @@ def time_order(stamps: "np.ndarray", policy: str) -> tuple["np.ndarray", int, in
 
 
 def read_table(path: str | Path, fmt: str = "auto", *, header: bool = True,
-               column_names: Optional[Sequence[str]] = None, inference: bool = False) -> Table:
+               column_names: Optional[Sequence[str]] = None) -> Table:
     """Every cell of a csv, tsv or parquet file (`-`: stdin, its format `fmt` or sniffed). `header`: the first
-    line names the columns (else `column_names` does, or 0, 1, ...). `inference`: an input of a trained run (see
-    `Table.inference`); a file whose extension names no format is sniffed, as stdin is, since the run's
-    data.format cannot change."""
+    line names the columns (else `column_names` does, or 0, 1, ...). For a trained run (`for_trained_run`) a
+    file whose extension names no format is sniffed, as stdin is, since the run's data.format cannot change."""
     import io
 
     import pandas as pd
 
     from grutool.data.loading import data_not_found, read_stdin, trained_run
 
-    inference = inference or trained_run()  # eval --data reads for a trained run too
     if str(path) == "-":
         raw = read_stdin()
         if not raw.strip():
@@ -275,7 +277,7 @@ def read_table(path: str | Path, fmt: str = "auto", *, header: bool = True,
         if not p.is_file():
             raise data_not_found(path)
         name, source = str(path), p
-        if inference and fmt not in ("csv", "tsv", "parquet") and p.suffix.lower() not in FORMATS:
+        if trained_run() and fmt not in ("csv", "tsv", "parquet") and p.suffix.lower() not in FORMATS:
             with p.open("rb") as f:
                 kind = sniff_format(f.read(65536))
         else:
@@ -285,7 +287,7 @@ def read_table(path: str | Path, fmt: str = "auto", *, header: bool = True,
             frame = pd.read_parquet(source)
             if column_names:
                 frame.columns = list(column_names)
-            return Table(name, frame, text=False, inference=inference)
+            return Table(name, frame, text=False)
         names = list(column_names) if column_names else None
         frame = pd.read_csv(source, sep="," if kind == "csv" else "\t", dtype=str, keep_default_na=False,
                             header=0 if header else None, names=names, quoting=0 if kind == "csv" else 3,
@@ -302,7 +304,7 @@ def read_table(path: str | Path, fmt: str = "auto", *, header: bool = True,
         raise UserError(f"{name}: cannot read it as {kind} ({clipped(str(exc), 200)})") from None
     if len(frame) == 0:
         raise UserError(f"{name}: no data rows" + (" below the header" if header else ""))
-    return Table(name, frame, text=True, first_line=2 if header else 1, inference=inference)
+    return Table(name, frame, text=True, first_line=2 if header else 1)
 
 
 def sniff_format(head: bytes) -> str:

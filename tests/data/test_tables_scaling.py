@@ -100,3 +100,28 @@ def test_standardizer_save_load_and_damage(tmp_path):
     with pytest.raises(UserError, match=r"^x.csv: column 'b' has no value in the training rows to scale by \(every "
                                         r"cell missing\); fill them, or leave the column out of the config$"):
         Standardizer.fit(["a", "b"], np.array([[1.0, np.nan]]), "x.csv")
+
+
+def test_reading_for_a_trained_run_is_said_one_way(tmp_path):
+    """`for_trained_run` is the one way a reader learns that it reads for a trained run, whose data settings are
+    fixed: the table and sequence readers also took an `inference` flag (`inference = inference or trained_run()`),
+    two names for one idea. The context alone now decides what a bad cell's error offers."""
+    import dataclasses
+    import inspect
+
+    from grutool.data import numeric, tables
+    from grutool.data.loading import for_trained_run
+
+    for reader in (tables.read_table, tables.time_fix, numeric.read_sequences, numeric.apply_missing):
+        assert "inference" not in inspect.signature(reader).parameters, reader.__name__
+    assert "inference" not in {f.name for f in dataclasses.fields(tables.Table)}
+    t = read_table(write(tmp_path, "x,y\nabc,\n"))
+    with pytest.raises(UserError, match="fix the cell or leave the column out of the config$"):
+        t.numeric("x")
+    with pytest.raises(UserError, match=r"fill it, or set data.missing to"):
+        t.numeric("y")
+    with for_trained_run():
+        with pytest.raises(UserError, match="; fix the cell$"):
+            t.numeric("x")
+        with pytest.raises(UserError, match=r"the run was trained with data.missing: error"):
+            t.numeric("y")

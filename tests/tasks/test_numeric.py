@@ -588,8 +588,10 @@ def test_a_date_in_the_time_column_says_the_column_holds_numbers(tmp_path):
     assert "(a step index 1, 2, 3, or seconds), not dates" in str(e.value)
     assert "'2024-01-01' is 1704067200 seconds since 1970" in str(e.value)
     assert str(e.value).endswith("or remove data.time_column to read the rows in file order")
-    with pytest.raises(UserError) as e:  # a trained run's input: its time column cannot be removed
-        read_sequences(parse_config(raw).data, str(tmp_path / "x.csv"), need_labels=False, inference=True)
+    from grutool.data.loading import for_trained_run
+
+    with for_trained_run(), pytest.raises(UserError) as e:  # a trained run's input: its time column stays
+        read_sequences(parse_config(raw).data, str(tmp_path / "x.csv"), need_labels=False)
     assert str(e.value).endswith("write the times as numbers ('2024-01-01' is 1704067200 seconds since 1970)")
 
 

@@ -93,6 +93,7 @@ def _report_gaps(table, column: str, stamps, series: list) -> None:
     """One warning when the time column's steps are not all the usual one (a missing hour in hourly rows,
     irregular times), naming the first place: the model reads rows as consecutive steps, gaps unfilled.
     `series`: each series' rows in time order (wide form: one)."""
+    from grutool.data.loading import trained_run
     from grutool.families.forecast.data import first_gap
 
     found = [(rows, gap) for rows in series if (gap := first_gap(stamps[rows])) is not None]
@@ -102,7 +103,7 @@ def _report_gaps(table, column: str, stamps, series: list) -> None:
     count = sum(gap[3] for _, gap in found)
     row = int(rows[at])
     steps = sum(max(len(r) - 1, 0) for r in series)
-    fix = "add the missing rows" + ("" if table.inference else ", their cells empty, and set data.missing")
+    fix = "add the missing rows" + ("" if trained_run() else ", their cells empty, and set data.missing")
     log.warning("%s: %r is %s after the row before, the usual step %s (%d of %d steps differ); rows are read as "
                 "consecutive steps, gaps unfilled: %s", table.location(row, column), table.strings(column)[row],
                 _duration(step), _duration(usual), count, steps, fix)
@@ -478,7 +479,7 @@ class ForecastTask(Task):
         from grutool.families.forecast.covariates import Roles
 
         d = cfg.data
-        table = read_table(source, d.format, header=d.header, column_names=d.column_names, inference=True)
+        table = read_table(source, d.format, header=d.header, column_names=d.column_names)
         columns = list(vocabs.extra["scaler"].names) if vocabs is not None else None
         roles = Roles.of(cfg, columns) if columns is not None else None
         _check_header(cfg, table, columns)
@@ -741,4 +742,4 @@ def _text_table(cfg: "Config", text: str, name: str):
         frame = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
         raise UserError(f"{name}: not a table ({str(exc).strip()[:200]}); give a header line and rows") from None
-    return Table(name, frame, text=True, inference=True)
+    return Table(name, frame, text=True)
