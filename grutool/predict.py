@@ -41,7 +41,7 @@ class Predictor:
 
     def predict(self, texts: list[str], batch_size: int = 64, **options) -> list[dict]:
         """One dict per text, in input order, as the run's task shapes it: a classifier answers with text,
-        label, probs (label -> probability); tagger and joint runs with tokens, tags and spans; seq2seq
+        label, probs (label -> probability); tagger and joint runs with tokens, tags and (span schemes) spans; seq2seq
         runs with the generated output (`options`: beam, attention); lm runs with `num` samples per prompt
         (or, with `score`, each token's log-probability); forecast runs read each text as a table (csv/tsv text with a
         header) and answer with the next rows (times, columns, forecast). See each task's `predict`."""
