@@ -63,15 +63,18 @@ def model_specs(g: Grid, cfg, device: torch.device) -> tuple[list[Spec], dict]:
     # I: the recurrent layer's input width. A family without a token embedding (forecast) projects each segment
     # to the hidden size, so I is H and not a size of its own.
     embedded = task.reads("model", "embedding_dim")
+    chars = workloads.synthetic_counts(cfg, counts).get("num_chars")  # model.char_features: the char vocabulary
     if source == "defaults":
-        log.info("data not read: vocabulary %d and %d classes (set with --vocab-size / --num-classes)",
-                 vocab_size, num_classes)
+        log.info("data not read: vocabulary %d and %d classes (set with --vocab-size / --num-classes)%s",
+                 vocab_size, num_classes, f"; {chars} characters assumed" if chars else "")
     elif not embedded:  # a forecaster's synthetic_sizes: the columns it reads and those it predicts
         log.info("%d columns in and %d %s from %s", vocab_size, num_classes, task.outputs, source)
     elif is_numeric(cfg):  # values per step: no vocabulary
         log.info("%d %s from %s", num_classes, task.outputs, source)
     else:
-        log.info("vocabulary %d and %d classes from %s", vocab_size, num_classes, source)
+        sizes = f"vocabulary {vocab_size}, {num_classes} classes and {chars} characters" if chars \
+            else f"vocabulary {vocab_size} and {num_classes} classes"
+        log.info("%s from %s", sizes, source)
     if g.input_size is not None and not embedded:
         raise UserError(f"--input-size: task {cfg.task} feeds its recurrent layer model.hidden_size features "
                         f"(each segment projected to it); vary --hidden-size instead", option="input-size")

@@ -88,7 +88,7 @@ def check_fits(spec: Spec, cfg: Optional[Config] = None, counts: Optional[dict] 
     else:
         task = get_task(cfg.task)
         vocabs, _ = task.synthetic(cfg, [1], spec.vocab_size, spec.num_classes, torch.Generator(),
-                                   SYNTHETIC_CHARS if cfg.model.char_features else 0, **(counts or {}))
+                                   **synthetic_counts(cfg, counts))
         parameters = memory.count_on_meta(task, cfg, vocabs)
         weights = memory.training_bytes(cfg, parameters) if train else parameters * 4
     values = memory.activation_values(spec.batch_size, spec.seq_len, spec.input_size, spec.hidden_size,
@@ -157,6 +157,13 @@ def data_sizes(cfg: Config, vocab_size: Optional[int], num_classes: Optional[int
     return vocab_size or 20_000, num_classes or 2, "defaults", {}
 
 
+def synthetic_counts(cfg: Config, counts: Optional[dict]) -> dict:
+    """`Task.synthetic`'s keywords: the sizes read from the data, and with model.char_features a character
+    vocabulary of SYNTHETIC_CHARS where the data was not read."""
+    chars = {"num_chars": SYNTHETIC_CHARS} if cfg.model.char_features else {}
+    return {**chars, **(counts or {})}
+
+
 def model(spec: Spec, cfg: Config, seed: int = 0, counts: Optional[dict] = None) -> Workload:
     """The configured model (cfg already carries this row's cell and sizes) on one synthetic batch.
     `counts`: the task's other sizes read from the data (`data_sizes`' fourth item), so that the model is
@@ -166,7 +173,7 @@ def model(spec: Spec, cfg: Config, seed: int = 0, counts: Optional[dict] = None)
     lengths = batch_lengths(spec.lengths, spec.batch_size, spec.seq_len, g)
     task = get_task(cfg.task)
     vocabs, split = task.synthetic(cfg, lengths, spec.vocab_size, spec.num_classes, g,
-                                   SYNTHETIC_CHARS if cfg.model.char_features else 0, **(counts or {}))
+                                   **synthetic_counts(cfg, counts))
     torch.manual_seed(seed)
     net = task.build_model(cfg, vocabs)
     params = count_parameters(net)

@@ -232,8 +232,12 @@ class Task:
     def synthetic_sizes(self, cfg: "Config", prepared: Prepared) -> dict[str, int]:
         """`bench --config` with readable data: the sizes `synthetic` takes, read from the prepared real data, by
         its keywords: `vocab_size` and `num_classes`, and any other size `build_model` reads from the data
-        (joint: num_intents; forecast: num_series)."""
-        return {"vocab_size": len(prepared.vocab), "num_classes": len(prepared.labels)}
+        (joint: num_intents; forecast: num_series), and with model.char_features the character vocabulary's
+        (num_chars)."""
+        sizes = {"vocab_size": len(prepared.vocab), "num_classes": len(prepared.labels)}
+        if "chars" in prepared.extra:
+            sizes["num_chars"] = len(prepared.extra["chars"])
+        return sizes
 
     def synthetic_length(self, cfg: "Config") -> int:
         """`bench --config`: the time steps T of the longest synthetic example: text, the config's max_length;
