@@ -57,7 +57,7 @@ def model_specs(g: Grid, cfg, device: torch.device) -> tuple[list[Spec], dict]:
     if g.lengths is not None and "padded" in g.lengths:
         raise UserError("--lengths padded: a configured model always packs its batches (grutool.modules.encoder); "
                         "use packed or bucketed with --config")
-    vocab_size, num_classes, source, counts = workloads.data_sizes(cfg, g.vocab_size, g.num_classes)
+    vocab_size, num_classes, source, counts, longest = workloads.data_sizes(cfg, g.vocab_size, g.num_classes)
     m, t = cfg.model, cfg.train
     task = get_task(cfg.task)
     # I: the recurrent layer's input width. A family without a token embedding (forecast) projects each segment
@@ -74,7 +74,7 @@ def model_specs(g: Grid, cfg, device: torch.device) -> tuple[list[Spec], dict]:
     else:
         sizes = f"vocabulary {vocab_size}, {num_classes} classes and {chars} characters" if chars \
             else f"vocabulary {vocab_size} and {num_classes} classes"
-        log.info("%s from %s", sizes, source)
+        log.info("%s from %s; batches up to T=%d steps", sizes, source, longest)
     if g.input_size is not None and not embedded:
         raise UserError(f"--input-size: task {cfg.task} feeds its recurrent layer model.hidden_size features "
                         f"(each segment projected to it); vary --hidden-size instead", option="input-size")
@@ -83,7 +83,7 @@ def model_specs(g: Grid, cfg, device: torch.device) -> tuple[list[Spec], dict]:
         g.mode or grids.MODES,
         g.lengths or (("bucketed",) if t.batching == "bucketed" else ("packed",)),
         g.batch_size or (t.batch_size,),
-        g.seq_len or (task.synthetic_length(cfg),),
+        g.seq_len or (longest,),
         g.input_size or ((m.embedding_dim,) if embedded else (None,)),
         g.hidden_size or (m.hidden_size,),
         g.num_layers or (m.num_layers,),

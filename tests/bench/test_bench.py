@@ -475,8 +475,9 @@ def _joint_config(tmp_path: Path, **model) -> Path:
 def test_a_config_is_timed_with_the_sizes_train_reads_from_its_data(which, tmp_path, monkeypatch):
     # Before: the joint model got as many intents as tags, and a forecaster with a series embedding one series
     # (configs/sines_covariates.yaml: 8,203 parameters against the 8,211 `train` reports for its three sites);
-    # with model.char_features, a char embedding of 64 made-up characters whatever the data held.
-    # Now the task's other sizes are read from the data too (Task.synthetic_sizes).
+    # with model.char_features, a char embedding of 64 made-up characters whatever the data held; and text
+    # batches as long as data.max_length (ATIS, unset: 200 steps against its longest sentence's 46).
+    # Now the task's other sizes are read from the data too (Task.synthetic_sizes, Task.synthetic_length).
     monkeypatch.chdir(ROOT)
     config = {"joint": lambda: str(_joint_config(tmp_path)),
               "chars": lambda: str(_joint_config(tmp_path, char_features=True, char_embedding_dim=4,
@@ -494,6 +495,12 @@ def test_a_config_is_timed_with_the_sizes_train_reads_from_its_data(which, tmp_p
     expected = sum(p.numel() for p in get_task(cfg.task).build_model(cfg, prepared).parameters())
     rows = reports.read_report(out)["rows"]
     assert rows and all(r["params"] == expected for r in rows), ([r["params"] for r in rows], expected)
+    if which != "sines_covariates":
+        # T: the longest training sentence (as encoded), not data.max_length (or 200 when unset), the batches'
+        # length whatever the data held.
+        longest = max(len(x) for x in prepared.splits["train"].ids)
+        assert longest < (cfg.data.max_length or 200) and {r["seq_len"] for r in rows} == {longest}
+        assert f"from {cfg.data.train}; batches up to T={longest} steps" in result.output
     if which == "chars":
         chars = len(prepared.extra["chars"])
         assert chars != workloads.SYNTHETIC_CHARS, "a data set whose char vocabulary the old default would miss"
@@ -559,7 +566,9 @@ def test_config_with_char_features_times_the_model_with_its_char_encoder(tmp_pat
     assert result.exit_code == 0, result.output
     rows = reports.read_report(out)["rows"]
     cfg = load_config(path)
-    vocabs = synthetic_vocabs(rows[0]["vocab_size"], rows[0]["num_classes"], SYNTHETIC_CHARS)
+    # The data's own character vocabulary (it was once SYNTHETIC_CHARS whatever the data held).
+    prepared = get_task(cfg.task).prepare(cfg)
+    vocabs = synthetic_vocabs(rows[0]["vocab_size"], rows[0]["num_classes"], len(prepared.extra["chars"]))
     expected = sum(p.numel() for p in get_task(cfg.task).build_model(cfg, vocabs).parameters())
     assert {r["mode"] for r in rows} == {"infer", "train"} and all(r["params"] == expected for r in rows)
 
