@@ -57,21 +57,24 @@ def model_specs(g: Grid, cfg, device: torch.device) -> tuple[list[Spec], dict]:
     if g.lengths is not None and "padded" in g.lengths:
         raise UserError("--lengths padded: a configured model always packs its batches (grutool.modules.encoder); "
                         "use packed or bucketed with --config")
-    vocab_size, num_classes, source, counts = workloads.data_sizes(cfg, g.vocab_size, g.num_classes)
+    vocab_size, num_classes, source, counts, longest = workloads.data_sizes(cfg, g.vocab_size, g.num_classes)
     m, t = cfg.model, cfg.train
     task = get_task(cfg.task)
     # I: the recurrent layer's input width. A family without a token embedding (forecast) projects each segment
     # to the hidden size, so I is H and not a size of its own.
     embedded = task.reads("model", "embedding_dim")
+    chars = workloads.synthetic_counts(cfg, counts).get("num_chars")  # model.char_features: the char vocabulary
     if source == "defaults":
-        log.info("data not read: vocabulary %d and %d classes (set with --vocab-size / --num-classes)",
-                 vocab_size, num_classes)
+        log.info("data not read: vocabulary %d and %d classes (set with --vocab-size / --num-classes)%s",
+                 vocab_size, num_classes, f"; {chars} characters assumed" if chars else "")
     elif not embedded:  # a forecaster's synthetic_sizes: the columns it reads and those it predicts
         log.info("%d columns in and %d %s from %s", vocab_size, num_classes, task.outputs, source)
     elif is_numeric(cfg):  # values per step: no vocabulary
         log.info("%d %s from %s", num_classes, task.outputs, source)
     else:
-        log.info("vocabulary %d and %d classes from %s", vocab_size, num_classes, source)
+        sizes = f"vocabulary {vocab_size}, {num_classes} classes and {chars} characters" if chars \
+            else f"vocabulary {vocab_size} and {num_classes} classes"
+        log.info("%s from %s; batches up to T=%d steps", sizes, source, longest)
     if g.input_size is not None and not embedded:
         raise UserError(f"--input-size: task {cfg.task} feeds its recurrent layer model.hidden_size features "
                         f"(each segment projected to it); vary --hidden-size instead", option="input-size")
@@ -80,7 +83,7 @@ def model_specs(g: Grid, cfg, device: torch.device) -> tuple[list[Spec], dict]:
         g.mode or grids.MODES,
         g.lengths or (("bucketed",) if t.batching == "bucketed" else ("packed",)),
         g.batch_size or (t.batch_size,),
-        g.seq_len or (task.synthetic_length(cfg),),
+        g.seq_len or (longest,),
         g.input_size or ((m.embedding_dim,) if embedded else (None,)),
         g.hidden_size or (m.hidden_size,),
         g.num_layers or (m.num_layers,),

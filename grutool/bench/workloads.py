@@ -88,7 +88,7 @@ def check_fits(spec: Spec, cfg: Optional[Config] = None, counts: Optional[dict] 
     else:
         task = get_task(cfg.task)
         vocabs, _ = task.synthetic(cfg, [1], spec.vocab_size, spec.num_classes, torch.Generator(),
-                                   SYNTHETIC_CHARS if cfg.model.char_features else 0, **(counts or {}))
+                                   **synthetic_counts(cfg, counts))
         parameters = memory.count_on_meta(task, cfg, vocabs)
         weights = memory.training_bytes(cfg, parameters) if train else parameters * 4
     values = memory.activation_values(spec.batch_size, spec.seq_len, spec.input_size, spec.hidden_size,
@@ -140,21 +140,30 @@ def layer(spec: Spec, seed: int = 0) -> Workload:
 # --- model rows -------------------------------------------------------------------
 
 
-def data_sizes(cfg: Config, vocab_size: Optional[int], num_classes: Optional[int]) -> tuple[int, int, str, dict]:
+def data_sizes(cfg: Config, vocab_size: Optional[int], num_classes: Optional[int]
+               ) -> tuple[int, int, str, dict, int]:
     """Vocabulary size and class count as `train` would get them: from the data when its files are
     readable (the task's own `prepare`), else the given values or 20,000 and 2. Third item: the source;
-    fourth: the task's other sizes read from the data (`Task.synthetic_sizes`), keywords for `synthetic`."""
+    fourth: the task's other sizes read from the data (`Task.synthetic_sizes`), keywords for `synthetic`;
+    fifth: the time steps of the longest example (`Task.synthetic_length`, from the data when it was read)."""
     d = cfg.data
-    path = get_task(cfg.task).train_file(cfg)
+    task = get_task(cfg.task)
+    path = task.train_file(cfg)
     # A file, a folder (format parallel, text_dir) or a file-name prefix (parallel_text: train -> train.de, .en).
     readable = path is not None and (Path(path).exists() or is_prefix(Path(path)))
     if readable and (vocab_size is None or num_classes is None):
-        task = get_task(cfg.task)
         prepared = task.prepare(cfg)
         sizes = task.synthetic_sizes(cfg, prepared)
         vocab, classes = sizes.pop("vocab_size"), sizes.pop("num_classes")
-        return vocab_size or vocab, num_classes or classes, d.train, sizes
-    return vocab_size or 20_000, num_classes or 2, "defaults", {}
+        return vocab_size or vocab, num_classes or classes, d.train, sizes, task.synthetic_length(cfg, prepared)
+    return vocab_size or 20_000, num_classes or 2, "defaults", {}, task.synthetic_length(cfg)
+
+
+def synthetic_counts(cfg: Config, counts: Optional[dict]) -> dict:
+    """`Task.synthetic`'s keywords: the sizes read from the data, and with model.char_features a character
+    vocabulary of SYNTHETIC_CHARS where the data was not read."""
+    chars = {"num_chars": SYNTHETIC_CHARS} if cfg.model.char_features else {}
+    return {**chars, **(counts or {})}
 
 
 def model(spec: Spec, cfg: Config, seed: int = 0, counts: Optional[dict] = None) -> Workload:
@@ -166,7 +175,7 @@ def model(spec: Spec, cfg: Config, seed: int = 0, counts: Optional[dict] = None)
     lengths = batch_lengths(spec.lengths, spec.batch_size, spec.seq_len, g)
     task = get_task(cfg.task)
     vocabs, split = task.synthetic(cfg, lengths, spec.vocab_size, spec.num_classes, g,
-                                   SYNTHETIC_CHARS if cfg.model.char_features else 0, **(counts or {}))
+                                   **synthetic_counts(cfg, counts))
     torch.manual_seed(seed)
     net = task.build_model(cfg, vocabs)
     params = count_parameters(net)

@@ -227,7 +227,9 @@ def export(run_dir: str | Path, fmt: str = "onnx", output: Optional[str | Path] 
         runtime = runtime_for(fam, fmt, {name: temps[name] for name in files}, signatures, meta)
         # Parity on the labelled split, in the order eval reads it.
         split_data = task.encode_split(run.config, run, source, split)
-        parity = Parity(unit=getattr(fam, "UNIT", "labels"))
+        # Real-valued outputs agree within the family's CLOSE (INT8_CLOSE for --int8), in the unit its UNIT names.
+        close = getattr(fam, "INT8_CLOSE" if int8 else "CLOSE", None)
+        parity = Parity(unit=getattr(fam, "UNIT", "labels").format(close=close), close=close)
         t1 = time.perf_counter()
         for batch in sorted_batches(split_data, 64):
             if max_examples is not None and parity.examples >= max_examples:

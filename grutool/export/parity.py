@@ -9,9 +9,11 @@ import torch
 
 @dataclass
 class Parity:
-    """Max absolute difference per output and agreement of what the task predicts (labels, tags, tokens)."""
+    """Max absolute difference per output and agreement of what the task predicts (labels, tags, tokens; for
+    real values, those within `close` of the original's)."""
 
     unit: str = "labels"
+    close: float | None = None  # real-valued outputs: the largest |diff| at which a value still agrees
     max_abs_diff: dict[str, float] = field(default_factory=dict)
     agree: int = 0
     total: int = 0
@@ -45,4 +47,5 @@ class Parity:
         ok = self.agreement >= min_agreement and (atol is None or self.worst() <= atol)
         return {"ok": ok, "examples": self.examples, "max_abs_diff": self.max_abs_diff,
                 "agreement": round(self.agreement, 6), "agree": self.agree, "total": self.total, "unit": self.unit,
-                "tolerance": {"max_abs_diff": atol, "min_agreement": min_agreement}}
+                "tolerance": {"max_abs_diff": atol, "min_agreement": min_agreement,
+                              **({"close": self.close} if self.close is not None else {})}}

@@ -232,12 +232,18 @@ class Task:
     def synthetic_sizes(self, cfg: "Config", prepared: Prepared) -> dict[str, int]:
         """`bench --config` with readable data: the sizes `synthetic` takes, read from the prepared real data, by
         its keywords: `vocab_size` and `num_classes`, and any other size `build_model` reads from the data
-        (joint: num_intents; forecast: num_series)."""
-        return {"vocab_size": len(prepared.vocab), "num_classes": len(prepared.labels)}
+        (joint: num_intents; forecast: num_series), and with model.char_features the character vocabulary's
+        (num_chars)."""
+        sizes = {"vocab_size": len(prepared.vocab), "num_classes": len(prepared.labels)}
+        if "chars" in prepared.extra:
+            sizes["num_chars"] = len(prepared.extra["chars"])
+        return sizes
 
-    def synthetic_length(self, cfg: "Config") -> int:
-        """`bench --config`: the time steps T of the longest synthetic example: text, the config's max_length;
-        numeric sequences (which max_length does not cut), the training file's longest when it can be read."""
+    def synthetic_length(self, cfg: "Config", prepared: Optional[Prepared] = None) -> int:
+        """`bench --config`: the time steps T of the longest synthetic example: text, the longest training example
+        as encoded (so at most data.max_length) when `prepared` holds the data read, else data.max_length (200
+        when unset); numeric sequences (which max_length does not cut), the training file's longest when it can be
+        read."""
         from grutool.families.rules import is_numeric
 
         if is_numeric(cfg):
@@ -246,6 +252,9 @@ class Task:
             found = longest(cfg.data)
             if found:
                 return found
+        train = prepared.splits.get("train") if prepared is not None else None
+        if train is not None and not train.carries_state and len(train.ids):  # a stream's examples are bptt chunks
+            return max(len(x) for x in train.ids)
         return cfg.data.max_length or 200
 
     def throughput_items(self, lengths: list[int]) -> int:

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from grutool.bench import grid as grids
 from grutool.bench import report as reports
+from grutool.bench import workloads
 from grutool.bench.timing import Case, Stats, WallClock, time_interleaved
 from grutool.cli.app import app
 from grutool.errors import UserError
@@ -458,28 +459,33 @@ def test_a_conditioned_lm_config_is_timed_with_its_own_conditions(tmp_path, monk
     assert {r["num_classes"] for r in rows} == {len(prepared.extra["conditions"])}
 
 
-def _joint_config(tmp_path: Path) -> Path:
+def _joint_config(tmp_path: Path, **model) -> Path:
     travel = ROOT / "data" / "tagging" / "travel"
     raw = {"task": "joint",
            "data": {"train": str(travel / "train"), "validation": str(travel / "validation"), "format": "parallel",
                     "scheme": "bio", "tokenizer": "whitespace"},
-           "model": {"embedding_dim": 8, "hidden_size": 8, "pooling": "max"},
+           "model": {"embedding_dim": 8, "hidden_size": 8, "pooling": "max", **model},
            "train": {"batch_size": 8, "monitor": "sentence_accuracy"}, "output_dir": str(tmp_path / "run")}
     path = tmp_path / "joint.yaml"
     path.write_text(json.dumps(raw), encoding="utf-8")  # JSON is YAML
     return path
 
 
-@pytest.mark.parametrize("which", ["joint", "sines_covariates"])
+@pytest.mark.parametrize("which", ["joint", "chars", "sines_covariates"])
 def test_a_config_is_timed_with_the_sizes_train_reads_from_its_data(which, tmp_path, monkeypatch):
     # Before: the joint model got as many intents as tags, and a forecaster with a series embedding one series
-    # (configs/sines_covariates.yaml: 8,203 parameters against the 8,211 `train` reports for its three sites).
-    # Now the task's other sizes are read from the data too (Task.synthetic_sizes).
+    # (configs/sines_covariates.yaml: 8,203 parameters against the 8,211 `train` reports for its three sites);
+    # with model.char_features, a char embedding of 64 made-up characters whatever the data held; and text
+    # batches as long as data.max_length (ATIS, unset: 200 steps against its longest sentence's 46).
+    # Now the task's other sizes are read from the data too (Task.synthetic_sizes, Task.synthetic_length).
     monkeypatch.chdir(ROOT)
-    config = str(_joint_config(tmp_path)) if which == "joint" else "configs/sines_covariates.yaml"
+    config = {"joint": lambda: str(_joint_config(tmp_path)),
+              "chars": lambda: str(_joint_config(tmp_path, char_features=True, char_embedding_dim=4,
+                                                 char_hidden_size=4)),
+              "sines_covariates": lambda: "configs/sines_covariates.yaml"}[which]()
     out = tmp_path / "b.json"
     result = runner.invoke(app, ["bench", "--config", config, "--mode", "infer", "--repeats", "1", "--warmup", "0",
-                                 "--min-sample-ms", "1", "--threads", "1", "-q", "-o", str(out)])
+                                 "--min-sample-ms", "1", "--threads", "1", "-o", str(out)])
     assert result.exit_code == 0, result.output
     from grutool.config_file import load_config
     from grutool.families import get_task
@@ -489,6 +495,27 @@ def test_a_config_is_timed_with_the_sizes_train_reads_from_its_data(which, tmp_p
     expected = sum(p.numel() for p in get_task(cfg.task).build_model(cfg, prepared).parameters())
     rows = reports.read_report(out)["rows"]
     assert rows and all(r["params"] == expected for r in rows), ([r["params"] for r in rows], expected)
+    if which != "sines_covariates":
+        # T: the longest training sentence (as encoded), not data.max_length (or 200 when unset), the batches'
+        # length whatever the data held.
+        longest = max(len(x) for x in prepared.splits["train"].ids)
+        assert longest < (cfg.data.max_length or 200) and {r["seq_len"] for r in rows} == {longest}
+        assert f"from {cfg.data.train}; batches up to T={longest} steps" in result.output
+    if which == "chars":
+        chars = len(prepared.extra["chars"])
+        assert chars != workloads.SYNTHETIC_CHARS, "a data set whose char vocabulary the old default would miss"
+        assert f"{chars} characters from {cfg.data.train}" in result.output
+
+
+def test_a_config_whose_data_is_not_read_says_the_characters_it_assumed(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    config = _joint_config(tmp_path, char_features=True, char_embedding_dim=4, char_hidden_size=4)
+    result = runner.invoke(app, ["bench", "--config", str(config), "--set", f"data.train={tmp_path / 'absent'}",
+                                 "--mode", "infer", "--repeats", "1", "--warmup", "0", "--min-sample-ms", "1",
+                                 "--threads", "1", "--vocab-size", "50", "--num-classes", "5"])
+    assert result.exit_code == 0, result.output
+    assert f"data not read: vocabulary 50 and 5 classes (set with --vocab-size / --num-classes); " \
+           f"{workloads.SYNTHETIC_CHARS} characters assumed" in result.output
 
 
 def test_a_numeric_config_is_timed_on_sequences_as_long_as_its_longest(tmp_path, monkeypatch):
@@ -539,7 +566,9 @@ def test_config_with_char_features_times_the_model_with_its_char_encoder(tmp_pat
     assert result.exit_code == 0, result.output
     rows = reports.read_report(out)["rows"]
     cfg = load_config(path)
-    vocabs = synthetic_vocabs(rows[0]["vocab_size"], rows[0]["num_classes"], SYNTHETIC_CHARS)
+    # The data's own character vocabulary (it was once SYNTHETIC_CHARS whatever the data held).
+    prepared = get_task(cfg.task).prepare(cfg)
+    vocabs = synthetic_vocabs(rows[0]["vocab_size"], rows[0]["num_classes"], len(prepared.extra["chars"]))
     expected = sum(p.numel() for p in get_task(cfg.task).build_model(cfg, vocabs).parameters())
     assert {r["mode"] for r in rows} == {"infer", "train"} and all(r["params"] == expected for r in rows)
 

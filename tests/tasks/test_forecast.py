@@ -259,6 +259,23 @@ def test_export_parity_and_backend(run, tmp_path, fmt):
     assert np.allclose(ref, got, atol=1e-4)
 
 
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_an_int8_export_agrees_within_a_share_of_the_target_s_spread(run, tmp_path, fmt):
+    # Before: refused, "values within 1e-3 agree 504/1974 (25.53 %)": the fp32 tolerance, a thousandth of a
+    # column's std on the z-scored forecasts, is below what 8-bit inputs and weights can hold (ONNX Runtime
+    # rounds the segment projection's input to 1/255 of its batch's range). int8 values agree within INT8_CLOSE.
+    from grutool.export import export
+    from grutool.families.forecast import export as family
+
+    report = export(run, fmt, tmp_path / ("q.onnx" if fmt == "onnx" else "q.pt"), int8=True)
+    p = report["parity"]
+    assert p["ok"] and p["agreement"] >= 0.97, p
+    assert p["tolerance"]["close"] == family.INT8_CLOSE and p["unit"] == f"values within {family.INT8_CLOSE:g} std"
+    assert 0 < p["max_abs_diff"]["forecast"], "the values did move: int8 is not the float graph"
+    fp32 = export(run, fmt, tmp_path / ("m.onnx" if fmt == "onnx" else "m.pt"))["parity"]
+    assert fp32["tolerance"]["close"] == family.CLOSE and fp32["unit"] == "values within 0.001 std"
+
+
 @pytest.mark.parametrize("decoder, fmt, exporter", [("autoregressive", "onnx", "dynamo"),
                                                      ("autoregressive", "onnx", "legacy"),
                                                      ("autoregressive", "torchscript", "dynamo"),

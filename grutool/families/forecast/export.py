@@ -4,7 +4,9 @@ with covariates (data.covariates) takes them as further inputs, those it reads o
 P), future (batch, input_length + horizon, F: the future columns z-scored, then sin and cos of each calendar
 feature), static (batch, S), series (batch,) int64 ids (vocabularies.series).
 
-Parity: max |diff| of the forecasts, and the share of forecast values within 1e-3 of the original's.
+Parity: max |diff| of the forecasts, and the share of forecast values within CLOSE of the original's (INT8_CLOSE for
+an int8 export), both z-scored: a share of each target column's training standard deviation, the unit the
+published MSE and MAE are in.
 """
 
 from __future__ import annotations
@@ -15,8 +17,12 @@ from torch import nn
 from grutool.export.graph import Graph
 from grutool.export.parity import Parity
 
-UNIT = "values within 1e-3"
-CLOSE = 1e-3
+UNIT = "values within {close:g} std"
+CLOSE = 1e-3  # fp32: the graph computes the model's values up to float rounding (~1e-6)
+# int8: ONNX Runtime quantizes each MatMul's input per tensor to 8 bits at run time, so a value moves by up to
+# ~1/255 of its batch's range at the segment projection alone (a few hundredths of a std on the toy sines, the
+# validation MSE unchanged to 3 decimals); 1e-3 is below what 8 bits can hold. 0.05 std: 1/20 of the spread.
+INT8_CLOSE = 0.05
 
 
 class ForecastGraph(nn.Module):
@@ -73,5 +79,5 @@ def parity(model, runtime, batch, parity: Parity) -> None:
         ref, _ = model(batch.ids, batch.lengths, **batch.extra_inputs())
     got, _ = runtime(batch.ids, batch.lengths, **batch.extra_inputs())
     parity.update_diff("forecast", ref, got)
-    close = (ref.float() - got.float()).abs() <= CLOSE
+    close = (ref.float() - got.float()).abs() <= parity.close
     parity.update_agreement(close, torch.ones_like(close))

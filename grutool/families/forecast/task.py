@@ -368,7 +368,7 @@ class ForecastTask(Task):
             sizes["num_series"] = len(series)
         return sizes
 
-    def synthetic_length(self, cfg: "Config") -> int:
+    def synthetic_length(self, cfg: "Config", prepared: Optional[Prepared] = None) -> int:
         return cfg.data.input_length
 
     def served_input(self, cfg: "Config") -> dict:

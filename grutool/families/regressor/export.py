@@ -10,7 +10,11 @@ from grutool.export.parity import Parity
 from grutool.export.tokens import ScoresGraph, TokenRuntime, state_metadata, token_inputs
 from grutool.modules.masking import length_mask
 
-UNIT = "predictions"  # one per sequence, or per step
+UNIT = "predictions within {close:g} std"  # one per sequence, or per step; z-scored, so a share of the target's std
+CLOSE = 1e-3  # fp32: float rounding only
+# int8: 8-bit weights and inputs of each Linear moved configs/numeric_regression.yaml's predictions by up to
+# 2e-3 (ONNX) and 5e-3 std (TorchScript); the forecaster's reasoning holds (forecast/export.py).
+INT8_CLOSE = 0.05
 
 
 def graphs(model, vocab_size: int) -> list[Graph]:
@@ -45,5 +49,5 @@ def parity(model, runtime, batch, parity: Parity) -> None:
     got, _ = runtime(batch.ids, batch.lengths)
     real = length_mask(batch.lengths, ref.shape[1], ref.device) if ref.dim() == 2 else None  # (B, T)
     parity.update_diff("prediction", ref, got, real)
-    close = (ref - got.to(ref.device)).abs() <= 1e-3
+    close = (ref - got.to(ref.device)).abs() <= parity.close
     parity.update_agreement(torch.ones_like(close), close, real)
