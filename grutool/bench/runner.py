@@ -72,9 +72,15 @@ def model_specs(g: Grid, cfg, device: torch.device) -> tuple[list[Spec], dict]:
     elif is_numeric(cfg):  # values per step: no vocabulary
         log.info("%d %s from %s", num_classes, task.outputs, source)
     else:
-        sizes = f"vocabulary {vocab_size}, {num_classes} classes and {chars} characters" if chars \
-            else f"vocabulary {vocab_size} and {num_classes} classes"
-        log.info("%s from %s; batches up to T=%d steps", sizes, source, longest)
+        # what num_classes counts: the family's outputs (classes, tags, targets), an lm's conditions (none: 0 rows)
+        conditioned = cfg.data.condition_column or cfg.data.format == "text_dir"
+        outputs = (f"{num_classes} conditions" if conditioned else None) if cfg.task == "lm" \
+            else f"{num_classes} {task.outputs}"
+        sizes = ", ".join([f"vocabulary {vocab_size}", *([outputs] if outputs else [])])
+        if chars:
+            sizes += f", {chars} characters"
+        steps = f"chunks of T={longest} steps (train.bptt)" if t.bptt else f"batches up to T={longest} steps"
+        log.info("%s from %s; %s", sizes, source, steps)
     if g.input_size is not None and not embedded:
         raise UserError(f"--input-size: task {cfg.task} feeds its recurrent layer model.hidden_size features "
                         f"(each segment projected to it); vary --hidden-size instead", option="input-size")

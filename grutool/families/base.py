@@ -243,7 +243,7 @@ class Task:
         """`bench --config`: the time steps T of the longest synthetic example: text, the longest training example
         as encoded (so at most data.max_length) when `prepared` holds the data read, else data.max_length (200
         when unset); numeric sequences (which max_length does not cut), the training file's longest when it can be
-        read."""
+        read; a stream (train.bptt), the bptt steps of its chunks, what each training step reads."""
         from grutool.families.rules import is_numeric
 
         if is_numeric(cfg):
@@ -252,8 +252,10 @@ class Task:
             found = longest(cfg.data)
             if found:
                 return found
+        if cfg.train.bptt:  # a stream (lm): every step reads chunks of train.bptt steps
+            return cfg.train.bptt
         train = prepared.splits.get("train") if prepared is not None else None
-        if train is not None and not train.carries_state and len(train.ids):  # a stream's examples are bptt chunks
+        if train is not None and not train.carries_state and len(train.ids):
             return max(len(x) for x in train.ids)
         return cfg.data.max_length or 200
 

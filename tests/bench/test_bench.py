@@ -729,3 +729,16 @@ def test_plot_title_stays_inside_a_narrow_figure(smoke, tmp_path, monkeypatch):
     plots.plot(report, tmp_path / "b.png")
     assert seen["inside"], seen
     assert "interquartile range" in seen["text"].replace("\n", " ")
+
+
+def test_a_stream_config_is_timed_on_chunks_of_its_bptt_steps(tmp_path, monkeypatch):
+    # A stream (train.bptt) trains on chunks of bptt steps; bench timed batches of data.max_length or 200 steps
+    # (configs/lm_stream.yaml: T=200 against its 32), and said "2 classes" of an lm without conditions.
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "s.json"
+    result = runner.invoke(app, ["bench", "--config", "configs/lm_stream.yaml", "--set", "train.bptt=12", "--mode",
+                                 "infer", "--repeats", "1", "--warmup", "0", "--min-sample-ms", "1", "--threads",
+                                 "1", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert {r["seq_len"] for r in reports.read_report(out)["rows"]} == {12}
+    assert "chunks of T=12 steps (train.bptt)" in result.output and "classes" not in result.output.split("\n")[0]
