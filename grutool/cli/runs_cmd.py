@@ -34,13 +34,15 @@ def _figure(value) -> str:
 
 
 def _setting(value) -> str:
-    """A config value in `compare`'s table: as _figure writes numbers; null as config.yaml writes it, and `n/a`
-    where the run's family does not read the field (runs.NOT_READ), so the two never look alike."""
+    """A config value in `compare`'s table: as _figure writes numbers; null, true and false as config.yaml writes
+    them, and `n/a` where the run's family does not read the field (runs.NOT_READ), so the two never look alike."""
     from grutool.runs import NOT_READ
 
     if value == NOT_READ:
         return "n/a"
-    return "null" if value is None else _figure(value)
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    return _figure(value)
 
 
 def runs(

@@ -190,6 +190,7 @@ def test_compare_of_runs_of_other_families_shows_only_what_each_family_reads(run
         cfg["data"].update(horizon=horizon, input_length=28, time_column="date")
         cfg["model"]["embedding_dim"] = 128  # a forecaster never reads it
         cfg["train"]["patience"] = None if horizon == 14 else 3  # a setting of null, read by every family
+        cfg["model"]["bidirectional"] = horizon == 24  # booleans as config.yaml writes them, not Python's True
         (other / "config.yaml").write_text(yaml.safe_dump(cfg))
         forecasters.append(other)
     pair = json.loads(invoke("compare", run, forecasters[0], "--json").stdout)["config"]
@@ -207,6 +208,8 @@ def test_compare_of_runs_of_other_families_shows_only_what_each_family_reads(run
     assert row.split("│")[2].strip() == "n/a" and "96" not in row, row
     [row] = [line for line in lines if "train.patience" in line]
     assert row.split("│")[3].strip() == "null", row
+    [row] = [line for line in lines if "model.bidirectional" in line]
+    assert [cell.strip() for cell in row.split("│")[3:5]] == ["false", "true"], row
     [note] = [line for line in lines if line.startswith("n/a: ")]  # said once, under the table, in 80 columns
     assert len(note) <= 80 and "null" in note, note
     pair = invoke("compare", forecasters[0], forecasters[1])
