@@ -466,6 +466,51 @@ def test_cli_eval_data_scores_the_whole_file_and_says_which_rows(run, tmp_path):
     assert "split" not in result.output
 
 
+def test_cli_infer_checks_the_time_order_of_every_row_not_only_the_window(run):
+    """A row out of time order before the last input_length rows is refused as training and `serve` refuse it:
+    with it, the file's last rows need not be its latest, and the forecast would follow the wrong rows."""
+    from conftest import assert_user_error
+
+    path = recent(run, rows=40)
+    lines = path.read_text().splitlines()
+    late = lines[5].split(",")
+    lines[5] = ",".join(["2031-01-01"] + late[1:])  # file line 6, outside the 28 rows kept
+    path.write_text("\n".join(lines) + "\n")
+    assert_user_error(invoke("infer", run, "--file", path), f"{path}:7:1: timestamp",
+                      "is earlier than the one on line 6", "time order")
+    lines[5] = ",".join([lines[4].split(",")[0]] + late[1:])  # repeats line 5's timestamp
+    path.write_text("\n".join(lines) + "\n")
+    assert_user_error(invoke("infer", run, "--file", path), f"{path}:6:1: timestamp", "repeats the one on line 5")
+
+
+def test_cli_infer_fills_a_gap_at_the_window_start_from_the_rows_before_it(tmp_path):
+    """data.missing: ffill: a cell missing in the first of the last input_length rows takes the value before it
+    in the file, as training fills it and as `serve` does given the same table, not the window's next value."""
+    from grutool.predict import Predictor
+
+    raw = sines(tmp_path, **{"data": {"missing": "ffill"}})
+    raw["train"].update(epochs=1)
+    train(parse_config(raw))
+    run = tmp_path / "run"
+    L = rundir.open_run(run).config.data.input_length
+    path = recent(run, rows=40)
+    lines = path.read_text().splitlines()
+    first = len(lines) - L  # the window's first row
+    cells = lines[first].split(",")
+    gap, filled = list(lines), list(lines)
+    gap[first] = ",".join(cells[:1] + [""] + cells[2:])
+    filled[first] = ",".join(cells[:1] + [lines[first - 1].split(",")[1]] + cells[2:])
+    outputs = []
+    for rows in (gap, filled):
+        path.write_text("\n".join(rows) + "\n")
+        result = invoke("infer", run, "--file", path, "--jsonl")
+        assert result.exit_code == 0, result.output
+        outputs.append(json.loads(result.stdout))
+    assert outputs[0] == outputs[1]
+    [served] = Predictor(run, "cpu").predict(["\n".join(gap) + "\n"])  # serve: the whole table as one text
+    assert served["forecast"] == outputs[0]["forecast"]
+
+
 def test_cli_infer_names_the_config_key_of_a_missing_column(run, tmp_path):
     """A column the run reads (setting M, no data.targets) missing from the file: the config key, as the config's
     own errors name it, never a `--data.targets` option that does not exist."""
