@@ -598,6 +598,9 @@ def test_serve_answers_forecasts(run):
             f"('{lines[0]}') and at least its last {L} rows (data.input_length)"), bad.text
         info = client.get("/info").json()  # what a text holds: a window of rows, not tokens
         assert info["data"]["input_length"] == p.cfg.data.input_length and "tokenizer" not in info["data"]
+        # its model settings, not the text ones a forecaster refuses (it showed embedding_dim 128, attention ...)
+        assert info["model"]["segment_length"] == p.cfg.model.segment_length
+        assert not {"embedding_dim", "attention", "char_features", "pooling"} & set(info["model"]), info["model"]
 
 
 def test_serve_answers_a_table_too_long_with_the_rows_a_forecaster_reads(run):
