@@ -223,7 +223,8 @@ def _figures(validation: dict) -> dict:
 
 def compare(paths: list[str | Path]) -> dict:
     """Configs side by side (only the fields that differ among the runs whose family reads them, None for a run
-    whose family does not; output_dir left out) and each run's figures."""
+    whose family does not, which `unread` marks per field: True for such a run; output_dir left out) and each
+    run's figures."""
     if len(paths) < 2:
         raise UserError("compare: give two run directories or more")
     runs = []
@@ -246,18 +247,21 @@ def compare(paths: list[str | Path]) -> dict:
 
     # A field is compared among the runs whose family reads it; a run that does not read it shows none (null).
     keys = sorted(set().union(*configs) - {"output_dir"})
-    differs = {}
+    differs, unread_by = {}, {}
     for k in keys:
         readers = [i for i in range(len(runs)) if read(i, k)]
         if len({jsonsafe.dumps(configs[i].get(k)) for i in readers}) > 1:
             differs[k] = [c.get(k) if i in readers else None for i, c in enumerate(configs)]
+            if len(readers) < len(runs):  # which None is "not read", not a setting of null (train.patience)
+                unread_by[k] = [i not in readers for i in range(len(runs))]
     described = [describe(p) for p in runs]
     figures = [_figures(_best_validation(p, d)) for p, d in zip(runs, described)]
     metric_names: list[str] = []
     for f in figures:
         metric_names += [k for k in f if k not in metric_names]
     metrics = {k: [f.get(k) for f in figures] for k in metric_names}
-    return {"runs": [str(p) for p in runs], "config": differs, "validation": metrics, "summary": described}
+    return {"runs": [str(p) for p in runs], "config": differs, "unread": unread_by, "validation": metrics,
+            "summary": described}
 
 
 def _best_validation(path: Path, described: dict) -> dict:

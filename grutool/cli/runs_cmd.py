@@ -160,7 +160,10 @@ def compare(
             for n in names:
                 t.add_column(n, overflow="fold")
             for key, values in result["config"].items():
-                t.add_row(plain(key), *[plain(_figure(v)) for v in values])
+                # '-': a run whose family does not read the field; a setting of null reads as the YAML says it
+                unread = result["unread"].get(key, [False] * len(values))
+                t.add_row(plain(key), *["-" if u else "null" if v is None else plain(_figure(v))
+                                        for v, u in zip(values, unread)])
             out.print(t)
         else:  # no empty table under the title
             out.print("config: identical (output_dir aside)")

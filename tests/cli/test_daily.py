@@ -203,6 +203,36 @@ def test_compare_of_runs_of_other_families_shows_only_what_each_family_reads(run
     assert row.split("│")[2].strip() == "-" and "96" not in row, row
 
 
+def test_compare_tells_a_setting_of_null_from_a_field_the_family_does_not_read(run, tmp_path):
+    """`-` is a run whose family does not read the field (README); a setting of null (train.patience: no early
+    stopping, model.quantiles: a point forecast) showed as `-` too, so it read as a field that run ignores."""
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(run, other)
+    cfg = yaml.safe_load((other / "config.yaml").read_text())
+    cfg["train"]["patience"] = 7 if cfg["train"]["patience"] is None else None
+    (other / "config.yaml").write_text(yaml.safe_dump(cfg))
+    out = json.loads(invoke("compare", run, other, "--json").stdout)
+    assert None in out["config"]["train.patience"] and out["unread"] == {}, out
+    table = invoke("compare", run, other)
+    [row] = [line for line in table.stdout.splitlines() if "train.patience" in line]
+    assert [c.strip() for c in row.split("│")[2:4]] == [str(v) if v is not None else "null"
+                                                         for v in out["config"]["train.patience"]], row
+    forecaster = tmp_path / "f"
+    shutil.copytree(run, forecaster)
+    cfg = yaml.safe_load((forecaster / "config.yaml").read_text())
+    cfg["task"] = "forecast"
+    cfg["data"].update(horizon=14, input_length=28, time_column="date")
+    (forecaster / "config.yaml").write_text(yaml.safe_dump(cfg))
+    other2 = tmp_path / "f2"
+    shutil.copytree(forecaster, other2)
+    cfg["data"]["horizon"] = 7
+    (other2 / "config.yaml").write_text(yaml.safe_dump(cfg))
+    three = json.loads(invoke("compare", run, forecaster, other2, "--json").stdout)
+    assert three["unread"]["data.horizon"] == [True, False, False], three["unread"]
+
+
 def test_compare_names_runs_past_their_shared_folder_and_keeps_the_names_whole(run, tmp_path):
     # Two runs of a study at 80 columns: the whole paths were headers, folded mid-word ("…/senti" / "ment/gru-13").
     import shutil
