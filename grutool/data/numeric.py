@@ -274,7 +274,7 @@ def read_inputs(d: "DataConfig", source: str, scaler: Optional["Standardizer"] =
         wanted = [d.id_column, *scaler.names]
         missing = [c for c in wanted if c not in columns]
         if missing:
-            raise UserError(f"{source}: has no column {', '.join(map(repr, missing[:5]))}"
+            raise UserError(f"{source}: no column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing[:5]))}"
                             f"{' ...' if len(missing) > 5 else ''}; this run was trained on .ts files of "
                             f"{len(scaler)} channel(s), so a table for it has the columns {', '.join(wanted[:13])}"
                             f"{' ...' if len(wanted) > 13 else ''} (a row per step, the channels in the .ts "
