@@ -53,6 +53,7 @@ def test_ts_reader_variable_length_missing_values_and_labels_with_spaces():
 @pytest.mark.parametrize("body, expect", [
     ("1,2:3,4:5,6:cat\n", "x.ts:8: 3 channel(s), but @dimensions is 2"),
     ("1,2:3,4,5:cat\n", "x.ts:8: channel 2 has 3 values but channel 1 has 2 (ragged steps)"),
+    ("1,2:3:cat\n", "x.ts:8: channel 2 has 1 value but channel 1 has 2 (ragged steps)"),  # was `1 values`
     ("1,2:3,x:cat\n", "x.ts:8: channel 2 value 2 is not a number ('x')"),
     ("1,2:3,4:dog\n", "x.ts:8: label 'dog' is not among @classLabel's"),
     (":3,4:cat\n", "x.ts:8: channel 1 is empty (an empty sequence)"),
