@@ -353,6 +353,12 @@ def test_plot_legend_hides_no_data_and_the_y_axis_names_the_units(tmp_path, monk
     for ax in fig.axes:
         assert not box.overlaps(ax.get_window_extent()) and ax.get_ylabel() == "OT (original units)"
     assert not box.overlaps(fig._suptitle.get_window_extent())
+    assert fig.axes[0].get_title() == "OT, window 0 (forecast from 2017-10-24)"
+    # long form: each panel names its series
+    seen.clear()
+    plot({"samples": [dict(sample, window=k, series=f"s{k}") for k in range(panels)]}, tmp_path / "f.png")
+    assert [ax.get_title() for ax in seen["fig"].axes[:panels]] == [
+        f"OT of series 's{k}', window {k} (forecast from 2017-10-24)" for k in range(panels)]
 
 
 def test_cli_infer_jsonl_and_table(run):
@@ -781,6 +787,17 @@ def test_long_form_windows_stay_in_their_series(tmp_path, caplog):
             first, last = next(p for p in series.parts if p[0] <= s < p[1])
             assert s + L + H <= last, (name, s)
         assert len(split) > 0
+    # Each window knows its series, and so do eval's sampled windows (the --plot panels of several series
+    # were titled alike, `load, window 100`, whatever series they showed).
+    from grutool.families.forecast.metrics import samples
+
+    for split in prepared.splits.values():
+        assert split.window_series == [next(i for i, (a, b) in zip(series.ids, series.parts) if a <= s < b)
+                                       for s in split.starts]
+    test = prepared.splits["test"]
+    picked = samples(test, np.zeros((len(test), H, len(test.target_index))))
+    assert [p["series"] for p in picked] == [test.window_series[p["window"]] for p in picked]
+    assert {p["series"] for p in picked} == {"s0", "s1"}
     # One scaler over every series' training rows (70 % of each).
     train = np.concatenate([series.values[a:a + int((b - a) * 0.7)] for a, b in series.parts])
     assert np.allclose(prepared.extra["scaler"].mean, train.mean(0))
