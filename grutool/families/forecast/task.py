@@ -355,6 +355,9 @@ class ForecastTask(Task):
 
     throughput_unit = "windows"  # every window is data.input_length rows: tokens would only scale windows
 
+    def rate_unit(self, cfg: "Config") -> str:
+        return "rows"  # train's speed: the input rows of its windows (data.input_length per window)
+
     def synthetic_sizes(self, cfg: "Config", prepared: Prepared) -> dict[str, int]:
         """The input columns (covariates aside: `synthetic` adds the config's own) and the predicted ones (the
         vocabulary has no tokens to count); with a series embedding, the series it has a row for."""
