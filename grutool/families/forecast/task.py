@@ -471,7 +471,9 @@ class ForecastTask(Task):
         """`infer --file` (`-`: stdin): the table's last input_length rows as one input (csv text with its header),
         in time order by data.timestamps; long form (data.series_column), one input per series, each its own
         last rows. With data.covariates.future the table ends with the `horizon` rows to forecast (their future
-        columns filled, the others empty): the last input_length + horizon rows. With the run's saved
+        columns filled, the others empty): the last input_length + horizon rows (with data.missing ffill or
+        interpolate, back to each column's last value before them, which fills a gap at their start). Every row's
+        time is checked in order by data.timestamps, not only those kept. With the run's saved
         vocabularies (`vocabs`) the rows kept are read as `predict` reads them, so a bad cell is named by its
         place in the file (`recent.csv:31:2`), not in the text handed on."""
         import numpy as np
