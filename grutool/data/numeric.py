@@ -176,9 +176,11 @@ def _read_table(d: "DataConfig", source: str, need_labels: bool, per_step: bool,
                 continue
             odd = next((r for r in rows if labels_raw[r] != seq_labels[0]), None)
             if odd is not None:
+                first = "step" if times is not None else "row"  # rows ordered by data.time_column: not the file's
                 raise UserError(f"{table.location(odd, d.label_column)}: sequence {clipped(key, 40)!r} has label "
-                                f"{clipped(labels_raw[odd], 40)!r} here but {clipped(seq_labels[0], 40)!r} on its "
-                                f"first row; a sequence has one label: write it on every row"
+                                f"{clipped(labels_raw[odd], 40)!r} here but {clipped(seq_labels[0], 40)!r} on "
+                                f"{table.place(rows[0])}, its first {first}; a sequence has one label: write it on "
+                                f"every row"
                                 + ("" if inference else " (a label per step: task tagger for classes, "
                                    "data.per_step: true for a regressor's numbers)"))
             out_labels.append(seq_labels[0])
