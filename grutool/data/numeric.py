@@ -321,9 +321,12 @@ def longest(d: "DataConfig") -> Optional[int]:
         return None
 
 
+SYNTHETIC_CHANNELS = 8  # `bench --config` of numeric sequences whose training file cannot be read
+
+
 def synthetic(d: "DataConfig", lengths: list[int], generator) -> tuple["Standardizer", list]:
     """`bench --config`: an identity scaler and standard-normal (T_i, C) values, C the training file's channel
-    count (8 when it cannot be read)."""
+    count (SYNTHETIC_CHANNELS when it cannot be read)."""
     import torch
 
     from grutool.data.scaling import Standardizer
@@ -331,7 +334,7 @@ def synthetic(d: "DataConfig", lengths: list[int], generator) -> tuple["Standard
     try:
         channels = len(read_sequences(d, d.train, need_labels=False).channels)
     except UserError:
-        channels = 8
+        channels = SYNTHETIC_CHANNELS
     scaler = Standardizer([f"c{i + 1}" for i in range(channels)], [0.0] * channels, [1.0] * channels)
     return scaler, [torch.randn(int(n), channels, generator=generator) for n in lengths]  # each (T_i, C)
 
