@@ -281,7 +281,8 @@ class ModelConfig(_Section):
     """Add each recurrent layer's input to its output where both have the same width (deep stacks;
     cell gru): with bidirectional layers, from the second layer on when embedding_dim != 2*hidden_size."""
     embedding_dim: int = Field(default=128, gt=0)
-    """Size of each token embedding (the recurrent layer's `input_size`)."""
+    """Size of each token embedding, or of each step's projected channels on numeric sequences (the recurrent
+    layer's `input_size`)."""
     embedding_init: Literal["normal", "xavier_uniform", "scaled_normal"] = "normal"
     """How the word, char and target embeddings start: `normal`, `xavier_uniform` or `scaled_normal`. `normal`
     is N(0, 1) (PyTorch's nn.Embedding), `xavier_uniform` U(-b, b) with b = sqrt(6 / (rows + dim)) (Glorot, as
@@ -297,7 +298,8 @@ class ModelConfig(_Section):
     """Dropout between recurrent layers (nn.GRU's own `dropout`; has no effect with one layer)."""
     embedding_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     """Dropout on what the encoder reads: the word embedding with its char features appended (classifier,
-    tagger, joint, lm: grutool.modules.embedder); seq2seq: on the source and target embeddings."""
+    tagger, joint, lm: grutool.modules.embedder); seq2seq: on the source and target embeddings; numeric
+    sequences: on the projected channels (grutool.modules.numeric)."""
     token_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     """While training, replace this fraction of input tokens by `<unk>` (teaches the model to cope with unknown words)."""
     head_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)

@@ -261,7 +261,8 @@ def compare(paths: list[str | Path]) -> dict:
     for f in figures:
         metric_names += [k for k in f if k not in metric_names]
     metrics = {k: [f.get(k) for f in figures] for k in metric_names}
-    return {"runs": [str(p) for p in runs], "config": differs, "validation": metrics, "summary": described}
+    return {"runs": [str(p) for p in runs], "config": differs, "validation": metrics,
+            "summary": described}
 
 
 def _best_validation(path: Path, described: dict) -> dict:

@@ -157,6 +157,10 @@ def build_app(predictor, limits: Optional[Limits] = None):
     predictor.field = "texts"  # an input the model refuses is named as the body's entry: texts[k]
     batcher = Batcher(lambda texts, options: predictor.predict(texts, batch_size=limits.max_batch, **options), limits)
     cfg, task = predictor.cfg, predictor.task
+    from grutool.config_file import unread_fields
+
+    unread = set(unread_fields(cfg.model_dump(mode="json")))  # a forecaster's embedding_dim, a numeric run's chars
+    model = {k: v for k, v in cfg.model.model_dump().items() if f"model.{k}" not in unread}
 
     # A numeric sequence may come as a JSON array of channels x steps (null: a missing value); it is passed
     # on as its JSON text, which the numeric families read (grutool.data.numeric.parse_text). Other runs take
@@ -236,7 +240,7 @@ def build_app(predictor, limits: Optional[Limits] = None):
         run = predictor.run
         out = {"task": cfg.task, "run": str(run.path), "backend": predictor.backend,
                "labels": task.served_labels(run),
-               "model": cfg.model.model_dump(),
+               "model": model,  # the settings its family reads
                "data": task.served_input(cfg),
                "limits": limits.__dict__, "options": served_options}
         out.update(task.served_vocabularies(run))

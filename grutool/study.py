@@ -650,7 +650,8 @@ def plot(result: dict, path: str | Path) -> str:
         if s["points"]:
             left.scatter(*zip(*s["points"]), color=colour, label=cell)
         for j, curve in enumerate(s["curves"]):
-            right.plot(*zip(*curve), color=colour, alpha=0.7, label=cell if j == 0 else None)
+            # a marker per epoch: a one-epoch run (--set train.epochs=1) is a line of one point, else invisible
+            right.plot(*zip(*curve), color=colour, alpha=0.7, marker=".", label=cell if j == 0 else None)
     left.set(xlabel="training seconds to the best epoch", ylabel=data["left"], title="quality vs time")
     right.set(xlabel="epoch", ylabel=data["right"], title="learning curves")
     right.xaxis.get_major_locator().set_params(integer=True)  # epochs, never 1.25

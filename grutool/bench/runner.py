@@ -64,7 +64,17 @@ def model_specs(g: Grid, cfg, device: torch.device) -> tuple[list[Spec], dict]:
     # to the hidden size, so I is H and not a size of its own.
     embedded = task.reads("model", "embedding_dim")
     chars = workloads.synthetic_counts(cfg, counts).get("num_chars")  # model.char_features: the char vocabulary
-    if source == "defaults":
+    if source == "defaults" and not embedded and g.vocab_size is None:
+        # a forecaster is sized by its columns: the text default, 20,000 of them, ran out of memory in a traceback
+        raise UserError(f"--config: {task.train_file(cfg)}: data file not found, and a forecaster's model is sized by "
+                        f"its columns; point data.train at the file (docs/data.md), or give --vocab-size (the "
+                        f"columns it reads) and --num-classes (those it predicts)")
+    if source == "defaults" and is_numeric(cfg):  # values per step: channels, no vocabulary
+        from grutool.data.numeric import SYNTHETIC_CHANNELS
+
+        log.info("data not read: %d channels per step; %d %s for a model with classes (set with --num-classes)",
+                 SYNTHETIC_CHANNELS, num_classes, task.outputs)
+    elif source == "defaults":
         log.info("data not read: vocabulary %d and %d classes (set with --vocab-size / --num-classes)%s",
                  vocab_size, num_classes, f"; {chars} characters assumed" if chars else "")
     elif not embedded:  # a forecaster's synthetic_sizes: the columns it reads and those it predicts

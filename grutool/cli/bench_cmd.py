@@ -49,9 +49,9 @@ def bench(
     min_sample_ms: Optional[float] = typer.Option(
         None, "--min-sample-ms", metavar="MS", help="Shortest sample; short calls repeat (default 50)."),
     vocab_size: Optional[int] = typer.Option(
-        None, "--vocab-size", metavar="N", help="--config without readable data: vocabulary size (default 20000)."),
+        None, "--vocab-size", metavar="N", help="--config without readable data: vocabulary size (default 20000); a forecaster's columns in (needed)."),
     num_classes: Optional[int] = typer.Option(
-        None, "--num-classes", metavar="N", help="--config without readable data: classes (default 2)."),
+        None, "--num-classes", metavar="N", help="--config without readable data: classes (default 2); a forecaster's columns out."),
     seed: Optional[int] = typer.Option(None, metavar="N", help="Seed for weights and synthetic batches."),
     output: List[Path] = typer.Option([], "--output", "-o", metavar="PATH", help="Write the report: .md, .json or .csv (repeatable)."),
     plot: Optional[Path] = typer.Option(None, metavar="PATH.png", help="Draw tokens/s per cell as a PNG (needs matplotlib)."),

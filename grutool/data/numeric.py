@@ -174,9 +174,11 @@ def _read_table(d: "DataConfig", source: str, need_labels: bool, per_step: bool)
                 continue
             odd = next((r for r in rows if labels_raw[r] != seq_labels[0]), None)
             if odd is not None:
+                first = "step" if times is not None else "row"  # rows ordered by data.time_column: not the file's
                 raise UserError(f"{table.location(odd, d.label_column)}: sequence {clipped(key, 40)!r} has label "
-                                f"{clipped(labels_raw[odd], 40)!r} here but {clipped(seq_labels[0], 40)!r} on its "
-                                f"first row; a sequence has one label: write it on every row"
+                                f"{clipped(labels_raw[odd], 40)!r} here but {clipped(seq_labels[0], 40)!r} on "
+                                f"{table.place(rows[0])}, its first {first}; a sequence has one label: write it on "
+                                f"every row"
                                 + ("" if trained_run() else " (a label per step: task tagger for classes, "
                                    "data.per_step: true for a regressor's numbers)"))
             out_labels.append(seq_labels[0])
@@ -273,7 +275,7 @@ def read_inputs(d: "DataConfig", source: str, scaler: Optional["Standardizer"] =
         wanted = [d.id_column, *scaler.names]
         missing = [c for c in wanted if c not in columns]
         if missing:
-            raise UserError(f"{source}: has no column {', '.join(map(repr, missing[:5]))}"
+            raise UserError(f"{source}: no column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing[:5]))}"
                             f"{' ...' if len(missing) > 5 else ''}; this run was trained on .ts files of "
                             f"{len(scaler)} channel(s), so a table for it has the columns {', '.join(wanted[:13])}"
                             f"{' ...' if len(wanted) > 13 else ''} (a row per step, the channels in the .ts "
@@ -318,9 +320,12 @@ def longest(d: "DataConfig") -> Optional[int]:
         return None
 
 
+SYNTHETIC_CHANNELS = 8  # `bench --config` of numeric sequences whose training file cannot be read
+
+
 def synthetic(d: "DataConfig", lengths: list[int], generator) -> tuple["Standardizer", list]:
     """`bench --config`: an identity scaler and standard-normal (T_i, C) values, C the training file's channel
-    count (8 when it cannot be read)."""
+    count (SYNTHETIC_CHANNELS when it cannot be read)."""
     import torch
 
     from grutool.data.scaling import Standardizer
@@ -328,7 +333,7 @@ def synthetic(d: "DataConfig", lengths: list[int], generator) -> tuple["Standard
     try:
         channels = len(read_sequences(d, d.train, need_labels=False).channels)
     except UserError:
-        channels = 8
+        channels = SYNTHETIC_CHANNELS
     scaler = Standardizer([f"c{i + 1}" for i in range(channels)], [0.0] * channels, [1.0] * channels)
     return scaler, [torch.randn(int(n), channels, generator=generator) for n in lengths]  # each (T_i, C)
 

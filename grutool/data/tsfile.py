@@ -158,7 +158,8 @@ def parse_channels(fields: list[str], where: str) -> np.ndarray:
     if len(lengths) > 1:
         first = len(columns[0])
         odd = next(c for c, v in enumerate(columns, start=1) if len(v) != first)
-        raise UserError(f"{where}: channel {odd} has {len(columns[odd - 1])} values but channel 1 has {first} "
+        n = len(columns[odd - 1])
+        raise UserError(f"{where}: channel {odd} has {n} value{'' if n == 1 else 's'} but channel 1 has {first} "
                         f"(ragged steps); every channel of a case needs one value per step")
     return np.asarray(columns, dtype=np.float32).T.copy()  # (T, C)
 

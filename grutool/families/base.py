@@ -259,6 +259,13 @@ class Task:
             return max(len(x) for x in train.ids)
         return cfg.data.max_length or 200
 
+    def rate_unit(self, cfg: "Config") -> str:
+        """What `train`'s speed counts (`| 23,480 tok/s`): each batch's lengths summed, so tokens of text and
+        steps of numeric sequences (a forecaster: rows, below)."""
+        from grutool.families.rules import is_numeric
+
+        return "steps" if is_numeric(cfg) else "tok"
+
     def throughput_items(self, lengths: list[int]) -> int:
         """How many `throughput_unit`s a batch of these lengths holds."""
         return int(sum(lengths)) if self.throughput_unit == "tokens" else len(lengths)

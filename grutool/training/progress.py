@@ -46,23 +46,25 @@ def duration(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-def epoch_line(epoch: int, epochs: int, metrics: dict, monitor: Optional[str]) -> str:
+def epoch_line(epoch: int, epochs: int, metrics: dict, monitor: Optional[str], unit: str = "tok") -> str:
     """`epoch 3/30: loss 0.4123 | val loss 0.3981, accuracy 0.8125 | 23,480 tok/s`, within 80 columns: a long
-    monitor name is shortened when the line would not fit (`sentence_accuracy` -> `sentence_acc`)."""
-    line = _epoch_line(epoch, epochs, metrics, monitor, monitor)
+    monitor name is shortened when the line would not fit (`sentence_accuracy` -> `sentence_acc`). `unit`: what
+    the speed counts, the task's `rate_unit` (numeric sequences `steps`, a forecaster `rows`)."""
+    line = _epoch_line(epoch, epochs, metrics, monitor, monitor, unit)
     if len(line) > COLUMNS and monitor:
-        line = _epoch_line(epoch, epochs, metrics, monitor, monitor.replace("accuracy", "acc"))
+        line = _epoch_line(epoch, epochs, metrics, monitor, monitor.replace("accuracy", "acc"), unit)
     return line
 
 
-def _epoch_line(epoch: int, epochs: int, metrics: dict, monitor: Optional[str], shown: Optional[str]) -> str:
+def _epoch_line(epoch: int, epochs: int, metrics: dict, monitor: Optional[str], shown: Optional[str],
+                unit: str = "tok") -> str:
     parts = [f"loss {number(metrics['train_loss'])}"] if "train_loss" in metrics else []
     val = [f"{'loss' if k == 'loss' else shown} {number(metrics[f'val_{k}'])}"
            for k in dict.fromkeys(("loss", monitor)) if f"val_{k}" in metrics]
     if val:
         parts.append("val " + ", ".join(val))
     if "tokens_per_s" in metrics:  # the epoch's time is in metrics.jsonl
-        parts.append(f"{number(round(metrics['tokens_per_s']))} tok/s")
+        parts.append(f"{number(round(metrics['tokens_per_s']))} {unit}/s")
     return f"epoch {epoch}/{epochs}" + (": " + " | ".join(parts) if parts else "")
 
 
@@ -217,6 +219,7 @@ class Progress(Callback):
         s = trainer.state
         self.t0 = self.last_line = time.perf_counter()
         self.start_step = s.step
+        self.unit = trainer.task.rate_unit(trainer.cfg)  # tok, steps (numeric sequences), rows (a forecaster)
         if self.mode != "bar":
             return
         self._terminal = TerminalBar(total=trainer.total_steps, initial=s.step, stream=self._stream(),
@@ -235,7 +238,7 @@ class Progress(Callback):
             self.loss, self.n = self.loss + loss, self.n + 1
         self.tokens += tokens
         rate = self.tokens / max(1e-9, time.perf_counter() - self.epoch_t0)
-        figures = f"loss {self.loss / max(self.n, 1):.4f}, {rate:,.0f} tok/s"
+        figures = f"loss {self.loss / max(self.n, 1):.4f}, {rate:,.0f} {self.unit}/s"
         if self.bar is not None:
             self.bar.set_postfix_str(figures, refresh=False)
             self.bar.update(1)

@@ -269,7 +269,7 @@ class Trainer:
         if s.improved:
             s.best, s.best_epoch = value, s.epoch
         self.schedule.epoch_end(value)
-        log.info("%s", epoch_line(s.epoch, t.epochs, metrics, self.monitor))
+        log.info("%s", epoch_line(s.epoch, t.epochs, metrics, self.monitor, self.task.rate_unit(self.cfg)))
         self._emit("on_epoch_end", metrics)
         return metrics
 

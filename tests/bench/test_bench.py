@@ -533,6 +533,29 @@ def test_a_numeric_config_is_timed_on_sequences_as_long_as_its_longest(tmp_path,
     assert {r["seq_len"] for r in reports.read_report(out)["rows"]} == {longest} and longest < d.max_length
 
 
+def test_a_config_of_numbers_whose_data_cannot_be_read(tmp_path, monkeypatch):
+    """Without its data (not fetched yet, or run from another folder), `bench --config` of a forecaster took the
+    text default, 20,000 columns, and ended in a traceback (out of memory); a numeric classifier's line spoke of a
+    vocabulary of 20,000 it never has. Now: one line naming the file and the sizes to give, and the channels."""
+    import yaml
+
+    monkeypatch.chdir(tmp_path)  # the configs' relative data paths are not here
+    for name in ("sines.yaml", "numeric.yaml"):
+        raw = yaml.safe_load((ROOT / "configs" / name).read_text())
+        raw["data"].update(train="absent/train.csv" if name == "sines.yaml" else "absent/train.ts",
+                           validation=None, test=None)
+        (tmp_path / name).write_text(yaml.safe_dump(raw))
+    assert_user_error(runner.invoke(app, ["bench", "--config", "sines.yaml", "--mode", "infer"]),
+                      "--config: absent/train.csv: data file not found, and a forecaster's model is sized by its "
+                      "columns; point data.train at the file (docs/data.md), or give --vocab-size")
+    args = ["--mode", "infer", "--repeats", "1", "--warmup", "0", "--min-sample-ms", "1", "--threads", "1"]
+    sized = runner.invoke(app, ["bench", "--config", "sines.yaml", "--vocab-size", "3", "--num-classes", "3", *args])
+    assert sized.exit_code == 0, sized.output
+    numeric = runner.invoke(app, ["bench", "--config", "numeric.yaml", *args])
+    assert numeric.exit_code == 0, numeric.output
+    assert "data not read: 8 channels per step" in numeric.output and "vocabulary" not in numeric.output
+
+
 def test_plot_writes_a_png_or_explains_the_missing_extra(tmp_path):
     import importlib.util
 

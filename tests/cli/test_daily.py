@@ -436,6 +436,17 @@ def test_init_numeric_input_leaves_every_text_setting_out(task, tmp_path, monkey
     assert dry.exit_code == 0 and "(not written)" in dry.output, dry.output
 
 
+@pytest.mark.parametrize("task", ["classifier", "tagger", "regressor"])
+def test_init_numeric_input_describes_the_front_end_it_builds(task):
+    """The numeric template's embedding settings said only `Size of each token embedding` and `the word
+    embedding with its char features`: a numeric model has no token; they size and drop its projected channels."""
+    lines = invoke("init", task, "--input", "numeric").stdout.splitlines()
+    for key in ("embedding_dim", "embedding_dropout"):
+        k = next(i for i, line in enumerate(lines) if line.strip().startswith(f"{key}:"))
+        described = lines[k] + lines[k - 1]  # the comment beside the value, or the line above it
+        assert "numeric sequences" in described and "channels" in described, (key, described)
+
+
 # A value other than the default for every text setting (a new one in TEXT_ONLY needs one here).
 TEXT_VALUES = {"data.dataset": "x/y", "data.dataset_config": "x", "data.text_column": "t", "data.max_word_length": 8,
                "data.tokenizer": "char", "data.lowercase": "false", "data.min_freq": 2, "data.max_size": 10,

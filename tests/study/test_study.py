@@ -432,3 +432,22 @@ def test_jobs_runs_stop_with_their_last_pt_when_the_study_process_is_killed(tmp_
     assert not left, "the study's runs trained on after the study was killed"
     assert [r["status"] for r in list_runs(tmp_path / "st")] == ["interrupted", "interrupted"]
     assert not list((tmp_path / "st" / "runs").glob("*/.lock"))
+
+
+def test_the_learning_curves_of_one_epoch_runs_are_drawn(tmp_path, monkeypatch):
+    """`grutool study CONFIG --seeds 1 --set train.epochs=1 --plot`: each curve is one point, and a line without
+    markers drew nothing: the right panel was empty but for its legend."""
+    pytest.importorskip("matplotlib")
+    from grutool import curves
+
+    result = {"monitor": "rmse", "cells": ["gru", "lstm"], "curves": {"a": [(1, None, 0.2, 1.0)],
+                                                                      "b": [(1, None, 0.21, 0.9)]},
+              "runs": [{"cell": "gru", "run": "a", "val": 0.2, "s_to_best": 0.08},
+                       {"cell": "lstm", "run": "b", "val": 0.21, "s_to_best": 0.05}]}
+    seen = {}
+    monkeypatch.setattr(curves, "save_png", lambda fig, path, dpi: seen.setdefault("fig", fig))
+    study.plot(result, tmp_path / "study.png")
+    right = seen["fig"].axes[1]
+    lines = right.get_lines()
+    assert [len(line.get_xdata()) for line in lines] == [1, 1]
+    assert all(line.get_marker() not in (None, "None", "", " ") for line in lines), [l.get_marker() for l in lines]

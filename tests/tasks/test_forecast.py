@@ -370,6 +370,12 @@ def test_plot_legend_hides_no_data_and_the_y_axis_names_the_units(tmp_path, monk
     for ax in fig.axes:
         assert not box.overlaps(ax.get_window_extent()) and ax.get_ylabel() == "OT (original units)"
     assert not box.overlaps(fig._suptitle.get_window_extent())
+    assert fig.axes[0].get_title() == "OT, window 0 (forecast from 2017-10-24)"
+    # long form: each panel names its series
+    seen.clear()
+    plot({"samples": [dict(sample, window=k, series=f"s{k}") for k in range(panels)]}, tmp_path / "f.png")
+    assert [ax.get_title() for ax in seen["fig"].axes[:panels]] == [
+        f"OT of series 's{k}', window {k} (forecast from 2017-10-24)" for k in range(panels)]
 
 
 def test_cli_infer_jsonl_and_table(run):
@@ -483,6 +489,51 @@ def test_cli_eval_data_scores_the_whole_file_and_says_which_rows(run, tmp_path):
     assert "split" not in result.output
 
 
+def test_cli_infer_checks_the_time_order_of_every_row_not_only_the_window(run):
+    """A row out of time order before the last input_length rows is refused as training and `serve` refuse it:
+    with it, the file's last rows need not be its latest, and the forecast would follow the wrong rows."""
+    from conftest import assert_user_error
+
+    path = recent(run, rows=40)
+    lines = path.read_text().splitlines()
+    late = lines[5].split(",")
+    lines[5] = ",".join(["2031-01-01"] + late[1:])  # file line 6, outside the 28 rows kept
+    path.write_text("\n".join(lines) + "\n")
+    assert_user_error(invoke("infer", run, "--file", path), f"{path}:7:1: timestamp",
+                      "is earlier than the one on line 6", "time order")
+    lines[5] = ",".join([lines[4].split(",")[0]] + late[1:])  # repeats line 5's timestamp
+    path.write_text("\n".join(lines) + "\n")
+    assert_user_error(invoke("infer", run, "--file", path), f"{path}:6:1: timestamp", "repeats the one on line 5")
+
+
+def test_cli_infer_fills_a_gap_at_the_window_start_from_the_rows_before_it(tmp_path):
+    """data.missing: ffill: a cell missing in the first of the last input_length rows takes the value before it
+    in the file, as training fills it and as `serve` does given the same table, not the window's next value."""
+    from grutool.predict import Predictor
+
+    raw = sines(tmp_path, **{"data": {"missing": "ffill"}})
+    raw["train"].update(epochs=1)
+    train(parse_config(raw))
+    run = tmp_path / "run"
+    L = rundir.open_run(run).config.data.input_length
+    path = recent(run, rows=40)
+    lines = path.read_text().splitlines()
+    first = len(lines) - L  # the window's first row
+    cells = lines[first].split(",")
+    gap, filled = list(lines), list(lines)
+    gap[first] = ",".join(cells[:1] + [""] + cells[2:])
+    filled[first] = ",".join(cells[:1] + [lines[first - 1].split(",")[1]] + cells[2:])
+    outputs = []
+    for rows in (gap, filled):
+        path.write_text("\n".join(rows) + "\n")
+        result = invoke("infer", run, "--file", path, "--jsonl")
+        assert result.exit_code == 0, result.output
+        outputs.append(json.loads(result.stdout))
+    assert outputs[0] == outputs[1]
+    [served] = Predictor(run, "cpu").predict(["\n".join(gap) + "\n"])  # serve: the whole table as one text
+    assert served["forecast"] == outputs[0]["forecast"]
+
+
 def test_cli_infer_names_the_config_key_of_a_missing_column(run, tmp_path):
     """A column the run reads (setting M, no data.targets) missing from the file: the config key, as the config's
     own errors name it, never a `--data.targets` option that does not exist."""
@@ -570,6 +621,9 @@ def test_serve_answers_forecasts(run):
             f"('{lines[0]}') and at least its last {L} rows (data.input_length)"), bad.text
         info = client.get("/info").json()  # what a text holds: a window of rows, not tokens
         assert info["data"]["input_length"] == p.cfg.data.input_length and "tokenizer" not in info["data"]
+        # its model settings, not the text ones a forecaster refuses (it showed embedding_dim 128, attention ...)
+        assert info["model"]["segment_length"] == p.cfg.model.segment_length
+        assert not {"embedding_dim", "attention", "char_features", "pooling"} & set(info["model"]), info["model"]
 
 
 def test_serve_answers_a_table_too_long_with_the_rows_a_forecaster_reads(run):
@@ -750,6 +804,17 @@ def test_long_form_windows_stay_in_their_series(tmp_path, caplog):
             first, last = next(p for p in series.parts if p[0] <= s < p[1])
             assert s + L + H <= last, (name, s)
         assert len(split) > 0
+    # Each window knows its series, and so do eval's sampled windows (the --plot panels of several series
+    # were titled alike, `load, window 100`, whatever series they showed).
+    from grutool.families.forecast.metrics import samples
+
+    for split in prepared.splits.values():
+        assert split.window_series == [next(i for i, (a, b) in zip(series.ids, series.parts) if a <= s < b)
+                                       for s in split.starts]
+    test = prepared.splits["test"]
+    picked = samples(test, np.zeros((len(test), H, len(test.target_index))))
+    assert [p["series"] for p in picked] == [test.window_series[p["window"]] for p in picked]
+    assert {p["series"] for p in picked} == {"s0", "s1"}
     # One scaler over every series' training rows (70 % of each).
     train = np.concatenate([series.values[a:a + int((b - a) * 0.7)] for a, b in series.parts])
     assert np.allclose(prepared.extra["scaler"].mean, train.mean(0))

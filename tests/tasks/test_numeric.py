@@ -53,6 +53,7 @@ def test_ts_reader_variable_length_missing_values_and_labels_with_spaces():
 @pytest.mark.parametrize("body, expect", [
     ("1,2:3,4:5,6:cat\n", "x.ts:8: 3 channel(s), but @dimensions is 2"),
     ("1,2:3,4,5:cat\n", "x.ts:8: channel 2 has 3 values but channel 1 has 2 (ragged steps)"),
+    ("1,2:3:cat\n", "x.ts:8: channel 2 has 1 value but channel 1 has 2 (ragged steps)"),  # was `1 values`
     ("1,2:3,x:cat\n", "x.ts:8: channel 2 value 2 is not a number ('x')"),
     ("1,2:3,4:dog\n", "x.ts:8: label 'dog' is not among @classLabel's"),
     (":3,4:cat\n", "x.ts:8: channel 1 is empty (an empty sequence)"),
@@ -697,9 +698,15 @@ def test_infer_file_csv_without_the_trained_channels_is_one_line(run, tmp_path):
     long_csv(ROOT / "data/numeric/test.ts", tmp_path / "new.csv", columns=("x", "c2"))
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     r = invoke("infer", run, "--file", tmp_path / "new.csv")
-    assert_user_error(r, "new.csv: has no column 'c1'", "trained on .ts files of 2 channel(s)",
+    assert_user_error(r, "new.csv: no column 'c1';", "trained on .ts files of 2 channel(s)",
                       "the columns id, c1, c2", "has: id, step, x, c2, note")
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    # Several missing: one plural list (it said `has no column 'id', 'c1', 'c2'`).
+    long_csv(ROOT / "data/numeric/test.ts", tmp_path / "other.csv", columns=("x", "y"))
+    text = (tmp_path / "other.csv").read_text()
+    (tmp_path / "other.csv").write_text(text.replace("id,", "key,", 1))
+    assert_user_error(invoke("infer", run, "--file", tmp_path / "other.csv"),
+                      "other.csv: no columns 'id', 'c1', 'c2';")
 
 
 def test_infer_errors_offer_fixes_of_the_data_not_of_the_config(run, tmp_path):

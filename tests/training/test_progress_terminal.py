@@ -111,6 +111,9 @@ def test_line_mode_reports_steps_with_eta():
                 epochs = 2
         total_steps = 10
 
+        class task:
+            rate_unit = staticmethod(lambda cfg: "tok")
+
     p = Progress("lines", every_s=0.0)
     trainer = Trainer()
     log, text = logging.getLogger("grutool"), io.StringIO()
@@ -166,6 +169,21 @@ def test_epoch_line_keeps_the_full_name_when_it_fits():
     assert epoch_line(1, 2, metrics, "sentence_accuracy") == \
         "epoch 1/2: loss 0.5000 | val loss 0.4000, sentence_accuracy 0.8000 | 3,773 tok/s"
     assert "sentence_acc 0.8000" in epoch_line(10, 40, {**metrics, "tokens_per_s": 13_851.0}, "sentence_accuracy")
+
+
+@pytest.mark.parametrize("name, unit", [("sines.yaml", "rows"), ("numeric.yaml", "steps"), ("sentiment.yaml", "tok")])
+def test_the_epoch_line_names_what_its_speed_counts(tmp_path, caplog, name, unit):
+    """A forecaster's epoch line said `| 1,718 tok/s` (its windows' input rows) and a numeric run's counted its
+    steps as tokens: the speed is now named by what it counts, the task's `rate_unit`."""
+    from conftest import shipped_config
+    from grutool.config_file import parse_config
+    from grutool.training.loop import train
+
+    raw = shipped_config(name, tmp_path / "run", train={"epochs": 1})
+    with caplog.at_level("INFO", logger="grutool"):
+        train(parse_config(raw))
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch 1/1:")]
+    assert re.search(rf"\| [\d,]+ {unit}/s$", line), line
 
 
 def test_tagger_training_in_80_columns_shows_unwrapped_lines(tmp_path):

@@ -122,6 +122,7 @@ class WindowSplit(EncodedSplit):
     source: str = ""
     quantiles: list[float] = field(default_factory=list)  # the model's quantile levels (model.quantiles), if any
     covers: str = ""  # the rows the windows read, in words (eval's `scored` line)
+    window_series: Optional[list[str]] = None  # long form: each window's series name (eval --plot's panels)
 
     def lengths(self) -> list[int]:
         return [self.input_length] * len(self.starts)
@@ -138,13 +139,14 @@ def make_split(series: Series, z: np.ndarray, ranges: list[tuple[int, int, int]]
     `whole`: the ranges are the whole file (a file of its own, or `eval --data`), not a split cut from it."""
     d = cfg.data
     L, H = d.input_length, d.horizon
-    starts, skipped, diffs = [], [], []
+    starts, skipped, diffs, names = [], [], [], []
     ids = series.ids or [str(k) for k in range(len(ranges))]
     for k, (first, lo, hi) in enumerate(ranges):
         found = window_starts((lo, hi), L, H, context, floor=first)
         if not found:
             skipped.append(ids[k])
         starts += found
+        names += [ids[k]] * len(found)
         # MASE's scale: the series' seasonal differences before the split (its own rows when none come before).
         before = z[first:lo, target_index] if lo - first > season else z[lo:hi, target_index]
         if len(before) > season:
@@ -183,6 +185,7 @@ def make_split(series: Series, z: np.ndarray, ranges: list[tuple[int, int, int]]
                        mean=np.asarray(mean, dtype=np.float64), std=np.asarray(std, dtype=np.float64),
                        season=season, scale=scale, times=series.times, source=series.path,
                        quantiles=list(cfg.model.quantiles or []), inputs=inputs,
+                       window_series=names if series.ids else None,
                        covers=_covers(series.path, ranges, name, L, context, whole, len(skipped)))
 
 

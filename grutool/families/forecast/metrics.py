@@ -106,7 +106,8 @@ def quantile_scores(q: np.ndarray, gold: np.ndarray, levels: list[float]) -> dic
 
 def samples(split, pred: np.ndarray, quantiles: np.ndarray | None = None, k: int = SAMPLES) -> list[dict]:
     """A few windows spread over the split, first target column, in original units: history (the last input
-    rows, at most 2 horizons), forecast and actual values, and the window's first forecast time."""
+    rows, at most 2 horizons), forecast and actual values, the window's first forecast time and, long form, its
+    series."""
     n = len(split.starts)
     picks = sorted({int(i) for i in np.linspace(0, n - 1, min(k, n))})
     col, L, H = 0, split.input_length, split.horizon
@@ -121,6 +122,8 @@ def samples(split, pred: np.ndarray, quantiles: np.ndarray | None = None, k: int
                     "history": (z[s + L - keep:s + L, c] * std + mean).round(6).tolist(),
                     "forecast": (pred[i, :, col] * std + mean).round(6).tolist(),
                     "actual": (z[s + L:s + L + H, c] * std + mean).round(6).tolist()})
+        if split.window_series:  # long form: which series the window is of
+            out[-1]["series"] = split.window_series[i]
         if quantiles is not None:  # the outermost two quantiles: the band `eval --plot` shades
             out[-1]["lower"] = (quantiles[i, :, col, 0] * std + mean).round(6).tolist()
             out[-1]["upper"] = (quantiles[i, :, col, -1] * std + mean).round(6).tolist()

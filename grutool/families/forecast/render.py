@@ -87,7 +87,8 @@ def plot(metrics: dict, path, title: str = "") -> str:
             ax.fill_between(range(h, h + f), s["lower"], s["upper"], color="tab:orange", alpha=0.2,
                             label="quantile band")
         ax.axvline(h - 0.5, color="0.7", ls="--", lw=0.8)
-        ax.set_title(f"{s['column']}, window {s['window']} (forecast from {s['time']})", fontsize=9)
+        of = f" of series {s['series']!r}" if "series" in s else ""  # long form: panels of several series
+        ax.set_title(f"{s['column']}{of}, window {s['window']} (forecast from {s['time']})", fontsize=9)
         ax.set_xlabel("rows")
         ax.set_ylabel(f"{s['column']} (original units)", fontsize=8)
     fig.suptitle(title or "forecasts", fontsize=10)

@@ -356,6 +356,9 @@ class ForecastTask(Task):
 
     throughput_unit = "windows"  # every window is data.input_length rows: tokens would only scale windows
 
+    def rate_unit(self, cfg: "Config") -> str:
+        return "rows"  # train's speed: the input rows of its windows (data.input_length per window)
+
     def synthetic_sizes(self, cfg: "Config", prepared: Prepared) -> dict[str, int]:
         """The input columns (covariates aside: `synthetic` adds the config's own) and the predicted ones (the
         vocabulary has no tokens to count); with a series embedding, the series it has a row for."""
@@ -469,7 +472,9 @@ class ForecastTask(Task):
         """`infer --file` (`-`: stdin): the table's last input_length rows as one input (csv text with its header),
         in time order by data.timestamps; long form (data.series_column), one input per series, each its own
         last rows. With data.covariates.future the table ends with the `horizon` rows to forecast (their future
-        columns filled, the others empty): the last input_length + horizon rows. With the run's saved
+        columns filled, the others empty): the last input_length + horizon rows (with data.missing ffill or
+        interpolate, back to each column's last value before them, which fills a gap at their start). Every row's
+        time is checked in order by data.timestamps, not only those kept. With the run's saved
         vocabularies (`vocabs`) the rows kept are read as `predict` reads them, so a bad cell is named by its
         place in the file (`recent.csv:31:2`), not in the text handed on."""
         import numpy as np
@@ -493,13 +498,20 @@ class ForecastTask(Task):
                 table, table.column(d.series_column, "data.series_column"), "data.series_column", "series").items()}
         texts = []
         for key, rows in groups.items():
-            if d.timestamps != "error" and d.time_column is not None and not d.covariates.future:
-                order, _, _, bad = time_order(table.stamps(d.time_column)[rows], d.timestamps)
-                rows = rows if bad is not None else rows[order]  # _read_input names what breaks the policy
+            if d.time_column is not None:  # every row, not only those kept: else the last rows need not be the latest
+                stamps = table.stamps(d.time_column)[rows]
+                order, _, _, bad = time_order(stamps, d.timestamps)
+                if bad is not None:
+                    what = "" if key is None else f" of series {key!r}"
+                    table.subset(rows).refuse_order(d.time_column, stamps, bad, ORDER_FIX[d.timestamps], what)
+                if d.timestamps != "error" and not d.covariates.future:
+                    rows = rows[order]
+            kept = rows[-keep:]
             if columns is not None:
                 name = table.path if key is None else f"{table.path}, series {key!r}"
-                _read_input(cfg, roles, columns, table.subset(rows[-keep:]), name)
-            texts.append(frame.iloc[rows[-keep:]].to_csv(index=False))
+                kept = rows[_fill_start(cfg, table.subset(rows), columns, len(rows) - len(kept)):]
+                _read_input(cfg, roles, columns, table.subset(kept), name)
+            texts.append(frame.iloc[kept].to_csv(index=False))
         return texts
 
     def predict(self, predictor, texts: list[str], batch_size: int = 64, **options) -> list[dict]:
@@ -583,6 +595,27 @@ def _read_input(cfg: "Config", roles, columns: list[str], table, name: str):
         raise UserError(f"{name}: {rows} row{'' if rows == 1 else 's'}, but the model reads the last "
                         f"{L} (data.input_length); give at least {L} rows")
     return series, ahead
+
+
+def _fill_start(cfg: "Config", table, columns: list[str], start: int) -> int:
+    """The first row of `table` (one series, in time order) that `infer --file` hands on, for the window that
+    starts at row `start`: `start` itself, or with data.missing ffill / interpolate and a column missing from the
+    window's first row on, the row of that column's last value before it, so the cell is filled from the file's
+    earlier rows as training (and `serve`, given the whole table) fills it, not from the window's later rows."""
+    import numpy as np
+
+    if cfg.data.missing not in FILLS or start <= 0:
+        return start
+    first = start
+    for name in columns:
+        if name not in table.columns:
+            continue  # _read_input names the missing column
+        if not np.isnan(table.subset([start]).numeric(name, cfg.data.missing, fills=FILLS)[0]):
+            continue
+        known = np.flatnonzero(~np.isnan(table.subset(np.arange(start)).numeric(name, cfg.data.missing,
+                                                                               fills=FILLS)))
+        first = min(first, int(known[-1]) if len(known) else 0)
+    return first
 
 
 def _check_header(cfg: "Config", table, columns: Optional[list[str]]) -> None:
