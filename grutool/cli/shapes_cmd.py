@@ -237,10 +237,12 @@ def _render_config(console, report: dict) -> None:
     if report.get("numeric"):  # values, not token ids: channels in, the family's outputs out
         outputs = report["outputs"][:-1] if report["num_classes"] == 1 else report["outputs"]  # 1 target
         channels = report["symbols"]["F"]
+        # covariates and other inputs come beside the values, so F counts the values' channels alone
+        beside = "".join(f", {_e(k)} {_shape(v)}" for k, v in report["batch"].get("inputs", {}).items())
         console.print(f"[bold]{_e(report['config'])}[/]: task {report['task']}, {channels} "
                       f"channel{'' if channels == 1 else 's'} per step, {report['num_classes']} {outputs}; "
                       f"{source}: values "
-                      f"{_shape(report['batch']['ids'])}, lengths {report['batch']['lengths']}")
+                      f"{_shape(report['batch']['ids'])}{beside}, lengths {report['batch']['lengths']}")
     else:
         console.print(f"[bold]{_e(report['config'])}[/]: task {report['task']}, {report['vocab_size']:,} tokens, "
                       f"{report['num_classes']} classes; {source}: ids {_shape(report['batch']['ids'])}, "

@@ -151,7 +151,9 @@ def _task_model_report(path, cfg, prepared, B: int, want_explain: bool, warned: 
         "numeric": numeric, "outputs": task.outputs, "fixed_length": task.throughput_unit != "tokens",
         "labels": task.served_labels(prepared) or [], "model": cfg.model.model_dump(),
         "symbols": {"B": len(index), "T": T, **inputs, "L": m.num_layers, "D": D, "H": m.hidden_size, "C": C},
-        "batch": {"ids": list(batch.ids.shape), "lengths": lens.tolist(), "source": f"first training {unit}"},
+        "batch": {"ids": list(batch.ids.shape), "lengths": lens.tolist(), "source": f"first training {unit}",
+                  # inputs beside the values or ids (a forecaster's covariates, char ids, an lm's condition)
+                  "inputs": {k: list(v.shape) for k, v in batch.extra_inputs().items() if hasattr(v, "shape")}},
         "trace": rows,
         "logits": _describe(result),
         "parameters": {"total": total, "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),

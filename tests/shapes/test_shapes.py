@@ -485,6 +485,22 @@ def test_config_header_counts_one_channel_in_the_singular(monkeypatch):
     assert "1 channel per step, 1 target;" in result.output.splitlines()[0]
 
 
+def test_config_header_shows_the_inputs_beside_the_values(monkeypatch):
+    """A forecaster with covariates read '1 channel per step ... values (3, 28, 1)', as if the covariates were not
+    read at all: they come beside the values, and the header now names each of those inputs with its shape."""
+    monkeypatch.chdir(ROOT)
+    result = runner.invoke(app, ["shapes", "--config", "configs/sines_covariates.yaml", "--json"])
+    assert result.exit_code == 0, result.output
+    inputs = json.loads(result.output)["batch"]["inputs"]
+    assert {"past", "future", "static"} <= set(inputs), inputs
+    assert inputs["past"][:2] == inputs["future"][:1] + [28] and inputs["future"][1] == 28 + 14, inputs
+    header = runner.invoke(app, ["shapes", "--config", "configs/sines_covariates.yaml"]).output.splitlines()[0]
+    for name, shape in inputs.items():
+        assert f"{name} {tuple(shape)}" in header, header
+    plain = runner.invoke(app, ["shapes", "--config", "configs/sines.yaml"]).output.splitlines()[0]
+    assert "values (3, 28, 3), lengths" in plain, plain  # no covariates: nothing beside the values
+
+
 def test_set_changes_the_config_s_model_as_train_s_set_does(monkeypatch):
     """`shapes --config C --set KEY=VALUE` traces the model `train C --set KEY=VALUE` builds (bench and every other
     config command had --set; shapes had none)."""
