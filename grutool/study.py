@@ -457,7 +457,7 @@ def report(study_dir: str | Path, *, latency_repeats: int = 5) -> dict:
                      sorted(set().union(*(r["test"] for r in mine)))},
         }
     result = {"study": str(study_dir), "config": state["config"], "overrides": state["overrides"],
-              "cells": cells, "monitor": monitor, "jobs": state.get("jobs", 1),
+              "cells": cells, "monitor": monitor, "rate_unit": _rate_unit(paths), "jobs": state.get("jobs", 1),
               "threads_per_run": state.get("threads_per_run"),
               "direction": "lower" if monitor in MINIMIZED_METRICS else "higher",
               "runs": [{k: v for k, v in r.items() if k != "curve"} for r in records],
@@ -539,6 +539,19 @@ def mean_pm(s: dict, digits: int = 4) -> str:
     return fmt(s["mean"], digits) + (f" ± {fmt(s['sd'], digits)}" if s["sd"] is not None else "")
 
 
+def _rate_unit(paths: list[Path]) -> str:
+    """What the runs' tokens_per_s counts, as train's epoch line names it (`Task.rate_unit`): tokens of text,
+    steps of numeric sequences, a forecaster's input rows."""
+    if not paths:
+        return "tokens"
+    from grutool.config_file import load_config
+    from grutool.families import get_task
+
+    cfg = load_config(paths[0] / rundir.CONFIG, saved=True)
+    unit = get_task(cfg.task).rate_unit(cfg)
+    return "tokens" if unit == "tok" else unit
+
+
 def table_rows(result: dict, terminal: bool = False) -> dict:
     """The report's three tables as header + rows of strings. The markdown has every test metric and each
     seed's figure; the terminal (`terminal`) keeps what fits 80 columns: the monitor on validation and test."""
@@ -549,7 +562,7 @@ def table_rows(result: dict, terminal: bool = False) -> dict:
         tests = [k for k in tests if k == monitor] or tests[:1]
     quality = [["cell", f"val {monitor}"] + ([] if terminal else ["per seed"]) + [f"test {k}" for k in tests]
                + ["params", "kernel"]]
-    cost = [["cell", "s/epoch", "s to best", "tokens/s", "b1 ms", "b32 ms"]]
+    cost = [["cell", "s/epoch", "s to best", f"{result.get('rate_unit') or 'tokens'}/s", "b1 ms", "b32 ms"]]
     for name, c in cells.items():
         f, kernel = c["figures"], c["kernel"]
         quality.append([name, mean_pm(f["val"])] + ([] if terminal else [", ".join(fmt(v) for v in f["val"]["values"])])
