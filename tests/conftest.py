@@ -15,7 +15,8 @@ from pathlib import Path
 # threads than on one here, a tiny classifier 4x. What two threads do differently (a bidirectional layer's two
 # directions side by side, GEMMs in column blocks) is tested where a test sets the count itself (tests/models:
 # test_compiled_gru.py, test_fused_lstm.py, test_kernel_policy.py; train.num_threads; --threads).
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+if not os.environ.get("OMP_NUM_THREADS"):  # unset or empty: torch would take one thread per core
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 import pytest  # noqa: E402
 
