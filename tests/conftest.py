@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
 import warnings
 from pathlib import Path
 
-import pytest
+# One torch thread unless the caller chose: set before anything imports torch (torch reads it once, at import) and
+# inherited by every `grutool` the tests start, as most of them already set it. The tests' models are tiny: a second
+# thread had little to share and spun at each op's barrier, and with both cores busy (the tests' own subprocesses,
+# anything else on a 2-core CI machine) each op waited for it: configs/reverse.yaml trained 4-6x slower on two
+# threads than on one here, a tiny classifier 4x. What two threads do differently (a bidirectional layer's two
+# directions side by side, GEMMs in column blocks) is tested where a test sets the count itself (tests/models:
+# test_compiled_gru.py, test_fused_lstm.py, test_kernel_policy.py; train.num_threads; --threads).
+if not os.environ.get("OMP_NUM_THREADS"):  # unset or empty: torch would take one thread per core
+    os.environ["OMP_NUM_THREADS"] = "1"
 
-from grutool.training.callbacks import Callback
+import pytest  # noqa: E402
+
+from grutool.training.callbacks import Callback  # noqa: E402
 
 POS = ["good", "great", "lovely", "fine", "superb"]
 NEG = ["bad", "awful", "poor", "dull", "boring"]
