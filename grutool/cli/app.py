@@ -193,13 +193,24 @@ def train(
                       f"  device      {summary['device']}\n  run dir     {summary['run_dir']} "
                       f"({_run_dir_plan(summary.get('run_dir_plan') or {})})", markup=False)
             return
-        out.print(f"done: {summary['epochs']} epoch(s), {summary['steps']:,} steps, {summary['wall_time_s']:.1f} s")
+        out.print(_fit(_done_line(summary)), markup=False)
         if summary.get("validation"):
             from grutool.cli.render import renderer
 
             out.print(_fit(f"best: epoch {summary['best_epoch']}, "
                            f"{renderer(task).summary_line(summary['validation'])}"), markup=False)
         out.print(f"run directory: {summary['run_dir']}", markup=False)
+
+
+def _done_line(summary: dict) -> str:
+    """`done: 30 epoch(s), 750 steps, 12.3 s`; a last epoch that train.max_steps cut short is said so, never
+    counted as a whole one: `done: 3 steps (train.max_steps), epoch 1 stopped at 3 of 25 batches, 1.0 s`."""
+    steps, seconds = f"{summary['steps']:,} steps", f"{summary['wall_time_s']:.1f} s"
+    trained, batches = summary.get("last_epoch_steps"), summary.get("steps_per_epoch")
+    if trained is None or batches is None or trained >= batches:
+        return f"done: {summary['epochs']} epoch(s), {steps}, {seconds}"
+    return (f"done: {steps} (train.max_steps), epoch {summary['epochs']} stopped at {trained:,} of {batches:,} "
+            f"batches, {seconds}")
 
 
 def _run_dir_plan(plan: dict) -> str:

@@ -83,6 +83,9 @@ class MetricsWriter(Callback):
 
     def on_epoch_end(self, trainer, metrics: dict) -> None:
         row = {"epoch": trainer.state.epoch, "step": trainer.state.step}
+        trained, batches = trainer.epoch_progress
+        if trained < batches:  # train.max_steps cut the epoch short
+            row.update(epoch_steps=trained, steps_per_epoch=batches)
         row.update({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
         line = jsonsafe.dumps(row) + "\n"
         try:

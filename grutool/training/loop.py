@@ -191,6 +191,8 @@ def _finish(trainer: Trainer, summary: dict) -> dict:
     summary.update({"epochs": s.epoch, "steps": s.step, "wall_time_s": round(s.wall_time_s, 2),
                     "monitor": trainer.monitor, "best": s.best, "best_epoch": s.best_epoch,
                     "skipped_steps": s.skipped_steps, "diverged": trainer.diverged})
+    if trainer.epoch_progress is not None:  # the last epoch's batches: fewer than an epoch's when max_steps cut it
+        summary.update(last_epoch_steps=trainer.epoch_progress[0], steps_per_epoch=trainer.epoch_progress[1])
     for cb in trainer.callbacks:
         summary.update(cb.summary_fields())
     if not (run_dir / rundir.BEST).is_file():

@@ -46,26 +46,36 @@ def duration(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-def epoch_line(epoch: int, epochs: int, metrics: dict, monitor: Optional[str], unit: str = "tok") -> str:
-    """`epoch 3/30: loss 0.4123 | val loss 0.3981, accuracy 0.8125 | 23,480 tok/s`, within 80 columns: a long
-    monitor name is shortened when the line would not fit (`sentence_accuracy` -> `sentence_acc`). `unit`: what
-    the speed counts, the task's `rate_unit` (numeric sequences `steps`, a forecaster `rows`)."""
-    line = _epoch_line(epoch, epochs, metrics, monitor, monitor, unit)
-    if len(line) > COLUMNS and monitor:
-        line = _epoch_line(epoch, epochs, metrics, monitor, monitor.replace("accuracy", "acc"), unit)
+def epoch_line(epoch: int, epochs: int, metrics: dict, monitor: Optional[str], unit: str = "tok",
+               partial: Optional[tuple[int, int]] = None) -> str:
+    """`epoch 3/30: loss 0.4123 | val loss 0.3981, accuracy 0.8125 | 23,480 tok/s`, within 80 columns: when the
+    line would not fit, a long monitor name is shortened (`sentence_accuracy` -> `sentence_acc`), an epoch cut
+    short said in fewer words, then the speed left out (metrics.jsonl keeps it). `unit`: what the speed counts,
+    the task's `rate_unit` (numeric sequences `steps`, a forecaster `rows`). `partial`: (batches trained, batches
+    in the epoch) of an epoch that train.max_steps cut short: `epoch 1/30 (3 of 25 batches): ...`."""
+    short = monitor.replace("accuracy", "acc") if monitor else monitor
+    cut = f" ({number(partial[0])} of {number(partial[1])} batches)" if partial else ""
+    compact = f" ({number(partial[0])}/{number(partial[1])} batches)" if partial else ""
+    tries = [(monitor, unit, cut), (short, unit, cut), (short, unit, compact), (short, None, cut),
+             (short, None, compact), (short, None, " (partial)" if partial else "")]
+    for shown, speed, said in tries:
+        line = _epoch_line(epoch, epochs, metrics, monitor, shown, speed, said)
+        if len(line) <= COLUMNS:
+            break
     return line
 
 
 def _epoch_line(epoch: int, epochs: int, metrics: dict, monitor: Optional[str], shown: Optional[str],
-                unit: str = "tok") -> str:
+                unit: Optional[str], cut: str) -> str:
     parts = [f"loss {number(metrics['train_loss'])}"] if "train_loss" in metrics else []
     val = [f"{'loss' if k == 'loss' else shown} {number(metrics[f'val_{k}'])}"
            for k in dict.fromkeys(("loss", monitor)) if f"val_{k}" in metrics]
     if val:
         parts.append("val " + ", ".join(val))
-    if "tokens_per_s" in metrics:  # the epoch's time is in metrics.jsonl
+    if "tokens_per_s" in metrics and unit is not None:  # the epoch's time is in metrics.jsonl
         parts.append(f"{number(round(metrics['tokens_per_s']))} {unit}/s")
-    return f"epoch {epoch}/{epochs}" + (": " + " | ".join(parts) if parts else "")
+    # Batches, not steps: a numeric sequence's speed counts its time steps (`steps/s`).
+    return f"epoch {epoch}/{epochs}{cut}" + (": " + " | ".join(parts) if parts else "")
 
 
 def draws_bars(stream) -> bool:

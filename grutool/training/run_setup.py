@@ -144,8 +144,13 @@ def finished_summary(trainer) -> Optional[dict]:
         return None
     if not isinstance(summary, dict) or (summary.get("epochs"), summary.get("steps")) != (s.epoch, s.step):
         return None  # written before training went on (a resume killed later): train() writes a true one
-    log.warning("%s: the run is complete (%d of %d epochs, %d steps); nothing to resume. %s", trainer.run_dir,
-                s.epoch, t.epochs, s.step, _train_longer(trainer))
+    trained, batches = summary.get("last_epoch_steps"), summary.get("steps_per_epoch")
+    if isinstance(trained, int) and isinstance(batches, int) and trained < batches:  # max_steps cut the last
+        where = f"{s.step} steps; epoch {s.epoch} of {t.epochs} stopped at {trained} of {batches} batches"
+    else:
+        where = f"{s.epoch} of {t.epochs} epochs, {s.step} steps"
+    log.warning("%s: the run is complete (%s); nothing to resume. %s", trainer.run_dir, where,
+                _train_longer(trainer))
     # The folder resumed (a copy, say), not the one summary.json was first written in.
     return {**summary, "run_dir": str(trainer.run_dir)}
 

@@ -86,6 +86,10 @@ class Trainer:
             batches = -(-len(self.train_split) // t.batch_size)
             self.batches_per_epoch = batches // dist.world_size  # per rank: see distributed.shard
         self.total_steps = t.epochs * self.batches_per_epoch
+        self.epoch_batches = self.batches_per_epoch  # this epoch's batches, as drawn (per rank)
+        # (batches trained, batches in it) of the last epoch that ended: fewer when train.max_steps cut it short
+        # (its line, metrics.jsonl row and summary.json say so). None before an epoch ends.
+        self.epoch_progress: Optional[tuple[int, int]] = None
         if t.max_steps is not None:
             self.total_steps = min(self.total_steps, t.max_steps)
         self.optimizer = build_optimizer(self.model.parameters(), t, sparse=self._lazy_embeddings())
@@ -260,6 +264,8 @@ class Trainer:
                 value = None
                 metrics["val_nonfinite"] = True
         s = self.state
+        self.epoch_progress = (s.batch_in_epoch, self.epoch_batches)
+        partial = self.epoch_progress if s.batch_in_epoch < self.epoch_batches else None
         s.epoch, s.batch_in_epoch = s.epoch + 1, 0  # position after this epoch: last.pt resumes at the next
         if value is None:
             s.improved = self.val_split is None  # without validation every epoch is the newest best
@@ -269,7 +275,7 @@ class Trainer:
         if s.improved:
             s.best, s.best_epoch = value, s.epoch
         self.schedule.epoch_end(value)
-        log.info("%s", epoch_line(s.epoch, t.epochs, metrics, self.monitor, self.task.rate_unit(self.cfg)))
+        log.info("%s", epoch_line(s.epoch, t.epochs, metrics, self.monitor, self.task.rate_unit(self.cfg), partial))
         self._emit("on_epoch_end", metrics)
         return metrics
 
@@ -341,6 +347,7 @@ class Trainer:
                 batches = distributed.shard_streams(batches, self.dist)
             else:
                 batches = distributed.shard(batches, self.dist)
+            self.epoch_batches = len(batches)
             if s.batch_in_epoch == 0:
                 self.carry = None  # each epoch reads the streams from their start
                 s.epoch_loss_sum, s.epoch_losses, s.epoch_tokens, s.epoch_time_s = 0.0, 0, 0, 0.0

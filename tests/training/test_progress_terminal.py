@@ -162,6 +162,21 @@ def test_epoch_line_of_every_monitor_fits_80_columns(task, monitor):
     assert monitor == "loss" or "0.6780" in line, line
 
 
+@pytest.mark.parametrize("task, monitor", _monitors())
+@pytest.mark.parametrize("partial", [(3, 25), (3_000, 25_000), (30_000, 250_000)])
+def test_an_epoch_cut_short_says_so_within_80_columns(task, monitor, partial):
+    """train.max_steps below an epoch printed `epoch 1/30: ...` as if the epoch had been trained whole."""
+    from grutool.training.progress import epoch_line
+
+    metrics = {"train_loss": 0.3468, "val_loss": 0.3239, "tokens_per_s": 123_851.0}
+    metrics.setdefault(f"val_{monitor}", 0.678)
+    line = epoch_line(99, 100, metrics, monitor, partial=partial)
+    assert len(line) <= 80, line
+    assert re.match(rf"epoch 99/100 \(({partial[0]:,} of {partial[1]:,} batches|{partial[0]:,}/{partial[1]:,} "
+                    rf"batches|partial)\): loss 0.3468 \| val loss 0.3239", line), line
+    assert "(3 of 25 batches)" in epoch_line(1, 30, {"train_loss": 0.5}, None, partial=(3, 25))
+
+
 def test_epoch_line_keeps_the_full_name_when_it_fits():
     from grutool.training.progress import epoch_line
 

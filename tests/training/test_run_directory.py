@@ -273,6 +273,35 @@ def test_resume_of_an_early_stopped_run_names_train_patience_and_the_folder_used
     assert _config_on_disk(copy)["train"]["patience"] == 3
 
 
+def test_an_epoch_cut_short_by_max_steps_is_said_so_in_the_lines_files_and_resume(tmp_path):
+    """`train.max_steps` below one epoch printed `epoch 1/3: ...` and `done: 1 epoch(s)`, as if the epoch had
+    been trained whole: the lines, metrics.jsonl and summary.json now say how many of its batches ran."""
+    import json
+
+    raw = tiny_config(tmp_path, epochs=3, max_steps=3, device="cpu")  # 64 rows, batch 8: 8 batches an epoch
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    r = invoke("train", cfg)
+    assert r.exit_code == 0, r.output
+    assert "epoch 1/3 (3 of 8 batches): loss " in r.output, r.output
+    [done] = [line for line in r.stdout.splitlines() if line.startswith("done:")]
+    assert "epoch(s)" not in done and "3 steps (train.max_steps)" in done and "3 of 8 batches" in done, done
+    [row] = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert (row["epoch"], row["step"], row["epoch_steps"], row["steps_per_epoch"]) == (1, 3, 3, 8), row
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert (summary["epochs"], summary["last_epoch_steps"], summary["steps_per_epoch"]) == (1, 3, 8), summary
+    r = invoke("train", cfg, "--resume")
+    assert r.exit_code == 0, r.output
+    assert "complete (3 steps; epoch 1 of 3 stopped at 3 of 8 batches)" in r.output, r.output
+    # Whole epochs read as before: no batch count on their lines or rows.
+    r = invoke("train", cfg, "--overwrite", "--set", "train.max_steps=16")
+    assert r.exit_code == 0, r.output
+    assert "epoch 2/3: loss " in r.output and "batches" not in r.output, r.output
+    assert "done: 2 epoch(s), 16 steps" in r.stdout, r.stdout
+    assert all("epoch_steps" not in json.loads(line)
+               for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines())
+
+
 def _error_line(result) -> str:
     assert_user_error(result)
     return result.output.strip()
