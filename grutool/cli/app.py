@@ -288,19 +288,22 @@ def eval_(
                                 f"classifier, tagger and joint confusion matrices, a regressor's predicted against "
                                 f"true values and a forecaster's windows); drop --plot")
         metrics = evaluate(str(run_dir), split.value, str(data) if data else None, batch_size, device.value, beam)
-        if draw is not None:
-            written = draw(metrics, plot, title=f"{run_dir} ({metrics.get('source', split.value)})")
-            err.print(f"wrote {written}", markup=False)
+        # Drawn before the result is printed (a plot that fails leaves no half answer), said after it: a terminal
+        # shows the tables, then `wrote cm.png` below them; stdout still carries the result alone.
+        written = draw(metrics, plot, title=f"{run_dir} ({metrics.get('source', split.value)})") if draw else None
         if json_:
             from grutool import jsonsafe
 
             print(jsonsafe.dumps(metrics))
-            return
-        from grutool.cli.render import renderer
-        from grutool.rundir import run_task
+        else:
+            from grutool.cli.render import renderer
+            from grutool.rundir import run_task
 
-        for table in renderer(run_task(run_dir)).tables(metrics):
-            out.print(table)
+            for table in renderer(run_task(run_dir)).tables(metrics):
+                out.print(table)
+        if written is not None:
+            sys.stdout.flush()  # the result reaches a terminal (or a 2>&1 pipe) before the line about the file
+            err.print(f"wrote {written}", markup=False)
 
 
 def _read_inputs(texts: List[str], file: Optional[str], run_dir: Path) -> list[str]:

@@ -92,6 +92,21 @@ def test_eval_plot_draws_the_confusion_matrix(named_run, tmp_path):
     assert_user_error(invoke("eval", named_run, "--plot", tmp_path / "nowhere" / "cm.png"), "does not exist")
 
 
+@pytest.mark.parametrize("flags", [[], ["--json"]])
+def test_eval_plot_says_wrote_after_the_result(named_run, tmp_path, flags):
+    """`wrote cm.png` (stderr) came before the tables (stdout) on a terminal: it now follows the result, which
+    stays alone on stdout."""
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "cm.png"
+    result = invoke("eval", named_run, "--split", "test", "--plot", png, *flags)
+    assert result.exit_code == 0, result.output
+    assert "wrote" not in result.stdout and result.stderr.strip() == f"wrote {png}", result.output
+    lines = result.output.strip().splitlines()  # stdout and stderr as written, one after the other
+    assert lines[-1] == f"wrote {png}" and len(lines) > 1, result.output
+    if flags:
+        json.loads(result.stdout)
+
+
 @pytest.mark.parametrize("family", ["seq2seq", "lm"])
 def test_eval_plot_of_a_family_with_nothing_to_draw_is_refused_before_evaluating(family, tmp_path, monkeypatch):
     """Before: `eval --plot` of a seq2seq or lm run evaluated the whole split, then said it had 'no confusion
