@@ -303,7 +303,10 @@ class ModelConfig(_Section):
     token_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     """While training, replace this fraction of input tokens by `<unk>` (teaches the model to cope with unknown words)."""
     head_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
-    """Dropout on the pooled representation, before the linear head."""
+    """Dropout on what the output head reads: the pooled vector, each step's output, or a forecaster's recurrent state.
+
+    Pooled: classifier, regressor, a joint model's intent; per step: tagger, lm, seq2seq's decoder, a regressor
+    per step; a forecaster pools nothing, its head reads the encoder's (or decoder's) last state."""
     pooling: Literal["last", "mean", "max", "attention"] = "last"
     """How per-step outputs become one vector: final state (cat(h_n[-2], h_n[-1]) when bidirectional), mean, max, or learned attention; all ignore padding."""
     freeze_embeddings: bool = False

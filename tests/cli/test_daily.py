@@ -102,6 +102,22 @@ def test_init_prints_a_commented_config_that_validates_and_dry_runs(task, tmp_pa
     assert not (tmp_path / "run").exists()
 
 
+# What model.head_dropout acts on in each family, as its model reads it.
+HEAD_DROPOUT_ON = {"classifier": "the pooled vector", "regressor": "the pooled vector", "joint": "the pooled vector",
+                   "tagger": "each step's output", "lm": "each step's output", "seq2seq": "each step's output",
+                   "forecast": "a forecaster's recurrent state"}
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_init_describes_head_dropout_as_the_family_uses_it(task):
+    """`grutool init forecast` described model.head_dropout as dropout "on the pooled representation": a forecaster
+    pools nothing (its head reads the recurrent state), nor do a tagger, an lm or a seq2seq decoder."""
+    lines = invoke("init", task).stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.lstrip().startswith("head_dropout:"))
+    doc = lines[at] if "#" in lines[at] else lines[at - 1]  # beside the field, or above it when too long
+    assert HEAD_DROPOUT_ON[task] in doc and "pooled representation" not in doc, doc
+
+
 def test_init_help_lists_every_family():
     from grutool.cli.init_cmd import FAMILIES, NUMERIC
 
