@@ -95,9 +95,15 @@ def model_specs(g: Grid, cfg, device: torch.device) -> tuple[list[Spec], dict]:
         raise UserError(f"--input-size: task {cfg.task} feeds its recurrent layer model.hidden_size features "
                         f"(each segment projected to it); vary --hidden-size instead", option="input-size")
     dtype = "float16-amp" if device.type == "cuda" and t.amp else "float32"
+    # A family whose examples all have one length (forecast: data.input_length rows a window; `shapes` reads the
+    # same flag) has no lengths to vary: its rows say `equal`, never the sampler's name.
+    fixed = task.throughput_unit != "tokens"
+    if fixed and g.lengths is not None:
+        raise UserError(f"--lengths: every example of a task {cfg.task} has the same length (T={longest}); "
+                        f"drop --lengths", option="lengths")
     axes = itertools.product(
         g.mode or grids.MODES,
-        g.lengths or (("bucketed",) if t.batching == "bucketed" else ("packed",)),
+        ("equal",) if fixed else g.lengths or (("bucketed",) if t.batching == "bucketed" else ("packed",)),
         g.batch_size or (t.batch_size,),
         g.seq_len or (longest,),
         g.input_size or ((m.embedding_dim,) if embedded else (None,)),

@@ -52,11 +52,11 @@ class Workload:
 def batch_lengths(kind: str, batch_size: int, seq_len: int, generator: torch.Generator) -> torch.Tensor:
     """(B,) lengths, the longest exactly `seq_len`.
 
-    padded: all `seq_len`. packed: uniform in 1..seq_len, as a shuffled batch of
-    varied texts. bucketed: the batch holding the longest sequence when grutool's
-    bucketed sampler cuts a pool of such lengths (similar lengths, little shrinkage).
+    padded and equal (a family whose examples all have one length): all `seq_len`. packed: uniform in
+    1..seq_len, as a shuffled batch of varied texts. bucketed: the batch holding the longest sequence when
+    grutool's bucketed sampler cuts a pool of such lengths (similar lengths, little shrinkage).
     """
-    if kind == "padded":
+    if kind in ("padded", "equal"):
         return torch.full((batch_size,), seq_len, dtype=torch.long)
     if kind == "packed":
         lengths = torch.randint(1, seq_len + 1, (batch_size,), generator=generator)

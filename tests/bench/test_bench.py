@@ -439,6 +439,21 @@ def test_a_forecast_config_is_timed_in_windows_per_second_on_its_real_columns(tm
     assert refused.exit_code == 2 and "--input-size: task forecast feeds its recurrent layer" in refused.output
 
 
+def test_a_forecast_config_says_its_windows_have_equal_lengths(tmp_path, monkeypatch):
+    """Its rows said `lengths=bucketed` (train.batching's sampler), though every window is data.input_length rows:
+    they now say `equal`, and --lengths, which has nothing to vary there, is refused."""
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "f.json"
+    result = runner.invoke(app, ["bench", "--config", "configs/sines.yaml", "--mode", "infer", "--repeats", "2",
+                                 "--warmup", "1", "--min-sample-ms", "1", "--threads", "1", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "lengths=equal" in result.output and "bucketed" not in result.output, result.output
+    assert [r["lengths"] for r in reports.read_report(out)["rows"]] == ["equal"]
+    refused = runner.invoke(app, ["bench", "--config", "configs/sines.yaml", "--lengths", "packed"])
+    assert refused.exit_code == 2 and "--lengths: every example of a task forecast has the same length" \
+        in refused.output, refused.output
+
+
 def test_a_conditioned_lm_config_is_timed_with_its_own_conditions(tmp_path, monkeypatch):
     # Before: the lm's class count was its vocabulary (an lm's labels are its tokens), so `bench --config
     # configs/lm.yaml` built a condition embedding of 28 rows for 3 languages: 19,772 parameters against the
