@@ -507,6 +507,33 @@ def test_a_config_is_timed_with_the_sizes_train_reads_from_its_data(which, tmp_p
         assert f"{chars} characters from {cfg.data.train}" in result.output
 
 
+def test_a_config_is_sized_by_its_training_split_without_the_other_splits_warnings(tmp_path, monkeypatch):
+    # Before: bench read every split to size the model, so `bench --config configs/atis.yaml` printed the
+    # validation and test splits' "intents never seen in training" warnings, noise for a timing run. Now it reads
+    # the training split alone; its own warnings still show, and `train` still warns about the other splits.
+    import shutil
+
+    monkeypatch.chdir(ROOT)
+    travel = ROOT / "data" / "tagging" / "travel"
+    config = _joint_config(tmp_path)
+    for split, (words, tags, intent) in {"train": ("", "", "flight"),  # an empty sentence: train's own warning
+                                         "validation": ("fly me to the moon", "O O O O B-moon", "moon_trip")}.items():
+        shutil.copytree(travel / split, tmp_path / split)
+        for name, line in (("seq.in", words), ("seq.out", tags), ("label", intent)):  # a first line
+            path = tmp_path / split / name
+            path.write_text(line + "\n" + path.read_text(encoding="utf-8"), encoding="utf-8")
+    paths = [f"data.train={tmp_path / 'train'}", f"data.validation={tmp_path / 'validation'}"]
+    bench = runner.invoke(app, ["bench", "--config", str(config), *[a for p in paths for a in ("--set", p)],
+                                "--mode", "infer", "--repeats", "1", "--warmup", "0", "--min-sample-ms", "1",
+                                "--threads", "1", "--batch", "4"])
+    assert bench.exit_code == 0, bench.output
+    assert "empty sentence" in bench.output and "never seen in training" not in bench.output
+    trained = runner.invoke(app, ["train", str(config), *[a for p in paths for a in ("--set", p)],
+                                  "--set", "train.epochs=1"])
+    assert trained.exit_code == 0, trained.output
+    assert "validation: 1 sentence(s) have intents never seen in training" in trained.output
+
+
 def test_a_config_whose_data_is_not_read_says_the_characters_it_assumed(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     config = _joint_config(tmp_path, char_features=True, char_embedding_dim=4, char_hidden_size=4)
