@@ -163,6 +163,16 @@ def data_sizes(cfg: Config, vocab_size: Optional[int], num_classes: Optional[int
     return vocab_size or 20_000, num_classes or 2, "defaults", {}, task.synthetic_length(cfg)
 
 
+def assumed_sizes(cfg: Config, vocab_size: int, num_classes: int) -> dict[str, int]:
+    """Where the data was not read: the other sizes the model takes from the data, as `synthetic` makes them up
+    (model.char_features: SYNTHETIC_CHARS characters; joint: as many intents as tags; a forecaster's series
+    embedding: one series), by `Task.synthetic_sizes`' keywords; only those the config uses."""
+    task = get_task(cfg.task)
+    vocabs, _ = task.synthetic(cfg, [1], vocab_size, num_classes, torch.Generator(), **synthetic_counts(cfg, None))
+    sizes = task.synthetic_sizes(cfg, vocabs)
+    return {k: v for k, v in sizes.items() if k not in ("vocab_size", "num_classes")}
+
+
 def synthetic_counts(cfg: Config, counts: Optional[dict]) -> dict:
     """`Task.synthetic`'s keywords: the sizes read from the data, and with model.char_features a character
     vocabulary of SYNTHETIC_CHARS where the data was not read."""

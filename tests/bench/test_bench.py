@@ -534,15 +534,25 @@ def test_a_config_is_sized_by_its_training_split_without_the_other_splits_warnin
     assert "validation: 1 sentence(s) have intents never seen in training" in trained.output
 
 
-def test_a_config_whose_data_is_not_read_says_the_characters_it_assumed(tmp_path, monkeypatch):
+@pytest.mark.parametrize("data", ["absent", "readable"])
+def test_a_config_whose_data_is_not_read_says_every_size_it_assumed(data, tmp_path, monkeypatch):
+    # With --vocab-size and --num-classes (or no data file) the data is not read: a joint model's intents, a
+    # forecaster's series and the characters fall back to made-up counts, and the line named the characters only.
     monkeypatch.chdir(ROOT)
-    config = _joint_config(tmp_path, char_features=True, char_embedding_dim=4, char_hidden_size=4)
-    result = runner.invoke(app, ["bench", "--config", str(config), "--set", f"data.train={tmp_path / 'absent'}",
-                                 "--mode", "infer", "--repeats", "1", "--warmup", "0", "--min-sample-ms", "1",
-                                 "--threads", "1", "--vocab-size", "50", "--num-classes", "5"])
+    args = ["--mode", "infer", "--repeats", "1", "--warmup", "0", "--min-sample-ms", "1", "--threads", "1",
+            "--vocab-size", "3", "--num-classes", "3"]
+    absent = ["--set", f"data.train={tmp_path / 'absent.csv'}"] if data == "absent" else []
+    joint = _joint_config(tmp_path, char_features=True, char_embedding_dim=4, char_hidden_size=4)
+    result = runner.invoke(app, ["bench", "--config", str(joint), *absent, *args])
     assert result.exit_code == 0, result.output
-    assert f"data not read: vocabulary 50 and 5 classes (set with --vocab-size / --num-classes); " \
-           f"{workloads.SYNTHETIC_CHARS} characters assumed" in result.output
+    assert f"data not read: vocabulary 3 and 3 classes (set with --vocab-size / --num-classes); " \
+           f"{workloads.SYNTHETIC_CHARS} characters, 3 intents assumed" in result.output
+    absent += [a for split in ("validation", "test") for a in ("--set", f"data.{split}={tmp_path / 'absent.csv'}")
+               if data == "absent"]  # with data.fractions every split names the one file
+    result = runner.invoke(app, ["bench", "--config", "configs/sines_covariates.yaml", *absent, *args])
+    assert result.exit_code == 0, result.output
+    assert "data not read: 3 columns in and 3 targets (set with --vocab-size / --num-classes); 1 series assumed" \
+           in result.output
 
 
 def test_a_numeric_config_is_timed_on_sequences_as_long_as_its_longest(tmp_path, monkeypatch):
