@@ -4,6 +4,9 @@ the type of a JSON value it read, through `json_type`.
 Python's `json.dumps` writes float NaN and infinities as bare `NaN`/`Infinity` tokens, which are not
 JSON (a strict parser, `jq`, JavaScript reject them). Here they become `null`: a metric that could
 not be computed (a diverged loss, a ratio over zero) reads as "no value", never as a number.
+
+Values that come from float32 tensors (a model's outputs, z-scored targets) go through `float32_values` before
+they reach `dumps`, so they are written with the digits float32 holds, not float64's noise around them.
 """
 
 from __future__ import annotations
@@ -21,6 +24,36 @@ def finite(value):
     if isinstance(value, (list, tuple)):
         return [finite(v) for v in value]
     return value
+
+
+def float32_values(z, mean=0.0, std=1.0) -> list:
+    """`z * std + mean` as nested lists of Python floats (`z`'s shape), each written with the fewest significant
+    digits that are still exact. `z` holds float32 values (a model's outputs, or targets z-scored into a float32
+    tensor), so each value is known only to float32's precision of its z-score, and the float64 arithmetic that
+    turns it back into units adds digits the data never had (0.724 z-scored and back: 0.7240000003922312). Each
+    value becomes the shortest decimal (1 to 17 significant digits) whose z-score `(d - mean) / std`, computed in
+    float64 as `Standardizer.transform` does, rounds to the same float32: the data's own number where the z-score
+    came from it, and float32's shortest repr where mean is 0 and std 1. The precision follows the z-score, not the
+    value's size, so a target of 1e6 +- 0.1 keeps its decimals. `mean` and `std`: numbers, or arrays that
+    broadcast against `z` (one per column on its last axis). NaN and infinities pass unchanged (`dumps` writes
+    them as null)."""
+    import numpy as np
+
+    z = np.asarray(z, dtype=np.float32)
+    mean, std = (np.broadcast_to(np.asarray(a, dtype=np.float64), z.shape).ravel() for a in (mean, std))
+    zs = z.ravel()
+    flat = zs.astype(np.float64) * std + mean  # what the float64 arithmetic gives
+    out = flat.copy()
+    todo = np.flatnonzero(np.isfinite(flat))
+    with np.errstate(over="ignore", invalid="ignore"):
+        for digits in range(1, 18):
+            if not todo.size:
+                break
+            candidate = np.array([float(f"{v:.{digits}g}") for v in flat[todo]])
+            same = ((candidate - mean[todo]) / std[todo]).astype(np.float32) == zs[todo]
+            out[todo[same]] = candidate[same]
+            todo = todo[~same]
+    return out.reshape(z.shape).tolist()  # values no decimal matched (float64 cancellation) stay as computed
 
 
 _JSON_TYPES = {bool: "boolean", int: "number", float: "number", str: "string", list: "array", tuple: "array",

@@ -30,6 +30,9 @@ log = logging.getLogger("grutool")
 
 BUSY_LOAD = 0.5  # load average per logical CPU at the start above which the run gets a warning
 
+# What `Task.synthetic_sizes`' other keywords count, for the line that says which sizes were assumed.
+SIZE_WORDS = {"num_chars": "characters", "num_intents": "intents", "num_series": "series"}
+
 Progress = Callable[[int, int, str], None]  # (rows done, rows in all, label of the group being timed)
 
 
@@ -75,8 +78,12 @@ def model_specs(g: Grid, cfg, device: torch.device) -> tuple[list[Spec], dict]:
         log.info("data not read: %d channels per step; %d %s for a model with classes (set with --num-classes)",
                  SYNTHETIC_CHANNELS, num_classes, task.outputs)
     elif source == "defaults":
-        log.info("data not read: vocabulary %d and %d classes (set with --vocab-size / --num-classes)%s",
-                 vocab_size, num_classes, f"; {chars} characters assumed" if chars else "")
+        assumed = ", ".join(f"{n} {SIZE_WORDS.get(k, k.removeprefix('num_'))}"
+                            for k, n in workloads.assumed_sizes(cfg, vocab_size, num_classes).items())
+        sizes = f"vocabulary {vocab_size} and {num_classes} classes" if embedded else \
+            f"{vocab_size} columns in and {num_classes} {task.outputs}"
+        log.info("data not read: %s (set with --vocab-size / --num-classes)%s", sizes,
+                 f"; {assumed} assumed" if assumed else "")
     elif not embedded:  # a forecaster's synthetic_sizes: the columns it reads and those it predicts
         log.info("%d columns in and %d %s from %s", vocab_size, num_classes, task.outputs, source)
     elif is_numeric(cfg):  # values per step: no vocabulary

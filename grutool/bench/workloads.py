@@ -143,8 +143,9 @@ def layer(spec: Spec, seed: int = 0) -> Workload:
 def data_sizes(cfg: Config, vocab_size: Optional[int], num_classes: Optional[int]
                ) -> tuple[int, int, str, dict, int]:
     """Vocabulary size and class count as `train` would get them: from the data when its files are
-    readable (the task's own `prepare`), else the given values or 20,000 and 2. Third item: the source;
-    fourth: the task's other sizes read from the data (`Task.synthetic_sizes`), keywords for `synthetic`;
+    readable (the task's own `prepare` of the training split alone), else the given values or 20,000 and 2.
+    Third item: the source; fourth: the task's other sizes read from the data (`Task.synthetic_sizes`),
+    keywords for `synthetic`;
     fifth: the time steps of the longest example (`Task.synthetic_length`, from the data when it was read)."""
     d = cfg.data
     task = get_task(cfg.task)
@@ -152,11 +153,24 @@ def data_sizes(cfg: Config, vocab_size: Optional[int], num_classes: Optional[int
     # A file, a folder (format parallel, text_dir) or a file-name prefix (parallel_text: train -> train.de, .en).
     readable = path is not None and (Path(path).exists() or is_prefix(Path(path)))
     if readable and (vocab_size is None or num_classes is None):
-        prepared = task.prepare(cfg)
+        # The training split alone sizes the model, as in `train`: the validation and test files stay unread, so
+        # their warnings (tags or intents never seen in training) stay out of a timing run; train's own remain.
+        prepared = task.prepare(cfg.model_copy(update={"data": d.model_copy(update={"validation": None,
+                                                                                     "test": None})}))
         sizes = task.synthetic_sizes(cfg, prepared)
         vocab, classes = sizes.pop("vocab_size"), sizes.pop("num_classes")
         return vocab_size or vocab, num_classes or classes, d.train, sizes, task.synthetic_length(cfg, prepared)
     return vocab_size or 20_000, num_classes or 2, "defaults", {}, task.synthetic_length(cfg)
+
+
+def assumed_sizes(cfg: Config, vocab_size: int, num_classes: int) -> dict[str, int]:
+    """Where the data was not read: the other sizes the model takes from the data, as `synthetic` makes them up
+    (model.char_features: SYNTHETIC_CHARS characters; joint: as many intents as tags; a forecaster's series
+    embedding: one series), by `Task.synthetic_sizes`' keywords; only those the config uses."""
+    task = get_task(cfg.task)
+    vocabs, _ = task.synthetic(cfg, [1], vocab_size, num_classes, torch.Generator(), **synthetic_counts(cfg, None))
+    sizes = task.synthetic_sizes(cfg, vocabs)
+    return {k: v for k, v in sizes.items() if k not in ("vocab_size", "num_classes")}
 
 
 def synthetic_counts(cfg: Config, counts: Optional[dict]) -> dict:

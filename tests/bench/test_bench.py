@@ -522,15 +522,52 @@ def test_a_config_is_timed_with_the_sizes_train_reads_from_its_data(which, tmp_p
         assert f"{chars} characters from {cfg.data.train}" in result.output
 
 
-def test_a_config_whose_data_is_not_read_says_the_characters_it_assumed(tmp_path, monkeypatch):
+def test_a_config_is_sized_by_its_training_split_without_the_other_splits_warnings(tmp_path, monkeypatch):
+    # Before: bench read every split to size the model, so `bench --config configs/atis.yaml` printed the
+    # validation and test splits' "intents never seen in training" warnings, noise for a timing run. Now it reads
+    # the training split alone; its own warnings still show, and `train` still warns about the other splits.
+    import shutil
+
     monkeypatch.chdir(ROOT)
-    config = _joint_config(tmp_path, char_features=True, char_embedding_dim=4, char_hidden_size=4)
-    result = runner.invoke(app, ["bench", "--config", str(config), "--set", f"data.train={tmp_path / 'absent'}",
-                                 "--mode", "infer", "--repeats", "1", "--warmup", "0", "--min-sample-ms", "1",
-                                 "--threads", "1", "--vocab-size", "50", "--num-classes", "5"])
+    travel = ROOT / "data" / "tagging" / "travel"
+    config = _joint_config(tmp_path)
+    for split, (words, tags, intent) in {"train": ("", "", "flight"),  # an empty sentence: train's own warning
+                                         "validation": ("fly me to the moon", "O O O O B-moon", "moon_trip")}.items():
+        shutil.copytree(travel / split, tmp_path / split)
+        for name, line in (("seq.in", words), ("seq.out", tags), ("label", intent)):  # a first line
+            path = tmp_path / split / name
+            path.write_text(line + "\n" + path.read_text(encoding="utf-8"), encoding="utf-8")
+    paths = [f"data.train={tmp_path / 'train'}", f"data.validation={tmp_path / 'validation'}"]
+    bench = runner.invoke(app, ["bench", "--config", str(config), *[a for p in paths for a in ("--set", p)],
+                                "--mode", "infer", "--repeats", "1", "--warmup", "0", "--min-sample-ms", "1",
+                                "--threads", "1", "--batch", "4"])
+    assert bench.exit_code == 0, bench.output
+    assert "empty sentence" in bench.output and "never seen in training" not in bench.output
+    trained = runner.invoke(app, ["train", str(config), *[a for p in paths for a in ("--set", p)],
+                                  "--set", "train.epochs=1"])
+    assert trained.exit_code == 0, trained.output
+    assert "validation: 1 sentence(s) have intents never seen in training" in trained.output
+
+
+@pytest.mark.parametrize("data", ["absent", "readable"])
+def test_a_config_whose_data_is_not_read_says_every_size_it_assumed(data, tmp_path, monkeypatch):
+    # With --vocab-size and --num-classes (or no data file) the data is not read: a joint model's intents, a
+    # forecaster's series and the characters fall back to made-up counts, and the line named the characters only.
+    monkeypatch.chdir(ROOT)
+    args = ["--mode", "infer", "--repeats", "1", "--warmup", "0", "--min-sample-ms", "1", "--threads", "1",
+            "--vocab-size", "3", "--num-classes", "3"]
+    absent = ["--set", f"data.train={tmp_path / 'absent.csv'}"] if data == "absent" else []
+    joint = _joint_config(tmp_path, char_features=True, char_embedding_dim=4, char_hidden_size=4)
+    result = runner.invoke(app, ["bench", "--config", str(joint), *absent, *args])
     assert result.exit_code == 0, result.output
-    assert f"data not read: vocabulary 50 and 5 classes (set with --vocab-size / --num-classes); " \
-           f"{workloads.SYNTHETIC_CHARS} characters assumed" in result.output
+    assert f"data not read: vocabulary 3 and 3 classes (set with --vocab-size / --num-classes); " \
+           f"{workloads.SYNTHETIC_CHARS} characters, 3 intents assumed" in result.output
+    absent += [a for split in ("validation", "test") for a in ("--set", f"data.{split}={tmp_path / 'absent.csv'}")
+               if data == "absent"]  # with data.fractions every split names the one file
+    result = runner.invoke(app, ["bench", "--config", "configs/sines_covariates.yaml", *absent, *args])
+    assert result.exit_code == 0, result.output
+    assert "data not read: 3 columns in and 3 targets (set with --vocab-size / --num-classes); 1 series assumed" \
+           in result.output
 
 
 def test_a_numeric_config_is_timed_on_sequences_as_long_as_its_longest(tmp_path, monkeypatch):

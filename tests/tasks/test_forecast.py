@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from grutool import rundir
+from grutool import jsonsafe, rundir
 from grutool.checkpoint import load_checkpoint
 from grutool.config_file import parse_config
 from grutool.errors import TrainingInterrupted
@@ -344,6 +344,33 @@ def test_cli_eval_table_json_and_plot(run, tmp_path):
     assert {"mse", "mae", "mse_original", "smape", "mase", "buckets", "baselines"} <= set(out)
     assert set(out["baselines"]) == {"last_value", "seasonal_naive", "train_mean"}
     assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_eval_json_samples_and_infer_carry_the_data_s_numbers(tmp_path):
+    # samples were float32 z-scores turned back in float64 and rounded to 6 decimals: with a spread of ~70 the
+    # file's -48.59 read -48.590004; infer's forecasts were rounded alike, dropping the model's digits.
+    raw = sines(tmp_path)
+    raw["train"]["epochs"] = 1
+    data = Path(raw["data"]["train"])
+    header, *rows = data.read_text(encoding="utf-8").splitlines()
+    rows = [[r[0]] + [f"{float(v) * 100:.2f}" for v in r[1:]] for r in (line.split(",") for line in rows)]
+    data.write_text("\n".join([header] + [",".join(r) for r in rows]) + "\n", encoding="utf-8")
+    train(parse_config(raw))
+    run = tmp_path / "run"
+    result = invoke("eval", run, "--split", "test", "--json")
+    assert result.exit_code == 0, result.output
+    samples = json.loads(result.stdout.strip().splitlines()[-1])["samples"]
+    column = header.split(",").index(samples[0]["column"])
+    written = {float(r[column]) for r in rows}
+    assert samples and all(set(s["history"]) | set(s["actual"]) <= written for s in samples)
+    result = invoke("infer", run, "--file", data, "--jsonl")
+    assert result.exit_code == 0, result.output
+    forecast = np.array(json.loads(result.stdout.splitlines()[-1])["forecast"])  # (H, T) in units
+    scaler = json.loads((run / "scaler.json").read_text())
+    z = (forecast - np.array(scaler["mean"])) / np.array(scaler["std"])  # M: every column is a target
+    # what float32 holds and no more: each value is the shortest decimal of its float32 z-score
+    assert np.array_equal(np.array(jsonsafe.float32_values(z.astype(np.float32), scaler["mean"], scaler["std"])),
+                          forecast)
 
 
 @pytest.mark.parametrize("panels,band", [(1, False), (3, False), (3, True)])

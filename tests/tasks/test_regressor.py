@@ -90,6 +90,34 @@ def test_train_eval_plot_infer_export(run, tmp_path):
         assert a["prediction"] == pytest.approx(b["prediction"], abs=1e-5)
 
 
+def test_eval_json_writes_the_data_s_targets_and_infer_the_model_s_predictions_exactly(run):
+    # eval --json wrote the target 0.724 as 0.7240000003922312 (its float32 z-score turned back in float64);
+    # infer rounded predictions to 6 decimals, which dropped digits of the model's float32 output (and would
+    # write a target of 1e-7 as 0).
+    import csv
+
+    import numpy as np
+
+    from grutool.data.batching import sorted_batches
+
+    r = invoke("eval", run, "--split", "test", "--json")
+    assert r.exit_code == 0, r.output
+    true = json.loads(r.stdout)["scatter"]["true"]
+    with open(ROOT / "data/numeric/test.csv", encoding="utf-8") as f:
+        data = {float(row["freq"]) for row in csv.DictReader(f)}
+    assert len(true) == 45 and set(true) <= data and 0.724 in true
+    p = Predictor(run, "cpu")
+    texts = p.task.read_inputs(p.cfg, str(ROOT / "data/numeric/test.csv"))
+    written = np.array([r["prediction"] for r in p.predict(texts)])
+    _, split = p.task.parse(p, texts)
+    z = np.zeros(len(texts), dtype=np.float32)
+    with torch.no_grad():
+        for batch in sorted_batches(split, 64):
+            z[batch.index] = p.task.infer_batch(p.model, batch).numpy()  # (B,) the model's float32 z-scores
+    target = Standardizer.load(run / "target.json")
+    assert (((written - target.mean[0]) / target.std[0]).astype(np.float32) == z).all()
+
+
 def test_epoch_line_best_line_and_eval_read_alike_with_their_units(run, tmp_path):
     # The epoch line said `rmse 0.1970`, the best line `RMSE 0.197` (one figure, two spellings), eval `RMSE`,
     # `MSE 0.03041`, and nothing said that the loss is on z-scores while rmse is in the target's units.

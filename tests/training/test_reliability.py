@@ -151,6 +151,27 @@ def test_no_json_is_written_around_jsonsafe():
     assert offenders == [], "write JSON with grutool.jsonsafe.dumps (NaN -> null)"
 
 
+def test_float32_values_are_written_with_the_digits_float32_holds():
+    # eval --json wrote a regressor's target 0.724 as 0.7240000003922312: its float32 z-score turned back into
+    # units in float64. Each value is the shortest decimal whose z-score rounds to the same float32.
+    import numpy as np
+
+    for value, mean, std in [(0.724, 0.5, 0.2), (11.6249, 12.1, 3.3), (1234.567, 1000.3, 412.7),
+                             (1e6 + 0.05, 1e6, 0.1), (3.2e-7, 1e-7, 2e-7), (-48.59, 0.4, 70.0)]:
+        z = np.float32((value - mean) / std)  # as Standardizer.transform, then the float32 tensor
+        assert jsonsafe.float32_values(z, mean, std) == value
+    gen = np.random.default_rng(0)
+    z = gen.standard_normal((3, 4)).astype(np.float32)  # a model's outputs
+    mean, std = np.array([10.0, -3.0, 0.5, 7e4]), np.array([2.0, 0.01, 0.2, 300.0])  # one per column
+    out = np.array(jsonsafe.float32_values(z, mean, std))
+    assert out.shape == (3, 4)
+    assert (((out - mean) / std).astype(np.float32) == z).all()  # exact: the same float32 z-scores
+    assert all(len(repr(float(v))) <= len(repr(float(x))) for v, x in zip(out.ravel(), (z * std + mean).ravel()))
+    plain = np.float32([0.1, 1 / 3, 2.5e-8, -7.0])
+    assert jsonsafe.float32_values(plain) == [float(np.format_float_positional(x)) for x in plain]
+    assert jsonsafe.dumps(jsonsafe.float32_values([np.nan, np.inf])) == "[null, null]"
+
+
 def test_json_values_are_named_in_json_s_words_by_one_function():
     # serve said "array" where data loading said "list", vocab.json errors "int", JSONL rows "got dict".
     from grutool.jsonsafe import json_type

@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from grutool.jsonsafe import float32_values
+
 SAMPLES = 3  # windows kept for `eval --plot`
 
 
@@ -105,9 +107,9 @@ def quantile_scores(q: np.ndarray, gold: np.ndarray, levels: list[float]) -> dic
 
 
 def samples(split, pred: np.ndarray, quantiles: np.ndarray | None = None, k: int = SAMPLES) -> list[dict]:
-    """A few windows spread over the split, first target column, in original units: history (the last input
-    rows, at most 2 horizons), forecast and actual values, the window's first forecast time and, long form, its
-    series."""
+    """A few windows spread over the split, first target column, in original units (float32's digits of each
+    z-score: `jsonsafe.float32_values`): history (the last input rows, at most 2 horizons), forecast and actual
+    values, the window's first forecast time and, long form, its series."""
     n = len(split.starts)
     picks = sorted({int(i) for i in np.linspace(0, n - 1, min(k, n))})
     col, L, H = 0, split.input_length, split.horizon
@@ -119,12 +121,12 @@ def samples(split, pred: np.ndarray, quantiles: np.ndarray | None = None, k: int
         keep = min(L, 2 * H)
         out.append({"window": i, "column": split.target_names[col],
                     "time": split.times[s + L] if split.times else str(s + L),
-                    "history": (z[s + L - keep:s + L, c] * std + mean).round(6).tolist(),
-                    "forecast": (pred[i, :, col] * std + mean).round(6).tolist(),
-                    "actual": (z[s + L:s + L + H, c] * std + mean).round(6).tolist()})
+                    "history": float32_values(z[s + L - keep:s + L, c], mean, std),
+                    "forecast": float32_values(pred[i, :, col], mean, std),
+                    "actual": float32_values(z[s + L:s + L + H, c], mean, std)})
         if split.window_series:  # long form: which series the window is of
             out[-1]["series"] = split.window_series[i]
         if quantiles is not None:  # the outermost two quantiles: the band `eval --plot` shades
-            out[-1]["lower"] = (quantiles[i, :, col, 0] * std + mean).round(6).tolist()
-            out[-1]["upper"] = (quantiles[i, :, col, -1] * std + mean).round(6).tolist()
+            out[-1]["lower"] = float32_values(quantiles[i, :, col, 0], mean, std)
+            out[-1]["upper"] = float32_values(quantiles[i, :, col, -1], mean, std)
     return out

@@ -521,6 +521,7 @@ class ForecastTask(Task):
 
         from grutool.families.forecast.covariates import Roles, calendar
         from grutool.families.forecast.data import next_times
+        from grutool.jsonsafe import float32_values
 
         run, cfg = predictor.run, predictor.cfg
         scaler, targets = run.extra["scaler"], list(run.labels.itos)
@@ -556,6 +557,7 @@ class ForecastTask(Task):
             extras.append({key: torch.from_numpy(np.asarray(v, dtype=np.int64 if key == "series" else np.float32))
                            for key, v in extra.items()})
         index = [inputs.index(t) for t in targets]
+        mean, std = np.asarray(scaler.mean)[index], np.asarray(scaler.std)[index]  # (T,) each
         results = []
         with torch.no_grad():
             for j in range(0, len(windows), batch_size):
@@ -563,20 +565,21 @@ class ForecastTask(Task):
                 lengths = torch.full((len(x),), L, dtype=torch.long)
                 covariates = {key: torch.stack([e[key] for e in extras[j:j + batch_size]]).to(predictor.device)
                               for key in extras[j]}  # past (B, L, P), future (B, L + H, F), static, series
-                z = predictor.model(x, lengths, **covariates)[0].float().cpu().double().numpy()  # (B, H, T[, Q])
+                z = predictor.model(x, lengths, **covariates)[0].float().cpu().numpy()  # (B, H, T[, Q]) z-scores
                 levels = cfg.model.quantiles
                 bands = None
                 if levels:  # (B, H, T, Q): the point forecast is the quantile nearest 0.5
-                    bands = np.stack([scaler.inverse(z[..., i], index) for i in range(len(levels))], -1)
+                    bands = z
                     z = z[..., min(range(len(levels)), key=lambda i: abs(levels[i] - 0.5))]
-                y = scaler.inverse(z, index)  # (B, H, T) in the columns' units
+                y = float32_values(z, mean, std)  # [B][H][T] in the columns' units, float32's digits
                 for b, rows in enumerate(y):
                     r = {"time_column": cfg.data.time_column, "columns": targets, "times": stamps[j + b],
-                         "forecast": _rounded(rows)}
+                         "forecast": rows}
                     if names[j + b] is not None:  # long form: which series
                         r["series"] = names[j + b]
                     if bands is not None:
-                        r["quantiles"] = {f"{q:g}": _rounded(bands[b, ..., i]) for i, q in enumerate(levels)}
+                        r["quantiles"] = {f"{q:g}": float32_values(bands[b, ..., i], mean, std)
+                                          for i, q in enumerate(levels)}
                     results.append(r)
         return results
 
@@ -714,10 +717,6 @@ def _future_rows(cfg: "Config", roles, table, name: str):
     values = np.stack([later.numeric(c, "error", "data.covariates.future") for c in roles.future], 1)  # (H, F)
     times = later.strings(d.time_column) if d.time_column is not None else None
     return table.subset(range(len(frame) - H)), Ahead(times, values)
-
-
-def _rounded(rows) -> list[list[float]]:
-    return [[round(float(v), 6) for v in r] for r in rows]
 
 
 def _ranges(cfg: "Config", series, name: str) -> list[tuple[int, int, int]]:

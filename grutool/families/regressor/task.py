@@ -209,6 +209,7 @@ class RegressorTask(Task):
         import torch
 
         from grutool.data.batching import sorted_batches
+        from grutool.jsonsafe import float32_values
 
         ids, split = self.parse(predictor, texts)
         target = predictor.run.labels
@@ -216,11 +217,11 @@ class RegressorTask(Task):
         with torch.no_grad():
             for batch in sorted_batches(split, batch_size):
                 z = self.infer_batch(predictor.model, batch.to(predictor.device))  # (B,) or (B, T)
-                values = target.inverse(z.double().numpy()[..., None])[..., 0]  # in units
+                values = float32_values(z.numpy(), target.mean[0], target.std[0])  # in units, float32's digits
                 for row, i in enumerate(batch.index):
-                    if values.ndim == 2:
+                    if z.dim() == 2:
                         n = int(batch.lengths[row])
-                        results[i] = {"id": ids[i], "predictions": [round(float(v), 6) for v in values[row, :n]]}
+                        results[i] = {"id": ids[i], "predictions": values[row][:n]}
                     else:
-                        results[i] = {"id": ids[i], "prediction": round(float(values[row]), 6)}
+                        results[i] = {"id": ids[i], "prediction": values[row]}
         return results
