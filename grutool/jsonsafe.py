@@ -44,15 +44,34 @@ def float32_values(z, mean=0.0, std=1.0) -> list:
     zs = z.ravel()
     flat = zs.astype(np.float64) * std + mean  # what the float64 arithmetic gives
     out = flat.copy()
-    todo = np.flatnonzero(np.isfinite(flat))
-    with np.errstate(over="ignore", invalid="ignore"):
+    done = ~np.isfinite(flat)  # NaN and infinities pass unchanged
+
+    def keep(candidate, at):  # the candidates whose z-score rounds to the same float32 replace their values
+        same = ((candidate - mean[at]) / std[at]).astype(np.float32) == zs[at]
+        out[at[same]], done[at[same]] = candidate[same], True
+        return ~same
+
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        # Vectorised first (a forecast of 96 x 7 values in well under a millisecond, where formatting each value
+        # as a string took ~5 ms): a decimal of `digits` significant digits is an integer times a power of ten,
+        # both exact in float64 (integers below 2**53, powers up to 1e22), so their product or quotient is the
+        # decimal's nearest double, the float that `float(f"{v:.{digits}g}")` parses; past that a candidate may be
+        # a neighbour of it, kept only if it too rounds to the same float32, as every candidate must.
+        size = np.abs(flat)
+        at = np.flatnonzero(~done & (size > 1e-280) & (size < 1e280))
+        exponent = np.floor(np.log10(size[at]))
+        for digits in range(1, 18):
+            if not at.size:
+                break
+            places = digits - 1 - exponent
+            scale, v = 10.0 ** np.abs(places), flat[at]
+            left = keep(np.where(places >= 0, np.round(v * scale) / scale, np.round(v / scale) * scale), at)
+            at, exponent = at[left], exponent[left]
+        todo = np.flatnonzero(~done)  # zeros, extremes, and any the powers of ten above rounded off
         for digits in range(1, 18):
             if not todo.size:
                 break
-            candidate = np.array([float(f"{v:.{digits}g}") for v in flat[todo]])
-            same = ((candidate - mean[todo]) / std[todo]).astype(np.float32) == zs[todo]
-            out[todo[same]] = candidate[same]
-            todo = todo[~same]
+            todo = todo[keep(np.array([float(f"{x:.{digits}g}") for x in flat[todo]]), todo)]
     return out.reshape(z.shape).tolist()  # values no decimal matched (float64 cancellation) stay as computed
 
 
