@@ -103,7 +103,11 @@ def _runs_table(found: list[dict], root: Path, whole_names: bool):
         # `sentence_accuracy` as `sentence_acc`, as in the epoch lines
         best = (f"{plain(r['monitor'].replace('_accuracy', '_acc'))} {_figure(r['best'])}"
                 if r["best"] is not None else "-")
-        epochs = f"{r['epochs']}/{r['max_epochs']}" if r["max_epochs"] else _figure(r["epochs"])
+        done = r["epochs"]
+        if r.get("partial_epoch") and isinstance(done, int):  # max_steps cut the last epoch: 3 of 25 batches
+            trained, batches = r["partial_epoch"]
+            done = round(done - 1 + trained / batches, 2)  # 0.12, not 1: the epochs trained, as a number
+        epochs = f"{_figure(done)}/{r['max_epochs']}" if r["max_epochs"] else _figure(done)
         time_s = _duration(r["time_s"]) if r["time_s"] is not None else "-"
         style = STATUS_STYLE.get(r["status"], "")
         status = f"[{style}]{plain(r['status'])}[/]" if style else plain(r["status"])

@@ -159,6 +159,23 @@ def test_runs_lists_every_run_with_its_status(run, tmp_path):
     assert_user_error(invoke("runs", tmp_path / "nowhere"), "directory not found")
 
 
+def test_runs_counts_an_epoch_max_steps_cut_short_as_the_part_trained(tmp_path):
+    # A run stopped by train.max_steps 2 batches into its first epoch was listed as `1/30` epochs, as if one
+    # whole epoch had been trained; now as the epochs it trained, `0.25/30` (2 of 8 batches).
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(tmp_path, epochs=30, max_steps=2)), encoding="utf-8")
+    root = tmp_path / "runs"
+    result = invoke("train", config, "-o", root / "cut", "-q")
+    assert result.exit_code == 0, result.output
+    summary = json.loads((root / "cut" / "summary.json").read_text())
+    batches = summary["steps_per_epoch"]
+    assert summary["last_epoch_steps"] == 2 < batches and summary["epochs"] == 1, summary
+    [row] = map(json.loads, invoke("runs", root, "--json").stdout.splitlines())
+    assert row["partial_epoch"] == [2, batches] and row["epochs"] == 1, row
+    [line] = [line for line in invoke("runs", root).stdout.splitlines() if line.startswith("cut ")]
+    assert f" {round(2 / batches, 2):g}/30 " in line and " 1/30 " not in line, line
+
+
 def test_compare_shows_only_differing_fields_and_the_metrics(run, tmp_path):
     import shutil
 
