@@ -200,6 +200,16 @@ def is_run_config(path: Path) -> bool:
     return path.name == CONFIG and is_run(path.parent)
 
 
+def cut_epoch(summary: dict) -> Optional[tuple[int, int]]:
+    """(batches trained, batches in it) of a run's last epoch when train.max_steps cut it short (summary.json's
+    `last_epoch_steps` and `steps_per_epoch`), else None: the one reading of those fields (`train`'s done line,
+    the resume check, `grutool runs`)."""
+    trained, batches = summary.get("last_epoch_steps"), summary.get("steps_per_epoch")
+    if isinstance(trained, int) and isinstance(batches, int) and trained < batches:
+        return trained, batches
+    return None
+
+
 def is_partial(path: Path) -> bool:
     """A run killed before its first complete checkpoint: marked as grutool's, no last.pt to continue from
     (a kill during the first last.pt write can leave best.pt alone: that too starts over)."""

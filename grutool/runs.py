@@ -173,13 +173,10 @@ def describe(path: str | Path) -> dict:
     time_s = summary.get("wall_time_s")
     if time_s is None and rows:
         time_s = sum(r.get("epoch_time_s") or 0 for r in rows)
-    # (batches trained, batches in it) of a last epoch that train.max_steps cut short (summary.json), else None
-    trained, batches = summary.get("last_epoch_steps"), summary.get("steps_per_epoch")
-    partial = [trained, batches] if isinstance(trained, int) and isinstance(batches, int) and trained < batches \
-        else None
+    cut = rundir.cut_epoch(summary)  # a last epoch that train.max_steps cut short
     return {"run": str(path), "task": cfg.get("task", "?"), "monitor": monitor, "best": best,
             "best_epoch": best_epoch, "epochs": summary.get("epochs", rows[-1]["epoch"] if rows else 0),
-            "max_epochs": (cfg.get("train") or {}).get("epochs"), "partial_epoch": partial, "time_s": time_s,
+            "max_epochs": (cfg.get("train") or {}).get("epochs"), "partial_epoch": list(cut) if cut else None, "time_s": time_s,
             "status": status(path, summary or None)}
 
 

@@ -89,10 +89,7 @@ def model_specs(g: Grid, cfg, device: torch.device) -> tuple[list[Spec], dict]:
     elif is_numeric(cfg):  # values per step: no vocabulary
         log.info("%d %s from %s", num_classes, task.outputs, source)
     else:
-        # what num_classes counts: the family's outputs (classes, tags, targets), an lm's conditions (none: 0 rows)
-        conditioned = cfg.data.condition_column or cfg.data.format == "text_dir"
-        outputs = (f"{num_classes} conditions" if conditioned else None) if cfg.task == "lm" \
-            else f"{num_classes} {task.outputs}"
+        outputs = task.counted_outputs(cfg, num_classes)  # tags, targets, an lm's conditions (or none)
         sizes = ", ".join([f"vocabulary {vocab_size}", *([outputs] if outputs else [])])
         if chars:
             sizes += f", {chars} characters"

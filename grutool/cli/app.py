@@ -206,10 +206,12 @@ def _done_line(summary: dict) -> str:
     """`done: 30 epoch(s), 750 steps, 12.3 s`; a last epoch that train.max_steps cut short is said so, never
     counted as a whole one: `done: 3 steps (train.max_steps), epoch 1 stopped at 3 of 25 batches, 1.0 s`."""
     steps, seconds = f"{summary['steps']:,} steps", f"{summary['wall_time_s']:.1f} s"
-    trained, batches = summary.get("last_epoch_steps"), summary.get("steps_per_epoch")
-    if trained is None or batches is None or trained >= batches:
+    from grutool.rundir import cut_epoch
+
+    cut = cut_epoch(summary)
+    if cut is None:
         return f"done: {summary['epochs']} epoch(s), {steps}, {seconds}"
-    return (f"done: {steps} (train.max_steps), epoch {summary['epochs']} stopped at {trained:,} of {batches:,} "
+    return (f"done: {steps} (train.max_steps), epoch {summary['epochs']} stopped at {cut[0]:,} of {cut[1]:,} "
             f"batches, {seconds}")
 
 

@@ -259,6 +259,11 @@ class Task:
             return max(len(x) for x in train.ids)
         return cfg.data.max_length or 200
 
+    def counted_outputs(self, cfg: "Config", count: int) -> Optional[str]:
+        """`bench --config`'s sizes line: what the class count read from the data counts (`120 tags`, `3
+        targets`); None where it counts nothing to name."""
+        return f"{count} {self.outputs}"
+
     def rate_unit(self, cfg: "Config") -> str:
         """What `train`'s speed counts (`| 23,480 tok/s`): each batch's lengths summed, so tokens of text and
         steps of numeric sequences (a forecaster: rows, below)."""

@@ -144,9 +144,9 @@ def finished_summary(trainer) -> Optional[dict]:
         return None
     if not isinstance(summary, dict) or (summary.get("epochs"), summary.get("steps")) != (s.epoch, s.step):
         return None  # written before training went on (a resume killed later): train() writes a true one
-    trained, batches = summary.get("last_epoch_steps"), summary.get("steps_per_epoch")
-    if isinstance(trained, int) and isinstance(batches, int) and trained < batches:  # max_steps cut the last
-        where = f"{s.step} steps; epoch {s.epoch} of {t.epochs} stopped at {trained} of {batches} batches"
+    cut = rundir.cut_epoch(summary)
+    if cut:  # max_steps cut the last epoch short
+        where = f"{s.step} steps; epoch {s.epoch} of {t.epochs} stopped at {cut[0]} of {cut[1]} batches"
     else:
         where = f"{s.epoch} of {t.epochs} epochs, {s.step} steps"
     log.warning("%s: the run is complete (%s); nothing to resume. %s", trainer.run_dir, where,

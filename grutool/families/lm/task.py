@@ -209,6 +209,10 @@ class LMTask(Task):
         conditions = prepared.extra.get("conditions")
         return {"vocab_size": len(prepared.vocab), "num_classes": len(conditions) if conditions else 2}
 
+    def counted_outputs(self, cfg: Config, count: int) -> Optional[str]:
+        """The class count is the conditions (`synthetic_sizes`); an unconditioned lm has none to name."""
+        return f"{count} conditions" if cfg.data.condition_column or cfg.data.format == "text_dir" else None
+
     def synthetic(self, cfg: Config, lengths: list[int], vocab_size: int, num_classes: int, generator,
                   num_chars: int = 0) -> tuple[Prepared, EncodedSplit]:
         """Random token ids and next tokens; `num_classes` conditions when the config has a condition column.
