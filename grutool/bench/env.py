@@ -31,6 +31,7 @@ from typing import Callable, ContextManager, Optional
 import torch
 
 import grutool
+from grutool.threads import thread_wait
 
 log = logging.getLogger("grutool")
 
@@ -234,6 +235,7 @@ def capture(device: torch.device) -> dict:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "interop_threads": torch.get_num_interop_threads(),
+        "thread_wait": thread_wait(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "mkldnn_available": torch.backends.mkldnn.is_available(),
         "mkldnn_enabled": bool(torch.backends.mkldnn.enabled),

@@ -170,7 +170,8 @@ def environment_lines(report: dict) -> list[str]:
     e, s = report["env"], report.get("settings", {})
     lines = [f"torch {e['torch']}, python {e['python']}, grutool {e['grutool']}; {e['date']}",
              f"CPU: {e['cpu']} ({e['cpu_count']} logical CPUs, {e.get('cpu_capability')}); "
-             f"{e['torch_threads']} torch thread{'' if e['torch_threads'] == 1 else 's'}; "
+             f"{e['torch_threads']} torch thread{'' if e['torch_threads'] == 1 else 's'}"
+             f"{'' if e['torch_threads'] == 1 or not e.get('thread_wait') else ' (' + e['thread_wait'] + ')'}; "
              f"oneDNN {e.get('onednn_version') or '?'} "
              f"{'enabled' if e['mkldnn_enabled'] else 'disabled'}"
              f"{'' if e['mkldnn_available'] else ' (not available)'}"]
@@ -253,7 +254,7 @@ def to_markdown(report: dict) -> str:
 
 # --- comparing two reports --------------------------------------------------------
 
-ENV_COMPARED = ("torch", "cpu", "torch_threads", "mkldnn_enabled", "onednn_version", "gpu", "cuda", "cudnn")
+ENV_COMPARED = ("torch", "cpu", "torch_threads", "thread_wait", "mkldnn_enabled", "onednn_version", "gpu", "cuda", "cudnn")
 
 
 def compare(new: dict, old: dict) -> dict:

@@ -17,6 +17,7 @@ import typer
 from typer.core import TyperGroup
 
 from grutool.cli.metavars import clean_metavars
+from grutool.threads import sleep_when_waiting
 from grutool.cli.console import (err, escape_unwritable, hold_closed_stdout, out, output_errors, setup_logging,
                                  unicode_output, usage_errors, user_errors)
 from grutool.errors import UserError, clipped
@@ -492,6 +493,7 @@ register_daily(app)
 
 def main() -> None:
     """The console script. An interrupted command leaves at once: no atexit hooks, no shutdown traceback."""
+    sleep_when_waiting()  # before torch loads: libgomp reads it once
     hold_closed_stdout()
     escape_unwritable()
     try:

@@ -817,3 +817,18 @@ def test_a_stream_config_is_timed_on_chunks_of_its_bptt_steps(tmp_path, monkeypa
     assert result.exit_code == 0, result.output
     assert {r["seq_len"] for r in reports.read_report(out)["rows"]} == {12}
     assert "chunks of T=12 steps (train.bptt)" in result.output and "classes" not in result.output.split("\n")[0]
+
+
+def test_how_threads_wait_is_recorded_shown_and_compared():
+    # A busy machine's timings depend on it (OMP_WAIT_POLICY, grutool/threads.py): a report says it beside the
+    # thread count, and comparing reports made under two policies says they differ.
+    old = make_report([make_row("gru", 64, 10.0)])
+    new = make_report([make_row("gru", 64, 5.0)])
+    old["env"]["thread_wait"], new["env"]["thread_wait"] = "libgomp default", "OMP_WAIT_POLICY=PASSIVE"
+    assert "2 torch threads (OMP_WAIT_POLICY=PASSIVE);" in reports.environment_lines(new)[1]
+    assert reports.compare(new, old)["env_changes"] == ["thread_wait: libgomp default -> OMP_WAIT_POLICY=PASSIVE"]
+    from grutool.threads import thread_wait
+
+    assert thread_wait({}) == "libgomp default"
+    assert thread_wait({"GOMP_SPINCOUNT": "1k", "OMP_WAIT_POLICY": "passive"}) == \
+        "OMP_WAIT_POLICY=passive, GOMP_SPINCOUNT=1k"
