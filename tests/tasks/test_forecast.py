@@ -772,6 +772,35 @@ def test_quantile_run_reports_coverage_and_infers_bands(tmp_path):
                                   abs=1e-5)
 
 
+def test_quantile_bands_of_a_batch_are_one_vectorised_search_with_the_same_values(tmp_path, monkeypatch):
+    """predict turns every band of a batch into units with one float32_values call (it made one per quantile and
+    window), and each band holds what the per-quantile call gives for that window."""
+    from grutool.predict import Predictor
+
+    raw = sines(tmp_path, **{"model": {"quantiles": [0.1, 0.5, 0.9]}})
+    raw["train"]["epochs"] = 1
+    train(parse_config(raw))
+    run = tmp_path / "run"
+    lines = recent(run).read_text().splitlines()
+    texts = ["\n".join(lines[:1] + lines[-30:]), "\n".join(lines[:1] + lines[-40:-10])]  # two windows, one batch
+    calls = []
+    real = jsonsafe.float32_values
+
+    def counted(z, mean=0.0, std=1.0):
+        calls.append((np.array(z), mean, std))
+        return real(z, mean, std)
+
+    monkeypatch.setattr(jsonsafe, "float32_values", counted)
+    results = Predictor(run, "cpu").predict(texts)
+    assert len(calls) == 2  # the point forecasts, then every band of the batch
+    bands, mean, std = calls[1]
+    assert bands.shape == (3, 2, raw["data"]["horizon"], 3)  # (Q, B, H, T)
+    for b, r in enumerate(results):
+        for i, q in enumerate(("0.1", "0.5", "0.9")):
+            assert r["quantiles"][q] == real(bands[i, b], mean, std)
+        assert r["quantiles"]["0.5"] == r["forecast"]
+
+
 def test_missing_values_filled_by_policy_and_eval_of_another_file(run, tmp_path):
     from grutool.evaluate import evaluate
 

@@ -572,14 +572,16 @@ class ForecastTask(Task):
                     bands = z
                     z = z[..., min(range(len(levels)), key=lambda i: abs(levels[i] - 0.5))]
                 y = float32_values(z, mean, std)  # [B][H][T] in the columns' units, float32's digits
+                # Every band of the batch in one call ([Q][B][H][T]): one vectorised search, not one per quantile
+                # and window; each value is found on its own, so the bands are the same.
+                qs = float32_values(np.moveaxis(bands, -1, 0), mean, std) if bands is not None else None
                 for b, rows in enumerate(y):
                     r = {"time_column": cfg.data.time_column, "columns": targets, "times": stamps[j + b],
                          "forecast": rows}
                     if names[j + b] is not None:  # long form: which series
                         r["series"] = names[j + b]
-                    if bands is not None:
-                        r["quantiles"] = {f"{q:g}": float32_values(bands[b, ..., i], mean, std)
-                                          for i, q in enumerate(levels)}
+                    if qs is not None:
+                        r["quantiles"] = {f"{q:g}": qs[i][b] for i, q in enumerate(levels)}
                     results.append(r)
         return results
 
