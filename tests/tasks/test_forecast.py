@@ -561,16 +561,19 @@ def test_cli_infer_fills_a_gap_at_the_window_start_from_the_rows_before_it(tmp_p
     assert served["forecast"] == outputs[0]["forecast"]
 
 
-def test_cli_infer_names_the_config_key_of_a_missing_column(run, tmp_path):
-    """A column the run reads (setting M, no data.targets) missing from the file: the config key, as the config's
-    own errors name it, never a `--data.targets` option that does not exist."""
+def test_cli_infer_names_the_file_its_missing_column_and_the_columns_the_run_reads(run, tmp_path):
+    """A column the run reads (setting M, no data.targets) missing from the file: the file, the column and every
+    column the run reads; never a data.* key (it said `data.targets: ... has no column 'a'`), which a trained
+    run's input cannot change, nor a `--data.targets` option that does not exist."""
     from conftest import assert_user_error
 
     path = tmp_path / "renamed.csv"
     lines = recent(run).read_text().splitlines()
     path.write_text("\n".join(["date,x,b,load"] + lines[1:]) + "\n")
     result = invoke("infer", run, "--file", path)
-    assert_user_error(result, "error: data.targets: ", "has no column 'a'")
+    assert_user_error(result, f"error: {path}: no column 'a'; the run reads the columns date, a, b, load "
+                              f"(the table has date, x, b, load)")
+    assert "data." not in result.output
 
 
 def test_init_forecast_config_passes_dry_run(tmp_path, monkeypatch):
@@ -639,7 +642,11 @@ def test_serve_answers_forecasts(run):
         # named as the body's entry, 0-based as JSON (it said `input 1` here, `input 2` below: infer's words)
         assert bad.json()["error"].startswith("texts[0]"), bad.text
         bad = client.post("/predict", json={"texts": [text, "date,a\n2024-01-01,1\n"]})
-        assert bad.status_code == 400 and "texts[1] has no column" in bad.json()["error"], bad.text
+        # the request's field, what it lacks and what the run reads (it began `data.targets: texts[1] has no
+        # column 'b'`: a config path a client cannot set)
+        assert bad.status_code == 400 and bad.json()["error"] == (
+            "texts[1]: no columns 'b', 'load'; the run reads the columns date, a, b, load (the table has date, a)"), \
+            bad.text
         # a channel array is no table: 422 saying what a forecaster reads
         bad = client.post("/predict", json={"texts": [[[0.1, 0.2], [0.3, 0.4]]]})
         L = p.cfg.data.input_length

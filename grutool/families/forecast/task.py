@@ -624,8 +624,10 @@ def _fill_start(cfg: "Config", table, columns: list[str], start: int) -> int:
 
 
 def _check_header(cfg: "Config", table, columns: Optional[list[str]]) -> None:
-    """A table whose first line holds values (`tail` drops the header line) is refused with one line naming
-    the header it needs; other missing columns are named where they are read."""
+    """An input table of a trained run (infer's file, text or stdin, serve's `texts[i]`) without a column the
+    run reads, refused with one line naming the input, what it lacks and every column the run reads: a table
+    whose first line holds values (`tail` drops the header line) is told the header line it needs, any other
+    the columns it lacks, never a `data.*` setting, which a trained run's input cannot change."""
     d = cfg.data
     if not d.header or columns is None:
         return
@@ -645,6 +647,14 @@ def _check_header(cfg: "Config", table, columns: Optional[list[str]]) -> None:
         raise UserError(f"{table.path}: no header line: the first line ({first!r}) holds values, and the run reads "
                         f"its columns by name; start the table with the line {','.join(wanted)!r} (tail drops it: "
                         f"(head -n 1 FILE; tail -n N FILE) keeps it)")
+    import difflib
+
+    missing = [c for c in wanted if c not in table.columns]
+    close = difflib.get_close_matches(missing[0], [c for c in table.columns if c not in wanted], n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    lacks = f"no column {missing[0]!r}" if len(missing) == 1 else f"no columns {', '.join(map(repr, missing))}"
+    raise UserError(f"{table.path}: {lacks}{hint}; the run reads the columns {', '.join(wanted)} "
+                    f"(the table has {clipped(', '.join(table.columns), 300)})")
 
 
 def _covariates(roles, series, z, names=None) -> "Optional[dict]":
