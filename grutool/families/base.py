@@ -215,6 +215,24 @@ class Task:
         names alone could mislead (regressor: the loss on z-scores, the metrics in the target's units); None."""
         return None
 
+    def nouns(self, cfg: "Config") -> dict[str, str]:
+        """The words of text that this run's data calls otherwise, in every label a person reads (figure names,
+        counts, messages): a numeric tagger's sequences have steps, not tokens, and are sequences, not sentences
+        (`{"token": "step", "sentence": "sequence"}`); {} (text's words) by default. Only labels change: metric
+        keys (`token_accuracy` in metrics.jsonl, summary.json, --json, `train.monitor`) are the family's."""
+        return {}
+
+    def label(self, cfg: "Config", name: str) -> str:
+        """A metric key (or words) as a person reads it for this run (`relabel` by `nouns`): `token_accuracy`
+        of a numeric tagger is `step_accuracy`."""
+        return relabel(name, self.nouns(cfg))
+
+    def label_figures(self, cfg: "Config", figures: dict) -> dict:
+        """An evaluation's figures (`eval`'s result, train's summary of the best epoch) with what a renderer
+        needs to name them for this run's data (tagger: `units`, what `n` and `tokens` count); unchanged by
+        default."""
+        return figures
+
     def uninformative(self, metrics: dict) -> frozenset[str]:
         """Figures of this eval result that say nothing of the model on its data (a study leaves them out of
         its tables and comparison): none by default."""
@@ -368,6 +386,22 @@ class Task:
     def finish_evaluation(self, out: dict, vocabs: Any) -> dict:
         """Add what evaluation reports beyond the metrics (labels never seen in training, ...)."""
         return out
+
+
+def relabel(name: str, nouns: dict[str, str]) -> str:
+    """`name` (a metric key, `token_accuracy`, `val_sentence_acc`, or words, `token accuracy`) with each word
+    that `nouns` (`Task.nouns`) maps replaced, plurals too (`tokens` -> `steps`)."""
+    if not nouns:
+        return name
+    import re
+
+    def swap(match) -> str:
+        word = match.group(0)
+        if word in nouns:
+            return nouns[word]
+        return nouns[word[:-1]] + "s" if word.endswith("s") and word[:-1] in nouns else word
+
+    return re.sub(r"[A-Za-z]+", swap, name)
 
 
 def synthetic_vocabs(vocab_size: int, num_classes: int, num_chars: int = 0, num_intents: int = 0) -> Prepared:
