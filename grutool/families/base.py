@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
-from grutool.errors import UserError
+from grutool.errors import UserError, counted
 
 if TYPE_CHECKING:
     from grutool.config import Config
@@ -356,7 +356,7 @@ class Task:
 
         if is_numeric(run.config):
             channels = len(run.extra["scaler"])
-            return (f"a sequence is channels x steps: a JSON array of {channels} lists, one per channel, of a "
+            return (f"a sequence is channels x steps: a JSON array of {counted(channels, 'list')}, one per channel, of a "
                     f"number per step (null: a missing value), or the text form 'a,b:c,d' (a .ts line: channels "
                     f"split by ':', steps by ',')")
         return "a text is one JSON string"
