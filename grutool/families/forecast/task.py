@@ -21,7 +21,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
-from grutool.errors import UserError, clipped, either
+from grutool.errors import UserError, clipped, counted, either
 from grutool.families.base import Prepared, Task
 from grutool.families.rules import TEXT_ONLY, check_text_only
 
@@ -384,17 +384,18 @@ class ForecastTask(Task):
         d = run.config.data
         # the order infer reads a table's columns in (read_inputs): the time, the series (long form), then the values
         header = ",".join([c for c in (d.time_column, d.series_column) if c] + list(run.extra["scaler"].names))
-        rows = f"at least its last {d.input_length} rows (data.input_length)"
+        rows = f"at least its last {counted(d.input_length, 'row')} (data.input_length)"
         if d.covariates.future:
-            rows += f", then the {d.horizon} rows to forecast with {', '.join(d.covariates.future)} filled"
+            rows += f", then the {counted(d.horizon, 'row')} to forecast with {', '.join(d.covariates.future)} filled"
         return f"a forecaster reads one csv table per text, as one JSON string: a header line ('{header}') and {rows}"
 
     def served_shorter(self, run) -> str:
         """A table longer than the bound: the model reads only its last input_length rows (of each series)."""
         d = run.config.data
-        rows = f"its last {d.input_length} rows{' of each series' if d.series_column else ''} (data.input_length)"
+        rows = (f"its last {counted(d.input_length, 'row')}{' of each series' if d.series_column else ''} "
+                f"(data.input_length)")
         if d.covariates.future:
-            rows += f", then the {d.horizon} rows to forecast"
+            rows += f", then the {counted(d.horizon, 'row')} to forecast"
         return f"send the table's header line and {rows}: the model reads no earlier row"
 
     def served_chars(self, run) -> int:
@@ -546,7 +547,8 @@ class ForecastTask(Task):
             if "future" in covs:
                 if roles.calendar and times is None:
                     raise UserError(f"{name}: the model reads calendar features of the forecast's times, and "
-                                    f"{len(series.values)} rows give no time step to extend; give rows with times")
+                                    f"rows without times ({counted(len(series.values), 'row')}) give no time step "
+                                    f"to extend; give rows with times")
                 user = scaler.transform(ahead.values, roles.index(roles.future)) if roles.future else \
                     np.zeros((H, 0))
                 later = np.concatenate([user, calendar(times or [], roles.calendar)], 1)  # (H, F)
@@ -598,7 +600,7 @@ def _read_input(cfg: "Config", roles, columns: list[str], table, name: str):
     if series is None or len(series.values) < L:
         rows = 0 if series is None else len(series.values)
         raise UserError(f"{name}: {rows} row{'' if rows == 1 else 's'}, but the model reads the last "
-                        f"{L} (data.input_length); give at least {L} rows")
+                        f"{L} (data.input_length); give at least {counted(L, 'row')}")
     return series, ahead
 
 
@@ -708,24 +710,26 @@ def _future_rows(cfg: "Config", roles, table, name: str):
     d = cfg.data
     H, frame = d.horizon, table.frame
     cols = ", ".join(roles.future)
-    need = (f"the model reads data.covariates.future ({cols}) over the {H} rows it forecasts: end the table "
-            f"with those {H} rows, their time and {cols} filled, the other columns empty")
+    those = "that row, its" if H == 1 else f"those {H} rows, their"
+    need = (f"the model reads data.covariates.future ({cols}) over the {counted(H, 'row')} it forecasts: end the "
+            f"table with {those} time and {cols} filled, the other columns empty")
     unknown = roles.columns + roles.past
     for c in unknown + roles.future:
         table.column(c, "data.covariates.future" if c in roles.future else "data.columns")
     if len(frame) <= H:
-        raise UserError(f"{name}: {len(frame)} rows; {need}")
+        raise UserError(f"{name}: {counted(len(frame), 'row')}; {need}")
     tail = frame.iloc[-H:]
     filled = [c for c in unknown if not tail[c].astype(str).str.strip().str.lower().isin(MISSING).all()]
     if filled:
-        raise UserError(f"{name}: its last {H} rows have values in {filled[0]!r}; {need}")
+        last = "row has" if H == 1 else f"{H} rows have"
+        raise UserError(f"{name}: its last {last} values in {filled[0]!r}; {need}")
     later = table.subset(range(len(frame) - H, len(frame)))
     for c in roles.future:  # data.missing fills history, never the plans for the rows to forecast
         empty = later.frame[c].astype(str).str.strip().str.lower().isin(MISSING).to_numpy()
         if empty.any():
             row = int(empty.argmax())
             raise UserError(f"{later.location(row, c)}: missing value in column {c!r}, a known-future column, in "
-                            f"the rows to forecast; give each of the {H} rows its value")
+                            f"the rows to forecast; give {'the row' if H == 1 else f'each of the {H} rows'} its value")
     values = np.stack([later.numeric(c, "error", "data.covariates.future") for c in roles.future], 1)  # (H, F)
     times = later.strings(d.time_column) if d.time_column is not None else None
     return table.subset(range(len(frame) - H)), Ahead(times, values)
