@@ -215,6 +215,12 @@ class Task:
         names alone could mislead (regressor: the loss on z-scores, the metrics in the target's units); None."""
         return None
 
+    def input_sizes(self, cfg: "Config", prepared: Prepared) -> dict[str, int]:
+        """What the model reads, counted, for train's `data:` line and the dry run: the vocabulary of text, or
+        the channels of numbers (their scaler's columns)."""
+        scaler = prepared.vocabulary("scaler")
+        return {"channels": len(scaler)} if scaler is not None else {"vocabulary": len(prepared.vocab)}
+
     def nouns(self, cfg: "Config") -> dict[str, str]:
         """The words of text that this run's data calls otherwise, in every label a person reads (figure names,
         counts, messages): a numeric tagger's sequences have steps, not tokens, and are sequences, not sentences

@@ -138,6 +138,7 @@ def _summary(cfg: Config, task, prepared, model: torch.nn.Module, run_dir: Path,
         "vocabularies": {name: len(prepared.vocabulary(name)) for name in task.vocabularies(cfg)
                          if prepared.vocabulary(name) is not None},
         "examples": {name: len(split) for name, split in prepared.splits.items()},
+        "inputs": task.input_sizes(cfg, prepared),  # what the model reads: vocabulary, or channels (and covariates)
         "run_dir": str(run_dir),
     }
     if dist.enabled:

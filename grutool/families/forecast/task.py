@@ -379,6 +379,18 @@ class ForecastTask(Task):
         return {"time_column": d.time_column, "series_column": d.series_column, "input_length": d.input_length,
                 "horizon": d.horizon, "setting": d.setting, "quantiles": cfg.model.quantiles}
 
+    def input_sizes(self, cfg: "Config", prepared: Prepared) -> dict[str, int]:
+        """The channels the windows hold and, apart, the covariate columns read beside them (sines_covariates:
+        channels 1, covariates 2; the scaler holds all 3)."""
+        from grutool.families.forecast.covariates import Roles
+
+        scaler = prepared.vocabulary("scaler")
+        roles = Roles.of(cfg, list(scaler.names))
+        sizes = {"channels": len(roles.columns)}
+        if len(scaler) > len(roles.columns):
+            sizes["covariates"] = len(scaler) - len(roles.columns)
+        return sizes
+
     def served_form(self, run) -> str:
         """One csv table per text: its header and how many rows the model reads."""
         d = run.config.data
