@@ -362,13 +362,18 @@ class Task:
 
         if is_numeric(run.config):
             channels = len(run.extra["scaler"])
-            return (f"a sequence is channels x steps: a JSON array of {counted(channels, 'list')}, one per channel, of a "
-                    f"number per step (null: a missing value), or the text form 'a,b:c,d' (a .ts line: channels "
-                    f"split by ':', steps by ',')")
+            return (f"a sequence is channels x steps: a JSON array of {counted(channels, 'list')}, one per channel, "
+                    f"of a number per step (null: a missing value), or the text form 'a,b:c,d' (a .ts line: "
+                    f"channels split by ':', steps by ',')")
         return "a text is one JSON string"
 
     def served_shorter(self, run) -> str:
-        """The fix a text over `grutool serve`'s character bound is answered with (413), after the bound."""
+        """The fix a text over `grutool serve`'s character bound is answered with (413), after the bound: a
+        numeric sequence (an array, counted as its text form) is sent with fewer steps, not as a shorter text."""
+        from grutool.families.rules import is_numeric
+
+        if is_numeric(run.config):
+            return "send a sequence of fewer steps (an array is counted as its text form 'a,b:c,d')"
         return "send a shorter text"
 
     def served_chars(self, run) -> Optional[int]:

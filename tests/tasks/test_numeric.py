@@ -790,11 +790,12 @@ def test_a_seq2seq_option_on_a_numeric_run_names_only_the_option_given(run):
 
 def test_a_one_channel_run_counts_its_channel_in_the_singular(tmp_path):
     """A univariate run's refusals said `a JSON array of 1 channels`, `1 lists` and `the sequence's 1 channel(s)
-    separated by ':'` (there is nothing to separate); a count is singular for one, plural else."""
+    separated by ':'` (there is nothing to separate); a count is singular for one, plural else. A sequence over
+    serve's bound is sent with fewer steps, not as `a shorter text`."""
     pytest.importorskip("fastapi")
     from fastapi.testclient import TestClient
 
-    from grutool.serve import build_app
+    from grutool.serve import Limits, build_app
 
     raw = shipped_config("numeric_regression.yaml", tmp_path / "run", data={"channels": ["a"]},
                          train={"epochs": 1, "device": "cpu"})
@@ -812,3 +813,8 @@ def test_a_one_channel_run_counts_its_channel_in_the_singular(tmp_path):
     assert "a JSON array of 1 list, one per channel" in said['[["a"]]'], said
     assert said["[[0.1], [0.2]]"].startswith("texts[0]: 2 channels, but the model reads 1"), said
     assert not any(re.search(r"\b1 (channels|lists)|\(s\)", m) for m in said.values()), said
+    with TestClient(build_app(Predictor(run, "cpu"), Limits(max_chars=20))) as client:  # over the bound: 413
+        r = client.post("/predict", json={"texts": [[[0.1] * 10]]})
+    # a sequence, not a text: it said `send a shorter text` of an array
+    assert r.status_code == 413 and r.json()["error"].endswith("; send a sequence of fewer steps (an array is "
+                                                                "counted as its text form 'a,b:c,d')"), r.text
