@@ -549,7 +549,7 @@ def _rate_unit(paths: list[Path]) -> str:
 
     cfg = load_config(paths[0] / rundir.CONFIG, saved=True)
     unit = get_task(cfg.task).rate_unit(cfg)
-    return "tokens" if unit == "tok" else unit
+    return "tokens" if unit == "tok" else unit  # a forecaster's rows, as train counts them (bench: its windows)
 
 
 def nouns(result: dict) -> dict[str, str]:

@@ -295,6 +295,14 @@ class Task:
 
         return "steps" if is_numeric(cfg) else "tok"
 
+    def throughput_name(self, cfg: "Config") -> str:
+        """What `bench --config`'s speed counts for this config: `throughput_unit`, its tokens named as train's
+        epoch line names them (`rate_unit`: a numeric sequence's steps)."""
+        if self.throughput_unit != "tokens":
+            return self.throughput_unit
+        unit = self.rate_unit(cfg)
+        return "tokens" if unit == "tok" else unit
+
     def throughput_items(self, lengths: list[int]) -> int:
         """How many `throughput_unit`s a batch of these lengths holds."""
         return int(sum(lengths)) if self.throughput_unit == "tokens" else len(lengths)
