@@ -94,3 +94,18 @@ def test_a_study_of_a_numeric_tagger_names_its_figures_in_steps_and_sequences(tm
     figures = json.loads((out / "report.json").read_text())  # the keys stay
     assert figures["monitor"] == "token_accuracy" and "val_token_accuracy" in {d["metric"] for d in
                                                                              figures["comparisons"]}
+
+
+def test_a_tune_of_a_numeric_tagger_names_its_monitor_in_steps(tmp_path):
+    """tune's best line and best.yaml's header said `validation token_accuracy`."""
+    pytest.importorskip("optuna")
+    space = tmp_path / "space.yaml"
+    space.write_text("train.lr: {float: [0.001, 0.01], log: true}\n")
+    out = tmp_path / "tune"
+    result = invoke("tune", _config(tmp_path, "numeric"), "--space", space, "--trials", "1", "--set",
+                    "train.epochs=1", "-o", out, "--quiet")
+    assert result.exit_code == 0, result.output
+    [best] = [line for line in result.stdout.splitlines() if line.startswith("best:")]
+    assert "validation step_accuracy " in best, best
+    assert (out / "best.yaml").read_text().startswith("# grutool tune: trial 0, validation step_accuracy ")
+    assert "token" not in best
