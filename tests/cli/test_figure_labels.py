@@ -41,7 +41,7 @@ def _config(tmp: Path, kind: str) -> Path:
     ("text", ("token", "sentence"), ("step", "sequence")),
     ("numeric", ("step", "sequence"), ("token", "sentence")),
 ])
-def test_a_tagger_s_figures_are_named_by_its_input_and_keyed_alike(tmp_path, kind, words, wrong):
+def test_a_tagger_s_figures_are_named_by_its_input_and_keyed_alike(tmp_path, monkeypatch, kind, words, wrong):
     unit, whole = words
     run = tmp_path / "runs" / kind
     result = invoke("train", _config(tmp_path, kind), "-o", run)
@@ -69,6 +69,20 @@ def test_a_tagger_s_figures_are_named_by_its_input_and_keyed_alike(tmp_path, kin
     rows = {line.split("│")[1].strip() for line in result.stdout.splitlines() if line.count("│") > 2}
     assert {f"{unit}_accuracy", f"{whole}_accuracy", f"{unit}s"} <= rows, rows
     assert not any(w in r for r in rows for w in wrong), rows
+
+    try:  # `grutool plot`: the metric panel's axis and legend
+        import matplotlib  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        from grutool import curves
+
+        seen = {}
+        monkeypatch.setattr(curves, "save_png", lambda fig, path, dpi: seen.setdefault("fig", fig))
+        curves.plot_curves([run], tmp_path / "curves.png")
+        panel = seen["fig"].axes[1]
+        assert panel.get_ylabel() == f"{unit}_accuracy", panel.get_ylabel()
+        assert all(f"({unit}_accuracy)" in t.get_text() for t in panel.get_legend().get_texts())
 
     # The keys are the tagger's, whatever the input: configs and tools read them.
     figures = json.loads(invoke("eval", run, "--split", "test", "--json").stdout)
