@@ -549,20 +549,35 @@ def _rate_unit(paths: list[Path]) -> str:
 
     cfg = load_config(paths[0] / rundir.CONFIG, saved=True)
     unit = get_task(cfg.task).rate_unit(cfg)
-    return "tokens" if unit == "tok" else unit
+    return "tokens" if unit == "tok" else unit  # a forecaster's rows, as train counts them (bench: its windows)
+
+
+def nouns(result: dict) -> dict[str, str]:
+    """The words of the study's task for its figures (`Task.nouns`: a numeric tagger's `token_accuracy` reads
+    `step_accuracy`), from its first run's config; {} without one."""
+    from grutool.runs import nouns as run_nouns
+
+    first = (result.get("runs") or [{}])[0]
+    return run_nouns(first["dir"]) if "dir" in first else {}
 
 
 def table_rows(result: dict, terminal: bool = False) -> dict:
     """The report's three tables as header + rows of strings. The markdown has every test metric and each
-    seed's figure; the terminal (`terminal`) keeps what fits 80 columns: the monitor on validation and test."""
+    seed's figure; the terminal (`terminal`) keeps what fits 80 columns: the monitor on validation and test.
+    Figures are named by the task's words (`nouns`), their keys unchanged in the JSON and CSV."""
+    from grutool.families.base import relabel
+
+    words = nouns(result)
     cells = result["cells_summary"]
     monitor = result["monitor"] or "monitor"
     tests = sorted(set().union(*(c["test"] for c in cells.values()))) if cells else []
     if terminal:
         tests = [k for k in tests if k == monitor] or tests[:1]
-    quality = [["cell", f"val {monitor}"] + ([] if terminal else ["per seed"]) + [f"test {k}" for k in tests]
+    quality = [["cell", f"val {relabel(monitor, words)}"] + ([] if terminal else ["per seed"])
+               + [f"test {relabel(k, words)}" for k in tests]
                + ["params", "kernel"]]
-    cost = [["cell", "s/epoch", "s to best", f"{result.get('rate_unit') or 'tokens'}/s", "b1 ms", "b32 ms"]]
+    unit = result.get("rate_unit") or "tokens"
+    cost = [["cell", "s/epoch", "s to best", f"{unit}/s", "b1 ms", "b32 ms"]]
     for name, c in cells.items():
         f, kernel = c["figures"], c["kernel"]
         quality.append([name, mean_pm(f["val"])] + ([] if terminal else [", ".join(fmt(v) for v in f["val"]["values"])])
@@ -572,7 +587,9 @@ def table_rows(result: dict, terminal: bool = False) -> dict:
                      fmt(f["latency_1_ms"]["mean"], 3), fmt(f["latency_32_ms"]["mean"], 3)])
     diffs = [["metric"] + ([] if terminal else ["cells"]) + ["difference", "95% CI", "ratio", "reading"]]
     for d in result["comparisons"]:
-        diffs.append([d["metric"]] + ([] if terminal else [f"{d['b']} - {d['a']}"])
+        # tokens_per_s counts what the cost table's speed does (steps of numeric sequences, a forecaster's rows)
+        metric = f"{unit}_per_s" if d["metric"] == "tokens_per_s" else relabel(d["metric"], words)
+        diffs.append([metric] + ([] if terminal else [f"{d['b']} - {d['a']}"])
                      + [fmt(d["diff"]), f"± {fmt(d['ci95'])}" if d["ci95"] is not None else "-",
                         fmt(d["ratio"], 3) if d["ratio"] is not None else "-", d["reading"]])
     return {"quality": quality, "cost": cost, "differences": diffs}
@@ -590,10 +607,14 @@ def markdown(result: dict) -> str:
         return "\n".join(["| " + " | ".join(esc[0]) + " |", "|" + "---|" * len(esc[0])]
                          + ["| " + " | ".join(r) + " |" for r in esc[1:]]) + "\n"
 
+    from grutool.families.base import relabel
+
     tables = table_rows(result)
     over = " ".join(f"--set {o}" for o in result["overrides"])
+    shown = relabel(result["monitor"] or "", nouns(result))  # the key, and its name in the tables where they differ
+    named = f" ({shown} below)" if shown != (result["monitor"] or "") else ""
     lines = [f"# Study: {result['config']}{' ' + over if over else ''}\n",
-             f"Cells {', '.join(result['cells'])}; monitor `{result['monitor']}` " + (
+             f"Cells {', '.join(result['cells'])}; monitor `{result['monitor']}`{named} " + (
                  "on validation" if any(isinstance(r.get("val"), (int, float)) for r in result["runs"]) else
                  "on no validation split (each run keeps its last epoch; test figures below)")
              + f" ({result['direction']} is better); mean ± sd over seeds. "
@@ -604,8 +625,8 @@ def markdown(result: dict) -> str:
              "kernel, `fused`: grutool's kernel in Python, `stack`: grutool's layer stack over PyTorch's op, "
              "`native`: PyTorch's module, `native-fused`: its fused cell op, `onednn` / `cudnn` / `miopen`: its "
              "fused library kernel).\n",
-             "## Cost\n", "Training seconds per epoch (without validation) and to the best epoch; tokens per "
-             "second in training; inference latency per batch of 1 and 32 (median, interleaved).\n",
+             "## Cost\n", "Training seconds per epoch (without validation) and to the best epoch; "
+             f"{result.get('rate_unit') or 'tokens'} per second in training; inference latency per batch of 1 and 32 (median, interleaved).\n",
              md(tables["cost"]),
              "## Differences\n", f"Each cell against {result['cells'][0]}, paired by seed (t-test on the "
              f"per-seed differences; inside the noise when p >= {ALPHA}).\n", md(tables["differences"]),
@@ -632,8 +653,11 @@ def plot_series(result: dict) -> dict:
     `curves` (epoch, validation metric) of each seed. A study without a validation split has no validation
     figure: then the points are each run's TEST metric against its training seconds, and the curves its
     training loss, and `what` says so."""
+    from grutool.families.base import relabel
+
     number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
     monitor = result["monitor"] or "monitor"
+    shown = relabel(monitor, nouns(result))
     validated = any(number(r.get("val")) for r in result["runs"])
     series = {}
     for cell in result["cells"]:
@@ -643,8 +667,8 @@ def plot_series(result: dict) -> dict:
         curves = [[(e, v if validated else loss) for e, _, v, loss in result["curves"].get(r["run"], [])
                    if number(v if validated else loss)] for r in mine]
         series[cell] = {"points": points, "curves": [c for c in curves if c]}
-    what = ({"left": f"validation {monitor}", "right": f"validation {monitor}"} if validated else
-            {"left": f"test {monitor} (no validation split)", "right": "training loss"})
+    what = ({"left": f"validation {shown}", "right": f"validation {shown}"} if validated else
+            {"left": f"test {shown} (no validation split)", "right": "training loss"})
     return {"cells": series, **what}
 
 

@@ -515,9 +515,13 @@ def tune(config: str | Path, space: str | Path, trials: int, overrides: Sequence
             raise
     best_path = _write_outputs(study, tune_dir, config, overrides, seeds_list[0], monitor)
     best = _best(study)
+    from grutool.families import get_task
+
     return {"best": dataclasses.asdict(best) if best else None, "best_yaml": str(best_path) if best_path else None,
             "trials": [dataclasses.asdict(record(t)) for t in study.get_trials(deepcopy=False)],
-            "storage": url, "study_name": name, "monitor": monitor, "direction": direction, "dir": str(tune_dir)}
+            "storage": url, "study_name": name, "monitor": monitor, "direction": direction, "dir": str(tune_dir),
+            # the monitor as lines and plots name it (Task.label: a numeric tagger's token_accuracy is step_accuracy)
+            "monitor_label": get_task(base.task).label(base, monitor)}
 
 
 def make_objective(config, overrides: Sequence[str], params: list[Param], seeds_list: list[int], tune_dir: Path,
@@ -749,7 +753,9 @@ def _write_outputs(study, tune_dir: Path, config, overrides, seed: int, monitor:
     cfg = load_config(config, list(overrides) + [_override(p, v) for p, v in best.params.items()]
                       + [f"train.seed={seed}",
                          f"output_dir={jsonsafe.dumps(str(Path('runs') / (Path(config).stem + '-tuned')))}"])
-    header = (f"# grutool tune: trial {best.number}, validation {monitor} "
+    from grutool.families import get_task
+
+    header = (f"# grutool tune: trial {best.number}, validation {get_task(cfg.task).label(cfg, monitor)} "
               f"{best.value:.6g} ({', '.join(f'{k}={v}' for k, v in best.params.items())}).\n"
               f"# Train it: grutool train {tune_dir / BEST}\n")
     write_text_atomic(header + to_yaml(cfg), tune_dir / BEST)
@@ -778,7 +784,8 @@ def plot(result: dict, path: str | Path) -> str:
     if running:
         last = max(t["number"] for t in done)
         left.step(*zip(*running, (last, running[-1][1])), where="post", color="C2", label="best so far")
-    left.set(xlabel="trial", ylabel=f"validation {result['monitor']}", title="optimisation history")
+    left.set(xlabel="trial", ylabel=f"validation {result.get('monitor_label') or result['monitor']}",
+             title="optimisation history")
     left.xaxis.get_major_locator().set_params(integer=True)  # trial numbers, never 0.25
     left.grid(alpha=0.3)
     left.legend()

@@ -44,7 +44,7 @@ class EarlyStopping(Callback):
         s = trainer.state
         s.bad_epochs = 0 if s.improved else s.bad_epochs + 1
         if self.patience is not None and s.bad_epochs >= self.patience:
-            log.info("early stopping: %s has not improved for %d epoch(s)", trainer.monitor, s.bad_epochs)
+            log.info("early stopping: %s has not improved for %d epoch(s)", trainer.monitor_label, s.bad_epochs)
             s.should_stop = True
 
 
@@ -124,7 +124,7 @@ class Pruning(Callback):
             return
         if self.should_stop(self.offset + trainer.state.epoch, float(value)):
             log.info("pruned after epoch %d: validation %s %.4g is behind the other trials",
-                     trainer.state.epoch, trainer.monitor, value)
+                     trainer.state.epoch, trainer.monitor_label, value)
             self.pruned_at = trainer.state.epoch
             trainer.state.should_stop = True
 

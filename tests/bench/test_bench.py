@@ -406,6 +406,20 @@ def test_set_overrides_the_config_s_field_as_train_s_does(tmp_path, monkeypatch)
     assert report["settings"]["set"] == overrides, "the report records what the config was read with"
 
 
+def test_a_numeric_config_is_timed_in_steps_per_second_as_train_counts_them(tmp_path, monkeypatch):
+    # numeric sequences' lengths are time steps: train's epoch line says `steps/s`, and bench said `tokens/s`
+    # of the same count
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "n.json"
+    result = runner.invoke(app, ["bench", "--config", "configs/numeric.yaml", "--cells", "gru", "--batch", "4",
+                                 "--repeats", "1", "--warmup", "0", "--min-sample-ms", "1", "--threads", "1",
+                                 "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "steps/s" in result.output and "tokens/s" not in result.output, result.output
+    rows = reports.read_report(out)["rows"]
+    assert {r["unit"] for r in rows} == {"steps"} and reports.unit(rows) == "steps"
+
+
 def test_a_forecast_config_is_timed_in_windows_per_second_on_its_real_columns(tmp_path, monkeypatch):
     # A forecast window is always data.input_length rows: its rate is windows/s (a batch's windows over its
     # time), and the synthetic windows have the data's columns (vocab.json holds no tokens to count).
