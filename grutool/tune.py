@@ -15,7 +15,7 @@ Optuna is an optional extra (`pip install 'grutool[tune]'`), imported only when 
 
 The space file maps dotted config paths to one entry each, checked against the config schema before the
 first trial (an unknown path with a did-you-mean, a field the config's family has no setting for, an empty or
-inverted range, a value the schema refuses):
+inverted range, a value the schema refuses; train.monitor, the objective, and what tune sets itself: OWNED):
 
     train.lr: {float: [1.0e-4, 1.0e-2], log: true}
     model.hidden_size: {int: [32, 256], step: 32}
@@ -73,7 +73,10 @@ SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("median", "hyperband", "none")
 KINDS = ("int", "float", "categorical")
 OWNED = {"train.seed": "tune sets it (train.seed, +1, ... for --seeds N)",
-         "output_dir": "tune sets it (a run directory per trial under DIR/trials/)"}
+         "output_dir": "tune sets it (a run directory per trial under DIR/trials/)",
+         # Every trial's value is its train.monitor: trials searching it would rank an mae against an rmse.
+         "train.monitor": "the objective, one for the whole search (trials scored on different metrics "
+                          "cannot be ranked); set it in the config or with --set"}
 
 
 @dataclasses.dataclass
