@@ -11,7 +11,7 @@ compare` reads them:
                                    (without a validation split: the test metric, and the training loss)
 
 The report, per cell: the monitored validation metric and every test metric as mean ± sd (and each seed),
-training seconds per epoch and to the best epoch, tokens per second, parameters, batch-1 and batch-32
+training seconds per epoch and to the best epoch, tokens (steps, rows) per second, parameters, batch-1 and batch-32
 inference latency timed on the saved runs (interleaved, as `bench` times), the kernel the cell ran in
 training and inference; then each cell against the first with a paired t-test over seeds (`grutool.stats`),
 saying when a difference is inside the noise; then the environment line `bench` records.
@@ -562,7 +562,7 @@ def table_rows(result: dict, terminal: bool = False) -> dict:
         tests = [k for k in tests if k == monitor] or tests[:1]
     quality = [["cell", f"val {monitor}"] + ([] if terminal else ["per seed"]) + [f"test {k}" for k in tests]
                + ["params", "kernel"]]
-    cost = [["cell", "s/epoch", "s to best", f"{result.get('rate_unit') or 'tokens'}/s", "b1 ms", "b32 ms"]]
+    cost = [["cell", "s/epoch", "s to best", f"{_unit(result)}/s", "b1 ms", "b32 ms"]]
     for name, c in cells.items():
         f, kernel = c["figures"], c["kernel"]
         quality.append([name, mean_pm(f["val"])] + ([] if terminal else [", ".join(fmt(v) for v in f["val"]["values"])])
@@ -572,10 +572,20 @@ def table_rows(result: dict, terminal: bool = False) -> dict:
                      fmt(f["latency_1_ms"]["mean"], 3), fmt(f["latency_32_ms"]["mean"], 3)])
     diffs = [["metric"] + ([] if terminal else ["cells"]) + ["difference", "95% CI", "ratio", "reading"]]
     for d in result["comparisons"]:
-        diffs.append([d["metric"]] + ([] if terminal else [f"{d['b']} - {d['a']}"])
+        diffs.append([_metric_label(d["metric"], result)] + ([] if terminal else [f"{d['b']} - {d['a']}"])
                      + [fmt(d["diff"]), f"± {fmt(d['ci95'])}" if d["ci95"] is not None else "-",
                         fmt(d["ratio"], 3) if d["ratio"] is not None else "-", d["reading"]])
     return {"quality": quality, "cost": cost, "differences": diffs}
+
+
+def _metric_label(metric: str, result: dict) -> str:
+    """A compared figure's name as the tables show it: the speed named by what it counts (`rows_per_s` for a
+    forecaster, as the cost table's `rows/s`); report.json and report.csv keep the key `tokens_per_s`."""
+    return f"{_unit(result)}_per_s" if metric == "tokens_per_s" else metric
+
+
+def _unit(result: dict) -> str:
+    return result.get("rate_unit") or "tokens"
 
 
 def environment_line(result: dict) -> str:
@@ -604,8 +614,9 @@ def markdown(result: dict) -> str:
              "kernel, `fused`: grutool's kernel in Python, `stack`: grutool's layer stack over PyTorch's op, "
              "`native`: PyTorch's module, `native-fused`: its fused cell op, `onednn` / `cudnn` / `miopen`: its "
              "fused library kernel).\n",
-             "## Cost\n", "Training seconds per epoch (without validation) and to the best epoch; tokens per "
-             "second in training; inference latency per batch of 1 and 32 (median, interleaved).\n",
+             "## Cost\n", "Training seconds per epoch (without validation) and to the best epoch; "
+             f"{_unit(result)} per second in training; inference latency per batch of 1 and 32 (median, "
+             "interleaved).\n",
              md(tables["cost"]),
              "## Differences\n", f"Each cell against {result['cells'][0]}, paired by seed (t-test on the "
              f"per-seed differences; inside the noise when p >= {ALPHA}).\n", md(tables["differences"]),

@@ -336,6 +336,12 @@ def test_a_study_without_a_validation_split_plots_test_figures_and_training_loss
     # the report's first line said "monitor `accuracy` on validation", of a study without one
     # the speed column named what numeric sequences count, as train's epoch line does: steps, not tokens
     assert study.table_rows(result)["cost"][0][3] == "steps/s" and "| steps/s |" in study.markdown(result)
+    # ... and so did the differences table (it said tokens_per_s) and the Cost section's sentence (tokens per second)
+    for terminal in (True, False):
+        shown = [row[0] for row in study.table_rows(result, terminal=terminal)["differences"][1:]]
+        assert "steps_per_s" in shown and "tokens_per_s" not in shown
+    assert "steps per second" in study.markdown(result) and "tokens" not in study.markdown(result)
+    assert any(d["metric"] == "tokens_per_s" for d in result["comparisons"])  # report.json's key is kept
     intro = study.markdown(result).splitlines()[2]
     assert "on validation" not in intro and "no validation split" in intro
     for cell, s in data["cells"].items():
