@@ -570,9 +570,12 @@ def table_rows(result: dict, terminal: bool = False) -> dict:
                        + [fmt(c["parameters"]), f"{kernel['train'] or '?'} / {kernel['inference'] or '?'}"])
         cost.append([name, mean_pm(f["s_per_epoch"], 3), mean_pm(f["s_to_best"], 3), fmt(f["tokens_per_s"]["mean"], 0),
                      fmt(f["latency_1_ms"]["mean"], 3), fmt(f["latency_32_ms"]["mean"], 3)])
-    diffs = [["metric"] + ([] if terminal else ["cells"]) + ["difference", "95% CI", "ratio", "reading"]]
+    # The terminal's title names the first cell ("against gru"); with more cells, each row still says whose it is.
+    which = ([] if len(result["cells"]) < 3 else ["cell"]) if terminal else ["cells"]
+    diffs = [["metric"] + which + ["difference", "95% CI", "ratio", "reading"]]
     for d in result["comparisons"]:
-        diffs.append([_metric_label(d["metric"], result)] + ([] if terminal else [f"{d['b']} - {d['a']}"])
+        pair = [f"{d['b']} - {d['a']}"] if which == ["cells"] else [d["b"]] if which else []
+        diffs.append([_metric_label(d["metric"], result)] + pair
                      + [fmt(d["diff"]), f"± {fmt(d['ci95'])}" if d["ci95"] is not None else "-",
                         fmt(d["ratio"], 3) if d["ratio"] is not None else "-", d["reading"]])
     return {"quality": quality, "cost": cost, "differences": diffs}

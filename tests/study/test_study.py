@@ -462,3 +462,20 @@ def test_the_learning_curves_of_one_epoch_runs_are_drawn(tmp_path, monkeypatch):
     lines = right.get_lines()
     assert [len(line.get_xdata()) for line in lines] == [1, 1]
     assert all(line.get_marker() not in (None, "None", "", " ") for line in lines), [l.get_marker() for l in lines]
+
+
+def test_the_terminal_s_differences_say_which_cell_each_row_compares_when_there_are_three_cells():
+    # --cells gru,lstm,rnn: the terminal's table (no `cells` column, to fit 80 columns) showed val_accuracy,
+    # test_accuracy ... twice, lstm's and rnn's rows alike, under the one title "against gru".
+    def compared(b: str, value: float) -> dict:
+        return {"metric": "val_accuracy", "a": "gru", "b": b, "diff": value, "ci95": 0.1, "ratio": None,
+                "reading": "noise (p 0.5)"}
+
+    result = {"cells": ["gru", "lstm", "rnn"], "cells_summary": {}, "monitor": "accuracy", "rate_unit": "tokens",
+              "comparisons": [compared("lstm", 0.01), compared("rnn", -0.02)]}
+    terminal = study.table_rows(result, terminal=True)["differences"]
+    assert terminal[0][:2] == ["metric", "cell"] and [row[1] for row in terminal[1:]] == ["lstm", "rnn"]
+    assert study.table_rows(result)["differences"][1][1] == "lstm - gru"  # report.md: the pair, as before
+    result["cells"] = ["gru", "lstm"]
+    result["comparisons"] = result["comparisons"][:1]
+    assert study.table_rows(result, terminal=True)["differences"][0][:2] == ["metric", "difference"]  # one pair
