@@ -448,7 +448,9 @@ def report(study_dir: str | Path, *, latency_repeats: int = 5) -> dict:
             continue
         per_cell[cell] = {
             "seeds": [r["seed"] for r in mine],
-            "kernel": {"train": mine[0]["kernel_train"], "inference": kernels.get(mine[0]["dir"])},
+            # a seed whose kernel went unrecorded (a run resumed by an older grutool) leaves it to the others
+            "kernel": {"train": next((r["kernel_train"] for r in mine if r["kernel_train"]), None),
+                       "inference": kernels.get(mine[0]["dir"])},
             "parameters": mine[0]["parameters"],
             "figures": {key: _summary([r[key] for r in mine]) for key in
                         ("val", "s_per_epoch", "s_to_best", "tokens_per_s", "latency_1_ms", "latency_32_ms",

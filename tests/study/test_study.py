@@ -479,3 +479,47 @@ def test_the_terminal_s_differences_say_which_cell_each_row_compares_when_there_
     result["cells"] = ["gru", "lstm"]
     result["comparisons"] = result["comparisons"][:1]
     assert study.table_rows(result, terminal=True)["differences"][0][:2] == ["metric", "difference"]  # one pair
+
+
+def test_the_kernel_recorder_keeps_looking_past_an_epoch_that_trained_no_step():
+    # A study run stopped by Ctrl-C after its epoch's last step resumes into an epoch with nothing left to train
+    # (validation only): the recorder removed its hooks after that epoch, and the report said `? / compiled`.
+    import types
+
+    import torch
+
+    from grutool.training.callbacks import KernelRecorder
+
+    class Layer(torch.nn.Module):
+        def path(self, x):
+            return "compiled"
+
+        def forward(self, x):
+            return x
+
+    model = torch.nn.Sequential(Layer())
+    trainer = types.SimpleNamespace(model=model)
+    recorder = KernelRecorder()
+    recorder.on_train_begin(trainer)
+    model.eval()
+    model(torch.zeros(1))  # validation's call: not training's kernel
+    recorder.on_epoch_end(trainer, {})
+    model.train()
+    model(torch.zeros(1))
+    recorder.on_epoch_end(trainer, {})
+    assert recorder.kernel == "compiled"
+    model(torch.zeros(1))
+    assert not recorder._hooks  # removed after the first epoch that trained
+    recorder.on_train_end(trainer)
+
+
+def test_a_cell_s_training_kernel_comes_from_any_seed_that_recorded_one(tmp_path):
+    # A study resumed by an older grutool has no kernel for the run it continued: the cell read `? / compiled`
+    # though its other seed had recorded one.
+    config = write_config(tmp_path, epochs=1)
+    study.run_study(config, ["gru"], 2, study_dir=tmp_path / "st", latency_repeats=1)
+    plan = json.loads((tmp_path / "st" / study.PLAN).read_text(encoding="utf-8"))
+    recorded = plan["kernels"].pop("gru-seed3")
+    (tmp_path / "st" / study.PLAN).write_text(json.dumps(plan), encoding="utf-8")
+    result = study.report(tmp_path / "st", latency_repeats=1)
+    assert result["cells_summary"]["gru"]["kernel"]["train"] == recorded == plan["kernels"]["gru-seed4"]
