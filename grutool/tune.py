@@ -28,7 +28,8 @@ through the training loop's `Pruning` callback and stops a trial that falls behi
 early-stopped one (its files complete), its summary.json says `pruned_at` (`grutool runs`: pruned) and the trial
 is recorded as pruned.
 
-Resuming: the same command with `--resume` continues the study in its storage. Several processes (in more
+Resuming: the same command with `--resume` continues the study in its storage (another --set, space or --seeds
+is refused: `_check_same_search`). Several processes (in more
 terminals, or on more machines with an RDB `--storage`) share one study by running the same command with
 `--resume`: each takes the next trial, and together they stop at `--trials` (a trial or so more when several
 finish at once). SQLite serves a few processes on one machine; for more, an RDB URL. A trial left running by a
@@ -435,6 +436,8 @@ def tune(config: str | Path, space: str | Path, trials: int, overrides: Sequence
     if plan_path.is_file() and not resume:
         raise UserError(f"{tune_dir}: a tune is already there; add --resume to continue it, or choose another "
                         f"--output-dir")
+    if plan_path.is_file():
+        _check_same_search(plan_path, overrides, params, seeds)
     if not plan_path.is_file():  # a new tune: a missing data file is one error, not a failed trial each
         from grutool.training.startup import read_data
 
@@ -521,6 +524,33 @@ def tune(config: str | Path, space: str | Path, trials: int, overrides: Sequence
     return {"best": dataclasses.asdict(best) if best else None, "best_yaml": str(best_path) if best_path else None,
             "trials": [dataclasses.asdict(record(t)) for t in study.get_trials(deepcopy=False)],
             "storage": url, "study_name": name, "monitor": monitor, "direction": direction, "dir": str(tune_dir)}
+
+
+def _check_same_search(plan_path: Path, overrides: Sequence[str], params: list[Param], seeds: int) -> None:
+    """--resume: the search goes on as it started (its --set, space entries and --seeds, as tune.json has them),
+    refused before any write. A trial trained otherwise (train.epochs=2 beside trials of 3) has a value the
+    others cannot be ranked against, and best.yaml, written with the new --set, was not the best trial's config."""
+    import json
+
+    try:
+        plan = json.loads(plan_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # unreadable: nothing to hold the command to
+    entry = lambda p: {k: v for k, v in p.items() if k != "line"}  # where it sits in the file is no change
+    changed = []
+    if sorted(plan.get("overrides") or []) != sorted(overrides):
+        said = lambda items: " ".join(f"--set {o}" for o in items) or "no --set"
+        changed.append(f"{said(plan.get('overrides') or [])} (now {said(overrides)})")
+    before = sorted((entry(p) for p in plan.get("params") or []), key=lambda p: p["path"])
+    if before != sorted((entry(dataclasses.asdict(p)) for p in params), key=lambda p: p["path"]):
+        was = ", ".join(p["path"] for p in before)
+        changed.append(f"other space entries ({was} as {plan.get('space')} had them)")
+    if plan.get("seeds", seeds) != seeds:
+        changed.append(f"--seeds {plan['seeds']} (now {seeds})")
+    if changed:
+        raise UserError(f"resume: {plan_path.parent} was searched with {'; '.join(changed)}; resume with the "
+                        f"same settings (trials trained otherwise cannot be ranked with its trials), or give "
+                        f"another --output-dir for a new search")
 
 
 def make_objective(config, overrides: Sequence[str], params: list[Param], seeds_list: list[int], tune_dir: Path,

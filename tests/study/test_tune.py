@@ -446,3 +446,23 @@ def test_an_older_tune_s_best_yaml_with_a_setting_the_family_never_reads_says_to
     assert_user_error(invoke("train", best, "--dry-run"), f"{best}:{line}:",
                       "data.tag_column: only for task tagger or joint (task is classifier, which never reads it); "
                       "remove it")
+
+
+def test_resume_with_other_settings_is_refused_before_any_write(setup):
+    # `--resume --set train.epochs=1` after trials of 2 epochs ran on, ranked its trials with the others, and
+    # rewrote best.yaml with epochs 1: `grutool train best.yaml` no longer trained the best trial.
+    root, config, space = setup
+    tune.tune(config, space, 1, tune_dir=root / "tu", pruner="none")
+    before = {p: p.stat().st_mtime_ns for p in (root / "tu").rglob("*") if p.is_file()}
+    (root / "narrow.yaml").write_text("train.lr: {float: [1.0e-3, 3.0e-2], log: true}\n", encoding="utf-8")
+    for args, said in ((["--set", "train.epochs=1"], "searched with no --set (now --set train.epochs=1)"),
+                       (["--seeds", "2"], "--seeds 1 (now 2)"),
+                       (["--space", root / "narrow.yaml"], "other space entries")):
+        command = ["tune", config, "--space", space, "--trials", "2", "-o", root / "tu", "--resume", *args]
+        if "--space" in args:
+            command[2:4] = []
+        result = invoke(*command)
+        assert result.exit_code == 2 and said in result.output, result.output
+        assert len([line for line in result.output.splitlines() if line.strip()]) == 1
+    assert {p: p.stat().st_mtime_ns for p in (root / "tu").rglob("*") if p.is_file()} == before
+    assert len(tune.tune(config, space, 2, tune_dir=root / "tu", pruner="none", resume=True)["trials"]) == 2
