@@ -437,7 +437,7 @@ def tune(config: str | Path, space: str | Path, trials: int, overrides: Sequence
         raise UserError(f"{tune_dir}: a tune is already there; add --resume to continue it, or choose another "
                         f"--output-dir")
     if plan_path.is_file():
-        _check_same_search(plan_path, overrides, params, seeds)
+        _check_same_search(plan_path, overrides, params, seeds, base)
     if not plan_path.is_file():  # a new tune: a missing data file is one error, not a failed trial each
         from grutool.training.startup import read_data
 
@@ -526,10 +526,12 @@ def tune(config: str | Path, space: str | Path, trials: int, overrides: Sequence
             "storage": url, "study_name": name, "monitor": monitor, "direction": direction, "dir": str(tune_dir)}
 
 
-def _check_same_search(plan_path: Path, overrides: Sequence[str], params: list[Param], seeds: int) -> None:
-    """--resume: the search goes on as it started (its --set, space entries and --seeds, as tune.json has them),
-    refused before any write. A trial trained otherwise (train.epochs=2 beside trials of 3) has a value the
-    others cannot be ranked against, and best.yaml, written with the new --set, was not the best trial's config."""
+def _check_same_search(plan_path: Path, overrides: Sequence[str], params: list[Param], seeds: int,
+                       base: Config) -> None:
+    """--resume: the search goes on as it started (its --set, space entries and --seeds, as tune.json has them;
+    the config file as its first trial read it, but for what the search sets), refused before any write. A
+    trial trained otherwise (train.epochs=2 beside trials of 3) has a value the others cannot be ranked
+    against, and best.yaml, written with the new --set, was not the best trial's config."""
     import json
 
     try:
@@ -547,10 +549,42 @@ def _check_same_search(plan_path: Path, overrides: Sequence[str], params: list[P
         changed.append(f"other space entries ({was} as {plan.get('space')} had them)")
     if plan.get("seeds", seeds) != seeds:
         changed.append(f"--seeds {plan['seeds']} (now {seeds})")
+    if not changed:  # the same command: the config file itself may have been edited since
+        edited = _edited_since(plan_path.parent, base, {p.path for p in params})
+        if edited:
+            changed.append("another config (" + ", ".join(f"{key} {_yaml(was)} in its trials, {_yaml(now)} now"
+                                                          for key, was, now in edited) + ")")
     if changed:
         raise UserError(f"resume: {plan_path.parent} was searched with {'; '.join(changed)}; resume with the "
                         f"same settings (trials trained otherwise cannot be ranked with its trials), or give "
                         f"another --output-dir for a new search")
+
+
+def _edited_since(tune_dir: Path, base: Config, searched: set[str]) -> list[tuple[str, Any, Any]]:
+    """The settings (path, then, now) where `base` (the config and --set now) differs from the tune's first trial run, less what
+    the search sets there (the space's paths, train.seed, output_dir); compared as `grutool study` compares a
+    run with its config (`rundir.read_from_run`: relative data paths as the run read them)."""
+    from grutool import rundir
+
+    first = next(iter(sorted((tune_dir / TRIALS_DIR).glob(f"*/{rundir.CONFIG}"))), None)
+    if first is None:
+        return []
+    try:
+        saved = rundir.open_run(first.parent).config
+    except UserError:
+        return []  # a damaged run: its own resume says what is wrong with it
+
+    def flat(tree: dict, prefix: str = "") -> dict:
+        out = {}
+        for key, value in tree.items():
+            out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+        return out
+
+    before = flat(saved.model_dump(mode="json"))
+    now = flat(rundir.read_from_run(base, first.parent).model_dump(mode="json"))
+    skip = searched | {"train.seed", "output_dir"}
+    return [(key, before.get(key), now.get(key)) for key in sorted(set(before) | set(now))
+            if key not in skip and not any(key.startswith(f"{s}.") for s in skip) and before.get(key) != now.get(key)]
 
 
 def make_objective(config, overrides: Sequence[str], params: list[Param], seeds_list: list[int], tune_dir: Path,

@@ -464,5 +464,15 @@ def test_resume_with_other_settings_is_refused_before_any_write(setup):
         result = invoke(*command)
         assert result.exit_code == 2 and said in result.output, result.output
         assert len([line for line in result.output.splitlines() if line.strip()]) == 1
+    # the same command over an edited config file: its trials trained with batch_size 4
+    raw = yaml.safe_load(config.read_text(encoding="utf-8"))
+    was = raw["train"]["batch_size"]
+    raw["train"]["batch_size"] = was * 2
+    config.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    result = invoke("tune", config, "--space", space, "--trials", "2", "-o", root / "tu", "--resume")
+    assert result.exit_code == 2, result.output
+    assert f"another config (train.batch_size {was} in its trials, {was * 2} now)" in result.output
     assert {p: p.stat().st_mtime_ns for p in (root / "tu").rglob("*") if p.is_file()} == before
+    raw["train"]["batch_size"] = was
+    config.write_text(yaml.safe_dump(raw), encoding="utf-8")
     assert len(tune.tune(config, space, 2, tune_dir=root / "tu", pruner="none", resume=True)["trials"]) == 2
