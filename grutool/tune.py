@@ -803,6 +803,21 @@ def _best(study) -> Optional[TrialRecord]:
         return None
 
 
+def _seed_note(best: TrialRecord, seed: int) -> str:
+    """With --seeds N the trial's value is its runs' mean, and best.yaml trains its first seed alone: what that
+    run gave, so `grutool train best.yaml` is checked against its own figure, not the mean."""
+    if len(best.runs) < 2:
+        return ""
+    import json
+
+    try:
+        first = json.loads((Path(best.runs[0]) / "summary.json").read_text(encoding="utf-8")).get("best")
+    except (OSError, ValueError, AttributeError):
+        first = None
+    said = f"{first:.6g}" if isinstance(first, (int, float)) else "see its run"
+    return f", the mean of its {len(best.runs)} seeds' runs; train.seed {seed}, as below, gave {said}"
+
+
 def _write_outputs(study, tune_dir: Path, config, overrides, seed: int, monitor: str) -> Optional[Path]:
     """trials.jsonl (rewritten from the storage: the truth, also after a resume) and best.yaml."""
     from grutool.config_file import load_config, to_yaml
@@ -817,7 +832,7 @@ def _write_outputs(study, tune_dir: Path, config, overrides, seed: int, monitor:
                       + [f"train.seed={seed}",
                          f"output_dir={jsonsafe.dumps(str(Path('runs') / (Path(config).stem + '-tuned')))}"])
     header = (f"# grutool tune: trial {best.number}, validation {monitor} "
-              f"{best.value:.6g} ({', '.join(f'{k}={v}' for k, v in best.params.items())}).\n"
+              f"{best.value:.6g}{_seed_note(best, seed)} ({', '.join(f'{k}={v}' for k, v in best.params.items())}).\n"
               f"# Train it: grutool train {tune_dir / BEST}\n")
     write_text_atomic(header + to_yaml(cfg), tune_dir / BEST)
     return tune_dir / BEST

@@ -476,3 +476,18 @@ def test_resume_with_other_settings_is_refused_before_any_write(setup):
     raw["train"]["batch_size"] = was
     config.write_text(yaml.safe_dump(raw), encoding="utf-8")
     assert len(tune.tune(config, space, 2, tune_dir=root / "tu", pruner="none", resume=True)["trials"]) == 2
+
+
+def test_best_yaml_says_what_its_one_seed_gave_when_the_value_is_a_mean_of_seeds(setup):
+    # --seeds 2: best.yaml's header gave the two runs' mean, and `grutool train best.yaml` (its first seed
+    # alone) trained to another figure, with nothing saying which to expect.
+    root, config, space = setup
+    result = tune.tune(config, space, 1, tune_dir=root / "tu", pruner="none", seeds=2)
+    runs = result["best"]["runs"]
+    first = json.loads((Path(runs[0]) / "summary.json").read_text())["best"]
+    header = (root / "tu" / tune.BEST).read_text().splitlines()[0]
+    assert f"validation accuracy {result['best']['value']:.6g}, the mean of its 2 seeds' runs" in header, header
+    assert f"train.seed 3, as below, gave {first:.6g}" in header, header
+    assert load_config(root / "tu" / tune.BEST).train.seed == 3
+    one = tune.tune(config, space, 1, tune_dir=root / "one", pruner="none")
+    assert "mean" not in (root / "one" / tune.BEST).read_text().splitlines()[0]
