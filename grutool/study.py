@@ -164,7 +164,12 @@ def run_study(config: str | Path, cells: Sequence[str], seeds: int, overrides: S
             done(i, run, summary, kernel)
     else:
         _in_parallel(study_dir, pending, jobs, per_run, overwrite, done)
-    return report(study_dir, latency_repeats=latency_repeats)
+    try:
+        return report(study_dir, latency_repeats=latency_repeats)
+    except KeyboardInterrupt:  # Ctrl-C while testing and timing: every run is saved, --resume writes the report
+        from grutool.errors import TrainingInterrupted
+
+        raise TrainingInterrupted(str(study_dir)) from None
 
 
 def _trained_with(path: Path, cfg: Config) -> bool:

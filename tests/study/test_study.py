@@ -523,3 +523,18 @@ def test_a_cell_s_training_kernel_comes_from_any_seed_that_recorded_one(tmp_path
     (tmp_path / "st" / study.PLAN).write_text(json.dumps(plan), encoding="utf-8")
     result = study.report(tmp_path / "st", latency_repeats=1)
     assert result["cells_summary"]["gru"]["kernel"]["train"] == recorded == plan["kernels"]["gru-seed4"]
+
+
+def test_ctrl_c_while_the_report_is_written_says_how_to_get_it(tmp_path, monkeypatch):
+    # Every run finished, then Ctrl-C while the runs were tested and timed: a bare `interrupted` (or a
+    # traceback), no report, and no word that --resume reuses the runs and writes it.
+    config = write_config(tmp_path, epochs=1)
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(study, "report", stopped)
+    result = invoke("study", config, "--cells", "gru", "--seeds", "1", "-o", tmp_path / "st", "-q")
+    assert result.exit_code == 130, result.output
+    assert result.output.strip().splitlines()[-1] == (f"interrupted: saved {tmp_path / 'st'}; continue with the "
+                                                      f"same command plus --resume")
