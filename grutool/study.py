@@ -5,6 +5,7 @@ much time do I save?" Each run is a normal run directory, so `grutool runs STUDY
 compare` reads them:
 
     STUDY/plan.json                what the study is: config, --set overrides, cells, seeds, each run's kernel
+                                   and how it trained (`trained`: runs at once, threads each)
     STUDY/runs/<cell>-seed<N>/     one run directory per cell × seed
     STUDY/report.md|json|csv       the report (`report()`), rewritten at the end of every study command
     STUDY/study.png                `--plot`: validation metric against training time, and learning curves
@@ -135,10 +136,15 @@ def run_study(config: str | Path, cells: Sequence[str], seeds: int, overrides: S
         read_data(runs[0].cfg)
     previous = _read_json(plan_path) if resume else {}
     kernels = dict((previous or {}).get("kernels") or {})
+    # How each run was trained (runs at once, threads each): a run reused by a --resume without --jobs keeps
+    # the timings it had; a study written before this was kept says it for all its runs.
+    trained = dict((previous or {}).get("trained") or {})
+    for name in (previous or {}).get("runs") or []:
+        trained.setdefault(name, {"jobs": previous.get("jobs", 1), "threads": previous.get("threads_per_run")})
     study_dir.mkdir(parents=True, exist_ok=True)
     state = {"config": str(config), "overrides": list(overrides), "cells": list(cells), "seeds": seeds,
              "runs": [r.name for r in runs], "jobs": jobs, "threads_per_run": per_run if jobs > 1 else None,
-             "kernels": kernels}
+             "kernels": kernels, "trained": trained}
     write_text_atomic(jsonsafe.dumps(state, indent=2), plan_path)
     pending = []
     for i, run in enumerate(runs, 1):
@@ -153,7 +159,8 @@ def run_study(config: str | Path, cells: Sequence[str], seeds: int, overrides: S
     def done(i: int, run: Run, summary: dict, kernel: Optional[str]) -> None:
         if kernel is not None:
             kernels[run.name] = kernel
-            write_text_atomic(jsonsafe.dumps(state, indent=2), plan_path)
+        trained[run.name] = {"jobs": jobs, "threads": state["threads_per_run"]}
+        write_text_atomic(jsonsafe.dumps(state, indent=2), plan_path)
         if on_run is not None:
             on_run(i, len(runs), run, summary, False)
 
@@ -464,8 +471,7 @@ def report(study_dir: str | Path, *, latency_repeats: int = 5) -> dict:
                      sorted(set().union(*(r["test"] for r in mine)))},
         }
     result = {"study": str(study_dir), "config": state["config"], "overrides": state["overrides"],
-              "cells": cells, "monitor": monitor, "rate_unit": _rate_unit(paths), "jobs": state.get("jobs", 1),
-              "threads_per_run": state.get("threads_per_run"),
+              "cells": cells, "monitor": monitor, "rate_unit": _rate_unit(paths), **_shared(state, records),
               "direction": "lower" if monitor in MINIMIZED_METRICS else "higher",
               "runs": [{k: v for k, v in r.items() if k != "curve"} for r in records],
               "cells_summary": per_cell, "comparisons": _compare(records, cells),
@@ -476,6 +482,18 @@ def report(study_dir: str | Path, *, latency_repeats: int = 5) -> dict:
     write_text_atomic(to_csv(result), study_dir / REPORT_CSV)
     result["curves"] = {r["run"]: r["curve"] for r in records}  # for --plot; not in the files
     return result
+
+
+def _shared(state: dict, records: list[dict]) -> dict:
+    """`jobs` and `threads_per_run` of the report: the most runs that trained at once among the reported ones,
+    as plan.json's `trained` has them, so a --resume that only reuses runs trained two at a time still says
+    their timings shared the machine (it said "one after another", the new command's --jobs 1)."""
+    trained = state.get("trained") or {}
+    ways = [trained[r["run"]] for r in records if r["run"] in trained]
+    if not ways:
+        return {"jobs": state.get("jobs", 1), "threads_per_run": state.get("threads_per_run")}
+    most = max(ways, key=lambda w: w.get("jobs") or 1)
+    return {"jobs": most.get("jobs") or 1, "threads_per_run": most.get("threads")}
 
 
 def _summary(values: list) -> dict:

@@ -538,3 +538,23 @@ def test_ctrl_c_while_the_report_is_written_says_how_to_get_it(tmp_path, monkeyp
     assert result.exit_code == 130, result.output
     assert result.output.strip().splitlines()[-1] == (f"interrupted: saved {tmp_path / 'st'}; continue with the "
                                                       f"same command plus --resume")
+
+
+def test_a_resume_that_reuses_runs_trained_two_at_a_time_still_says_their_timings_shared_the_machine(tmp_path):
+    # `study --jobs 2`, then the same command with --resume but without --jobs: every run reused, and the
+    # rewritten report said "Runs trained one after another" of timings taken two at a time.
+    config = write_config(tmp_path, epochs=1)
+    first = study.run_study(config, ["gru"], 2, study_dir=tmp_path / "st", latency_repeats=1)
+    assert first["jobs"] == 1 and "one after another" in (tmp_path / "st" / study.REPORT_MD).read_text()
+    plan = json.loads((tmp_path / "st" / study.PLAN).read_text(encoding="utf-8"))
+    plan.update(jobs=2, threads_per_run=1)  # as `--jobs 2 --threads 2` wrote it, before plan.json's `trained`
+    plan.pop("trained", None)
+    (tmp_path / "st" / study.PLAN).write_text(json.dumps(plan), encoding="utf-8")
+    for _ in range(2):  # the resume that reads the older plan.json, then one that reads the plan it wrote
+        result = study.run_study(config, ["gru"], 2, study_dir=tmp_path / "st", resume=True, latency_repeats=1)
+        assert (result["jobs"], result["threads_per_run"]) == (2, 1)
+        assert "Runs trained 2 at a time, 1 thread(s) each" in (tmp_path / "st" / study.REPORT_MD).read_text()
+    # a run trained now, one at a time, beside them: the report still says some shared the machine
+    third = study.run_study(config, ["gru"], 3, study_dir=tmp_path / "st", resume=True, latency_repeats=1)
+    assert third["jobs"] == 2
+    assert json.loads((tmp_path / "st" / study.PLAN).read_text())["trained"]["gru-seed5"] == {"jobs": 1, "threads": None}
