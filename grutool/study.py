@@ -354,13 +354,17 @@ def _measure_run(path: Path) -> dict:
     rows = read_metrics(path)
     cfg = read_config(path)
     best_epoch = summary.get("best_epoch") or 0
-    times = [r["epoch_time_s"] for r in rows if isinstance(r.get("epoch_time_s"), (int, float))]
+    # train.max_steps may cut the last epoch short: it counts as the part it trained (6 of 25 batches: 0.24),
+    # so s/epoch is per epoch, not the seconds of 6 batches
+    cut = rundir.cut_epoch(summary)
+    share = [cut[0] / cut[1] if cut and k == len(rows) - 1 else 1.0 for k in range(len(rows))]
+    timed = [(r["epoch_time_s"], w) for r, w in zip(rows, share) if isinstance(r.get("epoch_time_s"), (int, float))]
     speeds = [r["tokens_per_s"] for r in rows if isinstance(r.get("tokens_per_s"), (int, float))]
     return {
         "monitor": summary.get("monitor") or (cfg.get("train") or {}).get("monitor"),
         "val": summary.get("best"), "validation": _scalars(summary.get("validation"), cfg),
         "epochs": summary.get("epochs"), "best_epoch": best_epoch, "wall_s": summary.get("wall_time_s"),
-        "s_per_epoch": sum(times) / len(times) if times else None,
+        "s_per_epoch": sum(t for t, _ in timed) / sum(w for _, w in timed) if timed else None,
         "s_to_best": sum(r["epoch_time_s"] for r in rows if r["epoch"] <= best_epoch
                          and isinstance(r.get("epoch_time_s"), (int, float))) if rows else None,
         "tokens_per_s": sum(speeds) / len(speeds) if speeds else None,

@@ -558,3 +558,15 @@ def test_a_resume_that_reuses_runs_trained_two_at_a_time_still_says_their_timing
     third = study.run_study(config, ["gru"], 3, study_dir=tmp_path / "st", resume=True, latency_repeats=1)
     assert third["jobs"] == 2
     assert json.loads((tmp_path / "st" / study.PLAN).read_text())["trained"]["gru-seed5"] == {"jobs": 1, "threads": None}
+
+
+def test_seconds_per_epoch_count_an_epoch_that_max_steps_cut_short_as_the_part_it_trained(tmp_path):
+    # --set train.max_steps=6 on 25-batch epochs: s/epoch was the seconds of those 6 batches.
+    config = write_config(tmp_path, epochs=2)
+    result = study.run_study(config, ["gru"], 1, ["train.max_steps=1"], study_dir=tmp_path / "st", latency_repeats=1)
+    summary = json.loads((tmp_path / "st" / "runs" / "gru-seed3" / "summary.json").read_text())
+    assert summary["last_epoch_steps"] == 1 < summary["steps_per_epoch"]
+    [row] = [json.loads(line) for line in (tmp_path / "st" / "runs" / "gru-seed3" / "metrics.jsonl").read_text().splitlines()]
+    [run] = result["runs"]
+    assert run["s_per_epoch"] == pytest.approx(row["epoch_time_s"] * summary["steps_per_epoch"])
+    assert run["s_to_best"] == pytest.approx(row["epoch_time_s"])  # the time it took, as it was
