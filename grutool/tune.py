@@ -160,6 +160,10 @@ def parse_space(raw: Any, source: str, lines: dict) -> list[Param]:
         line = str(lines[(str(path),)]) if (str(path),) in lines else None  # `line:column`
         where = f"{source}:{line or '?'}"
         path = str(path)
+        inside = [k for k in known if k.startswith(f"{path}.")]
+        if inside:  # `model:` or `data.covariates:`, a section: its fields are searched one by one
+            raise UserError(f"{where}: {path}: a section of the config, not a field; give each of its fields to "
+                            f"search, e.g. {inside[0]}")
         if path not in known:
             close = difflib.get_close_matches(path, known, n=1, cutoff=0.6)
             hint = f"did you mean '{close[0]}'?" if close else "give a field as `grutool train --print-config` shows it"
