@@ -548,9 +548,11 @@ def _check_same_search(plan_path: Path, overrides: Sequence[str], params: list[P
         said = lambda items: " ".join(f"--set {o}" for o in items) or "no --set"
         changed.append(f"{said(plan.get('overrides') or [])} (now {said(overrides)})")
     before = sorted((entry(p) for p in plan.get("params") or []), key=lambda p: p["path"])
-    if before != sorted((entry(dataclasses.asdict(p)) for p in params), key=lambda p: p["path"]):
-        was = ", ".join(p["path"] for p in before)
-        changed.append(f"other space entries ({was} as {plan.get('space')} had them)")
+    keys = set().union(*before) if before else set()  # what an older tune.json recorded of each entry
+    current = [{k: v for k, v in entry(dataclasses.asdict(p)).items() if k in keys or not keys} for p in params]
+    if before != sorted(current, key=lambda p: p["path"]):
+        paths = ", ".join(p["path"] for p in before)
+        changed.append(f"other space entries ({paths} as {plan.get('space')} had them)")
     if plan.get("seeds", seeds) != seeds:
         changed.append(f"--seeds {plan['seeds']} (now {seeds})")
     if not changed:  # the same command: the config file itself may have been edited since
