@@ -567,9 +567,10 @@ def _check_same_search(plan_path: Path, overrides: Sequence[str], params: list[P
 
 
 def _edited_since(tune_dir: Path, base: Config, searched: set[str]) -> list[tuple[str, Any, Any]]:
-    """The settings (path, then, now) where `base` (the config and --set now) differs from the tune's first trial run, less what
-    the search sets there (the space's paths, train.seed, output_dir); compared as `grutool study` compares a
-    run with its config (`rundir.read_from_run`: relative data paths as the run read them)."""
+    """The settings (path, then, now) where `base` (the config and --set now) differs from the tune's first
+    trial run, less what the search sets there (the space's paths, train.seed, output_dir); compared as
+    `grutool study` compares a run with its config (`rundir.read_from_run`: relative data paths as the run
+    read them)."""
     from grutool import rundir
 
     first = next(iter(sorted((tune_dir / TRIALS_DIR).glob(f"*/{rundir.CONFIG}"))), None)
@@ -816,8 +817,10 @@ def _seed_note(best: TrialRecord, seed: int) -> str:
         return ""
     import json
 
+    from grutool import rundir
+
     try:
-        first = json.loads((Path(best.runs[0]) / "summary.json").read_text(encoding="utf-8")).get("best")
+        first = json.loads((Path(best.runs[0]) / rundir.SUMMARY).read_text(encoding="utf-8")).get("best")
     except (OSError, ValueError, AttributeError):
         first = None
     said = f"{first:.6g}" if isinstance(first, (int, float)) else "see its run"
