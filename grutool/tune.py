@@ -870,7 +870,10 @@ def plot(result: dict, path: str | Path) -> str:
         last = max(t["number"] for t in done)
         left.step(*zip(*running, (last, running[-1][1])), where="post", color="C2", label="best so far")
     left.set(xlabel="trial", ylabel=f"validation {result['monitor']}", title="optimisation history")
-    left.xaxis.get_major_locator().set_params(integer=True)  # trial numbers, never 0.25
+    # trial numbers, never 0.25; min_n_ticks 1: with one or two trials the locator fell back to -0.04, 0.02 ...
+    left.xaxis.get_major_locator().set_params(integer=True, min_n_ticks=1)
+    if done:
+        left.set_xlim(min(t["number"] for t in done) - 0.5, max(t["number"] for t in done) + 0.5)
     left.grid(alpha=0.3)
     left.legend()
     # PED-ANOVA, named: Optuna's default evaluator changes between releases (fANOVA, which needs scikit-learn,
@@ -884,11 +887,15 @@ def plot(result: dict, path: str | Path) -> str:
             importances = {}
     if any("will be equal" in str(w.message) for w in caught):  # said on stderr as Optuna's own warning
         importances = {}  # too few trials to rank them: no bars rather than equal ones
+    right.set(title="parameter importances")
     if importances:
         names = list(importances)[::-1]
         right.barh(names, [importances[n] for n in names], color="C0")
-    right.set(xlabel="importance (PED-ANOVA)", title="parameter importances" if importances
-              else "parameter importances: too few completed trials to rank them")
+        right.set(xlabel="importance (PED-ANOVA)")
+    else:  # said inside the panel (as a title it ran past the figure's edge), over no axes of 0 to 1
+        right.text(0.5, 0.5, "too few completed trials to rank them", ha="center", va="center",
+                   transform=right.transAxes)
+        right.set_axis_off()
     fig.tight_layout()
     save_png(fig, path, dpi=110)
     plt.close(fig)

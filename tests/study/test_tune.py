@@ -491,3 +491,21 @@ def test_best_yaml_says_what_its_one_seed_gave_when_the_value_is_a_mean_of_seeds
     assert load_config(root / "tu" / tune.BEST).train.seed == 3
     one = tune.tune(config, space, 1, tune_dir=root / "one", pruner="none")
     assert "mean" not in (root / "one" / tune.BEST).read_text().splitlines()[0]
+
+
+def test_the_history_of_one_trial_has_whole_trial_numbers_and_no_empty_importance_axes(setup, monkeypatch):
+    # One trial: the history's axis read -0.04, -0.02, 0.00 ...; the importance panel was empty 0-1 axes under
+    # a title that ran past the picture's edge.
+    pytest.importorskip("matplotlib")
+    root, config, space = setup
+    result = tune.tune(config, space, 1, tune_dir=root / "tu", pruner="none")
+    figures = []
+    import grutool.curves
+    monkeypatch.setattr(grutool.curves, "save_png", lambda fig, path, **kw: figures.append(fig))
+    tune.plot(result, root / "tu" / tune.PLOT)
+    left, right = figures[0].axes
+    figures[0].canvas.draw()
+    ticks = [t for t in left.get_xticks() if left.get_xlim()[0] <= t <= left.get_xlim()[1]]
+    assert ticks == [0.0], ticks
+    assert right.get_title() == "parameter importances" and not right.axison
+    assert any("too few completed trials" in t.get_text() for t in right.texts)
