@@ -711,6 +711,9 @@ def plot(result: dict, path: str | Path) -> str:
     left.set(xlabel="training seconds to the best epoch", ylabel=data["left"], title="quality vs time")
     right.set(xlabel="epoch", ylabel=data["right"], title="learning curves")
     right.xaxis.get_major_locator().set_params(integer=True)  # epochs, never 1.25
+    epochs = {e for s in data["cells"].values() for curve in s["curves"] for e, _ in curve}
+    if len(epochs) == 1:  # one-epoch runs: the locator would tick 0.96 ... 1.04 around it (as `plot` does)
+        right.set_xticks(sorted(epochs))
     for ax in (left, right):
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:  # matplotlib warns about a legend with nothing in it

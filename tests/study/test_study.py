@@ -462,6 +462,7 @@ def test_the_learning_curves_of_one_epoch_runs_are_drawn(tmp_path, monkeypatch):
     lines = right.get_lines()
     assert [len(line.get_xdata()) for line in lines] == [1, 1]
     assert all(line.get_marker() not in (None, "None", "", " ") for line in lines), [l.get_marker() for l in lines]
+    assert list(right.get_xticks()) == [1]  # the epoch, not 0.96, 0.98 ... 1.04 around it
 
 
 def test_the_terminal_s_differences_say_which_cell_each_row_compares_when_there_are_three_cells():
