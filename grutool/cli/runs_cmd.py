@@ -34,14 +34,19 @@ def _figure(value) -> str:
 
 
 def _setting(value) -> str:
-    """A config value in `compare`'s table: as _figure writes numbers; null, true and false as config.yaml writes
-    them, and `n/a` where the run's family does not read the field (runs.NOT_READ), so the two never look alike."""
+    """A config value in `compare`'s table: as _figure writes numbers; null, true and false, lists and mappings
+    as config.yaml writes them (`[a, b]`, never Python's `['a', 'b']`), and `n/a` where the run's family does not
+    read the field (runs.NOT_READ), so the two never look alike."""
     from grutool.runs import NOT_READ
 
     if value == NOT_READ:
         return "n/a"
     if value is None or isinstance(value, bool):
         return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, (list, dict)):
+        import yaml
+
+        return yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=10_000).strip()
     return _figure(value)
 
 

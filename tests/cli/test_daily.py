@@ -207,6 +207,20 @@ def test_compare_shows_only_differing_fields_and_the_metrics(run, tmp_path):
     assert_user_error(invoke("compare", run), "two run directories")
 
 
+def test_compare_writes_a_list_setting_as_config_yaml_does(run, tmp_path):
+    # data.label_names read ['neg', 'pos'], Python's repr, where config.yaml and the README write [neg, pos]
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(run, other)
+    cfg = yaml.safe_load((other / "config.yaml").read_text())
+    cfg["data"]["label_names"] = ["neg", "pos, or not"]
+    (other / "config.yaml").write_text(yaml.safe_dump(cfg))
+    [row] = [line for line in invoke("compare", run, other).stdout.splitlines() if "data.label_names" in line]
+    shown = row.split("│")[3].strip()
+    assert shown == "[neg, 'pos, or not']" and yaml.safe_load(shown) == ["neg", "pos, or not"], row
+
+
 def test_compare_of_runs_of_other_families_shows_only_what_each_family_reads(run, tmp_path):
     """The README walk-through: a classifier beside a forecaster listed `data.horizon 96 14` (the classifier's
     default of a field it never reads) among the differences. A field is now compared among the runs whose family

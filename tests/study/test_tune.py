@@ -446,3 +446,66 @@ def test_an_older_tune_s_best_yaml_with_a_setting_the_family_never_reads_says_to
     assert_user_error(invoke("train", best, "--dry-run"), f"{best}:{line}:",
                       "data.tag_column: only for task tagger or joint (task is classifier, which never reads it); "
                       "remove it")
+
+
+def test_resume_with_other_settings_is_refused_before_any_write(setup):
+    # `--resume --set train.epochs=1` after trials of 2 epochs ran on, ranked its trials with the others, and
+    # rewrote best.yaml with epochs 1: `grutool train best.yaml` no longer trained the best trial.
+    root, config, space = setup
+    tune.tune(config, space, 1, tune_dir=root / "tu", pruner="none")
+    before = {p: p.stat().st_mtime_ns for p in (root / "tu").rglob("*") if p.is_file()}
+    (root / "narrow.yaml").write_text("train.lr: {float: [1.0e-3, 3.0e-2], log: true}\n", encoding="utf-8")
+    for args, said in ((["--set", "train.epochs=1"], "searched with no --set (now --set train.epochs=1)"),
+                       (["--seeds", "2"], "--seeds 1 (now 2)"),
+                       (["--space", root / "narrow.yaml"], "other space entries")):
+        command = ["tune", config, "--space", space, "--trials", "2", "-o", root / "tu", "--resume", *args]
+        if "--space" in args:
+            command[2:4] = []
+        result = invoke(*command)
+        assert result.exit_code == 2 and said in result.output, result.output
+        assert len([line for line in result.output.splitlines() if line.strip()]) == 1
+    # the same command over an edited config file: its trials trained with batch_size 4
+    raw = yaml.safe_load(config.read_text(encoding="utf-8"))
+    was = raw["train"]["batch_size"]
+    raw["train"]["batch_size"] = was * 2
+    config.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    result = invoke("tune", config, "--space", space, "--trials", "2", "-o", root / "tu", "--resume")
+    assert result.exit_code == 2, result.output
+    assert f"another config (train.batch_size {was} in its trials, {was * 2} now)" in result.output
+    assert {p: p.stat().st_mtime_ns for p in (root / "tu").rglob("*") if p.is_file()} == before
+    raw["train"]["batch_size"] = was
+    config.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    assert len(tune.tune(config, space, 2, tune_dir=root / "tu", pruner="none", resume=True)["trials"]) == 2
+
+
+def test_best_yaml_says_what_its_one_seed_gave_when_the_value_is_a_mean_of_seeds(setup):
+    # --seeds 2: best.yaml's header gave the two runs' mean, and `grutool train best.yaml` (its first seed
+    # alone) trained to another figure, with nothing saying which to expect.
+    root, config, space = setup
+    result = tune.tune(config, space, 1, tune_dir=root / "tu", pruner="none", seeds=2)
+    runs = result["best"]["runs"]
+    first = json.loads((Path(runs[0]) / "summary.json").read_text())["best"]
+    header = (root / "tu" / tune.BEST).read_text().splitlines()[0]
+    assert f"validation accuracy {result['best']['value']:.6g}, the mean of its 2 seeds' runs" in header, header
+    assert f"train.seed 3, as below, gave {first:.6g}" in header, header
+    assert load_config(root / "tu" / tune.BEST).train.seed == 3
+    one = tune.tune(config, space, 1, tune_dir=root / "one", pruner="none")
+    assert "mean" not in (root / "one" / tune.BEST).read_text().splitlines()[0]
+
+
+def test_the_history_of_one_trial_has_whole_trial_numbers_and_no_empty_importance_axes(setup, monkeypatch):
+    # One trial: the history's axis read -0.04, -0.02, 0.00 ...; the importance panel was empty 0-1 axes under
+    # a title that ran past the picture's edge.
+    pytest.importorskip("matplotlib")
+    root, config, space = setup
+    result = tune.tune(config, space, 1, tune_dir=root / "tu", pruner="none")
+    figures = []
+    import grutool.curves
+    monkeypatch.setattr(grutool.curves, "save_png", lambda fig, path, **kw: figures.append(fig))
+    tune.plot(result, root / "tu" / tune.PLOT)
+    left, right = figures[0].axes
+    figures[0].canvas.draw()
+    ticks = [t for t in left.get_xticks() if left.get_xlim()[0] <= t <= left.get_xlim()[1]]
+    assert ticks == [0.0], ticks
+    assert right.get_title() == "parameter importances" and not right.axison
+    assert any("too few completed trials" in t.get_text() for t in right.texts)
