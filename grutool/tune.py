@@ -59,7 +59,6 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-import yaml
 
 from grutool import jsonsafe
 from grutool.atomic import check_output_folder, write_text_atomic
@@ -229,7 +228,9 @@ def config_values(cfg, params: list[Param]) -> dict:
 
 def _yaml(value) -> str:
     """A value as a space file writes it: true, null, none, 1.0e-05 (never Python's True, None, 'none')."""
-    return yaml.safe_dump(value, default_flow_style=True, width=10_000).removesuffix("\n").removesuffix("\n...")
+    from grutool.config_file import yaml_value
+
+    return yaml_value(value)
 
 
 def _override(path: str, value) -> str:

@@ -44,9 +44,9 @@ def _setting(value) -> str:
     if value is None or isinstance(value, bool):
         return {None: "null", True: "true", False: "false"}[value]
     if isinstance(value, (list, dict)):
-        import yaml
+        from grutool.config_file import yaml_value
 
-        return yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=10_000).strip()
+        return yaml_value(value)
     return _figure(value)
 
 

@@ -548,3 +548,14 @@ def test_init_monitor_comment_names_every_minimised_metric(task):
     said = re.search(r"\(([^)]*) are minimised", comment)
     assert said, comment
     assert set(MINIMIZED_METRICS) <= set(re.findall(r"\w+", said.group(1))), comment
+
+
+def test_init_writes_list_settings_as_config_yaml_does():
+    """`grutool init tagger --input numeric` wrote `channels: ['a', 'b']`, Python's spelling of the list: valid YAML,
+    but not how config.yaml, compare or the docs write it. Every list and mapping default reads as YAML's flow."""
+    import yaml
+
+    text = invoke("init", "tagger", "--input", "numeric").output
+    assert "  channels: [a, b]\n" in text, text
+    assert "['" not in text and "{'" not in text
+    assert yaml.safe_load(text)["data"]["channels"] == ["a", "b"]
