@@ -253,6 +253,10 @@ def load_space(space: str | Path, config: str | Path, overrides: Sequence[str] =
         if lacks:  # said before any value: every value, the config's default too, would be refused for it
             raise UserError(f"{where}: {p.path}: task {task.name} has no such setting ({lacks}); remove it "
                             f"from the space")
+        if p.path in task.scored:  # trials scored on different things cannot be ranked against each other
+            raise UserError(f"{where}: {p.path}: it decides {task.scored[p.path]}, so trials with different values "
+                            f"could not be ranked; remove it from the space (search each value with its own tune, "
+                            f"`--set {p.path}=...`)")
         for value in p.values():
             try:
                 load_config(config, list(overrides) + [_override(p.path, value)])

@@ -107,6 +107,15 @@ class Task:
     """`infer` without any TEXT or --file is an error (False: the task predicts from nothing, e.g. generates)."""
     traces_real_examples: ClassVar[bool] = True
     """`shapes --config`: trace the first training examples (True) or random token ids (see classifier)."""
+    scored: ClassVar[dict[str, str]] = {
+        "data.validation": "the split every trial is scored on",
+        "data.dataset": "the dataset every trial is scored on",
+        "data.dataset_config": "the dataset every trial is scored on",
+        "data.split_seed": "which examples a carved validation slice holds",
+    }
+    """Settings that decide what validation scores (its examples, or what its figures count), with what they
+    decide: `grutool tune` refuses them in a search space, where trials scored on different things would be ranked
+    against each other (a forecaster's shortest `data.horizon` would win)."""
 
     def traces_real(self, cfg: "Config") -> bool:
         """`shapes --config`: whether a model of `cfg` is traced on real training examples (models that read more

@@ -509,3 +509,20 @@ def test_the_history_of_one_trial_has_whole_trial_numbers_and_no_empty_importanc
     assert ticks == [0.0], ticks
     assert right.get_title() == "parameter importances" and not right.axison
     assert any("too few completed trials" in t.get_text() for t in right.texts)
+
+
+@pytest.mark.parametrize("path, entry, decides", [
+    ("data.horizon", "{int: [7, 14]}", "how many rows each window forecasts"),
+    ("data.setting", "{categorical: [M, S]}", "which columns are forecast"),
+])
+def test_a_space_may_not_search_what_validation_scores(tmp_path, path, entry, decides):
+    """A forecaster's space with data.horizon ranked a 7-row horizon's MSE against a 14-row one's: the shortest
+    won. Settings that decide what validation scores (Task.scored) are refused before any trial."""
+    root = Path(__file__).resolve().parents[2]
+    space = tmp_path / "space.yaml"
+    space.write_text(f"train.lr: {{float: [1.0e-3, 1.0e-2]}}\n{path}: {entry}\n")
+    with pytest.raises(UserError, match=re.escape(f"space.yaml:2:1: {path}: it decides {decides}")):
+        tune.load_space(space, root / "configs" / "sines.yaml")
+    space.write_text("train.lr: {float: [1.0e-3, 1.0e-2]}\nmodel.hidden_size: {int: [8, 16]}\n")
+    assert [p.path for p in tune.load_space(space, root / "configs" / "sines.yaml")] == ["train.lr",
+                                                                                      "model.hidden_size"]

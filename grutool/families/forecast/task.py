@@ -194,6 +194,13 @@ def resolve_columns(cfg: "Config", series) -> tuple[list[str], list[str]]:
 
 
 class ForecastTask(Task):
+    scored = {**Task.scored,
+              "data.horizon": "how many rows each window forecasts",
+              "data.borders": "where the validation rows lie",
+              "data.fractions": "where the validation rows lie",
+              "data.setting": "which columns are forecast",
+              "data.targets": "which columns are forecast",
+              "data.train": "the file the validation rows are cut from"}
     name = "forecast"
     monitors = ("mse", "mae", "rmse", "r2", "loss")
     owns = {"data": ("input_length", "horizon", "setting", "targets", "columns", "borders", "fractions", "season",

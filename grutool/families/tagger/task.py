@@ -24,6 +24,8 @@ FORMATS = ("conllu", "conll", "parallel", "jsonl")
 
 class TaggerTask(Task):
     """One tag per token on the encoder's per-step outputs; `JointTask` adds an intent per sentence."""
+    scored = {**Task.scored,
+              "data.scheme": "how tag spans are scored"}
 
     name = "tagger"
     joint = False
