@@ -362,7 +362,10 @@ def test_jobs_ctrl_c_saves_the_running_runs_starts_no_more_and_resume_finishes(t
     config = write_config(tmp_path, epochs=100_000)
     cmd = [sys.executable, "-m", "grutool", "study", str(config), "--cells", "gru", "--seeds", "3", "--jobs", "2",
            "--threads", "2", "-o", str(tmp_path / "st"), "-q"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT as a terminal's job has it, even where the tests run as a background job (ignored, inherited: the
+    # study would never see the Ctrl-C and its runs would train on)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and proc.poll() is None:
         if len([p for p in (tmp_path / "st" / "runs").glob("*/metrics.jsonl") if p.read_text().strip()]) >= 2:

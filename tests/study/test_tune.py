@@ -239,7 +239,9 @@ def _start(root, config, space, *extra, epochs: int = 30) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "grutool", "tune", str(config), "--space", str(space), "--trials", "3", "--jobs",
            "2", "--threads", "2", "--pruner", "none", "--set", f"train.epochs={epochs}", "-o", str(root / "tj"),
            "-q", *extra]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT as a terminal's job has it, even where the tests run as a background job (ignored, inherited)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and proc.poll() is None:
         started = [p for p in (root / "tj" / "trials").glob("*/metrics.jsonl") if p.read_text().strip()]
