@@ -356,9 +356,9 @@ def test_jobs_ctrl_c_saves_the_running_runs_starts_no_more_and_resume_finishes(t
     import time
 
     # Runs of 100,000 epochs: the two first are still training when both have written a row, however loaded the
-    # machine (with 30, and once with 100, one finished first, and a third started, between two looks). The
+    # machine (with 30, a loaded machine let one finish first, and a third start, between two looks). The
     # resume lowers train.epochs (a change --resume accepts) to a few past where they stopped, so it trains
-    # seconds, not the 300 epochs that 100 left to the two stopped runs and the third.
+    # a few epochs per run, not the ~290 that 100 left to the two stopped runs and the third.
     config = write_config(tmp_path, epochs=100_000)
     cmd = [sys.executable, "-m", "grutool", "study", str(config), "--cells", "gru", "--seeds", "3", "--jobs", "2",
            "--threads", "2", "-o", str(tmp_path / "st"), "-q"]
