@@ -361,12 +361,17 @@ def test_jobs_ctrl_c_saves_the_running_runs_starts_no_more_and_resume_finishes(t
     import sys
     import time
 
-    # 100 epochs of a few milliseconds: the two first runs are still training when both have written a row
-    # (with 30, a loaded machine let one finish first, and a third start, between two looks)
-    config = write_config(tmp_path, epochs=100)
+    # Runs of 100,000 epochs: the two first are still training when both have written a row, however loaded the
+    # machine (with 30, a loaded machine let one finish first, and a third start, between two looks). The
+    # resume lowers train.epochs (a change --resume accepts) to a few past where they stopped, so it trains
+    # a few epochs per run, not the ~290 that 100 left to the two stopped runs and the third.
+    config = write_config(tmp_path, epochs=100_000)
     cmd = [sys.executable, "-m", "grutool", "study", str(config), "--cells", "gru", "--seeds", "3", "--jobs", "2",
            "--threads", "2", "-o", str(tmp_path / "st"), "-q"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT as a terminal's job has it, even where the tests run as a background job (ignored, inherited: the
+    # study would never see the Ctrl-C and its runs would train on)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and proc.poll() is None:
         if len([p for p in (tmp_path / "st" / "runs").glob("*/metrics.jsonl") if p.read_text().strip()]) >= 2:
@@ -378,8 +383,9 @@ def test_jobs_ctrl_c_saves_the_running_runs_starts_no_more_and_resume_finishes(t
     last = err.strip().splitlines()[-1]
     assert "Traceback" not in err and last.startswith("interrupted: saved ") and "--resume" in last, err
     assert [run["status"] for run in list_runs(tmp_path / "st")] == ["interrupted", "interrupted"]
+    reached = max(len(p.read_text().splitlines()) for p in (tmp_path / "st" / "runs").glob("*/metrics.jsonl"))
     result = invoke("study", config, "--cells", "gru", "--seeds", "3", "--jobs", "2", "--threads", "2",
-                    "-o", tmp_path / "st", "-q", "--resume")
+                    "-o", tmp_path / "st", "-q", "--resume", "--set", f"train.epochs={reached + 3}")
     assert result.exit_code == 0, result.output
     assert [run["status"] for run in list_runs(tmp_path / "st")] == ["finished"] * 3
 
