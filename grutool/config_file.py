@@ -469,6 +469,13 @@ def _beside(spec: str, folder: Path, first: bool) -> str:
     return str(folder / path) + spec[len(path):]
 
 
+def yaml_value(value) -> str:
+    """One setting's value as config.yaml writes it, on one line: true, null, [a, b], {0: neg}, 1.0e-05 (never
+    Python's True, None, ['a', 'b']): what `init`, `compare` and tune's messages show."""
+    return yaml.safe_dump(value, default_flow_style=True, sort_keys=False, allow_unicode=True,
+                          width=10_000).removesuffix("\n").removesuffix("\n...")
+
+
 def to_yaml(cfg: Config) -> str:
     """The fully resolved config, as saved in a run directory: UTF-8 as written (`ü daten/train.tsv`, not
     `"\\xFC daten/train.tsv"`)."""

@@ -52,6 +52,10 @@ def _owned_elsewhere(task: str) -> set[tuple[str, str]]:
 
 
 def _value(value) -> str:
+    if isinstance(value, (list, dict)):  # [a, b], as config.yaml writes it (not Python's ['a', 'b'])
+        from grutool.config_file import yaml_value
+
+        return yaml_value(value)
     return jsonsafe.dumps(value) if isinstance(value, str) and (not value or value[0] in "{[*&!|>%@`'\"" or ":" in value) \
         else ("null" if value is None else (str(value).lower() if isinstance(value, bool) else str(value)))
 

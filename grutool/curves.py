@@ -14,7 +14,8 @@ from pathlib import Path
 from grutool.atomic import check_output_path, write_atomic
 from grutool.errors import UserError, install
 from grutool.rundir import METRICS
-from grutool.runs import describe, read_metrics
+from grutool.families.base import relabel
+from grutool.runs import describe, nouns, read_metrics
 
 
 def _pyplot():
@@ -71,10 +72,13 @@ def plot_curves(run_dirs: list[str | Path], path: str | Path, labels: list[str] 
         rows = read_metrics(run)
         if not rows:
             raise UserError(f"{run}: no epochs in {METRICS} to plot yet (the run has not finished an epoch)")
-        runs.append((labels[i] if labels else str(run), rows, describe(run)))
+        info = describe(run)
+        # the monitor as the run's task names it (a numeric tagger's token_accuracy is step_accuracy)
+        info["shown"] = relabel(info["monitor"], nouns(run)) if info["monitor"] else None
+        runs.append((labels[i] if labels else str(run), rows, info))
     plt = _pyplot()
     fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(11, 4.2))
-    monitors = sorted({d["monitor"] for _, _, d in runs if d["monitor"]})
+    monitors = sorted({d["shown"] for _, _, d in runs if d["shown"]})
     for n, (label, rows, info) in enumerate(runs):
         colour = f"C{n % 10}"
         epochs = [r["epoch"] for r in rows]
@@ -87,7 +91,7 @@ def plot_curves(run_dirs: list[str | Path], path: str | Path, labels: list[str] 
         key = f"val_{info['monitor']}"
         if info["monitor"] and any(key in r for r in rows):
             ax_metric.plot(epochs, [_finite(r.get(key)) for r in rows], "-o", color=colour, markersize=3,
-                           label=f"{label} ({info['monitor']})")
+                           label=f"{label} ({info['shown']})")
             if info["best_epoch"] and _finite(info["best"]) is not None:
                 ax_metric.plot([info["best_epoch"]], [info["best"]], "*", color=colour, markersize=14,
                                markeredgecolor="black")

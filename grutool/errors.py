@@ -42,6 +42,12 @@ def listed(counts, limit: int | None = None) -> str:
     return shown + (" ..." if limit is not None and len(counts) > limit else "")
 
 
+def counted(n: int, noun: str) -> str:
+    """`1 channel`, `2,077 sentences`: a count with thousands separators and its noun, singular for one (a
+    message's `1 channels` or `1 channel(s)` read as a mistake)."""
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
 def either(choices) -> str:
     """Alternatives for a message: `a`, `a or b`, `a, b or c`."""
     choices = [str(c) for c in choices]

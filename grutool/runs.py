@@ -180,6 +180,19 @@ def describe(path: str | Path) -> dict:
             "status": status(path, summary or None)}
 
 
+def nouns(path: str | Path) -> dict[str, str]:
+    """The run's `Task.nouns`, by which `runs` and `compare` label its figures (a numeric tagger's
+    `token_accuracy` reads `step_accuracy`); {} (the keys' own words) when its config cannot be read."""
+    from grutool.config_file import load_config
+    from grutool.families import get_task
+
+    try:
+        cfg = load_config(Path(path) / rundir.CONFIG, saved=True)
+        return get_task(cfg.task).nouns(cfg)
+    except (UserError, ValueError, OSError):
+        return {}
+
+
 def list_runs(root: str | Path = "runs") -> list[dict]:
     return [describe(p) for p in find_runs(root)]
 

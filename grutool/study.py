@@ -5,13 +5,14 @@ much time do I save?" Each run is a normal run directory, so `grutool runs STUDY
 compare` reads them:
 
     STUDY/plan.json                what the study is: config, --set overrides, cells, seeds, each run's kernel
+                                   and how it trained (`trained`: runs at once, threads each)
     STUDY/runs/<cell>-seed<N>/     one run directory per cell × seed
     STUDY/report.md|json|csv       the report (`report()`), rewritten at the end of every study command
     STUDY/study.png                `--plot`: validation metric against training time, and learning curves
                                    (without a validation split: the test metric, and the training loss)
 
 The report, per cell: the monitored validation metric and every test metric as mean ± sd (and each seed),
-training seconds per epoch and to the best epoch, tokens per second, parameters, batch-1 and batch-32
+training seconds per epoch and to the best epoch, tokens (steps, rows) per second, parameters, batch-1 and batch-32
 inference latency timed on the saved runs (interleaved, as `bench` times), the kernel the cell ran in
 training and inference; then each cell against the first with a paired t-test over seeds (`grutool.stats`),
 saying when a difference is inside the noise; then the environment line `bench` records.
@@ -135,10 +136,15 @@ def run_study(config: str | Path, cells: Sequence[str], seeds: int, overrides: S
         read_data(runs[0].cfg)
     previous = _read_json(plan_path) if resume else {}
     kernels = dict((previous or {}).get("kernels") or {})
+    # How each run was trained (runs at once, threads each): a run reused by a --resume without --jobs keeps
+    # the timings it had; a study written before this was kept says it for all its runs.
+    trained = dict((previous or {}).get("trained") or {})
+    for name in (previous or {}).get("runs") or []:
+        trained.setdefault(name, {"jobs": previous.get("jobs", 1), "threads": previous.get("threads_per_run")})
     study_dir.mkdir(parents=True, exist_ok=True)
     state = {"config": str(config), "overrides": list(overrides), "cells": list(cells), "seeds": seeds,
              "runs": [r.name for r in runs], "jobs": jobs, "threads_per_run": per_run if jobs > 1 else None,
-             "kernels": kernels}
+             "kernels": kernels, "trained": trained}
     write_text_atomic(jsonsafe.dumps(state, indent=2), plan_path)
     pending = []
     for i, run in enumerate(runs, 1):
@@ -153,7 +159,8 @@ def run_study(config: str | Path, cells: Sequence[str], seeds: int, overrides: S
     def done(i: int, run: Run, summary: dict, kernel: Optional[str]) -> None:
         if kernel is not None:
             kernels[run.name] = kernel
-            write_text_atomic(jsonsafe.dumps(state, indent=2), plan_path)
+        trained[run.name] = {"jobs": jobs, "threads": state["threads_per_run"]}
+        write_text_atomic(jsonsafe.dumps(state, indent=2), plan_path)
         if on_run is not None:
             on_run(i, len(runs), run, summary, False)
 
@@ -164,7 +171,12 @@ def run_study(config: str | Path, cells: Sequence[str], seeds: int, overrides: S
             done(i, run, summary, kernel)
     else:
         _in_parallel(study_dir, pending, jobs, per_run, overwrite, done)
-    return report(study_dir, latency_repeats=latency_repeats)
+    try:
+        return report(study_dir, latency_repeats=latency_repeats)
+    except KeyboardInterrupt:  # Ctrl-C while testing and timing: every run is saved, --resume writes the report
+        from grutool.errors import TrainingInterrupted
+
+        raise TrainingInterrupted(str(study_dir)) from None
 
 
 def _trained_with(path: Path, cfg: Config) -> bool:
@@ -342,13 +354,17 @@ def _measure_run(path: Path) -> dict:
     rows = read_metrics(path)
     cfg = read_config(path)
     best_epoch = summary.get("best_epoch") or 0
-    times = [r["epoch_time_s"] for r in rows if isinstance(r.get("epoch_time_s"), (int, float))]
+    # train.max_steps may cut the last epoch short: it counts as the part it trained (6 of 25 batches: 0.24),
+    # so s/epoch is per epoch, not the seconds of 6 batches
+    cut = rundir.cut_epoch(summary)
+    share = [cut[0] / cut[1] if cut and k == len(rows) - 1 else 1.0 for k in range(len(rows))]
+    timed = [(r["epoch_time_s"], w) for r, w in zip(rows, share) if isinstance(r.get("epoch_time_s"), (int, float))]
     speeds = [r["tokens_per_s"] for r in rows if isinstance(r.get("tokens_per_s"), (int, float))]
     return {
         "monitor": summary.get("monitor") or (cfg.get("train") or {}).get("monitor"),
         "val": summary.get("best"), "validation": _scalars(summary.get("validation"), cfg),
         "epochs": summary.get("epochs"), "best_epoch": best_epoch, "wall_s": summary.get("wall_time_s"),
-        "s_per_epoch": sum(times) / len(times) if times else None,
+        "s_per_epoch": sum(t for t, _ in timed) / sum(w for _, w in timed) if timed else None,
         "s_to_best": sum(r["epoch_time_s"] for r in rows if r["epoch"] <= best_epoch
                          and isinstance(r.get("epoch_time_s"), (int, float))) if rows else None,
         "tokens_per_s": sum(speeds) / len(speeds) if speeds else None,
@@ -448,7 +464,9 @@ def report(study_dir: str | Path, *, latency_repeats: int = 5) -> dict:
             continue
         per_cell[cell] = {
             "seeds": [r["seed"] for r in mine],
-            "kernel": {"train": mine[0]["kernel_train"], "inference": kernels.get(mine[0]["dir"])},
+            # a seed whose kernel went unrecorded (a run resumed by an older grutool) leaves it to the others
+            "kernel": {"train": next((r["kernel_train"] for r in mine if r["kernel_train"]), None),
+                       "inference": kernels.get(mine[0]["dir"])},
             "parameters": mine[0]["parameters"],
             "figures": {key: _summary([r[key] for r in mine]) for key in
                         ("val", "s_per_epoch", "s_to_best", "tokens_per_s", "latency_1_ms", "latency_32_ms",
@@ -457,8 +475,7 @@ def report(study_dir: str | Path, *, latency_repeats: int = 5) -> dict:
                      sorted(set().union(*(r["test"] for r in mine)))},
         }
     result = {"study": str(study_dir), "config": state["config"], "overrides": state["overrides"],
-              "cells": cells, "monitor": monitor, "rate_unit": _rate_unit(paths), "jobs": state.get("jobs", 1),
-              "threads_per_run": state.get("threads_per_run"),
+              "cells": cells, "monitor": monitor, "rate_unit": _rate_unit(paths), **_shared(state, records),
               "direction": "lower" if monitor in MINIMIZED_METRICS else "higher",
               "runs": [{k: v for k, v in r.items() if k != "curve"} for r in records],
               "cells_summary": per_cell, "comparisons": _compare(records, cells),
@@ -469,6 +486,18 @@ def report(study_dir: str | Path, *, latency_repeats: int = 5) -> dict:
     write_text_atomic(to_csv(result), study_dir / REPORT_CSV)
     result["curves"] = {r["run"]: r["curve"] for r in records}  # for --plot; not in the files
     return result
+
+
+def _shared(state: dict, records: list[dict]) -> dict:
+    """`jobs` and `threads_per_run` of the report: the most runs that trained at once among the reported ones,
+    as plan.json's `trained` has them, so a --resume that only reuses runs trained two at a time still says
+    their timings shared the machine (it said "one after another", the new command's --jobs 1)."""
+    trained = state.get("trained") or {}
+    ways = [trained[r["run"]] for r in records if r["run"] in trained]
+    if not ways:
+        return {"jobs": state.get("jobs", 1), "threads_per_run": state.get("threads_per_run")}
+    most = max(ways, key=lambda w: w.get("jobs") or 1)
+    return {"jobs": most.get("jobs") or 1, "threads_per_run": most.get("threads")}
 
 
 def _summary(values: list) -> dict:
@@ -549,20 +578,34 @@ def _rate_unit(paths: list[Path]) -> str:
 
     cfg = load_config(paths[0] / rundir.CONFIG, saved=True)
     unit = get_task(cfg.task).rate_unit(cfg)
-    return "tokens" if unit == "tok" else unit
+    return "tokens" if unit == "tok" else unit  # a forecaster's rows, as train counts them (bench: its windows)
+
+
+def nouns(result: dict) -> dict[str, str]:
+    """The words of the study's task for its figures (`Task.nouns`: a numeric tagger's `token_accuracy` reads
+    `step_accuracy`), from its first run's config; {} without one."""
+    from grutool.runs import nouns as run_nouns
+
+    first = (result.get("runs") or [{}])[0]
+    return run_nouns(first["dir"]) if "dir" in first else {}
 
 
 def table_rows(result: dict, terminal: bool = False) -> dict:
     """The report's three tables as header + rows of strings. The markdown has every test metric and each
-    seed's figure; the terminal (`terminal`) keeps what fits 80 columns: the monitor on validation and test."""
+    seed's figure; the terminal (`terminal`) keeps what fits 80 columns: the monitor on validation and test.
+    Figures are named by the task's words (`nouns`), their keys unchanged in the JSON and CSV."""
+    from grutool.families.base import relabel
+
+    words = nouns(result)
     cells = result["cells_summary"]
     monitor = result["monitor"] or "monitor"
     tests = sorted(set().union(*(c["test"] for c in cells.values()))) if cells else []
     if terminal:
         tests = [k for k in tests if k == monitor] or tests[:1]
-    quality = [["cell", f"val {monitor}"] + ([] if terminal else ["per seed"]) + [f"test {k}" for k in tests]
+    quality = [["cell", f"val {relabel(monitor, words)}"] + ([] if terminal else ["per seed"])
+               + [f"test {relabel(k, words)}" for k in tests]
                + ["params", "kernel"]]
-    cost = [["cell", "s/epoch", "s to best", f"{result.get('rate_unit') or 'tokens'}/s", "b1 ms", "b32 ms"]]
+    cost = [["cell", "s/epoch", "s to best", f"{_unit(result)}/s", "b1 ms", "b32 ms"]]
     for name, c in cells.items():
         f, kernel = c["figures"], c["kernel"]
         quality.append([name, mean_pm(f["val"])] + ([] if terminal else [", ".join(fmt(v) for v in f["val"]["values"])])
@@ -570,12 +613,28 @@ def table_rows(result: dict, terminal: bool = False) -> dict:
                        + [fmt(c["parameters"]), f"{kernel['train'] or '?'} / {kernel['inference'] or '?'}"])
         cost.append([name, mean_pm(f["s_per_epoch"], 3), mean_pm(f["s_to_best"], 3), fmt(f["tokens_per_s"]["mean"], 0),
                      fmt(f["latency_1_ms"]["mean"], 3), fmt(f["latency_32_ms"]["mean"], 3)])
-    diffs = [["metric"] + ([] if terminal else ["cells"]) + ["difference", "95% CI", "ratio", "reading"]]
+    # The terminal's title names the first cell ("against gru"); with more cells, each row still says whose it is.
+    which = ([] if len(result["cells"]) < 3 else ["cell"]) if terminal else ["cells"]
+    diffs = [["metric"] + which + ["difference", "95% CI", "ratio", "reading"]]
     for d in result["comparisons"]:
-        diffs.append([d["metric"]] + ([] if terminal else [f"{d['b']} - {d['a']}"])
+        pair = [f"{d['b']} - {d['a']}"] if which == ["cells"] else [d["b"]] if which else []
+        diffs.append([_metric_label(d["metric"], result, words)] + pair
                      + [fmt(d["diff"]), f"± {fmt(d['ci95'])}" if d["ci95"] is not None else "-",
                         fmt(d["ratio"], 3) if d["ratio"] is not None else "-", d["reading"]])
     return {"quality": quality, "cost": cost, "differences": diffs}
+
+
+def _metric_label(metric: str, result: dict, words: dict) -> str:
+    """A compared figure's name as the tables show it: the speed named by what it counts (`rows_per_s` for a
+    forecaster, as the cost table's `rows/s`), a figure as the run's data calls it (`relabel` by the task's nouns:
+    a numeric tagger's `step_accuracy`); report.json and report.csv keep the keys (`tokens_per_s`)."""
+    from grutool.families.base import relabel
+
+    return f"{_unit(result)}_per_s" if metric == "tokens_per_s" else relabel(metric, words)
+
+
+def _unit(result: dict) -> str:
+    return result.get("rate_unit") or "tokens"
 
 
 def environment_line(result: dict) -> str:
@@ -590,10 +649,14 @@ def markdown(result: dict) -> str:
         return "\n".join(["| " + " | ".join(esc[0]) + " |", "|" + "---|" * len(esc[0])]
                          + ["| " + " | ".join(r) + " |" for r in esc[1:]]) + "\n"
 
+    from grutool.families.base import relabel
+
     tables = table_rows(result)
     over = " ".join(f"--set {o}" for o in result["overrides"])
+    shown = relabel(result["monitor"] or "", nouns(result))  # the key, and its name in the tables where they differ
+    named = f" ({shown} below)" if shown != (result["monitor"] or "") else ""
     lines = [f"# Study: {result['config']}{' ' + over if over else ''}\n",
-             f"Cells {', '.join(result['cells'])}; monitor `{result['monitor']}` " + (
+             f"Cells {', '.join(result['cells'])}; monitor `{result['monitor']}`{named} " + (
                  "on validation" if any(isinstance(r.get("val"), (int, float)) for r in result["runs"]) else
                  "on no validation split (each run keeps its last epoch; test figures below)")
              + f" ({result['direction']} is better); mean ± sd over seeds. "
@@ -604,8 +667,9 @@ def markdown(result: dict) -> str:
              "kernel, `fused`: grutool's kernel in Python, `stack`: grutool's layer stack over PyTorch's op, "
              "`native`: PyTorch's module, `native-fused`: its fused cell op, `onednn` / `cudnn` / `miopen`: its "
              "fused library kernel).\n",
-             "## Cost\n", "Training seconds per epoch (without validation) and to the best epoch; tokens per "
-             "second in training; inference latency per batch of 1 and 32 (median, interleaved).\n",
+             "## Cost\n", "Training seconds per epoch (without validation) and to the best epoch; "
+             f"{_unit(result)} per second in training; inference latency per batch of 1 and 32 (median, "
+             "interleaved).\n",
              md(tables["cost"]),
              "## Differences\n", f"Each cell against {result['cells'][0]}, paired by seed (t-test on the "
              f"per-seed differences; inside the noise when p >= {ALPHA}).\n", md(tables["differences"]),
@@ -632,8 +696,11 @@ def plot_series(result: dict) -> dict:
     `curves` (epoch, validation metric) of each seed. A study without a validation split has no validation
     figure: then the points are each run's TEST metric against its training seconds, and the curves its
     training loss, and `what` says so."""
+    from grutool.families.base import relabel
+
     number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
     monitor = result["monitor"] or "monitor"
+    shown = relabel(monitor, nouns(result))
     validated = any(number(r.get("val")) for r in result["runs"])
     series = {}
     for cell in result["cells"]:
@@ -643,8 +710,8 @@ def plot_series(result: dict) -> dict:
         curves = [[(e, v if validated else loss) for e, _, v, loss in result["curves"].get(r["run"], [])
                    if number(v if validated else loss)] for r in mine]
         series[cell] = {"points": points, "curves": [c for c in curves if c]}
-    what = ({"left": f"validation {monitor}", "right": f"validation {monitor}"} if validated else
-            {"left": f"test {monitor} (no validation split)", "right": "training loss"})
+    what = ({"left": f"validation {shown}", "right": f"validation {shown}"} if validated else
+            {"left": f"test {shown} (no validation split)", "right": "training loss"})
     return {"cells": series, **what}
 
 
@@ -668,6 +735,9 @@ def plot(result: dict, path: str | Path) -> str:
     left.set(xlabel="training seconds to the best epoch", ylabel=data["left"], title="quality vs time")
     right.set(xlabel="epoch", ylabel=data["right"], title="learning curves")
     right.xaxis.get_major_locator().set_params(integer=True)  # epochs, never 1.25
+    epochs = {e for s in data["cells"].values() for curve in s["curves"] for e, _ in curve}
+    if len(epochs) == 1:  # one-epoch runs: the locator would tick 0.96 ... 1.04 around it (as `plot` does)
+        right.set_xticks(sorted(epochs))
     for ax in (left, right):
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:  # matplotlib warns about a legend with nothing in it

@@ -15,7 +15,7 @@ Optuna is an optional extra (`pip install 'grutool[tune]'`), imported only when 
 
 The space file maps dotted config paths to one entry each, checked against the config schema before the
 first trial (an unknown path with a did-you-mean, a field the config's family has no setting for, an empty or
-inverted range, a value the schema refuses):
+inverted range, a value the schema refuses; train.monitor, the objective, and what tune sets itself: OWNED):
 
     train.lr: {float: [1.0e-4, 1.0e-2], log: true}
     model.hidden_size: {int: [32, 256], step: 32}
@@ -28,7 +28,8 @@ through the training loop's `Pruning` callback and stops a trial that falls behi
 early-stopped one (its files complete), its summary.json says `pruned_at` (`grutool runs`: pruned) and the trial
 is recorded as pruned.
 
-Resuming: the same command with `--resume` continues the study in its storage. Several processes (in more
+Resuming: the same command with `--resume` continues the study in its storage (another --set, space or --seeds
+is refused: `_check_same_search`). Several processes (in more
 terminals, or on more machines with an RDB `--storage`) share one study by running the same command with
 `--resume`: each takes the next trial, and together they stop at `--trials` (a trial or so more when several
 finish at once). SQLite serves a few processes on one machine; for more, an RDB URL. A trial left running by a
@@ -58,7 +59,6 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-import yaml
 
 from grutool import jsonsafe
 from grutool.atomic import check_output_folder, write_text_atomic
@@ -73,7 +73,10 @@ SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("median", "hyperband", "none")
 KINDS = ("int", "float", "categorical")
 OWNED = {"train.seed": "tune sets it (train.seed, +1, ... for --seeds N)",
-         "output_dir": "tune sets it (a run directory per trial under DIR/trials/)"}
+         "output_dir": "tune sets it (a run directory per trial under DIR/trials/)",
+         # Every trial's value is its train.monitor: trials searching it would rank an mae against an rmse.
+         "train.monitor": "the objective, one for the whole search (trials scored on different metrics "
+                          "cannot be ranked); set it in the config or with --set"}
 
 
 @dataclasses.dataclass
@@ -156,6 +159,10 @@ def parse_space(raw: Any, source: str, lines: dict) -> list[Param]:
         line = str(lines[(str(path),)]) if (str(path),) in lines else None  # `line:column`
         where = f"{source}:{line or '?'}"
         path = str(path)
+        inside = [k for k in known if k.startswith(f"{path}.")]
+        if inside:  # `model:` or `data.covariates:`, a section: its fields are searched one by one
+            raise UserError(f"{where}: {path}: a section of the config, not a field; give each of its fields to "
+                            f"search, e.g. {inside[0]}")
         if path not in known:
             close = difflib.get_close_matches(path, known, n=1, cutoff=0.6)
             hint = f"did you mean '{close[0]}'?" if close else "give a field as `grutool train --print-config` shows it"
@@ -221,7 +228,9 @@ def config_values(cfg, params: list[Param]) -> dict:
 
 def _yaml(value) -> str:
     """A value as a space file writes it: true, null, none, 1.0e-05 (never Python's True, None, 'none')."""
-    return yaml.safe_dump(value, default_flow_style=True, width=10_000).removesuffix("\n").removesuffix("\n...")
+    from grutool.config_file import yaml_value
+
+    return yaml_value(value)
 
 
 def _override(path: str, value) -> str:
@@ -244,6 +253,10 @@ def load_space(space: str | Path, config: str | Path, overrides: Sequence[str] =
         if lacks:  # said before any value: every value, the config's default too, would be refused for it
             raise UserError(f"{where}: {p.path}: task {task.name} has no such setting ({lacks}); remove it "
                             f"from the space")
+        if p.path in task.scored:  # trials scored on different things cannot be ranked against each other
+            raise UserError(f"{where}: {p.path}: it decides {task.scored[p.path]}, so trials with different values "
+                            f"could not be ranked; remove it from the space (search each value with its own tune, "
+                            f"`--set {p.path}=...`)")
         for value in p.values():
             try:
                 load_config(config, list(overrides) + [_override(p.path, value)])
@@ -432,6 +445,8 @@ def tune(config: str | Path, space: str | Path, trials: int, overrides: Sequence
     if plan_path.is_file() and not resume:
         raise UserError(f"{tune_dir}: a tune is already there; add --resume to continue it, or choose another "
                         f"--output-dir")
+    if plan_path.is_file():
+        _check_same_search(plan_path, overrides, params, seeds, base)
     if not plan_path.is_file():  # a new tune: a missing data file is one error, not a failed trial each
         from grutool.training.startup import read_data
 
@@ -515,9 +530,77 @@ def tune(config: str | Path, space: str | Path, trials: int, overrides: Sequence
             raise
     best_path = _write_outputs(study, tune_dir, config, overrides, seeds_list[0], monitor)
     best = _best(study)
+    from grutool.families import get_task
+
     return {"best": dataclasses.asdict(best) if best else None, "best_yaml": str(best_path) if best_path else None,
             "trials": [dataclasses.asdict(record(t)) for t in study.get_trials(deepcopy=False)],
-            "storage": url, "study_name": name, "monitor": monitor, "direction": direction, "dir": str(tune_dir)}
+            "storage": url, "study_name": name, "monitor": monitor, "direction": direction, "dir": str(tune_dir),
+            # the monitor as lines and plots name it (Task.label: a numeric tagger's token_accuracy is step_accuracy)
+            "monitor_label": get_task(base.task).label(base, monitor)}
+
+
+def _check_same_search(plan_path: Path, overrides: Sequence[str], params: list[Param], seeds: int,
+                       base: Config) -> None:
+    """--resume: the search goes on as it started (its --set, space entries and --seeds, as tune.json has them;
+    the config file as its first trial read it, but for what the search sets), refused before any write. A
+    trial trained otherwise (train.epochs=2 beside trials of 3) has a value the others cannot be ranked
+    against, and best.yaml, written with the new --set, was not the best trial's config."""
+    import json
+
+    try:
+        plan = json.loads(plan_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # unreadable: nothing to hold the command to
+    entry = lambda p: {k: v for k, v in p.items() if k != "line"}  # where it sits in the file is no change
+    changed = []
+    if sorted(plan.get("overrides") or []) != sorted(overrides):
+        said = lambda items: " ".join(f"--set {o}" for o in items) or "no --set"
+        changed.append(f"{said(plan.get('overrides') or [])} (now {said(overrides)})")
+    before = sorted((entry(p) for p in plan.get("params") or []), key=lambda p: p["path"])
+    keys = set().union(*before) if before else set()  # what an older tune.json recorded of each entry
+    current = [{k: v for k, v in entry(dataclasses.asdict(p)).items() if k in keys or not keys} for p in params]
+    if before != sorted(current, key=lambda p: p["path"]):
+        paths = ", ".join(p["path"] for p in before)
+        changed.append(f"other space entries ({paths} as {plan.get('space')} had them)")
+    if plan.get("seeds", seeds) != seeds:
+        changed.append(f"--seeds {plan['seeds']} (now {seeds})")
+    if not changed:  # the same command: the config file itself may have been edited since
+        edited = _edited_since(plan_path.parent, base, {p.path for p in params})
+        if edited:
+            changed.append("another config (" + ", ".join(f"{key} {_yaml(was)} in its trials, {_yaml(now)} now"
+                                                          for key, was, now in edited) + ")")
+    if changed:
+        raise UserError(f"resume: {plan_path.parent} was searched with {'; '.join(changed)}; resume with the "
+                        f"same settings (trials trained otherwise cannot be ranked with its trials), or give "
+                        f"another --output-dir for a new search")
+
+
+def _edited_since(tune_dir: Path, base: Config, searched: set[str]) -> list[tuple[str, Any, Any]]:
+    """The settings (path, then, now) where `base` (the config and --set now) differs from the tune's first
+    trial run, less what the search sets there (the space's paths, train.seed, output_dir); compared as
+    `grutool study` compares a run with its config (`rundir.read_from_run`: relative data paths as the run
+    read them)."""
+    from grutool import rundir
+
+    first = next(iter(sorted((tune_dir / TRIALS_DIR).glob(f"*/{rundir.CONFIG}"))), None)
+    if first is None:
+        return []
+    try:
+        saved = rundir.open_run(first.parent).config
+    except UserError:
+        return []  # a damaged run: its own resume says what is wrong with it
+
+    def flat(tree: dict, prefix: str = "") -> dict:
+        out = {}
+        for key, value in tree.items():
+            out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+        return out
+
+    before = flat(saved.model_dump(mode="json"))
+    now = flat(rundir.read_from_run(base, first.parent).model_dump(mode="json"))
+    skip = searched | {"train.seed", "output_dir"}
+    return [(key, before.get(key), now.get(key)) for key in sorted(set(before) | set(now))
+            if key not in skip and not any(key.startswith(f"{s}.") for s in skip) and before.get(key) != now.get(key)]
 
 
 def make_objective(config, overrides: Sequence[str], params: list[Param], seeds_list: list[int], tune_dir: Path,
@@ -736,6 +819,23 @@ def _best(study) -> Optional[TrialRecord]:
         return None
 
 
+def _seed_note(best: TrialRecord, seed: int) -> str:
+    """With --seeds N the trial's value is its runs' mean, and best.yaml trains its first seed alone: what that
+    run gave, so `grutool train best.yaml` is checked against its own figure, not the mean."""
+    if len(best.runs) < 2:
+        return ""
+    import json
+
+    from grutool import rundir
+
+    try:
+        first = json.loads((Path(best.runs[0]) / rundir.SUMMARY).read_text(encoding="utf-8")).get("best")
+    except (OSError, ValueError, AttributeError):
+        first = None
+    said = f"{first:.6g}" if isinstance(first, (int, float)) else "see its run"
+    return f", the mean of its {len(best.runs)} seeds' runs; train.seed {seed}, as below, gave {said}"
+
+
 def _write_outputs(study, tune_dir: Path, config, overrides, seed: int, monitor: str) -> Optional[Path]:
     """trials.jsonl (rewritten from the storage: the truth, also after a resume) and best.yaml."""
     from grutool.config_file import load_config, to_yaml
@@ -749,8 +849,10 @@ def _write_outputs(study, tune_dir: Path, config, overrides, seed: int, monitor:
     cfg = load_config(config, list(overrides) + [_override(p, v) for p, v in best.params.items()]
                       + [f"train.seed={seed}",
                          f"output_dir={jsonsafe.dumps(str(Path('runs') / (Path(config).stem + '-tuned')))}"])
-    header = (f"# grutool tune: trial {best.number}, validation {monitor} "
-              f"{best.value:.6g} ({', '.join(f'{k}={v}' for k, v in best.params.items())}).\n"
+    from grutool.families import get_task
+
+    header = (f"# grutool tune: trial {best.number}, validation {get_task(cfg.task).label(cfg, monitor)} "
+              f"{best.value:.6g}{_seed_note(best, seed)} ({', '.join(f'{k}={v}' for k, v in best.params.items())}).\n"
               f"# Train it: grutool train {tune_dir / BEST}\n")
     write_text_atomic(header + to_yaml(cfg), tune_dir / BEST)
     return tune_dir / BEST
@@ -778,8 +880,12 @@ def plot(result: dict, path: str | Path) -> str:
     if running:
         last = max(t["number"] for t in done)
         left.step(*zip(*running, (last, running[-1][1])), where="post", color="C2", label="best so far")
-    left.set(xlabel="trial", ylabel=f"validation {result['monitor']}", title="optimisation history")
-    left.xaxis.get_major_locator().set_params(integer=True)  # trial numbers, never 0.25
+    left.set(xlabel="trial", ylabel=f"validation {result.get('monitor_label') or result['monitor']}",
+             title="optimisation history")
+    # trial numbers, never 0.25; min_n_ticks 1: with one or two trials the locator fell back to -0.04, 0.02 ...
+    left.xaxis.get_major_locator().set_params(integer=True, min_n_ticks=1)
+    if done:
+        left.set_xlim(min(t["number"] for t in done) - 0.5, max(t["number"] for t in done) + 0.5)
     left.grid(alpha=0.3)
     left.legend()
     # PED-ANOVA, named: Optuna's default evaluator changes between releases (fANOVA, which needs scikit-learn,
@@ -793,11 +899,15 @@ def plot(result: dict, path: str | Path) -> str:
             importances = {}
     if any("will be equal" in str(w.message) for w in caught):  # said on stderr as Optuna's own warning
         importances = {}  # too few trials to rank them: no bars rather than equal ones
+    right.set(title="parameter importances")
     if importances:
         names = list(importances)[::-1]
         right.barh(names, [importances[n] for n in names], color="C0")
-    right.set(xlabel="importance (PED-ANOVA)", title="parameter importances" if importances
-              else "parameter importances: too few completed trials to rank them")
+        right.set(xlabel="importance (PED-ANOVA)")
+    else:  # said inside the panel (as a title it ran past the figure's edge), over no axes of 0 to 1
+        right.text(0.5, 0.5, "too few completed trials to rank them", ha="center", va="center",
+                   transform=right.transAxes)
+        right.set_axis_off()
     fig.tight_layout()
     save_png(fig, path, dpi=110)
     plt.close(fig)

@@ -212,4 +212,4 @@ def model(spec: Spec, cfg: Config, seed: int = 0, counts: Optional[dict] = None)
                 return task.infer_batch(net, batch)
 
     return Workload(spec, fn, _kernels(spec.kernels, device), params, task.throughput_items(lengths.tolist()),
-                    task.throughput_unit)
+                    task.throughput_name(cfg))

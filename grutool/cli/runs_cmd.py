@@ -34,14 +34,19 @@ def _figure(value) -> str:
 
 
 def _setting(value) -> str:
-    """A config value in `compare`'s table: as _figure writes numbers; null, true and false as config.yaml writes
-    them, and `n/a` where the run's family does not read the field (runs.NOT_READ), so the two never look alike."""
+    """A config value in `compare`'s table: as _figure writes numbers; null, true and false, lists and mappings
+    as config.yaml writes them (`[a, b]`, never Python's `['a', 'b']`), and `n/a` where the run's family does not
+    read the field (runs.NOT_READ), so the two never look alike."""
     from grutool.runs import NOT_READ
 
     if value == NOT_READ:
         return "n/a"
     if value is None or isinstance(value, bool):
         return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, (list, dict)):
+        from grutool.config_file import yaml_value
+
+        return yaml_value(value)
     return _figure(value)
 
 
@@ -82,14 +87,18 @@ def runs(
         # name too long for that folds. The best epoch is in `compare` and --json.
         from grutool.cli.render.tables import FirstThatFits
 
-        t = FirstThatFits(_runs_table(found, root, whole_names=True), _runs_table(found, root, whole_names=False))
+        from grutool.runs import nouns
+
+        words = [nouns(r["run"]) for r in found]  # each run's task's words for its figures
+        t = FirstThatFits(_runs_table(found, root, words, whole_names=True),
+                          _runs_table(found, root, words, whole_names=False))
         out.print(t)
         for r in found:
             if r.get("reason"):
                 out.print(f"{_relative(r['run'], root)}: unreadable ({r['reason']})", markup=False)
 
 
-def _runs_table(found: list[dict], root: Path, whole_names: bool):
+def _runs_table(found: list[dict], root: Path, words: Optional[list[dict]] = None, whole_names: bool = True):
     from rich import box
     from rich.table import Table
 
@@ -99,10 +108,13 @@ def _runs_table(found: list[dict], root: Path, whole_names: bool):
         wraps = col == "best" if whole_names else col == "run"
         t.add_column(col, justify="right" if col in ("epochs", "time") else "left",
                      overflow="fold" if col in ("run", "best") else "ellipsis", no_wrap=not wraps)
-    for r in found:
-        # `sentence_accuracy` as `sentence_acc`, as in the epoch lines
-        best = (f"{plain(r['monitor'].replace('_accuracy', '_acc'))} {_figure(r['best'])}"
-                if r["best"] is not None else "-")
+    from grutool.families.base import relabel
+
+    for r, nouns in zip(found, words or [{}] * len(found)):
+        # `sentence_accuracy` as `sentence_acc`, as in the epoch lines, by the run's task's words (a numeric
+        # tagger's `step_acc`)
+        shown = relabel(r["monitor"], nouns) if r["best"] is not None else None
+        best = f"{plain(shown.replace('_accuracy', '_acc'))} {_figure(r['best'])}" if shown else "-"
         done = r["epochs"]
         if r.get("partial_epoch") and isinstance(done, int):  # max_steps cut the last epoch: 3 of 25 batches
             trained, batches = r["partial_epoch"]
@@ -191,6 +203,13 @@ def compare(
         for s_key, label in (("status", "status"), ("epochs", "epochs"), ("best_epoch", "best epoch"),
                              ("time_s", "time (s)")):
             m.add_row(label, *[plain(_figure(s[s_key])) for s in result["summary"]])
+        from grutool.families.base import relabel
+        from grutool.runs import nouns
+
+        words = [nouns(r) for r in result["runs"]]
         for key, values in result["validation"].items():
-            m.add_row(plain(key), *[plain(_figure(v)) for v in values])
+            # a figure by the words of the runs' tasks that have it, where they agree (numeric taggers:
+            # step_accuracy, steps)
+            shown = {relabel(key, w) for w, v in zip(words, values) if v is not None} or {key}
+            m.add_row(plain(shown.pop() if len(shown) == 1 else key), *[plain(_figure(v)) for v in values])
         out.print(m)

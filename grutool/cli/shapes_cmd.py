@@ -263,7 +263,10 @@ def _render_config(console, report: dict) -> None:
                   _shape_lines(r["output"]), f"{r['parameters']:,}")
     console.print(t)
     p = report["parameters"]
-    console.print(f"logits {_shape(report['logits'])}; parameters {p['total']:,} (trainable {p['trainable']:,})")
+    logits = report["logits"]
+    if isinstance(logits, dict):  # a plain tagger's output has no intent: nothing to show for it (--json: null)
+        logits = {k: v for k, v in logits.items() if v is not None}
+    console.print(f"logits {_shape(logits)}; parameters {p['total']:,} (trainable {p['trainable']:,})")
     console.print(_checks_table("checks (float32 model)", report["checks"]))
     console.print()
     console.print("[bold]encoder.rnn[/], the recurrent layer inside the encoder:")

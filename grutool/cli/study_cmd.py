@@ -51,7 +51,9 @@ def study(
             _pyplot()  # a missing extra is one error line before any training
 
         def on_run(i, n, run, summary, reused):
-            monitor = summary.get("monitor")
+            from grutool.families import get_task
+
+            monitor = get_task(run.cfg.task).label(run.cfg, summary.get("monitor") or "")
             best = summary.get("best")
             figure = f"val {monitor} {best:.4f}" if isinstance(best, (int, float)) else "no validation figure"
             took = "reused" if reused else f"{summary.get('wall_time_s', 0):.1f} s"
@@ -72,9 +74,11 @@ def _render(result: dict, out) -> None:
     from rich.table import Table
 
     from grutool.cli.render.tables import plain
-    from grutool.study import environment_line, table_rows
+    from grutool.families.base import relabel
+    from grutool.study import environment_line, nouns, table_rows
 
-    titles = {"quality": f"quality: mean ± sd over seeds ({result['direction']} {result['monitor']} is better); "
+    monitor = relabel(result["monitor"] or "monitor", nouns(result))
+    titles = {"quality": f"quality: mean ± sd over seeds ({result['direction']} {monitor} is better); "
                          f"kernel in training / inference",
               "cost": "cost: training s per epoch and to the best epoch; inference ms per batch of 1 and 32"
                       + (f" ({result['jobs']} runs trained at a time, {result['threads_per_run']} thread(s) each: "

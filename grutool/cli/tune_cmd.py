@@ -109,7 +109,7 @@ def tune(
                 return
             out.print(f"no trial completed; see {Path(result['dir']) / lib.TRIALS}", markup=False)
             return
-        out.print(f"best: trial {best['number']}, validation {result['monitor']} {best['value']:.4f} "
+        out.print(f"best: trial {best['number']}, validation {result['monitor_label']} {best['value']:.4f} "
                   f"({result['direction']}); {sum(t['state'] == 'complete' for t in result['trials'])} completed, "
                   f"{sum(t['state'] == 'pruned' for t in result['trials'])} pruned", markup=False)
         err.print(f"wrote {result['best_yaml']}, {', '.join(map(str, written))}; "

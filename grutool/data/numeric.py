@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import numpy as np
 
-from grutool.errors import UserError, clipped
+from grutool.errors import UserError, clipped, counted
 
 if TYPE_CHECKING:
     from grutool.config import DataConfig
@@ -277,7 +277,7 @@ def read_inputs(d: "DataConfig", source: str, scaler: Optional["Standardizer"] =
         if missing:
             raise UserError(f"{source}: no column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing[:5]))}"
                             f"{' ...' if len(missing) > 5 else ''}; this run was trained on .ts files of "
-                            f"{len(scaler)} channel(s), so a table for it has the columns {', '.join(wanted[:13])}"
+                            f"{counted(len(scaler), 'channel')}, so a table for it has the columns {', '.join(wanted[:13])}"
                             f"{' ...' if len(wanted) > 13 else ''} (a row per step, the channels in the .ts "
                             f"order; has: {clipped(', '.join(columns), 120)})")
         d = d.model_copy(update={"channels": list(scaler.names)})
@@ -307,7 +307,7 @@ def fit_scaler(seqs: Sequences) -> "Standardizer":
 def check_channels(scaler: "Standardizer", seqs: Sequences) -> None:
     """A split must have the channels the model was trained on (their number; a .ts file names none)."""
     if seqs.values and seqs.values[0].shape[1] != len(scaler):
-        raise UserError(f"{seqs.where[0]}: {seqs.values[0].shape[1]} channel(s), but the model was trained on "
+        raise UserError(f"{seqs.where[0]}: {counted(seqs.values[0].shape[1], 'channel')}, but the model was trained on "
                         f"{len(scaler)}; give the channels the training data had")
 
 
@@ -356,9 +356,11 @@ def parse_text(text: str, channels: int, where: str = "input") -> tuple[Optional
         except ValueError as e:
             raise UserError(f"{where}: not a JSON array of channels x steps ({e})") from None
         if not (isinstance(rows, list) and rows and all(isinstance(r, list) for r in rows)):
-            raise UserError(f"{where}: expected a JSON array of {channels} channels, each an array of values per step")
+            raise UserError(f"{where}: expected a JSON array of {counted(channels, 'channel')}, each an array of "
+                            f"values per step")
         if len(rows) != channels:
-            raise UserError(f"{where}: {len(rows)} channel(s), but the model reads {channels}; one array per channel")
+            raise UserError(f"{where}: {counted(len(rows), 'channel')}, but the model reads {channels}; one array "
+                            f"per channel")
         body = ":".join(",".join("?" if v is None else str(v) for v in r) for r in rows)
     elif "\t" in body:
         seq_id, body = body.split("\t", 1)

@@ -34,7 +34,7 @@ from typing import Optional
 
 import numpy as np
 
-from grutool.errors import UserError, clipped
+from grutool.errors import UserError, clipped, counted
 
 MISSING = ("?", "nan", "NaN", "NAN")
 
@@ -202,7 +202,7 @@ def read_ts(path: str, text: str, need_labels: bool = True, per_step: bool = Fal
         if unlabelled and need_labels:
             said = (f"@dimensions is {expected}" if header.dimensions is not None
                     else f"the case on line {lines[0]} has {expected}")
-            raise UserError(f"{where}: {len(fields)} channel(s) and no label after them ({said}), but the header "
+            raise UserError(f"{where}: {counted(len(fields), 'channel')} and no label after them ({said}), but the header "
                             f"declares {'@targetLabel' if header.target else '@classLabel'} true; add ':<label>' "
                             f"(a case cut short?) or fix the header")
         if header.labelled and not unlabelled:  # inference reads a case without its label as it is
@@ -232,11 +232,11 @@ def read_ts(path: str, text: str, need_labels: bool = True, per_step: bool = Fal
                                     f"({', '.join(header.class_labels[:10])}); add it to the header or fix the case")
             labels.append(None if label is None else case if per_step else label)
         if header.dimensions is not None and len(fields) != header.dimensions:
-            raise UserError(f"{where}: {len(fields)} channel(s), but @dimensions is {header.dimensions} "
+            raise UserError(f"{where}: {counted(len(fields), 'channel')}, but @dimensions is {header.dimensions} "
                             f"(line {header.lines.get('dimensions', header.lines.get('univariate'))}); "
-                            f"give every case {header.dimensions} channels or fix the header")
+                            f"give every case {counted(header.dimensions, 'channel')} or fix the header")
         if values and len(fields) != values[0].shape[1]:
-            raise UserError(f"{where}: {len(fields)} channel(s), but the case on line {lines[0]} has "
+            raise UserError(f"{where}: {counted(len(fields), 'channel')}, but the case on line {lines[0]} has "
                             f"{values[0].shape[1]} (ragged channel counts); give every case the same channels")
         x = parse_channels(fields, where)
         if per_step and labels and labels[-1] is not None and len(labels[-1]) != len(x):
@@ -265,12 +265,14 @@ def read_ts(path: str, text: str, need_labels: bool = True, per_step: bool = Fal
 
 def parse_case(text: str, channels: int, where: str = "input") -> np.ndarray:
     """One unlabelled case written as a `.ts` data line ('1,2,3:4,5,6': channels separated by ':') -> (T, C)."""
-    if not text.strip():  # not "1 channel(s)": an empty text has none
-        raise UserError(f"{where}: empty; write the sequence's {channels} channel(s) separated by ':' and the values "
+    if not text.strip():  # not "1 channel": an empty text has none
+        if channels == 1:
+            raise UserError(f"{where}: empty; write the sequence's values separated by ',' (e.g. '0.1,0.2,0.3')")
+        raise UserError(f"{where}: empty; write the sequence's {channels} channels separated by ':' and the values "
                         f"of each by ',' (e.g. '0.1,0.2,0.3' per channel)")
     fields = text.strip().split(":")
     if len(fields) != channels:
-        raise UserError(f"{where}: {len(fields)} channel(s), but the model reads {channels}; write the channels "
+        raise UserError(f"{where}: {counted(len(fields), 'channel')}, but the model reads {channels}; write the channels "
                         f"separated by ':' and the values of each by ','")
     return parse_channels(fields, where)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
-from grutool.errors import UserError
+from grutool.errors import UserError, counted
 
 if TYPE_CHECKING:
     from grutool.config import Config
@@ -107,6 +107,15 @@ class Task:
     """`infer` without any TEXT or --file is an error (False: the task predicts from nothing, e.g. generates)."""
     traces_real_examples: ClassVar[bool] = True
     """`shapes --config`: trace the first training examples (True) or random token ids (see classifier)."""
+    scored: ClassVar[dict[str, str]] = {
+        "data.validation": "the split every trial is scored on",
+        "data.dataset": "the dataset every trial is scored on",
+        "data.dataset_config": "the dataset every trial is scored on",
+        "data.split_seed": "which examples a carved validation slice holds",
+    }
+    """Settings that decide what validation scores (its examples, or what its figures count), with what they
+    decide: `grutool tune` refuses them in a search space, where trials scored on different things would be ranked
+    against each other (a forecaster's shortest `data.horizon` would win)."""
 
     def traces_real(self, cfg: "Config") -> bool:
         """`shapes --config`: whether a model of `cfg` is traced on real training examples (models that read more
@@ -215,6 +224,30 @@ class Task:
         names alone could mislead (regressor: the loss on z-scores, the metrics in the target's units); None."""
         return None
 
+    def input_sizes(self, cfg: "Config", prepared: Prepared) -> dict[str, int]:
+        """What the model reads, counted, for train's `data:` line and the dry run: the vocabulary of text, or
+        the channels of numbers (their scaler's columns)."""
+        scaler = prepared.vocabulary("scaler")
+        return {"channels": len(scaler)} if scaler is not None else {"vocabulary": len(prepared.vocab)}
+
+    def nouns(self, cfg: "Config") -> dict[str, str]:
+        """The words of text that this run's data calls otherwise, in every label a person reads (figure names,
+        counts, messages): a numeric tagger's sequences have steps, not tokens, and are sequences, not sentences
+        (`{"token": "step", "sentence": "sequence"}`); {} (text's words) by default. Only labels change: metric
+        keys (`token_accuracy` in metrics.jsonl, summary.json, --json, `train.monitor`) are the family's."""
+        return {}
+
+    def label(self, cfg: "Config", name: str) -> str:
+        """A metric key (or words) as a person reads it for this run (`relabel` by `nouns`): `token_accuracy`
+        of a numeric tagger is `step_accuracy`."""
+        return relabel(name, self.nouns(cfg))
+
+    def label_figures(self, cfg: "Config", figures: dict) -> dict:
+        """An evaluation's figures (`eval`'s result, train's summary of the best epoch) with what a renderer
+        needs to name them for this run's data (tagger: `units`, what `n` and `tokens` count); unchanged by
+        default."""
+        return figures
+
     def uninformative(self, metrics: dict) -> frozenset[str]:
         """Figures of this eval result that say nothing of the model on its data (a study leaves them out of
         its tables and comparison): none by default."""
@@ -270,6 +303,14 @@ class Task:
         from grutool.families.rules import is_numeric
 
         return "steps" if is_numeric(cfg) else "tok"
+
+    def throughput_name(self, cfg: "Config") -> str:
+        """What `bench --config`'s speed counts for this config: `throughput_unit`, its tokens named as train's
+        epoch line names them (`rate_unit`: a numeric sequence's steps)."""
+        if self.throughput_unit != "tokens":
+            return self.throughput_unit
+        unit = self.rate_unit(cfg)
+        return "tokens" if unit == "tok" else unit
 
     def throughput_items(self, lengths: list[int]) -> int:
         """How many `throughput_unit`s a batch of these lengths holds."""
@@ -338,13 +379,18 @@ class Task:
 
         if is_numeric(run.config):
             channels = len(run.extra["scaler"])
-            return (f"a sequence is channels x steps: a JSON array of {channels} lists, one per channel, of a "
-                    f"number per step (null: a missing value), or the text form 'a,b:c,d' (a .ts line: channels "
-                    f"split by ':', steps by ',')")
+            return (f"a sequence is channels x steps: a JSON array of {counted(channels, 'list')}, one per channel, "
+                    f"of a number per step (null: a missing value), or the text form 'a,b:c,d' (a .ts line: "
+                    f"channels split by ':', steps by ',')")
         return "a text is one JSON string"
 
     def served_shorter(self, run) -> str:
-        """The fix a text over `grutool serve`'s character bound is answered with (413), after the bound."""
+        """The fix a text over `grutool serve`'s character bound is answered with (413), after the bound: a
+        numeric sequence (an array, counted as its text form) is sent with fewer steps, not as a shorter text."""
+        from grutool.families.rules import is_numeric
+
+        if is_numeric(run.config):
+            return "send a sequence of fewer steps (an array is counted as its text form 'a,b:c,d')"
         return "send a shorter text"
 
     def served_chars(self, run) -> Optional[int]:
@@ -368,6 +414,22 @@ class Task:
     def finish_evaluation(self, out: dict, vocabs: Any) -> dict:
         """Add what evaluation reports beyond the metrics (labels never seen in training, ...)."""
         return out
+
+
+def relabel(name: str, nouns: dict[str, str]) -> str:
+    """`name` (a metric key, `token_accuracy`, `val_sentence_acc`, or words, `token accuracy`) with each word
+    that `nouns` (`Task.nouns`) maps replaced, plurals too (`tokens` -> `steps`)."""
+    if not nouns:
+        return name
+    import re
+
+    def swap(match) -> str:
+        word = match.group(0)
+        if word in nouns:
+            return nouns[word]
+        return nouns[word[:-1]] + "s" if word.endswith("s") and word[:-1] in nouns else word
+
+    return re.sub(r"[A-Za-z]+", swap, name)
 
 
 def synthetic_vocabs(vocab_size: int, num_classes: int, num_chars: int = 0, num_intents: int = 0) -> Prepared:

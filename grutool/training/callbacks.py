@@ -44,7 +44,7 @@ class EarlyStopping(Callback):
         s = trainer.state
         s.bad_epochs = 0 if s.improved else s.bad_epochs + 1
         if self.patience is not None and s.bad_epochs >= self.patience:
-            log.info("early stopping: %s has not improved for %d epoch(s)", trainer.monitor, s.bad_epochs)
+            log.info("early stopping: %s has not improved for %d epoch(s)", trainer.monitor_label, s.bad_epochs)
             s.should_stop = True
 
 
@@ -124,7 +124,7 @@ class Pruning(Callback):
             return
         if self.should_stop(self.offset + trainer.state.epoch, float(value)):
             log.info("pruned after epoch %d: validation %s %.4g is behind the other trials",
-                     trainer.state.epoch, trainer.monitor, value)
+                     trainer.state.epoch, trainer.monitor_label, value)
             self.pruned_at = trainer.state.epoch
             trainer.state.should_stop = True
 
@@ -135,8 +135,10 @@ class Pruning(Callback):
 
 class KernelRecorder(Callback):
     """What the recurrent layers ran in training (`fused`, `stack` or `native`: their `path`), read through
-    forward pre-hooks over the first epoch and removed after it (`grutool study` reports it per cell). The
-    path depends on the batch (equal lengths run dense, others packed), so an epoch may take two."""
+    forward pre-hooks over the first epoch that trains a step and removed after it (`grutool study` reports it
+    per cell): a run resumed from a last.pt saved after its epoch's last step (Ctrl-C during validation)
+    trains none in its first epoch. The path depends on the batch (equal lengths run dense, others packed), so
+    an epoch may take two."""
 
     def __init__(self):
         self.paths: set[str] = set()
@@ -152,7 +154,8 @@ class KernelRecorder(Callback):
             self.paths.add(module.path(args[0]))
 
     def on_epoch_end(self, trainer, metrics: dict) -> None:
-        self._remove()
+        if self.paths:  # else this epoch only validated: keep looking
+            self._remove()
 
     def on_train_end(self, trainer) -> None:
         self._remove()

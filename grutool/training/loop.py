@@ -138,6 +138,7 @@ def _summary(cfg: Config, task, prepared, model: torch.nn.Module, run_dir: Path,
         "vocabularies": {name: len(prepared.vocabulary(name)) for name in task.vocabularies(cfg)
                          if prepared.vocabulary(name) is not None},
         "examples": {name: len(split) for name, split in prepared.splits.items()},
+        "inputs": task.input_sizes(cfg, prepared),  # what the model reads: vocabulary, or channels (and covariates)
         "run_dir": str(run_dir),
     }
     if dist.enabled:
@@ -196,13 +197,14 @@ def _finish(trainer: Trainer, summary: dict) -> dict:
     for cb in trainer.callbacks:
         summary.update(cb.summary_fields())
     if not (run_dir / rundir.BEST).is_file():
-        why = trainer.diverged or f"no epoch gave a finite validation {trainer.monitor}"
+        why = trainer.diverged or f"no epoch gave a finite validation {trainer.monitor_label}"
         raise TrainingDiverged(f"{run_dir}: nothing usable was saved ({why})")
     if trainer.val_split is not None:
         best = load_checkpoint(run_dir / rundir.BEST)
         load_weights(trainer.model, best["model"], run_dir / rundir.BEST, rundir.sizes(trainer.data, trainer.cfg))
         val = evaluate_split(trainer.model, trainer.task, trainer.val_split, trainer.device, t.batch_size)
-        summary["validation"] = {k: v for k, v in val.items() if not k.endswith("confusion")}
+        summary["validation"] = trainer.task.label_figures(trainer.cfg, {k: v for k, v in val.items()
+                                                                         if not k.endswith("confusion")})
     write_text_atomic(jsonsafe.dumps(summary, indent=2), run_dir / rundir.SUMMARY)
     return summary
 

@@ -47,22 +47,44 @@ def duration(seconds: float) -> str:
 
 
 def epoch_line(epoch: int, epochs: int, metrics: dict, monitor: Optional[str], unit: str = "tok",
-               partial: Optional[tuple[int, int]] = None) -> str:
+               partial: Optional[tuple[int, int]] = None, name: Optional[str] = None,
+               short_name: bool = False) -> str:
     """`epoch 3/30: loss 0.4123 | val loss 0.3981, accuracy 0.8125 | 23,480 tok/s`, within 80 columns: when the
     line would not fit, a long monitor name is shortened (`sentence_accuracy` -> `sentence_acc`), an epoch cut
     short said in fewer words, then the speed left out (metrics.jsonl keeps it). `unit`: what the speed counts,
     the task's `rate_unit` (numeric sequences `steps`, a forecaster `rows`). `partial`: (batches trained, batches
-    in the epoch) of an epoch that train.max_steps cut short: `epoch 1/30 (3 of 25 batches): ...`."""
-    short = monitor.replace("accuracy", "acc") if monitor else monitor
+    in the epoch) of an epoch that train.max_steps cut short: `epoch 1/30 (3 of 25 batches): ...`. `name`: the
+    monitor as this run's task calls it (`Task.label`: a numeric tagger's `token_accuracy` is `step_accuracy`),
+    by default its key. `short_name`: the shortened name even where the long one fits (`EpochLines`)."""
+    name = name or monitor
+    short = name.replace("accuracy", "acc") if name else name
+    if short_name:
+        name = short
     cut = f" ({number(partial[0])} of {number(partial[1])} batches)" if partial else ""
     compact = f" ({number(partial[0])}/{number(partial[1])} batches)" if partial else ""
-    tries = [(monitor, unit, cut), (short, unit, cut), (short, unit, compact), (short, None, cut),
+    tries = [(name, unit, cut), (short, unit, cut), (short, unit, compact), (short, None, cut),
              (short, None, compact), (short, None, " (partial)" if partial else "")]
     for shown, speed, said in tries:
         line = _epoch_line(epoch, epochs, metrics, monitor, shown, speed, said)
         if len(line) <= COLUMNS:
             break
     return line
+
+
+class EpochLines:
+    """A run's epoch lines (`epoch_line`): once one needed the shortened monitor name (`step_acc`), every later one
+    uses it too, so the figure keeps one name down the column; it switched from epoch to epoch with the width of
+    the speed figure (`9,871 tok/s`, then `10,012 tok/s`)."""
+
+    def __init__(self, monitor: Optional[str], unit: str = "tok", name: Optional[str] = None):
+        self.monitor, self.unit, self.name = monitor, unit, name or monitor
+        self.short = False
+
+    def __call__(self, epoch: int, epochs: int, metrics: dict, partial: Optional[tuple[int, int]] = None) -> str:
+        line = epoch_line(epoch, epochs, metrics, self.monitor, self.unit, partial, self.name, self.short)
+        if self.name and "accuracy" in self.name and f" {self.name.replace('accuracy', 'acc')} " in line:
+            self.short = True
+        return line
 
 
 def _epoch_line(epoch: int, epochs: int, metrics: dict, monitor: Optional[str], shown: Optional[str],

@@ -161,7 +161,7 @@ def _train_longer(trainer) -> str:
     s, t = trainer.state, trainer.cfg.train
     why, hints = [], []
     if t.patience is not None and s.bad_epochs >= t.patience:
-        why.append(f"early: {trainer.monitor} did not improve for {s.bad_epochs} epoch(s) "
+        why.append(f"early: {trainer.monitor_label} did not improve for {s.bad_epochs} epoch(s) "
                    f"(train.patience {t.patience})")
         hints.append(f"--set train.patience={max(t.patience, s.bad_epochs) * 2}")
     if s.epoch >= t.epochs:

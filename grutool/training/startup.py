@@ -62,9 +62,8 @@ def _on_main(cfg: Config, task, run_dir: Path, resume: bool, overwrite: bool, dr
     counts = ", ".join(f"{number(len(split))} {name}" for name, split in prepared.splits.items())
     # Said once every check has passed (just before training, or the dry run's summary), so that a
     # refused run still answers with its one error line.
-    # What the model reads: tokens of a vocabulary, or (numeric data, scaled per column) channels.
-    scaler = prepared.vocabulary("scaler")
-    inputs = f"channels {number(len(scaler))}" if scaler is not None else f"vocabulary {number(len(prepared.vocab))}"
+    # What the model reads: tokens of a vocabulary, or channels of numbers (a forecaster's covariates apart).
+    inputs = ", ".join(f"{name} {number(n)}" for name, n in task.input_sizes(cfg, prepared).items())
     stages = [f"data: {counts}; {inputs} ({time.perf_counter() - t0:.1f} s)"]  # 80 columns at 123,456 examples
     note = task.figures_note(cfg, prepared)
     if note:

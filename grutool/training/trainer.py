@@ -30,7 +30,7 @@ from grutool.training.callbacks import Callback
 from grutool.training.ema import EMA
 from grutool.training.evaluation import evaluate_split
 from grutool.training.optim import Schedule, build_optimizer, clip_grad_norm, grad_norm, param_grad_norm
-from grutool.training.progress import epoch_line
+from grutool.training.progress import EpochLines
 
 log = logging.getLogger("grutool")
 
@@ -98,6 +98,9 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.ema = EMA(self.model, t.ema_decay) if t.ema_decay else None
         self.monitor = t.monitor if self.val_split is not None else None
+        # What lines a person reads call it: a numeric tagger's token_accuracy is step_accuracy (Task.label).
+        self.monitor_label = self.task.label(cfg, self.monitor) if self.monitor else None
+        self.epoch_lines = EpochLines(self.monitor, self.task.rate_unit(cfg), self.monitor_label)
         self.state = TrainState()
         self.diverged: Optional[str] = None  # why training stopped early on non-finite values
         # Truncated BPTT (a split that carries_state): the model's detached final state after the last
@@ -260,7 +263,7 @@ class Trainer:
             value = val[self.monitor]
             if value is not None and not math.isfinite(value):
                 log.warning("epoch %d: validation %s is %s; it does not count as an improvement",
-                            self.state.epoch + 1, self.monitor, value)
+                            self.state.epoch + 1, self.monitor_label, value)
                 value = None
                 metrics["val_nonfinite"] = True
         s = self.state
@@ -275,7 +278,7 @@ class Trainer:
         if s.improved:
             s.best, s.best_epoch = value, s.epoch
         self.schedule.epoch_end(value)
-        log.info("%s", epoch_line(s.epoch, t.epochs, metrics, self.monitor, self.task.rate_unit(self.cfg), partial))
+        log.info("%s", self.epoch_lines(s.epoch, t.epochs, metrics, partial))
         self._emit("on_epoch_end", metrics)
         return metrics
 

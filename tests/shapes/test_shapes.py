@@ -520,3 +520,15 @@ def test_set_changes_the_config_s_model_as_train_s_set_does(monkeypatch):
     prepared = task.prepare(cfg)
     model = task.build_model(cfg, prepared)
     assert reports[24]["parameters"]["total"] == sum(p.numel() for p in model.parameters())
+
+
+def test_config_logits_line_names_only_the_outputs_the_model_has(monkeypatch):
+    """A plain tagger's logits line read `emissions (3, 10, 7), tags (3, 10), intent -`: a joint model's output it
+    does not have. The line names what it returns; --json keeps the field, null."""
+    monkeypatch.chdir(ROOT)
+    result = runner.invoke(app, ["shapes", "--config", "configs/tagging.yaml"])
+    assert result.exit_code == 0, result.output
+    [line] = [l for l in result.output.splitlines() if l.startswith("logits ")]
+    assert line.startswith("logits emissions (3, 10, 7), tags (3, 10); parameters"), line
+    report = json.loads(runner.invoke(app, ["shapes", "--config", "configs/tagging.yaml", "--json"]).output)
+    assert report["logits"]["intent"] is None

@@ -336,6 +336,12 @@ def test_a_study_without_a_validation_split_plots_test_figures_and_training_loss
     # the report's first line said "monitor `accuracy` on validation", of a study without one
     # the speed column named what numeric sequences count, as train's epoch line does: steps, not tokens
     assert study.table_rows(result)["cost"][0][3] == "steps/s" and "| steps/s |" in study.markdown(result)
+    # ... and so did the differences table (it said tokens_per_s) and the Cost section's sentence (tokens per second)
+    for terminal in (True, False):
+        shown = [row[0] for row in study.table_rows(result, terminal=terminal)["differences"][1:]]
+        assert "steps_per_s" in shown and "tokens_per_s" not in shown
+    assert "steps per second" in study.markdown(result) and "tokens" not in study.markdown(result)
+    assert any(d["metric"] == "tokens_per_s" for d in result["comparisons"])  # report.json's key is kept
     intro = study.markdown(result).splitlines()[2]
     assert "on validation" not in intro and "no validation split" in intro
     for cell, s in data["cells"].items():
@@ -355,12 +361,17 @@ def test_jobs_ctrl_c_saves_the_running_runs_starts_no_more_and_resume_finishes(t
     import sys
     import time
 
-    # 100 epochs of a few milliseconds: the two first runs are still training when both have written a row
-    # (with 30, a loaded machine let one finish first, and a third start, between two looks)
-    config = write_config(tmp_path, epochs=100)
+    # Runs of 100,000 epochs: the two first are still training when both have written a row, however loaded the
+    # machine (with 30, a loaded machine let one finish first, and a third start, between two looks). The
+    # resume lowers train.epochs (a change --resume accepts) to a few past where they stopped, so it trains
+    # a few epochs per run, not the ~290 that 100 left to the two stopped runs and the third.
+    config = write_config(tmp_path, epochs=100_000)
     cmd = [sys.executable, "-m", "grutool", "study", str(config), "--cells", "gru", "--seeds", "3", "--jobs", "2",
            "--threads", "2", "-o", str(tmp_path / "st"), "-q"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT as a terminal's job has it, even where the tests run as a background job (ignored, inherited: the
+    # study would never see the Ctrl-C and its runs would train on)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and proc.poll() is None:
         if len([p for p in (tmp_path / "st" / "runs").glob("*/metrics.jsonl") if p.read_text().strip()]) >= 2:
@@ -372,8 +383,9 @@ def test_jobs_ctrl_c_saves_the_running_runs_starts_no_more_and_resume_finishes(t
     last = err.strip().splitlines()[-1]
     assert "Traceback" not in err and last.startswith("interrupted: saved ") and "--resume" in last, err
     assert [run["status"] for run in list_runs(tmp_path / "st")] == ["interrupted", "interrupted"]
+    reached = max(len(p.read_text().splitlines()) for p in (tmp_path / "st" / "runs").glob("*/metrics.jsonl"))
     result = invoke("study", config, "--cells", "gru", "--seeds", "3", "--jobs", "2", "--threads", "2",
-                    "-o", tmp_path / "st", "-q", "--resume")
+                    "-o", tmp_path / "st", "-q", "--resume", "--set", f"train.epochs={reached + 3}")
     assert result.exit_code == 0, result.output
     assert [run["status"] for run in list_runs(tmp_path / "st")] == ["finished"] * 3
 
@@ -456,3 +468,112 @@ def test_the_learning_curves_of_one_epoch_runs_are_drawn(tmp_path, monkeypatch):
     lines = right.get_lines()
     assert [len(line.get_xdata()) for line in lines] == [1, 1]
     assert all(line.get_marker() not in (None, "None", "", " ") for line in lines), [l.get_marker() for l in lines]
+    assert list(right.get_xticks()) == [1]  # the epoch, not 0.96, 0.98 ... 1.04 around it
+
+
+def test_the_terminal_s_differences_say_which_cell_each_row_compares_when_there_are_three_cells():
+    # --cells gru,lstm,rnn: the terminal's table (no `cells` column, to fit 80 columns) showed val_accuracy,
+    # test_accuracy ... twice, lstm's and rnn's rows alike, under the one title "against gru".
+    def compared(b: str, value: float) -> dict:
+        return {"metric": "val_accuracy", "a": "gru", "b": b, "diff": value, "ci95": 0.1, "ratio": None,
+                "reading": "noise (p 0.5)"}
+
+    result = {"cells": ["gru", "lstm", "rnn"], "cells_summary": {}, "monitor": "accuracy", "rate_unit": "tokens",
+              "comparisons": [compared("lstm", 0.01), compared("rnn", -0.02)]}
+    terminal = study.table_rows(result, terminal=True)["differences"]
+    assert terminal[0][:2] == ["metric", "cell"] and [row[1] for row in terminal[1:]] == ["lstm", "rnn"]
+    assert study.table_rows(result)["differences"][1][1] == "lstm - gru"  # report.md: the pair, as before
+    result["cells"] = ["gru", "lstm"]
+    result["comparisons"] = result["comparisons"][:1]
+    assert study.table_rows(result, terminal=True)["differences"][0][:2] == ["metric", "difference"]  # one pair
+
+
+def test_the_kernel_recorder_keeps_looking_past_an_epoch_that_trained_no_step():
+    # A study run stopped by Ctrl-C after its epoch's last step resumes into an epoch with nothing left to train
+    # (validation only): the recorder removed its hooks after that epoch, and the report said `? / compiled`.
+    import types
+
+    import torch
+
+    from grutool.training.callbacks import KernelRecorder
+
+    class Layer(torch.nn.Module):
+        def path(self, x):
+            return "compiled"
+
+        def forward(self, x):
+            return x
+
+    model = torch.nn.Sequential(Layer())
+    trainer = types.SimpleNamespace(model=model)
+    recorder = KernelRecorder()
+    recorder.on_train_begin(trainer)
+    model.eval()
+    model(torch.zeros(1))  # validation's call: not training's kernel
+    recorder.on_epoch_end(trainer, {})
+    model.train()
+    model(torch.zeros(1))
+    recorder.on_epoch_end(trainer, {})
+    assert recorder.kernel == "compiled"
+    model(torch.zeros(1))
+    assert not recorder._hooks  # removed after the first epoch that trained
+    recorder.on_train_end(trainer)
+
+
+def test_a_cell_s_training_kernel_comes_from_any_seed_that_recorded_one(tmp_path):
+    # A study resumed by an older grutool has no kernel for the run it continued: the cell read `? / compiled`
+    # though its other seed had recorded one.
+    config = write_config(tmp_path, epochs=1)
+    study.run_study(config, ["gru"], 2, study_dir=tmp_path / "st", latency_repeats=1)
+    plan = json.loads((tmp_path / "st" / study.PLAN).read_text(encoding="utf-8"))
+    recorded = plan["kernels"].pop("gru-seed3")
+    (tmp_path / "st" / study.PLAN).write_text(json.dumps(plan), encoding="utf-8")
+    result = study.report(tmp_path / "st", latency_repeats=1)
+    assert result["cells_summary"]["gru"]["kernel"]["train"] == recorded == plan["kernels"]["gru-seed4"]
+
+
+def test_ctrl_c_while_the_report_is_written_says_how_to_get_it(tmp_path, monkeypatch):
+    # Every run finished, then Ctrl-C while the runs were tested and timed: a bare `interrupted` (or a
+    # traceback), no report, and no word that --resume reuses the runs and writes it.
+    config = write_config(tmp_path, epochs=1)
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(study, "report", stopped)
+    result = invoke("study", config, "--cells", "gru", "--seeds", "1", "-o", tmp_path / "st", "-q")
+    assert result.exit_code == 130, result.output
+    assert result.output.strip().splitlines()[-1] == (f"interrupted: saved {tmp_path / 'st'}; continue with the "
+                                                      f"same command plus --resume")
+
+
+def test_a_resume_that_reuses_runs_trained_two_at_a_time_still_says_their_timings_shared_the_machine(tmp_path):
+    # `study --jobs 2`, then the same command with --resume but without --jobs: every run reused, and the
+    # rewritten report said "Runs trained one after another" of timings taken two at a time.
+    config = write_config(tmp_path, epochs=1)
+    first = study.run_study(config, ["gru"], 2, study_dir=tmp_path / "st", latency_repeats=1)
+    assert first["jobs"] == 1 and "one after another" in (tmp_path / "st" / study.REPORT_MD).read_text()
+    plan = json.loads((tmp_path / "st" / study.PLAN).read_text(encoding="utf-8"))
+    plan.update(jobs=2, threads_per_run=1)  # as `--jobs 2 --threads 2` wrote it, before plan.json's `trained`
+    plan.pop("trained", None)
+    (tmp_path / "st" / study.PLAN).write_text(json.dumps(plan), encoding="utf-8")
+    for _ in range(2):  # the resume that reads the older plan.json, then one that reads the plan it wrote
+        result = study.run_study(config, ["gru"], 2, study_dir=tmp_path / "st", resume=True, latency_repeats=1)
+        assert (result["jobs"], result["threads_per_run"]) == (2, 1)
+        assert "Runs trained 2 at a time, 1 thread(s) each" in (tmp_path / "st" / study.REPORT_MD).read_text()
+    # a run trained now, one at a time, beside them: the report still says some shared the machine
+    third = study.run_study(config, ["gru"], 3, study_dir=tmp_path / "st", resume=True, latency_repeats=1)
+    assert third["jobs"] == 2
+    assert json.loads((tmp_path / "st" / study.PLAN).read_text())["trained"]["gru-seed5"] == {"jobs": 1, "threads": None}
+
+
+def test_seconds_per_epoch_count_an_epoch_that_max_steps_cut_short_as_the_part_it_trained(tmp_path):
+    # --set train.max_steps=6 on 25-batch epochs: s/epoch was the seconds of those 6 batches.
+    config = write_config(tmp_path, epochs=2)
+    result = study.run_study(config, ["gru"], 1, ["train.max_steps=1"], study_dir=tmp_path / "st", latency_repeats=1)
+    summary = json.loads((tmp_path / "st" / "runs" / "gru-seed3" / "summary.json").read_text())
+    assert summary["last_epoch_steps"] == 1 < summary["steps_per_epoch"]
+    [row] = [json.loads(line) for line in (tmp_path / "st" / "runs" / "gru-seed3" / "metrics.jsonl").read_text().splitlines()]
+    [run] = result["runs"]
+    assert run["s_per_epoch"] == pytest.approx(row["epoch_time_s"] * summary["steps_per_epoch"])
+    assert run["s_to_best"] == pytest.approx(row["epoch_time_s"])  # the time it took, as it was

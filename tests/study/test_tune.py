@@ -237,9 +237,11 @@ def _start(root, config, space, *extra) -> subprocess.Popen:
     """`grutool tune --jobs 2` in a process of its own, with trials long enough to stop midway; returns once
     both trials have finished an epoch."""
     cmd = [sys.executable, "-m", "grutool", "tune", str(config), "--space", str(space), "--trials", "3", "--jobs",
-           "2", "--threads", "2", "--pruner", "none", "--set", "train.epochs=30", "-o", str(root / "tj"), "-q",
-           *extra]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+           "2", "--threads", "2", "--pruner", "none", "--set", "train.epochs=30", "-o", str(root / "tj"),
+           "-q", *extra]
+    # SIGINT as a terminal's job has it, even where the tests run as a background job (ignored, inherited)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and proc.poll() is None:
         started = [p for p in (root / "tj" / "trials").glob("*/metrics.jsonl") if p.read_text().strip()]
@@ -257,6 +259,8 @@ def _children(pid: int) -> list[int]:
 
 def test_jobs_ctrl_c_stops_every_trial_and_resume_continues_them(setup):
     root, config, space = setup
+    # The resume must give the same --set (tune refuses another: its trials could not be ranked together), so the
+    # trials keep their 30 epochs rather than the study test's 100,000 lowered on resume.
     proc = _start(root, config, space)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
@@ -446,3 +450,83 @@ def test_an_older_tune_s_best_yaml_with_a_setting_the_family_never_reads_says_to
     assert_user_error(invoke("train", best, "--dry-run"), f"{best}:{line}:",
                       "data.tag_column: only for task tagger or joint (task is classifier, which never reads it); "
                       "remove it")
+
+
+def test_resume_with_other_settings_is_refused_before_any_write(setup):
+    # `--resume --set train.epochs=1` after trials of 2 epochs ran on, ranked its trials with the others, and
+    # rewrote best.yaml with epochs 1: `grutool train best.yaml` no longer trained the best trial.
+    root, config, space = setup
+    tune.tune(config, space, 1, tune_dir=root / "tu", pruner="none")
+    before = {p: p.stat().st_mtime_ns for p in (root / "tu").rglob("*") if p.is_file()}
+    (root / "narrow.yaml").write_text("train.lr: {float: [1.0e-3, 3.0e-2], log: true}\n", encoding="utf-8")
+    for args, said in ((["--set", "train.epochs=1"], "searched with no --set (now --set train.epochs=1)"),
+                       (["--seeds", "2"], "--seeds 1 (now 2)"),
+                       (["--space", root / "narrow.yaml"], "other space entries")):
+        command = ["tune", config, "--space", space, "--trials", "2", "-o", root / "tu", "--resume", *args]
+        if "--space" in args:
+            command[2:4] = []
+        result = invoke(*command)
+        assert result.exit_code == 2 and said in result.output, result.output
+        assert len([line for line in result.output.splitlines() if line.strip()]) == 1
+    # the same command over an edited config file: its trials trained with batch_size 4
+    raw = yaml.safe_load(config.read_text(encoding="utf-8"))
+    was = raw["train"]["batch_size"]
+    raw["train"]["batch_size"] = was * 2
+    config.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    result = invoke("tune", config, "--space", space, "--trials", "2", "-o", root / "tu", "--resume")
+    assert result.exit_code == 2, result.output
+    assert f"another config (train.batch_size {was} in its trials, {was * 2} now)" in result.output
+    assert {p: p.stat().st_mtime_ns for p in (root / "tu").rglob("*") if p.is_file()} == before
+    raw["train"]["batch_size"] = was
+    config.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    assert len(tune.tune(config, space, 2, tune_dir=root / "tu", pruner="none", resume=True)["trials"]) == 2
+
+
+def test_best_yaml_says_what_its_one_seed_gave_when_the_value_is_a_mean_of_seeds(setup):
+    # --seeds 2: best.yaml's header gave the two runs' mean, and `grutool train best.yaml` (its first seed
+    # alone) trained to another figure, with nothing saying which to expect.
+    root, config, space = setup
+    result = tune.tune(config, space, 1, tune_dir=root / "tu", pruner="none", seeds=2)
+    runs = result["best"]["runs"]
+    first = json.loads((Path(runs[0]) / "summary.json").read_text())["best"]
+    header = (root / "tu" / tune.BEST).read_text().splitlines()[0]
+    assert f"validation accuracy {result['best']['value']:.6g}, the mean of its 2 seeds' runs" in header, header
+    assert f"train.seed 3, as below, gave {first:.6g}" in header, header
+    assert load_config(root / "tu" / tune.BEST).train.seed == 3
+    one = tune.tune(config, space, 1, tune_dir=root / "one", pruner="none")
+    assert "mean" not in (root / "one" / tune.BEST).read_text().splitlines()[0]
+
+
+def test_the_history_of_one_trial_has_whole_trial_numbers_and_no_empty_importance_axes(setup, monkeypatch):
+    # One trial: the history's axis read -0.04, -0.02, 0.00 ...; the importance panel was empty 0-1 axes under
+    # a title that ran past the picture's edge.
+    pytest.importorskip("matplotlib")
+    root, config, space = setup
+    result = tune.tune(config, space, 1, tune_dir=root / "tu", pruner="none")
+    figures = []
+    import grutool.curves
+    monkeypatch.setattr(grutool.curves, "save_png", lambda fig, path, **kw: figures.append(fig))
+    tune.plot(result, root / "tu" / tune.PLOT)
+    left, right = figures[0].axes
+    figures[0].canvas.draw()
+    ticks = [t for t in left.get_xticks() if left.get_xlim()[0] <= t <= left.get_xlim()[1]]
+    assert ticks == [0.0], ticks
+    assert right.get_title() == "parameter importances" and not right.axison
+    assert any("too few completed trials" in t.get_text() for t in right.texts)
+
+
+@pytest.mark.parametrize("path, entry, decides", [
+    ("data.horizon", "{int: [7, 14]}", "how many rows each window forecasts"),
+    ("data.setting", "{categorical: [M, S]}", "which columns are forecast"),
+])
+def test_a_space_may_not_search_what_validation_scores(tmp_path, path, entry, decides):
+    """A forecaster's space with data.horizon ranked a 7-row horizon's MSE against a 14-row one's: the shortest
+    won. Settings that decide what validation scores (Task.scored) are refused before any trial."""
+    root = Path(__file__).resolve().parents[2]
+    space = tmp_path / "space.yaml"
+    space.write_text(f"train.lr: {{float: [1.0e-3, 1.0e-2]}}\n{path}: {entry}\n")
+    with pytest.raises(UserError, match=re.escape(f"space.yaml:2:1: {path}: it decides {decides}")):
+        tune.load_space(space, root / "configs" / "sines.yaml")
+    space.write_text("train.lr: {float: [1.0e-3, 1.0e-2]}\nmodel.hidden_size: {int: [8, 16]}\n")
+    assert [p.path for p in tune.load_space(space, root / "configs" / "sines.yaml")] == ["train.lr",
+                                                                                      "model.hidden_size"]

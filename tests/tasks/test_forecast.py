@@ -561,16 +561,19 @@ def test_cli_infer_fills_a_gap_at_the_window_start_from_the_rows_before_it(tmp_p
     assert served["forecast"] == outputs[0]["forecast"]
 
 
-def test_cli_infer_names_the_config_key_of_a_missing_column(run, tmp_path):
-    """A column the run reads (setting M, no data.targets) missing from the file: the config key, as the config's
-    own errors name it, never a `--data.targets` option that does not exist."""
+def test_cli_infer_names_the_file_its_missing_column_and_the_columns_the_run_reads(run, tmp_path):
+    """A column the run reads (setting M, no data.targets) missing from the file: the file, the column and every
+    column the run reads; never a data.* key (it said `data.targets: ... has no column 'a'`), which a trained
+    run's input cannot change, nor a `--data.targets` option that does not exist."""
     from conftest import assert_user_error
 
     path = tmp_path / "renamed.csv"
     lines = recent(run).read_text().splitlines()
     path.write_text("\n".join(["date,x,b,load"] + lines[1:]) + "\n")
     result = invoke("infer", run, "--file", path)
-    assert_user_error(result, "error: data.targets: ", "has no column 'a'")
+    assert_user_error(result, f"error: {path}: no column 'a'; the run reads the columns date, a, b, load "
+                              f"(the table has date, x, b, load)")
+    assert "data." not in result.output
 
 
 def test_init_forecast_config_passes_dry_run(tmp_path, monkeypatch):
@@ -639,7 +642,11 @@ def test_serve_answers_forecasts(run):
         # named as the body's entry, 0-based as JSON (it said `input 1` here, `input 2` below: infer's words)
         assert bad.json()["error"].startswith("texts[0]"), bad.text
         bad = client.post("/predict", json={"texts": [text, "date,a\n2024-01-01,1\n"]})
-        assert bad.status_code == 400 and "texts[1] has no column" in bad.json()["error"], bad.text
+        # the request's field, what it lacks and what the run reads (it began `data.targets: texts[1] has no
+        # column 'b'`: a config path a client cannot set)
+        assert bad.status_code == 400 and bad.json()["error"] == (
+            "texts[1]: no columns 'b', 'load'; the run reads the columns date, a, b, load (the table has date, a)"), \
+            bad.text
         # a channel array is no table: 422 saying what a forecaster reads
         bad = client.post("/predict", json={"texts": [[[0.1, 0.2], [0.3, 0.4]]]})
         L = p.cfg.data.input_length
@@ -770,6 +777,35 @@ def test_quantile_run_reports_coverage_and_infers_bands(tmp_path):
     first = [float(v) for v in table[1].split("\t")[1:4]]  # a: point, 0.1, 0.9
     assert first == pytest.approx([r["forecast"][0][0], r["quantiles"]["0.1"][0][0], r["quantiles"]["0.9"][0][0]],
                                   abs=1e-5)
+
+
+def test_quantile_bands_of_a_batch_are_one_vectorised_search_with_the_same_values(tmp_path, monkeypatch):
+    """predict turns every band of a batch into units with one float32_values call (it made one per quantile and
+    window), and each band holds what the per-quantile call gives for that window."""
+    from grutool.predict import Predictor
+
+    raw = sines(tmp_path, **{"model": {"quantiles": [0.1, 0.5, 0.9]}})
+    raw["train"]["epochs"] = 1
+    train(parse_config(raw))
+    run = tmp_path / "run"
+    lines = recent(run).read_text().splitlines()
+    texts = ["\n".join(lines[:1] + lines[-30:]), "\n".join(lines[:1] + lines[-40:-10])]  # two windows, one batch
+    calls = []
+    real = jsonsafe.float32_values
+
+    def counted(z, mean=0.0, std=1.0):
+        calls.append((np.array(z), mean, std))
+        return real(z, mean, std)
+
+    monkeypatch.setattr(jsonsafe, "float32_values", counted)
+    results = Predictor(run, "cpu").predict(texts)
+    assert len(calls) == 2  # the point forecasts, then every band of the batch
+    bands, mean, std = calls[1]
+    assert bands.shape == (3, 2, raw["data"]["horizon"], 3)  # (Q, B, H, T)
+    for b, r in enumerate(results):
+        for i, q in enumerate(("0.1", "0.5", "0.9")):
+            assert r["quantiles"][q] == real(bands[i, b], mean, std)
+        assert r["quantiles"]["0.5"] == r["forecast"]
 
 
 def test_missing_values_filled_by_policy_and_eval_of_another_file(run, tmp_path):

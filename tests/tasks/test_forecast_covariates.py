@@ -9,11 +9,13 @@ from __future__ import annotations
 import datetime
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from grutool.config_file import parse_config
 from grutool.families import get_task
@@ -539,3 +541,45 @@ def test_missing_cells_are_filled_within_their_split_from_earlier_rows_only(tmp_
     # validation: filled knowing train and validation, not test
     np.testing.assert_allclose(changed[96:128], fill_missing(raw_load[:128], policy)[96:128])
     assert not np.isnan(changed).any()
+
+
+def test_a_one_step_horizon_is_said_in_the_singular(tmp_path):
+    """data.horizon 1 (a one-step-ahead forecast) with a planned column: refusals said `over the 1 rows it
+    forecasts: end the table with those 1 rows, their time ...`, `its last 1 rows have values` and `give each of
+    the 1 rows its value`; /info's form `then the 1 rows to forecast`."""
+    from grutool.errors import UserError
+    from grutool.predict import Predictor
+
+    raw = config(tmp_path, table(tmp_path))
+    raw["data"]["horizon"] = 1
+    train(parse_config(raw))
+    p = Predictor(tmp_path / "run", "cpu")
+    lines = Path(raw["data"]["train"]).read_text().splitlines()
+    history = "\n".join(lines[:1] + lines[-20:])
+    said = []
+    for text in (history + "\n",  # no row to forecast: its load is filled
+                 history + "\n2099-01-01,,,\n"):  # the row to forecast without its promo
+        with pytest.raises(UserError) as e:
+            p.predict([text])
+        said.append(str(e.value))
+    assert "over the 1 row it forecasts: end the table with that row, its time and promo filled" in said[0], said
+    assert "its last row has values in 'load'" in said[0], said
+    assert "in the rows to forecast; give the row its value" in said[1], said
+    assert "then the 1 row to forecast" in p.task.served_form(p.run), p.task.served_form(p.run)
+    assert not any(re.search(r"\b1 rows\b|those 1\b", s) for s in said), said
+
+
+def test_train_counts_the_channels_the_model_reads_and_the_covariates_apart(tmp_path):
+    """configs/sines_covariates.yaml reads load (1 channel) with temp and capacity beside it: train's data line
+    and the dry run said `channels 3` (the scaler's columns), where shapes says `1 channel per step`."""
+    raw = shipped_config("sines_covariates.yaml", tmp_path / "run")
+    path = tmp_path / "covariates.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    result = invoke("train", path, "--dry-run")
+    assert result.exit_code == 0, result.output
+    [data] = [line for line in result.output.splitlines() if line.startswith("data:")]
+    assert "; channels 1, covariates 2 (" in data, data
+    assert re.search(r"^  channels +1$", result.stdout, re.M) and re.search(r"^  covariates +2$", result.stdout, re.M)
+    shapes = invoke("shapes", "--config", path)
+    assert shapes.exit_code == 0, shapes.output
+    assert "1 channel per step" in shapes.stdout.splitlines()[0], shapes.stdout

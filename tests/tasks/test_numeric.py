@@ -51,14 +51,14 @@ def test_ts_reader_variable_length_missing_values_and_labels_with_spaces():
 
 
 @pytest.mark.parametrize("body, expect", [
-    ("1,2:3,4:5,6:cat\n", "x.ts:8: 3 channel(s), but @dimensions is 2"),
+    ("1,2:3,4:5,6:cat\n", "x.ts:8: 3 channels, but @dimensions is 2"),
     ("1,2:3,4,5:cat\n", "x.ts:8: channel 2 has 3 values but channel 1 has 2 (ragged steps)"),
     ("1,2:3:cat\n", "x.ts:8: channel 2 has 1 value but channel 1 has 2 (ragged steps)"),  # was `1 values`
     ("1,2:3,x:cat\n", "x.ts:8: channel 2 value 2 is not a number ('x')"),
     ("1,2:3,4:dog\n", "x.ts:8: label 'dog' is not among @classLabel's"),
     (":3,4:cat\n", "x.ts:8: channel 1 is empty (an empty sequence)"),
     ("(0,1),(1,2):(0,3),(1,4):cat\n", "x.ts:8: channel 1 holds timestamped values ('(0,1),(1,2)'), which are not read"),
-    ("1,2:3,4\n", "x.ts:8: 2 channel(s) and no label after them (@dimensions is 2)"),  # a case cut short
+    ("1,2:3,4\n", "x.ts:8: 2 channels and no label after them (@dimensions is 2)"),  # a case cut short
 ])
 def test_ts_reader_errors_name_file_and_line(body, expect):
     with pytest.raises(UserError) as e:
@@ -69,7 +69,7 @@ def test_ts_reader_errors_name_file_and_line(body, expect):
 def test_ts_header_keys_univariate_and_tabs():
     with pytest.raises(UserError, match=r"^x.ts:2: @univariate true, but @dimensions is 2 \(line 1\); fix the header"):
         read_ts("x.ts", "@dimensions 2\n@univariate true\n@classLabel true a b\n@data\n1,2:3,4:a\n")
-    with pytest.raises(UserError, match=r"^x.ts:4: 2 channel\(s\), but @dimensions is 1 \(line 1\)"):
+    with pytest.raises(UserError, match=r"^x.ts:4: 2 channels, but @dimensions is 1 \(line 1\); give every case 1 channel or"):
         read_ts("x.ts", "@univariate true\n@classLabel true a b\n@data\n1,2:3,4:a\n")
     # a tab between a key and its value reads as a space: the labels are declared, never read as a channel
     f = read_ts("x.ts", "@univariate\ttrue\n@classLabel\ttrue\ta b\n@data\n1,2:a\n")
@@ -79,11 +79,11 @@ def test_ts_header_keys_univariate_and_tabs():
 def test_ts_case_without_its_label():
     # without @dimensions the first case says how many channels a case has
     no_dims = HEADER.replace("@dimensions 2\n", "")
-    with pytest.raises(UserError, match=r"^x.ts:7: 2 channel\(s\) and no label after them \(the case on line 6 "
+    with pytest.raises(UserError, match=r"^x.ts:7: 2 channels and no label after them \(the case on line 6 "
                                         r"has 2\), but the header declares @classLabel true"):
         read_ts("x.ts", no_dims + "1,2:3,4:cat\n5,6:7,8\n")
     target = HEADER.replace('@classLabel true "big dog" cat', "@targetLabel true")
-    with pytest.raises(UserError, match=r"^x.ts:7: 2 channel\(s\) and no label .*@targetLabel true"):
+    with pytest.raises(UserError, match=r"^x.ts:7: 2 channels and no label .*@targetLabel true"):
         read_ts("x.ts", target + "1,2:3,4\n")
     # infer reads cases with or without their labels: a case's channels are never taken for its label
     f = read_ts("x.ts", HEADER + "1,2:3,4\n5,6:7,8:cat\n", need_labels=False)
@@ -367,7 +367,7 @@ def test_serve_takes_channels_by_steps(run):
         r = client.post("/predict", json={"texts": [[[0.1, None], [3.4, 3.2]]]})
         assert r.status_code == 400 and "trained with data.missing: error; fill the value" in r.json()["error"]
         r = client.post("/predict", json={"texts": [[[0.1, 0.2]]]})
-        assert r.status_code == 400 and "1 channel(s), but the model reads 2" in r.json()["error"]
+        assert r.status_code == 400 and "1 channel, but the model reads 2" in r.json()["error"]
         for text in ("0.1,zz:3,4", "0.1,0.2:3", [[0.1, 0.2], [3.4]]):
             r = client.post("/predict", json={"texts": [text]})
             assert r.status_code == 400 and set(r.json()) == {"error"}, r.text
@@ -698,7 +698,7 @@ def test_infer_file_csv_without_the_trained_channels_is_one_line(run, tmp_path):
     long_csv(ROOT / "data/numeric/test.ts", tmp_path / "new.csv", columns=("x", "c2"))
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     r = invoke("infer", run, "--file", tmp_path / "new.csv")
-    assert_user_error(r, "new.csv: no column 'c1';", "trained on .ts files of 2 channel(s)",
+    assert_user_error(r, "new.csv: no column 'c1';", "trained on .ts files of 2 channels",
                       "the columns id, c1, c2", "has: id, step, x, c2, note")
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
     # Several missing: one plural list (it said `has no column 'id', 'c1', 'c2'`).
@@ -731,7 +731,7 @@ def test_an_empty_input_is_called_empty_not_one_channel(run):
     """Before: `infer RUN ""` (and serve's `{"texts": [""]}`) said '1 channel(s), but the model reads 2', about a
     text with no values at all; now it says the input is empty and how a sequence is written."""
     for text in ("", "   "):
-        assert_user_error(invoke("infer", run, "0.1,0.2:3,4", text), "input 2: empty", "2 channel(s)", "':'")
+        assert_user_error(invoke("infer", run, "0.1,0.2:3,4", text), "input 2: empty", "2 channels", "':'")
 
 
 def test_shapes_names_channels_not_a_vocabulary(run):
@@ -786,3 +786,35 @@ def test_a_seq2seq_option_on_a_numeric_run_names_only_the_option_given(run):
     result = invoke("infer", run, "--beam", "5", "0.1,0.5,0.9:3.4,3.2,3.0")
     assert_user_error(result, "--beam: for seq2seq runs only", "is task classifier")
     assert "--attention" not in result.output
+
+
+def test_a_one_channel_run_counts_its_channel_in_the_singular(tmp_path):
+    """A univariate run's refusals said `a JSON array of 1 channels`, `1 lists` and `the sequence's 1 channel(s)
+    separated by ':'` (there is nothing to separate); a count is singular for one, plural else. A sequence over
+    serve's bound is sent with fewer steps, not as `a shorter text`."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from grutool.serve import Limits, build_app
+
+    raw = shipped_config("numeric_regression.yaml", tmp_path / "run", data={"channels": ["a"]},
+                         train={"epochs": 1, "device": "cpu"})
+    train(parse_config(raw), progress=False)
+    run = tmp_path / "run"
+    assert_user_error(invoke("infer", run, ""), "input 1: empty; write the sequence's values separated by ','")
+    assert_user_error(invoke("infer", run, "0.1,0.2:0.3,0.4"), "input 1: 2 channels, but the model reads 1")
+    with TestClient(build_app(Predictor(run, "cpu"))) as client:
+        said = {}
+        for body in ([], [["a"]], [[0.1], [0.2]], ""):
+            r = client.post("/predict", json={"texts": [body]})
+            assert r.status_code in (400, 422), r.text
+            said[json.dumps(body)] = r.json()["error"]
+    assert said["[]"].startswith("texts[0]: expected a JSON array of 1 channel, each"), said
+    assert "a JSON array of 1 list, one per channel" in said['[["a"]]'], said
+    assert said["[[0.1], [0.2]]"].startswith("texts[0]: 2 channels, but the model reads 1"), said
+    assert not any(re.search(r"\b1 (channels|lists)|\(s\)", m) for m in said.values()), said
+    with TestClient(build_app(Predictor(run, "cpu"), Limits(max_chars=20))) as client:  # over the bound: 413
+        r = client.post("/predict", json={"texts": [[[0.1] * 10]]})
+    # a sequence, not a text: it said `send a shorter text` of an array
+    assert r.status_code == 413 and r.json()["error"].endswith("; send a sequence of fewer steps (an array is "
+                                                                "counted as its text form 'a,b:c,d')"), r.text

@@ -336,3 +336,18 @@ def test_the_kernel_build_line_is_logged_as_a_notice(monkeypatch, tmp_path, capl
         compiled.build(tmp_path / "ext")
     said = [r for r in caplog.records if "kernel compiled: building it" in r.getMessage()]
     assert len(said) == 1 and getattr(said[0], NOTICE, False) is True
+
+
+def test_a_shortened_monitor_name_stays_short_for_the_rest_of_the_run():
+    """The epoch line's name of the monitored figure switched between `sentence_accuracy` and `sentence_acc` from
+    epoch to epoch, as the speed figure grew or shrank by a digit: once shortened, it now stays short."""
+    from grutool.training.progress import EpochLines, epoch_line
+
+    fast = {"train_loss": 0.3468, "val_loss": 0.3239, "val_sentence_accuracy": 0.678, "tokens_per_s": 123_851.0}
+    slow = {**fast, "tokens_per_s": 98.0}
+    assert "sentence_accuracy 0.6780" in epoch_line(99, 100, slow, "sentence_accuracy")  # fits alone
+    assert "sentence_acc 0.6780" in epoch_line(99, 100, fast, "sentence_accuracy")      # does not
+    lines = EpochLines("sentence_accuracy")
+    shown = [lines(e, 100, m) for e, m in ((97, slow), (98, fast), (99, slow))]
+    assert "sentence_accuracy 0.6780" in shown[0], shown
+    assert all("sentence_acc 0.6780" in line and len(line) <= 80 for line in shown[1:]), shown

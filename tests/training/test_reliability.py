@@ -405,9 +405,8 @@ def test_kill_9_at_random_points_then_resume_equals_uninterrupted(tmp_path):
             kills += 1
         proc.communicate(timeout=30)
     assert kills >= 2
-    proc = _start(cfg, "--resume")
-    _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 0, stderr
+    # The kills need processes; the resume that finishes the run does not (a fourth start-up, ~3 s, saved).
+    train(parse_config(raw), resume=True)
     resumed = load_checkpoint(tmp_path / "b" / rundir.LAST)["model"]
     assert all(torch.equal(resumed[k], reference[k]) for k in reference)
     epochs = [strict_json(l)["epoch"] for l in (tmp_path / "b" / rundir.METRICS).read_text().splitlines()]

@@ -7,6 +7,8 @@ values, sources and outputs) goes through `plain` first; grutool's own markup (`
 
 from __future__ import annotations
 
+from grutool.errors import counted  # `2,077 sentences`: the renderers' counts, as messages write them
+
 
 def plain(value) -> str:
     """`value` as rich markup that prints exactly as `str(value)` reads."""
@@ -22,9 +24,6 @@ def one_cell(text) -> str:
     return str(text).replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
-def counted(n: int, noun: str) -> str:
-    """`1 sentence`, `2,077 sentences`: a count with thousands separators and its noun, singular for one."""
-    return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
 def confusion_table(title: str, labels: list[str], matrix: list[list[int]]):

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from grutool.data.batching import EncodedSplit
-from grutool.errors import UserError
+from grutool.errors import UserError, counted
 
 log = logging.getLogger("grutool")
 
@@ -153,12 +153,12 @@ def make_split(series: Series, z: np.ndarray, ranges: list[tuple[int, int, int]]
             diffs.append(np.abs(before[season:] - before[:-season]))
     window = f"one window, data.input_length + data.horizon = {L} + {H} = {L + H} rows"
     if not starts and whole:
-        where = f"{ranges[0][2] - ranges[0][1]} rows, shorter than" if len(ranges) == 1 else \
+        where = f"{counted(ranges[0][2] - ranges[0][1], 'row')}, shorter than" if len(ranges) == 1 else \
             f"each of its {len(ranges)} series is shorter than"
         raise UserError(f"{series.path}: {where} {window}; give a longer file")
     if not starts:
         first, lo, hi = ranges[0]
-        have = f"{hi - lo} rows" + (f" and {lo - max(first, lo - L)} of context before them" if context else "")
+        have = counted(hi - lo, "row") + (f" and {lo - max(first, lo - L)} of context before them" if context else "")
         where = f"the {name} split (rows {lo}-{hi}: {have})" if len(ranges) == 1 else \
             f"every series' {name} split ({len(ranges)} series)"
         raise UserError(f"{series.path}: {where} is shorter than {window}; lower them or move data.borders / "

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from grutool.errors import counted
 from grutool.jsonsafe import float32_values
 
 SAMPLES = 3  # windows kept for `eval --plot`
@@ -83,7 +84,7 @@ class ForecastMetrics:
         out = {"n": len(pred), "windows": len(pred), "horizon": split.horizon, "input_length": split.input_length,
                "targets": list(split.target_names), "season": split.season, **scores(pred, gold, split)}
         if split.covers:
-            out["scored"] = f"{len(pred)} windows {split.covers}"  # which rows: eval prints it
+            out["scored"] = f"{counted(len(pred), 'window')} {split.covers}"  # which rows: eval prints it
         if quantiles is not None:
             out["quantiles"] = quantile_scores(quantiles, gold, self.levels)
         if self.loss_count:

@@ -21,7 +21,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
-from grutool.errors import UserError, clipped, either
+from grutool.errors import UserError, clipped, counted, either
 from grutool.families.base import Prepared, Task
 from grutool.families.rules import TEXT_ONLY, check_text_only
 
@@ -194,6 +194,13 @@ def resolve_columns(cfg: "Config", series) -> tuple[list[str], list[str]]:
 
 
 class ForecastTask(Task):
+    scored = {**Task.scored,
+              "data.horizon": "how many rows each window forecasts",
+              "data.borders": "where the validation rows lie",
+              "data.fractions": "where the validation rows lie",
+              "data.setting": "which columns are forecast",
+              "data.targets": "which columns are forecast",
+              "data.train": "the file the validation rows are cut from"}
     name = "forecast"
     monitors = ("mse", "mae", "rmse", "r2", "loss")
     owns = {"data": ("input_length", "horizon", "setting", "targets", "columns", "borders", "fractions", "season",
@@ -379,22 +386,35 @@ class ForecastTask(Task):
         return {"time_column": d.time_column, "series_column": d.series_column, "input_length": d.input_length,
                 "horizon": d.horizon, "setting": d.setting, "quantiles": cfg.model.quantiles}
 
+    def input_sizes(self, cfg: "Config", prepared: Prepared) -> dict[str, int]:
+        """The channels the windows hold and, apart, the covariate columns read beside them (sines_covariates:
+        channels 1, covariates 2; the scaler holds all 3)."""
+        from grutool.families.forecast.covariates import Roles
+
+        scaler = prepared.vocabulary("scaler")
+        roles = Roles.of(cfg, list(scaler.names))
+        sizes = {"channels": len(roles.columns)}
+        if len(scaler) > len(roles.columns):
+            sizes["covariates"] = len(scaler) - len(roles.columns)
+        return sizes
+
     def served_form(self, run) -> str:
         """One csv table per text: its header and how many rows the model reads."""
         d = run.config.data
         # the order infer reads a table's columns in (read_inputs): the time, the series (long form), then the values
         header = ",".join([c for c in (d.time_column, d.series_column) if c] + list(run.extra["scaler"].names))
-        rows = f"at least its last {d.input_length} rows (data.input_length)"
+        rows = f"at least its last {counted(d.input_length, 'row')} (data.input_length)"
         if d.covariates.future:
-            rows += f", then the {d.horizon} rows to forecast with {', '.join(d.covariates.future)} filled"
+            rows += f", then the {counted(d.horizon, 'row')} to forecast with {', '.join(d.covariates.future)} filled"
         return f"a forecaster reads one csv table per text, as one JSON string: a header line ('{header}') and {rows}"
 
     def served_shorter(self, run) -> str:
         """A table longer than the bound: the model reads only its last input_length rows (of each series)."""
         d = run.config.data
-        rows = f"its last {d.input_length} rows{' of each series' if d.series_column else ''} (data.input_length)"
+        rows = (f"its last {counted(d.input_length, 'row')}{' of each series' if d.series_column else ''} "
+                f"(data.input_length)")
         if d.covariates.future:
-            rows += f", then the {d.horizon} rows to forecast"
+            rows += f", then the {counted(d.horizon, 'row')} to forecast"
         return f"send the table's header line and {rows}: the model reads no earlier row"
 
     def served_chars(self, run) -> int:
@@ -546,7 +566,8 @@ class ForecastTask(Task):
             if "future" in covs:
                 if roles.calendar and times is None:
                     raise UserError(f"{name}: the model reads calendar features of the forecast's times, and "
-                                    f"{len(series.values)} rows give no time step to extend; give rows with times")
+                                    f"rows without times ({counted(len(series.values), 'row')}) give no time step "
+                                    f"to extend; give rows with times")
                 user = scaler.transform(ahead.values, roles.index(roles.future)) if roles.future else \
                     np.zeros((H, 0))
                 later = np.concatenate([user, calendar(times or [], roles.calendar)], 1)  # (H, F)
@@ -572,14 +593,16 @@ class ForecastTask(Task):
                     bands = z
                     z = z[..., min(range(len(levels)), key=lambda i: abs(levels[i] - 0.5))]
                 y = float32_values(z, mean, std)  # [B][H][T] in the columns' units, float32's digits
+                # Every band of the batch in one call ([Q][B][H][T]): one vectorised search, not one per quantile
+                # and window; each value is found on its own, so the bands are the same.
+                qs = float32_values(np.moveaxis(bands, -1, 0), mean, std) if bands is not None else None
                 for b, rows in enumerate(y):
                     r = {"time_column": cfg.data.time_column, "columns": targets, "times": stamps[j + b],
                          "forecast": rows}
                     if names[j + b] is not None:  # long form: which series
                         r["series"] = names[j + b]
-                    if bands is not None:
-                        r["quantiles"] = {f"{q:g}": float32_values(bands[b, ..., i], mean, std)
-                                          for i, q in enumerate(levels)}
+                    if qs is not None:
+                        r["quantiles"] = {f"{q:g}": qs[i][b] for i, q in enumerate(levels)}
                     results.append(r)
         return results
 
@@ -596,7 +619,7 @@ def _read_input(cfg: "Config", roles, columns: list[str], table, name: str):
     if series is None or len(series.values) < L:
         rows = 0 if series is None else len(series.values)
         raise UserError(f"{name}: {rows} row{'' if rows == 1 else 's'}, but the model reads the last "
-                        f"{L} (data.input_length); give at least {L} rows")
+                        f"{L} (data.input_length); give at least {counted(L, 'row')}")
     return series, ahead
 
 
@@ -622,8 +645,10 @@ def _fill_start(cfg: "Config", table, columns: list[str], start: int) -> int:
 
 
 def _check_header(cfg: "Config", table, columns: Optional[list[str]]) -> None:
-    """A table whose first line holds values (`tail` drops the header line) is refused with one line naming
-    the header it needs; other missing columns are named where they are read."""
+    """An input table of a trained run (infer's file, text or stdin, serve's `texts[i]`) without a column the
+    run reads, refused with one line naming the input, what it lacks and every column the run reads: a table
+    whose first line holds values (`tail` drops the header line) is told the header line it needs, any other
+    the columns it lacks, never a `data.*` setting, which a trained run's input cannot change."""
     d = cfg.data
     if not d.header or columns is None:
         return
@@ -643,6 +668,14 @@ def _check_header(cfg: "Config", table, columns: Optional[list[str]]) -> None:
         raise UserError(f"{table.path}: no header line: the first line ({first!r}) holds values, and the run reads "
                         f"its columns by name; start the table with the line {','.join(wanted)!r} (tail drops it: "
                         f"(head -n 1 FILE; tail -n N FILE) keeps it)")
+    import difflib
+
+    missing = [c for c in wanted if c not in table.columns]
+    close = difflib.get_close_matches(missing[0], [c for c in table.columns if c not in wanted], n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    lacks = f"no column {missing[0]!r}" if len(missing) == 1 else f"no columns {', '.join(map(repr, missing))}"
+    raise UserError(f"{table.path}: {lacks}{hint}; the run reads the columns {', '.join(wanted)} "
+                    f"(the table has {clipped(', '.join(table.columns), 300)})")
 
 
 def _covariates(roles, series, z, names=None) -> "Optional[dict]":
@@ -696,24 +729,26 @@ def _future_rows(cfg: "Config", roles, table, name: str):
     d = cfg.data
     H, frame = d.horizon, table.frame
     cols = ", ".join(roles.future)
-    need = (f"the model reads data.covariates.future ({cols}) over the {H} rows it forecasts: end the table "
-            f"with those {H} rows, their time and {cols} filled, the other columns empty")
+    those = "that row, its" if H == 1 else f"those {H} rows, their"
+    need = (f"the model reads data.covariates.future ({cols}) over the {counted(H, 'row')} it forecasts: end the "
+            f"table with {those} time and {cols} filled, the other columns empty")
     unknown = roles.columns + roles.past
     for c in unknown + roles.future:
         table.column(c, "data.covariates.future" if c in roles.future else "data.columns")
     if len(frame) <= H:
-        raise UserError(f"{name}: {len(frame)} rows; {need}")
+        raise UserError(f"{name}: {counted(len(frame), 'row')}; {need}")
     tail = frame.iloc[-H:]
     filled = [c for c in unknown if not tail[c].astype(str).str.strip().str.lower().isin(MISSING).all()]
     if filled:
-        raise UserError(f"{name}: its last {H} rows have values in {filled[0]!r}; {need}")
+        last = "row has" if H == 1 else f"{H} rows have"
+        raise UserError(f"{name}: its last {last} values in {filled[0]!r}; {need}")
     later = table.subset(range(len(frame) - H, len(frame)))
     for c in roles.future:  # data.missing fills history, never the plans for the rows to forecast
         empty = later.frame[c].astype(str).str.strip().str.lower().isin(MISSING).to_numpy()
         if empty.any():
             row = int(empty.argmax())
             raise UserError(f"{later.location(row, c)}: missing value in column {c!r}, a known-future column, in "
-                            f"the rows to forecast; give each of the {H} rows its value")
+                            f"the rows to forecast; give {'the row' if H == 1 else f'each of the {H} rows'} its value")
     values = np.stack([later.numeric(c, "error", "data.covariates.future") for c in roles.future], 1)  # (H, F)
     times = later.strings(d.time_column) if d.time_column is not None else None
     return table.subset(range(len(frame) - H)), Ahead(times, values)

@@ -33,7 +33,6 @@ def is_stream(cfg: Config) -> bool:
 
 class LMTask(Task):
     """`labels` is the token vocabulary itself (what the model predicts); `conditions` the condition labels."""
-
     name = "lm"
     monitors = ("loss", "perplexity", "bpc")
     owns = {"data": ("dataset", "dataset_config", "condition_column", "split_seed"),

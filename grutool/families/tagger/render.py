@@ -9,15 +9,22 @@ from grutool.cli.render.tables import confusion_table, counted, plain
 CONFUSION_MAX_TAGS = 20  # a bigger tag confusion does not fit a terminal; --json has it whole
 
 
+def _units(metrics: dict) -> dict:
+    """What `n` and `tokens` count: sentences and tokens, or the run's own (`Task.label_figures`: numeric
+    sequences and their steps)."""
+    return {"n": "sentence", "tokens": "token", **metrics.get("units", {})}
+
+
 def summary_line(metrics: dict) -> str:
-    """The headline figures of a tagging eval, as `name value` pairs."""
-    parts = [f"token accuracy {metrics['token_accuracy']:.4f}"]
+    """The headline figures of a tagging eval, as `name value` pairs (numeric: step and sequence accuracy)."""
+    units = _units(metrics)
+    parts = [f"{units['tokens']} accuracy {metrics['token_accuracy']:.4f}"]
     if "span_f1" in metrics:
         parts.append(f"span F1 {metrics['span_f1']:.4f} (P {metrics['span_precision']:.4f}, "
                      f"R {metrics['span_recall']:.4f})")
     if "intent_accuracy" in metrics:
         parts.append(f"intent accuracy {metrics['intent_accuracy']:.4f}")
-    parts.append(f"sentence accuracy {metrics['sentence_accuracy']:.4f}")
+    parts.append(f"{units['n']} accuracy {metrics['sentence_accuracy']:.4f}")
     return ", ".join(parts)
 
 
@@ -32,7 +39,7 @@ def _prf_table(title: str, first: str, rows: dict) -> Table:
 
 def tables(metrics: dict) -> list:
     """Per span type (or per tag for plain tags), then the tag confusion when it is small, for `grutool eval`."""
-    units = {"n": "sentence", "tokens": "token", **metrics.get("units", {})}  # numeric: sequences and steps
+    units = _units(metrics)
     title = (f"{plain(metrics['source'])}: {counted(metrics['n'], units['n'])}, "
              f"{counted(metrics['tokens'], units['tokens'])}; {summary_line(metrics)}")
     if "per_type" in metrics:

@@ -24,6 +24,8 @@ FORMATS = ("conllu", "conll", "parallel", "jsonl")
 
 class TaggerTask(Task):
     """One tag per token on the encoder's per-step outputs; `JointTask` adds an intent per sentence."""
+    scored = {**Task.scored,
+              "data.scheme": "how tag spans are scored"}
 
     name = "tagger"
     joint = False
@@ -272,9 +274,19 @@ class TaggerTask(Task):
         out["unseen_labels"] = unseen_rows(out["confusion"], len(vocabs.labels))
         if self.joint:
             out["unseen_intents"] = unseen_rows(out["intent_confusion"], len(vocabs.extra["intents"]))
-        if is_numeric(vocabs.config):  # what `n` and `tokens` count, for the eval table: no words in numbers
-            out["units"] = {"n": "sequence", "tokens": "step"}
-        return out
+        return self.label_figures(vocabs.config, out)
+
+    def nouns(self, cfg: Config) -> dict[str, str]:
+        """Numeric sequences have steps and are sequences: `step_accuracy`, `45 sequences, 535 steps`."""
+        return {"token": "step", "sentence": "sequence"} if is_numeric(cfg) else {}
+
+    def label_figures(self, cfg: Config, figures: dict) -> dict:
+        """`units`, what `n` and `tokens` count (and so the accuracies' names), where they are not sentences and
+        tokens: the renderer reads them from the figures it is given."""
+        nouns = self.nouns(cfg)
+        if nouns:
+            figures["units"] = {"n": nouns["sentence"], "tokens": nouns["token"]}
+        return figures
 
     # --- prediction ------------------------------------------------------------------
 
