@@ -5,8 +5,10 @@ Left unset, a thread that finishes its share of a parallel region first spins th
 sleeps. On a machine whose cores other processes also use (a CI runner, a second training, a study's other runs),
 the thread it waits for is often not running, and the spinning one holds a core the other needs: a training
 step made of many small regions then waits a scheduler tick at each. `OMP_WAIT_POLICY=PASSIVE` makes a waiting
-thread sleep at once. Measured (docs/benchmarks.md, "OpenMP wait policy"): the README's first training, 2 threads,
-beside 2 busy processes: its loop 149.5 s by default against 4.7-6.1 s with PASSIVE.
+thread sleep at once. Measured on 2 cores (docs/benchmarks.md, "Threads on a shared machine"): the README's first
+training's loop beside one busy process 6.7 s spinning against 1.9 s sleeping, beside two 10.7 s (149 s on a
+busier machine) against 4.6 s; on an idle machine sleeping costs it 0.9 s (1.5 against 2.4 s), a wake-up per small
+parallel region.
 
 A policy or spin count the user set (`OMP_WAIT_POLICY`, `GOMP_SPINCOUNT`) is kept, and nothing is set once torch
 is loaded (libgomp has read it then). Processes grutool starts (`--nproc`'s torchrun workers, `study` and `tune`

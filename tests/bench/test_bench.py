@@ -744,6 +744,7 @@ BAD_SCRIPT_ARGS = [
     ("kernel_calls.py", ["--repeats", "0"], "argument --repeats: must be > 0 (got 0)"),
     ("step_gemm.py", ["--hidden", "64,0"], "argument --hidden: must be > 0 (got 0)"),
     ("packing_ab.py", ["--cells", "gru,lstn"], "argument --cells: 'lstn' is not one of gru, lstm, rnn"),
+    ("omp_wait.py", ["--policies", "default,sleepy"], "argument --policies: 'sleepy' is not one of default, passive"),
 ]
 
 
