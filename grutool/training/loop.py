@@ -35,7 +35,8 @@ from grutool.training.callbacks import Callback, Checkpointer, EarlyStopping, Me
 from grutool.training.device import resolve_device
 from grutool.training.evaluation import evaluate_split
 from grutool.training.progress import Progress, number, resolve_mode
-from grutool.training.run_setup import RESUMABLE_CHANGES, finished_summary, record_resumed_config
+from grutool.training.run_setup import (RESUMABLE_CHANGES, finished_summary, record_resumed_config,
+                                        redrawn_schedule)
 from grutool.training.startup import Started, start
 from grutool.training.tracking import GradientMonitor, TensorBoard, tensorboard_writer_class
 from grutool.training.trainer import Trainer, TrainState
@@ -177,6 +178,9 @@ def _resume(trainer: Trainer, last: dict, summary: dict) -> Optional[dict]:
         # The run goes on: an earlier finish's summary no longer describes it (`grutool runs` would
         # say "finished" of a run killed mid-resume); _finish writes the new one.
         (run_dir / rundir.SUMMARY).unlink(missing_ok=True)
+        redrawn = redrawn_schedule(trainer, rundir.open_run(run_dir).config)  # config.yaml as the run had it
+        if redrawn:
+            log.warning("%s", redrawn)
         record_resumed_config(trainer.cfg, run_dir)
     log.info("resuming at epoch %d, step %d", trainer.state.epoch + 1, trainer.state.step)
     if trainer.state.epoch_figures_lost and dist.is_main:

@@ -77,6 +77,26 @@ def record_resumed_config(cfg: Config, run_dir: Path) -> None:
     write_text_atomic(text, path)
 
 
+def redrawn_schedule(trainer, saved: Config) -> Optional[str]:
+    """What to say when a --resume changes how many steps a decaying schedule (linear, cosine) spans: a larger
+    train.epochs or train.max_steps draws it over the new length from the step reached, so the learning rate rises
+    again (cosine over 2 epochs, resumed to 4: 0.0 at the resume, then 0.000439) and the weights will not equal a
+    run that long from the start. None when the length or the schedule leaves nothing to say."""
+    from grutool.training.optim import lr_factor
+
+    t, step = trainer.cfg.train, trainer.state.step
+    before = saved.train.epochs * trainer.batches_per_epoch
+    if saved.train.max_steps is not None:
+        before = min(before, saved.train.max_steps)
+    now = trainer.total_steps
+    if t.schedule not in ("linear", "cosine") or before == now or step == 0 or step >= now:
+        return None
+    was, will = (t.lr * lr_factor(step, t.schedule, t.warmup_steps, total) for total in (before, now))
+    return (f"train.schedule {t.schedule} now spans {now:,} steps, not the {before:,} the run started with: from step "
+            f"{step:,} its learning rate follows the new length ({will:.3g} there, where the run's schedule was at "
+            f"{was:.3g}), so the weights will not be those of a run trained {now:,} steps from the start")
+
+
 def write_new_run(cfg: Config, run_dir: Path, prepared, overwrite: bool, owned: contextlib.ExitStack) -> None:
     """A new run's folder, locked (until `owned` closes), with its config and vocabularies."""
     Path(os.path.realpath(run_dir)).mkdir(parents=True, exist_ok=True)  # a link to a folder not made yet: its target

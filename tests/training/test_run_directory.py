@@ -369,3 +369,27 @@ def test_a_run_reads_a_sliced_relative_path_from_the_folder_train_ran_in_keeping
     assert (read.train, read.validation) == (f"{project / 'data' / 'train.ts'}[:80%]",
                                              f"{project / 'data' / 'train.ts'}[80%:]")
     assert read.test == "data/missing.ts"  # not there either: from the working directory, as written
+
+
+@pytest.mark.parametrize("schedule, warned", [("cosine", True), ("linear", True), ("constant", False)])
+def test_a_resume_that_stretches_a_decaying_schedule_says_so(tmp_path, schedule, warned):
+    """Resumed with a larger train.epochs, a cosine schedule is drawn over the new length from the step reached:
+    its rate rose from 0.0 back to 0.000439 without a word, and the weights differ from a run that long from the
+    start. The resume now says so (a constant rate, or the same length, leaves nothing to say)."""
+    import json
+    import re
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_config(tmp_path, epochs=2, schedule=schedule)), encoding="utf-8")
+    assert invoke("train", cfg).exit_code == 0
+    r = invoke("train", cfg, "--resume", "--set", "train.epochs=4")
+    assert r.exit_code == 0, r.output
+    said = re.search(r"train\.schedule (\w+) now spans 32 steps, not the 16 the run started with: from step 16 its "
+                     r"learning rate follows the new length \(([0-9.e-]+) there, where the run's schedule was at "
+                     r"([0-9.e-]+)\)", r.output)
+    assert bool(said) == warned, r.output
+    if warned:
+        rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+        assert said.group(1) == schedule and float(said.group(3)) == pytest.approx(rows[1]["lr"], abs=1e-9)
+        assert float(said.group(2)) > 0.0
+    assert "now spans" not in invoke("train", cfg, "--resume", "--set", "train.epochs=4").output  # ended: as it is
