@@ -82,35 +82,46 @@ def runs(
         if not found:
             out.print(f"no runs under {root}", markup=False)
             return
-        # One line per run in 80 columns: no vertical rules, figures never cut. Run names whole (a name split
-        # over two lines reads as two runs) while the best figure wraps between its name and value; only a
-        # name too long for that folds. The best epoch is in `compare` and --json.
-        from grutool.cli.render.tables import FirstThatFits
-
-        from grutool.runs import nouns
-
-        words = [nouns(r["run"]) for r in found]  # each run's task's words for its figures
-        t = FirstThatFits(_runs_table(found, root, words, whole_names=True),
-                          _runs_table(found, root, words, whole_names=False))
-        out.print(t)
-        for r in found:
+        shared, names = _run_names(found, root)
+        out.print(_runs_view(found, shared, names))
+        for r, name in zip(found, names):
             if r.get("reason"):
-                out.print(f"{_relative(r['run'], root)}: unreadable ({r['reason']})", markup=False)
+                out.print(f"{name}: unreadable ({r['reason']})", markup=False)
 
 
-def _runs_table(found: list[dict], root: Path, words: Optional[list[dict]] = None, whole_names: bool = True):
+def _run_names(found: list[dict], root: Path) -> tuple[Path, list[str]]:
+    """The folder the runs share (`root` or below it) and each run's path past it."""
+    shared, names = _past_shared_folder([Path(r["run"]) for r in found])
+    if shared is None or len(found) == 1:  # one run is named by its own folder, as before
+        return root, [_relative(r["run"], root) for r in found]
+    return shared, names
+
+
+def _runs_view(found: list[dict], shared: Path, names: list[str]):
+    """One line per run, every cell whole (a name split over two lines reads as two runs; `accuracy` over
+    `0.6375` as two cells): two spaces between the columns, else one; a table that fits neither keeps its lines
+    long. The best epoch is in `compare` and --json."""
+    from grutool.cli.render.tables import FirstThatFits
+    from grutool.runs import nouns
+
+    words = [nouns(r["run"]) for r in found]  # each run's task's words for its figures
+    return FirstThatFits(*(_runs_table(found, shared, names, words, gap) for gap in (2, 1)))
+
+
+def _runs_table(found: list[dict], shared: Path, names: list[str], words: list[dict], gap: int):
+    """The runs as a table: each named by its path past `shared`, `gap` spaces between the columns."""
     from rich import box
     from rich.table import Table
 
-    t = Table(title=f"{len(found)} run(s) under {plain(root)}", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
-              collapse_padding=True, title_justify="left")
+    from grutool.cli.render.tables import whole_cells
+
+    t = Table(title=f"{len(found)} run(s) under {plain(shared)}", box=box.SIMPLE_HEAD, show_edge=False,
+              pad_edge=False, collapse_padding=True, title_justify="left", padding=(0, gap - 1))
     for col in ("run", "task", "best", "epochs", "time", "status"):
-        wraps = col == "best" if whole_names else col == "run"
-        t.add_column(col, justify="right" if col in ("epochs", "time") else "left",
-                     overflow="fold" if col in ("run", "best") else "ellipsis", no_wrap=not wraps)
+        t.add_column(col, justify="right" if col in ("epochs", "time") else "left")
     from grutool.families.base import relabel
 
-    for r, nouns in zip(found, words or [{}] * len(found)):
+    for r, name, nouns in zip(found, names, words):
         # `sentence_accuracy` as `sentence_acc`, as in the epoch lines, by the run's task's words (a numeric
         # tagger's `step_acc`)
         shown = relabel(r["monitor"], nouns) if r["best"] is not None else None
@@ -123,8 +134,8 @@ def _runs_table(found: list[dict], root: Path, words: Optional[list[dict]] = Non
         time_s = _duration(r["time_s"]) if r["time_s"] is not None else "-"
         style = STATUS_STYLE.get(r["status"], "")
         status = f"[{style}]{plain(r['status'])}[/]" if style else plain(r["status"])
-        t.add_row(plain(_relative(r["run"], root)), plain(r["task"]), best, epochs, time_s, status)
-    return t
+        t.add_row(plain(name), plain(r["task"]), best, epochs, time_s, status)
+    return whole_cells(t)
 
 
 def _duration(seconds: float) -> str:

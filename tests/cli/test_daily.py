@@ -159,6 +159,40 @@ def test_runs_lists_every_run_with_its_status(run, tmp_path):
     assert_user_error(invoke("runs", tmp_path / "nowhere"), "directory not found")
 
 
+def test_runs_of_a_tune_are_named_past_their_folder_one_whole_line_each(run, tmp_path):
+    # The new-user walk: `grutool runs tuning` at 80 columns wrapped each trial's best figure inside its cell
+    # (`accuracy` / `0.6375`) beside names `sentiment/trials/0000-seed13`. Now the trials are named past the
+    # folder they share, stated once in the title, and each is one line, every cell whole: at 80 columns, and
+    # at 40, where the lines run past the edge (a pipe: one line each).
+    import shutil
+
+    root = tmp_path / "tuning"
+    trials = root / "sentiment" / "trials"
+    for name in ("0000-seed13", "0001-seed13"):
+        shutil.copytree(run, trials / name)
+    best = json.loads(invoke("runs", run.parent, "--json").stdout)["best"]
+    table = invoke("runs", root)
+    assert table.exit_code == 0, table.output
+    lines = table.stdout.splitlines()
+    assert lines[0] == f"2 run(s) under {trials}", table.stdout
+    rows = [line for line in lines if line.startswith(("0000-seed13 ", "0001-seed13 "))]
+    assert len(rows) == 2 and all(len(line) <= 80 and f"accuracy {best:.4g} " in line for line in rows), table.stdout
+    from rich.console import Console
+
+    from grutool.cli.runs_cmd import _run_names, _runs_view
+    from grutool.runs import list_runs
+
+    found = list_runs(root)
+    for width in (40, 80):
+        console = Console(width=width, record=True, file=open("/dev/null", "w"))
+        console.print(_runs_view(found, *_run_names(found, root)), crop=False)  # as grutool's console prints
+        rows = [line for line in console.export_text().splitlines() if line.startswith(("0000-", "0001-"))]
+        assert len(rows) == 2 and all(f"accuracy {best:.4g} " in r and r.rstrip().endswith("finished")
+                                      for r in rows), console.export_text()
+    assert [json.loads(line)["run"] for line in invoke("runs", root, "--json").stdout.splitlines()] == [
+        str(trials / "0000-seed13"), str(trials / "0001-seed13")]  # --json unchanged: the whole paths
+
+
 def test_runs_counts_an_epoch_max_steps_cut_short_as_the_part_trained(tmp_path):
     # A run stopped by train.max_steps 2 batches into its first epoch was listed as `1/30` epochs, as if one
     # whole epoch had been trained; now as the epochs it trained, `0.25/30` (2 of 8 batches).

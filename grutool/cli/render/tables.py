@@ -72,6 +72,23 @@ class Whole:
         yield from console.render(self.table, options.update_width(max(needed, options.max_width)))
 
 
+def whole_cells(table):
+    """`table` with every cell on one line, whole: each column as wide as its longest cell (header included) and
+    never wrapped. rich measures a cell by its longest word and, on a narrow terminal, folded a column below that
+    (a run name as `sentiment/runs/gru-see` / `d13`) or wrapped a figure from its name (`accuracy` / `0.6375`);
+    now a table too wide for the terminal keeps its lines long (`Whole`) and the terminal wraps them."""
+    from rich.text import Text
+
+    def width(cell) -> int:
+        text = cell if isinstance(cell, Text) else Text.from_markup(str(cell))
+        return max((Text(line).cell_len for line in text.plain.splitlines()), default=0)
+
+    for column in table.columns:
+        column.no_wrap = True
+        column.min_width = max(width(cell) for cell in (column.header, *column.cells))
+    return table
+
+
 class FirstThatFits:
     """The first of `choices` whose narrowest rendering (every word whole) fits the width; where none does, the
     narrowest of them (the first of equals), `Whole`: no cell is cut."""
