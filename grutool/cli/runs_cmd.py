@@ -83,7 +83,10 @@ def runs(
             out.print(f"no runs under {root}", markup=False)
             return
         shared, names = _run_names(found, root)
-        out.print(_runs_view(found, shared, names))
+        # the title a line of its own, wrapped between words on a terminal: in the table, rich folded a long
+        # path to the table's width
+        out.print(f"{len(found)} run(s) under {shared}", markup=False)
+        out.print(_runs_view(found, names))
         for r, name in zip(found, names):
             if r.get("reason"):
                 out.print(f"{name}: unreadable ({r['reason']})", markup=False)
@@ -97,7 +100,7 @@ def _run_names(found: list[dict], root: Path) -> tuple[Path, list[str]]:
     return shared, names
 
 
-def _runs_view(found: list[dict], shared: Path, names: list[str]):
+def _runs_view(found: list[dict], names: list[str]):
     """One line per run, every cell whole (a name split over two lines reads as two runs; `accuracy` over
     `0.6375` as two cells): two spaces between the columns, else one; a table that fits neither keeps its lines
     long. The best epoch is in `compare` and --json."""
@@ -105,18 +108,17 @@ def _runs_view(found: list[dict], shared: Path, names: list[str]):
     from grutool.runs import nouns
 
     words = [nouns(r["run"]) for r in found]  # each run's task's words for its figures
-    return FirstThatFits(*(_runs_table(found, shared, names, words, gap) for gap in (2, 1)))
+    return FirstThatFits(*(_runs_table(found, names, words, gap) for gap in (2, 1)))
 
 
-def _runs_table(found: list[dict], shared: Path, names: list[str], words: list[dict], gap: int):
-    """The runs as a table: each named by its path past `shared`, `gap` spaces between the columns."""
+def _runs_table(found: list[dict], names: list[str], words: list[dict], gap: int):
+    """The runs as a table, each by its name, `gap` spaces between the columns."""
     from rich import box
     from rich.table import Table
 
     from grutool.cli.render.tables import whole_cells
 
-    t = Table(title=f"{len(found)} run(s) under {plain(shared)}", box=box.SIMPLE_HEAD, show_edge=False,
-              pad_edge=False, collapse_padding=True, title_justify="left", padding=(0, gap - 1))
+    t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True, padding=(0, gap - 1))
     for col in ("run", "task", "best", "epochs", "time", "status"):
         t.add_column(col, justify="right" if col in ("epochs", "time") else "left")
     from grutool.families.base import relabel
@@ -185,8 +187,6 @@ def compare(
 
             print(jsonsafe.dumps(result))
             return
-        from rich.table import Table
-
         # Column headers are the paths past the folder they share, stated once above: whole paths in two or
         # three columns of 80 were folded mid-word ("…/studies/senti" / "ment/gru-13").
         shared, short = _past_shared_folder(run_dirs)
@@ -196,24 +196,15 @@ def compare(
         if result["config"]:
             from grutool.runs import NOT_READ
 
-            t = Table(title="config: fields that differ")
-            t.add_column("field")
-            for n in names:
-                t.add_column(n, overflow="fold")
-            for key, values in result["config"].items():
-                t.add_row(plain(key), *[plain(_setting(v)) for v in values])
-            out.print(t)
+            rows = [(plain(key), *[plain(_setting(v)) for v in values]) for key, values in result["config"].items()]
+            out.print(_side_by_side("config: fields that differ", "field", names, rows, "left"))
             if any(v == NOT_READ for values in result["config"].values() for v in values):
                 out.print("n/a: the run's task does not read this field; null: its config sets it to null", markup=False)
         else:  # no empty table under the title
             out.print("config: identical (output_dir aside)")
-        m = Table(title="validation (best epoch)")
-        m.add_column("figure")
-        for n in names:
-            m.add_column(n, justify="right", overflow="fold")
-        for s_key, label in (("status", "status"), ("epochs", "epochs"), ("best_epoch", "best epoch"),
-                             ("time_s", "time (s)")):
-            m.add_row(label, *[plain(_figure(s[s_key])) for s in result["summary"]])
+        rows = [(label, *[plain(_figure(s[s_key])) for s in result["summary"]])
+                for s_key, label in (("status", "status"), ("epochs", "epochs"), ("best_epoch", "best epoch"),
+                                     ("time_s", "time (s)"))]
         from grutool.families.base import relabel
         from grutool.runs import nouns
 
@@ -222,5 +213,29 @@ def compare(
             # a figure by the words of the runs' tasks that have it, where they agree (numeric taggers:
             # step_accuracy, steps)
             shown = {relabel(key, w) for w, v in zip(words, values) if v is not None} or {key}
-            m.add_row(plain(shown.pop() if len(shown) == 1 else key), *[plain(_figure(v)) for v in values])
-        out.print(m)
+            rows.append((plain(shown.pop() if len(shown) == 1 else key), *[plain(_figure(v)) for v in values]))
+        out.print(_side_by_side("validation (best epoch)", "figure", names, rows, "right"))
+
+
+def _side_by_side(title: str, first: str, names: list[str], rows: list[tuple], justify: str):
+    """`compare`'s table: a column per run, every cell whole. Where it is wider than the terminal (the data paths
+    of two studies, three runs' names), one block per row instead: its label, then each run's name and value on a
+    line of their own, so the names stay whole inside 80 columns; a block wider still keeps its lines long."""
+    from rich.table import Table
+
+    from grutool.cli.render.tables import FirstThatFits, whole_cells
+
+    side = Table(title=title)
+    side.add_column(first)
+    for n in names:
+        side.add_column(n, justify=justify)
+    for row in rows:
+        side.add_row(*row)
+    blocks = Table(title=title, title_justify="left", box=None, show_header=False, pad_edge=False)
+    blocks.add_column(first)
+    blocks.add_column("value", justify=justify)
+    for label, *values in rows:
+        blocks.add_row(label, "")
+        for n, v in zip(names, values):
+            blocks.add_row(f"  {n}", v)
+    return FirstThatFits(whole_cells(side), whole_cells(blocks))

@@ -183,12 +183,16 @@ def test_runs_of_a_tune_are_named_past_their_folder_one_whole_line_each(run, tmp
     from grutool.runs import list_runs
 
     found = list_runs(root)
-    for width in (40, 80):
+    for width in (80, 40):
         console = Console(width=width, record=True, file=open("/dev/null", "w"))
-        console.print(_runs_view(found, *_run_names(found, root)), crop=False)  # as grutool's console prints
-        rows = [line for line in console.export_text().splitlines() if line.startswith(("0000-", "0001-"))]
+        console.print(_runs_view(found, _run_names(found, root)[1]), crop=False)  # as grutool's console prints
+        text = console.export_text()
+        rows = [line for line in text.splitlines() if line.startswith(("0000-", "0001-"))]
         assert len(rows) == 2 and all(f"accuracy {best:.4g} " in r and r.rstrip().endswith("finished")
-                                      for r in rows), console.export_text()
+                                      for r in rows), text
+    # At 40 the lines run past the edge without the spaces that padded them to the table's width: the terminal
+    # wrapped those onto a blank line under the title.
+    assert not any(line.endswith(" ") for line in text.splitlines()), text
     assert [json.loads(line)["run"] for line in invoke("runs", root, "--json").stdout.splitlines()] == [
         str(trials / "0000-seed13"), str(trials / "0001-seed13")]  # --json unchanged: the whole paths
 
@@ -208,6 +212,17 @@ def test_runs_counts_an_epoch_max_steps_cut_short_as_the_part_trained(tmp_path):
     assert row["partial_epoch"] == [2, batches] and row["epochs"] == 1, row
     [line] = [line for line in invoke("runs", root).stdout.splitlines() if line.startswith("cut ")]
     assert f" {round(2 / batches, 2):g}/30 " in line and " 1/30 " not in line, line
+
+
+def _compared(text: str, label: str, runs: int) -> list[str]:
+    """Each run's cell in `compare`'s row `label`: from the table, a column per run, or where that is wider than
+    the terminal from its blocks (the label, then a line `  name  value` per run)."""
+    lines = text.splitlines()
+    rows = [line.split("│") for line in lines if line.count("│") > runs and line.split("│")[1].strip() == label]
+    if rows:
+        return [cell.strip() for cell in rows[0][2:2 + runs]]
+    start = [line.strip() for line in lines].index(label) + 1
+    return [line.split(None, 1)[1].strip() for line in lines[start:start + runs]]
 
 
 def test_compare_shows_only_differing_fields_and_the_metrics(run, tmp_path):
@@ -250,9 +265,9 @@ def test_compare_writes_a_list_setting_as_config_yaml_does(run, tmp_path):
     cfg = yaml.safe_load((other / "config.yaml").read_text())
     cfg["data"]["label_names"] = ["neg", "pos, or not"]
     (other / "config.yaml").write_text(yaml.safe_dump(cfg))
-    [row] = [line for line in invoke("compare", run, other).stdout.splitlines() if "data.label_names" in line]
-    shown = row.split("│")[3].strip()
-    assert shown == "[neg, 'pos, or not']" and yaml.safe_load(shown) == ["neg", "pos, or not"], row
+    table = invoke("compare", run, other).stdout
+    shown = _compared(table, "data.label_names", 2)[1]
+    assert shown == "[neg, 'pos, or not']" and yaml.safe_load(shown) == ["neg", "pos, or not"], table
 
 
 def test_compare_of_runs_of_other_families_shows_only_what_each_family_reads(run, tmp_path):
@@ -285,12 +300,9 @@ def test_compare_of_runs_of_other_families_shows_only_what_each_family_reads(run
     table = invoke("compare", run, *forecasters)
     assert table.exit_code == 0, table.output
     lines = table.stdout.splitlines()
-    [row] = [line for line in lines if "data.horizon" in line]
-    assert row.split("│")[2].strip() == "n/a" and "96" not in row, row
-    [row] = [line for line in lines if "train.patience" in line]
-    assert row.split("│")[3].strip() == "null", row
-    [row] = [line for line in lines if "model.bidirectional" in line]
-    assert [cell.strip() for cell in row.split("│")[3:5]] == ["false", "true"], row
+    assert _compared(table.stdout, "data.horizon", 3) == ["n/a", "14", "24"], table.stdout
+    assert _compared(table.stdout, "train.patience", 3)[1] == "null", table.stdout
+    assert _compared(table.stdout, "model.bidirectional", 3)[1:] == ["false", "true"], table.stdout
     [note] = [line for line in lines if line.startswith("n/a: ")]  # said once, under the table, in 80 columns
     assert len(note) <= 80 and "null" in note, note
     pair = invoke("compare", forecasters[0], forecasters[1])
@@ -312,6 +324,43 @@ def test_compare_names_runs_past_their_shared_folder_and_keeps_the_names_whole(r
     assert all(len(line) <= 80 for line in lines[1:]), table.stdout
     headers = [line for line in lines if "figure" in line or "field" in line]
     assert headers and all("gru-seed13" in h and "gru-seed14" in h for h in headers), table.stdout
+
+
+def test_compare_of_two_studies_keeps_every_name_and_value_whole_inside_80_columns(run, tmp_path):
+    # The new-user walk: `compare` over runs of two studies at 80 columns printed a table 96 columns wide (the
+    # data paths side by side), so the terminal broke its header inside a run's name (`tagging/runs/gru-se` /
+    # `ed13`) and a path (`data/tagging/ner/va` / `lidation.conll`). Where the table does not fit, each field
+    # is now a block: its name, then each run's name and value on a line of their own.
+    import shutil
+
+    studies = tmp_path / "studies"
+    names = ["sentiment/runs/gru-seed13", "tagging/runs/gru-seed13"]
+    paths = ["data/sentiment/validation.tsv", "data/tagging/ner/validation.conll"]
+    for name, path in zip(names, paths):
+        shutil.copytree(run, studies / name)
+        cfg = yaml.safe_load((studies / name / "config.yaml").read_text())
+        cfg["data"]["validation"] = path
+        (studies / name / "config.yaml").write_text(yaml.safe_dump(cfg))
+    before = json.loads(invoke("compare", *(studies / n for n in names), "--json").stdout)
+    table = invoke("compare", *(studies / n for n in names))
+    assert table.exit_code == 0, table.output
+    lines = table.stdout.splitlines()
+    assert lines[0] == f"runs under {studies}" and all(len(line) <= 80 for line in lines[1:]), table.stdout
+    assert _compared(table.stdout, "data.validation", 2) == paths, table.stdout
+    assert _compared(table.stdout, "accuracy", 2) == [f"{before['validation']['accuracy'][0]:.4g}"] * 2
+    for name in names:  # a line per config field that differs; the figures fit side by side, under both names
+        assert sum(line.strip().startswith(f"{name} ") for line in lines) == len(before["config"]), table.stdout
+    assert any(all(name in line for name in names) for line in lines), table.stdout
+    from rich.console import Console
+
+    from grutool.cli.runs_cmd import _side_by_side
+
+    rows = [("data.validation", *paths)]
+    for width in (40, 120):  # side by side where it fits; at 40 the blocks' lines run long, each whole
+        console = Console(width=width, record=True, file=open("/dev/null", "w"))
+        console.print(_side_by_side("config", "field", names, rows, "left"), crop=False)
+        text = console.export_text()
+        assert _compared(text, "data.validation", 2) == paths and ("│" in text) == (width == 120), text
 
 
 def test_compare_and_runs_keep_the_digits_of_small_values(run, tmp_path, monkeypatch):

@@ -69,7 +69,20 @@ class Whole:
         from rich.measure import Measurement
 
         needed = Measurement.get(console, options.update_width(10_000), self.table).minimum
-        yield from console.render(self.table, options.update_width(max(needed, options.max_width)))
+        if needed <= options.max_width:
+            yield from console.render(self.table, options)
+            return
+        # Each line without the spaces that pad it to the table's width: past the terminal's edge they were
+        # wrapped onto a line of their own, a blank line after each short line (a title, a block's label).
+        from rich.segment import Segment
+
+        for line in console.render_lines(self.table, options.update_width(needed), pad=False):
+            while line and not line[-1].text.rstrip() and not line[-1].control:
+                line = line[:-1]
+            if line:
+                line = [*line[:-1], Segment(line[-1].text.rstrip(), line[-1].style)]
+            yield from line
+            yield Segment.line()
 
 
 def whole_cells(table):
