@@ -197,6 +197,21 @@ def test_runs_of_a_tune_are_named_past_their_folder_one_whole_line_each(run, tmp
         str(trials / "0000-seed13"), str(trials / "0001-seed13")]  # --json unchanged: the whole paths
 
 
+def test_runs_of_the_project_folder_finds_the_runs_of_its_studies_and_tunes(run, tmp_path, monkeypatch):
+    # `grutool runs .` in the folder where `grutool study` and `grutool tune` wrote said `no runs under .`: their
+    # runs lie four folders down (studies/<study>/runs/<run>), one below where runs looked.
+    import shutil
+
+    for path in ("studies/sentiment/runs/gru-seed13", "tuning/sentiment/trials/0000-seed13", "runs/plain"):
+        shutil.copytree(run, tmp_path / path)
+    monkeypatch.chdir(tmp_path)
+    result = invoke("runs", ".")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == "3 run(s) under .", result.stdout
+    for path in ("studies/sentiment/runs/gru-seed13", "tuning/sentiment/trials/0000-seed13", "runs/plain"):
+        assert any(line.startswith(f"{path} ") for line in result.stdout.splitlines()), result.stdout
+
+
 def test_runs_counts_an_epoch_max_steps_cut_short_as_the_part_trained(tmp_path):
     # A run stopped by train.max_steps 2 batches into its first epoch was listed as `1/30` epochs, as if one
     # whole epoch had been trained; now as the epochs it trained, `0.25/30` (2 of 8 batches).
