@@ -102,17 +102,20 @@ def _run_names(found: list[dict], root: Path) -> tuple[Path, list[str]]:
 
 def _runs_view(found: list[dict], names: list[str]):
     """One line per run, every cell whole (a name split over two lines reads as two runs; `accuracy` over
-    `0.6375` as two cells): two spaces between the columns, else one; a table that fits neither keeps its lines
-    long. The best epoch is in `compare` and --json."""
+    `0.6375` as two cells): two spaces between the columns, else one; else the runs under a line naming their
+    folder (`studies/sentiment/runs/`), each by its own name; a table that fits none keeps its lines long. The
+    best epoch is in `compare` and --json."""
     from grutool.cli.render.tables import FirstThatFits
     from grutool.runs import nouns
 
     words = [nouns(r["run"]) for r in found]  # each run's task's words for its figures
-    return FirstThatFits(*(_runs_table(found, names, words, gap) for gap in (2, 1)))
+    return FirstThatFits(*(_runs_table(found, names, words, gap, grouped) for grouped in (False, True)
+                           for gap in (2, 1)))
 
 
-def _runs_table(found: list[dict], names: list[str], words: list[dict], gap: int):
-    """The runs as a table, each by its name, `gap` spaces between the columns."""
+def _runs_table(found: list[dict], names: list[str], words: list[dict], gap: int, grouped: bool = False):
+    """The runs as a table, each by its name (`grouped`: under a row naming its folder, by its last part), `gap`
+    spaces between the columns."""
     from rich import box
     from rich.table import Table
 
@@ -123,7 +126,13 @@ def _runs_table(found: list[dict], names: list[str], words: list[dict], gap: int
         t.add_column(col, justify="right" if col in ("epochs", "time") else "left")
     from grutool.families.base import relabel
 
+    folder = None
     for r, name, nouns in zip(found, names, words):
+        if grouped and Path(name).parent != Path("."):
+            if Path(name).parent != folder:  # the runs come sorted by path: a folder's runs are together
+                folder = Path(name).parent
+                t.add_row(plain(f"{folder}/"))
+            name = f"  {Path(name).name}"
         # `sentence_accuracy` as `sentence_acc`, as in the epoch lines, by the run's task's words (a numeric
         # tagger's `step_acc`)
         shown = relabel(r["monitor"], nouns) if r["best"] is not None else None

@@ -199,17 +199,25 @@ def test_runs_of_a_tune_are_named_past_their_folder_one_whole_line_each(run, tmp
 
 def test_runs_of_the_project_folder_finds_the_runs_of_its_studies_and_tunes(run, tmp_path, monkeypatch):
     # `grutool runs .` in the folder where `grutool study` and `grutool tune` wrote said `no runs under .`: their
-    # runs lie four folders down (studies/<study>/runs/<run>), one below where runs looked.
+    # runs lie four folders down (studies/<study>/runs/<run>), one below where runs looked. Their whole paths
+    # are too long for 80 columns: each folder is then a line of its own, its runs under it by their own names.
     import shutil
 
-    for path in ("studies/sentiment/runs/gru-seed13", "tuning/sentiment/trials/0000-seed13", "runs/plain"):
+    paths = ("runs/plain", "studies/sentiment-cells/runs/gru-seed13", "studies/sentiment-cells/runs/lstm-seed13",
+             "tuning/sentiment/trials/0000-seed13")
+    for path in paths:
         shutil.copytree(run, tmp_path / path)
     monkeypatch.chdir(tmp_path)
     result = invoke("runs", ".")
     assert result.exit_code == 0, result.output
-    assert result.stdout.splitlines()[0] == "3 run(s) under .", result.stdout
-    for path in ("studies/sentiment/runs/gru-seed13", "tuning/sentiment/trials/0000-seed13", "runs/plain"):
-        assert any(line.startswith(f"{path} ") for line in result.stdout.splitlines()), result.stdout
+    lines = [line.rstrip() for line in result.stdout.splitlines()]
+    assert lines[0] == "4 run(s) under ." and all(len(line) <= 80 for line in lines), result.stdout
+    for path in paths:  # the run's folder, then runs of that folder down to the run's own line
+        folder, name = path.rsplit("/", 1)
+        start = lines.index(f"{folder}/")
+        row = next(line for line in lines[start + 1:] if line.startswith(f"  {name} "))
+        assert row.endswith("finished"), result.stdout
+        assert all(line.startswith("  ") for line in lines[start + 1:lines.index(row)]), result.stdout
 
 
 def test_runs_counts_an_epoch_max_steps_cut_short_as_the_part_trained(tmp_path):
