@@ -190,8 +190,8 @@ def test_runs_of_a_tune_are_named_past_their_folder_one_whole_line_each(run, tmp
         rows = [line for line in text.splitlines() if line.startswith(("0000-", "0001-"))]
         assert len(rows) == 2 and all(f"accuracy {best:.4g} " in r and r.rstrip().endswith("finished")
                                       for r in rows), text
-    # At 40 the lines run past the edge without the spaces that padded them to the table's width: the terminal
-    # wrapped those onto a blank line under the title.
+    # At 40 the lines run past the edge without the spaces that padded them to the table's width (`status  `):
+    # the terminal wrapped those onto lines of their own, blank.
     assert not any(line.endswith(" ") for line in text.splitlines()), text
     assert [json.loads(line)["run"] for line in invoke("runs", root, "--json").stdout.splitlines()] == [
         str(trials / "0000-seed13"), str(trials / "0001-seed13")]  # --json unchanged: the whole paths
