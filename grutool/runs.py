@@ -28,7 +28,8 @@ from grutool import jsonsafe, rundir
 from grutool.config import MINIMIZED_METRICS
 from grutool.errors import UserError
 
-MAX_DEPTH = 3  # runs/<group>/<run> is found; deeper trees are named directly
+MAX_DEPTH = 4  # studies/<study>/runs/<run> and tuning/<tune>/trials/<trial> from the project folder; deeper
+# trees are named directly
 
 
 def find_runs(root: str | Path) -> list[Path]:

@@ -82,35 +82,57 @@ def runs(
         if not found:
             out.print(f"no runs under {root}", markup=False)
             return
-        # One line per run in 80 columns: no vertical rules, figures never cut. Run names whole (a name split
-        # over two lines reads as two runs) while the best figure wraps between its name and value; only a
-        # name too long for that folds. The best epoch is in `compare` and --json.
-        from grutool.cli.render.tables import FirstThatFits
-
-        from grutool.runs import nouns
-
-        words = [nouns(r["run"]) for r in found]  # each run's task's words for its figures
-        t = FirstThatFits(_runs_table(found, root, words, whole_names=True),
-                          _runs_table(found, root, words, whole_names=False))
-        out.print(t)
-        for r in found:
+        shared, names = _run_names(found, root)
+        # the title a line of its own, wrapped between words on a terminal: in the table, rich folded a long
+        # path to the table's width
+        out.print(f"{len(found)} run(s) under {shared}", markup=False)
+        out.print(_runs_view(found, names))
+        for r, name in zip(found, names):
             if r.get("reason"):
-                out.print(f"{_relative(r['run'], root)}: unreadable ({r['reason']})", markup=False)
+                out.print(f"{name}: unreadable ({r['reason']})", markup=False)
 
 
-def _runs_table(found: list[dict], root: Path, words: Optional[list[dict]] = None, whole_names: bool = True):
+def _run_names(found: list[dict], root: Path) -> tuple[Path, list[str]]:
+    """The folder the runs share (`root` or below it) and each run's path past it."""
+    shared, names = _past_shared_folder([Path(r["run"]) for r in found])
+    if shared is None or len(found) == 1:  # one run is named by its own folder, as before
+        return root, [_relative(r["run"], root) for r in found]
+    return shared, names
+
+
+def _runs_view(found: list[dict], names: list[str]):
+    """One line per run, every cell whole (a name split over two lines reads as two runs; `accuracy` over
+    `0.6375` as two cells): two spaces between the columns, else one; else the runs under a line naming their
+    folder (`studies/sentiment/runs/`), each by its own name; a table that fits none keeps its lines long. The
+    best epoch is in `compare` and --json."""
+    from grutool.cli.render.tables import FirstThatFits
+    from grutool.runs import nouns
+
+    words = [nouns(r["run"]) for r in found]  # each run's task's words for its figures
+    return FirstThatFits(*(_runs_table(found, names, words, gap, grouped) for grouped in (False, True)
+                           for gap in (2, 1)))
+
+
+def _runs_table(found: list[dict], names: list[str], words: list[dict], gap: int, grouped: bool = False):
+    """The runs as a table, each by its name (`grouped`: under a row naming its folder, by its last part), `gap`
+    spaces between the columns."""
     from rich import box
     from rich.table import Table
 
-    t = Table(title=f"{len(found)} run(s) under {plain(root)}", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
-              collapse_padding=True, title_justify="left")
+    from grutool.cli.render.tables import whole_cells
+
+    t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True, padding=(0, gap - 1))
     for col in ("run", "task", "best", "epochs", "time", "status"):
-        wraps = col == "best" if whole_names else col == "run"
-        t.add_column(col, justify="right" if col in ("epochs", "time") else "left",
-                     overflow="fold" if col in ("run", "best") else "ellipsis", no_wrap=not wraps)
+        t.add_column(col, justify="right" if col in ("epochs", "time") else "left")
     from grutool.families.base import relabel
 
-    for r, nouns in zip(found, words or [{}] * len(found)):
+    folder = None
+    for r, name, nouns in zip(found, names, words):
+        if grouped and Path(name).parent != Path("."):
+            if Path(name).parent != folder:  # the runs come sorted by path: a folder's runs are together
+                folder = Path(name).parent
+                t.add_row(plain(f"{folder}/"))
+            name = f"  {Path(name).name}"
         # `sentence_accuracy` as `sentence_acc`, as in the epoch lines, by the run's task's words (a numeric
         # tagger's `step_acc`)
         shown = relabel(r["monitor"], nouns) if r["best"] is not None else None
@@ -123,8 +145,8 @@ def _runs_table(found: list[dict], root: Path, words: Optional[list[dict]] = Non
         time_s = _duration(r["time_s"]) if r["time_s"] is not None else "-"
         style = STATUS_STYLE.get(r["status"], "")
         status = f"[{style}]{plain(r['status'])}[/]" if style else plain(r["status"])
-        t.add_row(plain(_relative(r["run"], root)), plain(r["task"]), best, epochs, time_s, status)
-    return t
+        t.add_row(plain(name), plain(r["task"]), best, epochs, time_s, status)
+    return whole_cells(t)
 
 
 def _duration(seconds: float) -> str:
@@ -174,8 +196,6 @@ def compare(
 
             print(jsonsafe.dumps(result))
             return
-        from rich.table import Table
-
         # Column headers are the paths past the folder they share, stated once above: whole paths in two or
         # three columns of 80 were folded mid-word ("…/studies/senti" / "ment/gru-13").
         shared, short = _past_shared_folder(run_dirs)
@@ -185,24 +205,15 @@ def compare(
         if result["config"]:
             from grutool.runs import NOT_READ
 
-            t = Table(title="config: fields that differ")
-            t.add_column("field")
-            for n in names:
-                t.add_column(n, overflow="fold")
-            for key, values in result["config"].items():
-                t.add_row(plain(key), *[plain(_setting(v)) for v in values])
-            out.print(t)
+            rows = [(plain(key), *[plain(_setting(v)) for v in values]) for key, values in result["config"].items()]
+            out.print(_side_by_side("config: fields that differ", "field", names, rows, "left"))
             if any(v == NOT_READ for values in result["config"].values() for v in values):
                 out.print("n/a: the run's task does not read this field; null: its config sets it to null", markup=False)
         else:  # no empty table under the title
             out.print("config: identical (output_dir aside)")
-        m = Table(title="validation (best epoch)")
-        m.add_column("figure")
-        for n in names:
-            m.add_column(n, justify="right", overflow="fold")
-        for s_key, label in (("status", "status"), ("epochs", "epochs"), ("best_epoch", "best epoch"),
-                             ("time_s", "time (s)")):
-            m.add_row(label, *[plain(_figure(s[s_key])) for s in result["summary"]])
+        rows = [(label, *[plain(_figure(s[s_key])) for s in result["summary"]])
+                for s_key, label in (("status", "status"), ("epochs", "epochs"), ("best_epoch", "best epoch"),
+                                     ("time_s", "time (s)"))]
         from grutool.families.base import relabel
         from grutool.runs import nouns
 
@@ -211,5 +222,29 @@ def compare(
             # a figure by the words of the runs' tasks that have it, where they agree (numeric taggers:
             # step_accuracy, steps)
             shown = {relabel(key, w) for w, v in zip(words, values) if v is not None} or {key}
-            m.add_row(plain(shown.pop() if len(shown) == 1 else key), *[plain(_figure(v)) for v in values])
-        out.print(m)
+            rows.append((plain(shown.pop() if len(shown) == 1 else key), *[plain(_figure(v)) for v in values]))
+        out.print(_side_by_side("validation (best epoch)", "figure", names, rows, "right"))
+
+
+def _side_by_side(title: str, first: str, names: list[str], rows: list[tuple], justify: str):
+    """`compare`'s table: a column per run, every cell whole. Where it is wider than the terminal (the data paths
+    of two studies, three runs' names), one block per row instead: its label, then each run's name and value on a
+    line of their own, so the names stay whole inside 80 columns; a block wider still keeps its lines long."""
+    from rich.table import Table
+
+    from grutool.cli.render.tables import FirstThatFits, whole_cells
+
+    side = Table(title=title)
+    side.add_column(first)
+    for n in names:
+        side.add_column(n, justify=justify)
+    for row in rows:
+        side.add_row(*row)
+    blocks = Table(title=title, title_justify="left", box=None, show_header=False, pad_edge=False)
+    blocks.add_column(first)
+    blocks.add_column("value", justify=justify)
+    for label, *values in rows:
+        blocks.add_row(label, "")
+        for n, v in zip(names, values):
+            blocks.add_row(f"  {n}", v)
+    return FirstThatFits(whole_cells(side), whole_cells(blocks))

@@ -159,6 +159,67 @@ def test_runs_lists_every_run_with_its_status(run, tmp_path):
     assert_user_error(invoke("runs", tmp_path / "nowhere"), "directory not found")
 
 
+def test_runs_of_a_tune_are_named_past_their_folder_one_whole_line_each(run, tmp_path):
+    # The new-user walk: `grutool runs tuning` at 80 columns wrapped each trial's best figure inside its cell
+    # (`accuracy` / `0.6375`) beside names `sentiment/trials/0000-seed13`. Now the trials are named past the
+    # folder they share, stated once in the title, and each is one line, every cell whole: at 80 columns, and
+    # at 40, where the lines run past the edge (a pipe: one line each).
+    import shutil
+
+    root = tmp_path / "tuning"
+    trials = root / "sentiment" / "trials"
+    for name in ("0000-seed13", "0001-seed13"):
+        shutil.copytree(run, trials / name)
+    best = json.loads(invoke("runs", run.parent, "--json").stdout)["best"]
+    table = invoke("runs", root)
+    assert table.exit_code == 0, table.output
+    lines = table.stdout.splitlines()
+    assert lines[0] == f"2 run(s) under {trials}", table.stdout
+    rows = [line for line in lines if line.startswith(("0000-seed13 ", "0001-seed13 "))]
+    assert len(rows) == 2 and all(len(line) <= 80 and f"accuracy {best:.4g} " in line for line in rows), table.stdout
+    from rich.console import Console
+
+    from grutool.cli.runs_cmd import _run_names, _runs_view
+    from grutool.runs import list_runs
+
+    found = list_runs(root)
+    for width in (80, 40):
+        console = Console(width=width, record=True, file=open("/dev/null", "w"))
+        console.print(_runs_view(found, _run_names(found, root)[1]), crop=False)  # as grutool's console prints
+        text = console.export_text()
+        rows = [line for line in text.splitlines() if line.startswith(("0000-", "0001-"))]
+        assert len(rows) == 2 and all(f"accuracy {best:.4g} " in r and r.rstrip().endswith("finished")
+                                      for r in rows), text
+    # At 40 the lines run past the edge without the spaces that padded them to the table's width (`status  `):
+    # the terminal wrapped those onto lines of their own, blank.
+    assert not any(line.endswith(" ") for line in text.splitlines()), text
+    assert [json.loads(line)["run"] for line in invoke("runs", root, "--json").stdout.splitlines()] == [
+        str(trials / "0000-seed13"), str(trials / "0001-seed13")]  # --json unchanged: the whole paths
+
+
+def test_runs_of_the_project_folder_finds_the_runs_of_its_studies_and_tunes(run, tmp_path, monkeypatch):
+    # `grutool runs .` in the folder where `grutool study` and `grutool tune` wrote said `no runs under .`: their
+    # runs lie four folders down (studies/<study>/runs/<run>), one below where runs looked. Their whole paths
+    # are too long for 80 columns: each folder is then a line of its own, its runs under it by their own names.
+    import shutil
+
+    paths = ("runs/plain", "studies/sentiment-cells/runs/gru-seed13", "studies/sentiment-cells/runs/lstm-seed13",
+             "tuning/sentiment/trials/0000-seed13")
+    for path in paths:
+        shutil.copytree(run, tmp_path / path)
+    monkeypatch.chdir(tmp_path)
+    result = invoke("runs", ".")
+    assert result.exit_code == 0, result.output
+    lines = [line.rstrip() for line in result.stdout.splitlines()]
+    assert lines[0] == "4 run(s) under ." and all(len(line) <= 80 for line in lines), result.stdout
+    for path in paths:  # the run's folder, then runs of that folder down to the run's own line
+        folder, name = path.rsplit("/", 1)
+        start = lines.index(f"{folder}/")
+        row = next(line for line in lines[start + 1:] if line.startswith(f"  {name} "))
+        assert row.endswith("finished"), result.stdout
+        assert all(line.startswith("  ") for line in lines[start + 1:lines.index(row)]), result.stdout
+
+
 def test_runs_counts_an_epoch_max_steps_cut_short_as_the_part_trained(tmp_path):
     # A run stopped by train.max_steps 2 batches into its first epoch was listed as `1/30` epochs, as if one
     # whole epoch had been trained; now as the epochs it trained, `0.25/30` (2 of 8 batches).
@@ -174,6 +235,17 @@ def test_runs_counts_an_epoch_max_steps_cut_short_as_the_part_trained(tmp_path):
     assert row["partial_epoch"] == [2, batches] and row["epochs"] == 1, row
     [line] = [line for line in invoke("runs", root).stdout.splitlines() if line.startswith("cut ")]
     assert f" {round(2 / batches, 2):g}/30 " in line and " 1/30 " not in line, line
+
+
+def _compared(text: str, label: str, runs: int) -> list[str]:
+    """Each run's cell in `compare`'s row `label`: from the table, a column per run, or where that is wider than
+    the terminal from its blocks (the label, then a line `  name  value` per run)."""
+    lines = text.splitlines()
+    rows = [line.split("│") for line in lines if line.count("│") > runs and line.split("│")[1].strip() == label]
+    if rows:
+        return [cell.strip() for cell in rows[0][2:2 + runs]]
+    start = [line.strip() for line in lines].index(label) + 1
+    return [line.split(None, 1)[1].strip() for line in lines[start:start + runs]]
 
 
 def test_compare_shows_only_differing_fields_and_the_metrics(run, tmp_path):
@@ -216,9 +288,9 @@ def test_compare_writes_a_list_setting_as_config_yaml_does(run, tmp_path):
     cfg = yaml.safe_load((other / "config.yaml").read_text())
     cfg["data"]["label_names"] = ["neg", "pos, or not"]
     (other / "config.yaml").write_text(yaml.safe_dump(cfg))
-    [row] = [line for line in invoke("compare", run, other).stdout.splitlines() if "data.label_names" in line]
-    shown = row.split("│")[3].strip()
-    assert shown == "[neg, 'pos, or not']" and yaml.safe_load(shown) == ["neg", "pos, or not"], row
+    table = invoke("compare", run, other).stdout
+    shown = _compared(table, "data.label_names", 2)[1]
+    assert shown == "[neg, 'pos, or not']" and yaml.safe_load(shown) == ["neg", "pos, or not"], table
 
 
 def test_compare_of_runs_of_other_families_shows_only_what_each_family_reads(run, tmp_path):
@@ -251,12 +323,9 @@ def test_compare_of_runs_of_other_families_shows_only_what_each_family_reads(run
     table = invoke("compare", run, *forecasters)
     assert table.exit_code == 0, table.output
     lines = table.stdout.splitlines()
-    [row] = [line for line in lines if "data.horizon" in line]
-    assert row.split("│")[2].strip() == "n/a" and "96" not in row, row
-    [row] = [line for line in lines if "train.patience" in line]
-    assert row.split("│")[3].strip() == "null", row
-    [row] = [line for line in lines if "model.bidirectional" in line]
-    assert [cell.strip() for cell in row.split("│")[3:5]] == ["false", "true"], row
+    assert _compared(table.stdout, "data.horizon", 3) == ["n/a", "14", "24"], table.stdout
+    assert _compared(table.stdout, "train.patience", 3)[1] == "null", table.stdout
+    assert _compared(table.stdout, "model.bidirectional", 3)[1:] == ["false", "true"], table.stdout
     [note] = [line for line in lines if line.startswith("n/a: ")]  # said once, under the table, in 80 columns
     assert len(note) <= 80 and "null" in note, note
     pair = invoke("compare", forecasters[0], forecasters[1])
@@ -278,6 +347,43 @@ def test_compare_names_runs_past_their_shared_folder_and_keeps_the_names_whole(r
     assert all(len(line) <= 80 for line in lines[1:]), table.stdout
     headers = [line for line in lines if "figure" in line or "field" in line]
     assert headers and all("gru-seed13" in h and "gru-seed14" in h for h in headers), table.stdout
+
+
+def test_compare_of_two_studies_keeps_every_name_and_value_whole_inside_80_columns(run, tmp_path):
+    # The new-user walk: `compare` over runs of two studies at 80 columns printed a table 96 columns wide (the
+    # data paths side by side), so the terminal broke its header inside a run's name (`tagging/runs/gru-se` /
+    # `ed13`) and a path (`data/tagging/ner/va` / `lidation.conll`). Where the table does not fit, each field
+    # is now a block: its name, then each run's name and value on a line of their own.
+    import shutil
+
+    studies = tmp_path / "studies"
+    names = ["sentiment/runs/gru-seed13", "tagging/runs/gru-seed13"]
+    paths = ["data/sentiment/validation.tsv", "data/tagging/ner/validation.conll"]
+    for name, path in zip(names, paths):
+        shutil.copytree(run, studies / name)
+        cfg = yaml.safe_load((studies / name / "config.yaml").read_text())
+        cfg["data"]["validation"] = path
+        (studies / name / "config.yaml").write_text(yaml.safe_dump(cfg))
+    before = json.loads(invoke("compare", *(studies / n for n in names), "--json").stdout)
+    table = invoke("compare", *(studies / n for n in names))
+    assert table.exit_code == 0, table.output
+    lines = table.stdout.splitlines()
+    assert lines[0] == f"runs under {studies}" and all(len(line) <= 80 for line in lines[1:]), table.stdout
+    assert _compared(table.stdout, "data.validation", 2) == paths, table.stdout
+    assert _compared(table.stdout, "accuracy", 2) == [f"{before['validation']['accuracy'][0]:.4g}"] * 2
+    for name in names:  # a line per config field that differs; the figures fit side by side, under both names
+        assert sum(line.strip().startswith(f"{name} ") for line in lines) == len(before["config"]), table.stdout
+    assert any(all(name in line for name in names) for line in lines), table.stdout
+    from rich.console import Console
+
+    from grutool.cli.runs_cmd import _side_by_side
+
+    rows = [("data.validation", *paths)]
+    for width in (40, 120):  # side by side where it fits; at 40 the blocks' lines run long, each whole
+        console = Console(width=width, record=True, file=open("/dev/null", "w"))
+        console.print(_side_by_side("config", "field", names, rows, "left"), crop=False)
+        text = console.export_text()
+        assert _compared(text, "data.validation", 2) == paths and ("│" in text) == (width == 120), text
 
 
 def test_compare_and_runs_keep_the_digits_of_small_values(run, tmp_path, monkeypatch):

@@ -69,7 +69,37 @@ class Whole:
         from rich.measure import Measurement
 
         needed = Measurement.get(console, options.update_width(10_000), self.table).minimum
-        yield from console.render(self.table, options.update_width(max(needed, options.max_width)))
+        if needed <= options.max_width:
+            yield from console.render(self.table, options)
+            return
+        # Each line without the spaces that pad it to the table's width: past the terminal's edge they were
+        # wrapped onto a line of their own, a blank line after each short line (a title, a block's label).
+        from rich.segment import Segment
+
+        for line in console.render_lines(self.table, options.update_width(needed), pad=False):
+            while line and not line[-1].text.rstrip() and not line[-1].control:
+                line = line[:-1]
+            if line:
+                line = [*line[:-1], Segment(line[-1].text.rstrip(), line[-1].style)]
+            yield from line
+            yield Segment.line()
+
+
+def whole_cells(table):
+    """`table` with every cell on one line, whole: each column as wide as its longest cell (header included) and
+    never wrapped. rich measures a cell by its longest word and, on a narrow terminal, folded a column below that
+    (a run name as `sentiment/runs/gru-see` / `d13`) or wrapped a figure from its name (`accuracy` / `0.6375`);
+    now a table too wide for the terminal keeps its lines long (`Whole`) and the terminal wraps them."""
+    from rich.text import Text
+
+    def width(cell) -> int:
+        text = cell if isinstance(cell, Text) else Text.from_markup(str(cell))
+        return max((Text(line).cell_len for line in text.plain.splitlines()), default=0)
+
+    for column in table.columns:
+        column.no_wrap = True
+        column.min_width = max(width(cell) for cell in (column.header, *column.cells))
+    return table
 
 
 class FirstThatFits:
