@@ -228,6 +228,8 @@ def _run_dir_plan(plan: dict) -> str:
         return "not written; train would start over the run that stopped before its first checkpoint"
     if action == "resume":
         return f"not written; train would resume it at epoch {plan.get('epoch', 1)}"
+    if action == "ended":  # --resume of a run with nothing left to train
+        return f"not written; {plan['why']}"
     return "not written"
 
 

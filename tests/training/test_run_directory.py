@@ -336,6 +336,24 @@ def test_a_dry_run_with_overwrite_or_resume_says_what_train_would_do_and_writes_
     assert snapshot(tmp_path) == before
 
 
+def test_a_dry_run_resume_of_a_complete_run_says_there_is_nothing_to_resume_as_train_does(tmp_path):
+    """`train --dry-run --resume` of a run that had trained all its epochs said `train would resume it at epoch
+    2`, while `train --resume` then said the run is complete and trained nothing."""
+    raw, cfg = _trained(tmp_path)  # 1 epoch of 1: complete
+    before = snapshot(tmp_path)
+    dry = invoke("train", cfg, "--dry-run", "--resume")
+    assert dry.exit_code == 0, dry.output
+    assert "resume it at epoch" not in dry.stdout, dry.stdout
+    real = invoke("train", cfg, "--resume")
+    assert real.exit_code == 0, real.output
+    said = real.output.split("warning: ", 1)[1].split(str(tmp_path / "run") + ": ", 1)[1].split("\n")[0]
+    assert said.startswith("the run is complete") and said in " ".join(dry.stdout.split()), (said, dry.stdout)
+    assert snapshot(tmp_path) == before
+    # With room to train, the dry run still says where the resume starts.
+    r = invoke("train", cfg, "--dry-run", "--resume", "--set", "train.epochs=2")
+    assert r.exit_code == 0 and "resume it at epoch 2" in r.stdout, r.output
+
+
 @pytest.mark.parametrize("flags", [[], ["--dry-run"], ["--resume"], ["--overwrite"]],
                          ids=["plain", "dry-run", "resume", "overwrite"])
 def test_an_existing_read_only_output_folder_is_one_line_before_any_work(tmp_path, monkeypatch, flags):
