@@ -151,7 +151,14 @@ def train(
             overrides.append(f"train.tensorboard={jsonsafe.dumps(str(tensorboard))}")  # quoted: always a path
         from grutool.rundir import is_run_config
 
-        cfg = load_config(config, overrides, saved=is_run_config(config))  # RUN/config.yaml: read as the run's
+        own = is_run_config(config)  # RUN/config.yaml: read as the run's
+        if own and resume and output_dir is None:
+            # Its output_dir is relative to the folder train ran in: from elsewhere it named another folder,
+            # which --resume then "started over" in. The run to resume is the one the config is in.
+            from grutool import jsonsafe
+
+            overrides.append(f"output_dir={jsonsafe.dumps(str(Path(config).parent))}")
+        cfg = load_config(config, overrides, saved=own)
         if print_config:
             from grutool.config_file import to_yaml
 
