@@ -152,13 +152,14 @@ def train(
         from grutool.rundir import is_run_config
 
         own = is_run_config(config)  # RUN/config.yaml: read as the run's
-        if own and resume and output_dir is None:
+        cfg = load_config(config, overrides, saved=own)
+        run = Path(config).parent
+        if own and resume and output_dir is None and Path(cfg.output_dir or "").resolve() != run.resolve():
             # Its output_dir is relative to the folder train ran in: from elsewhere it named another folder,
             # which --resume then "started over" in. The run to resume is the one the config is in.
             from grutool import jsonsafe
 
-            overrides.append(f"output_dir={jsonsafe.dumps(str(Path(config).parent))}")
-        cfg = load_config(config, overrides, saved=own)
+            cfg = load_config(config, [*overrides, f"output_dir={jsonsafe.dumps(str(run))}"], saved=own)
         if print_config:
             from grutool.config_file import to_yaml
 
