@@ -7,6 +7,7 @@ whose train.num_threads times N is over the budget, is refused before anything s
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Optional
 
@@ -25,6 +26,23 @@ def thread_share(jobs: int, threads: Optional[int], num_threads: Optional[int], 
         raise UserError(f"jobs: train.num_threads {num_threads} × {jobs} jobs is more than the budget of {budget} "
                         f"threads; lower --jobs or train.num_threads", option="jobs")
     return budget // jobs
+
+
+@contextlib.contextmanager
+def in_process_threads(jobs: int, threads: Optional[int]):
+    """One job (no --jobs) trains in this process: a --threads budget holds torch here, for the runs and the
+    report's timings, and the caller's count comes back afterwards; without --threads nothing changes."""
+    if jobs != 1 or threads is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def child_env(threads: int) -> dict:

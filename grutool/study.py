@@ -36,7 +36,7 @@ from grutool.atomic import check_output_folder, write_text_atomic
 from grutool.cells import CELLS
 from grutool.config import MINIMIZED_METRICS, Config
 from grutool.errors import UserError
-from grutool.jobs import Processes, child_env, stop_when_orphaned, thread_share
+from grutool.jobs import Processes, child_env, in_process_threads, stop_when_orphaned, thread_share
 from grutool.stats import ALPHA, mean_sd, paired_t
 
 log = logging.getLogger("grutool")
@@ -164,19 +164,20 @@ def run_study(config: str | Path, cells: Sequence[str], seeds: int, overrides: S
         if on_run is not None:
             on_run(i, len(runs), run, summary, False)
 
-    if jobs == 1:
-        for i, run, again in pending:
-            log.info("study: run %d/%d, %s", i, len(runs), run.name)
-            summary, kernel = train_one(run.cfg, again, overwrite, progress, callbacks)
-            done(i, run, summary, kernel)
-    else:
-        _in_parallel(study_dir, pending, jobs, per_run, overwrite, done)
-    try:
-        return report(study_dir, latency_repeats=latency_repeats)
-    except KeyboardInterrupt:  # Ctrl-C while testing and timing: every run is saved, --resume writes the report
-        from grutool.errors import TrainingInterrupted
+    with in_process_threads(jobs, threads):  # --threads without --jobs: this process's runs and timings
+        if jobs == 1:
+            for i, run, again in pending:
+                log.info("study: run %d/%d, %s", i, len(runs), run.name)
+                summary, kernel = train_one(run.cfg, again, overwrite, progress, callbacks)
+                done(i, run, summary, kernel)
+        else:
+            _in_parallel(study_dir, pending, jobs, per_run, overwrite, done)
+        try:
+            return report(study_dir, latency_repeats=latency_repeats)
+        except KeyboardInterrupt:  # Ctrl-C while testing and timing: every run is saved, --resume writes it
+            from grutool.errors import TrainingInterrupted
 
-        raise TrainingInterrupted(str(study_dir)) from None
+            raise TrainingInterrupted(str(study_dir)) from None
 
 
 def _trained_with(path: Path, cfg: Config) -> bool:

@@ -64,7 +64,7 @@ from grutool import jsonsafe
 from grutool.atomic import check_output_folder, write_text_atomic
 from grutool.config import MINIMIZED_METRICS, Config
 from grutool.errors import UserError, install
-from grutool.jobs import child_env, stop_when_orphaned, thread_share
+from grutool.jobs import child_env, in_process_threads, stop_when_orphaned, thread_share
 
 log = logging.getLogger("grutool")
 
@@ -518,8 +518,9 @@ def tune(config: str | Path, space: str | Path, trials: int, overrides: Sequence
         stop_at = [after, optuna.study.MaxTrialsCallback(trials, states=counted)]
         try:
             if jobs == 1:
-                study.optimize(objective, n_trials=remaining, timeout=timeout, catch=(UserError, TrainingDiverged),
-                               callbacks=stop_at)
+                with in_process_threads(jobs, threads):  # --threads without --jobs: this process's trials
+                    study.optimize(objective, n_trials=remaining, timeout=timeout,
+                                   catch=(UserError, TrainingDiverged), callbacks=stop_at)
             else:
                 if sampler == "grid":  # the grid stops the search only once a trial ends, too late for trials
                     # started beside it (they would repeat a point): start no more than the points left

@@ -151,7 +151,15 @@ def train(
             overrides.append(f"train.tensorboard={jsonsafe.dumps(str(tensorboard))}")  # quoted: always a path
         from grutool.rundir import is_run_config
 
-        cfg = load_config(config, overrides, saved=is_run_config(config))  # RUN/config.yaml: read as the run's
+        own = is_run_config(config)  # RUN/config.yaml: read as the run's
+        cfg = load_config(config, overrides, saved=own)
+        run = Path(config).parent
+        if own and resume and output_dir is None and Path(cfg.output_dir or "").resolve() != run.resolve():
+            # Its output_dir is relative to the folder train ran in: from elsewhere it named another folder,
+            # which --resume then "started over" in. The run to resume is the one the config is in.
+            from grutool import jsonsafe
+
+            cfg = load_config(config, [*overrides, f"output_dir={jsonsafe.dumps(str(run))}"], saved=own)
         if print_config:
             from grutool.config_file import to_yaml
 
@@ -228,6 +236,8 @@ def _run_dir_plan(plan: dict) -> str:
         return "not written; train would start over the run that stopped before its first checkpoint"
     if action == "resume":
         return f"not written; train would resume it at epoch {plan.get('epoch', 1)}"
+    if action == "ended":  # --resume of a run with nothing left to train
+        return f"not written; {plan['why']}"
     return "not written"
 
 

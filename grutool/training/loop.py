@@ -35,7 +35,7 @@ from grutool.training.callbacks import Callback, Checkpointer, EarlyStopping, Me
 from grutool.training.device import resolve_device
 from grutool.training.evaluation import evaluate_split
 from grutool.training.progress import Progress, number, resolve_mode
-from grutool.training.run_setup import (RESUMABLE_CHANGES, finished_summary, record_resumed_config,
+from grutool.training.run_setup import (RESUMABLE_CHANGES, ended_plan, finished_summary, record_resumed_config,
                                         redrawn_schedule)
 from grutool.training.startup import Started, start
 from grutool.training.tracking import GradientMonitor, TensorBoard, tensorboard_writer_class
@@ -100,7 +100,12 @@ def _train(cfg: Config, resume: bool, overwrite: bool, dry_run: bool, callbacks:
         if dry_run:
             for line in stages:
                 log.info("%s", line)
-            return {**summary, "run_dir_plan": started.plan}
+            plan = started.plan
+            if started.resume:  # last.pt restored as --resume restores it, into a trainer that writes nothing
+                trainer = Trainer(cfg, task, started.prepared, model, run_dir, device, [], dist)
+                trainer.restore(started.last, run_dir / rundir.LAST, rundir.sizes(trainer.data, trainer.cfg))
+                plan = ended_plan(trainer) or plan
+            return {**summary, "run_dir_plan": plan}
         trainer = Trainer(cfg, task, started.prepared, model, run_dir, device,
                           _callbacks(cfg, run_dir, dist, display) + list(callbacks), dist)
         if started.resume:

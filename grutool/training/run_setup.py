@@ -150,13 +150,44 @@ def _check_best_exists(run_dir: Path, last: dict) -> None:
         load_checkpoint(run_dir / rundir.BEST)
 
 
+def has_ended(trainer) -> bool:
+    """Whether the restored run has nothing left to train under its (possibly changed) config: all epochs,
+    train.max_steps or early stopping reached."""
+    s, t = trainer.state, trainer.cfg.train
+    return (s.epoch >= t.epochs or s.step >= trainer.total_steps
+            or (t.patience is not None and s.bad_epochs >= t.patience))
+
+
+def ended_message(trainer, summary: dict) -> str:
+    """`the run is complete (23 of 30 epochs, 575 steps); nothing to resume. It stopped early: ...`: where a
+    restored run that `has_ended` stands (`summary`: its summary.json, which says whether max_steps cut its last
+    epoch short; {} when unread), what stopped it and the setting to raise."""
+    s, t = trainer.state, trainer.cfg.train
+    cut = rundir.cut_epoch(summary)
+    if cut:  # max_steps cut the last epoch short
+        where = f"{s.step} steps; epoch {s.epoch} of {t.epochs} stopped at {cut[0]} of {cut[1]} batches"
+    else:
+        where = f"{s.epoch} of {t.epochs} epochs, {s.step} steps"
+    return f"the run is complete ({where}); nothing to resume. {_train_longer(trainer)}"
+
+
+def ended_plan(trainer) -> Optional[dict]:
+    """A dry run's --resume, last.pt restored: {"action": "ended", "why": ...} when the run has nothing left to
+    train (the real resume would stop at once, saying why), else None."""
+    if not has_ended(trainer):
+        return None
+    try:
+        summary = json.loads((trainer.run_dir / rundir.SUMMARY).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        summary = {}
+    return {"action": "ended", "why": ended_message(trainer, summary if isinstance(summary, dict) else {})}
+
+
 def finished_summary(trainer) -> Optional[dict]:
     """--resume of a run that already ended (all epochs, max_steps, early stopping): its summary, said so."""
-    s, t = trainer.state, trainer.cfg.train
-    done = (s.epoch >= t.epochs or s.step >= trainer.total_steps
-            or (t.patience is not None and s.bad_epochs >= t.patience))
+    s = trainer.state
     path = trainer.run_dir / rundir.SUMMARY
-    if not (done and path.is_file()):
+    if not (has_ended(trainer) and path.is_file()):
         return None
     try:
         summary = json.loads(path.read_text(encoding="utf-8"))
@@ -164,13 +195,7 @@ def finished_summary(trainer) -> Optional[dict]:
         return None
     if not isinstance(summary, dict) or (summary.get("epochs"), summary.get("steps")) != (s.epoch, s.step):
         return None  # written before training went on (a resume killed later): train() writes a true one
-    cut = rundir.cut_epoch(summary)
-    if cut:  # max_steps cut the last epoch short
-        where = f"{s.step} steps; epoch {s.epoch} of {t.epochs} stopped at {cut[0]} of {cut[1]} batches"
-    else:
-        where = f"{s.epoch} of {t.epochs} epochs, {s.step} steps"
-    log.warning("%s: the run is complete (%s); nothing to resume. %s", trainer.run_dir, where,
-                _train_longer(trainer))
+    log.warning("%s: %s", trainer.run_dir, ended_message(trainer, summary))
     # The folder resumed (a copy, say), not the one summary.json was first written in.
     return {**summary, "run_dir": str(trainer.run_dir)}
 

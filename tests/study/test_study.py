@@ -577,3 +577,27 @@ def test_seconds_per_epoch_count_an_epoch_that_max_steps_cut_short_as_the_part_i
     [run] = result["runs"]
     assert run["s_per_epoch"] == pytest.approx(row["epoch_time_s"] * summary["steps_per_epoch"])
     assert run["s_to_best"] == pytest.approx(row["epoch_time_s"])  # the time it took, as it was
+
+
+def test_threads_without_jobs_hold_the_runs_to_that_budget(tmp_path):
+    """`grutool study ... --threads 1` (no --jobs) trained every run, and timed the report, on torch's default
+    count (its environment line said `2 torch threads`): the budget counted only with --jobs 2+."""
+    import torch
+
+    class Threads(Callback):
+        seen: list = []
+
+        def on_train_begin(self, trainer) -> None:
+            self.seen.append(torch.get_num_threads())
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # the suite runs on one thread; a study's default is more
+    try:
+        recorder = Threads()
+        result = study.run_study(write_config(tmp_path, epochs=1), ["gru"], 1, study_dir=tmp_path / "st",
+                                 callbacks=[recorder], latency_repeats=1, threads=1)
+        assert recorder.seen == [1]
+        assert result["env"]["torch_threads"] == 1, "the report's environment names the budget"
+        assert torch.get_num_threads() == 2  # the caller's count afterwards
+    finally:
+        torch.set_num_threads(before)

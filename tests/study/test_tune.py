@@ -530,3 +530,28 @@ def test_a_space_may_not_search_what_validation_scores(tmp_path, path, entry, de
     space.write_text("train.lr: {float: [1.0e-3, 1.0e-2]}\nmodel.hidden_size: {int: [8, 16]}\n")
     assert [p.path for p in tune.load_space(space, root / "configs" / "sines.yaml")] == ["train.lr",
                                                                                       "model.hidden_size"]
+
+
+def test_threads_without_jobs_hold_the_trials_to_that_budget(setup):
+    """`grutool tune ... --threads 1` (no --jobs) trained its trials on torch's default count: the budget counted
+    only with --jobs 2+."""
+    import torch
+
+    from grutool.training.callbacks import Callback
+
+    class Threads(Callback):
+        def __init__(self):
+            self.seen = []
+
+        def on_train_begin(self, trainer) -> None:
+            self.seen.append(torch.get_num_threads())
+
+    root, config, space = setup
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # the suite runs on one thread; a search's default is more
+    try:
+        recorder = Threads()
+        tune.tune(config, space, 1, tune_dir=root / "threads", pruner="none", callbacks=[recorder], threads=1)
+        assert recorder.seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -157,6 +157,27 @@ def test_a_run_s_own_config_yaml_resumes_it_when_it_holds_a_setting_only_other_f
                       "--set data.tag_column=tags: data.tag_column: only for task tagger or joint")
 
 
+def test_a_run_s_own_config_yaml_resumes_that_run_from_any_folder(tmp_path, monkeypatch):
+    """docs/guide.md: `train RUN/config.yaml --resume` works from any folder. The run's config.yaml keeps its
+    output_dir as given, relative to the folder train ran in, so from another folder it named a folder that did
+    not exist: the resume said `the run stopped before its first checkpoint; ... starting over` there, then
+    could not find the data (exit 2), and the run was never continued."""
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    raw = tiny_config(project, epochs=1)
+    raw["data"] = {split: f"data/{split}.tsv" for split in ("train", "validation", "test")}
+    raw["output_dir"] = "runs/mine"  # both relative, as a user writes them
+    (project / "c.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    monkeypatch.chdir(project)
+    assert invoke("train", "c.yaml", "-q").exit_code == 0
+    run = project / "runs" / "mine"
+    monkeypatch.chdir(elsewhere)
+    r = invoke("train", run / rundir.CONFIG, "--resume", "--set", "train.epochs=2")
+    assert r.exit_code == 0, r.output
+    assert "starting over" not in r.output and runs.describe(run)["epochs"] == 2, r.output
+    assert list(elsewhere.iterdir()) == []  # nothing written where the command ran
+
+
 @pytest.mark.parametrize("flags", [[], ["--resume"]], ids=["plain", "resume"])
 def test_a_kill_during_the_first_last_pt_write_starts_over(tmp_path, flags):
     """best.pt is written before last.pt: a kill between them left a run nothing could continue or replace."""
@@ -334,6 +355,24 @@ def test_a_dry_run_with_overwrite_or_resume_says_what_train_would_do_and_writes_
     assert r.exit_code == 0, r.output
     assert "not written" in r.stdout and "resume it at epoch 2" in r.stdout, r.stdout
     assert snapshot(tmp_path) == before
+
+
+def test_a_dry_run_resume_of_a_complete_run_says_there_is_nothing_to_resume_as_train_does(tmp_path):
+    """`train --dry-run --resume` of a run that had trained all its epochs said `train would resume it at epoch
+    2`, while `train --resume` then said the run is complete and trained nothing."""
+    raw, cfg = _trained(tmp_path)  # 1 epoch of 1: complete
+    before = snapshot(tmp_path)
+    dry = invoke("train", cfg, "--dry-run", "--resume")
+    assert dry.exit_code == 0, dry.output
+    assert "resume it at epoch" not in dry.stdout, dry.stdout
+    real = invoke("train", cfg, "--resume")
+    assert real.exit_code == 0, real.output
+    said = real.output.split("warning: ", 1)[1].split(str(tmp_path / "run") + ": ", 1)[1].split("\n")[0]
+    assert said.startswith("the run is complete") and said in " ".join(dry.stdout.split()), (said, dry.stdout)
+    assert snapshot(tmp_path) == before
+    # With room to train, the dry run still says where the resume starts.
+    r = invoke("train", cfg, "--dry-run", "--resume", "--set", "train.epochs=2")
+    assert r.exit_code == 0 and "resume it at epoch 2" in r.stdout, r.output
 
 
 @pytest.mark.parametrize("flags", [[], ["--dry-run"], ["--resume"], ["--overwrite"]],
