@@ -140,7 +140,10 @@ def _runs_table(found: list[dict], names: list[str], words: list[dict], gap: int
         done = r["epochs"]
         if r.get("partial_epoch") and isinstance(done, int):  # max_steps cut the last epoch: 3 of 25 batches
             trained, batches = r["partial_epoch"]
-            done = round(done - 1 + trained / batches, 2)  # 0.12, not 1: the epochs trained, as a number
+            value, decimals = done - 1 + trained / batches, 2  # 0.12, not 1: the epochs trained, as a number
+            while round(value, decimals) == done - 1 and decimals < 6:  # 3 of 1,053 batches: 0.003, never 0.0
+                decimals += 1
+            done = round(value, decimals)
         epochs = f"{_figure(done)}/{r['max_epochs']}" if r["max_epochs"] else _figure(done)
         time_s = _duration(r["time_s"]) if r["time_s"] is not None else "-"
         style = STATUS_STYLE.get(r["status"], "")

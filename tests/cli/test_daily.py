@@ -235,6 +235,11 @@ def test_runs_counts_an_epoch_max_steps_cut_short_as_the_part_trained(tmp_path):
     assert row["partial_epoch"] == [2, batches] and row["epochs"] == 1, row
     [line] = [line for line in invoke("runs", root).stdout.splitlines() if line.startswith("cut ")]
     assert f" {round(2 / batches, 2):g}/30 " in line and " 1/30 " not in line, line
+    # 3 of 1,053 batches (a real-data epoch) read `0.0/30`, as if nothing had been trained: digits enough to say it
+    (root / "cut" / "summary.json").write_text(json.dumps({**summary, "last_epoch_steps": 3,
+                                                           "steps_per_epoch": 1053}))
+    [line] = [line for line in invoke("runs", root).stdout.splitlines() if line.startswith("cut ")]
+    assert " 0.003/30 " in line, line
 
 
 def _compared(text: str, label: str, runs: int) -> list[str]:
