@@ -363,10 +363,10 @@ def unread_to_defaults(raw) -> None:
 def unread_fields(raw) -> list[str]:
     """The fields of a raw config (`section.name`, as set in it) that its family never reads: those the family
     lacks (`Task.lacks`: its `ignores`, fields only other families own), then, on numeric data, the token
-    settings (`TEXT_ONLY`). `compare` shows no value of them; `unread_to_defaults` drops them."""
+    settings (`TEXT_ONLY`), and on text, in a family that reads numbers too, theirs (`NUMERIC_SETTINGS`). `compare` shows no value of them; `unread_to_defaults` drops them."""
     from types import SimpleNamespace
 
-    from grutool.families.rules import TEXT_ONLY, is_numeric
+    from grutool.families.rules import NUMERIC_SETTINGS, TEXT_ONLY, is_numeric, reads_both
 
     if not isinstance(raw, dict) or raw.get("task") not in TASKS:
         return []  # parse_config says what is wrong
@@ -378,9 +378,11 @@ def unread_fields(raw) -> list[str]:
         read = {k: v for k, v in data.items() if f"data.{k}" not in unread}  # a setting it lacks decides nothing
         d = SimpleNamespace(format=read.get("format", "auto"), channels=read.get("channels"),
                             train=read.get("train"))
-        if is_numeric(SimpleNamespace(data=d)):
-            unread += [f"{section}.{name}" for section, names in TEXT_ONLY.items() if isinstance(raw.get(section), dict)
-                       for name in names if name in raw[section] and f"{section}.{name}" not in unread]
+        numeric = is_numeric(SimpleNamespace(data=d))
+        # numbers: the token settings; text, in a family that reads numbers too (classifier, tagger): theirs
+        other = TEXT_ONLY if numeric else NUMERIC_SETTINGS if reads_both(task) else {}
+        unread += [f"{section}.{name}" for section, names in other.items() if isinstance(raw.get(section), dict)
+                   for name in names if name in raw[section] and f"{section}.{name}" not in unread]
     return unread
 
 

@@ -64,6 +64,7 @@ def template(task: str, input: Optional[str] = None) -> str:
     """The commented YAML config for `task` (a name in grutool.families.TASKS) reading `input`: its `example`
     (None: whatever the task reads first), or one of its `inputs` (numeric: numeric sequences)."""
     from grutool.errors import UserError
+    from grutool.families.rules import reads_both
 
     if task not in TASKS:
         raise UserError(f"init: unknown task '{task}'; choose one of {', '.join(TASKS)}")
@@ -79,6 +80,10 @@ def template(task: str, input: Optional[str] = None) -> str:
         from grutool.families.rules import TEXT_ONLY
 
         skip |= {(section, f) for section, fs in TEXT_ONLY.items() for f in fs}
+    elif reads_both(cls):  # text, in a family that reads numbers too: their settings change nothing here
+        from grutool.families.rules import NUMERIC_SETTINGS
+
+        skip |= {(section, f) for section, fs in NUMERIC_SETTINGS.items() for f in fs}
     lines = [f"# A starting config for task {task}: every field it reads, with its default.",
              "# The data paths name the toy data in grutool's data/ folder (run from a clone's root); put yours",
              "# there, then: grutool train THIS.yaml --dry-run   (fields: grutool/config.py)",

@@ -60,6 +60,11 @@ TEXT_ONLY = {"data": ("dataset", "dataset_config", "text_column", "max_word_leng
 # ignore them, so one set there is refused and `grutool init` leaves them out of their templates.
 NUMERIC_ONLY = {"data": ("time_column", "missing", "channels", "id_column", "time_delta")}
 
+# What a family that reads both (classifier, tagger) reads of numeric sequences alone: on text these change
+# nothing (`check_numeric` refuses the model's and split_seed when set), so `grutool init` leaves them out of a
+# text template, and serve's /info and `compare` show none of them for a text run (`config_file.unread_fields`).
+NUMERIC_SETTINGS = {"data": (*NUMERIC_ONLY["data"], "split_seed"), "model": ("input_noise", "input_deltas")}
+
 
 def check_text_only(cfg: Config, reads_text: bool = False) -> None:
     """A text setting (TEXT_ONLY) on numbers would silently do nothing: one left from its default is an error.
@@ -84,6 +89,13 @@ def numeric_by(cfg: Config) -> tuple[str, str, str]:
     if d.format == "ts":
         return "data.format", "data.format is ts", "change data.format"
     return "data.train", "data.train is a .ts file", "give text files"
+
+
+def reads_both(task) -> bool:
+    """Whether a family reads text and numeric sequences (classifier, tagger): a numeric input beside a text
+    example, where the regressor's and the forecaster's example is numbers."""
+    numeric = task.inputs.get("numeric")
+    return numeric is not None and task.example != numeric
 
 
 def is_numeric(cfg: Config) -> bool:

@@ -673,3 +673,33 @@ def test_init_writes_list_settings_as_config_yaml_does():
     assert "  channels: [a, b]\n" in text, text
     assert "['" not in text and "{'" not in text
     assert yaml.safe_load(text)["data"]["channels"] == ["a", "b"]
+
+
+def test_a_text_run_of_a_family_that_reads_numbers_too_is_not_shown_their_settings(run, tmp_path):
+    """`grutool init classifier` (text) listed data.channels, data.missing, data.time_column, data.split_seed,
+    model.input_noise and model.input_deltas, which change nothing on text (the model's are refused when set),
+    and serve's /info listed the model's two for a text run. Text templates, /info (through unread_fields) and
+    compare now leave them to numeric runs; numeric templates keep them."""
+    import shutil
+
+    from grutool.config_file import unread_fields
+    from grutool.families.rules import NUMERIC_SETTINGS
+
+    numeric_settings = [f"{s}.{n}" for s, names in NUMERIC_SETTINGS.items() for n in names]
+    for task in ("classifier", "tagger"):
+        text = yaml.safe_load(invoke("init", task).stdout)
+        numeric = yaml.safe_load(invoke("init", task, "--input", "numeric").stdout)
+        for path in numeric_settings:
+            section, name = path.split(".")
+            assert name not in text[section], (task, path)
+            assert name in numeric[section], (task, path)
+    saved = yaml.safe_load((run / "config.yaml").read_text())  # a text classifier's run: every field written
+    assert set(numeric_settings) <= set(unread_fields(saved)), unread_fields(saved)
+    other = tmp_path / "numbers"
+    shutil.copytree(run, other)
+    cfg = yaml.safe_load((other / "config.yaml").read_text())
+    cfg["data"].update(train="data/numeric/train.ts", validation="data/numeric/validation.ts",
+                       test="data/numeric/test.ts", missing="ffill")
+    (other / "config.yaml").write_text(yaml.safe_dump(cfg))
+    pair = json.loads(invoke("compare", run, other, "--json").stdout)["config"]
+    assert "data.missing" not in pair and "data.train" in pair, pair  # read by one of the two runs only
