@@ -313,7 +313,14 @@ class Trainer:
             yield
         finally:
             for s, handling in previous.items():
-                signal.signal(s, handling)
+                if s == signal.SIGINT and self._interrupt_agreed and not self._interrupt_requested:
+                    # This rank stopped on another rank's Ctrl-C, last.pt saved; its own may still be on the way
+                    # (a `--nproc` worker's orphan watcher looks once a second) and, arriving after this point,
+                    # raised KeyboardInterrupt in the teardown: rank 0 then said a bare "interrupted" for
+                    # "interrupted: saved ...". Nothing is left to stop, so the process ignores it until it exits.
+                    signal.signal(s, signal.SIG_IGN)
+                else:
+                    signal.signal(s, handling)
 
     def _check_interrupt(self) -> None:
         if self._interrupt_agreed if self.dist.enabled else self._interrupt_requested:

@@ -252,3 +252,30 @@ def test_a_worker_gets_one_ctrl_c_when_its_launcher_dies_and_none_while_it_lives
         time.sleep(0.1)
     # one SIGINT, and only once the launcher was gone (its parent then no longer the launcher)
     assert out.read_text() == "[False]"
+
+
+@pytest.mark.parametrize("requested, agreed, ignored", [(False, True, True), (True, True, False),
+                                                         (False, False, False)])
+def test_a_rank_stopped_by_another_ranks_ctrl_c_ignores_its_own_late_one(requested, agreed, ignored):
+    """A `--nproc` worker stopped after the same step as the rank whose orphan watcher sent Ctrl-C first; its own
+    watcher's Ctrl-C, up to a second later, then came after training had restored Python's handler and raised
+    KeyboardInterrupt in the teardown: rank 0 said a bare `interrupted` for `interrupted: saved ...` (seen once in
+    a full run of test_workers_stop_and_save_when_the_launcher_is_killed at load ~2). After a stop agreed on
+    another rank's Ctrl-C, the rank ignores SIGINT until it exits; a rank that had its own, or one not stopped
+    by a Ctrl-C, gets its handler back as before."""
+    import signal
+    from types import SimpleNamespace
+
+    from grutool.training.trainer import Trainer
+
+    rank = SimpleNamespace(dist=SimpleNamespace(enabled=True, is_main=True), _interrupt_requested=False,
+                           _interrupt_agreed=False, _interrupt_signal=signal.SIGINT)
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        with Trainer._deferred_sigint(rank):
+            rank._interrupt_requested, rank._interrupt_agreed = requested, agreed
+        assert (signal.getsignal(signal.SIGINT) is signal.SIG_IGN) == ignored
+        if not ignored:
+            assert signal.getsignal(signal.SIGINT) is before
+    finally:
+        signal.signal(signal.SIGINT, before)
