@@ -198,12 +198,13 @@ def list_runs(root: str | Path = "runs") -> list[dict]:
     return [describe(p) for p in find_runs(root)]
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict:
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """A nested config dict as dotted paths: {"train.lr": 0.003, ...}."""
     flat = {}
     for key, value in tree.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
-            flat.update(_flatten(value, name + "."))
+            flat.update(flatten(value, name + "."))
         else:
             flat[name] = value
     return flat
@@ -257,7 +258,7 @@ def compare(paths: list[str | Path]) -> dict:
     from grutool.config_file import unread_fields
 
     full = [_with_defaults(read_config(p)) for p in runs]
-    configs = [_flatten(c) for c in full]
+    configs = [flatten(c) for c in full]
     unread = [unread_fields(c) for c in full]
 
     def read(i: int, key: str) -> bool:  # whether run i's family reads the field (data.horizon: a forecaster's)

@@ -578,8 +578,7 @@ def _rate_unit(paths: list[Path]) -> str:
     from grutool.families import get_task
 
     cfg = load_config(paths[0] / rundir.CONFIG, saved=True)
-    unit = get_task(cfg.task).rate_unit(cfg)
-    return "tokens" if unit == "tok" else unit  # a forecaster's rows, as train counts them (bench: its windows)
+    return get_task(cfg.task).rate_name(cfg)  # a forecaster's rows, as train counts them (bench: its windows)
 
 
 def nouns(result: dict) -> dict[str, str]:

@@ -59,7 +59,6 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-
 from grutool import jsonsafe
 from grutool.atomic import check_output_folder, write_text_atomic
 from grutool.config import MINIMIZED_METRICS, Config
@@ -582,6 +581,7 @@ def _edited_since(tune_dir: Path, base: Config, searched: set[str]) -> list[tupl
     `grutool study` compares a run with its config (`rundir.read_from_run`: relative data paths as the run
     read them)."""
     from grutool import rundir
+    from grutool.runs import flatten
 
     first = next(iter(sorted((tune_dir / TRIALS_DIR).glob(f"*/{rundir.CONFIG}"))), None)
     if first is None:
@@ -591,14 +591,8 @@ def _edited_since(tune_dir: Path, base: Config, searched: set[str]) -> list[tupl
     except UserError:
         return []  # a damaged run: its own resume says what is wrong with it
 
-    def flat(tree: dict, prefix: str = "") -> dict:
-        out = {}
-        for key, value in tree.items():
-            out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
-        return out
-
-    before = flat(saved.model_dump(mode="json"))
-    now = flat(rundir.read_from_run(base, first.parent).model_dump(mode="json"))
+    before = flatten(saved.model_dump(mode="json"))
+    now = flatten(rundir.read_from_run(base, first.parent).model_dump(mode="json"))
     skip = searched | {"train.seed", "output_dir"}
     return [(key, before.get(key), now.get(key)) for key in sorted(set(before) | set(now))
             if key not in skip and not any(key.startswith(f"{s}.") for s in skip) and before.get(key) != now.get(key)]

@@ -16,11 +16,11 @@ from typing import List, Optional
 import typer
 from typer.core import TyperGroup
 
-from grutool.cli.metavars import clean_metavars
-from grutool.threads import sleep_when_waiting
 from grutool.cli.console import (err, escape_unwritable, hold_closed_stdout, out, output_errors, setup_logging,
                                  unicode_output, usage_errors, user_errors)
+from grutool.cli.metavars import clean_metavars
 from grutool.errors import UserError, clipped
+from grutool.threads import sleep_when_waiting
 
 
 class _Group(TyperGroup):

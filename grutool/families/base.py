@@ -304,13 +304,15 @@ class Task:
 
         return "steps" if is_numeric(cfg) else "tok"
 
-    def throughput_name(self, cfg: "Config") -> str:
-        """What `bench --config`'s speed counts for this config: `throughput_unit`, its tokens named as train's
-        epoch line names them (`rate_unit`: a numeric sequence's steps)."""
-        if self.throughput_unit != "tokens":
-            return self.throughput_unit
+    def rate_name(self, cfg: "Config") -> str:
+        """`rate_unit` written out, as tables and reports name a speed: tokens, steps, rows."""
         unit = self.rate_unit(cfg)
         return "tokens" if unit == "tok" else unit
+
+    def throughput_name(self, cfg: "Config") -> str:
+        """What `bench --config`'s speed counts for this config: `throughput_unit`, its tokens named as train's
+        epoch line names them (`rate_name`: a numeric sequence's steps)."""
+        return self.throughput_unit if self.throughput_unit != "tokens" else self.rate_name(cfg)
 
     def throughput_items(self, lengths: list[int]) -> int:
         """How many `throughput_unit`s a batch of these lengths holds."""

@@ -255,6 +255,13 @@ def param_grad_norm(p: torch.nn.Parameter) -> float:
     return float(torch.linalg.vector_norm(_values(p.grad)))
 
 
+def planned_steps(t: TrainConfig, batches_per_epoch: int) -> int:
+    """The optimizer steps a run is planned for, the length its schedule spans: train.epochs of its batches, or
+    train.max_steps where that is fewer."""
+    total = t.epochs * batches_per_epoch
+    return total if t.max_steps is None else min(total, t.max_steps)
+
+
 def lr_factor(step: int, kind: str, warmup: int, total: int) -> float:
     """Multiplier of the peak LR after `step` optimizer steps."""
     if warmup and step < warmup:

@@ -46,19 +46,24 @@ def duration(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+def short_name(name: Optional[str]) -> Optional[str]:
+    """A monitor's name where a line is tight: `sentence_accuracy` -> `sentence_acc`."""
+    return name.replace("accuracy", "acc") if name else name
+
+
 def epoch_line(epoch: int, epochs: int, metrics: dict, monitor: Optional[str], unit: str = "tok",
                partial: Optional[tuple[int, int]] = None, name: Optional[str] = None,
-               short_name: bool = False) -> str:
+               shorten: bool = False) -> str:
     """`epoch 3/30: loss 0.4123 | val loss 0.3981, accuracy 0.8125 | 23,480 tok/s`, within 80 columns: when the
     line would not fit, a long monitor name is shortened (`sentence_accuracy` -> `sentence_acc`), an epoch cut
     short said in fewer words, then the speed left out (metrics.jsonl keeps it). `unit`: what the speed counts,
     the task's `rate_unit` (numeric sequences `steps`, a forecaster `rows`). `partial`: (batches trained, batches
     in the epoch) of an epoch that train.max_steps cut short: `epoch 1/30 (3 of 25 batches): ...`. `name`: the
     monitor as this run's task calls it (`Task.label`: a numeric tagger's `token_accuracy` is `step_accuracy`),
-    by default its key. `short_name`: the shortened name even where the long one fits (`EpochLines`)."""
+    by default its key. `shorten`: the shortened name even where the long one fits (`EpochLines`)."""
     name = name or monitor
-    short = name.replace("accuracy", "acc") if name else name
-    if short_name:
+    short = short_name(name)
+    if shorten:
         name = short
     cut = f" ({number(partial[0])} of {number(partial[1])} batches)" if partial else ""
     compact = f" ({number(partial[0])}/{number(partial[1])} batches)" if partial else ""
@@ -82,7 +87,7 @@ class EpochLines:
 
     def __call__(self, epoch: int, epochs: int, metrics: dict, partial: Optional[tuple[int, int]] = None) -> str:
         line = epoch_line(epoch, epochs, metrics, self.monitor, self.unit, partial, self.name, self.short)
-        if self.name and "accuracy" in self.name and f" {self.name.replace('accuracy', 'acc')} " in line:
+        if self.name and short_name(self.name) != self.name and f" {short_name(self.name)} " in line:
             self.short = True
         return line
 

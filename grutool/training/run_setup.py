@@ -82,13 +82,10 @@ def redrawn_schedule(trainer, saved: Config) -> Optional[str]:
     train.epochs or train.max_steps draws it over the new length from the step reached, so the learning rate rises
     again (cosine over 2 epochs, resumed to 4: 0.0 at the resume, then 0.000439) and the weights will not equal a
     run that long from the start. None when the length or the schedule leaves nothing to say."""
-    from grutool.training.optim import lr_factor
+    from grutool.training.optim import lr_factor, planned_steps
 
     t, step = trainer.cfg.train, trainer.state.step
-    before = saved.train.epochs * trainer.batches_per_epoch
-    if saved.train.max_steps is not None:
-        before = min(before, saved.train.max_steps)
-    now = trainer.total_steps
+    before, now = planned_steps(saved.train, trainer.batches_per_epoch), trainer.total_steps
     if t.schedule not in ("linear", "cosine") or before == now or step == 0 or step >= now:
         return None
     was, will = (t.lr * lr_factor(step, t.schedule, t.warmup_steps, total) for total in (before, now))

@@ -29,7 +29,8 @@ from grutool.training import distributed
 from grutool.training.callbacks import Callback
 from grutool.training.ema import EMA
 from grutool.training.evaluation import evaluate_split
-from grutool.training.optim import Schedule, build_optimizer, clip_grad_norm, grad_norm, param_grad_norm
+from grutool.training.optim import (Schedule, build_optimizer, clip_grad_norm, grad_norm, param_grad_norm,
+                                    planned_steps)
 from grutool.training.progress import EpochLines
 
 log = logging.getLogger("grutool")
@@ -85,13 +86,11 @@ class Trainer:
         else:
             batches = -(-len(self.train_split) // t.batch_size)
             self.batches_per_epoch = batches // dist.world_size  # per rank: see distributed.shard
-        self.total_steps = t.epochs * self.batches_per_epoch
+        self.total_steps = planned_steps(t, self.batches_per_epoch)
         self.epoch_batches = self.batches_per_epoch  # this epoch's batches, as drawn (per rank)
         # (batches trained, batches in it) of the last epoch that ended: fewer when train.max_steps cut it short
         # (its line, metrics.jsonl row and summary.json say so). None before an epoch ends.
         self.epoch_progress: Optional[tuple[int, int]] = None
-        if t.max_steps is not None:
-            self.total_steps = min(self.total_steps, t.max_steps)
         self.optimizer = build_optimizer(self.model.parameters(), t, sparse=self._lazy_embeddings())
         self.schedule = Schedule(self.optimizer, t, self.total_steps)
         self.use_amp = device.type == "cuda" and t.amp

@@ -24,8 +24,6 @@ def one_cell(text) -> str:
     return str(text).replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
-
-
 def confusion_table(title: str, labels: list[str], matrix: list[list[int]]):
     """Rows: gold labels, columns: predicted labels. Every label whole: where the matrix is wider than the
     terminal (or, into a pipe, 80 columns), one line saying where it is instead (labels cut to `B-c…` would
