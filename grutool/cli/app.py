@@ -205,7 +205,7 @@ def train(
                       f"  device      {summary['device']}\n  run dir     {summary['run_dir']} "
                       f"({_run_dir_plan(summary.get('run_dir_plan') or {})})", markup=False)
             return
-        out.print(_fit(_done_line(summary)), markup=False)
+        out.print(_fit(_done_line(summary, task.update_name(cfg))), markup=False)
         if summary.get("validation"):
             from grutool.cli.render import renderer
 
@@ -214,10 +214,12 @@ def train(
         out.print(f"run directory: {summary['run_dir']}", markup=False)
 
 
-def _done_line(summary: dict) -> str:
+def _done_line(summary: dict, step: str = "step") -> str:
     """`done: 30 epoch(s), 750 steps, 12.3 s`; a last epoch that train.max_steps cut short is said so, never
-    counted as a whole one: `done: 3 steps (train.max_steps), epoch 1 stopped at 3 of 25 batches, 1.0 s`."""
-    steps, seconds = f"{summary['steps']:,} steps", f"{summary['wall_time_s']:.1f} s"
+    counted as a whole one: `done: 3 steps (train.max_steps), epoch 1 stopped at 3 of 25 batches, 1.0 s`.
+    `step`: what the run calls an optimizer step (`Task.update_name`: numbers' `updates`, their speed being
+    time steps)."""
+    steps, seconds = f"{summary['steps']:,} {step}s", f"{summary['wall_time_s']:.1f} s"
     from grutool.rundir import cut_epoch
 
     cut = cut_epoch(summary)

@@ -304,6 +304,12 @@ class Task:
 
         return "steps" if is_numeric(cfg) else "tok"
 
+    def update_name(self, cfg: "Config") -> str:
+        """What train's closing line and its step lines call one optimizer step: `step` where the speed counts
+        tokens; `update` where the data's steps are time steps (numeric sequences' `steps/s`) or rows (a
+        forecaster's), so that a run's lines read `steps` in one meaning only."""
+        return "step" if self.rate_unit(cfg) == "tok" else "update"
+
     def rate_name(self, cfg: "Config") -> str:
         """`rate_unit` written out, as tables and reports name a speed: tokens, steps, rows."""
         unit = self.rate_unit(cfg)

@@ -6,7 +6,8 @@ Two displays, one callback:
     bar     (a terminal) one tqdm bar over every step of the run (`train.max_steps` included), with the
             epoch, the overall ETA, the epoch's running loss and tokens/s from the first step; log lines
             (epoch results, warnings, Ctrl-C) are written above the bar, never through it
-    lines   (a file or pipe: CI logs) no bar; a `step N/M` line at most every `every_s` seconds
+    lines   (a file or pipe: CI logs) no bar; a `step N/M` line at most every `every_s` seconds (`update N/M`
+            where the speed counts time steps: `Task.update_name`)
 
 Numbers are written for people: `23,480 tok/s`, `loss 0.4312`, never `2.348e+04`.
 """
@@ -213,6 +214,7 @@ class Progress(Callback):
         self.mode, self.every_s = mode, every_s
         self.stream = stream
         self.bar = None       # the tqdm bar of `_terminal`, while one is shown
+        self.step_name = "step"  # `Task.update_name`, read at the start of training
         self._terminal: Optional[TerminalBar] = None
         self._handler: Optional[logging.Handler] = None
 
@@ -257,6 +259,7 @@ class Progress(Callback):
         self.t0 = self.last_line = time.perf_counter()
         self.start_step = s.step
         self.unit = trainer.task.rate_unit(trainer.cfg)  # tok, steps (numeric sequences), rows (a forecaster)
+        self.step_name = trainer.task.update_name(trainer.cfg)  # `update` where the speed counts time steps
         if self.mode != "bar":
             return
         self._terminal = TerminalBar(total=trainer.total_steps, initial=s.step, stream=self._stream(),
@@ -298,7 +301,8 @@ class Progress(Callback):
         elapsed = now - self.t0
         done = s.step - self.start_step
         left = (total - s.step) * elapsed / done if done else 0.0
-        return (f"step {s.step:,}/{total:,} ({100 * s.step / max(total, 1):.0f}%), {self._desc(trainer)}: "
+        return (f"{self.step_name} {s.step:,}/{total:,} ({100 * s.step / max(total, 1):.0f}%), "
+                f"{self._desc(trainer)}: "
                 f"{figures}, {duration(elapsed)} elapsed, ~{duration(left)} left")
 
     @staticmethod

@@ -336,6 +336,32 @@ def test_resume_is_bit_exact(tmp_path):
     assert all(torch.equal(resumed[k], reference[k]) for k in reference)
 
 
+def test_a_numeric_run_calls_its_optimizer_steps_updates_as_its_speed_counts_time_steps(tmp_path):
+    """The epoch lines' `steps/s` counts a numeric sequence's time steps; the closing line said `20 steps` of the
+    optimizer beside them. Text keeps `steps` (its speed is tok/s); numbers and a forecaster's rows say `updates`."""
+    import yaml
+
+    from grutool.families import get_task
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(toy(tmp_path / "run", train={"epochs": 2})), encoding="utf-8")
+    r = invoke("train", cfg)
+    assert r.exit_code == 0, r.output
+    assert re.search(r"epoch 2/2: .* [\d,]+ steps/s", r.output), r.output
+    [done] = [line for line in r.stdout.splitlines() if line.startswith("done:")]
+    assert re.match(r"done: 2 epoch\(s\), [\d,]+ updates, ", done) and "steps" not in done, done
+    r = invoke("train", cfg, "--resume")
+    assert r.exit_code == 0 and re.search(r"complete \(2 of 2 epochs, [\d,]+ updates\)", r.output), r.output
+    r = invoke("train", cfg, "--overwrite", "--set", "train.max_steps=3")
+    [done] = [line for line in r.stdout.splitlines() if line.startswith("done:")]
+    assert done.startswith("done: 3 updates (train.max_steps), epoch 1 stopped at 3 of "), done
+    configs = {name: parse_config(shipped_config(name + ".yaml", tmp_path))
+               for name in ("sentiment", "tagging", "numeric", "numeric_regression", "sines")}
+    words = {name: get_task(c.task).update_name(c) for name, c in configs.items()}
+    assert words == {"sentiment": "step", "tagging": "step", "numeric": "update", "numeric_regression": "update",
+                     "sines": "update"}, words
+
+
 def test_bad_data_exits_2_with_one_line(tmp_path):
     bad = tmp_path / "bad.ts"
     bad.write_text(HEADER.replace('"big dog" cat', "a b") + "1,2:3,4:a\n1,2,3:4,5:b\n", encoding="utf-8")

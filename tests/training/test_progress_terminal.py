@@ -113,6 +113,7 @@ def test_line_mode_reports_steps_with_eta():
 
         class task:
             rate_unit = staticmethod(lambda cfg: "tok")
+            update_name = staticmethod(lambda cfg: "step")
 
     p = Progress("lines", every_s=0.0)
     trainer = Trainer()
