@@ -226,6 +226,9 @@ def compare(
             # step_accuracy, steps)
             shown = {relabel(key, w) for w, v in zip(words, values) if v is not None} or {key}
             rows.append((plain(shown.pop() if len(shown) == 1 else key), *[plain(_figure(v)) for v in values]))
+        # A figure no run has (the best epoch and time of runs stopped before their first epoch) is left out:
+        # it said nothing, and the block layout gave it a line per run. --json keeps it, as null.
+        rows = [row for row in rows if any(v != "-" for v in row[1:])]
         out.print(_side_by_side("validation (best epoch)", "figure", names, rows, "right"))
 
 

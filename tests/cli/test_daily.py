@@ -391,6 +391,33 @@ def test_compare_of_two_studies_keeps_every_name_and_value_whole_inside_80_colum
         assert _compared(text, "data.validation", 2) == paths and ("│" in text) == (width == 120), text
 
 
+def test_compare_leaves_out_a_figure_no_run_has_in_blocks_and_table_alike(run, tmp_path, monkeypatch):
+    # Two runs stopped before their first epoch, at 24 columns: the block layout gave `best epoch` and `time (s)`
+    # a line each and one more per run, every one reading `-` (the table layout a row of `-`).
+    import shutil
+
+    from grutool.cli import console
+
+    stopped = []
+    for name in ("a", "b"):
+        shutil.copytree(run, tmp_path / name)
+        for file in ("summary.json", "metrics.jsonl", "best.pt", "last.pt"):
+            (tmp_path / name / file).unlink()
+        stopped.append(tmp_path / name)
+    summary = json.loads(invoke("compare", *stopped, "--json").stdout)["summary"]
+    assert [(s["best_epoch"], s["time_s"]) for s in summary] == [(None, None)] * 2, summary  # --json keeps them
+    for width in ("24", "80"):
+        monkeypatch.setenv("COLUMNS", width)
+        monkeypatch.setattr(console.out, "_console", None)  # made anew at this width, the old one back after
+        text = invoke("compare", *stopped).stdout
+        assert ("│" in text) == (width == "80"), text  # blocks at 24, the table at 80
+        assert _compared(text, "epochs", 2) == ["0", "0"], text
+        rows = text.replace("validation (best epoch)", "")  # the title names it too
+        assert "best epoch" not in rows and "time (s)" not in rows, text
+        text = invoke("compare", run, stopped[0]).stdout  # a figure one run has keeps its line, `-` for the other
+        assert _compared(text, "best epoch", 2)[1] == "-" and _compared(text, "time (s)", 2)[1] == "-", text
+
+
 def test_compare_and_runs_keep_the_digits_of_small_values(run, tmp_path, monkeypatch):
     # train.lr=3e-5 showed as 0.0000 beside 0.0030, and an mse of 0.0012345 as 0.0012
     import shutil
