@@ -219,6 +219,42 @@ def test_tables_wider_than_a_narrow_terminal_keep_every_name_and_figure_whole(ru
             assert f"{label} " in table and f"{m['precision']:.4f}" in table and f"{m['f1']:.4f}" in table, table
 
 
+def test_eval_s_title_at_40_columns_breaks_between_figures_and_its_cells_stay_whole():
+    # `grutool eval RUN` in a 40-column pane: rich wrapped the title to the table's width, 49 columns, which the
+    # terminal wrapped again (`…/sentiment/test.t` / `sv: n=80,` / `accuracy 0.5125, macro-F1 0.50` / `31`); a
+    # numeric classifier's table cut its header to `precisi…` and put `sine` / `wave` on two rows; into a pipe the
+    # title was cut at 40 (`n=45, accura`).
+    from rich.console import Console
+    from rich.text import Text
+
+    from grutool.cli.render.tables import Whole, title_lines
+    from grutool.families.classifier import render
+
+    labels = ["ramp up", "sine wave", "square wave"]
+    metrics = {"source": "/work/project/data/numeric/test.ts", "n": 45, "accuracy": 0.8, "macro_f1": 0.7976,
+               "per_class": {name: {"precision": 0.7368, "recall": 0.9333, "f1": 0.8235, "support": 15}
+                             for name in labels},
+               "confusion": {"labels": labels, "matrix": [[15, 0, 0], [0, 15, 0], [0, 0, 15]]}}
+    title = "/work/project/data/numeric/test.ts: n=45, accuracy 0.8000, macro-F1 0.7976"
+    for terminal in (True, False):  # a terminal wraps at 40; into a pipe (soft wrap) every item is one line
+        console = Console(width=40, record=True, file=open("/dev/null", "w"))
+        console.print(Whole(render.tables(metrics)[0]), crop=False, soft_wrap=not terminal)
+        lines = console.export_text().splitlines()
+        table = lines.index(next(line for line in lines if line.startswith("┏")))
+        shown = lines[:table]
+        assert " ".join(shown) == title, lines  # every figure there, each with its name
+        assert all(len(line) <= 40 for line in shown) if terminal else len(shown) == 1, lines
+        assert "…" not in "".join(lines) and "precision" in lines[table + 1], lines
+        assert all(sum(f"│ {name} " in line for line in lines) == 1 for name in labels), lines
+    # never inside parentheses where the part fits; a part wider than the line between its words; a path whole
+    tagger = Text("/a/long/path/to/the/tagging/ner/test.conll: 60 sentences, 557 tokens; "
+                  "span F1 0.7479 (P 0.9780, R 0.6054), sentence accuracy 0.3000")
+    assert [t.plain for t in title_lines(tagger, 40)] == [
+        "/a/long/path/to/the/tagging/ner/test.conll:", "60 sentences, 557 tokens;",
+        "span F1 0.7479 (P 0.9780, R 0.6054),", "sentence accuracy 0.3000"]
+    assert [t.plain for t in title_lines(tagger, 30)][2:4] == ["span F1 0.7479 (P 0.9780,", "R 0.6054),"]
+
+
 # --- signals during training ----------------------------------------------------------------------------
 
 

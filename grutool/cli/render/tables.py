@@ -57,30 +57,75 @@ class FitsOrSays:
 
 class Whole:
     """A table rendered no narrower than its narrowest whole rendering: on a terminal narrower than that (a
-    40-column pane) rich cut figures to fit (`0.6375` as `0.637`, `0.73…`) and dropped columns (`runs` lost
-    its run names); now the lines run past the edge, where the terminal wraps them, and nothing is lost."""
+    40-column pane) rich cut figures to fit (`0.6375` as `0.637`, `0.73…`, a header `precis…`), wrapped labels
+    onto a second row (`sine` / `wave`) and dropped columns (`runs` lost its run names); now every cell is on one
+    line (`whole_cells`), the lines run past the edge, where the terminal wraps them, and nothing is lost. The
+    title of such a table, or one wider than its table, is printed above it on lines of its own that fit the
+    terminal (`title_lines`): rich wrapped it to the table's width, mid-path and between a figure and its name
+    (`…/test.t` / `sv: n=80,`, `macro-F1 0.50` / `31`), on lines wider than a 40-column pane."""
 
     def __init__(self, table):
         self.table = table
 
     def __rich_console__(self, console, options):
-        from rich.measure import Measurement
+        import copy
 
-        needed = Measurement.get(console, options.update_width(10_000), self.table).minimum
-        if needed <= options.max_width:
-            yield from console.render(self.table, options)
-            return
-        # Each line without the spaces that pad it to the table's width: past the terminal's edge they were
-        # wrapped onto a line of their own, a blank line after each short line (a title, a block's label).
+        from rich.measure import Measurement
         from rich.segment import Segment
 
-        for line in console.render_lines(self.table, options.update_width(needed), pad=False):
+        untitled = copy.copy(self.table)
+        untitled.title = None
+        fits = Measurement.get(console, options.update_width(10_000), untitled).minimum <= options.max_width
+        table = self.table
+        if table.title:
+            title = console.render_str(table.title, style="table.title")
+            room = min(Measurement.get(console, options, untitled).maximum, options.max_width)
+            if not fits or max(line.cell_len for line in title.split("\n")) > room:
+                # into a pipe or file (soft wrap: no_wrap), each of the title's lines stays one, as rich printed it
+                for line in title_lines(title, 10_000 if options.no_wrap else options.max_width):
+                    yield from line.render(console)
+                    yield Segment.line()
+                table = untitled
+        if fits:
+            yield from console.render(table, options)
+            return
+        untitled.columns = [copy.copy(column) for column in untitled.columns]  # whole_cells sets their widths
+        table = whole_cells(untitled)
+        needed = Measurement.get(console, options.update_width(10_000), table).minimum
+        # Each line without the spaces that pad it to the table's width: past the terminal's edge they were
+        # wrapped onto a line of their own, a blank line after each short line (a title, a block's label).
+        for line in console.render_lines(table, options.update_width(needed), pad=False):
             while line and not line[-1].text.rstrip() and not line[-1].control:
                 line = line[:-1]
             if line:
                 line = [*line[:-1], Segment(line[-1].text.rstrip(), line[-1].style)]
             yield from line
             yield Segment.line()
+
+
+def title_lines(title, width: int) -> list:
+    """A title (rich Text) as lines of at most `width` columns, each of its own lines broken after a figure's
+    `, `, `; ` or `: ` outside parentheses (`span F1 0.7479 (P 0.9780, R 0.6054)` stays whole), else after one
+    inside them, else between words; a word longer than `width` (a path) stays whole, running long."""
+    import re
+
+    from rich.cells import cell_len
+
+    lines, start = [], 0
+    for own in title.plain.split("\n"):
+        # break points, the preferred first; each ends a line at the end of its match, the space left out
+        kinds = [[m.end() for m in re.finditer(pattern, own)] + [len(own)]
+                 for pattern in (r"[,;:] (?![^(]*\))", r"[,;:] ", r" (?=\S)")]
+        at = 0
+        while at < len(own):
+            fits = [[e for e in ends if at < e and cell_len(own[at:e].rstrip()) <= width] for ends in kinds]
+            end = next((f[-1] for f in fits if f), None) or next(e for e in kinds[-1] if e > at)
+            lines.append(title[start + at:start + len(own[:end].rstrip())])
+            at = end
+        if not own:
+            lines.append(title[start:start])
+        start += len(own) + 1
+    return lines
 
 
 def whole_cells(table):
