@@ -2,8 +2,9 @@
 
 A model of numbers reads z-scores: `(x - mean) / std` per column (channel). The mean and standard deviation
 come from the training split alone, so nothing of the validation or test rows leaks into what the model is
-fed; `eval`, `infer`, `export` and `serve` apply the saved figures, and `inverse` turns a model's outputs
-back into the column's own units for users. It is saved as JSON beside the vocabularies (a task lists it in
+fed; `eval`, `infer`, `export` and `serve` apply the saved figures. A model's outputs go back into the columns'
+own units through `grutool.jsonsafe.float32_values` (`z * std + mean`, written with the digits float32 z-scores
+hold), with the saved `mean` and `std`. It is saved as JSON beside the vocabularies (a task lists it in
 `Task.vocabularies`, e.g. ``{"scaler": ("scaler.json", Standardizer)}``) and has their `save`/`load`/`len`.
 """
 
@@ -79,16 +80,6 @@ class Standardizer:
         """z-scores of `x` (..., C); `columns`: the indices of the columns x holds, when it holds a subset."""
         mean, std = self._params(x, columns)
         return (x - mean) / std
-
-    def inverse(self, z: Any, columns: Sequence[int] | None = None) -> Any:
-        """`z` (..., C) back in the columns' own units: the inverse of `transform`."""
-        mean, std = self._params(z, columns)
-        return z * std + mean
-
-    def indices(self, names: Sequence[str]) -> list[int]:
-        """The positions of these column names (for `columns=`)."""
-        where = {n: i for i, n in enumerate(self.names)}
-        return [where[n] for n in names]
 
     # --- the run directory --------------------------------------------------------------------
 

@@ -80,8 +80,7 @@ def test_standardizer_matches_numpy_and_ignores_nan():
     np.testing.assert_allclose(t.mean[1], np.delete(x[:, 1], 7).mean())
     z = s.transform(torch.tensor(x, dtype=torch.float64))
     torch.testing.assert_close(z.mean(0), torch.zeros(3, dtype=torch.float64))
-    np.testing.assert_allclose(s.inverse(s.transform(x)), x)
-    np.testing.assert_allclose(s.inverse(z[:, [2]], columns=s.indices(["c"])).numpy(), x[:, [2]])
+    np.testing.assert_allclose(s.transform(x[:, [2]], columns=[2]), s.transform(x)[:, [2]])  # a subset of columns
 
 
 def test_constant_column_is_shifted_not_divided_by_zero():
