@@ -32,12 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
-from grutool.bench import env
-from grutool.config_file import load_config
+from grutool.config_file import load_config  # no torch, as the next
 from grutool.families.forecast.covariates import Roles
-from grutool.predict import Predictor
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,6 +77,12 @@ def main() -> None:
     ap.add_argument("--runs", help="reuse the runs in this folder (one per cell, named by cell) if present")
     ap.add_argument("--json", help="write the samples and the environment here")
     args = ap.parse_args()
+    # After the arguments: --help and a bad argument answer at once, not after torch's import (seconds).
+    import torch
+
+    from grutool.bench import env
+    from grutool.predict import Predictor
+
     torch.set_num_threads(1)  # before the ONNX sessions: OnnxRuntime takes intra_op_num_threads from it
     cfg = load_config(args.config)
     tmp = tempfile.TemporaryDirectory()

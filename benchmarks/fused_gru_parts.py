@@ -19,11 +19,6 @@ import json
 import statistics
 import time
 
-import torch
-from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
-
-from grutool.modules.rnn.gru import GRU
 import script_args  # noqa: E402  (benchmarks/ is sys.path[0])
 
 
@@ -47,6 +42,8 @@ def median_ms(fns: dict, repeats: int, min_s: float = 0.05) -> dict:
 
 
 def gemm_limit(repeats: int) -> dict:
+    import torch
+
     n = 1024
     a, b = torch.randn(n, n), torch.randn(n, n)
     ms = median_ms({"mkl": lambda: torch.mm(a, b),
@@ -63,6 +60,12 @@ def step_flops(tokens: int, I: int, H: int, directions: int = 2) -> float:
 
 
 def training_steps(repeats: int, limit: float) -> list[dict]:
+    import torch
+    from torch import nn
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    from grutool.modules.rnn.gru import GRU
+
     rows = []
     for H in (64, 128, 256, 512):
         B, T, I = 32, 100, 128
@@ -90,6 +93,8 @@ def training_steps(repeats: int, limit: float) -> list[dict]:
 
 
 def parts(repeats: int) -> dict:
+    import torch
+
     out = {}
     for B, H in ((32, 64), (32, 128), (64, 256)):
         x, w, b = torch.randn(B, H), torch.randn(3 * H, H), torch.randn(3 * H)
@@ -108,6 +113,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=script_args.positive, default=9)
     ap.add_argument("--json")
     args = ap.parse_args()
+    # After the arguments: --help and a bad argument answer at once, not after torch's import (seconds).
+    import torch
+
     torch.set_num_threads(args.threads)
     limit = gemm_limit(args.repeats)
     print(f"GEMM limit, 1024^3, {args.threads} thread(s): MKL {limit['mkl']:.0f} GFLOP/s, "

@@ -32,12 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
-from grutool.config_file import load_config
+from grutool.config_file import load_config  # no torch, as the next
 from grutool.evaluate import evaluate
-from grutool.predict import Predictor
-from grutool.training.loop import train
 import script_args  # noqa: E402  (benchmarks/ is sys.path[0])
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,6 +45,8 @@ def mean_sd(xs: list[float]) -> str:
 
 def latency_ms(run: Path, test: str, repeats: int) -> float:
     """Median ms of one predict call with one sequence (cycling through the test sequences)."""
+    from grutool.predict import Predictor
+
     p = Predictor(run, "cpu")
     texts = p.task.read_inputs(p.cfg, test)
     for t in texts[:10]:
@@ -72,6 +70,8 @@ def holdout(config: Path, data: Path, cell: str, seed: int, overrides: list[str]
     sets = [f"data.train={data}/JapaneseVowels_TRAIN.ts[:80%]", f"data.validation={data}/JapaneseVowels_TRAIN.ts[80%:]",
             "data.test=null", f"data.split_seed={seed}", *run_sets(cell, seed, out, overrides)]
     cfg = load_config(config, sets)
+    from grutool.training.loop import train
+
     train(cfg, overwrite=True)
     last = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][-1]
     return {"holdout_accuracy": last["val_accuracy"], "holdout_loss": last["val_loss"]}
@@ -82,6 +82,8 @@ def one(config: Path, data: Path, cell: str, seed: int, overrides: list[str], ou
     sets = [f"data.train={data}/JapaneseVowels_TRAIN.ts", f"data.test={data}/JapaneseVowels_TEST.ts",
             *run_sets(cell, seed, out, overrides)]
     cfg = load_config(config, sets)
+    from grutool.training.loop import train
+
     summary = train(cfg, overwrite=True)
     test = evaluate(str(out), "test", device="cpu")
     return {"cell": cell, "seed": seed, "test_accuracy": test["accuracy"],
@@ -101,6 +103,9 @@ def main() -> None:
     ap.add_argument("--no-holdout", dest="holdout", action="store_false", help="skip step 1 (the TRAIN holdout)")
     ap.add_argument("--json", help="write every run's figures here")
     args = ap.parse_args()
+    # After the arguments: --help and a bad argument answer at once, not after torch's import (seconds).
+    import torch
+
     torch.set_num_threads(1)
     load_start = os.getloadavg()[0]
     rows = []

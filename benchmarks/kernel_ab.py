@@ -18,15 +18,13 @@ import statistics
 import tempfile
 import time
 
-import torch
-from torch.utils import cpp_extension
-
-from grutool.modules.rnn import compiled
 import script_args  # noqa: E402  (benchmarks/ is sys.path[0])
 
 
 def inputs(H: int, packed: bool, I: int = 128, B: int = 32, T: int = 100):
     """x (N, I) in packed row order, its batch sizes, and both directions' (h0, w_ih, w_hh, b_ih, b_hh, None)."""
+    import torch
+
     g = torch.Generator().manual_seed(0)
     k = H ** -0.5  # nn.GRU's U(-1/sqrt(H), 1/sqrt(H))
 
@@ -54,6 +52,12 @@ def main() -> None:
     ap.add_argument("--threads", type=script_args.positive, default=1)
     ap.add_argument("--rounds", type=script_args.positive, default=9)
     args = ap.parse_args()
+    # After the arguments: --help and a bad argument answer at once, not after torch's import (seconds).
+    import torch
+    from torch.utils import cpp_extension
+
+    from grutool.modules.rnn import compiled
+
     torch.set_num_threads(args.threads)
     if not compiled.brgemm_ok():
         raise SystemExit("oneDNN's brgemm micro-kernel does not run here: nothing to compare")

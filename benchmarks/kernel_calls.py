@@ -17,13 +17,6 @@ import sys
 import statistics
 import time
 
-import torch
-from torch.nn.utils.rnn import pack_padded_sequence
-
-from grutool.modules.rnn import compiled
-from grutool.modules.rnn.gru import GRU
-from grutool.modules.rnn.lstm import LSTM
-from grutool.modules.rnn.rnn import RNN
 import script_args  # noqa: E402  (benchmarks/ is sys.path[0])
 
 KERNELS = ("native", "fused", "compiled")
@@ -35,6 +28,13 @@ def _ints(s: str) -> list[int]:
 
 def one_case(cell: str, H: int, B: int, T: int, I: int, train: bool, packed: bool, repeats: int,
              bidirectional: bool):
+    import torch
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    from grutool.modules.rnn.gru import GRU
+    from grutool.modules.rnn.lstm import LSTM
+    from grutool.modules.rnn.rnn import RNN
+
     torch.manual_seed(0)
     module = {"gru": GRU, "lstm": LSTM, "rnn": RNN}[cell]
     layers = {k: module(I, H, batch_first=True, bidirectional=bidirectional, kernel=k) for k in KERNELS}
@@ -79,6 +79,11 @@ def main() -> None:
     ap.add_argument("--bidirectional", action="store_true")
     ap.add_argument("--repeats", type=script_args.positive, default=15)
     args = ap.parse_args()
+    # After the arguments: --help and a bad argument answer at once, not after torch's import (seconds).
+    import torch
+
+    from grutool.modules.rnn import compiled
+
     torch.set_num_threads(1)
     compiled.extension()  # built or loaded before any timing
     print(f"{args.cell}, torch {torch.__version__}, 1 thread, input {args.input}, "

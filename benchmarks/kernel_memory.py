@@ -20,16 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
-from grutool.config_file import load_config
-from grutool.data.batching import epoch_batches
 from grutool.errors import UserError
-from grutool.families import get_task
-from grutool.modules.rnn.gemm import use_gemm_backend
-from grutool.training.device import resolve_device
-from grutool.training.evaluation import evaluate_split
-from grutool.training.trainer import Trainer
 
 
 def _status() -> dict:
@@ -65,6 +56,18 @@ def main() -> None:
                     help="force the fused kernels' GEMM backend (grutool.modules.rnn.gemm.use_gemm_backend)")
     ap.add_argument("--set", action="append", default=[])
     args = ap.parse_args()
+    # After the arguments: --help and a bad argument answer at once, not after torch's import (seconds).
+    # Imported before the `start` figures are read, as before.
+    import torch
+
+    from grutool.config_file import load_config
+    from grutool.data.batching import epoch_batches
+    from grutool.families import get_task
+    from grutool.modules.rnn.gemm import use_gemm_backend
+    from grutool.training.device import resolve_device
+    from grutool.training.evaluation import evaluate_split
+    from grutool.training.trainer import Trainer
+
     torch.set_num_threads(args.threads)
     cfg = load_config(args.config, [*args.set, f"model.kernel={args.kernel}"])
     task = get_task(cfg.task)

@@ -24,13 +24,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
-from grutool.config_file import load_config
-from grutool.data.batching import epoch_batches
-from grutool.families import get_task
-from grutool.training.device import resolve_device
-from grutool.training.loop import Trainer
 import script_args  # noqa: E402  (benchmarks/ is sys.path[0])
 
 
@@ -44,6 +37,15 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[])
     ap.add_argument("--torch-packing", action="store_true", help="torch's packing vs the encoder's, not two kernels")
     args = ap.parse_args()
+    # After the arguments: --help and a bad argument answer at once, not after torch's import (seconds).
+    import torch
+
+    from grutool.config_file import load_config
+    from grutool.data.batching import epoch_batches
+    from grutool.families import get_task
+    from grutool.training.device import resolve_device
+    from grutool.training.loop import Trainer
+
     torch.set_num_threads(args.threads)
     kernels = ["torch-packing", "gather"] if args.torch_packing else args.kernels.split(",")
     cfg = load_config(args.config, list(args.set))

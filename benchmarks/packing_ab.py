@@ -19,13 +19,32 @@ import contextlib
 import statistics
 import time
 
-import torch
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
-
-from grutool.bench.workloads import batch_lengths
-from grutool.modules import encoder
-from grutool.modules.encoder import RecurrentEncoder
 import script_args  # noqa: E402  (benchmarks/ is sys.path[0])
+
+
+def arguments() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cells", default="gru,lstm", type=script_args.names("gru", "lstm", "rnn"))
+    ap.add_argument("--kernels", default="auto", type=script_args.names("auto", "native", "fused", "compiled"), help="model.kernel values, e.g. auto,native,compiled")
+    ap.add_argument("--hidden", default="64,128,256,512", type=script_args.positive_list)
+    ap.add_argument("--mode", default="train,infer", type=script_args.names("train", "infer"))
+    ap.add_argument("--batch", type=script_args.positive, default=32)
+    ap.add_argument("--seq-len", type=script_args.positive, default=100)
+    ap.add_argument("--input-size", type=script_args.positive, default=128)
+    ap.add_argument("--threads", type=script_args.positive, default=1)
+    ap.add_argument("--rounds", type=script_args.positive, default=9)
+    return ap.parse_args()
+
+
+if __name__ == "__main__":  # --help and a bad argument answer at once, before torch's import below (seconds)
+    arguments()
+
+import torch  # noqa: E402
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa: E402
+
+from grutool.bench.workloads import batch_lengths  # noqa: E402
+from grutool.modules import encoder  # noqa: E402
+from grutool.modules.encoder import RecurrentEncoder  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -80,17 +99,7 @@ def call(way, enc, x, lengths, train: bool):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cells", default="gru,lstm", type=script_args.names("gru", "lstm", "rnn"))
-    ap.add_argument("--kernels", default="auto", type=script_args.names("auto", "native", "fused", "compiled"), help="model.kernel values, e.g. auto,native,compiled")
-    ap.add_argument("--hidden", default="64,128,256,512", type=script_args.positive_list)
-    ap.add_argument("--mode", default="train,infer", type=script_args.names("train", "infer"))
-    ap.add_argument("--batch", type=script_args.positive, default=32)
-    ap.add_argument("--seq-len", type=script_args.positive, default=100)
-    ap.add_argument("--input-size", type=script_args.positive, default=128)
-    ap.add_argument("--threads", type=script_args.positive, default=1)
-    ap.add_argument("--rounds", type=script_args.positive, default=9)
-    args = ap.parse_args()
+    args = arguments()
     torch.set_num_threads(args.threads)
     print(f"B {args.batch}, T {args.seq_len}, I {args.input_size}, bidirectional, {args.threads} thread(s), "
           f"{args.rounds} rounds; ms per call, median (min-max); new / old")

@@ -26,11 +26,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-import torch  # noqa: E402
-
-from grutool.bench.workloads import batch_lengths  # noqa: E402
-from grutool.modules.encoder import RecurrentEncoder  # noqa: E402
-from grutool.modules.rnn import compiled  # noqa: E402
 import script_args  # noqa: E402  (benchmarks/ is sys.path[0])
 
 CELLS = ("gru", "lstm")
@@ -71,6 +66,13 @@ def main(argv=None) -> int:
     ap.add_argument("--seq-len", type=script_args.positive, default=100)
     ap.add_argument("--input-size", type=script_args.positive, default=128)
     args = ap.parse_args(argv)
+    # After the arguments: --help and a bad argument answer at once, not after torch's import (seconds).
+    import torch
+
+    from grutool.bench.workloads import batch_lengths
+    from grutool.modules.encoder import RecurrentEncoder
+    from grutool.modules.rnn import compiled
+
     torch.set_num_threads(args.threads)
     if not compiled.available():
         print("error: the compiled kernel is not available here (see the warning above)", file=sys.stderr)

@@ -23,11 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
-from grutool.families.tagger import schemes
-from grutool.export import export
-from grutool.predict import Predictor
+from grutool.families.tagger import schemes  # no torch, as grutool.families
 from grutool.families import get_task
 import script_args  # noqa: E402  (benchmarks/ is sys.path[0])
 
@@ -79,6 +75,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=script_args.positive, default=200)
     ap.add_argument("--json")
     args = ap.parse_args()
+    # After the arguments: --help and a bad argument answer at once, not after torch's import (seconds).
+    import torch
+
+    from grutool.export import export
+    from grutool.predict import Predictor
+
     run_path = Path(args.run)
     for _, fmt, name, int8 in BACKENDS:
         if name and not (run_path / name).is_file():

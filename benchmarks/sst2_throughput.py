@@ -24,15 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import plain_pytorch  # noqa: E402
 
-from grutool.config_file import load_config  # noqa: E402
 from grutool.errors import UserError  # noqa: E402
-from grutool.evaluate import evaluate  # noqa: E402
-from grutool.training.loop import train  # noqa: E402
 
 
 def main() -> None:
@@ -40,13 +34,22 @@ def main() -> None:
     ap.add_argument("--config", default="configs/sst2.yaml")
     ap.add_argument("--epochs", type=int, default=None, help="default: the config's train.epochs")
     ap.add_argument("--set", action="append", default=[], help="config override, as for grutool train")
-    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--threads", type=int, default=None, help="default: torch's own count")
     ap.add_argument("--skip-plain", action="store_true")
     ap.add_argument("--plain-fused-adam", action="store_true",
                     help="give the plain script grutool's fused Adam too (isolates the batching speed-up)")
     ap.add_argument("--json")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    # After the arguments: --help and a bad argument answer at once, not after torch's import (seconds).
+    import torch
+
+    import plain_pytorch  # benchmarks/ is on sys.path
+    from grutool.config_file import load_config
+    from grutool.evaluate import evaluate
+    from grutool.training.loop import train
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as tmp:
         overrides = ["model.char_features=false"] + list(args.set) + ["train.patience=null", f"output_dir={tmp}/run"]

@@ -20,11 +20,6 @@ import os
 import statistics
 import time
 
-import torch
-
-from grutool.modules.rnn import compiled, gemm
-from grutool.modules.rnn.gru import GRU
-from grutool.modules.rnn.runtime import direction
 import script_args  # noqa: E402  (benchmarks/ is sys.path[0])
 
 
@@ -44,6 +39,13 @@ def main() -> None:
     ap.add_argument("--rounds", type=script_args.positive, default=7)
     ap.add_argument("--threads", type=script_args.positive, default=1)
     args = ap.parse_args()
+    # After the arguments: --help and a bad argument answer at once, not after torch's import (seconds).
+    import torch
+
+    from grutool.modules.rnn import compiled, gemm
+    from grutool.modules.rnn.gru import GRU
+    from grutool.modules.rnn.runtime import direction
+
     torch.set_num_threads(args.threads)
     compiled.extension()  # build (or load) before timing
     backends = ["blas"] + (["onednn"] if gemm._onednn_available() else []) + \

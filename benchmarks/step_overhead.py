@@ -17,15 +17,8 @@ import sys
 import tempfile
 import time
 
-import torch
-
-from grutool.config_file import load_config
 from grutool.errors import UserError
-from grutool.data.batching import collate, epoch_batches
-from grutool.families import get_task
-from grutool.training.callbacks import Callback
-from grutool.training.loop import train
-from grutool.training.optim import build_optimizer
+from grutool.training.callbacks import Callback  # no torch
 
 
 class StepClock(Callback):
@@ -40,12 +33,20 @@ class StepClock(Callback):
 
 
 def grutool_steps(cfg) -> list[float]:
+    from grutool.training.loop import train
+
     clock = StepClock()
     train(cfg, callbacks=[clock])
     return [b - a for a, b in zip(clock.stamps, clock.stamps[1:])]
 
 
 def bare_steps(cfg, prepared, n: int) -> list[float]:
+    import torch
+
+    from grutool.data.batching import collate, epoch_batches
+    from grutool.families import get_task
+    from grutool.training.optim import build_optimizer
+
     t = cfg.train
     torch.manual_seed(t.seed)
     model = get_task(cfg.task).build_model(cfg, prepared).train()
@@ -70,9 +71,16 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--threads", type=int, default=None, help="default: torch's own count")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    # After the arguments: --help and a bad argument answer at once, not after torch's import (seconds).
+    import torch
+
+    from grutool.config_file import load_config
+    from grutool.families import get_task
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         cfg = load_config(args.config, [f"model.hidden_size={args.hidden_size}", f"train.max_steps={args.steps}",
                                         "data.validation=null", "data.test=null", "train.patience=null",

@@ -740,6 +740,41 @@ def test_pair_parts_splits_each_call_into_the_compiled_pair_calls_and_the_rest(m
     assert out.count("GRU / LSTM") == 2
 
 
+HELP_WITHOUT_TORCH = """
+import io, runpy, sys, contextlib
+from pathlib import Path
+heavy, empty = [], []
+for path in sorted(Path("benchmarks").glob("*.py")):
+    if path.name in ("script_args.py", "plain_pytorch.py"):  # modules the scripts import, no command line
+        continue
+    sys.argv, out = [str(path), "--help"], io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            runpy.run_path(str(path), run_name="__main__")
+    except SystemExit:
+        pass
+    if "usage:" not in out.getvalue():
+        empty.append(path.name)
+    if "torch" in sys.modules:  # the first that imports it: the scripts after it cannot be judged here
+        heavy.append(path.name)
+        break
+print(heavy, empty)
+"""
+
+
+def test_benchmark_scripts_answer_help_without_importing_torch():
+    # `python benchmarks/X.py --help` took seconds, and a bad argument was reported only after them: the scripts
+    # imported torch and grutool's modules on it before parsing their arguments. One interpreter for all of them,
+    # benchmarks/ first on its path as `python benchmarks/X.py` has it; torch imported by none.
+    import os
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "benchmarks"), str(ROOT)])}
+    done = subprocess.run([sys.executable, "-c", HELP_WITHOUT_TORCH], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[] []", done.stdout + done.stderr  # (imported torch, printed no usage)
+
+
 BAD_SCRIPT_ARGS = [
     ("kernel_calls.py", ["--repeats", "0"], "argument --repeats: must be > 0 (got 0)"),
     ("step_gemm.py", ["--hidden", "64,0"], "argument --hidden: must be > 0 (got 0)"),
