@@ -376,6 +376,10 @@ class ModelConfig(_Section):
     """Numeric sequences: while training, add Gaussian noise of this standard deviation to every standardised
     input value (an augmentation, in units of each channel's training standard deviation; 0: none). Never at
     evaluation, inference or export."""
+    input_offset_noise: float = Field(default=0.0, ge=0.0)
+    """Numeric sequences: while training, add to each sequence one Gaussian offset per channel, the same at every
+    step, of this standard deviation (in training standard deviations; 0: none): the constant shift a recording
+    channel or session puts on cepstral or log-spectral features. Never at evaluation, inference or export."""
     input_deltas: bool = False
     """Numeric sequences: append each channel's change since the step before (0 at a sequence's first step) as
     one more channel per channel, the delta features of speech front-ends."""
@@ -427,7 +431,9 @@ class TrainConfig(_Section):
     """Seq2seq: chance that the decoder is fed the gold previous token while training (else its own best
     guess). 1.0 lets a decoder without input feeding run over the whole target at once (fastest)."""
     label_smoothing: float = Field(default=0.0, ge=0, lt=1)
-    """Seq2seq: label smoothing of the training loss (perplexity is always measured without it)."""
+    """Seq2seq and classifier: label smoothing of the training loss, the share of each target's probability spread
+    evenly over all classes (tokens). Perplexity is always measured without it, and so is a classifier's
+    validation loss (`monitor: loss`)."""
     monitor: Literal["accuracy", "macro_f1", "loss", "token_accuracy", "span_f1", "intent_accuracy",
                      "sentence_accuracy", "bleu", "chrf", "exact_match", "perplexity", "bpc",
                      "mse", "mae", "rmse", "r2"] = "accuracy"

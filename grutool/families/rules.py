@@ -63,7 +63,8 @@ NUMERIC_ONLY = {"data": ("time_column", "missing", "channels", "id_column", "tim
 # What a family that reads both (classifier, tagger) reads of numeric sequences alone: on text these change
 # nothing (`check_numeric` refuses the model's and split_seed when set), so `grutool init` leaves them out of a
 # text template, and serve's /info and `compare` show none of them for a text run (`config_file.unread_fields`).
-NUMERIC_SETTINGS = {"data": (*NUMERIC_ONLY["data"], "split_seed"), "model": ("input_noise", "input_deltas")}
+NUMERIC_SETTINGS = {"data": (*NUMERIC_ONLY["data"], "split_seed"), "model": ("input_noise", "input_offset_noise",
+                                                                          "input_deltas")}
 
 
 def check_text_only(cfg: Config, reads_text: bool = False) -> None:
@@ -120,6 +121,9 @@ def check_numeric(cfg: Config, reads_text: bool = True) -> None:
         if m.input_noise:
             raise ValueError("model.input_noise: noise is added to numeric sequences' values; text has none "
                              "(use model.embedding_dropout or model.token_dropout)")
+        if m.input_offset_noise:
+            raise ValueError("model.input_offset_noise: an offset is added to numeric sequences' channels; text "
+                             "has none (use model.embedding_dropout or model.token_dropout)")
         if m.input_deltas:
             raise ValueError("model.input_deltas: the change of each numeric channel from step to step; text has "
                              "no channels: remove it")

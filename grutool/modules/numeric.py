@@ -29,24 +29,27 @@ class NumericEmbedder(nn.Module):
     """values (B, T, C) float, NaN where missing (mask only) -> (B, T, embedding_dim)."""
 
     def __init__(self, channels: int, dim: int, dropout: float = 0.0, *, mask: bool = False, noise: float = 0.0,
-                 deltas: bool = False):
+                 offset_noise: float = 0.0, deltas: bool = False):
         """`channels`: values per step; `mask`: append an observed/missing flag per channel (data.missing: mask);
-        `noise`: standard deviation of the Gaussian noise added to the values in training mode only; `deltas`:
-        append each channel's change since the step before."""
+        `noise`: standard deviation of the Gaussian noise added to every value in training mode only;
+        `offset_noise`: that of one Gaussian offset per sequence and channel, the same at every step, added in
+        training mode only; `deltas`: append each channel's change since the step before."""
         super().__init__()
         self.channels = channels
         self.mask = mask
         self.noise = noise
+        self.offset_noise = offset_noise
         self.deltas = deltas
         self.projection = nn.Linear(channels * (1 + int(mask) + int(deltas)), dim)
         self.embedding_dropout = nn.Dropout(dropout)
 
     @classmethod
     def from_config(cls, m: "ModelConfig", channels: int, *, mask: bool = False) -> "NumericEmbedder":
-        """The front-end for `channels` values per step: model.input_noise in training, model.input_deltas, a
+        """The front-end for `channels` values per step: model.input_noise and input_offset_noise in training,
+        model.input_deltas, a
         projection to model.embedding_dim, then model.embedding_dropout."""
         return cls(channels, m.embedding_dim, m.embedding_dropout, mask=mask, noise=m.input_noise,
-                   deltas=m.input_deltas)
+                   offset_noise=m.input_offset_noise, deltas=m.input_deltas)
 
     @property
     def output_dim(self) -> int:
@@ -66,6 +69,9 @@ class NumericEmbedder(nn.Module):
         if self.training and self.noise > 0:
             # Padding after a sequence's end gets noise too: the encoder packs and pooling masks, so it is never read.
             x = x + self.noise * torch.randn_like(x)  # (B, T, C); NaN (missing under mask) stays NaN
+        if self.training and self.offset_noise > 0:
+            # One shift per sequence and channel, at every step: what a recording channel does to cepstra.
+            x = x + self.offset_noise * torch.randn_like(x[:, :1])  # (B, T, C) + (B, 1, C)
         parts = [x]
         if self.mask:
             observed = ~torch.isnan(x)  # (B, T, C)

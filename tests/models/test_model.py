@@ -89,3 +89,28 @@ def test_unseen_label_ids_are_left_out_of_the_loss():
     torch.testing.assert_close(both, first)
     _, none = model(ids, lengths, torch.tensor([7, 9]))
     assert float(none.detach()) == 0.0
+
+
+def test_label_smoothing_in_the_training_loss_only():
+    """train.label_smoothing: in train mode the loss is cross-entropy against (1 - e) one-hot + e / C, written out
+    here; in eval mode (validation's loss) it is the plain negative log-likelihood; an unseen label (id >= C) is
+    left out of both."""
+    from grutool.config import TrainConfig
+
+    torch.manual_seed(0)
+    cfg = Config.model_construct(model=ModelConfig(embedding_dim=8, hidden_size=6, head_dropout=0.0),
+                                 train=TrainConfig(label_smoothing=0.2))
+    model = Classifier.from_config(cfg, vocab_size=30, num_outputs=3)
+    ids, lengths = batch_of(SEQS[:4])
+    targets = torch.tensor([0, 2, 1, 7])  # 7: a label the model never saw
+    model.train()
+    logits, loss = model(ids, lengths, targets)
+    logp = torch.log_softmax(logits.float()[:3], -1)  # the three known labels
+    soft = torch.full((3, 3), 0.2 / 3) + 0.8 * torch.nn.functional.one_hot(targets[:3], 3)
+    torch.testing.assert_close(loss, -(soft * logp).sum(-1).mean())
+    model.eval()
+    logits, loss = model(ids, lengths, targets)
+    nll = -torch.log_softmax(logits.float()[:3], -1).gather(1, targets[:3, None]).mean()
+    torch.testing.assert_close(loss, nll)
+    assert Classifier.from_config(Config.model_construct(model=cfg.model, train=TrainConfig()), vocab_size=30,
+                                  num_outputs=3).label_smoothing == 0.0

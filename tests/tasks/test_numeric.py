@@ -164,8 +164,11 @@ def test_split_seed_picks_which_sequences_validate(tmp_path):
     ("sst2.yaml", {"data": {"split_seed": 3}}, "data.split_seed: picks which sequences a sliced numeric file"),
     ("tagging.yaml", {"model": {"input_noise": 0.1}}, "model.input_noise: noise is added to numeric sequences"),
     ("etth1.yaml", {"model": {"input_noise": 0.1}}, "model.input_noise: only for task"),
+    ("sst2.yaml", {"model": {"input_offset_noise": 0.1}}, "model.input_offset_noise: an offset is added to numeric"),
+    ("etth1.yaml", {"model": {"input_offset_noise": 0.1}}, "model.input_offset_noise: only for task"),
     ("sst2.yaml", {"model": {"input_deltas": True}}, "model.input_deltas: the change of each numeric channel"),
     ("etth1.yaml", {"model": {"input_deltas": True}}, "model.input_deltas: only for task"),
+    ("tagging.yaml", {"train": {"label_smoothing": 0.1}}, "train.label_smoothing: only for task classifier or seq2seq"),
     ("numeric_regression.yaml", {"data": {"tokenizer": "char"}}, "data.tokenizer: for text; numeric sequences"),
     ("numeric_regression.yaml", {"data": {"scheme": "iob2"}}, "data.scheme: task regressor does not read it"),
     ("numeric.yaml", {"data": {"min_freq": 2}}, "data.min_freq: for text; numeric sequences have no tokens"),
@@ -203,6 +206,26 @@ def test_input_noise_only_while_training():
     delta = seen[0] - x  # the noise the projection read
     assert 0.4 < float(delta.std()) < 0.6 and abs(float(delta.mean())) < 0.1
     assert not torch.equal(noisy(x), noisy(x))  # fresh noise each call
+
+
+def test_input_offset_noise_is_one_shift_per_sequence_and_channel_while_training():
+    """model.input_offset_noise adds, in train mode only, one Gaussian value per sequence and channel to every step
+    of it: constant along time, different between sequences and channels, of the given spread."""
+    from grutool.modules.numeric import NumericEmbedder
+
+    torch.manual_seed(0)
+    plain, shifted = NumericEmbedder(3, 5), NumericEmbedder(3, 5, offset_noise=0.5)
+    shifted.load_state_dict(plain.state_dict())
+    x = torch.randn(400, 6, 3)  # (B, T, C)
+    assert torch.equal(shifted.eval()(x), plain.eval()(x))
+    seen = []
+    shifted.train().projection.register_forward_hook(lambda mod, args, out: seen.append(args[0]))
+    shifted(x)
+    delta = seen[0] - x  # (B, T, C): what was added
+    torch.testing.assert_close(delta, delta[:, :1].expand_as(delta))  # the same at every step
+    per_sequence = delta[:, 0]  # (B, C)
+    assert 0.45 < float(per_sequence.std()) < 0.55 and abs(float(per_sequence.mean())) < 0.06
+    assert not torch.equal(per_sequence[:, 0], per_sequence[:, 1])  # each channel its own
 
 
 # --- the model ------------------------------------------------------------------------------------

@@ -18,10 +18,13 @@ from grutool.modules.pooling import Pooling
 
 
 class Classifier(Model):
-    def __init__(self, embedder: Embedder, encoder: RecurrentEncoder, num_classes: int, m: ModelConfig):
-        """Built parts in, the head sized from the encoder; `m` gives pooling and head_dropout."""
+    def __init__(self, embedder: Embedder, encoder: RecurrentEncoder, num_classes: int, m: ModelConfig,
+                 label_smoothing: float = 0.0):
+        """Built parts in, the head sized from the encoder; `m` gives pooling and head_dropout;
+        `label_smoothing`: train.label_smoothing, applied to the training loss alone."""
         super().__init__(embedder)
         self.encoder = encoder
+        self.label_smoothing = label_smoothing
         self.pooling = Pooling(m.pooling, encoder.output_dim)
         self.head_dropout = nn.Dropout(m.head_dropout)
         self.head = nn.Linear(encoder.output_dim, num_classes)
@@ -36,7 +39,7 @@ class Classifier(Model):
         else:
             embedder = Embedder.from_config(cfg.model, vocab_size, num_chars=num_chars)
         encoder = RecurrentEncoder.from_config(cfg.model, embedder.output_dim)
-        return cls(embedder, encoder, num_outputs, cfg.model)
+        return cls(embedder, encoder, num_outputs, cfg.model, label_smoothing=cfg.train.label_smoothing)
 
     def scores(self, ids: torch.Tensor, lengths: torch.Tensor, chars: Optional[torch.Tensor] = None,
                h0: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,5 +61,8 @@ class Classifier(Model):
             # the metrics but are left out of the loss.
             known = targets.masked_fill(targets >= logits.shape[-1], -100)
             n = (known != -100).sum().clamp(min=1)
-            loss = F.cross_entropy(logits.float(), known, reduction="sum") / n
+            # Smoothing in training mode only: validation's loss (monitor: loss) stays the plain negative
+            # log-likelihood, comparable between runs with and without it.
+            smoothing = self.label_smoothing if self.training else 0.0
+            loss = F.cross_entropy(logits.float(), known, label_smoothing=smoothing, reduction="sum") / n
         return logits, loss

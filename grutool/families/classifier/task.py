@@ -62,9 +62,9 @@ class ClassifierTask(Task):
     name = "classifier"
     monitors = ("accuracy", "macro_f1", "loss")
     owns = {"data": ("dataset", "dataset_config", "label_names", "split_seed"),
-            "model": ("input_noise", "input_deltas", "pooling", "freeze_embeddings", "embedding_init",
-                      "char_features", "char_embedding_dim", "char_hidden_size"),
-            "train": ("lazy_embeddings",)}
+            "model": ("input_noise", "input_offset_noise", "input_deltas", "pooling", "freeze_embeddings",
+                      "embedding_init", "char_features", "char_embedding_dim", "char_hidden_size"),
+            "train": ("lazy_embeddings", "label_smoothing")}
     formats = ("csv", "tsv", "json", "jsonl", "parquet")
     traces_real_examples = False  # token ids alone make a batch: random ids of any --lengths (char features aside)
     outputs = "classes"

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 class RegressorTask(Task):
     name = "regressor"
     monitors = ("rmse", "mae", "mse", "r2", "loss")
-    owns = {"model": ("loss", "huber_delta", "pooling", "input_noise", "input_deltas"),
+    owns = {"model": ("loss", "huber_delta", "pooling", "input_noise", "input_offset_noise", "input_deltas"),
             "data": ("per_step", "split_seed")}
     # Numbers only: none of the text settings apply.
     ignores = {"data": (*TEXT_ONLY["data"], "tag_column", "scheme"), "model": TEXT_ONLY["model"],

@@ -31,8 +31,8 @@ class TaggerTask(Task):
     joint = False
     monitors = ("token_accuracy", "span_f1", "sentence_accuracy", "loss")
     owns = {"data": ("dataset", "dataset_config", "split_seed", "tag_column", "scheme", "convert_to"),
-            "model": ("input_noise", "input_deltas", "crf", "char_features", "char_embedding_dim",
-                      "char_hidden_size", "freeze_embeddings", "embedding_init"),
+            "model": ("input_noise", "input_offset_noise", "input_deltas", "crf", "char_features",
+                      "char_embedding_dim", "char_hidden_size", "freeze_embeddings", "embedding_init"),
             "train": ("lazy_embeddings",)}
     renderer = "tagger"
     exporter = "tagger"
