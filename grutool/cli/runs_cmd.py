@@ -14,7 +14,7 @@ STATUS_STYLE = {"finished": "green", "pruned": "magenta", "running": "cyan", "in
 
 
 def _figure(value) -> str:
-    """Every number `runs` and `compare` show (settings and metrics alike): integers whole, floats to 4
+    """Every figure `runs` and `compare` show (settings are `_setting`'s): counts with separators, floats to 4
     significant digits, scientific below 1e-3 (an lr of 3e-05 or an mse of 0.001234 never reads as 0.0000)."""
     if value is None:
         return "-"
@@ -34,20 +34,19 @@ def _figure(value) -> str:
 
 
 def _setting(value) -> str:
-    """A config value in `compare`'s table: as _figure writes numbers; null, true and false, lists and mappings
-    as config.yaml writes them (`[a, b]`, never Python's `['a', 'b']`), and `n/a` where the run's family does not
-    read the field (runs.NOT_READ), so the two never look alike."""
+    """A config value in `compare`'s table as config.yaml writes it, so that it can be copied back into `--set`:
+    numbers whole (`train.seed` 19530, never 19,530; an lr of 0.000123456, never 1.235e-04), null, true
+    and false, lists and mappings (`[a, b]`, never Python's `['a', 'b']`); and `n/a` where the run's family does
+    not read the field (runs.NOT_READ), so the two never look alike."""
     from grutool.runs import NOT_READ
 
     if value == NOT_READ:
         return "n/a"
-    if value is None or isinstance(value, bool):
-        return {None: "null", True: "true", False: "false"}[value]
-    if isinstance(value, (list, dict)):
+    if value is None or isinstance(value, (bool, int, float, list, dict)):
         from grutool.config_file import yaml_value
 
         return yaml_value(value)
-    return _figure(value)
+    return str(value)
 
 
 def runs(

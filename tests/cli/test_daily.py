@@ -298,6 +298,25 @@ def test_compare_writes_a_list_setting_as_config_yaml_does(run, tmp_path):
     assert shown == "[neg, 'pos, or not']" and yaml.safe_load(shown) == ["neg", "pos, or not"], table
 
 
+def test_compare_writes_numeric_settings_as_config_yaml_does(run, tmp_path):
+    # train.seed read 19,530 (and an lr of 0.000123456 read 1.235e-04): copied back into --set, neither is the
+    # setting the run had
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(run, other)
+    cfg = yaml.safe_load((other / "config.yaml").read_text())
+    settings = {("train", "seed"): 19530, ("train", "max_steps"): 12000, ("train", "batch_size"): 1024,
+                ("data", "max_length"): 4096, ("train", "lr"): 0.000123456}
+    for (section, name), value in settings.items():
+        cfg[section][name] = value
+    (other / "config.yaml").write_text(yaml.safe_dump(cfg))
+    table = invoke("compare", run, other).stdout
+    for (section, name), value in settings.items():
+        shown = _compared(table, f"{section}.{name}", 2)[1]
+        assert yaml.safe_load(shown) == value and shown == yaml.safe_dump(value).split("\n")[0], (shown, table)
+
+
 def test_compare_of_runs_of_other_families_shows_only_what_each_family_reads(run, tmp_path):
     """The README walk-through: a classifier beside a forecaster listed `data.horizon 96 14` (the classifier's
     default of a field it never reads) among the differences. A field is now compared among the runs whose family
@@ -435,7 +454,7 @@ def test_compare_and_runs_keep_the_digits_of_small_values(run, tmp_path, monkeyp
     assert table.exit_code == 0, table.output
     assert "runs under" not in table.stdout, "no folder in common: the names as given"
     lr_row = next(line for line in table.stdout.splitlines() if "train.lr" in line)
-    assert "0.003" in lr_row and "3e-05" in lr_row and "0.0000" not in lr_row, table.stdout
+    assert "0.003" in lr_row and "3.0e-05" in lr_row and "0.0000" not in lr_row, table.stdout  # as config.yaml
     loss_row = next(line for line in table.stdout.splitlines() if "│ loss" in line)
     assert "0.001234" in loss_row and "0.5" in loss_row, table.stdout
     listed = invoke("runs", ".")
