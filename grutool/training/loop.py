@@ -187,7 +187,8 @@ def _resume(trainer: Trainer, last: dict, summary: dict) -> Optional[dict]:
         if redrawn:
             log.warning("%s", redrawn)
         record_resumed_config(trainer.cfg, run_dir)
-    log.info("resuming at epoch %d, step %d", trainer.state.epoch + 1, trainer.state.step)
+    log.info("resuming at epoch %d, %s %d", trainer.state.epoch + 1, trainer.task.update_name(trainer.cfg),
+             trainer.state.step)
     if trainer.state.epoch_figures_lost and dist.is_main:
         log.warning("%s was written by an older grutool and does not hold epoch %d's training loss, tokens/s "
                     "and time so far: that epoch's line and metrics.jsonl row leave them out",

@@ -89,9 +89,10 @@ def redrawn_schedule(trainer, saved: Config) -> Optional[str]:
     if t.schedule not in ("linear", "cosine") or before == now or step == 0 or step >= now:
         return None
     was, will = (t.lr * lr_factor(step, t.schedule, t.warmup_steps, total) for total in (before, now))
-    return (f"train.schedule {t.schedule} now spans {now:,} steps, not the {before:,} the run started with: from step "
-            f"{step:,} its learning rate follows the new length ({will:.3g} there, where the run's schedule was at "
-            f"{was:.3g}), so the weights will not be those of a run trained {now:,} steps from the start")
+    word = trainer.task.update_name(trainer.cfg)  # numbers' `updates`: their steps are in time
+    return (f"train.schedule {t.schedule} now spans {now:,} {word}s, not the {before:,} the run started with: from "
+            f"{word} {step:,} its learning rate follows the new length ({will:.3g} there, where the run's schedule "
+            f"was at {was:.3g}), so the weights will not be those of a run trained {now:,} {word}s from the start")
 
 
 def write_new_run(cfg: Config, run_dir: Path, prepared, overwrite: bool, owned: contextlib.ExitStack) -> None:

@@ -64,8 +64,10 @@ class GradientMonitor(Callback):
                 # (clip_grad_norm_ rescales only above it): "clipped" is never said of an untouched step.
                 advice = f"; clipped to {clip:g}" if clip is not None else \
                     "; set train.clip_grad_norm or lower train.lr"
-                log.warning("step %d: gradient norm %.4g is %.0fx its running median %.4g (exploding gradients%s)",
-                            trainer.state.step, norm, norm / median, median, advice)
+                # `update 22` where a numeric run's steps are time steps (`Task.update_name`), as its other lines
+                log.warning("%s %d: gradient norm %.4g is %.0fx its running median %.4g (exploding gradients%s)",
+                            trainer.task.update_name(trainer.cfg), trainer.state.step, norm, norm / median, median,
+                            advice)
         self.recent.append(norm)
         s = trainer.state
         s.epoch_grad_norm_sum += norm

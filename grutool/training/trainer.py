@@ -234,7 +234,7 @@ class Trainer:
         s.skipped_steps += 1
         s.skipped_in_row += 1
         self.schedule.step()  # the schedule follows the step count, updates or not
-        where = f"epoch {s.epoch + 1}, step {s.step + 1}"
+        where = f"epoch {s.epoch + 1}, {self.task.update_name(self.cfg)} {s.step + 1}"  # numbers' `update`
         fix = f"lower train.lr ({t.lr:g}) or set train.clip_grad_norm"
         if t.nonfinite == "stop":
             raise TrainingDiverged(f"training diverged at {where}: the {what}; {fix} "
@@ -300,8 +300,9 @@ class Trainer:
                 raise KeyboardInterrupt
             self._interrupt_requested, self._interrupt_signal = True, signum
             if self.dist.is_main:  # torchrun passes Ctrl-C to every rank; rank 0 alone reports
-                log.warning("%s: stopping after this step, saving a checkpoint (again: stop now)",
-                            "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name)
+                log.warning("%s: stopping after this %s, saving a checkpoint (again: stop now)",
+                            "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name,
+                            self.task.update_name(self.cfg))
 
         stops = [signal.SIGINT]
         if not self.dist.enabled:

@@ -385,6 +385,23 @@ def test_a_numeric_run_calls_its_optimizer_steps_updates_as_its_speed_counts_tim
                      "sines": "update"}, words
 
 
+def test_a_numeric_run_s_resume_and_divergence_lines_say_update_as_its_other_lines_do(tmp_path):
+    # `resuming at epoch 1, step 3` and `training diverged at epoch 1, step 2` beside `update 3/40` and `steps/s`
+    import yaml
+
+    cfg = tmp_path / "c.yaml"
+    raw = toy(tmp_path / "run", train={"epochs": 1})
+    cfg.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    with pytest.raises(TrainingInterrupted):
+        train(parse_config(raw), callbacks=[InterruptAt(3)], progress=False)
+    r = invoke("train", cfg, "--resume")
+    assert r.exit_code == 0 and "resuming at epoch 1, update 3" in r.output, r.output
+    raw = toy(tmp_path / "diverged", train={"lr": 1e38, "clip_grad_norm": None})
+    cfg.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    r = invoke("train", cfg)
+    assert r.exit_code != 0 and "training diverged at epoch 1, update 2:" in r.output, r.output
+
+
 def test_bad_data_exits_2_with_one_line(tmp_path):
     bad = tmp_path / "bad.ts"
     bad.write_text(HEADER.replace('"big dog" cat', "a b") + "1,2:3,4:a\n1,2,3:4,5:b\n", encoding="utf-8")

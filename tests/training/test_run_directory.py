@@ -410,6 +410,25 @@ def test_a_run_reads_a_sliced_relative_path_from_the_folder_train_ran_in_keeping
     assert read.test == "data/missing.ts"  # not there either: from the working directory, as written
 
 
+@pytest.mark.parametrize("config, word", [("sentiment.yaml", "step"), ("numeric.yaml", "update")])
+def test_the_stretched_schedule_s_message_names_optimizer_steps_as_the_run_does(tmp_path, config, word):
+    # A numeric run's speed counts time steps and its lines say `updates`; this message said `now spans 32 steps`
+    from types import SimpleNamespace
+
+    from conftest import shipped_config
+    from grutool.families import get_task
+    from grutool.training.run_setup import redrawn_schedule
+
+    saved = parse_config(shipped_config(config, tmp_path, train={"schedule": "cosine", "epochs": 2,
+                                                                 "max_steps": None}))
+    now = saved.model_copy(update={"train": saved.train.model_copy(update={"epochs": 4})})
+    trainer = SimpleNamespace(cfg=now, task=get_task(now.task), state=SimpleNamespace(step=16),
+                              batches_per_epoch=8, total_steps=32)
+    said = redrawn_schedule(trainer, saved)
+    assert said.startswith(f"train.schedule cosine now spans 32 {word}s, not the 16 the run started with: "
+                           f"from {word} 16 ") and said.endswith(f"trained 32 {word}s from the start"), said
+
+
 @pytest.mark.parametrize("schedule, warned", [("cosine", True), ("linear", True), ("constant", False)])
 def test_a_resume_that_stretches_a_decaying_schedule_says_so(tmp_path, schedule, warned):
     """Resumed with a larger train.epochs, a cosine schedule is drawn over the new length from the step reached:

@@ -25,9 +25,12 @@ def test_grad_norm_per_epoch_goes_to_metrics_jsonl(tmp_path):
 class _Trainer:
     """The few Trainer attributes GradientMonitor reads."""
 
-    def __init__(self, clip_grad_norm: float | None = 5.0):
-        self.cfg = parse_config({"data": {"train": "x.tsv"}, "train": {"clip_grad_norm": clip_grad_norm}})
+    def __init__(self, clip_grad_norm: float | None = 5.0, train: str = "x.tsv"):
+        self.cfg = parse_config({"data": {"train": train}, "train": {"clip_grad_norm": clip_grad_norm}})
+        from grutool.families import get_task
         from grutool.training.trainer import TrainState
+
+        self.task = get_task(self.cfg.task)  # its word for an optimizer step (`Task.update_name`)
 
         self.state = TrainState()  # the epoch's norms are summed in it (last.pt keeps them for --resume)
         self.last_grad_norm = None
@@ -42,9 +45,10 @@ class _Records(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def _warnings(norms: list[float], clip_grad_norm: float | None = 5.0) -> tuple[list[str], GradientMonitor]:
-    """The explosion warnings a GradientMonitor logs over these steps' norms (one epoch)."""
-    monitor, tr, records = GradientMonitor(), _Trainer(clip_grad_norm), _Records()
+def _warnings(norms: list[float], clip_grad_norm: float | None = 5.0,
+              train: str = "x.tsv") -> tuple[list[str], GradientMonitor]:
+    """The explosion warnings a GradientMonitor logs over these steps' norms (one epoch) of a run reading `train`."""
+    monitor, tr, records = GradientMonitor(), _Trainer(clip_grad_norm, train), _Records()
     monitor.on_epoch_begin(tr)
     logger = logging.getLogger("grutool")
     saved = logger.handlers, logger.level
@@ -64,6 +68,14 @@ def test_an_exploding_gradient_is_warned_once_per_epoch():
     warnings, monitor = _warnings([1.0] * MIN_STEPS + [1.5, EXPLODE_FACTOR * 2, EXPLODE_FACTOR * 3, 1.0])
     assert len(warnings) == 1 and "step 22: gradient norm 20" in warnings[0] and "clipped to 5" in warnings[0]
     assert monitor.epoch_metrics["grad_norm_max"] == EXPLODE_FACTOR * 3
+
+
+@pytest.mark.parametrize("train, word", [("x.tsv", "step"), ("x.ts", "update")])
+def test_the_warning_names_an_optimizer_step_as_the_run_s_other_lines_do(train, word):
+    # A numeric run's speed counts time steps (`steps/s`) and its other lines say `update 22/40`: the warning
+    # said `step 22` of the same optimizer step
+    warnings, _ = _warnings([1.0] * MIN_STEPS + [1.5, EXPLODE_FACTOR * 2], train=train)
+    assert len(warnings) == 1 and warnings[0].startswith(f"{word} 22: gradient norm 20"), warnings
 
 
 @pytest.mark.parametrize("clip", [5.0, None])
