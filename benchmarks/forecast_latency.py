@@ -32,14 +32,29 @@ import tempfile
 import time
 from pathlib import Path
 
-from grutool.config_file import load_config  # no torch, as the next
+import script_args  # noqa: E402  (benchmarks/ is sys.path[0])
+from grutool.config_file import DATA_PATHS, data_present, load_config  # no torch, as the next
 from grutool.families.forecast.covariates import Roles
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def grutool(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "grutool", *args], check=True, stdout=subprocess.DEVNULL)
+    done = subprocess.run([sys.executable, "-m", "grutool", *args], stdout=subprocess.DEVNULL)
+    if done.returncode == 2:  # grutool said what is wrong in one line: no traceback of this script under it
+        sys.exit(2)
+    done.check_returncode()
+
+
+def check_data(cfg) -> None:
+    """Every data file of the config in place, before the tiny runs train: else one line naming the missing one
+    (a CalledProcessError traceback came after grutool's own line)."""
+    from grutool.data.loading import data_not_found
+
+    for name in DATA_PATHS:
+        path = getattr(cfg.data, name)
+        if isinstance(path, str) and not data_present(Path(path)):
+            raise data_not_found(path)
 
 
 def tiny_run(config: str, cell: str, out: Path, borders: str, steps: int) -> None:
@@ -70,21 +85,23 @@ def main() -> None:
     ap.add_argument("--cells", nargs="+", default=["gru", "lstm"])
     ap.add_argument("--borders", default="[8640,9000,9360]",
                     help="data.borders of the tiny runs (ETTh1: the first 8,640 rows train, validation cut short)")
-    ap.add_argument("--steps", type=int, default=4, help="train.max_steps of the tiny runs")
-    ap.add_argument("--rounds", type=int, default=25, help="timed rounds, every case once a round")
+    ap.add_argument("--steps", type=script_args.positive, default=4, help="train.max_steps of the tiny runs")
+    ap.add_argument("--rounds", type=script_args.positive, default=25, help="timed rounds, every case once a round")
     ap.add_argument("--warmup", type=int, default=3, help="untimed rounds first")
-    ap.add_argument("--number", type=int, default=10, help="calls per sample")
+    ap.add_argument("--number", type=script_args.positive, default=10, help="calls per sample")
     ap.add_argument("--runs", help="reuse the runs in this folder (one per cell, named by cell) if present")
     ap.add_argument("--json", help="write the samples and the environment here")
     args = ap.parse_args()
-    # After the arguments: --help and a bad argument answer at once, not after torch's import (seconds).
+    cfg = load_config(args.config)
+    check_data(cfg)
+    # After the arguments and the data: --help, a bad argument and missing data answer at once, not after
+    # torch's import (seconds).
     import torch
 
     from grutool.bench import env
     from grutool.predict import Predictor
 
     torch.set_num_threads(1)  # before the ONNX sessions: OnnxRuntime takes intra_op_num_threads from it
-    cfg = load_config(args.config)
     tmp = tempfile.TemporaryDirectory()
     base = Path(args.runs or tmp.name)
     train_s = {}
@@ -157,4 +174,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(script_args.run(main))

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from grutool.bench import grid as grids
@@ -819,6 +820,31 @@ def test_benchmark_scripts_print_a_user_error_as_one_line(monkeypatch, capsys, t
     assert script_args.run(lambda: None) == 0
     err = capsys.readouterr().err.splitlines()
     assert err == [f"error: {tmp_path}: run directory not found", f"error: {tmp_path / 'gru.cpp'}: file not found"]
+
+
+MISSING_DATA_SCRIPTS = [("forecast_latency.py", "etth1.yaml")]
+
+
+@pytest.mark.parametrize("script,config", MISSING_DATA_SCRIPTS, ids=[s for s, _ in MISSING_DATA_SCRIPTS])
+def test_benchmark_scripts_name_missing_data_in_one_line(script, config, monkeypatch, capsys, tmp_path):
+    # forecast_latency.py printed grutool's line, then a CalledProcessError traceback of its own `grutool train`:
+    # now one `error:` line naming the missing file and exit 2, before anything trains (run as the bad-argument
+    # test above runs a script: as __main__, in this process)
+    import runpy
+
+    raw = yaml.safe_load((ROOT / "configs" / config).read_text(encoding="utf-8"))
+    missing = tmp_path / "nowhere" / "data.csv"
+    raw["data"].update(train=str(missing), validation=str(missing), test=str(missing))
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    path = str(ROOT / "benchmarks" / script)
+    monkeypatch.chdir(ROOT)
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    monkeypatch.setattr(sys, "argv", [path, "--config", str(tmp_path / "c.yaml")])
+    with pytest.raises(SystemExit) as exited:
+        runpy.run_path(path, run_name="__main__")
+    out, err = capsys.readouterr()
+    assert exited.value.code == 2 and out == "", (out, err)
+    assert len(err.splitlines()) == 1 and err.startswith(f"error: {missing}: data file not found"), err
 
 
 def test_terminal_table_at_80_columns_shows_every_value_whole(smoke):
