@@ -255,6 +255,31 @@ def test_eval_s_title_at_40_columns_breaks_between_figures_and_its_cells_stay_wh
     assert [t.plain for t in title_lines(tagger, 30)][2:4] == ["span F1 0.7479 (P 0.9780,", "R 0.6054),"]
 
 
+def test_the_confusion_table_s_title_at_40_columns_goes_above_it_as_the_other_tables_titles_do():
+    # `grutool eval RUN --split test` of a classifier in a 40-column pane: rich wrapped the confusion table's title
+    # to the table's width, centred, between a name and its value (`confusion (rows: gold, columns:` /
+    # `predicted)`), where every other table's title goes above it on lines that fit, broken between figures
+    from rich.console import Console
+
+    from grutool.families.classifier import render
+
+    metrics = {"source": "/work/project/data/sentiment/test.tsv", "n": 80, "accuracy": 0.5125, "macro_f1": 0.5031,
+               "per_class": {name: {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 40}
+                             for name in ("negative", "positive")},
+               "confusion": {"labels": ["negative", "positive"], "matrix": [[15, 25], [14, 26]]}}
+    title = "confusion (rows: gold, columns: predicted)"
+    for width, terminal in ((40, True), (40, False), (80, True)):  # into a pipe (soft wrap): the title one line
+        console = Console(width=width, record=True, file=open("/dev/null", "w"))
+        console.print(render.tables(metrics)[1], crop=False, soft_wrap=not terminal)  # as `out.print` prints it
+        lines = console.export_text().splitlines()
+        shown = lines[:lines.index(next(line for line in lines if line.startswith("┏")))]
+        assert " ".join(shown) == title and all(line == line.lstrip() for line in shown), lines  # not centred
+        assert len(shown) == (2 if terminal and width == 40 else 1), lines
+        assert all(len(line) <= width for line in shown) or not terminal, lines
+        assert "columns: predicted)" in shown[-1], lines
+        assert any(line.startswith("│ negative ") for line in lines), lines
+
+
 # --- signals during training ----------------------------------------------------------------------------
 
 

@@ -42,7 +42,9 @@ def confusion_table(title: str, labels: list[str], matrix: list[list[int]]):
 
 
 class FitsOrSays:
-    """A table printed whole where it fits the width rich renders at, else one line (`note`) in its place."""
+    """A table printed whole where it fits the width rich renders at, as `Whole` prints a table (its title, where
+    wider than the table, above it on lines that fit: rich wrapped `confusion (rows: gold, columns: predicted)` to
+    the table's width, `columns:` / `predicted)`), else one line (`note`) in its place."""
 
     def __init__(self, table, note: str):
         self.table, self.note = table, note
@@ -52,7 +54,7 @@ class FitsOrSays:
         from rich.text import Text
 
         needed = Measurement.get(console, options.update_width(10_000), self.table).maximum
-        yield self.table if needed <= options.max_width else Text(self.note)  # Text: the note is never markup
+        yield Whole(self.table) if needed <= options.max_width else Text(self.note)  # Text: never markup
 
 
 class Whole:
@@ -105,8 +107,9 @@ class Whole:
 
 def title_lines(title, width: int) -> list:
     """A title (rich Text) as lines of at most `width` columns, each of its own lines broken after a figure's
-    `, `, `; ` or `: ` outside parentheses (`span F1 0.7479 (P 0.9780, R 0.6054)` stays whole), else after one
-    inside them, else between words; a word longer than `width` (a path) stays whole, running long."""
+    `, `, `; ` or `: ` outside parentheses (`span F1 0.7479 (P 0.9780, R 0.6054)` stays whole), else after a `, `
+    or `; ` inside them, else after a `: ` (`(rows: gold,` / `columns: predicted)`, never `columns:` / `predicted)`),
+    else between words; a word longer than `width` (a path) stays whole, running long."""
     import re
 
     from rich.cells import cell_len
@@ -115,7 +118,7 @@ def title_lines(title, width: int) -> list:
     for own in title.plain.split("\n"):
         # break points, the preferred first; each ends a line at the end of its match, the space left out
         kinds = [[m.end() for m in re.finditer(pattern, own)] + [len(own)]
-                 for pattern in (r"[,;:] (?![^(]*\))", r"[,;:] ", r" (?=\S)")]
+                 for pattern in (r"[,;:] (?![^(]*\))", r"[,;] ", r"[,;:] ", r" (?=\S)")]
         at = 0
         while at < len(own):
             fits = [[e for e in ends if at < e and cell_len(own[at:e].rstrip()) <= width] for ends in kinds]
