@@ -398,6 +398,8 @@ def test_compare_of_two_studies_keeps_every_name_and_value_whole_inside_80_colum
     for name in names:  # a line per config field that differs; the figures fit side by side, under both names
         assert sum(line.strip().startswith(f"{name} ") for line in lines) == len(before["config"]), table.stdout
     assert any(all(name in line for name in names) for line in lines), table.stdout
+    # a block's label ran on in spaces to the width of the longest value (`data.validation` and 48 spaces)
+    assert not [line for line in lines if line.endswith(" ")], table.stdout
     from rich.console import Console
 
     from grutool.cli.runs_cmd import _side_by_side

@@ -94,15 +94,23 @@ class Whole:
         untitled.columns = [copy.copy(column) for column in untitled.columns]  # whole_cells sets their widths
         table = whole_cells(untitled)
         needed = Measurement.get(console, options.update_width(10_000), table).minimum
-        # Each line without the spaces that pad it to the table's width: past the terminal's edge they were
-        # wrapped onto a line of their own, a blank line after each short line (a title, a block's label).
-        for line in console.render_lines(table, options.update_width(needed), pad=False):
-            while line and not line[-1].text.rstrip() and not line[-1].control:
-                line = line[:-1]
-            if line:
-                line = [*line[:-1], Segment(line[-1].text.rstrip(), line[-1].style)]
-            yield from line
-            yield Segment.line()
+        # Past the terminal's edge the spaces that pad a line to the table's width were wrapped onto a line of
+        # their own, a blank line after each short line (a title, a block's label).
+        yield from unpadded(console, table, options.update_width(needed))
+
+
+def unpadded(console, renderable, options):
+    """`renderable`'s lines without the spaces that pad each to its width (a block's label, `data.horizon`, ran
+    on in spaces to the width of its longest value), as segments, each line ended."""
+    from rich.segment import Segment
+
+    for line in console.render_lines(renderable, options, pad=False):
+        while line and not line[-1].text.rstrip() and not line[-1].control:
+            line = line[:-1]
+        if line:
+            line = [*line[:-1], Segment(line[-1].text.rstrip(), line[-1].style)]
+        yield from line
+        yield Segment.line()
 
 
 def title_lines(title, width: int) -> list:
@@ -149,8 +157,9 @@ def whole_cells(table):
 
 
 class FirstThatFits:
-    """The first of `choices` whose narrowest rendering (every word whole) fits the width; where none does, the
-    narrowest of them (the first of equals), `Whole`: no cell is cut."""
+    """The first of `choices` whose narrowest rendering (every word whole) fits the width, its lines without the
+    spaces that pad them (`unpadded`); where none does, the narrowest of them (the first of equals), `Whole`: no
+    cell is cut."""
 
     def __init__(self, *choices):
         self.choices = choices
@@ -160,4 +169,7 @@ class FirstThatFits:
 
         needed = [Measurement.get(console, options.update_width(10_000), choice).minimum for choice in self.choices]
         fits = [choice for choice, width in zip(self.choices, needed) if width <= options.max_width]
-        yield fits[0] if fits else Whole(self.choices[needed.index(min(needed))])
+        if fits:
+            yield from unpadded(console, fits[0], options)
+        else:
+            yield Whole(self.choices[needed.index(min(needed))])
