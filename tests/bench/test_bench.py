@@ -781,6 +781,8 @@ BAD_SCRIPT_ARGS = [
     ("step_gemm.py", ["--hidden", "64,0"], "argument --hidden: must be > 0 (got 0)"),
     ("packing_ab.py", ["--cells", "gru,lstn"], "argument --cells: 'lstn' is not one of gru, lstm, rnn"),
     ("omp_wait.py", ["--policies", "default,sleepy"], "argument --policies: 'sleepy' is not one of default, passive"),
+    ("japanese_vowels.py", ["--holdout-percent", "95"], "argument --holdout-percent: '95' is not a whole percent"),
+    ("japanese_vowels.py", ["--no-test", "--no-holdout"], "--no-test with --no-holdout leaves nothing to run"),
 ]
 
 
@@ -820,6 +822,37 @@ def test_benchmark_scripts_print_a_user_error_as_one_line(monkeypatch, capsys, t
     assert script_args.run(lambda: None) == 0
     err = capsys.readouterr().err.splitlines()
     assert err == [f"error: {tmp_path}: run directory not found", f"error: {tmp_path / 'gru.cpp'}: file not found"]
+
+
+def test_japanese_vowels_screening_counts_each_seed_s_held_out_errors(monkeypatch, capsys, tmp_path):
+    """`--no-test --holdout-percent P --holdout-seeds ...`: per seed, a run on P % of TRAIN scored on the rest;
+    the errors printed per seed are those of each run's last epoch, and the table sums them. Run on the toy
+    numeric data (named as the script reads it), as the bad-argument test runs a script."""
+    import runpy
+    import shutil
+
+    data = tmp_path / "jv"
+    data.mkdir()
+    shutil.copy(ROOT / "data/numeric/train.ts", data / "JapaneseVowels_TRAIN.ts")
+    out_json = tmp_path / "screen.json"
+    path = str(ROOT / "benchmarks" / "japanese_vowels.py")
+    monkeypatch.chdir(ROOT)
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    monkeypatch.setattr(sys, "argv", [path, "--config", str(ROOT / "configs/numeric.yaml"), "--data", str(data),
+                                      "--cells", "gru", "--no-test", "--holdout-percent", "50",
+                                      "--holdout-seeds", "3", "4", "--set", "train.epochs=1", "--json",
+                                      str(out_json)])
+    with pytest.raises(SystemExit) as exited:
+        runpy.run_path(path, run_name="__main__")
+    assert exited.value.code == 0
+    held = json.loads(out_json.read_text(encoding="utf-8"))["holdouts"]
+    assert [h["seed"] for h in held] == [3, 4]
+    for h in held:  # half of each class held out; the errors are the last epoch's
+        assert h["holdout_n"] > 0 and h["holdout_errors"] == round((1 - h["holdout_accuracy"]) * h["holdout_n"])
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| gru"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == " ".join(str(h["holdout_errors"]) for h in held)
+    assert cells[2] == f"**{sum(h['holdout_errors'] for h in held)}**" and cells[3] == str(sum(h["holdout_n"] for h in held))
 
 
 MISSING_DATA_SCRIPTS = [("forecast_latency.py", "etth1.yaml")]
