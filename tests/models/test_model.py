@@ -114,3 +114,27 @@ def test_label_smoothing_in_the_training_loss_only():
     torch.testing.assert_close(loss, nll)
     assert Classifier.from_config(Config.model_construct(model=cfg.model, train=TrainConfig()), vocab_size=30,
                                   num_outputs=3).label_smoothing == 0.0
+
+
+@pytest.mark.parametrize("smoothing, classes", [(0.1, 9), (0.2, 2)])
+def test_train_says_the_smoothed_loss_s_floor_that_the_loss_reaches(smoothing, classes):
+    """train's start-up note gives the lowest training loss label smoothing allows: the smoothed cross-entropy of
+    logits that predict the smoothed target itself, which no other logits undercut."""
+    import re
+    from types import SimpleNamespace
+
+    from grutool.config import TrainConfig
+    from grutool.families.classifier.task import ClassifierTask
+
+    cfg = Config.model_construct(model=ModelConfig(), train=TrainConfig(label_smoothing=smoothing))
+    note = ClassifierTask().figures_note(cfg, SimpleNamespace(labels=list(range(classes)), splits={"train": []}))
+    floor = float(re.search(r"at best (\d\.\d{4})", note).group(1))
+    target = torch.tensor([0])
+    best = torch.full((1, classes), smoothing / classes)
+    best[0, 0] += 1 - smoothing
+    loss = torch.nn.functional.cross_entropy(best.log(), target, label_smoothing=smoothing)
+    assert abs(float(loss) - floor) < 1e-4 and "val loss" not in note
+    worse = torch.nn.functional.cross_entropy(best.log() + torch.randn(1, classes), target, label_smoothing=smoothing)
+    assert float(worse) >= float(loss)
+    assert ClassifierTask().figures_note(Config.model_construct(model=ModelConfig(), train=TrainConfig()),
+                                         SimpleNamespace(labels=list(range(classes)), splits={})) is None

@@ -4,6 +4,7 @@ splits, a classifier, metrics, predictions."""
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -231,6 +232,17 @@ class ClassifierTask(Task):
         return vocabs, split
 
     # --- model --------------------------------------------------------------------------------
+
+    def figures_note(self, cfg: Config, prepared: Prepared) -> Optional[str]:
+        # With train.label_smoothing the training loss has a floor above 0 (the smoothed target's entropy) and
+        # sits far above `val loss`, which is the plain negative log-likelihood: said once, with the floor.
+        e, classes = cfg.train.label_smoothing, len(prepared.labels)
+        if not e or classes < 2:
+            return None
+        target = [1 - e + e / classes] + [e / classes] * (classes - 1)  # the smoothed target of one example
+        floor = -sum(p * math.log(p) for p in target)
+        unsmoothed = "; val loss without it" if "validation" in prepared.splits else ""
+        return f"train loss with label smoothing {e:g}: at best {floor:.4f} ({classes} classes){unsmoothed}"
 
     def build_model(self, cfg: Config, vocabs: Any):
         from grutool.families.classifier.model import Classifier
