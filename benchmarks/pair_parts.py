@@ -62,9 +62,7 @@ def main(argv=None) -> int:
     ap.add_argument("--lengths", default="padded,packed", type=script_args.names("padded", "packed"))
     ap.add_argument("--threads", type=script_args.positive, default=2)
     ap.add_argument("--rounds", type=script_args.positive, default=40)
-    ap.add_argument("--batch", type=script_args.positive, default=32)
-    ap.add_argument("--seq-len", type=script_args.positive, default=100)
-    ap.add_argument("--input-size", type=script_args.positive, default=128)
+    script_args.layer_shape(ap)
     args = ap.parse_args(argv)
     # After the arguments: --help and a bad argument answer at once, not after torch's import (seconds).
     import torch

@@ -46,6 +46,13 @@ def names(*choices: str):
     return check
 
 
+def layer_shape(ap: argparse.ArgumentParser) -> None:
+    """The layer call's shape, as `grutool bench` times it: --batch 32, --seq-len 100, --input-size 128."""
+    ap.add_argument("--batch", type=positive, default=32)
+    ap.add_argument("--seq-len", type=positive, default=100)
+    ap.add_argument("--input-size", type=positive, default=128)
+
+
 def run(main, *args) -> int:
     """`main(*args)`, with a user's mistake as one line and exit 2."""
     from grutool.errors import UserError
