@@ -46,8 +46,7 @@ class NumericEmbedder(nn.Module):
     @classmethod
     def from_config(cls, m: "ModelConfig", channels: int, *, mask: bool = False) -> "NumericEmbedder":
         """The front-end for `channels` values per step: model.input_noise and input_offset_noise in training,
-        model.input_deltas, a
-        projection to model.embedding_dim, then model.embedding_dropout."""
+        model.input_deltas, a projection to model.embedding_dim, then model.embedding_dropout."""
         return cls(channels, m.embedding_dim, m.embedding_dropout, mask=mask, noise=m.input_noise,
                    offset_noise=m.input_offset_noise, deltas=m.input_deltas)
 
