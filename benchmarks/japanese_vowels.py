@@ -179,8 +179,10 @@ def main() -> None:
         rs = [r for r in rows if r["cell"] == cell]
         per_seed = " / ".join(f"{r['test_accuracy']:.4f}" for r in rs)
         hs = [h for h in held if h["cell"] == cell]
-        step1 = (f"{mean_sd([h['holdout_accuracy'] for h in hs])} ({statistics.mean(h['holdout_loss'] for h in hs):.4f})"
-                 if hs else "—")
+        step1 = "—"
+        if hs:
+            loss = statistics.mean(h["holdout_loss"] for h in hs)
+            step1 = f"{mean_sd([h['holdout_accuracy'] for h in hs])} ({loss:.4f})"
         print(f"| {cell} | {rs[0]['parameters']:,} | {step1} | "
               f"{per_seed} | **{mean_sd([r['test_accuracy'] for r in rs])}** | "
               f"{statistics.mean(r['train_s'] for r in rs):.1f} | {statistics.mean(r['s_per_epoch'] for r in rs):.3f} | "

@@ -363,7 +363,8 @@ def unread_to_defaults(raw) -> None:
 def unread_fields(raw) -> list[str]:
     """The fields of a raw config (`section.name`, as set in it) that its family never reads: those the family
     lacks (`Task.lacks`: its `ignores`, fields only other families own), then, on numeric data, the token
-    settings (`TEXT_ONLY`), and on text, in a family that reads numbers too, theirs (`NUMERIC_SETTINGS`). `compare` shows no value of them; `unread_to_defaults` drops them."""
+    settings (`TEXT_ONLY`), and on text, in a family that reads numbers too, theirs (`NUMERIC_SETTINGS`).
+    `compare` shows no value of them; `unread_to_defaults` drops them."""
     from types import SimpleNamespace
 
     from grutool.families.rules import NUMERIC_SETTINGS, TEXT_ONLY, is_numeric, reads_both

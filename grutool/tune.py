@@ -62,6 +62,7 @@ from typing import Any, Callable, Optional, Sequence
 from grutool import jsonsafe
 from grutool.atomic import check_output_folder, write_text_atomic
 from grutool.config import MINIMIZED_METRICS, Config
+from grutool.config_file import yaml_value  # a value as a space file writes it: true, null, 1.0e-05
 from grutool.errors import UserError, install
 from grutool.jobs import child_env, in_process_threads, stop_when_orphaned, thread_share
 
@@ -185,13 +186,13 @@ def parse_space(raw: Any, source: str, lines: dict) -> list[Param]:
             odd = next((v for v in value if not isinstance(v, (str, int, float, bool, type(None)))), None)
             if odd is not None:
                 raise UserError(f"{where}: {path}: a categorical value is a string, number, true/false or null "
-                                f"(got {_yaml(odd)})")
+                                f"(got {yaml_value(odd)})")
             if "log" in entry or "step" in entry:
                 raise UserError(f"{where}: {path}: log and step are for int and float ranges; remove them")
             params.append(Param(path, kind, choices=value, line=line))
             continue
         if not (isinstance(value, list) and len(value) == 2 and all(_number(v, kind) for v in value)):
-            raise UserError(f"{where}: {path}: {kind} needs [low, high], two {kind} numbers (got {_yaml(value)})")
+            raise UserError(f"{where}: {path}: {kind} needs [low, high], two {kind} numbers (got {yaml_value(value)})")
         low, high = value
         if low > high:
             raise UserError(f"{where}: {path}: inverted range [{low}, {high}]; write [{high}, {low}]")
@@ -200,14 +201,14 @@ def parse_space(raw: Any, source: str, lines: dict) -> list[Param]:
                             f"{path}={low}")
         log_scale = entry.get("log", False)
         if not isinstance(log_scale, bool):
-            raise UserError(f"{where}: {path}: log is true or false (got {_yaml(log_scale)})")
+            raise UserError(f"{where}: {path}: log is true or false (got {yaml_value(log_scale)})")
         if log_scale and low <= 0:
             raise UserError(f"{where}: {path}: a log range must be above 0 (got low {low})")
         step = entry.get("step")
         if step is not None:
             if not _number(step, kind) or step <= 0 or step > high - low:
                 raise UserError(f"{where}: {path}: step must be {'an int' if kind == 'int' else 'a float'} in "
-                                f"(0, {high - low}] (got {_yaml(step)})")
+                                f"(0, {high - low}] (got {yaml_value(step)})")
             if log_scale:
                 raise UserError(f"{where}: {path}: step and log do not go together; remove one")
         params.append(Param(path, kind, low, high, step, log_scale, line=line))
@@ -223,13 +224,6 @@ def config_values(cfg, params: list[Param]) -> dict:
             node = getattr(node, part)
         values[p.path] = getattr(node, "value", node) if isinstance(node, enum.Enum) else node
     return values
-
-
-def _yaml(value) -> str:
-    """A value as a space file writes it: true, null, none, 1.0e-05 (never Python's True, None, 'none')."""
-    from grutool.config_file import yaml_value
-
-    return yaml_value(value)
 
 
 def _override(path: str, value) -> str:
@@ -262,7 +256,7 @@ def load_space(space: str | Path, config: str | Path, overrides: Sequence[str] =
             except UserError as exc:
                 reason = str(exc)
                 reason = reason.split(": ", 1)[1] if reason.startswith("--set ") else reason
-                raise UserError(f"{where}: {p.path}: the config refuses {_yaml(value)} ({reason}); change the "
+                raise UserError(f"{where}: {p.path}: the config refuses {yaml_value(value)} ({reason}); change the "
                                 f"space") from None
     return params
 
@@ -488,7 +482,7 @@ def tune(config: str | Path, space: str | Path, trials: int, overrides: Sequence
         # The first trial is the config as given, so the best trial can only match or beat it on validation
         # and the sampler starts from a known point.
         own = config_values(base, params)
-        outside = [f"{p.path}={_yaml(own[p.path])}" for p in params if not p.contains(own[p.path])]
+        outside = [f"{p.path}={yaml_value(own[p.path])}" for p in params if not p.contains(own[p.path])]
         if outside:
             log.warning("the config's own %s %s outside the space, so no trial runs the config as given",
                         ", ".join(outside), "is" if len(outside) == 1 else "are")
@@ -567,8 +561,8 @@ def _check_same_search(plan_path: Path, overrides: Sequence[str], params: list[P
     if not changed:  # the same command: the config file itself may have been edited since
         edited = _edited_since(plan_path.parent, base, {p.path for p in params})
         if edited:
-            changed.append("another config (" + ", ".join(f"{key} {_yaml(was)} in its trials, {_yaml(now)} now"
-                                                          for key, was, now in edited) + ")")
+            changed.append("another config (" + ", ".join(f"{key} {yaml_value(was)} in its trials, "
+                                                          f"{yaml_value(now)} now" for key, was, now in edited) + ")")
     if changed:
         raise UserError(f"resume: {plan_path.parent} was searched with {'; '.join(changed)}; resume with the "
                         f"same settings (trials trained otherwise cannot be ranked with its trials), or give "

@@ -190,13 +190,11 @@ def train(
             ex = ", ".join(f"{k} {v:,}" for k, v in summary["examples"].items())
             # Each output vocabulary by what it holds: classes, tags, targets; intents and chars by name.
             vocabularies = dict(summary.get("vocabularies", {"labels": summary["num_classes"]}))
-            # Numbers (numeric sequences, forecasting) have a scaler of their channels, not a token vocabulary;
-            # what the model reads is the task's to count (a forecaster's channels and covariates apart).
-            channels = vocabularies.pop("scaler", None)
-            sizes = summary.get("inputs") or ({"vocab size": summary["vocab_size"]} if channels is None
-                                              else {"channels": channels})
+            # Numbers (numeric sequences, forecasting) have a scaler of their channels, not a token vocabulary:
+            # what the model reads is the task's to count (`inputs`: a forecaster's channels and covariates apart).
+            vocabularies.pop("scaler", None)
             inputs = "".join(f"  {'vocab size' if name == 'vocabulary' else name:<12}{n:,}\n"
-                             for name, n in sizes.items())
+                             for name, n in summary["inputs"].items())
             sizes = "".join(f"  {task.outputs if name == 'labels' else name:<12}{n:,}\n"
                             for name, n in vocabularies.items())
             out.print(f"config ok: {config}\n  task        {summary['task']}\n"
