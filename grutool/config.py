@@ -431,9 +431,9 @@ class TrainConfig(_Section):
     """Seq2seq: chance that the decoder is fed the gold previous token while training (else its own best
     guess). 1.0 lets a decoder without input feeding run over the whole target at once (fastest)."""
     label_smoothing: float = Field(default=0.0, ge=0, lt=1)
-    """Seq2seq and classifier: label smoothing of the training loss, the share of each target's probability spread
-    evenly over all classes (tokens). Perplexity is always measured without it, and so is a classifier's
-    validation loss (`monitor: loss`)."""
+    """Seq2seq, classifier, tagger and joint: label smoothing of the training loss, the share of each target's
+    probability spread evenly over all classes (tokens, tags, intents; a CRF's tag loss is left as it is).
+    Perplexity is always measured without it, and so is the validation loss (`monitor: loss`)."""
     monitor: Literal["accuracy", "macro_f1", "loss", "token_accuracy", "span_f1", "intent_accuracy",
                      "sentence_accuracy", "bleu", "chrf", "exact_match", "perplexity", "bpc",
                      "mse", "mae", "rmse", "r2"] = "accuracy"

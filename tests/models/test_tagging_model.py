@@ -104,3 +104,44 @@ def test_char_encoder_gives_padding_tokens_zero_and_words_their_own_vector():
     torch.testing.assert_close(out[0, 1], out[1, 0])  # the same spelling, the same vector
     alone = enc(torch.tensor([[[2, 3]]]))
     torch.testing.assert_close(out[0, 0], alone[0, 0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("variant", ["softmax", "crf"])
+def test_label_smoothing_in_the_training_loss_only(variant):
+    """train.label_smoothing on a joint model: in train mode the softmax tag loss and the intent loss are
+    cross-entropies against (1 - e) one-hot + e / C, written out here (a CRF's tag loss stays its path NLL); in
+    eval mode (validation's loss) both are the plain negative log-likelihoods. Unseen tags and intents are left
+    out of both."""
+    from grutool.config import TrainConfig
+
+    e = 0.2
+    m = ModelConfig(embedding_dim=8, hidden_size=6, head_dropout=0.0, **VARIANTS[variant])
+    constraints = schemes.allowed_transitions(TAGS, "iob2") if m.crf else None
+    torch.manual_seed(0)
+    model = Tagger.from_config(Config.model_construct(model=m, train=TrainConfig(label_smoothing=e)), vocab_size=30,
+                               num_outputs=len(TAGS), constraints=constraints, num_intents=3)
+    split = split_of(SEQS[:4])
+    valid = [0, 2, 4, 1, 3, 4, 4]  # B-A I-A O B-B I-B O O: a path the CRF's IOB2 constraints allow
+    split.targets = [torch.tensor(valid[:len(t)]) for t in split.targets]
+    split.targets[0][1] = len(TAGS)      # a tag the model never saw: out of the softmax tag loss
+    split.intents[3] = torch.tensor(3)   # an intent it never saw: out of the intent loss
+    b = collate(split, [0, 1, 2, 3])
+    mask = b.targets["tags"] != -100
+
+    def smoothed(logits, gold, classes, eps):  # mean over the known rows of -sum(target * log p)
+        keep = gold < classes
+        soft = torch.full((int(keep.sum()), classes), eps / classes)
+        soft += (1 - eps) * torch.nn.functional.one_hot(gold[keep], classes)
+        return -(soft * torch.log_softmax(logits.float()[keep], -1)).sum(-1).mean()
+
+    for mode, eps in (("train", e), ("eval", 0.0)):
+        getattr(model, mode)()
+        torch.manual_seed(1)
+        out, loss = model(b.ids, b.lengths, b.targets)
+        if model.crf is None:
+            tag_loss = smoothed(out.emissions[mask], b.targets["tags"][mask], len(TAGS), eps)
+        else:
+            keep = (b.targets["tags"] >= 0) & ~(b.targets["tags"] >= len(TAGS)).any(1, keepdim=True)
+            tag_loss = model.crf.nll(out.emissions, b.targets["tags"].clamp(0, len(TAGS) - 1), keep).sum() / keep.sum()
+        intent_loss = smoothed(out.intent, b.targets["intent"], 3, eps)
+        torch.testing.assert_close(loss, tag_loss + intent_loss)

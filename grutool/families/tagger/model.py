@@ -31,11 +31,14 @@ class TaggerOutput(NamedTuple):
 
 class Tagger(Model):
     def __init__(self, embedder: Embedder, encoder: RecurrentEncoder, num_tags: int, m: ModelConfig, *,
-                 num_intents: int = 0, constraints: Optional[tuple] = None):
+                 num_intents: int = 0, constraints: Optional[tuple] = None, label_smoothing: float = 0.0):
         """Built parts in, the heads sized from the encoder; `m` gives head_dropout, crf, pooling and the loss
         weights; `num_intents` > 0 adds the joint model's intent head; `constraints` (allowed start,
-        transition and end tags) restrict a CRF to the tag scheme's valid paths."""
+        transition and end tags) restrict a CRF to the tag scheme's valid paths; `label_smoothing`
+        (train.label_smoothing) smooths the softmax tag loss and the intent loss while training (a CRF's
+        sentence-level loss is left as it is)."""
         super().__init__(embedder)
+        self.label_smoothing = label_smoothing
         self.tag_loss_weight, self.intent_loss_weight = m.tag_loss_weight, m.intent_loss_weight
         self.encoder = encoder
         self.head_dropout = nn.Dropout(m.head_dropout)
@@ -54,7 +57,8 @@ class Tagger(Model):
         else:
             embedder = Embedder.from_config(cfg.model, vocab_size, num_chars=num_chars)
         encoder = RecurrentEncoder.from_config(cfg.model, embedder.output_dim)
-        return cls(embedder, encoder, num_outputs, cfg.model, num_intents=num_intents, constraints=constraints)
+        return cls(embedder, encoder, num_outputs, cfg.model, num_intents=num_intents, constraints=constraints,
+                   label_smoothing=cfg.train.label_smoothing)
 
     def scores(self, ids: torch.Tensor, lengths: torch.Tensor, chars: Optional[torch.Tensor] = None,
                h0: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor]:
@@ -98,6 +102,7 @@ class Tagger(Model):
         # but are left out of the loss.
         unseen = tags >= C  # (B, T)
         known = tags.masked_fill(unseen, -100)
+        smoothing = self.label_smoothing if self.training else 0.0  # validation's loss is the plain NLL
         if self.crf is not None:
             # A path through an unseen tag has no score: leave such sentences out of the loss.
             keep = mask & ~unseen.any(1, keepdim=True)  # (B, T)
@@ -105,12 +110,13 @@ class Tagger(Model):
             tag_loss = nll.sum() / keep.sum().clamp(min=1)  # per token, like the softmax loss
         else:
             n = (known != -100).sum().clamp(min=1)
-            tag_loss = F.cross_entropy(emissions.float().reshape(-1, C), known.reshape(-1),
-                                       ignore_index=-100, reduction="sum") / n
+            tag_loss = F.cross_entropy(emissions.float().reshape(-1, C), known.reshape(-1), ignore_index=-100,
+                                       label_smoothing=smoothing, reduction="sum") / n
         if self.intent_head is None:
             return tag_loss
         gold = targets["intent"]  # (B,)
         gold = gold.masked_fill(gold >= intent.shape[-1], -100)
         n = (gold != -100).sum().clamp(min=1)
-        intent_loss = F.cross_entropy(intent.float(), gold, ignore_index=-100, reduction="sum") / n
+        intent_loss = F.cross_entropy(intent.float(), gold, ignore_index=-100, label_smoothing=smoothing,
+                                      reduction="sum") / n
         return self.tag_loss_weight * tag_loss + self.intent_loss_weight * intent_loss

@@ -33,7 +33,7 @@ class TaggerTask(Task):
     owns = {"data": ("dataset", "dataset_config", "split_seed", "tag_column", "scheme", "convert_to"),
             "model": ("input_noise", "input_offset_noise", "input_deltas", "crf", "char_features",
                       "char_embedding_dim", "char_hidden_size", "freeze_embeddings", "embedding_init"),
-            "train": ("lazy_embeddings",)}
+            "train": ("lazy_embeddings", "label_smoothing")}
     renderer = "tagger"
     exporter = "tagger"
     outputs = "tags"
@@ -53,6 +53,10 @@ class TaggerTask(Task):
             raise ValueError(f"{numeric_by(cfg)[0]}: task joint reads text; numeric sequences are read by tasks classifier, "
                              f"tagger and regressor: remove it, or change the task")
         check_numeric(cfg)  # numeric settings on text, text settings on numbers
+        if cfg.train.label_smoothing and cfg.model.crf and not self.joint:
+            raise ValueError("train.label_smoothing: a CRF's loss scores whole tag paths, so there is nothing to "
+                             "smooth (it smooths the softmax tag loss, crf: false, and a joint model's intent loss); "
+                             "remove one of the two")
         if is_numeric(cfg):
             check_one_path_per_split(cfg)
             return
@@ -71,6 +75,16 @@ class TaggerTask(Task):
                 raise ValueError(f"data.tag_column: a Hub dataset's tags are a column, named by a string "
                                  f"(got {cfg.data.tag_column!r})")
         check_one_path_per_split(cfg)
+
+    def figures_note(self, cfg: Config, prepared: Any) -> Optional[str]:
+        # The training loss is smoothed (train.label_smoothing) and `val loss` is not: said once, as the
+        # classifier says it.
+        if not cfg.train.label_smoothing:
+            return None
+        smoothed = [part for part, on in (("tag", not cfg.model.crf), ("intent", self.joint)) if on]
+        unsmoothed = "; val loss without it" if "validation" in prepared.splits else ""
+        return (f"train loss with label smoothing {cfg.train.label_smoothing:g} on the "
+                f"{' and '.join(smoothed)} loss{'es' if len(smoothed) > 1 else ''}{unsmoothed}")
 
     # --- reading ---------------------------------------------------------------------
 
