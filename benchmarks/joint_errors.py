@@ -1,6 +1,7 @@
 """Where a joint (intent + slots) run's sentence errors are, on one split of its data.
 
 Every sentence the run gets wrong (its intent, or any of its tags: what sentence accuracy counts) falls in one of:
+- **intent never in training**: the gold intent is not one of the training file's (no model can predict it);
 - **intent**: the intent is wrong (whatever the tags);
 - **role added or dropped**: the intent is right, and every wrong tag is the gold one with a role prefix added
   or taken away (`B-fromloc.city_name` against `B-city_name`): span and type right, and the data itself writes
@@ -30,18 +31,19 @@ import script_args  # noqa: E402  (benchmarks/ is sys.path[0])
 ROLE = re.compile(r"^([BIES]-)?(?:[a-z_]+loc)\.")  # ATIS's roles: fromloc., toloc., stoploc.
 
 
-KINDS = ("intent", "role added or dropped", "tag never on that word in training", "other")
+KINDS = ("intent never in training", "intent", "role added or dropped", "tag never on that word in training", "other")
 
 
 def strip_role(tag: str) -> str:
     return ROLE.sub(lambda m: m.group(1) or "", tag)
 
 
-def kind_of(sentence, pred: dict, seen: dict, min_count: int) -> str | None:
-    """The kind of a sentence's error (module docstring), None when it is right."""
+def kind_of(sentence, pred: dict, seen: dict, min_count: int, intents: set) -> str | None:
+    """The kind of a sentence's error (module docstring), None when it is right. `seen`: each training word's
+    tags, counted; `intents`: the training file's intents."""
     wrong = [(w, g, p) for w, g, p in zip(sentence.words, sentence.tags, pred["tags"]) if g != p]
     if pred["intent"] != sentence.intent:
-        return "intent"
+        return "intent" if sentence.intent in intents else "intent never in training"
     if not wrong:
         return None
     if all(strip_role(g) == strip_role(p) and (g == strip_role(g)) != (p == strip_role(p)) for _, g, p in wrong):
@@ -77,14 +79,16 @@ def report(args) -> int:
         return sentences
 
     seen: dict = collections.defaultdict(collections.Counter)  # word -> its tags in training
+    intents = set()
     for s in read("train"):
+        intents.add(s.intent)
         for w, t in zip(s.words, s.tags):
             seen[w][t] += 1
     gold = read(args.split)
     preds = p.predict(p.task.read_inputs(p.cfg, getattr(p.cfg.data, args.split), p.run))
     kinds: dict = collections.defaultdict(list)
     for i, (s, pred) in enumerate(zip(gold, preds)):
-        kind = kind_of(s, pred, seen, args.min_count)
+        kind = kind_of(s, pred, seen, args.min_count, intents)
         if kind:
             kinds[kind].append(i)
     wrong = sum(len(v) for v in kinds.values())
@@ -92,7 +96,7 @@ def report(args) -> int:
           f"(sentence accuracy {100 * (len(gold) - wrong) / len(gold):.2f}), {wrong} wrong:")
     for kind in KINDS:
         print(f"  {kind:34s} {len(kinds[kind]):4d}")
-    for kind in KINDS[1:3]:
+    for kind in KINDS[2:4]:
         for i in kinds[kind][:args.show]:
             s, pred = gold[i], preds[i]
             diff = ", ".join(f"{w}: {g} -> {q}" for w, g, q in zip(s.words, s.tags, pred["tags"]) if g != q)
