@@ -145,3 +145,24 @@ def test_label_smoothing_in_the_training_loss_only(variant):
             tag_loss = model.crf.nll(out.emissions, b.targets["tags"].clamp(0, len(TAGS) - 1), keep).sum() / keep.sum()
         intent_loss = smoothed(out.intent, b.targets["intent"], 3, eps)
         torch.testing.assert_close(loss, tag_loss + intent_loss)
+
+
+@pytest.mark.parametrize("joint, crf, expect", [
+    (True, False, "train loss with label smoothing 0.1 on the tag and intent losses; val loss without it"),
+    (True, True, "train loss with label smoothing 0.1 on the intent loss; val loss without it"),
+    (False, False, "train loss with label smoothing 0.1 on the tag loss; val loss without it"),
+])
+def test_train_says_which_losses_are_smoothed(joint, crf, expect):
+    """train's start-up line names the losses train.label_smoothing smooths (a CRF's is not one of them) and
+    says that `val loss` is measured without it; nothing without the setting."""
+    from types import SimpleNamespace
+
+    from grutool.config import TrainConfig
+    from grutool.families.tagger.task import JointTask, TaggerTask
+
+    task = JointTask() if joint else TaggerTask()
+    splits = SimpleNamespace(splits={"train": [], "validation": []})
+    cfg = Config.model_construct(model=ModelConfig(crf=crf), train=TrainConfig(label_smoothing=0.1))
+    assert task.figures_note(cfg, splits) == expect
+    assert task.figures_note(cfg, SimpleNamespace(splits={"train": []})) == expect.split(";")[0]
+    assert task.figures_note(Config.model_construct(model=ModelConfig(crf=crf), train=TrainConfig()), splits) is None
