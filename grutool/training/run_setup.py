@@ -215,7 +215,7 @@ def _train_longer(trainer) -> str:
         why.append("at train.max_steps")
         hints.append(f"--set train.max_steps={t.max_steps * 2}")
     if not why:  # past the steps of train.epochs without its epoch count (cannot happen as trained)
-        why.append("at its last step")
+        why.append(f"at its last {trainer.task.update_name(trainer.cfg)}")  # numbers' `update`
         hints.append(f"--set train.epochs={t.epochs * 2}")
     names = [h.split("=")[0].removeprefix("--set ") for h in hints]
     return (f"It stopped {' and '.join(why)}. To train longer, resume with a larger "

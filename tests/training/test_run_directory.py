@@ -451,3 +451,23 @@ def test_a_resume_that_stretches_a_decaying_schedule_says_so(tmp_path, schedule,
         assert said.group(1) == schedule and float(said.group(3)) == pytest.approx(rows[1]["lr"], abs=1e-9)
         assert float(said.group(2)) > 0.0
     assert "now spans" not in invoke("train", cfg, "--resume", "--set", "train.epochs=4").output  # ended: as it is
+
+
+@pytest.mark.parametrize("train, word", [("reviews.tsv", "step"), ("sensors.ts", "update")])
+def test_a_complete_run_past_its_steps_says_where_it_stopped_in_its_own_words(train, word):
+    """A run resumed with fewer steps to an epoch than it was trained with (a larger batch) stands past the steps
+    of train.epochs before reaching their count: the message names the last step (numbers: the last update,
+    as their progress lines do) and the setting to raise."""
+    from types import SimpleNamespace
+
+    from grutool.families import get_task
+    from grutool.training import run_setup
+
+    cfg = SimpleNamespace(task="classifier", train=SimpleNamespace(patience=None, epochs=10, max_steps=None),
+                          data=SimpleNamespace(format="auto", channels=None, train=train))
+    trainer = SimpleNamespace(state=SimpleNamespace(epoch=6, step=120, bad_epochs=0), cfg=cfg, total_steps=100,
+                              task=get_task("classifier"))
+    assert run_setup.has_ended(trainer)
+    assert run_setup.ended_message(trainer, {}) == (
+        f"the run is complete (6 of 10 epochs, 120 {word}s); nothing to resume. It stopped at its last {word}. "
+        f"To train longer, resume with a larger train.epochs (e.g. --set train.epochs=20)")
