@@ -31,14 +31,14 @@ class TaggerOutput(NamedTuple):
 
 class Tagger(Model):
     def __init__(self, embedder: Embedder, encoder: RecurrentEncoder, num_tags: int, m: ModelConfig, *,
-                 num_intents: int = 0, constraints: Optional[tuple] = None, label_smoothing: float = 0.0):
+                 num_intents: int = 0, constraints: Optional[tuple] = None):
         """Built parts in, the heads sized from the encoder; `m` gives head_dropout, crf, pooling and the loss
         weights; `num_intents` > 0 adds the joint model's intent head; `constraints` (allowed start,
-        transition and end tags) restrict a CRF to the tag scheme's valid paths; `label_smoothing`
-        (train.label_smoothing) smooths the softmax tag loss and the intent loss while training (a CRF's
-        sentence-level loss is left as it is)."""
+        transition and end tags) restrict a CRF to the tag scheme's valid paths."""
         super().__init__(embedder)
-        self.label_smoothing = label_smoothing
+        # train.label_smoothing (from_config sets it): smooths the softmax tag loss and the intent loss while
+        # training; a CRF's sentence-level loss is left as it is.
+        self.label_smoothing = 0.0
         self.tag_loss_weight, self.intent_loss_weight = m.tag_loss_weight, m.intent_loss_weight
         self.encoder = encoder
         self.head_dropout = nn.Dropout(m.head_dropout)
@@ -57,8 +57,9 @@ class Tagger(Model):
         else:
             embedder = Embedder.from_config(cfg.model, vocab_size, num_chars=num_chars)
         encoder = RecurrentEncoder.from_config(cfg.model, embedder.output_dim)
-        return cls(embedder, encoder, num_outputs, cfg.model, num_intents=num_intents, constraints=constraints,
-                   label_smoothing=cfg.train.label_smoothing)
+        model = cls(embedder, encoder, num_outputs, cfg.model, num_intents=num_intents, constraints=constraints)
+        model.label_smoothing = cfg.train.label_smoothing
+        return model
 
     def scores(self, ids: torch.Tensor, lengths: torch.Tensor, chars: Optional[torch.Tensor] = None,
                h0: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor]:
