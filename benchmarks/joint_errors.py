@@ -8,7 +8,7 @@ Every sentence the run gets wrong (its intent, or any of its tags: what sentence
   both (ATIS training tags 52 of its 230 ground-service questions with roles, its test file none of its 36);
 - **tag never on that word in training**: the intent is right, and every wrong token is a word seen at least
   `--min-count` times in the training file, never with its gold tag (ATIS test tags `noon` as
-  `depart_time.period_of_day`; the training file has it 96 times, always as a `.time`);
+  `depart_time.period_of_day`; the training file has it 96 times, always as a `.time` or `.start_time`);
 - **other**: the rest (a role swapped, `toloc.` for `fromloc.`, is here).
 The first matching kind counts. Each kind is listed with its sentences (`--show N` of each, with the wrong tokens).
 
