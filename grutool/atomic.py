@@ -139,6 +139,20 @@ def remove_temporaries(directory: Path) -> list[Path]:
     return removed
 
 
+def make_folder(path: Path, option: str, keyword: Optional[str] = None) -> None:
+    """Create the folder `path` (and its parents) for the output `option` names (`--output-dir`, or `` `output_dir` ``
+    with `keyword` for a library call). A folder that the checks before passed but the system still refuses (a
+    virtual or read-only file system such as /proc, a parent removed meanwhile, a full disk) is one UserError
+    naming it, not an OSError traceback."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        if exc.errno in NO_SPACE:
+            raise no_space(Path(path) / ".", None) from None
+        why = exc.strerror.lower() if exc.strerror else str(exc)
+        raise UserError(f"{path}: cannot create the folder ({why}); choose another {option}", option=keyword) from None
+
+
 def check_output_path(path: Path, option: str) -> None:
     """Refuse, before any work, an output file whose folder is missing, is a file, or is read-only."""
     path = Path(path)

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from grutool import jsonsafe, rundir
-from grutool.atomic import check_output_folder, write_text_atomic
+from grutool.atomic import check_output_folder, make_folder, write_text_atomic
 from grutool.cells import CELLS
 from grutool.config import MINIMIZED_METRICS, Config
 from grutool.errors import UserError
@@ -141,7 +141,7 @@ def run_study(config: str | Path, cells: Sequence[str], seeds: int, overrides: S
     trained = dict((previous or {}).get("trained") or {})
     for name in (previous or {}).get("runs") or []:
         trained.setdefault(name, {"jobs": previous.get("jobs", 1), "threads": previous.get("threads_per_run")})
-    study_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(study_dir, "--output-dir")
     state = {"config": str(config), "overrides": list(overrides), "cells": list(cells), "seeds": seeds,
              "runs": [r.name for r in runs], "jobs": jobs, "threads_per_run": per_run if jobs > 1 else None,
              "kernels": kernels, "trained": trained}

@@ -60,7 +60,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from grutool import jsonsafe
-from grutool.atomic import check_output_folder, write_text_atomic
+from grutool.atomic import check_output_folder, make_folder, write_text_atomic
 from grutool.config import MINIMIZED_METRICS, Config
 from grutool.config_file import yaml_value  # a value as a space file writes it: true, null, 1.0e-05
 from grutool.errors import UserError, install
@@ -444,7 +444,7 @@ def tune(config: str | Path, space: str | Path, trials: int, overrides: Sequence
         from grutool.training.startup import read_data
 
         read_data(base)
-    tune_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(tune_dir, "--output-dir")
     url = storage or f"sqlite:///{(tune_dir / DB).resolve()}"
     known = storage is not None or (tune_dir / DB).exists()  # before opening: that creates the file
     store = open_storage(url)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 from grutool import rundir
-from grutool.atomic import write_text_atomic
+from grutool.atomic import make_folder, write_text_atomic
 from grutool.checkpoint import load_checkpoint
 from grutool.config import Config
 from grutool.config_file import to_yaml
@@ -97,7 +97,7 @@ def redrawn_schedule(trainer, saved: Config) -> Optional[str]:
 
 def write_new_run(cfg: Config, run_dir: Path, prepared, overwrite: bool, owned: contextlib.ExitStack) -> None:
     """A new run's folder, locked (until `owned` closes), with its config and vocabularies."""
-    Path(os.path.realpath(run_dir)).mkdir(parents=True, exist_ok=True)  # a link to a folder not made yet: its target
+    make_folder(Path(os.path.realpath(run_dir)), "`output_dir`", "output_dir")  # a link to a folder not made yet: its target
     owned.enter_context(rundir.RunLock(run_dir))
     rundir.prepare_new(run_dir, overwrite)  # a partial run (resume or not) starts over by itself
     write_text_atomic(to_yaml(cfg), run_dir / rundir.CONFIG)
