@@ -39,7 +39,10 @@ def plot(report: dict, path: str | Path) -> None:
                if name not in ("cell", "mode") and len({r.get(name) for r in rows}) > 1]
     if len({r["kernels"] for r in rows}) > 1:
         off = "cuDNN off" if rows[0]["device"] == "cuda" else "oneDNN off"
-        varying.append(("kernels", "kernels", lambda k: off if k == "native" else "default kernels"))
+        # One group per --kernels choice (default, fused and compiled rows were once all "default kernels",
+        # their bars drawn on top of each other).
+        varying.append(("kernels", "kernels",
+                        lambda k: off if k == "native" else "default kernels" if k == "default" else k))
     modes = list(dict.fromkeys(r["mode"] for r in rows))
     cells = list(dict.fromkeys(r["cell"] for r in rows))
     groups = {m: list(dict.fromkeys(_label(r, varying) for r in rows if r["mode"] == m)) for m in modes}

@@ -925,6 +925,29 @@ def test_plot_title_stays_inside_a_narrow_figure(smoke, tmp_path, monkeypatch):
     assert "interquartile range" in seen["text"].replace("\n", " ")
 
 
+def test_plot_gives_each_kernels_choice_its_own_bars(smoke, tmp_path, monkeypatch):
+    # `--kernels default,native,fused,compiled`: every choice but native was labelled "default kernels", so the
+    # default, fused and compiled bars of a cell stood at one x, on top of each other.
+    pytest.importorskip("matplotlib")
+    from grutool.bench import plot as plots
+
+    seen = {}
+
+    def check(fig, path, dpi):
+        ax = fig.axes[0]
+        seen["x"] = sorted(round(b.get_x(), 6) for b in ax.patches)
+        seen["labels"] = [t.get_text() for t in ax.get_xticklabels()]
+
+    monkeypatch.setattr(plots, "save_png", check)
+    report = json.loads((smoke[1] / "s.json").read_text())
+    one = next(r for r in report["rows"] if r["cell"] == "gru" and r["mode"] == "infer" and r["lengths"] == "padded")
+    report["rows"] = [dict(one, kernels=k, kernel={"default": "compiled", "native": "native"}.get(k, k))
+                      for k in ("default", "native", "fused", "compiled")]
+    plots.plot(report, tmp_path / "k.png")
+    assert len(seen["x"]) == 4 and len(set(seen["x"])) == 4, seen
+    assert seen["labels"] == ["default kernels", "oneDNN off", "fused", "compiled"]
+
+
 def test_a_stream_config_is_timed_on_chunks_of_its_bptt_steps(tmp_path, monkeypatch):
     # A stream (train.bptt) trains on chunks of bptt steps; bench timed batches of data.max_length or 200 steps
     # (configs/lm_stream.yaml: T=200 against its 32), and said "2 classes" of an lm without conditions.
