@@ -41,8 +41,8 @@ def key_without_cell(row: dict) -> tuple:
 
 
 def add_ratios(rows: list[dict]) -> None:
-    """vs_lstm: each row's median time over the LSTM row that differs from it only in the cell; for a
-    kernel LSTM does not have (`fused`, `compiled`), over LSTM's `default` row (its best path: oneDNN on CPU)."""
+    """vs_lstm: each row's median time over the LSTM row that differs from it only in the cell; for a `fused` or
+    `compiled` row without such an LSTM row, over LSTM's `default` row (its best path)."""
     lstm = {key_without_cell(r): r for r in rows if r["cell"] == "lstm"}
     for r in rows:
         other = lstm.get(key_without_cell(r))
@@ -190,7 +190,7 @@ def legend(report: dict) -> str:
     off = _off(report["rows"])
     return (f"ms/batch: median time per batch (~: interquartile range above "
             f"{report.get('settings', {}).get('noisy_spread', 0.1):.0%} of it); vs LSTM: time over the LSTM row "
-            f"that differs only in the cell (fused rows: LSTM's default row; below 1 = faster); kernel: "
+            f"that differs only in the cell (or LSTM's default row where there is none; below 1 = faster); kernel: "
             f"fused = grutool's fused kernel, compiled = its C++ time loop, onednn/cudnn = fused library kernel, "
             f"native = ATen's per-step loop; *: {off} switched off (--kernels native)")
 
