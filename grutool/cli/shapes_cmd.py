@@ -55,9 +55,10 @@ def shapes(
       grutool shapes --config configs/sentiment.yaml   # any task's model, traced
       grutool shapes --config configs/sentiment.yaml --set model.num_layers=2
     """
-    from grutool.cli.console import err, out, user_errors, warning
+    from grutool.cli.console import err, out, setup_logging, user_errors, warning
     from grutool.errors import UserError
 
+    setup_logging(quiet=True)  # the library's warnings (a kernel that cannot be built) as `warning: ...` lines
     with user_errors():
         layer_options = {"--cell": cell, "--input-size": input_size, "--hidden-size": hidden_size,
                          "--layers": layers, "--bidirectional": bidirectional or None,

@@ -532,3 +532,15 @@ def test_config_logits_line_names_only_the_outputs_the_model_has(monkeypatch):
     assert line.startswith("logits emissions (3, 10, 7), tags (3, 10); parameters"), line
     report = json.loads(runner.invoke(app, ["shapes", "--config", "configs/tagging.yaml", "--json"]).output)
     assert report["logits"]["intent"] is None
+
+
+def test_a_kernel_that_cannot_be_built_is_a_labelled_warning_line(fresh):
+    # shapes set up no logging, so the compiled kernel's fallback reached stderr bare, without the `warning: ` of
+    # train and bench; the trace runs (on the other kernels) and says which kernel ran.
+    fresh.setenv("CXX", "no-such-compiler-here")
+    fresh.chdir(ROOT)
+    result = runner.invoke(app, ["shapes", "--config", "configs/sentiment.yaml", "--lengths", "5,4,3"])
+    assert result.exit_code == 0, result.output
+    said = [line for line in result.output.splitlines() if "kernel compiled" in line]
+    assert len(said) == 1 and said[0].startswith("warning: kernel compiled: not available (no C++ compiler"), said
+    assert "running the other kernels instead" in said[0]

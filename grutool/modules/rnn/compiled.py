@@ -185,7 +185,13 @@ def build(directory: Optional[Path] = None) -> Any:
     try:
         directory = directory or cache_dir()  # reads the source: a package installed without it fails here
         name = _module_name(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        try:  # an unwritable cache is said as such (nothing was built), with the setting that moves it
+            directory.mkdir(parents=True, exist_ok=True)
+            (directory / "grutool.lock").touch()
+        except OSError as e:
+            why = e.strerror.lower() if e.strerror else str(e)
+            raise Unavailable(f"its cache folder {directory} cannot be written: {why}; set GRUTOOL_CACHE to a "
+                              f"writable folder") from e
         # torch's own build lock is a file that a killed build leaves behind; an OS lock dies with its process.
         with portalocker.Lock(str(directory / "grutool.lock"), timeout=600):
             source = _sources_in(directory).resolve()  # torch writes the absolute path into the build file
@@ -197,8 +203,10 @@ def build(directory: Optional[Path] = None) -> Any:
             return cpp_extension.load(name=name, sources=[str(source)], extra_cflags=CFLAGS + openmp_flags(),
                                       extra_ldflags=openmp_flags(),
                                       build_directory=str(directory), verbose=False)
-    except Exception as e:  # compiler errors, a failed link, an unloadable library, an unwritable cache: all
-        raise Unavailable(f"the build failed: {_one_line(e)}") from e  # mean the same here
+    except Unavailable:
+        raise
+    except Exception as e:  # compiler errors, a failed link, an unloadable library: all mean the same here
+        raise Unavailable(f"the build failed: {_one_line(e)}") from e
 
 
 def extension() -> Any:
@@ -225,7 +233,10 @@ def available() -> bool:
     except Unavailable as e:
         if not _ANNOUNCED:
             _ANNOUNCED = True
-            log.warning("kernel compiled: not available (%s); running the fused kernel instead", e)
+            # `kernel: compiled` runs the fused kernel instead; `auto` its rule without the compiled kernel
+            # (Recurrent.path), which is PyTorch's kernel for some calls (short dense batches, say).
+            log.warning("kernel compiled: not available (%s); running the other kernels instead (fused, or "
+                        "PyTorch's where `kernel: auto` picks it)", e)
         return False
 
 
