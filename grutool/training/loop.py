@@ -238,7 +238,8 @@ def process_settings(num_threads: Optional[int], deterministic: bool):
         yield
     finally:
         torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(determinism, warn_only=warn_only)
+        if deterministic:  # restored only where it was set: the call imports torch._dynamo (~0.9 s, --dry-run's most)
+            torch.use_deterministic_algorithms(determinism, warn_only=warn_only)
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
         if workspace is None:  # cuBLAS read it when its handle was made; the caller's environment is theirs
             os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)

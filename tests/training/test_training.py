@@ -301,6 +301,21 @@ def test_train_restores_the_process_settings_it_changes(tmp_path, fails):
         torch.use_deterministic_algorithms(before[1], warn_only=before[2])
 
 
+def test_a_run_without_train_deterministic_leaves_determinism_alone(tmp_path, monkeypatch):
+    """The caller's deterministic setting was set back after every run, changed or not; in torch 2.13 that call
+    imports torch._dynamo (~0.9 s, most of a --dry-run). Without train.deterministic it is never called, and the
+    caller's setting (warn_only too) is what it was."""
+    calls = []
+    real = torch.use_deterministic_algorithms
+    monkeypatch.setattr(torch, "use_deterministic_algorithms", lambda *a, **k: calls.append((a, k)) or real(*a, **k))
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    cfg = parse_config(tiny_config(tmp_path, epochs=1))
+    train(cfg, dry_run=True)
+    train(cfg, overwrite=True)
+    assert calls == []
+    assert (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()) == before
+
+
 def test_api_misuse_is_a_user_error_saying_what_to_pass(tmp_path):
     """A path given to train() failed with AttributeError ('str' object has no attribute 'train'); one string
     given to predict() was read as one input per character, silently."""
