@@ -287,15 +287,46 @@ def metadata(run, task, fmt: str, int8: bool, files: dict[str, Path], signatures
         vocabs[name] = v.to_dict() if hasattr(v, "to_dict") else v.itos
     return {"grutool_export": METADATA_VERSION, "task": task.name, "format": fmt, "int8": int8,
             "files": {name: path.name for name, path in files.items()}, "graphs": signatures,
-            "preprocessing": {"tokenizer": d.tokenizer, "lowercase": d.lowercase, "max_length": d.max_length,
+            **inputs_meta(cfg, task),
+            "vocabularies": vocabs, **family_meta,
+            "produced_by": {"grutool": __version__, "torch": torch.__version__, "run": str(run.path),
+                            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}}
+
+
+# How a value missing from numeric input reaches the graph, per data.missing.
+MISSING_NUMBERS = {
+    "error": "none: the run was trained with data.missing: error, so every value must be a finite number",
+    "ffill": "filled before scaling with the last value before it in the same channel (data.missing: ffill)",
+    "interpolate": "filled before scaling, linearly between the values around it (data.missing: interpolate)",
+    "mask": "NaN, after scaling: the graph zeroes it and tells the model it was missing (data.missing: mask)",
+}
+
+
+def inputs_meta(cfg, task) -> dict:
+    """What turns a user's input into the graphs' inputs: tokens into ids (text), or numbers standardised with
+    the run's scaler, which the graph expects done (numeric sequences and forecasts)."""
+    from grutool.families.rules import is_numeric
+
+    d = cfg.data
+    if task.name == "forecast":
+        return {"preprocessing": {
+            "window": "float32 (batch, input_length, forecast.channels): the last input_length rows of the columns "
+                      "the model reads, in vocabularies.scaler's `names` order, each z-scored, (x - mean) / std "
+                      "with its mean and std",
+            "forecast": "z-scored like the window: x * std + mean of its column gives the original units",
+            "missing": MISSING_NUMBERS[d.missing]}}  # a forecast takes error, ffill or interpolate
+    if is_numeric(cfg):
+        return {"preprocessing": {
+            "ids": "float32 (batch, time, channels): each step's values of the channels in vocabularies.scaler's "
+                   "`names` order, each z-scored, (x - mean) / std with its mean and std (scaler.json in the run "
+                   "directory); steps after a row's length are padding (0), never read",
+            "missing": MISSING_NUMBERS[d.missing]}}
+    return {"preprocessing": {"tokenizer": d.tokenizer, "lowercase": d.lowercase, "max_length": d.max_length,
                               "max_word_length": d.max_word_length,
                               "ids": "vocab index of each token, <unk> (1) when absent; rows padded with <pad> (0)",
                               "chars": "per token: char vocab index of each character (original case), 0-padded"
                               if cfg.model.char_features else None},
-            "specials": {"pad": 0, "unk": 1, "bos": 2, "eos": 3},
-            "vocabularies": vocabs, **family_meta,
-            "produced_by": {"grutool": __version__, "torch": torch.__version__, "run": str(run.path),
-                            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}}
+            "specials": {"pad": 0, "unk": 1, "bos": 2, "eos": 3}}
 
 
 def runtime_for(fam, fmt: str, files: dict[str, Path], signatures: dict, meta: dict):

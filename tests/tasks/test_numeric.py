@@ -305,6 +305,29 @@ def test_input_deltas_train_pack_and_export(tmp_path):
 # --- commands end to end --------------------------------------------------------------------------
 
 
+def test_an_onnx_export_read_by_its_metadata_alone_answers_as_infer(run, tmp_path):
+    """The export's JSON described token ids (tokenizer, <pad>/<unk>) and not the scaling: a user feeding raw values
+    got other probabilities than `infer`. Its `preprocessing` now says how to make the graph's input, and doing only
+    what it says (numpy, onnxruntime) gives infer's probabilities."""
+    ort = pytest.importorskip("onnxruntime")
+    out = tmp_path / "model.onnx"
+    assert invoke("export", run, "--format", "onnx", "-o", out).exit_code == 0
+    meta = json.loads(Path(f"{out}.json").read_text())
+    pre = meta["preprocessing"]
+    assert "specials" not in meta and "tokenizer" not in pre and "(x - mean) / std" in pre["ids"]
+    assert "data.missing: error" in pre["missing"]
+    typed = "0.1,0.9,1.4,0.3,-0.5:3.2,2.8,3.1,3.3,2.9"  # channel c1's steps : channel c2's
+    want = Predictor(run, "cpu").predict([typed])[0]["probs"]
+    scaler = meta["vocabularies"]["scaler"]
+    raw = np.array([[float(v) for v in c.split(",")] for c in typed.split(":")], dtype=np.float32).T  # (T, C)
+    x = ((raw - np.array(scaler["mean"], dtype=np.float32)) / np.array(scaler["std"], dtype=np.float32))[None]
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    logits = session.run(["logits"], {"ids": x, "lengths": np.array([raw.shape[0]], dtype=np.int64)})[0][0]
+    probs = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    got = dict(zip(meta["vocabularies"]["labels"], probs.tolist()))
+    assert max(abs(got[k] - want[k]) for k in want) < 1e-4, (got, want)
+
+
 def test_train_eval_infer(run, tmp_path):
     r = invoke("eval", run, "--split", "test", "--plot", tmp_path / "cm.png")
     assert r.exit_code == 0, r.output
