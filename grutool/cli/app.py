@@ -356,7 +356,7 @@ def _read_inputs(texts: List[str], file: Optional[str], run_dir: Path) -> list[s
 @app.command()
 def infer(
     run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="Run directory written by `grutool train`."),
-    texts: List[str] = typer.Argument(None, metavar="[TEXT]...", help="Inputs: texts to label, sentences to tag, sources to translate; lm: prompts to continue, or texts to --score; forecast: tables (csv text), usually --file."),
+    texts: List[str] = typer.Argument(None, metavar="[TEXT]...", help="Inputs: texts to label, sentences to tag, sources to translate; lm: prompts to continue, or texts to --score; forecast: tables (csv text), usually --file; numeric sequences: one sequence each, '1,2,3:4,5,6' (channels separated by ':'), or a .ts/.csv --file."),
     file: Optional[str] = typer.Option(None, "--file", "-f", metavar="PATH",
                                        help="Read inputs from PATH (- for stdin): see --format."),
     format_: str = typer.Option("auto", "--format", metavar="auto|lines|data",
@@ -364,7 +364,7 @@ def infer(
                                      "read with the run's columns, as training reads it (labels ignored); "
                                      "auto: data for those extensions, else lines (forecast: any file, and "
                                      "stdin, is one table)."),
-    jsonl: bool = typer.Option(False, "--jsonl", help="One JSON object per input: text, label, probs (tagger/joint: text, tokens, tags[, spans under a span scheme][, intent]; seq2seq: source, output, score; lm: prompt, condition, text, logprob, finished; forecast: times, columns, forecast[, quantiles])."),
+    jsonl: bool = typer.Option(False, "--jsonl", help="One JSON object per input: text, label, probs (tagger/joint: text, tokens, tags[, spans under a span scheme][, intent]; seq2seq: source, output, score; lm: prompt, condition, text, logprob, finished; forecast: times, columns, forecast[, quantiles]; numeric sequences: id, then label and probs, prediction, predictions (one per step) or tags)."),
     prompt: List[str] = typer.Option([], "--prompt", metavar="TEXT", help="Lm: text to continue (repeatable; default: from nothing)."),
     condition: Optional[str] = typer.Option(None, "--condition", metavar="LABEL", help="Lm: the condition label to generate or score with."),
     num: Optional[int] = typer.Option(None, "--num", metavar="N", help="Lm: samples per prompt (default 1)."),
@@ -395,6 +395,8 @@ def infer(
       grutool infer runs/lm --condition zuri --num 3 --seed 1
       grutool infer runs/sines --file recent.csv    # forecast: the rows after it
       cat recent.csv | grutool infer runs/sines --file -
+      grutool infer runs/numeric "0.1,0.5,0.9:3.2,2.8,3.0"   # 2 channels
+      grutool infer runs/numeric --file data/numeric/test.ts --jsonl
     """
     setup_logging(quiet=True)
     with user_errors():

@@ -271,10 +271,35 @@ def parse_case(text: str, channels: int, where: str = "input") -> np.ndarray:
         raise UserError(f"{where}: empty; write the sequence's {channels} channels separated by ':' and the values "
                         f"of each by ',' (e.g. '0.1,0.2,0.3' per channel)")
     fields = text.strip().split(":")
+    file_line = _file_line(text.strip())
+    if file_line:  # a data file piped in (`cat test.ts | grutool infer RUN --file -`): said as that, not as channels
+        raise UserError(f"{where}: {clipped(text.strip(), 40)!r} is {file_line}; typed and piped inputs are one "
+                        f"sequence a line, '1,2,3:4,5,6' (channels separated by ':'): give a .ts or .csv data file "
+                        f"by name, --file PATH")
     if len(fields) != channels:
         raise UserError(f"{where}: {counted(len(fields), 'channel')}, but the model reads {channels}; write the channels "
                         f"separated by ':' and the values of each by ','")
     return parse_channels(fields, where)
+
+
+def _file_line(text: str) -> str:
+    """What a line of a data file reads as, where a typed sequence would be none of these: a .ts header or comment
+    (`@dimensions 2`, `# ...`), or a table's header row (`id,step,a,b` : names, no ':'); '' otherwise."""
+    if text.startswith(("@", "#")):
+        return "a .ts file's header or comment line"
+    if ":" not in text and "," in text:  # names only: a value mistyped among numbers stays a value's error
+        words = [w.strip() for w in text.split(",") if w.strip()]
+        if len(words) >= 2 and not any(w == "?" or _is_number(w) for w in words):
+            return "a table's header row"
+    return ""
+
+
+def _is_number(word: str) -> bool:
+    try:
+        float(word)
+    except ValueError:
+        return False
+    return True
 
 
 def format_case(x: np.ndarray) -> str:

@@ -818,6 +818,19 @@ def test_infer_errors_offer_fixes_of_the_data_not_of_the_config(run, tmp_path):
     assert "set data.missing" not in result.output
 
 
+def test_a_data_file_piped_in_is_named_as_one(run):
+    """`cat test.ts | grutool infer RUN --file -` said 'input 1: 1 channel, but the model reads 2' about the file's
+    comment line, and a csv's header row the same: stdin is one typed sequence a line; such a line now says what it
+    is and that a data file is given by name. A mistyped value among numbers keeps its own message."""
+    ts = (ROOT / "data/numeric/test.ts").read_text()
+    assert_user_error(invoke("infer", run, "--file", "-", input=ts), "input 1: ",
+                      "is a .ts file's header or comment line", "give a .ts or .csv data file by name, --file PATH")
+    assert_user_error(invoke("infer", run, "--file", "-", input="id,step,c1,c2\ns0,0,0.1,3.0\n"),
+                      "input 1: 'id,step,c1,c2' is a table's header row", "--file PATH")
+    assert_user_error(invoke("infer", run, "--file", "-", input="@dimensions 2\n"), "a .ts file's header")
+    assert_user_error(invoke("infer", run, "0.1,abc,0.3:3,3,3"), "channel 1 value 2 is not a number ('abc')")
+
+
 def test_an_empty_input_is_called_empty_not_one_channel(run):
     """Before: `infer RUN ""` (and serve's `{"texts": [""]}`) said '1 channel(s), but the model reads 2', about a
     text with no values at all; now it says the input is empty and how a sequence is written."""
