@@ -299,12 +299,26 @@ def read_table(path: str | Path, fmt: str = "auto", *, header: bool = True,
     except pd.errors.EmptyDataError:
         raise UserError(f"{name}: the file is empty") from None
     except pd.errors.ParserError as exc:
-        raise UserError(f"{name}: {clipped(str(exc).strip(), 200)}; every row needs one cell per column") from None
+        raise UserError(ragged_row(name, str(exc), header)) from None
     except (OSError, ValueError, ImportError) as exc:
         raise UserError(f"{name}: cannot read it as {kind} ({clipped(str(exc), 200)})") from None
     if len(frame) == 0:
         raise UserError(f"{name}: no data rows" + (" below the header" if header else ""))
     return Table(name, frame, text=True, first_line=2 if header else 1)
+
+
+def ragged_row(name: str, said: str, header: bool) -> str:
+    """pandas' "Error tokenizing data. C error: Expected 4 fields in line 102, saw 5" as grutool's data errors
+    read: file:line, what the row has against the first row, and the fix."""
+    import re
+
+    m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", said)
+    if m is None:
+        return f"{name}: {clipped(said.strip(), 200)}; every row needs one cell per column"
+    expected, line, saw = (int(g) for g in m.groups())
+    first = "the header has" if header else "the first row has"
+    return (f"{name}:{line}: {saw} cells, {first} {expected}; every row needs one cell per column (quote a value "
+            f"that holds the separator)")
 
 
 def sniff_format(head: bytes) -> str:

@@ -57,6 +57,15 @@ def test_missing_cells_under_a_policy_are_nan_then_filled(tmp_path):
     assert np.isnan(fill_missing(x, "mask")[0])
 
 
+def test_a_row_with_a_cell_too_many_is_named_by_its_line(tmp_path):
+    # It said pandas' own "Error tokenizing data. C error: Expected 3 fields in line 4, saw 4".
+    with pytest.raises(UserError, match=r"^.*t\.csv:4: 4 cells, the header has 3; every row needs one cell per "
+                                        r"column \(quote a value that holds the separator\)$"):
+        read_table(write(tmp_path, "a,b,c\n1,2,3\n\n4,5,6,7\n8,9,1\n"))
+    with pytest.raises(UserError, match=r"t\.tsv:3: 3 cells, the header has 2"):
+        read_table(write(tmp_path, "a\tb\n1\t2\n3\t4\t5\n", "t.tsv"))
+
+
 def test_unreadable_files(tmp_path):
     with pytest.raises(UserError, match="not found"):
         read_table(tmp_path / "nope.csv")
