@@ -198,6 +198,7 @@ def _check_resumable(runs: list[Run]) -> None:
     from grutool.training.run_setup import RESUMABLE_CHANGES, resume_changes
 
     changed: dict[str, tuple] = {}
+    past: dict[str, tuple] = {}  # a run trained beyond the length asked now: it cannot be shortened
     for run in runs:
         path = Path(run.cfg.output_dir)
         if not (path / rundir.LAST).is_file():
@@ -208,6 +209,19 @@ def _check_resumable(runs: list[Run]) -> None:
             continue  # a damaged run: its own training says what is wrong with it
         for key, before, now in resume_changes(rundir.read_from_run(run.cfg, path), saved):
             changed.setdefault(key, (before, now))
+        summary = _read_json(path / rundir.SUMMARY) or {}
+        t = run.cfg.train
+        for key, done, limit in (("train.epochs", summary.get("epochs"), t.epochs),
+                                 ("train.max_steps", summary.get("steps"), t.max_steps)):
+            if isinstance(done, int) and limit is not None and done > limit:
+                past.setdefault(key, (run.name, done, limit))
+    if past:
+        # Reused as they are, such runs would sit in one report beside runs trained to the new length.
+        what = "; ".join(f"{name} trained {done} {'epochs' if key == 'train.epochs' else 'steps'}, more than "
+                         f"{key}={limit} now" for key, (name, done, limit) in past.items())
+        raise UserError(f"resume: {what}; a finished run is not shortened, so resume with at least what they "
+                        f"trained, add --overwrite instead of --resume to train every run again, or give another "
+                        f"--output-dir for a new study")
     if changed:
         what = ", ".join(f"{key}={jsonsafe.dumps(before)} (now {jsonsafe.dumps(now)})"
                          for key, (before, now) in changed.items())

@@ -183,6 +183,19 @@ def test_resume_with_a_setting_the_runs_cannot_take_is_refused_before_any_run(do
     assert {p: p.stat().st_mtime_ns for p in (root / "st").rglob("*") if p.is_file()} == files  # nothing written
 
 
+def test_resume_that_would_shorten_finished_runs_is_refused(done):
+    # `--set train.epochs=1` on a study whose runs trained 2 epochs: train left each run as it was ("complete, 2 of
+    # 1 epochs"), the study counted them as newly trained, and one report mixed them with runs of 1 epoch (a study
+    # resumed with other cells) under a header that said epochs=1.
+    root, config, _ = done
+    files = {p: p.stat().st_mtime_ns for p in (root / "st").rglob("*") if p.is_file()}
+    result = invoke("study", config, "--cells", "gru,lstm", "--seeds", "2", "-o", root / "st", "--resume",
+                    "--set", "train.epochs=1", "-q")
+    assert_user_error(result, "resume: gru-seed3 trained 2 epochs, more than train.epochs=1 now",
+                      "a finished run is not shortened", "--overwrite", "--output-dir")
+    assert {p: p.stat().st_mtime_ns for p in (root / "st").rglob("*") if p.is_file()} == files  # nothing written
+
+
 def terminal_screen(args: list[str], width: int, cwd: Path) -> list[str]:
     """The lines a terminal of `width` columns shows for `grutool ARGS` (a pseudo-terminal; the terminal breaks
     a line longer than the width at its last column, wherever that falls)."""
