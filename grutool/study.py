@@ -556,7 +556,7 @@ def _reading(test, a: str, b: str) -> str:
             return "the same difference on both seeds; too few seeds to test (p —)"
         return f"the same difference on all {test.n} seeds; no spread to test (p —)"
     if test.p is None:
-        return "one seed: no noise estimate (p —)"
+        return "one seed: no test"
     if test.inside_noise:
         return f"noise (p {test.p:.2g})"
     return f"{b} {'higher' if test.mean > 0 else 'lower'} (p {test.p:.2g})"
