@@ -134,6 +134,8 @@ def run_study(config: str | Path, cells: Sequence[str], seeds: int, overrides: S
         from grutool.training.startup import read_data
 
         read_data(runs[0].cfg)
+    if resume and not plan_path.is_file():  # a mistyped -o would otherwise start a second study unsaid
+        log.warning("%s: no study there to resume; starting a new one", study_dir)
     previous = _read_json(plan_path) if resume else {}
     kernels = dict((previous or {}).get("kernels") or {})
     # How each run was trained (runs at once, threads each): a run reused by a --resume without --jobs keeps

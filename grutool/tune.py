@@ -444,6 +444,8 @@ def tune(config: str | Path, space: str | Path, trials: int, overrides: Sequence
         from grutool.training.startup import read_data
 
         read_data(base)
+        if resume and storage is None and not (tune_dir / DB).exists():  # a mistyped -o, say: said, not silent
+            log.warning("%s: no tune there to resume; starting a new one", tune_dir)
     make_folder(tune_dir, "--output-dir")
     url = storage or f"sqlite:///{(tune_dir / DB).resolve()}"
     known = storage is not None or (tune_dir / DB).exists()  # before opening: that creates the file

@@ -41,7 +41,9 @@ def open_run_dir(cfg: Config, run_dir: Path, resume: bool, overwrite: bool, dist
         if rundir.is_partial(run_dir) or not rundir.contents(run_dir):
             # Killed before its first checkpoint (or before its folder was made): nothing to continue. A
             # marked folder is said to start over once, by rundir.prepare_new.
-            if not rundir.is_partial(run_dir):
+            if not Path(run_dir).exists():  # a path mistyped, or a run killed before it made its folder
+                log.warning("%s: no run there to resume; starting a new one", run_dir)
+            elif not rundir.is_partial(run_dir):
                 log.warning("%s: the run stopped before its first checkpoint; nothing to resume, starting over",
                             run_dir)
             replaces = rundir.check_new(run_dir, overwrite)

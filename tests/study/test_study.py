@@ -196,6 +196,15 @@ def test_resume_that_would_shorten_finished_runs_is_refused(done):
     assert {p: p.stat().st_mtime_ns for p in (root / "st").rglob("*") if p.is_file()} == files  # nothing written
 
 
+def test_resume_where_there_is_no_study_says_it_starts_a_new_one(tmp_path, caplog):
+    config = write_config(tmp_path, epochs=1)
+    with caplog.at_level("WARNING", logger="grutool"):
+        study.run_study(config, ["gru"], 1, study_dir=tmp_path / "new", resume=True, latency_repeats=1)
+    said = [r.getMessage() for r in caplog.records if "to resume" in r.getMessage()]
+    assert said == [f"{tmp_path / 'new'}: no study there to resume; starting a new one"]
+    assert (tmp_path / "new" / study.PLAN).is_file()
+
+
 def terminal_screen(args: list[str], width: int, cwd: Path) -> list[str]:
     """The lines a terminal of `width` columns shows for `grutool ARGS` (a pseudo-terminal; the terminal breaks
     a line longer than the width at its last column, wherever that falls)."""

@@ -167,6 +167,20 @@ def test_existing_tune_needs_resume(setup):
     assert len(lines) == 1
 
 
+def test_resume_where_there_is_no_tune_says_it_starts_a_new_one(setup, caplog):
+    # A mistyped -o with --resume started a second tune without a word.
+    root, config, space = setup
+    with caplog.at_level("WARNING", logger="grutool"):
+        tune.tune(config, space, 1, tune_dir=root / "new", resume=True)
+    said = [r.getMessage() for r in caplog.records if "to resume" in r.getMessage()]
+    assert said == [f"{root / 'new'}: no tune there to resume; starting a new one"]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="grutool"):
+        tune.tune(config, space, 2, tune_dir=root / "new", resume=True)  # there now: resumed, nothing said
+    assert not [r for r in caplog.records if "to resume" in r.getMessage()]
+    assert len(read_trials(root / "new" / tune.TRIALS)) == 2
+
+
 @pytest.mark.parametrize("name,config", [("sentiment", "sentiment"), ("atis", "atis"), ("atis_narrow", "atis")])
 def test_shipped_spaces_fit_their_configs(name, config):
     root = Path(__file__).resolve().parents[2]

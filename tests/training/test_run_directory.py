@@ -199,7 +199,9 @@ def test_resume_of_a_run_killed_before_its_folder_existed_starts_it(tmp_path):
     assert not (tmp_path / "run").exists()
     r = invoke("train", cfg, "--resume")
     assert r.exit_code == 0, r.output
-    assert "nothing to resume, starting over" in r.output
+    # No folder: nothing says a run stopped there (a mistyped -o would read as a lost run); a new one starts.
+    assert f"{tmp_path / 'run'}: no run there to resume; starting a new one" in r.output, r.output
+    assert "first checkpoint" not in r.output
     assert (tmp_path / "run" / rundir.BEST).is_file()
 
 
