@@ -280,7 +280,7 @@ def array_text(channels: list[list[Optional[float]]], where: str) -> str:
         for k, v in enumerate(values):
             if v is not None and not math.isfinite(v):
                 raise UserError(f"{where}: channel {c + 1} value {k + 1} is not a finite number ({v}); write a "
-                                f"finite number, or null for a missing value")
+                                f"finite number (null marks a missing value, for a run trained with a data.missing other than error)")
     return jsonsafe.dumps(channels)
 
 

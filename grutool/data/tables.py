@@ -122,7 +122,10 @@ class Table:
             bad = (np.isnan(values) & ~absent) | np.isinf(values)
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            fix = "fix the cell" if trained_run() else "fix the cell or leave the column out of the config"
+            fix = ("fix the cell" if trained_run()
+                   else "fix the cell, or set data.columns to the columns to read, without it" if option == "data.columns"
+                   else f"fix the cell, or leave the column out of {option}" if option.startswith("data.")
+                   else "fix the cell or leave the column out of the config")
             if option == "data.time_column":  # numeric sequences order their rows by numbers, not dates
                 fix = time_fix(str(series.iloc[row]))
             raise UserError(f"{self.location(row, name)}: {clipped(str(series.iloc[row]), 60)!r} in column {name!r} "
@@ -148,8 +151,12 @@ class Table:
         stamps = self.stamps(name, option)
         _, _, _, bad = time_order(stamps, "error")
         if bad is not None:
-            self.refuse_order(name, stamps, bad, "rows must be in time order without duplicates (sort the file, "
-                                                 "drop the duplicate, or set data.timestamps: sort or drop_duplicates)")
+            from grutool.data.loading import trained_run
+
+            fix = ("rows must be in time order without duplicates (sort the file, or drop the duplicate)" if trained_run()
+                   else "rows must be in time order without duplicates (sort the file, drop the duplicate, or set "
+                        "data.timestamps: sort or drop_duplicates)")
+            self.refuse_order(name, stamps, bad, fix)
         return stamps
 
     def stamps(self, name: str, option: str = "data.time_column") -> "np.ndarray":

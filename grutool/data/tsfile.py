@@ -27,6 +27,7 @@ naming `file:line`. A missing value ('?' or NaN) is read as NaN; what becomes of
 
 from __future__ import annotations
 
+import difflib
 import math
 import shlex
 from dataclasses import dataclass, field
@@ -180,7 +181,10 @@ def read_ts(path: str, text: str, need_labels: bool = True, per_step: bool = Fal
         where = f"{path}:{line_no}"
         if not in_data:
             if not line.startswith("@"):
-                raise UserError(f"{where}: data before the @data line; a .ts file lists its @ header, then @data")
+                typo = next((f" (line {n}: @{key}, meant as @data?)" for key, n in header.lines.items()
+                             if key != "data" and difflib.get_close_matches(key, ["data"], cutoff=0.6)), "")
+                raise UserError(f"{where}: data before the @data line{typo}; a .ts file lists its @ header, then "
+                                f"@data")
             if line.lower().startswith("@data"):
                 in_data = True
                 if header.univariate and header.dimensions not in (None, 1):
@@ -232,9 +236,13 @@ def read_ts(path: str, text: str, need_labels: bool = True, per_step: bool = Fal
                                     f"({', '.join(header.class_labels[:10])}); add it to the header or fix the case")
             labels.append(None if label is None else case if per_step else label)
         if header.dimensions is not None and len(fields) != header.dimensions:
+            # One field too many and no label declared: most likely a label the header does not announce.
+            fix = (f"a label after the last ':' needs @classLabel true (or @targetLabel true) in the header; else "
+                   f"give every case {counted(header.dimensions, 'channel')}"
+                   if len(fields) == header.dimensions + 1 and not header.labelled
+                   else f"give every case {counted(header.dimensions, 'channel')} or fix the header")
             raise UserError(f"{where}: {counted(len(fields), 'channel')}, but @dimensions is {header.dimensions} "
-                            f"(line {header.lines.get('dimensions', header.lines.get('univariate'))}); "
-                            f"give every case {counted(header.dimensions, 'channel')} or fix the header")
+                            f"(line {header.lines.get('dimensions', header.lines.get('univariate'))}); {fix}")
         if values and len(fields) != values[0].shape[1]:
             raise UserError(f"{where}: {counted(len(fields), 'channel')}, but the case on line {lines[0]} has "
                             f"{values[0].shape[1]} (ragged channel counts); give every case the same channels")
@@ -256,7 +264,8 @@ def read_ts(path: str, text: str, need_labels: bool = True, per_step: bool = Fal
     if not in_data:
         raise UserError(f"{path}: no @data line; a .ts file lists its @ header, then @data and one case per line")
     if not values:
-        raise UserError(f"{path}: no cases after @data")
+        raise UserError(f"{path}: no cases after @data; write one case a line after it, its channels separated by "
+                        f"':' and the values of each by ','")
     if need_labels and not header.labelled:
         raise UserError(f"{path}: no labels (the header declares neither @classLabel true nor @targetLabel true); "
                         f"a labelled split needs them")

@@ -444,6 +444,20 @@ def test_cli_infer_reads_a_table_from_stdin(run):
     assert invoke("infer", run, "--file", plain, "--jsonl").stdout == want.stdout
 
 
+def test_infer_rows_out_of_time_order_offer_the_file_s_fix_not_a_training_setting(run):
+    """It offered `set data.timestamps: sort or drop_duplicates`, which a trained run cannot take."""
+    from conftest import assert_user_error
+
+    path = recent(run, rows=40)
+    lines = path.read_text().splitlines()
+    lines[10], lines[11] = lines[11], lines[10]  # file lines 11 and 12 swapped
+    path.write_text("\n".join(lines) + "\n")
+    result = invoke("infer", run, "--file", path)
+    assert_user_error(result, f"{path}:12:1: timestamp", "is earlier than the one on line 11",
+                      "rows must be in time order without duplicates (sort the file, or drop the duplicate)")
+    assert "data.timestamps" not in result.output
+
+
 def test_cli_infer_file_errors_name_the_file_line_and_a_fix_that_applies(run):
     """A bad cell of `infer --file` is named by its place in the file (not in the rows handed on to the model),
     and the fix is the cell: a trained run's columns and data.missing cannot change."""

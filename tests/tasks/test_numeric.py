@@ -76,6 +76,18 @@ def test_ts_header_keys_univariate_and_tabs():
     assert f.header.class_labels == ["a", "b"] and f.labels == ["a"] and f.values[0].shape == (2, 1)
 
 
+def test_ts_header_mistakes_are_named_with_their_fix():
+    # A typo of @data said only "data before the @data line"; a label the header never announced said
+    # "3 channels, but @dimensions is 2"; a file without cases had no fix.
+    with pytest.raises(UserError, match=r"^x.ts:4: data before the @data line \(line 3: @dat, meant as @data\?\)"):
+        read_ts("x.ts", "@dimensions 2\n@classLabel true a b\n@dat\n1,2:3,4:a\n")
+    with pytest.raises(UserError, match=r"^x.ts:3: 3 channels, but @dimensions is 2 \(line 1\); a label after the last "
+                                        r"':' needs @classLabel true \(or @targetLabel true\) in the header"):
+        read_ts("x.ts", "@dimensions 2\n@data\n1,2:3,4:a\n")
+    with pytest.raises(UserError, match=r"^x.ts: no cases after @data; write one case a line after it"):
+        read_ts("x.ts", "@dimensions 2\n@classLabel true a b\n@data\n")
+
+
 def test_ts_case_without_its_label():
     # without @dimensions the first case says how many channels a case has
     no_dims = HEADER.replace("@dimensions 2\n", "")

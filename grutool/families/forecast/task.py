@@ -56,7 +56,7 @@ def read_series(cfg: "Config", path: str, columns: Optional[list[str]] = None, t
     role = {c: f"data.covariates.{r}" for r, cols in cov.columns().items() for c in cols}
     names = columns or (d.columns or [c for c in table.columns if c not in (d.time_column, d.series_column)
                                       and c not in role]) + cov.past + cov.future + cov.static
-    option = "data.columns" if d.columns else "data.targets"
+    option = "data.columns"  # the columns read (all but the time, series and covariate ones, unless it lists them)
     values = np.stack([table.numeric(n, d.missing, role.get(n, option), FILLS) for n in names], 1)  # (T, C)
     if d.series_column is not None:
         return _long_form(cfg, table, list(names), values)
@@ -65,13 +65,23 @@ def read_series(cfg: "Config", path: str, columns: Optional[list[str]] = None, t
         stamps = table.stamps(d.time_column)
         order, moved, dropped, bad = time_order(stamps, d.timestamps)
         if bad is not None:
-            table.refuse_order(d.time_column, stamps, bad, ORDER_FIX[d.timestamps])
+            table.refuse_order(d.time_column, stamps, bad, order_fix(d.timestamps))
         _report_order(table.path, d.timestamps, moved, dropped)
         _report_gaps(table, d.time_column, stamps, [order])
         raw = table.strings(d.time_column)
         times = [raw[r] for r in order]
         values = values[order]
     return Series(str(path), list(names), _fill(cfg, str(path), values), times)
+
+
+def order_fix(policy: str) -> str:
+    """The fix for rows out of time order under data.timestamps `policy`; for a trained run (eval, infer, serve:
+    its data.timestamps is fixed) the file's alone."""
+    from grutool.data.loading import trained_run
+
+    if trained_run():
+        return "rows must be in time order without duplicates (sort the file, or drop the duplicate)"
+    return ORDER_FIX[policy]
 
 
 ORDER_FIX = {"error": "rows must be in time order without duplicates (sort the file, drop the duplicate, or set "
@@ -134,7 +144,7 @@ def _long_form(cfg: "Config", table, names: list[str], values):
             order, m, k, bad = time_order(stamps[rows], d.timestamps)
             if bad is not None:
                 table.refuse_order(d.time_column, stamps, (rows[bad[0]], rows[bad[1]]),
-                                   ORDER_FIX[d.timestamps].replace("rows must", "each series' rows must"),
+                                   order_fix(d.timestamps).replace("rows must", "each series' rows must"),
                                    f" of series {name!r}")
             groups[name] = [rows[i] for i in order]
             moved, dropped = moved + m, dropped + k
@@ -523,7 +533,7 @@ class ForecastTask(Task):
                 order, _, _, bad = time_order(stamps, d.timestamps)
                 if bad is not None:
                     what = "" if key is None else f" of series {key!r}"
-                    table.subset(rows).refuse_order(d.time_column, stamps, bad, ORDER_FIX[d.timestamps], what)
+                    table.subset(rows).refuse_order(d.time_column, stamps, bad, order_fix(d.timestamps), what)
                 if d.timestamps != "error" and not d.covariates.future:
                     rows = rows[order]
             kept = rows[-keep:]
