@@ -49,6 +49,24 @@ def run(tmp_path_factory) -> Path:
 # --- windows and splits -------------------------------------------------------------------------
 
 
+def test_a_validation_split_of_a_few_windows_is_said(tmp_path, caplog):
+    # 240 rows cut 70/10/20 leave 24 validation rows: with input 28 reaching back and horizon 14, 24 - 14 + 1 = 11
+    # windows (not said); horizon 20 leaves 5, on which the best epoch and early stopping would rest unsaid.
+    from grutool.families.forecast.task import FEW_VALIDATION_WINDOWS
+
+    for horizon, said in ((14, False), (20, True)):
+        caplog.clear()
+        raw = sines(tmp_path / str(horizon), data={"horizon": horizon})
+        with caplog.at_level("WARNING", logger="grutool"):
+            prepared = get_task("forecast").prepare(parse_config(raw))
+        n = len(prepared.splits["validation"])
+        assert (n < FEW_VALIDATION_WINDOWS) == said, n
+        lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("validation: ")]
+        assert lines == ([f"validation: {n} windows: the best epoch and early stopping rest on them; give the split "
+                          f"more rows (data.borders or data.fractions) or shorten data.horizon or data.input_length"]
+                         if said else []), lines
+
+
 @pytest.mark.parametrize("split", ["borders", "fractions"])
 def test_windows_never_take_targets_from_outside_their_split(tmp_path, split):
     raw = sines(tmp_path)

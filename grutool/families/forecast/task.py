@@ -74,6 +74,9 @@ def read_series(cfg: "Config", path: str, columns: Optional[list[str]] = None, t
     return Series(str(path), list(names), _fill(cfg, str(path), values), times)
 
 
+FEW_VALIDATION_WINDOWS = 10  # fewer: the validation figures that choose the best epoch are a handful of windows
+
+
 def order_fix(policy: str) -> str:
     """The fix for rows out of time order under data.timestamps `policy`; for a trained run (eval, infer, serve:
     its data.timestamps is fixed) the file's alone."""
@@ -332,6 +335,11 @@ class ForecastTask(Task):
                 prepared.splits[name] = self._split(cfg, prepared, series, name)
             else:
                 prepared.splits[name] = self.encode_split(cfg, prepared, source, name)
+        few = len(prepared.splits["validation"]) if "validation" in prepared.splits else None
+        if few is not None and few < FEW_VALIDATION_WINDOWS:
+            log.warning("validation: %d window%s: the best epoch and early stopping rest on %s; give the split "
+                        "more rows (data.borders or data.fractions) or shorten data.horizon or data.input_length",
+                        few, "" if few == 1 else "s", "it" if few == 1 else "them")
         return prepared
 
     def _split(self, cfg: "Config", vocabs: Any, series, name: str):
