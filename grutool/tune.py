@@ -532,7 +532,9 @@ def tune(config: str | Path, space: str | Path, trials: int, overrides: Sequence
             "trials": [dataclasses.asdict(record(t)) for t in study.get_trials(deepcopy=False)],
             "storage": url, "study_name": name, "monitor": monitor, "direction": direction, "dir": str(tune_dir),
             # the monitor as lines and plots name it (Task.label: a numeric tagger's token_accuracy is step_accuracy)
-            "monitor_label": get_task(base.task).label(base, monitor)}
+            "monitor_label": get_task(base.task).label(base, monitor),
+            # a grid search ends with its points, whatever `trials` asked: its size, to say so
+            "grid_points": math.prod(len(p.grid(str(space))) for p in params) if sampler == "grid" else None}
 
 
 def _check_same_search(plan_path: Path, overrides: Sequence[str], params: list[Param], seeds: int,

@@ -77,7 +77,11 @@ def tune(
     setup_logging(quiet)
     with user_errors():
         from grutool import tune as lib
+        from grutool.errors import UserError
 
+        if timeout is not None and timeout <= 0:  # no trial could start: refused before the study is written
+            raise UserError(f"--timeout {timeout:g}: no trial could start; give the seconds after which no trial "
+                            f"starts (more than 0), or leave it out")
         if plot:
             from grutool.curves import _pyplot
 
@@ -109,6 +113,10 @@ def tune(
                 return
             out.print(f"no trial completed; see {Path(result['dir']) / lib.TRIALS}", markup=False)
             return
+        ran = sum(t["state"] in ("complete", "pruned") for t in result["trials"])
+        if result.get("grid_points") and ran < trials and ran >= result["grid_points"]:
+            out.print(f"grid: all {result['grid_points']} points tried, so the search ended before --trials {trials}",
+                      markup=False)
         out.print(f"best: trial {best['number']}, validation {result['monitor_label']} {best['value']:.4f} "
                   f"({result['direction']}); {sum(t['state'] == 'complete' for t in result['trials'])} completed, "
                   f"{sum(t['state'] == 'pruned' for t in result['trials'])} pruned", markup=False)

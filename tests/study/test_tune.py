@@ -81,7 +81,8 @@ def test_cli_line_per_trial_and_grid(setup):
                     "--pruner", "none", "-o", root / "tg", "-q")
     assert result.exit_code == 0, result.output
     trial_lines = [line for line in result.stdout.splitlines() if line.startswith("trial")]
-    assert len(trial_lines) == 2  # the grid has two points: the study stops there
+    assert len(trial_lines) == 2  # the grid has two points: the study stops there, and says why
+    assert "grid: all 2 points tried, so the search ended before --trials 5" in result.stdout
     assert "model.hidden_size=4" in result.stdout and "model.hidden_size=8" in result.stdout
     assert "best: trial" in result.stdout and (root / "tg" / tune.BEST).is_file()
 
@@ -152,10 +153,20 @@ def test_resume_after_a_killed_process(setup):
 def test_a_timeout_before_the_first_trial_says_no_trial_ran(setup):
     # "no trial completed; see DIR/trials.jsonl", an empty file
     root, config, space = setup
-    result = invoke("tune", config, "--space", space, "--trials", "2", "--timeout", "0", "-o", root / "tu")
+    result = invoke("tune", config, "--space", space, "--trials", "2", "--timeout", "0.000001", "-o", root / "tu")
     assert result.exit_code == 0, result.output
-    assert "no trial ran: --timeout 0 s had passed before the first" in result.output
+    assert "no trial ran: --timeout 1e-06 s had passed before the first" in result.output
     assert (root / "tu" / tune.TRIALS).read_text() == ""
+
+
+def test_a_timeout_of_0_is_refused_before_anything_is_written(setup):
+    # It ran no trial, exited 0 and left optuna.db, trials.jsonl and tune.json behind.
+    from conftest import assert_user_error
+
+    root, config, space = setup
+    assert_user_error(invoke("tune", config, "--space", space, "--trials", "2", "--timeout", "0", "-o", root / "tu"),
+                      "--timeout 0: no trial could start", "(more than 0), or leave it out")
+    assert not (root / "tu").exists()
 
 
 def test_existing_tune_needs_resume(setup):
