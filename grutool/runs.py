@@ -241,11 +241,19 @@ NOT_READ = {"not_read": True}  # compare's entry for a run whose family does not
 # value (a config's leaves are scalars and lists), so never taken for a setting of null
 
 
+def _runs_in(path: Path) -> list[Path]:
+    """`path` itself, or, for a folder that holds runs but is none (a study's, a tune's, runs/), the runs under it."""
+    if path.is_dir() and unreadable(path) is None and not (path / rundir.CONFIG).is_file():  # a closed one: below
+        return find_runs(path) or [path]
+    return [path]
+
+
 def compare(paths: list[str | Path]) -> dict:
     """Configs side by side (only the fields that differ among the runs whose family reads them, `NOT_READ` for a
     run whose family does not; output_dir left out) and each run's figures."""
+    paths = [run for p in map(Path, paths) for run in _runs_in(p)]
     if len(paths) < 2:
-        raise UserError("compare: give two run directories or more")
+        raise UserError("compare: give two run directories or more, or a folder holding them (a study's, say)")
     runs = []
     for p in paths:
         p = Path(p)

@@ -177,7 +177,7 @@ def _past_shared_folder(paths: List[Path]) -> tuple[Optional[Path], list[str]]:
 
 
 def compare(
-    run_dirs: List[Path] = typer.Argument(..., metavar="RUN_DIR...", help="Two run directories or more."),
+    run_dirs: List[Path] = typer.Argument(..., metavar="RUN_DIR...", help="Two run directories or more, or folders holding runs (a study's or a tune's: every run under it)."),
     json_: bool = typer.Option(False, "--json", help="Print the comparison as one JSON object."),
 ):
     """Runs side by side: the config fields that differ, then their validation figures.
@@ -186,6 +186,7 @@ def compare(
     Examples:
       grutool compare runs/sentiment runs/lr1e-3
       grutool compare runs/* --json
+      grutool compare studies/sentiment          # every run of a study
     """
     from grutool.cli.console import out, user_errors
 
@@ -200,7 +201,7 @@ def compare(
             return
         # Column headers are the paths past the folder they share, stated once above: whole paths in two or
         # three columns of 80 were folded mid-word ("…/studies/senti" / "ment/gru-13").
-        shared, short = _past_shared_folder(run_dirs)
+        shared, short = _past_shared_folder([Path(r) for r in result["runs"]])  # a study's folder: its runs
         if shared is not None:
             out.print(f"runs under {shared}", markup=False)
         names = [plain(n) for n in short]

@@ -205,6 +205,18 @@ def test_resume_where_there_is_no_study_says_it_starts_a_new_one(tmp_path, caplo
     assert (tmp_path / "new" / study.PLAN).is_file()
 
 
+def test_compare_reads_a_study_folder_as_its_runs(done):
+    # `grutool compare STUDY` said "give two run directories or more", though `grutool runs STUDY` lists them.
+    root, _, _ = done
+    result = invoke("compare", root / "st", "--json")
+    assert result.exit_code == 0, result.output
+    runs = json.loads(result.stdout)["runs"]
+    assert [Path(r).name for r in runs] == ["gru-seed3", "gru-seed4", "lstm-seed3", "lstm-seed4"]
+    shown = invoke("compare", root / "st")
+    assert shown.exit_code == 0 and f"runs under {root / 'st' / 'runs'}" in shown.stdout
+    assert "model.cell" in shown.stdout and "lstm-seed4" in shown.stdout
+
+
 def terminal_screen(args: list[str], width: int, cwd: Path) -> list[str]:
     """The lines a terminal of `width` columns shows for `grutool ARGS` (a pseudo-terminal; the terminal breaks
     a line longer than the width at its last column, wherever that falls)."""
