@@ -399,6 +399,10 @@ def infer(
       grutool infer runs/numeric --file data/numeric/test.ts --jsonl
     """
     setup_logging(quiet=True)
+    from grutool.cli.console import argument_text
+
+    texts, prompt = [argument_text(t) for t in texts or []], [argument_text(t) for t in prompt]
+    condition = argument_text(condition) if condition is not None else None
     with user_errors():
         if beam is not None and beam < 1:
             raise UserError(f"--beam: must be at least 1 (got {beam}); 1 is greedy decoding")

@@ -183,6 +183,19 @@ def user_errors():
         raise typer.Exit(128 + exc.signum)  # 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP, as a shell reports
 
 
+def argument_text(text: str) -> str:
+    """A text given on the command line as the user typed it. Under an ASCII locale (`LC_ALL=C` with `PYTHONUTF8=0`)
+    Python keeps the bytes it cannot decode as lone surrogates (`'Tr\\udcc3\\udca8s'` for `Très`), which the model
+    read as other tokens than `--file` and stdin give; bytes that are UTF-8 are read as UTF-8 here, as those are.
+    For texts only: a path must stay as the file system names it."""
+    if not any("\udc80" <= ch <= "\udcff" for ch in text):
+        return text
+    try:
+        return text.encode(sys.getfilesystemencoding(), "surrogateescape").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return text  # not UTF-8 either: left as Python read it
+
+
 def unicode_output() -> bool:
     """Whether stdout writes every character (UTF-8); not under LANG=en_US.ISO-8859-1, LC_ALL=C with
     PYTHONUTF8=0, PYTHONIOENCODING=ascii or a Windows code page."""

@@ -176,6 +176,25 @@ def test_a_latin_1_terminal_gets_escapes_for_the_characters_it_lacks(run, tmp_pa
     assert json.loads(stdout)["text"] == "Ça a été très bien — ✓", "JSON's own escapes: the text read back whole"
 
 
+def test_under_an_ascii_locale_a_text_argument_reads_as_the_same_text_from_a_file(run, tmp_path):
+    # LC_ALL=C, PYTHONUTF8=0: Python kept the argument's non-ASCII bytes as lone surrogates, so the model read other
+    # tokens than --file gives for the same text (another probability), and --jsonl wrote "Tr\udcc3\udca8s".
+    import json
+    import subprocess
+
+    text = "Très bien — ok"
+    (tmp_path / "in.txt").write_text(text + "\n", encoding="utf-8")
+    ascii_ = {"env": {"LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONIOENCODING": ""}, "stdout": subprocess.PIPE,
+              "stderr": subprocess.PIPE}
+    answers = []
+    for args in ((text,), ("--file", tmp_path / "in.txt")):
+        proc = _grutool("infer", run, *args, "--jsonl", **ascii_)
+        stdout, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == 0, stderr.decode()
+        answers.append(json.loads(stdout))
+    assert answers[0] == answers[1] and answers[0]["text"] == text, answers
+
+
 # --- stdin ----------------------------------------------------------------------------------------------
 
 
