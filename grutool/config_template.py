@@ -80,7 +80,8 @@ def template(task: str, input: Optional[str] = None) -> str:
         from grutool.families.rules import TEXT_ONLY
 
         skip |= {(section, f) for section, fs in TEXT_ONLY.items() for f in fs}
-    elif reads_both(cls):  # text, in a family that reads numbers too: their settings change nothing here
+    elif reads_both(cls) or "numeric" not in inputs:  # text: the numbers' settings change nothing here (joint
+        # inherits the tagger's fields, numeric ones too, but reads text alone)
         from grutool.families.rules import NUMERIC_SETTINGS
 
         skip |= {(section, f) for section, fs in NUMERIC_SETTINGS.items() for f in fs}

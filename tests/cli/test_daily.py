@@ -645,6 +645,23 @@ def test_init_numeric_input_leaves_every_text_setting_out(task, tmp_path, monkey
     assert dry.exit_code == 0 and "(not written)" in dry.output, dry.output
 
 
+TEXT_FAMILIES = sorted(name for name, task in TASKS.items() if task.example != task.inputs.get("numeric"))
+
+
+@pytest.mark.parametrize("task", TEXT_FAMILIES)
+def test_init_text_input_leaves_every_numeric_setting_out(task):
+    """`grutool init joint` listed data.channels, id_column, time_column, missing and time_delta, which a joint
+    config is refused for ("task joint reads text"); no text template lists the numbers' settings."""
+    from grutool.families.rules import NUMERIC_SETTINGS
+
+    result = invoke("init", task)
+    assert result.exit_code == 0, result.output
+    written = yaml.safe_load(result.stdout)
+    left = [f"{section}.{name}" for section, names in NUMERIC_SETTINGS.items() for name in names
+            if name in (written.get(section) or {})]
+    assert not left, f"numeric settings in the {task} template: {left}"
+
+
 @pytest.mark.parametrize("task", ["classifier", "tagger", "regressor"])
 def test_init_numeric_input_describes_the_front_end_it_builds(task):
     """The numeric template's embedding settings said only `Size of each token embedding` and `the word
