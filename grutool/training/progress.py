@@ -278,7 +278,7 @@ class Progress(Callback):
             self.loss, self.n = self.loss + loss, self.n + 1
         self.tokens += tokens
         rate = self.tokens / max(1e-9, time.perf_counter() - self.epoch_t0)
-        figures = f"loss {self.loss / max(self.n, 1):.4f}, {rate:,.0f} {self.unit}/s"
+        figures = f"loss {number(self.loss / max(self.n, 1))}, {rate:,.0f} {self.unit}/s"  # as the epoch lines
         if self.bar is not None:
             self.bar.set_postfix_str(figures, refresh=False)
             self.bar.update(1)

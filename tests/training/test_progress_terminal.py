@@ -126,11 +126,15 @@ def test_line_mode_reports_steps_with_eta():
         p.on_epoch_begin(trainer)
         trainer.state.step = 4
         p.on_step_end(trainer, 0.5, 1200)
+        p.on_epoch_begin(trainer)  # a loss below 0.001 keeps 4 significant digits, as the epoch lines write it
+        trainer.state.step = 5
+        p.on_step_end(trainer, 0.0007948, 1200)
     finally:
         log.removeHandler(handler)
         log.setLevel(level)
     assert re.search(r"step 4/10 \(40%\), epoch 1/2: loss 0\.5000, [\d,]+ tok/s, 0:00 elapsed, ~0:00 left",
                      text.getvalue()), text.getvalue()
+    assert re.search(r"step 5/10 \(50%\), epoch 1/2: loss 0\.0007948, ", text.getvalue()), text.getvalue()
     assert (number(23480.4), number(0.43121), number(7), duration(3725)) == ("23,480", "0.4312", "7", "1:02:05")
 
 
