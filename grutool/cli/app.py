@@ -448,8 +448,9 @@ def infer(
             options.update(generation)
         results = predictor.predict(inputs, batch_size, **options)
         render = renderer(predictor.task)
+        pictures = []
         if attention:
-            render.plot_attention(results, attention)
+            pictures = render.plot_attention(results, attention)
             if not attention_weights:
                 for r in results:
                     r.pop("attention")
@@ -458,6 +459,9 @@ def infer(
         for r in results:
             # JSON's own escapes where stdout cannot write a character (a Latin-1 or ASCII locale)
             print(jsonsafe.dumps(r, ensure_ascii=not unicode_output()) if jsonl else render.line(r))
+        if pictures:  # on stderr, as eval --plot says it: stdout carries the results alone
+            sys.stdout.flush()
+            err.print(f"wrote {', '.join(map(str, pictures))}", markup=False)
 
 
 from grutool.cli.shapes_cmd import shapes  # noqa: E402

@@ -141,6 +141,11 @@ def test_infer_lines_jsonl_beam_and_attention(reverse_run, tmp_path):
     else:
         assert result.exit_code == 0, result.output
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        # said on stderr (it wrote them silently), stdout the results alone
+        assert f"wrote {png}" in result.stderr and "wrote" not in result.stdout
+        two = invoke("infer", run, "42", "123", "--attention", png)
+        assert two.exit_code == 0, two.output
+        assert f"wrote {tmp_path / 'att-1.png'}, {tmp_path / 'att-2.png'}" in two.stderr
 
 
 def test_infer_counts_characters_outside_the_vocabulary_and_truncates(reverse_run):
