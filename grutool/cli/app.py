@@ -117,7 +117,7 @@ def train(
     print_config: bool = typer.Option(False, "--print-config", help="Print the fully resolved config (defaults filled, --set applied) as YAML and exit."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors on stderr."),
     nproc: int = typer.Option(1, "--nproc", min=1, metavar="N", help="Train with N data-parallel processes on this machine (runs torchrun for you)."),
-    tensorboard: Optional[Path] = typer.Option(None, "--tensorboard", metavar="DIR", help="Write TensorBoard event files to DIR (sets train.tensorboard; needs the tensorboard extra)."),
+    tensorboard: Optional[Path] = typer.Option(None, "--tensorboard", metavar="DIR", help="Write TensorBoard event files under DIR, in DIR/<run name>/ (sets train.tensorboard; needs the tensorboard extra)."),
 ):
     """Train a model from a YAML config; writes a run directory.
 
