@@ -38,7 +38,7 @@ def study(
       grutool study configs/sst2.yaml --seeds 3 --resume --plot
       grutool study configs/pos.yaml --jobs 2 --threads 4    # 2 runs at once
     """
-    from grutool.cli.console import err, out, setup_logging, user_errors
+    from grutool.cli.console import err, out, setup_logging, user_errors, warning
 
     setup_logging(quiet)
     with user_errors():
@@ -67,6 +67,8 @@ def study(
         if plot:
             written.append(Path(lib.plot(result, folder / lib.PLOT)))
         err.print("wrote " + ", ".join(str(p) for p in written), markup=False)
+        if not plot and (folder / lib.PLOT).is_file():  # a resume rewrote the report, not the picture
+            warning(f"{folder / lib.PLOT} was drawn for an earlier report; add --plot to draw it for this one")
 
 
 def _render(result: dict, out) -> None:

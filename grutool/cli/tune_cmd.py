@@ -72,7 +72,7 @@ def tune(
       grutool tune configs/atis.yaml --space space.yaml \\
           --storage postgresql://user@host/db --study-name atis  # many machines
     """
-    from grutool.cli.console import err, out, setup_logging, user_errors
+    from grutool.cli.console import err, out, setup_logging, user_errors, warning
 
     setup_logging(quiet)
     with user_errors():
@@ -106,6 +106,8 @@ def tune(
         written = [Path(result["dir"]) / lib.TRIALS]
         if plot:
             written.append(Path(lib.plot(result, Path(result["dir"]) / lib.PLOT)))
+        elif (Path(result["dir"]) / lib.PLOT).is_file():  # a resume rewrote trials.jsonl, not the picture
+            warning(f"{Path(result['dir']) / lib.PLOT} was drawn before these trials; add --plot to draw it again")
         if best is None:
             if all(t["state"] == "waiting" for t in result["trials"]):  # trials.jsonl is empty: nothing to see
                 out.print("no trial ran" + (f": --timeout {timeout:g} s had passed before the first"

@@ -217,6 +217,21 @@ def test_compare_reads_a_study_folder_as_its_runs(done):
     assert "model.cell" in shown.stdout and "lstm-seed4" in shown.stdout
 
 
+def test_a_resume_without_plot_says_the_picture_is_of_an_earlier_report(tmp_path):
+    # --resume rewrote report.md/json/csv and left study.png as it was, unsaid (other cells, other figures).
+    pytest.importorskip("matplotlib")
+    config = write_config(tmp_path, epochs=1)
+    args = ["study", config, "--cells", "gru", "--seeds", "1", "-o", tmp_path / "st", "-q"]
+    first = invoke(*args, "--plot")
+    assert first.exit_code == 0 and (tmp_path / "st" / study.PLOT).is_file(), first.output
+    assert "drawn for an earlier report" not in first.output
+    again = invoke(*args, "--resume")
+    assert again.exit_code == 0, again.output
+    assert f"warning: {tmp_path / 'st' / study.PLOT} was drawn for an earlier report; add --plot" in again.stderr
+    redrawn = invoke(*args, "--resume", "--plot")
+    assert redrawn.exit_code == 0 and "drawn for an earlier report" not in redrawn.output
+
+
 def terminal_screen(args: list[str], width: int, cwd: Path) -> list[str]:
     """The lines a terminal of `width` columns shows for `grutool ARGS` (a pseudo-terminal; the terminal breaks
     a line longer than the width at its last column, wherever that falls)."""

@@ -192,6 +192,16 @@ def test_resume_where_there_is_no_tune_says_it_starts_a_new_one(setup, caplog):
     assert len(read_trials(root / "new" / tune.TRIALS)) == 2
 
 
+def test_a_resume_without_plot_says_the_picture_is_of_earlier_trials(setup):
+    pytest.importorskip("matplotlib")
+    root, config, space = setup
+    first = invoke("tune", config, "--space", space, "--trials", "2", "-o", root / "tu", "--plot", "-q")
+    assert first.exit_code == 0 and (root / "tu" / tune.PLOT).is_file(), first.output
+    again = invoke("tune", config, "--space", space, "--trials", "3", "-o", root / "tu", "--resume", "-q")
+    assert again.exit_code == 0, again.output
+    assert f"warning: {root / 'tu' / tune.PLOT} was drawn before these trials; add --plot" in again.stderr
+
+
 @pytest.mark.parametrize("name,config", [("sentiment", "sentiment"), ("atis", "atis"), ("atis_narrow", "atis")])
 def test_shipped_spaces_fit_their_configs(name, config):
     root = Path(__file__).resolve().parents[2]
