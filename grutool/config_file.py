@@ -8,11 +8,12 @@ never torch.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import re
 from pathlib import Path
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple, Optional, Sequence
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -396,6 +397,38 @@ def _located(message: str, where: dict[tuple[str, ...], str]) -> Optional[str]:
         if tuple(path.split(".")) in where:
             return where[tuple(path.split("."))]
     return None
+
+
+def config_places(path: str | Path, overrides: Sequence = ()) -> dict[str, str]:
+    """Where each field of the config file `path` plus `--set` overrides was given: its dotted key -> `file:line:column`
+    or `--set KEY=VALUE` (the last given wins, as loading does); {} when the file cannot be read (its loading says so)."""
+    try:
+        _, lines = read_yaml(Path(path))
+    except UserError:
+        return {}
+    places = {".".join(key): f"{path}:{place}" for key, place in lines.items()}
+    for item in overrides:  # KEY=VALUE, or (KEY=VALUE, the option the user typed) as parse_config takes them
+        item, shown = item if isinstance(item, tuple) else (item, f"--set {clipped(item)}")
+        places[item.partition("=")[0].strip()] = shown
+    return places
+
+
+@contextlib.contextmanager
+def located(places: dict[str, str]):
+    """A UserError about a config field found after the config was read (`data.time_column: the file has no column
+    'dat'`, raised while reading the data) names where that field was given, as a schema error does:
+    `configs/x.yaml:12:3: data.time_column: ...` or `--set data.time_column=dat: data.time_column: ...`."""
+    try:
+        yield
+    except UserError as exc:
+        m = re.match(r"([a-z_]\w*(?:\.[a-z_]\w*)+): ", str(exc))
+        key = m.group(1) if m else None
+        while key and key not in places and "." in key:  # data.covariates.past given as data.covariates: {...}
+            key = key.rsplit(".", 1)[0]
+        if not key or key not in places or "." not in key:
+            raise
+        exc.args = (f"{places[key]}: {exc}", *exc.args[1:])
+        raise
 
 
 def load_config(path: str | Path, overrides: list[str] = (), saved: bool = False) -> Config:

@@ -177,10 +177,12 @@ def train(
             resolve_device(cfg.train.device)  # every worker would refuse it alike, each with its own line
             raise typer.Exit(launch(nproc, sys.argv[1:]))
 
+        from grutool.config_file import config_places, located
         from grutool.training.loop import train as run_training
 
-        summary = run_training(cfg, resume=resume, overwrite=overwrite, dry_run=dry_run,
-                               progress=not quiet)
+        with located(config_places(config, overrides)):  # a field a data error names: where it was given
+            summary = run_training(cfg, resume=resume, overwrite=overwrite, dry_run=dry_run,
+                                   progress=not quiet)
         from grutool.families import get_task
 
         task = get_task(summary["task"])

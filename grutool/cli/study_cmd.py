@@ -59,8 +59,11 @@ def study(
             took = "reused" if reused else f"{summary.get('wall_time_s', 0):.1f} s"
             err.print(f"run {i}/{n} {run.name}: {figure} ({took})", markup=False)
 
-        result = lib.run_study(config, names, seeds, list(set_), output_dir, resume=resume, overwrite=overwrite,
-                               progress=False if quiet else "lines", on_run=on_run, jobs=jobs, threads=threads)
+        from grutool.config_file import config_places, located
+
+        with located(config_places(config, list(set_))):  # a field a data error names: where it was given
+            result = lib.run_study(config, names, seeds, list(set_), output_dir, resume=resume, overwrite=overwrite,
+                                   progress=False if quiet else "lines", on_run=on_run, jobs=jobs, threads=threads)
         _render(result, out)
         folder = Path(result["study"])
         written = [folder / lib.REPORT_MD, folder / lib.REPORT_JSON, folder / lib.REPORT_CSV]

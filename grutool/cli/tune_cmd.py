@@ -98,10 +98,13 @@ def tune(
             if rec.error:
                 err.print(f"  trial {rec.number}: {rec.error}", markup=False)
 
-        result = lib.tune(config, space, trials, list(set_), output_dir, sampler=sampler.value,
-                          pruner=pruner.value, seeds=seeds, timeout=timeout, storage=storage,
-                          study_name=study_name, resume=resume, progress=False, on_trial=line, jobs=jobs,
-                          threads=threads, baseline=baseline, prune_after=prune_after)
+        from grutool.config_file import config_places, located
+
+        with located(config_places(config, list(set_))):  # a field a data error names: where it was given
+            result = lib.tune(config, space, trials, list(set_), output_dir, sampler=sampler.value,
+                              pruner=pruner.value, seeds=seeds, timeout=timeout, storage=storage,
+                              study_name=study_name, resume=resume, progress=False, on_trial=line, jobs=jobs,
+                              threads=threads, baseline=baseline, prune_after=prune_after)
         best = result["best"]
         written = [Path(result["dir"]) / lib.TRIALS]
         if plot:

@@ -136,6 +136,13 @@ def check_numeric(cfg: Config, reads_text: bool = True) -> None:
         raise ValueError(f"data.format: '{d.format}' is not a numeric format; use ts, csv, tsv or parquet")
     if d.format in ("csv", "tsv", "parquet") and not d.channels:
         raise ValueError("data.channels: a table of numeric sequences needs its value columns listed")
+    import re
+
+    train = re.sub(r"\[[^\[\]]*\]$", "", d.train) if isinstance(d.train, str) else ""  # a slice: train.ts[:80%]
+    if d.channels and (d.format == "ts" or (d.format == "auto" and train.lower().endswith(".ts"))):
+        # A .ts file names no channels: the list selected nothing, and a name that is no column was not refused.
+        raise ValueError("data.channels: lists a long table's value columns; the training data is a .ts file, "
+                         "whose channels are its own (c1, c2, ...): remove data.channels")
 
 
 def unseen_gold(source: str, name: str, gold: Counter, labels, *, kind: str = "labels", unit: str = "example(s)",
