@@ -314,6 +314,15 @@ def read_table(path: str | Path, fmt: str = "auto", *, header: bool = True,
     return Table(name, frame, text=True, first_line=2 if header else 1)
 
 
+def is_number(cell: str) -> bool:
+    """Whether a cell's text reads as a number (`float` takes it: `1`, `-2.5e3`, `nan`, `inf`)."""
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
 def ragged_row(name: str, said: str, header: bool) -> str:
     """pandas' "Error tokenizing data. C error: Expected 4 fields in line 102, saw 5" as grutool's data errors
     read: file:line, what the row has against the first row, and the fix."""

@@ -35,6 +35,7 @@ from typing import Optional
 
 import numpy as np
 
+from grutool.data.tables import is_number
 from grutool.errors import UserError, clipped, counted
 
 MISSING = ("?", "nan", "NaN", "NAN")
@@ -298,17 +299,10 @@ def _file_line(text: str) -> str:
         return "a .ts file's header or comment line"
     if ":" not in text and "," in text:  # names only: a value mistyped among numbers stays a value's error
         words = [w.strip() for w in text.split(",") if w.strip()]
-        if len(words) >= 2 and not any(w == "?" or _is_number(w) for w in words):
+        if len(words) >= 2 and not any(w == "?" or is_number(w) for w in words):
             return "a table's header row"
     return ""
 
-
-def _is_number(word: str) -> bool:
-    try:
-        float(word)
-    except ValueError:
-        return False
-    return True
 
 
 def format_case(x: np.ndarray) -> str:

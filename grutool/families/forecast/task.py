@@ -674,14 +674,9 @@ def _check_header(cfg: "Config", table, columns: Optional[list[str]]) -> None:
     if all(c in table.columns for c in wanted):
         return
 
-    def number(cell: str) -> bool:
-        try:
-            float(cell)
-        except ValueError:
-            return False
-        return True
+    from grutool.data.tables import is_number
 
-    if any(number(c) for c in table.columns):
+    if any(is_number(c) for c in table.columns):
         first = clipped(",".join(table.columns), 60)
         raise UserError(f"{table.path}: no header line: the first line ({first!r}) holds values, and the run reads "
                         f"its columns by name; start the table with the line {','.join(wanted)!r} (tail drops it: "
