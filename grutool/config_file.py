@@ -368,7 +368,7 @@ def unread_fields(raw) -> list[str]:
     `compare` shows no value of them; `unread_to_defaults` drops them."""
     from types import SimpleNamespace
 
-    from grutool.families.rules import NUMERIC_SETTINGS, TEXT_ONLY, is_numeric, reads_both
+    from grutool.families.rules import NUMERIC_SETTINGS, TEXT_ONLY, is_numeric, reads_both, ts_training
 
     if not isinstance(raw, dict) or raw.get("task") not in TASKS:
         return []  # parse_config says what is wrong
@@ -385,6 +385,8 @@ def unread_fields(raw) -> list[str]:
         other = TEXT_ONLY if numeric else NUMERIC_SETTINGS if reads_both(task) else {}
         unread += [f"{section}.{name}" for section, names in other.items() if isinstance(raw.get(section), dict)
                    for name in names if name in raw[section] and f"{section}.{name}" not in unread]
+        if read.get("channels") and ts_training(d):  # a .ts file's channels are its own (check_numeric)
+            unread.append("data.channels")
     return unread
 
 

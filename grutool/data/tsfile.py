@@ -304,7 +304,6 @@ def _file_line(text: str) -> str:
     return ""
 
 
-
 def format_case(x: np.ndarray) -> str:
     """(T, C) values as a `.ts` data line, the text `parse_case` reads back ('?' for NaN)."""
     return ":".join(",".join("?" if v != v else f"{float(v):.9g}" for v in column) for column in np.asarray(x).T)

@@ -102,11 +102,16 @@ def reads_both(task) -> bool:
 def is_numeric(cfg: Config) -> bool:
     """Whether the run reads numeric sequences (a .ts file, or a long table with data.channels) instead of text:
     the task then builds the numeric front-end (grutool.modules.numeric) where it builds the token Embedder."""
+    d = cfg.data
+    return bool(d.channels) or ts_training(d)
+
+
+def ts_training(d) -> bool:
+    """Whether the training data is a .ts file: data.format ts, or auto and a .ts path (`train.ts[:80%]` too)."""
     import re
 
-    d = cfg.data
     train = re.sub(r"\[[^\[\]]*\]$", "", d.train) if isinstance(d.train, str) else ""  # a slice: train.ts[:80%]
-    return d.format == "ts" or bool(d.channels) or (d.format == "auto" and train.lower().endswith(".ts"))
+    return d.format == "ts" or (d.format == "auto" and train.lower().endswith(".ts"))
 
 
 def check_numeric(cfg: Config, reads_text: bool = True) -> None:
@@ -136,10 +141,7 @@ def check_numeric(cfg: Config, reads_text: bool = True) -> None:
         raise ValueError(f"data.format: '{d.format}' is not a numeric format; use ts, csv, tsv or parquet")
     if d.format in ("csv", "tsv", "parquet") and not d.channels:
         raise ValueError("data.channels: a table of numeric sequences needs its value columns listed")
-    import re
-
-    train = re.sub(r"\[[^\[\]]*\]$", "", d.train) if isinstance(d.train, str) else ""  # a slice: train.ts[:80%]
-    if d.channels and (d.format == "ts" or (d.format == "auto" and train.lower().endswith(".ts"))):
+    if d.channels and ts_training(d):
         # A .ts file names no channels: the list selected nothing, and a name that is no column was not refused.
         raise ValueError("data.channels: lists a long table's value columns; the training data is a .ts file, "
                          "whose channels are its own (c1, c2, ...): remove data.channels")

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from conftest import InterruptAt, ROOT, assert_user_error, invoke, shipped_config
 from grutool import rundir
@@ -841,6 +842,22 @@ def test_a_data_file_piped_in_is_named_as_one(run):
                       "input 1: 'id,step,c1,c2' is a table's header row", "--file PATH")
     assert_user_error(invoke("infer", run, "--file", "-", input="@dimensions 2\n"), "a .ts file's header")
     assert_user_error(invoke("infer", run, "0.1,abc,0.3:3,3,3"), "channel 1 value 2 is not a number ('abc')")
+
+
+def test_a_run_saved_with_channels_beside_a_ts_file_still_reads(run, tmp_path):
+    """data.channels beside a .ts training file is refused now (it selected nothing); a run trained before, whose
+    config.yaml has it, still evaluates, the list read as the nothing it was (`unread_to_defaults`)."""
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(run, old)
+    raw = yaml.safe_load((old / "config.yaml").read_text())
+    raw["data"]["channels"] = ["a", "zz"]
+    (old / "config.yaml").write_text(yaml.safe_dump(raw))
+    assert invoke("eval", old, "--split", "test", "--json").exit_code == 0
+    fresh = tmp_path / "fresh.yaml"
+    fresh.write_text(yaml.safe_dump({**raw, "output_dir": str(tmp_path / "new")}))
+    assert_user_error(invoke("train", fresh), "data.channels: lists a long table's value columns")
 
 
 def test_an_empty_input_is_called_empty_not_one_channel(run):
