@@ -90,6 +90,19 @@ def test_eval_tables(which, request):
     result = invoke("eval", request.getfixturevalue(which))
     assert result.exit_code == 0, result.output
     assert "token accuracy" in result.stdout and "span type" in result.stdout
+    # joint: the intents' confusion too, counting every sentence (the text showed only their accuracy)
+    assert ("intent confusion (rows: gold, columns: predicted)" in result.stdout) == (which == "joint_run")
+
+
+def test_joint_eval_text_confusion_of_intents_counts_the_sentences(joint_run):
+    from grutool.families.tagger.render import tables
+
+    m = json.loads(invoke("eval", joint_run, "--split", "test", "--json").stdout)
+    shown = tables(m)
+    intents = [t for t in shown if "intent confusion" in str(getattr(getattr(t, "table", None), "title", ""))]
+    assert len(intents) == 1 and sum(map(sum, m["intent_confusion"]["matrix"])) == m["n"]
+    many = dict(m, intent_confusion={"labels": [f"i{k}" for k in range(30)], "matrix": [[0] * 30] * 30})
+    assert "intent confusion: 30 x 30, in `grutool eval --json`" in tables(many)
 
 
 def test_infer_lines_and_jsonl(joint_run):

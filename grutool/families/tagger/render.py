@@ -46,11 +46,15 @@ def tables(metrics: dict) -> list:
         out: list = [_prf_table(title, "span type", metrics["per_type"])]
     else:
         out = [_prf_table(title, "tag", metrics["per_tag"])]
-    labels, matrix = metrics["confusion"]["labels"], metrics["confusion"]["matrix"]
-    if len(labels) <= CONFUSION_MAX_TAGS:
-        out.append(confusion_table("tag confusion", labels, matrix))
-    else:
-        out.append(f"tag confusion: {len(labels)} x {len(labels)}, in `grutool eval --json`")
+    # joint: the intents' too (only their accuracy was in the title; --plot drew their matrix)
+    for key, what in (("confusion", "tag"), ("intent_confusion", "intent")):
+        if key not in metrics:
+            continue
+        labels, matrix = metrics[key]["labels"], metrics[key]["matrix"]
+        if len(labels) <= CONFUSION_MAX_TAGS:
+            out.append(confusion_table(f"{what} confusion", labels, matrix))
+        else:
+            out.append(f"{what} confusion: {len(labels)} x {len(labels)}, in `grutool eval --json`")
     for key, what in (("unseen_labels", f"{units['tokens']}s with tags"), ("unseen_intents", "sentences with intents")):
         if metrics.get(key):
             listed = ", ".join(f"{plain(k)} ({v})" for k, v in metrics[key].items())
