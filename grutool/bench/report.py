@@ -155,8 +155,12 @@ def _measure_columns(full: bool, rows: list[dict]) -> list[Column]:
     spread = [("IQR ms", lambda r: f"{_ms(r['q1_ms'])}–{_ms(r['q3_ms'])}", True),
               ("min–max ms", lambda r: f"{_ms(r['min_ms'])}–{_ms(r['max_ms'])}", True)] if full else [
               ("IQR", lambda r: "-" if r["spread"] is None else f"{100 * r['spread']:.0f}%", True)]
+    # Several --kernels choices in one report: a `default` row says so, else it reads as the row of the kernel it
+    # picked (`--kernels default,compiled`: two rows of `compiled`).
+    chose = len({r.get("kernels") for r in rows}) > 1
+    kernel = (lambda r: _kernel(r) + (" (default)" if r.get("kernels") == "default" else "")) if chose else _kernel
     return [
-        ("kernel", _kernel, False),
+        ("kernel", kernel, False),
         ("ms/batch", lambda r: ("~" if r["noisy"] else "") + _ms(r["median_ms"]), True),
         *spread,
         (f"{unit(rows)}/s", lambda r: f"{r['tokens_per_s']:,.{0 if r['tokens_per_s'] >= 100 else 1}f}", True),

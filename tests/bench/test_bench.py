@@ -948,6 +948,18 @@ def test_plot_gives_each_kernels_choice_its_own_bars(smoke, tmp_path, monkeypatc
     assert seen["labels"] == ["default kernels", "oneDNN off", "fused", "compiled"]
 
 
+def test_a_default_row_says_so_where_a_report_has_several_kernels_choices(smoke):
+    # `--kernels default,compiled`: both rows read `compiled`, told apart only by their order.
+    report = json.loads((smoke[1] / "s.json").read_text())
+    rows = [r for r in report["rows"] if r["cell"] == "gru" and r["mode"] == "infer" and r["lengths"] == "padded"]
+    both = dict(report, rows=[dict(rows[0], kernels="default", kernel="compiled"),
+                              dict(rows[0], kernels="compiled", kernel="compiled")])
+    lines = [line for line in reports.to_markdown(both).splitlines() if line.startswith("| gru")]
+    assert len(lines) == 2 and "| compiled (default) |" in lines[0] and "| compiled |" in lines[1], lines
+    one = dict(report, rows=[dict(rows[0], kernels="default", kernel="compiled")])
+    assert "(default)" not in reports.to_markdown(one)
+
+
 def test_a_stream_config_is_timed_on_chunks_of_its_bptt_steps(tmp_path, monkeypatch):
     # A stream (train.bptt) trains on chunks of bptt steps; bench timed batches of data.max_length or 200 steps
     # (configs/lm_stream.yaml: T=200 against its 32), and said "2 classes" of an lm without conditions.
