@@ -202,6 +202,13 @@ def test_a_target_per_step(tmp_path):
     m = RegressionMetrics()
     m.update(torch.tensor([[1.0, 2.0, 9.0]]), torch.tensor([[1.0, 3.0, -100.0]]))  # the last step is padding
     assert m.compute()["n"] == 2 and m.compute()["mse"] == pytest.approx(0.5)
+    m.update(torch.tensor([[0.0, 0.0, 0.0]]), torch.tensor([[0.0, 0.0, 0.0]]))
+    assert (m.compute()["n"], m.compute()["sequences"]) == (5, 2)
+    # eval said `n=535` for the steps, where a numeric tagger says "45 sequences, 535 steps"
+    shown = invoke("eval", tmp_path / "run", "--split", "test")
+    test = json.loads(invoke("eval", tmp_path / "run", "--split", "test", "--json").stdout)
+    assert f": {test['sequences']} sequences, {test['n']} steps; rmse" in shown.stdout, shown.stdout
+    assert test["sequences"] == 45 and "sequences" not in RegressionMetrics().compute()
 
 
 def test_a_target_per_step_from_a_ts_file(tmp_path):

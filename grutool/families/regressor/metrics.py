@@ -26,6 +26,7 @@ class RegressionMetrics:
     def __init__(self, scale: tuple[float, float] = (0.0, 1.0)):
         self.mean, self.std = scale
         self.n = 0
+        self.sequences: int | None = None  # per step: the sequences the n values come from
         self.sum_sq = self.sum_abs = 0.0
         self.sum_y = self.sum_y2 = 0.0
         self.true: list[float] = []
@@ -37,6 +38,7 @@ class RegressionMetrics:
         step counts as one value)."""
         outputs, targets = outputs.detach().cpu(), targets.detach().cpu()
         if targets.dim() == 2:
+            self.sequences = (self.sequences or 0) + targets.shape[0]
             keep = targets != PAD  # (B, T)
             outputs, targets = outputs[keep], targets[keep]  # (sum of lengths,)
         pred = outputs.double() * self.std + self.mean  # (N,) in units
@@ -67,4 +69,6 @@ class RegressionMetrics:
                "scatter": {"true": self.true, "predicted": self.predicted}}
         if self.n:
             out["loss"] = self.loss_sum / self.n
+        if self.sequences is not None:  # per step: n counts steps, as a tagger's `tokens`
+            out["sequences"] = self.sequences
         return out

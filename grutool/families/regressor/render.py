@@ -16,7 +16,12 @@ def tables(metrics: dict) -> list:
     from grutool.cli.render.tables import plain
     from grutool.training.progress import number
 
-    return [f"{plain(metrics['source'])}: n={metrics['n']}; {summary_line(metrics)}; mse {number(metrics['mse'])} "
+    from grutool.errors import counted
+
+    # per step: the sequences and their steps, as a numeric tagger's eval says them (n alone read as sequences)
+    n = (f"{counted(metrics['sequences'], 'sequence')}, {counted(metrics['n'], 'step')}" if "sequences" in metrics
+         else f"n={metrics['n']}")
+    return [f"{plain(metrics['source'])}: {n}; {summary_line(metrics)}; mse {number(metrics['mse'])} "
             f"(squared units)"]
 
 
