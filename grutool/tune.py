@@ -846,7 +846,9 @@ def _write_outputs(study, tune_dir: Path, config, overrides, seed: int, monitor:
 
     header = (f"# grutool tune: trial {best.number}, validation {get_task(cfg.task).label(cfg, monitor)} "
               f"{best.value:.6g}{_seed_note(best, seed)} ({', '.join(f'{k}={v}' for k, v in best.params.items())}).\n"
-              f"# Train it: grutool train {tune_dir / BEST}\n")
+              # its run folders by name: a trial run again after a kill keeps the first one's folder and number
+              + (f"# Its run{'s' if len(best.runs) > 1 else ''}: {', '.join(map(str, best.runs))}\n" if best.runs else "")
+              + f"# Train it: grutool train {tune_dir / BEST}\n")
     write_text_atomic(header + to_yaml(cfg), tune_dir / BEST)
     return tune_dir / BEST
 

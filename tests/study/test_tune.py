@@ -68,6 +68,8 @@ def test_four_trials_one_pruned_and_best_yaml_retrains_to_the_best(setup):
     assert next(line for line in table.stdout.splitlines() if pruned_run.name in line).rstrip().endswith("pruned")
     best = result["best"]
     assert best["value"] == max(t["value"] for t in trials if t["state"] == "complete")
+    # best.yaml names the trial's run folder: after a kill a trial's number and its folder's differ
+    assert f"# Its run: {best['runs'][0]}\n" in (root / "tu" / tune.BEST).read_text()
     cfg = load_config(root / "tu" / tune.BEST, [f"output_dir={root / 'retrained'}"])
     assert cfg.train.lr == best["params"]["train.lr"] and cfg.model.hidden_size == best["params"]["model.hidden_size"]
     assert train(cfg)["best"] == best["value"]
