@@ -38,6 +38,42 @@ def _describe(value):
     return None
 
 
+def _inputs(mod: nn.Module, args: tuple):
+    """A module's positional inputs described: one alone as it is; several by the names of its forward's
+    parameters (`lengths (3,)`, `state -`: the trace showed `(3,)` and `-` unnamed), a named tuple's fields in
+    its place (the pooling's `outputs`, `final`, ... then `mask`)."""
+    import inspect
+
+    if len(args) == 1:
+        return _describe(args[0])
+    try:
+        params = [p for p in inspect.signature(mod.forward).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        params = []
+    if len(params) < len(args):  # *args, or no signature to read: unnamed, as before
+        return _describe(args)
+    named = {}
+    for param, arg in zip(params, args):
+        described = _describe(arg)
+        if isinstance(arg, tuple) and hasattr(arg, "_fields"):
+            named.update(described)
+        else:
+            named[param.name] = described
+    return named
+
+
+def _outputs(mod: nn.Module, output):
+    """A module's output described; a recurrent layer's `(output, h_n)` (LSTM: `(output, (h_n, c_n))`) by those
+    names, as PyTorch's documentation writes them (the trace showed two shapes unnamed)."""
+    if isinstance(mod, nn.RNNBase) and isinstance(output, tuple) and len(output) == 2:
+        out, state = output
+        if isinstance(state, tuple) and len(state) == 2:  # LSTM
+            return {"output": _describe(out), "h_n": _describe(state[0]), "c_n": _describe(state[1])}
+        return {"output": _describe(out), "h_n": _describe(state)}
+    return _describe(output)
+
+
 def _packed_lengths(lens) -> Optional[list[int]]:
     """The lengths the encoder packs with, or None when they are all equal and it runs the batch dense."""
     values = lens.tolist()
@@ -54,14 +90,14 @@ def trace_model(model: nn.Module, *inputs, **kw_inputs) -> tuple[list[dict], dic
         def pre(mod, args, name=name):
             kind = type(mod).__name__ + (f" ({mod.kernel})" if isinstance(getattr(mod, "kernel", None), str) else "")
             row = {"module": name, "type": kind, "depth": name.count("."),
-                   "input": _describe(args if len(args) != 1 else args[0]),
+                   "input": _inputs(mod, args),
                    "parameters": sum(p.numel() for p in mod.parameters()),
                    "own_parameters": sum(p.numel() for p in mod.parameters(recurse=False))}
             rows.append(row)
             pending.setdefault(name, []).append(row)
 
         def post(mod, args, output, name=name):
-            pending[name].pop()["output"] = _describe(output)
+            pending[name].pop()["output"] = _outputs(mod, output)
             if name not in outputs:  # a module called again (a decoder stepping the encoder on) keeps its first call
                 outputs[name], outputs[name + ":args"] = output, args
 

@@ -318,6 +318,11 @@ def test_config_agrees_with_the_model_train_builds(monkeypatch):
     assert trace["encoder"]["output"] == {"outputs": [3, 5, 2 * Hm], "final": [3, 2 * Hm], "h_n": [2, 3, Hm],
                                          "state": [2, 3, Hm]}
     assert trace["encoder.rnn"]["input"]["packed_data"] == [10, E]
+    # inputs by the forward's parameter names, a recurrent layer's outputs by PyTorch's (they were unnamed)
+    assert trace["encoder"]["input"] == {"x": [3, 5, E], "lengths": [3], "state": None}
+    assert trace["encoder.rnn"]["output"] == {"output": {"packed_data": [10, 2 * Hm], "batch_sizes": [3, 3, 2, 1, 1]},
+                                             "h_n": [2, 3, Hm]}
+    assert trace["pooling"]["input"] == {**trace["encoder"]["output"], "mask": [3, 5]}
     assert trace["pooling"]["output"] == [3, 2 * Hm] and trace["head"]["output"] == [3, C]
     assert report["logits"] == [3, C]
     assert all(c["passed"] for c in report["checks"]) and report["all_passed"]
@@ -544,3 +549,26 @@ def test_a_kernel_that_cannot_be_built_is_a_labelled_warning_line(fresh):
     said = [line for line in result.output.splitlines() if "kernel compiled" in line]
     assert len(said) == 1 and said[0].startswith("warning: kernel compiled: not available (no C++ compiler"), said
     assert "running the other kernels instead" in said[0]
+
+
+def test_trace_names_an_lstm_s_states_and_leaves_a_plain_tuple_alone():
+    from grutool.shapes.model import trace_model
+
+    class Two(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(4, 6, batch_first=True)
+            self.pair = Pair()
+
+        def forward(self, x):
+            out, _ = self.lstm(x)
+            return self.pair(out, x)
+
+    class Pair(nn.Module):
+        def forward(self, a, b):
+            return a.sum(-1), b.sum(-1)  # a plain tuple, not a recurrent layer's: its shapes, unnamed
+
+    rows, _ = trace_model(Two(), torch.randn(2, 3, 4))
+    row = {r["module"]: r for r in rows}
+    assert row["lstm"]["output"] == {"output": [2, 3, 6], "h_n": [1, 2, 6], "c_n": [1, 2, 6]}
+    assert row["pair"]["input"] == {"a": [2, 3, 6], "b": [2, 3, 4]} and row["pair"]["output"] == [[2, 3], [2, 3]]
