@@ -534,7 +534,7 @@ def tune(config: str | Path, space: str | Path, trials: int, overrides: Sequence
             # the monitor as lines and plots name it (Task.label: a numeric tagger's token_accuracy is step_accuracy)
             "monitor_label": get_task(base.task).label(base, monitor),
             # a grid search ends with its points, whatever `trials` asked: its size, to say so
-            "grid_points": math.prod(len(p.grid(str(space))) for p in params) if sampler == "grid" else None}
+            "grid_points": _grid_size(params, str(space)) if sampler == "grid" else None}
 
 
 def _check_same_search(plan_path: Path, overrides: Sequence[str], params: list[Param], seeds: int,
@@ -657,10 +657,15 @@ def make_objective(config, overrides: Sequence[str], params: list[Param], seeds_
 # --- --jobs: trials in their own processes ----------------------------------------------------------
 
 
+def _grid_size(params: list[Param], where: str) -> int:
+    """The points of a grid search: every combination of the entries' values."""
+    return math.prod(len(p.grid(where)) for p in params)
+
+
 def _grid_left(study, params: list[Param], where: str) -> int:
     """Trials a grid search still has to run: its points no finished trial took, and the enqueued trials."""
     optuna = _optuna()
-    size = math.prod(len(p.grid(where)) for p in params)
+    size = _grid_size(params, where)
     trials = study.get_trials(deepcopy=False)
     taken = {t.system_attrs["grid_id"] for t in trials if t.state.is_finished() and "grid_id" in t.system_attrs}
     waiting = sum(t.state == optuna.trial.TrialState.WAITING for t in trials)

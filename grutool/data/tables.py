@@ -151,12 +151,7 @@ class Table:
         stamps = self.stamps(name, option)
         _, _, _, bad = time_order(stamps, "error")
         if bad is not None:
-            from grutool.data.loading import trained_run
-
-            fix = ("rows must be in time order without duplicates (sort the file, or drop the duplicate)" if trained_run()
-                   else "rows must be in time order without duplicates (sort the file, drop the duplicate, or set "
-                        "data.timestamps: sort or drop_duplicates)")
-            self.refuse_order(name, stamps, bad, fix)
+            self.refuse_order(name, stamps, bad, order_fix("error"))
         return stamps
 
     def stamps(self, name: str, option: str = "data.time_column") -> "np.ndarray":
@@ -312,6 +307,22 @@ def read_table(path: str | Path, fmt: str = "auto", *, header: bool = True,
     if len(frame) == 0:
         raise UserError(f"{name}: no data rows" + (" below the header" if header else ""))
     return Table(name, frame, text=True, first_line=2 if header else 1)
+
+
+ORDER_FIX = {"error": "rows must be in time order without duplicates (sort the file, drop the duplicate, or set "
+                      "data.timestamps: sort or drop_duplicates)",
+             "sort": "data.timestamps: sort keeps every row; drop the duplicate, or set data.timestamps: "
+                     "drop_duplicates"}
+
+
+def order_fix(policy: str) -> str:
+    """The fix for rows out of time order under data.timestamps `policy`; for a trained run (eval, infer, serve:
+    its data.timestamps is fixed) the file's alone."""
+    from grutool.data.loading import trained_run
+
+    if trained_run():
+        return "rows must be in time order without duplicates (sort the file, or drop the duplicate)"
+    return ORDER_FIX[policy]
 
 
 def is_number(cell: str) -> bool:

@@ -43,7 +43,7 @@ def read_series(cfg: "Config", path: str, columns: Optional[list[str]] = None, t
     covariates' columns: past, future, static)."""
     import numpy as np
 
-    from grutool.data.tables import read_table, time_order
+    from grutool.data.tables import order_fix, read_table, time_order
     from grutool.families.forecast.data import Series
 
     d = cfg.data
@@ -76,21 +76,6 @@ def read_series(cfg: "Config", path: str, columns: Optional[list[str]] = None, t
 
 FEW_VALIDATION_WINDOWS = 10  # fewer: the validation figures that choose the best epoch are a handful of windows
 
-
-def order_fix(policy: str) -> str:
-    """The fix for rows out of time order under data.timestamps `policy`; for a trained run (eval, infer, serve:
-    its data.timestamps is fixed) the file's alone."""
-    from grutool.data.loading import trained_run
-
-    if trained_run():
-        return "rows must be in time order without duplicates (sort the file, or drop the duplicate)"
-    return ORDER_FIX[policy]
-
-
-ORDER_FIX = {"error": "rows must be in time order without duplicates (sort the file, drop the duplicate, or set "
-                      "data.timestamps: sort or drop_duplicates)",
-             "sort": "data.timestamps: sort keeps every row; drop the duplicate, or set data.timestamps: "
-                     "drop_duplicates"}
 
 
 def _report_order(path: str, policy: str, moved: int, dropped: int) -> None:
@@ -134,7 +119,7 @@ def _long_form(cfg: "Config", table, names: list[str], values):
     import numpy as np
 
     from grutool.data.numeric import rows_by_id
-    from grutool.data.tables import time_order
+    from grutool.data.tables import order_fix, time_order
     from grutool.families.forecast.data import Series
 
     d = cfg.data
@@ -517,7 +502,7 @@ class ForecastTask(Task):
         place in the file (`recent.csv:31:2`), not in the text handed on."""
         import numpy as np
 
-        from grutool.data.tables import read_table, time_order
+        from grutool.data.tables import order_fix, read_table, time_order
 
         from grutool.families.forecast.covariates import Roles
 
