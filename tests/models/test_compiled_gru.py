@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -292,6 +294,61 @@ def test_a_compile_error_is_said_in_one_line(fresh, tmp_path, caplog):
         assert GRU(I, H, kernel="compiled").path(torch.randn(T, B, I)) == "fused"
     message = caplog.records[-1].getMessage()
     assert "error: #error deliberately broken for a test" in message and "\n" not in message, message
+
+
+# A compiler that answers --version and otherwise writes its process id where $FAKE_CXX_PID says, then waits.
+FAKE_CXX = """#!/bin/sh
+case "$1" in --version|-v) echo "fake c++ 1.0"; exit 0;; esac
+echo $$ > "$FAKE_CXX_PID"
+exec sleep 120
+"""
+
+
+def _running(pid: int) -> bool:
+    """Whether process `pid` exists and has not ended (a zombie, ended and not yet reaped, has)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_a_signal_to_grutool_alone_during_the_build_stops_the_compiler_too(tmp_path, sig):
+    # `timeout`, `kill` or a CI runner signal grutool alone, not its process group as a terminal's Ctrl-C does:
+    # ninja and the compiler went on compiling after grutool had ended, and the next process built beside them.
+    from torch.utils.cpp_extension import is_ninja_available
+
+    if not is_ninja_available():
+        pytest.skip("no ninja here: no build starts")
+    cxx, pidfile = tmp_path / "c++", tmp_path / "compiler.pid"
+    cxx.write_text(FAKE_CXX)
+    cxx.chmod(0o755)
+    env = {**os.environ, "CXX": str(cxx), "GRUTOOL_CACHE": str(tmp_path / "cache"), "FAKE_CXX_PID": str(pidfile)}
+    code = ("import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "  # whatever the suite's is
+            "from grutool.modules.rnn import compiled; compiled.extension()")
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (pidfile.exists() and pidfile.read_text().strip()):
+            assert proc.poll() is None, f"the build ended before its compiler started: {proc.stderr.read()}"
+            assert time.monotonic() < deadline, "the compiler never started"
+            time.sleep(0.05)
+        compiler = int(pidfile.read_text())
+        assert _running(compiler)
+        proc.send_signal(getattr(signal, sig))
+        proc.wait(timeout=60)
+        gone = time.monotonic() + 15
+        while _running(compiler) and time.monotonic() < gone:
+            time.sleep(0.05)
+        outlived = _running(compiler)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if pidfile.exists() and pidfile.read_text().strip() and _running(int(pidfile.read_text())):
+            os.kill(int(pidfile.read_text()), signal.SIGKILL)  # not left behind, whatever the outcome
+    assert not outlived, f"the compiler outlived grutool's {sig}"
 
 
 def test_only_a_forward_call_of_kernel_compiled_or_auto_builds(fresh):

@@ -13,7 +13,8 @@ on the first call that needs it (a training asks before its first step), never a
 keyed by everything the build command depends on (`build_key`: the sources, the flags, the compiler and its
 version, torch's version, place and C++ ABI, the Python ABI and headers): `<cache>/ext/<key>`, the cache being
 `$GRUTOOL_CACHE`, `$XDG_CACHE_HOME/grutool` or `~/.cache/grutool` (`grutool.cache.cache_root`), so two setups
-(`CXX=g++` and the default `c++`) build once each instead of rebuilding each other's. A file lock keeps two processes from building at once; later processes load the built library.
+(`CXX=g++` and the default `c++`) build once each instead of rebuilding each other's. A file lock keeps two processes from building at once; later processes load the built library. The compile
+runs in a child process group (`apart`), so a signal that stops grutool stops the compiler too.
 Whenever the load will compile (no library yet, or ninja has work to do) one line says so first. Where the
 build cannot run (no compiler, no ninja, a compile error) `extension()` raises `Unavailable` with one line
 saying why, and the module (`Recurrent.path`) runs the fused kernel instead, saying so once per process.
@@ -32,7 +33,7 @@ from typing import Any, NamedTuple, Optional
 import torch
 
 from grutool.cache import cache_root
-from grutool.modules.rnn import gemm
+from grutool.modules.rnn import apart, gemm
 from grutool.modules.rnn.runtime import CellStep
 
 log = logging.getLogger("grutool")
@@ -177,7 +178,6 @@ def build(directory: Optional[Path] = None) -> Any:
     said first, in one line (logged at warning level, so that it reaches stderr whatever the command's logging,
     -q too: the first call waits 20-60 s; marked a notice, so the CLI does not label it `warning:`)."""
     import portalocker
-    from torch.utils import cpp_extension
 
     why = _why_not()
     if why:
@@ -200,13 +200,22 @@ def build(directory: Optional[Path] = None) -> Any:
                 log.warning("kernel compiled: building it into %s (once per compiler, torch and kernel source; "
                             "20-60 s)", directory, extra={"notice": True})
                 (directory / "key.txt").write_text(build_key() + "\n")  # what this directory was built for
-            return cpp_extension.load(name=name, sources=[str(source)], extra_cflags=CFLAGS + openmp_flags(),
-                                      extra_ldflags=openmp_flags(),
-                                      build_directory=str(directory), verbose=False)
+                apart.run(directory, name, source, _load)  # in its own process group: stopping grutool stops it
+            return _load(directory, name, source)
     except Unavailable:
         raise
     except Exception as e:  # compiler errors, a failed link, an unloadable library: all mean the same here
         raise Unavailable(f"the build failed: {_one_line(e)}") from e
+
+
+def _load(directory: Path, name: str, source: Path) -> Any:
+    """torch's load of the extension from `directory`, compiling what ninja finds out of date: the one call, with
+    the same arguments, in the build's child process (`apart`) and in the process that then loads it, so that
+    both write the same build file."""
+    from torch.utils import cpp_extension
+
+    return cpp_extension.load(name=name, sources=[str(source)], extra_cflags=CFLAGS + openmp_flags(),
+                              extra_ldflags=openmp_flags(), build_directory=str(directory), verbose=False)
 
 
 def extension() -> Any:
