@@ -15,7 +15,7 @@ STATUS_STYLE = {"finished": "green", "pruned": "magenta", "running": "cyan", "in
 
 def _figure(value) -> str:
     """Every figure `runs` and `compare` show (settings are `_setting`'s): counts with separators, floats to 4
-    significant digits, scientific below 1e-3 (an lr of 3e-05 or an mse of 0.001234 never reads as 0.0000)."""
+    significant digits, trailing zeros kept, scientific below 1e-3 (an lr of 3e-05 or an mse of 0.001234 never reads as 0.0000)."""
     if value is None:
         return "-"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -29,8 +29,7 @@ def _figure(value) -> str:
     if abs(value) < 1e-3:
         mantissa, exponent = f"{value:.3e}".split("e")
         return f"{mantissa.rstrip('0').rstrip('.')}e{exponent}"
-    text = f"{value:.4g}"
-    return text + ".0" if value == int(value) and "." not in text else text  # 1.0, not the integer 1
+    return f"{value:#.4g}"  # trailing zeros kept: 0.9000 beside 0.8925, as `train` and `eval` print it; 1.000
 
 
 def _setting(value) -> str:
@@ -143,7 +142,8 @@ def _runs_table(found: list[dict], names: list[str], words: list[dict], gap: int
             while round(value, decimals) == done - 1 and decimals < 6:  # 3 of 1,053 batches: 0.003, never 0.0
                 decimals += 1
             done = round(value, decimals)
-        epochs = f"{_figure(done)}/{r['max_epochs']}" if r["max_epochs"] else _figure(done)
+        done = f"{done:g}" if isinstance(done, float) else _figure(done)  # 0.25 epochs, as rounded above
+        epochs = f"{done}/{r['max_epochs']}" if r["max_epochs"] else done
         time_s = _duration(r["time_s"]) if r["time_s"] is not None else "-"
         style = STATUS_STYLE.get(r["status"], "")
         status = f"[{style}]{plain(r['status'])}[/]" if style else plain(r["status"])

@@ -176,7 +176,7 @@ def test_runs_of_a_tune_are_named_past_their_folder_one_whole_line_each(run, tmp
     lines = table.stdout.splitlines()
     assert lines[0] == f"2 run(s) under {trials}", table.stdout
     rows = [line for line in lines if line.startswith(("0000-seed13 ", "0001-seed13 "))]
-    assert len(rows) == 2 and all(len(line) <= 80 and f"accuracy {best:.4g} " in line for line in rows), table.stdout
+    assert len(rows) == 2 and all(len(line) <= 80 and f"accuracy {best:#.4g} " in line for line in rows), table.stdout
     from rich.console import Console
 
     from grutool.cli.runs_cmd import _run_names, _runs_view
@@ -188,7 +188,7 @@ def test_runs_of_a_tune_are_named_past_their_folder_one_whole_line_each(run, tmp
         console.print(_runs_view(found, _run_names(found, root)[1]), crop=False)  # as grutool's console prints
         text = console.export_text()
         rows = [line for line in text.splitlines() if line.startswith(("0000-", "0001-"))]
-        assert len(rows) == 2 and all(f"accuracy {best:.4g} " in r and r.rstrip().endswith("finished")
+        assert len(rows) == 2 and all(f"accuracy {best:#.4g} " in r and r.rstrip().endswith("finished")
                                       for r in rows), text
     # At 40 the lines run past the edge without the spaces that padded them to the table's width (`status  `):
     # the terminal wrapped those onto lines of their own, blank.
@@ -394,7 +394,7 @@ def test_compare_of_two_studies_keeps_every_name_and_value_whole_inside_80_colum
     lines = table.stdout.splitlines()
     assert lines[0] == f"runs under {studies}" and all(len(line) <= 80 for line in lines[1:]), table.stdout
     assert _compared(table.stdout, "data.validation", 2) == paths, table.stdout
-    assert _compared(table.stdout, "accuracy", 2) == [f"{before['validation']['accuracy'][0]:.4g}"] * 2
+    assert _compared(table.stdout, "accuracy", 2) == [f"{before['validation']['accuracy'][0]:#.4g}"] * 2
     for name in names:  # a line per config field that differs; the figures fit side by side, under both names
         assert sum(line.strip().startswith(f"{name} ") for line in lines) == len(before["config"]), table.stdout
     assert any(all(name in line for name in names) for line in lines), table.stdout
@@ -458,9 +458,10 @@ def test_compare_and_runs_keep_the_digits_of_small_values(run, tmp_path, monkeyp
     lr_row = next(line for line in table.stdout.splitlines() if "train.lr" in line)
     assert "0.003" in lr_row and "3.0e-05" in lr_row and "0.0000" not in lr_row, table.stdout  # as config.yaml
     loss_row = next(line for line in table.stdout.splitlines() if "│ loss" in line)
-    assert "0.001234" in loss_row and "0.5" in loss_row, table.stdout
+    assert "0.001234" in loss_row and " 0.5000 " in loss_row, table.stdout  # trailing zeros, as `train` prints
     listed = invoke("runs", ".")
     assert "0.001234" in next(line for line in listed.stdout.splitlines() if line.startswith("b ")), listed.stdout
+    assert " 0.5000 " in next(line for line in listed.stdout.splitlines() if line.startswith("a ")), listed.stdout
 
 
 def test_plot_draws_curves_of_several_runs(run, tmp_path):

@@ -232,7 +232,7 @@ def test_tables_wider_than_a_narrow_terminal_keep_every_name_and_figure_whole(ru
         listed = _grutool("runs", run.parent, **narrow).communicate(timeout=120)[0].decode()
         # was ' task     best          ep…  …  status' / ' classi…  accuracy 0.6  1/1  …  finished': no run name
         assert sum(l.startswith("run ") for l in listed.splitlines()) == 2, listed  # the header, the run
-        assert f"{best:.4g}" in listed, listed
+        assert f"{best:#.4g}" in listed, listed
         table = _grutool("eval", run, "--split", "validation", **narrow).communicate(timeout=120)[0].decode()
         for label, m in per_class.items():  # was `│ nega… │ 0.73… │ 0.42… │ 0.5… │`
             assert f"{label} " in table and f"{m['precision']:.4f}" in table and f"{m['f1']:.4f}" in table, table
