@@ -224,6 +224,12 @@ class DataConfig(_Section):
     """Forecast: the seasonal period of the seasonal-naive baseline and of MASE, in rows (null: from the time
     column's frequency: hourly 24, every 15 minutes 96, daily 7, weekly 52, monthly 12; else 1)."""
 
+    @property
+    def split_names(self) -> bool:
+        """Whether train/validation/test name splits (a Hub dataset's, or format cmudict's train, validation,
+        test) rather than files: nothing to find on disk, nothing to resolve beside a config."""
+        return self.dataset is not None or self.format == "cmudict"
+
     def local(self) -> "DataConfig":
         """This section for reading a local file with the run's columns and settings, whether or not the run
         trained on a Hub dataset (`eval --data`, `infer --file`)."""

@@ -480,7 +480,7 @@ def beside_config(cfg: Config, folder: Path, first: bool = False) -> Config:
     `first`: one present relative to `folder` is read from there even when the working directory has one too
     (a run's paths, relative to the folder `train` ran in: `grutool.rundir.read_from_run`)."""
     d = cfg.data
-    if d.dataset is not None or d.format == "cmudict" or folder.resolve() == Path.cwd().resolve():
+    if d.split_names or folder.resolve() == Path.cwd().resolve():
         return cfg
     moved = {}
     for name in DATA_PATHS:

@@ -40,7 +40,7 @@ def evaluate(run_dir: str, split: str = "validation", data: Optional[str] = None
     if source is None:
         raise UserError(f"{p.run.path}: the run's config has no data.{split}; pass a file to score as `data`",
                         option="data")
-    if data is None and cfg.data.dataset is None:
+    if data is None and not cfg.data.split_names:
         _check_found(source, split)
     if data is not None and cfg.data.dataset is not None:
         # `data` is a local file, even for a run trained on a Hub dataset: read it with the run's columns.

@@ -390,13 +390,13 @@ def _columns_fix(columns: list, field: str, name: str) -> str:
     """What to do when a local table lacks a column: read with the wrong delimiter (its header is one column
     holding the other one's separator), or a file without a header line (its first row became the names)."""
     if len(columns) == 1:
-        for sep, name, fmt in ((",", "commas", "csv"), ("\t", "tabs", "tsv")):
+        for sep, held, fmt in ((",", "commas", "csv"), ("\t", "tabs", "tsv")):
             if sep in str(columns[0]):
                 if trained_run():
-                    return (f"; the header is one column holding {name}: a {fmt} file read as another format; "
+                    return (f"; the header is one column holding {held}: a {fmt} file read as another format; "
                             f"convert it to the format the run reads (with data.format auto, its extension's: "
                             f"name it .{fmt})")
-                return f"; the header is one column holding {name}: set data.format: {fmt}"
+                return f"; the header is one column holding {held}: set data.format: {fmt}"
     if trained_run():  # the run's columns are fixed by training: the file is what can change
         return (f"; the run reads the columns it was trained on: name the file's column {name!r} in its header "
                 f"line, or, if the first line holds data and not column names, add a header line naming the "
