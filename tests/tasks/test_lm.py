@@ -212,6 +212,22 @@ def test_infer_prints_each_samples_log_probability_on_a_stream_model(tmp_path):
                                        for s in samples)
 
 
+def test_a_character_stream_never_samples_eos(tmp_path):
+    # A character stream holds no <eos> (stream_tokens: every character, no line-end token), yet a barely trained
+    # model gives it some probability, and a hot sample wrote a literal `<eos>` into the text, which `--score`
+    # then refused (characters the model never saw). A word stream's <eos> is its line end and stays.
+    import json
+
+    train(parse_config(raw_config("lm_stream.yaml", tmp_path / "run", train={"max_steps": 3})))
+    r = invoke("infer", tmp_path / "run", "--num", "20", "--max-length", "60", "--temperature", "4", "--seed", "1",
+               "--jsonl")
+    assert r.exit_code == 0, r.output
+    texts = [json.loads(line)["text"] for line in r.stdout.splitlines()]
+    assert len(texts) == 20 and not any("<eos>" in t for t in texts), [t for t in texts if "<eos>" in t][:3]
+    scored = invoke("infer", tmp_path / "run", "--score", *texts[:3])
+    assert scored.exit_code == 0, scored.output  # what it samples, it can score
+
+
 def test_lm_lines_carry_the_log_probability():
     from grutool.families.lm.render import line
 

@@ -64,9 +64,11 @@ class Sample:
 @torch.no_grad()
 def sample(model, prefix: list[int], condition: Optional[int], num: int, max_length: int, *,
            temperature: float = 1.0, top_k: Optional[int] = None, top_p: Optional[float] = None,
-           greedy: bool = False, seed: int = 0, stop: Optional[int] = None, device="cpu") -> list[Sample]:
+           greedy: bool = False, seed: int = 0, stop: Optional[int] = None, never: tuple = (),
+           device="cpu") -> list[Sample]:
     """`num` continuations of the token ids `prefix` (inputs: the model reads every one of them and
-    predicts what follows the last). `stop`: the token that ends a sample (line models' <eos>)."""
+    predicts what follows the last). `stop`: the token that ends a sample (line models' <eos>); `never`: more
+    ids no sample takes (besides NEVER_SAMPLED: a character stream's <eos>, which its text never holds)."""
     gen = torch.Generator().manual_seed(seed)
     ids = torch.tensor(prefix, dtype=torch.long, device=device)[None].expand(num, -1)  # (N, P)
     cond = torch.full((num,), condition, dtype=torch.long, device=device) if condition is not None else None
@@ -79,7 +81,7 @@ def sample(model, prefix: list[int], condition: Optional[int], num: int, max_len
     ones = torch.ones(num, dtype=torch.long)
     for _ in range(max_length):
         logp = logp.float().cpu()
-        logp[:, list(NEVER_SAMPLED)] = float("-inf")
+        logp[:, list(NEVER_SAMPLED) + list(never)] = float("-inf")
         if greedy:
             nxt = logp.argmax(-1)  # (N,)
         else:

@@ -384,7 +384,10 @@ class LMTask(Task):
                 prefix = [Vocab.bos_id] + ids
             samples = sample(model, prefix, cond, num, max_length or DEFAULT_MAX_LENGTH, temperature=temperature,
                              top_k=top_k, top_p=top_p, greedy=greedy, seed=seed,
-                             stop=None if stream else Vocab.eos_id, device=predictor.device)
+                             stop=None if stream else Vocab.eos_id, device=predictor.device,
+                             # a character stream is its characters alone: <eos> is no line end there (a word
+                             # stream's is), and the model only learnt it is never seen
+                             never=(Vocab.eos_id,) if stream and tokenizer == "char" else ())
             for smp in samples:
                 words = tokens + [vocab.itos[i] for i in smp.tokens]
                 text = untokenize(words, tokenizer, stream) if stream else detokenize(words, tokenizer)
