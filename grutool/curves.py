@@ -1,7 +1,8 @@
 """Learning curves of one or more runs as a PNG (`grutool plot`), read from metrics.jsonl. No torch.
 
 Left: training loss (solid) and validation loss (dashed) per epoch; right: the monitored validation
-metric, with each run's best epoch marked. Several runs share the axes, one colour each.
+metric, with each run's best epoch marked, one panel per metric where runs monitor different ones. Several runs
+share the axes, one colour each, named in one legend below the panels.
 """
 
 from __future__ import annotations
@@ -54,8 +55,13 @@ def _finite(value):
 
 
 def plot_curves(run_dirs: list[str | Path], path: str | Path, labels: list[str] | None = None) -> str:
-    """Draw the runs' curves into `path` (a .png); returns the path."""
+    """Draw the runs' curves into `path` (a .png); returns the path. A folder that holds runs but is none (a
+    study's, a tune's) stands for every run under it, as in `compare`; runs are named past the folder they share."""
+    from grutool.runs import past_shared_folder, runs_in
+
     path = check_png_path(path)
+    run_dirs = [run for r in run_dirs for run in runs_in(Path(r))]
+    shared, names = past_shared_folder(run_dirs) if len(run_dirs) > 1 else (None, [str(r) for r in run_dirs])
     runs = []
     for i, run in enumerate(run_dirs):
         if not Path(run).is_dir():
@@ -75,41 +81,55 @@ def plot_curves(run_dirs: list[str | Path], path: str | Path, labels: list[str] 
         info = describe(run)
         # the monitor as the run's task names it (a numeric tagger's token_accuracy is step_accuracy)
         info["shown"] = relabel(info["monitor"], nouns(run)) if info["monitor"] else None
-        runs.append((labels[i] if labels else str(run), rows, info))
+        runs.append((labels[i] if labels else names[i], rows, info))
     plt = _pyplot()
-    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(11, 4.2))
-    monitors = sorted({d["shown"] for _, _, d in runs if d["shown"]})
+    from matplotlib.lines import Line2D
+
+    # One metric panel per monitored metric: an lm's loss in nats, another's bpc, a classifier's accuracy and a
+    # regressor's rmse are not one axis.
+    monitors = list(dict.fromkeys(d["shown"] for _, _, d in runs if d["shown"])) or [None]
+    handles = [Line2D([], [], color=f"C{n % 10}", marker="o", markersize=4, label=label)
+               for n, (label, _, _) in enumerate(runs)]
+    handles += [Line2D([], [], color="grey", linestyle=style, marker=marker, markersize=3, label=what)
+                for style, marker, what in (("-", "o", "train loss"), ("--", "s", "validation loss"))]
+    width = 5.5 * (1 + len(monitors))
+    # The legend below the panels, never over a curve: as many columns as the longest name lets fit.
+    columns = max(1, min(len(handles), int(width * 13 // (max(len(h.get_label()) for h in handles) + 5))))
+    rows_of_legend = -(-len(handles) // columns)
+    legend_in = 0.25 * rows_of_legend + 0.2
+    fig, axes = plt.subplots(1, 1 + len(monitors), figsize=(width, 4.2 + legend_in), squeeze=False)
+    ax_loss, panels = axes[0][0], dict(zip(monitors, axes[0][1:]))
     for n, (label, rows, info) in enumerate(runs):
         colour = f"C{n % 10}"
         epochs = [r["epoch"] for r in rows]
         # Markers as on the metric panel: a line alone draws nothing for a one-epoch run (or an epoch between gaps)
-        ax_loss.plot(epochs, [_finite(r.get("train_loss")) for r in rows], "-o", color=colour, markersize=3,
-                     label=f"{label} train")
+        ax_loss.plot(epochs, [_finite(r.get("train_loss")) for r in rows], "-o", color=colour, markersize=3)
         if any("val_loss" in r for r in rows):
-            ax_loss.plot(epochs, [_finite(r.get("val_loss")) for r in rows], "--s", color=colour, markersize=3,
-                         label=f"{label} validation")
+            ax_loss.plot(epochs, [_finite(r.get("val_loss")) for r in rows], "--s", color=colour, markersize=3)
         key = f"val_{info['monitor']}"
         if info["monitor"] and any(key in r for r in rows):
-            ax_metric.plot(epochs, [_finite(r.get(key)) for r in rows], "-o", color=colour, markersize=3,
-                           label=f"{label} ({info['shown']})")
+            panel = panels[info["shown"]]
+            panel.plot(epochs, [_finite(r.get(key)) for r in rows], "-o", color=colour, markersize=3)
             if info["best_epoch"] and _finite(info["best"]) is not None:
-                ax_metric.plot([info["best_epoch"]], [info["best"]], "*", color=colour, markersize=14,
-                               markeredgecolor="black")
-    ax_loss.set(title="loss", xlabel="epoch", ylabel="loss")
-    ax_metric.set(title=f"validation {' / '.join(monitors) or 'metric'} (star: best epoch)", xlabel="epoch",
-                  ylabel=" / ".join(monitors))
+                panel.plot([info["best_epoch"]], [info["best"]], "*", color=colour, markersize=14,
+                           markeredgecolor="black")
+    ax_loss.set(title="loss (solid: train, dashed: validation)", xlabel="epoch", ylabel="loss")
+    for monitor, panel in panels.items():
+        panel.set(title=f"validation {monitor or 'metric'} (star: best epoch)", xlabel="epoch",
+                  ylabel=monitor or "")
     epochs = [r["epoch"] for _, rows, _ in runs for r in rows]
-    for ax in (ax_loss, ax_metric):
+    for ax in axes[0]:
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
         if min(epochs) == max(epochs):  # one epoch: the locator would tick 0.96 ... 1.04 around it
             ax.set_xticks([epochs[0]])
-        if ax.lines:
-            ax.legend(fontsize=8)
+    fig.legend(handles=handles, loc="lower center", ncol=columns, fontsize=8, frameon=False)
+    if shared is not None:
+        fig.suptitle(f"runs under {shared}", fontsize=9)
     try:
         with warnings.catch_warnings():  # numpy's overflow warnings on such spans: the error below says it
             warnings.simplefilter("ignore", RuntimeWarning)
-            fig.tight_layout()
+            fig.tight_layout(rect=(0, legend_in / (4.2 + legend_in), 1, 1))
             save_png(fig, path, dpi=110)
     except (ValueError, OverflowError) as exc:  # finite but beyond what matplotlib's axes can span (~1e308)
         raise UserError(f"{path}: cannot draw these curves ({exc}); a metrics.jsonl holds values out of "

@@ -241,17 +241,29 @@ NOT_READ = {"not_read": True}  # compare's entry for a run whose family does not
 # value (a config's leaves are scalars and lists), so never taken for a setting of null
 
 
-def _runs_in(path: Path) -> list[Path]:
+def runs_in(path: Path) -> list[Path]:
     """`path` itself, or, for a folder that holds runs but is none (a study's, a tune's, runs/), the runs under it."""
     if path.is_dir() and unreadable(path) is None and not (path / rundir.CONFIG).is_file():  # a closed one: below
         return find_runs(path) or [path]
     return [path]
 
 
+def past_shared_folder(paths: list[Path]) -> tuple[Optional[Path], list[str]]:
+    """The folder every path lies in (None when they share none, or only the root) and each path below it: how
+    `runs`, `compare` and `plot` name runs (a study's runs by their own names, the study's folder said once)."""
+    parts = [Path(p).parts for p in paths]
+    depth = 0
+    while depth < min(len(x) for x in parts) - 1 and len({x[depth] for x in parts}) == 1:
+        depth += 1
+    if depth == 0 or parts[0][:depth] == (Path(parts[0][0]).anchor,):
+        return None, [str(p) for p in paths]
+    return Path(*parts[0][:depth]), [str(Path(*x[depth:])) for x in parts]
+
+
 def compare(paths: list[str | Path]) -> dict:
     """Configs side by side (only the fields that differ among the runs whose family reads them, `NOT_READ` for a
     run whose family does not; output_dir left out) and each run's figures."""
-    paths = [run for p in map(Path, paths) for run in _runs_in(p)]
+    paths = [run for p in map(Path, paths) for run in runs_in(p)]
     if len(paths) < 2:
         raise UserError("compare: give two run directories or more, or a folder holding them (a study's, say)")
     runs = []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import List
 
 import typer
 
@@ -92,7 +92,9 @@ def runs(
 
 def _run_names(found: list[dict], root: Path) -> tuple[Path, list[str]]:
     """The folder the runs share (`root` or below it) and each run's path past it."""
-    shared, names = _past_shared_folder([Path(r["run"]) for r in found])
+    from grutool.runs import past_shared_folder
+
+    shared, names = past_shared_folder([Path(r["run"]) for r in found])
     if shared is None or len(found) == 1:  # one run is named by its own folder, as before
         return root, [_relative(r["run"], root) for r in found]
     return shared, names
@@ -165,17 +167,6 @@ def _relative(run: str, root: Path) -> str:
         return run
 
 
-def _past_shared_folder(paths: List[Path]) -> tuple[Optional[Path], list[str]]:
-    """The folder every path lies in (None when they share none, or only the root) and each path below it."""
-    parts = [Path(p).parts for p in paths]
-    depth = 0
-    while depth < min(len(x) for x in parts) - 1 and len({x[depth] for x in parts}) == 1:
-        depth += 1
-    if depth == 0 or parts[0][:depth] == (Path(parts[0][0]).anchor,):
-        return None, [str(p) for p in paths]
-    return Path(*parts[0][:depth]), [str(Path(*x[depth:])) for x in parts]
-
-
 def compare(
     run_dirs: List[Path] = typer.Argument(..., metavar="RUN_DIR...", help="Two run directories or more, or folders holding runs (a study's or a tune's: every run under it)."),
     json_: bool = typer.Option(False, "--json", help="Print the comparison as one JSON object."),
@@ -191,7 +182,7 @@ def compare(
     from grutool.cli.console import out, user_errors
 
     with user_errors():
-        from grutool.runs import compare as compare_runs
+        from grutool.runs import compare as compare_runs, past_shared_folder
 
         result = compare_runs(run_dirs)
         if json_:
@@ -201,7 +192,7 @@ def compare(
             return
         # Column headers are the paths past the folder they share, stated once above: whole paths in two or
         # three columns of 80 were folded mid-word ("…/studies/senti" / "ment/gru-13").
-        shared, short = _past_shared_folder([Path(r) for r in result["runs"]])  # a study's folder: its runs
+        shared, short = past_shared_folder([Path(r) for r in result["runs"]])  # a study's folder: its runs
         if shared is not None:
             out.print(f"runs under {shared}", markup=False)
         names = [plain(n) for n in short]

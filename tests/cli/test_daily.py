@@ -473,6 +473,37 @@ def test_plot_draws_curves_of_several_runs(run, tmp_path):
     assert_user_error(invoke("plot", run, "-o", tmp_path / "x.jpg"), ".png")
 
 
+def test_plot_names_runs_past_their_folder_in_one_legend_and_gives_each_metric_its_own_panel(run, tmp_path,
+                                                                                            monkeypatch):
+    # Before: a study's folder was refused (`not a run directory`), though compare took it; each run's legend
+    # entry was its whole path, in a legend drawn over the curves; and runs monitoring different metrics shared
+    # one axis ("accuracy / loss", higher-is-better beside lower-is-better).
+    pytest.importorskip("matplotlib")
+    import shutil
+
+    import grutool.curves as curves
+
+    study = tmp_path / "studies" / "s" / "runs"
+    for name in ("gru-seed13", "lstm-seed13"):
+        shutil.copytree(run, study / name)
+    cfg = yaml.safe_load((study / "lstm-seed13" / "config.yaml").read_text())
+    cfg["train"]["monitor"] = "loss"
+    (study / "lstm-seed13" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    summary = json.loads((study / "lstm-seed13" / "summary.json").read_text())
+    summary["monitor"], summary["best"] = "loss", summary["validation"]["loss"]
+    (study / "lstm-seed13" / "summary.json").write_text(json.dumps(summary))
+    drawn = {}
+    monkeypatch.setattr(curves, "save_png", lambda fig, path, dpi: drawn.setdefault("fig", fig))
+    result = invoke("plot", tmp_path / "studies" / "s", "-o", tmp_path / "c.png")
+    assert result.exit_code == 0, result.output
+    fig = drawn["fig"]
+    assert [ax.get_ylabel() for ax in fig.axes] == ["loss", "accuracy", "loss"]
+    assert all(ax.get_legend() is None for ax in fig.axes), "no legend over a panel's curves"
+    names = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert names[:2] == ["gru-seed13", "lstm-seed13"], names
+    assert fig._suptitle.get_text() == f"runs under {study}"
+
+
 def test_plot_shows_the_loss_of_a_one_epoch_run(run, tmp_path, monkeypatch):
     """Before: the loss panel drew its curves as bare lines, so a run of one epoch had an empty loss panel
     (a legend and nothing else) beside a marked metric point, over ticks 0.96 ... 1.04; now every point of each
