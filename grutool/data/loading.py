@@ -44,7 +44,11 @@ DATA_DOCS = "docs/data.md"  # where each shipped real-data config's data comes f
 
 def data_not_found(path: str | Path, what: str = "data file") -> UserError:
     """The one message for a missing data path, every format alike: it is missing (not malformed), what a
-    relative path was relative to, and where the shipped configs' data is described."""
+    relative path was relative to, and where the shipped configs' data is described. For a trained run (`eval
+    --data`) a file the user named: no config file's folder, no shipped dataset to fetch."""
+    if trained_run():
+        where = "" if Path(path).is_absolute() else f" (relative to the working directory {Path.cwd()})"
+        return UserError(f"{path}: {what} not found{where}")
     return UserError(f"{path}: {what} not found{not_found_hint(path)}; the shipped configs' datasets, where "
                      f"to get them and how to point a config at them: {DATA_DOCS}")
 

@@ -62,4 +62,6 @@ def test_bad_input_case(path, trained, tmp_path, monkeypatch):
     before = snapshot(tmp_path)
     result = invoke(*[str(a).format(**values) for a in case["command"]])
     assert_user_error(result, *case["expect"])
+    for wrong in case.get("absent") or []:
+        assert wrong not in result.output, f"{wrong!r} in {result.output!r}"
     assert snapshot(tmp_path) == before, "a failing command wrote something"
