@@ -416,9 +416,18 @@ def infer(
             check_png_path(attention, option="attention")  # before the model is loaded and run
         if score and prompt:
             raise UserError("--prompt: --score scores the TEXT arguments (or --file lines); remove --prompt")
+        if attention_weights and not jsonl:  # the weights have no place in the plain lines: they were dropped
+            raise UserError("--attention-weights: adds the weights to the --jsonl objects; add --jsonl (or "
+                            "--attention PATH.png for a picture)")
         from grutool.rundir import run_task
 
-        as_data = file is not None and input_format(file, format_, run_task(run_dir).file_inputs) == "data"
+        task = run_task(run_dir)
+        if prompt and "num" not in task.predict_options:  # a text to continue: a language model's
+            from grutool.families import accepting
+
+            raise UserError(f"--prompt: for {' or '.join(accepting('num'))} runs only ({run_dir} is task "
+                            f"{task.name}); give the inputs as TEXT arguments")
+        as_data = file is not None and input_format(file, format_, task.file_inputs) == "data"
         given = list(texts or []) + list(prompt)
         inputs = given if as_data else _read_inputs(given, file, run_dir)
         from grutool.predict import Predictor
@@ -448,7 +457,12 @@ def infer(
                 raise UserError(f"{', '.join(flags)}: for {' or '.join(accepting(*generation))} runs only "
                                 f"({run_dir} is task {predictor.cfg.task})")
             options.update(generation)
-        results = predictor.predict(inputs, batch_size, **options)
+        try:
+            results = predictor.predict(inputs, batch_size, **options)
+        except UserError as e:  # the task names its `attention` option; here the flag given may be the other one
+            if attention_weights and not attention and e.options == ("attention",):
+                raise UserError("--attention-weights" + str(e).removeprefix("attention")) from None
+            raise
         render = renderer(predictor.task)
         pictures = []
         if attention:

@@ -310,3 +310,18 @@ def test_pretrained_vectors_initialise_the_source_embedding(tmp_path):
     assert_user_error(invoke("train", path, "--set", f"data.vectors={vec}", "--output-dir", tmp_path / "z"),
                       "dimension 2", "model.embedding_dim: 2")
     assert not (tmp_path / "z").exists()
+
+
+def test_attention_options_name_the_flag_given_and_the_weights_need_jsonl(reverse_run, tmp_path):
+    # --attention-weights without --jsonl was dropped without a word; on a run without attention it was refused as
+    # `--attention: ...`, a flag not given; --prompt (an lm's text to continue) was read as one more input
+    run = reverse_run[0]
+    assert_user_error(invoke("infer", run, "12", "--attention-weights"),
+                      "--attention-weights: adds the weights to the --jsonl objects; add --jsonl")
+    assert_user_error(invoke("infer", run, "12", "--prompt", "34"), "--prompt: for lm runs only", "TEXT arguments")
+    plain = tmp_path / "plain"
+    train(load_config(REVERSE, [f"output_dir={plain}", "train.device=cpu", "model.attention=none",
+                                "train.max_steps=2"]))
+    assert_user_error(invoke("infer", plain, "12", "--attention-weights", "--jsonl"),
+                      "--attention-weights: ", "has no attention (model.attention: none)", "remove the option")
+    assert_user_error(invoke("infer", plain, "12", "--attention", tmp_path / "a.png"), "--attention: ")

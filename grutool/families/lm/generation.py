@@ -20,8 +20,28 @@ TEMPERATURES = (1e-20, 1e20)  # what float32 log-probabilities can be divided by
 
 
 def check_sampling(temperature: float, top_k: Optional[int], top_p: Optional[float], num: int,
-                   max_length: Optional[int], seed: int = 0) -> None:
-    """Sampling settings a user can get wrong, each as a UserError naming its option."""
+                   max_length: Optional[int], seed: int = 0, greedy: bool = False, score: bool = False) -> None:
+    """Sampling settings a user can get wrong, each as a UserError naming its option; and settings that would be
+    ignored (sampling's beside greedy or score), refused rather than silently dropped."""
+    if score:
+        unused = [name for name, given in (("num", num != 1), ("max_length", max_length is not None),
+                                           ("temperature", temperature != 1.0), ("top_k", top_k is not None),
+                                           ("top_p", top_p is not None), ("seed", seed != 0), ("greedy", greedy))
+                  if given]
+        if unused:
+            raise UserError(f"{unused[0]}: `score` scores the texts given and generates nothing, so this would "
+                            f"change nothing; remove {', '.join(f'`{n}`' for n in unused)}",
+                            option=(*unused, "score"))
+    if greedy:
+        unused = [name for name, given in (("temperature", temperature != 1.0), ("top_k", top_k is not None),
+                                           ("top_p", top_p is not None)) if given]
+        if unused:
+            raise UserError(f"{unused[0]}: `greedy` always takes the most likely token, so this would change "
+                            f"nothing; remove {', '.join(f'`{n}`' for n in unused)}, or `greedy` to sample",
+                            option=(*unused, "greedy"))
+        if num != 1:
+            raise UserError(f"num: `greedy` gives the same text every time ({num} identical samples); remove "
+                            f"`num`, or `greedy` to sample", option=("num", "greedy"))
     if not TEMPERATURES[0] <= temperature <= TEMPERATURES[1]:  # else float32 logits / temperature: 0 or inf
         raise UserError(f"temperature: must be > 0 and finite, {TEMPERATURES[0]:g} to {TEMPERATURES[1]:g} "
                         f"(got {temperature}); for the most likely token use "

@@ -324,7 +324,7 @@ class LMTask(Task):
                       condition: Optional[str] = None, score: bool = False, greedy: bool = False) -> None:
         from grutool.families.lm.generation import check_sampling
 
-        check_sampling(temperature, top_k, top_p, num, max_length, seed)
+        check_sampling(temperature, top_k, top_p, num, max_length, seed, greedy, score)
         self.condition_id(predictor, condition)
 
     def predict(self, predictor, texts: list[str], batch_size: int = 64, num: int = 1,
@@ -340,7 +340,7 @@ class LMTask(Task):
         from grutool.data.vocab import Vocab
         from grutool.families.lm.generation import check_sampling, sample
 
-        check_sampling(temperature, top_k, top_p, num, max_length, seed)
+        check_sampling(temperature, top_k, top_p, num, max_length, seed, greedy, score)
         cond = self.condition_id(predictor, condition)
         cfg, vocab, model = predictor.cfg, predictor.run.vocab, predictor.model
         stream = is_stream(cfg)

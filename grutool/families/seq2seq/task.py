@@ -264,9 +264,9 @@ class Seq2SeqTask(Task):
     def check_options(self, predictor, beam: Optional[int] = None, attention: bool = False) -> None:
         if beam is not None and beam < 1:
             raise UserError(f"beam: must be at least 1 (got {beam})", option="beam")
-        if attention and predictor.model.attention is None:
+        if attention and predictor.model.attention is None:  # `infer --attention` or `--attention-weights`
             raise UserError(f"attention: {predictor.run.path} has no attention (model.attention: none); "
-                            f"there are no weights to show", option="attention")
+                            f"there are no weights to show: remove the option", option="attention")
 
     def predict(self, predictor, texts: list[str], batch_size: int = 64, beam: Optional[int] = None,
                 attention: bool = False) -> list[dict]:
