@@ -223,7 +223,7 @@ def export(run_dir: str | Path, fmt: str = "onnx", output: Optional[str | Path] 
             temps[graph.name] = write_temporary(files[graph.name], lambda f: f.write(data), size=len(data))
         export_seconds = time.perf_counter() - t0
         signatures = {graph.name: graph.signature() for graph in graphs}
-        meta = metadata(run, task, fmt, int8, files, signatures, fam.metadata(ready))
+        meta = metadata(run, task, fmt, int8, files, signatures, fam.metadata(ready), checkpoint)
         runtime = runtime_for(fam, fmt, {name: temps[name] for name in files}, signatures, meta)
         # Parity on the labelled split, in the order eval reads it.
         split_data = task.encode_split(run.config, run, source, split)
@@ -272,8 +272,22 @@ def export(run_dir: str | Path, fmt: str = "onnx", output: Optional[str | Path] 
             tmp.unlink(missing_ok=True)
 
 
-def metadata(run, task, fmt: str, int8: bool, files: dict[str, Path], signatures: dict, family_meta: dict) -> dict:
-    """What the JSON beside an export holds: enough to tokenize, run and read it without grutool."""
+def weights_digest(path: Path) -> str:
+    """The SHA-256 of a checkpoint file: which weights an export was made from (`produced_by.weights`)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def metadata(run, task, fmt: str, int8: bool, files: dict[str, Path], signatures: dict, family_meta: dict,
+             checkpoint: str = rundir.BEST) -> dict:
+    """What the JSON beside an export holds: enough to tokenize, run and read it without grutool; and which
+    checkpoint file it was made from, by its bytes, so that a later load of it with a run can tell it is that
+    run's (`load_export`)."""
     import torch
 
     from grutool.version import __version__
@@ -290,6 +304,7 @@ def metadata(run, task, fmt: str, int8: bool, files: dict[str, Path], signatures
             **inputs_meta(cfg, task),
             "vocabularies": vocabs, **family_meta,
             "produced_by": {"grutool": __version__, "torch": torch.__version__, "run": str(run.path),
+                            "checkpoint": checkpoint, "weights": weights_digest(run.path / checkpoint),
                             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}}
 
 
@@ -377,6 +392,22 @@ def load_export(run, fmt: str, path: Optional[str | Path] = None):
     vocabularies = meta.get("vocabularies")
     if not isinstance(vocabularies, dict) or vocabularies.get("vocab") != run.vocab.itos:
         raise UserError(f"{path}: exported from another run (its vocabulary differs from {run.path}'s)")
+    made = meta.get("produced_by") if isinstance(meta.get("produced_by"), dict) else {}
+    source = made.get("checkpoint")
+    # An export names the checkpoint it was made from by its bytes (exports before that: no check): another
+    # run's export with the same vocabulary (a numeric or forecast run has no tokens to tell them apart), or this
+    # run's from before it trained on (`train --resume` rewrote best.pt), would run other weights, or fail inside.
+    if isinstance(made.get("weights"), str) and isinstance(source, str) and Path(source).name == source:
+        current = run.path / source
+        if not current.is_file() or weights_digest(current) != made["weights"]:
+            if path.resolve().parent == run.path.resolve():  # the run's own export, from before it trained on
+                output = f" -o {path}" if path != default_path(run.path, fmt) else ""
+                raise UserError(f"{path}: made from the run's {source} as it was before it trained on (it has "
+                                f"changed since); export it again with `grutool export {run.path} --format "
+                                f"{fmt}{output}`", option="model")
+            raise UserError(f"{path}: not made from {run.path}'s {source} (an export of another run, or of this one "
+                            f"before it trained on); give this run's export as `model`, or write one with "
+                            f"`grutool export {run.path} --format {fmt}`", option="model")
     try:
         return runtime_for(family(task), fmt, graph_files(path, list(graphs)), graphs, meta)
     except (KeyError, TypeError) as exc:  # a family's own entries (seq2seq's `decoding`, the crf, ...)

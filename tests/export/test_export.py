@@ -270,6 +270,32 @@ def test_an_export_of_the_other_format_or_another_run_names_the_fix(classifier_r
                       "--model, or write one with `grutool export")
 
 
+def test_an_export_made_from_other_weights_is_refused(tmp_path):
+    # Two numeric runs (no tokens: the vocabulary check passes any pair) and a run trained on after its export
+    # (`train --resume` rewrote best.pt; the export stayed): each export ran other weights, silently (one value
+    # per step for a run of one per sequence, epoch-1 probabilities) or with a traceback (a forecaster's KeyError).
+    # An export names the checkpoint it came from by its bytes.
+    raw = shipped_config("numeric_regression.yaml", tmp_path / "a", train={"epochs": 1})
+    a = _train(raw, "a")
+    b = _train({**raw, "output_dir": str(tmp_path / "b"), "train": {**raw["train"], "seed": 7}}, "b")
+    export_ok(a, "--format", "torchscript")
+    export_ok(b, "--format", "torchscript")
+    assert_user_error(invoke("infer", b, "--backend", "torchscript", "--model", a / "model.pt", "0.1,0.2:1,2"),
+                      "model.pt: not made from", "give this run's export as --model, or write one with "
+                      "`grutool export")
+    ok = invoke("infer", b, "--backend", "torchscript", "0.1,0.2:1,2")
+    assert ok.exit_code == 0, ok.output
+    raw["train"]["epochs"] = 2
+    before = (a / "best.pt").read_bytes()
+    train(parse_config(raw, "a"), resume=True, progress=False)
+    assert (a / "best.pt").read_bytes() != before, "the premise: epoch 2 improved on validation, a new best.pt"
+    assert_user_error(invoke("infer", a, "--backend", "torchscript", "0.1,0.2:1,2"),
+                      "model.pt: made from the run's best.pt as it was before it trained on", "export it again")
+    export_ok(a, "--format", "torchscript")
+    ok = invoke("infer", a, "--backend", "torchscript", "0.1,0.2:1,2")
+    assert ok.exit_code == 0, ok.output
+
+
 def test_export_replaces_only_an_earlier_export(classifier_run, tmp_path):
     # Before: `-o RUN/config.yaml` wrote the ONNX graph over the run's config (the run could no longer be read),
     # `-o RUN/vocab` its metadata over vocab.json, and `-o m.pt` an ONNX graph under a TorchScript name.
