@@ -33,7 +33,7 @@ import signal
 import socket
 import threading
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Annotated, Callable, Optional
 
 from grutool import jsonsafe
 from grutool.errors import UserError
@@ -145,7 +145,7 @@ def build_app(predictor, limits: Optional[Limits] = None):
         from fastapi import FastAPI, Request
         from fastapi.exceptions import RequestValidationError
         from fastapi.responses import JSONResponse
-        from pydantic import BaseModel, Field, create_model
+        from pydantic import BaseModel, Field, Strict, create_model
         from starlette.exceptions import HTTPException
     except ImportError:
         raise UserError(f"grutool serve needs the optional packages fastapi and uvicorn; install them with: "
@@ -170,7 +170,8 @@ def build_app(predictor, limits: Optional[Limits] = None):
     shorter = task.served_shorter(predictor.run)  # what a text over the bound should hold instead
 
     class Texts(BaseModel):
-        texts: list[str | list[list[Optional[float]]]] if numeric else list[str] = Field(
+        # Strict numbers: `true` or "1" is no value of a channel (lax, pydantic read them as 1.0); ints are.
+        texts: list[str | list[list[Optional[Annotated[float, Strict()]]]]] if numeric else list[str] = Field(
             ..., min_length=1, max_length=limits.max_texts,
             description=f"1 to {limits.max_texts} texts, each at most {limits.max_chars} characters; {form}")
         model_config = {"extra": "forbid"}

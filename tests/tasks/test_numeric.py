@@ -485,7 +485,9 @@ def test_serve_takes_channels_by_steps(run):
             r = client.post("/predict", json={"texts": [line, x, bad]})
             assert r.status_code == 400 and r.json()["error"].startswith("texts[2]: "), r.text
         # a misshapen body: 422, saying what a sequence is in this run
-        for entry in ([[0.1, "x"], [3.4, 1]], [0.1, 0.2], 5):
+        # (true and "1" were read as 1.0, false as 0.0: a JSON boolean or string is no channel's value)
+        for entry in ([[0.1, "x"], [3.4, 1]], [0.1, 0.2], 5, [[0.1, True], [3.4, 1]], [[0.1, "1"], [3.4, 1]],
+                      [[False, False], [False, False]]):
             r = client.post("/predict", json={"texts": [line, entry]})
             assert r.status_code == 422, r.text
             assert r.json()["error"].startswith("texts[1]: a sequence is channels x steps: a JSON array of 2 lists"), r.text
