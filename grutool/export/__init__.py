@@ -102,7 +102,9 @@ def check_targets(out: Path, fmt: str, files: dict[str, Path]) -> None:
 def family(task):
     """The export module of the task's family (grutool.families.<exporter>.export)."""
     if task.exporter is None:
-        raise UserError(f"task {task.name}: its runs cannot be exported yet (no export module in its family)")
+        raise UserError(f"task {task.name}: its runs cannot be exported yet (no ONNX or TorchScript graph of its "
+                        f"model); `grutool infer` and `grutool serve` run its checkpoint (--backend torch, the "
+                        f"default)")
     return importlib.import_module(f"grutool.families.{task.exporter}.export")
 
 
@@ -351,6 +353,37 @@ def runtime_for(fam, fmt: str, files: dict[str, Path], signatures: dict, meta: d
     return fam.Runtime(backend, meta)
 
 
+def _no_export(run, fmt: str, path: Path, meta_file: Path) -> UserError:
+    """Why `path` is no export to load, with a fix `export` takes: a graph beside an export that lists it (a
+    seq2seq decoder) is that export's part; a file of another kind is no export; a missing one can be written,
+    under its own name only where the name fits the format."""
+    from grutool.export.graph import FORMATS
+
+    write = f"`grutool export {run.path} --format {fmt}`"
+    if path.is_file():
+        for other in sorted(path.parent.glob(f"*{FORMATS[fmt]}.json")):
+            try:
+                listed = json.loads(other.read_text(encoding="utf-8")).get("files", {})
+            except (OSError, ValueError, AttributeError):
+                continue
+            if isinstance(listed, dict) and path.name in listed.values():
+                whole = other.with_name(other.name.removesuffix(".json"))
+                return UserError(f"{path}: one graph of the export {whole} (its {_key(listed, path.name)}); give "
+                                 f"{whole} as `model`", option="model")
+        return UserError(f"{path}: no export (no {meta_file.name} beside it: grutool did not write it); give an "
+                         f"export's file as `model`, or write one with {write}", option="model")
+    if path.suffix != FORMATS[fmt]:  # `export -o` refuses a name of another format's suffix
+        return UserError(f"{path}: no export here; {article(fmt)} {fmt} export is a {FORMATS[fmt]} file: write one "
+                         f"with {write}", option="model")
+    output = f" -o {path}" if path != default_path(run.path, fmt) else ""
+    return UserError(f"{path}: no export here (missing {path.name}); write one with "
+                     f"`grutool export {run.path} --format {fmt}{output}`")
+
+
+def _key(files: dict, name: str) -> str:
+    return next(k for k, v in files.items() if v == name)
+
+
 def load_export(run, fmt: str, path: Optional[str | Path] = None):
     """An exported file behind the model's own calls (for Predictor): the family's Runtime."""
     from grutool.export import graph as g
@@ -367,9 +400,7 @@ def load_export(run, fmt: str, path: Optional[str | Path] = None):
     path = Path(path) if path is not None else default_path(run.path, fmt)
     meta_file = metadata_path(path)
     if not path.is_file() or not meta_file.is_file():
-        output = f" -o {path}" if path != default_path(run.path, fmt) else ""
-        raise UserError(f"{path}: no export here (missing {path.name if not path.is_file() else meta_file.name}); "
-                        f"write one with `grutool export {run.path} --format {fmt}{output}`")
+        raise _no_export(run, fmt, path, meta_file)
     try:
         meta = json.loads(meta_file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:

@@ -296,6 +296,22 @@ def test_an_export_made_from_other_weights_is_refused(tmp_path):
     assert ok.exit_code == 0, ok.output
 
 
+def test_a_file_that_is_no_export_gets_a_fix_that_export_takes(seq2seq_run, classifier_run, tmp_path):
+    # Each said "no export here (...); write one with `grutool export RUN --format onnx -o PATH`", which export
+    # then refused (`exists and is not an earlier export`, or `a .pt name for an onnx export`).
+    run = tmp_path / "s2s"
+    shutil.copytree(seq2seq_run, run, ignore=shutil.ignore_patterns("model*"))
+    export_ok(run, "--exporter", "legacy")
+    assert_user_error(invoke("infer", run, "12", "--backend", "onnx", "--model", run / "model.decoder.onnx"),
+                      f"model.decoder.onnx: one graph of the export {run / 'model.onnx'} (its decoder); give "
+                      f"{run / 'model.onnx'} as --model")
+    assert_user_error(invoke("infer", classifier_run, "hi", "--backend", "onnx", "--model", tmp_path / "m.int8.pt"),
+                      "m.int8.pt: no export here; an onnx export is a .onnx file: write one with `grutool export")
+    assert_user_error(invoke("infer", classifier_run, "hi", "--backend", "onnx", "--model",
+                             classifier_run / "config.yaml"),
+                      "config.yaml: no export (no config.yaml.json beside it: grutool did not write it)")
+
+
 def test_export_replaces_only_an_earlier_export(classifier_run, tmp_path):
     # Before: `-o RUN/config.yaml` wrote the ONNX graph over the run's config (the run could no longer be read),
     # `-o RUN/vocab` its metadata over vocab.json, and `-o m.pt` an ONNX graph under a TorchScript name.
@@ -456,6 +472,8 @@ def test_a_family_without_an_export_is_refused_up_front(tmp_path):
     result = invoke("export", run, "--format", "torchscript", "--output", tmp_path / "m.pt")
     assert result.exit_code == 2, result.output
     assert "task lm: its runs cannot be exported yet" in result.output
+    assert "`grutool infer` and `grutool serve` run its checkpoint" in result.output  # the way on; it said
+    assert "no export module in its family" not in result.output                     # grutool's own wiring
 
 
 @pytest.mark.parametrize("backend", ["onnx", "torchscript"])
