@@ -207,6 +207,13 @@ def build_app(predictor, limits: Optional[Limits] = None):
         if loc == ("body",) and first.get("type") in ("missing", "model_attributes_type", "dict_type"):
             what = "empty" if first.get("type") == "missing" else f"a JSON {jsonsafe.json_type(first.get('input'))}"
             return problem(422, f"body: {what}, not a JSON object; send {{\"texts\": [...]}}")
+        if loc == ("body", "texts") and first.get("type") == "too_long":  # said as pydantic's "List should have ..."
+            count = len(first.get("input") or ())
+            return problem(422, f"texts: {count:,} texts, over this server's {limits.max_texts} a request "
+                                f"(grutool serve --max-texts); send them in several requests")
+        if len(loc) == 2 and loc[0] == "body" and first.get("type") == "less_than_equal":  # an option's cap
+            return problem(422, f"{loc[1]}: at most {first.get('ctx', {}).get('le')} in a request to this server "
+                                f"(got {first.get('input')}); send several requests")
         if len(loc) > 2 and loc[:2] == ("body", "texts") and isinstance(loc[2], int):  # one entry, misshapen
             return problem(422, f"texts[{loc[2]}]: {form}")
         if first.get("type") == "json_invalid":  # loc: ("body", the character offset where decoding stopped)
@@ -225,6 +232,9 @@ def build_app(predictor, limits: Optional[Limits] = None):
 
     @app.exception_handler(HTTPException)  # 404, 405, an unparsable body: {"error"} as everywhere else
     async def http_error(request: Request, exc: HTTPException):
+        if exc.status_code == 400 and request.url.path == "/predict":  # bytes no JSON decoder could read
+            return problem(422, "body: not readable as JSON (not UTF-8 text, or nested too deep); send "
+                                "{\"texts\": [...]} as UTF-8 JSON")
         return JSONResponse({"error": f"{request.method} {request.url.path}: {exc.detail}"},
                             status_code=exc.status_code, headers=exc.headers)
 
@@ -305,7 +315,8 @@ class BoundedBody:
         limit = self.limits.max_body
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
-            return await self.refuse(413, f"request body over {limit} bytes", scope, receive, send)
+            return await self.refuse(413, f"request body over {limit:,} bytes, this server's limit; send fewer or "
+                                          f"shorter texts a request", scope, receive, send)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.limits.body_timeout
         chunks, size, more = [], 0, True
@@ -320,7 +331,8 @@ class BoundedBody:
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
             if size > limit:
-                return await self.refuse(413, f"request body over {limit} bytes", scope, receive, send)
+                return await self.refuse(413, f"request body over {limit:,} bytes, this server's limit; send fewer or "
+                                          f"shorter texts a request", scope, receive, send)
             more = message.get("more_body", False)
         body = b"".join(chunks)
 
