@@ -19,6 +19,10 @@ class Predictor:
     """The request field the inputs are entries of (`grutool serve`: `texts`): errors then name an input as
     `texts[k]`, 0-based as in the request body; None (infer, the library): each family's own wording."""
 
+    sources: Optional[list] = None
+    """Where each input came from, by position, where not typed (`infer --file` of a forecaster's table: the
+    file): errors name an input so rather than `input K`; None entries keep the family's wording."""
+
     def __init__(self, run_dir: str | Path, device: str = "auto", checkpoint: str = rundir.BEST,
                  backend: str = "torch", exported: Optional[str | Path] = None):
         """backend: torch (the checkpoint), onnx or torchscript (the file `grutool export` wrote:
@@ -69,6 +73,8 @@ class Predictor:
         """How an error names input `k` (0-based): `field[k]` when set, else `default` or `input K` (1-based)."""
         if self.field:
             return f"{self.field}[{k}]"
+        if self.sources and k < len(self.sources) and self.sources[k]:
+            return self.sources[k]
         return default or f"input {k + 1}"
 
     def stream(self, **options):

@@ -435,7 +435,9 @@ def infer(
         _check_model(backend, model)
         predictor = Predictor(run_dir, device.value, backend=backend.value, exported=model)
         if as_data:
-            inputs += read_data_inputs(predictor.task, predictor.cfg, file, predictor.run)
+            read = read_data_inputs(predictor.task, predictor.cfg, file, predictor.run)
+            predictor.sources = [None] * len(inputs) + [("stdin" if file == "-" else str(file))] * len(read)
+            inputs += read
         from grutool.cli.render import renderer
         from grutool.families import accepting
 

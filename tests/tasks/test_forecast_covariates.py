@@ -336,7 +336,8 @@ def test_long_form_static_columns_and_series_embedding(tmp_path):
     assert r["series"] == "east" and len(r["forecast"]) == 14 and r["times"][0] == "2025-02-04"
     path = tmp_path / "west.csv"
     path.write_text("\n".join(line.replace(",east,", ",west,") for line in east) + "\n")
-    assert_user_error(invoke("infer", run, "--file", path), "series 'west'", "series embedding")
+    # named by the file it came from (it said `input 1`)
+    assert_user_error(invoke("infer", run, "--file", path), f"{path}: series 'west'", "series embedding")
     pytest.importorskip("fastapi")
     from fastapi.testclient import TestClient
 
@@ -355,7 +356,12 @@ def test_long_form_static_columns_and_series_embedding(tmp_path):
         assert r.status_code == 200 and r.json()["results"][0]["series"] == "east", r.text
     changing = [line.replace(",10,", f",{10 + k},") for k, line in enumerate(east)]
     path.write_text("\n".join(changing) + "\n")
-    assert_user_error(invoke("infer", run, "--file", path), "column 'capacity' changes within series 'east'")
+    # a trained run's roles are fixed: the file is what can change (it said `input 1` and "move it to past or
+    # future", a training setting)
+    refused = invoke("infer", run, "--file", path)
+    assert_user_error(refused, f"{path}: column 'capacity' changes within series 'east'", "give each series' rows "
+                      "one value of it")
+    assert "move it" not in refused.output
 
 
 # --- the timestamp policy -----------------------------------------------------------------------------------

@@ -142,6 +142,12 @@ def check_static(values: "np.ndarray", names: list[str], parts: list[tuple[int, 
         for (lo, hi), sid in zip(parts, ids):
             col = values[lo:hi, k]
             if len(col) and not np.allclose(col, col[0], equal_nan=True):
+                from grutool.data.loading import trained_run
+
+                if trained_run():  # the run's roles are fixed: the input is what can change
+                    raise UserError(f"{path}: column {name!r} changes within series {sid!r}; the run reads it as a "
+                                    f"static covariate (data.covariates.static), one value per series: give each "
+                                    f"series' rows one value of it")
                 raise UserError(f"data.covariates.static: column {name!r} changes within series {sid!r} of {path}; "
                                 f"a static covariate holds one value per series (move it to past or future)",
                                 "data.covariates.static")
