@@ -242,7 +242,7 @@ def build_app(predictor, limits: Optional[Limits] = None):
     async def internal(request: Request, exc: Exception):
         return problem(500, f"internal error ({type(exc).__name__}); see the server's log")
 
-    @app.get("/health")
+    @app.api_route("/health", methods=["GET", "HEAD"])  # HEAD: what some health checkers send
     async def health() -> dict:
         return {"status": "ok"}
 

@@ -374,7 +374,7 @@ def infer(
     temperature: Optional[float] = typer.Option(None, "--temperature", metavar="T", help="Lm: divide the logits by this (> 0; default 1)."),
     top_k: Optional[int] = typer.Option(None, "--top-k", metavar="K", help="Lm: sample among the k most likely tokens (1: greedy)."),
     top_p: Optional[float] = typer.Option(None, "--top-p", metavar="P", help="Lm: sample among the most likely tokens holding this probability, in (0, 1]."),
-    seed: Optional[int] = typer.Option(None, "--seed", metavar="N", help="Lm: sampling seed (default 0); the same seed gives the same samples."),
+    seed: Optional[int] = typer.Option(None, "--seed", metavar="N", help="Lm: sampling seed (default 0); the same seed and --num give the same samples."),
     greedy: bool = typer.Option(False, "--greedy", help="Lm: always the most likely token."),
     score: bool = typer.Option(False, "--score", help="Lm: per-token log-probabilities of the given texts instead of generating."),
     beam: Optional[int] = typer.Option(None, "--beam", metavar="N", help="Seq2seq: beam size (1: greedy; default: the run's decoding.beam_size)."),

@@ -78,6 +78,8 @@ def server(tmp_path_factory):
 def test_health_info_and_docs(server):
     url, predictor, _ = server
     assert httpx.get(f"{url}/health").json() == {"status": "ok"}
+    head = httpx.head(f"{url}/health")  # what some health checkers send: it was 405
+    assert head.status_code == 200 and head.content == b"", head
     info = httpx.get(f"{url}/info").json()
     assert info["task"] == "classifier" and info["labels"] == ["neg", "pos"] and info["limits"]["max_texts"] == 8
     assert info["options"] == {}

@@ -53,7 +53,7 @@ class LMTask(Task):
         "temperature": Option(float, "divide the logits by this (> 0; default 1)"),
         "top_k": Option(int, "sample among the k most likely tokens (1: greedy)"),
         "top_p": Option(float, "sample among the most likely tokens holding this probability, in (0, 1]"),
-        "seed": Option(int, "sampling seed (default 0); the same seed gives the same samples"),
+        "seed": Option(int, "sampling seed (default 0); the same seed and num give the same samples"),
         "greedy": Option(bool, "always the most likely token"),
         "score": Option(bool, "each token's log-probability of the texts instead of generating"),
     }
@@ -333,7 +333,7 @@ class LMTask(Task):
                 score: bool = False, greedy: bool = False) -> list[dict]:
         """Generation: `num` samples per prompt in `texts` (none: one empty prompt), in prompt order, each
         {prompt, condition, text (prompt + continuation), logprob (of the continuation, temperature 1),
-        finished (ended by <eos>)}. The same seed gives the same samples. `score`: one dict per text with its
+        finished (ended by <eos>)}. The same seed and num give the same samples. `score`: one dict per text with its
         tokens and each one's log-probability (line models: <eos> last), logprob and perplexity."""
         from grutool.data.tokenize import detokenize
         from grutool.families.lm.data import untokenize
