@@ -395,12 +395,16 @@ def test_plot_legend_hides_no_data_and_the_y_axis_names_the_units(tmp_path, monk
         sample.update(lower=[0.0, 1.0, 2.0], upper=[2.0, 3.0, 4.0])
     seen = {}
     monkeypatch.setattr(curves, "save_png", lambda fig, path, dpi: seen.setdefault("fig", fig).canvas.draw())
-    plot({"samples": [dict(sample, window=k) for k in range(panels)]}, tmp_path / "f.png", title="run")
+    metrics = {"samples": [dict(sample, window=k) for k in range(panels)], "targets": ["OT", "HUFL"],
+               **({"quantiles": {"levels": [0.1, 0.5, 0.9]}} if band else {})}
+    plot(metrics, tmp_path / "f.png", title="run")
     fig = seen["fig"]
     assert [ax.get_legend() for ax in fig.axes] == [None] * panels and len(fig.legends) == 1
     legend = fig.legends[0]
     entries = [t.get_text() for t in legend.get_texts()]
-    assert entries == ["history", "actual", "forecast"] + (["quantile band"] if band else [])
+    # the band says its levels (it said "quantile band"), the title which column of several is drawn
+    assert entries == ["history", "actual", "forecast"] + (["quantiles 0.1 to 0.9"] if band else [])
+    assert fig._suptitle.get_text() == "run; OT, the first of the 2 predicted columns"
     assert len({round(t.get_window_extent().y0) for t in legend.get_texts()}) == 1  # one row
     box = legend.get_window_extent()
     for ax in fig.axes:

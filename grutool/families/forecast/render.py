@@ -74,6 +74,8 @@ def plot(metrics: dict, path, title: str = "") -> str:
 
     path = check_png_path(path, option="plot")
     samples = metrics.get("samples") or []
+    levels = (metrics.get("quantiles") or {}).get("levels") or []
+    band = f"quantiles {levels[0]:g} to {levels[-1]:g}" if len(levels) > 1 else "quantile band"
     plt = _pyplot()
     # constrained layout leaves room for the suptitle above and the "outside" legend below the panels
     fig, axes = plt.subplots(len(samples), 1, figsize=(9, 2.6 * len(samples) + 0.5), squeeze=False,
@@ -85,13 +87,16 @@ def plot(metrics: dict, path, title: str = "") -> str:
         ax.plot(range(h, h + f), s["forecast"], color="tab:orange", lw=1.5, label="forecast")
         if "lower" in s:
             ax.fill_between(range(h, h + f), s["lower"], s["upper"], color="tab:orange", alpha=0.2,
-                            label="quantile band")
+                            label=band)
         ax.axvline(h - 0.5, color="0.7", ls="--", lw=0.8)
         of = f" of series {s['series']!r}" if "series" in s else ""  # long form: panels of several series
         ax.set_title(f"{s['column']}{of}, window {s['window']} (forecast from {s['time']})", fontsize=9)
-        ax.set_xlabel("rows")
+        ax.set_xlabel("rows shown (the forecast starts at the dashed line)", fontsize=8)
         ax.set_ylabel(f"{s['column']} (original units)", fontsize=8)
-    fig.suptitle(title or "forecasts", fontsize=10)
+    targets = metrics.get("targets") or []
+    first = (f"; {samples[0]['column']}, the first of the {len(targets)} predicted columns"
+             if samples and len(targets) > 1 else "")
+    fig.suptitle((title or "forecasts") + first, fontsize=10)
     if samples:  # every panel draws the same entries: the first one's handles serve the figure
         handles, labels = axes[0, 0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="outside lower center", ncol=len(handles), fontsize=8, frameon=False)
