@@ -287,9 +287,18 @@ def parse_case(text: str, channels: int, where: str = "input") -> np.ndarray:
                         f"sequence a line, '1,2,3:4,5,6' (channels separated by ':'): give a .ts or .csv data file "
                         f"by name, --file PATH")
     if len(fields) != channels:
-        raise UserError(f"{where}: {counted(len(fields), 'channel')}, but the model reads {channels}; write the channels "
-                        f"separated by ':' and the values of each by ','")
+        # One field more, not a number list: a .ts data line pasted with its label ('1,2:3,4:sine')
+        label = len(fields) == channels + 1 and not _numbers(fields[-1])
+        hint = (f"; its last field {clipped(fields[-1].strip(), 20)!r} reads as a .ts line's class label: leave it "
+                f"out" if label else "")
+        raise UserError(f"{where}: {counted(len(fields), 'channel')}, but the model reads {channels}{hint}; write the "
+                        f"channels separated by ':' and the values of each by ','")
     return parse_channels(fields, where)
+
+
+def _numbers(field: str) -> bool:
+    """Whether a field reads as a channel: comma-separated numbers (or ?, a .ts missing value)."""
+    return all(v.strip() == "?" or is_number(v.strip()) for v in field.split(","))
 
 
 def _file_line(text: str) -> str:

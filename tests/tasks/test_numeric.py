@@ -844,6 +844,11 @@ def test_a_data_file_piped_in_is_named_as_one(run):
                       "input 1: 'id,step,c1,c2' is a table's header row", "--file PATH")
     assert_user_error(invoke("infer", run, "--file", "-", input="@dimensions 2\n"), "a .ts file's header")
     assert_user_error(invoke("infer", run, "0.1,abc,0.3:3,3,3"), "channel 1 value 2 is not a number ('abc')")
+    # a .ts data line pasted with its label: its last field is said to be one (it said "3 channels" alone)
+    assert_user_error(invoke("infer", run, "1,2,3:4,5,6:sine wave"), "input 1: 3 channels, but the model reads 2; "
+                      "its last field 'sine wave' reads as a .ts line's class label: leave it out")
+    three = invoke("infer", run, "1,2,3:4,5,6:7,8,9")  # a third channel of numbers is no label
+    assert three.exit_code == 2 and "class label" not in three.output, three.output
 
 
 def test_a_run_saved_with_channels_beside_a_ts_file_still_reads(run, tmp_path):
