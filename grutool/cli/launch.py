@@ -3,7 +3,7 @@
 This process runs torchrun's launcher itself (`torch.distributed.run`, `--standalone`: a free local port);
 each worker runs `python -m grutool train ...` with the user's arguments less `--nproc`, in a session of
 its own. Ctrl-C reaches this process, which passes it on to the workers once, waits for them to save
-their checkpoint, and exits 130. When a worker dies, torchrun stops the others; instead of its traceback
+their checkpoint, and exits 130; SIGTERM and SIGHUP are passed on as Ctrl-C too (exit 143, 129). When a worker dies, torchrun stops the others; instead of its traceback
 and log lines, one line says which rank died and how (or, when every rank that stopped by itself lost its
 peers (`PeerFailure`'s own exit code), which rank did not answer). Multi-node jobs call torchrun directly (README,
 "Training on several processes").
@@ -45,16 +45,47 @@ def launch(nproc: int, args: list[str]) -> int:
 
     logging.disable(logging.CRITICAL)  # torchrun's own lines ("failed (exitcode: -9)", ...): said once below
     os.environ[LAUNCHER_PID] = str(os.getpid())  # the workers' environment is this one
-    try:
-        run(parse_args(["--standalone", f"--nproc-per-node={nproc}", "-m", "grutool", *without_nproc(args)]))
+    received: dict = {}
+    previous, handled = _stop_as_ctrl_c(received, SignalException)
+    try:  # torchrun's own handlers for the others
+        run(parse_args(["--standalone", f"--nproc-per-node={nproc}", f"--signals-to-handle={','.join(handled)}",
+                        "-m", "grutool", *without_nproc(args)]))
     except ChildFailedError as exc:
         return _failed(exc.failures, nproc)
     except SignalException as exc:  # torchrun sent the signal on to the workers and waited for them
-        return 130 if exc.sigval == signal.SIGINT else 128 + int(exc.sigval)
+        sigval = received.get("signal", exc.sigval)
+        return 130 if sigval == signal.SIGINT else 128 + int(sigval)
     finally:
         logging.disable(logging.NOTSET)
         os.environ.pop(LAUNCHER_PID, None)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     return 0
+
+
+def _stop_as_ctrl_c(received: dict, SignalException) -> tuple[dict, list[str]]:
+    """SIGTERM and SIGHUP (where they would end the launcher: not under `nohup`) reach the workers as Ctrl-C, so
+    they stop after the same step with last.pt saved, as a one-process training does; the launcher then exits
+    128 + the signal's number. torchrun passed each signal on as it came, and a worker leaves SIGTERM alone
+    (torchrun's way to stop the ranks that outlive a failed one), so a batch system's preemption or `docker stop`
+    lost every step since the last epoch's checkpoint, unsaid. Returns the handlers replaced and the signals
+    torchrun keeps handling itself."""
+    def handler(signum, frame):
+        received["signal"] = signum
+        err.print(f"{signal.Signals(signum).name}: passed on to the workers as Ctrl-C: they stop after this step "
+                  f"and save last.pt", markup=False)
+        raise SignalException(f"got {signal.Signals(signum).name}", sigval=signal.SIGINT)
+
+    previous, handled = {}, ["SIGINT", "SIGQUIT"]
+    for name in ("SIGTERM", "SIGHUP"):
+        s = getattr(signal, name, None)
+        if s is None:
+            continue
+        if signal.getsignal(s) == signal.SIG_DFL:
+            previous[s] = signal.signal(s, handler)
+        else:  # ignored (nohup) or the caller's own handler: as before
+            handled.append(name)
+    return previous, handled
 
 
 def follow_launcher() -> None:

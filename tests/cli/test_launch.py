@@ -146,6 +146,22 @@ def test_ctrl_c_to_the_process_group_exits_130_without_a_traceback(tmp_path):
     assert last["meta"]["world_size"] == 2
 
 
+@needs_proc
+@pytest.mark.parametrize("sig,code", [("SIGTERM", 143), ("SIGHUP", 129)])
+def test_sigterm_or_sighup_to_the_launcher_stops_the_workers_as_ctrl_c_does(tmp_path, sig, code):
+    # A batch system's preemption, `docker stop`, `timeout`: torchrun passed SIGTERM on as it came, and a worker
+    # leaves SIGTERM alone (torchrun stops surviving ranks with it), so the workers died at once, unsaid, and every
+    # step since the last epoch's checkpoint was lost. Now they get Ctrl-C: the same step, last.pt saved.
+    proc, workers = _start(tmp_path)
+    os.kill(proc.pid, getattr(signal, sig))
+    stderr = _finish(proc)
+    assert proc.returncode == code, stderr
+    assert f"{sig}: passed on to the workers as Ctrl-C" in stderr, stderr
+    assert stderr.count("interrupted: saved") == 1 and "Traceback" not in stderr, stderr
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert last["meta"]["world_size"] == 2
+
+
 def test_bad_data_under_nproc_is_rank_0s_one_line_and_exit_2(tmp_path):
     """Rank 0 finds the problem and says it; the other rank stops with the same exit code, silently."""
     raw = tiny_config(tmp_path)
