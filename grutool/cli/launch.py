@@ -47,9 +47,15 @@ def launch(nproc: int, args: list[str]) -> int:
     os.environ[LAUNCHER_PID] = str(os.getpid())  # the workers' environment is this one
     received: dict = {}
     previous, handled = _stop_as_ctrl_c(received, SignalException)
+    import shutil
+    import tempfile
+
+    # torchrun's log folder (empty: the workers write to this terminal), made here so that it goes with the run;
+    # left to torchrun, every launch left a /tmp/torchelastic_* tree behind.
+    logs = tempfile.mkdtemp(prefix="grutool-torchrun-")
     try:  # torchrun's own handlers for the others
         run(parse_args(["--standalone", f"--nproc-per-node={nproc}", f"--signals-to-handle={','.join(handled)}",
-                        "-m", "grutool", *without_nproc(args)]))
+                        f"--log-dir={logs}", "-m", "grutool", *without_nproc(args)]))
     except ChildFailedError as exc:
         return _failed(exc.failures, nproc)
     except SignalException as exc:  # torchrun sent the signal on to the workers and waited for them
@@ -58,6 +64,7 @@ def launch(nproc: int, args: list[str]) -> int:
     finally:
         logging.disable(logging.NOTSET)
         os.environ.pop(LAUNCHER_PID, None)
+        shutil.rmtree(logs, ignore_errors=True)
         for s, handler in previous.items():
             signal.signal(s, handler)
     return 0

@@ -162,6 +162,22 @@ def test_sigterm_or_sighup_to_the_launcher_stops_the_workers_as_ctrl_c_does(tmp_
     assert last["meta"]["world_size"] == 2
 
 
+def test_the_launcher_leaves_no_torchrun_folder_behind(tmp_path):
+    """torchrun's log folder was left in the temp folder by every launch (/tmp/torchelastic_*, 200 on one
+    machine); the launcher now makes it and removes it."""
+    raw = tiny_config(tmp_path, epochs=1, num_threads=1)
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(temp),
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-m", "grutool", "train", str(config), "--nproc", "2", "-q"],
+                            cwd=tmp_path, env=env, text=True, capture_output=True, timeout=180)
+    assert result.returncode == 0, result.stderr
+    assert not [p.name for p in temp.iterdir() if p.name.startswith(("torchelastic_", "grutool-torchrun-"))]
+
+
 def test_bad_data_under_nproc_is_rank_0s_one_line_and_exit_2(tmp_path):
     """Rank 0 finds the problem and says it; the other rank stops with the same exit code, silently."""
     raw = tiny_config(tmp_path)
