@@ -76,11 +76,17 @@ def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
     return size
 
 
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
+class _Dumper(yaml.SafeDumper):
+    """PyYAML's safe dumper, knowing the numbers `_Loader` reads: a string such as '1e-3' is written quoted.
+    (PyYAML wrote it plain, and grutool read the saved config.yaml back as the number 0.001.)"""
+
+
+for _reader in (_Loader, _Dumper):  # 1e-3 is a float (YAML 1.2), as `lr: 1e-3` means; PyYAML's 1.1 wants 1.0e-3
+    _reader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+        list("-+0123456789"),
+    )
 
 
 def _load_yaml(text: str):
@@ -510,11 +516,11 @@ def _beside(spec: str, folder: Path, first: bool) -> str:
 def yaml_value(value) -> str:
     """One setting's value as config.yaml writes it, on one line: true, null, [a, b], {0: neg}, 1.0e-05 (never
     Python's True, None, ['a', 'b']): what `init`, `compare` and tune's messages show."""
-    return yaml.safe_dump(value, default_flow_style=True, sort_keys=False, allow_unicode=True,
-                          width=10_000).removesuffix("\n").removesuffix("\n...")
+    return yaml.dump(value, Dumper=_Dumper, default_flow_style=True, sort_keys=False, allow_unicode=True,
+                     width=10_000).removesuffix("\n").removesuffix("\n...")
 
 
 def to_yaml(cfg: Config) -> str:
     """The fully resolved config, as saved in a run directory: UTF-8 as written (`ü daten/train.tsv`, not
     `"\\xFC daten/train.tsv"`)."""
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    return yaml.dump(cfg.model_dump(mode="json"), Dumper=_Dumper, sort_keys=False, allow_unicode=True)

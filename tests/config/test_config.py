@@ -232,6 +232,16 @@ def test_resolved_config_round_trips_with_overrides(base):
     assert parse_config(yaml.safe_load(to_yaml(cfg))) == cfg
 
 
+def test_a_saved_config_reads_back_through_grutool_s_own_loader(base, tmp_path):
+    # Strings that grutool's YAML reads as numbers (1e-3: a float, as `lr: 1e-3` means) were written unquoted,
+    # so a run's config.yaml read back with a column named 0.001, and its eval and infer refused the run.
+    cfg = load_config(base, ["data.text_column='1e-3'", "data.label_column='2E5'", "train.lr=1e-3"])
+    assert cfg.data.text_column == "1e-3" and cfg.train.lr == 0.001
+    saved = tmp_path / "config.yaml"
+    saved.write_text(to_yaml(cfg), encoding="utf-8")
+    assert load_config(saved) == cfg
+
+
 def test_resolved_config_has_every_default_filled(base):
     raw = yaml.safe_load(to_yaml(load_config(base)))
     assert set(raw) == set(Config.model_fields)
