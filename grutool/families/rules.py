@@ -145,6 +145,16 @@ def check_numeric(cfg: Config, reads_text: bool = True) -> None:
         # A .ts file names no channels: the list selected nothing, and a name that is no column was not refused.
         raise ValueError("data.channels: lists a long table's value columns; the training data is a .ts file, "
                          "whose channels are its own (c1, c2, ...): remove data.channels")
+    if d.channels:
+        twice = sorted({c for c in d.channels if d.channels.count(c) > 1})
+        if twice:
+            raise ValueError(f"data.channels: {', '.join(map(repr, twice))} listed twice; list each column once")
+        # The answer as an input: a regressor given its target as a channel learns to copy it (accepted before)
+        for field in ("label_column", "tag_column", "id_column", "time_column"):
+            value = getattr(d, field)
+            if isinstance(value, str) and value in d.channels:
+                raise ValueError(f"data.channels: {value!r} is data.{field} too; a column is a channel or the "
+                                 f"{field.removesuffix('_column')}, not both: take it out of data.channels")
 
 
 def unseen_gold(source: str, name: str, gold: Counter, labels, *, kind: str = "labels", unit: str = "example(s)",
