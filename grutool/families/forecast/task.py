@@ -263,6 +263,10 @@ class ForecastTask(Task):
         if d.input_length % m.segment_length:
             raise ValueError(f"model.segment_length: {m.segment_length} does not divide data.input_length "
                              f"{d.input_length}; pick a divisor (e.g. {_divisor(d.input_length, m.segment_length)})")
+        if d.season is not None and d.season > d.input_length:  # the baseline was dropped, and MASE was MAE
+            raise ValueError(f"data.season: {d.season} rows, longer than data.input_length ({d.input_length}); the "
+                             f"seasonal naive baseline repeats the input's last season, and MASE scales by it: "
+                             f"lower data.season, or raise data.input_length to at least {d.season}")
         if m.quantiles is not None:
             q = m.quantiles
             if not q or any(not 0 < x < 1 for x in q) or any(b <= a for a, b in zip(q, q[1:])):
