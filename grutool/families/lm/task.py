@@ -86,6 +86,20 @@ class LMTask(Task):
             if d.condition_column:
                 raise ValueError("data.condition_column: a stream (train.bptt) has no per-example condition; "
                                  "remove one of them")
+            if d.format == "auto" and d.dataset is None:  # a table's header, separators and labels read as text
+                from pathlib import Path
+
+                from grutool.data.numeric import SLICE
+
+                for name in ("train", "validation", "test"):
+                    spec = getattr(d, name)
+                    found = SLICE.match(spec) if isinstance(spec, str) else None
+                    suffix = Path(found["path"] if found else spec).suffix.lower() if isinstance(spec, str) else ""
+                    if suffix in (".csv", ".tsv", ".jsonl", ".json", ".parquet"):
+                        raise ValueError(f"train.bptt: reads one plain-text stream, and data.{name} is a {suffix} "
+                                         f"table ({spec}): its header, separators and every column would be read "
+                                         f"as text; give a .txt file, or remove train.bptt to read a line per "
+                                         f"example")
         if d.condition_column and d.format == "text":
             raise ValueError("data.condition_column: plain text has no columns; use csv, tsv, jsonl or text_dir")
         cuts = m.adaptive_cutoffs
