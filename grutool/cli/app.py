@@ -288,8 +288,10 @@ def eval_(
     with user_errors():
         from grutool.evaluate import evaluate
 
-        if beam is not None and beam < 1:
-            raise UserError(f"--beam: must be at least 1 (got {beam}); 1 is greedy decoding")
+        from grutool.config import MAX_BEAM
+
+        if beam is not None and not 1 <= beam <= MAX_BEAM:
+            raise UserError(f"--beam: must be 1 to {MAX_BEAM} (got {beam}); 1 is greedy decoding")
         draw = None
         if plot is not None:
             from grutool.cli.render import renderer
@@ -406,8 +408,10 @@ def infer(
     texts, prompt = [argument_text(t) for t in texts or []], [argument_text(t) for t in prompt]
     condition = argument_text(condition) if condition is not None else None
     with user_errors():
-        if beam is not None and beam < 1:
-            raise UserError(f"--beam: must be at least 1 (got {beam}); 1 is greedy decoding")
+        from grutool.config import MAX_BEAM
+
+        if beam is not None and not 1 <= beam <= MAX_BEAM:
+            raise UserError(f"--beam: must be 1 to {MAX_BEAM} (got {beam}); 1 is greedy decoding")
         from grutool.inputs import input_format, read_data_inputs
 
         if attention:

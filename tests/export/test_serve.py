@@ -601,7 +601,7 @@ def test_a_seq2seq_request_with_options_equals_infer(seq2seq_server, options, fl
 
 
 @pytest.mark.parametrize("body,message", [
-    ({"texts": ["12"], "beam": 0}, "beam: must be at least 1"),
+    ({"texts": ["12"], "beam": 0}, "beam: must be 1 to 256 (got 0)"),
     ({"texts": ["12"], "beam": 1000}, "beam: "),
     ({"texts": ["12"], "temperature": 0.5}, "temperature: not an option of a task seq2seq model (it is for lm runs)"),
 ])

@@ -78,7 +78,8 @@ def test_eval_json_and_table(reverse_run):
     result = invoke("eval", run, "--split", "test", "--json", "--beam", "3")
     beam = json.loads(result.stdout)
     assert beam["beam_size"] == 3 and m["beam_size"] == 1 and beam["exact_match"] >= 0.95
-    assert_user_error(invoke("eval", run, "--beam", "0"), "--beam", "at least 1")
+    assert_user_error(invoke("eval", run, "--beam", "0"), "--beam: must be 1 to 256 (got 0)")
+    assert_user_error(invoke("eval", run, "--beam", "100000"), "--beam: must be 1 to 256")  # was a traceback (memory)
 
 
 def test_character_targets_lead_with_character_scores_not_bleu(reverse_run):
@@ -157,7 +158,7 @@ def test_infer_counts_characters_outside_the_vocabulary_and_truncates(reverse_ru
 
 
 def test_beam_below_one_exits_2(reverse_run):
-    assert_user_error(invoke("infer", reverse_run[0], "12", "--beam", "0"), "--beam", "at least 1")
+    assert_user_error(invoke("infer", reverse_run[0], "12", "--beam", "0"), "--beam: must be 1 to 256 (got 0)")
 
 
 def test_empty_target_vocabulary_exits_2(reverse_run, tmp_path):

@@ -6,6 +6,7 @@ import logging
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Optional
 
+from grutool.config import MAX_BEAM
 from grutool.errors import UserError, listed
 from grutool.families.base import Option, Prepared, Task, synthetic_vocabs
 from grutool.families.rules import NUMERIC_ONLY, check_columns
@@ -234,8 +235,8 @@ class Seq2SeqTask(Task):
 
     def set_decoding(self, model, beam: Optional[int] = None, **options) -> dict:
         if beam is not None:
-            if beam < 1:
-                raise UserError(f"beam: must be at least 1 (got {beam}); 1 is greedy decoding", option="beam")
+            if not 1 <= beam <= MAX_BEAM:
+                raise UserError(f"beam: must be 1 to {MAX_BEAM} (got {beam}); 1 is greedy decoding", option="beam")
             model.decoding["beam_size"] = beam
         return {"beam_size": model.decoding["beam_size"]}
 
@@ -262,8 +263,8 @@ class Seq2SeqTask(Task):
         return None  # `labels` is the target vocabulary: tokens, not labels to list
 
     def check_options(self, predictor, beam: Optional[int] = None, attention: bool = False) -> None:
-        if beam is not None and beam < 1:
-            raise UserError(f"beam: must be at least 1 (got {beam})", option="beam")
+        if beam is not None and not 1 <= beam <= MAX_BEAM:
+            raise UserError(f"beam: must be 1 to {MAX_BEAM} (got {beam}); 1 is greedy decoding", option="beam")
         if attention and predictor.model.attention is None:  # `infer --attention` or `--attention-weights`
             raise UserError(f"attention: {predictor.run.path} has no attention (model.attention: none); "
                             f"there are no weights to show: remove the option", option="attention")
