@@ -95,8 +95,14 @@ def process_group(dist: Dist, device: torch.device, timeout_s: float):
 
 
 def _first_line(exc: BaseException) -> str:
+    """The error's first sentence: gloo's starts with its source file (`[/__w/pytorch/.../pair.cc:553] Connection
+    closed by peer [127.0.0.1]:24997.`) and goes on with advice for PyTorch's developers ("GLHF!")."""
+    import re
+
     text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+    first = re.sub(r"^\[[^\]]*\.(?:cc|cpp|c|h|hpp):\d+\]\s*", "", text[0] if text else "")
+    first = re.split(r"(?<=[^.\s])\. (?=[A-Z])", first, maxsplit=1)[0]
+    return f"{type(exc).__name__}: {first}"[:300]
 
 
 @contextlib.contextmanager

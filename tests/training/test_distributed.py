@@ -258,3 +258,21 @@ def test_more_processes_than_batches_is_refused_before_anything_is_written():
     distributed.check_shares(distributed.SINGLE, split, 1000)  # one process: one short batch is fine
     with pytest.raises(UserError, match="use at most 150 processes"):
         distributed.check_shares(distributed.Dist(0, 151), split, 1)
+
+
+def test_a_lost_peer_is_said_in_gloo_s_first_sentence_without_its_source_path():
+    # The `lost its peers` line carried gloo's whole text: "[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/
+    # tcp/pair.cc:553] Connection closed by peer ... Check the logs of the remote worker ... GLHF! 🏖️".
+    from grutool.errors import PeerFailure
+    from grutool.training.distributed import Dist, peers
+
+    gloo = RuntimeError("[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:553] Connection closed "
+                        "by peer [127.0.0.1]:24997. This is typically caused by a remote worker crashing. Check the "
+                        "logs of the remote worker before reporting an error. GLHF! 🏖️")
+    with pytest.raises(PeerFailure) as caught:
+        with peers(Dist(rank=0, world_size=2), "training"):
+            raise gloo
+    said = str(caught.value)
+    assert "(another process died, was killed or hung past train.dist_timeout_s; RuntimeError: Connection " \
+           "closed by peer [127.0.0.1]:24997)" in said, said
+    assert "pair.cc" not in said and "GLHF" not in said
