@@ -958,3 +958,14 @@ def test_a_one_channel_run_counts_its_channel_in_the_singular(tmp_path):
     # a sequence, not a text: it said `send a shorter text` of an array
     assert r.status_code == 413 and r.json()["error"].endswith("; send a sequence of fewer steps (an array is "
                                                                 "counted as its text form 'a,b:c,d')"), r.text
+
+
+def test_a_numeric_tagger_refuses_a_span_scheme_its_labels_are_not_written_in(tmp_path, monkeypatch):
+    # Accepted before: span F1 stayed 0 for every epoch, so monitor span_f1 kept the first epoch as best. The
+    # text tagger refuses the same mistake, naming the tag.
+    monkeypatch.chdir(ROOT)
+    config = tmp_path / "t.yaml"
+    config.write_text(invoke("init", "tagger", "--input", "numeric").stdout, encoding="utf-8")
+    result = invoke("train", config, "--set", "data.scheme=iob2", "--set", "train.monitor=span_f1", "--dry-run")
+    assert_user_error(result, "is not a iob2 tag (expected O, B-TYPE or I-TYPE); for labels without spans set "
+                              "data.scheme: plain")
