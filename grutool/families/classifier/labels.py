@@ -28,6 +28,10 @@ def check_label_names(cfg: DataConfig, gold: list[str]) -> None:
     if names is None:
         return
     unnamed = sorted(set(gold) - set(names.values()))
+    words = [u for u in unnamed if not str(u).lstrip("-").isdigit()]
+    if words:  # names already: label_names names integer ids (adding these was refused: not an id)
+        raise UserError(f"data.label_names: names integer label ids, and the labels of {cfg.train} column "
+                        f"'{cfg.label_column}' are names already ({words[:10]}); remove data.label_names")
     if unnamed:
         raise UserError(f"data.label_names: no name for label(s) {unnamed[:10]} of {cfg.train} column "
                         f"'{cfg.label_column}' (named: {sorted(names)[:10]}); add them to data.label_names")
