@@ -404,6 +404,11 @@ def _located(message: str, where: dict[tuple[str, ...], str]) -> Optional[str]:
     for path in paths:
         if tuple(path.split(".")) in where:
             return where[tuple(path.split("."))]
+    # A whole section (`decoding: only for task seq2seq`): where one of its fields was given (`--set
+    # decoding.beam_size=4`: the file, which has no such section, was named).
+    section = re.match(r"([a-z_]\w*): ", message)
+    if section:
+        return next((place for key, place in where.items() if key[:1] == (section.group(1),)), None)
     return None
 
 
