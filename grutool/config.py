@@ -235,6 +235,15 @@ class DataConfig(_Section):
         trained on a Hub dataset (`eval --data`, `infer --file`)."""
         return self.model_copy(update={"dataset": None, "dataset_config": None})
 
+    @field_validator("train", "validation", "test")
+    @classmethod
+    def _a_path(cls, value, info):
+        # '' reached the reader as the working directory: "error: : is a directory; name a data file"
+        if value == "" or (isinstance(value, list) and "" in value):
+            raise ValueError(f"data.{info.field_name}: empty; name a data file"
+                             + ("" if info.field_name == "train" else " (or null for none)"))
+        return value
+
     @field_validator("label_names", mode="before")
     @classmethod
     def _integer_keys(cls, value):
