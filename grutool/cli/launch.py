@@ -3,8 +3,9 @@
 This process runs torchrun's launcher itself (`torch.distributed.run`, `--standalone`: a free local port);
 each worker runs `python -m grutool train ...` with the user's arguments less `--nproc`, in a session of
 its own. Ctrl-C reaches this process, which passes it on to the workers once, waits for them to save
-their checkpoint, and exits 130; SIGTERM and SIGHUP are passed on as Ctrl-C too (exit 143, 129). When a worker dies, torchrun stops the others; instead of its traceback
-and log lines, one line says which rank died and how (or, when every rank that stopped by itself lost its
+their checkpoint, and exits 130; SIGTERM and SIGHUP are passed on as Ctrl-C too (exit 143, 129). When a
+worker dies, torchrun stops the others; instead of its traceback and log lines, one line says which rank
+died and how (or, when every rank that stopped by itself lost its
 peers (`PeerFailure`'s own exit code), which rank did not answer). Multi-node jobs call torchrun directly (README,
 "Training on several processes").
 """

@@ -266,14 +266,17 @@ def read_sentences(cfg: DataConfig, source: str, need_intents: bool = False) -> 
     return sentences
 
 
+def scheme_tags(scheme: str) -> str:
+    """The tags a span scheme writes, for messages about one it does not."""
+    return "O, B-TYPE, I-TYPE, E-TYPE or S-TYPE" if schemes.canonical(scheme) == "bioes" else "O, B-TYPE or I-TYPE"
+
+
 def _check_scheme(sentences: list[Sentence], scheme: str) -> None:
     for s in sentences:
         for i, tag in enumerate(s.tags or []):
             if not schemes.is_valid_tag(tag, scheme):
-                expected = "O, B-TYPE, I-TYPE, E-TYPE or S-TYPE" if schemes.canonical(scheme) == "bioes" \
-                    else "O, B-TYPE or I-TYPE"
-                raise UserError(f"{s.where}: tag {tag!r} (token {i + 1}, '{s.tokens[i]}') is not a "
-                                f"{scheme} tag (expected {expected}); for tags without spans set data.scheme: plain")
+                raise UserError(f"{s.where}: tag {tag!r} (token {i + 1}, '{s.tokens[i]}') is not a {scheme} tag "
+                                f"(expected {scheme_tags(scheme)}); for tags without spans set data.scheme: plain")
 
 
 def to_model_scheme(sentences: list[Sentence], cfg: DataConfig, name: str) -> list[Sentence]:

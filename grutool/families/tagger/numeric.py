@@ -32,6 +32,7 @@ def read(cfg: Config, source: str, need_labels: bool = True) -> "Sequences":
 
     seqs = read_sequences(cfg.data, source, need_labels, per_step=True)
     from grutool.families.tagger import schemes
+    from grutool.families.tagger.data import scheme_tags
 
     scheme = cfg.data.scheme
     for tags, where, seq_id in zip(seqs.labels or [], seqs.where, seqs.ids):
@@ -41,10 +42,8 @@ def read(cfg: Config, source: str, need_labels: bool = True) -> "Sequences":
         # As the text tagger's: tags that are no spans under a span scheme scored span F1 0 for every epoch
         bad = next((k for k, tag in enumerate(tags) if not schemes.is_valid_tag(tag, scheme)), None)
         if bad is not None:
-            expected = "O, B-TYPE, I-TYPE, E-TYPE or S-TYPE" if schemes.canonical(scheme) == "bioes" \
-                else "O, B-TYPE or I-TYPE"
             raise UserError(f"{where}: sequence {seq_id!r}, step {bad + 1}: label {tags[bad]!r} is not a {scheme} "
-                            f"tag (expected {expected}); for labels without spans set data.scheme: plain")
+                            f"tag (expected {scheme_tags(scheme)}); for labels without spans set data.scheme: plain")
     return seqs
 
 
