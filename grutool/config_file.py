@@ -293,6 +293,9 @@ def _apply_override(raw: dict, item: str) -> tuple[str, ...]:
     path = tuple(p for p in key.strip().split(".") if p)
     if not path:
         raise UserError(f"--set {clipped(item)}: empty key")
+    if len(path) != len(key.strip().split(".")):  # `.model.x`, `model..x`, `model.`: read as another key before
+        raise UserError(f"--set {clipped(key)}: a key path is names joined by single dots, none at its start or "
+                        f"end (e.g. model.hidden_size={clipped(value) or 'N'})")
     # Check the path against the schema so typos fail here, with a suggestion.
     for i, part in enumerate(path[:-1]):
         parent = _schema_for(path[:i])
