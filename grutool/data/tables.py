@@ -128,6 +128,9 @@ class Table:
                    else "fix the cell or leave the column out of the config")
             if option == "data.time_column":  # numeric sequences order their rows by numbers, not dates
                 fix = time_fix(str(series.iloc[row]))
+            elif option == "data.columns" and not trained_run() and _a_time(str(series.iloc[row])):
+                # a forecast's date column read as values: the setting that names it is the fix
+                fix = f"it reads as a time: set data.time_column: {name} (or {fix})"
             raise UserError(f"{self.location(row, name)}: {clipped(str(series.iloc[row]), 60)!r} in column {name!r} "
                             f"is not a finite number; {fix}")
         if missing == "error" and absent.any():
@@ -380,3 +383,16 @@ def fill_missing(values: "np.ndarray", policy: str) -> "np.ndarray":
             last[last < 0] = first_known
             col[:] = col[last]
     return out
+
+
+def _a_time(cell: str) -> bool:
+    """Whether a cell reads as a date or time (2024-01-01, 2016-07-01 00:00:00), not as a mistyped number."""
+    import pandas as pd
+
+    if not any(c in cell for c in "-/:") or is_number(cell):
+        return False
+    try:
+        pd.Timestamp(cell.strip())
+    except (ValueError, TypeError, OverflowError):
+        return False
+    return True

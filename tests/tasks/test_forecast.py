@@ -20,7 +20,7 @@ from grutool.errors import TrainingInterrupted
 from grutool.families import get_task
 from grutool.training.loop import train
 
-from conftest import ROOT, InterruptAt, invoke, shipped_config
+from conftest import ROOT, InterruptAt, assert_user_error, invoke, shipped_config
 
 TASK = get_task("forecast")
 
@@ -1035,3 +1035,16 @@ def test_the_dropped_window_benchmark_scores_every_window_and_the_first_full_bat
     assert key == f"H{got['horizon']}_L{got['input_length']}"
     assert fig["kept_mse"] == {"mean": got["kept"]["model"]["mse"], "sd": 0.0}
     assert script.main([str(run), "--drop-last", "0"]) == 2
+
+
+def test_a_date_column_read_as_values_points_at_data_time_column(tmp_path):
+    # A forecast config without data.time_column read the date column as values: "'2024-01-01' in column 'date'
+    # is not a finite number; fix the cell, or set data.columns ...", not naming the setting that fixes it.
+    config = tmp_path / "f.yaml"
+    config.write_text(yaml.safe_dump({
+        "task": "forecast", "output_dir": str(tmp_path / "run"),
+        "data": {"train": str(ROOT / "data/sines/sines.csv"), "fractions": [0.7, 0.1, 0.2], "input_length": 28,
+                 "horizon": 14},
+        "model": {"bidirectional": False}, "train": {"monitor": "mse"}}), encoding="utf-8")
+    assert_user_error(invoke("train", config, "--dry-run"), "'2024-01-01' in column 'date' is not a finite number; "
+                      "it reads as a time: set data.time_column: date")
