@@ -624,14 +624,6 @@ MINIMIZED_METRICS = ("loss", "perplexity", "bpc", "mse", "mae", "rmse")
 CMUDICT_SPLITS = ("train", "validation", "test")
 
 
-def _span_f1_needs_spans(cfg: Config) -> None:
-    # Tagger and joint runs only: another family's monitor check says what it reports (a classifier was told to
-    # set data.scheme or monitor token_accuracy, both of which it refuses).
-    if cfg.train.monitor == "span_f1" and cfg.data.scheme == "plain" and cfg.task in ("tagger", "joint"):
-        raise ValueError("train.monitor: 'span_f1' needs spans, but data.scheme is 'plain'; "
-                         "set data.scheme (iob1, iob2, bioes) or monitor token_accuracy")
-
-
 def _conversion_needs_spans(cfg: Config) -> None:
     if cfg.data.convert_to is not None and cfg.data.scheme == "plain":
         raise ValueError(f"data.convert_to: cannot convert plain tags to '{cfg.data.convert_to}'; "
@@ -671,7 +663,6 @@ CROSS_FIELD_RULES = [
     _kernel_fits_cells,
     _plateau_without_validation,
     _lazy_embeddings,
-    _span_f1_needs_spans,
     _conversion_needs_spans,
     _tag_column_fits_format,
     _cmudict_splits,

@@ -47,7 +47,7 @@ def launch(nproc: int, args: list[str]) -> int:
     logging.disable(logging.CRITICAL)  # torchrun's own lines ("failed (exitcode: -9)", ...): said once below
     os.environ[LAUNCHER_PID] = str(os.getpid())  # the workers' environment is this one
     received: dict = {}
-    previous, handled = _stop_as_ctrl_c(received, SignalException)
+    previous, handled = _stop_as_ctrl_c(received)
     import shutil
     import tempfile
 
@@ -71,13 +71,15 @@ def launch(nproc: int, args: list[str]) -> int:
     return 0
 
 
-def _stop_as_ctrl_c(received: dict, SignalException) -> tuple[dict, list[str]]:
+def _stop_as_ctrl_c(received: dict) -> tuple[dict, list[str]]:
     """SIGTERM and SIGHUP (where they would end the launcher: not under `nohup`) reach the workers as Ctrl-C, so
     they stop after the same step with last.pt saved, as a one-process training does; the launcher then exits
     128 + the signal's number. torchrun passed each signal on as it came, and a worker leaves SIGTERM alone
     (torchrun's way to stop the ranks that outlive a failed one), so a batch system's preemption or `docker stop`
     lost every step since the last epoch's checkpoint, unsaid. Returns the handlers replaced and the signals
     torchrun keeps handling itself."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+
     def handler(signum, frame):
         received["signal"] = signum
         err.print(f"{signal.Signals(signum).name}: passed on to the workers as Ctrl-C: they stop after this step "

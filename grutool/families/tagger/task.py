@@ -49,6 +49,11 @@ class TaggerTask(Task):
     # --- config ------------------------------------------------------------------------
 
     def check_task(self, cfg: Config) -> None:
+        # The tagger's (and joint's) rule: another family's monitor check says what that family reports (a
+        # classifier, told to set data.scheme or monitor token_accuracy, refused both).
+        if cfg.train.monitor == "span_f1" and cfg.data.scheme == "plain":
+            raise ValueError("train.monitor: 'span_f1' needs spans, but data.scheme is 'plain'; "
+                             "set data.scheme (iob1, iob2, bioes) or monitor token_accuracy")
         if self.joint and is_numeric(cfg):  # said first: the text settings a joint config keeps are not the fault
             raise ValueError(f"{numeric_by(cfg)[0]}: task joint reads text; numeric sequences are read by tasks classifier, "
                              f"tagger and regressor: remove it, or change the task")
