@@ -718,7 +718,9 @@ def _in_processes(study, params: list[Param], tune_dir: Path, jobs: int, threads
             if answer.get("state") == "pruned":
                 raise optuna.TrialPruned(answer.get("why"))
             raise (TrainingDiverged if answer.get("diverged") else UserError)(str(answer.get("error")))
-        if code == 130:  # stopped by us, or by a SIGINT of its own: the search stops
+        # Stopped by us, or by a SIGINT of its own: the search stops. -SIGINT: a trial process our SIGINT reached
+        # while it was still starting, before grutool's handler (Python's KeyboardInterrupt ends it by the signal).
+        if code in (130, -signal.SIGINT):
             study.stop()
             stop_all()
             raise TrainingInterrupted(str(tune_dir))
