@@ -308,7 +308,8 @@ class ModelConfig(_Section):
     num_layers: int = Field(default=1, gt=0)
     """Stacked recurrent layers."""
     bidirectional: bool = True
-    """Run a second, reversed direction; outputs and final states are concatenated (2 x hidden_size)."""
+    """Run a second, reversed direction; outputs and final states are concatenated (2 x hidden_size). Left out:
+    true, but false for lm and forecast, which read forwards only."""
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     """Dropout between recurrent layers (nn.GRU's own `dropout`; has no effect with one layer)."""
     embedding_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
@@ -457,7 +458,8 @@ class TrainConfig(_Section):
     span_f1 (span schemes), sentence_accuracy (every tag right). Joint: those and intent_accuracy;
     sentence_accuracy = intent and every tag right. Seq2seq: bleu, chrf (not for dictionaries), exact_match,
     perplexity. Lm: loss, perplexity, bpc (bits per character; data.tokenizer char). Real-valued outputs (regressor,
-    forecast): mse, mae, rmse, r2."""
+    forecast): mse, mae, rmse, r2. Left out: the first the task names here (classifier accuracy, tagger and joint
+    token_accuracy, seq2seq bleu, lm loss, regressor rmse, forecast mse)."""
     patience: Optional[int] = Field(default=3, ge=1)
     """Stop after this many epochs without improvement of `monitor` (null: never stop early)."""
     seed: int = Field(default=13, ge=SEED_MIN, le=SEED_MAX)
@@ -529,12 +531,6 @@ class Config(_Section):
 
 
 # --- cross-field rules: one small function each --------------------------------
-
-
-def _columns_needed_without_header(cfg: Config) -> None:
-    d = cfg.data
-    if not d.header and not d.column_names and d.dataset is None:
-        raise ValueError("data.column_names: required when data.header is false (e.g. [text, label])")
 
 
 def _label_names_valid(cfg: Config) -> None:
@@ -657,7 +653,6 @@ def _cmudict_splits(cfg: Config) -> None:
 
 # Rules that hold whatever the task; each task adds its own (grutool.families, checked by config_file.parse_config).
 CROSS_FIELD_RULES = [
-    _columns_needed_without_header,
     _label_names_valid,
     _dropout_with_one_layer,
     _kernel_fits_cells,

@@ -240,12 +240,15 @@ def _field_path(loc: tuple[str, ...]) -> tuple[str, ...]:
     return loc
 
 
-def _format_errors(err: ValidationError, where: dict[tuple[str, ...], str]) -> str:
+def _format_errors(err: ValidationError, where: dict[tuple[str, ...], str], raw: Any = None) -> str:
     messages: dict[tuple[str, ...], str] = {}
     for e in err.errors():
         raw_loc = tuple(str(p) for p in e["loc"])
         loc = raw_loc if e["type"] in ("extra_forbidden", "invalid_key") else _field_path(raw_loc)
         dotted = ".".join(loc)
+        rest = e["loc"][len(loc):]  # past the field: a union's member tag (str), a list item's index (int)
+        member = next((str(p) for p in rest if isinstance(p, str)), None)
+        item = next((p for p in rest if isinstance(p, int)), None)
         prefix = where.get(loc) or where.get(loc[:-1]) or where.get(())
         got = e.get("input")
         if e["type"] == "extra_forbidden":
@@ -264,16 +267,23 @@ def _format_errors(err: ValidationError, where: dict[tuple[str, ...], str]) -> s
             prefix = _located(text, where) or prefix
         elif got is None:
             text = f"{dotted}: needs a value (got none; an empty `--set {dotted}=` or a bare `{loc[-1]}:` gives none)"
-        elif loc in messages:  # a union: one message per field, naming every accepted kind
-            kind = raw_loc[len(loc)] if len(raw_loc) > len(loc) else _uncapitalised(e["msg"])
+        elif loc in messages:  # a union: one message per field, naming every accepted kind (a list's
+            # later items: the first one's message stands)
+            if member is None:
+                continue
+            kind = member
             if f" {kind} (got" not in messages[loc] and f" {kind} or " not in messages[loc]:
                 messages[loc] = messages[loc].replace(" (got", f" or {kind} (got", 1)
             continue
         elif e["type"] == "model_type":  # a section given as a list or a value; pydantic names its class
             text = f"{dotted}: should be a mapping of its fields (`{loc[-1]}:` then indented `key: value` lines) " \
                    f"(got {clipped(repr(got))})"
+        elif item is not None and member is None:  # one item of a list field
+            text = f"{dotted}: item {item + 1} of the list: {_uncapitalised(e['msg'])} (got {clipped(repr(got))})"
+            if e["type"] == "string_type" and isinstance(got, (bool, int, float)):
+                text = f"{dotted}: {_quoted_list_advice(loc, got, raw)}"
         else:
-            kind = f"input should be {raw_loc[len(loc)]}" if len(raw_loc) > len(loc) else _uncapitalised(e["msg"])
+            kind = f"input should be {member}" if member is not None else _uncapitalised(e["msg"])
             text = f"{dotted}: {kind} (got {clipped(repr(got))})"
             if e["type"] == "literal_error" and isinstance(got, str):
                 text += _did_you_mean(got, re.findall(r"'([^']*)'", e["ctx"]["expected"]))
@@ -286,7 +296,52 @@ def _format_errors(err: ValidationError, where: dict[tuple[str, ...], str]) -> s
     return "; ".join(messages.values())
 
 
-def _apply_override(raw: dict, item: str) -> tuple[str, ...]:
+def _quoted_list_advice(loc: tuple[str, ...], got: Any, raw: Any) -> str:
+    """A list of names with an item YAML read as a number or a boolean (`channels: [1, 2]`): the list with
+    every item quoted, as a YAML file and a `--set` write it."""
+    shown = yaml.safe_dump(got).splitlines()[0]
+    what = "a boolean" if isinstance(got, bool) else "a number"
+    value = raw
+    for key in loc:
+        value = value.get(key) if isinstance(value, dict) else None
+    items = value if isinstance(value, list) else [got]
+    texts = [yaml.safe_dump(v).splitlines()[0] if not isinstance(v, str) else v for v in items]
+    quoted = ", ".join("'" + t.replace("'", "''") + "'" for t in texts)
+    return (f"YAML reads {shown} as {what}, not a name: quote the names ({loc[-1]}: [{quoted}]; "
+            f"--set \"{'.'.join(loc)}=[{quoted.replace(', ', ',')}]\")")
+
+
+def _merge(into: dict, given: dict, path: tuple[str, ...]) -> None:
+    """`--set SECTION={field: value, ...}` sets those fields of the section, in nested sections too; the fields
+    it leaves out keep the config file's values (as `--set SECTION.field=value` for each would)."""
+    for key, value in given.items():
+        sub = (*path, str(key))
+        if _schema_for(sub) is not None and isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value, sub)
+        else:
+            into[key] = value
+
+
+def _key_paths(value: Any, path: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """The key paths a mapping given at `path` sets, nested ones included."""
+    if not isinstance(value, dict):
+        return []
+    return [q for key, sub in value.items() for q in [(*path, str(key)), *_key_paths(sub, (*path, str(key)))]]
+
+
+def _no_duplicate_keys(value: str, item: str) -> None:
+    """A mapping given in a `--set` value names each key once, as a config file must (`yaml_lines`); YAML
+    loaders keep the last silently."""
+    try:
+        yaml_lines(value)
+    except UserError as err:
+        duplicate = str(err).split(": ")[1]  # `<yaml>:1:20: hidden_size: duplicate key (...)`
+        raise UserError(f"--set {clipped(item)}: {duplicate} is given twice in the mapping; keep one of "
+                        f"them") from None
+
+
+def _apply_override(raw: dict, item: str) -> tuple[tuple[str, ...], Any]:
+    """Apply one `KEY=VALUE`: the key path, and the value as read."""
     if "=" not in item:
         raise UserError(f"--set {clipped(item)}: expected key.path=value, e.g. --set model.hidden_size=256")
     key, _, value = item.partition("=")
@@ -311,8 +366,15 @@ def _apply_override(raw: dict, item: str) -> tuple[str, ...]:
         if not isinstance(node.get(part), dict):
             node[part] = {}
         node = node[part]
+    loaded = None
     try:
-        node[path[-1]] = _load_yaml(value) if value.strip() else None
+        loaded = _load_yaml(value) if value.strip() else None
+        if isinstance(loaded, (dict, list)):
+            _no_duplicate_keys(value, item)
+        if _schema_for(path) is not None and isinstance(loaded, dict) and isinstance(node.get(path[-1]), dict):
+            _merge(node[path[-1]], loaded, path)  # a section: the fields given, the file's others kept
+        else:
+            node[path[-1]] = loaded
     except _Refused as e:
         raise UserError(f"--set {key}: {e.problem}") from None
     except yaml.YAMLError as e:
@@ -321,7 +383,7 @@ def _apply_override(raw: dict, item: str) -> tuple[str, ...]:
             raise UserError(f"--set {clipped(item)}: not a YAML list or mapping ({problem}); write it as "
                             f"[a, b] or {{key: value}}, quoted for the shell") from None
         node[path[-1]] = value
-    return path
+    return path, loaded
 
 
 def parse_config(raw: Any, source: str = "<config>", overrides: list[str] = (),
@@ -340,13 +402,16 @@ def parse_config(raw: Any, source: str = "<config>", overrides: list[str] = (),
     where[()] = source
     for item in overrides:
         item, shown = item if isinstance(item, tuple) else (item, f"--set {clipped(item)}")
-        where[_apply_override(raw, item)] = shown
+        path, given = _apply_override(raw, item)
+        for set_here in (path, *_key_paths(given, path)):  # a mapping's fields: their errors name this --set
+            where[set_here] = shown
     if default_output_dir is not None and raw.get("output_dir") is None:
         raw["output_dir"] = default_output_dir
+    family_defaults(raw)
     try:
         cfg = Config.model_validate(raw)
     except ValidationError as err:
-        raise UserError(_format_errors(err, where)) from None
+        raise UserError(_format_errors(err, where, raw)) from None
     task = TASKS.get(cfg.task)
     if task is None:
         prefix = where.get(("task",)) or source
@@ -358,6 +423,26 @@ def parse_config(raw: Any, source: str = "<config>", overrides: list[str] = (),
     except ValueError as err:
         raise UserError(f"{_located(str(err), where) or source}: {err}") from None
     return cfg
+
+
+def family_defaults(raw: dict) -> None:
+    """Fields the config leaves out whose default depends on the family take the family's (`Task.default`):
+    a minimal language model or forecaster gets `bidirectional: false`, a tagger `monitor: token_accuracy`, so
+    a config names only what it changes. A section that is not a mapping is left for validation to refuse."""
+    task = TASKS.get(raw.get("task", Config.model_fields["task"].default)) \
+        if isinstance(raw.get("task", ""), str) else None
+    if task is None:
+        return
+    for section, names in task.defaulted().items():
+        part = raw.setdefault(section, {})
+        if part is None:  # `train:` with nothing under it
+            part = raw[section] = {}
+        if not isinstance(part, dict):
+            continue
+        for name in names:
+            if name not in part:
+                schema = Config.model_fields[section].annotation  # the section's class: ModelConfig, ...
+                part[name] = task.default(section, name, schema.model_fields[name].default)
 
 
 def unread_to_defaults(raw) -> None:

@@ -99,7 +99,7 @@ def template(task: str, input: Optional[str] = None) -> str:
         for name, field in model.model_fields.items():
             if (section, name) in skip:
                 continue
-            default = cls.monitors[0] if (section, name) == ("train", "monitor") else field.default
+            default = cls.default(section, name, field.default)
             example = inputs[input] if input in inputs else cls.example
             value = example.get(section, {}).get(name, default)
             doc = _first_sentence(docs.get(name, ""))

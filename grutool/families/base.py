@@ -12,6 +12,7 @@ one line in `grutool.families.TASKS`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
 from grutool.errors import UserError, counted
@@ -63,6 +64,11 @@ class Option:
     beyond `Task.check_options`."""
 
 
+# The extensions `data.format: auto` never reads as csv or tsv, whatever the family (.txt: `Task.txt_format`).
+HEADERLESS_EXTENSIONS = {".ts": "ts", ".conllu": "conllu", ".conll": "conll", ".bio": "conll", ".iob": "conll",
+                         ".json": "json", ".jsonl": "jsonl", ".parquet": "parquet"}
+
+
 class Task:
     """One model family. Subclasses set the class attributes and implement the methods below."""
 
@@ -77,6 +83,11 @@ class Task:
     """Config fields other families share that this one never reads ({"model": ("embedding_dim",)}): a value
     other than the default is refused, since it would change nothing (see `check_config`), and `grutool init`
     leaves them out of this family's template."""
+    txt_format: ClassVar[str] = "tsv"
+    """What `data.format: auto` reads a .txt file as (lm: text, tagger: conll): whether `data.header` applies."""
+    defaults: ClassVar[dict[str, dict]] = {}
+    """Schema defaults this family reads otherwise, per section ({"model": {"bidirectional": False}}): what a
+    config that leaves the field out gets (`default`; `train.monitor` is always the first of `monitors`)."""
     # Declared by every family, never inherited from here: a family that forgets one fails loudly.
     outputs: ClassVar[str]
     """What `labels` holds, in a summary line: classes, tags, targets."""
@@ -125,6 +136,22 @@ class Task:
     # --- config -------------------------------------------------------------------------------
 
     @classmethod
+    def default(cls, section: str, name: str, schema_default: Any) -> Any:
+        """What `section.name` is in this family when a config leaves it out: the first of `monitors` for
+        `train.monitor` (the schema's `accuracy` is a classifier's), the family's `defaults`, else the schema's."""
+        if (section, name) == ("train", "monitor"):
+            return cls.monitors[0]
+        return cls.defaults.get(section, {}).get(name, schema_default)
+
+    @classmethod
+    def defaulted(cls) -> dict[str, tuple[str, ...]]:
+        """The fields whose default this family sets itself (`default`), per section."""
+        fields = {"train": ("monitor",)}
+        for section, values in cls.defaults.items():
+            fields[section] = (*fields.get(section, ()), *values)
+        return fields
+
+    @classmethod
     def reads(cls, section: str, name: str) -> bool:
         """Whether this family reads the shared field `section.name` (not in its `ignores`)."""
         return name not in cls.ignores.get(section, ())
@@ -148,6 +175,7 @@ class Task:
         The rules every family shares run here, around the family's own (`check_task`): the monitor first,
         then the family's rules, then the fields other families own."""
         self.check_monitor(cfg)
+        self.check_header(cfg)
         self.check_task(cfg)
         self.check_ownership(cfg)
 
@@ -158,6 +186,22 @@ class Task:
         if cfg.train.monitor not in self.monitors:
             raise ValueError(f"train.monitor: '{cfg.train.monitor}' is not a metric of task {self.name}; "
                              f"use one of {', '.join(self.monitors)}")
+
+    def check_header(self, cfg: "Config") -> None:
+        """`data.header: false` needs csv or tsv files (the other formats have no header line) and column names."""
+        d = cfg.data
+        if d.header or d.dataset is not None:
+            return
+        train = d.train if isinstance(d.train, str) else (d.train[0] if d.train else "")
+        suffix = Path(train.split("[", 1)[0]).suffix.lower()  # `TRAIN.ts[:80%]`: a slice of the file
+        read_as = d.format if d.format != "auto" else \
+            {**HEADERLESS_EXTENSIONS, ".txt": self.txt_format}.get(suffix, "csv")
+        if read_as not in ("csv", "tsv"):
+            said = f"data.format is '{d.format}'" if d.format != "auto" else f"data.train is a {suffix} file, read as {read_as}"
+            raise ValueError(f"data.header: only csv and tsv files have a header line to leave out, and {said}; "
+                             f"remove data.header")
+        if not d.column_names:
+            raise ValueError("data.column_names: required when data.header is false (e.g. [text, label])")
 
     def check_ownership(self, cfg: "Config") -> None:
         """Fields other families own and this one ignores must keep their defaults.

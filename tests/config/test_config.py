@@ -146,6 +146,30 @@ def test_later_set_wins(base):
     assert load_config(base, ["model.hidden_size=16", "model.hidden_size=32"]).model.hidden_size == 32
 
 
+def test_a_sections_mapping_sets_its_fields_and_keeps_the_files_others(base):
+    # It replaced the section whole: the file's hidden_size 8 went back to the schema's default, silently.
+    cfg = load_config(base, ["model={num_layers: 2, dropout: 0.1}", "data={column_names: [text, label]}"])
+    assert (cfg.model.hidden_size, cfg.model.num_layers, cfg.model.dropout) == (8, 2, 0.1)
+    assert cfg.data.train == "data/train.tsv" and cfg.data.column_names == ["text", "label"]
+    with pytest.raises(UserError) as info:  # a nested section's field, refused for this family, at the --set
+        load_config(base, ["data={covariates: {past: [load]}}"])
+    assert str(info.value).startswith("--set data={covariates: {past: [load]}}: data.covariates: only for task")
+
+
+def test_a_field_set_in_a_sections_mapping_is_located_at_that_set(base):
+    with pytest.raises(UserError) as info:  # hidden_size is on line 4 of the file too: the --set gave this one
+        load_config(base, ["model={hidden_size: 0}"])
+    assert str(info.value).startswith("--set model={hidden_size: 0}: model.hidden_size: input should be greater")
+
+
+@pytest.mark.parametrize("item, name", [("model={hidden_size: 8, hidden_size: 16}", "hidden_size"),
+                                        ("data={covariates: {past: [a], past: [b]}}", "covariates.past")])
+def test_a_key_given_twice_in_a_sets_mapping_is_refused(base, item, name):
+    # YAML keeps the last silently (a config file's duplicate was refused already).
+    with pytest.raises(UserError, match=rf"--set .*: {name} is given twice in the mapping; keep one of them"):
+        load_config(base, [item])
+
+
 @pytest.mark.parametrize("item, expected", [
     ("model.hidden_size=abc", "model.hidden_size: input should be a valid integer"),
     ("model.hidden_size=0", "model.hidden_size: input should be greater than 0"),
@@ -247,3 +271,47 @@ def test_resolved_config_has_every_default_filled(base):
     assert set(raw) == set(Config.model_fields)
     for section in ("data", "model", "train"):
         assert set(raw[section]) == set(Config.model_fields[section].annotation.model_fields)
+
+
+# A config names only what it changes: a field whose default depends on the family takes the family's when left
+# out (`Task.default`), where the schema's classifier default used to stop a minimal config, one error at a time.
+FAMILY_MINIMAL = {
+    "tagger": ({"train": "data/train.conll", "scheme": "iob2"}, "token_accuracy", True),
+    "seq2seq": ({"train": "data/pairs.tsv"}, "bleu", True),
+    "lm": ({"train": "data/lm/train.tsv", "tokenizer": "char"}, "loss", False),
+    "regressor": ({"train": "data/numeric/train.ts", "format": "ts"}, "rmse", True),
+    "forecast": ({"train": "data/sines/sines.csv", "time_column": "date", "fractions": [0.7, 0.1, 0.2],
+                  "input_length": 48, "horizon": 24}, "mse", False),
+}
+
+
+@pytest.mark.parametrize("task", FAMILY_MINIMAL)
+def test_a_minimal_config_takes_its_familys_defaults(task):
+    data, monitor, bidirectional = FAMILY_MINIMAL[task]
+    cfg = parse_config({"task": task, "data": dict(data)}, "min.yaml")
+    assert (cfg.train.monitor, cfg.model.bidirectional) == (monitor, bidirectional)
+    # An empty section (`train:` with nothing under it) gets them too; what a config sets is kept as written.
+    assert parse_config({"task": task, "data": dict(data), "train": None}, "min.yaml").train.monitor == monitor
+    kept = parse_config({"task": task, "data": dict(data), "train": {"monitor": "loss"}}, "min.yaml")
+    assert kept.train.monitor == "loss"
+
+
+def test_a_family_default_set_against_its_rule_is_still_refused():
+    with pytest.raises(UserError, match="model.bidirectional: a language model reads left to right"):
+        parse_config({"task": "lm", "data": {"train": "x.tsv"}, "model": {"bidirectional": True}}, "lm.yaml")
+
+
+def test_a_saved_config_keeps_what_it_was_trained_with():
+    # config.yaml sets every field: the family defaults fill nothing in (a tagger trained with monitor loss).
+    raw = {"task": "tagger", "data": {"train": "t.conll", "scheme": "iob2"}, "train": {"monitor": "loss"}}
+    saved = yaml.safe_load(to_yaml(parse_config(raw, "t.yaml")))
+    assert parse_config(saved, "config.yaml", saved=True).train.monitor == "loss"
+
+
+def test_the_quoted_list_a_number_message_suggests_is_accepted():
+    raw = {"task": "regressor", "data": {"train": "t.csv", "channels": [1, 2]}}
+    with pytest.raises(UserError) as info:
+        parse_config(raw, "r.yaml")
+    suggested = re.search(r'--set "([^"]+)"', str(info.value)).group(1)
+    cfg = parse_config({"task": "regressor", "data": {"train": "t.csv"}}, "r.yaml", overrides=[suggested])
+    assert cfg.data.channels == ["1", "2"]

@@ -209,6 +209,7 @@ class ForecastTask(Task):
                         "time_delta"),
                "model": (*TEXT_ONLY["model"], "embedding_dim", "embedding_dropout", "layer_norm", "residual"),
                "train": TEXT_ONLY["train"]}
+    defaults = {"model": {"bidirectional": False}}  # the past is read forwards, to its last row
     outputs = "targets"
     file_inputs = "data"  # every input is a table: `infer --file` reads any file, and stdin, as one
     renderer = "forecast"
@@ -217,7 +218,7 @@ class ForecastTask(Task):
     example = {"data": {"train": "data/sines/sines.csv", "validation": "data/sines/sines.csv",
                         "test": "data/sines/sines.csv", "time_column": "date", "fractions": [0.7, 0.1, 0.2],
                         "input_length": 48, "horizon": 24},
-               "model": {"hidden_size": 32, "bidirectional": False, "segment_length": 12, "decoder": "parallel",
+               "model": {"hidden_size": 32, "segment_length": 12, "decoder": "parallel",
                          "channel_independent": True, "normalization": "last"},
                "train": {"monitor": "mse", "epochs": 5, "batch_size": 64}}
     inputs = {"numeric": example}  # what a forecaster always reads: `init forecast --input numeric` is this

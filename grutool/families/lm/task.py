@@ -35,17 +35,18 @@ class LMTask(Task):
     """`labels` is the token vocabulary itself (what the model predicts); `conditions` the condition labels."""
     name = "lm"
     monitors = ("loss", "perplexity", "bpc")
+    txt_format = "text"
     owns = {"data": ("dataset", "dataset_config", "condition_column", "split_seed"),
             "model": ("tie_embeddings", "condition", "condition_dim", "adaptive_cutoffs", "embedding_init"),
             "train": ("bptt", "lazy_embeddings")}
     ignores = NUMERIC_ONLY  # text only: a time column, channels or missing values would change nothing
+    defaults = {"model": {"bidirectional": False}}  # a language model reads left to right
     outputs = "tokens"
     renderer = "lm"
     exporter = None  # no export yet: a language model's graphs (step, generation loop) are still to be written
     example = {"data": {"train": "data/lm/train.tsv", "validation": "data/lm/validation.tsv",
                         "test": "data/lm/test.tsv", "condition_column": "language", "tokenizer": "char",
-                        "lowercase": False},
-               "model": {"bidirectional": False}}  # a language model reads left to right
+                        "lowercase": False}}
     predict_options = {
         "condition": Option(str, "the condition label to generate or score with (a conditioned model needs one)"),
         "num": Option(int, "samples per prompt (default 1)", served_max=64),

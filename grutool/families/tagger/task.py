@@ -30,6 +30,7 @@ class TaggerTask(Task):
     name = "tagger"
     joint = False
     monitors = ("token_accuracy", "span_f1", "sentence_accuracy", "loss")
+    txt_format = "conll"
     owns = {"data": ("dataset", "dataset_config", "split_seed", "tag_column", "scheme", "convert_to"),
             "model": ("input_noise", "input_offset_noise", "input_deltas", "crf", "char_features",
                       "char_embedding_dim", "char_hidden_size", "freeze_embeddings", "embedding_init"),
