@@ -583,9 +583,10 @@ def _kernel_fits_cells(cfg: Config) -> None:
             stacking = [c.name for c in CELLS.values() if c.stacks]
             raise ValueError(f"model.{flag}: needs a cell with grutool's own layer stack ({', '.join(stacking)}), "
                              f"not model.cell '{m.cell}'")
-    if m.layer_norm and m.num_layers == 1:
-        raise ValueError("model.layer_norm: acts between recurrent layers, and model.num_layers is 1; "
-                         "set num_layers > 1 or remove layer_norm")
+    for flag in ("layer_norm", "residual"):
+        if getattr(m, flag) and m.num_layers == 1:
+            raise ValueError(f"model.{flag}: acts between recurrent layers, and model.num_layers is 1; "
+                             f"set num_layers > 1 or remove {flag}")
 
 
 # train.lazy_embeddings under torchrun: the CLI refuses `--nproc`, the trainer a torchrun started by hand.
@@ -607,6 +608,19 @@ def _lazy_embeddings(cfg: Config) -> None:
     if m.tie_embeddings:
         raise ValueError("train.lazy_embeddings: with model.tie_embeddings the output layer gives every row of the "
                          "embedding a gradient each step; remove one of them")
+
+
+def _optimizer_settings(cfg: Config) -> None:
+    t = cfg.train
+    if t.optimizer != "sgd" and t.momentum != TrainConfig.model_fields["momentum"].default:
+        raise ValueError(f"train.momentum: sgd's setting, and train.optimizer is {t.optimizer} (it would change "
+                         f"nothing); remove it, or set optimizer: sgd")
+
+
+def _tensorboard_folder(cfg: Config) -> None:
+    if isinstance(cfg.train.tensorboard, str) and not cfg.train.tensorboard.strip():
+        raise ValueError("train.tensorboard: an empty folder name; give a folder (DIR), true for <run>/tensorboard, "
+                         "or false")
 
 
 def _plateau_without_validation(cfg: Config) -> None:
@@ -656,6 +670,8 @@ CROSS_FIELD_RULES = [
     _label_names_valid,
     _dropout_with_one_layer,
     _kernel_fits_cells,
+    _optimizer_settings,
+    _tensorboard_folder,
     _plateau_without_validation,
     _lazy_embeddings,
     _conversion_needs_spans,

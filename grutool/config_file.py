@@ -458,7 +458,8 @@ def unread_to_defaults(raw) -> None:
 def unread_fields(raw) -> list[str]:
     """The fields of a raw config (`section.name`, as set in it) that its family never reads: those the family
     lacks (`Task.lacks`: its `ignores`, fields only other families own), then, on numeric data, the token
-    settings (`TEXT_ONLY`), and on text, in a family that reads numbers too, theirs (`NUMERIC_SETTINGS`).
+    settings (`TEXT_ONLY`), and on text, in a family that reads numbers too, theirs (`NUMERIC_SETTINGS`); then
+    those another setting makes idle (sgd's momentum under adam).
     `compare` shows no value of them; `unread_to_defaults` drops them."""
     from types import SimpleNamespace
 
@@ -481,6 +482,16 @@ def unread_fields(raw) -> list[str]:
                    for name in names if name in raw[section] and f"{section}.{name}" not in unread]
         if read.get("channels") and ts_training(d):  # a .ts file's channels are its own (check_numeric)
             unread.append("data.channels")
+    # Settings that others make idle (refused in a config: config._optimizer_settings, _kernel_fits_cells,
+    # _tensorboard_folder): sgd's momentum under another optimizer, a residual around a single layer, no folder.
+    train, model = raw.get("train"), raw.get("model")
+    if isinstance(train, dict):
+        if "momentum" in train and train.get("optimizer", "adam") != "sgd":
+            unread.append("train.momentum")
+        if isinstance(train.get("tensorboard"), str) and not train["tensorboard"].strip():
+            unread.append("train.tensorboard")
+    if isinstance(model, dict) and model.get("residual") and model.get("num_layers", 1) == 1:
+        unread.append("model.residual")
     return unread
 
 
@@ -597,7 +608,7 @@ def beside_config(cfg: Config, folder: Path, first: bool = False) -> Config:
 
 def _beside(spec: str, folder: Path, first: bool) -> str:
     """One data path of `beside_config`, a slice (`train.ts[80%:]`) kept on the path it slices."""
-    from grutool.data.numeric import SLICE
+    from grutool.data.slices import SLICE
 
     m = SLICE.match(spec)
     path = m["path"] if m else spec

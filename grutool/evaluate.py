@@ -64,7 +64,7 @@ def _check_found(source, split: str) -> None:
     from pathlib import Path
 
     from grutool.config_file import data_present
-    from grutool.data.numeric import split_slice
+    from grutool.data.slices import split_slice
 
     for path in source if isinstance(source, list) else [source]:
         path = Path(split_slice(path)[0])

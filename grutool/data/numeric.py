@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import numpy as np
 
+from grutool.data.slices import split_slice
 from grutool.errors import UserError, clipped, counted
 
 if TYPE_CHECKING:
@@ -58,21 +59,6 @@ class Sequences:
 
     def __len__(self) -> int:
         return len(self.values)
-
-
-SLICE = re.compile(r"^(?P<path>.*)\[(?P<lo>\d+(?:\.\d+)?%)?:(?P<hi>\d+(?:\.\d+)?%)?\]$")
-
-
-def split_slice(spec: str) -> tuple[str, float, float]:
-    """`path[lo%:hi%]` -> (path, lo, hi) as fractions; a plain path is (path, 0, 1)."""
-    m = SLICE.match(str(spec))
-    if not m:
-        return str(spec), 0.0, 1.0
-    lo = float(m["lo"][:-1]) / 100 if m["lo"] else 0.0
-    hi = float(m["hi"][:-1]) / 100 if m["hi"] else 1.0
-    if not 0 <= lo < hi <= 1:
-        raise UserError(f"{spec}: a slice [lo%:hi%] needs 0 <= lo < hi <= 100")
-    return m["path"], lo, hi
 
 
 def is_ts(d: "DataConfig", source: str) -> bool:

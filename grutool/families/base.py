@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
+from grutool.data.slices import check_splits_apart
 from grutool.errors import UserError, counted
 
 if TYPE_CHECKING:
@@ -176,6 +177,7 @@ class Task:
         then the family's rules, then the fields other families own."""
         self.check_monitor(cfg)
         self.check_header(cfg)
+        check_splits_apart(cfg)
         self.check_task(cfg)
         self.check_ownership(cfg)
 

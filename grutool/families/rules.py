@@ -135,6 +135,11 @@ def check_numeric(cfg: Config, reads_text: bool = True) -> None:
         if d.split_seed != type(d).model_fields["split_seed"].default:
             raise ValueError("data.split_seed: picks which sequences a sliced numeric file (train.ts[80%:]) "
                              "validates; text files of this task are not sliced: remove it")
+        for name in ("time_column", "id_column", "missing"):  # the table settings of numbers (NUMERIC_ONLY)
+            if getattr(d, name) != type(d).model_fields[name].default:
+                raise ValueError(f"data.{name}: for numeric sequences (a .ts file, or a long table with data.channels); this "
+                                 f"config reads text, so it would change nothing: remove it, or set data.channels "
+                                 f"to read numbers")
         return
     check_text_only(cfg, reads_text)
     if d.format not in ("auto", "ts", "csv", "tsv", "parquet"):

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from grutool.config_file import parse_config
-from grutool.families.lm.data import read_lines, read_stream, split_spec
+from grutool.data.slices import split_slice
+from grutool.families.lm.data import read_lines, read_stream
 from grutool.errors import UserError
 from grutool.families.lm.task import LMTask
 
@@ -18,11 +19,11 @@ def config(train: str, **data):
 
 
 def test_slices_are_fractions_of_the_stream():
-    assert split_spec("a/b.txt[:90%]") == ("a/b.txt", 0.0, 0.9)
-    assert split_spec("a/b.txt[80%:90%]") == ("a/b.txt", 0.8, 0.9)
-    assert split_spec("a/b.txt") == ("a/b.txt", 0.0, 1.0)
+    assert split_slice("a/b.txt[:90%]") == ("a/b.txt", 0.0, 0.9)
+    assert split_slice("a/b.txt[80%:90%]") == ("a/b.txt", 0.8, 0.9)
+    assert split_slice("a/b.txt") == ("a/b.txt", 0.0, 1.0)
     with pytest.raises(UserError, match="lo < hi"):
-        split_spec("a[90%:10%]")
+        split_slice("a[90%:10%]")
 
 
 def test_stream_split_is_the_first_and_last_characters(tmp_path):

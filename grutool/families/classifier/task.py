@@ -140,7 +140,7 @@ class ClassifierTask(Task):
 
     def train_file(self, cfg: Config) -> Optional[str]:
         if is_numeric(cfg):
-            from grutool.data.numeric import split_slice
+            from grutool.data.slices import split_slice
 
             return split_slice(cfg.data.train)[0]
         return super().train_file(cfg)

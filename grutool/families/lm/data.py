@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 from grutool.data.loading import read_text
+from grutool.data.slices import split_slice
 from grutool.errors import UserError
 from grutool.jsonsafe import json_type
 
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("grutool")
 
-_SLICE = re.compile(r"^(?P<path>.*)\[(?P<lo>\d+(?:\.\d+)?%)?:(?P<hi>\d+(?:\.\d+)?%)?\]$")
 LINE_FORMATS = ("text", "csv", "tsv", "jsonl", "text_dir")
 
 
@@ -39,18 +38,6 @@ class Lines:
     texts: list[str]
     conditions: Optional[list[str]]
     where: list[str]
-
-
-def split_spec(spec: str) -> tuple[str, float, float]:
-    """`path[lo%:hi%]` -> (path, lo, hi) as fractions; a plain path is (path, 0, 1)."""
-    m = _SLICE.match(spec)
-    if not m:
-        return spec, 0.0, 1.0
-    lo = float(m["lo"][:-1]) / 100 if m["lo"] else 0.0
-    hi = float(m["hi"][:-1]) / 100 if m["hi"] else 1.0
-    if not 0 <= lo < hi <= 1:
-        raise UserError(f"{spec}: a slice [lo%:hi%] needs 0 <= lo < hi <= 100")
-    return m["path"], lo, hi
 
 
 def _cut(n: int, lo: float, hi: float) -> slice:
@@ -86,7 +73,7 @@ def line_format(cfg: Config, path: str) -> str:
 def read_stream(cfg: Config, spec: str) -> str:
     """The characters of a stream split (its slice applied). From a Hub split (data.dataset), the rows of
     data.text_column, each ending in a line end (a dataset of a text file's lines gives the file back)."""
-    path, lo, hi = split_spec(spec)
+    path, lo, hi = split_slice(spec)
     if cfg.data.dataset:
         lines = _read_hub(cfg, path, 0.0, 1.0)
         text = "".join(t if t.endswith("\n") else t + "\n" for t in lines.texts)
@@ -101,7 +88,7 @@ def read_stream(cfg: Config, spec: str) -> str:
 def read_lines(cfg: Config, spec: str) -> Lines:
     """The line examples of a split; every data problem as a UserError."""
     d = cfg.data
-    path, lo, hi = split_spec(spec)
+    path, lo, hi = split_slice(spec)
     if d.dataset:
         lines = _read_hub(cfg, path, lo, hi)
         if not lines.texts:

@@ -39,7 +39,9 @@ class LMTask(Task):
     owns = {"data": ("dataset", "dataset_config", "condition_column", "split_seed"),
             "model": ("tie_embeddings", "condition", "condition_dim", "adaptive_cutoffs", "embedding_init"),
             "train": ("bptt", "lazy_embeddings")}
-    ignores = NUMERIC_ONLY  # text only: a time column, channels or missing values would change nothing
+    # Text only: a time column, channels or missing values would change nothing; a condition is read from
+    # data.condition_column, never a label column.
+    ignores = {"data": (*NUMERIC_ONLY["data"], "label_column")}
     defaults = {"model": {"bidirectional": False}}  # a language model reads left to right
     outputs = "tokens"
     renderer = "lm"
@@ -90,7 +92,7 @@ class LMTask(Task):
             if d.format == "auto" and d.dataset is None:  # a table's header, separators and labels read as text
                 from pathlib import Path
 
-                from grutool.data.numeric import SLICE
+                from grutool.data.slices import SLICE
 
                 for name in ("train", "validation", "test"):
                     spec = getattr(d, name)
@@ -208,9 +210,9 @@ class LMTask(Task):
                                  lines, name)
 
     def train_file(self, cfg: Config) -> Optional[str]:
-        from grutool.families.lm.data import split_spec
+        from grutool.data.slices import split_slice
 
-        return None if cfg.data.dataset else split_spec(cfg.data.train)[0]
+        return None if cfg.data.dataset else split_slice(cfg.data.train)[0]
 
     def vocabularies(self, cfg: Config) -> dict[str, tuple[str, type]]:
         from grutool.data.vocab import LabelVocab

@@ -51,7 +51,7 @@ class RegressorTask(Task):
         return True
 
     def train_file(self, cfg: Config) -> Optional[str]:
-        from grutool.data.numeric import split_slice
+        from grutool.data.slices import split_slice
 
         return split_slice(cfg.data.train)[0]
 

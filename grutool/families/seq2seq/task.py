@@ -38,7 +38,9 @@ class Seq2SeqTask(Task):
             "model": ("decoder_cell", "attention", "input_feeding", "tie_embeddings", "embedding_init"),
             "train": ("teacher_forcing", "label_smoothing", "lazy_embeddings"),
             "decoding": ()}
-    ignores = NUMERIC_ONLY  # text only: a time column, channels or missing values would change nothing
+    # Text only: a time column, channels or missing values would change nothing; pairs are read from
+    # data.source_column and data.target_column, never a text or label column.
+    ignores = {"data": (*NUMERIC_ONLY["data"], "text_column", "label_column")}
     outputs = "targets"
     renderer = "seq2seq"
     exporter = "seq2seq"
