@@ -178,6 +178,9 @@ def describe(path: str | Path) -> dict:
     return {"run": str(path), "task": cfg.get("task", "?"), "monitor": monitor, "best": best,
             "best_epoch": best_epoch, "epochs": summary.get("epochs", rows[-1]["epoch"] if rows else 0),
             "max_epochs": (cfg.get("train") or {}).get("epochs"), "partial_epoch": list(cut) if cut else None, "time_s": time_s,
+            # training processes (`train --nproc`: each took train.batch_size examples a step); None until
+            # summary.json says (a run still training, or stopped before it wrote one)
+            "processes": summary.get("world_size", 1) if "epochs" in summary else None,
             "status": status(path, summary or None)}
 
 

@@ -205,9 +205,10 @@ def compare(
                 out.print("n/a: the run's task does not read this field; null: its config sets it to null", markup=False)
         else:  # no empty table under the title
             out.print("config: identical (output_dir aside)")
-        rows = [(label, *[plain(_figure(s[s_key])) for s in result["summary"]])
-                for s_key, label in (("status", "status"), ("epochs", "epochs"), ("best_epoch", "best epoch"),
-                                     ("time_s", "time (s)"))]
+        shown = [("status", "status"), ("epochs", "epochs"), ("best_epoch", "best epoch"), ("time_s", "time (s)")]
+        if any(s.get("processes") not in (1, None) for s in result["summary"]):  # a `--nproc` run among them:
+            shown.append(("processes", "processes"))  # its steps took batch_size examples in each process
+        rows = [(label, *[plain(_figure(s.get(s_key))) for s in result["summary"]]) for s_key, label in shown]
         from grutool.families.base import relabel
         from grutool.runs import nouns
 

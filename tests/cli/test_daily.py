@@ -284,6 +284,20 @@ def test_compare_shows_only_differing_fields_and_the_metrics(run, tmp_path):
     assert_user_error(invoke("compare", run), "two run directories")
 
 
+def test_compare_shows_how_many_processes_trained_a_run_when_one_used_several(run, tmp_path):
+    # A `--nproc 2` run's steps took batch_size examples in each process; compare showed the two configs as
+    # identical, the same batch_size on both sides.
+    import shutil
+
+    other = tmp_path / "two"
+    shutil.copytree(run, other)
+    summary = json.loads((other / "summary.json").read_text())
+    (other / "summary.json").write_text(json.dumps({**summary, "world_size": 2, "rank": 0}))
+    assert [s["processes"] for s in json.loads(invoke("compare", run, other, "--json").stdout)["summary"]] == [1, 2]
+    assert _compared(invoke("compare", run, other).stdout, "processes", 2) == ["1", "2"]
+    assert "processes" not in invoke("compare", run, run).stdout  # one process each: no row
+
+
 def test_compare_writes_a_list_setting_as_config_yaml_does(run, tmp_path):
     # data.label_names read ['neg', 'pos'], Python's repr, where config.yaml and the README write [neg, pos]
     import shutil
