@@ -371,8 +371,8 @@ def _measure_run(path: Path) -> dict:
     rows = read_metrics(path)
     cfg = read_config(path)
     best_epoch = summary.get("best_epoch") or 0
-    # train.max_steps may cut the last epoch short: it counts as the part it trained (6 of 25 batches: 0.24),
-    # so s/epoch is per epoch, not the seconds of 6 batches
+    # train.max_steps may cut the last epoch short: it counts as the part it trained (6 of 25 steps: 0.24),
+    # so s/epoch is per epoch, not the seconds of 6 steps
     cut = rundir.cut_epoch(summary)
     share = [cut[0] / cut[1] if cut and k == len(rows) - 1 else 1.0 for k in range(len(rows))]
     timed = [(r["epoch_time_s"], w) for r, w in zip(rows, share) if isinstance(r.get("epoch_time_s"), (int, float))]

@@ -174,7 +174,15 @@ def train(
                 raise UserError(LAZY_ONE_PROCESS, option="--nproc")
             from grutool.training.device import resolve_device
 
-            resolve_device(cfg.train.device)  # every worker would refuse it alike, each with its own line
+            device = resolve_device(cfg.train.device)  # every worker would refuse it alike, each with its own line
+            if device.type == "cpu":
+                from grutool.cli.launch import oversubscribed
+
+                said = oversubscribed(nproc, cfg.train.num_threads)
+                if said:
+                    from grutool.cli.console import warning
+
+                    warning(said)
             raise typer.Exit(launch(nproc, sys.argv[1:]))
 
         from grutool.config_file import config_places, located
@@ -216,17 +224,18 @@ def train(
 
 def _done_line(summary: dict, step: str = "step") -> str:
     """`done: 30 epoch(s), 750 steps, 12.3 s`; a last epoch that train.max_steps cut short is said so, never
-    counted as a whole one: `done: 3 steps (train.max_steps), epoch 1 stopped at 3 of 25 batches, 1.0 s`.
+    counted as a whole one: `done: 3 steps (train.max_steps), epoch 1 stopped at 3 of its 25 steps, 1.0 s`.
     `step`: what the run calls an optimizer step (`Task.update_name`: numbers' `updates`, their speed being
     time steps)."""
-    steps, seconds = f"{summary['steps']:,} {step}s", f"{summary['wall_time_s']:.1f} s"
+    count = summary["steps"]
+    steps, seconds = f"{count:,} {step}{'s' if count != 1 else ''}", f"{summary['wall_time_s']:.1f} s"
     from grutool.rundir import cut_epoch
 
     cut = cut_epoch(summary)
     if cut is None:
         return f"done: {summary['epochs']} epoch(s), {steps}, {seconds}"
-    return (f"done: {steps} (train.max_steps), epoch {summary['epochs']} stopped at {cut[0]:,} of {cut[1]:,} "
-            f"batches, {seconds}")
+    return (f"done: {steps} (train.max_steps), epoch {summary['epochs']} stopped at {cut[0]:,} of its {cut[1]:,} "
+            f"{step}s, {seconds}")
 
 
 def _run_dir_plan(plan: dict) -> str:

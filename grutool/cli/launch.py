@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+from typing import Optional
 
 from grutool.cli.console import err
 
@@ -33,6 +34,19 @@ def without_nproc(args: list[str]) -> list[str]:
         elif not a.startswith("--nproc="):
             kept.append(a)
     return kept
+
+
+def oversubscribed(nproc: int, num_threads: Optional[int]) -> Optional[str]:
+    """The warning for `--nproc` on CPU when the processes' threads outnumber the cores this process may run on:
+    they take turns on the cores, and every step waits for the slowest. None when they fit."""
+    threads = num_threads or int(os.environ.get("OMP_NUM_THREADS", "1") or 1)  # launch's default: 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if nproc * threads <= cores:
+        return None
+    fits = max(1, cores // threads)
+    return (f"--nproc {nproc} with {threads} thread{'s' if threads > 1 else ''} each wants {nproc * threads} cores, "
+            f"and this machine gives {cores}: the processes take turns and each step waits for the slowest "
+            f"(--nproc {fits}{' or train.num_threads 1' if threads > 1 else ''} fits)")
 
 
 def launch(nproc: int, args: list[str]) -> int:

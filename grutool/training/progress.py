@@ -54,20 +54,21 @@ def short_name(name: Optional[str]) -> Optional[str]:
 
 def epoch_line(epoch: int, epochs: int, metrics: dict, monitor: Optional[str], unit: str = "tok",
                partial: Optional[tuple[int, int]] = None, name: Optional[str] = None,
-               shorten: bool = False) -> str:
+               shorten: bool = False, step: str = "step") -> str:
     """`epoch 3/30: loss 0.4123 | val loss 0.3981, accuracy 0.8125 | 23,480 tok/s`, within 80 columns: when the
     line would not fit, a long monitor name is shortened (`sentence_accuracy` -> `sentence_acc`), an epoch cut
     short said in fewer words, then the speed left out (metrics.jsonl keeps it). `unit`: what the speed counts,
-    the task's `rate_unit` (numeric sequences `steps`, a forecaster `rows`). `partial`: (batches trained, batches
-    in the epoch) of an epoch that train.max_steps cut short: `epoch 1/30 (3 of 25 batches): ...`. `name`: the
+    the task's `rate_unit` (numeric sequences `steps`, a forecaster `rows`). `partial`: (steps trained, steps
+    in the epoch) of an epoch that train.max_steps cut short: `epoch 1/30 (3 of 25 steps): ...`; `step`: what the
+    run calls an optimizer step (`Task.update_name`: numbers' `update`; one batch per process). `name`: the
     monitor as this run's task calls it (`Task.label`: a numeric tagger's `token_accuracy` is `step_accuracy`),
     by default its key. `shorten`: the shortened name even where the long one fits (`EpochLines`)."""
     name = name or monitor
     short = short_name(name)
     if shorten:
         name = short
-    cut = f" ({number(partial[0])} of {number(partial[1])} batches)" if partial else ""
-    compact = f" ({number(partial[0])}/{number(partial[1])} batches)" if partial else ""
+    cut = f" ({number(partial[0])} of {number(partial[1])} {step}s)" if partial else ""
+    compact = f" ({number(partial[0])}/{number(partial[1])} {step}s)" if partial else ""
     tries = [(name, unit, cut), (short, unit, cut), (short, unit, compact), (short, None, cut),
              (short, None, compact), (short, None, " (partial)" if partial else "")]
     for shown, speed, said in tries:
@@ -82,12 +83,12 @@ class EpochLines:
     uses it too, so the figure keeps one name down the column; it switched from epoch to epoch with the width of
     the speed figure (`9,871 tok/s`, then `10,012 tok/s`)."""
 
-    def __init__(self, monitor: Optional[str], unit: str = "tok", name: Optional[str] = None):
-        self.monitor, self.unit, self.name = monitor, unit, name or monitor
+    def __init__(self, monitor: Optional[str], unit: str = "tok", name: Optional[str] = None, step: str = "step"):
+        self.monitor, self.unit, self.name, self.step = monitor, unit, name or monitor, step
         self.short = False
 
     def __call__(self, epoch: int, epochs: int, metrics: dict, partial: Optional[tuple[int, int]] = None) -> str:
-        line = epoch_line(epoch, epochs, metrics, self.monitor, self.unit, partial, self.name, self.short)
+        line = epoch_line(epoch, epochs, metrics, self.monitor, self.unit, partial, self.name, self.short, self.step)
         if self.name and short_name(self.name) != self.name and f" {short_name(self.name)} " in line:
             self.short = True
         return line

@@ -163,10 +163,11 @@ def ended_message(trainer, summary: dict) -> str:
     restored run that `has_ended` stands (`summary`: its summary.json, which says whether max_steps cut its last
     epoch short; {} when unread), what stopped it and the setting to raise."""
     s, t = trainer.state, trainer.cfg.train
-    steps = f"{s.step} {trainer.task.update_name(trainer.cfg)}s"  # numbers' `updates`: their steps are in time
+    word = trainer.task.update_name(trainer.cfg)  # numbers' `update`: their steps are in time
+    steps = f"{s.step} {word}{'s' if s.step != 1 else ''}"
     cut = rundir.cut_epoch(summary)
     if cut:  # max_steps cut the last epoch short
-        where = f"{steps}; epoch {s.epoch} of {t.epochs} stopped at {cut[0]} of {cut[1]} batches"
+        where = f"{steps}; epoch {s.epoch} of {t.epochs} stopped at {cut[0]} of its {cut[1]} {word}s"
     else:
         where = f"{s.epoch} of {t.epochs} epochs, {steps}"
     return f"the run is complete ({where}); nothing to resume. {_train_longer(trainer)}"

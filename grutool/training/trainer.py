@@ -99,7 +99,8 @@ class Trainer:
         self.monitor = t.monitor if self.val_split is not None else None
         # What lines a person reads call it: a numeric tagger's token_accuracy is step_accuracy (Task.label).
         self.monitor_label = self.task.label(cfg, self.monitor) if self.monitor else None
-        self.epoch_lines = EpochLines(self.monitor, self.task.rate_unit(cfg), self.monitor_label)
+        self.epoch_lines = EpochLines(self.monitor, self.task.rate_unit(cfg), self.monitor_label,
+                                      self.task.update_name(cfg))
         self.state = TrainState()
         self.diverged: Optional[str] = None  # why training stopped early on non-finite values
         # Truncated BPTT (a split that carries_state): the model's detached final state after the last

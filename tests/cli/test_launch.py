@@ -16,7 +16,7 @@ import torch
 import yaml
 
 from conftest import process_running, tiny_config
-from grutool.cli.launch import without_nproc
+from grutool.cli.launch import oversubscribed, without_nproc
 
 ROOT = Path(__file__).resolve().parents[2]
 needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the workers in /proc")
@@ -25,6 +25,23 @@ needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="fi
 def test_workers_get_the_command_without_nproc():
     args = ["train", "c.yaml", "--nproc", "2", "--set", "train.lr=0.1", "--nproc=3", "-q"]
     assert without_nproc(args) == ["train", "c.yaml", "--set", "train.lr=0.1", "-q"]
+
+
+@pytest.mark.parametrize("nproc, threads, env, said", [
+    (2, None, None, None),                          # 2 processes x 1 thread (the launcher's default) on 2 cores
+    (3, None, None, "--nproc 3 with 1 thread each wants 3 cores, and this machine gives 2"),
+    (2, 2, None, "--nproc 2 with 2 threads each wants 4 cores, and this machine gives 2: the processes take turns "
+                 "and each step waits for the slowest (--nproc 1 or train.num_threads 1 fits)"),
+    (2, None, "2", "wants 4 cores"),               # OMP_NUM_THREADS when train.num_threads is unset
+])
+def test_more_threads_than_cores_under_nproc_is_said_once(monkeypatch, nproc, threads, env, said):
+    # No word before: 4 processes on 2 cores trained slower than one, silently.
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    if env:
+        monkeypatch.setenv("OMP_NUM_THREADS", env)
+    message = oversubscribed(nproc, threads)
+    assert (message is None) if said is None else (said in message), message
 
 
 class Failure:

@@ -177,9 +177,11 @@ def test_an_epoch_cut_short_says_so_within_80_columns(task, monitor, partial):
     metrics.setdefault(f"val_{monitor}", 0.678)
     line = epoch_line(99, 100, metrics, monitor, partial=partial)
     assert len(line) <= 80, line
-    assert re.match(rf"epoch 99/100 \(({partial[0]:,} of {partial[1]:,} batches|{partial[0]:,}/{partial[1]:,} "
-                    rf"batches|partial)\): loss 0.3468 \| val loss 0.3239", line), line
-    assert "(3 of 25 batches)" in epoch_line(1, 30, {"train_loss": 0.5}, None, partial=(3, 25))
+    assert re.match(rf"epoch 99/100 \(({partial[0]:,} of {partial[1]:,} steps|{partial[0]:,}/{partial[1]:,} "
+                    rf"steps|partial)\): loss 0.3468 \| val loss 0.3239", line), line
+    assert "(3 of 25 steps)" in epoch_line(1, 30, {"train_loss": 0.5}, None, partial=(3, 25))
+    # numbers call an optimizer step an update (their steps are in time); under --nproc a step is a batch per process
+    assert "(3 of 25 updates)" in epoch_line(1, 30, {"train_loss": 0.5}, None, partial=(3, 25), step="update")
 
 
 def test_epoch_line_keeps_the_full_name_when_it_fits():

@@ -308,20 +308,20 @@ def test_an_epoch_cut_short_by_max_steps_is_said_so_in_the_lines_files_and_resum
     r = invoke("train", cfg)
     assert r.exit_code == 0, r.output
     # `(3/8 batches)` where the line would pass 80 columns: how long it is depends on the tok/s figure's digits
-    assert re.search(r"epoch 1/3 \(3 (of |/)8 batches\): loss ", r.output), r.output
+    assert re.search(r"epoch 1/3 \(3( of |/)8 steps\): loss ", r.output), r.output
     [done] = [line for line in r.stdout.splitlines() if line.startswith("done:")]
-    assert "epoch(s)" not in done and "3 steps (train.max_steps)" in done and "3 of 8 batches" in done, done
+    assert "epoch(s)" not in done and "3 steps (train.max_steps)" in done and "3 of its 8 steps" in done, done
     [row] = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert (row["epoch"], row["step"], row["epoch_steps"], row["steps_per_epoch"]) == (1, 3, 3, 8), row
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert (summary["epochs"], summary["last_epoch_steps"], summary["steps_per_epoch"]) == (1, 3, 8), summary
     r = invoke("train", cfg, "--resume")
     assert r.exit_code == 0, r.output
-    assert "complete (3 steps; epoch 1 of 3 stopped at 3 of 8 batches)" in r.output, r.output
+    assert "complete (3 steps; epoch 1 of 3 stopped at 3 of its 8 steps)" in r.output, r.output
     # Whole epochs read as before: no batch count on their lines or rows.
     r = invoke("train", cfg, "--overwrite", "--set", "train.max_steps=16")
     assert r.exit_code == 0, r.output
-    assert "epoch 2/3: loss " in r.output and "batches" not in r.output, r.output
+    assert "epoch 2/3: loss " in r.output and " of 8 steps" not in r.output, r.output
     assert "done: 2 epoch(s), 16 steps" in r.stdout, r.stdout
     assert all("epoch_steps" not in json.loads(line)
                for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines())
