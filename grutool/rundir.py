@@ -102,7 +102,11 @@ class RunLock:
         # Windows locks byte 0 only for others, so write it from the start: the holder's line is what
         # others read (POSIX) or cannot read while it is locked (Windows: "another process").
         os.lseek(fd, 0, os.SEEK_SET)
-        os.write(fd, f"pid {os.getpid()} since {since}\n".encode())
+        # Under `train --nproc`, rank 0 holds the lock for the launcher the user started: name that one's pid,
+        # the process to stop (stopping rank 0 alone leaves the launcher to end the others).
+        launcher = os.environ.get("GRUTOOL_LAUNCHER_PID")  # grutool.cli.launch.LAUNCHER_PID
+        who = f"pid {launcher} (train --nproc; its rank 0 is pid {os.getpid()})" if launcher else f"pid {os.getpid()}"
+        os.write(fd, f"{who} since {since}\n".encode())
         self.fd = fd
         return self
 

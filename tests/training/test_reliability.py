@@ -272,6 +272,16 @@ def test_a_run_directory_in_use_is_refused_with_its_owner(tmp_path):
     assert invoke("train", cfg, "-q", "--resume", "--set", "train.epochs=2").exit_code == 0
 
 
+def test_a_lock_held_under_nproc_names_the_launcher_to_stop(tmp_path, monkeypatch):
+    # Rank 0 holds it for the launcher the user started; the message named rank 0's pid alone.
+    monkeypatch.setenv("GRUTOOL_LAUNCHER_PID", "4242")
+    with rundir.RunLock(tmp_path):
+        monkeypatch.delenv("GRUTOOL_LAUNCHER_PID")
+        with pytest.raises(UserError, match=rf"in use by pid 4242 \(train --nproc; its rank 0 is pid "
+                                            rf"{os.getpid()}\) since \d{{4}}-"):
+            rundir.RunLock(tmp_path).acquire()
+
+
 def test_a_lock_held_by_a_process_killed_with_sigkill_is_released_by_the_kernel(tmp_path):
     """The lock is the OS's (portalocker over flock): kill -9 leaves the file, never the lock."""
     from grutool import runs
