@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 
 from grutool import jsonsafe
-from grutool.cli.console import err, out, setup_logging, user_errors
+from grutool.cli.console import err, out, setup_logging, user_errors, warning
 
 
 class Exporter(str, Enum):
@@ -24,6 +24,7 @@ class Format(str, Enum):
 
 
 def export(
+    ctx: typer.Context,
     run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="Run directory written by `grutool train`."),
     format: Format = typer.Option(Format.onnx, "--format", help="onnx (needs the `onnx` extra) or torchscript."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="PATH", help="Model file (default: RUN/model[.int8].onnx or .pt); the metadata JSON goes beside it."),
@@ -45,6 +46,10 @@ def export(
       grutool infer runs/sentiment --backend onnx "A lovely film."
     """
     setup_logging(quiet=True)
+    given = getattr(ctx.get_parameter_source("exporter"), "name", None) == "COMMANDLINE"  # (typer's own click)
+    if format is Format.torchscript and given:
+        # Not refused: scripts loop over both formats with one set of flags.
+        warning(f"--exporter {exporter.value}: how ONNX graphs are made; a TorchScript export ignores it")
     with user_errors():
         from grutool.export import ParityError, describe
         from grutool.export import export as run_export

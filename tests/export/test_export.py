@@ -149,6 +149,16 @@ def test_classifier_torchscript_and_int8(classifier_run, tmp_path):
     assert q["float_ops"] == ["GRU"]  # ONNX Runtime's quantizer has no int8 GRU
 
 
+def test_an_onnx_exporter_given_for_torchscript_is_said_to_be_ignored(classifier_run, tmp_path):
+    # It was taken and ignored without a word; it is not refused (scripts loop over both formats with one set of
+    # flags), and left at its default it says nothing.
+    given = invoke("export", classifier_run, "--format", "torchscript", "--exporter", "legacy", "-o", tmp_path / "a.pt")
+    assert given.exit_code == 0, given.output
+    assert "warning: --exporter legacy: how ONNX graphs are made; a TorchScript export ignores it" in given.stderr
+    plain = invoke("export", classifier_run, "--format", "torchscript", "-o", tmp_path / "b.pt")
+    assert plain.exit_code == 0 and "--exporter" not in plain.stderr, plain.output
+
+
 def test_loading_an_int8_torchscript_export_prints_no_torch_deprecation_warning(classifier_run, tmp_path):
     # torch's C++ printed its quantized-tensor deprecation (five lines on a terminal) to stderr on every
     # `infer --backend torchscript` and `serve` of an int8 export: a new process, as a user's.
