@@ -459,7 +459,8 @@ class TrainConfig(_Section):
     sentence_accuracy = intent and every tag right. Seq2seq: bleu, chrf (not for dictionaries), exact_match,
     perplexity. Lm: loss, perplexity, bpc (bits per character; data.tokenizer char). Real-valued outputs (regressor,
     forecast): mse, mae, rmse, r2. Left out: the first the task names here (classifier accuracy, tagger and joint
-    token_accuracy, seq2seq bleu, lm loss, regressor rmse, forecast mse)."""
+    token_accuracy, seq2seq bleu (exact_match on characters and dictionaries), lm loss, regressor rmse, forecast
+    mse)."""
     patience: Optional[int] = Field(default=3, ge=1)
     """Stop after this many epochs without improvement of `monitor` (null: never stop early)."""
     seed: int = Field(default=13, ge=SEED_MIN, le=SEED_MAX)

@@ -442,7 +442,7 @@ def family_defaults(raw: dict) -> None:
         for name in names:
             if name not in part:
                 schema = Config.model_fields[section].annotation  # the section's class: ModelConfig, ...
-                part[name] = task.default(section, name, schema.model_fields[name].default)
+                part[name] = task.default(section, name, schema.model_fields[name].default, raw.get("data"))
 
 
 def unread_to_defaults(raw) -> None:

@@ -137,12 +137,19 @@ class Task:
     # --- config -------------------------------------------------------------------------------
 
     @classmethod
-    def default(cls, section: str, name: str, schema_default: Any) -> Any:
-        """What `section.name` is in this family when a config leaves it out: the first of `monitors` for
-        `train.monitor` (the schema's `accuracy` is a classifier's), the family's `defaults`, else the schema's."""
+    def default(cls, section: str, name: str, schema_default: Any, data: Optional[dict] = None) -> Any:
+        """What `section.name` is in this family when a config leaves it out: `default_monitor` for
+        `train.monitor` (the schema's `accuracy` is a classifier's), the family's `defaults`, else the schema's.
+        `data`: the config's data section as written (a mapping, maybe partial), for defaults that depend on it."""
         if (section, name) == ("train", "monitor"):
-            return cls.monitors[0]
+            return cls.default_monitor(data if isinstance(data, dict) else {})
         return cls.defaults.get(section, {}).get(name, schema_default)
+
+    @classmethod
+    def default_monitor(cls, data: dict) -> str:
+        """`train.monitor` when the config leaves it out: the first of `monitors`, unless the data rules it out
+        (seq2seq on characters or a dictionary: exact_match, not bleu)."""
+        return cls.monitors[0]
 
     @classmethod
     def defaulted(cls) -> dict[str, tuple[str, ...]]:

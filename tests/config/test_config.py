@@ -296,6 +296,17 @@ def test_a_minimal_config_takes_its_familys_defaults(task):
     assert kept.train.monitor == "loss"
 
 
+@pytest.mark.parametrize("data, monitor", [
+    ({"train": "pairs.tsv"}, "bleu"),
+    ({"train": "pairs.tsv", "tokenizer": "char"}, "exact_match"),          # bleu is refused on characters
+    ({"train": "pairs.tsv", "target_tokenizer": "char"}, "exact_match"),
+    ({"train": "train", "format": "cmudict"}, "exact_match"),              # a dictionary has no bleu
+    ({"train": "pairs.tsv", "dictionary": True}, "exact_match"),
+])
+def test_a_seq2seq_monitor_left_out_is_one_its_data_allows(data, monitor):
+    assert parse_config({"task": "seq2seq", "data": data}, "s.yaml").train.monitor == monitor
+
+
 def test_a_family_default_set_against_its_rule_is_still_refused():
     with pytest.raises(UserError, match="model.bidirectional: a language model reads left to right"):
         parse_config({"task": "lm", "data": {"train": "x.tsv"}, "model": {"bidirectional": True}}, "lm.yaml")

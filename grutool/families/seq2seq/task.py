@@ -104,6 +104,13 @@ class Seq2SeqTask(Task):
 
         return get_tokenizer(cfg.data.tokenizer, cfg.data.lowercase)
 
+    @classmethod
+    def default_monitor(cls, data: dict) -> str:
+        # bleu, unless `check_task` would refuse it: dictionaries have no bleu, characters a bleu near 0
+        dictionary = data.get("dictionary") if data.get("dictionary") is not None else data.get("format") == "cmudict"
+        chars = (data.get("target_tokenizer") or data.get("tokenizer")) == "char"
+        return "exact_match" if dictionary or chars else "bleu"
+
     def target_tokenizer_name(self, cfg: Config) -> str:
         return cfg.data.target_tokenizer or cfg.data.tokenizer
 
