@@ -718,9 +718,13 @@ def _in_processes(study, params: list[Param], tune_dir: Path, jobs: int, threads
             if answer.get("state") == "pruned":
                 raise optuna.TrialPruned(answer.get("why"))
             raise (TrainingDiverged if answer.get("diverged") else UserError)(str(answer.get("error")))
-        # Stopped by us, or by a SIGINT of its own: the search stops. -SIGINT: a trial process our SIGINT reached
-        # while it was still starting, before grutool's handler (Python's KeyboardInterrupt ends it by the signal).
-        if code in (130, -signal.SIGINT):
+        # Stopped by us, or by a SIGINT of its own: the search stops, and the trial is marked interrupted so that
+        # --resume runs its parameters again, continuing its runs (unmarked, a trial stopped before its training
+        # loop began, the baseline too, was left failed and never run again). -SIGINT: a trial process our
+        # SIGINT reached while it was still starting, before grutool's handler; any other end without an answer
+        # once we are stopping (an abort of C++ code the interrupt went through, -6) is that too.
+        if code in (130, -signal.SIGINT) or procs.stopping:
+            trial.set_user_attr("interrupted", True)
             study.stop()
             stop_all()
             raise TrainingInterrupted(str(tune_dir))
