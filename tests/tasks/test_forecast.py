@@ -855,6 +855,25 @@ def test_missing_values_filled_by_policy_and_eval_of_another_file(run, tmp_path)
     assert out["windows"] == 60 - cfg.data.input_length - cfg.data.horizon + 1 and out["source"] == str(other)
 
 
+def test_infer_of_a_column_with_no_value_to_fill_from_is_one_line(tmp_path):
+    # Under data.missing interpolate / ffill a column empty in every row of the input stayed NaN: the forecast
+    # printed `nan` for every row (null in --jsonl), exit 0. Training refuses the same column in its rows.
+    raw = sines(tmp_path, **{"data": {"missing": "interpolate"}})
+    train(parse_config(raw))
+    lines = Path(raw["data"]["train"]).read_text().splitlines()
+    column = lines[0].split(",")[1]
+    rows = [",".join([r.split(",")[0], "", *r.split(",")[2:]]) for r in lines[-40:]]
+    path = tmp_path / "recent.csv"
+    path.write_text("\n".join([lines[0], *rows]) + "\n")
+    result = invoke("infer", tmp_path / "run", "--file", path)
+    assert_user_error(result, f"{path}: column '{column}' has no value in any of its 40 rows, so the run's "
+                              f"data.missing interpolate has nothing to fill it from")
+    rows[5] = ",".join([rows[5].split(",")[0], "0.5", *rows[5].split(",")[2:]])  # one value: filled from it
+    path.write_text("\n".join([lines[0], *rows]) + "\n")
+    result = invoke("infer", tmp_path / "run", "--file", path, "--jsonl")
+    assert result.exit_code == 0 and "null" not in result.stdout and "NaN" not in result.stdout, result.output
+
+
 def long_form(tmp: Path, rows_per_series=(200, 180, 20)) -> Path:
     """The toy sines as a long-form file: series s0, s1, ... (the last too short for a window), rows interleaved
     by date, an id column."""

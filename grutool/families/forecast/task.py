@@ -628,6 +628,14 @@ def _read_input(cfg: "Config", roles, columns: list[str], table, name: str):
         rows = 0 if series is None else len(series.values)
         raise UserError(f"{name}: {rows} row{'' if rows == 1 else 's'}, but the model reads the last "
                         f"{L} (data.input_length); give at least {counted(L, 'row')}")
+    if cfg.data.missing in FILLS:  # a column with no value at all stays NaN: the forecast would be NaN, exit 0
+        import numpy as np
+
+        empty = [c for c, col in zip(series.columns, series.values.T) if np.isnan(col).all()]
+        if empty:
+            raise UserError(f"{name}: column {empty[0]!r} has no value in any of its {len(series.values)} rows, so "
+                            f"the run's data.missing {cfg.data.missing} has nothing to fill it from; give it at "
+                            f"least one value")
     return series, ahead
 
 
