@@ -105,6 +105,10 @@ def model_specs(g: Grid, cfg, device: torch.device) -> tuple[list[Spec], dict]:
     if fixed and g.lengths is not None:
         raise UserError(f"--lengths: every example of a task {cfg.task} has the same length (T={longest}); "
                         f"drop --lengths", option="lengths")
+    if task.length_setting and g.seq_len and set(g.seq_len) != {longest}:  # its examples ignore it: rows mislabelled
+        raise UserError(f"--seq-len: every example of a task {cfg.task} has {task.length_setting} steps "
+                        f"(T={longest}); vary it with --set {task.length_setting}=N, one bench per value",
+                        option="seq-len")
     axes = itertools.product(
         g.mode or grids.MODES,
         ("equal",) if fixed else g.lengths or (("bucketed",) if t.batching == "bucketed" else ("packed",)),

@@ -84,6 +84,10 @@ class Task:
     """Config fields other families share that this one never reads ({"model": ("embedding_dim",)}): a value
     other than the default is refused, since it would change nothing (see `check_config`), and `grutool init`
     leaves them out of this family's template."""
+    length_setting: ClassVar[Optional[str]] = None
+    """The config field that fixes the length of every example (forecast: data.input_length, its windows' rows),
+    None where examples have their own: `bench --config --seq-len` is refused for it, which would change
+    nothing, and names it to vary through --set."""
     txt_format: ClassVar[str] = "tsv"
     """What `data.format: auto` reads a .txt file as (lm: text, tagger: conll): whether `data.header` applies."""
     defaults: ClassVar[dict[str, dict]] = {}

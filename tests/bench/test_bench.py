@@ -467,6 +467,10 @@ def test_a_forecast_config_says_its_windows_have_equal_lengths(tmp_path, monkeyp
     refused = runner.invoke(app, ["bench", "--config", "configs/sines.yaml", "--lengths", "packed"])
     assert refused.exit_code == 2 and "--lengths: every example of a task forecast has the same length" \
         in refused.output, refused.output
+    # --seq-len was taken and ignored: rows labelled T=700 timed windows of 28 rows, as fast as T=28's.
+    refused = runner.invoke(app, ["bench", "--config", "configs/sines.yaml", "--seq-len", "28,700"])
+    assert refused.exit_code == 2 and "--seq-len: every example of a task forecast has data.input_length steps " \
+        "(T=28); vary it with --set data.input_length=N" in refused.output, refused.output
 
 
 def test_a_conditioned_lm_config_is_timed_with_its_own_conditions(tmp_path, monkeypatch):

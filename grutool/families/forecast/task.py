@@ -210,6 +210,7 @@ class ForecastTask(Task):
                "model": (*TEXT_ONLY["model"], "embedding_dim", "embedding_dropout", "layer_norm", "residual"),
                "train": TEXT_ONLY["train"]}
     defaults = {"model": {"bidirectional": False}}  # the past is read forwards, to its last row
+    length_setting = "data.input_length"  # every window is that many rows
     outputs = "targets"
     file_inputs = "data"  # every input is a table: `infer --file` reads any file, and stdin, as one
     renderer = "forecast"
