@@ -231,6 +231,43 @@ def _with_defaults(raw: dict) -> dict:
     return out
 
 
+def figure(value) -> str:
+    """A figure as `runs`, `compare` and `study` show it (settings are `compare`'s `_setting`): counts with
+    separators, floats to 4 significant digits, trailing zeros kept, scientific below 1e-3 (an lr of 3e-05 or an
+    mse of 0.001234 never reads as 0.0000)."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if value == 0 or value != value or abs(value) == float("inf"):
+        return str(value)
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    if abs(value) < 1e-3:
+        mantissa, exponent = f"{value:.3e}".split("e")
+        return f"{mantissa.rstrip('0').rstrip('.')}e{exponent}"
+    return f"{value:#.4g}"  # trailing zeros kept: 0.9000 beside 0.8925, as `train` and `eval` print it; 1.000
+
+
+def figure_pm(value: Optional[float], spread: Optional[float]) -> str:
+    """`value ± spread` (a mean and its sd, a difference and its 95 % interval): the value as `figure` writes it,
+    the spread to the same decimals (0.9865 ± 0.0027; 0.0008123 ± 0.0000412), or as `figure` where the value is
+    written with an exponent or none."""
+    if spread is None or value is None:
+        return figure(value)
+    return f"{figure(value)} ± {spread_figure(value, spread)}"
+
+
+def spread_figure(value: float, spread: float) -> str:
+    """`spread` to the decimals `figure` gives `value` (see `figure_pm`)."""
+    shown = figure(value)
+    if isinstance(value, float) and "e" not in shown and spread == spread and abs(spread) != float("inf"):
+        return f"{spread:,.{len(shown.split('.')[1]) if '.' in shown else 0}f}"
+    return figure(spread)
+
+
 def _figures(validation: dict) -> dict:
     """A run's validation numbers, per-class F1 (by the run's label names) as `f1[label]`."""
     out = {k: v for k, v in validation.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}

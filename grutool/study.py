@@ -567,21 +567,26 @@ def _reading(test, a: str, b: str) -> str:
 # --- rendering (plain text: the CLI prints the same tables with rich) --------------------------------------
 
 
-def fmt(value, digits: int = 4) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:,}"
-    if not isinstance(value, float):
-        return str(value)
+def fmt(value, digits: Optional[int] = None) -> str:
+    """A figure of the report: 4 significant digits as `runs` and `compare` write them (a test mse of 0.0008123
+    read `0.0008` in every cell, its sd `0.0000`); `digits`: fixed decimals, for seconds and milliseconds."""
+    from grutool.runs import figure
+
+    if digits is None or not isinstance(value, float):
+        return figure(value)
     if abs(value) >= 1000:
         return f"{value:,.0f}"
     return f"{value:.{digits}f}"
 
 
-def mean_pm(s: dict, digits: int = 4) -> str:
+def mean_pm(s: dict, digits: Optional[int] = None) -> str:
+    """`mean ± sd`, the sd to the mean's decimals (`grutool.runs.figure_pm`), or both to `digits` decimals."""
+    from grutool.runs import figure_pm
+
     if s["mean"] is None:
         return "-"
+    if digits is None:
+        return figure_pm(s["mean"], s["sd"])
     return fmt(s["mean"], digits) + (f" ± {fmt(s['sd'], digits)}" if s["sd"] is not None else "")
 
 
@@ -611,6 +616,7 @@ def table_rows(result: dict, terminal: bool = False) -> dict:
     seed's figure; the terminal (`terminal`) keeps what fits 80 columns: the monitor on validation and test.
     Figures are named by the task's words (`nouns`), their keys unchanged in the JSON and CSV."""
     from grutool.families.base import relabel
+    from grutool.runs import spread_figure
 
     words = nouns(result)
     cells = result["cells_summary"]
@@ -635,7 +641,7 @@ def table_rows(result: dict, terminal: bool = False) -> dict:
     for d in result["comparisons"]:
         pair = [f"{d['b']} - {d['a']}"] if which == ["cells"] else [d["b"]] if which else []
         diffs.append([_metric_label(d["metric"], result, words)] + pair
-                     + [fmt(d["diff"]), f"± {fmt(d['ci95'])}" if d["ci95"] is not None else "-",
+                     + [fmt(d["diff"]), f"± {spread_figure(d['diff'], d['ci95'])}" if d["ci95"] is not None else "-",
                         fmt(d["ratio"], 3) if d["ratio"] is not None else "-", d["reading"]])
     return {"quality": quality, "cost": cost, "differences": diffs}
 

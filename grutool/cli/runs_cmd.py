@@ -14,22 +14,9 @@ STATUS_STYLE = {"finished": "green", "pruned": "magenta", "running": "cyan", "in
 
 
 def _figure(value) -> str:
-    """Every figure `runs` and `compare` show (settings are `_setting`'s): counts with separators, floats to 4
-    significant digits, trailing zeros kept, scientific below 1e-3 (an lr of 3e-05 or an mse of 0.001234 never reads as 0.0000)."""
-    if value is None:
-        return "-"
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return str(value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    if value == 0 or value != value or abs(value) == float("inf"):
-        return str(value)
-    if abs(value) >= 1000:
-        return f"{value:,.0f}"
-    if abs(value) < 1e-3:
-        mantissa, exponent = f"{value:.3e}".split("e")
-        return f"{mantissa.rstrip('0').rstrip('.')}e{exponent}"
-    return f"{value:#.4g}"  # trailing zeros kept: 0.9000 beside 0.8925, as `train` and `eval` print it; 1.000
+    from grutool.runs import figure  # (read here: `grutool --help` loads this module)
+
+    return figure(value)
 
 
 def _setting(value) -> str:

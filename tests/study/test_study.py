@@ -650,3 +650,16 @@ def test_threads_without_jobs_hold_the_runs_to_that_budget(tmp_path):
         assert torch.get_num_threads() == 2  # the caller's count afterwards
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("mean, sd, shown", [
+    (0.98648, 0.0027, "0.9865 ± 0.0027"),
+    (0.000812345, 0.0000412, "8.123e-04 ± 4.12e-05"),  # read `0.0008 ± 0.0000` (a forecaster's mse in its units)
+    (0.024, 0.0, "0.02400 ± 0.00000"),
+    (1234.5, 12.3, "1,234 ± 12"),
+])
+def test_the_reports_figures_keep_four_significant_digits(mean, sd, shown):
+    from grutool.study import mean_pm
+
+    assert mean_pm({"mean": mean, "sd": sd}) == shown
+    assert mean_pm({"mean": 12.3456, "sd": 0.5}, 3) == "12.346 ± 0.500"  # seconds: fixed decimals, as asked
