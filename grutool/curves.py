@@ -14,7 +14,7 @@ from pathlib import Path
 
 from grutool.atomic import check_output_path, write_atomic
 from grutool.errors import UserError, install
-from grutool.rundir import METRICS
+from grutool.rundir import CONFIG, METRICS
 from grutool.families.base import relabel
 from grutool.runs import describe, nouns, read_metrics
 
@@ -69,6 +69,8 @@ def plot_curves(run_dirs: list[str | Path], path: str | Path, labels: list[str] 
             raise UserError(f"{run}: {what}; give the directory `grutool train` wrote")
         try:  # read_metrics takes an unreadable file for an empty one: "no epochs yet", a wrong reason
             if not (Path(run) / METRICS).is_file():
+                if (Path(run) / CONFIG).is_file():  # a run stopped before its first epoch ended: `runs` lists it
+                    raise UserError(f"{run}: no epochs to plot yet (the run has not finished an epoch)")
                 raise UserError(f"{run}: not a run directory (no {METRICS}); list runs with `grutool runs`")
             with open(Path(run) / METRICS, "rb"):
                 pass
@@ -86,12 +88,16 @@ def plot_curves(run_dirs: list[str | Path], path: str | Path, labels: list[str] 
     from matplotlib.lines import Line2D
 
     # One metric panel per monitored metric: an lm's loss in nats, another's bpc, a classifier's accuracy and a
-    # regressor's rmse are not one axis.
-    monitors = list(dict.fromkeys(d["shown"] for _, _, d in runs if d["shown"])) or [None]
+    # regressor's rmse are not one axis. A run without a validation split has no validation figures: no panel
+    # for it (it drew empty axes, and the legend named a validation loss no line showed).
+    validated = [(rows, d) for _, rows, d in runs if d["monitor"] and any(f"val_{d['monitor']}" in r for r in rows)]
+    monitors = list(dict.fromkeys(d["shown"] for _, d in validated))
+    val_loss = any("val_loss" in r for _, rows, _ in runs for r in rows)
     handles = [Line2D([], [], color=f"C{n % 10}", marker="o", markersize=4, label=label)
                for n, (label, _, _) in enumerate(runs)]
     handles += [Line2D([], [], color="grey", linestyle=style, marker=marker, markersize=3, label=what)
-                for style, marker, what in (("-", "o", "train loss"), ("--", "s", "validation loss"))]
+                for style, marker, what in (("-", "o", "train loss"), ("--", "s", "validation loss"))
+                if what == "train loss" or val_loss]
     width = 5.5 * (1 + len(monitors))
     # The legend below the panels, never over a curve: as many columns as the longest name lets fit.
     columns = max(1, min(len(handles), int(width * 13 // (max(len(h.get_label()) for h in handles) + 5))))
@@ -113,7 +119,8 @@ def plot_curves(run_dirs: list[str | Path], path: str | Path, labels: list[str] 
             if info["best_epoch"] and _finite(info["best"]) is not None:
                 panel.plot([info["best_epoch"]], [info["best"]], "*", color=colour, markersize=14,
                            markeredgecolor="black")
-    ax_loss.set(title="loss (solid: train, dashed: validation)", xlabel="epoch", ylabel="loss")
+    ax_loss.set(title="loss (solid: train, dashed: validation)" if val_loss else "training loss (no validation split)",
+                xlabel="epoch", ylabel="loss")
     for monitor, panel in panels.items():
         panel.set(title=f"validation {monitor or 'metric'} (star: best epoch)", xlabel="epoch",
                   ylabel=monitor or "")

@@ -344,6 +344,8 @@ def test_plot_says_what_is_wrong_with_the_run_directory(cwd):
     assert_user_error(invoke("plot", cwd / "no-such-run"), "no-such-run: run directory not found")
     (cwd / "folder").mkdir()
     assert_user_error(invoke("plot", cwd / "folder"), "folder: not a run directory (no metrics.jsonl)")
+    (cwd / "folder" / "config.yaml").write_text("task: classifier\n", encoding="utf-8")  # `runs` lists it
+    assert_user_error(invoke("plot", cwd / "folder"), "folder: no epochs to plot yet (the run has not finished an epoch)")
     (cwd / "folder" / "metrics.jsonl").write_text("", encoding="utf-8")
     assert_user_error(invoke("plot", cwd / "folder"), "folder: no epochs in metrics.jsonl to plot yet")
     assert not (cwd / "curves.png").exists()

@@ -518,6 +518,30 @@ def test_plot_names_runs_past_their_folder_in_one_legend_and_gives_each_metric_i
     assert fig._suptitle.get_text() == f"runs under {study}"
 
 
+def test_plot_of_runs_without_validation_draws_no_empty_panel(run, tmp_path, monkeypatch):
+    # A run without a validation split drew a "validation accuracy" panel with empty axes, and its legend named
+    # a validation loss no line showed; beside a run with validation, only that run has a metric panel.
+    pytest.importorskip("matplotlib")
+    import shutil
+
+    import grutool.curves as curves
+
+    alone = tmp_path / "no-validation"
+    shutil.copytree(run, alone)
+    rows = [json.loads(r) for r in (alone / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+    (alone / "metrics.jsonl").write_text("".join(json.dumps({k: v for k, v in r.items() if not k.startswith("val_")})
+                                                 + "\n" for r in rows), encoding="utf-8")
+    drawn = {}
+    monkeypatch.setattr(curves, "save_png", lambda fig, path, dpi: drawn.update(fig=fig))
+    assert invoke("plot", alone, "-o", tmp_path / "a.png").exit_code == 0
+    fig = drawn["fig"]
+    assert [ax.get_title() for ax in fig.axes] == ["training loss (no validation split)"]
+    assert "validation loss" not in [t.get_text() for t in fig.legends[0].get_texts()]
+    assert invoke("plot", alone, run, "-o", tmp_path / "b.png").exit_code == 0
+    assert [ax.get_ylabel() for ax in drawn["fig"].axes] == ["loss", "accuracy"]
+    assert len(drawn["fig"].axes[1].lines) == 2  # the validated run's curve and its star, nothing of the other
+
+
 def test_plot_shows_the_loss_of_a_one_epoch_run(run, tmp_path, monkeypatch):
     """Before: the loss panel drew its curves as bare lines, so a run of one epoch had an empty loss panel
     (a legend and nothing else) beside a marked metric point, over ticks 0.96 ... 1.04; now every point of each
