@@ -90,6 +90,11 @@ def bench(
             device=device, dtype=dtype, threads=threads, repeats=repeats, warmup=warmup,
             min_sample_ms=min_sample_ms, config=config, vocab_size=vocab_size, num_classes=num_classes, seed=seed)
         saved = grid_file is not None and grid_file.suffix.lower() == ".json"
+        for given, what in ((grid_file, ""), (compare, "--compare ")):
+            kind = {".md": "markdown", ".csv": "csv"}.get(given.suffix.lower()) if given is not None else None
+            if kind:  # the positional was read as a grid: a YAML syntax error about a report bench wrote itself
+                raise UserError(f"{what}{given}: a {kind} report is for reading; bench reads back the .json one it "
+                                f"writes beside it (-o report.json), or measures a GRID.yaml")
         if saved:
             # A saved report is shown, compared, plotted or converted as it is: nothing is measured.
             setting = sorted([k for k, v in options.items() if v is not None] + (["set"] if set_ else []))

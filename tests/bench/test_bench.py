@@ -247,6 +247,18 @@ def test_a_report_that_is_not_json_names_its_line_and_column(tmp_path):
                       "property name enclosed in double quotes); write one with grutool bench --output")
 
 
+@pytest.mark.parametrize("suffix, kind", [(".md", "markdown"), (".csv", "csv")])
+def test_a_report_bench_wrote_for_reading_is_named_as_such(tmp_path, suffix, kind):
+    # Given as the positional (or second of a --compare), it was read as a grid: "YAML syntax error: mapping
+    # values are not allowed here".
+    report = tmp_path / f"r{suffix}"
+    report.write_text("| cell | mode |\n|---|---|\n| gru: x | train |\n")
+    said = f"a {kind} report is for reading; bench reads back the .json one it writes beside it (-o report.json)"
+    assert_user_error(runner.invoke(app, ["bench", str(report)]), f"{report}: {said}")
+    assert_user_error(runner.invoke(app, ["bench", "--compare", str(tmp_path / "old.json"), str(report)]),
+                      f"{report}: {said}")
+
+
 def test_cuda_without_cuda_is_a_user_error():
     import torch
 
