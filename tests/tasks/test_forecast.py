@@ -1067,3 +1067,20 @@ def test_a_date_column_read_as_values_points_at_data_time_column(tmp_path):
         "model": {"bidirectional": False}, "train": {"monitor": "mse"}}), encoding="utf-8")
     assert_user_error(invoke("train", config, "--dry-run"), "'2024-01-01' in column 'date' is not a finite number; "
                       "it reads as a time: set data.time_column: date")
+
+
+def test_eval_writes_the_figures_in_units_to_four_significant_digits():
+    # `:.4g` dropped trailing zeros beside figures that kept them (1.0998 read `1.1` above `2.214`) and went to
+    # an exponent from 10,000 (`1.235e+04`); now as `runs`, `compare` and `study` write figures.
+    from rich.console import Console
+
+    from grutool.families.forecast.render import tables
+
+    row = {"mse": 0.5, "mae": 0.5, "smape": 10.0, "mase": 1.0, "buckets": [{"steps": "1-14", "mse": 0.5, "mae": 0.5}]}
+    metrics = {**row, "mse_original": 1.0998, "mae_original": 12345.6, "input_length": 28, "horizon": 14,
+               "targets": ["a"], "source": "f.csv", "windows": 3, "scored": "rows",
+               "baselines": {"last_value": {**row, "mse_original": 0.0001234, "mae_original": 0.5}}}
+    console = Console(width=120, record=True)
+    console.print(tables(metrics)[1])  # after the `scored` line
+    text = console.export_text()
+    assert "1.100" in text and "12,346" in text and "1.234e-04" in text and "0.5000" in text, text

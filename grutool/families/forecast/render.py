@@ -30,8 +30,10 @@ def tables(metrics: dict) -> list:
               f"{plain(metrics['source'])}: {metrics['windows']:,} windows, {shape}")
     for col in ("forecast", "mse", "mae", "mse (units)", "mae (units)", "smape %", "mase"):
         t.add_column(col, justify="left" if col == "forecast" else "right")
+    from grutool.runs import figure  # the units' figures to 4 significant digits, trailing zeros kept (1.100)
+
     for name, m in rows:
-        t.add_row(name, f"{m['mse']:.4f}", f"{m['mae']:.4f}", f"{m['mse_original']:.4g}", f"{m['mae_original']:.4g}",
+        t.add_row(name, f"{m['mse']:.4f}", f"{m['mae']:.4f}", figure(m["mse_original"]), figure(m["mae_original"]),
                   f"{m['smape']:.2f}", f"{m['mase']:.3f}")
     q = metrics.get("quantiles")
     if q:
