@@ -48,7 +48,7 @@ def tune(
     threads: Optional[int] = typer.Option(None, "--threads", min=1, metavar="N",
                                           help="Thread budget shared by the jobs (default: every core)."),
     baseline: bool = typer.Option(True, "--baseline/--no-baseline",
-                                  help="First trial: the config's own values, when the space holds them."),
+                                  help="First trial: the config's own values, when the space holds them (not with --sampler grid, which runs its own points)."),
     plot: bool = typer.Option(False, "--plot", help="Also draw DIR/tune.png: history, importances (plot extra)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the trial lines, warnings and errors."),
 ):
