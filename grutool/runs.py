@@ -36,7 +36,8 @@ def find_runs(root: str | Path) -> list[Path]:
     """Run directories (holding config.yaml) at or under `root`, symbolic links to them included, sorted by path."""
     root = Path(root)
     if not root.is_dir():
-        raise UserError(f"{root}: directory not found; give the folder your runs are in (default: runs)")
+        what = "a file, not a directory" if root.exists() else "directory not found"
+        raise UserError(f"{root}: {what}; give the folder your runs are in (default: runs)")
     found: list[Path] = []
     closed: dict[Path, OSError] = {}  # folders under root that cannot be listed, and why
 

@@ -82,6 +82,9 @@ def _run_names(found: list[dict], root: Path) -> tuple[Path, list[str]]:
     from grutool.runs import past_shared_folder
 
     shared, names = past_shared_folder([Path(r["run"]) for r in found])
+    if len(found) == 1 and Path(found[0]["run"]) == root:  # the folder given is the run: by its own name, not `.`
+        named = root if root.name not in ("", ".", "..") else root.resolve()
+        return named.parent, [named.name]
     if shared is None or len(found) == 1:  # one run is named by its own folder, as before
         return root, [_relative(r["run"], root) for r in found]
     return shared, names

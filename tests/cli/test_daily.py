@@ -159,6 +159,20 @@ def test_runs_lists_every_run_with_its_status(run, tmp_path):
     assert_user_error(invoke("runs", tmp_path / "nowhere"), "directory not found")
 
 
+def test_runs_of_a_run_folder_names_the_run_and_a_file_is_said_to_be_one(run, tmp_path, monkeypatch):
+    # `grutool runs runs/sentiment` listed one run named `.`; a file was "directory not found".
+    import shutil
+
+    shutil.copytree(run, tmp_path / "sentiment")
+    monkeypatch.chdir(tmp_path)
+    for given in ("sentiment", str(tmp_path / "sentiment")):
+        lines = invoke("runs", given).stdout.splitlines()
+        assert lines[0] == f"1 run(s) under {Path(given).parent}" and lines[-1].split()[0] == "sentiment", lines
+    monkeypatch.chdir(tmp_path / "sentiment")
+    assert invoke("runs", ".").stdout.splitlines()[-1].split()[0] == "sentiment"
+    assert_user_error(invoke("runs", tmp_path / "sentiment" / "config.yaml"), "config.yaml: a file, not a directory")
+
+
 def test_runs_of_a_tune_are_named_past_their_folder_one_whole_line_each(run, tmp_path):
     # The new-user walk: `grutool runs tuning` at 80 columns wrapped each trial's best figure inside its cell
     # (`accuracy` / `0.6375`) beside names `sentiment/trials/0000-seed13`. Now the trials are named past the
