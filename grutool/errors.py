@@ -48,6 +48,11 @@ def counted(n: int, noun: str) -> str:
     return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
+def counted_plural(n: int, plural: str) -> str:
+    """`counted` for a noun given in the plural (a family's `outputs`: classes, tags, targets): `1 class`."""
+    return f"{n:,} " + (plural if n != 1 else plural[:-2] if plural.endswith("sses") else plural.removesuffix("s"))
+
+
 def either(choices) -> str:
     """Alternatives for a message: `a`, `a or b`, `a, b or c`."""
     choices = [str(c) for c in choices]

@@ -20,7 +20,7 @@ from typing import Callable, Optional
 from grutool import jsonsafe
 from grutool.atomic import write_text_atomic
 from grutool.bench.grid import Spec
-from grutool.errors import UserError
+from grutool.errors import UserError, counted
 
 SCHEMA = "grutool-bench"
 VERSION = 1
@@ -185,7 +185,7 @@ def environment_lines(report: dict) -> list[str]:
         lines.append(f"load average {e['loadavg'][0]:.2f} at start, "
                      f"{(e.get('loadavg_end') or e['loadavg'])[0]:.2f} at end (1 min)")
     if s:
-        lines.append(f"median of {s['repeats']} samples after {s['warmup']} warm-up call(s), each sample at least "
+        lines.append(f"median of {counted(s['repeats'], 'sample')} after {s['warmup']} warm-up call(s), each sample at least "
                      f"{s['min_sample_ms']:g} ms, cells and kernels interleaved; memory: {s['memory']}")
     return lines
 

@@ -21,7 +21,7 @@ import torch
 from grutool.bench import env, grid as grids, timing, workloads
 from grutool.bench.grid import Grid, Spec
 from grutool.bench.report import SCHEMA, VERSION, add_ratios, key_without_cell
-from grutool.errors import UserError
+from grutool.errors import UserError, counted, counted_plural
 from grutool.families import get_task
 from grutool.families.rules import is_numeric
 from grutool.training.device import resolve_device
@@ -81,13 +81,14 @@ def model_specs(g: Grid, cfg, device: torch.device) -> tuple[list[Spec], dict]:
         assumed = ", ".join(f"{n} {SIZE_WORDS.get(k, k.removeprefix('num_'))}"
                             for k, n in workloads.assumed_sizes(cfg, vocab_size, num_classes).items())
         sizes = f"vocabulary {vocab_size} and {num_classes} classes" if embedded else \
-            f"{vocab_size} columns in and {num_classes} {task.outputs}"
+            f"{vocab_size} columns in and {counted_plural(num_classes, task.outputs)}"
         log.info("data not read: %s (set with --vocab-size / --num-classes)%s", sizes,
                  f"; {assumed} assumed" if assumed else "")
     elif not embedded:  # a forecaster's synthetic_sizes: the columns it reads and those it predicts
-        log.info("%d columns in and %d %s from %s", vocab_size, num_classes, task.outputs, source)
+        log.info("%s in and %s from %s", counted(vocab_size, "column"), counted_plural(num_classes, task.outputs),
+                 source)
     elif is_numeric(cfg):  # values per step: no vocabulary
-        log.info("%d %s from %s", num_classes, task.outputs, source)
+        log.info("%s from %s", counted_plural(num_classes, task.outputs), source)
     else:
         outputs = task.counted_outputs(cfg, num_classes)  # tags, targets, an lm's conditions (or none)
         sizes = ", ".join([f"vocabulary {vocab_size}", *([outputs] if outputs else [])])

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
 from grutool.data.slices import check_splits_apart
-from grutool.errors import UserError, counted
+from grutool.errors import UserError, counted, counted_plural
 
 if TYPE_CHECKING:
     from grutool.config import Config
@@ -352,7 +352,7 @@ class Task:
     def counted_outputs(self, cfg: "Config", count: int) -> Optional[str]:
         """`bench --config`'s sizes line: what the class count read from the data counts (`120 tags`, `3
         targets`); None where it counts nothing to name."""
-        return f"{count} {self.outputs}"
+        return counted_plural(count, self.outputs)
 
     def rate_unit(self, cfg: "Config") -> str:
         """What `train`'s speed counts (`| 23,480 tok/s`): each batch's lengths summed, so tokens of text and

@@ -1002,3 +1002,15 @@ def test_how_threads_wait_is_recorded_shown_and_compared():
     assert thread_wait({}) == "libgomp default"
     assert thread_wait({"GOMP_SPINCOUNT": "1k", "OMP_WAIT_POLICY": "passive"}) == \
         "OMP_WAIT_POLICY=passive, GOMP_SPINCOUNT=1k"
+
+
+def test_counts_of_one_are_singular():
+    # `1 targets from data/numeric/train.csv` (bench --config on a regressor), `median of 1 samples`.
+    from grutool.errors import counted_plural
+
+    assert [counted_plural(n, w) for n, w in ((1, "classes"), (3, "classes"), (1, "targets"), (1, "tags"))] == \
+        ["1 class", "3 classes", "1 target", "1 tag"]
+    result = runner.invoke(app, ["bench", "--cells", "gru", "--hidden-size", "8", "--batch", "2", "--seq-len", "3",
+                                 "--mode", "infer", "--lengths", "padded", "--kernels", "native", "--repeats", "1",
+                                 "--warmup", "0", "--min-sample-ms", "1", "--threads", "1"])
+    assert result.exit_code == 0 and "median of 1 sample after 0 warm-up" in result.output, result.output
