@@ -270,6 +270,7 @@ def _fit(figures: str, width: int = 80) -> str:
 
 @app.command("eval")
 def eval_(
+    ctx: typer.Context,
     run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="Run directory written by `grutool train`."),
     split: Split = typer.Option(Split.validation, help="Which configured split to score."),
     data: Optional[Path] = typer.Option(None, metavar="PATH", help="Score this file instead (same columns as the training data), all of it: a forecast scores every window of the file, never a part cut by data.borders / data.fractions (--split scores those)."),
@@ -295,6 +296,10 @@ def eval_(
     """
     setup_logging(quiet=json_)
     with user_errors():
+        if data is not None and getattr(ctx.get_parameter_source("split"), "name", None) == "COMMANDLINE":
+            # --data scores that file instead of a split: `--split train --data FILE` scored FILE, silently
+            raise UserError(f"--split {split.value}: --data scores its file instead of a split; drop one of them",
+                            option="split")
         from grutool.evaluate import evaluate
 
         from grutool.config import MAX_BEAM

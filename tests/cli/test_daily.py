@@ -72,6 +72,14 @@ def test_eval_scores_the_training_split(run):
     assert m["n"] == 64 and m["source"].endswith("train.tsv")
 
 
+def test_eval_of_a_split_and_a_file_at_once_is_refused(run):
+    # `--split train --data FILE` scored FILE and said nothing of the split asked for.
+    data = run.parent / "data" / "test.tsv"
+    assert_user_error(invoke("eval", run, "--split", "train", "--data", data),
+                      "--split train: --data scores its file instead of a split; drop one of them")
+    assert invoke("eval", run, "--data", data, "--json").exit_code == 0
+
+
 def test_print_config_shows_the_resolved_config_and_writes_nothing(run, tmp_path):
     config = run.parent / "tiny.yaml"
     result = invoke("train", config, "--print-config", "--set", "train.lr=0.5", "-o", tmp_path / "never")
