@@ -209,8 +209,8 @@ def build_app(predictor, limits: Optional[Limits] = None):
             return problem(422, f"body: {what}, not a JSON object; send {{\"texts\": [...]}}")
         if loc == ("body", "texts") and first.get("type") == "too_long":  # said as pydantic's "List should have ..."
             count = len(first.get("input") or ())
-            return problem(422, f"texts: {count:,} texts, over this server's {limits.max_texts} a request "
-                                f"(grutool serve --max-texts); send them in several requests")
+            return problem(422, f"texts: {count:,} texts, more than the {limits.max_texts} this server takes in a "
+                                f"request (grutool serve --max-texts); send them in several requests")
         if len(loc) == 2 and loc[0] == "body" and first.get("type") == "less_than_equal":  # an option's cap
             return problem(422, f"{loc[1]}: at most {first.get('ctx', {}).get('le')} in a request to this server "
                                 f"(got {first.get('input')}); send several requests")
@@ -316,7 +316,7 @@ class BoundedBody:
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
             return await self.refuse(413, f"request body over {limit:,} bytes, this server's limit; send fewer or "
-                                          f"shorter texts a request", scope, receive, send)
+                                          f"shorter texts in a request", scope, receive, send)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.limits.body_timeout
         chunks, size, more = [], 0, True
@@ -332,7 +332,7 @@ class BoundedBody:
             size += len(chunks[-1])
             if size > limit:
                 return await self.refuse(413, f"request body over {limit:,} bytes, this server's limit; send fewer or "
-                                          f"shorter texts a request", scope, receive, send)
+                                          f"shorter texts in a request", scope, receive, send)
             more = message.get("more_body", False)
         body = b"".join(chunks)
 

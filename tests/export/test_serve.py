@@ -326,8 +326,9 @@ def test_limits_say_the_way_round_them(server):
     # bytes no JSON decoder could read a bare 400 "There was an error parsing the body" naming nothing.
     url, _, _ = server
     r = httpx.post(f"{url}/predict", json={"texts": ["a"] * 9})
-    assert r.status_code == 422 and r.json() == {"error": "texts: 9 texts, over this server's 8 a request (grutool "
-                                                          "serve --max-texts); send them in several requests"}, r.text
+    assert r.status_code == 422 and r.json() == {"error": "texts: 9 texts, more than the 8 this server takes in a "
+                                                          "request (grutool serve --max-texts); send them in several "
+                                                          "requests"}, r.text
     r = httpx.post(f"{url}/predict", content=b'{"texts": ["\xff"]}', headers={"content-type": "application/json"})
     assert r.status_code == 422 and r.json()["error"].startswith("body: not readable as JSON (not UTF-8"), r.text
 
