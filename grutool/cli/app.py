@@ -92,6 +92,12 @@ class Backend(str, Enum):
     torchscript = "torchscript"
 
 
+class InputFormat(str, Enum):  # grutool.inputs.FORMATS
+    auto = "auto"
+    lines = "lines"
+    data = "data"
+
+
 def _check_model(backend: Backend, model: Optional[Path]) -> None:
     """infer and serve: --model names an exported file, which the default backend (the checkpoint) would ignore."""
     if model is not None and backend == Backend.torch:
@@ -377,7 +383,7 @@ def infer(
     texts: List[str] = typer.Argument(None, metavar="[TEXT]...", help="Inputs: texts to label, sentences to tag, sources to translate; lm: prompts to continue, or texts to --score; forecast: tables (csv text), usually --file; numeric sequences: one sequence each, '1,2,3:4,5,6' (channels separated by ':'), or a .ts/.csv --file."),
     file: Optional[str] = typer.Option(None, "--file", "-f", metavar="PATH",
                                        help="Read inputs from PATH (- for stdin): see --format."),
-    format_: str = typer.Option("auto", "--format", metavar="auto|lines|data",
+    format_: InputFormat = typer.Option(InputFormat.auto, "--format",
                                 help="lines: one input per line; data: a csv/tsv/json/jsonl/parquet/conll file "
                                      "read with the run's columns, as training reads it (labels ignored); "
                                      "auto: data for those extensions, else lines (forecast: any file, and "
@@ -445,7 +451,7 @@ def infer(
 
             raise UserError(f"--prompt: for {' or '.join(accepting('num'))} runs only ({run_dir} is task "
                             f"{task.name}); give the inputs as TEXT arguments")
-        as_data = file is not None and input_format(file, format_, task.file_inputs) == "data"
+        as_data = file is not None and input_format(file, format_.value, task.file_inputs) == "data"
         given = list(texts or []) + list(prompt)
         inputs = given if as_data else _read_inputs(given, file, run_dir)
         from grutool.predict import Predictor

@@ -44,7 +44,8 @@ def test_infer_data_format_names_missing_columns_and_refuses_stdin(run, tmp_path
     bad.write_text("sentence,label\nhello,pos\n")
     assert_user_error(invoke("infer", run, "--file", bad), "text")
     assert_user_error(invoke("infer", run, "--file", "-", "--format", "data"), "--format", "stdin")
-    assert_user_error(invoke("infer", run, "--file", "x.txt", "--format", "csv"), "--format", "auto, lines, data")
+    assert_user_error(invoke("infer", run, "--file", "x.txt", "--format", "csv"),
+                      "--format: 'csv' is not one of auto, lines, data; see grutool infer --help")
 
 
 def test_every_family_reads_its_inputs_from_a_data_file(tmp_path):
