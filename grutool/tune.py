@@ -620,7 +620,9 @@ def make_objective(config, overrides: Sequence[str], params: list[Param], seeds_
                 run_dir = tune_dir / TRIALS_DIR / f"{number:04d}-seed{seed}"
                 runs.append(str(run_dir))
                 trial.set_user_attr("runs", runs)
-                cfg = load_config(config, list(overrides) + [_override(p, v) for p, v in chosen.items()]
+                # a value the config refuses with the trial's others is said as the trial's, never as a --set
+                cfg = load_config(config, list(overrides) + [(_override(p, v), f"the trial's {p}={yaml_value(v)}")
+                                                             for p, v in chosen.items()]
                                   + [f"train.seed={seed}", f"output_dir={jsonsafe.dumps(str(run_dir))}"])
                 offset = k * cfg.train.epochs
                 if continuing:  # the epochs the interrupted trial saw, for the pruner's record

@@ -353,6 +353,21 @@ def test_jobs_a_trial_process_that_dies_is_one_line_and_exit_1(setup):
     assert sorted(t["state"] for t in read_trials(root / "tj" / tune.TRIALS)) == ["fail", "fail"]
 
 
+def test_a_trial_whose_values_the_config_refuses_together_is_said_as_the_trials(tmp_path):
+    # Each value passes the space's check alone; one layer with layer_norm fails as a trial. It read
+    # `--set model.layer_norm=true: ...`, a --set nobody typed.
+    raw = yaml.safe_load(write_config(tmp_path).read_text())
+    raw["model"]["num_layers"] = 2
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    (tmp_path / "s.yaml").write_text("model.num_layers: {categorical: [1, 2]}\n"
+                                     "model.layer_norm: {categorical: [true, false]}\n", encoding="utf-8")
+    tune.tune(tmp_path / "c.yaml", tmp_path / "s.yaml", 4, tune_dir=tmp_path / "tu", sampler="grid", pruner="none")
+    [failed] = [t for t in read_trials(tmp_path / "tu" / tune.TRIALS) if t["state"] == "fail"]
+    assert failed["params"] == {"model.num_layers": 1, "model.layer_norm": True}
+    assert failed["error"].startswith("the trial's model.layer_norm=true: model.layer_norm: acts between recurrent "
+                                      "layers"), failed["error"]
+
+
 def test_jobs_need_threads_and_a_named_pruner(setup):
     root, config, space = setup
     with pytest.raises(UserError, match="jobs: 3 trials at once need at least 3 threads"):
