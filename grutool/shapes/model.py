@@ -137,7 +137,8 @@ def _model_checks(model: nn.Module, enc, lens: torch.Tensor, T: int, bidirection
         compare("per_module_counts_add_up", "the per-module parameter counts add up to the model's total",
                 t(float(sum(r["parameters"] for r in by_module))), t(float(total)), tol=0.0),
         compare("encoder_final", "encoder.final is " + ("cat(h_n[-2], h_n[-1])" if bidirectional else "h_n[-1]")
-                + " (what pooling 'last' uses)", enc.final, final_ref, tol=0.0),
+                + " (the last layer's final state" + ("s" if bidirectional else "") + ")", enc.final, final_ref,
+                tol=0.0),
         compare("encoder_padding_zero", "encoder.outputs is 0 at padding steps", enc.outputs[pad],
                 torch.zeros_like(enc.outputs[pad]), tol=0.0),
     ]
