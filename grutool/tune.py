@@ -708,8 +708,13 @@ def _in_processes(study, params: list[Param], tune_dir: Path, jobs: int, threads
             p.suggest(trial)  # this process's sampler chooses; the trial's process reads the values back
         trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("pid", os.getpid())  # until the trial's process records its own
-        code, stdout, stderr, pid = procs.run([sys.executable, "-m", "grutool.tune", str(tune_dir),
-                                               str(trial._trial_id), str(threads)], child_env(threads), str(tune_dir))
+        try:
+            code, stdout, stderr, pid = procs.run([sys.executable, "-m", "grutool.tune", str(tune_dir),
+                                                   str(trial._trial_id), str(threads)], child_env(threads),
+                                                  str(tune_dir))
+        except TrainingInterrupted:  # asked as the search stopped, never started: its values run on --resume,
+            trial.set_user_attr("interrupted", True)  # as its record says
+            raise
         answer = _answer(stdout)
         if code == 0 and answer is not None:
             for line in stderr.splitlines():  # the warnings its training logged, marked with the trial
