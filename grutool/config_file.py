@@ -419,7 +419,7 @@ def parse_config(raw: Any, source: str = "<config>", overrides: list[str] = (),
         raise UserError(f"{prefix}: task: input should be {known} (got {clipped(repr(cfg.task))})"
                         f"{_did_you_mean(cfg.task, list(TASKS))}")
     try:
-        task().check_config(cfg)
+        task().check_config(cfg, saved=saved)
     except ValueError as err:
         raise UserError(f"{_located(str(err), where) or source}: {err}") from None
     return cfg

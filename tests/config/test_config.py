@@ -346,3 +346,16 @@ def test_a_saved_run_with_a_setting_that_changed_nothing_still_loads(setting, id
     cfg = parse_config(raw, "config.yaml", saved=True)
     section, name = idle.split(".")
     assert getattr(getattr(cfg, section), name) == type(getattr(cfg, section)).model_fields[name].default
+
+
+@pytest.mark.parametrize("data", [
+    {"train": "d/train.ts[:80%]", "validation": "d/train.ts[70%:]"},            # slices that overlap
+    {"train": "d/train.ts", "header": False, "column_names": ["a", "b"]},       # a header setting a .ts never reads
+])
+def test_a_saved_run_older_rules_accepted_stays_readable(data):
+    # Refused in a config the user writes; a run trained before these rules keeps loading (eval, infer, resume).
+    raw = {"task": "classifier", "data": dict(data)}
+    with pytest.raises(UserError):
+        parse_config(yaml.safe_load(yaml.safe_dump(raw)), "my.yaml")
+    saved = yaml.safe_load(to_yaml(parse_config(raw, "config.yaml", saved=True)))
+    assert parse_config(saved, "config.yaml", saved=True).data.train == data["train"]
