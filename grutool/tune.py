@@ -226,6 +226,12 @@ def config_values(cfg, params: list[Param]) -> dict:
     return values
 
 
+def pinned_monitor(monitor: str) -> tuple[str, str]:
+    """The `--set` every trial (and best.yaml) gets: the search's one metric, whatever the trial's data settings
+    would default it to; said as the search's where a trial's values rule it out."""
+    return f"train.monitor={monitor}", f"the search's train.monitor={monitor}"
+
+
 def _override(path: str, value) -> str:
     return f"{path}={jsonsafe.dumps(value)}"  # JSON is YAML: strings stay strings, numbers numbers
 
@@ -421,7 +427,10 @@ def tune(config: str | Path, space: str | Path, trials: int, overrides: Sequence
     if base.data.validation is None and base.data.dataset is None:
         raise UserError(f"{config}: data.validation is not set; tune scores trials on validation (never test), "
                         f"so give the config a validation split")
-    params = load_space(space, config, overrides)
+    # Every trial is scored on the base config's monitor: one left out is the family's default, which may depend on
+    # a data setting the space varies (seq2seq: exact_match on characters, bleu on words), and the trials would be
+    # ranked on two metrics. Pinned, a value that rules the monitor out is refused before the first trial.
+    params = load_space(space, config, [*overrides, pinned_monitor(base.train.monitor)])
     tune_dir = Path(tune_dir) if tune_dir is not None else Path("tuning") / Path(config).stem
     # optuna.db alone: a tune stopped before it wrote its tune.json
     check_output_folder(tune_dir, "--output-dir", own=(PLAN, DB), what="tune")
@@ -621,7 +630,8 @@ def make_objective(config, overrides: Sequence[str], params: list[Param], seeds_
                 runs.append(str(run_dir))
                 trial.set_user_attr("runs", runs)
                 # a value the config refuses with the trial's others is said as the trial's, never as a --set
-                cfg = load_config(config, list(overrides) + [(_override(p, v), f"the trial's {p}={yaml_value(v)}")
+                cfg = load_config(config, [*overrides, pinned_monitor(monitor)]
+                                  + [(_override(p, v), f"the trial's {p}={yaml_value(v)}")
                                                              for p, v in chosen.items()]
                                   + [f"train.seed={seed}", f"output_dir={jsonsafe.dumps(str(run_dir))}"])
                 offset = k * cfg.train.epochs
@@ -857,7 +867,7 @@ def _write_outputs(study, tune_dir: Path, config, overrides, seed: int, monitor:
     best = _best(study)
     if best is None:
         return None
-    cfg = load_config(config, list(overrides) + [_override(p, v) for p, v in best.params.items()]
+    cfg = load_config(config, [*overrides, pinned_monitor(monitor)] + [_override(p, v) for p, v in best.params.items()]
                       + [f"train.seed={seed}",
                          f"output_dir={jsonsafe.dumps(str(Path('runs') / (Path(config).stem + '-tuned')))}"])
     from grutool.families import get_task

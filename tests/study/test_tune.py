@@ -368,6 +368,25 @@ def test_a_trial_whose_values_the_config_refuses_together_is_said_as_the_trials(
                                       "layers"), failed["error"]
 
 
+def test_every_trial_is_scored_on_the_base_configs_monitor(tmp_path):
+    # A seq2seq config leaving train.monitor out: bleu on words, exact_match on characters. A space varying the
+    # tokenizer gave its trials one each, and ranked bleu against exact_match ("best: validation bleu 0.015", an
+    # exact_match figure). The search's monitor is pinned: a value that rules it out is refused up front.
+    root = Path(__file__).resolve().parents[2] / "data" / "reverse"
+    config = tmp_path / "s.yaml"
+    config.write_text(yaml.safe_dump({"task": "seq2seq", "data": {
+        "train": str(root / "train"), "validation": str(root / "validation"), "format": "parallel_text",
+        "source": "src", "target": "tgt"}, "train": {"epochs": 1, "max_steps": 3}}), encoding="utf-8")
+    (tmp_path / "sp.yaml").write_text("data.tokenizer: {categorical: [word, char]}\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"sp.yaml:1:1: data.tokenizer: the config refuses char \(the search's "
+                                        r"train.monitor=bleu: train.monitor: 'bleu' counts word n-grams"):
+        tune.tune(config, tmp_path / "sp.yaml", 2, tune_dir=tmp_path / "t1", sampler="grid", pruner="none")
+    tune.tune(config, tmp_path / "sp.yaml", 2, ["train.monitor=exact_match"], tune_dir=tmp_path / "t2",
+              sampler="grid", pruner="none")
+    runs = [Path(run) for t in read_trials(tmp_path / "t2" / tune.TRIALS) for run in t["runs"]]
+    assert len(runs) == 2 and {load_config(r / "config.yaml", saved=True).train.monitor for r in runs} == {"exact_match"}
+
+
 def test_jobs_need_threads_and_a_named_pruner(setup):
     root, config, space = setup
     with pytest.raises(UserError, match="jobs: 3 trials at once need at least 3 threads"):
