@@ -498,11 +498,15 @@ def unread_fields(raw) -> list[str]:
 def _located(message: str, where: dict[tuple[str, ...], str]) -> Optional[str]:
     """Where a cross-field rule's fields were given: the YAML line (or the `--set`) of the field its message
     starts with (`model.layer_norm: ...`), else of the first other field it names that was given; None when
-    the user gave none of them (the message names them anyway)."""
+    the user gave none of them (the message names them anyway). A field given on the command line (a `--set`,
+    an option) comes first: of a file's field and the `--set` that now clashes with it, the `--set` is the
+    change to look at (`data.validation: ... overlaps data.train`, the train slice given by --set)."""
     paths = re.findall(r"(?<![\w.])([a-z_]\w*(?:\.[a-z_]\w*)+)", message)
-    for path in paths:
-        if tuple(path.split(".")) in where:
-            return where[tuple(path.split("."))]
+    given = [where[key] for key in (tuple(path.split(".")) for path in paths) if key in where]
+    in_file = where.get(()) or ""
+    command_line = [place for place in given if not (in_file and place.startswith(f"{in_file}:"))]
+    if command_line or given:
+        return (command_line or given)[0]
     # A whole section (`decoding: only for task seq2seq`): where one of its fields was given (`--set
     # decoding.beam_size=4`: the file, which has no such section, was named).
     section = re.match(r"([a-z_]\w*): ", message)

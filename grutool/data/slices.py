@@ -45,10 +45,12 @@ def check_splits_apart(cfg: Config) -> None:
             path, lo, hi = split_slice(spec)
         except UserError as err:
             raise ValueError(f"data.{name}: {err}") from None
-        cuts.append((name, spec, os.path.normpath(path), lo, hi))
-    for i, (first, first_spec, path, lo, hi) in enumerate(cuts):
-        for second, second_spec, other, lo2, hi2 in cuts[i + 1:]:
-            if path != other or (lo, hi) == (0.0, 1.0) == (lo2, hi2):
+        # the file itself, however written: ./x, an absolute path, a link to it (a --set's absolute path beside the
+        # config's relative one overlapped unseen)
+        cuts.append((name, spec, path, os.path.realpath(path), lo, hi))
+    for i, (first, first_spec, _, real, lo, hi) in enumerate(cuts):
+        for second, second_spec, path, other, lo2, hi2 in cuts[i + 1:]:
+            if real != other or (lo, hi) == (0.0, 1.0) == (lo2, hi2):
                 continue
             shared_lo, shared_hi = max(lo, lo2), min(hi, hi2)
             if shared_lo < shared_hi:

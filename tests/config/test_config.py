@@ -359,3 +359,18 @@ def test_a_saved_run_older_rules_accepted_stays_readable(data):
         parse_config(yaml.safe_load(yaml.safe_dump(raw)), "my.yaml")
     saved = yaml.safe_load(to_yaml(parse_config(raw, "config.yaml", saved=True)))
     assert parse_config(saved, "config.yaml", saved=True).data.train == data["train"]
+
+
+def test_an_overlap_given_by_a_set_is_located_at_it_and_an_absolute_path_is_the_same_file(tmp_path, monkeypatch):
+    # `--set data.train=/abs/path/stream.txt[:95%]` beside the config's relative validation slice overlapped
+    # unseen (the paths were compared as written), and an overlap a --set made was located at the file's line.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "s.txt").write_text("x\n" * 10)
+    config = tmp_path / "c.yaml"
+    config.write_text("task: lm\ndata:\n  train: d/s.txt[:90%]\n  validation: d/s.txt[90%:]\n", encoding="utf-8")
+    item = f"data.train={tmp_path / 'd' / 's.txt'}[:95%]"
+    with pytest.raises(UserError) as info:
+        load_config(config, [item])
+    assert str(info.value).startswith(f"--set {item}: data.validation: [90%:] of d/s.txt overlaps data.train, "
+                                      f"[:95%] of it (90–95 % of the file in both)"), str(info.value)
