@@ -612,10 +612,12 @@ def _lazy_embeddings(cfg: Config) -> None:
 
 
 def _optimizer_settings(cfg: Config) -> None:
+    # A warning, as model.dropout's with one layer: a tune space over train.optimizer [sgd, adam] with a
+    # momentum for sgd is a search of its own, refused outright if this were an error.
     t = cfg.train
     if t.optimizer != "sgd" and t.momentum != TrainConfig.model_fields["momentum"].default:
-        raise ValueError(f"train.momentum: sgd's setting, and train.optimizer is {t.optimizer} (it would change "
-                         f"nothing); remove it, or set optimizer: sgd")
+        warnings.warn(f"train.momentum={t.momentum:g} has no effect with train.optimizer {t.optimizer} (it is sgd's "
+                      f"setting); remove it, or set optimizer: sgd", UserWarning, stacklevel=2)
 
 
 def _tensorboard_folder(cfg: Config) -> None:

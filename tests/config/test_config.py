@@ -219,6 +219,15 @@ def test_set_bad_syntax(base, item, expected):
 # --- cross-field warnings -----------------------------------------------------------
 
 
+def test_momentum_under_another_optimizer_warns(base):
+    # It was silent; an error would refuse a tune space over train.optimizer [sgd, adam] with sgd's momentum set.
+    with pytest.warns(UserWarning, match=r"train\.momentum=0\.5 has no effect with train\.optimizer adam"):
+        load_config(base, ["train.momentum=0.5"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_config(base, ["train.momentum=0.5", "train.optimizer=sgd"])
+
+
 def test_dropout_with_one_layer_warns(base):
     with pytest.warns(UserWarning, match=r"model\.dropout=0\.3 has no effect with model\.num_layers=1"):
         cfg = load_config(base, ["model.dropout=0.3"])
@@ -329,7 +338,6 @@ def test_the_quoted_list_a_number_message_suggests_is_accepted():
 
 
 @pytest.mark.parametrize("setting, idle", [
-    ({"train": {"optimizer": "adam", "momentum": 0.5}}, "train.momentum"),
     ({"model": {"residual": True, "num_layers": 1}}, "model.residual"),
     ({"train": {"tensorboard": ""}}, "train.tensorboard"),
 ])
