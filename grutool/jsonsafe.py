@@ -88,5 +88,14 @@ def json_type(value, article: bool = False) -> str:
 
 
 def dumps(obj, **kwargs) -> str:
-    """`json.dumps` of `obj` with non-finite floats as null; `allow_nan=False` makes any that slip through an error."""
-    return json.dumps(finite(obj), allow_nan=False, **kwargs)
+    """`json.dumps` of `obj` with non-finite floats as null; `allow_nan=False` makes any that slip through an error.
+    With `ensure_ascii=False`, the three characters JSON leaves unescaped that line readers take for line breaks
+    (U+0085, U+2028, U+2029: Python's `str.splitlines`, JavaScript before ES2019) are escaped all the same, so a
+    JSON Lines record stays one line whatever its text holds."""
+    text = json.dumps(finite(obj), allow_nan=False, **kwargs)
+    if kwargs.get("ensure_ascii", True) is False:
+        text = text.translate(_LINE_BREAKS)
+    return text
+
+
+_LINE_BREAKS = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}

@@ -370,11 +370,18 @@ def _read_inputs(texts: List[str], file: Optional[str], run_dir: Path) -> list[s
         text = data.decode("utf-8-sig")  # a BOM (Notepad, PowerShell) is not part of the first input
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
-        raise UserError(f"{name}:{line}: not valid UTF-8 (byte {e.start}); save the input as UTF-8") from None
+        column = e.start - data.rfind(b"\n", 0, e.start)  # 1-based, in bytes, as the line number is
+        raise UserError(f"{name}:{line}: not valid UTF-8 (byte {column} of the line); save the input as UTF-8") \
+            from None
     if not text.strip():  # nothing to predict is a mistake upstream (an empty pipe, a wrong file), not a success
         raise UserError(f"{name}: no inputs ({'only blank lines' if text else 'nothing read' if file == '-' else 'empty file'}); "
                         f"give one input per line")
-    return list(texts) + text.splitlines()
+    # One input per line: split at \n (a CRLF's \r dropped) alone; str.splitlines also splits at \r, \f, \x85 and
+    # U+2028 inside a line, so a 3-line file gave 6 inputs and the answers no longer lined up with its lines.
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return list(texts) + [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
 @app.command()

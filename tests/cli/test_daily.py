@@ -23,6 +23,19 @@ def run(tmp_path_factory) -> Path:
 # --- infer --file ----------------------------------------------------------------------------------
 
 
+def test_infer_file_gives_one_input_per_line_whatever_unicode_calls_a_line_break(run, tmp_path):
+    # str.splitlines also broke lines at U+2028, \x0c, \x85 and a lone \r: 3 lines gave 6 predictions.
+    path = tmp_path / "in.txt"
+    path.write_bytes("good film\u2028bad film\r\nsecond\x0cline\nthird\x85x\rend\n".encode())
+    result = invoke("infer", run, "--file", path, "--jsonl")
+    assert result.exit_code == 0, result.output
+    # each record one line for any line reader (str.splitlines too): U+2028 and U+0085 are escaped in the JSON
+    texts = [json.loads(line)["text"] for line in result.stdout.splitlines()]
+    assert texts == ["good film\u2028bad film", "second\x0cline", "third\x85x\rend"], texts
+    path.write_bytes(b"fine\nca\xffe\n")
+    assert_user_error(invoke("infer", run, "--file", path), f"{path}:2: not valid UTF-8 (byte 3 of the line)")
+
+
 def test_infer_reads_a_tsv_with_the_runs_columns(run):
     data = run.parent / "data" / "test.tsv"
     rows = data.read_text().splitlines()[1:]
