@@ -264,3 +264,15 @@ def json_field(text: str, key: str):
     import json
 
     return json.loads(text)[key]
+
+
+def test_a_top_p_below_float32s_smallest_number_keeps_the_most_likely_token():
+    # top_p 1e-46 reads as 0 in float32: every token was dropped, and sampling from none raised (a traceback in
+    # infer, a 500 in serve). The nucleus always holds the most likely token; greater top_p are unchanged.
+    from grutool.families.lm.generation import filtered
+
+    logp = torch.log_softmax(torch.tensor([[0.1, 2.0, -1.0, 0.5], [3.0, 0.0, 0.0, 0.0]]), -1)
+    for top_p in (1e-46, 1e-30):
+        kept = torch.isfinite(filtered(logp, 1.0, None, top_p))
+        assert kept.tolist() == [[False, True, False, False], [True, False, False, False]]
+    assert torch.isfinite(filtered(logp, 1.0, None, 0.9)).sum(-1).tolist() == [3, 2]

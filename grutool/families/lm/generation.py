@@ -61,7 +61,8 @@ def check_sampling(temperature: float, top_k: Optional[int], top_p: Optional[flo
 
 def filtered(logp: torch.Tensor, temperature: float, top_k: Optional[int], top_p: Optional[float]) -> torch.Tensor:
     """(B, V) log-probabilities -> sampling logits: tempered, then all but the top_k most likely and
-    the smallest set holding top_p of the probability (nucleus) set to -inf."""
+    the smallest set holding top_p of the probability (nucleus) set to -inf. The most likely token always stays: a
+    top_p below float32's smallest number (1e-46 reads as 0) dropped every token, and sampling from none raised."""
     logits = logp / temperature
     if top_k is not None and top_k < logits.shape[-1]:
         kth = logits.topk(top_k, dim=-1).values[:, -1:]  # (B, 1)
@@ -69,7 +70,9 @@ def filtered(logp: torch.Tensor, temperature: float, top_k: Optional[int], top_p
     if top_p is not None and top_p < 1:
         probs, order = logits.softmax(-1).sort(dim=-1, descending=True)  # (B, V)
         before = probs.cumsum(-1) - probs  # probability of the tokens ranked above each one
-        drop = (before >= top_p).scatter(-1, order, before >= top_p)  # back to vocabulary order
+        beyond = before >= top_p
+        beyond[:, 0] = False  # the most likely token, whatever top_p
+        drop = beyond.scatter(-1, order, beyond)  # back to vocabulary order
         logits = logits.masked_fill(drop, float("-inf"))
     return logits
 
