@@ -264,6 +264,12 @@ def build_app(predictor, limits: Optional[Limits] = None):
             texts = [t if isinstance(t, str) else array_text(t, f"texts[{k}]") for k, t in enumerate(body.texts)]
         except UserError as exc:
             return problem(400, str(exc))
+        # JSON's \ud800 escape alone is a lone surrogate: no character, so no answer can echo it back (it was a 500,
+        # after the model ran)
+        odd = next((i for i, t in enumerate(texts) if any("\ud800" <= ch <= "\udfff" for ch in t)), None)
+        if odd is not None:
+            return problem(422, f"texts[{odd}]: holds a lone surrogate (a \\ud800-\\udfff escape without its pair), "
+                                f"which is no character; send the text's characters, as UTF-8 or paired escapes")
         long = [i for i, t in enumerate(texts) if len(t) > limits.max_chars]
         if long:
             return problem(413, f"texts[{long[0]}]: {len(texts[long[0]]):,} characters, over this server's "

@@ -127,6 +127,18 @@ def test_a_body_that_is_not_json_says_so(server):
     assert error.startswith("body: not valid JSON (") and error.endswith(" at character 1)"), error
 
 
+def test_a_lone_surrogate_is_422_naming_its_text(server):
+    # JSON's "\ud800" parses to no character: the answer echoing it back failed to serialise, a 500 after the
+    # model had run. Paired escapes (an emoji) are characters and answered.
+    url, _, _ = server
+    r = httpx.post(f"{url}/predict", content=b'{"texts": ["fine", "bad \\ud800 one"]}',
+                   headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["error"].startswith("texts[1]: holds a lone surrogate"), r.text
+    r = httpx.post(f"{url}/predict", content=b'{"texts": ["good \\ud83d\\ude00 film"]}',
+                   headers={"content-type": "application/json"})
+    assert r.status_code == 200 and r.json()["results"][0]["text"] == "good \U0001F600 film", r.text
+
+
 @pytest.mark.parametrize("body,content_type,status,error", [
     (b'{"texts": ["a good film"]}', "text/plain", 415,
      "content-type: 'text/plain', not JSON; send the body as JSON with the header 'content-type: application/json'"),
