@@ -19,6 +19,11 @@ class Predictor:
     """The request field the inputs are entries of (`grutool serve`: `texts`): errors then name an input as
     `texts[k]`, 0-based as in the request body; None (infer, the library): each family's own wording."""
 
+    positions: Optional[list[int]] = None
+    """Each input's place in its own request, by position in the call (`grutool serve` answers several requests'
+    texts in one call): errors name, and numeric sequences without an id number, an input by it, never by where
+    another request's texts put it; None: its place in the call."""
+
     sources: Optional[list] = None
     """Where each input came from, by position, where not typed (`infer --file` of a forecaster's table: the
     file): errors name an input so rather than `input K`; None entries keep the family's wording."""
@@ -69,10 +74,14 @@ class Predictor:
         with for_trained_run():
             self.task.check_inputs(self, texts)
 
+    def position(self, k: int) -> int:
+        """Input `k`'s place (0-based) among the inputs its caller sent (`positions`)."""
+        return self.positions[k] if self.positions and k < len(self.positions) else k
+
     def input_name(self, k: int, default: Optional[str] = None) -> str:
         """How an error names input `k` (0-based): `field[k]` when set, else `default` or `input K` (1-based)."""
         if self.field:
-            return f"{self.field}[{k}]"
+            return f"{self.field}[{self.position(k)}]"
         if self.sources and k < len(self.sources) and self.sources[k]:
             return self.sources[k]
         return default or f"input {k + 1}"

@@ -105,9 +105,10 @@ class Batcher:
         """One model call for requests with the same options; each gets its texts' results (a family gives
         the same number of results for every text: lm, `num` samples per prompt)."""
         texts = [t for batch, _, _ in group for t in batch]
+        positions = [k for batch, _, _ in group for k in range(len(batch))]  # each text's place in its request
         self.calls += 1
         try:
-            results = await asyncio.to_thread(self.predict, texts, group[0][1])
+            results = await asyncio.to_thread(self.predict, texts, group[0][1], positions)
         except Exception as exc:  # handed to each request; the worker lives on
             if isinstance(exc, UserError) and len(group) > 1:
                 # an input only the model's reading refuses (a forecast table, a prompt's unseen characters):
@@ -155,7 +156,11 @@ def build_app(predictor, limits: Optional[Limits] = None):
 
     limits = for_run(limits or Limits(), predictor)
     predictor.field = "texts"  # an input the model refuses is named as the body's entry: texts[k]
-    batcher = Batcher(lambda texts, options: predictor.predict(texts, batch_size=limits.max_batch, **options), limits)
+    def predict(texts: list[str], options: dict, positions: list[int]) -> list[dict]:
+        predictor.positions = positions  # one call at a time (the batcher's worker): each text's place in its request
+        return predictor.predict(texts, batch_size=limits.max_batch, **options)
+
+    batcher = Batcher(predict, limits)
     cfg, task = predictor.cfg, predictor.task
     from grutool.config_file import unread_fields
 

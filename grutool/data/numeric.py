@@ -355,14 +355,16 @@ def parse_text(text: str, channels: int, where: str = "input") -> tuple[Optional
 
 
 def from_texts(texts: list[str], scaler: "Standardizer", missing: str,
-               name: Callable[[int], str] = lambda k: f"input {k + 1}") -> tuple[list[str], list]:
-    """Sequences as text (infer, serve) -> their ids (given, or the position from 1) and standardised (T_i, C)
-    tensors; errors name text k (0-based) as `name(k)` (`Predictor.input_name`: `input K`, or serve's
-    `texts[k]`), and missing values follow `missing` (data.missing) as in training."""
+               name: Callable[[int], str] = lambda k: f"input {k + 1}",
+               position: Callable[[int], int] = lambda k: k) -> tuple[list[str], list]:
+    """Sequences as text (infer, serve) -> their ids (given, or the position from 1: `position(k)`, its place in
+    its own request, `Predictor.position`) and standardised (T_i, C) tensors; errors name text k (0-based) as
+    `name(k)` (`Predictor.input_name`: `input K`, or serve's `texts[k]`), and missing values follow `missing`
+    (data.missing) as in training."""
     ids, values = [], []
     for k, text in enumerate(texts):
         seq_id, x = parse_text(text, len(scaler), where=name(k))
-        ids.append(seq_id if seq_id is not None else str(k + 1))
+        ids.append(seq_id if seq_id is not None else str(position(k) + 1))
         values.append(x)
     where = [name(k) for k in range(len(ids))]
     seqs = apply_missing(Sequences(values, list(scaler.names), ids, None, where, "input"), missing)

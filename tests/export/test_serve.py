@@ -192,7 +192,7 @@ def test_an_input_the_model_refuses_fails_its_own_request_only():
     from grutool.errors import UserError
     from grutool.serve import Batcher, Limits
 
-    def predict(texts, options):
+    def predict(texts, options, positions):
         if "bad" in texts:
             raise UserError(f"input {texts.index('bad') + 1}: refused")
         return [{"text": t} for t in texts]

@@ -494,6 +494,32 @@ def test_serve_takes_channels_by_steps(run):
             assert "'a,b:c,d'" in r.json()["error"]
 
 
+def test_serve_numbers_each_requests_sequences_in_that_request_whatever_it_shares_a_call_with(run):
+    # Requests waiting together are answered in one model call; a sequence without an id was numbered by its place
+    # in that call, so a client's only sequence came back as "id": "3", by the load of the moment.
+    pytest.importorskip("fastapi")
+    import asyncio
+
+    from grutool.serve import Limits, build_app
+
+    line = "0.1,0.5,0.9,1.0:3.4,3.2,3.0,2.8"
+
+    async def requests(app) -> list:
+        import httpx
+
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            answers = await asyncio.gather(*(client.post("/predict", json={"texts": [line] * n}) for n in (1, 2, 1, 3)))
+        return [[r["id"] for r in a.json()["results"]] for a in answers]
+
+    app = build_app(Predictor(run, "cpu"), Limits(window_ms=200))
+    from fastapi.testclient import TestClient
+
+    with TestClient(app):  # the app's startup and shutdown around the requests
+        ids = asyncio.run(requests(app))
+    assert ids == [["1"], ["1", "2"], ["1"], ["1", "2", "3"]], ids
+
+
 def test_readme_serve_example_is_what_the_shipped_run_answers(run):
     """README's numeric `serve` example: the request, sent to the run of configs/numeric.yaml (the `run` fixture
     trains it unchanged), gets the answer README shows, and that answer is the case's true label."""

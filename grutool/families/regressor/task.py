@@ -197,7 +197,7 @@ class RegressorTask(Task):
         from grutool.data.numeric import from_texts
 
         ids, values = from_texts(texts, predictor.run.extra["scaler"], predictor.cfg.data.missing,
-                                 predictor.input_name)
+                                 predictor.input_name, predictor.position)
         return ids, EncodedSplit(values, None, ids)
 
     def check_inputs(self, predictor, texts: list[str]) -> None:

@@ -100,7 +100,7 @@ def parse(predictor, texts: list[str]) -> tuple[list[str], "EncodedSplit"]:
     from grutool.data.numeric import from_texts
 
     ids, values = from_texts(texts, predictor.run.extra["scaler"], predictor.cfg.data.missing,
-                             predictor.input_name)
+                             predictor.input_name, predictor.position)
     return ids, EncodedSplit(values, None, ids, scheme=predictor.task.model_scheme(predictor.cfg))
 
 
