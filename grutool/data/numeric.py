@@ -134,8 +134,13 @@ def _read_table(d: "DataConfig", source: str, need_labels: bool, per_step: bool)
     table = read_table(source, fmt, header=d.header, column_names=d.column_names)
     order = rows_by_id(table, table.column(d.id_column, "data.id_column"), "data.id_column", "sequence")
     # Missing cells stay NaN (unless data.missing is error): filled per sequence below, never across sequences.
-    values = np.stack([table.numeric(table.column(c, "data.channels"), d.missing, "data.channels")
-                       for c in d.channels], axis=1).astype(np.float32)  # (N, C)
+    with np.errstate(over="ignore"):  # a value float32 cannot hold is inf here (1e39): refused just below
+        values = np.stack([table.numeric(table.column(c, "data.channels"), d.missing, "data.channels")
+                           for c in d.channels], axis=1).astype(np.float32)  # (N, C)
+    if np.isinf(values).any():
+        row, c = (int(i) for i in np.argwhere(np.isinf(values))[0])
+        raise UserError(f"{table.location(row, d.channels[c])}: {d.channels[c]!r} holds a value beyond what float32 "
+                        f"holds (about ±3.4e38); write a smaller number")
     times = table.numeric(table.column(d.time_column, "data.time_column"), "error", "data.time_column", fills=()) \
         if d.time_column else None
     labels_raw = [_label_text(v) for v in table.strings(table.column(d.label_column, "data.label_column"))] \
@@ -324,11 +329,24 @@ def synthetic(d: "DataConfig", lengths: list[int], generator) -> tuple["Standard
     return scaler, [torch.randn(int(n), channels, generator=generator) for n in lengths]  # each (T_i, C)
 
 
-def tensors(values: list[np.ndarray], scaler: "Standardizer") -> list:
-    """Standardised float tensors, each (T_i, C): what EncodedSplit.ids holds for numeric data."""
+def tensors(seqs: Sequences, scaler: "Standardizer") -> list:
+    """Standardised float tensors, each (T_i, C): what EncodedSplit.ids holds for numeric data. A value whose
+    z-score float32 cannot hold (1e39; or 3e38 over a standard deviation below 1) is refused, naming it: it was
+    inf, and the answer NaN (null in --jsonl, exit 0; 200 from serve)."""
     import torch
 
-    return [torch.from_numpy(np.ascontiguousarray(scaler.transform(x), dtype=np.float32)) for x in values]
+    out = []
+    for x, where in zip(seqs.values, seqs.where):
+        with np.errstate(over="ignore"):  # the overflow is said below, once, by the value
+            z = np.ascontiguousarray(scaler.transform(x), dtype=np.float32)
+        if np.isinf(z).any():
+            step, c = (int(i) for i in np.argwhere(np.isinf(z))[0])
+            value = float(x[step, c])
+            said = f"{value:g}" if np.isfinite(value) else "a value over float32's largest, 3.4e38,"
+            raise UserError(f"{where}: channel {seqs.channels[c]}, step {step + 1}: {said} is beyond what the "
+                            f"model's float32 inputs hold once standardised (about ±3.4e38); check the value")
+        out.append(torch.from_numpy(z))
+    return out
 
 
 def parse_text(text: str, channels: int, where: str = "input") -> tuple[Optional[str], np.ndarray]:
@@ -368,7 +386,7 @@ def from_texts(texts: list[str], scaler: "Standardizer", missing: str,
         values.append(x)
     where = [name(k) for k in range(len(ids))]
     seqs = apply_missing(Sequences(values, list(scaler.names), ids, None, where, "input"), missing)
-    return ids, tensors(seqs.values, scaler)
+    return ids, tensors(seqs, scaler)
 
 
 def as_texts(seqs: Sequences) -> list[str]:

@@ -132,6 +132,9 @@ def _values_not_label(text: str, header: TsHeader, per_step: bool) -> bool:
     return not per_step and len(parts) > 1
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def parse_channels(fields: list[str], where: str) -> np.ndarray:
     """Channel strings ('1.5,2,?') of one case -> (T, C) float32, NaN for '?'; errors name `where`."""
     columns = []
@@ -155,6 +158,9 @@ def parse_channels(fields: list[str], where: str) -> np.ndarray:
                                 f"write a number, or '?' for a missing value") from None
             if not math.isfinite(values[-1]):
                 raise UserError(f"{where}: channel {c} value {t} is {p}; write a finite number or '?'")
+            if abs(values[-1]) > FLOAT32_MAX:  # finite here, inf once read as float32 (1e39)
+                raise UserError(f"{where}: channel {c} value {t} is {p}, beyond what float32 holds (about "
+                                f"±3.4e38); write a smaller number")
         columns.append(values)
     lengths = {len(v) for v in columns}
     if len(lengths) > 1:

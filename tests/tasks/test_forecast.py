@@ -1084,3 +1084,17 @@ def test_eval_writes_the_figures_in_units_to_four_significant_digits():
     console.print(tables(metrics)[1])  # after the `scored` line
     text = console.export_text()
     assert "1.100" in text and "12,346" in text and "1.234e-04" in text and "0.5000" in text, text
+
+
+def test_infer_refuses_a_value_float32_cannot_hold_once_standardised(run, tmp_path):
+    # 1e300 is a finite float64: the window's input became inf and every forecast NaN, printed, exit 0.
+    cfg = rundir.open_run(run).config
+    lines = Path(cfg.data.train).read_text().splitlines()
+    rows = lines[-40:]
+    cells = rows[-3].split(",")
+    rows[-3] = ",".join([cells[0], "1e300", *cells[2:]])
+    path = tmp_path / "big.csv"
+    path.write_text("\n".join([lines[0], *rows]) + "\n")
+    assert_user_error(invoke("infer", run, "--file", path),
+                      f"{path}: column '{lines[0].split(',')[1]}' at {cells[0]}: 1e+300 is beyond what the model's "
+                      f"float32 inputs hold")

@@ -995,3 +995,21 @@ def test_a_numeric_tagger_refuses_a_span_scheme_its_labels_are_not_written_in(tm
     result = invoke("train", config, "--set", "data.scheme=iob2", "--set", "train.monitor=span_f1", "--dry-run")
     assert_user_error(result, "is not a iob2 tag (expected O, B-TYPE or I-TYPE); for labels without spans set "
                               "data.scheme: plain")
+
+
+@pytest.mark.parametrize("value", ["1e39", "3e38"])
+def test_a_value_float32_cannot_hold_once_standardised_is_refused_not_answered_nan(run, value):
+    # 1e39 is finite to Python and inf as float32; 3e38 fits float32 but not its z-score. Both answered NaN
+    # probabilities (null in --jsonl), exit 0, and a 200 from serve.
+    said = {"1e39": "input 1: channel 1 value 1 is 1e39, beyond what float32 holds (about ±3.4e38)",
+            "3e38": "input 1: channel c1, step 1: 3e+38 is beyond what the model's float32 inputs hold once "
+                    "standardised"}[value]
+    assert_user_error(invoke("infer", run, "--jsonl", f"{value},0.5,0.9:3.4,3.2,3.0"), said)
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from grutool.serve import build_app
+
+    with TestClient(build_app(Predictor(run, "cpu"))) as client:
+        r = client.post("/predict", json={"texts": [f"{value},0.5,0.9:3.4,3.2,3.0"]})
+        assert r.status_code == 400 and r.json()["error"].startswith(said.replace("input 1", "texts[0]")), r.text

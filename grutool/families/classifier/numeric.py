@@ -48,7 +48,7 @@ def encode(scaler: "Standardizer", labels: "LabelVocab", seqs: "Sequences",
     from grutool.data.numeric import check_channels, tensors
 
     check_channels(scaler, seqs)
-    split = EncodedSplit(tensors(seqs.values, scaler), None, list(seqs.ids))
+    split = EncodedSplit(tensors(seqs, scaler), None, list(seqs.ids))
     names = list(labels.itos) + [e for e in extra or [] if e not in labels.stoi]
     if seqs.labels is not None:
         index = {name: i for i, name in enumerate(names)}

@@ -564,6 +564,7 @@ class ForecastTask(Task):
             _check_header(cfg, table, inputs)
             series, ahead = _read_input(cfg, roles, inputs, table, name)
             z = scaler.transform(series.values)  # (T, C + covariate columns)
+            _fits_float32(z, series, scaler.names, name)
             windows.append(torch.from_numpy(z[-L:, :len(roles.columns)]).float())  # (L, C)
             times = ahead.times if ahead is not None else next_times(series.times, H)
             stamps.append(times)
@@ -638,6 +639,19 @@ def _read_input(cfg: "Config", roles, columns: list[str], table, name: str):
                             f"the run's data.missing {cfg.data.missing} has nothing to fill it from; give it at "
                             f"least one value")
     return series, ahead
+
+
+def _fits_float32(z, series, names: list[str], name: str) -> None:
+    """A value whose z-score float32 cannot hold (1e39, or 1e300 in any column), refused by its row and column:
+    it became inf in the model's input, and the forecast NaN (null in --jsonl, exit 0; 200 from serve)."""
+    import numpy as np
+
+    beyond = np.abs(z) > np.finfo(np.float32).max
+    if beyond.any():
+        row, c = (int(i) for i in np.argwhere(beyond)[0])
+        at = f"at {series.times[row]}" if series.times else f"in row {row + 1} of the {counted(len(z), 'row')} read"
+        raise UserError(f"{name}: column {names[c]!r} {at}: {float(series.values[row, c]):g} is beyond what the "
+                        f"model's float32 inputs hold once standardised (about ±3.4e38); check the value")
 
 
 def _fill_start(cfg: "Config", table, columns: list[str], start: int) -> int:

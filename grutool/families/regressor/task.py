@@ -102,7 +102,7 @@ class RegressorTask(Task):
         from grutool.data.numeric import check_channels, tensors
 
         check_channels(scaler, seqs)
-        split = EncodedSplit(tensors(seqs.values, scaler), None, list(seqs.ids))
+        split = EncodedSplit(tensors(seqs, scaler), None, list(seqs.ids))
         if isinstance(y, list):  # a target per step: each (T_i,) z-scores
             split.targets = [torch.tensor(target.transform(t[:, None])[:, 0], dtype=torch.float32) for t in y]
         elif y is not None:

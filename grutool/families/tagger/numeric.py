@@ -55,7 +55,7 @@ def encode(scaler: "Standardizer", labels: "LabelVocab", seqs: "Sequences", sche
     from grutool.data.numeric import check_channels, tensors
 
     check_channels(scaler, seqs)
-    split = EncodedSplit(tensors(seqs.values, scaler), None, list(seqs.ids), scheme=scheme)
+    split = EncodedSplit(tensors(seqs, scaler), None, list(seqs.ids), scheme=scheme)
     if seqs.labels is not None:
         names = list(labels.itos) + sorted({t for s in seqs.labels for t in s} - set(labels.stoi))
         index = {n: i for i, n in enumerate(names)}
