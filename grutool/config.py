@@ -131,7 +131,8 @@ class DataConfig(_Section):
     max_word_length: int = Field(default=30, gt=0)
     """Characters kept per token for model.char_features (longer tokens are cut)."""
     tokenizer: Literal["whitespace", "word", "char"] = "word"
-    """`whitespace`: split on spaces; `word`: words and punctuation by regex; `char`: characters."""
+    """`whitespace`: split on spaces; `word`: words (with their combining marks) and punctuation by regex; `char`:
+    characters. Text is read in Unicode's composed form (NFC) first, so a decomposed é is the same token."""
     lowercase: bool = True
     """Lower-case text before tokenizing."""
     max_length: Optional[int] = Field(default=200, gt=0)
