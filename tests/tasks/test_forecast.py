@@ -1098,3 +1098,16 @@ def test_infer_refuses_a_value_float32_cannot_hold_once_standardised(run, tmp_pa
     assert_user_error(invoke("infer", run, "--file", path),
                       f"{path}: column '{lines[0].split(',')[1]}' at {cells[0]}: 1e+300 is beyond what the model's "
                       f"float32 inputs hold")
+
+
+def test_infer_says_a_gap_in_the_file_once(run, tmp_path):
+    # infer --file reads the table twice (the rows the window needs, then those rows): the gap was said twice.
+    cfg = rundir.open_run(run).config
+    lines = Path(cfg.data.train).read_text().splitlines()
+    rows = lines[-40:]
+    del rows[30]  # a missing day inside the last window
+    path = tmp_path / "gap.csv"
+    path.write_text("\n".join([lines[0], *rows]) + "\n")
+    result = invoke("infer", run, "--file", path)
+    assert result.exit_code == 0, result.output
+    assert len([line for line in result.stderr.splitlines() if "the usual step" in line]) == 1, result.stderr

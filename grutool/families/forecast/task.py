@@ -17,6 +17,7 @@ embedding knows.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
@@ -560,9 +561,12 @@ class ForecastTask(Task):
         windows, stamps, names, extras = [], [], [], []
         for k, text in enumerate(texts):
             name = predictor.input_name(k)
-            table = _text_table(cfg, text, name)
-            _check_header(cfg, table, inputs)
-            series, ahead = _read_input(cfg, roles, inputs, table, name)
+            # a file's rows (`sources`) were read and said by `read_inputs`, by the file's own lines: their warnings
+            # again here would name the lines of this text (a gap said twice, the second time at the wrong line)
+            with _warned_before(bool(predictor.sources and k < len(predictor.sources) and predictor.sources[k])):
+                table = _text_table(cfg, text, name)
+                _check_header(cfg, table, inputs)
+                series, ahead = _read_input(cfg, roles, inputs, table, name)
             z = scaler.transform(series.values)  # (T, C + covariate columns)
             _fits_float32(z, series, scaler.names, name)
             windows.append(torch.from_numpy(z[-L:, :len(roles.columns)]).float())  # (L, C)
@@ -639,6 +643,19 @@ def _read_input(cfg: "Config", roles, columns: list[str], table, name: str):
                             f"the run's data.missing {cfg.data.missing} has nothing to fill it from; give it at "
                             f"least one value")
     return series, ahead
+
+
+@contextlib.contextmanager
+def _warned_before(yes: bool):
+    """While reading an input whose warnings were given already (`yes`), none again."""
+    quiet = logging.Filter()
+    quiet.filter = lambda record: record.levelno < logging.WARNING  # type: ignore[method-assign]
+    if yes:
+        log.addFilter(quiet)
+    try:
+        yield
+    finally:
+        log.removeFilter(quiet)
 
 
 def _fits_float32(z, series, names: list[str], name: str) -> None:
