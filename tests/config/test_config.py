@@ -382,3 +382,15 @@ def test_an_overlap_given_by_a_set_is_located_at_it_and_an_absolute_path_is_the_
         load_config(config, [item])
     assert str(info.value).startswith(f"--set {item}: data.validation: [90%:] of d/s.txt overlaps data.train, "
                                       f"[:95%] of it (90–95 % of the file in both)"), str(info.value)
+
+
+def test_a_minimal_dictionary_config_reads_letters_and_phonemes():
+    # format cmudict with the word tokenizer made every word one token (a 112,000-entry vocabulary, validation
+    # words all <unk>): left out, the reading is configs/g2p.yaml's; what a config sets is kept.
+    d = parse_config({"task": "seq2seq", "data": {"train": "train", "format": "cmudict"}}, "g.yaml").data
+    assert (d.tokenizer, d.target_tokenizer, d.target_lowercase) == ("char", "whitespace", False)
+    d = parse_config({"task": "seq2seq", "data": {"train": "p.tsv"}}, "s.yaml").data
+    assert (d.tokenizer, d.target_tokenizer, d.target_lowercase) == ("word", None, None)
+    kept = parse_config({"task": "seq2seq", "data": {"train": "train", "format": "cmudict", "target_lowercase": True}},
+                        "g.yaml").data
+    assert kept.target_lowercase is True and kept.tokenizer == "char"

@@ -104,6 +104,22 @@ class Seq2SeqTask(Task):
 
         return get_tokenizer(cfg.data.tokenizer, cfg.data.lowercase)
 
+    # A pronouncing dictionary's words are read as letters, its pronunciations as phonemes: a minimal cmudict
+    # config took the word tokenizer, a vocabulary of every word (112,000) and a model that could learn nothing.
+    DICTIONARY_READING = {"tokenizer": "char", "target_tokenizer": "whitespace", "target_lowercase": False}
+
+    @classmethod
+    def default(cls, section: str, name: str, schema_default, data: Optional[dict] = None):
+        if section == "data" and name in cls.DICTIONARY_READING and isinstance(data, dict) \
+                and data.get("format") == "cmudict":
+            return cls.DICTIONARY_READING[name]
+        return super().default(section, name, schema_default, data)
+
+    @classmethod
+    def defaulted(cls) -> dict[str, tuple[str, ...]]:
+        fields = super().defaulted()
+        return {**fields, "data": (*fields.get("data", ()), *cls.DICTIONARY_READING)}
+
     @classmethod
     def default_monitor(cls, data: dict) -> str:
         # bleu, unless `check_task` would refuse it: dictionaries have no bleu, characters a bleu near 0
