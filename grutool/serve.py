@@ -259,6 +259,9 @@ def build_app(predictor, limits: Optional[Limits] = None):
                "model": model,  # the settings its family reads
                "data": task.served_input(cfg),
                "limits": limits.__dict__, "options": served_options}
+        scaler = run.extra.get("scaler")
+        if scaler is not None:  # numbers: the columns a sequence or table holds, in the order the run reads them
+            out["data"]["columns"] = list(scaler.names)
         out.update(task.served_vocabularies(run))
         return out
 

@@ -82,7 +82,7 @@ def test_health_info_and_docs(server):
     assert head.status_code == 200 and head.content == b"", head
     info = httpx.get(f"{url}/info").json()
     assert info["task"] == "classifier" and info["labels"] == ["neg", "pos"] and info["limits"]["max_texts"] == 8
-    assert info["options"] == {}
+    assert info["options"] == {} and "columns" not in info["data"]  # text: tokens, no columns
     assert "/predict" in httpx.get(f"{url}/openapi.json").json()["paths"]
 
 

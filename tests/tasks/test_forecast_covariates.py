@@ -350,6 +350,8 @@ def test_long_form_static_columns_and_series_embedding(tmp_path):
         header = form.split("a header line ('")[1].split("')")[0]
         assert header.split(",")[:2] == ["date", "site"] and set(header.split(",")) == set(lines[0].split(","))
         assert client.get("/info").json()["data"]["series_column"] == "site"
+        # and which columns a table holds (covariates too), in the order the run reads them: it did not say
+        assert client.get("/info").json()["data"]["columns"] == header.split(",")[2:]
         rows = [dict(zip(lines[0].split(","), line.split(","))) for line in east]  # the header's row too
         text = "\n".join(",".join(row[c] for c in header.split(",")) for row in rows)  # written as the form says
         r = client.post("/predict", json={"texts": [text]})

@@ -463,6 +463,8 @@ def test_serve_takes_channels_by_steps(run):
     x = [[0.1, 0.5, 0.9, 1.0, 0.6, 0.1], [3.4, 3.2, 3.0, 2.8, 2.6, 2.5]]  # 2 channels x 6 steps
     line = ":".join(",".join(str(v) for v in channel) for channel in x)
     with TestClient(build_app(p)) as client:
+        # a client learns the channels a sequence holds, in order (it could not: no count, no names)
+        assert client.get("/info").json()["data"] == {"numeric": True, "missing": "error", "columns": ["c1", "c2"]}
         r = client.post("/predict", json={"texts": [x, line]})
         assert r.status_code == 200, r.text
         got = r.json()["results"]
