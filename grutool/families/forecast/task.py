@@ -648,8 +648,9 @@ def _read_input(cfg: "Config", roles, columns: list[str], table, name: str):
 @contextlib.contextmanager
 def _warned_before(yes: bool):
     """While reading an input whose warnings were given already (`yes`), none again."""
-    quiet = logging.Filter()
-    quiet.filter = lambda record: record.levelno < logging.WARNING  # type: ignore[method-assign]
+    def quiet(record: logging.LogRecord) -> bool:  # a logger takes a plain callable as a filter
+        return record.levelno < logging.WARNING
+
     if yes:
         log.addFilter(quiet)
     try:
