@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 import numpy as np
 
 from grutool.data.slices import split_slice
+from grutool.data.tables import read_number
 from grutool.errors import UserError, clipped, counted
 
 if TYPE_CHECKING:
@@ -219,7 +220,7 @@ def _label_text(v: str) -> str:
     """A label cell as its class name: surrounding spaces dropped, '3.0' (a float column) the class '3'."""
     v = v.strip()
     try:
-        f = float(v)
+        f = read_number(v)
     except ValueError:
         return v
     return str(int(f)) if f.is_integer() and "." in v else v

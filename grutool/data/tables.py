@@ -328,10 +328,19 @@ def order_fix(policy: str) -> str:
     return ORDER_FIX[policy]
 
 
+def read_number(text: str) -> float:
+    """A number as data files write it: `float(text)` (`1`, ` -2.5e3 `, `nan`, `inf`) for ASCII text without '_'.
+    Python's `float` also reads '1_0' as 10 and other scripts' digits ('١٢', '１２') as 12; pandas reads neither as
+    a number, so the .ts reader and a table's label cells refuse them too (ValueError), as the table's channels do."""
+    if not text.isascii() or "_" in text:
+        raise ValueError(f"not a number: {text!r}")
+    return float(text)
+
+
 def is_number(cell: str) -> bool:
-    """Whether a cell's text reads as a number (`float` takes it: `1`, `-2.5e3`, `nan`, `inf`)."""
+    """Whether a cell's text reads as a number (`read_number` takes it: `1`, `-2.5e3`, `nan`, `inf`)."""
     try:
-        float(cell)
+        read_number(cell)
     except ValueError:
         return False
     return True

@@ -35,7 +35,7 @@ from typing import Optional
 
 import numpy as np
 
-from grutool.data.tables import is_number
+from grutool.data.tables import is_number, read_number
 from grutool.errors import UserError, clipped, counted
 
 MISSING = ("?", "nan", "NaN", "NAN")
@@ -122,7 +122,7 @@ def _values_not_label(text: str, header: TsHeader, per_step: bool) -> bool:
     that no label could be (a declared class it is not; more than one number where one target belongs)."""
     parts = [p.strip() for p in text.split(",")]
     try:
-        [float(p) for p in parts if p not in MISSING]
+        [read_number(p) for p in parts if p not in MISSING]
     except ValueError:
         return False
     if header.target:
@@ -152,7 +152,7 @@ def parse_channels(fields: list[str], where: str) -> np.ndarray:
                 values.append(math.nan)
                 continue
             try:
-                values.append(float(p))
+                values.append(read_number(p))
             except ValueError:
                 raise UserError(f"{where}: channel {c} value {t} is not a number ({clipped(p, 40)!r}); "
                                 f"write a number, or '?' for a missing value") from None
@@ -234,7 +234,7 @@ def read_ts(path: str, text: str, need_labels: bool = True, per_step: bool = Fal
                                     f"by ','")
                 if header.target:
                     try:
-                        float(one)
+                        read_number(one)
                     except ValueError:
                         raise UserError(f"{where}: target {clipped(one, 40)!r}{step} is not a number, but the "
                                         f"header declares @targetLabel true; write a number") from None

@@ -56,6 +56,10 @@ def test_ts_reader_variable_length_missing_values_and_labels_with_spaces():
     ("1,2:3,4,5:cat\n", "x.ts:8: channel 2 has 3 values but channel 1 has 2 (ragged steps)"),
     ("1,2:3:cat\n", "x.ts:8: channel 2 has 1 value but channel 1 has 2 (ragged steps)"),  # was `1 values`
     ("1,2:3,x:cat\n", "x.ts:8: channel 2 value 2 is not a number ('x')"),
+    # Python's float() reads these as 10 and 12; pandas, and so a table's channels, do not
+    ("1,2:3,1_0:cat\n", "x.ts:8: channel 2 value 2 is not a number ('1_0')"),
+    ("1,\u0661\u0662:3,4:cat\n", "x.ts:8: channel 1 value 2 is not a number ('\u0661\u0662')"),
+    ("1,2:3,\uff11\uff12:cat\n", "x.ts:8: channel 2 value 2 is not a number ('\uff11\uff12')"),
     ("1,2:3,4:dog\n", "x.ts:8: label 'dog' is not among @classLabel's"),
     (":3,4:cat\n", "x.ts:8: channel 1 is empty (an empty sequence)"),
     ("(0,1),(1,2):(0,3),(1,4):cat\n", "x.ts:8: channel 1 holds timestamped values ('(0,1),(1,2)'), which are not read"),

@@ -176,6 +176,11 @@ def test_a_target_that_is_not_a_number(tmp_path):
     assert_user_error(invoke("train", tmp_path / "x.yaml", "-o", tmp_path / "new"),
                       "x.csv:4: the target of sequence 's2' is 'big', not a number")
     assert not (tmp_path / "new").exists()
+    # '1_0' is 10 to Python's float(), text to pandas (and so to the channels beside it): refused the same way
+    (tmp_path / "x.csv").write_text("id,a,y\ns1,1.0,0.5\ns1,2.0,0.5\ns2,1.5,1_0\n", encoding="utf-8")
+    assert_user_error(invoke("train", tmp_path / "x.yaml", "-o", tmp_path / "new"),
+                      "x.csv:4: the target of sequence 's2' is '1_0', not a number")
+    assert not (tmp_path / "new").exists()
 
 
 def test_a_target_per_step(tmp_path):

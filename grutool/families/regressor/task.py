@@ -63,6 +63,7 @@ class RegressorTask(Task):
         import numpy as np
 
         from grutool.data.numeric import is_ts, read_sequences
+        from grutool.data.tables import read_number
 
         seqs = read_sequences(cfg.data, source, need_targets, per_step=cfg.data.per_step)
         if not need_targets:
@@ -73,7 +74,7 @@ class RegressorTask(Task):
 
         def number(label: str, where: str, seq_id: str) -> float:
             try:
-                value = float(label)
+                value = read_number(label)
             except ValueError:
                 value = None
             if value is not None and np.isfinite(value):
