@@ -57,6 +57,10 @@ class Table:
     rows: Optional["np.ndarray"] = None
     """The file row (from 0) of each of the frame's rows, for a table of some of a file's rows (`subset`);
     None: the frame holds the file's rows in order."""
+    doubled: Optional[dict[str, list[int]]] = None
+    """Header names written more than once, with their columns (from 1): pandas keeps the first as the name and
+    calls the others 'name.1', ..., so a setting that names one of them is refused (`column`), never read from
+    the first alone."""
 
     @property
     def columns(self) -> list[str]:
@@ -72,7 +76,7 @@ class Table:
 
         rows = np.asarray(rows, dtype=np.int64)
         return Table(self.path, self.frame.iloc[rows].reset_index(drop=True), self.text, self.first_line,
-                     rows if self.rows is None else self.rows[rows])
+                     rows if self.rows is None else self.rows[rows], self.doubled)
 
     def file_row(self, row: int) -> int:
         """The file row (from 0) of data row `row` of this table."""
@@ -90,7 +94,12 @@ class Table:
         return f"line {self.first_line + self.file_row(row)}" if self.text else f"row {self.file_row(row) + 1}"
 
     def column(self, name: str, option: str = "column") -> str:
-        """`name` when the table has it, else a UserError naming `option` (a config field) with a did-you-mean."""
+        """`name` when the table has it, else a UserError naming `option` (a config field) with a did-you-mean;
+        a name the header writes twice is a UserError too."""
+        if self.doubled and name in self.doubled:
+            where = " and ".join(str(c) for c in self.doubled[name])
+            raise UserError(f"{option}: {self.path}:1: the header names {len(self.doubled[name])} columns {name!r} "
+                            f"(columns {where}); rename all but the one {option} should read", option)
         if name in self.columns:
             return name
         close = difflib.get_close_matches(str(name), self.columns, n=1, cutoff=0.6)
@@ -299,6 +308,14 @@ def read_table(path: str | Path, fmt: str = "auto", *, header: bool = True,
                             skip_blank_lines=False, encoding="utf-8")
         if names is None and not header:
             frame.columns = [str(c) for c in frame.columns]
+        doubled = None
+        if header and names is None:
+            if isinstance(source, io.BytesIO):
+                source.seek(0)
+            first = pd.read_csv(source, sep="," if kind == "csv" else "\t", dtype=str, keep_default_na=False,
+                                header=None, nrows=1, quoting=0 if kind == "csv" else 3, encoding="utf-8")
+            heads = [str(c) for c in first.iloc[0].tolist()] if len(first) else []
+            doubled = {h: [i + 1 for i, g in enumerate(heads) if g == h] for h in heads if heads.count(h) > 1} or None
     except UnicodeDecodeError as exc:
         raise UserError(f"{name}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     except pd.errors.EmptyDataError:
@@ -309,7 +326,7 @@ def read_table(path: str | Path, fmt: str = "auto", *, header: bool = True,
         raise UserError(f"{name}: cannot read it as {kind} ({clipped(str(exc), 200)})") from None
     if len(frame) == 0:
         raise UserError(f"{name}: no data rows" + (" below the header" if header else ""))
-    return Table(name, frame, text=True, first_line=2 if header else 1)
+    return Table(name, frame, text=True, first_line=2 if header else 1, doubled=doubled)
 
 
 ORDER_FIX = {"error": "rows must be in time order without duplicates (sort the file, drop the duplicate, or set "
