@@ -56,21 +56,26 @@ class Tokenized:
     ids of any vocabulary follow without tokenizing again.
     """
 
-    def __init__(self, distinct: list[str], index: torch.Tensor, lengths: list[int]):
+    def __init__(self, distinct: list[str], index: torch.Tensor, lengths: list[int], cut: Optional[list[int]] = None):
         self.distinct = distinct
         self.rows = Ragged(index, lengths)  # int32 indexes into `distinct`
+        self.cut = cut or []
+        """The rows `of` truncated to its limit (positions in the texts given)."""
 
     @classmethod
     def of(cls, texts: Iterable[str], tokenize: Callable[[str], list[str]], limit: Optional[int] = None) -> "Tokenized":
-        """`tokenize(text)[:limit]` of each text."""
+        """`tokenize(text)[:limit]` of each text; the rows cut short are in `cut`."""
         numbering = _Numbering()
         number = numbering.__getitem__
-        index, lengths = array("i"), []
-        for text in texts:
-            tokens = tokenize(text)[:limit]
+        index, lengths, cut = array("i"), [], []
+        for i, text in enumerate(texts):
+            tokens = tokenize(text)
+            if limit is not None and len(tokens) > limit:
+                tokens = tokens[:limit]
+                cut.append(i)
             index.extend(map(number, tokens))
             lengths.append(len(tokens))
-        return cls(list(numbering), _tensor(index), lengths)
+        return cls(list(numbering), _tensor(index), lengths, cut)
 
     @classmethod
     def from_lists(cls, sequences: Iterable[list[str]]) -> "Tokenized":

@@ -128,3 +128,27 @@ def test_runs_table_keeps_run_names_whole_at_80_columns(tmp_path):
     rows = [line for line in text.splitlines() if line.startswith(tuple(names))]
     assert len(rows) == 3 and all("sentence_acc 0.7667" in r and "interrupted" in r for r in rows), text
     assert "…" not in text and all(len(r) <= 80 for r in rows), text
+
+
+def test_texts_over_max_length_are_read_truncated_with_a_counted_warning(tmp_path):
+    """A classifier reads the first data.max_length tokens of a text, in train, eval and infer alike; it says so
+    (it used to cut them silently), and the answer is the first tokens' answer."""
+    from conftest import invoke
+
+    raw = tiny_config(tmp_path, epochs=1)
+    raw["data"]["max_length"] = 3
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(raw))
+    r = invoke("train", cfg, "--quiet")
+    assert r.exit_code == 0, r.output
+    assert "train: " in r.stderr and " longer than data.max_length=3 tokens: the model reads their first 3" in r.stderr
+    run = tmp_path / "run"
+    long_text, cut = "the food was great and the film awful", "the food was"
+    r = invoke("infer", run, "fine", cut, long_text, long_text, "--jsonl")
+    assert r.exit_code == 0, r.output
+    assert ("warning: infer: 2 texts are longer than data.max_length=3 tokens: the model reads their first 3 "
+            "(the first is input 3); train with data.max_length higher") in r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert rows[2]["probs"] == rows[1]["probs"] and rows[2]["text"] == long_text
+    r = invoke("infer", run, cut)
+    assert r.exit_code == 0 and "max_length" not in r.stderr

@@ -9,7 +9,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any, Optional
 
 from grutool import jsonsafe
-from grutool.errors import UserError, clipped
+from grutool.errors import UserError, clipped, counted
 from grutool.families.base import Prepared, Task, synthetic_vocabs
 from grutool.families.classifier.labels import check_label_names, name_labels
 from grutool.families.rules import (check_columns, check_numeric, check_one_path_per_split, encoder_stream_reason,
@@ -104,18 +104,35 @@ class ClassifierTask(Task):
 
         return get_tokenizer(cfg.data.tokenizer, cfg.data.lowercase)
 
-    def encode(self, cfg: Config, vocab: Vocab, labels: LabelVocab, texts: list[str],
-               gold: Optional[list[str]], extra: Optional[list[str]] = None,
-               chars: Optional[Vocab] = None, tokens: Optional[Tokenized] = None) -> EncodedSplit:
-        """Token ids per text (and, with `chars`, the char ids of each token as tokenized);
-        unseen gold labels get ids after the model's classes (see metrics). `tokens`: the texts
-        already tokenized (prepare tokenizes train once for the vocabulary and the ids)."""
-        import torch
-
+    def tokenized(self, cfg: Config, texts: list[str], name: str) -> Tokenized:
+        """The texts tokenized and truncated to data.max_length, with a counted warning naming split `name`
+        (train, validation, test, infer) when any was longer: the model reads only their first tokens."""
         from grutool.data.ragged import Tokenized
 
+        limit = cfg.data.max_length
+        tokens = Tokenized.of(texts, self.tokenizer(cfg), limit)
+        if tokens.cut:
+            one = len(tokens.cut) == 1
+            what = "input" if name == "infer" else "example"
+            at = f"{what} {tokens.cut[0] + 1}" if one else f"the first is {what} {tokens.cut[0] + 1}"
+            fix = "set data.max_length higher, or null" if name == "train" else \
+                "train with data.max_length higher, or null,"
+            log.warning("%s: %s %s longer than data.max_length=%d tokens: the model reads %s first %d (%s); %s to "
+                        "read whole texts", name, counted(len(tokens.cut), "text"), "is" if one else "are", limit,
+                        "its" if one else "their", limit, at, fix)
+        return tokens
+
+    def encode(self, cfg: Config, vocab: Vocab, labels: LabelVocab, texts: list[str],
+               gold: Optional[list[str]], extra: Optional[list[str]] = None,
+               chars: Optional[Vocab] = None, tokens: Optional[Tokenized] = None, name: str = "infer") -> EncodedSplit:
+        """Token ids per text (and, with `chars`, the char ids of each token as tokenized);
+        unseen gold labels get ids after the model's classes (see metrics). `tokens`: the texts
+        already tokenized (prepare tokenizes train once for the vocabulary and the ids); `name`: the split, for
+        the truncation warning."""
+        import torch
+
         if tokens is None:
-            tokens = Tokenized.of(texts, self.tokenizer(cfg), cfg.data.max_length)
+            tokens = self.tokenized(cfg, texts, name)
         split = self.encode_tokens(cfg, vocab, tokens, chars, texts)
         targets = None
         names = list(labels.itos) + [e for e in extra or [] if e not in labels.stoi]
@@ -155,13 +172,12 @@ class ClassifierTask(Task):
             prepared = numeric.prepare(cfg, saved)
             self.encode_evaluation_splits(cfg, prepared)
             return prepared
-        from grutool.data.ragged import Tokenized
         from grutool.data.vocab import LabelVocab, Vocab, char_counts
 
         d = cfg.data
         texts, gold = read_examples(d, d.train)
         check_label_names(d, gold)
-        tokens = Tokenized.of(texts, self.tokenizer(cfg), d.max_length)
+        tokens = self.tokenized(cfg, texts, "train")
         keep, nonempty = tokens.nonempty()
         empty = len(tokens) - len(keep)
         if empty == len(tokens):
@@ -195,7 +211,8 @@ class ClassifierTask(Task):
         labels = vocabs.labels
         texts, gold = read_examples(cfg.data, source)
         unseen = unseen_gold(source, name, Counter(gold), labels)
-        return self.encode(cfg, vocabs.vocab, labels, texts, gold, extra=sorted(unseen), chars=vocabs.extra.get("chars"))
+        return self.encode(cfg, vocabs.vocab, labels, texts, gold, extra=sorted(unseen), chars=vocabs.extra.get("chars"),
+                           name=name)
 
     def vocabularies(self, cfg: Config) -> dict[str, tuple[str, type]]:
         from grutool.data.vocab import LabelVocab, Vocab
