@@ -260,8 +260,7 @@ class Seq2SeqTask(Task):
 
     def set_decoding(self, model, beam: Optional[int] = None, **options) -> dict:
         if beam is not None:
-            if not 1 <= beam <= MAX_BEAM:
-                raise UserError(f"beam: must be 1 to {MAX_BEAM} (got {beam}); 1 is greedy decoding", option="beam")
+            check_beam(beam)
             model.decoding["beam_size"] = beam
         return {"beam_size": model.decoding["beam_size"]}
 
@@ -288,8 +287,8 @@ class Seq2SeqTask(Task):
         return None  # `labels` is the target vocabulary: tokens, not labels to list
 
     def check_options(self, predictor, beam: Optional[int] = None, attention: bool = False) -> None:
-        if beam is not None and not 1 <= beam <= MAX_BEAM:
-            raise UserError(f"beam: must be 1 to {MAX_BEAM} (got {beam}); 1 is greedy decoding", option="beam")
+        if beam is not None:
+            check_beam(beam)
         if attention and predictor.model.attention is None:  # `infer --attention` or `--attention-weights`
             raise UserError(f"attention: {predictor.run.path} has no attention (model.attention: none); "
                             f"there are no weights to show: remove the option", option="attention")
@@ -325,3 +324,12 @@ class Seq2SeqTask(Task):
                                       "weights": [[round(float(w), 5) for w in line] for line in out.attention[row]]}
                 results[i] = r
         return results
+
+
+def check_beam(beam: int) -> None:
+    """A beam option's bounds. Below 1 is said alone: a server checks its own, lower cap first (serve's
+    `served_max`), and "1 to 256" there named a bound the server refuses."""
+    if beam < 1:
+        raise UserError(f"beam: must be at least 1 (got {beam}); 1 is greedy decoding", option="beam")
+    if beam > MAX_BEAM:
+        raise UserError(f"beam: must be 1 to {MAX_BEAM} (got {beam}); 1 is greedy decoding", option="beam")
