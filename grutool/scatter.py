@@ -17,8 +17,9 @@ def plot_scatter(metrics: dict, path: str | Path, title: str = "") -> str:
     ax.scatter(true, predicted, s=12, alpha=0.6)
     lo, hi = min(true + predicted, default=0.0), max(true + predicted, default=1.0)
     ax.plot([lo, hi], [lo, hi], color="grey", linewidth=1, linestyle="--", label="predicted = true")
-    ax.set_xlabel("true")
-    ax.set_ylabel("predicted")
+    target = metrics["scatter"].get("target")  # a table column's name; a .ts file's target has none
+    ax.set_xlabel(f"true {target}" if target else "true")
+    ax.set_ylabel(f"predicted {target}" if target else "predicted")
     shown = f"{len(true):,} of {metrics['n']:,}" if len(true) < metrics["n"] else f"{metrics['n']:,}"
     ax.set_title(f"n={shown}; RMSE {metrics['rmse']:.4g}, MAE {metrics['mae']:.4g}, R² {metrics['r2']:.3f}", fontsize=9)
     ax.legend(loc="upper left", fontsize=8)

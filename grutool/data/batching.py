@@ -40,6 +40,8 @@ class EncodedSplit:
     conditions: Optional[list[torch.Tensor]] = None  # each () long: an input id acting on every step (lm)
     target_scale: Optional[tuple[float, float]] = None
     """Real-valued targets (regressor): the (mean, std) that turn the targets' z-scores back into their units."""
+    target_name: Optional[str] = None
+    """Real-valued targets read from a table: the column's name (eval --plot names its axes after it)."""
     streams: Optional[int] = None
     """Set for a split that is `streams` parallel rows of one long text cut into consecutive chunks, laid out
     chunk-major (example k * streams + r is chunk k of row r): its batches are taken in order, `streams` at

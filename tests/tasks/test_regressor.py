@@ -77,6 +77,7 @@ def test_train_eval_plot_infer_export(run, tmp_path):
     assert r.exit_code == 0, r.output
     metrics = json.loads(r.stdout)
     assert metrics["r2"] > 0.5 and metrics["rmse"] < 0.1 and (tmp_path / "scatter.png").stat().st_size > 0
+    assert metrics["scatter"]["target"] == "freq"  # the table's target column: the picture's axes are named by it
     r = invoke("infer", run, "--file", ROOT / "data/numeric/test.csv", "--jsonl")
     assert r.exit_code == 0, r.output
     rows = [json.loads(line) for line in r.stdout.splitlines()]
@@ -243,3 +244,17 @@ def test_a_target_that_changes_within_a_sequence_offers_the_regressor_s_per_step
     assert_user_error(invoke("train", tmp_path / "x.yaml", "-o", tmp_path / "new"),
                       "x.csv:3:3: sequence 's1' has label '0.7' here but '0.5'", "data.per_step: true")
     assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("target, axes", [("freq", ("true freq", "predicted freq")), (None, ("true", "predicted"))])
+def test_the_scatter_s_axes_name_the_target_column(tmp_path, monkeypatch, target, axes):
+    """They said `true` and `predicted` alone, whatever the regressor predicts; a .ts file's target has no name."""
+    import grutool.scatter as scatter
+
+    drawn = {}
+    monkeypatch.setattr(scatter, "save_png", lambda fig, path, dpi: drawn.update(
+        x=fig.axes[0].get_xlabel(), y=fig.axes[0].get_ylabel()))
+    m = RegressionMetrics((10.0, 2.0), target)
+    m.update(torch.tensor([0.0, 1.0]), torch.tensor([0.5, 1.0]))
+    scatter.plot_scatter(m.compute(), tmp_path / "s.png")
+    assert (drawn["x"], drawn["y"]) == axes

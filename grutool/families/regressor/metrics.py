@@ -23,8 +23,9 @@ SCATTER_POINTS = 2000  # eval keeps at most this many (true, predicted) pairs fo
 class RegressionMetrics:
     """MSE, RMSE, MAE, R² (and the loss) over a split; `scale`: (mean, std) that turn z-scores into units."""
 
-    def __init__(self, scale: tuple[float, float] = (0.0, 1.0)):
+    def __init__(self, scale: tuple[float, float] = (0.0, 1.0), target: str | None = None):
         self.mean, self.std = scale
+        self.target = target  # the table column's name, for the scatter's axes; None: a .ts file's target
         self.n = 0
         self.sequences: int | None = None  # per step: the sequences the n values come from
         self.sum_sq = self.sum_abs = 0.0
@@ -66,7 +67,8 @@ class RegressionMetrics:
         else:
             r2 = 1.0 if self.sum_sq == 0 else 0.0
         out = {"n": self.n, "mse": mse, "rmse": math.sqrt(mse), "mae": self.sum_abs / n, "r2": r2,
-               "scatter": {"true": self.true, "predicted": self.predicted}}
+               "scatter": {"true": self.true, "predicted": self.predicted,
+                           **({"target": self.target} if self.target is not None else {})}}
         if self.n:
             out["loss"] = self.loss_sum / self.n
         if self.sequences is not None:  # per step: n counts steps, as a tagger's `tokens`

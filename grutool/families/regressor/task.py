@@ -96,7 +96,9 @@ class RegressorTask(Task):
         return seqs, np.asarray([number(v, w, i) for v, w, i in zip(seqs.labels, seqs.where, seqs.ids)],
                                 dtype=np.float64)
 
-    def encode(self, scaler: "Standardizer", target: "Standardizer", seqs: "Sequences", y) -> "EncodedSplit":
+    def encode(self, scaler: "Standardizer", target: "Standardizer", seqs: "Sequences", y,
+               named: bool = False) -> "EncodedSplit":
+        """`named`: the target is a table's column (its name is the target scaler's); a .ts file's has none."""
         import torch
 
         from grutool.data.batching import EncodedSplit
@@ -109,6 +111,7 @@ class RegressorTask(Task):
         elif y is not None:
             split.targets = torch.tensor(target.transform(y[:, None])[:, 0], dtype=torch.float32)  # (N,) z-scores
         split.target_scale = (target.mean[0], target.std[0])
+        split.target_name = target.names[0] if named else None
         return split
 
     def prepare(self, cfg: Config, saved: Any = None) -> Prepared:
@@ -123,7 +126,7 @@ class RegressorTask(Task):
         rows = np.concatenate(y) if isinstance(y, list) else y  # every step's target, or every sequence's
         target = saved.labels if saved else Standardizer.fit([cfg.data.label_column], rows[:, None])
         prepared = Prepared(saved.vocab if saved else Vocab.from_counts({}), target, extra={"scaler": scaler})
-        prepared.splits["train"] = self.encode(scaler, target, seqs, y)
+        prepared.splits["train"] = self.encode(scaler, target, seqs, y, cfg.data.channels is not None)
         self.encode_evaluation_splits(cfg, prepared)
         return prepared
 
@@ -137,7 +140,7 @@ class RegressorTask(Task):
 
     def encode_split(self, cfg: Config, vocabs: Any, source: str, name: str) -> EncodedSplit:
         seqs, y = self.read(cfg, source)
-        return self.encode(vocabs.extra["scaler"], vocabs.labels, seqs, y)
+        return self.encode(vocabs.extra["scaler"], vocabs.labels, seqs, y, cfg.data.channels is not None)
 
     def vocabularies(self, cfg: Config) -> dict[str, tuple[str, type]]:
         from grutool.data.scaling import Standardizer
@@ -172,7 +175,7 @@ class RegressorTask(Task):
     def metrics(self, split: EncodedSplit):
         from grutool.families.regressor.metrics import RegressionMetrics
 
-        return RegressionMetrics(split.target_scale or (0.0, 1.0))
+        return RegressionMetrics(split.target_scale or (0.0, 1.0), split.target_name)
 
     # --- prediction ---------------------------------------------------------------------------
 
