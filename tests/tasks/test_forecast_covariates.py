@@ -352,6 +352,8 @@ def test_long_form_static_columns_and_series_embedding(tmp_path):
         assert client.get("/info").json()["data"]["series_column"] == "site"
         # and which columns a table holds (covariates too), in the order the run reads them: it did not say
         assert client.get("/info").json()["data"]["columns"] == header.split(",")[2:]
+        # and the series the embedding knows, the only ones a request may name (it listed none: 'west' above)
+        assert client.get("/info").json()["series"] == ["north", "south", "east"]
         rows = [dict(zip(lines[0].split(","), line.split(","))) for line in east]  # the header's row too
         text = "\n".join(",".join(row[c] for c in header.split(",")) for row in rows)  # written as the form says
         r = client.post("/predict", json={"texts": [text]})

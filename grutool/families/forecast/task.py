@@ -371,6 +371,11 @@ class ForecastTask(Task):
             files["series"] = ("series.json", LabelVocab)  # the series the embedding knows, by name
         return files
 
+    def served_vocabularies(self, run) -> dict[str, list[str]]:
+        """A series embedding's series, by name: the only ones a request's table may hold (another is refused)."""
+        series = run.extra.get("series")
+        return {"series": list(series.itos)} if series is not None else {}
+
     throughput_unit = "windows"  # every window is data.input_length rows: tokens would only scale windows
 
     def rate_unit(self, cfg: "Config") -> str:
