@@ -168,6 +168,8 @@ def ended_message(trainer, summary: dict) -> str:
     cut = rundir.cut_epoch(summary)
     if cut:  # max_steps cut the last epoch short
         where = f"{steps}; epoch {s.epoch} of {t.epochs} stopped at {cut[0]} of its {cut[1]} {word}s"
+    elif s.epoch > t.epochs:  # resumed with fewer epochs than it has trained ("23 of 5 epochs" said before)
+        where = f"{s.epoch} epochs, {steps}: more than train.epochs {t.epochs}, as given now"
     else:
         where = f"{s.epoch} of {t.epochs} epochs, {steps}"
     return f"the run is complete ({where}); nothing to resume. {_train_longer(trainer)}"
@@ -211,12 +213,15 @@ def _train_longer(trainer) -> str:
         why.append(f"early: {trainer.monitor_label} did not improve for {s.bad_epochs} epoch(s) "
                    f"(train.patience {t.patience})")
         hints.append(f"--set train.patience={max(t.patience, s.bad_epochs) * 2}")
-    if s.epoch >= t.epochs:
+    if s.epoch == t.epochs:
         why.append("at train.epochs")
-        hints.append(f"--set train.epochs={t.epochs * 2}")
+    if s.epoch >= t.epochs:  # more: resumed with fewer epochs than trained, which the hint must pass
+        hints.append(f"--set train.epochs={s.epoch * 2}")
     if t.max_steps is not None and s.step >= t.max_steps:
         why.append("at train.max_steps")
         hints.append(f"--set train.max_steps={t.max_steps * 2}")
+    if not why and s.epoch > t.epochs:
+        why.append("after more epochs than train.epochs now allows")
     if not why:  # past the steps of train.epochs without its epoch count (cannot happen as trained)
         why.append(f"at its last {trainer.task.update_name(trainer.cfg)}")  # numbers' `update`
         hints.append(f"--set train.epochs={t.epochs * 2}")

@@ -473,3 +473,27 @@ def test_a_complete_run_past_its_steps_says_where_it_stopped_in_its_own_words(tr
     assert run_setup.ended_message(trainer, {}) == (
         f"the run is complete (6 of 10 epochs, 120 {word}s); nothing to resume. It stopped at its last {word}. "
         f"To train longer, resume with a larger train.epochs (e.g. --set train.epochs=20)")
+
+
+@pytest.mark.parametrize("patience, bad, expect", [
+    (None, 0, "It stopped after more epochs than train.epochs now allows. To train longer, resume with a larger "
+              "train.epochs (e.g. --set train.epochs=46)"),
+    (10, 10, "It stopped early: accuracy did not improve for 10 epoch(s) (train.patience 10). To train longer, resume "
+             "with a larger train.patience and train.epochs (e.g. --set train.patience=20 --set train.epochs=46)"),
+])
+def test_a_complete_run_resumed_with_fewer_epochs_than_it_trained_says_so(patience, bad, expect):
+    """`--resume --set train.epochs=5` of a run that trained 23: it said `23 of 5 epochs`, `at train.epochs`, and
+    offered train.epochs=10, which resumes nothing either."""
+    from types import SimpleNamespace
+
+    from grutool.families import get_task
+    from grutool.training import run_setup
+
+    cfg = SimpleNamespace(task="classifier", train=SimpleNamespace(patience=patience, epochs=5, max_steps=None),
+                          data=SimpleNamespace(format="auto", channels=None, train="reviews.tsv"))
+    trainer = SimpleNamespace(state=SimpleNamespace(epoch=23, step=575, bad_epochs=bad), cfg=cfg, total_steps=125,
+                              task=get_task("classifier"), monitor_label="accuracy")
+    assert run_setup.has_ended(trainer)
+    assert run_setup.ended_message(trainer, {}) == (
+        f"the run is complete (23 epochs, 575 steps: more than train.epochs 5, as given now); nothing to resume. "
+        f"{expect}")
