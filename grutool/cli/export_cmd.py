@@ -32,7 +32,7 @@ def export(
     split: str = typer.Option("validation", "--split", metavar="SPLIT", help="Labelled split the parity check runs on."),
     atol: Optional[float] = typer.Option(None, "--atol", metavar="X", help="Largest max |diff| of outputs accepted, >= 0 (fp32 default 1e-4; int8: not checked)."),
     min_agreement: Optional[float] = typer.Option(None, "--min-agreement", metavar="X", help="Smallest share of equal predictions accepted, 0 to 1 (fp32 0.999, int8 0.97)."),
-    exporter: Exporter = typer.Option(Exporter.dynamo, "--exporter", help="ONNX: dynamo (torch's maintained exporter, ~10 s) or legacy (deprecated TorchScript-based, ~0.1 s, same graph)."),
+    exporter: Exporter = typer.Option(Exporter.dynamo, "--exporter", help="ONNX: dynamo (torch's maintained exporter, ~10 s) or legacy (deprecated TorchScript-based, ~0.1 s; the same GRU ops, other nodes around them)."),
     json_: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
 ):
     """Export a trained run to ONNX or TorchScript, checked against the original on the validation split.
