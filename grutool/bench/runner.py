@@ -58,14 +58,30 @@ def model_specs(g: Grid, cfg, device: torch.device) -> tuple[list[Spec], dict]:
         raise UserError("--dtype: does not apply with --config; the model runs as `grutool train` runs it "
                         "(float32, or float16 autocast on CUDA when train.amp is true)")
     if g.lengths is not None and "padded" in g.lengths:
-        raise UserError("--lengths padded: a configured model always packs its batches (grutool.modules.encoder); "
-                        "use packed or bucketed with --config")
+        raise UserError("--lengths padded: a configured model packs its batches of mixed lengths and runs those of "
+                        "one length dense, as train does (grutool.modules.encoder), so padding never enters its "
+                        "recurrence; use packed or bucketed with --config")
     vocab_size, num_classes, source, counts, longest = workloads.data_sizes(cfg, g.vocab_size, g.num_classes)
     m, t = cfg.model, cfg.train
     task = get_task(cfg.task)
+    # A family whose examples all have one length (forecast: data.input_length rows a window; `shapes` reads the
+    # same flag) has no lengths to vary: its rows say `equal`, never the sampler's name.
+    # So is a stream's (train.bptt): every chunk is bptt steps, run dense (it was timed packed, `bucketed`).
+    fixed = task.throughput_unit != "tokens" or bool(t.bptt)
+    examples = "chunk of a stream (train.bptt)" if t.bptt else f"example of a task {cfg.task}"
+    if fixed and g.lengths is not None:
+        raise UserError(f"--lengths: every {examples} has the same length (T={longest}); drop --lengths",
+                        option="lengths")
+    length_setting = "train.bptt" if t.bptt else task.length_setting
+    if length_setting and g.seq_len and set(g.seq_len) != {longest}:  # its examples ignore it: rows mislabelled
+        raise UserError(f"--seq-len: every {examples} has {length_setting} steps (T={longest}); vary it with "
+                        f"--set {length_setting}=N, one bench per value", option="seq-len")
     # I: the recurrent layer's input width. A family without a token embedding (forecast) projects each segment
     # to the hidden size, so I is H and not a size of its own.
     embedded = task.reads("model", "embedding_dim")
+    if g.input_size is not None and not embedded:
+        raise UserError(f"--input-size: task {cfg.task} feeds its recurrent layer model.hidden_size features "
+                        f"(each segment projected to it); vary --hidden-size instead", option="input-size")
     chars = workloads.synthetic_counts(cfg, counts).get("num_chars")  # model.char_features: the char vocabulary
     if source == "defaults" and not embedded and g.vocab_size is None:
         # a forecaster is sized by its columns: the text default, 20,000 of them, ran out of memory in a traceback
@@ -96,20 +112,7 @@ def model_specs(g: Grid, cfg, device: torch.device) -> tuple[list[Spec], dict]:
             sizes += f", {chars} characters"
         steps = f"chunks of T={longest} steps (train.bptt)" if t.bptt else f"batches up to T={longest} steps"
         log.info("%s from %s; %s", sizes, source, steps)
-    if g.input_size is not None and not embedded:
-        raise UserError(f"--input-size: task {cfg.task} feeds its recurrent layer model.hidden_size features "
-                        f"(each segment projected to it); vary --hidden-size instead", option="input-size")
     dtype = "float16-amp" if device.type == "cuda" and t.amp else "float32"
-    # A family whose examples all have one length (forecast: data.input_length rows a window; `shapes` reads the
-    # same flag) has no lengths to vary: its rows say `equal`, never the sampler's name.
-    fixed = task.throughput_unit != "tokens"
-    if fixed and g.lengths is not None:
-        raise UserError(f"--lengths: every example of a task {cfg.task} has the same length (T={longest}); "
-                        f"drop --lengths", option="lengths")
-    if task.length_setting and g.seq_len and set(g.seq_len) != {longest}:  # its examples ignore it: rows mislabelled
-        raise UserError(f"--seq-len: every example of a task {cfg.task} has {task.length_setting} steps "
-                        f"(T={longest}); vary it with --set {task.length_setting}=N, one bench per value",
-                        option="seq-len")
     axes = itertools.product(
         g.mode or grids.MODES,
         ("equal",) if fixed else g.lengths or (("bucketed",) if t.batching == "bucketed" else ("packed",)),

@@ -118,18 +118,24 @@ def time_interleaved(cases: Sequence[Case], *, repeats: int, warmup: int = 1, mi
                      number: Optional[int] = None, clock=None) -> list[Stats]:
     """Time `cases` against each other: warm-up, calibrate, then `repeats` rounds of A B C ...
 
-    `number` fixes the calls per sample (otherwise chosen per case from the last
-    warm-up call so that a sample lasts about `min_sample_s`). Returns one Stats
-    per case, in order.
+    `number` fixes the calls per sample (otherwise chosen per case so that a sample lasts at least
+    `min_sample_s`: from the fastest of the warm-up calls and of one sample at the count they suggest; the
+    first calls of a case are often its slowest (allocation, a JIT's first shapes), and a count taken from the
+    last warm-up call alone gave one call a sample where a sample of 50 ms was said). Returns one Stats per
+    case, in order.
     """
     if repeats < 1:
         raise ValueError("repeats must be >= 1")
     clock = clock or WallClock()
-    last = [0.0] * len(cases)
+    fastest = [math.inf] * len(cases)
     for _ in range(max(warmup, 1 if number is None else 0)):
         for i, case in enumerate(cases):
-            last[i] = _sample(case, 1, clock)
-    numbers = [number or max(1, math.ceil(min_sample_s / max(t, 1e-9))) for t in last]
+            fastest[i] = min(fastest[i], _sample(case, 1, clock))
+    if number is None:
+        for i, case in enumerate(cases):  # one steady sample refines each count
+            count = max(1, math.ceil(min_sample_s / max(fastest[i], 1e-9)))
+            fastest[i] = min(fastest[i], _sample(case, count, clock))
+    numbers = [number or max(1, math.ceil(min_sample_s / max(t, 1e-9))) for t in fastest]
     samples: list[list[float]] = [[] for _ in cases]
     # The collector could run inside one sample and not another; Python objects made
     # per call are few, so pausing it costs nothing and removes that noise.

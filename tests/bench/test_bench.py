@@ -55,6 +55,21 @@ def test_harness_reports_known_costs_exactly_and_calibrates_calls_per_sample():
     assert not sa.noisy
 
 
+def test_a_slow_first_call_does_not_set_the_calls_per_sample():
+    """A case whose first calls are slow (allocation, a JIT's first shapes): the count came from the last warm-up
+    call alone, so a 0.1 s first call gave one call a sample, each sample 2 ms where at least 50 ms was said."""
+    ft = FakeTime()
+    costs = iter([0.100])
+
+    def first_slow():
+        ft.t += next(costs, 0.002)
+
+    [s] = time_interleaved([Case("a", first_slow)], repeats=3, warmup=1, min_sample_s=0.05,
+                           clock=WallClock(now=ft.now))
+    assert s.number == 25 and s.median == pytest.approx(0.002)
+    assert s.number * s.min >= 0.05, "every sample lasts at least min_sample_s"
+
+
 def test_harness_on_real_sleeps():
     cases = [Case("5ms", lambda: time.sleep(0.005)), Case("1ms", lambda: time.sleep(0.001))]
     slow, fast = time_interleaved(cases, repeats=5, warmup=1, number=1)
@@ -214,7 +229,10 @@ BAD_GRIDS = [
     (["--output", "report.txt"], "unknown format"),
     (["--plot", "report.svg"], "give a .png file name"),
     (["--config", "configs/sentiment.yaml", "--dtype", "bfloat16"], "--dtype: does not apply with --config"),
-    (["--config", "configs/sentiment.yaml", "--lengths", "padded"], "always packs"),
+    (["--config", "configs/sentiment.yaml", "--lengths", "padded"], "packs its batches of mixed lengths and runs "
+                                                                      "those of one length dense"),
+    (["--config", "configs/lm_stream.yaml", "--lengths", "packed"],
+     "--lengths: every chunk of a stream (train.bptt) has the same length (T=32)"),
     (["--config", "no/such.yaml"], "config file not found"),
     (["--config", "configs/sentiment.yaml", "--set", "model.hiden_size=8"],
      "--set model.hiden_size: unknown key; did you mean 'hidden_size'?"),
@@ -985,7 +1003,11 @@ def test_a_stream_config_is_timed_on_chunks_of_its_bptt_steps(tmp_path, monkeypa
                                  "infer", "--repeats", "1", "--warmup", "0", "--min-sample-ms", "1", "--threads",
                                  "1", "-o", str(out)])
     assert result.exit_code == 0, result.output
-    assert {r["seq_len"] for r in reports.read_report(out)["rows"]} == {12}
+    rows = reports.read_report(out)["rows"]
+    assert {r["seq_len"] for r in rows} == {12}
+    # each chunk exactly bptt steps, run dense as training runs it: it was timed `bucketed`, on packed batches of
+    # varied lengths (253 tokens in B 8 x T 32)
+    assert {r["lengths"] for r in rows} == {"equal"} and {r["tokens"] for r in rows} == {12 * rows[0]["batch_size"]}
     assert "chunks of T=12 steps (train.bptt)" in result.output and "classes" not in result.output.split("\n")[0]
 
 
