@@ -291,8 +291,11 @@ def compare_table(result: dict):
         t.add_column(header, justify="left" if header == "kernel" else "right")
     for m in result["rows"]:
         star = "*" if m["key"]["kernels"] == "native" else ""
-        kernel = (f"{m['new_kernel']}{star}" if m["old_kernel"] == m["new_kernel"]
-                  else f"{m['old_kernel']}{star} -> {m['new_kernel']}{star}")
+        # the kernel `default` picked, marked as the report's own table marks it: beside a row that asked for
+        # that kernel by name, `compiled` alone read as that row
+        chose = " (default)" if m["key"]["kernels"] == "default" else ""
+        kernel = (f"{m['new_kernel']}{star}{chose}" if m["old_kernel"] == m["new_kernel"]
+                  else f"{m['old_kernel']}{star} -> {m['new_kernel']}{star}{chose}")
         ratio = "-" if m["ratio"] is None else ("~" if m["noisy"] else "") + f"{m['ratio']:.2f}×"
         if m["ratio"] is not None and abs(m["ratio"] - 1) > 0.05:
             ratio = f"[{'green' if m['ratio'] < 1 else 'red'}]{ratio}[/]"

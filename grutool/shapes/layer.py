@@ -148,22 +148,23 @@ def _last_step(output_tm: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
 
 
 def last_forward_identity(output_tm: torch.Tensor, h_n: torch.Tensor, lengths: torch.Tensor,
-                          num_directions: int) -> dict:
-    """The last layer's forward final state is output's forward half at each sequence's last step."""
+                          num_directions: int, width: str = "H") -> dict:
+    """The last layer's forward final state is output's forward half at each sequence's last step; `width`: the
+    symbol of a direction's width (H, or P for an LSTM with proj_size)."""
     D, Hout = num_directions, h_n.shape[-1]
     row = "h_n[-2]" if D == 2 else "h_n[-1]"
     at = "t = len_b − 1 (each sequence's own last step)" if bool((lengths != output_tm.shape[0]).any()) \
         else "t = T − 1"
-    half = "forward half output[..., :H]" if D == 2 else "output"
+    half = f"forward half output[..., :{width}]" if D == 2 else "output"
     return compare("last_layer_forward_final", f"{row} (last layer, forward) equals the {half} at {at}",
                    h_n[-D], _last_step(output_tm, lengths)[:, :Hout])
 
 
-def first_backward_identity(output_tm: torch.Tensor, h_n: torch.Tensor) -> dict:
+def first_backward_identity(output_tm: torch.Tensor, h_n: torch.Tensor, width: str = "H") -> dict:
     """The last layer's backward final state is output's backward half at step 0 (where it ends)."""
     Hout = h_n.shape[-1]
     return compare("last_layer_backward_final",
-                   "h_n[-1] (last layer, backward) equals the backward half output[..., H:] at t = 0",
+                   f"h_n[-1] (last layer, backward) equals the backward half output[..., {width}:] at t = 0",
                    h_n[-1], output_tm[0, :, Hout:])
 
 
@@ -410,10 +411,10 @@ def layer_identities(m: nn.RNNBase, x: torch.Tensor, lengths: Optional[Sequence[
                 "(running the layers one at a time ends in the same tensor"
                 + (", with the residual and LayerNorm steps between them)" if norms is not None or residual else ")"),
                 run.output, prev),
-        last_forward_identity(last, run.h_n, lens, D),
+        last_forward_identity(last, run.h_n, lens, D, "P" if Hout != H else "H"),
     ]
     if D == 2:
-        identities.append(first_backward_identity(last, run.h_n))
+        identities.append(first_backward_identity(last, run.h_n, "P" if Hout != H else "H"))
     if with_residual:
         for row in identities[-2:]:
             row["claim"] += " (of the last layer's recurrent output: output minus its residual input)"

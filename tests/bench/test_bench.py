@@ -1036,3 +1036,20 @@ def test_counts_of_one_are_singular():
                                  "--mode", "infer", "--lengths", "padded", "--kernels", "native", "--repeats", "1",
                                  "--warmup", "0", "--min-sample-ms", "1", "--threads", "1"])
     assert result.exit_code == 0 and "median of 1 sample after 0 warm-up" in result.output, result.output
+
+
+def test_compare_marks_the_rows_whose_kernel_default_picked(tmp_path, no_measuring):
+    """Beside a row that named the compiled kernel, the row `default` ran it on read `compiled` too: which of
+    the two was compared could not be told (the report's own table says `compiled (default)`)."""
+    import json as _json
+
+    old = make_report([make_row(kernel="compiled", kernels="default", median=10.0)])
+    new = make_report([make_row(kernel="compiled", kernels="default", median=5.0),
+                       make_row(kernel="compiled", kernels="compiled", median=6.0)])
+    for name, report in (("old", old), ("new", new)):
+        (tmp_path / f"{name}.json").write_text(_json.dumps(report))
+    result = runner.invoke(app, ["bench", "--compare", str(tmp_path / "old.json"), str(tmp_path / "new.json")],
+                           terminal_width=200)
+    assert result.exit_code == 0, result.output
+    [row] = [line for line in result.stdout.splitlines() if "0.50×" in line]
+    assert "compiled (default)" in row, result.stdout

@@ -110,6 +110,9 @@ def test_lstm_projection(layers, bidirectional):
     assert t["h_n"] == [layers * D, B, 2] and t["output"][-1] == D * 2 and t["c_n"] == [layers * D, B, H]
     assert any(r["name"] == "weight_hr_l0" and r["shape"] == [2, H] for r in report["parameters"]["tensors"])
     assert report["explain"]["step"]["passed"]
+    # a direction's half of output is P wide, not H: the claims said output[..., :H] and output[..., H:]
+    halves = [c["claim"] for c in report["identities"] if "half" in c["claim"]]
+    assert len(halves) == (2 if bidirectional else 0) and all("output[..., :P]" in c or "output[..., P:]" in c for c in halves), halves
 
 
 def test_no_bias_has_no_bias_tensors_and_the_ratios_hold():
