@@ -230,8 +230,30 @@ def _render_layer(console, report: dict) -> None:
         console.print(f"{_mark(step['passed'])} {_e(step['claim'])}: max |diff| {_e(_diff(step))}")
 
 
-def _render_config(console, report: dict) -> None:
+def _trace_table(trace: list[dict], compact: bool):
+    """The trace, every name and shape whole (a shape cut to `(53,25…` hid the width it exists to show): the type
+    under the name, one shape per line, no spaces inside a shape; `compact`, for a narrower terminal, without
+    the outer edges and with `params` for `parameters`. Where neither fits, the terminal wraps the lines
+    (`FirstThatFits`), no cell is cut."""
+    from rich import box
     from rich.table import Table
+
+    from grutool.cli.render.tables import whole_cells
+
+    look = {"box": box.SIMPLE_HEAD, "show_edge": False, "pad_edge": False} if compact else {}
+    t = Table(title="trace (forward hooks, call order)", title_justify="left", **look)
+    count = "params" if compact else "parameters"
+    for col in ("module (type)", "input", "output", count):
+        t.add_column(col, justify="right" if col == count else "left")
+    for r in trace:
+        indent = "  " * r["depth"]
+        t.add_row(f"{indent}{_e(r['module'])}\n{indent}[dim]{_e(r['type'])}[/]", _shape_lines(r["input"]),
+                  _shape_lines(r["output"]), f"{r['parameters']:,}")
+    return whole_cells(t)
+
+
+def _render_config(console, report: dict) -> None:
+    from grutool.cli.render.tables import FirstThatFits
 
     sym = "  ".join(f"{k}={v}" for k, v in report["symbols"].items())
     source = report["batch"].get("source", "random batch")
@@ -253,16 +275,7 @@ def _render_config(console, report: dict) -> None:
         console.print(f"equal lengths: the encoder runs this batch dense, unpacked (mixed lengths are packed; "
                       f"see them with --lengths {','.join(str(max(1, lengths[0] - i)) for i in range(len(lengths)))})")
     console.print(sym)
-    t = Table(title="trace (forward hooks, call order)", title_justify="left")
-    for col in ("module (type)", "input", "output", "parameters"):
-        # Names and shapes never wrap mid-word (80 columns fit): the type under the name, one shape per
-        # line, no spaces inside a shape.
-        t.add_column(col, justify="right" if col == "parameters" else "left", no_wrap=True)
-    for r in report["trace"]:
-        indent = "  " * r["depth"]
-        t.add_row(f"{indent}{_e(r['module'])}\n{indent}[dim]{_e(r['type'])}[/]", _shape_lines(r["input"]),
-                  _shape_lines(r["output"]), f"{r['parameters']:,}")
-    console.print(t)
+    console.print(FirstThatFits(*(_trace_table(report["trace"], compact) for compact in (False, True))))
     p = report["parameters"]
     logits = report["logits"]
     if isinstance(logits, dict):  # a plain tagger's output has no intent: nothing to show for it (--json: null)

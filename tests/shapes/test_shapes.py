@@ -485,6 +485,32 @@ def test_config_trace_says_dense_for_equal_lengths_and_fits_80_columns():
     assert "embedding_dropout" in table and "(3,5,128)" in table
 
 
+@pytest.mark.parametrize("args", [["configs/tagging.yaml", "--set", "model.char_features=true"],
+                                  ["configs/sentiment.yaml", "--set", "model.num_layers=2", "--set",
+                                   "model.layer_norm=true", "--lengths", "5,3,2"]])
+def test_config_trace_keeps_every_name_and_shape_whole_at_80_columns(args):
+    """Wider traces were cut at 80 columns, a real terminal's too: `output packed (64,32…` for (64,328),
+    `chars.encoder.r…`, `paramete…`. Now a narrower table where it fits, else whole lines the terminal wraps."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "COLUMNS": "80", "PYTHONPATH": str(root)}
+    run = [sys.executable, "-m", "grutool", "shapes", "--config", *args]
+    proc = subprocess.run(run, cwd=root, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    table = proc.stdout.split("trace (forward hooks, call order)")[1].split("\nlogits")[0]
+    report = json.loads(subprocess.run(run + ["--json"], cwd=root, env=env, capture_output=True, text=True).stdout)
+    from grutool.cli.shapes_cmd import _shape_lines
+
+    assert "…" not in table, table
+    for row in report["trace"]:
+        assert row["module"] in table and f"{row['parameters']:,}" in table
+        for shape in (_shape_lines(row["input"]) + "\n" + _shape_lines(row["output"])).splitlines():
+            assert shape in table, (shape, table)
+
+
 def test_config_header_counts_one_channel_in_the_singular(monkeypatch):
     """`shapes --config configs/sines_covariates.yaml` (one target, setting S) said '1 channels per step'."""
     monkeypatch.chdir(ROOT)
