@@ -271,9 +271,12 @@ def _render_config(console, report: dict) -> None:
                       f"{report['num_classes']} classes; {source}: ids {_shape(report['batch']['ids'])}, "
                       f"lengths {report['batch']['lengths']}")
     lengths = report["batch"]["lengths"]
-    if len(set(lengths)) == 1 and not report.get("fixed_length"):  # a forecast window is always input_length
-        console.print(f"equal lengths: the encoder runs this batch dense, unpacked (mixed lengths are packed; "
-                      f"see them with --lengths {','.join(str(max(1, lengths[0] - i)) for i in range(len(lengths)))})")
+    if len(set(lengths)) == 1 and not report.get("fixed_length"):  # a forecast window, a stream's chunk: one length
+        if "source" in report["batch"]:  # real examples: --lengths is refused, --batch takes more of them
+            see = "a larger --batch takes in more of the training examples"
+        else:
+            see = f"see them with --lengths {','.join(str(max(1, lengths[0] - i)) for i in range(len(lengths)))}"
+        console.print(f"equal lengths: the encoder runs this batch dense, unpacked (mixed lengths are packed; {see})")
     console.print(sym)
     console.print(FirstThatFits(*(_trace_table(report["trace"], compact) for compact in (False, True))))
     p = report["parameters"]

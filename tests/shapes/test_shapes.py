@@ -601,3 +601,18 @@ def test_trace_names_an_lstm_s_states_and_leaves_a_plain_tuple_alone():
     row = {r["module"]: r for r in rows}
     assert row["lstm"]["output"] == {"output": [2, 3, 6], "h_n": [1, 2, 6], "c_n": [1, 2, 6]}
     assert row["pair"]["input"] == {"a": [2, 3, 6], "b": [2, 3, 4]} and row["pair"]["output"] == [[2, 3], [2, 3]]
+
+
+def test_the_equal_lengths_hint_offers_only_what_shapes_accepts(monkeypatch):
+    """A stream's chunks are all bptt steps (no hint), a tagger's batch is real examples (--batch, not --lengths,
+    which shapes refuses there); only a random batch is offered --lengths, which then runs."""
+    import re
+
+    from conftest import invoke
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])
+    r = invoke("shapes", "--config", "configs/lm_stream.yaml")
+    assert r.exit_code == 0 and "equal lengths" not in r.stdout and "--lengths" not in r.stdout, r.output
+    r = invoke("shapes", "--config", "configs/sentiment.yaml")
+    [offered] = re.findall(r"see them with --lengths ([\d,]+)", r.stdout)
+    assert invoke("shapes", "--config", "configs/sentiment.yaml", "--lengths", offered).exit_code == 0
