@@ -247,8 +247,9 @@ def _trace_table(trace: list[dict], compact: bool):
         t.add_column(col, justify="right" if col == count else "left")
     for r in trace:
         indent = "  " * r["depth"]
+        tied = r.get("tied_parameters", 0)
         t.add_row(f"{indent}{_e(r['module'])}\n{indent}[dim]{_e(r['type'])}[/]", _shape_lines(r["input"]),
-                  _shape_lines(r["output"]), f"{r['parameters']:,}")
+                  _shape_lines(r["output"]), f"{r['parameters']:,}" + (f"\n[dim]{tied:,} tied[/]" if tied else ""))
     return whole_cells(t)
 
 
@@ -283,7 +284,15 @@ def _render_config(console, report: dict) -> None:
     logits = report["logits"]
     if isinstance(logits, dict):  # a plain tagger's output has no intent: nothing to show for it (--json: null)
         logits = {k: v for k, v in logits.items() if v is not None}
-    console.print(f"logits {_shape(logits)}; parameters {p['total']:,} (trainable {p['trainable']:,})")
+    own = sum(r["parameters"] for r in p.get("by_module", []) if r["module"] == "(model)")
+    tied = sum(r.get("tied_parameters", 0) for r in report["trace"])
+    notes = [f"trainable {p['trainable']:,}"]
+    if own:  # a forecaster's position and channel embeddings: registered on the model, no module's row
+        notes.append(f"{own:,} the model's own, in no row")
+    if tied:
+        notes.append("a tied tensor counted once")
+    said = "outputs" if isinstance(logits, dict) and "logits" in logits else "logits"  # not `logits logits (...)`
+    console.print(f"{said} {_shape(logits)}; parameters {p['total']:,} ({'; '.join(notes)})")
     console.print(_checks_table("checks (float32 model)", report["checks"]))
     console.print()
     console.print("[bold]encoder.rnn[/], the recurrent layer inside the encoder:")

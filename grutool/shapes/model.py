@@ -83,6 +83,10 @@ def _packed_lengths(lens) -> Optional[list[int]]:
 def trace_model(model: nn.Module, *inputs, **kw_inputs) -> tuple[list[dict], dict]:
     """Run model(*inputs) with hooks on every submodule: rows in call order, and each module's raw output."""
     rows, pending, outputs, handles = [], {}, {}, []
+    owner: dict[int, str] = {}  # each parameter tensor's first module: a tied one is counted in two rows
+    for name, mod in model.named_modules():
+        for p in mod.parameters(recurse=False):
+            owner.setdefault(id(p), name)
     for name, mod in model.named_modules():
         if not name:
             continue
@@ -92,7 +96,11 @@ def trace_model(model: nn.Module, *inputs, **kw_inputs) -> tuple[list[dict], dic
             row = {"module": name, "type": kind, "depth": name.count("."),
                    "input": _inputs(mod, args),
                    "parameters": sum(p.numel() for p in mod.parameters()),
-                   "own_parameters": sum(p.numel() for p in mod.parameters(recurse=False))}
+                   "own_parameters": sum(p.numel() for p in mod.parameters(recurse=False)),
+                   # of `parameters`, those another module's row counts too (an lm's output layer tied to
+                   # its embedding)
+                   "tied_parameters": sum(p.numel() for p in mod.parameters()
+                                          if owner[id(p)] != name and not owner[id(p)].startswith(name + "."))}
             rows.append(row)
             pending.setdefault(name, []).append(row)
 
@@ -134,7 +142,8 @@ def _model_checks(model: nn.Module, enc, lens: torch.Tensor, T: int, bidirection
     pad = ~length_mask(lens, T, enc.outputs.device)
     t = torch.tensor
     checks = [
-        compare("per_module_counts_add_up", "the per-module parameter counts add up to the model's total",
+        compare("per_module_counts_add_up", "the per-module parameter counts add up to the model's total (a "
+                "tied tensor counted once" + (", the model's own parameters as (model)" if own else "") + ")",
                 t(float(sum(r["parameters"] for r in by_module))), t(float(total)), tol=0.0),
         compare("encoder_final", "encoder.final is " + ("cat(h_n[-2], h_n[-1])" if bidirectional else "h_n[-1]")
                 + " (the last layer's final state" + ("s" if bidirectional else "") + ")", enc.final, final_ref,

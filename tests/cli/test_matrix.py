@@ -300,8 +300,10 @@ def test_bench_times_the_config(trained, tmp_path):
     from grutool.families import get_task
 
     out = tmp_path / "bench.json"
-    # A forecaster's windows are data.input_length rows, whatever --seq-len says: it refuses the flag
-    length = [] if get_task(load_config(trained.config).task).length_setting else ["--seq-len", "12"]
+    # A forecaster's windows are data.input_length rows, a stream's chunks train.bptt steps, whatever --seq-len
+    # says: they refuse the flag
+    cfg = load_config(trained.config)
+    length = [] if get_task(cfg.task).length_setting or cfg.train.bptt else ["--seq-len", "12"]
     r = runner.invoke(app, ["bench", "--config", str(trained.config), "--batch", "4", *length, "--repeats", "1",
                             "--warmup", "0", "--min-sample-ms", "1", "--threads", "1", "-o", str(out)])
     assert r.exit_code == 0, r.output

@@ -616,3 +616,21 @@ def test_the_equal_lengths_hint_offers_only_what_shapes_accepts(monkeypatch):
     r = invoke("shapes", "--config", "configs/sentiment.yaml")
     [offered] = re.findall(r"see them with --lengths ([\d,]+)", r.stdout)
     assert invoke("shapes", "--config", "configs/sentiment.yaml", "--lengths", offered).exit_code == 0
+
+
+def test_a_tied_output_layer_is_marked_and_the_footer_says_what_the_rows_leave_out(monkeypatch):
+    """configs/lm_stream.yaml ties its output layer to the embedding: the rows summed to 17,708 against a total of
+    17,260, while a check said the counts add up (it counted a tied tensor once, the table twice); the footer
+    read `logits logits (...)`."""
+    from conftest import invoke
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])
+    report = json.loads(invoke("shapes", "--config", "configs/lm_stream.yaml", "--json").stdout)
+    top = [r for r in report["trace"] if r["depth"] == 0]
+    assert sum(r["parameters"] - r["tied_parameters"] for r in top) == report["parameters"]["total"]
+    [out] = [r for r in top if r["module"] == "out"]
+    [emb] = [r for r in top if r["module"] == "embedding"]
+    assert out["tied_parameters"] == emb["parameters"] > 0 and emb["tied_parameters"] == 0
+    text = invoke("shapes", "--config", "configs/lm_stream.yaml").stdout
+    assert f"{emb['parameters']:,} tied" in text and "a tied tensor counted once" in text
+    assert "logits logits" not in text and "outputs logits (3, 32, 28)" in text
