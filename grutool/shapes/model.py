@@ -21,6 +21,9 @@ from grutool.shapes.layer import analyze_layer
 from grutool.shapes.spec import resolve_batch
 
 
+MAX_CONFIG_BATCH = 256  # examples `shapes --config` traces at most
+
+
 def _warn(notes: list[str], message: str) -> None:
     warnings.warn(message, UserWarning, stacklevel=3)
     notes.append(message)
@@ -165,6 +168,10 @@ def _task_model_report(path, cfg, prepared, B: int, want_explain: bool, warned: 
         _warn(notes, message)
     split = prepared.splits["train"]
     index = list(range(min(B, len(split))))
+    if B > len(split):
+        unit = get_task(cfg.task).throughput_unit
+        _warn(notes, f"--batch {B}: the training data has {len(split):,} {unit if unit != 'tokens' else 'examples'}; "
+                     f"all are traced")
     batch = collate(split, index)
     lens, T = batch.lengths, batch.ids.shape[1]
     V, C = len(prepared.vocab), len(prepared.labels)
@@ -236,6 +243,9 @@ def config_report(path: Union[str, Path], batch: Optional[int] = None, seq_len: 
     from grutool.families import get_task
 
     B, T, lengths = resolve_batch(batch, seq_len, lengths)
+    if B > MAX_CONFIG_BATCH:  # each example is also run alone (batch_equals_one_by_one); 100,000 ran for minutes
+        raise UserError(f"--batch: at most {MAX_CONFIG_BATCH:,} examples are traced with --config (got {B:,}); "
+                        f"a trace reads the same at 3 as at {MAX_CONFIG_BATCH}")
     notes: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -634,3 +634,17 @@ def test_a_tied_output_layer_is_marked_and_the_footer_says_what_the_rows_leave_o
     text = invoke("shapes", "--config", "configs/lm_stream.yaml").stdout
     assert f"{emb['parameters']:,} tied" in text and "a tied tensor counted once" in text
     assert "logits logits" not in text and "outputs logits (3, 32, 28)" in text
+
+
+def test_a_batch_past_the_data_or_the_cap_is_said(monkeypatch):
+    """`--batch 100000` traced every training example (each also run alone) for minutes without a word; a batch
+    larger than the training data was cut to it silently."""
+    from conftest import assert_user_error, invoke
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])
+    assert_user_error(invoke("shapes", "--config", "configs/numeric.yaml", "--batch", "100000"),
+                      "--batch: at most 256 examples are traced with --config (got 100,000)")
+    r = invoke("shapes", "--config", "configs/numeric.yaml", "--batch", "200")
+    assert r.exit_code == 0 and "--batch 200: the training data has 150 examples; all are traced" in r.stderr
+    assert json.loads(invoke("shapes", "--config", "configs/numeric.yaml", "--batch", "200", "--json")
+                      .stdout)["symbols"]["B"] == 150
