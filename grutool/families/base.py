@@ -440,6 +440,12 @@ class Task:
             return {"numeric": True, "missing": d.missing}
         return {"tokenizer": d.tokenizer, "lowercase": d.lowercase, "max_length": d.max_length}
 
+    def traced_pass(self, model):
+        """What `shapes --config` traces, in eval mode (no dropout, no noise): the model's training pass, as a
+        callable of the batch's inputs. The model itself by default; seq2seq's without the generation its eval
+        mode adds."""
+        return model
+
     def served_form(self, run) -> str:
         """How one entry of a `grutool serve` request's `texts` is written: the one line a misshapen entry (a
         number, a list where a string belongs) is answered with, after `texts[K]: `."""

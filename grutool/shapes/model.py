@@ -83,8 +83,9 @@ def _packed_lengths(lens) -> Optional[list[int]]:
     return values if len(set(values)) > 1 else None
 
 
-def trace_model(model: nn.Module, *inputs, **kw_inputs) -> tuple[list[dict], dict]:
-    """Run model(*inputs) with hooks on every submodule: rows in call order, and each module's raw output."""
+def trace_model(model: nn.Module, *inputs, call=None, **kw_inputs) -> tuple[list[dict], dict]:
+    """Run model(*inputs) (or `call(*inputs)`: the model's pass to trace, `Task.traced_pass`) with hooks on every
+    submodule: rows in call order, and each module's raw output."""
     rows, pending, outputs, handles = [], {}, {}, []
     owner: dict[int, str] = {}  # each parameter tensor's first module: a tied one is counted in two rows
     for name, mod in model.named_modules():
@@ -115,7 +116,7 @@ def trace_model(model: nn.Module, *inputs, **kw_inputs) -> tuple[list[dict], dic
         handles += [mod.register_forward_pre_hook(pre), mod.register_forward_hook(post)]
     try:
         with torch.no_grad():
-            outputs[""] = model(*inputs, **kw_inputs)
+            outputs[""] = (call or model)(*inputs, **kw_inputs)
     finally:
         for h in handles:
             h.remove()
@@ -180,7 +181,8 @@ def _task_model_report(path, cfg, prepared, B: int, want_explain: bool, warned: 
         torch.manual_seed(cfg.train.seed)  # as train does: the same initial weights
         model = get_task(cfg.task).build_model(cfg, prepared)
         model.eval()
-        rows, outputs = trace_model(model, batch.ids, batch.lengths, batch.targets, **batch.extra_inputs())
+        rows, outputs = trace_model(model, batch.ids, batch.lengths, batch.targets,
+                                    call=get_task(cfg.task).traced_pass(model), **batch.extra_inputs())
         enc = outputs["encoder"]
         # The encoder's own rows and steps (a forecaster's are segments of each column, not the batch's rows).
         enc_x, enc_lens = outputs["encoder:args"][:2]

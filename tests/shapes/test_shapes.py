@@ -359,6 +359,9 @@ def test_config_traces_tagger_and_seq2seq_models_as_train_builds_them(name):
     assert {"embedding", "encoder", "encoder.rnn"} <= traced or {"source_embedding", "encoder", "decoder"} <= traced
     if name == "reverse":
         assert {"bridge", "attention", "decoder"} <= traced
+        # the training pass, teacher-forced: one decoder call over the whole target; eval mode generated each
+        # output too, the decoder rows repeated 13 times
+        assert [row["module"] for row in report["trace"]].count("decoder") == 1
     assert report["batch"]["ids"][0] == 3
 
 

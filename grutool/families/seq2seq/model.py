@@ -95,6 +95,7 @@ class Seq2Seq(Model):
                                                   m.tie_embeddings)
         # Defaults for generation in eval mode (validation, eval); infer may override them.
         self.decoding = cfg.decoding.model_dump()
+        self.generates = True  # eval mode generates too; `shapes` traces the teacher-forced pass alone
 
     @classmethod
     def from_config(cls, cfg: Config, *, vocab_size: int, num_outputs: int) -> "Seq2Seq":
@@ -190,6 +191,6 @@ class Seq2Seq(Model):
             loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), tokens.reshape(-1),
                                    ignore_index=-100, label_smoothing=self.label_smoothing, reduction="sum") / n
         hypotheses = None
-        if not self.training:
+        if not self.training and self.generates:
             hypotheses = generate(self, memory, state, lengths, **self.decoding)
         return Seq2SeqOutput(logits, hypotheses), loss
