@@ -552,6 +552,9 @@ def load_config(path: str | Path, overrides: list[str] = (), saved: bool = False
     to point there (see `beside_config`). `saved`: the file is a run's own config.yaml (see `parse_config`)."""
     path = Path(path)
     raw, lines = read_yaml(path)
+    if isinstance(raw, dict) and not {"task", "data", "model", "train"} & set(raw) \
+            and {"cells", "kernels", "lengths", "mode"} & set(raw):  # a bench grid: 17 unknown keys, said as such
+        raise UserError(f"{path}: this is a bench grid, not a model config; measure it with: grutool bench {path}")
     cfg = parse_config(raw, str(path), overrides, lines, default_output_dir=str(Path("runs") / path.stem),
                        saved=saved)
     return beside_config(home_expanded(cfg), path.parent)

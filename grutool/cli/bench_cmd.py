@@ -104,6 +104,8 @@ def bench(
                                 f"drop the option, or give a grid (GRID.yaml or options alone) to measure")
         elif compare is not None and grid_file is None and all(v is None for v in options.values()) and not smoke \
                 and not set_:
+            if not Path(compare).is_file():  # said first: the report to compare with is missing, not the other
+                raise UserError(f"--compare {compare}: report not found")
             raise UserError(f"--compare {compare}: nothing to compare it with; give the newer saved report "
                             f"(grutool bench --compare {compare} NEW.json), or what to measure now "
                             f"(a GRID.yaml such as configs/bench.yaml, or options such as --cells)")

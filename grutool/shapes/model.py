@@ -152,7 +152,8 @@ def _model_checks(model: nn.Module, enc, lens: torch.Tensor, T: int, bidirection
         compare("encoder_final", "encoder.final is " + ("cat(h_n[-2], h_n[-1])" if bidirectional else "h_n[-1]")
                 + " (the last layer's final state" + ("s" if bidirectional else "") + ")", enc.final, final_ref,
                 tol=0.0),
-        compare("encoder_padding_zero", "encoder.outputs is 0 at padding steps", enc.outputs[pad],
+        compare("encoder_padding_zero", "encoder.outputs is 0 at padding steps"
+                + ("" if bool(pad.any()) else " (this batch has none: nothing is checked)"), enc.outputs[pad],
                 torch.zeros_like(enc.outputs[pad]), tol=0.0),
     ]
     return total, by_module, checks
@@ -258,8 +259,9 @@ def config_report(path: Union[str, Path], batch: Optional[int] = None, seq_len: 
         # Models that read more than token ids (characters, targets, numbers) are traced on real examples.
         kind = cfg.task if task.traces_real_examples else f"{cfg.task} of this data"
         if lengths is not None or seq_len is not None:
-            raise UserError(f"{path}: --lengths/--seq-len apply to classifier configs without char features; a "
-                            f"{kind} model is traced on the first --batch examples of its training data")
+            article = "an" if kind[0] in "aeiou" or kind.startswith("lm") else "a"
+            raise UserError(f"{path}: --lengths/--seq-len apply to text classifier configs without char features; "
+                            f"{article} {kind} model is traced on the first --batch examples of its training data")
         return _task_model_report(path, cfg, prepared, B, want_explain, [str(w.message) for w in caught
                                                                           if issubclass(w.category, UserWarning)])
     for w in caught:

@@ -46,7 +46,7 @@ WHERE = {
 COMMON_WHERE = [
     "x_t of layer k > 0 is cat(forward h_t, backward h_t) of layer k−1 (dropout between layers in training only)",
     "the reverse direction uses the *_reverse weights and runs from t = T−1 down to 0",
-    "without bias=True the b terms are 0",
+    "with bias=False the b terms are 0",
 ]
 PROJ_EQUATION = "h_t = W_hr (o_t ⊙ tanh(c_t))   (proj_size > 0: W_hr = weight_hr_l{k}, (P, H))"
 

@@ -724,7 +724,11 @@ def test_compare_two_saved_reports_measures_nothing(smoke, no_measuring, tmp_pat
     assert (tmp_path / "again.md").read_text().startswith("#")
 
 
-def test_compare_without_anything_new_is_refused_not_a_default_grid_run(no_measuring):
+def test_compare_without_anything_new_is_refused_not_a_default_grid_run(no_measuring, tmp_path, monkeypatch):
+    import json as _json
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "old.json").write_text(_json.dumps(make_report([make_row()])))
     assert_user_error(runner.invoke(app, ["bench", "--compare", "old.json"]),
                       "--compare old.json: nothing to compare it with; give the newer saved report")
 
