@@ -202,8 +202,8 @@ def _run_with_progress(run, grid, smoke: bool, quiet: bool, console):
 
     if not draws_bars(sys.stderr):
         def lines(done: int, total: int, label: str) -> None:
-            if label != "done":
-                console.print(f"[{done}/{total}] {label}", markup=False)
+            # rows timed before the group named starts; the last line says all are done (it stopped at [2/4])
+            console.print(f"[{done}/{total}] {label}", markup=False)
 
         return run(grid, smoke=smoke, progress=lines)
     shown: list[TerminalBar] = []  # made at the first report, which brings the row count

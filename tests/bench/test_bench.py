@@ -1057,3 +1057,14 @@ def test_compare_marks_the_rows_whose_kernel_default_picked(tmp_path, no_measuri
     assert result.exit_code == 0, result.output
     [row] = [line for line in result.stdout.splitlines() if "0.50×" in line]
     assert "compiled (default)" in row, result.stdout
+
+
+def test_progress_lines_into_a_pipe_end_at_every_row(tmp_path):
+    """Into a file or pipe, one line per group as it starts: the count stopped at the last group's start
+    (`[6/8]`), never saying all rows were timed."""
+    import re
+
+    r = runner.invoke(app, ["bench", "--smoke", "--cells", "gru", "-o", str(tmp_path / "s.json")])
+    assert r.exit_code == 0, r.output
+    counts = re.findall(r"^\[(\d+)/(\d+)\] ", r.output, flags=re.M)
+    assert counts[0][0] == "0" and counts[-1][0] == counts[-1][1] and f"[{counts[-1][1]}/{counts[-1][1]}] done" in r.output
