@@ -268,8 +268,9 @@ def _render_config(console, report: dict) -> None:
                       f"{source}: values "
                       f"{_shape(report['batch']['ids'])}{beside}, lengths {report['batch']['lengths']}")
     else:
+        intents = f", {report['num_intents']:,} intents" if report.get("num_intents") is not None else ""
         console.print(f"[bold]{_e(report['config'])}[/]: task {report['task']}, {report['vocab_size']:,} tokens, "
-                      f"{report['num_classes']:,} classes; {source}: ids {_shape(report['batch']['ids'])}, "
+                      f"{report['num_classes']:,} classes{intents}; {source}: ids {_shape(report['batch']['ids'])}, "
                       f"lengths {report['batch']['lengths']}")
     lengths = report["batch"]["lengths"]
     if len(set(lengths)) == 1 and not report.get("fixed_length"):  # a forecast window, a stream's chunk: one length

@@ -217,6 +217,9 @@ def _task_model_report(path, cfg, prepared, B: int, want_explain: bool, warned: 
                        "by_module": by_module},
         "checks": checks, "encoder": encoder, "warnings": notes,
     }
+    intents = (prepared.extra or {}).get("intents")
+    if intents is not None:  # the joint model's second head: its classes beside the tags'
+        report["num_intents"] = len(intents)
     report["all_passed"] = all_passed(report)
     return report
 

@@ -651,3 +651,17 @@ def test_a_batch_past_the_data_or_the_cap_is_said(monkeypatch):
     assert r.exit_code == 0 and "--batch 200: the training data has 150 examples; all are traced" in r.stderr
     assert json.loads(invoke("shapes", "--config", "configs/numeric.yaml", "--batch", "200", "--json")
                       .stdout)["symbols"]["B"] == 150
+
+
+def test_a_joint_config_s_header_counts_its_intents(tmp_path, monkeypatch):
+    """`task joint, 869 tokens, 120 classes`: the intent head's classes were not said."""
+    from conftest import invoke
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])
+    (tmp_path / "j.yaml").write_text(
+        "task: joint\ndata: {train: data/tagging/travel/train, validation: data/tagging/travel/validation, "
+        "format: parallel}\nmodel: {embedding_dim: 8, hidden_size: 8}\n", encoding="utf-8")
+    report = json.loads(invoke("shapes", "--config", tmp_path / "j.yaml", "--json").stdout)
+    assert report["num_intents"] == report["logits"]["intent"][-1] > 1
+    header = invoke("shapes", "--config", tmp_path / "j.yaml").stdout.splitlines()[0]
+    assert f"{report['num_classes']} classes, {report['num_intents']} intents;" in header, header
