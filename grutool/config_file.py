@@ -635,3 +635,13 @@ def to_yaml(cfg: Config) -> str:
     """The fully resolved config, as saved in a run directory: UTF-8 as written (`ü daten/train.tsv`, not
     `"\\xFC daten/train.tsv"`)."""
     return yaml.dump(cfg.model_dump(mode="json"), Dumper=_Dumper, sort_keys=False, allow_unicode=True)
+
+
+def read_yaml_view(cfg: Config) -> str:
+    """`to_yaml` less the fields the config's family never reads (`unread_fields`: a classifier's forecast and
+    seq2seq settings, the token settings of numeric data, sgd's momentum under adam): what `train
+    --print-config` shows, where every family's ~150 fields buried the ones that act."""
+    raw = cfg.model_dump(mode="json")
+    unread_to_defaults(raw)
+    raw = {k: v for k, v in raw.items() if v != {}}  # a section the family has no field of (a classifier's decoding)
+    return yaml.dump(raw, Dumper=_Dumper, sort_keys=False, allow_unicode=True)

@@ -120,7 +120,7 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in the output directory from last.pt."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate, build data and model, print a summary, write nothing."),
-    print_config: bool = typer.Option(False, "--print-config", help="Print the fully resolved config (defaults filled, --set applied) as YAML and exit."),
+    print_config: bool = typer.Option(False, "--print-config", help="Print the fully resolved config (defaults filled, --set applied; the fields this task reads) as YAML and exit."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors on stderr."),
     nproc: int = typer.Option(1, "--nproc", min=1, metavar="N", help="Train with N data-parallel processes on this machine (runs torchrun for you)."),
     tensorboard: Optional[Path] = typer.Option(None, "--tensorboard", metavar="DIR", help="Write TensorBoard event files under DIR, in DIR/<run name>/ (sets train.tensorboard; needs the tensorboard extra)."),
@@ -167,9 +167,9 @@ def train(
 
             cfg = load_config(config, [*overrides, f"output_dir={jsonsafe.dumps(str(run))}"], saved=own)
         if print_config:
-            from grutool.config_file import to_yaml
+            from grutool.config_file import read_yaml_view
 
-            print(to_yaml(cfg), end="")
+            print(read_yaml_view(cfg), end="")
             return
         if nproc > 1 and "WORLD_SIZE" not in os.environ:  # the config is valid: start the workers
             from grutool.cli.launch import launch

@@ -99,8 +99,31 @@ def test_print_config_shows_the_resolved_config_and_writes_nothing(run, tmp_path
     result = invoke("train", config, "--print-config", "--set", "train.lr=0.5", "-o", tmp_path / "never")
     assert result.exit_code == 0, result.output
     cfg = yaml.safe_load(result.stdout)
-    assert cfg["train"]["lr"] == 0.5 and cfg["model"]["cell"] == "gru" and "decoding" in cfg
+    assert cfg["train"]["lr"] == 0.5 and cfg["model"]["cell"] == "gru"
+    # the fields a classifier reads: not seq2seq's decoding, a forecaster's time column or an lm's conditions
+    assert "decoding" not in cfg and not {"time_column", "horizon", "condition_column"} & set(cfg["data"])
     assert not (tmp_path / "never").exists()
+
+
+@pytest.mark.parametrize("name", ["sentiment", "tagging", "reverse", "lm", "lm_stream", "numeric",
+                                  "numeric_regression", "sines", "sines_covariates"])
+def test_print_config_shows_only_what_the_family_reads_and_trains_as_the_config_does(name, tmp_path, monkeypatch):
+    """It listed every family's ~150 fields (a classifier's forecast horizon, seq2seq's decoding): what it shows
+    now, saved as a config, is the same config, and a field it leaves out is one the family never reads."""
+    from grutool.config_file import load_config, unread_fields
+
+    monkeypatch.chdir(ROOT)
+    result = invoke("train", f"configs/{name}.yaml", "--print-config")
+    assert result.exit_code == 0, result.output
+    (tmp_path / "printed.yaml").write_text(result.stdout, encoding="utf-8")
+    monkeypatch.chdir(ROOT)
+    again, original = load_config(tmp_path / "printed.yaml"), load_config(f"configs/{name}.yaml")
+    assert again.model_dump(mode="json") == original.model_dump(mode="json")
+    shown = yaml.safe_load(result.stdout)
+    full = original.model_dump(mode="json")
+    hidden = [f"{section}.{key}" for section, part in full.items() if isinstance(part, dict)
+              for key in part if key not in shown.get(section, {})]
+    assert hidden and set(hidden) <= set(unread_fields(full)), set(hidden) - set(unread_fields(full))
 
 
 @pytest.mark.parametrize("task", sorted(TASKS))
