@@ -204,7 +204,8 @@ def _task_model_report(path, cfg, prepared, B: int, want_explain: bool, warned: 
         inputs["E"] = m.embedding_dim
     report = {
         "mode": "config", "config": str(path), "task": cfg.task, "vocab_size": V, "num_classes": C,
-        "numeric": numeric, "outputs": task.outputs, # every example one length: a forecast window (input_length rows), a stream's chunk (train.bptt steps)
+        "numeric": numeric, "outputs": task.outputs,
+        # every example one length: a forecast window (input_length rows), a stream's chunk (train.bptt steps)
         "fixed_length": task.throughput_unit != "tokens" or bool(cfg.train.bptt),
         "labels": task.served_labels(prepared) or [], "model": cfg.model.model_dump(),
         "symbols": {"B": len(index), "T": T, **inputs, "L": m.num_layers, "D": D, "H": m.hidden_size, "C": C},

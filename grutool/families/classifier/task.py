@@ -211,8 +211,8 @@ class ClassifierTask(Task):
         labels = vocabs.labels
         texts, gold = read_examples(cfg.data, source)
         unseen = unseen_gold(source, name, Counter(gold), labels)
-        return self.encode(cfg, vocabs.vocab, labels, texts, gold, extra=sorted(unseen), chars=vocabs.extra.get("chars"),
-                           name=name)
+        return self.encode(cfg, vocabs.vocab, labels, texts, gold, extra=sorted(unseen),
+                           chars=vocabs.extra.get("chars"), name=name)
 
     def vocabularies(self, cfg: Config) -> dict[str, tuple[str, type]]:
         from grutool.data.vocab import LabelVocab, Vocab
