@@ -166,12 +166,53 @@ class Table:
             self.refuse_order(name, stamps, bad, order_fix("error"))
         return stamps
 
+    def day_month(self, name: str, option: str = "data.time_column") -> Optional[str]:
+        """The strftime format of a time column written day and month first (`13/01/2024`, `01.02.2024 13:00`):
+        the one of day-first and month-first that reads every cell, None for any other column (ISO, year first,
+        datetimes). pandas read such cells month-first whatever the column held (`01/02/2024` as 2 January in a
+        day-first file), so a file in time order was refused as out of order, or, sorted, was put out of it; a
+        column every cell of which reads both ways is a UserError: its dates cannot be told apart."""
+        import pandas as pd
+
+        series = self.frame[self.column(name, option)]
+        if not pd.api.types.is_string_dtype(series.dtype) or not len(series):
+            return None
+        first = str(series.iloc[0]).strip()
+        shape = _time_format(first)
+        if shape is None or not shape.startswith(("%d", "%m")) or "%d" not in shape or "%m" not in shape:
+            return None
+        other = shape.replace("%d", "\0").replace("%m", "%d").replace("\0", "%m")
+        cells = series.astype(str).str.strip()
+        fits = [f for f in (shape, other) if pd.to_datetime(cells, errors="coerce", format=f).notna().all()]
+        if len(fits) == 2:
+            raise UserError(f"{self.location(0, name)}: {clipped(first, 40)!r}: every date in {option} {name!r} "
+                            f"reads day first and month first ({shape} and {other}), so they cannot be told apart; "
+                            f"write the dates year first (2024-02-01)")
+        return fits[0] if fits else None  # neither: `stamps` names the first cell written otherwise
+
+    def time_texts(self, name: str, option: str = "data.time_column") -> list[str]:
+        """Column `name`'s times as text that reads one way: as written, or, in a column written day and month
+        first (`day_month`), year first (`2024-01-13`, `2024-01-13 14:00:00`), so every later reading of them
+        (steps, seasons, calendar features, the times after the last) takes them as the column meant."""
+        fmt = self.day_month(name, option)
+        cells = self.strings(name, option)
+        if fmt is None:
+            return cells
+        import pandas as pd
+
+        parsed = pd.to_datetime(pd.Series(cells).str.strip(), format=fmt)
+        out = "%Y-%m-%d %H:%M:%S" if any(c in fmt for c in "HIMS") else "%Y-%m-%d"
+        return [t.strftime(out) for t in parsed]
+
     def stamps(self, name: str, option: str = "data.time_column") -> "np.ndarray":
         """Column `name` as datetime64[ns] (N,), in file order; an unparseable cell is a UserError naming it."""
         import numpy as np
         import pandas as pd
 
         series = self.frame[self.column(name, option)]
+        fmt = self.day_month(name, option)
+        if fmt is not None:  # day and month first: read as the whole column reads, not month first
+            return pd.to_datetime(series.astype(str).str.strip(), format=fmt).to_numpy(dtype="datetime64[ns]")
         parsed = instants(series)
         bad = parsed.isna().to_numpy()
         if bad.any():
@@ -233,15 +274,23 @@ def instants(cells) -> "pd.Series":
     if pd.api.types.is_datetime64_any_dtype(cells.dtype):  # parquet: already times
         return cells.dt.tz_convert(None) if getattr(cells.dt, "tz", None) is not None else cells
     # utc=True: naive cells stay as written, cells with offsets (one or several) become UTC instants.
-    return pd.to_datetime(cells, errors="coerce", format="mixed", utc=True).dt.tz_convert(None)
+    import warnings
+
+    with warnings.catch_warnings():  # pandas' dayfirst notice: a day-first column is read by `Table.day_month`
+        warnings.simplefilter("ignore")
+        return pd.to_datetime(cells, errors="coerce", format="mixed", utc=True).dt.tz_convert(None)
 
 
 def _time_format(cell: str) -> Optional[str]:
     """The strftime format of one time cell as pandas guesses it (ISO 8601 in any of its forms), None when it
     cannot tell."""
+    import warnings
+
     from pandas.tseries.api import guess_datetime_format
 
-    shape = guess_datetime_format(cell)
+    with warnings.catch_warnings():  # "Parsing dates in %d/%m/%Y format when dayfirst=False": `day_month` decides
+        warnings.simplefilter("ignore")
+        shape = guess_datetime_format(cell)
     return "ISO8601" if shape is not None and shape.startswith(("%Y-%m-%d", "%Y%m%d")) else shape
 
 

@@ -133,3 +133,27 @@ def test_reading_for_a_trained_run_is_said_one_way(tmp_path):
             t.numeric("x")
         with pytest.raises(UserError, match=r"the run was trained with data.missing: error"):
             t.numeric("y")
+
+
+@pytest.mark.parametrize("first_day, fmt", [(13, "%d/%m/%Y"), (1, "%d/%m/%Y"), (13, "%d.%m.%Y"), (1, "%m/%d/%Y")])
+def test_day_and_month_first_dates_read_as_the_whole_column_reads(tmp_path, first_day, fmt):
+    """pandas read `01/02/2024` as 2 January in a day-first file: a file in time order was refused as out of order,
+    and, with data.timestamps: sort, put out of it. The column's cells decide day first or month first."""
+    import pandas as pd
+
+    days = pd.date_range(f"2024-01-{first_day:02d}", periods=40, freq="D")
+    path = write(tmp_path, "date,v\n" + "".join(f"{d.strftime(fmt)},{i}\n" for i, d in enumerate(days)))
+    t = read_table(path)
+    assert (t.stamps("date") == days.to_numpy()).all()
+    assert t.time_texts("date") == [d.strftime("%Y-%m-%d") for d in days]  # one reading for seasons and next times
+
+
+def test_dates_that_read_day_first_and_month_first_alike_are_refused(tmp_path):
+    """Monthly data on the 1st, day first (`01/02/2020` ... `01/12/2020`), was read as 12 days of January."""
+    path = write(tmp_path, "date,v\n" + "".join(f"01/{m:02d}/2020,{m}\n" for m in range(1, 13)))
+    with pytest.raises(UserError, match=r"t.csv:2:1: '01/01/2020': every date in data.time_column 'date' reads day "
+                                        r"first and month first .* write the dates year first"):
+        read_table(path).stamps("date")
+    # year first, slashes or not, reads one way: exchange_rate's `1990/1/2 0:00`
+    year_first = read_table(write(tmp_path, "date,v\n1990/1/1 0:00,1\n1990/1/2 0:00,2\n", "y.csv"))
+    assert str(year_first.stamps("date")[1])[:10] == "1990-01-02" and year_first.day_month("date") is None

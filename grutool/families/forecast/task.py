@@ -69,7 +69,7 @@ def read_series(cfg: "Config", path: str, columns: Optional[list[str]] = None, t
             table.refuse_order(d.time_column, stamps, bad, order_fix(d.timestamps))
         _report_order(table.path, d.timestamps, moved, dropped)
         _report_gaps(table, d.time_column, stamps, [order])
-        raw = table.strings(d.time_column)
+        raw = table.time_texts(d.time_column)
         times = [raw[r] for r in order]
         values = values[order]
     return Series(str(path), list(names), _fill(cfg, str(path), values), times)
@@ -125,7 +125,7 @@ def _long_form(cfg: "Config", table, names: list[str], values):
 
     d = cfg.data
     groups = rows_by_id(table, table.column(d.series_column, "data.series_column"), "data.series_column", "series")
-    times = table.strings(d.time_column) if d.time_column is not None else None
+    times = table.time_texts(d.time_column) if d.time_column is not None else None
     if times is not None:
         stamps = table.stamps(d.time_column)
         moved = dropped = 0
@@ -799,7 +799,8 @@ def _future_rows(cfg: "Config", roles, table, name: str):
             raise UserError(f"{later.location(row, c)}: missing value in column {c!r}, a known-future column, in "
                             f"the rows to forecast; give {'the row' if H == 1 else f'each of the {H} rows'} its value")
     values = np.stack([later.numeric(c, "error", "data.covariates.future") for c in roles.future], 1)  # (H, F)
-    times = later.strings(d.time_column) if d.time_column is not None else None
+    # read as the whole table's times are: a few rows alone may read day first and month first alike
+    times = table.time_texts(d.time_column)[len(frame) - H:] if d.time_column is not None else None
     return table.subset(range(len(frame) - H)), Ahead(times, values)
 
 
