@@ -498,6 +498,41 @@ def test_a_monthly_forecast_is_dated_by_calendar_months():
     assert next_times(firsts, 3) == ["2023-01-01", "2023-02-01", "2023-03-01"]  # not 31 days apart
     ends = [str(t.date()) for t in pd.date_range("2021-01-31", periods=36, freq="ME")]  # ... 2023-12-31
     assert next_times(ends, 3) == ["2024-01-31", "2024-02-29", "2024-03-31"]
+    # ending in a shorter month, month ends stay month ends: they fell on the 28th (Feb 28 + 1 month)
+    assert next_times(ends[:-10], 3) == ["2023-03-31", "2023-04-30", "2023-05-31"]
+
+
+@pytest.mark.parametrize("freq, start, season, after", [
+    ("B", "2024-01-01", 5, ["2024-07-29", "2024-07-30"]),           # ends Friday 2024-07-26: then Monday, not Saturday
+    ("QS", "2022-01-01", 4, ["2026-01-01", "2026-04-01"]),          # not 91.5 days on (2025-12-31), not season 1
+    ("W", "2024-01-07", 52, ["2026-11-15", "2026-11-22"]),          # Sundays, ending 2026-11-08
+])
+def test_calendar_frequencies_give_their_season_and_next_times(freq, start, season, after):
+    import pandas as pd
+
+    from grutool.families.forecast.data import infer_season, next_times
+
+    times = [str(t.date()) for t in pd.date_range(start, periods={"B": 150, "QS": 16, "W": 149}[freq], freq=freq)]
+    assert infer_season(times) == season
+    assert next_times(times, 2) == after
+
+
+def test_business_days_are_no_gaps(tmp_path, caplog):
+    """Weekdays only: `3 days after the row before ... (29 of 149 steps differ); add the missing rows`, which
+    would have put made-up weekends into the data."""
+    import logging
+
+    import pandas as pd
+
+    days = pd.date_range("2024-01-01", periods=150, freq="B")
+    (tmp_path / "b.csv").write_text("date,v\n" + "".join(f"{d.date()},{i % 7}\n" for i, d in enumerate(days)))
+    raw = {"task": "forecast", "data": {"train": str(tmp_path / "b.csv"), "validation": str(tmp_path / "b.csv"),
+                                        "test": str(tmp_path / "b.csv"), "time_column": "date",
+                                        "fractions": [0.7, 0.1, 0.2], "input_length": 8, "horizon": 4},
+           "model": {"hidden_size": 4, "segment_length": 4}, "train": {"epochs": 1}}
+    with caplog.at_level(logging.WARNING, logger="grutool"):
+        TASK.prepare(parse_config(raw))
+    assert not [r for r in caplog.records if "after the row before" in r.getMessage()], caplog.text
 
 
 @pytest.mark.parametrize("cells, expect", [

@@ -223,6 +223,36 @@ def step_seconds(times: Optional[list[str]]) -> Optional[float]:
     return float(t.diff().dropna().dt.total_seconds().median())
 
 
+# A calendar frequency's season: business days a week, weeks a year, months and quarters a year. Every other
+# frequency (hours, days, minutes ...) is a fixed step, whose season PERIODS gives.
+CALENDAR_SEASONS = {"B": 5, "W": 52, "ME": 12, "MS": 12, "BME": 12, "BMS": 12, "SME": 24, "SMS": 24,
+                    "QE": 4, "QS": 4, "BQE": 4, "BQS": 4, "YE": 1, "YS": 1, "BYE": 1, "BYS": 1}
+
+
+def calendar_frequency(times) -> Optional[str]:
+    """The pandas frequency the times keep (`pd.infer_freq`: 'B' business days, 'ME' month ends, 'QS-JAN'
+    quarter starts, 'h' ...), from the last 1,000 of them (times with UTC offsets as instants in UTC); None where
+    they keep none (gaps, irregular times, fewer than 3). A fixed step (the median one) cannot tell a month's end from the 28th, nor
+    Friday -> Monday from a gap: forecasts of month-end rows fell on the 28th, business days' on weekends."""
+    if times is None or len(times) < 3:
+        return None
+    import warnings
+
+    import pandas as pd
+
+    from grutool.data.tables import instants
+
+    t = instants([str(c).strip() for c in list(times)[-1000:]])  # with UTC offsets: instants, in UTC
+    if t.isna().any():
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return pd.infer_freq(pd.DatetimeIndex(t))
+        except (ValueError, TypeError):
+            return None
+
+
 def monthly(step: Optional[float]) -> bool:
     """Whether a usual step of `step` seconds is a calendar month (28 to 31 days)."""
     return step is not None and 28 * 86400 <= step <= 31 * 86400
@@ -247,6 +277,9 @@ def first_gap(stamps: np.ndarray) -> Optional[tuple[int, float, float, int]]:
 def infer_season(times: Optional[list[str]]) -> int:
     """The seasonal period the time column's frequency suggests: hourly 24, daily 7, every 15 minutes 96 ... (1:
     none known)."""
+    freq = calendar_frequency(times)
+    if freq is not None and freq.split("-")[0] in CALENDAR_SEASONS:
+        return CALENDAR_SEASONS[freq.split("-")[0]]
     step = step_seconds(times)
     if step is None:
         return 1
@@ -256,16 +289,20 @@ def infer_season(times: Optional[list[str]]) -> int:
 
 
 def next_times(times: Optional[list[str]], horizon: int) -> Optional[list[str]]:
-    """The `horizon` time stamps after the last of `times`, at the column's usual step (None without one): a
-    monthly column's by calendar months (Jan 31 -> Feb 29 -> Mar 31), written with the last time's UTC offset
-    when it has one."""
+    """The `horizon` time stamps after the last of `times`: at the calendar frequency the times keep
+    (`calendar_frequency`: month ends stay month ends, business days skip weekends), else at the column's usual
+    step (None without one; a monthly column's by calendar months), written with the last time's UTC offset when
+    it has one."""
     step = step_seconds(times)
     if step is None:
         return None
     import pandas as pd
 
     last = pd.Timestamp(str(times[-1]).strip())
-    if monthly(step):
+    freq = calendar_frequency(times) if last.tzinfo is None else None
+    if freq is not None:  # the calendar's next times: month ends, business days, quarter starts
+        out = list(pd.date_range(last, periods=horizon + 1, freq=freq)[1:])
+    elif monthly(step):
         out = [last + pd.DateOffset(months=k + 1) for k in range(horizon)]
     else:
         out = [last + pd.Timedelta(seconds=step * (k + 1)) for k in range(horizon)]
