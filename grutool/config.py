@@ -205,7 +205,8 @@ class DataConfig(_Section):
     take up to input_length rows of context from the split before; every predicted row lies in the split."""
     fractions: Optional[list[float]] = None
     """Forecast: split one file by fractions of its rows, in time order: [train, validation, test], e.g. [0.7,
-    0.1, 0.2] (train and test rounded down, validation between them, as the published protocol does)."""
+    0.1, 0.2] (train and test rounded down, validation between them, as the published protocol does): three sum
+    to 1; two ([train, validation]) may leave the last rows unread."""
     series_column: Optional[str] = None
     """Forecast, long form: the column naming each row's series (many series in one file, each in time order).
     Each series is split (data.borders / data.fractions count its own rows) and windowed on its own, one model

@@ -250,6 +250,12 @@ class ForecastTask(Task):
             if not 2 <= len(d.fractions) <= 3 or any(f <= 0 for f in d.fractions) or sum(d.fractions) > 1 + 1e-9:
                 raise ValueError(f"data.fractions: [train, validation, test] fractions, each > 0, summing to at "
                                  f"most 1 (e.g. [0.7, 0.1, 0.2]); got {d.fractions}")
+            if len(d.fractions) == 3 and abs(sum(d.fractions) - 1) > 1e-6:
+                # validation is the rows between train and test (the published loaders' rounding): [0.6, 0.1, 0.1]
+                # gave it 0.3 of the file, not the 0.1 asked for
+                raise ValueError(f"data.fractions: three fractions cut the whole file (train and test rounded down, "
+                                 f"validation the rows between them), so they sum to 1; got {d.fractions} (sum "
+                                 f"{sum(d.fractions):.4g}); to leave rows out, give data.borders (row numbers)")
         if d.borders is not None or d.fractions is not None:
             key, cuts = ("data.borders", d.borders) if d.borders is not None else ("data.fractions", d.fractions)
             for k, name in enumerate(("validation", "test"), 2):
