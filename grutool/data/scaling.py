@@ -52,11 +52,15 @@ class Standardizer:
             what = f"column {empty[0]!r} has" if len(empty) == 1 else f"columns {', '.join(map(repr, empty))} have"
             raise UserError(f"{where}{what} no value in the training rows to scale by (every cell missing); fill "
                             f"them, or leave the column out of the config")
-        filled = np.where(seen, x, 0.0)
-        mean = filled.sum(axis=0) / counts  # (C,)
-        var = (np.where(seen, x - mean, 0.0) ** 2).sum(axis=0) / counts  # (C,)
-        std = np.sqrt(var)
-        std = np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
+        # In units of each column's largest magnitude: values of 1e-13 kept their spread (the cut-off was 1e-12
+        # absolute: left unscaled, ~0 to the model), values past 1e154 their variance (its square overflowed).
+        scale = np.where(seen, np.abs(x), 0.0).max(axis=0)  # (C,)
+        scale = np.where(scale > 0, scale, 1.0)
+        xs = np.where(seen, x, 0.0) / scale
+        mean_s = xs.sum(axis=0) / counts  # (C,) in units of scale
+        std_s = np.sqrt((np.where(seen, xs - mean_s, 0.0) ** 2).sum(axis=0) / counts)  # (C,)
+        mean = mean_s * scale
+        std = np.where(std_s > 1e-12, std_s * scale, 1.0)  # one value (up to rounding): std 1
         return cls(names, mean.tolist(), std.tolist())
 
     def __len__(self) -> int:

@@ -98,6 +98,19 @@ def test_constant_column_is_shifted_not_divided_by_zero():
     np.testing.assert_array_equal(s.transform(np.full((2, 1), 7.0)), 0.0)
 
 
+@pytest.mark.parametrize("magnitude", [1e-13, 1e-200, 1e160, 1e300])
+def test_standardizer_scales_columns_of_any_magnitude(magnitude):
+    """Values of 1e-13 were left unscaled (std below an absolute 1e-12: ~0 to the model); past 1e154 the variance
+    overflowed to inf, the column zeroed and the saved scaler unreadable. A constant column still keeps std 1."""
+    rng = np.random.default_rng(1)
+    base = rng.normal(3.0, 2.0, (40, 1))
+    s = Standardizer.fit(["a", "k"], np.concatenate([base * magnitude, np.full((40, 1), 7.0 * magnitude)], 1))
+    np.testing.assert_allclose(s.mean[0] / magnitude, base.mean(), rtol=1e-12)
+    np.testing.assert_allclose(s.std[0] / magnitude, base.std(), rtol=1e-12)
+    assert s.std[1] == 1.0 and all(np.isfinite(s.mean + s.std))
+    np.testing.assert_allclose(s.transform(base * magnitude, columns=[0]), (base - base.mean()) / base.std(), atol=1e-9)
+
+
 def test_standardizer_save_load_and_damage(tmp_path):
     s = Standardizer.fit(["a", "b"], np.array([[1.0, 2.0], [3.0, 6.0]]))
     s.save(tmp_path / "scaler.json")
