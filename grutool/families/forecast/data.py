@@ -41,7 +41,7 @@ class Series:
             self.parts = [(0, len(self.values))]
 
 
-def split_rows(cfg, n: int) -> dict[str, tuple[int, int]]:
+def split_rows(cfg, n: int, series: Optional[str] = None) -> dict[str, tuple[int, int]]:
     """Row ranges [lo, hi) of train, validation and test in a file of `n` rows: data.borders (the ends of the
     three splits), or data.fractions (train and test rounded down, validation between them)."""
     d = cfg.data
@@ -56,8 +56,9 @@ def split_rows(cfg, n: int) -> dict[str, tuple[int, int]]:
         if hi is None:
             continue
         if hi > n:
-            raise UserError(f"data.borders: the {name} split ends at row {hi}, but {d.train} has {n} rows; "
-                            f"lower the border")
+            whose = (f"series {series!r} of {d.train} has {n} rows (data.borders count each series' own rows)"
+                     if series is not None else f"{d.train} has {n} rows")
+            raise UserError(f"data.borders: the {name} split ends at row {hi}, but {whose}; lower the border")
         rows[name] = (lo, hi)
         lo = hi
     return rows

@@ -147,11 +147,11 @@ def _long_form(cfg: "Config", table, names: list[str], values):
     for rows in groups.values():
         parts.append((at, at + len(rows)))
         at += len(rows)
-    filled = np.concatenate([_fill(cfg, str(table.path), values[rows]) for rows in groups.values()])
+    filled = np.concatenate([_fill(cfg, str(table.path), values[rows], name) for name, rows in groups.items()])
     return Series(str(table.path), names, filled, [times[r] for r in order] if times else None, parts, list(groups))
 
 
-def _fill(cfg: "Config", path: str, values):
+def _fill(cfg: "Config", path: str, values, series: Optional[str] = None):
     """`values` (T, C) of one series filled by data.missing. In the file data.borders / data.fractions cut into
     splits, each split's rows are filled from its own rows and the earlier ones only: an `interpolate` (or, at a
     split's start, an `ffill`) would otherwise fill the last training rows from validation values, which the
@@ -164,7 +164,7 @@ def _fill(cfg: "Config", path: str, values):
     d = cfg.data
     if d.missing not in ("ffill", "interpolate") or not (_one_file(cfg) and path == str(d.train)):
         return fill_missing(values, d.missing)
-    ends = sorted({hi for _, hi in split_rows(cfg, len(values)).values()} | {len(values)})
+    ends = sorted({hi for _, hi in split_rows(cfg, len(values), series).values()} | {len(values)})
     parts, lo = [], 0
     for hi in ends:
         if hi > lo:  # rows [lo, hi), filled knowing rows [0, hi) only
@@ -820,9 +820,10 @@ def _ranges(cfg: "Config", series, name: str) -> list[tuple[int, int, int]]:
 
     d = cfg.data
     out = []
-    for first, last in series.parts:
+    long = cfg.data.series_column is not None
+    for k, (first, last) in enumerate(series.parts):
         if _is_split(cfg, series, name):
-            rows = split_rows(cfg, last - first)
+            rows = split_rows(cfg, last - first, series.ids[k] if long and series.ids else None)
             if name not in rows:
                 raise UserError(f"data.{'borders' if d.borders else 'fractions'}: no {name} split; give its end")
             out.append((first, first + rows[name][0], first + rows[name][1]))
