@@ -1111,3 +1111,14 @@ def test_infer_says_a_gap_in_the_file_once(run, tmp_path):
     result = invoke("infer", run, "--file", path)
     assert result.exit_code == 0, result.output
     assert len([line for line in result.stderr.splitlines() if "the usual step" in line]) == 1, result.stderr
+
+
+def test_a_split_named_by_another_spelling_of_the_train_file_is_cut_from_it(tmp_path, monkeypatch):
+    """`--set data.test=./data/sines/sines.csv` beside data.train `data/sines/sines.csv` was refused as another
+    file; it is the same one, cut the same way (not read whole)."""
+    monkeypatch.chdir(ROOT)
+    raw = yaml.safe_load((ROOT / "configs" / "sines.yaml").read_text())
+    same = TASK.prepare(parse_config(raw))
+    raw["data"]["test"] = "./" + raw["data"]["train"]
+    other = TASK.prepare(parse_config(raw))
+    assert len(other.splits["test"]) == len(same.splits["test"]) < len(other.splits["train"])

@@ -162,7 +162,7 @@ def _fill(cfg: "Config", path: str, values, series: Optional[str] = None):
     from grutool.families.forecast.data import split_rows
 
     d = cfg.data
-    if d.missing not in ("ffill", "interpolate") or not (_one_file(cfg) and path == str(d.train)):
+    if d.missing not in ("ffill", "interpolate") or not (_one_file(cfg) and _same_file(path, d.train)):
         return fill_missing(values, d.missing)
     ends = sorted({hi for _, hi in split_rows(cfg, len(values), series).values()} | {len(values)})
     parts, lo = [], 0
@@ -266,7 +266,7 @@ class ForecastTask(Task):
                                      f"remove data.{name}")
             for name in ("validation", "test"):
                 value = getattr(d, name)
-                if value is not None and value != d.train:
+                if value is not None and not _same_file(value, d.train):
                     raise ValueError(f"data.{name}: with data.borders or data.fractions every split is cut from "
                                      f"data.train ({d.train}); set it to that file or remove it")
         if d.setting == "M" and d.targets is not None:
@@ -841,7 +841,15 @@ def _is_split(cfg: "Config", series, name: str) -> bool:
     train, validation and test. Any other file, or a name that is no split (`eval --data`), is read whole."""
     from grutool.families.forecast.data import SPLITS
 
-    return _one_file(cfg) and name in SPLITS and series.path == str(cfg.data.train)
+    return _one_file(cfg) and name in SPLITS and _same_file(series.path, cfg.data.train)
+
+
+def _same_file(a, b) -> bool:
+    """Two data paths naming one file as written (`./data/x.csv` and `data/x.csv`: `--set data.test=./...` was
+    refused as another file than data.train's)."""
+    import os
+
+    return os.path.normpath(str(a)) == os.path.normpath(str(b))
 
 
 def _select(series, names: list[str]):
