@@ -218,7 +218,7 @@ class Table:
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             cell = str(series.iloc[row]).strip()
-            if cell.lstrip("+-").isdigit():
+            if is_number(cell):  # `1704067200` and `1704067200.0` alike
                 raise UserError(f"{self.location(row, name)}: {clipped(cell, 60)!r} in {option} {name!r} is a number, "
                                 f"not a date or time; write timestamps (2024-01-31 13:00), or remove {option} "
                                 f"to read the rows in file order")

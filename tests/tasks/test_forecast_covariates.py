@@ -540,6 +540,8 @@ def test_business_days_are_no_gaps(tmp_path, caplog):
                                                 r"'2024-01-01'; write every timestamp in one format"),
     (["0", "1", "2"], r"t.csv:2:1: '0' in data.time_column 'time' is a number, not a date or time; write "
                       r"timestamps \(2024-01-31 13:00\), or remove data.time_column"),
+    (["1704067200.0", "1704070800.0", "1704074400.0"], r"t.csv:2:1: '1704067200.0' in data.time_column 'time' is a "
+                                                       r"number, not a date or time"),  # was: is not a date or time
 ])
 def test_time_cells_that_cannot_be_read_alike_are_refused_naming_the_first(tmp_path, cells, expect):
     from grutool.errors import UserError
