@@ -144,6 +144,9 @@ def train(
     with user_errors():
         from grutool.config_file import load_config
 
+        if resume and overwrite:  # said once, before a config is read or `--nproc` starts a worker per process
+            raise UserError("--resume: contradicts --overwrite; pick one (after Ctrl-C of a run started with "
+                            "--overwrite, continue it with --resume in its place)")
         overrides = list(set_)
         if device is not None:
             overrides.append(f"train.device={device.value}")

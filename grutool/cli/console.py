@@ -170,7 +170,9 @@ def user_errors():
         raise typer.Exit(exc.exit_code)
     except TrainingInterrupted as exc:
         if exc.saved:
-            said = f"interrupted: saved {exc.checkpoint}; continue with the same command plus --resume"
+            # `--overwrite --resume` is refused: a run started with --overwrite continues with --resume instead
+            plus = "with --resume in place of --overwrite" if "--overwrite" in sys.argv else "plus --resume"
+            said = f"interrupted: saved {exc.checkpoint}; continue with the same command {plus}"
         elif exc.previous:
             said = (f"interrupted while saving: {exc.checkpoint} is the previous complete checkpoint; continue "
                     f"from it with the same command plus --resume")

@@ -95,7 +95,7 @@ def test_ctrl_c_saves_a_resumable_checkpoint(tmp_path):
     raw = tiny_config(tmp_path, epochs=200, batch_size=4)
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(yaml.safe_dump(raw))
-    cmd = [sys.executable, "-m", "grutool", "train", str(cfg), "-q"]
+    cmd = [sys.executable, "-m", "grutool", "train", str(cfg), "-q", "--overwrite"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     metrics = tmp_path / "run" / "metrics.jsonl"
     deadline = time.time() + 60
@@ -104,7 +104,9 @@ def test_ctrl_c_saves_a_resumable_checkpoint(tmp_path):
     os.kill(proc.pid, signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
-    assert "--resume" in stderr and "Traceback" not in stderr
+    # started with --overwrite: "plus --resume" led to `--resume: contradicts --overwrite`
+    assert "continue with the same command with --resume in place of --overwrite" in stderr, stderr
+    assert "Traceback" not in stderr
     from grutool.checkpoint import load_checkpoint
     state = load_checkpoint(tmp_path / "run" / "last.pt")["meta"]["state"]
     assert 1 <= state["epoch"] < 200
