@@ -1,7 +1,8 @@
 """Language-model metrics as a small stateful object: update per batch, compute per epoch.
 
     loss        mean negative log-likelihood per predicted token, in nats (line examples: each token and
-                the <eos> that ends the line; streams: every token after the first)
+                the <eos> that ends the line; streams: every token after the first of each row the text is cut
+                into, less the last (N - 1) mod rows tokens, which fill no row)
     perplexity  exp(loss)
     bpc         bits per character, loss / ln 2: with character tokens (data.tokenizer char), where every
                 predicted token is one character (or the line end, standing for the newline)
