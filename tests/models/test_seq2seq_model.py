@@ -156,3 +156,52 @@ def test_every_parameter_gets_a_gradient(options):
     missing = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum())]
     # The padding rows of the embeddings are zero by design; everything else must learn.
     assert missing == [], missing
+
+
+class _Prefixes:
+    """A scripted decoder's state: each hypothesis's tokens so far (without <bos>)."""
+
+    def __init__(self, seqs):
+        self.seqs = seqs
+
+    def select(self, rows):
+        return _Prefixes([self.seqs[i] for i in rows.tolist()])
+
+
+class _Memory:
+    def __init__(self, n):
+        self.mask = torch.ones(n, 1, dtype=torch.bool)
+
+    def select(self, rows):
+        return _Memory(len(rows))
+
+
+class _Scripted:
+    """log-probabilities by prefix (token -> logp; every other token -20): a beam of 2 ends [4] at -0.2, then
+    two open hypotheses above it push it out of the beam and both end far below it."""
+
+    TABLE = {(): {4: -0.05, 5: -0.06}, (4,): {Vocab.eos_id: -0.15}, (5,): {6: -0.13, 7: -0.5},
+             (5, 6): {4: -0.005, 5: -0.009, Vocab.eos_id: -3.0}, (5, 6, 4): {Vocab.eos_id: -5.0},
+             (5, 6, 5): {Vocab.eos_id: -5.0}}
+
+    def step(self, y, state, memory):
+        prefixes = [p if int(t) == Vocab.bos_id else p + (int(t),) for p, t in zip(state.seqs, y)]
+        logits = torch.full((len(prefixes), 8), -20.0)
+        for row, p in enumerate(prefixes):
+            for token, logp in self.TABLE.get(p, {}).items():
+                logits[row, token] = logp
+        return logits, _Prefixes(prefixes), None
+
+
+def test_a_hypothesis_the_beam_ended_is_returned_even_after_it_was_pushed_out(monkeypatch):
+    """It was lost: the beam returned [5, 6, 4] (about -5.2) although it had ended [4] at -0.2 (seen on a weakly
+    trained reverse model: beam 2 answered no better than greedy, beam 3 found the better output)."""
+    import math
+
+    import grutool.families.seq2seq.decoding as decoding
+
+    # the scripted log-probabilities are the scores as given: no renormalisation of the table
+    monkeypatch.setattr(decoding, "_log_probs", lambda logits: logits)
+    out = beam_search(_Scripted(), _Memory(1), _Prefixes([()]), torch.tensor([3]), beam_size=2, include_greedy=False)
+    assert out.tokens == [[4]] and out.finished == [True] and out.scores[0] == pytest.approx(-0.2)
+    assert not math.isinf(out.scores[0])

@@ -100,10 +100,12 @@ def beam_search(model, memory, state, lengths: torch.Tensor, beam_size: int = 5,
     """The best of `beam_size` hypotheses kept per step, for a batch of sources.
 
     A hypothesis that ends keeps its place in the beam with its score frozen, so it
-    competes with the open ones until the search stops. Plain beam search can prune
-    the greedy path and end below it; with include_greedy (the default) the greedy
-    output is a candidate too, so beam search never returns a lower-scoring output
-    than greedy decoding.
+    competes with the open ones until the search stops, and is kept aside as it ends
+    (`pool`): K open hypotheses scoring above it could push it out of the beam and then
+    all end below it, and the search returned one of them (an output it had scored
+    better was lost). Plain beam search can prune the greedy path and end below it; with
+    include_greedy (the default) the greedy output is a candidate too, so beam search never
+    returns a lower-scoring output than greedy decoding, nor than any hypothesis it ended.
     """
     B = lengths.shape[0]
     device = memory.mask.device
@@ -121,6 +123,9 @@ def beam_search(model, memory, state, lengths: torch.Tensor, beam_size: int = 5,
     attn = None
     y = torch.full((B * K,), Vocab.bos_id, dtype=torch.long, device=device)
     base = torch.arange(B, device=device)[:, None] * K  # (B, 1)
+    source_lengths = lengths.repeat_interleave(K)  # (B*K,)
+    pool: list[list[tuple]] = [[] for _ in range(B)]  # each source's hypotheses that ended with <eos>, as they ended
+    ended_score = torch.full((B,), -math.inf, device=device)  # (B,) the best of them
     for t in range(int(limit.max()) if B else 0):
         logits, state, weights = model.step(y, state, memory)
         logp = _log_probs(logits)  # (B*K, V)
@@ -138,10 +143,20 @@ def beam_search(model, memory, state, lengths: torch.Tensor, beam_size: int = 5,
             step = weights.index_select(0, origin)[:, None]  # (B*K, 1, S)
             attn = step if attn is None else torch.cat([attn.index_select(0, origin), step], dim=1)
         state = state.select(origin)
-        done = done.index_select(0, origin) | (y == Vocab.eos_id) | (y == Vocab.pad_id) | (t + 1 >= limit)
+        was_done = done.index_select(0, origin)
+        new = (~was_done & (y == Vocab.eos_id) & (scores > -math.inf)).nonzero().squeeze(1)  # ended at this step
+        if len(new):
+            kept = _collect(seqs.index_select(0, new), scores.index_select(0, new),
+                            attn.index_select(0, new) if attn is not None else None, source_lengths[new])
+            for j, i in enumerate(new.tolist()):
+                pool[i // K].append((kept.tokens[j], kept.scores[j], True,
+                                      kept.attention[j] if kept.attention is not None else None))
+                ended_score[i // K] = max(float(ended_score[i // K]), kept.scores[j])
+        done = was_done | (y == Vocab.eos_id) | (y == Vocab.pad_id) | (t + 1 >= limit)
         if not length_penalty:
             # Scores only fall as hypotheses grow: once an ended one leads every open one, the rest cannot win.
-            ended_best = torch.where(done, scores, -math.inf).view(B, K).max(1).values  # (B,)
+            ended_best = torch.maximum(torch.where(done, scores, -math.inf).view(B, K).max(1).values,
+                                       ended_score)  # (B,)
             open_best = torch.where(done, -math.inf, scores).view(B, K).max(1).values
             done = done | (ended_best >= open_best).repeat_interleave(K)
         if bool(done.all()):
@@ -152,6 +167,7 @@ def beam_search(model, memory, state, lengths: torch.Tensor, beam_size: int = 5,
         candidates = [(found.tokens[i], found.scores[i], found.finished[i],
                        found.attention[i] if found.attention is not None else None)
                       for i in range(b * K, b * K + K) if found.scores[i] > -math.inf]
+        candidates += pool[b]  # those the beam still holds are listed twice: the first of equals wins
         if fallback is not None:
             candidates.append((fallback.tokens[b], fallback.scores[b], fallback.finished[b],
                                fallback.attention[b] if fallback.attention is not None else None))
