@@ -255,8 +255,10 @@ def test_shapes_and_bench_run_the_lm(config, monkeypatch, tmp_path):
     assert r.exit_code == 0, r.output
     assert json_field(r.stdout, "all_passed") is True
     out = tmp_path / "b.json"
+    # a stream's chunks are train.bptt steps: its T is set there (--seq-len is refused, as for a forecaster)
+    length = ["--set", "train.bptt=8"] if "stream" in config else ["--seq-len", "8"]
     r = invoke("bench", "--config", f"configs/{config}", "--repeats", "1", "--warmup", "0", "--min-sample-ms", "1",
-               "--threads", "1", "--seq-len", "8", "--batch", "4", "-q", "-o", out)
+               "--threads", "1", *length, "--batch", "4", "-q", "-o", out)
     assert r.exit_code == 0, r.output
 
 
@@ -276,3 +278,23 @@ def test_a_top_p_below_float32s_smallest_number_keeps_the_most_likely_token():
         kept = torch.isfinite(filtered(logp, 1.0, None, top_p))
         assert kept.tolist() == [[False, True, False, False], [True, False, False, False]]
     assert torch.isfinite(filtered(logp, 1.0, None, 0.9)).sum(-1).tolist() == [3, 2]
+
+
+def test_a_decomposed_prompt_is_read_as_the_composed_lines_were(tmp_path):
+    """A character line model reads its lines in NFC (get_tokenizer); prompts and --score texts were read as typed,
+    so a decomposed 'é' (e + U+0301, as macOS writes it) was refused as a character the model never saw."""
+    import unicodedata
+
+    from grutool.predict import Predictor
+
+    corpus = tmp_path / "words.txt"
+    corpus.write_text("café\nthé\nbébé\nclé\nété\n" * 4, encoding="utf-8")
+    raw = {"task": "lm", "data": {"train": str(corpus), "tokenizer": "char"},
+           "model": {"embedding_dim": 8, "hidden_size": 8}, "train": {"epochs": 1, "device": "cpu"},
+           "output_dir": str(tmp_path / "run")}
+    train(parse_config(raw), progress=False)
+    predictor = Predictor(tmp_path / "run", "cpu")
+    composed, decomposed = "café", unicodedata.normalize("NFD", "café")
+    assert composed != decomposed
+    a, b = predictor.predict([composed, decomposed], score=True)
+    assert a["logprob"] == b["logprob"] and a["tokens"] == b["tokens"]

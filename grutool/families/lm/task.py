@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import unicodedata
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -297,6 +298,8 @@ class LMTask(Task):
 
         def encode(text: str) -> tuple[list[str], list[int]]:
             if char:
+                if not is_stream(cfg):  # read in NFC as the lines were (get_tokenizer); spaces at the ends kept
+                    text = unicodedata.normalize("NFC", text)
                 tokens = list(text.lower() if cfg.data.lowercase else text)
             elif is_stream(cfg):
                 tokens = stream_tokens(cfg, text)[:-1]  # the text's own line ends only
