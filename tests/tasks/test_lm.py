@@ -138,7 +138,9 @@ def test_a_word_model_reads_unknown_prompt_words_as_unk_with_a_warning(tmp_path)
     (["--condition", "zuri", "--top-p", "0"], "--top-p: must be in (0, 1]"),
     (["--condition", "zuri", "--top-p", "1.5"], "--top-p: must be in (0, 1]"),
     (["--condition", "zuri", "--top-k", "0"], "--top-k: must be at least 1"),
-    (["--condition", "zuri", "--prompt", "Zé"], "--prompt: characters the model never saw in training: 'é'"),
+    (["--condition", "zuri", "--prompt", "Zé"], "error: prompt: characters the model never saw in training: 'é'"),
+    # a TEXT argument's error said `--prompt:`, a flag not given: the prompt is named, from wherever it came
+    (["--condition", "zuri", "Zé"], "error: prompt: characters the model never saw in training: 'é'"),
     # of several prompts, the one at fault is named by its place
     (["--condition", "zuri", "--prompt", "Ka", "--prompt", "Zé"],
      "error: prompt 2 of 2 ('Zé'): characters the model never saw in training: 'é'"),

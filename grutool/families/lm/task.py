@@ -307,8 +307,10 @@ class LMTask(Task):
                 tokens = line_tokenizer(cfg)(text)
             unknown = Counter(t for t in tokens if t not in vocab.stoi)
             if unknown and char:
+                # no option named: a prompt comes from --prompt, a TEXT argument or --file alike (a TEXT's error
+                # said `--prompt:`)
                 raise UserError(f"{what}: characters the model never saw in training: {listed(unknown, 10)}; "
-                                f"remove or replace them", option=what if what == "prompt" else None)
+                                f"remove or replace them")
             if unknown:
                 log.warning("%s: %d token(s) not in the vocabulary are read as <unk>: %s", what,
                             sum(unknown.values()), listed(unknown, 5))
