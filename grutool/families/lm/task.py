@@ -354,8 +354,8 @@ class LMTask(Task):
                 top_p: Optional[float] = None, seed: int = 0, condition: Optional[str] = None,
                 score: bool = False, greedy: bool = False) -> list[dict]:
         """Generation: `num` samples per prompt in `texts` (none: one empty prompt), in prompt order, each
-        {prompt, condition, text (prompt as read: lowercased with data.lowercase, word tokens re-spaced; + continuation), logprob (of the continuation, temperature 1),
-        finished (ended by <eos>)}. The same seed and num give the same samples. `score`: one dict per text with its
+        {prompt, condition, text (the prompt as read, lowercased with data.lowercase and word tokens re-spaced, then
+        the continuation), logprob (of the continuation, temperature 1), finished (ended by <eos>)}. The same seed and num give the same samples. `score`: one dict per text with its
         tokens and each one's log-probability (line models: <eos> last), logprob and perplexity."""
         from grutool.data.tokenize import detokenize
         from grutool.families.lm.data import untokenize
