@@ -320,9 +320,10 @@ def test_jobs_ctrl_c_before_the_trials_train_runs_them_again_on_resume(setup):
     interrupted, and `--resume` never ran it again: the baseline (the config as given) was lost for good, and
     the best trial could be worse than the config the search started from."""
     root, config, space = setup
-    # trials long enough (30 epochs) that the SIGINT, sent while they start, cannot arrive after they have ended
+    # trials long enough (300 epochs, ~5 s) that the SIGINT, sent while they start, cannot arrive after they have
+    # ended: with 30, a CI run once saw the baseline trial complete before the search's handler passed it on
     cmd = [sys.executable, "-m", "grutool", "tune", str(config), "--space", str(space), "--trials", "2", "--jobs",
-           "2", "--threads", "2", "--pruner", "none", "--set", "train.epochs=30", "-o", str(root / "tj"), "-q"]
+           "2", "--threads", "2", "--pruner", "none", "--set", "train.epochs=300", "-o", str(root / "tj"), "-q"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     def trial_processes() -> list[int]:  # not any other child (a compiler's version check, say)
@@ -346,7 +347,7 @@ def test_jobs_ctrl_c_before_the_trials_train_runs_them_again_on_resume(setup):
     assert [t["state"] for t in stopped] == ["fail", "fail"] and any(t["baseline"] for t in stopped)
     assert all(t["error"].startswith("interrupted (Ctrl-C)") for t in stopped), stopped
     result = invoke("tune", config, "--space", space, "--trials", "2", "--jobs", "2", "--threads", "2", "--pruner",
-                    "none", "--set", "train.epochs=30", "-o", root / "tj", "-q", "--resume")
+                    "none", "--set", "train.epochs=300", "-o", root / "tj", "-q", "--resume")
     assert result.exit_code == 0, result.output
     done = [t for t in read_trials(root / "tj" / tune.TRIALS) if t["state"] == "complete"]
     assert len(done) == 2 and any(t["baseline"] for t in done), done  # both ran again, the baseline among them
