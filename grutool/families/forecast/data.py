@@ -233,23 +233,29 @@ CALENDAR_SEASONS = {"B": 5, "W": 52, "ME": 12, "MS": 12, "BME": 12, "BMS": 12, "
 def calendar_frequency(times) -> Optional[str]:
     """The pandas frequency the times keep (`pd.infer_freq`: 'B' business days, 'ME' month ends, 'QS-JAN'
     quarter starts, 'h' ...), from the last 1,000 of them (times with UTC offsets as instants in UTC); None where
-    they keep none (gaps, irregular times, fewer than 3). A fixed step (the median one) cannot tell a month's end from the 28th, nor
-    Friday -> Monday from a gap: forecasts of month-end rows fell on the 28th, business days' on weekends."""
+    they keep none (gaps, irregular times, fewer than 3). A fixed step (the median one) cannot tell a month's end
+    from the 28th, nor Friday -> Monday from a gap: forecasts of month-end rows fell on the 28th, business days'
+    on weekends."""
     if times is None or len(times) < 3:
+        return None
+    from grutool.data.tables import instants
+
+    t = instants([str(c).strip() for c in list(times)[-1000:]])  # with UTC offsets: instants, in UTC
+    return None if t.isna().any() else stamp_frequency(t.to_numpy(dtype="datetime64[ns]"))
+
+
+def stamp_frequency(stamps: np.ndarray) -> Optional[str]:
+    """`calendar_frequency` of times already read: `stamps` (N,) datetime64 in time order, the last 1,000."""
+    if len(stamps) < 3:
         return None
     import warnings
 
     import pandas as pd
 
-    from grutool.data.tables import instants
-
-    t = instants([str(c).strip() for c in list(times)[-1000:]])  # with UTC offsets: instants, in UTC
-    if t.isna().any():
-        return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            return pd.infer_freq(pd.DatetimeIndex(t))
+            return pd.infer_freq(pd.DatetimeIndex(stamps[-1000:]))
         except (ValueError, TypeError):
             return None
 

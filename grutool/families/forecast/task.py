@@ -93,12 +93,11 @@ def _report_gaps(table, column: str, stamps, series: list) -> None:
     irregular times), naming the first place: the model reads rows as consecutive steps, gaps unfilled.
     `series`: each series' rows in time order (wide form: one)."""
     from grutool.data.loading import trained_run
-    from grutool.families.forecast.data import calendar_frequency, first_gap
+    from grutool.families.forecast.data import first_gap, stamp_frequency
 
-    times = table.time_texts(column)
     # a calendar frequency's steps differ and leave no gap: business days' Friday -> Monday, months' 28-31 days
     found = [(rows, gap) for rows in series if (gap := first_gap(stamps[rows])) is not None
-             and calendar_frequency([times[r] for r in rows]) is None]
+             and stamp_frequency(stamps[rows]) is None]
     if not found:
         return
     rows, (at, step, usual, _) = found[0]
