@@ -1,7 +1,8 @@
 """`grutool init TASK`: a commented starting config, written from the schema itself.
 
-Every field a task reads, with its default and the first sentence of its docstring in
-grutool/config.py, so the template can never drift from the schema. Fields other families
+Every field a task reads, with its default (or the family's example value, its default named beside it), the
+first sentence of its docstring in grutool/config.py and, for a field of fixed values, those values, so the
+template can never drift from the schema. Fields other families
 own (`Task.owns`) and shared fields the family never reads (`Task.ignores`) are left out; the family's
 `Task.example` sets the data paths (the toy data in data/) and what that data and the family need, so the
 template passes `train --dry-run` as printed. No torch.
@@ -67,7 +68,11 @@ def template(task: str, input: Optional[str] = None) -> str:
     from grutool.families.rules import reads_both
 
     if task not in TASKS:
-        raise UserError(f"init: unknown task '{task}'; choose one of {', '.join(TASKS)}")
+        import difflib
+
+        close = difflib.get_close_matches(task, list(TASKS), n=1, cutoff=0.6)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise UserError(f"init: unknown task '{task}'; {hint}choose one of {', '.join(TASKS)}")
     cls = TASKS[task]
     inputs = cls.inputs
     # A family whose example is its numeric input (regressor, forecast) reads numbers alone.
@@ -80,14 +85,15 @@ def template(task: str, input: Optional[str] = None) -> str:
         from grutool.families.rules import TEXT_ONLY
 
         skip |= {(section, f) for section, fs in TEXT_ONLY.items() for f in fs}
-    elif reads_both(cls) or "numeric" not in inputs:  # text: the numbers' settings change nothing here (joint
-        # inherits the tagger's fields, numeric ones too, but reads text alone)
+    elif reads_both(cls):  # text, in a family that reads numbers too: the numbers' settings change nothing here
+        # (seq2seq and lm read data.split_seed for their own text slices; joint ignores the tagger's numeric ones)
         from grutool.families.rules import NUMERIC_SETTINGS
 
         skip |= {(section, f) for section, fs in NUMERIC_SETTINGS.items() for f in fs}
-    lines = [f"# A starting config for task {task}: every field it reads, with its default.",
-             "# The data paths name the toy data in grutool's data/ folder (run from a clone's root); put yours",
-             "# there, then: grutool train THIS.yaml --dry-run   (fields: grutool/config.py)",
+    lines = [f"# A starting config for task {task}: every field it reads, at its default unless marked",
+             "# \"default: ...\" (a value this starting config chose). The data paths name the toy data in grutool's",
+             "# data/ folder (run from a clone's root); put yours there, then: grutool train THIS.yaml --dry-run",
+             "# (every field's full description: grutool/config.py)",
              f"task: {task}"]
     sections = {"data": schema.DataConfig, "model": schema.ModelConfig, "train": schema.TrainConfig,
                 "decoding": schema.DecodingConfig}
@@ -102,24 +108,52 @@ def template(task: str, input: Optional[str] = None) -> str:
             default = cls.default(section, name, field.default)
             example = inputs[input] if input in inputs else cls.example
             value = example.get(section, {}).get(name, default)
-            doc = _first_sentence(docs.get(name, ""))
+            doc = _described(_first_sentence(docs.get(name, "")), field.annotation, value, default)
             if isinstance(default, schema.BaseModel):  # a nested section (data.covariates): its own fields
                 _entry(lines, f"  {name}:", doc, "  ")
                 inner = field_docs(type(default))
                 given = value if isinstance(value, dict) else {}  # what the task's example sets
                 for key, sub in type(default).model_fields.items():
                     _entry(lines, f"    {key}: {_value(given.get(key, sub.default))}",
-                           _first_sentence(inner.get(key, "")), "    ")
+                           _described(_first_sentence(inner.get(key, "")), sub.annotation,
+                                      given.get(key, sub.default), sub.default), "    ")
                 continue
             _entry(lines, f"  {name}: {_value(value)}", doc, "  ")
     return "\n".join(lines) + "\n"
 
 
+def _choices(annotation) -> list:
+    """The values a field takes when its type is a fixed set (`Literal[...]`, optionally with None), else []."""
+    from typing import Literal, Union, get_args, get_origin
+
+    if get_origin(annotation) is Literal:
+        return list(get_args(annotation))
+    if get_origin(annotation) is Union or type(annotation).__name__ == "UnionType":
+        found = [c for arg in get_args(annotation) for c in (_choices(arg) or ([None] if arg is type(None) else []))]
+        return found if any(c is not None for c in found) else []
+    return []
+
+
+def _described(doc: str, annotation, value, default) -> str:
+    """A field's comment: the first sentence of its doc, the values it takes (a fixed set), and its default
+    where the template's value is another (the family's example chose it)."""
+    choices = _choices(annotation)
+    if choices and "one of" not in doc:
+        doc = f"{doc} One of: {', '.join(_value(c) for c in choices)}.".strip()
+    if value != default:
+        doc = f"{doc} (default: {_value(default)})".strip()
+    return doc
+
+
 def _entry(lines: list[str], entry: str, doc: str, indent: str) -> None:
-    """One field's line, its doc as a comment beside it, or above it when the line would be too long."""
+    """One field's line, its doc as a comment beside it, or above it (wrapped at WIDTH) when the line would be
+    too long."""
+    import textwrap
+
     comment = f"  # {doc}" if doc else ""
     if len(entry) + len(comment) > WIDTH and doc:
-        lines.append(f"{indent}# {doc}")
+        lines.extend(textwrap.wrap(doc, WIDTH, initial_indent=f"{indent}# ", subsequent_indent=f"{indent}# ",
+                                   break_long_words=False, break_on_hyphens=False))
         lines.append(entry)
     else:
         lines.append(entry + comment)

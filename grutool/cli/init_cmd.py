@@ -18,8 +18,9 @@ def init(task: str = typer.Argument(..., metavar="TASK", help=f"The model family
                                              help="What the model reads: text, or numeric (sequences of numbers: "
                                                   f"{NUMERIC}). Default: text where TASK reads text, else "
                                                   "numeric.")):
-    """Print a commented starting config for TASK: every field it reads, with its default; its data paths
-    name the toy data in grutool's data/ folder, so it trains as printed from a clone's root.
+    """Print a commented starting config for TASK: every field it reads, at its default unless its comment names
+    the default (a value chosen for the toy data); its data paths name the toy data in grutool's data/ folder,
+    so it trains as printed from a clone's root.
 
     \b
     Examples:

@@ -153,13 +153,21 @@ HEAD_DROPOUT_ON = {"classifier": "the pooled vector", "regressor": "the pooled v
                    "forecast": "a forecaster's recurrent state"}
 
 
+def _comment_above(lines: list[str], at: int) -> str:
+    """The comment lines right above line `at` (a long description, wrapped), joined into one text."""
+    start = at
+    while start > 0 and lines[start - 1].lstrip().startswith("#"):
+        start -= 1
+    return " ".join(line.lstrip().removeprefix("# ") for line in lines[start:at])
+
+
 @pytest.mark.parametrize("task", sorted(TASKS))
 def test_init_describes_head_dropout_as_the_family_uses_it(task):
     """`grutool init forecast` described model.head_dropout as dropout "on the pooled representation": a forecaster
     pools nothing (its head reads the recurrent state), nor do a tagger, an lm or a seq2seq decoder."""
     lines = invoke("init", task).stdout.splitlines()
     at = next(i for i, line in enumerate(lines) if line.lstrip().startswith("head_dropout:"))
-    doc = lines[at] if "#" in lines[at] else lines[at - 1]  # beside the field, or above it when too long
+    doc = lines[at] if "#" in lines[at] else _comment_above(lines, at)  # beside the field, or above it when long
     assert HEAD_DROPOUT_ON[task] in doc and "pooled representation" not in doc, doc
 
 
@@ -175,6 +183,75 @@ def test_init_help_lists_every_family():
 
 def test_init_unknown_task():
     assert_user_error(invoke("init", "regression"), "unknown task 'regression'", "classifier")
+    assert_user_error(invoke("init", "classifer"), "unknown task 'classifer'; did you mean 'classifier'?")
+
+
+def _template_fields(text: str) -> dict[str, tuple[object, str]]:
+    """`section.name` -> (its value, its comment: beside it or the lines above it) of a template's top-level
+    fields."""
+    lines, section, out = text.splitlines(), None, {}
+    for at, line in enumerate(lines):
+        if line and not line.startswith((" ", "#")) and line.endswith(":"):
+            section = line[:-1]
+        elif section and line.startswith("  ") and not line.startswith("   ") and not line.lstrip().startswith("#"):
+            entry, _, beside = line.partition("  # ")
+            name, _, value = entry.strip().partition(":")
+            out[f"{section}.{name}"] = (yaml.safe_load(value) if value.strip() else None,
+                                        beside or _comment_above(lines, at))
+    return out
+
+
+INIT_VARIANTS = [(name, None) for name in sorted(TASKS)] + [(name, "numeric") for name in ("classifier", "tagger")]
+
+
+@pytest.mark.parametrize("task,kind", INIT_VARIANTS)
+def test_init_marks_every_value_that_is_not_the_default(task, kind):
+    """The template said "every field it reads, with its default", but its example's values (`input_length: 48`
+    where the default is 96, `decoder: parallel` where it is direct) were not marked: a user who deleted a line
+    "because it is the default" changed the model. Each value other than the default now says the default;
+    none that is the default does; a field of fixed values lists them; no line is wider than 100 characters."""
+    from typing import get_args
+
+    from grutool import config as schema
+
+    text = invoke("init", task, *(["--input", kind] if kind else [])).stdout
+    assert all(len(line) <= 100 for line in text.splitlines()), [l for l in text.splitlines() if len(l) > 100]
+    sections = {"data": schema.DataConfig, "model": schema.ModelConfig, "train": schema.TrainConfig,
+                "decoding": schema.DecodingConfig}
+    fields = _template_fields(text)
+    assert fields, text
+    for path, (value, comment) in fields.items():
+        section, name = path.split(".")
+        field = sections[section].model_fields[name]
+        default = TASKS[task].default(section, name, field.default)
+        if isinstance(default, schema.BaseModel):
+            continue  # a nested section: its own fields follow
+        if value != default and not (isinstance(default, tuple) and list(default) == value):
+            assert f"(default: " in comment, (path, value, default, comment)
+        else:
+            assert "(default: " not in comment, (path, value, default, comment)
+    literal = [n for n, f in schema.TrainConfig.model_fields.items() if n == "optimizer"]
+    assert literal and "One of: " in fields["train.optimizer"][1] and "adamw" in fields["train.optimizer"][1]
+
+
+def test_init_and_print_config_leave_out_what_the_family_never_reads(tmp_path, monkeypatch):
+    """The lm and seq2seq templates listed data.max_word_length (char features' word length: neither has
+    char features), and `--print-config` of a joint config listed the tagger's numeric settings (time_column,
+    channels, split_seed, input_noise, ...), which a joint config is refused."""
+    from grutool.families.rules import NUMERIC_SETTINGS
+
+    for task in ("lm", "seq2seq"):
+        assert "max_word_length" not in invoke("init", task).stdout, task
+    joint = tmp_path / "joint.yaml"
+    joint.write_text(invoke("init", "joint").stdout, encoding="utf-8")
+    monkeypatch.chdir(ROOT)  # the template's data paths are the clone's toy data
+    shown = invoke("train", joint, "--print-config")
+    assert shown.exit_code == 0, shown.output
+    printed = yaml.safe_load(shown.stdout)
+    left = [f"{s}.{n}" for s, names in NUMERIC_SETTINGS.items() for n in names if n in printed.get(s, {})]
+    assert not left, left
+    assert_user_error(invoke("train", joint, "--dry-run", "--set", "model.input_noise=0.1"),
+                      "model.input_noise: ", "text has none")
 
 
 # --- runs, compare, plot ----------------------------------------------------------------------------
@@ -749,8 +826,9 @@ def test_init_numeric_input_dry_runs(tmp_path, monkeypatch):
     assert not {"scheme", "tag_column", "convert_to"} & set(written), "the tagger's settings"
     assert_user_error(invoke("init", "lm", "--input", "numeric"), "--input: task lm reads text, not 'numeric'")
     # split_seed's comment says what it does here: it picks which sequences of a sliced .ts file validate.
-    seed = [l for l in result.stdout.splitlines() if "split_seed" in l or l.lstrip().startswith("#")]
-    assert "train.ts[:80%]" in seed[seed.index("  split_seed: 13") - 1], seed
+    lines = result.stdout.splitlines()
+    at = lines.index("  split_seed: 13")
+    assert "train.ts[:80%]" in _comment_above(lines, at), lines[at - 3:at + 1]
 
 
 NUMERIC_FAMILIES = sorted(name for name, task in TASKS.items() if "numeric" in task.inputs)
@@ -777,18 +855,24 @@ def test_init_numeric_input_leaves_every_text_setting_out(task, tmp_path, monkey
 TEXT_FAMILIES = sorted(name for name, task in TASKS.items() if task.example != task.inputs.get("numeric"))
 
 
+# The numeric settings a text family reads all the same: seq2seq and lm slice their own text with data.split_seed
+# (cmudict's held-out words, a text_dir's files).
+READ_ON_TEXT = {"seq2seq": {"data.split_seed"}, "lm": {"data.split_seed"}}
+
+
 @pytest.mark.parametrize("task", TEXT_FAMILIES)
 def test_init_text_input_leaves_every_numeric_setting_out(task):
     """`grutool init joint` listed data.channels, id_column, time_column, missing and time_delta, which a joint
-    config is refused for ("task joint reads text"); no text template lists the numbers' settings."""
+    config is refused for ("task joint reads text"); no text template lists the numbers' settings, but the
+    seq2seq and lm templates left out data.split_seed, which both read on text."""
     from grutool.families.rules import NUMERIC_SETTINGS
 
     result = invoke("init", task)
     assert result.exit_code == 0, result.output
     written = yaml.safe_load(result.stdout)
-    left = [f"{section}.{name}" for section, names in NUMERIC_SETTINGS.items() for name in names
-            if name in (written.get(section) or {})]
-    assert not left, f"numeric settings in the {task} template: {left}"
+    listed = {f"{section}.{name}" for section, names in NUMERIC_SETTINGS.items() for name in names
+              if name in (written.get(section) or {})}
+    assert listed == READ_ON_TEXT.get(task, set()), f"numeric settings in the {task} template: {listed}"
 
 
 @pytest.mark.parametrize("task", ["classifier", "tagger", "regressor"])
@@ -798,7 +882,7 @@ def test_init_numeric_input_describes_the_front_end_it_builds(task):
     lines = invoke("init", task, "--input", "numeric").stdout.splitlines()
     for key in ("embedding_dim", "embedding_dropout"):
         k = next(i for i, line in enumerate(lines) if line.strip().startswith(f"{key}:"))
-        described = lines[k] + lines[k - 1]  # the comment beside the value, or the line above it
+        described = lines[k] + _comment_above(lines, k)  # the comment beside the value, or the lines above it
         assert "numeric sequences" in described and "channels" in described, (key, described)
 
 
@@ -852,7 +936,7 @@ def test_init_monitor_comment_names_every_minimised_metric(task):
 
     lines = invoke("init", task).stdout.splitlines()
     at = next(i for i, l in enumerate(lines) if l.startswith("  monitor:"))
-    comment = lines[at] if "#" in lines[at] else lines[at - 1]
+    comment = lines[at] if "#" in lines[at] else _comment_above(lines, at)
     said = re.search(r"\(([^)]*) are minimised", comment)
     assert said, comment
     assert set(MINIMIZED_METRICS) <= set(re.findall(r"\w+", said.group(1))), comment

@@ -42,7 +42,7 @@ class LMTask(Task):
             "train": ("bptt", "lazy_embeddings")}
     # Text only: a time column, channels or missing values would change nothing; a condition is read from
     # data.condition_column, never a label column.
-    ignores = {"data": (*NUMERIC_ONLY["data"], "label_column")}
+    ignores = {"data": (*NUMERIC_ONLY["data"], "label_column", "max_word_length")}  # no char features
     defaults = {"model": {"bidirectional": False}}  # a language model reads left to right
     outputs = "tokens"
     renderer = "lm"

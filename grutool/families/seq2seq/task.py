@@ -40,7 +40,7 @@ class Seq2SeqTask(Task):
             "decoding": ()}
     # Text only: a time column, channels or missing values would change nothing; pairs are read from
     # data.source_column and data.target_column, never a text or label column.
-    ignores = {"data": (*NUMERIC_ONLY["data"], "text_column", "label_column")}
+    ignores = {"data": (*NUMERIC_ONLY["data"], "text_column", "label_column", "max_word_length")}  # no char features
     outputs = "targets"
     renderer = "seq2seq"
     exporter = "seq2seq"

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from grutool.errors import UserError, listed
 from grutool.families.base import Prepared, Task, synthetic_vocabs
-from grutool.families.rules import (check_numeric, check_one_path_per_split, encoder_stream_reason, is_numeric,
-                                    numeric_by, unseen_gold)
+from grutool.families.rules import (NUMERIC_SETTINGS, check_numeric, check_one_path_per_split,
+                                    encoder_stream_reason, is_numeric, numeric_by, unseen_gold)
 
 if TYPE_CHECKING:
     from grutool.config import Config
@@ -411,6 +411,9 @@ class JointTask(TaggerTask):
     example = {"data": {"train": "data/tagging/travel/train", "validation": "data/tagging/travel/validation",
                         "test": "data/tagging/travel/test", "scheme": "iob2", "tokenizer": "whitespace"}}
     inputs = {}  # intents and slots are read from text
+    # The tagger's settings of numeric sequences, inherited with its fields: a joint model reads text alone, so
+    # they would change nothing (`--print-config` and `grutool init` leave them out, a config is refused them)
+    ignores = {section: names for section, names in NUMERIC_SETTINGS.items()}
 
     def served_vocabularies(self, run) -> dict[str, list[str]]:
         return {"intents": list(run.extra["intents"].itos)}
