@@ -52,6 +52,16 @@ def token_inputs(model, vocab_size: int) -> dict[str, tuple[torch.Tensor, dict[i
     return inputs
 
 
+def input_notes(model) -> dict[str, str]:
+    """What a graph's `ids` and `lengths` hold, said in its metadata: token ids, or (a numeric front-end) the
+    standardised values of each step's channels."""
+    if getattr(model.embedder, "example_input", None) is not None:
+        return {"ids": "(batch, time, channels) standardised values (vocabularies.scaler); 0 after a row's end",
+                "lengths": "steps per row"}
+    return {"ids": "(batch, time) token ids (vocabularies.vocab); 0 (<pad>) after a row's end",
+            "lengths": "tokens per row"}
+
+
 class TokenRuntime:
     """An exported token-level graph (ids, lengths[, chars][, h0]) run by a backend: what the classifier and
     tagger runtimes share. `run` feeds zeros for h0 unless a stream passes its state."""

@@ -369,6 +369,24 @@ def test_torchscript_int8_of_a_numeric_run_quantizes_its_front_end(tmp_path):
     assert r.exit_code == 0, r.output
 
 
+@pytest.mark.parametrize("config,ids", [("numeric_regression.yaml", "standardised values"),
+                                        ("numeric.yaml", "standardised values"), ("sentiment.yaml", "token ids")])
+def test_export_notes_name_the_vocabularies_the_metadata_holds(tmp_path, config, ids):
+    """The regressor's notes said to un-z-score with `vocabularies.target`, a key the metadata never had (the
+    target's scaler is `vocabularies.labels`), and a numeric classifier's said its lengths were "tokens per row"."""
+    import re
+
+    family = {"numeric_regression.yaml": "regressor"}.get(config, "classifier")
+    run = _train(shipped_config(config, tmp_path / "run", train={"epochs": 1}), family)
+    export_ok(run, "--format", "torchscript", "-o", tmp_path / "m.pt")
+    meta = json.loads((tmp_path / "m.pt.json").read_text())
+    notes = meta["graphs"]["model"]["notes"]
+    named = set(re.findall(r"vocabularies\.(\w+)", " ".join(notes.values())))
+    assert named and named <= set(meta["vocabularies"]), (named, list(meta["vocabularies"]))
+    assert ids in notes["ids"], notes
+    assert notes["lengths"] == ("tokens per row" if ids == "token ids" else "steps per row"), notes
+
+
 def test_int8_refuses_rnn_layers_naming_them(tmp_path):
     raw = tiny_config(tmp_path)
     raw["model"]["cell"] = "rnn"

@@ -11,15 +11,14 @@ import torch
 
 from grutool.export.graph import Graph
 from grutool.export.parity import Parity
-from grutool.export.tokens import ScoresGraph, TokenRuntime, state_metadata, token_inputs
+from grutool.export.tokens import ScoresGraph, TokenRuntime, input_notes, state_metadata, token_inputs
 
 
 def graphs(model, vocab_size: int) -> list[Graph]:
     inputs = token_inputs(model, vocab_size)
     outputs = ["logits"] + (["h_n"] if "h0" in inputs else [])
     return [Graph("model", ScoresGraph(model, "chars" in inputs, "h0" in inputs), inputs, outputs,
-                  {"logits": "(batch, classes); softmax for probabilities",
-                   "lengths": "tokens per row; rows are padded with 0 after their end"})]
+                  {"logits": "(batch, classes); softmax for probabilities", **input_notes(model)})]
 
 
 class Runtime(TokenRuntime):

@@ -1,5 +1,5 @@
 """Exporting a regressor: one graph, (values, lengths[, h0]) -> prediction[, h_n]; the prediction is the target's
-z-score (the metadata's `vocabularies.target` holds the mean and deviation that give it back in units)."""
+z-score (the metadata's `vocabularies.labels` holds the mean and deviation that give it back in units)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 
 from grutool.export.graph import Graph
 from grutool.export.parity import Parity
-from grutool.export.tokens import ScoresGraph, TokenRuntime, state_metadata, token_inputs
+from grutool.export.tokens import ScoresGraph, TokenRuntime, input_notes, state_metadata, token_inputs
 from grutool.modules.masking import length_mask
 
 UNIT = "predictions within {close:g} std"  # one per sequence, or per step; z-scored, so a share of the target's std
@@ -21,9 +21,8 @@ def graphs(model, vocab_size: int) -> list[Graph]:
     inputs = token_inputs(model, vocab_size)
     outputs = ["prediction"] + (["h_n"] if "h0" in inputs else [])
     return [Graph("model", ScoresGraph(model, False, "h0" in inputs), inputs, outputs,
-                  {"prediction": "(batch,) z-score of the target: times vocabularies.target std, plus its mean",
-                   "ids": "(batch, time, channels) standardised values (vocabularies.scaler); 0 after a row's end",
-                   "lengths": "steps per row"})]
+                  {"prediction": "(batch,) z-score of the target: times vocabularies.labels std, plus its mean",
+                   **input_notes(model)})]
 
 
 class Runtime(TokenRuntime):

@@ -12,7 +12,7 @@ import torch
 
 from grutool.export.graph import Graph
 from grutool.export.parity import Parity
-from grutool.export.tokens import ScoresGraph, TokenRuntime, state_metadata, token_inputs
+from grutool.export.tokens import ScoresGraph, TokenRuntime, input_notes, state_metadata, token_inputs
 from grutool.families.tagger.postprocess import viterbi
 from grutool.modules.masking import length_mask
 
@@ -23,7 +23,7 @@ def graphs(model, vocab_size: int) -> list[Graph]:
     inputs = token_inputs(model, vocab_size)
     outputs = ["emissions"] + (["intent"] if model.intent_head is not None else []) + (["h_n"] if "h0" in inputs else [])
     notes = {"emissions": "(batch, time, tags): per-token tag scores; decode with argmax, or Viterbi with the "
-                          "'crf' scores (grutool/families/tagger/postprocess.py)"}
+                          "'crf' scores (grutool/families/tagger/postprocess.py)", **input_notes(model)}
     if model.intent_head is not None:
         notes["intent"] = "(batch, intents): intent logits"
     return [Graph("model", ScoresGraph(model, "chars" in inputs, "h0" in inputs), inputs, outputs, notes)]
