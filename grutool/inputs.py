@@ -3,9 +3,9 @@
     lines   every line is one input (stdin, .txt, anything without a data extension)
     data    a csv/tsv/json/jsonl/parquet (or conll/conllu, or numeric .ts) file read with the run's data settings: its
             text column (seq2seq: source column; tagger: tokens), header and format; labels, targets
-            and tags in the file are ignored. A split in the run's own multi-file format is read as
-            training reads it too: a folder (`Task.folder_format`, or auto: tagger parallel with seq.in ...,
-            lm text_dir) or a file-name prefix (format parallel_text: test -> test.de, test.en)
+            and tags in the file are ignored (tagger/joint: tags and intents need not be there, tokens
+            alone are read). A split in the run's own multi-file format is read as training reads it
+            too: a folder (`Task.folder_format`, or auto: tagger parallel with seq.in ..., lm text_dir) or a file-name prefix (format parallel_text: test -> test.de, test.en)
     auto    `data` for those extensions, folders and prefixes, `lines` otherwise (the default)
 
 A task whose inputs are tables (`Task.file_inputs = "data"`: forecast) reads every file as `data`, stdin (`-`)

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from grutool.config import DataConfig
+from grutool.config import Config, DataConfig
+from grutool.families import get_task
 from grutool.families.tagger.data import read_sentences, to_model_scheme
 from grutool.errors import UserError
+from grutool.inputs import read_data_inputs
 
 CONLLU = """# newdoc id = d1
 # sent_id = 1
@@ -53,10 +55,11 @@ def pairs(sentences):
     return [(s.tokens, s.tags) for s in sentences]
 
 
-def write_parallel(root: Path, seq_in: str, seq_out: str, label: str | None = None) -> Path:
+def write_parallel(root: Path, seq_in: str, seq_out: str | None, label: str | None = None) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     (root / "seq.in").write_text(seq_in, encoding="utf-8", newline="")
-    (root / "seq.out").write_text(seq_out, encoding="utf-8", newline="")
+    if seq_out is not None:
+        (root / "seq.out").write_text(seq_out, encoding="utf-8", newline="")
     if label is not None:
         (root / "label").write_text(label, encoding="utf-8", newline="")
     return root
@@ -137,6 +140,34 @@ def test_conversion_to_the_model_scheme_keeps_spans(tmp_path):
     assert got[0].tags == ["B-PER", "E-PER", "S-PER", "O"]
 
 
+UNTAGGED = {
+    # name: (file name (a folder: seq.in alone), content, the inputs infer reads)
+    "conllu-tokenizer-output": ("raw.conllu", "# text = I left\n1\tI\t_\t_\t_\t_\t_\t_\t_\t_\n"
+                                "2\tleft\t_\t_\t_\t_\t_\t_\t_\t_\n", ["I left"]),
+    "conll-tokens-only": ("raw.conll", "I\nleft\n\nBye\n", ["I left", "Bye"]),
+    "conll-other-scheme": ("pos.conll", "I PRP\nleft VBD\n", ["I left"]),  # POS tags, not the run's iob2
+    "seq-in-alone": ("raw", "show flights\nhi\n", ["show flights", "hi"]),
+    "jsonl-without-tags": ("raw.jsonl", '{"text": ["I", "left"]}\n{"text": "hi there"}\n', ["I left", "hi there"]),
+}
+
+
+@pytest.mark.parametrize("task", ["tagger", "joint"])
+@pytest.mark.parametrize("name", list(UNTAGGED))
+def test_infer_reads_the_tokens_of_files_without_tags_or_intents(tmp_path, name, task):
+    """`infer --file`: tags, intents and the files or keys that hold them are ignored, so tokenizer output and
+    a file tagged in another scheme are read; training still refuses each (CASES, test_malformed_parallel_files)."""
+    filename, content, expected = UNTAGGED[name]
+    path = tmp_path / filename
+    if path.suffix:
+        path.write_text(content, encoding="utf-8")
+    else:
+        write_parallel(path, content, None)
+    cfg = Config(task=task, data={"train": "x", "format": "parallel", "scheme": "iob2"})
+    read = read_data_inputs(get_task(task), cfg, str(path))
+    assert read == expected
+    assert [t.tokens for t in read] == [t.split() for t in expected]
+
+
 CASES = {
     # name: (file name, content, config fields, substrings the message must contain)
     "conll-missing-tag": ("x.conll", "a B-x\nb\n", {"scheme": "bio"}, ["x.conll:2:", "expected a token and a tag"]),
@@ -147,6 +178,9 @@ CASES = {
                        ["x.jsonl:2:", "1 tag(s) for 2 token(s)"]),
     "jsonl-not-json": ("x.jsonl", '{"text": ["a"], "tags": ["O"]}\n{oops\n', {}, ["x.jsonl:2:", "not valid JSON"]),
     "jsonl-no-key": ("x.jsonl", '{"tokens": ["a"], "tags": ["O"]}\n', {}, ["x.jsonl:1:", "no key 'text'"]),
+    "jsonl-no-tags": ("x.jsonl", '{"text": ["a"]}\n', {}, ["x.jsonl:1:", "no key 'tags'"]),
+    "conllu-no-upos": ("x.conllu", "1\ta\t_\t_\t_\t_\t_\t_\t_\t_\n", {}, ["x.conllu:1:", "no UPOS tag"]),
+    "conll-tokens-only": ("x.conll", "a\nb\n", {}, ["x.conll:1:", "expected a token and a tag"]),
     "non-bio-tag": ("x.conll", "a O\nb B-x\n\nc NN\n", {"scheme": "bio"},
                     ["x.conll:4:", "'NN'", "not a bio tag", "data.scheme: plain"]),
     "s-tag-in-iob2": ("x.conll", "a S-x\n", {"scheme": "iob2"}, ["x.conll:1:", "'S-x'", "not a iob2 tag"]),
@@ -174,6 +208,7 @@ def test_malformed_parallel_files(tmp_path):
         (("a\nb\n", "O\nO\n", "x\n"), True, ["label", "1 lines but seq.in has 2"]),
         (("a\nb\n", "O\nO\n", "x\n \n"), True, ["label", "1 lines but seq.in has 2"]),  # blank last line dropped
         (("a\n", "O\n", None), True, ["no label"]),
+        (("a\n", None, None), False, ["no seq.out"]),  # infer reads seq.in alone; training needs the tags
     ]
     for i, (files, joint, expected) in enumerate(cases):
         root = write_parallel(tmp_path / str(i), *files)

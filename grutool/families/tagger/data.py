@@ -3,6 +3,9 @@
 Every reader returns `Sentence`s with the position of their first line, checks
 what it reads (UTF-8, column counts, one tag per token, tags written in
 `data.scheme`) and reports each problem as a `UserError` naming file and line.
+Read for prediction (`need_tags=False`: `infer --file`), only the tokens are read
+and required: tags, intents and the files or keys holding them may be missing and
+are ignored when present.
 CRLF line endings, trailing spaces and blank lines at the end of a file are
 tolerated. Pure Python, no torch.
 """
@@ -65,7 +68,7 @@ def tagging_format(path: str, declared: str) -> str:
     return fmt
 
 
-def _conllu(path: Path, column: str) -> list[Sentence]:
+def _conllu(path: Path, column: str, need_tags: bool) -> list[Sentence]:
     index = {"upos": 3, "xpos": 4}[column]
     out: list[Sentence] = []
     tokens: list[str] = []
@@ -75,7 +78,7 @@ def _conllu(path: Path, column: str) -> list[Sentence]:
         if not line.strip():
             if tokens or comments:
                 # A sentence of comments only has no words: an empty sentence, kept for the caller to judge.
-                out.append(Sentence(tokens, tags, None, f"{path}:{start}"))
+                out.append(Sentence(tokens, tags if need_tags else None, None, f"{path}:{start}"))
             tokens, tags, start, comments = [], [], None, False
             continue
         start = start or n
@@ -88,7 +91,7 @@ def _conllu(path: Path, column: str) -> list[Sentence]:
         if "-" in cols[0] or "." in cols[0]:
             continue  # multiword-token range (1-2) or empty node (8.1): only syntactic words are tagged
         tag = cols[index].strip()
-        if tag in ("", "_"):
+        if tag in ("", "_") and need_tags:
             raise UserError(f"{path}:{n}: no {column.upper()} tag for '{cols[1]}'; "
                             f"tag every word or choose the other column with data.tag_column")
         tokens.append(cols[1])
@@ -96,7 +99,7 @@ def _conllu(path: Path, column: str) -> list[Sentence]:
     return out
 
 
-def _conll(path: Path, column: int) -> list[Sentence]:
+def _conll(path: Path, column: int, need_tags: bool) -> list[Sentence]:
     out: list[Sentence] = []
     tokens: list[str] = []
     tags: list[str] = []
@@ -105,30 +108,35 @@ def _conll(path: Path, column: int) -> list[Sentence]:
         cols = line.split()
         if not cols or cols[0] == "-DOCSTART-":
             if tokens:
-                out.append(Sentence(tokens, tags, None, f"{path}:{start}"))
+                out.append(Sentence(tokens, tags if need_tags else None, None, f"{path}:{start}"))
             tokens, tags, start = [], [], None
             continue
         start = start or n
+        tokens.append(cols[0])
+        if not need_tags:  # the token alone: a file of tokens only (tokenizer output) is read too
+            continue
         need = column + 1 if column >= 0 else -column
         if len(cols) < max(2, need):
             raise UserError(f"{path}:{n}: expected a token and a tag (at least {max(2, need)} columns for "
                             f"data.tag_column {column}), found {len(cols)}: {line.strip()!r}")
-        tokens.append(cols[0])
         tags.append(cols[column])
     return out
 
 
-def _parallel(path: Path, need_intents: bool) -> list[Sentence]:
+def _parallel(path: Path, need_intents: bool, need_tags: bool) -> list[Sentence]:
     if path.exists() and not path.is_dir():
         raise UserError(f"{path}: is a file; parallel data is a directory holding seq.in, seq.out and label")
     if not path.is_dir():
         raise data_not_found(path, "data directory")
     files = {name: path / name for name in PARALLEL_FILES}
-    for name in ("seq.in", "seq.out") + (("label",) if need_intents else ()):
+    for name in ("seq.in",) + (("seq.out",) if need_tags else ()) + (("label",) if need_intents else ()):
         if not files[name].is_file():
-            raise UserError(f"{path}: no {name} (parallel data needs seq.in, seq.out"
-                            f"{' and label' if need_intents else ''})")
+            needs = (f"seq.in, seq.out{' and label' if need_intents else ''}" if need_tags else
+                     "seq.in, the tokens, to predict from")
+            raise UserError(f"{path}: no {name} (parallel data needs {needs})")
     words = read_lines(files["seq.in"])
+    if not need_tags:  # prediction: the tokens of seq.in, one utterance per line
+        return [Sentence(w.split(), None, None, f"{files['seq.in']}:{i + 1}") for i, w in enumerate(words)]
     tags = read_lines(files["seq.out"])
     labels = read_lines(files["label"]) if need_intents else None
     for name, lines in (("seq.out", tags), ("label", labels)):
@@ -150,7 +158,7 @@ def _parallel(path: Path, need_intents: bool) -> list[Sentence]:
     return out
 
 
-def _jsonl(path: Path, cfg: DataConfig, need_intents: bool) -> list[Sentence]:
+def _jsonl(path: Path, cfg: DataConfig, need_intents: bool, need_tags: bool) -> list[Sentence]:
     tokens_key, tags_key = cfg.text_column, cfg.tag_column or "tags"
     out = []
     for n, line in enumerate(read_lines(path), 1):
@@ -163,14 +171,18 @@ def _jsonl(path: Path, cfg: DataConfig, need_intents: bool) -> list[Sentence]:
             raise UserError(f"{where}: not valid JSON ({e.msg})") from None
         if not isinstance(row, dict):
             raise UserError(f"{where}: expected a JSON object with '{tokens_key}' and '{tags_key}'")
-        wanted = [(tokens_key, "data.text_column"), (tags_key, "data.tag_column")]
+        wanted = [(tokens_key, "data.text_column")] + ([(tags_key, "data.tag_column")] if need_tags else [])
         if need_intents:
             wanted.append((cfg.label_column, "data.label_column"))
         for key, field in wanted:
             if key not in row:
                 raise UserError(f"{where}: no key '{key}' ({field}); keys found: {sorted(row)}")
+        tokens = _words(row[tokens_key], None, where, tokens_key)
+        if not need_tags:
+            out.append(Sentence(tokens, None, None, where))
+            continue
         # a list, or one space-separated string, for the tags as for the tokens (as a Hub cell is read)
-        tokens, tags = _words(row[tokens_key], None, where, tokens_key), _words(row[tags_key], None, where, tags_key)
+        tags = _words(row[tags_key], None, where, tags_key)
         if len(tokens) != len(tags):
             raise UserError(f"{where}: {len(tags)} tag(s) for {len(tokens)} token(s)")
         intent = None
@@ -228,8 +240,13 @@ def _hub(cfg: DataConfig, source: str, need_intents: bool) -> list[Sentence]:
     return out
 
 
-def read_sentences(cfg: DataConfig, source: str, need_intents: bool = False) -> list[Sentence]:
-    """Tagged sentences of one split, as written in the file or Hub split (tags checked against data.scheme)."""
+def read_sentences(cfg: DataConfig, source: str, need_intents: bool = False,
+                   need_tags: bool = True) -> list[Sentence]:
+    """Tagged sentences of one split, as written in the file or Hub split (tags checked against data.scheme).
+
+    `need_tags=False` (prediction): the tokens only; each sentence's `tags` is None and `need_intents` must be
+    False.
+    """
     if cfg.dataset:
         sentences = _hub(cfg, source, need_intents)
         if not sentences:
@@ -239,22 +256,22 @@ def read_sentences(cfg: DataConfig, source: str, need_intents: bool = False) -> 
     fmt = tagging_format(source, cfg.format)
     path = Path(source)
     if fmt == "parallel":
-        sentences = _parallel(path, need_intents)
+        sentences = _parallel(path, need_intents, need_tags)
     elif fmt == "conllu":
         column = cfg.tag_column if cfg.tag_column is not None else "upos"
         if column not in ("upos", "xpos"):
             raise UserError(f"data.tag_column: conllu tags are 'upos' or 'xpos' (got {column!r})")
-        sentences = _conllu(path, column)
+        sentences = _conllu(path, column, need_tags)
     elif fmt == "conll":
         column = cfg.tag_column if cfg.tag_column is not None else -1
         if not isinstance(column, int) or column == 0:
             raise UserError(f"data.tag_column: conll files need the tag's column number, not 0 (the token) "
                             f"(got {column!r})")
-        sentences = _conll(path, column)
+        sentences = _conll(path, column, need_tags)
     else:
         if cfg.tag_column is not None and not isinstance(cfg.tag_column, str):
             raise UserError(f"data.tag_column: jsonl needs the key of the tag list (got {cfg.tag_column!r})")
-        sentences = _jsonl(path, cfg, need_intents)
+        sentences = _jsonl(path, cfg, need_intents, need_tags)
     if fmt != "parallel" and need_intents:
         missing = [s for s in sentences if s.intent is None]
         if missing:

@@ -108,8 +108,9 @@ class TaggerTask(Task):
             return numeric.read_inputs(cfg, source, vocabs)
         from grutool.families.tagger.data import Tokens, read_sentences
 
-        # The tokens as the file splits them: `predict` tags these, it does not split the text again.
-        return [Tokens(s.tokens) for s in read_sentences(cfg.data, source)]
+        # The tokens as the file splits them: `predict` tags these, it does not split the text again. Tags and
+        # intents in the file are not read (a file of tokens only, tokenizer output, is what infer is given).
+        return [Tokens(s.tokens) for s in read_sentences(cfg.data, source, need_tags=False)]
 
     def read(self, cfg: Config, source: str, name: str) -> list[Sentence]:
         """A labelled split with tags in the model's scheme."""
