@@ -1,11 +1,13 @@
 """What `infer --file` reads: one input per line, or a data file read as training reads it.
 
     lines   every line is one input (stdin, .txt, anything without a data extension)
-    data    a csv/tsv/json/jsonl/parquet (or conll/conllu, or numeric .ts) file read with the run's data settings: its
-            text column (seq2seq: source column; tagger: tokens), header and format; labels, targets
-            and tags in the file are ignored (tagger/joint: tags and intents need not be there, tokens
-            alone are read). A split in the run's own multi-file format is read as training reads it
-            too: a folder (`Task.folder_format`, or auto: tagger parallel with seq.in ..., lm text_dir) or a file-name prefix (format parallel_text: test -> test.de, test.en)
+    data    a csv/tsv/json/jsonl/parquet (or conll/conllu, tagger also .bio/.iob: `Task.data_extensions`, or
+            numeric .ts) file read with the run's data settings: its text column (seq2seq: source column;
+            tagger: tokens), header and format; labels, targets and tags in the file are ignored
+            (tagger/joint: tags and intents need not be there, tokens alone are read). A split in the run's
+            own multi-file format is read as training reads it too: a folder (`Task.folder_format`, or auto:
+            tagger parallel with seq.in ..., lm text_dir) or a file-name prefix (format parallel_text:
+            test -> test.de, test.en)
     auto    `data` for those extensions, folders and prefixes, `lines` otherwise (the default)
 
 A task whose inputs are tables (`Task.file_inputs = "data"`: forecast) reads every file as `data`, stdin (`-`)
@@ -23,8 +25,9 @@ FORMATS = ("auto", "lines", "data")
 DATA_EXTENSIONS = (".csv", ".tsv", ".json", ".jsonl", ".parquet", ".conll", ".conllu", ".ts")
 
 
-def input_format(path: str, fmt: str = "auto", reads: str = "auto") -> str:
-    """`lines` or `data` for `infer --file path --format fmt`; `reads`: the task's `file_inputs`."""
+def input_format(path: str, fmt: str = "auto", reads: str = "auto", extensions: tuple[str, ...] = ()) -> str:
+    """`lines` or `data` for `infer --file path --format fmt`; `reads`: the task's `file_inputs`; `extensions`:
+    its `data_extensions`, read as data besides DATA_EXTENSIONS."""
     if fmt not in FORMATS:
         raise UserError(f"format: expected one of {', '.join(FORMATS)} (got {fmt!r})", option="format")
     if reads == "data":  # every input is a table (forecast): a file or stdin is one table, never one per line
@@ -40,7 +43,8 @@ def input_format(path: str, fmt: str = "auto", reads: str = "auto") -> str:
     if path == "-":
         return "lines"
     p = Path(path)
-    return "data" if p.suffix.lower() in DATA_EXTENSIONS or p.is_dir() or is_prefix(p) else "lines"
+    data_file = p.suffix.lower() in DATA_EXTENSIONS + tuple(extensions)
+    return "data" if data_file or p.is_dir() or is_prefix(p) else "lines"
 
 
 def is_prefix(p: Path) -> bool:
@@ -63,7 +67,7 @@ def read_data_inputs(task, cfg, path: str, vocabs=None) -> list[str]:
                    f"this run reads data.format {cfg.data.format}, a folder is {task.folder_format} data")
             raise UserError(f"--file {path}: is a directory; give a data file, or a text file with one input per "
                             f"line ({why})")
-        if p.suffix.lower() in DATA_EXTENSIONS and data.format != "auto":
+        if p.suffix.lower() in DATA_EXTENSIONS + task.data_extensions and data.format != "auto":
             # The run may declare a format for its own files (parallel_text, conllu): this file names its own.
             data = data.model_copy(update={"format": "auto"})
     from grutool.data.loading import for_trained_run

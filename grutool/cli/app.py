@@ -394,8 +394,9 @@ def infer(
     file: Optional[str] = typer.Option(None, "--file", "-f", metavar="PATH",
                                        help="Read inputs from PATH (- for stdin): see --format."),
     format_: InputFormat = typer.Option(InputFormat.auto, "--format",
-                                help="lines: one input per line; data: a csv/tsv/json/jsonl/parquet/conll file "
-                                     "read with the run's columns, as training reads it (labels ignored); "
+                                help="lines: one input per line; data: a csv/tsv/json/jsonl/parquet/conll/conllu "
+                                     "file (tagger/joint: also .bio/.iob; numeric: .ts) read with the run's "
+                                     "columns, as training reads it (labels and tags ignored); "
                                      "auto: data for those extensions, else lines (forecast: any file, and "
                                      "stdin, is one table)."),
     jsonl: bool = typer.Option(False, "--jsonl", help="One JSON object per input: text, label, probs (tagger/joint: text, tokens, tags[, spans under a span scheme][, intent, intent_prob]; seq2seq: source, output, score; lm: prompt, condition, text, logprob, finished; forecast: times, columns, forecast[, quantiles]; numeric sequences: id, then label and probs, prediction, predictions (one per step) or tags)."),
@@ -461,7 +462,8 @@ def infer(
 
             raise UserError(f"--prompt: for {' or '.join(accepting('num'))} runs only ({run_dir} is task "
                             f"{task.name}); give the inputs as TEXT arguments")
-        as_data = file is not None and input_format(file, format_.value, task.file_inputs) == "data"
+        as_data = file is not None and input_format(file, format_.value, task.file_inputs,
+                                                     task.data_extensions) == "data"
         given = list(texts or []) + list(prompt)
         inputs = given if as_data else _read_inputs(given, file, run_dir)
         from grutool.predict import Predictor

@@ -116,6 +116,9 @@ class Task:
     """How `infer --file` reads a file: `auto` (a data file by its extension or folder, else one input per line;
     stdin one input per line) or `data` (the inputs are tables: any file, and stdin, is one data file for
     `read_inputs`; `--format lines` is refused). See grutool.inputs."""
+    data_extensions: ClassVar[tuple[str, ...]] = ()
+    """Extensions `infer --file` reads as data under `--format auto` besides `grutool.inputs.DATA_EXTENSIONS`
+    (tagger: .bio, .iob, the CoNLL files its training reads; .txt stays one input per line)."""
     folder_format: ClassVar[Optional[str]] = None
     """The data.format whose splits are folders, the one `auto` resolves a folder to (tagger: parallel; lm:
     text_dir): `infer --file FOLDER` reads a folder for a run of that format or `auto`; None: no folders."""

@@ -154,6 +154,23 @@ def test_infer_file_tags_a_data_files_tokens_as_the_file_splits_them(tagger_run,
     assert [len(r["tags"]) for r in rows] == [5, 3]
 
 
+@pytest.mark.parametrize("family", ["tagger", "joint"])
+def test_infer_file_reads_bio_and_iob_files_as_conll_and_txt_as_lines(family, tmp_path):
+    """docs/tagging.md: .bio and .iob are CoNLL files, as training reads them; `infer --file x.bio` read each
+    line as a sentence and tagged its POS and tag columns as words. A .txt stays one input per line.
+    (runs_v1: a conll tagger and a parallel joint run, so the file's extension overrides the run's format.)"""
+    run = ROOT / "tests" / "fixtures" / "runs_v1" / family
+    conll = "Anna NNP B-PER\nvisited VBD O\n\nBen NNP B-PER\n"
+    for name in ("x.bio", "x.IOB"):
+        (tmp_path / name).write_text(conll, encoding="utf-8")
+        result = invoke("infer", run, "--file", tmp_path / name, "--jsonl")
+        assert result.exit_code == 0, result.output
+        assert [json.loads(l)["tokens"] for l in result.stdout.splitlines()] == [["Anna", "visited"], ["Ben"]]
+    (tmp_path / "x.txt").write_text("Anna visited Rome\nBen left\n", encoding="utf-8")
+    result = invoke("infer", run, "--file", tmp_path / "x.txt", "--jsonl")
+    assert [json.loads(l)["text"] for l in result.stdout.splitlines()] == ["Anna visited Rome", "Ben left"]
+
+
 def test_tagger_infer_keeps_case_and_splits_punctuation(tagger_run):
     result = invoke("infer", tagger_run, "Anna Rossi visited Paris.", "--jsonl")
     assert result.exit_code == 0, result.output

@@ -39,6 +39,7 @@ class TaggerTask(Task):
     exporter = "tagger"
     outputs = "tags"
     folder_format = "parallel"  # seq.in, seq.out (and label) in one folder
+    data_extensions = (".bio", ".iob")  # CoNLL files, as training reads them (a .txt is read as lines by infer)
     example = {"data": {"train": "data/tagging/ner/train.conll", "validation": "data/tagging/ner/validation.conll",
                         "test": "data/tagging/ner/test.conll", "scheme": "iob2"}}
     # N -> N on numbers: the toy traces' rising/falling phase at every step (a label per row of the long csv).
