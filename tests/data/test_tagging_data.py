@@ -172,6 +172,13 @@ CASES = {
     # name: (file name, content, config fields, substrings the message must contain)
     "conll-missing-tag": ("x.conll", "a B-x\nb\n", {"scheme": "bio"}, ["x.conll:2:", "expected a token and a tag"]),
     "conllu-columns": ("x.conllu", "1\ta\ta\tNOUN\n", {}, ["x.conllu:1:", "10 tab-separated"]),
+    "conllu-no-blank-line": ("x.conllu", "1\ta\t_\tX\t_\t_\t_\t_\t_\t_\n2\tb\t_\tX\t_\t_\t_\t_\t_\t_\n"
+                             "# sent_id = 2\n1\tc\t_\tX\t_\t_\t_\t_\t_\t_\n", {},
+                             ["x.conllu:4:", "token id 1 after 2", "blank line", "add one before line 3"]),
+    "conllu-id-skipped": ("x.conllu", "1\ta\t_\tX\t_\t_\t_\t_\t_\t_\n3\tb\t_\tX\t_\t_\t_\t_\t_\t_\n", {},
+                          ["x.conllu:2:", "token id 3 after 1", "expected 2"]),
+    "conllu-id-not-a-number": ("x.conllu", "a\tb\t_\tX\t_\t_\t_\t_\t_\t_\n", {},
+                               ["x.conllu:1:", "token id 'a' is not a CoNLL-U ID"]),
     "conllu-no-xpos": ("x.conllu", "1\ta\ta\tNOUN\t_\t_\t0\troot\t_\t_\n", {"tag_column": "xpos"},
                        ["x.conllu:1:", "no XPOS tag"]),
     "jsonl-mismatch": ("x.jsonl", '{"text": ["a"], "tags": ["O"]}\n{"text": ["a", "b"], "tags": ["O"]}\n', {},

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -29,6 +30,8 @@ log = logging.getLogger("grutool")
 _EXTENSIONS = {".conllu": "conllu", ".conll": "conll", ".bio": "conll", ".iob": "conll", ".txt": "conll",
                ".jsonl": "jsonl"}
 PARALLEL_FILES = ("seq.in", "seq.out", "label")
+# CoNLL-U IDs: a word (3), a multiword-token range (1-2), an empty node (8.1, or 0.1 before the first word)
+_CONLLU_ID = re.compile(r"[1-9][0-9]*(-[1-9][0-9]*)?|(0|[1-9][0-9]*)\.[1-9][0-9]*")
 
 
 @dataclass
@@ -73,23 +76,34 @@ def _conllu(path: Path, column: str, need_tags: bool) -> list[Sentence]:
     out: list[Sentence] = []
     tokens: list[str] = []
     tags: list[str] = []
-    start, comments = None, False
+    # last: the sentence's last word id; head: the first of the comment lines right above this line
+    start, comments, last, head = None, False, 0, None
     for n, line in enumerate(read_lines(path) + [""], 1):
         if not line.strip():
             if tokens or comments:
                 # A sentence of comments only has no words: an empty sentence, kept for the caller to judge.
                 out.append(Sentence(tokens, tags if need_tags else None, None, f"{path}:{start}"))
-            tokens, tags, start, comments = [], [], None, False
+            tokens, tags, start, comments, last, head = [], [], None, False, 0, None
             continue
         start = start or n
         if line.startswith("#"):
-            comments = True
+            comments, head = True, head or n
             continue
         cols = line.split("\t")
         if len(cols) != 10:
             raise UserError(f"{path}:{n}: expected 10 tab-separated CoNLL-U columns, found {len(cols)}")
+        if _CONLLU_ID.fullmatch(cols[0]) is None:
+            raise UserError(f"{path}:{n}: token id {cols[0]!r} is not a CoNLL-U ID (a word's 1, 2, ..., a range "
+                            f"1-2 or an empty node 8.1); the first column numbers the sentence's words")
         if "-" in cols[0] or "." in cols[0]:
             continue  # multiword-token range (1-2) or empty node (8.1): only syntactic words are tagged
+        # Words are numbered from 1 in each sentence: a 1 after other words is a sentence whose blank line is
+        # missing, which was read as one long sentence.
+        if int(cols[0]) != last + 1:
+            fix = (f"sentences are separated by a blank line; add one before line {head or n}" if cols[0] == "1" else
+                   f"a sentence's words are numbered 1, 2, 3, ... in order; expected {last + 1}")
+            raise UserError(f"{path}:{n}: token id {cols[0]} after {last}: {fix}")
+        last, head = last + 1, None
         tag = cols[index].strip()
         if tag in ("", "_") and need_tags:
             raise UserError(f"{path}:{n}: no {column.upper()} tag for '{cols[1]}'; "
