@@ -171,6 +171,9 @@ def test_infer_reads_the_tokens_of_files_without_tags_or_intents(tmp_path, name,
 CASES = {
     # name: (file name, content, config fields, substrings the message must contain)
     "conll-missing-tag": ("x.conll", "a B-x\nb\n", {"scheme": "bio"}, ["x.conll:2:", "expected a token and a tag"]),
+    "conll-row-short": ("x.conll", "Anna NNP B-PER\nvisited VBD O\n\nParis NNP\n", {"scheme": "bio"},
+                        ["x.conll:4:", "2 columns", "have 3 (line 1)", "'Paris NNP'"]),
+    "conll-row-long": ("x.conll", "Anna B-PER\nvisited VBD O\n", {"scheme": "bio"}, ["x.conll:2:", "3 columns", "have 2"]),
     "conllu-columns": ("x.conllu", "1\ta\ta\tNOUN\n", {}, ["x.conllu:1:", "10 tab-separated"]),
     "conllu-no-blank-line": ("x.conllu", "1\ta\t_\tX\t_\t_\t_\t_\t_\t_\n2\tb\t_\tX\t_\t_\t_\t_\t_\t_\n"
                              "# sent_id = 2\n1\tc\t_\tX\t_\t_\t_\t_\t_\t_\n", {},

@@ -117,7 +117,7 @@ def _conll(path: Path, column: int, need_tags: bool) -> list[Sentence]:
     out: list[Sentence] = []
     tokens: list[str] = []
     tags: list[str] = []
-    start = None
+    start, width = None, None  # width: (columns, line) of the file's first row
     for n, line in enumerate(read_lines(path) + [""], 1):
         cols = line.split()
         if not cols or cols[0] == "-DOCSTART-":
@@ -133,6 +133,11 @@ def _conll(path: Path, column: int, need_tags: bool) -> list[Sentence]:
         if len(cols) < max(2, need):
             raise UserError(f"{path}:{n}: expected a token and a tag (at least {max(2, need)} columns for "
                             f"data.tag_column {column}), found {len(cols)}: {line.strip()!r}")
+        # One column short (`Paris NNP` among `token POS tag` rows) would read the POS as the tag.
+        width = width or (len(cols), n)
+        if len(cols) != width[0]:
+            raise UserError(f"{path}:{n}: {len(cols)} columns, but the file's rows have {width[0]} (line "
+                            f"{width[1]}); give every row the same columns: {line.strip()!r}")
         tags.append(cols[column])
     return out
 
