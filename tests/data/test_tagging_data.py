@@ -192,8 +192,12 @@ CASES = {
     "conllu-no-upos": ("x.conllu", "1\ta\t_\t_\t_\t_\t_\t_\t_\t_\n", {}, ["x.conllu:1:", "no UPOS tag"]),
     "conll-tokens-only": ("x.conll", "a\nb\n", {}, ["x.conll:1:", "expected a token and a tag"]),
     "non-bio-tag": ("x.conll", "a O\nb B-x\n\nc NN\n", {"scheme": "bio"},
-                    ["x.conll:4:", "'NN'", "not a bio tag", "data.scheme: plain"]),
-    "s-tag-in-iob2": ("x.conll", "a S-x\n", {"scheme": "iob2"}, ["x.conll:1:", "'S-x'", "not a iob2 tag"]),
+                    ["x.conll:4:", "'NN'", "not a tag of data.scheme bio", "data.scheme: plain"]),
+    "s-tag-in-iob2": ("x.conll", "a S-x\n", {"scheme": "iob2"}, ["x.conll:1:", "'S-x'", "not a tag of data.scheme iob2"]),
+    # the token's own line, not its sentence's first
+    "bad-tag-line-conll": ("x.conll", "a O\nb B-x\nc NN\n", {"scheme": "bio"}, ["x.conll:3:", "(token 3, 'c')"]),
+    "bad-tag-line-conllu": ("x.conllu", "# text = a b\n1\ta\t_\tO\t_\t_\t_\t_\t_\t_\n1-2\tbc\t_\t_\t_\t_\t_\t_\t_\t_\n"
+                            "2\tb\t_\tNOUN\t_\t_\t_\t_\t_\t_\n", {"scheme": "bio"}, ["x.conllu:4:", "(token 2, 'b')"]),
     "empty-file": ("x.conll", "\n\n", {}, ["x.conll", "no sentences"]),
     "not-utf8": ("x.conll", b"a O\ncaf\xe9 O\n", {}, ["x.conll:2:", "not valid UTF-8"]),
     "unknown-extension": ("x.xlsx", "a O\n", {}, ["x.xlsx", "data.format"]),
@@ -226,6 +230,14 @@ def test_malformed_parallel_files(tmp_path):
             read_sentences(data(root, format="parallel"), str(root), need_intents=joint)
         for text in expected:
             assert text in str(info.value), (files, str(info.value))
+
+
+def test_a_bad_tag_in_parallel_files_names_its_seq_out_line(tmp_path):
+    """It named seq.in's line, where the tokens are, for a tag read from seq.out."""
+    root = write_parallel(tmp_path / "p", "a\nb c\n", "O\nO NN\n")
+    with pytest.raises(UserError) as info:
+        read_sentences(data(root, format="parallel", scheme="bio"), str(root))
+    assert str(info.value).startswith(f"{root / 'seq.out'}:2: tag 'NN' (token 2, 'c')"), str(info.value)
 
 
 def test_a_missing_path_is_reported_missing_not_as_an_unknown_format(tmp_path):

@@ -999,7 +999,7 @@ def test_a_numeric_tagger_refuses_a_span_scheme_its_labels_are_not_written_in(tm
     config = tmp_path / "t.yaml"
     config.write_text(invoke("init", "tagger", "--input", "numeric").stdout, encoding="utf-8")
     result = invoke("train", config, "--set", "data.scheme=iob2", "--set", "train.monitor=span_f1", "--dry-run")
-    assert_user_error(result, "is not a iob2 tag (expected O, B-TYPE or I-TYPE); for labels without spans set "
+    assert_user_error(result, "is not a tag of data.scheme iob2 (expected O, B-TYPE or I-TYPE); for labels without spans set "
                               "data.scheme: plain")
 
 

@@ -278,11 +278,11 @@ BAD = {
     "tag-count-mismatch": ("t.conll", b"a O\nb B-x\n\nc O\nd\n", {}, ["t.conll:5:", "expected a token and a tag"]),
     "jsonl-mismatch": ("t.jsonl", b'{"text": ["a", "b"], "tags": ["O", "B-x"]}\n{"text": ["c", "d"], "tags": ["O"]}\n',
                        {}, ["t.jsonl:2:", "1 tag(s) for 2 token(s)"]),
-    "non-bio-tags": ("t.conll", b"a O\nb B-x\n\nc NN\n", {}, ["t.conll:4:", "'NN'", "not a bio tag", "data.scheme"]),
+    "non-bio-tags": ("t.conll", b"a O\nb B-x\n\nc NN\n", {}, ["t.conll:4:", "'NN'", "not a tag of data.scheme bio", "data.scheme"]),
     "only-empty-sentences": ("t.jsonl", b'{"text": [], "tags": []}\n{"text": "", "tags": []}\n', {},
                              ["t.jsonl", "every sentence is empty"]),
     "one-tag-only": ("t.conll", b"a O\nb O\n", {}, ["t.conll", "only one tag"]),
-    "conllu-as-bio": ("t.conllu", b"1\ta\ta\tNOUN\tNN\t_\t0\troot\t_\t_\n", {}, ["t.conllu:1:", "'NOUN'", "not a bio tag"]),
+    "conllu-as-bio": ("t.conllu", b"1\ta\ta\tNOUN\tNN\t_\t0\troot\t_\t_\n", {}, ["t.conllu:1:", "'NOUN'", "not a tag of data.scheme bio"]),
     "classifier-format": ("t.tsv", b"text\tlabel\na\tb\n", {"format": "tsv"}, ["data.format", "'tsv'", "conllu"]),
 }
 

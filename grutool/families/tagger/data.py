@@ -40,6 +40,12 @@ class Sentence:
     tags: Optional[list[str]]  # one per token; None when the source has none
     intent: Optional[str]      # sentence label (joint task)
     where: str                 # "path:line" of its first line, for messages
+    tag_file: Optional[str] = None         # where the tags were read from (None: `where`; parallel: seq.out)
+    tag_lines: Optional[list[int]] = None  # each tag's line in tag_file (CoNLL: the token's row)
+
+    def tag_where(self, i: int) -> str:
+        """"path:line" of tag `i`, for messages."""
+        return self.where if self.tag_lines is None else f"{self.tag_file}:{self.tag_lines[i]}"
 
 
 class Tokens(str):
@@ -76,14 +82,15 @@ def _conllu(path: Path, column: str, need_tags: bool) -> list[Sentence]:
     out: list[Sentence] = []
     tokens: list[str] = []
     tags: list[str] = []
+    rows: list[int] = []  # each word's line
     # last: the sentence's last word id; head: the first of the comment lines right above this line
     start, comments, last, head = None, False, 0, None
     for n, line in enumerate(read_lines(path) + [""], 1):
         if not line.strip():
             if tokens or comments:
                 # A sentence of comments only has no words: an empty sentence, kept for the caller to judge.
-                out.append(Sentence(tokens, tags if need_tags else None, None, f"{path}:{start}"))
-            tokens, tags, start, comments, last, head = [], [], None, False, 0, None
+                out.append(Sentence(tokens, tags if need_tags else None, None, f"{path}:{start}", str(path), rows))
+            tokens, tags, rows, start, comments, last, head = [], [], [], None, False, 0, None
             continue
         start = start or n
         if line.startswith("#"):
@@ -110,6 +117,7 @@ def _conllu(path: Path, column: str, need_tags: bool) -> list[Sentence]:
                             f"tag every word or choose the other column with data.tag_column")
         tokens.append(cols[1])
         tags.append(tag)
+        rows.append(n)
     return out
 
 
@@ -122,7 +130,9 @@ def _conll(path: Path, column: int, need_tags: bool) -> list[Sentence]:
         cols = line.split()
         if not cols or cols[0] == "-DOCSTART-":
             if tokens:
-                out.append(Sentence(tokens, tags if need_tags else None, None, f"{path}:{start}"))
+                # A sentence's rows are consecutive: token i is on line start + i.
+                out.append(Sentence(tokens, tags if need_tags else None, None, f"{path}:{start}", str(path),
+                                    list(range(start, start + len(tokens)))))
             tokens, tags, start = [], [], None
             continue
         start = start or n
@@ -173,7 +183,8 @@ def _parallel(path: Path, need_intents: bool, need_tags: bool) -> list[Sentence]
             intent = labels[i].strip()
             if not intent:
                 raise UserError(f"{files['label']}:{i + 1}: empty intent label")
-        out.append(Sentence(tokens, row, intent, f"{files['seq.in']}:{i + 1}"))
+        out.append(Sentence(tokens, row, intent, f"{files['seq.in']}:{i + 1}", str(files["seq.out"]),
+                            [i + 1] * len(row)))
     return out
 
 
@@ -311,8 +322,9 @@ def _check_scheme(sentences: list[Sentence], scheme: str) -> None:
     for s in sentences:
         for i, tag in enumerate(s.tags or []):
             if not schemes.is_valid_tag(tag, scheme):
-                raise UserError(f"{s.where}: tag {tag!r} (token {i + 1}, '{s.tokens[i]}') is not a {scheme} tag "
-                                f"(expected {scheme_tags(scheme)}); for tags without spans set data.scheme: plain")
+                raise UserError(f"{s.tag_where(i)}: tag {tag!r} (token {i + 1}, '{s.tokens[i]}') is not a tag of "
+                                f"data.scheme {scheme} (expected {scheme_tags(scheme)}); for tags without spans set "
+                                f"data.scheme: plain")
 
 
 def to_model_scheme(sentences: list[Sentence], cfg: DataConfig, name: str) -> list[Sentence]:

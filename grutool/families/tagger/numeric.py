@@ -42,8 +42,9 @@ def read(cfg: Config, source: str, need_labels: bool = True) -> "Sequences":
         # As the text tagger's: tags that are no spans under a span scheme scored span F1 0 for every epoch
         bad = next((k for k, tag in enumerate(tags) if not schemes.is_valid_tag(tag, scheme)), None)
         if bad is not None:
-            raise UserError(f"{where}: sequence {seq_id!r}, step {bad + 1}: label {tags[bad]!r} is not a {scheme} "
-                            f"tag (expected {scheme_tags(scheme)}); for labels without spans set data.scheme: plain")
+            raise UserError(f"{where}: sequence {seq_id!r}, step {bad + 1}: label {tags[bad]!r} is not a tag of "
+                            f"data.scheme {scheme} (expected {scheme_tags(scheme)}); for labels without spans set "
+                            f"data.scheme: plain")
     return seqs
 
 
