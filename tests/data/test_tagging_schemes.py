@@ -117,6 +117,24 @@ def test_token_and_sentence_accuracy_of_the_metrics_object():
     assert sum(map(sum, out["confusion"]["matrix"])) == 15
 
 
+@pytest.mark.parametrize("joint", [False, True])
+def test_sentence_accuracy_leaves_empty_sentences_out_for_the_tagger_only(joint):
+    """An empty sentence (a CoNLL-U sentence of comments only) has no tag to get right: the tagger counted it
+    right (empty, right, wrong: 2/3); the joint model keeps it, as its intent is scored."""
+    tags = ["O", "B-X"]
+    gold = torch.tensor([[-100, -100], [0, 1], [0, 1]])  # (B, T): empty, then two sentences of two tokens
+    pred = torch.tensor([[0, 0], [0, 1], [0, 0]])  # the third sentence's second tag is wrong
+    m = TaggingMetrics(tags, "iob2", ["a", "b"] if joint else None)
+    intents = torch.tensor([[5.0, 0.0]] * 3)  # (B, K) every intent predicted "a", and right
+    m.update(TaggerOutput(torch.zeros(0), pred, intents if joint else None),
+             {"tags": gold, "intent": torch.zeros(3, dtype=torch.long)} if joint else gold)
+    out = m.compute()
+    assert out["n"] == 3 and out["tokens"] == 4
+    assert out["sentence_accuracy"] == pytest.approx(2 / 3 if joint else 1 / 2)
+    if joint:
+        assert out["intent_accuracy"] == 1.0
+
+
 def test_bioes_spans():
     gold = [["S-PER", "O", "B-LOC", "I-LOC", "E-LOC", "S-ORG", "S-ORG"]]
     assert schemes.spans(gold[0]) == [("PER", 0, 1), ("LOC", 2, 5), ("ORG", 5, 6), ("ORG", 6, 7)]

@@ -1,5 +1,6 @@
 """Tagging metrics as a small stateful object: token accuracy, conlleval span P/R/F1, tag confusion,
-and for the joint task intent and sentence accuracy.
+sentence accuracy (the tagger's over sentences with tokens; the joint task's over all, intent included),
+and for the joint task intent accuracy.
 
 Tag and intent ids at or beyond the model's own count are gold labels it never
 saw in training: they are never predicted, so they always count as errors.
@@ -64,7 +65,8 @@ class TaggingMetrics:
         self.confusion = torch.zeros(len(self.tags), len(self.tags), dtype=torch.long)  # rows: gold
         self.intent_confusion = (torch.zeros(len(self.intents), len(self.intents), dtype=torch.long)
                                  if self.intents is not None else None)
-        self.sentences = self.sentences_correct = 0
+        # sentences: all of them (`n`); scored: those sentence_accuracy counts (tagger: the non-empty ones)
+        self.sentences = self.sentences_scored = self.sentences_correct = 0
         self.loss_sum, self.loss_count = 0.0, 0
 
     def update(self, output, targets, loss: Optional[float] = None) -> None:
@@ -74,13 +76,17 @@ class TaggingMetrics:
         mask = gold != -100
         add_to_confusion(self.confusion, gold[mask], pred[mask])
         right = ((gold == pred) | ~mask).all(1)  # (B,) every tag right
+        # An empty sentence has no tag to get right: the tagger leaves it out of sentence_accuracy (counted
+        # right, it raised the figure); the joint model keeps it, its intent is scored.
+        scored = mask.any(1) if self.intents is None else torch.ones_like(right)  # (B,)
         if self.intents is not None:
             gold_intent = targets["intent"].cpu()  # (B,)
             pred_intent = output.intent.argmax(-1).cpu()
             add_to_confusion(self.intent_confusion, gold_intent, pred_intent)
             right &= gold_intent == pred_intent
         self.sentences += len(gold)
-        self.sentences_correct += int(right.sum())
+        self.sentences_scored += int(scored.sum())
+        self.sentences_correct += int((right & scored).sum())
         if self.spans is not None:
             for g, p, m in zip(gold.tolist(), pred.tolist(), mask.tolist()):
                 n = sum(m)
@@ -95,7 +101,8 @@ class TaggingMetrics:
         tp, support, predicted = c.diag(), c.sum(1), c.sum(0)
         out: dict = {"n": self.sentences, "tokens": tokens,
                      "token_accuracy": float(tp.sum() / tokens) if tokens else 0.0,
-                     "sentence_accuracy": self.sentences_correct / self.sentences if self.sentences else 0.0}
+                     "sentence_accuracy": (self.sentences_correct / self.sentences_scored
+                                           if self.sentences_scored else 0.0)}
         if self.intent_confusion is not None:
             ic = self.intent_confusion
             out["intent_accuracy"] = float(ic.diag().sum()) / self.sentences if self.sentences else 0.0
