@@ -4,6 +4,7 @@ lines), and each malformed input as a UserError naming file and line."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -166,6 +167,24 @@ def test_infer_reads_the_tokens_of_files_without_tags_or_intents(tmp_path, name,
     read = read_data_inputs(get_task(task), cfg, str(path))
     assert read == expected
     assert [t.tokens for t in read] == [t.split() for t in expected]
+
+
+@pytest.mark.parametrize("convert_to", [None, "iob2", "bioes"])
+def test_malformed_tags_are_repaired_with_a_warning_whether_or_not_they_are_converted(tmp_path, caplog, convert_to):
+    """With data.convert_to another scheme, the repair (I- after O read as B-) was silent."""
+    path = tmp_path / "x.conll"
+    path.write_text("a O\nb I-PER\nc I-PER\n\nd B-LOC\n", encoding="utf-8")
+    cfg = data(path, scheme="bio", convert_to=convert_to)
+    with caplog.at_level(logging.WARNING, logger="grutool"):
+        got = to_model_scheme(read_sentences(cfg, str(path)), cfg, "train")
+    assert got[0].tags == (["O", "B-PER", "E-PER"] if convert_to == "bioes" else ["O", "B-PER", "I-PER"])
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning.startswith("train: 1 sentence(s) had malformed bio tags") and warning.endswith(f"{path}:1")
+    caplog.clear()
+    path.write_text("a O\nb B-PER\nc I-PER\n", encoding="utf-8")  # well formed: converted without a word
+    with caplog.at_level(logging.WARNING, logger="grutool"):
+        to_model_scheme(read_sentences(cfg, str(path)), cfg, "train")
+    assert not caplog.records
 
 
 CASES = {

@@ -331,19 +331,23 @@ def to_model_scheme(sentences: list[Sentence], cfg: DataConfig, name: str) -> li
     """Tags rewritten in the scheme the model predicts (data.convert_to, else data.scheme).
 
     Reading spans and writing them back also repairs malformed sequences (an I- with no B-
-    before it) exactly as conlleval reads them, so span scores do not change.
+    before it) exactly as conlleval reads them, so span scores do not change; a repair is
+    warned about whether or not data.convert_to rewrites the tags too.
     """
     if not schemes.has_spans(cfg.scheme):
         return sentences
-    target = cfg.convert_to or cfg.scheme
+    same = schemes.canonical(cfg.convert_to or cfg.scheme) == schemes.canonical(cfg.scheme)
     changed = []
     out = []
     for s in sentences:
-        tags = schemes.convert(s.tags, target)
-        if tags != s.tags:
+        # Written back in their own scheme, well-formed tags are unchanged: a change is a repair. Converting
+        # the repaired tags gives what converting the originals gives (the same spans).
+        repaired = schemes.convert(s.tags, cfg.scheme)
+        if repaired != s.tags:
             changed.append(s.where)
-        out.append(Sentence(s.tokens, tags, s.intent, s.where))
-    if changed and schemes.canonical(target) == schemes.canonical(cfg.scheme):
+        out.append(Sentence(s.tokens, repaired if same else schemes.convert(repaired, cfg.convert_to), s.intent,
+                            s.where))
+    if changed:
         log.warning("%s: %d sentence(s) had malformed %s tags (e.g. I- with no B- before it), read as "
                     "conlleval reads them; first at %s", name, len(changed), cfg.scheme, changed[0])
     return out
