@@ -390,7 +390,7 @@ def _read_inputs(texts: List[str], file: Optional[str], run_dir: Path) -> list[s
 @app.command()
 def infer(
     run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="Run directory written by `grutool train`."),
-    texts: List[str] = typer.Argument(None, metavar="[TEXT]...", help="Inputs: texts to label, sentences to tag, sources to translate; lm: prompts to continue, or texts to --score; forecast: tables (csv text), usually --file; numeric sequences: one sequence each, '1,2,3:4,5,6' (channels separated by ':'), or a .ts/.csv --file."),
+    texts: List[str] = typer.Argument(None, metavar="[TEXT]...", help="Inputs: texts to label, sentences to tag, sources to translate; lm: prompts to continue, or texts to --score; forecast: tables (csv text), usually --file; numeric sequences: one sequence each, '1,2,3:4,5,6' (channels separated by ':'; one starting with '-': put -- before the inputs), or a .ts/.csv --file."),
     file: Optional[str] = typer.Option(None, "--file", "-f", metavar="PATH",
                                        help="Read inputs from PATH (- for stdin): see --format."),
     format_: InputFormat = typer.Option(InputFormat.auto, "--format",

@@ -330,6 +330,9 @@ def usage_message(exc) -> str:
     if isinstance(exc, click_errors.MissingParameter) and param is not None:
         return f"{name}: required {'option' if name.startswith('-') else 'argument'} is missing"
     if isinstance(exc, click_errors.NoSuchOption):
+        if re.match(r"-\.?\d", exc.option_name or ""):  # `infer RUN -0.5,1.2`: a negative number read as options
+            return (f"{exc.option_name}: no such option; an argument starting with '-' (a negative number) is read "
+                    f"as an option: put -- before the arguments (e.g. grutool infer RUN -- '-0.5,1.2')")
         close = f" (did you mean {' or '.join(sorted(exc.possibilities))}?)" if exc.possibilities else ""
         return f"{exc.option_name}: no such option{close}"
     if isinstance(exc, click_errors.BadOptionUsage):
