@@ -37,16 +37,20 @@ class Predictor:
         self.task = get_task(self.cfg.task)
         self.device = resolve_device(device, "device")
         self.backend = backend
+        self.export: Optional[dict] = None  # the exported file's path and int8 flag (backend onnx, torchscript)
         if backend == "torch":
             self.model = load_run_weights(self.task.build_model(self.cfg, self.run), self.run.path / checkpoint,
                                           rundir.sizes(self.run, self.cfg))
             self.model.to(self.device).eval()
         else:
             # An exported file (grutool export) behind the model's own calls: same pre- and post-processing.
-            from grutool.export import load_export
+            from grutool.export import default_path, load_export
 
             self.device = resolve_device("cpu")
             self.model = load_export(self.run, backend, exported)
+            # which file answers, said by `serve` (/info and its first line): several exports may sit in a run
+            self.export = {"file": str(exported if exported is not None else default_path(self.run.path, backend)),
+                           "int8": bool(getattr(self.model, "meta", {}).get("int8"))}
 
     def predict(self, texts: list[str], batch_size: int = 64, **options) -> list[dict]:
         """One dict per text, in input order, as the run's task shapes it: a classifier answers with text,

@@ -255,6 +255,7 @@ def build_app(predictor, limits: Optional[Limits] = None):
     async def info() -> dict:
         run = predictor.run
         out = {"task": cfg.task, "run": str(run.path), "backend": predictor.backend,
+               **({"export": predictor.export} if predictor.export else {}),
                "labels": task.served_labels(run),
                "model": model,  # the settings its family reads
                "data": task.served_input(cfg),
@@ -449,9 +450,17 @@ def make_server(app, limits: Limits, host: str = "127.0.0.1", port: int = 8000):
                                  http=header_deadline_protocol(limits.header_timeout)))
 
 
+def describe(predictor) -> str:
+    """What answers, for the server's first line: the checkpoint (torch) or the exported file (and int8)."""
+    if predictor.export is None:
+        return "torch"
+    return f"{predictor.backend} {predictor.export['file']}{', int8' if predictor.export['int8'] else ''}"
+
+
 def serve(run_dir, host: str = "127.0.0.1", port: int = 8000, backend: str = "torch", exported=None,
-          limits: Optional[Limits] = None, ready: Optional[Callable[[str], None]] = None) -> None:
-    """Load the run once, bind host:port, call `ready(url)`, and serve until interrupted.
+          limits: Optional[Limits] = None, ready: Optional[Callable[[str, str], None]] = None) -> None:
+    """Load the run once, bind host:port, call `ready(url, what)` (`what`: `describe`), and serve until
+    interrupted.
 
     Ctrl-C stops accepting connections, lets the requests in progress finish, and raises KeyboardInterrupt;
     a second Ctrl-C drops those requests. SIGTERM stops the same way and returns."""
@@ -483,7 +492,7 @@ def serve(run_dir, host: str = "127.0.0.1", port: int = 8000, backend: str = "to
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)} if main else {}
     try:
         if ready is not None:
-            ready(f"http://{f'[{host}]' if ':' in host else host}:{sock.getsockname()[1]}")
+            ready(f"http://{f'[{host}]' if ':' in host else host}:{sock.getsockname()[1]}", describe(predictor))
         server.run(sockets=[sock])
     finally:
         sock.close()

@@ -560,8 +560,8 @@ def serve(
 
         run_server(run_dir, host, port, backend.value, model,
                    Limits(max_texts=max_texts, max_chars=max_chars, max_batch=max_batch, window_ms=window_ms),
-                   ready=lambda url: err.print(f"serving {run_dir} on {url} (docs at /docs); Ctrl-C stops",
-                                               markup=False))
+                   ready=lambda url, what: err.print(f"serving {run_dir} ({what}) on {url} (docs at /docs); "
+                                                     f"Ctrl-C stops", markup=False))
 
 
 from grutool.cli.daily import register_daily  # noqa: E402

@@ -86,6 +86,22 @@ def test_health_info_and_docs(server):
     assert "/predict" in httpx.get(f"{url}/openapi.json").json()["paths"]
 
 
+def test_info_and_the_first_line_name_the_export_that_answers(server, tmp_path):
+    """`/info` said only `"backend": "onnx"`: not which of a run's exports (model.onnx, model.int8.onnx, one
+    written with -o elsewhere) answered, nor whether it was int8."""
+    from grutool.serve import Limits, describe
+
+    _, predictor, _ = server
+    result = invoke("export", predictor.run.path, "--format", "torchscript", "--int8", "-o", tmp_path / "q.pt")
+    assert result.exit_code == 0, result.output
+    exported = Predictor(predictor.run.path, "cpu", backend="torchscript", exported=tmp_path / "q.pt")
+    with running(exported, Limits(max_texts=8, max_chars=200)) as (url, _):
+        info = httpx.get(f"{url}/info").json()
+    assert info["backend"] == "torchscript" and info["export"] == {"file": str(tmp_path / "q.pt"), "int8": True}
+    assert describe(exported) == f"torchscript {tmp_path / 'q.pt'}, int8" and describe(predictor) == "torch"
+    assert "export" not in httpx.get(f"{server[0]}/info").json()  # the checkpoint: no file to name
+
+
 def test_predict_equals_infer(server):
     url, predictor, _ = server
     texts = ["a good film", "awful and dull", ""]
@@ -426,7 +442,7 @@ def test_ctrl_c_exits_130_without_a_traceback(server, presses):
             busy.close()
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and "Error" not in stderr, stderr
-    assert stderr.startswith(f"serving {predictor.run.path} on http://127.0.0.1:{port}"), stderr
+    assert stderr.startswith(f"serving {predictor.run.path} (torch) on http://127.0.0.1:{port}"), stderr
 
 
 def test_a_load_error_comes_before_the_serving_line(server, tmp_path):
