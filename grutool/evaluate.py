@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Optional
 
+from grutool.arguments import check_batch_size
 from grutool.errors import UserError
 
 # torch-free at import: `import grutool` imports this module to bind `grutool.evaluate` to the function
@@ -24,7 +25,10 @@ def evaluate(run_dir: str, split: str = "validation", data: Optional[str] = None
     `beam` (default: the run's decoding.beam_size); lm runs loss, perplexity, bpc (character models) and tokens;
     forecast runs mse, mae (z-scored: the published protocol), the same in original units, sMAPE, MASE, per
     horizon bucket, each beside the last-value, seasonal-naive and training-mean baselines on the same windows.
+
+    `batch_size`: examples per batch, an int >= 1 (None: the run's train.batch_size).
     """
+    check_batch_size(batch_size, default="; None: the run's train.batch_size")
     from grutool.predict import Predictor
     from grutool.families import accepting
     from grutool.training.evaluation import evaluate_split
@@ -51,7 +55,7 @@ def evaluate(run_dir: str, split: str = "validation", data: Optional[str] = None
 
     with for_trained_run():  # the run's data settings are fixed: errors offer changes of the file
         encoded = p.task.encode_split(cfg, p.run, source, split if data is None else data)
-    out = evaluate_split(p.model, p.task, encoded, p.device, batch_size or cfg.train.batch_size)
+    out = evaluate_split(p.model, p.task, encoded, p.device, batch_size if batch_size is not None else cfg.train.batch_size)
     out["source"] = source
     out.update(reported)
     return p.task.finish_evaluation(out, p.run)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 from grutool import rundir
+from grutool.arguments import check_batch_size
 from grutool.checkpoint import load_run_weights
 from grutool.errors import UserError, clipped
 from grutool.families import accepting, get_task
@@ -57,10 +58,13 @@ class Predictor:
         label, probs (label -> probability); tagger and joint runs with tokens, tags and (span schemes) spans; seq2seq
         runs with the generated output (`options`: beam, attention); lm runs with `num` samples per prompt
         (or, with `score`, each token's log-probability); forecast runs read each text as a table (csv/tsv text with a
-        header) and answer with the next rows (times, columns, forecast). See each task's `predict`."""
+        header) and answer with the next rows (times, columns, forecast). See each task's `predict`.
+
+        `batch_size`: inputs per model call, an int >= 1 (`infer --batch-size`)."""
         if isinstance(texts, (str, bytes)):  # iterated, a string is one input per character
             raise UserError(f"texts: a list of inputs, not one {type(texts).__name__}; write "
                             f"predict([{clipped(repr(texts), 40)}])", option="texts")
+        check_batch_size(batch_size)
         unknown = sorted(set(options) - set(self.task.predict_options))
         if unknown:
             raise UserError(f"{', '.join(unknown)}: for {' or '.join(accepting(*unknown)) or 'no'} runs only "
