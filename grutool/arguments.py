@@ -27,3 +27,13 @@ def check_batch_size(batch_size, default: str = "") -> None:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         got = repr(batch_size) if isinstance(batch_size, int) else described(batch_size)
         raise UserError(f"batch_size: must be an int >= 1 (got {clipped(got, 40)}){default}", option="batch_size")
+
+
+def check_split(split) -> None:
+    """One of `SPLITS`, as `--split` takes (a config field's name, `format`, was read as a path)."""
+    if isinstance(split, str) and split in SPLITS:
+        return
+    close = difflib.get_close_matches(split, SPLITS, n=1, cutoff=0.6) if isinstance(split, str) else []
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    raise UserError(f"split: {clipped(repr(split), 40)} is not one of {', '.join(SPLITS)}{hint}; "
+                    f"`data` scores another file", option="split")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Optional
 
-from grutool.arguments import check_batch_size
+from grutool.arguments import check_batch_size, check_split
 from grutool.errors import UserError
 
 # torch-free at import: `import grutool` imports this module to bind `grutool.evaluate` to the function
@@ -26,8 +26,10 @@ def evaluate(run_dir: str, split: str = "validation", data: Optional[str] = None
     forecast runs mse, mae (z-scored: the published protocol), the same in original units, sMAPE, MASE, per
     horizon bucket, each beside the last-value, seasonal-naive and training-mean baselines on the same windows.
 
+    `split`: train, validation or test, the run's configured split to score (`data`: this file instead).
     `batch_size`: examples per batch, an int >= 1 (None: the run's train.batch_size).
     """
+    check_split(split)
     check_batch_size(batch_size, default="; None: the run's train.batch_size")
     from grutool.predict import Predictor
     from grutool.families import accepting

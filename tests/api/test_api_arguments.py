@@ -48,3 +48,14 @@ def test_evaluate_batch_size_none_is_the_runs_and_one_scores_the_same(runs):
     default = evaluate(runs["classifier"], data=TEST_TSV, device="cpu")
     one = evaluate(runs["classifier"], data=TEST_TSV, batch_size=1, device="cpu")
     assert default["n"] == one["n"] > 0 and default["accuracy"] == one["accuracy"]
+
+
+@pytest.mark.parametrize("split,said", [("tset", "'tset' is not one of train, validation, test (did you mean 'test'?)"),
+                                        ("format", "'format' is not one of train, validation, test;"),
+                                        ("label_column", "'label_column' is not one of"),
+                                        (None, "None is not one of"), (3, "3 is not one of")])
+def test_evaluate_scores_only_the_splits_eval_names(runs, split, said):
+    # `split` was any data field's name: `format` read its value `auto` as a file
+    with pytest.raises(UserError) as e:
+        evaluate(runs["classifier"], split=split, device="cpu")
+    assert str(e.value).startswith(f"split: {said}") and e.value.options == ("split",), str(e.value)
