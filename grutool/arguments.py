@@ -37,3 +37,43 @@ def check_split(split) -> None:
     hint = f" (did you mean '{close[0]}'?)" if close else ""
     raise UserError(f"split: {clipped(repr(split), 40)} is not one of {', '.join(SPLITS)}{hint}; "
                     f"`data` scores another file", option="split")
+
+
+def text_list(texts, name=None) -> list:
+    """`Predictor.predict`'s inputs as a list: any iterable of str but a str or bytes itself (a generator or
+    tuple is read once, here); None, a non-iterable or an entry that is not a str is refused, the entry by its
+    index. `name(k)`: how a message names entry k (default `texts[k]`)."""
+    if isinstance(texts, (str, bytes)):  # iterated, a string is one input per character
+        one = texts if isinstance(texts, str) else texts.decode("utf-8", "replace")
+        raise UserError(f"texts: a list of inputs, not one {type(texts).__name__}; write "
+                        f"predict([{clipped(repr(one), 40)}])", option="texts")
+    try:
+        texts = list(texts)
+    except TypeError:  # None, a number: nothing to iterate
+        raise UserError(f"texts: a list of str, not {described(texts)}; write predict(['some text'])",
+                        option="texts") from None
+    for k, text in enumerate(texts):
+        if not isinstance(text, str):
+            fix = "decode it to a str" if isinstance(text, (bytes, bytearray)) else "each input is one text"
+            raise UserError(f"{name(k) if name else f'texts[{k}]'}: {described(text)}, not a str; {fix}")
+    return texts
+
+
+def check_chunk(text) -> None:
+    """A stream's `feed(text)`: one chunk of text, a str."""
+    if not isinstance(text, str):
+        fix = "decode it to a str" if isinstance(text, (bytes, bytearray)) else "feed one chunk of text at a time"
+        raise UserError(f"text: {described(text)}, not a str; {fix}", option="text")
+
+
+def check_option_types(options: dict, accepted: dict) -> None:
+    """Each given option's value of its `Option.type` (None: the family's default), as `serve`'s strict schema
+    reads a request: bool only for bool, no bool for a number, an int for a float."""
+    for name, value in options.items():
+        want = accepted[name].type
+        if value is None or (isinstance(value, want) and (want is bool or not isinstance(value, bool))):
+            continue
+        if want is float and isinstance(value, int) and not isinstance(value, bool):
+            continue
+        raise UserError(f"{name}: must be {described(want())}, not {described(value)} "
+                        f"({clipped(repr(value), 40)})", option=name)

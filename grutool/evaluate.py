@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Optional
 
-from grutool.arguments import check_batch_size, check_split
+from grutool.arguments import check_batch_size, check_option_types, check_split
 from grutool.errors import UserError
 
 # torch-free at import: `import grutool` imports this module to bind `grutool.evaluate` to the function
@@ -41,6 +41,7 @@ def evaluate(run_dir: str, split: str = "validation", data: Optional[str] = None
     if options and "beam" not in p.task.predict_options:
         raise UserError(f"beam: for {' or '.join(accepting('beam'))} runs only ({p.run.path} is task {cfg.task})",
                         option="beam")
+    check_option_types(options, p.task.predict_options)
     reported = p.task.set_decoding(p.model, **options)
     source = data or getattr(cfg.data, split, None)
     if source is None:

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Optional
 
 from grutool import rundir
-from grutool.arguments import check_batch_size
+from grutool.arguments import check_batch_size, check_option_types, text_list
 from grutool.checkpoint import load_run_weights
-from grutool.errors import UserError, clipped
+from grutool.errors import UserError
 from grutool.families import accepting, get_task
 from grutool.training.device import resolve_device
 
@@ -60,15 +60,14 @@ class Predictor:
         (or, with `score`, each token's log-probability); forecast runs read each text as a table (csv/tsv text with a
         header) and answer with the next rows (times, columns, forecast). See each task's `predict`.
 
-        `batch_size`: inputs per model call, an int >= 1 (`infer --batch-size`)."""
-        if isinstance(texts, (str, bytes)):  # iterated, a string is one input per character
-            raise UserError(f"texts: a list of inputs, not one {type(texts).__name__}; write "
-                            f"predict([{clipped(repr(texts), 40)}])", option="texts")
+        `texts`: any iterable of str (not one str); `batch_size`: inputs per model call, an int >= 1 (`infer --batch-size`)."""
+        texts = text_list(texts, self.input_name if self.field else None)
         check_batch_size(batch_size)
         unknown = sorted(set(options) - set(self.task.predict_options))
         if unknown:
             raise UserError(f"{', '.join(unknown)}: for {' or '.join(accepting(*unknown)) or 'no'} runs only "
                             f"({self.run.path} is task {self.cfg.task})")
+        check_option_types(options, self.task.predict_options)
         from grutool.data.loading import for_trained_run
 
         with for_trained_run():  # the run's data settings are fixed: a bad input's fix is the input's

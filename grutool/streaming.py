@@ -19,6 +19,7 @@ from typing import Optional
 
 import torch
 
+from grutool.arguments import check_chunk
 from grutool.errors import UserError
 
 
@@ -36,6 +37,7 @@ class Stream:
     def feed(self, text: str) -> dict:
         from grutool.data.batching import collate
 
+        check_chunk(text)
         p = self.predictor
         split = p.task.stream_encode(p, text)
         batch = collate(split, [0]).to(p.device)

@@ -59,3 +59,63 @@ def test_evaluate_scores_only_the_splits_eval_names(runs, split, said):
     with pytest.raises(UserError) as e:
         evaluate(runs["classifier"], split=split, device="cpu")
     assert str(e.value).startswith(f"split: {said}") and e.value.options == ("split",), str(e.value)
+
+
+@pytest.mark.parametrize("name", ["classifier", "tagger", "seq2seq", "lm"])
+@pytest.mark.parametrize("bad,said", [(None, "texts[1]: None, not a str; each input is one text"),
+                                      (1, "texts[1]: an int, not a str; each input is one text"),
+                                      (b"x", "texts[1]: a bytes, not a str; decode it to a str")])
+def test_predict_names_an_input_that_is_not_a_str(predictors, name, bad, said):
+    # a TypeError in data/tokenize.py before (numeric runs: an AttributeError in data/numeric.py)
+    with pytest.raises(UserError) as e:
+        predictors[name].predict(["a b", bad])
+    assert str(e.value) == said
+
+
+@pytest.mark.parametrize("texts,said", [(None, "texts: a list of str, not None;"),
+                                        (3, "texts: a list of str, not an int;"),
+                                        (b"a b", "texts: a list of inputs, not one bytes; write predict(['a b'])")])
+def test_predict_refuses_texts_that_are_no_list_of_inputs(predictors, texts, said):
+    with pytest.raises(UserError) as e:
+        predictors["classifier"].predict(texts)
+    assert str(e.value).startswith(said) and e.value.options == ("texts",), str(e.value)
+
+
+@pytest.mark.parametrize("name", ["classifier", "seq2seq"])
+def test_predict_reads_any_iterable_of_str_as_the_list(predictors, name):
+    texts = ["a b", "b a c", "c"]
+    want = predictors[name].predict(list(texts), batch_size=2)
+    assert predictors[name].predict(tuple(texts), batch_size=2) == want
+    assert predictors[name].predict((t for t in texts), batch_size=2) == want  # an IndexError before
+
+
+@pytest.mark.parametrize("name,options,said", [
+    ("seq2seq", {"beam": "3"}, "beam: must be an int, not a str ('3')"),
+    ("seq2seq", {"beam": True}, "beam: must be an int, not a bool (True)"),
+    ("seq2seq", {"attention": 1}, "attention: must be a bool, not an int (1)"),
+    ("lm", {"num": 2.0}, "num: must be an int, not a float (2.0)"),
+    ("lm", {"temperature": "hot"}, "temperature: must be a float, not a str ('hot')"),
+    ("lm", {"condition": 3}, "condition: must be a str, not an int (3)"),
+])
+def test_predict_options_of_the_wrong_type_are_named(predictors, name, options, said):
+    with pytest.raises(UserError) as e:
+        predictors[name].predict(["12"], **options)
+    assert str(e.value) == said and e.value.options == tuple(options)
+
+
+def test_an_int_is_a_float_option(predictors):
+    lm = predictors["lm_stream"]
+    assert lm.predict(["a"], temperature=1, max_length=3) == lm.predict(["a"], temperature=1.0, max_length=3)
+
+
+def test_evaluate_names_a_beam_of_the_wrong_type(runs):
+    with pytest.raises(UserError, match=r"^beam: must be an int, not a str \('3'\)$"):
+        evaluate(runs["seq2seq"], beam="3", device="cpu")
+
+
+@pytest.mark.parametrize("chunk,said", [(None, "text: None, not a str; feed one chunk of text at a time"),
+                                        (b"ab", "text: a bytes, not a str; decode it to a str")])
+def test_an_lm_stream_refuses_a_chunk_that_is_not_a_str(predictors, chunk, said):
+    with pytest.raises(UserError) as e:
+        predictors["lm_stream"].stream().feed(chunk)
+    assert str(e.value) == said

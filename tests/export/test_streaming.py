@@ -52,6 +52,12 @@ def test_chunked_equals_whole(unidirectional_run, size):
     assert stream.state.shape == (2, 1, 16)
 
 
+def test_a_chunk_that_is_not_a_str_is_named(unidirectional_run):
+    stream = Predictor(unidirectional_run, "cpu").stream()
+    with pytest.raises(UserError, match=r"^text: None, not a str; feed one chunk of text at a time$"):
+        stream.feed(None)  # a TypeError deep in data/tokenize.py before
+
+
 def test_onnx_export_carries_the_state(unidirectional_run, tmp_path):
     pytest.importorskip("onnxruntime")
     export(unidirectional_run, "onnx", tmp_path / "m.onnx", exporter="legacy")

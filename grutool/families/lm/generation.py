@@ -12,6 +12,7 @@ from typing import Optional
 
 import torch
 
+from grutool.arguments import check_chunk
 from grutool.config import SEED_MAX, SEED_MIN
 from grutool.errors import UserError
 
@@ -159,6 +160,7 @@ class Stream:
 
     def feed(self, text: str) -> dict:
         """tokens and their log-probabilities (given everything fed before), in order."""
+        check_chunk(text)
         tokens, ids = self.encode(text)
         head: list[Optional[float]] = []
         if ids and self.last is None:
