@@ -547,9 +547,11 @@ def located(places: dict[str, str]):
         raise
 
 
-def load_config(path: str | Path, overrides: list[str] = (), saved: bool = False) -> Config:
+def load_config(path: str | Path, overrides: Sequence[str] = (), saved: bool = False) -> Config:
     """Read, override and validate a YAML config file; relative data paths found only beside it are made
-    to point there (see `beside_config`). `saved`: the file is a run's own config.yaml (see `parse_config`)."""
+    to point there (see `beside_config`). `overrides`: a list of `key.path=value` strings, as `--set` takes them
+    (not one str: a list of one). `saved`: the file is a run's own config.yaml (see `parse_config`)."""
+    overrides = _checked_overrides(path, overrides)
     path = Path(path)
     raw, lines = read_yaml(path)
     if isinstance(raw, dict) and not {"task", "data", "model", "train"} & set(raw) \
@@ -558,6 +560,29 @@ def load_config(path: str | Path, overrides: list[str] = (), saved: bool = False
     cfg = parse_config(raw, str(path), overrides, lines, default_output_dir=str(Path("runs") / path.stem),
                        saved=saved)
     return beside_config(home_expanded(cfg), path.parent)
+
+
+def _checked_overrides(path, overrides) -> list:
+    """`load_config`'s arguments from Python, each wrong type one line (a str of overrides was read character by
+    character, `--set t: expected key.path=value`; a path of None a pathlib TypeError). An override is a str, or
+    the CLI's (KEY=VALUE, the option typed) pair (see `parse_config`)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise UserError(f"path: a config file's path (a str or Path), not {clipped(repr(path), 40)}; e.g. "
+                        f"load_config('configs/sentiment.yaml')")
+    if isinstance(overrides, str):
+        raise UserError(f"overrides: a list of key.path=value strings, not one str; write "
+                        f"load_config(path, [{clipped(repr(overrides), 40)}])", option="overrides")
+    try:
+        overrides = list(overrides)
+    except TypeError:
+        raise UserError(f"overrides: a list of key.path=value strings, not {clipped(repr(overrides), 40)}; "
+                        f"e.g. ['train.epochs=5']", option="overrides") from None
+    for k, item in enumerate(overrides):
+        if not (isinstance(item, str) or (isinstance(item, tuple) and len(item) == 2
+                                          and all(isinstance(x, str) for x in item))):
+            raise UserError(f"overrides[{k}]: {clipped(repr(item), 40)} is not a key.path=value str; e.g. "
+                            f"'train.epochs=5'", option="overrides")
+    return overrides
 
 
 DATA_PATHS = ("train", "validation", "test", "vectors")

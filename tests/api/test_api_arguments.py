@@ -119,3 +119,35 @@ def test_an_lm_stream_refuses_a_chunk_that_is_not_a_str(predictors, chunk, said)
     with pytest.raises(UserError) as e:
         predictors["lm_stream"].stream().feed(chunk)
     assert str(e.value) == said
+
+
+CONFIG = str(ROOT / "configs" / "sentiment.yaml")
+
+
+@pytest.mark.parametrize("overrides,said", [
+    ("train.epochs=5", "overrides: a list of key.path=value strings, not one str; write "
+                       "load_config(path, ['train.epochs=5'])"),  # `--set t: expected key.path=value` before
+    (5, "overrides: a list of key.path=value strings, not 5;"),
+    (["train.epochs=5", 3], "overrides[1]: 3 is not a key.path=value str;"),
+])
+def test_load_config_refuses_overrides_that_are_no_list_of_str(overrides, said):
+    from grutool import load_config
+
+    with pytest.raises(UserError) as e:
+        load_config(CONFIG, overrides)
+    assert str(e.value).startswith(said) and e.value.options == ("overrides",), str(e.value)
+
+
+@pytest.mark.parametrize("path", [None, 3, {"task": "classifier"}])
+def test_load_config_refuses_a_path_that_is_no_path(path):
+    from grutool import load_config
+
+    with pytest.raises(UserError, match=r"^path: a config file's path \(a str or Path\), not "):  # a pathlib TypeError
+        load_config(path)
+
+
+def test_load_config_reads_a_list_or_tuple_of_overrides_and_a_path():
+    from grutool import load_config
+
+    assert load_config(Path(CONFIG), ("train.epochs=5",)).train.epochs == 5
+    assert load_config(CONFIG, ["train.epochs=4"]).train.epochs == 4
