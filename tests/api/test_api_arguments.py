@@ -3,6 +3,7 @@ traceback from deep inside, never a silently empty or wrong answer (the runs are
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -151,3 +152,15 @@ def test_load_config_reads_a_list_or_tuple_of_overrides_and_a_path():
 
     assert load_config(Path(CONFIG), ("train.epochs=5",)).train.epochs == 5
     assert load_config(CONFIG, ["train.epochs=4"]).train.epochs == 4
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:0", None])
+def test_predictor_and_evaluate_refuse_a_device_the_cli_refuses(runs, device):
+    from grutool import Predictor
+
+    said = rf"^device: {re.escape(repr(device))} is not one of auto, cpu, cuda$"  # torch's RuntimeError before
+    with pytest.raises(UserError, match=said) as e:
+        Predictor(runs["classifier"], device=device)
+    assert e.value.options == ("device",)
+    with pytest.raises(UserError, match=said):
+        evaluate(runs["classifier"], device=device)
