@@ -28,3 +28,8 @@ def __getattr__(name):
         module, attr = _LAZY[name]
         return getattr(importlib.import_module(module), attr)
     raise AttributeError(f"module 'grutool' has no attribute {name!r}")
+
+
+def __dir__():
+    # The lazy names too: `dir(grutool)` and editors' completion list them before their first use.
+    return sorted(set(globals()) | set(_LAZY))

@@ -62,3 +62,14 @@ def test_readme_streaming_block_runs_and_ends_where_the_whole_text_does(tmp_path
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "'label'" in proc.stdout
+
+
+def test_dir_lists_the_api_before_its_first_use():
+    # a fresh interpreter: no lazy name imported yet (dir() listed submodules, never load_config, train, Predictor)
+    code = ("import sys, grutool\n"
+            "names = set(dir(grutool))\n"
+            "assert {'load_config', 'train', 'evaluate', 'Predictor', '__version__'} <= names, sorted(names)\n"
+            "assert 'torch' not in sys.modules\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
