@@ -64,6 +64,13 @@ class Predictor:
         texts = text_list(texts, self.input_name if self.field else None)
         check_batch_size(batch_size)
         unknown = sorted(set(options) - set(self.task.predict_options))
+        nowhere = [name for name in unknown if not accepting(name)]  # a typo, or no option of any family
+        if nowhere:
+            own = ", ".join(self.task.predict_options)
+            takes = (f"the options of a task {self.cfg.task} run are: {own}" if own
+                     else f"a task {self.cfg.task} run takes no options")
+            raise UserError(f"{', '.join(nowhere)}: not {'an option' if len(nowhere) == 1 else 'options'} of "
+                            f"predict; {takes}")
         if unknown:
             raise UserError(f"{', '.join(unknown)}: for {' or '.join(accepting(*unknown)) or 'no'} runs only "
                             f"({self.run.path} is task {self.cfg.task})")

@@ -164,3 +164,20 @@ def test_predictor_and_evaluate_refuse_a_device_the_cli_refuses(runs, device):
     assert e.value.options == ("device",)
     with pytest.raises(UserError, match=said):
         evaluate(runs["classifier"], device=device)
+
+
+@pytest.mark.parametrize("name,options,said", [
+    ("classifier", {"foo": 3}, "foo: not an option of predict; a task classifier run takes no options"),
+    ("seq2seq", {"bean": 3}, "bean: not an option of predict; the options of a task seq2seq run are: beam, attention"),
+    ("seq2seq", {"foo": 1, "bar": 2}, "bar, foo: not options of predict; the options of a task seq2seq run are: "),
+])
+def test_an_option_no_family_takes_is_said_so(predictors, name, options, said):
+    # `foo: for no runs only (... is task classifier)` before
+    with pytest.raises(UserError) as e:
+        predictors[name].predict(["12"], **options)
+    assert str(e.value).startswith(said), str(e.value)
+
+
+def test_an_option_of_another_family_names_that_family(predictors):
+    with pytest.raises(UserError, match=r"^beam: for seq2seq runs only \(.*classifier is task classifier\)$"):
+        predictors["classifier"].predict(["a"], beam=3)
