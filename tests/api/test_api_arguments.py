@@ -154,16 +154,30 @@ def test_load_config_reads_a_list_or_tuple_of_overrides_and_a_path():
     assert load_config(CONFIG, ["train.epochs=4"]).train.epochs == 4
 
 
-@pytest.mark.parametrize("device", ["gpu", "cuda:0", None])
+@pytest.mark.parametrize("device", ["gpu", "cuda:x", "cpu:0", None])
 def test_predictor_and_evaluate_refuse_a_device_the_cli_refuses(runs, device):
     from grutool import Predictor
 
-    said = rf"^device: {re.escape(repr(device))} is not one of auto, cpu, cuda$"  # torch's RuntimeError before
-    with pytest.raises(UserError, match=said) as e:
+    said = rf"^device: {re.escape(repr(device))} is not one of auto, cpu, cuda \(or cuda:N, one GPU\)$"
+    with pytest.raises(UserError, match=said) as e:  # torch's RuntimeError before
         Predictor(runs["classifier"], device=device)
     assert e.value.options == ("device",)
     with pytest.raises(UserError, match=said):
         evaluate(runs["classifier"], device=device)
+
+
+def test_a_library_call_may_name_one_gpu_as_torch_does(runs):
+    """`cuda:1` worked through torch before the device names were checked: the library keeps it."""
+    import torch
+
+    from grutool import Predictor
+    from grutool.training.device import resolve_device
+
+    if torch.cuda.is_available():
+        assert resolve_device("cuda:0", "device") == torch.device("cuda:0")
+    else:
+        with pytest.raises(UserError, match=r"^device: 'cuda:0' requested but CUDA is not available"):
+            Predictor(runs["classifier"], device="cuda:0")
 
 
 @pytest.mark.parametrize("name,options,said", [
