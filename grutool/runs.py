@@ -18,6 +18,7 @@ from the weights: no torch. A run's status:
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Optional
@@ -132,6 +133,23 @@ def read_metrics(path: str | Path) -> list[dict]:
     return rows
 
 
+def best_of(rows: list[dict], monitor: str) -> tuple[Optional[float], Optional[int]]:
+    """The best validation `monitor` among metrics.jsonl's rows and its epoch, by training's own rule
+    (`Trainer._end_epoch`): an epoch is the new best only when strictly better, so of tied epochs the first
+    is, as in best.pt; a non-finite value never is. (None, None) when no row has the figure. `max((value,
+    epoch))` gave a tie to the latest epoch: `compare` named an epoch best.pt does not hold, and `plot` put
+    its star there."""
+    key, minimized = f"val_{monitor}", monitor in MINIMIZED_METRICS
+    best, best_epoch = None, None
+    for row in rows:
+        value = row.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            continue
+        if best is None or (value < best if minimized else value > best):
+            best, best_epoch = value, row["epoch"]
+    return best, best_epoch
+
+
 def read_config(path: str | Path) -> dict:
     """A run's saved config.yaml as a plain mapping (not validated: listing must work on any run)."""
     try:
@@ -169,9 +187,7 @@ def describe(path: str | Path) -> dict:
     monitor = summary.get("monitor") or (cfg.get("train") or {}).get("monitor")
     best, best_epoch = summary.get("best"), summary.get("best_epoch")
     if best is None and rows and monitor:
-        values = [(r[f"val_{monitor}"], r["epoch"]) for r in rows if isinstance(r.get(f"val_{monitor}"), (int, float))]
-        if values:
-            best, best_epoch = (min if monitor in MINIMIZED_METRICS else max)(values)
+        best, best_epoch = best_of(rows, monitor)
     time_s = summary.get("wall_time_s")
     if time_s is None and rows:
         time_s = sum(r.get("epoch_time_s") or 0 for r in rows)

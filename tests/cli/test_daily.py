@@ -4,6 +4,7 @@ runs/compare/plot/init, eval --split train. One tiny run is trained for the modu
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -612,6 +613,42 @@ def test_compare_and_runs_keep_the_digits_of_small_values(run, tmp_path, monkeyp
     listed = invoke("runs", ".")
     assert "0.001234" in next(line for line in listed.stdout.splitlines() if line.startswith("b ")), listed.stdout
     assert " 0.5000 " in next(line for line in listed.stdout.splitlines() if line.startswith("a ")), listed.stdout
+
+
+@pytest.mark.parametrize("monitor, values, best_epoch", [
+    ("accuracy", [0.5, 0.75, 0.75], 2), ("loss", [0.5, 0.25, 0.25], 2),  # a tie: the first epoch, as best.pt's
+    ("accuracy", [0.5, math.inf, 0.75], 3), ("loss", [0.5, -math.inf, 0.25], 3)])  # never a non-finite value
+def test_runs_compare_and_plot_read_the_best_epoch_of_a_run_without_summary_as_training_chose_it(
+        run, tmp_path, monkeypatch, monitor, values, best_epoch):
+    # A run still training or killed has no summary.json: its best epoch is read back from metrics.jsonl. That
+    # took max((value, epoch)), so a tie went to the latest epoch, where training keeps the first (strictly
+    # better only), and an infinite accuracy (a hand-edited file) was the best; `compare` then showed that
+    # epoch's figures and `plot` put its star there.
+    import shutil
+
+    import grutool.curves as curves
+
+    stopped = tmp_path / "stopped"
+    shutil.copytree(run, stopped)
+    (stopped / "summary.json").unlink()
+    cfg = yaml.safe_load((stopped / "config.yaml").read_text())
+    cfg["train"]["monitor"] = monitor
+    (stopped / "config.yaml").write_text(yaml.safe_dump(cfg))
+    first = json.loads((stopped / "metrics.jsonl").read_text().splitlines()[0])
+    rows = [{**first, "epoch": epoch, f"val_{monitor}": value, "val_macro_f1": epoch / 10}
+            for epoch, value in enumerate(values, 1)]
+    (stopped / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    [listed] = map(json.loads, invoke("runs", stopped, "--json").stdout.splitlines())
+    assert (listed["best_epoch"], listed["best"]) == (best_epoch, values[best_epoch - 1]), listed
+    compared = json.loads(invoke("compare", stopped, run, "--json").stdout)
+    assert compared["summary"][0]["best_epoch"] == best_epoch
+    assert compared["validation"]["macro_f1"][0] == best_epoch / 10, "the figures of that epoch's row"
+    pytest.importorskip("matplotlib")
+    drawn = {}
+    monkeypatch.setattr(curves, "save_png", lambda fig, path, dpi: drawn.update(fig=fig))
+    assert invoke("plot", stopped, "-o", tmp_path / "c.png").exit_code == 0
+    [star] = [line for ax in drawn["fig"].axes[1:] for line in ax.lines if line.get_marker() == "*"]
+    assert list(star.get_xdata()) == [best_epoch]
 
 
 def test_plot_draws_curves_of_several_runs(run, tmp_path):
