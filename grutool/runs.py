@@ -10,7 +10,8 @@ from the weights: no torch. A run's status:
     interrupted  last.pt but no summary.json: Ctrl-C or a kill; `train ... --resume` continues it
     failed       no checkpoint at all: it stopped before its first epoch ended
     unreadable   its folder cannot be listed, or config.yaml, summary.json or metrics.jsonl cannot be read
-                 (another user's run, say): what a status would be read from is not known (`reason` says why).
+                 (another user's run, say), or config.yaml or summary.json is damaged (not YAML, not JSON): what
+                 a status would be read from is not known (`reason` says why).
                  A folder that cannot be listed is listed only when it is known to be a run, or cannot be
                  told apart from one (the reason then says so)
 """
@@ -89,10 +90,16 @@ def closed_is_run(path: Path) -> Optional[bool]:
 
 
 def unreadable(path: str | Path) -> Optional[str]:
-    """Why run directory `path` cannot be read (`the folder: Permission denied`, `summary.json: ...`): its folder
-    cannot be listed, or one of the files its status and figures come from is there but cannot be read; None when
-    it can. Those files' readers take an unreadable file for a missing one, which misstated the run
-    (`interrupted`, task `?`) or, for a folder, left it out."""
+    """Why run directory `path` cannot be read (`the folder: Permission denied`, `summary.json: not JSON (line 1,
+    column 2)`): its folder cannot be listed, or one of the files its status and figures come from is there but
+    cannot be opened (`closed`) or is damaged (`damaged`); None when it can. Those files' readers take such a file
+    for a missing one, which misstated the run (`interrupted`, task `?`) or, for a folder, left it out."""
+    return closed(path) or damaged(path)
+
+
+def closed(path: str | Path) -> Optional[str]:
+    """Why run directory `path`, or one of its config.yaml, summary.json and metrics.jsonl, cannot be opened
+    (`the folder: Permission denied`); None when they can."""
     path = Path(path)
     try:
         names = set(os.listdir(path))
@@ -105,6 +112,41 @@ def unreadable(path: str | Path) -> Optional[str]:
                     pass
             except OSError as e:
                 return f"{name}: {e.strerror or type(e).__name__}"
+    return None
+
+
+def damaged(path: str | Path) -> Optional[str]:
+    """What is wrong with run `path`'s config.yaml or summary.json where either is there but is not what training
+    writes (`summary.json: not JSON (line 1, column 2)`, `config.yaml: not a mapping of settings`); None when
+    neither is. Both are written atomically, so a damaged one was cut or edited afterwards: a damaged summary.json
+    listed the finished run as `interrupted`, a damaged config.yaml as task `?`, every setting null in `compare`."""
+    path = Path(path)
+    try:
+        text = (path / rundir.CONFIG).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError) as e:  # ValueError: not UTF-8
+        return f"{rundir.CONFIG}: {getattr(e, 'strerror', None) or 'not UTF-8 text'}"
+    else:
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            return f"{rundir.CONFIG}: not YAML" + (f" (line {mark.line + 1})" if mark is not None else "")
+        if not isinstance(raw, dict):
+            return f"{rundir.CONFIG}: not a mapping of settings"
+    try:
+        text = (path / rundir.SUMMARY).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        return f"{rundir.SUMMARY}: {getattr(e, 'strerror', None) or 'not UTF-8 text'}"
+    try:
+        summary = json.loads(text)
+    except ValueError as e:
+        return f"{rundir.SUMMARY}: not JSON" + (f" (line {e.lineno}, column {e.colno})" if hasattr(e, "lineno") else "")
+    if not isinstance(summary, dict):
+        return f"{rundir.SUMMARY}: not a JSON object"
     return None
 
 
@@ -326,9 +368,13 @@ def compare(paths: list[str | Path]) -> dict:
     runs = []
     for p in paths:
         p = Path(p)
-        reason = unreadable(p) if p.is_dir() else None
+        reason = closed(p) if p.is_dir() else None
         if reason is not None:
             raise UserError(f"{p}: cannot read the run ({reason}); check its permissions, or leave it out")
+        reason = damaged(p) if p.is_dir() else None
+        if reason is not None:
+            raise UserError(f"{p}: cannot read the run ({reason}); restore the file as training wrote it, or leave "
+                            f"the run out")
         if not (p / rundir.CONFIG).is_file():
             raise UserError(f"{p}: not a run directory (no {rundir.CONFIG}); list runs with `grutool runs`")
         runs.append(p)

@@ -44,8 +44,8 @@ def runs(
     \b
     Status: finished, diverged, pruned (a tune trial stopped early), running,
     interrupted (--resume continues it), failed (stopped before its first
-    checkpoint), unreadable (its folder or files cannot be read: why, below
-    the table).
+    checkpoint), unreadable (its folder or files cannot be read, or a file
+    is damaged: why, below the table).
 
     \b
     Examples:

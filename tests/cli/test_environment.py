@@ -600,6 +600,34 @@ def test_compare_with_a_run_it_cannot_read_says_which_and_why(run, tmp_path, mon
 
 
 
+@pytest.mark.parametrize("name, damage, reason", [
+    ("summary.json", '{"epochs": 1, "best": 0.5', "summary.json: not JSON (line 1, column 26)"),
+    ("summary.json", "[1, 2]", "summary.json: not a JSON object"),
+    ("config.yaml", "task: classifier\ntrain: {lr: [\n", "config.yaml: not YAML (line 3)"),
+    ("config.yaml", "- task\n", "config.yaml: not a mapping of settings")])
+def test_runs_and_compare_say_a_run_with_a_damaged_file_is_unreadable(run, tmp_path, name, damage, reason):
+    # A damaged summary.json listed a finished run as `interrupted` (pointing to --resume); a damaged config.yaml
+    # as task `?` and `finished`, and `compare` showed every field of it as null ("its config sets it to null").
+    import json
+    import shutil
+
+    from conftest import assert_user_error
+
+    for run_name in ("mine", "damaged"):
+        shutil.copytree(run, tmp_path / "runs" / run_name)
+    (tmp_path / "runs" / "damaged" / name).write_text(damage, encoding="utf-8")
+    result = invoke("runs", tmp_path / "runs", "--json")
+    assert result.exit_code == 0, result.output
+    listed = {Path(r["run"]).name: r for r in map(json.loads, result.stdout.splitlines())}
+    assert listed["mine"]["status"] == "finished"
+    assert (listed["damaged"]["status"], listed["damaged"]["reason"]) == ("unreadable", reason), listed["damaged"]
+    table = invoke("runs", tmp_path / "runs")
+    assert f"damaged: unreadable ({reason})" in table.stdout, table.stdout
+    assert_user_error(invoke("compare", tmp_path / "runs" / "mine", tmp_path / "runs" / "damaged"),
+                      f"{tmp_path / 'runs' / 'damaged'}: cannot read the run ({reason}); restore the file as "
+                      f"training wrote it, or leave the run out")
+
+
 def test_a_run_whose_files_cannot_be_read_says_so(run, tmp_path, monkeypatch):
     import builtins
     import shutil
