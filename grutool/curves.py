@@ -8,15 +8,19 @@ share the axes, one colour each, named in one legend below the panels.
 from __future__ import annotations
 
 import io
+import json
+import logging
 import math
 import warnings
 from pathlib import Path
 
 from grutool.atomic import check_output_path, write_atomic
 from grutool.errors import UserError, install
-from grutool.rundir import CONFIG, METRICS
+from grutool.rundir import CONFIG, METRICS, SUMMARY, has_checkpoint
 from grutool.families.base import relabel
-from grutool.runs import describe, nouns, read_metrics
+from grutool.runs import describe, nouns, parse_metrics
+
+log = logging.getLogger("grutool")
 
 
 def _pyplot():
@@ -54,6 +58,51 @@ def _finite(value):
     return value if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
+class _Unplottable(UserError):
+    """A run that has no curves to draw: with other runs to draw, `plot_curves` leaves it out with a warning."""
+
+
+def _rows(run: Path) -> list[dict]:
+    """Run `run`'s metrics.jsonl rows (a last line cut mid-write left out, as `runs` does); _Unplottable saying
+    why there are none (missing, closed, damaged, no epoch yet), a UserError for a folder that is not a run. A
+    missing or cut metrics.jsonl of a run that trained epochs said `no epochs to plot yet`."""
+    metrics = run / METRICS
+    try:  # a file closed to us is said so (read as empty, it was "no epochs yet", a wrong reason)
+        if not metrics.is_file():
+            if not (run / CONFIG).is_file():
+                raise UserError(f"{run}: not a run directory (no {METRICS}); list runs with `grutool runs`")
+            trained = _trained(run)
+            if trained:  # deleted, or not copied with the run
+                raise _Unplottable(f"{metrics}: missing, though {trained}")
+            raise _Unplottable(f"{run}: no epochs to plot yet (the run has not finished an epoch)")
+        text = metrics.read_text(encoding="utf-8", errors="replace")
+    except OSError as e:  # another user's run: the file, or its folder, closed to us
+        raise _Unplottable(f"{metrics}: cannot read the run's metrics ({e.strerror or type(e).__name__}); "
+                           f"check its permissions, or copy the run somewhere you can read") from None
+    rows, bad, cut = parse_metrics(text)
+    if bad is not None:
+        raise _Unplottable(f"{metrics}: unreadable at line {bad} (not JSON); restore the file as training wrote it")
+    if not rows:
+        trained = _trained(run)
+        if trained:
+            why = "its only line is cut short (a kill mid-write)" if cut else "no epoch row in it"
+            raise _Unplottable(f"{metrics}: {why}, though {trained}")
+        raise _Unplottable(f"{run}: no epochs in {METRICS} to plot yet (the run has not finished an epoch)")
+    return rows
+
+
+def _trained(run: Path) -> str | None:
+    """What says run `run` trained an epoch (`the run trained 3 epoch(s)`, from summary.json; a checkpoint), or
+    None."""
+    try:
+        epochs = json.loads((run / SUMMARY).read_text(encoding="utf-8")).get("epochs")
+    except (OSError, ValueError, AttributeError):  # none, or no JSON object
+        epochs = None
+    if isinstance(epochs, int) and epochs > 0:
+        return f"the run trained {epochs} epoch(s)"
+    return "the run saved a checkpoint" if has_checkpoint(run) else None
+
+
 def plot_curves(run_dirs: list[str | Path], path: str | Path, labels: list[str] | None = None) -> str:
     """Draw the runs' curves into `path` (a .png); returns the path. A folder that holds runs but is none (a
     study's, a tune's) stands for every run under it, as in `compare`; runs are named past the folder they share."""
@@ -62,28 +111,24 @@ def plot_curves(run_dirs: list[str | Path], path: str | Path, labels: list[str] 
     path = check_png_path(path)
     run_dirs = [run for r in run_dirs for run in runs_in(Path(r))]
     shared, names = past_shared_folder(run_dirs) if len(run_dirs) > 1 else (None, [str(r) for r in run_dirs])
-    runs = []
+    runs, skipped = [], []
     for i, run in enumerate(run_dirs):
         if not Path(run).is_dir():
             what = "is a file, not a run directory" if Path(run).exists() else "run directory not found"
             raise UserError(f"{run}: {what}; give the directory `grutool train` wrote")
-        try:  # read_metrics takes an unreadable file for an empty one: "no epochs yet", a wrong reason
-            if not (Path(run) / METRICS).is_file():
-                if (Path(run) / CONFIG).is_file():  # a run stopped before its first epoch ended: `runs` lists it
-                    raise UserError(f"{run}: no epochs to plot yet (the run has not finished an epoch)")
-                raise UserError(f"{run}: not a run directory (no {METRICS}); list runs with `grutool runs`")
-            with open(Path(run) / METRICS, "rb"):
-                pass
-        except OSError as e:  # another user's run: the file, or its folder, closed to us
-            raise UserError(f"{Path(run) / METRICS}: cannot read the run's metrics ({e.strerror or type(e).__name__}); "
-                            f"check its permissions, or copy the run somewhere you can read") from None
-        rows = read_metrics(run)
-        if not rows:
-            raise UserError(f"{run}: no epochs in {METRICS} to plot yet (the run has not finished an epoch)")
+        try:
+            rows = _rows(Path(run))
+        except _Unplottable as e:  # one run of several: the others are drawn, this one named in a warning
+            skipped.append(str(e))
+            continue
         info = describe(run)
         # the monitor as the run's task names it (a numeric tagger's token_accuracy is step_accuracy)
         info["shown"] = relabel(info["monitor"], nouns(run)) if info["monitor"] else None
         runs.append((labels[i] if labels else names[i], rows, info))
+    if not runs:
+        raise UserError(skipped[0] if len(skipped) == 1 else f"no run to plot: {'; '.join(skipped)}")
+    for reason in skipped:
+        log.warning("%s; left out of the plot", reason)
     plt = _pyplot()
     from matplotlib.lines import Line2D
 

@@ -116,11 +116,23 @@ def closed(path: str | Path) -> Optional[str]:
 
 
 def damaged(path: str | Path) -> Optional[str]:
-    """What is wrong with run `path`'s config.yaml or summary.json where either is there but is not what training
-    writes (`summary.json: not JSON (line 1, column 2)`, `config.yaml: not a mapping of settings`); None when
-    neither is. Both are written atomically, so a damaged one was cut or edited afterwards: a damaged summary.json
-    listed the finished run as `interrupted`, a damaged config.yaml as task `?`, every setting null in `compare`."""
+    """What is wrong with run `path`'s config.yaml, summary.json or metrics.jsonl where one is there but is not
+    what training writes (`summary.json: not JSON (line 1, column 2)`, `config.yaml: not a mapping of settings`,
+    `metrics.jsonl: line 3 is not JSON`); None when none is. The first two are written atomically, so a damaged
+    one was cut or edited afterwards: a damaged summary.json listed the finished run as `interrupted`, a damaged
+    config.yaml as task `?`, every setting null in `compare`. metrics.jsonl's last line, cut by a kill mid-write,
+    is no damage (`parse_metrics`)."""
     path = Path(path)
+    try:
+        text = (path / rundir.METRICS).read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        return f"{rundir.METRICS}: {e.strerror or type(e).__name__}"
+    else:
+        bad = parse_metrics(text)[1]
+        if bad is not None:
+            return f"{rundir.METRICS}: line {bad} is not JSON"
     try:
         text = (path / rundir.CONFIG).read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -159,20 +171,35 @@ def _read_json(path: Path) -> Optional[dict]:
 
 
 def read_metrics(path: str | Path) -> list[dict]:
-    """metrics.jsonl's rows, one per epoch (torn or foreign lines skipped)."""
-    rows = []
+    """metrics.jsonl's rows, one per epoch (a cut last line, a damaged line and foreign lines skipped: `damaged`
+    says whether there is a damaged one)."""
     try:
         text = (Path(path) / rundir.METRICS).read_text(encoding="utf-8", errors="replace")
     except OSError:
-        return rows
-    for line in text.splitlines():
+        return []
+    return parse_metrics(text)[0]
+
+
+def parse_metrics(text: str) -> tuple[list[dict], Optional[int], bool]:
+    """metrics.jsonl's text as (its rows, one per epoch; the number of its first line that is not JSON, None when
+    none is; whether its last line is cut short). A last line that is not JSON and has no line break is a row a
+    kill or a full disk cut mid-write: left out, the rows before it read (training itself drops it on --resume).
+    Any other line that is not JSON is damage; a JSON line that is no epoch row is skipped."""
+    rows, bad = [], None
+    lines = text.split("\n")  # the last item: what follows the last line break ("" for a whole last line)
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
         try:
             row = json.loads(line)
         except ValueError:
+            if number == len(lines):
+                return rows, bad, True
+            bad = bad or number
             continue
         if isinstance(row, dict) and isinstance(row.get("epoch"), int):
             rows.append(row)
-    return rows
+    return rows, bad, False
 
 
 def best_of(rows: list[dict], monitor: str) -> tuple[Optional[float], Optional[int]]:

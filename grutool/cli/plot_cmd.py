@@ -14,13 +14,17 @@ def plot(
 ):
     """Learning curves: loss and the monitored metric per epoch, several runs overlaid (needs the plot extra).
 
+    A run with nothing to draw (metrics.jsonl missing or damaged) is left out
+    with a warning, beside others that have.
+
     \b
     Examples:
       grutool plot runs/sentiment                      # -> curves.png
       grutool plot runs/sentiment runs/lr1e-3 -o lr.png
     """
-    from grutool.cli.console import err, user_errors
+    from grutool.cli.console import err, setup_logging, user_errors
 
+    setup_logging(quiet=True)  # warnings only: a run left out of the plot
     with user_errors():
         from grutool.curves import plot_curves
 

@@ -660,6 +660,49 @@ def test_plot_draws_curves_of_several_runs(run, tmp_path):
     assert_user_error(invoke("plot", run, "-o", tmp_path / "x.jpg"), ".png")
 
 
+def test_plot_leaves_out_a_run_whose_metrics_are_missing_or_damaged_and_says_what_is_wrong(run, tmp_path,
+                                                                                         monkeypatch):
+    # A finished run whose metrics.jsonl was deleted, or cut inside its first line, said `no epochs to plot yet
+    # (the run has not finished an epoch)`, and the whole plot was refused. Now the reason is said, and beside
+    # other runs it is left out with a warning; a damaged line is named; a last line cut by a kill mid-write is
+    # left out, the rows before it drawn, as `runs` reads them.
+    import shutil
+
+    import grutool.curves as curves
+
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    damage = {"deleted": None, "cut": lines[0][:40], "garbled": "\n".join(["{oops", *lines[1:]]) + "\n",
+              "killed": f"{lines[0]}\n{lines[1][:40]}"}
+    for name, text in damage.items():
+        shutil.copytree(run, tmp_path / name)
+        if text is None:
+            (tmp_path / name / "metrics.jsonl").unlink()
+        else:
+            (tmp_path / name / "metrics.jsonl").write_text(text)
+    drawn = {}
+    monkeypatch.setattr(curves, "save_png", lambda fig, path, dpi: drawn.update(fig=fig))
+    result = invoke("plot", run, tmp_path / "deleted", "-o", tmp_path / "c.png")
+    assert result.exit_code == 0, result.output
+    assert (f"warning: {tmp_path / 'deleted' / 'metrics.jsonl'}: missing, though the run trained 2 epoch(s); left "
+            f"out of the plot") in " ".join(result.output.split()), result.output
+    names = [t.get_text() for t in drawn["fig"].legends[0].get_texts()]
+    assert len([n for n in names if not n.endswith(" loss")]) == 1, names
+    for name, says in (("deleted", "metrics.jsonl: missing, though the run trained 2 epoch(s)"),
+                       ("cut", "metrics.jsonl: its only line is cut short (a kill mid-write), though the run "
+                               "trained 2 epoch(s)"),
+                       ("garbled", "metrics.jsonl: unreadable at line 1 (not JSON); restore the file")):
+        assert_user_error(invoke("plot", tmp_path / name, "-o", tmp_path / "c.png"), f"{tmp_path / name}/", says)
+    assert_user_error(invoke("plot", tmp_path / "deleted", tmp_path / "cut", "-o", tmp_path / "c.png"),
+                      "no run to plot: ", "missing", "cut short")
+    assert invoke("plot", tmp_path / "killed", "-o", tmp_path / "c.png").exit_code == 0
+    assert [list(line.get_xdata()) for line in drawn["fig"].axes[0].lines] == [[1], [1]]  # train, validation
+    (tmp_path / "killed" / "summary.json").unlink()  # as `runs` reads a run killed mid-write: epoch 1 whole
+    [listed] = map(json.loads, invoke("runs", tmp_path / "killed", "--json").stdout.splitlines())
+    assert (listed["status"], listed["epochs"]) == ("interrupted", 1), listed
+    [listed] = map(json.loads, invoke("runs", tmp_path / "garbled", "--json").stdout.splitlines())
+    assert (listed["status"], listed["reason"]) == ("unreadable", "metrics.jsonl: line 1 is not JSON"), listed
+
+
 def test_plot_names_runs_past_their_folder_in_one_legend_and_gives_each_metric_its_own_panel(run, tmp_path,
                                                                                             monkeypatch):
     # Before: a study's folder was refused (`not a run directory`), though compare took it; each run's legend

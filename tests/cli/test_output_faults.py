@@ -49,7 +49,7 @@ def test_pictures_into_a_read_only_folder_are_refused_before_any_work(run, tmp_p
     locked = tmp_path / "locked"
     locked.mkdir()
     read_only(monkeypatch, locked)
-    no_work(monkeypatch, "grutool.curves", "read_metrics")
+    no_work(monkeypatch, "grutool.curves", "_rows")
     no_work(monkeypatch, "grutool.evaluate", "evaluate")
     no_work(monkeypatch, "grutool.predict", "Predictor")
     assert_user_error(invoke("plot", run, "-o", locked / "c.png"), "--output", f"folder {locked} is not writable")
