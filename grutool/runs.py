@@ -395,10 +395,14 @@ def compare(paths: list[str | Path]) -> dict:
     runs = []
     for p in paths:
         p = Path(p)
-        reason = closed(p) if p.is_dir() else None
+        if not p.exists():  # was `not a run directory (no config.yaml)`, as if a folder were there
+            raise UserError(f"{p}: does not exist; list runs with `grutool runs`")
+        if not p.is_dir():
+            raise UserError(f"{p}: is a file, not a run directory; give the directory `grutool train` wrote")
+        reason = closed(p)
         if reason is not None:
             raise UserError(f"{p}: cannot read the run ({reason}); check its permissions, or leave it out")
-        reason = damaged(p) if p.is_dir() else None
+        reason = damaged(p)
         if reason is not None:
             raise UserError(f"{p}: cannot read the run ({reason}); restore the file as training wrote it, or leave "
                             f"the run out")

@@ -419,6 +419,11 @@ def test_compare_shows_only_differing_fields_and_the_metrics(run, tmp_path):
     (older / "config.yaml").write_text(yaml.safe_dump(cfg))
     assert json.loads(invoke("compare", run, older, "--json").stdout)["config"] == {}
     assert_user_error(invoke("compare", run), "two run directories")
+    # was `missing_dir: not a run directory (no config.yaml)` for a path that is not there at all
+    assert_user_error(invoke("compare", run, tmp_path / "missing_dir"), f"{tmp_path / 'missing_dir'}: does not exist")
+    assert_user_error(invoke("compare", run, run / "config.yaml"), "config.yaml: is a file, not a run directory")
+    (tmp_path / "empty").mkdir()
+    assert_user_error(invoke("compare", run, tmp_path / "empty"), "empty: not a run directory (no config.yaml)")
 
 
 def test_compare_shows_how_many_processes_trained_a_run_when_one_used_several(run, tmp_path):
