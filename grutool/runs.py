@@ -354,9 +354,16 @@ def spread_figure(value: float, spread: float) -> str:
     return figure(spread)
 
 
+# Numbers of an eval result that restate a setting it was scored with (a forecast's horizon, input_length and season,
+# a seq2seq run's beam_size: `compare`'s config block shows them where they differ) or repeat `n` (a forecast's
+# windows): not figures of the model, so not among `compare`'s
+NOT_FIGURES = frozenset({"windows", "horizon", "input_length", "season", "beam_size"})
+
+
 def _figures(validation: dict) -> dict:
-    """A run's validation numbers, per-class F1 (by the run's label names) as `f1[label]`."""
-    out = {k: v for k, v in validation.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    """A run's validation numbers (less NOT_FIGURES), per-class F1 (by the run's label names) as `f1[label]`."""
+    out = {k: v for k, v in validation.items()
+           if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in NOT_FIGURES}
     for label, m in (validation.get("per_class") or {}).items():
         if isinstance(m, dict) and "f1" in m:
             out[f"f1[{label}]"] = m["f1"]

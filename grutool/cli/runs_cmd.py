@@ -195,10 +195,12 @@ def compare(
                 out.print("n/a: the run's task does not read this field; null: its config sets it to null", markup=False)
         else:  # no empty table under the title
             out.print("config: identical (output_dir aside)")
-        shown = [("status", "status"), ("epochs", "epochs"), ("best_epoch", "best epoch"), ("time_s", "time (s)")]
+        shown = [("status", "status"), ("epochs", "epochs"), ("best_epoch", "best epoch"), ("time_s", "time")]
         if any(s.get("processes") not in (1, None) for s in result["summary"]):  # a `--nproc` run among them:
             shown.append(("processes", "processes"))  # its steps took batch_size examples in each process
-        rows = [(label, *[plain(_figure(s.get(s_key))) for s in result["summary"]]) for s_key, label in shown]
+        # the time as `runs` writes it, 0:07 and 1:02:03 (as seconds to 4 digits it read 0.5400 beside 6.061)
+        rows = [(label, *[plain(_duration(s[s_key]) if s_key == "time_s" and s.get(s_key) is not None
+                                else _figure(s.get(s_key))) for s in result["summary"]]) for s_key, label in shown]
         from grutool.families.base import relabel
         from grutool.runs import nouns
 

@@ -569,7 +569,7 @@ def test_compare_of_two_studies_keeps_every_name_and_value_whole_inside_80_colum
 
 
 def test_compare_leaves_out_a_figure_no_run_has_in_blocks_and_table_alike(run, tmp_path, monkeypatch):
-    # Two runs stopped before their first epoch, at 24 columns: the block layout gave `best epoch` and `time (s)`
+    # Two runs stopped before their first epoch, at 24 columns: the block layout gave `best epoch` and `time`
     # a line each and one more per run, every one reading `-` (the table layout a row of `-`).
     import shutil
 
@@ -590,9 +590,32 @@ def test_compare_leaves_out_a_figure_no_run_has_in_blocks_and_table_alike(run, t
         assert ("│" in text) == (width == "80"), text  # blocks at 24, the table at 80
         assert _compared(text, "epochs", 2) == ["0", "0"], text
         rows = text.replace("validation (best epoch)", "")  # the title names it too
-        assert "best epoch" not in rows and "time (s)" not in rows, text
+        assert "best epoch" not in rows and "time" not in rows, text
         text = invoke("compare", run, stopped[0]).stdout  # a figure one run has keeps its line, `-` for the other
-        assert _compared(text, "best epoch", 2)[1] == "-" and _compared(text, "time (s)", 2)[1] == "-", text
+        assert _compared(text, "best epoch", 2)[1] == "-" and _compared(text, "time", 2)[1] == "-", text
+
+
+def test_compare_writes_times_as_runs_does_and_leaves_settings_out_of_the_figures(run, tmp_path):
+    # Times read `0.5400` beside `6.061` (seconds to 4 significant digits) where `runs` writes 0:01 and 0:06; a
+    # forecaster's horizon, input_length, season and windows (settings it was scored with, the count of `n`)
+    # were listed among the validation figures.
+    import shutil
+
+    settings = {"windows": 47, "horizon": 14, "input_length": 28, "season": 7, "beam_size": 5}
+    for name, seconds in (("a", 0.54), ("b", 6.061)):
+        shutil.copytree(run, tmp_path / name)
+        summary = json.loads((tmp_path / name / "summary.json").read_text())
+        summary["wall_time_s"] = seconds
+        summary["validation"].update(settings)
+        (tmp_path / name / "summary.json").write_text(json.dumps(summary))
+    table = invoke("compare", tmp_path / "a", tmp_path / "b")
+    assert table.exit_code == 0, table.output
+    listed = invoke("runs", tmp_path).stdout.splitlines()
+    assert _compared(table.stdout, "time", 2) == ["0:01", "0:06"], table.stdout
+    assert [line.split()[-2] for line in listed if line.startswith(("a ", "b "))] == ["0:01", "0:06"], listed
+    compared = json.loads(invoke("compare", tmp_path / "a", tmp_path / "b", "--json").stdout)
+    assert "accuracy" in compared["validation"] and not set(settings) & set(compared["validation"]), compared
+    assert not any(line.split("│")[1].strip() in settings for line in table.stdout.splitlines() if "│" in line)
 
 
 def test_compare_and_runs_keep_the_digits_of_small_values(run, tmp_path, monkeypatch):
