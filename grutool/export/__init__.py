@@ -197,6 +197,13 @@ def export(run_dir: str | Path, fmt: str = "onnx", output: Optional[str | Path] 
     run = rundir.open_run(run_dir)
     task = get_task(run.config.task)
     fam = family(task)
+    from grutool.runs import status
+
+    state = status(run.path)
+    if state in ("interrupted", "running"):  # exported as it is, but said: it may not be the model meant
+        how = "still training" if state == "running" else "interrupted (no summary.json)"
+        log.warning("%s: the run is %s: its %s is the best epoch so far; `grutool train ... --resume` finishes "
+                    "it", run.path, how, checkpoint)
     out = Path(output) if output is not None else default_path(run.path, fmt, int8)
     check_output_path(out, "--output")  # before the minutes of work: missing, a file or read-only
     check_targets(out, fmt, {"model": out})  # a run's config.yaml, a file of the user's: never replaced

@@ -387,6 +387,19 @@ def test_export_notes_name_the_vocabularies_the_metadata_holds(tmp_path, config,
     assert notes["lengths"] == ("tokens per row" if ids == "token ids" else "steps per row"), notes
 
 
+def test_export_of_an_interrupted_run_says_so(classifier_run, tmp_path):
+    """An interrupted run (Ctrl-C at epoch 55 of 300) was exported without a word: its best.pt is the best epoch
+    so far, which may not be the model meant."""
+    run = tmp_path / "run"
+    shutil.copytree(classifier_run, run)
+    (run / "summary.json").unlink()
+    result = invoke("export", run, "--format", "torchscript", "-o", tmp_path / "m.pt")
+    assert result.exit_code == 0 and (tmp_path / "m.pt").is_file(), result.output
+    assert "the run is interrupted (no summary.json): its best.pt is the best epoch so far" in result.output
+    finished = invoke("export", classifier_run, "--format", "torchscript", "-o", tmp_path / "f.pt")
+    assert finished.exit_code == 0 and "the run is" not in finished.output, finished.output
+
+
 def test_int8_refuses_rnn_layers_naming_them(tmp_path):
     raw = tiny_config(tmp_path)
     raw["model"]["cell"] = "rnn"
