@@ -169,13 +169,13 @@ def user_errors():
             error(message)
         raise typer.Exit(exc.exit_code)
     except TrainingInterrupted as exc:
+        # `--overwrite --resume` is refused: a run started with --overwrite continues with --resume instead
+        plus = "with --resume in place of --overwrite" if "--overwrite" in sys.argv else "plus --resume"
         if exc.saved:
-            # `--overwrite --resume` is refused: a run started with --overwrite continues with --resume instead
-            plus = "with --resume in place of --overwrite" if "--overwrite" in sys.argv else "plus --resume"
             said = f"interrupted: saved {exc.checkpoint}; continue with the same command {plus}"
-        elif exc.previous:
+        elif exc.previous:  # it said "plus --resume" here under --overwrite too, which the command then refused
             said = (f"interrupted while saving: {exc.checkpoint} is the previous complete checkpoint; continue "
-                    f"from it with the same command plus --resume")
+                    f"from it with the same command {plus}")
         else:
             said = (f"interrupted before the first checkpoint was complete ({exc.checkpoint} not written); "
                     f"the same command starts the run over")

@@ -485,7 +485,14 @@ def test_a_second_ctrl_c_during_the_save_says_which_checkpoint_is_left(tmp_path,
     assert not list((tmp_path / "run").glob(".*.tmp"))
     if after_epoch:  # epoch 1's last.pt is kept, and named as the one to resume from
         assert load_checkpoint(last)["meta"]["state"]["step"] == 8
-        assert "previous complete checkpoint" in lines[0] and "--resume" in lines[0]
+        assert "previous complete checkpoint" in lines[0] and "same command plus --resume" in lines[0]
+        # a run started with --overwrite: "plus --resume" led to `--resume: contradicts --overwrite`
+        monkeypatch.setattr(sys, "argv", ["grutool", "train", str(cfg), "-q", "--overwrite"])
+        stopping.clear()
+        r = invoke("train", cfg, "-q", "--overwrite")
+        lines = [line for line in r.output.splitlines() if line.startswith("interrupted")]
+        assert r.exit_code == 130 and len(lines) == 1, r.output
+        assert "previous complete checkpoint" in lines[0] and "with --resume in place of --overwrite" in lines[0]
     else:
         assert not last.exists() and "starts the run over" in lines[0]
 
