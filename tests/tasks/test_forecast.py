@@ -1084,6 +1084,8 @@ def test_eval_writes_the_figures_in_units_to_four_significant_digits():
     console.print(tables(metrics)[1])  # after the `scored` line
     text = console.export_text()
     assert "1.100" in text and "12,346" in text and "1.234e-04" in text and "0.5000" in text, text
+    # the MSE in units is squared (`mse (units)` before), and the title says what the column names are
+    assert "mse (units²)" in text and "mae (units)" in text and "horizon 14, predicting a" in text, text
 
 
 def test_infer_refuses_a_value_float32_cannot_hold_once_standardised(run, tmp_path):

@@ -23,12 +23,13 @@ def summary_line(metrics: dict) -> str:
 def tables(metrics: dict) -> list:
     rows = [("model", metrics)] + [(NAMES.get(k, k) + (f" {metrics['season']}" if k == "seasonal_naive" else ""),
                                    v) for k, v in (metrics.get("baselines") or {}).items()]
-    shape = (f"input {metrics['input_length']}, horizon {metrics['horizon']}, "
+    shape = (f"input {metrics['input_length']}, horizon {metrics['horizon']}, predicting "
              f"{', '.join(plain(c) for c in metrics['targets'])}")
     # The `scored` line above the table says which file and rows; without one (older results), the title does.
     t = Table(title=shape if metrics.get("scored") else
               f"{plain(metrics['source'])}: {metrics['windows']:,} windows, {shape}")
-    for col in ("forecast", "mse", "mae", "mse (units)", "mae (units)", "smape %", "mase"):
+    # the MSE in units is in squared units (the regressor's line says so too): `mse (units)` read as the MAE's
+    for col in ("forecast", "mse", "mae", "mse (units²)", "mae (units)", "smape %", "mase"):
         t.add_column(col, justify="left" if col == "forecast" else "right")
     from grutool.runs import figure  # the units' figures to 4 significant digits, trailing zeros kept (1.100)
 
