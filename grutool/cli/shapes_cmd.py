@@ -292,7 +292,8 @@ def _render_config(console, report: dict) -> None:
         notes.append(f"{own:,} the model's own, in no row")
     if tied:
         notes.append("a tied tensor counted once")
-    said = "outputs" if isinstance(logits, dict) and "logits" in logits else "logits"  # not `logits logits (...)`
+    # not `logits logits (...)`; a regressor's and a forecaster's outputs are predictions, not logits
+    said = "outputs" if isinstance(logits, dict) and "logits" in logits else report.get("output_name", "logits")
     console.print(f"{said} {_shape(logits)}; parameters {p['total']:,} ({'; '.join(notes)})")
     console.print(_checks_table("checks (float32 model)", report["checks"]))
     console.print()

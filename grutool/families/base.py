@@ -96,6 +96,9 @@ class Task:
     # Declared by every family, never inherited from here: a family that forgets one fails loudly.
     outputs: ClassVar[str]
     """What `labels` holds, in a summary line: classes, tags, targets."""
+    model_outputs: ClassVar[str] = "logits"
+    """What the model's first output holds, as `shapes` names it: logits (scores per class, tag or token), or
+    predictions (a regressor's and a forecaster's values)."""
     renderer: ClassVar[str]
     """The CLI renderer of this task's results: the family folder whose `render` module shows them."""
     exporter: ClassVar[Optional[str]]

@@ -214,6 +214,7 @@ def _task_model_report(path, cfg, prepared, B: int, want_explain: bool, warned: 
                   "inputs": {k: list(v.shape) for k, v in batch.extra_inputs().items() if hasattr(v, "shape")}},
         "trace": rows,
         "logits": _describe(result),
+        "output_name": task.model_outputs,  # what "logits" holds: logits, or a regressor's/forecaster's predictions
         "parameters": {"total": total, "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
                        "by_module": by_module},
         "checks": checks, "encoder": encoder, "warnings": notes,
@@ -309,6 +310,7 @@ def config_report(path: Union[str, Path], batch: Optional[int] = None, seq_len: 
         "batch": {"ids": list(ids.shape), "lengths": lens.tolist()},
         "trace": rows,
         "logits": list(logits.shape),
+        "output_name": task.model_outputs,
         "parameters": {"total": total, "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
                        "by_module": by_module},
         "checks": checks,

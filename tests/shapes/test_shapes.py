@@ -665,3 +665,18 @@ def test_a_joint_config_s_header_counts_its_intents(tmp_path, monkeypatch):
     assert report["num_intents"] == report["logits"]["intent"][-1] > 1
     header = invoke("shapes", "--config", tmp_path / "j.yaml").stdout.splitlines()[0]
     assert f"{report['num_classes']} classes, {report['num_intents']} intents;" in header, header
+
+
+@pytest.mark.parametrize("config,said", [("numeric_regression.yaml", "predictions (3,);"),
+                                         ("sines.yaml", "predictions (3, "), ("sentiment.yaml", "logits (3, 2);")])
+def test_the_footer_names_a_regressor_s_and_a_forecaster_s_outputs_predictions(monkeypatch, config, said):
+    """`shapes --config` of a regressor said `logits (3,)` and of a forecaster `logits (3, 14, 3)`: their outputs
+    are the predicted values, not scores to softmax."""
+    from conftest import invoke
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])
+    result = invoke("shapes", "--config", f"configs/{config}")
+    assert result.exit_code == 0, result.output
+    assert any(line.startswith(said) for line in result.stdout.splitlines()), result.stdout
+    report = json.loads(invoke("shapes", "--config", f"configs/{config}", "--json").stdout)
+    assert report["output_name"] == ("logits" if config == "sentiment.yaml" else "predictions")

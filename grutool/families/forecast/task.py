@@ -215,6 +215,7 @@ class ForecastTask(Task):
     defaults = {"model": {"bidirectional": False}}  # the past is read forwards, to its last row
     length_setting = "data.input_length"  # every window is that many rows
     outputs = "targets"
+    model_outputs = "predictions"  # values, not scores to softmax (`shapes` names them so)
     file_inputs = "data"  # every input is a table: `infer --file` reads any file, and stdin, as one
     renderer = "forecast"
     exporter = "forecast"

@@ -30,6 +30,7 @@ class RegressorTask(Task):
     ignores = {"data": (*TEXT_ONLY["data"], "tag_column", "scheme"), "model": TEXT_ONLY["model"],
                "train": TEXT_ONLY["train"]}
     outputs = "targets"
+    model_outputs = "predictions"  # values, not scores to softmax (`shapes` names them so)
     renderer = "regressor"
     exporter = "regressor"
     example = {"data": {"train": "data/numeric/train.csv", "validation": "data/numeric/validation.csv",
