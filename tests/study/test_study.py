@@ -400,6 +400,14 @@ def test_a_study_without_a_validation_split_plots_test_figures_and_training_loss
     pytest.importorskip("matplotlib")
     assert Path(study.plot(result, tmp_path / "st" / study.PLOT)).stat().st_size > 10_000
     assert not [w for w in recwarn if "legend" in str(w.message)]
+    # The time axis was scaled to the points alone: two runs 3 ms apart sat in opposite corners. It starts at 0,
+    # the metric's axis says which way is better, and the figure names the config, cells and seeds.
+    fig = study.figure(result)
+    left = fig.axes[0]
+    times = [x for s in data["cells"].values() for x, _ in s["points"]]
+    assert left.get_xlim()[0] == 0 and left.get_xlim()[1] >= max(times)
+    assert left.get_ylabel() == "test accuracy (no validation split) (higher is better)"
+    assert fig._suptitle.get_text() == "noval.yaml: gru, lstm, 2 seeds each"
 
 
 def test_jobs_ctrl_c_saves_the_running_runs_starts_no_more_and_resume_finishes(tmp_path):
