@@ -640,19 +640,36 @@ def table_rows(result: dict, terminal: bool = False) -> dict:
     diffs = [["metric"] + which + ["difference", "95% CI", "ratio", "reading"]]
     for d in result["comparisons"]:
         pair = [f"{d['b']} - {d['a']}"] if which == ["cells"] else [d["b"]] if which else []
+        digits = COST_DIGITS.get(d["metric"])  # seconds and milliseconds as the cost table writes them
+        spread = (fmt(d["ci95"], digits) if digits is not None else spread_figure(d["diff"], d["ci95"])) \
+            if d["ci95"] is not None else None
         diffs.append([_metric_label(d["metric"], result, words)] + pair
-                     + [fmt(d["diff"]), f"± {spread_figure(d['diff'], d['ci95'])}" if d["ci95"] is not None else "-",
+                     + [fmt(d["diff"], digits), f"± {spread}" if spread is not None else "-",
                         fmt(d["ratio"], 3) if d["ratio"] is not None else "-", d["reading"]])
     return {"quality": quality, "cost": cost, "differences": diffs}
 
 
+# The cost table's figures: their names there, and the fixed decimals it writes them with (a difference of
+# seconds per epoch read `-3.223e-04`, its name `s_per_epoch`, beside the cost table's `s/epoch` and 0.254).
+COST_LABELS = {"s_per_epoch": "s/epoch", "s_to_best": "s to best", "latency_1_ms": "b1 ms", "latency_32_ms": "b32 ms"}
+COST_DIGITS = {"s_per_epoch": 3, "s_to_best": 3, "latency_1_ms": 3, "latency_32_ms": 3, "tokens_per_s": 0}
+
+
 def _metric_label(metric: str, result: dict, words: dict) -> str:
-    """A compared figure's name as the tables show it: the speed named by what it counts (`rows_per_s` for a
-    forecaster, as the cost table's `rows/s`), a figure as the run's data calls it (`relabel` by the task's nouns:
-    a numeric tagger's `step_accuracy`); report.json and report.csv keep the keys (`tokens_per_s`)."""
+    """A compared figure's name as the tables show it: a cost as the cost table names it (`s/epoch`, the speed by
+    what it counts: a forecaster's `rows/s`), a metric as eval names it (`test_mae_original`: `test mae (units)`;
+    a numeric tagger's `step_accuracy`, by the task's nouns); report.json and report.csv keep the keys."""
     from grutool.families.base import relabel
 
-    return f"{_unit(result)}_per_s" if metric == "tokens_per_s" else relabel(metric, words)
+    if metric == "tokens_per_s":
+        return f"{_unit(result)}/s"
+    if metric in COST_LABELS:
+        return COST_LABELS[metric]
+    name = relabel(metric, words)
+    if name.endswith("_original"):  # as eval's table heads them: the MSE's units are squared
+        name = name.removesuffix("_original")
+        name += " (units²)" if name.endswith("mse") else " (units)"
+    return name.replace("_", " ", 1) if name.startswith(("test_", "val_")) else name
 
 
 def _unit(result: dict) -> str:
@@ -777,9 +794,9 @@ def figure(result: dict):
     times = [x for s in data["cells"].values() for x, _ in s["points"]]
     if times:
         left.set_xlim(0, max(times) * 1.1 or 1)
-    seeds = len({r["seed"] for r in result["runs"]})
-    fig.suptitle(f"{Path(result['config']).name}: {', '.join(result['cells'])}, "
-                 f"{seeds} seed{'s' if seeds != 1 else ''} each", fontsize=10)
+    seeds = len({r.get("seed") for r in result["runs"]})
+    named = f"{Path(result['config']).name}: " if result.get("config") else ""
+    fig.suptitle(f"{named}{', '.join(result['cells'])}, {seeds} seed{'s' if seeds != 1 else ''} each", fontsize=10)
     right.xaxis.get_major_locator().set_params(integer=True)  # epochs, never 1.25
     epochs = {e for s in data["cells"].values() for curve in s["curves"] for e, _ in curve}
     if len(epochs) == 1:  # one-epoch runs: the locator would tick 0.96 ... 1.04 around it (as `plot` does)

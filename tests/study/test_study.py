@@ -388,7 +388,12 @@ def test_a_study_without_a_validation_split_plots_test_figures_and_training_loss
     # ... and so did the differences table (it said tokens_per_s) and the Cost section's sentence (tokens per second)
     for terminal in (True, False):
         shown = [row[0] for row in study.table_rows(result, terminal=terminal)["differences"][1:]]
-        assert "steps_per_s" in shown and "tokens_per_s" not in shown
+        assert "steps/s" in shown and "tokens_per_s" not in shown
+        # the cost figures as the cost table names and writes them (`s_per_epoch -3.223e-04` before)
+        assert {"s/epoch", "s to best", "b1 ms", "b32 ms", "test accuracy"} <= set(shown), shown
+        rows = {row[0]: row for row in study.table_rows(result, terminal=terminal)["differences"][1:]}
+        difference = rows["s/epoch"][-4]
+        assert "e-" not in difference and len(difference.split(".")[-1]) == 3, rows["s/epoch"]
     assert "steps per second" in study.markdown(result) and "tokens" not in study.markdown(result)
     assert any(d["metric"] == "tokens_per_s" for d in result["comparisons"])  # report.json's key is kept
     intro = study.markdown(result).splitlines()[2]
