@@ -69,9 +69,11 @@ class TrainingInterrupted(Exception):
     checkpoint was written."""
 
     def __init__(self, checkpoint: str, echo: bool = False, saved: bool = True, previous: bool = True,
-                 signum: int = 2):
+                 signum: int = 2, progress: str = ""):
         super().__init__(checkpoint)
         self.checkpoint, self.signum = checkpoint, int(signum)  # the exit code is 128 + signum: 130 for Ctrl-C
+        # A training's: where it stopped and what best.pt holds (`stopped in epoch 24 of 300; best.pt: ...`)
+        self.progress = progress
         self.echo = echo  # distributed, not rank 0: rank 0 says it, this rank exits 130 silently
         # A second Ctrl-C during the save stops it: `checkpoint` is then the previous one, if there is one.
         self.saved, self.previous = saved, previous

@@ -181,6 +181,8 @@ def user_errors():
                     f"the same command starts the run over")
         if not exc.echo:  # an echo: distributed, not rank 0, which says it
             with contextlib.suppress(OSError):  # SIGHUP: the terminal is gone (EIO), the checkpoint is not
+                if getattr(exc, "progress", ""):  # a training's: where it stopped, what best.pt holds
+                    err.print(exc.progress, markup=False)
                 err.print(said, markup=False)
         raise typer.Exit(128 + exc.signum)  # 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP, as a shell reports
 

@@ -327,6 +327,19 @@ class Trainer:
         if self._interrupt_agreed if self.dist.enabled else self._interrupt_requested:
             raise KeyboardInterrupt
 
+    def _progress(self) -> str:
+        """Where an interrupted training stopped and what its best.pt holds, said with the interruption: a
+        finished run prints `best: ...`, an interrupted one left the user to guess."""
+        s, epochs = self.state, self.cfg.train.epochs
+        where = (f"stopped in epoch {s.epoch + 1} of {epochs}" if s.batch_in_epoch else
+                 f"stopped after epoch {s.epoch} of {epochs}")
+        if not s.best_epoch:
+            return f"{where}; no epoch has ended, so no best.pt yet" if not s.epoch else where
+        if s.best is None:  # no validation figure: every epoch was the newest best
+            return f"{where}; best.pt: epoch {s.best_epoch}, the latest (no validation figure)"
+        figure = f"{self.monitor_label} {s.best:.4f}" if self.monitor_label else f"{s.best:.4f}"
+        return f"{where}; best.pt: epoch {s.best_epoch}, validation {figure}"
+
     def fit(self) -> None:
         s = self.state
         self._emit("on_train_begin")
@@ -341,8 +354,10 @@ class Trainer:
                 self._emit("on_interrupt")
             except KeyboardInterrupt:  # a second Ctrl-C during the save: the atomic write left last.pt as it was
                 raise TrainingInterrupted(str(last), echo=not self.dist.is_main, saved=False,
-                                          previous=last.is_file(), signum=self._interrupt_signal) from None
-            raise TrainingInterrupted(str(last), echo=not self.dist.is_main, signum=self._interrupt_signal) from None
+                                          previous=last.is_file(), signum=self._interrupt_signal,
+                                          progress=self._progress()) from None
+            raise TrainingInterrupted(str(last), echo=not self.dist.is_main, signum=self._interrupt_signal,
+                                      progress=self._progress()) from None
         except TrainingDiverged as exc:
             # Stop where we are; the checkpoints on disk hold the last finite weights.
             self.diverged = str(exc)

@@ -107,6 +107,10 @@ def test_ctrl_c_saves_a_resumable_checkpoint(tmp_path):
     # started with --overwrite: "plus --resume" led to `--resume: contradicts --overwrite`
     assert "continue with the same command with --resume in place of --overwrite" in stderr, stderr
     assert "Traceback" not in stderr
+    # where it stopped and what best.pt holds, which a finished run's `best:` line says and an interrupted one did not
+    import re
+    assert re.search(r"^stopped (in|after) epoch \d+ of 200; best\.pt: epoch \d+, validation accuracy \d\.\d{4}$",
+                     stderr, re.M), stderr
     from grutool.checkpoint import load_checkpoint
     state = load_checkpoint(tmp_path / "run" / "last.pt")["meta"]["state"]
     assert 1 <= state["epoch"] < 200

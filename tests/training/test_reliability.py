@@ -495,6 +495,7 @@ def test_a_second_ctrl_c_during_the_save_says_which_checkpoint_is_left(tmp_path,
         assert "previous complete checkpoint" in lines[0] and "with --resume in place of --overwrite" in lines[0]
     else:
         assert not last.exists() and "starts the run over" in lines[0]
+        assert "stopped in epoch 1 of 3; no epoch has ended, so no best.pt yet" in r.output, r.output
 
 
 def test_ctrl_c_before_training_says_interrupted(tmp_path):
