@@ -108,7 +108,9 @@ def template(task: str, input: Optional[str] = None) -> str:
             default = cls.default(section, name, field.default)
             example = inputs[input] if input in inputs else cls.example
             value = example.get(section, {}).get(name, default)
-            doc = _described(_first_sentence(docs.get(name, "")), field.annotation, value, default)
+            # the family's own monitors, not every family's (the schema's Literal lists them all)
+            choices = list(cls.monitors) if (section, name) == ("train", "monitor") else None
+            doc = _described(_first_sentence(docs.get(name, "")), field.annotation, value, default, choices)
             if isinstance(default, schema.BaseModel):  # a nested section (data.covariates): its own fields
                 _entry(lines, f"  {name}:", doc, "  ")
                 inner = field_docs(type(default))
@@ -134,10 +136,10 @@ def _choices(annotation) -> list:
     return []
 
 
-def _described(doc: str, annotation, value, default) -> str:
-    """A field's comment: the first sentence of its doc, the values it takes (a fixed set), and its default
-    where the template's value is another (the family's example chose it)."""
-    choices = _choices(annotation)
+def _described(doc: str, annotation, value, default, choices: Optional[list] = None) -> str:
+    """A field's comment: the first sentence of its doc, the values it takes (a fixed set: `choices`, else its
+    type's), and its default where the template's value is another (the family's example chose it)."""
+    choices = choices if choices is not None else _choices(annotation)
     if choices and "one of" not in doc:
         doc = f"{doc} One of: {', '.join(_value(c) for c in choices)}.".strip()
     if value != default:
