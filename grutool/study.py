@@ -592,7 +592,7 @@ def mean_pm(s: dict, digits: Optional[int] = None) -> str:
 
 def _rate_unit(paths: list[Path]) -> str:
     """What the runs' tokens_per_s counts, as train's epoch line names it (`Task.rate_unit`): tokens of text,
-    steps of numeric sequences, a forecaster's input rows."""
+    steps of numeric sequences, a forecaster's windows."""
     if not paths:
         return "tokens"
     from grutool.config_file import load_config
@@ -657,7 +657,7 @@ COST_DIGITS = {"s_per_epoch": 3, "s_to_best": 3, "latency_1_ms": 3, "latency_32_
 
 def _metric_label(metric: str, result: dict, words: dict) -> str:
     """A compared figure's name as the tables show it: a cost as the cost table names it (`s/epoch`, the speed by
-    what it counts: a forecaster's `rows/s`), a metric as eval names it (`test_mae_original`: `test mae (units)`;
+    what it counts: a forecaster's `windows/s`), a metric as eval names it (`test_mae_original`: `test mae (units)`;
     a numeric tagger's `step_accuracy`, by the task's nouns); report.json and report.csv keep the keys."""
     from grutool.families.base import relabel
 

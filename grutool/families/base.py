@@ -363,21 +363,25 @@ class Task:
         targets`); None where it counts nothing to name."""
         return counted_plural(count, self.outputs)
 
+    def rate_count(self, batch: "Batch") -> int:
+        """How much of `rate_unit` a training batch holds: its lengths summed (a forecaster: its windows)."""
+        return batch.num_tokens()
+
     def rate_unit(self, cfg: "Config") -> str:
         """What `train`'s speed counts (`| 23,480 tok/s`): each batch's lengths summed, so tokens of text and
-        steps of numeric sequences (a forecaster: rows, below)."""
+        steps of numeric sequences (a forecaster: windows, `rate_count`)."""
         from grutool.families.rules import is_numeric
 
         return "steps" if is_numeric(cfg) else "tok"
 
     def update_name(self, cfg: "Config") -> str:
         """What train's closing line and its step lines call one optimizer step: `step` where the speed counts
-        tokens; `update` where the data's steps are time steps (numeric sequences' `steps/s`) or rows (a
+        tokens; `update` where the data's steps are time steps (numeric sequences' `steps/s`) or windows (a
         forecaster's), so that a run's lines read `steps` in one meaning only."""
         return "step" if self.rate_unit(cfg) == "tok" else "update"
 
     def rate_name(self, cfg: "Config") -> str:
-        """`rate_unit` written out, as tables and reports name a speed: tokens, steps, rows."""
+        """`rate_unit` written out, as tables and reports name a speed: tokens, steps, windows."""
         unit = self.rate_unit(cfg)
         return "tokens" if unit == "tok" else unit
 

@@ -58,7 +58,7 @@ def epoch_line(epoch: int, epochs: int, metrics: dict, monitor: Optional[str], u
     """`epoch 3/30: loss 0.4123 | val loss 0.3981, accuracy 0.8125 | 23,480 tok/s`, within 80 columns: when the
     line would not fit, a long monitor name is shortened (`sentence_accuracy` -> `sentence_acc`), an epoch cut
     short said in fewer words, then the speed left out (metrics.jsonl keeps it). `unit`: what the speed counts,
-    the task's `rate_unit` (numeric sequences `steps`, a forecaster `rows`). `partial`: (steps trained, steps
+    the task's `rate_unit` (numeric sequences `steps`, a forecaster `windows`). `partial`: (steps trained, steps
     in the epoch) of an epoch that train.max_steps cut short: `epoch 1/30 (3 of 25 steps): ...`; `step`: what the
     run calls an optimizer step (`Task.update_name`: numbers' `update`; one batch per process). `name`: the
     monitor as this run's task calls it (`Task.label`: a numeric tagger's `token_accuracy` is `step_accuracy`),
@@ -259,7 +259,7 @@ class Progress(Callback):
         s = trainer.state
         self.t0 = self.last_line = time.perf_counter()
         self.start_step = s.step
-        self.unit = trainer.task.rate_unit(trainer.cfg)  # tok, steps (numeric sequences), rows (a forecaster)
+        self.unit = trainer.task.rate_unit(trainer.cfg)  # tok, steps (numeric sequences), windows (a forecaster)
         self.step_name = trainer.task.update_name(trainer.cfg)  # `update` where the speed counts time steps
         if self.mode != "bar":
             return

@@ -195,7 +195,7 @@ class Trainer:
             value, self._interrupt_agreed = total / self.dist.world_size, stops > 0
         if not math.isfinite(value):
             self._nonfinite(f"training loss is {value}")
-            return value, batch.num_tokens()
+            return value, self.task.rate_count(batch)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         norm = None
@@ -218,7 +218,7 @@ class Trainer:
         if norm is not None and not self.use_amp and not math.isfinite(float(norm)):
             self.optimizer.zero_grad(set_to_none=True)
             self._nonfinite(f"gradient norm is {float(norm)}")
-            return value, batch.num_tokens()
+            return value, self.task.rate_count(batch)
         if norm is not None and (not self.use_amp or self.track_grads):
             self.last_grad_norm = float(norm)  # already synced above without AMP
         self.state.skipped_in_row = 0
@@ -227,7 +227,7 @@ class Trainer:
         self.schedule.step()
         if self.ema is not None:
             self.ema.update()
-        return value, batch.num_tokens()
+        return value, self.task.rate_count(batch)
 
     def _nonfinite(self, what: str) -> None:
         """A batch gave a non-finite loss or gradient: no update; stop or skip as train.nonfinite says."""

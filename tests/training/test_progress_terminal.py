@@ -193,10 +193,12 @@ def test_epoch_line_keeps_the_full_name_when_it_fits():
     assert "sentence_acc 0.8000" in epoch_line(10, 40, {**metrics, "tokens_per_s": 13_851.0}, "sentence_accuracy")
 
 
-@pytest.mark.parametrize("name, unit", [("sines.yaml", "rows"), ("numeric.yaml", "steps"), ("sentiment.yaml", "tok")])
+@pytest.mark.parametrize("name, unit", [("sines.yaml", "windows"), ("numeric.yaml", "steps"),
+                                        ("sentiment.yaml", "tok")])
 def test_the_epoch_line_names_what_its_speed_counts(tmp_path, caplog, name, unit):
     """A forecaster's epoch line said `| 1,718 tok/s` (its windows' input rows) and a numeric run's counted its
-    steps as tokens: the speed is now named by what it counts, the task's `rate_unit`."""
+    steps as tokens: the speed is now named by what it counts, the task's `rate_unit`. A forecaster's counted
+    its windows' input rows (`252,538 rows/s` of a 420-row split): it counts windows, as `bench --config` does."""
     from conftest import shipped_config
     from grutool.config_file import parse_config
     from grutool.training.loop import train
@@ -206,6 +208,12 @@ def test_the_epoch_line_names_what_its_speed_counts(tmp_path, caplog, name, unit
         train(parse_config(raw))
     [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch 1/1:")]
     assert re.search(rf"\| [\d,]+ {unit}/s$", line), line
+    if unit == "windows":  # the speed times the epoch's seconds is the training split's windows
+        import json
+
+        row = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+        windows = json.loads((tmp_path / "run" / "summary.json").read_text())["examples"]["train"]
+        assert round(row["tokens_per_s"] * row["epoch_time_s"]) == windows, (row, windows)
 
 
 def test_tagger_training_in_80_columns_shows_unwrapped_lines(tmp_path):
