@@ -24,7 +24,10 @@ def check_batch_size(batch_size, default: str = "") -> None:
     """A positive int (not a bool), as `--batch-size` takes; `default`: what None means, where it is allowed."""
     if batch_size is None and default:
         return
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    import numbers
+
+    # any integer type (numpy's int64 from a sweep's array too), never a bool
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         got = repr(batch_size) if isinstance(batch_size, int) else described(batch_size)
         raise UserError(f"batch_size: must be an int >= 1 (got {clipped(got, 40)}){default}", option="batch_size")
 

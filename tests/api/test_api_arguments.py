@@ -39,6 +39,15 @@ def test_predict_refuses_a_batch_size_the_cli_refuses(predictors, name, batch_si
     assert e.value.options == ("batch_size",) and "\n" not in str(e.value)
 
 
+def test_predict_takes_any_integer_type_as_the_batch_size(predictors):
+    """numpy's int64 (a batch size read from an array of sizes) is an integer: refused by the first check."""
+    import numpy as np
+
+    texts = ["a b", "c", "d e f"]
+    assert predictors["classifier"].predict(texts, batch_size=np.int64(2)) == \
+        predictors["classifier"].predict(texts, batch_size=2)
+
+
 @pytest.mark.parametrize("batch_size", [0, -1, 2.5, False])
 def test_evaluate_refuses_a_batch_size_the_cli_refuses(runs, batch_size):
     with pytest.raises(UserError, match=r"^batch_size: must be an int >= 1 .*None: the run's train.batch_size"):
