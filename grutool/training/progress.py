@@ -97,8 +97,11 @@ class EpochLines:
 def _epoch_line(epoch: int, epochs: int, metrics: dict, monitor: Optional[str], shown: Optional[str],
                 unit: Optional[str], cut: str) -> str:
     parts = [f"loss {number(metrics['train_loss'])}"] if "train_loss" in metrics else []
-    val = [f"{'loss' if k == 'loss' else shown} {number(metrics[f'val_{k}'])}"
-           for k in dict.fromkeys(("loss", monitor)) if f"val_{k}" in metrics]
+    keys = dict.fromkeys(("loss", monitor))
+    same = metrics.get("val_loss") is not None and metrics.get("val_loss") == metrics.get(f"val_{monitor}")
+    if monitor != "loss" and same:
+        keys.pop("loss")  # the loss is the monitored figure (a forecaster's mse loss): `val loss 0.91, mse 0.91`
+    val = [f"{'loss' if k == 'loss' else shown} {number(metrics[f'val_{k}'])}" for k in keys if f"val_{k}" in metrics]
     if val:
         parts.append("val " + ", ".join(val))
     if "tokens_per_s" in metrics and unit is not None:  # the epoch's time is in metrics.jsonl

@@ -193,6 +193,16 @@ def test_epoch_line_keeps_the_full_name_when_it_fits():
     assert "sentence_acc 0.8000" in epoch_line(10, 40, {**metrics, "tokens_per_s": 13_851.0}, "sentence_accuracy")
 
 
+def test_a_validation_loss_that_is_the_monitored_figure_is_said_once():
+    """A forecaster trained on the mse and monitoring it said `val loss 0.9107, mse 0.9107` on every line."""
+    from grutool.training.progress import epoch_line
+
+    same = {"train_loss": 0.5, "val_loss": 0.9107, "val_mse": 0.9107, "tokens_per_s": 100.0}
+    assert epoch_line(1, 2, same, "mse", "windows") == "epoch 1/2: loss 0.5000 | val mse 0.9107 | 100 windows/s"
+    other = {**same, "val_loss": 0.6}  # an mae loss beside the mse monitor: both said
+    assert "val loss 0.6000, mse 0.9107" in epoch_line(1, 2, other, "mse", "windows")
+
+
 @pytest.mark.parametrize("name, unit", [("sines.yaml", "windows"), ("numeric.yaml", "steps"),
                                         ("sentiment.yaml", "tok")])
 def test_the_epoch_line_names_what_its_speed_counts(tmp_path, caplog, name, unit):
