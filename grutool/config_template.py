@@ -107,6 +107,8 @@ def template(task: str, input: Optional[str] = None) -> str:
                 continue
             default = cls.default(section, name, field.default)
             example = inputs[input] if input in inputs else cls.example
+            if (section, name) == ("train", "monitor"):  # the default the example's data gets (seq2seq on
+                default = cls.default_monitor(example.get("data", {}))  # characters: exact_match, not bleu)
             value = example.get(section, {}).get(name, default)
             # the family's own monitors, not every family's (the schema's Literal lists them all)
             choices = list(cls.monitors) if (section, name) == ("train", "monitor") else None
