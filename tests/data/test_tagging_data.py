@@ -85,6 +85,16 @@ def test_conll_skips_docstart_and_reads_the_chosen_column(tmp_path):
     assert pos[0].tags == ["NNP", "VBD", "NNP", "NNP"]
 
 
+def test_conll_columns_are_split_at_ascii_spaces_and_tabs_only(tmp_path):
+    """A token holding a no-break space (`10\xa0000`) was split at it by str.split: the token read `10`, and the
+    row, one column longer than the others, was refused."""
+    path = tmp_path / "x.conll"
+    path.write_text("costs VBZ O\n10\xa0000 CD O\n\t\nyen NN O\n", encoding="utf-8")
+    sentences = read_sentences(data(path, scheme="bio"), str(path))
+    assert [s.tokens for s in sentences] == [["costs", "10\xa0000"], ["yen"]]
+    assert [s.tags for s in sentences] == [["O", "O"], ["O"]]
+
+
 def test_parallel_and_jsonl(tmp_path):
     root = write_parallel(tmp_path / "p", "show flights to boston\nhi\n", "O O O B-city\nO\n", "flight\ngreet\n")
     got = read_sentences(data(root, format="parallel", scheme="bio"), str(root), need_intents=True)

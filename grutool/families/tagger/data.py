@@ -31,6 +31,7 @@ _EXTENSIONS = {".conllu": "conllu", ".conll": "conll", ".bio": "conll", ".iob": 
                ".jsonl": "jsonl"}
 PARALLEL_FILES = ("seq.in", "seq.out", "label")
 # CoNLL-U IDs: a word (3), a multiword-token range (1-2), an empty node (8.1, or 0.1 before the first word)
+_COLUMNS = re.compile(r"[ \t]+")  # a CoNLL row's column separators
 _CONLLU_ID = re.compile(r"[1-9][0-9]*(-[1-9][0-9]*)?|(0|[1-9][0-9]*)\.[1-9][0-9]*")
 
 
@@ -127,7 +128,9 @@ def _conll(path: Path, column: int, need_tags: bool) -> list[Sentence]:
     tags: list[str] = []
     start, width = None, None  # width: (columns, line) of the file's first row
     for n, line in enumerate(read_lines(path) + [""], 1):
-        cols = line.split()
+        # columns split at ASCII spaces and tabs only: str.split also split a token at its no-break space
+        # (`10\xa0000 CD O`), reading `10` as the token and `000` as a column
+        cols = _COLUMNS.split(line.strip(" \t\r\n")) if line.strip() else []
         if not cols or cols[0] == "-DOCSTART-":
             if tokens:
                 # A sentence's rows are consecutive: token i is on line start + i.
