@@ -57,7 +57,9 @@ def text_list(texts, name=None) -> list:
                         option="texts") from None
     for k, text in enumerate(texts):
         if not isinstance(text, str):
-            fix = "decode it to a str" if isinstance(text, (bytes, bytearray)) else "each input is one text"
+            fix = ("decode it to a str" if isinstance(text, (bytes, bytearray)) else
+                   "each input is one text: tokens joined by spaces, a numeric sequence as '0.5,1.2' (channels "
+                   "separated by ':')" if isinstance(text, (list, tuple)) else "each input is one text")
             raise UserError(f"{name(k) if name else f'texts[{k}]'}: {described(text)}, not a str; {fix}")
     return texts
 
@@ -72,11 +74,15 @@ def check_chunk(text) -> None:
 def check_option_types(options: dict, accepted: dict) -> None:
     """Each given option's value of its `Option.type` (None: the family's default), as `serve`'s strict schema
     reads a request: bool only for bool, no bool for a number, an int for a float."""
+    import numbers
+
     for name, value in options.items():
         want = accepted[name].type
         if value is None or (isinstance(value, want) and (want is bool or not isinstance(value, bool))):
             continue
-        if want is float and isinstance(value, int) and not isinstance(value, bool):
+        # any integer type for an int (numpy's int64), any real number for a float; a bool for neither
+        kind = {int: numbers.Integral, float: numbers.Real}.get(want)
+        if kind is not None and isinstance(value, kind) and not isinstance(value, bool):
             continue
         raise UserError(f"{name}: must be {described(want())}, not {described(value)} "
                         f"({clipped(repr(value), 40)})", option=name)

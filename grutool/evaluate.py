@@ -29,7 +29,8 @@ def evaluate(run_dir: str, split: str = "validation", data: Optional[str] = None
     `split`: train, validation or test, the run's configured split to score (`data`: this file instead).
     `batch_size`: examples per batch, an int >= 1 (None: the run's train.batch_size).
     """
-    check_split(split)
+    if data is None:  # with `data`, the file is scored and `split` unused (None was taken before the check)
+        check_split(split)
     check_batch_size(batch_size, default="; None: the run's train.batch_size")
     from grutool.predict import Predictor
     from grutool.families import accepting

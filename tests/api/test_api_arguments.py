@@ -39,6 +39,23 @@ def test_predict_refuses_a_batch_size_the_cli_refuses(predictors, name, batch_si
     assert e.value.options == ("batch_size",) and "\n" not in str(e.value)
 
 
+def test_numpy_numbers_are_options_of_their_kind_and_a_list_input_is_told_how_to_write_it(predictors, runs):
+    """np.int64(2) as a beam or np.float32(0.5) as a temperature were refused (`must be an int, not an int64`);
+    a tagger's input given as a list of tokens was told only `each input is one text`; evaluate(split=None,
+    data=FILE), where the split is unused, was refused."""
+    import numpy as np
+
+    seq2seq = predictors["seq2seq"]
+    assert seq2seq.predict(["12"], beam=np.int64(2)) == seq2seq.predict(["12"], beam=2)
+    lm = predictors["lm_stream"]
+    assert lm.predict(["a"], temperature=np.float32(0.5), max_length=3, num=np.int64(1)) == \
+        lm.predict(["a"], temperature=0.5, max_length=3, num=1)
+    with pytest.raises(UserError, match=r"^texts\[0\]: a list, not a str; each input is one text: tokens joined by "
+                                        r"spaces, a numeric sequence as '0.5,1.2'"):
+        predictors["tagger"].predict([["Hiro", "Nguyen"]])
+    assert evaluate(runs["classifier"], split=None, data=TEST_TSV, device="cpu")["n"] > 0
+
+
 def test_predict_takes_any_integer_type_as_the_batch_size(predictors):
     """numpy's int64 (a batch size read from an array of sizes) is an integer: refused by the first check."""
     import numpy as np
