@@ -332,9 +332,12 @@ def usage_message(exc) -> str:
     if isinstance(exc, click_errors.MissingParameter) and param is not None:
         return f"{name}: required {'option' if name.startswith('-') else 'argument'} is missing"
     if isinstance(exc, click_errors.NoSuchOption):
-        if re.match(r"-\.?\d", exc.option_name or ""):  # `infer RUN -0.5,1.2`: a negative number read as options
+        # `infer RUN -0.5,1.2` (or -.5, -inf, -nan): a negative number read as options
+        if re.match(r"-(\.|\d|inf|nan)", exc.option_name or "", re.IGNORECASE):
+            infer = exc.ctx is not None and exc.ctx.info_name == "infer"
             return (f"{exc.option_name}: no such option; an argument starting with '-' (a negative number) is read "
-                    f"as an option: put -- before the arguments (e.g. grutool infer RUN -- '-0.5,1.2')")
+                    f"as an option: put -- before the arguments"
+                    f"{' (e.g. grutool infer RUN -- ' + chr(39) + '-0.5,1.2' + chr(39) + ')' if infer else ''}")
         close = f" (did you mean {' or '.join(sorted(exc.possibilities))}?)" if exc.possibilities else ""
         return f"{exc.option_name}: no such option{close}"
     if isinstance(exc, click_errors.BadOptionUsage):
