@@ -50,7 +50,8 @@ class Predictor:
             self.device = resolve_device("cpu")
             self.model = load_export(self.run, backend, exported)
             # which file answers, said by `serve` (/info and its first line): several exports may sit in a run
-            self.export = {"file": str(exported if exported is not None else default_path(self.run.path, backend)),
+            where = Path(exported) if exported is not None else default_path(self.run.path, backend)
+            self.export = {"file": str(where.resolve()),  # as the server's log and clients can find it
                            "int8": bool(getattr(self.model, "meta", {}).get("int8"))}
 
     def predict(self, texts: list[str], batch_size: int = 64, **options) -> list[dict]:

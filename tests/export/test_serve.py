@@ -94,11 +94,14 @@ def test_info_and_the_first_line_name_the_export_that_answers(server, tmp_path):
     _, predictor, _ = server
     result = invoke("export", predictor.run.path, "--format", "torchscript", "--int8", "-o", tmp_path / "q.pt")
     assert result.exit_code == 0, result.output
-    exported = Predictor(predictor.run.path, "cpu", backend="torchscript", exported=tmp_path / "q.pt")
+    (tmp_path / "x").mkdir()
+    exported = Predictor(predictor.run.path, "cpu", backend="torchscript",
+                         exported=tmp_path / "x" / ".." / "q.pt")  # named as typed: the file, resolved
     with running(exported, Limits(max_texts=8, max_chars=200)) as (url, _):
         info = httpx.get(f"{url}/info").json()
-    assert info["backend"] == "torchscript" and info["export"] == {"file": str(tmp_path / "q.pt"), "int8": True}
-    assert describe(exported) == f"torchscript {tmp_path / 'q.pt'}, int8" and describe(predictor) == "torch"
+    where = (tmp_path / "q.pt").resolve()
+    assert info["backend"] == "torchscript" and info["export"] == {"file": str(where), "int8": True}
+    assert describe(exported) == f"torchscript {where}, int8" and describe(predictor) == "torch"
     assert "export" not in httpx.get(f"{server[0]}/info").json()  # the checkpoint: no file to name
 
 
