@@ -123,16 +123,19 @@ def damaged(path: str | Path) -> Optional[str]:
     config.yaml as task `?`, every setting null in `compare`. metrics.jsonl's last line, cut by a kill mid-write,
     is no damage (`parse_metrics`)."""
     path = Path(path)
-    try:
-        text = (path / rundir.METRICS).read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        pass
-    except OSError as e:
-        return f"{rundir.METRICS}: {e.strerror or type(e).__name__}"
-    else:
-        bad = parse_metrics(text)[1]
-        if bad is not None:
-            return f"{rundir.METRICS}: line {bad} is not JSON"
+    # A damaged metrics.jsonl line matters only where the figures come from it: a finished run's summary.json
+    # holds its status and best figures (a bad line there left the run `?`, and compare refused it)
+    if not (path / rundir.SUMMARY).is_file():
+        try:
+            text = (path / rundir.METRICS).read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            return f"{rundir.METRICS}: {e.strerror or type(e).__name__}"
+        else:
+            bad = parse_metrics(text)[1]
+            if bad is not None:
+                return f"{rundir.METRICS}: line {bad} is not JSON"
     try:
         text = (path / rundir.CONFIG).read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -753,6 +753,10 @@ def test_plot_leaves_out_a_run_whose_metrics_are_missing_or_damaged_and_says_wha
     (tmp_path / "killed" / "summary.json").unlink()  # as `runs` reads a run killed mid-write: epoch 1 whole
     [listed] = map(json.loads, invoke("runs", tmp_path / "killed", "--json").stdout.splitlines())
     assert (listed["status"], listed["epochs"]) == ("interrupted", 1), listed
+    # a finished run's figures come from its summary.json: a damaged metrics line does not make it unreadable
+    [listed] = map(json.loads, invoke("runs", tmp_path / "garbled", "--json").stdout.splitlines())
+    assert listed["status"] == "finished" and listed["best"] is not None, listed
+    (tmp_path / "garbled" / "summary.json").unlink()  # where they come from metrics.jsonl, it does
     [listed] = map(json.loads, invoke("runs", tmp_path / "garbled", "--json").stdout.splitlines())
     assert (listed["status"], listed["reason"]) == ("unreadable", "metrics.jsonl: line 1 is not JSON"), listed
 
