@@ -85,6 +85,19 @@ def test_conll_skips_docstart_and_reads_the_chosen_column(tmp_path):
     assert pos[0].tags == ["NNP", "VBD", "NNP", "NNP"]
 
 
+@pytest.mark.parametrize("convert_to", [None, "bioes"])
+def test_iob1_tags_with_a_b_at_each_span_start_are_no_malformed_tags(tmp_path, caplog, convert_to):
+    """`data.scheme: iob1` on tags with B- at every span's start (which IOB1 reads as conlleval does) warned that
+    every sentence had malformed iob1 tags, "e.g. I- with no B- before it"."""
+    path = tmp_path / "x.conll"
+    path.write_text("a B-PER\nb I-PER\nc O\n", encoding="utf-8")
+    cfg = data(path, scheme="iob1", convert_to=convert_to)
+    with caplog.at_level(logging.WARNING, logger="grutool"):
+        got = to_model_scheme(read_sentences(cfg, str(path)), cfg, "train")
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert got[0].tags == (["B-PER", "E-PER", "O"] if convert_to else ["I-PER", "I-PER", "O"])
+
+
 def test_conll_columns_are_split_at_ascii_spaces_and_tabs_only(tmp_path):
     """A token holding a no-break space (`10\xa0000`) was split at it by str.split: the token read `10`, and the
     row, one column longer than the others, was refused."""

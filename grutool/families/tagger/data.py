@@ -346,7 +346,8 @@ def to_model_scheme(sentences: list[Sentence], cfg: DataConfig, name: str) -> li
         # Written back in their own scheme, well-formed tags are unchanged: a change is a repair. Converting
         # the repaired tags gives what converting the originals gives (the same spans).
         repaired = schemes.convert(s.tags, cfg.scheme)
-        if repaired != s.tags:
+        # IOB1 reads every sequence (B- at a span's start, not needed there, is common): a rewrite is no repair
+        if repaired != s.tags and schemes.canonical(cfg.scheme) != "iob1":
             changed.append(s.where)
         out.append(Sentence(s.tokens, repaired if same else schemes.convert(repaired, cfg.convert_to), s.intent,
                             s.where))
