@@ -220,6 +220,9 @@ CASES = {
     "conllu-no-blank-line": ("x.conllu", "1\ta\t_\tX\t_\t_\t_\t_\t_\t_\n2\tb\t_\tX\t_\t_\t_\t_\t_\t_\n"
                              "# sent_id = 2\n1\tc\t_\tX\t_\t_\t_\t_\t_\t_\n", {},
                              ["x.conllu:4:", "token id 1 after 2", "blank line", "add one before line 3"]),
+    "conllu-no-blank-line-before-a-range": ("x.conllu", "1\ta\t_\tX\t_\t_\t_\t_\t_\t_\n1-2\tbc\t_\t_\t_\t_\t_\t_\t_\t_\n"
+                                            "1\tb\t_\tX\t_\t_\t_\t_\t_\t_\n", {},
+                                            ["x.conllu:3:", "token id 1 after 1", "add one before line 2"]),
     "conllu-id-skipped": ("x.conllu", "1\ta\t_\tX\t_\t_\t_\t_\t_\t_\n3\tb\t_\tX\t_\t_\t_\t_\t_\t_\n", {},
                           ["x.conllu:2:", "token id 3 after 1", "expected 2"]),
     "conllu-id-not-a-number": ("x.conllu", "a\tb\t_\tX\t_\t_\t_\t_\t_\t_\n", {},

@@ -104,7 +104,10 @@ def _conllu(path: Path, column: str, need_tags: bool) -> list[Sentence]:
             raise UserError(f"{path}:{n}: token id {cols[0]!r} is not a CoNLL-U ID (a word's 1, 2, ..., a range "
                             f"1-2 or an empty node 8.1); the first column numbers the sentence's words")
         if "-" in cols[0] or "." in cols[0]:
-            continue  # multiword-token range (1-2) or empty node (8.1): only syntactic words are tagged
+            # multiword-token range (1-2) or empty node (8.1): only syntactic words are tagged; one right before
+            # a word 1 belongs to its sentence, so a missing blank line goes above it
+            head = head or n
+            continue
         # Words are numbered from 1 in each sentence: a 1 after other words is a sentence whose blank line is
         # missing, which was read as one long sentence.
         if int(cols[0]) != last + 1:
