@@ -383,6 +383,10 @@ def _no_export(run, fmt: str, path: Path, meta_file: Path) -> UserError:
         return UserError(f"{path}: no export here; {article(fmt)} {fmt} export is a {FORMATS[fmt]} file: write one "
                          f"with {write}", option="model")
     output = f" -o {path}" if path != default_path(run.path, fmt) else ""
+    int8 = default_path(run.path, fmt, int8=True)
+    if path == default_path(run.path, fmt) and int8.is_file():  # the run's only export is its int8 one
+        return UserError(f"{path}: no export here (missing {path.name}; the run has {int8.name}: give it as "
+                         f"`model`), or write one with `grutool export {run.path} --format {fmt}`", option="model")
     return UserError(f"{path}: no export here (missing {path.name}); write one with "
                      f"`grutool export {run.path} --format {fmt}{output}`")
 

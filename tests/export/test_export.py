@@ -387,6 +387,19 @@ def test_export_notes_name_the_vocabularies_the_metadata_holds(tmp_path, config,
     assert notes["lengths"] == ("tokens per row" if ids == "token ids" else "steps per row"), notes
 
 
+def test_a_run_whose_only_export_is_int8_is_pointed_to_it(classifier_run, tmp_path):
+    """`infer RUN --backend torchscript` with model.int8.pt alone in the run said only `missing model.pt; write
+    one`: the int8 file beside it went unmentioned."""
+    run = tmp_path / "run"
+    shutil.copytree(classifier_run, run)
+    export_ok(run, "--format", "torchscript", "--int8")
+    assert (run / "model.int8.pt").is_file() and not (run / "model.pt").exists()
+    assert_user_error(invoke("infer", run, "--backend", "torchscript", "a good film"),
+                      "missing model.pt; the run has model.int8.pt: give it as --model")
+    result = invoke("infer", run, "--backend", "torchscript", "--model", run / "model.int8.pt", "a good film")
+    assert result.exit_code == 0, result.output
+
+
 def test_export_of_an_interrupted_run_says_so(classifier_run, tmp_path):
     """An interrupted run (Ctrl-C at epoch 55 of 300) was exported without a word: its best.pt is the best epoch
     so far, which may not be the model meant."""
