@@ -170,7 +170,8 @@ def user_errors():
         raise typer.Exit(exc.exit_code)
     except TrainingInterrupted as exc:
         # `--overwrite --resume` is refused: a run started with --overwrite continues with --resume instead
-        plus = "with --resume in place of --overwrite" if "--overwrite" in sys.argv else "plus --resume"
+        plus = ("with --resume in place of --overwrite" if "--overwrite" in sys.argv else
+                "(it has --resume)" if "--resume" in sys.argv else "plus --resume")  # not `--resume --resume`
         if exc.saved:
             said = f"interrupted: saved {exc.checkpoint}; continue with the same command {plus}"
         elif exc.previous:  # it said "plus --resume" here under --overwrite too, which the command then refused

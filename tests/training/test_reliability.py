@@ -493,6 +493,12 @@ def test_a_second_ctrl_c_during_the_save_says_which_checkpoint_is_left(tmp_path,
         lines = [line for line in r.output.splitlines() if line.startswith("interrupted")]
         assert r.exit_code == 130 and len(lines) == 1, r.output
         assert "previous complete checkpoint" in lines[0] and "with --resume in place of --overwrite" in lines[0]
+        # a command that has --resume already: "plus --resume" read as a second one
+        monkeypatch.setattr(sys, "argv", ["grutool", "train", str(cfg), "-q", "--resume"])
+        stopping.clear()
+        r = invoke("train", cfg, "-q", "--resume")
+        lines = [line for line in r.output.splitlines() if line.startswith("interrupted")]
+        assert r.exit_code == 130 and len(lines) == 1 and lines[0].endswith("same command (it has --resume)"), r.output
     else:
         assert not last.exists() and "starts the run over" in lines[0]
         assert "stopped in epoch 1 of 3; no epoch has ended, so no best.pt yet" in r.output, r.output
