@@ -137,8 +137,12 @@ def setup_logging(quiet: bool) -> None:
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
     logger.propagate = False
 
+    shown = set()
+
     def show(message, category, filename, lineno, file=None, line=None):
-        warning(str(message))
+        if str(message) not in shown:  # a config read twice (infer: the run's task, then its model) says it once
+            shown.add(str(message))
+            warning(str(message))
 
     warnings.showwarning = show
 

@@ -52,8 +52,9 @@ def runs(
       grutool runs
       grutool runs experiments/ --json
     """
-    from grutool.cli.console import out, user_errors
+    from grutool.cli.console import out, setup_logging, user_errors
 
+    setup_logging(quiet=True)  # a run's config warning as one `warning:` line, not Python's with its source line
     with user_errors():
         from grutool.runs import list_runs
 
@@ -169,8 +170,9 @@ def compare(
       grutool compare runs/* --json
       grutool compare studies/sentiment          # every run of a study
     """
-    from grutool.cli.console import out, user_errors
+    from grutool.cli.console import out, setup_logging, user_errors
 
+    setup_logging(quiet=True)
     with user_errors():
         from grutool.runs import compare as compare_runs, past_shared_folder
 

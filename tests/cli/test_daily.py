@@ -1119,3 +1119,25 @@ def test_a_text_run_of_a_family_that_reads_numbers_too_is_not_shown_their_settin
     (other / "config.yaml").write_text(yaml.safe_dump(cfg))
     pair = json.loads(invoke("compare", run, other, "--json").stdout)["config"]
     assert "data.missing" not in pair and "data.train" in pair, pair  # read by one of the two runs only
+
+
+def test_a_config_warning_is_one_line_in_runs_and_said_once_by_infer(tmp_path):
+    """`grutool runs` over a run with model.dropout and one layer printed Python's raw `UserWarning` with its
+    source line (runs and compare set up no logging), and `infer` printed the same warning twice (the config is
+    read for the task, then for the model)."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    raw = tiny_config(tmp_path, epochs=1, device="cpu")
+    raw["model"]["dropout"] = 0.3
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    assert invoke("train", tmp_path / "c.yaml", "-q").exit_code == 0
+    run = raw["output_dir"]
+    for command in (["runs", str(Path(run).parent)], ["compare", run, run], ["infer", run, "a good film"]):
+        # a fresh process each: Python's own warning registry would hide a repeat inside one test process
+        done = subprocess.run([sys.executable, "-m", "grutool", *command], capture_output=True, text=True,
+                              cwd=ROOT, timeout=120)
+        said = [line for line in done.stderr.splitlines() if "model.dropout=0.3 has no effect" in line]
+        assert "UserWarning" not in done.stderr and len(said) == 1 and said[0].startswith("warning: "), done.stderr
