@@ -175,18 +175,25 @@ UNTAGGED = {
 }
 
 
-@pytest.mark.parametrize("task", ["tagger", "joint"])
+@pytest.mark.parametrize("task,tag_column", [("tagger", None), ("joint", None), ("tagger", -1), ("tagger", "upos")])
 @pytest.mark.parametrize("name", list(UNTAGGED))
-def test_infer_reads_the_tokens_of_files_without_tags_or_intents(tmp_path, name, task):
+def test_infer_reads_the_tokens_of_files_without_tags_or_intents(tmp_path, name, task, tag_column):
     """`infer --file`: tags, intents and the files or keys that hold them are ignored, so tokenizer output and
-    a file tagged in another scheme are read; training still refuses each (CASES, test_malformed_parallel_files)."""
+    a file tagged in another scheme are read; training still refuses each (CASES, test_malformed_parallel_files).
+    The run's data.tag_column (a CoNLL run's -1, a CoNLL-U run's upos) no longer refuses a file of another format
+    (`data.tag_column: conllu tags are 'upos' or 'xpos' (got -1)`)."""
     filename, content, expected = UNTAGGED[name]
     path = tmp_path / filename
     if path.suffix:
         path.write_text(content, encoding="utf-8")
     else:
         write_parallel(path, content, None)
-    cfg = Config(task=task, data={"train": "x", "format": "parallel", "scheme": "iob2"})
+    run_format = {None: "parallel", -1: "conll", "upos": "conllu"}[tag_column]  # the run's own training format
+    cfg = Config(task=task, data={"train": "x", "format": run_format, "scheme": "iob2", "tag_column": tag_column})
+    if not path.suffix and run_format != "parallel":  # a folder is parallel data, read for a parallel run only
+        with pytest.raises(UserError, match="is a directory"):
+            read_data_inputs(get_task(task), cfg, str(path))
+        return
     read = read_data_inputs(get_task(task), cfg, str(path))
     assert read == expected
     assert [t.tokens for t in read] == [t.split() for t in expected]

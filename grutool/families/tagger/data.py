@@ -291,6 +291,10 @@ def read_sentences(cfg: DataConfig, source: str, need_intents: bool = False,
         return sentences
     fmt = tagging_format(source, cfg.format)
     path = Path(source)
+    if not need_tags and cfg.tag_column is not None:
+        # the run's tag column names a column of its own training format (conll: a number, conllu: upos); read
+        # for its tokens alone, a file of another format takes no tag column (it refused a run's `-1` for conllu)
+        cfg = cfg.model_copy(update={"tag_column": None})
     if fmt == "parallel":
         sentences = _parallel(path, need_intents, need_tags)
     elif fmt == "conllu":
