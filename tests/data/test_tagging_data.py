@@ -267,6 +267,19 @@ def test_malformed_files(tmp_path, name):
         assert text in str(info.value)
 
 
+def test_a_bad_tag_in_a_trained_run_s_file_asks_for_the_file_s_fix(tmp_path):
+    """`eval RUN --data bad.conll` with a tag outside the run's scheme offered `set data.scheme: plain`, a setting
+    a trained run cannot take."""
+    from grutool.data.loading import for_trained_run
+
+    path = tmp_path / "x.conll"
+    path.write_text("a O\nb Y-LOC\n", encoding="utf-8")
+    with for_trained_run(), pytest.raises(UserError) as info:
+        read_sentences(data(path, scheme="iob2"), str(path))
+    assert str(info.value).endswith("write the file's tags in iob2, the scheme this run was trained on"), info.value
+    assert "data.scheme: plain" not in str(info.value)
+
+
 def test_malformed_parallel_files(tmp_path):
     cases = [  # (seq.in, seq.out, label), joint task, expected
         (("a b c\nd\n", "O O\nO\n", None), False, ["seq.out:1:", "2 tag(s) for 3 token(s)", "seq.in:1"]),

@@ -329,12 +329,16 @@ def scheme_tags(scheme: str) -> str:
 
 
 def _check_scheme(sentences: list[Sentence], scheme: str) -> None:
+    from grutool.data.loading import trained_run
+
+    # a trained run's file (eval --data): its scheme is the run's, so the fix is the file's tags
+    fix = (f"write the file's tags in {scheme}, the scheme this run was trained on" if trained_run() else
+           "for tags without spans set data.scheme: plain")
     for s in sentences:
         for i, tag in enumerate(s.tags or []):
             if not schemes.is_valid_tag(tag, scheme):
                 raise UserError(f"{s.tag_where(i)}: tag {tag!r} (token {i + 1}, '{s.tokens[i]}') is not a tag of "
-                                f"data.scheme {scheme} (expected {scheme_tags(scheme)}); for tags without spans set "
-                                f"data.scheme: plain")
+                                f"data.scheme {scheme} (expected {scheme_tags(scheme)}); {fix}")
 
 
 def to_model_scheme(sentences: list[Sentence], cfg: DataConfig, name: str) -> list[Sentence]:
