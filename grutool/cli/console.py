@@ -337,8 +337,11 @@ def usage_message(exc) -> str:
     if isinstance(exc, click_errors.MissingParameter) and param is not None:
         return f"{name}: required {'option' if name.startswith('-') else 'argument'} is missing"
     if isinstance(exc, click_errors.NoSuchOption):
-        # `infer RUN -0.5,1.2` (or -.5, -inf, -nan): a negative number read as options
-        if re.match(r"-(\.|\d|inf|nan)", exc.option_name or "", re.IGNORECASE):
+        # `infer RUN -0.5,1.2` (or -.5, -inf, -nan): a negative number read as options; -inf is read as `-i`, so
+        # the argument itself is looked for too
+        name = exc.option_name or ""
+        number = re.compile(r"-(\.?\d|inf|nan)", re.IGNORECASE)
+        if number.match(name) or any(number.match(a) and a.startswith(name) for a in sys.argv[1:] if name):
             infer = exc.ctx is not None and exc.ctx.info_name == "infer"
             return (f"{exc.option_name}: no such option; an argument starting with '-' (a negative number) is read "
                     f"as an option: put -- before the arguments"

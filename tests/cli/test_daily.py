@@ -1141,3 +1141,14 @@ def test_a_config_warning_is_one_line_in_runs_and_said_once_by_infer(tmp_path):
                               cwd=ROOT, timeout=120)
         said = [line for line in done.stderr.splitlines() if "model.dropout=0.3 has no effect" in line]
         assert "UserWarning" not in done.stderr and len(said) == 1 and said[0].startswith("warning: "), done.stderr
+
+
+def test_a_negative_infinity_argument_is_told_to_follow_two_dashes(monkeypatch, tmp_path):
+    """`infer RUN -inf,1` is parsed as the option `-i`: the line said only `-i: no such option`."""
+    from conftest import assert_user_error
+
+    monkeypatch.setattr("sys.argv", ["grutool", "infer", str(tmp_path), "-inf,1"])
+    assert_user_error(invoke("infer", tmp_path, "-inf,1"), "-i: no such option; an argument starting with '-' "
+                      "(a negative number) is read as an option: put -- before the arguments")
+    monkeypatch.setattr("sys.argv", ["grutool", "infer", str(tmp_path), "-i"])
+    assert_user_error(invoke("infer", tmp_path, "-i"), "-i: no such option; see ")
