@@ -124,7 +124,10 @@ def plot_curves(run_dirs: list[str | Path], path: str | Path, labels: list[str] 
         info = describe(run)
         # the monitor as the run's task names it (a numeric tagger's token_accuracy is step_accuracy)
         info["shown"] = relabel(info["monitor"], nouns(run)) if info["monitor"] else None
-        runs.append((labels[i] if labels else names[i], rows, info))
+        name = labels[i] if labels else names[i]
+        if info.get("status") in ("interrupted", "running", "diverged", "pruned"):  # not a finished run's curves
+            name += f" ({info['status']})"
+        runs.append((name, rows, info))
     if not runs:
         raise UserError(skipped[0] if len(skipped) == 1 else f"no run to plot: {'; '.join(skipped)}")
     for reason in skipped:

@@ -751,6 +751,9 @@ def test_plot_leaves_out_a_run_whose_metrics_are_missing_or_damaged_and_says_wha
     assert invoke("plot", tmp_path / "killed", "-o", tmp_path / "c.png").exit_code == 0
     assert [list(line.get_xdata()) for line in drawn["fig"].axes[0].lines] == [[1], [1]]  # train, validation
     (tmp_path / "killed" / "summary.json").unlink()  # as `runs` reads a run killed mid-write: epoch 1 whole
+    # the legend says the run is interrupted (an interrupted run's curves read as a finished one's)
+    assert invoke("plot", tmp_path / "killed", "-o", tmp_path / "c.png").exit_code == 0
+    assert any(t.get_text().endswith("(interrupted)") for t in drawn["fig"].legends[0].get_texts())
     [listed] = map(json.loads, invoke("runs", tmp_path / "killed", "--json").stdout.splitlines())
     assert (listed["status"], listed["epochs"]) == ("interrupted", 1), listed
     # a finished run's figures come from its summary.json: a damaged metrics line does not make it unreadable
