@@ -1086,6 +1086,11 @@ def test_eval_writes_the_figures_in_units_to_four_significant_digits():
     assert "1.100" in text and "12,346" in text and "1.234e-04" in text and "0.5000" in text, text
     # the MSE in units is squared (`mse (units)` before), and the title says what the column names are
     assert "mse (units²)" in text and "mae (units)" in text and "horizon 14, predicting a" in text, text
+    # the quantile summary: a line of its own after the table (as its caption it wrapped centred, ragged)
+    band = {"levels": [0.1, 0.5, 0.9], "coverage": 0.809, "nominal": 0.8, "pinball": 0.0882}
+    parts = tables({**metrics, "quantiles": band})
+    assert parts[2] == ("quantiles 0.1, 0.5, 0.9: 80.9 % of values between the outermost two (nominal 80 %), "
+                        "pinball 0.0882") and parts[1].caption is None, parts
 
 
 def test_infer_refuses_a_value_float32_cannot_hold_once_standardised(run, tmp_path):

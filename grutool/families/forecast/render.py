@@ -37,9 +37,9 @@ def tables(metrics: dict) -> list:
         t.add_row(name, f"{m['mse']:.4f}", f"{m['mae']:.4f}", figure(m["mse_original"]), figure(m["mae_original"]),
                   f"{m['smape']:.2f}", f"{m['mase']:.3f}")
     q = metrics.get("quantiles")
-    if q:
-        t.caption = (f"quantiles {', '.join(f'{x:g}' for x in q['levels'])}: {100 * q['coverage']:.1f} % of values "
-                     f"between the outermost two (nominal {100 * q['nominal']:.0f} %), pinball {q['pinball']:.4f}")
+    # a line of its own below the table: as the table's caption it wrapped centred, ragged, under a narrow table
+    band = [f"quantiles {', '.join(f'{x:g}' for x in q['levels'])}: {100 * q['coverage']:.1f} % of values between "
+            f"the outermost two (nominal {100 * q['nominal']:.0f} %), pinball {q['pinball']:.4f}"] if q else []
     b = Table(title="mse / mae (z-scored) per horizon bucket")
     b.add_column("steps ahead")
     for name, _ in rows:
@@ -47,7 +47,7 @@ def tables(metrics: dict) -> list:
     for k, bucket in enumerate(metrics["buckets"]):
         b.add_row(bucket["steps"], *(f"{m['buckets'][k]['mse']:.3f}/{m['buckets'][k]['mae']:.3f}" for _, m in rows))
     scored = [f"scored {plain(metrics['scored'])}"] if metrics.get("scored") else []
-    return (*scored, t, b)
+    return (*scored, t, *band, b)
 
 
 def line(result: dict) -> str:
