@@ -94,7 +94,7 @@ def test_a_tagger_s_figures_are_named_by_its_input_and_keyed_alike(tmp_path, mon
 
 
 def test_a_study_of_a_numeric_tagger_names_its_figures_in_steps_and_sequences(tmp_path):
-    """The report's headers and differences: `val step_accuracy`, `test sequence_accuracy`, `steps_per_s` (they
+    """The report's headers and differences: `val step_accuracy`, `test sequence_accuracy`, `steps/s` (they
     said token_accuracy, sentence_accuracy and tokens_per_s, and the markdown `tokens per second`)."""
     out = tmp_path / "study"
     result = invoke("study", _config(tmp_path, "numeric"), "--cells", "gru,lstm", "--seeds", "1", "--set",
@@ -102,7 +102,7 @@ def test_a_study_of_a_numeric_tagger_names_its_figures_in_steps_and_sequences(tm
     assert result.exit_code == 0, result.output
     report = (out / "report.md").read_text()
     for text in (result.stdout, report):
-        assert "val step_accuracy" in text and "step_accuracy" in text and "steps_per_s" in text, text
+        assert "val step_accuracy" in text and "step_accuracy" in text and "steps/s" in text, text
         assert not re.search(r"\b(val|test)[ _](token|sentence)", text) and "tokens_per_s" not in text, text
     assert "steps per second" in report and "monitor `token_accuracy` (step_accuracy below)" in report
     figures = json.loads((out / "report.json").read_text())  # the keys stay
