@@ -399,7 +399,7 @@ def infer(
                                      "columns, as training reads it (labels and tags ignored); "
                                      "auto: data for those extensions, else lines (forecast: any file, and "
                                      "stdin, is one table)."),
-    jsonl: bool = typer.Option(False, "--jsonl", help="One JSON object per input: text, label, probs (tagger/joint: text, tokens, tags[, spans under a span scheme][, intent, intent_prob]; seq2seq: source, output, score; lm: prompt, condition, text, logprob, finished; forecast: times, columns, forecast[, quantiles]; numeric sequences: id, then label and probs, prediction, predictions (one per step) or tags)."),
+    jsonl: bool = typer.Option(False, "--jsonl", help="One JSON object per input: text, label, probs[, truncated_to: the tokens read of a text longer than data.max_length] (tagger/joint: text, tokens, tags[, spans under a span scheme][, intent, intent_prob]; seq2seq: source, output, score[, truncated_to]; lm: prompt, condition, text, logprob, finished; forecast: times, columns, forecast[, quantiles]; numeric sequences: id, then label and probs, prediction, predictions (one per step) or tags)."),
     prompt: List[str] = typer.Option([], "--prompt", metavar="TEXT", help="Lm: text to continue (repeatable; default: from nothing)."),
     condition: Optional[str] = typer.Option(None, "--condition", metavar="LABEL", help="Lm: the condition label to generate or score with."),
     num: Optional[int] = typer.Option(None, "--num", metavar="N", help="Lm: samples per prompt (default 1)."),

@@ -221,3 +221,15 @@ def test_an_option_no_family_takes_is_said_so(predictors, name, options, said):
 def test_an_option_of_another_family_names_that_family(predictors):
     with pytest.raises(UserError, match=r"^beam: for seq2seq runs only \(.*classifier is task classifier\)$"):
         predictors["classifier"].predict(["a"], beam=3)
+
+
+@pytest.mark.parametrize("name,long,limit", [("classifier", " ".join(["good"] * 70), 64),
+                                             ("seq2seq", "1" * 25, 20)])
+def test_an_answer_says_its_input_was_cut_to_data_max_length(predictors, name, long, limit, caplog):
+    """A text longer than the run's data.max_length is read to that many tokens: infer's log said so, but a
+    server's client got the answer with no word of it. Each answer now carries `truncated_to`."""
+    short = "good" if name == "classifier" else "12"
+    with caplog.at_level("WARNING", logger="grutool"):
+        got = predictors[name].predict([short, long])
+    assert "truncated_to" not in got[0] and got[1]["truncated_to"] == limit, got
+    assert any("max_length" in r.getMessage() for r in caplog.records)  # the log says it as before

@@ -312,8 +312,13 @@ class ClassifierTask(Task):
 
             return numeric.predict(self, predictor, texts, batch_size)
         run = predictor.run
-        split = self.encode(predictor.cfg, run.vocab, run.labels, texts, None, chars=run.extra.get("chars"))
-        return self.labelled(predictor, split, [{"text": t} for t in texts], batch_size)
+        tokens = self.tokenized(predictor.cfg, texts, "infer")
+        split = self.encode(predictor.cfg, run.vocab, run.labels, texts, None, chars=run.extra.get("chars"),
+                            tokens=tokens)
+        heads = [{"text": t} for t in texts]
+        for i in tokens.cut:  # said in each answer too: a server's client never sees the log's warning
+            heads[i]["truncated_to"] = predictor.cfg.data.max_length
+        return self.labelled(predictor, split, heads, batch_size)
 
     def labelled(self, predictor, split: EncodedSplit, heads: list[dict], batch_size: int) -> list[dict]:
         """Each example of `split` as its `heads` entry (what names the input: text, or a sequence's id) with

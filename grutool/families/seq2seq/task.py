@@ -139,12 +139,16 @@ class Seq2SeqTask(Task):
 
         return get_tokenizer(self.target_tokenizer_name(cfg), self.target_lowercase(cfg))
 
-    def source_tokens(self, cfg: Config, texts: list[str], name: str, where: Optional[list[str]] = None) -> list[list[str]]:
-        """Source tokens, truncated to data.max_length with a counted warning."""
+    def source_tokens(self, cfg: Config, texts: list[str], name: str, where: Optional[list[str]] = None,
+                      cut: Optional[list[int]] = None) -> list[list[str]]:
+        """Source tokens, truncated to data.max_length with a counted warning; `cut` (a list) receives the
+        positions of the truncated ones."""
         tokens = [self.source_tokenizer(cfg)(t) for t in texts]
         limit = cfg.data.max_length
         if limit is not None:
             long = [i for i, t in enumerate(tokens) if len(t) > limit]
+            if cut is not None:
+                cut.extend(long)
             if long:
                 at = f", first at {where[long[0]]}" if where else ""
                 log.warning("%s: %d source(s) longer than data.max_length=%d tokens are truncated%s",
@@ -314,13 +318,15 @@ class Seq2SeqTask(Task):
 
         self.check_options(predictor, beam, attention)
         cfg, run, model = predictor.cfg, predictor.run, predictor.model
-        sources = self.source_tokens(cfg, texts, "input")
+        cut: list[int] = []
+        sources = self.source_tokens(cfg, texts, "input", cut=cut)
         split = self.encode(cfg, run.vocab, run.labels, sources, texts=texts)
         settings = dict(cfg.decoding.model_dump(), with_attention=attention)
         if beam is not None:
             settings["beam_size"] = beam
         names, tokenizer = run.labels.itos, self.target_tokenizer_name(cfg)
         results: list[dict] = [{} for _ in texts]
+        truncated = set(cut)
         for batch in sorted_batches(split, batch_size):
             batch.ids = batch.ids.to(predictor.device)
             with torch.no_grad():
@@ -328,6 +334,8 @@ class Seq2SeqTask(Task):
             for row, i in enumerate(batch.index):
                 tokens = [names[j] for j in out.tokens[row]]
                 r = {"source": texts[i], "output": detokenize(tokens, tokenizer), "score": round(out.scores[row], 6)}
+                if i in truncated:  # said in each answer too: a server's client never sees the log's warning
+                    r["truncated_to"] = cfg.data.max_length
                 if attention:
                     r["attention"] = {"source_tokens": sources[i],
                                       "output_tokens": tokens + (["<eos>"] if out.finished[row] else []),
