@@ -39,14 +39,18 @@ def test_readme_python_api_runs_as_written(tmp_path):
     assert (tmp_path / "runs" / "sentiment" / "summary.json").exists(), "the CLI's run is left alone"
 
 
-def test_top_level_names_are_the_functions_whatever_was_imported_first():
-    code = ("import grutool.evaluate, grutool.predict\n"
-            "from grutool import load_config, train, evaluate, Predictor\n"
-            "assert callable(evaluate) and evaluate.__name__ == 'evaluate', evaluate\n"
-            "assert isinstance(Predictor, type) and callable(train) and callable(load_config)\n")
+def _fresh_python(code: str) -> None:
+    """`code` run by a fresh interpreter with this checkout on its path; it must exit 0."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_top_level_names_are_the_functions_whatever_was_imported_first():
+    _fresh_python("import grutool.evaluate, grutool.predict\n"
+                  "from grutool import load_config, train, evaluate, Predictor\n"
+                  "assert callable(evaluate) and evaluate.__name__ == 'evaluate', evaluate\n"
+                  "assert isinstance(Predictor, type) and callable(train) and callable(load_config)\n")
 
 
 def test_readme_streaming_block_runs_and_ends_where_the_whole_text_does(tmp_path):
@@ -66,10 +70,7 @@ def test_readme_streaming_block_runs_and_ends_where_the_whole_text_does(tmp_path
 
 def test_dir_lists_the_api_before_its_first_use():
     # a fresh interpreter: no lazy name imported yet (dir() listed submodules, never load_config, train, Predictor)
-    code = ("import sys, grutool\n"
-            "names = set(dir(grutool))\n"
-            "assert {'load_config', 'train', 'evaluate', 'Predictor', '__version__'} <= names, sorted(names)\n"
-            "assert 'torch' not in sys.modules\n")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
-    assert proc.returncode == 0, proc.stderr
+    _fresh_python("import sys, grutool\n"
+                  "names = set(dir(grutool))\n"
+                  "assert {'load_config', 'train', 'evaluate', 'Predictor', '__version__'} <= names, sorted(names)\n"
+                  "assert 'torch' not in sys.modules\n")
