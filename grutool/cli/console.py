@@ -340,8 +340,8 @@ def usage_message(exc) -> str:
         # `infer RUN -0.5,1.2` (or -.5, -inf, -nan): a negative number read as options; -inf is read as `-i`, so
         # the argument itself is looked for too
         name = exc.option_name or ""
-        number = re.compile(r"-(\.?\d|inf|nan)", re.IGNORECASE)
-        if number.match(name) or any(number.match(a) and a.startswith(name) for a in sys.argv[1:] if name):
+        number = re.compile(r"-(\.?\d|inf|nan)", re.IGNORECASE)  # an argument; its option name can be `-.` alone
+        if re.match(r"-(\.|\d)", name) or any(number.match(a) and a.startswith(name) for a in sys.argv[1:] if name):
             infer = exc.ctx is not None and exc.ctx.info_name == "infer"
             return (f"{exc.option_name}: no such option; an argument starting with '-' (a negative number) is read "
                     f"as an option: put -- before the arguments"
