@@ -233,3 +233,18 @@ def test_an_answer_says_its_input_was_cut_to_data_max_length(predictors, name, l
         got = predictors[name].predict([short, long])
     assert "truncated_to" not in got[0] and got[1]["truncated_to"] == limit, got
     assert any("max_length" in r.getMessage() for r in caplog.records)  # the log says it as before
+
+
+def test_a_stream_refuses_an_option_it_does_not_take_and_a_stream_model_has_no_end(predictors):
+    """`stream(temperature=1.0)` of an lm was Python's TypeError (`open_stream() got an unexpected keyword
+    argument`); `end()` of a stream model (train.bptt) was a TypeError before any feed and, after one, scored an
+    <eos> its one text never holds."""
+    with pytest.raises(UserError, match=r"^temperature: not an option of a task lm stream; it takes condition$"):
+        predictors["lm"].stream(temperature=1.0)
+    stream = predictors["lm_stream"].stream()
+    with pytest.raises(UserError, match=r"^end: a stream model \(train\.bptt\)"):
+        stream.end()
+    stream.feed("ab")
+    with pytest.raises(UserError, match=r"^end: a stream model"):
+        stream.end()
+    assert isinstance(predictors["lm"].stream(condition="zuri").end(), float)  # a line model's text ends: <eos> scored

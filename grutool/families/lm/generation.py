@@ -176,5 +176,8 @@ class Stream:
         """Line models: the log-probability that the text ends after what was fed (its <eos>)."""
         from grutool.data.vocab import Vocab
 
+        if self.start is None:  # a stream model: its text never ends (and before a feed there was a TypeError)
+            raise UserError("end: a stream model (train.bptt) reads one text that never ends, so there is no <eos> "
+                            "to score; end() is for line models")
         logprobs, _ = score(self.model, [self.last], [Vocab.eos_id], self.condition, self.state, self.device)
         return logprobs[0]
