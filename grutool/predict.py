@@ -105,13 +105,7 @@ class Predictor:
         """A stateful reader: one long input fed chunk by chunk, with the same results as feeding it whole.
         Language models: `grutool.families.lm.generation.Stream` (`feed(text)` gives each token's log-probability;
         `options`: condition); unidirectional classifiers and taggers: `grutool.streaming.Stream`."""
-        import inspect
-
-        # an option the family's stream takes not (an lm stream's `temperature`) was Python's raw TypeError
-        takes = [n for n, p in inspect.signature(self.task.open_stream).parameters.items()
-                 if n != "predictor" and p.kind is not p.VAR_KEYWORD]
-        if any(p.kind is p.VAR_KEYWORD for p in inspect.signature(self.task.open_stream).parameters.values()):
-            return self.task.open_stream(self, **options)
+        return self.task.open_stream(self, **options)
         unknown = sorted(set(options) - set(takes))
         if unknown:
             raise UserError(f"{', '.join(unknown)}: not {'an option' if len(unknown) == 1 else 'options'} of a task "

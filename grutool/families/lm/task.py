@@ -318,7 +318,11 @@ class LMTask(Task):
 
         return encode
 
-    def open_stream(self, predictor, condition: Optional[str] = None):
+    def open_stream(self, predictor, condition: Optional[str] = None, **options):
+        if options:  # as the base class refuses them (an lm stream's `temperature` was Python's raw TypeError)
+            unknown = sorted(options)
+            raise UserError(f"{', '.join(unknown)}: not {'an option' if len(unknown) == 1 else 'options'} of a task "
+                            f"{self.name} stream; it takes condition", option=unknown[0])
         from grutool.data.vocab import Vocab
         from grutool.families.lm.generation import Stream
 
