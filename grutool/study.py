@@ -758,18 +758,12 @@ def plot(result: dict, path: str | Path) -> str:
     """Left: each run's best validation metric against its training seconds to that epoch, one point per seed,
     one colour per cell; right: the learning curves (validation metric per epoch); without a validation split,
     the test metric and the training loss (`plot_series`). Needs matplotlib."""
-    from grutool.curves import save_png
+    from grutool.curves import _pyplot, save_png
 
     fig = figure(result)
     save_png(fig, path, dpi=110)
-    _pyplot_close(fig)
-    return str(path)
-
-
-def _pyplot_close(fig) -> None:
-    from grutool.curves import _pyplot
-
     _pyplot().close(fig)
+    return str(path)
 
 
 def figure(result: dict):
